@@ -1,0 +1,35 @@
+/*
+ * Cross-thread messages: a mutex-protected queue drained by an event in the
+ * owning loop.  The only way threads talk to each other; never used on the
+ * per-message hot path.
+ */
+#ifndef SLUICE_INBOX_H
+#define SLUICE_INBOX_H
+
+#include <pthread.h>
+
+struct event_base;
+struct event;
+
+typedef void (*inbox_fn)(void *owner, void *arg);
+
+struct inbox_msg {
+	inbox_fn fn;		/* runs on the owner's loop */
+	void *arg;		/* owned by fn */
+	struct inbox_msg *next; /* queue link */
+};
+
+struct inbox {
+	pthread_mutex_t lock;	 /* guards head/tail */
+	struct inbox_msg *head;	 /* oldest */
+	struct inbox_msg *tail;	 /* newest */
+	struct event *wake;	 /* activated by inbox_post */
+	void *owner;		 /* passed to every fn (struct worker * or struct runtime *) */
+};
+
+int inbox_init(struct inbox *ib, struct event_base *base, void *owner);
+void inbox_fini(struct inbox *ib);
+/* Thread-safe; returns -1 only on allocation failure. */
+int inbox_post(struct inbox *ib, inbox_fn fn, void *arg);
+
+#endif

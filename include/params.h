@@ -1,0 +1,65 @@
+/*
+ * Session parameters (GUCs) tracked per client, per server and per pool, so a
+ * client keeps its client_encoding, DateStyle, search_path, application_name
+ * ... whichever server connection it lands on.  A 64-bit fingerprint (XOR of
+ * per-entry hashes, names compared case-insensitively) makes the common "the
+ * server already matches" check O(1) on every link.
+ */
+#ifndef SLUICE_PARAMS_H
+#define SLUICE_PARAMS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct evbuffer;
+
+struct param {
+	char *name;  /* canonical spelling once a server has reported it */
+	char *value; /* current value */
+};
+
+struct param_list {
+	struct param *items; /* unordered */
+	size_t count, cap;
+	uint64_t fingerprint; /* XOR of param_hash(name, value) over items */
+};
+
+void param_list_init(struct param_list *l);
+void param_list_fini(struct param_list *l);
+void param_list_copy(struct param_list *dst, const struct param_list *src);
+struct param *param_find(const struct param_list *l, const char *name);
+/* Insert or update; returns true if the list changed. */
+bool param_set(struct param_list *l, const char *name, const char *value);
+bool param_remove(struct param_list *l, const char *name);
+uint64_t param_hash(const char *name, const char *value);
+
+/* Startup parameters sluice handles itself and never syncs. */
+bool param_is_startup_only(const char *name);
+/* Reported parameters a client cannot SET (server_version, is_superuser, ...). */
+bool param_is_read_only(const char *name);
+
+/*
+ * Parse `options` from a startup packet: "-c name=value", "--name=value",
+ * backslash escapes a space.  Calls fn for each setting; returns -1 on a
+ * malformed string or an option other than -c/--.
+ */
+int param_parse_options(const char *options, void (*fn)(void *arg, const char *name,
+							 const char *value),
+			void *arg);
+
+/*
+ * Fingerprint of what the client should see: pool defaults overlaid with
+ * the client's own values.
+ */
+uint64_t param_effective_fingerprint(const struct param_list *defaults,
+				     const struct param_list *own);
+
+/*
+ * Append to `sql` the SET/RESET statements that turn `server` into the
+ * client's effective set; returns the number of statements (0 = in sync).
+ */
+size_t param_sync_sql(struct evbuffer *sql, const struct param_list *defaults,
+		      const struct param_list *own, const struct param_list *server);
+
+#endif

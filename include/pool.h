@@ -1,0 +1,73 @@
+/*
+ * A pool: server connections for one (database, server user) on one worker,
+ * a FIFO of clients waiting for one, and the parameter defaults replayed to
+ * new clients.  pool_acquire / pool_release are the only ways servers change
+ * hands.
+ */
+#ifndef SLUICE_POOL_H
+#define SLUICE_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "list.h"
+#include "params.h"
+#include "types.h"
+
+struct quota;
+
+struct pool {
+	struct worker *w;		 /* owner */
+	struct list_node node;		 /* worker->pools */
+	char *dbname;			 /* client-facing database name */
+	char *user;			 /* server login user */
+	const struct db_def *db;	 /* definition in w->cfg; NULL once removed by reload */
+	const struct user_def *udef;	 /* [users] override or NULL */
+	struct list_node idle;		 /* idle servers, most recently used first */
+	struct list_node active;	 /* linked to a client */
+	struct list_node pending;	 /* connecting, logging in, resetting, being canceled */
+	struct list_node waiting;	 /* clients queued for a server, FIFO */
+	struct list_node login_waiting;	 /* clients waiting for the first server's parameters */
+	int nservers;			 /* servers in any state */
+	struct param_list defaults;	 /* ParameterStatus set from the first login */
+	bool have_defaults;		 /* defaults filled */
+	uint64_t defaults_generation;	 /* bumped when defaults change */
+	struct quota *pool_quota;	 /* pool_size across workers */
+	struct quota *db_quota;		 /* max_db_connections */
+	struct quota *user_quota;	 /* max_user_connections */
+	int64_t retry_after_us;		 /* backoff: no new connect before this time */
+	char last_error_state[6];	 /* SQLSTATE of the last connect/login failure */
+	char last_error[256];		 /* its message, sent to clients during backoff */
+	bool has_client_key;		 /* SCRAM pass-through keys learned from a client */
+	uint8_t client_key[SCRAM_KEY_LEN];
+	bool needs_reconnect;		 /* db definition changed on reload: retire servers */
+};
+
+struct pool *pool_get(struct worker *w, const char *dbname, const char *user,
+		      const struct db_def *db);
+void pool_free(struct pool *p);
+
+int pool_mode(const struct pool *p);
+int pool_size(const struct pool *p);
+
+/* Link an idle server to the client, or queue the client (and maybe connect). */
+void pool_acquire(struct pool *p, struct client *c);
+/* Return a clean server: to the first waiter, or to the idle list. */
+void pool_release(struct pool *p, struct server *s);
+/* Start connections up to min_pool_size and for waiters; respects caps and backoff. */
+void pool_maintain(struct pool *p);
+/* A server finished login: fill defaults, serve login waiters. */
+void pool_server_ready(struct pool *p, struct server *s);
+/* A connect or login failed: remember, back off, fail clients that cannot be served. */
+void pool_connect_failed(struct pool *p, const char *sqlstate, const char *msg);
+/* A server is going away: give back its quota units. */
+void pool_server_gone(struct pool *p, struct server *s);
+/* Re-resolve the definition after a reload. */
+void pool_reconfigure(struct pool *p);
+/* Remove a queued client (cancel, timeout, disconnect). */
+void pool_dequeue(struct pool *p, struct client *c);
+/* Kick every pool on the worker that has waiters (a quota unit came free). */
+void pool_kick_all(struct worker *w);
+
+#endif

@@ -1,0 +1,61 @@
+/*
+ * Builders for every message sluice writes itself, appended to an evbuffer.
+ * Each returns 0, or -1 if the message would not fit its bound (the caller
+ * treats that as an internal error; nothing partial is appended).
+ */
+#ifndef SLUICE_PROTO_BUILD_H
+#define SLUICE_PROTO_BUILD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct evbuffer;
+
+#define BUILD_MSG_MAX 8192 /* bound for messages assembled on the stack */
+
+/* Scratch message under construction; lives on the caller's stack. */
+struct msg_builder {
+	uint8_t data[BUILD_MSG_MAX]; /* type byte, length placeholder, body */
+	size_t len;		     /* bytes used */
+	size_t len_at;		     /* offset of the length field: 1 if typed, 0 for startup */
+	int overflow;		     /* set when a field did not fit */
+};
+
+/* type 0 starts an untyped startup-phase packet (length first). */
+void msg_begin(struct msg_builder *m, uint8_t type);
+void msg_add_u8(struct msg_builder *m, uint8_t v);
+void msg_add_u16(struct msg_builder *m, uint16_t v);
+void msg_add_u32(struct msg_builder *m, uint32_t v);
+void msg_add_bytes(struct msg_builder *m, const void *p, size_t n);
+void msg_add_cstr(struct msg_builder *m, const char *s);
+/* Patch the length and append to out. */
+int msg_finish(struct msg_builder *m, struct evbuffer *out);
+
+/* Backend messages (to clients). */
+int build_error(struct evbuffer *out, const char *severity, const char *sqlstate, const char *msg,
+		const char *detail);
+int build_notice(struct evbuffer *out, const char *sqlstate, const char *msg);
+int build_auth(struct evbuffer *out, uint32_t code, const void *data, size_t len);
+int build_auth_sasl(struct evbuffer *out, const char *mechanism);
+int build_parameter_status(struct evbuffer *out, const char *name, const char *value);
+int build_backend_key(struct evbuffer *out, uint32_t pid, uint32_t key);
+int build_ready(struct evbuffer *out, char status);
+int build_negotiate_protocol(struct evbuffer *out, uint32_t newest_minor,
+			     const char *const *unrecognized, size_t n);
+int build_command_complete(struct evbuffer *out, const char *tag);
+
+/* Frontend messages (to servers). */
+int build_startup(struct evbuffer *out, const char *const *keys, const char *const *values,
+		  size_t n);
+int build_password(struct evbuffer *out, const char *password);
+int build_sasl_initial(struct evbuffer *out, const char *mechanism, const void *data,
+		       size_t len);
+int build_sasl_response(struct evbuffer *out, const void *data, size_t len);
+/* Query is written straight to out: SQL may exceed BUILD_MSG_MAX. */
+int build_query(struct evbuffer *out, const char *sql);
+int build_terminate(struct evbuffer *out);
+int build_cancel_request(struct evbuffer *out, uint32_t pid, uint32_t key);
+int build_copy_fail(struct evbuffer *out, const char *reason);
+int build_sync(struct evbuffer *out);
+
+#endif

@@ -1,0 +1,81 @@
+/*
+ * The runtime: the control event loop (signals, listeners, reload, drain),
+ * the current configuration snapshot and the worker threads.  Workers never
+ * touch runtime state except through the atomic counters, the quota registry
+ * (cold path, mutex) and runtime_post (the control loop's inbox).
+ */
+#ifndef SLUICE_RUNTIME_H
+#define SLUICE_RUNTIME_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "inbox.h"
+#include "log.h"
+#include "types.h"
+
+/* A refcounted, immutable configuration snapshot shared by all threads. */
+struct snapshot {
+	struct config *cfg; /* never modified once published */
+	_Atomic int refs;   /* one per holder (runtime, each worker) */
+};
+
+struct snapshot *snapshot_new(struct config *cfg);
+struct snapshot *snapshot_ref(struct snapshot *snap);
+void snapshot_unref(struct snapshot *snap);
+
+/* A shared cap (server connections per db, per user, per pool key) across workers. */
+struct quota {
+	char *key;	     /* "db:NAME", "user:NAME" or "pool:DB/USER" */
+	_Atomic int used;    /* server connections counted against it */
+	struct quota *next;  /* registry chain */
+};
+
+struct listener;
+
+struct runtime {
+	struct event_base *base;	/* control loop */
+	struct logger log;		/* shared by all threads */
+	const char *config_path;	/* NULL for file-less starts */
+	const char *upstream_url;	/* from --upstream, or NULL */
+	char *const *envp;		/* environment for SLUICE_* overrides */
+	struct snapshot *snap;		/* current config; swapped on reload */
+	struct worker **workers;	/* one per configured worker */
+	int nworkers;
+	int next_worker;		/* round-robin target for accepted sockets */
+	struct listener **listeners;	/* TCP and Unix listeners */
+	int nlisteners;
+	struct inbox inbox;		/* messages from workers to the control loop */
+	struct event *sig_hup, *sig_term, *sig_int, *sig_pipe;
+	struct event *shutdown_timer;	/* shutdown_timeout after SIGTERM */
+	_Atomic uint64_t next_conn_id;	/* ids for clients and servers, unique process-wide */
+	_Atomic int nclients;		/* for max_client_conn */
+	pthread_mutex_t quota_lock;	/* guards the quota registry list only */
+	struct quota *quotas;		/* registry, entries live until exit */
+	bool draining;			/* SIGTERM received */
+	int workers_drained;		/* workers that reported zero clients */
+	int exit_code;
+};
+
+int runtime_init(struct runtime *rt, const char *config_path, const char *upstream_url,
+		 char *const *envp, struct config *cfg);
+/* Runs the control loop until shutdown; returns the process exit code. */
+int runtime_run(struct runtime *rt);
+void runtime_fini(struct runtime *rt);
+
+/* Find or create a quota (cold path: pool creation). */
+struct quota *runtime_quota(struct runtime *rt, const char *kind, const char *name);
+/* Take one unit if `used < limit` (limit <= 0 means unlimited). */
+bool quota_take(struct quota *q, int limit);
+void quota_give(struct quota *q);
+
+/* Called by a worker (any thread) when it has no clients left while draining. */
+void runtime_worker_drained(struct runtime *rt, struct worker *w);
+
+/* Reload the config file now (SIGHUP); returns 0 on success. */
+int runtime_reload(struct runtime *rt);
+
+#endif

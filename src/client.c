@@ -1,0 +1,356 @@
+/*
+ * Client connections: startup packet, authentication against the auth_file,
+ * the welcome (ParameterStatus replay, BackendKeyData), and the state changes
+ * around waiting for and holding a server.  Relaying is relay.c's job.
+ */
+#include "client.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cancel.h"
+#include "config.h"
+#include "pool.h"
+#include "proto/build.h"
+#include "proto/frame.h"
+#include "proto/sqlstate.h"
+#include "relay.h"
+#include "runtime.h"
+#include "server.h"
+#include "worker.h"
+
+static const char *const state_names[] = {"login", "idle", "waiting", "active", "closing"};
+
+const char *client_state_name(enum client_state state)
+{
+	return state_names[state];
+}
+
+void client_log_ctx(const struct client *c, struct log_ctx *ctx)
+{
+	ctx->worker = c->w->id;
+	ctx->kind = 'C';
+	ctx->id = c->id;
+	ctx->db = c->dbname;
+	ctx->user = c->user;
+	ctx->addr = c->addr;
+}
+
+static void arm_timer(struct client *c, int64_t us)
+{
+	struct timeval tv = {.tv_sec = us / 1000000, .tv_usec = us % 1000000};
+
+	if (us > 0)
+		evtimer_add(c->timer, &tv);
+	else
+		evtimer_del(c->timer);
+}
+
+void client_set_state(struct client *c, enum client_state state)
+{
+	if (c->state == CLIENT_CLOSING)
+		return;
+	if (c->state == CLIENT_WAITING && state != CLIENT_WAITING) {
+		evtimer_del(c->timer);
+		client_resume(c, SUSPEND_WAIT_SERVER);
+	}
+	c->state = state;
+	switch (state) {
+	case CLIENT_WAITING:
+		c->wait_start_us = worker_now_us(c->w);
+		client_suspend(c, SUSPEND_WAIT_SERVER);
+		arm_timer(c, c->w->cfg->query_wait_timeout_us);
+		break;
+	case CLIENT_CLOSING:
+		list_del(&c->node);
+		list_add_tail(&c->w->dead_clients, &c->node);
+		evtimer_del(c->timer);
+		break;
+	default:
+		break;
+	}
+}
+
+void client_suspend(struct client *c, uint32_t reason)
+{
+	if (c->suspend == 0)
+		bufferevent_disable(c->bev, EV_READ);
+	c->suspend |= reason;
+}
+
+void client_resume(struct client *c, uint32_t reason)
+{
+	if ((c->suspend & reason) == 0)
+		return;
+	c->suspend &= ~reason;
+	if (c->suspend == 0 && c->state != CLIENT_CLOSING) {
+		bufferevent_enable(c->bev, EV_READ);
+		client_kick(c);
+	}
+}
+
+void client_kick(struct client *c)
+{
+	if (c->state != CLIENT_CLOSING && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+}
+
+void client_close(struct client *c, const char *reason)
+{
+	struct worker *w = c->w;
+
+	if (c->state == CLIENT_CLOSING)
+		return;
+	clog(c, LOG_DEBUG, "closing: %s", reason);
+	if (list_linked(&c->wait_node))
+		list_del(&c->wait_node);
+	if (c->server != NULL)
+		server_unlink(c->server);
+	worker_cancel_unregister(w, c);
+	bufferevent_disable(c->bev, EV_READ);
+	client_set_state(c, CLIENT_CLOSING);
+	w->nclients--;
+	atomic_fetch_sub(&w->rt->nclients, 1);
+	worker_schedule_reap(w);
+	worker_check_drained(w);
+}
+
+static void send_error(struct client *c, const char *severity, const char *sqlstate,
+		       const char *fmt, va_list ap)
+{
+	char msg[512];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	clog(c, strcmp(sqlstate, SQLSTATE_ADMIN_SHUTDOWN) == 0 ? LOG_DEBUG : LOG_INFO,
+	     "%s %s: %s", severity, sqlstate, msg);
+	build_error(bufferevent_get_output(c->bev), severity, sqlstate, msg, NULL);
+}
+
+void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->state == CLIENT_CLOSING)
+		return;
+	va_start(ap, fmt);
+	send_error(c, "FATAL", sqlstate, fmt, ap);
+	va_end(ap);
+	client_close(c, "error sent");
+}
+
+void client_reject_request(struct client *c, const char *sqlstate, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->state == CLIENT_CLOSING)
+		return;
+	va_start(ap, fmt);
+	send_error(c, "ERROR", sqlstate, fmt, ap);
+	va_end(ap);
+	pool_dequeue(c->pool, c);
+	/* Drop the request's messages up to its Sync/Query, which then gets ReadyForQuery. */
+	c->discarding = true;
+	client_set_state(c, CLIENT_IDLE);
+	client_kick(c);
+}
+
+void client_free(struct client *c)
+{
+	if (c->bev != NULL) {
+		/* Flush a final ErrorResponse if the socket takes it now; never block. */
+		evbuffer_write(bufferevent_get_output(c->bev), bufferevent_getfd(c->bev));
+		bufferevent_free(c->bev);
+	}
+	if (c->timer != NULL)
+		event_free(c->timer);
+	param_list_fini(&c->params);
+	if (c->scram != NULL) {
+		OPENSSL_cleanse(c->scram, sizeof(*c->scram));
+		free(c->scram);
+	}
+	free(c->user);
+	free(c->dbname);
+	free(c);
+}
+
+void client_link(struct client *c, struct server *s)
+{
+	c->server = s;
+	s->client = c;
+	client_set_state(c, CLIENT_ACTIVE);
+	server_sync_params(s, c);
+}
+
+void client_login_ready(struct client *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	const struct param_list *defaults = &c->pool->defaults;
+
+	for (size_t i = 0; i < defaults->count; i++) {
+		const struct param *d = &defaults->items[i];
+		const struct param *own = param_find(&c->params, d->name);
+
+		build_parameter_status(out, d->name, own ? own->value : d->value);
+	}
+	build_backend_key(out, c->cancel_pid, c->cancel_key);
+	build_ready(out, 'I');
+	evtimer_del(c->timer);
+	client_set_state(c, CLIENT_IDLE);
+	clog(c, LOG_DEBUG, "logged in");
+	client_resume(c, SUSPEND_LOGIN_WAIT);
+}
+
+void client_pool_failed(struct client *c, const char *sqlstate, const char *msg)
+{
+	if (c->state == CLIENT_LOGIN)
+		client_fail(c, sqlstate, "%s", msg);
+	else
+		client_reject_request(c, sqlstate, "%s", msg);
+}
+
+void client_cancel(struct client *c)
+{
+	if (c->state == CLIENT_WAITING)
+		client_reject_request(c, SQLSTATE_QUERY_CANCELED,
+				      "canceling statement due to user request");
+	else if (c->state == CLIENT_ACTIVE && c->server != NULL)
+		cancel_server(c->server);
+}
+
+void client_drain(struct client *c)
+{
+	if (c->state == CLIENT_ACTIVE) {
+		c->close_at_idle = true;
+		return;
+	}
+	client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "sluice is shutting down");
+}
+
+static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+
+	if (c->state == CLIENT_LOGIN)
+		client_fail(c, SQLSTATE_CONNECTION_FAILURE,
+			    "client_login_timeout expired before the login completed");
+	else if (c->state == CLIENT_WAITING)
+		client_reject_request(c, SQLSTATE_TOO_MANY_CONNECTIONS,
+				      "query_wait_timeout expired while waiting for a server "
+				      "connection (pool %s/%s is busy)",
+				      c->pool->dbname, c->pool->user);
+}
+
+static void client_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+
+	switch (c->state) {
+	case CLIENT_LOGIN:
+		client_login_input(c);
+		break;
+	case CLIENT_IDLE:
+	case CLIENT_ACTIVE:
+		relay_client_input(c);
+		break;
+	case CLIENT_WAITING:
+	case CLIENT_CLOSING:
+		break;
+	}
+}
+
+static void client_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+
+	/* Output drained below the low watermark: let the server send more. */
+	if (c->server != NULL)
+		server_resume(c->server, SUSPEND_WATERMARK);
+}
+
+static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct client *c = arg;
+
+	client_close(c, (what & BEV_EVENT_EOF) ? "client disconnected" : "client socket error");
+}
+
+static void format_addr(struct client *c, const struct sockaddr *addr)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+
+	if (c->is_unix) {
+		snprintf(c->addr, sizeof(c->addr), "unix");
+		return;
+	}
+	if (addr->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		port = ntohs(in->sin_port);
+	} else if (addr->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		port = ntohs(in6->sin6_port);
+	}
+	snprintf(c->addr, sizeof(c->addr), "%s:%d", host, port);
+}
+
+struct client *client_new(struct worker *w, int fd, const struct sockaddr *addr, int addrlen,
+			  bool is_unix)
+{
+	struct client *c = calloc(1, sizeof(*c));
+	int one = 1;
+
+	if (c == NULL) {
+		close(fd);
+		return NULL;
+	}
+	c->id = atomic_fetch_add(&w->rt->next_conn_id, 1);
+	c->w = w;
+	c->is_unix = is_unix;
+	c->state = CLIENT_LOGIN;
+	c->connect_us = worker_now_us(w);
+	list_init(&c->wait_node);
+	param_list_init(&c->params);
+	format_addr(c, addr);
+	if (!is_unix)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->timer = evtimer_new(w->base, client_timer_cb, c);
+	if (c->bev == NULL || c->timer == NULL) {
+		if (c->bev == NULL)
+			close(fd);
+		client_free(c);
+		return NULL;
+	}
+	bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, RELAY_READ_HIGH);
+	bufferevent_enable(c->bev, EV_READ);
+	list_add_tail(&w->clients, &c->node);
+	w->nclients++;
+	if (atomic_fetch_add(&w->rt->nclients, 1) >= w->cfg->max_client_conn) {
+		client_fail(c, SQLSTATE_TOO_MANY_CONNECTIONS,
+			    "no more connections allowed (max_client_conn %d)",
+			    w->cfg->max_client_conn);
+		return NULL;
+	}
+	if (w->draining) {
+		client_fail(c, SQLSTATE_CANNOT_CONNECT_NOW, "sluice is shutting down");
+		return NULL;
+	}
+	arm_timer(c, w->cfg->client_login_timeout_us);
+	return c;
+}

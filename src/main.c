@@ -1,0 +1,68 @@
+/*
+ * Entry point: arguments, configuration, runtime.  No logic lives here.
+ */
+#include <event2/thread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "runtime.h"
+
+extern char **environ;
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: sluice [--upstream postgres://user:pass@host:port/db] [CONFIG.ini]\n"
+		     "       sluice --describe-config   print docs/config.md\n"
+		     "       sluice --version\n"
+		     "Without a file, configuration comes from SLUICE_DATABASE_URL and "
+		     "SLUICE_<OPTION> variables.\n");
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = NULL, *upstream = NULL;
+	struct config_error err;
+	struct config *cfg;
+	struct runtime rt;
+	int code;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--upstream") == 0 && i + 1 < argc) {
+			upstream = argv[++i];
+		} else if (strncmp(argv[i], "--upstream=", 11) == 0) {
+			upstream = argv[i] + 11;
+		} else if (strcmp(argv[i], "--describe-config") == 0) {
+			config_write_markdown(stdout);
+			return 0;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("sluice %s\n", SLUICE_VERSION);
+			return 0;
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return 0;
+		} else if (argv[i][0] != '-' && path == NULL) {
+			path = argv[i];
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	cfg = config_load(path, upstream, environ, &err);
+	if (cfg == NULL) {
+		fprintf(stderr, "sluice: %s\n", err.message);
+		return 1;
+	}
+	/* Must precede every event_base so cross-thread event_active is safe. */
+	evthread_use_pthreads();
+	signal(SIGPIPE, SIG_IGN);
+	if (runtime_init(&rt, path, upstream, environ, cfg) < 0) {
+		fprintf(stderr, "sluice: startup failed\n");
+		runtime_fini(&rt);
+		return 1;
+	}
+	code = runtime_run(&rt);
+	runtime_fini(&rt);
+	return code;
+}

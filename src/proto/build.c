@@ -1,0 +1,276 @@
+/*
+ * Message builders.  Messages are assembled in a bounded stack buffer and
+ * appended to the output evbuffer in one call, so a builder never leaves a
+ * half-written message behind.
+ */
+#include "proto/build.h"
+
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "proto/frame.h"
+
+void msg_begin(struct msg_builder *m, uint8_t type)
+{
+	m->overflow = 0;
+	m->len = 0;
+	if (type != 0)
+		m->data[m->len++] = type;
+	m->len_at = m->len;
+	m->len += 4; /* length, patched by msg_finish */
+}
+
+void msg_add_bytes(struct msg_builder *m, const void *p, size_t n)
+{
+	if (m->overflow || n > sizeof(m->data) - m->len) {
+		m->overflow = 1;
+		return;
+	}
+	memcpy(m->data + m->len, p, n);
+	m->len += n;
+}
+
+void msg_add_u8(struct msg_builder *m, uint8_t v)
+{
+	msg_add_bytes(m, &v, 1);
+}
+
+void msg_add_u16(struct msg_builder *m, uint16_t v)
+{
+	uint8_t b[2] = {(uint8_t)(v >> 8), (uint8_t)v};
+
+	msg_add_bytes(m, b, sizeof(b));
+}
+
+void msg_add_u32(struct msg_builder *m, uint32_t v)
+{
+	uint8_t b[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+
+	msg_add_bytes(m, b, sizeof(b));
+}
+
+void msg_add_cstr(struct msg_builder *m, const char *s)
+{
+	msg_add_bytes(m, s, strlen(s) + 1);
+}
+
+int msg_finish(struct msg_builder *m, struct evbuffer *out)
+{
+	size_t at = m->len_at;
+	uint32_t len;
+
+	if (m->overflow)
+		return -1;
+	len = (uint32_t)(m->len - at);
+	m->data[at] = (uint8_t)(len >> 24);
+	m->data[at + 1] = (uint8_t)(len >> 16);
+	m->data[at + 2] = (uint8_t)(len >> 8);
+	m->data[at + 3] = (uint8_t)len;
+	return evbuffer_add(out, m->data, m->len);
+}
+
+int build_error(struct evbuffer *out, const char *severity, const char *sqlstate, const char *msg,
+		const char *detail)
+{
+	struct msg_builder m;
+	char text[1024];
+
+	/* Truncate an over-long message instead of failing to report it. */
+	snprintf(text, sizeof(text), "%s", msg);
+	msg_begin(&m, 'E');
+	msg_add_u8(&m, 'S');
+	msg_add_cstr(&m, severity);
+	msg_add_u8(&m, 'V');
+	msg_add_cstr(&m, severity);
+	msg_add_u8(&m, 'C');
+	msg_add_cstr(&m, sqlstate);
+	msg_add_u8(&m, 'M');
+	msg_add_cstr(&m, text);
+	if (detail != NULL) {
+		snprintf(text, sizeof(text), "%s", detail);
+		msg_add_u8(&m, 'D');
+		msg_add_cstr(&m, text);
+	}
+	msg_add_u8(&m, 0);
+	return msg_finish(&m, out);
+}
+
+int build_notice(struct evbuffer *out, const char *sqlstate, const char *msg)
+{
+	struct msg_builder m;
+
+	msg_begin(&m, 'N');
+	msg_add_u8(&m, 'S');
+	msg_add_cstr(&m, "NOTICE");
+	msg_add_u8(&m, 'V');
+	msg_add_cstr(&m, "NOTICE");
+	msg_add_u8(&m, 'C');
+	msg_add_cstr(&m, sqlstate);
+	msg_add_u8(&m, 'M');
+	msg_add_cstr(&m, msg);
+	msg_add_u8(&m, 0);
+	return msg_finish(&m, out);
+}
+
+int build_auth(struct evbuffer *out, uint32_t code, const void *data, size_t len)
+{
+	struct msg_builder m;
+
+	msg_begin(&m, 'R');
+	msg_add_u32(&m, code);
+	if (len > 0)
+		msg_add_bytes(&m, data, len);
+	return msg_finish(&m, out);
+}
+
+int build_auth_sasl(struct evbuffer *out, const char *mechanism)
+{
+	struct msg_builder m;
+
+	msg_begin(&m, 'R');
+	msg_add_u32(&m, 10); /* AuthenticationSASL */
+	msg_add_cstr(&m, mechanism);
+	msg_add_u8(&m, 0);
+	return msg_finish(&m, out);
+}
+
+int build_parameter_status(struct evbuffer *out, const char *name, const char *value)
+{
+	struct msg_builder m;
+
+	msg_begin(&m, 'S');
+	msg_add_cstr(&m, name);
+	msg_add_cstr(&m, value);
+	return msg_finish(&m, out);
+}
+
+int build_backend_key(struct evbuffer *out, uint32_t pid, uint32_t key)
+{
+	struct msg_builder m;
+
+	msg_begin(&m, 'K');
+	msg_add_u32(&m, pid);
+	msg_add_u32(&m, key);
+	return msg_finish(&m, out);
+}
+
+int build_ready(struct evbuffer *out, char status)
+{
+	const uint8_t msg[6] = {'Z', 0, 0, 0, 5, (uint8_t)status};
+
+	return evbuffer_add(out, msg, sizeof(msg));
+}
+
+int build_negotiate_protocol(struct evbuffer *out, uint32_t newest_minor,
+			     const char *const *unrecognized, size_t n)
+{
+	struct msg_builder m;
+
+	msg_begin(&m, 'v');
+	msg_add_u32(&m, newest_minor);
+	msg_add_u32(&m, (uint32_t)n);
+	for (size_t i = 0; i < n; i++)
+		msg_add_cstr(&m, unrecognized[i]);
+	return msg_finish(&m, out);
+}
+
+int build_command_complete(struct evbuffer *out, const char *tag)
+{
+	struct msg_builder m;
+
+	msg_begin(&m, 'C');
+	msg_add_cstr(&m, tag);
+	return msg_finish(&m, out);
+}
+
+int build_startup(struct evbuffer *out, const char *const *keys, const char *const *values,
+		  size_t n)
+{
+	struct msg_builder m;
+
+	msg_begin(&m, 0);
+	msg_add_u32(&m, FRAME_PROTO_3_0);
+	for (size_t i = 0; i < n; i++) {
+		msg_add_cstr(&m, keys[i]);
+		msg_add_cstr(&m, values[i]);
+	}
+	msg_add_u8(&m, 0);
+	return msg_finish(&m, out);
+}
+
+int build_password(struct evbuffer *out, const char *password)
+{
+	struct msg_builder m;
+
+	msg_begin(&m, 'p');
+	msg_add_cstr(&m, password);
+	return msg_finish(&m, out);
+}
+
+int build_sasl_initial(struct evbuffer *out, const char *mechanism, const void *data, size_t len)
+{
+	struct msg_builder m;
+
+	msg_begin(&m, 'p');
+	msg_add_cstr(&m, mechanism);
+	msg_add_u32(&m, (uint32_t)len);
+	msg_add_bytes(&m, data, len);
+	return msg_finish(&m, out);
+}
+
+int build_sasl_response(struct evbuffer *out, const void *data, size_t len)
+{
+	struct msg_builder m;
+
+	msg_begin(&m, 'p');
+	msg_add_bytes(&m, data, len);
+	return msg_finish(&m, out);
+}
+
+int build_query(struct evbuffer *out, const char *sql)
+{
+	size_t n = strlen(sql) + 1;
+	uint32_t len = (uint32_t)(n + 4);
+	const uint8_t hdr[5] = {'Q', (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+				(uint8_t)len};
+
+	if (evbuffer_expand(out, sizeof(hdr) + n) < 0)
+		return -1;
+	evbuffer_add(out, hdr, sizeof(hdr));
+	return evbuffer_add(out, sql, n);
+}
+
+int build_terminate(struct evbuffer *out)
+{
+	const uint8_t msg[5] = {'X', 0, 0, 0, 4};
+
+	return evbuffer_add(out, msg, sizeof(msg));
+}
+
+int build_cancel_request(struct evbuffer *out, uint32_t pid, uint32_t key)
+{
+	struct msg_builder m;
+
+	msg_begin(&m, 0);
+	msg_add_u32(&m, FRAME_CODE_CANCEL);
+	msg_add_u32(&m, pid);
+	msg_add_u32(&m, key);
+	return msg_finish(&m, out);
+}
+
+int build_copy_fail(struct evbuffer *out, const char *reason)
+{
+	struct msg_builder m;
+
+	msg_begin(&m, 'f');
+	msg_add_cstr(&m, reason);
+	return msg_finish(&m, out);
+}
+
+int build_sync(struct evbuffer *out)
+{
+	const uint8_t msg[5] = {'S', 0, 0, 0, 4};
+
+	return evbuffer_add(out, msg, sizeof(msg));
+}

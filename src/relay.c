@@ -1,0 +1,382 @@
+/*
+ * The relay; see relay.h.  Per message it peeks the 5-byte header, updates
+ * the outstanding-request queue, and moves the bytes with
+ * evbuffer_remove_buffer.  A message larger than what is buffered is streamed:
+ * the available part moves now and fwd_remaining counts the rest.
+ */
+#include "relay.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <string.h>
+
+#include "client.h"
+#include "config.h"
+#include "pool.h"
+#include "proto/build.h"
+#include "proto/frame.h"
+#include "proto/sqlstate.h"
+#include "server.h"
+#include "worker.h"
+
+/* Move up to `want` bytes; returns how many moved (dropped when out is NULL). */
+static size_t move_bytes(struct evbuffer *in, struct evbuffer *out, size_t want)
+{
+	size_t avail = evbuffer_get_length(in);
+	size_t n = want < avail ? want : avail;
+
+	if (out != NULL)
+		evbuffer_remove_buffer(in, out, n);
+	else
+		evbuffer_drain(in, n);
+	return n;
+}
+
+/* Record a client message in the server's queue of expected replies. */
+static void track_client_message(struct server *s, uint8_t type)
+{
+	switch (type) {
+	case 'S':
+		/* A Sync during COPY FROM STDIN is ignored by the server. */
+		if (!s->copy_in) {
+			request_queue_push(&s->queue, 'S');
+			s->skip_to_sync = false;
+		}
+		break;
+	case 'Q':
+	case 'P':
+	case 'B':
+	case 'D':
+	case 'E':
+	case 'C':
+	case 'F':
+		/* After an extended-protocol error the server ignores everything until Sync. */
+		if (!s->skip_to_sync)
+			request_queue_push(&s->queue, type);
+		break;
+	case 'c':
+	case 'f':
+		s->copy_in = false;
+		break;
+	default:
+		break;
+	}
+}
+
+/* Messages a client may send that need no server: returns true if consumed. */
+static bool drop_without_server(struct client *c, uint8_t type, size_t total)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct server *s = c->server;
+	bool late_copy = (type == 'd' || type == 'c' || type == 'f') && (s == NULL || !s->copy_in);
+	bool idle_flush = type == 'H' && s == NULL;
+
+	if (!late_copy && !idle_flush && !c->discarding)
+		return false;
+	c->skip_remaining = total - move_bytes(in, NULL, total);
+	/* A local error answered this request; its end is where ReadyForQuery belongs. */
+	if (c->discarding && (type == 'S' || type == 'Q')) {
+		c->discarding = false;
+		build_ready(bufferevent_get_output(c->bev), 'I');
+	}
+	return true;
+}
+
+static void check_server_watermark(struct client *c)
+{
+	struct server *s = c->server;
+
+	if (s != NULL &&
+	    evbuffer_get_length(bufferevent_get_output(s->bev)) > RELAY_HIGH_WATERMARK) {
+		bufferevent_setwatermark(s->bev, EV_WRITE, RELAY_LOW_WATERMARK, 0);
+		client_suspend(c, SUSPEND_WATERMARK);
+	}
+}
+
+void relay_client_input(struct client *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	uint32_t max_packet = (uint32_t)c->w->cfg->max_packet_size;
+	struct frame f;
+
+	while (c->state == CLIENT_IDLE || c->state == CLIENT_ACTIVE) {
+		enum frame_status st;
+
+		if (c->skip_remaining > 0) {
+			c->skip_remaining -= move_bytes(in, NULL, c->skip_remaining);
+			if (c->skip_remaining > 0)
+				break;
+			continue;
+		}
+		if (c->fwd_remaining > 0) {
+			c->fwd_remaining -= move_bytes(in, bufferevent_get_output(c->server->bev),
+						       c->fwd_remaining);
+			if (c->fwd_remaining > 0)
+				break;
+			continue;
+		}
+		st = frame_peek(in, &f, max_packet);
+		if (st == FRAME_INCOMPLETE)
+			break;
+		if (st == FRAME_INVALID || f.len > frame_client_limit(f.type, max_packet)) {
+			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+				    "invalid message length %u for message type '%c'", f.len,
+				    f.type >= 0x20 && f.type < 0x7f ? f.type : '?');
+			return;
+		}
+		if (f.type == 'X') {
+			client_close(c, "client sent Terminate");
+			return;
+		}
+		if (drop_without_server(c, f.type, frame_total(&f)))
+			continue;
+		if (c->state == CLIENT_IDLE) {
+			pool_acquire(c->pool, c);
+			if (c->state != CLIENT_ACTIVE)
+				return; /* queued, rejected or closed */
+		}
+		track_client_message(c->server, f.type);
+		c->fwd_remaining = frame_total(&f) - move_bytes(in, bufferevent_get_output(c->server->bev),
+								frame_total(&f));
+	}
+	check_server_watermark(c);
+}
+
+/* Remove Syncs queued after the head Execute: sent during COPY IN, the server ignores them. */
+static void drop_syncs_after_head(struct request_queue *q)
+{
+	uint32_t kept = 1, mask = q->cap - 1;
+
+	for (uint32_t i = 1; i < q->count; i++) {
+		uint8_t t = q->types[(q->head + i) & mask];
+
+		if (t != 'S')
+			q->types[(q->head + kept++) & mask] = t;
+	}
+	q->count = kept;
+}
+
+static bool is_extended(uint8_t t)
+{
+	return t == 'P' || t == 'B' || t == 'D' || t == 'E' || t == 'C';
+}
+
+/* Retire requests answered by a reply of this type (headers only). */
+static void track_server_reply(struct server *s, uint8_t type)
+{
+	uint8_t head = request_queue_peek(&s->queue);
+
+	switch (type) {
+	case '1': /* ParseComplete */
+	case '2': /* BindComplete */
+	case '3': /* CloseComplete */
+	case 'n': /* NoData */
+		request_queue_pop(&s->queue);
+		break;
+	case 'T': /* RowDescription: ends a Describe, but is part of a Query's reply */
+		if (head == 'D')
+			request_queue_pop(&s->queue);
+		break;
+	case 'C': /* CommandComplete */
+	case 'I': /* EmptyQueryResponse */
+	case 's': /* PortalSuspended */
+		if (head == 'E')
+			request_queue_pop(&s->queue);
+		break;
+	case 'E':
+		s->copy_in = false;
+		if (is_extended(head)) {
+			while (is_extended(request_queue_peek(&s->queue)))
+				request_queue_pop(&s->queue);
+			if (s->queue.count == 0)
+				s->skip_to_sync = true;
+		}
+		break;
+	case 'G': /* CopyInResponse */
+		s->copy_in = true;
+		if (head == 'E')
+			drop_syncs_after_head(&s->queue);
+		break;
+	case 'W': /* CopyBothResponse */
+		s->copy_in = true;
+		break;
+	default:
+		break;
+	}
+}
+
+/* Messages whose body the relay reads; they are small and must be whole. */
+static bool needs_body(uint8_t type)
+{
+	return type == 'Z' || type == 'S' || type == 'E';
+}
+
+static void handle_parameter_status(struct server *s, const uint8_t *body, size_t len)
+{
+	struct msg_reader r;
+	const char *name, *value;
+
+	msg_reader_init(&r, body, len);
+	name = msg_read_cstr(&r);
+	value = msg_read_cstr(&r);
+	if (name == NULL || value == NULL)
+		return;
+	param_set(&s->params, name, value);
+	/* The client changed it (SET) or the server canonicalised it: the client follows. */
+	if (s->client != NULL && !param_is_read_only(name)) {
+		struct param *d = param_find(&s->pool->defaults, name);
+
+		if (param_find(&s->client->params, name) != NULL || d == NULL ||
+		    strcmp(d->value, value) != 0)
+			param_set(&s->client->params, name, value);
+	}
+}
+
+/* A reply to the parameter SET batch: swallowed, except ParameterStatus and notices. */
+static void handle_sync_reply(struct server *s, uint8_t type, const uint8_t *body, size_t len)
+{
+	struct client *c = s->client;
+
+	if (type == 'E') {
+		const char *msg = msg_error_field(body, len, 'M');
+
+		s->sync_failed = true;
+		slog(s, LOG_WARN, "applying client parameters failed: %s", msg ? msg : "?");
+		if (c != NULL) {
+			char text[512];
+
+			snprintf(text, sizeof(text),
+				 "sluice could not apply a session parameter (%s); using the "
+				 "database defaults",
+				 msg ? msg : "unknown error");
+			build_notice(bufferevent_get_output(c->bev), "01000", text);
+			param_list_fini(&c->params);
+		}
+	} else if (type == 'Z') {
+		s->sync_pending--;
+		s->tx_status = (char)body[0];
+	}
+}
+
+/* Statement mode: a transaction block was opened; refuse it and roll it back. */
+static void refuse_transaction(struct server *s)
+{
+	struct client *c = s->client;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	if (s->queue.count > 0) {
+		client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
+			    "transaction blocks are not allowed in statement pooling mode");
+		return;
+	}
+	build_error(out, "ERROR", SQLSTATE_FEATURE_NOT_SUPPORTED,
+		    "transaction blocks are not allowed in statement pooling mode",
+		    "sluice rolled the transaction back; run each statement on its own");
+	build_ready(out, 'I');
+	client_set_state(c, CLIENT_IDLE);
+	server_unlink(s);
+}
+
+/* ReadyForQuery: the end of a request; maybe the end of the server's turn. */
+static void handle_ready(struct server *s, struct evbuffer *in, size_t total, char status)
+{
+	struct client *c = s->client;
+
+	s->tx_status = status;
+	request_queue_pop(&s->queue);
+	if (c == NULL) {
+		evbuffer_drain(in, total);
+		server_reset_step(s);
+		return;
+	}
+	if (status != 'I' && pool_mode(s->pool) == POOL_STATEMENT) {
+		evbuffer_drain(in, total);
+		refuse_transaction(s);
+		return;
+	}
+	evbuffer_remove_buffer(in, bufferevent_get_output(c->bev), total);
+	if (server_is_clean(s) && pool_mode(s->pool) != POOL_SESSION) {
+		client_set_state(c, CLIENT_IDLE);
+		server_unlink(s);
+		if (c->close_at_idle)
+			client_drain(c);
+		else
+			client_kick(c);
+	}
+}
+
+static void check_client_watermark(struct server *s)
+{
+	struct client *c = s->client;
+
+	if (c != NULL &&
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) > RELAY_HIGH_WATERMARK) {
+		bufferevent_setwatermark(c->bev, EV_WRITE, RELAY_LOW_WATERMARK, 0);
+		server_suspend(s, SUSPEND_WATERMARK);
+	}
+}
+
+static void server_protocol_error(struct server *s)
+{
+	struct client *c = s->client;
+
+	server_close(s, "invalid message from server");
+	if (c != NULL)
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "server sent an invalid message");
+}
+
+void relay_server_input(struct server *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	uint32_t max_packet = (uint32_t)s->w->cfg->max_packet_size;
+	struct client *c = s->client;
+	struct frame f;
+
+	while (s->state == SERVER_ACTIVE || s->state == SERVER_RESETTING) {
+		struct evbuffer *out = c != NULL ? bufferevent_get_output(c->bev) : NULL;
+		const uint8_t *body;
+		enum frame_status st;
+
+		if (s->client != c)
+			break; /* released or relinked by the previous message */
+		if (s->fwd_remaining > 0) {
+			s->fwd_remaining -= move_bytes(in, out, s->fwd_remaining);
+			if (s->fwd_remaining > 0)
+				break;
+			continue;
+		}
+		st = frame_peek(in, &f, max_packet);
+		if (st == FRAME_INCOMPLETE)
+			break;
+		if (st == FRAME_INVALID || (f.type == 'Z' && f.len != 5)) {
+			server_protocol_error(s);
+			return;
+		}
+		if (needs_body(f.type) || s->sync_pending > 0) {
+			if (evbuffer_get_length(in) < frame_total(&f))
+				break;
+			body = evbuffer_pullup(in, (ev_ssize_t)frame_total(&f)) + FRAME_HEADER_LEN;
+			if (f.type == 'S')
+				handle_parameter_status(s, body, f.len - 4);
+			if (s->sync_pending > 0) {
+				handle_sync_reply(s, f.type, body, f.len - 4);
+				if (f.type == 'S' && out != NULL)
+					evbuffer_remove_buffer(in, out, frame_total(&f));
+				else
+					evbuffer_drain(in, frame_total(&f));
+				continue;
+			}
+			if (f.type == 'Z') {
+				handle_ready(s, in, frame_total(&f), (char)body[0]);
+				continue;
+			}
+		}
+		track_server_reply(s, f.type);
+		s->fwd_remaining = frame_total(&f) - move_bytes(in, out, frame_total(&f));
+	}
+	if (s->state == SERVER_ACTIVE && s->client == c)
+		check_client_watermark(s);
+	else if (evbuffer_get_length(in) > 0 && s->state != SERVER_CLOSING)
+		server_kick(s);
+}

@@ -1,0 +1,139 @@
+/* Session parameter tracking: options parsing, fingerprints, the SET batch. */
+#include <criterion/criterion.h>
+#include <event2/buffer.h>
+#include <string.h>
+
+#include "params.h"
+
+struct collected {
+	char text[512];
+};
+
+static void collect(void *arg, const char *name, const char *value)
+{
+	struct collected *c = arg;
+
+	strcat(c->text, name);
+	strcat(c->text, "=");
+	strcat(c->text, value);
+	strcat(c->text, ";");
+}
+
+Test(params, options_forms)
+{
+	struct collected c = {""};
+
+	cr_assert_eq(param_parse_options("-c search_path=a,b --statement-timeout=5s "
+					 "-cwork_mem=64MB -c x=with\\ space",
+					 collect, &c),
+		     0);
+	cr_assert_str_eq(c.text,
+			 "search_path=a,b;statement_timeout=5s;work_mem=64MB;x=with space;");
+}
+
+Test(params, options_malformed)
+{
+	struct collected c = {""};
+
+	cr_assert_eq(param_parse_options("-c", collect, &c), -1);
+	cr_assert_eq(param_parse_options("-c novalue", collect, &c), -1);
+	cr_assert_eq(param_parse_options("-B 100", collect, &c), -1);
+	cr_assert_eq(param_parse_options("   ", collect, &c), 0);
+}
+
+Test(params, set_find_case_insensitive)
+{
+	struct param_list l;
+
+	param_list_init(&l);
+	cr_assert(param_set(&l, "datestyle", "iso"));
+	cr_assert_not(param_set(&l, "datestyle", "iso"), "unchanged");
+	cr_assert(param_set(&l, "DateStyle", "ISO, MDY"), "canonical spelling adopted");
+	cr_assert_str_eq(param_find(&l, "DATESTYLE")->name, "DateStyle");
+	cr_assert_eq(l.count, 1);
+	cr_assert(param_remove(&l, "datestyle"));
+	cr_assert_eq(l.count, 0);
+	cr_assert_eq(l.fingerprint, 0, "fingerprint returns to empty");
+	param_list_fini(&l);
+}
+
+Test(params, fingerprint_order_independent)
+{
+	struct param_list a, b;
+
+	param_list_init(&a);
+	param_list_init(&b);
+	param_set(&a, "x", "1");
+	param_set(&a, "y", "2");
+	param_set(&b, "y", "2");
+	param_set(&b, "x", "1");
+	cr_assert_eq(a.fingerprint, b.fingerprint);
+	param_set(&b, "x", "3");
+	cr_assert_neq(a.fingerprint, b.fingerprint);
+	param_list_fini(&a);
+	param_list_fini(&b);
+}
+
+Test(params, effective_fingerprint_matches_synced_server)
+{
+	struct param_list defaults, own, server;
+	struct evbuffer *sql = evbuffer_new();
+
+	param_list_init(&defaults);
+	param_list_init(&own);
+	param_list_init(&server);
+	param_set(&defaults, "DateStyle", "ISO, MDY");
+	param_set(&defaults, "application_name", "");
+	param_set(&defaults, "server_version", "15.0");
+	param_list_copy(&server, &defaults);
+	param_set(&server, "search_path", "old");
+	param_set(&own, "application_name", "app");
+	param_set(&own, "extra_float_digits", "3");
+
+	cr_assert_neq(param_effective_fingerprint(&defaults, &own), server.fingerprint);
+	cr_assert_eq(param_sync_sql(sql, &defaults, &own, &server), 3);
+	evbuffer_add(sql, "", 1);
+	cr_assert_str_eq((char *)evbuffer_pullup(sql, -1),
+			 "SET \"application_name\" TO 'app';SET \"extra_float_digits\" TO "
+			 "'3';RESET \"search_path\";");
+	/* What the server looks like after that batch: */
+	param_set(&server, "application_name", "app");
+	param_set(&server, "extra_float_digits", "3");
+	param_remove(&server, "search_path");
+	cr_assert_eq(param_effective_fingerprint(&defaults, &own), server.fingerprint);
+	evbuffer_free(sql);
+	param_list_fini(&defaults);
+	param_list_fini(&own);
+	param_list_fini(&server);
+}
+
+Test(params, sync_quotes_values_and_skips_read_only)
+{
+	struct param_list defaults, own, server;
+	struct evbuffer *sql = evbuffer_new();
+
+	param_list_init(&defaults);
+	param_list_init(&own);
+	param_list_init(&server);
+	param_set(&own, "application_name", "it's");
+	param_set(&own, "server_version", "99");
+	param_set(&own, "we\"ird", "x");
+	cr_assert_eq(param_sync_sql(sql, &defaults, &own, &server), 2);
+	evbuffer_add(sql, "", 1);
+	cr_assert_str_eq((char *)evbuffer_pullup(sql, -1),
+			 "SET \"application_name\" TO 'it''s';SET \"we\"\"ird\" TO 'x';");
+	evbuffer_free(sql);
+	param_list_fini(&defaults);
+	param_list_fini(&own);
+	param_list_fini(&server);
+}
+
+Test(params, classification)
+{
+	cr_assert(param_is_startup_only("user"));
+	cr_assert(param_is_startup_only("_pq_.foo"));
+	cr_assert_not(param_is_startup_only("search_path"));
+	cr_assert(param_is_read_only("server_version"));
+	cr_assert(param_is_read_only("IS_SUPERUSER"));
+	cr_assert_not(param_is_read_only("TimeZone"));
+}
