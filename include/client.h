@@ -68,7 +68,8 @@ struct client {
 	uint64_t skip_remaining;	/* bytes of a message still to drop (late COPY data) */
 	bool discarding;		/* after a local error: drop messages up to Sync/Query */
 	bool close_at_idle;		/* draining: close once the transaction ends */
-	struct event *timer;		/* login, wait timeouts */
+	struct event *timer;		/* login, wait, idle and idle-in-transaction timeouts */
+	bool timer_armed;		/* timer pending (saves a locked libevent call per message) */
 	int64_t connect_us;		/* when accepted */
 	int64_t wait_start_us;		/* when queued for a server */
 };
@@ -100,6 +101,9 @@ void client_login_input(struct client *c);
 void client_link(struct client *c, struct server *s); /* got a server: start relaying */
 void client_login_ready(struct client *c);	      /* pool defaults are known */
 void client_pool_failed(struct client *c, const char *sqlstate, const char *msg);
+
+/* (Re)arm the client's one timer; its meaning depends on the state. 0 disarms. */
+void client_arm_timer(struct client *c, int64_t us);
 
 void client_suspend(struct client *c, uint32_t reason);
 void client_resume(struct client *c, uint32_t reason);

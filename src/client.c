@@ -47,30 +47,38 @@ void client_log_ctx(const struct client *c, struct log_ctx *ctx)
 	ctx->addr = c->addr;
 }
 
-static void arm_timer(struct client *c, int64_t us)
+void client_arm_timer(struct client *c, int64_t us)
 {
 	struct timeval tv = {.tv_sec = us / 1000000, .tv_usec = us % 1000000};
 
-	if (us > 0)
+	if (us > 0) {
 		evtimer_add(c->timer, &tv);
-	else
+		c->timer_armed = true;
+	} else if (c->timer_armed) {
 		evtimer_del(c->timer);
+		c->timer_armed = false;
+	}
 }
 
 void client_set_state(struct client *c, enum client_state state)
 {
 	if (c->state == CLIENT_CLOSING)
 		return;
-	if (c->state == CLIENT_WAITING && state != CLIENT_WAITING) {
-		evtimer_del(c->timer);
+	if (c->state == CLIENT_WAITING && state != CLIENT_WAITING)
 		client_resume(c, SUSPEND_WAIT_SERVER);
+	if (c->timer_armed) {
+		evtimer_del(c->timer);
+		c->timer_armed = false;
 	}
 	c->state = state;
 	switch (state) {
+	case CLIENT_IDLE:
+		client_arm_timer(c, c->w->cfg->client_idle_timeout_us);
+		break;
 	case CLIENT_WAITING:
 		c->wait_start_us = worker_now_us(c->w);
 		client_suspend(c, SUSPEND_WAIT_SERVER);
-		arm_timer(c, c->w->cfg->query_wait_timeout_us);
+		client_arm_timer(c, c->w->cfg->query_wait_timeout_us);
 		break;
 	case CLIENT_CLOSING:
 		list_del(&c->node);
@@ -205,7 +213,6 @@ void client_login_ready(struct client *c)
 	}
 	build_backend_key(out, c->cancel_pid, c->cancel_key);
 	build_ready(out, 'I');
-	evtimer_del(c->timer);
 	client_set_state(c, CLIENT_IDLE);
 	clog(c, LOG_DEBUG, "logged in");
 	client_resume(c, SUSPEND_LOGIN_WAIT);
@@ -241,9 +248,18 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct client *c = arg;
 
+	c->timer_armed = false;
 	if (c->state == CLIENT_LOGIN)
 		client_fail(c, SQLSTATE_CONNECTION_FAILURE,
 			    "client_login_timeout expired before the login completed");
+	else if (c->state == CLIENT_IDLE ||
+		 (c->state == CLIENT_ACTIVE && c->server != NULL && c->server->tx_status == 'I'))
+		client_fail(c, SQLSTATE_IDLE_SESSION_TIMEOUT,
+			    "closing an idle connection: client_idle_timeout expired");
+	else if (c->state == CLIENT_ACTIVE)
+		client_fail(c, SQLSTATE_IDLE_IN_TRANSACTION_TIMEOUT,
+			    "closing a connection idle in a transaction: "
+			    "idle_transaction_timeout expired");
 	else if (c->state == CLIENT_WAITING)
 		client_reject_request(c, SQLSTATE_TOO_MANY_CONNECTIONS,
 				      "query_wait_timeout expired while waiting for a server "
@@ -351,6 +367,6 @@ struct client *client_new(struct worker *w, int fd, const struct sockaddr *addr,
 		client_fail(c, SQLSTATE_CANNOT_CONNECT_NOW, "sluice is shutting down");
 		return NULL;
 	}
-	arm_timer(c, w->cfg->client_login_timeout_us);
+	client_arm_timer(c, w->cfg->client_login_timeout_us);
 	return c;
 }

@@ -136,6 +136,8 @@ void relay_client_input(struct client *c)
 			if (c->state != CLIENT_ACTIVE)
 				return; /* queued, rejected or closed */
 		}
+		if (c->timer_armed)
+			client_arm_timer(c, 0); /* no longer idle in a transaction */
 		track_client_message(c->server, f.type);
 		c->fwd_remaining = frame_total(&f) - move_bytes(in, bufferevent_get_output(c->server->bev),
 								frame_total(&f));
@@ -296,7 +298,11 @@ static void handle_ready(struct server *s, struct evbuffer *in, size_t total, ch
 		return;
 	}
 	evbuffer_remove_buffer(in, bufferevent_get_output(c->bev), total);
-	if (server_is_clean(s) && pool_mode(s->pool) != POOL_SESSION) {
+	if (s->queue.count == 0 && status != 'I')
+		client_arm_timer(c, c->w->cfg->idle_transaction_timeout_us);
+	else if (s->queue.count == 0 && pool_mode(s->pool) == POOL_SESSION)
+		client_arm_timer(c, c->w->cfg->client_idle_timeout_us);
+	if (server_is_clean(s) && (pool_mode(s->pool) != POOL_SESSION || c->close_at_idle)) {
 		client_set_state(c, CLIENT_IDLE);
 		server_unlink(s);
 		if (c->close_at_idle)
