@@ -67,7 +67,6 @@ struct config {
 	char *server_reset_query; /* run on release in session mode */
 	int64_t client_login_timeout_us;     /* startup + auth must finish within this; 0 = off */
 	int64_t query_wait_timeout_us;       /* longest wait in the queue for a server; 0 = off */
-	int64_t query_timeout_us;            /* cancel a statement running longer; 0 = off */
 	int64_t idle_transaction_timeout_us; /* close a client idle inside a transaction; 0 = off */
 	int64_t client_idle_timeout_us;    /* close a client idle outside a transaction; 0 = off */
 	int64_t server_connect_timeout_us; /* connect + login to the server; 0 = off */
@@ -77,13 +76,9 @@ struct config {
 	int64_t server_login_retry_us;   /* pause before reconnecting after a failed login */
 	int64_t cancel_wait_timeout_us;  /* a cancelled server must answer within this */
 	int64_t shutdown_timeout_us;     /* graceful drain limit on SIGTERM; 0 = no limit */
-	int64_t stats_period_us;         /* per-pool stats log line interval; 0 = off */
 	int64_t max_packet_size;         /* bytes; Postgres' own limit is 1 GB */
 	int log_level;                   /* enum log_level */
 	int log_format;                  /* enum log_format */
-	char *admin_users;               /* comma-separated */
-	char *stats_users;               /* comma-separated */
-	int max_prepared_statements;     /* per server connection; 0 = no tracking */
 
 	struct db_def *dbs;     /* [databases] in file order, then URL-defined ones */
 	size_t ndbs;            /* entries in dbs */
@@ -142,8 +137,9 @@ void config_free(struct config *cfg);
 int config_set(struct config *cfg, const char *key, const char *value, struct config_error *err);
 /*
  * Checks that hold across options (min_pool_size <= default_pool_size, some
- * database defined, something to listen on...).  config_load runs it; SET
- * runs it after config_set on a copy, since one value alone can't be judged.
+ * database defined, something to listen on...).  config_load runs it; a
+ * caller of config_set runs it after its changes, since config_set judges
+ * each value alone.
  */
 int config_validate(const struct config *cfg, struct config_error *err);
 /* Render an option's current value as ini text. */
@@ -163,7 +159,7 @@ int config_min_pool_size(const struct config *cfg, const struct db_def *db);
 int config_parse_duration(const char *text, int64_t *out_us);
 /* "1024", "64kB", "16MB", "1GB". */
 int config_parse_size(const char *text, int64_t *out_bytes);
-/* The inverse, in the largest unit that is exact: "60s", "250ms", "1h", "0"; "64kB", "1GB". */
+/* The inverse, exact and short: "60s", "250ms", "1h", "0" (never "min"); "64kB", "1GB". */
 void config_format_duration(int64_t us, char *buf, size_t len);
 void config_format_size(int64_t bytes, char *buf, size_t len);
 const char *pool_mode_name(int mode);

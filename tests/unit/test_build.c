@@ -47,7 +47,7 @@ Test(build, ready)
 
 Test(build, error_response)
 {
-	const char want[] = "E\0\0\0\x2f"
+	const char want[] = "E\0\0\0\x2b"
 			    "SFATAL\0VFATAL\0C08P01\0Mbad thing\0Dmore\0";
 
 	cr_assert_eq(build_error(out, "FATAL", "08P01", "bad thing", "more"), 0);
@@ -114,7 +114,7 @@ Test(build, startup_packet)
 	const char *values[] = {"u", "d"};
 
 	build_startup(out, keys, values, 2);
-	expect("\0\0\0\30\0\3\0\0user\0u\0database\0d\0\0", 24);
+	expect("\0\0\0\33\0\3\0\0user\0u\0database\0d\0\0", 27);
 }
 
 Test(build, frontend_messages)

@@ -1,0 +1,275 @@
+/*
+ * The [sluice] option table.  Every option lives here once, with its type,
+ * field, default, bounds, reload class and help; parsing, defaults, SHOW
+ * CONFIG, the environment overrides and docs/config.md are all driven from it,
+ * so adding an option is adding a row (plus the field in struct config).
+ * Also the syntax of the values in it: durations and sizes with units.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#define USEC_PER_SEC INT64_C(1000000)
+#define MAX_DURATION (30 * 86400 * USEC_PER_SEC) /* 30 days: longer is surely a typo */
+#define MAX_CONNS    1000000
+#define MAX_POOL     10000
+#define KB           INT64_C(1024)
+#define GB           (KB * KB * KB)
+
+/*
+ * The _Generic makes a row whose field has the wrong C type fail to compile,
+ * instead of writing an int64_t through an int pointer at run time.
+ */
+#define FIELD(ctype, field)                                                                        \
+	_Generic(((struct config *)0)->field, ctype : offsetof(struct config, field))
+
+#define OPT_INT(field, def, lo, hi, class, text)                                                   \
+	{                                                                                          \
+		.name = #field, .type = CONFIG_INT, .offset = FIELD(int, field),                   \
+		.default_value = def, .min = lo, .max = hi, .reload = class, .help = text          \
+	}
+#define OPT_OCTAL(field, def, hi, class, text)                                                     \
+	{                                                                                          \
+		.name = #field, .type = CONFIG_OCTAL, .offset = FIELD(int, field),                 \
+		.default_value = def, .min = 0, .max = hi, .reload = class, .help = text           \
+	}
+#define OPT_ENUM(field, def, names, text)                                                          \
+	{                                                                                          \
+		.name = #field, .type = CONFIG_ENUM, .offset = FIELD(int, field),                  \
+		.default_value = def, .enum_names = names, .reload = RELOAD_LIVE, .help = text     \
+	}
+#define OPT_STRING(field, def, class, text)                                                        \
+	{                                                                                          \
+		.name = #field, .type = CONFIG_STRING, .offset = FIELD(char *, field),             \
+		.default_value = def, .reload = class, .help = text                                \
+	}
+#define OPT_SIZE(field, def, lo, hi, text)                                                         \
+	{                                                                                          \
+		.name = #field, .type = CONFIG_SIZE, .offset = FIELD(int64_t, field),              \
+		.default_value = def, .min = lo, .max = hi, .reload = RELOAD_LIVE, .help = text    \
+	}
+/* Durations are keyed without the _us suffix their field carries. */
+#define OPT_DURATION(key, def, text)                                                               \
+	{                                                                                          \
+		.name = #key, .type = CONFIG_DURATION, .offset = FIELD(int64_t, key##_us),         \
+		.default_value = def, .min = 0, .max = MAX_DURATION, .reload = RELOAD_LIVE,        \
+		.help = text                                                                       \
+	}
+
+struct unit {
+	const char *name; /* suffix as written after the number */
+	int64_t factor;   /* microseconds or bytes per unit */
+};
+
+/* Postgres' own duration units; "min" is read but never printed (see duration_print_units). */
+static const struct unit duration_units[] = {
+    {"us", 1},
+    {"ms", 1000},
+    {"s", USEC_PER_SEC},
+    {"min", 60 * USEC_PER_SEC},
+    {"h", 3600 * USEC_PER_SEC},
+    {"d", 86400 * USEC_PER_SEC},
+    {NULL, 0},
+};
+
+/*
+ * Units used when printing a duration, largest first.  Minutes are left out
+ * so that 60s and 600s print as PgBouncer users know them; whole hours and
+ * days are still shortened because 86400s is harder to read than 1d.
+ */
+static const struct unit duration_print_units[] = {
+    {"d", 86400 * USEC_PER_SEC},
+    {"h", 3600 * USEC_PER_SEC},
+    {"s", USEC_PER_SEC},
+    {"ms", 1000},
+    {"us", 1},
+    {NULL, 0},
+};
+
+static const struct unit size_units[] = {
+    {"B", 1},  {"kB", INT64_C(1) << 10}, {"MB", INT64_C(1) << 20}, {"GB", INT64_C(1) << 30},
+    {NULL, 0},
+};
+
+static const struct unit size_print_units[] = {
+    {"GB", INT64_C(1) << 30},
+    {"MB", INT64_C(1) << 20},
+    {"kB", INT64_C(1) << 10},
+    {"", 1},
+    {NULL, 0},
+};
+
+/* Index order matches the enums in config.h. */
+static const char *const pool_mode_names[] = {"session", "transaction", "statement", NULL};
+static const char *const auth_type_names[] = {"scram-sha-256", "md5", "plain", "trust", NULL};
+static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
+static const char *const log_format_names[] = {"text", "json", NULL};
+
+static const struct config_option options[] = {
+    OPT_STRING(listen_addr, "127.0.0.1", RELOAD_RESTART,
+               "Comma-separated addresses to accept TCP clients on; * = all; empty = no TCP."),
+    OPT_INT(listen_port, "6432", 1, 65535, RELOAD_RESTART,
+            "TCP port; also names the Unix socket file, .s.PGSQL.6432 for 6432."),
+    OPT_STRING(unix_socket_dir, "/tmp", RELOAD_RESTART,
+               "Directory for the Unix socket; empty = no Unix socket."),
+    OPT_OCTAL(unix_socket_mode, "0777", 0777, RELOAD_RESTART,
+              "Permissions of the Unix socket file, in octal."),
+    OPT_INT(workers, "1", 1, 256, RELOAD_RESTART,
+            "Worker threads, each with its own event loop, clients and server connections."),
+    OPT_ENUM(auth_type, "scram-sha-256", auth_type_names,
+             "How clients prove their password; trust skips the check and is for tests only."),
+    OPT_STRING(auth_file, "", RELOAD_LIVE,
+               "User list (PgBouncer userlist.txt format); a relative path is relative to "
+               "this file's directory."),
+    OPT_ENUM(pool_mode, "transaction", pool_mode_names,
+             "When a server connection goes back to the pool: after the session, "
+             "transaction or statement."),
+    OPT_INT(default_pool_size, "20", 1, MAX_POOL, RELOAD_LIVE,
+            "Server connections per (database, user) pool."),
+    OPT_INT(min_pool_size, "0", 0, MAX_POOL, RELOAD_LIVE,
+            "Server connections each pool keeps open even when idle; 0 = none."),
+    OPT_INT(max_client_conn, "10000", 1, MAX_CONNS, RELOAD_LIVE,
+            "Client connections accepted in total; more are refused."),
+    OPT_INT(max_db_connections, "0", 0, MAX_CONNS, RELOAD_LIVE,
+            "Server connections per database over all its pools; 0 = no cap."),
+    OPT_INT(max_user_connections, "0", 0, MAX_CONNS, RELOAD_LIVE,
+            "Server connections per user over all its pools; 0 = no cap."),
+    OPT_STRING(server_reset_query, "DISCARD ALL", RELOAD_LIVE,
+               "Run on a server connection when a session-mode client leaves; empty = none."),
+    OPT_DURATION(client_login_timeout, "60s",
+                 "A client must finish startup and authentication within this; 0 = off."),
+    OPT_DURATION(query_wait_timeout, "120s",
+                 "Longest wait in the queue for a server connection; 0 = off."),
+    OPT_DURATION(idle_transaction_timeout, "0",
+                 "Close a client idle inside an open transaction this long; 0 = off."),
+    OPT_DURATION(client_idle_timeout, "0",
+                 "Close a client idle outside a transaction this long; 0 = off."),
+    OPT_DURATION(server_connect_timeout, "15s",
+                 "Connecting and logging in to the server must finish within this; 0 = off."),
+    OPT_DURATION(server_idle_timeout, "600s",
+                 "Close server connections idle in the pool this long; 0 = off."),
+    OPT_DURATION(server_lifetime, "1h",
+                 "Close server connections older than this when released; 0 = off."),
+    OPT_DURATION(server_reset_timeout, "5s",
+                 "Reset or rollback after a client leaves must finish within this, else the "
+                 "server is closed; 0 = close at once."),
+    OPT_DURATION(server_login_retry, "15s",
+                 "Pause after a failed server login before the pool tries again."),
+    OPT_DURATION(cancel_wait_timeout, "10s",
+                 "Give up forwarding a cancel request to Postgres after this long; 0 = wait."),
+    OPT_DURATION(shutdown_timeout, "30s",
+                 "On SIGTERM, wait this long for clients to finish; 0 = no limit."),
+    OPT_SIZE(max_packet_size, "1GB", KB, GB,
+             "Largest protocol message accepted from a client or server."),
+    OPT_ENUM(log_level, "info", log_level_names, "Least severe log level written."),
+    OPT_ENUM(log_format, "text", log_format_names,
+             "Log line format: text for people, json for log collectors."),
+};
+
+const struct config_option *config_options(size_t *count)
+{
+	*count = sizeof(options) / sizeof(options[0]);
+	return options;
+}
+
+const struct config_option *config_option_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
+		if (strcmp(options[i].name, name) == 0)
+			return &options[i];
+	return NULL;
+}
+
+const char *pool_mode_name(int mode)
+{
+	if (mode < POOL_SESSION || mode > POOL_STATEMENT)
+		return "unknown";
+	return pool_mode_names[mode];
+}
+
+/* Factor of the unit that `p` spells (trailing blanks allowed); 0 if none. */
+static int64_t unit_factor(const char *p, const struct unit *units)
+{
+	size_t len = strlen(p);
+
+	while (len > 0 && isspace((unsigned char)p[len - 1]))
+		len--;
+	for (const struct unit *u = units; u->name != NULL; u++)
+		if (strlen(u->name) == len && strncasecmp(p, u->name, len) == 0)
+			return u->factor;
+	return 0;
+}
+
+/*
+ * "<digits>[.<digits>] [unit]" into bare * factor.  Only six fraction digits
+ * count (finer than a microsecond of a microsecond unit means nothing), which
+ * also keeps fraction * factor far from overflowing.
+ */
+static int parse_scaled(const char *text, const struct unit *units, int64_t bare, bool fraction,
+                        int64_t *out)
+{
+	const char *p = text + strspn(text, " \t");
+	int64_t whole = 0, frac = 0, frac_scale = 1, factor = bare;
+	bool digits = false;
+
+	for (; isdigit((unsigned char)*p); p++, digits = true) {
+		if (whole > (INT64_MAX - 9) / 10)
+			return -1;
+		whole = whole * 10 + (*p - '0');
+	}
+	if (fraction && *p == '.') {
+		for (p++; isdigit((unsigned char)*p); p++, digits = true) {
+			if (frac_scale < USEC_PER_SEC) {
+				frac = frac * 10 + (*p - '0');
+				frac_scale *= 10;
+			}
+		}
+	}
+	if (!digits)
+		return -1;
+	p += strspn(p, " \t");
+	if (*p != '\0' && (factor = unit_factor(p, units)) == 0)
+		return -1;
+	if (whole > (INT64_MAX - factor) / factor)
+		return -1;
+	*out = whole * factor + frac * factor / frac_scale;
+	return 0;
+}
+
+int config_parse_duration(const char *text, int64_t *out_us)
+{
+	/* A bare number is seconds, as in PgBouncer, so its files keep working. */
+	return parse_scaled(text, duration_units, USEC_PER_SEC, true, out_us);
+}
+
+int config_parse_size(const char *text, int64_t *out_bytes)
+{
+	return parse_scaled(text, size_units, 1, false, out_bytes);
+}
+
+/* Prints `v` in the largest unit that divides it exactly. */
+static void format_scaled(int64_t v, const struct unit *units, char *buf, size_t len)
+{
+	const struct unit *u = units;
+
+	if (v == 0) {
+		snprintf(buf, len, "0");
+		return;
+	}
+	while (u[1].name != NULL && v % u->factor != 0)
+		u++;
+	snprintf(buf, len, "%lld%s", (long long)(v / u->factor), u->name);
+}
+
+void config_format_duration(int64_t us, char *buf, size_t len)
+{
+	format_scaled(us, duration_print_units, buf, len);
+}
+
+void config_format_size(int64_t bytes, char *buf, size_t len)
+{
+	format_scaled(bytes, size_print_units, buf, len);
+}

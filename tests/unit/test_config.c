@@ -1,0 +1,991 @@
+/*
+ * Configuration: value syntax, the option table, the ini file, [databases]
+ * and [users], environment overrides, database URLs, validation, and that
+ * docs/config.md and etc/sluice.ini cover every option.
+ */
+#include "config.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SEC INT64_C(1000000)
+
+/* One loaded test configuration and where its file was. */
+struct loaded {
+	struct config *cfg;      /* NULL when loading failed */
+	char path[128];          /* the ini file, for expected error texts */
+	char dir[64];            /* its directory */
+	struct config_error err; /* filled when cfg is NULL */
+};
+
+static const char userlist[] = "\"app\" \"app-secret\"\n\"admin\" \"admin-secret\"\n";
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	cr_assert_not_null(f, "cannot write %s", path);
+	fputs(text, f);
+	fclose(f);
+}
+
+static char *read_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *mem;
+	int c;
+
+	cr_assert_not_null(f, "cannot read %s (set SLUICE_SOURCE_ROOT)", path);
+	mem = open_memstream(&buf, &len);
+	while ((c = getc(f)) != EOF)
+		putc(c, mem);
+	fclose(mem);
+	fclose(f);
+	return buf;
+}
+
+static void source_path(char *out, size_t len, const char *rel)
+{
+	const char *root = getenv("SLUICE_SOURCE_ROOT");
+
+	snprintf(out, len, "%s/%s", root ? root : ".", rel);
+}
+
+/*
+ * Writes `ini` as sluice.ini next to a userlist.txt in a fresh directory and
+ * loads it.  The files are removed again: the snapshot must not need them.
+ */
+static void load_ini(struct loaded *l, const char *ini, char *const *envp, const char *upstream)
+{
+	char users[128];
+
+	memset(l, 0, sizeof(*l));
+	snprintf(l->dir, sizeof(l->dir), "/tmp/sluice-config-XXXXXX");
+	cr_assert_not_null(mkdtemp(l->dir));
+	snprintf(l->path, sizeof(l->path), "%s/sluice.ini", l->dir);
+	snprintf(users, sizeof(users), "%s/userlist.txt", l->dir);
+	write_file(l->path, ini);
+	write_file(users, userlist);
+	l->cfg = config_load(l->path, upstream, envp, &l->err);
+	unlink(l->path);
+	unlink(users);
+	rmdir(l->dir);
+}
+
+/* The path-prefixed error expected for `line` of the test file. */
+static void expect_error(const struct loaded *l, int line, const char *msg)
+{
+	char want[600];
+
+	cr_assert_null(l->cfg, "loading should have failed with: %s", msg);
+	snprintf(want, sizeof(want), "%s:%d: %s", l->path, line, msg);
+	cr_assert_str_eq(l->err.message, want);
+}
+
+#define MINIMAL                                                                                    \
+	"[sluice]\nauth_file = userlist.txt\n[databases]\napp = host=db.internal dbname=app\n"
+
+/* ---- durations and sizes ---- */
+
+Test(config, duration_units)
+{
+	static const struct {
+		const char *text;
+		int64_t us;
+	} cases[] = {
+	    {"250ms", 250000},     {"30s", 30 * SEC},    {"5min", 300 * SEC},
+	    {"1h", 3600 * SEC},    {"2d", 172800 * SEC}, {"100us", 100},
+	    {"1.5s", 1500000},     {"30", 30 * SEC},     {"0", 0},
+	    {" 10 s ", 10 * SEC},  {"1.5min", 90 * SEC}, {".5s", 500000},
+	    {"0.0000001s", 0},     {"10MS", 10000},      {"2.25", 2250000},
+	    {"7200s", 7200 * SEC},
+	};
+	int64_t us;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cr_assert_eq(config_parse_duration(cases[i].text, &us), 0, "'%s'", cases[i].text);
+		cr_assert_eq(us, cases[i].us, "'%s' gave %lld", cases[i].text, (long long)us);
+	}
+}
+
+Test(config, duration_rejects_garbage)
+{
+	static const char *const bad[] = {
+	    "",           "abc",
+	    "-1",         "-1s",
+	    "10x",        "1.2.3",
+	    "s",          "1e3",
+	    "1 2",        "+5s",
+	    ".",          "1s2",
+	    "5 m",        "99999999999999999999",
+	    "106751992d", "9223372036854775807s",
+	};
+	int64_t us = 42;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_eq(config_parse_duration(bad[i], &us), -1, "'%s' was accepted", bad[i]);
+	cr_assert_eq(us, 42, "a rejected value must not be stored");
+}
+
+Test(config, sizes)
+{
+	int64_t n;
+
+	cr_assert_eq(config_parse_size("1024", &n), 0);
+	cr_assert_eq(n, 1024);
+	cr_assert_eq(config_parse_size("64kB", &n), 0);
+	cr_assert_eq(n, 65536);
+	cr_assert_eq(config_parse_size("16MB", &n), 0);
+	cr_assert_eq(n, 16 << 20);
+	cr_assert_eq(config_parse_size("1GB", &n), 0);
+	cr_assert_eq(n, INT64_C(1) << 30);
+	cr_assert_eq(config_parse_size("1 kB", &n), 0);
+	cr_assert_eq(n, 1024);
+	cr_assert_eq(config_parse_size("8B", &n), 0);
+	cr_assert_eq(n, 8);
+	for (const char *const *bad = (const char *const[]){"", "kB", "1.5GB", "-1", "10XB", "1 0",
+	                                                    "99999999999GB", NULL};
+	     *bad != NULL; bad++)
+		cr_assert_eq(config_parse_size(*bad, &n), -1, "'%s' was accepted", *bad);
+}
+
+Test(config, format_picks_readable_units)
+{
+	char buf[32];
+
+	config_format_duration(60 * SEC, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "60s");
+	config_format_duration(250000, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "250ms");
+	config_format_duration(0, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "0");
+	config_format_duration(3600 * SEC, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "1h");
+	config_format_duration(86400 * SEC, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "1d");
+	config_format_duration(1500000, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "1500ms");
+	config_format_duration(7, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "7us");
+	config_format_size(INT64_C(1) << 30, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "1GB");
+	config_format_size(65536, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "64kB");
+	config_format_size(1536, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "1536");
+}
+
+/* ---- the option table ---- */
+
+/* A zeroed snapshot for exercising config_set; config_free copes with it. */
+static struct config *blank_config(void)
+{
+	struct config *cfg = calloc(1, sizeof(*cfg));
+
+	cr_assert_not_null(cfg);
+	return cfg;
+}
+
+static int64_t field_value(const struct config *cfg, const struct config_option *o)
+{
+	const char *base = (const char *)cfg + o->offset;
+
+	if (o->type == CONFIG_DURATION || o->type == CONFIG_SIZE)
+		return *(const int64_t *)base;
+	return *(const int *)base;
+}
+
+Test(config, every_default_parses_within_bounds_and_prints_back)
+{
+	struct config *cfg = blank_config();
+	struct config_error err;
+	size_t n;
+	const struct config_option *opts = config_options(&n);
+	char buf[256];
+
+	cr_assert_gt(n, 25);
+	for (size_t i = 0; i < n; i++) {
+		const struct config_option *o = &opts[i];
+
+		cr_assert_not_null(o->help, "%s has no help", o->name);
+		cr_assert_eq(config_option_find(o->name), o, "%s is not found by name", o->name);
+		cr_assert_eq(config_set(cfg, o->name, o->default_value, &err), 0, "%s: %s", o->name,
+		             err.message);
+		if (o->type != CONFIG_STRING && o->type != CONFIG_ENUM && o->type != CONFIG_BOOL) {
+			cr_assert_geq(field_value(cfg, o), o->min, "%s below min", o->name);
+			cr_assert_leq(field_value(cfg, o), o->max, "%s above max", o->name);
+		}
+		/* Defaults are written canonically, so SHOW CONFIG's default column matches. */
+		config_format_value(cfg, o, buf, sizeof(buf));
+		cr_assert_str_eq(buf, o->default_value, "%s", o->name);
+	}
+	cr_assert_null(config_option_find("no_such_option"));
+	config_free(cfg);
+}
+
+Test(config, table_matches_the_brief)
+{
+	const struct config_option *o;
+
+	o = config_option_find("idle_transaction_timeout");
+	cr_assert_not_null(o);
+	cr_assert_eq(o->offset, offsetof(struct config, idle_transaction_timeout_us));
+	cr_assert_eq(o->type, CONFIG_DURATION);
+	cr_assert_eq(o->max, INT64_C(30) * 86400 * SEC);
+	o = config_option_find("workers");
+	cr_assert_eq(o->reload, RELOAD_RESTART);
+	cr_assert_eq(o->min, 1);
+	cr_assert_eq(o->max, 256);
+	cr_assert_eq(config_option_find("pool_mode")->reload, RELOAD_LIVE);
+	cr_assert_eq(config_option_find("unix_socket_mode")->type, CONFIG_OCTAL);
+	cr_assert_null(config_option_find("idle_transaction_timeout_us"));
+	cr_assert_str_eq(pool_mode_name(POOL_SESSION), "session");
+	cr_assert_str_eq(pool_mode_name(POOL_STATEMENT), "statement");
+	cr_assert_str_eq(pool_mode_name(7), "unknown");
+}
+
+/* Sample values per option: bounds and every enum name, plus a plain string. */
+static int sample_values(const struct config_option *o, char out[][64])
+{
+	int n = 0;
+
+	if (o->type == CONFIG_ENUM) {
+		for (const char *const *e = o->enum_names; *e != NULL; e++)
+			snprintf(out[n++], 64, "%s", *e);
+	} else if (o->type == CONFIG_STRING) {
+		snprintf(out[n++], 64, "some text, with blanks");
+		snprintf(out[n++], 64, "%s", "");
+	} else if (o->type == CONFIG_OCTAL) {
+		snprintf(out[n++], 64, "%llo", (unsigned long long)o->max);
+		snprintf(out[n++], 64, "0600");
+	} else {
+		snprintf(out[n++], 64, "%lld", (long long)o->min);
+		if (o->type == CONFIG_INT)
+			snprintf(out[n++], 64, "%lld", (long long)o->max);
+		else if (o->type == CONFIG_DURATION)
+			snprintf(out[n++], 64, "%lldus", (long long)o->max);
+		else
+			snprintf(out[n++], 64, "%lld", (long long)o->max);
+	}
+	if (o->type == CONFIG_DURATION)
+		snprintf(out[n++], 64, "1.25s");
+	return n;
+}
+
+Test(config, format_value_round_trips_through_set)
+{
+	struct config *cfg = blank_config();
+	struct config_error err;
+	char samples[8][64], first[256], second[256];
+	size_t n;
+	const struct config_option *opts = config_options(&n);
+
+	for (size_t i = 0; i < n; i++) {
+		const struct config_option *o = &opts[i];
+		int ns = sample_values(o, samples);
+
+		for (int s = 0; s < ns; s++) {
+			int64_t before;
+
+			cr_assert_eq(config_set(cfg, o->name, samples[s], &err), 0, "%s=%s: %s",
+			             o->name, samples[s], err.message);
+			before = o->type == CONFIG_STRING ? 0 : field_value(cfg, o);
+			config_format_value(cfg, o, first, sizeof(first));
+			cr_assert_eq(config_set(cfg, o->name, first, &err), 0, "%s=%s: %s", o->name,
+			             first, err.message);
+			config_format_value(cfg, o, second, sizeof(second));
+			cr_assert_str_eq(first, second, "%s", o->name);
+			if (o->type != CONFIG_STRING)
+				cr_assert_eq(field_value(cfg, o), before, "%s=%s", o->name, first);
+		}
+	}
+	config_free(cfg);
+}
+
+Test(config, config_set_validates)
+{
+	struct config *cfg = blank_config();
+	struct config_error err;
+
+	cr_assert_eq(config_set(cfg, "workers", "4", &err), 0);
+	cr_assert_eq(cfg->workers, 4);
+	cr_assert_eq(config_set(cfg, "workers", "0", &err), -1);
+	cr_assert_str_eq(err.message,
+	                 "key 'workers': invalid value '0' (expected an integer from 1 to 256)");
+	cr_assert_eq(cfg->workers, 4, "a rejected value must not be stored");
+	cr_assert_eq(config_set(cfg, "workers", "2x", &err), -1);
+	cr_assert_eq(config_set(cfg, "idle_transaction_timeout", "31d", &err), -1);
+	cr_assert_str_eq(err.message, "key 'idle_transaction_timeout': invalid value '31d' (expected a "
+	                              "duration from 0 to 30d with unit us, ms, s, min, h or d)");
+	cr_assert_eq(config_set(cfg, "idle_transaction_timeout", "250ms", &err), 0);
+	cr_assert_eq(cfg->idle_transaction_timeout_us, 250000);
+	cr_assert_eq(config_set(cfg, "max_packet_size", "512", &err), -1);
+	cr_assert_eq(config_set(cfg, "max_packet_size", "2GB", &err), -1);
+	cr_assert_eq(config_set(cfg, "max_packet_size", "64kB", &err), 0);
+	cr_assert_eq(cfg->max_packet_size, 65536);
+	cr_assert_eq(config_set(cfg, "pool_mode", "Session", &err), 0);
+	cr_assert_eq(cfg->pool_mode, POOL_SESSION);
+	cr_assert_eq(config_set(cfg, "unix_socket_mode", "0700", &err), 0);
+	cr_assert_eq(cfg->unix_socket_mode, 0700);
+	cr_assert_eq(config_set(cfg, "unix_socket_mode", "777", &err), 0);
+	cr_assert_eq(cfg->unix_socket_mode, 0777);
+	cr_assert_eq(config_set(cfg, "unix_socket_mode", "0800", &err), -1);
+	cr_assert_eq(config_set(cfg, "unix_socket_mode", "1777", &err), -1);
+	cr_assert_eq(config_set(cfg, "no_such", "1", &err), -1);
+	cr_assert_str_eq(err.message, "unknown option 'no_such'");
+	config_free(cfg);
+}
+
+/* ---- docs and example stay complete ---- */
+
+Test(config, docs_are_generated_from_the_table)
+{
+	char path[512], *docs, *generated = NULL;
+	size_t len = 0, n;
+	const struct config_option *opts = config_options(&n);
+	FILE *mem = open_memstream(&generated, &len);
+
+	config_write_markdown(mem);
+	fclose(mem);
+	source_path(path, sizeof(path), "docs/config.md");
+	docs = read_file(path);
+	for (size_t i = 0; i < n; i++) {
+		char name[80];
+
+		snprintf(name, sizeof(name), "`%s`", opts[i].name);
+		cr_assert_not_null(strstr(docs, name), "docs/config.md misses %s", opts[i].name);
+	}
+	cr_assert_str_eq(docs, generated,
+	                 "docs/config.md is stale: regenerate it with `sluice --describe-config`");
+	free(docs);
+	free(generated);
+}
+
+/* The value on an ";name = value" or "name = value" line of the example, or NULL. */
+static const char *ini_line_value(const char *ini, const char *name, bool *commented)
+{
+	size_t len = strlen(name);
+
+	for (const char *line = ini; line != NULL && *line != '\0';) {
+		const char *p = line;
+
+		*commented = *p == ';';
+		p += *commented;
+		if (strncmp(p, name, len) == 0 && strncmp(p + len, " =", 2) == 0)
+			return p + len + 2 + (p[len + 2] == ' ');
+		line = strchr(line, '\n');
+		line = line ? line + 1 : NULL;
+	}
+	return NULL;
+}
+
+Test(config, example_ini_lists_every_option_with_its_default)
+{
+	char path[512], *ini;
+	size_t n;
+	const struct config_option *opts = config_options(&n);
+
+	source_path(path, sizeof(path), "etc/sluice.ini");
+	ini = read_file(path);
+	for (size_t i = 0; i < n; i++) {
+		bool commented;
+		const char *v = ini_line_value(ini, opts[i].name, &commented);
+
+		cr_assert_not_null(v, "etc/sluice.ini misses %s", opts[i].name);
+		if (commented)
+			cr_assert(
+			    strncmp(v, opts[i].default_value, strlen(opts[i].default_value)) == 0 &&
+			        v[strlen(opts[i].default_value)] == '\n',
+			    "etc/sluice.ini shows a wrong default for %s", opts[i].name);
+	}
+	free(ini);
+}
+
+Test(config, example_ini_loads)
+{
+	char path[512];
+	struct config_error err;
+	struct config *cfg;
+	const struct db_def *db;
+
+	source_path(path, sizeof(path), "etc/sluice.ini");
+	cfg = config_load(path, NULL, NULL, &err);
+	cr_assert_not_null(cfg, "%s", err.message);
+	cr_assert_eq(cfg->auth.count, 4, "etc/userlist.txt should hold 4 users");
+	db = config_find_db(cfg, "reports");
+	cr_assert_not_null(db);
+	cr_assert_str_eq(db->password, "reporter password");
+	cr_assert_str_eq(db->connect_options, "-c statement_timeout=30s");
+	cr_assert_eq(db->pool_mode, POOL_SESSION);
+	cr_assert_str_eq(config_find_db(cfg, "anything")->name, "*");
+	cr_assert_not_null(config_find_user(cfg, "batch"));
+	config_free(cfg);
+}
+
+/* ---- loading files ---- */
+
+Test(config, good_file)
+{
+	struct loaded l;
+	const struct db_def *db;
+
+	load_ini(&l,
+	         "; comment\n"
+	         "[sluice]\n"
+	         "listen_addr = *\n"
+	         "listen_port = 7432\n"
+	         "unix_socket_mode = 0700\n"
+	         "workers = 4\n"
+	         "auth_type = md5\n"
+	         "auth_file = userlist.txt\n"
+	         "pool_mode = session ; inline comment\n"
+	         "default_pool_size = 30\n"
+	         "min_pool_size = 2\n"
+	         "query_wait_timeout = 1.5s\n"
+	         "server_lifetime = 2h\n"
+	         "client_login_timeout = 45\n"
+	         "max_packet_size = 16MB\n"
+	         "log_format = json\n"
+	         "log_level = warn\n"
+	         "server_reset_query =\n"
+	         "# another comment\n"
+	         "[databases]\n"
+	         "app = host=db.internal port=5433 dbname=appdb\n",
+	         NULL, NULL);
+	cr_assert_not_null(l.cfg, "%s", l.err.message);
+	cr_assert_str_eq(l.cfg->source, l.path);
+	cr_assert_str_eq(l.cfg->listen_addr, "*");
+	cr_assert_eq(l.cfg->listen_port, 7432);
+	cr_assert_eq(l.cfg->unix_socket_mode, 0700);
+	cr_assert_eq(l.cfg->workers, 4);
+	cr_assert_eq(l.cfg->auth_type, AUTH_MD5);
+	cr_assert_eq(l.cfg->pool_mode, POOL_SESSION);
+	cr_assert_eq(l.cfg->default_pool_size, 30);
+	cr_assert_eq(l.cfg->min_pool_size, 2);
+	cr_assert_eq(l.cfg->query_wait_timeout_us, 1500000);
+	cr_assert_eq(l.cfg->server_lifetime_us, 7200 * SEC);
+	cr_assert_eq(l.cfg->client_login_timeout_us, 45 * SEC, "a bare number is seconds");
+	cr_assert_eq(l.cfg->max_packet_size, 16 << 20);
+	cr_assert_eq(l.cfg->log_format, LOG_FORMAT_JSON);
+	cr_assert_eq(l.cfg->log_level, LOG_WARN);
+	cr_assert_str_eq(l.cfg->server_reset_query, "");
+	cr_assert_eq(l.cfg->idle_transaction_timeout_us, 0, "untouched options keep their default");
+	cr_assert_eq(l.cfg->max_client_conn, 10000);
+	cr_assert_eq(l.cfg->auth.count, 2);
+	cr_assert_eq(l.cfg->ndbs, 1);
+	db = config_find_db(l.cfg, "app");
+	cr_assert_str_eq(db->host, "db.internal");
+	cr_assert_eq(db->port, 5433);
+	cr_assert_str_eq(db->dbname, "appdb");
+	cr_assert_null(db->user);
+	cr_assert_null(db->password);
+	cr_assert_eq(db->pool_size, CONFIG_INHERIT);
+	config_free(l.cfg);
+}
+
+Test(config, pgbouncer_section_is_an_alias)
+{
+	struct loaded l;
+
+	load_ini(&l,
+	         "[pgbouncer]\nauth_file = userlist.txt\nworkers = 2\n"
+	         "[databases]\napp = dbname=app\n",
+	         NULL, NULL);
+	cr_assert_not_null(l.cfg, "%s", l.err.message);
+	cr_assert_eq(l.cfg->workers, 2);
+	cr_assert_str_eq(l.cfg->dbs[0].host, "127.0.0.1", "host defaults to 127.0.0.1");
+	cr_assert_eq(l.cfg->dbs[0].port, 5432);
+	config_free(l.cfg);
+}
+
+Test(config, bad_value_names_file_line_and_key)
+{
+	struct loaded l;
+
+	load_ini(&l, MINIMAL "[sluice]\n\npool_mode = foo\n", NULL, NULL);
+	/* [sluice] appears twice: entries merge, the error is on line 7. */
+	expect_error(&l, 7,
+	             "key 'pool_mode': invalid value 'foo' (expected session, transaction, "
+	             "statement)");
+}
+
+Test(config, unknown_key)
+{
+	struct loaded l;
+
+	load_ini(&l, "[sluice]\nauth_file = userlist.txt\npool_mod = session\n", NULL, NULL);
+	expect_error(&l, 3, "unknown key 'pool_mod' in [sluice]");
+}
+
+Test(config, unknown_section)
+{
+	struct loaded l;
+
+	load_ini(&l, MINIMAL "[tenant.acme]\nusers = a\n", NULL, NULL);
+	expect_error(&l, 6,
+	             "unknown section [tenant.acme] (expected [sluice], [databases], [users])");
+}
+
+Test(config, key_before_any_section)
+{
+	struct loaded l;
+
+	load_ini(&l, "workers = 2\n" MINIMAL, NULL, NULL);
+	expect_error(&l, 1, "key 'workers' before any section (start with [sluice])");
+}
+
+Test(config, key_set_twice)
+{
+	struct loaded l;
+
+	load_ini(&l, MINIMAL "[sluice]\nauth_file = other.txt\n", NULL, NULL);
+	expect_error(&l, 6, "'auth_file' is set twice (first on line 2)");
+	load_ini(&l, MINIMAL "app = host=x\n", NULL, NULL);
+	expect_error(&l, 5, "'app' is set twice (first on line 4)");
+}
+
+Test(config, syntax_error)
+{
+	struct loaded l;
+
+	load_ini(&l, MINIMAL "this line has no equals sign\n", NULL, NULL);
+	expect_error(&l, 5, "syntax error (expected [section] or key = value)");
+}
+
+Test(config, overlong_line_is_refused_not_split)
+{
+	struct loaded l;
+	char ini[1024];
+
+	snprintf(ini, sizeof(ini), MINIMAL "other = host=h dbname=%0300d\n", 0);
+	load_ini(&l, ini, NULL, NULL);
+	cr_assert_null(l.cfg);
+	cr_assert(strstr(l.err.message, ":5: line longer than") != NULL, "%s", l.err.message);
+}
+
+Test(config, missing_file)
+{
+	struct config_error err;
+
+	cr_assert_null(config_load("/nonexistent/sluice.ini", NULL, NULL, &err));
+	cr_assert_str_eq(err.message, "/nonexistent/sluice.ini: cannot open: No such file or "
+	                              "directory");
+}
+
+/* ---- [databases] and [users] ---- */
+
+Test(config, databases_quoting_and_escapes)
+{
+	struct loaded l;
+	const struct db_def *db;
+
+	load_ini(&l,
+	         "[sluice]\nauth_file = userlist.txt\n"
+	         "[databases]\n"
+	         "app = host = /var/run/postgresql  dbname=my\\ db user=u\n"
+	         "  password='it\\'s a \\\\ secret' connect_options='-c search_path=app'\n"
+	         "  application_name='' pool_size=7 min_pool_size=1 pool_mode=statement\n"
+	         "  max_db_connections=50\n",
+	         NULL, NULL);
+	cr_assert_not_null(l.cfg, "%s", l.err.message);
+	db = config_find_db(l.cfg, "app");
+	cr_assert_str_eq(db->host, "/var/run/postgresql");
+	cr_assert_str_eq(db->dbname, "my db");
+	cr_assert_str_eq(db->user, "u");
+	cr_assert_str_eq(db->password, "it's a \\ secret");
+	cr_assert_str_eq(db->connect_options, "-c search_path=app");
+	cr_assert_null(db->application_name, "an empty value means not set");
+	cr_assert_eq(db->pool_size, 7);
+	cr_assert_eq(db->min_pool_size, 1);
+	cr_assert_eq(db->pool_mode, POOL_STATEMENT);
+	cr_assert_eq(db->max_db_connections, 50);
+	config_free(l.cfg);
+}
+
+Test(config, databases_continuation_lines)
+{
+	struct loaded l;
+	const struct db_def *db;
+
+	load_ini(&l,
+	         "[sluice]\nauth_file = userlist.txt\n"
+	         "[databases]\n"
+	         "app = host=h dbname=app\n"
+	         "    pool_size=3 ; inline comments work here too\n"
+	         "\tpassword='a b'\n"
+	         "other = host=o\n",
+	         NULL, NULL);
+	cr_assert_not_null(l.cfg, "%s", l.err.message);
+	db = config_find_db(l.cfg, "app");
+	cr_assert_eq(db->pool_size, 3);
+	cr_assert_str_eq(db->password, "a b");
+	cr_assert_str_eq(config_find_db(l.cfg, "other")->host, "o");
+	config_free(l.cfg);
+}
+
+Test(config, databases_errors_name_the_database)
+{
+	struct loaded l;
+
+	load_ini(&l, MINIMAL "bad = hots=x\n", NULL, NULL);
+	expect_error(&l, 5,
+	             "database 'bad': unknown key 'hots' (expected host, port, dbname, user, "
+	             "password, pool_size, min_pool_size, pool_mode, max_db_connections, "
+	             "connect_options, application_name)");
+	load_ini(&l, MINIMAL "bad = password='open\n", NULL, NULL);
+	expect_error(&l, 5, "database 'bad': key 'password': unterminated quoted value");
+	load_ini(&l, MINIMAL "bad = port=99999\n", NULL, NULL);
+	expect_error(&l, 5,
+	             "database 'bad': invalid value '99999' (expected an integer from 1 to 65535)");
+	load_ini(&l, MINIMAL "bad = pool_size=0\n", NULL, NULL);
+	expect_error(&l, 5,
+	             "database 'bad': invalid value '0' (expected an integer from 1 to 10000)");
+	load_ini(&l, MINIMAL "bad = host=\n", NULL, NULL);
+	expect_error(&l, 5, "database 'bad': host must not be empty");
+	load_ini(&l, MINIMAL "bad = dbname\n", NULL, NULL);
+	expect_error(&l, 5, "database 'bad': expected key=value at 'dbname'");
+	load_ini(&l, MINIMAL "bad = pool_mode=sometimes\n", NULL, NULL);
+	cr_assert_null(l.cfg);
+}
+
+Test(config, fallback_database)
+{
+	struct loaded l;
+
+	load_ini(&l,
+	         "[sluice]\nauth_file = userlist.txt\n"
+	         "[databases]\n* = host=fallback\napp = host=apphost\n",
+	         NULL, NULL);
+	cr_assert_not_null(l.cfg, "%s", l.err.message);
+	cr_assert_str_eq(config_find_db(l.cfg, "app")->host, "apphost");
+	cr_assert_str_eq(config_find_db(l.cfg, "other")->name, "*");
+	cr_assert_null(config_find_db(l.cfg, "*")->dbname, "dbname follows the client");
+	config_free(l.cfg);
+
+	load_ini(&l, MINIMAL, NULL, NULL);
+	cr_assert_not_null(l.cfg, "%s", l.err.message);
+	cr_assert_null(config_find_db(l.cfg, "other"));
+	cr_assert_null(config_find_user(l.cfg, "nobody"));
+	config_free(l.cfg);
+}
+
+Test(config, user_and_database_overrides)
+{
+	struct loaded l;
+	const struct db_def *app, *big;
+	const struct user_def *batch, *plain;
+
+	load_ini(&l,
+	         "[sluice]\nauth_file = userlist.txt\npool_mode = transaction\n"
+	         "default_pool_size = 20\nmin_pool_size = 1\n"
+	         "[databases]\napp = host=h\n"
+	         "big = host=h pool_size=50 pool_mode=statement min_pool_size=5\n"
+	         "[users]\nbatch = pool_mode=session pool_size=5 max_user_connections=10\n"
+	         "plain = max_user_connections=0\n",
+	         NULL, NULL);
+	cr_assert_not_null(l.cfg, "%s", l.err.message);
+	app = config_find_db(l.cfg, "app");
+	big = config_find_db(l.cfg, "big");
+	batch = config_find_user(l.cfg, "batch");
+	plain = config_find_user(l.cfg, "plain");
+	cr_assert_eq(batch->max_user_connections, 10);
+	cr_assert_eq(plain->pool_size, CONFIG_INHERIT);
+	cr_assert_eq(plain->max_user_connections, 0);
+	/* user > database > global */
+	cr_assert_eq(config_pool_size(l.cfg, app, NULL), 20);
+	cr_assert_eq(config_pool_size(l.cfg, big, NULL), 50);
+	cr_assert_eq(config_pool_size(l.cfg, big, plain), 50);
+	cr_assert_eq(config_pool_size(l.cfg, big, batch), 5);
+	cr_assert_eq(config_pool_size(l.cfg, NULL, NULL), 20);
+	cr_assert_eq(config_pool_mode(l.cfg, app, NULL), POOL_TRANSACTION);
+	cr_assert_eq(config_pool_mode(l.cfg, big, plain), POOL_STATEMENT);
+	cr_assert_eq(config_pool_mode(l.cfg, big, batch), POOL_SESSION);
+	cr_assert_eq(config_min_pool_size(l.cfg, app), 1);
+	cr_assert_eq(config_min_pool_size(l.cfg, big), 5);
+	config_free(l.cfg);
+
+	load_ini(&l, MINIMAL "[users]\nbatch = pool_size=x\n", NULL, NULL);
+	expect_error(&l, 6,
+	             "user 'batch': invalid value 'x' (expected an integer from 1 to 10000)");
+	load_ini(&l, MINIMAL "[users]\nbatch = host=x\n", NULL, NULL);
+	expect_error(&l, 6,
+	             "user 'batch': unknown key 'host' (expected pool_mode, pool_size, "
+	             "max_user_connections)");
+}
+
+/* ---- validation ---- */
+
+Test(config, validation_across_options)
+{
+	struct loaded l;
+	char want[256];
+
+	load_ini(&l, MINIMAL "[sluice]\nmin_pool_size = 30\n", NULL, NULL);
+	cr_assert_null(l.cfg);
+	snprintf(want, sizeof(want), "%s: min_pool_size (30) is larger than default_pool_size (20)",
+	         l.path);
+	cr_assert_str_eq(l.err.message, want);
+
+	load_ini(&l, MINIMAL "x = host=h pool_size=3 min_pool_size=4\n", NULL, NULL);
+	cr_assert_null(l.cfg);
+	snprintf(want, sizeof(want),
+	         "%s: database 'x': min_pool_size (4) is larger than its pool size (3)", l.path);
+	cr_assert_str_eq(l.err.message, want);
+
+	load_ini(&l, MINIMAL "[sluice]\nlisten_addr =\nunix_socket_dir =\n", NULL, NULL);
+	cr_assert_null(l.cfg);
+	cr_assert(strstr(l.err.message, "nothing to listen on") != NULL, "%s", l.err.message);
+
+	load_ini(&l, "[sluice]\nworkers = 2\n[databases]\napp = host=h\n", NULL, NULL);
+	cr_assert_null(l.cfg);
+	cr_assert(strstr(l.err.message, "no users can log in") != NULL, "%s", l.err.message);
+
+	load_ini(&l, "[sluice]\nauth_type = trust\n[databases]\napp = host=h\n", NULL, NULL);
+	cr_assert_not_null(l.cfg, "trust needs no users: %s", l.err.message);
+	config_free(l.cfg);
+
+	load_ini(&l, "[sluice]\nauth_file = userlist.txt\n", NULL, NULL);
+	cr_assert_null(l.cfg);
+	cr_assert(strstr(l.err.message, "no databases") != NULL, "%s", l.err.message);
+}
+
+Test(config, validate_after_set)
+{
+	struct loaded l;
+	struct config_error err;
+
+	load_ini(&l, MINIMAL, NULL, NULL);
+	cr_assert_not_null(l.cfg, "%s", l.err.message);
+	cr_assert_eq(config_validate(l.cfg, &err), 0);
+	cr_assert_eq(config_set(l.cfg, "min_pool_size", "25", &err), 0);
+	cr_assert_eq(config_validate(l.cfg, &err), -1);
+	config_free(l.cfg);
+}
+
+/* ---- auth_file ---- */
+
+Test(config, auth_file_is_relative_to_the_ini_file)
+{
+	struct loaded l;
+	char want[200];
+
+	/* From another working directory, the ini file's directory still counts. */
+	cr_assert_eq(chdir("/"), 0);
+	load_ini(&l, MINIMAL, NULL, NULL);
+	cr_assert_not_null(l.cfg, "%s", l.err.message);
+	snprintf(want, sizeof(want), "%s/userlist.txt", l.dir);
+	cr_assert_str_eq(l.cfg->auth_file, want);
+	cr_assert_not_null(auth_file_find(&l.cfg->auth, "app"));
+	config_free(l.cfg);
+
+	load_ini(&l, "[sluice]\nauth_file = missing.txt\n[databases]\napp = host=h\n", NULL, NULL);
+	cr_assert_null(l.cfg);
+	cr_assert(strstr(l.err.message, "missing.txt") != NULL, "%s", l.err.message);
+
+	load_ini(&l, "[sluice]\nauth_file = /nonexistent/users.txt\n[databases]\napp = host=h\n",
+	         NULL, NULL);
+	cr_assert_null(l.cfg);
+	cr_assert(strstr(l.err.message, "/nonexistent/users.txt") != NULL, "%s", l.err.message);
+}
+
+/* ---- environment ---- */
+
+Test(config, environment_overrides_the_file)
+{
+	struct loaded l;
+	char *env[] = {"PATH=/bin",
+	               "SLUICE_POOL_MODE=session",
+	               "SLUICE_IDLE_TRANSACTION_TIMEOUT=250ms",
+	               "SLUICE_WORKERS=8",
+	               "SLUICE_SOURCE_ROOT=/somewhere",
+	               "SLUICE_NO_SUCH_OPTION=1",
+	               "sluice_workers=3",
+	               NULL};
+
+	load_ini(&l, MINIMAL "[sluice]\npool_mode = transaction\nworkers = 2\n", env, NULL);
+	cr_assert_not_null(l.cfg, "%s", l.err.message);
+	cr_assert_eq(l.cfg->pool_mode, POOL_SESSION);
+	cr_assert_eq(l.cfg->idle_transaction_timeout_us, 250000);
+	cr_assert_eq(l.cfg->workers, 8);
+	config_free(l.cfg);
+}
+
+Test(config, environment_errors_name_the_variable)
+{
+	struct loaded l;
+	char *env[] = {"SLUICE_POOL_MODE=x", NULL};
+
+	load_ini(&l, MINIMAL, env, NULL);
+	cr_assert_null(l.cfg);
+	cr_assert_str_eq(l.err.message, "SLUICE_POOL_MODE: invalid value 'x' (expected session, "
+	                                "transaction, statement)");
+}
+
+Test(config, environment_auth_file)
+{
+	struct loaded l;
+	char *env[] = {"SLUICE_AUTH_FILE=userlist.txt", NULL};
+
+	load_ini(&l, "[sluice]\n[databases]\napp = host=h\n", env, NULL);
+	cr_assert_not_null(l.cfg, "%s", l.err.message);
+	cr_assert_eq(l.cfg->auth.count, 2);
+	config_free(l.cfg);
+}
+
+/* ---- database URLs ---- */
+
+Test(config, database_url_without_a_file)
+{
+	struct config_error err;
+	char *env[] = {"SLUICE_DATABASE_URL=postgres://u:p%40ss@h:5433/db?application_name=x"
+	               "&options=-c%20geqo%3Doff&sslmode=prefer",
+	               "SLUICE_DEFAULT_POOL_SIZE=7", NULL};
+	struct config *cfg = config_load(NULL, NULL, env, &err);
+	const struct db_def *db;
+	const struct user_secret *login;
+
+	cr_assert_not_null(cfg, "%s", err.message);
+	cr_assert_str_eq(cfg->source, "environment");
+	cr_assert_eq(cfg->ndbs, 1);
+	db = config_find_db(cfg, "db");
+	cr_assert_not_null(db);
+	cr_assert_str_eq(db->host, "h");
+	cr_assert_eq(db->port, 5433);
+	cr_assert_str_eq(db->dbname, "db");
+	cr_assert_str_eq(db->user, "u");
+	cr_assert_str_eq(db->password, "p@ss");
+	cr_assert_str_eq(db->application_name, "x");
+	cr_assert_str_eq(db->connect_options, "-c geqo=off");
+	cr_assert_eq(cfg->default_pool_size, 7);
+	/* Clients log in with the URL's own credentials. */
+	login = auth_file_find(&cfg->auth, "u");
+	cr_assert_not_null(login);
+	cr_assert_eq(login->kind, SECRET_PLAIN);
+	cr_assert_str_eq(login->plain, "p@ss");
+	config_free(cfg);
+}
+
+Test(config, upstream_url)
+{
+	struct config_error err;
+	struct config *cfg =
+	    config_load(NULL, "postgresql://app:pw@db.example:6543/appdb", NULL, &err);
+	const struct db_def *db;
+
+	cr_assert_not_null(cfg, "%s", err.message);
+	cr_assert_str_eq(cfg->source, "--upstream");
+	db = config_find_db(cfg, "appdb");
+	cr_assert_not_null(db);
+	cr_assert_str_eq(db->host, "db.example");
+	cr_assert_eq(db->port, 6543);
+	cr_assert_eq(cfg->auth.count, 1);
+	config_free(cfg);
+
+	/* key=value conninfo works too; no dbname makes it the "*" fallback. */
+	cfg = config_load(NULL, "host=10.1.2.3 user=app password=pw", NULL, &err);
+	cr_assert_not_null(cfg, "%s", err.message);
+	cr_assert_str_eq(cfg->dbs[0].name, "*");
+	cr_assert_eq(cfg->dbs[0].port, 5432);
+	cr_assert_str_eq(config_find_db(cfg, "whatever")->host, "10.1.2.3");
+	config_free(cfg);
+}
+
+Test(config, named_database_urls)
+{
+	struct config_error err;
+	char *env[] = {"SLUICE_DATABASE_URL_REPORTS=postgres://r:pw@rhost/analytics",
+	               "SLUICE_DATABASE_URL=postgres://app:pw@apphost/app", NULL};
+	struct config *cfg = config_load(NULL, NULL, env, &err);
+	const struct db_def *db;
+
+	cr_assert_not_null(cfg, "%s", err.message);
+	cr_assert_eq(cfg->ndbs, 2);
+	db = config_find_db(cfg, "reports");
+	cr_assert_not_null(db);
+	cr_assert_str_eq(db->dbname, "analytics");
+	cr_assert_str_eq(db->host, "rhost");
+	cr_assert_str_eq(config_find_db(cfg, "app")->host, "apphost");
+	cr_assert_eq(cfg->auth.count, 2);
+	config_free(cfg);
+}
+
+Test(config, url_replaces_file_entry_and_upstream_wins)
+{
+	struct loaded l;
+	char *env[] = {"SLUICE_DATABASE_URL=postgres://envhost/app", NULL};
+
+	load_ini(&l, MINIMAL, env, NULL);
+	cr_assert_not_null(l.cfg, "%s", l.err.message);
+	cr_assert_eq(l.cfg->ndbs, 1);
+	cr_assert_str_eq(l.cfg->dbs[0].host, "envhost");
+	config_free(l.cfg);
+
+	load_ini(&l, MINIMAL, env, "postgres://flaghost/app");
+	cr_assert_not_null(l.cfg, "%s", l.err.message);
+	cr_assert_str_eq(l.cfg->dbs[0].host, "flaghost");
+	config_free(l.cfg);
+}
+
+Test(config, url_credentials_not_added_with_an_auth_file)
+{
+	struct loaded l;
+
+	load_ini(&l, MINIMAL, NULL, "postgres://other:pw@h/other");
+	cr_assert_not_null(l.cfg, "%s", l.err.message);
+	cr_assert_null(auth_file_find(&l.cfg->auth, "other"), "the auth_file is the only source");
+	cr_assert_eq(l.cfg->auth.count, 2);
+	config_free(l.cfg);
+}
+
+Test(config, url_errors)
+{
+	struct config_error err;
+	char *env[] = {"SLUICE_DATABASE_URL=postgres://h/db?sslmode=require", NULL};
+
+	cr_assert_null(config_load(NULL, NULL, env, &err));
+	cr_assert_str_eq(err.message, "SLUICE_DATABASE_URL: sslmode=require: TLS to the server "
+	                              "is not supported yet");
+	cr_assert_null(config_load(NULL, "postgres://h/db?sslmode=verify-full", NULL, &err));
+	cr_assert(strstr(err.message, "--upstream: sslmode=verify-full") == err.message, "%s",
+	          err.message);
+	cr_assert_null(config_load(NULL, "postgres://h/db?foo=1", NULL, &err));
+	cr_assert(strstr(err.message, "--upstream: ") == err.message, "%s", err.message);
+	cr_assert_null(config_load(NULL, "postgres://h/db?connect_timeout=5", NULL, &err));
+	cr_assert(strstr(err.message, "'connect_timeout' is not supported") != NULL, "%s",
+	          err.message);
+	cr_assert_null(config_load(NULL, "postgres://h1,h2/db", NULL, &err));
+	cr_assert_str_eq(err.message, "--upstream: several hosts are not supported");
+	cr_assert_null(config_load(NULL, "postgres://h:0/db", NULL, &err));
+	cr_assert(strstr(err.message, "port: invalid value '0'") != NULL, "%s", err.message);
+	cr_assert_null(config_load(NULL, "postgres://u:p1@h/a",
+	                           (char *[]){"SLUICE_DATABASE_URL=postgres://u:p2@h/b", NULL},
+	                           &err));
+	cr_assert(strstr(err.message, "two different passwords") != NULL, "%s", err.message);
+}
+
+Test(config, url_errors_hide_the_password)
+{
+	struct config_error err;
+
+	cr_assert_null(config_load(NULL, "postgres://u:se%zzcret@h/db", NULL, &err));
+	cr_assert(strstr(err.message, "se%zzcret") == NULL, "password leaked: %s", err.message);
+	cr_assert(strstr(err.message, "--upstream: ") == err.message, "%s", err.message);
+	cr_assert_null(config_load(NULL, "postgres://u:hunter2@[::1/db", NULL, &err));
+	cr_assert(strstr(err.message, "hunter2") == NULL, "password leaked: %s", err.message);
+}
+
+Test(config, no_databases_without_a_file)
+{
+	struct config_error err;
+	char *env[] = {"SLUICE_POOL_MODE=session", NULL};
+
+	cr_assert_null(config_load(NULL, NULL, env, &err));
+	cr_assert_str_eq(err.message,
+	                 "no databases: give a config file, --upstream URL or SLUICE_DATABASE_URL");
+	cr_assert_null(config_load(NULL, NULL, NULL, &err));
+}
