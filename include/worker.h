@@ -33,6 +33,7 @@ struct worker {
 	struct inbox inbox;		/* work posted by other threads */
 	struct list_node clients;	/* every live client */
 	struct list_node pools;		/* every pool */
+	struct list_node closing_clients; /* closed, still flushing a final message */
 	struct list_node dead_clients;	/* closed, freed by the reaper */
 	struct list_node dead_servers;	/* closed, freed by the reaper */
 	struct event *reaper;		/* low-priority event that frees dead objects */

@@ -60,6 +60,43 @@ void client_arm_timer(struct client *c, int64_t us)
 	}
 }
 
+static void bury(struct client *c)
+{
+	list_del(&c->node);
+	list_add_tail(&c->w->dead_clients, &c->node);
+	worker_schedule_reap(c->w);
+}
+
+static void flushed_cb(struct bufferevent *bev, void *arg)
+{
+	bury(arg);
+}
+
+static void flush_failed_cb(struct bufferevent *bev, short what, void *arg)
+{
+	bury(arg);
+}
+
+/*
+ * A closing client may still have a final ErrorResponse to deliver: keep the
+ * socket until it is written (or the peer is gone, or 5 s pass), then free it.
+ */
+static void client_bury_after_flush(struct client *c)
+{
+	struct timeval tv = {.tv_sec = 5};
+
+	list_del(&c->node);
+	list_add_tail(&c->w->closing_clients, &c->node);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+		bury(c);
+		return;
+	}
+	bufferevent_setcb(c->bev, NULL, flushed_cb, flush_failed_cb, c);
+	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+	bufferevent_set_timeouts(c->bev, NULL, &tv);
+	bufferevent_enable(c->bev, EV_WRITE);
+}
+
 void client_set_state(struct client *c, enum client_state state)
 {
 	if (c->state == CLIENT_CLOSING)
@@ -81,9 +118,8 @@ void client_set_state(struct client *c, enum client_state state)
 		client_arm_timer(c, c->w->cfg->query_wait_timeout_us);
 		break;
 	case CLIENT_CLOSING:
-		list_del(&c->node);
-		list_add_tail(&c->w->dead_clients, &c->node);
 		evtimer_del(c->timer);
+		client_bury_after_flush(c);
 		break;
 	default:
 		break;
@@ -130,7 +166,6 @@ void client_close(struct client *c, const char *reason)
 	client_set_state(c, CLIENT_CLOSING);
 	w->nclients--;
 	atomic_fetch_sub(&w->rt->nclients, 1);
-	worker_schedule_reap(w);
 	worker_check_drained(w);
 }
 
@@ -175,11 +210,8 @@ void client_reject_request(struct client *c, const char *sqlstate, const char *f
 
 void client_free(struct client *c)
 {
-	if (c->bev != NULL) {
-		/* Flush a final ErrorResponse if the socket takes it now; never block. */
-		evbuffer_write(bufferevent_get_output(c->bev), bufferevent_getfd(c->bev));
+	if (c->bev != NULL)
 		bufferevent_free(c->bev);
-	}
 	if (c->timer != NULL)
 		event_free(c->timer);
 	param_list_fini(&c->params);

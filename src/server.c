@@ -158,9 +158,6 @@ void server_close(struct server *s, const char *reason)
 		s->client->server = NULL;
 		s->client = NULL;
 	}
-	/* A polite Terminate when the connection is in a state to take it. */
-	if (s->state == SERVER_IDLE && s->bev != NULL)
-		build_terminate(bufferevent_get_output(s->bev));
 	if (s->bev != NULL)
 		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 	cancel_detach_server(s);
@@ -173,11 +170,8 @@ void server_close(struct server *s, const char *reason)
 
 void server_free(struct server *s)
 {
-	if (s->bev != NULL) {
-		/* Flush a queued Terminate if the socket takes it now; never block. */
-		evbuffer_write(bufferevent_get_output(s->bev), bufferevent_getfd(s->bev));
+	if (s->bev != NULL)
 		bufferevent_free(s->bev);
-	}
 	if (s->timer != NULL)
 		event_free(s->timer);
 	param_list_fini(&s->params);

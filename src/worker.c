@@ -71,6 +71,7 @@ struct worker *worker_new(struct runtime *rt, int id, struct snapshot *snap)
 	w->log = &rt->log;
 	list_init(&w->clients);
 	list_init(&w->pools);
+	list_init(&w->closing_clients);
 	list_init(&w->dead_clients);
 	list_init(&w->dead_servers);
 	w->base = event_base_new();
@@ -147,6 +148,13 @@ void worker_free(struct worker *w)
 	list_for_each_safe(pos, tmp, &w->pools)
 	{
 		pool_free(list_entry(pos, struct pool, node));
+	}
+	list_for_each_safe(pos, tmp, &w->closing_clients)
+	{
+		struct client *c = list_entry(pos, struct client, node);
+
+		list_del(&c->node);
+		list_add_tail(&w->dead_clients, &c->node);
 	}
 	if (w->reaper != NULL) {
 		reaper_cb(-1, 0, w);
