@@ -41,7 +41,9 @@ struct auth_file {
  * Parse a userlist file: lines of `"user" "secret"`, `;`/`#` comments, `""`
  * inside quotes for a literal quote.  A secret starting with "md5" + 32 hex is
  * an md5 hash, "SCRAM-SHA-256$" a verifier, anything else a plain password.
- * On error returns -1 and writes "PATH:LINE: message" into err.
+ * A later line for the same user replaces an earlier one; an empty user name
+ * or password is an error.  On error returns -1 and writes "PATH:LINE: message"
+ * into err.  *out is overwritten either way (empty on error).
  */
 int auth_file_load(const char *path, struct auth_file *out, char *err, size_t errlen);
 /* Add one user with a plain password (used for --upstream / DATABASE_URL). */

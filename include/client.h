@@ -25,6 +25,9 @@ struct event;
 
 enum client_state { CLIENT_LOGIN, CLIENT_IDLE, CLIENT_WAITING, CLIENT_ACTIVE, CLIENT_CLOSING };
 
+/* Why a new client is refused once its startup packet is read. */
+enum client_refusal { REFUSE_NONE, REFUSE_TOO_MANY, REFUSE_SHUTDOWN };
+
 enum login_step {
 	LOGIN_STARTUP,	    /* waiting for StartupMessage / SSLRequest / CancelRequest */
 	LOGIN_PASSWORD,	    /* sent AuthenticationCleartext or MD5, waiting for 'p' */
@@ -48,6 +51,7 @@ struct client {
 	struct list_node wait_node;	/* pool->waiting or pool->login_waiting */
 	char addr[64];			/* peer address for logs */
 	bool is_unix;			/* connected over the Unix socket */
+	enum client_refusal refuse;	/* over max_client_conn, or arrived while draining */
 	char *user;			/* from the startup packet */
 	char *dbname;			/* from the startup packet (defaults to user) */
 	struct param_list params;	/* the client's own GUC values */

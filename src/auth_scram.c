@@ -317,8 +317,9 @@ static int auth_message_build(char *buf, const char *first_bare, size_t first_le
 }
 
 /*
- * The proof and both signatures from one AuthMessage.  ClientSignature is
- * HMAC(StoredKey, AuthMessage), ServerSignature is HMAC(ServerKey, AuthMessage).
+ * Both signatures over one AuthMessage: ClientSignature = HMAC(StoredKey,
+ * AuthMessage) hides the ClientKey in the proof, and ServerSignature =
+ * HMAC(ServerKey, AuthMessage) proves the server knows the verifier.
  */
 static int auth_message_sign(const char *am, size_t am_len, const uint8_t stored_key[SCRAM_KEY_LEN],
                              const uint8_t server_key[SCRAM_KEY_LEN],
@@ -352,9 +353,9 @@ int scram_secret_from_password(const char *password, const uint8_t *salt, size_t
 		s.salt_len = salt_len;
 	}
 	s.iterations = iterations;
-	if (keys_from_password(password, s.salt, s.salt_len, iterations, client_key, s.server_key) <
-	        0 ||
-	    sha256(client_key, SCRAM_KEY_LEN, s.stored_key) < 0)
+	if (keys_from_password(password, s.salt, s.salt_len, iterations, client_key, s.server_key))
+		goto out;
+	if (sha256(client_key, SCRAM_KEY_LEN, s.stored_key) < 0)
 		goto out;
 	*out = s;
 	rc = 0;
@@ -372,8 +373,9 @@ static const char *field_end(const char *p, const char *end, char sep)
 
 /*
  * Each field is located with field_end() inside [text, end), so a missing
- * separator fails instead of running into the next field.  A stored verifier
- * may use any positive iteration count: the server never runs PBKDF2 with it.
+ * separator fails instead of running into the next field.  Any positive
+ * iteration count is accepted, as Postgres does: verifiers come from the
+ * trusted auth_file, unlike the bounded count in a server-first-message.
  */
 int scram_secret_parse(const char *text, struct scram_secret *out)
 {
@@ -427,7 +429,12 @@ void scram_server_init(struct scram_server *s, const struct scram_secret *secret
 		s->nonce[0] = '\0';
 }
 
-/* gs2-header: "n,," or "y,,"; binding ("p=") and authzid ("a=") are refused. */
+/*
+ * gs2-header: "n,," or "y,,"; binding ("p=") and authzid ("a=") are refused.
+ * "y" means the client could bind but believes the server cannot.  That is
+ * true here (we never advertise SCRAM-SHA-256-PLUS), so it is no sign of a
+ * downgrade and is accepted (RFC 5802 section 6).
+ */
 static int server_parse_gs2(struct scram_server *s, struct scram_cursor *c, const char **errmsg)
 {
 	if (c->end - c->p < 3) {

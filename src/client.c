@@ -389,16 +389,11 @@ struct client *client_new(struct worker *w, int fd, const struct sockaddr *addr,
 	bufferevent_enable(c->bev, EV_READ);
 	list_add_tail(&w->clients, &c->node);
 	w->nclients++;
-	if (atomic_fetch_add(&w->rt->nclients, 1) >= w->cfg->max_client_conn) {
-		client_fail(c, SQLSTATE_TOO_MANY_CONNECTIONS,
-			    "no more connections allowed (max_client_conn %d)",
-			    w->cfg->max_client_conn);
-		return NULL;
-	}
-	if (w->draining) {
-		client_fail(c, SQLSTATE_CANNOT_CONNECT_NOW, "sluice is shutting down");
-		return NULL;
-	}
+	/* Refused after the startup packet, as Postgres does, so libpq reads the error. */
+	if (atomic_fetch_add(&w->rt->nclients, 1) >= w->cfg->max_client_conn)
+		c->refuse = REFUSE_TOO_MANY;
+	else if (w->draining)
+		c->refuse = REFUSE_SHUTDOWN;
 	client_arm_timer(c, w->cfg->client_login_timeout_us);
 	return c;
 }

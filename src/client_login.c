@@ -228,6 +228,15 @@ static void begin_auth(struct client *c)
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	bool use_scram;
 
+	if (c->refuse == REFUSE_TOO_MANY) {
+		client_fail(c, SQLSTATE_TOO_MANY_CONNECTIONS,
+			    "no more connections allowed (max_client_conn %d)", cfg->max_client_conn);
+		return;
+	}
+	if (c->refuse == REFUSE_SHUTDOWN) {
+		client_fail(c, SQLSTATE_CANNOT_CONNECT_NOW, "sluice is shutting down");
+		return;
+	}
 	if (cfg->auth_type == AUTH_TRUST) {
 		finish_login(c);
 		return;

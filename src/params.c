@@ -164,7 +164,10 @@ uint64_t param_effective_fingerprint(const struct param_list *defaults,
 	return fp;
 }
 
-/* SQL string literal with doubled quotes; E'' not needed since standard_conforming_strings. */
+/*
+ * SQL string literal with doubled quotes.  Backslashes are literal because
+ * standard_conforming_strings is on (the only setting Postgres 9.1+ defaults to).
+ */
 static void add_literal(struct evbuffer *sql, const char *value)
 {
 	evbuffer_add(sql, "'", 1);
@@ -189,30 +192,37 @@ static void add_identifier(struct evbuffer *sql, const char *name)
 	evbuffer_add(sql, "\"", 1);
 }
 
-static void add_set(struct evbuffer *sql, const char *name, const char *value)
+/*
+ * set_config() takes the value as raw text, exactly like a startup packet or
+ * `options=-c`: SET would turn 'a,b' into one quoted list element.
+ */
+static void add_set(struct evbuffer *sql, size_t *nsets, const char *name, const char *value)
 {
-	evbuffer_add(sql, "SET ", 4);
-	add_identifier(sql, name);
-	evbuffer_add(sql, " TO ", 4);
+	evbuffer_add(sql, *nsets == 0 ? "SELECT " : ", ", *nsets == 0 ? 7 : 2);
+	evbuffer_add(sql, "pg_catalog.set_config(", 22);
+	add_literal(sql, name);
+	evbuffer_add(sql, ", ", 2);
 	add_literal(sql, value);
-	evbuffer_add(sql, ";", 1);
+	evbuffer_add(sql, ", false)", 8);
+	(*nsets)++;
 }
 
 size_t param_sync_sql(struct evbuffer *sql, const struct param_list *defaults,
 		      const struct param_list *own, const struct param_list *server)
 {
-	size_t n = 0;
+	struct evbuffer *resets = evbuffer_new();
+	size_t nsets = 0, nresets = 0;
 
+	if (resets == NULL)
+		return 0;
 	for (size_t i = 0; i < own->count; i++) {
 		const struct param *want = &own->items[i];
 		const struct param *have = param_find(server, want->name);
 
 		if (param_is_read_only(want->name))
 			continue;
-		if (have == NULL || strcmp(have->value, want->value) != 0) {
-			add_set(sql, want->name, want->value);
-			n++;
-		}
+		if (have == NULL || strcmp(have->value, want->value) != 0)
+			add_set(sql, &nsets, want->name, want->value);
 	}
 	for (size_t i = 0; i < server->count; i++) {
 		const struct param *have = &server->items[i];
@@ -223,16 +233,19 @@ size_t param_sync_sql(struct evbuffer *sql, const struct param_list *defaults,
 		def = param_find(defaults, have->name);
 		if (def == NULL) {
 			/* Set for an earlier client and never reported: back to the server default. */
-			evbuffer_add(sql, "RESET ", 6);
-			add_identifier(sql, have->name);
-			evbuffer_add(sql, ";", 1);
-			n++;
+			evbuffer_add(resets, "RESET ", 6);
+			add_identifier(resets, have->name);
+			evbuffer_add(resets, ";", 1);
+			nresets++;
 		} else if (strcmp(def->value, have->value) != 0) {
-			add_set(sql, have->name, def->value);
-			n++;
+			add_set(sql, &nsets, have->name, def->value);
 		}
 	}
-	return n;
+	if (nsets > 0)
+		evbuffer_add(sql, ";", 1);
+	evbuffer_add_buffer(sql, resets);
+	evbuffer_free(resets);
+	return nsets + nresets;
 }
 
 /* Copy the next option word, removing backslash escapes; returns the end. */

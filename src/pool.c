@@ -201,6 +201,7 @@ void pool_acquire(struct pool *p, struct client *c)
 	}
 	client_set_state(c, CLIENT_WAITING);
 	list_add_tail(&p->waiting, &c->wait_node);
+	clog(c, LOG_DEBUG, "queued for a server");
 	pool_maintain(p);
 }
 

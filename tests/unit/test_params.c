@@ -94,8 +94,9 @@ Test(params, effective_fingerprint_matches_synced_server)
 	cr_assert_eq(param_sync_sql(sql, &defaults, &own, &server), 3);
 	evbuffer_add(sql, "", 1);
 	cr_assert_str_eq((char *)evbuffer_pullup(sql, -1),
-			 "SET \"application_name\" TO 'app';SET \"extra_float_digits\" TO "
-			 "'3';RESET \"search_path\";");
+			 "SELECT pg_catalog.set_config('application_name', 'app', false), "
+			 "pg_catalog.set_config('extra_float_digits', '3', false);"
+			 "RESET \"search_path\";");
 	/* What the server looks like after that batch: */
 	param_set(&server, "application_name", "app");
 	param_set(&server, "extra_float_digits", "3");
@@ -121,7 +122,8 @@ Test(params, sync_quotes_values_and_skips_read_only)
 	cr_assert_eq(param_sync_sql(sql, &defaults, &own, &server), 2);
 	evbuffer_add(sql, "", 1);
 	cr_assert_str_eq((char *)evbuffer_pullup(sql, -1),
-			 "SET \"application_name\" TO 'it''s';SET \"we\"\"ird\" TO 'x';");
+			 "SELECT pg_catalog.set_config('application_name', 'it''s', false), "
+			 "pg_catalog.set_config('we\"ird', 'x', false);");
 	evbuffer_free(sql);
 	param_list_fini(&defaults);
 	param_list_fini(&own);

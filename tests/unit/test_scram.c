@@ -20,7 +20,8 @@
 #define RFC_SERVER_NONCE "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
 #define RFC_NONCE        RFC_CLIENT_NONCE RFC_SERVER_NONCE
 #define RFC_SALT         "W22ZaJ0SNY7soEsUEjb6gQ=="
-#define RFC_CLIENT_FIRST "n,,n=user,r=" RFC_CLIENT_NONCE
+#define RFC_CLIENT_BARE  "n=user,r=" RFC_CLIENT_NONCE
+#define RFC_CLIENT_FIRST "n,," RFC_CLIENT_BARE
 #define RFC_SERVER_FIRST "r=" RFC_NONCE ",s=" RFC_SALT ",i=4096"
 #define RFC_CLIENT_FINAL "c=biws,r=" RFC_NONCE ",p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
 #define RFC_SERVER_FINAL "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
@@ -176,7 +177,7 @@ static void client_after_rfc_final(struct scram_client *c)
 	cr_assert_eq(scram_client_init_password(c, "pencil", RFC_CLIENT_NONCE), 0);
 	cr_assert_gt(scram_client_first(c, out, sizeof(out)), 0);
 	/* RFC 7677's client sends n=user; ours sends n=, so sign what the RFC signed. */
-	strcpy(c->client_first_bare, RFC_CLIENT_FIRST + 3);
+	strcpy(c->client_first_bare, RFC_CLIENT_BARE);
 	cr_assert_gt(scram_client_final(c, RFC_SERVER_FIRST, strlen(RFC_SERVER_FIRST), out,
 	                                sizeof(out), &err),
 	             0);
@@ -230,7 +231,7 @@ Test(scram_rfc7677, client_role_password)
 	cr_assert_eq(scram_client_init_password(&c, "pencil", RFC_CLIENT_NONCE), 0);
 	cr_assert_eq(scram_client_first(&c, out, sizeof(out)), 28);
 	cr_assert_str_eq(out, "n,,n=,r=" RFC_CLIENT_NONCE);
-	strcpy(c.client_first_bare, RFC_CLIENT_FIRST + 3);
+	strcpy(c.client_first_bare, RFC_CLIENT_BARE);
 	cr_assert_eq(scram_client_final(&c, RFC_SERVER_FIRST, strlen(RFC_SERVER_FIRST), out,
 	                                sizeof(out), &err),
 	             (int)strlen(RFC_CLIENT_FINAL), "%s", err);
@@ -259,7 +260,7 @@ Test(scram_rfc7677, client_role_pass_through_keys)
 	             0);
 	scram_client_init_keys(&c, s.client_key, sec.server_key, RFC_CLIENT_NONCE);
 	cr_assert_gt(scram_client_first(&c, out, sizeof(out)), 0);
-	strcpy(c.client_first_bare, RFC_CLIENT_FIRST + 3);
+	strcpy(c.client_first_bare, RFC_CLIENT_BARE);
 	cr_assert_gt(scram_client_final(&c, RFC_SERVER_FIRST, strlen(RFC_SERVER_FIRST), out,
 	                                sizeof(out), &err),
 	             0, "%s", err);

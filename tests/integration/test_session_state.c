@@ -1,0 +1,97 @@
+/*
+ * Session parameters in transaction mode: what a client put in its startup
+ * packet (including options=-c ...) or changed with SET of a reported
+ * parameter follows it to whichever server it lands on, and never leaks to
+ * another client sharing that server.
+ */
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "harness.h"
+
+TestSuite(session_state, .fini = harness_teardown, .timeout = 120);
+
+static PGconn *connect_with(struct harness_sluice *h, const char *extra)
+{
+	char url[512], conninfo[1024];
+	PGconn *c;
+
+	harness_url(h, "app", "app-secret", "app", url, sizeof(url));
+	snprintf(conninfo, sizeof(conninfo), "%s%s%s", url, strchr(url, '?') ? "&" : "?", extra);
+	c = PQconnectdb(conninfo);
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	return c;
+}
+
+static void expect_setting(PGconn *c, const char *name, const char *want)
+{
+	char sql[256];
+	PGresult *res;
+
+	snprintf(sql, sizeof(sql), "select current_setting('%s')", name);
+	res = harness_exec_ok(c, sql);
+	cr_assert_str_eq(PQgetvalue(res, 0, 0), want, "%s", name);
+	PQclear(res);
+}
+
+Test(session_state, startup_parameters_follow_the_client)
+{
+	/* One server: both clients must take turns on it. */
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	PGconn *a = connect_with(h, "options=-c%20search_path%3Dfoo,public%20-c%20work_mem%3D7MB"
+				    "&application_name=client_a");
+	PGconn *b = connect_with(h, "application_name=client_b");
+	long long pid_a = harness_query_int(a, "select pg_backend_pid()");
+
+	cr_assert_eq(harness_query_int(b, "select pg_backend_pid()"), pid_a, "one shared server");
+	expect_setting(a, "search_path", "foo,public");
+	expect_setting(a, "work_mem", "7MB");
+	expect_setting(a, "application_name", "client_a");
+	expect_setting(b, "search_path", "\"$user\", public");
+	expect_setting(b, "work_mem", "4MB");
+	expect_setting(b, "application_name", "client_b");
+	expect_setting(a, "search_path", "foo,public");
+	cr_assert_str_eq(PQparameterStatus(a, "application_name"), "client_a");
+	PQfinish(a);
+	PQfinish(b);
+}
+
+Test(session_state, set_of_reported_parameter_follows_the_client)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	PGconn *a = connect_with(h, "application_name=a");
+	PGconn *b = connect_with(h, "application_name=b");
+
+	PQclear(harness_exec_ok(a, "set DateStyle = 'German'"));
+	PQclear(harness_exec_ok(a, "set TimeZone = 'Asia/Tokyo'"));
+	expect_setting(b, "DateStyle", "ISO, MDY");
+	expect_setting(a, "DateStyle", "German, DMY");
+	expect_setting(a, "TimeZone", "Asia/Tokyo");
+	expect_setting(b, "TimeZone", PQparameterStatus(b, "TimeZone"));
+	cr_assert_str_eq(PQparameterStatus(a, "DateStyle"), "German, DMY");
+	PQfinish(a);
+	PQfinish(b);
+}
+
+Test(session_state, unknown_startup_parameter_is_accepted)
+{
+	struct harness_sluice *h = harness_start_sluice(NULL);
+	/* extra_float_digits and a custom placeholder GUC: PgBouncer refuses such logins. */
+	PGconn *a = connect_with(h, "options=-c%20myapp.tenant%3Dacme%20-c%20extra_float_digits%3D2");
+
+	expect_setting(a, "myapp.tenant", "acme");
+	expect_setting(a, "extra_float_digits", "2");
+	PQfinish(a);
+}
+
+Test(session_state, invalid_parameter_is_reported_not_fatal)
+{
+	struct harness_sluice *h = harness_start_sluice(NULL);
+	PGconn *a = connect_with(h, "options=-c%20no_such_setting%3D1");
+
+	/* The query still runs, on the database defaults. */
+	cr_assert_eq(harness_query_int(a, "select 41 + 1"), 42);
+	cr_assert(harness_log_contains(h, "applying client parameters failed"));
+	PQfinish(a);
+}
