@@ -20,6 +20,8 @@
 #include "server.h"
 #include "worker.h"
 
+static void relay_try_release(struct server *s);
+
 /* Move up to `want` bytes; returns how many moved (dropped when out is NULL). */
 static size_t move_bytes(struct evbuffer *in, struct evbuffer *out, size_t want)
 {
@@ -114,6 +116,8 @@ void relay_client_input(struct client *c)
 						       c->fwd_remaining);
 			if (c->fwd_remaining > 0)
 				break;
+			/* The server may have finished while this message was still arriving. */
+			relay_try_release(c->server);
 			continue;
 		}
 		st = frame_peek(in, &f, max_packet);
@@ -261,6 +265,27 @@ static void handle_sync_reply(struct server *s, uint8_t type, const uint8_t *bod
 	}
 }
 
+/*
+ * End of the client's turn on this server?  Not while the client is still in
+ * the middle of sending a message (late COPY data after a failed COPY): the
+ * rest of it must reach the same server first.
+ */
+static void relay_try_release(struct server *s)
+{
+	struct client *c = s->client;
+
+	if (c == NULL || c->fwd_remaining > 0 || !server_is_clean(s))
+		return;
+	if (pool_mode(s->pool) == POOL_SESSION && !c->close_at_idle)
+		return;
+	client_set_state(c, CLIENT_IDLE);
+	server_unlink(s);
+	if (c->close_at_idle)
+		client_drain(c);
+	else
+		client_kick(c);
+}
+
 /* Statement mode: a transaction block was opened; refuse it and roll it back. */
 static void refuse_transaction(struct server *s)
 {
@@ -302,14 +327,7 @@ static void handle_ready(struct server *s, struct evbuffer *in, size_t total, ch
 		client_arm_timer(c, c->w->cfg->idle_transaction_timeout_us);
 	else if (s->queue.count == 0 && pool_mode(s->pool) == POOL_SESSION)
 		client_arm_timer(c, c->w->cfg->client_idle_timeout_us);
-	if (server_is_clean(s) && (pool_mode(s->pool) != POOL_SESSION || c->close_at_idle)) {
-		client_set_state(c, CLIENT_IDLE);
-		server_unlink(s);
-		if (c->close_at_idle)
-			client_drain(c);
-		else
-			client_kick(c);
-	}
+	relay_try_release(s);
 }
 
 static void check_client_watermark(struct server *s)

@@ -3,6 +3,7 @@
  * an ErrorResponse with SQLSTATE 08P01 and a closed connection, and sluice
  * must go on serving normal clients, including one connected before.
  */
+#define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -16,22 +17,24 @@
 
 #include "harness.h"
 
-#define PROTOCOL_3_0   196608u	 /* 3 << 16 */
-#define SSL_REQUEST    80877103u /* 1234 << 16 | 5679 */
-#define GSSENC_REQUEST 80877104u /* 1234 << 16 | 5680 */
+#define PROTOCOL_3_0    196608u   /* 3 << 16 */
+#define CANCEL_REQUEST  80877102u /* 1234 << 16 | 5678 */
+#define SSL_REQUEST     80877103u /* 1234 << 16 | 5679 */
+#define GSSENC_REQUEST  80877104u /* 1234 << 16 | 5680 */
 #define REPLY_TIMEOUT_S 20.0
 
 TestSuite(startup, .fini = harness_teardown, .timeout = 120);
 
 static int raw_connect(struct harness_sluice *h)
 {
-	struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)h->port),
-				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in addr = {.sin_family = AF_INET,
+	                           .sin_port = htons((uint16_t)h->port),
+	                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	cr_assert(fd >= 0);
 	cr_assert_eq(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0, "connect: %s",
-		     strerror(errno));
+	             strerror(errno));
 	return fd;
 }
 
@@ -119,7 +122,7 @@ static void expect_still_serving(struct harness_sluice *h, PGconn *before)
 
 /* Sends `len` bytes of packet and expects 08P01 (or one of `alt`) then a close. */
 static void expect_rejected(struct harness_sluice *h, const unsigned char *packet, size_t len,
-			    const char *alt)
+                            const char *alt)
 {
 	int fd = raw_connect(h);
 	char state[6];
@@ -127,8 +130,8 @@ static void expect_rejected(struct harness_sluice *h, const unsigned char *packe
 	send_all(fd, packet, len);
 	expect_error_and_close(fd, state);
 	cr_assert(strcmp(state, "08P01") == 0 || (alt != NULL && strcmp(state, alt) == 0),
-		  "SQLSTATE %s, want 08P01%s%s", state, alt != NULL ? " or " : "",
-		  alt != NULL ? alt : "");
+	          "SQLSTATE %s, want 08P01%s%s", state, alt != NULL ? " or " : "",
+	          alt != NULL ? alt : "");
 }
 
 Test(startup, oversized)
@@ -162,13 +165,38 @@ Test(startup, unknown_protocol)
 	unsigned char packet[8];
 
 	/*
-	 * Protocol 1233.7 is no special request code (1234.5678 would be a
-	 * CancelRequest).  Postgres itself answers an unsupported major version
-	 * with 0A000, so that is accepted too.
+	 * Garbage where the version goes: 0x1234.0x5678, no special request
+	 * code.  Postgres answers an unsupported major version with 0A000, so
+	 * that is accepted too.
 	 */
 	put_u32(packet, 8);
-	put_u32(packet + 4, (1233u << 16) | 7u);
+	put_u32(packet + 4, 0x12345678u);
 	expect_rejected(h, packet, sizeof(packet), "0A000");
+	expect_still_serving(h, NULL);
+}
+
+Test(startup, short_cancel_request)
+{
+	struct harness_sluice *h = harness_start_sluice(NULL);
+	unsigned char packet[8], buf[8192];
+	size_t len;
+	int fd = raw_connect(h);
+
+	/*
+	 * 1234.5678 is the CancelRequest code, which needs 16 bytes.  Postgres
+	 * never answers a cancel request, not even a malformed one: it closes
+	 * the connection.  An 08P01 ErrorResponse first is fine too.
+	 */
+	put_u32(packet, 8);
+	put_u32(packet + 4, CANCEL_REQUEST);
+	send_all(fd, packet, sizeof(packet));
+	len = read_to_close(fd, buf, sizeof(buf));
+	close(fd);
+	if (len > 0) {
+		cr_assert_eq(buf[0], 'E', "a malformed cancel request got '%c'", buf[0]);
+		cr_assert(memmem(buf, len, "C08P01", 7) != NULL,
+		          "a malformed cancel request got an error other than 08P01");
+	}
 	expect_still_serving(h, NULL);
 }
 
@@ -183,8 +211,8 @@ Test(startup, missing_terminators)
 		const char *body;
 		size_t len;
 	} cases[] = {
-		{no_list_end, sizeof(no_list_end)},
-		{no_value_end, sizeof(no_value_end) - 1},
+	    {no_list_end, sizeof(no_list_end)},
+	    {no_value_end, sizeof(no_value_end) - 1},
 	};
 
 	for (size_t i = 0; i < 2; i++) {

@@ -1,0 +1,913 @@
+/*
+ * Integration test harness: see harness.h for what it offers.  Besides the
+ * helpers, it holds criterion report hooks that run in criterion's runner
+ * process: a test process writes down the directories of the sluice processes
+ * it started, and after the test the runner prints the tail of their logs if
+ * the test failed (then keeps the directories) or deletes them if it passed.
+ */
+#define _GNU_SOURCE
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <criterion/hooks.h>
+
+#define MAX_SLUICES      8
+#define START_TIMEOUT_S  20.0
+#define QUIET_TIMEOUT_S  10.0
+#define CONNECT_TIMEOUT  "10"
+#define LOG_TAIL_LINES   200
+#define LOG_TAIL_BYTES   (256 * 1024)
+#define INI_MAX_SECTIONS 8
+#define INI_MAX_KEYS     32
+
+extern char **environ;
+
+/*
+ * State of one test process.  A failed assertion leaves the test body through
+ * a longjmp, so the suite's .fini can only find what the test started here.
+ */
+static struct harness_sluice *started[MAX_SLUICES];
+static size_t nstarted;
+static PGconn *cached_super; /* for the pg_stat_activity helpers */
+static struct harness_pg pg;
+static bool pg_loaded;
+
+double harness_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void harness_pause(void)
+{
+	const struct timespec ten_ms = {0, 10 * 1000 * 1000};
+
+	nanosleep(&ten_ms, NULL);
+}
+
+static const char *env_or(const char *name, const char *fallback)
+{
+	const char *value = getenv(name);
+
+	return value != NULL && *value != '\0' ? value : fallback;
+}
+
+const struct harness_pg *harness_pg(void)
+{
+	const char *port = getenv("SLUICE_TEST_PGPORT");
+
+	if (pg_loaded)
+		return &pg;
+	if (port == NULL || *port == '\0')
+		cr_skip_test("SLUICE_TEST_PGPORT is not set: no Postgres to test against "
+		             "(tests/run.sh starts one; or run tests/harness/pg.sh start and "
+		             "export the variables in .run/pg.env)");
+	pg.host = env_or("SLUICE_TEST_PGHOST", "127.0.0.1");
+	pg.port = atoi(port);
+	pg.socket_dir = env_or("SLUICE_TEST_PGSOCKET", "/tmp");
+	pg.super = env_or("SLUICE_TEST_PGSUPER", "sluicepg");
+	pg.bindir = env_or("SLUICE_TEST_PGBIN", "/usr/lib/postgresql/15/bin");
+	pg_loaded = true;
+	return &pg;
+}
+
+/* ---- files ---- */
+
+void harness_write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	cr_assert(f != NULL, "open %s: %s", path, strerror(errno));
+	fputs(text, f);
+	cr_assert(fclose(f) == 0, "write %s: %s", path, strerror(errno));
+}
+
+static char *read_file(const char *path, long from, long *size)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	long len;
+
+	if (f == NULL)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	len = ftell(f);
+	if (from > len)
+		from = len;
+	fseek(f, from, SEEK_SET);
+	buf = malloc((size_t)(len - from) + 1);
+	len = (long)fread(buf, 1, (size_t)(len - from), f);
+	buf[len] = '\0';
+	fclose(f);
+	if (size != NULL)
+		*size = len;
+	return buf;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	remove(path);
+	return 0;
+}
+
+static void remove_tree(const char *dir)
+{
+	nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- ini text ---- */
+
+struct ini_key {
+	char key[64];     /* option or database name */
+	char value[1024]; /* everything after '=' */
+};
+
+struct ini_section {
+	char name[64];                     /* without brackets */
+	struct ini_key keys[INI_MAX_KEYS]; /* in the order first set */
+	size_t nkeys;
+};
+
+struct ini {
+	struct ini_section sections[INI_MAX_SECTIONS]; /* in the order first named */
+	size_t nsections;
+};
+
+static struct ini_section *ini_section(struct ini *ini, const char *name)
+{
+	struct ini_section *s;
+
+	for (size_t i = 0; i < ini->nsections; i++)
+		if (strcmp(ini->sections[i].name, name) == 0)
+			return &ini->sections[i];
+	cr_assert(ini->nsections < INI_MAX_SECTIONS, "too many ini sections");
+	s = &ini->sections[ini->nsections++];
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	return s;
+}
+
+/* Replaces the key's value, or appends the key: test extras override defaults. */
+static void ini_set(struct ini *ini, const char *section, const char *key, const char *value)
+{
+	struct ini_section *s = ini_section(ini, section);
+	struct ini_key *k = NULL;
+
+	for (size_t i = 0; i < s->nkeys && k == NULL; i++)
+		if (strcmp(s->keys[i].key, key) == 0)
+			k = &s->keys[i];
+	if (k == NULL) {
+		cr_assert(s->nkeys < INI_MAX_KEYS, "too many keys in [%s]", section);
+		k = &s->keys[s->nkeys++];
+		snprintf(k->key, sizeof(k->key), "%s", key);
+	}
+	snprintf(k->value, sizeof(k->value), "%s", value);
+}
+
+static char *trim(char *s)
+{
+	char *end;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	end = s + strlen(s);
+	while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+		*--end = '\0';
+	return s;
+}
+
+static void ini_merge(struct ini *ini, const char *text)
+{
+	char *copy = strdup(text), *save = NULL;
+	char section[64] = "sluice";
+
+	for (char *line = strtok_r(copy, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char *l = trim(line), *eq;
+
+		if (*l == '\0' || *l == ';' || *l == '#')
+			continue;
+		if (*l == '[') {
+			char *close = strchr(l, ']');
+
+			cr_assert(close != NULL, "bad section line in test ini: %s", l);
+			*close = '\0';
+			snprintf(section, sizeof(section), "%s", l + 1);
+			ini_section(ini, section);
+			continue;
+		}
+		eq = strchr(l, '=');
+		cr_assert(eq != NULL, "test ini line without '=': %s", l);
+		*eq = '\0';
+		ini_set(ini, section, trim(l), trim(eq + 1));
+	}
+	free(copy);
+}
+
+static void ini_write(const struct ini *ini, const char *path)
+{
+	FILE *f = fopen(path, "w");
+
+	cr_assert(f != NULL, "open %s: %s", path, strerror(errno));
+	for (size_t i = 0; i < ini->nsections; i++) {
+		const struct ini_section *s = &ini->sections[i];
+
+		fprintf(f, "%s[%s]\n", i > 0 ? "\n" : "", s->name);
+		for (size_t k = 0; k < s->nkeys; k++)
+			fprintf(f, "%s = %s\n", s->keys[k].key, s->keys[k].value);
+	}
+	cr_assert(fclose(f) == 0, "write %s: %s", path, strerror(errno));
+}
+
+/* Replaces the @NAME@ placeholders documented in harness.h. */
+static char *substitute(const struct harness_sluice *h, const char *text)
+{
+	const struct harness_pg *p = harness_pg();
+	char port[16];
+	const char *names[] = {"@PGHOST@", "@PGPORT@", "@DIR@"};
+	const char *values[] = {p->host, port, h->dir};
+	size_t cap = strlen(text) * 4 + 1024, len = 0;
+	char *out = malloc(cap);
+
+	snprintf(port, sizeof(port), "%d", p->port);
+	while (*text != '\0') {
+		size_t i;
+
+		for (i = 0; i < 3; i++)
+			if (strncmp(text, names[i], strlen(names[i])) == 0)
+				break;
+		if (i < 3) {
+			size_t vlen = strlen(values[i]);
+
+			if (len + vlen + 1 > cap)
+				out = realloc(out, cap = (len + vlen + 1) * 2);
+			memcpy(out + len, values[i], vlen);
+			len += vlen;
+			text += strlen(names[i]);
+		} else {
+			if (len + 2 > cap)
+				out = realloc(out, cap *= 2);
+			out[len++] = *text++;
+		}
+	}
+	out[len] = '\0';
+	return out;
+}
+
+void harness_write_ini(struct harness_sluice *h, const char *extra_ini)
+{
+	const struct harness_pg *p = harness_pg();
+	struct ini *ini = calloc(1, sizeof(*ini));
+	char buf[1024];
+
+	ini_set(ini, "sluice", "listen_addr", "127.0.0.1");
+	snprintf(buf, sizeof(buf), "%d", h->port);
+	ini_set(ini, "sluice", "listen_port", buf);
+	ini_set(ini, "sluice", "unix_socket_dir", h->dir);
+	ini_set(ini, "sluice", "auth_file", h->userlist_path);
+	ini_set(ini, "sluice", "log_level", "debug");
+	snprintf(buf, sizeof(buf), "host=%s port=%d dbname=app", p->host, p->port);
+	ini_set(ini, "databases", "app", buf);
+	snprintf(buf, sizeof(buf), "host=%s port=%d dbname=other", p->host, p->port);
+	ini_set(ini, "databases", "other", buf);
+	if (extra_ini != NULL) {
+		char *text = substitute(h, extra_ini);
+
+		ini_merge(ini, text);
+		free(text);
+	}
+	ini_write(ini, h->ini_path);
+	free(ini);
+}
+
+static void write_userlist(const struct harness_sluice *h)
+{
+	char text[4096];
+
+	snprintf(text, sizeof(text), "\"app\" \"app-secret\"\n\"md5user\" \"md5-secret\"\n%s\n",
+	         h->extra_users != NULL ? h->extra_users : "");
+	harness_write_file(h->userlist_path, text);
+}
+
+/* ---- run records, read by the report hooks ---- */
+
+/* Appends a started sluice's directory to this test's record file. */
+static void record_dir(const char *dir)
+{
+	const char *rundir = getenv("SLUICE_IT_RUNDIR");
+	char path[512];
+	FILE *f;
+
+	if (rundir == NULL || criterion_current_test == NULL)
+		return;
+	snprintf(path, sizeof(path), "%s/%s.%s", rundir, criterion_current_test->category,
+	         criterion_current_test->name);
+	f = fopen(path, "a");
+	if (f != NULL) {
+		fprintf(f, "%s\n", dir);
+		fclose(f);
+	}
+}
+
+static void print_log_tail(const char *dir)
+{
+	char path[600];
+	long size = 0, from;
+	struct stat st;
+	char *text, *start;
+	int lines = 0;
+
+	snprintf(path, sizeof(path), "%s/sluice.log", dir);
+	if (stat(path, &st) != 0) {
+		fprintf(stderr, "---- no sluice log at %s\n", path);
+		return;
+	}
+	from = st.st_size > LOG_TAIL_BYTES ? (long)st.st_size - LOG_TAIL_BYTES : 0;
+	text = read_file(path, from, &size);
+	if (text == NULL)
+		return;
+	start = text + size;
+	while (start > text && lines <= LOG_TAIL_LINES)
+		if (*--start == '\n')
+			lines++;
+	if (lines > LOG_TAIL_LINES)
+		start++;
+	fprintf(stderr, "---- last %d lines of %s (directory kept) ----\n%s---- end of log ----\n",
+	        LOG_TAIL_LINES, path, start);
+	free(text);
+}
+
+static void report_dirs(const struct criterion_test_stats *stats, bool failed)
+{
+	const char *rundir = getenv("SLUICE_IT_RUNDIR");
+	char path[512], line[512];
+	FILE *f;
+
+	if (rundir == NULL)
+		return;
+	snprintf(path, sizeof(path), "%s/%s.%s", rundir, stats->test->category, stats->test->name);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		line[strcspn(line, "\n")] = '\0';
+		if (failed)
+			print_log_tail(line);
+		else
+			remove_tree(line);
+	}
+	fclose(f);
+	unlink(path);
+}
+
+/* Runs in criterion's runner before any test: test processes inherit the variable. */
+ReportHook(PRE_ALL)(struct criterion_test_set *set)
+{
+	char dir[256];
+
+	snprintf(dir, sizeof(dir), "%s/sluice-it-run.XXXXXX", env_or("TMPDIR", "/tmp"));
+	if (mkdtemp(dir) != NULL)
+		setenv("SLUICE_IT_RUNDIR", dir, 1);
+}
+
+/* After fini: a failing test's sluice logs are printed here, once it has stopped. */
+ReportHook(POST_FINI)(struct criterion_test_stats *stats)
+{
+	report_dirs(stats, stats->test_status == CR_STATUS_FAILED);
+}
+
+/* A crashed test gets no POST_FINI. */
+ReportHook(TEST_CRASH)(struct criterion_test_stats *stats)
+{
+	report_dirs(stats, true);
+}
+
+ReportHook(POST_ALL)(struct criterion_global_stats *stats)
+{
+	const char *rundir = getenv("SLUICE_IT_RUNDIR");
+
+	if (rundir != NULL)
+		rmdir(rundir);
+}
+
+/* ---- sluice processes ---- */
+
+static int free_port(void)
+{
+	struct sockaddr_in addr = {.sin_family = AF_INET,
+	                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(addr);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	cr_assert(fd >= 0, "socket: %s", strerror(errno));
+	cr_assert(bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0, "bind: %s",
+	          strerror(errno));
+	getsockname(fd, (struct sockaddr *)&addr, &len);
+	close(fd);
+	return ntohs(addr.sin_port);
+}
+
+/*
+ * The environment minus SLUICE_*: sluice reads SLUICE_<OPTION> overrides, and
+ * the test runner's own SLUICE_BIN, SLUICE_TEST_* or a developer's
+ * SLUICE_DATABASE_URL must not change the configuration under test.
+ */
+static char **sluice_environment(void)
+{
+	size_t n = 0, out = 0;
+	char **envp;
+
+	while (environ[n] != NULL)
+		n++;
+	envp = calloc(n + 1, sizeof(*envp));
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(environ[i], "SLUICE_", 7) != 0)
+			envp[out++] = environ[i];
+	return envp;
+}
+
+static void spawn(struct harness_sluice *h, const char *bin)
+{
+	char **envp = sluice_environment();
+	char *argv[] = {(char *)bin, h->ini_path, NULL};
+	int logfd = open(h->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	pid_t parent = getpid(), pid;
+
+	cr_assert(logfd >= 0, "open %s: %s", h->log_path, strerror(errno));
+	pid = fork();
+	cr_assert(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_RDONLY);
+
+		/* A test killed by criterion's timeout must not leave sluice behind. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		dup2(devnull, 0);
+		dup2(logfd, 1);
+		dup2(logfd, 2);
+		/* Our client sockets must close when the test closes them. */
+		close_range(3, ~0U, 0);
+		execve(bin, argv, envp);
+		dprintf(2, "harness: exec %s: %s\n", bin, strerror(errno));
+		_exit(127);
+	}
+	close(logfd);
+	free(envp);
+	h->pid = pid;
+}
+
+bool harness_sluice_alive(struct harness_sluice *h)
+{
+	int status;
+
+	if (h->pid == 0)
+		return false;
+	if (waitpid(h->pid, &status, WNOHANG) == h->pid) {
+		h->wait_status = status;
+		h->pid = 0;
+		return false;
+	}
+	return true;
+}
+
+static bool answers(const struct harness_sluice *h)
+{
+	char conninfo[256];
+
+	snprintf(conninfo, sizeof(conninfo),
+	         "host=127.0.0.1 port=%d dbname=app user=app connect_timeout=2", h->port);
+	return PQping(conninfo) == PQPING_OK;
+}
+
+/* Waits for the backends of the test users that an earlier test's sluice left. */
+static void wait_for_quiet_cluster(void)
+{
+	bool quiet = harness_wait_for(
+	    harness_count_backends("app", NULL) + harness_count_backends("md5user", NULL) == 0,
+	    QUIET_TIMEOUT_S);
+
+	if (!quiet)
+		fprintf(stderr, "harness: warning: backends of app/md5user still connected to "
+		                "Postgres; counts of backends in this test include them\n");
+}
+
+struct harness_sluice *harness_start_sluice_users(const char *extra_ini, const char *extra_users)
+{
+	const char *bin = getenv("SLUICE_BIN");
+	struct harness_sluice *h;
+
+	harness_pg();
+	cr_assert(bin != NULL && access(bin, X_OK) == 0,
+	          "SLUICE_BIN (%s) is not an executable: build sluice first",
+	          bin != NULL ? bin : "unset");
+	cr_assert(nstarted < MAX_SLUICES, "too many sluice processes in one test");
+	wait_for_quiet_cluster();
+
+	h = calloc(1, sizeof(*h));
+	snprintf(h->dir, sizeof(h->dir), "%s/sluice-it.XXXXXX", env_or("TMPDIR", "/tmp"));
+	cr_assert(mkdtemp(h->dir) != NULL, "mkdtemp: %s", strerror(errno));
+	snprintf(h->ini_path, sizeof(h->ini_path), "%s/sluice.ini", h->dir);
+	snprintf(h->userlist_path, sizeof(h->userlist_path), "%s/userlist.txt", h->dir);
+	snprintf(h->log_path, sizeof(h->log_path), "%s/sluice.log", h->dir);
+	h->extra_users = extra_users != NULL ? strdup(extra_users) : NULL;
+	started[nstarted++] = h;
+	record_dir(h->dir);
+	write_userlist(h);
+
+	/*
+	 * The port is free when chosen but another process may take it before
+	 * sluice binds; sluice then exits, and a new port is tried.
+	 */
+	for (int attempt = 0; attempt < 3; attempt++) {
+		h->port = free_port();
+		harness_write_ini(h, extra_ini);
+		spawn(h, bin);
+		if (harness_wait_for(!harness_sluice_alive(h) || answers(h), START_TIMEOUT_S) &&
+		    h->pid != 0)
+			return h;
+		if (h->pid != 0)
+			break;
+	}
+	cr_assert_fail("sluice did not come up (port %d, still running: %s); see %s", h->port,
+	               h->pid != 0 ? "yes" : "no", h->log_path);
+	return NULL; /* not reached: a failed assertion leaves the test */
+}
+
+struct harness_sluice *harness_start_sluice(const char *extra_ini)
+{
+	return harness_start_sluice_users(extra_ini, NULL);
+}
+
+void harness_signal(struct harness_sluice *h, int sig)
+{
+	cr_assert(h->pid != 0, "sluice is not running");
+	kill(h->pid, sig);
+}
+
+static int decode_status(int status)
+{
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return -1;
+}
+
+int harness_stop_sluice(struct harness_sluice *h, int sig, double timeout_s)
+{
+	if (sig != 0 && harness_sluice_alive(h))
+		kill(h->pid, sig);
+	if (!harness_wait_for(!harness_sluice_alive(h), timeout_s)) {
+		kill(h->pid, SIGKILL);
+		waitpid(h->pid, &h->wait_status, 0);
+		h->pid = 0;
+		return -1;
+	}
+	return decode_status(h->wait_status);
+}
+
+void harness_teardown(void)
+{
+	for (size_t i = 0; i < nstarted; i++) {
+		struct harness_sluice *h = started[i];
+
+		if (harness_sluice_alive(h)) {
+			kill(h->pid, SIGKILL);
+			waitpid(h->pid, NULL, 0);
+		}
+		free(h->extra_users);
+		free(h);
+	}
+	nstarted = 0;
+	if (cached_super != NULL)
+		PQfinish(cached_super);
+	cached_super = NULL;
+}
+
+/* ---- connections ---- */
+
+PGconn *harness_connect(struct harness_sluice *h, const char *user, const char *password,
+                        const char *db)
+{
+	char port[16];
+	const char *keys[] = {"host", "port", "user", "password", "dbname", "connect_timeout",
+	                      NULL};
+	const char *values[] = {"127.0.0.1", port, user, password, db, CONNECT_TIMEOUT, NULL};
+
+	snprintf(port, sizeof(port), "%d", h->port);
+	return PQconnectdbParams(keys, values, 0);
+}
+
+PGconn *harness_connect_ok(struct harness_sluice *h, const char *user, const char *password,
+                           const char *db)
+{
+	PGconn *conn = harness_connect(h, user, password, db);
+
+	cr_assert(PQstatus(conn) == CONNECTION_OK, "connect as %s to %s through sluice: %s", user,
+	          db, PQerrorMessage(conn));
+	return conn;
+}
+
+/* Finds "SEVERITY:  XXXXX:" in a verbose libpq message. */
+static void sqlstate_from_message(const char *msg, char sqlstate[6])
+{
+	sqlstate[0] = '\0';
+	for (const char *p = strstr(msg, ":  "); p != NULL; p = strstr(p + 1, ":  ")) {
+		const char *code = p + 3;
+		bool ok = true;
+
+		for (int i = 0; i < 5 && ok; i++)
+			ok = (code[i] >= '0' && code[i] <= '9') ||
+			     (code[i] >= 'A' && code[i] <= 'Z');
+		if (ok && code[5] == ':') {
+			memcpy(sqlstate, code, 5);
+			sqlstate[5] = '\0';
+			return;
+		}
+	}
+}
+
+bool harness_connect_fails(struct harness_sluice *h, const char *user, const char *password,
+                           const char *db, char sqlstate[6])
+{
+	char port[16];
+	const char *keys[] = {"host", "port", "user", "password", "dbname", "connect_timeout",
+	                      NULL};
+	const char *values[] = {"127.0.0.1", port, user, password, db, CONNECT_TIMEOUT, NULL};
+	PostgresPollingStatusType state = PGRES_POLLING_WRITING;
+	double deadline = harness_now() + 30;
+	PGconn *conn;
+	bool failed;
+
+	snprintf(port, sizeof(port), "%d", h->port);
+	conn = PQconnectStartParams(keys, values, 0);
+	cr_assert(conn != NULL, "out of memory");
+	/*
+	 * libpq formats connection errors with the connection's verbosity, and
+	 * only the verbose form carries the SQLSTATE; it must be set before the
+	 * handshake, hence the asynchronous connect.
+	 */
+	PQsetErrorVerbosity(conn, PQERRORS_VERBOSE);
+	while (PQstatus(conn) != CONNECTION_BAD && state != PGRES_POLLING_OK &&
+	       state != PGRES_POLLING_FAILED && harness_now() < deadline) {
+		struct pollfd pfd = {.fd = PQsocket(conn),
+		                     .events = state == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+
+		if (poll(&pfd, 1, 100) != 0)
+			state = PQconnectPoll(conn);
+	}
+	cr_assert(state == PGRES_POLLING_OK || state == PGRES_POLLING_FAILED ||
+	              PQstatus(conn) == CONNECTION_BAD,
+	          "connecting as %s to %s did not finish", user, db);
+	failed = PQstatus(conn) != CONNECTION_OK;
+	sqlstate_from_message(PQerrorMessage(conn), sqlstate);
+	if (failed)
+		fprintf(stderr, "harness: connect as %s to %s failed as expected: %s", user, db,
+		        PQerrorMessage(conn));
+	PQfinish(conn);
+	return failed;
+}
+
+void harness_url(struct harness_sluice *h, const char *user, const char *password, const char *db,
+                 char *buf, size_t len)
+{
+	snprintf(buf, len, "postgres://%s:%s@127.0.0.1:%d/%s", user, password, h->port, db);
+}
+
+PGconn *harness_pg_super(const char *db)
+{
+	const struct harness_pg *p = harness_pg();
+	char port[16];
+	const char *keys[] = {"host", "port", "user", "dbname", "connect_timeout", NULL};
+	const char *values[] = {p->socket_dir,   port, p->super, db != NULL ? db : "postgres",
+	                        CONNECT_TIMEOUT, NULL};
+	PGconn *conn;
+
+	snprintf(port, sizeof(port), "%d", p->port);
+	conn = PQconnectdbParams(keys, values, 0);
+	cr_assert(PQstatus(conn) == CONNECTION_OK, "superuser connection to Postgres: %s",
+	          PQerrorMessage(conn));
+	return conn;
+}
+
+static PGconn *super(void)
+{
+	if (cached_super == NULL)
+		cached_super = harness_pg_super(NULL);
+	else if (PQstatus(cached_super) != CONNECTION_OK)
+		PQreset(cached_super);
+	return cached_super;
+}
+
+/* ---- queries ---- */
+
+const char *harness_sqlstate(const PGresult *res)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	return state != NULL ? state : "";
+}
+
+PGresult *harness_exec_ok(PGconn *conn, const char *sql)
+{
+	PGresult *res = PQexec(conn, sql);
+	ExecStatusType status = PQresultStatus(res);
+
+	cr_assert(status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK, "%s: %s %s", sql,
+	          PQresStatus(status),
+	          res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+	return res;
+}
+
+long long harness_query_int(PGconn *conn, const char *sql)
+{
+	PGresult *res = harness_exec_ok(conn, sql);
+	long long value;
+
+	cr_assert(PQntuples(res) >= 1 && !PQgetisnull(res, 0, 0), "%s: no value", sql);
+	value = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return value;
+}
+
+static long long count_query(const char *sql, const char *a, const char *b)
+{
+	const char *params[] = {a, b};
+	PGresult *res = PQexecParams(super(), sql, 2, NULL, params, NULL, NULL, 0);
+	long long n;
+
+	cr_assert(PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql, PQresultErrorMessage(res));
+	n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return n;
+}
+
+long long harness_count_backends(const char *user, const char *state)
+{
+	return count_query(
+	    "select count(*) from pg_stat_activity where usename = $1 "
+	    "and backend_type = 'client backend' and ($2::text is null or state = $2)",
+	    user, state);
+}
+
+long long harness_count_active_queries(const char *user, const char *fragment)
+{
+	return count_query("select count(*) from pg_stat_activity where usename = $1 "
+	                   "and state = 'active' and position($2 in query) > 0",
+	                   user, fragment);
+}
+
+/* ---- logs ---- */
+
+long harness_log_size(struct harness_sluice *h)
+{
+	struct stat st;
+
+	return stat(h->log_path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+bool harness_log_contains_after(struct harness_sluice *h, long offset, const char *needle)
+{
+	char *text = read_file(h->log_path, offset, NULL);
+	bool found = text != NULL && strstr(text, needle) != NULL;
+
+	free(text);
+	return found;
+}
+
+bool harness_log_contains(struct harness_sluice *h, const char *needle)
+{
+	return harness_log_contains_after(h, 0, needle);
+}
+
+/* ---- programs ---- */
+
+const char *harness_pg_tool(const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s", harness_pg()->bindir, name);
+	if (access(buf, X_OK) != 0)
+		snprintf(buf, len, "%s", name);
+	return buf;
+}
+
+/* environ plus `extra`, where an extra "K=V" replaces the inherited K. */
+static char **merged_environment(const char *const extra[])
+{
+	size_t n = 0, nextra = 0, out = 0;
+	char **envp;
+
+	while (environ[n] != NULL)
+		n++;
+	while (extra != NULL && extra[nextra] != NULL)
+		nextra++;
+	envp = calloc(n + nextra + 1, sizeof(*envp));
+	for (size_t i = 0; i < n; i++) {
+		bool replaced = false;
+
+		for (size_t k = 0; k < nextra && !replaced; k++) {
+			size_t keylen = strcspn(extra[k], "=");
+
+			replaced = strncmp(environ[i], extra[k], keylen + 1) == 0;
+		}
+		if (!replaced)
+			envp[out++] = environ[i];
+	}
+	for (size_t k = 0; k < nextra; k++)
+		envp[out++] = (char *)extra[k];
+	return envp;
+}
+
+int harness_run(const char *const argv[], const char *const env[], double timeout_s, char **output)
+{
+	char **envp = merged_environment(env);
+	size_t cap = 65536, len = 0;
+	char *buf = malloc(cap);
+	double deadline = harness_now() + timeout_s;
+	bool timed_out = false;
+	int pipefd[2], status;
+	pid_t pid;
+
+	cr_assert(pipe2(pipefd, O_CLOEXEC) == 0, "pipe: %s", strerror(errno));
+	pid = fork();
+	cr_assert(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_RDONLY);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(devnull, 0);
+		dup2(pipefd[1], 1);
+		dup2(pipefd[1], 2);
+		close_range(3, ~0U, 0);
+		execvpe(argv[0], (char *const *)argv, envp);
+		dprintf(2, "harness: exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(pipefd[1]);
+	free(envp);
+	for (;;) {
+		struct pollfd pfd = {.fd = pipefd[0], .events = POLLIN};
+		double left = deadline - harness_now();
+		ssize_t n;
+
+		if (left <= 0) {
+			timed_out = true;
+			kill(pid, SIGKILL);
+			break;
+		}
+		if (poll(&pfd, 1, (int)(left * 1000) + 1) <= 0)
+			continue;
+		if (cap - len < 4096)
+			buf = realloc(buf, cap *= 2);
+		n = read(pipefd[0], buf + len, cap - len - 1);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(pipefd[0]);
+	buf[len] = '\0';
+	waitpid(pid, &status, 0);
+	if (output != NULL)
+		*output = buf;
+	else
+		free(buf);
+	return timed_out ? -1 : decode_status(status);
+}
+
+void harness_raise_nofile(long want)
+{
+	struct rlimit rl;
+
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur >= (rlim_t)want)
+		return;
+	if (rl.rlim_max < (rlim_t)want) {
+		struct rlimit raised = {(rlim_t)want, (rlim_t)want};
+
+		/* Only root may raise the hard limit; otherwise take what there is. */
+		if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+			return;
+		rl.rlim_cur = rl.rlim_max;
+	} else {
+		rl.rlim_cur = (rlim_t)want;
+	}
+	setrlimit(RLIMIT_NOFILE, &rl);
+}

@@ -1,0 +1,135 @@
+/*
+ * Integration test harness.  Tests run sluice, as built, in front of the
+ * throwaway Postgres cluster that tests/harness/pg.sh starts (its facts arrive
+ * in SLUICE_TEST_PG* variables; without them every test skips).  Each started
+ * sluice gets a private directory with its ini, userlist, Unix socket and log;
+ * the directory is removed after a passing test and kept, with the log's tail
+ * printed, after a failing one.  All waiting is polling for an observable
+ * condition under a bounded deadline, so a broken sluice fails a test instead
+ * of hanging it.
+ */
+#ifndef SLUICE_TEST_HARNESS_H
+#define SLUICE_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <libpq-fe.h>
+
+/* The Postgres cluster under test, from the environment pg.sh writes. */
+struct harness_pg {
+	const char *host;       /* TCP address sluice reaches Postgres on */
+	int port;               /* Postgres TCP port (also names its Unix socket) */
+	const char *socket_dir; /* Unix socket directory, for superuser connections */
+	const char *super;      /* superuser, trusted over the Unix socket */
+	const char *bindir;     /* where psql and pgbench live */
+};
+
+/* One running sluice process. */
+struct harness_sluice {
+	int port;                /* TCP port it listens on, 127.0.0.1 only */
+	pid_t pid;               /* process id; 0 once reaped */
+	int wait_status;         /* waitpid() status, valid once pid is 0 */
+	char dir[256];           /* private directory; also its unix_socket_dir */
+	char ini_path[300];      /* sluice.ini in dir */
+	char userlist_path[300]; /* userlist.txt in dir */
+	char log_path[300];      /* stdout and stderr of sluice */
+	char *extra_users;       /* userlist lines added to the default users */
+};
+
+/* Skips the current test when no cluster was started for it. */
+const struct harness_pg *harness_pg(void);
+
+/*
+ * Starts sluice and returns once it answers connections.  `extra_ini` is ini
+ * text merged into the default file: keys before any section header go to
+ * [sluice], a key that already exists replaces the default, new sections are
+ * appended.  @PGHOST@, @PGPORT@ and @DIR@ are replaced by the Postgres address,
+ * port and the private directory.  Default users: app/app-secret and
+ * md5user/md5-secret; `extra_users` adds userlist lines.
+ */
+struct harness_sluice *harness_start_sluice(const char *extra_ini);
+struct harness_sluice *harness_start_sluice_users(const char *extra_ini, const char *extra_users);
+
+/* Rewrites the ini with new extras (same port and directory), as for a reload. */
+void harness_write_ini(struct harness_sluice *h, const char *extra_ini);
+void harness_write_file(const char *path, const char *text);
+
+/* Sends `sig` (unless 0) and waits up to `timeout_s` for the exit.  Returns the
+ * exit code, 128 + signal if it was killed, or -1 if it did not exit in time. */
+int harness_stop_sluice(struct harness_sluice *h, int sig, double timeout_s);
+bool harness_sluice_alive(struct harness_sluice *h);
+void harness_signal(struct harness_sluice *h, int sig);
+
+/* Kills whatever sluice processes the test left running and closes the cached
+ * superuser connection; use as the suite's .fini. */
+void harness_teardown(void);
+
+/* libpq connection through sluice; check PQstatus yourself. */
+PGconn *harness_connect(struct harness_sluice *h, const char *user, const char *password,
+                        const char *db);
+/* Same, but the test fails (with libpq's message) unless it connects. */
+PGconn *harness_connect_ok(struct harness_sluice *h, const char *user, const char *password,
+                           const char *db);
+/*
+ * Tries to connect and returns true if that failed, copying the SQLSTATE of
+ * the server's error into `sqlstate` ("" if the failure carried none).
+ */
+bool harness_connect_fails(struct harness_sluice *h, const char *user, const char *password,
+                           const char *db, char sqlstate[6]);
+/* "postgres://user:password@127.0.0.1:port/db" for psql and pgbench. */
+void harness_url(struct harness_sluice *h, const char *user, const char *password, const char *db,
+                 char *buf, size_t len);
+
+/* Direct superuser connection to Postgres over its Unix socket (db NULL = postgres). */
+PGconn *harness_pg_super(const char *db);
+
+/* Runs `sql`; the test fails unless it succeeds.  Returns the result to PQclear. */
+PGresult *harness_exec_ok(PGconn *conn, const char *sql);
+/* First column of the first row as a number; the test fails on error or no row. */
+long long harness_query_int(PGconn *conn, const char *sql);
+/* The SQLSTATE of a failed result ("" if none). */
+const char *harness_sqlstate(const PGresult *res);
+
+/* Backends of `user` on the cluster in `state` (NULL = any state). */
+long long harness_count_backends(const char *user, const char *state);
+/* Backends of `user` whose query text contains `fragment` and that are active. */
+long long harness_count_active_queries(const char *user, const char *fragment);
+
+bool harness_log_contains(struct harness_sluice *h, const char *needle);
+/* Size of the log now, to look only at what a later step writes. */
+long harness_log_size(struct harness_sluice *h);
+bool harness_log_contains_after(struct harness_sluice *h, long offset, const char *needle);
+
+/* Path of a Postgres client program (psql, pgbench). */
+const char *harness_pg_tool(const char *name, char *buf, size_t len);
+/*
+ * Runs argv[0] with stdout and stderr captured into *output (malloc'd, NUL
+ * terminated; may be NULL).  `env` adds "K=V" entries (NULL-terminated list or
+ * NULL).  Returns the exit code, 128 + signal, or -1 if it ran past timeout_s
+ * (it is then killed).
+ */
+int harness_run(const char *const argv[], const char *const env[], double timeout_s, char **output);
+
+/* Raises RLIMIT_NOFILE to at least `want` (up to the hard limit). */
+void harness_raise_nofile(long want);
+
+double harness_now(void);
+/* The interval between two looks at a polled condition. */
+void harness_pause(void);
+
+/*
+ * Re-evaluates `cond` until it holds or `timeout_s` passes; yields whether it
+ * held.  The deadline only bounds a failure, it never decides a pass.
+ */
+#define harness_wait_for(cond, timeout_s)                                                          \
+	({                                                                                         \
+		double harness_end_ = harness_now() + (timeout_s);                                 \
+		bool harness_ok_;                                                                  \
+		while (!(harness_ok_ = (cond)) && harness_now() < harness_end_)                    \
+			harness_pause();                                                           \
+		harness_ok_;                                                                       \
+	})
+
+#endif

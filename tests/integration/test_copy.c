@@ -1,0 +1,160 @@
+/*
+ * COPY through sluice: 10 MB in and the same bytes out, CopyData messages of
+ * very different sizes (sluice must stream them, not buffer them whole), and a
+ * COPY that fails while the client is still sending (the late CopyData must
+ * not confuse the pool).
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "harness.h"
+
+#define COPY_BYTES (10 * 1024 * 1024)
+
+TestSuite(copy, .fini = harness_teardown, .timeout = 180);
+
+static uint64_t fnv1a(uint64_t hash, const char *data, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		hash ^= (unsigned char)data[i];
+		hash *= 0x100000001b3ULL;
+	}
+	return hash;
+}
+
+/* Lines "id\tpayload\n" with a deterministic payload, at least COPY_BYTES in all. */
+static char *make_rows(size_t *len, int *rows)
+{
+	static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+	char *buf = malloc(COPY_BYTES + 4096);
+	uint32_t seed = 12345;
+	size_t n = 0;
+	int id = 0;
+
+	while (n < COPY_BYTES) {
+		n += (size_t)sprintf(buf + n, "%d\t", ++id);
+		for (int i = 0; i < 100; i++) {
+			seed = seed * 1103515245u + 12345u;
+			buf[n++] = alphabet[(seed >> 16) % (sizeof(alphabet) - 1)];
+		}
+		buf[n++] = '\n';
+	}
+	*len = n;
+	*rows = id;
+	return buf;
+}
+
+Test(copy, ten_megabytes_in_and_out)
+{
+	struct harness_sluice *h = harness_start_sluice(NULL);
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	/* From tiny to larger than any socket buffer, cycled. */
+	const size_t chunks[] = {100, 65536, 4 * 1024 * 1024, 8192, 1};
+	size_t len, sent = 0, got = 0;
+	int rows, k = 0, n;
+	char *data = make_rows(&len, &rows), *buf, count[32];
+	uint64_t want = fnv1a(0xcbf29ce484222325ULL, data, len), hash = 0xcbf29ce484222325ULL;
+	PGresult *res;
+
+	PQclear(harness_exec_ok(c, "drop table if exists copy_t; "
+	                           "create table copy_t (id int primary key, payload text)"));
+	res = PQexec(c, "copy copy_t from stdin");
+	cr_assert_eq(PQresultStatus(res), PGRES_COPY_IN, "%s", PQerrorMessage(c));
+	PQclear(res);
+	while (sent < len) {
+		size_t chunk = chunks[k++ % 5];
+
+		if (chunk > len - sent)
+			chunk = len - sent;
+		cr_assert_eq(PQputCopyData(c, data + sent, (int)chunk), 1, "%s", PQerrorMessage(c));
+		sent += chunk;
+	}
+	cr_assert_eq(PQputCopyEnd(c, NULL), 1, "%s", PQerrorMessage(c));
+	res = PQgetResult(c);
+	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
+	snprintf(count, sizeof(count), "%d", rows);
+	cr_assert_str_eq(PQcmdTuples(res), count);
+	PQclear(res);
+	cr_assert_null(PQgetResult(c));
+	cr_assert_eq(harness_query_int(c, "select count(*) from copy_t"), rows);
+
+	res = PQexec(c, "copy (select id, payload from copy_t order by id) to stdout");
+	cr_assert_eq(PQresultStatus(res), PGRES_COPY_OUT, "%s", PQerrorMessage(c));
+	PQclear(res);
+	while ((n = PQgetCopyData(c, &buf, 0)) > 0) {
+		hash = fnv1a(hash, buf, (size_t)n);
+		got += (size_t)n;
+		PQfreemem(buf);
+	}
+	cr_assert_eq(n, -1, "COPY OUT failed: %s", PQerrorMessage(c));
+	res = PQgetResult(c);
+	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
+	PQclear(res);
+	cr_assert_null(PQgetResult(c));
+	cr_assert_eq(got, len, "COPY OUT gave %zu bytes, COPY IN sent %zu", got, len);
+	cr_assert_eq(hash, want, "COPY OUT bytes differ from what COPY IN sent");
+
+	PQclear(harness_exec_ok(c, "drop table copy_t"));
+	PQfinish(c);
+	free(data);
+}
+
+Test(copy, failure_while_client_still_sends)
+{
+	/* One server: if the failed COPY left it unusable, the next query shows it. */
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *other = harness_connect_ok(h, "app", "app-secret", "app");
+	char line[64];
+	PGresult *res;
+	int i;
+
+	PQclear(harness_exec_ok(c, "drop table if exists copy_bad; create table copy_bad (x int)"));
+	res = PQexec(c, "copy copy_bad from stdin");
+	cr_assert_eq(PQresultStatus(res), PGRES_COPY_IN, "%s", PQerrorMessage(c));
+	PQclear(res);
+	/*
+	 * Line 10 is not an int: the server fails the COPY and ignores the rest,
+	 * while libpq keeps sending until it notices the error.
+	 */
+	for (i = 1; i <= 500000; i++) {
+		size_t n = (size_t)snprintf(line, sizeof(line), i == 10 ? "oops\n" : "%d\n", i);
+
+		if (PQputCopyData(c, line, (int)n) != 1)
+			break;
+	}
+	PQputCopyEnd(c, NULL);
+	res = PQgetResult(c);
+	cr_assert_eq(PQresultStatus(res), PGRES_FATAL_ERROR, "%s",
+	             PQresStatus(PQresultStatus(res)));
+	cr_assert_str_eq(harness_sqlstate(res), "22P02");
+	PQclear(res);
+	while ((res = PQgetResult(c)) != NULL)
+		PQclear(res);
+
+	cr_assert_eq(harness_query_int(c, "select 1"), 1);
+	cr_assert_eq(harness_query_int(other, "select count(*) from copy_bad"), 0);
+
+	/* A COPY the client itself aborts with CopyFail. */
+	res = PQexec(c, "copy copy_bad from stdin");
+	cr_assert_eq(PQresultStatus(res), PGRES_COPY_IN, "%s", PQerrorMessage(c));
+	PQclear(res);
+	cr_assert_eq(PQputCopyData(c, "1\n2\n", 4), 1);
+	cr_assert_eq(PQputCopyEnd(c, "client gave up"), 1);
+	res = PQgetResult(c);
+	cr_assert_eq(PQresultStatus(res), PGRES_FATAL_ERROR);
+	cr_assert_str_eq(harness_sqlstate(res), "57014");
+	PQclear(res);
+	while ((res = PQgetResult(c)) != NULL)
+		PQclear(res);
+	cr_assert_eq(harness_query_int(other, "select count(*) from copy_bad"), 0);
+	cr_assert_eq(harness_query_int(c, "select 2"), 2);
+
+	PQclear(harness_exec_ok(c, "drop table copy_bad"));
+	PQfinish(c);
+	PQfinish(other);
+}

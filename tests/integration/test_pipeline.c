@@ -1,0 +1,180 @@
+/*
+ * libpq pipeline mode through sluice: many requests in flight before any
+ * reply, an error that makes the server skip to the next Sync (sluice must
+ * track that to know when the server is free), and transactions that span
+ * several Syncs.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "harness.h"
+
+TestSuite(pipeline, .fini = harness_teardown, .timeout = 120);
+
+static void send_query(PGconn *c, const char *sql)
+{
+	cr_assert(PQsendQueryParams(c, sql, 0, NULL, NULL, NULL, NULL, 0), "queue %s: %s", sql,
+	          PQerrorMessage(c));
+}
+
+static void send_sync(PGconn *c)
+{
+	cr_assert(PQpipelineSync(c), "sync: %s", PQerrorMessage(c));
+}
+
+/*
+ * Takes the next result and checks its status, its SQLSTATE for errors or its
+ * first value for rows (either may be NULL to skip), then the NULL that ends
+ * every result except a Sync's.  Returns the first value, if any, malloc'd.
+ */
+static char *expect(PGconn *c, ExecStatusType want, const char *value, const char *what)
+{
+	PGresult *res = PQgetResult(c);
+	ExecStatusType got;
+	char *first = NULL;
+
+	cr_assert(res != NULL, "%s: no result", what);
+	got = PQresultStatus(res);
+	cr_assert_eq(got, want, "%s: got %s, want %s (%s)", what, PQresStatus(got),
+	             PQresStatus(want), PQresultErrorMessage(res));
+	if (value != NULL && want == PGRES_FATAL_ERROR)
+		cr_assert_str_eq(harness_sqlstate(res), value, "%s", what);
+	else if (value != NULL)
+		cr_assert_str_eq(PQgetvalue(res, 0, 0), value, "%s", what);
+	if (want == PGRES_TUPLES_OK && PQntuples(res) > 0)
+		first = strdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	if (want != PGRES_PIPELINE_SYNC) {
+		res = PQgetResult(c);
+		cr_assert_null(res, "%s: more than one result", what);
+	}
+	return first;
+}
+
+Test(pipeline, error_in_the_middle)
+{
+	struct harness_sluice *h = harness_start_sluice(NULL);
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	const char *params[1];
+	char text[16];
+
+	cr_assert(PQenterPipelineMode(c));
+	send_query(c, "select 1");
+	send_query(c, "select 1/0");
+	send_query(c, "select 3");
+	send_sync(c);
+	send_query(c, "select 4");
+	send_sync(c);
+
+	free(expect(c, PGRES_TUPLES_OK, "1", "before the error"));
+	free(expect(c, PGRES_FATAL_ERROR, "22012", "the error"));
+	free(expect(c, PGRES_PIPELINE_ABORTED, NULL, "after the error"));
+	free(expect(c, PGRES_PIPELINE_SYNC, NULL, "first sync"));
+	free(expect(c, PGRES_TUPLES_OK, "4", "after the sync"));
+	free(expect(c, PGRES_PIPELINE_SYNC, NULL, "second sync"));
+	cr_assert(PQexitPipelineMode(c), "%s", PQerrorMessage(c));
+	cr_assert_eq(harness_query_int(c, "select 5"), 5);
+
+	/* A second pipeline on the same connection, a hundred requests deep. */
+	cr_assert(PQenterPipelineMode(c));
+	params[0] = text;
+	for (int i = 0; i < 100; i++) {
+		snprintf(text, sizeof(text), "%d", i);
+		cr_assert(
+		    PQsendQueryParams(c, "select $1::int * 2", 1, NULL, params, NULL, NULL, 0),
+		    "%s", PQerrorMessage(c));
+	}
+	send_sync(c);
+	for (int i = 0; i < 100; i++) {
+		char want[16];
+
+		snprintf(want, sizeof(want), "%d", i * 2);
+		free(expect(c, PGRES_TUPLES_OK, want, "second pipeline"));
+	}
+	free(expect(c, PGRES_PIPELINE_SYNC, NULL, "second pipeline sync"));
+	cr_assert(PQexitPipelineMode(c), "%s", PQerrorMessage(c));
+	PQfinish(c);
+}
+
+Test(pipeline, transaction_across_syncs)
+{
+	struct harness_sluice *h = harness_start_sluice(NULL);
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	char *pid1, *pid2;
+
+	cr_assert(PQenterPipelineMode(c));
+	send_query(c, "begin");
+	send_query(c, "select pg_backend_pid()");
+	send_sync(c);
+	send_query(c, "select 1/0");
+	send_sync(c);
+	/* The transaction is now failed ('E'), not over: the server stays ours. */
+	send_query(c, "select 1");
+	send_sync(c);
+	send_query(c, "rollback");
+	send_sync(c);
+	send_query(c, "begin");
+	send_query(c, "select pg_backend_pid()");
+	send_sync(c);
+	send_query(c, "select pg_backend_pid()");
+	send_query(c, "commit");
+	send_sync(c);
+
+	free(expect(c, PGRES_COMMAND_OK, NULL, "begin"));
+	free(expect(c, PGRES_TUPLES_OK, NULL, "pid"));
+	free(expect(c, PGRES_PIPELINE_SYNC, NULL, "sync 1"));
+	free(expect(c, PGRES_FATAL_ERROR, "22012", "division by zero"));
+	free(expect(c, PGRES_PIPELINE_SYNC, NULL, "sync 2"));
+	free(expect(c, PGRES_FATAL_ERROR, "25P02", "in failed transaction"));
+	free(expect(c, PGRES_PIPELINE_SYNC, NULL, "sync 3"));
+	free(expect(c, PGRES_COMMAND_OK, NULL, "rollback"));
+	free(expect(c, PGRES_PIPELINE_SYNC, NULL, "sync 4"));
+	free(expect(c, PGRES_COMMAND_OK, NULL, "second begin"));
+	pid1 = expect(c, PGRES_TUPLES_OK, NULL, "pid in second transaction");
+	free(expect(c, PGRES_PIPELINE_SYNC, NULL, "sync 5"));
+	pid2 = expect(c, PGRES_TUPLES_OK, NULL, "pid after sync in second transaction");
+	free(expect(c, PGRES_COMMAND_OK, NULL, "commit"));
+	free(expect(c, PGRES_PIPELINE_SYNC, NULL, "sync 6"));
+	cr_assert_str_eq(pid1, pid2, "a transaction moved to another server at a Sync");
+	free(pid1);
+	free(pid2);
+	cr_assert(PQexitPipelineMode(c), "%s", PQerrorMessage(c));
+	cr_assert_eq(PQtransactionStatus(c), PQTRANS_IDLE);
+	cr_assert_eq(harness_query_int(c, "select 6"), 6);
+	PQfinish(c);
+}
+
+Test(pipeline, other_clients_share_the_server)
+{
+	/*
+	 * One server, two pipelining clients: each pipeline ends at a Sync with
+	 * the server idle, so the server must go back and forth between them.
+	 */
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *b = harness_connect_ok(h, "app", "app-secret", "app");
+
+	for (int round = 0; round < 5; round++) {
+		cr_assert(PQenterPipelineMode(a));
+		cr_assert(PQenterPipelineMode(b));
+		send_query(a, "select 'a'");
+		send_query(b, "select 'b'");
+		send_query(a, "select 'a2'");
+		send_query(b, "select 'b2'");
+		send_sync(a);
+		send_sync(b);
+		free(expect(a, PGRES_TUPLES_OK, "a", "a"));
+		free(expect(a, PGRES_TUPLES_OK, "a2", "a2"));
+		free(expect(a, PGRES_PIPELINE_SYNC, NULL, "a sync"));
+		free(expect(b, PGRES_TUPLES_OK, "b", "b"));
+		free(expect(b, PGRES_TUPLES_OK, "b2", "b2"));
+		free(expect(b, PGRES_PIPELINE_SYNC, NULL, "b sync"));
+		cr_assert(PQexitPipelineMode(a));
+		cr_assert(PQexitPipelineMode(b));
+	}
+	PQfinish(a);
+	PQfinish(b);
+}
