@@ -1,0 +1,300 @@
+#!/bin/bash
+# A throwaway Postgres 15 cluster for the quickstart and the integration tests.
+#
+#   tests/harness/pg.sh start     start (or reuse) the cluster, print its env file
+#   tests/harness/pg.sh stop      stop it (the data stays for the next start)
+#   tests/harness/pg.sh status    exit 0 when it is running and accepts connections
+#   tests/harness/pg.sh env       print the env file
+#   tests/harness/pg.sh destroy   stop it and delete its data
+#
+# SLUICE_PG_NAME picks the instance (default "pg"): data lives at .run/NAME and
+# the connection facts are written to .run/NAME.env, so the test run can own a
+# cluster of its own without stopping the one the quickstart left running.
+#
+# Postgres refuses to run as root, so as root the cluster runs as the system
+# user sluicepg (created here); as any other user it runs as that user.
+set -eu
+
+root=$(cd "$(dirname "$0")/../.." && pwd -P)
+name=${SLUICE_PG_NAME:-pg}
+run=$root/.run
+link=$run/$name
+envfile=$run/$name.env
+pgbin=${SLUICE_PGBIN:-/usr/lib/postgresql/15/bin}
+superuser=sluicepg
+first_port=54320
+last_port=54419
+
+die() {
+  echo "pg.sh: $*" >&2
+  exit 1
+}
+
+is_root() {
+  [ "$(id -u)" -eq 0 ]
+}
+
+# Runs a command as the cluster's owner.  The working directory is / because
+# the checkout may be one the owner cannot enter, and some Postgres tools
+# resolve their own path against it.
+as_pg() {
+  if is_root; then
+    (cd / && runuser -u "$superuser" -- "$@")
+  else
+    (cd / && "$@")
+  fi
+}
+
+ensure_user() {
+  if is_root && ! id -u "$superuser" >/dev/null 2>&1; then
+    useradd --system --user-group --home-dir /nonexistent \
+      --shell /usr/sbin/nologin "$superuser"
+  fi
+}
+
+owner_group() {
+  if is_root; then
+    echo "$superuser:$superuser"
+  else
+    echo "$(id -un):$(id -gn)"
+  fi
+}
+
+# Where the cluster's files go.  Normally .run/NAME itself; but when the
+# cluster's owner cannot reach .run (a checkout under /root, say: opening /root
+# to others is not acceptable) or the socket path would exceed the 107 bytes a
+# Unix socket name may have, the files go to a private directory under /tmp
+# named after the checkout and .run/NAME is a symlink to it.
+place_data() {
+  mkdir -p "$run"
+  if [ -L "$link" ]; then
+    local target
+    target=$(readlink "$link")
+    # /tmp may have been cleaned since the last run: recreate the target.
+    if [ ! -d "$target" ]; then
+      make_private_dir "$target"
+    fi
+    return
+  fi
+  if [ -d "$link" ]; then
+    return
+  fi
+  local probe="$link/socket/.s.PGSQL.65535"
+  if [ "${#probe}" -le 100 ] && as_pg test -x "$run"; then
+    make_private_dir "$link"
+  else
+    local hash
+    hash=$(printf '%s' "$root/$name" | sha256sum | cut -c1-16)
+    make_private_dir "/tmp/sluice-pg-$hash"
+    ln -s "/tmp/sluice-pg-$hash" "$link"
+  fi
+}
+
+# Creates DIR for the cluster's owner, refusing one that someone else made
+# first (a planted directory or symlink under /tmp must not be trusted).
+make_private_dir() {
+  local dir=$1
+  if [ -e "$dir" ] || [ -L "$dir" ]; then
+    if [ -L "$dir" ] || [ ! -d "$dir" ]; then
+      die "$dir exists and is not a directory"
+    fi
+    local who
+    who=$(stat -c %U:%G "$dir")
+    [ "$who" = "$(owner_group)" ] || die "$dir belongs to $who, not $(owner_group)"
+    return
+  fi
+  mkdir -m 0755 "$dir"
+  chown "$(owner_group)" "$dir"
+}
+
+pg_paths() {
+  pgdir=$(cd "$link" && pwd -P)
+  data=$pgdir/data
+  sock=$pgdir/socket
+  logfile=$pgdir/postgres.log
+}
+
+init_cluster() {
+  if [ -f "$data/PG_VERSION" ]; then
+    return
+  fi
+  echo "pg.sh: initdb in $data" >&2
+  as_pg mkdir -m 0700 "$sock"
+  # --no-sync: a throwaway cluster has nothing to lose.
+  as_pg "$pgbin/initdb" -D "$data" -U "$superuser" -E UTF8 --locale=C \
+    --auth-local=trust --auth-host=scram-sha-256 --no-sync >"$pgdir/initdb.log" 2>&1 ||
+    { cat "$pgdir/initdb.log" >&2; die "initdb failed"; }
+  local q="'"
+  as_pg tee -a "$data/postgresql.conf" >/dev/null <<EOF
+
+# Set by tests/harness/pg.sh.
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '${sock//$q/$q$q}'
+max_connections = 300
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+password_encryption = 'scram-sha-256'
+include_if_exists = 'sluice-port.conf'
+EOF
+  # The md5 line must come first: pg_hba.conf is matched top to bottom.
+  as_pg tee "$data/pg_hba.conf" >/dev/null <<EOF
+# Set by tests/harness/pg.sh.
+local all all                  trust
+host  all md5user 127.0.0.1/32 md5
+host  all md5user ::1/128      md5
+host  all all     127.0.0.1/32 scram-sha-256
+host  all all     ::1/128      scram-sha-256
+EOF
+}
+
+# Pid of the postmaster if it is alive.  A postmaster.pid whose process is gone
+# or is not a postgres (the pid was reused after a crash or reboot) is stale
+# and removed, so that pg_ctl start does not refuse to run.
+postmaster_pid() {
+  local pidfile=$data/postmaster.pid pid comm state
+  [ -f "$pidfile" ] || return 1
+  pid=$(head -n 1 "$pidfile")
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
+    # A killed postmaster stays a zombie where nothing reaps orphans (a
+    # container's pid 1 often does not), and a zombie still answers kill -0.
+    state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d ' ' -f 1 || true)
+    if [ "$comm" = "postgres" ] && [ "$state" != "Z" ]; then
+      echo "$pid"
+      return 0
+    fi
+  fi
+  echo "pg.sh: removing stale $pidfile" >&2
+  as_pg rm -f "$pidfile"
+  return 1
+}
+
+# Port recorded in postmaster.pid (line 4) of the running cluster.
+running_port() {
+  sed -n 4p "$data/postmaster.pid"
+}
+
+is_ready() {
+  "$pgbin/pg_isready" -q -h "$sock" -p "$1" -t 5
+}
+
+port_is_free() {
+  ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+start_on_free_port() {
+  local port=$first_port
+  # Prefer the port of the previous run, so URLs printed before stay valid.
+  if [ -f "$data/sluice-port.conf" ]; then
+    port=$(sed -n 's/^port = //p' "$data/sluice-port.conf")
+  fi
+  local tries=0
+  while [ "$tries" -lt 10 ]; do
+    while ! port_is_free "$port"; do
+      port=$((port + 1))
+      [ "$port" -le "$last_port" ] || port=$first_port
+    done
+    echo "port = $port" | as_pg tee "$data/sluice-port.conf" >/dev/null
+    if as_pg "$pgbin/pg_ctl" start -D "$data" -l "$logfile" -w -t 120 >/dev/null; then
+      return 0
+    fi
+    # Someone may have taken the port between the probe and the bind.
+    if ! tail -n 20 "$logfile" | grep -q "could not bind"; then
+      tail -n 30 "$logfile" >&2
+      die "postgres did not start (log: $logfile)"
+    fi
+    port=$((port + 1))
+    tries=$((tries + 1))
+  done
+  die "no free port found for postgres"
+}
+
+create_roles() {
+  "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -h "$sock" -p "$1" -U "$superuser" -d postgres <<'EOF'
+SET client_min_messages = warning;
+SET password_encryption = 'scram-sha-256';
+SELECT 'CREATE ROLE app' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app') \gexec
+ALTER ROLE app LOGIN PASSWORD 'app-secret';
+SET password_encryption = 'md5';
+SELECT 'CREATE ROLE md5user' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'md5user') \gexec
+ALTER ROLE md5user LOGIN PASSWORD 'md5-secret';
+SELECT 'CREATE DATABASE app OWNER app'
+  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'app') \gexec
+SELECT 'CREATE DATABASE other OWNER app'
+  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'other') \gexec
+EOF
+}
+
+write_env() {
+  local tmp=$envfile.tmp
+  cat >"$tmp" <<EOF
+SLUICE_TEST_PGHOST='127.0.0.1'
+SLUICE_TEST_PGPORT='$1'
+SLUICE_TEST_PGSOCKET='$sock'
+SLUICE_TEST_PGSUPER='$superuser'
+SLUICE_TEST_PGBIN='$pgbin'
+EOF
+  mv "$tmp" "$envfile"
+}
+
+cmd_start() {
+  [ -x "$pgbin/postgres" ] || die "no Postgres 15 in $pgbin (run tests/harness/deps.sh)"
+  ensure_user
+  place_data
+  pg_paths
+  init_cluster
+  local port
+  if postmaster_pid >/dev/null; then
+    port=$(running_port)
+    if ! is_ready "$port"; then
+      echo "pg.sh: postgres is running but not answering; restarting it" >&2
+      as_pg "$pgbin/pg_ctl" stop -D "$data" -m immediate -w -t 60 >/dev/null || true
+      start_on_free_port
+    fi
+  else
+    start_on_free_port
+  fi
+  port=$(running_port)
+  create_roles "$port"
+  write_env "$port"
+  cat "$envfile"
+}
+
+cmd_stop() {
+  if [ ! -e "$link" ]; then
+    return 0
+  fi
+  pg_paths
+  rm -f "$envfile"
+  if [ -f "$data/PG_VERSION" ] && postmaster_pid >/dev/null; then
+    as_pg "$pgbin/pg_ctl" stop -D "$data" -m fast -w -t 120 >/dev/null
+  fi
+}
+
+cmd_status() {
+  [ -e "$link" ] || return 1
+  pg_paths
+  postmaster_pid >/dev/null || return 1
+  is_ready "$(running_port)"
+}
+
+cmd_destroy() {
+  cmd_stop
+  if [ -L "$link" ]; then
+    rm -rf "$(readlink "$link")"
+  fi
+  rm -rf "$link"
+}
+
+case "${1:-}" in
+start) cmd_start ;;
+stop) cmd_stop ;;
+status) cmd_status ;;
+env) cat "$envfile" ;;
+destroy) cmd_destroy ;;
+*)
+  echo "usage: $0 start|stop|status|env|destroy" >&2
+  exit 2
+  ;;
+esac

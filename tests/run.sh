@@ -1,0 +1,30 @@
+#!/bin/bash
+# README command 2: installs what is missing, builds, starts a throwaway
+# Postgres 15 cluster, runs every test (unit and integration) and stops the
+# cluster again.  Arguments go to `meson test`, e.g. `tests/run.sh --suite unit`
+# or `tests/run.sh --suite integration pgbench`.
+#
+# The tests get a cluster of their own (.run/pg-test), so a run neither counts
+# the backends of the quickstart's sluice nor stops the quickstart's Postgres.
+set -eu
+
+root=$(cd "$(dirname "$0")/.." && pwd -P)
+cd "$root"
+
+tests/harness/deps.sh
+if [ ! -f build/build.ninja ]; then
+  meson setup build
+fi
+meson compile -C build
+
+export SLUICE_PG_NAME=pg-test
+trap 'tests/harness/pg.sh stop' EXIT
+tests/harness/pg.sh start >/dev/null
+set -a
+# shellcheck source=/dev/null
+. .run/pg-test.env
+set +a
+
+status=0
+meson test -C build --print-errorlogs --num-processes 2 "$@" || status=$?
+exit "$status"
