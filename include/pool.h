@@ -13,6 +13,7 @@
 #include "auth.h"
 #include "list.h"
 #include "params.h"
+#include "stats.h"
 #include "types.h"
 
 struct quota;
@@ -42,6 +43,7 @@ struct pool {
 	bool has_client_key;		 /* SCRAM pass-through keys learned from a client */
 	uint8_t client_key[SCRAM_KEY_LEN];
 	bool needs_reconnect;		 /* db definition changed on reload: retire servers */
+	struct pool_stats stats;	 /* counters, written only by this worker */
 };
 
 struct pool *pool_get(struct worker *w, const char *dbname, const char *user,

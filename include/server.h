@@ -72,6 +72,8 @@ struct server {
 	struct event *timer;		 /* connect, idle, lifetime, reset timeouts */
 	int64_t connect_us;		 /* when the connection was started */
 	int64_t idle_since_us;		 /* when it became idle */
+	int64_t request_start_us;	 /* first request forwarded into an empty queue */
+	int64_t xact_start_us;		 /* first request after ReadyForQuery 'I' */
 	bool close_needed;		 /* retire at the next release (reload, lifetime) */
 };
 

@@ -226,6 +226,11 @@ void client_free(struct client *c)
 
 void client_link(struct client *c, struct server *s)
 {
+	struct pool_stats *st = &s->pool->stats;
+
+	if (c->state == CLIENT_WAITING)
+		st->wait_time_us += (uint64_t)(worker_now_us(c->w) - c->wait_start_us);
+	st->server_assignments++;
 	c->server = s;
 	s->client = c;
 	client_set_state(c, CLIENT_ACTIVE);
@@ -244,6 +249,7 @@ void client_login_ready(struct client *c)
 		build_parameter_status(out, d->name, own ? own->value : d->value);
 	}
 	build_backend_key(out, c->cancel_pid, c->cancel_key);
+	c->pool->stats.client_logins++;
 	build_ready(out, 'I');
 	client_set_state(c, CLIENT_IDLE);
 	clog(c, LOG_DEBUG, "logged in");

@@ -35,13 +35,26 @@ static size_t move_bytes(struct evbuffer *in, struct evbuffer *out, size_t want)
 	return n;
 }
 
+/* Start the clocks for query and transaction time when work begins. */
+static void start_request_clock(struct server *s)
+{
+	if (s->queue.count == 0) {
+		s->request_start_us = worker_now_us(s->w);
+		if (s->tx_status == 'I')
+			s->xact_start_us = s->request_start_us;
+	}
+}
+
 /* Record a client message in the server's queue of expected replies. */
 static void track_client_message(struct server *s, uint8_t type)
 {
+	if (type == 'Q' || type == 'E')
+		s->pool->stats.query_count++;
 	switch (type) {
 	case 'S':
 		/* A Sync during COPY FROM STDIN is ignored by the server. */
 		if (!s->copy_in) {
+			start_request_clock(s);
 			request_queue_push(&s->queue, 'S');
 			s->skip_to_sync = false;
 		}
@@ -54,8 +67,10 @@ static void track_client_message(struct server *s, uint8_t type)
 	case 'C':
 	case 'F':
 		/* After an extended-protocol error the server ignores everything until Sync. */
-		if (!s->skip_to_sync)
+		if (!s->skip_to_sync) {
+			start_request_clock(s);
 			request_queue_push(&s->queue, type);
+		}
 		break;
 	case 'c':
 	case 'f':
@@ -104,6 +119,7 @@ void relay_client_input(struct client *c)
 
 	while (c->state == CLIENT_IDLE || c->state == CLIENT_ACTIVE) {
 		enum frame_status st;
+		size_t moved;
 
 		if (c->skip_remaining > 0) {
 			c->skip_remaining -= move_bytes(in, NULL, c->skip_remaining);
@@ -112,8 +128,10 @@ void relay_client_input(struct client *c)
 			continue;
 		}
 		if (c->fwd_remaining > 0) {
-			c->fwd_remaining -= move_bytes(in, bufferevent_get_output(c->server->bev),
-						       c->fwd_remaining);
+			moved = move_bytes(in, bufferevent_get_output(c->server->bev),
+					   c->fwd_remaining);
+			c->fwd_remaining -= moved;
+			c->pool->stats.bytes_received += moved;
 			if (c->fwd_remaining > 0)
 				break;
 			/* The server may have finished while this message was still arriving. */
@@ -143,8 +161,9 @@ void relay_client_input(struct client *c)
 		if (c->timer_armed)
 			client_arm_timer(c, 0); /* no longer idle in a transaction */
 		track_client_message(c->server, f.type);
-		c->fwd_remaining = frame_total(&f) - move_bytes(in, bufferevent_get_output(c->server->bev),
-								frame_total(&f));
+		moved = move_bytes(in, bufferevent_get_output(c->server->bev), frame_total(&f));
+		c->fwd_remaining = frame_total(&f) - moved;
+		c->pool->stats.bytes_received += moved;
 	}
 	check_server_watermark(c);
 }
@@ -191,6 +210,7 @@ static void track_server_reply(struct server *s, uint8_t type)
 			request_queue_pop(&s->queue);
 		break;
 	case 'E':
+		s->pool->stats.errors++;
 		s->copy_in = false;
 		if (is_extended(head)) {
 			while (is_extended(request_queue_peek(&s->queue)))
@@ -309,9 +329,18 @@ static void refuse_transaction(struct server *s)
 static void handle_ready(struct server *s, struct evbuffer *in, size_t total, char status)
 {
 	struct client *c = s->client;
+	struct pool_stats *st = &s->pool->stats;
+	int64_t now = worker_now_us(s->w);
 
 	s->tx_status = status;
 	request_queue_pop(&s->queue);
+	if (c != NULL && s->queue.count == 0) {
+		st->query_time_us += (uint64_t)(now - s->request_start_us);
+		if (status == 'I') {
+			st->xact_count++;
+			st->xact_time_us += (uint64_t)(now - s->xact_start_us);
+		}
+	}
 	if (c == NULL) {
 		evbuffer_drain(in, total);
 		server_reset_step(s);
@@ -323,6 +352,7 @@ static void handle_ready(struct server *s, struct evbuffer *in, size_t total, ch
 		return;
 	}
 	evbuffer_remove_buffer(in, bufferevent_get_output(c->bev), total);
+	st->bytes_sent += total;
 	if (s->queue.count == 0 && status != 'I')
 		client_arm_timer(c, c->w->cfg->idle_transaction_timeout_us);
 	else if (s->queue.count == 0 && pool_mode(s->pool) == POOL_SESSION)
@@ -361,11 +391,14 @@ void relay_server_input(struct server *s)
 		struct evbuffer *out = c != NULL ? bufferevent_get_output(c->bev) : NULL;
 		const uint8_t *body;
 		enum frame_status st;
+		size_t moved;
 
 		if (s->client != c)
 			break; /* released or relinked by the previous message */
 		if (s->fwd_remaining > 0) {
-			s->fwd_remaining -= move_bytes(in, out, s->fwd_remaining);
+			moved = move_bytes(in, out, s->fwd_remaining);
+			s->fwd_remaining -= moved;
+			s->pool->stats.bytes_sent += moved;
 			if (s->fwd_remaining > 0)
 				break;
 			continue;
@@ -397,7 +430,9 @@ void relay_server_input(struct server *s)
 			}
 		}
 		track_server_reply(s, f.type);
-		s->fwd_remaining = frame_total(&f) - move_bytes(in, out, frame_total(&f));
+		moved = move_bytes(in, out, frame_total(&f));
+		s->fwd_remaining = frame_total(&f) - moved;
+		s->pool->stats.bytes_sent += moved;
 	}
 	if (s->state == SERVER_ACTIVE && s->client == c)
 		check_client_watermark(s);
