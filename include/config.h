@@ -75,10 +75,21 @@ struct config {
 	int64_t server_reset_timeout_us; /* reset / rollback must finish within this */
 	int64_t server_login_retry_us;   /* pause before reconnecting after a failed login */
 	int64_t cancel_wait_timeout_us;  /* a cancelled server must answer within this */
+	int64_t shutdown_delay_us;       /* SIGTERM: keep accepting this long after readiness fails */
 	int64_t shutdown_timeout_us;     /* graceful drain limit on SIGTERM; 0 = no limit */
 	int64_t max_packet_size;         /* bytes; Postgres' own limit is 1 GB */
 	int log_level;                   /* enum log_level */
 	int log_format;                  /* enum log_format */
+
+	char *admin_db;                  /* virtual console database name */
+	char *admin_users;               /* comma-separated: every console command */
+	char *stats_users;               /* comma-separated: SHOW only */
+	int64_t stats_period_us;         /* averaging period and stats log interval; 0 = off */
+	char *metrics_listen;            /* host:port for the HTTP endpoint; "" = off */
+	int64_t slow_query_threshold_us; /* slow-query log threshold; 0 = off */
+	int slow_query_max_length;       /* query text bytes in the slow-query log */
+	int log_query_literals;          /* bool: keep literals in the slow-query log */
+	int max_prepared_statements;     /* per server in transaction mode; 0 = no tracking */
 
 	struct db_def *dbs;     /* [databases] in file order, then URL-defined ones */
 	size_t ndbs;            /* entries in dbs */

@@ -75,6 +75,14 @@ void quota_give(struct quota *q);
 /* Called by a worker (any thread) when it has no clients left while draining. */
 void runtime_worker_drained(struct runtime *rt, struct worker *w);
 
+/*
+ * Control-loop actions (call them on the control loop, e.g. through
+ * inbox_post(&rt->inbox, ...)): graceful drain as on SIGTERM, and exit now as
+ * on SIGINT.
+ */
+void runtime_begin_drain(struct runtime *rt);
+void runtime_stop_now(struct runtime *rt);
+
 /* Reload the config file now (SIGHUP); returns 0 on success. */
 int runtime_reload(struct runtime *rt);
 

@@ -51,6 +51,11 @@
 		.name = #field, .type = CONFIG_SIZE, .offset = FIELD(int64_t, field),              \
 		.default_value = def, .min = lo, .max = hi, .reload = RELOAD_LIVE, .help = text    \
 	}
+#define OPT_BOOL(field, def, text)                                                                  \
+	{                                                                                          \
+		.name = #field, .type = CONFIG_BOOL, .offset = FIELD(int, field),                  \
+		.default_value = def, .min = 0, .max = 1, .reload = RELOAD_LIVE, .help = text      \
+	}
 /* Durations are keyed without the _us suffix their field carries. */
 #define OPT_DURATION(key, def, text)                                                               \
 	{                                                                                          \
@@ -162,11 +167,33 @@ static const struct config_option options[] = {
                  "Give up forwarding a cancel request to Postgres after this long; 0 = wait."),
     OPT_DURATION(shutdown_timeout, "30s",
                  "On SIGTERM, wait this long for clients to finish; 0 = no limit."),
+    OPT_DURATION(shutdown_delay, "0",
+                 "On SIGTERM, keep accepting this long after /readyz turns unready, so load "
+                 "balancers stop sending first."),
     OPT_SIZE(max_packet_size, "1GB", KB, GB,
              "Largest protocol message accepted from a client or server."),
     OPT_ENUM(log_level, "info", log_level_names, "Least severe log level written."),
     OPT_ENUM(log_format, "text", log_format_names,
              "Log line format: text for people, json for log collectors."),
+    OPT_STRING(admin_db, "sluice", RELOAD_LIVE,
+               "Name of the virtual admin console database (\"pgbouncer\" is always an alias)."),
+    OPT_STRING(admin_users, "", RELOAD_LIVE,
+               "Comma-separated users allowed every admin console command."),
+    OPT_STRING(stats_users, "", RELOAD_LIVE,
+               "Comma-separated users allowed the read-only SHOW commands."),
+    OPT_DURATION(stats_period, "60s",
+                 "Averaging period for SHOW STATS and interval of the stats log line; 0 = off."),
+    OPT_STRING(metrics_listen, "", RELOAD_RESTART,
+               "host:port of the HTTP endpoint for /metrics, /healthz, /readyz; empty = off."),
+    OPT_DURATION(slow_query_threshold, "100ms",
+                 "Log queries that take longer than this; 0 = off."),
+    OPT_INT(slow_query_max_length, "1000", 16, 1000000, RELOAD_LIVE,
+            "Longest query text written to the slow-query log, in bytes."),
+    OPT_BOOL(log_query_literals, "off",
+             "Write query literals to the slow-query log; off redacts them to '?'."),
+    OPT_INT(max_prepared_statements, "200", 0, 100000, RELOAD_LIVE,
+            "Named prepared statements kept per server connection in transaction mode (LRU); "
+            "0 = no tracking."),
 };
 
 const struct config_option *config_options(size_t *count)

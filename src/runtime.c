@@ -154,7 +154,7 @@ static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	event_base_loopbreak(rt->base);
 }
 
-static void start_drain(struct runtime *rt)
+void runtime_begin_drain(struct runtime *rt)
 {
 	int64_t wait = rt->snap->cfg->shutdown_timeout_us;
 	struct timeval tv = {.tv_sec = wait / 1000000, .tv_usec = wait % 1000000};
@@ -162,13 +162,18 @@ static void start_drain(struct runtime *rt)
 	if (rt->draining)
 		return;
 	rt->draining = true;
-	log_info(&rt->log, "SIGTERM: no new connections; waiting for transactions to finish");
+	log_info(&rt->log, "draining: no new connections; waiting for transactions to finish");
 	listener_close_all(rt);
 	rt->shutdown_timer = evtimer_new(rt->base, shutdown_timeout_cb, rt);
 	if (rt->shutdown_timer != NULL && wait > 0)
 		evtimer_add(rt->shutdown_timer, &tv);
 	for (int i = 0; i < rt->nworkers; i++)
 		worker_post_drain(rt->workers[i]);
+}
+
+void runtime_stop_now(struct runtime *rt)
+{
+	event_base_loopbreak(rt->base);
 }
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -181,11 +186,11 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 		runtime_reload(rt);
 		break;
 	case SIGTERM:
-		start_drain(rt);
+		runtime_begin_drain(rt);
 		break;
 	case SIGINT:
 		log_info(&rt->log, "SIGINT: exiting now");
-		event_base_loopbreak(rt->base);
+		runtime_stop_now(rt);
 		break;
 	default:
 		break;
