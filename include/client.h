@@ -18,6 +18,7 @@
 #include "list.h"
 #include "log.h"
 #include "params.h"
+#include "prepared.h"
 #include "types.h"
 
 struct bufferevent;
@@ -55,6 +56,7 @@ struct client {
 	char *user;			/* from the startup packet */
 	char *dbname;			/* from the startup packet (defaults to user) */
 	struct param_list params;	/* the client's own GUC values */
+	struct stmt_map stmts;		/* its named prepared statements (transaction mode) */
 	uint64_t params_fp;		/* effective fingerprint (pool defaults + own) */
 	uint64_t params_fp_generation;	/* pool->defaults_generation params_fp was built on */
 	struct pool *pool;		/* assigned after authentication */

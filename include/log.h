@@ -41,6 +41,14 @@ static inline bool log_enabled(const struct logger *log, int level)
 
 void log_emit(const struct logger *log, int level, const struct log_ctx *ctx, const char *fmt,
 	      ...) __attribute__((format(printf, 4, 5)));
+/*
+ * A structured record of any length (stats and slow-query logs), checked
+ * against the level here.  Text lines are `msg` followed by `text`; JSON lines
+ * get "msg" plus `json`, comma-separated members that are already valid JSON
+ * ("key":value,...), inside the one object.  Callers escape their values.
+ */
+void log_emit_record(const struct logger *log, int level, const struct log_ctx *ctx,
+		     const char *msg, const char *text, const char *json);
 
 #define LOG_AT(log, lvl, ctx, ...)                                                                 \
 	do {                                                                                       \

@@ -8,12 +8,18 @@
 #ifndef SLUICE_RELAY_H
 #define SLUICE_RELAY_H
 
+#include <stdint.h>
+
 #include "types.h"
 
 /* Client input after login (IDLE, WAITING, ACTIVE). */
 void relay_client_input(struct client *c);
 /* Server input while ACTIVE or RESETTING (replies dropped when there is no client). */
 void relay_server_input(struct server *s);
+
+/* Queue a request sluice itself sends to the server (injected Parse/Close). */
+struct server;
+void relay_track_request(struct server *s, uint8_t type);
 
 /* Output buffer sizes that trigger read suspension of the peer. */
 #define RELAY_HIGH_WATERMARK (1024 * 1024)

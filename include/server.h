@@ -19,6 +19,7 @@
 #include "list.h"
 #include "log.h"
 #include "params.h"
+#include "prepared.h"
 #include "types.h"
 
 struct bufferevent;
@@ -56,6 +57,7 @@ struct server {
 	uint32_t backend_pid, backend_key; /* real BackendKeyData */
 	struct param_list params;	 /* GUC values as the server has them */
 	struct request_queue queue;	 /* requests forwarded and not yet answered */
+	struct stmt_cache stmts;	 /* prepared statements it holds (transaction mode) */
 	char tx_status;			 /* last ReadyForQuery status: I, T or E */
 	bool copy_in;			 /* server is in COPY FROM STDIN */
 	bool skip_to_sync;		 /* server errored mid-extended-batch: ignores until Sync */

@@ -14,6 +14,7 @@
 #include "auth.h"
 #include "inbox.h"
 #include "list.h"
+#include "prepared.h"
 #include "types.h"
 
 struct event_base;
@@ -40,6 +41,7 @@ struct worker {
 	struct client **cancel_map;	/* open hash of clients by cancel pid */
 	uint32_t cancel_map_size;	/* power of two */
 	uint32_t cancel_seq;		/* next candidate cancel pid (low 24 bits) */
+	struct pstmt_registry prepared;	/* distinct prepared statements of all clients */
 	struct scram_secret dummy_secret; /* for unknown users, so failure looks like success */
 	int nclients;			/* live clients on this worker */
 	bool draining;			/* SIGTERM: close clients at transaction end */

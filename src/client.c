@@ -215,6 +215,7 @@ void client_free(struct client *c)
 	if (c->timer != NULL)
 		event_free(c->timer);
 	param_list_fini(&c->params);
+	prepared_map_fini(&c->stmts, &c->w->prepared);
 	if (c->scram != NULL) {
 		OPENSSL_cleanse(c->scram, sizeof(*c->scram));
 		free(c->scram);

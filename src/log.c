@@ -6,6 +6,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
@@ -35,36 +36,43 @@ const char *log_level_name(int level)
 	return level_names[level];
 }
 
+/* A line being built: a stack buffer for ordinary lines, a heap one for records. */
+struct line {
+	char *buf;  /* always NUL-terminated */
+	size_t pos; /* bytes used */
+	size_t cap; /* bytes available, including the NUL */
+};
+
 /* Append to a bounded buffer, silently truncating. */
-static void append(char *buf, size_t *pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void append(char *buf, size_t *pos, const char *fmt, ...)
+static void append(struct line *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void append(struct line *l, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
 
-	if (*pos >= LOG_LINE_MAX - 1)
+	if (l->pos >= l->cap - 1)
 		return;
 	va_start(ap, fmt);
-	n = vsnprintf(buf + *pos, LOG_LINE_MAX - *pos, fmt, ap);
+	n = vsnprintf(l->buf + l->pos, l->cap - l->pos, fmt, ap);
 	va_end(ap);
 	if (n > 0)
-		*pos += (size_t)n < LOG_LINE_MAX - *pos ? (size_t)n : LOG_LINE_MAX - 1 - *pos;
+		l->pos += (size_t)n < l->cap - l->pos ? (size_t)n : l->cap - 1 - l->pos;
 }
 
 /* JSON string body with escapes; control characters become \u00XX. */
-static void append_json_string(char *buf, size_t *pos, const char *s)
+static void append_json_string(struct line *l, const char *s)
 {
-	for (; *s != '\0' && *pos < LOG_LINE_MAX - 8; s++) {
+	for (; *s != '\0' && l->pos < l->cap - 8; s++) {
 		unsigned char ch = (unsigned char)*s;
 
 		if (ch == '"' || ch == '\\')
-			append(buf, pos, "\\%c", ch);
+			append(l, "\\%c", ch);
 		else if (ch < 0x20)
-			append(buf, pos, "\\u%04x", ch);
+			append(l, "\\u%04x", ch);
 		else
-			buf[(*pos)++] = (char)ch;
+			l->buf[l->pos++] = (char)ch;
 	}
-	buf[*pos] = '\0';
+	l->buf[l->pos] = '\0';
 }
 
 static void format_time(char *out, size_t len)
@@ -79,70 +87,103 @@ static void format_time(char *out, size_t len)
 	snprintf(out, len, "%.20s.%03dZ", base, (int)(tv.tv_usec / 1000));
 }
 
-static void format_text(char *buf, size_t *pos, int level, const struct log_ctx *ctx,
-			const char *ts, const char *msg)
+static void format_text(struct line *l, int level, const struct log_ctx *ctx, const char *ts,
+			const char *msg)
 {
-	append(buf, pos, "%s %s ", ts, log_level_name(level));
+	append(l, "%s %s ", ts, log_level_name(level));
 	if (ctx != NULL) {
 		if (ctx->worker >= 0)
-			append(buf, pos, "w%d ", ctx->worker);
+			append(l, "w%d ", ctx->worker);
 		if (ctx->kind != 0)
-			append(buf, pos, "%c-%llu ", ctx->kind, (unsigned long long)ctx->id);
+			append(l, "%c-%llu ", ctx->kind, (unsigned long long)ctx->id);
 		if (ctx->user != NULL || ctx->db != NULL)
-			append(buf, pos, "%s@%s ", ctx->user ? ctx->user : "-",
-			       ctx->db ? ctx->db : "-");
+			append(l, "%s@%s ", ctx->user ? ctx->user : "-", ctx->db ? ctx->db : "-");
 		if (ctx->addr != NULL)
-			append(buf, pos, "(%s) ", ctx->addr);
+			append(l, "(%s) ", ctx->addr);
 	}
-	append(buf, pos, "%s", msg);
+	append(l, "%s", msg);
 }
 
-static void json_field(char *buf, size_t *pos, const char *key, const char *value)
+static void json_field(struct line *l, const char *key, const char *value)
 {
-	append(buf, pos, ",\"%s\":\"", key);
-	append_json_string(buf, pos, value);
-	append(buf, pos, "\"");
+	append(l, ",\"%s\":\"", key);
+	append_json_string(l, value);
+	append(l, "\"");
 }
 
-static void format_json(char *buf, size_t *pos, int level, const struct log_ctx *ctx,
-			const char *ts, const char *msg)
+/* Everything but the closing brace, so a record can add its own members. */
+static void format_json(struct line *l, int level, const struct log_ctx *ctx, const char *ts,
+			const char *msg)
 {
-	append(buf, pos, "{\"ts\":\"%s\",\"level\":\"%s\"", ts, log_level_name(level));
+	append(l, "{\"ts\":\"%s\",\"level\":\"%s\"", ts, log_level_name(level));
 	if (ctx != NULL) {
 		if (ctx->worker >= 0)
-			append(buf, pos, ",\"worker\":%d", ctx->worker);
+			append(l, ",\"worker\":%d", ctx->worker);
 		if (ctx->kind != 0)
-			append(buf, pos, ",\"conn\":\"%c-%llu\"", ctx->kind,
-			       (unsigned long long)ctx->id);
+			append(l, ",\"conn\":\"%c-%llu\"", ctx->kind, (unsigned long long)ctx->id);
 		if (ctx->db != NULL)
-			json_field(buf, pos, "db", ctx->db);
+			json_field(l, "db", ctx->db);
 		if (ctx->user != NULL)
-			json_field(buf, pos, "user", ctx->user);
+			json_field(l, "user", ctx->user);
 		if (ctx->addr != NULL)
-			json_field(buf, pos, "addr", ctx->addr);
+			json_field(l, "addr", ctx->addr);
 	}
-	json_field(buf, pos, "msg", msg);
-	append(buf, pos, "}");
+	json_field(l, "msg", msg);
+}
+
+/* End the line and write it with one write(2), so lines never interleave. */
+static void write_line(const struct logger *log, struct line *l)
+{
+	if (l->pos >= l->cap - 1)
+		l->pos = l->cap - 2;
+	l->buf[l->pos++] = '\n';
+	/* A short or failed write of a log line has nowhere better to be reported. */
+	if (write(log->fd, l->buf, l->pos) < 0)
+		return;
 }
 
 void log_emit(const struct logger *log, int level, const struct log_ctx *ctx, const char *fmt, ...)
 {
-	char msg[LOG_LINE_MAX / 2], line[LOG_LINE_MAX], ts[40];
-	size_t pos = 0;
+	char msg[LOG_LINE_MAX / 2], buf[LOG_LINE_MAX], ts[40];
+	struct line l = {.buf = buf, .pos = 0, .cap = sizeof(buf)};
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	format_time(ts, sizeof(ts));
-	if (atomic_load_explicit(&log->format, memory_order_relaxed) == LOG_FORMAT_JSON)
-		format_json(line, &pos, level, ctx, ts, msg);
-	else
-		format_text(line, &pos, level, ctx, ts, msg);
-	if (pos >= LOG_LINE_MAX - 1)
-		pos = LOG_LINE_MAX - 2;
-	line[pos++] = '\n';
-	/* A short or failed write of a log line has nowhere better to be reported. */
-	if (write(log->fd, line, pos) < 0)
+	if (atomic_load_explicit(&log->format, memory_order_relaxed) == LOG_FORMAT_JSON) {
+		format_json(&l, level, ctx, ts, msg);
+		append(&l, "}");
+	} else {
+		format_text(&l, level, ctx, ts, msg);
+	}
+	write_line(log, &l);
+}
+
+void log_emit_record(const struct logger *log, int level, const struct log_ctx *ctx,
+		     const char *msg, const char *text, const char *json)
+{
+	bool is_json = atomic_load_explicit(&log->format, memory_order_relaxed) == LOG_FORMAT_JSON;
+	const char *extra = is_json ? json : text;
+	char ts[40];
+	/* Context fields are short, but may grow sixfold when escaped. */
+	struct line l = {.cap = LOG_LINE_MAX + 6 * strlen(msg) + strlen(extra) + 8};
+
+	if (!log_enabled(log, level))
 		return;
+	l.buf = malloc(l.cap);
+	if (l.buf == NULL)
+		return;
+	l.buf[0] = '\0';
+	format_time(ts, sizeof(ts));
+	if (is_json) {
+		format_json(&l, level, ctx, ts, msg);
+		append(&l, "%s%s}", extra[0] != '\0' ? "," : "", extra);
+	} else {
+		format_text(&l, level, ctx, ts, msg);
+		append(&l, "%s%s", extra[0] != '\0' ? " " : "", extra);
+	}
+	write_line(log, &l);
+	free(l.buf);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "manpage.h"
 #include "runtime.h"
 
 extern char **environ;
@@ -14,10 +15,11 @@ extern char **environ;
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: sluice [--upstream postgres://user:pass@host:port/db] [CONFIG.ini]\n"
-		     "       sluice --describe-config   print docs/config.md\n"
-		     "       sluice --version\n"
-		     "Without a file, configuration comes from SLUICE_DATABASE_URL and "
-		     "SLUICE_<OPTION> variables.\n");
+	             "       sluice --describe-config   print docs/config.md\n"
+	             "       sluice --describe-config=man   print the man page, sluice(1)\n"
+	             "       sluice --version\n"
+	             "Without a file, configuration comes from SLUICE_DATABASE_URL and "
+	             "SLUICE_<OPTION> variables.\n");
 }
 
 int main(int argc, char **argv)
@@ -35,6 +37,9 @@ int main(int argc, char **argv)
 			upstream = argv[i] + 11;
 		} else if (strcmp(argv[i], "--describe-config") == 0) {
 			config_write_markdown(stdout);
+			return 0;
+		} else if (strcmp(argv[i], "--describe-config=man") == 0) {
+			manpage_write(stdout);
 			return 0;
 		} else if (strcmp(argv[i], "--version") == 0) {
 			printf("sluice %s\n", SLUICE_VERSION);

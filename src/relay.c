@@ -14,6 +14,7 @@
 #include "client.h"
 #include "config.h"
 #include "pool.h"
+#include "prepared.h"
 #include "proto/build.h"
 #include "proto/frame.h"
 #include "proto/sqlstate.h"
@@ -42,6 +43,14 @@ static void start_request_clock(struct server *s)
 		s->request_start_us = worker_now_us(s->w);
 		if (s->tx_status == 'I')
 			s->xact_start_us = s->request_start_us;
+	}
+}
+
+void relay_track_request(struct server *s, uint8_t type)
+{
+	if (!s->skip_to_sync) {
+		start_request_clock(s);
+		request_queue_push(&s->queue, type);
 	}
 }
 
@@ -98,6 +107,12 @@ static bool drop_without_server(struct client *c, uint8_t type, size_t total)
 		build_ready(bufferevent_get_output(c->bev), 'I');
 	}
 	return true;
+}
+
+/* Messages that may name a prepared statement (Query: SQL DEALLOCATE). */
+static bool is_statement_message(uint8_t type)
+{
+	return type == 'P' || type == 'B' || type == 'D' || type == 'C' || type == 'Q';
 }
 
 static void check_server_watermark(struct client *c)
@@ -160,6 +175,14 @@ void relay_client_input(struct client *c)
 		}
 		if (c->timer_armed)
 			client_arm_timer(c, 0); /* no longer idle in a transaction */
+		if (is_statement_message(f.type) && prepared_tracking(c)) {
+			enum prep_result r = prepared_client_message(c, &f);
+
+			if (r == PREP_WAIT || r == PREP_CLOSED)
+				return;
+			if (r == PREP_DONE)
+				continue;
+		}
 		track_client_message(c->server, f.type);
 		moved = move_bytes(in, bufferevent_get_output(c->server->bev), frame_total(&f));
 		c->fwd_remaining = frame_total(&f) - moved;
@@ -182,20 +205,38 @@ static void drop_syncs_after_head(struct request_queue *q)
 	q->count = kept;
 }
 
+/* Requests the server skips after an error until the next Sync. */
 static bool is_extended(uint8_t t)
 {
-	return t == 'P' || t == 'B' || t == 'D' || t == 'E' || t == 'C';
+	return t == 'P' || t == 'B' || t == 'D' || t == 'E' || t == 'C' || t == REQ_INJECTED_PARSE ||
+	       t == REQ_INJECTED_CLOSE || t == REQ_FAKE_PARSE || t == REQ_FAKE_CLOSE;
 }
 
-/* Retire requests answered by a reply of this type (headers only). */
-static void track_server_reply(struct server *s, uint8_t type)
+/* Pop the head request; a Parse leaving the queue settles the statement cache. */
+static uint8_t pop_request(struct server *s, bool failed)
+{
+	uint8_t t = request_queue_pop(&s->queue);
+
+	if (t == 'P' || t == REQ_INJECTED_PARSE)
+		prepared_parse_done(s, failed, t == 'P');
+	return t;
+}
+
+/*
+ * Retire requests answered by a reply of this type (headers only).  Returns
+ * false when the reply answers something sluice sent itself and must not
+ * reach the client.
+ */
+static bool track_server_reply(struct server *s, uint8_t type)
 {
 	uint8_t head = request_queue_peek(&s->queue);
 
 	switch (type) {
 	case '1': /* ParseComplete */
-	case '2': /* BindComplete */
+		return pop_request(s, false) != REQ_INJECTED_PARSE;
 	case '3': /* CloseComplete */
+		return pop_request(s, false) != REQ_INJECTED_CLOSE;
+	case '2': /* BindComplete */
 	case 'n': /* NoData */
 		request_queue_pop(&s->queue);
 		break;
@@ -214,7 +255,7 @@ static void track_server_reply(struct server *s, uint8_t type)
 		s->copy_in = false;
 		if (is_extended(head)) {
 			while (is_extended(request_queue_peek(&s->queue)))
-				request_queue_pop(&s->queue);
+				pop_request(s, true);
 			if (s->queue.count == 0)
 				s->skip_to_sync = true;
 		}
@@ -230,11 +271,14 @@ static void track_server_reply(struct server *s, uint8_t type)
 	default:
 		break;
 	}
+	return true;
 }
 
 /* Messages whose body the relay reads; they are small and must be whole. */
-static bool needs_body(uint8_t type)
+static bool needs_body(const struct server *s, uint8_t type)
 {
+	if (type == 'C') /* DEALLOCATE ALL / DISCARD ALL drop prepared statements */
+		return s->stmts.count > 0 || (s->client != NULL && s->client->stmts.count > 0);
 	return type == 'Z' || type == 'S' || type == 'E';
 }
 
@@ -306,6 +350,19 @@ static void relay_try_release(struct server *s)
 		client_kick(c);
 }
 
+/* Replies sluice owes the client that are now next in line. */
+static void flush_fakes(struct server *s)
+{
+	uint8_t head = request_queue_peek(&s->queue);
+
+	/* Never inside a message still streaming to the client. */
+	if (s->fwd_remaining > 0)
+		return;
+	if ((head == REQ_FAKE_PARSE || head == REQ_FAKE_CLOSE || head == REQ_FAKE_DEALLOC) &&
+	    prepared_flush_fakes(s))
+		relay_try_release(s);
+}
+
 /* Statement mode: a transaction block was opened; refuse it and roll it back. */
 static void refuse_transaction(struct server *s)
 {
@@ -333,7 +390,7 @@ static void handle_ready(struct server *s, struct evbuffer *in, size_t total, ch
 	int64_t now = worker_now_us(s->w);
 
 	s->tx_status = status;
-	request_queue_pop(&s->queue);
+	pop_request(s, false);
 	if (c != NULL && s->queue.count == 0) {
 		st->query_time_us += (uint64_t)(now - s->request_start_us);
 		if (status == 'I') {
@@ -343,6 +400,7 @@ static void handle_ready(struct server *s, struct evbuffer *in, size_t total, ch
 	}
 	if (c == NULL) {
 		evbuffer_drain(in, total);
+		flush_fakes(s);
 		server_reset_step(s);
 		return;
 	}
@@ -353,6 +411,9 @@ static void handle_ready(struct server *s, struct evbuffer *in, size_t total, ch
 	}
 	evbuffer_remove_buffer(in, bufferevent_get_output(c->bev), total);
 	st->bytes_sent += total;
+	flush_fakes(s);
+	if (s->client != c)
+		return;
 	if (s->queue.count == 0 && status != 'I')
 		client_arm_timer(c, c->w->cfg->idle_transaction_timeout_us);
 	else if (s->queue.count == 0 && pool_mode(s->pool) == POOL_SESSION)
@@ -401,6 +462,7 @@ void relay_server_input(struct server *s)
 			s->pool->stats.bytes_sent += moved;
 			if (s->fwd_remaining > 0)
 				break;
+			flush_fakes(s);
 			continue;
 		}
 		st = frame_peek(in, &f, max_packet);
@@ -410,7 +472,7 @@ void relay_server_input(struct server *s)
 			server_protocol_error(s);
 			return;
 		}
-		if (needs_body(f.type) || s->sync_pending > 0) {
+		if (needs_body(s, f.type) || s->sync_pending > 0) {
 			if (evbuffer_get_length(in) < frame_total(&f))
 				break;
 			body = evbuffer_pullup(in, (ev_ssize_t)frame_total(&f)) + FRAME_HEADER_LEN;
@@ -428,11 +490,21 @@ void relay_server_input(struct server *s)
 				handle_ready(s, in, frame_total(&f), (char)body[0]);
 				continue;
 			}
+			if (f.type == 'C')
+				prepared_server_tag(s, (const char *)body);
+			else if (f.type == 'E' && s->stmts.count > 0)
+				prepared_server_error(s, msg_error_field(body, f.len - 4, 'C') ?: "",
+						      msg_error_field(body, f.len - 4, 'M'));
 		}
-		track_server_reply(s, f.type);
+		if (!track_server_reply(s, f.type)) {
+			evbuffer_drain(in, frame_total(&f));
+			flush_fakes(s);
+			continue;
+		}
 		moved = move_bytes(in, out, frame_total(&f));
 		s->fwd_remaining = frame_total(&f) - moved;
 		s->pool->stats.bytes_sent += moved;
+		flush_fakes(s);
 	}
 	if (s->state == SERVER_ACTIVE && s->client == c)
 		check_client_watermark(s);

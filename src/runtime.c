@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "listener.h"
+#include "sdnotify.h"
 #include "worker.h"
 
 struct snapshot *snapshot_new(struct config *cfg)
@@ -162,6 +163,7 @@ void runtime_begin_drain(struct runtime *rt)
 	if (rt->draining)
 		return;
 	rt->draining = true;
+	sdnotify_send(rt->envp, "STOPPING=1");
 	log_info(&rt->log, "draining: no new connections; waiting for transactions to finish");
 	listener_close_all(rt);
 	rt->shutdown_timer = evtimer_new(rt->base, shutdown_timeout_cb, rt);
@@ -173,6 +175,7 @@ void runtime_begin_drain(struct runtime *rt)
 
 void runtime_stop_now(struct runtime *rt)
 {
+	sdnotify_send(rt->envp, "STOPPING=1");
 	event_base_loopbreak(rt->base);
 }
 
@@ -183,7 +186,9 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	switch (sig) {
 	case SIGHUP:
 		log_info(&rt->log, "SIGHUP: reloading configuration");
+		sdnotify_reloading(rt->envp);
 		runtime_reload(rt);
+		sdnotify_send(rt->envp, "READY=1");
 		break;
 	case SIGTERM:
 		runtime_begin_drain(rt);
@@ -244,6 +249,7 @@ int runtime_init(struct runtime *rt, const char *config_path, const char *upstre
 
 int runtime_run(struct runtime *rt)
 {
+	sdnotify_send(rt->envp, "READY=1"); /* listeners are open: runtime_init did that */
 	event_base_dispatch(rt->base);
 	return rt->exit_code;
 }

@@ -175,6 +175,7 @@ void server_free(struct server *s)
 	if (s->timer != NULL)
 		event_free(s->timer);
 	param_list_fini(&s->params);
+	prepared_cache_fini(&s->stmts, &s->w->prepared);
 	free(s->queue.types);
 	free(s->scram);
 	free(s);
@@ -681,6 +682,7 @@ struct server *server_new(struct pool *p)
 	s->pool = p;
 	s->tx_status = 'I';
 	param_list_init(&s->params);
+	prepared_cache_init(&s->stmts);
 	list_init(&s->cancels);
 	list_init(&s->node);
 	s->connect_us = worker_now_us(w);

@@ -167,6 +167,7 @@ void worker_free(struct worker *w)
 	if (w->base != NULL)
 		event_base_free(w->base);
 	free(w->cancel_map);
+	prepared_registry_fini(&w->prepared);
 	if (w->snap != NULL)
 		snapshot_unref(w->snap);
 	free(w);

@@ -43,6 +43,15 @@ int build_ready(struct evbuffer *out, char status);
 int build_negotiate_protocol(struct evbuffer *out, uint32_t newest_minor,
 			     const char *const *unrecognized, size_t n);
 int build_command_complete(struct evbuffer *out, const char *tag);
+int build_empty_query(struct evbuffer *out);
+/* RowDescription of n text-format columns; types[i] is a Postgres type OID. */
+int build_row_description(struct evbuffer *out, size_t n, const char *const *names,
+			  const uint32_t *types);
+/*
+ * DataRow of n text values (NULL = SQL NULL).  Written straight to out, since
+ * a row may exceed BUILD_MSG_MAX; fails only on allocation failure.
+ */
+int build_data_row(struct evbuffer *out, size_t n, const char *const *values);
 
 /* Frontend messages (to servers). */
 int build_startup(struct evbuffer *out, const char *const *keys, const char *const *values,

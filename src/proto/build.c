@@ -184,6 +184,65 @@ int build_command_complete(struct evbuffer *out, const char *tag)
 	return msg_finish(&m, out);
 }
 
+int build_empty_query(struct evbuffer *out)
+{
+	const uint8_t msg[5] = {'I', 0, 0, 0, 4};
+
+	return evbuffer_add(out, msg, sizeof(msg));
+}
+
+int build_row_description(struct evbuffer *out, size_t n, const char *const *names,
+			  const uint32_t *types)
+{
+	struct msg_builder m;
+
+	if (n > UINT16_MAX)
+		return -1;
+	msg_begin(&m, 'T');
+	msg_add_u16(&m, (uint16_t)n);
+	for (size_t i = 0; i < n; i++) {
+		msg_add_cstr(&m, names[i]);
+		msg_add_u32(&m, 0);		/* table OID: none */
+		msg_add_u16(&m, 0);		/* column number: none */
+		msg_add_u32(&m, types[i]);	/* type OID */
+		msg_add_u16(&m, 0xffff);	/* type size -1: the length is in each value */
+		msg_add_u32(&m, 0xffffffff);	/* type modifier -1 */
+		msg_add_u16(&m, 0);		/* text format */
+	}
+	return msg_finish(&m, out);
+}
+
+int build_data_row(struct evbuffer *out, size_t n, const char *const *values)
+{
+	uint64_t len = 4 + 2;
+	uint8_t hdr[7];
+
+	if (n > UINT16_MAX)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		len += 4 + (values[i] != NULL ? strlen(values[i]) : 0);
+	if (len > UINT32_MAX / 2 || evbuffer_expand(out, (size_t)len + 1) < 0)
+		return -1;
+	hdr[0] = 'D';
+	hdr[1] = (uint8_t)(len >> 24);
+	hdr[2] = (uint8_t)(len >> 16);
+	hdr[3] = (uint8_t)(len >> 8);
+	hdr[4] = (uint8_t)len;
+	hdr[5] = (uint8_t)(n >> 8);
+	hdr[6] = (uint8_t)n;
+	evbuffer_add(out, hdr, sizeof(hdr));
+	for (size_t i = 0; i < n; i++) {
+		uint32_t vlen = values[i] != NULL ? (uint32_t)strlen(values[i]) : 0xffffffff;
+		const uint8_t b[4] = {(uint8_t)(vlen >> 24), (uint8_t)(vlen >> 16),
+				      (uint8_t)(vlen >> 8), (uint8_t)vlen};
+
+		evbuffer_add(out, b, sizeof(b));
+		if (values[i] != NULL)
+			evbuffer_add(out, values[i], strlen(values[i]));
+	}
+	return 0;
+}
+
 int build_startup(struct evbuffer *out, const char *const *keys, const char *const *values,
 		  size_t n)
 {
