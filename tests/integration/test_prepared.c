@@ -1,0 +1,209 @@
+/*
+ * Named prepared statements in transaction mode: a statement prepared on one
+ * server connection works on another (sluice re-prepares it there), SQL
+ * DEALLOCATE is answered for the client (protocol Close is covered by the
+ * driver tests: libpq 15 cannot send one), the per-server LRU bounds what
+ * Postgres holds, and a stale plan costs the client at most one error.
+ */
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "harness.h"
+
+TestSuite(prepared, .fini = harness_teardown, .timeout = 120);
+
+static long long exec_int(PGconn *c, const char *stmt, const char *arg)
+{
+	const char *params[1] = {arg};
+	PGresult *res = PQexecPrepared(c, stmt, 1, params, NULL, NULL, 0);
+	long long v;
+
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s: %s", stmt,
+		     PQresultErrorMessage(res));
+	v = atoll(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return v;
+}
+
+static void prepare(PGconn *c, const char *name, const char *sql)
+{
+	PGresult *res = PQprepare(c, name, sql, 0, NULL);
+
+	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
+	PQclear(res);
+}
+
+static const char *exec_error(PGconn *c, const char *stmt, const char *arg, char *state)
+{
+	const char *params[1] = {arg};
+	PGresult *res = PQexecPrepared(c, stmt, 1, params, NULL, NULL, 0);
+
+	cr_assert_eq(PQresultStatus(res), PGRES_FATAL_ERROR, "%s succeeded", stmt);
+	strcpy(state, harness_sqlstate(res));
+	PQclear(res);
+	return state;
+}
+
+/*
+ * Two servers; a holder pins one in a transaction so the client's next
+ * transaction must run on the other, which has never seen the statement.
+ */
+Test(prepared, statement_moves_between_servers)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 2");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *holder = harness_connect_ok(h, "app", "app-secret", "app");
+	long long first, second, holder_pid;
+
+	prepare(a, "double", "select $1::int * 2");
+	cr_assert_eq(exec_int(a, "double", "21"), 42);
+	first = harness_query_int(a, "select pg_backend_pid()");
+	/* The holder takes the server a just used (most recently used first). */
+	PQclear(harness_exec_ok(holder, "begin"));
+	holder_pid = harness_query_int(holder, "select pg_backend_pid()");
+	cr_assert_eq(holder_pid, first);
+	cr_assert_eq(exec_int(a, "double", "5"), 10, "re-prepared on the other server");
+	second = harness_query_int(a, "select pg_backend_pid()");
+	cr_assert_neq(second, first, "the statement really moved");
+	PQclear(harness_exec_ok(holder, "commit"));
+	for (int i = 0; i < 20; i++)
+		cr_assert_eq(exec_int(a, "double", "1"), 2);
+	PQfinish(a);
+	PQfinish(holder);
+}
+
+Test(prepared, same_name_in_two_clients_means_their_own_statement)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *b = harness_connect_ok(h, "app", "app-secret", "app");
+
+	prepare(a, "s", "select $1::int + 1");
+	prepare(b, "s", "select $1::int + 100");
+	cr_assert_eq(exec_int(a, "s", "1"), 2);
+	cr_assert_eq(exec_int(b, "s", "1"), 101);
+	cr_assert_eq(exec_int(a, "s", "1"), 2);
+	PQfinish(a);
+	PQfinish(b);
+}
+
+Test(prepared, deallocate_forgets_the_name)
+{
+	struct harness_sluice *h = harness_start_sluice(NULL);
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGresult *res;
+	char state[6];
+
+	prepare(a, "Two", "select $1::int");
+	res = PQexec(a, "DEALLOCATE \"Two\"");
+	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
+	cr_assert_str_eq(PQcmdStatus(res), "DEALLOCATE");
+	PQclear(res);
+	cr_assert_str_eq(exec_error(a, "Two", "7", state), "26000");
+
+	prepare(a, "three", "select $1::int");
+	PQclear(harness_exec_ok(a, "DEALLOCATE ALL"));
+	cr_assert_str_eq(exec_error(a, "three", "7", state), "26000");
+	/* Unknown names still get Postgres' own error. */
+	res = PQexec(a, "DEALLOCATE nosuch");
+	cr_assert_str_eq(harness_sqlstate(res), "26000");
+	PQclear(res);
+	PQfinish(a);
+}
+
+Test(prepared, failed_parse_leaves_no_statement)
+{
+	struct harness_sluice *h = harness_start_sluice(NULL);
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGresult *res = PQprepare(a, "bad", "selec 1", 0, NULL);
+	char state[6];
+
+	cr_assert_str_eq(harness_sqlstate(res), "42601");
+	PQclear(res);
+	cr_assert_str_eq(exec_error(a, "bad", "1", state), "26000");
+	PQfinish(a);
+}
+
+Test(prepared, lru_bounds_server_statements)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1\n"
+							"max_prepared_statements = 5");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	char name[32], sql[64];
+
+	for (int i = 0; i < 50; i++) {
+		snprintf(name, sizeof(name), "q%d", i);
+		snprintf(sql, sizeof(sql), "select $1::int + %d", i);
+		prepare(a, name, sql);
+		cr_assert_eq(exec_int(a, name, "1"), 1 + i);
+	}
+	cr_assert_leq(harness_query_int(a, "select count(*) from pg_prepared_statements"), 5);
+	/* Evicted statements come back transparently. */
+	cr_assert_eq(exec_int(a, "q0", "1"), 1);
+	cr_assert_eq(exec_int(a, "q49", "1"), 50);
+	PQfinish(a);
+}
+
+Test(prepared, stale_plan_costs_at_most_one_error)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *ddl = harness_connect_ok(h, "app", "app-secret", "app");
+	const char *params[1] = {"1"};
+	PGresult *res;
+	int errors = 0;
+
+	PQclear(harness_exec_ok(ddl, "drop table if exists plan_t; create table plan_t(a int)"));
+	PQclear(harness_exec_ok(ddl, "insert into plan_t values (1)"));
+	prepare(a, "sel", "select * from plan_t where a = $1::int");
+	cr_assert_eq(exec_int(a, "sel", "1"), 1);
+	PQclear(harness_exec_ok(ddl, "alter table plan_t alter column a type bigint"));
+	for (int i = 0; i < 3; i++) {
+		res = PQexecPrepared(a, "sel", 1, params, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			cr_assert_str_eq(harness_sqlstate(res), "0A000", "%s",
+					 PQresultErrorMessage(res));
+			errors++;
+		}
+		PQclear(res);
+	}
+	cr_assert_leq(errors, 1);
+	cr_assert_eq(exec_int(a, "sel", "1"), 1);
+	PQfinish(a);
+	PQfinish(ddl);
+}
+
+Test(prepared, pipeline_of_binds_after_moving)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 2");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *holder = harness_connect_ok(h, "app", "app-secret", "app");
+	const char *params[1] = {"3"};
+	PGresult *res;
+	int results = 0;
+
+	prepare(a, "triple", "select $1::int * 3");
+	PQclear(harness_exec_ok(holder, "begin"));
+	PQclear(harness_exec_ok(holder, "select 1"));
+	cr_assert(PQenterPipelineMode(a));
+	for (int i = 0; i < 5; i++)
+		cr_assert(PQsendQueryPrepared(a, "triple", 1, params, NULL, NULL, 0));
+	cr_assert(PQpipelineSync(a));
+	while (results < 5) {
+		res = PQgetResult(a);
+		if (res == NULL)
+			continue;
+		cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+		cr_assert_str_eq(PQgetvalue(res, 0, 0), "9");
+		PQclear(res);
+		results++;
+	}
+	while ((res = PQgetResult(a)) == NULL || PQresultStatus(res) != PGRES_PIPELINE_SYNC)
+		PQclear(res);
+	PQclear(res);
+	cr_assert(PQexitPipelineMode(a));
+	PQclear(harness_exec_ok(holder, "commit"));
+	PQfinish(a);
+	PQfinish(holder);
+}
