@@ -72,6 +72,7 @@ struct server {
 	uint64_t synced_client_id;	 /* client whose parameters were last applied */
 	uint64_t synced_fp;		 /* that client's fingerprint at the time */
 	struct event *timer;		 /* connect, idle, lifetime, reset timeouts */
+	bool timer_pending;		 /* timer armed (saves libevent calls per transaction) */
 	int64_t connect_us;		 /* when the connection was started */
 	int64_t idle_since_us;		 /* when it became idle */
 	int64_t request_start_us;	 /* first request forwarded into an empty queue */

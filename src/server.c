@@ -20,6 +20,7 @@
 #include "cancel.h"
 #include "client.h"
 #include "config.h"
+#include "latency.h"
 #include "pool.h"
 #include "proto/build.h"
 #include "proto/frame.h"
@@ -87,27 +88,50 @@ static void arm_timer(struct server *s, int64_t us)
 {
 	struct timeval tv = {.tv_sec = us / 1000000, .tv_usec = us % 1000000};
 
-	if (us > 0)
+	if (us > 0) {
 		evtimer_add(s->timer, &tv);
-	else
+		s->timer_pending = true;
+	} else if (s->timer_pending) {
 		evtimer_del(s->timer);
+		s->timer_pending = false;
+	}
 }
 
-/* Idle servers time out at server_idle_timeout or when their lifetime ends, whichever is first. */
-static void arm_idle_timer(struct server *s)
+/*
+ * Time left before an idle server must go: server_idle_timeout since it became
+ * idle, or the end of server_lifetime, whichever is first; 0 = no limit.
+ */
+static int64_t idle_time_left(struct server *s)
 {
 	const struct config *cfg = s->w->cfg;
-	int64_t wait = cfg->server_idle_timeout_us;
+	int64_t now = worker_now_us(s->w), left = 0;
 
+	if (cfg->server_idle_timeout_us > 0)
+		left = cfg->server_idle_timeout_us - (now - s->idle_since_us);
 	if (cfg->server_lifetime_us > 0) {
-		int64_t left = cfg->server_lifetime_us - (worker_now_us(s->w) - s->connect_us);
+		int64_t life = cfg->server_lifetime_us - (now - s->connect_us);
 
-		if (left < 1)
-			left = 1;
-		if (wait == 0 || left < wait)
-			wait = left;
+		if (left == 0 || life < left)
+			left = life;
 	}
-	arm_timer(s, wait);
+	return left;
+}
+
+/*
+ * The idle timer is armed once and left running while the server goes back
+ * and forth between idle and active: re-arming it on every transaction would
+ * cost a timer-heap update (and often a timerfd syscall) per transaction.
+ * When it fires, the callback checks how long the server has really been idle.
+ */
+static void arm_idle_timer(struct server *s)
+{
+	int64_t left;
+
+	if (s->timer_pending)
+		return;
+	left = idle_time_left(s);
+	if (left != 0)
+		arm_timer(s, left > 0 ? left : 1);
 }
 
 void server_set_state(struct server *s, enum server_state state)
@@ -127,7 +151,6 @@ void server_set_state(struct server *s, enum server_state state)
 		break;
 	case SERVER_ACTIVE:
 		list_add_tail(&p->active, &s->node);
-		evtimer_del(s->timer);
 		break;
 	case SERVER_RESETTING:
 		list_add_tail(&p->pending, &s->node);
@@ -140,7 +163,7 @@ void server_set_state(struct server *s, enum server_state state)
 		break;
 	case SERVER_CLOSING:
 		list_add_tail(&s->w->dead_servers, &s->node);
-		evtimer_del(s->timer);
+		arm_timer(s, 0);
 		break;
 	}
 }
@@ -456,7 +479,8 @@ static bool login_message(struct server *s, uint8_t type, const uint8_t *body, s
 		s->tx_status = (char)msg_read_u8(&r);
 		s->synced_client_id = 0;
 		slog(s, LOG_DEBUG, "logged in, backend pid %u", s->backend_pid);
-		evtimer_del(s->timer);
+		arm_timer(s, 0);
+		latency_server_ready(s);
 		pool_server_ready(s->pool, s);
 		return true;
 	case 'N': /* notices during login are not for any client */
@@ -637,13 +661,17 @@ static void server_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
 
+	s->timer_pending = false;
 	switch (s->state) {
 	case SERVER_CONNECTING:
 	case SERVER_LOGIN:
 		login_fail(s, SQLSTATE_CONNECTION_FAILURE, "server_connect_timeout expired");
 		break;
 	case SERVER_IDLE:
-		server_close(s, "idle timeout or lifetime reached");
+		if (idle_time_left(s) <= 0)
+			server_close(s, "idle timeout or lifetime reached");
+		else
+			arm_idle_timer(s);
 		break;
 	case SERVER_RESETTING:
 		server_close(s, "server_reset_timeout expired");
