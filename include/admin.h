@@ -45,7 +45,7 @@ void admin_worker_free(struct admin_worker *aw);
 
 /* DISABLE db: new logins to `dbname` are refused. */
 bool admin_db_disabled(const struct worker *w, const char *dbname);
-/* PAUSE, KILL or SUSPEND is in effect for `dbname` (new pools start paused). */
-bool admin_db_paused(const struct worker *w, const char *dbname);
+/* A pool was created: it starts paused if PAUSE, KILL or SUSPEND is in effect. */
+void admin_pool_created(struct pool *p);
 
 #endif

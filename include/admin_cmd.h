@@ -24,18 +24,18 @@
 struct evbuffer;
 struct event;
 
-#define ADMIN_QUERY_MAX	  65536 /* longest Query the console reads; longer ones are refused */
-#define ADMIN_TOKEN_MAX	  4096	/* longest word or quoted string in a command */
-#define ADMIN_POLL_US	  20000 /* re-check interval of PAUSE, WAIT_CLOSE and SUSPEND */
-#define ADMIN_PG_VERSION  "16.0" /* server_version reported to drivers, before "(sluice X)" */
+#define ADMIN_QUERY_MAX  65536  /* longest Query the console reads; longer ones are refused */
+#define ADMIN_TOKEN_MAX  4096   /* longest word or quoted string in a command */
+#define ADMIN_POLL_US    20000  /* re-check interval of PAUSE, WAIT_CLOSE and SUSPEND */
+#define ADMIN_PG_VERSION "16.0" /* server_version reported to drivers, before "(sluice X)" */
 
 /* SQLSTATEs the console answers with. */
-#define ADMIN_SYNTAX_ERROR	 "42601"
-#define ADMIN_UNDEFINED_OBJECT	 "42704"
-#define ADMIN_NO_PRIVILEGE	 "42501"
-#define ADMIN_INVALID_VALUE	 "22023"
-#define ADMIN_WRONG_STATE	 "55000"
-#define ADMIN_CANT_CHANGE_PARAM	 "55P02"
+#define ADMIN_SYNTAX_ERROR      "42601"
+#define ADMIN_UNDEFINED_OBJECT  "42704"
+#define ADMIN_NO_PRIVILEGE      "42501"
+#define ADMIN_INVALID_VALUE     "22023"
+#define ADMIN_WRONG_STATE       "55000"
+#define ADMIN_CANT_CHANGE_PARAM "55P02"
 
 enum admin_role {
 	ADMIN_ROLE_NONE,  /* not allowed on the console */
@@ -52,17 +52,18 @@ enum admin_result {
 
 /* One console session, hanging off its client (client->admin). */
 struct admin_conn {
-	struct client *c;	  /* NULL once the client is freed */
-	struct worker *w;	  /* the client's worker, where every reply is written */
-	enum admin_role role;	  /* fixed at login */
-	char *sql;		  /* Query being run, split into statements in place */
-	size_t sql_len;		  /* its length */
-	size_t pos;		  /* where the next statement starts */
-	bool ran_any;		  /* a statement of this Query ran (else EmptyQueryResponse) */
-	bool inflight;		  /* a gather or control-loop message is outstanding */
-	bool skip_to_sync;	  /* an extended-protocol message was refused: drop up to Sync */
+	struct client *c;         /* NULL once the client is freed */
+	struct worker *w;         /* the client's worker, where every reply is written */
+	enum admin_role role;     /* fixed at login */
+	char *sql;                /* Query being run, split into statements in place */
+	size_t sql_len;           /* its length */
+	size_t pos;               /* where the next statement starts */
+	bool ran_any;             /* a statement of this Query ran (else EmptyQueryResponse) */
+	bool inflight;            /* a gather or control-loop message is outstanding */
+	bool skip_to_sync;        /* an extended-protocol message was refused: drop up to Sync */
+	bool cancel_requested;    /* CancelRequest while a look was in flight */
 	uint64_t drop_remaining;  /* bytes of an over-long message still to discard */
-	struct admin_op *op;	  /* command in progress (in flight or polling), or NULL */
+	struct admin_op *op;      /* command in progress (in flight or polling), or NULL */
 	struct event *poll_timer; /* next look for PAUSE, WAIT_CLOSE, SUSPEND */
 };
 
@@ -70,10 +71,10 @@ struct admin_census;
 
 /* What one worker contributes to an op. */
 struct admin_part {
-	struct evbuffer *rows;		/* rendered DataRows (SHOW CLIENTS, SERVERS) */
-	struct admin_census *census;	/* pools, clients and servers counted (other SHOWs) */
-	int64_t remaining;		/* polls: servers or bytes still to wait for */
-	bool found;			/* KILL_CLIENT: the client was on this worker */
+	struct evbuffer *rows;       /* rendered DataRows (SHOW CLIENTS, SERVERS) */
+	struct admin_census *census; /* pools, clients and servers counted (other SHOWs) */
+	int64_t remaining;           /* polls: servers or bytes still to wait for */
+	bool found;                  /* KILL_CLIENT: the client was on this worker */
 };
 
 struct admin_op;
@@ -83,18 +84,18 @@ typedef void (*admin_control_fn)(struct runtime *rt, struct admin_op *op);
 
 struct admin_op {
 	struct admin_conn *conn;  /* who asked */
-	admin_each_fn each;	  /* per worker, on its thread */
+	admin_each_fn each;       /* per worker, on its thread */
 	admin_control_fn control; /* on the control loop */
-	admin_done_fn done;	  /* back on the console's worker */
-	const char *tag;	  /* CommandComplete tag */
-	int kind;		  /* which SHOW / which variant of the command */
-	char *target;		  /* database argument; NULL = every database */
-	uint64_t client_id;	  /* KILL_CLIENT */
-	char *key, *value;	  /* SET */
-	int nparts;		  /* workers */
+	admin_done_fn done;       /* back on the console's worker */
+	const char *tag;          /* CommandComplete tag */
+	int kind;                 /* which SHOW / which variant of the command */
+	char *target;             /* database argument; NULL = every database */
+	uint64_t client_id;       /* KILL_CLIENT */
+	char *key, *value;        /* SET */
+	int nparts;               /* workers */
 	struct admin_part *parts; /* one per worker, indexed by worker id */
-	int rc;			  /* control-loop result: 0 or -1 */
-	char error[512];	  /* its message when rc is -1 */
+	int rc;                   /* control-loop result: 0 or -1 */
+	char error[512];          /* its message when rc is -1 */
 };
 
 /* ---- admin.c ---- */
@@ -115,9 +116,9 @@ void admin_poll_later(struct admin_op *op);
 void admin_statement_done(struct admin_op *op, bool ok);
 
 void admin_reply_error(struct admin_conn *conn, const char *sqlstate, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 void admin_reply_notice(struct admin_conn *conn, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 void admin_reply_complete(struct admin_conn *conn, const char *tag);
 /* The console client's output buffer (conn->c must be alive). */
 struct evbuffer *admin_out(struct admin_conn *conn);
@@ -146,11 +147,11 @@ enum admin_tok {
 };
 
 struct admin_lexer {
-	const char *p;		    /* next unread character */
-	const char *start;	    /* where the last token began */
-	enum admin_tok kind;	    /* last token */
+	const char *p;              /* next unread character */
+	const char *start;          /* where the last token began */
+	enum admin_tok kind;        /* last token */
 	char text[ADMIN_TOKEN_MAX]; /* its text */
-	const char *error;	    /* for TOK_ERROR */
+	const char *error;          /* for TOK_ERROR */
 };
 
 void admin_lex_init(struct admin_lexer *lx, const char *s);
@@ -159,13 +160,19 @@ enum admin_tok admin_lex_next(struct admin_lexer *lx);
 bool admin_lex_is(const struct admin_lexer *lx, const char *kw);
 /* After the command word: expect nothing more, or one optional database name. */
 int admin_parse_optional_db(struct admin_conn *conn, struct admin_lexer *lx, const char *cmd,
-			    char **out);
+                            char **out);
+
+/*
+ * Driver probe parameters (client_encoding, DateStyle, server_version...):
+ * SHOW answers the console's fixed value, SET accepts it (a NOTICE says when
+ * a different value is ignored).  Both return false if `name` is not one.
+ */
+bool admin_show_probe(struct admin_conn *conn, const char *name);
+bool admin_set_probe(struct admin_conn *conn, const char *name, const char *value);
 
 /* ---- admin_show.c ---- */
 
 enum admin_result admin_show(struct admin_conn *conn, struct admin_lexer *lx);
-/* SET of a driver probe parameter (client_encoding, DateStyle...): true if it was one. */
-bool admin_set_probe(struct admin_conn *conn, const char *name, const char *value);
 void admin_census_free(struct admin_census *census);
 
 /* ---- admin_control.c ---- */
@@ -183,7 +190,9 @@ enum admin_result admin_shutdown(struct admin_conn *conn, struct admin_lexer *lx
 enum admin_result admin_reload(struct admin_conn *conn, struct admin_lexer *lx);
 enum admin_result admin_set(struct admin_conn *conn, struct admin_lexer *lx);
 
-/* Global console state of a worker, for SHOW STATE and SHOW DATABASES. */
+/* PAUSE or KILL, of this database or of all, is in effect (SHOW DATABASES). */
+bool admin_db_paused(const struct worker *w, const char *dbname);
+/* Global console state of a worker, for SHOW STATE. */
 bool admin_worker_paused(const struct worker *w);
 bool admin_worker_suspended(const struct worker *w);
 /* Does a database argument (NULL = all) cover `dbname`? */

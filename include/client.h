@@ -21,8 +21,10 @@
 #include "prepared.h"
 #include "types.h"
 
+struct admin_conn;
 struct bufferevent;
 struct event;
+struct query_capture;
 
 enum client_state { CLIENT_LOGIN, CLIENT_IDLE, CLIENT_WAITING, CLIENT_ACTIVE, CLIENT_CLOSING };
 
@@ -41,6 +43,7 @@ enum login_step {
 #define SUSPEND_WAIT_SERVER 0x1 /* queued for a server */
 #define SUSPEND_WATERMARK   0x2 /* peer's output buffer is full */
 #define SUSPEND_LOGIN_WAIT  0x4 /* waiting for pool parameters */
+#define SUSPEND_ADMIN	    0x8 /* console SUSPEND (servers use the same bit) */
 
 struct client {
 	uint64_t id;			/* process-wide connection id */
@@ -61,6 +64,7 @@ struct client {
 	uint64_t params_fp_generation;	/* pool->defaults_generation params_fp was built on */
 	struct pool *pool;		/* assigned after authentication */
 	struct server *server;		/* linked server while ACTIVE */
+	struct admin_conn *admin;	/* admin console session (no pool, no server), or NULL */
 	struct scram_server *scram;	/* SCRAM exchange state during login only */
 	uint8_t md5_salt[4];		/* salt of the md5 challenge */
 	bool password_md5;		/* LOGIN_PASSWORD expects an md5 response, not cleartext */
@@ -78,6 +82,8 @@ struct client {
 	bool timer_armed;		/* timer pending (saves a locked libevent call per message) */
 	int64_t connect_us;		/* when accepted */
 	int64_t wait_start_us;		/* when queued for a server */
+	int64_t last_wait_us;		/* queue wait before the current server, for the slow log */
+	struct query_capture *capture;	/* start of the latest Query/Parse text (slowlog.c) */
 };
 
 /* Takes ownership of fd. */

@@ -18,17 +18,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HISTOGRAM_SUB_BITS  5				/* 2^5 buckets per power of two */
+#define HISTOGRAM_SUB_BITS  5                          /* 2^5 buckets per power of two */
 #define HISTOGRAM_SUB_COUNT (1u << HISTOGRAM_SUB_BITS) /* 32 */
-#define HISTOGRAM_TOP_EXP   31				/* highest power of two covered */
+#define HISTOGRAM_TOP_EXP   31                         /* highest power of two covered */
 #define HISTOGRAM_BUCKETS   ((HISTOGRAM_TOP_EXP - HISTOGRAM_SUB_BITS + 2) * HISTOGRAM_SUB_COUNT)
 #define HISTOGRAM_MAX_VALUE ((UINT64_C(1) << (HISTOGRAM_TOP_EXP + 1)) - 1)
 
 struct histogram {
-	uint64_t count;			      /* values recorded */
-	uint64_t sum;			      /* their sum in us (never clamped) */
-	uint64_t max;			      /* the largest (never clamped) */
-	uint64_t buckets[HISTOGRAM_BUCKETS]; /* counts; bucket i starts at histogram_bucket_lower(i) */
+	uint64_t count; /* values recorded */
+	uint64_t sum;   /* their sum in us (never clamped) */
+	uint64_t max;   /* the largest (never clamped) */
+	uint64_t
+	    buckets[HISTOGRAM_BUCKETS]; /* counts; bucket i starts at histogram_bucket_lower(i) */
 };
 
 /* Bucket of a value: below 64 the value itself; above, its top 6 bits and their position. */
@@ -72,12 +73,12 @@ void histogram_merge(struct histogram *dst, const struct histogram *src);
  * of its highest non-empty bucket, capped by now->max.
  */
 void histogram_diff(struct histogram *dst, const struct histogram *now,
-		    const struct histogram *before);
+                    const struct histogram *before);
 
 /*
  * The q-quantile (0 <= q <= 1) by nearest rank: the middle of the bucket that
- * holds the ceil(q * count)-th smallest value, capped by max.  Within 1/64 of
- * the true value.  0 when empty.
+ * holds the ceil(q * count)-th smallest value, capped by max (and exactly max
+ * for the largest rank).  Within 1/64 of the true value.  0 when empty.
  */
 uint64_t histogram_percentile(const struct histogram *h, double q);
 /* Exact mean in us; 0 when empty. */
@@ -90,7 +91,7 @@ double histogram_mean(const struct histogram *h);
  * value above its bound (it may miss values up to 3% below it).
  */
 void histogram_cumulative(const struct histogram *h, const uint64_t *bounds, size_t n,
-			  uint64_t *out);
+                          uint64_t *out);
 
 /*
  * Compact, mergeable text of the non-empty buckets: "idx:count,idx:count"

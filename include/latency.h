@@ -24,9 +24,9 @@
 struct inbox;
 
 enum latency_kind {
-	LATENCY_QUERY,	 /* request forwarded to the server until its ReadyForQuery */
-	LATENCY_XACT,	 /* first request after ReadyForQuery 'I' until the next 'I' */
-	LATENCY_WAIT,	 /* queued for a server; 0 when one was idle */
+	LATENCY_QUERY,   /* request forwarded to the server until its ReadyForQuery */
+	LATENCY_XACT,    /* first request after ReadyForQuery 'I' until the next 'I' */
+	LATENCY_WAIT,    /* queued for a server; 0 when one was idle */
 	LATENCY_CONNECT, /* server connect started until its login's ReadyForQuery */
 	LATENCY_KINDS,
 };
@@ -37,21 +37,21 @@ const char *latency_kind_name(enum latency_kind kind);
 #define LATENCY_POOL_CLASSES 16 /* SQLSTATE classes counted per pool and worker */
 
 struct error_class {
-	char cls[3];	/* SQLSTATE class ("42"); "" = unused slot */
+	char cls[3];    /* SQLSTATE class ("42"); "" = unused slot */
 	uint64_t count; /* ErrorResponses relayed with it */
 };
 
 struct latency_period;
 
 struct pool_latency {
-	struct histogram h[LATENCY_KINDS];		 /* by enum latency_kind */
+	struct histogram h[LATENCY_KINDS];               /* by enum latency_kind */
 	struct error_class errors[LATENCY_POOL_CLASSES]; /* in the order first seen */
-	uint64_t errors_other;				 /* classes once the table is full */
-	uint64_t timeouts;	       /* client timers that ended a request or a connection */
-	uint64_t cancels;	       /* CancelRequests for this pool's clients */
+	uint64_t errors_other;                           /* classes once the table is full */
+	uint64_t timeouts;             /* client timers that ended a request or a connection */
+	uint64_t cancels;              /* CancelRequests for this pool's clients */
 	uint64_t ratelimit_rejections; /* requests refused by a tenant rate limit (53400) */
 	struct latency_period *period; /* stats log baseline (statslog.c); NULL before a tick */
-	size_t gather_slot;	       /* scratch for the gather running on this worker */
+	size_t gather_slot;            /* scratch for the gather running on this worker */
 };
 
 /* Hooks, each called on the pool's worker. */
@@ -61,8 +61,8 @@ void latency_request_done(struct server *s, int64_t now_us, char status);
 void latency_link(struct client *c, struct server *s);
 /* server.c: the server's login finished. */
 void latency_server_ready(struct server *s);
-/* relay.c: an ErrorResponse body from the server. */
-void latency_error(struct pool *p, const uint8_t *body, size_t len);
+/* relay.c: a server reply whose body the relay read; counts ErrorResponses by class. */
+void latency_server_reply(struct pool *p, uint8_t type, const uint8_t *body, size_t len);
 /* client.c: the client's timer expired (timeouts are counted per pool). */
 void latency_timeout(struct client *c);
 /* client.c: a CancelRequest for the client arrived. */
@@ -74,14 +74,14 @@ void latency_fini(struct pool_latency *lat);
 
 /* One (database, user) pool, merged over the workers. */
 struct latency_row {
-	char *database;				     /* client-facing database name */
-	char *user;				     /* server login user */
-	char *tenant;				     /* its tenant */
-	struct histogram h[LATENCY_KINDS];	     /* merged histograms */
-	struct pool_stats stats;		     /* summed counters */
+	char *database;                                    /* client-facing database name */
+	char *user;                                        /* server login user */
+	char *tenant;                                      /* its tenant */
+	struct histogram h[LATENCY_KINDS];                 /* merged histograms */
+	struct pool_stats stats;                           /* summed counters */
 	struct error_class errors[LATENCY_REPORT_CLASSES]; /* summed, first seen first */
-	uint64_t errors_other;			     /* beyond any table */
-	uint64_t timeouts, cancels, ratelimit_rejections; /* summed */
+	uint64_t errors_other;                             /* beyond any table */
+	uint64_t timeouts, cancels, ratelimit_rejections;  /* summed */
 	int clients_active;  /* logged in and not waiting (linked or between transactions) */
 	int clients_waiting; /* queued for a server, or for the pool's first login */
 	int servers_active;  /* linked to a client */

@@ -48,7 +48,7 @@ void log_emit(const struct logger *log, int level, const struct log_ctx *ctx, co
  * ("key":value,...), inside the one object.  Callers escape their values.
  */
 void log_emit_record(const struct logger *log, int level, const struct log_ctx *ctx,
-		     const char *msg, const char *text, const char *json);
+                     const char *msg, const char *text, const char *json);
 
 #define LOG_AT(log, lvl, ctx, ...)                                                                 \
 	do {                                                                                       \

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "auth.h"
+#include "latency.h"
 #include "list.h"
 #include "params.h"
 #include "stats.h"
@@ -44,11 +45,25 @@ struct pool {
 	uint8_t client_key[SCRAM_KEY_LEN];
 	bool needs_reconnect;		 /* db definition changed on reload: retire servers */
 	struct pool_stats stats;	 /* counters, written only by this worker */
+	struct pool_latency lat;	 /* histograms, outcome counters (latency.h); this worker's */
+	const char *tenant;		 /* tenant for limits and reporting; NULL = "default" */
+	struct pool_stats stats_prev;	 /* counters at the stats_period tick before the last */
+	struct pool_stats stats_last;	 /* counters at the last stats_period tick */
+	int64_t stats_prev_us;		 /* when stats_prev was taken; 0 = not yet */
+	int64_t stats_last_us;		 /* when stats_last was taken (pool creation at first) */
+	bool paused;			 /* console PAUSE/KILL/SUSPEND: hand out and open no servers */
+	bool pause_closes;		 /* paused by PAUSE/KILL: close servers as they come free */
 };
 
 struct pool *pool_get(struct worker *w, const char *dbname, const char *user,
 		      const struct db_def *db);
 void pool_free(struct pool *p);
+
+/* The pool's tenant name for reports and logs. */
+static inline const char *pool_tenant(const struct pool *p)
+{
+	return p->tenant != NULL ? p->tenant : "default";
+}
 
 int pool_mode(const struct pool *p);
 int pool_size(const struct pool *p);
@@ -71,5 +86,17 @@ void pool_reconfigure(struct pool *p);
 void pool_dequeue(struct pool *p, struct client *c);
 /* Kick every pool on the worker that has waiters (a quota unit came free). */
 void pool_kick_all(struct worker *w);
+
+/*
+ * Admin console.  Paused: no server is handed out or opened and new
+ * requests queue; with close_servers (PAUSE, KILL) idle servers close now
+ * and the others as they are released, without it (SUSPEND) they stay.
+ * Unpausing serves the queue.  Reconnect: retire every server once it is
+ * released (idle ones now).  Stats tick: shift the stats_period snapshots
+ * that SHOW STATS averages are computed from.
+ */
+void pool_set_paused(struct pool *p, bool paused, bool close_servers);
+void pool_reconnect(struct pool *p);
+void pool_stats_tick(struct pool *p, int64_t now_us);
 
 #endif

@@ -35,6 +35,7 @@ struct quota {
 };
 
 struct listener;
+struct metrics_http;
 
 struct runtime {
 	struct event_base *base;	/* control loop */
@@ -51,6 +52,8 @@ struct runtime {
 	struct inbox inbox;		/* messages from workers to the control loop */
 	struct event *sig_hup, *sig_term, *sig_int, *sig_pipe;
 	struct event *shutdown_timer;	/* shutdown_timeout after SIGTERM */
+	struct event *drain_delay_timer; /* shutdown_delay: unready but accepting until it fires */
+	struct metrics_http *metrics;	/* HTTP endpoint; NULL when metrics_listen is off */
 	_Atomic uint64_t next_conn_id;	/* ids for clients and servers, unique process-wide */
 	_Atomic int nclients;		/* for max_client_conn */
 	pthread_mutex_t quota_lock;	/* guards the quota registry list only */
@@ -85,5 +88,11 @@ void runtime_stop_now(struct runtime *rt);
 
 /* Reload the config file now (SIGHUP); returns 0 on success. */
 int runtime_reload(struct runtime *rt);
+/*
+ * Make `cfg` (validated, owned by the callee from now on) the current
+ * snapshot and hand it to every worker, as a reload does; options of reload
+ * class restart keep their running values.  Control loop only.
+ */
+int runtime_publish(struct runtime *rt, struct config *cfg);
 
 #endif

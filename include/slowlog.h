@@ -23,13 +23,13 @@ struct frame;
 
 /* A client's captured text; allocated on first use, grown only if the limit grows. */
 struct query_capture {
-	uint32_t cap;	/* bytes text can hold (slow_query_max_length when allocated) */
-	uint32_t len;	/* bytes captured */
+	uint32_t cap;   /* bytes text can hold (slow_query_max_length when allocated) */
+	uint32_t len;   /* bytes captured */
 	bool truncated; /* the statement is longer than what was captured */
-	char text[];	/* not NUL-terminated */
+	char text[];    /* not NUL-terminated */
 };
 
-/* relay.c: `f` (Query or Parse) is at the front of `in` and about to be forwarded. */
+/* relay.c: `f` is at the front of `in`, about to be forwarded; keeps Query/Parse text. */
 void slowlog_capture(struct client *c, struct evbuffer *in, const struct frame *f);
 /* latency.c: a request of c's took duration_us; logs it when over the threshold. */
 void slowlog_check(struct client *c, int64_t duration_us);

@@ -17,6 +17,7 @@
 #include "prepared.h"
 #include "types.h"
 
+struct admin_worker;
 struct event_base;
 struct evdns_base;
 struct snapshot;
@@ -42,6 +43,10 @@ struct worker {
 	uint32_t cancel_map_size;	/* power of two */
 	uint32_t cancel_seq;		/* next candidate cancel pid (low 24 bits) */
 	struct pstmt_registry prepared;	/* distinct prepared statements of all clients */
+	struct admin_worker *admin;	/* console state: paused/disabled dbs, stats_period timer */
+	struct event *stats_timer;	/* stats log tick (statslog.c) */
+	int64_t stats_period_us;	/* period stats_timer is armed with; 0 = off */
+	int64_t stats_tick_us;		/* time of the last stats log tick */
 	struct scram_secret dummy_secret; /* for unknown users, so failure looks like success */
 	int nclients;			/* live clients on this worker */
 	bool draining;			/* SIGTERM: close clients at transaction end */

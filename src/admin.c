@@ -65,6 +65,7 @@ static enum admin_role role_of(const struct config *cfg, const char *user)
 }
 
 static void poll_cb(evutil_socket_t fd, short what, void *arg);
+static void reply_canceled(struct admin_conn *conn);
 
 static void conn_free(struct admin_conn *conn)
 {
@@ -74,25 +75,129 @@ static void conn_free(struct admin_conn *conn)
 	free(conn);
 }
 
+/* ---- driver probe parameters ---- */
+
+/*
+ * What drivers ask a server about.  The console has no server, so it answers
+ * fixed values, the ones psql and the common drivers want to see.
+ */
+struct probe {
+	const char *name;  /* canonical spelling, also the column name */
+	const char *value; /* what the console reports; NULL = computed */
+	bool welcome;      /* sent as ParameterStatus at login */
+	bool any;          /* SET accepts any value silently */
+};
+
+static const struct probe probes[] = {
+    {"server_version", NULL, true, false},
+    {"server_encoding", "UTF8", true, false},
+    {"client_encoding", "UTF8", true, false},
+    {"DateStyle", "ISO, MDY", true, false},
+    {"IntervalStyle", "postgres", true, false},
+    {"TimeZone", "UTC", true, false},
+    {"integer_datetimes", "on", true, false},
+    {"standard_conforming_strings", "on", true, false},
+    {"is_superuser", "off", true, false},
+    {"application_name", NULL, true, true},
+    {"default_transaction_isolation", "read committed", false, false},
+    {"transaction_isolation", "read committed", false, false},
+    {"default_transaction_read_only", "off", false, false},
+    {"transaction_read_only", "off", false, false},
+    {"server_version_num", "160000", false, false},
+    {"max_identifier_length", "63", false, false},
+    {"extra_float_digits", "1", false, true},
+    {"search_path", "\"$user\", public", false, true},
+    {"statement_timeout", "0", false, true},
+    {"lock_timeout", "0", false, true},
+    {"idle_in_transaction_session_timeout", "0", false, true},
+};
+
+static const struct probe *probe_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++)
+		if (strcasecmp(probes[i].name, name) == 0)
+			return &probes[i];
+	return NULL;
+}
+
+static const char *probe_value(const struct client *c, const struct probe *pr, char *buf,
+                               size_t len)
+{
+	const struct param *app;
+
+	if (pr->value != NULL)
+		return pr->value;
+	if (strcmp(pr->name, "server_version") == 0) {
+		snprintf(buf, len, "%s (sluice %s)", ADMIN_PG_VERSION, SLUICE_VERSION);
+		return buf;
+	}
+	app = param_find(&c->params, "application_name");
+	return app != NULL ? app->value : "";
+}
+
+/* Letters and digits only, lower-cased: "UTF-8" and "utf8" are the same encoding. */
+static bool same_setting(const char *a, const char *b)
+{
+	for (;;) {
+		while (*a != '\0' && !isalnum((unsigned char)*a))
+			a++;
+		while (*b != '\0' && !isalnum((unsigned char)*b))
+			b++;
+		if (*a == '\0' || *b == '\0')
+			return *a == *b;
+		if (tolower((unsigned char)*a++) != tolower((unsigned char)*b++))
+			return false;
+	}
+}
+
+bool admin_set_probe(struct admin_conn *conn, const char *name, const char *value)
+{
+	const struct probe *pr = probe_find(name);
+	char buf[128];
+	const char *have;
+
+	if (pr == NULL)
+		return false;
+	have = probe_value(conn->c, pr, buf, sizeof(buf));
+	/* DateStyle "ISO" is enough for drivers: the order part does not matter to them. */
+	if (!pr->any && !same_setting(have, value) &&
+	    !(strcasecmp(pr->name, "DateStyle") == 0 && strncasecmp(value, "ISO", 3) == 0) &&
+	    !(strcasecmp(pr->name, "client_encoding") == 0 && strcasecmp(value, "unicode") == 0))
+		admin_reply_notice(conn, "SET %s ignored: the admin console always uses %s",
+		                   pr->name, have);
+	admin_reply_complete(conn, "SET");
+	return true;
+}
+
+bool admin_show_probe(struct admin_conn *conn, const char *name)
+{
+	const struct probe *pr = probe_find(name);
+	const struct admin_col col = {pr != NULL ? pr->name : "", ADMIN_TEXT};
+	char buf[128];
+	const char *v[1];
+
+	if (pr == NULL)
+		return false;
+	v[0] = probe_value(conn->c, pr, buf, sizeof(buf));
+	admin_reply_header(conn, &col, 1);
+	admin_reply_row(conn, 1, v);
+	admin_reply_complete(conn, "SHOW");
+	return true;
+}
+
 /* What drivers look at before their first query; no server is involved. */
 static void send_welcome(struct client *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
-	const struct param *app = param_find(&c->params, "application_name");
-	char version[64];
 
-	snprintf(version, sizeof(version), "%s (sluice %s)", ADMIN_PG_VERSION, SLUICE_VERSION);
 	build_auth(out, 0, NULL, 0);
-	build_parameter_status(out, "server_version", version);
-	build_parameter_status(out, "server_encoding", "UTF8");
-	build_parameter_status(out, "client_encoding", "UTF8");
-	build_parameter_status(out, "DateStyle", "ISO, MDY");
-	build_parameter_status(out, "IntervalStyle", "postgres");
-	build_parameter_status(out, "TimeZone", "UTC");
-	build_parameter_status(out, "integer_datetimes", "on");
-	build_parameter_status(out, "standard_conforming_strings", "on");
-	build_parameter_status(out, "is_superuser", "off");
-	build_parameter_status(out, "application_name", app != NULL ? app->value : "");
+	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
+		char buf[128];
+
+		if (probes[i].welcome)
+			build_parameter_status(out, probes[i].name,
+			                       probe_value(c, &probes[i], buf, sizeof(buf)));
+	}
 	build_backend_key(out, c->cancel_pid, c->cancel_key);
 	build_ready(out, 'I');
 }
@@ -104,9 +209,9 @@ void admin_login(struct client *c)
 
 	if (role == ADMIN_ROLE_NONE) {
 		client_fail(c, SQLSTATE_INVALID_AUTHORIZATION,
-			    "user \"%s\" may not use the admin console: it is in neither "
-			    "admin_users nor stats_users",
-			    c->user);
+		            "user \"%s\" may not use the admin console: it is in neither "
+		            "admin_users nor stats_users",
+		            c->user);
 		return;
 	}
 	conn = calloc(1, sizeof(*conn));
@@ -164,7 +269,7 @@ void admin_reply_error(struct admin_conn *conn, const char *sqlstate, const char
 
 void admin_reply_notice(struct admin_conn *conn, const char *fmt, ...)
 {
-	char msg[1024];
+	char msg[4096];
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -330,9 +435,16 @@ enum admin_result admin_run_control(struct admin_op *op)
 void admin_poll_later(struct admin_op *op)
 {
 	struct timeval tv = {.tv_sec = 0, .tv_usec = ADMIN_POLL_US};
+	struct admin_conn *conn = op->conn;
 
-	op->conn->op = op;
-	evtimer_add(op->conn->poll_timer, &tv);
+	conn->op = op;
+	/* A cancel that came while the last look was in flight takes effect now. */
+	if (conn->cancel_requested) {
+		reply_canceled(conn);
+		admin_statement_done(op, false);
+		return;
+	}
+	evtimer_add(conn->poll_timer, &tv);
 }
 
 static void poll_cb(evutil_socket_t fd, short what, void *arg)
@@ -343,18 +455,27 @@ static void poll_cb(evutil_socket_t fd, short what, void *arg)
 		admin_statement_done(conn->op, false);
 }
 
+static void reply_canceled(struct admin_conn *conn)
+{
+	conn->cancel_requested = false;
+	admin_reply_error(conn, SQLSTATE_QUERY_CANCELED,
+	                  "canceling statement due to user request (what it started stays in "
+	                  "effect)");
+}
+
+/* Only a command that waits (PAUSE, SUSPEND, WAIT_CLOSE) can be cancelled, between looks. */
 void admin_cancel(struct client *c)
 {
 	struct admin_conn *conn = c->admin;
 
-	/* Only a command that is waiting between two looks can be stopped cleanly. */
-	if (conn == NULL || conn->op == NULL || conn->inflight ||
-	    !evtimer_pending(conn->poll_timer, NULL))
+	if (conn == NULL || conn->op == NULL)
 		return;
+	if (conn->inflight || !evtimer_pending(conn->poll_timer, NULL)) {
+		conn->cancel_requested = true;
+		return;
+	}
 	evtimer_del(conn->poll_timer);
-	admin_reply_error(conn, SQLSTATE_QUERY_CANCELED,
-			  "canceling statement due to user request (what it started stays in "
-			  "effect)");
+	reply_canceled(conn);
 	admin_statement_done(conn->op, false);
 }
 
@@ -414,7 +535,7 @@ typedef enum admin_result (*command_fn)(struct admin_conn *conn, struct admin_le
 
 struct command {
 	const char *name; /* first word */
-	bool control;	  /* admin_users only */
+	bool control;     /* admin_users only */
 	command_fn run;
 };
 
@@ -440,9 +561,10 @@ static enum admin_result execute(struct admin_conn *conn, char *stmt)
 
 	admin_lex_init(&lx, stmt);
 	if (admin_lex_next(&lx) != TOK_WORD) {
-		admin_reply_error(conn, ADMIN_SYNTAX_ERROR,
-				  "syntax error: a console command starts with a keyword; SHOW HELP "
-				  "lists them");
+		admin_reply_error(
+		    conn, ADMIN_SYNTAX_ERROR,
+		    "syntax error: a console command starts with a keyword; SHOW HELP "
+		    "lists them");
 		return ADMIN_FAILED;
 	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
@@ -452,9 +574,9 @@ static enum admin_result execute(struct admin_conn *conn, char *stmt)
 			continue;
 		if (cmd->control && conn->role != ADMIN_ROLE_ADMIN) {
 			admin_reply_error(conn, ADMIN_NO_PRIVILEGE,
-					  "%s needs a user in admin_users; \"%s\" is a stats_users "
-					  "member and may only run SHOW",
-					  cmd->name, conn->c->user);
+			                  "%s needs a user in admin_users; \"%s\" is a stats_users "
+			                  "member and may only run SHOW",
+			                  cmd->name, conn->c->user);
 			return ADMIN_FAILED;
 		}
 		if (cmd->control)
@@ -462,8 +584,8 @@ static enum admin_result execute(struct admin_conn *conn, char *stmt)
 		return cmd->run(conn, &lx);
 	}
 	admin_reply_error(conn, ADMIN_SYNTAX_ERROR,
-			  "unknown console command \"%.64s\"; SHOW HELP lists the commands",
-			  lx.text);
+	                  "unknown console command \"%.64s\"; SHOW HELP lists the commands",
+	                  lx.text);
 	return ADMIN_FAILED;
 }
 
@@ -477,6 +599,8 @@ static void finish_query(struct admin_conn *conn)
 	build_ready(out, 'I');
 	free(conn->sql);
 	conn->sql = NULL;
+	/* client_idle_timeout counts from the end of the last command. */
+	client_arm_timer(conn->c, conn->w->cfg->client_idle_timeout_us);
 }
 
 static void run_statements(struct admin_conn *conn)
@@ -490,6 +614,7 @@ static void run_statements(struct admin_conn *conn)
 			return;
 		}
 		conn->ran_any = true;
+		conn->cancel_requested = false;
 		r = execute(conn, stmt);
 		if (r == ADMIN_PENDING)
 			return;
@@ -522,12 +647,12 @@ void admin_statement_done(struct admin_op *op, bool ok)
 static void start_query(struct admin_conn *conn, struct evbuffer *in, const struct frame *f)
 {
 	size_t len = f->len - 4;
-	const char *body = (const char *)evbuffer_pullup(in, (ev_ssize_t)frame_total(f)) +
-			   FRAME_HEADER_LEN;
+	const char *body =
+	    (const char *)evbuffer_pullup(in, (ev_ssize_t)frame_total(f)) + FRAME_HEADER_LEN;
 
 	if (len == 0 || memchr(body, '\0', len) != body + len - 1) {
 		client_fail(conn->c, SQLSTATE_PROTOCOL_VIOLATION,
-			    "invalid Query message: the string is not terminated where it ends");
+		            "invalid Query message: the string is not terminated where it ends");
 		return;
 	}
 	conn->sql = malloc(len);
@@ -536,6 +661,7 @@ static void start_query(struct admin_conn *conn, struct evbuffer *in, const stru
 		return;
 	}
 	memcpy(conn->sql, body, len);
+	client_arm_timer(conn->c, 0); /* a waiting PAUSE is not idleness */
 	conn->sql_len = len - 1;
 	conn->pos = 0;
 	conn->ran_any = false;
@@ -562,7 +688,7 @@ static bool console_message(struct admin_conn *conn, struct evbuffer *in, const 
 		}
 		if (f->len - 4 > ADMIN_QUERY_MAX) {
 			build_error(out, "ERROR", SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
-				    "console command too long: the limit is 65536 bytes", NULL);
+			            "console command too long: the limit is 65536 bytes", NULL);
 			build_ready(out, 'I');
 			conn->drop_remaining = frame_total(f);
 			return true;
@@ -586,14 +712,14 @@ static bool console_message(struct admin_conn *conn, struct evbuffer *in, const 
 	default:
 		if (!is_extended(f->type)) {
 			client_fail(conn->c, SQLSTATE_PROTOCOL_VIOLATION,
-				    "invalid frontend message type %d", f->type);
+			            "invalid frontend message type %d", f->type);
 			return false;
 		}
 		if (!conn->skip_to_sync)
 			build_error(out, "ERROR", SQLSTATE_FEATURE_NOT_SUPPORTED,
-				    "the admin console supports only the simple query protocol",
-				    "Extended-protocol messages are ignored up to the next Sync; "
-				    "send commands as simple Query messages.");
+			            "the admin console supports only the simple query protocol",
+			            "Extended-protocol messages are ignored up to the next Sync; "
+			            "send commands as simple Query messages.");
 		conn->skip_to_sync = true;
 		break;
 	}
@@ -627,8 +753,8 @@ void admin_input(struct client *c)
 			return;
 		if (st == FRAME_INVALID || f.len > frame_client_limit(f.type, max_packet)) {
 			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
-				    "invalid message length %u for message type '%c'", f.len,
-				    f.type >= 0x20 && f.type < 0x7f ? f.type : '?');
+			            "invalid message length %u for message type '%c'", f.len,
+			            f.type >= 0x20 && f.type < 0x7f ? f.type : '?');
 			return;
 		}
 		if (!console_message(conn, in, &f))
@@ -722,7 +848,7 @@ bool admin_lex_is(const struct admin_lexer *lx, const char *kw)
 }
 
 int admin_parse_optional_db(struct admin_conn *conn, struct admin_lexer *lx, const char *cmd,
-			    char **out)
+                            char **out)
 {
 	enum admin_tok t = admin_lex_next(lx);
 
@@ -731,7 +857,7 @@ int admin_parse_optional_db(struct admin_conn *conn, struct admin_lexer *lx, con
 		return 0;
 	if (t != TOK_WORD) {
 		admin_reply_error(conn, ADMIN_SYNTAX_ERROR, "syntax error: %s takes %s", cmd,
-				  t == TOK_ERROR ? lx->error : "an optional database name");
+		                  t == TOK_ERROR ? lx->error : "an optional database name");
 		return -1;
 	}
 	*out = strdup(lx->text);
@@ -741,7 +867,7 @@ int admin_parse_optional_db(struct admin_conn *conn, struct admin_lexer *lx, con
 	}
 	if (admin_lex_next(lx) != TOK_END) {
 		admin_reply_error(conn, ADMIN_SYNTAX_ERROR,
-				  "syntax error: %s takes at most one database name", cmd);
+		                  "syntax error: %s takes at most one database name", cmd);
 		free(*out);
 		*out = NULL;
 		return -1;

@@ -19,8 +19,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "cancel.h"
 #include "config.h"
+#include "latency.h"
 #include "pool.h"
 #include "proto/build.h"
 #include "proto/frame.h"
@@ -65,6 +67,7 @@ static void bury(struct client *c)
 	list_del(&c->node);
 	list_add_tail(&c->w->dead_clients, &c->node);
 	worker_schedule_reap(c->w);
+	worker_check_drained(c->w); /* its last bytes are out: the drain may end */
 }
 
 static void flushed_cb(struct bufferevent *bev, void *arg)
@@ -210,6 +213,7 @@ void client_reject_request(struct client *c, const char *sqlstate, const char *f
 
 void client_free(struct client *c)
 {
+	admin_client_free(c);
 	if (c->bev != NULL)
 		bufferevent_free(c->bev);
 	if (c->timer != NULL)
@@ -220,6 +224,7 @@ void client_free(struct client *c)
 		OPENSSL_cleanse(c->scram, sizeof(*c->scram));
 		free(c->scram);
 	}
+	free(c->capture);
 	free(c->user);
 	free(c->dbname);
 	free(c);
@@ -231,6 +236,7 @@ void client_link(struct client *c, struct server *s)
 
 	if (c->state == CLIENT_WAITING)
 		st->wait_time_us += (uint64_t)(worker_now_us(c->w) - c->wait_start_us);
+	latency_link(c, s);
 	st->server_assignments++;
 	c->server = s;
 	s->client = c;
@@ -267,7 +273,10 @@ void client_pool_failed(struct client *c, const char *sqlstate, const char *msg)
 
 void client_cancel(struct client *c)
 {
-	if (c->state == CLIENT_WAITING)
+	latency_cancel(c);
+	if (c->admin != NULL)
+		admin_cancel(c);
+	else if (c->state == CLIENT_WAITING)
 		client_reject_request(c, SQLSTATE_QUERY_CANCELED,
 				      "canceling statement due to user request");
 	else if (c->state == CLIENT_ACTIVE && c->server != NULL)
@@ -288,6 +297,7 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 	struct client *c = arg;
 
 	c->timer_armed = false;
+	latency_timeout(c);
 	if (c->state == CLIENT_LOGIN)
 		client_fail(c, SQLSTATE_CONNECTION_FAILURE,
 			    "client_login_timeout expired before the login completed");
@@ -316,7 +326,10 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 		break;
 	case CLIENT_IDLE:
 	case CLIENT_ACTIVE:
-		relay_client_input(c);
+		if (c->admin != NULL)
+			admin_input(c);
+		else
+			relay_client_input(c);
 		break;
 	case CLIENT_WAITING:
 	case CLIENT_CLOSING:

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "auth.h"
 #include "auth_scram.h"
 #include "cancel.h"
@@ -178,9 +179,21 @@ static void auth_failed(struct client *c)
 static void finish_login(struct client *c)
 {
 	const struct config *cfg = c->w->cfg;
-	const struct db_def *db = config_find_db(cfg, c->dbname);
+	const struct db_def *db;
 	const char *server_user;
 
+	if (admin_is_console_db(cfg, c->dbname)) {
+		admin_login(c);
+		return;
+	}
+	if (admin_db_disabled(c->w, c->dbname)) {
+		client_fail(c, SQLSTATE_CANNOT_CONNECT_NOW,
+			    "database \"%s\" does not allow connections: it was disabled from "
+			    "the admin console (ENABLE allows them again)",
+			    c->dbname);
+		return;
+	}
+	db = config_find_db(cfg, c->dbname);
 	if (db == NULL) {
 		client_fail(c, SQLSTATE_INVALID_CATALOG_NAME, "database \"%s\" does not exist",
 			    c->dbname);

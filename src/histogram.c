@@ -6,7 +6,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +43,7 @@ void histogram_merge(struct histogram *dst, const struct histogram *src)
 }
 
 void histogram_diff(struct histogram *dst, const struct histogram *now,
-		    const struct histogram *before)
+                    const struct histogram *before)
 {
 	int top = -1;
 
@@ -74,16 +73,20 @@ static uint64_t bucket_middle(unsigned i)
 uint64_t histogram_percentile(const struct histogram *h, double q)
 {
 	uint64_t rank, seen = 0;
+	double want;
 
 	if (h->count == 0)
 		return 0;
 	if (q < 0)
 		q = 0;
-	rank = (uint64_t)ceil(q * (double)h->count);
+	want = q * (double)h->count;
+	rank = (uint64_t)want;
+	if ((double)rank < want)
+		rank++; /* ceil without libm */
 	if (rank < 1)
 		rank = 1;
-	if (rank > h->count)
-		rank = h->count;
+	if (rank >= h->count)
+		return h->max; /* the largest value is known exactly */
 	for (unsigned i = 0; i < HISTOGRAM_BUCKETS; i++) {
 		seen += h->buckets[i];
 		if (seen >= rank) {
@@ -101,7 +104,7 @@ double histogram_mean(const struct histogram *h)
 }
 
 void histogram_cumulative(const struct histogram *h, const uint64_t *bounds, size_t n,
-			  uint64_t *out)
+                          uint64_t *out)
 {
 	uint64_t below = 0;
 	size_t k = 0;
@@ -128,8 +131,8 @@ size_t histogram_format_buckets(const struct histogram *h, char *buf, size_t len
 		if (h->buckets[i] == 0)
 			continue;
 		n = snprintf(need < len ? buf + need : NULL, need < len ? len - need : 0,
-			     "%s%u:%llu", need > 0 ? "," : "", i,
-			     (unsigned long long)h->buckets[i]);
+		             "%s%u:%llu", need > 0 ? "," : "", i,
+		             (unsigned long long)h->buckets[i]);
 		need += (size_t)n;
 	}
 	return need;

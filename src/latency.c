@@ -29,12 +29,12 @@ void latency_request_done(struct server *s, int64_t now_us, char status)
 {
 	struct pool_latency *lat = &s->pool->lat;
 	int64_t took = now_us - s->request_start_us;
+	int64_t slow = s->w->cfg->slow_query_threshold_us;
 
 	histogram_record_us(&lat->h[LATENCY_QUERY], took);
 	if (status == 'I')
 		histogram_record_us(&lat->h[LATENCY_XACT], now_us - s->xact_start_us);
-	if (s->client != NULL && took > s->w->cfg->slow_query_threshold_us &&
-	    s->w->cfg->slow_query_threshold_us > 0)
+	if (slow > 0 && took > slow && s->client != NULL)
 		slowlog_check(s->client, took);
 }
 
@@ -50,15 +50,17 @@ void latency_link(struct client *c, struct server *s)
 
 void latency_server_ready(struct server *s)
 {
-	histogram_record_us(&s->pool->lat.h[LATENCY_CONNECT],
-			    worker_now_us(s->w) - s->connect_us);
+	histogram_record_us(&s->pool->lat.h[LATENCY_CONNECT], worker_now_us(s->w) - s->connect_us);
 }
 
-void latency_error(struct pool *p, const uint8_t *body, size_t len)
+void latency_server_reply(struct pool *p, uint8_t type, const uint8_t *body, size_t len)
 {
-	const char *code = msg_error_field(body, len, 'C');
 	struct pool_latency *lat = &p->lat;
+	const char *code;
 
+	if (type != 'E')
+		return;
+	code = msg_error_field(body, len, 'C');
 	if (code == NULL || code[0] == '\0' || code[1] == '\0')
 		return;
 	for (size_t i = 0; i < LATENCY_POOL_CLASSES; i++) {
@@ -104,14 +106,14 @@ struct worker_part {
 };
 
 struct gather_ctx {
-	latency_report_fn done; /* the caller's */
-	void *arg;		/* its argument */
-	int nparts;		/* workers */
+	latency_report_fn done;     /* the caller's */
+	void *arg;                  /* its argument */
+	int nparts;                 /* workers */
 	struct worker_part parts[]; /* indexed by worker id; each written by its worker only */
 };
 
 static void add_classes(struct latency_row *row, const struct error_class *errors, size_t n,
-			uint64_t other)
+                        uint64_t other)
 {
 	row->errors_other += other;
 	for (size_t i = 0; i < n && errors[i].cls[0] != '\0'; i++) {
@@ -304,7 +306,7 @@ static void gather_done(void *arg)
 int latency_gather(struct runtime *rt, struct inbox *reply_to, latency_report_fn done, void *arg)
 {
 	struct gather_ctx *g =
-		calloc(1, sizeof(*g) + (size_t)rt->nworkers * sizeof(struct worker_part));
+	    calloc(1, sizeof(*g) + (size_t)rt->nworkers * sizeof(struct worker_part));
 
 	if (g == NULL)
 		return -1;
@@ -331,8 +333,8 @@ void latency_report_free(struct latency_report *rep)
 /* ---- SHOW LATENCY ---- */
 
 static const char *const show_columns[LATENCY_SHOW_COLUMNS] = {
-	"database", "user",   "tenant", "kind",	  "count",   "mean_us",
-	"p50_us",   "p90_us", "p95_us", "p99_us", "p999_us", "max_us",
+    "database", "user",   "tenant", "kind",   "count",   "mean_us",
+    "p50_us",   "p90_us", "p95_us", "p99_us", "p999_us", "max_us",
 };
 
 const char *const *latency_show_columns(void)
@@ -341,7 +343,7 @@ const char *const *latency_show_columns(void)
 }
 
 static void show_row(const char *db, const char *user, const char *tenant, int kind,
-		     const struct histogram *h, latency_row_fn row, void *arg)
+                     const struct histogram *h, latency_row_fn row, void *arg)
 {
 	static const double qs[] = {0.5, 0.9, 0.95, 0.99, 0.999};
 	char nums[8][24];
@@ -351,7 +353,7 @@ static void show_row(const char *db, const char *user, const char *tenant, int k
 	snprintf(nums[1], sizeof(nums[1]), "%.0f", histogram_mean(h));
 	for (int i = 0; i < 5; i++)
 		snprintf(nums[2 + i], sizeof(nums[2 + i]), "%llu",
-			 (unsigned long long)histogram_percentile(h, qs[i]));
+		         (unsigned long long)histogram_percentile(h, qs[i]));
 	snprintf(nums[7], sizeof(nums[7]), "%llu", (unsigned long long)h->max);
 	for (int i = 0; i < 8; i++)
 		values[4 + i] = nums[i];
@@ -360,7 +362,7 @@ static void show_row(const char *db, const char *user, const char *tenant, int k
 
 /* The merge of every row whose tenant is `tenant` (NULL = all rows). */
 static void merge_tenant(const struct latency_report *rep, const char *tenant, int kind,
-			 struct histogram *out)
+                         struct histogram *out)
 {
 	histogram_reset(out);
 	for (size_t i = 0; i < rep->nrows; i++)
@@ -371,7 +373,8 @@ static void merge_tenant(const struct latency_report *rep, const char *tenant, i
 static bool tenant_seen_before(const struct latency_report *rep, size_t i)
 {
 	for (size_t k = 0; k < i; k++)
-		if (strcmp(str_or_empty(rep->rows[k].tenant), str_or_empty(rep->rows[i].tenant)) == 0)
+		if (strcmp(str_or_empty(rep->rows[k].tenant), str_or_empty(rep->rows[i].tenant)) ==
+		    0)
 			return true;
 	return false;
 }
@@ -387,7 +390,7 @@ void latency_show(const struct latency_report *rep, latency_row_fn row, void *ar
 
 		for (int k = 0; k < LATENCY_KINDS; k++)
 			show_row(str_or_empty(r->database), str_or_empty(r->user),
-				 str_or_empty(r->tenant), k, &r->h[k], row, arg);
+			         str_or_empty(r->tenant), k, &r->h[k], row, arg);
 	}
 	for (size_t i = 0; i < rep->nrows; i++) {
 		if (tenant_seen_before(rep, i))

@@ -88,7 +88,7 @@ static void format_time(char *out, size_t len)
 }
 
 static void format_text(struct line *l, int level, const struct log_ctx *ctx, const char *ts,
-			const char *msg)
+                        const char *msg)
 {
 	append(l, "%s %s ", ts, log_level_name(level));
 	if (ctx != NULL) {
@@ -113,7 +113,7 @@ static void json_field(struct line *l, const char *key, const char *value)
 
 /* Everything but the closing brace, so a record can add its own members. */
 static void format_json(struct line *l, int level, const struct log_ctx *ctx, const char *ts,
-			const char *msg)
+                        const char *msg)
 {
 	append(l, "{\"ts\":\"%s\",\"level\":\"%s\"", ts, log_level_name(level));
 	if (ctx != NULL) {
@@ -162,7 +162,7 @@ void log_emit(const struct logger *log, int level, const struct log_ctx *ctx, co
 }
 
 void log_emit_record(const struct logger *log, int level, const struct log_ctx *ctx,
-		     const char *msg, const char *text, const char *json)
+                     const char *msg, const char *text, const char *json)
 {
 	bool is_json = atomic_load_explicit(&log->format, memory_order_relaxed) == LOG_FORMAT_JSON;
 	const char *extra = is_json ? json : text;

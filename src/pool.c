@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "client.h"
 #include "config.h"
 #include "proto/sqlstate.h"
@@ -58,11 +59,13 @@ struct pool *pool_get(struct worker *w, const char *dbname, const char *user,
 	list_init(&p->waiting);
 	list_init(&p->login_waiting);
 	param_list_init(&p->defaults);
+	p->stats_last_us = worker_now_us(w); /* counters start at zero now */
 	snprintf(key, sizeof(key), "%s/%s", dbname, user);
 	p->pool_quota = runtime_quota(w->rt, "pool", key);
 	p->db_quota = runtime_quota(w->rt, "db", dbname);
 	p->user_quota = runtime_quota(w->rt, "user", user);
 	list_add_tail(&w->pools, &p->node);
+	admin_pool_created(p);
 	return p;
 }
 
@@ -83,6 +86,7 @@ void pool_free(struct pool *p)
 	close_list(&p->pending, "pool freed");
 	list_del(&p->node);
 	param_list_fini(&p->defaults);
+	latency_fini(&p->lat);
 	free(p->dbname);
 	free(p->user);
 	free(p);
@@ -158,7 +162,8 @@ void pool_maintain(struct pool *p)
 {
 	int want, min_size;
 
-	if (p->db == NULL || p->w->draining || worker_now_us(p->w) < p->retry_after_us)
+	if (p->db == NULL || p->paused || p->w->draining ||
+	    worker_now_us(p->w) < p->retry_after_us)
 		return;
 	/* Servers still logging in or resetting will serve waiters soon. */
 	want = (int)list_count(&p->waiting) + (int)list_count(&p->login_waiting) -
@@ -185,7 +190,7 @@ void pool_maintain(struct pool *p)
 
 void pool_acquire(struct pool *p, struct client *c)
 {
-	struct list_node *first = list_first(&p->idle);
+	struct list_node *first = p->paused ? NULL : list_first(&p->idle);
 
 	if (first != NULL) {
 		struct server *s = list_entry(first, struct server, node);
@@ -224,12 +229,16 @@ void pool_release(struct pool *p, struct server *s)
 {
 	struct list_node *first;
 
-	if (server_must_retire(p, s)) {
-		server_close(s, s->close_needed ? "configuration changed" : "server_lifetime");
+	if (p->pause_closes || server_must_retire(p, s)) {
+		const char *why = p->pause_closes   ? "pool paused"
+				  : s->close_needed ? "configuration changed or RECONNECT"
+						    : "server_lifetime";
+
+		server_close(s, why);
 		pool_maintain(p);
 		return;
 	}
-	first = list_first(&p->waiting);
+	first = p->paused ? NULL : list_first(&p->waiting);
 	if (first != NULL) {
 		struct client *c = list_entry(first, struct client, wait_node);
 
@@ -351,4 +360,42 @@ void pool_reconfigure(struct pool *p)
 		return;
 	}
 	pool_maintain(p);
+}
+
+void pool_set_paused(struct pool *p, bool paused, bool close_servers)
+{
+	p->paused = paused;
+	p->pause_closes = paused && close_servers;
+	if (p->pause_closes) {
+		close_list(&p->idle, "pool paused");
+		return;
+	}
+	if (paused)
+		return;
+	/* Serve the clients that queued meanwhile: idle servers first, then new ones. */
+	while (!list_empty(&p->idle) && !list_empty(&p->waiting)) {
+		struct server *s = list_entry(p->idle.next, struct server, node);
+		struct client *c = list_entry(p->waiting.next, struct client, wait_node);
+
+		list_del(&c->wait_node);
+		server_set_state(s, SERVER_ACTIVE);
+		client_link(c, s);
+	}
+	pool_maintain(p);
+}
+
+void pool_reconnect(struct pool *p)
+{
+	mark_retire(&p->active);
+	mark_retire(&p->pending);
+	close_list(&p->idle, "RECONNECT");
+	pool_maintain(p);
+}
+
+void pool_stats_tick(struct pool *p, int64_t now_us)
+{
+	p->stats_prev = p->stats_last;
+	p->stats_prev_us = p->stats_last_us;
+	p->stats_last = p->stats;
+	p->stats_last_us = now_us;
 }

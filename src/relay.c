@@ -13,12 +13,14 @@
 
 #include "client.h"
 #include "config.h"
+#include "latency.h"
 #include "pool.h"
 #include "prepared.h"
 #include "proto/build.h"
 #include "proto/frame.h"
 #include "proto/sqlstate.h"
 #include "server.h"
+#include "slowlog.h"
 #include "worker.h"
 
 static void relay_try_release(struct server *s);
@@ -175,6 +177,7 @@ void relay_client_input(struct client *c)
 		}
 		if (c->timer_armed)
 			client_arm_timer(c, 0); /* no longer idle in a transaction */
+		slowlog_capture(c, in, &f);
 		if (is_statement_message(f.type) && prepared_tracking(c)) {
 			enum prep_result r = prepared_client_message(c, &f);
 
@@ -392,6 +395,7 @@ static void handle_ready(struct server *s, struct evbuffer *in, size_t total, ch
 	s->tx_status = status;
 	pop_request(s, false);
 	if (c != NULL && s->queue.count == 0) {
+		latency_request_done(s, now, status);
 		st->query_time_us += (uint64_t)(now - s->request_start_us);
 		if (status == 'I') {
 			st->xact_count++;
@@ -490,6 +494,7 @@ void relay_server_input(struct server *s)
 				handle_ready(s, in, frame_total(&f), (char)body[0]);
 				continue;
 			}
+			latency_server_reply(s->pool, f.type, body, f.len - 4);
 			if (f.type == 'C')
 				prepared_server_tag(s, (const char *)body);
 			else if (f.type == 'E' && s->stmts.count > 0)

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "listener.h"
+#include "metrics_http.h"
 #include "sdnotify.h"
 #include "worker.h"
 
@@ -106,17 +107,10 @@ static void keep_restart_options(struct runtime *rt, const struct config *old, s
 	}
 }
 
-int runtime_reload(struct runtime *rt)
+int runtime_publish(struct runtime *rt, struct config *cfg)
 {
-	struct config_error err;
-	struct config *cfg = config_load(rt->config_path, rt->upstream_url, rt->envp, &err);
 	struct snapshot *snap, *old = rt->snap;
 
-	if (cfg == NULL) {
-		log_error(&rt->log, "reload failed, keeping the old configuration: %s",
-			  err.message);
-		return -1;
-	}
 	keep_restart_options(rt, old->cfg, cfg);
 	snap = snapshot_new(cfg);
 	if (snap == NULL) {
@@ -128,7 +122,22 @@ int runtime_reload(struct runtime *rt)
 	for (int i = 0; i < rt->nworkers; i++)
 		worker_post_config(rt->workers[i], snap);
 	snapshot_unref(old);
-	log_info(&rt->log, "configuration reloaded from %s", cfg->source);
+	return 0;
+}
+
+int runtime_reload(struct runtime *rt)
+{
+	struct config_error err;
+	struct config *cfg = config_load(rt->config_path, rt->upstream_url, rt->envp, &err);
+
+	if (cfg == NULL) {
+		log_error(&rt->log, "reload failed, keeping the old configuration: %s",
+			  err.message);
+		return -1;
+	}
+	if (runtime_publish(rt, cfg) < 0)
+		return -1;
+	log_info(&rt->log, "configuration reloaded from %s", rt->snap->cfg->source);
 	return 0;
 }
 
@@ -155,15 +164,12 @@ static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	event_base_loopbreak(rt->base);
 }
 
-void runtime_begin_drain(struct runtime *rt)
+/* Second step of a drain: stop accepting and let transactions finish. */
+static void drain_now(struct runtime *rt)
 {
 	int64_t wait = rt->snap->cfg->shutdown_timeout_us;
 	struct timeval tv = {.tv_sec = wait / 1000000, .tv_usec = wait % 1000000};
 
-	if (rt->draining)
-		return;
-	rt->draining = true;
-	sdnotify_send(rt->envp, "STOPPING=1");
 	log_info(&rt->log, "draining: no new connections; waiting for transactions to finish");
 	listener_close_all(rt);
 	rt->shutdown_timer = evtimer_new(rt->base, shutdown_timeout_cb, rt);
@@ -171,6 +177,38 @@ void runtime_begin_drain(struct runtime *rt)
 		evtimer_add(rt->shutdown_timer, &tv);
 	for (int i = 0; i < rt->nworkers; i++)
 		worker_post_drain(rt->workers[i]);
+}
+
+static void drain_delay_cb(evutil_socket_t fd, short what, void *arg)
+{
+	drain_now(arg);
+}
+
+/*
+ * First step: /readyz fails at once (it reads rt->draining).  With
+ * shutdown_delay the listeners keep accepting, and clients are served as
+ * usual, until the delay ends, so load balancers and orchestrators that
+ * poll readiness stop routing here before connections are refused.
+ */
+void runtime_begin_drain(struct runtime *rt)
+{
+	int64_t delay = rt->snap->cfg->shutdown_delay_us;
+	struct timeval tv = {.tv_sec = delay / 1000000, .tv_usec = delay % 1000000};
+	char text[32];
+
+	if (rt->draining)
+		return;
+	rt->draining = true;
+	sdnotify_send(rt->envp, "STOPPING=1");
+	if (delay > 0) {
+		rt->drain_delay_timer = evtimer_new(rt->base, drain_delay_cb, rt);
+		if (rt->drain_delay_timer != NULL && evtimer_add(rt->drain_delay_timer, &tv) == 0) {
+			config_format_duration(delay, text, sizeof(text));
+			log_info(&rt->log, "draining: not ready, still accepting for %s", text);
+			return;
+		}
+	}
+	drain_now(rt);
 }
 
 void runtime_stop_now(struct runtime *rt)
@@ -237,7 +275,7 @@ int runtime_init(struct runtime *rt, const char *config_path, const char *upstre
 			return -1;
 		}
 	}
-	if (listener_open_all(rt) < 0)
+	if (listener_open_all(rt) < 0 || metrics_http_start(rt) < 0)
 		return -1;
 	rt->sig_hup = add_signal(rt, SIGHUP);
 	rt->sig_term = add_signal(rt, SIGTERM);
@@ -274,11 +312,14 @@ void runtime_fini(struct runtime *rt)
 		}
 		free(rt->workers);
 	}
+	metrics_http_free(rt->metrics);
+	rt->metrics = NULL;
 	listener_close_all(rt);
 	free_event(rt->sig_hup);
 	free_event(rt->sig_term);
 	free_event(rt->sig_int);
 	free_event(rt->shutdown_timer);
+	free_event(rt->drain_delay_timer);
 	while (q != NULL) {
 		struct quota *next = q->next;
 

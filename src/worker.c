@@ -14,11 +14,13 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "auth_scram.h"
 #include "client.h"
 #include "pool.h"
 #include "runtime.h"
 #include "server.h"
+#include "statslog.h"
 
 #define PRIORITY_IO   0
 #define PRIORITY_REAP 1
@@ -57,6 +59,23 @@ int64_t worker_now_us(struct worker *w)
 	return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
 }
 
+/*
+ * The loop's cached time stamps every latency sample.  By default libevent
+ * caches CLOCK_MONOTONIC_COARSE (often 4 ms steps), so ask for the precise
+ * clock: one vDSO clock_gettime per loop iteration.
+ */
+static struct event_base *precise_base_new(void)
+{
+	struct event_config *ec = event_config_new();
+	struct event_base *base = NULL;
+
+	if (ec != NULL && event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER) == 0)
+		base = event_base_new_with_config(ec);
+	if (ec != NULL)
+		event_config_free(ec);
+	return base;
+}
+
 struct worker *worker_new(struct runtime *rt, int id, struct snapshot *snap)
 {
 	struct worker *w = calloc(1, sizeof(*w));
@@ -74,7 +93,7 @@ struct worker *worker_new(struct runtime *rt, int id, struct snapshot *snap)
 	list_init(&w->closing_clients);
 	list_init(&w->dead_clients);
 	list_init(&w->dead_servers);
-	w->base = event_base_new();
+	w->base = precise_base_new();
 	if (w->base == NULL || event_base_priority_init(w->base, 2) < 0)
 		goto fail;
 	w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
@@ -87,6 +106,10 @@ struct worker *worker_new(struct runtime *rt, int id, struct snapshot *snap)
 	if (w->reaper == NULL || event_priority_set(w->reaper, PRIORITY_REAP) < 0)
 		goto fail;
 	if (inbox_init(&w->inbox, w->base, w) < 0)
+		goto fail;
+	if ((w->admin = admin_worker_new(w)) == NULL)
+		goto fail;
+	if (statslog_init(w) < 0)
 		goto fail;
 	w->cancel_map_size = 1024;
 	w->cancel_map = calloc(w->cancel_map_size, sizeof(*w->cancel_map));
@@ -160,6 +183,8 @@ void worker_free(struct worker *w)
 		reaper_cb(-1, 0, w);
 		event_free(w->reaper);
 	}
+	admin_worker_free(w->admin);
+	statslog_fini(w);
 	if (w->inbox.wake != NULL)
 		inbox_fini(&w->inbox);
 	if (w->dns != NULL)
@@ -202,6 +227,7 @@ static void config_fn(void *owner, void *arg)
 	{
 		pool_reconfigure(list_entry(pos, struct pool, node));
 	}
+	statslog_reconfigure(w);
 	snapshot_unref(old);
 }
 
@@ -231,7 +257,9 @@ void worker_post_drain(struct worker *w)
 
 void worker_check_drained(struct worker *w)
 {
-	if (w->draining && w->nclients == 0 && !w->drain_reported) {
+	/* Closing clients still flushing a reply (a drained COMMIT's) hold the exit. */
+	if (w->draining && w->nclients == 0 && list_empty(&w->closing_clients) &&
+	    !w->drain_reported) {
 		w->drain_reported = true;
 		runtime_worker_drained(w->rt, w);
 	}

@@ -167,3 +167,37 @@ Test(build, overflow_appends_nothing)
 	cr_assert_eq(msg_finish(&m, out), -1);
 	cr_assert_eq(evbuffer_get_length(out), 0);
 }
+
+Test(build, console_result_messages)
+{
+	const char *names[] = {"a", "bc"};
+	const uint32_t types[] = {25, 23};
+	const char *values[] = {"x", NULL, ""};
+
+	build_row_description(out, 2, names, types);
+	expect_framed('T');
+	expect("T\0\0\0\x2f\0\2"
+	       "a\0\0\0\0\0\0\0\0\0\0\x19\xff\xff\xff\xff\xff\xff\0\0"
+	       "bc\0\0\0\0\0\0\0\0\0\0\x17\xff\xff\xff\xff\xff\xff\0\0",
+	       48);
+	evbuffer_drain(out, 48);
+	build_data_row(out, 3, values);
+	expect_framed('D');
+	expect("D\0\0\0\x13\0\3\0\0\0\1x\xff\xff\xff\xff\0\0\0\0", 20);
+	evbuffer_drain(out, 20);
+	build_empty_query(out);
+	expect("I\0\0\0\4", 5);
+}
+
+Test(build, data_row_larger_than_the_stack_buffer)
+{
+	size_t n = 3 * BUILD_MSG_MAX;
+	char *big = malloc(n + 1);
+	const char *values[] = {big};
+
+	memset(big, 'v', n);
+	big[n] = 0;
+	cr_assert_eq(build_data_row(out, 1, values), 0);
+	expect_framed('D');
+	free(big);
+}

@@ -320,8 +320,9 @@ Test(config, config_set_validates)
 	cr_assert_eq(cfg->workers, 4, "a rejected value must not be stored");
 	cr_assert_eq(config_set(cfg, "workers", "2x", &err), -1);
 	cr_assert_eq(config_set(cfg, "idle_transaction_timeout", "31d", &err), -1);
-	cr_assert_str_eq(err.message, "key 'idle_transaction_timeout': invalid value '31d' (expected a "
-	                              "duration from 0 to 30d with unit us, ms, s, min, h or d)");
+	cr_assert_str_eq(err.message,
+	                 "key 'idle_transaction_timeout': invalid value '31d' (expected a "
+	                 "duration from 0 to 30d with unit us, ms, s, min, h or d)");
 	cr_assert_eq(config_set(cfg, "idle_transaction_timeout", "250ms", &err), 0);
 	cr_assert_eq(cfg->idle_transaction_timeout_us, 250000);
 	cr_assert_eq(config_set(cfg, "max_packet_size", "512", &err), -1);
@@ -988,4 +989,321 @@ Test(config, no_databases_without_a_file)
 	cr_assert_str_eq(err.message,
 	                 "no databases: give a config file, --upstream URL or SLUICE_DATABASE_URL");
 	cr_assert_null(config_load(NULL, NULL, NULL, &err));
+}
+
+/* ---- environment: every variable, and the _FILE forms ---- */
+
+#define URL_ENV "SLUICE_DATABASE_URL=postgres://u:pw@h/db"
+
+/* SLUICE_ and the upper-cased option name. */
+static void option_var(const struct config_option *o, char *out, size_t len)
+{
+	size_t pos = (size_t)snprintf(out, len, "SLUICE_");
+
+	for (const char *c = o->name; *c != '\0' && pos < len - 1; c++)
+		out[pos++] = (char)(*c >= 'a' && *c <= 'z' ? *c - 'a' + 'A' : *c);
+	out[pos] = '\0';
+}
+
+/* A fresh directory for files the environment names; removed by rm_dir. */
+static void make_dir(char *dir, size_t len)
+{
+	snprintf(dir, len, "/tmp/sluice-env-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+}
+
+static void rm_dir(const char *dir)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+Test(config, every_option_variable_parses)
+{
+	size_t n;
+	const struct config_option *opts = config_options(&n);
+	char **env = calloc(n + 2, sizeof(*env));
+	char var[96], *bad[3] = {var, URL_ENV, NULL};
+	struct config_error err;
+	struct config *cfg;
+
+	/* Each SLUICE_<OPTION> at its default, all at once, over a URL: it loads. */
+	for (size_t i = 0; i < n; i++) {
+		option_var(&opts[i], var, sizeof(var));
+		env[i] = malloc(strlen(var) + strlen(opts[i].default_value) + 2);
+		sprintf(env[i], "%s=%s", var, opts[i].default_value);
+	}
+	env[n] = URL_ENV;
+	cfg = config_load(NULL, NULL, env, &err);
+	cr_assert_not_null(cfg, "%s", err.message);
+	config_free(cfg);
+	for (size_t i = 0; i < n; i++)
+		free(env[i]);
+	free(env);
+
+	/* And each name is read: a bad value fails naming exactly that variable. */
+	for (size_t i = 0; i < n; i++) {
+		size_t len;
+
+		if (opts[i].type == CONFIG_STRING)
+			continue;
+		option_var(&opts[i], var, sizeof(var));
+		len = strlen(var);
+		snprintf(var + len, sizeof(var) - len, "=not-a-value");
+		cr_assert_null(config_load(NULL, NULL, bad, &err), "%s was ignored", var);
+		var[len] = '\0';
+		cr_assert(strncmp(err.message, var, len) == 0 && err.message[len] == ':', "%s: %s",
+		          var, err.message);
+	}
+}
+
+Test(config, option_variable_names_do_not_collide)
+{
+	size_t n;
+	const struct config_option *opts = config_options(&n);
+	char a[96], b[96];
+
+	/* SLUICE_X_FILE must never also be the plain variable of an option x_file. */
+	for (size_t i = 0; i < n; i++) {
+		option_var(&opts[i], a, sizeof(a));
+		strcat(a, "_FILE");
+		for (size_t k = 0; k < n; k++) {
+			option_var(&opts[k], b, sizeof(b));
+			cr_assert_str_neq(a, b, "%s is both a _FILE form and an option", a);
+		}
+		cr_assert(strncmp(a, "SLUICE_DATABASE_URL", 19) != 0, "%s", a);
+	}
+}
+
+Test(config, every_option_file_variable_parses)
+{
+	size_t n;
+	const struct config_option *opts = config_options(&n);
+	char dir[64], path[128], var[200], *env[] = {var, URL_ENV, NULL};
+	struct config_error err;
+	struct config *cfg;
+
+	make_dir(dir, sizeof(dir));
+	for (size_t i = 0; i < n; i++) {
+		char text[300];
+
+		/* An empty file is refused on purpose; an empty value is SLUICE_X=. */
+		if (opts[i].default_value[0] == '\0')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, opts[i].name);
+		snprintf(text, sizeof(text), "%s\n", opts[i].default_value);
+		write_file(path, text);
+		option_var(&opts[i], var, sizeof(var));
+		snprintf(var + strlen(var), sizeof(var) - strlen(var), "_FILE=%s", path);
+		cfg = config_load(NULL, NULL, env, &err);
+		cr_assert_not_null(cfg, "%s: %s", var, err.message);
+		config_format_value(cfg, &opts[i], text, sizeof(text));
+		cr_assert_str_eq(text, opts[i].default_value, "%s", var);
+		config_free(cfg);
+	}
+	rm_dir(dir);
+}
+
+Test(config, option_values_from_files)
+{
+	char dir[64], mode[128], port[128], users[128], pv[200], mv[200], uv[200];
+	char *env[] = {pv, mv, uv, URL_ENV, NULL};
+	struct config_error err;
+	struct config *cfg;
+
+	make_dir(dir, sizeof(dir));
+	snprintf(mode, sizeof(mode), "%s/pool_mode", dir);
+	snprintf(port, sizeof(port), "%s/port", dir);
+	snprintf(users, sizeof(users), "%s/userlist.txt", dir);
+	write_file(mode, "session"); /* no line break, as a Kubernetes Secret has none */
+	write_file(port, "7000\r\n\n");
+	write_file(users, userlist);
+	snprintf(mv, sizeof(mv), "SLUICE_POOL_MODE_FILE=%s", mode);
+	snprintf(pv, sizeof(pv), "SLUICE_LISTEN_PORT_FILE=%s", port);
+	snprintf(uv, sizeof(uv), "SLUICE_AUTH_FILE=%s", users);
+	cfg = config_load(NULL, NULL, env, &err);
+	cr_assert_not_null(cfg, "%s", err.message);
+	cr_assert_eq(cfg->pool_mode, POOL_SESSION);
+	cr_assert_eq(cfg->listen_port, 7000);
+	cr_assert_eq(cfg->auth.count, 2);
+	config_free(cfg);
+	rm_dir(dir);
+}
+
+Test(config, database_urls_from_files)
+{
+	char dir[64], main_url[128], named[128], v1[200], v2[200];
+	char *env[] = {v1, v2, NULL};
+	struct config_error err;
+	struct config *cfg;
+	const struct user_secret *login;
+
+	make_dir(dir, sizeof(dir));
+	snprintf(main_url, sizeof(main_url), "%s/url", dir);
+	snprintf(named, sizeof(named), "%s/reports", dir);
+	write_file(main_url, "postgres://app:s3cret%20pw@apphost:5433/app\n");
+	write_file(named, "host=rhost dbname=analytics user=r password='it\\'s'\n");
+	snprintf(v1, sizeof(v1), "SLUICE_DATABASE_URL_FILE=%s", main_url);
+	snprintf(v2, sizeof(v2), "SLUICE_DATABASE_URL_REPORTS_FILE=%s", named);
+	cfg = config_load(NULL, NULL, env, &err);
+	cr_assert_not_null(cfg, "%s", err.message);
+	cr_assert_eq(cfg->ndbs, 2, "SLUICE_DATABASE_URL_FILE must not define a database 'file'");
+	cr_assert_null(config_find_db(cfg, "file"));
+	cr_assert_str_eq(config_find_db(cfg, "app")->host, "apphost");
+	cr_assert_str_eq(config_find_db(cfg, "app")->password, "s3cret pw");
+	cr_assert_str_eq(config_find_db(cfg, "reports")->dbname, "analytics");
+	cr_assert_null(config_find_db(cfg, "reports_file"));
+	/* Clients log in with the credentials of the URL read from the file. */
+	login = auth_file_find(&cfg->auth, "app");
+	cr_assert_not_null(login);
+	cr_assert_str_eq(login->plain, "s3cret pw");
+	config_free(cfg);
+	rm_dir(dir);
+}
+
+/* Loads `env` expecting failure with exactly `want`, in which @ stands for `dir`. */
+static void expect_env_error(char *const *env, const char *dir, const char *want)
+{
+	struct config_error err;
+	char expected[512];
+	size_t pos = 0;
+
+	for (const char *p = want; *p != '\0' && pos < sizeof(expected) - 64; p++)
+		pos += (size_t)(*p == '@' ? snprintf(expected + pos, 64, "%s", dir)
+		                          : snprintf(expected + pos, 2, "%c", *p));
+	expected[pos] = '\0';
+	cr_assert_null(config_load(NULL, NULL, env, &err), "should fail: %s", expected);
+	cr_assert_str_eq(err.message, expected);
+}
+
+Test(config, file_variable_errors_name_the_variable_and_the_file)
+{
+	char dir[64], path[128], v[200], big[70 * 1024];
+	char *env[] = {v, URL_ENV, NULL}, *both[] = {v, "SLUICE_POOL_MODE=session", URL_ENV, NULL};
+	FILE *f;
+
+	make_dir(dir, sizeof(dir));
+	snprintf(v, sizeof(v), "SLUICE_DATABASE_URL_FILE=%s/none", dir);
+	expect_env_error((char *[]){v, NULL}, dir,
+	                 "SLUICE_DATABASE_URL_FILE: cannot read @/none: No such file or directory");
+	/* A directory stands for an unreadable file: as root, permissions do not stop reads. */
+	snprintf(v, sizeof(v), "SLUICE_DATABASE_URL_REPORTS_FILE=%s", dir);
+	expect_env_error(env, dir,
+	                 "SLUICE_DATABASE_URL_REPORTS_FILE: cannot read @: Is a directory");
+
+	snprintf(path, sizeof(path), "%s/empty", dir);
+	write_file(path, "\n");
+	snprintf(v, sizeof(v), "SLUICE_DATABASE_URL_FILE=%s", path);
+	expect_env_error((char *[]){v, NULL}, dir, "SLUICE_DATABASE_URL_FILE: @/empty is empty");
+
+	snprintf(path, sizeof(path), "%s/mode", dir);
+	write_file(path, "sometimes\n");
+	snprintf(v, sizeof(v), "SLUICE_POOL_MODE_FILE=%s", path);
+	expect_env_error(env, dir,
+	                 "SLUICE_POOL_MODE_FILE (@/mode): invalid value 'sometimes' (expected "
+	                 "session, transaction, statement)");
+	expect_env_error(both, dir,
+	                 "SLUICE_POOL_MODE and SLUICE_POOL_MODE_FILE are both set: use one");
+
+	snprintf(path, sizeof(path), "%s/url", dir);
+	write_file(path, "postgres://u:hunter2@h/db?sslmode=require\n");
+	snprintf(v, sizeof(v), "SLUICE_DATABASE_URL_X_FILE=%s", path);
+	expect_env_error((char *[]){v, "SLUICE_DATABASE_URL_X=postgres://h/x", NULL}, dir,
+	                 "SLUICE_DATABASE_URL_X and SLUICE_DATABASE_URL_X_FILE are both set: use "
+	                 "one");
+	expect_env_error((char *[]){v, NULL}, dir,
+	                 "SLUICE_DATABASE_URL_X_FILE (@/url): sslmode=require: TLS to the server "
+	                 "is not supported yet");
+
+	snprintf(path, sizeof(path), "%s/nul", dir);
+	cr_assert_not_null(f = fopen(path, "w"));
+	fwrite("6432\0\n", 1, 6, f);
+	fclose(f);
+	snprintf(v, sizeof(v), "SLUICE_LISTEN_PORT_FILE=%s", path);
+	expect_env_error(env, dir, "SLUICE_LISTEN_PORT_FILE: @/nul contains a NUL byte");
+
+	snprintf(path, sizeof(path), "%s/big", dir);
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	write_file(path, big);
+	snprintf(v, sizeof(v), "SLUICE_ADMIN_USERS_FILE=%s", path);
+	expect_env_error(env, dir, "SLUICE_ADMIN_USERS_FILE: @/big is larger than 64 kB");
+	rm_dir(dir);
+}
+
+Test(config, url_file_errors_hide_the_password)
+{
+	char dir[64], path[128], v[200];
+	struct config_error err;
+
+	make_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/url", dir);
+	write_file(path, "postgres://u:hunter2@[::1/db\n");
+	snprintf(v, sizeof(v), "SLUICE_DATABASE_URL_FILE=%s", path);
+	cr_assert_null(config_load(NULL, NULL, (char *[]){v, NULL}, &err));
+	cr_assert(strstr(err.message, "hunter2") == NULL, "password leaked: %s", err.message);
+	cr_assert(strstr(err.message, "SLUICE_DATABASE_URL_FILE (") == err.message, "%s",
+	          err.message);
+	rm_dir(dir);
+}
+
+/* A variable the environment can set: an option, its _FILE form, or a database URL. */
+static bool variable_is_known(const char *var)
+{
+	size_t n, len = strlen(var);
+	const struct config_option *opts = config_options(&n);
+	char name[96];
+
+	if (strncmp(var, "SLUICE_DATABASE_URL", 19) == 0 && (len == 19 || var[19] == '_'))
+		return true;
+	for (size_t i = 0; i < n; i++) {
+		option_var(&opts[i], name, sizeof(name));
+		if (strcmp(name, var) == 0 ||
+		    (len == strlen(name) + 5 && strncmp(name, var, strlen(name)) == 0 &&
+		     strcmp(var + strlen(name), "_FILE") == 0))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Every SLUICE_* variable the docs and the packaging set or mention names
+ * something sluice reads; placeholders such as SLUICE_<OPTION> and the bare
+ * prefix are skipped.
+ */
+Test(config, documented_variables_exist)
+{
+	static const char *const files[] = {
+	    "docs/config.md",
+	    "docs/deploy.md",
+	    "packaging/Dockerfile",
+	    "packaging/k8s/deployment.yaml",
+	    "packaging/sluice.1",
+	    "packaging/k8s/deployment-configmap.yaml",
+	    "packaging/systemd/sluice.service",
+	};
+	int seen = 0;
+
+	for (size_t f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
+		char path[512], *text;
+
+		source_path(path, sizeof(path), files[f]);
+		text = read_file(path);
+		for (const char *p = strstr(text, "SLUICE_"); p != NULL;
+		     p = strstr(p + 1, "SLUICE_")) {
+			size_t len = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_");
+			char var[128];
+
+			if (p[len] == '<' || len <= 7 || len >= sizeof(var))
+				continue;
+			snprintf(var, sizeof(var), "%.*s", (int)len, p);
+			cr_assert(variable_is_known(var),
+			          "%s mentions %s, which sluice does not read", files[f], var);
+			seen++;
+		}
+		free(text);
+	}
+	cr_assert_gt(seen, 20);
 }

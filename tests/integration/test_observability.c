@@ -1,0 +1,453 @@
+/*
+ * Observability: the latency histograms as /metrics shows them (200 queries
+ * of pg_sleep(0.05): exact counts, consistent buckets, p50 >= 50 ms), the
+ * output passing `promtool check metrics`, the slow-query log with redacted
+ * literals, the stats log in text and JSON, /healthz, and /readyz failing at
+ * the start of a SIGTERM drain (before the listeners close when
+ * shutdown_delay is set).
+ *
+ * The HTTP endpoint listens on port 0 and the test reads the port sluice
+ * logs, so no port can be taken between choosing and binding.  HTTP is spoken
+ * over a plain socket (HTTP/1.0: the reply ends when the server closes).
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "harness.h"
+
+TestSuite(observability, .fini = harness_teardown, .timeout = 240);
+
+#define METRICS_INI   "metrics_listen = 127.0.0.1:0\n"
+#define POOL_LABELS   "database=\"app\",user=\"app\",tenant=\"default\""
+#define QUERIES       200
+#define LISTEN_PREFIX "HTTP endpoint listening on 127.0.0.1:"
+
+struct http_reply {
+	int status; /* 0 when no reply came */
+	char *text; /* whole reply, malloc'd */
+	char *body; /* inside text */
+};
+
+static char *read_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	size_t cap = 65536, len = 0, n;
+	char *buf = malloc(cap);
+
+	cr_assert_not_null(f, "open %s", path);
+	while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+		len += n;
+		if (len + 1 == cap)
+			buf = realloc(buf, cap *= 2);
+	}
+	fclose(f);
+	buf[len] = '\0';
+	return buf;
+}
+
+/* The endpoint's port, from the line sluice logs once it is bound. */
+static int metrics_port(struct harness_sluice *h)
+{
+	char *log, *at;
+	int port = 0;
+
+	cr_assert(harness_wait_for(harness_log_contains(h, LISTEN_PREFIX), 20),
+	          "sluice never said where the HTTP endpoint listens");
+	log = read_file(h->log_path);
+	at = strstr(log, LISTEN_PREFIX);
+	port = atoi(at + strlen(LISTEN_PREFIX));
+	free(log);
+	cr_assert_gt(port, 0);
+	return port;
+}
+
+static struct http_reply http_get(int port, const char *path)
+{
+	struct sockaddr_in addr = {.sin_family = AF_INET,
+	                           .sin_port = htons((uint16_t)port),
+	                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct timeval tv = {.tv_sec = 20};
+	struct http_reply r = {0};
+	size_t cap = 65536, len = 0;
+	char request[256];
+	ssize_t n;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	cr_assert(fd >= 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	r.text = calloc(1, cap);
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		close(fd);
+		return r;
+	}
+	snprintf(request, sizeof(request), "GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n", path);
+	cr_assert_eq(write(fd, request, strlen(request)), (ssize_t)strlen(request));
+	while ((n = read(fd, r.text + len, cap - len - 1)) > 0) {
+		len += (size_t)n;
+		if (len + 1 == cap) {
+			r.text = realloc(r.text, cap *= 2);
+		}
+	}
+	close(fd);
+	r.text[len] = '\0';
+	if (sscanf(r.text, "HTTP/1.%*d %d", &r.status) != 1)
+		r.status = 0;
+	r.body = strstr(r.text, "\r\n\r\n");
+	r.body = r.body != NULL ? r.body + 4 : r.text + len;
+	return r;
+}
+
+static int http_status(int port, const char *path)
+{
+	struct http_reply r = http_get(port, path);
+
+	free(r.text);
+	return r.status;
+}
+
+/* The value of the sample whose name and labels are exactly `series`; -1 if absent. */
+static double sample(const char *body, const char *series)
+{
+	size_t len = strlen(series);
+
+	for (const char *line = body; line != NULL && *line != '\0';) {
+		if (strncmp(line, series, len) == 0 && line[len] == ' ')
+			return strtod(line + len + 1, NULL);
+		line = strchr(line, '\n');
+		if (line != NULL)
+			line++;
+	}
+	return -1;
+}
+
+static void run_sleeps(PGconn *c, int n)
+{
+	for (int i = 0; i < n; i++)
+		PQclear(harness_exec_ok(c, "select pg_sleep(0.05)"));
+}
+
+/* The `le` bounds sluice exports, in order. */
+static const char *const les[] = {
+    "0.00005", "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05",
+    "0.1",     "0.25",   "0.5",     "1",      "2.5",   "5",      "10",    "30",   "60",    "+Inf"};
+#define NLES (sizeof(les) / sizeof(les[0]))
+
+static void check_histogram_consistent(const char *body, const char *name, double count)
+{
+	char series[512];
+	double prev = 0;
+
+	for (size_t k = 0; k < NLES; k++) {
+		double v;
+
+		snprintf(series, sizeof(series), "%s_bucket{%s,le=\"%s\"}", name, POOL_LABELS,
+		         les[k]);
+		v = sample(body, series);
+		cr_assert_geq(v, 0, "missing %s", series);
+		cr_assert_geq(v, prev, "%s is below the bucket before it", series);
+		prev = v;
+	}
+	cr_assert_eq(prev, count, "%s: +Inf bucket %.0f, count %.0f", name, prev, count);
+}
+
+/* Where the buckets put the median: (lower le, upper le] in seconds. */
+static void median_bounds(const char *body, double count, double *lo, double *hi)
+{
+	char series[512];
+
+	*lo = 0;
+	for (size_t k = 0; k + 1 < NLES; k++) {
+		snprintf(series, sizeof(series),
+		         "sluice_query_duration_seconds_bucket{%s,le=\"%s\"}", POOL_LABELS, les[k]);
+		if (sample(body, series) >= count / 2) {
+			*hi = strtod(les[k], NULL);
+			return;
+		}
+		*lo = strtod(les[k], NULL);
+	}
+	*hi = 1e9;
+}
+
+static void check_promtool(struct harness_sluice *h, const char *body)
+{
+	char path[400], cmd[600], *out = NULL;
+	const char *argv[] = {"sh", "-c", cmd, NULL};
+	const char *which[] = {"sh", "-c", "command -v promtool", NULL};
+	int rc;
+
+	rc = harness_run(which, NULL, 20, NULL);
+	cr_assert_eq(rc, 0,
+	             "promtool is not installed (Debian package prometheus; "
+	             "tests/harness/deps.sh installs it)");
+	snprintf(path, sizeof(path), "%s/metrics.txt", h->dir);
+	harness_write_file(path, body);
+	snprintf(cmd, sizeof(cmd), "promtool check metrics < '%s'", path);
+	rc = harness_run(argv, NULL, 60, &out);
+	cr_assert_eq(rc, 0, "promtool check metrics failed (%d):\n%s", rc, out);
+	free(out);
+}
+
+Test(observability, histograms_in_metrics)
+{
+	struct harness_sluice *h = harness_start_sluice(METRICS_INI "slow_query_threshold = 0");
+	int port = metrics_port(h);
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	struct http_reply r;
+	double count, p50, lo, hi;
+	char series[512];
+
+	run_sleeps(c, QUERIES);
+	r = http_get(port, "/metrics");
+	cr_assert_eq(r.status, 200, "/metrics answered %d:\n%s", r.status, r.text);
+	cr_assert_not_null(strstr(r.text, "text/plain; version=0.0.4"));
+
+	/* Only the test's queries ran through this pool: the count is exact. */
+	count = sample(r.body, "sluice_query_duration_seconds_count{" POOL_LABELS "}");
+	cr_assert_eq(count, QUERIES, "query count %.0f, ran %d", count, QUERIES);
+	cr_assert_eq(sample(r.body, "sluice_transaction_duration_seconds_count{" POOL_LABELS "}"),
+	             QUERIES);
+	cr_assert_eq(sample(r.body, "sluice_transactions_total{" POOL_LABELS "}"), QUERIES);
+	cr_assert_eq(sample(r.body, "sluice_queries_total{" POOL_LABELS "}"), QUERIES);
+	cr_assert_geq(sample(r.body, "sluice_query_duration_seconds_sum{" POOL_LABELS "}"),
+	              QUERIES * 0.05, "the sleeps alone take 10 s");
+	check_histogram_consistent(r.body, "sluice_query_duration_seconds", count);
+	check_histogram_consistent(r.body, "sluice_transaction_duration_seconds", count);
+	check_histogram_consistent(
+	    r.body, "sluice_wait_duration_seconds",
+	    sample(r.body, "sluice_wait_duration_seconds_count{" POOL_LABELS "}"));
+	/* Every sleep lasts at least 50 ms, so no bucket wholly at or below 50 ms holds one. */
+	cr_assert_eq(
+	    sample(r.body, "sluice_query_duration_seconds_bucket{" POOL_LABELS ",le=\"0.05\"}"), 0);
+
+	/* The histogram's own median: at least 50 ms, and where its buckets say it is. */
+	snprintf(series, sizeof(series),
+	         "sluice_latency_percentile_seconds{%s,kind=\"query\",percentile=\"50\"}",
+	         POOL_LABELS);
+	p50 = sample(r.body, series);
+	cr_assert_geq(p50, 0.050, "p50 %.6f s is below the 50 ms every query slept", p50);
+	median_bounds(r.body, count, &lo, &hi);
+	cr_assert(p50 > lo * (1 - 1.0 / 32) && p50 <= hi,
+	          "p50 %.6f s is outside its bucket range (%g, %g]", p50, lo, hi);
+
+	cr_assert_eq(sample(r.body, "sluice_pool_clients_active{" POOL_LABELS "}"), 1);
+	cr_assert_eq(sample(r.body, "sluice_pool_servers_idle{" POOL_LABELS "}"), 1);
+	check_promtool(h, r.body);
+	free(r.text);
+
+	r = http_get(port, "/healthz");
+	cr_assert_eq(r.status, 200);
+	cr_assert_str_eq(r.body, "ok\n");
+	free(r.text);
+	cr_assert_eq(http_status(port, "/readyz"), 200);
+	cr_assert_eq(http_status(port, "/nope"), 404);
+	PQfinish(c);
+}
+
+Test(observability, errors_by_sqlstate_class)
+{
+	struct harness_sluice *h = harness_start_sluice(METRICS_INI);
+	int port = metrics_port(h);
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	struct http_reply r;
+
+	PQclear(PQexec(c, "select 1/0"));            /* 22012 */
+	PQclear(PQexec(c, "selec"));                 /* 42601 */
+	PQclear(PQexec(c, "select * from no_such")); /* 42P01 */
+	r = http_get(port, "/metrics");
+	cr_assert_eq(r.status, 200);
+	cr_assert_eq(sample(r.body, "sluice_errors_total{" POOL_LABELS ",class=\"22\"}"), 1);
+	cr_assert_eq(sample(r.body, "sluice_errors_total{" POOL_LABELS ",class=\"42\"}"), 2);
+	cr_assert_eq(sample(r.body, "sluice_ratelimit_rejections_total{" POOL_LABELS "}"), 0);
+	check_promtool(h, r.body);
+	free(r.text);
+	PQfinish(c);
+}
+
+/* Sum of the counts in a compact "idx:count,..." text. */
+static long bucket_total(const char *text)
+{
+	long total = 0;
+
+	while (*text != '\0' && *text != ' ' && *text != '"') {
+		const char *colon = strchr(text, ':');
+
+		cr_assert_not_null(colon);
+		total += strtol(colon + 1, (char **)&text, 10);
+		if (*text == ',')
+			text++;
+	}
+	return total;
+}
+
+Test(observability, slow_query_log_redacts_literals)
+{
+	struct harness_sluice *h = harness_start_sluice("slow_query_threshold = 20ms");
+	PGconn *c;
+	long offset;
+
+	setenv("PGAPPNAME", "obs-test", 1);
+	c = harness_connect_ok(h, "app", "app-secret", "app");
+	unsetenv("PGAPPNAME");
+	offset = harness_log_size(h);
+	PQclear(harness_exec_ok(c, "select pg_sleep(0.05), 'top-secret-literal' as s, "
+	                           "98765432123 as n"));
+	cr_assert(harness_wait_for(harness_log_contains_after(h, offset, "slow query"), 20),
+	          "no slow-query line");
+	cr_assert(
+	    harness_log_contains_after(h, offset, "query=\"select pg_sleep(?), ? as s, ? as n\""));
+	cr_assert(harness_log_contains_after(h, offset, "application_name=obs-test"));
+	cr_assert(harness_log_contains_after(h, offset, "tenant=default"));
+	cr_assert(harness_log_contains_after(h, offset, "app@app"));
+	cr_assert_not(harness_log_contains(h, "top-secret-literal"), "a literal reached the log");
+	cr_assert_not(harness_log_contains(h, "98765432123"), "a literal reached the log");
+
+	/* log_query_literals is live: after a reload the text is logged as sent. */
+	harness_write_ini(h, "slow_query_threshold = 20ms\nlog_query_literals = on");
+	offset = harness_log_size(h);
+	harness_signal(h, SIGHUP);
+	cr_assert(
+	    harness_wait_for(harness_log_contains_after(h, offset, "configuration reloaded"), 20));
+	PQclear(harness_exec_ok(c, "select pg_sleep(0.05), 'visible-literal' as s"));
+	cr_assert(harness_wait_for(harness_log_contains_after(h, offset, "visible-literal"), 20),
+	          "log_query_literals = on did not keep the literal");
+	PQfinish(c);
+}
+
+#define QUERY_ONE "\"query\":{\"n\":1,\"mean_us\":"
+
+Test(observability, stats_and_slow_log_in_json)
+{
+	struct harness_sluice *h =
+	    harness_start_sluice("log_format = json\nstats_period = 1s\n"
+	                         "slow_query_threshold = 20ms\nslow_query_max_length = 40");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	char *log, *line, *b;
+	long offset = harness_log_size(h);
+
+	PQclear(
+	    harness_exec_ok(c, "select pg_sleep(0.05), 'abcdefghijklmnopqrstuvwxyz' as long_name"));
+	cr_assert(
+	    harness_wait_for(harness_log_contains_after(h, offset, "\"event\":\"stats\""), 20),
+	    "no stats line in JSON");
+	cr_assert(harness_wait_for(
+	    harness_log_contains_after(h, offset, "\"event\":\"slow_query\""), 20));
+	/* 40 bytes of text at most, redacted, and marked truncated. */
+	cr_assert(harness_log_contains_after(
+	    h, offset, "\"query\":\"select pg_sleep(?), ?\",\"truncated\":true"));
+	/* A stats line with the query: its compact buckets add up to its count. */
+	cr_assert(harness_wait_for(harness_log_contains_after(h, offset, QUERY_ONE), 20));
+	log = read_file(h->log_path);
+	line = strstr(log + offset, QUERY_ONE);
+	b = strstr(line, "\"b\":\"");
+	cr_assert(b != NULL && b < strchr(line, '}'), "no buckets in the query object");
+	cr_assert_eq(bucket_total(b + 5), 1);
+	free(log);
+	PQfinish(c);
+}
+
+Test(observability, stats_log_text)
+{
+	struct harness_sluice *h = harness_start_sluice("stats_period = 1s");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	long offset = harness_log_size(h);
+
+	PQclear(harness_exec_ok(c, "select 1"));
+	cr_assert(harness_wait_for(harness_log_contains_after(h, offset, " query_n=1 "), 20),
+	          "no stats line with the query");
+	cr_assert(harness_log_contains_after(h, offset, "stats tenant=default"));
+	cr_assert(harness_log_contains_after(h, offset, " query_b="));
+	cr_assert(harness_log_contains_after(h, offset, " xacts=1 "));
+	PQfinish(c);
+}
+
+Test(observability, readyz_flips_during_sigterm_drain)
+{
+	struct harness_sluice *h = harness_start_sluice(METRICS_INI "shutdown_timeout = 60s");
+	int port = metrics_port(h);
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	int rc;
+
+	PQclear(harness_exec_ok(c, "begin"));
+	cr_assert_eq(harness_query_int(c, "select 1"), 1);
+	cr_assert_eq(http_status(port, "/readyz"), 200, "not ready with a live server");
+	harness_signal(h, SIGTERM);
+	cr_assert(harness_wait_for(http_status(port, "/readyz") == 503, 20),
+	          "/readyz still ready during the drain");
+	cr_assert(harness_sluice_alive(h), "sluice exited with a transaction open");
+	cr_assert_eq(http_status(port, "/healthz"), 200, "alive while draining");
+	/* The open transaction finishes, then sluice exits cleanly. */
+	cr_assert_eq(harness_query_int(c, "select 2"), 2);
+	PQclear(harness_exec_ok(c, "commit"));
+	PQfinish(c);
+	rc = harness_stop_sluice(h, 0, 30);
+	cr_assert_eq(rc, 0, "exit status %d after draining", rc);
+}
+
+static bool connects(struct harness_sluice *h)
+{
+	PGconn *c = harness_connect(h, "app", "app-secret", "app");
+	bool ok = PQstatus(c) == CONNECTION_OK;
+
+	PQfinish(c);
+	return ok;
+}
+
+Test(observability, shutdown_delay_keeps_accepting_while_unready)
+{
+	struct harness_sluice *h = harness_start_sluice(METRICS_INI "shutdown_delay = 600s");
+	int port = metrics_port(h);
+	PGconn *c;
+
+	cr_assert_eq(http_status(port, "/readyz"), 200);
+	harness_signal(h, SIGTERM);
+	cr_assert(harness_wait_for(http_status(port, "/readyz") == 503, 20));
+	/* Unready, but the delay has not run out: new clients are still served. */
+	c = harness_connect_ok(h, "app", "app-secret", "app");
+	cr_assert_eq(harness_query_int(c, "select 3"), 3);
+	PQfinish(c);
+	cr_assert_neq(harness_stop_sluice(h, SIGINT, 20), -1);
+}
+
+Test(observability, shutdown_delay_then_listeners_close)
+{
+	struct harness_sluice *h =
+	    harness_start_sluice(METRICS_INI "shutdown_delay = 1s\nshutdown_timeout = 60s");
+	int port = metrics_port(h);
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+
+	PQclear(harness_exec_ok(c, "begin"));
+	harness_signal(h, SIGTERM);
+	cr_assert(harness_wait_for(http_status(port, "/readyz") == 503, 20));
+	cr_assert(harness_wait_for(!connects(h), 30), "listeners never closed after the delay");
+	cr_assert_eq(harness_query_int(c, "select 4"), 4);
+	PQclear(harness_exec_ok(c, "commit"));
+	PQfinish(c);
+	cr_assert_eq(harness_stop_sluice(h, 0, 30), 0);
+}
+
+Test(observability, readyz_probes_the_upstream)
+{
+	/* No server connection yet: readiness asks Postgres directly. */
+	struct harness_sluice *h = harness_start_sluice(METRICS_INI);
+	int port = metrics_port(h);
+	struct harness_sluice *dead;
+	struct http_reply r;
+
+	cr_assert_eq(http_status(port, "/readyz"), 200, "Postgres is up: ready");
+	dead = harness_start_sluice(METRICS_INI "[databases]\n"
+	                                        "app = host=127.0.0.1 port=1 dbname=app\n"
+	                                        "other = host=127.0.0.1 port=1 dbname=other\n");
+	r = http_get(metrics_port(dead), "/readyz");
+	cr_assert_eq(r.status, 503, "ready with no reachable database:\n%s", r.text);
+	cr_assert_str_eq(r.body, "no database reachable\n");
+	free(r.text);
+}
