@@ -1,0 +1,747 @@
+#!/bin/bash
+# sluice benchmark: direct Postgres, PgBouncer and sluice in one run.
+#
+#   bench/run.sh [--quick] [--keep-logs] [--ref REV | --sluice PATH]
+#
+# Starts a throwaway Postgres 15, PgBouncer and sluice with equal settings
+# (transaction pooling, pool size 20, SCRAM clients, TCP on 127.0.0.1), then
+# runs each scenario against the three targets in turn, so that drift on a
+# shared machine hits all three alike, and ends with an idle-client test on the
+# two poolers.  Everything started here is stopped on exit.
+#
+# Output, in bench/out/: results.md (also printed), results.json,
+# tps_p99.png, runs.jsonl (one line per run, what the report is built from)
+# and logs/ (pgbench stdout/stderr, Postgres, PgBouncer and sluice logs).
+#
+# --quick      a smoke run of about two minutes: short runs, scale 1, 1,000
+#              idle clients; the figures are noisy, the failures are real
+# --keep-logs  keep pgbench's per-transaction logs (bench/out/logs/*.<pid>)
+# --ref REV    benchmark sluice as committed at REV (git archive into
+#              bench/out/src-ref), not the working tree: the figures then
+#              name one commit even while the tree is being edited
+# --sluice P   benchmark the sluice binary P as it is, building nothing
+#
+# Needs: root (Postgres and PgBouncer then run as the user sluicepg) or a
+# user who may run them; postgresql-15, pgbouncer, libpq-dev, pkg-config,
+# python3, gnuplot-nox, meson and ninja for sluice itself.
+set -euo pipefail
+# SLUICE_BENCH_TRACE=1: trace every command with a timestamp, to see where
+# the time of a run goes.
+if [ -n "${SLUICE_BENCH_TRACE:-}" ]; then
+  PS4='+ $EPOCHREALTIME '
+  set -x
+fi
+
+# C: $EPOCHREALTIME and awk must print a decimal point.
+export LC_ALL=C
+root=$(cd "$(dirname "$0")/.." && pwd -P)
+bench=$root/bench
+out=$bench/out
+logs=$out/logs
+pgbin=${SLUICE_BENCH_PGBIN:-/usr/lib/postgresql/15/bin}
+pgbouncer_bin=${SLUICE_BENCH_PGBOUNCER:-/usr/sbin/pgbouncer}
+pguser=sluicepg
+command_line="bench/run.sh${*:+ $*}"
+
+mode=full
+keep_logs=0
+ref=
+sluice_bin=
+while [ $# -gt 0 ]; do
+  case $1 in
+  --quick) mode=quick ;;
+  --keep-logs) keep_logs=1 ;;
+  --ref)
+    ref=${2:?--ref needs a revision}
+    shift
+    ;;
+  --sluice)
+    sluice_bin=${2:?--sluice needs a path}
+    shift
+    ;;
+  -h | --help)
+    sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+    exit 0
+    ;;
+  *)
+    echo "run.sh: unknown argument $1 (try --help)" >&2
+    exit 2
+    ;;
+  esac
+  shift
+done
+
+# Per run: once all clients are logged in, a warmup before the measured
+# window, and a tail after it so that pgbench's disconnects stay out of it.
+if [ "$mode" = quick ]; then
+  warmup=0.5 duration=2 tail=0.5 scale=1 idle_n=1000 idle_timeout=60
+else
+  # idle_timeout bounds the worst case: PgBouncer derives the SCRAM keys at
+  # every login (about 3 ms of CPU), which takes it 2 minutes for 10,000
+  # clients on a quiet machine and much longer on a loaded one.
+  warmup=2 duration=8 tail=1 scale=10 idle_n=10000 idle_timeout=180
+fi
+# The same in microseconds, for the shell's integer arithmetic.
+read -r warmup_us duration_us tail_us < <(awk -v w="$warmup" -v d="$duration" -v t="$tail" \
+  'BEGIN { printf "%d %d %d\n", w * 1e6, d * 1e6, t * 1e6 }')
+pool_size=20
+max_client_conn=20000
+
+# name, clients, pgbench options.  Ordered as in analyze.py's report.
+scenarios=(
+  "select_c1 1 -S -M simple"
+  "select_c16 16 -S -M simple"
+  "select_c64 64 -S -M simple"
+  "select_c256 256 -S -M simple"
+  "extended_c64 64 -S -M extended"
+  "prepared_c64 64 -S -M prepared"
+  "tpcb_c16 16 -M simple"
+  "storm_c16 16 -S -M simple -C"
+)
+
+say() {
+  echo "run.sh: $*" >&2
+}
+
+die() {
+  say "$*"
+  exit 1
+}
+
+is_root() {
+  [ "$(id -u)" -eq 0 ]
+}
+
+# Runs a command as the user that owns Postgres and the poolers.  setpriv
+# execs in place, where runuser would fork and wait: see spawn_as_pg.
+as_pg() {
+  if is_root; then
+    (cd / && exec setpriv --reuid="$pguser" --regid="$pguser" --init-groups -- "$@")
+  else
+    (cd / && exec "$@")
+  fi
+}
+
+# Starts a daemon in the background as that user; its pid is left in
+# $spawned.  The subshell execs, so the pid is the daemon's, not a wrapper's.
+spawn_as_pg() {
+  if is_root; then
+    (cd / && exec setpriv --reuid="$pguser" --regid="$pguser" --init-groups -- "$@") &
+  else
+    (cd / && exec "$@") &
+  fi
+  spawned=$!
+}
+
+# The probes below use shell builtins only.  With pgbench, Postgres and a
+# pooler saturating two cores, every fork waits for a CPU, often for a good
+# part of a second: a CPU sample taken by a forked sed would be that far from
+# the timestamp it is paired with.
+
+# A zombie still has a /proc entry; it counts as dead.
+is_alive() {
+  local line
+  [ -n "$1" ] || return 1
+  { read -r line <"/proc/$1/stat"; } 2>/dev/null || return 1
+  line=${line##*) }
+  [ "${line%% *}" != Z ]
+}
+
+hz=$(getconf CLK_TCK)
+
+# Sets $cpu to the user+system CPU of process $1 in microseconds (-1 when
+# it is not running) and $at to the time of the reading, in seconds.
+# /proc/PID/stat of the main thread sums all threads, which matters for
+# sluice's workers.
+read_cpu() {
+  local line f
+  at=$EPOCHREALTIME
+  cpu=-1
+  is_alive "$1" || return 0
+  { read -r line <"/proc/$1/stat"; } 2>/dev/null || return 0
+  # After "pid (comm) ", utime and stime are the 12th and 13th fields.
+  read -r -a f <<<"${line##*) }"
+  cpu=$(((f[11] + f[12]) * 1000000 / hz))
+}
+
+# Sets $rss to VmRSS of process $1 in kB, or -1.  Tried three times: one
+# reading in a full run once came back empty from a live process.
+read_rss() {
+  local key value rest
+  rss=-1
+  for _ in 1 2 3; do
+    is_alive "$1" || return 0
+    {
+      while read -r key value rest; do
+        if [ "$key" = VmRSS: ]; then
+          rss=$value
+          return 0
+        fi
+      done <"/proc/$1/status"
+    } 2>/dev/null || true
+  done
+}
+
+# Sleeps until the time $1, in microseconds since the epoch.
+sleep_until_us() {
+  local left frac
+  left=$(($1 - ${EPOCHREALTIME/./}))
+  if [ "$left" -gt 0 ]; then
+    printf -v frac '%06d' $((left % 1000000))
+    sleep "$((left / 1000000)).$frac"
+  fi
+}
+
+# Local ports of the established TCP connections that process $1 holds to
+# port $2, one a line: its socket inodes matched against /proc/net/tcp.
+# (ss -p would find the same, but walks every process's descriptors.)
+ports_to() {
+  find "/proc/$1/fd" -lname 'socket:*' -printf '%l\n' 2>/dev/null |
+    awk -v want="$(printf '%04X' "$2")" '
+      function hex(s,   i, n) {
+        n = 0
+        for (i = 1; i <= length(s); i++)
+          n = n * 16 + index("0123456789ABCDEF", substr(s, i, 1)) - 1
+        return n
+      }
+      FNR == NR { gsub(/[^0-9]/, ""); mine[$0] = 1; next }
+      FNR > 1 && $4 == "01" && ($10 in mine) {
+        split($3, r, ":")
+        if (r[2] == want) { split($2, l, ":"); print hex(l[2]) }
+      }' - /proc/net/tcp
+}
+
+# Server connections of one process (a pooler, or pgbench for the direct
+# target): its established TCP connections to Postgres, matched by port
+# against pg_stat_activity so that only live backends of database bench
+# count.  Both poolers keep idle server connections open all run, so a plain
+# count of pg_stat_activity would mix the two.
+server_conns() {
+  local pid=$1 ports
+  is_alive "$pid" || {
+    echo -1
+    return
+  }
+  ports=$(ports_to "$pid" "$pg_port" | paste -sd, -) || true
+  if [ -z "$ports" ]; then
+    echo 0
+    return
+  fi
+  timeout 10 "$pgbin/psql" -X -A -t -h "$sock" -p "$pg_port" -U "$pguser" -d postgres -c \
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = 'bench' AND client_port IN ($ports)" \
+    2>/dev/null || echo -1
+}
+
+max() {
+  if [ "$1" -ge "$2" ]; then echo "$1"; else echo "$2"; fi
+}
+
+# ---------------------------------------------------------------- cleanup
+
+pg_started=0
+pgbouncer_pid=
+sluice_pid=
+job_pid=
+work=
+
+stop_pid() {
+  local pid=$1 i
+  is_alive "$pid" || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for i in $(seq 50); do
+    is_alive "$pid" || return 0
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_pid "$job_pid"
+  stop_pid "$sluice_pid"
+  stop_pid "$pgbouncer_pid"
+  if [ "$pg_started" = 1 ]; then
+    as_pg "$pgbin/pg_ctl" stop -D "$work/data" -m immediate -w -t 30 >/dev/null 2>&1 || true
+  fi
+  if [ -n "$work" ] && [ -d "$work" ]; then
+    mkdir -p "$logs"
+    for f in postgres.log pgbouncer.log sluice.log pgbouncer.ini sluice.ini; do
+      if [ -f "$work/$f" ]; then cp "$work/$f" "$logs/" || true; fi
+    done
+    rm -rf "$work"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- setup
+
+started=$EPOCHREALTIME
+mkdir -p "$out"
+rm -rf "$logs" "$out/runs.jsonl" "$out"/results.* "$out"/tps_p99.*
+mkdir -p "$logs"
+
+# 10,000 idle clients need 10,000 descriptors in the client and in each
+# pooler; the daemons inherit this limit through setpriv.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+[ "$(ulimit -n)" -ge $((idle_n + 200)) ] ||
+  die "open file limit $(ulimit -n) is too low for $idle_n idle clients"
+
+[ -x "$pgbin/postgres" ] || die "no Postgres 15 in $pgbin"
+[ -x "$pgbouncer_bin" ] || die "no pgbouncer at $pgbouncer_bin"
+command -v gnuplot >/dev/null || say "gnuplot missing (apt-get install gnuplot-nox): no chart"
+
+if is_root && ! id -u "$pguser" >/dev/null 2>&1; then
+  useradd --system --user-group --home-dir /nonexistent --shell /usr/sbin/nologin "$pguser"
+fi
+is_root || pguser=$(id -un)
+
+# sluice is built in a build directory of the benchmark's own, so that the
+# figures do not depend on how build/ was configured; debugoptimized is -O2
+# like Debian's PgBouncer, with symbols for profiling.
+build_sluice() {
+  local src=$1 dir=$2
+  if [ ! -f "$dir/build.ninja" ]; then
+    meson setup "$dir" "$src" --buildtype=debugoptimized >"$logs/meson.log" 2>&1 ||
+      { cat "$logs/meson.log" >&2; die "meson setup failed"; }
+  fi
+  ninja -C "$dir" sluice >"$logs/ninja.log" 2>&1 ||
+    { tail -n 30 "$logs/ninja.log" >&2; die "building sluice failed (--ref HEAD builds the last commit instead)"; }
+  sluice_bin=$dir/sluice
+}
+
+say "building sluice and idle_clients"
+if [ -n "$sluice_bin" ]; then
+  [ -x "$sluice_bin" ] || die "$sluice_bin is not an executable"
+  sluice_bin=$(cd "$(dirname "$sluice_bin")" && pwd -P)/$(basename "$sluice_bin")
+  sluice_version="binary $sluice_bin"
+elif [ -n "$ref" ]; then
+  commit=$(git -C "$root" rev-parse --verify "$ref^{commit}") || die "no revision $ref"
+  # A fresh tree per commit; the build directory is kept while it matches.
+  if [ "$(cat "$out/src-ref/.commit" 2>/dev/null)" != "$commit" ]; then
+    rm -rf "$out/src-ref" "$out/build-ref"
+    mkdir -p "$out/src-ref"
+    git -C "$root" archive "$commit" | tar -x -C "$out/src-ref"
+    echo "$commit" >"$out/src-ref/.commit"
+  fi
+  build_sluice "$out/src-ref" "$out/build-ref"
+  sluice_version="$(git -C "$root" rev-parse --short "$commit") ($ref)"
+else
+  build_sluice "$root" "$out/build"
+  sluice_version="$(git -C "$root" rev-parse --short HEAD)"
+  if [ -n "$(git -C "$root" status --porcelain -- src include meson.build)" ]; then
+    sluice_version="$sluice_version + uncommitted changes in the working tree"
+    # What was measured, beyond the commit: the diff and the new files.
+    {
+      git -C "$root" diff HEAD -- src include meson.build
+      git -C "$root" ls-files --others --exclude-standard -- src include
+    } >"$logs/sluice-uncommitted.diff" 2>&1 || true
+  fi
+fi
+# shellcheck disable=SC2046 # pkg-config prints several words on purpose
+cc -O2 -Wall -Wextra -o "$out/idle_clients" "$bench/idle_clients.c" \
+  $(pkg-config --cflags --libs libpq) || die "building idle_clients failed"
+
+# Runtime files live under /tmp: the unprivileged user may not be able to
+# enter the checkout, and a Unix socket path must stay short.
+work=$(mktemp -d /tmp/sluice-bench.XXXXXX)
+chmod 755 "$work"
+is_root && chown "$pguser:$pguser" "$work"
+# A copy, so that a rebuild by someone else mid-run cannot change the binary.
+cp "$sluice_bin" "$work/sluice"
+sock=$work/socket
+as_pg mkdir -m 0700 "$sock"
+
+port_is_free() {
+  ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+next_free_port() {
+  local port=$1
+  while ! port_is_free "$port"; do
+    port=$((port + 1))
+  done
+  echo "$port"
+}
+
+pg_port=$(next_free_port 55432)
+pgbouncer_port=$(next_free_port $((pg_port + 1)))
+sluice_port=$(next_free_port $((pgbouncer_port + 1)))
+
+say "starting Postgres on port $pg_port (data in $work/data)"
+as_pg "$pgbin/initdb" -D "$work/data" -U "$pguser" -E UTF8 --locale=C --auth-local=trust \
+  --auth-host=scram-sha-256 --no-sync >"$logs/initdb.log" 2>&1 ||
+  { cat "$logs/initdb.log" >&2; die "initdb failed"; }
+as_pg tee -a "$work/data/postgresql.conf" >/dev/null <<EOF
+
+# Set by bench/run.sh: a throwaway cluster, tuned so that Postgres is not
+# what varies between runs (no fsync, no checkpoints or autovacuum mid-run).
+listen_addresses = '127.0.0.1'
+port = $pg_port
+unix_socket_directories = '$sock'
+max_connections = 320
+shared_buffers = 256MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+autovacuum = off
+checkpoint_timeout = 1h
+max_wal_size = 8GB
+password_encryption = 'scram-sha-256'
+EOF
+as_pg tee "$work/data/pg_hba.conf" >/dev/null <<EOF
+local all all              trust
+host  all all 127.0.0.1/32 scram-sha-256
+EOF
+as_pg "$pgbin/pg_ctl" start -D "$work/data" -l "$work/postgres.log" -w -t 60 >/dev/null ||
+  { tail -n 20 "$work/postgres.log" >&2; die "Postgres did not start"; }
+pg_started=1
+
+"$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -h "$sock" -p "$pg_port" -U "$pguser" -d postgres <<'EOF'
+SET client_min_messages = warning;
+CREATE ROLE bench LOGIN PASSWORD 'bench-secret';
+CREATE DATABASE bench OWNER bench;
+EOF
+say "pgbench -i -s $scale"
+"$pgbin/pgbench" -i -q -s "$scale" -h "$sock" -p "$pg_port" -U bench bench \
+  >"$logs/pgbench-init.log" 2>&1 || { cat "$logs/pgbench-init.log" >&2; die "pgbench -i failed"; }
+
+# Every client below logs in over TCP with SCRAM; no TLS anywhere, and no
+# SSLRequest round trip either, the same for all three targets.
+export PGPASSWORD=bench-secret PGSSLMODE=disable PGCONNECT_TIMEOUT=20
+
+as_pg tee "$work/userlist.txt" >/dev/null <<'EOF'
+"bench" "bench-secret"
+EOF
+chmod 600 "$work/userlist.txt"
+as_pg tee "$work/pgbouncer.ini" >/dev/null <<EOF
+[databases]
+bench = host=127.0.0.1 port=$pg_port dbname=bench
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $pgbouncer_port
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $work/userlist.txt
+pool_mode = transaction
+default_pool_size = $pool_size
+max_client_conn = $max_client_conn
+; Per-connection log lines would cost PgBouncer in the connection storm what
+; sluice at log_level = warn does not pay.
+log_connections = 0
+log_disconnections = 0
+EOF
+as_pg tee "$work/sluice.ini" >/dev/null <<EOF
+[sluice]
+listen_addr = 127.0.0.1
+listen_port = $sluice_port
+unix_socket_dir =
+auth_file = $work/userlist.txt
+auth_type = scram-sha-256
+pool_mode = transaction
+default_pool_size = $pool_size
+max_client_conn = $max_client_conn
+log_level = warn
+workers = 1
+
+[databases]
+bench = host=127.0.0.1 port=$pg_port dbname=bench
+EOF
+
+# Waits until a pooler answers a real query: a listening port alone does not
+# prove that login and the server side work.
+wait_ready() {
+  local port=$1 pid=$2 i
+  for i in $(seq 100); do
+    is_alive "$pid" || return 1
+    if timeout 10 "$pgbin/psql" -X -A -t -h 127.0.0.1 -p "$port" -U bench -d bench \
+      -c 'SELECT 1' >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  return 1
+}
+
+# Both log to stderr in the foreground, to a file of the same name.
+start_pgbouncer() {
+  spawn_as_pg "$pgbouncer_bin" "$work/pgbouncer.ini" >>"$work/pgbouncer.log" 2>&1
+  pgbouncer_pid=$spawned
+  wait_ready "$pgbouncer_port" "$pgbouncer_pid"
+}
+
+start_sluice() {
+  spawn_as_pg "$work/sluice" "$work/sluice.ini" >>"$work/sluice.log" 2>&1
+  sluice_pid=$spawned
+  wait_ready "$sluice_port" "$sluice_pid"
+}
+
+start_pgbouncer || say "PgBouncer did not start: $(tail -n 3 "$work/pgbouncer.log")"
+start_sluice || say "sluice did not start: $(tail -n 3 "$work/sluice.log")"
+
+target_port() {
+  case $1 in
+  direct) echo "$pg_port" ;;
+  pgbouncer) echo "$pgbouncer_port" ;;
+  sluice) echo "$sluice_port" ;;
+  esac
+}
+
+target_pid() {
+  case $1 in
+  pgbouncer) echo "$pgbouncer_pid" ;;
+  sluice) echo "$sluice_pid" ;;
+  *) echo "" ;;
+  esac
+}
+
+# A pooler that died in an earlier run is restarted, so that one crash costs
+# one scenario, not the rest of the benchmark.  Leaves a note for the report
+# in $restart_note.  Not called in a subshell: it sets the pooler's pid.
+ensure_pooler() {
+  local target=$1
+  restart_note=
+  [ "$target" = direct ] && return 0
+  is_alive "$(target_pid "$target")" && return 0
+  say "$target is not running; restarting it"
+  if "start_$target"; then
+    restart_note="$target was not running before this run and was restarted"
+  else
+    restart_note="$target was not running and did not restart: $(tail -n 2 "$work/$target.log" | tr '\n' ' ')"
+  fi
+}
+
+python3 - "$out/meta.json" <<EOF
+import json, subprocess, sys
+def sh(c):
+    return subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
+lscpu = sh("lscpu | head -n 20")
+model = [l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.startswith("Model name")]
+json.dump({
+    "date": sh("date"),
+    "command": "$command_line",
+    "mode": "$mode",
+    "warmup_s": $warmup, "duration_s": $duration, "tail_s": $tail, "scale": $scale,
+    "idle_clients": $idle_n, "pool_size": $pool_size,
+    "nproc": sh("nproc"),
+    "cpu_model": model[0] if model else "unknown",
+    "lscpu": lscpu,
+    "kernel": sh("uname -r"),
+    "loadavg_start": open("/proc/loadavg").read().strip(),
+    "postgres": sh("'$pgbin/postgres' --version"),
+    "pgbouncer": sh("'$pgbouncer_bin' --version | head -n 1"),
+    "sluice": "$sluice_version",
+}, open(sys.argv[1], "w"), indent=2)
+EOF
+
+# ---------------------------------------------------------------- runs
+
+# Connections of process PID to PORT that are established now.
+conns_to() {
+  ports_to "$1" "$2" | wc -l
+}
+
+# Waits until pgbench has all its clients connected, so that the measured
+# window starts after the logins: 256 SCRAM logins to Postgres take seconds
+# on two cores.  Returns 1 when pgbench ended or a client aborted first (a
+# refused login, say), 2 after login_wait seconds.
+login_wait=60
+pgbench_pid=
+wait_logins() {
+  local port=$1 clients=$2 err=$3 i
+  for i in $(seq $((login_wait * 10))); do
+    is_alive "$job_pid" || return 1
+    grep -q "aborted\|error" "$err" && return 1
+    pgbench_pid=$(pgrep -P "$job_pid" pgbench | head -n 1) || true
+    if [ -n "$pgbench_pid" ] && [ "$(conns_to "$pgbench_pid" "$port")" -ge "$clients" ]; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 2
+}
+
+# One pgbench run against one target.  The pooler's CPU and the clock are
+# read at the start and end of the measured window, and the report counts
+# only transactions that completed inside it, so logins and disconnects stay
+# out of all figures (except in the storm, where logins are the point).
+#
+# pgbench's -T clock includes its logins, whose time varies from one target
+# to another by seconds.  So -T leaves room for the slowest login phase, and
+# pgbench is stopped with SIGINT once the window and a tail have passed.
+# SIGINT loses what pgbench had not yet written of its log (the last 4 kB or
+# so per thread); the tail keeps those lines outside the window, and
+# analyze.py checks that each thread's log reaches past the window's end.
+# A storm (-C) has no login phase to wait for and ends by itself.
+run_pgbench() {
+  local scenario=$1 target=$2 clients=$3
+  shift 3
+  local port pid name prefix jobs total rc=0 note cpu0 cpu1 t1 t2 t1_us conns=-1 c k
+  local storm=0 stopped=0 login_rc=0 t0 tl cpu at rss load
+  pgbench_pid=
+  ensure_pooler "$target"
+  note=$restart_note
+  port=$(target_port "$target")
+  pid=$(target_pid "$target")
+  name=${scenario}_$target
+  prefix=$logs/$name
+  jobs=$((clients < 2 ? clients : 2))
+  case " $* " in *" -C "*) storm=1 ;; esac
+  # Whole seconds for -T; the phases may be fractions.
+  total=$(((warmup_us + duration_us + tail_us + 999999) / 1000000))
+  [ "$storm" = 1 ] || total=$((total + login_wait + 10))
+
+  t0=$EPOCHREALTIME
+  # timeout: a hang in a target costs this run, not the whole benchmark.
+  timeout -k 5 $((total + 30)) "$pgbin/pgbench" -n -h 127.0.0.1 -p "$port" -U bench \
+    -c "$clients" -j "$jobs" -T "$total" -l --log-prefix="$prefix" "$@" bench \
+    >"$prefix.out" 2>"$prefix.err" &
+  job_pid=$!
+  if [ "$storm" = 0 ]; then
+    wait_logins "$port" "$clients" "$prefix.err" || login_rc=$?
+    case $login_rc in
+    1) note="${note:+$note; }pgbench stopped or a client aborted before all $clients had connected" ;;
+    2) note="${note:+$note; }not all $clients clients connected within $login_wait s" ;;
+    esac
+  fi
+  tl=$EPOCHREALTIME
+  sleep_until_us $((${tl/./} + warmup_us))
+  read_cpu "$pid"
+  cpu0=$cpu t1=$at t1_us=${at/./}
+  # Server connections: the most seen at a third and two thirds into the
+  # window.  For the direct target they are pgbench's own connections.
+  for k in 1 2; do
+    sleep_until_us $((t1_us + duration_us * k / 3))
+    if [ -z "$pid" ]; then
+      c=$(server_conns "${pgbench_pid:-$(pgrep -P "$job_pid" pgbench | head -n 1)}") || c=-1
+    else
+      c=$(server_conns "$pid") || c=-1
+    fi
+    conns=$(max "$conns" "${c:--1}")
+  done
+  # The window ends on time even when the probes above were slow.
+  sleep_until_us $((t1_us + duration_us))
+  read_cpu "$pid"
+  cpu1=$cpu t2=$at
+  read_rss "$pid"
+  # The 1-minute load average, kept in runs.jsonl only: it mixes this run's
+  # own processes (256 backends are 256 runnable tasks) with other work.
+  read -r load _ </proc/loadavg
+  if [ "$storm" = 0 ]; then
+    sleep_until_us $((${t2/./} + tail_us))
+    if is_alive "$job_pid" && [ -n "$pgbench_pid" ] && is_alive "$pgbench_pid"; then
+      kill -INT "$pgbench_pid" 2>/dev/null && stopped=1
+    fi
+  fi
+  wait "$job_pid" || rc=$?
+  job_pid=
+  # 130: our SIGINT, relayed by timeout as pgbench's exit status.
+  if [ "$stopped" = 1 ] && [ "$rc" = 130 ]; then
+    rc=0
+  fi
+  if [ -n "$pid" ] && ! is_alive "$pid"; then
+    note="${note:+$note; }$target exited during the run: $(tail -n 2 "$work/$target.log" | tr '\n' ' ')"
+  fi
+  python3 "$bench/analyze.py" run --jsonl "$out/runs.jsonl" --scenario "$scenario" \
+    --target "$target" --clients "$clients" --log-prefix "$prefix" --err-file "$prefix.err" \
+    --t1 "$t1" --t2 "$t2" --cpu0 "$cpu0" --cpu1 "$cpu1" --rss-kb "$rss" \
+    --server-conns "$conns" --rc "$rc" --note "$note" --t0 "$t0" --tl "$tl" --te "$EPOCHREALTIME" --load "$load" --stopped "$stopped" ||
+    say "analyze.py failed for $name"
+  if [ "$keep_logs" = 0 ]; then
+    rm -f "$prefix".[0-9]*
+  fi
+}
+
+# The value of NAME=value in idle_clients' report line, or -1.
+field() {
+  local re="(^| )$1=([^ ]*)"
+  if [[ $2 =~ $re ]]; then
+    echo "${BASH_REMATCH[2]}"
+  else
+    echo -1
+  fi
+}
+
+# Idle clients against one pooler: RSS before, open them all, RSS and server
+# connections while they are held, then let them go.
+run_idle() {
+  local target=$1 port pid rc=0 rss0 rss1=-1 cpu0 cpu1=-1 conns=-1 deadline ready done_line
+  local ok failed seconds held cpu at rss
+  ensure_pooler "$target"
+  port=$(target_port "$target")
+  pid=$(target_pid "$target")
+  read_rss "$pid"
+  read_cpu "$pid"
+  rss0=$rss cpu0=$cpu
+  timeout -k 5 $((idle_timeout + 120)) "$out/idle_clients" -S -n "$idle_n" -p 64 \
+    -t "$idle_timeout" "host=127.0.0.1 port=$port dbname=bench user=bench" \
+    >"$logs/idle_$target.out" 2>"$logs/idle_$target.err" &
+  job_pid=$!
+  deadline=$((EPOCHSECONDS + idle_timeout + 30))
+  while is_alive "$job_pid" && ! grep -q '^ready' "$logs/idle_$target.out" &&
+    [ "$EPOCHSECONDS" -lt "$deadline" ]; do
+    sleep 0.5
+  done
+  if grep -q '^ready' "$logs/idle_$target.out"; then
+    # Let the pooler finish whatever the last logins left behind.
+    sleep 1
+    read_rss "$pid"
+    read_cpu "$pid"
+    rss1=$rss cpu1=$cpu
+    conns=$(server_conns "$pid") || conns=-1
+  fi
+  stop_pid "$job_pid"
+  wait "$job_pid" || rc=$?
+  job_pid=
+  ready=$(grep '^ready' "$logs/idle_$target.out" || true)
+  done_line=$(grep '^done' "$logs/idle_$target.out" || true)
+  ok=$(field ok "$ready")
+  failed=$(field failed "$ready")
+  seconds=$(field seconds "$ready")
+  held=$(field held "$done_line")
+  python3 "$bench/analyze.py" idle --jsonl "$out/runs.jsonl" --target "$target" \
+    --requested "$idle_n" --ok "$ok" --held "$held" --failed "$failed" --seconds "$seconds" \
+    --rss0 "$rss0" --rss1 "$rss1" --cpu0 "$cpu0" --cpu1 "$cpu1" --server-conns "$conns" \
+    --rc "$rc" --err-file "$logs/idle_$target.err" || say "analyze.py failed for idle_$target"
+}
+
+targets=(direct pgbouncer sluice)
+# For working on one case: SLUICE_BENCH_ONLY="select_c64 storm_c16" runs
+# only those scenarios (and SLUICE_BENCH_IDLE=0 skips the idle test).
+only=${SLUICE_BENCH_ONLY:-}
+say "$mode run: ${#scenarios[@]} scenarios x 3 targets, ${warmup}s warmup + ${duration}s measured"
+i=0
+for spec in "${scenarios[@]}"; do
+  read -r scenario clients options <<<"$spec"
+  if [ -n "$only" ] && [[ " $only " != *" $scenario "* ]]; then
+    continue
+  fi
+  # The first target rotates from scenario to scenario, so that none always
+  # runs right after a heavy run of another.
+  for k in 0 1 2; do
+    target=${targets[$(((i + k) % 3))]}
+    # shellcheck disable=SC2086 # the options are several words on purpose
+    run_pgbench "$scenario" "$target" "$clients" $options
+  done
+  i=$((i + 1))
+done
+
+if [ "${SLUICE_BENCH_IDLE:-1}" != 0 ]; then
+  say "idle clients: $idle_n per pooler"
+  run_idle pgbouncer
+  run_idle sluice
+fi
+
+ended=$EPOCHREALTIME
+python3 - "$out/meta.json" "$started" "$ended" <<'EOF'
+import json, sys
+meta = json.load(open(sys.argv[1]))
+meta["wall_s"] = round(float(sys.argv[3]) - float(sys.argv[2]), 1)
+meta["loadavg_end"] = open("/proc/loadavg").read().strip()
+json.dump(meta, open(sys.argv[1], "w"), indent=2)
+EOF
+python3 "$bench/analyze.py" report "$out"
+say "done in $(awk -v a="$started" -v b="$ended" 'BEGIN { printf "%.0f", b - a }') s; results in $out/results.md"
