@@ -77,6 +77,8 @@ struct client {
 	uint64_t fwd_remaining;		/* bytes of a message still to stream to the server */
 	uint64_t skip_remaining;	/* bytes of a message still to drop (late COPY data) */
 	bool discarding;		/* after a local error: drop messages up to Sync/Query */
+	bool fake_unnamed;		/* the unnamed statement is a DEALLOCATE sluice answers */
+	bool fake_portal;		/* and the unnamed portal is bound to it */
 	bool close_at_idle;		/* draining: close once the transaction ends */
 	struct event *timer;		/* login, wait, idle and idle-in-transaction timeouts */
 	bool timer_armed;		/* timer pending (saves a locked libevent call per message) */

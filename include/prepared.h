@@ -26,6 +26,12 @@ struct frame;
 #define REQ_FAKE_PARSE	   '1' /* emit a ParseComplete when it reaches the head */
 #define REQ_FAKE_CLOSE	   '3' /* emit a CloseComplete when it reaches the head */
 #define REQ_FAKE_DEALLOC   'd' /* emit CommandComplete DEALLOCATE + ReadyForQuery */
+#define REQ_TRACKED_BIND   'b' /* Bind of a tracked statement; its id is in stmt_cache.bound */
+#define REQ_STALE_BIND	   'r' /* Bind that fails on purpose: its error becomes 0A000 */
+/* The extended-protocol DEALLOCATE of a tracked name, answered locally: */
+#define REQ_FAKE_BIND	   '2' /* emit BindComplete */
+#define REQ_FAKE_NODATA	   'n' /* emit NoData */
+#define REQ_FAKE_EXECUTE   'e' /* emit CommandComplete DEALLOCATE */
 
 /* One distinct statement on a worker. */
 struct pstmt {
@@ -50,6 +56,7 @@ struct pstmt_registry {
 struct client_stmt {
 	char *name;		  /* as the client wrote it */
 	struct pstmt *ps;	  /* what it means */
+	uint32_t generation;	  /* ps->generation when the client last learnt its result type */
 	struct client_stmt *next; /* map chain */
 };
 
@@ -57,6 +64,12 @@ struct stmt_map {
 	struct client_stmt **buckets; /* by name hash */
 	uint32_t size;		      /* power of two, 0 until first use */
 	uint32_t count;
+};
+
+/* Statement ids in request-queue order. */
+struct id_ring {
+	uint64_t *ids;
+	uint32_t head, count, cap; /* cap: power of two */
 };
 
 /* A statement prepared on one server. */
@@ -72,8 +85,8 @@ struct stmt_cache {
 	uint32_t size;		      /* power of two, 0 until first use */
 	uint32_t count;
 	struct list_node lru;	      /* eviction order */
-	uint64_t *pending;	      /* ids of Parses in flight, in queue order (ring) */
-	uint32_t pending_head, pending_count, pending_cap;
+	struct id_ring pending;	      /* ids of Parses in flight, in queue order */
+	struct id_ring bound;	      /* ids of REQ_TRACKED_BIND Binds in flight */
 };
 
 void prepared_registry_fini(struct pstmt_registry *reg);
@@ -96,6 +109,12 @@ enum prep_result prepared_client_message(struct client *c, const struct frame *f
 
 /* The server answered a Parse ('P' or injected) at the head of its queue. */
 void prepared_parse_done(struct server *s, bool failed, bool client_parse);
+/* The server answered (or skipped) a REQ_TRACKED_BIND. */
+void prepared_bind_done(struct server *s);
+/* A request-queue marker for a reply sluice emits itself. */
+bool prepared_is_fake(uint8_t marker);
+/* The REQ_STALE_BIND at the head failed as planned: tell the client its plan went stale. */
+void prepared_stale_error(struct server *s);
 /* CommandComplete tag or ErrorResponse from a server with tracking on. */
 void prepared_server_tag(struct server *s, const char *tag);
 void prepared_server_error(struct server *s, const char *sqlstate, const char *msg);

@@ -63,6 +63,10 @@ struct server {
 	bool skip_to_sync;		 /* server errored mid-extended-batch: ignores until Sync */
 	int sync_pending;		 /* ReadyForQuery replies to swallow (parameter SET batches) */
 	bool sync_failed;		 /* the SET batch failed */
+	bool params_dirty;		 /* a SET/RESET ran: read the session settings back */
+	bool capturing;			 /* that read-back is in flight (counted in sync_pending) */
+	bool capture_failed;		 /* and it failed: the server is retired after the turn */
+	struct param_list captured;	 /* its rows so far: settings with source 'session' */
 	bool reset_query_sent;		 /* session mode: server_reset_query already queued */
 	uint64_t fwd_remaining;		 /* bytes of a message still to stream to the client */
 	uint32_t suspend;		 /* read-suspend bits (client.h SUSPEND_*) */
@@ -100,6 +104,16 @@ void server_reset_step(struct server *s);
 
 /* Queue the parameter SET batch for the linked client, if anything differs. */
 void server_sync_params(struct server *s, struct client *c);
+
+/*
+ * After a SET or RESET, once the transaction is over: read back every setting
+ * the session changed (pg_settings, source 'session'), so parameters that are
+ * not reported (search_path, extra_float_digits, ...) follow the client to
+ * its next server.  Returns true if the query was sent.
+ */
+bool server_capture_params(struct server *s);
+/* Apply the read-back rows to the server's and the linked client's lists. */
+void server_apply_captured(struct server *s);
 
 /* True when the server may be returned to the pool. */
 bool server_is_clean(const struct server *s);

@@ -25,6 +25,8 @@
 #define PREP_NAME_MAX	 1024 /* longest client statement name accepted */
 #define SERVER_NAME_MAX	 48   /* "sluice_<id>_<generation>" */
 #define DEALLOCATE_PEEK	 512  /* Query bytes inspected for DEALLOCATE name */
+/* A statement no server has: binding it fails, and that failure is what a stale client sees. */
+#define STALE_NAME "sluice_stale_result_type"
 
 static uint64_t hash_bytes(const void *p, size_t n)
 {
@@ -188,6 +190,7 @@ static int map_put(struct pstmt_registry *reg, struct stmt_map *map, const char 
 		ps->refs++;
 		pstmt_unref(reg, cs->ps);
 		cs->ps = ps;
+		cs->generation = ps->generation;
 		return 0;
 	}
 	if (map->count >= map->size && map_grow(map) < 0)
@@ -199,6 +202,7 @@ static int map_put(struct pstmt_registry *reg, struct stmt_map *map, const char 
 	}
 	ps->refs++;
 	cs->ps = ps;
+	cs->generation = ps->generation;
 	b = name_bucket(map, name);
 	cs->next = map->buckets[b];
 	map->buckets[b] = cs;
@@ -325,28 +329,42 @@ void prepared_cache_fini(struct stmt_cache *cache, struct pstmt_registry *reg)
 {
 	cache_clear(reg, cache);
 	free(cache->buckets);
-	free(cache->pending);
+	free(cache->pending.ids);
+	free(cache->bound.ids);
 	prepared_cache_init(cache);
 }
 
-static int pending_push(struct stmt_cache *cache, uint64_t id)
+static int ring_push(struct id_ring *ring, uint64_t id)
 {
-	if (cache->pending_count == cache->pending_cap) {
-		uint32_t cap = cache->pending_cap ? cache->pending_cap * 2 : 16;
-		uint64_t *ring = malloc(cap * sizeof(*ring));
+	if (ring->count == ring->cap) {
+		uint32_t cap = ring->cap ? ring->cap * 2 : 16;
+		uint64_t *ids = malloc(cap * sizeof(*ids));
 
-		if (ring == NULL)
+		if (ids == NULL)
 			return -1;
-		for (uint32_t i = 0; i < cache->pending_count; i++)
-			ring[i] = cache->pending[(cache->pending_head + i) & (cache->pending_cap - 1)];
-		free(cache->pending);
-		cache->pending = ring;
-		cache->pending_head = 0;
-		cache->pending_cap = cap;
+		for (uint32_t i = 0; i < ring->count; i++)
+			ids[i] = ring->ids[(ring->head + i) & (ring->cap - 1)];
+		free(ring->ids);
+		ring->ids = ids;
+		ring->head = 0;
+		ring->cap = cap;
 	}
-	cache->pending[(cache->pending_head + cache->pending_count) & (cache->pending_cap - 1)] = id;
-	cache->pending_count++;
+	ring->ids[(ring->head + ring->count) & (ring->cap - 1)] = id;
+	ring->count++;
 	return 0;
+}
+
+/* The oldest id; 0 (no statement has it) when the ring is empty. */
+static uint64_t ring_pop(struct id_ring *ring)
+{
+	uint64_t id;
+
+	if (ring->count == 0)
+		return 0;
+	id = ring->ids[ring->head];
+	ring->head = (ring->head + 1) & (ring->cap - 1);
+	ring->count--;
+	return id;
 }
 
 /* Output to the server ----------------------------------------------------- */
@@ -381,7 +399,7 @@ static void send_parse(struct server *s, struct pstmt *ps, uint8_t marker)
 		evbuffer_add(out, ps->body, ps->len);
 	}
 	relay_track_request(s, marker);
-	pending_push(&s->stmts, ps->id);
+	ring_push(&s->stmts.pending, ps->id);
 }
 
 static void send_close(struct server *s, const struct pstmt *ps, uint32_t generation)
@@ -491,6 +509,75 @@ static enum prep_result need_whole(struct client *c, const struct frame *f)
 	return PREP_WAIT;
 }
 
+static bool parse_deallocate(const char *sql, char *name, size_t cap);
+
+/*
+ * The unnamed statement is the client's own business, except `DEALLOCATE
+ * name` of a tracked name sent through the extended protocol (psycopg 3,
+ * libpq's PQexecParams): the name exists only in sluice, so the Parse, Bind,
+ * Describe and Execute are answered here and only the Sync reaches Postgres.
+ */
+static enum prep_result handle_unnamed_parse(struct client *c, struct server *s,
+					     const struct frame *f)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	char sql[DEALLOCATE_PEEK + 1], name[PREP_NAME_MAX + 1];
+
+	c->fake_unnamed = false;
+	if (frame_total(f) > DEALLOCATE_PEEK)
+		return PREP_PASS;
+	if (evbuffer_get_length(in) < frame_total(f))
+		return PREP_WAIT;
+	evbuffer_copyout(in, sql, frame_total(f));
+	sql[frame_total(f)] = '\0';
+	if (!parse_deallocate(sql + FRAME_HEADER_LEN + 1, name, sizeof(name)) ||
+	    map_find(&c->stmts, name) == NULL)
+		return PREP_PASS;
+	evbuffer_drain(in, frame_total(f));
+	c->pool->stats.bytes_received += frame_total(f);
+	map_remove(&c->w->prepared, &c->stmts, name);
+	c->fake_unnamed = true;
+	push_fake(s, REQ_FAKE_PARSE);
+	return PREP_DONE;
+}
+
+/* Drop the rest of a client message whose first `done` bytes were handled. */
+static void drop_message(struct client *c, const struct frame *f, size_t done)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t rest = frame_total(f) - done, avail = evbuffer_get_length(in);
+	size_t now = rest < avail ? rest : avail;
+
+	evbuffer_drain(in, now);
+	c->skip_remaining = rest - now;
+	c->pool->stats.bytes_received += frame_total(f);
+}
+
+/*
+ * The client's statement went stale since it last learnt the result type
+ * (another server reported `cached plan must not change result type`):
+ * like Postgres, refuse this execution once.  A Bind of a statement no server
+ * has fails right there, aborting the transaction and skipping to Sync as a
+ * real 0A000 does; prepared_stale_error() turns that error into the 0A000.
+ */
+static enum prep_result stale_bind(struct client *c, struct server *s, const struct frame *f,
+				   const uint8_t *portal, size_t portal_len, size_t prefix,
+				   struct client_stmt *cs)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	static const uint8_t no_formats_params_results[6];
+
+	write_header(out, 'B', (uint32_t)(4 + portal_len + 1 + sizeof(STALE_NAME) + 6));
+	evbuffer_add(out, portal, portal_len + 1);
+	evbuffer_add(out, STALE_NAME, sizeof(STALE_NAME));
+	evbuffer_add(out, no_formats_params_results, sizeof(no_formats_params_results));
+	evbuffer_drain(bufferevent_get_input(c->bev), prefix);
+	drop_message(c, f, prefix);
+	relay_track_request(s, REQ_STALE_BIND);
+	cs->generation = cs->ps->generation;
+	return PREP_DONE;
+}
+
 static enum prep_result handle_parse(struct client *c, struct server *s, const struct frame *f)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -513,7 +600,7 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 	}
 	name_len = (size_t)(nul - head) - FRAME_HEADER_LEN;
 	if (name_len == 0)
-		return PREP_PASS; /* the unnamed statement is the client's own business */
+		return handle_unnamed_parse(c, s, f);
 	if (need_whole(c, f) == PREP_WAIT)
 		return PREP_WAIT;
 	bufferevent_setwatermark(c->bev, EV_READ, 0, RELAY_READ_HIGH);
@@ -574,16 +661,27 @@ static enum prep_result handle_bind(struct client *c, struct server *s, const st
 	}
 	portal_len = (size_t)(portal_end - p);
 	stmt_len = (size_t)(stmt_end - portal_end - 1);
+	if (portal_len == 0)
+		c->fake_portal = false;
+	if (stmt_len == 0 && c->fake_unnamed && portal_len == 0) {
+		drop_message(c, f, 0);
+		c->fake_portal = true;
+		push_fake(s, REQ_FAKE_BIND);
+		return PREP_DONE;
+	}
 	if (stmt_len == 0 || (cs = map_find(&c->stmts, (const char *)portal_end + 1)) == NULL)
 		return PREP_PASS;
+	prefix = FRAME_HEADER_LEN + portal_len + 1 + stmt_len + 1;
+	if (cs->generation != cs->ps->generation)
+		return stale_bind(c, s, f, p, portal_len, prefix, cs);
 	ensure_prepared(s, cs->ps, REQ_INJECTED_PARSE);
 	server_name(cs->ps, cs->ps->generation, name);
-	prefix = FRAME_HEADER_LEN + portal_len + 1 + stmt_len + 1;
 	write_header(out, 'B', (uint32_t)(f->len - stmt_len + strlen(name)));
 	evbuffer_add(out, p, portal_len + 1);
 	evbuffer_add(out, name, strlen(name) + 1);
 	evbuffer_drain(in, prefix);
-	relay_track_request(s, 'B');
+	relay_track_request(s, REQ_TRACKED_BIND);
+	ring_push(&s->stmts.bound, cs->ps->id);
 	rest = frame_total(f) - prefix;
 	moved = rest ? (size_t)evbuffer_remove_buffer(in, out, rest) : 0;
 	c->fwd_remaining = rest - moved;
@@ -604,6 +702,12 @@ static enum prep_result handle_describe_close(struct client *c, struct server *s
 		return PREP_WAIT;
 	evbuffer_copyout(in, msg, frame_total(f));
 	msg[frame_total(f)] = 0;
+	if (f->type == 'D' && c->fake_portal && f->len == 6 && msg[FRAME_HEADER_LEN] == 'P' &&
+	    msg[FRAME_HEADER_LEN + 1] == 0) {
+		drop_message(c, f, 0);
+		push_fake(s, REQ_FAKE_NODATA);
+		return PREP_DONE;
+	}
 	if (f->len < 6 || msg[FRAME_HEADER_LEN] != 'S' || msg[FRAME_HEADER_LEN + 1] == 0 ||
 	    msg[frame_total(f) - 1] != 0)
 		return PREP_PASS; /* portals, the unnamed statement, or malformed: Postgres judges */
@@ -617,6 +721,8 @@ static enum prep_result handle_describe_close(struct client *c, struct server *s
 	}
 	cs = map_find(&c->stmts, (const char *)msg + FRAME_HEADER_LEN + 1);
 	if (cs != NULL) {
+		/* The client asks for the result type again: it will know the new one. */
+		cs->generation = cs->ps->generation;
 		ensure_prepared(s, cs->ps, REQ_INJECTED_PARSE);
 		server_name(cs->ps, cs->ps->generation, name);
 	}
@@ -683,6 +789,23 @@ static enum prep_result handle_query(struct client *c, struct server *s, const s
 	return PREP_DONE;
 }
 
+/* Execute of the unnamed portal bound to a DEALLOCATE sluice answers. */
+static enum prep_result handle_execute(struct client *c, struct server *s, const struct frame *f)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	uint8_t head[FRAME_HEADER_LEN + 1];
+
+	if (!c->fake_portal || f->len != 9)
+		return PREP_PASS; /* a named portal: "" + max rows is 4 + 1 + 4 bytes */
+	if (evbuffer_copyout(in, head, sizeof(head)) < (ev_ssize_t)sizeof(head) ||
+	    head[FRAME_HEADER_LEN] != 0)
+		return PREP_PASS;
+	drop_message(c, f, 0);
+	c->pool->stats.query_count++;
+	push_fake(s, REQ_FAKE_EXECUTE);
+	return PREP_DONE;
+}
+
 enum prep_result prepared_client_message(struct client *c, const struct frame *f)
 {
 	struct server *s = c->server;
@@ -700,6 +823,8 @@ enum prep_result prepared_client_message(struct client *c, const struct frame *f
 		return handle_describe_close(c, s, f);
 	case 'Q':
 		return handle_query(c, s, f);
+	case 'E':
+		return handle_execute(c, s, f);
 	default:
 		return PREP_PASS;
 	}
@@ -729,11 +854,9 @@ void prepared_parse_done(struct server *s, bool failed, bool client_parse)
 	uint64_t id;
 	struct server_stmt *e;
 
-	if (cache->pending_count == 0)
+	if (cache->pending.count == 0)
 		return;
-	id = cache->pending[cache->pending_head];
-	cache->pending_head = (cache->pending_head + 1) & (cache->pending_cap - 1);
-	cache->pending_count--;
+	id = ring_pop(&cache->pending);
 	/* A Parse the server skipped or refused did not create the statement. */
 	if (failed && (e = cache_find(cache, id)) != NULL)
 		cache_remove(&s->w->prepared, cache, e);
@@ -752,20 +875,72 @@ void prepared_server_tag(struct server *s, const char *tag)
 		map_clear(&s->w->prepared, &s->client->stmts);
 }
 
+void prepared_bind_done(struct server *s)
+{
+	ring_pop(&s->stmts.bound);
+}
+
+/* Every name the linked client has for `ps` now knows its new result type. */
+static void client_saw_new_type(struct client *c, const struct pstmt *ps)
+{
+	for (uint32_t i = 0; i < c->stmts.size; i++)
+		for (struct client_stmt *cs = c->stmts.buckets[i]; cs != NULL; cs = cs->next)
+			if (cs->ps == ps)
+				cs->generation = ps->generation;
+}
+
 void prepared_server_error(struct server *s, const char *sqlstate, const char *msg)
 {
-	struct list_node *pos;
+	struct server_stmt *e;
 
 	if (strcmp(sqlstate, SQLSTATE_FEATURE_NOT_SUPPORTED) != 0 || msg == NULL ||
-	    strstr(msg, "cached plan must not change result type") == NULL)
+	    strstr(msg, "cached plan must not change result type") == NULL ||
+	    request_queue_peek(&s->queue) != REQ_TRACKED_BIND || s->stmts.bound.count == 0)
+		return;
+	e = cache_find(&s->stmts, s->stmts.bound.ids[s->stmts.bound.head]);
+	if (e == NULL)
 		return;
 	/*
-	 * A table changed under the plans: every statement prepared here gets a
-	 * new name, so each server re-prepares it on next use (closing the old).
+	 * The statement's result type changed: a new name, so each server
+	 * prepares it again on next use (closing the old), and every other client
+	 * that knew the old type gets this error once, as it would from Postgres.
+	 * Not again when another server already reported it under this name.
 	 */
-	for (pos = s->stmts.lru.next; pos != &s->stmts.lru; pos = pos->next)
-		list_entry(pos, struct server_stmt, lru)->ps->generation++;
-	slog(s, LOG_INFO, "cached plan invalidated: statements will be prepared again");
+	if (e->generation == e->ps->generation) {
+		e->ps->generation++;
+		slog(s, LOG_INFO,
+		     "result type of a prepared statement changed: it will be prepared again");
+	}
+	if (s->client != NULL)
+		client_saw_new_type(s->client, e->ps);
+}
+
+void prepared_stale_error(struct server *s)
+{
+	struct msg_builder m;
+
+	if (s->client == NULL)
+		return;
+	/* What Postgres sends; drivers recognise it by code and routine (asyncpg, postgres.js). */
+	msg_begin(&m, 'E');
+	msg_add_u8(&m, 'S');
+	msg_add_cstr(&m, "ERROR");
+	msg_add_u8(&m, 'V');
+	msg_add_cstr(&m, "ERROR");
+	msg_add_u8(&m, 'C');
+	msg_add_cstr(&m, SQLSTATE_FEATURE_NOT_SUPPORTED);
+	msg_add_u8(&m, 'M');
+	msg_add_cstr(&m, "cached plan must not change result type");
+	msg_add_u8(&m, 'R');
+	msg_add_cstr(&m, "RevalidateCachedQuery");
+	msg_add_u8(&m, 0);
+	msg_finish(&m, bufferevent_get_output(s->client->bev));
+}
+
+bool prepared_is_fake(uint8_t marker)
+{
+	return marker == REQ_FAKE_PARSE || marker == REQ_FAKE_CLOSE || marker == REQ_FAKE_DEALLOC ||
+	       marker == REQ_FAKE_BIND || marker == REQ_FAKE_NODATA || marker == REQ_FAKE_EXECUTE;
 }
 
 bool prepared_flush_fakes(struct server *s)
@@ -777,7 +952,7 @@ bool prepared_flush_fakes(struct server *s)
 		uint8_t head = request_queue_peek(&s->queue);
 		struct evbuffer *out = c != NULL ? bufferevent_get_output(c->bev) : NULL;
 
-		if (head != REQ_FAKE_PARSE && head != REQ_FAKE_CLOSE && head != REQ_FAKE_DEALLOC)
+		if (!prepared_is_fake(head))
 			return ready;
 		request_queue_pop(&s->queue);
 		if (out == NULL)
@@ -786,6 +961,8 @@ bool prepared_flush_fakes(struct server *s)
 			build_command_complete(out, "DEALLOCATE");
 			build_ready(out, s->tx_status);
 			ready = true;
+		} else if (head == REQ_FAKE_EXECUTE) {
+			build_command_complete(out, "DEALLOCATE");
 		} else {
 			const uint8_t msg[5] = {head, 0, 0, 0, 4};
 

@@ -9,6 +9,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "client.h"
@@ -111,10 +112,10 @@ static bool drop_without_server(struct client *c, uint8_t type, size_t total)
 	return true;
 }
 
-/* Messages that may name a prepared statement (Query: SQL DEALLOCATE). */
+/* Messages that may name a prepared statement (Query: SQL DEALLOCATE; Execute: its portal). */
 static bool is_statement_message(uint8_t type)
 {
-	return type == 'P' || type == 'B' || type == 'D' || type == 'C' || type == 'Q';
+	return type == 'P' || type == 'B' || type == 'D' || type == 'C' || type == 'Q' || type == 'E';
 }
 
 static void check_server_watermark(struct client *c)
@@ -212,7 +213,8 @@ static void drop_syncs_after_head(struct request_queue *q)
 static bool is_extended(uint8_t t)
 {
 	return t == 'P' || t == 'B' || t == 'D' || t == 'E' || t == 'C' || t == REQ_INJECTED_PARSE ||
-	       t == REQ_INJECTED_CLOSE || t == REQ_FAKE_PARSE || t == REQ_FAKE_CLOSE;
+	       t == REQ_INJECTED_CLOSE || t == REQ_TRACKED_BIND || t == REQ_STALE_BIND ||
+	       (prepared_is_fake(t) && t != REQ_FAKE_DEALLOC);
 }
 
 /* Pop the head request; a Parse leaving the queue settles the statement cache. */
@@ -222,6 +224,8 @@ static uint8_t pop_request(struct server *s, bool failed)
 
 	if (t == 'P' || t == REQ_INJECTED_PARSE)
 		prepared_parse_done(s, failed, t == 'P');
+	else if (t == REQ_TRACKED_BIND)
+		prepared_bind_done(s);
 	return t;
 }
 
@@ -241,7 +245,7 @@ static bool track_server_reply(struct server *s, uint8_t type)
 		return pop_request(s, false) != REQ_INJECTED_CLOSE;
 	case '2': /* BindComplete */
 	case 'n': /* NoData */
-		request_queue_pop(&s->queue);
+		pop_request(s, false);
 		break;
 	case 'T': /* RowDescription: ends a Describe, but is part of a Query's reply */
 		if (head == 'D')
@@ -262,6 +266,10 @@ static bool track_server_reply(struct server *s, uint8_t type)
 			if (s->queue.count == 0)
 				s->skip_to_sync = true;
 		}
+		if (head == REQ_STALE_BIND) {
+			prepared_stale_error(s);
+			return false;
+		}
 		break;
 	case 'G': /* CopyInResponse */
 		s->copy_in = true;
@@ -277,12 +285,32 @@ static bool track_server_reply(struct server *s, uint8_t type)
 	return true;
 }
 
-/* Messages whose body the relay reads; they are small and must be whole. */
-static bool needs_body(const struct server *s, uint8_t type)
+/*
+ * CommandComplete lengths of "SET", "RESET" and "DISCARD ALL": only those
+ * tags are read, so other commands cost no pull-up.  Session mode keeps the
+ * server, and its settings, with the client.
+ */
+static bool is_settings_tag_length(const struct server *s, uint32_t len)
 {
-	if (type == 'C') /* DEALLOCATE ALL / DISCARD ALL drop prepared statements */
-		return s->stmts.count > 0 || (s->client != NULL && s->client->stmts.count > 0);
-	return type == 'Z' || type == 'S' || type == 'E';
+	return (len == 4 + sizeof("SET") || len == 4 + sizeof("RESET") ||
+		len == 4 + sizeof("DISCARD ALL")) &&
+	       pool_mode(s->pool) != POOL_SESSION;
+}
+
+/* Messages whose body the relay reads; they are small and must be whole. */
+static bool needs_body(const struct server *s, const struct frame *f)
+{
+	if (f->type == 'C') /* DEALLOCATE ALL / DISCARD ALL drop prepared statements */
+		return s->stmts.count > 0 || (s->client != NULL && s->client->stmts.count > 0) ||
+		       is_settings_tag_length(s, f->len);
+	return f->type == 'Z' || f->type == 'S' || f->type == 'E';
+}
+
+/* A command that changed session settings: they are read back at the transaction's end. */
+static void check_settings_tag(struct server *s, const char *tag)
+{
+	if (strcmp(tag, "SET") == 0 || strcmp(tag, "RESET") == 0 || strcmp(tag, "DISCARD ALL") == 0)
+		s->params_dirty = true;
 }
 
 static void handle_parameter_status(struct server *s, const uint8_t *body, size_t len)
@@ -306,12 +334,44 @@ static void handle_parameter_status(struct server *s, const uint8_t *body, size_
 	}
 }
 
+/* A DataRow of the settings read-back: (name, setting). */
+static void capture_row(struct server *s, const uint8_t *body, size_t len)
+{
+	struct msg_reader r;
+	uint32_t name_len, value_len;
+	const uint8_t *name, *value;
+	char *name_z, *value_z;
+
+	msg_reader_init(&r, body, len);
+	if (msg_read_u16(&r) != 2)
+		return;
+	name_len = msg_read_u32(&r);
+	name = msg_read_bytes(&r, name_len);
+	value_len = msg_read_u32(&r);
+	value = msg_read_bytes(&r, value_len);
+	if (r.failed || name == NULL || value == NULL)
+		return;
+	name_z = strndup((const char *)name, name_len);
+	value_z = strndup((const char *)value, value_len);
+	if (name_z != NULL && value_z != NULL)
+		param_set(&s->captured, name_z, value_z);
+	free(name_z);
+	free(value_z);
+}
+
 /* A reply to the parameter SET batch: swallowed, except ParameterStatus and notices. */
 static void handle_sync_reply(struct server *s, uint8_t type, const uint8_t *body, size_t len)
 {
 	struct client *c = s->client;
 
-	if (type == 'E') {
+	if (type == 'E' && s->capturing) {
+		const char *msg = msg_error_field(body, len, 'M');
+
+		/* What the session has set is unknown now: retire the server after this turn. */
+		slog(s, LOG_WARN, "reading back session settings failed: %s", msg ? msg : "?");
+		s->close_needed = true;
+		s->capture_failed = true;
+	} else if (type == 'E') {
 		const char *msg = msg_error_field(body, len, 'M');
 
 		s->sync_failed = true;
@@ -326,9 +386,22 @@ static void handle_sync_reply(struct server *s, uint8_t type, const uint8_t *bod
 			build_notice(bufferevent_get_output(c->bev), "01000", text);
 			param_list_fini(&c->params);
 		}
+	} else if (type == 'D' && s->capturing) {
+		capture_row(s, body, len);
 	} else if (type == 'Z') {
 		s->sync_pending--;
 		s->tx_status = (char)body[0];
+		if (s->capturing) {
+			if (!s->capture_failed)
+				server_apply_captured(s);
+			s->capturing = false;
+			s->capture_failed = false;
+			/* The read-back ran after the client's last reply: the turn may be over. */
+			if (c != NULL)
+				relay_try_release(s);
+			else if (s->state == SERVER_RESETTING)
+				server_reset_step(s);
+		}
 	}
 }
 
@@ -361,8 +434,7 @@ static void flush_fakes(struct server *s)
 	/* Never inside a message still streaming to the client. */
 	if (s->fwd_remaining > 0)
 		return;
-	if ((head == REQ_FAKE_PARSE || head == REQ_FAKE_CLOSE || head == REQ_FAKE_DEALLOC) &&
-	    prepared_flush_fakes(s))
+	if (prepared_is_fake(head) && prepared_flush_fakes(s))
 		relay_try_release(s);
 }
 
@@ -417,6 +489,8 @@ static void handle_ready(struct server *s, struct evbuffer *in, size_t total, ch
 	st->bytes_sent += total;
 	flush_fakes(s);
 	if (s->client != c)
+		return;
+	if (s->queue.count == 0 && server_capture_params(s))
 		return;
 	if (s->queue.count == 0 && status != 'I')
 		client_arm_timer(c, c->w->cfg->idle_transaction_timeout_us);
@@ -476,7 +550,7 @@ void relay_server_input(struct server *s)
 			server_protocol_error(s);
 			return;
 		}
-		if (needs_body(s, f.type) || s->sync_pending > 0) {
+		if (needs_body(s, &f) || s->sync_pending > 0) {
 			if (evbuffer_get_length(in) < frame_total(&f))
 				break;
 			body = evbuffer_pullup(in, (ev_ssize_t)frame_total(&f)) + FRAME_HEADER_LEN;
@@ -495,8 +569,10 @@ void relay_server_input(struct server *s)
 				continue;
 			}
 			latency_server_reply(s->pool, f.type, body, f.len - 4);
-			if (f.type == 'C')
+			if (f.type == 'C') {
+				check_settings_tag(s, (const char *)body);
 				prepared_server_tag(s, (const char *)body);
+			}
 			else if (f.type == 'E' && s->stmts.count > 0)
 				prepared_server_error(s, msg_error_field(body, f.len - 4, 'C') ?: "",
 						      msg_error_field(body, f.len - 4, 'M'));

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/un.h>
 
 #include "auth_scram.h"
@@ -198,6 +199,7 @@ void server_free(struct server *s)
 	if (s->timer != NULL)
 		event_free(s->timer);
 	param_list_fini(&s->params);
+	param_list_fini(&s->captured);
 	prepared_cache_fini(&s->stmts, &s->w->prepared);
 	free(s->queue.types);
 	free(s->scram);
@@ -279,6 +281,8 @@ void server_reset_step(struct server *s)
 		return;
 	}
 	s->reset_query_sent = false;
+	if (server_capture_params(s))
+		return;
 	if (s->cancels_inflight > 0) {
 		server_set_state(s, SERVER_CANCELING);
 		return;
@@ -710,6 +714,7 @@ struct server *server_new(struct pool *p)
 	s->pool = p;
 	s->tx_status = 'I';
 	param_list_init(&s->params);
+	param_list_init(&s->captured);
 	prepared_cache_init(&s->stmts);
 	list_init(&s->cancels);
 	list_init(&s->node);
@@ -772,4 +777,55 @@ void server_sync_params(struct server *s, struct client *c)
 		}
 	}
 	evbuffer_free(sql);
+}
+
+/*
+ * Settings a session may carry from server to server.  The transaction_*
+ * ones only ever describe the current transaction.
+ */
+static bool is_session_setting(const struct pool *p, const char *name)
+{
+	return param_find(&p->defaults, name) == NULL && !param_is_read_only(name) &&
+	       !param_is_startup_only(name) && strncasecmp(name, "transaction_", 12) != 0;
+}
+
+bool server_capture_params(struct server *s)
+{
+	static const char sql[] =
+		"SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session'";
+
+	if (!s->params_dirty || s->tx_status != 'I' || pool_mode(s->pool) == POOL_SESSION)
+		return false;
+	s->params_dirty = false;
+	param_list_fini(&s->captured);
+	param_list_init(&s->captured);
+	build_query(bufferevent_get_output(s->bev), sql);
+	s->sync_pending++;
+	s->capturing = true;
+	return true;
+}
+
+/* Make `l`'s session settings (those no server reports) what the server has. */
+static void apply_to(const struct pool *p, struct param_list *l, const struct param_list *rows)
+{
+	for (size_t i = 0; i < l->count;) {
+		const char *name = l->items[i].name;
+
+		if (is_session_setting(p, name) && param_find(rows, name) == NULL)
+			param_remove(l, name); /* RESET, DISCARD ALL, or rolled back */
+		else
+			i++;
+	}
+	for (size_t i = 0; i < rows->count; i++)
+		if (is_session_setting(p, rows->items[i].name))
+			param_set(l, rows->items[i].name, rows->items[i].value);
+}
+
+void server_apply_captured(struct server *s)
+{
+	apply_to(s->pool, &s->params, &s->captured);
+	if (s->client != NULL)
+		apply_to(s->pool, &s->client->params, &s->captured);
+	param_list_fini(&s->captured);
+	param_list_init(&s->captured);
 }

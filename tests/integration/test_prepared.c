@@ -112,6 +112,30 @@ Test(prepared, deallocate_forgets_the_name)
 	PQfinish(a);
 }
 
+/* psycopg 3 and PQexecParams send DEALLOCATE through the extended protocol. */
+Test(prepared, extended_protocol_deallocate_forgets_the_name)
+{
+	struct harness_sluice *h = harness_start_sluice(NULL);
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGresult *res;
+	char state[6];
+
+	prepare(a, "_pg3_0", "select $1::int");
+	cr_assert_eq(exec_int(a, "_pg3_0", "5"), 5);
+	res = PQexecParams(a, "DEALLOCATE _pg3_0", 0, NULL, NULL, NULL, NULL, 0);
+	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
+	cr_assert_str_eq(PQcmdStatus(res), "DEALLOCATE");
+	PQclear(res);
+	cr_assert_str_eq(exec_error(a, "_pg3_0", "7", state), "26000");
+	/* The name is free again, and the unnamed statement works as before. */
+	prepare(a, "_pg3_0", "select $1::int + 1");
+	cr_assert_eq(exec_int(a, "_pg3_0", "5"), 6);
+	res = PQexecParams(a, "select 40 + 2", 0, NULL, NULL, NULL, NULL, 0);
+	cr_assert_str_eq(PQgetvalue(res, 0, 0), "42");
+	PQclear(res);
+	PQfinish(a);
+}
+
 Test(prepared, failed_parse_leaves_no_statement)
 {
 	struct harness_sluice *h = harness_start_sluice(NULL);
@@ -171,6 +195,56 @@ Test(prepared, stale_plan_costs_at_most_one_error)
 	cr_assert_leq(errors, 1);
 	cr_assert_eq(exec_int(a, "sel", "1"), 1);
 	PQfinish(a);
+	PQfinish(ddl);
+}
+
+/*
+ * Drivers that cache a statement's result description (asyncpg, pgJDBC,
+ * postgres.js) must hear about a changed result type even when sluice
+ * re-prepares the statement for them: every client that knew the old type
+ * gets Postgres' 0A000 once, with the routine drivers look for, and a
+ * transaction it was in is aborted as Postgres would abort it.
+ */
+Test(prepared, changed_result_type_reaches_every_client_once)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *b = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *ddl = harness_connect_ok(h, "app", "app-secret", "app");
+	const char *params[1] = {"1"};
+	PGresult *res;
+
+	PQclear(harness_exec_ok(ddl, "drop table if exists type_t; create table type_t(v int)"));
+	PQclear(harness_exec_ok(ddl, "insert into type_t values (1)"));
+	prepare(a, "get", "select v from type_t where v::text = $1");
+	prepare(b, "get_b", "select v from type_t where v::text = $1");
+	cr_assert_eq(exec_int(a, "get", "1"), 1);
+	cr_assert_eq(exec_int(b, "get_b", "1"), 1);
+	PQclear(harness_exec_ok(ddl, "alter table type_t alter column v type text"));
+
+	/* a meets the real error on the server. */
+	res = PQexecPrepared(a, "get", 1, params, NULL, NULL, 0);
+	cr_assert_str_eq(harness_sqlstate(res), "0A000", "%s", PQresultErrorMessage(res));
+	PQclear(res);
+	/* b's statement is re-prepared for it, but b still expects int: it is told, once. */
+	PQclear(harness_exec_ok(b, "begin"));
+	res = PQexecPrepared(b, "get_b", 1, params, NULL, NULL, 0);
+	cr_assert_str_eq(harness_sqlstate(res), "0A000", "%s", PQresultErrorMessage(res));
+	cr_assert_str_eq(PQresultErrorField(res, PG_DIAG_SOURCE_FUNCTION), "RevalidateCachedQuery");
+	PQclear(res);
+	cr_assert_eq(PQtransactionStatus(b), PQTRANS_INERROR);
+	PQclear(harness_exec_ok(b, "rollback"));
+	for (int i = 0; i < 2; i++) {
+		res = PQexecPrepared(b, "get_b", 1, params, NULL, NULL, 0);
+		cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+		cr_assert_eq(PQftype(res, 0), 25, "text now");
+		PQclear(res);
+		res = PQexecPrepared(a, "get", 1, params, NULL, NULL, 0);
+		cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+		PQclear(res);
+	}
+	PQfinish(a);
+	PQfinish(b);
 	PQfinish(ddl);
 }
 

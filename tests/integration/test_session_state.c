@@ -1,8 +1,8 @@
 /*
  * Session parameters in transaction mode: what a client put in its startup
- * packet (including options=-c ...) or changed with SET of a reported
- * parameter follows it to whichever server it lands on, and never leaks to
- * another client sharing that server.
+ * packet (including options=-c ...) or changed with SET (reported or not)
+ * follows it to whichever server it lands on, and never leaks to another
+ * client sharing that server.
  */
 #include <string.h>
 
@@ -73,6 +73,44 @@ Test(session_state, set_of_reported_parameter_follows_the_client)
 	snprintf(zone, sizeof(zone), "%s", PQparameterStatus(b, "TimeZone"));
 	expect_setting(b, "TimeZone", zone);
 	cr_assert_str_eq(PQparameterStatus(a, "DateStyle"), "German, DMY");
+	PQfinish(a);
+	PQfinish(b);
+}
+
+Test(session_state, set_of_unreported_parameter_follows_the_client)
+{
+	/* search_path and extra_float_digits are not reported by Postgres 15. */
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	PGconn *a = connect_with(h, "options=-c%20extra_float_digits%3D2");
+	PGconn *b = connect_with(h, "application_name=b");
+
+	/* pgJDBC: startup value 2, then SET 3 as its first query. */
+	PQclear(harness_exec_ok(a, "SET extra_float_digits = 3"));
+	PQclear(harness_exec_ok(a, "set search_path = foo, public; select 1"));
+	expect_setting(b, "search_path", "\"$user\", public");
+	expect_setting(b, "extra_float_digits", "1");
+	expect_setting(a, "search_path", "foo, public");
+	expect_setting(a, "extra_float_digits", "3");
+
+	/* SET LOCAL ends with its transaction; a rolled-back SET never happened. */
+	PQclear(harness_exec_ok(a, "begin; set local search_path = bar; commit"));
+	PQclear(harness_exec_ok(a, "begin; set search_path = baz; rollback"));
+	expect_setting(b, "search_path", "\"$user\", public");
+	expect_setting(a, "search_path", "foo, public");
+
+	/* A SET inside a committed transaction lasts; b changes its own too. */
+	PQclear(harness_exec_ok(a, "begin; set search_path = qux; commit"));
+	PQclear(harness_exec_ok(b, "set search_path = other"));
+	expect_setting(a, "search_path", "qux");
+	expect_setting(b, "search_path", "other");
+
+	/* RESET goes back to the default, and stays there on the next turn. */
+	PQclear(harness_exec_ok(a, "reset search_path"));
+	expect_setting(b, "search_path", "other");
+	expect_setting(a, "search_path", "\"$user\", public");
+	PQclear(harness_exec_ok(b, "discard all"));
+	expect_setting(a, "extra_float_digits", "3");
+	expect_setting(b, "search_path", "\"$user\", public");
 	PQfinish(a);
 	PQfinish(b);
 }
