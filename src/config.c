@@ -1148,9 +1148,25 @@ static int entry_first_line(const struct file_parse *fp, size_t i)
 	return 0;
 }
 
+/*
+ * A [sluice] value wholly in double or single quotes means the text inside:
+ * `unix_socket_dir = ""` is the empty string, as in PgBouncer's examples.
+ */
+static const char *unquote(const char *value, char *buf, size_t cap)
+{
+	size_t n = strlen(value);
+
+	if (n < 2 || n - 2 >= cap || (value[0] != '"' && value[0] != '\'') || value[n - 1] != value[0])
+		return value;
+	memcpy(buf, value + 1, n - 2);
+	buf[n - 2] = '\0';
+	return buf;
+}
+
 static int entry_apply(struct config *cfg, const struct raw_entry *e, char *msg, size_t len)
 {
 	const struct config_option *opt;
+	char quoted[1024];
 
 	switch (e->section) {
 	case SECTION_SLUICE:
@@ -1158,7 +1174,8 @@ static int entry_apply(struct config *cfg, const struct raw_entry *e, char *msg,
 			snprintf(msg, len, "unknown key '%.60s' in [sluice]", e->key);
 			return -1;
 		}
-		if (parse_value(opt, e->value, option_field(cfg, opt), msg, len) < 0) {
+		if (parse_value(opt, unquote(e->value, quoted, sizeof(quoted)), option_field(cfg, opt),
+				msg, len) < 0) {
 			msg_prefix(msg, len, "key '%.60s': ", e->key);
 			return -1;
 		}
