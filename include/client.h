@@ -32,8 +32,8 @@ enum client_state { CLIENT_LOGIN, CLIENT_IDLE, CLIENT_WAITING, CLIENT_ACTIVE, CL
 enum client_refusal { REFUSE_NONE, REFUSE_TOO_MANY, REFUSE_SHUTDOWN };
 
 enum login_step {
-	LOGIN_STARTUP,	    /* waiting for StartupMessage / SSLRequest / CancelRequest */
-	LOGIN_PASSWORD,	    /* sent AuthenticationCleartext or MD5, waiting for 'p' */
+	LOGIN_STARTUP,      /* waiting for StartupMessage / SSLRequest / CancelRequest */
+	LOGIN_PASSWORD,     /* sent AuthenticationCleartext or MD5, waiting for 'p' */
 	LOGIN_SASL_INITIAL, /* sent AuthenticationSASL, waiting for SASLInitialResponse */
 	LOGIN_SASL_FINAL,   /* sent SASLContinue, waiting for SASLResponse */
 	LOGIN_WAIT_POOL,    /* authenticated, waiting for the pool's first server login */
@@ -43,61 +43,59 @@ enum login_step {
 #define SUSPEND_WAIT_SERVER 0x1 /* queued for a server */
 #define SUSPEND_WATERMARK   0x2 /* peer's output buffer is full */
 #define SUSPEND_LOGIN_WAIT  0x4 /* waiting for pool parameters */
-#define SUSPEND_ADMIN	    0x8 /* console SUSPEND (servers use the same bit) */
+#define SUSPEND_ADMIN       0x8 /* console SUSPEND (servers use the same bit) */
 
 struct client {
-	uint64_t id;			/* process-wide connection id */
-	struct worker *w;		/* owner */
-	struct bufferevent *bev;	/* the socket */
-	enum client_state state;	/* see above; changed only by client_set_state */
-	enum login_step login;		/* LOGIN sub-state */
-	struct list_node node;		/* worker->clients, or worker->dead_clients */
-	struct list_node wait_node;	/* pool->waiting or pool->login_waiting */
-	char addr[64];			/* peer address for logs */
-	bool is_unix;			/* connected over the Unix socket */
-	enum client_refusal refuse;	/* over max_client_conn, or arrived while draining */
-	char *user;			/* from the startup packet */
-	char *dbname;			/* from the startup packet (defaults to user) */
-	struct param_list params;	/* the client's own GUC values */
-	struct stmt_map stmts;		/* its named prepared statements (transaction mode) */
-	uint64_t params_fp;		/* effective fingerprint (pool defaults + own) */
-	uint64_t params_fp_generation;	/* pool->defaults_generation params_fp was built on */
-	struct pool *pool;		/* assigned after authentication */
-	struct server *server;		/* linked server while ACTIVE */
-	struct admin_conn *admin;	/* admin console session (no pool, no server), or NULL */
-	struct scram_server *scram;	/* SCRAM exchange state during login only */
-	uint8_t md5_salt[4];		/* salt of the md5 challenge */
-	bool password_md5;		/* LOGIN_PASSWORD expects an md5 response, not cleartext */
-	bool has_client_key;		/* SCRAM succeeded: client_key is valid */
+	uint64_t id;                /* process-wide connection id */
+	struct worker *w;           /* owner */
+	struct bufferevent *bev;    /* the socket */
+	enum client_state state;    /* see above; changed only by client_set_state */
+	enum login_step login;      /* LOGIN sub-state */
+	struct list_node node;      /* worker->clients, or worker->dead_clients */
+	struct list_node wait_node; /* pool->waiting or pool->login_waiting */
+	char addr[64];              /* peer address for logs */
+	bool is_unix;               /* connected over the Unix socket */
+	enum client_refusal refuse; /* over max_client_conn, or arrived while draining */
+	char *user;                 /* from the startup packet */
+	char *dbname;               /* from the startup packet (defaults to user) */
+	struct param_list params;   /* the client's own GUC values */
+	struct stmt_map stmts;      /* its named prepared statements (transaction mode) */
+	struct pool *pool;          /* assigned after authentication */
+	struct server *server;      /* linked server while ACTIVE */
+	struct admin_conn *admin;   /* admin console session (no pool, no server), or NULL */
+	struct scram_server *scram; /* SCRAM exchange state during login only */
+	uint8_t md5_salt[4];        /* salt of the md5 challenge */
+	bool password_md5;          /* LOGIN_PASSWORD expects an md5 response, not cleartext */
+	bool has_client_key;        /* SCRAM succeeded: client_key is valid */
 	uint8_t client_key[SCRAM_KEY_LEN]; /* for SCRAM pass-through to the server */
-	uint32_t cancel_pid, cancel_key; /* synthetic BackendKeyData */
-	bool cancel_registered;		/* in the worker's cancel map */
-	struct client *cancel_next;	/* hash chain in the cancel map */
-	uint32_t suspend;		/* SUSPEND_* bits */
-	uint64_t fwd_remaining;		/* bytes of a message still to stream to the server */
-	uint64_t skip_remaining;	/* bytes of a message still to drop (late COPY data) */
-	bool discarding;		/* after a local error: drop messages up to Sync/Query */
-	bool fake_unnamed;		/* the unnamed statement is a DEALLOCATE sluice answers */
-	bool fake_portal;		/* and the unnamed portal is bound to it */
-	bool close_at_idle;		/* draining: close once the transaction ends */
-	struct event *timer;		/* login, wait, idle and idle-in-transaction timeouts */
-	bool timer_armed;		/* timer pending (saves a locked libevent call per message) */
-	int64_t connect_us;		/* when accepted */
-	int64_t wait_start_us;		/* when queued for a server */
-	int64_t last_wait_us;		/* queue wait before the current server, for the slow log */
-	struct query_capture *capture;	/* start of the latest Query/Parse text (slowlog.c) */
+	uint32_t cancel_pid, cancel_key;   /* synthetic BackendKeyData */
+	bool cancel_registered;            /* in the worker's cancel map */
+	struct client *cancel_next;        /* hash chain in the cancel map */
+	uint32_t suspend;                  /* SUSPEND_* bits */
+	uint64_t fwd_remaining;            /* bytes of a message still to stream to the server */
+	uint64_t skip_remaining;           /* bytes of a message still to drop (late COPY data) */
+	bool discarding;                   /* after a local error: drop messages up to Sync/Query */
+	bool fake_unnamed;     /* the unnamed statement is a DEALLOCATE sluice answers */
+	bool fake_portal;      /* and the unnamed portal is bound to it */
+	bool close_at_idle;    /* draining: close once the transaction ends */
+	struct event *timer;   /* login, wait, idle and idle-in-transaction timeouts */
+	bool timer_armed;      /* timer pending (saves a locked libevent call per message) */
+	int64_t connect_us;    /* when accepted */
+	int64_t wait_start_us; /* when queued for a server */
+	int64_t last_wait_us;  /* queue wait before the current server, for the slow log */
+	struct query_capture *capture; /* start of the latest Query/Parse text (slowlog.c) */
 };
 
 /* Takes ownership of fd. */
 struct client *client_new(struct worker *w, int fd, const struct sockaddr *addr, int addrlen,
-			  bool is_unix);
+                          bool is_unix);
 void client_free(struct client *c);
 void client_set_state(struct client *c, enum client_state state);
 const char *client_state_name(enum client_state state);
 
 /* Send FATAL ErrorResponse, log, and close.  The single error exit for clients. */
 void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* Close without a message (peer went away). */
 void client_close(struct client *c, const char *reason);
 /*
@@ -106,14 +104,14 @@ void client_close(struct client *c, const char *reason);
  * the client stays connected.
  */
 void client_reject_request(struct client *c, const char *sqlstate, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Startup and authentication input (client_login.c). */
 void client_login_input(struct client *c);
 
 /* Pool callbacks. */
 void client_link(struct client *c, struct server *s); /* got a server: start relaying */
-void client_login_ready(struct client *c);	      /* pool defaults are known */
+void client_login_ready(struct client *c);            /* pool defaults are known */
 void client_pool_failed(struct client *c, const char *sqlstate, const char *msg);
 
 /* (Re)arm the client's one timer; its meaning depends on the state. 0 disarms. */

@@ -75,11 +75,11 @@ struct config {
 	int64_t server_reset_timeout_us; /* reset / rollback must finish within this */
 	int64_t server_login_retry_us;   /* pause before reconnecting after a failed login */
 	int64_t cancel_wait_timeout_us;  /* a cancelled server must answer within this */
-	int64_t shutdown_delay_us;       /* SIGTERM: keep accepting this long after readiness fails */
-	int64_t shutdown_timeout_us;     /* graceful drain limit on SIGTERM; 0 = no limit */
-	int64_t max_packet_size;         /* bytes; Postgres' own limit is 1 GB */
-	int log_level;                   /* enum log_level */
-	int log_format;                  /* enum log_format */
+	int64_t shutdown_delay_us;   /* SIGTERM: keep accepting this long after readiness fails */
+	int64_t shutdown_timeout_us; /* graceful drain limit on SIGTERM; 0 = no limit */
+	int64_t max_packet_size;     /* bytes; Postgres' own limit is 1 GB */
+	int log_level;               /* enum log_level */
+	int log_format;              /* enum log_format */
 
 	char *admin_db;                  /* virtual console database name */
 	char *admin_users;               /* comma-separated: every console command */

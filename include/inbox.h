@@ -14,17 +14,17 @@ struct event;
 typedef void (*inbox_fn)(void *owner, void *arg);
 
 struct inbox_msg {
-	inbox_fn fn;		/* runs on the owner's loop */
-	void *arg;		/* owned by fn */
+	inbox_fn fn;            /* runs on the owner's loop */
+	void *arg;              /* owned by fn */
 	struct inbox_msg *next; /* queue link */
 };
 
 struct inbox {
-	pthread_mutex_t lock;	 /* guards head/tail */
-	struct inbox_msg *head;	 /* oldest */
-	struct inbox_msg *tail;	 /* newest */
-	struct event *wake;	 /* activated by inbox_post */
-	void *owner;		 /* passed to every fn (struct worker * or struct runtime *) */
+	pthread_mutex_t lock;   /* guards head/tail */
+	struct inbox_msg *head; /* oldest */
+	struct inbox_msg *tail; /* newest */
+	struct event *wake;     /* activated by inbox_post */
+	void *owner;            /* passed to every fn (struct worker * or struct runtime *) */
 };
 
 int inbox_init(struct inbox *ib, struct event_base *base, void *owner);

@@ -17,15 +17,15 @@
 struct logger {
 	_Atomic int level;  /* enum log_level; changed on reload */
 	_Atomic int format; /* enum log_format */
-	int fd;		    /* where lines go (stderr) */
+	int fd;             /* where lines go (stderr) */
 };
 
 /* Who a line is about; any field may be empty. */
 struct log_ctx {
-	int worker;	  /* worker id, -1 for the control thread */
-	char kind;	  /* 'C' client, 'S' server, 0 none */
-	uint64_t id;	  /* connection id */
-	const char *db;	  /* database name */
+	int worker;       /* worker id, -1 for the control thread */
+	char kind;        /* 'C' client, 'S' server, 0 none */
+	uint64_t id;      /* connection id */
+	const char *db;   /* database name */
 	const char *user; /* user name */
 	const char *addr; /* peer address */
 };
@@ -39,8 +39,8 @@ static inline bool log_enabled(const struct logger *log, int level)
 	return level <= atomic_load_explicit(&log->level, memory_order_relaxed);
 }
 
-void log_emit(const struct logger *log, int level, const struct log_ctx *ctx, const char *fmt,
-	      ...) __attribute__((format(printf, 4, 5)));
+void log_emit(const struct logger *log, int level, const struct log_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /*
  * A structured record of any length (stats and slow-query logs), checked
  * against the level here.  Text lines are `msg` followed by `text`; JSON lines

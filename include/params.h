@@ -44,22 +44,21 @@ bool param_is_read_only(const char *name);
  * backslash escapes a space.  Calls fn for each setting; returns -1 on a
  * malformed string or an option other than -c/--.
  */
-int param_parse_options(const char *options, void (*fn)(void *arg, const char *name,
-							 const char *value),
-			void *arg);
+int param_parse_options(const char *options,
+                        void (*fn)(void *arg, const char *name, const char *value), void *arg);
 
 /*
  * Fingerprint of what the client should see: pool defaults overlaid with
  * the client's own values.
  */
 uint64_t param_effective_fingerprint(const struct param_list *defaults,
-				     const struct param_list *own);
+                                     const struct param_list *own);
 
 /*
  * Append to `sql` the SET/RESET statements that turn `server` into the
  * client's effective set; returns the number of statements (0 = in sync).
  */
 size_t param_sync_sql(struct evbuffer *sql, const struct param_list *defaults,
-		      const struct param_list *own, const struct param_list *server);
+                      const struct param_list *own, const struct param_list *server);
 
 #endif

@@ -20,43 +20,43 @@
 struct quota;
 
 struct pool {
-	struct worker *w;		 /* owner */
-	struct list_node node;		 /* worker->pools */
-	char *dbname;			 /* client-facing database name */
-	char *user;			 /* server login user */
-	const struct db_def *db;	 /* definition in w->cfg; NULL once removed by reload */
-	const struct user_def *udef;	 /* [users] override or NULL */
-	struct list_node idle;		 /* idle servers, most recently used first */
-	struct list_node active;	 /* linked to a client */
-	struct list_node pending;	 /* connecting, logging in, resetting, being canceled */
-	struct list_node waiting;	 /* clients queued for a server, FIFO */
-	struct list_node login_waiting;	 /* clients waiting for the first server's parameters */
-	int nservers;			 /* servers in any state */
-	struct param_list defaults;	 /* ParameterStatus set from the first login */
-	bool have_defaults;		 /* defaults filled */
-	uint64_t defaults_generation;	 /* bumped when defaults change */
-	struct quota *pool_quota;	 /* pool_size across workers */
-	struct quota *db_quota;		 /* max_db_connections */
-	struct quota *user_quota;	 /* max_user_connections */
-	int64_t retry_after_us;		 /* backoff: no new connect before this time */
-	char last_error_state[6];	 /* SQLSTATE of the last connect/login failure */
-	char last_error[256];		 /* its message, sent to clients during backoff */
-	bool has_client_key;		 /* SCRAM pass-through keys learned from a client */
+	struct worker *w;               /* owner */
+	struct list_node node;          /* worker->pools */
+	char *dbname;                   /* client-facing database name */
+	char *user;                     /* server login user */
+	const struct db_def *db;        /* definition in w->cfg; NULL once removed by reload */
+	const struct user_def *udef;    /* [users] override or NULL */
+	struct list_node idle;          /* idle servers, most recently used first */
+	struct list_node active;        /* linked to a client */
+	struct list_node pending;       /* connecting, logging in, resetting, being canceled */
+	struct list_node waiting;       /* clients queued for a server, FIFO */
+	struct list_node login_waiting; /* clients waiting for the first server's parameters */
+	int nservers;                   /* servers in any state */
+	struct param_list defaults;     /* ParameterStatus set from the first login */
+	bool have_defaults;             /* defaults filled */
+	uint64_t defaults_generation;   /* bumped when defaults change */
+	struct quota *pool_quota;       /* pool_size across workers */
+	struct quota *db_quota;         /* max_db_connections */
+	struct quota *user_quota;       /* max_user_connections */
+	int64_t retry_after_us;         /* backoff: no new connect before this time */
+	char last_error_state[6];       /* SQLSTATE of the last connect/login failure */
+	char last_error[256];           /* its message, sent to clients during backoff */
+	bool has_client_key;            /* SCRAM pass-through keys learned from a client */
 	uint8_t client_key[SCRAM_KEY_LEN];
-	bool needs_reconnect;		 /* db definition changed on reload: retire servers */
-	struct pool_stats stats;	 /* counters, written only by this worker */
-	struct pool_latency lat;	 /* histograms, outcome counters (latency.h); this worker's */
-	const char *tenant;		 /* tenant for limits and reporting; NULL = "default" */
-	struct pool_stats stats_prev;	 /* counters at the stats_period tick before the last */
-	struct pool_stats stats_last;	 /* counters at the last stats_period tick */
-	int64_t stats_prev_us;		 /* when stats_prev was taken; 0 = not yet */
-	int64_t stats_last_us;		 /* when stats_last was taken (pool creation at first) */
-	bool paused;			 /* console PAUSE/KILL/SUSPEND: hand out and open no servers */
-	bool pause_closes;		 /* paused by PAUSE/KILL: close servers as they come free */
+	bool needs_reconnect;         /* db definition changed on reload: retire servers */
+	struct pool_stats stats;      /* counters, written only by this worker */
+	struct pool_latency lat;      /* histograms, outcome counters (latency.h); this worker's */
+	const char *tenant;           /* tenant for limits and reporting; NULL = "default" */
+	struct pool_stats stats_prev; /* counters at the stats_period tick before the last */
+	struct pool_stats stats_last; /* counters at the last stats_period tick */
+	int64_t stats_prev_us;        /* when stats_prev was taken; 0 = not yet */
+	int64_t stats_last_us;        /* when stats_last was taken (pool creation at first) */
+	bool paused;                  /* console PAUSE/KILL/SUSPEND: hand out and open no servers */
+	bool pause_closes;            /* paused by PAUSE/KILL: close servers as they come free */
 };
 
 struct pool *pool_get(struct worker *w, const char *dbname, const char *user,
-		      const struct db_def *db);
+                      const struct db_def *db);
 void pool_free(struct pool *p);
 
 /* The pool's tenant name for reports and logs. */

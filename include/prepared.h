@@ -23,46 +23,46 @@ struct frame;
 /* Request-queue markers for work sluice adds (see server.h's request_queue). */
 #define REQ_INJECTED_PARSE 'p' /* swallow its ParseComplete */
 #define REQ_INJECTED_CLOSE 'x' /* swallow its CloseComplete */
-#define REQ_FAKE_PARSE	   '1' /* emit a ParseComplete when it reaches the head */
-#define REQ_FAKE_CLOSE	   '3' /* emit a CloseComplete when it reaches the head */
+#define REQ_FAKE_PARSE     '1' /* emit a ParseComplete when it reaches the head */
+#define REQ_FAKE_CLOSE     '3' /* emit a CloseComplete when it reaches the head */
 #define REQ_FAKE_DEALLOC   'd' /* emit CommandComplete DEALLOCATE + ReadyForQuery */
 #define REQ_TRACKED_BIND   'b' /* Bind of a tracked statement; its id is in stmt_cache.bound */
-#define REQ_STALE_BIND	   'r' /* Bind that fails on purpose: its error becomes 0A000 */
+#define REQ_STALE_BIND     'r' /* Bind that fails on purpose: its error becomes 0A000 */
 /* The extended-protocol DEALLOCATE of a tracked name, answered locally: */
-#define REQ_FAKE_BIND	   '2' /* emit BindComplete */
-#define REQ_FAKE_NODATA	   'n' /* emit NoData */
-#define REQ_FAKE_EXECUTE   'e' /* emit CommandComplete DEALLOCATE */
+#define REQ_FAKE_BIND    '2' /* emit BindComplete */
+#define REQ_FAKE_NODATA  'n' /* emit NoData */
+#define REQ_FAKE_EXECUTE 'e' /* emit CommandComplete DEALLOCATE */
 
 /* One distinct statement on a worker. */
 struct pstmt {
-	uint64_t id;	     /* part of the server-side name */
+	uint64_t id;         /* part of the server-side name */
 	uint32_t generation; /* bumped when a plan went stale; part of the name */
-	uint64_t hash;	     /* of body */
-	uint8_t *body;	     /* Parse body after the name: query, parameter count and types */
-	size_t len;	     /* bytes in body */
-	int refs;	     /* client names, server entries and queued sends using it */
+	uint64_t hash;       /* of body */
+	uint8_t *body;       /* Parse body after the name: query, parameter count and types */
+	size_t len;          /* bytes in body */
+	int refs;            /* client names, server entries and queued sends using it */
 	struct pstmt_registry *reg; /* owner, for releasing from a libevent cleanup */
-	struct pstmt *next;  /* registry chain */
+	struct pstmt *next;         /* registry chain */
 };
 
 struct pstmt_registry {
 	struct pstmt **buckets; /* by hash */
-	uint32_t size;		/* power of two */
-	uint32_t count;		/* statements */
-	uint64_t next_id;	/* for new statements */
+	uint32_t size;          /* power of two */
+	uint32_t count;         /* statements */
+	uint64_t next_id;       /* for new statements */
 };
 
 /* A client's name for a statement. */
 struct client_stmt {
-	char *name;		  /* as the client wrote it */
-	struct pstmt *ps;	  /* what it means */
-	uint32_t generation;	  /* ps->generation when the client last learnt its result type */
+	char *name;               /* as the client wrote it */
+	struct pstmt *ps;         /* what it means */
+	uint32_t generation;      /* ps->generation when the client last learnt its result type */
 	struct client_stmt *next; /* map chain */
 };
 
 struct stmt_map {
 	struct client_stmt **buckets; /* by name hash */
-	uint32_t size;		      /* power of two, 0 until first use */
+	uint32_t size;                /* power of two, 0 until first use */
 	uint32_t count;
 };
 
@@ -74,19 +74,19 @@ struct id_ring {
 
 /* A statement prepared on one server. */
 struct server_stmt {
-	struct pstmt *ps;	  /* the statement */
-	uint32_t generation;	  /* the name it has on this server */
-	struct list_node lru;	  /* most recently used first */
+	struct pstmt *ps;         /* the statement */
+	uint32_t generation;      /* the name it has on this server */
+	struct list_node lru;     /* most recently used first */
 	struct server_stmt *next; /* cache chain */
 };
 
 struct stmt_cache {
 	struct server_stmt **buckets; /* by statement id */
-	uint32_t size;		      /* power of two, 0 until first use */
+	uint32_t size;                /* power of two, 0 until first use */
 	uint32_t count;
-	struct list_node lru;	      /* eviction order */
-	struct id_ring pending;	      /* ids of Parses in flight, in queue order */
-	struct id_ring bound;	      /* ids of REQ_TRACKED_BIND Binds in flight */
+	struct list_node lru;   /* eviction order */
+	struct id_ring pending; /* ids of Parses in flight, in queue order */
+	struct id_ring bound;   /* ids of REQ_TRACKED_BIND Binds in flight */
 };
 
 void prepared_registry_fini(struct pstmt_registry *reg);
@@ -98,10 +98,10 @@ void prepared_cache_fini(struct stmt_cache *cache, struct pstmt_registry *reg);
 bool prepared_tracking(const struct client *c);
 
 enum prep_result {
-	PREP_PASS,    /* not ours: forward the message unchanged */
-	PREP_DONE,    /* consumed (rewritten, answered or queued) */
-	PREP_WAIT,    /* the whole message is not buffered yet */
-	PREP_CLOSED,  /* the client was failed */
+	PREP_PASS,   /* not ours: forward the message unchanged */
+	PREP_DONE,   /* consumed (rewritten, answered or queued) */
+	PREP_WAIT,   /* the whole message is not buffered yet */
+	PREP_CLOSED, /* the client was failed */
 };
 
 /* A client message of type P, B, D, C or Q on a linked, tracking client. */

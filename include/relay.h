@@ -25,6 +25,6 @@ void relay_track_request(struct server *s, uint8_t type);
 #define RELAY_HIGH_WATERMARK (1024 * 1024)
 #define RELAY_LOW_WATERMARK  (256 * 1024)
 /* Input read ahead per connection before libevent stops reading. */
-#define RELAY_READ_HIGH	     (512 * 1024)
+#define RELAY_READ_HIGH (512 * 1024)
 
 #endif

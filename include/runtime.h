@@ -29,42 +29,42 @@ void snapshot_unref(struct snapshot *snap);
 
 /* A shared cap (server connections per db, per user, per pool key) across workers. */
 struct quota {
-	char *key;	     /* "db:NAME", "user:NAME" or "pool:DB/USER" */
-	_Atomic int used;    /* server connections counted against it */
-	struct quota *next;  /* registry chain */
+	char *key;          /* "db:NAME", "user:NAME" or "pool:DB/USER" */
+	_Atomic int used;   /* server connections counted against it */
+	struct quota *next; /* registry chain */
 };
 
 struct listener;
 struct metrics_http;
 
 struct runtime {
-	struct event_base *base;	/* control loop */
-	struct logger log;		/* shared by all threads */
-	const char *config_path;	/* NULL for file-less starts */
-	const char *upstream_url;	/* from --upstream, or NULL */
-	char *const *envp;		/* environment for SLUICE_* overrides */
-	struct snapshot *snap;		/* current config; swapped on reload */
-	struct worker **workers;	/* one per configured worker */
+	struct event_base *base;  /* control loop */
+	struct logger log;        /* shared by all threads */
+	const char *config_path;  /* NULL for file-less starts */
+	const char *upstream_url; /* from --upstream, or NULL */
+	char *const *envp;        /* environment for SLUICE_* overrides */
+	struct snapshot *snap;    /* current config; swapped on reload */
+	struct worker **workers;  /* one per configured worker */
 	int nworkers;
-	int next_worker;		/* round-robin target for accepted sockets */
-	struct listener **listeners;	/* TCP and Unix listeners */
+	int next_worker;             /* round-robin target for accepted sockets */
+	struct listener **listeners; /* TCP and Unix listeners */
 	int nlisteners;
-	struct inbox inbox;		/* messages from workers to the control loop */
+	struct inbox inbox; /* messages from workers to the control loop */
 	struct event *sig_hup, *sig_term, *sig_int, *sig_pipe;
-	struct event *shutdown_timer;	/* shutdown_timeout after SIGTERM */
+	struct event *shutdown_timer;    /* shutdown_timeout after SIGTERM */
 	struct event *drain_delay_timer; /* shutdown_delay: unready but accepting until it fires */
-	struct metrics_http *metrics;	/* HTTP endpoint; NULL when metrics_listen is off */
-	_Atomic uint64_t next_conn_id;	/* ids for clients and servers, unique process-wide */
-	_Atomic int nclients;		/* for max_client_conn */
-	pthread_mutex_t quota_lock;	/* guards the quota registry list only */
-	struct quota *quotas;		/* registry, entries live until exit */
-	bool draining;			/* SIGTERM received */
-	int workers_drained;		/* workers that reported zero clients */
+	struct metrics_http *metrics;    /* HTTP endpoint; NULL when metrics_listen is off */
+	_Atomic uint64_t next_conn_id;   /* ids for clients and servers, unique process-wide */
+	_Atomic int nclients;            /* for max_client_conn */
+	pthread_mutex_t quota_lock;      /* guards the quota registry list only */
+	struct quota *quotas;            /* registry, entries live until exit */
+	bool draining;                   /* SIGTERM received */
+	int workers_drained;             /* workers that reported zero clients */
 	int exit_code;
 };
 
 int runtime_init(struct runtime *rt, const char *config_path, const char *upstream_url,
-		 char *const *envp, struct config *cfg);
+                 char *const *envp, struct config *cfg);
 /* Runs the control loop until shutdown; returns the process exit code. */
 int runtime_run(struct runtime *rt);
 void runtime_fini(struct runtime *rt);

@@ -37,51 +37,49 @@ enum server_state {
 
 /* Outstanding requests, in the order the server will answer them. */
 struct request_queue {
-	uint8_t *types;	 /* message types: Q P B D E C S F */
-	uint32_t head;	 /* index of the oldest */
-	uint32_t count;	 /* entries in use */
-	uint32_t cap;	 /* power of two; grows, never shrinks */
+	uint8_t *types; /* message types: Q P B D E C S F */
+	uint32_t head;  /* index of the oldest */
+	uint32_t count; /* entries in use */
+	uint32_t cap;   /* power of two; grows, never shrinks */
 };
 
 struct server {
-	uint64_t id;			 /* process-wide connection id */
-	struct worker *w;		 /* owner */
-	struct pool *pool;		 /* owner pool */
-	struct bufferevent *bev;	 /* the socket */
-	enum server_state state;	 /* changed only by server_set_state */
-	struct list_node node;		 /* pool list for the state, or worker->dead_servers */
-	struct client *client;		 /* linked client while ACTIVE */
-	struct sockaddr_storage addr;	 /* resolved peer address, for cancel connections */
+	uint64_t id;                  /* process-wide connection id */
+	struct worker *w;             /* owner */
+	struct pool *pool;            /* owner pool */
+	struct bufferevent *bev;      /* the socket */
+	enum server_state state;      /* changed only by server_set_state */
+	struct list_node node;        /* pool list for the state, or worker->dead_servers */
+	struct client *client;        /* linked client while ACTIVE */
+	struct sockaddr_storage addr; /* resolved peer address, for cancel connections */
 	socklen_t addrlen;
-	char addr_text[128];		 /* for logs */
+	char addr_text[128];               /* for logs */
 	uint32_t backend_pid, backend_key; /* real BackendKeyData */
-	struct param_list params;	 /* GUC values as the server has them */
-	struct request_queue queue;	 /* requests forwarded and not yet answered */
-	struct stmt_cache stmts;	 /* prepared statements it holds (transaction mode) */
-	char tx_status;			 /* last ReadyForQuery status: I, T or E */
-	bool copy_in;			 /* server is in COPY FROM STDIN */
-	bool skip_to_sync;		 /* server errored mid-extended-batch: ignores until Sync */
-	int sync_pending;		 /* ReadyForQuery replies to swallow (parameter SET batches) */
-	bool sync_failed;		 /* the SET batch failed */
-	bool params_dirty;		 /* a SET/RESET ran: read the session settings back */
-	bool capturing;			 /* that read-back is in flight (counted in sync_pending) */
-	bool capture_failed;		 /* and it failed: the server is retired after the turn */
-	struct param_list captured;	 /* its rows so far: settings with source 'session' */
-	bool reset_query_sent;		 /* session mode: server_reset_query already queued */
-	uint64_t fwd_remaining;		 /* bytes of a message still to stream to the client */
-	uint32_t suspend;		 /* read-suspend bits (client.h SUSPEND_*) */
-	int cancels_inflight;		 /* CancelRequests not yet acknowledged */
-	struct list_node cancels;	 /* those requests, detached if the server dies */
-	struct scram_client *scram;	 /* SCRAM state during login only */
-	uint64_t synced_client_id;	 /* client whose parameters were last applied */
-	uint64_t synced_fp;		 /* that client's fingerprint at the time */
-	struct event *timer;		 /* connect, idle, lifetime, reset timeouts */
-	bool timer_pending;		 /* timer armed (saves libevent calls per transaction) */
-	int64_t connect_us;		 /* when the connection was started */
-	int64_t idle_since_us;		 /* when it became idle */
-	int64_t request_start_us;	 /* first request forwarded into an empty queue */
-	int64_t xact_start_us;		 /* first request after ReadyForQuery 'I' */
-	bool close_needed;		 /* retire at the next release (reload, lifetime) */
+	struct param_list params;          /* GUC values as the server has them */
+	struct request_queue queue;        /* requests forwarded and not yet answered */
+	struct stmt_cache stmts;           /* prepared statements it holds (transaction mode) */
+	char tx_status;                    /* last ReadyForQuery status: I, T or E */
+	bool copy_in;                      /* server is in COPY FROM STDIN */
+	bool skip_to_sync;          /* server errored mid-extended-batch: ignores until Sync */
+	int sync_pending;           /* ReadyForQuery replies to swallow (parameter SET batches) */
+	bool sync_failed;           /* the SET batch failed */
+	bool params_dirty;          /* a SET/RESET ran: read the session settings back */
+	bool capturing;             /* that read-back is in flight (counted in sync_pending) */
+	bool capture_failed;        /* and it failed: the server is retired after the turn */
+	struct param_list captured; /* its rows so far: settings with source 'session' */
+	bool reset_query_sent;      /* session mode: server_reset_query already queued */
+	uint64_t fwd_remaining;     /* bytes of a message still to stream to the client */
+	uint32_t suspend;           /* read-suspend bits (client.h SUSPEND_*) */
+	int cancels_inflight;       /* CancelRequests not yet acknowledged */
+	struct list_node cancels;   /* those requests, detached if the server dies */
+	struct scram_client *scram; /* SCRAM state during login only */
+	struct event *timer;        /* connect, idle, lifetime, reset timeouts */
+	bool timer_pending;         /* timer armed (saves libevent calls per transaction) */
+	int64_t connect_us;         /* when the connection was started */
+	int64_t idle_since_us;      /* when it became idle */
+	int64_t request_start_us;   /* first request forwarded into an empty queue */
+	int64_t xact_start_us;      /* first request after ReadyForQuery 'I' */
+	bool close_needed;          /* retire at the next release (reload, lifetime) */
 };
 
 struct server *server_new(struct pool *p);

@@ -23,34 +23,34 @@ struct evdns_base;
 struct snapshot;
 
 struct worker {
-	int id;				/* index, also the top byte of cancel keys */
-	struct runtime *rt;		/* owner */
-	pthread_t thread;		/* runs worker_main */
-	bool started;			/* thread is running */
-	struct event_base *base;	/* this worker's loop */
-	struct evdns_base *dns;		/* non-blocking resolver for server host names */
-	struct snapshot *snap;		/* config in use; swapped between callbacks */
-	const struct config *cfg;	/* == snap->cfg, for brevity */
-	const struct logger *log;	/* == &rt->log */
-	struct inbox inbox;		/* work posted by other threads */
-	struct list_node clients;	/* every live client */
-	struct list_node pools;		/* every pool */
+	int id;                           /* index, also the top byte of cancel keys */
+	struct runtime *rt;               /* owner */
+	pthread_t thread;                 /* runs worker_main */
+	bool started;                     /* thread is running */
+	struct event_base *base;          /* this worker's loop */
+	struct evdns_base *dns;           /* non-blocking resolver for server host names */
+	struct snapshot *snap;            /* config in use; swapped between callbacks */
+	const struct config *cfg;         /* == snap->cfg, for brevity */
+	const struct logger *log;         /* == &rt->log */
+	struct inbox inbox;               /* work posted by other threads */
+	struct list_node clients;         /* every live client */
+	struct list_node pools;           /* every pool */
 	struct list_node closing_clients; /* closed, still flushing a final message */
-	struct list_node dead_clients;	/* closed, freed by the reaper */
-	struct list_node dead_servers;	/* closed, freed by the reaper */
-	struct event *reaper;		/* low-priority event that frees dead objects */
-	struct client **cancel_map;	/* open hash of clients by cancel pid */
-	uint32_t cancel_map_size;	/* power of two */
-	uint32_t cancel_seq;		/* next candidate cancel pid (low 24 bits) */
-	struct pstmt_registry prepared;	/* distinct prepared statements of all clients */
-	struct admin_worker *admin;	/* console state: paused/disabled dbs, stats_period timer */
-	struct event *stats_timer;	/* stats log tick (statslog.c) */
-	int64_t stats_period_us;	/* period stats_timer is armed with; 0 = off */
-	int64_t stats_tick_us;		/* time of the last stats log tick */
+	struct list_node dead_clients;    /* closed, freed by the reaper */
+	struct list_node dead_servers;    /* closed, freed by the reaper */
+	struct event *reaper;             /* low-priority event that frees dead objects */
+	struct client **cancel_map;       /* open hash of clients by cancel pid */
+	uint32_t cancel_map_size;         /* power of two */
+	uint32_t cancel_seq;              /* next candidate cancel pid (low 24 bits) */
+	struct pstmt_registry prepared;   /* distinct prepared statements of all clients */
+	struct admin_worker *admin; /* console state: paused/disabled dbs, stats_period timer */
+	struct event *stats_timer;  /* stats log tick (statslog.c) */
+	int64_t stats_period_us;    /* period stats_timer is armed with; 0 = off */
+	int64_t stats_tick_us;      /* time of the last stats log tick */
 	struct scram_secret dummy_secret; /* for unknown users, so failure looks like success */
-	int nclients;			/* live clients on this worker */
-	bool draining;			/* SIGTERM: close clients at transaction end */
-	bool drain_reported;		/* runtime_worker_drained already called */
+	int nclients;                     /* live clients on this worker */
+	bool draining;                    /* SIGTERM: close clients at transaction end */
+	bool drain_reported;              /* runtime_worker_drained already called */
 };
 
 struct worker *worker_new(struct runtime *rt, int id, struct snapshot *snap);
@@ -67,10 +67,10 @@ void worker_schedule_reap(struct worker *w);
 
 /* Called from other threads through the inbox. */
 struct accepted_socket {
-	int fd;				 /* accepted socket */
-	struct sockaddr_storage addr;	 /* peer */
+	int fd;                       /* accepted socket */
+	struct sockaddr_storage addr; /* peer */
 	socklen_t addrlen;
-	bool is_unix;			 /* came in on the Unix socket */
+	bool is_unix; /* came in on the Unix socket */
 };
 void worker_post_accept(struct worker *w, struct accepted_socket *sock);
 void worker_post_config(struct worker *w, struct snapshot *snap);

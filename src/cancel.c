@@ -20,8 +20,8 @@
 #include "worker.h"
 
 struct cancel_req {
-	struct list_node node;	 /* server->cancels */
-	struct server *server;	 /* NULL once the server is gone */
+	struct list_node node;   /* server->cancels */
+	struct server *server;   /* NULL once the server is gone */
 	struct bufferevent *bev; /* connection to the postmaster */
 };
 
@@ -77,7 +77,8 @@ static void cancel_done(struct cancel_req *req)
 	if (s != NULL) {
 		list_del(&req->node);
 		s->cancels_inflight--;
-		/* The server finished its work while the cancel was in flight: now it may go back. */
+		/* The server finished its work while the cancel was in flight: now it may go back.
+		 */
 		if (s->cancels_inflight == 0 && s->state == SERVER_CANCELING)
 			pool_release(s->pool, s);
 	}

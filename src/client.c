@@ -173,13 +173,13 @@ void client_close(struct client *c, const char *reason)
 }
 
 static void send_error(struct client *c, const char *severity, const char *sqlstate,
-		       const char *fmt, va_list ap)
+                       const char *fmt, va_list ap)
 {
 	char msg[512];
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	clog(c, strcmp(sqlstate, SQLSTATE_ADMIN_SHUTDOWN) == 0 ? LOG_DEBUG : LOG_INFO,
-	     "%s %s: %s", severity, sqlstate, msg);
+	clog(c, strcmp(sqlstate, SQLSTATE_ADMIN_SHUTDOWN) == 0 ? LOG_DEBUG : LOG_INFO, "%s %s: %s",
+	     severity, sqlstate, msg);
 	build_error(bufferevent_get_output(c->bev), severity, sqlstate, msg, NULL);
 }
 
@@ -278,7 +278,7 @@ void client_cancel(struct client *c)
 		admin_cancel(c);
 	else if (c->state == CLIENT_WAITING)
 		client_reject_request(c, SQLSTATE_QUERY_CANCELED,
-				      "canceling statement due to user request");
+		                      "canceling statement due to user request");
 	else if (c->state == CLIENT_ACTIVE && c->server != NULL)
 		cancel_server(c->server);
 }
@@ -300,20 +300,20 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 	latency_timeout(c);
 	if (c->state == CLIENT_LOGIN)
 		client_fail(c, SQLSTATE_CONNECTION_FAILURE,
-			    "client_login_timeout expired before the login completed");
+		            "client_login_timeout expired before the login completed");
 	else if (c->state == CLIENT_IDLE ||
-		 (c->state == CLIENT_ACTIVE && c->server != NULL && c->server->tx_status == 'I'))
+	         (c->state == CLIENT_ACTIVE && c->server != NULL && c->server->tx_status == 'I'))
 		client_fail(c, SQLSTATE_IDLE_SESSION_TIMEOUT,
-			    "closing an idle connection: client_idle_timeout expired");
+		            "closing an idle connection: client_idle_timeout expired");
 	else if (c->state == CLIENT_ACTIVE)
 		client_fail(c, SQLSTATE_IDLE_IN_TRANSACTION_TIMEOUT,
-			    "closing a connection idle in a transaction: "
-			    "idle_transaction_timeout expired");
+		            "closing a connection idle in a transaction: "
+		            "idle_transaction_timeout expired");
 	else if (c->state == CLIENT_WAITING)
 		client_reject_request(c, SQLSTATE_TOO_MANY_CONNECTIONS,
-				      "query_wait_timeout expired while waiting for a server "
-				      "connection (pool %s/%s is busy)",
-				      c->pool->dbname, c->pool->user);
+		                      "query_wait_timeout expired while waiting for a server "
+		                      "connection (pool %s/%s is busy)",
+		                      c->pool->dbname, c->pool->user);
 }
 
 static void client_read_cb(struct bufferevent *bev, void *arg)
@@ -377,7 +377,7 @@ static void format_addr(struct client *c, const struct sockaddr *addr)
 }
 
 struct client *client_new(struct worker *w, int fd, const struct sockaddr *addr, int addrlen,
-			  bool is_unix)
+                          bool is_unix)
 {
 	struct client *c = calloc(1, sizeof(*c));
 	int one = 1;

@@ -60,8 +60,8 @@ static void startup_param(struct startup_scan *scan, const char *key, const char
 		/* Unknown parameters are accepted and synced like any other. */
 		param_set(&c->params, key, value);
 	} else if (strcmp(key, "replication") == 0 && strcmp(value, "false") != 0 &&
-		   strcmp(value, "0") != 0 && strcmp(value, "off") != 0 &&
-		   strcmp(value, "no") != 0) {
+	           strcmp(value, "0") != 0 && strcmp(value, "off") != 0 &&
+	           strcmp(value, "no") != 0) {
 		scan->bad_options = true;
 	}
 }
@@ -79,8 +79,8 @@ static void handle_startup(struct client *c, const uint8_t *body, size_t len, ui
 
 		if (key == NULL) {
 			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
-				    "invalid startup packet layout: expected terminator as last "
-				    "byte");
+			            "invalid startup packet layout: expected terminator as last "
+			            "byte");
 			return;
 		}
 		if (key[0] == '\0')
@@ -88,20 +88,20 @@ static void handle_startup(struct client *c, const uint8_t *body, size_t len, ui
 		value = msg_read_cstr(&r);
 		if (value == NULL) {
 			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
-				    "invalid startup packet: parameter \"%s\" has no value", key);
+			            "invalid startup packet: parameter \"%s\" has no value", key);
 			return;
 		}
 		startup_param(&scan, key, value);
 	}
 	if (scan.bad_options) {
 		client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
-			    "unsupported startup options: only -c name=value settings are "
-			    "accepted, and no replication connections");
+		            "unsupported startup options: only -c name=value settings are "
+		            "accepted, and no replication connections");
 		return;
 	}
 	if (c->user == NULL || c->user[0] == '\0') {
 		client_fail(c, SQLSTATE_INVALID_AUTHORIZATION,
-			    "no PostgreSQL user name specified in startup packet");
+		            "no PostgreSQL user name specified in startup packet");
 		return;
 	}
 	if (c->dbname == NULL || c->dbname[0] == '\0') {
@@ -115,7 +115,7 @@ static void handle_startup(struct client *c, const uint8_t *body, size_t len, ui
 	/* We speak 3.0: tell newer clients, and list the protocol options we ignore. */
 	if (FRAME_PROTO_MINOR(version) > 0 || scan.nunrecognized > 0)
 		build_negotiate_protocol(bufferevent_get_output(c->bev), 0, scan.unrecognized,
-					 scan.nunrecognized);
+		                         scan.nunrecognized);
 	begin_auth(c);
 }
 
@@ -140,7 +140,7 @@ static bool startup_input(struct client *c)
 		/* Bytes sent before our answer could be injected; a real client waits. */
 		if (len != 8 || evbuffer_get_length(in) > 0) {
 			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
-				    "unexpected data after an encryption request");
+			            "unexpected data after an encryption request");
 			return false;
 		}
 		evbuffer_add(bufferevent_get_output(c->bev), "N", 1);
@@ -161,8 +161,8 @@ static bool startup_input(struct client *c)
 	}
 	if (FRAME_PROTO_MAJOR(code) != 3) {
 		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
-			    "unsupported frontend protocol %u.%u: server supports 3.0",
-			    FRAME_PROTO_MAJOR(code), FRAME_PROTO_MINOR(code));
+		            "unsupported frontend protocol %u.%u: server supports 3.0",
+		            FRAME_PROTO_MAJOR(code), FRAME_PROTO_MINOR(code));
 		return false;
 	}
 	handle_startup(c, packet + 8, len - 8, code);
@@ -173,7 +173,7 @@ static bool startup_input(struct client *c)
 static void auth_failed(struct client *c)
 {
 	client_fail(c, SQLSTATE_INVALID_PASSWORD, "password authentication failed for user \"%s\"",
-		    c->user);
+	            c->user);
 }
 
 static void finish_login(struct client *c)
@@ -188,15 +188,15 @@ static void finish_login(struct client *c)
 	}
 	if (admin_db_disabled(c->w, c->dbname)) {
 		client_fail(c, SQLSTATE_CANNOT_CONNECT_NOW,
-			    "database \"%s\" does not allow connections: it was disabled from "
-			    "the admin console (ENABLE allows them again)",
-			    c->dbname);
+		            "database \"%s\" does not allow connections: it was disabled from "
+		            "the admin console (ENABLE allows them again)",
+		            c->dbname);
 		return;
 	}
 	db = config_find_db(cfg, c->dbname);
 	if (db == NULL) {
 		client_fail(c, SQLSTATE_INVALID_CATALOG_NAME, "database \"%s\" does not exist",
-			    c->dbname);
+		            c->dbname);
 		return;
 	}
 	server_user = db->user != NULL ? db->user : c->user;
@@ -227,7 +227,7 @@ static void finish_login(struct client *c)
 }
 
 static const struct scram_secret *scram_secret_for(const struct client *c,
-						   const struct user_secret *secret)
+                                                   const struct user_secret *secret)
 {
 	if (secret != NULL && (secret->kind == SECRET_SCRAM || secret->kind == SECRET_PLAIN))
 		return &secret->scram;
@@ -243,7 +243,8 @@ static void begin_auth(struct client *c)
 
 	if (c->refuse == REFUSE_TOO_MANY) {
 		client_fail(c, SQLSTATE_TOO_MANY_CONNECTIONS,
-			    "no more connections allowed (max_client_conn %d)", cfg->max_client_conn);
+		            "no more connections allowed (max_client_conn %d)",
+		            cfg->max_client_conn);
 		return;
 	}
 	if (c->refuse == REFUSE_SHUTDOWN) {
@@ -261,7 +262,7 @@ static void begin_auth(struct client *c)
 	}
 	/* md5 cannot be checked against a SCRAM verifier, and SCRAM not against an md5 hash. */
 	use_scram = cfg->auth_type == AUTH_SCRAM ? secret == NULL || secret->kind != SECRET_MD5
-						 : secret != NULL && secret->kind == SECRET_SCRAM;
+	                                         : secret != NULL && secret->kind == SECRET_SCRAM;
 	if (use_scram) {
 		c->scram = calloc(1, sizeof(*c->scram));
 		if (c->scram == NULL) {
@@ -280,7 +281,7 @@ static void begin_auth(struct client *c)
 }
 
 static bool check_cleartext(const struct client *c, const struct user_secret *secret,
-			    const char *password)
+                            const char *password)
 {
 	char md5[MD5_PASSWD_LEN + 1];
 	struct scram_secret derived;
@@ -296,7 +297,7 @@ static bool check_cleartext(const struct client *c, const struct user_secret *se
 		return secret_equal(md5, secret->md5, MD5_PASSWD_LEN);
 	case SECRET_SCRAM:
 		if (scram_secret_from_password(password, secret->scram.salt, secret->scram.salt_len,
-					       secret->scram.iterations, &derived) < 0)
+		                               secret->scram.iterations, &derived) < 0)
 			return false;
 		return secret_equal(derived.stored_key, secret->scram.stored_key, SCRAM_KEY_LEN);
 	}
@@ -349,12 +350,12 @@ static void sasl_initial(struct client *c, const uint8_t *body, size_t len)
 	data = msg_read_bytes(&r, n);
 	if (mech == NULL || strcmp(mech, SCRAM_MECHANISM) != 0) {
 		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
-			    "client selected an invalid SASL authentication mechanism");
+		            "client selected an invalid SASL authentication mechanism");
 		return;
 	}
 	if (data == NULL || n > SCRAM_MSG_MAX ||
-	    scram_server_handle_first(c->scram, (const char *)data, n, reply, sizeof(reply),
-				      &err) < 0) {
+	    scram_server_handle_first(c->scram, (const char *)data, n, reply, sizeof(reply), &err) <
+	        0) {
 		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "%s", err);
 		return;
 	}
@@ -370,7 +371,7 @@ static void sasl_final(struct client *c, const uint8_t *body, size_t len)
 
 	if (len > SCRAM_MSG_MAX ||
 	    scram_server_handle_final(c->scram, (const char *)body, len, reply, sizeof(reply),
-				      &err) < 0 ||
+	                              &err) < 0 ||
 	    secret == NULL || scram_secret_for(c, secret) == &c->w->dummy_secret) {
 		auth_failed(c);
 		return;
@@ -397,8 +398,8 @@ static bool auth_input(struct client *c)
 		return false;
 	if (st == FRAME_INVALID || f.type != 'p') {
 		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
-			    "expected a password response, got message type '%c'",
-			    f.type >= 0x20 && f.type < 0x7f ? f.type : '?');
+		            "expected a password response, got message type '%c'",
+		            f.type >= 0x20 && f.type < 0x7f ? f.type : '?');
 		return false;
 	}
 	if (evbuffer_get_length(in) < frame_total(&f))

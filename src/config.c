@@ -1156,7 +1156,8 @@ static const char *unquote(const char *value, char *buf, size_t cap)
 {
 	size_t n = strlen(value);
 
-	if (n < 2 || n - 2 >= cap || (value[0] != '"' && value[0] != '\'') || value[n - 1] != value[0])
+	if (n < 2 || n - 2 >= cap || (value[0] != '"' && value[0] != '\'') ||
+	    value[n - 1] != value[0])
 		return value;
 	memcpy(buf, value + 1, n - 2);
 	buf[n - 2] = '\0';
@@ -1174,8 +1175,8 @@ static int entry_apply(struct config *cfg, const struct raw_entry *e, char *msg,
 			snprintf(msg, len, "unknown key '%.60s' in [sluice]", e->key);
 			return -1;
 		}
-		if (parse_value(opt, unquote(e->value, quoted, sizeof(quoted)), option_field(cfg, opt),
-				msg, len) < 0) {
+		if (parse_value(opt, unquote(e->value, quoted, sizeof(quoted)),
+		                option_field(cfg, opt), msg, len) < 0) {
 			msg_prefix(msg, len, "key '%.60s': ", e->key);
 			return -1;
 		}

@@ -51,7 +51,7 @@
 		.name = #field, .type = CONFIG_SIZE, .offset = FIELD(int64_t, field),              \
 		.default_value = def, .min = lo, .max = hi, .reload = RELOAD_LIVE, .help = text    \
 	}
-#define OPT_BOOL(field, def, text)                                                                  \
+#define OPT_BOOL(field, def, text)                                                                 \
 	{                                                                                          \
 		.name = #field, .type = CONFIG_BOOL, .offset = FIELD(int, field),                  \
 		.default_value = def, .min = 0, .max = 1, .reload = RELOAD_LIVE, .help = text      \
@@ -185,8 +185,7 @@ static const struct config_option options[] = {
                  "Averaging period for SHOW STATS and interval of the stats log line; 0 = off."),
     OPT_STRING(metrics_listen, "", RELOAD_RESTART,
                "host:port of the HTTP endpoint for /metrics, /healthz, /readyz; empty = off."),
-    OPT_DURATION(slow_query_threshold, "100ms",
-                 "Log queries that take longer than this; 0 = off."),
+    OPT_DURATION(slow_query_threshold, "100ms", "Log queries that take longer than this; 0 = off."),
     OPT_INT(slow_query_max_length, "1000", 16, 1000000, RELOAD_LIVE,
             "Longest query text written to the slow-query log, in bytes."),
     OPT_BOOL(log_query_literals, "off",

@@ -18,14 +18,14 @@
 #include "worker.h"
 
 struct listener {
-	struct runtime *rt;		/* owner */
-	struct evconnlistener *lev;	/* libevent listener */
-	bool is_unix;			/* Unix socket (path below) */
+	struct runtime *rt;                                     /* owner */
+	struct evconnlistener *lev;                             /* libevent listener */
+	bool is_unix;                                           /* Unix socket (path below) */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* socket file to unlink */
 };
 
 static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *addr,
-		      int addrlen, void *arg)
+                      int addrlen, void *arg)
 {
 	struct listener *l = arg;
 	struct runtime *rt = l->rt;
@@ -54,7 +54,7 @@ static void accept_error_cb(struct evconnlistener *lev, void *arg)
 }
 
 static int add_listener(struct runtime *rt, const struct sockaddr *sa, int len, bool is_unix,
-			const char *path)
+                        const char *path)
 {
 	struct listener *l = calloc(1, sizeof(*l));
 	struct listener **grown;
@@ -66,9 +66,9 @@ static int add_listener(struct runtime *rt, const struct sockaddr *sa, int len, 
 	if (path != NULL)
 		snprintf(l->path, sizeof(l->path), "%s", path);
 	l->lev = evconnlistener_new_bind(rt->base, accept_cb, l,
-					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
-						 (is_unix ? 0 : LEV_OPT_REUSEABLE),
-					 1024, sa, len);
+	                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
+	                                     (is_unix ? 0 : LEV_OPT_REUSEABLE),
+	                                 1024, sa, len);
 	if (l->lev == NULL) {
 		free(l);
 		return -1;
@@ -87,8 +87,8 @@ static int add_listener(struct runtime *rt, const struct sockaddr *sa, int len, 
 
 static int open_tcp(struct runtime *rt, const char *host, int port)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_PASSIVE};
+	struct addrinfo hints = {
+	    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
 	struct addrinfo *res, *ai;
 	char service[16];
 	int opened = 0, rc;
@@ -104,7 +104,7 @@ static int open_tcp(struct runtime *rt, const char *host, int port)
 			opened++;
 		else
 			log_warn(&rt->log, "cannot listen on %s:%d: %s", host, port,
-				 strerror(errno));
+			         strerror(errno));
 	}
 	freeaddrinfo(res);
 	if (opened > 0)

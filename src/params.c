@@ -16,8 +16,8 @@ static const char *const startup_only[] = {"user", "database", "options", "repli
 
 /* Reported by the server but not settable with SET. */
 static const char *const read_only[] = {
-	"server_version", "server_encoding", "integer_datetimes", "is_superuser",
-	"session_authorization", "in_hot_standby", "scram_iterations", NULL};
+    "server_version",        "server_encoding", "integer_datetimes", "is_superuser",
+    "session_authorization", "in_hot_standby",  "scram_iterations",  NULL};
 
 static bool name_in(const char *const *list, const char *name)
 {
@@ -150,7 +150,7 @@ bool param_remove(struct param_list *l, const char *name)
 }
 
 uint64_t param_effective_fingerprint(const struct param_list *defaults,
-				     const struct param_list *own)
+                                     const struct param_list *own)
 {
 	uint64_t fp = defaults->fingerprint;
 
@@ -208,7 +208,7 @@ static void add_set(struct evbuffer *sql, size_t *nsets, const char *name, const
 }
 
 size_t param_sync_sql(struct evbuffer *sql, const struct param_list *defaults,
-		      const struct param_list *own, const struct param_list *server)
+                      const struct param_list *own, const struct param_list *server)
 {
 	struct evbuffer *resets = evbuffer_new();
 	size_t nsets = 0, nresets = 0;
@@ -232,7 +232,8 @@ size_t param_sync_sql(struct evbuffer *sql, const struct param_list *defaults,
 			continue;
 		def = param_find(defaults, have->name);
 		if (def == NULL) {
-			/* Set for an earlier client and never reported: back to the server default. */
+			/* Set for an earlier client and never reported: back to the server default.
+			 */
 			evbuffer_add(resets, "RESET ", 6);
 			add_identifier(resets, have->name);
 			evbuffer_add(resets, ";", 1);
@@ -278,9 +279,8 @@ static int emit_setting(char *setting, void (*fn)(void *, const char *, const ch
 	return 0;
 }
 
-int param_parse_options(const char *options, void (*fn)(void *arg, const char *name,
-							 const char *value),
-			void *arg)
+int param_parse_options(const char *options,
+                        void (*fn)(void *arg, const char *name, const char *value), void *arg)
 {
 	char word[1024];
 	const char *p = options;

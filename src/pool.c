@@ -32,7 +32,7 @@ static struct pool *pool_find(struct worker *w, const char *dbname, const char *
 }
 
 struct pool *pool_get(struct worker *w, const char *dbname, const char *user,
-		      const struct db_def *db)
+                      const struct db_def *db)
 {
 	struct pool *p = pool_find(w, dbname, user);
 	char key[512];
@@ -162,12 +162,11 @@ void pool_maintain(struct pool *p)
 {
 	int want, min_size;
 
-	if (p->db == NULL || p->paused || p->w->draining ||
-	    worker_now_us(p->w) < p->retry_after_us)
+	if (p->db == NULL || p->paused || p->w->draining || worker_now_us(p->w) < p->retry_after_us)
 		return;
 	/* Servers still logging in or resetting will serve waiters soon. */
-	want = (int)list_count(&p->waiting) + (int)list_count(&p->login_waiting) -
-	       count_connecting(p);
+	want =
+	    (int)list_count(&p->waiting) + (int)list_count(&p->login_waiting) - count_connecting(p);
 	min_size = config_min_pool_size(p->w->cfg, p->db);
 	if (p->nservers + (want > 0 ? want : 0) < min_size)
 		want = min_size - p->nservers;
@@ -231,8 +230,8 @@ void pool_release(struct pool *p, struct server *s)
 
 	if (p->pause_closes || server_must_retire(p, s)) {
 		const char *why = p->pause_closes   ? "pool paused"
-				  : s->close_needed ? "configuration changed or RECONNECT"
-						    : "server_lifetime";
+		                  : s->close_needed ? "configuration changed or RECONNECT"
+		                                    : "server_lifetime";
 
 		server_close(s, why);
 		pool_maintain(p);
@@ -356,7 +355,7 @@ void pool_reconfigure(struct pool *p)
 	}
 	if (def == NULL) {
 		pool_connect_failed(p, SQLSTATE_INVALID_CATALOG_NAME,
-				    "database was removed from the configuration");
+		                    "database was removed from the configuration");
 		return;
 	}
 	pool_maintain(p);

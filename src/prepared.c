@@ -22,9 +22,9 @@
 #include "server.h"
 #include "worker.h"
 
-#define PREP_NAME_MAX	 1024 /* longest client statement name accepted */
-#define SERVER_NAME_MAX	 48   /* "sluice_<id>_<generation>" */
-#define DEALLOCATE_PEEK	 512  /* Query bytes inspected for DEALLOCATE name */
+#define PREP_NAME_MAX   1024 /* longest client statement name accepted */
+#define SERVER_NAME_MAX 48   /* "sluice_<id>_<generation>" */
+#define DEALLOCATE_PEEK 512  /* Query bytes inspected for DEALLOCATE name */
 /* A statement no server has: binding it fails, and that failure is what a stale client sees. */
 #define STALE_NAME "sluice_stale_result_type"
 
@@ -64,7 +64,7 @@ static void pstmt_unref(struct pstmt_registry *reg, struct pstmt *ps)
 }
 
 static struct pstmt *registry_find(const struct pstmt_registry *reg, uint64_t hash,
-				   const uint8_t *body, size_t len)
+                                   const uint8_t *body, size_t len)
 {
 	if (reg->size == 0)
 		return NULL;
@@ -100,7 +100,7 @@ static int registry_grow(struct pstmt_registry *reg)
 
 /* Takes ownership of body. */
 static struct pstmt *registry_add(struct pstmt_registry *reg, uint64_t hash, uint8_t *body,
-				  size_t len)
+                                  size_t len)
 {
 	struct pstmt *ps;
 
@@ -181,7 +181,7 @@ static int map_grow(struct stmt_map *map)
 
 /* Point `name` at ps (replacing an older meaning); takes a reference. */
 static int map_put(struct pstmt_registry *reg, struct stmt_map *map, const char *name,
-		   struct pstmt *ps)
+                   struct pstmt *ps)
 {
 	struct client_stmt *cs = map_find(map, name);
 	uint32_t b;
@@ -274,7 +274,7 @@ static struct server_stmt *cache_find(const struct stmt_cache *cache, uint64_t i
 }
 
 static void cache_remove(struct pstmt_registry *reg, struct stmt_cache *cache,
-			 struct server_stmt *e)
+                         struct server_stmt *e)
 {
 	struct server_stmt **slot;
 
@@ -477,7 +477,7 @@ bool prepared_tracking(const struct client *c)
 static void write_header(struct evbuffer *out, uint8_t type, uint32_t len)
 {
 	const uint8_t hdr[5] = {type, (uint8_t)(len >> 24), (uint8_t)(len >> 16),
-				(uint8_t)(len >> 8), (uint8_t)len};
+	                        (uint8_t)(len >> 8), (uint8_t)len};
 
 	evbuffer_add(out, hdr, sizeof(hdr));
 }
@@ -518,7 +518,7 @@ static bool parse_deallocate(const char *sql, char *name, size_t cap);
  * Describe and Execute are answered here and only the Sync reaches Postgres.
  */
 static enum prep_result handle_unnamed_parse(struct client *c, struct server *s,
-					     const struct frame *f)
+                                             const struct frame *f)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	char sql[DEALLOCATE_PEEK + 1], name[PREP_NAME_MAX + 1];
@@ -561,8 +561,8 @@ static void drop_message(struct client *c, const struct frame *f, size_t done)
  * real 0A000 does; prepared_stale_error() turns that error into the 0A000.
  */
 static enum prep_result stale_bind(struct client *c, struct server *s, const struct frame *f,
-				   const uint8_t *portal, size_t portal_len, size_t prefix,
-				   struct client_stmt *cs)
+                                   const uint8_t *portal, size_t portal_len, size_t prefix,
+                                   struct client_stmt *cs)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	static const uint8_t no_formats_params_results[6];
@@ -690,7 +690,7 @@ static enum prep_result handle_bind(struct client *c, struct server *s, const st
 }
 
 static enum prep_result handle_describe_close(struct client *c, struct server *s,
-					      const struct frame *f)
+                                              const struct frame *f)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	uint8_t msg[FRAME_CONTROL_MAX + 1];
@@ -710,7 +710,8 @@ static enum prep_result handle_describe_close(struct client *c, struct server *s
 	}
 	if (f->len < 6 || msg[FRAME_HEADER_LEN] != 'S' || msg[FRAME_HEADER_LEN + 1] == 0 ||
 	    msg[frame_total(f) - 1] != 0)
-		return PREP_PASS; /* portals, the unnamed statement, or malformed: Postgres judges */
+		return PREP_PASS; /* portals, the unnamed statement, or malformed: Postgres judges
+		                   */
 	evbuffer_drain(in, frame_total(f));
 	c->pool->stats.bytes_received += frame_total(f);
 	if (f->type == 'C') {

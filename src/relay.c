@@ -115,7 +115,8 @@ static bool drop_without_server(struct client *c, uint8_t type, size_t total)
 /* Messages that may name a prepared statement (Query: SQL DEALLOCATE; Execute: its portal). */
 static bool is_statement_message(uint8_t type)
 {
-	return type == 'P' || type == 'B' || type == 'D' || type == 'C' || type == 'Q' || type == 'E';
+	return type == 'P' || type == 'B' || type == 'D' || type == 'C' || type == 'Q' ||
+	       type == 'E';
 }
 
 static void check_server_watermark(struct client *c)
@@ -147,7 +148,7 @@ void relay_client_input(struct client *c)
 		}
 		if (c->fwd_remaining > 0) {
 			moved = move_bytes(in, bufferevent_get_output(c->server->bev),
-					   c->fwd_remaining);
+			                   c->fwd_remaining);
 			c->fwd_remaining -= moved;
 			c->pool->stats.bytes_received += moved;
 			if (c->fwd_remaining > 0)
@@ -161,8 +162,8 @@ void relay_client_input(struct client *c)
 			break;
 		if (st == FRAME_INVALID || f.len > frame_client_limit(f.type, max_packet)) {
 			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
-				    "invalid message length %u for message type '%c'", f.len,
-				    f.type >= 0x20 && f.type < 0x7f ? f.type : '?');
+			            "invalid message length %u for message type '%c'", f.len,
+			            f.type >= 0x20 && f.type < 0x7f ? f.type : '?');
 			return;
 		}
 		if (f.type == 'X') {
@@ -212,9 +213,9 @@ static void drop_syncs_after_head(struct request_queue *q)
 /* Requests the server skips after an error until the next Sync. */
 static bool is_extended(uint8_t t)
 {
-	return t == 'P' || t == 'B' || t == 'D' || t == 'E' || t == 'C' || t == REQ_INJECTED_PARSE ||
-	       t == REQ_INJECTED_CLOSE || t == REQ_TRACKED_BIND || t == REQ_STALE_BIND ||
-	       (prepared_is_fake(t) && t != REQ_FAKE_DEALLOC);
+	return t == 'P' || t == 'B' || t == 'D' || t == 'E' || t == 'C' ||
+	       t == REQ_INJECTED_PARSE || t == REQ_INJECTED_CLOSE || t == REQ_TRACKED_BIND ||
+	       t == REQ_STALE_BIND || (prepared_is_fake(t) && t != REQ_FAKE_DEALLOC);
 }
 
 /* Pop the head request; a Parse leaving the queue settles the statement cache. */
@@ -293,7 +294,7 @@ static bool track_server_reply(struct server *s, uint8_t type)
 static bool is_settings_tag_length(const struct server *s, uint32_t len)
 {
 	return (len == 4 + sizeof("SET") || len == 4 + sizeof("RESET") ||
-		len == 4 + sizeof("DISCARD ALL")) &&
+	        len == 4 + sizeof("DISCARD ALL")) &&
 	       pool_mode(s->pool) != POOL_SESSION;
 }
 
@@ -380,9 +381,9 @@ static void handle_sync_reply(struct server *s, uint8_t type, const uint8_t *bod
 			char text[512];
 
 			snprintf(text, sizeof(text),
-				 "sluice could not apply a session parameter (%s); using the "
-				 "database defaults",
-				 msg ? msg : "unknown error");
+			         "sluice could not apply a session parameter (%s); using the "
+			         "database defaults",
+			         msg ? msg : "unknown error");
 			build_notice(bufferevent_get_output(c->bev), "01000", text);
 			param_list_fini(&c->params);
 		}
@@ -446,12 +447,12 @@ static void refuse_transaction(struct server *s)
 
 	if (s->queue.count > 0) {
 		client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
-			    "transaction blocks are not allowed in statement pooling mode");
+		            "transaction blocks are not allowed in statement pooling mode");
 		return;
 	}
 	build_error(out, "ERROR", SQLSTATE_FEATURE_NOT_SUPPORTED,
-		    "transaction blocks are not allowed in statement pooling mode",
-		    "sluice rolled the transaction back; run each statement on its own");
+	            "transaction blocks are not allowed in statement pooling mode",
+	            "sluice rolled the transaction back; run each statement on its own");
 	build_ready(out, 'I');
 	client_set_state(c, CLIENT_IDLE);
 	server_unlink(s);
@@ -572,10 +573,10 @@ void relay_server_input(struct server *s)
 			if (f.type == 'C') {
 				check_settings_tag(s, (const char *)body);
 				prepared_server_tag(s, (const char *)body);
-			}
-			else if (f.type == 'E' && s->stmts.count > 0)
-				prepared_server_error(s, msg_error_field(body, f.len - 4, 'C') ?: "",
-						      msg_error_field(body, f.len - 4, 'M'));
+			} else if (f.type == 'E' && s->stmts.count > 0)
+				prepared_server_error(s,
+				                      msg_error_field(body, f.len - 4, 'C') ?: "",
+				                      msg_error_field(body, f.len - 4, 'M'));
 		}
 		if (!track_server_reply(s, f.type)) {
 			evbuffer_drain(in, frame_total(&f));

@@ -102,7 +102,7 @@ static void keep_restart_options(struct runtime *rt, const struct config *old, s
 		if (strcmp(was, now) == 0)
 			continue;
 		log_warn(&rt->log, "%s changed from %s to %s: takes effect after a restart",
-			 opts[i].name, was, now);
+		         opts[i].name, was, now);
 		config_set(cfg, opts[i].name, was, &err);
 	}
 }
@@ -132,7 +132,7 @@ int runtime_reload(struct runtime *rt)
 
 	if (cfg == NULL) {
 		log_error(&rt->log, "reload failed, keeping the old configuration: %s",
-			  err.message);
+		          err.message);
 		return -1;
 	}
 	if (runtime_publish(rt, cfg) < 0)
@@ -250,7 +250,7 @@ static struct event *add_signal(struct runtime *rt, int sig)
 }
 
 int runtime_init(struct runtime *rt, const char *config_path, const char *upstream_url,
-		 char *const *envp, struct config *cfg)
+                 char *const *envp, struct config *cfg)
 {
 	memset(rt, 0, sizeof(*rt));
 	log_init(&rt->log, cfg->log_level, cfg->log_format, 2);
@@ -281,7 +281,7 @@ int runtime_init(struct runtime *rt, const char *config_path, const char *upstre
 	rt->sig_term = add_signal(rt, SIGTERM);
 	rt->sig_int = add_signal(rt, SIGINT);
 	log_info(&rt->log, "sluice started: %d worker%s, config %s", rt->nworkers,
-		 rt->nworkers == 1 ? "" : "s", cfg->source);
+	         rt->nworkers == 1 ? "" : "s", cfg->source);
 	return 0;
 }
 

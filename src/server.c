@@ -31,7 +31,7 @@
 #include "worker.h"
 
 static const char *const state_names[] = {"connecting", "login",     "idle",   "active",
-					  "resetting",	"canceling", "closing"};
+                                          "resetting",  "canceling", "closing"};
 
 const char *server_state_name(enum server_state state)
 {
@@ -381,7 +381,7 @@ static int auth_sasl_start(struct server *s, struct msg_reader *r, struct evbuff
 	} else if (secret != NULL && secret->kind == SECRET_SCRAM && s->pool->has_client_key) {
 		/* Pass-through: the key a client proved it has, no plaintext stored anywhere. */
 		scram_client_init_keys(s->scram, s->pool->client_key, secret->scram.server_key,
-				       NULL);
+		                       NULL);
 	} else {
 		return -1;
 	}
@@ -392,7 +392,7 @@ static int auth_sasl_start(struct server *s, struct msg_reader *r, struct evbuff
 }
 
 static int auth_sasl_continue(struct server *s, struct msg_reader *r, struct evbuffer *out,
-			      const char **err)
+                              const char **err)
 {
 	size_t n = msg_remaining(r);
 	char final[SCRAM_MSG_MAX + 1];
@@ -401,7 +401,7 @@ static int auth_sasl_continue(struct server *s, struct msg_reader *r, struct evb
 	if (s->scram == NULL)
 		return -1;
 	len = scram_client_final(s->scram, (const char *)msg_read_bytes(r, n), n, final,
-				 sizeof(final), err);
+	                         sizeof(final), err);
 	if (len < 0)
 		return -1;
 	return build_sasl_response(out, final, (size_t)len);
@@ -439,7 +439,7 @@ static int login_auth(struct server *s, struct msg_reader *r, const char **err)
 		if (s->scram == NULL)
 			return -1;
 		return scram_client_verify_server(s->scram, (const char *)msg_read_bytes(r, n), n,
-						  err);
+		                                  err);
 	}
 	default:
 		*err = "server asked for an unsupported authentication method";
@@ -466,7 +466,7 @@ static bool login_message(struct server *s, uint8_t type, const uint8_t *body, s
 		const char *msg = msg_error_field(body, len, 'M');
 
 		login_fail(s, state ? state : SQLSTATE_CONNECTION_FAILURE,
-			   msg ? msg : "server refused the login");
+		           msg ? msg : "server refused the login");
 		return false;
 	}
 	case 'S':
@@ -481,7 +481,6 @@ static bool login_message(struct server *s, uint8_t type, const uint8_t *body, s
 		return true;
 	case 'Z':
 		s->tx_status = (char)msg_read_u8(&r);
-		s->synced_client_id = 0;
 		slog(s, LOG_DEBUG, "logged in, backend pid %u", s->backend_pid);
 		arm_timer(s, 0);
 		latency_server_ready(s);
@@ -491,7 +490,8 @@ static bool login_message(struct server *s, uint8_t type, const uint8_t *body, s
 	case 'v': /* NegotiateProtocolVersion: we asked for 3.0 only */
 		return true;
 	default:
-		login_fail(s, SQLSTATE_PROTOCOL_VIOLATION, "unexpected message during server login");
+		login_fail(s, SQLSTATE_PROTOCOL_VIOLATION,
+		           "unexpected message during server login");
 		return false;
 	}
 }
@@ -532,7 +532,7 @@ static void idle_input(struct server *s)
 			return;
 		if (st == FRAME_INVALID || (f.type != 'N' && f.type != 'S' && f.type != 'A')) {
 			server_close(s, f.type == 'E' ? "server sent an error while idle"
-						      : "unexpected data from idle server");
+			                              : "unexpected data from idle server");
 			return;
 		}
 		if (f.type == 'S') {
@@ -613,8 +613,8 @@ static void remember_peer(struct server *s)
 	if (s->addr.ss_family == AF_INET || s->addr.ss_family == AF_INET6) {
 		char host[INET6_ADDRSTRLEN];
 		const void *a = s->addr.ss_family == AF_INET
-					? (const void *)&((struct sockaddr_in *)&s->addr)->sin_addr
-					: (const void *)&((struct sockaddr_in6 *)&s->addr)->sin6_addr;
+		                    ? (const void *)&((struct sockaddr_in *)&s->addr)->sin_addr
+		                    : (const void *)&((struct sockaddr_in6 *)&s->addr)->sin6_addr;
 
 		inet_ntop(s->addr.ss_family, a, host, sizeof(host));
 		snprintf(s->addr_text, sizeof(s->addr_text), "%s:%d", host, s->pool->db->port);
@@ -641,10 +641,10 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
 		int dns_err = bufferevent_socket_get_dns_error(bev);
 
 		snprintf(msg, sizeof(msg), "could not connect to server %s:%d: %s",
-			 s->pool->db ? s->pool->db->host : "?", s->pool->db ? s->pool->db->port : 0,
-			 dns_err ? evutil_gai_strerror(dns_err)
-				 : (what & BEV_EVENT_EOF) ? "connection closed"
-							  : strerror(errno));
+		         s->pool->db ? s->pool->db->host : "?", s->pool->db ? s->pool->db->port : 0,
+		         dns_err                  ? evutil_gai_strerror(dns_err)
+		         : (what & BEV_EVENT_EOF) ? "connection closed"
+		                                  : strerror(errno));
 		login_fail(s, SQLSTATE_CONNECTION_FAILURE, msg);
 		return;
 	}
@@ -652,13 +652,13 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
 		struct client *c = s->client;
 
 		server_close(s, (what & BEV_EVENT_EOF) ? "server closed the connection"
-						       : "server connection error");
+		                                       : "server connection error");
 		client_fail(c, SQLSTATE_CONNECTION_FAILURE,
-			    "server connection lost in the middle of a transaction");
+		            "server connection lost in the middle of a transaction");
 		return;
 	}
 	server_close(s, (what & BEV_EVENT_EOF) ? "server closed the connection"
-					       : "server connection error");
+	                                       : "server connection error");
 }
 
 static void server_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -693,13 +693,13 @@ static int start_connect(struct server *s)
 		struct sockaddr_un sun = {.sun_family = AF_UNIX};
 
 		if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/.s.PGSQL.%d", db->host,
-				     db->port) >= sizeof(sun.sun_path))
+		                     db->port) >= sizeof(sun.sun_path))
 			return -1;
 		snprintf(s->addr_text, sizeof(s->addr_text), "%s", sun.sun_path);
 		return bufferevent_socket_connect(s->bev, (struct sockaddr *)&sun, sizeof(sun));
 	}
 	return bufferevent_socket_connect_hostname(s->bev, s->w->dns, AF_UNSPEC, db->host,
-						   db->port);
+	                                           db->port);
 }
 
 struct server *server_new(struct pool *p)
@@ -752,15 +752,14 @@ void server_sync_params(struct server *s, struct client *c)
 		return;
 	if (param_sync_sql(sql, &p->defaults, &c->params, &s->params) > 0) {
 		evbuffer_add(sql, "", 1);
-		build_query(bufferevent_get_output(s->bev),
-			    (const char *)evbuffer_pullup(sql, -1));
+		build_query(bufferevent_get_output(s->bev), (const char *)evbuffer_pullup(sql, -1));
 		s->sync_pending++;
 		s->sync_failed = false;
 		/* Mirror what the SETs do; ParameterStatus replies fix the spelling later. */
 		for (size_t i = 0; i < c->params.count; i++)
 			if (!param_is_read_only(c->params.items[i].name))
 				param_set(&s->params, c->params.items[i].name,
-					  c->params.items[i].value);
+				          c->params.items[i].value);
 		for (size_t i = 0; i < s->params.count;) {
 			struct param *have = &s->params.items[i];
 			const struct param *def = param_find(&p->defaults, have->name);
@@ -792,7 +791,7 @@ static bool is_session_setting(const struct pool *p, const char *name)
 bool server_capture_params(struct server *s)
 {
 	static const char sql[] =
-		"SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session'";
+	    "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session'";
 
 	if (!s->params_dirty || s->tx_status != 'I' || pool_mode(s->pool) == POOL_SESSION)
 		return false;

@@ -12,11 +12,11 @@
 #include "worker.h"
 
 struct gather {
-	gather_each_fn each;	/* per worker */
-	gather_done_fn done;	/* once, on reply_to's loop */
-	void *ctx;		/* the caller's */
+	gather_each_fn each;    /* per worker */
+	gather_done_fn done;    /* once, on reply_to's loop */
+	void *ctx;              /* the caller's */
 	struct inbox *reply_to; /* where done runs */
-	_Atomic int remaining;	/* workers not yet finished */
+	_Atomic int remaining;  /* workers not yet finished */
 };
 
 static void gather_done(void *owner, void *arg)
@@ -40,7 +40,7 @@ static void gather_each(void *owner, void *arg)
 }
 
 int gather_start(struct runtime *rt, struct inbox *reply_to, gather_each_fn each,
-		 gather_done_fn done, void *ctx)
+                 gather_done_fn done, void *ctx)
 {
 	struct gather *g = malloc(sizeof(*g));
 

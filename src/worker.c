@@ -97,7 +97,7 @@ struct worker *worker_new(struct runtime *rt, int id, struct snapshot *snap)
 	if (w->base == NULL || event_base_priority_init(w->base, 2) < 0)
 		goto fail;
 	w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-						 EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	                                     EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 	if (w->dns == NULL)
 		w->dns = evdns_base_new(w->base, 0);
 	if (w->dns != NULL)
@@ -118,8 +118,8 @@ struct worker *worker_new(struct runtime *rt, int id, struct snapshot *snap)
 	RAND_bytes((unsigned char *)&w->cancel_seq, sizeof(w->cancel_seq));
 	/* Unknown users go through a full SCRAM exchange against this, then fail. */
 	RAND_bytes(salt, sizeof(salt));
-	if (scram_secret_from_password("", salt, sizeof(salt), SCRAM_ITERATIONS,
-				       &w->dummy_secret) < 0)
+	if (scram_secret_from_password("", salt, sizeof(salt), SCRAM_ITERATIONS, &w->dummy_secret) <
+	    0)
 		goto fail;
 	return w;
 fail:
@@ -333,8 +333,7 @@ void worker_cancel_unregister(struct worker *w, struct client *c)
 
 struct client *worker_cancel_lookup(struct worker *w, uint32_t pid)
 {
-	for (struct client *c = w->cancel_map[cancel_bucket(w, pid)]; c != NULL;
-	     c = c->cancel_next)
+	for (struct client *c = w->cancel_map[cancel_bucket(w, pid)]; c != NULL; c = c->cancel_next)
 		if (c->cancel_pid == pid)
 			return c;
 	return NULL;

@@ -16,9 +16,9 @@ struct evbuffer;
 /* Scratch message under construction; lives on the caller's stack. */
 struct msg_builder {
 	uint8_t data[BUILD_MSG_MAX]; /* type byte, length placeholder, body */
-	size_t len;		     /* bytes used */
-	size_t len_at;		     /* offset of the length field: 1 if typed, 0 for startup */
-	int overflow;		     /* set when a field did not fit */
+	size_t len;                  /* bytes used */
+	size_t len_at;               /* offset of the length field: 1 if typed, 0 for startup */
+	int overflow;                /* set when a field did not fit */
 };
 
 /* type 0 starts an untyped startup-phase packet (length first). */
@@ -33,7 +33,7 @@ int msg_finish(struct msg_builder *m, struct evbuffer *out);
 
 /* Backend messages (to clients). */
 int build_error(struct evbuffer *out, const char *severity, const char *sqlstate, const char *msg,
-		const char *detail);
+                const char *detail);
 int build_notice(struct evbuffer *out, const char *sqlstate, const char *msg);
 int build_auth(struct evbuffer *out, uint32_t code, const void *data, size_t len);
 int build_auth_sasl(struct evbuffer *out, const char *mechanism);
@@ -41,12 +41,12 @@ int build_parameter_status(struct evbuffer *out, const char *name, const char *v
 int build_backend_key(struct evbuffer *out, uint32_t pid, uint32_t key);
 int build_ready(struct evbuffer *out, char status);
 int build_negotiate_protocol(struct evbuffer *out, uint32_t newest_minor,
-			     const char *const *unrecognized, size_t n);
+                             const char *const *unrecognized, size_t n);
 int build_command_complete(struct evbuffer *out, const char *tag);
 int build_empty_query(struct evbuffer *out);
 /* RowDescription of n text-format columns; types[i] is a Postgres type OID. */
 int build_row_description(struct evbuffer *out, size_t n, const char *const *names,
-			  const uint32_t *types);
+                          const uint32_t *types);
 /*
  * DataRow of n text values (NULL = SQL NULL).  Written straight to out, since
  * a row may exceed BUILD_MSG_MAX; fails only on allocation failure.
@@ -55,10 +55,9 @@ int build_data_row(struct evbuffer *out, size_t n, const char *const *values);
 
 /* Frontend messages (to servers). */
 int build_startup(struct evbuffer *out, const char *const *keys, const char *const *values,
-		  size_t n);
+                  size_t n);
 int build_password(struct evbuffer *out, const char *password);
-int build_sasl_initial(struct evbuffer *out, const char *mechanism, const void *data,
-		       size_t len);
+int build_sasl_initial(struct evbuffer *out, const char *mechanism, const void *data, size_t len);
 int build_sasl_response(struct evbuffer *out, const void *data, size_t len);
 /* Query is written straight to out: SQL may exceed BUILD_MSG_MAX. */
 int build_query(struct evbuffer *out, const char *sql);

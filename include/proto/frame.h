@@ -12,20 +12,20 @@
 
 struct evbuffer;
 
-#define FRAME_HEADER_LEN    5	  /* type byte + int32 length */
-#define FRAME_STARTUP_MAX   10000 /* Postgres' limit for startup and control messages */
-#define FRAME_CONTROL_MAX   10000
-#define FRAME_CODE_CANCEL   80877102
-#define FRAME_CODE_SSL	    80877103
-#define FRAME_CODE_GSSENC   80877104
+#define FRAME_HEADER_LEN     5     /* type byte + int32 length */
+#define FRAME_STARTUP_MAX    10000 /* Postgres' limit for startup and control messages */
+#define FRAME_CONTROL_MAX    10000
+#define FRAME_CODE_CANCEL    80877102
+#define FRAME_CODE_SSL       80877103
+#define FRAME_CODE_GSSENC    80877104
 #define FRAME_PROTO_MAJOR(v) ((v) >> 16)
 #define FRAME_PROTO_MINOR(v) ((v)&0xffff)
-#define FRAME_PROTO_3_0	    196608
+#define FRAME_PROTO_3_0      196608
 
 enum frame_status {
 	FRAME_INCOMPLETE, /* not enough bytes buffered for the header yet */
-	FRAME_READY,	  /* header parsed */
-	FRAME_INVALID,	  /* length below 4 or above the limit for its type */
+	FRAME_READY,      /* header parsed */
+	FRAME_INVALID,    /* length below 4 or above the limit for its type */
 };
 
 struct frame {
@@ -51,9 +51,9 @@ enum frame_status frame_peek_startup(struct evbuffer *buf, uint32_t *len, uint32
 /* Bounds-checked cursor over a linear message body. */
 struct msg_reader {
 	const uint8_t *data; /* body (after the header) */
-	size_t len;	     /* body length */
-	size_t pos;	     /* next unread byte */
-	bool failed;	     /* a read ran past the end; later reads return zero/NULL */
+	size_t len;          /* body length */
+	size_t pos;          /* next unread byte */
+	bool failed;         /* a read ran past the end; later reads return zero/NULL */
 };
 
 void msg_reader_init(struct msg_reader *r, const void *data, size_t len);

@@ -71,7 +71,7 @@ int msg_finish(struct msg_builder *m, struct evbuffer *out)
 }
 
 int build_error(struct evbuffer *out, const char *severity, const char *sqlstate, const char *msg,
-		const char *detail)
+                const char *detail)
 {
 	struct msg_builder m;
 	char text[1024];
@@ -163,7 +163,7 @@ int build_ready(struct evbuffer *out, char status)
 }
 
 int build_negotiate_protocol(struct evbuffer *out, uint32_t newest_minor,
-			     const char *const *unrecognized, size_t n)
+                             const char *const *unrecognized, size_t n)
 {
 	struct msg_builder m;
 
@@ -192,7 +192,7 @@ int build_empty_query(struct evbuffer *out)
 }
 
 int build_row_description(struct evbuffer *out, size_t n, const char *const *names,
-			  const uint32_t *types)
+                          const uint32_t *types)
 {
 	struct msg_builder m;
 
@@ -202,12 +202,12 @@ int build_row_description(struct evbuffer *out, size_t n, const char *const *nam
 	msg_add_u16(&m, (uint16_t)n);
 	for (size_t i = 0; i < n; i++) {
 		msg_add_cstr(&m, names[i]);
-		msg_add_u32(&m, 0);		/* table OID: none */
-		msg_add_u16(&m, 0);		/* column number: none */
-		msg_add_u32(&m, types[i]);	/* type OID */
-		msg_add_u16(&m, 0xffff);	/* type size -1: the length is in each value */
-		msg_add_u32(&m, 0xffffffff);	/* type modifier -1 */
-		msg_add_u16(&m, 0);		/* text format */
+		msg_add_u32(&m, 0);          /* table OID: none */
+		msg_add_u16(&m, 0);          /* column number: none */
+		msg_add_u32(&m, types[i]);   /* type OID */
+		msg_add_u16(&m, 0xffff);     /* type size -1: the length is in each value */
+		msg_add_u32(&m, 0xffffffff); /* type modifier -1 */
+		msg_add_u16(&m, 0);          /* text format */
 	}
 	return msg_finish(&m, out);
 }
@@ -234,7 +234,7 @@ int build_data_row(struct evbuffer *out, size_t n, const char *const *values)
 	for (size_t i = 0; i < n; i++) {
 		uint32_t vlen = values[i] != NULL ? (uint32_t)strlen(values[i]) : 0xffffffff;
 		const uint8_t b[4] = {(uint8_t)(vlen >> 24), (uint8_t)(vlen >> 16),
-				      (uint8_t)(vlen >> 8), (uint8_t)vlen};
+		                      (uint8_t)(vlen >> 8), (uint8_t)vlen};
 
 		evbuffer_add(out, b, sizeof(b));
 		if (values[i] != NULL)
@@ -244,7 +244,7 @@ int build_data_row(struct evbuffer *out, size_t n, const char *const *values)
 }
 
 int build_startup(struct evbuffer *out, const char *const *keys, const char *const *values,
-		  size_t n)
+                  size_t n)
 {
 	struct msg_builder m;
 
@@ -291,8 +291,8 @@ int build_query(struct evbuffer *out, const char *sql)
 {
 	size_t n = strlen(sql) + 1;
 	uint32_t len = (uint32_t)(n + 4);
-	const uint8_t hdr[5] = {'Q', (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
-				(uint8_t)len};
+	const uint8_t hdr[5] = {'Q', (uint8_t)(len >> 24), (uint8_t)(len >> 16),
+	                        (uint8_t)(len >> 8), (uint8_t)len};
 
 	if (evbuffer_expand(out, sizeof(hdr) + n) < 0)
 		return -1;

@@ -50,8 +50,9 @@ Test(failures, postgres_down_gives_fast_clear_error)
 
 static int raw_connect(struct harness_sluice *h)
 {
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)h->port),
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+	                          .sin_port = htons((uint16_t)h->port),
+	                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
 	cr_assert(connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0, "%s", strerror(errno));
@@ -105,21 +106,21 @@ Test(failures, max_client_conn)
 	cr_assert_str_eq(state, "53300");
 	PQfinish(a);
 	/* A freed slot is usable again. */
-	cr_assert(harness_wait_for(
-		({
-			PGconn *c = harness_connect(h, "app", "app-secret", "app");
-			bool ok = PQstatus(c) == CONNECTION_OK;
-			PQfinish(c);
-			ok;
-		}),
-		20));
+	cr_assert(harness_wait_for(({
+		                           PGconn *c =
+		                               harness_connect(h, "app", "app-secret", "app");
+		                           bool ok = PQstatus(c) == CONNECTION_OK;
+		                           PQfinish(c);
+		                           ok;
+	                           }),
+	                           20));
 	PQfinish(b);
 }
 
 Test(failures, idle_transaction_timeout_rolls_back)
 {
 	struct harness_sluice *h = harness_start_sluice("idle_transaction_timeout = 1s\n"
-							"default_pool_size = 1");
+	                                                "default_pool_size = 1");
 	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
 	PGconn *b;
 	PGresult *res;
@@ -128,9 +129,9 @@ Test(failures, idle_transaction_timeout_rolls_back)
 	PQclear(harness_exec_ok(a, "select pg_advisory_xact_lock(4242)"));
 	/* The next statement fails: sluice closed the connection meanwhile. */
 	cr_assert(harness_wait_for(PQstatus(a) == CONNECTION_BAD ||
-					   (PQconsumeInput(a), PQstatus(a) == CONNECTION_BAD),
-				   30),
-		  "client was not closed");
+	                               (PQconsumeInput(a), PQstatus(a) == CONNECTION_BAD),
+	                           30),
+	          "client was not closed");
 	res = PQexec(a, "select 1");
 	cr_assert_neq(PQresultStatus(res), PGRES_TUPLES_OK);
 	PQclear(res);
@@ -148,7 +149,7 @@ Test(failures, client_idle_timeout)
 	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
 
 	cr_assert(harness_wait_for((PQconsumeInput(a), PQstatus(a) == CONNECTION_BAD), 30),
-		  "idle client was not closed");
+	          "idle client was not closed");
 	cr_assert(harness_log_contains(h, "client_idle_timeout"));
 	PQfinish(a);
 }

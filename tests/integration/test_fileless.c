@@ -53,15 +53,15 @@ static PGconn *wait_connect(int port, const char *user, const char *password, co
 	PGconn *c = NULL;
 
 	snprintf(conninfo, sizeof(conninfo),
-		 "host=127.0.0.1 port=%d user=%s password=%s dbname=%s connect_timeout=5", port,
-		 user, password, db);
+	         "host=127.0.0.1 port=%d user=%s password=%s dbname=%s connect_timeout=5", port,
+	         user, password, db);
 	harness_wait_for(({
-				 if (c != NULL)
-					 PQfinish(c);
-				 c = PQconnectdb(conninfo);
-				 PQstatus(c) == CONNECTION_OK;
-			 }),
-			 20);
+		                 if (c != NULL)
+			                 PQfinish(c);
+		                 c = PQconnectdb(conninfo);
+		                 PQstatus(c) == CONNECTION_OK;
+	                 }),
+	                 20);
 	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
 	return c;
 }
@@ -102,14 +102,14 @@ Test(fileless, database_url_and_option_overrides)
 	int port = pick_port();
 	const char *argv[] = {getenv("SLUICE_BIN"), NULL};
 	const char *env[] = {url, port_env, "SLUICE_UNIX_SOCKET_DIR=", "SLUICE_POOL_MODE=session",
-			     NULL};
+	                     NULL};
 	pid_t pid;
 	PGconn *c;
 	long long first;
 
 	cr_assert_not_null(pg, "no Postgres");
 	snprintf(url, sizeof(url), "SLUICE_DATABASE_URL=postgresql://app:app-secret@%s:%d/app",
-		 pg->host, pg->port);
+	         pg->host, pg->port);
 	snprintf(port_env, sizeof(port_env), "SLUICE_LISTEN_PORT=%d", port);
 	pid = start(argv, env);
 	c = wait_connect(port, "app", "app-secret", "app");
@@ -127,7 +127,7 @@ Test(fileless, bad_variable_is_named)
 	char *out = NULL;
 	const char *argv[] = {getenv("SLUICE_BIN"), NULL};
 	const char *env[] = {"SLUICE_DATABASE_URL=postgres://a:b@127.0.0.1:1/x",
-			     "SLUICE_POOL_MODE=sometimes", NULL};
+	                     "SLUICE_POOL_MODE=sometimes", NULL};
 	int code = harness_run(argv, env, 20, &out);
 
 	cr_assert_neq(code, 0);

@@ -20,7 +20,7 @@ static long long exec_int(PGconn *c, const char *stmt, const char *arg)
 	long long v;
 
 	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s: %s", stmt,
-		     PQresultErrorMessage(res));
+	             PQresultErrorMessage(res));
 	v = atoll(PQgetvalue(res, 0, 0));
 	PQclear(res);
 	return v;
@@ -152,7 +152,7 @@ Test(prepared, failed_parse_leaves_no_statement)
 Test(prepared, lru_bounds_server_statements)
 {
 	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1\n"
-							"max_prepared_statements = 5");
+	                                                "max_prepared_statements = 5");
 	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
 	char name[32], sql[64];
 
@@ -187,7 +187,7 @@ Test(prepared, stale_plan_costs_at_most_one_error)
 		res = PQexecPrepared(a, "sel", 1, params, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 			cr_assert_str_eq(harness_sqlstate(res), "0A000", "%s",
-					 PQresultErrorMessage(res));
+			                 PQresultErrorMessage(res));
 			errors++;
 		}
 		PQclear(res);

@@ -40,7 +40,7 @@ Test(session_state, startup_parameters_follow_the_client)
 	/* One server: both clients must take turns on it. */
 	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
 	PGconn *a = connect_with(h, "options=-c%20search_path%3Dfoo,public%20-c%20work_mem%3D7MB"
-				    "&application_name=client_a");
+	                            "&application_name=client_a");
 	PGconn *b = connect_with(h, "application_name=client_b");
 	long long pid_a = harness_query_int(a, "select pg_backend_pid()");
 
@@ -119,7 +119,8 @@ Test(session_state, unknown_startup_parameter_is_accepted)
 {
 	struct harness_sluice *h = harness_start_sluice(NULL);
 	/* extra_float_digits and a custom placeholder GUC: PgBouncer refuses such logins. */
-	PGconn *a = connect_with(h, "options=-c%20myapp.tenant%3Dacme%20-c%20extra_float_digits%3D2");
+	PGconn *a =
+	    connect_with(h, "options=-c%20myapp.tenant%3Dacme%20-c%20extra_float_digits%3D2");
 
 	expect_setting(a, "myapp.tenant", "acme");
 	expect_setting(a, "extra_float_digits", "2");

@@ -48,7 +48,7 @@ Test(build, ready)
 Test(build, error_response)
 {
 	const char want[] = "E\0\0\0\x2b"
-			    "SFATAL\0VFATAL\0C08P01\0Mbad thing\0Dmore\0";
+	                    "SFATAL\0VFATAL\0C08P01\0Mbad thing\0Dmore\0";
 
 	cr_assert_eq(build_error(out, "FATAL", "08P01", "bad thing", "more"), 0);
 	expect(want, sizeof(want));

@@ -1313,9 +1313,9 @@ Test(config, quoted_values_mean_the_text_inside)
 	struct loaded l;
 
 	load_ini(&l,
-		 "[sluice]\nauth_file = userlist.txt\nunix_socket_dir = \"\"\n"
-		 "listen_addr = '127.0.0.1'\n[databases]\napp = host=db.internal dbname=app\n",
-		 NULL, NULL);
+	         "[sluice]\nauth_file = userlist.txt\nunix_socket_dir = \"\"\n"
+	         "listen_addr = '127.0.0.1'\n[databases]\napp = host=db.internal dbname=app\n",
+	         NULL, NULL);
 	cr_assert_not_null(l.cfg, "%s", l.err.message);
 	cr_assert_str_eq(l.cfg->unix_socket_dir, "");
 	cr_assert_str_eq(l.cfg->listen_addr, "127.0.0.1");

@@ -54,7 +54,8 @@ Test(frame, control_messages_are_small)
 	const char *control = "SHCDEXcf";
 
 	for (const char *t = control; *t; t++)
-		cr_assert_eq(frame_client_limit((uint8_t)*t, 1u << 30), FRAME_CONTROL_MAX, "%c", *t);
+		cr_assert_eq(frame_client_limit((uint8_t)*t, 1u << 30), FRAME_CONTROL_MAX, "%c",
+		             *t);
 	cr_assert_eq(frame_client_limit('Q', 1u << 30), 1u << 30);
 	cr_assert_eq(frame_client_limit('d', 12345), 12345);
 }

@@ -24,11 +24,11 @@ Test(params, options_forms)
 	struct collected c = {""};
 
 	cr_assert_eq(param_parse_options("-c search_path=a,b --statement-timeout=5s "
-					 "-cwork_mem=64MB -c x=with\\ space",
-					 collect, &c),
-		     0);
+	                                 "-cwork_mem=64MB -c x=with\\ space",
+	                                 collect, &c),
+	             0);
 	cr_assert_str_eq(c.text,
-			 "search_path=a,b;statement_timeout=5s;work_mem=64MB;x=with space;");
+	                 "search_path=a,b;statement_timeout=5s;work_mem=64MB;x=with space;");
 }
 
 Test(params, options_malformed)
@@ -94,9 +94,9 @@ Test(params, effective_fingerprint_matches_synced_server)
 	cr_assert_eq(param_sync_sql(sql, &defaults, &own, &server), 3);
 	evbuffer_add(sql, "", 1);
 	cr_assert_str_eq((char *)evbuffer_pullup(sql, -1),
-			 "SELECT pg_catalog.set_config('application_name', 'app', false), "
-			 "pg_catalog.set_config('extra_float_digits', '3', false);"
-			 "RESET \"search_path\";");
+	                 "SELECT pg_catalog.set_config('application_name', 'app', false), "
+	                 "pg_catalog.set_config('extra_float_digits', '3', false);"
+	                 "RESET \"search_path\";");
 	/* What the server looks like after that batch: */
 	param_set(&server, "application_name", "app");
 	param_set(&server, "extra_float_digits", "3");
@@ -122,8 +122,8 @@ Test(params, sync_quotes_values_and_skips_read_only)
 	cr_assert_eq(param_sync_sql(sql, &defaults, &own, &server), 2);
 	evbuffer_add(sql, "", 1);
 	cr_assert_str_eq((char *)evbuffer_pullup(sql, -1),
-			 "SELECT pg_catalog.set_config('application_name', 'it''s', false), "
-			 "pg_catalog.set_config('we\"ird', 'x', false);");
+	                 "SELECT pg_catalog.set_config('application_name', 'it''s', false), "
+	                 "pg_catalog.set_config('we\"ird', 'x', false);");
 	evbuffer_free(sql);
 	param_list_fini(&defaults);
 	param_list_fini(&own);
