@@ -51,6 +51,8 @@ struct pool {
 	struct pool_stats stats_last; /* counters at the last stats_period tick */
 	int64_t stats_prev_us;        /* when stats_prev was taken; 0 = not yet */
 	int64_t stats_last_us;        /* when stats_last was taken (pool creation at first) */
+	bool shed_asked;              /* asked the other workers to free a server for our waiters */
+	int shed_owed;                /* another worker starves: close servers as they come free */
 	bool paused;                  /* console PAUSE/KILL/SUSPEND: hand out and open no servers */
 	bool pause_closes;            /* paused by PAUSE/KILL: close servers as they come free */
 };
@@ -86,6 +88,8 @@ void pool_reconfigure(struct pool *p);
 void pool_dequeue(struct pool *p, struct client *c);
 /* Kick every pool on the worker that has waiters (a quota unit came free). */
 void pool_kick_all(struct worker *w);
+/* The same on every other worker: their waiters may take the unit. */
+void pool_kick_others(struct worker *w);
 
 /*
  * Admin console.  Paused: no server is handed out or opened and new

@@ -158,6 +158,84 @@ static int count_connecting(const struct pool *p)
 	return n;
 }
 
+/*
+ * Balance across workers.  The caps are shared, the servers are not: with
+ * every unit held by idle servers of another worker, waiters here would wait
+ * for query_wait_timeout.  So a starving pool asks the other workers to shed:
+ * each closes an idle server of the same pool now, or the next one released
+ * while nobody waits there, and a closed server kicks the other workers, whose
+ * pools then connect with the unit that came free.
+ */
+struct shed_request {
+	char *dbname, *user;
+};
+
+static void shed_fn(void *owner, void *arg)
+{
+	struct worker *w = owner;
+	struct shed_request *req = arg;
+	struct pool *p = pool_find(w, req->dbname, req->user);
+	struct list_node *idle;
+
+	if (p != NULL && list_empty(&p->waiting) && list_empty(&p->login_waiting)) {
+		idle = list_first(&p->idle);
+		if (idle != NULL)
+			server_close(list_entry(idle, struct server, node),
+			             "another worker's clients need the connection");
+		else if (p->shed_owed < pool_size(p))
+			p->shed_owed++;
+	}
+	free(req->dbname);
+	free(req->user);
+	free(req);
+}
+
+static void ask_others_to_shed(struct pool *p)
+{
+	struct runtime *rt = p->w->rt;
+
+	if (rt->nworkers < 2 || rt->workers_stopped || p->shed_asked ||
+	    (list_empty(&p->waiting) && list_empty(&p->login_waiting)))
+		return;
+	p->shed_asked = true;
+	for (int i = 0; i < rt->nworkers; i++) {
+		struct shed_request *req;
+
+		if (i == p->w->id)
+			continue;
+		req = calloc(1, sizeof(*req));
+		if (req == NULL || (req->dbname = strdup(p->dbname)) == NULL ||
+		    (req->user = strdup(p->user)) == NULL ||
+		    inbox_post(&rt->workers[i]->inbox, shed_fn, req) < 0) {
+			if (req != NULL) {
+				free(req->dbname);
+				free(req->user);
+			}
+			free(req);
+		}
+	}
+}
+
+static void kick_fn(void *owner, void *arg)
+{
+	struct worker *w = owner;
+	struct list_node *pos;
+
+	/* A unit came free somewhere: a pool still starving may ask again. */
+	for (pos = w->pools.next; pos != &w->pools; pos = pos->next)
+		list_entry(pos, struct pool, node)->shed_asked = false;
+	pool_kick_all(w);
+}
+
+void pool_kick_others(struct worker *w)
+{
+	if (w->rt->workers_stopped)
+		return;
+	for (int i = 0; i < w->rt->nworkers; i++)
+		if (i != w->id)
+			inbox_post(&w->rt->workers[i]->inbox, kick_fn, NULL);
+}
+
 void pool_maintain(struct pool *p)
 {
 	int want, min_size;
@@ -171,8 +249,12 @@ void pool_maintain(struct pool *p)
 	if (p->nservers + (want > 0 ? want : 0) < min_size)
 		want = min_size - p->nservers;
 	while (want-- > 0) {
-		if (worker_now_us(p->w) < p->retry_after_us || !take_quotas(p))
+		if (worker_now_us(p->w) < p->retry_after_us)
 			return;
+		if (!take_quotas(p)) {
+			ask_others_to_shed(p);
+			return;
+		}
 		struct server *s = server_new(p);
 
 		if (s == NULL) {
@@ -238,6 +320,11 @@ void pool_release(struct pool *p, struct server *s)
 		return;
 	}
 	first = p->paused ? NULL : list_first(&p->waiting);
+	if (first == NULL && p->shed_owed > 0) {
+		p->shed_owed--;
+		server_close(s, "another worker's clients need the connection");
+		return;
+	}
 	if (first != NULL) {
 		struct client *c = list_entry(first, struct client, wait_node);
 

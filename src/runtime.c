@@ -303,13 +303,13 @@ void runtime_fini(struct runtime *rt)
 	struct quota *q = rt->quotas;
 
 	if (rt->workers != NULL) {
-		for (int i = 0; i < rt->nworkers; i++) {
-			if (rt->workers[i] == NULL)
-				continue;
-			if (rt->workers[i]->started)
+		/* All stopped before any is freed: a running worker may post to another's inbox. */
+		for (int i = 0; i < rt->nworkers; i++)
+			if (rt->workers[i] != NULL && rt->workers[i]->started)
 				worker_stop(rt->workers[i]);
+		rt->workers_stopped = true;
+		for (int i = 0; i < rt->nworkers; i++)
 			worker_free(rt->workers[i]);
-		}
 		free(rt->workers);
 	}
 	metrics_http_free(rt->metrics);

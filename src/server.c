@@ -190,6 +190,8 @@ void server_close(struct server *s, const char *reason)
 	worker_schedule_reap(s->w);
 	pool_maintain(p);
 	pool_kick_all(s->w);
+	if (s->w->rt->nworkers > 1)
+		pool_kick_others(s->w);
 }
 
 void server_free(struct server *s)

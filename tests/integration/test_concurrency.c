@@ -189,3 +189,27 @@ Test(concurrency, query_wait_timeout)
 	PQfinish(holder);
 	PQfinish(waiter);
 }
+
+/*
+ * Two workers, one pool unit between them.  a (worker 0) leaves the only
+ * server idle on its worker; b (worker 1, the next accept) must still get a
+ * server: worker 0 sheds its idle one so worker 1 can connect.  Without that,
+ * b would wait for query_wait_timeout and fail.
+ */
+Test(concurrency, idle_server_on_another_worker_frees_its_unit)
+{
+	struct harness_sluice *h = harness_start_sluice("workers = 2\n"
+	                                                "default_pool_size = 1\n"
+	                                                "query_wait_timeout = 60s");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *b = harness_connect_ok(h, "app", "app-secret", "app");
+
+	for (int round = 0; round < 5; round++) {
+		cr_assert_eq(harness_query_int(a, "select 1"), 1);
+		cr_assert_eq(harness_query_int(b, "select 2"), 2);
+	}
+	cr_assert_leq(harness_count_backends("app", NULL), 1);
+	cr_assert(harness_log_contains(h, "another worker's clients need the connection"));
+	PQfinish(a);
+	PQfinish(b);
+}
