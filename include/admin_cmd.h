@@ -82,20 +82,23 @@ typedef void (*admin_each_fn)(struct worker *w, struct admin_op *op, struct admi
 typedef void (*admin_done_fn)(struct admin_op *op);
 typedef void (*admin_control_fn)(struct runtime *rt, struct admin_op *op);
 
+struct latency_report;
+
 struct admin_op {
-	struct admin_conn *conn;  /* who asked */
-	admin_each_fn each;       /* per worker, on its thread */
-	admin_control_fn control; /* on the control loop */
-	admin_done_fn done;       /* back on the console's worker */
-	const char *tag;          /* CommandComplete tag */
-	int kind;                 /* which SHOW / which variant of the command */
-	char *target;             /* database argument; NULL = every database */
-	uint64_t client_id;       /* KILL_CLIENT */
-	char *key, *value;        /* SET */
-	int nparts;               /* workers */
-	struct admin_part *parts; /* one per worker, indexed by worker id */
-	int rc;                   /* control-loop result: 0 or -1 */
-	char error[512];          /* its message when rc is -1 */
+	struct admin_conn *conn;        /* who asked */
+	admin_each_fn each;             /* per worker, on its thread */
+	admin_control_fn control;       /* on the control loop */
+	admin_done_fn done;             /* back on the console's worker */
+	const char *tag;                /* CommandComplete tag */
+	int kind;                       /* which SHOW / which variant of the command */
+	char *target;                   /* database argument; NULL = every database */
+	uint64_t client_id;             /* KILL_CLIENT */
+	char *key, *value;              /* SET */
+	int nparts;                     /* workers */
+	struct admin_part *parts;       /* one per worker, indexed by worker id */
+	struct latency_report *latency; /* SHOW LATENCY's gathered histograms */
+	int rc;                         /* control-loop result: 0 or -1 */
+	char error[512];                /* its message when rc is -1 */
 };
 
 /* ---- admin.c ---- */
@@ -108,6 +111,8 @@ void admin_op_free(struct admin_op *op);
  * ADMIN_FAILED with the error written and op freed.
  */
 enum admin_result admin_run_gather(struct admin_op *op);
+/* Gather every worker's histograms into op->latency, then op->done here; as above. */
+enum admin_result admin_run_latency(struct admin_op *op);
 /* Run op->control on the control loop, then op->done here; results as above. */
 enum admin_result admin_run_control(struct admin_op *op);
 /* Look again in ADMIN_POLL_US with the same op (op->done decides when to stop). */

@@ -46,7 +46,7 @@ struct runtime {
 	struct snapshot *snap;    /* current config; swapped on reload */
 	struct worker **workers;  /* one per configured worker */
 	int nworkers;
-	bool workers_stopped; /* every worker thread joined: post nothing to an inbox */
+	bool workers_stopped;        /* every worker thread joined: post nothing to an inbox */
 	int next_worker;             /* round-robin target for accepted sockets */
 	struct listener **listeners; /* TCP and Unix listeners */
 	int nlisteners;

@@ -22,6 +22,7 @@
 #include "client.h"
 #include "config.h"
 #include "inbox.h"
+#include "latency.h"
 #include "proto/build.h"
 #include "proto/frame.h"
 #include "proto/sqlstate.h"
@@ -340,6 +341,7 @@ void admin_op_free(struct admin_op *op)
 		return;
 	parts_clear(op);
 	free(op->parts);
+	latency_report_free(op->latency);
 	free(op->target);
 	free(op->key);
 	free(op->value);
@@ -389,6 +391,30 @@ static int start_gather(struct admin_op *op)
 		return -1;
 	}
 	return 0;
+}
+
+static void latency_done_cb(struct latency_report *rep, void *arg)
+{
+	struct admin_op *op = arg;
+
+	op->latency = rep;
+	op_returned(op);
+}
+
+enum admin_result admin_run_latency(struct admin_op *op)
+{
+	struct admin_conn *conn = op->conn;
+
+	conn->op = op;
+	conn->inflight = true;
+	if (latency_gather(conn->w->rt, &conn->w->inbox, latency_done_cb, op) < 0) {
+		conn->inflight = false;
+		conn->op = NULL;
+		admin_op_free(op);
+		admin_reply_error(conn, SQLSTATE_INTERNAL_ERROR, "out of memory");
+		return ADMIN_FAILED;
+	}
+	return ADMIN_PENDING;
 }
 
 enum admin_result admin_run_gather(struct admin_op *op)

@@ -25,6 +25,7 @@
 #include "admin_cmd.h"
 #include "client.h"
 #include "config.h"
+#include "latency.h"
 #include "pool.h"
 #include "proto/build.h"
 #include "runtime.h"
@@ -1318,6 +1319,7 @@ static const char help_text[] =
     "Console commands (simple query protocol; names are case-insensitive):\n"
     "  SHOW HELP|POOLS|STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|CLIENTS|SERVERS\n"
     "  SHOW DATABASES|USERS|LISTS|CONFIG|MEM|STATE|VERSION\n"
+    "  SHOW LATENCY                percentiles of query, transaction, wait and connect time\n"
     "  SHOW PEERS|PEER_POOLS|DNS_HOSTS|DNS_ZONES   (always empty in sluice)\n"
     "  SET name = value            change an option marked changeable in SHOW CONFIG\n"
     "  PAUSE [db]                  close servers as they are released; hold new queries\n"
@@ -1422,6 +1424,39 @@ static bool show_option(struct admin_conn *conn, const char *name)
 	return true;
 }
 
+/* ---- SHOW LATENCY: its own gather (latency.c merges the histograms) ---- */
+
+static void latency_row(void *arg, const char *const values[LATENCY_SHOW_COLUMNS])
+{
+	admin_reply_row(arg, LATENCY_SHOW_COLUMNS, values);
+}
+
+static void latency_done(struct admin_op *op)
+{
+	const char *const *names = latency_show_columns();
+	struct admin_col cols[LATENCY_SHOW_COLUMNS];
+
+	for (int i = 0; i < LATENCY_SHOW_COLUMNS; i++) {
+		cols[i].name = names[i];
+		cols[i].type = i < 4 ? T : I8;
+	}
+	admin_reply_header(op->conn, cols, LATENCY_SHOW_COLUMNS);
+	if (op->latency != NULL)
+		latency_show(op->latency, latency_row, op->conn);
+	admin_reply_complete(op->conn, "SHOW");
+	admin_statement_done(op, true);
+}
+
+static enum admin_result show_latency(struct admin_conn *conn)
+{
+	struct admin_op *op = admin_op_new(conn, "SHOW");
+
+	if (op == NULL)
+		return ADMIN_FAILED;
+	op->done = latency_done;
+	return admin_run_latency(op);
+}
+
 /* ---- SHOW ---- */
 
 static void show_done(struct admin_op *op)
@@ -1446,6 +1481,8 @@ enum admin_result admin_show(struct admin_conn *conn, struct admin_lexer *lx)
 		admin_reply_error(conn, ADMIN_SYNTAX_ERROR, "syntax error: SHOW takes one name");
 		return ADMIN_FAILED;
 	}
+	if (strcasecmp(name, "LATENCY") == 0)
+		return show_latency(conn);
 	for (size_t i = 0; i < NCOLS(shows); i++) {
 		if (strcasecmp(shows[i].name, name) != 0)
 			continue;

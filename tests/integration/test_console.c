@@ -36,9 +36,9 @@ TestSuite(console, .fini = harness_teardown, .timeout = 180);
 	"workers = 2\n"
 #define WAIT_S 20.0
 /*
- * Tests that close every server and then open them again use one worker: with
- * two, the first worker to reopen may take the whole pool_size quota and leave
- * the other one's queue waiting until query_wait_timeout.
+ * Tests that close every server and then open them again use one worker, so
+ * the counts they assert do not depend on which worker reopens them (with two,
+ * a worker may first have to shed an idle server for the other: docs/architecture.md).
  */
 #define ONE_WORKER "workers = 1\n"
 

@@ -196,9 +196,33 @@ static void check_promtool(struct harness_sluice *h, const char *body)
 	free(out);
 }
 
+/* The SHOW LATENCY row of the app pool for `kind`; asserts it exists. */
+static void latency_row(PGconn *admin, const char *kind, long long *count, long long *p50_us)
+{
+	PGresult *res = harness_exec_ok(admin, "SHOW LATENCY");
+	int db = PQfnumber(res, "database"), user = PQfnumber(res, "user");
+	int k = PQfnumber(res, "kind"), n = PQfnumber(res, "count"), p50 = PQfnumber(res, "p50_us");
+
+	cr_assert(db >= 0 && user >= 0 && k >= 0 && n >= 0 && p50 >= 0, "SHOW LATENCY columns");
+	cr_assert_geq(PQfnumber(res, "p999_us"), 0);
+	for (int i = 0; i < PQntuples(res); i++) {
+		if (strcmp(PQgetvalue(res, i, db), "app") == 0 &&
+		    strcmp(PQgetvalue(res, i, user), "app") == 0 &&
+		    strcmp(PQgetvalue(res, i, k), kind) == 0) {
+			*count = atoll(PQgetvalue(res, i, n));
+			*p50_us = atoll(PQgetvalue(res, i, p50));
+			PQclear(res);
+			return;
+		}
+	}
+	cr_assert_fail("SHOW LATENCY has no app/app %s row", kind);
+}
+
 Test(observability, histograms_in_metrics)
 {
-	struct harness_sluice *h = harness_start_sluice(METRICS_INI "slow_query_threshold = 0");
+	struct harness_sluice *h =
+	    harness_start_sluice_users(METRICS_INI "slow_query_threshold = 0\nadmin_users = admin",
+	                               "\"admin\" \"admin-secret\"\n");
 	int port = metrics_port(h);
 	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
 	struct http_reply r;
@@ -237,6 +261,18 @@ Test(observability, histograms_in_metrics)
 	median_bounds(r.body, count, &lo, &hi);
 	cr_assert(p50 > lo * (1 - 1.0 / 32) && p50 <= hi,
 	          "p50 %.6f s is outside its bucket range (%g, %g]", p50, lo, hi);
+
+	/* The console reads the same histograms: 200 queries, each at least 50 ms. */
+	{
+		PGconn *admin = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+		long long n, p50_us;
+
+		latency_row(admin, "query", &n, &p50_us);
+		cr_assert_eq(n, QUERIES);
+		cr_assert_geq(p50_us, 50000, "SHOW LATENCY p50 %lld us", p50_us);
+		cr_assert_leq(p50_us, 10 * 1000000LL, "SHOW LATENCY p50 %lld us", p50_us);
+		PQfinish(admin);
+	}
 
 	cr_assert_eq(sample(r.body, "sluice_pool_clients_active{" POOL_LABELS "}"), 1);
 	cr_assert_eq(sample(r.body, "sluice_pool_servers_idle{" POOL_LABELS "}"), 1);
