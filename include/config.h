@@ -37,6 +37,7 @@ struct db_def {
 	int max_db_connections; /* CONFIG_INHERIT or cap over all pools of this db */
 	char *connect_options;  /* extra startup `options` sent to the server; NULL = none */
 	char *application_name; /* default application_name for server logins; NULL = none */
+	int64_t query_timeout;  /* CONFIG_INHERIT or override of query_timeout (microseconds) */
 };
 
 /* One [users] entry: `name = pool_mode=... pool_size=...`. */
@@ -45,6 +46,7 @@ struct user_def {
 	int pool_mode;            /* CONFIG_INHERIT or enum pool_mode */
 	int pool_size;            /* CONFIG_INHERIT or override */
 	int max_user_connections; /* CONFIG_INHERIT or cap on server connections for this user */
+	int64_t query_timeout;    /* CONFIG_INHERIT or override of query_timeout (microseconds) */
 };
 
 struct config {
@@ -74,6 +76,8 @@ struct config {
 	int64_t server_lifetime_us;      /* close servers older than this once released; 0 = off */
 	int64_t server_reset_timeout_us; /* reset / rollback must finish within this */
 	int64_t server_login_retry_us;   /* pause before reconnecting after a failed login */
+	int64_t query_timeout_us;        /* cancel statements running longer; 0 = off */
+	int64_t cancel_grace_us;         /* after that cancel: close the server if no answer */
 	int64_t cancel_wait_timeout_us;  /* a cancelled server must answer within this */
 	int64_t shutdown_delay_us;   /* SIGTERM: keep accepting this long after readiness fails */
 	int64_t shutdown_timeout_us; /* graceful drain limit on SIGTERM; 0 = no limit */

@@ -79,6 +79,8 @@ struct server {
 	int64_t idle_since_us;      /* when it became idle */
 	int64_t request_start_us;   /* first request forwarded into an empty queue */
 	int64_t xact_start_us;      /* first request after ReadyForQuery 'I' */
+	int64_t timer_deadline_us;  /* when the armed timer fires */
+	int64_t timed_out_after_us; /* query_timeout that cancelled the running request; 0 = none */
 	bool close_needed;          /* retire at the next release (reload, lifetime) */
 };
 
@@ -112,6 +114,14 @@ void server_sync_params(struct server *s, struct client *c);
 bool server_capture_params(struct server *s);
 /* Apply the read-back rows to the server's and the linked client's lists. */
 void server_apply_captured(struct server *s);
+
+/*
+ * A request started on an empty queue: make sure the timer fires by its
+ * query_timeout deadline (lazily: a pending earlier deadline is re-checked).
+ */
+void server_request_started(struct server *s);
+/* The query_timeout for statements of this pool's clients; 0 = none. */
+int64_t pool_query_timeout(const struct pool *p);
 
 /* True when the server may be returned to the pool. */
 bool server_is_clean(const struct server *s);

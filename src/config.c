@@ -72,6 +72,8 @@ static const struct entry_key db_keys[] = {
            "Sent as the startup `options` parameter, e.g. '-c statement_timeout=30s'."),
     DB_KEY(application_name, CONFIG_STRING, NULL, 0, 0,
            "application_name for server logins when the client sends none."),
+    DB_KEY(query_timeout, CONFIG_DURATION, "query_timeout", 0, 0,
+           "Overrides query_timeout for this database."),
 };
 
 static const struct entry_key user_keys[] = {
@@ -80,6 +82,8 @@ static const struct entry_key user_keys[] = {
              "Overrides default_pool_size (and a database's pool_size) for this user."),
     USER_KEY(max_user_connections, "max_user_connections",
              "Overrides max_user_connections for this user; 0 = no cap."),
+    USER_KEY(query_timeout, "query_timeout",
+             "Overrides query_timeout (and a database's) for this user."),
 };
 
 #define NKEYS(table) (sizeof(table) / sizeof((table)[0]))
@@ -373,6 +377,7 @@ static void db_init(struct db_def *db)
 	db->min_pool_size = CONFIG_INHERIT;
 	db->pool_mode = CONFIG_INHERIT;
 	db->max_db_connections = CONFIG_INHERIT;
+	db->query_timeout = CONFIG_INHERIT;
 }
 
 static void db_fini(struct db_def *db)
@@ -393,6 +398,7 @@ static void user_init(struct user_def *u)
 	u->pool_mode = CONFIG_INHERIT;
 	u->pool_size = CONFIG_INHERIT;
 	u->max_user_connections = CONFIG_INHERIT;
+	u->query_timeout = CONFIG_INHERIT;
 }
 
 /* Type and bounds of an entry key, borrowed from the [sluice] option it overrides. */

@@ -163,6 +163,13 @@ static const struct config_option options[] = {
                  "server is closed; 0 = close at once."),
     OPT_DURATION(server_login_retry, "15s",
                  "Pause after a failed server login before the pool tries again."),
+    OPT_DURATION(query_timeout, "0",
+                 "Cancel a statement (Query or Execute) running longer than this: the client "
+                 "gets 57014 naming the limit, the server connection is kept; 0 = off. Also "
+                 "per database and per user."),
+    OPT_DURATION(cancel_grace, "5s",
+                 "After a query_timeout cancel, Postgres must answer within this, else the "
+                 "server connection is closed and the client gets 08006."),
     OPT_DURATION(cancel_wait_timeout, "10s",
                  "Give up forwarding a cancel request to Postgres after this long; 0 = wait."),
     OPT_DURATION(shutdown_timeout, "30s",

@@ -46,6 +46,7 @@ static void start_request_clock(struct server *s)
 		s->request_start_us = worker_now_us(s->w);
 		if (s->tx_status == 'I')
 			s->xact_start_us = s->request_start_us;
+		server_request_started(s);
 	}
 }
 
@@ -458,6 +459,30 @@ static void refuse_transaction(struct server *s)
 	server_unlink(s);
 }
 
+/*
+ * Postgres' "canceling statement due to user request" after sluice cancelled
+ * for query_timeout: the client is told which limit it hit instead.
+ */
+static bool query_timeout_error(struct server *s, struct evbuffer *out, const uint8_t *body,
+                                size_t len)
+{
+	const char *state = msg_error_field(body, len, 'C');
+	long long ms = (long long)(s->timed_out_after_us / 1000);
+	char msg[160];
+
+	if (state == NULL || strcmp(state, SQLSTATE_QUERY_CANCELED) != 0)
+		return false;
+	if (ms % 1000 == 0)
+		snprintf(msg, sizeof(msg),
+		         "canceling statement due to sluice query_timeout (%llds)", ms / 1000);
+	else
+		snprintf(msg, sizeof(msg),
+		         "canceling statement due to sluice query_timeout (%lldms)", ms);
+	build_error(out, "ERROR", SQLSTATE_QUERY_CANCELED, msg, NULL);
+	s->pool->stats.bytes_sent += len + FRAME_HEADER_LEN;
+	return true;
+}
+
 /* ReadyForQuery: the end of a request; maybe the end of the server's turn. */
 static void handle_ready(struct server *s, struct evbuffer *in, size_t total, char status)
 {
@@ -467,6 +492,8 @@ static void handle_ready(struct server *s, struct evbuffer *in, size_t total, ch
 
 	s->tx_status = status;
 	pop_request(s, false);
+	if (s->queue.count == 0)
+		s->timed_out_after_us = 0;
 	if (c != NULL && s->queue.count == 0) {
 		latency_request_done(s, now, status);
 		st->query_time_us += (uint64_t)(now - s->request_start_us);
@@ -570,6 +597,12 @@ void relay_server_input(struct server *s)
 				continue;
 			}
 			latency_server_reply(s->pool, f.type, body, f.len - 4);
+			if (f.type == 'E' && s->timed_out_after_us > 0 && out != NULL &&
+			    query_timeout_error(s, out, body, f.len - 4)) {
+				track_server_reply(s, 'E');
+				evbuffer_drain(in, frame_total(&f));
+				continue;
+			}
 			if (f.type == 'C') {
 				check_settings_tag(s, (const char *)body);
 				prepared_server_tag(s, (const char *)body);

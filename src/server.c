@@ -92,6 +92,7 @@ static void arm_timer(struct server *s, int64_t us)
 	if (us > 0) {
 		evtimer_add(s->timer, &tv);
 		s->timer_pending = true;
+		s->timer_deadline_us = worker_now_us(s->w) + us;
 	} else if (s->timer_pending) {
 		evtimer_del(s->timer);
 		s->timer_pending = false;
@@ -663,6 +664,58 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
 	                                       : "server connection error");
 }
 
+int64_t pool_query_timeout(const struct pool *p)
+{
+	if (p->udef != NULL && p->udef->query_timeout != CONFIG_INHERIT)
+		return p->udef->query_timeout;
+	if (p->db != NULL && p->db->query_timeout != CONFIG_INHERIT)
+		return p->db->query_timeout;
+	return p->w->cfg->query_timeout_us;
+}
+
+void server_request_started(struct server *s)
+{
+	int64_t timeout = pool_query_timeout(s->pool);
+
+	if (timeout > 0 &&
+	    (!s->timer_pending || s->timer_deadline_us > s->request_start_us + timeout))
+		arm_timer(s, timeout);
+}
+
+/*
+ * The timer fired on an active server: a request over its query_timeout is
+ * cancelled (the client then gets 57014 naming the limit, and keeps the
+ * server); a cancel Postgres has not answered within cancel_grace closes it.
+ */
+static void check_query_timeout(struct server *s)
+{
+	int64_t timeout = pool_query_timeout(s->pool), elapsed;
+	struct client *c = s->client;
+
+	if (s->timed_out_after_us > 0) {
+		server_close(
+		    s, "query_timeout: Postgres did not answer the cancel within cancel_grace");
+		if (c != NULL)
+			client_fail(c, SQLSTATE_CONNECTION_FAILURE,
+			            "sluice closed the server connection: the statement ran past "
+			            "query_timeout and Postgres did not answer the cancel within "
+			            "cancel_grace");
+		return;
+	}
+	if (timeout <= 0 || s->queue.count == 0 || c == NULL)
+		return;
+	elapsed = worker_now_us(s->w) - s->request_start_us;
+	if (elapsed < timeout) {
+		arm_timer(s, timeout - elapsed);
+		return;
+	}
+	slog(s, LOG_WARN, "statement ran past query_timeout: cancelling it");
+	s->timed_out_after_us = timeout;
+	latency_timeout(c);
+	cancel_server(s);
+	arm_timer(s, s->w->cfg->cancel_grace_us > 0 ? s->w->cfg->cancel_grace_us : 1);
+}
+
 static void server_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
@@ -681,6 +734,9 @@ static void server_timer_cb(evutil_socket_t fd, short what, void *arg)
 		break;
 	case SERVER_RESETTING:
 		server_close(s, "server_reset_timeout expired");
+		break;
+	case SERVER_ACTIVE:
+		check_query_timeout(s);
 		break;
 	default:
 		break;

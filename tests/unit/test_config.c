@@ -637,7 +637,7 @@ Test(config, databases_errors_name_the_database)
 	expect_error(&l, 5,
 	             "database 'bad': unknown key 'hots' (expected host, port, dbname, user, "
 	             "password, pool_size, min_pool_size, pool_mode, max_db_connections, "
-	             "connect_options, application_name)");
+	             "connect_options, application_name, query_timeout)");
 	load_ini(&l, MINIMAL "bad = password='open\n", NULL, NULL);
 	expect_error(&l, 5, "database 'bad': key 'password': unterminated quoted value");
 	load_ini(&l, MINIMAL "bad = port=99999\n", NULL, NULL);
@@ -716,7 +716,7 @@ Test(config, user_and_database_overrides)
 	load_ini(&l, MINIMAL "[users]\nbatch = host=x\n", NULL, NULL);
 	expect_error(&l, 6,
 	             "user 'batch': unknown key 'host' (expected pool_mode, pool_size, "
-	             "max_user_connections)");
+	             "max_user_connections, query_timeout)");
 }
 
 /* ---- validation ---- */

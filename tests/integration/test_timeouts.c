@@ -1,0 +1,94 @@
+/*
+ * query_timeout: a statement running past it is cancelled, not killed.  The
+ * client gets 57014 naming the limit and keeps its server connection (same
+ * backend pid afterwards); the limit is per statement, and a database or
+ * user may override it.
+ */
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "harness.h"
+
+TestSuite(timeouts, .fini = harness_teardown, .timeout = 120);
+
+static void expect_timeout(PGconn *c, const char *sql, const char *limit_text)
+{
+	double start = harness_now();
+	PGresult *res = PQexec(c, sql);
+
+	cr_assert_eq(PQresultStatus(res), PGRES_FATAL_ERROR, "%s was not cancelled", sql);
+	cr_assert_str_eq(harness_sqlstate(res), "57014", "%s", PQresultErrorMessage(res));
+	cr_assert(strstr(PQresultErrorMessage(res), limit_text) != NULL,
+	          "the error does not name the limit: %s", PQresultErrorMessage(res));
+	/* pg_sleep(10) would take 10 s; the cancel came long before. */
+	cr_assert_lt(harness_now() - start, 9.0);
+	PQclear(res);
+}
+
+Test(timeouts, query_timeout_cancels_and_keeps_the_server)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1\n"
+	                                                "query_timeout = 1s");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	long long pid = harness_query_int(c, "select pg_backend_pid()");
+
+	expect_timeout(c, "select pg_sleep(10)", "sluice query_timeout (1s)");
+	cr_assert_eq(PQstatus(c), CONNECTION_OK);
+	cr_assert_eq(harness_query_int(c, "select pg_backend_pid()"), pid, "the server was replaced");
+	/* Per statement, not per transaction: three 0.4 s statements in one transaction pass. */
+	PQclear(harness_exec_ok(c, "begin"));
+	for (int i = 0; i < 3; i++)
+		PQclear(harness_exec_ok(c, "select pg_sleep(0.4)"));
+	PQclear(harness_exec_ok(c, "commit"));
+	/* Inside a transaction the cancel aborts it, as a statement_timeout would. */
+	PQclear(harness_exec_ok(c, "begin"));
+	expect_timeout(c, "select pg_sleep(10)", "query_timeout");
+	cr_assert_eq(PQtransactionStatus(c), PQTRANS_INERROR);
+	PQclear(harness_exec_ok(c, "rollback"));
+	cr_assert_eq(harness_query_int(c, "select pg_backend_pid()"), pid);
+	cr_assert(harness_log_contains(h, "statement ran past query_timeout"));
+	PQfinish(c);
+}
+
+Test(timeouts, extended_protocol_statement_is_cancelled_too)
+{
+	struct harness_sluice *h = harness_start_sluice("query_timeout = 500ms");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	const char *params[1] = {"10"};
+	PGresult *res = PQexecParams(c, "select pg_sleep($1::float8)", 1, NULL, params, NULL, NULL, 0);
+
+	cr_assert_str_eq(harness_sqlstate(res), "57014", "%s", PQresultErrorMessage(res));
+	cr_assert(strstr(PQresultErrorMessage(res), "sluice query_timeout (500ms)") != NULL, "%s",
+	          PQresultErrorMessage(res));
+	PQclear(res);
+	cr_assert_eq(harness_query_int(c, "select 7"), 7);
+	PQfinish(c);
+}
+
+/* The database allows 2 s where the global limit says 100 ms. */
+Test(timeouts, database_overrides_the_global_limit)
+{
+	struct harness_sluice *h = harness_start_sluice(
+	    "query_timeout = 100ms\n[databases]\n"
+	    "app = host=@PGHOST@ port=@PGPORT@ dbname=app query_timeout=2s\n");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+
+	PQclear(harness_exec_ok(c, "select pg_sleep(0.5)"));
+	expect_timeout(c, "select pg_sleep(10)", "sluice query_timeout (2s)");
+	PQfinish(c);
+}
+
+/* A user's limit beats the database's and the global one. */
+Test(timeouts, user_overrides_database_and_global_limits)
+{
+	struct harness_sluice *h = harness_start_sluice(
+	    "query_timeout = 100ms\n[databases]\n"
+	    "app = host=@PGHOST@ port=@PGPORT@ dbname=app query_timeout=2s\n"
+	    "[users]\napp = query_timeout=1s\n");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+
+	PQclear(harness_exec_ok(c, "select pg_sleep(0.3)"));
+	expect_timeout(c, "select pg_sleep(10)", "sluice query_timeout (1s)");
+	PQfinish(c);
+}
