@@ -160,8 +160,8 @@ static int count_connecting(const struct pool *p)
 
 /*
  * Balance across workers.  The caps are shared, the servers are not: with
- * every unit held by idle servers of another worker, waiters here would wait
- * for query_wait_timeout.  So a starving pool asks the other workers to shed:
+ * every unit held by servers of another worker, a pool with no server of its
+ * own would wait for query_wait_timeout.  So such a pool asks the others to shed:
  * each closes an idle server of the same pool now, or the next one released
  * while nobody waits there, and a closed server kicks the other workers, whose
  * pools then connect with the unit that came free.
@@ -194,7 +194,8 @@ static void ask_others_to_shed(struct pool *p)
 {
 	struct runtime *rt = p->w->rt;
 
-	if (rt->nworkers < 2 || rt->workers_stopped || p->shed_asked ||
+	/* With a server of its own, the pool's queue moves; only one with none starves. */
+	if (rt->nworkers < 2 || rt->workers_stopped || p->shed_asked || p->nservers > 0 ||
 	    (list_empty(&p->waiting) && list_empty(&p->login_waiting)))
 		return;
 	p->shed_asked = true;
