@@ -37,6 +37,7 @@ enum login_step {
 	LOGIN_SASL_INITIAL, /* sent AuthenticationSASL, waiting for SASLInitialResponse */
 	LOGIN_SASL_FINAL,   /* sent SASLContinue, waiting for SASLResponse */
 	LOGIN_WAIT_POOL,    /* authenticated, waiting for the pool's first server login */
+	LOGIN_THROTTLED,    /* authenticated, waiting for a token of the tenant's connect_rate */
 };
 
 /* Read-suspend reasons: reading resumes only when all are clear. */
@@ -44,6 +45,8 @@ enum login_step {
 #define SUSPEND_WATERMARK   0x2 /* peer's output buffer is full */
 #define SUSPEND_LOGIN_WAIT  0x4 /* waiting for pool parameters */
 #define SUSPEND_ADMIN       0x8 /* console SUSPEND (servers use the same bit) */
+#define SUSPEND_THROTTLE    0x10 /* waiting for a tenant rate token (admission.h) */
+#define SUSPEND_PIPELINE    0x20 /* rate-limited: next request waits for the server's answers */
 
 struct client {
 	uint64_t id;                /* process-wide connection id */
@@ -78,6 +81,9 @@ struct client {
 	bool fake_unnamed;     /* the unnamed statement is a DEALLOCATE sluice answers */
 	bool fake_portal;      /* and the unnamed portal is bound to it */
 	bool close_at_idle;    /* draining: close once the transaction ends */
+	bool in_request;       /* rate-limited: inside an extended-protocol request (up to Sync) */
+	bool tenant_counted;   /* holds a slot of its tenant's max_client_conn */
+	int64_t throttle_deadline_us; /* waiting for a rate token until then; 0 = not waiting */
 	struct event *timer;   /* login, wait, idle and idle-in-transaction timeouts */
 	bool timer_armed;      /* timer pending (saves a locked libevent call per message) */
 	int64_t connect_us;    /* when accepted */
@@ -108,6 +114,8 @@ void client_reject_request(struct client *c, const char *sqlstate, const char *f
 
 /* Startup and authentication input (client_login.c). */
 void client_login_input(struct client *c);
+/* Authenticated: pick the pool, admit to the tenant, welcome (again after a throttle). */
+void client_login_finish(struct client *c);
 
 /* Pool callbacks. */
 void client_link(struct client *c, struct server *s); /* got a server: start relaying */

@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "auth.h"
+#include "tenant.h"
 
 enum pool_mode { POOL_SESSION, POOL_TRANSACTION, POOL_STATEMENT };
 enum auth_type { AUTH_SCRAM, AUTH_MD5, AUTH_PLAIN, AUTH_TRUST };
@@ -38,6 +39,9 @@ struct db_def {
 	char *connect_options;  /* extra startup `options` sent to the server; NULL = none */
 	char *application_name; /* default application_name for server logins; NULL = none */
 	int64_t query_timeout;  /* CONFIG_INHERIT or override of query_timeout (microseconds) */
+	int64_t query_wait_timeout;       /* CONFIG_INHERIT or override (microseconds) */
+	int64_t idle_transaction_timeout; /* CONFIG_INHERIT or override (microseconds) */
+	int64_t client_idle_timeout;      /* CONFIG_INHERIT or override (microseconds) */
 };
 
 /* One [users] entry: `name = pool_mode=... pool_size=...`. */
@@ -47,6 +51,10 @@ struct user_def {
 	int pool_size;            /* CONFIG_INHERIT or override */
 	int max_user_connections; /* CONFIG_INHERIT or cap on server connections for this user */
 	int64_t query_timeout;    /* CONFIG_INHERIT or override of query_timeout (microseconds) */
+	int64_t query_wait_timeout;       /* CONFIG_INHERIT or override (microseconds) */
+	int64_t idle_transaction_timeout; /* CONFIG_INHERIT or override (microseconds) */
+	int64_t client_idle_timeout;      /* CONFIG_INHERIT or override (microseconds) */
+	int64_t statement_timeout;        /* CONFIG_INHERIT, or sent to Postgres at login */
 };
 
 struct config {
@@ -78,6 +86,7 @@ struct config {
 	int64_t server_login_retry_us;   /* pause before reconnecting after a failed login */
 	int64_t query_timeout_us;        /* cancel statements running longer; 0 = off */
 	int64_t cancel_grace_us;         /* after that cancel: close the server if no answer */
+	int64_t rate_limit_wait_us;      /* a request over a tenant rate waits this long */
 	int64_t cancel_wait_timeout_us;  /* a cancelled server must answer within this */
 	int64_t shutdown_delay_us;   /* SIGTERM: keep accepting this long after readiness fails */
 	int64_t shutdown_timeout_us; /* graceful drain limit on SIGTERM; 0 = no limit */
@@ -99,6 +108,10 @@ struct config {
 	size_t ndbs;            /* entries in dbs */
 	struct user_def *users; /* [users] in file order */
 	size_t nusers;          /* entries in users */
+	struct tenant_def *tenants; /* [tenant.NAME] sections in file order */
+	size_t ntenants;
+	struct tier_def *tiers; /* [tier.NAME] sections */
+	size_t ntiers;
 	struct auth_file auth;  /* auth_file contents, read when the snapshot is built */
 };
 

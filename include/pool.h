@@ -18,12 +18,49 @@
 #include "types.h"
 
 struct quota;
+struct tenant_state;
+
+/*
+ * Effective per-pool settings, resolved at creation and on every reload:
+ * [users] wins over the tenant (or its tier), which wins over [databases],
+ * which wins over [sluice].
+ */
+struct pool_settings {
+	int64_t query_timeout_us;
+	int64_t query_wait_timeout_us;
+	int64_t idle_transaction_timeout_us;
+	int64_t client_idle_timeout_us;
+	int64_t rate_limit_wait_us;
+	int max_server_conn; /* the tenant's cap over all its pools; 0 = none */
+	int max_client_conn; /* the tenant's logged-in clients; 0 = none */
+	const struct tenant_limits *limits; /* the tenant's, in w->cfg; NULL = none */
+	bool rate_limited;                  /* a query or transaction rate is set */
+};
+
+/*
+ * The pools of one worker that log in as the same server user to the same
+ * database, one per tenant (and statement_timeout).  They share the
+ * pool_size cap, so a released server goes to their waiters round-robin,
+ * pool by pool: a noisy tenant cannot starve a quiet one.
+ */
+struct pool_group {
+	struct list_node members; /* pools, by group_node */
+	struct pool *turn;        /* the member whose waiters are served next */
+	int count;                /* members */
+};
 
 struct pool {
 	struct worker *w;               /* owner */
 	struct list_node node;          /* worker->pools */
 	char *dbname;                   /* client-facing database name */
 	char *user;                     /* server login user */
+	char *tenant;                   /* tenant name (TENANT_DEFAULT when none matched) */
+	int64_t statement_timeout_us;   /* sent at server login; 0 = none.  Part of the key */
+	struct tenant_state *ts;        /* the tenant's shared counters and buckets */
+	struct quota *tenant_quota;     /* the tenant's server connections (max_server_conn) */
+	struct pool_group *group;       /* pools sharing this pool's servers' cap */
+	struct list_node group_node;    /* group->members */
+	struct pool_settings set;       /* effective settings */
 	const struct db_def *db;        /* definition in w->cfg; NULL once removed by reload */
 	const struct user_def *udef;    /* [users] override or NULL */
 	struct list_node idle;          /* idle servers, most recently used first */
@@ -46,7 +83,6 @@ struct pool {
 	bool needs_reconnect;         /* db definition changed on reload: retire servers */
 	struct pool_stats stats;      /* counters, written only by this worker */
 	struct pool_latency lat;      /* histograms, outcome counters (latency.h); this worker's */
-	const char *tenant;           /* tenant for limits and reporting; NULL = "default" */
 	struct pool_stats stats_prev; /* counters at the stats_period tick before the last */
 	struct pool_stats stats_last; /* counters at the last stats_period tick */
 	int64_t stats_prev_us;        /* when stats_prev was taken; 0 = not yet */
@@ -57,14 +93,19 @@ struct pool {
 	bool pause_closes;            /* paused by PAUSE/KILL: close servers as they come free */
 };
 
-struct pool *pool_get(struct worker *w, const char *dbname, const char *user,
-                      const struct db_def *db);
+/*
+ * The pool for a client `client_user` of database `dbname` logging in to
+ * the server as `server_user`: its tenant and statement_timeout come from
+ * the client's user, so tenants never share a server connection.
+ */
+struct pool *pool_get(struct worker *w, const char *dbname, const char *server_user,
+                      const char *client_user, const struct db_def *db);
 void pool_free(struct pool *p);
 
 /* The pool's tenant name for reports and logs. */
 static inline const char *pool_tenant(const struct pool *p)
 {
-	return p->tenant != NULL ? p->tenant : "default";
+	return p->tenant;
 }
 
 int pool_mode(const struct pool *p);

@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "inbox.h"
+#include "limiter.h"
 #include "log.h"
 #include "types.h"
 
@@ -59,6 +60,8 @@ struct runtime {
 	_Atomic int nclients;            /* for max_client_conn */
 	pthread_mutex_t quota_lock;      /* guards the quota registry list only */
 	struct quota *quotas;            /* registry, entries live until exit */
+	struct tenant_state *tenants;    /* registry (same lock), entries live until exit */
+	struct limiter limiter;          /* token buckets behind tenant rate limits */
 	bool draining;                   /* SIGTERM received */
 	int workers_drained;             /* workers that reported zero clients */
 	int exit_code;
@@ -72,6 +75,8 @@ void runtime_fini(struct runtime *rt);
 
 /* Find or create a quota (cold path: pool creation). */
 struct quota *runtime_quota(struct runtime *rt, const char *kind, const char *name);
+/* Find or create a tenant's shared state (cold path: pool creation). */
+struct tenant_state *runtime_tenant(struct runtime *rt, const char *name);
 /* Take one unit if `used < limit` (limit <= 0 means unlimited). */
 bool quota_take(struct quota *q, int limit);
 void quota_give(struct quota *q);

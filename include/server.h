@@ -120,8 +120,6 @@ void server_apply_captured(struct server *s);
  * query_timeout deadline (lazily: a pending earlier deadline is re-checked).
  */
 void server_request_started(struct server *s);
-/* The query_timeout for statements of this pool's clients; 0 = none. */
-int64_t pool_query_timeout(const struct pool *p);
 
 /* True when the server may be returned to the pool. */
 bool server_is_clean(const struct server *s);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "admission.h"
 #include "cancel.h"
 #include "config.h"
 #include "latency.h"
@@ -113,12 +114,13 @@ void client_set_state(struct client *c, enum client_state state)
 	c->state = state;
 	switch (state) {
 	case CLIENT_IDLE:
-		client_arm_timer(c, c->w->cfg->client_idle_timeout_us);
+		client_arm_timer(c, c->pool != NULL ? c->pool->set.client_idle_timeout_us
+		                                    : c->w->cfg->client_idle_timeout_us);
 		break;
 	case CLIENT_WAITING:
 		c->wait_start_us = worker_now_us(c->w);
 		client_suspend(c, SUSPEND_WAIT_SERVER);
-		client_arm_timer(c, c->w->cfg->query_wait_timeout_us);
+		client_arm_timer(c, c->pool->set.query_wait_timeout_us);
 		break;
 	case CLIENT_CLOSING:
 		evtimer_del(c->timer);
@@ -164,6 +166,7 @@ void client_close(struct client *c, const char *reason)
 		list_del(&c->wait_node);
 	if (c->server != NULL)
 		server_unlink(c->server);
+	admission_client_gone(c);
 	worker_cancel_unregister(w, c);
 	bufferevent_disable(c->bev, EV_READ);
 	client_set_state(c, CLIENT_CLOSING);
@@ -297,6 +300,10 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 	struct client *c = arg;
 
 	c->timer_armed = false;
+	if (c->suspend & SUSPEND_THROTTLE) {
+		admission_retry(c);
+		return;
+	}
 	latency_timeout(c);
 	if (c->state == CLIENT_LOGIN)
 		client_fail(c, SQLSTATE_CONNECTION_FAILURE,

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "admin.h"
+#include "admission.h"
 #include "auth.h"
 #include "auth_scram.h"
 #include "cancel.h"
@@ -176,7 +177,7 @@ static void auth_failed(struct client *c)
 	            c->user);
 }
 
-static void finish_login(struct client *c)
+void client_login_finish(struct client *c)
 {
 	const struct config *cfg = c->w->cfg;
 	const struct db_def *db;
@@ -200,11 +201,13 @@ static void finish_login(struct client *c)
 		return;
 	}
 	server_user = db->user != NULL ? db->user : c->user;
-	c->pool = pool_get(c->w, c->dbname, server_user, db);
-	if (c->pool == NULL || worker_cancel_register(c->w, c) < 0) {
+	c->pool = pool_get(c->w, c->dbname, server_user, c->user, db);
+	if (c->pool == NULL || (!c->cancel_registered && worker_cancel_register(c->w, c) < 0)) {
 		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return;
 	}
+	if (admission_login(c) != ADMIT_GO)
+		return;
 	/* The proof's key logs the same user into Postgres without a stored password. */
 	if (c->has_client_key && strcmp(server_user, c->user) == 0) {
 		memcpy(c->pool->client_key, c->client_key, SCRAM_KEY_LEN);
@@ -252,7 +255,7 @@ static void begin_auth(struct client *c)
 		return;
 	}
 	if (cfg->auth_type == AUTH_TRUST) {
-		finish_login(c);
+		client_login_finish(c);
 		return;
 	}
 	if (cfg->auth_type == AUTH_PLAIN) {
@@ -333,7 +336,7 @@ static void password_message(struct client *c, const uint8_t *body, size_t len)
 		auth_failed(c);
 		return;
 	}
-	finish_login(c);
+	client_login_finish(c);
 }
 
 static void sasl_initial(struct client *c, const uint8_t *body, size_t len)
@@ -382,7 +385,7 @@ static void sasl_final(struct client *c, const uint8_t *body, size_t len)
 	free(c->scram);
 	c->scram = NULL;
 	build_auth(bufferevent_get_output(c->bev), 12, reply, strlen(reply));
-	finish_login(c);
+	client_login_finish(c);
 }
 
 /* One typed authentication message ('p'); returns false when the client must wait or closed. */
@@ -431,6 +434,7 @@ void client_login_input(struct client *c)
 			more = auth_input(c);
 			break;
 		case LOGIN_WAIT_POOL:
+		case LOGIN_THROTTLED:
 			more = false;
 			break;
 		}

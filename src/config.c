@@ -74,6 +74,12 @@ static const struct entry_key db_keys[] = {
            "application_name for server logins when the client sends none."),
     DB_KEY(query_timeout, CONFIG_DURATION, "query_timeout", 0, 0,
            "Overrides query_timeout for this database."),
+    DB_KEY(query_wait_timeout, CONFIG_DURATION, "query_wait_timeout", 0, 0,
+           "Overrides query_wait_timeout for this database."),
+    DB_KEY(idle_transaction_timeout, CONFIG_DURATION, "idle_transaction_timeout", 0, 0,
+           "Overrides idle_transaction_timeout for this database."),
+    DB_KEY(client_idle_timeout, CONFIG_DURATION, "client_idle_timeout", 0, 0,
+           "Overrides client_idle_timeout for this database."),
 };
 
 static const struct entry_key user_keys[] = {
@@ -83,16 +89,29 @@ static const struct entry_key user_keys[] = {
     USER_KEY(max_user_connections, "max_user_connections",
              "Overrides max_user_connections for this user; 0 = no cap."),
     USER_KEY(query_timeout, "query_timeout",
-             "Overrides query_timeout (and a database's) for this user."),
+             "Overrides query_timeout (and a database's and a tenant's) for this user."),
+    USER_KEY(query_wait_timeout, "query_wait_timeout",
+             "Overrides query_wait_timeout for this user."),
+    USER_KEY(idle_transaction_timeout, "idle_transaction_timeout",
+             "Overrides idle_transaction_timeout for this user."),
+    USER_KEY(client_idle_timeout, "client_idle_timeout",
+             "Overrides client_idle_timeout for this user."),
+    {.name = "statement_timeout",
+     .type = CONFIG_DURATION,
+     .offset = offsetof(struct user_def, statement_timeout),
+     .max = 30 * INT64_C(86400000000),
+     .help = "Sent to Postgres as a startup option for this user's server connections "
+             "(a tenant's value applies otherwise); 0 = Postgres' default."},
 };
 
 #define NKEYS(table) (sizeof(table) / sizeof((table)[0]))
 
-enum section { SECTION_SLUICE, SECTION_DATABASES, SECTION_USERS };
+enum section { SECTION_SLUICE, SECTION_DATABASES, SECTION_USERS, SECTION_TENANT, SECTION_TIER };
 
 /* One `key = value` of the file, continuation lines already joined. */
 struct raw_entry {
 	enum section section; /* [pgbouncer] is folded into SECTION_SLUICE */
+	char *name;           /* NAME of [tenant.NAME] / [tier.NAME]; "" for the others */
 	char *key;            /* option, database or user name */
 	char *value;          /* text after '=', may hold a password */
 	int line;             /* line of the key, for errors */
@@ -378,6 +397,9 @@ static void db_init(struct db_def *db)
 	db->pool_mode = CONFIG_INHERIT;
 	db->max_db_connections = CONFIG_INHERIT;
 	db->query_timeout = CONFIG_INHERIT;
+	db->query_wait_timeout = CONFIG_INHERIT;
+	db->idle_transaction_timeout = CONFIG_INHERIT;
+	db->client_idle_timeout = CONFIG_INHERIT;
 }
 
 static void db_fini(struct db_def *db)
@@ -399,6 +421,10 @@ static void user_init(struct user_def *u)
 	u->pool_size = CONFIG_INHERIT;
 	u->max_user_connections = CONFIG_INHERIT;
 	u->query_timeout = CONFIG_INHERIT;
+	u->query_wait_timeout = CONFIG_INHERIT;
+	u->idle_transaction_timeout = CONFIG_INHERIT;
+	u->client_idle_timeout = CONFIG_INHERIT;
+	u->statement_timeout = CONFIG_INHERIT;
 }
 
 /* Type and bounds of an entry key, borrowed from the [sluice] option it overrides. */
@@ -1036,9 +1062,16 @@ static void parse_fail(struct file_parse *fp, const char *fmt, ...)
 	set_error(fp->err, "%s:%d: %s", fp->path, fp->lineno, msg);
 }
 
-static int section_find(const char *name, enum section *out)
+static int section_find(const char *name, enum section *out, const char **suffix)
 {
-	if (strcasecmp(name, "sluice") == 0 || strcasecmp(name, "pgbouncer") == 0)
+	*suffix = "";
+	if (strncasecmp(name, "tenant.", 7) == 0) {
+		*out = SECTION_TENANT;
+		*suffix = name + 7;
+	} else if (strncasecmp(name, "tier.", 5) == 0) {
+		*out = SECTION_TIER;
+		*suffix = name + 5;
+	} else if (strcasecmp(name, "sluice") == 0 || strcasecmp(name, "pgbouncer") == 0)
 		*out = SECTION_SLUICE;
 	else if (strcasecmp(name, "databases") == 0)
 		*out = SECTION_DATABASES;
@@ -1081,8 +1114,8 @@ static int entry_continue(struct raw_entry *last, const char *value)
 	return 0;
 }
 
-static int entry_push(struct file_parse *fp, enum section section, const char *key,
-                      const char *value)
+static int entry_push(struct file_parse *fp, enum section section, const char *name,
+                      const char *key, const char *value)
 {
 	struct raw_entry *e;
 
@@ -1097,9 +1130,11 @@ static int entry_push(struct file_parse *fp, enum section section, const char *k
 	e = &fp->entries[fp->nentries];
 	e->section = section;
 	e->line = fp->lineno;
+	e->name = strdup(name);
 	e->key = strdup(key);
 	e->value = strdup(value);
-	if (e->key == NULL || e->value == NULL) {
+	if (e->name == NULL || e->key == NULL || e->value == NULL) {
+		free(e->name);
 		free(e->key);
 		free_secret(e->value);
 		return -1;
@@ -1113,6 +1148,7 @@ static int ini_entry_cb(void *user, const char *section, const char *name, const
 	struct file_parse *fp = user;
 	struct raw_entry *last = fp->nentries ? &fp->entries[fp->nentries - 1] : NULL;
 	enum section sec;
+	const char *suffix;
 	int rc;
 
 	if (fp->error_line != 0)
@@ -1121,15 +1157,18 @@ static int ini_entry_cb(void *user, const char *section, const char *name, const
 		parse_fail(fp, "key '%.60s' before any section (start with [sluice])", name);
 		return 0;
 	}
-	if (section_find(section, &sec) < 0) {
-		parse_fail(fp, "unknown section [%.60s] (expected [sluice], [databases], [users])",
+	if (section_find(section, &sec, &suffix) < 0) {
+		parse_fail(fp,
+		           "unknown section [%.60s] (expected [sluice], [databases], [users], "
+		           "[tenant.NAME], [tier.NAME])",
 		           section);
 		return 0;
 	}
-	if (fp->indented && last != NULL && last->section == sec && strcmp(last->key, name) == 0)
+	if (fp->indented && last != NULL && last->section == sec &&
+	    strcmp(last->name, suffix) == 0 && strcmp(last->key, name) == 0)
 		rc = entry_continue(last, value);
 	else
-		rc = entry_push(fp, sec, name, value);
+		rc = entry_push(fp, sec, suffix, name, value);
 	if (rc < 0)
 		parse_fail(fp, "out of memory");
 	return rc == 0;
@@ -1138,6 +1177,7 @@ static int ini_entry_cb(void *user, const char *section, const char *name, const
 static void file_parse_fini(struct file_parse *fp)
 {
 	for (size_t i = 0; i < fp->nentries; i++) {
+		free(fp->entries[i].name);
 		free(fp->entries[i].key);
 		free_secret(fp->entries[i].value);
 	}
@@ -1149,6 +1189,7 @@ static int entry_first_line(const struct file_parse *fp, size_t i)
 {
 	for (size_t j = 0; j < i; j++)
 		if (fp->entries[j].section == fp->entries[i].section &&
+		    strcmp(fp->entries[j].name, fp->entries[i].name) == 0 &&
 		    strcmp(fp->entries[j].key, fp->entries[i].key) == 0)
 			return fp->entries[j].line;
 	return 0;
@@ -1191,6 +1232,10 @@ static int entry_apply(struct config *cfg, const struct raw_entry *e, char *msg,
 		return db_from_entry(cfg, e->key, e->value, msg, len);
 	case SECTION_USERS:
 		return user_from_entry(cfg, e->key, e->value, msg, len);
+	case SECTION_TENANT:
+	case SECTION_TIER:
+		return config_tenant_entry(cfg, e->section == SECTION_TIER, e->name, e->key,
+		                           e->value, e->line, msg, len);
 	}
 	return -1;
 }
@@ -1244,7 +1289,8 @@ static int file_parse_result(struct file_parse *fp, int rc, struct config_error 
 static int config_read_file(struct config *cfg, const char *path, struct config_error *err)
 {
 	struct file_parse fp = {.path = path, .err = err};
-	int rc;
+	char msg[MSG_MAX];
+	int rc, line;
 
 	if ((fp.file = fopen(path, "r")) == NULL) {
 		set_error(err, "%s: cannot open: %s", path, strerror(errno));
@@ -1255,6 +1301,10 @@ static int config_read_file(struct config *cfg, const char *path, struct config_
 	rc = file_parse_result(&fp, rc, err);
 	if (rc == 0)
 		rc = file_apply(cfg, &fp, err);
+	if (rc == 0 && (line = config_tenants_resolve(cfg, msg, sizeof(msg))) != 0) {
+		set_error(err, "%s:%d: %s", path, line, msg);
+		rc = -1;
+	}
 	file_parse_fini(&fp);
 	return rc;
 }
@@ -1302,6 +1352,7 @@ void config_free(struct config *cfg)
 	for (size_t i = 0; i < cfg->nusers; i++)
 		free(cfg->users[i].name);
 	free(cfg->users);
+	config_tenants_free(cfg);
 	auth_file_fini(&cfg->auth);
 	free(cfg->source);
 	free(cfg);
@@ -1469,8 +1520,9 @@ static const char *const md_intro[] = {
     "",
     "## File format",
     "",
-    "- Sections: `[sluice]` (`[pgbouncer]` is accepted as an alias), `[databases]` and",
-    "  `[users]`. An unknown section, an unknown key or a key set twice is an error.",
+    "- Sections: `[sluice]` (`[pgbouncer]` is accepted as an alias), `[databases]`,",
+    "  `[users]`, `[tenant.NAME]` and `[tier.NAME]`. An unknown section, an unknown key or a",
+    "  key set twice is an error.",
     "- A line starting with `;` or `#` is a comment; so is the rest of a line after a `;`",
     "  that follows a blank, which is why a value cannot contain ` ;`.",
     "- inih limits a line to about 200 characters in common builds. A long value continues on",
@@ -1609,4 +1661,14 @@ void config_write_markdown(FILE *out)
 	      "which beats the [sluice] value.\n\n",
 	      out);
 	md_entry_keys(out, user_keys, NKEYS(user_keys));
+	fputs("\n## [tenant.NAME] and [tier.NAME]\n\n"
+	      "One section per tenant, `key = value` lines (docs/tenants.md explains the model).\n"
+	      "A client belongs to the first tenant in file order whose `users` and `databases`\n"
+	      "match it, else to `default`, which `[tenant.default]` may limit. A tier section\n"
+	      "takes the limit keys only; a tenant with `tier = NAME` takes every limit it does\n"
+	      "not set itself from that tier. Timeouts: [users] beats the tenant, which beats\n"
+	      "[databases] and [sluice].\n\n"
+	      "| key | description |\n|---|---|\n",
+	      out);
+	config_tenant_write_markdown(out);
 }

@@ -170,6 +170,9 @@ static const struct config_option options[] = {
     OPT_DURATION(cancel_grace, "5s",
                  "After a query_timeout cancel, Postgres must answer within this, else the "
                  "server connection is closed and the client gets 08006."),
+    OPT_DURATION(rate_limit_wait, "0",
+                 "A request over a tenant's rate waits up to this long for a token, then gets "
+                 "53400; 0 = refuse at once. Also per tenant and tier."),
     OPT_DURATION(cancel_wait_timeout, "10s",
                  "Give up forwarding a cancel request to Postgres after this long; 0 = wait."),
     OPT_DURATION(shutdown_timeout, "30s",

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admission.h"
 #include "client.h"
 #include "config.h"
 #include "latency.h"
@@ -173,6 +174,14 @@ void relay_client_input(struct client *c)
 		}
 		if (drop_without_server(c, f.type, frame_total(&f)))
 			continue;
+		if (c->pool->set.rate_limited) {
+			enum admit a = admission_request(c, f.type);
+
+			if (a == ADMIT_WAIT)
+				return;
+			if (a == ADMIT_REFUSED)
+				continue; /* discarding now: the loop drops the request */
+		}
 		if (c->state == CLIENT_IDLE) {
 			pool_acquire(c->pool, c);
 			if (c->state != CLIENT_ACTIVE)
@@ -492,8 +501,12 @@ static void handle_ready(struct server *s, struct evbuffer *in, size_t total, ch
 
 	s->tx_status = status;
 	pop_request(s, false);
-	if (s->queue.count == 0)
+	if (s->queue.count == 0) {
 		s->timed_out_after_us = 0;
+		/* A rate-limited client's next request waited for this answer (admission.h). */
+		if (c != NULL && (c->suspend & SUSPEND_PIPELINE))
+			client_resume(c, SUSPEND_PIPELINE);
+	}
 	if (c != NULL && s->queue.count == 0) {
 		latency_request_done(s, now, status);
 		st->query_time_us += (uint64_t)(now - s->request_start_us);
@@ -521,9 +534,9 @@ static void handle_ready(struct server *s, struct evbuffer *in, size_t total, ch
 	if (s->queue.count == 0 && server_capture_params(s))
 		return;
 	if (s->queue.count == 0 && status != 'I')
-		client_arm_timer(c, c->w->cfg->idle_transaction_timeout_us);
+		client_arm_timer(c, s->pool->set.idle_transaction_timeout_us);
 	else if (s->queue.count == 0 && pool_mode(s->pool) == POOL_SESSION)
-		client_arm_timer(c, c->w->cfg->client_idle_timeout_us);
+		client_arm_timer(c, s->pool->set.client_idle_timeout_us);
 	relay_try_release(s);
 }
 

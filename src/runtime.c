@@ -69,6 +69,30 @@ struct quota *runtime_quota(struct runtime *rt, const char *kind, const char *na
 	return q;
 }
 
+struct tenant_state *runtime_tenant(struct runtime *rt, const char *name)
+{
+	struct tenant_state *t;
+
+	pthread_mutex_lock(&rt->quota_lock);
+	for (t = rt->tenants; t != NULL; t = t->next)
+		if (strcmp(t->name, name) == 0)
+			break;
+	if (t == NULL && (t = calloc(1, sizeof(*t))) != NULL) {
+		if ((t->name = strdup(name)) == NULL) {
+			free(t);
+			t = NULL;
+		} else {
+			pthread_mutex_init(&t->lock, NULL);
+			t->next = rt->tenants;
+			rt->tenants = t;
+		}
+	}
+	pthread_mutex_unlock(&rt->quota_lock);
+	if (t == NULL)
+		abort(); /* as for quotas: never run a tenant without its limits */
+	return t;
+}
+
 bool quota_take(struct quota *q, int limit)
 {
 	int used = atomic_load(&q->used);
@@ -260,6 +284,7 @@ int runtime_init(struct runtime *rt, const char *config_path, const char *upstre
 	atomic_init(&rt->next_conn_id, 1);
 	atomic_init(&rt->nclients, 0);
 	pthread_mutex_init(&rt->quota_lock, NULL);
+	rt->limiter.ops = &limiter_local_ops;
 	rt->base = event_base_new();
 	rt->snap = snapshot_new(cfg);
 	if (rt->base == NULL || rt->snap == NULL || inbox_init(&rt->inbox, rt->base, rt) < 0)
@@ -326,6 +351,14 @@ void runtime_fini(struct runtime *rt)
 		free(q->key);
 		free(q);
 		q = next;
+	}
+	while (rt->tenants != NULL) {
+		struct tenant_state *next = rt->tenants->next;
+
+		pthread_mutex_destroy(&rt->tenants->lock);
+		free(rt->tenants->name);
+		free(rt->tenants);
+		rt->tenants = next;
 	}
 	if (rt->inbox.wake != NULL)
 		inbox_fini(&rt->inbox);

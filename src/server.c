@@ -588,6 +588,7 @@ static void send_startup(struct server *s)
 {
 	const struct db_def *db = s->pool->db;
 	const char *keys[4], *values[4];
+	char options[512];
 	size_t n = 0;
 
 	keys[n] = "user";
@@ -598,7 +599,15 @@ static void send_startup(struct server *s)
 		keys[n] = "application_name";
 		values[n++] = db->application_name;
 	}
-	if (db->connect_options != NULL) {
+	/* A tenant's or user's statement_timeout rides on the options, after the database's. */
+	if (s->pool->statement_timeout_us > 0) {
+		snprintf(options, sizeof(options), "%s%s-c statement_timeout=%lldms",
+		         db->connect_options != NULL ? db->connect_options : "",
+		         db->connect_options != NULL ? " " : "",
+		         (long long)((s->pool->statement_timeout_us + 999) / 1000));
+		keys[n] = "options";
+		values[n++] = options;
+	} else if (db->connect_options != NULL) {
 		keys[n] = "options";
 		values[n++] = db->connect_options;
 	}
@@ -664,18 +673,9 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
 	                                       : "server connection error");
 }
 
-int64_t pool_query_timeout(const struct pool *p)
-{
-	if (p->udef != NULL && p->udef->query_timeout != CONFIG_INHERIT)
-		return p->udef->query_timeout;
-	if (p->db != NULL && p->db->query_timeout != CONFIG_INHERIT)
-		return p->db->query_timeout;
-	return p->w->cfg->query_timeout_us;
-}
-
 void server_request_started(struct server *s)
 {
-	int64_t timeout = pool_query_timeout(s->pool);
+	int64_t timeout = s->pool->set.query_timeout_us;
 
 	if (timeout > 0 &&
 	    (!s->timer_pending || s->timer_deadline_us > s->request_start_us + timeout))
@@ -689,7 +689,7 @@ void server_request_started(struct server *s)
  */
 static void check_query_timeout(struct server *s)
 {
-	int64_t timeout = pool_query_timeout(s->pool), elapsed;
+	int64_t timeout = s->pool->set.query_timeout_us, elapsed;
 	struct client *c = s->client;
 
 	if (s->timed_out_after_us > 0) {

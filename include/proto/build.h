@@ -34,6 +34,9 @@ int msg_finish(struct msg_builder *m, struct evbuffer *out);
 /* Backend messages (to clients). */
 int build_error(struct evbuffer *out, const char *severity, const char *sqlstate, const char *msg,
                 const char *detail);
+/* The same with a HINT field (what to do about it); NULL = none. */
+int build_error_hint(struct evbuffer *out, const char *severity, const char *sqlstate,
+                     const char *msg, const char *detail, const char *hint);
 int build_notice(struct evbuffer *out, const char *sqlstate, const char *msg);
 int build_auth(struct evbuffer *out, uint32_t code, const void *data, size_t len);
 int build_auth_sasl(struct evbuffer *out, const char *mechanism);

@@ -70,8 +70,8 @@ int msg_finish(struct msg_builder *m, struct evbuffer *out)
 	return evbuffer_add(out, m->data, m->len);
 }
 
-int build_error(struct evbuffer *out, const char *severity, const char *sqlstate, const char *msg,
-                const char *detail)
+int build_error_hint(struct evbuffer *out, const char *severity, const char *sqlstate,
+                     const char *msg, const char *detail, const char *hint)
 {
 	struct msg_builder m;
 	char text[1024];
@@ -92,8 +92,19 @@ int build_error(struct evbuffer *out, const char *severity, const char *sqlstate
 		msg_add_u8(&m, 'D');
 		msg_add_cstr(&m, text);
 	}
+	if (hint != NULL) {
+		snprintf(text, sizeof(text), "%s", hint);
+		msg_add_u8(&m, 'H');
+		msg_add_cstr(&m, text);
+	}
 	msg_add_u8(&m, 0);
 	return msg_finish(&m, out);
+}
+
+int build_error(struct evbuffer *out, const char *severity, const char *sqlstate, const char *msg,
+                const char *detail)
+{
+	return build_error_hint(out, severity, sqlstate, msg, detail, NULL);
 }
 
 int build_notice(struct evbuffer *out, const char *sqlstate, const char *msg)

@@ -527,9 +527,10 @@ Test(config, unknown_section)
 {
 	struct loaded l;
 
-	load_ini(&l, MINIMAL "[tenant.acme]\nusers = a\n", NULL, NULL);
+	load_ini(&l, MINIMAL "[tenants]\nusers = a\n", NULL, NULL);
 	expect_error(&l, 6,
-	             "unknown section [tenant.acme] (expected [sluice], [databases], [users])");
+	             "unknown section [tenants] (expected [sluice], [databases], [users], "
+	             "[tenant.NAME], [tier.NAME])");
 }
 
 Test(config, key_before_any_section)
@@ -637,7 +638,8 @@ Test(config, databases_errors_name_the_database)
 	expect_error(&l, 5,
 	             "database 'bad': unknown key 'hots' (expected host, port, dbname, user, "
 	             "password, pool_size, min_pool_size, pool_mode, max_db_connections, "
-	             "connect_options, application_name, query_timeout)");
+	             "connect_options, application_name, query_timeout, query_wait_timeout, "
+	             "idle_transaction_timeout, client_idle_timeout)");
 	load_ini(&l, MINIMAL "bad = password='open\n", NULL, NULL);
 	expect_error(&l, 5, "database 'bad': key 'password': unterminated quoted value");
 	load_ini(&l, MINIMAL "bad = port=99999\n", NULL, NULL);
@@ -716,7 +718,8 @@ Test(config, user_and_database_overrides)
 	load_ini(&l, MINIMAL "[users]\nbatch = host=x\n", NULL, NULL);
 	expect_error(&l, 6,
 	             "user 'batch': unknown key 'host' (expected pool_mode, pool_size, "
-	             "max_user_connections, query_timeout)");
+	             "max_user_connections, query_timeout, query_wait_timeout, "
+	             "idle_transaction_timeout, client_idle_timeout, statement_timeout)");
 }
 
 /* ---- validation ---- */
@@ -1320,4 +1323,88 @@ Test(config, quoted_values_mean_the_text_inside)
 	cr_assert_str_eq(l.cfg->unix_socket_dir, "");
 	cr_assert_str_eq(l.cfg->listen_addr, "127.0.0.1");
 	config_free(l.cfg);
+}
+
+/* ---- tenants and tiers ---- */
+
+#define TENANTS                                                                                    \
+	MINIMAL "[tier.free]\nquery_rate = 100/min\nrate_limit_wait = 2s\n"                          \
+	        "[tier.pro]\nquery_rate = 500/min\nquery_burst = 50\n"                                \
+	        "[tenant.acme]\nusers = acme_*, ops\ntier = pro\nmax_server_conn = 3\n"             \
+	        "[tenant.reports]\ndatabases = reporting\ntier = free\nquery_rate = 5/s\n"          \
+	        "statement_timeout = 30s\n"                                                          \
+	        "[tenant.default]\ntransaction_rate = 1000\n"
+
+Test(config, tenants_match_users_and_databases_in_file_order)
+{
+	struct loaded l;
+	const struct tenant_def *t;
+
+	load_ini(&l, TENANTS, NULL, NULL);
+	cr_assert_not_null(l.cfg, "%s", l.err.message);
+	t = config_find_tenant(l.cfg, "acme_web", "reporting");
+	cr_assert_str_eq(t->name, "acme", "the first matching section wins");
+	cr_assert_str_eq(config_find_tenant(l.cfg, "ops", "app")->name, "acme");
+	cr_assert_str_eq(config_find_tenant(l.cfg, "bob", "reporting")->name, "reports");
+	t = config_find_tenant(l.cfg, "bob", "app");
+	cr_assert_str_eq(t->name, "default", "unmatched clients go to [tenant.default]");
+	cr_assert_eq(t->limits.rate[LIMIT_TRANSACTION].count, 1000);
+	config_free(l.cfg);
+}
+
+Test(config, tenant_limits_come_from_the_tier_unless_set)
+{
+	struct loaded l;
+	const struct tenant_def *acme, *reports;
+
+	load_ini(&l, TENANTS, NULL, NULL);
+	cr_assert_not_null(l.cfg, "%s", l.err.message);
+	acme = config_tenant_named(l.cfg, "acme");
+	reports = config_tenant_named(l.cfg, "reports");
+	cr_assert_eq(acme->limits.rate[LIMIT_QUERY].count, 500);
+	cr_assert_eq(acme->limits.rate[LIMIT_QUERY].period_us, 60000000);
+	cr_assert_eq(tenant_burst(&acme->limits, LIMIT_QUERY), 50);
+	cr_assert_eq(acme->limits.max_server_conn, 3);
+	cr_assert_eq(acme->limits.rate_limit_wait_us, -1, "pro sets no wait: inherit [sluice]");
+	cr_assert_eq(reports->limits.rate[LIMIT_QUERY].count, 5, "own value beats the tier's");
+	cr_assert_eq(reports->limits.rate[LIMIT_QUERY].period_us, 1000000);
+	cr_assert_eq(reports->limits.rate_limit_wait_us, 2000000, "the rest from tier free");
+	cr_assert_eq(reports->limits.statement_timeout_us, 30000000);
+	cr_assert_eq(tenant_burst(&reports->limits, LIMIT_QUERY), 5, "default: 1 s worth");
+	config_free(l.cfg);
+}
+
+Test(config, tenant_errors_name_the_section)
+{
+	struct loaded l;
+
+	load_ini(&l, MINIMAL "[tenant.a]\nquery_rate = fast\n", NULL, NULL);
+	expect_error(&l, 6, "key 'query_rate': expected a rate such as 50/s or 100/min, got 'fast'");
+	load_ini(&l, MINIMAL "[tenant.a]\ntier = gold\n", NULL, NULL);
+	expect_error(&l, 6, "[tenant.a] names tier 'gold', which has no [tier.gold] section");
+	load_ini(&l, MINIMAL "[tier.gold]\nusers = x\n", NULL, NULL);
+	cr_assert_null(l.cfg);
+	cr_assert(strstr(l.err.message, "unknown key 'users' in [tier.gold]") != NULL, "%s",
+	          l.err.message);
+	load_ini(&l, MINIMAL "[tenant.a]\nquery_rate = 1/s\nquery_rate = 2/s\n", NULL, NULL);
+	expect_error(&l, 7, "'query_rate' is set twice (first on line 6)");
+}
+
+Test(config, rates_parse_and_format)
+{
+	struct rate r;
+	char buf[32];
+
+	cr_assert_eq(tenant_parse_rate("50/s", &r), 0);
+	cr_assert_eq(r.count, 50);
+	cr_assert_eq(r.period_us, 1000000);
+	cr_assert_eq(tenant_parse_rate("100/min", &r), 0);
+	cr_assert_eq(r.period_us, 60000000);
+	tenant_format_rate(&r, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "100/min");
+	cr_assert_eq(tenant_parse_rate("20", &r), 0);
+	cr_assert_eq(r.period_us, 1000000);
+	cr_assert_eq(tenant_parse_rate("-1/s", &r), -1);
+	cr_assert_eq(tenant_parse_rate("5/h", &r), -1);
+	cr_assert_eq(tenant_parse_rate("", &r), -1);
 }

@@ -1,0 +1,85 @@
+/*
+ * Token buckets: refill arithmetic, bursts, debt, and the all-or-none take
+ * of the in-process limiter.
+ */
+#include "limiter.h"
+
+#include <criterion/criterion.h>
+#include <string.h>
+
+#define SEC INT64_C(1000000)
+
+static struct tenant_state *new_state(void)
+{
+	static struct tenant_state st;
+
+	memset(&st, 0, sizeof(st));
+	pthread_mutex_init(&st.lock, NULL);
+	return &st;
+}
+
+Test(limiter, bucket_starts_full_then_refills_at_the_rate)
+{
+	struct bucket b = {0};
+	struct rate r = {.count = 50, .period_us = SEC};
+	int64_t t = 1000 * SEC;
+
+	for (int i = 0; i < 10; i++)
+		cr_assert_eq(bucket_take(&b, &r, 10, t, false), 0, "burst token %d", i);
+	/* Empty: the next token is due in 1/50 s. */
+	cr_assert_eq(bucket_take(&b, &r, 10, t, false), 20000 + 1);
+	cr_assert_eq(bucket_take(&b, &r, 10, t + 20000, false), 0);
+	/* One second later: 50 more, but never above the burst. */
+	bucket_refill(&b, &r, 10, t + 20000 + 10 * SEC);
+	cr_assert_float_eq(b.tokens, 10.0, 1e-9);
+}
+
+Test(limiter, accepted_count_over_time_is_rate_times_time_plus_burst)
+{
+	struct bucket b = {0};
+	struct rate r = {.count = 100, .period_us = 60 * SEC};
+	int64_t start = 5 * SEC, accepted = 0;
+
+	/* A closed loop trying every millisecond for 60 s. */
+	for (int64_t t = start; t < start + 60 * SEC; t += 1000)
+		accepted += bucket_take(&b, &r, 2, t, false) == 0;
+	cr_assert(accepted >= 101 && accepted <= 102, "accepted %lld", (long long)accepted);
+}
+
+Test(limiter, forced_takes_go_into_debt_bounded_by_the_burst)
+{
+	struct bucket b = {0};
+	struct rate r = {.count = 1, .period_us = SEC};
+
+	cr_assert_eq(bucket_take(&b, &r, 2, SEC, true), 0);
+	cr_assert_eq(bucket_take(&b, &r, 2, SEC, true), 0);
+	cr_assert_eq(bucket_take(&b, &r, 2, SEC, true), 0);
+	cr_assert_float_eq(b.tokens, -1.0, 1e-9);
+	for (int i = 0; i < 10; i++)
+		bucket_take(&b, &r, 2, SEC, true);
+	cr_assert_float_eq(b.tokens, -2.0, 1e-9, "debt is at most one burst");
+	/* Three seconds to pay it back and earn one token. */
+	cr_assert_eq(bucket_take(&b, &r, 2, SEC, false), 3 * SEC + 1);
+}
+
+Test(limiter, take_is_all_or_none_across_kinds)
+{
+	struct tenant_state *t = new_state();
+	struct tenant_limits lim;
+	struct limiter l = {.ops = &limiter_local_ops};
+	enum limit_kind blocking = LIMIT_CONNECT;
+	unsigned both = (1u << LIMIT_QUERY) | (1u << LIMIT_TRANSACTION);
+
+	tenant_limits_init(&lim);
+	lim.rate[LIMIT_QUERY] = (struct rate){.count = 10, .period_us = SEC};
+	lim.rate[LIMIT_TRANSACTION] = (struct rate){.count = 1, .period_us = SEC};
+	lim.burst[LIMIT_TRANSACTION] = 1;
+	cr_assert_eq(l.ops->take(&l, t, &lim, both, SEC, false, &blocking), 0);
+	cr_assert_gt(l.ops->take(&l, t, &lim, both, SEC, false, &blocking), 0);
+	cr_assert_eq(blocking, LIMIT_TRANSACTION);
+	/* The refused take left the query bucket alone: 9 of 10 remain. */
+	cr_assert_float_eq(l.ops->peek(&l, t, LIMIT_QUERY, &lim.rate[LIMIT_QUERY], 10, SEC), 9.0,
+	                   1e-9);
+	/* A kind with no rate is never a limit. */
+	cr_assert_eq(l.ops->take(&l, t, &lim, 1u << LIMIT_CONNECT, SEC, false, &blocking), 0);
+}
