@@ -178,6 +178,9 @@ bool admin_set_probe(struct admin_conn *conn, const char *name, const char *valu
 /* ---- admin_show.c ---- */
 
 enum admin_result admin_show(struct admin_conn *conn, struct admin_lexer *lx);
+/* SHOW TENANTS / SHOW RATELIMITS rows (admin_tenants.c), from the console's worker. */
+void admin_render_tenants(struct admin_conn *conn, struct admin_op *op);
+void admin_render_ratelimits(struct admin_conn *conn, struct admin_op *op);
 void admin_census_free(struct admin_census *census);
 
 /* ---- admin_control.c ---- */

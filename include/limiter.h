@@ -21,6 +21,8 @@
 struct bucket {
 	double tokens;   /* may be negative: debt from statements inside transactions */
 	int64_t last_us; /* last refill; 0 = never used (starts full) */
+	struct rate rate; /* the limit it was filled for: a reload that changes it starts afresh */
+	int64_t burst;
 };
 
 struct tenant_state {
@@ -33,7 +35,18 @@ struct tenant_state {
 	_Atomic uint64_t delayed[LIMIT_KINDS];  /* requests that waited, then got a token */
 	_Atomic uint64_t rejected[LIMIT_KINDS]; /* 53400 sent */
 	_Atomic uint64_t over_max_clients;      /* logins refused by max_client_conn */
+	/* Current rate, for SHOW RATELIMITS: tokens taken per completed window (lock). */
+	int64_t window_start_us;
+	uint64_t window_taken[LIMIT_KINDS];
+	double last_rate[LIMIT_KINDS]; /* per second over the last completed window */
 };
+
+#define RATE_WINDOW_US INT64_C(10000000) /* SHOW RATELIMITS' current_rate: 10 s windows */
+
+/* Count tokens taken (any limiter) into the current-rate windows. */
+void tenant_note_taken(struct tenant_state *t, unsigned kinds, int64_t now_us);
+/* Per second over the last completed window; 0 when it is older than one more window. */
+double tenant_current_rate(struct tenant_state *t, enum limit_kind kind, int64_t now_us);
 
 struct limiter;
 

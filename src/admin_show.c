@@ -1320,6 +1320,7 @@ static const char help_text[] =
     "  SHOW HELP|POOLS|STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|CLIENTS|SERVERS\n"
     "  SHOW DATABASES|USERS|LISTS|CONFIG|MEM|STATE|VERSION\n"
     "  SHOW LATENCY                percentiles of query, transaction, wait and connect time\n"
+    "  SHOW TENANTS|RATELIMITS     tenants: limits, clients, servers; token buckets, rates\n"
     "  SHOW PEERS|PEER_POOLS|DNS_HOSTS|DNS_ZONES   (always empty in sluice)\n"
     "  SET name = value            change an option marked changeable in SHOW CONFIG\n"
     "  PAUSE [db]                  close servers as they are released; hold new queries\n"
@@ -1401,6 +1402,8 @@ static const struct show shows[] = {
     {"MEM", census_each, render_mem},
     {"STATE", NULL, render_state},
     {"VERSION", NULL, render_version},
+    {"TENANTS", NULL, admin_render_tenants},
+    {"RATELIMITS", NULL, admin_render_ratelimits},
     {"PEERS", NULL, render_peers},
     {"PEER_POOLS", NULL, render_peer_pools},
     {"DNS_HOSTS", NULL, render_dns_hosts},

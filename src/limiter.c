@@ -7,7 +7,11 @@
 
 void bucket_refill(struct bucket *b, const struct rate *r, int64_t burst, int64_t now_us)
 {
-	if (b->last_us == 0) {
+	/* New, or the limit changed on reload: the tenant starts with a full bucket. */
+	if (b->last_us == 0 || b->rate.count != r->count || b->rate.period_us != r->period_us ||
+	    b->burst != burst) {
+		b->rate = *r;
+		b->burst = burst;
 		b->tokens = (double)burst;
 		b->last_us = now_us;
 		return;
@@ -16,7 +20,6 @@ void bucket_refill(struct bucket *b, const struct rate *r, int64_t burst, int64_
 		b->tokens += (double)(now_us - b->last_us) * (double)r->count / (double)r->period_us;
 		b->last_us = now_us;
 	}
-	/* A reload may have shrunk the burst. */
 	if (b->tokens > (double)burst)
 		b->tokens = (double)burst;
 }
@@ -79,3 +82,35 @@ static double local_peek(struct limiter *l, struct tenant_state *t, enum limit_k
 }
 
 const struct limiter_ops limiter_local_ops = {.take = local_take, .peek = local_peek};
+
+void tenant_note_taken(struct tenant_state *t, unsigned kinds, int64_t now_us)
+{
+	pthread_mutex_lock(&t->lock);
+	if (t->window_start_us == 0)
+		t->window_start_us = now_us;
+	if (now_us - t->window_start_us >= RATE_WINDOW_US) {
+		double seconds = (double)(now_us - t->window_start_us) / 1e6;
+
+		for (int k = 0; k < LIMIT_KINDS; k++) {
+			t->last_rate[k] = (double)t->window_taken[k] / seconds;
+			t->window_taken[k] = 0;
+		}
+		t->window_start_us = now_us;
+	}
+	for (int k = 0; k < LIMIT_KINDS; k++)
+		if (kinds & (1u << k))
+			t->window_taken[k]++;
+	pthread_mutex_unlock(&t->lock);
+}
+
+double tenant_current_rate(struct tenant_state *t, enum limit_kind kind, int64_t now_us)
+{
+	double rate;
+
+	pthread_mutex_lock(&t->lock);
+	rate = t->window_start_us != 0 && now_us - t->window_start_us < 2 * RATE_WINDOW_US
+	           ? t->last_rate[kind]
+	           : 0.0;
+	pthread_mutex_unlock(&t->lock);
+	return rate;
+}

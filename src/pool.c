@@ -98,6 +98,27 @@ static int64_t statement_timeout_for(const struct config *cfg, const char *clien
 	return 0;
 }
 
+/*
+ * Every member of a group logs in as the same user to the same database, so
+ * one member's server parameters serve the others' welcomes: a tenant's
+ * first client need not wait for a server it may not get at once.
+ */
+static void borrow_defaults(struct pool *p)
+{
+	struct list_node *pos;
+
+	for (pos = p->group->members.next; pos != &p->group->members; pos = pos->next) {
+		struct pool *other = list_entry(pos, struct pool, group_node);
+
+		if (other != p && other->have_defaults) {
+			param_list_copy(&p->defaults, &other->defaults);
+			p->have_defaults = true;
+			p->defaults_generation++;
+			return;
+		}
+	}
+}
+
 static int join_group(struct pool *p)
 {
 	struct pool_group *g = group_find(p->w, p->dbname, p->user);
@@ -169,6 +190,7 @@ struct pool *pool_get(struct worker *w, const char *dbname, const char *server_u
 	p->user_quota = runtime_quota(w->rt, "user", server_user);
 	p->tenant_quota = runtime_quota(w->rt, "tenant", tenant);
 	p->ts = runtime_tenant(w->rt, tenant);
+	borrow_defaults(p);
 	list_add_tail(&w->pools, &p->node);
 	admin_pool_created(p);
 	return p;
@@ -591,6 +613,27 @@ void pool_release(struct pool *p, struct server *s)
 	server_set_state(s, SERVER_IDLE);
 }
 
+/* The first login of a group: welcome the members' clients waiting for it. */
+static void share_defaults(struct pool *p)
+{
+	struct list_node *pos, *cpos, *tmp;
+
+	for (pos = p->group->members.next; pos != &p->group->members; pos = pos->next) {
+		struct pool *other = list_entry(pos, struct pool, group_node);
+
+		if (other == p || other->have_defaults)
+			continue;
+		borrow_defaults(other);
+		list_for_each_safe(cpos, tmp, &other->login_waiting)
+		{
+			struct client *c = list_entry(cpos, struct client, wait_node);
+
+			list_del(&c->wait_node);
+			client_login_ready(c);
+		}
+	}
+}
+
 void pool_server_ready(struct pool *p, struct server *s)
 {
 	struct list_node *pos, *tmp;
@@ -600,6 +643,7 @@ void pool_server_ready(struct pool *p, struct server *s)
 		param_list_copy(&p->defaults, &s->params);
 		p->have_defaults = true;
 		p->defaults_generation++;
+		share_defaults(p);
 	}
 	list_for_each_safe(pos, tmp, &p->login_waiting)
 	{

@@ -39,7 +39,8 @@ static void send_refusal(struct client *c, const char *severity, enum limit_kind
 	         limit_names[kind], rate);
 	snprintf(hint, sizeof(hint), "retry after %lld ms",
 	         (long long)((wait_us + 999) / 1000));
-	clog(c, LOG_INFO, "%s %s: %s (%s)", severity, SQLSTATE_CONFIGURATION_LIMIT, msg, hint);
+	/* Debug only: a tenant over its rate would otherwise flood the log; SHOW RATELIMITS counts. */
+	clog(c, LOG_DEBUG, "%s %s: %s (%s)", severity, SQLSTATE_CONFIGURATION_LIMIT, msg, hint);
 	build_error_hint(bufferevent_get_output(c->bev), severity, SQLSTATE_CONFIGURATION_LIMIT,
 	                 msg, NULL, hint);
 	atomic_fetch_add(&p->ts->rejected[kind], 1);
@@ -61,6 +62,7 @@ static enum admit take_or_wait(struct client *c, unsigned kinds, enum limit_kind
 	int64_t wait = l->ops->take(l, p->ts, p->set.limits, kinds, now, false, kind);
 
 	if (wait == 0) {
+		tenant_note_taken(p->ts, kinds, now);
 		for (int k = 0; k < LIMIT_KINDS; k++)
 			if (kinds & (1u << k))
 				atomic_fetch_add(c->throttle_deadline_us != 0 ? &p->ts->delayed[k]
@@ -143,6 +145,8 @@ enum admit admission_request(struct client *c, uint8_t type)
 
 		l->ops->take(l, c->pool->ts, c->pool->set.limits, 1u << LIMIT_QUERY,
 		             worker_now_us(c->w), true, &kind);
+		tenant_note_taken(c->pool->ts, 1u << LIMIT_QUERY, worker_now_us(c->w));
+		atomic_fetch_add(&c->pool->ts->admitted[LIMIT_QUERY], 1);
 		a = ADMIT_GO;
 	} else {
 		kinds = (1u << LIMIT_QUERY) | (1u << LIMIT_TRANSACTION);

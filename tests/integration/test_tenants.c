@@ -1,0 +1,503 @@
+/*
+ * Tenants (docs/tenants.md): token-bucket rate limits with 53400 refusals
+ * that keep the client connected, rate_limit_wait delays, clean refusals of
+ * pipelined extended-protocol requests, round-robin fairness between the
+ * tenants of one pool, per-tenant statement_timeout on separate server
+ * connections, login limits, the console views and reloads.  Tenant users
+ * log in to sluice with their own passwords and share the server user app
+ * through a forced user, as a multi-tenant application would.
+ */
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "harness.h"
+
+TestSuite(tenants, .fini = harness_teardown, .timeout = 240);
+
+#define USERS                                                                                      \
+	"\"tenant_a\" \"a-secret\"\n\"tenant_b\" \"b-secret\"\n\"tenant_c\" \"c-secret\"\n"          \
+	"\"admin\" \"admin-secret\"\n"
+#define FORCED_USER                                                                                \
+	"[databases]\n"                                                                            \
+	"app = host=@PGHOST@ port=@PGPORT@ dbname=app user=app password=app-secret\n"
+#define TENANT(name, keys) "[tenant." name "]\nusers = tenant_" name "\n" keys
+#define WAIT_S 30.0
+
+/* `sluice_keys` go to [sluice], `sections` after the database. */
+static struct harness_sluice *start_with(const char *sluice_keys, const char *sections)
+{
+	char ini[4096];
+
+	snprintf(ini, sizeof(ini), "admin_users = admin\n%s" FORCED_USER "%s", sluice_keys, sections);
+	return harness_start_sluice_users(ini, USERS);
+}
+
+static struct harness_sluice *start(const char *sections)
+{
+	return start_with("", sections);
+}
+
+static PGconn *tenant(struct harness_sluice *h, const char *name)
+{
+	char user[32], password[32];
+
+	snprintf(user, sizeof(user), "tenant_%s", name);
+	snprintf(password, sizeof(password), "%s-secret", name);
+	return harness_connect_ok(h, user, password, "app");
+}
+
+/* A column of the console row whose first columns match; -1 if there is none. */
+static long long console_value(struct harness_sluice *h, const char *show, const char *tenant_name,
+                               const char *limit, const char *column)
+{
+	PGconn *a = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	char sql[64];
+	PGresult *res;
+	long long v = -1;
+	int col;
+
+	snprintf(sql, sizeof(sql), "SHOW %s", show);
+	res = harness_exec_ok(a, sql);
+	col = PQfnumber(res, column);
+	cr_assert_geq(col, 0, "SHOW %s has no column %s", show, column);
+	for (int i = 0; i < PQntuples(res); i++) {
+		if (strcmp(PQgetvalue(res, i, 0), tenant_name) != 0 ||
+		    (limit != NULL && strcmp(PQgetvalue(res, i, 1), limit) != 0))
+			continue;
+		v = atoll(PQgetvalue(res, i, col));
+	}
+	PQclear(res);
+	PQfinish(a);
+	return v;
+}
+
+static void expect_rate_refusal(PGresult *res, const char *tenant_name, const char *limit)
+{
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	const char *hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
+	char want[128];
+
+	cr_assert_str_eq(harness_sqlstate(res), "53400", "%s", PQresultErrorMessage(res));
+	snprintf(want, sizeof(want), "tenant \"%s\": %s", tenant_name, limit);
+	cr_assert(msg != NULL && strstr(msg, want) != NULL, "message %s lacks '%s'", msg, want);
+	cr_assert(hint != NULL && strncmp(hint, "retry after ", 12) == 0, "hint: %s", hint);
+}
+
+/* ---- a closed loop of single-statement transactions ---- */
+
+struct loop {
+	PGconn *conn;
+	double seconds;       /* run this long */
+	long ok, refused, other;
+	char first_error[256];
+	double elapsed;
+};
+
+static void run_loop(struct loop *l)
+{
+	double start = harness_now(), last = start;
+
+	while (harness_now() - start < l->seconds) {
+		PGresult *res = PQexec(l->conn, "select 1");
+
+		if (PQresultStatus(res) == PGRES_TUPLES_OK)
+			l->ok++;
+		else if (strcmp(harness_sqlstate(res), "53400") == 0)
+			l->refused++;
+		else if (l->other++ == 0)
+			snprintf(l->first_error, sizeof(l->first_error), "%s",
+			         PQresultErrorMessage(res));
+		PQclear(res);
+		last = harness_now();
+	}
+	l->elapsed = last - start;
+}
+
+static void *loop_thread(void *arg)
+{
+	run_loop(arg);
+	return NULL;
+}
+
+Test(tenants, query_rate_admits_rate_times_time_plus_burst_and_spares_other_tenants)
+{
+	struct harness_sluice *h =
+	    start(TENANT("a", "query_rate = 50/s\nquery_burst = 10\n") TENANT("b", ""));
+	struct loop a = {.conn = tenant(h, "a"), .seconds = 5.0};
+	struct loop b = {.conn = tenant(h, "b"), .seconds = 5.0};
+	PGresult *res;
+	pthread_t tb;
+	double expected;
+
+	cr_assert_eq(pthread_create(&tb, NULL, loop_thread, &b), 0);
+	run_loop(&a);
+	pthread_join(tb, NULL);
+	/* The bucket starts full (10) and refills at 50/s over the loop's measured time. */
+	expected = 10 + 50 * a.elapsed;
+	cr_assert(a.ok >= 0.9 * expected && a.ok <= 1.1 * expected,
+	          "tenant a: %ld accepted in %.2f s, expected %.0f +-10%%", a.ok, a.elapsed,
+	          expected);
+	cr_assert_gt(a.refused, 0, "a closed loop over the rate was never refused");
+	cr_assert_eq(a.other, 0, "tenant a: %s", a.first_error);
+	cr_assert_eq(b.refused, 0, "tenant b was limited by tenant a's rate");
+	cr_assert_eq(b.other, 0, "tenant b: %s", b.first_error);
+	cr_assert_gt(b.ok, 0);
+	/* The refusal names the tenant and the limit, the client stays connected. */
+	res = PQexec(a.conn, "select 1");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		expect_rate_refusal(res, "a", "query_rate 50/s");
+	PQclear(res);
+	cr_assert_eq(PQstatus(a.conn), CONNECTION_OK);
+	cr_assert_eq(console_value(h, "RATELIMITS", "a", "query_rate", "rejected"), a.refused);
+	cr_assert_eq(console_value(h, "RATELIMITS", "a", "query_rate", "burst"), 10);
+	PQfinish(a.conn);
+	PQfinish(b.conn);
+}
+
+Test(tenants, rate_limit_wait_delays_instead_of_refusing)
+{
+	struct harness_sluice *h =
+	    start(TENANT("a", "query_rate = 5/s\nquery_burst = 1\nrate_limit_wait = 2s\n"));
+	PGconn *c = tenant(h, "a");
+
+	for (int i = 0; i < 6; i++)
+		cr_assert_eq(harness_query_int(c, "select 1"), 1);
+	cr_assert_eq(console_value(h, "RATELIMITS", "a", "query_rate", "rejected"), 0);
+	cr_assert_geq(console_value(h, "RATELIMITS", "a", "query_rate", "delayed"), 1);
+	cr_assert_eq(console_value(h, "RATELIMITS", "a", "query_rate", "admitted") +
+	                 console_value(h, "RATELIMITS", "a", "query_rate", "delayed"),
+	             6);
+	PQfinish(c);
+}
+
+Test(tenants, a_wait_longer_than_rate_limit_wait_is_refused_at_once_and_the_client_stays)
+{
+	struct harness_sluice *h = start(
+	    TENANT("a", "transaction_rate = 1/min\ntransaction_burst = 1\nrate_limit_wait = 1s\n"));
+	PGconn *c = tenant(h, "a");
+	PGresult *res;
+
+	cr_assert_eq(harness_query_int(c, "select 1"), 1);
+	res = PQexec(c, "select 1");
+	expect_rate_refusal(res, "a", "transaction_rate 1/min");
+	cr_assert_str_eq(PQresultErrorField(res, PG_DIAG_SEVERITY), "ERROR");
+	PQclear(res);
+	cr_assert_eq(PQstatus(c), CONNECTION_OK);
+	cr_assert_eq(PQtransactionStatus(c), PQTRANS_IDLE);
+	PQfinish(c);
+}
+
+Test(tenants, statements_inside_a_transaction_are_never_refused)
+{
+	struct harness_sluice *h = start(TENANT("a", "query_rate = 2/min\nquery_burst = 1\n"));
+	PGconn *c = tenant(h, "a");
+	PGresult *res;
+
+	PQclear(harness_exec_ok(c, "begin"));
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq(harness_query_int(c, "select 2"), 2);
+	PQclear(harness_exec_ok(c, "commit"));
+	/* They were counted: the bucket is in debt, so the next transaction is refused. */
+	res = PQexec(c, "select 1");
+	expect_rate_refusal(res, "a", "query_rate 2/min");
+	PQclear(res);
+	PQfinish(c);
+}
+
+/* Four pipelined Parse/Bind/Execute/Sync requests: the first runs, three get one error each. */
+Test(tenants, pipelined_extended_requests_over_the_limit_get_one_error_each)
+{
+	struct harness_sluice *h = start(TENANT("a", "query_rate = 1/min\nquery_burst = 1\n"));
+	PGconn *c = tenant(h, "a");
+	const char *params[1] = {"42"};
+	PGresult *res;
+
+	cr_assert_eq(PQenterPipelineMode(c), 1);
+	for (int i = 0; i < 4; i++) {
+		cr_assert_eq(PQsendQueryParams(c, "select $1::int", 1, NULL, params, NULL, NULL, 0),
+		             1);
+		cr_assert_eq(PQpipelineSync(c), 1);
+	}
+	for (int i = 0; i < 4; i++) {
+		res = PQgetResult(c);
+		cr_assert_not_null(res, "request %d: no result", i);
+		if (i == 0) {
+			cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s",
+			             PQresultErrorMessage(res));
+			cr_assert_str_eq(PQgetvalue(res, 0, 0), "42");
+		} else {
+			cr_assert_eq(PQresultStatus(res), PGRES_FATAL_ERROR, "request %d: %s", i,
+			             PQresStatus(PQresultStatus(res)));
+			expect_rate_refusal(res, "a", "query_rate 1/min");
+		}
+		PQclear(res);
+		cr_assert_null(PQgetResult(c), "request %d: more than one result", i);
+		res = PQgetResult(c);
+		cr_assert_eq(PQresultStatus(res), PGRES_PIPELINE_SYNC, "request %d: %s", i,
+		             PQresStatus(PQresultStatus(res)));
+		PQclear(res);
+	}
+	cr_assert_eq(PQexitPipelineMode(c), 1);
+	/* Still in step: a simple query gets its own single answer. */
+	res = PQexec(c, "select 1");
+	expect_rate_refusal(res, "a", "query_rate 1/min");
+	PQclear(res);
+	cr_assert_eq(PQstatus(c), CONNECTION_OK);
+	cr_assert_eq(console_value(h, "RATELIMITS", "a", "query_rate", "rejected"), 4);
+	PQfinish(c);
+}
+
+/* ---- noisy neighbour ---- */
+
+#define NOISY_CLIENTS 50
+#define QUIET_TXNS    20
+
+struct noisy {
+	struct harness_sluice *h;
+	atomic_bool stop;
+	atomic_long done;
+	atomic_long errors;
+	atomic_int connected;
+};
+
+/* Tenant a: 50 clients, each a closed loop of 20 ms transactions, all on one thread. */
+static void *noisy_thread(void *arg)
+{
+	struct noisy *n = arg;
+	const char *sql = "select nextval('tenants_seq'), pg_sleep(0.02)";
+	PGconn *conns[NOISY_CLIENTS];
+	struct pollfd fds[NOISY_CLIENTS];
+
+	for (int i = 0; i < NOISY_CLIENTS; i++) {
+		char url[256];
+
+		harness_url(n->h, "tenant_a", "a-secret", "app", url, sizeof(url));
+		conns[i] = PQconnectdb(url);
+		if (PQstatus(conns[i]) != CONNECTION_OK || !PQsendQuery(conns[i], sql))
+			atomic_fetch_add(&n->errors, 1);
+		atomic_fetch_add(&n->connected, 1);
+		fds[i] = (struct pollfd){.fd = PQsocket(conns[i]), .events = POLLIN};
+	}
+	while (!atomic_load(&n->stop)) {
+		if (poll(fds, NOISY_CLIENTS, 100) <= 0)
+			continue;
+		for (int i = 0; i < NOISY_CLIENTS; i++) {
+			PGresult *res;
+
+			if (!(fds[i].revents & POLLIN))
+				continue;
+			PQconsumeInput(conns[i]);
+			if (PQisBusy(conns[i]))
+				continue;
+			while ((res = PQgetResult(conns[i])) != NULL) {
+				if (PQresultStatus(res) == PGRES_TUPLES_OK)
+					atomic_fetch_add(&n->done, 1);
+				else
+					atomic_fetch_add(&n->errors, 1);
+				PQclear(res);
+			}
+			if (!atomic_load(&n->stop) && !PQsendQuery(conns[i], sql))
+				atomic_fetch_add(&n->errors, 1);
+		}
+	}
+	for (int i = 0; i < NOISY_CLIENTS; i++)
+		PQfinish(conns[i]);
+	return NULL;
+}
+
+static int cmp_long(const void *x, const void *y)
+{
+	long a = *(const long *)x, b = *(const long *)y;
+
+	return (a > b) - (a < b);
+}
+
+/*
+ * Tenant a floods a pool of 4 with 50 clients; tenant b's two clients run
+ * 20 transactions each.  The sequence numbers tell how many transactions of
+ * a ran between two of b's: round-robin hands b the next server released
+ * after it asks, so that is a handful; FIFO would put b behind some 46
+ * queued clients of a every time.
+ */
+Test(tenants, a_noisy_tenant_cannot_starve_a_quiet_one)
+{
+	struct harness_sluice *h = start_with("default_pool_size = 4\nquery_wait_timeout = 0\n",
+	                                      TENANT("a", "") TENANT("b", ""));
+	PGconn *super = harness_pg_super("app");
+	struct noisy n = {.h = h};
+	PGconn *quiet[2];
+	long values[2][QUIET_TXNS], gaps[2 * (QUIET_TXNS - 1)];
+	int count[2] = {0, 0}, ngaps = 0;
+	pthread_t tid;
+
+	PQclear(harness_exec_ok(super, "drop sequence if exists tenants_seq"));
+	PQclear(harness_exec_ok(super, "create sequence tenants_seq"));
+	PQclear(harness_exec_ok(super, "grant usage on sequence tenants_seq to app"));
+	cr_assert_eq(pthread_create(&tid, NULL, noisy_thread, &n), 0);
+	cr_assert(harness_wait_for(atomic_load(&n.connected) == NOISY_CLIENTS &&
+	                               atomic_load(&n.done) >= 2 * NOISY_CLIENTS,
+	                           WAIT_S),
+	          "the noisy tenant did not get going (%ld done)", atomic_load(&n.done));
+	for (int q = 0; q < 2; q++) {
+		quiet[q] = tenant(h, "b");
+		cr_assert(PQsendQuery(quiet[q], "select nextval('tenants_seq')"));
+	}
+	while (count[0] < QUIET_TXNS || count[1] < QUIET_TXNS) {
+		struct pollfd fds[2] = {{.fd = PQsocket(quiet[0]), .events = POLLIN},
+		                        {.fd = PQsocket(quiet[1]), .events = POLLIN}};
+
+		cr_assert_geq(poll(fds, 2, 60000), 1, "tenant b got no answer in 60 s");
+		for (int q = 0; q < 2; q++) {
+			PGresult *res;
+
+			if (!(fds[q].revents & POLLIN) || !PQconsumeInput(quiet[q]) ||
+			    PQisBusy(quiet[q]))
+				continue;
+			while ((res = PQgetResult(quiet[q])) != NULL) {
+				cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "tenant b: %s",
+				             PQresultErrorMessage(res));
+				values[q][count[q]++] = atol(PQgetvalue(res, 0, 0));
+				PQclear(res);
+			}
+			if (count[q] < QUIET_TXNS)
+				cr_assert(PQsendQuery(quiet[q], "select nextval('tenants_seq')"));
+		}
+	}
+	atomic_store(&n.stop, true);
+	pthread_join(tid, NULL);
+	cr_assert_eq(atomic_load(&n.errors), 0, "the noisy tenant saw errors");
+	for (int q = 0; q < 2; q++)
+		for (int i = 1; i < QUIET_TXNS; i++)
+			gaps[ngaps++] = values[q][i] - values[q][i - 1] - 1;
+	qsort(gaps, (size_t)ngaps, sizeof(gaps[0]), cmp_long);
+	cr_assert_leq(gaps[ngaps / 2], 10,
+	              "median of %ld transactions of the noisy tenant between two of the quiet "
+	              "one's: not round-robin",
+	              gaps[ngaps / 2]);
+	PQfinish(quiet[0]);
+	PQfinish(quiet[1]);
+}
+
+Test(tenants, idle_in_transaction_client_is_closed_and_its_locks_released)
+{
+	struct harness_sluice *h = start(TENANT("a", "idle_transaction_timeout = 1s\n") TENANT("b", ""));
+	PGconn *super = harness_pg_super("app");
+	PGconn *holder, *waiter;
+	PGresult *res;
+
+	PQclear(harness_exec_ok(super, "create table if not exists tenants_lock (x int)"));
+	PQclear(harness_exec_ok(super, "grant all on tenants_lock to app"));
+	holder = tenant(h, "a");
+	waiter = tenant(h, "b");
+	PQclear(harness_exec_ok(holder, "begin"));
+	PQclear(harness_exec_ok(holder, "lock table tenants_lock in access exclusive mode"));
+	/* Blocks until the holder's server rolls back; lock_timeout only guards the test. */
+	PQclear(harness_exec_ok(waiter, "begin; set local lock_timeout = '60s'; "
+	                                "lock table tenants_lock in access exclusive mode; commit"));
+	res = PQexec(holder, "select 1");
+	cr_assert_neq(PQresultStatus(res), PGRES_TUPLES_OK, "the idle transaction survived");
+	cr_assert(strstr(PQerrorMessage(holder), "idle_transaction_timeout") != NULL, "%s",
+	          PQerrorMessage(holder));
+	PQclear(res);
+	cr_assert_eq(PQstatus(waiter), CONNECTION_OK);
+	PQfinish(holder);
+	PQfinish(waiter);
+}
+
+/* Tenants with different statement_timeouts never share a server connection. */
+Test(tenants, statement_timeout_is_a_startup_option_on_the_tenants_own_servers)
+{
+	struct harness_sluice *h =
+	    start_with("default_pool_size = 1\n",
+	               TENANT("a", "") TENANT("c", "statement_timeout = 300ms\n"));
+	PGconn *a = tenant(h, "a"), *c;
+	long long pid_a, pid_c;
+	PGresult *res;
+
+	res = harness_exec_ok(a, "show statement_timeout");
+	cr_assert_str_eq(PQgetvalue(res, 0, 0), "0");
+	PQclear(res);
+	pid_a = harness_query_int(a, "select pg_backend_pid()");
+	c = tenant(h, "c");
+	res = harness_exec_ok(c, "show statement_timeout");
+	cr_assert_str_eq(PQgetvalue(res, 0, 0), "300ms");
+	PQclear(res);
+	pid_c = harness_query_int(c, "select pg_backend_pid()");
+	cr_assert_neq(pid_a, pid_c, "tenant c ran on tenant a's server");
+	res = PQexec(c, "select pg_sleep(5)");
+	cr_assert_str_eq(harness_sqlstate(res), "57014", "%s", PQresultErrorMessage(res));
+	cr_assert(strstr(PQresultErrorMessage(res), "statement timeout") != NULL);
+	PQclear(res);
+	/* RESET goes back to the tenant's value, not to Postgres' default. */
+	PQclear(harness_exec_ok(c, "set statement_timeout = '10s'"));
+	PQclear(harness_exec_ok(c, "reset statement_timeout"));
+	res = harness_exec_ok(c, "show statement_timeout");
+	cr_assert_str_eq(PQgetvalue(res, 0, 0), "300ms");
+	PQclear(res);
+	res = harness_exec_ok(a, "show statement_timeout");
+	cr_assert_str_eq(PQgetvalue(res, 0, 0), "0", "tenant a got tenant c's server");
+	PQclear(res);
+	PQfinish(a);
+	PQfinish(c);
+}
+
+Test(tenants, max_client_conn_and_connect_rate_refuse_logins)
+{
+	struct harness_sluice *h =
+	    start(TENANT("a", "max_client_conn = 2\n") TENANT("b", "connect_rate = 2/min\nconnect_burst = 2\n"));
+	PGconn *a1 = tenant(h, "a"), *a2 = tenant(h, "a"), *a3, *b1, *b2;
+	char sqlstate[6];
+
+	cr_assert(harness_connect_fails(h, "tenant_a", "a-secret", "app", sqlstate));
+	cr_assert_str_eq(sqlstate, "53300");
+	cr_assert_eq(console_value(h, "TENANTS", "a", NULL, "clients"), 2);
+	/* A slot comes free when a client leaves. */
+	PQfinish(a1);
+	cr_assert(harness_wait_for(console_value(h, "TENANTS", "a", NULL, "clients") == 1, WAIT_S));
+	a3 = tenant(h, "a");
+	b1 = tenant(h, "b");
+	b2 = tenant(h, "b");
+	cr_assert(harness_connect_fails(h, "tenant_b", "b-secret", "app", sqlstate));
+	cr_assert_str_eq(sqlstate, "53400");
+	cr_assert_eq(console_value(h, "TENANTS", "b", NULL, "refused_logins"), 1);
+	cr_assert_eq(console_value(h, "TENANTS", "a", NULL, "refused_logins"), 1);
+	PQfinish(a2);
+	PQfinish(a3);
+	PQfinish(b1);
+	PQfinish(b2);
+}
+
+Test(tenants, limits_reload_without_dropping_connections)
+{
+	const char *before = TENANT("a", "tier = free\n") "[tier.free]\nquery_rate = 1/min\n";
+	const char *after = TENANT("a", "tier = free\n") "[tier.free]\nquery_rate = 1000/s\n";
+	struct harness_sluice *h = start(before);
+	PGconn *c = tenant(h, "a"), *admin;
+	PGresult *res;
+	char ini[1024];
+
+	cr_assert_eq(harness_query_int(c, "select 1"), 1);
+	res = PQexec(c, "select 1");
+	expect_rate_refusal(res, "a", "query_rate 1/min");
+	PQclear(res);
+	snprintf(ini, sizeof(ini), "admin_users = admin\n" FORCED_USER "%s", after);
+	harness_write_ini(h, ini);
+	admin = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PQclear(harness_exec_ok(admin, "RELOAD"));
+	res = harness_exec_ok(admin, "SHOW TENANTS");
+	cr_assert_str_eq(PQgetvalue(res, 0, PQfnumber(res, "tenant")), "a");
+	cr_assert_str_eq(PQgetvalue(res, 0, PQfnumber(res, "tier")), "free");
+	cr_assert_str_eq(PQgetvalue(res, 0, PQfnumber(res, "query_rate")), "1000/s");
+	cr_assert_str_eq(PQgetvalue(res, 0, PQfnumber(res, "clients")), "1");
+	PQclear(res);
+	for (int i = 0; i < 20; i++)
+		cr_assert_eq(harness_query_int(c, "select 3"), 3);
+	PQfinish(admin);
+	PQfinish(c);
+}
