@@ -4,6 +4,8 @@
  * backend pid afterwards); the limit is per statement, and a database or
  * user may override it.
  */
+#include <errno.h>
+#include <signal.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
@@ -90,5 +92,51 @@ Test(timeouts, user_overrides_database_and_global_limits)
 
 	PQclear(harness_exec_ok(c, "select pg_sleep(0.3)"));
 	expect_timeout(c, "select pg_sleep(10)", "sluice query_timeout (1s)");
+	PQfinish(c);
+}
+
+/* A tenant's limit beats the database's; the user's (none here) would beat both. */
+Test(timeouts, tenant_overrides_the_database_limit)
+{
+	struct harness_sluice *h = harness_start_sluice(
+	    "query_timeout = 5s\n[databases]\n"
+	    "app = host=@PGHOST@ port=@PGPORT@ dbname=app query_timeout=3s\n"
+	    "[tenant.apps]\nusers = app\nquery_timeout = 400ms\n");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+
+	expect_timeout(c, "select pg_sleep(10)", "sluice query_timeout (400ms)");
+	PQfinish(c);
+}
+
+/*
+ * A server that does not answer the cancel: its backend is stopped
+ * (SIGSTOP, so the test needs to be allowed to signal Postgres' processes).
+ * After cancel_grace the server is closed and the client gets 08006; the
+ * next query runs on a new server.
+ */
+Test(timeouts, unanswered_cancel_closes_the_server_after_cancel_grace)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1\n"
+	                                                "query_timeout = 500ms\n"
+	                                                "cancel_grace = 500ms\n");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	long long pid = harness_query_int(c, "select pg_backend_pid()");
+	PGresult *res;
+
+	if (kill((pid_t)pid, SIGSTOP) != 0)
+		cr_skip_test("cannot stop backend %lld: %s", pid, strerror(errno));
+	/* The FATAL arrives just before the connection closes: libpq keeps both messages. */
+	PQsetErrorVerbosity(c, PQERRORS_VERBOSE);
+	res = PQexec(c, "select 1");
+	kill((pid_t)pid, SIGCONT);
+	cr_assert_eq(PQresultStatus(res), PGRES_FATAL_ERROR, "the stopped server answered?");
+	PQclear(res);
+	cr_assert(strstr(PQerrorMessage(c), "FATAL:  08006: ") != NULL, "%s", PQerrorMessage(c));
+	cr_assert(strstr(PQerrorMessage(c), "cancel_grace") != NULL, "%s", PQerrorMessage(c));
+	cr_assert(harness_log_contains(h, "did not answer the cancel within cancel_grace"));
+	/* The server was closed, not handed on: a new connection gets a new backend. */
+	PQfinish(c);
+	c = harness_connect_ok(h, "app", "app-secret", "app");
+	cr_assert_neq(harness_query_int(c, "select pg_backend_pid()"), pid);
 	PQfinish(c);
 }
