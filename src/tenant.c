@@ -158,6 +158,8 @@ enum admit admission_request(struct client *c, uint8_t type)
 		send_refusal(c, "ERROR", kind, wait);
 		/* Drop the request up to its Sync (or this Query): that gets ReadyForQuery. */
 		c->discarding = true;
+		/* The throttle may have used the idle timer; the client is idle again. */
+		client_arm_timer(c, c->pool->set.client_idle_timeout_us);
 	}
 	return a;
 }

@@ -415,7 +415,9 @@ Test(tenants, statement_timeout_is_a_startup_option_on_the_tenants_own_servers)
 {
 	struct harness_sluice *h =
 	    start_with("default_pool_size = 1\n",
-	               TENANT("a", "") TENANT("c", "statement_timeout = 300ms\n"));
+	               TENANT("a", "") TENANT("c", "statement_timeout = 300ms\n")
+	               "[tenant.b]\nusers = tenant_b\nstatement_timeout = 300ms\n"
+	               "[users]\ntenant_b = statement_timeout=2s\n");
 	PGconn *a = tenant(h, "a"), *c;
 	long long pid_a, pid_c;
 	PGresult *res;
@@ -444,6 +446,31 @@ Test(tenants, statement_timeout_is_a_startup_option_on_the_tenants_own_servers)
 	cr_assert_str_eq(PQgetvalue(res, 0, 0), "0", "tenant a got tenant c's server");
 	PQclear(res);
 	PQfinish(a);
+	PQfinish(c);
+	/* A [users] value beats the tenant's. */
+	c = tenant(h, "b");
+	res = harness_exec_ok(c, "show statement_timeout");
+	cr_assert_str_eq(PQgetvalue(res, 0, 0), "2s");
+	PQclear(res);
+	PQfinish(c);
+}
+
+Test(tenants, session_mode_refuses_at_transaction_start_and_keeps_the_session)
+{
+	struct harness_sluice *h =
+	    start_with("pool_mode = session\n", TENANT("a", "transaction_rate = 1/min\n"));
+	PGconn *c = tenant(h, "a");
+	PGresult *res;
+
+	cr_assert_eq(harness_query_int(c, "select 1"), 1);
+	for (int i = 0; i < 2; i++) {
+		res = PQexec(c, "select 1");
+		expect_rate_refusal(res, "a", "transaction_rate 1/min");
+		PQclear(res);
+	}
+	cr_assert_eq(PQstatus(c), CONNECTION_OK);
+	cr_assert_eq(PQtransactionStatus(c), PQTRANS_IDLE);
+	cr_assert_eq(console_value(h, "RATELIMITS", "a", "transaction_rate", "rejected"), 2);
 	PQfinish(c);
 }
 
