@@ -58,6 +58,7 @@ struct client {
 	struct list_node wait_node; /* pool->waiting or pool->login_waiting */
 	char addr[64];              /* peer address for logs */
 	bool is_unix;               /* connected over the Unix socket */
+	bool tls;                   /* the socket speaks TLS (after SSLRequest) */
 	enum client_refusal refuse; /* over max_client_conn, or arrived while draining */
 	char *user;                 /* from the startup packet */
 	char *dbname;               /* from the startup packet (defaults to user) */
@@ -111,6 +112,9 @@ void client_close(struct client *c, const char *reason);
  */
 void client_reject_request(struct client *c, const char *sqlstate, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* SSLRequest accepted: answer 'S' and continue over TLS.  Returns -1 (client closed) on failure. */
+int client_start_tls(struct client *c);
 
 /* Startup and authentication input (client_login.c). */
 void client_login_input(struct client *c);

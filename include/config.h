@@ -20,6 +20,14 @@ enum pool_mode { POOL_SESSION, POOL_TRANSACTION, POOL_STATEMENT };
 enum auth_type { AUTH_SCRAM, AUTH_MD5, AUTH_PLAIN, AUTH_TRUST };
 enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+enum sslmode {
+	SSLMODE_DISABLE,
+	SSLMODE_ALLOW,
+	SSLMODE_PREFER,
+	SSLMODE_REQUIRE,
+	SSLMODE_VERIFY_CA,
+	SSLMODE_VERIFY_FULL
+};
 
 /* Integer overrides in [databases]/[users] use -1 for "inherit the global". */
 #define CONFIG_INHERIT (-1)
@@ -42,6 +50,8 @@ struct db_def {
 	int64_t query_wait_timeout;       /* CONFIG_INHERIT or override (microseconds) */
 	int64_t idle_transaction_timeout; /* CONFIG_INHERIT or override (microseconds) */
 	int64_t client_idle_timeout;      /* CONFIG_INHERIT or override (microseconds) */
+	int sslmode;                      /* CONFIG_INHERIT or enum sslmode (server_tls_sslmode) */
+	char *sslrootcert;                /* CAs for this server; NULL = server_tls_ca_file */
 };
 
 /* One [users] entry: `name = pool_mode=... pool_size=...`. */
@@ -66,6 +76,16 @@ struct config {
 	char *unix_socket_dir;    /* directory for the Unix socket; "" = none */
 	int unix_socket_mode;     /* permissions of the socket file */
 	int workers;              /* worker threads, each with its own event loop */
+	int client_tls_sslmode;     /* enum sslmode */
+	char *client_tls_cert_file; /* PEM chain shown to clients */
+	char *client_tls_key_file;
+	char *client_tls_ca_file; /* CAs for client certificates */
+	char *client_tls_ciphers;
+	int server_tls_sslmode; /* enum sslmode */
+	char *server_tls_ca_file;
+	char *server_tls_cert_file;
+	char *server_tls_key_file;
+	char *server_tls_ciphers;
 	int auth_type;            /* enum auth_type */
 	char *auth_file;          /* PgBouncer userlist format; "" = none */
 	int pool_mode;            /* enum pool_mode */

@@ -16,15 +16,18 @@
 #include "inbox.h"
 #include "limiter.h"
 #include "log.h"
+#include "tls.h"
 #include "types.h"
 
 /* A refcounted, immutable configuration snapshot shared by all threads. */
 struct snapshot {
-	struct config *cfg; /* never modified once published */
-	_Atomic int refs;   /* one per holder (runtime, each worker) */
+	struct config *cfg;      /* never modified once published */
+	struct tls_contexts tls; /* built from cfg: certificates are re-read on reload */
+	_Atomic int refs;        /* one per holder (runtime, each worker) */
 };
 
-struct snapshot *snapshot_new(struct config *cfg);
+/* Takes cfg (freed on failure too); NULL with `err` when the TLS files do not load. */
+struct snapshot *snapshot_new(struct config *cfg, char *err, size_t len);
 struct snapshot *snapshot_ref(struct snapshot *snap);
 void snapshot_unref(struct snapshot *snap);
 

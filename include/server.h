@@ -35,6 +35,14 @@ enum server_state {
 	SERVER_CLOSING,
 };
 
+/* TLS to the server: asked with an SSLRequest right after connecting. */
+enum server_tls {
+	SERVER_TLS_NONE,      /* plain: not wanted, or the server said 'N' */
+	SERVER_TLS_REQUESTED, /* SSLRequest sent, waiting for 'S' or 'N' */
+	SERVER_TLS_HANDSHAKE, /* 'S': handshake running; the startup packet follows it */
+	SERVER_TLS_ON,        /* encrypted */
+};
+
 /* Outstanding requests, in the order the server will answer them. */
 struct request_queue {
 	uint8_t *types; /* message types: Q P B D E C S F */
@@ -82,6 +90,7 @@ struct server {
 	int64_t timer_deadline_us;  /* when the armed timer fires */
 	int64_t timed_out_after_us; /* query_timeout that cancelled the running request; 0 = none */
 	bool close_needed;          /* retire at the next release (reload, lifetime) */
+	enum server_tls tls;        /* TLS negotiation during login */
 };
 
 struct server *server_new(struct pool *p);

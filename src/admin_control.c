@@ -937,7 +937,8 @@ static void set_control(struct runtime *rt, struct admin_op *op)
 	}
 	if (runtime_publish(rt, cfg) < 0) {
 		op->rc = -1;
-		snprintf(op->error, sizeof(op->error), "out of memory");
+		snprintf(op->error, sizeof(op->error),
+		         "the new configuration's TLS files did not load (see the log)");
 		return;
 	}
 	log_info(&rt->log, "admin console: SET %s = %s", op->key, op->value);

@@ -31,6 +31,7 @@
 #include "relay.h"
 #include "runtime.h"
 #include "server.h"
+#include "tls.h"
 #include "worker.h"
 
 static const char *const state_names[] = {"login", "idle", "waiting", "active", "closing"};
@@ -356,8 +357,42 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct client *c = arg;
+	char reason[256];
 
+	if (what & BEV_EVENT_CONNECTED)
+		return; /* TLS handshake done: the startup packet follows */
+	if (c->tls && (what & BEV_EVENT_ERROR)) {
+		tls_error_text(bev, reason, sizeof(reason));
+		clog(c, LOG_INFO, "TLS: %s", reason);
+		client_close(c, "TLS error");
+		return;
+	}
 	client_close(c, (what & BEV_EVENT_EOF) ? "client disconnected" : "client socket error");
+}
+
+int client_start_tls(struct client *c)
+{
+	SSL *ssl = SSL_new(c->w->snap->tls.accept);
+	int fd = bufferevent_getfd(c->bev);
+	struct bufferevent *tls_bev;
+
+	/* The answer goes out in the clear, before the handshake; nothing else is queued. */
+	if (ssl == NULL || send(fd, "S", 1, MSG_NOSIGNAL) != 1) {
+		SSL_free(ssl);
+		client_close(c, "could not start TLS");
+		return -1;
+	}
+	tls_bev = tls_wrap(c->w->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING);
+	if (tls_bev == NULL) {
+		client_close(c, "could not start TLS");
+		return -1;
+	}
+	c->bev = tls_bev;
+	c->tls = true;
+	bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, RELAY_READ_HIGH);
+	bufferevent_enable(c->bev, EV_READ);
+	return 0;
 }
 
 static void format_addr(struct client *c, const struct sockaddr *addr)

@@ -113,6 +113,12 @@ static void handle_startup(struct client *c, const uint8_t *body, size_t len, ui
 		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return;
 	}
+	if (!c->tls && !c->is_unix && c->w->cfg->client_tls_sslmode >= SSLMODE_REQUIRE) {
+		client_fail(c, SQLSTATE_INVALID_AUTHORIZATION,
+		            "TLS is required by client_tls_sslmode: connect with sslmode=require "
+		            "or stricter");
+		return;
+	}
 	/* We speak 3.0: tell newer clients, and list the protocol options we ignore. */
 	if (FRAME_PROTO_MINOR(version) > 0 || scan.nunrecognized > 0)
 		build_negotiate_protocol(bufferevent_get_output(c->bev), 0, scan.unrecognized,
@@ -144,6 +150,10 @@ static bool startup_input(struct client *c)
 			            "unexpected data after an encryption request");
 			return false;
 		}
+		/* libpq never asks for TLS over a Unix socket; GSSAPI is not offered. */
+		if (code == FRAME_CODE_SSL && !c->tls && !c->is_unix &&
+		    c->w->snap->tls.accept != NULL)
+			return client_start_tls(c) == 0;
 		evbuffer_add(bufferevent_get_output(c->bev), "N", 1);
 		return true;
 	}

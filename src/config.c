@@ -80,6 +80,11 @@ static const struct entry_key db_keys[] = {
            "Overrides idle_transaction_timeout for this database."),
     DB_KEY(client_idle_timeout, CONFIG_DURATION, "client_idle_timeout", 0, 0,
            "Overrides client_idle_timeout for this database."),
+    DB_KEY(sslmode, CONFIG_ENUM, "server_tls_sslmode", 0, 0,
+           "Overrides server_tls_sslmode for this database, as libpq's sslmode."),
+    DB_KEY(sslrootcert, CONFIG_STRING, NULL, 0, 0,
+           "CA file for this server's certificate, as libpq's sslrootcert; default "
+           "server_tls_ca_file."),
 };
 
 static const struct entry_key user_keys[] = {
@@ -400,6 +405,7 @@ static void db_init(struct db_def *db)
 	db->query_wait_timeout = CONFIG_INHERIT;
 	db->idle_transaction_timeout = CONFIG_INHERIT;
 	db->client_idle_timeout = CONFIG_INHERIT;
+	db->sslmode = CONFIG_INHERIT;
 }
 
 static void db_fini(struct db_def *db)
@@ -411,6 +417,7 @@ static void db_fini(struct db_def *db)
 	free_secret(db->password);
 	free(db->connect_options);
 	free(db->application_name);
+	free(db->sslrootcert);
 	memset(db, 0, sizeof(*db));
 }
 
@@ -703,8 +710,10 @@ static void redact_url_password(const char *url, char *msg)
 /* The [databases] key a URL parameter maps onto; NULL if none. */
 static const struct entry_key *url_key(const char *param)
 {
-	static const char *const same[] = {"host", "port",     "dbname",
-	                                   "user", "password", "application_name"};
+	static const char *const same[] = {"host",     "port",
+	                                   "dbname",   "user",
+	                                   "password", "application_name",
+	                                   "sslmode",  "sslrootcert"};
 
 	if (strcmp(param, "options") == 0)
 		return entry_key_find(db_keys, NKEYS(db_keys), "connect_options");
@@ -730,17 +739,9 @@ static int url_take(struct db_def *db, const char *key, const char *val, char *m
 		msg_prefix(msg, len, "%s: ", key);
 		return -1;
 	}
-	if (strcmp(key, "sslmode") == 0) {
-		/* These never require TLS, so a plain connection honours them. */
-		if (strcmp(val, "disable") == 0 || strcmp(val, "allow") == 0 ||
-		    strcmp(val, "prefer") == 0)
-			return 0;
-		snprintf(msg, len, "sslmode=%.40s: TLS to the server is not supported yet", val);
-		return -1;
-	}
 	snprintf(msg, len,
 	         "parameter '%.60s' is not supported (sluice takes host, port, dbname, user, "
-	         "password, application_name, options and sslmode)",
+	         "password, application_name, options, sslmode and sslrootcert)",
 	         key);
 	return -1;
 }
@@ -1550,9 +1551,9 @@ static const char *const md_intro[] = {
     "`auth_file`, that file alone says who may log in.",
     "",
     "Besides host, port, dbname, user and password, a URL may carry `application_name`,",
-    "`options` (becomes `connect_options`) and `sslmode` `disable`, `allow` or `prefer`.",
-    "Other sslmode values fail, since TLS to the server is not supported yet, and so does",
-    "any other parameter, rather than being silently dropped.",
+    "`options` (becomes `connect_options`), `sslmode` (any of libpq's values, checked as",
+    "libpq does: docs/security.md) and `sslrootcert`. Any other parameter fails rather",
+    "than being silently dropped.",
     "",
     NULL,
 };

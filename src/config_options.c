@@ -112,6 +112,8 @@ static const char *const pool_mode_names[] = {"session", "transaction", "stateme
 static const char *const auth_type_names[] = {"scram-sha-256", "md5", "plain", "trust", NULL};
 static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_format_names[] = {"text", "json", NULL};
+static const char *const sslmode_names[] = {"disable", "allow",     "prefer",
+                                            "require", "verify-ca", "verify-full", NULL};
 
 static const struct config_option options[] = {
     OPT_STRING(listen_addr, "127.0.0.1", RELOAD_RESTART,
@@ -124,6 +126,30 @@ static const struct config_option options[] = {
               "Permissions of the Unix socket file, in octal."),
     OPT_INT(workers, "1", 1, 256, RELOAD_RESTART,
             "Worker threads, each with its own event loop, clients and server connections."),
+    OPT_ENUM(client_tls_sslmode, "disable", sslmode_names,
+             "TLS for clients: disable (refuse SSLRequest), allow/prefer (TLS when asked), "
+             "require (TCP clients must use TLS), verify-ca/verify-full (and present a "
+             "certificate signed by client_tls_ca_file)."),
+    OPT_STRING(client_tls_cert_file, "", RELOAD_LIVE,
+               "Certificate (PEM chain) sluice presents to clients; re-read on RELOAD."),
+    OPT_STRING(client_tls_key_file, "", RELOAD_LIVE, "Private key of client_tls_cert_file."),
+    OPT_STRING(client_tls_ca_file, "", RELOAD_LIVE,
+               "CAs that sign client certificates (verify-ca, verify-full, auth_type cert)."),
+    OPT_STRING(client_tls_ciphers, "HIGH:!aNULL:!MD5", RELOAD_LIVE,
+               "OpenSSL cipher list for TLS 1.2 clients (TLS 1.3 uses OpenSSL's suites); "
+               "TLS 1.2 is the oldest protocol accepted."),
+    OPT_ENUM(server_tls_sslmode, "prefer", sslmode_names,
+             "TLS to Postgres: disable, allow/prefer (TLS when the server offers it), "
+             "require, verify-ca (server certificate signed by server_tls_ca_file), "
+             "verify-full (and its name matches the host). Also per database (sslmode=)."),
+    OPT_STRING(server_tls_ca_file, "", RELOAD_LIVE,
+               "CAs for verifying Postgres' certificate; empty = the system's store. Also "
+               "per database (sslrootcert=)."),
+    OPT_STRING(server_tls_cert_file, "", RELOAD_LIVE,
+               "Client certificate sluice presents to Postgres (cert authentication)."),
+    OPT_STRING(server_tls_key_file, "", RELOAD_LIVE, "Private key of server_tls_cert_file."),
+    OPT_STRING(server_tls_ciphers, "HIGH:!aNULL:!MD5", RELOAD_LIVE,
+               "OpenSSL cipher list for TLS 1.2 to Postgres."),
     OPT_ENUM(auth_type, "scram-sha-256", auth_type_names,
              "How clients prove their password; trust skips the check and is for tests only."),
     OPT_STRING(auth_file, "", RELOAD_LIVE,

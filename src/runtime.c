@@ -16,12 +16,20 @@
 #include "sdnotify.h"
 #include "worker.h"
 
-struct snapshot *snapshot_new(struct config *cfg)
+struct snapshot *snapshot_new(struct config *cfg, char *err, size_t len)
 {
 	struct snapshot *snap = malloc(sizeof(*snap));
 
-	if (snap == NULL)
+	if (snap == NULL) {
+		snprintf(err, len, "out of memory");
+		config_free(cfg);
 		return NULL;
+	}
+	if (tls_contexts_build(cfg, &snap->tls, err, len) < 0) {
+		config_free(cfg);
+		free(snap);
+		return NULL;
+	}
 	snap->cfg = cfg;
 	atomic_init(&snap->refs, 1);
 	return snap;
@@ -36,6 +44,7 @@ struct snapshot *snapshot_ref(struct snapshot *snap)
 void snapshot_unref(struct snapshot *snap)
 {
 	if (atomic_fetch_sub(&snap->refs, 1) == 1) {
+		tls_contexts_free(&snap->tls);
 		config_free(snap->cfg);
 		free(snap);
 	}
@@ -134,11 +143,12 @@ static void keep_restart_options(struct runtime *rt, const struct config *old, s
 int runtime_publish(struct runtime *rt, struct config *cfg)
 {
 	struct snapshot *snap, *old = rt->snap;
+	char err[512];
 
 	keep_restart_options(rt, old->cfg, cfg);
-	snap = snapshot_new(cfg);
+	snap = snapshot_new(cfg, err, sizeof(err));
 	if (snap == NULL) {
-		config_free(cfg);
+		log_error(&rt->log, "keeping the old configuration: %s", err);
 		return -1;
 	}
 	log_configure(&rt->log, cfg->log_level, cfg->log_format);
@@ -160,7 +170,7 @@ int runtime_reload(struct runtime *rt)
 		return -1;
 	}
 	if (runtime_publish(rt, cfg) < 0)
-		return -1;
+		return -1; /* logged */
 	log_info(&rt->log, "configuration reloaded from %s", rt->snap->cfg->source);
 	return 0;
 }
@@ -276,6 +286,8 @@ static struct event *add_signal(struct runtime *rt, int sig)
 int runtime_init(struct runtime *rt, const char *config_path, const char *upstream_url,
                  char *const *envp, struct config *cfg)
 {
+	char err[512];
+
 	memset(rt, 0, sizeof(*rt));
 	log_init(&rt->log, cfg->log_level, cfg->log_format, 2);
 	rt->config_path = config_path;
@@ -286,8 +298,12 @@ int runtime_init(struct runtime *rt, const char *config_path, const char *upstre
 	pthread_mutex_init(&rt->quota_lock, NULL);
 	rt->limiter.ops = &limiter_local_ops;
 	rt->base = event_base_new();
-	rt->snap = snapshot_new(cfg);
-	if (rt->base == NULL || rt->snap == NULL || inbox_init(&rt->inbox, rt->base, rt) < 0)
+	rt->snap = snapshot_new(cfg, err, sizeof(err));
+	if (rt->snap == NULL) {
+		log_error(&rt->log, "%s", err);
+		return -1;
+	}
+	if (rt->base == NULL || inbox_init(&rt->inbox, rt->base, rt) < 0)
 		return -1;
 	rt->nworkers = cfg->workers;
 	rt->workers = calloc((size_t)rt->nworkers, sizeof(*rt->workers));

@@ -28,6 +28,7 @@
 #include "proto/sqlstate.h"
 #include "relay.h"
 #include "runtime.h"
+#include "tls.h"
 #include "worker.h"
 
 static const char *const state_names[] = {"connecting", "login",     "idle",   "active",
@@ -553,13 +554,66 @@ static void idle_input(struct server *s)
 	}
 }
 
+static void server_read_cb(struct bufferevent *bev, void *arg);
+static void server_write_cb(struct bufferevent *bev, void *arg);
+static void server_event_cb(struct bufferevent *bev, short what, void *arg);
+static void send_startup(struct server *s);
+
+/* The one-byte answer to our SSLRequest. */
+static void tls_answer(struct server *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	const struct config *cfg = s->w->cfg;
+	int mode = tls_server_sslmode(cfg, s->pool->db);
+	struct bufferevent *tls_bev;
+	char answer;
+	SSL *ssl;
+
+	if (evbuffer_remove(in, &answer, 1) != 1)
+		return;
+	/* Bytes after the answer would have been injected before the handshake. */
+	if (answer == 'S' && evbuffer_get_length(in) > 0) {
+		login_fail(s, SQLSTATE_PROTOCOL_VIOLATION,
+		           "server sent unencrypted data after accepting TLS");
+		return;
+	}
+	if (answer == 'N') {
+		if (mode >= SSLMODE_REQUIRE) {
+			login_fail(s, SQLSTATE_CONNECTION_FAILURE,
+			           "server does not support TLS, but sslmode requires it");
+			return;
+		}
+		s->tls = SERVER_TLS_NONE;
+		send_startup(s);
+		return;
+	}
+	if (answer != 'S') {
+		login_fail(s, SQLSTATE_PROTOCOL_VIOLATION, "invalid answer to the TLS request");
+		return;
+	}
+	ssl = tls_server_ssl(&s->w->snap->tls, cfg, s->pool->db);
+	tls_bev = ssl != NULL ? tls_wrap(s->w->base, s->bev, ssl, BUFFEREVENT_SSL_CONNECTING) : NULL;
+	if (tls_bev == NULL) {
+		login_fail(s, SQLSTATE_CONNECTION_FAILURE, "could not start TLS to the server");
+		return;
+	}
+	s->bev = tls_bev;
+	s->tls = SERVER_TLS_HANDSHAKE;
+	bufferevent_setcb(s->bev, server_read_cb, server_write_cb, server_event_cb, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, RELAY_READ_HIGH);
+	bufferevent_enable(s->bev, EV_READ);
+}
+
 static void server_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct server *s = arg;
 
 	switch (s->state) {
 	case SERVER_LOGIN:
-		login_input(s);
+		if (s->tls == SERVER_TLS_REQUESTED)
+			tls_answer(s);
+		else if (s->tls != SERVER_TLS_HANDSHAKE)
+			login_input(s);
 		break;
 	case SERVER_ACTIVE:
 	case SERVER_RESETTING:
@@ -644,9 +698,30 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
 			server_close(s, "database removed while connecting");
 			return;
 		}
+		if (s->tls == SERVER_TLS_HANDSHAKE) {
+			s->tls = SERVER_TLS_ON;
+			send_startup(s);
+			return;
+		}
 		remember_peer(s);
 		server_set_state(s, SERVER_LOGIN);
+		/* libpq does not use TLS over a Unix socket either. */
+		if (s->pool->db->host[0] != '/' &&
+		    tls_server_sslmode(s->w->cfg, s->pool->db) != SSLMODE_DISABLE) {
+			s->tls = SERVER_TLS_REQUESTED;
+			build_ssl_request(bufferevent_get_output(s->bev));
+			return;
+		}
 		send_startup(s);
+		return;
+	}
+	if (s->tls == SERVER_TLS_HANDSHAKE && (what & BEV_EVENT_ERROR)) {
+		char reason[200];
+
+		tls_error_text(bev, reason, sizeof(reason));
+		snprintf(msg, sizeof(msg), "TLS to server %s:%d failed: %s", s->pool->db->host,
+		         s->pool->db->port, reason);
+		login_fail(s, SQLSTATE_CONNECTION_FAILURE, msg);
 		return;
 	}
 	if (s->state == SERVER_CONNECTING || s->state == SERVER_LOGIN) {

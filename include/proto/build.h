@@ -66,6 +66,8 @@ int build_sasl_response(struct evbuffer *out, const void *data, size_t len);
 int build_query(struct evbuffer *out, const char *sql);
 int build_terminate(struct evbuffer *out);
 int build_cancel_request(struct evbuffer *out, uint32_t pid, uint32_t key);
+/* SSLRequest: the server answers one byte, 'S' or 'N'. */
+int build_ssl_request(struct evbuffer *out);
 int build_copy_fail(struct evbuffer *out, const char *reason);
 int build_sync(struct evbuffer *out);
 

@@ -329,6 +329,15 @@ int build_cancel_request(struct evbuffer *out, uint32_t pid, uint32_t key)
 	return msg_finish(&m, out);
 }
 
+int build_ssl_request(struct evbuffer *out)
+{
+	struct msg_builder m;
+
+	msg_begin(&m, 0);
+	msg_add_u32(&m, FRAME_CODE_SSL);
+	return msg_finish(&m, out);
+}
+
 int build_copy_fail(struct evbuffer *out, const char *reason)
 {
 	struct msg_builder m;

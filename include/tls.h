@@ -1,0 +1,47 @@
+/*
+ * TLS with OpenSSL 3 through libevent's bufferevent_openssl, on both sides
+ * (docs/security.md).  The SSL_CTXs are built from a configuration snapshot
+ * and live with it, so RELOAD picks up new certificates for new connections
+ * while established ones keep theirs (each SSL holds a reference to its
+ * context).  TLS 1.2 is the oldest protocol either side accepts.
+ */
+#ifndef SLUICE_TLS_H
+#define SLUICE_TLS_H
+
+#include <event2/bufferevent_ssl.h>
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct config;
+struct db_def;
+
+struct tls_contexts {
+	SSL_CTX *accept;      /* for clients; NULL when client_tls_sslmode = disable */
+	SSL_CTX *connect;     /* for servers, with server_tls_ca_file (or the system's CAs) */
+	SSL_CTX **db_connect; /* per [databases] entry with its own sslrootcert, else NULL */
+	size_t ndb;
+};
+
+/* Returns 0, or -1 with a message naming the option and OpenSSL's reason. */
+int tls_contexts_build(const struct config *cfg, struct tls_contexts *t, char *err, size_t len);
+void tls_contexts_free(struct tls_contexts *t);
+
+/* The sslmode for a database's servers: its own, else server_tls_sslmode. */
+int tls_server_sslmode(const struct config *cfg, const struct db_def *db);
+/* A new SSL for connecting to `db`'s host, with verification as its sslmode says. */
+SSL *tls_server_ssl(const struct tls_contexts *t, const struct config *cfg,
+                    const struct db_def *db);
+
+/*
+ * Replaces a socket bufferevent by a TLS one on the same socket (the old one
+ * is freed without closing it).  Returns NULL on failure, with `plain`
+ * untouched and `ssl` freed.
+ */
+struct bufferevent *tls_wrap(struct event_base *base, struct bufferevent *plain, SSL *ssl,
+                             enum bufferevent_ssl_state state);
+
+/* OpenSSL's reason for a failed TLS bufferevent, for logs and clients. */
+void tls_error_text(struct bufferevent *bev, char *buf, size_t len);
+
+#endif
