@@ -639,7 +639,7 @@ Test(config, databases_errors_name_the_database)
 	             "database 'bad': unknown key 'hots' (expected host, port, dbname, user, "
 	             "password, pool_size, min_pool_size, pool_mode, max_db_connections, "
 	             "connect_options, application_name, query_timeout, query_wait_timeout, "
-	             "idle_transaction_timeout, client_idle_timeout)");
+	             "idle_transaction_timeout, client_idle_timeout, sslmode, sslrootcert)");
 	load_ini(&l, MINIMAL "bad = password='open\n", NULL, NULL);
 	expect_error(&l, 5, "database 'bad': key 'password': unterminated quoted value");
 	load_ini(&l, MINIMAL "bad = port=99999\n", NULL, NULL);
@@ -949,14 +949,12 @@ Test(config, url_credentials_not_added_with_an_auth_file)
 Test(config, url_errors)
 {
 	struct config_error err;
-	char *env[] = {"SLUICE_DATABASE_URL=postgres://h/db?sslmode=require", NULL};
+	char *env[] = {"SLUICE_DATABASE_URL=postgres://h/db?sslmode=sometimes", NULL};
 
 	cr_assert_null(config_load(NULL, NULL, env, &err));
-	cr_assert_str_eq(err.message, "SLUICE_DATABASE_URL: sslmode=require: TLS to the server "
-	                              "is not supported yet");
-	cr_assert_null(config_load(NULL, "postgres://h/db?sslmode=verify-full", NULL, &err));
-	cr_assert(strstr(err.message, "--upstream: sslmode=verify-full") == err.message, "%s",
-	          err.message);
+	cr_assert_str_eq(err.message, "SLUICE_DATABASE_URL: sslmode: invalid value 'sometimes' "
+	                              "(expected disable, allow, prefer, require, verify-ca, "
+	                              "verify-full)");
 	cr_assert_null(config_load(NULL, "postgres://h/db?foo=1", NULL, &err));
 	cr_assert(strstr(err.message, "--upstream: ") == err.message, "%s", err.message);
 	cr_assert_null(config_load(NULL, "postgres://h/db?connect_timeout=5", NULL, &err));
@@ -1211,14 +1209,14 @@ Test(config, file_variable_errors_name_the_variable_and_the_file)
 	                 "SLUICE_POOL_MODE and SLUICE_POOL_MODE_FILE are both set: use one");
 
 	snprintf(path, sizeof(path), "%s/url", dir);
-	write_file(path, "postgres://u:hunter2@h/db?sslmode=require\n");
+	write_file(path, "postgres://u:hunter2@h/db?sslmode=sometimes\n");
 	snprintf(v, sizeof(v), "SLUICE_DATABASE_URL_X_FILE=%s", path);
 	expect_env_error((char *[]){v, "SLUICE_DATABASE_URL_X=postgres://h/x", NULL}, dir,
 	                 "SLUICE_DATABASE_URL_X and SLUICE_DATABASE_URL_X_FILE are both set: use "
 	                 "one");
 	expect_env_error((char *[]){v, NULL}, dir,
-	                 "SLUICE_DATABASE_URL_X_FILE (@/url): sslmode=require: TLS to the server "
-	                 "is not supported yet");
+	                 "SLUICE_DATABASE_URL_X_FILE (@/url): sslmode: invalid value 'sometimes' "
+	                 "(expected disable, allow, prefer, require, verify-ca, verify-full)");
 
 	snprintf(path, sizeof(path), "%s/nul", dir);
 	cr_assert_not_null(f = fopen(path, "w"));
@@ -1407,4 +1405,19 @@ Test(config, rates_parse_and_format)
 	cr_assert_eq(tenant_parse_rate("-1/s", &r), -1);
 	cr_assert_eq(tenant_parse_rate("5/h", &r), -1);
 	cr_assert_eq(tenant_parse_rate("", &r), -1);
+}
+
+Test(config, url_sslmode_and_sslrootcert_reach_the_database)
+{
+	struct config_error err;
+	struct config *cfg = config_load(
+	    NULL, "postgres://u:p@db.example/app?sslmode=verify-full&sslrootcert=/etc/ca.pem", NULL,
+	    &err);
+	const struct db_def *db;
+
+	cr_assert_not_null(cfg, "%s", err.message);
+	db = config_find_db(cfg, "app");
+	cr_assert_eq(db->sslmode, SSLMODE_VERIFY_FULL);
+	cr_assert_str_eq(db->sslrootcert, "/etc/ca.pem");
+	config_free(cfg);
 }
