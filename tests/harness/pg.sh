@@ -137,14 +137,46 @@ full_page_writes = off
 password_encryption = 'scram-sha-256'
 include_if_exists = 'sluice-port.conf'
 EOF
-  # The md5 line must come first: pg_hba.conf is matched top to bottom.
+}
+
+# TLS for the tests of sluice's server side: a CA and a certificate for
+# localhost and 127.0.0.1 in $pgdir/tls (made once), ssl = on, and the role
+# tlsonly that may log in over TLS only.  Applied at every start, so a cluster
+# made before this existed gets it too.
+setup_tls() {
+  local tls=$pgdir/tls
+  if [ ! -f "$tls/server.crt" ]; then
+    as_pg mkdir -p -m 0755 "$tls"
+    as_pg openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+      -days 3650 -subj "/CN=sluice test CA" -keyout "$tls/ca.key" -out "$tls/ca.crt" \
+      >/dev/null 2>&1 || die "openssl: making the test CA failed"
+    as_pg openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+      -subj "/CN=localhost" -keyout "$tls/server.key" -out "$tls/server.csr" \
+      >/dev/null 2>&1 || die "openssl: making the server key failed"
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' | as_pg tee "$tls/san.ext" >/dev/null
+    as_pg openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" \
+      -CAcreateserial -days 3650 -extfile "$tls/san.ext" -out "$tls/server.crt" \
+      >/dev/null 2>&1 || die "openssl: signing the server certificate failed"
+    as_pg chmod 0600 "$tls/server.key" "$tls/ca.key"
+  fi
+  if ! grep -q "sluice-tls.conf" "$data/postgresql.conf"; then
+    echo "include_if_exists = 'sluice-tls.conf'" | as_pg tee -a "$data/postgresql.conf" >/dev/null
+  fi
+  as_pg tee "$data/sluice-tls.conf" >/dev/null <<EOF
+ssl = on
+ssl_cert_file = '$tls/server.crt'
+ssl_key_file = '$tls/server.key'
+EOF
+  # Matched top to bottom: tlsonly and md5user first.
   as_pg tee "$data/pg_hba.conf" >/dev/null <<EOF
 # Set by tests/harness/pg.sh.
-local all all                  trust
-host  all md5user 127.0.0.1/32 md5
-host  all md5user ::1/128      md5
-host  all all     127.0.0.1/32 scram-sha-256
-host  all all     ::1/128      scram-sha-256
+local     all all                  trust
+hostssl   all tlsonly 127.0.0.1/32 scram-sha-256
+host      all tlsonly 127.0.0.1/32 reject
+host      all md5user 127.0.0.1/32 md5
+host      all md5user ::1/128      md5
+host      all all     127.0.0.1/32 scram-sha-256
+host      all all     ::1/128      scram-sha-256
 EOF
 }
 
@@ -219,6 +251,9 @@ ALTER ROLE app LOGIN PASSWORD 'app-secret';
 SET password_encryption = 'md5';
 SELECT 'CREATE ROLE md5user' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'md5user') \gexec
 ALTER ROLE md5user LOGIN PASSWORD 'md5-secret';
+SET password_encryption = 'scram-sha-256';
+SELECT 'CREATE ROLE tlsonly' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tlsonly') \gexec
+ALTER ROLE tlsonly LOGIN PASSWORD 'tls-secret';
 SELECT 'CREATE DATABASE app OWNER app'
   WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'app') \gexec
 SELECT 'CREATE DATABASE other OWNER app'
@@ -234,6 +269,7 @@ SLUICE_TEST_PGPORT='$1'
 SLUICE_TEST_PGSOCKET='$sock'
 SLUICE_TEST_PGSUPER='$superuser'
 SLUICE_TEST_PGBIN='$pgbin'
+SLUICE_TEST_PGCA='$pgdir/tls/ca.crt'
 EOF
   mv "$tmp" "$envfile"
 }
@@ -244,6 +280,7 @@ cmd_start() {
   place_data
   pg_paths
   init_cluster
+  setup_tls
   local port
   if postmaster_pid >/dev/null; then
     port=$(running_port)
@@ -251,6 +288,8 @@ cmd_start() {
       echo "pg.sh: postgres is running but not answering; restarting it" >&2
       as_pg "$pgbin/pg_ctl" stop -D "$data" -m immediate -w -t 60 >/dev/null || true
       start_on_free_port
+    else
+      as_pg "$pgbin/pg_ctl" reload -D "$data" >/dev/null # TLS and pg_hba.conf
     fi
   else
     start_on_free_port

@@ -1,0 +1,282 @@
+/*
+ * TLS on both sides (docs/security.md).  Clients: libpq and psql in
+ * verify-full against a certificate made here with openssl, a wrong CA,
+ * plain clients refused under require, client certificates under
+ * verify-ca, new certificates on RELOAD.  Servers: the test cluster runs
+ * with ssl = on (tests/harness/pg.sh) and lets the role tlsonly in over TLS
+ * only; sluice verifies it in verify-full against the cluster's CA, and
+ * refuses a server whose certificate another CA signed.
+ */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "harness.h"
+
+TestSuite(tls, .fini = harness_teardown, .timeout = 120);
+
+#define WAIT_S 20.0
+
+/* Runs a shell command; the test fails unless it exits 0. */
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void sh(const char *fmt, ...)
+{
+	char cmd[4096], *output = NULL;
+	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	rc = harness_run(argv, NULL, 60, &output);
+	cr_assert_eq(rc, 0, "%s failed (%d): %s", cmd, rc, output ? output : "");
+	free(output);
+}
+
+/*
+ * In a fresh directory: ca.crt signing server.crt (localhost, 127.0.0.1)
+ * and client.crt (CN app), and other-ca.crt, which signed nothing of these.
+ */
+static void make_certs(char *dir, size_t len)
+{
+	snprintf(dir, len, "/tmp/sluice-tls-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+	sh("cd %s && "
+	   "for ca in ca other-ca; do openssl req -x509 -newkey ec -pkeyopt "
+	   "ec_paramgen_curve:prime256v1 -nodes -days 30 -subj \"/CN=$ca\" -keyout $ca.key "
+	   "-out $ca.crt; done && "
+	   "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "
+	   "/CN=localhost -keyout server.key -out server.csr && "
+	   "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext && "
+	   "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 "
+	   "-extfile san.ext -out server.crt && "
+	   "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=app "
+	   "-keyout client.key -out client.csr && "
+	   "openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 "
+	   "-out client.crt && chmod 0600 client.key",
+	   dir);
+}
+
+static struct harness_sluice *start_tls(const char *dir, const char *mode, const char *extra)
+{
+	char ini[2048];
+
+	snprintf(ini, sizeof(ini),
+	         "client_tls_sslmode = %s\nclient_tls_cert_file = %s/server.crt\n"
+	         "client_tls_key_file = %s/server.key\nclient_tls_ca_file = %s/ca.crt\n%s",
+	         mode, dir, dir, dir, extra);
+	return harness_start_sluice(ini);
+}
+
+/* A libpq connection to sluice with extra conninfo (sslmode ...). */
+static PGconn *connect_with(struct harness_sluice *h, const char *extra)
+{
+	char conninfo[1024];
+
+	snprintf(conninfo, sizeof(conninfo),
+	         "host=127.0.0.1 port=%d dbname=app user=app password=app-secret %s", h->port,
+	         extra);
+	return PQconnectdb(conninfo);
+}
+
+Test(tls, libpq_and_psql_verify_full_against_sluices_certificate)
+{
+	char dir[64], extra[256], url[512], psql[256], *output = NULL;
+	struct harness_sluice *h;
+	PGconn *c;
+
+	make_certs(dir, sizeof(dir));
+	h = start_tls(dir, "require", "");
+	snprintf(extra, sizeof(extra), "sslmode=verify-full sslrootcert=%s/ca.crt", dir);
+	c = connect_with(h, extra);
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	cr_assert_eq(PQsslInUse(c), 1);
+	cr_assert_str_eq(PQsslAttribute(c, "protocol"), "TLSv1.3");
+	cr_assert_eq(harness_query_int(c, "select 41 + 1"), 42);
+	PQfinish(c);
+
+	snprintf(url, sizeof(url),
+	         "host=localhost port=%d dbname=app user=app password=app-secret "
+	         "sslmode=verify-full sslrootcert=%s/ca.crt",
+	         h->port, dir);
+	{
+		const char *argv[] = {harness_pg_tool("psql", psql, sizeof(psql)), "-X", "-At", "-c",
+		                      "select 'over tls'", url, NULL};
+
+		cr_assert_eq(harness_run(argv, NULL, 60, &output), 0, "psql: %s", output);
+	}
+	cr_assert(strstr(output, "over tls") != NULL, "%s", output);
+	free(output);
+}
+
+Test(tls, a_certificate_from_another_ca_is_refused_clearly)
+{
+	char dir[64], extra[256];
+	struct harness_sluice *h;
+	PGconn *c;
+
+	make_certs(dir, sizeof(dir));
+	h = start_tls(dir, "require", "");
+	snprintf(extra, sizeof(extra), "sslmode=verify-full sslrootcert=%s/other-ca.crt", dir);
+	c = connect_with(h, extra);
+	cr_assert_eq(PQstatus(c), CONNECTION_BAD);
+	cr_assert(strstr(PQerrorMessage(c), "certificate verify failed") != NULL, "%s",
+	          PQerrorMessage(c));
+	PQfinish(c);
+	/* sluice is fine and logs why the handshake ended. */
+	c = connect_with(h, "sslmode=require");
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	PQfinish(c);
+	cr_assert(harness_wait_for(harness_log_contains(h, "TLS: "), WAIT_S));
+}
+
+Test(tls, require_refuses_plain_clients_and_disable_refuses_tls)
+{
+	char dir[64];
+	struct harness_sluice *h;
+	PGconn *c;
+
+	make_certs(dir, sizeof(dir));
+	h = start_tls(dir, "require", "");
+	c = connect_with(h, "sslmode=disable");
+	cr_assert_eq(PQstatus(c), CONNECTION_BAD);
+	cr_assert(strstr(PQerrorMessage(c), "TLS is required") != NULL, "%s", PQerrorMessage(c));
+	PQfinish(c);
+	harness_stop_sluice(h, SIGTERM, 30);
+
+	h = harness_start_sluice("client_tls_sslmode = disable\n");
+	c = connect_with(h, "sslmode=require");
+	cr_assert_eq(PQstatus(c), CONNECTION_BAD);
+	cr_assert(strstr(PQerrorMessage(c), "does not support SSL") != NULL, "%s",
+	          PQerrorMessage(c));
+	PQfinish(c);
+	c = connect_with(h, "sslmode=prefer");
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	cr_assert_eq(PQsslInUse(c), 0);
+	PQfinish(c);
+}
+
+Test(tls, verify_ca_wants_a_client_certificate_from_the_ca)
+{
+	char dir[64], extra[512];
+	struct harness_sluice *h;
+	PGconn *c;
+
+	make_certs(dir, sizeof(dir));
+	h = start_tls(dir, "verify-ca", "");
+	c = connect_with(h, "sslmode=require");
+	cr_assert_eq(PQstatus(c), CONNECTION_BAD, "a client without a certificate got in");
+	PQfinish(c);
+	snprintf(extra, sizeof(extra), "sslmode=require sslcert=%s/client.crt sslkey=%s/client.key",
+	         dir, dir);
+	c = connect_with(h, extra);
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	cr_assert_eq(harness_query_int(c, "select 7"), 7);
+	PQfinish(c);
+}
+
+/* RELOAD: new logins get the new certificate; a connection made before keeps working. */
+Test(tls, reload_picks_up_new_certificates_without_dropping_connections)
+{
+	char dir[64], dir2[64], extra[256], ini[2048];
+	struct harness_sluice *h;
+	PGconn *before, *after;
+
+	make_certs(dir, sizeof(dir));
+	make_certs(dir2, sizeof(dir2));
+	h = start_tls(dir, "require", "");
+	snprintf(extra, sizeof(extra), "sslmode=verify-full sslrootcert=%s/ca.crt", dir);
+	before = connect_with(h, extra);
+	cr_assert_eq(PQstatus(before), CONNECTION_OK, "%s", PQerrorMessage(before));
+	snprintf(ini, sizeof(ini),
+	         "client_tls_sslmode = require\nclient_tls_cert_file = %s/server.crt\n"
+	         "client_tls_key_file = %s/server.key\n",
+	         dir2, dir2);
+	harness_write_ini(h, ini);
+	{
+		long offset = harness_log_size(h);
+
+		harness_signal(h, SIGHUP);
+		cr_assert(harness_wait_for(
+		    harness_log_contains_after(h, offset, "configuration reloaded"), WAIT_S));
+	}
+	after = connect_with(h, extra);
+	cr_assert_eq(PQstatus(after), CONNECTION_BAD, "the old certificate is still served");
+	PQfinish(after);
+	snprintf(extra, sizeof(extra), "sslmode=verify-full sslrootcert=%s/ca.crt", dir2);
+	after = connect_with(h, extra);
+	cr_assert_eq(PQstatus(after), CONNECTION_OK, "%s", PQerrorMessage(after));
+	cr_assert_eq(harness_query_int(before, "select 1"), 1);
+	PQfinish(after);
+	PQfinish(before);
+}
+
+/* ---- sluice to Postgres ---- */
+
+static const char *pg_ca(void)
+{
+	const char *ca = getenv("SLUICE_TEST_PGCA");
+
+	if (ca == NULL || ca[0] == '\0')
+		cr_skip_test("the test cluster has no TLS (SLUICE_TEST_PGCA unset)");
+	return ca;
+}
+
+/* The role tlsonly may only log in over TLS: sluice verifies Postgres' certificate. */
+Test(tls, server_side_verify_full_to_a_hostssl_only_role)
+{
+	char ini[1024];
+	struct harness_sluice *h;
+	PGconn *c;
+	PGresult *res;
+
+	harness_pg();
+	snprintf(ini, sizeof(ini),
+	         "[databases]\napp = host=localhost port=@PGPORT@ dbname=app user=tlsonly "
+	         "password=tls-secret sslmode=verify-full sslrootcert=%s\n",
+	         pg_ca());
+	h = harness_start_sluice(ini);
+	c = harness_connect_ok(h, "app", "app-secret", "app");
+	res = harness_exec_ok(c, "select ssl, version from pg_stat_ssl where pid = pg_backend_pid()");
+	cr_assert_str_eq(PQgetvalue(res, 0, 0), "t");
+	cr_assert_str_eq(PQgetvalue(res, 0, 1), "TLSv1.3");
+	PQclear(res);
+	PQfinish(c);
+}
+
+Test(tls, server_side_wrong_ca_and_disabled_tls_fail_with_clear_errors)
+{
+	char dir[64], ini[1024];
+	struct harness_sluice *h;
+	PGconn *c;
+	PGresult *res;
+
+	harness_pg();
+	pg_ca();
+	make_certs(dir, sizeof(dir));
+	snprintf(ini, sizeof(ini),
+	         "[databases]\napp = host=localhost port=@PGPORT@ dbname=app user=tlsonly "
+	         "password=tls-secret sslmode=verify-full sslrootcert=%s/other-ca.crt\n"
+	         "other = host=localhost port=@PGPORT@ dbname=app user=tlsonly "
+	         "password=tls-secret sslmode=disable\n",
+	         dir);
+	h = harness_start_sluice(ini);
+	c = harness_connect(h, "app", "app-secret", "app");
+	if (PQstatus(c) == CONNECTION_OK) {
+		res = PQexec(c, "select 1");
+		cr_assert_neq(PQresultStatus(res), PGRES_TUPLES_OK);
+		PQclear(res);
+	}
+	cr_assert(strstr(PQerrorMessage(c), "certificate verify failed") != NULL, "%s",
+	          PQerrorMessage(c));
+	PQfinish(c);
+	c = harness_connect(h, "app", "app-secret", "other");
+	cr_assert(strstr(PQerrorMessage(c), "no encryption") != NULL, "%s", PQerrorMessage(c));
+	PQfinish(c);
+}
