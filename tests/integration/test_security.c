@@ -1,5 +1,6 @@
 /*
- * TLS on both sides (docs/security.md).  Clients: libpq and psql in
+ * Security (docs/security.md).  TLS on both sides, and SCRAM pass-through.
+ * TLS:  Clients: libpq and psql in
  * verify-full against a certificate made here with openssl, a wrong CA,
  * plain clients refused under require, client certificates under
  * verify-ca, new certificates on RELOAD.  Servers: the test cluster runs
@@ -17,7 +18,7 @@
 
 #include "harness.h"
 
-TestSuite(tls, .fini = harness_teardown, .timeout = 120);
+TestSuite(security, .fini = harness_teardown, .timeout = 120);
 
 #define WAIT_S 20.0
 
@@ -85,7 +86,7 @@ static PGconn *connect_with(struct harness_sluice *h, const char *extra)
 	return PQconnectdb(conninfo);
 }
 
-Test(tls, libpq_and_psql_verify_full_against_sluices_certificate)
+Test(security, libpq_and_psql_verify_full_against_sluices_certificate)
 {
 	char dir[64], extra[256], url[512], psql[256], *output = NULL;
 	struct harness_sluice *h;
@@ -115,7 +116,7 @@ Test(tls, libpq_and_psql_verify_full_against_sluices_certificate)
 	free(output);
 }
 
-Test(tls, a_certificate_from_another_ca_is_refused_clearly)
+Test(security, a_certificate_from_another_ca_is_refused_clearly)
 {
 	char dir[64], extra[256];
 	struct harness_sluice *h;
@@ -136,7 +137,7 @@ Test(tls, a_certificate_from_another_ca_is_refused_clearly)
 	cr_assert(harness_wait_for(harness_log_contains(h, "TLS: "), WAIT_S));
 }
 
-Test(tls, require_refuses_plain_clients_and_disable_refuses_tls)
+Test(security, require_refuses_plain_clients_and_disable_refuses_tls)
 {
 	char dir[64];
 	struct harness_sluice *h;
@@ -162,7 +163,7 @@ Test(tls, require_refuses_plain_clients_and_disable_refuses_tls)
 	PQfinish(c);
 }
 
-Test(tls, verify_ca_wants_a_client_certificate_from_the_ca)
+Test(security, verify_ca_wants_a_client_certificate_from_the_ca)
 {
 	char dir[64], extra[512];
 	struct harness_sluice *h;
@@ -182,7 +183,7 @@ Test(tls, verify_ca_wants_a_client_certificate_from_the_ca)
 }
 
 /* RELOAD: new logins get the new certificate; a connection made before keeps working. */
-Test(tls, reload_picks_up_new_certificates_without_dropping_connections)
+Test(security, reload_picks_up_new_certificates_without_dropping_connections)
 {
 	char dir[64], dir2[64], extra[256], ini[2048];
 	struct harness_sluice *h;
@@ -229,7 +230,7 @@ static const char *pg_ca(void)
 }
 
 /* The role tlsonly may only log in over TLS: sluice verifies Postgres' certificate. */
-Test(tls, server_side_verify_full_to_a_hostssl_only_role)
+Test(security, server_side_verify_full_to_a_hostssl_only_role)
 {
 	char ini[1024];
 	struct harness_sluice *h;
@@ -250,7 +251,7 @@ Test(tls, server_side_verify_full_to_a_hostssl_only_role)
 	PQfinish(c);
 }
 
-Test(tls, server_side_wrong_ca_and_disabled_tls_fail_with_clear_errors)
+Test(security, server_side_wrong_ca_and_disabled_tls_fail_with_clear_errors)
 {
 	char dir[64], ini[1024];
 	struct harness_sluice *h;
@@ -278,5 +279,42 @@ Test(tls, server_side_wrong_ca_and_disabled_tls_fail_with_clear_errors)
 	PQfinish(c);
 	c = harness_connect(h, "app", "app-secret", "other");
 	cr_assert(strstr(PQerrorMessage(c), "no encryption") != NULL, "%s", PQerrorMessage(c));
+	PQfinish(c);
+}
+
+/* ---- SCRAM pass-through ---- */
+
+/*
+ * The auth_file holds Postgres' own SCRAM verifier for the user and the
+ * database entry no password: sluice checks the client's proof against the
+ * verifier, recovers the ClientKey from it and logs in to Postgres with
+ * that, so no password is stored anywhere.
+ */
+Test(security, scram_pass_through_with_only_the_servers_verifier)
+{
+	PGconn *super = harness_pg_super(NULL), *c;
+	struct harness_sluice *h;
+	char users[512];
+	PGresult *res;
+
+	PQclear(harness_exec_ok(super, "set password_encryption = 'scram-sha-256'"));
+	PQclear(harness_exec_ok(super, "drop role if exists scram_pt"));
+	PQclear(harness_exec_ok(super, "create role scram_pt login password 'pt-secret'"));
+	res = harness_exec_ok(super, "select rolpassword from pg_authid where rolname = 'scram_pt'");
+	cr_assert(strncmp(PQgetvalue(res, 0, 0), "SCRAM-SHA-256$", 14) == 0);
+	snprintf(users, sizeof(users), "\"scram_pt\" \"%s\"\n", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	h = harness_start_sluice_users("auth_type = scram-sha-256\n", users);
+	cr_assert_not(harness_log_contains(h, "pt-secret"));
+	c = harness_connect_ok(h, "scram_pt", "pt-secret", "app");
+	res = harness_exec_ok(c, "select current_user");
+	cr_assert_str_eq(PQgetvalue(res, 0, 0), "scram_pt");
+	PQclear(res);
+	PQfinish(c);
+	/* A wrong password is refused by sluice itself. */
+	c = harness_connect(h, "scram_pt", "not-it", "app");
+	cr_assert_eq(PQstatus(c), CONNECTION_BAD);
+	cr_assert(strstr(PQerrorMessage(c), "password authentication failed") != NULL, "%s",
+	          PQerrorMessage(c));
 	PQfinish(c);
 }
