@@ -8,7 +8,12 @@
  * only; sluice verifies it in verify-full against the cluster's CA, and
  * refuses a server whose certificate another CA signed.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -317,4 +322,55 @@ Test(security, scram_pass_through_with_only_the_servers_verifier)
 	cr_assert(strstr(PQerrorMessage(c), "password authentication failed") != NULL, "%s",
 	          PQerrorMessage(c));
 	PQfinish(c);
+}
+
+/* ---- hostile clients ---- */
+
+/*
+ * 2,000 connections that never send a startup packet (slowloris) while 20
+ * logged-in clients keep running queries: the established clients see no
+ * error, and client_login_timeout closes every silent connection.
+ */
+Test(security, half_open_connections_do_not_disturb_established_clients)
+{
+	enum { SILENT = 2000, CLIENTS = 20, ROUNDS = 25 };
+	struct harness_sluice *h = harness_start_sluice("max_client_conn = 3000\n"
+	                                                "client_login_timeout = 3s\n");
+	PGconn *clients[CLIENTS];
+	static struct pollfd silent[SILENT];
+	struct sockaddr_in addr = {.sin_family = AF_INET};
+	int closed = 0;
+
+	harness_raise_nofile(SILENT + 200);
+	for (int i = 0; i < CLIENTS; i++)
+		clients[i] = harness_connect_ok(h, "app", "app-secret", "app");
+	addr.sin_port = htons((uint16_t)h->port);
+	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	for (int i = 0; i < SILENT; i++) {
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+		cr_assert_geq(fd, 0);
+		cr_assert_eq(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0, "connect %d", i);
+		silent[i] = (struct pollfd){.fd = fd, .events = POLLIN};
+	}
+	for (int r = 0; r < ROUNDS; r++)
+		for (int i = 0; i < CLIENTS; i++)
+			cr_assert_eq(harness_query_int(clients[i], "select 5"), 5);
+	/* Every silent connection is closed by sluice (EOF, maybe after a FATAL). */
+	cr_assert(harness_wait_for(({
+		                           poll(silent, SILENT, 0);
+		                           closed = 0;
+		                           for (int i = 0; i < SILENT; i++)
+			                           closed += (silent[i].revents & (POLLIN | POLLHUP)) != 0;
+		                           closed == SILENT;
+	                           }),
+	                           60),
+	          "%d of %d silent connections were closed", closed, SILENT);
+	for (int i = 0; i < SILENT; i++)
+		close(silent[i].fd);
+	for (int i = 0; i < CLIENTS; i++) {
+		cr_assert_eq(harness_query_int(clients[i], "select 6"), 6);
+		PQfinish(clients[i]);
+	}
+	cr_assert(harness_log_contains(h, "client_login_timeout"));
 }
