@@ -57,6 +57,7 @@ struct client {
 	struct list_node node;      /* worker->clients, or worker->dead_clients */
 	struct list_node wait_node; /* pool->waiting or pool->login_waiting */
 	char addr[64];              /* peer address for logs */
+	struct sockaddr_storage peer; /* peer address for auth_hba_file */
 	bool is_unix;               /* connected over the Unix socket */
 	bool tls;                   /* the socket speaks TLS (after SSLRequest) */
 	enum client_refusal refuse; /* over max_client_conn, or arrived while draining */

@@ -14,10 +14,11 @@
 #include <stdio.h>
 
 #include "auth.h"
+#include "hba.h"
 #include "tenant.h"
 
 enum pool_mode { POOL_SESSION, POOL_TRANSACTION, POOL_STATEMENT };
-enum auth_type { AUTH_SCRAM, AUTH_MD5, AUTH_PLAIN, AUTH_TRUST };
+enum auth_type { AUTH_SCRAM, AUTH_MD5, AUTH_PLAIN, AUTH_TRUST, AUTH_CERT };
 enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 enum sslmode {
@@ -88,6 +89,7 @@ struct config {
 	char *server_tls_ciphers;
 	int auth_type;            /* enum auth_type */
 	char *auth_file;          /* PgBouncer userlist format; "" = none */
+	char *auth_hba_file;      /* pg_hba.conf-style rules; "" = auth_type for everyone */
 	int pool_mode;            /* enum pool_mode */
 	int default_pool_size;    /* server connections per (db, user) pool */
 	int min_pool_size;        /* idle servers kept open per pool */
@@ -133,6 +135,7 @@ struct config {
 	struct tier_def *tiers; /* [tier.NAME] sections */
 	size_t ntiers;
 	struct auth_file auth;  /* auth_file contents, read when the snapshot is built */
+	struct hba hba;         /* auth_hba_file rules, read likewise */
 };
 
 enum config_type {

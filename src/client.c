@@ -435,6 +435,8 @@ struct client *client_new(struct worker *w, int fd, const struct sockaddr *addr,
 	c->connect_us = worker_now_us(w);
 	list_init(&c->wait_node);
 	param_list_init(&c->params);
+	if (addrlen > 0 && (size_t)addrlen <= sizeof(c->peer))
+		memcpy(&c->peer, addr, (size_t)addrlen);
 	format_addr(c, addr);
 	if (!is_unix)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

@@ -8,6 +8,8 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +25,7 @@
 #include "proto/frame.h"
 #include "proto/sqlstate.h"
 #include "runtime.h"
+#include "tls.h"
 #include "worker.h"
 
 #define MAX_UNRECOGNIZED 16
@@ -247,12 +250,93 @@ static const struct scram_secret *scram_secret_for(const struct client *c,
 	return &c->w->dummy_secret;
 }
 
+/* "host \"1.2.3.4\", user \"u\", database \"d\", TLS on": names a connection in refusals. */
+static void describe_connection(const struct client *c, char *buf, size_t len)
+{
+	if (c->is_unix)
+		snprintf(buf, len, "local connection, user \"%s\", database \"%s\"", c->user,
+		         c->dbname);
+	else
+		snprintf(buf, len, "host \"%.*s\", user \"%s\", database \"%s\", %s",
+		         (int)strcspn(c->addr, ":"), c->addr, c->user, c->dbname,
+		         c->tls ? "TLS on" : "TLS off");
+}
+
+/*
+ * The authentication method: the first matching auth_hba_file rule (no rule
+ * or a reject rule refuses the client, as Postgres does), else auth_type.
+ * Returns an enum auth_type, or -1 when the client was refused.
+ */
+static int auth_method(struct client *c)
+{
+	const struct config *cfg = c->w->cfg;
+	const struct hba_rule *rule;
+	char who[256];
+
+	if (cfg->auth_hba_file[0] == '\0')
+		return cfg->auth_type;
+	rule = hba_match(&cfg->hba, c->is_unix, c->tls, c->is_unix ? NULL : (struct sockaddr *)&c->peer,
+	                 c->dbname, c->user);
+	if (rule == NULL || rule->method == HBA_REJECT) {
+		describe_connection(c, who, sizeof(who));
+		if (rule == NULL)
+			client_fail(c, SQLSTATE_INVALID_AUTHORIZATION, "no auth_hba_file entry for %s",
+			            who);
+		else
+			client_fail(c, SQLSTATE_INVALID_AUTHORIZATION,
+			            "auth_hba_file rejects connection for %s (line %d)", who,
+			            rule->line);
+		return -1;
+	}
+	switch (rule->method) {
+	case HBA_TRUST:
+		return AUTH_TRUST;
+	case HBA_MD5:
+		return AUTH_MD5;
+	case HBA_PASSWORD:
+		return AUTH_PLAIN;
+	case HBA_CERT:
+		return AUTH_CERT;
+	default:
+		return AUTH_SCRAM;
+	}
+}
+
+/*
+ * cert: the client's TLS certificate, verified against client_tls_ca_file,
+ * must name the user as its common name.  Fails the client otherwise.
+ */
+static bool cert_matches_user(struct client *c)
+{
+	SSL *ssl = c->tls ? bufferevent_openssl_get_ssl(c->bev) : NULL;
+	X509 *cert = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
+	char cn[256] = "";
+
+	if (cert == NULL || SSL_get_verify_result(ssl) != X509_V_OK) {
+		client_fail(c, SQLSTATE_INVALID_AUTHORIZATION,
+		            "certificate authentication failed for user \"%s\": no verified client "
+		            "certificate (connect with TLS and sslcert/sslkey)",
+		            c->user);
+		return false;
+	}
+	X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof(cn));
+	if (strcmp(cn, c->user) != 0) {
+		client_fail(c, SQLSTATE_INVALID_AUTHORIZATION,
+		            "certificate authentication failed for user \"%s\": the certificate is "
+		            "for \"%s\"",
+		            c->user, cn);
+		return false;
+	}
+	return true;
+}
+
 static void begin_auth(struct client *c)
 {
 	const struct config *cfg = c->w->cfg;
 	const struct user_secret *secret = auth_file_find(&cfg->auth, c->user);
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	bool use_scram;
+	int method;
 
 	if (c->refuse == REFUSE_TOO_MANY) {
 		client_fail(c, SQLSTATE_TOO_MANY_CONNECTIONS,
@@ -264,18 +348,25 @@ static void begin_auth(struct client *c)
 		client_fail(c, SQLSTATE_CANNOT_CONNECT_NOW, "sluice is shutting down");
 		return;
 	}
-	if (cfg->auth_type == AUTH_TRUST) {
+	if ((method = auth_method(c)) < 0)
+		return;
+	if (method == AUTH_TRUST) {
 		client_login_finish(c);
 		return;
 	}
-	if (cfg->auth_type == AUTH_PLAIN) {
+	if (method == AUTH_CERT) {
+		if (cert_matches_user(c))
+			client_login_finish(c);
+		return;
+	}
+	if (method == AUTH_PLAIN) {
 		c->login = LOGIN_PASSWORD;
 		build_auth(out, 3, NULL, 0);
 		return;
 	}
 	/* md5 cannot be checked against a SCRAM verifier, and SCRAM not against an md5 hash. */
-	use_scram = cfg->auth_type == AUTH_SCRAM ? secret == NULL || secret->kind != SECRET_MD5
-	                                         : secret != NULL && secret->kind == SECRET_SCRAM;
+	use_scram = method == AUTH_SCRAM ? secret == NULL || secret->kind != SECRET_MD5
+	                                 : secret != NULL && secret->kind == SECRET_SCRAM;
 	if (use_scram) {
 		c->scram = calloc(1, sizeof(*c->scram));
 		if (c->scram == NULL) {

@@ -1355,6 +1355,7 @@ void config_free(struct config *cfg)
 	free(cfg->users);
 	config_tenants_free(cfg);
 	auth_file_fini(&cfg->auth);
+	hba_fini(&cfg->hba);
 	free(cfg->source);
 	free(cfg);
 }
@@ -1363,27 +1364,43 @@ void config_free(struct config *cfg)
  * A relative auth_file is taken from the ini file's directory, so a config
  * directory can be moved or used from any working directory as a whole.
  */
-static int auth_load(struct config *cfg, const char *ini_path, struct config_error *err)
+/* A relative path option (auth_file, auth_hba_file) made absolute against the ini's directory. */
+static int resolve_relative(char **option, const char *ini_path, struct config_error *err)
 {
 	const char *slash = ini_path ? strrchr(ini_path, '/') : NULL;
 	char *full;
 	size_t need;
 	int dir_len;
 
-	if (cfg->auth_file[0] == '\0')
+	if ((*option)[0] == '\0' || (*option)[0] == '/' || slash == NULL)
 		return 0;
-	if (cfg->auth_file[0] != '/' && slash != NULL) {
-		dir_len = (int)(slash - ini_path);
-		need = (size_t)dir_len + strlen(cfg->auth_file) + 2;
-		if ((full = malloc(need)) == NULL) {
-			set_error(err, "out of memory");
-			return -1;
-		}
-		snprintf(full, need, "%.*s/%s", dir_len, ini_path, cfg->auth_file);
-		free(cfg->auth_file);
-		cfg->auth_file = full;
+	dir_len = (int)(slash - ini_path);
+	need = (size_t)dir_len + strlen(*option) + 2;
+	if ((full = malloc(need)) == NULL) {
+		set_error(err, "out of memory");
+		return -1;
 	}
-	if (auth_file_load(cfg->auth_file, &cfg->auth, err->message, sizeof(err->message)) < 0)
+	snprintf(full, need, "%.*s/%s", dir_len, ini_path, *option);
+	free(*option);
+	*option = full;
+	return 0;
+}
+
+/*
+ * A relative auth_file or auth_hba_file is taken from the ini file's
+ * directory, so a config directory can be moved or used from any working
+ * directory as a whole.
+ */
+static int auth_load(struct config *cfg, const char *ini_path, struct config_error *err)
+{
+	if (resolve_relative(&cfg->auth_file, ini_path, err) < 0 ||
+	    resolve_relative(&cfg->auth_hba_file, ini_path, err) < 0)
+		return -1;
+	if (cfg->auth_file[0] != '\0' &&
+	    auth_file_load(cfg->auth_file, &cfg->auth, err->message, sizeof(err->message)) < 0)
+		return -1;
+	if (cfg->auth_hba_file[0] != '\0' &&
+	    hba_load(cfg->auth_hba_file, &cfg->hba, err->message, sizeof(err->message)) < 0)
 		return -1;
 	return 0;
 }
@@ -1422,7 +1439,8 @@ int config_validate(const struct config *cfg, struct config_error *err)
 		          src);
 		return -1;
 	}
-	if (cfg->auth_type != AUTH_TRUST && cfg->auth.count == 0) {
+	if (cfg->auth_type != AUTH_TRUST && cfg->auth_type != AUTH_CERT &&
+	    cfg->auth_hba_file[0] == '\0' && cfg->auth.count == 0) {
 		set_error(err,
 		          "%s: no users can log in: set auth_file, or give a URL with user "
 		          "and password (or auth_type = trust for tests)",

@@ -109,7 +109,8 @@ static const struct unit size_print_units[] = {
 
 /* Index order matches the enums in config.h. */
 static const char *const pool_mode_names[] = {"session", "transaction", "statement", NULL};
-static const char *const auth_type_names[] = {"scram-sha-256", "md5", "plain", "trust", NULL};
+static const char *const auth_type_names[] = {"scram-sha-256", "md5", "plain",
+                                              "trust",         "cert", NULL};
 static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_format_names[] = {"text", "json", NULL};
 static const char *const sslmode_names[] = {"disable", "allow",     "prefer",
@@ -151,10 +152,15 @@ static const struct config_option options[] = {
     OPT_STRING(server_tls_ciphers, "HIGH:!aNULL:!MD5", RELOAD_LIVE,
                "OpenSSL cipher list for TLS 1.2 to Postgres."),
     OPT_ENUM(auth_type, "scram-sha-256", auth_type_names,
-             "How clients prove their password; trust skips the check and is for tests only."),
+             "How clients prove their password (scram-sha-256, md5, plain, cert); trust skips "
+             "the check and is for tests only."),
     OPT_STRING(auth_file, "", RELOAD_LIVE,
                "User list (PgBouncer userlist.txt format); a relative path is relative to "
                "this file's directory."),
+    OPT_STRING(auth_hba_file, "", RELOAD_LIVE,
+               "Host-based rules in pg_hba.conf's format (local/host/hostssl/hostnossl; trust, "
+               "reject, md5, password, scram-sha-256, cert); when set they choose the method "
+               "for every client, console included. Relative to this file's directory."),
     OPT_ENUM(pool_mode, "transaction", pool_mode_names,
              "When a server connection goes back to the pool: after the session, "
              "transaction or statement."),

@@ -98,20 +98,28 @@ static SSL_CTX *build_accept(const struct config *cfg, char *err, size_t len)
 	if (ctx == NULL || load_pair(ctx, "client_tls", cfg->client_tls_cert_file,
 	                             cfg->client_tls_key_file, err, len) < 0)
 		goto fail;
-	if (cfg->client_tls_sslmode >= SSLMODE_VERIFY_CA) {
+	if (cfg->client_tls_sslmode >= SSLMODE_VERIFY_CA && cfg->client_tls_ca_file[0] == '\0') {
+		snprintf(err, len, "client_tls_sslmode verify-ca/verify-full needs client_tls_ca_file");
+		goto fail;
+	}
+	/*
+	 * With a CA, clients are asked for a certificate: verify-ca and
+	 * verify-full insist on one, below them it is optional and serves the
+	 * cert authentication method.
+	 */
+	if (cfg->client_tls_ca_file[0] != '\0') {
 		STACK_OF(X509_NAME) *names;
 
-		if (cfg->client_tls_ca_file[0] == '\0') {
-			snprintf(err, len, "client_tls_sslmode verify-ca/verify-full needs "
-			                   "client_tls_ca_file");
-			goto fail;
-		}
 		if (load_ca(ctx, "client_tls_ca_file", cfg->client_tls_ca_file, err, len) < 0)
 			goto fail;
 		names = SSL_load_client_CA_file(cfg->client_tls_ca_file);
 		if (names != NULL)
 			SSL_CTX_set_client_CA_list(ctx, names);
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+		SSL_CTX_set_verify(ctx,
+		                   cfg->client_tls_sslmode >= SSLMODE_VERIFY_CA
+		                       ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+		                       : SSL_VERIFY_PEER,
+		                   NULL);
 	}
 	return ctx;
 fail:

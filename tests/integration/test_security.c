@@ -374,3 +374,104 @@ Test(security, half_open_connections_do_not_disturb_established_clients)
 	}
 	cr_assert(harness_log_contains(h, "client_login_timeout"));
 }
+
+/* ---- auth_hba_file ---- */
+
+static void write_text(const char *dir, const char *name, const char *text)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	harness_write_file(path, text);
+}
+
+Test(security, hba_rules_allow_refuse_and_guard_the_console)
+{
+	char dir[64], ini[1024], extra[512];
+	struct harness_sluice *h;
+	PGconn *c;
+	char sqlstate[6];
+
+	make_certs(dir, sizeof(dir));
+	write_text(dir, "hba.conf",
+	           "local   all    all                  trust\n"
+	           "hostssl sluice admin   127.0.0.1/32 scram-sha-256\n"
+	           "host    all    md5user 127.0.0.1/32 reject\n"
+	           "host    app    app     127.0.0.1/32 scram-sha-256\n");
+	snprintf(ini, sizeof(ini),
+	         "auth_hba_file = %s/hba.conf\nadmin_users = admin\nclient_tls_sslmode = prefer\n"
+	         "client_tls_cert_file = %s/server.crt\nclient_tls_key_file = %s/server.key\n",
+	         dir, dir, dir);
+	h = harness_start_sluice_users(ini, "\"admin\" \"admin-secret\"\n");
+	c = harness_connect_ok(h, "app", "app-secret", "app");
+	cr_assert_eq(harness_query_int(c, "select 1"), 1);
+	PQfinish(c);
+
+	cr_assert(harness_connect_fails(h, "app", "app-secret", "other", sqlstate));
+	cr_assert_str_eq(sqlstate, "28000");
+	cr_assert(harness_connect_fails(h, "md5user", "md5-secret", "app", sqlstate));
+	cr_assert_str_eq(sqlstate, "28000");
+	cr_assert(harness_log_contains(h, "auth_hba_file rejects connection for host \"127.0.0.1\", "
+	                                  "user \"md5user\", database \"app\", TLS off (line 3)"));
+	cr_assert(harness_log_contains(h, "no auth_hba_file entry for host \"127.0.0.1\", user "
+	                                  "\"app\", database \"other\""));
+
+	/* The console follows the same rules: TLS only. */
+	snprintf(extra, sizeof(extra),
+	         "host=127.0.0.1 port=%d dbname=sluice user=admin password=admin-secret "
+	         "sslmode=disable",
+	         h->port);
+	c = PQconnectdb(extra);
+	cr_assert_eq(PQstatus(c), CONNECTION_BAD, "the console let a plain client in");
+	PQfinish(c);
+	snprintf(extra, sizeof(extra),
+	         "host=127.0.0.1 port=%d dbname=sluice user=admin password=admin-secret "
+	         "sslmode=require",
+	         h->port);
+	c = PQconnectdb(extra);
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	PQclear(harness_exec_ok(c, "SHOW VERSION"));
+	PQfinish(c);
+
+	/* Unix socket: trust, no password asked. */
+	snprintf(extra, sizeof(extra), "host=%s port=%d dbname=app user=app", h->dir, h->port);
+	c = PQconnectdb(extra);
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	cr_assert_eq(PQconnectionUsedPassword(c), 0);
+	PQfinish(c);
+}
+
+Test(security, cert_authentication_maps_the_common_name_to_the_user)
+{
+	char dir[64], ini[1024], extra[512];
+	struct harness_sluice *h;
+	PGconn *c;
+
+	make_certs(dir, sizeof(dir));
+	write_text(dir, "hba.conf", "hostssl app app,md5user 127.0.0.1/32 cert\n");
+	snprintf(ini, sizeof(ini), "auth_hba_file = %s/hba.conf\n", dir);
+	h = start_tls(dir, "require", ini);
+	snprintf(extra, sizeof(extra), "sslmode=require sslcert=%s/client.crt sslkey=%s/client.key",
+	         dir, dir);
+	c = connect_with(h, extra);
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	cr_assert_eq(PQconnectionUsedPassword(c), 0);
+	cr_assert_eq(harness_query_int(c, "select 3"), 3);
+	PQfinish(c);
+
+	c = connect_with(h, "sslmode=require");
+	cr_assert_eq(PQstatus(c), CONNECTION_BAD);
+	cr_assert(strstr(PQerrorMessage(c), "no verified client certificate") != NULL, "%s",
+	          PQerrorMessage(c));
+	PQfinish(c);
+
+	snprintf(extra, sizeof(extra),
+	         "host=127.0.0.1 port=%d dbname=app user=md5user sslmode=require "
+	         "sslcert=%s/client.crt sslkey=%s/client.key",
+	         h->port, dir, dir);
+	c = PQconnectdb(extra);
+	cr_assert_eq(PQstatus(c), CONNECTION_BAD);
+	cr_assert(strstr(PQerrorMessage(c), "the certificate is for \"app\"") != NULL, "%s",
+	          PQerrorMessage(c));
+	PQfinish(c);
+}
