@@ -46,6 +46,13 @@ struct auth_file {
  * into err.  *out is overwritten either way (empty on error).
  */
 int auth_file_load(const char *path, struct auth_file *out, char *err, size_t errlen);
+/*
+ * One secret as a userlist line would give it (md5 hash, SCRAM verifier or
+ * plain password), for credentials from elsewhere (auth_query).  Returns 0,
+ * or -1 when it is empty or malformed.
+ */
+int user_secret_from_text(struct user_secret *u, const char *user, const char *secret);
+void user_secret_free(struct user_secret *u);
 /* Add one user with a plain password (used for --upstream / DATABASE_URL). */
 int auth_file_add_plain(struct auth_file *af, const char *user, const char *password);
 void auth_file_fini(struct auth_file *af);

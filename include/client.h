@@ -38,6 +38,7 @@ enum login_step {
 	LOGIN_SASL_FINAL,   /* sent SASLContinue, waiting for SASLResponse */
 	LOGIN_WAIT_POOL,    /* authenticated, waiting for the pool's first server login */
 	LOGIN_THROTTLED,    /* authenticated, waiting for a token of the tenant's connect_rate */
+	LOGIN_AUTH_QUERY,   /* waiting for auth_query to find the user's credentials */
 };
 
 /* Read-suspend reasons: reading resumes only when all are clear. */
@@ -71,6 +72,9 @@ struct client {
 	struct scram_server *scram; /* SCRAM exchange state during login only */
 	uint8_t md5_salt[4];        /* salt of the md5 challenge */
 	bool password_md5;          /* LOGIN_PASSWORD expects an md5 response, not cleartext */
+	int auth_method;            /* enum auth_type chosen for this login */
+	bool auth_queried;          /* auth_query answered (queried_secret NULL = no such user) */
+	struct user_secret *queried_secret; /* its answer, owned */
 	bool has_client_key;        /* SCRAM succeeded: client_key is valid */
 	uint8_t client_key[SCRAM_KEY_LEN]; /* for SCRAM pass-through to the server */
 	uint32_t cancel_pid, cancel_key;   /* synthetic BackendKeyData */
@@ -119,6 +123,8 @@ int client_start_tls(struct client *c);
 
 /* Startup and authentication input (client_login.c). */
 void client_login_input(struct client *c);
+/* auth_query answered for this client: go on with the password exchange. */
+void client_login_auth_answered(struct client *c);
 /* Authenticated: pick the pool, admit to the tenant, welcome (again after a throttle). */
 void client_login_finish(struct client *c);
 

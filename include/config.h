@@ -90,6 +90,9 @@ struct config {
 	int auth_type;            /* enum auth_type */
 	char *auth_file;          /* PgBouncer userlist format; "" = none */
 	char *auth_hba_file;      /* pg_hba.conf-style rules; "" = auth_type for everyone */
+	char *auth_user;          /* auth_query runs as this user; "" = no auth_query */
+	char *auth_query;         /* SQL with $1 = the user name */
+	int64_t auth_query_cache_ttl_us; /* answers reused this long */
 	int pool_mode;            /* enum pool_mode */
 	int default_pool_size;    /* server connections per (db, user) pool */
 	int min_pool_size;        /* idle servers kept open per pool */

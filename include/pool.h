@@ -80,6 +80,7 @@ struct pool {
 	char last_error[256];           /* its message, sent to clients during backoff */
 	bool has_client_key;            /* SCRAM pass-through keys learned from a client */
 	uint8_t client_key[SCRAM_KEY_LEN];
+	uint8_t server_key[SCRAM_KEY_LEN]; /* from that client's verifier (file or auth_query) */
 	bool needs_reconnect;         /* db definition changed on reload: retire servers */
 	struct pool_stats stats;      /* counters, written only by this worker */
 	struct pool_latency lat;      /* histograms, outcome counters (latency.h); this worker's */

@@ -35,6 +35,8 @@ struct worker {
 	struct inbox inbox;               /* work posted by other threads */
 	struct list_node clients;         /* every live client */
 	struct list_node pools;           /* every pool */
+	struct list_node auth_queries;    /* auth_query connections (auth_query.c) */
+	struct list_node auth_cache;      /* auth_query answers, until they expire */
 	struct list_node closing_clients; /* closed, still flushing a final message */
 	struct list_node dead_clients;    /* closed, freed by the reaper */
 	struct list_node dead_servers;    /* closed, freed by the reaper */

@@ -186,6 +186,20 @@ static int auth_file_put(struct auth_file *af, struct user_secret *u)
 	return 0;
 }
 
+int user_secret_from_text(struct user_secret *u, const char *user, const char *secret)
+{
+	const char *why;
+
+	if (user == NULL || secret == NULL || user[0] == '\0' || secret[0] == '\0')
+		return -1;
+	return user_secret_init(u, user, secret, true, &why);
+}
+
+void user_secret_free(struct user_secret *u)
+{
+	user_secret_fini(u);
+}
+
 int auth_file_add_plain(struct auth_file *af, const char *user, const char *password)
 {
 	struct user_secret u;

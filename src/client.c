@@ -228,6 +228,10 @@ void client_free(struct client *c)
 		OPENSSL_cleanse(c->scram, sizeof(*c->scram));
 		free(c->scram);
 	}
+	if (c->queried_secret != NULL) {
+		user_secret_free(c->queried_secret);
+		free(c->queried_secret);
+	}
 	free(c->capture);
 	free(c->user);
 	free(c->dbname);

@@ -16,6 +16,7 @@
 #include "admin.h"
 #include "admission.h"
 #include "auth.h"
+#include "auth_query.h"
 #include "auth_scram.h"
 #include "cancel.h"
 #include "client.h"
@@ -190,6 +191,8 @@ static void auth_failed(struct client *c)
 	            c->user);
 }
 
+static const struct user_secret *client_secret(const struct client *c);
+
 void client_login_finish(struct client *c)
 {
 	const struct config *cfg = c->w->cfg;
@@ -223,7 +226,12 @@ void client_login_finish(struct client *c)
 		return;
 	/* The proof's key logs the same user into Postgres without a stored password. */
 	if (c->has_client_key && strcmp(server_user, c->user) == 0) {
+		const struct user_secret *secret = client_secret(c);
+
 		memcpy(c->pool->client_key, c->client_key, SCRAM_KEY_LEN);
+		/* And the ServerKey that checks Postgres' answer, wherever the verifier came from. */
+		if (secret != NULL && secret->kind == SECRET_SCRAM)
+			memcpy(c->pool->server_key, secret->scram.server_key, SCRAM_KEY_LEN);
 		c->pool->has_client_key = true;
 	}
 	build_auth(bufferevent_get_output(c->bev), 0, NULL, 0);
@@ -330,12 +338,49 @@ static bool cert_matches_user(struct client *c)
 	return true;
 }
 
+/* The user's credentials: the auth_file's, else what auth_query found; NULL = unknown user. */
+static const struct user_secret *client_secret(const struct client *c)
+{
+	if (c->queried_secret != NULL)
+		return c->queried_secret;
+	return auth_file_find(&c->w->cfg->auth, c->user);
+}
+
+/* Ask for the password, or start SCRAM, as c->auth_method says. */
+static void ask_password(struct client *c)
+{
+	const struct user_secret *secret = client_secret(c);
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	bool use_scram;
+
+	if (c->auth_method == AUTH_PLAIN) {
+		c->login = LOGIN_PASSWORD;
+		build_auth(out, 3, NULL, 0);
+		return;
+	}
+	/* md5 cannot be checked against a SCRAM verifier, and SCRAM not against an md5 hash. */
+	use_scram = c->auth_method == AUTH_SCRAM ? secret == NULL || secret->kind != SECRET_MD5
+	                                         : secret != NULL && secret->kind == SECRET_SCRAM;
+	if (use_scram) {
+		c->scram = calloc(1, sizeof(*c->scram));
+		if (c->scram == NULL) {
+			client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
+			return;
+		}
+		scram_server_init(c->scram, scram_secret_for(c, secret), NULL);
+		c->login = LOGIN_SASL_INITIAL;
+		build_auth_sasl(out, SCRAM_MECHANISM);
+		return;
+	}
+	RAND_bytes(c->md5_salt, sizeof(c->md5_salt));
+	c->password_md5 = true;
+	c->login = LOGIN_PASSWORD;
+	build_auth(out, 5, c->md5_salt, sizeof(c->md5_salt));
+}
+
 static void begin_auth(struct client *c)
 {
 	const struct config *cfg = c->w->cfg;
-	const struct user_secret *secret = auth_file_find(&cfg->auth, c->user);
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-	bool use_scram;
 	int method;
 
 	if (c->refuse == REFUSE_TOO_MANY) {
@@ -359,29 +404,21 @@ static void begin_auth(struct client *c)
 			client_login_finish(c);
 		return;
 	}
-	if (method == AUTH_PLAIN) {
-		c->login = LOGIN_PASSWORD;
-		build_auth(out, 3, NULL, 0);
-		return;
-	}
-	/* md5 cannot be checked against a SCRAM verifier, and SCRAM not against an md5 hash. */
-	use_scram = method == AUTH_SCRAM ? secret == NULL || secret->kind != SECRET_MD5
-	                                 : secret != NULL && secret->kind == SECRET_SCRAM;
-	if (use_scram) {
-		c->scram = calloc(1, sizeof(*c->scram));
-		if (c->scram == NULL) {
-			client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
+	c->auth_method = method;
+	/* Not in the auth_file: ask Postgres (the console's users come from the file only). */
+	if (client_secret(c) == NULL && cfg->auth_user[0] != '\0' &&
+	    !admin_is_console_db(cfg, c->dbname)) {
+		c->login = LOGIN_AUTH_QUERY;
+		if (!auth_query_lookup(c))
 			return;
-		}
-		scram_server_init(c->scram, scram_secret_for(c, secret), NULL);
-		c->login = LOGIN_SASL_INITIAL;
-		build_auth_sasl(out, SCRAM_MECHANISM);
-		return;
 	}
-	RAND_bytes(c->md5_salt, sizeof(c->md5_salt));
-	c->password_md5 = true;
-	c->login = LOGIN_PASSWORD;
-	build_auth(out, 5, c->md5_salt, sizeof(c->md5_salt));
+	ask_password(c);
+}
+
+void client_login_auth_answered(struct client *c)
+{
+	if (c->state == CLIENT_LOGIN && c->login == LOGIN_AUTH_QUERY)
+		ask_password(c);
 }
 
 static bool check_cleartext(const struct client *c, const struct user_secret *secret,
@@ -410,7 +447,7 @@ static bool check_cleartext(const struct client *c, const struct user_secret *se
 
 static void password_message(struct client *c, const uint8_t *body, size_t len)
 {
-	const struct user_secret *secret = auth_file_find(&c->w->cfg->auth, c->user);
+	const struct user_secret *secret = client_secret(c);
 	struct msg_reader r;
 	const char *password;
 	bool ok;
@@ -469,7 +506,7 @@ static void sasl_initial(struct client *c, const uint8_t *body, size_t len)
 
 static void sasl_final(struct client *c, const uint8_t *body, size_t len)
 {
-	const struct user_secret *secret = auth_file_find(&c->w->cfg->auth, c->user);
+	const struct user_secret *secret = client_secret(c);
 	const char *err = "malformed SASL message";
 	char reply[SCRAM_MSG_MAX + 1];
 
@@ -536,6 +573,7 @@ void client_login_input(struct client *c)
 			break;
 		case LOGIN_WAIT_POOL:
 		case LOGIN_THROTTLED:
+		case LOGIN_AUTH_QUERY:
 			more = false;
 			break;
 		}

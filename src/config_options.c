@@ -157,6 +157,16 @@ static const struct config_option options[] = {
     OPT_STRING(auth_file, "", RELOAD_LIVE,
                "User list (PgBouncer userlist.txt format); a relative path is relative to "
                "this file's directory."),
+    OPT_STRING(auth_user, "", RELOAD_LIVE,
+               "Users missing from auth_file are looked up with auth_query, on a connection "
+               "logged in as this user (password from auth_file or the database entry); "
+               "empty = off."),
+    OPT_STRING(auth_query, "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1",
+               RELOAD_LIVE,
+               "Returns (name, password or verifier) for the user name bound as $1; never "
+               "built from the name."),
+    OPT_DURATION(auth_query_cache_ttl, "30s",
+                 "How long an auth_query answer (found or not) is reused; 0 = ask every time."),
     OPT_STRING(auth_hba_file, "", RELOAD_LIVE,
                "Host-based rules in pg_hba.conf's format (local/host/hostssl/hostnossl; trust, "
                "reject, md5, password, scram-sha-256, cert); when set they choose the method "

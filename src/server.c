@@ -382,10 +382,9 @@ static int auth_sasl_start(struct server *s, struct msg_reader *r, struct evbuff
 	if (password != NULL) {
 		if (scram_client_init_password(s->scram, password, NULL) < 0)
 			return -1;
-	} else if (secret != NULL && secret->kind == SECRET_SCRAM && s->pool->has_client_key) {
+	} else if (s->pool->has_client_key) {
 		/* Pass-through: the key a client proved it has, no plaintext stored anywhere. */
-		scram_client_init_keys(s->scram, s->pool->client_key, secret->scram.server_key,
-		                       NULL);
+		scram_client_init_keys(s->scram, s->pool->client_key, s->pool->server_key, NULL);
 	} else {
 		return -1;
 	}

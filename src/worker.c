@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "auth_query.h"
 #include "auth_scram.h"
 #include "client.h"
 #include "pool.h"
@@ -90,6 +91,8 @@ struct worker *worker_new(struct runtime *rt, int id, struct snapshot *snap)
 	w->log = &rt->log;
 	list_init(&w->clients);
 	list_init(&w->pools);
+	list_init(&w->auth_queries);
+	list_init(&w->auth_cache);
 	list_init(&w->closing_clients);
 	list_init(&w->dead_clients);
 	list_init(&w->dead_servers);
@@ -183,6 +186,7 @@ void worker_free(struct worker *w)
 		reaper_cb(-1, 0, w);
 		event_free(w->reaper);
 	}
+	auth_query_fini(w);
 	admin_worker_free(w->admin);
 	statslog_fini(w);
 	if (w->inbox.wake != NULL)

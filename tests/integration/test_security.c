@@ -475,3 +475,97 @@ Test(security, cert_authentication_maps_the_common_name_to_the_user)
 	          PQerrorMessage(c));
 	PQfinish(c);
 }
+
+/* ---- auth_query ---- */
+
+#define TRICKY_USER "o'brien; drop table auth_canary; --"
+
+/* A role whose name would break SQL built by pasting, and a lookup function for app. */
+static void prepare_auth_query(void)
+{
+	PGconn *super = harness_pg_super("app");
+
+	PQclear(harness_exec_ok(super, "set password_encryption = 'scram-sha-256'"));
+	PQclear(harness_exec_ok(super, "drop role if exists \"" TRICKY_USER "\""));
+	PQclear(harness_exec_ok(super, "create role \"" TRICKY_USER "\" login password 'q-secret'"));
+	PQclear(harness_exec_ok(super, "create table if not exists auth_canary (x int)"));
+	PQclear(harness_exec_ok(
+	    super, "create or replace function public.sluice_lookup(text) "
+	           "returns table (usename name, passwd text) language sql security definer "
+	           "as $$ select usename, passwd from pg_catalog.pg_shadow where usename = $1 $$"));
+	PQclear(harness_exec_ok(super, "grant execute on function public.sluice_lookup(text) to app"));
+}
+
+static PGconn *connect_user(struct harness_sluice *h, const char *user, const char *password)
+{
+	const char *keys[] = {"host", "port", "dbname", "user", "password", NULL};
+	char port[16];
+	const char *values[] = {"127.0.0.1", port, "app", user, password, NULL};
+
+	snprintf(port, sizeof(port), "%d", h->port);
+	return PQconnectdbParams(keys, values, 0);
+}
+
+Test(security, auth_query_finds_users_by_bound_parameter_and_caches_answers)
+{
+	struct harness_sluice *h;
+	PGconn *c, *super;
+	PGresult *res;
+
+	prepare_auth_query();
+	h = harness_start_sluice("auth_user = app\n"
+	                         "auth_query = SELECT usename, passwd FROM public.sluice_lookup($1)\n"
+	                         "auth_query_cache_ttl = 1h\n");
+	c = connect_user(h, TRICKY_USER, "q-secret");
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	res = harness_exec_ok(c, "select current_user");
+	cr_assert_str_eq(PQgetvalue(res, 0, 0), TRICKY_USER);
+	PQclear(res);
+	PQfinish(c);
+	super = harness_pg_super("app");
+	cr_assert_eq(harness_query_int(super, "select count(*) from pg_tables "
+	                                      "where tablename = 'auth_canary'"),
+	             1, "the user name was run as SQL");
+
+	c = connect_user(h, TRICKY_USER, "wrong");
+	cr_assert_eq(PQstatus(c), CONNECTION_BAD);
+	cr_assert(strstr(PQerrorMessage(c), "password authentication failed") != NULL, "%s",
+	          PQerrorMessage(c));
+	PQfinish(c);
+	c = connect_user(h, "nobody_here", "x");
+	cr_assert_eq(PQstatus(c), CONNECTION_BAD);
+	cr_assert(strstr(PQerrorMessage(c), "password authentication failed") != NULL, "%s",
+	          PQerrorMessage(c));
+	PQfinish(c);
+
+	/* Cached: a new password in Postgres is seen by sluice only after the TTL. */
+	PQclear(harness_exec_ok(super, "alter role \"" TRICKY_USER "\" password 'q-secret-2'"));
+	c = connect_user(h, TRICKY_USER, "q-secret-2");
+	cr_assert_eq(PQstatus(c), CONNECTION_BAD, "the cached verifier was not used");
+	PQfinish(c);
+	/* The auth_file still wins for users it lists. */
+	c = harness_connect_ok(h, "app", "app-secret", "app");
+	PQfinish(c);
+}
+
+Test(security, auth_query_without_cache_sees_password_changes)
+{
+	struct harness_sluice *h;
+	PGconn *c, *super;
+
+	prepare_auth_query();
+	h = harness_start_sluice("auth_user = app\n"
+	                         "auth_query = SELECT usename, passwd FROM public.sluice_lookup($1)\n"
+	                         "auth_query_cache_ttl = 0\n");
+	c = connect_user(h, TRICKY_USER, "q-secret");
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	PQfinish(c);
+	super = harness_pg_super("app");
+	PQclear(harness_exec_ok(super, "alter role \"" TRICKY_USER "\" password 'q-secret-2'"));
+	c = connect_user(h, TRICKY_USER, "q-secret-2");
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	PQfinish(c);
+	c = connect_user(h, TRICKY_USER, "q-secret");
+	cr_assert_eq(PQstatus(c), CONNECTION_BAD);
+	PQfinish(c);
+}
