@@ -29,7 +29,7 @@ struct query_capture;
 enum client_state { CLIENT_LOGIN, CLIENT_IDLE, CLIENT_WAITING, CLIENT_ACTIVE, CLIENT_CLOSING };
 
 /* Why a new client is refused once its startup packet is read. */
-enum client_refusal { REFUSE_NONE, REFUSE_TOO_MANY, REFUSE_SHUTDOWN };
+enum client_refusal { REFUSE_NONE, REFUSE_TOO_MANY, REFUSE_SHUTDOWN, REFUSE_IP_RATE };
 
 enum login_step {
 	LOGIN_STARTUP,      /* waiting for StartupMessage / SSLRequest / CancelRequest */

@@ -100,6 +100,8 @@ struct config {
 	int max_db_connections;   /* server connections per db over all pools; 0 = no cap */
 	int max_user_connections; /* server connections per user over all pools; 0 = no cap */
 	char *server_reset_query; /* run on release in session mode */
+	int connect_rate_per_ip;             /* logins per second from one address; 0 = no limit */
+	int connect_burst_per_ip;            /* bucket size for it */
 	int64_t client_login_timeout_us;     /* startup + auth must finish within this; 0 = off */
 	int64_t query_wait_timeout_us;       /* longest wait in the queue for a server; 0 = off */
 	int64_t idle_transaction_timeout_us; /* close a client idle inside a transaction; 0 = off */

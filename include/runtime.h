@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "inbox.h"
+#include "ip_limit.h"
 #include "limiter.h"
 #include "log.h"
 #include "tls.h"
@@ -65,6 +66,7 @@ struct runtime {
 	struct quota *quotas;            /* registry, entries live until exit */
 	struct tenant_state *tenants;    /* registry (same lock), entries live until exit */
 	struct limiter limiter;          /* token buckets behind tenant rate limits */
+	struct ip_limiter ip_logins;     /* connect_rate_per_ip buckets (control loop only) */
 	bool draining;                   /* SIGTERM received */
 	int workers_drained;             /* workers that reported zero clients */
 	int exit_code;

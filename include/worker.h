@@ -73,6 +73,7 @@ struct accepted_socket {
 	struct sockaddr_storage addr; /* peer */
 	socklen_t addrlen;
 	bool is_unix; /* came in on the Unix socket */
+	bool over_ip_rate; /* its address is over connect_rate_per_ip */
 };
 void worker_post_accept(struct worker *w, struct accepted_socket *sock);
 void worker_post_config(struct worker *w, struct snapshot *snap);

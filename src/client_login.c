@@ -389,6 +389,12 @@ static void begin_auth(struct client *c)
 		            cfg->max_client_conn);
 		return;
 	}
+	if (c->refuse == REFUSE_IP_RATE) {
+		client_fail(c, SQLSTATE_CONFIGURATION_LIMIT,
+		            "too many login attempts from this address (connect_rate_per_ip %d/s)",
+		            cfg->connect_rate_per_ip);
+		return;
+	}
 	if (c->refuse == REFUSE_SHUTDOWN) {
 		client_fail(c, SQLSTATE_CANNOT_CONNECT_NOW, "sluice is shutting down");
 		return;

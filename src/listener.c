@@ -5,6 +5,7 @@
 #include "listener.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <event2/listener.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -41,6 +42,15 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 		addrlen = (int)sizeof(sock->addr);
 	memcpy(&sock->addr, addr, (size_t)addrlen);
 	sock->addrlen = (socklen_t)addrlen;
+	if (!l->is_unix) {
+		const struct config *cfg = rt->snap->cfg;
+		struct timeval now;
+
+		event_base_gettimeofday_cached(rt->base, &now);
+		sock->over_ip_rate = !ip_limiter_admit(
+		    &rt->ip_logins, addr, cfg->connect_rate_per_ip, cfg->connect_burst_per_ip,
+		    (int64_t)now.tv_sec * 1000000 + now.tv_usec);
+	}
 	worker_post_accept(rt->workers[rt->next_worker], sock);
 	rt->next_worker = (rt->next_worker + 1) % rt->nworkers;
 }

@@ -368,6 +368,7 @@ void runtime_fini(struct runtime *rt)
 		free(q);
 		q = next;
 	}
+	ip_limiter_fini(&rt->ip_logins);
 	while (rt->tenants != NULL) {
 		struct tenant_state *next = rt->tenants->next;
 

@@ -207,7 +207,11 @@ static void accept_fn(void *owner, void *arg)
 	struct worker *w = owner;
 	struct accepted_socket *sock = arg;
 
-	client_new(w, sock->fd, (struct sockaddr *)&sock->addr, (int)sock->addrlen, sock->is_unix);
+	struct client *c = client_new(w, sock->fd, (struct sockaddr *)&sock->addr,
+	                              (int)sock->addrlen, sock->is_unix);
+
+	if (c != NULL && sock->over_ip_rate && c->refuse == REFUSE_NONE)
+		c->refuse = REFUSE_IP_RATE;
 	free(sock);
 }
 

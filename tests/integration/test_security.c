@@ -569,3 +569,35 @@ Test(security, auth_query_without_cache_sees_password_changes)
 	cr_assert_eq(PQstatus(c), CONNECTION_BAD);
 	PQfinish(c);
 }
+
+Test(security, connect_rate_per_ip_refuses_a_login_flood_before_authentication)
+{
+	struct harness_sluice *h = harness_start_sluice("connect_rate_per_ip = 1\n"
+	                                                "connect_burst_per_ip = 3\n");
+	PGconn *c, *kept = harness_connect_ok(h, "app", "app-secret", "app");
+	char sqlstate[6], sock[512];
+	int refused = 0;
+	double start = harness_now(), seconds;
+
+	for (int i = 0; i < 10; i++) {
+		if (harness_connect_fails(h, "app", "app-secret", "app", sqlstate)) {
+			cr_assert_str_eq(sqlstate, "53400");
+			refused++;
+		}
+	}
+	/* At most the burst plus one login per second of the loop got in. */
+	seconds = harness_now() - start;
+	cr_assert_geq(10 - refused, 0);
+	cr_assert_leq(10 - refused, 3 + (int)seconds + 1, "%d of 10 logins in %.1f s got in",
+	              10 - refused, seconds);
+	cr_assert_gt(refused, 0);
+	cr_assert(harness_log_contains(h, "too many login attempts from this address"));
+	/* Established clients and the Unix socket are untouched. */
+	cr_assert_eq(harness_query_int(kept, "select 9"), 9);
+	snprintf(sock, sizeof(sock), "host=%s port=%d dbname=app user=app password=app-secret",
+	         h->dir, h->port);
+	c = PQconnectdb(sock);
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	PQfinish(c);
+	PQfinish(kept);
+}

@@ -5,6 +5,7 @@
 #include "limiter.h"
 
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #define SEC INT64_C(1000000)
@@ -82,4 +83,61 @@ Test(limiter, take_is_all_or_none_across_kinds)
 	                   1e-9);
 	/* A kind with no rate is never a limit. */
 	cr_assert_eq(l.ops->take(&l, t, &lim, 1u << LIMIT_CONNECT, SEC, false, &blocking), 0);
+}
+
+/* ---- connect_rate_per_ip ---- */
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "ip_limit.h"
+
+static struct sockaddr_in addr4(const char *ip)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+
+	inet_pton(AF_INET, ip, &a.sin_addr);
+	return a;
+}
+
+Test(limiter, logins_are_limited_per_address)
+{
+	struct ip_limiter l = {0};
+	struct sockaddr_in a = addr4("10.0.0.1"), b = addr4("10.0.0.2");
+	int64_t t = 100 * SEC;
+
+	for (int i = 0; i < 3; i++)
+		cr_assert(ip_limiter_admit(&l, (struct sockaddr *)&a, 2, 3, t), "burst login %d", i);
+	cr_assert_not(ip_limiter_admit(&l, (struct sockaddr *)&a, 2, 3, t));
+	cr_assert(ip_limiter_admit(&l, (struct sockaddr *)&b, 2, 3, t), "another address is apart");
+	cr_assert(ip_limiter_admit(&l, (struct sockaddr *)&a, 2, 3, t + SEC / 2), "refilled");
+	cr_assert(ip_limiter_admit(&l, (struct sockaddr *)&a, 0, 3, t), "0 = no limit");
+	cr_assert_eq(ip_limiter_count(&l), 2);
+	ip_limiter_fini(&l);
+}
+
+Test(limiter, quiet_addresses_are_swept)
+{
+	struct ip_limiter l = {0};
+	int64_t t = 100 * SEC;
+	char ip[32];
+
+	/* A scan from many addresses, then quiet: the next sweep frees them. */
+	for (int i = 0; i < 5000; i++) {
+		struct sockaddr_in a;
+
+		snprintf(ip, sizeof(ip), "10.1.%d.%d", i / 250, i % 250);
+		a = addr4(ip);
+		ip_limiter_admit(&l, (struct sockaddr *)&a, 10, 2, t);
+	}
+	cr_assert_gt(ip_limiter_count(&l), 900);
+	for (int i = 0; i < 4096; i++) {
+		struct sockaddr_in a;
+
+		snprintf(ip, sizeof(ip), "10.2.%d.%d", i / 250, i % 250);
+		a = addr4(ip);
+		ip_limiter_admit(&l, (struct sockaddr *)&a, 10, 2, t + 10 * SEC);
+	}
+	cr_assert_lt(ip_limiter_count(&l), 4200, "%zu addresses kept", ip_limiter_count(&l));
+	ip_limiter_fini(&l);
 }
