@@ -98,7 +98,8 @@ int main(int argc, char **argv)
 			sql = optarg;
 			break;
 		default:
-			fprintf(stderr, "usage: tenant_load [-c COUNT] [-T SECONDS] [-s SQL] CONNINFO\n");
+			fprintf(stderr,
+			        "usage: tenant_load [-c COUNT] [-T SECONDS] [-s SQL] CONNINFO\n");
 			return 2;
 		}
 	}

@@ -44,11 +44,11 @@ struct db_def {
 	int pool_size;     /* CONFIG_INHERIT or override of default_pool_size */
 	int min_pool_size; /* CONFIG_INHERIT or override */
 	int pool_mode;     /* CONFIG_INHERIT or enum pool_mode */
-	int max_db_connections; /* CONFIG_INHERIT or cap over all pools of this db */
-	char *connect_options;  /* extra startup `options` sent to the server; NULL = none */
-	char *application_name; /* default application_name for server logins; NULL = none */
-	int64_t query_timeout;  /* CONFIG_INHERIT or override of query_timeout (microseconds) */
-	int64_t query_wait_timeout;       /* CONFIG_INHERIT or override (microseconds) */
+	int max_db_connections;     /* CONFIG_INHERIT or cap over all pools of this db */
+	char *connect_options;      /* extra startup `options` sent to the server; NULL = none */
+	char *application_name;     /* default application_name for server logins; NULL = none */
+	int64_t query_timeout;      /* CONFIG_INHERIT or override of query_timeout (microseconds) */
+	int64_t query_wait_timeout; /* CONFIG_INHERIT or override (microseconds) */
 	int64_t idle_transaction_timeout; /* CONFIG_INHERIT or override (microseconds) */
 	int64_t client_idle_timeout;      /* CONFIG_INHERIT or override (microseconds) */
 	int sslmode;                      /* CONFIG_INHERIT or enum sslmode (server_tls_sslmode) */
@@ -57,12 +57,12 @@ struct db_def {
 
 /* One [users] entry: `name = pool_mode=... pool_size=...`. */
 struct user_def {
-	char *name;               /* client user name */
-	int pool_mode;            /* CONFIG_INHERIT or enum pool_mode */
-	int pool_size;            /* CONFIG_INHERIT or override */
-	int max_user_connections; /* CONFIG_INHERIT or cap on server connections for this user */
-	int64_t query_timeout;    /* CONFIG_INHERIT or override of query_timeout (microseconds) */
-	int64_t query_wait_timeout;       /* CONFIG_INHERIT or override (microseconds) */
+	char *name;                 /* client user name */
+	int pool_mode;              /* CONFIG_INHERIT or enum pool_mode */
+	int pool_size;              /* CONFIG_INHERIT or override */
+	int max_user_connections;   /* CONFIG_INHERIT or cap on server connections for this user */
+	int64_t query_timeout;      /* CONFIG_INHERIT or override of query_timeout (microseconds) */
+	int64_t query_wait_timeout; /* CONFIG_INHERIT or override (microseconds) */
 	int64_t idle_transaction_timeout; /* CONFIG_INHERIT or override (microseconds) */
 	int64_t client_idle_timeout;      /* CONFIG_INHERIT or override (microseconds) */
 	int64_t statement_timeout;        /* CONFIG_INHERIT, or sent to Postgres at login */
@@ -72,11 +72,11 @@ struct config {
 	char *source; /* file path, or "environment" / "--upstream" for file-less starts */
 
 	/* [sluice]: field names are the ini keys; durations are microseconds */
-	char *listen_addr;        /* comma-separated addresses, "*" = all; "" = no TCP */
-	int listen_port;          /* TCP port (also names the Unix socket .s.PGSQL.<port>) */
-	char *unix_socket_dir;    /* directory for the Unix socket; "" = none */
-	int unix_socket_mode;     /* permissions of the socket file */
-	int workers;              /* worker threads, each with its own event loop */
+	char *listen_addr;          /* comma-separated addresses, "*" = all; "" = no TCP */
+	int listen_port;            /* TCP port (also names the Unix socket .s.PGSQL.<port>) */
+	char *unix_socket_dir;      /* directory for the Unix socket; "" = none */
+	int unix_socket_mode;       /* permissions of the socket file */
+	int workers;                /* worker threads, each with its own event loop */
 	int client_tls_sslmode;     /* enum sslmode */
 	char *client_tls_cert_file; /* PEM chain shown to clients */
 	char *client_tls_key_file;
@@ -87,21 +87,21 @@ struct config {
 	char *server_tls_cert_file;
 	char *server_tls_key_file;
 	char *server_tls_ciphers;
-	int auth_type;            /* enum auth_type */
-	char *auth_file;          /* PgBouncer userlist format; "" = none */
-	char *auth_hba_file;      /* pg_hba.conf-style rules; "" = auth_type for everyone */
-	char *auth_user;          /* auth_query runs as this user; "" = no auth_query */
-	char *auth_query;         /* SQL with $1 = the user name */
+	int auth_type;                   /* enum auth_type */
+	char *auth_file;                 /* PgBouncer userlist format; "" = none */
+	char *auth_hba_file;             /* pg_hba.conf-style rules; "" = auth_type for everyone */
+	char *auth_user;                 /* auth_query runs as this user; "" = no auth_query */
+	char *auth_query;                /* SQL with $1 = the user name */
 	int64_t auth_query_cache_ttl_us; /* answers reused this long */
-	int pool_mode;            /* enum pool_mode */
-	int default_pool_size;    /* server connections per (db, user) pool */
-	int min_pool_size;        /* idle servers kept open per pool */
-	int max_client_conn;      /* total client connections */
-	int max_db_connections;   /* server connections per db over all pools; 0 = no cap */
+	int pool_mode;                   /* enum pool_mode */
+	int default_pool_size;           /* server connections per (db, user) pool */
+	int min_pool_size;               /* idle servers kept open per pool */
+	int max_client_conn;             /* total client connections */
+	int max_db_connections;          /* server connections per db over all pools; 0 = no cap */
 	int max_user_connections; /* server connections per user over all pools; 0 = no cap */
 	char *server_reset_query; /* run on release in session mode */
-	int connect_rate_per_ip;             /* logins per second from one address; 0 = no limit */
-	int connect_burst_per_ip;            /* bucket size for it */
+	int connect_rate_per_ip;  /* logins per second from one address; 0 = no limit */
+	int connect_burst_per_ip; /* bucket size for it */
 	int64_t client_login_timeout_us;     /* startup + auth must finish within this; 0 = off */
 	int64_t query_wait_timeout_us;       /* longest wait in the queue for a server; 0 = off */
 	int64_t idle_transaction_timeout_us; /* close a client idle inside a transaction; 0 = off */
@@ -131,16 +131,16 @@ struct config {
 	int log_query_literals;          /* bool: keep literals in the slow-query log */
 	int max_prepared_statements;     /* per server in transaction mode; 0 = no tracking */
 
-	struct db_def *dbs;     /* [databases] in file order, then URL-defined ones */
-	size_t ndbs;            /* entries in dbs */
-	struct user_def *users; /* [users] in file order */
-	size_t nusers;          /* entries in users */
+	struct db_def *dbs;         /* [databases] in file order, then URL-defined ones */
+	size_t ndbs;                /* entries in dbs */
+	struct user_def *users;     /* [users] in file order */
+	size_t nusers;              /* entries in users */
 	struct tenant_def *tenants; /* [tenant.NAME] sections in file order */
 	size_t ntenants;
 	struct tier_def *tiers; /* [tier.NAME] sections */
 	size_t ntiers;
-	struct auth_file auth;  /* auth_file contents, read when the snapshot is built */
-	struct hba hba;         /* auth_hba_file rules, read likewise */
+	struct auth_file auth; /* auth_file contents, read when the snapshot is built */
+	struct hba hba;        /* auth_hba_file rules, read likewise */
 };
 
 enum config_type {

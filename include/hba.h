@@ -28,10 +28,10 @@ struct hba_rule {
 	size_t ndatabases;
 	char **users; /* NULL = all */
 	size_t nusers;
-	bool any_address;   /* "all", or a local rule */
-	int family;         /* AF_INET or AF_INET6 */
-	uint8_t addr[16];   /* network address, masked */
-	uint8_t mask[16];   /* netmask */
+	bool any_address; /* "all", or a local rule */
+	int family;       /* AF_INET or AF_INET6 */
+	uint8_t addr[16]; /* network address, masked */
+	uint8_t mask[16]; /* netmask */
 	enum hba_method method;
 	int line;
 };
@@ -49,8 +49,7 @@ void hba_fini(struct hba *h);
 
 /* The first rule matching; NULL = no rule (refuse).  addr is NULL for Unix sockets. */
 const struct hba_rule *hba_match(const struct hba *h, bool is_unix, bool tls,
-                                 const struct sockaddr *addr, const char *db,
-                                 const char *user);
+                                 const struct sockaddr *addr, const char *db, const char *user);
 
 const char *hba_method_name(enum hba_method m);
 

@@ -24,8 +24,8 @@ struct ip_limiter {
 };
 
 /* Take a login token for the address; false when it has none (per_second > 0). */
-bool ip_limiter_admit(struct ip_limiter *l, const struct sockaddr *addr, int per_second,
-                      int burst, int64_t now_us);
+bool ip_limiter_admit(struct ip_limiter *l, const struct sockaddr *addr, int per_second, int burst,
+                      int64_t now_us);
 /* Addresses tracked (for tests and SHOW). */
 size_t ip_limiter_count(const struct ip_limiter *l);
 void ip_limiter_fini(struct ip_limiter *l);

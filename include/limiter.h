@@ -19,8 +19,8 @@
 
 /* One token bucket (in-process limiter). */
 struct bucket {
-	double tokens;   /* may be negative: debt from statements inside transactions */
-	int64_t last_us; /* last refill; 0 = never used (starts full) */
+	double tokens;    /* may be negative: debt from statements inside transactions */
+	int64_t last_us;  /* last refill; 0 = never used (starts full) */
 	struct rate rate; /* the limit it was filled for: a reload that changes it starts afresh */
 	int64_t burst;
 };
@@ -30,7 +30,7 @@ struct tenant_state {
 	struct tenant_state *next; /* registry chain */
 	pthread_mutex_t lock;      /* guards buckets (in-process limiter) */
 	struct bucket buckets[LIMIT_KINDS];
-	_Atomic int clients;               /* logged-in clients */
+	_Atomic int clients;                    /* logged-in clients */
 	_Atomic uint64_t admitted[LIMIT_KINDS]; /* tokens taken without waiting */
 	_Atomic uint64_t delayed[LIMIT_KINDS];  /* requests that waited, then got a token */
 	_Atomic uint64_t rejected[LIMIT_KINDS]; /* 53400 sent */

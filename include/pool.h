@@ -31,8 +31,8 @@ struct pool_settings {
 	int64_t idle_transaction_timeout_us;
 	int64_t client_idle_timeout_us;
 	int64_t rate_limit_wait_us;
-	int max_server_conn; /* the tenant's cap over all its pools; 0 = none */
-	int max_client_conn; /* the tenant's logged-in clients; 0 = none */
+	int max_server_conn;                /* the tenant's cap over all its pools; 0 = none */
+	int max_client_conn;                /* the tenant's logged-in clients; 0 = none */
 	const struct tenant_limits *limits; /* the tenant's, in w->cfg; NULL = none */
 	bool rate_limited;                  /* a query or transaction rate is set */
 };
@@ -81,8 +81,8 @@ struct pool {
 	bool has_client_key;            /* SCRAM pass-through keys learned from a client */
 	uint8_t client_key[SCRAM_KEY_LEN];
 	uint8_t server_key[SCRAM_KEY_LEN]; /* from that client's verifier (file or auth_query) */
-	bool needs_reconnect;         /* db definition changed on reload: retire servers */
-	struct pool_stats stats;      /* counters, written only by this worker */
+	bool needs_reconnect;              /* db definition changed on reload: retire servers */
+	struct pool_stats stats;           /* counters, written only by this worker */
 	struct pool_latency lat;      /* histograms, outcome counters (latency.h); this worker's */
 	struct pool_stats stats_prev; /* counters at the stats_period tick before the last */
 	struct pool_stats stats_last; /* counters at the last stats_period tick */

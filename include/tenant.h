@@ -32,13 +32,13 @@ enum limit_kind { LIMIT_QUERY, LIMIT_TRANSACTION, LIMIT_CONNECT, LIMIT_KINDS };
  * exists); 0 means "no limit" / "off".
  */
 struct tenant_limits {
-	struct rate rate[LIMIT_KINDS];   /* query_rate, transaction_rate, connect_rate */
-	int64_t burst[LIMIT_KINDS];      /* query_burst...: bucket size; -1 = one second's worth */
-	int64_t max_client_conn;         /* clients logged in at once */
-	int64_t max_server_conn;         /* server connections over all its pools */
-	int64_t statement_timeout_us;    /* sent to Postgres as a startup option */
-	int64_t query_timeout_us;        /* sluice cancels statements running longer */
-	int64_t rate_limit_wait_us;      /* longest delay before a 53400 */
+	struct rate rate[LIMIT_KINDS]; /* query_rate, transaction_rate, connect_rate */
+	int64_t burst[LIMIT_KINDS];    /* query_burst...: bucket size; -1 = one second's worth */
+	int64_t max_client_conn;       /* clients logged in at once */
+	int64_t max_server_conn;       /* server connections over all its pools */
+	int64_t statement_timeout_us;  /* sent to Postgres as a startup option */
+	int64_t query_timeout_us;      /* sluice cancels statements running longer */
+	int64_t rate_limit_wait_us;    /* longest delay before a 53400 */
 	int64_t idle_transaction_timeout_us;
 	int64_t client_idle_timeout_us;
 	int64_t query_wait_timeout_us;
@@ -52,7 +52,7 @@ struct tier_def {
 
 struct tenant_def {
 	char *name;
-	char **users;     /* glob patterns; none = every user */
+	char **users; /* glob patterns; none = every user */
 	size_t nusers;
 	char **databases; /* glob patterns; none = every database */
 	size_t ndatabases;
@@ -78,7 +78,8 @@ int64_t tenant_burst(const struct tenant_limits *l, enum limit_kind kind);
  */
 int config_tenant_entry(struct config *cfg, bool tier, const char *section, const char *key,
                         const char *value, int line, char *msg, size_t len);
-/* After the file is read: resolve `tier =` references.  Returns 0, or the line of the bad one with `msg`. */
+/* After the file is read: resolve `tier =` references.  Returns 0, or the line of the bad one with
+ * `msg`. */
 int config_tenants_resolve(struct config *cfg, char *msg, size_t len);
 void config_tenants_free(struct config *cfg);
 

@@ -72,7 +72,7 @@ struct accepted_socket {
 	int fd;                       /* accepted socket */
 	struct sockaddr_storage addr; /* peer */
 	socklen_t addrlen;
-	bool is_unix; /* came in on the Unix socket */
+	bool is_unix;      /* came in on the Unix socket */
 	bool over_ip_rate; /* its address is over connect_rate_per_ip */
 };
 void worker_post_accept(struct worker *w, struct accepted_socket *sock);

@@ -98,7 +98,8 @@ static void each_tenant(struct admin_conn *conn, tenant_fn fn)
 	t = rt->tenants;
 	pthread_mutex_unlock(&rt->quota_lock);
 	for (; t != NULL; t = t->next)
-		if (strcmp(t->name, TENANT_DEFAULT) != 0 && config_tenant_named(cfg, t->name) == NULL)
+		if (strcmp(t->name, TENANT_DEFAULT) != 0 &&
+		    config_tenant_named(cfg, t->name) == NULL)
 			fn(conn, t, NULL);
 }
 
@@ -112,15 +113,15 @@ static uint64_t sum(_Atomic uint64_t *counts)
 }
 
 static const struct admin_col tenants_cols[] = {
-    {"tenant", ADMIN_TEXT},           {"tier", ADMIN_TEXT},
-    {"users", ADMIN_TEXT},            {"databases", ADMIN_TEXT},
-    {"clients", ADMIN_INT4},          {"max_client_conn", ADMIN_INT4},
-    {"servers", ADMIN_INT4},          {"max_server_conn", ADMIN_INT4},
-    {"query_rate", ADMIN_TEXT},       {"transaction_rate", ADMIN_TEXT},
-    {"connect_rate", ADMIN_TEXT},     {"statement_timeout", ADMIN_TEXT},
-    {"query_timeout", ADMIN_TEXT},    {"rate_limit_wait", ADMIN_TEXT},
-    {"admitted", ADMIN_INT8},         {"delayed", ADMIN_INT8},
-    {"rejected", ADMIN_INT8},         {"refused_logins", ADMIN_INT8},
+    {"tenant", ADMIN_TEXT},        {"tier", ADMIN_TEXT},
+    {"users", ADMIN_TEXT},         {"databases", ADMIN_TEXT},
+    {"clients", ADMIN_INT4},       {"max_client_conn", ADMIN_INT4},
+    {"servers", ADMIN_INT4},       {"max_server_conn", ADMIN_INT4},
+    {"query_rate", ADMIN_TEXT},    {"transaction_rate", ADMIN_TEXT},
+    {"connect_rate", ADMIN_TEXT},  {"statement_timeout", ADMIN_TEXT},
+    {"query_timeout", ADMIN_TEXT}, {"rate_limit_wait", ADMIN_TEXT},
+    {"admitted", ADMIN_INT8},      {"delayed", ADMIN_INT8},
+    {"rejected", ADMIN_INT8},      {"refused_logins", ADMIN_INT8},
 };
 
 static void tenant_row(struct admin_conn *conn, struct tenant_state *t,
@@ -148,12 +149,14 @@ static void tenant_row(struct admin_conn *conn, struct tenant_state *t,
 	cell_duration(&r, l != NULL ? l->statement_timeout_us : 0);
 	cell_duration(&r, l != NULL && l->query_timeout_us >= 0 ? l->query_timeout_us
 	                                                        : conn->w->cfg->query_timeout_us);
-	cell_duration(&r, l != NULL && l->rate_limit_wait_us >= 0 ? l->rate_limit_wait_us
-	                                                          : conn->w->cfg->rate_limit_wait_us);
+	cell_duration(&r, l != NULL && l->rate_limit_wait_us >= 0
+	                      ? l->rate_limit_wait_us
+	                      : conn->w->cfg->rate_limit_wait_us);
 	cell(&r, "%" PRIu64, sum(t->admitted));
 	cell(&r, "%" PRIu64, sum(t->delayed));
 	cell(&r, "%" PRIu64, sum(t->rejected));
-	cell(&r, "%" PRIu64, atomic_load(&t->over_max_clients) + atomic_load(&t->rejected[LIMIT_CONNECT]));
+	cell(&r, "%" PRIu64,
+	     atomic_load(&t->over_max_clients) + atomic_load(&t->rejected[LIMIT_CONNECT]));
 	admin_reply_row(conn, r.n, r.vals);
 }
 
@@ -165,9 +168,9 @@ void admin_render_tenants(struct admin_conn *conn, struct admin_op *op)
 }
 
 static const struct admin_col ratelimits_cols[] = {
-    {"tenant", ADMIN_TEXT},     {"limit", ADMIN_TEXT},        {"rate", ADMIN_TEXT},
-    {"burst", ADMIN_INT8},      {"tokens", ADMIN_NUMERIC},    {"current_rate", ADMIN_NUMERIC},
-    {"admitted", ADMIN_INT8},   {"delayed", ADMIN_INT8},      {"rejected", ADMIN_INT8},
+    {"tenant", ADMIN_TEXT},   {"limit", ADMIN_TEXT},     {"rate", ADMIN_TEXT},
+    {"burst", ADMIN_INT8},    {"tokens", ADMIN_NUMERIC}, {"current_rate", ADMIN_NUMERIC},
+    {"admitted", ADMIN_INT8}, {"delayed", ADMIN_INT8},   {"rejected", ADMIN_INT8},
 };
 
 static void ratelimit_rows(struct admin_conn *conn, struct tenant_state *t,

@@ -26,9 +26,9 @@ enum aq_state { AQ_RESOLVING, AQ_CONNECTING, AQ_IDLE, AQ_BUSY, AQ_BROKEN };
 struct aq_conn {
 	struct list_node node; /* w->auth_queries */
 	struct worker *w;
-	char *dbname;        /* [databases] entry name */
-	PGconn *pg;          /* NULL while resolving */
-	struct event *ev;    /* readiness of pg's socket */
+	char *dbname;     /* [databases] entry name */
+	PGconn *pg;       /* NULL while resolving */
+	struct event *ev; /* readiness of pg's socket */
 	struct evdns_getaddrinfo_request *dns;
 	enum aq_state state;
 	struct list_node waiting; /* clients, by wait_node; the first one's user is asked */
@@ -208,7 +208,8 @@ static void resolved_cb(int err, struct evutil_addrinfo *res, void *arg)
 	if (res->ai_family == AF_INET)
 		inet_ntop(AF_INET, &((struct sockaddr_in *)res->ai_addr)->sin_addr, ip, sizeof(ip));
 	else
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)res->ai_addr)->sin6_addr, ip, sizeof(ip));
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)res->ai_addr)->sin6_addr, ip,
+		          sizeof(ip));
 	evutil_freeaddrinfo(res);
 	aq_connect(q, ip);
 }

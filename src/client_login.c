@@ -229,7 +229,8 @@ void client_login_finish(struct client *c)
 		const struct user_secret *secret = client_secret(c);
 
 		memcpy(c->pool->client_key, c->client_key, SCRAM_KEY_LEN);
-		/* And the ServerKey that checks Postgres' answer, wherever the verifier came from. */
+		/* And the ServerKey that checks Postgres' answer, wherever the verifier came from.
+		 */
 		if (secret != NULL && secret->kind == SECRET_SCRAM)
 			memcpy(c->pool->server_key, secret->scram.server_key, SCRAM_KEY_LEN);
 		c->pool->has_client_key = true;
@@ -283,13 +284,13 @@ static int auth_method(struct client *c)
 
 	if (cfg->auth_hba_file[0] == '\0')
 		return cfg->auth_type;
-	rule = hba_match(&cfg->hba, c->is_unix, c->tls, c->is_unix ? NULL : (struct sockaddr *)&c->peer,
-	                 c->dbname, c->user);
+	rule = hba_match(&cfg->hba, c->is_unix, c->tls,
+	                 c->is_unix ? NULL : (struct sockaddr *)&c->peer, c->dbname, c->user);
 	if (rule == NULL || rule->method == HBA_REJECT) {
 		describe_connection(c, who, sizeof(who));
 		if (rule == NULL)
-			client_fail(c, SQLSTATE_INVALID_AUTHORIZATION, "no auth_hba_file entry for %s",
-			            who);
+			client_fail(c, SQLSTATE_INVALID_AUTHORIZATION,
+			            "no auth_hba_file entry for %s", who);
 		else
 			client_fail(c, SQLSTATE_INVALID_AUTHORIZATION,
 			            "auth_hba_file rejects connection for %s (line %d)", who,

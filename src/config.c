@@ -710,10 +710,9 @@ static void redact_url_password(const char *url, char *msg)
 /* The [databases] key a URL parameter maps onto; NULL if none. */
 static const struct entry_key *url_key(const char *param)
 {
-	static const char *const same[] = {"host",     "port",
-	                                   "dbname",   "user",
-	                                   "password", "application_name",
-	                                   "sslmode",  "sslrootcert"};
+	static const char *const same[] = {"host",    "port",       "dbname",
+	                                   "user",    "password",   "application_name",
+	                                   "sslmode", "sslrootcert"};
 
 	if (strcmp(param, "options") == 0)
 		return entry_key_find(db_keys, NKEYS(db_keys), "connect_options");

@@ -109,12 +109,12 @@ static const struct unit size_print_units[] = {
 
 /* Index order matches the enums in config.h. */
 static const char *const pool_mode_names[] = {"session", "transaction", "statement", NULL};
-static const char *const auth_type_names[] = {"scram-sha-256", "md5", "plain",
+static const char *const auth_type_names[] = {"scram-sha-256", "md5",  "plain",
                                               "trust",         "cert", NULL};
 static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_format_names[] = {"text", "json", NULL};
-static const char *const sslmode_names[] = {"disable", "allow",     "prefer",
-                                            "require", "verify-ca", "verify-full", NULL};
+static const char *const sslmode_names[] = {"disable",   "allow",       "prefer", "require",
+                                            "verify-ca", "verify-full", NULL};
 
 static const struct config_option options[] = {
     OPT_STRING(listen_addr, "127.0.0.1", RELOAD_RESTART,

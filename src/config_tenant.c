@@ -209,7 +209,8 @@ static int split_patterns(const char *value, char ***out, size_t *count)
 
 	if (copy == NULL)
 		return -1;
-	for (tok = strtok_r(copy, ", \t", &save); tok != NULL; tok = strtok_r(NULL, ", \t", &save)) {
+	for (tok = strtok_r(copy, ", \t", &save); tok != NULL;
+	     tok = strtok_r(NULL, ", \t", &save)) {
 		char **grown = realloc(*out, (*count + 1) * sizeof(*grown));
 
 		if (grown == NULL || (grown[*count] = strdup(tok)) == NULL) {

@@ -15,7 +15,7 @@
 #define HBA_MAX_BYTES (1 << 20) /* a rules file larger than 1 MB is surely a mistake */
 
 static const char *const method_names[] = {
-    [HBA_TRUST] = "trust",   [HBA_REJECT] = "reject",       [HBA_MD5] = "md5",
+    [HBA_TRUST] = "trust",       [HBA_REJECT] = "reject",       [HBA_MD5] = "md5",
     [HBA_PASSWORD] = "password", [HBA_SCRAM] = "scram-sha-256", [HBA_CERT] = "cert",
 };
 
@@ -100,7 +100,8 @@ static int parse_address(struct hba_rule *r, char **fields, int nfields, int *us
 		r->family = AF_INET6;
 		maxbits = 128;
 	} else {
-		snprintf(why, len, "invalid address '%.60s' (host names are not supported)", fields[0]);
+		snprintf(why, len, "invalid address '%.60s' (host names are not supported)",
+		         fields[0]);
 		return -1;
 	}
 	if (slash != NULL) {
@@ -116,7 +117,8 @@ static int parse_address(struct hba_rule *r, char **fields, int nfields, int *us
 		prefix_mask(r->mask, bits);
 	} else {
 		if (nfields < 2 || inet_pton(r->family, fields[1], mask) != 1) {
-			snprintf(why, len, "address '%.60s' needs a /prefix or a netmask", fields[0]);
+			snprintf(why, len, "address '%.60s' needs a /prefix or a netmask",
+			         fields[0]);
 			return -1;
 		}
 		memcpy(r->mask, mask, 16);
@@ -143,7 +145,8 @@ static int parse_line(char *line, struct hba_rule *r, char *why, size_t len)
 	char *fields[8], *save = NULL, *tok;
 	int n = 0, next, used;
 
-	for (tok = strtok_r(line, " \t\r", &save); tok != NULL; tok = strtok_r(NULL, " \t\r", &save)) {
+	for (tok = strtok_r(line, " \t\r", &save); tok != NULL;
+	     tok = strtok_r(NULL, " \t\r", &save)) {
 		if (n == 8) {
 			snprintf(why, len, "too many fields");
 			return -1;
@@ -163,7 +166,8 @@ static int parse_line(char *line, struct hba_rule *r, char *why, size_t len)
 	else if (strcmp(fields[0], "hostnossl") == 0)
 		r->type = HBA_HOSTNOSSL;
 	else {
-		snprintf(why, len, "unknown connection type '%.40s' (local, host, hostssl, hostnossl)",
+		snprintf(why, len,
+		         "unknown connection type '%.40s' (local, host, hostssl, hostnossl)",
 		         fields[0]);
 		return -1;
 	}
@@ -178,15 +182,17 @@ static int parse_line(char *line, struct hba_rule *r, char *why, size_t len)
 	} else {
 		if (n < 5 || parse_address(r, fields + 3, n - 3, &used, why, len) < 0) {
 			if (n < 5)
-				snprintf(why, len, "%s needs an ADDRESS before the METHOD", fields[0]);
+				snprintf(why, len, "%s needs an ADDRESS before the METHOD",
+				         fields[0]);
 			return -1;
 		}
 		next += used;
 	}
 	if (next >= n || parse_method(fields[next], &r->method) < 0) {
-		snprintf(why, len,
-		         "unknown method '%.40s' (trust, reject, md5, password, scram-sha-256, cert)",
-		         next < n ? fields[next] : "");
+		snprintf(
+		    why, len,
+		    "unknown method '%.40s' (trust, reject, md5, password, scram-sha-256, cert)",
+		    next < n ? fields[next] : "");
 		return -1;
 	}
 	if (next + 1 < n) {

@@ -9,8 +9,8 @@
 
 #include "limiter.h"
 
-#define SLOTS        1024
-#define SWEEP_EVERY  4096 /* inserts between sweeps of refilled buckets */
+#define SLOTS       1024
+#define SWEEP_EVERY 4096 /* inserts between sweeps of refilled buckets */
 
 struct ip_bucket {
 	struct ip_bucket *next;
@@ -64,8 +64,8 @@ static void sweep(struct ip_limiter *l, const struct rate *r, int64_t burst, int
 	l->inserts_since_sweep = 0;
 }
 
-bool ip_limiter_admit(struct ip_limiter *l, const struct sockaddr *addr, int per_second,
-                      int burst, int64_t now_us)
+bool ip_limiter_admit(struct ip_limiter *l, const struct sockaddr *addr, int per_second, int burst,
+                      int64_t now_us)
 {
 	struct rate r = {.count = per_second, .period_us = 1000000};
 	uint8_t key[16];

@@ -17,7 +17,8 @@ void bucket_refill(struct bucket *b, const struct rate *r, int64_t burst, int64_
 		return;
 	}
 	if (now_us > b->last_us) {
-		b->tokens += (double)(now_us - b->last_us) * (double)r->count / (double)r->period_us;
+		b->tokens +=
+		    (double)(now_us - b->last_us) * (double)r->count / (double)r->period_us;
 		b->last_us = now_us;
 	}
 	if (b->tokens > (double)burst)
@@ -63,7 +64,8 @@ static int64_t local_take(struct limiter *l, struct tenant_state *t,
 	}
 	for (int k = 0; k < LIMIT_KINDS && wait == 0; k++)
 		if ((kinds & (1u << k)) && lim->rate[k].count > 0)
-			bucket_take(&t->buckets[k], &lim->rate[k], tenant_burst(lim, k), now_us, true);
+			bucket_take(&t->buckets[k], &lim->rate[k], tenant_burst(lim, k), now_us,
+			            true);
 	pthread_mutex_unlock(&t->lock);
 	return wait;
 }

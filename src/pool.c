@@ -26,7 +26,8 @@ static struct pool *pool_find(struct worker *w, const char *dbname, const char *
 		struct pool *p = list_entry(pos, struct pool, node);
 
 		if (strcmp(p->dbname, dbname) == 0 && strcmp(p->user, user) == 0 &&
-		    strcmp(p->tenant, tenant) == 0 && p->statement_timeout_us == statement_timeout_us)
+		    strcmp(p->tenant, tenant) == 0 &&
+		    p->statement_timeout_us == statement_timeout_us)
 			return p;
 	}
 	return NULL;
@@ -68,7 +69,7 @@ static void resolve_settings(struct pool *p)
 	struct pool_settings *set = &p->set;
 
 #define PICK(field, tfield)                                                                        \
-	pick(u ? u->field : CONFIG_INHERIT, l ? l->tfield : -1, db ? db->field : CONFIG_INHERIT,    \
+	pick(u ? u->field : CONFIG_INHERIT, l ? l->tfield : -1, db ? db->field : CONFIG_INHERIT,   \
 	     cfg->field##_us)
 	set->query_timeout_us = PICK(query_timeout, query_timeout_us);
 	set->query_wait_timeout_us = PICK(query_wait_timeout, query_wait_timeout_us);
@@ -76,8 +77,8 @@ static void resolve_settings(struct pool *p)
 	    PICK(idle_transaction_timeout, idle_transaction_timeout_us);
 	set->client_idle_timeout_us = PICK(client_idle_timeout, client_idle_timeout_us);
 #undef PICK
-	set->rate_limit_wait_us =
-	    l != NULL && l->rate_limit_wait_us >= 0 ? l->rate_limit_wait_us : cfg->rate_limit_wait_us;
+	set->rate_limit_wait_us = l != NULL && l->rate_limit_wait_us >= 0 ? l->rate_limit_wait_us
+	                                                                  : cfg->rate_limit_wait_us;
 	set->max_server_conn = l != NULL && l->max_server_conn > 0 ? (int)l->max_server_conn : 0;
 	set->max_client_conn = l != NULL && l->max_client_conn > 0 ? (int)l->max_client_conn : 0;
 	set->limits = l;
@@ -349,8 +350,8 @@ static struct pool *next_turn(struct pool *from)
 	struct pool *p = g->turn;
 
 	for (int i = 0; i < g->count; i++) {
-		struct list_node *next = p->group_node.next == &g->members ? g->members.next
-		                                                           : p->group_node.next;
+		struct list_node *next =
+		    p->group_node.next == &g->members ? g->members.next : p->group_node.next;
 		struct pool *after = list_entry(next, struct pool, group_node);
 
 		if (!p->paused && !list_empty(&p->waiting) && tenant_has_room(from, p)) {

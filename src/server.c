@@ -591,7 +591,8 @@ static void tls_answer(struct server *s)
 		return;
 	}
 	ssl = tls_server_ssl(&s->w->snap->tls, cfg, s->pool->db);
-	tls_bev = ssl != NULL ? tls_wrap(s->w->base, s->bev, ssl, BUFFEREVENT_SSL_CONNECTING) : NULL;
+	tls_bev =
+	    ssl != NULL ? tls_wrap(s->w->base, s->bev, ssl, BUFFEREVENT_SSL_CONNECTING) : NULL;
 	if (tls_bev == NULL) {
 		login_fail(s, SQLSTATE_CONNECTION_FAILURE, "could not start TLS to the server");
 		return;

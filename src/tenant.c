@@ -37,9 +37,9 @@ static void send_refusal(struct client *c, const char *severity, enum limit_kind
 	tenant_format_rate(&p->set.limits->rate[kind], rate, sizeof(rate));
 	snprintf(msg, sizeof(msg), "rate limit exceeded for tenant \"%s\": %s %s", p->tenant,
 	         limit_names[kind], rate);
-	snprintf(hint, sizeof(hint), "retry after %lld ms",
-	         (long long)((wait_us + 999) / 1000));
-	/* Debug only: a tenant over its rate would otherwise flood the log; SHOW RATELIMITS counts. */
+	snprintf(hint, sizeof(hint), "retry after %lld ms", (long long)((wait_us + 999) / 1000));
+	/* Debug only: a tenant over its rate would otherwise flood the log; SHOW RATELIMITS counts.
+	 */
 	clog(c, LOG_DEBUG, "%s %s: %s (%s)", severity, SQLSTATE_CONFIGURATION_LIMIT, msg, hint);
 	build_error_hint(bufferevent_get_output(c->bev), severity, SQLSTATE_CONFIGURATION_LIMIT,
 	                 msg, NULL, hint);

@@ -27,8 +27,8 @@ static void openssl_reason(char *buf, size_t len)
 	ERR_clear_error();
 }
 
-static SSL_CTX *new_ctx(const SSL_METHOD *method, const char *ciphers, const char *what,
-                        char *err, size_t len)
+static SSL_CTX *new_ctx(const SSL_METHOD *method, const char *ciphers, const char *what, char *err,
+                        size_t len)
 {
 	SSL_CTX *ctx = SSL_CTX_new(method);
 	char reason[256];
@@ -41,14 +41,14 @@ static SSL_CTX *new_ctx(const SSL_METHOD *method, const char *ciphers, const cha
 		return NULL;
 	}
 	/* No renegotiation, no compression, no session tickets: nothing to gain here. */
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-	                             SSL_OP_NO_TICKET);
+	SSL_CTX_set_options(ctx,
+	                    SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	return ctx;
 }
 
-static int load_pair(SSL_CTX *ctx, const char *what, const char *cert, const char *key,
-                     char *err, size_t len)
+static int load_pair(SSL_CTX *ctx, const char *what, const char *cert, const char *key, char *err,
+                     size_t len)
 {
 	char reason[256];
 
@@ -89,9 +89,11 @@ static SSL_CTX *build_accept(const struct config *cfg, char *err, size_t len)
 	SSL_CTX *ctx;
 
 	if (cfg->client_tls_cert_file[0] == '\0') {
-		snprintf(err, len, "client_tls_sslmode %s needs client_tls_cert_file and "
-		                   "client_tls_key_file",
-		         cfg->client_tls_sslmode == SSLMODE_REQUIRE ? "require" : "other than disable");
+		snprintf(err, len,
+		         "client_tls_sslmode %s needs client_tls_cert_file and "
+		         "client_tls_key_file",
+		         cfg->client_tls_sslmode == SSLMODE_REQUIRE ? "require"
+		                                                    : "other than disable");
 		return NULL;
 	}
 	ctx = new_ctx(TLS_server_method(), cfg->client_tls_ciphers, "client_tls", err, len);
@@ -99,7 +101,8 @@ static SSL_CTX *build_accept(const struct config *cfg, char *err, size_t len)
 	                             cfg->client_tls_key_file, err, len) < 0)
 		goto fail;
 	if (cfg->client_tls_sslmode >= SSLMODE_VERIFY_CA && cfg->client_tls_ca_file[0] == '\0') {
-		snprintf(err, len, "client_tls_sslmode verify-ca/verify-full needs client_tls_ca_file");
+		snprintf(err, len,
+		         "client_tls_sslmode verify-ca/verify-full needs client_tls_ca_file");
 		goto fail;
 	}
 	/*
@@ -108,7 +111,7 @@ static SSL_CTX *build_accept(const struct config *cfg, char *err, size_t len)
 	 * cert authentication method.
 	 */
 	if (cfg->client_tls_ca_file[0] != '\0') {
-		STACK_OF(X509_NAME) *names;
+		STACK_OF(X509_NAME) * names;
 
 		if (load_ca(ctx, "client_tls_ca_file", cfg->client_tls_ca_file, err, len) < 0)
 			goto fail;
@@ -127,17 +130,18 @@ fail:
 	return NULL;
 }
 
-static SSL_CTX *build_connect(const struct config *cfg, const char *ca_file, char *err,
-                              size_t len)
+static SSL_CTX *build_connect(const struct config *cfg, const char *ca_file, char *err, size_t len)
 {
-	SSL_CTX *ctx = new_ctx(TLS_client_method(), cfg->server_tls_ciphers, "server_tls", err, len);
+	SSL_CTX *ctx =
+	    new_ctx(TLS_client_method(), cfg->server_tls_ciphers, "server_tls", err, len);
 
 	if (ctx == NULL || load_pair(ctx, "server_tls", cfg->server_tls_cert_file,
 	                             cfg->server_tls_key_file, err, len) < 0)
 		goto fail;
 	if (ca_file[0] != '\0') {
-		if (load_ca(ctx, ca_file == cfg->server_tls_ca_file ? "server_tls_ca_file"
-		                                                    : "sslrootcert",
+		if (load_ca(ctx,
+		            ca_file == cfg->server_tls_ca_file ? "server_tls_ca_file"
+		                                               : "sslrootcert",
 		            ca_file, err, len) < 0)
 			goto fail;
 	} else {
@@ -189,14 +193,14 @@ int tls_server_sslmode(const struct config *cfg, const struct db_def *db)
 	return db->sslmode != CONFIG_INHERIT ? db->sslmode : cfg->server_tls_sslmode;
 }
 
-SSL *tls_server_ssl(const struct tls_contexts *t, const struct config *cfg,
-                    const struct db_def *db)
+SSL *tls_server_ssl(const struct tls_contexts *t, const struct config *cfg, const struct db_def *db)
 {
 	size_t i = (size_t)(db - cfg->dbs);
 	SSL_CTX *ctx = i < t->ndb && t->db_connect[i] != NULL ? t->db_connect[i] : t->connect;
 	int mode = tls_server_sslmode(cfg, db);
 	unsigned char addr[16];
-	bool is_ip = inet_pton(AF_INET, db->host, addr) == 1 || inet_pton(AF_INET6, db->host, addr) == 1;
+	bool is_ip =
+	    inet_pton(AF_INET, db->host, addr) == 1 || inet_pton(AF_INET6, db->host, addr) == 1;
 	SSL *ssl = SSL_new(ctx);
 
 	if (ssl == NULL)
@@ -221,8 +225,8 @@ struct bufferevent *tls_wrap(struct event_base *base, struct bufferevent *plain,
                              enum bufferevent_ssl_state state)
 {
 	evutil_socket_t fd = bufferevent_getfd(plain);
-	struct bufferevent *bev = bufferevent_openssl_socket_new(base, fd, ssl, state,
-	                                                         BEV_OPT_CLOSE_ON_FREE);
+	struct bufferevent *bev =
+	    bufferevent_openssl_socket_new(base, fd, ssl, state, BEV_OPT_CLOSE_ON_FREE);
 
 	if (bev == NULL) {
 		SSL_free(ssl);

@@ -112,8 +112,13 @@ Test(security, libpq_and_psql_verify_full_against_sluices_certificate)
 	         "sslmode=verify-full sslrootcert=%s/ca.crt",
 	         h->port, dir);
 	{
-		const char *argv[] = {harness_pg_tool("psql", psql, sizeof(psql)), "-X", "-At", "-c",
-		                      "select 'over tls'", url, NULL};
+		const char *argv[] = {harness_pg_tool("psql", psql, sizeof(psql)),
+		                      "-X",
+		                      "-At",
+		                      "-c",
+		                      "select 'over tls'",
+		                      url,
+		                      NULL};
 
 		cr_assert_eq(harness_run(argv, NULL, 60, &output), 0, "psql: %s", output);
 	}
@@ -249,7 +254,8 @@ Test(security, server_side_verify_full_to_a_hostssl_only_role)
 	         pg_ca());
 	h = harness_start_sluice(ini);
 	c = harness_connect_ok(h, "app", "app-secret", "app");
-	res = harness_exec_ok(c, "select ssl, version from pg_stat_ssl where pid = pg_backend_pid()");
+	res =
+	    harness_exec_ok(c, "select ssl, version from pg_stat_ssl where pid = pg_backend_pid()");
 	cr_assert_str_eq(PQgetvalue(res, 0, 0), "t");
 	cr_assert_str_eq(PQgetvalue(res, 0, 1), "TLSv1.3");
 	PQclear(res);
@@ -305,7 +311,8 @@ Test(security, scram_pass_through_with_only_the_servers_verifier)
 	PQclear(harness_exec_ok(super, "set password_encryption = 'scram-sha-256'"));
 	PQclear(harness_exec_ok(super, "drop role if exists scram_pt"));
 	PQclear(harness_exec_ok(super, "create role scram_pt login password 'pt-secret'"));
-	res = harness_exec_ok(super, "select rolpassword from pg_authid where rolname = 'scram_pt'");
+	res =
+	    harness_exec_ok(super, "select rolpassword from pg_authid where rolname = 'scram_pt'");
 	cr_assert(strncmp(PQgetvalue(res, 0, 0), "SCRAM-SHA-256$", 14) == 0);
 	snprintf(users, sizeof(users), "\"scram_pt\" \"%s\"\n", PQgetvalue(res, 0, 0));
 	PQclear(res);
@@ -350,7 +357,8 @@ Test(security, half_open_connections_do_not_disturb_established_clients)
 		int fd = socket(AF_INET, SOCK_STREAM, 0);
 
 		cr_assert_geq(fd, 0);
-		cr_assert_eq(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0, "connect %d", i);
+		cr_assert_eq(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0, "connect %d",
+		             i);
 		silent[i] = (struct pollfd){.fd = fd, .events = POLLIN};
 	}
 	for (int r = 0; r < ROUNDS; r++)
@@ -361,7 +369,8 @@ Test(security, half_open_connections_do_not_disturb_established_clients)
 		                           poll(silent, SILENT, 0);
 		                           closed = 0;
 		                           for (int i = 0; i < SILENT; i++)
-			                           closed += (silent[i].revents & (POLLIN | POLLHUP)) != 0;
+			                           closed += (silent[i].revents &
+			                                      (POLLIN | POLLHUP)) != 0;
 		                           closed == SILENT;
 	                           }),
 	                           60),
@@ -411,8 +420,9 @@ Test(security, hba_rules_allow_refuse_and_guard_the_console)
 	cr_assert_str_eq(sqlstate, "28000");
 	cr_assert(harness_connect_fails(h, "md5user", "md5-secret", "app", sqlstate));
 	cr_assert_str_eq(sqlstate, "28000");
-	cr_assert(harness_log_contains(h, "auth_hba_file rejects connection for host \"127.0.0.1\", "
-	                                  "user \"md5user\", database \"app\", TLS off (line 3)"));
+	cr_assert(harness_log_contains(h,
+	                               "auth_hba_file rejects connection for host \"127.0.0.1\", "
+	                               "user \"md5user\", database \"app\", TLS off (line 3)"));
 	cr_assert(harness_log_contains(h, "no auth_hba_file entry for host \"127.0.0.1\", user "
 	                                  "\"app\", database \"other\""));
 
@@ -487,13 +497,15 @@ static void prepare_auth_query(void)
 
 	PQclear(harness_exec_ok(super, "set password_encryption = 'scram-sha-256'"));
 	PQclear(harness_exec_ok(super, "drop role if exists \"" TRICKY_USER "\""));
-	PQclear(harness_exec_ok(super, "create role \"" TRICKY_USER "\" login password 'q-secret'"));
+	PQclear(
+	    harness_exec_ok(super, "create role \"" TRICKY_USER "\" login password 'q-secret'"));
 	PQclear(harness_exec_ok(super, "create table if not exists auth_canary (x int)"));
 	PQclear(harness_exec_ok(
 	    super, "create or replace function public.sluice_lookup(text) "
 	           "returns table (usename name, passwd text) language sql security definer "
 	           "as $$ select usename, passwd from pg_catalog.pg_shadow where usename = $1 $$"));
-	PQclear(harness_exec_ok(super, "grant execute on function public.sluice_lookup(text) to app"));
+	PQclear(
+	    harness_exec_ok(super, "grant execute on function public.sluice_lookup(text) to app"));
 }
 
 static PGconn *connect_user(struct harness_sluice *h, const char *user, const char *password)
@@ -513,9 +525,10 @@ Test(security, auth_query_finds_users_by_bound_parameter_and_caches_answers)
 	PGresult *res;
 
 	prepare_auth_query();
-	h = harness_start_sluice("auth_user = app\n"
-	                         "auth_query = SELECT usename, passwd FROM public.sluice_lookup($1)\n"
-	                         "auth_query_cache_ttl = 1h\n");
+	h = harness_start_sluice(
+	    "auth_user = app\n"
+	    "auth_query = SELECT usename, passwd FROM public.sluice_lookup($1)\n"
+	    "auth_query_cache_ttl = 1h\n");
 	c = connect_user(h, TRICKY_USER, "q-secret");
 	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
 	res = harness_exec_ok(c, "select current_user");
@@ -554,9 +567,10 @@ Test(security, auth_query_without_cache_sees_password_changes)
 	PGconn *c, *super;
 
 	prepare_auth_query();
-	h = harness_start_sluice("auth_user = app\n"
-	                         "auth_query = SELECT usename, passwd FROM public.sluice_lookup($1)\n"
-	                         "auth_query_cache_ttl = 0\n");
+	h = harness_start_sluice(
+	    "auth_user = app\n"
+	    "auth_query = SELECT usename, passwd FROM public.sluice_lookup($1)\n"
+	    "auth_query_cache_ttl = 0\n");
 	c = connect_user(h, TRICKY_USER, "q-secret");
 	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
 	PQfinish(c);

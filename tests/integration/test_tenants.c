@@ -21,20 +21,21 @@
 TestSuite(tenants, .fini = harness_teardown, .timeout = 240);
 
 #define USERS                                                                                      \
-	"\"tenant_a\" \"a-secret\"\n\"tenant_b\" \"b-secret\"\n\"tenant_c\" \"c-secret\"\n"          \
+	"\"tenant_a\" \"a-secret\"\n\"tenant_b\" \"b-secret\"\n\"tenant_c\" \"c-secret\"\n"        \
 	"\"admin\" \"admin-secret\"\n"
 #define FORCED_USER                                                                                \
 	"[databases]\n"                                                                            \
 	"app = host=@PGHOST@ port=@PGPORT@ dbname=app user=app password=app-secret\n"
 #define TENANT(name, keys) "[tenant." name "]\nusers = tenant_" name "\n" keys
-#define WAIT_S 30.0
+#define WAIT_S             30.0
 
 /* `sluice_keys` go to [sluice], `sections` after the database. */
 static struct harness_sluice *start_with(const char *sluice_keys, const char *sections)
 {
 	char ini[4096];
 
-	snprintf(ini, sizeof(ini), "admin_users = admin\n%s" FORCED_USER "%s", sluice_keys, sections);
+	snprintf(ini, sizeof(ini), "admin_users = admin\n%s" FORCED_USER "%s", sluice_keys,
+	         sections);
 	return harness_start_sluice_users(ini, USERS);
 }
 
@@ -93,7 +94,7 @@ static void expect_rate_refusal(PGresult *res, const char *tenant_name, const ch
 
 struct loop {
 	PGconn *conn;
-	double seconds;       /* run this long */
+	double seconds; /* run this long */
 	long ok, refused, other;
 	char first_error[256];
 	double elapsed;
@@ -386,7 +387,8 @@ Test(tenants, a_noisy_tenant_cannot_starve_a_quiet_one)
 
 Test(tenants, idle_in_transaction_client_is_closed_and_its_locks_released)
 {
-	struct harness_sluice *h = start(TENANT("a", "idle_transaction_timeout = 1s\n") TENANT("b", ""));
+	struct harness_sluice *h =
+	    start(TENANT("a", "idle_transaction_timeout = 1s\n") TENANT("b", ""));
 	PGconn *super = harness_pg_super("app");
 	PGconn *holder, *waiter;
 	PGresult *res;
@@ -398,8 +400,9 @@ Test(tenants, idle_in_transaction_client_is_closed_and_its_locks_released)
 	PQclear(harness_exec_ok(holder, "begin"));
 	PQclear(harness_exec_ok(holder, "lock table tenants_lock in access exclusive mode"));
 	/* Blocks until the holder's server rolls back; lock_timeout only guards the test. */
-	PQclear(harness_exec_ok(waiter, "begin; set local lock_timeout = '60s'; "
-	                                "lock table tenants_lock in access exclusive mode; commit"));
+	PQclear(harness_exec_ok(waiter,
+	                        "begin; set local lock_timeout = '60s'; "
+	                        "lock table tenants_lock in access exclusive mode; commit"));
 	res = PQexec(holder, "select 1");
 	cr_assert_neq(PQresultStatus(res), PGRES_TUPLES_OK, "the idle transaction survived");
 	cr_assert(strstr(PQerrorMessage(holder), "idle_transaction_timeout") != NULL, "%s",
@@ -413,11 +416,12 @@ Test(tenants, idle_in_transaction_client_is_closed_and_its_locks_released)
 /* Tenants with different statement_timeouts never share a server connection. */
 Test(tenants, statement_timeout_is_a_startup_option_on_the_tenants_own_servers)
 {
-	struct harness_sluice *h =
-	    start_with("default_pool_size = 1\n",
-	               TENANT("a", "") TENANT("c", "statement_timeout = 300ms\n")
-	               "[tenant.b]\nusers = tenant_b\nstatement_timeout = 300ms\n"
-	               "[users]\ntenant_b = statement_timeout=2s\n");
+	struct harness_sluice *h = start_with(
+	    "default_pool_size = 1\n",
+	    TENANT("a", "") TENANT(
+	        "c", "statement_timeout = 300ms\n") "[tenant.b]\nusers = "
+	                                            "tenant_b\nstatement_timeout = 300ms\n"
+	                                            "[users]\ntenant_b = statement_timeout=2s\n");
 	PGconn *a = tenant(h, "a"), *c;
 	long long pid_a, pid_c;
 	PGresult *res;
@@ -476,8 +480,8 @@ Test(tenants, session_mode_refuses_at_transaction_start_and_keeps_the_session)
 
 Test(tenants, max_client_conn_and_connect_rate_refuse_logins)
 {
-	struct harness_sluice *h =
-	    start(TENANT("a", "max_client_conn = 2\n") TENANT("b", "connect_rate = 2/min\nconnect_burst = 2\n"));
+	struct harness_sluice *h = start(TENANT("a", "max_client_conn = 2\n") TENANT(
+	    "b", "connect_rate = 2/min\nconnect_burst = 2\n"));
 	PGconn *a1 = tenant(h, "a"), *a2 = tenant(h, "a"), *a3, *b1, *b2;
 	char sqlstate[6];
 

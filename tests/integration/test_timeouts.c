@@ -37,7 +37,8 @@ Test(timeouts, query_timeout_cancels_and_keeps_the_server)
 
 	expect_timeout(c, "select pg_sleep(10)", "sluice query_timeout (1s)");
 	cr_assert_eq(PQstatus(c), CONNECTION_OK);
-	cr_assert_eq(harness_query_int(c, "select pg_backend_pid()"), pid, "the server was replaced");
+	cr_assert_eq(harness_query_int(c, "select pg_backend_pid()"), pid,
+	             "the server was replaced");
 	/* Per statement, not per transaction: three 0.4 s statements in one transaction pass. */
 	PQclear(harness_exec_ok(c, "begin"));
 	for (int i = 0; i < 3; i++)
@@ -58,7 +59,8 @@ Test(timeouts, extended_protocol_statement_is_cancelled_too)
 	struct harness_sluice *h = harness_start_sluice("query_timeout = 500ms");
 	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
 	const char *params[1] = {"10"};
-	PGresult *res = PQexecParams(c, "select pg_sleep($1::float8)", 1, NULL, params, NULL, NULL, 0);
+	PGresult *res =
+	    PQexecParams(c, "select pg_sleep($1::float8)", 1, NULL, params, NULL, NULL, 0);
 
 	cr_assert_str_eq(harness_sqlstate(res), "57014", "%s", PQresultErrorMessage(res));
 	cr_assert(strstr(PQresultErrorMessage(res), "sluice query_timeout (500ms)") != NULL, "%s",
@@ -71,9 +73,9 @@ Test(timeouts, extended_protocol_statement_is_cancelled_too)
 /* The database allows 2 s where the global limit says 100 ms. */
 Test(timeouts, database_overrides_the_global_limit)
 {
-	struct harness_sluice *h = harness_start_sluice(
-	    "query_timeout = 100ms\n[databases]\n"
-	    "app = host=@PGHOST@ port=@PGPORT@ dbname=app query_timeout=2s\n");
+	struct harness_sluice *h =
+	    harness_start_sluice("query_timeout = 100ms\n[databases]\n"
+	                         "app = host=@PGHOST@ port=@PGPORT@ dbname=app query_timeout=2s\n");
 	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
 
 	PQclear(harness_exec_ok(c, "select pg_sleep(0.5)"));
@@ -84,10 +86,10 @@ Test(timeouts, database_overrides_the_global_limit)
 /* A user's limit beats the database's and the global one. */
 Test(timeouts, user_overrides_database_and_global_limits)
 {
-	struct harness_sluice *h = harness_start_sluice(
-	    "query_timeout = 100ms\n[databases]\n"
-	    "app = host=@PGHOST@ port=@PGPORT@ dbname=app query_timeout=2s\n"
-	    "[users]\napp = query_timeout=1s\n");
+	struct harness_sluice *h =
+	    harness_start_sluice("query_timeout = 100ms\n[databases]\n"
+	                         "app = host=@PGHOST@ port=@PGPORT@ dbname=app query_timeout=2s\n"
+	                         "[users]\napp = query_timeout=1s\n");
 	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
 
 	PQclear(harness_exec_ok(c, "select pg_sleep(0.3)"));
@@ -98,10 +100,10 @@ Test(timeouts, user_overrides_database_and_global_limits)
 /* A tenant's limit beats the database's; the user's (none here) would beat both. */
 Test(timeouts, tenant_overrides_the_database_limit)
 {
-	struct harness_sluice *h = harness_start_sluice(
-	    "query_timeout = 5s\n[databases]\n"
-	    "app = host=@PGHOST@ port=@PGPORT@ dbname=app query_timeout=3s\n"
-	    "[tenant.apps]\nusers = app\nquery_timeout = 400ms\n");
+	struct harness_sluice *h =
+	    harness_start_sluice("query_timeout = 5s\n[databases]\n"
+	                         "app = host=@PGHOST@ port=@PGPORT@ dbname=app query_timeout=3s\n"
+	                         "[tenant.apps]\nusers = app\nquery_timeout = 400ms\n");
 	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
 
 	expect_timeout(c, "select pg_sleep(10)", "sluice query_timeout (400ms)");

@@ -1326,11 +1326,11 @@ Test(config, quoted_values_mean_the_text_inside)
 /* ---- tenants and tiers ---- */
 
 #define TENANTS                                                                                    \
-	MINIMAL "[tier.free]\nquery_rate = 100/min\nrate_limit_wait = 2s\n"                          \
-	        "[tier.pro]\nquery_rate = 500/min\nquery_burst = 50\n"                                \
-	        "[tenant.acme]\nusers = acme_*, ops\ntier = pro\nmax_server_conn = 3\n"             \
-	        "[tenant.reports]\ndatabases = reporting\ntier = free\nquery_rate = 5/s\n"          \
-	        "statement_timeout = 30s\n"                                                          \
+	MINIMAL "[tier.free]\nquery_rate = 100/min\nrate_limit_wait = 2s\n"                        \
+	        "[tier.pro]\nquery_rate = 500/min\nquery_burst = 50\n"                             \
+	        "[tenant.acme]\nusers = acme_*, ops\ntier = pro\nmax_server_conn = 3\n"            \
+	        "[tenant.reports]\ndatabases = reporting\ntier = free\nquery_rate = 5/s\n"         \
+	        "statement_timeout = 30s\n"                                                        \
 	        "[tenant.default]\ntransaction_rate = 1000\n"
 
 Test(config, tenants_match_users_and_databases_in_file_order)
@@ -1377,7 +1377,8 @@ Test(config, tenant_errors_name_the_section)
 	struct loaded l;
 
 	load_ini(&l, MINIMAL "[tenant.a]\nquery_rate = fast\n", NULL, NULL);
-	expect_error(&l, 6, "key 'query_rate': expected a rate such as 50/s or 100/min, got 'fast'");
+	expect_error(&l, 6,
+	             "key 'query_rate': expected a rate such as 50/s or 100/min, got 'fast'");
 	load_ini(&l, MINIMAL "[tenant.a]\ntier = gold\n", NULL, NULL);
 	expect_error(&l, 6, "[tenant.a] names tier 'gold', which has no [tier.gold] section");
 	load_ini(&l, MINIMAL "[tier.gold]\nusers = x\n", NULL, NULL);

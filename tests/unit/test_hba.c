@@ -62,7 +62,8 @@ Test(hba, first_matching_rule_decides)
 	cr_assert_eq(method_for(&h, false, false, &net, "other", "app"), HBA_SCRAM);
 	cr_assert_eq(method_for(&h, false, false, &far, "other", "app"), -1, "no rule: refused");
 	cr_assert_eq(method_for(&h, false, false, &far, "x", "legacy"), HBA_MD5);
-	cr_assert_eq(method_for(&h, false, true, &far, "x", "legacy"), -1, "hostnossl needs no TLS");
+	cr_assert_eq(method_for(&h, false, true, &far, "x", "legacy"), -1,
+	             "hostnossl needs no TLS");
 	cr_assert_eq(method_for(&h, false, false, &six, "x", "y"), HBA_PASSWORD);
 	cr_assert_eq(method_for(&h, false, false, &mapped, "x", "y"), HBA_SCRAM,
 	             "an IPv4-mapped peer matches IPv4 rules");
@@ -76,7 +77,8 @@ Test(hba, errors_name_the_file_and_line)
 
 	cr_assert_eq(hba_parse("host all all 10.0.0.0/33 trust\n", "f", &h, err, sizeof(err)), -1);
 	cr_assert_str_eq(err, "f:1: invalid prefix length in '10.0.0.0/33'");
-	cr_assert_eq(hba_parse("\nhost all all db.example/8 trust\n", "f", &h, err, sizeof(err)), -1);
+	cr_assert_eq(hba_parse("\nhost all all db.example/8 trust\n", "f", &h, err, sizeof(err)),
+	             -1);
 	cr_assert_str_eq(err, "f:2: invalid address 'db.example/8' (host names are not supported)");
 	cr_assert_eq(hba_parse("host all all 10.0.0.1 trust\n", "f", &h, err, sizeof(err)), -1);
 	cr_assert_str_eq(err, "f:1: address '10.0.0.1' needs a /prefix or a netmask");
@@ -84,9 +86,9 @@ Test(hba, errors_name_the_file_and_line)
 	cr_assert(strstr(err, "f:1: unknown method 'ident'") == err, "%s", err);
 	cr_assert_eq(hba_parse("host all all all cert\n", "f", &h, err, sizeof(err)), -1);
 	cr_assert_str_eq(err, "f:1: cert needs a hostssl line");
-	cr_assert_eq(hba_parse("host all all all md5 clientcert=verify-ca\n", "f", &h, err,
-	                       sizeof(err)),
-	             -1);
+	cr_assert_eq(
+	    hba_parse("host all all all md5 clientcert=verify-ca\n", "f", &h, err, sizeof(err)),
+	    -1);
 	cr_assert(strstr(err, "options after the method") != NULL, "%s", err);
 	cr_assert_eq(hba_parse("hostgssenc all all all md5\n", "f", &h, err, sizeof(err)), -1);
 	cr_assert(strstr(err, "unknown connection type 'hostgssenc'") != NULL, "%s", err);

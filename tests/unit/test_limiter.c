@@ -107,7 +107,8 @@ Test(limiter, logins_are_limited_per_address)
 	int64_t t = 100 * SEC;
 
 	for (int i = 0; i < 3; i++)
-		cr_assert(ip_limiter_admit(&l, (struct sockaddr *)&a, 2, 3, t), "burst login %d", i);
+		cr_assert(ip_limiter_admit(&l, (struct sockaddr *)&a, 2, 3, t), "burst login %d",
+		          i);
 	cr_assert_not(ip_limiter_admit(&l, (struct sockaddr *)&a, 2, 3, t));
 	cr_assert(ip_limiter_admit(&l, (struct sockaddr *)&b, 2, 3, t), "another address is apart");
 	cr_assert(ip_limiter_admit(&l, (struct sockaddr *)&a, 2, 3, t + SEC / 2), "refilled");
