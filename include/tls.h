@@ -41,6 +41,9 @@ SSL *tls_server_ssl(const struct tls_contexts *t, const struct config *cfg,
 struct bufferevent *tls_wrap(struct event_base *base, struct bufferevent *plain, SSL *ssl,
                              enum bufferevent_ssl_state state);
 
+/* "TLSv1.3/TLS_AES_256_GCM_SHA384" for SHOW CLIENTS/SERVERS; "" when not TLS. */
+void tls_describe(struct bufferevent *bev, char *buf, size_t len);
+
 /* OpenSSL's reason for a failed TLS bufferevent, for logs and clients. */
 void tls_error_text(struct bufferevent *bev, char *buf, size_t len);
 

@@ -31,6 +31,7 @@
 #include "runtime.h"
 #include "server.h"
 #include "stats.h"
+#include "tls.h"
 #include "worker.h"
 
 #define T        ADMIN_TEXT
@@ -45,7 +46,7 @@
 struct row {
 	size_t n;                  /* values so far */
 	const char *vals[ROW_MAX]; /* NULL = SQL NULL */
-	char buf[ROW_MAX][32];     /* storage for numbers and times */
+	char buf[ROW_MAX][64];     /* storage for numbers, times and TLS descriptions */
 };
 
 static void put_str(struct row *r, const char *s)
@@ -89,6 +90,18 @@ static void put_time(struct row *r, int64_t us)
 		return;
 	gmtime_r(&t, &tm);
 	strftime(r->buf[r->n], sizeof(r->buf[r->n]), "%Y-%m-%d %H:%M:%S UTC", &tm);
+	r->vals[r->n] = r->buf[r->n];
+	r->n++;
+}
+
+/* The connection's TLS version and cipher, "" for a plain one (PgBouncer's tls column). */
+static void put_tls(struct row *r, struct bufferevent *tls_bev)
+{
+	if (r->n >= ROW_MAX)
+		return;
+	r->buf[r->n][0] = '\0';
+	if (tls_bev != NULL)
+		tls_describe(tls_bev, r->buf[r->n], sizeof(r->buf[r->n]));
 	r->vals[r->n] = r->buf[r->n];
 	r->n++;
 }
@@ -865,7 +878,7 @@ static void render_client(struct worker *w, const struct client *c, struct evbuf
 	else
 		put_str(&r, NULL);
 	put_i64(&r, c->is_unix ? peer_pid(c->bev) : 0);
-	put_str(&r, "");
+	put_tls(&r, c->tls ? c->bev : NULL);
 	put_str(&r, app != NULL ? app->value : "");
 	put_u64(&r, c->stmts.count);
 	put_u64(&r, c->id);
@@ -937,7 +950,7 @@ static void render_server(struct worker *w, const struct server *s, struct evbuf
 	else
 		put_str(&r, NULL);
 	put_i64(&r, s->backend_pid);
-	put_str(&r, "");
+	put_tls(&r, s->tls == SERVER_TLS_ON ? s->bev : NULL);
 	put_str(&r, app != NULL ? app->value : "");
 	put_u64(&r, s->stmts.count);
 	put_u64(&r, s->id);

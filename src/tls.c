@@ -253,3 +253,14 @@ void tls_error_text(struct bufferevent *bev, char *buf, size_t len)
 	while (bufferevent_get_openssl_error(bev) != 0)
 		;
 }
+
+void tls_describe(struct bufferevent *bev, char *buf, size_t len)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+	if (ssl == NULL) {
+		buf[0] = '\0';
+		return;
+	}
+	snprintf(buf, len, "%s/%s", SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+}

@@ -39,5 +39,8 @@ if [ "$#" -eq 0 ]; then
   ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     meson test -C build-asan --print-errorlogs --num-processes 2 --timeout-multiplier 3 || status=$?
+  # Then each libFuzzer target for 20 seconds from its seeds (docs/fuzzing.md),
+  # enough to catch a parser change that breaks on a known input or nearby.
+  tests/fuzz/run.sh 20 || status=$?
 fi
 exit "$status"

@@ -34,7 +34,8 @@
 /* RFC 7677 section 3: the verifier for "pencil" and the server's nonce. */
 #define RFC_SERVER_NONCE "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
 #define RFC_VERIFIER                                                                               \
-	"SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:" \
+	"SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"                                             \
+	"WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:"                                            \
 	"wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="
 
 /* What a StartupMessage told us; owns its strings. */
@@ -273,7 +274,8 @@ static int startup_packet(struct startup *st, struct evbuffer *in)
 		FUZZ_CHECK(len != 16 || (!r.failed && msg_remaining(&r) == 0));
 		go_on = false;
 	} else {
-		go_on = FRAME_PROTO_MAJOR(code) == 3 && startup_message(st, packet + 8, len - 8, code);
+		go_on =
+		    FRAME_PROTO_MAJOR(code) == 3 && startup_message(st, packet + 8, len - 8, code);
 	}
 	free(packet);
 	return go_on ? 0 : -1;

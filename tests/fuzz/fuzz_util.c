@@ -119,6 +119,12 @@ const char *fuzz_write_file(const char *tag, const uint8_t *data, size_t size)
 		         (long)getpid());
 		atexit(remove_temp);
 	}
+	/*
+	 * A new file rather than a truncated one: ext4 flushes a file that was
+	 * truncated and rewritten when it is closed, which would cost more than
+	 * the parsing.
+	 */
+	unlink(temp_path);
 	if ((f = fopen(temp_path, "w")) == NULL)
 		return NULL;
 	ok = fwrite(data, 1, size, f) == size;

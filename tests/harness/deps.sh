@@ -6,15 +6,16 @@
 set -eu
 
 # pgbench ships in postgresql-15; pgbouncer is for the comparison benchmarks;
-# clang-format backs the format-check target.  The Python, Java and Node
-# drivers are for the driver matrix (tests/drivers, tests/integration/test_drivers.c).
+# clang-format backs the format-check target, clang the libFuzzer targets
+# (tests/fuzz/run.sh).  The Python, Java and Node drivers are for the driver
+# matrix (tests/drivers, tests/integration/test_drivers.c).
 # systemd (systemd-analyze), man-db, groff-base and python3-yaml check the
 # packaging (tests/integration/packaging_lint.sh).  prometheus-pgbouncer-exporter
 # is pointed at the admin console (tests/integration/test_console.c).  prometheus
 # provides promtool, which checks /metrics (tests/integration/test_observability.c).
 packages="build-essential meson ninja-build pkg-config libevent-dev libpq-dev
 libssl-dev libinih-dev libcriterion-dev postgresql-15 postgresql-client-15
-pgbouncer clang-format
+pgbouncer clang-format clang
 python3-psycopg2 python3-psycopg python3-asyncpg libpostgresql-jdbc-java
 systemd man-db groff-base python3-yaml prometheus-pgbouncer-exporter prometheus"
 

@@ -249,8 +249,8 @@ Test(security, server_side_verify_full_to_a_hostssl_only_role)
 
 	harness_pg();
 	snprintf(ini, sizeof(ini),
-	         "[databases]\napp = host=localhost port=@PGPORT@ dbname=app user=tlsonly "
-	         "password=tls-secret sslmode=verify-full sslrootcert=%s\n",
+	         "admin_users = admin\n[databases]\napp = host=localhost port=@PGPORT@ dbname=app "
+	         "user=tlsonly password=tls-secret sslmode=verify-full sslrootcert=%s\n",
 	         pg_ca());
 	h = harness_start_sluice(ini);
 	c = harness_connect_ok(h, "app", "app-secret", "app");
