@@ -508,12 +508,13 @@ static void login_input(struct server *s)
 		enum frame_status st = frame_peek(in, &f, FRAME_STARTUP_MAX * 2);
 		const uint8_t *body;
 
-		if (st == FRAME_INCOMPLETE || evbuffer_get_length(in) < frame_total(&f))
-			return;
+		/* Checked before waiting for the body: a bogus length must not stall the login. */
 		if (st == FRAME_INVALID) {
 			login_fail(s, SQLSTATE_PROTOCOL_VIOLATION, "invalid message from server");
 			return;
 		}
+		if (st == FRAME_INCOMPLETE || evbuffer_get_length(in) < frame_total(&f))
+			return;
 		body = evbuffer_pullup(in, (ev_ssize_t)frame_total(&f));
 		if (!login_message(s, f.type, body + FRAME_HEADER_LEN, f.len - 4))
 			return;
@@ -531,9 +532,13 @@ static void idle_input(struct server *s)
 		enum frame_status st = frame_peek(in, &f, s->w->cfg->max_packet_size);
 		const uint8_t *body;
 
+		if (st == FRAME_INVALID) {
+			server_close(s, "invalid message from idle server");
+			return;
+		}
 		if (st == FRAME_INCOMPLETE || evbuffer_get_length(in) < frame_total(&f))
 			return;
-		if (st == FRAME_INVALID || (f.type != 'N' && f.type != 'S' && f.type != 'A')) {
+		if (f.type != 'N' && f.type != 'S' && f.type != 'A') {
 			server_close(s, f.type == 'E' ? "server sent an error while idle"
 			                              : "unexpected data from idle server");
 			return;

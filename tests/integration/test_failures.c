@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -213,4 +214,61 @@ Test(failures, negotiate_protocol_version)
 	cr_assert_eq(buf[0], 'v');
 	cr_assert(contains(buf, got, "_pq_.future"));
 	close(fd);
+}
+
+/* ---- a hostile server ---- */
+
+/* Answers one connection: 'N' to an SSLRequest, then a header claiming a 2 GB message. */
+static void *lying_server(void *arg)
+{
+	int listener = *(int *)arg, fd = accept(listener, NULL, NULL);
+	uint8_t buf[1024];
+	const uint8_t huge[] = {'R', 0x7f, 0xff, 0xff, 0xff};
+	ssize_t n;
+
+	if (fd < 0)
+		return NULL;
+	n = recv(fd, buf, sizeof(buf), 0);
+	/* SSLRequest: 8 bytes, code 80877103. */
+	if (n == 8 && buf[4] == 0x04 && buf[5] == 0xd2 && buf[6] == 0x16 && buf[7] == 0x2f) {
+		(void)!write(fd, "N", 1);
+		n = recv(fd, buf, sizeof(buf), 0);
+	}
+	if (n > 0)
+		(void)!write(fd, huge, sizeof(huge));
+	/* Hold the connection until sluice drops it. */
+	while (recv(fd, buf, sizeof(buf), 0) > 0)
+		;
+	close(fd);
+	return NULL;
+}
+
+Test(failures, server_claiming_a_huge_message_fails_the_login_at_once)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sin);
+	int listener = socket(AF_INET, SOCK_STREAM, 0);
+	struct harness_sluice *h;
+	char ini[256];
+	pthread_t tid;
+	PGconn *c;
+
+	cr_assert(bind(listener, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	cr_assert(listen(listener, 4) == 0);
+	cr_assert(getsockname(listener, (struct sockaddr *)&sin, &len) == 0);
+	cr_assert_eq(pthread_create(&tid, NULL, lying_server, &listener), 0);
+	/* A long connect timeout: the error must come from the length check, not from it. */
+	snprintf(ini, sizeof(ini),
+	         "server_connect_timeout = 120s\n[databases]\napp = host=127.0.0.1 port=%d "
+	         "dbname=app\n",
+	         ntohs(sin.sin_port));
+	h = harness_start_sluice(ini);
+	c = harness_connect(h, "app", "app-secret", "app");
+	cr_assert_eq(PQstatus(c), CONNECTION_BAD);
+	cr_assert(strstr(PQerrorMessage(c), "invalid message from server") != NULL, "%s",
+	          PQerrorMessage(c));
+	PQfinish(c);
+	pthread_join(tid, NULL);
+	close(listener);
+	cr_assert(harness_sluice_alive(h));
 }
