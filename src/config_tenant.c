@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "strlist.h"
 
 #define USEC_PER_SEC INT64_C(1000000)
 #define MAX_RATE     INT64_C(100000000)
@@ -202,30 +203,6 @@ static void *section_entry(struct config *cfg, bool tier, const char *name, int 
 	return d;
 }
 
-/* "a, b_*" -> {"a", "b_*"}. */
-static int split_patterns(const char *value, char ***out, size_t *count)
-{
-	char *copy = strdup(value), *save = NULL, *tok;
-
-	if (copy == NULL)
-		return -1;
-	for (tok = strtok_r(copy, ", \t", &save); tok != NULL;
-	     tok = strtok_r(NULL, ", \t", &save)) {
-		char **grown = realloc(*out, (*count + 1) * sizeof(*grown));
-
-		if (grown == NULL || (grown[*count] = strdup(tok)) == NULL) {
-			if (grown != NULL)
-				*out = grown;
-			free(copy);
-			return -1;
-		}
-		*out = grown;
-		(*count)++;
-	}
-	free(copy);
-	return 0;
-}
-
 static int parse_limit(const struct tenant_key *k, struct tenant_limits *l, const char *value,
                        char *msg, size_t len)
 {
@@ -307,8 +284,8 @@ int config_tenant_entry(struct config *cfg, bool tier, const char *section, cons
 
 	switch (k->kind) {
 	case KEY_PATTERNS:
-		if (split_patterns(value, strcmp(key, "users") == 0 ? &d->users : &d->databases,
-		                   strcmp(key, "users") == 0 ? &d->nusers : &d->ndatabases) < 0) {
+		if (strlist_split(value, ", \t", strcmp(key, "users") == 0 ? &d->users : &d->databases,
+		                  strcmp(key, "users") == 0 ? &d->nusers : &d->ndatabases) < 0) {
 			snprintf(msg, len, "out of memory");
 			return -1;
 		}
@@ -371,13 +348,6 @@ int config_tenants_resolve(struct config *cfg, char *msg, size_t len)
 	return 0;
 }
 
-static void free_patterns(char **list, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(list[i]);
-	free(list);
-}
-
 void config_tenants_free(struct config *cfg)
 {
 	for (size_t i = 0; i < cfg->ntenants; i++) {
@@ -385,8 +355,8 @@ void config_tenants_free(struct config *cfg)
 
 		free(d->name);
 		free(d->tier);
-		free_patterns(d->users, d->nusers);
-		free_patterns(d->databases, d->ndatabases);
+		strlist_free(d->users, d->nusers);
+		strlist_free(d->databases, d->ndatabases);
 	}
 	free(cfg->tenants);
 	for (size_t i = 0; i < cfg->ntiers; i++)

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "strlist.h"
+
 #define HBA_MAX_BYTES (1 << 20) /* a rules file larger than 1 MB is surely a mistake */
 
 static const char *const method_names[] = {
@@ -24,18 +26,11 @@ const char *hba_method_name(enum hba_method m)
 	return method_names[m];
 }
 
-static void free_list(char **list, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(list[i]);
-	free(list);
-}
-
 void hba_fini(struct hba *h)
 {
 	for (size_t i = 0; i < h->count; i++) {
-		free_list(h->rules[i].databases, h->rules[i].ndatabases);
-		free_list(h->rules[i].users, h->rules[i].nusers);
+		strlist_free(h->rules[i].databases, h->rules[i].ndatabases);
+		strlist_free(h->rules[i].users, h->rules[i].nusers);
 	}
 	free(h->rules);
 	memset(h, 0, sizeof(*h));
@@ -44,28 +39,11 @@ void hba_fini(struct hba *h)
 /* "all" -> NULL list; "a,b" -> {"a", "b"}.  Returns -1 on allocation failure. */
 static int parse_names(const char *field, char ***out, size_t *n)
 {
-	char *copy, *save = NULL, *tok;
-
 	*out = NULL;
 	*n = 0;
 	if (strcmp(field, "all") == 0)
 		return 0;
-	if ((copy = strdup(field)) == NULL)
-		return -1;
-	for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
-		char **grown = realloc(*out, (*n + 1) * sizeof(*grown));
-
-		if (grown == NULL || (grown[*n] = strdup(tok)) == NULL) {
-			if (grown != NULL)
-				*out = grown;
-			free(copy);
-			return -1;
-		}
-		*out = grown;
-		(*n)++;
-	}
-	free(copy);
-	return 0;
+	return strlist_split(field, ",", out, n);
 }
 
 static void prefix_mask(uint8_t mask[16], int bits)
@@ -237,8 +215,8 @@ int hba_parse(const char *text, const char *path, struct hba *out, char *err, si
 			if (why[0] == '\0') /* parse_line said nothing: the realloc failed */
 				snprintf(why, sizeof(why), "out of memory");
 			snprintf(err, len, "%s:%d: %s", path, lineno, why);
-			free_list(r.databases, r.ndatabases);
-			free_list(r.users, r.nusers);
+			strlist_free(r.databases, r.ndatabases);
+			strlist_free(r.users, r.nusers);
 			free(copy);
 			hba_fini(out);
 			return -1;
