@@ -284,7 +284,8 @@ int config_tenant_entry(struct config *cfg, bool tier, const char *section, cons
 
 	switch (k->kind) {
 	case KEY_PATTERNS:
-		if (strlist_split(value, ", \t", strcmp(key, "users") == 0 ? &d->users : &d->databases,
+		if (strlist_split(value, ", \t",
+		                  strcmp(key, "users") == 0 ? &d->users : &d->databases,
 		                  strcmp(key, "users") == 0 ? &d->nusers : &d->ndatabases) < 0) {
 			snprintf(msg, len, "out of memory");
 			return -1;
