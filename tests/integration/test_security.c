@@ -316,6 +316,7 @@ Test(security, scram_pass_through_with_only_the_servers_verifier)
 	cr_assert(strncmp(PQgetvalue(res, 0, 0), "SCRAM-SHA-256$", 14) == 0);
 	snprintf(users, sizeof(users), "\"scram_pt\" \"%s\"\n", PQgetvalue(res, 0, 0));
 	PQclear(res);
+	PQfinish(super);
 	h = harness_start_sluice_users("auth_type = scram-sha-256\n", users);
 	cr_assert_not(harness_log_contains(h, "pt-secret"));
 	c = harness_connect_ok(h, "scram_pt", "pt-secret", "app");
@@ -506,6 +507,7 @@ static void prepare_auth_query(void)
 	           "as $$ select usename, passwd from pg_catalog.pg_shadow where usename = $1 $$"));
 	PQclear(
 	    harness_exec_ok(super, "grant execute on function public.sluice_lookup(text) to app"));
+	PQfinish(super);
 }
 
 static PGconn *connect_user(struct harness_sluice *h, const char *user, const char *password)
@@ -559,6 +561,7 @@ Test(security, auth_query_finds_users_by_bound_parameter_and_caches_answers)
 	/* The auth_file still wins for users it lists. */
 	c = harness_connect_ok(h, "app", "app-secret", "app");
 	PQfinish(c);
+	PQfinish(super);
 }
 
 Test(security, auth_query_without_cache_sees_password_changes)
@@ -582,6 +585,7 @@ Test(security, auth_query_without_cache_sees_password_changes)
 	c = connect_user(h, TRICKY_USER, "q-secret");
 	cr_assert_eq(PQstatus(c), CONNECTION_BAD);
 	PQfinish(c);
+	PQfinish(super);
 }
 
 Test(security, connect_rate_per_ip_refuses_a_login_flood_before_authentication)

@@ -383,6 +383,7 @@ Test(tenants, a_noisy_tenant_cannot_starve_a_quiet_one)
 	              gaps[ngaps / 2]);
 	PQfinish(quiet[0]);
 	PQfinish(quiet[1]);
+	PQfinish(super);
 }
 
 Test(tenants, idle_in_transaction_client_is_closed_and_its_locks_released)
@@ -411,6 +412,7 @@ Test(tenants, idle_in_transaction_client_is_closed_and_its_locks_released)
 	cr_assert_eq(PQstatus(waiter), CONNECTION_OK);
 	PQfinish(holder);
 	PQfinish(waiter);
+	PQfinish(super);
 }
 
 /* Tenants with different statement_timeouts never share a server connection. */
