@@ -385,11 +385,12 @@ bool auth_query_lookup(struct client *c)
 		c->auth_queried = true; /* unknown database: fails like an unknown user */
 		return true;
 	}
-	if ((a = cached(c->w, db->name, c->user)) != NULL) {
+	/* Keyed by the client's database name: a "*" entry serves many databases. */
+	if ((a = cached(c->w, c->dbname, c->user)) != NULL) {
 		hand_answer(c, a->secret);
 		return true;
 	}
-	if ((q = conn_for(c->w, db->name)) == NULL) {
+	if ((q = conn_for(c->w, c->dbname)) == NULL) {
 		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return false;
 	}

@@ -167,7 +167,13 @@ enum admit admission_request(struct client *c, uint8_t type)
 void admission_retry(struct client *c)
 {
 	if (c->state == CLIENT_LOGIN) {
+		int64_t login_left =
+		    c->connect_us + c->w->cfg->client_login_timeout_us - worker_now_us(c->w);
+
 		client_resume(c, SUSPEND_THROTTLE);
+		/* The throttle borrowed the login timer: what is left of client_login_timeout. */
+		if (c->w->cfg->client_login_timeout_us > 0)
+			client_arm_timer(c, login_left > 0 ? login_left : 1);
 		client_login_finish(c);
 		return;
 	}

@@ -191,6 +191,14 @@ void worker_free(struct worker *w)
 	statslog_fini(w);
 	if (w->inbox.wake != NULL)
 		inbox_fini(&w->inbox);
+	/*
+	 * A bufferevent freed while a deferred callback of its was pending keeps
+	 * a reference until that callback has run (its own callbacks are cleared
+	 * by then): one more non-blocking turn lets libevent drop it, so TLS
+	 * connections, and the SSL_CTX they hold, are really freed at exit.
+	 */
+	if (w->base != NULL)
+		event_base_loop(w->base, EVLOOP_NONBLOCK);
 	if (w->dns != NULL)
 		evdns_base_free(w->dns, 0);
 	if (w->base != NULL)

@@ -492,9 +492,9 @@ Test(security, cert_authentication_maps_the_common_name_to_the_user)
 #define TRICKY_USER "o'brien; drop table auth_canary; --"
 
 /* A role whose name would break SQL built by pasting, and a lookup function for app. */
-static void prepare_auth_query(void)
+static void prepare_auth_query_in(const char *db)
 {
-	PGconn *super = harness_pg_super("app");
+	PGconn *super = harness_pg_super(db);
 
 	PQclear(harness_exec_ok(super, "set password_encryption = 'scram-sha-256'"));
 	PQclear(harness_exec_ok(super, "drop role if exists \"" TRICKY_USER "\""));
@@ -510,14 +510,25 @@ static void prepare_auth_query(void)
 	PQfinish(super);
 }
 
-static PGconn *connect_user(struct harness_sluice *h, const char *user, const char *password)
+static void prepare_auth_query(void)
+{
+	prepare_auth_query_in("app");
+}
+
+static PGconn *connect_user_to(struct harness_sluice *h, const char *db, const char *user,
+                               const char *password)
 {
 	const char *keys[] = {"host", "port", "dbname", "user", "password", NULL};
 	char port[16];
-	const char *values[] = {"127.0.0.1", port, "app", user, password, NULL};
+	const char *values[] = {"127.0.0.1", port, db, user, password, NULL};
 
 	snprintf(port, sizeof(port), "%d", h->port);
 	return PQconnectdbParams(keys, values, 0);
+}
+
+static PGconn *connect_user(struct harness_sluice *h, const char *user, const char *password)
+{
+	return connect_user_to(h, "app", user, password);
 }
 
 Test(security, auth_query_finds_users_by_bound_parameter_and_caches_answers)
@@ -586,6 +597,26 @@ Test(security, auth_query_without_cache_sees_password_changes)
 	cr_assert_eq(PQstatus(c), CONNECTION_BAD);
 	PQfinish(c);
 	PQfinish(super);
+}
+
+/* The "*" entry: the lookup runs on the database the client asked for. */
+Test(security, auth_query_through_the_fallback_database_entry)
+{
+	struct harness_sluice *h;
+	PGconn *c;
+	PGresult *res;
+
+	prepare_auth_query_in("postgres");
+	h = harness_start_sluice(
+	    "auth_user = app\n"
+	    "auth_query = SELECT usename, passwd FROM public.sluice_lookup($1)\n"
+	    "[databases]\n* = host=@PGHOST@ port=@PGPORT@\n");
+	c = connect_user_to(h, "postgres", TRICKY_USER, "q-secret");
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	res = harness_exec_ok(c, "select current_database()");
+	cr_assert_str_eq(PQgetvalue(res, 0, 0), "postgres");
+	PQclear(res);
+	PQfinish(c);
 }
 
 Test(security, connect_rate_per_ip_refuses_a_login_flood_before_authentication)
