@@ -219,6 +219,8 @@ int config_parse_size(const char *text, int64_t *out_bytes);
 void config_format_duration(int64_t us, char *buf, size_t len);
 void config_format_size(int64_t bytes, char *buf, size_t len);
 const char *pool_mode_name(int mode);
+/* libpq's word for an enum sslmode: "disable" ... "verify-full". */
+const char *sslmode_name(int mode);
 
 /* Write docs/config.md content (generated from the table) to `out`. */
 void config_write_markdown(FILE *out);

@@ -35,10 +35,13 @@ struct tenant_state {
 	_Atomic uint64_t delayed[LIMIT_KINDS];  /* requests that waited, then got a token */
 	_Atomic uint64_t rejected[LIMIT_KINDS]; /* 53400 sent */
 	_Atomic uint64_t over_max_clients;      /* logins refused by max_client_conn */
-	/* Current rate, for SHOW RATELIMITS: tokens taken per completed window (lock). */
-	int64_t window_start_us;
-	uint64_t window_taken[LIMIT_KINDS];
-	double last_rate[LIMIT_KINDS]; /* per second over the last completed window */
+	/*
+	 * Current rate, for SHOW RATELIMITS: tokens taken per completed window.
+	 * Atomics, not the lock: counting must not cost a second lock per request.
+	 */
+	_Atomic int64_t window_start_us;
+	_Atomic uint64_t window_taken[LIMIT_KINDS];
+	_Atomic uint64_t last_rate_milli[LIMIT_KINDS]; /* per 1000 s over the last window */
 };
 
 #define RATE_WINDOW_US INT64_C(10000000) /* SHOW RATELIMITS' current_rate: 10 s windows */

@@ -145,9 +145,6 @@ static void aq_wait(struct aq_conn *q, short what)
 		aq_broken(q, "out of memory");
 }
 
-static const char *const sslmode_words[] = {"disable", "allow",     "prefer",
-                                            "require", "verify-ca", "verify-full"};
-
 static void aq_connect(struct aq_conn *q, const char *hostaddr)
 {
 	const struct config *cfg = q->w->cfg;
@@ -173,7 +170,7 @@ static void aq_connect(struct aq_conn *q, const char *hostaddr)
 	keys[n] = "user", values[n++] = cfg->auth_user;
 	if (password != NULL)
 		keys[n] = "password", values[n++] = password;
-	keys[n] = "sslmode", values[n++] = sslmode_words[tls_server_sslmode(cfg, db)];
+	keys[n] = "sslmode", values[n++] = sslmode_name(tls_server_sslmode(cfg, db));
 	if (db->sslrootcert != NULL || cfg->server_tls_ca_file[0] != '\0')
 		keys[n] = "sslrootcert",
 		values[n++] = db->sslrootcert != NULL ? db->sslrootcert : cfg->server_tls_ca_file;

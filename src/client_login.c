@@ -262,13 +262,16 @@ static const struct scram_secret *scram_secret_for(const struct client *c,
 /* "host \"1.2.3.4\", user \"u\", database \"d\", TLS on": names a connection in refusals. */
 static void describe_connection(const struct client *c, char *buf, size_t len)
 {
+	/* c->addr is "host:port"; an IPv6 host has colons of its own. */
+	const char *port = strrchr(c->addr, ':');
+	int host_len = port != NULL ? (int)(port - c->addr) : (int)strlen(c->addr);
+
 	if (c->is_unix)
 		snprintf(buf, len, "local connection, user \"%s\", database \"%s\"", c->user,
 		         c->dbname);
 	else
-		snprintf(buf, len, "host \"%.*s\", user \"%s\", database \"%s\", %s",
-		         (int)strcspn(c->addr, ":"), c->addr, c->user, c->dbname,
-		         c->tls ? "TLS on" : "TLS off");
+		snprintf(buf, len, "host \"%.*s\", user \"%s\", database \"%s\", %s", host_len,
+		         c->addr, c->user, c->dbname, c->tls ? "TLS on" : "TLS off");
 }
 
 /*

@@ -273,6 +273,13 @@ const char *pool_mode_name(int mode)
 	return pool_mode_names[mode];
 }
 
+const char *sslmode_name(int mode)
+{
+	if (mode < 0 || mode > SSLMODE_VERIFY_FULL)
+		return "?";
+	return sslmode_names[mode];
+}
+
 /* Factor of the unit that `p` spells (trailing blanks allowed); 0 if none. */
 static int64_t unit_factor(const char *p, const struct unit *units)
 {

@@ -87,32 +87,30 @@ const struct limiter_ops limiter_local_ops = {.take = local_take, .peek = local_
 
 void tenant_note_taken(struct tenant_state *t, unsigned kinds, int64_t now_us)
 {
-	pthread_mutex_lock(&t->lock);
-	if (t->window_start_us == 0)
-		t->window_start_us = now_us;
-	if (now_us - t->window_start_us >= RATE_WINDOW_US) {
-		double seconds = (double)(now_us - t->window_start_us) / 1e6;
+	int64_t start = atomic_load(&t->window_start_us);
 
+	if (start == 0) {
+		atomic_compare_exchange_strong(&t->window_start_us, &start, now_us);
+	} else if (now_us - start >= RATE_WINDOW_US &&
+	           atomic_compare_exchange_strong(&t->window_start_us, &start, now_us)) {
+		/* This thread closed the window; counts racing in land in the next one. */
 		for (int k = 0; k < LIMIT_KINDS; k++) {
-			t->last_rate[k] = (double)t->window_taken[k] / seconds;
-			t->window_taken[k] = 0;
+			uint64_t taken = atomic_exchange(&t->window_taken[k], 0);
+
+			atomic_store(&t->last_rate_milli[k],
+			             taken * UINT64_C(1000000000) / (uint64_t)(now_us - start));
 		}
-		t->window_start_us = now_us;
 	}
 	for (int k = 0; k < LIMIT_KINDS; k++)
 		if (kinds & (1u << k))
-			t->window_taken[k]++;
-	pthread_mutex_unlock(&t->lock);
+			atomic_fetch_add(&t->window_taken[k], 1);
 }
 
 double tenant_current_rate(struct tenant_state *t, enum limit_kind kind, int64_t now_us)
 {
-	double rate;
+	int64_t start = atomic_load(&t->window_start_us);
 
-	pthread_mutex_lock(&t->lock);
-	rate = t->window_start_us != 0 && now_us - t->window_start_us < 2 * RATE_WINDOW_US
-	           ? t->last_rate[kind]
-	           : 0.0;
-	pthread_mutex_unlock(&t->lock);
-	return rate;
+	if (start == 0 || now_us - start >= 2 * RATE_WINDOW_US)
+		return 0.0;
+	return (double)atomic_load(&t->last_rate_milli[kind]) / 1000.0;
 }
