@@ -15,6 +15,7 @@
 
 #include "auth.h"
 #include "auth_scram.h"
+#include "conn.h"
 #include "list.h"
 #include "log.h"
 #include "params.h"
@@ -22,7 +23,6 @@
 #include "types.h"
 
 struct admin_conn;
-struct bufferevent;
 struct event;
 struct query_capture;
 
@@ -52,7 +52,7 @@ enum login_step {
 struct client {
 	uint64_t id;                  /* process-wide connection id */
 	struct worker *w;             /* owner */
-	struct bufferevent *bev;      /* the socket */
+	struct conn conn;             /* the socket and its buffers */
 	enum client_state state;      /* see above; changed only by client_set_state */
 	enum login_step login;        /* LOGIN sub-state */
 	struct list_node node;        /* worker->clients, or worker->dead_clients */

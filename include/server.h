@@ -16,13 +16,14 @@
 #include <sys/socket.h>
 
 #include "auth_scram.h"
+#include "conn.h"
 #include "list.h"
 #include "log.h"
 #include "params.h"
 #include "prepared.h"
 #include "types.h"
 
-struct bufferevent;
+struct evdns_getaddrinfo_request;
 struct event;
 
 enum server_state {
@@ -52,11 +53,12 @@ struct request_queue {
 };
 
 struct server {
-	uint64_t id;                  /* process-wide connection id */
-	struct worker *w;             /* owner */
-	struct pool *pool;            /* owner pool */
-	struct bufferevent *bev;      /* the socket */
-	enum server_state state;      /* changed only by server_set_state */
+	uint64_t id;                           /* process-wide connection id */
+	struct worker *w;                      /* owner */
+	struct pool *pool;                     /* owner pool */
+	struct conn conn;                      /* the socket and its buffers */
+	struct evdns_getaddrinfo_request *dns; /* host name lookup in flight */
+	enum server_state state;               /* changed only by server_set_state */
 	struct list_node node;        /* pool list for the state, or worker->dead_servers */
 	struct client *client;        /* linked client while ACTIVE */
 	struct sockaddr_storage addr; /* resolved peer address, for cancel connections */

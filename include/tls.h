@@ -33,14 +33,6 @@ int tls_server_sslmode(const struct config *cfg, const struct db_def *db);
 SSL *tls_server_ssl(const struct tls_contexts *t, const struct config *cfg,
                     const struct db_def *db);
 
-/*
- * Replaces a socket bufferevent by a TLS one on the same socket (the old one
- * is freed without closing it).  Returns NULL on failure, with `plain`
- * untouched and `ssl` freed.
- */
-struct bufferevent *tls_wrap(struct event_base *base, struct bufferevent *plain, SSL *ssl,
-                             enum bufferevent_ssl_state state);
-
 /* "TLSv1.3/TLS_AES_256_GCM_SHA384" for SHOW CLIENTS/SERVERS; "" when not TLS. */
 void tls_describe(struct bufferevent *bev, char *buf, size_t len);
 

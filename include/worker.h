@@ -41,6 +41,10 @@ struct worker {
 	struct list_node dead_clients;    /* closed, freed by the reaper */
 	struct list_node dead_servers;    /* closed, freed by the reaper */
 	struct event *reaper;             /* low-priority event that frees dead objects */
+	struct list_node flush_list;      /* conns with output to send this turn (conn.c) */
+	struct event *flusher;            /* sends it, after this turn's callbacks */
+	struct list_node kick_list;       /* conns whose buffered input is to be read again */
+	struct event *kicker;             /* does that, after this turn's callbacks */
 	struct client **cancel_map;       /* open hash of clients by cancel pid */
 	uint32_t cancel_map_size;         /* power of two */
 	uint32_t cancel_seq;              /* next candidate cancel pid (low 24 bits) */

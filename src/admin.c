@@ -10,7 +10,6 @@
 
 #include <ctype.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -189,7 +188,7 @@ bool admin_show_probe(struct admin_conn *conn, const char *name)
 /* What drivers look at before their first query; no server is involved. */
 static void send_welcome(struct client *c)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = conn_out(&c->conn);
 
 	build_auth(out, 0, NULL, 0);
 	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
@@ -253,7 +252,7 @@ void admin_client_free(struct client *c)
 
 struct evbuffer *admin_out(struct admin_conn *conn)
 {
-	return bufferevent_get_output(conn->c->bev);
+	return conn_out(&conn->c->conn);
 }
 
 void admin_reply_error(struct admin_conn *conn, const char *sqlstate, const char *fmt, ...)
@@ -756,7 +755,7 @@ static bool console_message(struct admin_conn *conn, struct evbuffer *in, const 
 void admin_input(struct client *c)
 {
 	struct admin_conn *conn = c->admin;
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = c->conn.in;
 	uint32_t max_packet = (uint32_t)c->w->cfg->max_packet_size;
 
 	while (c->state == CLIENT_IDLE && c->admin == conn && conn->sql == NULL) {

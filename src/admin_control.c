@@ -12,7 +12,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -435,9 +434,9 @@ enum admin_result admin_resume(struct admin_conn *conn, struct admin_lexer *lx)
 	return start(conn, "RESUME", target, resume_each, complete_done);
 }
 
-static void add_output(struct admin_part *part, struct bufferevent *bev)
+static void add_output(struct admin_part *part, const struct conn *conn)
 {
-	part->remaining += (int64_t)evbuffer_get_length(bufferevent_get_output(bev));
+	part->remaining += (int64_t)evbuffer_get_length(conn->out);
 }
 
 /* Bytes still queued towards clients and servers. */
@@ -450,7 +449,7 @@ static void count_unflushed_each(struct worker *w, struct admin_op *op, struct a
 		struct client *c = list_entry(pos, struct client, node);
 
 		if (c->admin == NULL)
-			add_output(part, c->bev);
+			add_output(part, &c->conn);
 	}
 	list_for_each_safe(pos, tmp, &w->pools)
 	{
@@ -459,7 +458,7 @@ static void count_unflushed_each(struct worker *w, struct admin_op *op, struct a
 
 		for (size_t i = 0; i < 3; i++)
 			for (struct list_node *n = heads[i]->next; n != heads[i]; n = n->next)
-				add_output(part, list_entry(n, struct server, node)->bev);
+				add_output(part, &list_entry(n, struct server, node)->conn);
 	}
 }
 

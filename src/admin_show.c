@@ -9,7 +9,6 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -264,10 +263,9 @@ static void count_server(struct pool_rec *r, const struct server *s)
 	}
 }
 
-static uint64_t buffered(struct bufferevent *bev)
+static uint64_t buffered(const struct conn *conn)
 {
-	return evbuffer_get_length(bufferevent_get_input(bev)) +
-	       evbuffer_get_length(bufferevent_get_output(bev));
+	return evbuffer_get_length(conn->in) + evbuffer_get_length(conn->out);
 }
 
 static void census_pool(struct admin_census *cs, const struct pool *p, int64_t now)
@@ -288,7 +286,7 @@ static void census_pool(struct admin_census *cs, const struct pool *p, int64_t n
 			const struct server *s = list_entry(n, struct server, node);
 
 			count_server(r, s);
-			cs->io_bytes += buffered(s->bev);
+			cs->io_bytes += buffered(&s->conn);
 		}
 	}
 	first = list_first(&p->waiting);
@@ -334,7 +332,7 @@ static void census_client(struct admin_census *cs, const struct client *c, size_
 	struct pool_rec *r;
 
 	cs->clients++;
-	cs->io_bytes += buffered(c->bev);
+	cs->io_bytes += buffered(&c->conn);
 	if (c->admin != NULL) {
 		cs->console_clients++;
 		return;
@@ -794,13 +792,13 @@ static void sockaddr_text(const struct sockaddr_storage *ss, char *host, size_t 
 	}
 }
 
-static void local_addr(struct bufferevent *bev, char *host, size_t len, int *port)
+static void local_addr(int fd, char *host, size_t len, int *port)
 {
 	struct sockaddr_storage ss = {0};
 	socklen_t sl = sizeof(ss);
 
 	/* Not connected yet (a server still resolving its host name): nothing to show. */
-	if (getsockname(bufferevent_getfd(bev), (struct sockaddr *)&ss, &sl) < 0) {
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
 		snprintf(host, len, "%s", "");
 		*port = 0;
 		return;
@@ -808,12 +806,12 @@ static void local_addr(struct bufferevent *bev, char *host, size_t len, int *por
 	sockaddr_text(&ss, host, len, port);
 }
 
-static int peer_pid(struct bufferevent *bev)
+static int peer_pid(int fd)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 
-	if (getsockopt(bufferevent_getfd(bev), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
 		return 0;
 	return (int)cred.pid;
 }
@@ -850,7 +848,7 @@ static void render_client(struct worker *w, const struct client *c, struct evbuf
 		port = lport = w->cfg->listen_port;
 	} else {
 		split_addr(c->addr, host, sizeof(host), &port);
-		local_addr(c->bev, lhost, sizeof(lhost), &lport);
+		local_addr(c->conn.fd, lhost, sizeof(lhost), &lport);
 	}
 	if (c->state == CLIENT_WAITING) {
 		request_us = c->wait_start_us;
@@ -877,8 +875,8 @@ static void render_client(struct worker *w, const struct client *c, struct evbuf
 		put_fmt(&r, "%" PRIx64, c->server->id);
 	else
 		put_str(&r, NULL);
-	put_i64(&r, c->is_unix ? peer_pid(c->bev) : 0);
-	put_tls(&r, c->tls ? c->bev : NULL);
+	put_i64(&r, c->is_unix ? peer_pid(c->conn.fd) : 0);
+	put_tls(&r, c->tls ? conn_tls_bev(&c->conn) : NULL);
 	put_str(&r, app != NULL ? app->value : "");
 	put_u64(&r, c->stmts.count);
 	put_u64(&r, c->id);
@@ -929,7 +927,7 @@ static void render_server(struct worker *w, const struct server *s, struct evbuf
 	sockaddr_text(&s->addr, host, sizeof(host), &port);
 	if (port == 0 && s->pool->db != NULL)
 		port = s->pool->db->port; /* Unix socket, or not connected yet */
-	local_addr(s->bev, lhost, sizeof(lhost), &lport);
+	local_addr(s->conn.fd, lhost, sizeof(lhost), &lport);
 	put_str(&r, "S");
 	put_str(&r, s->pool->user);
 	put_str(&r, s->pool->dbname);
@@ -950,7 +948,7 @@ static void render_server(struct worker *w, const struct server *s, struct evbuf
 	else
 		put_str(&r, NULL);
 	put_i64(&r, s->backend_pid);
-	put_tls(&r, s->tls == SERVER_TLS_ON ? s->bev : NULL);
+	put_tls(&r, s->tls == SERVER_TLS_ON ? conn_tls_bev(&s->conn) : NULL);
 	put_str(&r, app != NULL ? app->value : "");
 	put_u64(&r, s->stmts.count);
 	put_u64(&r, s->id);

@@ -66,20 +66,15 @@ void client_arm_timer(struct client *c, int64_t us)
 
 static void bury(struct client *c)
 {
+	conn_halt(&c->conn);
+	if (c->timer_armed) {
+		evtimer_del(c->timer);
+		c->timer_armed = false;
+	}
 	list_del(&c->node);
 	list_add_tail(&c->w->dead_clients, &c->node);
 	worker_schedule_reap(c->w);
 	worker_check_drained(c->w); /* its last bytes are out: the drain may end */
-}
-
-static void flushed_cb(struct bufferevent *bev, void *arg)
-{
-	bury(arg);
-}
-
-static void flush_failed_cb(struct bufferevent *bev, short what, void *arg)
-{
-	bury(arg);
 }
 
 /*
@@ -88,18 +83,14 @@ static void flush_failed_cb(struct bufferevent *bev, short what, void *arg)
  */
 static void client_bury_after_flush(struct client *c)
 {
-	struct timeval tv = {.tv_sec = 5};
-
 	list_del(&c->node);
 	list_add_tail(&c->w->closing_clients, &c->node);
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+	if (c->conn.halted || evbuffer_get_length(c->conn.out) == 0) {
 		bury(c);
 		return;
 	}
-	bufferevent_setcb(c->bev, NULL, flushed_cb, flush_failed_cb, c);
-	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-	bufferevent_set_timeouts(c->bev, NULL, &tv);
-	bufferevent_enable(c->bev, EV_WRITE);
+	conn_notify_drained(&c->conn, 0);
+	client_arm_timer(c, 5000000);
 }
 
 void client_set_state(struct client *c, enum client_state state)
@@ -124,7 +115,6 @@ void client_set_state(struct client *c, enum client_state state)
 		client_arm_timer(c, c->pool->set.query_wait_timeout_us);
 		break;
 	case CLIENT_CLOSING:
-		evtimer_del(c->timer);
 		client_bury_after_flush(c);
 		break;
 	default:
@@ -135,7 +125,7 @@ void client_set_state(struct client *c, enum client_state state)
 void client_suspend(struct client *c, uint32_t reason)
 {
 	if (c->suspend == 0)
-		bufferevent_disable(c->bev, EV_READ);
+		conn_set_reading(&c->conn, false);
 	c->suspend |= reason;
 }
 
@@ -145,15 +135,15 @@ void client_resume(struct client *c, uint32_t reason)
 		return;
 	c->suspend &= ~reason;
 	if (c->suspend == 0 && c->state != CLIENT_CLOSING) {
-		bufferevent_enable(c->bev, EV_READ);
+		conn_set_reading(&c->conn, true);
 		client_kick(c);
 	}
 }
 
 void client_kick(struct client *c)
 {
-	if (c->state != CLIENT_CLOSING && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-		bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+	if (c->state != CLIENT_CLOSING)
+		conn_kick(&c->conn);
 }
 
 void client_close(struct client *c, const char *reason)
@@ -169,7 +159,7 @@ void client_close(struct client *c, const char *reason)
 		server_unlink(c->server);
 	admission_client_gone(c);
 	worker_cancel_unregister(w, c);
-	bufferevent_disable(c->bev, EV_READ);
+	conn_set_reading(&c->conn, false);
 	client_set_state(c, CLIENT_CLOSING);
 	w->nclients--;
 	atomic_fetch_sub(&w->rt->nclients, 1);
@@ -184,7 +174,7 @@ static void send_error(struct client *c, const char *severity, const char *sqlst
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	clog(c, strcmp(sqlstate, SQLSTATE_ADMIN_SHUTDOWN) == 0 ? LOG_DEBUG : LOG_INFO, "%s %s: %s",
 	     severity, sqlstate, msg);
-	build_error(bufferevent_get_output(c->bev), severity, sqlstate, msg, NULL);
+	build_error(conn_out(&c->conn), severity, sqlstate, msg, NULL);
 }
 
 void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
@@ -218,8 +208,7 @@ void client_reject_request(struct client *c, const char *sqlstate, const char *f
 void client_free(struct client *c)
 {
 	admin_client_free(c);
-	if (c->bev != NULL)
-		bufferevent_free(c->bev);
+	conn_release(&c->conn);
 	if (c->timer != NULL)
 		event_free(c->timer);
 	param_list_fini(&c->params);
@@ -254,7 +243,7 @@ void client_link(struct client *c, struct server *s)
 
 void client_login_ready(struct client *c)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = conn_out(&c->conn);
 	const struct param_list *defaults = &c->pool->defaults;
 
 	for (size_t i = 0; i < defaults->count; i++) {
@@ -305,6 +294,10 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 	struct client *c = arg;
 
 	c->timer_armed = false;
+	if (c->state == CLIENT_CLOSING) {
+		bury(c); /* its last message could not be delivered in time */
+		return;
+	}
 	if (c->suspend & SUSPEND_THROTTLE) {
 		admission_retry(c);
 		return;
@@ -328,7 +321,7 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 		                      c->pool->dbname, c->pool->user);
 }
 
-static void client_read_cb(struct bufferevent *bev, void *arg)
+static void client_read_cb(void *arg)
 {
 	struct client *c = arg;
 
@@ -349,53 +342,57 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
-static void client_write_cb(struct bufferevent *bev, void *arg)
+static void client_drained_cb(void *arg)
 {
 	struct client *c = arg;
 
-	/* Output drained below the low watermark: let the server send more. */
-	if (c->server != NULL)
-		server_resume(c->server, SUSPEND_WATERMARK);
+	if (c->state == CLIENT_CLOSING)
+		bury(c); /* the final message is out */
+	else if (c->server != NULL)
+		server_resume(c->server, SUSPEND_WATERMARK); /* room again: the server may send */
 }
 
-static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+static void client_event_cb(void *arg, int what)
 {
 	struct client *c = arg;
 	char reason[256];
 
-	if (what & BEV_EVENT_CONNECTED)
+	if (what & CONN_CONNECTED)
 		return; /* TLS handshake done: the startup packet follows */
-	if (c->tls && (what & BEV_EVENT_ERROR)) {
-		tls_error_text(bev, reason, sizeof(reason));
+	if (c->state == CLIENT_CLOSING) {
+		bury(c); /* the peer is gone before its final message was out */
+		return;
+	}
+	if (c->tls && (what & CONN_ERROR)) {
+		tls_error_text(conn_tls_bev(&c->conn), reason, sizeof(reason));
 		clog(c, LOG_INFO, "TLS: %s", reason);
 		client_close(c, "TLS error");
 		return;
 	}
-	client_close(c, (what & BEV_EVENT_EOF) ? "client disconnected" : "client socket error");
+	client_close(c, (what & CONN_EOF) ? "client disconnected" : "client socket error");
 }
+
+static const struct conn_ops client_conn_ops = {
+    .read = client_read_cb,
+    .drained = client_drained_cb,
+    .event = client_event_cb,
+};
 
 int client_start_tls(struct client *c)
 {
 	SSL *ssl = SSL_new(c->w->snap->tls.accept);
-	int fd = bufferevent_getfd(c->bev);
-	struct bufferevent *tls_bev;
 
 	/* The answer goes out in the clear, before the handshake; nothing else is queued. */
-	if (ssl == NULL || send(fd, "S", 1, MSG_NOSIGNAL) != 1) {
+	if (ssl == NULL || send(c->conn.fd, "S", 1, MSG_NOSIGNAL) != 1) {
 		SSL_free(ssl);
 		client_close(c, "could not start TLS");
 		return -1;
 	}
-	tls_bev = tls_wrap(c->w->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING);
-	if (tls_bev == NULL) {
+	if (conn_start_tls(&c->conn, ssl, BUFFEREVENT_SSL_ACCEPTING) < 0) {
 		client_close(c, "could not start TLS");
 		return -1;
 	}
-	c->bev = tls_bev;
 	c->tls = true;
-	bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
-	bufferevent_setwatermark(c->bev, EV_READ, 0, RELAY_READ_HIGH);
-	bufferevent_enable(c->bev, EV_READ);
 	return 0;
 }
 
@@ -444,17 +441,12 @@ struct client *client_new(struct worker *w, int fd, const struct sockaddr *addr,
 	format_addr(c, addr);
 	if (!is_unix)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->timer = evtimer_new(w->base, client_timer_cb, c);
-	if (c->bev == NULL || c->timer == NULL) {
-		if (c->bev == NULL)
-			close(fd);
+	if (conn_init_fd(&c->conn, w, fd, &client_conn_ops, c) < 0 || c->timer == NULL) {
 		client_free(c);
 		return NULL;
 	}
-	bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
-	bufferevent_setwatermark(c->bev, EV_READ, 0, RELAY_READ_HIGH);
-	bufferevent_enable(c->bev, EV_READ);
+	conn_set_read_high(&c->conn, RELAY_READ_HIGH);
 	list_add_tail(&w->clients, &c->node);
 	w->nclients++;
 	/* Refused after the startup packet, as Postgres does, so libpq reads the error. */

@@ -125,7 +125,7 @@ static void handle_startup(struct client *c, const uint8_t *body, size_t len, ui
 	}
 	/* We speak 3.0: tell newer clients, and list the protocol options we ignore. */
 	if (FRAME_PROTO_MINOR(version) > 0 || scan.nunrecognized > 0)
-		build_negotiate_protocol(bufferevent_get_output(c->bev), 0, scan.unrecognized,
+		build_negotiate_protocol(conn_out(&c->conn), 0, scan.unrecognized,
 		                         scan.nunrecognized);
 	begin_auth(c);
 }
@@ -133,7 +133,7 @@ static void handle_startup(struct client *c, const uint8_t *body, size_t len, ui
 /* One untyped startup-phase packet; returns false if the client was closed or must wait. */
 static bool startup_input(struct client *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = c->conn.in;
 	uint32_t len, code;
 	enum frame_status st = frame_peek_startup(in, &len, &code);
 	const uint8_t *packet;
@@ -158,7 +158,7 @@ static bool startup_input(struct client *c)
 		if (code == FRAME_CODE_SSL && !c->tls && !c->is_unix &&
 		    c->w->snap->tls.accept != NULL)
 			return client_start_tls(c) == 0;
-		evbuffer_add(bufferevent_get_output(c->bev), "N", 1);
+		evbuffer_add(conn_out(&c->conn), "N", 1);
 		return true;
 	}
 	packet = evbuffer_pullup(in, len);
@@ -235,7 +235,7 @@ void client_login_finish(struct client *c)
 			memcpy(c->pool->server_key, secret->scram.server_key, SCRAM_KEY_LEN);
 		c->pool->has_client_key = true;
 	}
-	build_auth(bufferevent_get_output(c->bev), 0, NULL, 0);
+	build_auth(conn_out(&c->conn), 0, NULL, 0);
 	if (c->pool->have_defaults) {
 		client_login_ready(c);
 		return;
@@ -320,7 +320,7 @@ static int auth_method(struct client *c)
  */
 static bool cert_matches_user(struct client *c)
 {
-	SSL *ssl = c->tls ? bufferevent_openssl_get_ssl(c->bev) : NULL;
+	SSL *ssl = c->tls ? bufferevent_openssl_get_ssl(conn_tls_bev(&c->conn)) : NULL;
 	X509 *cert = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
 	char cn[256] = "";
 
@@ -354,7 +354,7 @@ static const struct user_secret *client_secret(const struct client *c)
 static void ask_password(struct client *c)
 {
 	const struct user_secret *secret = client_secret(c);
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = conn_out(&c->conn);
 	bool use_scram;
 
 	if (c->auth_method == AUTH_PLAIN) {
@@ -511,7 +511,7 @@ static void sasl_initial(struct client *c, const uint8_t *body, size_t len)
 		return;
 	}
 	c->login = LOGIN_SASL_FINAL;
-	build_auth(bufferevent_get_output(c->bev), 11, reply, strlen(reply));
+	build_auth(conn_out(&c->conn), 11, reply, strlen(reply));
 }
 
 static void sasl_final(struct client *c, const uint8_t *body, size_t len)
@@ -532,14 +532,14 @@ static void sasl_final(struct client *c, const uint8_t *body, size_t len)
 	OPENSSL_cleanse(c->scram, sizeof(*c->scram));
 	free(c->scram);
 	c->scram = NULL;
-	build_auth(bufferevent_get_output(c->bev), 12, reply, strlen(reply));
+	build_auth(conn_out(&c->conn), 12, reply, strlen(reply));
 	client_login_finish(c);
 }
 
 /* One typed authentication message ('p'); returns false when the client must wait or closed. */
 static bool auth_input(struct client *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = c->conn.in;
 	struct frame f;
 	enum frame_status st = frame_peek(in, &f, FRAME_STARTUP_MAX);
 	const uint8_t *body;

@@ -5,7 +5,6 @@
 
 #include <ctype.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -378,7 +377,7 @@ static void body_released(const void *data, size_t len, void *arg)
 
 static void send_parse(struct server *s, struct pstmt *ps, uint8_t marker)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	struct evbuffer *out = conn_out(&s->conn);
 	char name[SERVER_NAME_MAX];
 	uint8_t hdr[5];
 	uint32_t len;
@@ -411,7 +410,7 @@ static void send_close(struct server *s, const struct pstmt *ps, uint32_t genera
 	msg_begin(&m, 'C');
 	msg_add_u8(&m, 'S');
 	msg_add_cstr(&m, name);
-	msg_finish(&m, bufferevent_get_output(s->bev));
+	msg_finish(&m, conn_out(&s->conn));
 	relay_track_request(s, REQ_INJECTED_CLOSE);
 }
 
@@ -500,12 +499,12 @@ static void push_fake(struct server *s, uint8_t marker)
 /* Whole message needed: grow the read watermark for messages larger than it. */
 static enum prep_result need_whole(struct client *c, const struct frame *f)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = c->conn.in;
 
 	if (evbuffer_get_length(in) >= frame_total(f))
 		return PREP_DONE;
 	if (frame_total(f) >= RELAY_READ_HIGH)
-		bufferevent_setwatermark(c->bev, EV_READ, 0, frame_total(f) + RELAY_READ_HIGH);
+		conn_set_read_high(&c->conn, frame_total(f) + RELAY_READ_HIGH);
 	return PREP_WAIT;
 }
 
@@ -520,7 +519,7 @@ static bool parse_deallocate(const char *sql, char *name, size_t cap);
 static enum prep_result handle_unnamed_parse(struct client *c, struct server *s,
                                              const struct frame *f)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = c->conn.in;
 	char sql[DEALLOCATE_PEEK + 1], name[PREP_NAME_MAX + 1];
 
 	c->fake_unnamed = false;
@@ -544,7 +543,7 @@ static enum prep_result handle_unnamed_parse(struct client *c, struct server *s,
 /* Drop the rest of a client message whose first `done` bytes were handled. */
 static void drop_message(struct client *c, const struct frame *f, size_t done)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = c->conn.in;
 	size_t rest = frame_total(f) - done, avail = evbuffer_get_length(in);
 	size_t now = rest < avail ? rest : avail;
 
@@ -564,14 +563,14 @@ static enum prep_result stale_bind(struct client *c, struct server *s, const str
                                    const uint8_t *portal, size_t portal_len, size_t prefix,
                                    struct client_stmt *cs)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	struct evbuffer *out = conn_out(&s->conn);
 	static const uint8_t no_formats_params_results[6];
 
 	write_header(out, 'B', (uint32_t)(4 + portal_len + 1 + sizeof(STALE_NAME) + 6));
 	evbuffer_add(out, portal, portal_len + 1);
 	evbuffer_add(out, STALE_NAME, sizeof(STALE_NAME));
 	evbuffer_add(out, no_formats_params_results, sizeof(no_formats_params_results));
-	evbuffer_drain(bufferevent_get_input(c->bev), prefix);
+	evbuffer_drain(c->conn.in, prefix);
 	drop_message(c, f, prefix);
 	relay_track_request(s, REQ_STALE_BIND);
 	cs->generation = cs->ps->generation;
@@ -580,7 +579,7 @@ static enum prep_result stale_bind(struct client *c, struct server *s, const str
 
 static enum prep_result handle_parse(struct client *c, struct server *s, const struct frame *f)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = c->conn.in;
 	struct pstmt_registry *reg = &c->w->prepared;
 	uint8_t head[FRAME_HEADER_LEN + PREP_NAME_MAX + 1];
 	size_t got = peek(in, f, head, sizeof(head)), name_len, body_len;
@@ -603,7 +602,7 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 		return handle_unnamed_parse(c, s, f);
 	if (need_whole(c, f) == PREP_WAIT)
 		return PREP_WAIT;
-	bufferevent_setwatermark(c->bev, EV_READ, 0, RELAY_READ_HIGH);
+	conn_set_read_high(&c->conn, RELAY_READ_HIGH);
 	memcpy(name, head + FRAME_HEADER_LEN, name_len + 1);
 	body_len = frame_total(f) - FRAME_HEADER_LEN - name_len - 1;
 	body = malloc(body_len ? body_len : 1);
@@ -642,8 +641,8 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 /* Bind and Describe of a named statement: rewrite the name, prepare first if needed. */
 static enum prep_result handle_bind(struct client *c, struct server *s, const struct frame *f)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	struct evbuffer *in = c->conn.in;
+	struct evbuffer *out = conn_out(&s->conn);
 	uint8_t head[FRAME_HEADER_LEN + 2 * (PREP_NAME_MAX + 1)];
 	size_t got = peek(in, f, head, sizeof(head)), portal_len, stmt_len, prefix, rest, moved;
 	const uint8_t *p = head + FRAME_HEADER_LEN, *end = head + got;
@@ -692,7 +691,7 @@ static enum prep_result handle_bind(struct client *c, struct server *s, const st
 static enum prep_result handle_describe_close(struct client *c, struct server *s,
                                               const struct frame *f)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = c->conn.in;
 	uint8_t msg[FRAME_CONTROL_MAX + 1];
 	struct client_stmt *cs;
 	char name[SERVER_NAME_MAX];
@@ -730,7 +729,7 @@ static enum prep_result handle_describe_close(struct client *c, struct server *s
 	msg_begin(&m, 'D');
 	msg_add_u8(&m, 'S');
 	msg_add_cstr(&m, cs != NULL ? name : (const char *)msg + FRAME_HEADER_LEN + 1);
-	msg_finish(&m, bufferevent_get_output(s->bev));
+	msg_finish(&m, conn_out(&s->conn));
 	relay_track_request(s, 'D');
 	return PREP_DONE;
 }
@@ -773,7 +772,7 @@ static bool parse_deallocate(const char *sql, char *name, size_t cap)
 
 static enum prep_result handle_query(struct client *c, struct server *s, const struct frame *f)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = c->conn.in;
 	char sql[DEALLOCATE_PEEK + 1], name[PREP_NAME_MAX + 1];
 
 	if (frame_total(f) > DEALLOCATE_PEEK || evbuffer_get_length(in) < frame_total(f))
@@ -793,7 +792,7 @@ static enum prep_result handle_query(struct client *c, struct server *s, const s
 /* Execute of the unnamed portal bound to a DEALLOCATE sluice answers. */
 static enum prep_result handle_execute(struct client *c, struct server *s, const struct frame *f)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = c->conn.in;
 	uint8_t head[FRAME_HEADER_LEN + 1];
 
 	if (!c->fake_portal || f->len != 9)
@@ -935,7 +934,7 @@ void prepared_stale_error(struct server *s)
 	msg_add_u8(&m, 'R');
 	msg_add_cstr(&m, "RevalidateCachedQuery");
 	msg_add_u8(&m, 0);
-	msg_finish(&m, bufferevent_get_output(s->client->bev));
+	msg_finish(&m, conn_out(&s->client->conn));
 }
 
 bool prepared_is_fake(uint8_t marker)
@@ -951,7 +950,7 @@ bool prepared_flush_fakes(struct server *s)
 
 	for (;;) {
 		uint8_t head = request_queue_peek(&s->queue);
-		struct evbuffer *out = c != NULL ? bufferevent_get_output(c->bev) : NULL;
+		struct evbuffer *out = c != NULL ? conn_out(&c->conn) : NULL;
 
 		if (!prepared_is_fake(head))
 			return ready;

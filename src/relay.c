@@ -7,7 +7,6 @@
 #include "relay.h"
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,7 +97,7 @@ static void track_client_message(struct server *s, uint8_t type)
 /* Messages a client may send that need no server: returns true if consumed. */
 static bool drop_without_server(struct client *c, uint8_t type, size_t total)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = c->conn.in;
 	struct server *s = c->server;
 	bool late_copy = (type == 'd' || type == 'c' || type == 'f') && (s == NULL || !s->copy_in);
 	bool idle_flush = type == 'H' && s == NULL;
@@ -109,7 +108,7 @@ static bool drop_without_server(struct client *c, uint8_t type, size_t total)
 	/* A local error answered this request; its end is where ReadyForQuery belongs. */
 	if (c->discarding && (type == 'S' || type == 'Q')) {
 		c->discarding = false;
-		build_ready(bufferevent_get_output(c->bev), 'I');
+		build_ready(conn_out(&c->conn), 'I');
 	}
 	return true;
 }
@@ -125,16 +124,15 @@ static void check_server_watermark(struct client *c)
 {
 	struct server *s = c->server;
 
-	if (s != NULL &&
-	    evbuffer_get_length(bufferevent_get_output(s->bev)) > RELAY_HIGH_WATERMARK) {
-		bufferevent_setwatermark(s->bev, EV_WRITE, RELAY_LOW_WATERMARK, 0);
+	if (s != NULL && evbuffer_get_length(s->conn.out) > RELAY_HIGH_WATERMARK) {
+		conn_notify_drained(&s->conn, RELAY_LOW_WATERMARK);
 		client_suspend(c, SUSPEND_WATERMARK);
 	}
 }
 
 void relay_client_input(struct client *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = c->conn.in;
 	uint32_t max_packet = (uint32_t)c->w->cfg->max_packet_size;
 	struct frame f;
 
@@ -149,8 +147,7 @@ void relay_client_input(struct client *c)
 			continue;
 		}
 		if (c->fwd_remaining > 0) {
-			moved = move_bytes(in, bufferevent_get_output(c->server->bev),
-			                   c->fwd_remaining);
+			moved = move_bytes(in, conn_out(&c->server->conn), c->fwd_remaining);
 			c->fwd_remaining -= moved;
 			c->pool->stats.bytes_received += moved;
 			if (c->fwd_remaining > 0)
@@ -199,7 +196,7 @@ void relay_client_input(struct client *c)
 				continue;
 		}
 		track_client_message(c->server, f.type);
-		moved = move_bytes(in, bufferevent_get_output(c->server->bev), frame_total(&f));
+		moved = move_bytes(in, conn_out(&c->server->conn), frame_total(&f));
 		c->fwd_remaining = frame_total(&f) - moved;
 		c->pool->stats.bytes_received += moved;
 	}
@@ -394,7 +391,7 @@ static void handle_sync_reply(struct server *s, uint8_t type, const uint8_t *bod
 			         "sluice could not apply a session parameter (%s); using the "
 			         "database defaults",
 			         msg ? msg : "unknown error");
-			build_notice(bufferevent_get_output(c->bev), "01000", text);
+			build_notice(conn_out(&c->conn), "01000", text);
 			param_list_fini(&c->params);
 		}
 	} else if (type == 'D' && s->capturing) {
@@ -453,7 +450,7 @@ static void flush_fakes(struct server *s)
 static void refuse_transaction(struct server *s)
 {
 	struct client *c = s->client;
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = conn_out(&c->conn);
 
 	if (s->queue.count > 0) {
 		client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
@@ -526,7 +523,7 @@ static void handle_ready(struct server *s, struct evbuffer *in, size_t total, ch
 		refuse_transaction(s);
 		return;
 	}
-	evbuffer_remove_buffer(in, bufferevent_get_output(c->bev), total);
+	evbuffer_remove_buffer(in, conn_out(&c->conn), total);
 	st->bytes_sent += total;
 	flush_fakes(s);
 	if (s->client != c)
@@ -544,9 +541,8 @@ static void check_client_watermark(struct server *s)
 {
 	struct client *c = s->client;
 
-	if (c != NULL &&
-	    evbuffer_get_length(bufferevent_get_output(c->bev)) > RELAY_HIGH_WATERMARK) {
-		bufferevent_setwatermark(c->bev, EV_WRITE, RELAY_LOW_WATERMARK, 0);
+	if (c != NULL && evbuffer_get_length(c->conn.out) > RELAY_HIGH_WATERMARK) {
+		conn_notify_drained(&c->conn, RELAY_LOW_WATERMARK);
 		server_suspend(s, SUSPEND_WATERMARK);
 	}
 }
@@ -562,13 +558,13 @@ static void server_protocol_error(struct server *s)
 
 void relay_server_input(struct server *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = s->conn.in;
 	uint32_t max_packet = (uint32_t)s->w->cfg->max_packet_size;
 	struct client *c = s->client;
 	struct frame f;
 
 	while (s->state == SERVER_ACTIVE || s->state == SERVER_RESETTING) {
-		struct evbuffer *out = c != NULL ? bufferevent_get_output(c->bev) : NULL;
+		struct evbuffer *out = c != NULL ? conn_out(&c->conn) : NULL;
 		const uint8_t *body;
 		enum frame_status st;
 		size_t moved;

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -184,8 +185,7 @@ void server_close(struct server *s, const char *reason)
 		s->client->server = NULL;
 		s->client = NULL;
 	}
-	if (s->bev != NULL)
-		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	conn_halt(&s->conn);
 	cancel_detach_server(s);
 	server_set_state(s, SERVER_CLOSING);
 	pool_server_gone(p, s);
@@ -198,8 +198,10 @@ void server_close(struct server *s, const char *reason)
 
 void server_free(struct server *s)
 {
-	if (s->bev != NULL)
-		bufferevent_free(s->bev);
+	/* Its callback, deferred, sees EVUTIL_EAI_CANCEL and leaves the freed server alone. */
+	if (s->dns != NULL)
+		evdns_getaddrinfo_cancel(s->dns);
+	conn_release(&s->conn);
 	if (s->timer != NULL)
 		event_free(s->timer);
 	param_list_fini(&s->params);
@@ -213,7 +215,7 @@ void server_free(struct server *s)
 void server_suspend(struct server *s, uint32_t reason)
 {
 	if (s->suspend == 0)
-		bufferevent_disable(s->bev, EV_READ);
+		conn_set_reading(&s->conn, false);
 	s->suspend |= reason;
 }
 
@@ -223,15 +225,14 @@ void server_resume(struct server *s, uint32_t reason)
 		return;
 	s->suspend &= ~reason;
 	if (s->suspend == 0) {
-		bufferevent_enable(s->bev, EV_READ);
+		conn_set_reading(&s->conn, true);
 		server_kick(s);
 	}
 }
 
 void server_kick(struct server *s)
 {
-	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
-		bufferevent_trigger(s->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+	conn_kick(&s->conn);
 }
 
 bool server_is_clean(const struct server *s)
@@ -243,7 +244,7 @@ bool server_is_clean(const struct server *s)
 /* Make sure a ReadyForQuery will come: the last request must be one that ends in one. */
 static void ensure_sync(struct server *s)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	struct evbuffer *out = conn_out(&s->conn);
 	uint8_t last = 0;
 
 	if (s->queue.count > 0)
@@ -265,7 +266,7 @@ static void ensure_sync(struct server *s)
  */
 void server_reset_step(struct server *s)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	struct evbuffer *out = conn_out(&s->conn);
 	const char *reset = s->w->cfg->server_reset_query;
 
 	if (s->queue.count > 0 || s->copy_in || s->skip_to_sync || s->sync_pending > 0) {
@@ -302,6 +303,10 @@ void server_unlink(struct server *s)
 	if (c != NULL) {
 		c->server = NULL;
 		s->client = NULL;
+		/* A side paused because the other's output was full must not wait for a peer it
+		 * lost. */
+		client_resume(c, SUSPEND_WATERMARK);
+		server_resume(s, SUSPEND_WATERMARK);
 		/* Half a message went to the server: there is no way to finish it cleanly. */
 		if (c->fwd_remaining > 0) {
 			server_close(s, "client left in the middle of a message");
@@ -413,7 +418,7 @@ static int auth_sasl_continue(struct server *s, struct msg_reader *r, struct evb
 /* AuthenticationRequest from the server; returns -1 with *err set on failure. */
 static int login_auth(struct server *s, struct msg_reader *r, const char **err)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	struct evbuffer *out = conn_out(&s->conn);
 	const struct user_secret *secret;
 	uint32_t code = msg_read_u32(r);
 
@@ -501,7 +506,7 @@ static bool login_message(struct server *s, uint8_t type, const uint8_t *body, s
 
 static void login_input(struct server *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = s->conn.in;
 	struct frame f;
 
 	while (s->state == SERVER_LOGIN) {
@@ -525,7 +530,7 @@ static void login_input(struct server *s)
 /* Asynchronous traffic on an idle server: notices, parameter changes, or a FATAL. */
 static void idle_input(struct server *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = s->conn.in;
 	struct frame f;
 
 	for (;;) {
@@ -558,18 +563,14 @@ static void idle_input(struct server *s)
 	}
 }
 
-static void server_read_cb(struct bufferevent *bev, void *arg);
-static void server_write_cb(struct bufferevent *bev, void *arg);
-static void server_event_cb(struct bufferevent *bev, short what, void *arg);
 static void send_startup(struct server *s);
 
 /* The one-byte answer to our SSLRequest. */
 static void tls_answer(struct server *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = s->conn.in;
 	const struct config *cfg = s->w->cfg;
 	int mode = tls_server_sslmode(cfg, s->pool->db);
-	struct bufferevent *tls_bev;
 	char answer;
 	SSL *ssl;
 
@@ -596,20 +597,14 @@ static void tls_answer(struct server *s)
 		return;
 	}
 	ssl = tls_server_ssl(&s->w->snap->tls, cfg, s->pool->db);
-	tls_bev =
-	    ssl != NULL ? tls_wrap(s->w->base, s->bev, ssl, BUFFEREVENT_SSL_CONNECTING) : NULL;
-	if (tls_bev == NULL) {
+	if (ssl == NULL || conn_start_tls(&s->conn, ssl, BUFFEREVENT_SSL_CONNECTING) < 0) {
 		login_fail(s, SQLSTATE_CONNECTION_FAILURE, "could not start TLS to the server");
 		return;
 	}
-	s->bev = tls_bev;
 	s->tls = SERVER_TLS_HANDSHAKE;
-	bufferevent_setcb(s->bev, server_read_cb, server_write_cb, server_event_cb, s);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, RELAY_READ_HIGH);
-	bufferevent_enable(s->bev, EV_READ);
 }
 
-static void server_read_cb(struct bufferevent *bev, void *arg)
+static void server_read_cb(void *arg)
 {
 	struct server *s = arg;
 
@@ -634,7 +629,7 @@ static void server_read_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
-static void server_write_cb(struct bufferevent *bev, void *arg)
+static void server_drained_cb(void *arg)
 {
 	struct server *s = arg;
 
@@ -670,12 +665,12 @@ static void send_startup(struct server *s)
 		keys[n] = "options";
 		values[n++] = db->connect_options;
 	}
-	build_startup(bufferevent_get_output(s->bev), keys, values, n);
+	build_startup(conn_out(&s->conn), keys, values, n);
 }
 
 static void remember_peer(struct server *s)
 {
-	int fd = bufferevent_getfd(s->bev);
+	int fd = s->conn.fd;
 	int one = 1;
 
 	s->addrlen = sizeof(s->addr);
@@ -693,12 +688,12 @@ static void remember_peer(struct server *s)
 	}
 }
 
-static void server_event_cb(struct bufferevent *bev, short what, void *arg)
+static void server_event_cb(void *arg, int what)
 {
 	struct server *s = arg;
 	char msg[256];
 
-	if (what & BEV_EVENT_CONNECTED) {
+	if (what & CONN_CONNECTED) {
 		if (s->pool->db == NULL) {
 			server_close(s, "database removed while connecting");
 			return;
@@ -714,43 +709,39 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
 		if (s->pool->db->host[0] != '/' &&
 		    tls_server_sslmode(s->w->cfg, s->pool->db) != SSLMODE_DISABLE) {
 			s->tls = SERVER_TLS_REQUESTED;
-			build_ssl_request(bufferevent_get_output(s->bev));
+			build_ssl_request(conn_out(&s->conn));
 			return;
 		}
 		send_startup(s);
 		return;
 	}
-	if (s->tls == SERVER_TLS_HANDSHAKE && (what & BEV_EVENT_ERROR)) {
+	if (s->tls == SERVER_TLS_HANDSHAKE && (what & CONN_ERROR)) {
 		char reason[200];
 
-		tls_error_text(bev, reason, sizeof(reason));
+		tls_error_text(conn_tls_bev(&s->conn), reason, sizeof(reason));
 		snprintf(msg, sizeof(msg), "TLS to server %s:%d failed: %s", s->pool->db->host,
 		         s->pool->db->port, reason);
 		login_fail(s, SQLSTATE_CONNECTION_FAILURE, msg);
 		return;
 	}
 	if (s->state == SERVER_CONNECTING || s->state == SERVER_LOGIN) {
-		int dns_err = bufferevent_socket_get_dns_error(bev);
-
 		snprintf(msg, sizeof(msg), "could not connect to server %s:%d: %s",
 		         s->pool->db ? s->pool->db->host : "?", s->pool->db ? s->pool->db->port : 0,
-		         dns_err                  ? evutil_gai_strerror(dns_err)
-		         : (what & BEV_EVENT_EOF) ? "connection closed"
-		                                  : strerror(errno));
+		         (what & CONN_EOF) ? "connection closed" : strerror(s->conn.error));
 		login_fail(s, SQLSTATE_CONNECTION_FAILURE, msg);
 		return;
 	}
 	if (s->client != NULL) {
 		struct client *c = s->client;
 
-		server_close(s, (what & BEV_EVENT_EOF) ? "server closed the connection"
-		                                       : "server connection error");
+		server_close(s, (what & CONN_EOF) ? "server closed the connection"
+		                                  : "server connection error");
 		client_fail(c, SQLSTATE_CONNECTION_FAILURE,
 		            "server connection lost in the middle of a transaction");
 		return;
 	}
-	server_close(s, (what & BEV_EVENT_EOF) ? "server closed the connection"
-	                                       : "server connection error");
+	server_close(s, (what & CONN_EOF) ? "server closed the connection"
+	                                  : "server connection error");
 }
 
 void server_request_started(struct server *s)
@@ -823,9 +814,53 @@ static void server_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+static const struct conn_ops server_conn_ops = {
+    .read = server_read_cb,
+    .drained = server_drained_cb,
+    .event = server_event_cb,
+};
+
+static void connect_failed(struct server *s, const char *why)
+{
+	char msg[256];
+
+	snprintf(msg, sizeof(msg), "could not connect to server %s:%d: %s", s->pool->db->host,
+	         s->pool->db->port, why);
+	login_fail(s, SQLSTATE_CONNECTION_FAILURE, msg);
+}
+
+static void resolved_cb(int err, struct evutil_addrinfo *ai, void *arg)
+{
+	struct server *s = arg;
+
+	if (err == EVUTIL_EAI_CANCEL)
+		return; /* the server was freed */
+	s->dns = NULL;
+	if (s->state != SERVER_CONNECTING || s->pool->db == NULL) {
+		if (ai != NULL)
+			evutil_freeaddrinfo(ai);
+		return;
+	}
+	if (err != 0)
+		connect_failed(s, evutil_gai_strerror(err));
+	else if (conn_connect(&s->conn, ai->ai_addr, (socklen_t)ai->ai_addrlen) < 0)
+		connect_failed(s, strerror(s->conn.error));
+	if (ai != NULL)
+		evutil_freeaddrinfo(ai);
+}
+
+/* Returns -1 if the connection could not even start; failures after that come as events. */
 static int start_connect(struct server *s)
 {
 	const struct db_def *db = s->pool->db;
+	struct evutil_addrinfo hints = {
+	    .ai_family = AF_UNSPEC,
+	    .ai_socktype = SOCK_STREAM,
+	    .ai_protocol = IPPROTO_TCP,
+	    .ai_flags = EVUTIL_AI_ADDRCONFIG,
+	};
+	struct evdns_getaddrinfo_request *req;
+	char port[16];
 
 	if (db->host[0] == '/') {
 		struct sockaddr_un sun = {.sun_family = AF_UNIX};
@@ -834,10 +869,18 @@ static int start_connect(struct server *s)
 		                     db->port) >= sizeof(sun.sun_path))
 			return -1;
 		snprintf(s->addr_text, sizeof(s->addr_text), "%s", sun.sun_path);
-		return bufferevent_socket_connect(s->bev, (struct sockaddr *)&sun, sizeof(sun));
+		if (conn_connect(&s->conn, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+			connect_failed(s, strerror(s->conn.error));
+		return 0;
 	}
-	return bufferevent_socket_connect_hostname(s->bev, s->w->dns, AF_UNSPEC, db->host,
-	                                           db->port);
+	if (s->w->dns == NULL)
+		return -1;
+	snprintf(port, sizeof(port), "%d", db->port);
+	/* A numeric address is answered at once, through the callback, and NULL comes back. */
+	req = evdns_getaddrinfo(s->w->dns, db->host, port, &hints, resolved_cb, s);
+	if (req != NULL && s->state == SERVER_CONNECTING)
+		s->dns = req;
+	return 0;
 }
 
 struct server *server_new(struct pool *p)
@@ -858,14 +901,11 @@ struct server *server_new(struct pool *p)
 	list_init(&s->node);
 	s->connect_us = worker_now_us(w);
 	s->timer = evtimer_new(w->base, server_timer_cb, s);
-	s->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (s->timer == NULL || s->bev == NULL) {
+	if (conn_init(&s->conn, w, &server_conn_ops, s) < 0 || s->timer == NULL) {
 		server_free(s);
 		return NULL;
 	}
-	bufferevent_setcb(s->bev, server_read_cb, server_write_cb, server_event_cb, s);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, RELAY_READ_HIGH);
-	bufferevent_enable(s->bev, EV_READ);
+	conn_set_read_high(&s->conn, RELAY_READ_HIGH);
 	p->nservers++;
 	s->state = SERVER_CONNECTING;
 	list_add_tail(&p->pending, &s->node);
@@ -890,7 +930,7 @@ void server_sync_params(struct server *s, struct client *c)
 		return;
 	if (param_sync_sql(sql, &p->defaults, &c->params, &s->params) > 0) {
 		evbuffer_add(sql, "", 1);
-		build_query(bufferevent_get_output(s->bev), (const char *)evbuffer_pullup(sql, -1));
+		build_query(conn_out(&s->conn), (const char *)evbuffer_pullup(sql, -1));
 		s->sync_pending++;
 		s->sync_failed = false;
 		/* Mirror what the SETs do; ParameterStatus replies fix the spelling later. */
@@ -936,7 +976,7 @@ bool server_capture_params(struct server *s)
 	s->params_dirty = false;
 	param_list_fini(&s->captured);
 	param_list_init(&s->captured);
-	build_query(bufferevent_get_output(s->bev), sql);
+	build_query(conn_out(&s->conn), sql);
 	s->sync_pending++;
 	s->capturing = true;
 	return true;

@@ -5,7 +5,6 @@
 #include "admission.h"
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <stdio.h>
 
 #include "client.h"
@@ -41,8 +40,8 @@ static void send_refusal(struct client *c, const char *severity, enum limit_kind
 	/* Debug only: a tenant over its rate would otherwise flood the log; SHOW RATELIMITS counts.
 	 */
 	clog(c, LOG_DEBUG, "%s %s: %s (%s)", severity, SQLSTATE_CONFIGURATION_LIMIT, msg, hint);
-	build_error_hint(bufferevent_get_output(c->bev), severity, SQLSTATE_CONFIGURATION_LIMIT,
-	                 msg, NULL, hint);
+	build_error_hint(conn_out(&c->conn), severity, SQLSTATE_CONFIGURATION_LIMIT, msg, NULL,
+	                 hint);
 	atomic_fetch_add(&p->ts->rejected[kind], 1);
 	c->pool->lat.ratelimit_rejections++;
 }

@@ -221,26 +221,6 @@ SSL *tls_server_ssl(const struct tls_contexts *t, const struct config *cfg, cons
 	return ssl;
 }
 
-struct bufferevent *tls_wrap(struct event_base *base, struct bufferevent *plain, SSL *ssl,
-                             enum bufferevent_ssl_state state)
-{
-	evutil_socket_t fd = bufferevent_getfd(plain);
-	struct bufferevent *bev =
-	    bufferevent_openssl_socket_new(base, fd, ssl, state, BEV_OPT_CLOSE_ON_FREE);
-
-	if (bev == NULL) {
-		SSL_free(ssl);
-		return NULL;
-	}
-	/* The socket is the TLS bufferevent's now: the plain one goes without closing it. */
-	bufferevent_disable(plain, EV_READ | EV_WRITE);
-	bufferevent_setfd(plain, -1);
-	bufferevent_free(plain);
-	/* Peers that close without close_notify (most clients) are an EOF, not an error. */
-	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	return bev;
-}
-
 void tls_error_text(struct bufferevent *bev, char *buf, size_t len)
 {
 	unsigned long e = bufferevent_get_openssl_error(bev);

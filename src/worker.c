@@ -18,6 +18,7 @@
 #include "auth_query.h"
 #include "auth_scram.h"
 #include "client.h"
+#include "conn.h"
 #include "pool.h"
 #include "runtime.h"
 #include "server.h"
@@ -107,6 +108,8 @@ struct worker *worker_new(struct runtime *rt, int id, struct snapshot *snap)
 		evdns_base_load_hosts(w->dns, NULL);
 	w->reaper = event_new(w->base, -1, 0, reaper_cb, w);
 	if (w->reaper == NULL || event_priority_set(w->reaper, PRIORITY_REAP) < 0)
+		goto fail;
+	if (conn_flusher_init(w) < 0)
 		goto fail;
 	if (inbox_init(&w->inbox, w->base, w) < 0)
 		goto fail;
@@ -199,6 +202,7 @@ void worker_free(struct worker *w)
 	 */
 	if (w->base != NULL)
 		event_base_loop(w->base, EVLOOP_NONBLOCK);
+	conn_flusher_fini(w);
 	if (w->dns != NULL)
 		evdns_base_free(w->dns, 0);
 	if (w->base != NULL)
