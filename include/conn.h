@@ -36,8 +36,8 @@ typedef struct ssl_st SSL;
 #define CONN_ERROR     0x4 /* socket or TLS error (conn.error has errno, if any) */
 
 struct conn_ops {
-	void (*read)(void *arg);           /* new input, or a conn_kick */
-	void (*drained)(void *arg);        /* output fell to the level conn_notify_drained set */
+	void (*read)(void *arg);            /* new input, or a conn_kick */
+	void (*drained)(void *arg);         /* output fell to the level conn_notify_drained set */
 	void (*event)(void *arg, int what); /* CONN_* */
 };
 
@@ -45,22 +45,23 @@ struct conn {
 	struct worker *w;
 	const struct conn_ops *ops;
 	void *arg;
-	int fd;                   /* -1 before conn_connect */
-	struct evbuffer *in;      /* read it freely; write output only through conn_out */
-	struct evbuffer *out;     /* (both are the bufferevent's own with TLS) */
-	struct event *rev;        /* plain: persistent read event */
-	struct event *wev;        /* plain: one-shot write event, after a short send or to connect */
-	struct bufferevent *tls;  /* TLS: the bufferevent_openssl doing all I/O */
-	struct list_node flush;   /* on the worker's flush list: output waits for the flush event */
-	struct list_node kick;    /* on the worker's kick list: buffered input to hand over again */
-	size_t read_high;         /* stop reading while the input holds this much */
-	size_t drained_at;        /* conn_notify_drained level */
-	int error;                /* errno of the failure reported as CONN_ERROR */
-	bool reading;             /* the owner wants input (not suspended) */
-	bool read_full;           /* reading paused: input reached read_high */
-	bool connecting;          /* conn_connect in progress */
-	bool notify_drained;      /* call ops->drained when output reaches drained_at */
-	bool halted;              /* conn_halt: no more I/O, waiting to be freed */
+	int fd;                  /* -1 before conn_connect */
+	struct evbuffer *in;     /* read it freely; write output only through conn_out */
+	struct evbuffer *out;    /* (both are the bufferevent's own with TLS) */
+	struct event *rev;       /* plain: persistent read event */
+	struct event *wev;       /* plain: one-shot write event, after a short send or to connect
+	                            (created then: most connections never need it) */
+	struct bufferevent *tls; /* TLS: the bufferevent_openssl doing all I/O */
+	struct list_node flush;  /* on the worker's flush list: output waits for the flush event */
+	struct list_node kick;   /* on the worker's kick list: buffered input to hand over again */
+	size_t read_high;        /* stop reading while the input holds this much */
+	size_t drained_at;       /* conn_notify_drained level */
+	int error;               /* errno of the failure reported as CONN_ERROR */
+	bool reading;            /* the owner wants input (not suspended) */
+	bool read_full;          /* reading paused: input reached read_high */
+	bool connecting;         /* conn_connect in progress */
+	bool notify_drained;     /* call ops->drained when output reaches drained_at */
+	bool halted;             /* conn_halt: no more I/O, waiting to be freed */
 };
 
 /* Set up on an accepted, non-blocking socket (taken over) and start reading. */

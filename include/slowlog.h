@@ -21,9 +21,9 @@
 struct evbuffer;
 struct frame;
 
-/* A client's captured text; allocated on first use, grown only if the limit grows. */
+/* A client's captured text; allocated on first use, grown for longer statements. */
 struct query_capture {
-	uint32_t cap;   /* bytes text can hold (slow_query_max_length when allocated) */
+	uint32_t cap;   /* bytes text can hold (up to slow_query_max_length and headers) */
 	uint32_t len;   /* bytes captured */
 	bool truncated; /* the statement is longer than what was captured */
 	char text[];    /* not NUL-terminated */

@@ -31,9 +31,20 @@ static void conn_fail(struct conn *c, int what, int err)
 	c->ops->event(c->arg, what);
 }
 
+static bool wants_input(const struct conn *c)
+{
+	return c->reading && !c->read_full && !c->halted && !c->connecting;
+}
+
+/*
+ * Stopping is lazy for plain sockets: the read event stays registered, and
+ * is removed only if it fires while input is not wanted.  A client queued
+ * for a server, or paused for a moment, usually sends nothing meanwhile, so
+ * a pause and its resume cost no epoll_ctl at all.
+ */
 static void update_read_event(struct conn *c)
 {
-	bool want = c->reading && !c->read_full && !c->halted && !c->connecting;
+	bool want = wants_input(c);
 
 	if (c->tls != NULL) {
 		if (want)
@@ -46,8 +57,6 @@ static void update_read_event(struct conn *c)
 		return;
 	if (want && !event_pending(c->rev, EV_READ, NULL))
 		event_add(c->rev, NULL);
-	else if (!want && event_pending(c->rev, EV_READ, NULL))
-		event_del(c->rev);
 }
 
 /* Read what the socket has, up to read_high.  Returns 0, or CONN_EOF / CONN_ERROR. */
@@ -97,13 +106,13 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 	struct conn *c = arg;
 	int end;
 
-	if (c->halted)
+	if (!wants_input(c)) {
+		event_del(c->rev); /* the lazy stop (update_read_event) */
 		return;
-	end = fill_input(c);
-	if (evbuffer_get_length(c->in) >= c->read_high) {
-		c->read_full = true;
-		update_read_event(c);
 	}
+	end = fill_input(c);
+	if (evbuffer_get_length(c->in) >= c->read_high)
+		c->read_full = true;
 	if (list_linked(&c->kick))
 		list_del(&c->kick); /* this hand-over does it */
 	if (evbuffer_get_length(c->in) > 0)
@@ -113,6 +122,17 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		conn_fail(c, end, c->error);
 	else if (!c->halted)
 		check_read_full(c);
+}
+
+static void write_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Arm the write event, created on first need: most connections never have a short send. */
+static int want_write(struct conn *c)
+{
+	if (c->wev == NULL &&
+	    (c->wev = event_new(c->w->base, c->fd, EV_WRITE, write_cb, c)) == NULL)
+		return -1;
+	return event_pending(c->wev, EV_WRITE, NULL) ? 0 : event_add(c->wev, NULL);
 }
 
 /* Send what the output holds; arm the write event if the kernel took less. */
@@ -128,8 +148,10 @@ static void send_output(struct conn *c)
 			return;
 		}
 		left = evbuffer_get_length(c->out);
-		if (left > 0 && !event_pending(c->wev, EV_WRITE, NULL))
-			event_add(c->wev, NULL);
+		if (left > 0 && want_write(c) < 0) {
+			conn_fail(c, CONN_ERROR, ENOMEM);
+			return;
+		}
 	}
 	if (c->notify_drained && left <= c->drained_at) {
 		c->notify_drained = false;
@@ -239,8 +261,7 @@ static int attach_fd(struct conn *c, int fd)
 {
 	c->fd = fd;
 	c->rev = event_new(c->w->base, fd, EV_READ | EV_PERSIST, read_cb, c);
-	c->wev = event_new(c->w->base, fd, EV_WRITE, write_cb, c);
-	return c->rev != NULL && c->wev != NULL ? 0 : -1;
+	return c->rev != NULL ? 0 : -1;
 }
 
 int conn_init_fd(struct conn *c, struct worker *w, int fd, const struct conn_ops *ops, void *arg)
@@ -270,7 +291,7 @@ int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len)
 	}
 	/* Done or not, writability says so: the owner hears CONN_CONNECTED from the loop. */
 	c->connecting = true;
-	return event_add(c->wev, NULL);
+	return want_write(c);
 }
 
 static void tls_read_cb(struct bufferevent *bev, void *arg)
@@ -312,7 +333,8 @@ int conn_start_tls(struct conn *c, SSL *ssl, int state)
 	}
 	/* The socket is the bufferevent's now; the plain events and buffers go. */
 	event_free(c->rev);
-	event_free(c->wev);
+	if (c->wev != NULL)
+		event_free(c->wev);
 	c->rev = c->wev = NULL;
 	evbuffer_free(c->in);
 	evbuffer_free(c->out);

@@ -22,15 +22,23 @@
 /* Room before the text: the header, and a Parse's statement name up to this long. */
 #define NAME_ROOM 64
 
-/* The client's buffer for up to `want` bytes of text, allocated once. */
-static struct query_capture *capture_buffer(struct client *c, size_t want)
+/*
+ * The client's buffer for this message's text, up to `want` bytes of it.  It
+ * is sized to the longest message so far (in powers of two), not to
+ * slow_query_max_length: idle clients hold thousands of these, most for a
+ * short statement.  It only grows, so a steady workload allocates nothing.
+ */
+static struct query_capture *capture_buffer(struct client *c, size_t want, size_t msg_len)
 {
-	size_t cap = FRAME_HEADER_LEN + NAME_ROOM + want + 1;
+	size_t most = FRAME_HEADER_LEN + NAME_ROOM + want + 1, cap = 64;
 	struct query_capture *qc = c->capture;
 
+	while (cap < msg_len && cap < most)
+		cap *= 2;
+	if (cap > most)
+		cap = most;
 	if (qc != NULL && qc->cap >= cap)
 		return qc;
-	/* First use, or slow_query_max_length grew on reload. */
 	qc = realloc(qc, sizeof(*qc) + cap);
 	if (qc == NULL)
 		return NULL;
@@ -66,7 +74,7 @@ void slowlog_capture(struct client *c, struct evbuffer *in, const struct frame *
 
 	if ((f->type != 'Q' && f->type != 'P') || cfg->slow_query_threshold_us <= 0)
 		return;
-	qc = capture_buffer(c, want);
+	qc = capture_buffer(c, want, frame_total(f));
 	if (qc == NULL)
 		return;
 	n = frame_total(f) < qc->cap ? frame_total(f) : qc->cap;
