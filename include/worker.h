@@ -45,14 +45,18 @@ struct worker {
 	struct event *flusher;            /* sends it, after this turn's callbacks */
 	struct list_node kick_list;       /* conns whose buffered input is to be read again */
 	struct event *kicker;             /* does that, after this turn's callbacks */
-	struct client **cancel_map;       /* open hash of clients by cancel pid */
-	uint32_t cancel_map_size;         /* power of two */
-	uint32_t cancel_seq;              /* next candidate cancel pid (low 24 bits) */
-	struct pstmt_registry prepared;   /* distinct prepared statements of all clients */
-	struct admin_worker *admin; /* console state: paused/disabled dbs, stats_period timer */
-	struct event *stats_timer;  /* stats log tick (statslog.c) */
-	int64_t stats_period_us;    /* period stats_timer is armed with; 0 = off */
-	int64_t stats_tick_us;      /* time of the last stats log tick */
+	struct evbuffer *no_data;        /* what idle conns point at instead of a buffer (conn.c) */
+	struct evbuffer **spare_buffers; /* empty buffers given back by idle conns, for reuse */
+	int nspare;
+	struct evbuffer *sink;          /* output of a conn that could not get a buffer: dropped */
+	struct client **cancel_map;     /* open hash of clients by cancel pid */
+	uint32_t cancel_map_size;       /* power of two */
+	uint32_t cancel_seq;            /* next candidate cancel pid (low 24 bits) */
+	struct pstmt_registry prepared; /* distinct prepared statements of all clients */
+	struct admin_worker *admin;     /* console state: paused/disabled dbs, stats_period timer */
+	struct event *stats_timer;      /* stats log tick (statslog.c) */
+	int64_t stats_period_us;        /* period stats_timer is armed with; 0 = off */
+	int64_t stats_tick_us;          /* time of the last stats log tick */
 	struct scram_secret dummy_secret; /* for unknown users, so failure looks like success */
 	int nclients;                     /* live clients on this worker */
 	bool draining;                    /* SIGTERM: close clients at transaction end */

@@ -51,10 +51,19 @@ void client_log_ctx(const struct client *c, struct log_ctx *ctx)
 	ctx->addr = c->addr;
 }
 
+static void client_timer_cb(evutil_socket_t fd, short what, void *arg);
+
 void client_arm_timer(struct client *c, int64_t us)
 {
 	struct timeval tv = {.tv_sec = us / 1000000, .tv_usec = us % 1000000};
 
+	/* Created on first need and freed after login: idle clients mostly have no timeout. */
+	if (us > 0 && c->timer == NULL &&
+	    (c->timer = evtimer_new(c->w->base, client_timer_cb, c)) == NULL) {
+		clog(c, LOG_ERROR, "out of memory for a timer: closing the connection");
+		client_close(c, "out of memory");
+		return;
+	}
 	if (us > 0) {
 		evtimer_add(c->timer, &tv);
 		c->timer_armed = true;
@@ -99,6 +108,10 @@ void client_set_state(struct client *c, enum client_state state)
 		return;
 	if (c->state == CLIENT_WAITING && state != CLIENT_WAITING)
 		client_resume(c, SUSPEND_WAIT_SERVER);
+	if (c->state == CLIENT_LOGIN && state != CLIENT_LOGIN) {
+		free(c->peer); /* the address checks are done; logs use c->addr */
+		c->peer = NULL;
+	}
 	if (c->timer_armed) {
 		evtimer_del(c->timer);
 		c->timer_armed = false;
@@ -222,6 +235,7 @@ void client_free(struct client *c)
 		free(c->queried_secret);
 	}
 	free(c->capture);
+	free(c->peer);
 	free(c->user);
 	free(c->dbname);
 	free(c);
@@ -256,6 +270,11 @@ void client_login_ready(struct client *c)
 	c->pool->stats.client_logins++;
 	build_ready(out, 'I');
 	client_set_state(c, CLIENT_IDLE);
+	/* The login timer is done with; a client given an idle timeout later makes a new one. */
+	if (c->timer != NULL && !c->timer_armed) {
+		event_free(c->timer);
+		c->timer = NULL;
+	}
 	clog(c, LOG_DEBUG, "logged in");
 	client_resume(c, SUSPEND_LOGIN_WAIT);
 }
@@ -436,13 +455,20 @@ struct client *client_new(struct worker *w, int fd, const struct sockaddr *addr,
 	c->connect_us = worker_now_us(w);
 	list_init(&c->wait_node);
 	param_list_init(&c->params);
-	if (addrlen > 0 && (size_t)addrlen <= sizeof(c->peer))
-		memcpy(&c->peer, addr, (size_t)addrlen);
+	if (!is_unix) {
+		c->peer = calloc(1, sizeof(*c->peer));
+		if (c->peer == NULL) {
+			close(fd);
+			client_free(c);
+			return NULL;
+		}
+		if (addrlen > 0 && (size_t)addrlen <= sizeof(*c->peer))
+			memcpy(c->peer, addr, (size_t)addrlen);
+	}
 	format_addr(c, addr);
 	if (!is_unix)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c->timer = evtimer_new(w->base, client_timer_cb, c);
-	if (conn_init_fd(&c->conn, w, fd, &client_conn_ops, c) < 0 || c->timer == NULL) {
+	if (conn_init_fd(&c->conn, w, fd, &client_conn_ops, c) < 0) {
 		client_free(c);
 		return NULL;
 	}

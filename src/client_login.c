@@ -288,7 +288,7 @@ static int auth_method(struct client *c)
 	if (cfg->auth_hba_file[0] == '\0')
 		return cfg->auth_type;
 	rule = hba_match(&cfg->hba, c->is_unix, c->tls,
-	                 c->is_unix ? NULL : (struct sockaddr *)&c->peer, c->dbname, c->user);
+	                 c->is_unix ? NULL : (struct sockaddr *)c->peer, c->dbname, c->user);
 	if (rule == NULL || rule->method == HBA_REJECT) {
 		describe_connection(c, who, sizeof(who));
 		if (rule == NULL)

@@ -15,6 +15,7 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <openssl/ssl.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -23,6 +24,32 @@
 /* First read of a turn; a read that fills it is followed by a bigger one. */
 #define READ_FIRST 4000
 #define READ_MAX   65536
+/* Spare buffers a worker keeps: about the most conns busy in one turn. */
+#define SPARES_MAX 256
+
+static struct evbuffer *take_buffer(struct worker *w)
+{
+	return w->nspare > 0 ? w->spare_buffers[--w->nspare] : evbuffer_new();
+}
+
+/* An empty buffer goes back to the spares; the conn points at the shared empty one. */
+static void park_buffer(struct worker *w, struct evbuffer **slot)
+{
+	if (*slot == w->no_data || *slot == NULL || evbuffer_get_length(*slot) > 0)
+		return;
+	if (w->nspare < SPARES_MAX)
+		w->spare_buffers[w->nspare++] = *slot;
+	else
+		evbuffer_free(*slot);
+	*slot = w->no_data;
+}
+
+static void drop_buffer(struct worker *w, struct evbuffer **slot)
+{
+	if (*slot != w->no_data && *slot != NULL)
+		evbuffer_free(*slot);
+	*slot = NULL;
+}
 
 static void conn_fail(struct conn *c, int what, int err)
 {
@@ -63,6 +90,12 @@ static void update_read_event(struct conn *c)
 static int fill_input(struct conn *c)
 {
 	size_t want = READ_FIRST;
+
+	if (c->in == c->w->no_data && (c->in = take_buffer(c->w)) == NULL) {
+		c->in = c->w->no_data;
+		c->error = ENOMEM;
+		return CONN_ERROR;
+	}
 
 	while (evbuffer_get_length(c->in) < c->read_high) {
 		struct evbuffer_iovec v;
@@ -122,6 +155,8 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		conn_fail(c, end, c->error);
 	else if (!c->halted)
 		check_read_full(c);
+	if (c->tls == NULL) /* the owner may have switched to TLS (SSLRequest) */
+		park_buffer(c->w, &c->in);
 }
 
 static void write_cb(evutil_socket_t fd, short what, void *arg);
@@ -157,6 +192,7 @@ static void send_output(struct conn *c)
 		c->notify_drained = false;
 		c->ops->drained(c->arg);
 	}
+	park_buffer(c->w, &c->out);
 }
 
 static void write_cb(evutil_socket_t fd, short what, void *arg)
@@ -188,6 +224,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
 
+	evbuffer_drain(w->sink, evbuffer_get_length(w->sink));
 	/* Sending may queue more (an error closes a peer): take one at a time. */
 	while (!list_empty(&w->flush_list)) {
 		struct conn *c = list_entry(list_first(&w->flush_list), struct conn, flush);
@@ -211,6 +248,8 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 		c->ops->read(c->arg);
 		if (!c->halted)
 			check_read_full(c);
+		if (c->tls == NULL)
+			park_buffer(w, &c->in);
 	}
 }
 
@@ -220,7 +259,13 @@ int conn_flusher_init(struct worker *w)
 	list_init(&w->kick_list);
 	w->flusher = event_new(w->base, -1, 0, flush_cb, w);
 	w->kicker = event_new(w->base, -1, 0, kick_cb, w);
-	return w->flusher != NULL && w->kicker != NULL ? 0 : -1;
+	w->no_data = evbuffer_new();
+	w->sink = evbuffer_new();
+	w->spare_buffers = calloc(SPARES_MAX, sizeof(*w->spare_buffers));
+	if (w->flusher == NULL || w->kicker == NULL || w->no_data == NULL || w->sink == NULL ||
+	    w->spare_buffers == NULL)
+		return -1;
+	return 0;
 }
 
 void conn_flusher_fini(struct worker *w)
@@ -230,10 +275,30 @@ void conn_flusher_fini(struct worker *w)
 	if (w->kicker != NULL)
 		event_free(w->kicker);
 	w->flusher = w->kicker = NULL;
+	while (w->nspare > 0)
+		evbuffer_free(w->spare_buffers[--w->nspare]);
+	free(w->spare_buffers);
+	w->spare_buffers = NULL;
+	if (w->no_data != NULL)
+		evbuffer_free(w->no_data);
+	if (w->sink != NULL)
+		evbuffer_free(w->sink);
+	w->no_data = w->sink = NULL;
 }
 
 struct evbuffer *conn_out(struct conn *c)
 {
+	if (c->out == c->w->no_data) {
+		struct evbuffer *b = take_buffer(c->w);
+
+		/* Out of memory: the conn fails, and what its owner writes now is dropped. */
+		if (b == NULL) {
+			conn_fail(c, CONN_ERROR, ENOMEM);
+			event_active(c->w->flusher, EV_WRITE, 0);
+			return c->w->sink;
+		}
+		c->out = b;
+	}
 	if (c->tls == NULL && !list_linked(&c->flush)) {
 		if (list_empty(&c->w->flush_list))
 			event_active(c->w->flusher, EV_WRITE, 0);
@@ -252,9 +317,8 @@ int conn_init(struct conn *c, struct worker *w, const struct conn_ops *ops, void
 	c->reading = true;
 	list_init(&c->flush);
 	list_init(&c->kick);
-	c->in = evbuffer_new();
-	c->out = evbuffer_new();
-	return c->in != NULL && c->out != NULL ? 0 : -1;
+	c->in = c->out = w->no_data;
+	return 0;
 }
 
 static int attach_fd(struct conn *c, int fd)
@@ -336,8 +400,8 @@ int conn_start_tls(struct conn *c, SSL *ssl, int state)
 	if (c->wev != NULL)
 		event_free(c->wev);
 	c->rev = c->wev = NULL;
-	evbuffer_free(c->in);
-	evbuffer_free(c->out);
+	drop_buffer(c->w, &c->in);
+	drop_buffer(c->w, &c->out);
 	if (list_linked(&c->flush))
 		list_del(&c->flush);
 	if (list_linked(&c->kick))
@@ -439,10 +503,8 @@ void conn_release(struct conn *c)
 		event_free(c->rev);
 	if (c->wev != NULL)
 		event_free(c->wev);
-	if (c->in != NULL)
-		evbuffer_free(c->in);
-	if (c->out != NULL)
-		evbuffer_free(c->out);
+	drop_buffer(c->w, &c->in);
+	drop_buffer(c->w, &c->out);
 	if (c->fd >= 0)
 		close(c->fd);
 }
