@@ -27,6 +27,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "list.h"
@@ -52,7 +53,6 @@ struct conn {
 	struct worker *w;
 	const struct conn_ops *ops;
 	void *arg;
-	int fd;               /* -1 before conn_connect */
 	struct evbuffer *in;  /* read it freely (never write); write output only through conn_out */
 	struct evbuffer *out; /* (both are the bufferevent's own with TLS) */
 	struct event *rev;    /* plain: persistent read event */
@@ -61,8 +61,9 @@ struct conn {
 	struct bufferevent *tls; /* TLS: the bufferevent_openssl doing all I/O */
 	struct list_node flush;  /* on the worker's flush list: output waits for the flush event */
 	struct list_node kick;   /* on the worker's kick list: buffered input to hand over again */
-	size_t read_high;        /* stop reading while the input holds this much */
-	size_t drained_at;       /* conn_notify_drained level */
+	uint32_t read_high;      /* stop reading while the input holds this much */
+	uint32_t drained_at;     /* conn_notify_drained level */
+	int fd;                  /* -1 before conn_connect */
 	int error;               /* errno of the failure reported as CONN_ERROR */
 	bool reading;            /* the owner wants input (not suspended) */
 	bool read_full;          /* reading paused: input reached read_high */

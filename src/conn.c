@@ -313,7 +313,7 @@ int conn_init(struct conn *c, struct worker *w, const struct conn_ops *ops, void
 	c->ops = ops;
 	c->arg = arg;
 	c->fd = -1;
-	c->read_high = (size_t)-1;
+	c->read_high = UINT32_MAX;
 	c->reading = true;
 	list_init(&c->flush);
 	list_init(&c->kick);
@@ -427,9 +427,10 @@ void conn_set_reading(struct conn *c, bool on)
 
 void conn_set_read_high(struct conn *c, size_t high)
 {
-	c->read_high = high;
+	c->read_high = high < UINT32_MAX ? (uint32_t)high : UINT32_MAX;
 	if (c->tls != NULL) {
-		bufferevent_setwatermark(c->tls, EV_READ, 0, high == (size_t)-1 ? 0 : high);
+		bufferevent_setwatermark(c->tls, EV_READ, 0,
+		                         c->read_high == UINT32_MAX ? 0 : c->read_high);
 		return;
 	}
 	if (evbuffer_get_length(c->in) >= high && !c->read_full) {
@@ -462,7 +463,7 @@ void conn_kick(struct conn *c)
 void conn_notify_drained(struct conn *c, size_t level)
 {
 	c->notify_drained = true;
-	c->drained_at = level;
+	c->drained_at = level < UINT32_MAX ? (uint32_t)level : UINT32_MAX;
 	if (c->tls != NULL)
 		bufferevent_setwatermark(c->tls, EV_WRITE, level, 0);
 }

@@ -30,7 +30,7 @@
  */
 static struct query_capture *capture_buffer(struct client *c, size_t want, size_t msg_len)
 {
-	size_t most = FRAME_HEADER_LEN + NAME_ROOM + want + 1, cap = 64;
+	size_t most = FRAME_HEADER_LEN + NAME_ROOM + want + 1, cap = 32;
 	struct query_capture *qc = c->capture;
 
 	while (cap < msg_len && cap < most)
