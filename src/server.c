@@ -688,6 +688,16 @@ static void remember_peer(struct server *s)
 	}
 }
 
+static void connect_failed(struct server *s, const char *why)
+{
+	const struct db_def *db = s->pool->db;
+	char msg[256];
+
+	snprintf(msg, sizeof(msg), "could not connect to server %s:%d: %s", db ? db->host : "?",
+	         db ? db->port : 0, why);
+	login_fail(s, SQLSTATE_CONNECTION_FAILURE, msg);
+}
+
 static void server_event_cb(void *arg, int what)
 {
 	struct server *s = arg;
@@ -725,10 +735,8 @@ static void server_event_cb(void *arg, int what)
 		return;
 	}
 	if (s->state == SERVER_CONNECTING || s->state == SERVER_LOGIN) {
-		snprintf(msg, sizeof(msg), "could not connect to server %s:%d: %s",
-		         s->pool->db ? s->pool->db->host : "?", s->pool->db ? s->pool->db->port : 0,
-		         (what & CONN_EOF) ? "connection closed" : strerror(s->conn.error));
-		login_fail(s, SQLSTATE_CONNECTION_FAILURE, msg);
+		connect_failed(s,
+		               (what & CONN_EOF) ? "connection closed" : strerror(s->conn.error));
 		return;
 	}
 	if (s->client != NULL) {
@@ -819,15 +827,6 @@ static const struct conn_ops server_conn_ops = {
     .drained = server_drained_cb,
     .event = server_event_cb,
 };
-
-static void connect_failed(struct server *s, const char *why)
-{
-	char msg[256];
-
-	snprintf(msg, sizeof(msg), "could not connect to server %s:%d: %s", s->pool->db->host,
-	         s->pool->db->port, why);
-	login_fail(s, SQLSTATE_CONNECTION_FAILURE, msg);
-}
 
 static void resolved_cb(int err, struct evutil_addrinfo *ai, void *arg)
 {

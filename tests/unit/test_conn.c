@@ -19,13 +19,13 @@
 
 struct seen {
 	struct conn *conn;
-	size_t reads;     /* ops->read calls */
-	size_t last_len;  /* input length at the last one */
-	bool consume;     /* drain the input when called */
-	bool pause_once;  /* stop reading at the first call, without consuming */
-	int drained;      /* ops->drained calls */
-	int events;       /* CONN_* bits seen */
-	size_t taken;     /* bytes drained before an event came */
+	size_t reads;    /* ops->read calls */
+	size_t last_len; /* input length at the last one */
+	bool consume;    /* drain the input when called */
+	bool pause_once; /* stop reading at the first call, without consuming */
+	int drained;     /* ops->drained calls */
+	int events;      /* CONN_* bits seen */
+	size_t taken;    /* bytes drained before an event came */
 };
 
 static void on_read(void *arg)
