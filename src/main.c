@@ -6,9 +6,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "config.h"
-#include "manpage.h"
-#include "runtime.h"
+#include "config/config.h"
+#include "config/manpage.h"
+#include "runtime/runtime.h"
 
 extern char **environ;
 

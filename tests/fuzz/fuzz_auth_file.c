@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth.h"
+#include "auth/auth_file.h"
 #include "fuzz.h"
 
 static void check_entry(const struct auth_file *af, const struct user_secret *u)

@@ -20,9 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "config/config.h"
 #include "fuzz.h"
-#include "tenant.h"
+#include "config/tenant.h"
 
 #define MAX_ENV   16
 #define VALUE_MAX 8192 /* longer option values are not round-tripped: the buffer cuts them */

@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "params.h"
+#include "proto/params.h"
 #include "proto/build.h"
 #include "proto/frame.h"
 

@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth_scram.h"
+#include "auth/scram.h"
 #include "fuzz.h"
 
 #define RFC_CLIENT_NONCE "rOprNGfwEbeRWgbNEkqO"

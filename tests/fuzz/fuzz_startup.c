@@ -22,10 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth.h"
-#include "auth_scram.h"
+#include "auth/auth_file.h"
+#include "auth/scram.h"
 #include "fuzz.h"
-#include "params.h"
+#include "proto/params.h"
 #include "proto/build.h"
 #include "proto/frame.h"
 

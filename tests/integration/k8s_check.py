@@ -22,7 +22,7 @@ import time
 import yaml
 
 IMAGE_UID = 10001  # useradd --uid in packaging/Dockerfile
-DEFAULTS = {"shutdown_delay": 0.0, "shutdown_timeout": 30.0}  # src/config_options.c
+DEFAULTS = {"shutdown_delay": 0.0, "shutdown_timeout": 30.0}  # src/config/options.c
 UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
 

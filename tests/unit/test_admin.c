@@ -2,7 +2,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "admin_cmd.h"
+#include "admin/console.h"
 
 static struct admin_lexer lx;
 

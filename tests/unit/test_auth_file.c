@@ -10,8 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "auth.h"
-#include "auth_scram.h"
+#include "auth/auth_file.h"
+#include "auth/scram.h"
 
 /* Stored by a real Postgres 15 for the password "pencil". */
 #define PG15_PENCIL                                                                                \

@@ -3,7 +3,7 @@
  * and [users], environment overrides, database URLs, validation, and that
  * docs/config.md and etc/sluice.ini cover every option.
  */
-#include "config.h"
+#include "config/config.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

@@ -14,8 +14,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "conn.h"
-#include "worker.h"
+#include "net/conn.h"
+#include "pool/worker.h"
 
 struct seen {
 	struct conn *conn;

@@ -2,7 +2,7 @@
  * auth_hba_file: parsing (with line-numbered errors) and first-match rules
  * by connection type, TLS, address, database and user.
  */
-#include "hba.h"
+#include "auth/hba.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "histogram.h"
+#include "base/histogram.h"
 
 #define ONE_HOUR_US (3600ULL * 1000000ULL)
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "latency.h"
+#include "observe/latency.h"
 
 struct rows {
 	char cells[64][LATENCY_SHOW_COLUMNS][32];

@@ -2,7 +2,7 @@
  * Token buckets: refill arithmetic, bursts, debt, and the all-or-none take
  * of the in-process limiter.
  */
-#include "limiter.h"
+#include "limit/limiter.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -90,7 +90,7 @@ Test(limiter, take_is_all_or_none_across_kinds)
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
-#include "ip_limit.h"
+#include "limit/ip_limit.h"
 
 static struct sockaddr_in addr4(const char *ip)
 {

@@ -3,8 +3,8 @@
  * so the man page follows the option tables as docs/config.md does, and it
  * documents every option.  (tests/integration/packaging_lint.sh renders it.)
  */
-#include "config.h"
-#include "manpage.h"
+#include "config/config.h"
+#include "config/manpage.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
 #include <event2/buffer.h>
 #include <string.h>
 
-#include "params.h"
+#include "proto/params.h"
 
 struct collected {
 	char text[512];

@@ -13,7 +13,7 @@
 
 #include <openssl/evp.h>
 
-#include "auth_scram.h"
+#include "auth/scram.h"
 
 /* RFC 7677 section 3. */
 #define RFC_CLIENT_NONCE "rOprNGfwEbeRWgbNEkqO"

@@ -3,7 +3,7 @@
  * them, on a path socket and on an abstract one, and nothing happens (and
  * nothing fails) without the variable.
  */
-#include "sdnotify.h"
+#include "runtime/sdnotify.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

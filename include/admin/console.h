@@ -1,0 +1,209 @@
+/*
+ * Inside the admin console: what admin.c (session, protocol, parsing,
+ * dispatch), admin_show.c (SHOW) and admin_control.c (PAUSE, RELOAD, SET...)
+ * share.  Not for use outside the console.
+ *
+ * A command runs on the console client's worker.  One that needs other
+ * threads becomes a `struct admin_op`: a gather over every worker (each
+ * worker writes only its own `parts[worker id]`) or a message to the control
+ * loop, whose completion comes back through the console worker's inbox.
+ * While an op is in flight the console reads no further input, and if the
+ * client disconnects meanwhile the op still completes and then only frees.
+ */
+#ifndef SLUICE_ADMIN_CMD_H
+#define SLUICE_ADMIN_CMD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "admin/control.h"
+#include "base/list.h"
+#include "base/types.h"
+
+struct evbuffer;
+struct event;
+
+#define ADMIN_QUERY_MAX  65536  /* longest Query the console reads; longer ones are refused */
+#define ADMIN_TOKEN_MAX  4096   /* longest word or quoted string in a command */
+#define ADMIN_POLL_US    20000  /* re-check interval of PAUSE, WAIT_CLOSE and SUSPEND */
+#define ADMIN_PG_VERSION "16.0" /* server_version reported to drivers, before "(sluice X)" */
+
+/* SQLSTATEs the console answers with. */
+#define ADMIN_SYNTAX_ERROR      "42601"
+#define ADMIN_UNDEFINED_OBJECT  "42704"
+#define ADMIN_NO_PRIVILEGE      "42501"
+#define ADMIN_INVALID_VALUE     "22023"
+#define ADMIN_WRONG_STATE       "55000"
+#define ADMIN_CANT_CHANGE_PARAM "55P02"
+
+enum admin_role {
+	ADMIN_ROLE_NONE,  /* not allowed on the console */
+	ADMIN_ROLE_STATS, /* stats_users: SHOW only */
+	ADMIN_ROLE_ADMIN, /* admin_users: everything */
+};
+
+/* What a command handler did. */
+enum admin_result {
+	ADMIN_DONE,    /* reply (CommandComplete or rows) written */
+	ADMIN_PENDING, /* an op is in flight; admin_statement_done follows */
+	ADMIN_FAILED,  /* ErrorResponse written; the rest of the Query is skipped */
+};
+
+/* One console session, hanging off its client (client->admin). */
+struct admin_conn {
+	struct client *c;         /* NULL once the client is freed */
+	struct worker *w;         /* the client's worker, where every reply is written */
+	enum admin_role role;     /* fixed at login */
+	char *sql;                /* Query being run, split into statements in place */
+	size_t sql_len;           /* its length */
+	size_t pos;               /* where the next statement starts */
+	bool ran_any;             /* a statement of this Query ran (else EmptyQueryResponse) */
+	bool inflight;            /* a gather or control-loop message is outstanding */
+	bool skip_to_sync;        /* an extended-protocol message was refused: drop up to Sync */
+	bool cancel_requested;    /* CancelRequest while a look was in flight */
+	uint64_t drop_remaining;  /* bytes of an over-long message still to discard */
+	struct admin_op *op;      /* command in progress (in flight or polling), or NULL */
+	struct event *poll_timer; /* next look for PAUSE, WAIT_CLOSE, SUSPEND */
+};
+
+struct admin_census;
+
+/* What one worker contributes to an op. */
+struct admin_part {
+	struct evbuffer *rows;       /* rendered DataRows (SHOW CLIENTS, SERVERS) */
+	struct admin_census *census; /* pools, clients and servers counted (other SHOWs) */
+	int64_t remaining;           /* polls: servers or bytes still to wait for */
+	bool found;                  /* KILL_CLIENT: the client was on this worker */
+};
+
+struct admin_op;
+typedef void (*admin_each_fn)(struct worker *w, struct admin_op *op, struct admin_part *part);
+typedef void (*admin_done_fn)(struct admin_op *op);
+typedef void (*admin_control_fn)(struct runtime *rt, struct admin_op *op);
+
+struct latency_report;
+
+struct admin_op {
+	struct admin_conn *conn;        /* who asked */
+	admin_each_fn each;             /* per worker, on its thread */
+	admin_control_fn control;       /* on the control loop */
+	admin_done_fn done;             /* back on the console's worker */
+	const char *tag;                /* CommandComplete tag */
+	int kind;                       /* which SHOW / which variant of the command */
+	char *target;                   /* database argument; NULL = every database */
+	uint64_t client_id;             /* KILL_CLIENT */
+	char *key, *value;              /* SET */
+	int nparts;                     /* workers */
+	struct admin_part *parts;       /* one per worker, indexed by worker id */
+	struct latency_report *latency; /* SHOW LATENCY's gathered histograms */
+	int rc;                         /* control-loop result: 0 or -1 */
+	char error[512];                /* its message when rc is -1 */
+};
+
+/* ---- admin.c ---- */
+
+/* NULL (with the error written) when out of memory. */
+struct admin_op *admin_op_new(struct admin_conn *conn, const char *tag);
+void admin_op_free(struct admin_op *op);
+/*
+ * Run op->each on every worker, then op->done here: ADMIN_PENDING, or
+ * ADMIN_FAILED with the error written and op freed.
+ */
+enum admin_result admin_run_gather(struct admin_op *op);
+/* Gather every worker's histograms into op->latency, then op->done here; as above. */
+enum admin_result admin_run_latency(struct admin_op *op);
+/* Run op->control on the control loop, then op->done here; results as above. */
+enum admin_result admin_run_control(struct admin_op *op);
+/* Look again in ADMIN_POLL_US with the same op (op->done decides when to stop). */
+void admin_poll_later(struct admin_op *op);
+/* An async statement finished (reply written or not): free op, go on with the Query. */
+void admin_statement_done(struct admin_op *op, bool ok);
+
+void admin_reply_error(struct admin_conn *conn, const char *sqlstate, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void admin_reply_notice(struct admin_conn *conn, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void admin_reply_complete(struct admin_conn *conn, const char *tag);
+/* The console client's output buffer (conn->c must be alive). */
+struct evbuffer *admin_out(struct admin_conn *conn);
+
+/* Column of a result set: name and type (Postgres OID). */
+struct admin_col {
+	const char *name;
+	uint32_t type;
+};
+#define ADMIN_TEXT    25u
+#define ADMIN_INT4    23u
+#define ADMIN_INT8    20u
+#define ADMIN_NUMERIC 1700u
+
+void admin_reply_header(struct admin_conn *conn, const struct admin_col *cols, size_t n);
+void admin_reply_row(struct admin_conn *conn, size_t n, const char *const *values);
+
+/* Tokens of a console command. */
+enum admin_tok {
+	TOK_END,    /* end of the statement */
+	TOK_WORD,   /* name, keyword or number; "quoted" names too */
+	TOK_STRING, /* 'single-quoted' literal, unquoted */
+	TOK_EQUALS, /* = */
+	TOK_OTHER,  /* any other character */
+	TOK_ERROR,  /* unterminated quote or over-long token; lx->error says which */
+};
+
+struct admin_lexer {
+	const char *p;              /* next unread character */
+	const char *start;          /* where the last token began */
+	enum admin_tok kind;        /* last token */
+	char text[ADMIN_TOKEN_MAX]; /* its text */
+	const char *error;          /* for TOK_ERROR */
+};
+
+void admin_lex_init(struct admin_lexer *lx, const char *s);
+enum admin_tok admin_lex_next(struct admin_lexer *lx);
+/* The last token is a word equal to `kw`, case-insensitively. */
+bool admin_lex_is(const struct admin_lexer *lx, const char *kw);
+/* After the command word: expect nothing more, or one optional database name. */
+int admin_parse_optional_db(struct admin_conn *conn, struct admin_lexer *lx, const char *cmd,
+                            char **out);
+
+/*
+ * Driver probe parameters (client_encoding, DateStyle, server_version...):
+ * SHOW answers the console's fixed value, SET accepts it (a NOTICE says when
+ * a different value is ignored).  Both return false if `name` is not one.
+ */
+bool admin_show_probe(struct admin_conn *conn, const char *name);
+bool admin_set_probe(struct admin_conn *conn, const char *name, const char *value);
+
+/* ---- admin_show.c ---- */
+
+enum admin_result admin_show(struct admin_conn *conn, struct admin_lexer *lx);
+/* SHOW TENANTS / SHOW RATELIMITS rows (admin_tenants.c), from the console's worker. */
+void admin_render_tenants(struct admin_conn *conn, struct admin_op *op);
+void admin_render_ratelimits(struct admin_conn *conn, struct admin_op *op);
+void admin_census_free(struct admin_census *census);
+
+/* ---- admin_control.c ---- */
+
+enum admin_result admin_pause(struct admin_conn *conn, struct admin_lexer *lx);
+enum admin_result admin_resume(struct admin_conn *conn, struct admin_lexer *lx);
+enum admin_result admin_suspend(struct admin_conn *conn, struct admin_lexer *lx);
+enum admin_result admin_disable(struct admin_conn *conn, struct admin_lexer *lx);
+enum admin_result admin_enable(struct admin_conn *conn, struct admin_lexer *lx);
+enum admin_result admin_reconnect(struct admin_conn *conn, struct admin_lexer *lx);
+enum admin_result admin_kill(struct admin_conn *conn, struct admin_lexer *lx);
+enum admin_result admin_kill_client(struct admin_conn *conn, struct admin_lexer *lx);
+enum admin_result admin_wait_close(struct admin_conn *conn, struct admin_lexer *lx);
+enum admin_result admin_shutdown(struct admin_conn *conn, struct admin_lexer *lx);
+enum admin_result admin_reload(struct admin_conn *conn, struct admin_lexer *lx);
+enum admin_result admin_set(struct admin_conn *conn, struct admin_lexer *lx);
+
+/* PAUSE or KILL, of this database or of all, is in effect (SHOW DATABASES). */
+bool admin_db_paused(const struct worker *w, const char *dbname);
+/* Global console state of a worker, for SHOW STATE. */
+bool admin_worker_paused(const struct worker *w);
+bool admin_worker_suspended(const struct worker *w);
+/* Does a database argument (NULL = all) cover `dbname`? */
+bool admin_target_matches(const char *target, const char *dbname);
+
+#endif

@@ -1,0 +1,228 @@
+/*
+ * Configuration snapshot.  A `struct config` is built once (from an ini file,
+ * the environment, or `--upstream URL`), validated, and then never modified:
+ * reload builds a new snapshot and the runtime swaps pointers.  Every [sluice]
+ * option is declared in the option table (config_options.c), which drives
+ * parsing, defaults, bounds, reload class, SHOW CONFIG and docs/config.md.
+ */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "auth/auth_file.h"
+#include "auth/hba.h"
+#include "config/tenant.h"
+
+enum pool_mode { POOL_SESSION, POOL_TRANSACTION, POOL_STATEMENT };
+enum auth_type { AUTH_SCRAM, AUTH_MD5, AUTH_PLAIN, AUTH_TRUST, AUTH_CERT };
+enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
+enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+enum sslmode {
+	SSLMODE_DISABLE,
+	SSLMODE_ALLOW,
+	SSLMODE_PREFER,
+	SSLMODE_REQUIRE,
+	SSLMODE_VERIFY_CA,
+	SSLMODE_VERIFY_FULL
+};
+
+/* Integer overrides in [databases]/[users] use -1 for "inherit the global". */
+#define CONFIG_INHERIT (-1)
+
+/* One [databases] entry: `name = host=... port=... dbname=...`. */
+struct db_def {
+	char *name;        /* key clients connect to; "*" is the fallback entry */
+	char *host;        /* server host name, IP, or Unix socket directory (starts with '/') */
+	int port;          /* server port */
+	char *dbname;      /* database on the server; NULL = same as client's */
+	char *user;        /* forced server user (all clients share one pool); NULL = client's */
+	char *password;    /* password for the server login; NULL = from auth_file */
+	int pool_size;     /* CONFIG_INHERIT or override of default_pool_size */
+	int min_pool_size; /* CONFIG_INHERIT or override */
+	int pool_mode;     /* CONFIG_INHERIT or enum pool_mode */
+	int max_db_connections;     /* CONFIG_INHERIT or cap over all pools of this db */
+	char *connect_options;      /* extra startup `options` sent to the server; NULL = none */
+	char *application_name;     /* default application_name for server logins; NULL = none */
+	int64_t query_timeout;      /* CONFIG_INHERIT or override of query_timeout (microseconds) */
+	int64_t query_wait_timeout; /* CONFIG_INHERIT or override (microseconds) */
+	int64_t idle_transaction_timeout; /* CONFIG_INHERIT or override (microseconds) */
+	int64_t client_idle_timeout;      /* CONFIG_INHERIT or override (microseconds) */
+	int sslmode;                      /* CONFIG_INHERIT or enum sslmode (server_tls_sslmode) */
+	char *sslrootcert;                /* CAs for this server; NULL = server_tls_ca_file */
+};
+
+/* One [users] entry: `name = pool_mode=... pool_size=...`. */
+struct user_def {
+	char *name;                 /* client user name */
+	int pool_mode;              /* CONFIG_INHERIT or enum pool_mode */
+	int pool_size;              /* CONFIG_INHERIT or override */
+	int max_user_connections;   /* CONFIG_INHERIT or cap on server connections for this user */
+	int64_t query_timeout;      /* CONFIG_INHERIT or override of query_timeout (microseconds) */
+	int64_t query_wait_timeout; /* CONFIG_INHERIT or override (microseconds) */
+	int64_t idle_transaction_timeout; /* CONFIG_INHERIT or override (microseconds) */
+	int64_t client_idle_timeout;      /* CONFIG_INHERIT or override (microseconds) */
+	int64_t statement_timeout;        /* CONFIG_INHERIT, or sent to Postgres at login */
+};
+
+struct config {
+	char *source; /* file path, or "environment" / "--upstream" for file-less starts */
+
+	/* [sluice]: field names are the ini keys; durations are microseconds */
+	char *listen_addr;          /* comma-separated addresses, "*" = all; "" = no TCP */
+	int listen_port;            /* TCP port (also names the Unix socket .s.PGSQL.<port>) */
+	char *unix_socket_dir;      /* directory for the Unix socket; "" = none */
+	int unix_socket_mode;       /* permissions of the socket file */
+	int workers;                /* worker threads, each with its own event loop */
+	int client_tls_sslmode;     /* enum sslmode */
+	char *client_tls_cert_file; /* PEM chain shown to clients */
+	char *client_tls_key_file;
+	char *client_tls_ca_file; /* CAs for client certificates */
+	char *client_tls_ciphers;
+	int server_tls_sslmode; /* enum sslmode */
+	char *server_tls_ca_file;
+	char *server_tls_cert_file;
+	char *server_tls_key_file;
+	char *server_tls_ciphers;
+	int auth_type;                   /* enum auth_type */
+	char *auth_file;                 /* PgBouncer userlist format; "" = none */
+	char *auth_hba_file;             /* pg_hba.conf-style rules; "" = auth_type for everyone */
+	char *auth_user;                 /* auth_query runs as this user; "" = no auth_query */
+	char *auth_query;                /* SQL with $1 = the user name */
+	int64_t auth_query_cache_ttl_us; /* answers reused this long */
+	int pool_mode;                   /* enum pool_mode */
+	int default_pool_size;           /* server connections per (db, user) pool */
+	int min_pool_size;               /* idle servers kept open per pool */
+	int max_client_conn;             /* total client connections */
+	int max_db_connections;          /* server connections per db over all pools; 0 = no cap */
+	int max_user_connections; /* server connections per user over all pools; 0 = no cap */
+	char *server_reset_query; /* run on release in session mode */
+	int connect_rate_per_ip;  /* logins per second from one address; 0 = no limit */
+	int connect_burst_per_ip; /* bucket size for it */
+	int64_t client_login_timeout_us;     /* startup + auth must finish within this; 0 = off */
+	int64_t query_wait_timeout_us;       /* longest wait in the queue for a server; 0 = off */
+	int64_t idle_transaction_timeout_us; /* close a client idle inside a transaction; 0 = off */
+	int64_t client_idle_timeout_us;    /* close a client idle outside a transaction; 0 = off */
+	int64_t server_connect_timeout_us; /* connect + login to the server; 0 = off */
+	int64_t server_idle_timeout_us;    /* close servers idle in the pool longer; 0 = off */
+	int64_t server_lifetime_us;      /* close servers older than this once released; 0 = off */
+	int64_t server_reset_timeout_us; /* reset / rollback must finish within this */
+	int64_t server_login_retry_us;   /* pause before reconnecting after a failed login */
+	int64_t query_timeout_us;        /* cancel statements running longer; 0 = off */
+	int64_t cancel_grace_us;         /* after that cancel: close the server if no answer */
+	int64_t rate_limit_wait_us;      /* a request over a tenant rate waits this long */
+	int64_t cancel_wait_timeout_us;  /* a cancelled server must answer within this */
+	int64_t shutdown_delay_us;   /* SIGTERM: keep accepting this long after readiness fails */
+	int64_t shutdown_timeout_us; /* graceful drain limit on SIGTERM; 0 = no limit */
+	int64_t max_packet_size;     /* bytes; Postgres' own limit is 1 GB */
+	int log_level;               /* enum log_level */
+	int log_format;              /* enum log_format */
+
+	char *admin_db;                  /* virtual console database name */
+	char *admin_users;               /* comma-separated: every console command */
+	char *stats_users;               /* comma-separated: SHOW only */
+	int64_t stats_period_us;         /* averaging period and stats log interval; 0 = off */
+	char *metrics_listen;            /* host:port for the HTTP endpoint; "" = off */
+	int64_t slow_query_threshold_us; /* slow-query log threshold; 0 = off */
+	int slow_query_max_length;       /* query text bytes in the slow-query log */
+	int log_query_literals;          /* bool: keep literals in the slow-query log */
+	int max_prepared_statements;     /* per server in transaction mode; 0 = no tracking */
+
+	struct db_def *dbs;         /* [databases] in file order, then URL-defined ones */
+	size_t ndbs;                /* entries in dbs */
+	struct user_def *users;     /* [users] in file order */
+	size_t nusers;              /* entries in users */
+	struct tenant_def *tenants; /* [tenant.NAME] sections in file order */
+	size_t ntenants;
+	struct tier_def *tiers; /* [tier.NAME] sections */
+	size_t ntiers;
+	struct auth_file auth; /* auth_file contents, read when the snapshot is built */
+	struct hba hba;        /* auth_hba_file rules, read likewise */
+};
+
+enum config_type {
+	CONFIG_BOOL,     /* int field: on/off, true/false, yes/no, 1/0 */
+	CONFIG_INT,      /* int field */
+	CONFIG_SIZE,     /* int64_t field: bytes, accepts kB/MB/GB suffixes */
+	CONFIG_DURATION, /* int64_t field: microseconds, accepts us/ms/s/min/h/d; bare = seconds */
+	CONFIG_STRING,   /* char * field */
+	CONFIG_ENUM,     /* int field: index into enum_names */
+	CONFIG_OCTAL,    /* int field: file permissions, always octal ("0777" or "777") */
+};
+
+enum config_reload {
+	RELOAD_LIVE,    /* takes effect on RELOAD / SIGHUP / SET */
+	RELOAD_RESTART, /* needs a restart; a changed value is logged and ignored */
+};
+
+struct config_option {
+	const char *name; /* ini key; SLUICE_<NAME upper-cased> in the environment */
+	enum config_type type;
+	size_t offset;                 /* offsetof(struct config, field) */
+	const char *default_value;     /* as it would be written in the ini file */
+	int64_t min, max;              /* bounds for INT/OCTAL/SIZE/DURATION (DURATION in us) */
+	const char *const *enum_names; /* NULL-terminated, for CONFIG_ENUM */
+	enum config_reload reload;
+	const char *help; /* one line, used by docs/config.md and SHOW CONFIG */
+};
+
+/* Error from loading: "FILE:LINE: key 'KEY': message" or "SLUICE_X: message". */
+struct config_error {
+	char message[512];
+};
+
+const struct config_option *config_options(size_t *count);
+const struct config_option *config_option_find(const char *name);
+
+/*
+ * Load `path` (may be NULL when the configuration comes only from the
+ * environment), then apply SLUICE_<OPTION> overrides and SLUICE_DATABASE_URL,
+ * then `upstream_url` (from `--upstream`, may be NULL), then read auth_file and
+ * validate.  `envp` is the environment to read (NULL-terminated "K=V" list) so
+ * tests can pass their own (NULL = empty).  Returns NULL and fills `err` on
+ * any error.
+ */
+struct config *config_load(const char *path, const char *upstream_url, char *const *envp,
+                           struct config_error *err);
+void config_free(struct config *cfg);
+
+/* Set one [sluice] option from text, with validation (used by env and SET). */
+int config_set(struct config *cfg, const char *key, const char *value, struct config_error *err);
+/*
+ * Checks that hold across options (min_pool_size <= default_pool_size, some
+ * database defined, something to listen on...).  config_load runs it; a
+ * caller of config_set runs it after its changes, since config_set judges
+ * each value alone.
+ */
+int config_validate(const struct config *cfg, struct config_error *err);
+/* Render an option's current value as ini text. */
+void config_format_value(const struct config *cfg, const struct config_option *opt, char *buf,
+                         size_t len);
+
+/* [databases] entry for a client's database name, falling back to "*"; NULL if none. */
+const struct db_def *config_find_db(const struct config *cfg, const char *name);
+const struct user_def *config_find_user(const struct config *cfg, const char *name);
+
+/* Effective per-pool settings after db and user overrides. */
+int config_pool_size(const struct config *cfg, const struct db_def *db, const struct user_def *u);
+int config_pool_mode(const struct config *cfg, const struct db_def *db, const struct user_def *u);
+int config_min_pool_size(const struct config *cfg, const struct db_def *db);
+
+/* "250ms", "30s", "5min", "1h", "2d", "100us"; a bare number is seconds. */
+int config_parse_duration(const char *text, int64_t *out_us);
+/* "1024", "64kB", "16MB", "1GB". */
+int config_parse_size(const char *text, int64_t *out_bytes);
+/* The inverse, exact and short: "60s", "250ms", "1h", "0" (never "min"); "64kB", "1GB". */
+void config_format_duration(int64_t us, char *buf, size_t len);
+void config_format_size(int64_t bytes, char *buf, size_t len);
+const char *pool_mode_name(int mode);
+/* libpq's word for an enum sslmode: "disable" ... "verify-full". */
+const char *sslmode_name(int mode);
+
+/* Write docs/config.md content (generated from the table) to `out`. */
+void config_write_markdown(FILE *out);
+
+#endif

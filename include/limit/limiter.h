@@ -1,0 +1,84 @@
+/*
+ * Tenant budgets at run time.  A tenant_state is shared by every worker and
+ * outlives reloads (the registry in struct runtime keeps it until exit); it
+ * holds the counters SHOW TENANTS reports and the token buckets behind the
+ * rate limits.  The buckets sit behind `struct limiter` so a store shared by
+ * several sluice processes can replace the in-process one without touching
+ * the callers: a limiter only ever sees a tenant, a bucket kind, the rate and
+ * burst from the caller's configuration snapshot, and the time.
+ */
+#ifndef SLUICE_LIMITER_H
+#define SLUICE_LIMITER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/tenant.h"
+
+/* One token bucket (in-process limiter). */
+struct bucket {
+	double tokens;    /* may be negative: debt from statements inside transactions */
+	int64_t last_us;  /* last refill; 0 = never used (starts full) */
+	struct rate rate; /* the limit it was filled for: a reload that changes it starts afresh */
+	int64_t burst;
+};
+
+struct tenant_state {
+	char *name;
+	struct tenant_state *next; /* registry chain */
+	pthread_mutex_t lock;      /* guards buckets (in-process limiter) */
+	struct bucket buckets[LIMIT_KINDS];
+	_Atomic int clients;                    /* logged-in clients */
+	_Atomic uint64_t admitted[LIMIT_KINDS]; /* tokens taken without waiting */
+	_Atomic uint64_t delayed[LIMIT_KINDS];  /* requests that waited, then got a token */
+	_Atomic uint64_t rejected[LIMIT_KINDS]; /* 53400 sent */
+	_Atomic uint64_t over_max_clients;      /* logins refused by max_client_conn */
+	/*
+	 * Current rate, for SHOW RATELIMITS: tokens taken per completed window.
+	 * Atomics, not the lock: counting must not cost a second lock per request.
+	 */
+	_Atomic int64_t window_start_us;
+	_Atomic uint64_t window_taken[LIMIT_KINDS];
+	_Atomic uint64_t last_rate_milli[LIMIT_KINDS]; /* per 1000 s over the last window */
+};
+
+#define RATE_WINDOW_US INT64_C(10000000) /* SHOW RATELIMITS' current_rate: 10 s windows */
+
+/* Count tokens taken (any limiter) into the current-rate windows. */
+void tenant_note_taken(struct tenant_state *t, unsigned kinds, int64_t now_us);
+/* Per second over the last completed window; 0 when it is older than one more window. */
+double tenant_current_rate(struct tenant_state *t, enum limit_kind kind, int64_t now_us);
+
+struct limiter;
+
+struct limiter_ops {
+	/*
+	 * Take one token from each bucket in `kinds` (a mask of 1 << enum
+	 * limit_kind; kinds whose rate is 0 are skipped), all or none.  Returns
+	 * 0 when taken, else the microseconds until all will be there, with
+	 * `blocking` set to a kind that is short.  With `force` the tokens are
+	 * always taken, at most one burst into debt, for work that must not be
+	 * refused (statements inside a transaction).
+	 */
+	int64_t (*take)(struct limiter *l, struct tenant_state *t, const struct tenant_limits *lim,
+	                unsigned kinds, int64_t now_us, bool force, enum limit_kind *blocking);
+	/* Tokens in the bucket now, for SHOW RATELIMITS. */
+	double (*peek)(struct limiter *l, struct tenant_state *t, enum limit_kind kind,
+	               const struct rate *r, int64_t burst, int64_t now_us);
+};
+
+struct limiter {
+	const struct limiter_ops *ops;
+};
+
+/* The in-process limiter: buckets inside each tenant_state, one mutex per tenant. */
+extern const struct limiter_ops limiter_local_ops;
+
+/* Pure bucket arithmetic (unit-tested): refill to now, then try to take. */
+void bucket_refill(struct bucket *b, const struct rate *r, int64_t burst, int64_t now_us);
+int64_t bucket_take(struct bucket *b, const struct rate *r, int64_t burst, int64_t now_us,
+                    bool force);
+
+#endif

@@ -1,0 +1,114 @@
+/*
+ * A connection's socket and its two buffers, for clients and servers.
+ *
+ * Plain sockets are driven directly, which is what keeps a query's trip
+ * through sluice at one recv and one send per side:
+ *   - one persistent read event, registered once; input is recv()ed into
+ *     space reserved in the input evbuffer, without asking the kernel first
+ *     how much is there (libevent's bufferevents add an ioctl(FIONREAD));
+ *   - output is sent by the worker's flush event, which runs after the
+ *     callbacks of the current loop turn, so everything one turn produced
+ *     for a socket leaves in one writev;
+ *   - a write event is armed only when the kernel took less than everything
+ *     (a bufferevent adds and removes its write event around every reply:
+ *     two epoll_ctl calls per message).
+ * An idle plain conn holds no buffers: when its input or output is empty
+ * after a read or a send, the evbuffer goes back to the worker's spares and
+ * the pointer is set to the worker's shared empty buffer, which nobody
+ * writes (input is filled only by conn.c, output only through conn_out).
+ * Ten thousand idle clients so keep 290 bytes each less, and a busy worker
+ * reuses the same few buffers without allocating.
+ *
+ * TLS connections go through a bufferevent_openssl instead; the interface is
+ * the same, so the relay does not know which it has.
+ */
+#ifndef SLUICE_CONN_H
+#define SLUICE_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "base/list.h"
+
+struct bufferevent;
+struct event;
+struct evbuffer;
+struct worker;
+typedef struct ssl_st SSL;
+
+/* What conn_ops.event reports. */
+#define CONN_CONNECTED 0x1 /* conn_connect finished, or a TLS handshake did */
+#define CONN_EOF       0x2 /* the peer closed its side */
+#define CONN_ERROR     0x4 /* socket or TLS error (conn.error has errno, if any) */
+
+struct conn_ops {
+	void (*read)(void *arg);            /* new input, or a conn_kick */
+	void (*drained)(void *arg);         /* output fell to the level conn_notify_drained set */
+	void (*event)(void *arg, int what); /* CONN_* */
+};
+
+struct conn {
+	struct worker *w;
+	const struct conn_ops *ops;
+	void *arg;
+	struct evbuffer *in;  /* read it freely (never write); write output only through conn_out */
+	struct evbuffer *out; /* (both are the bufferevent's own with TLS) */
+	struct event *rev;    /* plain: persistent read event */
+	struct event *wev;    /* plain: one-shot write event, after a short send or to connect
+	                         (created then: most connections never need it) */
+	struct bufferevent *tls; /* TLS: the bufferevent_openssl doing all I/O */
+	struct list_node flush;  /* on the worker's flush list: output waits for the flush event */
+	struct list_node kick;   /* on the worker's kick list: buffered input to hand over again */
+	uint32_t read_high;      /* stop reading while the input holds this much */
+	uint32_t drained_at;     /* conn_notify_drained level */
+	int fd;                  /* -1 before conn_connect */
+	int error;               /* errno of the failure reported as CONN_ERROR */
+	bool reading;            /* the owner wants input (not suspended) */
+	bool read_full;          /* reading paused: input reached read_high */
+	bool connecting;         /* conn_connect in progress */
+	bool notify_drained;     /* call ops->drained when output reaches drained_at */
+	bool halted;             /* conn_halt: no more I/O, waiting to be freed */
+};
+
+/* Set up on an accepted, non-blocking socket (taken over) and start reading. */
+int conn_init_fd(struct conn *c, struct worker *w, int fd, const struct conn_ops *ops, void *arg);
+/* Set up with no socket yet, for conn_connect. */
+int conn_init(struct conn *c, struct worker *w, const struct conn_ops *ops, void *arg);
+/* Start a non-blocking connect; CONN_CONNECTED or CONN_ERROR follows. */
+int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len);
+/*
+ * Continue over TLS on the same socket (state: BUFFEREVENT_SSL_ACCEPTING or
+ * _CONNECTING).  Plain bytes still buffered are dropped: nothing may come
+ * before the handshake.  Takes ownership of ssl, also on failure.
+ */
+int conn_start_tls(struct conn *c, SSL *ssl, int state);
+/* Close the socket and free everything (the struct itself is the owner's). */
+void conn_release(struct conn *c);
+
+/* The output buffer, to append to: it is sent at the end of this loop turn. */
+struct evbuffer *conn_out(struct conn *c);
+
+/* Stop or restart reading (suspension); buffered input stays. */
+void conn_set_reading(struct conn *c, bool on);
+/* Input level at which reading pauses until the owner consumes some. */
+void conn_set_read_high(struct conn *c, size_t high);
+/* Run ops->read soon for input that is already buffered. */
+void conn_kick(struct conn *c);
+/* Call ops->drained once, when the output has been sent down to `level` bytes. */
+void conn_notify_drained(struct conn *c, size_t level);
+/* No more reading, writing or callbacks; pending output is dropped. */
+void conn_halt(struct conn *c);
+
+/* The TLS bufferevent, or NULL for a plain socket. */
+static inline struct bufferevent *conn_tls_bev(const struct conn *c)
+{
+	return c->tls;
+}
+
+/* Per-worker flush and kick events (worker.c). */
+int conn_flusher_init(struct worker *w);
+void conn_flusher_fini(struct worker *w);
+
+#endif

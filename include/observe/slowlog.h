@@ -1,0 +1,46 @@
+/*
+ * The slow-query log.  While slow_query_threshold is on, the relay shows each
+ * Query and Parse message to slowlog_capture, which copies the start of its
+ * text (slow_query_max_length bytes at most) into a buffer the client
+ * allocates once.  A request slower than the threshold is then logged with
+ * duration, queue wait, tenant, db/user, client address, application_name and
+ * that text, its literals redacted to '?' unless log_query_literals is on.
+ *
+ * The text is the client's latest Query or Parse: for a statement prepared
+ * once and executed many times it is the latest statement prepared.
+ */
+#ifndef SLUICE_SLOWLOG_H
+#define SLUICE_SLOWLOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/types.h"
+
+struct evbuffer;
+struct frame;
+
+/* A client's captured text; allocated on first use, grown for longer statements. */
+struct query_capture {
+	uint32_t cap;   /* bytes text can hold (up to slow_query_max_length and headers) */
+	uint32_t len;   /* bytes captured */
+	bool truncated; /* the statement is longer than what was captured */
+	char text[];    /* not NUL-terminated */
+};
+
+/* relay.c: `f` is at the front of `in`, about to be forwarded; keeps Query/Parse text. */
+void slowlog_capture(struct client *c, struct evbuffer *in, const struct frame *f);
+/* latency.c: a request of c's took duration_us; logs it when over the threshold. */
+void slowlog_check(struct client *c, int64_t duration_us);
+
+/*
+ * Copies SQL with every literal replaced by '?': '...' strings (also E'',
+ * B'', X'', N'', U&''), dollar-quoted bodies and numbers.  Identifiers,
+ * "quoted identifiers", $1 parameters, comments and keywords stay.  An
+ * unterminated literal (a truncated text) is redacted to the end.  `out`
+ * needs len bytes (the result is never longer); returns its length.
+ */
+size_t slowlog_redact(const char *in, size_t len, char *out);
+
+#endif

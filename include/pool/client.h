@@ -1,0 +1,160 @@
+/*
+ * A client: one application connection.  States:
+ *   LOGIN    startup packet, authentication, waiting for pool parameters
+ *   IDLE     logged in, no server (between transactions)
+ *   WAITING  has a request buffered and is queued for a server
+ *   ACTIVE   linked to a server; bytes flow through the relay
+ *   CLOSING  closed, freed by the worker's reaper at the end of the loop turn
+ */
+#ifndef SLUICE_CLIENT_H
+#define SLUICE_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "auth/auth_file.h"
+#include "auth/scram.h"
+#include "net/conn.h"
+#include "base/list.h"
+#include "base/log.h"
+#include "proto/params.h"
+#include "pool/prepared.h"
+#include "base/types.h"
+
+struct admin_conn;
+struct event;
+struct query_capture;
+
+enum client_state { CLIENT_LOGIN, CLIENT_IDLE, CLIENT_WAITING, CLIENT_ACTIVE, CLIENT_CLOSING };
+
+/* Why a new client is refused once its startup packet is read. */
+enum client_refusal { REFUSE_NONE, REFUSE_TOO_MANY, REFUSE_SHUTDOWN, REFUSE_IP_RATE };
+
+enum login_step {
+	LOGIN_STARTUP,      /* waiting for StartupMessage / SSLRequest / CancelRequest */
+	LOGIN_PASSWORD,     /* sent AuthenticationCleartext or MD5, waiting for 'p' */
+	LOGIN_SASL_INITIAL, /* sent AuthenticationSASL, waiting for SASLInitialResponse */
+	LOGIN_SASL_FINAL,   /* sent SASLContinue, waiting for SASLResponse */
+	LOGIN_WAIT_POOL,    /* authenticated, waiting for the pool's first server login */
+	LOGIN_THROTTLED,    /* authenticated, waiting for a token of the tenant's connect_rate */
+	LOGIN_AUTH_QUERY,   /* waiting for auth_query to find the user's credentials */
+};
+
+/* Read-suspend reasons: reading resumes only when all are clear. */
+#define SUSPEND_WAIT_SERVER 0x1  /* queued for a server */
+#define SUSPEND_WATERMARK   0x2  /* peer's output buffer is full */
+#define SUSPEND_LOGIN_WAIT  0x4  /* waiting for pool parameters */
+#define SUSPEND_ADMIN       0x8  /* console SUSPEND (servers use the same bit) */
+#define SUSPEND_THROTTLE    0x10 /* waiting for a tenant rate token (admission.h) */
+#define SUSPEND_PIPELINE    0x20 /* rate-limited: next request waits for the server's answers */
+
+struct client {
+	/* Pointers and 8-byte fields first, then smaller ones: no padding in 10,000 copies. */
+	uint64_t id;                   /* process-wide connection id */
+	struct worker *w;              /* owner */
+	struct conn conn;              /* the socket and its buffers */
+	struct list_node node;         /* worker->clients, or worker->dead_clients */
+	struct list_node wait_node;    /* pool->waiting or pool->login_waiting */
+	struct sockaddr_storage *peer; /* TCP peer for auth_hba_file; freed once logged in */
+	char *user;                    /* from the startup packet */
+	char *dbname;                  /* from the startup packet (defaults to user) */
+	struct param_list params;      /* the client's own GUC values */
+	struct stmt_map stmts;         /* its named prepared statements (transaction mode) */
+	struct pool *pool;             /* assigned after authentication */
+	struct server *server;         /* linked server while ACTIVE */
+	struct admin_conn *admin;      /* admin console session (no pool, no server), or NULL */
+	struct scram_server *scram;    /* SCRAM exchange state during login only */
+	struct user_secret *queried_secret; /* auth_query's answer, owned */
+	struct client *cancel_next;         /* hash chain in the cancel map */
+	uint64_t fwd_remaining;             /* bytes of a message still to stream to the server */
+	uint64_t skip_remaining;            /* bytes of a message still to drop (late COPY data) */
+	int64_t throttle_deadline_us;  /* waiting for a rate token until then; 0 = not waiting */
+	struct event *timer;           /* login, wait and idle timeouts (made when armed) */
+	int64_t connect_us;            /* when accepted */
+	int64_t wait_start_us;         /* when queued for a server */
+	int64_t last_wait_us;          /* queue wait before the current server, for the slow log */
+	struct query_capture *capture; /* start of the latest Query/Parse text (slowlog.c) */
+	enum client_state state;       /* see above; changed only by client_set_state */
+	enum login_step login;         /* LOGIN sub-state */
+	enum client_refusal refuse;    /* over max_client_conn, or arrived while draining */
+	int auth_method;               /* enum auth_type chosen for this login */
+	uint32_t cancel_pid, cancel_key;   /* synthetic BackendKeyData */
+	uint32_t suspend;                  /* SUSPEND_* bits */
+	uint8_t md5_salt[4];               /* salt of the md5 challenge */
+	char addr[64];                     /* peer address for logs */
+	uint8_t client_key[SCRAM_KEY_LEN]; /* for SCRAM pass-through to the server */
+	bool is_unix;                      /* connected over the Unix socket */
+	bool tls;                          /* the socket speaks TLS (after SSLRequest) */
+	bool password_md5;      /* LOGIN_PASSWORD expects an md5 response, not cleartext */
+	bool auth_queried;      /* auth_query answered (queried_secret NULL = no such user) */
+	bool has_client_key;    /* SCRAM succeeded: client_key is valid */
+	bool cancel_registered; /* in the worker's cancel map */
+	bool discarding;        /* after a local error: drop messages up to Sync/Query */
+	bool fake_unnamed;      /* the unnamed statement is a DEALLOCATE sluice answers */
+	bool fake_portal;       /* and the unnamed portal is bound to it */
+	bool close_at_idle;     /* draining: close once the transaction ends */
+	bool in_request;        /* rate-limited: inside an extended-protocol request (up to Sync) */
+	bool tenant_counted;    /* holds a slot of its tenant's max_client_conn */
+	bool timer_armed;       /* timer pending (saves a locked libevent call per message) */
+};
+
+/* Takes ownership of fd. */
+struct client *client_new(struct worker *w, int fd, const struct sockaddr *addr, int addrlen,
+                          bool is_unix);
+void client_free(struct client *c);
+void client_set_state(struct client *c, enum client_state state);
+const char *client_state_name(enum client_state state);
+
+/* Send FATAL ErrorResponse, log, and close.  The single error exit for clients. */
+void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Close without a message (peer went away). */
+void client_close(struct client *c, const char *reason);
+/*
+ * Answer the request the client is waiting on with an ErrorResponse (not
+ * FATAL) and ReadyForQuery, dropping its buffered messages up to Sync/Query;
+ * the client stays connected.
+ */
+void client_reject_request(struct client *c, const char *sqlstate, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* SSLRequest accepted: answer 'S' and continue over TLS.  Returns -1 (client closed) on failure. */
+int client_start_tls(struct client *c);
+
+/* Startup and authentication input (client_login.c). */
+void client_login_input(struct client *c);
+/* auth_query answered for this client: go on with the password exchange. */
+void client_login_auth_answered(struct client *c);
+/* Authenticated: pick the pool, admit to the tenant, welcome (again after a throttle). */
+void client_login_finish(struct client *c);
+
+/* Pool callbacks. */
+void client_link(struct client *c, struct server *s); /* got a server: start relaying */
+void client_login_ready(struct client *c);            /* pool defaults are known */
+void client_pool_failed(struct client *c, const char *sqlstate, const char *msg);
+
+/* (Re)arm the client's one timer; its meaning depends on the state. 0 disarms. */
+void client_arm_timer(struct client *c, int64_t us);
+
+void client_suspend(struct client *c, uint32_t reason);
+void client_resume(struct client *c, uint32_t reason);
+/* Re-run the read handler on buffered input (after resume or release). */
+void client_kick(struct client *c);
+
+/* Cancel request for this client from the cancel map. */
+void client_cancel(struct client *c);
+/* SIGTERM drain: close now if idle, else at transaction end. */
+void client_drain(struct client *c);
+
+void client_log_ctx(const struct client *c, struct log_ctx *ctx);
+#define clog(c, lvl, ...)                                                                          \
+	do {                                                                                       \
+		if (log_enabled((c)->w->log, (lvl))) {                                             \
+			struct log_ctx ctx_;                                                       \
+			client_log_ctx((c), &ctx_);                                                \
+			log_emit((c)->w->log, (lvl), &ctx_, __VA_ARGS__);                          \
+		}                                                                                  \
+	} while (0)
+
+#endif

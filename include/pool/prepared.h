@@ -1,0 +1,124 @@
+/*
+ * Named prepared statements in transaction mode.  A client's statement name
+ * maps to a worker-wide statement (deduplicated by query text and parameter
+ * types) that has a sluice-owned name on the servers, "sluice_<id>_<gen>".
+ * Each server keeps an LRU of the statements it has prepared, bounded by
+ * max_prepared_statements.  When a client binds or describes a statement the
+ * linked server lacks, a Parse is injected first and its ParseComplete is
+ * swallowed; a client Close is answered locally.  Replies sluice fakes or
+ * swallows travel through the server's request queue so order is kept.
+ */
+#ifndef SLUICE_PREPARED_H
+#define SLUICE_PREPARED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/list.h"
+#include "base/types.h"
+
+struct frame;
+
+/* Request-queue markers for work sluice adds (see server.h's request_queue). */
+#define REQ_INJECTED_PARSE 'p' /* swallow its ParseComplete */
+#define REQ_INJECTED_CLOSE 'x' /* swallow its CloseComplete */
+#define REQ_FAKE_PARSE     '1' /* emit a ParseComplete when it reaches the head */
+#define REQ_FAKE_CLOSE     '3' /* emit a CloseComplete when it reaches the head */
+#define REQ_FAKE_DEALLOC   'd' /* emit CommandComplete DEALLOCATE + ReadyForQuery */
+#define REQ_TRACKED_BIND   'b' /* Bind of a tracked statement; its id is in stmt_cache.bound */
+#define REQ_STALE_BIND     'r' /* Bind that fails on purpose: its error becomes 0A000 */
+/* The extended-protocol DEALLOCATE of a tracked name, answered locally: */
+#define REQ_FAKE_BIND    '2' /* emit BindComplete */
+#define REQ_FAKE_NODATA  'n' /* emit NoData */
+#define REQ_FAKE_EXECUTE 'e' /* emit CommandComplete DEALLOCATE */
+
+/* One distinct statement on a worker. */
+struct pstmt {
+	uint64_t id;         /* part of the server-side name */
+	uint32_t generation; /* bumped when a plan went stale; part of the name */
+	uint64_t hash;       /* of body */
+	uint8_t *body;       /* Parse body after the name: query, parameter count and types */
+	size_t len;          /* bytes in body */
+	int refs;            /* client names, server entries and queued sends using it */
+	struct pstmt_registry *reg; /* owner, for releasing from a libevent cleanup */
+	struct pstmt *next;         /* registry chain */
+};
+
+struct pstmt_registry {
+	struct pstmt **buckets; /* by hash */
+	uint32_t size;          /* power of two */
+	uint32_t count;         /* statements */
+	uint64_t next_id;       /* for new statements */
+};
+
+/* A client's name for a statement. */
+struct client_stmt {
+	char *name;               /* as the client wrote it */
+	struct pstmt *ps;         /* what it means */
+	uint32_t generation;      /* ps->generation when the client last learnt its result type */
+	struct client_stmt *next; /* map chain */
+};
+
+struct stmt_map {
+	struct client_stmt **buckets; /* by name hash */
+	uint32_t size;                /* power of two, 0 until first use */
+	uint32_t count;
+};
+
+/* Statement ids in request-queue order. */
+struct id_ring {
+	uint64_t *ids;
+	uint32_t head, count, cap; /* cap: power of two */
+};
+
+/* A statement prepared on one server. */
+struct server_stmt {
+	struct pstmt *ps;         /* the statement */
+	uint32_t generation;      /* the name it has on this server */
+	struct list_node lru;     /* most recently used first */
+	struct server_stmt *next; /* cache chain */
+};
+
+struct stmt_cache {
+	struct server_stmt **buckets; /* by statement id */
+	uint32_t size;                /* power of two, 0 until first use */
+	uint32_t count;
+	struct list_node lru;   /* eviction order */
+	struct id_ring pending; /* ids of Parses in flight, in queue order */
+	struct id_ring bound;   /* ids of REQ_TRACKED_BIND Binds in flight */
+};
+
+void prepared_registry_fini(struct pstmt_registry *reg);
+void prepared_map_fini(struct stmt_map *map, struct pstmt_registry *reg);
+void prepared_cache_init(struct stmt_cache *cache);
+void prepared_cache_fini(struct stmt_cache *cache, struct pstmt_registry *reg);
+
+/* Tracking applies in transaction and statement mode when max_prepared_statements > 0. */
+bool prepared_tracking(const struct client *c);
+
+enum prep_result {
+	PREP_PASS,   /* not ours: forward the message unchanged */
+	PREP_DONE,   /* consumed (rewritten, answered or queued) */
+	PREP_WAIT,   /* the whole message is not buffered yet */
+	PREP_CLOSED, /* the client was failed */
+};
+
+/* A client message of type P, B, D, C or Q on a linked, tracking client. */
+enum prep_result prepared_client_message(struct client *c, const struct frame *f);
+
+/* The server answered a Parse ('P' or injected) at the head of its queue. */
+void prepared_parse_done(struct server *s, bool failed, bool client_parse);
+/* The server answered (or skipped) a REQ_TRACKED_BIND. */
+void prepared_bind_done(struct server *s);
+/* A request-queue marker for a reply sluice emits itself. */
+bool prepared_is_fake(uint8_t marker);
+/* The REQ_STALE_BIND at the head failed as planned: tell the client its plan went stale. */
+void prepared_stale_error(struct server *s);
+/* CommandComplete tag or ErrorResponse from a server with tracking on. */
+void prepared_server_tag(struct server *s, const char *tag);
+void prepared_server_error(struct server *s, const char *sqlstate, const char *msg);
+/* Emit fake replies now at the head of the queue; returns true if any was emitted. */
+bool prepared_flush_fakes(struct server *s);
+
+#endif

@@ -1,0 +1,152 @@
+/*
+ * A server: one connection to Postgres.  States:
+ *   CONNECTING  TCP/Unix connect in progress
+ *   LOGIN       startup and authentication, collecting ParameterStatus
+ *   IDLE        in pool->idle, ReadyForQuery 'I', nothing outstanding
+ *   ACTIVE      linked to a client
+ *   RESETTING   unlinked but not clean: draining replies, ROLLBACK, reset query
+ *   CANCELING   clean but a CancelRequest for it is still in flight
+ *   CLOSING     closed, freed by the reaper at the end of the loop turn
+ */
+#ifndef SLUICE_SERVER_H
+#define SLUICE_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "auth/scram.h"
+#include "net/conn.h"
+#include "base/list.h"
+#include "base/log.h"
+#include "proto/params.h"
+#include "pool/prepared.h"
+#include "base/types.h"
+
+struct evdns_getaddrinfo_request;
+struct event;
+
+enum server_state {
+	SERVER_CONNECTING,
+	SERVER_LOGIN,
+	SERVER_IDLE,
+	SERVER_ACTIVE,
+	SERVER_RESETTING,
+	SERVER_CANCELING,
+	SERVER_CLOSING,
+};
+
+/* TLS to the server: asked with an SSLRequest right after connecting. */
+enum server_tls {
+	SERVER_TLS_NONE,      /* plain: not wanted, or the server said 'N' */
+	SERVER_TLS_REQUESTED, /* SSLRequest sent, waiting for 'S' or 'N' */
+	SERVER_TLS_HANDSHAKE, /* 'S': handshake running; the startup packet follows it */
+	SERVER_TLS_ON,        /* encrypted */
+};
+
+/* Outstanding requests, in the order the server will answer them. */
+struct request_queue {
+	uint8_t *types; /* message types: Q P B D E C S F */
+	uint32_t head;  /* index of the oldest */
+	uint32_t count; /* entries in use */
+	uint32_t cap;   /* power of two; grows, never shrinks */
+};
+
+struct server {
+	uint64_t id;                           /* process-wide connection id */
+	struct worker *w;                      /* owner */
+	struct pool *pool;                     /* owner pool */
+	struct conn conn;                      /* the socket and its buffers */
+	struct evdns_getaddrinfo_request *dns; /* host name lookup in flight */
+	enum server_state state;               /* changed only by server_set_state */
+	struct list_node node;        /* pool list for the state, or worker->dead_servers */
+	struct client *client;        /* linked client while ACTIVE */
+	struct sockaddr_storage addr; /* resolved peer address, for cancel connections */
+	socklen_t addrlen;
+	char addr_text[128];               /* for logs */
+	uint32_t backend_pid, backend_key; /* real BackendKeyData */
+	struct param_list params;          /* GUC values as the server has them */
+	struct request_queue queue;        /* requests forwarded and not yet answered */
+	struct stmt_cache stmts;           /* prepared statements it holds (transaction mode) */
+	char tx_status;                    /* last ReadyForQuery status: I, T or E */
+	bool copy_in;                      /* server is in COPY FROM STDIN */
+	bool skip_to_sync;          /* server errored mid-extended-batch: ignores until Sync */
+	int sync_pending;           /* ReadyForQuery replies to swallow (parameter SET batches) */
+	bool sync_failed;           /* the SET batch failed */
+	bool params_dirty;          /* a SET/RESET ran: read the session settings back */
+	bool capturing;             /* that read-back is in flight (counted in sync_pending) */
+	bool capture_failed;        /* and it failed: the server is retired after the turn */
+	struct param_list captured; /* its rows so far: settings with source 'session' */
+	bool reset_query_sent;      /* session mode: server_reset_query already queued */
+	uint64_t fwd_remaining;     /* bytes of a message still to stream to the client */
+	uint32_t suspend;           /* read-suspend bits (client.h SUSPEND_*) */
+	int cancels_inflight;       /* CancelRequests not yet acknowledged */
+	struct list_node cancels;   /* those requests, detached if the server dies */
+	struct scram_client *scram; /* SCRAM state during login only */
+	struct event *timer;        /* connect, idle, lifetime, reset timeouts */
+	bool timer_pending;         /* timer armed (saves libevent calls per transaction) */
+	int64_t connect_us;         /* when the connection was started */
+	int64_t idle_since_us;      /* when it became idle */
+	int64_t request_start_us;   /* first request forwarded into an empty queue */
+	int64_t xact_start_us;      /* first request after ReadyForQuery 'I' */
+	int64_t timer_deadline_us;  /* when the armed timer fires */
+	int64_t timed_out_after_us; /* query_timeout that cancelled the running request; 0 = none */
+	bool close_needed;          /* retire at the next release (reload, lifetime) */
+	enum server_tls tls;        /* TLS negotiation during login */
+};
+
+struct server *server_new(struct pool *p);
+void server_free(struct server *s);
+void server_set_state(struct server *s, enum server_state state);
+const char *server_state_name(enum server_state state);
+/* Log, close the socket, tell the pool; freed later by the reaper. */
+void server_close(struct server *s, const char *reason);
+
+/* The client let go of the server: release it if clean, else reset it first. */
+void server_unlink(struct server *s);
+
+void server_suspend(struct server *s, uint32_t reason);
+void server_resume(struct server *s, uint32_t reason);
+/* Re-run the read handler on buffered input. */
+void server_kick(struct server *s);
+
+/* Next step of cleaning an unlinked server (called again after each ReadyForQuery). */
+void server_reset_step(struct server *s);
+
+/* Queue the parameter SET batch for the linked client, if anything differs. */
+void server_sync_params(struct server *s, struct client *c);
+
+/*
+ * After a SET or RESET, once the transaction is over: read back every setting
+ * the session changed (pg_settings, source 'session'), so parameters that are
+ * not reported (search_path, extra_float_digits, ...) follow the client to
+ * its next server.  Returns true if the query was sent.
+ */
+bool server_capture_params(struct server *s);
+/* Apply the read-back rows to the server's and the linked client's lists. */
+void server_apply_captured(struct server *s);
+
+/*
+ * A request started on an empty queue: make sure the timer fires by its
+ * query_timeout deadline (lazily: a pending earlier deadline is re-checked).
+ */
+void server_request_started(struct server *s);
+
+/* True when the server may be returned to the pool. */
+bool server_is_clean(const struct server *s);
+
+void request_queue_push(struct request_queue *q, uint8_t type);
+uint8_t request_queue_peek(const struct request_queue *q);
+uint8_t request_queue_pop(struct request_queue *q);
+
+void server_log_ctx(const struct server *s, struct log_ctx *ctx);
+#define slog(s, lvl, ...)                                                                          \
+	do {                                                                                       \
+		if (log_enabled((s)->w->log, (lvl))) {                                             \
+			struct log_ctx ctx_;                                                       \
+			server_log_ctx((s), &ctx_);                                                \
+			log_emit((s)->w->log, (lvl), &ctx_, __VA_ARGS__);                          \
+		}                                                                                  \
+	} while (0)
+
+#endif

@@ -1,0 +1,1520 @@
+/*
+ * Console SHOW commands, with PgBouncer's column names and order and
+ * sluice's own columns appended.  Values come from every worker: each one
+ * counts its own pools, clients and servers into a census (or renders its
+ * SHOW CLIENTS / SERVERS rows), and the console's worker merges them.  Also
+ * the driver probe parameters (SHOW client_encoding, SET DateStyle ...).
+ */
+#define _GNU_SOURCE /* struct ucred */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <event2/buffer.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include "admin/control.h"
+#include "admin/console.h"
+#include "pool/client.h"
+#include "config/config.h"
+#include "observe/latency.h"
+#include "pool/pool.h"
+#include "proto/build.h"
+#include "runtime/runtime.h"
+#include "pool/server.h"
+#include "observe/gather.h"
+#include "net/tls.h"
+#include "pool/worker.h"
+
+#define T        ADMIN_TEXT
+#define I4       ADMIN_INT4
+#define I8       ADMIN_INT8
+#define NUM      ADMIN_NUMERIC
+#define NCOLS(a) (sizeof(a) / sizeof((a)[0]))
+#define ROW_MAX  48
+
+/* ---- one result row ---- */
+
+struct row {
+	size_t n;                  /* values so far */
+	const char *vals[ROW_MAX]; /* NULL = SQL NULL */
+	char buf[ROW_MAX][64];     /* storage for numbers, times and TLS descriptions */
+};
+
+static void put_str(struct row *r, const char *s)
+{
+	if (r->n < ROW_MAX)
+		r->vals[r->n++] = s;
+}
+
+static void put_fmt(struct row *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put_fmt(struct row *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (r->n >= ROW_MAX)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(r->buf[r->n], sizeof(r->buf[r->n]), fmt, ap);
+	va_end(ap);
+	r->vals[r->n] = r->buf[r->n];
+	r->n++;
+}
+
+static void put_u64(struct row *r, uint64_t v)
+{
+	put_fmt(r, "%" PRIu64, v);
+}
+
+static void put_i64(struct row *r, int64_t v)
+{
+	put_fmt(r, "%" PRId64, v);
+}
+
+/* Wall-clock microseconds as PgBouncer prints timestamps. */
+static void put_time(struct row *r, int64_t us)
+{
+	time_t t = (time_t)(us / 1000000);
+	struct tm tm;
+
+	if (r->n >= ROW_MAX)
+		return;
+	gmtime_r(&t, &tm);
+	strftime(r->buf[r->n], sizeof(r->buf[r->n]), "%Y-%m-%d %H:%M:%S UTC", &tm);
+	r->vals[r->n] = r->buf[r->n];
+	r->n++;
+}
+
+/* The connection's TLS version and cipher, "" for a plain one (PgBouncer's tls column). */
+static void put_tls(struct row *r, struct bufferevent *tls_bev)
+{
+	if (r->n >= ROW_MAX)
+		return;
+	r->buf[r->n][0] = '\0';
+	if (tls_bev != NULL)
+		tls_describe(tls_bev, r->buf[r->n], sizeof(r->buf[r->n]));
+	r->vals[r->n] = r->buf[r->n];
+	r->n++;
+}
+
+static void row_to(struct evbuffer *out, const struct row *r)
+{
+	build_data_row(out, r->n, r->vals);
+}
+
+static void row_send(struct admin_conn *conn, const struct row *r)
+{
+	admin_reply_row(conn, r->n, r->vals);
+}
+
+/* ---- the census: what one worker counts ---- */
+
+struct pool_rec {
+	const struct pool *key;   /* identity on the worker that counted it */
+	char *db, *user;          /* pool key; user is NULL once merged by database */
+	int mode;                 /* enum pool_mode */
+	bool paused;              /* PAUSE, KILL or SUSPEND in effect */
+	int cl_idle, cl_active;   /* logged in: between transactions, linked to a server */
+	int cl_waiting, cl_login; /* queued for a server, waiting for the first server login */
+	int sv_active, sv_idle, sv_tested, sv_login, sv_being_canceled;
+	int sv_cancels;          /* cancel requests being forwarded */
+	int sv_total;            /* servers in any state */
+	int sv_close_needed;     /* to be closed when released */
+	int64_t maxwait_us;      /* the oldest waiter's wait */
+	struct pool_stats total; /* since the pool was created */
+	struct pool_stats delta; /* over the last stats_period */
+	struct pool_stats rate;  /* delta per second */
+};
+
+struct tally {
+	char *key; /* user name */
+	int64_t n; /* clients */
+};
+
+struct admin_census {
+	struct pool_rec *pools; /* one per pool of the worker */
+	size_t npools, pools_cap;
+	struct tally *users; /* clients per client user */
+	size_t nusers, users_cap;
+	int clients;         /* every live client, console included */
+	int login_clients;   /* still logging in */
+	int console_clients; /* on the console */
+	int servers;         /* every server */
+	uint64_t io_bytes;   /* bytes buffered in client and server connections */
+};
+
+void admin_census_free(struct admin_census *cs)
+{
+	if (cs == NULL)
+		return;
+	for (size_t i = 0; i < cs->npools; i++) {
+		free(cs->pools[i].db);
+		free(cs->pools[i].user);
+	}
+	for (size_t i = 0; i < cs->nusers; i++)
+		free(cs->users[i].key);
+	free(cs->pools);
+	free(cs->users);
+	free(cs);
+}
+
+#define STATS_FIELDS(X)                                                                            \
+	X(xact_count)                                                                              \
+	X(query_count)                                                                             \
+	X(bytes_received)                                                                          \
+	X(bytes_sent)                                                                              \
+	X(xact_time_us)                                                                            \
+	X(query_time_us)                                                                           \
+	X(wait_time_us)                                                                            \
+	X(server_assignments)                                                                      \
+	X(client_logins)                                                                           \
+	X(errors)
+
+static void stats_add(struct pool_stats *a, const struct pool_stats *b)
+{
+#define ADD(f) a->f += b->f;
+	STATS_FIELDS(ADD)
+#undef ADD
+}
+
+/* The last complete stats_period of a pool: delta and per-second rate. */
+static void stats_window(const struct pool *p, struct pool_stats *delta, struct pool_stats *rate)
+{
+	int64_t us = p->stats_last_us - p->stats_prev_us;
+
+	memset(delta, 0, sizeof(*delta));
+	memset(rate, 0, sizeof(*rate));
+	if (p->stats_prev_us == 0 || us <= 0 || p->w->cfg->stats_period_us == 0)
+		return;
+#define DELTA(f)                                                                                   \
+	delta->f = p->stats_last.f - p->stats_prev.f;                                              \
+	rate->f = (uint64_t)((double)delta->f * 1e6 / (double)us + 0.5);
+	STATS_FIELDS(DELTA)
+#undef DELTA
+}
+
+static void *grow(void *items, size_t *cap, size_t n, size_t size)
+{
+	void *bigger;
+	size_t want;
+
+	if (n < *cap)
+		return items;
+	want = *cap ? *cap * 2 : 16;
+	bigger = realloc(items, want * size);
+	if (bigger != NULL)
+		*cap = want;
+	return bigger;
+}
+
+static struct pool_rec *census_add_pool(struct admin_census *cs, const struct pool *p)
+{
+	struct pool_rec *pools = grow(cs->pools, &cs->pools_cap, cs->npools, sizeof(*pools));
+	struct pool_rec *r;
+
+	if (pools == NULL)
+		return NULL;
+	cs->pools = pools;
+	r = &pools[cs->npools];
+	memset(r, 0, sizeof(*r));
+	r->db = strdup(p->dbname);
+	r->user = strdup(p->user);
+	if (r->db == NULL || r->user == NULL) {
+		free(r->db);
+		free(r->user);
+		return NULL;
+	}
+	cs->npools++;
+	r->key = p;
+	return r;
+}
+
+static void count_server(struct pool_rec *r, const struct server *s)
+{
+	r->sv_cancels += s->cancels_inflight;
+	r->sv_close_needed += s->close_needed;
+	switch (s->state) {
+	case SERVER_ACTIVE:
+		r->sv_active++;
+		break;
+	case SERVER_IDLE:
+		r->sv_idle++;
+		break;
+	case SERVER_CONNECTING:
+	case SERVER_LOGIN:
+		r->sv_login++;
+		break;
+	case SERVER_RESETTING:
+		r->sv_tested++;
+		break;
+	case SERVER_CANCELING:
+		r->sv_being_canceled++;
+		break;
+	case SERVER_CLOSING:
+		break;
+	}
+}
+
+static uint64_t buffered(const struct conn *conn)
+{
+	return evbuffer_get_length(conn->in) + evbuffer_get_length(conn->out);
+}
+
+static void census_pool(struct admin_census *cs, const struct pool *p, int64_t now)
+{
+	struct pool_rec *r = census_add_pool(cs, p);
+	const struct list_node *heads[] = {&p->idle, &p->active, &p->pending};
+	struct list_node *first;
+
+	if (r == NULL)
+		return;
+	r->mode = pool_mode(p);
+	r->paused = p->paused;
+	r->sv_total = p->nservers;
+	r->total = p->stats;
+	stats_window(p, &r->delta, &r->rate);
+	for (size_t i = 0; i < NCOLS(heads); i++) {
+		for (const struct list_node *n = heads[i]->next; n != heads[i]; n = n->next) {
+			const struct server *s = list_entry(n, struct server, node);
+
+			count_server(r, s);
+			cs->io_bytes += buffered(&s->conn);
+		}
+	}
+	first = list_first(&p->waiting);
+	if (first != NULL)
+		r->maxwait_us = now - list_entry(first, struct client, wait_node)->wait_start_us;
+	cs->servers += p->nservers;
+}
+
+static struct pool_rec *census_find(struct admin_census *cs, const struct pool *p, size_t *hint)
+{
+	if (*hint < cs->npools && cs->pools[*hint].key == p)
+		return &cs->pools[*hint];
+	for (size_t i = 0; i < cs->npools; i++) {
+		if (cs->pools[i].key == p) {
+			*hint = i;
+			return &cs->pools[i];
+		}
+	}
+	return NULL;
+}
+
+static void tally_add(struct admin_census *cs, const char *user)
+{
+	struct tally *users;
+
+	for (size_t i = 0; i < cs->nusers; i++) {
+		if (strcmp(cs->users[i].key, user) == 0) {
+			cs->users[i].n++;
+			return;
+		}
+	}
+	users = grow(cs->users, &cs->users_cap, cs->nusers, sizeof(*users));
+	if (users == NULL)
+		return;
+	cs->users = users;
+	if ((users[cs->nusers].key = strdup(user)) == NULL)
+		return;
+	users[cs->nusers++].n = 1;
+}
+
+static void census_client(struct admin_census *cs, const struct client *c, size_t *hint)
+{
+	struct pool_rec *r;
+
+	cs->clients++;
+	cs->io_bytes += buffered(&c->conn);
+	if (c->admin != NULL) {
+		cs->console_clients++;
+		return;
+	}
+	if (c->state == CLIENT_LOGIN)
+		cs->login_clients++;
+	if (c->pool == NULL || (r = census_find(cs, c->pool, hint)) == NULL)
+		return;
+	tally_add(cs, c->user);
+	switch (c->state) {
+	case CLIENT_LOGIN:
+		r->cl_login++;
+		break;
+	case CLIENT_IDLE:
+		r->cl_idle++;
+		break;
+	case CLIENT_ACTIVE:
+		r->cl_active++;
+		break;
+	case CLIENT_WAITING:
+		r->cl_waiting++;
+		break;
+	case CLIENT_CLOSING:
+		break;
+	}
+}
+
+static void census_each(struct worker *w, struct admin_op *op, struct admin_part *part)
+{
+	struct admin_census *cs = calloc(1, sizeof(*cs));
+	int64_t now = worker_now_us(w);
+	struct list_node *pos, *tmp;
+	size_t hint = 0;
+
+	if (cs == NULL)
+		return;
+	list_for_each_safe(pos, tmp, &w->pools)
+	{
+		census_pool(cs, list_entry(pos, struct pool, node), now);
+	}
+	list_for_each_safe(pos, tmp, &w->clients)
+	{
+		census_client(cs, list_entry(pos, struct client, node), &hint);
+	}
+	part->census = cs;
+}
+
+/* ---- merging censuses ---- */
+
+struct merged {
+	struct pool_rec *recs; /* borrowed strings: valid while the op lives */
+	size_t n, cap;
+};
+
+static void rec_add(struct pool_rec *a, const struct pool_rec *b)
+{
+	a->paused = a->paused || b->paused;
+	a->cl_idle += b->cl_idle;
+	a->cl_active += b->cl_active;
+	a->cl_waiting += b->cl_waiting;
+	a->cl_login += b->cl_login;
+	a->sv_active += b->sv_active;
+	a->sv_idle += b->sv_idle;
+	a->sv_tested += b->sv_tested;
+	a->sv_login += b->sv_login;
+	a->sv_being_canceled += b->sv_being_canceled;
+	a->sv_cancels += b->sv_cancels;
+	a->sv_total += b->sv_total;
+	a->sv_close_needed += b->sv_close_needed;
+	if (b->maxwait_us > a->maxwait_us)
+		a->maxwait_us = b->maxwait_us;
+	stats_add(&a->total, &b->total);
+	stats_add(&a->delta, &b->delta);
+	stats_add(&a->rate, &b->rate);
+}
+
+static int rec_cmp(const void *x, const void *y)
+{
+	const struct pool_rec *a = x, *b = y;
+	int c = strcmp(a->db, b->db);
+
+	if (c != 0 || a->user == NULL || b->user == NULL)
+		return c;
+	return strcmp(a->user, b->user);
+}
+
+/* Pools of all workers, summed per (database, user), or per database when by_db. */
+static void merge_pools(const struct admin_op *op, bool by_db, struct merged *m)
+{
+	memset(m, 0, sizeof(*m));
+	for (int i = 0; i < op->nparts; i++) {
+		const struct admin_census *cs = op->parts[i].census;
+
+		for (size_t j = 0; cs != NULL && j < cs->npools; j++) {
+			const struct pool_rec *r = &cs->pools[j];
+			size_t k;
+
+			for (k = 0; k < m->n; k++)
+				if (strcmp(m->recs[k].db, r->db) == 0 &&
+				    (by_db || strcmp(m->recs[k].user, r->user) == 0))
+					break;
+			if (k < m->n) {
+				rec_add(&m->recs[k], r);
+				continue;
+			}
+			struct pool_rec *recs = grow(m->recs, &m->cap, m->n, sizeof(*recs));
+
+			if (recs == NULL)
+				continue;
+			m->recs = recs;
+			recs[m->n] = *r;
+			if (by_db)
+				recs[m->n].user = NULL;
+			m->n++;
+		}
+	}
+	if (m->n > 1)
+		qsort(m->recs, m->n, sizeof(*m->recs), rec_cmp);
+}
+
+/* ---- SHOW POOLS ---- */
+
+static const struct admin_col pools_cols[] = {
+    {"database", T},
+    {"user", T},
+    {"cl_active", I4},
+    {"cl_waiting", I4},
+    {"cl_active_cancel_req", I4},
+    {"cl_waiting_cancel_req", I4},
+    {"sv_active", I4},
+    {"sv_active_cancel", I4},
+    {"sv_being_canceled", I4},
+    {"sv_idle", I4},
+    {"sv_used", I4},
+    {"sv_tested", I4},
+    {"sv_login", I4},
+    {"maxwait", I4},
+    {"maxwait_us", I4},
+    {"pool_mode", T},
+    {"load_balance_hosts", T},
+    /* sluice */
+    {"cl_idle", I4},
+    {"cl_login", I4},
+    {"paused", I4},
+};
+
+static void render_pools(struct admin_conn *conn, struct admin_op *op)
+{
+	struct merged m;
+
+	merge_pools(op, false, &m);
+	admin_reply_header(conn, pools_cols, NCOLS(pools_cols));
+	for (size_t i = 0; i < m.n; i++) {
+		const struct pool_rec *p = &m.recs[i];
+		struct row r = {0};
+
+		put_str(&r, p->db);
+		put_str(&r, p->user);
+		put_i64(&r, p->cl_idle + p->cl_active);
+		put_i64(&r, p->cl_waiting);
+		put_i64(&r, 0);
+		put_i64(&r, 0);
+		put_i64(&r, p->sv_active);
+		put_i64(&r, p->sv_cancels);
+		put_i64(&r, p->sv_being_canceled);
+		put_i64(&r, p->sv_idle);
+		put_i64(&r, 0);
+		put_i64(&r, p->sv_tested);
+		put_i64(&r, p->sv_login);
+		put_i64(&r, p->maxwait_us / 1000000);
+		put_i64(&r, p->maxwait_us % 1000000);
+		put_str(&r, pool_mode_name(p->mode));
+		put_str(&r, NULL);
+		put_i64(&r, p->cl_idle);
+		put_i64(&r, p->cl_login);
+		put_i64(&r, p->paused);
+		row_send(conn, &r);
+	}
+	free(m.recs);
+}
+
+/* ---- SHOW STATS, STATS_TOTALS, STATS_AVERAGES, TOTALS ---- */
+
+static const struct admin_col stats_cols[] = {
+    {"database", T},
+    {"total_server_assignment_count", NUM},
+    {"total_xact_count", NUM},
+    {"total_query_count", NUM},
+    {"total_received", NUM},
+    {"total_sent", NUM},
+    {"total_xact_time", NUM},
+    {"total_query_time", NUM},
+    {"total_wait_time", NUM},
+    {"total_client_parse_count", NUM},
+    {"total_server_parse_count", NUM},
+    {"total_bind_count", NUM},
+    {"total_client_login_count", NUM},
+    {"avg_server_assignment_count", NUM},
+    {"avg_xact_count", NUM},
+    {"avg_query_count", NUM},
+    {"avg_recv", NUM},
+    {"avg_sent", NUM},
+    {"avg_xact_time", NUM},
+    {"avg_query_time", NUM},
+    {"avg_wait_time", NUM},
+    {"avg_client_parse_count", NUM},
+    {"avg_server_parse_count", NUM},
+    {"avg_bind_count", NUM},
+    {"avg_client_login_count", NUM},
+    /* sluice */
+    {"total_error_count", NUM},
+    {"avg_error_count", NUM},
+    {"total_requests", NUM}, /* total_query_count by its old name, for old exporters */
+};
+
+static const struct admin_col stats_totals_cols[] = {
+    {"database", T},
+    {"server_assignment_count", NUM},
+    {"xact_count", NUM},
+    {"query_count", NUM},
+    {"bytes_received", NUM},
+    {"bytes_sent", NUM},
+    {"xact_time", NUM},
+    {"query_time", NUM},
+    {"wait_time", NUM},
+    {"client_parse_count", NUM},
+    {"server_parse_count", NUM},
+    {"bind_count", NUM},
+    {"client_login_count", NUM},
+    /* sluice */
+    {"error_count", NUM},
+};
+
+static const struct admin_col stats_averages_cols[] = {
+    {"database", T},
+    {"server_assignment_count", NUM},
+    {"xact_count", NUM},
+    {"query_count", NUM},
+    {"bytes_received", NUM},
+    {"bytes_sent", NUM},
+    {"xact_time", NUM},
+    {"query_time", NUM},
+    {"wait_time", NUM},
+    {"avg_client_parse_count", NUM},
+    {"avg_server_parse_count", NUM},
+    {"avg_bind_count", NUM},
+    {"avg_client_login_count", NUM},
+    /* sluice */
+    {"error_count", NUM},
+};
+
+static uint64_t per(uint64_t sum, uint64_t count)
+{
+	return count > 0 ? sum / count : 0;
+}
+
+/* Totals: counters since start; parse and bind are not counted (0). */
+static void put_totals(struct row *r, const struct pool_rec *p)
+{
+	const struct pool_stats *t = &p->total;
+
+	put_u64(r, t->server_assignments);
+	put_u64(r, t->xact_count);
+	put_u64(r, t->query_count);
+	put_u64(r, t->bytes_received);
+	put_u64(r, t->bytes_sent);
+	put_u64(r, t->xact_time_us);
+	put_u64(r, t->query_time_us);
+	put_u64(r, t->wait_time_us);
+	put_u64(r, 0);
+	put_u64(r, 0);
+	put_u64(r, 0);
+	put_u64(r, t->client_logins);
+}
+
+/* Averages over the last stats_period: counts per second, times per event. */
+static void put_averages(struct row *r, const struct pool_rec *p)
+{
+	const struct pool_stats *d = &p->delta, *s = &p->rate;
+
+	put_u64(r, s->server_assignments);
+	put_u64(r, s->xact_count);
+	put_u64(r, s->query_count);
+	put_u64(r, s->bytes_received);
+	put_u64(r, s->bytes_sent);
+	put_u64(r, per(d->xact_time_us, d->xact_count));
+	put_u64(r, per(d->query_time_us, d->query_count));
+	put_u64(r, per(d->wait_time_us, d->server_assignments));
+	put_u64(r, 0);
+	put_u64(r, 0);
+	put_u64(r, 0);
+	put_u64(r, s->client_logins);
+}
+
+static void stats_row(struct row *r, const struct pool_rec *p, int kind)
+{
+	put_str(r, p->db);
+	if (kind != 2)
+		put_totals(r, p);
+	if (kind != 1)
+		put_averages(r, p);
+	if (kind == 0) {
+		put_u64(r, p->total.errors);
+		put_u64(r, p->rate.errors);
+		put_u64(r, p->total.query_count);
+	} else {
+		put_u64(r, kind == 1 ? p->total.errors : p->rate.errors);
+	}
+}
+
+/* Every configured database has a row, with or without traffic. */
+static void add_configured_dbs(const struct config *cfg, struct merged *m)
+{
+	for (size_t i = 0; i < cfg->ndbs; i++) {
+		const char *name = cfg->dbs[i].name;
+		size_t k;
+
+		if (strcmp(name, "*") == 0)
+			continue;
+		for (k = 0; k < m->n && strcmp(m->recs[k].db, name) != 0; k++)
+			;
+		if (k < m->n)
+			continue;
+		struct pool_rec *recs = grow(m->recs, &m->cap, m->n, sizeof(*recs));
+
+		if (recs == NULL)
+			return;
+		m->recs = recs;
+		memset(&recs[m->n], 0, sizeof(recs[m->n]));
+		recs[m->n].db = cfg->dbs[i].name;
+		recs[m->n].mode = config_pool_mode(cfg, &cfg->dbs[i], NULL);
+		m->n++;
+	}
+	if (m->n > 1)
+		qsort(m->recs, m->n, sizeof(*m->recs), rec_cmp);
+}
+
+/* op->kind for the stats family: 0 STATS, 1 STATS_TOTALS, 2 STATS_AVERAGES. */
+static void render_stats_kind(struct admin_conn *conn, struct admin_op *op, int kind)
+{
+	static const struct {
+		const struct admin_col *cols;
+		size_t n;
+	} shapes[] = {
+	    {stats_cols, NCOLS(stats_cols)},
+	    {stats_totals_cols, NCOLS(stats_totals_cols)},
+	    {stats_averages_cols, NCOLS(stats_averages_cols)},
+	};
+	struct merged m;
+
+	merge_pools(op, true, &m);
+	add_configured_dbs(conn->w->cfg, &m);
+	admin_reply_header(conn, shapes[kind].cols, shapes[kind].n);
+	for (size_t i = 0; i < m.n; i++) {
+		struct row r = {0};
+
+		stats_row(&r, &m.recs[i], kind);
+		row_send(conn, &r);
+	}
+	free(m.recs);
+}
+
+static void render_stats(struct admin_conn *conn, struct admin_op *op)
+{
+	render_stats_kind(conn, op, 0);
+}
+
+static void render_stats_totals(struct admin_conn *conn, struct admin_op *op)
+{
+	render_stats_kind(conn, op, 1);
+}
+
+static void render_stats_averages(struct admin_conn *conn, struct admin_op *op)
+{
+	render_stats_kind(conn, op, 2);
+}
+
+static const struct admin_col name_value_cols[] = {{"name", T}, {"value", NUM}};
+
+static void render_totals(struct admin_conn *conn, struct admin_op *op)
+{
+	struct pool_rec all = {.db = (char *)"*"};
+	struct merged m;
+	struct row r = {0};
+
+	merge_pools(op, true, &m);
+	for (size_t i = 0; i < m.n; i++)
+		rec_add(&all, &m.recs[i]);
+	free(m.recs);
+	stats_row(&r, &all, 0);
+	admin_reply_header(conn, name_value_cols, NCOLS(name_value_cols));
+	/* One row per SHOW STATS column, database left out. */
+	for (size_t i = 1; i < r.n && i < NCOLS(stats_cols); i++) {
+		const char *pair[2] = {stats_cols[i].name, r.vals[i]};
+
+		admin_reply_row(conn, 2, pair);
+	}
+}
+
+/* ---- SHOW CLIENTS, SERVERS ---- */
+
+static const struct admin_col conn_cols[] = {
+    {"type", T},
+    {"user", T},
+    {"database", T},
+    {"replication", T},
+    {"state", T},
+    {"addr", T},
+    {"port", I4},
+    {"local_addr", T},
+    {"local_port", I4},
+    {"connect_time", T},
+    {"request_time", T},
+    {"wait", I4},
+    {"wait_us", I4},
+    {"close_needed", I4},
+    {"ptr", T},
+    {"link", T},
+    {"remote_pid", I4},
+    {"tls", T},
+    {"application_name", T},
+    {"prepared_statements", I4},
+    {"id", I8},
+    /* sluice */
+    {"worker", I4},
+};
+
+/* "host:port" (IPv6 hosts contain colons: split at the last one). */
+static void split_addr(const char *text, char *host, size_t len, int *port)
+{
+	const char *colon = strrchr(text, ':');
+
+	*port = 0;
+	if (colon == NULL) {
+		snprintf(host, len, "%s", text);
+		return;
+	}
+	snprintf(host, len, "%.*s", (int)(colon - text), text);
+	*port = atoi(colon + 1);
+}
+
+static void sockaddr_text(const struct sockaddr_storage *ss, char *host, size_t len, int *port)
+{
+	*port = 0;
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+
+		inet_ntop(AF_INET, &in->sin_addr, host, (socklen_t)len);
+		*port = ntohs(in->sin_port);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, (socklen_t)len);
+		*port = ntohs(in6->sin6_port);
+	} else {
+		snprintf(host, len, "unix");
+	}
+}
+
+static void local_addr(int fd, char *host, size_t len, int *port)
+{
+	struct sockaddr_storage ss = {0};
+	socklen_t sl = sizeof(ss);
+
+	/* Not connected yet (a server still resolving its host name): nothing to show. */
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
+		snprintf(host, len, "%s", "");
+		*port = 0;
+		return;
+	}
+	sockaddr_text(&ss, host, len, port);
+}
+
+static int peer_pid(int fd)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return 0;
+	return (int)cred.pid;
+}
+
+static const char *client_state_text(const struct client *c)
+{
+	switch (c->state) {
+	case CLIENT_LOGIN:
+		return "login";
+	case CLIENT_IDLE:
+		return c->admin != NULL && c->admin->sql != NULL ? "active" : "idle";
+	case CLIENT_ACTIVE:
+		return "active";
+	case CLIENT_WAITING:
+		return "waiting";
+	case CLIENT_CLOSING:
+		break;
+	}
+	return "closing";
+}
+
+static void render_client(struct worker *w, const struct client *c, struct evbuffer *out,
+                          int64_t now)
+{
+	const struct param *app = param_find(&c->params, "application_name");
+	char host[64], lhost[64];
+	int port, lport;
+	int64_t request_us = c->connect_us, wait_us = 0;
+	struct row r = {0};
+
+	if (c->is_unix) {
+		snprintf(host, sizeof(host), "unix");
+		snprintf(lhost, sizeof(lhost), "unix");
+		port = lport = w->cfg->listen_port;
+	} else {
+		split_addr(c->addr, host, sizeof(host), &port);
+		local_addr(c->conn.fd, lhost, sizeof(lhost), &lport);
+	}
+	if (c->state == CLIENT_WAITING) {
+		request_us = c->wait_start_us;
+		wait_us = now - c->wait_start_us;
+	} else if (c->state == CLIENT_ACTIVE && c->server != NULL && c->server->request_start_us) {
+		request_us = c->server->request_start_us;
+	}
+	put_str(&r, "C");
+	put_str(&r, c->user != NULL ? c->user : "");
+	put_str(&r, c->dbname != NULL ? c->dbname : "");
+	put_str(&r, "none");
+	put_str(&r, client_state_text(c));
+	put_str(&r, host);
+	put_i64(&r, port);
+	put_str(&r, lhost);
+	put_i64(&r, lport);
+	put_time(&r, c->connect_us);
+	put_time(&r, request_us);
+	put_i64(&r, wait_us / 1000000);
+	put_i64(&r, wait_us % 1000000);
+	put_i64(&r, c->close_at_idle);
+	put_fmt(&r, "%" PRIx64, c->id);
+	if (c->server != NULL)
+		put_fmt(&r, "%" PRIx64, c->server->id);
+	else
+		put_str(&r, NULL);
+	put_i64(&r, c->is_unix ? peer_pid(c->conn.fd) : 0);
+	put_tls(&r, c->tls ? conn_tls_bev(&c->conn) : NULL);
+	put_str(&r, app != NULL ? app->value : "");
+	put_u64(&r, c->stmts.count);
+	put_u64(&r, c->id);
+	put_i64(&r, w->id);
+	row_to(out, &r);
+}
+
+static void clients_each(struct worker *w, struct admin_op *op, struct admin_part *part)
+{
+	int64_t now = worker_now_us(w);
+	struct list_node *pos, *tmp;
+
+	if ((part->rows = evbuffer_new()) == NULL)
+		return;
+	list_for_each_safe(pos, tmp, &w->clients)
+	{
+		render_client(w, list_entry(pos, struct client, node), part->rows, now);
+	}
+}
+
+static const char *server_state_text(enum server_state state)
+{
+	switch (state) {
+	case SERVER_CONNECTING:
+	case SERVER_LOGIN:
+		return "new";
+	case SERVER_IDLE:
+		return "idle";
+	case SERVER_ACTIVE:
+		return "active";
+	case SERVER_RESETTING:
+		return "tested";
+	case SERVER_CANCELING:
+		return "being_canceled";
+	case SERVER_CLOSING:
+		break;
+	}
+	return "closing";
+}
+
+static void render_server(struct worker *w, const struct server *s, struct evbuffer *out)
+{
+	const struct param *app = param_find(&s->params, "application_name");
+	char host[64], lhost[64];
+	int port, lport;
+	struct row r = {0};
+
+	sockaddr_text(&s->addr, host, sizeof(host), &port);
+	if (port == 0 && s->pool->db != NULL)
+		port = s->pool->db->port; /* Unix socket, or not connected yet */
+	local_addr(s->conn.fd, lhost, sizeof(lhost), &lport);
+	put_str(&r, "S");
+	put_str(&r, s->pool->user);
+	put_str(&r, s->pool->dbname);
+	put_str(&r, "none");
+	put_str(&r, server_state_text(s->state));
+	put_str(&r, host);
+	put_i64(&r, port);
+	put_str(&r, lhost);
+	put_i64(&r, lport);
+	put_time(&r, s->connect_us);
+	put_time(&r, s->request_start_us > 0 ? s->request_start_us : s->connect_us);
+	put_i64(&r, 0);
+	put_i64(&r, 0);
+	put_i64(&r, s->close_needed);
+	put_fmt(&r, "%" PRIx64, s->id);
+	if (s->client != NULL)
+		put_fmt(&r, "%" PRIx64, s->client->id);
+	else
+		put_str(&r, NULL);
+	put_i64(&r, s->backend_pid);
+	put_tls(&r, s->tls == SERVER_TLS_ON ? conn_tls_bev(&s->conn) : NULL);
+	put_str(&r, app != NULL ? app->value : "");
+	put_u64(&r, s->stmts.count);
+	put_u64(&r, s->id);
+	put_i64(&r, w->id);
+	row_to(out, &r);
+}
+
+static void servers_each(struct worker *w, struct admin_op *op, struct admin_part *part)
+{
+	struct list_node *pos, *tmp;
+
+	if ((part->rows = evbuffer_new()) == NULL)
+		return;
+	list_for_each_safe(pos, tmp, &w->pools)
+	{
+		const struct pool *p = list_entry(pos, struct pool, node);
+		const struct list_node *heads[] = {&p->active, &p->idle, &p->pending};
+
+		for (size_t i = 0; i < NCOLS(heads); i++)
+			for (const struct list_node *n = heads[i]->next; n != heads[i]; n = n->next)
+				render_server(w, list_entry(n, struct server, node), part->rows);
+	}
+}
+
+static void render_rows(struct admin_conn *conn, struct admin_op *op)
+{
+	admin_reply_header(conn, conn_cols, NCOLS(conn_cols));
+	for (int i = 0; i < op->nparts; i++)
+		if (op->parts[i].rows != NULL)
+			evbuffer_add_buffer(admin_out(conn), op->parts[i].rows);
+}
+
+/* ---- SHOW DATABASES, USERS, LISTS, MEM ---- */
+
+static const struct admin_col databases_cols[] = {
+    {"name", T},
+    {"host", T},
+    {"port", I4},
+    {"database", T},
+    {"force_user", T},
+    {"pool_size", I4},
+    {"min_pool_size", I4},
+    {"reserve_pool_size", I4},
+    {"server_lifetime", I4},
+    {"pool_mode", T},
+    {"load_balance_hosts", T},
+    {"max_connections", I4},
+    {"current_connections", I4},
+    {"max_client_connections", I4},
+    {"current_client_connections", I4},
+    {"paused", I4},
+    {"disabled", I4},
+    /* sluice */
+    {"reserve_pool", I4}, /* reserve_pool_size by its old name, for old exporters */
+};
+
+/* The databases SHOW DATABASES lists: configured ones, then those reached through "*". */
+static void database_list(const struct config *cfg, const struct admin_op *op, struct merged *m)
+{
+	struct merged seen;
+
+	memset(m, 0, sizeof(*m));
+	add_configured_dbs(cfg, m);
+	merge_pools(op, true, &seen);
+	for (size_t i = 0; i < seen.n; i++) {
+		size_t k;
+
+		for (k = 0; k < m->n && strcmp(m->recs[k].db, seen.recs[i].db) != 0; k++)
+			;
+		if (k < m->n) {
+			rec_add(&m->recs[k], &seen.recs[i]);
+			continue;
+		}
+		struct pool_rec *recs = grow(m->recs, &m->cap, m->n, sizeof(*recs));
+
+		if (recs == NULL)
+			break;
+		m->recs = recs;
+		recs[m->n++] = seen.recs[i];
+	}
+	free(seen.recs);
+	if (m->n > 1)
+		qsort(m->recs, m->n, sizeof(*m->recs), rec_cmp);
+}
+
+static void database_row(struct admin_conn *conn, const struct pool_rec *p)
+{
+	const struct config *cfg = conn->w->cfg;
+	const struct db_def *db = config_find_db(cfg, p->db);
+	int max_db = cfg->max_db_connections;
+	struct row r = {0};
+
+	if (db != NULL && db->max_db_connections != CONFIG_INHERIT)
+		max_db = db->max_db_connections;
+	put_str(&r, p->db);
+	put_str(&r, db != NULL ? db->host : NULL);
+	if (db != NULL)
+		put_i64(&r, db->port);
+	else
+		put_str(&r, NULL);
+	put_str(&r, db != NULL && db->dbname != NULL ? db->dbname : p->db);
+	put_str(&r, db != NULL ? db->user : NULL);
+	put_i64(&r, config_pool_size(cfg, db, NULL));
+	put_i64(&r, db != NULL ? config_min_pool_size(cfg, db) : 0);
+	put_i64(&r, 0);
+	put_i64(&r, cfg->server_lifetime_us / 1000000);
+	put_str(&r, db != NULL && db->pool_mode != CONFIG_INHERIT ? pool_mode_name(db->pool_mode)
+	                                                          : NULL);
+	put_str(&r, NULL);
+	put_i64(&r, max_db);
+	put_i64(&r, p->sv_total);
+	put_i64(&r, 0);
+	put_i64(&r, p->cl_idle + p->cl_active + p->cl_waiting + p->cl_login);
+	put_i64(&r, admin_db_paused(conn->w, p->db));
+	put_i64(&r, admin_db_disabled(conn->w, p->db));
+	put_i64(&r, 0);
+	row_send(conn, &r);
+}
+
+static void render_databases(struct admin_conn *conn, struct admin_op *op)
+{
+	struct merged m;
+
+	database_list(conn->w->cfg, op, &m);
+	admin_reply_header(conn, databases_cols, NCOLS(databases_cols));
+	for (size_t i = 0; i < m.n; i++)
+		database_row(conn, &m.recs[i]);
+	free(m.recs);
+}
+
+static const struct admin_col users_cols[] = {
+    {"name", T},
+    {"pool_size", I4},
+    {"reserve_pool_size", I4},
+    {"pool_mode", T},
+    {"max_user_connections", I4},
+    {"current_connections", I4},
+    {"max_user_client_connections", I4},
+    {"current_client_connections", I4},
+};
+
+struct name_list {
+	const char **names;
+	size_t n, cap;
+};
+
+static void name_add(struct name_list *l, const char *name)
+{
+	const char **names;
+
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->names[i], name) == 0)
+			return;
+	names = grow(l->names, &l->cap, l->n, sizeof(*names));
+	if (names == NULL)
+		return;
+	l->names = names;
+	names[l->n++] = name;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Users of the auth_file and [users], and any user seen in a pool or on a client. */
+static void user_list(const struct config *cfg, const struct admin_op *op, struct name_list *l)
+{
+	memset(l, 0, sizeof(*l));
+	for (size_t i = 0; i < cfg->auth.count; i++)
+		name_add(l, cfg->auth.users[i].user);
+	for (size_t i = 0; i < cfg->nusers; i++)
+		name_add(l, cfg->users[i].name);
+	for (int i = 0; i < op->nparts; i++) {
+		const struct admin_census *cs = op->parts[i].census;
+
+		for (size_t j = 0; cs != NULL && j < cs->npools; j++)
+			name_add(l, cs->pools[j].user);
+		for (size_t j = 0; cs != NULL && j < cs->nusers; j++)
+			name_add(l, cs->users[j].key);
+	}
+	if (l->n > 1)
+		qsort(l->names, l->n, sizeof(*l->names), name_cmp);
+}
+
+static void user_row(struct admin_conn *conn, const struct admin_op *op, const char *name)
+{
+	const struct config *cfg = conn->w->cfg;
+	const struct user_def *u = config_find_user(cfg, name);
+	int64_t servers = 0, clients = 0;
+	struct row r = {0};
+
+	for (int i = 0; i < op->nparts; i++) {
+		const struct admin_census *cs = op->parts[i].census;
+
+		for (size_t j = 0; cs != NULL && j < cs->npools; j++)
+			if (strcmp(cs->pools[j].user, name) == 0)
+				servers += cs->pools[j].sv_total;
+		for (size_t j = 0; cs != NULL && j < cs->nusers; j++)
+			if (strcmp(cs->users[j].key, name) == 0)
+				clients += cs->users[j].n;
+	}
+	put_str(&r, name);
+	if (u != NULL && u->pool_size != CONFIG_INHERIT)
+		put_i64(&r, u->pool_size);
+	else
+		put_str(&r, NULL);
+	put_i64(&r, 0);
+	put_str(&r,
+	        u != NULL && u->pool_mode != CONFIG_INHERIT ? pool_mode_name(u->pool_mode) : NULL);
+	put_i64(&r, u != NULL && u->max_user_connections != CONFIG_INHERIT
+	                ? u->max_user_connections
+	                : cfg->max_user_connections);
+	put_i64(&r, servers);
+	put_i64(&r, 0);
+	put_i64(&r, clients);
+	row_send(conn, &r);
+}
+
+static void render_users(struct admin_conn *conn, struct admin_op *op)
+{
+	struct name_list l;
+
+	user_list(conn->w->cfg, op, &l);
+	admin_reply_header(conn, users_cols, NCOLS(users_cols));
+	for (size_t i = 0; i < l.n; i++)
+		user_row(conn, op, l.names[i]);
+	free(l.names);
+}
+
+static const struct admin_col lists_cols[] = {{"list", T}, {"items", I4}};
+
+static void render_lists(struct admin_conn *conn, struct admin_op *op)
+{
+	struct merged dbs, pools;
+	struct name_list users;
+	int64_t clients = 0, login = 0, servers = 0;
+
+	database_list(conn->w->cfg, op, &dbs);
+	merge_pools(op, false, &pools);
+	user_list(conn->w->cfg, op, &users);
+	for (int i = 0; i < op->nparts; i++) {
+		const struct admin_census *cs = op->parts[i].census;
+
+		if (cs != NULL) {
+			clients += cs->clients;
+			login += cs->login_clients;
+			servers += cs->servers;
+		}
+	}
+	const struct {
+		const char *name;
+		int64_t items;
+	} rows[] = {
+	    {"databases", (int64_t)dbs.n},
+	    {"users", (int64_t)users.n},
+	    {"peers", 0},
+	    {"pools", (int64_t)pools.n},
+	    {"peer_pools", 0},
+	    {"free_clients", 0},
+	    {"used_clients", clients},
+	    {"login_clients", login},
+	    {"free_servers", 0},
+	    {"used_servers", servers},
+	    {"dns_names", 0},
+	    {"dns_zones", 0},
+	    {"dns_queries", 0},
+	    {"dns_pending", 0},
+	    /* sluice */
+	    {"workers", op->nparts},
+	};
+
+	admin_reply_header(conn, lists_cols, NCOLS(lists_cols));
+	for (size_t i = 0; i < NCOLS(rows); i++) {
+		struct row r = {0};
+
+		put_str(&r, rows[i].name);
+		put_i64(&r, rows[i].items);
+		row_send(conn, &r);
+	}
+	free(dbs.recs);
+	free(pools.recs);
+	free(users.names);
+}
+
+static const struct admin_col mem_cols[] = {
+    {"name", T}, {"size", I8}, {"used", I8}, {"free", I8}, {"memtotal", I8},
+};
+
+static void render_mem(struct admin_conn *conn, struct admin_op *op)
+{
+	int64_t clients = 0, servers = 0, pools = 0, io = 0;
+
+	for (int i = 0; i < op->nparts; i++) {
+		const struct admin_census *cs = op->parts[i].census;
+
+		if (cs != NULL) {
+			clients += cs->clients;
+			servers += cs->servers;
+			pools += (int64_t)cs->npools;
+			io += (int64_t)cs->io_bytes;
+		}
+	}
+	const struct {
+		const char *name;
+		int64_t size, used;
+	} rows[] = {
+	    {"client", sizeof(struct client), clients},
+	    {"server", sizeof(struct server), servers},
+	    {"pool", sizeof(struct pool), pools},
+	    {"io_buffers", 1, io},
+	};
+
+	admin_reply_header(conn, mem_cols, NCOLS(mem_cols));
+	for (size_t i = 0; i < NCOLS(rows); i++) {
+		struct row r = {0};
+
+		put_str(&r, rows[i].name);
+		put_i64(&r, rows[i].size);
+		put_i64(&r, rows[i].used);
+		put_i64(&r, 0);
+		put_i64(&r, rows[i].size * rows[i].used);
+		row_send(conn, &r);
+	}
+}
+
+/* ---- local SHOWs: CONFIG, STATE, VERSION, HELP and the empty ones ---- */
+
+static const struct admin_col config_cols[] = {
+    {"key", T},
+    {"value", T},
+    {"default", T},
+    {"changeable", T},
+};
+
+static void render_config(struct admin_conn *conn, struct admin_op *op)
+{
+	size_t n;
+	const struct config_option *opts = config_options(&n);
+
+	admin_reply_header(conn, config_cols, NCOLS(config_cols));
+	for (size_t i = 0; i < n; i++) {
+		char value[4096];
+		const char *vals[4] = {opts[i].name, value, opts[i].default_value,
+		                       opts[i].reload == RELOAD_LIVE ? "yes" : "no"};
+
+		config_format_value(conn->w->cfg, &opts[i], value, sizeof(value));
+		admin_reply_row(conn, 4, vals);
+	}
+}
+
+static const struct admin_col key_value_cols[] = {{"key", T}, {"value", T}};
+
+static void render_state(struct admin_conn *conn, struct admin_op *op)
+{
+	bool paused = admin_worker_paused(conn->w), suspended = admin_worker_suspended(conn->w);
+	const char *rows[][2] = {
+	    {"active", !paused && !suspended ? "yes" : "no"},
+	    {"paused", paused ? "yes" : "no"},
+	    {"suspended", suspended ? "yes" : "no"},
+	};
+
+	admin_reply_header(conn, key_value_cols, NCOLS(key_value_cols));
+	for (size_t i = 0; i < NCOLS(rows); i++)
+		admin_reply_row(conn, 2, rows[i]);
+}
+
+static const struct admin_col version_cols[] = {{"version", T}};
+
+static void render_version(struct admin_conn *conn, struct admin_op *op)
+{
+	const char *v[1] = {"sluice " SLUICE_VERSION};
+
+	admin_reply_header(conn, version_cols, NCOLS(version_cols));
+	admin_reply_row(conn, 1, v);
+}
+
+static const char help_text[] =
+    "Console commands (simple query protocol; names are case-insensitive):\n"
+    "  SHOW HELP|POOLS|STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|CLIENTS|SERVERS\n"
+    "  SHOW DATABASES|USERS|LISTS|CONFIG|MEM|STATE|VERSION\n"
+    "  SHOW LATENCY                percentiles of query, transaction, wait and connect time\n"
+    "  SHOW TENANTS|RATELIMITS     tenants: limits, clients, servers; token buckets, rates\n"
+    "  SHOW PEERS|PEER_POOLS|DNS_HOSTS|DNS_ZONES   (always empty in sluice)\n"
+    "  SET name = value            change an option marked changeable in SHOW CONFIG\n"
+    "  PAUSE [db]                  close servers as they are released; hold new queries\n"
+    "  RESUME [db]                 end PAUSE, KILL or SUSPEND\n"
+    "  SUSPEND                     flush buffers and stop reading from every socket\n"
+    "  DISABLE db / ENABLE db      refuse / allow new client logins to db\n"
+    "  RECONNECT [db]              close each server once it is released\n"
+    "  WAIT_CLOSE [db]             wait until those servers are closed\n"
+    "  KILL [db]                   drop clients and servers now; hold new queries\n"
+    "  KILL_CLIENT id              drop one client (id from SHOW CLIENTS)\n"
+    "  RELOAD                      re-read the configuration\n"
+    "  SHUTDOWN [WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS]\n"
+    "See docs/console.md.";
+
+static void render_help(struct admin_conn *conn, struct admin_op *op)
+{
+	admin_reply_notice(conn, "%s", help_text);
+}
+
+static const struct admin_col peers_cols[] = {
+    {"peer_id", I4},
+    {"host", T},
+    {"port", I4},
+    {"pool_size", I4},
+};
+static const struct admin_col peer_pools_cols[] = {
+    {"peer_id", I4},
+    {"cl_active_cancel_req", I4},
+    {"cl_waiting_cancel_req", I4},
+    {"sv_active_cancel", I4},
+    {"sv_login", I4},
+};
+static const struct admin_col dns_hosts_cols[] = {{"hostname", T}, {"ttl", I8}, {"addrs", T}};
+static const struct admin_col dns_zones_cols[] = {{"zonename", T}, {"serial", I8}, {"count", I4}};
+
+static void render_peers(struct admin_conn *conn, struct admin_op *op)
+{
+	admin_reply_header(conn, peers_cols, NCOLS(peers_cols));
+}
+
+static void render_peer_pools(struct admin_conn *conn, struct admin_op *op)
+{
+	admin_reply_header(conn, peer_pools_cols, NCOLS(peer_pools_cols));
+}
+
+static void render_dns_hosts(struct admin_conn *conn, struct admin_op *op)
+{
+	admin_reply_header(conn, dns_hosts_cols, NCOLS(dns_hosts_cols));
+}
+
+static void render_dns_zones(struct admin_conn *conn, struct admin_op *op)
+{
+	admin_reply_header(conn, dns_zones_cols, NCOLS(dns_zones_cols));
+}
+
+/* ---- the SHOW table ---- */
+
+typedef void (*render_fn)(struct admin_conn *conn, struct admin_op *op);
+
+struct show {
+	const char *name;
+	admin_each_fn each; /* NULL: answered from the console's worker alone */
+	render_fn render;
+};
+
+static const struct show shows[] = {
+    {"HELP", NULL, render_help},
+    {"POOLS", census_each, render_pools},
+    {"STATS", census_each, render_stats},
+    {"STATS_TOTALS", census_each, render_stats_totals},
+    {"STATS_AVERAGES", census_each, render_stats_averages},
+    {"TOTALS", census_each, render_totals},
+    {"CLIENTS", clients_each, render_rows},
+    {"SERVERS", servers_each, render_rows},
+    {"DATABASES", census_each, render_databases},
+    {"USERS", census_each, render_users},
+    {"LISTS", census_each, render_lists},
+    {"CONFIG", NULL, render_config},
+    {"MEM", census_each, render_mem},
+    {"STATE", NULL, render_state},
+    {"VERSION", NULL, render_version},
+    {"TENANTS", NULL, admin_render_tenants},
+    {"RATELIMITS", NULL, admin_render_ratelimits},
+    {"PEERS", NULL, render_peers},
+    {"PEER_POOLS", NULL, render_peer_pools},
+    {"DNS_HOSTS", NULL, render_dns_hosts},
+    {"DNS_ZONES", NULL, render_dns_zones},
+};
+
+/* SHOW <option>: one value of SHOW CONFIG (a sluice extra). */
+static bool show_option(struct admin_conn *conn, const char *name)
+{
+	const struct config_option *opt = config_option_find(name);
+	const struct admin_col col = {name, T};
+	char value[4096];
+	const char *v[1] = {value};
+
+	if (opt == NULL)
+		return false;
+	config_format_value(conn->w->cfg, opt, value, sizeof(value));
+	admin_reply_header(conn, &col, 1);
+	admin_reply_row(conn, 1, v);
+	admin_reply_complete(conn, "SHOW");
+	return true;
+}
+
+/* ---- SHOW LATENCY: its own gather (latency.c merges the histograms) ---- */
+
+static void latency_row(void *arg, const char *const values[LATENCY_SHOW_COLUMNS])
+{
+	admin_reply_row(arg, LATENCY_SHOW_COLUMNS, values);
+}
+
+static void latency_done(struct admin_op *op)
+{
+	const char *const *names = latency_show_columns();
+	struct admin_col cols[LATENCY_SHOW_COLUMNS];
+
+	for (int i = 0; i < LATENCY_SHOW_COLUMNS; i++) {
+		cols[i].name = names[i];
+		cols[i].type = i < 4 ? T : I8;
+	}
+	admin_reply_header(op->conn, cols, LATENCY_SHOW_COLUMNS);
+	if (op->latency != NULL)
+		latency_show(op->latency, latency_row, op->conn);
+	admin_reply_complete(op->conn, "SHOW");
+	admin_statement_done(op, true);
+}
+
+static enum admin_result show_latency(struct admin_conn *conn)
+{
+	struct admin_op *op = admin_op_new(conn, "SHOW");
+
+	if (op == NULL)
+		return ADMIN_FAILED;
+	op->done = latency_done;
+	return admin_run_latency(op);
+}
+
+/* ---- SHOW ---- */
+
+static void show_done(struct admin_op *op)
+{
+	shows[op->kind].render(op->conn, op);
+	admin_reply_complete(op->conn, "SHOW");
+	admin_statement_done(op, true);
+}
+
+enum admin_result admin_show(struct admin_conn *conn, struct admin_lexer *lx)
+{
+	struct admin_op *op;
+	char name[64];
+
+	if (admin_lex_next(lx) != TOK_WORD) {
+		admin_reply_error(conn, ADMIN_SYNTAX_ERROR,
+		                  "syntax error: SHOW needs a name; SHOW HELP lists them");
+		return ADMIN_FAILED;
+	}
+	snprintf(name, sizeof(name), "%.63s", lx->text);
+	if (admin_lex_next(lx) != TOK_END) {
+		admin_reply_error(conn, ADMIN_SYNTAX_ERROR, "syntax error: SHOW takes one name");
+		return ADMIN_FAILED;
+	}
+	if (strcasecmp(name, "LATENCY") == 0)
+		return show_latency(conn);
+	for (size_t i = 0; i < NCOLS(shows); i++) {
+		if (strcasecmp(shows[i].name, name) != 0)
+			continue;
+		if (shows[i].each == NULL) {
+			shows[i].render(conn, NULL);
+			admin_reply_complete(conn, "SHOW");
+			return ADMIN_DONE;
+		}
+		if ((op = admin_op_new(conn, "SHOW")) == NULL)
+			return ADMIN_FAILED;
+		op->kind = (int)i;
+		op->each = shows[i].each;
+		op->done = show_done;
+		return admin_run_gather(op);
+	}
+	if (admin_show_probe(conn, name) || show_option(conn, name))
+		return ADMIN_DONE;
+	admin_reply_error(conn, ADMIN_UNDEFINED_OBJECT,
+	                  "unknown SHOW name \"%s\"; SHOW HELP lists the console's", name);
+	return ADMIN_FAILED;
+}

@@ -1,0 +1,365 @@
+/*
+ * The [sluice] option table.  Every option lives here once, with its type,
+ * field, default, bounds, reload class and help; parsing, defaults, SHOW
+ * CONFIG, the environment overrides and docs/config.md are all driven from it,
+ * so adding an option is adding a row (plus the field in struct config).
+ * Also the syntax of the values in it: durations and sizes with units.
+ */
+#include "config/config.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#define USEC_PER_SEC INT64_C(1000000)
+#define MAX_DURATION (30 * 86400 * USEC_PER_SEC) /* 30 days: longer is surely a typo */
+#define MAX_CONNS    1000000
+#define MAX_POOL     10000
+#define KB           INT64_C(1024)
+#define GB           (KB * KB * KB)
+
+/*
+ * The _Generic makes a row whose field has the wrong C type fail to compile,
+ * instead of writing an int64_t through an int pointer at run time.
+ */
+#define FIELD(ctype, field)                                                                        \
+	_Generic(((struct config *)0)->field, ctype : offsetof(struct config, field))
+
+#define OPT_INT(field, def, lo, hi, class, text)                                                   \
+	{                                                                                          \
+		.name = #field, .type = CONFIG_INT, .offset = FIELD(int, field),                   \
+		.default_value = def, .min = lo, .max = hi, .reload = class, .help = text          \
+	}
+#define OPT_OCTAL(field, def, hi, class, text)                                                     \
+	{                                                                                          \
+		.name = #field, .type = CONFIG_OCTAL, .offset = FIELD(int, field),                 \
+		.default_value = def, .min = 0, .max = hi, .reload = class, .help = text           \
+	}
+#define OPT_ENUM(field, def, names, text)                                                          \
+	{                                                                                          \
+		.name = #field, .type = CONFIG_ENUM, .offset = FIELD(int, field),                  \
+		.default_value = def, .enum_names = names, .reload = RELOAD_LIVE, .help = text     \
+	}
+#define OPT_STRING(field, def, class, text)                                                        \
+	{                                                                                          \
+		.name = #field, .type = CONFIG_STRING, .offset = FIELD(char *, field),             \
+		.default_value = def, .reload = class, .help = text                                \
+	}
+#define OPT_SIZE(field, def, lo, hi, text)                                                         \
+	{                                                                                          \
+		.name = #field, .type = CONFIG_SIZE, .offset = FIELD(int64_t, field),              \
+		.default_value = def, .min = lo, .max = hi, .reload = RELOAD_LIVE, .help = text    \
+	}
+#define OPT_BOOL(field, def, text)                                                                 \
+	{                                                                                          \
+		.name = #field, .type = CONFIG_BOOL, .offset = FIELD(int, field),                  \
+		.default_value = def, .min = 0, .max = 1, .reload = RELOAD_LIVE, .help = text      \
+	}
+/* Durations are keyed without the _us suffix their field carries. */
+#define OPT_DURATION(key, def, text)                                                               \
+	{                                                                                          \
+		.name = #key, .type = CONFIG_DURATION, .offset = FIELD(int64_t, key##_us),         \
+		.default_value = def, .min = 0, .max = MAX_DURATION, .reload = RELOAD_LIVE,        \
+		.help = text                                                                       \
+	}
+
+struct unit {
+	const char *name; /* suffix as written after the number */
+	int64_t factor;   /* microseconds or bytes per unit */
+};
+
+/* Postgres' own duration units; "min" is read but never printed (see duration_print_units). */
+static const struct unit duration_units[] = {
+    {"us", 1},
+    {"ms", 1000},
+    {"s", USEC_PER_SEC},
+    {"min", 60 * USEC_PER_SEC},
+    {"h", 3600 * USEC_PER_SEC},
+    {"d", 86400 * USEC_PER_SEC},
+    {NULL, 0},
+};
+
+/*
+ * Units used when printing a duration, largest first.  Minutes are left out
+ * so that 60s and 600s print as PgBouncer users know them; whole hours and
+ * days are still shortened because 86400s is harder to read than 1d.
+ */
+static const struct unit duration_print_units[] = {
+    {"d", 86400 * USEC_PER_SEC},
+    {"h", 3600 * USEC_PER_SEC},
+    {"s", USEC_PER_SEC},
+    {"ms", 1000},
+    {"us", 1},
+    {NULL, 0},
+};
+
+static const struct unit size_units[] = {
+    {"B", 1},  {"kB", INT64_C(1) << 10}, {"MB", INT64_C(1) << 20}, {"GB", INT64_C(1) << 30},
+    {NULL, 0},
+};
+
+static const struct unit size_print_units[] = {
+    {"GB", INT64_C(1) << 30},
+    {"MB", INT64_C(1) << 20},
+    {"kB", INT64_C(1) << 10},
+    {"", 1},
+    {NULL, 0},
+};
+
+/* Index order matches the enums in config.h. */
+static const char *const pool_mode_names[] = {"session", "transaction", "statement", NULL};
+static const char *const auth_type_names[] = {"scram-sha-256", "md5",  "plain",
+                                              "trust",         "cert", NULL};
+static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
+static const char *const log_format_names[] = {"text", "json", NULL};
+static const char *const sslmode_names[] = {"disable",   "allow",       "prefer", "require",
+                                            "verify-ca", "verify-full", NULL};
+
+static const struct config_option options[] = {
+    OPT_STRING(listen_addr, "127.0.0.1", RELOAD_RESTART,
+               "Comma-separated addresses to accept TCP clients on; * = all; empty = no TCP."),
+    OPT_INT(listen_port, "6432", 1, 65535, RELOAD_RESTART,
+            "TCP port; also names the Unix socket file, .s.PGSQL.6432 for 6432."),
+    OPT_STRING(unix_socket_dir, "/tmp", RELOAD_RESTART,
+               "Directory for the Unix socket; empty = no Unix socket."),
+    OPT_OCTAL(unix_socket_mode, "0777", 0777, RELOAD_RESTART,
+              "Permissions of the Unix socket file, in octal."),
+    OPT_INT(workers, "1", 1, 256, RELOAD_RESTART,
+            "Worker threads, each with its own event loop, clients and server connections."),
+    OPT_ENUM(client_tls_sslmode, "disable", sslmode_names,
+             "TLS for clients: disable (refuse SSLRequest), allow/prefer (TLS when asked), "
+             "require (TCP clients must use TLS), verify-ca/verify-full (and present a "
+             "certificate signed by client_tls_ca_file)."),
+    OPT_STRING(client_tls_cert_file, "", RELOAD_LIVE,
+               "Certificate (PEM chain) sluice presents to clients; re-read on RELOAD."),
+    OPT_STRING(client_tls_key_file, "", RELOAD_LIVE, "Private key of client_tls_cert_file."),
+    OPT_STRING(client_tls_ca_file, "", RELOAD_LIVE,
+               "CAs that sign client certificates (verify-ca, verify-full, auth_type cert)."),
+    OPT_STRING(client_tls_ciphers, "HIGH:!aNULL:!MD5", RELOAD_LIVE,
+               "OpenSSL cipher list for TLS 1.2 clients (TLS 1.3 uses OpenSSL's suites); "
+               "TLS 1.2 is the oldest protocol accepted."),
+    OPT_ENUM(server_tls_sslmode, "prefer", sslmode_names,
+             "TLS to Postgres: disable, allow/prefer (TLS when the server offers it), "
+             "require, verify-ca (server certificate signed by server_tls_ca_file), "
+             "verify-full (and its name matches the host). Also per database (sslmode=)."),
+    OPT_STRING(server_tls_ca_file, "", RELOAD_LIVE,
+               "CAs for verifying Postgres' certificate; empty = the system's store. Also "
+               "per database (sslrootcert=)."),
+    OPT_STRING(server_tls_cert_file, "", RELOAD_LIVE,
+               "Client certificate sluice presents to Postgres (cert authentication)."),
+    OPT_STRING(server_tls_key_file, "", RELOAD_LIVE, "Private key of server_tls_cert_file."),
+    OPT_STRING(server_tls_ciphers, "HIGH:!aNULL:!MD5", RELOAD_LIVE,
+               "OpenSSL cipher list for TLS 1.2 to Postgres."),
+    OPT_ENUM(auth_type, "scram-sha-256", auth_type_names,
+             "How clients prove their password (scram-sha-256, md5, plain, cert); trust skips "
+             "the check and is for tests only."),
+    OPT_STRING(auth_file, "", RELOAD_LIVE,
+               "User list (PgBouncer userlist.txt format); a relative path is relative to "
+               "this file's directory."),
+    OPT_STRING(auth_user, "", RELOAD_LIVE,
+               "Users missing from auth_file are looked up with auth_query, on a connection "
+               "logged in as this user (password from auth_file or the database entry); "
+               "empty = off."),
+    OPT_STRING(auth_query, "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1",
+               RELOAD_LIVE,
+               "Returns (name, password or verifier) for the user name bound as $1; never "
+               "built from the name."),
+    OPT_DURATION(auth_query_cache_ttl, "30s",
+                 "How long an auth_query answer (found or not) is reused; 0 = ask every time."),
+    OPT_STRING(auth_hba_file, "", RELOAD_LIVE,
+               "Host-based rules in pg_hba.conf's format (local/host/hostssl/hostnossl; trust, "
+               "reject, md5, password, scram-sha-256, cert); when set they choose the method "
+               "for every client, console included. Relative to this file's directory."),
+    OPT_ENUM(pool_mode, "transaction", pool_mode_names,
+             "When a server connection goes back to the pool: after the session, "
+             "transaction or statement."),
+    OPT_INT(default_pool_size, "20", 1, MAX_POOL, RELOAD_LIVE,
+            "Server connections per (database, user) pool."),
+    OPT_INT(min_pool_size, "0", 0, MAX_POOL, RELOAD_LIVE,
+            "Server connections each pool keeps open even when idle; 0 = none."),
+    OPT_INT(max_client_conn, "10000", 1, MAX_CONNS, RELOAD_LIVE,
+            "Client connections accepted in total; more are refused."),
+    OPT_INT(max_db_connections, "0", 0, MAX_CONNS, RELOAD_LIVE,
+            "Server connections per database over all its pools; 0 = no cap."),
+    OPT_INT(max_user_connections, "0", 0, MAX_CONNS, RELOAD_LIVE,
+            "Server connections per user over all its pools; 0 = no cap."),
+    OPT_STRING(server_reset_query, "DISCARD ALL", RELOAD_LIVE,
+               "Run on a server connection when a session-mode client leaves; empty = none."),
+    OPT_INT(connect_rate_per_ip, "0", 0, 1000000, RELOAD_LIVE,
+            "Logins per second accepted from one TCP address (token bucket); more are refused "
+            "with 53400 before authentication; 0 = no limit."),
+    OPT_INT(connect_burst_per_ip, "20", 1, 1000000, RELOAD_LIVE,
+            "Bucket size for connect_rate_per_ip: logins one address may make at once."),
+    OPT_DURATION(client_login_timeout, "60s",
+                 "A client must finish startup and authentication within this; 0 = off."),
+    OPT_DURATION(query_wait_timeout, "120s",
+                 "Longest wait in the queue for a server connection; 0 = off."),
+    OPT_DURATION(idle_transaction_timeout, "0",
+                 "Close a client idle inside an open transaction this long; 0 = off."),
+    OPT_DURATION(client_idle_timeout, "0",
+                 "Close a client idle outside a transaction this long; 0 = off."),
+    OPT_DURATION(server_connect_timeout, "15s",
+                 "Connecting and logging in to the server must finish within this; 0 = off."),
+    OPT_DURATION(server_idle_timeout, "600s",
+                 "Close server connections idle in the pool this long; 0 = off."),
+    OPT_DURATION(server_lifetime, "1h",
+                 "Close server connections older than this when released; 0 = off."),
+    OPT_DURATION(server_reset_timeout, "5s",
+                 "Reset or rollback after a client leaves must finish within this, else the "
+                 "server is closed; 0 = close at once."),
+    OPT_DURATION(server_login_retry, "15s",
+                 "Pause after a failed server login before the pool tries again."),
+    OPT_DURATION(query_timeout, "0",
+                 "Cancel a statement (Query or Execute) running longer than this: the client "
+                 "gets 57014 naming the limit, the server connection is kept; 0 = off. Also "
+                 "per database and per user."),
+    OPT_DURATION(cancel_grace, "5s",
+                 "After a query_timeout cancel, Postgres must answer within this, else the "
+                 "server connection is closed and the client gets 08006."),
+    OPT_DURATION(rate_limit_wait, "0",
+                 "A request over a tenant's rate waits up to this long for a token, then gets "
+                 "53400; 0 = refuse at once. Also per tenant and tier."),
+    OPT_DURATION(cancel_wait_timeout, "10s",
+                 "Give up forwarding a cancel request to Postgres after this long; 0 = wait."),
+    OPT_DURATION(shutdown_timeout, "30s",
+                 "On SIGTERM, wait this long for clients to finish; 0 = no limit."),
+    OPT_DURATION(shutdown_delay, "0",
+                 "On SIGTERM, keep accepting this long after /readyz turns unready, so load "
+                 "balancers stop sending first."),
+    OPT_SIZE(max_packet_size, "1GB", KB, GB,
+             "Largest protocol message accepted from a client or server."),
+    OPT_ENUM(log_level, "info", log_level_names, "Least severe log level written."),
+    OPT_ENUM(log_format, "text", log_format_names,
+             "Log line format: text for people, json for log collectors."),
+    OPT_STRING(admin_db, "sluice", RELOAD_LIVE,
+               "Name of the virtual admin console database (\"pgbouncer\" is always an alias)."),
+    OPT_STRING(admin_users, "", RELOAD_LIVE,
+               "Comma-separated users allowed every admin console command."),
+    OPT_STRING(stats_users, "", RELOAD_LIVE,
+               "Comma-separated users allowed the read-only SHOW commands."),
+    OPT_DURATION(stats_period, "60s",
+                 "Averaging period for SHOW STATS and interval of the stats log line; 0 = off."),
+    OPT_STRING(metrics_listen, "", RELOAD_RESTART,
+               "host:port of the HTTP endpoint for /metrics, /healthz, /readyz; empty = off."),
+    OPT_DURATION(slow_query_threshold, "100ms", "Log queries that take longer than this; 0 = off."),
+    OPT_INT(slow_query_max_length, "1000", 16, 1000000, RELOAD_LIVE,
+            "Longest query text written to the slow-query log, in bytes."),
+    OPT_BOOL(log_query_literals, "off",
+             "Write query literals to the slow-query log; off redacts them to '?'."),
+    OPT_INT(max_prepared_statements, "200", 0, 100000, RELOAD_LIVE,
+            "Named prepared statements kept per server connection in transaction mode (LRU); "
+            "0 = no tracking."),
+};
+
+const struct config_option *config_options(size_t *count)
+{
+	*count = sizeof(options) / sizeof(options[0]);
+	return options;
+}
+
+const struct config_option *config_option_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
+		if (strcmp(options[i].name, name) == 0)
+			return &options[i];
+	return NULL;
+}
+
+const char *pool_mode_name(int mode)
+{
+	if (mode < POOL_SESSION || mode > POOL_STATEMENT)
+		return "unknown";
+	return pool_mode_names[mode];
+}
+
+const char *sslmode_name(int mode)
+{
+	if (mode < 0 || mode > SSLMODE_VERIFY_FULL)
+		return "?";
+	return sslmode_names[mode];
+}
+
+/* Factor of the unit that `p` spells (trailing blanks allowed); 0 if none. */
+static int64_t unit_factor(const char *p, const struct unit *units)
+{
+	size_t len = strlen(p);
+
+	while (len > 0 && isspace((unsigned char)p[len - 1]))
+		len--;
+	for (const struct unit *u = units; u->name != NULL; u++)
+		if (strlen(u->name) == len && strncasecmp(p, u->name, len) == 0)
+			return u->factor;
+	return 0;
+}
+
+/*
+ * "<digits>[.<digits>] [unit]" into bare * factor.  Only six fraction digits
+ * count (finer than a microsecond of a microsecond unit means nothing), which
+ * also keeps fraction * factor far from overflowing.
+ */
+static int parse_scaled(const char *text, const struct unit *units, int64_t bare, bool fraction,
+                        int64_t *out)
+{
+	const char *p = text + strspn(text, " \t");
+	int64_t whole = 0, frac = 0, frac_scale = 1, factor = bare;
+	bool digits = false;
+
+	for (; isdigit((unsigned char)*p); p++, digits = true) {
+		if (whole > (INT64_MAX - 9) / 10)
+			return -1;
+		whole = whole * 10 + (*p - '0');
+	}
+	if (fraction && *p == '.') {
+		for (p++; isdigit((unsigned char)*p); p++, digits = true) {
+			if (frac_scale < USEC_PER_SEC) {
+				frac = frac * 10 + (*p - '0');
+				frac_scale *= 10;
+			}
+		}
+	}
+	if (!digits)
+		return -1;
+	p += strspn(p, " \t");
+	if (*p != '\0' && (factor = unit_factor(p, units)) == 0)
+		return -1;
+	if (whole > (INT64_MAX - factor) / factor)
+		return -1;
+	*out = whole * factor + frac * factor / frac_scale;
+	return 0;
+}
+
+int config_parse_duration(const char *text, int64_t *out_us)
+{
+	/* A bare number is seconds, as in PgBouncer, so its files keep working. */
+	return parse_scaled(text, duration_units, USEC_PER_SEC, true, out_us);
+}
+
+int config_parse_size(const char *text, int64_t *out_bytes)
+{
+	return parse_scaled(text, size_units, 1, false, out_bytes);
+}
+
+/* Prints `v` in the largest unit that divides it exactly. */
+static void format_scaled(int64_t v, const struct unit *units, char *buf, size_t len)
+{
+	const struct unit *u = units;
+
+	if (v == 0) {
+		snprintf(buf, len, "0");
+		return;
+	}
+	while (u[1].name != NULL && v % u->factor != 0)
+		u++;
+	snprintf(buf, len, "%lld%s", (long long)(v / u->factor), u->name);
+}
+
+void config_format_duration(int64_t us, char *buf, size_t len)
+{
+	format_scaled(us, duration_print_units, buf, len);
+}
+
+void config_format_size(int64_t bytes, char *buf, size_t len)
+{
+	format_scaled(bytes, size_print_units, buf, len);
+}

@@ -1,0 +1,511 @@
+/*
+ * Connections; see conn.h.  A plain conn has a persistent read event and a
+ * one-shot write event.  conn_out() puts the conn on its worker's flush list
+ * and activates the worker's flush event, which libevent runs after the
+ * callbacks already active in this turn: the replies to every client served
+ * in one turn go out with one writev each, and the write event is armed only
+ * when a writev comes up short.
+ */
+#include "net/conn.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <openssl/ssl.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "pool/worker.h"
+
+/* First read of a turn; a read that fills it is followed by a bigger one. */
+#define READ_FIRST 4000
+#define READ_MAX   65536
+/* Spare buffers a worker keeps: about the most conns busy in one turn. */
+#define SPARES_MAX 256
+
+static struct evbuffer *take_buffer(struct worker *w)
+{
+	return w->nspare > 0 ? w->spare_buffers[--w->nspare] : evbuffer_new();
+}
+
+/* An empty buffer goes back to the spares; the conn points at the shared empty one. */
+static void park_buffer(struct worker *w, struct evbuffer **slot)
+{
+	if (*slot == w->no_data || *slot == NULL || evbuffer_get_length(*slot) > 0)
+		return;
+	if (w->nspare < SPARES_MAX)
+		w->spare_buffers[w->nspare++] = *slot;
+	else
+		evbuffer_free(*slot);
+	*slot = w->no_data;
+}
+
+static void drop_buffer(struct worker *w, struct evbuffer **slot)
+{
+	if (*slot != w->no_data && *slot != NULL)
+		evbuffer_free(*slot);
+	*slot = NULL;
+}
+
+static void conn_fail(struct conn *c, int what, int err)
+{
+	c->error = err;
+	conn_halt(c);
+	c->ops->event(c->arg, what);
+}
+
+static bool wants_input(const struct conn *c)
+{
+	return c->reading && !c->read_full && !c->halted && !c->connecting;
+}
+
+/*
+ * Stopping is lazy for plain sockets: the read event stays registered, and
+ * is removed only if it fires while input is not wanted.  A client queued
+ * for a server, or paused for a moment, usually sends nothing meanwhile, so
+ * a pause and its resume cost no epoll_ctl at all.
+ */
+static void update_read_event(struct conn *c)
+{
+	bool want = wants_input(c);
+
+	if (c->tls != NULL) {
+		if (want)
+			bufferevent_enable(c->tls, EV_READ);
+		else
+			bufferevent_disable(c->tls, EV_READ);
+		return;
+	}
+	if (c->rev == NULL)
+		return;
+	if (want && !event_pending(c->rev, EV_READ, NULL))
+		event_add(c->rev, NULL);
+}
+
+/* Read what the socket has, up to read_high.  Returns 0, or CONN_EOF / CONN_ERROR. */
+static int fill_input(struct conn *c)
+{
+	size_t want = READ_FIRST;
+
+	if (c->in == c->w->no_data && (c->in = take_buffer(c->w)) == NULL) {
+		c->in = c->w->no_data;
+		c->error = ENOMEM;
+		return CONN_ERROR;
+	}
+
+	while (evbuffer_get_length(c->in) < c->read_high) {
+		struct evbuffer_iovec v;
+		ssize_t n;
+
+		if (evbuffer_reserve_space(c->in, (ev_ssize_t)want, &v, 1) < 1)
+			return CONN_ERROR;
+		n = recv(c->fd, v.iov_base, v.iov_len, 0);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			if (errno == EINTR)
+				continue;
+			c->error = errno;
+			return CONN_ERROR;
+		}
+		if (n == 0)
+			return CONN_EOF;
+		v.iov_len = (size_t)n;
+		evbuffer_commit_space(c->in, &v, 1);
+		/* The kernel had less than asked: the socket is empty, no need to hear EAGAIN. */
+		if ((size_t)n < want)
+			return 0;
+		if (want < READ_MAX)
+			want *= 2;
+	}
+	return 0;
+}
+
+/* After the owner consumed input: resume reading if it was paused at read_high. */
+static void check_read_full(struct conn *c)
+{
+	if (c->read_full && evbuffer_get_length(c->in) < c->read_high) {
+		c->read_full = false;
+		update_read_event(c);
+	}
+}
+
+static void read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	int end;
+
+	if (!wants_input(c)) {
+		event_del(c->rev); /* the lazy stop (update_read_event) */
+		return;
+	}
+	end = fill_input(c);
+	if (evbuffer_get_length(c->in) >= c->read_high)
+		c->read_full = true;
+	if (list_linked(&c->kick))
+		list_del(&c->kick); /* this hand-over does it */
+	if (evbuffer_get_length(c->in) > 0)
+		c->ops->read(c->arg);
+	/* An end behind data is reported once the owner has taken the data, if it still reads. */
+	if (end != 0 && !c->halted && c->reading)
+		conn_fail(c, end, c->error);
+	else if (!c->halted)
+		check_read_full(c);
+	if (c->tls == NULL) /* the owner may have switched to TLS (SSLRequest) */
+		park_buffer(c->w, &c->in);
+}
+
+static void write_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Arm the write event, created on first need: most connections never have a short send. */
+static int want_write(struct conn *c)
+{
+	if (c->wev == NULL &&
+	    (c->wev = event_new(c->w->base, c->fd, EV_WRITE, write_cb, c)) == NULL)
+		return -1;
+	return event_pending(c->wev, EV_WRITE, NULL) ? 0 : event_add(c->wev, NULL);
+}
+
+/* Send what the output holds; arm the write event if the kernel took less. */
+static void send_output(struct conn *c)
+{
+	size_t left = evbuffer_get_length(c->out);
+
+	if (left > 0) {
+		int n = evbuffer_write(c->out, c->fd);
+
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+			conn_fail(c, CONN_ERROR, errno);
+			return;
+		}
+		left = evbuffer_get_length(c->out);
+		if (left > 0 && want_write(c) < 0) {
+			conn_fail(c, CONN_ERROR, ENOMEM);
+			return;
+		}
+	}
+	if (c->notify_drained && left <= c->drained_at) {
+		c->notify_drained = false;
+		c->ops->drained(c->arg);
+	}
+	park_buffer(c->w, &c->out);
+}
+
+static void write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	socklen_t len = sizeof(int);
+	int err = 0;
+
+	if (c->halted)
+		return;
+	if (!c->connecting) {
+		send_output(c);
+		return;
+	}
+	c->connecting = false;
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err != 0) {
+		conn_fail(c, CONN_ERROR, err);
+		return;
+	}
+	update_read_event(c);
+	c->ops->event(c->arg, CONN_CONNECTED);
+	if (!c->halted && c->tls == NULL)
+		send_output(c);
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	evbuffer_drain(w->sink, evbuffer_get_length(w->sink));
+	/* Sending may queue more (an error closes a peer): take one at a time. */
+	while (!list_empty(&w->flush_list)) {
+		struct conn *c = list_entry(list_first(&w->flush_list), struct conn, flush);
+
+		list_del(&c->flush);
+		if (!c->halted && !c->connecting)
+			send_output(c);
+	}
+}
+
+static void kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	while (!list_empty(&w->kick_list)) {
+		struct conn *c = list_entry(list_first(&w->kick_list), struct conn, kick);
+
+		list_del(&c->kick);
+		if (c->halted || evbuffer_get_length(c->in) == 0)
+			continue;
+		c->ops->read(c->arg);
+		if (!c->halted)
+			check_read_full(c);
+		if (c->tls == NULL)
+			park_buffer(w, &c->in);
+	}
+}
+
+int conn_flusher_init(struct worker *w)
+{
+	list_init(&w->flush_list);
+	list_init(&w->kick_list);
+	w->flusher = event_new(w->base, -1, 0, flush_cb, w);
+	w->kicker = event_new(w->base, -1, 0, kick_cb, w);
+	w->no_data = evbuffer_new();
+	w->sink = evbuffer_new();
+	w->spare_buffers = calloc(SPARES_MAX, sizeof(*w->spare_buffers));
+	if (w->flusher == NULL || w->kicker == NULL || w->no_data == NULL || w->sink == NULL ||
+	    w->spare_buffers == NULL)
+		return -1;
+	return 0;
+}
+
+void conn_flusher_fini(struct worker *w)
+{
+	if (w->flusher != NULL)
+		event_free(w->flusher);
+	if (w->kicker != NULL)
+		event_free(w->kicker);
+	w->flusher = w->kicker = NULL;
+	while (w->nspare > 0)
+		evbuffer_free(w->spare_buffers[--w->nspare]);
+	free(w->spare_buffers);
+	w->spare_buffers = NULL;
+	if (w->no_data != NULL)
+		evbuffer_free(w->no_data);
+	if (w->sink != NULL)
+		evbuffer_free(w->sink);
+	w->no_data = w->sink = NULL;
+}
+
+struct evbuffer *conn_out(struct conn *c)
+{
+	if (c->out == c->w->no_data) {
+		struct evbuffer *b = take_buffer(c->w);
+
+		/* Out of memory: the conn fails, and what its owner writes now is dropped. */
+		if (b == NULL) {
+			conn_fail(c, CONN_ERROR, ENOMEM);
+			event_active(c->w->flusher, EV_WRITE, 0);
+			return c->w->sink;
+		}
+		c->out = b;
+	}
+	if (c->tls == NULL && !list_linked(&c->flush)) {
+		if (list_empty(&c->w->flush_list))
+			event_active(c->w->flusher, EV_WRITE, 0);
+		list_add_tail(&c->w->flush_list, &c->flush);
+	}
+	return c->out;
+}
+
+int conn_init(struct conn *c, struct worker *w, const struct conn_ops *ops, void *arg)
+{
+	c->w = w;
+	c->ops = ops;
+	c->arg = arg;
+	c->fd = -1;
+	c->read_high = UINT32_MAX;
+	c->reading = true;
+	list_init(&c->flush);
+	list_init(&c->kick);
+	c->in = c->out = w->no_data;
+	return 0;
+}
+
+static int attach_fd(struct conn *c, int fd)
+{
+	c->fd = fd;
+	c->rev = event_new(c->w->base, fd, EV_READ | EV_PERSIST, read_cb, c);
+	return c->rev != NULL ? 0 : -1;
+}
+
+int conn_init_fd(struct conn *c, struct worker *w, int fd, const struct conn_ops *ops, void *arg)
+{
+	if (conn_init(c, w, ops, arg) < 0 || attach_fd(c, fd) < 0) {
+		if (c->fd < 0)
+			close(fd);
+		return -1;
+	}
+	update_read_event(c);
+	return 0;
+}
+
+int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len)
+{
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0) {
+		c->error = errno;
+		return -1;
+	}
+	if (attach_fd(c, fd) < 0)
+		return -1;
+	if (connect(fd, sa, len) < 0 && errno != EINPROGRESS) {
+		c->error = errno;
+		return -1;
+	}
+	/* Done or not, writability says so: the owner hears CONN_CONNECTED from the loop. */
+	c->connecting = true;
+	return want_write(c);
+}
+
+static void tls_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	c->ops->read(c->arg);
+}
+
+static void tls_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->notify_drained && evbuffer_get_length(c->out) <= c->drained_at) {
+		c->notify_drained = false;
+		c->ops->drained(c->arg);
+	}
+}
+
+static void tls_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		c->ops->event(c->arg, CONN_CONNECTED);
+		return;
+	}
+	conn_fail(c, (what & BEV_EVENT_EOF) ? CONN_EOF : CONN_ERROR, errno);
+}
+
+int conn_start_tls(struct conn *c, SSL *ssl, int state)
+{
+	struct bufferevent *bev = bufferevent_openssl_socket_new(
+	    c->w->base, c->fd, ssl, (enum bufferevent_ssl_state)state, BEV_OPT_CLOSE_ON_FREE);
+
+	if (bev == NULL) {
+		SSL_free(ssl);
+		return -1;
+	}
+	/* The socket is the bufferevent's now; the plain events and buffers go. */
+	event_free(c->rev);
+	if (c->wev != NULL)
+		event_free(c->wev);
+	c->rev = c->wev = NULL;
+	drop_buffer(c->w, &c->in);
+	drop_buffer(c->w, &c->out);
+	if (list_linked(&c->flush))
+		list_del(&c->flush);
+	if (list_linked(&c->kick))
+		list_del(&c->kick);
+	c->tls = bev;
+	c->in = bufferevent_get_input(bev);
+	c->out = bufferevent_get_output(bev);
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	bufferevent_setcb(bev, tls_read_cb, tls_write_cb, tls_event_cb, c);
+	conn_set_read_high(c, c->read_high);
+	bufferevent_enable(bev, EV_WRITE);
+	update_read_event(c);
+	return 0;
+}
+
+void conn_set_reading(struct conn *c, bool on)
+{
+	if (c->reading == on)
+		return;
+	c->reading = on;
+	update_read_event(c);
+}
+
+void conn_set_read_high(struct conn *c, size_t high)
+{
+	c->read_high = high < UINT32_MAX ? (uint32_t)high : UINT32_MAX;
+	if (c->tls != NULL) {
+		bufferevent_setwatermark(c->tls, EV_READ, 0,
+		                         c->read_high == UINT32_MAX ? 0 : c->read_high);
+		return;
+	}
+	if (evbuffer_get_length(c->in) >= high && !c->read_full) {
+		c->read_full = true;
+		update_read_event(c);
+	} else {
+		check_read_full(c);
+	}
+}
+
+void conn_kick(struct conn *c)
+{
+	if (c->halted || evbuffer_get_length(c->in) == 0)
+		return;
+	if (c->tls != NULL) {
+		bufferevent_trigger(c->tls, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+		return;
+	}
+	/*
+	 * Not event_active() on the read event: an event that is active but not
+	 * added ignores event_add, and a resume in between would lose it.
+	 */
+	if (!list_linked(&c->kick)) {
+		if (list_empty(&c->w->kick_list))
+			event_active(c->w->kicker, EV_READ, 0);
+		list_add_tail(&c->w->kick_list, &c->kick);
+	}
+}
+
+void conn_notify_drained(struct conn *c, size_t level)
+{
+	c->notify_drained = true;
+	c->drained_at = level < UINT32_MAX ? (uint32_t)level : UINT32_MAX;
+	if (c->tls != NULL)
+		bufferevent_setwatermark(c->tls, EV_WRITE, level, 0);
+}
+
+void conn_halt(struct conn *c)
+{
+	if (c->halted)
+		return;
+	c->halted = true;
+	c->notify_drained = false;
+	if (list_linked(&c->flush))
+		list_del(&c->flush);
+	if (list_linked(&c->kick))
+		list_del(&c->kick);
+	if (c->tls != NULL) {
+		bufferevent_disable(c->tls, EV_READ | EV_WRITE);
+		return;
+	}
+	if (c->rev != NULL)
+		event_del(c->rev);
+	if (c->wev != NULL)
+		event_del(c->wev);
+}
+
+void conn_release(struct conn *c)
+{
+	if (c->w == NULL)
+		return; /* never initialised */
+	if (list_linked(&c->flush))
+		list_del(&c->flush);
+	if (list_linked(&c->kick))
+		list_del(&c->kick);
+	if (c->tls != NULL) {
+		bufferevent_free(c->tls);
+		return;
+	}
+	if (c->rev != NULL)
+		event_free(c->rev);
+	if (c->wev != NULL)
+		event_free(c->wev);
+	drop_buffer(c->w, &c->in);
+	drop_buffer(c->w, &c->out);
+	if (c->fd >= 0)
+		close(c->fd);
+}

@@ -1,0 +1,246 @@
+/*
+ * TLS contexts and socket wrapping; see tls.h.
+ */
+#include "net/tls.h"
+
+#include <arpa/inet.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config/config.h"
+
+/* The first OpenSSL error queued, as text, with the queue cleared. */
+static void openssl_reason(char *buf, size_t len)
+{
+	unsigned long e = ERR_get_error();
+
+	if (e == 0)
+		snprintf(buf, len, "unknown OpenSSL error");
+	else
+		ERR_error_string_n(e, buf, len);
+	ERR_clear_error();
+}
+
+static SSL_CTX *new_ctx(const SSL_METHOD *method, const char *ciphers, const char *what, char *err,
+                        size_t len)
+{
+	SSL_CTX *ctx = SSL_CTX_new(method);
+	char reason[256];
+
+	if (ctx == NULL || !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+	    !SSL_CTX_set_cipher_list(ctx, ciphers)) {
+		openssl_reason(reason, sizeof(reason));
+		snprintf(err, len, "%s_ciphers '%s': %s", what, ciphers, reason);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	/* No renegotiation, no compression, no session tickets: nothing to gain here. */
+	SSL_CTX_set_options(ctx,
+	                    SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	return ctx;
+}
+
+static int load_pair(SSL_CTX *ctx, const char *what, const char *cert, const char *key, char *err,
+                     size_t len)
+{
+	char reason[256];
+
+	if (cert[0] == '\0' && key[0] == '\0')
+		return 0;
+	if (cert[0] == '\0' || key[0] == '\0') {
+		snprintf(err, len, "%s_cert_file and %s_key_file must be set together", what, what);
+		return -1;
+	}
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+		openssl_reason(reason, sizeof(reason));
+		snprintf(err, len, "%s_cert_file %s: %s", what, cert, reason);
+		return -1;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		openssl_reason(reason, sizeof(reason));
+		snprintf(err, len, "%s_key_file %s: %s", what, key, reason);
+		return -1;
+	}
+	return 0;
+}
+
+static int load_ca(SSL_CTX *ctx, const char *what, const char *file, char *err, size_t len)
+{
+	char reason[256];
+
+	if (SSL_CTX_load_verify_locations(ctx, file, NULL) != 1) {
+		openssl_reason(reason, sizeof(reason));
+		snprintf(err, len, "%s %s: %s", what, file, reason);
+		return -1;
+	}
+	return 0;
+}
+
+static SSL_CTX *build_accept(const struct config *cfg, char *err, size_t len)
+{
+	SSL_CTX *ctx;
+
+	if (cfg->client_tls_cert_file[0] == '\0') {
+		snprintf(err, len,
+		         "client_tls_sslmode %s needs client_tls_cert_file and "
+		         "client_tls_key_file",
+		         cfg->client_tls_sslmode == SSLMODE_REQUIRE ? "require"
+		                                                    : "other than disable");
+		return NULL;
+	}
+	ctx = new_ctx(TLS_server_method(), cfg->client_tls_ciphers, "client_tls", err, len);
+	if (ctx == NULL || load_pair(ctx, "client_tls", cfg->client_tls_cert_file,
+	                             cfg->client_tls_key_file, err, len) < 0)
+		goto fail;
+	if (cfg->client_tls_sslmode >= SSLMODE_VERIFY_CA && cfg->client_tls_ca_file[0] == '\0') {
+		snprintf(err, len,
+		         "client_tls_sslmode verify-ca/verify-full needs client_tls_ca_file");
+		goto fail;
+	}
+	/*
+	 * With a CA, clients are asked for a certificate: verify-ca and
+	 * verify-full insist on one, below them it is optional and serves the
+	 * cert authentication method.
+	 */
+	if (cfg->client_tls_ca_file[0] != '\0') {
+		STACK_OF(X509_NAME) * names;
+
+		if (load_ca(ctx, "client_tls_ca_file", cfg->client_tls_ca_file, err, len) < 0)
+			goto fail;
+		names = SSL_load_client_CA_file(cfg->client_tls_ca_file);
+		if (names != NULL)
+			SSL_CTX_set_client_CA_list(ctx, names);
+		SSL_CTX_set_verify(ctx,
+		                   cfg->client_tls_sslmode >= SSLMODE_VERIFY_CA
+		                       ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+		                       : SSL_VERIFY_PEER,
+		                   NULL);
+	}
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+static SSL_CTX *build_connect(const struct config *cfg, const char *ca_file, char *err, size_t len)
+{
+	SSL_CTX *ctx =
+	    new_ctx(TLS_client_method(), cfg->server_tls_ciphers, "server_tls", err, len);
+
+	if (ctx == NULL || load_pair(ctx, "server_tls", cfg->server_tls_cert_file,
+	                             cfg->server_tls_key_file, err, len) < 0)
+		goto fail;
+	if (ca_file[0] != '\0') {
+		if (load_ca(ctx,
+		            ca_file == cfg->server_tls_ca_file ? "server_tls_ca_file"
+		                                               : "sslrootcert",
+		            ca_file, err, len) < 0)
+			goto fail;
+	} else {
+		SSL_CTX_set_default_verify_paths(ctx);
+	}
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+int tls_contexts_build(const struct config *cfg, struct tls_contexts *t, char *err, size_t len)
+{
+	memset(t, 0, sizeof(*t));
+	if (cfg->client_tls_sslmode != SSLMODE_DISABLE &&
+	    (t->accept = build_accept(cfg, err, len)) == NULL)
+		goto fail;
+	if ((t->connect = build_connect(cfg, cfg->server_tls_ca_file, err, len)) == NULL)
+		goto fail;
+	t->ndb = cfg->ndbs;
+	if (cfg->ndbs > 0 && (t->db_connect = calloc(cfg->ndbs, sizeof(*t->db_connect))) == NULL) {
+		snprintf(err, len, "out of memory");
+		goto fail;
+	}
+	for (size_t i = 0; i < cfg->ndbs; i++) {
+		const char *root = cfg->dbs[i].sslrootcert;
+
+		if (root != NULL && (t->db_connect[i] = build_connect(cfg, root, err, len)) == NULL)
+			goto fail;
+	}
+	return 0;
+fail:
+	tls_contexts_free(t);
+	return -1;
+}
+
+void tls_contexts_free(struct tls_contexts *t)
+{
+	SSL_CTX_free(t->accept);
+	SSL_CTX_free(t->connect);
+	for (size_t i = 0; i < t->ndb && t->db_connect != NULL; i++)
+		SSL_CTX_free(t->db_connect[i]);
+	free(t->db_connect);
+	memset(t, 0, sizeof(*t));
+}
+
+int tls_server_sslmode(const struct config *cfg, const struct db_def *db)
+{
+	return db->sslmode != CONFIG_INHERIT ? db->sslmode : cfg->server_tls_sslmode;
+}
+
+SSL *tls_server_ssl(const struct tls_contexts *t, const struct config *cfg, const struct db_def *db)
+{
+	size_t i = (size_t)(db - cfg->dbs);
+	SSL_CTX *ctx = i < t->ndb && t->db_connect[i] != NULL ? t->db_connect[i] : t->connect;
+	int mode = tls_server_sslmode(cfg, db);
+	unsigned char addr[16];
+	bool is_ip =
+	    inet_pton(AF_INET, db->host, addr) == 1 || inet_pton(AF_INET6, db->host, addr) == 1;
+	SSL *ssl = SSL_new(ctx);
+
+	if (ssl == NULL)
+		return NULL;
+	/* Below verify-ca the certificate is not checked, as libpq does. */
+	SSL_set_verify(ssl, mode >= SSLMODE_VERIFY_CA ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+	if (!is_ip)
+		SSL_set_tlsext_host_name(ssl, db->host);
+	if (mode == SSLMODE_VERIFY_FULL) {
+		int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), db->host)
+		               : SSL_set1_host(ssl, db->host);
+
+		if (ok != 1) {
+			SSL_free(ssl);
+			return NULL;
+		}
+	}
+	return ssl;
+}
+
+void tls_error_text(struct bufferevent *bev, char *buf, size_t len)
+{
+	unsigned long e = bufferevent_get_openssl_error(bev);
+
+	if (e == 0) {
+		snprintf(buf, len, "TLS connection failed");
+		return;
+	}
+	ERR_error_string_n(e, buf, len);
+	while (bufferevent_get_openssl_error(bev) != 0)
+		;
+}
+
+void tls_describe(struct bufferevent *bev, char *buf, size_t len)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+	if (ssl == NULL) {
+		buf[0] = '\0';
+		return;
+	}
+	snprintf(buf, len, "%s/%s", SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+}

@@ -1,0 +1,369 @@
+/*
+ * The slow-query log; see slowlog.h.  Capturing runs for every Query and
+ * Parse while the log is on: one evbuffer_copyout into a buffer the client
+ * keeps.  Redacting and formatting run only for queries over the threshold.
+ */
+#include "observe/slowlog.h"
+
+#include <ctype.h>
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pool/client.h"
+#include "config/config.h"
+#include "base/log.h"
+#include "proto/params.h"
+#include "pool/pool.h"
+#include "proto/frame.h"
+#include "pool/worker.h"
+
+/* Room before the text: the header, and a Parse's statement name up to this long. */
+#define NAME_ROOM 64
+
+/*
+ * The client's buffer for this message's text, up to `want` bytes of it.  It
+ * is sized to the longest message so far (in powers of two), not to
+ * slow_query_max_length: idle clients hold thousands of these, most for a
+ * short statement.  It only grows, so a steady workload allocates nothing.
+ */
+static struct query_capture *capture_buffer(struct client *c, size_t want, size_t msg_len)
+{
+	size_t most = FRAME_HEADER_LEN + NAME_ROOM + want + 1, cap = 32;
+	struct query_capture *qc = c->capture;
+
+	while (cap < msg_len && cap < most)
+		cap *= 2;
+	if (cap > most)
+		cap = most;
+	if (qc != NULL && qc->cap >= cap)
+		return qc;
+	qc = realloc(qc, sizeof(*qc) + cap);
+	if (qc == NULL)
+		return NULL;
+	qc->cap = (uint32_t)cap;
+	qc->len = 0;
+	c->capture = qc;
+	return qc;
+}
+
+/* Cut an incomplete UTF-8 sequence off the end of a truncated text. */
+static size_t trim_utf8(const char *s, size_t len)
+{
+	size_t i = len, need;
+	unsigned char lead;
+
+	while (i > 0 && len - i < 4 && ((unsigned char)s[i - 1] & 0xc0) == 0x80)
+		i--;
+	if (i == 0)
+		return len;
+	lead = (unsigned char)s[i - 1];
+	if (lead < 0xc0)
+		return len; /* ASCII, or no lead byte found: nothing to trim */
+	need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+	return len - (i - 1) < need ? i - 1 : len;
+}
+
+void slowlog_capture(struct client *c, struct evbuffer *in, const struct frame *f)
+{
+	const struct config *cfg = c->w->cfg;
+	size_t want = (size_t)cfg->slow_query_max_length, n, skip = FRAME_HEADER_LEN, len;
+	struct query_capture *qc;
+	const char *nul;
+
+	if ((f->type != 'Q' && f->type != 'P') || cfg->slow_query_threshold_us <= 0)
+		return;
+	qc = capture_buffer(c, want, frame_total(f));
+	if (qc == NULL)
+		return;
+	n = frame_total(f) < qc->cap ? frame_total(f) : qc->cap;
+	/* A large message may not be all here yet: take what is. */
+	n = (size_t)evbuffer_copyout(in, qc->text, n);
+	qc->len = 0;
+	qc->truncated = false;
+	if (n <= FRAME_HEADER_LEN)
+		return;
+	if (f->type == 'P') {
+		nul = memchr(qc->text + skip, '\0', n - skip);
+		if (nul == NULL)
+			return; /* a statement name longer than NAME_ROOM: no text */
+		skip = (size_t)(nul - qc->text) + 1;
+	}
+	nul = memchr(qc->text + skip, '\0', n - skip);
+	len = nul != NULL ? (size_t)(nul - qc->text) - skip : n - skip;
+	if (nul == NULL || len > want) {
+		len = trim_utf8(qc->text + skip, len < want ? len : want);
+		qc->truncated = true;
+	}
+	memmove(qc->text, qc->text + skip, len);
+	qc->len = (uint32_t)len;
+}
+
+/* ---- redaction ---- */
+
+static bool is_word_byte(unsigned char ch)
+{
+	return isalnum(ch) || ch == '_' || ch == '$' || ch >= 0x80;
+}
+
+/*
+ * End of a quoted token whose opening quote (' or ") is at q, where a doubled
+ * quote stands for itself; `backslash` for E'' strings, where \ escapes.
+ */
+static size_t skip_quoted(const char *s, size_t len, size_t q, bool backslash)
+{
+	char quote = s[q];
+	size_t i = q + 1;
+
+	while (i < len) {
+		if (backslash && s[i] == '\\') {
+			i += 2;
+		} else if (s[i] == quote) {
+			if (i + 1 < len && s[i + 1] == quote)
+				i += 2;
+			else
+				return i + 1;
+		} else {
+			i++;
+		}
+	}
+	return len;
+}
+
+/* A dollar quote's tag at i ("$$" or "$tag$"); returns its length or 0. */
+static size_t dollar_tag(const char *s, size_t len, size_t i)
+{
+	size_t k = i + 1;
+
+	if (k < len && (isdigit((unsigned char)s[k])))
+		return 0; /* $1: a parameter */
+	while (k < len &&
+	       (isalnum((unsigned char)s[k]) || s[k] == '_' || (unsigned char)s[k] >= 0x80))
+		k++;
+	return k < len && s[k] == '$' ? k - i + 1 : 0;
+}
+
+/* End of a dollar-quoted body starting at i with a tag of tag_len bytes. */
+static size_t skip_dollar(const char *s, size_t len, size_t i, size_t tag_len)
+{
+	for (size_t k = i + tag_len; k + tag_len <= len; k++)
+		if (s[k] == '$' && memcmp(s + k, s + i, tag_len) == 0)
+			return k + tag_len;
+	return len;
+}
+
+/* End of a number at i: digits, a fraction, an exponent, 0x/0o/0b and _ separators. */
+static size_t skip_number(const char *s, size_t len, size_t i)
+{
+	if (i + 1 < len && s[i] == '0' && s[i + 1] != '\0' && strchr("xXoObB", s[i + 1]) != NULL) {
+		i += 2;
+		while (i < len && (isxdigit((unsigned char)s[i]) || s[i] == '_'))
+			i++;
+		return i;
+	}
+	while (i < len && (isdigit((unsigned char)s[i]) || s[i] == '_' || s[i] == '.'))
+		i++;
+	if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+		size_t k = i + 1;
+
+		if (k < len && (s[k] == '+' || s[k] == '-'))
+			k++;
+		if (k < len && isdigit((unsigned char)s[k])) {
+			while (k < len && isdigit((unsigned char)s[k]))
+				k++;
+			i = k;
+		}
+	}
+	return i;
+}
+
+/* End of a comment at i (-- to the end of the line, or nested slash-star). */
+static size_t skip_comment(const char *s, size_t len, size_t i)
+{
+	int depth = 0;
+
+	if (s[i] == '-') {
+		while (i < len && s[i] != '\n')
+			i++;
+		return i;
+	}
+	while (i < len) {
+		if (i + 1 < len && s[i] == '/' && s[i + 1] == '*') {
+			depth++;
+			i += 2;
+		} else if (i + 1 < len && s[i] == '*' && s[i + 1] == '/') {
+			i += 2;
+			if (--depth == 0)
+				return i;
+		} else {
+			i++;
+		}
+	}
+	return len;
+}
+
+/* End of a string literal starting at i, or 0 if none starts there. */
+static size_t string_literal_end(const char *s, size_t len, size_t i, bool after_word)
+{
+	char ch = s[i];
+
+	if (ch == '\'')
+		return skip_quoted(s, len, i, false);
+	if (after_word || i + 1 >= len)
+		return 0;
+	if ((ch == 'e' || ch == 'E') && s[i + 1] == '\'')
+		return skip_quoted(s, len, i + 1, true);
+	if (ch != '\0' && strchr("bBxXnN", ch) != NULL && s[i + 1] == '\'')
+		return skip_quoted(s, len, i + 1, false);
+	if ((ch == 'u' || ch == 'U') && i + 2 < len && s[i + 1] == '&' && s[i + 2] == '\'')
+		return skip_quoted(s, len, i + 2, false);
+	return 0;
+}
+
+size_t slowlog_redact(const char *s, size_t len, char *out)
+{
+	size_t i = 0, o = 0;
+
+	while (i < len) {
+		unsigned char ch = (unsigned char)s[i];
+		bool after_word = i > 0 && is_word_byte((unsigned char)s[i - 1]);
+		size_t end = string_literal_end(s, len, i, after_word), tag;
+
+		if (end == 0 && ch == '$' && !after_word && (tag = dollar_tag(s, len, i)) > 0)
+			end = skip_dollar(s, len, i, tag);
+		if (end == 0 && !after_word &&
+		    (isdigit(ch) || (ch == '.' && i + 1 < len && isdigit((unsigned char)s[i + 1]))))
+			end = skip_number(s, len, i);
+		if (end > 0) {
+			out[o++] = '?';
+			i = end;
+			continue;
+		}
+		if (ch == '"')
+			end = skip_quoted(s, len, i, false);
+		else if ((ch == '-' && i + 1 < len && s[i + 1] == '-') ||
+		         (ch == '/' && i + 1 < len && s[i + 1] == '*'))
+			end = skip_comment(s, len, i);
+		else
+			end = i + 1;
+		/* Identifiers, quoted identifiers, comments and operators stay as they are. */
+		memcpy(out + o, s + i, end - i);
+		o += end - i;
+		i = end;
+	}
+	return o;
+}
+
+/* ---- the log line ---- */
+
+/* A text-format value: bare when it is a plain word, else quoted with escapes. */
+static void add_text_value(struct evbuffer *b, const char *s, size_t len)
+{
+	bool plain = len > 0;
+
+	for (size_t i = 0; i < len && plain; i++)
+		plain = isgraph((unsigned char)s[i]) && s[i] != '"' && s[i] != '=' && s[i] != '\\';
+	if (plain) {
+		evbuffer_add(b, s, len);
+		return;
+	}
+	evbuffer_add(b, "\"", 1);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch == '"' || ch == '\\')
+			evbuffer_add_printf(b, "\\%c", ch);
+		else if (ch == '\n')
+			evbuffer_add(b, "\\n", 2);
+		else if (ch == '\t')
+			evbuffer_add(b, "\\t", 2);
+		else if (ch < 0x20 || ch == 0x7f)
+			evbuffer_add_printf(b, "\\x%02x", ch);
+		else
+			evbuffer_add(b, &s[i], 1);
+	}
+	evbuffer_add(b, "\"", 1);
+}
+
+static void add_json_string(struct evbuffer *b, const char *s, size_t len)
+{
+	evbuffer_add(b, "\"", 1);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch == '"' || ch == '\\')
+			evbuffer_add_printf(b, "\\%c", ch);
+		else if (ch < 0x20)
+			evbuffer_add_printf(b, "\\u%04x", ch);
+		else
+			evbuffer_add(b, &s[i], 1);
+	}
+	evbuffer_add(b, "\"", 1);
+}
+
+/* Both forms of one slow-query record. */
+static void format_record(struct evbuffer *text, struct evbuffer *json, const struct client *c,
+                          int64_t duration_us, const char *query, size_t qlen, bool truncated)
+{
+	const struct param *app = param_find(&c->params, "application_name");
+	const char *app_name = app != NULL ? app->value : "";
+	const char *tenant = pool_tenant(c->pool);
+	double ms = (double)duration_us / 1000.0, wait_ms = (double)c->last_wait_us / 1000.0;
+
+	evbuffer_add_printf(text, "duration_ms=%.3f wait_ms=%.3f tenant=", ms, wait_ms);
+	add_text_value(text, tenant, strlen(tenant));
+	evbuffer_add_printf(text, " application_name=");
+	add_text_value(text, app_name, strlen(app_name));
+	evbuffer_add_printf(text, " query=");
+	add_text_value(text, query, qlen);
+	if (truncated)
+		evbuffer_add_printf(text, " truncated=true");
+
+	evbuffer_add_printf(json, "\"event\":\"slow_query\",\"duration_ms\":%.3f,\"wait_ms\":%.3f",
+	                    ms, wait_ms);
+	evbuffer_add_printf(json, ",\"tenant\":");
+	add_json_string(json, tenant, strlen(tenant));
+	evbuffer_add_printf(json, ",\"application_name\":");
+	add_json_string(json, app_name, strlen(app_name));
+	evbuffer_add_printf(json, ",\"query\":");
+	add_json_string(json, query, qlen);
+	evbuffer_add_printf(json, ",\"truncated\":%s", truncated ? "true" : "false");
+	evbuffer_add(text, "", 1);
+	evbuffer_add(json, "", 1);
+}
+
+void slowlog_check(struct client *c, int64_t duration_us)
+{
+	const struct query_capture *qc = c->capture;
+	struct evbuffer *text, *json;
+	char *query = NULL;
+	size_t qlen = 0;
+	struct log_ctx ctx;
+
+	if (c->pool == NULL || !log_enabled(c->w->log, LOG_WARN))
+		return;
+	text = evbuffer_new();
+	json = evbuffer_new();
+	if (qc != NULL && qc->len > 0 && (query = malloc(qc->len)) != NULL) {
+		if (c->w->cfg->log_query_literals) {
+			memcpy(query, qc->text, qc->len);
+			qlen = qc->len;
+		} else {
+			qlen = slowlog_redact(qc->text, qc->len, query);
+		}
+	}
+	if (text != NULL && json != NULL) {
+		format_record(text, json, c, duration_us, query != NULL ? query : "", qlen,
+		              qc != NULL && qc->truncated);
+		client_log_ctx(c, &ctx);
+		log_emit_record(c->w->log, LOG_WARN, &ctx, "slow query",
+		                (const char *)evbuffer_pullup(text, -1),
+		                (const char *)evbuffer_pullup(json, -1));
+	}
+	free(query);
+	if (text != NULL)
+		evbuffer_free(text);
+	if (json != NULL)
+		evbuffer_free(json);
+}

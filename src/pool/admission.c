@@ -1,0 +1,188 @@
+/*
+ * Tenant admission; see admission.h.  The buckets are the limiter's
+ * (limiter.h); this file decides when to ask, and what the client sees.
+ */
+#include "pool/admission.h"
+
+#include <event2/buffer.h>
+#include <stdio.h>
+
+#include "pool/client.h"
+#include "limit/limiter.h"
+#include "pool/pool.h"
+#include "proto/build.h"
+#include "proto/sqlstate.h"
+#include "runtime/runtime.h"
+#include "pool/server.h"
+#include "pool/worker.h"
+
+static const char *const limit_names[LIMIT_KINDS] = {"query_rate", "transaction_rate",
+                                                     "connect_rate"};
+
+/* Messages that begin a request when no request is open. */
+static bool starts_request(uint8_t type)
+{
+	return type == 'Q' || type == 'F' || type == 'P' || type == 'B' || type == 'D' ||
+	       type == 'E' || type == 'C';
+}
+
+/* 53400 with the tenant, the limit and a retry-after hint, as ERROR or FATAL. */
+static void send_refusal(struct client *c, const char *severity, enum limit_kind kind,
+                         int64_t wait_us)
+{
+	const struct pool *p = c->pool;
+	char rate[32], msg[256], hint[96];
+
+	tenant_format_rate(&p->set.limits->rate[kind], rate, sizeof(rate));
+	snprintf(msg, sizeof(msg), "rate limit exceeded for tenant \"%s\": %s %s", p->tenant,
+	         limit_names[kind], rate);
+	snprintf(hint, sizeof(hint), "retry after %lld ms", (long long)((wait_us + 999) / 1000));
+	/* Debug only: a tenant over its rate would otherwise flood the log; SHOW RATELIMITS counts.
+	 */
+	clog(c, LOG_DEBUG, "%s %s: %s (%s)", severity, SQLSTATE_CONFIGURATION_LIMIT, msg, hint);
+	build_error_hint(conn_out(&c->conn), severity, SQLSTATE_CONFIGURATION_LIMIT, msg, NULL,
+	                 hint);
+	atomic_fetch_add(&p->ts->rejected[kind], 1);
+	c->pool->lat.ratelimit_rejections++;
+}
+
+/*
+ * Take the tokens in `kinds`.  GO when taken; WAIT with the client
+ * suspended and its timer armed when they are due within rate_limit_wait
+ * (counted from the first try); REFUSED otherwise, with *kind and *wait_us
+ * saying which limit and when it would have been due.
+ */
+static enum admit take_or_wait(struct client *c, unsigned kinds, enum limit_kind *kind,
+                               int64_t *wait_us)
+{
+	struct pool *p = c->pool;
+	struct limiter *l = &c->w->rt->limiter;
+	int64_t now = worker_now_us(c->w);
+	int64_t wait = l->ops->take(l, p->ts, p->set.limits, kinds, now, false, kind);
+
+	if (wait == 0) {
+		tenant_note_taken(p->ts, kinds, now);
+		for (int k = 0; k < LIMIT_KINDS; k++)
+			if (kinds & (1u << k))
+				atomic_fetch_add(c->throttle_deadline_us != 0 ? &p->ts->delayed[k]
+				                                              : &p->ts->admitted[k],
+				                 1);
+		c->throttle_deadline_us = 0;
+		return ADMIT_GO;
+	}
+	if (c->throttle_deadline_us == 0)
+		c->throttle_deadline_us = now + p->set.rate_limit_wait_us;
+	if (now + wait <= c->throttle_deadline_us) {
+		client_suspend(c, SUSPEND_THROTTLE);
+		client_arm_timer(c, wait);
+		return ADMIT_WAIT;
+	}
+	c->throttle_deadline_us = 0;
+	*wait_us = wait;
+	return ADMIT_REFUSED;
+}
+
+enum admit admission_login(struct client *c)
+{
+	struct pool *p = c->pool;
+	const struct tenant_limits *lim = p->set.limits;
+	enum limit_kind kind = LIMIT_CONNECT;
+	int64_t wait = 0;
+	enum admit a;
+
+	if (!c->tenant_counted) {
+		int before = atomic_fetch_add(&p->ts->clients, 1);
+
+		if (p->set.max_client_conn > 0 && before >= p->set.max_client_conn) {
+			atomic_fetch_sub(&p->ts->clients, 1);
+			atomic_fetch_add(&p->ts->over_max_clients, 1);
+			client_fail(c, SQLSTATE_TOO_MANY_CONNECTIONS,
+			            "too many connections for tenant \"%s\" (max_client_conn %d)",
+			            p->tenant, p->set.max_client_conn);
+			return ADMIT_REFUSED;
+		}
+		c->tenant_counted = true;
+	}
+	if (lim == NULL || lim->rate[LIMIT_CONNECT].count <= 0)
+		return ADMIT_GO;
+	a = take_or_wait(c, 1u << LIMIT_CONNECT, &kind, &wait);
+	if (a == ADMIT_WAIT)
+		c->login = LOGIN_THROTTLED;
+	if (a == ADMIT_REFUSED) {
+		send_refusal(c, "FATAL", kind, wait);
+		client_close(c, "connect_rate exceeded");
+	}
+	return a;
+}
+
+enum admit admission_request(struct client *c, uint8_t type)
+{
+	struct server *s = c->server;
+	enum limit_kind kind = LIMIT_QUERY;
+	int64_t wait = 0;
+	unsigned kinds;
+	enum admit a;
+
+	if (type == 'S') {
+		c->in_request = false;
+		return ADMIT_GO;
+	}
+	if (c->in_request || !starts_request(type))
+		return ADMIT_GO;
+	/*
+	 * Requests pipelined behind unanswered ones: whether they open a
+	 * transaction is known only once the server has answered, so they
+	 * wait for that (the queue drains, then reading resumes).
+	 */
+	if (s != NULL && s->queue.count > 0) {
+		client_suspend(c, SUSPEND_PIPELINE);
+		return ADMIT_WAIT;
+	}
+	if (s != NULL && s->tx_status != 'I') {
+		/* Inside a transaction: counted, never refused. */
+		struct limiter *l = &c->w->rt->limiter;
+
+		l->ops->take(l, c->pool->ts, c->pool->set.limits, 1u << LIMIT_QUERY,
+		             worker_now_us(c->w), true, &kind);
+		tenant_note_taken(c->pool->ts, 1u << LIMIT_QUERY, worker_now_us(c->w));
+		atomic_fetch_add(&c->pool->ts->admitted[LIMIT_QUERY], 1);
+		a = ADMIT_GO;
+	} else {
+		kinds = (1u << LIMIT_QUERY) | (1u << LIMIT_TRANSACTION);
+		a = take_or_wait(c, kinds, &kind, &wait);
+	}
+	if (a == ADMIT_GO && type != 'Q' && type != 'F')
+		c->in_request = true;
+	if (a == ADMIT_REFUSED) {
+		send_refusal(c, "ERROR", kind, wait);
+		/* Drop the request up to its Sync (or this Query): that gets ReadyForQuery. */
+		c->discarding = true;
+		/* The throttle may have used the idle timer; the client is idle again. */
+		client_arm_timer(c, c->pool->set.client_idle_timeout_us);
+	}
+	return a;
+}
+
+void admission_retry(struct client *c)
+{
+	if (c->state == CLIENT_LOGIN) {
+		int64_t login_left =
+		    c->connect_us + c->w->cfg->client_login_timeout_us - worker_now_us(c->w);
+
+		client_resume(c, SUSPEND_THROTTLE);
+		/* The throttle borrowed the login timer: what is left of client_login_timeout. */
+		if (c->w->cfg->client_login_timeout_us > 0)
+			client_arm_timer(c, login_left > 0 ? login_left : 1);
+		client_login_finish(c);
+		return;
+	}
+	client_resume(c, SUSPEND_THROTTLE);
+}
+
+void admission_client_gone(struct client *c)
+{
+	if (c->tenant_counted) {
+		atomic_fetch_sub(&c->pool->ts->clients, 1);
+		c->tenant_counted = false;
+	}
+}

@@ -1,0 +1,145 @@
+/*
+ * Cancel forwarding; see cancel.h.  Each forwarded cancel is a short-lived
+ * connection to the server's address carrying its real (pid, key); the
+ * postmaster closes it once the signal is sent, which is when the server may
+ * be reused.
+ */
+#include "pool/cancel.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdlib.h>
+
+#include "pool/client.h"
+#include "base/list.h"
+#include "pool/pool.h"
+#include "proto/build.h"
+#include "runtime/runtime.h"
+#include "pool/server.h"
+#include "pool/worker.h"
+
+struct cancel_req {
+	struct list_node node;   /* server->cancels */
+	struct server *server;   /* NULL once the server is gone */
+	struct bufferevent *bev; /* connection to the postmaster */
+};
+
+struct routed_cancel {
+	uint32_t pid, key; /* as received from the client */
+};
+
+static void cancel_local(struct worker *w, uint32_t pid, uint32_t key)
+{
+	struct client *c = worker_cancel_lookup(w, pid);
+
+	if (c == NULL || !secret_equal(&c->cancel_key, &key, sizeof(key))) {
+		log_debug(w->log, "cancel request with an unknown key ignored");
+		return;
+	}
+	clog(c, LOG_DEBUG, "cancel requested");
+	client_cancel(c);
+}
+
+static void routed_fn(void *owner, void *arg)
+{
+	struct routed_cancel *rc = arg;
+
+	cancel_local(owner, rc->pid, rc->key);
+	free(rc);
+}
+
+void cancel_route(struct worker *w, uint32_t pid, uint32_t key)
+{
+	int owner = (int)(pid >> 24);
+	struct routed_cancel *rc;
+
+	if (owner == w->id) {
+		cancel_local(w, pid, key);
+		return;
+	}
+	if (owner >= w->rt->nworkers)
+		return;
+	rc = malloc(sizeof(*rc));
+	if (rc == NULL)
+		return;
+	rc->pid = pid;
+	rc->key = key;
+	if (inbox_post(&w->rt->workers[owner]->inbox, routed_fn, rc) < 0)
+		free(rc);
+}
+
+static void cancel_done(struct cancel_req *req)
+{
+	struct server *s = req->server;
+
+	bufferevent_free(req->bev);
+	if (s != NULL) {
+		list_del(&req->node);
+		s->cancels_inflight--;
+		/* The server finished its work while the cancel was in flight: now it may go back.
+		 */
+		if (s->cancels_inflight == 0 && s->state == SERVER_CANCELING)
+			pool_release(s->pool, s);
+	}
+	free(req);
+}
+
+static void cancel_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct cancel_req *req = arg;
+
+	if (what & BEV_EVENT_CONNECTED)
+		return;
+	cancel_done(req);
+}
+
+static void cancel_read_cb(struct bufferevent *bev, void *arg)
+{
+	/* The postmaster sends nothing; drop anything unexpected. */
+	evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+}
+
+void cancel_server(struct server *s)
+{
+	struct worker *w = s->w;
+	struct cancel_req *req;
+	int64_t wait = w->cfg->cancel_wait_timeout_us;
+	struct timeval tv = {.tv_sec = wait / 1000000, .tv_usec = wait % 1000000};
+
+	if (s->addrlen == 0 || s->backend_pid == 0)
+		return;
+	req = calloc(1, sizeof(*req));
+	if (req == NULL)
+		return;
+	req->server = s;
+	req->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (req->bev == NULL) {
+		free(req);
+		return;
+	}
+	bufferevent_setcb(req->bev, cancel_read_cb, NULL, cancel_event_cb, req);
+	if (wait > 0)
+		bufferevent_set_timeouts(req->bev, &tv, &tv);
+	bufferevent_enable(req->bev, EV_READ);
+	build_cancel_request(bufferevent_get_output(req->bev), s->backend_pid, s->backend_key);
+	list_add_tail(&s->cancels, &req->node);
+	s->cancels_inflight++;
+	slog(s, LOG_DEBUG, "forwarding cancel to backend %u", s->backend_pid);
+	if (bufferevent_socket_connect(req->bev, (struct sockaddr *)&s->addr, (int)s->addrlen) < 0)
+		cancel_done(req);
+}
+
+void cancel_detach_server(struct server *s)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &s->cancels)
+	{
+		struct cancel_req *req = list_entry(pos, struct cancel_req, node);
+
+		list_del(&req->node);
+		req->server = NULL;
+	}
+	s->cancels_inflight = 0;
+}

@@ -1,0 +1,485 @@
+/*
+ * Client connections: startup packet, authentication against the auth_file,
+ * the welcome (ParameterStatus replay, BackendKeyData), and the state changes
+ * around waiting for and holding a server.  Relaying is relay.c's job.
+ */
+#include "pool/client.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "admin/control.h"
+#include "pool/admission.h"
+#include "pool/cancel.h"
+#include "config/config.h"
+#include "observe/latency.h"
+#include "pool/pool.h"
+#include "proto/build.h"
+#include "proto/frame.h"
+#include "proto/sqlstate.h"
+#include "pool/relay.h"
+#include "runtime/runtime.h"
+#include "pool/server.h"
+#include "net/tls.h"
+#include "pool/worker.h"
+
+static const char *const state_names[] = {"login", "idle", "waiting", "active", "closing"};
+
+const char *client_state_name(enum client_state state)
+{
+	return state_names[state];
+}
+
+void client_log_ctx(const struct client *c, struct log_ctx *ctx)
+{
+	ctx->worker = c->w->id;
+	ctx->kind = 'C';
+	ctx->id = c->id;
+	ctx->db = c->dbname;
+	ctx->user = c->user;
+	ctx->addr = c->addr;
+}
+
+static void client_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+void client_arm_timer(struct client *c, int64_t us)
+{
+	struct timeval tv = {.tv_sec = us / 1000000, .tv_usec = us % 1000000};
+
+	/* Created on first need and freed after login: idle clients mostly have no timeout. */
+	if (us > 0 && c->timer == NULL &&
+	    (c->timer = evtimer_new(c->w->base, client_timer_cb, c)) == NULL) {
+		clog(c, LOG_ERROR, "out of memory for a timer: closing the connection");
+		client_close(c, "out of memory");
+		return;
+	}
+	if (us > 0) {
+		evtimer_add(c->timer, &tv);
+		c->timer_armed = true;
+	} else if (c->timer_armed) {
+		evtimer_del(c->timer);
+		c->timer_armed = false;
+	}
+}
+
+static void bury(struct client *c)
+{
+	conn_halt(&c->conn);
+	if (c->timer_armed) {
+		evtimer_del(c->timer);
+		c->timer_armed = false;
+	}
+	list_del(&c->node);
+	list_add_tail(&c->w->dead_clients, &c->node);
+	worker_schedule_reap(c->w);
+	worker_check_drained(c->w); /* its last bytes are out: the drain may end */
+}
+
+/*
+ * A closing client may still have a final ErrorResponse to deliver: keep the
+ * socket until it is written (or the peer is gone, or 5 s pass), then free it.
+ */
+static void client_bury_after_flush(struct client *c)
+{
+	list_del(&c->node);
+	list_add_tail(&c->w->closing_clients, &c->node);
+	if (c->conn.halted || evbuffer_get_length(c->conn.out) == 0) {
+		bury(c);
+		return;
+	}
+	conn_notify_drained(&c->conn, 0);
+	client_arm_timer(c, 5000000);
+}
+
+void client_set_state(struct client *c, enum client_state state)
+{
+	if (c->state == CLIENT_CLOSING)
+		return;
+	if (c->state == CLIENT_WAITING && state != CLIENT_WAITING)
+		client_resume(c, SUSPEND_WAIT_SERVER);
+	if (c->state == CLIENT_LOGIN && state != CLIENT_LOGIN) {
+		free(c->peer); /* the address checks are done; logs use c->addr */
+		c->peer = NULL;
+	}
+	if (c->timer_armed) {
+		evtimer_del(c->timer);
+		c->timer_armed = false;
+	}
+	c->state = state;
+	switch (state) {
+	case CLIENT_IDLE:
+		client_arm_timer(c, c->pool != NULL ? c->pool->set.client_idle_timeout_us
+		                                    : c->w->cfg->client_idle_timeout_us);
+		break;
+	case CLIENT_WAITING:
+		c->wait_start_us = worker_now_us(c->w);
+		client_suspend(c, SUSPEND_WAIT_SERVER);
+		client_arm_timer(c, c->pool->set.query_wait_timeout_us);
+		break;
+	case CLIENT_CLOSING:
+		client_bury_after_flush(c);
+		break;
+	default:
+		break;
+	}
+}
+
+void client_suspend(struct client *c, uint32_t reason)
+{
+	if (c->suspend == 0)
+		conn_set_reading(&c->conn, false);
+	c->suspend |= reason;
+}
+
+void client_resume(struct client *c, uint32_t reason)
+{
+	if ((c->suspend & reason) == 0)
+		return;
+	c->suspend &= ~reason;
+	if (c->suspend == 0 && c->state != CLIENT_CLOSING) {
+		conn_set_reading(&c->conn, true);
+		client_kick(c);
+	}
+}
+
+void client_kick(struct client *c)
+{
+	if (c->state != CLIENT_CLOSING)
+		conn_kick(&c->conn);
+}
+
+void client_close(struct client *c, const char *reason)
+{
+	struct worker *w = c->w;
+
+	if (c->state == CLIENT_CLOSING)
+		return;
+	clog(c, LOG_DEBUG, "closing: %s", reason);
+	if (list_linked(&c->wait_node))
+		list_del(&c->wait_node);
+	if (c->server != NULL)
+		server_unlink(c->server);
+	admission_client_gone(c);
+	worker_cancel_unregister(w, c);
+	conn_set_reading(&c->conn, false);
+	client_set_state(c, CLIENT_CLOSING);
+	w->nclients--;
+	atomic_fetch_sub(&w->rt->nclients, 1);
+	worker_check_drained(w);
+}
+
+static void send_error(struct client *c, const char *severity, const char *sqlstate,
+                       const char *fmt, va_list ap)
+{
+	char msg[512];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	clog(c, strcmp(sqlstate, SQLSTATE_ADMIN_SHUTDOWN) == 0 ? LOG_DEBUG : LOG_INFO, "%s %s: %s",
+	     severity, sqlstate, msg);
+	build_error(conn_out(&c->conn), severity, sqlstate, msg, NULL);
+}
+
+void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->state == CLIENT_CLOSING)
+		return;
+	va_start(ap, fmt);
+	send_error(c, "FATAL", sqlstate, fmt, ap);
+	va_end(ap);
+	client_close(c, "error sent");
+}
+
+void client_reject_request(struct client *c, const char *sqlstate, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->state == CLIENT_CLOSING)
+		return;
+	va_start(ap, fmt);
+	send_error(c, "ERROR", sqlstate, fmt, ap);
+	va_end(ap);
+	pool_dequeue(c->pool, c);
+	/* Drop the request's messages up to its Sync/Query, which then gets ReadyForQuery. */
+	c->discarding = true;
+	client_set_state(c, CLIENT_IDLE);
+	client_kick(c);
+}
+
+void client_free(struct client *c)
+{
+	admin_client_free(c);
+	conn_release(&c->conn);
+	if (c->timer != NULL)
+		event_free(c->timer);
+	param_list_fini(&c->params);
+	prepared_map_fini(&c->stmts, &c->w->prepared);
+	if (c->scram != NULL) {
+		OPENSSL_cleanse(c->scram, sizeof(*c->scram));
+		free(c->scram);
+	}
+	if (c->queried_secret != NULL) {
+		user_secret_free(c->queried_secret);
+		free(c->queried_secret);
+	}
+	free(c->capture);
+	free(c->peer);
+	free(c->user);
+	free(c->dbname);
+	free(c);
+}
+
+void client_link(struct client *c, struct server *s)
+{
+	struct pool_stats *st = &s->pool->stats;
+
+	if (c->state == CLIENT_WAITING)
+		st->wait_time_us += (uint64_t)(worker_now_us(c->w) - c->wait_start_us);
+	latency_link(c, s);
+	st->server_assignments++;
+	c->server = s;
+	s->client = c;
+	client_set_state(c, CLIENT_ACTIVE);
+	server_sync_params(s, c);
+}
+
+void client_login_ready(struct client *c)
+{
+	struct evbuffer *out = conn_out(&c->conn);
+	const struct param_list *defaults = &c->pool->defaults;
+
+	for (size_t i = 0; i < defaults->count; i++) {
+		const struct param *d = &defaults->items[i];
+		const struct param *own = param_find(&c->params, d->name);
+
+		build_parameter_status(out, d->name, own ? own->value : d->value);
+	}
+	build_backend_key(out, c->cancel_pid, c->cancel_key);
+	c->pool->stats.client_logins++;
+	build_ready(out, 'I');
+	client_set_state(c, CLIENT_IDLE);
+	/* The login timer is done with; a client given an idle timeout later makes a new one. */
+	if (c->timer != NULL && !c->timer_armed) {
+		event_free(c->timer);
+		c->timer = NULL;
+	}
+	clog(c, LOG_DEBUG, "logged in");
+	client_resume(c, SUSPEND_LOGIN_WAIT);
+}
+
+void client_pool_failed(struct client *c, const char *sqlstate, const char *msg)
+{
+	if (c->state == CLIENT_LOGIN)
+		client_fail(c, sqlstate, "%s", msg);
+	else
+		client_reject_request(c, sqlstate, "%s", msg);
+}
+
+void client_cancel(struct client *c)
+{
+	latency_cancel(c);
+	if (c->admin != NULL)
+		admin_cancel(c);
+	else if (c->state == CLIENT_WAITING)
+		client_reject_request(c, SQLSTATE_QUERY_CANCELED,
+		                      "canceling statement due to user request");
+	else if (c->state == CLIENT_ACTIVE && c->server != NULL)
+		cancel_server(c->server);
+}
+
+void client_drain(struct client *c)
+{
+	if (c->state == CLIENT_ACTIVE) {
+		c->close_at_idle = true;
+		return;
+	}
+	client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "sluice is shutting down");
+}
+
+static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+
+	c->timer_armed = false;
+	if (c->state == CLIENT_CLOSING) {
+		bury(c); /* its last message could not be delivered in time */
+		return;
+	}
+	if (c->suspend & SUSPEND_THROTTLE) {
+		admission_retry(c);
+		return;
+	}
+	latency_timeout(c);
+	if (c->state == CLIENT_LOGIN)
+		client_fail(c, SQLSTATE_CONNECTION_FAILURE,
+		            "client_login_timeout expired before the login completed");
+	else if (c->state == CLIENT_IDLE ||
+	         (c->state == CLIENT_ACTIVE && c->server != NULL && c->server->tx_status == 'I'))
+		client_fail(c, SQLSTATE_IDLE_SESSION_TIMEOUT,
+		            "closing an idle connection: client_idle_timeout expired");
+	else if (c->state == CLIENT_ACTIVE)
+		client_fail(c, SQLSTATE_IDLE_IN_TRANSACTION_TIMEOUT,
+		            "closing a connection idle in a transaction: "
+		            "idle_transaction_timeout expired");
+	else if (c->state == CLIENT_WAITING)
+		client_reject_request(c, SQLSTATE_TOO_MANY_CONNECTIONS,
+		                      "query_wait_timeout expired while waiting for a server "
+		                      "connection (pool %s/%s is busy)",
+		                      c->pool->dbname, c->pool->user);
+}
+
+static void client_read_cb(void *arg)
+{
+	struct client *c = arg;
+
+	switch (c->state) {
+	case CLIENT_LOGIN:
+		client_login_input(c);
+		break;
+	case CLIENT_IDLE:
+	case CLIENT_ACTIVE:
+		if (c->admin != NULL)
+			admin_input(c);
+		else
+			relay_client_input(c);
+		break;
+	case CLIENT_WAITING:
+	case CLIENT_CLOSING:
+		break;
+	}
+}
+
+static void client_drained_cb(void *arg)
+{
+	struct client *c = arg;
+
+	if (c->state == CLIENT_CLOSING)
+		bury(c); /* the final message is out */
+	else if (c->server != NULL)
+		server_resume(c->server, SUSPEND_WATERMARK); /* room again: the server may send */
+}
+
+static void client_event_cb(void *arg, int what)
+{
+	struct client *c = arg;
+	char reason[256];
+
+	if (what & CONN_CONNECTED)
+		return; /* TLS handshake done: the startup packet follows */
+	if (c->state == CLIENT_CLOSING) {
+		bury(c); /* the peer is gone before its final message was out */
+		return;
+	}
+	if (c->tls && (what & CONN_ERROR)) {
+		tls_error_text(conn_tls_bev(&c->conn), reason, sizeof(reason));
+		clog(c, LOG_INFO, "TLS: %s", reason);
+		client_close(c, "TLS error");
+		return;
+	}
+	client_close(c, (what & CONN_EOF) ? "client disconnected" : "client socket error");
+}
+
+static const struct conn_ops client_conn_ops = {
+    .read = client_read_cb,
+    .drained = client_drained_cb,
+    .event = client_event_cb,
+};
+
+int client_start_tls(struct client *c)
+{
+	SSL *ssl = SSL_new(c->w->snap->tls.accept);
+
+	/* The answer goes out in the clear, before the handshake; nothing else is queued. */
+	if (ssl == NULL || send(c->conn.fd, "S", 1, MSG_NOSIGNAL) != 1) {
+		SSL_free(ssl);
+		client_close(c, "could not start TLS");
+		return -1;
+	}
+	if (conn_start_tls(&c->conn, ssl, BUFFEREVENT_SSL_ACCEPTING) < 0) {
+		client_close(c, "could not start TLS");
+		return -1;
+	}
+	c->tls = true;
+	return 0;
+}
+
+static void format_addr(struct client *c, const struct sockaddr *addr)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+
+	if (c->is_unix) {
+		snprintf(c->addr, sizeof(c->addr), "unix");
+		return;
+	}
+	if (addr->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		port = ntohs(in->sin_port);
+	} else if (addr->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		port = ntohs(in6->sin6_port);
+	}
+	snprintf(c->addr, sizeof(c->addr), "%s:%d", host, port);
+}
+
+struct client *client_new(struct worker *w, int fd, const struct sockaddr *addr, int addrlen,
+                          bool is_unix)
+{
+	struct client *c = calloc(1, sizeof(*c));
+	int one = 1;
+
+	if (c == NULL) {
+		close(fd);
+		return NULL;
+	}
+	c->id = atomic_fetch_add(&w->rt->next_conn_id, 1);
+	c->w = w;
+	c->is_unix = is_unix;
+	c->state = CLIENT_LOGIN;
+	c->connect_us = worker_now_us(w);
+	list_init(&c->wait_node);
+	param_list_init(&c->params);
+	if (!is_unix) {
+		c->peer = calloc(1, sizeof(*c->peer));
+		if (c->peer == NULL) {
+			close(fd);
+			client_free(c);
+			return NULL;
+		}
+		if (addrlen > 0 && (size_t)addrlen <= sizeof(*c->peer))
+			memcpy(c->peer, addr, (size_t)addrlen);
+	}
+	format_addr(c, addr);
+	if (!is_unix)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (conn_init_fd(&c->conn, w, fd, &client_conn_ops, c) < 0) {
+		client_free(c);
+		return NULL;
+	}
+	conn_set_read_high(&c->conn, RELAY_READ_HIGH);
+	list_add_tail(&w->clients, &c->node);
+	w->nclients++;
+	/* Refused after the startup packet, as Postgres does, so libpq reads the error. */
+	if (atomic_fetch_add(&w->rt->nclients, 1) >= w->cfg->max_client_conn)
+		c->refuse = REFUSE_TOO_MANY;
+	else if (w->draining)
+		c->refuse = REFUSE_SHUTDOWN;
+	client_arm_timer(c, w->cfg->client_login_timeout_us);
+	return c;
+}

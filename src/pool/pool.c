@@ -1,0 +1,786 @@
+/*
+ * Pools.  A pool is per worker; its size and the per-db / per-user caps are
+ * shared across workers through atomic quotas, so N workers never open more
+ * server connections than configured.
+ */
+#include "pool/pool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin/control.h"
+#include "pool/client.h"
+#include "config/config.h"
+#include "proto/sqlstate.h"
+#include "runtime/runtime.h"
+#include "pool/server.h"
+#include "pool/worker.h"
+
+static struct pool *pool_find(struct worker *w, const char *dbname, const char *user,
+                              const char *tenant, int64_t statement_timeout_us)
+{
+	struct list_node *pos;
+
+	for (pos = w->pools.next; pos != &w->pools; pos = pos->next) {
+		struct pool *p = list_entry(pos, struct pool, node);
+
+		if (strcmp(p->dbname, dbname) == 0 && strcmp(p->user, user) == 0 &&
+		    strcmp(p->tenant, tenant) == 0 &&
+		    p->statement_timeout_us == statement_timeout_us)
+			return p;
+	}
+	return NULL;
+}
+
+/* The group of pools with this database and server user on the worker, or NULL. */
+static struct pool_group *group_find(struct worker *w, const char *dbname, const char *user)
+{
+	struct list_node *pos;
+
+	for (pos = w->pools.next; pos != &w->pools; pos = pos->next) {
+		struct pool *p = list_entry(pos, struct pool, node);
+
+		if (strcmp(p->dbname, dbname) == 0 && strcmp(p->user, user) == 0)
+			return p->group;
+	}
+	return NULL;
+}
+
+/* First non-inherited value: [users], tenant, [databases], then [sluice]. */
+static int64_t pick(int64_t user, int64_t tenant, int64_t db, int64_t global)
+{
+	if (user != CONFIG_INHERIT)
+		return user;
+	if (tenant >= 0)
+		return tenant;
+	if (db != CONFIG_INHERIT)
+		return db;
+	return global;
+}
+
+static void resolve_settings(struct pool *p)
+{
+	const struct config *cfg = p->w->cfg;
+	const struct tenant_def *t = config_tenant_named(cfg, p->tenant);
+	const struct tenant_limits *l = t != NULL ? &t->limits : NULL;
+	const struct user_def *u = p->udef;
+	const struct db_def *db = p->db;
+	struct pool_settings *set = &p->set;
+
+#define PICK(field, tfield)                                                                        \
+	pick(u ? u->field : CONFIG_INHERIT, l ? l->tfield : -1, db ? db->field : CONFIG_INHERIT,   \
+	     cfg->field##_us)
+	set->query_timeout_us = PICK(query_timeout, query_timeout_us);
+	set->query_wait_timeout_us = PICK(query_wait_timeout, query_wait_timeout_us);
+	set->idle_transaction_timeout_us =
+	    PICK(idle_transaction_timeout, idle_transaction_timeout_us);
+	set->client_idle_timeout_us = PICK(client_idle_timeout, client_idle_timeout_us);
+#undef PICK
+	set->rate_limit_wait_us = l != NULL && l->rate_limit_wait_us >= 0 ? l->rate_limit_wait_us
+	                                                                  : cfg->rate_limit_wait_us;
+	set->max_server_conn = l != NULL && l->max_server_conn > 0 ? (int)l->max_server_conn : 0;
+	set->max_client_conn = l != NULL && l->max_client_conn > 0 ? (int)l->max_client_conn : 0;
+	set->limits = l;
+	set->rate_limited =
+	    l != NULL && (l->rate[LIMIT_QUERY].count > 0 || l->rate[LIMIT_TRANSACTION].count > 0);
+}
+
+/* statement_timeout for a client's server logins: its [users] entry, else its tenant's. */
+static int64_t statement_timeout_for(const struct config *cfg, const char *client_user,
+                                     const struct tenant_def *t)
+{
+	const struct user_def *u = config_find_user(cfg, client_user);
+
+	if (u != NULL && u->statement_timeout != CONFIG_INHERIT)
+		return u->statement_timeout;
+	if (t != NULL && t->limits.statement_timeout_us > 0)
+		return t->limits.statement_timeout_us;
+	return 0;
+}
+
+/*
+ * Every member of a group logs in as the same user to the same database, so
+ * one member's server parameters serve the others' welcomes: a tenant's
+ * first client need not wait for a server it may not get at once.
+ */
+static void borrow_defaults(struct pool *p)
+{
+	struct list_node *pos;
+
+	for (pos = p->group->members.next; pos != &p->group->members; pos = pos->next) {
+		struct pool *other = list_entry(pos, struct pool, group_node);
+
+		if (other != p && other->have_defaults) {
+			param_list_copy(&p->defaults, &other->defaults);
+			p->have_defaults = true;
+			p->defaults_generation++;
+			return;
+		}
+	}
+}
+
+static int join_group(struct pool *p)
+{
+	struct pool_group *g = group_find(p->w, p->dbname, p->user);
+
+	if (g == NULL) {
+		if ((g = calloc(1, sizeof(*g))) == NULL)
+			return -1;
+		list_init(&g->members);
+		g->turn = p;
+	}
+	list_add_tail(&g->members, &p->group_node);
+	g->count++;
+	p->group = g;
+	return 0;
+}
+
+static void leave_group(struct pool *p)
+{
+	struct pool_group *g = p->group;
+
+	list_del(&p->group_node);
+	if (--g->count == 0) {
+		free(g);
+		return;
+	}
+	if (g->turn == p)
+		g->turn = list_entry(g->members.next, struct pool, group_node);
+}
+
+struct pool *pool_get(struct worker *w, const char *dbname, const char *server_user,
+                      const char *client_user, const struct db_def *db)
+{
+	const struct tenant_def *t = config_find_tenant(w->cfg, client_user, dbname);
+	const char *tenant = t != NULL ? t->name : TENANT_DEFAULT;
+	int64_t statement_timeout = statement_timeout_for(w->cfg, client_user, t);
+	struct pool *p = pool_find(w, dbname, server_user, tenant, statement_timeout);
+	char key[512];
+
+	if (p != NULL)
+		return p;
+	p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return NULL;
+	p->w = w;
+	p->dbname = strdup(dbname);
+	p->user = strdup(server_user);
+	p->tenant = strdup(tenant);
+	if (p->dbname == NULL || p->user == NULL || p->tenant == NULL || join_group(p) < 0) {
+		free(p->dbname);
+		free(p->user);
+		free(p->tenant);
+		free(p);
+		return NULL;
+	}
+	p->statement_timeout_us = statement_timeout;
+	p->db = db;
+	p->udef = config_find_user(w->cfg, server_user);
+	resolve_settings(p);
+	list_init(&p->idle);
+	list_init(&p->active);
+	list_init(&p->pending);
+	list_init(&p->waiting);
+	list_init(&p->login_waiting);
+	param_list_init(&p->defaults);
+	p->stats_last_us = worker_now_us(w); /* counters start at zero now */
+	snprintf(key, sizeof(key), "%s/%s", dbname, server_user);
+	p->pool_quota = runtime_quota(w->rt, "pool", key);
+	p->db_quota = runtime_quota(w->rt, "db", dbname);
+	p->user_quota = runtime_quota(w->rt, "user", server_user);
+	p->tenant_quota = runtime_quota(w->rt, "tenant", tenant);
+	p->ts = runtime_tenant(w->rt, tenant);
+	borrow_defaults(p);
+	list_add_tail(&w->pools, &p->node);
+	admin_pool_created(p);
+	return p;
+}
+
+static void close_list(struct list_node *head, const char *reason)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, head)
+	{
+		server_close(list_entry(pos, struct server, node), reason);
+	}
+}
+
+void pool_free(struct pool *p)
+{
+	close_list(&p->idle, "pool freed");
+	close_list(&p->active, "pool freed");
+	close_list(&p->pending, "pool freed");
+	list_del(&p->node);
+	leave_group(p);
+	param_list_fini(&p->defaults);
+	latency_fini(&p->lat);
+	free(p->dbname);
+	free(p->user);
+	free(p->tenant);
+	free(p);
+}
+
+int pool_mode(const struct pool *p)
+{
+	return config_pool_mode(p->w->cfg, p->db, p->udef);
+}
+
+int pool_size(const struct pool *p)
+{
+	return config_pool_size(p->w->cfg, p->db, p->udef);
+}
+
+/* An idle server of another pool on the same database, to make room under max_db_connections. */
+static bool evict_idle_of_db(struct pool *p)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &p->w->pools)
+	{
+		struct pool *other = list_entry(pos, struct pool, node);
+
+		if (other != p && strcmp(other->dbname, p->dbname) == 0 &&
+		    !list_empty(&other->idle)) {
+			struct server *s = list_entry(other->idle.prev, struct server, node);
+
+			server_close(s, "making room under max_db_connections");
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Close an idle server of another tenant's pool in the group, so its unit comes free. */
+static bool evict_idle_of_group(struct pool *p)
+{
+	struct list_node *pos;
+
+	for (pos = p->group->members.next; pos != &p->group->members; pos = pos->next) {
+		struct pool *other = list_entry(pos, struct pool, group_node);
+
+		if (other != p && !list_empty(&other->idle)) {
+			server_close(list_entry(other->idle.prev, struct server, node),
+			             "making room for another tenant's clients");
+			return true;
+		}
+	}
+	return false;
+}
+
+static void give_quotas(struct pool *p)
+{
+	quota_give(p->pool_quota);
+	quota_give(p->db_quota);
+	quota_give(p->user_quota);
+	quota_give(p->tenant_quota);
+}
+
+/* Take one unit of every cap, or none. */
+static bool take_quotas(struct pool *p)
+{
+	const struct config *cfg = p->w->cfg;
+	int max_db = cfg->max_db_connections;
+	int max_user = cfg->max_user_connections;
+
+	if (p->db != NULL && p->db->max_db_connections != CONFIG_INHERIT)
+		max_db = p->db->max_db_connections;
+	if (p->udef != NULL && p->udef->max_user_connections != CONFIG_INHERIT)
+		max_user = p->udef->max_user_connections;
+	if (!quota_take(p->tenant_quota, p->set.max_server_conn))
+		return false;
+	if (!quota_take(p->pool_quota, pool_size(p))) {
+		if (!evict_idle_of_group(p) || !quota_take(p->pool_quota, pool_size(p))) {
+			quota_give(p->tenant_quota);
+			return false;
+		}
+	}
+	if (!quota_take(p->db_quota, max_db)) {
+		if (!evict_idle_of_db(p) || !quota_take(p->db_quota, max_db)) {
+			quota_give(p->pool_quota);
+			quota_give(p->tenant_quota);
+			return false;
+		}
+	}
+	if (!quota_take(p->user_quota, max_user)) {
+		quota_give(p->pool_quota);
+		quota_give(p->db_quota);
+		quota_give(p->tenant_quota);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Fairness between the tenants of a group.  A server may move to another
+ * member when that member logs in the same way (same statement_timeout) and
+ * its tenant has room under max_server_conn; otherwise it is closed, which
+ * frees the shared unit for the member to connect with.
+ */
+static bool can_move(const struct pool *from, const struct pool *to)
+{
+	return from->statement_timeout_us == to->statement_timeout_us;
+}
+
+static void move_server(struct server *s, struct pool *to)
+{
+	struct pool *from = s->pool;
+
+	if (from->tenant_quota != to->tenant_quota) {
+		quota_give(from->tenant_quota);
+		atomic_fetch_add(&to->tenant_quota->used, 1);
+	}
+	from->nservers--;
+	to->nservers++;
+	s->pool = to;
+}
+
+/* May `to` take a server now (its tenant under max_server_conn, or the server already its)? */
+static bool tenant_has_room(const struct pool *from, const struct pool *to)
+{
+	return from->tenant_quota == to->tenant_quota || to->set.max_server_conn <= 0 ||
+	       atomic_load(&to->tenant_quota->used) < to->set.max_server_conn;
+}
+
+/* The next member, from the group's turn on, with a waiter it can serve. */
+static struct pool *next_turn(struct pool *from)
+{
+	struct pool_group *g = from->group;
+	struct pool *p = g->turn;
+
+	for (int i = 0; i < g->count; i++) {
+		struct list_node *next =
+		    p->group_node.next == &g->members ? g->members.next : p->group_node.next;
+		struct pool *after = list_entry(next, struct pool, group_node);
+
+		if (!p->paused && !list_empty(&p->waiting) && tenant_has_room(from, p)) {
+			g->turn = after;
+			return p;
+		}
+		p = after;
+	}
+	return NULL;
+}
+
+/* Serve the first waiter of `to` with `s`, a server of another member going idle. */
+static void hand_over(struct server *s, struct pool *to)
+{
+	struct client *c;
+
+	if (!can_move(s->pool, to)) {
+		server_close(s, "handing the connection to another tenant");
+		pool_maintain(to);
+		return;
+	}
+	move_server(s, to);
+	c = list_entry(list_first(&to->waiting), struct client, wait_node);
+	list_del(&c->wait_node);
+	server_set_state(s, SERVER_ACTIVE);
+	client_link(c, s);
+}
+
+/* An idle server of another member that `p` can take over, or NULL. */
+static struct server *borrow_idle(struct pool *p)
+{
+	struct list_node *pos;
+
+	for (pos = p->group->members.next; pos != &p->group->members; pos = pos->next) {
+		struct pool *other = list_entry(pos, struct pool, group_node);
+
+		if (other != p && !other->paused && !list_empty(&other->idle) &&
+		    can_move(other, p) && tenant_has_room(other, p)) {
+			struct server *s = list_entry(other->idle.next, struct server, node);
+
+			move_server(s, p);
+			return s;
+		}
+	}
+	return NULL;
+}
+
+static int count_connecting(const struct pool *p)
+{
+	int n = 0;
+
+	for (const struct list_node *pos = p->pending.next; pos != &p->pending; pos = pos->next)
+		n++;
+	return n;
+}
+
+/*
+ * Balance across workers.  The caps are shared, the servers are not: with
+ * every unit held by servers of another worker, a pool with no server of its
+ * own would wait for query_wait_timeout.  So such a pool asks the others to shed:
+ * each closes an idle server of the same pool now, or the next one released
+ * while nobody waits there, and a closed server kicks the other workers, whose
+ * pools then connect with the unit that came free.
+ */
+struct shed_request {
+	char *dbname, *user;
+};
+
+static bool group_has_waiters(const struct pool_group *g)
+{
+	for (const struct list_node *pos = g->members.next; pos != &g->members; pos = pos->next) {
+		const struct pool *p = list_entry(pos, struct pool, group_node);
+
+		if (!list_empty(&p->waiting) || !list_empty(&p->login_waiting))
+			return true;
+	}
+	return false;
+}
+
+static void shed_fn(void *owner, void *arg)
+{
+	struct worker *w = owner;
+	struct shed_request *req = arg;
+	struct pool_group *g = group_find(w, req->dbname, req->user);
+	struct list_node *pos;
+
+	if (g != NULL && !group_has_waiters(g)) {
+		struct pool *owes = list_entry(g->members.next, struct pool, group_node);
+
+		for (pos = g->members.next; pos != &g->members; pos = pos->next) {
+			struct pool *p = list_entry(pos, struct pool, group_node);
+
+			if (!list_empty(&p->idle)) {
+				server_close(list_entry(p->idle.next, struct server, node),
+				             "another worker's clients need the connection");
+				owes = NULL;
+				break;
+			}
+		}
+		if (owes != NULL && owes->shed_owed < pool_size(owes))
+			owes->shed_owed++;
+	}
+	free(req->dbname);
+	free(req->user);
+	free(req);
+}
+
+static void ask_others_to_shed(struct pool *p)
+{
+	struct runtime *rt = p->w->rt;
+
+	/* With a server of its own, the pool's queue moves; only one with none starves. */
+	if (rt->nworkers < 2 || rt->workers_stopped || p->shed_asked || p->nservers > 0 ||
+	    (list_empty(&p->waiting) && list_empty(&p->login_waiting)))
+		return;
+	p->shed_asked = true;
+	for (int i = 0; i < rt->nworkers; i++) {
+		struct shed_request *req;
+
+		if (i == p->w->id)
+			continue;
+		req = calloc(1, sizeof(*req));
+		if (req == NULL || (req->dbname = strdup(p->dbname)) == NULL ||
+		    (req->user = strdup(p->user)) == NULL ||
+		    inbox_post(&rt->workers[i]->inbox, shed_fn, req) < 0) {
+			if (req != NULL) {
+				free(req->dbname);
+				free(req->user);
+			}
+			free(req);
+		}
+	}
+}
+
+static void kick_fn(void *owner, void *arg)
+{
+	struct worker *w = owner;
+	struct list_node *pos;
+
+	/* A unit came free somewhere: a pool still starving may ask again. */
+	for (pos = w->pools.next; pos != &w->pools; pos = pos->next)
+		list_entry(pos, struct pool, node)->shed_asked = false;
+	pool_kick_all(w);
+}
+
+void pool_kick_others(struct worker *w)
+{
+	if (w->rt->workers_stopped)
+		return;
+	for (int i = 0; i < w->rt->nworkers; i++)
+		if (i != w->id)
+			inbox_post(&w->rt->workers[i]->inbox, kick_fn, NULL);
+}
+
+void pool_maintain(struct pool *p)
+{
+	int want, min_size;
+
+	if (p->db == NULL || p->paused || p->w->draining || worker_now_us(p->w) < p->retry_after_us)
+		return;
+	/* Servers still logging in or resetting will serve waiters soon. */
+	want =
+	    (int)list_count(&p->waiting) + (int)list_count(&p->login_waiting) - count_connecting(p);
+	min_size = config_min_pool_size(p->w->cfg, p->db);
+	if (p->nservers + (want > 0 ? want : 0) < min_size)
+		want = min_size - p->nservers;
+	while (want-- > 0) {
+		if (worker_now_us(p->w) < p->retry_after_us)
+			return;
+		if (!take_quotas(p)) {
+			ask_others_to_shed(p);
+			return;
+		}
+		struct server *s = server_new(p);
+
+		if (s == NULL) {
+			give_quotas(p);
+			return;
+		}
+		/* Failed synchronously (already closed): do not spin on retries. */
+		if (s->state == SERVER_CLOSING)
+			return;
+	}
+}
+
+void pool_acquire(struct pool *p, struct client *c)
+{
+	struct list_node *first = p->paused ? NULL : list_first(&p->idle);
+	struct server *s = first != NULL ? list_entry(first, struct server, node) : NULL;
+
+	/* Another tenant's idle server, rather than a new connection or a wait. */
+	if (s == NULL && !p->paused && p->group->count > 1)
+		s = borrow_idle(p);
+	if (s != NULL) {
+		server_set_state(s, SERVER_ACTIVE);
+		client_link(c, s);
+		return;
+	}
+	/* Postgres is down and nothing could serve the client: say so now, not after a wait. */
+	if (p->nservers == 0 && worker_now_us(p->w) < p->retry_after_us) {
+		client_pool_failed(c, p->last_error_state, p->last_error);
+		return;
+	}
+	client_set_state(c, CLIENT_WAITING);
+	list_add_tail(&p->waiting, &c->wait_node);
+	clog(c, LOG_DEBUG, "queued for a server");
+	pool_maintain(p);
+}
+
+void pool_dequeue(struct pool *p, struct client *c)
+{
+	if (list_linked(&c->wait_node))
+		list_del(&c->wait_node);
+}
+
+static bool server_must_retire(const struct pool *p, const struct server *s)
+{
+	int64_t lifetime = p->w->cfg->server_lifetime_us;
+
+	if (s->close_needed || p->db == NULL)
+		return true;
+	return lifetime > 0 && worker_now_us(p->w) - s->connect_us > lifetime;
+}
+
+void pool_release(struct pool *p, struct server *s)
+{
+	struct list_node *first;
+
+	if (p->pause_closes || server_must_retire(p, s)) {
+		const char *why = p->pause_closes   ? "pool paused"
+		                  : s->close_needed ? "configuration changed or RECONNECT"
+		                                    : "server_lifetime";
+
+		server_close(s, why);
+		pool_maintain(p);
+		return;
+	}
+	if (p->group->count > 1) {
+		struct pool *turn = next_turn(p);
+
+		if (turn != NULL && turn != p) {
+			hand_over(s, turn);
+			return;
+		}
+	}
+	first = p->paused ? NULL : list_first(&p->waiting);
+	if (first == NULL && p->shed_owed > 0) {
+		p->shed_owed--;
+		server_close(s, "another worker's clients need the connection");
+		return;
+	}
+	if (first != NULL) {
+		struct client *c = list_entry(first, struct client, wait_node);
+
+		list_del(&c->wait_node);
+		server_set_state(s, SERVER_ACTIVE);
+		client_link(c, s);
+		return;
+	}
+	server_set_state(s, SERVER_IDLE);
+}
+
+/* The first login of a group: welcome the members' clients waiting for it. */
+static void share_defaults(struct pool *p)
+{
+	struct list_node *pos, *cpos, *tmp;
+
+	for (pos = p->group->members.next; pos != &p->group->members; pos = pos->next) {
+		struct pool *other = list_entry(pos, struct pool, group_node);
+
+		if (other == p || other->have_defaults)
+			continue;
+		borrow_defaults(other);
+		list_for_each_safe(cpos, tmp, &other->login_waiting)
+		{
+			struct client *c = list_entry(cpos, struct client, wait_node);
+
+			list_del(&c->wait_node);
+			client_login_ready(c);
+		}
+	}
+}
+
+void pool_server_ready(struct pool *p, struct server *s)
+{
+	struct list_node *pos, *tmp;
+
+	p->retry_after_us = 0;
+	if (!p->have_defaults) {
+		param_list_copy(&p->defaults, &s->params);
+		p->have_defaults = true;
+		p->defaults_generation++;
+		share_defaults(p);
+	}
+	list_for_each_safe(pos, tmp, &p->login_waiting)
+	{
+		struct client *c = list_entry(pos, struct client, wait_node);
+
+		list_del(&c->wait_node);
+		client_login_ready(c);
+	}
+	pool_release(p, s);
+}
+
+void pool_connect_failed(struct pool *p, const char *sqlstate, const char *msg)
+{
+	struct list_node *pos, *tmp;
+
+	snprintf(p->last_error_state, sizeof(p->last_error_state), "%s", sqlstate);
+	snprintf(p->last_error, sizeof(p->last_error), "%s", msg);
+	p->retry_after_us = worker_now_us(p->w) + p->w->cfg->server_login_retry_us;
+	/* Servers still alive will serve the queue; only a pool with none fails its clients. */
+	if (p->nservers > 0)
+		return;
+	list_for_each_safe(pos, tmp, &p->login_waiting)
+	{
+		struct client *c = list_entry(pos, struct client, wait_node);
+
+		list_del(&c->wait_node);
+		client_pool_failed(c, sqlstate, msg);
+	}
+	list_for_each_safe(pos, tmp, &p->waiting)
+	{
+		struct client *c = list_entry(pos, struct client, wait_node);
+
+		list_del(&c->wait_node);
+		client_pool_failed(c, sqlstate, msg);
+	}
+}
+
+void pool_server_gone(struct pool *p, struct server *s)
+{
+	p->nservers--;
+	give_quotas(p);
+}
+
+void pool_kick_all(struct worker *w)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &w->pools)
+	{
+		struct pool *p = list_entry(pos, struct pool, node);
+
+		if (!list_empty(&p->waiting) || !list_empty(&p->login_waiting))
+			pool_maintain(p);
+	}
+}
+
+static bool str_differs(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a != b;
+	return strcmp(a, b) != 0;
+}
+
+/* Does a server opened under `old` still match `def`? */
+static bool connection_changed(const struct db_def *old, const struct db_def *def)
+{
+	return str_differs(old->host, def->host) || old->port != def->port ||
+	       str_differs(old->dbname, def->dbname) || str_differs(old->user, def->user) ||
+	       str_differs(old->password, def->password) ||
+	       str_differs(old->connect_options, def->connect_options) ||
+	       str_differs(old->application_name, def->application_name);
+}
+
+static void mark_retire(struct list_node *head)
+{
+	for (struct list_node *pos = head->next; pos != head; pos = pos->next)
+		list_entry(pos, struct server, node)->close_needed = true;
+}
+
+void pool_reconfigure(struct pool *p)
+{
+	const struct db_def *def = config_find_db(p->w->cfg, p->dbname);
+	bool changed = def == NULL || p->db == NULL || connection_changed(p->db, def);
+
+	p->db = def;
+	p->udef = config_find_user(p->w->cfg, p->user);
+	resolve_settings(p);
+	if (changed) {
+		/* Servers were opened with the old definition: retire them as they come free. */
+		mark_retire(&p->active);
+		mark_retire(&p->pending);
+		close_list(&p->idle, "configuration changed");
+		p->retry_after_us = 0;
+	}
+	if (def == NULL) {
+		pool_connect_failed(p, SQLSTATE_INVALID_CATALOG_NAME,
+		                    "database was removed from the configuration");
+		return;
+	}
+	pool_maintain(p);
+}
+
+void pool_set_paused(struct pool *p, bool paused, bool close_servers)
+{
+	p->paused = paused;
+	p->pause_closes = paused && close_servers;
+	if (p->pause_closes) {
+		close_list(&p->idle, "pool paused");
+		return;
+	}
+	if (paused)
+		return;
+	/* Serve the clients that queued meanwhile: idle servers first, then new ones. */
+	while (!list_empty(&p->idle) && !list_empty(&p->waiting)) {
+		struct server *s = list_entry(p->idle.next, struct server, node);
+		struct client *c = list_entry(p->waiting.next, struct client, wait_node);
+
+		list_del(&c->wait_node);
+		server_set_state(s, SERVER_ACTIVE);
+		client_link(c, s);
+	}
+	pool_maintain(p);
+}
+
+void pool_reconnect(struct pool *p)
+{
+	mark_retire(&p->active);
+	mark_retire(&p->pending);
+	close_list(&p->idle, "RECONNECT");
+	pool_maintain(p);
+}
+
+void pool_stats_tick(struct pool *p, int64_t now_us)
+{
+	p->stats_prev = p->stats_last;
+	p->stats_prev_us = p->stats_last_us;
+	p->stats_last = p->stats;
+	p->stats_last_us = now_us;
+}

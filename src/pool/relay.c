@@ -1,0 +1,637 @@
+/*
+ * The relay; see relay.h.  Per message it peeks the 5-byte header, updates
+ * the outstanding-request queue, and moves the bytes with
+ * evbuffer_remove_buffer.  A message larger than what is buffered is streamed:
+ * the available part moves now and fwd_remaining counts the rest.
+ */
+#include "pool/relay.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pool/admission.h"
+#include "pool/client.h"
+#include "config/config.h"
+#include "observe/latency.h"
+#include "pool/pool.h"
+#include "pool/prepared.h"
+#include "proto/build.h"
+#include "proto/frame.h"
+#include "proto/sqlstate.h"
+#include "pool/server.h"
+#include "observe/slowlog.h"
+#include "pool/worker.h"
+
+static void relay_try_release(struct server *s);
+
+/* Move up to `want` bytes; returns how many moved (dropped when out is NULL). */
+static size_t move_bytes(struct evbuffer *in, struct evbuffer *out, size_t want)
+{
+	size_t avail = evbuffer_get_length(in);
+	size_t n = want < avail ? want : avail;
+
+	if (out != NULL)
+		evbuffer_remove_buffer(in, out, n);
+	else
+		evbuffer_drain(in, n);
+	return n;
+}
+
+/* Start the clocks for query and transaction time when work begins. */
+static void start_request_clock(struct server *s)
+{
+	if (s->queue.count == 0) {
+		s->request_start_us = worker_now_us(s->w);
+		if (s->tx_status == 'I')
+			s->xact_start_us = s->request_start_us;
+		server_request_started(s);
+	}
+}
+
+void relay_track_request(struct server *s, uint8_t type)
+{
+	if (!s->skip_to_sync) {
+		start_request_clock(s);
+		request_queue_push(&s->queue, type);
+	}
+}
+
+/* Record a client message in the server's queue of expected replies. */
+static void track_client_message(struct server *s, uint8_t type)
+{
+	if (type == 'Q' || type == 'E')
+		s->pool->stats.query_count++;
+	switch (type) {
+	case 'S':
+		/* A Sync during COPY FROM STDIN is ignored by the server. */
+		if (!s->copy_in) {
+			start_request_clock(s);
+			request_queue_push(&s->queue, 'S');
+			s->skip_to_sync = false;
+		}
+		break;
+	case 'Q':
+	case 'P':
+	case 'B':
+	case 'D':
+	case 'E':
+	case 'C':
+	case 'F':
+		/* After an extended-protocol error the server ignores everything until Sync. */
+		if (!s->skip_to_sync) {
+			start_request_clock(s);
+			request_queue_push(&s->queue, type);
+		}
+		break;
+	case 'c':
+	case 'f':
+		s->copy_in = false;
+		break;
+	default:
+		break;
+	}
+}
+
+/* Messages a client may send that need no server: returns true if consumed. */
+static bool drop_without_server(struct client *c, uint8_t type, size_t total)
+{
+	struct evbuffer *in = c->conn.in;
+	struct server *s = c->server;
+	bool late_copy = (type == 'd' || type == 'c' || type == 'f') && (s == NULL || !s->copy_in);
+	bool idle_flush = type == 'H' && s == NULL;
+
+	if (!late_copy && !idle_flush && !c->discarding)
+		return false;
+	c->skip_remaining = total - move_bytes(in, NULL, total);
+	/* A local error answered this request; its end is where ReadyForQuery belongs. */
+	if (c->discarding && (type == 'S' || type == 'Q')) {
+		c->discarding = false;
+		build_ready(conn_out(&c->conn), 'I');
+	}
+	return true;
+}
+
+/* Messages that may name a prepared statement (Query: SQL DEALLOCATE; Execute: its portal). */
+static bool is_statement_message(uint8_t type)
+{
+	return type == 'P' || type == 'B' || type == 'D' || type == 'C' || type == 'Q' ||
+	       type == 'E';
+}
+
+static void check_server_watermark(struct client *c)
+{
+	struct server *s = c->server;
+
+	if (s != NULL && evbuffer_get_length(s->conn.out) > RELAY_HIGH_WATERMARK) {
+		conn_notify_drained(&s->conn, RELAY_LOW_WATERMARK);
+		client_suspend(c, SUSPEND_WATERMARK);
+	}
+}
+
+void relay_client_input(struct client *c)
+{
+	struct evbuffer *in = c->conn.in;
+	uint32_t max_packet = (uint32_t)c->w->cfg->max_packet_size;
+	struct frame f;
+
+	while (c->state == CLIENT_IDLE || c->state == CLIENT_ACTIVE) {
+		enum frame_status st;
+		size_t moved;
+
+		if (c->skip_remaining > 0) {
+			c->skip_remaining -= move_bytes(in, NULL, c->skip_remaining);
+			if (c->skip_remaining > 0)
+				break;
+			continue;
+		}
+		if (c->fwd_remaining > 0) {
+			moved = move_bytes(in, conn_out(&c->server->conn), c->fwd_remaining);
+			c->fwd_remaining -= moved;
+			c->pool->stats.bytes_received += moved;
+			if (c->fwd_remaining > 0)
+				break;
+			/* The server may have finished while this message was still arriving. */
+			relay_try_release(c->server);
+			continue;
+		}
+		st = frame_peek(in, &f, max_packet);
+		if (st == FRAME_INCOMPLETE)
+			break;
+		if (st == FRAME_INVALID || f.len > frame_client_limit(f.type, max_packet)) {
+			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+			            "invalid message length %u for message type '%c'", f.len,
+			            f.type >= 0x20 && f.type < 0x7f ? f.type : '?');
+			return;
+		}
+		if (f.type == 'X') {
+			client_close(c, "client sent Terminate");
+			return;
+		}
+		if (drop_without_server(c, f.type, frame_total(&f)))
+			continue;
+		if (c->pool->set.rate_limited) {
+			enum admit a = admission_request(c, f.type);
+
+			if (a == ADMIT_WAIT)
+				return;
+			if (a == ADMIT_REFUSED)
+				continue; /* discarding now: the loop drops the request */
+		}
+		if (c->state == CLIENT_IDLE) {
+			pool_acquire(c->pool, c);
+			if (c->state != CLIENT_ACTIVE)
+				return; /* queued, rejected or closed */
+		}
+		if (c->timer_armed)
+			client_arm_timer(c, 0); /* no longer idle in a transaction */
+		slowlog_capture(c, in, &f);
+		if (is_statement_message(f.type) && prepared_tracking(c)) {
+			enum prep_result r = prepared_client_message(c, &f);
+
+			if (r == PREP_WAIT || r == PREP_CLOSED)
+				return;
+			if (r == PREP_DONE)
+				continue;
+		}
+		track_client_message(c->server, f.type);
+		moved = move_bytes(in, conn_out(&c->server->conn), frame_total(&f));
+		c->fwd_remaining = frame_total(&f) - moved;
+		c->pool->stats.bytes_received += moved;
+	}
+	check_server_watermark(c);
+}
+
+/* Remove Syncs queued after the head Execute: sent during COPY IN, the server ignores them. */
+static void drop_syncs_after_head(struct request_queue *q)
+{
+	uint32_t kept = 1, mask = q->cap - 1;
+
+	for (uint32_t i = 1; i < q->count; i++) {
+		uint8_t t = q->types[(q->head + i) & mask];
+
+		if (t != 'S')
+			q->types[(q->head + kept++) & mask] = t;
+	}
+	q->count = kept;
+}
+
+/* Requests the server skips after an error until the next Sync. */
+static bool is_extended(uint8_t t)
+{
+	return t == 'P' || t == 'B' || t == 'D' || t == 'E' || t == 'C' ||
+	       t == REQ_INJECTED_PARSE || t == REQ_INJECTED_CLOSE || t == REQ_TRACKED_BIND ||
+	       t == REQ_STALE_BIND || (prepared_is_fake(t) && t != REQ_FAKE_DEALLOC);
+}
+
+/* Pop the head request; a Parse leaving the queue settles the statement cache. */
+static uint8_t pop_request(struct server *s, bool failed)
+{
+	uint8_t t = request_queue_pop(&s->queue);
+
+	if (t == 'P' || t == REQ_INJECTED_PARSE)
+		prepared_parse_done(s, failed, t == 'P');
+	else if (t == REQ_TRACKED_BIND)
+		prepared_bind_done(s);
+	return t;
+}
+
+/*
+ * Retire requests answered by a reply of this type (headers only).  Returns
+ * false when the reply answers something sluice sent itself and must not
+ * reach the client.
+ */
+static bool track_server_reply(struct server *s, uint8_t type)
+{
+	uint8_t head = request_queue_peek(&s->queue);
+
+	switch (type) {
+	case '1': /* ParseComplete */
+		return pop_request(s, false) != REQ_INJECTED_PARSE;
+	case '3': /* CloseComplete */
+		return pop_request(s, false) != REQ_INJECTED_CLOSE;
+	case '2': /* BindComplete */
+	case 'n': /* NoData */
+		pop_request(s, false);
+		break;
+	case 'T': /* RowDescription: ends a Describe, but is part of a Query's reply */
+		if (head == 'D')
+			request_queue_pop(&s->queue);
+		break;
+	case 'C': /* CommandComplete */
+	case 'I': /* EmptyQueryResponse */
+	case 's': /* PortalSuspended */
+		if (head == 'E')
+			request_queue_pop(&s->queue);
+		break;
+	case 'E':
+		s->pool->stats.errors++;
+		s->copy_in = false;
+		if (is_extended(head)) {
+			while (is_extended(request_queue_peek(&s->queue)))
+				pop_request(s, true);
+			if (s->queue.count == 0)
+				s->skip_to_sync = true;
+		}
+		if (head == REQ_STALE_BIND) {
+			prepared_stale_error(s);
+			return false;
+		}
+		break;
+	case 'G': /* CopyInResponse */
+		s->copy_in = true;
+		if (head == 'E')
+			drop_syncs_after_head(&s->queue);
+		break;
+	case 'W': /* CopyBothResponse */
+		s->copy_in = true;
+		break;
+	default:
+		break;
+	}
+	return true;
+}
+
+/*
+ * CommandComplete lengths of "SET", "RESET" and "DISCARD ALL": only those
+ * tags are read, so other commands cost no pull-up.  Session mode keeps the
+ * server, and its settings, with the client.
+ */
+static bool is_settings_tag_length(const struct server *s, uint32_t len)
+{
+	return (len == 4 + sizeof("SET") || len == 4 + sizeof("RESET") ||
+	        len == 4 + sizeof("DISCARD ALL")) &&
+	       pool_mode(s->pool) != POOL_SESSION;
+}
+
+/* Messages whose body the relay reads; they are small and must be whole. */
+static bool needs_body(const struct server *s, const struct frame *f)
+{
+	if (f->type == 'C') /* DEALLOCATE ALL / DISCARD ALL drop prepared statements */
+		return s->stmts.count > 0 || (s->client != NULL && s->client->stmts.count > 0) ||
+		       is_settings_tag_length(s, f->len);
+	return f->type == 'Z' || f->type == 'S' || f->type == 'E';
+}
+
+/* A command that changed session settings: they are read back at the transaction's end. */
+static void check_settings_tag(struct server *s, const char *tag)
+{
+	if (strcmp(tag, "SET") == 0 || strcmp(tag, "RESET") == 0 || strcmp(tag, "DISCARD ALL") == 0)
+		s->params_dirty = true;
+}
+
+static void handle_parameter_status(struct server *s, const uint8_t *body, size_t len)
+{
+	struct msg_reader r;
+	const char *name, *value;
+
+	msg_reader_init(&r, body, len);
+	name = msg_read_cstr(&r);
+	value = msg_read_cstr(&r);
+	if (name == NULL || value == NULL)
+		return;
+	param_set(&s->params, name, value);
+	/* The client changed it (SET) or the server canonicalised it: the client follows. */
+	if (s->client != NULL && !param_is_read_only(name)) {
+		struct param *d = param_find(&s->pool->defaults, name);
+
+		if (param_find(&s->client->params, name) != NULL || d == NULL ||
+		    strcmp(d->value, value) != 0)
+			param_set(&s->client->params, name, value);
+	}
+}
+
+/* A DataRow of the settings read-back: (name, setting). */
+static void capture_row(struct server *s, const uint8_t *body, size_t len)
+{
+	struct msg_reader r;
+	uint32_t name_len, value_len;
+	const uint8_t *name, *value;
+	char *name_z, *value_z;
+
+	msg_reader_init(&r, body, len);
+	if (msg_read_u16(&r) != 2)
+		return;
+	name_len = msg_read_u32(&r);
+	name = msg_read_bytes(&r, name_len);
+	value_len = msg_read_u32(&r);
+	value = msg_read_bytes(&r, value_len);
+	if (r.failed || name == NULL || value == NULL)
+		return;
+	name_z = strndup((const char *)name, name_len);
+	value_z = strndup((const char *)value, value_len);
+	if (name_z != NULL && value_z != NULL)
+		param_set(&s->captured, name_z, value_z);
+	free(name_z);
+	free(value_z);
+}
+
+/* A reply to the parameter SET batch: swallowed, except ParameterStatus and notices. */
+static void handle_sync_reply(struct server *s, uint8_t type, const uint8_t *body, size_t len)
+{
+	struct client *c = s->client;
+
+	if (type == 'E' && s->capturing) {
+		const char *msg = msg_error_field(body, len, 'M');
+
+		/* What the session has set is unknown now: retire the server after this turn. */
+		slog(s, LOG_WARN, "reading back session settings failed: %s", msg ? msg : "?");
+		s->close_needed = true;
+		s->capture_failed = true;
+	} else if (type == 'E') {
+		const char *msg = msg_error_field(body, len, 'M');
+
+		s->sync_failed = true;
+		slog(s, LOG_WARN, "applying client parameters failed: %s", msg ? msg : "?");
+		if (c != NULL) {
+			char text[512];
+
+			snprintf(text, sizeof(text),
+			         "sluice could not apply a session parameter (%s); using the "
+			         "database defaults",
+			         msg ? msg : "unknown error");
+			build_notice(conn_out(&c->conn), "01000", text);
+			param_list_fini(&c->params);
+		}
+	} else if (type == 'D' && s->capturing) {
+		capture_row(s, body, len);
+	} else if (type == 'Z') {
+		s->sync_pending--;
+		s->tx_status = (char)body[0];
+		if (s->capturing) {
+			if (!s->capture_failed)
+				server_apply_captured(s);
+			s->capturing = false;
+			s->capture_failed = false;
+			/* The read-back ran after the client's last reply: the turn may be over. */
+			if (c != NULL)
+				relay_try_release(s);
+			else if (s->state == SERVER_RESETTING)
+				server_reset_step(s);
+		}
+	}
+}
+
+/*
+ * End of the client's turn on this server?  Not while the client is still in
+ * the middle of sending a message (late COPY data after a failed COPY): the
+ * rest of it must reach the same server first.
+ */
+static void relay_try_release(struct server *s)
+{
+	struct client *c = s->client;
+
+	if (c == NULL || c->fwd_remaining > 0 || !server_is_clean(s))
+		return;
+	if (pool_mode(s->pool) == POOL_SESSION && !c->close_at_idle)
+		return;
+	client_set_state(c, CLIENT_IDLE);
+	server_unlink(s);
+	if (c->close_at_idle)
+		client_drain(c);
+	else
+		client_kick(c);
+}
+
+/* Replies sluice owes the client that are now next in line. */
+static void flush_fakes(struct server *s)
+{
+	uint8_t head = request_queue_peek(&s->queue);
+
+	/* Never inside a message still streaming to the client. */
+	if (s->fwd_remaining > 0)
+		return;
+	if (prepared_is_fake(head) && prepared_flush_fakes(s))
+		relay_try_release(s);
+}
+
+/* Statement mode: a transaction block was opened; refuse it and roll it back. */
+static void refuse_transaction(struct server *s)
+{
+	struct client *c = s->client;
+	struct evbuffer *out = conn_out(&c->conn);
+
+	if (s->queue.count > 0) {
+		client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
+		            "transaction blocks are not allowed in statement pooling mode");
+		return;
+	}
+	build_error(out, "ERROR", SQLSTATE_FEATURE_NOT_SUPPORTED,
+	            "transaction blocks are not allowed in statement pooling mode",
+	            "sluice rolled the transaction back; run each statement on its own");
+	build_ready(out, 'I');
+	client_set_state(c, CLIENT_IDLE);
+	server_unlink(s);
+}
+
+/*
+ * Postgres' "canceling statement due to user request" after sluice cancelled
+ * for query_timeout: the client is told which limit it hit instead.
+ */
+static bool query_timeout_error(struct server *s, struct evbuffer *out, const uint8_t *body,
+                                size_t len)
+{
+	const char *state = msg_error_field(body, len, 'C');
+	long long ms = (long long)(s->timed_out_after_us / 1000);
+	char msg[160];
+
+	if (state == NULL || strcmp(state, SQLSTATE_QUERY_CANCELED) != 0)
+		return false;
+	if (ms % 1000 == 0)
+		snprintf(msg, sizeof(msg),
+		         "canceling statement due to sluice query_timeout (%llds)", ms / 1000);
+	else
+		snprintf(msg, sizeof(msg),
+		         "canceling statement due to sluice query_timeout (%lldms)", ms);
+	build_error(out, "ERROR", SQLSTATE_QUERY_CANCELED, msg, NULL);
+	s->pool->stats.bytes_sent += len + FRAME_HEADER_LEN;
+	return true;
+}
+
+/* ReadyForQuery: the end of a request; maybe the end of the server's turn. */
+static void handle_ready(struct server *s, struct evbuffer *in, size_t total, char status)
+{
+	struct client *c = s->client;
+	struct pool_stats *st = &s->pool->stats;
+	int64_t now = worker_now_us(s->w);
+
+	s->tx_status = status;
+	pop_request(s, false);
+	if (s->queue.count == 0) {
+		s->timed_out_after_us = 0;
+		/* A rate-limited client's next request waited for this answer (admission.h). */
+		if (c != NULL && (c->suspend & SUSPEND_PIPELINE))
+			client_resume(c, SUSPEND_PIPELINE);
+	}
+	if (c != NULL && s->queue.count == 0) {
+		latency_request_done(s, now, status);
+		st->query_time_us += (uint64_t)(now - s->request_start_us);
+		if (status == 'I') {
+			st->xact_count++;
+			st->xact_time_us += (uint64_t)(now - s->xact_start_us);
+		}
+	}
+	if (c == NULL) {
+		evbuffer_drain(in, total);
+		flush_fakes(s);
+		server_reset_step(s);
+		return;
+	}
+	if (status != 'I' && pool_mode(s->pool) == POOL_STATEMENT) {
+		evbuffer_drain(in, total);
+		refuse_transaction(s);
+		return;
+	}
+	evbuffer_remove_buffer(in, conn_out(&c->conn), total);
+	st->bytes_sent += total;
+	flush_fakes(s);
+	if (s->client != c)
+		return;
+	if (s->queue.count == 0 && server_capture_params(s))
+		return;
+	if (s->queue.count == 0 && status != 'I')
+		client_arm_timer(c, s->pool->set.idle_transaction_timeout_us);
+	else if (s->queue.count == 0 && pool_mode(s->pool) == POOL_SESSION)
+		client_arm_timer(c, s->pool->set.client_idle_timeout_us);
+	relay_try_release(s);
+}
+
+static void check_client_watermark(struct server *s)
+{
+	struct client *c = s->client;
+
+	if (c != NULL && evbuffer_get_length(c->conn.out) > RELAY_HIGH_WATERMARK) {
+		conn_notify_drained(&c->conn, RELAY_LOW_WATERMARK);
+		server_suspend(s, SUSPEND_WATERMARK);
+	}
+}
+
+static void server_protocol_error(struct server *s)
+{
+	struct client *c = s->client;
+
+	server_close(s, "invalid message from server");
+	if (c != NULL)
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "server sent an invalid message");
+}
+
+void relay_server_input(struct server *s)
+{
+	struct evbuffer *in = s->conn.in;
+	uint32_t max_packet = (uint32_t)s->w->cfg->max_packet_size;
+	struct client *c = s->client;
+	struct frame f;
+
+	while (s->state == SERVER_ACTIVE || s->state == SERVER_RESETTING) {
+		struct evbuffer *out = c != NULL ? conn_out(&c->conn) : NULL;
+		const uint8_t *body;
+		enum frame_status st;
+		size_t moved;
+
+		if (s->client != c)
+			break; /* released or relinked by the previous message */
+		if (s->fwd_remaining > 0) {
+			moved = move_bytes(in, out, s->fwd_remaining);
+			s->fwd_remaining -= moved;
+			s->pool->stats.bytes_sent += moved;
+			if (s->fwd_remaining > 0)
+				break;
+			flush_fakes(s);
+			continue;
+		}
+		st = frame_peek(in, &f, max_packet);
+		if (st == FRAME_INCOMPLETE)
+			break;
+		if (st == FRAME_INVALID || (f.type == 'Z' && f.len != 5)) {
+			server_protocol_error(s);
+			return;
+		}
+		if (needs_body(s, &f) || s->sync_pending > 0) {
+			if (evbuffer_get_length(in) < frame_total(&f))
+				break;
+			body = evbuffer_pullup(in, (ev_ssize_t)frame_total(&f)) + FRAME_HEADER_LEN;
+			if (f.type == 'S')
+				handle_parameter_status(s, body, f.len - 4);
+			if (s->sync_pending > 0) {
+				handle_sync_reply(s, f.type, body, f.len - 4);
+				if (f.type == 'S' && out != NULL)
+					evbuffer_remove_buffer(in, out, frame_total(&f));
+				else
+					evbuffer_drain(in, frame_total(&f));
+				continue;
+			}
+			if (f.type == 'Z') {
+				handle_ready(s, in, frame_total(&f), (char)body[0]);
+				continue;
+			}
+			latency_server_reply(s->pool, f.type, body, f.len - 4);
+			if (f.type == 'E' && s->timed_out_after_us > 0 && out != NULL &&
+			    query_timeout_error(s, out, body, f.len - 4)) {
+				track_server_reply(s, 'E');
+				evbuffer_drain(in, frame_total(&f));
+				continue;
+			}
+			if (f.type == 'C') {
+				check_settings_tag(s, (const char *)body);
+				prepared_server_tag(s, (const char *)body);
+			} else if (f.type == 'E' && s->stmts.count > 0)
+				prepared_server_error(s,
+				                      msg_error_field(body, f.len - 4, 'C') ?: "",
+				                      msg_error_field(body, f.len - 4, 'M'));
+		}
+		if (!track_server_reply(s, f.type)) {
+			evbuffer_drain(in, frame_total(&f));
+			flush_fakes(s);
+			continue;
+		}
+		moved = move_bytes(in, out, frame_total(&f));
+		s->fwd_remaining = frame_total(&f) - moved;
+		s->pool->stats.bytes_sent += moved;
+		flush_fakes(s);
+	}
+	if (s->state == SERVER_ACTIVE && s->client == c)
+		check_client_watermark(s);
+	else if (evbuffer_get_length(in) > 0 && s->state != SERVER_CLOSING)
+		server_kick(s);
+}

@@ -1,0 +1,1007 @@
+/*
+ * Server connections: connect, log in to Postgres, sit idle, get reset after
+ * an unclean release.  Relaying while linked is relay.c's job.
+ */
+#include "pool/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/un.h>
+
+#include "auth/scram.h"
+#include "pool/cancel.h"
+#include "pool/client.h"
+#include "config/config.h"
+#include "observe/latency.h"
+#include "pool/pool.h"
+#include "proto/build.h"
+#include "proto/frame.h"
+#include "proto/sqlstate.h"
+#include "pool/relay.h"
+#include "runtime/runtime.h"
+#include "net/tls.h"
+#include "pool/worker.h"
+
+static const char *const state_names[] = {"connecting", "login",     "idle",   "active",
+                                          "resetting",  "canceling", "closing"};
+
+const char *server_state_name(enum server_state state)
+{
+	return state_names[state];
+}
+
+void server_log_ctx(const struct server *s, struct log_ctx *ctx)
+{
+	ctx->worker = s->w->id;
+	ctx->kind = 'S';
+	ctx->id = s->id;
+	ctx->db = s->pool->dbname;
+	ctx->user = s->pool->user;
+	ctx->addr = s->addr_text[0] ? s->addr_text : NULL;
+}
+
+void request_queue_push(struct request_queue *q, uint8_t type)
+{
+	if (q->count == q->cap) {
+		uint32_t cap = q->cap ? q->cap * 2 : 16;
+		uint8_t *types = malloc(cap);
+
+		/* Out of memory: the pipeline is unbounded by design, so fail loudly. */
+		if (types == NULL)
+			abort();
+		for (uint32_t i = 0; i < q->count; i++)
+			types[i] = q->types[(q->head + i) & (q->cap - 1)];
+		free(q->types);
+		q->types = types;
+		q->head = 0;
+		q->cap = cap;
+	}
+	q->types[(q->head + q->count) & (q->cap - 1)] = type;
+	q->count++;
+}
+
+uint8_t request_queue_peek(const struct request_queue *q)
+{
+	return q->count ? q->types[q->head] : 0;
+}
+
+uint8_t request_queue_pop(struct request_queue *q)
+{
+	uint8_t t;
+
+	if (q->count == 0)
+		return 0;
+	t = q->types[q->head];
+	q->head = (q->head + 1) & (q->cap - 1);
+	q->count--;
+	return t;
+}
+
+static void arm_timer(struct server *s, int64_t us)
+{
+	struct timeval tv = {.tv_sec = us / 1000000, .tv_usec = us % 1000000};
+
+	if (us > 0) {
+		evtimer_add(s->timer, &tv);
+		s->timer_pending = true;
+		s->timer_deadline_us = worker_now_us(s->w) + us;
+	} else if (s->timer_pending) {
+		evtimer_del(s->timer);
+		s->timer_pending = false;
+	}
+}
+
+/*
+ * Time left before an idle server must go: server_idle_timeout since it became
+ * idle, or the end of server_lifetime, whichever is first; 0 = no limit.
+ */
+static int64_t idle_time_left(struct server *s)
+{
+	const struct config *cfg = s->w->cfg;
+	int64_t now = worker_now_us(s->w), left = 0;
+
+	if (cfg->server_idle_timeout_us > 0)
+		left = cfg->server_idle_timeout_us - (now - s->idle_since_us);
+	if (cfg->server_lifetime_us > 0) {
+		int64_t life = cfg->server_lifetime_us - (now - s->connect_us);
+
+		if (left == 0 || life < left)
+			left = life;
+	}
+	return left;
+}
+
+/*
+ * The idle timer is armed once and left running while the server goes back
+ * and forth between idle and active: re-arming it on every transaction would
+ * cost a timer-heap update (and often a timerfd syscall) per transaction.
+ * When it fires, the callback checks how long the server has really been idle.
+ */
+static void arm_idle_timer(struct server *s)
+{
+	int64_t left;
+
+	if (s->timer_pending)
+		return;
+	left = idle_time_left(s);
+	if (left != 0)
+		arm_timer(s, left > 0 ? left : 1);
+}
+
+void server_set_state(struct server *s, enum server_state state)
+{
+	struct pool *p = s->pool;
+
+	if (s->state == SERVER_CLOSING)
+		return;
+	slog(s, LOG_DEBUG, "%s -> %s", server_state_name(s->state), server_state_name(state));
+	list_del(&s->node);
+	s->state = state;
+	switch (state) {
+	case SERVER_IDLE:
+		list_add_head(&p->idle, &s->node);
+		s->idle_since_us = worker_now_us(s->w);
+		arm_idle_timer(s);
+		break;
+	case SERVER_ACTIVE:
+		list_add_tail(&p->active, &s->node);
+		break;
+	case SERVER_RESETTING:
+		list_add_tail(&p->pending, &s->node);
+		arm_timer(s, s->w->cfg->server_reset_timeout_us);
+		break;
+	case SERVER_CONNECTING:
+	case SERVER_LOGIN:
+	case SERVER_CANCELING:
+		list_add_tail(&p->pending, &s->node);
+		break;
+	case SERVER_CLOSING:
+		list_add_tail(&s->w->dead_servers, &s->node);
+		arm_timer(s, 0);
+		break;
+	}
+}
+
+void server_close(struct server *s, const char *reason)
+{
+	struct pool *p = s->pool;
+	bool was_login = s->state == SERVER_CONNECTING || s->state == SERVER_LOGIN;
+
+	if (s->state == SERVER_CLOSING)
+		return;
+	slog(s, was_login || s->state == SERVER_ACTIVE ? LOG_INFO : LOG_DEBUG, "closing: %s",
+	     reason);
+	if (s->client != NULL) {
+		s->client->server = NULL;
+		s->client = NULL;
+	}
+	conn_halt(&s->conn);
+	cancel_detach_server(s);
+	server_set_state(s, SERVER_CLOSING);
+	pool_server_gone(p, s);
+	worker_schedule_reap(s->w);
+	pool_maintain(p);
+	pool_kick_all(s->w);
+	if (s->w->rt->nworkers > 1)
+		pool_kick_others(s->w);
+}
+
+void server_free(struct server *s)
+{
+	/* Its callback, deferred, sees EVUTIL_EAI_CANCEL and leaves the freed server alone. */
+	if (s->dns != NULL)
+		evdns_getaddrinfo_cancel(s->dns);
+	conn_release(&s->conn);
+	if (s->timer != NULL)
+		event_free(s->timer);
+	param_list_fini(&s->params);
+	param_list_fini(&s->captured);
+	prepared_cache_fini(&s->stmts, &s->w->prepared);
+	free(s->queue.types);
+	free(s->scram);
+	free(s);
+}
+
+void server_suspend(struct server *s, uint32_t reason)
+{
+	if (s->suspend == 0)
+		conn_set_reading(&s->conn, false);
+	s->suspend |= reason;
+}
+
+void server_resume(struct server *s, uint32_t reason)
+{
+	if (s->suspend == 0)
+		return;
+	s->suspend &= ~reason;
+	if (s->suspend == 0) {
+		conn_set_reading(&s->conn, true);
+		server_kick(s);
+	}
+}
+
+void server_kick(struct server *s)
+{
+	conn_kick(&s->conn);
+}
+
+bool server_is_clean(const struct server *s)
+{
+	return s->tx_status == 'I' && s->queue.count == 0 && !s->copy_in && !s->skip_to_sync &&
+	       s->sync_pending == 0 && s->fwd_remaining == 0;
+}
+
+/* Make sure a ReadyForQuery will come: the last request must be one that ends in one. */
+static void ensure_sync(struct server *s)
+{
+	struct evbuffer *out = conn_out(&s->conn);
+	uint8_t last = 0;
+
+	if (s->queue.count > 0)
+		last = s->queue.types[(s->queue.head + s->queue.count - 1) & (s->queue.cap - 1)];
+	if (s->copy_in) {
+		build_copy_fail(out, "client disconnected during COPY");
+		s->copy_in = false;
+	}
+	if (last != 'S' && last != 'Q' && last != 'F' && (s->queue.count > 0 || s->skip_to_sync)) {
+		build_sync(out);
+		request_queue_push(&s->queue, 'S');
+		s->skip_to_sync = false;
+	}
+}
+
+/*
+ * One step of cleaning a server no client owns: wait for outstanding replies,
+ * roll back an open transaction, run the session reset query, then release.
+ */
+void server_reset_step(struct server *s)
+{
+	struct evbuffer *out = conn_out(&s->conn);
+	const char *reset = s->w->cfg->server_reset_query;
+
+	if (s->queue.count > 0 || s->copy_in || s->skip_to_sync || s->sync_pending > 0) {
+		ensure_sync(s);
+		return;
+	}
+	if (s->tx_status != 'I') {
+		build_query(out, "ROLLBACK");
+		request_queue_push(&s->queue, 'Q');
+		return;
+	}
+	if (pool_mode(s->pool) == POOL_SESSION && !s->reset_query_sent && reset != NULL &&
+	    reset[0] != '\0') {
+		build_query(out, reset);
+		request_queue_push(&s->queue, 'Q');
+		s->reset_query_sent = true;
+		return;
+	}
+	s->reset_query_sent = false;
+	if (server_capture_params(s))
+		return;
+	if (s->cancels_inflight > 0) {
+		server_set_state(s, SERVER_CANCELING);
+		return;
+	}
+	pool_release(s->pool, s);
+}
+
+void server_unlink(struct server *s)
+{
+	struct client *c = s->client;
+	bool running;
+
+	if (c != NULL) {
+		c->server = NULL;
+		s->client = NULL;
+		/* A side paused because the other's output was full must not wait for a peer it
+		 * lost. */
+		client_resume(c, SUSPEND_WATERMARK);
+		server_resume(s, SUSPEND_WATERMARK);
+		/* Half a message went to the server: there is no way to finish it cleanly. */
+		if (c->fwd_remaining > 0) {
+			server_close(s, "client left in the middle of a message");
+			return;
+		}
+	}
+	if (server_is_clean(s) && s->cancels_inflight == 0 && pool_mode(s->pool) != POOL_SESSION) {
+		pool_release(s->pool, s);
+		return;
+	}
+	running = s->queue.count > 0 && request_queue_peek(&s->queue) != 'S';
+	server_set_state(s, SERVER_RESETTING);
+	if (running)
+		cancel_server(s);
+	server_reset_step(s);
+}
+
+/* The password (or keys) for logging in as the pool's user. */
+static const char *server_password(const struct server *s, const struct user_secret **secret)
+{
+	const struct db_def *db = s->pool->db;
+
+	*secret = auth_file_find(&s->w->cfg->auth, s->pool->user);
+	if (db != NULL && db->password != NULL)
+		return db->password;
+	if (*secret != NULL && (*secret)->kind == SECRET_PLAIN)
+		return (*secret)->plain;
+	return NULL;
+}
+
+static void login_fail(struct server *s, const char *sqlstate, const char *msg)
+{
+	struct pool *p = s->pool;
+
+	slog(s, LOG_WARN, "server login failed: %s", msg);
+	/* Back off before closing, so the close does not immediately start another attempt. */
+	p->retry_after_us = worker_now_us(s->w) + s->w->cfg->server_login_retry_us;
+	server_close(s, "login failed");
+	pool_connect_failed(p, sqlstate, msg);
+}
+
+static int auth_md5(struct server *s, struct msg_reader *r, struct evbuffer *out)
+{
+	const struct user_secret *secret;
+	const char *password = server_password(s, &secret);
+	const uint8_t *salt = msg_read_bytes(r, 4);
+	char hash[MD5_PASSWD_LEN + 1], response[MD5_PASSWD_LEN + 1];
+
+	if (salt == NULL)
+		return -1;
+	if (password != NULL)
+		md5_password_hash(password, s->pool->user, hash);
+	else if (secret != NULL && secret->kind == SECRET_MD5)
+		memcpy(hash, secret->md5, sizeof(hash));
+	else
+		return -1;
+	md5_salted_response(hash, salt, response);
+	return build_password(out, response);
+}
+
+static int auth_sasl_start(struct server *s, struct msg_reader *r, struct evbuffer *out)
+{
+	const struct user_secret *secret;
+	const char *password = server_password(s, &secret);
+	const char *mech;
+	bool offered = false;
+	char first[SCRAM_MSG_MAX + 1];
+	int len;
+
+	while ((mech = msg_read_cstr(r)) != NULL && mech[0] != '\0')
+		if (strcmp(mech, SCRAM_MECHANISM) == 0)
+			offered = true;
+	if (!offered)
+		return -1;
+	s->scram = calloc(1, sizeof(*s->scram));
+	if (s->scram == NULL)
+		return -1;
+	if (password != NULL) {
+		if (scram_client_init_password(s->scram, password, NULL) < 0)
+			return -1;
+	} else if (s->pool->has_client_key) {
+		/* Pass-through: the key a client proved it has, no plaintext stored anywhere. */
+		scram_client_init_keys(s->scram, s->pool->client_key, s->pool->server_key, NULL);
+	} else {
+		return -1;
+	}
+	len = scram_client_first(s->scram, first, sizeof(first));
+	if (len < 0)
+		return -1;
+	return build_sasl_initial(out, SCRAM_MECHANISM, first, (size_t)len);
+}
+
+static int auth_sasl_continue(struct server *s, struct msg_reader *r, struct evbuffer *out,
+                              const char **err)
+{
+	size_t n = msg_remaining(r);
+	char final[SCRAM_MSG_MAX + 1];
+	int len;
+
+	if (s->scram == NULL)
+		return -1;
+	len = scram_client_final(s->scram, (const char *)msg_read_bytes(r, n), n, final,
+	                         sizeof(final), err);
+	if (len < 0)
+		return -1;
+	return build_sasl_response(out, final, (size_t)len);
+}
+
+/* AuthenticationRequest from the server; returns -1 with *err set on failure. */
+static int login_auth(struct server *s, struct msg_reader *r, const char **err)
+{
+	struct evbuffer *out = conn_out(&s->conn);
+	const struct user_secret *secret;
+	uint32_t code = msg_read_u32(r);
+
+	*err = "no usable password for the server login (set password= in [databases] or a "
+	       "plain password in auth_file)";
+	switch (code) {
+	case 0: /* AuthenticationOk */
+		free(s->scram);
+		s->scram = NULL;
+		return 0;
+	case 3: { /* cleartext */
+		const char *password = server_password(s, &secret);
+
+		return password != NULL ? build_password(out, password) : -1;
+	}
+	case 5:
+		return auth_md5(s, r, out);
+	case 10:
+		return auth_sasl_start(s, r, out);
+	case 11:
+		return auth_sasl_continue(s, r, out, err);
+	case 12: {
+		size_t n = msg_remaining(r);
+
+		*err = "server failed SCRAM verification";
+		if (s->scram == NULL)
+			return -1;
+		return scram_client_verify_server(s->scram, (const char *)msg_read_bytes(r, n), n,
+		                                  err);
+	}
+	default:
+		*err = "server asked for an unsupported authentication method";
+		return -1;
+	}
+}
+
+/* One login-phase message; returns false when the server was closed. */
+static bool login_message(struct server *s, uint8_t type, const uint8_t *body, size_t len)
+{
+	struct msg_reader r;
+	const char *err, *name, *value;
+
+	msg_reader_init(&r, body, len);
+	switch (type) {
+	case 'R':
+		if (login_auth(s, &r, &err) < 0) {
+			login_fail(s, SQLSTATE_INVALID_PASSWORD, err);
+			return false;
+		}
+		return true;
+	case 'E': {
+		const char *state = msg_error_field(body, len, 'C');
+		const char *msg = msg_error_field(body, len, 'M');
+
+		login_fail(s, state ? state : SQLSTATE_CONNECTION_FAILURE,
+		           msg ? msg : "server refused the login");
+		return false;
+	}
+	case 'S':
+		name = msg_read_cstr(&r);
+		value = msg_read_cstr(&r);
+		if (name != NULL && value != NULL)
+			param_set(&s->params, name, value);
+		return true;
+	case 'K':
+		s->backend_pid = msg_read_u32(&r);
+		s->backend_key = msg_read_u32(&r);
+		return true;
+	case 'Z':
+		s->tx_status = (char)msg_read_u8(&r);
+		slog(s, LOG_DEBUG, "logged in, backend pid %u", s->backend_pid);
+		arm_timer(s, 0);
+		latency_server_ready(s);
+		pool_server_ready(s->pool, s);
+		return true;
+	case 'N': /* notices during login are not for any client */
+	case 'v': /* NegotiateProtocolVersion: we asked for 3.0 only */
+		return true;
+	default:
+		login_fail(s, SQLSTATE_PROTOCOL_VIOLATION,
+		           "unexpected message during server login");
+		return false;
+	}
+}
+
+static void login_input(struct server *s)
+{
+	struct evbuffer *in = s->conn.in;
+	struct frame f;
+
+	while (s->state == SERVER_LOGIN) {
+		enum frame_status st = frame_peek(in, &f, FRAME_STARTUP_MAX * 2);
+		const uint8_t *body;
+
+		/* Checked before waiting for the body: a bogus length must not stall the login. */
+		if (st == FRAME_INVALID) {
+			login_fail(s, SQLSTATE_PROTOCOL_VIOLATION, "invalid message from server");
+			return;
+		}
+		if (st == FRAME_INCOMPLETE || evbuffer_get_length(in) < frame_total(&f))
+			return;
+		body = evbuffer_pullup(in, (ev_ssize_t)frame_total(&f));
+		if (!login_message(s, f.type, body + FRAME_HEADER_LEN, f.len - 4))
+			return;
+		evbuffer_drain(in, frame_total(&f));
+	}
+}
+
+/* Asynchronous traffic on an idle server: notices, parameter changes, or a FATAL. */
+static void idle_input(struct server *s)
+{
+	struct evbuffer *in = s->conn.in;
+	struct frame f;
+
+	for (;;) {
+		enum frame_status st = frame_peek(in, &f, s->w->cfg->max_packet_size);
+		const uint8_t *body;
+
+		if (st == FRAME_INVALID) {
+			server_close(s, "invalid message from idle server");
+			return;
+		}
+		if (st == FRAME_INCOMPLETE || evbuffer_get_length(in) < frame_total(&f))
+			return;
+		if (f.type != 'N' && f.type != 'S' && f.type != 'A') {
+			server_close(s, f.type == 'E' ? "server sent an error while idle"
+			                              : "unexpected data from idle server");
+			return;
+		}
+		if (f.type == 'S') {
+			struct msg_reader r;
+			const char *name, *value;
+
+			body = evbuffer_pullup(in, (ev_ssize_t)frame_total(&f));
+			msg_reader_init(&r, body + FRAME_HEADER_LEN, f.len - 4);
+			name = msg_read_cstr(&r);
+			value = msg_read_cstr(&r);
+			if (name != NULL && value != NULL)
+				param_set(&s->params, name, value);
+		}
+		evbuffer_drain(in, frame_total(&f));
+	}
+}
+
+static void send_startup(struct server *s);
+
+/* The one-byte answer to our SSLRequest. */
+static void tls_answer(struct server *s)
+{
+	struct evbuffer *in = s->conn.in;
+	const struct config *cfg = s->w->cfg;
+	int mode = tls_server_sslmode(cfg, s->pool->db);
+	char answer;
+	SSL *ssl;
+
+	if (evbuffer_remove(in, &answer, 1) != 1)
+		return;
+	/* Bytes after the answer would have been injected before the handshake. */
+	if (answer == 'S' && evbuffer_get_length(in) > 0) {
+		login_fail(s, SQLSTATE_PROTOCOL_VIOLATION,
+		           "server sent unencrypted data after accepting TLS");
+		return;
+	}
+	if (answer == 'N') {
+		if (mode >= SSLMODE_REQUIRE) {
+			login_fail(s, SQLSTATE_CONNECTION_FAILURE,
+			           "server does not support TLS, but sslmode requires it");
+			return;
+		}
+		s->tls = SERVER_TLS_NONE;
+		send_startup(s);
+		return;
+	}
+	if (answer != 'S') {
+		login_fail(s, SQLSTATE_PROTOCOL_VIOLATION, "invalid answer to the TLS request");
+		return;
+	}
+	ssl = tls_server_ssl(&s->w->snap->tls, cfg, s->pool->db);
+	if (ssl == NULL || conn_start_tls(&s->conn, ssl, BUFFEREVENT_SSL_CONNECTING) < 0) {
+		login_fail(s, SQLSTATE_CONNECTION_FAILURE, "could not start TLS to the server");
+		return;
+	}
+	s->tls = SERVER_TLS_HANDSHAKE;
+}
+
+static void server_read_cb(void *arg)
+{
+	struct server *s = arg;
+
+	switch (s->state) {
+	case SERVER_LOGIN:
+		if (s->tls == SERVER_TLS_REQUESTED)
+			tls_answer(s);
+		else if (s->tls != SERVER_TLS_HANDSHAKE)
+			login_input(s);
+		break;
+	case SERVER_ACTIVE:
+	case SERVER_RESETTING:
+		relay_server_input(s);
+		break;
+	case SERVER_IDLE:
+	case SERVER_CANCELING:
+		idle_input(s);
+		break;
+	case SERVER_CONNECTING:
+	case SERVER_CLOSING:
+		break;
+	}
+}
+
+static void server_drained_cb(void *arg)
+{
+	struct server *s = arg;
+
+	/* Output drained below the low watermark: let the client send more. */
+	if (s->client != NULL)
+		client_resume(s->client, SUSPEND_WATERMARK);
+}
+
+static void send_startup(struct server *s)
+{
+	const struct db_def *db = s->pool->db;
+	const char *keys[4], *values[4];
+	char options[512];
+	size_t n = 0;
+
+	keys[n] = "user";
+	values[n++] = s->pool->user;
+	keys[n] = "database";
+	values[n++] = db->dbname != NULL ? db->dbname : s->pool->dbname;
+	if (db->application_name != NULL) {
+		keys[n] = "application_name";
+		values[n++] = db->application_name;
+	}
+	/* A tenant's or user's statement_timeout rides on the options, after the database's. */
+	if (s->pool->statement_timeout_us > 0) {
+		snprintf(options, sizeof(options), "%s%s-c statement_timeout=%lldms",
+		         db->connect_options != NULL ? db->connect_options : "",
+		         db->connect_options != NULL ? " " : "",
+		         (long long)((s->pool->statement_timeout_us + 999) / 1000));
+		keys[n] = "options";
+		values[n++] = options;
+	} else if (db->connect_options != NULL) {
+		keys[n] = "options";
+		values[n++] = db->connect_options;
+	}
+	build_startup(conn_out(&s->conn), keys, values, n);
+}
+
+static void remember_peer(struct server *s)
+{
+	int fd = s->conn.fd;
+	int one = 1;
+
+	s->addrlen = sizeof(s->addr);
+	if (getpeername(fd, (struct sockaddr *)&s->addr, &s->addrlen) < 0)
+		s->addrlen = 0;
+	if (s->addr.ss_family == AF_INET || s->addr.ss_family == AF_INET6) {
+		char host[INET6_ADDRSTRLEN];
+		const void *a = s->addr.ss_family == AF_INET
+		                    ? (const void *)&((struct sockaddr_in *)&s->addr)->sin_addr
+		                    : (const void *)&((struct sockaddr_in6 *)&s->addr)->sin6_addr;
+
+		inet_ntop(s->addr.ss_family, a, host, sizeof(host));
+		snprintf(s->addr_text, sizeof(s->addr_text), "%s:%d", host, s->pool->db->port);
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+}
+
+static void connect_failed(struct server *s, const char *why)
+{
+	const struct db_def *db = s->pool->db;
+	char msg[256];
+
+	snprintf(msg, sizeof(msg), "could not connect to server %s:%d: %s", db ? db->host : "?",
+	         db ? db->port : 0, why);
+	login_fail(s, SQLSTATE_CONNECTION_FAILURE, msg);
+}
+
+static void server_event_cb(void *arg, int what)
+{
+	struct server *s = arg;
+	char msg[256];
+
+	if (what & CONN_CONNECTED) {
+		if (s->pool->db == NULL) {
+			server_close(s, "database removed while connecting");
+			return;
+		}
+		if (s->tls == SERVER_TLS_HANDSHAKE) {
+			s->tls = SERVER_TLS_ON;
+			send_startup(s);
+			return;
+		}
+		remember_peer(s);
+		server_set_state(s, SERVER_LOGIN);
+		/* libpq does not use TLS over a Unix socket either. */
+		if (s->pool->db->host[0] != '/' &&
+		    tls_server_sslmode(s->w->cfg, s->pool->db) != SSLMODE_DISABLE) {
+			s->tls = SERVER_TLS_REQUESTED;
+			build_ssl_request(conn_out(&s->conn));
+			return;
+		}
+		send_startup(s);
+		return;
+	}
+	if (s->tls == SERVER_TLS_HANDSHAKE && (what & CONN_ERROR)) {
+		char reason[200];
+
+		tls_error_text(conn_tls_bev(&s->conn), reason, sizeof(reason));
+		snprintf(msg, sizeof(msg), "TLS to server %s:%d failed: %s", s->pool->db->host,
+		         s->pool->db->port, reason);
+		login_fail(s, SQLSTATE_CONNECTION_FAILURE, msg);
+		return;
+	}
+	if (s->state == SERVER_CONNECTING || s->state == SERVER_LOGIN) {
+		connect_failed(s,
+		               (what & CONN_EOF) ? "connection closed" : strerror(s->conn.error));
+		return;
+	}
+	if (s->client != NULL) {
+		struct client *c = s->client;
+
+		server_close(s, (what & CONN_EOF) ? "server closed the connection"
+		                                  : "server connection error");
+		client_fail(c, SQLSTATE_CONNECTION_FAILURE,
+		            "server connection lost in the middle of a transaction");
+		return;
+	}
+	server_close(s, (what & CONN_EOF) ? "server closed the connection"
+	                                  : "server connection error");
+}
+
+void server_request_started(struct server *s)
+{
+	int64_t timeout = s->pool->set.query_timeout_us;
+
+	if (timeout > 0 &&
+	    (!s->timer_pending || s->timer_deadline_us > s->request_start_us + timeout))
+		arm_timer(s, timeout);
+}
+
+/*
+ * The timer fired on an active server: a request over its query_timeout is
+ * cancelled (the client then gets 57014 naming the limit, and keeps the
+ * server); a cancel Postgres has not answered within cancel_grace closes it.
+ */
+static void check_query_timeout(struct server *s)
+{
+	int64_t timeout = s->pool->set.query_timeout_us, elapsed;
+	struct client *c = s->client;
+
+	if (s->timed_out_after_us > 0) {
+		server_close(
+		    s, "query_timeout: Postgres did not answer the cancel within cancel_grace");
+		if (c != NULL)
+			client_fail(c, SQLSTATE_CONNECTION_FAILURE,
+			            "sluice closed the server connection: the statement ran past "
+			            "query_timeout and Postgres did not answer the cancel within "
+			            "cancel_grace");
+		return;
+	}
+	if (timeout <= 0 || s->queue.count == 0 || c == NULL)
+		return;
+	elapsed = worker_now_us(s->w) - s->request_start_us;
+	if (elapsed < timeout) {
+		arm_timer(s, timeout - elapsed);
+		return;
+	}
+	slog(s, LOG_WARN, "statement ran past query_timeout: cancelling it");
+	s->timed_out_after_us = timeout;
+	latency_timeout(c);
+	cancel_server(s);
+	arm_timer(s, s->w->cfg->cancel_grace_us > 0 ? s->w->cfg->cancel_grace_us : 1);
+}
+
+static void server_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+
+	s->timer_pending = false;
+	switch (s->state) {
+	case SERVER_CONNECTING:
+	case SERVER_LOGIN:
+		login_fail(s, SQLSTATE_CONNECTION_FAILURE, "server_connect_timeout expired");
+		break;
+	case SERVER_IDLE:
+		if (idle_time_left(s) <= 0)
+			server_close(s, "idle timeout or lifetime reached");
+		else
+			arm_idle_timer(s);
+		break;
+	case SERVER_RESETTING:
+		server_close(s, "server_reset_timeout expired");
+		break;
+	case SERVER_ACTIVE:
+		check_query_timeout(s);
+		break;
+	default:
+		break;
+	}
+}
+
+static const struct conn_ops server_conn_ops = {
+    .read = server_read_cb,
+    .drained = server_drained_cb,
+    .event = server_event_cb,
+};
+
+static void resolved_cb(int err, struct evutil_addrinfo *ai, void *arg)
+{
+	struct server *s = arg;
+
+	if (err == EVUTIL_EAI_CANCEL)
+		return; /* the server was freed */
+	s->dns = NULL;
+	if (s->state != SERVER_CONNECTING || s->pool->db == NULL) {
+		if (ai != NULL)
+			evutil_freeaddrinfo(ai);
+		return;
+	}
+	if (err != 0)
+		connect_failed(s, evutil_gai_strerror(err));
+	else if (conn_connect(&s->conn, ai->ai_addr, (socklen_t)ai->ai_addrlen) < 0)
+		connect_failed(s, strerror(s->conn.error));
+	if (ai != NULL)
+		evutil_freeaddrinfo(ai);
+}
+
+/* Returns -1 if the connection could not even start; failures after that come as events. */
+static int start_connect(struct server *s)
+{
+	const struct db_def *db = s->pool->db;
+	struct evutil_addrinfo hints = {
+	    .ai_family = AF_UNSPEC,
+	    .ai_socktype = SOCK_STREAM,
+	    .ai_protocol = IPPROTO_TCP,
+	    .ai_flags = EVUTIL_AI_ADDRCONFIG,
+	};
+	struct evdns_getaddrinfo_request *req;
+	char port[16];
+
+	if (db->host[0] == '/') {
+		struct sockaddr_un sun = {.sun_family = AF_UNIX};
+
+		if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/.s.PGSQL.%d", db->host,
+		                     db->port) >= sizeof(sun.sun_path))
+			return -1;
+		snprintf(s->addr_text, sizeof(s->addr_text), "%s", sun.sun_path);
+		if (conn_connect(&s->conn, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+			connect_failed(s, strerror(s->conn.error));
+		return 0;
+	}
+	if (s->w->dns == NULL)
+		return -1;
+	snprintf(port, sizeof(port), "%d", db->port);
+	/* A numeric address is answered at once, through the callback, and NULL comes back. */
+	req = evdns_getaddrinfo(s->w->dns, db->host, port, &hints, resolved_cb, s);
+	if (req != NULL && s->state == SERVER_CONNECTING)
+		s->dns = req;
+	return 0;
+}
+
+struct server *server_new(struct pool *p)
+{
+	struct worker *w = p->w;
+	struct server *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		return NULL;
+	s->id = atomic_fetch_add(&w->rt->next_conn_id, 1);
+	s->w = w;
+	s->pool = p;
+	s->tx_status = 'I';
+	param_list_init(&s->params);
+	param_list_init(&s->captured);
+	prepared_cache_init(&s->stmts);
+	list_init(&s->cancels);
+	list_init(&s->node);
+	s->connect_us = worker_now_us(w);
+	s->timer = evtimer_new(w->base, server_timer_cb, s);
+	if (conn_init(&s->conn, w, &server_conn_ops, s) < 0 || s->timer == NULL) {
+		server_free(s);
+		return NULL;
+	}
+	conn_set_read_high(&s->conn, RELAY_READ_HIGH);
+	p->nservers++;
+	s->state = SERVER_CONNECTING;
+	list_add_tail(&p->pending, &s->node);
+	arm_timer(s, w->cfg->server_connect_timeout_us);
+	slog(s, LOG_DEBUG, "connecting to %s:%d", p->db->host, p->db->port);
+	/* On failure the server is closed but still returned: its quota is already given back. */
+	if (start_connect(s) < 0)
+		login_fail(s, SQLSTATE_CONNECTION_FAILURE, "could not start a server connection");
+	return s;
+}
+
+void server_sync_params(struct server *s, struct client *c)
+{
+	struct pool *p = s->pool;
+	struct evbuffer *sql;
+	uint64_t want = param_effective_fingerprint(&p->defaults, &c->params);
+
+	if (s->params.fingerprint == want)
+		return;
+	sql = evbuffer_new();
+	if (sql == NULL)
+		return;
+	if (param_sync_sql(sql, &p->defaults, &c->params, &s->params) > 0) {
+		evbuffer_add(sql, "", 1);
+		build_query(conn_out(&s->conn), (const char *)evbuffer_pullup(sql, -1));
+		s->sync_pending++;
+		s->sync_failed = false;
+		/* Mirror what the SETs do; ParameterStatus replies fix the spelling later. */
+		for (size_t i = 0; i < c->params.count; i++)
+			if (!param_is_read_only(c->params.items[i].name))
+				param_set(&s->params, c->params.items[i].name,
+				          c->params.items[i].value);
+		for (size_t i = 0; i < s->params.count;) {
+			struct param *have = &s->params.items[i];
+			const struct param *def = param_find(&p->defaults, have->name);
+
+			if (param_find(&c->params, have->name) != NULL ||
+			    param_is_read_only(have->name)) {
+				i++;
+			} else if (def == NULL) {
+				param_remove(&s->params, have->name);
+			} else {
+				param_set(&s->params, have->name, def->value);
+				i++;
+			}
+		}
+	}
+	evbuffer_free(sql);
+}
+
+/*
+ * Settings a session may carry from server to server.  The transaction_*
+ * ones only ever describe the current transaction.
+ */
+static bool is_session_setting(const struct pool *p, const char *name)
+{
+	return param_find(&p->defaults, name) == NULL && !param_is_read_only(name) &&
+	       !param_is_startup_only(name) && strncasecmp(name, "transaction_", 12) != 0;
+}
+
+bool server_capture_params(struct server *s)
+{
+	static const char sql[] =
+	    "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session'";
+
+	if (!s->params_dirty || s->tx_status != 'I' || pool_mode(s->pool) == POOL_SESSION)
+		return false;
+	s->params_dirty = false;
+	param_list_fini(&s->captured);
+	param_list_init(&s->captured);
+	build_query(conn_out(&s->conn), sql);
+	s->sync_pending++;
+	s->capturing = true;
+	return true;
+}
+
+/* Make `l`'s session settings (those no server reports) what the server has. */
+static void apply_to(const struct pool *p, struct param_list *l, const struct param_list *rows)
+{
+	for (size_t i = 0; i < l->count;) {
+		const char *name = l->items[i].name;
+
+		if (is_session_setting(p, name) && param_find(rows, name) == NULL)
+			param_remove(l, name); /* RESET, DISCARD ALL, or rolled back */
+		else
+			i++;
+	}
+	for (size_t i = 0; i < rows->count; i++)
+		if (is_session_setting(p, rows->items[i].name))
+			param_set(l, rows->items[i].name, rows->items[i].value);
+}
+
+void server_apply_captured(struct server *s)
+{
+	apply_to(s->pool, &s->params, &s->captured);
+	if (s->client != NULL)
+		apply_to(s->pool, &s->client->params, &s->captured);
+	param_list_fini(&s->captured);
+	param_list_init(&s->captured);
+}
