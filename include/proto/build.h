@@ -31,12 +31,32 @@ void msg_add_cstr(struct msg_builder *m, const char *s);
 /* Patch the length and append to out. */
 int msg_finish(struct msg_builder *m, struct evbuffer *out);
 
+#define BUILD_ERROR_TEXT_MAX 1023 /* longest text field of an ErrorResponse; longer is cut */
+
+/* The optional fields of an ErrorResponse; NULL = not sent. */
+struct error_fields {
+	const char *detail; /* D: more about what happened */
+	const char *hint;   /* H: what the client can do about it */
+	const char
+	    *routine; /* R: the Postgres routine that raises it, which some drivers match on */
+};
+
 /* Backend messages (to clients). */
+/*
+ * The one ErrorResponse builder: S and V (severity, "ERROR" or "FATAL";
+ * sluice does not localise, so both are the same), C (sqlstate, from
+ * proto/sqlstate.h), M, then the fields of f that are set (f may be NULL), in
+ * Postgres' order.  A text field past BUILD_ERROR_TEXT_MAX bytes is cut rather
+ * than the error lost.
+ */
+int build_error_fields(struct evbuffer *out, const char *severity, const char *sqlstate,
+                       const char *msg, const struct error_fields *f);
+/* Shorthands: with a DETAIL, or a DETAIL and a HINT (each NULL = none). */
 int build_error(struct evbuffer *out, const char *severity, const char *sqlstate, const char *msg,
                 const char *detail);
-/* The same with a HINT field (what to do about it); NULL = none. */
 int build_error_hint(struct evbuffer *out, const char *severity, const char *sqlstate,
                      const char *msg, const char *detail, const char *hint);
+/* NoticeResponse, severity NOTICE: the same layout, msg sent whole. */
 int build_notice(struct evbuffer *out, const char *sqlstate, const char *msg);
 int build_auth(struct evbuffer *out, uint32_t code, const void *data, size_t len);
 int build_auth_sasl(struct evbuffer *out, const char *mechanism);

@@ -917,24 +917,13 @@ void prepared_server_error(struct server *s, const char *sqlstate, const char *m
 
 void prepared_stale_error(struct server *s)
 {
-	struct msg_builder m;
+	const struct error_fields f = {.routine = "RevalidateCachedQuery"};
 
 	if (s->client == NULL)
 		return;
 	/* What Postgres sends; drivers recognise it by code and routine (asyncpg, postgres.js). */
-	msg_begin(&m, 'E');
-	msg_add_u8(&m, 'S');
-	msg_add_cstr(&m, "ERROR");
-	msg_add_u8(&m, 'V');
-	msg_add_cstr(&m, "ERROR");
-	msg_add_u8(&m, 'C');
-	msg_add_cstr(&m, SQLSTATE_FEATURE_NOT_SUPPORTED);
-	msg_add_u8(&m, 'M');
-	msg_add_cstr(&m, "cached plan must not change result type");
-	msg_add_u8(&m, 'R');
-	msg_add_cstr(&m, "RevalidateCachedQuery");
-	msg_add_u8(&m, 0);
-	msg_finish(&m, conn_out(&s->client->conn));
+	build_error_fields(conn_out(&s->client->conn), "ERROR", SQLSTATE_FEATURE_NOT_SUPPORTED,
+	                   "cached plan must not change result type", &f);
 }
 
 bool prepared_is_fake(uint8_t marker)

@@ -6,7 +6,7 @@
 #include "proto/build.h"
 
 #include <event2/buffer.h>
-#include <stdio.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "proto/frame.h"
@@ -70,35 +70,58 @@ int msg_finish(struct msg_builder *m, struct evbuffer *out)
 	return evbuffer_add(out, m->data, m->len);
 }
 
-int build_error_hint(struct evbuffer *out, const char *severity, const char *sqlstate,
-                     const char *msg, const char *detail, const char *hint)
+/* A text field: its code, then s cut to max bytes and terminated. */
+static void add_text_field(struct msg_builder *m, uint8_t code, const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	msg_add_u8(m, code);
+	msg_add_bytes(m, s, n < max ? n : max);
+	msg_add_u8(m, 0);
+}
+
+/*
+ * ErrorResponse ('E') and NoticeResponse ('N') share one layout; the fields
+ * go in the order Postgres sends them, so a driver sees what it would see
+ * from a server.
+ */
+static int build_report(struct evbuffer *out, uint8_t type, const char *severity,
+                        const char *sqlstate, const char *msg, const struct error_fields *f,
+                        size_t text_max)
 {
 	struct msg_builder m;
-	char text[1024];
 
-	/* Truncate an over-long message instead of failing to report it. */
-	snprintf(text, sizeof(text), "%s", msg);
-	msg_begin(&m, 'E');
+	msg_begin(&m, type);
 	msg_add_u8(&m, 'S');
 	msg_add_cstr(&m, severity);
 	msg_add_u8(&m, 'V');
 	msg_add_cstr(&m, severity);
 	msg_add_u8(&m, 'C');
 	msg_add_cstr(&m, sqlstate);
-	msg_add_u8(&m, 'M');
-	msg_add_cstr(&m, text);
-	if (detail != NULL) {
-		snprintf(text, sizeof(text), "%s", detail);
-		msg_add_u8(&m, 'D');
-		msg_add_cstr(&m, text);
-	}
-	if (hint != NULL) {
-		snprintf(text, sizeof(text), "%s", hint);
-		msg_add_u8(&m, 'H');
-		msg_add_cstr(&m, text);
-	}
+	add_text_field(&m, 'M', msg, text_max);
+	if (f != NULL && f->detail != NULL)
+		add_text_field(&m, 'D', f->detail, text_max);
+	if (f != NULL && f->hint != NULL)
+		add_text_field(&m, 'H', f->hint, text_max);
+	if (f != NULL && f->routine != NULL)
+		add_text_field(&m, 'R', f->routine, text_max);
 	msg_add_u8(&m, 0);
 	return msg_finish(&m, out);
+}
+
+int build_error_fields(struct evbuffer *out, const char *severity, const char *sqlstate,
+                       const char *msg, const struct error_fields *f)
+{
+	/* Cut over-long text instead of failing to report the error at all. */
+	return build_report(out, 'E', severity, sqlstate, msg, f, BUILD_ERROR_TEXT_MAX);
+}
+
+int build_error_hint(struct evbuffer *out, const char *severity, const char *sqlstate,
+                     const char *msg, const char *detail, const char *hint)
+{
+	const struct error_fields f = {.detail = detail, .hint = hint};
+
+	return build_error_fields(out, severity, sqlstate, msg, &f);
 }
 
 int build_error(struct evbuffer *out, const char *severity, const char *sqlstate, const char *msg,
@@ -109,19 +132,8 @@ int build_error(struct evbuffer *out, const char *severity, const char *sqlstate
 
 int build_notice(struct evbuffer *out, const char *sqlstate, const char *msg)
 {
-	struct msg_builder m;
-
-	msg_begin(&m, 'N');
-	msg_add_u8(&m, 'S');
-	msg_add_cstr(&m, "NOTICE");
-	msg_add_u8(&m, 'V');
-	msg_add_cstr(&m, "NOTICE");
-	msg_add_u8(&m, 'C');
-	msg_add_cstr(&m, sqlstate);
-	msg_add_u8(&m, 'M');
-	msg_add_cstr(&m, msg);
-	msg_add_u8(&m, 0);
-	return msg_finish(&m, out);
+	/* Not cut: the console's notices (SHOW HELP) are longer than an error's text. */
+	return build_report(out, 'N', "NOTICE", sqlstate, msg, NULL, SIZE_MAX);
 }
 
 int build_auth(struct evbuffer *out, uint32_t code, const void *data, size_t len)

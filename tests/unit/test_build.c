@@ -55,20 +55,81 @@ Test(build, error_response)
 	expect_framed('E');
 }
 
+Test(build, error_response_hint)
+{
+	const char want[] = "E\0\0\0\x32"
+	                    "SERROR\0VERROR\0C53400\0Mslow down\0Hretry later\0";
+
+	cr_assert_eq(build_error_hint(out, "ERROR", "53400", "slow down", NULL, "retry later"), 0);
+	expect(want, sizeof(want));
+	expect_framed('E');
+}
+
+/* prepared.c's stale-plan error: the same bytes Postgres sends, R included. */
+Test(build, error_response_routine)
+{
+	const char want[] = "E\0\0\0\x5a"
+	                    "SERROR\0VERROR\0C0A000\0Mcached plan must not change result type\0"
+	                    "RRevalidateCachedQuery\0";
+	const struct error_fields f = {.routine = "RevalidateCachedQuery"};
+
+	cr_assert_eq(build_error_fields(out, "ERROR", "0A000",
+	                                "cached plan must not change result type", &f),
+	             0);
+	expect(want, sizeof(want));
+	expect_framed('E');
+}
+
+/* All optional fields, in Postgres' order: D, H, R. */
+Test(build, error_response_all_fields)
+{
+	const char want[] = "E\0\0\0\x26"
+	                    "SFATAL\0VFATAL\0C08P01\0Mm\0Dd\0Hh\0Rr\0";
+	const struct error_fields f = {.detail = "d", .hint = "h", .routine = "r"};
+
+	cr_assert_eq(build_error_fields(out, "FATAL", "08P01", "m", &f), 0);
+	expect(want, sizeof(want));
+}
+
 Test(build, error_message_truncated_not_dropped)
 {
 	char big[5000];
+	const uint8_t *p;
+	size_t len;
 
 	memset(big, 'x', sizeof(big) - 1);
 	big[sizeof(big) - 1] = 0;
-	cr_assert_eq(build_error(out, "ERROR", "XX000", big, NULL), 0);
+	cr_assert_eq(build_error(out, "ERROR", "XX000", big, big), 0);
 	expect_framed('E');
+	/* Header, S, V, C, then M and D each cut to BUILD_ERROR_TEXT_MAX bytes. */
+	len = evbuffer_get_length(out);
+	cr_assert_eq(len, 5 + 7 + 7 + 7 + 2 * (1 + BUILD_ERROR_TEXT_MAX + 1) + 1);
+	p = evbuffer_pullup(out, -1);
+	cr_assert_eq(p[5 + 7 + 7 + 7], 'M');
+	cr_assert_eq(p[5 + 7 + 7 + 7 + 1 + BUILD_ERROR_TEXT_MAX], 0);
 }
 
 Test(build, notice)
 {
+	const char want[] = "N\0\0\0\x20"
+	                    "SNOTICE\0VNOTICE\0C01000\0Mhi\0";
+
 	build_notice(out, "01000", "hi");
+	expect(want, sizeof(want));
 	expect_framed('N');
+}
+
+/* A notice is not cut: SHOW HELP is longer than an error's text limit. */
+Test(build, notice_long_sent_whole)
+{
+	char big[4096];
+	struct frame f;
+
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	cr_assert_eq(build_notice(out, "00000", big), 0);
+	cr_assert_eq(frame_peek(out, &f, 1u << 30), FRAME_READY);
+	cr_assert_eq(evbuffer_get_length(out), 5 + 8 + 8 + 7 + 1 + sizeof(big) + 1);
 }
 
 Test(build, auth_variants)
