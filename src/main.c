@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "admin/control.h"
 #include "config/config.h"
 #include "config/manpage.h"
 #include "runtime/runtime.h"
@@ -62,7 +63,7 @@ int main(int argc, char **argv)
 	/* Must precede every event_base so cross-thread event_active is safe. */
 	evthread_use_pthreads();
 	signal(SIGPIPE, SIG_IGN);
-	if (runtime_init(&rt, path, upstream, environ, cfg) < 0) {
+	if (runtime_init(&rt, path, upstream, environ, cfg, &admin_console_handler) < 0) {
 		fprintf(stderr, "sluice: startup failed\n");
 		runtime_fini(&rt);
 		return 1;

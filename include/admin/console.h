@@ -29,14 +29,6 @@ struct event;
 #define ADMIN_POLL_US    20000  /* re-check interval of PAUSE, WAIT_CLOSE and SUSPEND */
 #define ADMIN_PG_VERSION "16.0" /* server_version reported to drivers, before "(sluice X)" */
 
-/* SQLSTATEs the console answers with. */
-#define ADMIN_SYNTAX_ERROR      "42601"
-#define ADMIN_UNDEFINED_OBJECT  "42704"
-#define ADMIN_NO_PRIVILEGE      "42501"
-#define ADMIN_INVALID_VALUE     "22023"
-#define ADMIN_WRONG_STATE       "55000"
-#define ADMIN_CANT_CHANGE_PARAM "55P02"
-
 enum admin_role {
 	ADMIN_ROLE_NONE,  /* not allowed on the console */
 	ADMIN_ROLE_STATS, /* stats_users: SHOW only */

@@ -13,14 +13,13 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "base/log.h"
 #include "auth/auth_file.h"
 #include "auth/hba.h"
 #include "config/tenant.h"
 
 enum pool_mode { POOL_SESSION, POOL_TRANSACTION, POOL_STATEMENT };
 enum auth_type { AUTH_SCRAM, AUTH_MD5, AUTH_PLAIN, AUTH_TRUST, AUTH_CERT };
-enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
-enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 enum sslmode {
 	SSLMODE_DISABLE,
 	SSLMODE_ALLOW,
@@ -204,6 +203,8 @@ void config_format_value(const struct config *cfg, const struct config_option *o
 
 /* [databases] entry for a client's database name, falling back to "*"; NULL if none. */
 const struct db_def *config_find_db(const struct config *cfg, const char *name);
+/* Is `dbname` the admin console (admin_db, or the alias "pgbouncer")? */
+bool config_is_console_db(const struct config *cfg, const char *dbname);
 const struct user_def *config_find_user(const struct config *cfg, const char *name);
 
 /* Effective per-pool settings after db and user overrides. */

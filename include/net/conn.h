@@ -6,17 +6,17 @@
  *   - one persistent read event, registered once; input is recv()ed into
  *     space reserved in the input evbuffer, without asking the kernel first
  *     how much is there (libevent's bufferevents add an ioctl(FIONREAD));
- *   - output is sent by the worker's flush event, which runs after the
+ *   - output is sent by the loop's flush event, which runs after the
  *     callbacks of the current loop turn, so everything one turn produced
  *     for a socket leaves in one writev;
  *   - a write event is armed only when the kernel took less than everything
  *     (a bufferevent adds and removes its write event around every reply:
  *     two epoll_ctl calls per message).
  * An idle plain conn holds no buffers: when its input or output is empty
- * after a read or a send, the evbuffer goes back to the worker's spares and
- * the pointer is set to the worker's shared empty buffer, which nobody
+ * after a read or a send, the evbuffer goes back to the loop's spares and
+ * the pointer is set to the loop's shared empty buffer, which nobody
  * writes (input is filled only by conn.c, output only through conn_out).
- * Ten thousand idle clients so keep 290 bytes each less, and a busy worker
+ * Ten thousand idle clients so keep 290 bytes each less, and a busy loop
  * reuses the same few buffers without allocating.
  *
  * TLS connections go through a bufferevent_openssl instead; the interface is
@@ -35,7 +35,7 @@
 struct bufferevent;
 struct event;
 struct evbuffer;
-struct worker;
+struct loop;
 typedef struct ssl_st SSL;
 
 /* What conn_ops.event reports. */
@@ -50,7 +50,7 @@ struct conn_ops {
 };
 
 struct conn {
-	struct worker *w;
+	struct loop *loop; /* the loop it runs on: flush and kick lists, spare buffers */
 	const struct conn_ops *ops;
 	void *arg;
 	struct evbuffer *in;  /* read it freely (never write); write output only through conn_out */
@@ -59,8 +59,8 @@ struct conn {
 	struct event *wev;    /* plain: one-shot write event, after a short send or to connect
 	                         (created then: most connections never need it) */
 	struct bufferevent *tls; /* TLS: the bufferevent_openssl doing all I/O */
-	struct list_node flush;  /* on the worker's flush list: output waits for the flush event */
-	struct list_node kick;   /* on the worker's kick list: buffered input to hand over again */
+	struct list_node flush;  /* on the loop's flush list: output waits for the flush event */
+	struct list_node kick;   /* on the loop's kick list: buffered input to hand over again */
 	uint32_t read_high;      /* stop reading while the input holds this much */
 	uint32_t drained_at;     /* conn_notify_drained level */
 	int fd;                  /* -1 before conn_connect */
@@ -73,9 +73,9 @@ struct conn {
 };
 
 /* Set up on an accepted, non-blocking socket (taken over) and start reading. */
-int conn_init_fd(struct conn *c, struct worker *w, int fd, const struct conn_ops *ops, void *arg);
+int conn_init_fd(struct conn *c, struct loop *l, int fd, const struct conn_ops *ops, void *arg);
 /* Set up with no socket yet, for conn_connect. */
-int conn_init(struct conn *c, struct worker *w, const struct conn_ops *ops, void *arg);
+int conn_init(struct conn *c, struct loop *l, const struct conn_ops *ops, void *arg);
 /* Start a non-blocking connect; CONN_CONNECTED or CONN_ERROR follows. */
 int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len);
 /*
@@ -107,8 +107,8 @@ static inline struct bufferevent *conn_tls_bev(const struct conn *c)
 	return c->tls;
 }
 
-/* Per-worker flush and kick events (worker.c). */
-int conn_flusher_init(struct worker *w);
-void conn_flusher_fini(struct worker *w);
+/* A loop's flush and kick events and spare buffers (loop_init, loop_fini). */
+int conn_flusher_init(struct loop *l);
+void conn_flusher_fini(struct loop *l);
 
 #endif

@@ -19,56 +19,11 @@
 
 #include "base/histogram.h"
 #include "observe/gather.h"
+#include "pool/record.h"
 #include "base/types.h"
 
 struct inbox;
-
-enum latency_kind {
-	LATENCY_QUERY,   /* request forwarded to the server until its ReadyForQuery */
-	LATENCY_XACT,    /* first request after ReadyForQuery 'I' until the next 'I' */
-	LATENCY_WAIT,    /* queued for a server; 0 when one was idle */
-	LATENCY_CONNECT, /* server connect started until its login's ReadyForQuery */
-	LATENCY_KINDS,
-};
-
-/* "query", "transaction", "wait", "connect". */
-const char *latency_kind_name(enum latency_kind kind);
-
-#define LATENCY_POOL_CLASSES 16 /* SQLSTATE classes counted per pool and worker */
-
-struct error_class {
-	char cls[3];    /* SQLSTATE class ("42"); "" = unused slot */
-	uint64_t count; /* ErrorResponses relayed with it */
-};
-
-struct latency_period;
-
-struct pool_latency {
-	struct histogram h[LATENCY_KINDS];               /* by enum latency_kind */
-	struct error_class errors[LATENCY_POOL_CLASSES]; /* in the order first seen */
-	uint64_t errors_other;                           /* classes once the table is full */
-	uint64_t timeouts;             /* client timers that ended a request or a connection */
-	uint64_t cancels;              /* CancelRequests for this pool's clients */
-	uint64_t ratelimit_rejections; /* requests refused by a tenant rate limit (53400) */
-	struct latency_period *period; /* stats log baseline (statslog.c); NULL before a tick */
-	size_t gather_slot;            /* scratch for the gather running on this worker */
-};
-
-/* Hooks, each called on the pool's worker. */
-/* relay.c handle_ready: the server answered everything outstanding (status is Z's). */
-void latency_request_done(struct server *s, int64_t now_us, char status);
-/* client.c client_link: the client gets a server, after waiting in the queue or not. */
-void latency_link(struct client *c, struct server *s);
-/* server.c: the server's login finished. */
-void latency_server_ready(struct server *s);
-/* relay.c: a server reply whose body the relay read; counts ErrorResponses by class. */
-void latency_server_reply(struct pool *p, uint8_t type, const uint8_t *body, size_t len);
-/* client.c: the client's timer expired (timeouts are counted per pool). */
-void latency_timeout(struct client *c);
-/* client.c: a CancelRequest for the client arrived. */
-void latency_cancel(struct client *c);
-/* pool.c pool_free: release what the pool's observations own. */
-void latency_fini(struct pool_latency *lat);
+struct worker_shared;
 
 #define LATENCY_REPORT_CLASSES 48 /* more than Postgres defines */
 
@@ -100,10 +55,11 @@ typedef void (*latency_report_fn)(struct latency_report *rep, void *arg);
 
 /*
  * Copy every worker's pools and deliver the merged report to `done` on
- * reply_to's loop (the control loop: &rt->inbox; a worker: &w->inbox).
+ * reply_to's loop (the control loop's inbox, or a worker's: &w->inbox).
  * Returns -1 (done never runs) when the fan-out cannot start.
  */
-int latency_gather(struct runtime *rt, struct inbox *reply_to, latency_report_fn done, void *arg);
+int latency_gather(struct worker_shared *shared, struct inbox *reply_to, latency_report_fn done,
+                   void *arg);
 void latency_report_free(struct latency_report *rep);
 
 /*

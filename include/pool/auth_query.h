@@ -19,7 +19,7 @@ struct worker;
  * The credentials for c (user c->user, database c->dbname) are not in the
  * auth_file.  Returns true when an answer is cached: c->queried_secret is
  * then set (NULL when the user does not exist).  Otherwise queues c and
- * returns false; client_login_auth_answered(c) follows once the answer is in
+ * returns false; c->handler->wake(c) follows once the answer is in
  * (or the lookup failed: the client is then closed with an error).  A client
  * that closes meanwhile leaves the queue with its wait_node.
  */

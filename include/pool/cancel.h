@@ -4,6 +4,8 @@
  * routed to the owner, which forwards it to the linked server's real key on a
  * fresh connection.  A server stays out of the pool until its cancels finish,
  * so a late cancel can never hit the next client's query.
+ *
+ * Each worker keeps its clients in a cancel map, an open hash by cancel pid.
  */
 #ifndef SLUICE_CANCEL_H
 #define SLUICE_CANCEL_H
@@ -11,6 +13,19 @@
 #include <stdint.h>
 
 #include "base/types.h"
+
+struct cancel_map {
+	struct client **buckets; /* chained through client->cancel_next */
+	uint32_t size;           /* buckets, a power of two */
+	uint32_t seq;            /* next candidate cancel pid (low 24 bits) */
+};
+
+int cancel_map_init(struct cancel_map *map);
+void cancel_map_fini(struct cancel_map *map);
+/* Give c a fresh cancel pid (top byte: the worker id) and key, and map it. */
+int cancel_register(struct worker *w, struct client *c);
+void cancel_unregister(struct worker *w, struct client *c);
+struct client *cancel_lookup(struct worker *w, uint32_t pid);
 
 /* A CancelRequest (pid, key) was received on worker w. */
 void cancel_route(struct worker *w, uint32_t pid, uint32_t key);

@@ -21,8 +21,8 @@
 #include "proto/params.h"
 #include "pool/prepared.h"
 #include "base/types.h"
+#include "pool/worker.h"
 
-struct admin_conn;
 struct event;
 struct query_capture;
 
@@ -49,6 +49,24 @@ enum login_step {
 #define SUSPEND_THROTTLE    0x10 /* waiting for a tenant rate token (admission.h) */
 #define SUSPEND_PIPELINE    0x20 /* rate-limited: next request waits for the server's answers */
 
+/*
+ * What serves a client: the login (login.c) until it is authenticated, then
+ * the relay for a pooled client, or the console (worker_hooks.console) for
+ * one that asked for the console database, which the console's login sets.
+ */
+struct client_handler {
+	/* Authenticated for this handler's database: welcome the client, or refuse it. */
+	void (*login)(struct client *c);
+	/* Input is buffered and the client is LOGIN, IDLE or ACTIVE. */
+	void (*input)(struct client *c);
+	/* A CancelRequest for this client arrived (NULL: ignored). */
+	void (*cancel)(struct client *c);
+	/* Something the handler waits for outside the client's input is ready (NULL: none). */
+	void (*wake)(struct client *c);
+	/* The client is being freed: let go of c->session (NULL: nothing to do). */
+	void (*free)(struct client *c);
+};
+
 struct client {
 	/* Pointers and 8-byte fields first, then smaller ones: no padding in 10,000 copies. */
 	uint64_t id;                   /* process-wide connection id */
@@ -63,8 +81,10 @@ struct client {
 	struct stmt_map stmts;         /* its named prepared statements (transaction mode) */
 	struct pool *pool;             /* assigned after authentication */
 	struct server *server;         /* linked server while ACTIVE */
-	struct admin_conn *admin;      /* admin console session (no pool, no server), or NULL */
-	struct scram_server *scram;    /* SCRAM exchange state during login only */
+	const struct client_handler
+	    *handler;               /* serves it once logged in: the relay or the console */
+	void *session;              /* the console's state of this client; NULL when pooled */
+	struct scram_server *scram; /* SCRAM exchange state during login only */
 	struct user_secret *queried_secret; /* auth_query's answer, owned */
 	struct client *cancel_next;         /* hash chain in the cancel map */
 	uint64_t fwd_remaining;             /* bytes of a message still to stream to the server */
@@ -99,9 +119,9 @@ struct client {
 	bool timer_armed;       /* timer pending (saves a locked libevent call per message) */
 };
 
-/* Takes ownership of fd. */
+/* Takes ownership of fd; `login` serves it first (login_client_handler). */
 struct client *client_new(struct worker *w, int fd, const struct sockaddr *addr, int addrlen,
-                          bool is_unix);
+                          bool is_unix, const struct client_handler *login);
 void client_free(struct client *c);
 void client_set_state(struct client *c, enum client_state state);
 const char *client_state_name(enum client_state state);
@@ -122,13 +142,6 @@ void client_reject_request(struct client *c, const char *sqlstate, const char *f
 /* SSLRequest accepted: answer 'S' and continue over TLS.  Returns -1 (client closed) on failure. */
 int client_start_tls(struct client *c);
 
-/* Startup and authentication input (client_login.c). */
-void client_login_input(struct client *c);
-/* auth_query answered for this client: go on with the password exchange. */
-void client_login_auth_answered(struct client *c);
-/* Authenticated: pick the pool, admit to the tenant, welcome (again after a throttle). */
-void client_login_finish(struct client *c);
-
 /* Pool callbacks. */
 void client_link(struct client *c, struct server *s); /* got a server: start relaying */
 void client_login_ready(struct client *c);            /* pool defaults are known */
@@ -147,7 +160,17 @@ void client_cancel(struct client *c);
 /* SIGTERM drain: close now if idle, else at transaction end. */
 void client_drain(struct client *c);
 
-void client_log_ctx(const struct client *c, struct log_ctx *ctx);
+/* Who a client's log lines are about (inline: slow-log and log macros use it). */
+static inline void client_log_ctx(const struct client *c, struct log_ctx *ctx)
+{
+	ctx->worker = c->w->id;
+	ctx->kind = 'C';
+	ctx->id = c->id;
+	ctx->db = c->dbname;
+	ctx->user = c->user;
+	ctx->addr = c->addr;
+}
+
 #define clog(c, lvl, ...)                                                                          \
 	do {                                                                                       \
 		if (log_enabled((c)->w->log, (lvl))) {                                             \

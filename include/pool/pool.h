@@ -11,10 +11,9 @@
 #include <stdint.h>
 
 #include "auth/auth_file.h"
-#include "observe/latency.h"
+#include "pool/record.h"
 #include "base/list.h"
 #include "proto/params.h"
-#include "observe/gather.h"
 #include "base/types.h"
 
 struct quota;

@@ -12,13 +12,12 @@
 
 #include "base/types.h"
 
-/* Client input after login (IDLE, WAITING, ACTIVE). */
-void relay_client_input(struct client *c);
+/* Serves pooled clients once logged in: input, and CancelRequests. */
+extern const struct client_handler relay_client_handler;
 /* Server input while ACTIVE or RESETTING (replies dropped when there is no client). */
 void relay_server_input(struct server *s);
 
 /* Queue a request sluice itself sends to the server (injected Parse/Close). */
-struct server;
 void relay_track_request(struct server *s, uint8_t type);
 
 /* Output buffer sizes that trigger read suspension of the peer. */

@@ -1,12 +1,20 @@
 /*
- * A worker: one thread, one event_base, and everything that lives on it:
- * clients, servers, pools, the cancel-key map and the deferred-free list.
- * Objects on a worker are touched only by that worker's thread.
+ * A worker: one thread, its event loop, and everything that lives on it:
+ * clients, servers, pools, the cancel-key map, the console's pause state and
+ * the deferred-free lists.  Objects on a worker are touched only by that
+ * worker's thread.
+ *
+ * What workers share is a `struct worker_shared`, owned by the runtime:
+ * the worker list (for cross-worker posts), process-wide counters, the quota
+ * and tenant registry and the limiter.  The runtime and the console reach
+ * the worker through hooks set there, so nothing in pool/ names a layer
+ * above it.
  */
 #ifndef SLUICE_WORKER_H
 #define SLUICE_WORKER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -14,24 +22,49 @@
 #include "auth/auth_file.h"
 #include "base/inbox.h"
 #include "base/list.h"
-#include "pool/prepared.h"
 #include "base/types.h"
+#include "limit/limiter.h"
+#include "limit/quota.h"
+#include "net/loop.h"
+#include "pool/cancel.h"
+#include "pool/pause.h"
+#include "pool/prepared.h"
 
-struct admin_worker;
-struct event_base;
-struct evdns_base;
+struct client_handler;
 struct snapshot;
+
+/* What the layers above the pool plug into every worker (set by the runtime). */
+struct worker_hooks {
+	/* Called on any thread when a draining worker has no client left. */
+	void (*drained)(struct worker *w);
+	/* Each stats_period, after every pool's counters moved on; `seconds` since the last. */
+	void (*stats_tick)(struct worker *w, double seconds);
+	/* Serves clients that ask for the console database (config_is_console_db). */
+	const struct client_handler *console;
+};
+
+/* The pieces of process-wide state a worker uses; owned by the runtime. */
+struct worker_shared {
+	const struct logger *log;         /* shared by all threads */
+	const struct worker_hooks *hooks; /* see above */
+	struct worker **workers; /* every worker, by id: cancel routing, shedding, gathers */
+	int nworkers;
+	bool workers_stopped;          /* every worker thread joined: post nothing to an inbox */
+	_Atomic uint64_t next_conn_id; /* ids for clients and servers, unique process-wide */
+	_Atomic int nclients;          /* for max_client_conn */
+	struct quota_registry quotas;  /* connection caps and tenant state */
+	struct limiter limiter;        /* token buckets behind tenant rate limits */
+};
 
 struct worker {
 	int id;                           /* index, also the top byte of cancel keys */
-	struct runtime *rt;               /* owner */
+	struct worker_shared *shared;     /* what all workers share */
 	pthread_t thread;                 /* runs worker_main */
 	bool started;                     /* thread is running */
-	struct event_base *base;          /* this worker's loop */
-	struct evdns_base *dns;           /* non-blocking resolver for server host names */
+	struct loop loop;                 /* event_base, resolver, reaper, flush and kick lists */
 	struct snapshot *snap;            /* config in use; swapped between callbacks */
 	const struct config *cfg;         /* == snap->cfg, for brevity */
-	const struct logger *log;         /* == &rt->log */
+	const struct logger *log;         /* == shared->log */
 	struct inbox inbox;               /* work posted by other threads */
 	struct list_node clients;         /* every live client */
 	struct list_node pools;           /* every pool */
@@ -40,40 +73,30 @@ struct worker {
 	struct list_node closing_clients; /* closed, still flushing a final message */
 	struct list_node dead_clients;    /* closed, freed by the reaper */
 	struct list_node dead_servers;    /* closed, freed by the reaper */
-	struct event *reaper;             /* low-priority event that frees dead objects */
-	struct list_node flush_list;      /* conns with output to send this turn (conn.c) */
-	struct event *flusher;            /* sends it, after this turn's callbacks */
-	struct list_node kick_list;       /* conns whose buffered input is to be read again */
-	struct event *kicker;             /* does that, after this turn's callbacks */
-	struct evbuffer *no_data;        /* what idle conns point at instead of a buffer (conn.c) */
-	struct evbuffer **spare_buffers; /* empty buffers given back by idle conns, for reuse */
-	int nspare;
-	struct evbuffer *sink;          /* output of a conn that could not get a buffer: dropped */
-	struct client **cancel_map;     /* open hash of clients by cancel pid */
-	uint32_t cancel_map_size;       /* power of two */
-	uint32_t cancel_seq;            /* next candidate cancel pid (low 24 bits) */
-	struct pstmt_registry prepared; /* distinct prepared statements of all clients */
-	struct admin_worker *admin;     /* console state: paused/disabled dbs, stats_period timer */
-	struct event *stats_timer;      /* stats log tick (statslog.c) */
-	int64_t stats_period_us;        /* period stats_timer is armed with; 0 = off */
-	int64_t stats_tick_us;          /* time of the last stats log tick */
+	struct cancel_map cancels;        /* clients by cancel pid */
+	struct pstmt_registry prepared;   /* distinct prepared statements of all clients */
+	struct pause_state pause;         /* console PAUSE/SUSPEND/DISABLE of this worker */
+	struct event *stats_timer;        /* stats_period tick; NULL while stats_period is 0 */
+	int64_t stats_period_us;          /* period stats_timer is armed with; 0 = off */
+	int64_t stats_tick_us;            /* time of the last stats tick */
 	struct scram_secret dummy_secret; /* for unknown users, so failure looks like success */
 	int nclients;                     /* live clients on this worker */
 	bool draining;                    /* SIGTERM: close clients at transaction end */
-	bool drain_reported;              /* runtime_worker_drained already called */
+	bool drain_reported;              /* hooks->drained already called */
 };
 
-struct worker *worker_new(struct runtime *rt, int id, struct snapshot *snap);
+struct worker *worker_new(struct worker_shared *shared, int id, struct snapshot *snap);
 int worker_start(struct worker *w);
 /* Ask the worker loop to exit and join its thread. */
 void worker_stop(struct worker *w);
 void worker_free(struct worker *w);
 
-/* Cached loop time in microseconds (monotonic enough for timeouts and stats). */
-int64_t worker_now_us(struct worker *w);
-
-/* Schedule the reaper to run after the current callbacks. */
-void worker_schedule_reap(struct worker *w);
+/* Wall-clock microseconds (loop_now_us), for timeouts and stats. */
+static inline int64_t worker_now_us(const struct worker *w)
+{
+	(void)w;
+	return loop_now_us();
+}
 
 /* Called from other threads through the inbox. */
 struct accepted_socket {
@@ -86,11 +109,6 @@ struct accepted_socket {
 void worker_post_accept(struct worker *w, struct accepted_socket *sock);
 void worker_post_config(struct worker *w, struct snapshot *snap);
 void worker_post_drain(struct worker *w);
-
-/* Cancel-key map (cancel.c uses it; client.c registers keys). */
-int worker_cancel_register(struct worker *w, struct client *c);
-void worker_cancel_unregister(struct worker *w, struct client *c);
-struct client *worker_cancel_lookup(struct worker *w, uint32_t pid);
 
 /* Called when a client count drops to zero while draining. */
 void worker_check_drained(struct worker *w);

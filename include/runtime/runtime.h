@@ -1,8 +1,8 @@
 /*
  * The runtime: the control event loop (signals, listeners, reload, drain),
- * the current configuration snapshot and the worker threads.  Workers never
- * touch runtime state except through the atomic counters, the quota registry
- * (cold path, mutex) and runtime_post (the control loop's inbox).
+ * the current configuration snapshot and the worker threads.  Workers see
+ * only `shared` (struct worker_shared: counters, quotas, limiter, the worker
+ * list) and reach the runtime back only through the hooks it sets there.
  */
 #ifndef SLUICE_RUNTIME_H
 #define SLUICE_RUNTIME_H
@@ -12,46 +12,25 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config/config.h"
 #include "base/inbox.h"
-#include "limit/ip_limit.h"
-#include "limit/limiter.h"
 #include "base/log.h"
-#include "net/tls.h"
-#include "base/types.h"
-
-/* A refcounted, immutable configuration snapshot shared by all threads. */
-struct snapshot {
-	struct config *cfg;      /* never modified once published */
-	struct tls_contexts tls; /* built from cfg: certificates are re-read on reload */
-	_Atomic int refs;        /* one per holder (runtime, each worker) */
-};
-
-/* Takes cfg (freed on failure too); NULL with `err` when the TLS files do not load. */
-struct snapshot *snapshot_new(struct config *cfg, char *err, size_t len);
-struct snapshot *snapshot_ref(struct snapshot *snap);
-void snapshot_unref(struct snapshot *snap);
-
-/* A shared cap (server connections per db, per user, per pool key) across workers. */
-struct quota {
-	char *key;          /* "db:NAME", "user:NAME" or "pool:DB/USER" */
-	_Atomic int used;   /* server connections counted against it */
-	struct quota *next; /* registry chain */
-};
+#include "config/config.h"
+#include "limit/ip_limit.h"
+#include "net/snapshot.h"
+#include "pool/worker.h"
 
 struct listener;
 struct metrics_http;
 
 struct runtime {
-	struct event_base *base;  /* control loop */
-	struct logger log;        /* shared by all threads */
-	const char *config_path;  /* NULL for file-less starts */
-	const char *upstream_url; /* from --upstream, or NULL */
-	char *const *envp;        /* environment for SLUICE_* overrides */
-	struct snapshot *snap;    /* current config; swapped on reload */
-	struct worker **workers;  /* one per configured worker */
-	int nworkers;
-	bool workers_stopped;        /* every worker thread joined: post nothing to an inbox */
+	struct event_base *base;     /* control loop */
+	struct logger log;           /* shared by all threads */
+	const char *config_path;     /* NULL for file-less starts */
+	const char *upstream_url;    /* from --upstream, or NULL */
+	char *const *envp;           /* environment for SLUICE_* overrides */
+	struct snapshot *snap;       /* current config; swapped on reload */
+	struct worker_shared shared; /* workers, counters, quotas, limiter: what workers see */
+	struct worker_hooks hooks;   /* shared.hooks: drain report, stats log, console */
 	int next_worker;             /* round-robin target for accepted sockets */
 	struct listener **listeners; /* TCP and Unix listeners */
 	int nlisteners;
@@ -60,34 +39,21 @@ struct runtime {
 	struct event *shutdown_timer;    /* shutdown_timeout after SIGTERM */
 	struct event *drain_delay_timer; /* shutdown_delay: unready but accepting until it fires */
 	struct metrics_http *metrics;    /* HTTP endpoint; NULL when metrics_listen is off */
-	_Atomic uint64_t next_conn_id;   /* ids for clients and servers, unique process-wide */
-	_Atomic int nclients;            /* for max_client_conn */
-	pthread_mutex_t quota_lock;      /* guards the quota registry list only */
-	struct quota *quotas;            /* registry, entries live until exit */
-	struct tenant_state *tenants;    /* registry (same lock), entries live until exit */
-	struct limiter limiter;          /* token buckets behind tenant rate limits */
 	struct ip_limiter ip_logins;     /* connect_rate_per_ip buckets (control loop only) */
 	bool draining;                   /* SIGTERM received */
 	int workers_drained;             /* workers that reported zero clients */
 	int exit_code;
 };
 
+/* `console` serves clients of the console database (main.c passes the admin console's). */
 int runtime_init(struct runtime *rt, const char *config_path, const char *upstream_url,
-                 char *const *envp, struct config *cfg);
+                 char *const *envp, struct config *cfg, const struct client_handler *console);
 /* Runs the control loop until shutdown; returns the process exit code. */
 int runtime_run(struct runtime *rt);
 void runtime_fini(struct runtime *rt);
 
-/* Find or create a quota (cold path: pool creation). */
-struct quota *runtime_quota(struct runtime *rt, const char *kind, const char *name);
-/* Find or create a tenant's shared state (cold path: pool creation). */
-struct tenant_state *runtime_tenant(struct runtime *rt, const char *name);
-/* Take one unit if `used < limit` (limit <= 0 means unlimited). */
-bool quota_take(struct quota *q, int limit);
-void quota_give(struct quota *q);
-
-/* Called by a worker (any thread) when it has no clients left while draining. */
-void runtime_worker_drained(struct runtime *rt, struct worker *w);
+/* The runtime that owns a worker (workers know only their worker_shared). */
+struct runtime *runtime_of(const struct worker *w);
 
 /*
  * Control-loop actions (call them on the control loop, e.g. through

@@ -31,12 +31,6 @@
 
 /* ---- login ---- */
 
-bool admin_is_console_db(const struct config *cfg, const char *dbname)
-{
-	return strcmp(dbname, "pgbouncer") == 0 ||
-	       (cfg->admin_db[0] != '\0' && strcmp(dbname, cfg->admin_db) == 0);
-}
-
 /* Is `user` one of the comma- or blank-separated names in `list`? */
 static bool user_listed(const char *list, const char *user)
 {
@@ -202,7 +196,7 @@ static void send_welcome(struct client *c)
 	build_ready(out, 'I');
 }
 
-void admin_login(struct client *c)
+static void console_login(struct client *c)
 {
 	enum admin_role role = role_of(c->w->cfg, c->user);
 	struct admin_conn *conn;
@@ -215,8 +209,8 @@ void admin_login(struct client *c)
 		return;
 	}
 	conn = calloc(1, sizeof(*conn));
-	if (conn == NULL || (conn->poll_timer = evtimer_new(c->w->base, poll_cb, conn)) == NULL ||
-	    worker_cancel_register(c->w, c) < 0) {
+	if (conn == NULL || (conn->poll_timer = evtimer_new(c->w->loop.base, poll_cb, conn)) == NULL ||
+	    cancel_register(c->w, c) < 0) {
 		if (conn != NULL)
 			conn_free(conn);
 		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
@@ -225,20 +219,21 @@ void admin_login(struct client *c)
 	conn->c = c;
 	conn->w = c->w;
 	conn->role = role;
-	c->admin = conn;
+	c->handler = &admin_console_handler;
+	c->session = conn;
 	send_welcome(c);
 	client_set_state(c, CLIENT_IDLE);
 	clog(c, LOG_INFO, "admin console login (%s)",
 	     role == ADMIN_ROLE_ADMIN ? "admin_users" : "stats_users");
 }
 
-void admin_client_free(struct client *c)
+static void console_free(struct client *c)
 {
-	struct admin_conn *conn = c->admin;
+	struct admin_conn *conn = c->session;
 
 	if (conn == NULL)
 		return;
-	c->admin = NULL;
+	c->session = NULL;
 	conn->c = NULL;
 	/* The op's completion will find the client gone and free everything then. */
 	if (conn->inflight)
@@ -275,7 +270,7 @@ void admin_reply_notice(struct admin_conn *conn, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	build_notice(admin_out(conn), "00000", msg);
+	build_notice(admin_out(conn), SQLSTATE_SUCCESSFUL_COMPLETION, msg);
 }
 
 void admin_reply_complete(struct admin_conn *conn, const char *tag)
@@ -311,7 +306,7 @@ struct admin_op *admin_op_new(struct admin_conn *conn, const char *tag)
 	if (op != NULL) {
 		op->conn = conn;
 		op->tag = tag;
-		op->nparts = conn->w->rt->nworkers;
+		op->nparts = conn->w->shared->nworkers;
 		op->parts = calloc((size_t)op->nparts, sizeof(*op->parts));
 	}
 	if (op == NULL || op->parts == NULL) {
@@ -384,7 +379,7 @@ static int start_gather(struct admin_op *op)
 	parts_clear(op);
 	conn->op = op;
 	conn->inflight = true;
-	if (gather_start(conn->w->rt, &conn->w->inbox, gather_each_cb, gather_done_cb, op) < 0) {
+	if (gather_start(conn->w->shared, &conn->w->inbox, gather_each_cb, gather_done_cb, op) < 0) {
 		conn->inflight = false;
 		admin_reply_error(conn, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return -1;
@@ -406,7 +401,7 @@ enum admin_result admin_run_latency(struct admin_op *op)
 
 	conn->op = op;
 	conn->inflight = true;
-	if (latency_gather(conn->w->rt, &conn->w->inbox, latency_done_cb, op) < 0) {
+	if (latency_gather(conn->w->shared, &conn->w->inbox, latency_done_cb, op) < 0) {
 		conn->inflight = false;
 		conn->op = NULL;
 		admin_op_free(op);
@@ -447,7 +442,7 @@ enum admin_result admin_run_control(struct admin_op *op)
 
 	conn->op = op;
 	conn->inflight = true;
-	if (inbox_post(&conn->w->rt->inbox, control_cb, op) < 0) {
+	if (inbox_post(&runtime_of(conn->w)->inbox, control_cb, op) < 0) {
 		conn->inflight = false;
 		conn->op = NULL;
 		admin_reply_error(conn, SQLSTATE_INTERNAL_ERROR, "out of memory");
@@ -489,9 +484,9 @@ static void reply_canceled(struct admin_conn *conn)
 }
 
 /* Only a command that waits (PAUSE, SUSPEND, WAIT_CLOSE) can be cancelled, between looks. */
-void admin_cancel(struct client *c)
+static void console_cancel(struct client *c)
 {
-	struct admin_conn *conn = c->admin;
+	struct admin_conn *conn = c->session;
 
 	if (conn == NULL || conn->op == NULL)
 		return;
@@ -587,7 +582,7 @@ static enum admin_result execute(struct admin_conn *conn, char *stmt)
 	admin_lex_init(&lx, stmt);
 	if (admin_lex_next(&lx) != TOK_WORD) {
 		admin_reply_error(
-		    conn, ADMIN_SYNTAX_ERROR,
+		    conn, SQLSTATE_SYNTAX_ERROR,
 		    "syntax error: a console command starts with a keyword; SHOW HELP "
 		    "lists them");
 		return ADMIN_FAILED;
@@ -598,7 +593,7 @@ static enum admin_result execute(struct admin_conn *conn, char *stmt)
 		if (!admin_lex_is(&lx, cmd->name))
 			continue;
 		if (cmd->control && conn->role != ADMIN_ROLE_ADMIN) {
-			admin_reply_error(conn, ADMIN_NO_PRIVILEGE,
+			admin_reply_error(conn, SQLSTATE_INSUFFICIENT_PRIVILEGE,
 			                  "%s needs a user in admin_users; \"%s\" is a stats_users "
 			                  "member and may only run SHOW",
 			                  cmd->name, conn->c->user);
@@ -608,7 +603,7 @@ static enum admin_result execute(struct admin_conn *conn, char *stmt)
 			clog(conn->c, LOG_INFO, "console: %.200s", stmt);
 		return cmd->run(conn, &lx);
 	}
-	admin_reply_error(conn, ADMIN_SYNTAX_ERROR,
+	admin_reply_error(conn, SQLSTATE_SYNTAX_ERROR,
 	                  "unknown console command \"%.64s\"; SHOW HELP lists the commands",
 	                  lx.text);
 	return ADMIN_FAILED;
@@ -752,13 +747,13 @@ static bool console_message(struct admin_conn *conn, struct evbuffer *in, const 
 	return true;
 }
 
-void admin_input(struct client *c)
+static void console_input(struct client *c)
 {
-	struct admin_conn *conn = c->admin;
+	struct admin_conn *conn = c->session;
 	struct evbuffer *in = c->conn.in;
 	uint32_t max_packet = (uint32_t)c->w->cfg->max_packet_size;
 
-	while (c->state == CLIENT_IDLE && c->admin == conn && conn->sql == NULL) {
+	while (c->state == CLIENT_IDLE && c->session == conn && conn->sql == NULL) {
 		struct frame f;
 		enum frame_status st;
 
@@ -881,7 +876,7 @@ int admin_parse_optional_db(struct admin_conn *conn, struct admin_lexer *lx, con
 	if (t == TOK_END)
 		return 0;
 	if (t != TOK_WORD) {
-		admin_reply_error(conn, ADMIN_SYNTAX_ERROR, "syntax error: %s takes %s", cmd,
+		admin_reply_error(conn, SQLSTATE_SYNTAX_ERROR, "syntax error: %s takes %s", cmd,
 		                  t == TOK_ERROR ? lx->error : "an optional database name");
 		return -1;
 	}
@@ -891,7 +886,7 @@ int admin_parse_optional_db(struct admin_conn *conn, struct admin_lexer *lx, con
 		return -1;
 	}
 	if (admin_lex_next(lx) != TOK_END) {
-		admin_reply_error(conn, ADMIN_SYNTAX_ERROR,
+		admin_reply_error(conn, SQLSTATE_SYNTAX_ERROR,
 		                  "syntax error: %s takes at most one database name", cmd);
 		free(*out);
 		*out = NULL;
@@ -899,3 +894,10 @@ int admin_parse_optional_db(struct admin_conn *conn, struct admin_lexer *lx, con
 	}
 	return 0;
 }
+
+const struct client_handler admin_console_handler = {
+    .login = console_login,
+    .input = console_input,
+    .cancel = console_cancel,
+    .free = console_free,
+};

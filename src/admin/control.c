@@ -23,6 +23,7 @@
 #include "admin/control.h"
 #include "admin/console.h"
 #include "pool/client.h"
+#include "pool/pause.h"
 #include "config/config.h"
 #include "runtime/listener.h"
 #include "pool/pool.h"
@@ -34,173 +35,9 @@
 
 #define WAIT_CLIENTS_POLL_US 100000 /* SHUTDOWN WAIT_FOR_CLIENTS: look at the client count */
 
-/* Console state of one database on one worker. */
-struct db_state {
-	char *name;    /* client-facing database name */
-	bool paused;   /* PAUSE db or KILL db */
-	bool disabled; /* DISABLE db */
-};
-
-struct admin_worker {
-	struct worker *w;          /* owner */
-	bool paused;               /* PAUSE or KILL without a database */
-	bool suspended;            /* SUSPEND */
-	struct db_state *dbs;      /* databases with some state set */
-	size_t ndbs, cap;          /* entries used, allocated */
-	struct event *stats_timer; /* stats_period snapshots of every pool */
-};
-
-/* ---- per-worker state ---- */
-
-static struct db_state *db_state_find(const struct admin_worker *aw, const char *name)
-{
-	for (size_t i = 0; i < aw->ndbs; i++)
-		if (strcmp(aw->dbs[i].name, name) == 0)
-			return &aw->dbs[i];
-	return NULL;
-}
-
-static struct db_state *db_state_get(struct admin_worker *aw, const char *name)
-{
-	struct db_state *st = db_state_find(aw, name);
-
-	if (st != NULL)
-		return st;
-	if (aw->ndbs == aw->cap) {
-		size_t cap = aw->cap ? aw->cap * 2 : 8;
-		struct db_state *dbs = realloc(aw->dbs, cap * sizeof(*dbs));
-
-		if (dbs == NULL)
-			return NULL;
-		aw->dbs = dbs;
-		aw->cap = cap;
-	}
-	st = &aw->dbs[aw->ndbs];
-	memset(st, 0, sizeof(*st));
-	if ((st->name = strdup(name)) == NULL)
-		return NULL;
-	aw->ndbs++;
-	return st;
-}
-
-static void arm_stats_timer(struct admin_worker *aw)
-{
-	int64_t us = aw->w->cfg->stats_period_us;
-	struct timeval tv;
-
-	/* Off (0): look again in a second in case a reload turns it on. */
-	if (us <= 0)
-		us = 1000000;
-	tv.tv_sec = us / 1000000;
-	tv.tv_usec = us % 1000000;
-	evtimer_add(aw->stats_timer, &tv);
-}
-
-static void stats_tick_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct admin_worker *aw = arg;
-	struct worker *w = aw->w;
-	int64_t now = worker_now_us(w);
-	struct list_node *pos, *tmp;
-
-	if (w->cfg->stats_period_us > 0) {
-		list_for_each_safe(pos, tmp, &w->pools)
-		{
-			pool_stats_tick(list_entry(pos, struct pool, node), now);
-		}
-	}
-	arm_stats_timer(aw);
-}
-
-struct admin_worker *admin_worker_new(struct worker *w)
-{
-	struct admin_worker *aw = calloc(1, sizeof(*aw));
-
-	if (aw == NULL)
-		return NULL;
-	aw->w = w;
-	aw->stats_timer = evtimer_new(w->base, stats_tick_cb, aw);
-	if (aw->stats_timer == NULL) {
-		free(aw);
-		return NULL;
-	}
-	arm_stats_timer(aw);
-	return aw;
-}
-
-void admin_worker_free(struct admin_worker *aw)
-{
-	if (aw == NULL)
-		return;
-	for (size_t i = 0; i < aw->ndbs; i++)
-		free(aw->dbs[i].name);
-	free(aw->dbs);
-	event_free(aw->stats_timer);
-	free(aw);
-}
-
-bool admin_db_disabled(const struct worker *w, const char *dbname)
-{
-	const struct db_state *st = db_state_find(w->admin, dbname);
-
-	return st != NULL && st->disabled;
-}
-
-bool admin_db_paused(const struct worker *w, const char *dbname)
-{
-	const struct db_state *st = db_state_find(w->admin, dbname);
-
-	return w->admin->paused || (st != NULL && st->paused);
-}
-
-bool admin_worker_paused(const struct worker *w)
-{
-	return w->admin->paused;
-}
-
-bool admin_worker_suspended(const struct worker *w)
-{
-	return w->admin->suspended;
-}
-
 bool admin_target_matches(const char *target, const char *dbname)
 {
 	return target == NULL || (dbname != NULL && strcmp(target, dbname) == 0);
-}
-
-/* PAUSE/KILL (servers close) or SUSPEND (servers stay) for this database? */
-static void pause_wanted(const struct admin_worker *aw, const char *dbname, bool *hold,
-                         bool *close_servers)
-{
-	const struct db_state *st = db_state_find(aw, dbname);
-
-	*close_servers = aw->paused || (st != NULL && st->paused);
-	*hold = *close_servers || aw->suspended;
-}
-
-void admin_pool_created(struct pool *p)
-{
-	bool hold, close_servers;
-
-	pause_wanted(p->w->admin, p->dbname, &hold, &close_servers);
-	if (hold)
-		pool_set_paused(p, true, close_servers);
-}
-
-/* Bring every pool of the worker in line with its console state. */
-static void apply_pauses(struct worker *w)
-{
-	struct list_node *pos, *tmp;
-
-	list_for_each_safe(pos, tmp, &w->pools)
-	{
-		struct pool *p = list_entry(pos, struct pool, node);
-		bool hold, close_servers;
-
-		pause_wanted(w->admin, p->dbname, &hold, &close_servers);
-		if (hold != p->paused || close_servers != p->pause_closes)
-			pool_set_paused(p, hold, close_servers);
-	}
 }
 
 /* ---- helpers ---- */
@@ -210,8 +47,8 @@ static bool db_known(struct admin_conn *conn, const char *name)
 {
 	const struct config *cfg = conn->w->cfg;
 
-	if (admin_is_console_db(cfg, name)) {
-		admin_reply_error(conn, ADMIN_INVALID_VALUE,
+	if (config_is_console_db(cfg, name)) {
+		admin_reply_error(conn, SQLSTATE_INVALID_PARAMETER_VALUE,
 		                  "\"%s\" is the admin console, not a pooled database", name);
 		return false;
 	}
@@ -241,7 +78,7 @@ static int expect_end(struct admin_conn *conn, struct admin_lexer *lx, const cha
 {
 	if (admin_lex_next(lx) == TOK_END)
 		return 0;
-	admin_reply_error(conn, ADMIN_SYNTAX_ERROR, "syntax error: %s takes no arguments", cmd);
+	admin_reply_error(conn, SQLSTATE_SYNTAX_ERROR, "syntax error: %s takes no arguments", cmd);
 	return -1;
 }
 
@@ -332,14 +169,7 @@ static void count_paused_servers_each(struct worker *w, struct admin_op *op,
 
 static void pause_each(struct worker *w, struct admin_op *op, struct admin_part *part)
 {
-	struct admin_worker *aw = w->admin;
-	struct db_state *st;
-
-	if (op->target == NULL)
-		aw->paused = true;
-	else if ((st = db_state_get(aw, op->target)) != NULL)
-		st->paused = true;
-	apply_pauses(w);
+	pause_hold(w, op->target);
 	count_paused_servers_each(w, op, part);
 }
 
@@ -371,64 +201,29 @@ enum admin_result admin_pause(struct admin_conn *conn, struct admin_lexer *lx)
 
 static void resume_each(struct worker *w, struct admin_op *op, struct admin_part *part)
 {
-	struct admin_worker *aw = w->admin;
-	struct list_node *pos, *tmp;
-	bool was_suspended = aw->suspended;
-
-	if (op->target != NULL) {
-		struct db_state *st = db_state_find(aw, op->target);
-
-		if (st != NULL)
-			st->paused = false;
-	} else {
-		aw->paused = false;
-		aw->suspended = false;
-		for (size_t i = 0; i < aw->ndbs; i++)
-			aw->dbs[i].paused = false;
-	}
-	if (was_suspended && !aw->suspended) {
-		list_for_each_safe(pos, tmp, &w->clients)
-		{
-			client_resume(list_entry(pos, struct client, node), SUSPEND_ADMIN);
-		}
-		list_for_each_safe(pos, tmp, &w->pools)
-		{
-			struct pool *p = list_entry(pos, struct pool, node);
-			struct list_node *heads[] = {&p->idle, &p->active, &p->pending};
-
-			for (size_t i = 0; i < 3; i++)
-				for (struct list_node *n = heads[i]->next; n != heads[i];
-				     n = n->next)
-					server_resume(list_entry(n, struct server, node),
-					              SUSPEND_ADMIN);
-		}
-	}
-	apply_pauses(w);
+	pause_resume(w, op->target);
 }
 
 enum admin_result admin_resume(struct admin_conn *conn, struct admin_lexer *lx)
 {
-	const struct admin_worker *aw = conn->w->admin;
-	const struct db_state *st;
-	bool any = aw->paused || aw->suspended;
+	const struct pause_state *ps = &conn->w->pause;
 	char *target;
 
 	if (parse_target(conn, lx, "RESUME", &target) < 0)
 		return ADMIN_FAILED;
-	for (size_t i = 0; i < aw->ndbs; i++)
-		any = any || aw->dbs[i].paused;
-	st = target != NULL ? db_state_find(aw, target) : NULL;
-	if (target != NULL && (st == NULL || !st->paused)) {
-		admin_reply_error(conn, ADMIN_WRONG_STATE, "database %s is not paused%s", target,
-		                  aw->paused || aw->suspended
+	if (target != NULL && !pause_db_paused_alone(conn->w, target)) {
+		admin_reply_error(conn, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+		                  "database %s is not paused%s", target,
+		                  ps->paused || ps->suspended
 		                      ? " on its own (RESUME without a name lifts the global "
 		                        "PAUSE or SUSPEND)"
 		                      : "");
 		free(target);
 		return ADMIN_FAILED;
 	}
-	if (!any) {
-		admin_reply_error(conn, ADMIN_WRONG_STATE, "sluice is not paused or suspended");
+	if (!pause_any_paused(conn->w)) {
+		admin_reply_error(conn, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+		                  "sluice is not paused or suspended");
 		return ADMIN_FAILED;
 	}
 	return start(conn, "RESUME", target, resume_each, complete_done);
@@ -448,7 +243,7 @@ static void count_unflushed_each(struct worker *w, struct admin_op *op, struct a
 	{
 		struct client *c = list_entry(pos, struct client, node);
 
-		if (c->admin == NULL)
+		if (c->session == NULL)
 			add_output(part, &c->conn);
 	}
 	list_for_each_safe(pos, tmp, &w->pools)
@@ -464,26 +259,7 @@ static void count_unflushed_each(struct worker *w, struct admin_op *op, struct a
 
 static void suspend_each(struct worker *w, struct admin_op *op, struct admin_part *part)
 {
-	struct list_node *pos, *tmp;
-
-	w->admin->suspended = true;
-	apply_pauses(w);
-	list_for_each_safe(pos, tmp, &w->clients)
-	{
-		struct client *c = list_entry(pos, struct client, node);
-
-		if (c->admin == NULL && c->state != CLIENT_CLOSING)
-			client_suspend(c, SUSPEND_ADMIN);
-	}
-	list_for_each_safe(pos, tmp, &w->pools)
-	{
-		struct pool *p = list_entry(pos, struct pool, node);
-		struct list_node *heads[] = {&p->idle, &p->active, &p->pending};
-
-		for (size_t i = 0; i < 3; i++)
-			for (struct list_node *n = heads[i]->next; n != heads[i]; n = n->next)
-				server_suspend(list_entry(n, struct server, node), SUSPEND_ADMIN);
-	}
+	pause_suspend(w);
 	count_unflushed_each(w, op, part);
 }
 
@@ -501,8 +277,9 @@ enum admin_result admin_suspend(struct admin_conn *conn, struct admin_lexer *lx)
 {
 	if (expect_end(conn, lx, "SUSPEND") < 0)
 		return ADMIN_FAILED;
-	if (conn->w->admin->suspended) {
-		admin_reply_error(conn, ADMIN_WRONG_STATE, "sluice is already suspended");
+	if (conn->w->pause.suspended) {
+		admin_reply_error(conn, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+		                  "sluice is already suspended");
 		return ADMIN_FAILED;
 	}
 	return start(conn, "SUSPEND", NULL, suspend_each, flush_done);
@@ -512,10 +289,7 @@ enum admin_result admin_suspend(struct admin_conn *conn, struct admin_lexer *lx)
 
 static void disable_each(struct worker *w, struct admin_op *op, struct admin_part *part)
 {
-	struct db_state *st = db_state_get(w->admin, op->target);
-
-	if (st != NULL)
-		st->disabled = op->kind;
+	pause_set_disabled(w, op->target, op->kind);
 }
 
 static enum admin_result set_disabled(struct admin_conn *conn, struct admin_lexer *lx,
@@ -527,7 +301,7 @@ static enum admin_result set_disabled(struct admin_conn *conn, struct admin_lexe
 	if (parse_target(conn, lx, cmd, &target) < 0)
 		return ADMIN_FAILED;
 	if (target == NULL) {
-		admin_reply_error(conn, ADMIN_SYNTAX_ERROR,
+		admin_reply_error(conn, SQLSTATE_SYNTAX_ERROR,
 		                  "syntax error: %s needs a database name", cmd);
 		return ADMIN_FAILED;
 	}
@@ -615,7 +389,7 @@ enum admin_result admin_wait_close(struct admin_conn *conn, struct admin_lexer *
 
 static bool client_in_target(const struct client *c, const char *target)
 {
-	if (c->admin != NULL || c->state == CLIENT_CLOSING)
+	if (c->session != NULL || c->state == CLIENT_CLOSING)
 		return false;
 	if (c->pool != NULL)
 		return admin_target_matches(target, c->pool->dbname);
@@ -624,17 +398,11 @@ static bool client_in_target(const struct client *c, const char *target)
 
 static void kill_each(struct worker *w, struct admin_op *op, struct admin_part *part)
 {
-	struct admin_worker *aw = w->admin;
 	struct victims clients = {0}, servers = {0};
 	struct list_node *pos, *tmp;
-	struct db_state *st;
 
 	/* New requests to a killed database wait for RESUME, as after PAUSE. */
-	if (op->target == NULL)
-		aw->paused = true;
-	else if ((st = db_state_get(aw, op->target)) != NULL)
-		st->paused = true;
-	apply_pauses(w);
+	pause_hold(w, op->target);
 	list_for_each_safe(pos, tmp, &w->clients)
 	{
 		struct client *c = list_entry(pos, struct client, node);
@@ -693,7 +461,7 @@ static void kill_client_each(struct worker *w, struct admin_op *op, struct admin
 static void kill_client_done(struct admin_op *op)
 {
 	if (!any_found(op)) {
-		admin_reply_error(op->conn, ADMIN_UNDEFINED_OBJECT,
+		admin_reply_error(op->conn, SQLSTATE_UNDEFINED_OBJECT,
 		                  "no client with id %" PRIu64 " (SHOW CLIENTS lists the ids)",
 		                  op->client_id);
 		admin_statement_done(op, false);
@@ -709,14 +477,14 @@ enum admin_result admin_kill_client(struct admin_conn *conn, struct admin_lexer 
 	char *end;
 
 	if (admin_lex_next(lx) != TOK_WORD) {
-		admin_reply_error(conn, ADMIN_SYNTAX_ERROR,
+		admin_reply_error(conn, SQLSTATE_SYNTAX_ERROR,
 		                  "syntax error: KILL_CLIENT needs a client id from SHOW CLIENTS");
 		return ADMIN_FAILED;
 	}
 	errno = 0;
 	id = strtoull(lx->text, &end, 10);
 	if (errno != 0 || *end != '\0' || lx->text[0] < '0' || lx->text[0] > '9') {
-		admin_reply_error(conn, ADMIN_INVALID_VALUE,
+		admin_reply_error(conn, SQLSTATE_INVALID_PARAMETER_VALUE,
 		                  "invalid client id \"%.64s\": expected a number from the id "
 		                  "column of SHOW CLIENTS",
 		                  lx->text);
@@ -739,7 +507,7 @@ enum shutdown_mode { SHUTDOWN_NOW, SHUTDOWN_WAIT_FOR_SERVERS, SHUTDOWN_WAIT_FOR_
 /* SHUTDOWN WAIT_FOR_CLIENTS: exit once the last client has left on its own. */
 struct client_wait {
 	struct runtime *rt;  /* owner */
-	struct event *timer; /* next look at rt->nclients */
+	struct event *timer; /* next look at rt->shared.nclients */
 };
 
 static void wait_clients_cb(evutil_socket_t fd, short what, void *arg)
@@ -748,7 +516,7 @@ static void wait_clients_cb(evutil_socket_t fd, short what, void *arg)
 	struct runtime *rt = cw->rt;
 	struct timeval tv = {.tv_sec = 0, .tv_usec = WAIT_CLIENTS_POLL_US};
 
-	if (atomic_load(&rt->nclients) > 0) {
+	if (atomic_load(&rt->shared.nclients) > 0) {
 		evtimer_add(cw->timer, &tv);
 		return;
 	}
@@ -802,14 +570,14 @@ enum admin_result admin_shutdown(struct admin_conn *conn, struct admin_lexer *lx
 		mode = SHUTDOWN_WAIT_FOR_CLIENTS;
 	if ((t != TOK_END && mode == SHUTDOWN_NOW) ||
 	    (t != TOK_END && admin_lex_next(lx) != TOK_END)) {
-		admin_reply_error(conn, ADMIN_SYNTAX_ERROR,
+		admin_reply_error(conn, SQLSTATE_SYNTAX_ERROR,
 		                  "syntax error: SHUTDOWN takes nothing, WAIT_FOR_SERVERS or "
 		                  "WAIT_FOR_CLIENTS");
 		return ADMIN_FAILED;
 	}
 	/* Answer first: the connection may be gone before the control loop acts. */
 	admin_reply_complete(conn, "SHUTDOWN");
-	if (inbox_post(&conn->w->rt->inbox, shutdown_fn, (void *)(intptr_t)mode) < 0) {
+	if (inbox_post(&runtime_of(conn->w)->inbox, shutdown_fn, (void *)(intptr_t)mode) < 0) {
 		admin_reply_error(conn, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return ADMIN_FAILED;
 	}
@@ -821,8 +589,10 @@ enum admin_result admin_shutdown(struct admin_conn *conn, struct admin_lexer *lx
 static void control_done(struct admin_op *op)
 {
 	if (op->rc < 0) {
-		admin_reply_error(op->conn, op->kind ? ADMIN_INVALID_VALUE : "F0000", "%s",
-		                  op->error);
+		admin_reply_error(op->conn,
+		                  op->kind ? SQLSTATE_INVALID_PARAMETER_VALUE
+		                           : SQLSTATE_CONFIG_FILE_ERROR,
+		                  "%s", op->error);
 		admin_statement_done(op, false);
 		return;
 	}
@@ -972,7 +742,7 @@ static int parse_set(struct admin_conn *conn, struct admin_lexer *lx, char **nam
 	if (*value != NULL)
 		return 0;
 syntax:
-	admin_reply_error(conn, ADMIN_SYNTAX_ERROR,
+	admin_reply_error(conn, SQLSTATE_SYNTAX_ERROR,
 	                  "syntax error: expected SET name = value (quote text values: SET "
 	                  "server_reset_query = 'DISCARD ALL')");
 	free(*name);
@@ -986,21 +756,21 @@ static bool set_allowed(struct admin_conn *conn, const char *name)
 	const struct config_option *opt = config_option_find(name);
 
 	if (opt == NULL) {
-		admin_reply_error(conn, ADMIN_UNDEFINED_OBJECT,
+		admin_reply_error(conn, SQLSTATE_UNDEFINED_OBJECT,
 		                  "unrecognized configuration parameter \"%.100s\" (SHOW CONFIG "
 		                  "lists them)",
 		                  name);
 		return false;
 	}
 	if (conn->role != ADMIN_ROLE_ADMIN) {
-		admin_reply_error(conn, ADMIN_NO_PRIVILEGE,
+		admin_reply_error(conn, SQLSTATE_INSUFFICIENT_PRIVILEGE,
 		                  "SET %s needs a user in admin_users; \"%s\" is a stats_users "
 		                  "member",
 		                  name, conn->c->user);
 		return false;
 	}
 	if (opt->reload == RELOAD_RESTART) {
-		admin_reply_error(conn, ADMIN_CANT_CHANGE_PARAM,
+		admin_reply_error(conn, SQLSTATE_CANT_CHANGE_RUNTIME_PARAM,
 		                  "%s cannot be changed while sluice runs: change it in the "
 		                  "configuration and restart",
 		                  name);

@@ -27,6 +27,7 @@
 #include "observe/latency.h"
 #include "pool/pool.h"
 #include "proto/build.h"
+#include "proto/sqlstate.h"
 #include "runtime/runtime.h"
 #include "pool/server.h"
 #include "observe/gather.h"
@@ -333,7 +334,7 @@ static void census_client(struct admin_census *cs, const struct client *c, size_
 
 	cs->clients++;
 	cs->io_bytes += buffered(&c->conn);
-	if (c->admin != NULL) {
+	if (c->session != NULL) {
 		cs->console_clients++;
 		return;
 	}
@@ -822,7 +823,7 @@ static const char *client_state_text(const struct client *c)
 	case CLIENT_LOGIN:
 		return "login";
 	case CLIENT_IDLE:
-		return c->admin != NULL && c->admin->sql != NULL ? "active" : "idle";
+		return c->session != NULL && ((struct admin_conn *)c->session)->sql != NULL ? "active" : "idle";
 	case CLIENT_ACTIVE:
 		return "active";
 	case CLIENT_WAITING:
@@ -1062,8 +1063,8 @@ static void database_row(struct admin_conn *conn, const struct pool_rec *p)
 	put_i64(&r, p->sv_total);
 	put_i64(&r, 0);
 	put_i64(&r, p->cl_idle + p->cl_active + p->cl_waiting + p->cl_login);
-	put_i64(&r, admin_db_paused(conn->w, p->db));
-	put_i64(&r, admin_db_disabled(conn->w, p->db));
+	put_i64(&r, pause_db_paused(conn->w, p->db));
+	put_i64(&r, pause_db_disabled(conn->w, p->db));
 	put_i64(&r, 0);
 	row_send(conn, &r);
 }
@@ -1304,7 +1305,7 @@ static const struct admin_col key_value_cols[] = {{"key", T}, {"value", T}};
 
 static void render_state(struct admin_conn *conn, struct admin_op *op)
 {
-	bool paused = admin_worker_paused(conn->w), suspended = admin_worker_suspended(conn->w);
+	bool paused = conn->w->pause.paused, suspended = conn->w->pause.suspended;
 	const char *rows[][2] = {
 	    {"active", !paused && !suspended ? "yes" : "no"},
 	    {"paused", paused ? "yes" : "no"},
@@ -1486,13 +1487,13 @@ enum admin_result admin_show(struct admin_conn *conn, struct admin_lexer *lx)
 	char name[64];
 
 	if (admin_lex_next(lx) != TOK_WORD) {
-		admin_reply_error(conn, ADMIN_SYNTAX_ERROR,
+		admin_reply_error(conn, SQLSTATE_SYNTAX_ERROR,
 		                  "syntax error: SHOW needs a name; SHOW HELP lists them");
 		return ADMIN_FAILED;
 	}
 	snprintf(name, sizeof(name), "%.63s", lx->text);
 	if (admin_lex_next(lx) != TOK_END) {
-		admin_reply_error(conn, ADMIN_SYNTAX_ERROR, "syntax error: SHOW takes one name");
+		admin_reply_error(conn, SQLSTATE_SYNTAX_ERROR, "syntax error: SHOW takes one name");
 		return ADMIN_FAILED;
 	}
 	if (strcasecmp(name, "LATENCY") == 0)
@@ -1514,7 +1515,7 @@ enum admin_result admin_show(struct admin_conn *conn, struct admin_lexer *lx)
 	}
 	if (admin_show_probe(conn, name) || show_option(conn, name))
 		return ADMIN_DONE;
-	admin_reply_error(conn, ADMIN_UNDEFINED_OBJECT,
+	admin_reply_error(conn, SQLSTATE_UNDEFINED_OBJECT,
 	                  "unknown SHOW name \"%s\"; SHOW HELP lists the console's", name);
 	return ADMIN_FAILED;
 }

@@ -83,20 +83,20 @@ typedef void (*tenant_fn)(struct admin_conn *conn, struct tenant_state *t,
 static void each_tenant(struct admin_conn *conn, tenant_fn fn)
 {
 	const struct config *cfg = conn->w->cfg;
-	struct runtime *rt = conn->w->rt;
+	struct quota_registry *reg = &conn->w->shared->quotas;
 	bool default_listed = false;
 	struct tenant_state *t;
 
 	for (size_t i = 0; i < cfg->ntenants; i++) {
-		fn(conn, runtime_tenant(rt, cfg->tenants[i].name), &cfg->tenants[i]);
+		fn(conn, quota_tenant(reg, cfg->tenants[i].name), &cfg->tenants[i]);
 		default_listed |= strcmp(cfg->tenants[i].name, TENANT_DEFAULT) == 0;
 	}
 	if (!default_listed)
-		fn(conn, runtime_tenant(rt, TENANT_DEFAULT), NULL);
+		fn(conn, quota_tenant(reg, TENANT_DEFAULT), NULL);
 	/* Entries are never removed and new ones go to the head: the walk is safe unlocked. */
-	pthread_mutex_lock(&rt->quota_lock);
-	t = rt->tenants;
-	pthread_mutex_unlock(&rt->quota_lock);
+	pthread_mutex_lock(&reg->lock);
+	t = reg->tenants;
+	pthread_mutex_unlock(&reg->lock);
 	for (; t != NULL; t = t->next)
 		if (strcmp(t->name, TENANT_DEFAULT) != 0 &&
 		    config_tenant_named(cfg, t->name) == NULL)
@@ -128,7 +128,7 @@ static void tenant_row(struct admin_conn *conn, struct tenant_state *t,
                        const struct tenant_def *def)
 {
 	const struct tenant_limits *l = def != NULL ? &def->limits : NULL;
-	struct quota *servers = runtime_quota(conn->w->rt, "tenant", t->name);
+	struct quota *servers = quota_find(&conn->w->shared->quotas, "tenant", t->name);
 	struct cells r = {0};
 
 	cell(&r, "%s", t->name);
@@ -176,7 +176,7 @@ static const struct admin_col ratelimits_cols[] = {
 static void ratelimit_rows(struct admin_conn *conn, struct tenant_state *t,
                            const struct tenant_def *def)
 {
-	struct limiter *lim = &conn->w->rt->limiter;
+	struct limiter *lim = &conn->w->shared->limiter;
 	int64_t now = worker_now_us(conn->w);
 
 	if (def == NULL)

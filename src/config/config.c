@@ -629,6 +629,12 @@ static int user_from_entry(struct config *cfg, const char *name, const char *tex
 	return 0;
 }
 
+bool config_is_console_db(const struct config *cfg, const char *dbname)
+{
+	return strcmp(dbname, "pgbouncer") == 0 ||
+	       (cfg->admin_db[0] != '\0' && strcmp(dbname, cfg->admin_db) == 0);
+}
+
 const struct db_def *config_find_db(const struct config *cfg, const char *name)
 {
 	const struct db_def *fallback = NULL;

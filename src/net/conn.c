@@ -1,7 +1,7 @@
 /*
  * Connections; see conn.h.  A plain conn has a persistent read event and a
- * one-shot write event.  conn_out() puts the conn on its worker's flush list
- * and activates the worker's flush event, which libevent runs after the
+ * one-shot write event.  conn_out() puts the conn on its loop's flush list
+ * and activates the loop's flush event, which libevent runs after the
  * callbacks already active in this turn: the replies to every client served
  * in one turn go out with one writev each, and the write event is armed only
  * when a writev comes up short.
@@ -19,34 +19,34 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "pool/worker.h"
+#include "net/loop.h"
 
 /* First read of a turn; a read that fills it is followed by a bigger one. */
 #define READ_FIRST 4000
 #define READ_MAX   65536
-/* Spare buffers a worker keeps: about the most conns busy in one turn. */
+/* Spare buffers a loop keeps: about the most conns busy in one turn. */
 #define SPARES_MAX 256
 
-static struct evbuffer *take_buffer(struct worker *w)
+static struct evbuffer *take_buffer(struct loop *l)
 {
-	return w->nspare > 0 ? w->spare_buffers[--w->nspare] : evbuffer_new();
+	return l->nspare > 0 ? l->spare_buffers[--l->nspare] : evbuffer_new();
 }
 
 /* An empty buffer goes back to the spares; the conn points at the shared empty one. */
-static void park_buffer(struct worker *w, struct evbuffer **slot)
+static void park_buffer(struct loop *l, struct evbuffer **slot)
 {
-	if (*slot == w->no_data || *slot == NULL || evbuffer_get_length(*slot) > 0)
+	if (*slot == l->no_data || *slot == NULL || evbuffer_get_length(*slot) > 0)
 		return;
-	if (w->nspare < SPARES_MAX)
-		w->spare_buffers[w->nspare++] = *slot;
+	if (l->nspare < SPARES_MAX)
+		l->spare_buffers[l->nspare++] = *slot;
 	else
 		evbuffer_free(*slot);
-	*slot = w->no_data;
+	*slot = l->no_data;
 }
 
-static void drop_buffer(struct worker *w, struct evbuffer **slot)
+static void drop_buffer(struct loop *l, struct evbuffer **slot)
 {
-	if (*slot != w->no_data && *slot != NULL)
+	if (*slot != l->no_data && *slot != NULL)
 		evbuffer_free(*slot);
 	*slot = NULL;
 }
@@ -91,8 +91,8 @@ static int fill_input(struct conn *c)
 {
 	size_t want = READ_FIRST;
 
-	if (c->in == c->w->no_data && (c->in = take_buffer(c->w)) == NULL) {
-		c->in = c->w->no_data;
+	if (c->in == c->loop->no_data && (c->in = take_buffer(c->loop)) == NULL) {
+		c->in = c->loop->no_data;
 		c->error = ENOMEM;
 		return CONN_ERROR;
 	}
@@ -156,7 +156,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 	else if (!c->halted)
 		check_read_full(c);
 	if (c->tls == NULL) /* the owner may have switched to TLS (SSLRequest) */
-		park_buffer(c->w, &c->in);
+		park_buffer(c->loop, &c->in);
 }
 
 static void write_cb(evutil_socket_t fd, short what, void *arg);
@@ -165,7 +165,7 @@ static void write_cb(evutil_socket_t fd, short what, void *arg);
 static int want_write(struct conn *c)
 {
 	if (c->wev == NULL &&
-	    (c->wev = event_new(c->w->base, c->fd, EV_WRITE, write_cb, c)) == NULL)
+	    (c->wev = event_new(c->loop->base, c->fd, EV_WRITE, write_cb, c)) == NULL)
 		return -1;
 	return event_pending(c->wev, EV_WRITE, NULL) ? 0 : event_add(c->wev, NULL);
 }
@@ -192,7 +192,7 @@ static void send_output(struct conn *c)
 		c->notify_drained = false;
 		c->ops->drained(c->arg);
 	}
-	park_buffer(c->w, &c->out);
+	park_buffer(c->loop, &c->out);
 }
 
 static void write_cb(evutil_socket_t fd, short what, void *arg)
@@ -222,12 +222,12 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
 
 static void flush_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct worker *w = arg;
+	struct loop *l = arg;
 
-	evbuffer_drain(w->sink, evbuffer_get_length(w->sink));
+	evbuffer_drain(l->sink, evbuffer_get_length(l->sink));
 	/* Sending may queue more (an error closes a peer): take one at a time. */
-	while (!list_empty(&w->flush_list)) {
-		struct conn *c = list_entry(list_first(&w->flush_list), struct conn, flush);
+	while (!list_empty(&l->flush_list)) {
+		struct conn *c = list_entry(list_first(&l->flush_list), struct conn, flush);
 
 		list_del(&c->flush);
 		if (!c->halted && !c->connecting)
@@ -237,10 +237,10 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 
 static void kick_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct worker *w = arg;
+	struct loop *l = arg;
 
-	while (!list_empty(&w->kick_list)) {
-		struct conn *c = list_entry(list_first(&w->kick_list), struct conn, kick);
+	while (!list_empty(&l->kick_list)) {
+		struct conn *c = list_entry(list_first(&l->kick_list), struct conn, kick);
 
 		list_del(&c->kick);
 		if (c->halted || evbuffer_get_length(c->in) == 0)
@@ -249,67 +249,67 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 		if (!c->halted)
 			check_read_full(c);
 		if (c->tls == NULL)
-			park_buffer(w, &c->in);
+			park_buffer(l, &c->in);
 	}
 }
 
-int conn_flusher_init(struct worker *w)
+int conn_flusher_init(struct loop *l)
 {
-	list_init(&w->flush_list);
-	list_init(&w->kick_list);
-	w->flusher = event_new(w->base, -1, 0, flush_cb, w);
-	w->kicker = event_new(w->base, -1, 0, kick_cb, w);
-	w->no_data = evbuffer_new();
-	w->sink = evbuffer_new();
-	w->spare_buffers = calloc(SPARES_MAX, sizeof(*w->spare_buffers));
-	if (w->flusher == NULL || w->kicker == NULL || w->no_data == NULL || w->sink == NULL ||
-	    w->spare_buffers == NULL)
+	list_init(&l->flush_list);
+	list_init(&l->kick_list);
+	l->flusher = event_new(l->base, -1, 0, flush_cb, l);
+	l->kicker = event_new(l->base, -1, 0, kick_cb, l);
+	l->no_data = evbuffer_new();
+	l->sink = evbuffer_new();
+	l->spare_buffers = calloc(SPARES_MAX, sizeof(*l->spare_buffers));
+	if (l->flusher == NULL || l->kicker == NULL || l->no_data == NULL || l->sink == NULL ||
+	    l->spare_buffers == NULL)
 		return -1;
 	return 0;
 }
 
-void conn_flusher_fini(struct worker *w)
+void conn_flusher_fini(struct loop *l)
 {
-	if (w->flusher != NULL)
-		event_free(w->flusher);
-	if (w->kicker != NULL)
-		event_free(w->kicker);
-	w->flusher = w->kicker = NULL;
-	while (w->nspare > 0)
-		evbuffer_free(w->spare_buffers[--w->nspare]);
-	free(w->spare_buffers);
-	w->spare_buffers = NULL;
-	if (w->no_data != NULL)
-		evbuffer_free(w->no_data);
-	if (w->sink != NULL)
-		evbuffer_free(w->sink);
-	w->no_data = w->sink = NULL;
+	if (l->flusher != NULL)
+		event_free(l->flusher);
+	if (l->kicker != NULL)
+		event_free(l->kicker);
+	l->flusher = l->kicker = NULL;
+	while (l->nspare > 0)
+		evbuffer_free(l->spare_buffers[--l->nspare]);
+	free(l->spare_buffers);
+	l->spare_buffers = NULL;
+	if (l->no_data != NULL)
+		evbuffer_free(l->no_data);
+	if (l->sink != NULL)
+		evbuffer_free(l->sink);
+	l->no_data = l->sink = NULL;
 }
 
 struct evbuffer *conn_out(struct conn *c)
 {
-	if (c->out == c->w->no_data) {
-		struct evbuffer *b = take_buffer(c->w);
+	if (c->out == c->loop->no_data) {
+		struct evbuffer *b = take_buffer(c->loop);
 
 		/* Out of memory: the conn fails, and what its owner writes now is dropped. */
 		if (b == NULL) {
 			conn_fail(c, CONN_ERROR, ENOMEM);
-			event_active(c->w->flusher, EV_WRITE, 0);
-			return c->w->sink;
+			event_active(c->loop->flusher, EV_WRITE, 0);
+			return c->loop->sink;
 		}
 		c->out = b;
 	}
 	if (c->tls == NULL && !list_linked(&c->flush)) {
-		if (list_empty(&c->w->flush_list))
-			event_active(c->w->flusher, EV_WRITE, 0);
-		list_add_tail(&c->w->flush_list, &c->flush);
+		if (list_empty(&c->loop->flush_list))
+			event_active(c->loop->flusher, EV_WRITE, 0);
+		list_add_tail(&c->loop->flush_list, &c->flush);
 	}
 	return c->out;
 }
 
-int conn_init(struct conn *c, struct worker *w, const struct conn_ops *ops, void *arg)
+int conn_init(struct conn *c, struct loop *l, const struct conn_ops *ops, void *arg)
 {
-	c->w = w;
+	c->loop = l;
 	c->ops = ops;
 	c->arg = arg;
 	c->fd = -1;
@@ -317,20 +317,20 @@ int conn_init(struct conn *c, struct worker *w, const struct conn_ops *ops, void
 	c->reading = true;
 	list_init(&c->flush);
 	list_init(&c->kick);
-	c->in = c->out = w->no_data;
+	c->in = c->out = l->no_data;
 	return 0;
 }
 
 static int attach_fd(struct conn *c, int fd)
 {
 	c->fd = fd;
-	c->rev = event_new(c->w->base, fd, EV_READ | EV_PERSIST, read_cb, c);
+	c->rev = event_new(c->loop->base, fd, EV_READ | EV_PERSIST, read_cb, c);
 	return c->rev != NULL ? 0 : -1;
 }
 
-int conn_init_fd(struct conn *c, struct worker *w, int fd, const struct conn_ops *ops, void *arg)
+int conn_init_fd(struct conn *c, struct loop *l, int fd, const struct conn_ops *ops, void *arg)
 {
-	if (conn_init(c, w, ops, arg) < 0 || attach_fd(c, fd) < 0) {
+	if (conn_init(c, l, ops, arg) < 0 || attach_fd(c, fd) < 0) {
 		if (c->fd < 0)
 			close(fd);
 		return -1;
@@ -389,7 +389,7 @@ static void tls_event_cb(struct bufferevent *bev, short what, void *arg)
 int conn_start_tls(struct conn *c, SSL *ssl, int state)
 {
 	struct bufferevent *bev = bufferevent_openssl_socket_new(
-	    c->w->base, c->fd, ssl, (enum bufferevent_ssl_state)state, BEV_OPT_CLOSE_ON_FREE);
+	    c->loop->base, c->fd, ssl, (enum bufferevent_ssl_state)state, BEV_OPT_CLOSE_ON_FREE);
 
 	if (bev == NULL) {
 		SSL_free(ssl);
@@ -400,8 +400,8 @@ int conn_start_tls(struct conn *c, SSL *ssl, int state)
 	if (c->wev != NULL)
 		event_free(c->wev);
 	c->rev = c->wev = NULL;
-	drop_buffer(c->w, &c->in);
-	drop_buffer(c->w, &c->out);
+	drop_buffer(c->loop, &c->in);
+	drop_buffer(c->loop, &c->out);
 	if (list_linked(&c->flush))
 		list_del(&c->flush);
 	if (list_linked(&c->kick))
@@ -454,9 +454,9 @@ void conn_kick(struct conn *c)
 	 * added ignores event_add, and a resume in between would lose it.
 	 */
 	if (!list_linked(&c->kick)) {
-		if (list_empty(&c->w->kick_list))
-			event_active(c->w->kicker, EV_READ, 0);
-		list_add_tail(&c->w->kick_list, &c->kick);
+		if (list_empty(&c->loop->kick_list))
+			event_active(c->loop->kicker, EV_READ, 0);
+		list_add_tail(&c->loop->kick_list, &c->kick);
 	}
 }
 
@@ -490,7 +490,7 @@ void conn_halt(struct conn *c)
 
 void conn_release(struct conn *c)
 {
-	if (c->w == NULL)
+	if (c->loop == NULL)
 		return; /* never initialised */
 	if (list_linked(&c->flush))
 		list_del(&c->flush);
@@ -504,8 +504,8 @@ void conn_release(struct conn *c)
 		event_free(c->rev);
 	if (c->wev != NULL)
 		event_free(c->wev);
-	drop_buffer(c->w, &c->in);
-	drop_buffer(c->w, &c->out);
+	drop_buffer(c->loop, &c->in);
+	drop_buffer(c->loop, &c->out);
 	if (c->fd >= 0)
 		close(c->fd);
 }

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 
 #include "base/inbox.h"
-#include "runtime/runtime.h"
 #include "pool/worker.h"
 
 struct gather {
@@ -39,7 +38,7 @@ static void gather_each(void *owner, void *arg)
 	}
 }
 
-int gather_start(struct runtime *rt, struct inbox *reply_to, gather_each_fn each,
+int gather_start(struct worker_shared *shared, struct inbox *reply_to, gather_each_fn each,
                  gather_done_fn done, void *ctx)
 {
 	struct gather *g = malloc(sizeof(*g));
@@ -50,10 +49,10 @@ int gather_start(struct runtime *rt, struct inbox *reply_to, gather_each_fn each
 	g->done = done;
 	g->ctx = ctx;
 	g->reply_to = reply_to;
-	atomic_init(&g->remaining, rt->nworkers);
-	for (int i = 0; i < rt->nworkers; i++) {
+	atomic_init(&g->remaining, shared->nworkers);
+	for (int i = 0; i < shared->nworkers; i++) {
 		/* A worker that cannot take the message still counts, so done always runs. */
-		if (inbox_post(&rt->workers[i]->inbox, gather_each, g) < 0 &&
+		if (inbox_post(&shared->workers[i]->inbox, gather_each, g) < 0 &&
 		    atomic_fetch_sub(&g->remaining, 1) == 1)
 			inbox_post(reply_to, gather_done, g);
 	}

@@ -1,7 +1,6 @@
 /*
- * Per-pool observations and their gathering; see latency.h.  The hooks at the
- * top run on the per-request path and only add to the pool's own memory; the
- * rest (gathering, merging, SHOW LATENCY rows) runs when someone asks.
+ * Gathering what pools recorded (pool/record.h), merging it and SHOW LATENCY
+ * rows; see latency.h.  Runs only when someone asks.
  */
 #include "observe/latency.h"
 
@@ -13,89 +12,8 @@
 #include "config/config.h"
 #include "pool/pool.h"
 #include "proto/frame.h"
-#include "runtime/runtime.h"
 #include "pool/server.h"
-#include "observe/slowlog.h"
 #include "pool/worker.h"
-
-static const char *const kind_names[LATENCY_KINDS] = {"query", "transaction", "wait", "connect"};
-
-const char *latency_kind_name(enum latency_kind kind)
-{
-	return kind_names[kind];
-}
-
-void latency_request_done(struct server *s, int64_t now_us, char status)
-{
-	struct pool_latency *lat = &s->pool->lat;
-	int64_t took = now_us - s->request_start_us;
-	int64_t slow = s->w->cfg->slow_query_threshold_us;
-
-	histogram_record_us(&lat->h[LATENCY_QUERY], took);
-	if (status == 'I')
-		histogram_record_us(&lat->h[LATENCY_XACT], now_us - s->xact_start_us);
-	if (slow > 0 && took > slow && s->client != NULL)
-		slowlog_check(s->client, took);
-}
-
-void latency_link(struct client *c, struct server *s)
-{
-	int64_t waited = 0;
-
-	if (c->state == CLIENT_WAITING)
-		waited = worker_now_us(c->w) - c->wait_start_us;
-	c->last_wait_us = waited;
-	histogram_record_us(&s->pool->lat.h[LATENCY_WAIT], waited);
-}
-
-void latency_server_ready(struct server *s)
-{
-	histogram_record_us(&s->pool->lat.h[LATENCY_CONNECT], worker_now_us(s->w) - s->connect_us);
-}
-
-void latency_server_reply(struct pool *p, uint8_t type, const uint8_t *body, size_t len)
-{
-	struct pool_latency *lat = &p->lat;
-	const char *code;
-
-	if (type != 'E')
-		return;
-	code = msg_error_field(body, len, 'C');
-	if (code == NULL || code[0] == '\0' || code[1] == '\0')
-		return;
-	for (size_t i = 0; i < LATENCY_POOL_CLASSES; i++) {
-		struct error_class *e = &lat->errors[i];
-
-		if (e->cls[0] == '\0') {
-			e->cls[0] = code[0];
-			e->cls[1] = code[1];
-		}
-		if (e->cls[0] == code[0] && e->cls[1] == code[1]) {
-			e->count++;
-			return;
-		}
-	}
-	lat->errors_other++;
-}
-
-void latency_timeout(struct client *c)
-{
-	/* Login timeouts happen before a pool is known; they are the login's business. */
-	if (c->pool != NULL && c->state != CLIENT_LOGIN)
-		c->pool->lat.timeouts++;
-}
-
-void latency_cancel(struct client *c)
-{
-	if (c->pool != NULL)
-		c->pool->lat.cancels++;
-}
-
-void latency_fini(struct pool_latency *lat)
-{
-	free(lat->period);
-	lat->period = NULL;
-}
 
 /* ---- gathering ---- */
 
@@ -303,17 +221,18 @@ static void gather_done(void *arg)
 	free(g);
 }
 
-int latency_gather(struct runtime *rt, struct inbox *reply_to, latency_report_fn done, void *arg)
+int latency_gather(struct worker_shared *shared, struct inbox *reply_to, latency_report_fn done,
+                   void *arg)
 {
 	struct gather_ctx *g =
-	    calloc(1, sizeof(*g) + (size_t)rt->nworkers * sizeof(struct worker_part));
+	    calloc(1, sizeof(*g) + (size_t)shared->nworkers * sizeof(struct worker_part));
 
 	if (g == NULL)
 		return -1;
 	g->done = done;
 	g->arg = arg;
-	g->nparts = rt->nworkers;
-	if (gather_start(rt, reply_to, gather_each, gather_done, g) < 0) {
+	g->nparts = shared->nworkers;
+	if (gather_start(shared, reply_to, gather_each, gather_done, g) < 0) {
 		free(g);
 		return -1;
 	}
@@ -347,7 +266,7 @@ static void show_row(const char *db, const char *user, const char *tenant, int k
 {
 	static const double qs[] = {0.5, 0.9, 0.95, 0.99, 0.999};
 	char nums[8][24];
-	const char *values[LATENCY_SHOW_COLUMNS] = {db, user, tenant, kind_names[kind]};
+	const char *values[LATENCY_SHOW_COLUMNS] = {db, user, tenant, latency_kind_name(kind)};
 
 	snprintf(nums[0], sizeof(nums[0]), "%llu", (unsigned long long)h->count);
 	snprintf(nums[1], sizeof(nums[1]), "%.0f", histogram_mean(h));

@@ -6,7 +6,6 @@
 #include "observe/statslog.h"
 
 #include <event2/buffer.h>
-#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,18 +27,6 @@ struct period_delta {
 	struct histogram h[LATENCY_KINDS]; /* histogram differences */
 	double seconds;                    /* length of the period */
 };
-
-static void arm(struct worker *w)
-{
-	int64_t us = w->cfg->stats_period_us;
-	struct timeval tv = {.tv_sec = us / 1000000, .tv_usec = us % 1000000};
-
-	w->stats_period_us = us;
-	if (us > 0)
-		evtimer_add(w->stats_timer, &tv);
-	else
-		evtimer_del(w->stats_timer);
-}
 
 static void diff_stats(struct pool_stats *d, const struct pool_stats *now,
                        const struct pool_stats *then)
@@ -178,39 +165,11 @@ static void log_pool(struct pool *p, double seconds)
 	free(d);
 }
 
-static void tick_cb(evutil_socket_t fd, short what, void *arg)
+void statslog_tick(struct worker *w, double seconds)
 {
-	struct worker *w = arg;
-	int64_t now = worker_now_us(w);
-	double seconds = (double)(now - w->stats_tick_us) / 1e6;
 	struct list_node *pos;
 
 	/* Baselines move every tick, even when the level hides the lines, so rates stay true. */
 	for (pos = w->pools.next; pos != &w->pools; pos = pos->next)
 		log_pool(list_entry(pos, struct pool, node), seconds);
-	w->stats_tick_us = now;
-	arm(w);
-}
-
-int statslog_init(struct worker *w)
-{
-	w->stats_timer = evtimer_new(w->base, tick_cb, w);
-	if (w->stats_timer == NULL)
-		return -1;
-	w->stats_tick_us = worker_now_us(w);
-	arm(w);
-	return 0;
-}
-
-void statslog_reconfigure(struct worker *w)
-{
-	if (w->stats_timer != NULL && w->cfg->stats_period_us != w->stats_period_us)
-		arm(w);
-}
-
-void statslog_fini(struct worker *w)
-{
-	if (w->stats_timer != NULL)
-		event_free(w->stats_timer);
-	w->stats_timer = NULL;
 }

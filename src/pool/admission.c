@@ -2,6 +2,7 @@
  * Tenant admission; see admission.h.  The buckets are the limiter's
  * (limiter.h); this file decides when to ask, and what the client sees.
  */
+#include "config/config.h"
 #include "pool/admission.h"
 
 #include <event2/buffer.h>
@@ -12,7 +13,6 @@
 #include "pool/pool.h"
 #include "proto/build.h"
 #include "proto/sqlstate.h"
-#include "runtime/runtime.h"
 #include "pool/server.h"
 #include "pool/worker.h"
 
@@ -56,7 +56,7 @@ static enum admit take_or_wait(struct client *c, unsigned kinds, enum limit_kind
                                int64_t *wait_us)
 {
 	struct pool *p = c->pool;
-	struct limiter *l = &c->w->rt->limiter;
+	struct limiter *l = &c->w->shared->limiter;
 	int64_t now = worker_now_us(c->w);
 	int64_t wait = l->ops->take(l, p->ts, p->set.limits, kinds, now, false, kind);
 
@@ -140,7 +140,7 @@ enum admit admission_request(struct client *c, uint8_t type)
 	}
 	if (s != NULL && s->tx_status != 'I') {
 		/* Inside a transaction: counted, never refused. */
-		struct limiter *l = &c->w->rt->limiter;
+		struct limiter *l = &c->w->shared->limiter;
 
 		l->ops->take(l, c->pool->ts, c->pool->set.limits, 1u << LIMIT_QUERY,
 		             worker_now_us(c->w), true, &kind);
@@ -173,7 +173,7 @@ void admission_retry(struct client *c)
 		/* The throttle borrowed the login timer: what is left of client_login_timeout. */
 		if (c->w->cfg->client_login_timeout_us > 0)
 			client_arm_timer(c, login_left > 0 ? login_left : 1);
-		client_login_finish(c);
+		c->handler->wake(c);
 		return;
 	}
 	client_resume(c, SUSPEND_THROTTLE);

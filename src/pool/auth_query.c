@@ -140,7 +140,7 @@ static void aq_wait(struct aq_conn *q, short what)
 {
 	if (q->ev != NULL)
 		event_free(q->ev);
-	q->ev = event_new(q->w->base, PQsocket(q->pg), what, aq_event_cb, q);
+	q->ev = event_new(q->w->loop.base, PQsocket(q->pg), what, aq_event_cb, q);
 	if (q->ev == NULL || event_add(q->ev, NULL) < 0)
 		aq_broken(q, "out of memory");
 }
@@ -228,7 +228,7 @@ static void aq_start(struct aq_conn *q)
 		return;
 	}
 	q->state = AQ_RESOLVING;
-	q->dns = evdns_getaddrinfo(q->w->dns, db->host, NULL, &hints, resolved_cb, q);
+	q->dns = evdns_getaddrinfo(q->w->loop.dns, db->host, NULL, &hints, resolved_cb, q);
 }
 
 /* The answer to the lookup in flight: cache it and hand it to every waiter with that user. */
@@ -258,7 +258,7 @@ static void aq_answer(struct aq_conn *q, PGresult *res)
 			continue;
 		list_del(&c->wait_node);
 		hand_answer(c, secret);
-		client_login_auth_answered(c);
+		c->handler->wake(c);
 	}
 }
 

@@ -4,18 +4,19 @@
  * postmaster closes it once the signal is sent, which is when the server may
  * be reused.
  */
+#include "config/config.h"
 #include "pool/cancel.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <openssl/rand.h>
 #include <stdlib.h>
 
 #include "pool/client.h"
 #include "base/list.h"
 #include "pool/pool.h"
 #include "proto/build.h"
-#include "runtime/runtime.h"
 #include "pool/server.h"
 #include "pool/worker.h"
 
@@ -29,9 +30,104 @@ struct routed_cancel {
 	uint32_t pid, key; /* as received from the client */
 };
 
+/* ---- the cancel map ---- */
+
+int cancel_map_init(struct cancel_map *map)
+{
+	map->size = 1024;
+	map->buckets = calloc(map->size, sizeof(*map->buckets));
+	if (map->buckets == NULL)
+		return -1;
+	RAND_bytes((unsigned char *)&map->seq, sizeof(map->seq));
+	return 0;
+}
+
+void cancel_map_fini(struct cancel_map *map)
+{
+	free(map->buckets);
+	map->buckets = NULL;
+}
+
+static uint32_t cancel_bucket(const struct worker *w, uint32_t pid)
+{
+	return (pid * 2654435761u) & (w->cancels.size - 1);
+}
+
+/* Double the table when it holds more entries than buckets. */
+static void cancel_map_grow(struct worker *w)
+{
+	uint32_t size = w->cancels.size * 2;
+	struct client **map = calloc(size, sizeof(*map));
+
+	if (map == NULL)
+		return;
+	for (uint32_t i = 0; i < w->cancels.size; i++) {
+		struct client *c = w->cancels.buckets[i];
+
+		while (c != NULL) {
+			struct client *next = c->cancel_next;
+			uint32_t b = (c->cancel_pid * 2654435761u) & (size - 1);
+
+			c->cancel_next = map[b];
+			map[b] = c;
+			c = next;
+		}
+	}
+	free(w->cancels.buckets);
+	w->cancels.buckets = map;
+	w->cancels.size = size;
+}
+
+int cancel_register(struct worker *w, struct client *c)
+{
+	uint32_t pid;
+
+	if ((uint32_t)w->nclients > w->cancels.size)
+		cancel_map_grow(w);
+	/* The top byte routes a CancelRequest to this worker; 0 in the low bits is avoided. */
+	do {
+		w->cancels.seq++;
+		pid = (uint32_t)w->id << 24 | (w->cancels.seq & 0xffffff);
+	} while ((pid & 0xffffff) == 0 || cancel_lookup(w, pid) != NULL);
+	c->cancel_pid = pid;
+	if (RAND_bytes((unsigned char *)&c->cancel_key, sizeof(c->cancel_key)) != 1)
+		return -1;
+	c->cancel_next = w->cancels.buckets[cancel_bucket(w, pid)];
+	w->cancels.buckets[cancel_bucket(w, pid)] = c;
+	c->cancel_registered = true;
+	return 0;
+}
+
+void cancel_unregister(struct worker *w, struct client *c)
+{
+	struct client **slot;
+
+	if (!c->cancel_registered)
+		return;
+	for (slot = &w->cancels.buckets[cancel_bucket(w, c->cancel_pid)]; *slot != NULL;
+	     slot = &(*slot)->cancel_next) {
+		if (*slot == c) {
+			*slot = c->cancel_next;
+			break;
+		}
+	}
+	c->cancel_registered = false;
+}
+
+struct client *cancel_lookup(struct worker *w, uint32_t pid)
+{
+	for (struct client *c = w->cancels.buckets[cancel_bucket(w, pid)]; c != NULL;
+	     c = c->cancel_next)
+		if (c->cancel_pid == pid)
+			return c;
+	return NULL;
+}
+
+/* ---- routing and forwarding ---- */
+
 static void cancel_local(struct worker *w, uint32_t pid, uint32_t key)
 {
-	struct client *c = worker_cancel_lookup(w, pid);
+	struct client *c = cancel_lookup(w, pid);
 
 	if (c == NULL || !secret_equal(&c->cancel_key, &key, sizeof(key))) {
 		log_debug(w->log, "cancel request with an unknown key ignored");
@@ -58,14 +154,14 @@ void cancel_route(struct worker *w, uint32_t pid, uint32_t key)
 		cancel_local(w, pid, key);
 		return;
 	}
-	if (owner >= w->rt->nworkers)
+	if (owner >= w->shared->nworkers)
 		return;
 	rc = malloc(sizeof(*rc));
 	if (rc == NULL)
 		return;
 	rc->pid = pid;
 	rc->key = key;
-	if (inbox_post(&w->rt->workers[owner]->inbox, routed_fn, rc) < 0)
+	if (inbox_post(&w->shared->workers[owner]->inbox, routed_fn, rc) < 0)
 		free(rc);
 }
 
@@ -113,7 +209,7 @@ void cancel_server(struct server *s)
 	if (req == NULL)
 		return;
 	req->server = s;
-	req->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	req->bev = bufferevent_socket_new(w->loop.base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (req->bev == NULL) {
 		free(req);
 		return;

@@ -19,17 +19,16 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "admin/control.h"
 #include "pool/admission.h"
 #include "pool/cancel.h"
 #include "config/config.h"
-#include "observe/latency.h"
+#include "pool/record.h"
 #include "pool/pool.h"
 #include "proto/build.h"
 #include "proto/frame.h"
 #include "proto/sqlstate.h"
 #include "pool/relay.h"
-#include "runtime/runtime.h"
+#include "net/snapshot.h"
 #include "pool/server.h"
 #include "net/tls.h"
 #include "pool/worker.h"
@@ -41,16 +40,6 @@ const char *client_state_name(enum client_state state)
 	return state_names[state];
 }
 
-void client_log_ctx(const struct client *c, struct log_ctx *ctx)
-{
-	ctx->worker = c->w->id;
-	ctx->kind = 'C';
-	ctx->id = c->id;
-	ctx->db = c->dbname;
-	ctx->user = c->user;
-	ctx->addr = c->addr;
-}
-
 static void client_timer_cb(evutil_socket_t fd, short what, void *arg);
 
 void client_arm_timer(struct client *c, int64_t us)
@@ -59,7 +48,7 @@ void client_arm_timer(struct client *c, int64_t us)
 
 	/* Created on first need and freed after login: idle clients mostly have no timeout. */
 	if (us > 0 && c->timer == NULL &&
-	    (c->timer = evtimer_new(c->w->base, client_timer_cb, c)) == NULL) {
+	    (c->timer = evtimer_new(c->w->loop.base, client_timer_cb, c)) == NULL) {
 		clog(c, LOG_ERROR, "out of memory for a timer: closing the connection");
 		client_close(c, "out of memory");
 		return;
@@ -82,8 +71,7 @@ static void bury(struct client *c)
 	}
 	list_del(&c->node);
 	list_add_tail(&c->w->dead_clients, &c->node);
-	worker_schedule_reap(c->w);
-	worker_check_drained(c->w); /* its last bytes are out: the drain may end */
+	loop_schedule_reap(&c->w->loop); /* which checks whether a drain has ended */
 }
 
 /*
@@ -171,12 +159,11 @@ void client_close(struct client *c, const char *reason)
 	if (c->server != NULL)
 		server_unlink(c->server);
 	admission_client_gone(c);
-	worker_cancel_unregister(w, c);
+	cancel_unregister(w, c);
 	conn_set_reading(&c->conn, false);
 	client_set_state(c, CLIENT_CLOSING);
 	w->nclients--;
-	atomic_fetch_sub(&w->rt->nclients, 1);
-	worker_check_drained(w);
+	atomic_fetch_sub(&w->shared->nclients, 1);
 }
 
 static void send_error(struct client *c, const char *severity, const char *sqlstate,
@@ -220,7 +207,8 @@ void client_reject_request(struct client *c, const char *sqlstate, const char *f
 
 void client_free(struct client *c)
 {
-	admin_client_free(c);
+	if (c->handler->free != NULL)
+		c->handler->free(c);
 	conn_release(&c->conn);
 	if (c->timer != NULL)
 		event_free(c->timer);
@@ -247,7 +235,7 @@ void client_link(struct client *c, struct server *s)
 
 	if (c->state == CLIENT_WAITING)
 		st->wait_time_us += (uint64_t)(worker_now_us(c->w) - c->wait_start_us);
-	latency_link(c, s);
+	record_link(c, s);
 	st->server_assignments++;
 	c->server = s;
 	s->client = c;
@@ -289,14 +277,9 @@ void client_pool_failed(struct client *c, const char *sqlstate, const char *msg)
 
 void client_cancel(struct client *c)
 {
-	latency_cancel(c);
-	if (c->admin != NULL)
-		admin_cancel(c);
-	else if (c->state == CLIENT_WAITING)
-		client_reject_request(c, SQLSTATE_QUERY_CANCELED,
-		                      "canceling statement due to user request");
-	else if (c->state == CLIENT_ACTIVE && c->server != NULL)
-		cancel_server(c->server);
+	record_cancel(c);
+	if (c->handler->cancel != NULL)
+		c->handler->cancel(c);
 }
 
 void client_drain(struct client *c)
@@ -321,7 +304,7 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 		admission_retry(c);
 		return;
 	}
-	latency_timeout(c);
+	record_timeout(c);
 	if (c->state == CLIENT_LOGIN)
 		client_fail(c, SQLSTATE_CONNECTION_FAILURE,
 		            "client_login_timeout expired before the login completed");
@@ -346,14 +329,9 @@ static void client_read_cb(void *arg)
 
 	switch (c->state) {
 	case CLIENT_LOGIN:
-		client_login_input(c);
-		break;
 	case CLIENT_IDLE:
 	case CLIENT_ACTIVE:
-		if (c->admin != NULL)
-			admin_input(c);
-		else
-			relay_client_input(c);
+		c->handler->input(c);
 		break;
 	case CLIENT_WAITING:
 	case CLIENT_CLOSING:
@@ -439,7 +417,7 @@ static void format_addr(struct client *c, const struct sockaddr *addr)
 }
 
 struct client *client_new(struct worker *w, int fd, const struct sockaddr *addr, int addrlen,
-                          bool is_unix)
+                          bool is_unix, const struct client_handler *login)
 {
 	struct client *c = calloc(1, sizeof(*c));
 	int one = 1;
@@ -448,8 +426,9 @@ struct client *client_new(struct worker *w, int fd, const struct sockaddr *addr,
 		close(fd);
 		return NULL;
 	}
-	c->id = atomic_fetch_add(&w->rt->next_conn_id, 1);
+	c->id = atomic_fetch_add(&w->shared->next_conn_id, 1);
 	c->w = w;
+	c->handler = login;
 	c->is_unix = is_unix;
 	c->state = CLIENT_LOGIN;
 	c->connect_us = worker_now_us(w);
@@ -468,7 +447,7 @@ struct client *client_new(struct worker *w, int fd, const struct sockaddr *addr,
 	format_addr(c, addr);
 	if (!is_unix)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (conn_init_fd(&c->conn, w, fd, &client_conn_ops, c) < 0) {
+	if (conn_init_fd(&c->conn, &w->loop, fd, &client_conn_ops, c) < 0) {
 		client_free(c);
 		return NULL;
 	}
@@ -476,7 +455,7 @@ struct client *client_new(struct worker *w, int fd, const struct sockaddr *addr,
 	list_add_tail(&w->clients, &c->node);
 	w->nclients++;
 	/* Refused after the startup packet, as Postgres does, so libpq reads the error. */
-	if (atomic_fetch_add(&w->rt->nclients, 1) >= w->cfg->max_client_conn)
+	if (atomic_fetch_add(&w->shared->nclients, 1) >= w->cfg->max_client_conn)
 		c->refuse = REFUSE_TOO_MANY;
 	else if (w->draining)
 		c->refuse = REFUSE_SHUTDOWN;

@@ -13,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "admin/control.h"
+#include "pool/login.h"
+#include "pool/pause.h"
+#include "pool/relay.h"
 #include "pool/admission.h"
 #include "auth/auth_file.h"
 #include "pool/auth_query.h"
@@ -25,7 +27,7 @@
 #include "proto/build.h"
 #include "proto/frame.h"
 #include "proto/sqlstate.h"
-#include "runtime/runtime.h"
+#include "net/snapshot.h"
 #include "net/tls.h"
 #include "pool/worker.h"
 
@@ -193,17 +195,31 @@ static void auth_failed(struct client *c)
 
 static const struct user_secret *client_secret(const struct client *c);
 
-void client_login_finish(struct client *c)
+/* The console is a layer above: it is reached through the handler the runtime set. */
+static void console_login(struct client *c)
+{
+	const struct client_handler *console = c->w->shared->hooks->console;
+
+	if (console == NULL) {
+		client_fail(c, SQLSTATE_INVALID_CATALOG_NAME, "database \"%s\" does not exist",
+		            c->dbname);
+		return;
+	}
+	console->login(c);
+}
+
+/* Authenticated: pick the pool, admit to the tenant, welcome (again after a throttle). */
+static void client_login_finish(struct client *c)
 {
 	const struct config *cfg = c->w->cfg;
 	const struct db_def *db;
 	const char *server_user;
 
-	if (admin_is_console_db(cfg, c->dbname)) {
-		admin_login(c);
+	if (config_is_console_db(cfg, c->dbname)) {
+		console_login(c);
 		return;
 	}
-	if (admin_db_disabled(c->w, c->dbname)) {
+	if (pause_db_disabled(c->w, c->dbname)) {
 		client_fail(c, SQLSTATE_CANNOT_CONNECT_NOW,
 		            "database \"%s\" does not allow connections: it was disabled from "
 		            "the admin console (ENABLE allows them again)",
@@ -218,12 +234,14 @@ void client_login_finish(struct client *c)
 	}
 	server_user = db->user != NULL ? db->user : c->user;
 	c->pool = pool_get(c->w, c->dbname, server_user, c->user, db);
-	if (c->pool == NULL || (!c->cancel_registered && worker_cancel_register(c->w, c) < 0)) {
+	if (c->pool == NULL || (!c->cancel_registered && cancel_register(c->w, c) < 0)) {
 		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return;
 	}
+	pause_apply(c->pool);
 	if (admission_login(c) != ADMIT_GO)
 		return;
+	c->handler = &relay_client_handler;
 	/* The proof's key logs the same user into Postgres without a stored password. */
 	if (c->has_client_key && strcmp(server_user, c->user) == 0) {
 		const struct user_secret *secret = client_secret(c);
@@ -417,18 +435,12 @@ static void begin_auth(struct client *c)
 	c->auth_method = method;
 	/* Not in the auth_file: ask Postgres (the console's users come from the file only). */
 	if (client_secret(c) == NULL && cfg->auth_user[0] != '\0' &&
-	    !admin_is_console_db(cfg, c->dbname)) {
+	    !config_is_console_db(cfg, c->dbname)) {
 		c->login = LOGIN_AUTH_QUERY;
 		if (!auth_query_lookup(c))
 			return;
 	}
 	ask_password(c);
-}
-
-void client_login_auth_answered(struct client *c)
-{
-	if (c->state == CLIENT_LOGIN && c->login == LOGIN_AUTH_QUERY)
-		ask_password(c);
 }
 
 static bool check_cleartext(const struct client *c, const struct user_secret *secret,
@@ -567,7 +579,7 @@ static bool auth_input(struct client *c)
 	return c->state == CLIENT_LOGIN && c->login != LOGIN_WAIT_POOL;
 }
 
-void client_login_input(struct client *c)
+static void login_input(struct client *c)
 {
 	bool more = true;
 
@@ -589,3 +601,19 @@ void client_login_input(struct client *c)
 		}
 	}
 }
+
+/* auth_query answered, or a connect_rate token is ready: the login goes on. */
+static void login_wake(struct client *c)
+{
+	if (c->state != CLIENT_LOGIN)
+		return;
+	if (c->login == LOGIN_AUTH_QUERY)
+		ask_password(c);
+	else if (c->login == LOGIN_THROTTLED)
+		client_login_finish(c);
+}
+
+const struct client_handler login_client_handler = {
+    .input = login_input,
+    .wake = login_wake,
+};

@@ -9,11 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "admin/control.h"
 #include "pool/client.h"
 #include "config/config.h"
 #include "proto/sqlstate.h"
-#include "runtime/runtime.h"
 #include "pool/server.h"
 #include "pool/worker.h"
 
@@ -186,14 +184,13 @@ struct pool *pool_get(struct worker *w, const char *dbname, const char *server_u
 	param_list_init(&p->defaults);
 	p->stats_last_us = worker_now_us(w); /* counters start at zero now */
 	snprintf(key, sizeof(key), "%s/%s", dbname, server_user);
-	p->pool_quota = runtime_quota(w->rt, "pool", key);
-	p->db_quota = runtime_quota(w->rt, "db", dbname);
-	p->user_quota = runtime_quota(w->rt, "user", server_user);
-	p->tenant_quota = runtime_quota(w->rt, "tenant", tenant);
-	p->ts = runtime_tenant(w->rt, tenant);
+	p->pool_quota = quota_find(&w->shared->quotas, "pool", key);
+	p->db_quota = quota_find(&w->shared->quotas, "db", dbname);
+	p->user_quota = quota_find(&w->shared->quotas, "user", server_user);
+	p->tenant_quota = quota_find(&w->shared->quotas, "tenant", tenant);
+	p->ts = quota_tenant(&w->shared->quotas, tenant);
 	borrow_defaults(p);
 	list_add_tail(&w->pools, &p->node);
-	admin_pool_created(p);
 	return p;
 }
 
@@ -215,7 +212,7 @@ void pool_free(struct pool *p)
 	list_del(&p->node);
 	leave_group(p);
 	param_list_fini(&p->defaults);
-	latency_fini(&p->lat);
+	record_fini(&p->lat);
 	free(p->dbname);
 	free(p->user);
 	free(p->tenant);
@@ -461,14 +458,14 @@ static void shed_fn(void *owner, void *arg)
 
 static void ask_others_to_shed(struct pool *p)
 {
-	struct runtime *rt = p->w->rt;
+	struct worker_shared *sh = p->w->shared;
 
 	/* With a server of its own, the pool's queue moves; only one with none starves. */
-	if (rt->nworkers < 2 || rt->workers_stopped || p->shed_asked || p->nservers > 0 ||
+	if (sh->nworkers < 2 || sh->workers_stopped || p->shed_asked || p->nservers > 0 ||
 	    (list_empty(&p->waiting) && list_empty(&p->login_waiting)))
 		return;
 	p->shed_asked = true;
-	for (int i = 0; i < rt->nworkers; i++) {
+	for (int i = 0; i < sh->nworkers; i++) {
 		struct shed_request *req;
 
 		if (i == p->w->id)
@@ -476,7 +473,7 @@ static void ask_others_to_shed(struct pool *p)
 		req = calloc(1, sizeof(*req));
 		if (req == NULL || (req->dbname = strdup(p->dbname)) == NULL ||
 		    (req->user = strdup(p->user)) == NULL ||
-		    inbox_post(&rt->workers[i]->inbox, shed_fn, req) < 0) {
+		    inbox_post(&sh->workers[i]->inbox, shed_fn, req) < 0) {
 			if (req != NULL) {
 				free(req->dbname);
 				free(req->user);
@@ -499,11 +496,11 @@ static void kick_fn(void *owner, void *arg)
 
 void pool_kick_others(struct worker *w)
 {
-	if (w->rt->workers_stopped)
+	if (w->shared->workers_stopped)
 		return;
-	for (int i = 0; i < w->rt->nworkers; i++)
+	for (int i = 0; i < w->shared->nworkers; i++)
 		if (i != w->id)
-			inbox_post(&w->rt->workers[i]->inbox, kick_fn, NULL);
+			inbox_post(&w->shared->workers[i]->inbox, kick_fn, NULL);
 }
 
 void pool_maintain(struct pool *p)

@@ -12,16 +12,17 @@
 #include <string.h>
 
 #include "pool/admission.h"
+#include "pool/cancel.h"
 #include "pool/client.h"
 #include "config/config.h"
-#include "observe/latency.h"
+#include "pool/record.h"
 #include "pool/pool.h"
 #include "pool/prepared.h"
 #include "proto/build.h"
 #include "proto/frame.h"
 #include "proto/sqlstate.h"
 #include "pool/server.h"
-#include "observe/slowlog.h"
+#include "pool/slowlog.h"
 #include "pool/worker.h"
 
 static void relay_try_release(struct server *s);
@@ -130,7 +131,7 @@ static void check_server_watermark(struct client *c)
 	}
 }
 
-void relay_client_input(struct client *c)
+static void relay_client_input(struct client *c)
 {
 	struct evbuffer *in = c->conn.in;
 	uint32_t max_packet = (uint32_t)c->w->cfg->max_packet_size;
@@ -391,7 +392,7 @@ static void handle_sync_reply(struct server *s, uint8_t type, const uint8_t *bod
 			         "sluice could not apply a session parameter (%s); using the "
 			         "database defaults",
 			         msg ? msg : "unknown error");
-			build_notice(conn_out(&c->conn), "01000", text);
+			build_notice(conn_out(&c->conn), SQLSTATE_WARNING, text);
 			param_list_fini(&c->params);
 		}
 	} else if (type == 'D' && s->capturing) {
@@ -505,7 +506,7 @@ static void handle_ready(struct server *s, struct evbuffer *in, size_t total, ch
 			client_resume(c, SUSPEND_PIPELINE);
 	}
 	if (c != NULL && s->queue.count == 0) {
-		latency_request_done(s, now, status);
+		record_request_done(s, now, status);
 		st->query_time_us += (uint64_t)(now - s->request_start_us);
 		if (status == 'I') {
 			st->xact_count++;
@@ -605,7 +606,7 @@ void relay_server_input(struct server *s)
 				handle_ready(s, in, frame_total(&f), (char)body[0]);
 				continue;
 			}
-			latency_server_reply(s->pool, f.type, body, f.len - 4);
+			record_server_reply(s->pool, f.type, body, f.len - 4);
 			if (f.type == 'E' && s->timed_out_after_us > 0 && out != NULL &&
 			    query_timeout_error(s, out, body, f.len - 4)) {
 				track_server_reply(s, 'E');
@@ -635,3 +636,18 @@ void relay_server_input(struct server *s)
 	else if (evbuffer_get_length(in) > 0 && s->state != SERVER_CLOSING)
 		server_kick(s);
 }
+
+/* A cancel takes a waiting client out of the queue, or goes to its server. */
+static void relay_client_cancel(struct client *c)
+{
+	if (c->state == CLIENT_WAITING)
+		client_reject_request(c, SQLSTATE_QUERY_CANCELED,
+		                      "canceling statement due to user request");
+	else if (c->state == CLIENT_ACTIVE && c->server != NULL)
+		cancel_server(c->server);
+}
+
+const struct client_handler relay_client_handler = {
+    .input = relay_client_input,
+    .cancel = relay_client_cancel,
+};

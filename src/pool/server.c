@@ -22,13 +22,13 @@
 #include "pool/cancel.h"
 #include "pool/client.h"
 #include "config/config.h"
-#include "observe/latency.h"
+#include "pool/record.h"
 #include "pool/pool.h"
 #include "proto/build.h"
 #include "proto/frame.h"
 #include "proto/sqlstate.h"
 #include "pool/relay.h"
-#include "runtime/runtime.h"
+#include "net/snapshot.h"
 #include "net/tls.h"
 #include "pool/worker.h"
 
@@ -189,10 +189,10 @@ void server_close(struct server *s, const char *reason)
 	cancel_detach_server(s);
 	server_set_state(s, SERVER_CLOSING);
 	pool_server_gone(p, s);
-	worker_schedule_reap(s->w);
+	loop_schedule_reap(&s->w->loop);
 	pool_maintain(p);
 	pool_kick_all(s->w);
-	if (s->w->rt->nworkers > 1)
+	if (s->w->shared->nworkers > 1)
 		pool_kick_others(s->w);
 }
 
@@ -491,7 +491,7 @@ static bool login_message(struct server *s, uint8_t type, const uint8_t *body, s
 		s->tx_status = (char)msg_read_u8(&r);
 		slog(s, LOG_DEBUG, "logged in, backend pid %u", s->backend_pid);
 		arm_timer(s, 0);
-		latency_server_ready(s);
+		record_server_ready(s);
 		pool_server_ready(s->pool, s);
 		return true;
 	case 'N': /* notices during login are not for any client */
@@ -790,7 +790,7 @@ static void check_query_timeout(struct server *s)
 	}
 	slog(s, LOG_WARN, "statement ran past query_timeout: cancelling it");
 	s->timed_out_after_us = timeout;
-	latency_timeout(c);
+	record_timeout(c);
 	cancel_server(s);
 	arm_timer(s, s->w->cfg->cancel_grace_us > 0 ? s->w->cfg->cancel_grace_us : 1);
 }
@@ -872,11 +872,11 @@ static int start_connect(struct server *s)
 			connect_failed(s, strerror(s->conn.error));
 		return 0;
 	}
-	if (s->w->dns == NULL)
+	if (s->w->loop.dns == NULL)
 		return -1;
 	snprintf(port, sizeof(port), "%d", db->port);
 	/* A numeric address is answered at once, through the callback, and NULL comes back. */
-	req = evdns_getaddrinfo(s->w->dns, db->host, port, &hints, resolved_cb, s);
+	req = evdns_getaddrinfo(s->w->loop.dns, db->host, port, &hints, resolved_cb, s);
 	if (req != NULL && s->state == SERVER_CONNECTING)
 		s->dns = req;
 	return 0;
@@ -889,7 +889,7 @@ struct server *server_new(struct pool *p)
 
 	if (s == NULL)
 		return NULL;
-	s->id = atomic_fetch_add(&w->rt->next_conn_id, 1);
+	s->id = atomic_fetch_add(&w->shared->next_conn_id, 1);
 	s->w = w;
 	s->pool = p;
 	s->tx_status = 'I';
@@ -899,8 +899,8 @@ struct server *server_new(struct pool *p)
 	list_init(&s->cancels);
 	list_init(&s->node);
 	s->connect_us = worker_now_us(w);
-	s->timer = evtimer_new(w->base, server_timer_cb, s);
-	if (conn_init(&s->conn, w, &server_conn_ops, s) < 0 || s->timer == NULL) {
+	s->timer = evtimer_new(w->loop.base, server_timer_cb, s);
+	if (conn_init(&s->conn, &w->loop, &server_conn_ops, s) < 0 || s->timer == NULL) {
 		server_free(s);
 		return NULL;
 	}

@@ -51,8 +51,8 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 		    &rt->ip_logins, addr, cfg->connect_rate_per_ip, cfg->connect_burst_per_ip,
 		    (int64_t)now.tv_sec * 1000000 + now.tv_usec);
 	}
-	worker_post_accept(rt->workers[rt->next_worker], sock);
-	rt->next_worker = (rt->next_worker + 1) % rt->nworkers;
+	worker_post_accept(rt->shared.workers[rt->next_worker], sock);
+	rt->next_worker = (rt->next_worker + 1) % rt->shared.nworkers;
 }
 
 static void accept_error_cb(struct evconnlistener *lev, void *arg)

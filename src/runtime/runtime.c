@@ -7,116 +7,16 @@
 
 #include <event2/event.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "runtime/listener.h"
-#include "observe/metrics_http.h"
+#include "runtime/metrics_http.h"
+#include "observe/statslog.h"
 #include "runtime/sdnotify.h"
 #include "pool/worker.h"
-
-struct snapshot *snapshot_new(struct config *cfg, char *err, size_t len)
-{
-	struct snapshot *snap = malloc(sizeof(*snap));
-
-	if (snap == NULL) {
-		snprintf(err, len, "out of memory");
-		config_free(cfg);
-		return NULL;
-	}
-	if (tls_contexts_build(cfg, &snap->tls, err, len) < 0) {
-		config_free(cfg);
-		free(snap);
-		return NULL;
-	}
-	snap->cfg = cfg;
-	atomic_init(&snap->refs, 1);
-	return snap;
-}
-
-struct snapshot *snapshot_ref(struct snapshot *snap)
-{
-	atomic_fetch_add(&snap->refs, 1);
-	return snap;
-}
-
-void snapshot_unref(struct snapshot *snap)
-{
-	if (atomic_fetch_sub(&snap->refs, 1) == 1) {
-		tls_contexts_free(&snap->tls);
-		config_free(snap->cfg);
-		free(snap);
-	}
-}
-
-struct quota *runtime_quota(struct runtime *rt, const char *kind, const char *name)
-{
-	char key[512];
-	struct quota *q;
-
-	snprintf(key, sizeof(key), "%s:%s", kind, name);
-	pthread_mutex_lock(&rt->quota_lock);
-	for (q = rt->quotas; q != NULL; q = q->next)
-		if (strcmp(q->key, key) == 0)
-			break;
-	if (q == NULL) {
-		q = calloc(1, sizeof(*q));
-		if (q != NULL && (q->key = strdup(key)) != NULL) {
-			atomic_init(&q->used, 0);
-			q->next = rt->quotas;
-			rt->quotas = q;
-		} else if (q != NULL) {
-			free(q);
-			q = NULL;
-		}
-	}
-	pthread_mutex_unlock(&rt->quota_lock);
-	/* Out of memory at pool creation: abort rather than run without caps. */
-	if (q == NULL)
-		abort();
-	return q;
-}
-
-struct tenant_state *runtime_tenant(struct runtime *rt, const char *name)
-{
-	struct tenant_state *t;
-
-	pthread_mutex_lock(&rt->quota_lock);
-	for (t = rt->tenants; t != NULL; t = t->next)
-		if (strcmp(t->name, name) == 0)
-			break;
-	if (t == NULL && (t = calloc(1, sizeof(*t))) != NULL) {
-		if ((t->name = strdup(name)) == NULL) {
-			free(t);
-			t = NULL;
-		} else {
-			pthread_mutex_init(&t->lock, NULL);
-			t->next = rt->tenants;
-			rt->tenants = t;
-		}
-	}
-	pthread_mutex_unlock(&rt->quota_lock);
-	if (t == NULL)
-		abort(); /* as for quotas: never run a tenant without its limits */
-	return t;
-}
-
-bool quota_take(struct quota *q, int limit)
-{
-	int used = atomic_load(&q->used);
-
-	do {
-		if (limit > 0 && used >= limit)
-			return false;
-	} while (!atomic_compare_exchange_weak(&q->used, &used, used + 1));
-	return true;
-}
-
-void quota_give(struct quota *q)
-{
-	atomic_fetch_sub(&q->used, 1);
-}
 
 /* Keep the old value of every option that needs a restart, and say so. */
 static void keep_restart_options(struct runtime *rt, const struct config *old, struct config *cfg)
@@ -153,8 +53,8 @@ int runtime_publish(struct runtime *rt, struct config *cfg)
 	}
 	log_configure(&rt->log, cfg->log_level, cfg->log_format);
 	rt->snap = snap;
-	for (int i = 0; i < rt->nworkers; i++)
-		worker_post_config(rt->workers[i], snap);
+	for (int i = 0; i < rt->shared.nworkers; i++)
+		worker_post_config(rt->shared.workers[i], snap);
 	snapshot_unref(old);
 	return 0;
 }
@@ -179,15 +79,23 @@ static void drained_fn(void *owner, void *arg)
 {
 	struct runtime *rt = owner;
 
-	if (++rt->workers_drained == rt->nworkers) {
+	if (++rt->workers_drained == rt->shared.nworkers) {
 		log_info(&rt->log, "all clients gone, exiting");
 		event_base_loopbreak(rt->base);
 	}
 }
 
-void runtime_worker_drained(struct runtime *rt, struct worker *w)
+/* worker_hooks.drained: runs on the worker's thread. */
+static void worker_drained(struct worker *w)
 {
+	struct runtime *rt = runtime_of(w);
+
 	inbox_post(&rt->inbox, drained_fn, NULL);
+}
+
+struct runtime *runtime_of(const struct worker *w)
+{
+	return (struct runtime *)((char *)w->shared - offsetof(struct runtime, shared));
 }
 
 static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -209,8 +117,8 @@ static void drain_now(struct runtime *rt)
 	rt->shutdown_timer = evtimer_new(rt->base, shutdown_timeout_cb, rt);
 	if (rt->shutdown_timer != NULL && wait > 0)
 		evtimer_add(rt->shutdown_timer, &tv);
-	for (int i = 0; i < rt->nworkers; i++)
-		worker_post_drain(rt->workers[i]);
+	for (int i = 0; i < rt->shared.nworkers; i++)
+		worker_post_drain(rt->shared.workers[i]);
 }
 
 static void drain_delay_cb(evutil_socket_t fd, short what, void *arg)
@@ -284,7 +192,7 @@ static struct event *add_signal(struct runtime *rt, int sig)
 }
 
 int runtime_init(struct runtime *rt, const char *config_path, const char *upstream_url,
-                 char *const *envp, struct config *cfg)
+                 char *const *envp, struct config *cfg, const struct client_handler *console)
 {
 	char err[512];
 
@@ -293,10 +201,15 @@ int runtime_init(struct runtime *rt, const char *config_path, const char *upstre
 	rt->config_path = config_path;
 	rt->upstream_url = upstream_url;
 	rt->envp = envp;
-	atomic_init(&rt->next_conn_id, 1);
-	atomic_init(&rt->nclients, 0);
-	pthread_mutex_init(&rt->quota_lock, NULL);
-	rt->limiter.ops = &limiter_local_ops;
+	rt->hooks.drained = worker_drained;
+	rt->hooks.stats_tick = statslog_tick;
+	rt->hooks.console = console;
+	rt->shared.log = &rt->log;
+	rt->shared.hooks = &rt->hooks;
+	atomic_init(&rt->shared.next_conn_id, 1);
+	atomic_init(&rt->shared.nclients, 0);
+	quota_registry_init(&rt->shared.quotas);
+	rt->shared.limiter.ops = &limiter_local_ops;
 	rt->base = event_base_new();
 	rt->snap = snapshot_new(cfg, err, sizeof(err));
 	if (rt->snap == NULL) {
@@ -305,13 +218,13 @@ int runtime_init(struct runtime *rt, const char *config_path, const char *upstre
 	}
 	if (rt->base == NULL || inbox_init(&rt->inbox, rt->base, rt) < 0)
 		return -1;
-	rt->nworkers = cfg->workers;
-	rt->workers = calloc((size_t)rt->nworkers, sizeof(*rt->workers));
-	if (rt->workers == NULL)
+	rt->shared.nworkers = cfg->workers;
+	rt->shared.workers = calloc((size_t)rt->shared.nworkers, sizeof(*rt->shared.workers));
+	if (rt->shared.workers == NULL)
 		return -1;
-	for (int i = 0; i < rt->nworkers; i++) {
-		rt->workers[i] = worker_new(rt, i, rt->snap);
-		if (rt->workers[i] == NULL || worker_start(rt->workers[i]) < 0) {
+	for (int i = 0; i < rt->shared.nworkers; i++) {
+		rt->shared.workers[i] = worker_new(&rt->shared, i, rt->snap);
+		if (rt->shared.workers[i] == NULL || worker_start(rt->shared.workers[i]) < 0) {
 			log_error(&rt->log, "cannot start worker %d", i);
 			return -1;
 		}
@@ -321,8 +234,8 @@ int runtime_init(struct runtime *rt, const char *config_path, const char *upstre
 	rt->sig_hup = add_signal(rt, SIGHUP);
 	rt->sig_term = add_signal(rt, SIGTERM);
 	rt->sig_int = add_signal(rt, SIGINT);
-	log_info(&rt->log, "sluice started: %d worker%s, config %s", rt->nworkers,
-	         rt->nworkers == 1 ? "" : "s", cfg->source);
+	log_info(&rt->log, "sluice started: %d worker%s, config %s", rt->shared.nworkers,
+	         rt->shared.nworkers == 1 ? "" : "s", cfg->source);
 	return 0;
 }
 
@@ -341,17 +254,15 @@ static void free_event(struct event *ev)
 
 void runtime_fini(struct runtime *rt)
 {
-	struct quota *q = rt->quotas;
-
-	if (rt->workers != NULL) {
+	if (rt->shared.workers != NULL) {
 		/* All stopped before any is freed: a running worker may post to another's inbox. */
-		for (int i = 0; i < rt->nworkers; i++)
-			if (rt->workers[i] != NULL && rt->workers[i]->started)
-				worker_stop(rt->workers[i]);
-		rt->workers_stopped = true;
-		for (int i = 0; i < rt->nworkers; i++)
-			worker_free(rt->workers[i]);
-		free(rt->workers);
+		for (int i = 0; i < rt->shared.nworkers; i++)
+			if (rt->shared.workers[i] != NULL && rt->shared.workers[i]->started)
+				worker_stop(rt->shared.workers[i]);
+		rt->shared.workers_stopped = true;
+		for (int i = 0; i < rt->shared.nworkers; i++)
+			worker_free(rt->shared.workers[i]);
+		free(rt->shared.workers);
 	}
 	metrics_http_free(rt->metrics);
 	rt->metrics = NULL;
@@ -361,27 +272,12 @@ void runtime_fini(struct runtime *rt)
 	free_event(rt->sig_int);
 	free_event(rt->shutdown_timer);
 	free_event(rt->drain_delay_timer);
-	while (q != NULL) {
-		struct quota *next = q->next;
-
-		free(q->key);
-		free(q);
-		q = next;
-	}
 	ip_limiter_fini(&rt->ip_logins);
-	while (rt->tenants != NULL) {
-		struct tenant_state *next = rt->tenants->next;
-
-		pthread_mutex_destroy(&rt->tenants->lock);
-		free(rt->tenants->name);
-		free(rt->tenants);
-		rt->tenants = next;
-	}
+	quota_registry_fini(&rt->shared.quotas);
 	if (rt->inbox.wake != NULL)
 		inbox_fini(&rt->inbox);
 	if (rt->snap != NULL)
 		snapshot_unref(rt->snap);
 	if (rt->base != NULL)
 		event_base_free(rt->base);
-	pthread_mutex_destroy(&rt->quota_lock);
 }

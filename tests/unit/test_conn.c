@@ -1,5 +1,5 @@
 /*
- * The socket layer (conn.c) over a socketpair, on a bare worker: output
+ * The socket layer (conn.c) over a socketpair, on a bare loop: output
  * leaves at the end of the loop turn, a short send finishes through the
  * write event, buffered input survives a pause, an end of stream comes after
  * the data, and idle conns give their buffers back.
@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "net/conn.h"
-#include "pool/worker.h"
+#include "net/loop.h"
 
 struct seen {
 	struct conn *conn;
@@ -57,7 +57,11 @@ static void on_event(void *arg, int what)
 
 static const struct conn_ops ops = {.read = on_read, .drained = on_drained, .event = on_event};
 
-static struct worker *w;
+static struct loop l;
+
+static void reap_nothing(void *owner)
+{
+}
 static struct conn c;
 static struct seen seen;
 static int peer;
@@ -67,29 +71,25 @@ static void setup(void)
 	int fds[2];
 
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
-	w = calloc(1, sizeof(*w));
-	w->base = event_base_new();
-	cr_assert_eq(conn_flusher_init(w), 0);
+	cr_assert_eq(loop_init(&l, reap_nothing, NULL), 0);
 	memset(&c, 0, sizeof(c));
 	memset(&seen, 0, sizeof(seen));
 	seen.conn = &c;
 	seen.consume = true;
-	cr_assert_eq(conn_init_fd(&c, w, fds[0], &ops, &seen), 0);
+	cr_assert_eq(conn_init_fd(&c, &l, fds[0], &ops, &seen), 0);
 	peer = fds[1];
 }
 
 static void teardown(void)
 {
 	conn_release(&c);
-	conn_flusher_fini(w);
-	event_base_free(w->base);
-	free(w);
+	loop_fini(&l);
 	close(peer);
 }
 
 static void turn(void)
 {
-	event_base_loop(w->base, EVLOOP_NONBLOCK);
+	event_base_loop(l.base, EVLOOP_NONBLOCK);
 }
 
 static size_t peer_read_all(char *buf, size_t cap)
@@ -117,7 +117,7 @@ Test(conn, output_leaves_at_the_end_of_the_turn)
 	cr_assert_eq(peer_read_all(buf, sizeof(buf)), 11);
 	cr_assert_eq(memcmp(buf, "hello world", 11), 0);
 	/* Sent in full: the conn holds the shared empty buffer again, not one of its own. */
-	cr_assert_eq(c.out, w->no_data);
+	cr_assert_eq(c.out, l.no_data);
 }
 
 Test(conn, short_send_finishes_through_the_write_event)
@@ -171,7 +171,7 @@ Test(conn, input_kept_across_a_pause_and_reading_goes_on)
 	for (int pass = 0; seen.taken < 9 && pass < 100; pass++)
 		turn();
 	cr_assert_eq(seen.taken, 9, "the read event did not stay registered");
-	cr_assert_eq(c.in, w->no_data, "an idle conn keeps no input buffer");
+	cr_assert_eq(c.in, l.no_data, "an idle conn keeps no input buffer");
 }
 
 Test(conn, end_of_stream_comes_after_the_data)

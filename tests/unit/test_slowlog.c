@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "observe/slowlog.h"
+#include "pool/slowlog.h"
 
 static void expect_redacted(const char *in, const char *want)
 {

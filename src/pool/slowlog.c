@@ -3,7 +3,7 @@
  * Parse while the log is on: one evbuffer_copyout into a buffer the client
  * keeps.  Redacting and formatting run only for queries over the threshold.
  */
-#include "observe/slowlog.h"
+#include "pool/slowlog.h"
 
 #include <ctype.h>
 #include <event2/buffer.h>

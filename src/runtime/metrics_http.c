@@ -3,7 +3,7 @@
  * loop.  Requests that need the workers wait on `pending` until their gather
  * reports back; /readyz requests that need a probe wait on `waiters`.
  */
-#include "observe/metrics_http.h"
+#include "runtime/metrics_http.h"
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
@@ -348,7 +348,7 @@ static void render_metrics(struct metrics_http *m, const struct latency_report *
 	add_header(out, "sluice_draining", "gauge", "1 once a SIGTERM drain has started.");
 	evbuffer_add_printf(out, "sluice_draining %d\n", m->rt->draining ? 1 : 0);
 	add_header(out, "sluice_clients", "gauge", "Client connections to this process.");
-	evbuffer_add_printf(out, "sluice_clients %d\n", atomic_load(&m->rt->nclients));
+	evbuffer_add_printf(out, "sluice_clients %d\n", atomic_load(&m->rt->shared.nclients));
 	add_histograms(out, rep, labels);
 	add_percentiles(out, rep, labels);
 	add_row_families(out, rep, labels);
@@ -384,7 +384,7 @@ static void serve_metrics(struct metrics_http *m, struct evhttp_request *req)
 		reply_text(req, 503, "Service Unavailable", "out of memory");
 		return;
 	}
-	if (latency_gather(m->rt, &m->rt->inbox, metrics_done, wt) < 0)
+	if (latency_gather(&m->rt->shared, &m->rt->inbox, metrics_done, wt) < 0)
 		waiting_reply(wt, 503, "Service Unavailable", "out of memory");
 }
 
@@ -556,12 +556,12 @@ static void serve_ready(struct metrics_http *m, struct evhttp_request *req)
 		reply_text(req, 503, "Service Unavailable", "not listening");
 		return;
 	}
-	wt = waiting_new(m, req, m->rt->nworkers);
+	wt = waiting_new(m, req, m->rt->shared.nworkers);
 	if (wt == NULL) {
 		reply_text(req, 503, "Service Unavailable", "out of memory");
 		return;
 	}
-	if (gather_start(m->rt, &m->rt->inbox, count_live, ready_done, wt) < 0)
+	if (gather_start(&m->rt->shared, &m->rt->inbox, count_live, ready_done, wt) < 0)
 		waiting_reply(wt, 503, "Service Unavailable", "out of memory");
 }
 

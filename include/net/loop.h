@@ -1,0 +1,53 @@
+/*
+ * One thread's event loop and what every connection on it shares: the
+ * event_base, the DNS resolver, the reaper (frees closed objects after the
+ * turn's I/O callbacks), the flush and kick lists that net/conn.c drives,
+ * the spare evbuffers idle conns give back, and the clock.
+ *
+ * A loop knows nothing of clients or servers: its owner (a worker) passes
+ * the function the reaper runs.
+ */
+#ifndef SLUICE_NET_LOOP_H
+#define SLUICE_NET_LOOP_H
+
+#include <stdint.h>
+
+#include "base/list.h"
+
+struct event;
+struct event_base;
+struct evbuffer;
+struct evdns_base;
+
+typedef void (*loop_reap_fn)(void *owner);
+
+struct loop {
+	struct event_base *base;         /* the loop itself */
+	struct evdns_base *dns;          /* non-blocking resolver for server host names */
+	struct event *reaper;            /* low-priority: runs reap after the turn's I/O */
+	loop_reap_fn reap;               /* frees the owner's closed objects */
+	void *owner;                     /* argument of reap */
+	struct list_node flush_list;     /* conns with output to send this turn (conn.c) */
+	struct event *flusher;           /* sends it, after this turn's callbacks */
+	struct list_node kick_list;      /* conns whose buffered input is to be read again */
+	struct event *kicker;            /* does that, after this turn's callbacks */
+	struct evbuffer *no_data;        /* what idle conns point at instead of a buffer */
+	struct evbuffer **spare_buffers; /* empty buffers given back by idle conns, for reuse */
+	int nspare;                      /* entries of spare_buffers in use */
+	struct evbuffer *sink;           /* output of a conn that could not get a buffer: dropped */
+};
+
+/* A new event_base with its resolver, reaper, flush and kick events; -1 on failure. */
+int loop_init(struct loop *l, loop_reap_fn reap, void *owner);
+/* Run the reaper now (shutdown), then free everything; safe after a failed init. */
+void loop_fini(struct loop *l);
+/* Run the loop until loop_break. */
+void loop_run(struct loop *l);
+/* Make loop_run return after the current callbacks (from the loop's own thread). */
+void loop_break(struct loop *l);
+/* Have the reaper run after the current callbacks. */
+void loop_schedule_reap(struct loop *l);
+/* Wall-clock microseconds, precise (latency samples are stamped with it). */
+int64_t loop_now_us(void);
+
+#endif
