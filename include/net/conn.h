@@ -65,7 +65,7 @@ struct conn {
 	uint32_t drained_at;     /* conn_notify_drained level */
 	int fd;                  /* -1 before conn_connect */
 	int error;               /* errno of the failure reported as CONN_ERROR */
-	bool reading;            /* the owner wants input (not suspended) */
+	uint32_t suspend;        /* the owner's reasons not to read (bits it defines); 0 = read */
 	bool read_full;          /* reading paused: input reached read_high */
 	bool connecting;         /* conn_connect in progress */
 	bool notify_drained;     /* call ops->drained when output reaches drained_at */
@@ -90,8 +90,14 @@ void conn_release(struct conn *c);
 /* The output buffer, to append to: it is sent at the end of this loop turn. */
 struct evbuffer *conn_out(struct conn *c);
 
-/* Stop or restart reading (suspension); buffered input stays. */
-void conn_set_reading(struct conn *c, bool on);
+/*
+ * Reading is suspended by independent reasons (bits the owner defines:
+ * queued for a server, the peer's output is full, a rate limit...), so
+ * backpressure and queueing never undo each other.  Buffered input stays.
+ */
+void conn_suspend(struct conn *c, uint32_t reason);
+/* Clear `reason`; once none is left, read again, starting with buffered input (conn_kick). */
+void conn_resume(struct conn *c, uint32_t reason);
 /* Input level at which reading pauses until the owner consumes some. */
 void conn_set_read_high(struct conn *c, size_t high);
 /* Run ops->read soon for input that is already buffered. */

@@ -41,13 +41,14 @@ enum login_step {
 	LOGIN_AUTH_QUERY,   /* waiting for auth_query to find the user's credentials */
 };
 
-/* Read-suspend reasons: reading resumes only when all are clear. */
+/* Read-suspend reasons (conn_suspend): reading resumes only when all are clear. */
 #define SUSPEND_WAIT_SERVER 0x1  /* queued for a server */
 #define SUSPEND_WATERMARK   0x2  /* peer's output buffer is full */
 #define SUSPEND_LOGIN_WAIT  0x4  /* waiting for pool parameters */
 #define SUSPEND_ADMIN       0x8  /* console SUSPEND (servers use the same bit) */
 #define SUSPEND_THROTTLE    0x10 /* waiting for a tenant rate token (admission.h) */
 #define SUSPEND_PIPELINE    0x20 /* rate-limited: next request waits for the server's answers */
+#define SUSPEND_CLOSING     0x40 /* closed: only the final message is still being sent */
 
 /*
  * What serves a client: the login (login.c) until it is authenticated, then
@@ -100,7 +101,6 @@ struct client {
 	enum client_refusal refuse;    /* over max_client_conn, or arrived while draining */
 	int auth_method;               /* enum auth_type chosen for this login */
 	uint32_t cancel_pid, cancel_key;   /* synthetic BackendKeyData */
-	uint32_t suspend;                  /* SUSPEND_* bits */
 	uint8_t md5_salt[4];               /* salt of the md5 challenge */
 	char addr[64];                     /* peer address for logs */
 	uint8_t client_key[SCRAM_KEY_LEN]; /* for SCRAM pass-through to the server */
@@ -150,8 +150,6 @@ void client_pool_failed(struct client *c, const char *sqlstate, const char *msg)
 /* (Re)arm the client's one timer; its meaning depends on the state. 0 disarms. */
 void client_arm_timer(struct client *c, int64_t us);
 
-void client_suspend(struct client *c, uint32_t reason);
-void client_resume(struct client *c, uint32_t reason);
 /* Re-run the read handler on buffered input (after resume or release). */
 void client_kick(struct client *c);
 

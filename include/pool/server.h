@@ -79,7 +79,6 @@ struct server {
 	struct param_list captured; /* its rows so far: settings with source 'session' */
 	bool reset_query_sent;      /* session mode: server_reset_query already queued */
 	uint64_t fwd_remaining;     /* bytes of a message still to stream to the client */
-	uint32_t suspend;           /* read-suspend bits (client.h SUSPEND_*) */
 	int cancels_inflight;       /* CancelRequests not yet acknowledged */
 	struct list_node cancels;   /* those requests, detached if the server dies */
 	struct scram_client *scram; /* SCRAM state during login only */
@@ -105,8 +104,6 @@ void server_close(struct server *s, const char *reason);
 /* The client let go of the server: release it if clean, else reset it first. */
 void server_unlink(struct server *s);
 
-void server_suspend(struct server *s, uint32_t reason);
-void server_resume(struct server *s, uint32_t reason);
 /* Re-run the read handler on buffered input. */
 void server_kick(struct server *s);
 

@@ -60,7 +60,7 @@ static void conn_fail(struct conn *c, int what, int err)
 
 static bool wants_input(const struct conn *c)
 {
-	return c->reading && !c->read_full && !c->halted && !c->connecting;
+	return c->suspend == 0 && !c->read_full && !c->halted && !c->connecting;
 }
 
 /*
@@ -151,7 +151,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 	if (evbuffer_get_length(c->in) > 0)
 		c->ops->read(c->arg);
 	/* An end behind data is reported once the owner has taken the data, if it still reads. */
-	if (end != 0 && !c->halted && c->reading)
+	if (end != 0 && !c->halted && c->suspend == 0)
 		conn_fail(c, end, c->error);
 	else if (!c->halted)
 		check_read_full(c);
@@ -314,7 +314,6 @@ int conn_init(struct conn *c, struct loop *l, const struct conn_ops *ops, void *
 	c->arg = arg;
 	c->fd = -1;
 	c->read_high = UINT32_MAX;
-	c->reading = true;
 	list_init(&c->flush);
 	list_init(&c->kick);
 	c->in = c->out = l->no_data;
@@ -417,12 +416,24 @@ int conn_start_tls(struct conn *c, SSL *ssl, int state)
 	return 0;
 }
 
-void conn_set_reading(struct conn *c, bool on)
+void conn_suspend(struct conn *c, uint32_t reason)
 {
-	if (c->reading == on)
+	uint32_t before = c->suspend;
+
+	c->suspend |= reason;
+	if (before == 0)
+		update_read_event(c);
+}
+
+void conn_resume(struct conn *c, uint32_t reason)
+{
+	if ((c->suspend & reason) == 0)
 		return;
-	c->reading = on;
+	c->suspend &= ~reason;
+	if (c->suspend != 0)
+		return;
 	update_read_event(c);
+	conn_kick(c);
 }
 
 void conn_set_read_high(struct conn *c, size_t high)

@@ -73,7 +73,7 @@ static enum admit take_or_wait(struct client *c, unsigned kinds, enum limit_kind
 	if (c->throttle_deadline_us == 0)
 		c->throttle_deadline_us = now + p->set.rate_limit_wait_us;
 	if (now + wait <= c->throttle_deadline_us) {
-		client_suspend(c, SUSPEND_THROTTLE);
+		conn_suspend(&c->conn, SUSPEND_THROTTLE);
 		client_arm_timer(c, wait);
 		return ADMIT_WAIT;
 	}
@@ -135,7 +135,7 @@ enum admit admission_request(struct client *c, uint8_t type)
 	 * wait for that (the queue drains, then reading resumes).
 	 */
 	if (s != NULL && s->queue.count > 0) {
-		client_suspend(c, SUSPEND_PIPELINE);
+		conn_suspend(&c->conn, SUSPEND_PIPELINE);
 		return ADMIT_WAIT;
 	}
 	if (s != NULL && s->tx_status != 'I') {
@@ -169,14 +169,14 @@ void admission_retry(struct client *c)
 		int64_t login_left =
 		    c->connect_us + c->w->cfg->client_login_timeout_us - worker_now_us(c->w);
 
-		client_resume(c, SUSPEND_THROTTLE);
+		conn_resume(&c->conn, SUSPEND_THROTTLE);
 		/* The throttle borrowed the login timer: what is left of client_login_timeout. */
 		if (c->w->cfg->client_login_timeout_us > 0)
 			client_arm_timer(c, login_left > 0 ? login_left : 1);
 		c->handler->wake(c);
 		return;
 	}
-	client_resume(c, SUSPEND_THROTTLE);
+	conn_resume(&c->conn, SUSPEND_THROTTLE);
 }
 
 void admission_client_gone(struct client *c)

@@ -95,7 +95,7 @@ void client_set_state(struct client *c, enum client_state state)
 	if (c->state == CLIENT_CLOSING)
 		return;
 	if (c->state == CLIENT_WAITING && state != CLIENT_WAITING)
-		client_resume(c, SUSPEND_WAIT_SERVER);
+		conn_resume(&c->conn, SUSPEND_WAIT_SERVER);
 	if (c->state == CLIENT_LOGIN && state != CLIENT_LOGIN) {
 		free(c->peer); /* the address checks are done; logs use c->addr */
 		c->peer = NULL;
@@ -112,7 +112,7 @@ void client_set_state(struct client *c, enum client_state state)
 		break;
 	case CLIENT_WAITING:
 		c->wait_start_us = worker_now_us(c->w);
-		client_suspend(c, SUSPEND_WAIT_SERVER);
+		conn_suspend(&c->conn, SUSPEND_WAIT_SERVER);
 		client_arm_timer(c, c->pool->set.query_wait_timeout_us);
 		break;
 	case CLIENT_CLOSING:
@@ -120,24 +120,6 @@ void client_set_state(struct client *c, enum client_state state)
 		break;
 	default:
 		break;
-	}
-}
-
-void client_suspend(struct client *c, uint32_t reason)
-{
-	if (c->suspend == 0)
-		conn_set_reading(&c->conn, false);
-	c->suspend |= reason;
-}
-
-void client_resume(struct client *c, uint32_t reason)
-{
-	if ((c->suspend & reason) == 0)
-		return;
-	c->suspend &= ~reason;
-	if (c->suspend == 0 && c->state != CLIENT_CLOSING) {
-		conn_set_reading(&c->conn, true);
-		client_kick(c);
 	}
 }
 
@@ -160,7 +142,7 @@ void client_close(struct client *c, const char *reason)
 		server_unlink(c->server);
 	admission_client_gone(c);
 	cancel_unregister(w, c);
-	conn_set_reading(&c->conn, false);
+	conn_suspend(&c->conn, SUSPEND_CLOSING); /* never resumed */
 	client_set_state(c, CLIENT_CLOSING);
 	w->nclients--;
 	atomic_fetch_sub(&w->shared->nclients, 1);
@@ -264,7 +246,7 @@ void client_login_ready(struct client *c)
 		c->timer = NULL;
 	}
 	clog(c, LOG_DEBUG, "logged in");
-	client_resume(c, SUSPEND_LOGIN_WAIT);
+	conn_resume(&c->conn, SUSPEND_LOGIN_WAIT);
 }
 
 void client_pool_failed(struct client *c, const char *sqlstate, const char *msg)
@@ -300,7 +282,7 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 		bury(c); /* its last message could not be delivered in time */
 		return;
 	}
-	if (c->suspend & SUSPEND_THROTTLE) {
+	if (c->conn.suspend & SUSPEND_THROTTLE) {
 		admission_retry(c);
 		return;
 	}
@@ -346,7 +328,8 @@ static void client_drained_cb(void *arg)
 	if (c->state == CLIENT_CLOSING)
 		bury(c); /* the final message is out */
 	else if (c->server != NULL)
-		server_resume(c->server, SUSPEND_WATERMARK); /* room again: the server may send */
+		conn_resume(&c->server->conn,
+		            SUSPEND_WATERMARK); /* room again: the server may send */
 }
 
 static void client_event_cb(void *arg, int what)

@@ -264,7 +264,7 @@ static void client_login_finish(struct client *c)
 	}
 	/* The welcome needs the server's parameters: wait for the pool's first login. */
 	c->login = LOGIN_WAIT_POOL;
-	client_suspend(c, SUSPEND_LOGIN_WAIT);
+	conn_suspend(&c->conn, SUSPEND_LOGIN_WAIT);
 	list_add_tail(&c->pool->login_waiting, &c->wait_node);
 	pool_maintain(c->pool);
 }

@@ -95,9 +95,9 @@ static void servers_suspend(struct worker *w, bool on)
 				struct server *s = list_entry(n, struct server, node);
 
 				if (on)
-					server_suspend(s, SUSPEND_ADMIN);
+					conn_suspend(&s->conn, SUSPEND_ADMIN);
 				else
-					server_resume(s, SUSPEND_ADMIN);
+					conn_resume(&s->conn, SUSPEND_ADMIN);
 			}
 	}
 }
@@ -133,7 +133,9 @@ void pause_resume(struct worker *w, const char *dbname)
 	if (was_suspended && !ps->suspended) {
 		list_for_each_safe(pos, tmp, &w->clients)
 		{
-			client_resume(list_entry(pos, struct client, node), SUSPEND_ADMIN);
+			struct client *c = list_entry(pos, struct client, node);
+
+			conn_resume(&c->conn, SUSPEND_ADMIN);
 		}
 		servers_suspend(w, false);
 	}
@@ -151,7 +153,7 @@ void pause_suspend(struct worker *w)
 		struct client *c = list_entry(pos, struct client, node);
 
 		if (c->session == NULL && c->state != CLIENT_CLOSING)
-			client_suspend(c, SUSPEND_ADMIN);
+			conn_suspend(&c->conn, SUSPEND_ADMIN);
 	}
 	servers_suspend(w, true);
 }

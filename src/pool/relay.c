@@ -127,7 +127,7 @@ static void check_server_watermark(struct client *c)
 
 	if (s != NULL && evbuffer_get_length(s->conn.out) > RELAY_HIGH_WATERMARK) {
 		conn_notify_drained(&s->conn, RELAY_LOW_WATERMARK);
-		client_suspend(c, SUSPEND_WATERMARK);
+		conn_suspend(&c->conn, SUSPEND_WATERMARK);
 	}
 }
 
@@ -502,8 +502,8 @@ static void handle_ready(struct server *s, struct evbuffer *in, size_t total, ch
 	if (s->queue.count == 0) {
 		s->timed_out_after_us = 0;
 		/* A rate-limited client's next request waited for this answer (admission.h). */
-		if (c != NULL && (c->suspend & SUSPEND_PIPELINE))
-			client_resume(c, SUSPEND_PIPELINE);
+		if (c != NULL && (c->conn.suspend & SUSPEND_PIPELINE))
+			conn_resume(&c->conn, SUSPEND_PIPELINE);
 	}
 	if (c != NULL && s->queue.count == 0) {
 		record_request_done(s, now, status);
@@ -544,7 +544,7 @@ static void check_client_watermark(struct server *s)
 
 	if (c != NULL && evbuffer_get_length(c->conn.out) > RELAY_HIGH_WATERMARK) {
 		conn_notify_drained(&c->conn, RELAY_LOW_WATERMARK);
-		server_suspend(s, SUSPEND_WATERMARK);
+		conn_suspend(&s->conn, SUSPEND_WATERMARK);
 	}
 }
 

@@ -212,24 +212,6 @@ void server_free(struct server *s)
 	free(s);
 }
 
-void server_suspend(struct server *s, uint32_t reason)
-{
-	if (s->suspend == 0)
-		conn_set_reading(&s->conn, false);
-	s->suspend |= reason;
-}
-
-void server_resume(struct server *s, uint32_t reason)
-{
-	if (s->suspend == 0)
-		return;
-	s->suspend &= ~reason;
-	if (s->suspend == 0) {
-		conn_set_reading(&s->conn, true);
-		server_kick(s);
-	}
-}
-
 void server_kick(struct server *s)
 {
 	conn_kick(&s->conn);
@@ -305,8 +287,8 @@ void server_unlink(struct server *s)
 		s->client = NULL;
 		/* A side paused because the other's output was full must not wait for a peer it
 		 * lost. */
-		client_resume(c, SUSPEND_WATERMARK);
-		server_resume(s, SUSPEND_WATERMARK);
+		conn_resume(&c->conn, SUSPEND_WATERMARK);
+		conn_resume(&s->conn, SUSPEND_WATERMARK);
 		/* Half a message went to the server: there is no way to finish it cleanly. */
 		if (c->fwd_remaining > 0) {
 			server_close(s, "client left in the middle of a message");
@@ -635,7 +617,7 @@ static void server_drained_cb(void *arg)
 
 	/* Output drained below the low watermark: let the client send more. */
 	if (s->client != NULL)
-		client_resume(s->client, SUSPEND_WATERMARK);
+		conn_resume(&s->client->conn, SUSPEND_WATERMARK);
 }
 
 static void send_startup(struct server *s)

@@ -17,6 +17,9 @@
 #include "net/conn.h"
 #include "net/loop.h"
 
+#define PAUSED      0x1 /* suspend reasons, as an owner defines them */
+#define ALSO_PAUSED 0x2
+
 struct seen {
 	struct conn *conn;
 	size_t reads;    /* ops->read calls */
@@ -36,7 +39,7 @@ static void on_read(void *arg)
 	s->last_len = evbuffer_get_length(s->conn->in);
 	if (s->pause_once) {
 		s->pause_once = false;
-		conn_set_reading(s->conn, false);
+		conn_suspend(s->conn, PAUSED);
 		return;
 	}
 	if (s->consume) {
@@ -163,7 +166,7 @@ Test(conn, input_kept_across_a_pause_and_reading_goes_on)
 	 * this order left that event unregistered and the client was never read again.
 	 */
 	conn_kick(&c);
-	conn_set_reading(&c, true);
+	conn_resume(&c, PAUSED);
 	for (int pass = 0; seen.taken < 7 && pass < 100; pass++)
 		turn();
 	cr_assert_eq(seen.taken, 7, "input after the resume was not read");
@@ -187,12 +190,29 @@ Test(conn, end_of_stream_comes_after_the_data)
 
 Test(conn, paused_conn_does_not_read)
 {
-	conn_set_reading(&c, false);
+	conn_suspend(&c, PAUSED);
 	cr_assert_eq(send(peer, "later", 5, 0), 5);
 	turn();
 	cr_assert_eq(seen.reads, 0);
-	conn_set_reading(&c, true);
+	conn_resume(&c, PAUSED);
 	turn();
 	cr_assert_eq(seen.reads, 1);
 	cr_assert_eq(seen.taken, 5);
+}
+
+Test(conn, reading_resumes_only_when_every_reason_is_clear)
+{
+	conn_suspend(&c, PAUSED);
+	conn_suspend(&c, ALSO_PAUSED);
+	cr_assert_eq(send(peer, "abc", 3, 0), 3);
+	conn_resume(&c, PAUSED);
+	turn();
+	cr_assert_eq(seen.reads, 0, "one reason is still set: nothing may be read");
+	conn_resume(&c, PAUSED); /* clearing a clear reason changes nothing */
+	turn();
+	cr_assert_eq(seen.reads, 0);
+	conn_resume(&c, ALSO_PAUSED);
+	turn();
+	cr_assert_eq(seen.reads, 1);
+	cr_assert_eq(seen.taken, 3);
 }
