@@ -2,7 +2,7 @@
  * Configuration snapshot.  A `struct config` is built once (from an ini file,
  * the environment, or `--upstream URL`), validated, and then never modified:
  * reload builds a new snapshot and the runtime swaps pointers.  Every [sluice]
- * option is declared in the option table (config_options.c), which drives
+ * option is declared in the option table (options.c), which drives
  * parsing, defaults, bounds, reload class, SHOW CONFIG and docs/config.md.
  */
 #ifndef SLUICE_CONFIG_H
