@@ -110,7 +110,4 @@ void worker_post_accept(struct worker *w, struct accepted_socket *sock);
 void worker_post_config(struct worker *w, struct snapshot *snap);
 void worker_post_drain(struct worker *w);
 
-/* Called when a client count drops to zero while draining. */
-void worker_check_drained(struct worker *w);
-
 #endif

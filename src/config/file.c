@@ -138,9 +138,6 @@ static int entry_continue(struct raw_entry *last, const char *value)
 		add--;
 	if ((joined = malloc(old + add + 2)) == NULL)
 		return -1;
-
-	if (joined == NULL)
-		return -1;
 	memcpy(joined, last->value, old);
 	joined[old] = ' ';
 	memcpy(joined + old + 1, value, add);

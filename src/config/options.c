@@ -5,12 +5,14 @@
  * so adding an option is adding a row (plus the field in struct config).
  * Also the syntax of the values in it: durations and sizes with units.
  */
-#include "config/config.h"
+#include "config/options.h"
 
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+
+#include "config/config.h"
 
 #define USEC_PER_SEC INT64_C(1000000)
 #define MAX_DURATION (30 * 86400 * USEC_PER_SEC) /* 30 days: longer is surely a typo */

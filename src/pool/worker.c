@@ -26,6 +26,17 @@
 #include "pool/pool.h"
 #include "pool/server.h"
 
+/* Draining, and nothing left: tell the runtime (once). */
+static void worker_check_drained(struct worker *w)
+{
+	/* Closing clients still flushing a reply (a drained COMMIT's) hold the exit. */
+	if (w->draining && w->nclients == 0 && list_empty(&w->closing_clients) &&
+	    !w->drain_reported) {
+		w->drain_reported = true;
+		w->shared->hooks->drained(w);
+	}
+}
+
 static void reap(void *owner)
 {
 	struct worker *w = owner;
@@ -253,12 +264,3 @@ void worker_post_drain(struct worker *w)
 	inbox_post(&w->inbox, drain_fn, NULL);
 }
 
-void worker_check_drained(struct worker *w)
-{
-	/* Closing clients still flushing a reply (a drained COMMIT's) hold the exit. */
-	if (w->draining && w->nclients == 0 && list_empty(&w->closing_clients) &&
-	    !w->drain_reported) {
-		w->drain_reported = true;
-		w->shared->hooks->drained(w);
-	}
-}
