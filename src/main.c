@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "admin/control.h"
+#include "admin/console.h"
 #include "config/config.h"
 #include "config/manpage.h"
 #include "runtime/runtime.h"

@@ -1,7 +1,10 @@
 /*
- * Inside the admin console: what admin.c (session, protocol, parsing,
- * dispatch), admin_show.c (SHOW) and admin_control.c (PAUSE, RELOAD, SET...)
- * share.  Not for use outside the console.
+ * The admin console: the virtual database `admin_db` (default "sluice", and
+ * always "pgbouncer" as an alias) where admin_users run SHOW and control
+ * commands and stats_users run SHOW.  console.c owns the session (login,
+ * the simple query protocol, splitting a Query into statements, the command
+ * table), the replies, the command lexer and the ops that the commands of
+ * show.c, control.c and tenants.c run on.
  *
  * A command runs on the console client's worker.  One that needs other
  * threads becomes a `struct admin_op`: a gather over every worker (each
@@ -9,18 +12,18 @@
  * loop, whose completion comes back through the console worker's inbox.
  * While an op is in flight the console reads no further input, and if the
  * client disconnects meanwhile the op still completes and then only frees.
+ * docs/console.md documents every command and column.
  */
-#ifndef SLUICE_ADMIN_CMD_H
-#define SLUICE_ADMIN_CMD_H
+#ifndef SLUICE_ADMIN_CONSOLE_H
+#define SLUICE_ADMIN_CONSOLE_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "admin/control.h"
-#include "base/list.h"
 #include "base/types.h"
 
+struct client_handler;
 struct evbuffer;
 struct event;
 
@@ -92,8 +95,6 @@ struct admin_op {
 	int rc;                         /* control-loop result: 0 or -1 */
 	char error[512];                /* its message when rc is -1 */
 };
-
-/* ---- admin.c ---- */
 
 /* NULL (with the error written) when out of memory. */
 struct admin_op *admin_op_new(struct admin_conn *conn, const char *tag);
@@ -167,35 +168,7 @@ int admin_parse_optional_db(struct admin_conn *conn, struct admin_lexer *lx, con
 bool admin_show_probe(struct admin_conn *conn, const char *name);
 bool admin_set_probe(struct admin_conn *conn, const char *name, const char *value);
 
-/* ---- admin_show.c ---- */
-
-enum admin_result admin_show(struct admin_conn *conn, struct admin_lexer *lx);
-/* SHOW TENANTS / SHOW RATELIMITS rows (admin_tenants.c), from the console's worker. */
-void admin_render_tenants(struct admin_conn *conn, struct admin_op *op);
-void admin_render_ratelimits(struct admin_conn *conn, struct admin_op *op);
-void admin_census_free(struct admin_census *census);
-
-/* ---- admin_control.c ---- */
-
-enum admin_result admin_pause(struct admin_conn *conn, struct admin_lexer *lx);
-enum admin_result admin_resume(struct admin_conn *conn, struct admin_lexer *lx);
-enum admin_result admin_suspend(struct admin_conn *conn, struct admin_lexer *lx);
-enum admin_result admin_disable(struct admin_conn *conn, struct admin_lexer *lx);
-enum admin_result admin_enable(struct admin_conn *conn, struct admin_lexer *lx);
-enum admin_result admin_reconnect(struct admin_conn *conn, struct admin_lexer *lx);
-enum admin_result admin_kill(struct admin_conn *conn, struct admin_lexer *lx);
-enum admin_result admin_kill_client(struct admin_conn *conn, struct admin_lexer *lx);
-enum admin_result admin_wait_close(struct admin_conn *conn, struct admin_lexer *lx);
-enum admin_result admin_shutdown(struct admin_conn *conn, struct admin_lexer *lx);
-enum admin_result admin_reload(struct admin_conn *conn, struct admin_lexer *lx);
-enum admin_result admin_set(struct admin_conn *conn, struct admin_lexer *lx);
-
-/* PAUSE or KILL, of this database or of all, is in effect (SHOW DATABASES). */
-bool admin_db_paused(const struct worker *w, const char *dbname);
-/* Global console state of a worker, for SHOW STATE. */
-bool admin_worker_paused(const struct worker *w);
-bool admin_worker_suspended(const struct worker *w);
-/* Does a database argument (NULL = all) cover `dbname`? */
-bool admin_target_matches(const char *target, const char *dbname);
+/* Serves clients of the console database; main.c hands it to the runtime. */
+extern const struct client_handler admin_console_handler;
 
 #endif

@@ -1,22 +1,32 @@
 /*
- * The admin console: the virtual database `admin_db` (default "sluice", and
- * always "pgbouncer" as an alias) where admin_users run SHOW and control
- * commands and stats_users run SHOW.  A console client lives on a worker like
- * any client but has no pool and no server; its commands gather from every
- * worker through inboxes (gather_start) and reach the control loop through
- * the runtime's inbox, so no thread ever waits for another.
- * docs/console.md documents every command and column.
+ * The console's control commands (PAUSE, RESUME, SUSPEND, DISABLE, ENABLE,
+ * RECONNECT, KILL, KILL_CLIENT, WAIT_CLOSE, SHUTDOWN, RELOAD, SET) and the
+ * per-worker console state they change: each worker's copy of which
+ * databases are paused or disabled and whether everything is paused or
+ * suspended.  The console's command table (console.c) calls them; each
+ * answers through the console's replies, on its worker or after an op.
  */
-#ifndef SLUICE_ADMIN_H
-#define SLUICE_ADMIN_H
+#ifndef SLUICE_ADMIN_CONTROL_H
+#define SLUICE_ADMIN_CONTROL_H
 
 #include <stdbool.h>
 
-#include "base/types.h"
+#include "admin/console.h"
 
-struct client_handler;
+enum admin_result admin_pause(struct admin_conn *conn, struct admin_lexer *lx);
+enum admin_result admin_resume(struct admin_conn *conn, struct admin_lexer *lx);
+enum admin_result admin_suspend(struct admin_conn *conn, struct admin_lexer *lx);
+enum admin_result admin_disable(struct admin_conn *conn, struct admin_lexer *lx);
+enum admin_result admin_enable(struct admin_conn *conn, struct admin_lexer *lx);
+enum admin_result admin_reconnect(struct admin_conn *conn, struct admin_lexer *lx);
+enum admin_result admin_kill(struct admin_conn *conn, struct admin_lexer *lx);
+enum admin_result admin_kill_client(struct admin_conn *conn, struct admin_lexer *lx);
+enum admin_result admin_wait_close(struct admin_conn *conn, struct admin_lexer *lx);
+enum admin_result admin_shutdown(struct admin_conn *conn, struct admin_lexer *lx);
+enum admin_result admin_reload(struct admin_conn *conn, struct admin_lexer *lx);
+enum admin_result admin_set(struct admin_conn *conn, struct admin_lexer *lx);
 
-/* Serves clients of the console database; main.c hands it to the runtime. */
-extern const struct client_handler admin_console_handler;
+/* Does a database argument (NULL = all) cover `dbname`? */
+bool admin_target_matches(const char *target, const char *dbname);
 
 #endif

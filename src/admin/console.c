@@ -3,10 +3,10 @@
  * (extended messages are refused up to their Sync), splitting a Query into
  * statements, the command table, and the plumbing that runs a command on
  * every worker or on the control loop and comes back to this client's worker
- * (see admin_cmd.h).  The commands themselves are in admin_show.c and
- * admin_control.c.
+ * (see admin/console.h).  The commands themselves are in show.c and
+ * control.c.
  */
-#include "admin/control.h"
+#include "admin/console.h"
 
 #include <ctype.h>
 #include <event2/buffer.h>
@@ -17,7 +17,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "admin/console.h"
+#include "admin/census.h"
+#include "admin/control.h"
+#include "admin/show.h"
 #include "pool/client.h"
 #include "config/config.h"
 #include "base/inbox.h"
@@ -209,7 +211,8 @@ static void console_login(struct client *c)
 		return;
 	}
 	conn = calloc(1, sizeof(*conn));
-	if (conn == NULL || (conn->poll_timer = evtimer_new(c->w->loop.base, poll_cb, conn)) == NULL ||
+	if (conn == NULL ||
+	    (conn->poll_timer = evtimer_new(c->w->loop.base, poll_cb, conn)) == NULL ||
 	    cancel_register(c->w, c) < 0) {
 		if (conn != NULL)
 			conn_free(conn);
@@ -379,7 +382,8 @@ static int start_gather(struct admin_op *op)
 	parts_clear(op);
 	conn->op = op;
 	conn->inflight = true;
-	if (gather_start(conn->w->shared, &conn->w->inbox, gather_each_cb, gather_done_cb, op) < 0) {
+	if (gather_start(conn->w->shared, &conn->w->inbox, gather_each_cb, gather_done_cb, op) <
+	    0) {
 		conn->inflight = false;
 		admin_reply_error(conn, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return -1;

@@ -1,13 +1,15 @@
 /*
  * Console SHOW commands, with PgBouncer's column names and order and
  * sluice's own columns appended.  Values come from every worker: each one
- * counts its own pools, clients and servers into a census (or renders its
- * SHOW CLIENTS / SERVERS rows), and the console's worker merges them.  Also
- * the driver probe parameters (SHOW client_encoding, SET DateStyle ...).
+ * counts its own pools, clients and servers into a census (census.c) or
+ * renders its SHOW CLIENTS / SERVERS rows, and the console's worker renders
+ * the census sums and sends the rows.  SHOW of a driver probe parameter
+ * (SHOW client_encoding ...) is answered by the console's probes.
  */
 #define _GNU_SOURCE /* struct ucred */
+#include "admin/show.h"
+
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <event2/buffer.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -17,22 +19,24 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 
-#include "admin/control.h"
+#include "admin/census.h"
 #include "admin/console.h"
-#include "pool/client.h"
+#include "admin/tenants.h"
+#include "base/list.h"
 #include "config/config.h"
-#include "observe/latency.h"
-#include "pool/pool.h"
-#include "proto/build.h"
-#include "proto/sqlstate.h"
-#include "runtime/runtime.h"
-#include "pool/server.h"
-#include "observe/gather.h"
+#include "net/conn.h"
 #include "net/tls.h"
+#include "observe/latency.h"
+#include "pool/client.h"
+#include "pool/pause.h"
+#include "pool/pool.h"
+#include "pool/server.h"
 #include "pool/worker.h"
+#include "proto/build.h"
+#include "proto/params.h"
+#include "proto/sqlstate.h"
 
 #define T        ADMIN_TEXT
 #define I4       ADMIN_INT4
@@ -116,344 +120,6 @@ static void row_send(struct admin_conn *conn, const struct row *r)
 	admin_reply_row(conn, r->n, r->vals);
 }
 
-/* ---- the census: what one worker counts ---- */
-
-struct pool_rec {
-	const struct pool *key;   /* identity on the worker that counted it */
-	char *db, *user;          /* pool key; user is NULL once merged by database */
-	int mode;                 /* enum pool_mode */
-	bool paused;              /* PAUSE, KILL or SUSPEND in effect */
-	int cl_idle, cl_active;   /* logged in: between transactions, linked to a server */
-	int cl_waiting, cl_login; /* queued for a server, waiting for the first server login */
-	int sv_active, sv_idle, sv_tested, sv_login, sv_being_canceled;
-	int sv_cancels;          /* cancel requests being forwarded */
-	int sv_total;            /* servers in any state */
-	int sv_close_needed;     /* to be closed when released */
-	int64_t maxwait_us;      /* the oldest waiter's wait */
-	struct pool_stats total; /* since the pool was created */
-	struct pool_stats delta; /* over the last stats_period */
-	struct pool_stats rate;  /* delta per second */
-};
-
-struct tally {
-	char *key; /* user name */
-	int64_t n; /* clients */
-};
-
-struct admin_census {
-	struct pool_rec *pools; /* one per pool of the worker */
-	size_t npools, pools_cap;
-	struct tally *users; /* clients per client user */
-	size_t nusers, users_cap;
-	int clients;         /* every live client, console included */
-	int login_clients;   /* still logging in */
-	int console_clients; /* on the console */
-	int servers;         /* every server */
-	uint64_t io_bytes;   /* bytes buffered in client and server connections */
-};
-
-void admin_census_free(struct admin_census *cs)
-{
-	if (cs == NULL)
-		return;
-	for (size_t i = 0; i < cs->npools; i++) {
-		free(cs->pools[i].db);
-		free(cs->pools[i].user);
-	}
-	for (size_t i = 0; i < cs->nusers; i++)
-		free(cs->users[i].key);
-	free(cs->pools);
-	free(cs->users);
-	free(cs);
-}
-
-#define STATS_FIELDS(X)                                                                            \
-	X(xact_count)                                                                              \
-	X(query_count)                                                                             \
-	X(bytes_received)                                                                          \
-	X(bytes_sent)                                                                              \
-	X(xact_time_us)                                                                            \
-	X(query_time_us)                                                                           \
-	X(wait_time_us)                                                                            \
-	X(server_assignments)                                                                      \
-	X(client_logins)                                                                           \
-	X(errors)
-
-static void stats_add(struct pool_stats *a, const struct pool_stats *b)
-{
-#define ADD(f) a->f += b->f;
-	STATS_FIELDS(ADD)
-#undef ADD
-}
-
-/* The last complete stats_period of a pool: delta and per-second rate. */
-static void stats_window(const struct pool *p, struct pool_stats *delta, struct pool_stats *rate)
-{
-	int64_t us = p->stats_last_us - p->stats_prev_us;
-
-	memset(delta, 0, sizeof(*delta));
-	memset(rate, 0, sizeof(*rate));
-	if (p->stats_prev_us == 0 || us <= 0 || p->w->cfg->stats_period_us == 0)
-		return;
-#define DELTA(f)                                                                                   \
-	delta->f = p->stats_last.f - p->stats_prev.f;                                              \
-	rate->f = (uint64_t)((double)delta->f * 1e6 / (double)us + 0.5);
-	STATS_FIELDS(DELTA)
-#undef DELTA
-}
-
-static void *grow(void *items, size_t *cap, size_t n, size_t size)
-{
-	void *bigger;
-	size_t want;
-
-	if (n < *cap)
-		return items;
-	want = *cap ? *cap * 2 : 16;
-	bigger = realloc(items, want * size);
-	if (bigger != NULL)
-		*cap = want;
-	return bigger;
-}
-
-static struct pool_rec *census_add_pool(struct admin_census *cs, const struct pool *p)
-{
-	struct pool_rec *pools = grow(cs->pools, &cs->pools_cap, cs->npools, sizeof(*pools));
-	struct pool_rec *r;
-
-	if (pools == NULL)
-		return NULL;
-	cs->pools = pools;
-	r = &pools[cs->npools];
-	memset(r, 0, sizeof(*r));
-	r->db = strdup(p->dbname);
-	r->user = strdup(p->user);
-	if (r->db == NULL || r->user == NULL) {
-		free(r->db);
-		free(r->user);
-		return NULL;
-	}
-	cs->npools++;
-	r->key = p;
-	return r;
-}
-
-static void count_server(struct pool_rec *r, const struct server *s)
-{
-	r->sv_cancels += s->cancels_inflight;
-	r->sv_close_needed += s->close_needed;
-	switch (s->state) {
-	case SERVER_ACTIVE:
-		r->sv_active++;
-		break;
-	case SERVER_IDLE:
-		r->sv_idle++;
-		break;
-	case SERVER_CONNECTING:
-	case SERVER_LOGIN:
-		r->sv_login++;
-		break;
-	case SERVER_RESETTING:
-		r->sv_tested++;
-		break;
-	case SERVER_CANCELING:
-		r->sv_being_canceled++;
-		break;
-	case SERVER_CLOSING:
-		break;
-	}
-}
-
-static uint64_t buffered(const struct conn *conn)
-{
-	return evbuffer_get_length(conn->in) + evbuffer_get_length(conn->out);
-}
-
-static void census_pool(struct admin_census *cs, const struct pool *p, int64_t now)
-{
-	struct pool_rec *r = census_add_pool(cs, p);
-	const struct list_node *heads[] = {&p->idle, &p->active, &p->pending};
-	struct list_node *first;
-
-	if (r == NULL)
-		return;
-	r->mode = pool_mode(p);
-	r->paused = p->paused;
-	r->sv_total = p->nservers;
-	r->total = p->stats;
-	stats_window(p, &r->delta, &r->rate);
-	for (size_t i = 0; i < NCOLS(heads); i++) {
-		for (const struct list_node *n = heads[i]->next; n != heads[i]; n = n->next) {
-			const struct server *s = list_entry(n, struct server, node);
-
-			count_server(r, s);
-			cs->io_bytes += buffered(&s->conn);
-		}
-	}
-	first = list_first(&p->waiting);
-	if (first != NULL)
-		r->maxwait_us = now - list_entry(first, struct client, wait_node)->wait_start_us;
-	cs->servers += p->nservers;
-}
-
-static struct pool_rec *census_find(struct admin_census *cs, const struct pool *p, size_t *hint)
-{
-	if (*hint < cs->npools && cs->pools[*hint].key == p)
-		return &cs->pools[*hint];
-	for (size_t i = 0; i < cs->npools; i++) {
-		if (cs->pools[i].key == p) {
-			*hint = i;
-			return &cs->pools[i];
-		}
-	}
-	return NULL;
-}
-
-static void tally_add(struct admin_census *cs, const char *user)
-{
-	struct tally *users;
-
-	for (size_t i = 0; i < cs->nusers; i++) {
-		if (strcmp(cs->users[i].key, user) == 0) {
-			cs->users[i].n++;
-			return;
-		}
-	}
-	users = grow(cs->users, &cs->users_cap, cs->nusers, sizeof(*users));
-	if (users == NULL)
-		return;
-	cs->users = users;
-	if ((users[cs->nusers].key = strdup(user)) == NULL)
-		return;
-	users[cs->nusers++].n = 1;
-}
-
-static void census_client(struct admin_census *cs, const struct client *c, size_t *hint)
-{
-	struct pool_rec *r;
-
-	cs->clients++;
-	cs->io_bytes += buffered(&c->conn);
-	if (c->session != NULL) {
-		cs->console_clients++;
-		return;
-	}
-	if (c->state == CLIENT_LOGIN)
-		cs->login_clients++;
-	if (c->pool == NULL || (r = census_find(cs, c->pool, hint)) == NULL)
-		return;
-	tally_add(cs, c->user);
-	switch (c->state) {
-	case CLIENT_LOGIN:
-		r->cl_login++;
-		break;
-	case CLIENT_IDLE:
-		r->cl_idle++;
-		break;
-	case CLIENT_ACTIVE:
-		r->cl_active++;
-		break;
-	case CLIENT_WAITING:
-		r->cl_waiting++;
-		break;
-	case CLIENT_CLOSING:
-		break;
-	}
-}
-
-static void census_each(struct worker *w, struct admin_op *op, struct admin_part *part)
-{
-	struct admin_census *cs = calloc(1, sizeof(*cs));
-	int64_t now = worker_now_us(w);
-	struct list_node *pos, *tmp;
-	size_t hint = 0;
-
-	if (cs == NULL)
-		return;
-	list_for_each_safe(pos, tmp, &w->pools)
-	{
-		census_pool(cs, list_entry(pos, struct pool, node), now);
-	}
-	list_for_each_safe(pos, tmp, &w->clients)
-	{
-		census_client(cs, list_entry(pos, struct client, node), &hint);
-	}
-	part->census = cs;
-}
-
-/* ---- merging censuses ---- */
-
-struct merged {
-	struct pool_rec *recs; /* borrowed strings: valid while the op lives */
-	size_t n, cap;
-};
-
-static void rec_add(struct pool_rec *a, const struct pool_rec *b)
-{
-	a->paused = a->paused || b->paused;
-	a->cl_idle += b->cl_idle;
-	a->cl_active += b->cl_active;
-	a->cl_waiting += b->cl_waiting;
-	a->cl_login += b->cl_login;
-	a->sv_active += b->sv_active;
-	a->sv_idle += b->sv_idle;
-	a->sv_tested += b->sv_tested;
-	a->sv_login += b->sv_login;
-	a->sv_being_canceled += b->sv_being_canceled;
-	a->sv_cancels += b->sv_cancels;
-	a->sv_total += b->sv_total;
-	a->sv_close_needed += b->sv_close_needed;
-	if (b->maxwait_us > a->maxwait_us)
-		a->maxwait_us = b->maxwait_us;
-	stats_add(&a->total, &b->total);
-	stats_add(&a->delta, &b->delta);
-	stats_add(&a->rate, &b->rate);
-}
-
-static int rec_cmp(const void *x, const void *y)
-{
-	const struct pool_rec *a = x, *b = y;
-	int c = strcmp(a->db, b->db);
-
-	if (c != 0 || a->user == NULL || b->user == NULL)
-		return c;
-	return strcmp(a->user, b->user);
-}
-
-/* Pools of all workers, summed per (database, user), or per database when by_db. */
-static void merge_pools(const struct admin_op *op, bool by_db, struct merged *m)
-{
-	memset(m, 0, sizeof(*m));
-	for (int i = 0; i < op->nparts; i++) {
-		const struct admin_census *cs = op->parts[i].census;
-
-		for (size_t j = 0; cs != NULL && j < cs->npools; j++) {
-			const struct pool_rec *r = &cs->pools[j];
-			size_t k;
-
-			for (k = 0; k < m->n; k++)
-				if (strcmp(m->recs[k].db, r->db) == 0 &&
-				    (by_db || strcmp(m->recs[k].user, r->user) == 0))
-					break;
-			if (k < m->n) {
-				rec_add(&m->recs[k], r);
-				continue;
-			}
-			struct pool_rec *recs = grow(m->recs, &m->cap, m->n, sizeof(*recs));
-
-			if (recs == NULL)
-				continue;
-			m->recs = recs;
-			recs[m->n] = *r;
-			if (by_db)
-				recs[m->n].user = NULL;
-			m->n++;
-		}
-	}
-	if (m->n > 1)
-		qsort(m->recs, m->n, sizeof(*m->recs), rec_cmp);
-}
-
 /* ---- SHOW POOLS ---- */
 
 static const struct admin_col pools_cols[] = {
@@ -482,12 +148,12 @@ static const struct admin_col pools_cols[] = {
 
 static void render_pools(struct admin_conn *conn, struct admin_op *op)
 {
-	struct merged m;
+	struct census_merged m;
 
-	merge_pools(op, false, &m);
+	census_merge_pools(op, false, &m);
 	admin_reply_header(conn, pools_cols, NCOLS(pools_cols));
 	for (size_t i = 0; i < m.n; i++) {
-		const struct pool_rec *p = &m.recs[i];
+		const struct census_pool *p = &m.recs[i];
 		struct row r = {0};
 
 		put_str(&r, p->db);
@@ -591,7 +257,7 @@ static uint64_t per(uint64_t sum, uint64_t count)
 }
 
 /* Totals: counters since start; parse and bind are not counted (0). */
-static void put_totals(struct row *r, const struct pool_rec *p)
+static void put_totals(struct row *r, const struct census_pool *p)
 {
 	const struct pool_stats *t = &p->total;
 
@@ -610,7 +276,7 @@ static void put_totals(struct row *r, const struct pool_rec *p)
 }
 
 /* Averages over the last stats_period: counts per second, times per event. */
-static void put_averages(struct row *r, const struct pool_rec *p)
+static void put_averages(struct row *r, const struct census_pool *p)
 {
 	const struct pool_stats *d = &p->delta, *s = &p->rate;
 
@@ -628,7 +294,7 @@ static void put_averages(struct row *r, const struct pool_rec *p)
 	put_u64(r, s->client_logins);
 }
 
-static void stats_row(struct row *r, const struct pool_rec *p, int kind)
+static void stats_row(struct row *r, const struct census_pool *p, int kind)
 {
 	put_str(r, p->db);
 	if (kind != 2)
@@ -643,34 +309,6 @@ static void stats_row(struct row *r, const struct pool_rec *p, int kind)
 		put_u64(r, kind == 1 ? p->total.errors : p->rate.errors);
 	}
 }
-
-/* Every configured database has a row, with or without traffic. */
-static void add_configured_dbs(const struct config *cfg, struct merged *m)
-{
-	for (size_t i = 0; i < cfg->ndbs; i++) {
-		const char *name = cfg->dbs[i].name;
-		size_t k;
-
-		if (strcmp(name, "*") == 0)
-			continue;
-		for (k = 0; k < m->n && strcmp(m->recs[k].db, name) != 0; k++)
-			;
-		if (k < m->n)
-			continue;
-		struct pool_rec *recs = grow(m->recs, &m->cap, m->n, sizeof(*recs));
-
-		if (recs == NULL)
-			return;
-		m->recs = recs;
-		memset(&recs[m->n], 0, sizeof(recs[m->n]));
-		recs[m->n].db = cfg->dbs[i].name;
-		recs[m->n].mode = config_pool_mode(cfg, &cfg->dbs[i], NULL);
-		m->n++;
-	}
-	if (m->n > 1)
-		qsort(m->recs, m->n, sizeof(*m->recs), rec_cmp);
-}
-
 /* op->kind for the stats family: 0 STATS, 1 STATS_TOTALS, 2 STATS_AVERAGES. */
 static void render_stats_kind(struct admin_conn *conn, struct admin_op *op, int kind)
 {
@@ -682,10 +320,10 @@ static void render_stats_kind(struct admin_conn *conn, struct admin_op *op, int 
 	    {stats_totals_cols, NCOLS(stats_totals_cols)},
 	    {stats_averages_cols, NCOLS(stats_averages_cols)},
 	};
-	struct merged m;
+	struct census_merged m;
 
-	merge_pools(op, true, &m);
-	add_configured_dbs(conn->w->cfg, &m);
+	census_merge_pools(op, true, &m);
+	census_add_configured_dbs(conn->w->cfg, &m);
 	admin_reply_header(conn, shapes[kind].cols, shapes[kind].n);
 	for (size_t i = 0; i < m.n; i++) {
 		struct row r = {0};
@@ -715,13 +353,13 @@ static const struct admin_col name_value_cols[] = {{"name", T}, {"value", NUM}};
 
 static void render_totals(struct admin_conn *conn, struct admin_op *op)
 {
-	struct pool_rec all = {.db = (char *)"*"};
-	struct merged m;
+	struct census_pool all = {.db = (char *)"*"};
+	struct census_merged m;
 	struct row r = {0};
 
-	merge_pools(op, true, &m);
+	census_merge_pools(op, true, &m);
 	for (size_t i = 0; i < m.n; i++)
-		rec_add(&all, &m.recs[i]);
+		census_pool_sum(&all, &m.recs[i]);
 	free(m.recs);
 	stats_row(&r, &all, 0);
 	admin_reply_header(conn, name_value_cols, NCOLS(name_value_cols));
@@ -823,7 +461,9 @@ static const char *client_state_text(const struct client *c)
 	case CLIENT_LOGIN:
 		return "login";
 	case CLIENT_IDLE:
-		return c->session != NULL && ((struct admin_conn *)c->session)->sql != NULL ? "active" : "idle";
+		return c->session != NULL && ((struct admin_conn *)c->session)->sql != NULL
+		           ? "active"
+		           : "idle";
 	case CLIENT_ACTIVE:
 		return "active";
 	case CLIENT_WAITING:
@@ -1005,37 +645,7 @@ static const struct admin_col databases_cols[] = {
     /* sluice */
     {"reserve_pool", I4}, /* reserve_pool_size by its old name, for old exporters */
 };
-
-/* The databases SHOW DATABASES lists: configured ones, then those reached through "*". */
-static void database_list(const struct config *cfg, const struct admin_op *op, struct merged *m)
-{
-	struct merged seen;
-
-	memset(m, 0, sizeof(*m));
-	add_configured_dbs(cfg, m);
-	merge_pools(op, true, &seen);
-	for (size_t i = 0; i < seen.n; i++) {
-		size_t k;
-
-		for (k = 0; k < m->n && strcmp(m->recs[k].db, seen.recs[i].db) != 0; k++)
-			;
-		if (k < m->n) {
-			rec_add(&m->recs[k], &seen.recs[i]);
-			continue;
-		}
-		struct pool_rec *recs = grow(m->recs, &m->cap, m->n, sizeof(*recs));
-
-		if (recs == NULL)
-			break;
-		m->recs = recs;
-		recs[m->n++] = seen.recs[i];
-	}
-	free(seen.recs);
-	if (m->n > 1)
-		qsort(m->recs, m->n, sizeof(*m->recs), rec_cmp);
-}
-
-static void database_row(struct admin_conn *conn, const struct pool_rec *p)
+static void database_row(struct admin_conn *conn, const struct census_pool *p)
 {
 	const struct config *cfg = conn->w->cfg;
 	const struct db_def *db = config_find_db(cfg, p->db);
@@ -1071,9 +681,9 @@ static void database_row(struct admin_conn *conn, const struct pool_rec *p)
 
 static void render_databases(struct admin_conn *conn, struct admin_op *op)
 {
-	struct merged m;
+	struct census_merged m;
 
-	database_list(conn->w->cfg, op, &m);
+	census_list_databases(conn->w->cfg, op, &m);
 	admin_reply_header(conn, databases_cols, NCOLS(databases_cols));
 	for (size_t i = 0; i < m.n; i++)
 		database_row(conn, &m.recs[i]);
@@ -1090,51 +700,6 @@ static const struct admin_col users_cols[] = {
     {"max_user_client_connections", I4},
     {"current_client_connections", I4},
 };
-
-struct name_list {
-	const char **names;
-	size_t n, cap;
-};
-
-static void name_add(struct name_list *l, const char *name)
-{
-	const char **names;
-
-	for (size_t i = 0; i < l->n; i++)
-		if (strcmp(l->names[i], name) == 0)
-			return;
-	names = grow(l->names, &l->cap, l->n, sizeof(*names));
-	if (names == NULL)
-		return;
-	l->names = names;
-	names[l->n++] = name;
-}
-
-static int name_cmp(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Users of the auth_file and [users], and any user seen in a pool or on a client. */
-static void user_list(const struct config *cfg, const struct admin_op *op, struct name_list *l)
-{
-	memset(l, 0, sizeof(*l));
-	for (size_t i = 0; i < cfg->auth.count; i++)
-		name_add(l, cfg->auth.users[i].user);
-	for (size_t i = 0; i < cfg->nusers; i++)
-		name_add(l, cfg->users[i].name);
-	for (int i = 0; i < op->nparts; i++) {
-		const struct admin_census *cs = op->parts[i].census;
-
-		for (size_t j = 0; cs != NULL && j < cs->npools; j++)
-			name_add(l, cs->pools[j].user);
-		for (size_t j = 0; cs != NULL && j < cs->nusers; j++)
-			name_add(l, cs->users[j].key);
-	}
-	if (l->n > 1)
-		qsort(l->names, l->n, sizeof(*l->names), name_cmp);
-}
-
 static void user_row(struct admin_conn *conn, const struct admin_op *op, const char *name)
 {
 	const struct config *cfg = conn->w->cfg;
@@ -1171,9 +736,9 @@ static void user_row(struct admin_conn *conn, const struct admin_op *op, const c
 
 static void render_users(struct admin_conn *conn, struct admin_op *op)
 {
-	struct name_list l;
+	struct census_names l;
 
-	user_list(conn->w->cfg, op, &l);
+	census_list_users(conn->w->cfg, op, &l);
 	admin_reply_header(conn, users_cols, NCOLS(users_cols));
 	for (size_t i = 0; i < l.n; i++)
 		user_row(conn, op, l.names[i]);
@@ -1184,13 +749,13 @@ static const struct admin_col lists_cols[] = {{"list", T}, {"items", I4}};
 
 static void render_lists(struct admin_conn *conn, struct admin_op *op)
 {
-	struct merged dbs, pools;
-	struct name_list users;
+	struct census_merged dbs, pools;
+	struct census_names users;
 	int64_t clients = 0, login = 0, servers = 0;
 
-	database_list(conn->w->cfg, op, &dbs);
-	merge_pools(op, false, &pools);
-	user_list(conn->w->cfg, op, &users);
+	census_list_databases(conn->w->cfg, op, &dbs);
+	census_merge_pools(op, false, &pools);
+	census_list_users(conn->w->cfg, op, &users);
 	for (int i = 0; i < op->nparts; i++) {
 		const struct admin_census *cs = op->parts[i].census;
 

@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "admin/control.h"
+#include "admin/tenants.h"
 #include "admin/console.h"
 #include "config/config.h"
 #include "limit/limiter.h"
