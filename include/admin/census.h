@@ -1,8 +1,8 @@
 /*
  * The census: what each worker has, counted for the console's SHOWs.  A SHOW
  * that needs counts runs census_each on every worker through the console's
- * gather; each worker fills only its own admin_part with a struct
- * admin_census (its pools with their clients and servers by state, clients
+ * gather; each worker fills only its own console_part with a struct
+ * census (its pools with their clients and servers by state, clients
  * per user, buffered bytes).  Back on the console's worker the functions
  * below sum those censuses into the lists the SHOWs render (admin/show.c);
  * the lists borrow the censuses' strings, so they live as long as the op.
@@ -17,8 +17,8 @@
 #include "base/types.h"
 #include "pool/record.h"
 
-struct admin_op;
-struct admin_part;
+struct console_op;
+struct console_part;
 
 /* One pool as a worker counted it, or a sum of such (by pool or by database). */
 struct census_pool {
@@ -44,8 +44,8 @@ struct census_tally {
 	int64_t n; /* clients */
 };
 
-/* What one worker has: its admin_part's census, freed with the op. */
-struct admin_census {
+/* What one worker has: its console_part's census, freed with the op. */
+struct census {
 	struct census_pool *pools;  /* one per pool of the worker */
 	size_t npools, pools_cap;   /* pools used, allocated */
 	struct census_tally *users; /* clients per client user */
@@ -69,20 +69,21 @@ struct census_names {
 	size_t n, cap;      /* names used, allocated */
 };
 
-/* Gather callback (admin_each_fn): count what worker `w` has into part->census. */
-void census_each(struct worker *w, struct admin_op *op, struct admin_part *part);
-void admin_census_free(struct admin_census *census);
+/* Gather callback (console_each_fn): count what worker `w` has into part->census. */
+void census_each(struct worker *w, struct console_op *op, struct console_part *part);
+void census_free(struct census *census);
 
 /* Pools of all workers, summed per (database, user), or per database when by_db. */
-void census_merge_pools(const struct admin_op *op, bool by_db, struct census_merged *m);
+void census_merge_pools(const struct console_op *op, bool by_db, struct census_merged *m);
 /* Add b's counts to a (merged by pool or database). */
 void census_pool_sum(struct census_pool *a, const struct census_pool *b);
 /* Every configured database has a row, with or without traffic (m sorted again). */
 void census_add_configured_dbs(const struct config *cfg, struct census_merged *m);
 /* The databases SHOW DATABASES lists: configured ones, then those reached through "*". */
-void census_list_databases(const struct config *cfg, const struct admin_op *op,
+void census_list_databases(const struct config *cfg, const struct console_op *op,
                            struct census_merged *m);
 /* Users of the auth_file and [users], and any user seen in a pool or on a client. */
-void census_list_users(const struct config *cfg, const struct admin_op *op, struct census_names *l);
+void census_list_users(const struct config *cfg, const struct console_op *op,
+                       struct census_names *l);
 
 #endif

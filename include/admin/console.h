@@ -7,7 +7,7 @@
  * show.c, control.c and tenants.c run on.
  *
  * A command runs on the console client's worker.  One that needs other
- * threads becomes a `struct admin_op`: a gather over every worker (each
+ * threads becomes a `struct console_op`: a gather over every worker (each
  * worker writes only its own `parts[worker id]`) or a message to the control
  * loop, whose completion comes back through the console worker's inbox.
  * While an op is in flight the console reads no further input, and if the
@@ -32,24 +32,24 @@ struct event;
 #define ADMIN_POLL_US    20000  /* re-check interval of PAUSE, WAIT_CLOSE and SUSPEND */
 #define ADMIN_PG_VERSION "16.0" /* server_version reported to drivers, before "(sluice X)" */
 
-enum admin_role {
+enum console_role {
 	ADMIN_ROLE_NONE,  /* not allowed on the console */
 	ADMIN_ROLE_STATS, /* stats_users: SHOW only */
 	ADMIN_ROLE_ADMIN, /* admin_users: everything */
 };
 
 /* What a command handler did. */
-enum admin_result {
+enum console_result {
 	ADMIN_DONE,    /* reply (CommandComplete or rows) written */
-	ADMIN_PENDING, /* an op is in flight; admin_statement_done follows */
+	ADMIN_PENDING, /* an op is in flight; console_statement_done follows */
 	ADMIN_FAILED,  /* ErrorResponse written; the rest of the Query is skipped */
 };
 
 /* One console session, hanging off its client (client->admin). */
-struct admin_conn {
+struct console_conn {
 	struct client *c;         /* NULL once the client is freed */
 	struct worker *w;         /* the client's worker, where every reply is written */
-	enum admin_role role;     /* fixed at login */
+	enum console_role role;   /* fixed at login */
 	char *sql;                /* Query being run, split into statements in place */
 	size_t sql_len;           /* its length */
 	size_t pos;               /* where the next statement starts */
@@ -58,71 +58,71 @@ struct admin_conn {
 	bool skip_to_sync;        /* an extended-protocol message was refused: drop up to Sync */
 	bool cancel_requested;    /* CancelRequest while a look was in flight */
 	uint64_t drop_remaining;  /* bytes of an over-long message still to discard */
-	struct admin_op *op;      /* command in progress (in flight or polling), or NULL */
+	struct console_op *op;    /* command in progress (in flight or polling), or NULL */
 	struct event *poll_timer; /* next look for PAUSE, WAIT_CLOSE, SUSPEND */
 };
 
-struct admin_census;
+struct census;
 
 /* What one worker contributes to an op. */
-struct admin_part {
-	struct evbuffer *rows;       /* rendered DataRows (SHOW CLIENTS, SERVERS) */
-	struct admin_census *census; /* pools, clients and servers counted (other SHOWs) */
-	int64_t remaining;           /* polls: servers or bytes still to wait for */
-	bool found;                  /* KILL_CLIENT: the client was on this worker */
+struct console_part {
+	struct evbuffer *rows; /* rendered DataRows (SHOW CLIENTS, SERVERS) */
+	struct census *census; /* pools, clients and servers counted (other SHOWs) */
+	int64_t remaining;     /* polls: servers or bytes still to wait for */
+	bool found;            /* KILL_CLIENT: the client was on this worker */
 };
 
-struct admin_op;
-typedef void (*admin_each_fn)(struct worker *w, struct admin_op *op, struct admin_part *part);
-typedef void (*admin_done_fn)(struct admin_op *op);
-typedef void (*admin_control_fn)(struct runtime *rt, struct admin_op *op);
+struct console_op;
+typedef void (*console_each_fn)(struct worker *w, struct console_op *op, struct console_part *part);
+typedef void (*console_done_fn)(struct console_op *op);
+typedef void (*console_control_fn)(struct runtime *rt, struct console_op *op);
 
 struct latency_report;
 
-struct admin_op {
-	struct admin_conn *conn;        /* who asked */
-	admin_each_fn each;             /* per worker, on its thread */
-	admin_control_fn control;       /* on the control loop */
-	admin_done_fn done;             /* back on the console's worker */
+struct console_op {
+	struct console_conn *conn;      /* who asked */
+	console_each_fn each;           /* per worker, on its thread */
+	console_control_fn control;     /* on the control loop */
+	console_done_fn done;           /* back on the console's worker */
 	const char *tag;                /* CommandComplete tag */
 	int kind;                       /* which SHOW / which variant of the command */
 	char *target;                   /* database argument; NULL = every database */
 	uint64_t client_id;             /* KILL_CLIENT */
 	char *key, *value;              /* SET */
 	int nparts;                     /* workers */
-	struct admin_part *parts;       /* one per worker, indexed by worker id */
+	struct console_part *parts;     /* one per worker, indexed by worker id */
 	struct latency_report *latency; /* SHOW LATENCY's gathered histograms */
 	int rc;                         /* control-loop result: 0 or -1 */
 	char error[512];                /* its message when rc is -1 */
 };
 
 /* NULL (with the error written) when out of memory. */
-struct admin_op *admin_op_new(struct admin_conn *conn, const char *tag);
-void admin_op_free(struct admin_op *op);
+struct console_op *console_op_new(struct console_conn *conn, const char *tag);
+void console_op_free(struct console_op *op);
 /*
  * Run op->each on every worker, then op->done here: ADMIN_PENDING, or
  * ADMIN_FAILED with the error written and op freed.
  */
-enum admin_result admin_run_gather(struct admin_op *op);
+enum console_result console_run_gather(struct console_op *op);
 /* Gather every worker's histograms into op->latency, then op->done here; as above. */
-enum admin_result admin_run_latency(struct admin_op *op);
+enum console_result console_run_latency(struct console_op *op);
 /* Run op->control on the control loop, then op->done here; results as above. */
-enum admin_result admin_run_control(struct admin_op *op);
+enum console_result console_run_control(struct console_op *op);
 /* Look again in ADMIN_POLL_US with the same op (op->done decides when to stop). */
-void admin_poll_later(struct admin_op *op);
+void console_poll_later(struct console_op *op);
 /* An async statement finished (reply written or not): free op, go on with the Query. */
-void admin_statement_done(struct admin_op *op, bool ok);
+void console_statement_done(struct console_op *op, bool ok);
 
-void admin_reply_error(struct admin_conn *conn, const char *sqlstate, const char *fmt, ...)
+void console_reply_error(struct console_conn *conn, const char *sqlstate, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void admin_reply_notice(struct admin_conn *conn, const char *fmt, ...)
+void console_reply_notice(struct console_conn *conn, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-void admin_reply_complete(struct admin_conn *conn, const char *tag);
+void console_reply_complete(struct console_conn *conn, const char *tag);
 /* The console client's output buffer (conn->c must be alive). */
-struct evbuffer *admin_out(struct admin_conn *conn);
+struct evbuffer *console_out(struct console_conn *conn);
 
 /* Column of a result set: name and type (Postgres OID). */
-struct admin_col {
+struct console_col {
 	const char *name;
 	uint32_t type;
 };
@@ -131,11 +131,11 @@ struct admin_col {
 #define ADMIN_INT8    20u
 #define ADMIN_NUMERIC 1700u
 
-void admin_reply_header(struct admin_conn *conn, const struct admin_col *cols, size_t n);
-void admin_reply_row(struct admin_conn *conn, size_t n, const char *const *values);
+void console_reply_header(struct console_conn *conn, const struct console_col *cols, size_t n);
+void console_reply_row(struct console_conn *conn, size_t n, const char *const *values);
 
 /* Tokens of a console command. */
-enum admin_tok {
+enum console_tok {
 	TOK_END,    /* end of the statement */
 	TOK_WORD,   /* name, keyword or number; "quoted" names too */
 	TOK_STRING, /* 'single-quoted' literal, unquoted */
@@ -144,29 +144,29 @@ enum admin_tok {
 	TOK_ERROR,  /* unterminated quote or over-long token; lx->error says which */
 };
 
-struct admin_lexer {
+struct console_lexer {
 	const char *p;              /* next unread character */
 	const char *start;          /* where the last token began */
-	enum admin_tok kind;        /* last token */
+	enum console_tok kind;      /* last token */
 	char text[ADMIN_TOKEN_MAX]; /* its text */
 	const char *error;          /* for TOK_ERROR */
 };
 
-void admin_lex_init(struct admin_lexer *lx, const char *s);
-enum admin_tok admin_lex_next(struct admin_lexer *lx);
+void console_lex_init(struct console_lexer *lx, const char *s);
+enum console_tok console_lex_next(struct console_lexer *lx);
 /* The last token is a word equal to `kw`, case-insensitively. */
-bool admin_lex_is(const struct admin_lexer *lx, const char *kw);
+bool console_lex_is(const struct console_lexer *lx, const char *kw);
 /* After the command word: expect nothing more, or one optional database name. */
-int admin_parse_optional_db(struct admin_conn *conn, struct admin_lexer *lx, const char *cmd,
-                            char **out);
+int console_parse_optional_db(struct console_conn *conn, struct console_lexer *lx, const char *cmd,
+                              char **out);
 
 /*
  * Driver probe parameters (client_encoding, DateStyle, server_version...):
  * SHOW answers the console's fixed value, SET accepts it (a NOTICE says when
  * a different value is ignored).  Both return false if `name` is not one.
  */
-bool admin_show_probe(struct admin_conn *conn, const char *name);
-bool admin_set_probe(struct admin_conn *conn, const char *name, const char *value);
+bool console_show_probe(struct console_conn *conn, const char *name);
+bool console_set_probe(struct console_conn *conn, const char *name, const char *value);
 
 /* Serves clients of the console database; main.c hands it to the runtime. */
 extern const struct client_handler admin_console_handler;

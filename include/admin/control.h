@@ -9,24 +9,20 @@
 #ifndef SLUICE_ADMIN_CONTROL_H
 #define SLUICE_ADMIN_CONTROL_H
 
-#include <stdbool.h>
 
 #include "admin/console.h"
 
-enum admin_result admin_pause(struct admin_conn *conn, struct admin_lexer *lx);
-enum admin_result admin_resume(struct admin_conn *conn, struct admin_lexer *lx);
-enum admin_result admin_suspend(struct admin_conn *conn, struct admin_lexer *lx);
-enum admin_result admin_disable(struct admin_conn *conn, struct admin_lexer *lx);
-enum admin_result admin_enable(struct admin_conn *conn, struct admin_lexer *lx);
-enum admin_result admin_reconnect(struct admin_conn *conn, struct admin_lexer *lx);
-enum admin_result admin_kill(struct admin_conn *conn, struct admin_lexer *lx);
-enum admin_result admin_kill_client(struct admin_conn *conn, struct admin_lexer *lx);
-enum admin_result admin_wait_close(struct admin_conn *conn, struct admin_lexer *lx);
-enum admin_result admin_shutdown(struct admin_conn *conn, struct admin_lexer *lx);
-enum admin_result admin_reload(struct admin_conn *conn, struct admin_lexer *lx);
-enum admin_result admin_set(struct admin_conn *conn, struct admin_lexer *lx);
-
-/* Does a database argument (NULL = all) cover `dbname`? */
-bool admin_target_matches(const char *target, const char *dbname);
+enum console_result control_pause(struct console_conn *conn, struct console_lexer *lx);
+enum console_result control_resume(struct console_conn *conn, struct console_lexer *lx);
+enum console_result control_suspend(struct console_conn *conn, struct console_lexer *lx);
+enum console_result control_disable(struct console_conn *conn, struct console_lexer *lx);
+enum console_result control_enable(struct console_conn *conn, struct console_lexer *lx);
+enum console_result control_reconnect(struct console_conn *conn, struct console_lexer *lx);
+enum console_result control_kill(struct console_conn *conn, struct console_lexer *lx);
+enum console_result control_kill_client(struct console_conn *conn, struct console_lexer *lx);
+enum console_result control_wait_close(struct console_conn *conn, struct console_lexer *lx);
+enum console_result control_shutdown(struct console_conn *conn, struct console_lexer *lx);
+enum console_result control_reload(struct console_conn *conn, struct console_lexer *lx);
+enum console_result control_set(struct console_conn *conn, struct console_lexer *lx);
 
 #endif

@@ -9,6 +9,6 @@
 
 #include "admin/console.h"
 
-enum admin_result admin_show(struct admin_conn *conn, struct admin_lexer *lx);
+enum console_result show_statement(struct console_conn *conn, struct console_lexer *lx);
 
 #endif

@@ -7,10 +7,10 @@
 #ifndef SLUICE_ADMIN_TENANTS_H
 #define SLUICE_ADMIN_TENANTS_H
 
-struct admin_conn;
-struct admin_op;
+struct console_conn;
+struct console_op;
 
-void admin_render_tenants(struct admin_conn *conn, struct admin_op *op);
-void admin_render_ratelimits(struct admin_conn *conn, struct admin_op *op);
+void tenants_render(struct console_conn *conn, struct console_op *op);
+void tenants_render_ratelimits(struct console_conn *conn, struct console_op *op);
 
 #endif

@@ -23,7 +23,7 @@
 
 /* ---- the census: what one worker counts ---- */
 
-void admin_census_free(struct admin_census *cs)
+void census_free(struct census *cs)
 {
 	if (cs == NULL)
 		return;
@@ -87,7 +87,7 @@ static void *grow(void *items, size_t *cap, size_t n, size_t size)
 	return bigger;
 }
 
-static struct census_pool *census_add_pool(struct admin_census *cs, const struct pool *p)
+static struct census_pool *census_add_pool(struct census *cs, const struct pool *p)
 {
 	struct census_pool *pools = grow(cs->pools, &cs->pools_cap, cs->npools, sizeof(*pools));
 	struct census_pool *r;
@@ -140,7 +140,7 @@ static uint64_t buffered(const struct conn *conn)
 	return evbuffer_get_length(conn->in) + evbuffer_get_length(conn->out);
 }
 
-static void count_pool(struct admin_census *cs, const struct pool *p, int64_t now)
+static void count_pool(struct census *cs, const struct pool *p, int64_t now)
 {
 	struct census_pool *r = census_add_pool(cs, p);
 	const struct list_node *heads[] = {&p->idle, &p->active, &p->pending};
@@ -167,7 +167,7 @@ static void count_pool(struct admin_census *cs, const struct pool *p, int64_t no
 	cs->servers += p->nservers;
 }
 
-static struct census_pool *census_find(struct admin_census *cs, const struct pool *p, size_t *hint)
+static struct census_pool *census_find(struct census *cs, const struct pool *p, size_t *hint)
 {
 	if (*hint < cs->npools && cs->pools[*hint].key == p)
 		return &cs->pools[*hint];
@@ -180,7 +180,7 @@ static struct census_pool *census_find(struct admin_census *cs, const struct poo
 	return NULL;
 }
 
-static void tally_add(struct admin_census *cs, const char *user)
+static void tally_add(struct census *cs, const char *user)
 {
 	struct census_tally *users;
 
@@ -199,7 +199,7 @@ static void tally_add(struct admin_census *cs, const char *user)
 	users[cs->nusers++].n = 1;
 }
 
-static void count_client(struct admin_census *cs, const struct client *c, size_t *hint)
+static void count_client(struct census *cs, const struct client *c, size_t *hint)
 {
 	struct census_pool *r;
 
@@ -232,9 +232,9 @@ static void count_client(struct admin_census *cs, const struct client *c, size_t
 	}
 }
 
-void census_each(struct worker *w, struct admin_op *op, struct admin_part *part)
+void census_each(struct worker *w, struct console_op *op, struct console_part *part)
 {
-	struct admin_census *cs = calloc(1, sizeof(*cs));
+	struct census *cs = calloc(1, sizeof(*cs));
 	int64_t now = worker_now_us(w);
 	struct list_node *pos, *tmp;
 	size_t hint = 0;
@@ -287,11 +287,11 @@ static int rec_cmp(const void *x, const void *y)
 }
 
 /* Pools of all workers, summed per (database, user), or per database when by_db. */
-void census_merge_pools(const struct admin_op *op, bool by_db, struct census_merged *m)
+void census_merge_pools(const struct console_op *op, bool by_db, struct census_merged *m)
 {
 	memset(m, 0, sizeof(*m));
 	for (int i = 0; i < op->nparts; i++) {
-		const struct admin_census *cs = op->parts[i].census;
+		const struct census *cs = op->parts[i].census;
 
 		for (size_t j = 0; cs != NULL && j < cs->npools; j++) {
 			const struct census_pool *r = &cs->pools[j];
@@ -348,7 +348,7 @@ void census_add_configured_dbs(const struct config *cfg, struct census_merged *m
 }
 
 /* The databases SHOW DATABASES lists: configured ones, then those reached through "*". */
-void census_list_databases(const struct config *cfg, const struct admin_op *op,
+void census_list_databases(const struct config *cfg, const struct console_op *op,
                            struct census_merged *m)
 {
 	struct census_merged seen;
@@ -397,7 +397,8 @@ static int name_cmp(const void *a, const void *b)
 }
 
 /* Users of the auth_file and [users], and any user seen in a pool or on a client. */
-void census_list_users(const struct config *cfg, const struct admin_op *op, struct census_names *l)
+void census_list_users(const struct config *cfg, const struct console_op *op,
+                       struct census_names *l)
 {
 	memset(l, 0, sizeof(*l));
 	for (size_t i = 0; i < cfg->auth.count; i++)
@@ -405,7 +406,7 @@ void census_list_users(const struct config *cfg, const struct admin_op *op, stru
 	for (size_t i = 0; i < cfg->nusers; i++)
 		name_add(l, cfg->users[i].name);
 	for (int i = 0; i < op->nparts; i++) {
-		const struct admin_census *cs = op->parts[i].census;
+		const struct census *cs = op->parts[i].census;
 
 		for (size_t j = 0; cs != NULL && j < cs->npools; j++)
 			name_add(l, cs->pools[j].user);

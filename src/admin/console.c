@@ -51,7 +51,7 @@ static bool user_listed(const char *list, const char *user)
 	return false;
 }
 
-static enum admin_role role_of(const struct config *cfg, const char *user)
+static enum console_role role_of(const struct config *cfg, const char *user)
 {
 	if (user_listed(cfg->admin_users, user))
 		return ADMIN_ROLE_ADMIN;
@@ -61,9 +61,9 @@ static enum admin_role role_of(const struct config *cfg, const char *user)
 }
 
 static void poll_cb(evutil_socket_t fd, short what, void *arg);
-static void reply_canceled(struct admin_conn *conn);
+static void reply_canceled(struct console_conn *conn);
 
-static void conn_free(struct admin_conn *conn)
+static void conn_free(struct console_conn *conn)
 {
 	if (conn->poll_timer != NULL)
 		event_free(conn->poll_timer);
@@ -146,7 +146,7 @@ static bool same_setting(const char *a, const char *b)
 	}
 }
 
-bool admin_set_probe(struct admin_conn *conn, const char *name, const char *value)
+bool console_set_probe(struct console_conn *conn, const char *name, const char *value)
 {
 	const struct probe *pr = probe_find(name);
 	char buf[128];
@@ -159,25 +159,25 @@ bool admin_set_probe(struct admin_conn *conn, const char *name, const char *valu
 	if (!pr->any && !same_setting(have, value) &&
 	    !(strcasecmp(pr->name, "DateStyle") == 0 && strncasecmp(value, "ISO", 3) == 0) &&
 	    !(strcasecmp(pr->name, "client_encoding") == 0 && strcasecmp(value, "unicode") == 0))
-		admin_reply_notice(conn, "SET %s ignored: the admin console always uses %s",
-		                   pr->name, have);
-	admin_reply_complete(conn, "SET");
+		console_reply_notice(conn, "SET %s ignored: the admin console always uses %s",
+		                     pr->name, have);
+	console_reply_complete(conn, "SET");
 	return true;
 }
 
-bool admin_show_probe(struct admin_conn *conn, const char *name)
+bool console_show_probe(struct console_conn *conn, const char *name)
 {
 	const struct probe *pr = probe_find(name);
-	const struct admin_col col = {pr != NULL ? pr->name : "", ADMIN_TEXT};
+	const struct console_col col = {pr != NULL ? pr->name : "", ADMIN_TEXT};
 	char buf[128];
 	const char *v[1];
 
 	if (pr == NULL)
 		return false;
 	v[0] = probe_value(conn->c, pr, buf, sizeof(buf));
-	admin_reply_header(conn, &col, 1);
-	admin_reply_row(conn, 1, v);
-	admin_reply_complete(conn, "SHOW");
+	console_reply_header(conn, &col, 1);
+	console_reply_row(conn, 1, v);
+	console_reply_complete(conn, "SHOW");
 	return true;
 }
 
@@ -200,8 +200,8 @@ static void send_welcome(struct client *c)
 
 static void console_login(struct client *c)
 {
-	enum admin_role role = role_of(c->w->cfg, c->user);
-	struct admin_conn *conn;
+	enum console_role role = role_of(c->w->cfg, c->user);
+	struct console_conn *conn;
 
 	if (role == ADMIN_ROLE_NONE) {
 		client_fail(c, SQLSTATE_INVALID_AUTHORIZATION,
@@ -232,7 +232,7 @@ static void console_login(struct client *c)
 
 static void console_free(struct client *c)
 {
-	struct admin_conn *conn = c->session;
+	struct console_conn *conn = c->session;
 
 	if (conn == NULL)
 		return;
@@ -242,18 +242,18 @@ static void console_free(struct client *c)
 	if (conn->inflight)
 		return;
 	if (conn->op != NULL)
-		admin_op_free(conn->op);
+		console_op_free(conn->op);
 	conn_free(conn);
 }
 
 /* ---- replies ---- */
 
-struct evbuffer *admin_out(struct admin_conn *conn)
+struct evbuffer *console_out(struct console_conn *conn)
 {
 	return conn_out(&conn->c->conn);
 }
 
-void admin_reply_error(struct admin_conn *conn, const char *sqlstate, const char *fmt, ...)
+void console_reply_error(struct console_conn *conn, const char *sqlstate, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -262,10 +262,10 @@ void admin_reply_error(struct admin_conn *conn, const char *sqlstate, const char
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	clog(conn->c, LOG_DEBUG, "console error %s: %s", sqlstate, msg);
-	build_error(admin_out(conn), "ERROR", sqlstate, msg, NULL);
+	build_error(console_out(conn), "ERROR", sqlstate, msg, NULL);
 }
 
-void admin_reply_notice(struct admin_conn *conn, const char *fmt, ...)
+void console_reply_notice(struct console_conn *conn, const char *fmt, ...)
 {
 	char msg[4096];
 	va_list ap;
@@ -273,15 +273,15 @@ void admin_reply_notice(struct admin_conn *conn, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	build_notice(admin_out(conn), SQLSTATE_SUCCESSFUL_COMPLETION, msg);
+	build_notice(console_out(conn), SQLSTATE_SUCCESSFUL_COMPLETION, msg);
 }
 
-void admin_reply_complete(struct admin_conn *conn, const char *tag)
+void console_reply_complete(struct console_conn *conn, const char *tag)
 {
-	build_command_complete(admin_out(conn), tag);
+	build_command_complete(console_out(conn), tag);
 }
 
-void admin_reply_header(struct admin_conn *conn, const struct admin_col *cols, size_t n)
+void console_reply_header(struct console_conn *conn, const struct console_col *cols, size_t n)
 {
 	const char *names[64];
 	uint32_t types[64];
@@ -292,19 +292,19 @@ void admin_reply_header(struct admin_conn *conn, const struct admin_col *cols, s
 		names[i] = cols[i].name;
 		types[i] = cols[i].type;
 	}
-	build_row_description(admin_out(conn), n, names, types);
+	build_row_description(console_out(conn), n, names, types);
 }
 
-void admin_reply_row(struct admin_conn *conn, size_t n, const char *const *values)
+void console_reply_row(struct console_conn *conn, size_t n, const char *const *values)
 {
-	build_data_row(admin_out(conn), n, values);
+	build_data_row(console_out(conn), n, values);
 }
 
 /* ---- ops: gathers and control-loop messages ---- */
 
-struct admin_op *admin_op_new(struct admin_conn *conn, const char *tag)
+struct console_op *console_op_new(struct console_conn *conn, const char *tag)
 {
-	struct admin_op *op = calloc(1, sizeof(*op));
+	struct console_op *op = calloc(1, sizeof(*op));
 
 	if (op != NULL) {
 		op->conn = conn;
@@ -314,25 +314,25 @@ struct admin_op *admin_op_new(struct admin_conn *conn, const char *tag)
 	}
 	if (op == NULL || op->parts == NULL) {
 		free(op);
-		admin_reply_error(conn, SQLSTATE_INTERNAL_ERROR, "out of memory");
+		console_reply_error(conn, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return NULL;
 	}
 	return op;
 }
 
-static void parts_clear(struct admin_op *op)
+static void parts_clear(struct console_op *op)
 {
 	for (int i = 0; i < op->nparts; i++) {
-		struct admin_part *part = &op->parts[i];
+		struct console_part *part = &op->parts[i];
 
 		if (part->rows != NULL)
 			evbuffer_free(part->rows);
-		admin_census_free(part->census);
+		census_free(part->census);
 		memset(part, 0, sizeof(*part));
 	}
 }
 
-void admin_op_free(struct admin_op *op)
+void console_op_free(struct console_op *op)
 {
 	if (op == NULL)
 		return;
@@ -346,14 +346,14 @@ void admin_op_free(struct admin_op *op)
 }
 
 /* An op came back to the console's worker. */
-static void op_returned(struct admin_op *op)
+static void op_returned(struct console_op *op)
 {
-	struct admin_conn *conn = op->conn;
+	struct console_conn *conn = op->conn;
 
 	conn->inflight = false;
 	if (conn->c == NULL || conn->c->state == CLIENT_CLOSING) {
 		conn->op = NULL;
-		admin_op_free(op);
+		console_op_free(op);
 		if (conn->c == NULL)
 			conn_free(conn);
 		return;
@@ -363,7 +363,7 @@ static void op_returned(struct admin_op *op)
 
 static void gather_each_cb(struct worker *w, void *ctx)
 {
-	struct admin_op *op = ctx;
+	struct console_op *op = ctx;
 
 	if (w->id >= 0 && w->id < op->nparts)
 		op->each(w, op, &op->parts[w->id]);
@@ -375,9 +375,9 @@ static void gather_done_cb(void *ctx)
 }
 
 /* Start (or restart, for polls) a gather; on failure the error is written, op kept. */
-static int start_gather(struct admin_op *op)
+static int start_gather(struct console_op *op)
 {
-	struct admin_conn *conn = op->conn;
+	struct console_conn *conn = op->conn;
 
 	parts_clear(op);
 	conn->op = op;
@@ -385,7 +385,7 @@ static int start_gather(struct admin_op *op)
 	if (gather_start(conn->w->shared, &conn->w->inbox, gather_each_cb, gather_done_cb, op) <
 	    0) {
 		conn->inflight = false;
-		admin_reply_error(conn, SQLSTATE_INTERNAL_ERROR, "out of memory");
+		console_reply_error(conn, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return -1;
 	}
 	return 0;
@@ -393,33 +393,33 @@ static int start_gather(struct admin_op *op)
 
 static void latency_done_cb(struct latency_report *rep, void *arg)
 {
-	struct admin_op *op = arg;
+	struct console_op *op = arg;
 
 	op->latency = rep;
 	op_returned(op);
 }
 
-enum admin_result admin_run_latency(struct admin_op *op)
+enum console_result console_run_latency(struct console_op *op)
 {
-	struct admin_conn *conn = op->conn;
+	struct console_conn *conn = op->conn;
 
 	conn->op = op;
 	conn->inflight = true;
 	if (latency_gather(conn->w->shared, &conn->w->inbox, latency_done_cb, op) < 0) {
 		conn->inflight = false;
 		conn->op = NULL;
-		admin_op_free(op);
-		admin_reply_error(conn, SQLSTATE_INTERNAL_ERROR, "out of memory");
+		console_op_free(op);
+		console_reply_error(conn, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return ADMIN_FAILED;
 	}
 	return ADMIN_PENDING;
 }
 
-enum admin_result admin_run_gather(struct admin_op *op)
+enum console_result console_run_gather(struct console_op *op)
 {
 	if (start_gather(op) < 0) {
 		op->conn->op = NULL;
-		admin_op_free(op);
+		console_op_free(op);
 		return ADMIN_FAILED;
 	}
 	return ADMIN_PENDING;
@@ -433,39 +433,39 @@ static void control_reply_cb(void *owner, void *arg)
 static void control_cb(void *owner, void *arg)
 {
 	struct runtime *rt = owner;
-	struct admin_op *op = arg;
+	struct console_op *op = arg;
 
 	op->control(rt, op);
 	if (inbox_post(&op->conn->w->inbox, control_reply_cb, op) < 0)
 		log_error(&rt->log, "admin console: cannot answer a command (out of memory)");
 }
 
-enum admin_result admin_run_control(struct admin_op *op)
+enum console_result console_run_control(struct console_op *op)
 {
-	struct admin_conn *conn = op->conn;
+	struct console_conn *conn = op->conn;
 
 	conn->op = op;
 	conn->inflight = true;
 	if (inbox_post(&runtime_of(conn->w)->inbox, control_cb, op) < 0) {
 		conn->inflight = false;
 		conn->op = NULL;
-		admin_reply_error(conn, SQLSTATE_INTERNAL_ERROR, "out of memory");
-		admin_op_free(op);
+		console_reply_error(conn, SQLSTATE_INTERNAL_ERROR, "out of memory");
+		console_op_free(op);
 		return ADMIN_FAILED;
 	}
 	return ADMIN_PENDING;
 }
 
-void admin_poll_later(struct admin_op *op)
+void console_poll_later(struct console_op *op)
 {
 	struct timeval tv = {.tv_sec = 0, .tv_usec = ADMIN_POLL_US};
-	struct admin_conn *conn = op->conn;
+	struct console_conn *conn = op->conn;
 
 	conn->op = op;
 	/* A cancel that came while the last look was in flight takes effect now. */
 	if (conn->cancel_requested) {
 		reply_canceled(conn);
-		admin_statement_done(op, false);
+		console_statement_done(op, false);
 		return;
 	}
 	evtimer_add(conn->poll_timer, &tv);
@@ -473,24 +473,24 @@ void admin_poll_later(struct admin_op *op)
 
 static void poll_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct admin_conn *conn = arg;
+	struct console_conn *conn = arg;
 
 	if (conn->op != NULL && !conn->inflight && start_gather(conn->op) < 0)
-		admin_statement_done(conn->op, false);
+		console_statement_done(conn->op, false);
 }
 
-static void reply_canceled(struct admin_conn *conn)
+static void reply_canceled(struct console_conn *conn)
 {
 	conn->cancel_requested = false;
-	admin_reply_error(conn, SQLSTATE_QUERY_CANCELED,
-	                  "canceling statement due to user request (what it started stays in "
-	                  "effect)");
+	console_reply_error(conn, SQLSTATE_QUERY_CANCELED,
+	                    "canceling statement due to user request (what it started stays in "
+	                    "effect)");
 }
 
 /* Only a command that waits (PAUSE, SUSPEND, WAIT_CLOSE) can be cancelled, between looks. */
 static void console_cancel(struct client *c)
 {
-	struct admin_conn *conn = c->session;
+	struct console_conn *conn = c->session;
 
 	if (conn == NULL || conn->op == NULL)
 		return;
@@ -500,7 +500,7 @@ static void console_cancel(struct client *c)
 	}
 	evtimer_del(conn->poll_timer);
 	reply_canceled(conn);
-	admin_statement_done(conn->op, false);
+	console_statement_done(conn->op, false);
 }
 
 /* ---- statements ---- */
@@ -535,11 +535,11 @@ static const char *skip_quoted(const char *p)
 }
 
 /* Cut the next non-blank statement out of the Query in place; NULL when none is left. */
-static char *next_statement(struct admin_conn *conn)
+static char *next_statement(struct console_conn *conn)
 {
 	while (conn->pos < conn->sql_len) {
 		char *start = conn->sql + conn->pos, *p = start;
-		struct admin_lexer lx;
+		struct console_lexer lx;
 
 		while (*p != '\0' && *p != ';') {
 			const char *q = skip_quoted(p);
@@ -548,14 +548,14 @@ static char *next_statement(struct admin_conn *conn)
 		}
 		conn->pos = (size_t)(p - conn->sql) + 1;
 		*p = '\0';
-		admin_lex_init(&lx, start);
-		if (admin_lex_next(&lx) != TOK_END)
+		console_lex_init(&lx, start);
+		if (console_lex_next(&lx) != TOK_END)
 			return start;
 	}
 	return NULL;
 }
 
-typedef enum admin_result (*command_fn)(struct admin_conn *conn, struct admin_lexer *lx);
+typedef enum console_result (*command_fn)(struct console_conn *conn, struct console_lexer *lx);
 
 struct command {
 	const char *name; /* first word */
@@ -564,28 +564,28 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"SHOW", false, admin_show},
-    {"SET", false, admin_set}, /* probe parameters for anyone, options for admins */
-    {"PAUSE", true, admin_pause},
-    {"RESUME", true, admin_resume},
-    {"SUSPEND", true, admin_suspend},
-    {"DISABLE", true, admin_disable},
-    {"ENABLE", true, admin_enable},
-    {"RECONNECT", true, admin_reconnect},
-    {"KILL", true, admin_kill},
-    {"KILL_CLIENT", true, admin_kill_client},
-    {"WAIT_CLOSE", true, admin_wait_close},
-    {"SHUTDOWN", true, admin_shutdown},
-    {"RELOAD", true, admin_reload},
+    {"SHOW", false, show_statement},
+    {"SET", false, control_set}, /* probe parameters for anyone, options for admins */
+    {"PAUSE", true, control_pause},
+    {"RESUME", true, control_resume},
+    {"SUSPEND", true, control_suspend},
+    {"DISABLE", true, control_disable},
+    {"ENABLE", true, control_enable},
+    {"RECONNECT", true, control_reconnect},
+    {"KILL", true, control_kill},
+    {"KILL_CLIENT", true, control_kill_client},
+    {"WAIT_CLOSE", true, control_wait_close},
+    {"SHUTDOWN", true, control_shutdown},
+    {"RELOAD", true, control_reload},
 };
 
-static enum admin_result execute(struct admin_conn *conn, char *stmt)
+static enum console_result execute(struct console_conn *conn, char *stmt)
 {
-	struct admin_lexer lx;
+	struct console_lexer lx;
 
-	admin_lex_init(&lx, stmt);
-	if (admin_lex_next(&lx) != TOK_WORD) {
-		admin_reply_error(
+	console_lex_init(&lx, stmt);
+	if (console_lex_next(&lx) != TOK_WORD) {
+		console_reply_error(
 		    conn, SQLSTATE_SYNTAX_ERROR,
 		    "syntax error: a console command starts with a keyword; SHOW HELP "
 		    "lists them");
@@ -594,29 +594,30 @@ static enum admin_result execute(struct admin_conn *conn, char *stmt)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
 		const struct command *cmd = &commands[i];
 
-		if (!admin_lex_is(&lx, cmd->name))
+		if (!console_lex_is(&lx, cmd->name))
 			continue;
 		if (cmd->control && conn->role != ADMIN_ROLE_ADMIN) {
-			admin_reply_error(conn, SQLSTATE_INSUFFICIENT_PRIVILEGE,
-			                  "%s needs a user in admin_users; \"%s\" is a stats_users "
-			                  "member and may only run SHOW",
-			                  cmd->name, conn->c->user);
+			console_reply_error(
+			    conn, SQLSTATE_INSUFFICIENT_PRIVILEGE,
+			    "%s needs a user in admin_users; \"%s\" is a stats_users "
+			    "member and may only run SHOW",
+			    cmd->name, conn->c->user);
 			return ADMIN_FAILED;
 		}
 		if (cmd->control)
 			clog(conn->c, LOG_INFO, "console: %.200s", stmt);
 		return cmd->run(conn, &lx);
 	}
-	admin_reply_error(conn, SQLSTATE_SYNTAX_ERROR,
-	                  "unknown console command \"%.64s\"; SHOW HELP lists the commands",
-	                  lx.text);
+	console_reply_error(conn, SQLSTATE_SYNTAX_ERROR,
+	                    "unknown console command \"%.64s\"; SHOW HELP lists the commands",
+	                    lx.text);
 	return ADMIN_FAILED;
 }
 
 /* The Query is over (all ran, or one failed): ReadyForQuery. */
-static void finish_query(struct admin_conn *conn)
+static void finish_query(struct console_conn *conn)
 {
-	struct evbuffer *out = admin_out(conn);
+	struct evbuffer *out = console_out(conn);
 
 	if (!conn->ran_any)
 		build_empty_query(out);
@@ -627,11 +628,11 @@ static void finish_query(struct admin_conn *conn)
 	client_arm_timer(conn->c, conn->w->cfg->client_idle_timeout_us);
 }
 
-static void run_statements(struct admin_conn *conn)
+static void run_statements(struct console_conn *conn)
 {
 	while (conn->sql != NULL) {
 		char *stmt = next_statement(conn);
-		enum admin_result r;
+		enum console_result r;
 
 		if (stmt == NULL) {
 			finish_query(conn);
@@ -649,12 +650,12 @@ static void run_statements(struct admin_conn *conn)
 	}
 }
 
-void admin_statement_done(struct admin_op *op, bool ok)
+void console_statement_done(struct console_op *op, bool ok)
 {
-	struct admin_conn *conn = op->conn;
+	struct console_conn *conn = op->conn;
 
 	conn->op = NULL;
-	admin_op_free(op);
+	console_op_free(op);
 	if (conn->sql == NULL)
 		return;
 	if (ok)
@@ -668,7 +669,7 @@ void admin_statement_done(struct admin_op *op, bool ok)
 
 /* ---- protocol ---- */
 
-static void start_query(struct admin_conn *conn, struct evbuffer *in, const struct frame *f)
+static void start_query(struct console_conn *conn, struct evbuffer *in, const struct frame *f)
 {
 	size_t len = f->len - 4;
 	const char *body =
@@ -700,9 +701,9 @@ static bool is_extended(uint8_t type)
 }
 
 /* One message; returns false when the client was closed or input must wait. */
-static bool console_message(struct admin_conn *conn, struct evbuffer *in, const struct frame *f)
+static bool console_message(struct console_conn *conn, struct evbuffer *in, const struct frame *f)
 {
-	struct evbuffer *out = admin_out(conn);
+	struct evbuffer *out = console_out(conn);
 
 	switch (f->type) {
 	case 'Q':
@@ -753,7 +754,7 @@ static bool console_message(struct admin_conn *conn, struct evbuffer *in, const 
 
 static void console_input(struct client *c)
 {
-	struct admin_conn *conn = c->session;
+	struct console_conn *conn = c->session;
 	struct evbuffer *in = c->conn.in;
 	uint32_t max_packet = (uint32_t)c->w->cfg->max_packet_size;
 
@@ -788,7 +789,7 @@ static void console_input(struct client *c)
 
 /* ---- lexer ---- */
 
-void admin_lex_init(struct admin_lexer *lx, const char *s)
+void console_lex_init(struct console_lexer *lx, const char *s)
 {
 	lx->p = s;
 	lx->start = s;
@@ -802,14 +803,14 @@ static bool is_word_char(char ch)
 	return isalnum((unsigned char)ch) || ch == '_' || ch == '$' || ch == '.' || ch == '-';
 }
 
-static enum admin_tok lex_fail(struct admin_lexer *lx, const char *why)
+static enum console_tok lex_fail(struct console_lexer *lx, const char *why)
 {
 	lx->error = why;
 	lx->text[0] = '\0';
 	return lx->kind = TOK_ERROR;
 }
 
-static enum admin_tok lex_quoted(struct admin_lexer *lx)
+static enum console_tok lex_quoted(struct console_lexer *lx)
 {
 	char q = *lx->p++;
 	size_t n = 0;
@@ -830,7 +831,7 @@ static enum admin_tok lex_quoted(struct admin_lexer *lx)
 	return lx->kind = q == '\'' ? TOK_STRING : TOK_WORD;
 }
 
-enum admin_tok admin_lex_next(struct admin_lexer *lx)
+enum console_tok console_lex_next(struct console_lexer *lx)
 {
 	size_t n = 0;
 
@@ -866,32 +867,32 @@ enum admin_tok admin_lex_next(struct admin_lexer *lx)
 	return lx->kind = TOK_WORD;
 }
 
-bool admin_lex_is(const struct admin_lexer *lx, const char *kw)
+bool console_lex_is(const struct console_lexer *lx, const char *kw)
 {
 	return lx->kind == TOK_WORD && strcasecmp(lx->text, kw) == 0;
 }
 
-int admin_parse_optional_db(struct admin_conn *conn, struct admin_lexer *lx, const char *cmd,
-                            char **out)
+int console_parse_optional_db(struct console_conn *conn, struct console_lexer *lx, const char *cmd,
+                              char **out)
 {
-	enum admin_tok t = admin_lex_next(lx);
+	enum console_tok t = console_lex_next(lx);
 
 	*out = NULL;
 	if (t == TOK_END)
 		return 0;
 	if (t != TOK_WORD) {
-		admin_reply_error(conn, SQLSTATE_SYNTAX_ERROR, "syntax error: %s takes %s", cmd,
-		                  t == TOK_ERROR ? lx->error : "an optional database name");
+		console_reply_error(conn, SQLSTATE_SYNTAX_ERROR, "syntax error: %s takes %s", cmd,
+		                    t == TOK_ERROR ? lx->error : "an optional database name");
 		return -1;
 	}
 	*out = strdup(lx->text);
 	if (*out == NULL) {
-		admin_reply_error(conn, SQLSTATE_INTERNAL_ERROR, "out of memory");
+		console_reply_error(conn, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return -1;
 	}
-	if (admin_lex_next(lx) != TOK_END) {
-		admin_reply_error(conn, SQLSTATE_SYNTAX_ERROR,
-		                  "syntax error: %s takes at most one database name", cmd);
+	if (console_lex_next(lx) != TOK_END) {
+		console_reply_error(conn, SQLSTATE_SYNTAX_ERROR,
+		                    "syntax error: %s takes at most one database name", cmd);
 		free(*out);
 		*out = NULL;
 		return -1;

@@ -35,7 +35,8 @@
 
 #define WAIT_CLIENTS_POLL_US 100000 /* SHUTDOWN WAIT_FOR_CLIENTS: look at the client count */
 
-bool admin_target_matches(const char *target, const char *dbname)
+/* Does a database argument (NULL = all) cover `dbname`? */
+static bool target_matches(const char *target, const char *dbname)
 {
 	return target == NULL || (dbname != NULL && strcmp(target, dbname) == 0);
 }
@@ -43,28 +44,28 @@ bool admin_target_matches(const char *target, const char *dbname)
 /* ---- helpers ---- */
 
 /* A database argument must name a database sluice could serve. */
-static bool db_known(struct admin_conn *conn, const char *name)
+static bool db_known(struct console_conn *conn, const char *name)
 {
 	const struct config *cfg = conn->w->cfg;
 
 	if (config_is_console_db(cfg, name)) {
-		admin_reply_error(conn, SQLSTATE_INVALID_PARAMETER_VALUE,
-		                  "\"%s\" is the admin console, not a pooled database", name);
+		console_reply_error(conn, SQLSTATE_INVALID_PARAMETER_VALUE,
+		                    "\"%s\" is the admin console, not a pooled database", name);
 		return false;
 	}
 	if (config_find_db(cfg, name) == NULL) {
-		admin_reply_error(conn, SQLSTATE_INVALID_CATALOG_NAME, "no such database: %s",
-		                  name);
+		console_reply_error(conn, SQLSTATE_INVALID_CATALOG_NAME, "no such database: %s",
+		                    name);
 		return false;
 	}
 	return true;
 }
 
 /* Parse "[db]" after a command; the database must exist. */
-static int parse_target(struct admin_conn *conn, struct admin_lexer *lx, const char *cmd,
+static int parse_target(struct console_conn *conn, struct console_lexer *lx, const char *cmd,
                         char **target)
 {
-	if (admin_parse_optional_db(conn, lx, cmd, target) < 0)
+	if (console_parse_optional_db(conn, lx, cmd, target) < 0)
 		return -1;
 	if (*target != NULL && !db_known(conn, *target)) {
 		free(*target);
@@ -74,15 +75,16 @@ static int parse_target(struct admin_conn *conn, struct admin_lexer *lx, const c
 	return 0;
 }
 
-static int expect_end(struct admin_conn *conn, struct admin_lexer *lx, const char *cmd)
+static int expect_end(struct console_conn *conn, struct console_lexer *lx, const char *cmd)
 {
-	if (admin_lex_next(lx) == TOK_END)
+	if (console_lex_next(lx) == TOK_END)
 		return 0;
-	admin_reply_error(conn, SQLSTATE_SYNTAX_ERROR, "syntax error: %s takes no arguments", cmd);
+	console_reply_error(conn, SQLSTATE_SYNTAX_ERROR, "syntax error: %s takes no arguments",
+	                    cmd);
 	return -1;
 }
 
-static int64_t sum_remaining(const struct admin_op *op)
+static int64_t sum_remaining(const struct console_op *op)
 {
 	int64_t n = 0;
 
@@ -91,7 +93,7 @@ static int64_t sum_remaining(const struct admin_op *op)
 	return n;
 }
 
-static bool any_found(const struct admin_op *op)
+static bool any_found(const struct console_op *op)
 {
 	for (int i = 0; i < op->nparts; i++)
 		if (op->parts[i].found)
@@ -100,16 +102,16 @@ static bool any_found(const struct admin_op *op)
 }
 
 /* Done for commands that answer as soon as every worker has applied them. */
-static void complete_done(struct admin_op *op)
+static void complete_done(struct console_op *op)
 {
-	admin_reply_complete(op->conn, op->tag);
-	admin_statement_done(op, true);
+	console_reply_complete(op->conn, op->tag);
+	console_statement_done(op, true);
 }
 
-static enum admin_result start(struct admin_conn *conn, const char *tag, char *target,
-                               admin_each_fn each, admin_done_fn done)
+static enum console_result start(struct console_conn *conn, const char *tag, char *target,
+                                 console_each_fn each, console_done_fn done)
 {
-	struct admin_op *op = admin_op_new(conn, tag);
+	struct console_op *op = console_op_new(conn, tag);
 
 	if (op == NULL) {
 		free(target);
@@ -118,7 +120,7 @@ static enum admin_result start(struct admin_conn *conn, const char *tag, char *t
 	op->target = target;
 	op->each = each;
 	op->done = done;
-	return admin_run_gather(op);
+	return console_run_gather(op);
 }
 
 /* Collect pointers first: closing one connection may close or move others. */
@@ -150,8 +152,8 @@ static void add_servers(struct victims *v, struct list_node *head)
 /* ---- PAUSE, RESUME, SUSPEND ---- */
 
 /* Servers still open in the target's pools; `found` if the pause was lifted meanwhile. */
-static void count_paused_servers_each(struct worker *w, struct admin_op *op,
-                                      struct admin_part *part)
+static void count_paused_servers_each(struct worker *w, struct console_op *op,
+                                      struct console_part *part)
 {
 	struct list_node *pos, *tmp;
 
@@ -159,7 +161,7 @@ static void count_paused_servers_each(struct worker *w, struct admin_op *op,
 	{
 		struct pool *p = list_entry(pos, struct pool, node);
 
-		if (!admin_target_matches(op->target, p->dbname))
+		if (!target_matches(op->target, p->dbname))
 			continue;
 		if (!p->pause_closes)
 			part->found = true;
@@ -167,18 +169,18 @@ static void count_paused_servers_each(struct worker *w, struct admin_op *op,
 	}
 }
 
-static void pause_each(struct worker *w, struct admin_op *op, struct admin_part *part)
+static void pause_each(struct worker *w, struct console_op *op, struct console_part *part)
 {
 	pause_hold(w, op->target);
 	count_paused_servers_each(w, op, part);
 }
 
-static void pause_done(struct admin_op *op)
+static void pause_done(struct console_op *op)
 {
 	if (any_found(op)) {
-		admin_reply_error(op->conn, SQLSTATE_QUERY_CANCELED,
-		                  "PAUSE interrupted: RESUME was run while it waited");
-		admin_statement_done(op, false);
+		console_reply_error(op->conn, SQLSTATE_QUERY_CANCELED,
+		                    "PAUSE interrupted: RESUME was run while it waited");
+		console_statement_done(op, false);
 		return;
 	}
 	if (sum_remaining(op) == 0) {
@@ -187,10 +189,10 @@ static void pause_done(struct admin_op *op)
 	}
 	/* PAUSE answers once every server of the target is closed. */
 	op->each = count_paused_servers_each;
-	admin_poll_later(op);
+	console_poll_later(op);
 }
 
-enum admin_result admin_pause(struct admin_conn *conn, struct admin_lexer *lx)
+enum console_result control_pause(struct console_conn *conn, struct console_lexer *lx)
 {
 	char *target;
 
@@ -199,12 +201,12 @@ enum admin_result admin_pause(struct admin_conn *conn, struct admin_lexer *lx)
 	return start(conn, "PAUSE", target, pause_each, pause_done);
 }
 
-static void resume_each(struct worker *w, struct admin_op *op, struct admin_part *part)
+static void resume_each(struct worker *w, struct console_op *op, struct console_part *part)
 {
 	pause_resume(w, op->target);
 }
 
-enum admin_result admin_resume(struct admin_conn *conn, struct admin_lexer *lx)
+enum console_result control_resume(struct console_conn *conn, struct console_lexer *lx)
 {
 	const struct pause_state *ps = &conn->w->pause;
 	char *target;
@@ -212,30 +214,30 @@ enum admin_result admin_resume(struct admin_conn *conn, struct admin_lexer *lx)
 	if (parse_target(conn, lx, "RESUME", &target) < 0)
 		return ADMIN_FAILED;
 	if (target != NULL && !pause_db_paused_alone(conn->w, target)) {
-		admin_reply_error(conn, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-		                  "database %s is not paused%s", target,
-		                  ps->paused || ps->suspended
-		                      ? " on its own (RESUME without a name lifts the global "
-		                        "PAUSE or SUSPEND)"
-		                      : "");
+		console_reply_error(conn, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+		                    "database %s is not paused%s", target,
+		                    ps->paused || ps->suspended
+		                        ? " on its own (RESUME without a name lifts the global "
+		                          "PAUSE or SUSPEND)"
+		                        : "");
 		free(target);
 		return ADMIN_FAILED;
 	}
 	if (!pause_any_paused(conn->w)) {
-		admin_reply_error(conn, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-		                  "sluice is not paused or suspended");
+		console_reply_error(conn, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+		                    "sluice is not paused or suspended");
 		return ADMIN_FAILED;
 	}
 	return start(conn, "RESUME", target, resume_each, complete_done);
 }
 
-static void add_output(struct admin_part *part, const struct conn *conn)
+static void add_output(struct console_part *part, const struct conn *conn)
 {
 	part->remaining += (int64_t)evbuffer_get_length(conn->out);
 }
 
 /* Bytes still queued towards clients and servers. */
-static void count_unflushed_each(struct worker *w, struct admin_op *op, struct admin_part *part)
+static void count_unflushed_each(struct worker *w, struct console_op *op, struct console_part *part)
 {
 	struct list_node *pos, *tmp;
 
@@ -257,29 +259,29 @@ static void count_unflushed_each(struct worker *w, struct admin_op *op, struct a
 	}
 }
 
-static void suspend_each(struct worker *w, struct admin_op *op, struct admin_part *part)
+static void suspend_each(struct worker *w, struct console_op *op, struct console_part *part)
 {
 	pause_suspend(w);
 	count_unflushed_each(w, op, part);
 }
 
-static void flush_done(struct admin_op *op)
+static void flush_done(struct console_op *op)
 {
 	if (sum_remaining(op) == 0) {
 		complete_done(op);
 		return;
 	}
 	op->each = count_unflushed_each;
-	admin_poll_later(op);
+	console_poll_later(op);
 }
 
-enum admin_result admin_suspend(struct admin_conn *conn, struct admin_lexer *lx)
+enum console_result control_suspend(struct console_conn *conn, struct console_lexer *lx)
 {
 	if (expect_end(conn, lx, "SUSPEND") < 0)
 		return ADMIN_FAILED;
 	if (conn->w->pause.suspended) {
-		admin_reply_error(conn, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-		                  "sluice is already suspended");
+		console_reply_error(conn, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+		                    "sluice is already suspended");
 		return ADMIN_FAILED;
 	}
 	return start(conn, "SUSPEND", NULL, suspend_each, flush_done);
@@ -287,25 +289,25 @@ enum admin_result admin_suspend(struct admin_conn *conn, struct admin_lexer *lx)
 
 /* ---- DISABLE, ENABLE ---- */
 
-static void disable_each(struct worker *w, struct admin_op *op, struct admin_part *part)
+static void disable_each(struct worker *w, struct console_op *op, struct console_part *part)
 {
 	pause_set_disabled(w, op->target, op->kind);
 }
 
-static enum admin_result set_disabled(struct admin_conn *conn, struct admin_lexer *lx,
-                                      const char *cmd, bool disabled)
+static enum console_result set_disabled(struct console_conn *conn, struct console_lexer *lx,
+                                        const char *cmd, bool disabled)
 {
-	struct admin_op *op;
+	struct console_op *op;
 	char *target;
 
 	if (parse_target(conn, lx, cmd, &target) < 0)
 		return ADMIN_FAILED;
 	if (target == NULL) {
-		admin_reply_error(conn, SQLSTATE_SYNTAX_ERROR,
-		                  "syntax error: %s needs a database name", cmd);
+		console_reply_error(conn, SQLSTATE_SYNTAX_ERROR,
+		                    "syntax error: %s needs a database name", cmd);
 		return ADMIN_FAILED;
 	}
-	if ((op = admin_op_new(conn, cmd)) == NULL) {
+	if ((op = console_op_new(conn, cmd)) == NULL) {
 		free(target);
 		return ADMIN_FAILED;
 	}
@@ -313,22 +315,22 @@ static enum admin_result set_disabled(struct admin_conn *conn, struct admin_lexe
 	op->kind = disabled;
 	op->each = disable_each;
 	op->done = complete_done;
-	return admin_run_gather(op);
+	return console_run_gather(op);
 }
 
-enum admin_result admin_disable(struct admin_conn *conn, struct admin_lexer *lx)
+enum console_result control_disable(struct console_conn *conn, struct console_lexer *lx)
 {
 	return set_disabled(conn, lx, "DISABLE", true);
 }
 
-enum admin_result admin_enable(struct admin_conn *conn, struct admin_lexer *lx)
+enum console_result control_enable(struct console_conn *conn, struct console_lexer *lx)
 {
 	return set_disabled(conn, lx, "ENABLE", false);
 }
 
 /* ---- RECONNECT, WAIT_CLOSE ---- */
 
-static void reconnect_each(struct worker *w, struct admin_op *op, struct admin_part *part)
+static void reconnect_each(struct worker *w, struct console_op *op, struct console_part *part)
 {
 	struct list_node *pos, *tmp;
 
@@ -336,12 +338,12 @@ static void reconnect_each(struct worker *w, struct admin_op *op, struct admin_p
 	{
 		struct pool *p = list_entry(pos, struct pool, node);
 
-		if (admin_target_matches(op->target, p->dbname))
+		if (target_matches(op->target, p->dbname))
 			pool_reconnect(p);
 	}
 }
 
-enum admin_result admin_reconnect(struct admin_conn *conn, struct admin_lexer *lx)
+enum console_result control_reconnect(struct console_conn *conn, struct console_lexer *lx)
 {
 	char *target;
 
@@ -350,7 +352,8 @@ enum admin_result admin_reconnect(struct admin_conn *conn, struct admin_lexer *l
 	return start(conn, "RECONNECT", target, reconnect_each, complete_done);
 }
 
-static void count_close_needed_each(struct worker *w, struct admin_op *op, struct admin_part *part)
+static void count_close_needed_each(struct worker *w, struct console_op *op,
+                                    struct console_part *part)
 {
 	struct list_node *pos, *tmp;
 
@@ -359,7 +362,7 @@ static void count_close_needed_each(struct worker *w, struct admin_op *op, struc
 		struct pool *p = list_entry(pos, struct pool, node);
 		struct list_node *heads[] = {&p->idle, &p->active, &p->pending};
 
-		if (!admin_target_matches(op->target, p->dbname))
+		if (!target_matches(op->target, p->dbname))
 			continue;
 		for (size_t i = 0; i < 3; i++)
 			for (struct list_node *n = heads[i]->next; n != heads[i]; n = n->next)
@@ -367,16 +370,16 @@ static void count_close_needed_each(struct worker *w, struct admin_op *op, struc
 	}
 }
 
-static void wait_close_done(struct admin_op *op)
+static void wait_close_done(struct console_op *op)
 {
 	if (sum_remaining(op) == 0) {
 		complete_done(op);
 		return;
 	}
-	admin_poll_later(op);
+	console_poll_later(op);
 }
 
-enum admin_result admin_wait_close(struct admin_conn *conn, struct admin_lexer *lx)
+enum console_result control_wait_close(struct console_conn *conn, struct console_lexer *lx)
 {
 	char *target;
 
@@ -392,11 +395,11 @@ static bool client_in_target(const struct client *c, const char *target)
 	if (c->session != NULL || c->state == CLIENT_CLOSING)
 		return false;
 	if (c->pool != NULL)
-		return admin_target_matches(target, c->pool->dbname);
-	return c->dbname != NULL && admin_target_matches(target, c->dbname);
+		return target_matches(target, c->pool->dbname);
+	return c->dbname != NULL && target_matches(target, c->dbname);
 }
 
-static void kill_each(struct worker *w, struct admin_op *op, struct admin_part *part)
+static void kill_each(struct worker *w, struct console_op *op, struct console_part *part)
 {
 	struct victims clients = {0}, servers = {0};
 	struct list_node *pos, *tmp;
@@ -417,7 +420,7 @@ static void kill_each(struct worker *w, struct admin_op *op, struct admin_part *
 	{
 		struct pool *p = list_entry(pos, struct pool, node);
 
-		if (!admin_target_matches(op->target, p->dbname))
+		if (!target_matches(op->target, p->dbname))
 			continue;
 		add_servers(&servers, &p->idle);
 		add_servers(&servers, &p->active);
@@ -429,7 +432,7 @@ static void kill_each(struct worker *w, struct admin_op *op, struct admin_part *
 	free(servers.items);
 }
 
-enum admin_result admin_kill(struct admin_conn *conn, struct admin_lexer *lx)
+enum console_result control_kill(struct console_conn *conn, struct console_lexer *lx)
 {
 	char *target;
 
@@ -438,7 +441,7 @@ enum admin_result admin_kill(struct admin_conn *conn, struct admin_lexer *lx)
 	return start(conn, "KILL", target, kill_each, complete_done);
 }
 
-static void kill_client_each(struct worker *w, struct admin_op *op, struct admin_part *part)
+static void kill_client_each(struct worker *w, struct console_op *op, struct console_part *part)
 {
 	struct list_node *pos, *tmp;
 
@@ -458,46 +461,47 @@ static void kill_client_each(struct worker *w, struct admin_op *op, struct admin
 	}
 }
 
-static void kill_client_done(struct admin_op *op)
+static void kill_client_done(struct console_op *op)
 {
 	if (!any_found(op)) {
-		admin_reply_error(op->conn, SQLSTATE_UNDEFINED_OBJECT,
-		                  "no client with id %" PRIu64 " (SHOW CLIENTS lists the ids)",
-		                  op->client_id);
-		admin_statement_done(op, false);
+		console_reply_error(op->conn, SQLSTATE_UNDEFINED_OBJECT,
+		                    "no client with id %" PRIu64 " (SHOW CLIENTS lists the ids)",
+		                    op->client_id);
+		console_statement_done(op, false);
 		return;
 	}
 	complete_done(op);
 }
 
-enum admin_result admin_kill_client(struct admin_conn *conn, struct admin_lexer *lx)
+enum console_result control_kill_client(struct console_conn *conn, struct console_lexer *lx)
 {
-	struct admin_op *op;
+	struct console_op *op;
 	unsigned long long id;
 	char *end;
 
-	if (admin_lex_next(lx) != TOK_WORD) {
-		admin_reply_error(conn, SQLSTATE_SYNTAX_ERROR,
-		                  "syntax error: KILL_CLIENT needs a client id from SHOW CLIENTS");
+	if (console_lex_next(lx) != TOK_WORD) {
+		console_reply_error(
+		    conn, SQLSTATE_SYNTAX_ERROR,
+		    "syntax error: KILL_CLIENT needs a client id from SHOW CLIENTS");
 		return ADMIN_FAILED;
 	}
 	errno = 0;
 	id = strtoull(lx->text, &end, 10);
 	if (errno != 0 || *end != '\0' || lx->text[0] < '0' || lx->text[0] > '9') {
-		admin_reply_error(conn, SQLSTATE_INVALID_PARAMETER_VALUE,
-		                  "invalid client id \"%.64s\": expected a number from the id "
-		                  "column of SHOW CLIENTS",
-		                  lx->text);
+		console_reply_error(conn, SQLSTATE_INVALID_PARAMETER_VALUE,
+		                    "invalid client id \"%.64s\": expected a number from the id "
+		                    "column of SHOW CLIENTS",
+		                    lx->text);
 		return ADMIN_FAILED;
 	}
 	if (expect_end(conn, lx, "KILL_CLIENT id") < 0)
 		return ADMIN_FAILED;
-	if ((op = admin_op_new(conn, "KILL_CLIENT")) == NULL)
+	if ((op = console_op_new(conn, "KILL_CLIENT")) == NULL)
 		return ADMIN_FAILED;
 	op->client_id = id;
 	op->each = kill_client_each;
 	op->done = kill_client_done;
-	return admin_run_gather(op);
+	return console_run_gather(op);
 }
 
 /* ---- SHUTDOWN ---- */
@@ -559,26 +563,26 @@ static void shutdown_fn(void *owner, void *arg)
 	}
 }
 
-enum admin_result admin_shutdown(struct admin_conn *conn, struct admin_lexer *lx)
+enum console_result control_shutdown(struct console_conn *conn, struct console_lexer *lx)
 {
 	enum shutdown_mode mode = SHUTDOWN_NOW;
-	enum admin_tok t = admin_lex_next(lx);
+	enum console_tok t = console_lex_next(lx);
 
-	if (t == TOK_WORD && admin_lex_is(lx, "WAIT_FOR_SERVERS"))
+	if (t == TOK_WORD && console_lex_is(lx, "WAIT_FOR_SERVERS"))
 		mode = SHUTDOWN_WAIT_FOR_SERVERS;
-	else if (t == TOK_WORD && admin_lex_is(lx, "WAIT_FOR_CLIENTS"))
+	else if (t == TOK_WORD && console_lex_is(lx, "WAIT_FOR_CLIENTS"))
 		mode = SHUTDOWN_WAIT_FOR_CLIENTS;
 	if ((t != TOK_END && mode == SHUTDOWN_NOW) ||
-	    (t != TOK_END && admin_lex_next(lx) != TOK_END)) {
-		admin_reply_error(conn, SQLSTATE_SYNTAX_ERROR,
-		                  "syntax error: SHUTDOWN takes nothing, WAIT_FOR_SERVERS or "
-		                  "WAIT_FOR_CLIENTS");
+	    (t != TOK_END && console_lex_next(lx) != TOK_END)) {
+		console_reply_error(conn, SQLSTATE_SYNTAX_ERROR,
+		                    "syntax error: SHUTDOWN takes nothing, WAIT_FOR_SERVERS or "
+		                    "WAIT_FOR_CLIENTS");
 		return ADMIN_FAILED;
 	}
 	/* Answer first: the connection may be gone before the control loop acts. */
-	admin_reply_complete(conn, "SHUTDOWN");
+	console_reply_complete(conn, "SHUTDOWN");
 	if (inbox_post(&runtime_of(conn->w)->inbox, shutdown_fn, (void *)(intptr_t)mode) < 0) {
-		admin_reply_error(conn, SQLSTATE_INTERNAL_ERROR, "out of memory");
+		console_reply_error(conn, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return ADMIN_FAILED;
 	}
 	return ADMIN_DONE;
@@ -586,20 +590,20 @@ enum admin_result admin_shutdown(struct admin_conn *conn, struct admin_lexer *lx
 
 /* ---- RELOAD, SET ---- */
 
-static void control_done(struct admin_op *op)
+static void control_done(struct console_op *op)
 {
 	if (op->rc < 0) {
-		admin_reply_error(op->conn,
-		                  op->kind ? SQLSTATE_INVALID_PARAMETER_VALUE
-		                           : SQLSTATE_CONFIG_FILE_ERROR,
-		                  "%s", op->error);
-		admin_statement_done(op, false);
+		console_reply_error(op->conn,
+		                    op->kind ? SQLSTATE_INVALID_PARAMETER_VALUE
+		                             : SQLSTATE_CONFIG_FILE_ERROR,
+		                    "%s", op->error);
+		console_statement_done(op, false);
 		return;
 	}
 	complete_done(op);
 }
 
-static void reload_control(struct runtime *rt, struct admin_op *op)
+static void reload_control(struct runtime *rt, struct console_op *op)
 {
 	struct config_error err;
 	struct config *cfg;
@@ -623,17 +627,17 @@ static void reload_control(struct runtime *rt, struct admin_op *op)
 	}
 }
 
-enum admin_result admin_reload(struct admin_conn *conn, struct admin_lexer *lx)
+enum console_result control_reload(struct console_conn *conn, struct console_lexer *lx)
 {
-	struct admin_op *op;
+	struct console_op *op;
 
 	if (expect_end(conn, lx, "RELOAD") < 0)
 		return ADMIN_FAILED;
-	if ((op = admin_op_new(conn, "RELOAD")) == NULL)
+	if ((op = console_op_new(conn, "RELOAD")) == NULL)
 		return ADMIN_FAILED;
 	op->control = reload_control;
 	op->done = control_done;
-	return admin_run_control(op);
+	return console_run_control(op);
 }
 
 /* Read cfg->auth_file into cfg->auth (a relative path is next to the ini file). */
@@ -694,7 +698,7 @@ fail:
 	return NULL;
 }
 
-static void set_control(struct runtime *rt, struct admin_op *op)
+static void set_control(struct runtime *rt, struct console_op *op)
 {
 	struct config_error err;
 	struct config *cfg = config_with(rt, op->key, op->value, &err);
@@ -714,20 +718,20 @@ static void set_control(struct runtime *rt, struct admin_op *op)
 }
 
 /* `SET name = value` or `SET name TO value`: the value is a 'string' or the rest, trimmed. */
-static int parse_set(struct admin_conn *conn, struct admin_lexer *lx, char **name, char **value)
+static int parse_set(struct console_conn *conn, struct console_lexer *lx, char **name, char **value)
 {
 	const char *rest, *end;
 	size_t len;
 
 	*name = *value = NULL;
-	if (admin_lex_next(lx) != TOK_WORD || (*name = strdup(lx->text)) == NULL)
+	if (console_lex_next(lx) != TOK_WORD || (*name = strdup(lx->text)) == NULL)
 		goto syntax;
-	if (admin_lex_next(lx) != TOK_EQUALS && !admin_lex_is(lx, "TO"))
+	if (console_lex_next(lx) != TOK_EQUALS && !console_lex_is(lx, "TO"))
 		goto syntax;
 	rest = lx->p + strspn(lx->p, " \t\r\n");
-	if (admin_lex_next(lx) == TOK_STRING) {
+	if (console_lex_next(lx) == TOK_STRING) {
 		*value = strdup(lx->text);
-		if (admin_lex_next(lx) != TOK_END)
+		if (console_lex_next(lx) != TOK_END)
 			goto syntax;
 	} else {
 		end = rest + strlen(rest);
@@ -742,46 +746,46 @@ static int parse_set(struct admin_conn *conn, struct admin_lexer *lx, char **nam
 	if (*value != NULL)
 		return 0;
 syntax:
-	admin_reply_error(conn, SQLSTATE_SYNTAX_ERROR,
-	                  "syntax error: expected SET name = value (quote text values: SET "
-	                  "server_reset_query = 'DISCARD ALL')");
+	console_reply_error(conn, SQLSTATE_SYNTAX_ERROR,
+	                    "syntax error: expected SET name = value (quote text values: SET "
+	                    "server_reset_query = 'DISCARD ALL')");
 	free(*name);
 	free(*value);
 	*name = *value = NULL;
 	return -1;
 }
 
-static bool set_allowed(struct admin_conn *conn, const char *name)
+static bool set_allowed(struct console_conn *conn, const char *name)
 {
 	const struct config_option *opt = config_option_find(name);
 
 	if (opt == NULL) {
-		admin_reply_error(conn, SQLSTATE_UNDEFINED_OBJECT,
-		                  "unrecognized configuration parameter \"%.100s\" (SHOW CONFIG "
-		                  "lists them)",
-		                  name);
+		console_reply_error(conn, SQLSTATE_UNDEFINED_OBJECT,
+		                    "unrecognized configuration parameter \"%.100s\" (SHOW CONFIG "
+		                    "lists them)",
+		                    name);
 		return false;
 	}
 	if (conn->role != ADMIN_ROLE_ADMIN) {
-		admin_reply_error(conn, SQLSTATE_INSUFFICIENT_PRIVILEGE,
-		                  "SET %s needs a user in admin_users; \"%s\" is a stats_users "
-		                  "member",
-		                  name, conn->c->user);
+		console_reply_error(conn, SQLSTATE_INSUFFICIENT_PRIVILEGE,
+		                    "SET %s needs a user in admin_users; \"%s\" is a stats_users "
+		                    "member",
+		                    name, conn->c->user);
 		return false;
 	}
 	if (opt->reload == RELOAD_RESTART) {
-		admin_reply_error(conn, SQLSTATE_CANT_CHANGE_RUNTIME_PARAM,
-		                  "%s cannot be changed while sluice runs: change it in the "
-		                  "configuration and restart",
-		                  name);
+		console_reply_error(conn, SQLSTATE_CANT_CHANGE_RUNTIME_PARAM,
+		                    "%s cannot be changed while sluice runs: change it in the "
+		                    "configuration and restart",
+		                    name);
 		return false;
 	}
 	return true;
 }
 
-enum admin_result admin_set(struct admin_conn *conn, struct admin_lexer *lx)
+enum console_result control_set(struct console_conn *conn, struct console_lexer *lx)
 {
-	struct admin_op *op;
+	struct console_op *op;
 	char *name, *value;
 
 	if (parse_set(conn, lx, &name, &value) < 0)
@@ -789,7 +793,7 @@ enum admin_result admin_set(struct admin_conn *conn, struct admin_lexer *lx)
 	/* Option names are lower case, but SET Default_Pool_Size is the same thing. */
 	for (char *p = name; *p != '\0'; p++)
 		*p = (char)tolower((unsigned char)*p);
-	if (admin_set_probe(conn, name, value)) {
+	if (console_set_probe(conn, name, value)) {
 		free(name);
 		free(value);
 		return ADMIN_DONE;
@@ -799,7 +803,7 @@ enum admin_result admin_set(struct admin_conn *conn, struct admin_lexer *lx)
 		free(value);
 		return ADMIN_FAILED;
 	}
-	if ((op = admin_op_new(conn, "SET")) == NULL) {
+	if ((op = console_op_new(conn, "SET")) == NULL) {
 		free(name);
 		free(value);
 		return ADMIN_FAILED;
@@ -809,5 +813,5 @@ enum admin_result admin_set(struct admin_conn *conn, struct admin_lexer *lx)
 	op->kind = 1; /* errors are bad values, not file errors */
 	op->control = set_control;
 	op->done = control_done;
-	return admin_run_control(op);
+	return console_run_control(op);
 }

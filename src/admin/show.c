@@ -115,14 +115,14 @@ static void row_to(struct evbuffer *out, const struct row *r)
 	build_data_row(out, r->n, r->vals);
 }
 
-static void row_send(struct admin_conn *conn, const struct row *r)
+static void row_send(struct console_conn *conn, const struct row *r)
 {
-	admin_reply_row(conn, r->n, r->vals);
+	console_reply_row(conn, r->n, r->vals);
 }
 
 /* ---- SHOW POOLS ---- */
 
-static const struct admin_col pools_cols[] = {
+static const struct console_col pools_cols[] = {
     {"database", T},
     {"user", T},
     {"cl_active", I4},
@@ -146,12 +146,12 @@ static const struct admin_col pools_cols[] = {
     {"paused", I4},
 };
 
-static void render_pools(struct admin_conn *conn, struct admin_op *op)
+static void render_pools(struct console_conn *conn, struct console_op *op)
 {
 	struct census_merged m;
 
 	census_merge_pools(op, false, &m);
-	admin_reply_header(conn, pools_cols, NCOLS(pools_cols));
+	console_reply_header(conn, pools_cols, NCOLS(pools_cols));
 	for (size_t i = 0; i < m.n; i++) {
 		const struct census_pool *p = &m.recs[i];
 		struct row r = {0};
@@ -183,7 +183,7 @@ static void render_pools(struct admin_conn *conn, struct admin_op *op)
 
 /* ---- SHOW STATS, STATS_TOTALS, STATS_AVERAGES, TOTALS ---- */
 
-static const struct admin_col stats_cols[] = {
+static const struct console_col stats_cols[] = {
     {"database", T},
     {"total_server_assignment_count", NUM},
     {"total_xact_count", NUM},
@@ -215,7 +215,7 @@ static const struct admin_col stats_cols[] = {
     {"total_requests", NUM}, /* total_query_count by its old name, for old exporters */
 };
 
-static const struct admin_col stats_totals_cols[] = {
+static const struct console_col stats_totals_cols[] = {
     {"database", T},
     {"server_assignment_count", NUM},
     {"xact_count", NUM},
@@ -233,7 +233,7 @@ static const struct admin_col stats_totals_cols[] = {
     {"error_count", NUM},
 };
 
-static const struct admin_col stats_averages_cols[] = {
+static const struct console_col stats_averages_cols[] = {
     {"database", T},
     {"server_assignment_count", NUM},
     {"xact_count", NUM},
@@ -310,10 +310,10 @@ static void stats_row(struct row *r, const struct census_pool *p, int kind)
 	}
 }
 /* op->kind for the stats family: 0 STATS, 1 STATS_TOTALS, 2 STATS_AVERAGES. */
-static void render_stats_kind(struct admin_conn *conn, struct admin_op *op, int kind)
+static void render_stats_kind(struct console_conn *conn, struct console_op *op, int kind)
 {
 	static const struct {
-		const struct admin_col *cols;
+		const struct console_col *cols;
 		size_t n;
 	} shapes[] = {
 	    {stats_cols, NCOLS(stats_cols)},
@@ -324,7 +324,7 @@ static void render_stats_kind(struct admin_conn *conn, struct admin_op *op, int 
 
 	census_merge_pools(op, true, &m);
 	census_add_configured_dbs(conn->w->cfg, &m);
-	admin_reply_header(conn, shapes[kind].cols, shapes[kind].n);
+	console_reply_header(conn, shapes[kind].cols, shapes[kind].n);
 	for (size_t i = 0; i < m.n; i++) {
 		struct row r = {0};
 
@@ -334,24 +334,24 @@ static void render_stats_kind(struct admin_conn *conn, struct admin_op *op, int 
 	free(m.recs);
 }
 
-static void render_stats(struct admin_conn *conn, struct admin_op *op)
+static void render_stats(struct console_conn *conn, struct console_op *op)
 {
 	render_stats_kind(conn, op, 0);
 }
 
-static void render_stats_totals(struct admin_conn *conn, struct admin_op *op)
+static void render_stats_totals(struct console_conn *conn, struct console_op *op)
 {
 	render_stats_kind(conn, op, 1);
 }
 
-static void render_stats_averages(struct admin_conn *conn, struct admin_op *op)
+static void render_stats_averages(struct console_conn *conn, struct console_op *op)
 {
 	render_stats_kind(conn, op, 2);
 }
 
-static const struct admin_col name_value_cols[] = {{"name", T}, {"value", NUM}};
+static const struct console_col name_value_cols[] = {{"name", T}, {"value", NUM}};
 
-static void render_totals(struct admin_conn *conn, struct admin_op *op)
+static void render_totals(struct console_conn *conn, struct console_op *op)
 {
 	struct census_pool all = {.db = (char *)"*"};
 	struct census_merged m;
@@ -362,18 +362,18 @@ static void render_totals(struct admin_conn *conn, struct admin_op *op)
 		census_pool_sum(&all, &m.recs[i]);
 	free(m.recs);
 	stats_row(&r, &all, 0);
-	admin_reply_header(conn, name_value_cols, NCOLS(name_value_cols));
+	console_reply_header(conn, name_value_cols, NCOLS(name_value_cols));
 	/* One row per SHOW STATS column, database left out. */
 	for (size_t i = 1; i < r.n && i < NCOLS(stats_cols); i++) {
 		const char *pair[2] = {stats_cols[i].name, r.vals[i]};
 
-		admin_reply_row(conn, 2, pair);
+		console_reply_row(conn, 2, pair);
 	}
 }
 
 /* ---- SHOW CLIENTS, SERVERS ---- */
 
-static const struct admin_col conn_cols[] = {
+static const struct console_col conn_cols[] = {
     {"type", T},
     {"user", T},
     {"database", T},
@@ -461,7 +461,7 @@ static const char *client_state_text(const struct client *c)
 	case CLIENT_LOGIN:
 		return "login";
 	case CLIENT_IDLE:
-		return c->session != NULL && ((struct admin_conn *)c->session)->sql != NULL
+		return c->session != NULL && ((struct console_conn *)c->session)->sql != NULL
 		           ? "active"
 		           : "idle";
 	case CLIENT_ACTIVE:
@@ -525,7 +525,7 @@ static void render_client(struct worker *w, const struct client *c, struct evbuf
 	row_to(out, &r);
 }
 
-static void clients_each(struct worker *w, struct admin_op *op, struct admin_part *part)
+static void clients_each(struct worker *w, struct console_op *op, struct console_part *part)
 {
 	int64_t now = worker_now_us(w);
 	struct list_node *pos, *tmp;
@@ -597,7 +597,7 @@ static void render_server(struct worker *w, const struct server *s, struct evbuf
 	row_to(out, &r);
 }
 
-static void servers_each(struct worker *w, struct admin_op *op, struct admin_part *part)
+static void servers_each(struct worker *w, struct console_op *op, struct console_part *part)
 {
 	struct list_node *pos, *tmp;
 
@@ -614,17 +614,17 @@ static void servers_each(struct worker *w, struct admin_op *op, struct admin_par
 	}
 }
 
-static void render_rows(struct admin_conn *conn, struct admin_op *op)
+static void render_rows(struct console_conn *conn, struct console_op *op)
 {
-	admin_reply_header(conn, conn_cols, NCOLS(conn_cols));
+	console_reply_header(conn, conn_cols, NCOLS(conn_cols));
 	for (int i = 0; i < op->nparts; i++)
 		if (op->parts[i].rows != NULL)
-			evbuffer_add_buffer(admin_out(conn), op->parts[i].rows);
+			evbuffer_add_buffer(console_out(conn), op->parts[i].rows);
 }
 
 /* ---- SHOW DATABASES, USERS, LISTS, MEM ---- */
 
-static const struct admin_col databases_cols[] = {
+static const struct console_col databases_cols[] = {
     {"name", T},
     {"host", T},
     {"port", I4},
@@ -645,7 +645,7 @@ static const struct admin_col databases_cols[] = {
     /* sluice */
     {"reserve_pool", I4}, /* reserve_pool_size by its old name, for old exporters */
 };
-static void database_row(struct admin_conn *conn, const struct census_pool *p)
+static void database_row(struct console_conn *conn, const struct census_pool *p)
 {
 	const struct config *cfg = conn->w->cfg;
 	const struct db_def *db = config_find_db(cfg, p->db);
@@ -679,18 +679,18 @@ static void database_row(struct admin_conn *conn, const struct census_pool *p)
 	row_send(conn, &r);
 }
 
-static void render_databases(struct admin_conn *conn, struct admin_op *op)
+static void render_databases(struct console_conn *conn, struct console_op *op)
 {
 	struct census_merged m;
 
 	census_list_databases(conn->w->cfg, op, &m);
-	admin_reply_header(conn, databases_cols, NCOLS(databases_cols));
+	console_reply_header(conn, databases_cols, NCOLS(databases_cols));
 	for (size_t i = 0; i < m.n; i++)
 		database_row(conn, &m.recs[i]);
 	free(m.recs);
 }
 
-static const struct admin_col users_cols[] = {
+static const struct console_col users_cols[] = {
     {"name", T},
     {"pool_size", I4},
     {"reserve_pool_size", I4},
@@ -700,7 +700,7 @@ static const struct admin_col users_cols[] = {
     {"max_user_client_connections", I4},
     {"current_client_connections", I4},
 };
-static void user_row(struct admin_conn *conn, const struct admin_op *op, const char *name)
+static void user_row(struct console_conn *conn, const struct console_op *op, const char *name)
 {
 	const struct config *cfg = conn->w->cfg;
 	const struct user_def *u = config_find_user(cfg, name);
@@ -708,7 +708,7 @@ static void user_row(struct admin_conn *conn, const struct admin_op *op, const c
 	struct row r = {0};
 
 	for (int i = 0; i < op->nparts; i++) {
-		const struct admin_census *cs = op->parts[i].census;
+		const struct census *cs = op->parts[i].census;
 
 		for (size_t j = 0; cs != NULL && j < cs->npools; j++)
 			if (strcmp(cs->pools[j].user, name) == 0)
@@ -734,20 +734,20 @@ static void user_row(struct admin_conn *conn, const struct admin_op *op, const c
 	row_send(conn, &r);
 }
 
-static void render_users(struct admin_conn *conn, struct admin_op *op)
+static void render_users(struct console_conn *conn, struct console_op *op)
 {
 	struct census_names l;
 
 	census_list_users(conn->w->cfg, op, &l);
-	admin_reply_header(conn, users_cols, NCOLS(users_cols));
+	console_reply_header(conn, users_cols, NCOLS(users_cols));
 	for (size_t i = 0; i < l.n; i++)
 		user_row(conn, op, l.names[i]);
 	free(l.names);
 }
 
-static const struct admin_col lists_cols[] = {{"list", T}, {"items", I4}};
+static const struct console_col lists_cols[] = {{"list", T}, {"items", I4}};
 
-static void render_lists(struct admin_conn *conn, struct admin_op *op)
+static void render_lists(struct console_conn *conn, struct console_op *op)
 {
 	struct census_merged dbs, pools;
 	struct census_names users;
@@ -757,7 +757,7 @@ static void render_lists(struct admin_conn *conn, struct admin_op *op)
 	census_merge_pools(op, false, &pools);
 	census_list_users(conn->w->cfg, op, &users);
 	for (int i = 0; i < op->nparts; i++) {
-		const struct admin_census *cs = op->parts[i].census;
+		const struct census *cs = op->parts[i].census;
 
 		if (cs != NULL) {
 			clients += cs->clients;
@@ -787,7 +787,7 @@ static void render_lists(struct admin_conn *conn, struct admin_op *op)
 	    {"workers", op->nparts},
 	};
 
-	admin_reply_header(conn, lists_cols, NCOLS(lists_cols));
+	console_reply_header(conn, lists_cols, NCOLS(lists_cols));
 	for (size_t i = 0; i < NCOLS(rows); i++) {
 		struct row r = {0};
 
@@ -800,16 +800,16 @@ static void render_lists(struct admin_conn *conn, struct admin_op *op)
 	free(users.names);
 }
 
-static const struct admin_col mem_cols[] = {
+static const struct console_col mem_cols[] = {
     {"name", T}, {"size", I8}, {"used", I8}, {"free", I8}, {"memtotal", I8},
 };
 
-static void render_mem(struct admin_conn *conn, struct admin_op *op)
+static void render_mem(struct console_conn *conn, struct console_op *op)
 {
 	int64_t clients = 0, servers = 0, pools = 0, io = 0;
 
 	for (int i = 0; i < op->nparts; i++) {
-		const struct admin_census *cs = op->parts[i].census;
+		const struct census *cs = op->parts[i].census;
 
 		if (cs != NULL) {
 			clients += cs->clients;
@@ -828,7 +828,7 @@ static void render_mem(struct admin_conn *conn, struct admin_op *op)
 	    {"io_buffers", 1, io},
 	};
 
-	admin_reply_header(conn, mem_cols, NCOLS(mem_cols));
+	console_reply_header(conn, mem_cols, NCOLS(mem_cols));
 	for (size_t i = 0; i < NCOLS(rows); i++) {
 		struct row r = {0};
 
@@ -843,32 +843,32 @@ static void render_mem(struct admin_conn *conn, struct admin_op *op)
 
 /* ---- local SHOWs: CONFIG, STATE, VERSION, HELP and the empty ones ---- */
 
-static const struct admin_col config_cols[] = {
+static const struct console_col config_cols[] = {
     {"key", T},
     {"value", T},
     {"default", T},
     {"changeable", T},
 };
 
-static void render_config(struct admin_conn *conn, struct admin_op *op)
+static void render_config(struct console_conn *conn, struct console_op *op)
 {
 	size_t n;
 	const struct config_option *opts = config_options(&n);
 
-	admin_reply_header(conn, config_cols, NCOLS(config_cols));
+	console_reply_header(conn, config_cols, NCOLS(config_cols));
 	for (size_t i = 0; i < n; i++) {
 		char value[4096];
 		const char *vals[4] = {opts[i].name, value, opts[i].default_value,
 		                       opts[i].reload == RELOAD_LIVE ? "yes" : "no"};
 
 		config_format_value(conn->w->cfg, &opts[i], value, sizeof(value));
-		admin_reply_row(conn, 4, vals);
+		console_reply_row(conn, 4, vals);
 	}
 }
 
-static const struct admin_col key_value_cols[] = {{"key", T}, {"value", T}};
+static const struct console_col key_value_cols[] = {{"key", T}, {"value", T}};
 
-static void render_state(struct admin_conn *conn, struct admin_op *op)
+static void render_state(struct console_conn *conn, struct console_op *op)
 {
 	bool paused = conn->w->pause.paused, suspended = conn->w->pause.suspended;
 	const char *rows[][2] = {
@@ -877,19 +877,19 @@ static void render_state(struct admin_conn *conn, struct admin_op *op)
 	    {"suspended", suspended ? "yes" : "no"},
 	};
 
-	admin_reply_header(conn, key_value_cols, NCOLS(key_value_cols));
+	console_reply_header(conn, key_value_cols, NCOLS(key_value_cols));
 	for (size_t i = 0; i < NCOLS(rows); i++)
-		admin_reply_row(conn, 2, rows[i]);
+		console_reply_row(conn, 2, rows[i]);
 }
 
-static const struct admin_col version_cols[] = {{"version", T}};
+static const struct console_col version_cols[] = {{"version", T}};
 
-static void render_version(struct admin_conn *conn, struct admin_op *op)
+static void render_version(struct console_conn *conn, struct console_op *op)
 {
 	const char *v[1] = {"sluice " SLUICE_VERSION};
 
-	admin_reply_header(conn, version_cols, NCOLS(version_cols));
-	admin_reply_row(conn, 1, v);
+	console_reply_header(conn, version_cols, NCOLS(version_cols));
+	console_reply_row(conn, 1, v);
 }
 
 static const char help_text[] =
@@ -912,54 +912,54 @@ static const char help_text[] =
     "  SHUTDOWN [WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS]\n"
     "See docs/console.md.";
 
-static void render_help(struct admin_conn *conn, struct admin_op *op)
+static void render_help(struct console_conn *conn, struct console_op *op)
 {
-	admin_reply_notice(conn, "%s", help_text);
+	console_reply_notice(conn, "%s", help_text);
 }
 
-static const struct admin_col peers_cols[] = {
+static const struct console_col peers_cols[] = {
     {"peer_id", I4},
     {"host", T},
     {"port", I4},
     {"pool_size", I4},
 };
-static const struct admin_col peer_pools_cols[] = {
+static const struct console_col peer_pools_cols[] = {
     {"peer_id", I4},
     {"cl_active_cancel_req", I4},
     {"cl_waiting_cancel_req", I4},
     {"sv_active_cancel", I4},
     {"sv_login", I4},
 };
-static const struct admin_col dns_hosts_cols[] = {{"hostname", T}, {"ttl", I8}, {"addrs", T}};
-static const struct admin_col dns_zones_cols[] = {{"zonename", T}, {"serial", I8}, {"count", I4}};
+static const struct console_col dns_hosts_cols[] = {{"hostname", T}, {"ttl", I8}, {"addrs", T}};
+static const struct console_col dns_zones_cols[] = {{"zonename", T}, {"serial", I8}, {"count", I4}};
 
-static void render_peers(struct admin_conn *conn, struct admin_op *op)
+static void render_peers(struct console_conn *conn, struct console_op *op)
 {
-	admin_reply_header(conn, peers_cols, NCOLS(peers_cols));
+	console_reply_header(conn, peers_cols, NCOLS(peers_cols));
 }
 
-static void render_peer_pools(struct admin_conn *conn, struct admin_op *op)
+static void render_peer_pools(struct console_conn *conn, struct console_op *op)
 {
-	admin_reply_header(conn, peer_pools_cols, NCOLS(peer_pools_cols));
+	console_reply_header(conn, peer_pools_cols, NCOLS(peer_pools_cols));
 }
 
-static void render_dns_hosts(struct admin_conn *conn, struct admin_op *op)
+static void render_dns_hosts(struct console_conn *conn, struct console_op *op)
 {
-	admin_reply_header(conn, dns_hosts_cols, NCOLS(dns_hosts_cols));
+	console_reply_header(conn, dns_hosts_cols, NCOLS(dns_hosts_cols));
 }
 
-static void render_dns_zones(struct admin_conn *conn, struct admin_op *op)
+static void render_dns_zones(struct console_conn *conn, struct console_op *op)
 {
-	admin_reply_header(conn, dns_zones_cols, NCOLS(dns_zones_cols));
+	console_reply_header(conn, dns_zones_cols, NCOLS(dns_zones_cols));
 }
 
 /* ---- the SHOW table ---- */
 
-typedef void (*render_fn)(struct admin_conn *conn, struct admin_op *op);
+typedef void (*render_fn)(struct console_conn *conn, struct console_op *op);
 
 struct show {
 	const char *name;
-	admin_each_fn each; /* NULL: answered from the console's worker alone */
+	console_each_fn each; /* NULL: answered from the console's worker alone */
 	render_fn render;
 };
 
@@ -979,8 +979,8 @@ static const struct show shows[] = {
     {"MEM", census_each, render_mem},
     {"STATE", NULL, render_state},
     {"VERSION", NULL, render_version},
-    {"TENANTS", NULL, admin_render_tenants},
-    {"RATELIMITS", NULL, admin_render_ratelimits},
+    {"TENANTS", NULL, tenants_render},
+    {"RATELIMITS", NULL, tenants_render_ratelimits},
     {"PEERS", NULL, render_peers},
     {"PEER_POOLS", NULL, render_peer_pools},
     {"DNS_HOSTS", NULL, render_dns_hosts},
@@ -988,19 +988,19 @@ static const struct show shows[] = {
 };
 
 /* SHOW <option>: one value of SHOW CONFIG (a sluice extra). */
-static bool show_option(struct admin_conn *conn, const char *name)
+static bool show_option(struct console_conn *conn, const char *name)
 {
 	const struct config_option *opt = config_option_find(name);
-	const struct admin_col col = {name, T};
+	const struct console_col col = {name, T};
 	char value[4096];
 	const char *v[1] = {value};
 
 	if (opt == NULL)
 		return false;
 	config_format_value(conn->w->cfg, opt, value, sizeof(value));
-	admin_reply_header(conn, &col, 1);
-	admin_reply_row(conn, 1, v);
-	admin_reply_complete(conn, "SHOW");
+	console_reply_header(conn, &col, 1);
+	console_reply_row(conn, 1, v);
+	console_reply_complete(conn, "SHOW");
 	return true;
 }
 
@@ -1008,57 +1008,58 @@ static bool show_option(struct admin_conn *conn, const char *name)
 
 static void latency_row(void *arg, const char *const values[LATENCY_SHOW_COLUMNS])
 {
-	admin_reply_row(arg, LATENCY_SHOW_COLUMNS, values);
+	console_reply_row(arg, LATENCY_SHOW_COLUMNS, values);
 }
 
-static void latency_done(struct admin_op *op)
+static void latency_done(struct console_op *op)
 {
 	const char *const *names = latency_show_columns();
-	struct admin_col cols[LATENCY_SHOW_COLUMNS];
+	struct console_col cols[LATENCY_SHOW_COLUMNS];
 
 	for (int i = 0; i < LATENCY_SHOW_COLUMNS; i++) {
 		cols[i].name = names[i];
 		cols[i].type = i < 4 ? T : I8;
 	}
-	admin_reply_header(op->conn, cols, LATENCY_SHOW_COLUMNS);
+	console_reply_header(op->conn, cols, LATENCY_SHOW_COLUMNS);
 	if (op->latency != NULL)
 		latency_show(op->latency, latency_row, op->conn);
-	admin_reply_complete(op->conn, "SHOW");
-	admin_statement_done(op, true);
+	console_reply_complete(op->conn, "SHOW");
+	console_statement_done(op, true);
 }
 
-static enum admin_result show_latency(struct admin_conn *conn)
+static enum console_result show_latency(struct console_conn *conn)
 {
-	struct admin_op *op = admin_op_new(conn, "SHOW");
+	struct console_op *op = console_op_new(conn, "SHOW");
 
 	if (op == NULL)
 		return ADMIN_FAILED;
 	op->done = latency_done;
-	return admin_run_latency(op);
+	return console_run_latency(op);
 }
 
 /* ---- SHOW ---- */
 
-static void show_done(struct admin_op *op)
+static void show_done(struct console_op *op)
 {
 	shows[op->kind].render(op->conn, op);
-	admin_reply_complete(op->conn, "SHOW");
-	admin_statement_done(op, true);
+	console_reply_complete(op->conn, "SHOW");
+	console_statement_done(op, true);
 }
 
-enum admin_result admin_show(struct admin_conn *conn, struct admin_lexer *lx)
+enum console_result show_statement(struct console_conn *conn, struct console_lexer *lx)
 {
-	struct admin_op *op;
+	struct console_op *op;
 	char name[64];
 
-	if (admin_lex_next(lx) != TOK_WORD) {
-		admin_reply_error(conn, SQLSTATE_SYNTAX_ERROR,
-		                  "syntax error: SHOW needs a name; SHOW HELP lists them");
+	if (console_lex_next(lx) != TOK_WORD) {
+		console_reply_error(conn, SQLSTATE_SYNTAX_ERROR,
+		                    "syntax error: SHOW needs a name; SHOW HELP lists them");
 		return ADMIN_FAILED;
 	}
 	snprintf(name, sizeof(name), "%.63s", lx->text);
-	if (admin_lex_next(lx) != TOK_END) {
-		admin_reply_error(conn, SQLSTATE_SYNTAX_ERROR, "syntax error: SHOW takes one name");
+	if (console_lex_next(lx) != TOK_END) {
+		console_reply_error(conn, SQLSTATE_SYNTAX_ERROR,
+		                    "syntax error: SHOW takes one name");
 		return ADMIN_FAILED;
 	}
 	if (strcasecmp(name, "LATENCY") == 0)
@@ -1068,19 +1069,19 @@ enum admin_result admin_show(struct admin_conn *conn, struct admin_lexer *lx)
 			continue;
 		if (shows[i].each == NULL) {
 			shows[i].render(conn, NULL);
-			admin_reply_complete(conn, "SHOW");
+			console_reply_complete(conn, "SHOW");
 			return ADMIN_DONE;
 		}
-		if ((op = admin_op_new(conn, "SHOW")) == NULL)
+		if ((op = console_op_new(conn, "SHOW")) == NULL)
 			return ADMIN_FAILED;
 		op->kind = (int)i;
 		op->each = shows[i].each;
 		op->done = show_done;
-		return admin_run_gather(op);
+		return console_run_gather(op);
 	}
-	if (admin_show_probe(conn, name) || show_option(conn, name))
+	if (console_show_probe(conn, name) || show_option(conn, name))
 		return ADMIN_DONE;
-	admin_reply_error(conn, SQLSTATE_UNDEFINED_OBJECT,
-	                  "unknown SHOW name \"%s\"; SHOW HELP lists the console's", name);
+	console_reply_error(conn, SQLSTATE_UNDEFINED_OBJECT,
+	                    "unknown SHOW name \"%s\"; SHOW HELP lists the console's", name);
 	return ADMIN_FAILED;
 }

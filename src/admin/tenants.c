@@ -77,10 +77,10 @@ static void cell_rate(struct cells *r, const struct tenant_limits *l, enum limit
 }
 
 /* The tenants to list: configured ones and "default", then any other with state. */
-typedef void (*tenant_fn)(struct admin_conn *conn, struct tenant_state *t,
+typedef void (*tenant_fn)(struct console_conn *conn, struct tenant_state *t,
                           const struct tenant_def *def);
 
-static void each_tenant(struct admin_conn *conn, tenant_fn fn)
+static void each_tenant(struct console_conn *conn, tenant_fn fn)
 {
 	const struct config *cfg = conn->w->cfg;
 	struct quota_registry *reg = &conn->w->shared->quotas;
@@ -112,7 +112,7 @@ static uint64_t sum(_Atomic uint64_t *counts)
 	return total;
 }
 
-static const struct admin_col tenants_cols[] = {
+static const struct console_col tenants_cols[] = {
     {"tenant", ADMIN_TEXT},        {"tier", ADMIN_TEXT},
     {"users", ADMIN_TEXT},         {"databases", ADMIN_TEXT},
     {"clients", ADMIN_INT4},       {"max_client_conn", ADMIN_INT4},
@@ -124,7 +124,7 @@ static const struct admin_col tenants_cols[] = {
     {"rejected", ADMIN_INT8},      {"refused_logins", ADMIN_INT8},
 };
 
-static void tenant_row(struct admin_conn *conn, struct tenant_state *t,
+static void tenant_row(struct console_conn *conn, struct tenant_state *t,
                        const struct tenant_def *def)
 {
 	const struct tenant_limits *l = def != NULL ? &def->limits : NULL;
@@ -157,23 +157,23 @@ static void tenant_row(struct admin_conn *conn, struct tenant_state *t,
 	cell(&r, "%" PRIu64, sum(t->rejected));
 	cell(&r, "%" PRIu64,
 	     atomic_load(&t->over_max_clients) + atomic_load(&t->rejected[LIMIT_CONNECT]));
-	admin_reply_row(conn, r.n, r.vals);
+	console_reply_row(conn, r.n, r.vals);
 }
 
-void admin_render_tenants(struct admin_conn *conn, struct admin_op *op)
+void tenants_render(struct console_conn *conn, struct console_op *op)
 {
 	(void)op;
-	admin_reply_header(conn, tenants_cols, NCOLS(tenants_cols));
+	console_reply_header(conn, tenants_cols, NCOLS(tenants_cols));
 	each_tenant(conn, tenant_row);
 }
 
-static const struct admin_col ratelimits_cols[] = {
+static const struct console_col ratelimits_cols[] = {
     {"tenant", ADMIN_TEXT},   {"limit", ADMIN_TEXT},     {"rate", ADMIN_TEXT},
     {"burst", ADMIN_INT8},    {"tokens", ADMIN_NUMERIC}, {"current_rate", ADMIN_NUMERIC},
     {"admitted", ADMIN_INT8}, {"delayed", ADMIN_INT8},   {"rejected", ADMIN_INT8},
 };
 
-static void ratelimit_rows(struct admin_conn *conn, struct tenant_state *t,
+static void ratelimit_rows(struct console_conn *conn, struct tenant_state *t,
                            const struct tenant_def *def)
 {
 	struct limiter *lim = &conn->w->shared->limiter;
@@ -197,13 +197,13 @@ static void ratelimit_rows(struct admin_conn *conn, struct tenant_state *t,
 		cell(&r, "%" PRIu64, atomic_load(&t->admitted[k]));
 		cell(&r, "%" PRIu64, atomic_load(&t->delayed[k]));
 		cell(&r, "%" PRIu64, atomic_load(&t->rejected[k]));
-		admin_reply_row(conn, r.n, r.vals);
+		console_reply_row(conn, r.n, r.vals);
 	}
 }
 
-void admin_render_ratelimits(struct admin_conn *conn, struct admin_op *op)
+void tenants_render_ratelimits(struct console_conn *conn, struct console_op *op)
 {
 	(void)op;
-	admin_reply_header(conn, ratelimits_cols, NCOLS(ratelimits_cols));
+	console_reply_header(conn, ratelimits_cols, NCOLS(ratelimits_cols));
 	each_tenant(conn, ratelimit_rows);
 }

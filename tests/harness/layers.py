@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""The one-way rule of src/ (docs/architecture.md, "Layers").
+"""The one-way rule of src/ (docs/architecture.md, "Folders and the one-way rule").
 
-A file may include headers and call functions of its own folder and of the
-folders below it, never of one above.  Checked two ways:
+Every file but src/main.c lives in a layer folder, and each source file has
+its header of the same name.  A file may include headers and call functions
+of its own folder and of the folders below it, never of one above.  Checked
+two ways:
 
   includes   every #include "..." in src/ and include/ (no build needed);
   calls      with --build DIR: which object defines each symbol another
@@ -53,6 +55,16 @@ def check_layout(root, errors):
             errors.append(f"{rel}: every file but src/main.c lives in a folder of one level")
         elif parts[1] not in RANK:
             errors.append(f"{rel}: folder '{parts[1]}' is not a layer ({', '.join(LAYERS)})")
+
+
+def check_headers(root, errors):
+    """One header per source file, named like it: src/F/x.c <-> include/F/x.h."""
+    for rel in source_files(root):
+        parts = rel.split("/")
+        if parts[0] == "src" and len(parts) == 3 and rel.endswith(".c"):
+            header = os.path.join("include", parts[1], parts[2][:-2] + ".h")
+            if not os.path.exists(os.path.join(root, header)):
+                errors.append(f"{rel}: no header {header} (one header per source file)")
 
 
 def check_includes(root, errors):
@@ -179,6 +191,7 @@ def main():
     args = ap.parse_args()
     errors = []
     check_layout(args.root, errors)
+    check_headers(args.root, errors)
     check_includes(args.root, errors)
     if args.build:
         check_calls(args.build, args.max_circle, errors, args.report)

@@ -4,19 +4,20 @@
 
 #include "admin/console.h"
 
-static struct admin_lexer lx;
+static struct console_lexer lx;
 
-static void expect_tok(enum admin_tok kind, const char *text)
+static void expect_tok(enum console_tok kind, const char *text)
 {
-	cr_assert_eq(admin_lex_next(&lx), kind, "token kind for \"%s\"", text);
+	cr_assert_eq(console_lex_next(&lx), kind, "token kind for \"%s\"", text);
 	cr_assert_str_eq(lx.text, text);
 }
 
-Test(admin_lexer, words_symbols_and_quotes)
+Test(console_lexer, words_symbols_and_quotes)
 {
-	admin_lex_init(&lx, "  SET query_wait_timeout = '30s' -- comment\n TO \"My Db\" /* x */ ;");
+	console_lex_init(&lx,
+	                 "  SET query_wait_timeout = '30s' -- comment\n TO \"My Db\" /* x */ ;");
 	expect_tok(TOK_WORD, "SET");
-	cr_assert(admin_lex_is(&lx, "set"));
+	cr_assert(console_lex_is(&lx, "set"));
 	expect_tok(TOK_WORD, "query_wait_timeout");
 	expect_tok(TOK_EQUALS, "=");
 	expect_tok(TOK_STRING, "30s");
@@ -27,9 +28,9 @@ Test(admin_lexer, words_symbols_and_quotes)
 	expect_tok(TOK_END, "");
 }
 
-Test(admin_lexer, doubled_quotes_and_odd_names)
+Test(console_lexer, doubled_quotes_and_odd_names)
 {
-	admin_lex_init(&lx, "'it''s' \"a\"\"b\" db-1.x $9 ''");
+	console_lex_init(&lx, "'it''s' \"a\"\"b\" db-1.x $9 ''");
 	expect_tok(TOK_STRING, "it's");
 	expect_tok(TOK_WORD, "a\"b");
 	expect_tok(TOK_WORD, "db-1.x");
@@ -38,27 +39,27 @@ Test(admin_lexer, doubled_quotes_and_odd_names)
 	expect_tok(TOK_END, "");
 }
 
-Test(admin_lexer, errors_are_sticky_and_bounded)
+Test(console_lexer, errors_are_sticky_and_bounded)
 {
 	static char big[ADMIN_TOKEN_MAX * 2];
 
-	admin_lex_init(&lx, "SHOW 'unterminated");
+	console_lex_init(&lx, "SHOW 'unterminated");
 	expect_tok(TOK_WORD, "SHOW");
-	cr_assert_eq(admin_lex_next(&lx), TOK_ERROR);
+	cr_assert_eq(console_lex_next(&lx), TOK_ERROR);
 	cr_assert_not_null(lx.error);
-	cr_assert_eq(admin_lex_next(&lx), TOK_ERROR);
+	cr_assert_eq(console_lex_next(&lx), TOK_ERROR);
 
 	memset(big, 'n', sizeof(big) - 1);
-	admin_lex_init(&lx, big);
-	cr_assert_eq(admin_lex_next(&lx), TOK_ERROR);
+	console_lex_init(&lx, big);
+	cr_assert_eq(console_lex_next(&lx), TOK_ERROR);
 	big[0] = '"';
-	admin_lex_init(&lx, big);
-	cr_assert_eq(admin_lex_next(&lx), TOK_ERROR);
-	admin_lex_init(&lx, "/* never closed");
-	cr_assert_eq(admin_lex_next(&lx), TOK_END);
+	console_lex_init(&lx, big);
+	cr_assert_eq(console_lex_next(&lx), TOK_ERROR);
+	console_lex_init(&lx, "/* never closed");
+	cr_assert_eq(console_lex_next(&lx), TOK_END);
 }
 
-Test(admin_lexer, every_byte_is_handled)
+Test(console_lexer, every_byte_is_handled)
 {
 	char text[4];
 
@@ -70,8 +71,8 @@ Test(admin_lexer, every_byte_is_handled)
 		text[1] = 'x';
 		text[2] = (char)c;
 		text[3] = '\0';
-		admin_lex_init(&lx, text);
-		while (admin_lex_next(&lx) != TOK_END && lx.kind != TOK_ERROR)
+		console_lex_init(&lx, text);
+		while (console_lex_next(&lx) != TOK_END && lx.kind != TOK_ERROR)
 			cr_assert(++guard < 10, "no progress on byte %d", c);
 	}
 }
