@@ -6,7 +6,8 @@
  * max_prepared_statements.  When a client binds or describes a statement the
  * linked server lacks, a Parse is injected first and its ParseComplete is
  * swallowed; a client Close is answered locally.  Replies sluice fakes or
- * swallows travel through the server's request queue so order is kept.
+ * swallows travel through the server's request queue (requests.h, whose
+ * REQ_* markers say which) so order is kept.
  */
 #ifndef SLUICE_PREPARED_H
 #define SLUICE_PREPARED_H
@@ -16,22 +17,10 @@
 #include <stdint.h>
 
 #include "base/list.h"
+#include "base/ring.h"
 #include "base/types.h"
 
 struct frame;
-
-/* Request-queue markers for work sluice adds (see server.h's request_queue). */
-#define REQ_INJECTED_PARSE 'p' /* swallow its ParseComplete */
-#define REQ_INJECTED_CLOSE 'x' /* swallow its CloseComplete */
-#define REQ_FAKE_PARSE     '1' /* emit a ParseComplete when it reaches the head */
-#define REQ_FAKE_CLOSE     '3' /* emit a CloseComplete when it reaches the head */
-#define REQ_FAKE_DEALLOC   'd' /* emit CommandComplete DEALLOCATE + ReadyForQuery */
-#define REQ_TRACKED_BIND   'b' /* Bind of a tracked statement; its id is in stmt_cache.bound */
-#define REQ_STALE_BIND     'r' /* Bind that fails on purpose: its error becomes 0A000 */
-/* The extended-protocol DEALLOCATE of a tracked name, answered locally: */
-#define REQ_FAKE_BIND    '2' /* emit BindComplete */
-#define REQ_FAKE_NODATA  'n' /* emit NoData */
-#define REQ_FAKE_EXECUTE 'e' /* emit CommandComplete DEALLOCATE */
 
 /* One distinct statement on a worker. */
 struct pstmt {
@@ -66,12 +55,6 @@ struct stmt_map {
 	uint32_t count;
 };
 
-/* Statement ids in request-queue order. */
-struct id_ring {
-	uint64_t *ids;
-	uint32_t head, count, cap; /* cap: power of two */
-};
-
 /* A statement prepared on one server. */
 struct server_stmt {
 	struct pstmt *ps;         /* the statement */
@@ -84,9 +67,9 @@ struct stmt_cache {
 	struct server_stmt **buckets; /* by statement id */
 	uint32_t size;                /* power of two, 0 until first use */
 	uint32_t count;
-	struct list_node lru;   /* eviction order */
-	struct id_ring pending; /* ids of Parses in flight, in queue order */
-	struct id_ring bound;   /* ids of REQ_TRACKED_BIND Binds in flight */
+	struct list_node lru; /* eviction order */
+	struct ring pending;  /* uint64_t ids of Parses in flight, in request-queue order */
+	struct ring bound;    /* uint64_t ids of REQ_TRACKED_BIND Binds in flight, likewise */
 };
 
 void prepared_registry_fini(struct pstmt_registry *reg);
@@ -111,8 +94,6 @@ enum prep_result prepared_client_message(struct client *c, const struct frame *f
 void prepared_parse_done(struct server *s, bool failed, bool client_parse);
 /* The server answered (or skipped) a REQ_TRACKED_BIND. */
 void prepared_bind_done(struct server *s);
-/* A request-queue marker for a reply sluice emits itself. */
-bool prepared_is_fake(uint8_t marker);
 /* The REQ_STALE_BIND at the head failed as planned: tell the client its plan went stale. */
 void prepared_stale_error(struct server *s);
 /* CommandComplete tag or ErrorResponse from a server with tracking on. */

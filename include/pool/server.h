@@ -21,6 +21,7 @@
 #include "base/log.h"
 #include "proto/params.h"
 #include "pool/prepared.h"
+#include "pool/requests.h"
 #include "base/types.h"
 
 struct evdns_getaddrinfo_request;
@@ -44,14 +45,6 @@ enum server_tls {
 	SERVER_TLS_ON,        /* encrypted */
 };
 
-/* Outstanding requests, in the order the server will answer them. */
-struct request_queue {
-	uint8_t *types; /* message types: Q P B D E C S F */
-	uint32_t head;  /* index of the oldest */
-	uint32_t count; /* entries in use */
-	uint32_t cap;   /* power of two; grows, never shrinks */
-};
-
 struct server {
 	uint64_t id;                           /* process-wide connection id */
 	struct worker *w;                      /* owner */
@@ -66,24 +59,22 @@ struct server {
 	char addr_text[128];               /* for logs */
 	uint32_t backend_pid, backend_key; /* real BackendKeyData */
 	struct param_list params;          /* GUC values as the server has them */
-	struct request_queue queue;        /* requests forwarded and not yet answered */
+	struct requests requests;          /* requests forwarded and not yet answered */
 	struct stmt_cache stmts;           /* prepared statements it holds (transaction mode) */
 	char tx_status;                    /* last ReadyForQuery status: I, T or E */
 	bool copy_in;                      /* server is in COPY FROM STDIN */
-	bool skip_to_sync;          /* server errored mid-extended-batch: ignores until Sync */
 	int sync_pending;           /* ReadyForQuery replies to swallow (parameter SET batches) */
 	bool sync_failed;           /* the SET batch failed */
 	bool params_dirty;          /* a SET/RESET ran: read the session settings back */
 	bool capturing;             /* that read-back is in flight (counted in sync_pending) */
 	bool capture_failed;        /* and it failed: the server is retired after the turn */
-	struct param_list captured; /* its rows so far: settings with source 'session' */
 	bool reset_query_sent;      /* session mode: server_reset_query already queued */
+	struct param_list captured; /* its rows so far: settings with source 'session' */
 	uint64_t fwd_remaining;     /* bytes of a message still to stream to the client */
 	int cancels_inflight;       /* CancelRequests not yet acknowledged */
 	struct list_node cancels;   /* those requests, detached if the server dies */
 	struct scram_client *scram; /* SCRAM state during login only */
 	struct event *timer;        /* connect, idle, lifetime, reset timeouts */
-	bool timer_pending;         /* timer armed (saves libevent calls per transaction) */
 	int64_t connect_us;         /* when the connection was started */
 	int64_t idle_since_us;      /* when it became idle */
 	int64_t request_start_us;   /* first request forwarded into an empty queue */
@@ -91,6 +82,7 @@ struct server {
 	int64_t timer_deadline_us;  /* when the armed timer fires */
 	int64_t timed_out_after_us; /* query_timeout that cancelled the running request; 0 = none */
 	bool close_needed;          /* retire at the next release (reload, lifetime) */
+	bool timer_pending;         /* timer armed (saves libevent calls per transaction) */
 	enum server_tls tls;        /* TLS negotiation during login */
 };
 
@@ -131,10 +123,6 @@ void server_request_started(struct server *s);
 
 /* True when the server may be returned to the pool. */
 bool server_is_clean(const struct server *s);
-
-void request_queue_push(struct request_queue *q, uint8_t type);
-uint8_t request_queue_peek(const struct request_queue *q);
-uint8_t request_queue_pop(struct request_queue *q);
 
 void server_log_ctx(const struct server *s, struct log_ctx *ctx);
 #define slog(s, lvl, ...)                                                                          \

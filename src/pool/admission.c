@@ -13,6 +13,7 @@
 #include "pool/pool.h"
 #include "proto/build.h"
 #include "proto/sqlstate.h"
+#include "pool/requests.h"
 #include "pool/server.h"
 #include "pool/worker.h"
 
@@ -134,7 +135,7 @@ enum admit admission_request(struct client *c, uint8_t type)
 	 * transaction is known only once the server has answered, so they
 	 * wait for that (the queue drains, then reading resumes).
 	 */
-	if (s != NULL && s->queue.count > 0) {
+	if (s != NULL && requests_count(&s->requests) > 0) {
 		conn_suspend(&c->conn, SUSPEND_PIPELINE);
 		return ADMIT_WAIT;
 	}

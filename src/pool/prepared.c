@@ -18,6 +18,7 @@
 #include "proto/frame.h"
 #include "proto/sqlstate.h"
 #include "pool/relay.h"
+#include "pool/requests.h"
 #include "pool/server.h"
 #include "pool/worker.h"
 
@@ -260,6 +261,8 @@ void prepared_cache_init(struct stmt_cache *cache)
 {
 	memset(cache, 0, sizeof(*cache));
 	list_init(&cache->lru);
+	ring_init(&cache->pending, sizeof(uint64_t));
+	ring_init(&cache->bound, sizeof(uint64_t));
 }
 
 static struct server_stmt *cache_find(const struct stmt_cache *cache, uint64_t id)
@@ -328,42 +331,9 @@ void prepared_cache_fini(struct stmt_cache *cache, struct pstmt_registry *reg)
 {
 	cache_clear(reg, cache);
 	free(cache->buckets);
-	free(cache->pending.ids);
-	free(cache->bound.ids);
+	ring_fini(&cache->pending);
+	ring_fini(&cache->bound);
 	prepared_cache_init(cache);
-}
-
-static int ring_push(struct id_ring *ring, uint64_t id)
-{
-	if (ring->count == ring->cap) {
-		uint32_t cap = ring->cap ? ring->cap * 2 : 16;
-		uint64_t *ids = malloc(cap * sizeof(*ids));
-
-		if (ids == NULL)
-			return -1;
-		for (uint32_t i = 0; i < ring->count; i++)
-			ids[i] = ring->ids[(ring->head + i) & (ring->cap - 1)];
-		free(ring->ids);
-		ring->ids = ids;
-		ring->head = 0;
-		ring->cap = cap;
-	}
-	ring->ids[(ring->head + ring->count) & (ring->cap - 1)] = id;
-	ring->count++;
-	return 0;
-}
-
-/* The oldest id; 0 (no statement has it) when the ring is empty. */
-static uint64_t ring_pop(struct id_ring *ring)
-{
-	uint64_t id;
-
-	if (ring->count == 0)
-		return 0;
-	id = ring->ids[ring->head];
-	ring->head = (ring->head + 1) & (ring->cap - 1);
-	ring->count--;
-	return id;
 }
 
 /* Output to the server ----------------------------------------------------- */
@@ -398,7 +368,7 @@ static void send_parse(struct server *s, struct pstmt *ps, uint8_t marker)
 		evbuffer_add(out, ps->body, ps->len);
 	}
 	relay_track_request(s, marker);
-	ring_push(&s->stmts.pending, ps->id);
+	ring_push(&s->stmts.pending, &ps->id);
 }
 
 static void send_close(struct server *s, const struct pstmt *ps, uint32_t generation)
@@ -492,7 +462,7 @@ static size_t peek(struct evbuffer *in, const struct frame *f, uint8_t *buf, siz
 
 static void push_fake(struct server *s, uint8_t marker)
 {
-	request_queue_push(&s->queue, marker);
+	requests_push(&s->requests, marker);
 	prepared_flush_fakes(s);
 }
 
@@ -680,7 +650,7 @@ static enum prep_result handle_bind(struct client *c, struct server *s, const st
 	evbuffer_add(out, name, strlen(name) + 1);
 	evbuffer_drain(in, prefix);
 	relay_track_request(s, REQ_TRACKED_BIND);
-	ring_push(&s->stmts.bound, cs->ps->id);
+	ring_push(&s->stmts.bound, &cs->ps->id);
 	rest = frame_total(f) - prefix;
 	moved = rest ? (size_t)evbuffer_remove_buffer(in, out, rest) : 0;
 	c->fwd_remaining = rest - moved;
@@ -811,7 +781,7 @@ enum prep_result prepared_client_message(struct client *c, const struct frame *f
 	struct server *s = c->server;
 
 	/* A server skipping to Sync after an error discards these anyway: forward as is. */
-	if (s->skip_to_sync)
+	if (s->requests.skip_to_sync)
 		return PREP_PASS;
 	switch (f->type) {
 	case 'P':
@@ -854,9 +824,8 @@ void prepared_parse_done(struct server *s, bool failed, bool client_parse)
 	uint64_t id;
 	struct server_stmt *e;
 
-	if (cache->pending.count == 0)
+	if (!ring_pop(&cache->pending, &id))
 		return;
-	id = ring_pop(&cache->pending);
 	/* A Parse the server skipped or refused did not create the statement. */
 	if (failed && (e = cache_find(cache, id)) != NULL)
 		cache_remove(&s->w->prepared, cache, e);
@@ -877,7 +846,7 @@ void prepared_server_tag(struct server *s, const char *tag)
 
 void prepared_bind_done(struct server *s)
 {
-	ring_pop(&s->stmts.bound);
+	ring_pop(&s->stmts.bound, NULL);
 }
 
 /* Every name the linked client has for `ps` now knows its new result type. */
@@ -891,13 +860,14 @@ static void client_saw_new_type(struct client *c, const struct pstmt *ps)
 
 void prepared_server_error(struct server *s, const char *sqlstate, const char *msg)
 {
+	const uint64_t *bound = ring_peek(&s->stmts.bound);
 	struct server_stmt *e;
 
 	if (strcmp(sqlstate, SQLSTATE_FEATURE_NOT_SUPPORTED) != 0 || msg == NULL ||
 	    strstr(msg, "cached plan must not change result type") == NULL ||
-	    request_queue_peek(&s->queue) != REQ_TRACKED_BIND || s->stmts.bound.count == 0)
+	    requests_head(&s->requests) != REQ_TRACKED_BIND || bound == NULL)
 		return;
-	e = cache_find(&s->stmts, s->stmts.bound.ids[s->stmts.bound.head]);
+	e = cache_find(&s->stmts, *bound);
 	if (e == NULL)
 		return;
 	/*
@@ -926,24 +896,18 @@ void prepared_stale_error(struct server *s)
 	                   "cached plan must not change result type", &f);
 }
 
-bool prepared_is_fake(uint8_t marker)
-{
-	return marker == REQ_FAKE_PARSE || marker == REQ_FAKE_CLOSE || marker == REQ_FAKE_DEALLOC ||
-	       marker == REQ_FAKE_BIND || marker == REQ_FAKE_NODATA || marker == REQ_FAKE_EXECUTE;
-}
-
 bool prepared_flush_fakes(struct server *s)
 {
 	struct client *c = s->client;
 	bool ready = false;
 
 	for (;;) {
-		uint8_t head = request_queue_peek(&s->queue);
+		uint8_t head = requests_head(&s->requests);
 		struct evbuffer *out = c != NULL ? conn_out(&c->conn) : NULL;
 
-		if (!prepared_is_fake(head))
+		if (!requests_is_fake(head))
 			return ready;
-		request_queue_pop(&s->queue);
+		requests_pop(&s->requests);
 		if (out == NULL)
 			continue;
 		if (head == REQ_FAKE_DEALLOC) {

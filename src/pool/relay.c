@@ -18,6 +18,7 @@
 #include "pool/record.h"
 #include "pool/pool.h"
 #include "pool/prepared.h"
+#include "pool/requests.h"
 #include "proto/build.h"
 #include "proto/frame.h"
 #include "proto/sqlstate.h"
@@ -40,23 +41,19 @@ static size_t move_bytes(struct evbuffer *in, struct evbuffer *out, size_t want)
 	return n;
 }
 
-/* Start the clocks for query and transaction time when work begins. */
+/* Start the clocks for query and transaction time: work began on an empty queue. */
 static void start_request_clock(struct server *s)
 {
-	if (s->queue.count == 0) {
-		s->request_start_us = worker_now_us(s->w);
-		if (s->tx_status == 'I')
-			s->xact_start_us = s->request_start_us;
-		server_request_started(s);
-	}
+	s->request_start_us = worker_now_us(s->w);
+	if (s->tx_status == 'I')
+		s->xact_start_us = s->request_start_us;
+	server_request_started(s);
 }
 
 void relay_track_request(struct server *s, uint8_t type)
 {
-	if (!s->skip_to_sync) {
+	if (requests_track(&s->requests, type))
 		start_request_clock(s);
-		request_queue_push(&s->queue, type);
-	}
 }
 
 /* Record a client message in the server's queue of expected replies. */
@@ -67,11 +64,8 @@ static void track_client_message(struct server *s, uint8_t type)
 	switch (type) {
 	case 'S':
 		/* A Sync during COPY FROM STDIN is ignored by the server. */
-		if (!s->copy_in) {
-			start_request_clock(s);
-			request_queue_push(&s->queue, 'S');
-			s->skip_to_sync = false;
-		}
+		if (!s->copy_in)
+			relay_track_request(s, 'S');
 		break;
 	case 'Q':
 	case 'P':
@@ -81,10 +75,7 @@ static void track_client_message(struct server *s, uint8_t type)
 	case 'C':
 	case 'F':
 		/* After an extended-protocol error the server ignores everything until Sync. */
-		if (!s->skip_to_sync) {
-			start_request_clock(s);
-			request_queue_push(&s->queue, type);
-		}
+		relay_track_request(s, type);
 		break;
 	case 'c':
 	case 'f':
@@ -204,38 +195,19 @@ static void relay_client_input(struct client *c)
 	check_server_watermark(c);
 }
 
-/* Remove Syncs queued after the head Execute: sent during COPY IN, the server ignores them. */
-static void drop_syncs_after_head(struct request_queue *q)
+/* A request left the queue: a Parse settles the statement cache, a tracked Bind its id. */
+static uint8_t retire_request(struct server *s, uint8_t t, bool failed)
 {
-	uint32_t kept = 1, mask = q->cap - 1;
-
-	for (uint32_t i = 1; i < q->count; i++) {
-		uint8_t t = q->types[(q->head + i) & mask];
-
-		if (t != 'S')
-			q->types[(q->head + kept++) & mask] = t;
-	}
-	q->count = kept;
-}
-
-/* Requests the server skips after an error until the next Sync. */
-static bool is_extended(uint8_t t)
-{
-	return t == 'P' || t == 'B' || t == 'D' || t == 'E' || t == 'C' ||
-	       t == REQ_INJECTED_PARSE || t == REQ_INJECTED_CLOSE || t == REQ_TRACKED_BIND ||
-	       t == REQ_STALE_BIND || (prepared_is_fake(t) && t != REQ_FAKE_DEALLOC);
-}
-
-/* Pop the head request; a Parse leaving the queue settles the statement cache. */
-static uint8_t pop_request(struct server *s, bool failed)
-{
-	uint8_t t = request_queue_pop(&s->queue);
-
 	if (t == 'P' || t == REQ_INJECTED_PARSE)
 		prepared_parse_done(s, failed, t == 'P');
 	else if (t == REQ_TRACKED_BIND)
 		prepared_bind_done(s);
 	return t;
+}
+
+static uint8_t pop_request(struct server *s)
+{
+	return retire_request(s, requests_pop(&s->requests), false);
 }
 
 /*
@@ -245,36 +217,33 @@ static uint8_t pop_request(struct server *s, bool failed)
  */
 static bool track_server_reply(struct server *s, uint8_t type)
 {
-	uint8_t head = request_queue_peek(&s->queue);
+	struct requests *q = &s->requests;
+	uint8_t head = requests_head(q), skipped;
 
 	switch (type) {
 	case '1': /* ParseComplete */
-		return pop_request(s, false) != REQ_INJECTED_PARSE;
+		return pop_request(s) != REQ_INJECTED_PARSE;
 	case '3': /* CloseComplete */
-		return pop_request(s, false) != REQ_INJECTED_CLOSE;
+		return pop_request(s) != REQ_INJECTED_CLOSE;
 	case '2': /* BindComplete */
 	case 'n': /* NoData */
-		pop_request(s, false);
+		pop_request(s);
 		break;
 	case 'T': /* RowDescription: ends a Describe, but is part of a Query's reply */
 		if (head == 'D')
-			request_queue_pop(&s->queue);
+			requests_pop(q);
 		break;
 	case 'C': /* CommandComplete */
 	case 'I': /* EmptyQueryResponse */
 	case 's': /* PortalSuspended */
 		if (head == 'E')
-			request_queue_pop(&s->queue);
+			requests_pop(q);
 		break;
 	case 'E':
 		s->pool->stats.errors++;
 		s->copy_in = false;
-		if (is_extended(head)) {
-			while (is_extended(request_queue_peek(&s->queue)))
-				pop_request(s, true);
-			if (s->queue.count == 0)
-				s->skip_to_sync = true;
-		}
+		while ((skipped = requests_pop_skipped(q)) != 0)
+			retire_request(s, skipped, true);
 		if (head == REQ_STALE_BIND) {
 			prepared_stale_error(s);
 			return false;
@@ -283,7 +252,7 @@ static bool track_server_reply(struct server *s, uint8_t type)
 	case 'G': /* CopyInResponse */
 		s->copy_in = true;
 		if (head == 'E')
-			drop_syncs_after_head(&s->queue);
+			requests_drop_syncs_after_head(q);
 		break;
 	case 'W': /* CopyBothResponse */
 		s->copy_in = true;
@@ -438,12 +407,12 @@ static void relay_try_release(struct server *s)
 /* Replies sluice owes the client that are now next in line. */
 static void flush_fakes(struct server *s)
 {
-	uint8_t head = request_queue_peek(&s->queue);
+	uint8_t head = requests_head(&s->requests);
 
 	/* Never inside a message still streaming to the client. */
 	if (s->fwd_remaining > 0)
 		return;
-	if (prepared_is_fake(head) && prepared_flush_fakes(s))
+	if (requests_is_fake(head) && prepared_flush_fakes(s))
 		relay_try_release(s);
 }
 
@@ -453,7 +422,7 @@ static void refuse_transaction(struct server *s)
 	struct client *c = s->client;
 	struct evbuffer *out = conn_out(&c->conn);
 
-	if (s->queue.count > 0) {
+	if (requests_count(&s->requests) > 0) {
 		client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
 		            "transaction blocks are not allowed in statement pooling mode");
 		return;
@@ -498,14 +467,14 @@ static void handle_ready(struct server *s, struct evbuffer *in, size_t total, ch
 	int64_t now = worker_now_us(s->w);
 
 	s->tx_status = status;
-	pop_request(s, false);
-	if (s->queue.count == 0) {
+	pop_request(s);
+	if (requests_count(&s->requests) == 0) {
 		s->timed_out_after_us = 0;
 		/* A rate-limited client's next request waited for this answer (admission.h). */
 		if (c != NULL && (c->conn.suspend & SUSPEND_PIPELINE))
 			conn_resume(&c->conn, SUSPEND_PIPELINE);
 	}
-	if (c != NULL && s->queue.count == 0) {
+	if (c != NULL && requests_count(&s->requests) == 0) {
 		record_request_done(s, now, status);
 		st->query_time_us += (uint64_t)(now - s->request_start_us);
 		if (status == 'I') {
@@ -529,11 +498,11 @@ static void handle_ready(struct server *s, struct evbuffer *in, size_t total, ch
 	flush_fakes(s);
 	if (s->client != c)
 		return;
-	if (s->queue.count == 0 && server_capture_params(s))
+	if (requests_count(&s->requests) == 0 && server_capture_params(s))
 		return;
-	if (s->queue.count == 0 && status != 'I')
+	if (requests_count(&s->requests) == 0 && status != 'I')
 		client_arm_timer(c, s->pool->set.idle_transaction_timeout_us);
-	else if (s->queue.count == 0 && pool_mode(s->pool) == POOL_SESSION)
+	else if (requests_count(&s->requests) == 0 && pool_mode(s->pool) == POOL_SESSION)
 		client_arm_timer(c, s->pool->set.client_idle_timeout_us);
 	relay_try_release(s);
 }

@@ -50,43 +50,6 @@ void server_log_ctx(const struct server *s, struct log_ctx *ctx)
 	ctx->addr = s->addr_text[0] ? s->addr_text : NULL;
 }
 
-void request_queue_push(struct request_queue *q, uint8_t type)
-{
-	if (q->count == q->cap) {
-		uint32_t cap = q->cap ? q->cap * 2 : 16;
-		uint8_t *types = malloc(cap);
-
-		/* Out of memory: the pipeline is unbounded by design, so fail loudly. */
-		if (types == NULL)
-			abort();
-		for (uint32_t i = 0; i < q->count; i++)
-			types[i] = q->types[(q->head + i) & (q->cap - 1)];
-		free(q->types);
-		q->types = types;
-		q->head = 0;
-		q->cap = cap;
-	}
-	q->types[(q->head + q->count) & (q->cap - 1)] = type;
-	q->count++;
-}
-
-uint8_t request_queue_peek(const struct request_queue *q)
-{
-	return q->count ? q->types[q->head] : 0;
-}
-
-uint8_t request_queue_pop(struct request_queue *q)
-{
-	uint8_t t;
-
-	if (q->count == 0)
-		return 0;
-	t = q->types[q->head];
-	q->head = (q->head + 1) & (q->cap - 1);
-	q->count--;
-	return t;
-}
-
 static void arm_timer(struct server *s, int64_t us)
 {
 	struct timeval tv = {.tv_sec = us / 1000000, .tv_usec = us % 1000000};
@@ -207,7 +170,7 @@ void server_free(struct server *s)
 	param_list_fini(&s->params);
 	param_list_fini(&s->captured);
 	prepared_cache_fini(&s->stmts, &s->w->prepared);
-	free(s->queue.types);
+	requests_fini(&s->requests);
 	free(s->scram);
 	free(s);
 }
@@ -219,26 +182,23 @@ void server_kick(struct server *s)
 
 bool server_is_clean(const struct server *s)
 {
-	return s->tx_status == 'I' && s->queue.count == 0 && !s->copy_in && !s->skip_to_sync &&
-	       s->sync_pending == 0 && s->fwd_remaining == 0;
+	return s->tx_status == 'I' && requests_count(&s->requests) == 0 && !s->copy_in &&
+	       !s->requests.skip_to_sync && s->sync_pending == 0 && s->fwd_remaining == 0;
 }
 
 /* Make sure a ReadyForQuery will come: the last request must be one that ends in one. */
 static void ensure_sync(struct server *s)
 {
 	struct evbuffer *out = conn_out(&s->conn);
-	uint8_t last = 0;
+	bool need_sync = requests_need_sync(&s->requests);
 
-	if (s->queue.count > 0)
-		last = s->queue.types[(s->queue.head + s->queue.count - 1) & (s->queue.cap - 1)];
 	if (s->copy_in) {
 		build_copy_fail(out, "client disconnected during COPY");
 		s->copy_in = false;
 	}
-	if (last != 'S' && last != 'Q' && last != 'F' && (s->queue.count > 0 || s->skip_to_sync)) {
+	if (need_sync) {
 		build_sync(out);
-		request_queue_push(&s->queue, 'S');
-		s->skip_to_sync = false;
+		requests_track(&s->requests, 'S'); /* and the server stops skipping at it */
 	}
 }
 
@@ -251,19 +211,20 @@ void server_reset_step(struct server *s)
 	struct evbuffer *out = conn_out(&s->conn);
 	const char *reset = s->w->cfg->server_reset_query;
 
-	if (s->queue.count > 0 || s->copy_in || s->skip_to_sync || s->sync_pending > 0) {
+	if (requests_count(&s->requests) > 0 || s->copy_in || s->requests.skip_to_sync ||
+	    s->sync_pending > 0) {
 		ensure_sync(s);
 		return;
 	}
 	if (s->tx_status != 'I') {
 		build_query(out, "ROLLBACK");
-		request_queue_push(&s->queue, 'Q');
+		requests_push(&s->requests, 'Q');
 		return;
 	}
 	if (pool_mode(s->pool) == POOL_SESSION && !s->reset_query_sent && reset != NULL &&
 	    reset[0] != '\0') {
 		build_query(out, reset);
-		request_queue_push(&s->queue, 'Q');
+		requests_push(&s->requests, 'Q');
 		s->reset_query_sent = true;
 		return;
 	}
@@ -299,7 +260,7 @@ void server_unlink(struct server *s)
 		pool_release(s->pool, s);
 		return;
 	}
-	running = s->queue.count > 0 && request_queue_peek(&s->queue) != 'S';
+	running = requests_count(&s->requests) > 0 && requests_head(&s->requests) != 'S';
 	server_set_state(s, SERVER_RESETTING);
 	if (running)
 		cancel_server(s);
@@ -763,7 +724,7 @@ static void check_query_timeout(struct server *s)
 			            "cancel_grace");
 		return;
 	}
-	if (timeout <= 0 || s->queue.count == 0 || c == NULL)
+	if (timeout <= 0 || requests_count(&s->requests) == 0 || c == NULL)
 		return;
 	elapsed = worker_now_us(s->w) - s->request_start_us;
 	if (elapsed < timeout) {
@@ -877,6 +838,7 @@ struct server *server_new(struct pool *p)
 	s->tx_status = 'I';
 	param_list_init(&s->params);
 	param_list_init(&s->captured);
+	requests_init(&s->requests);
 	prepared_cache_init(&s->stmts);
 	list_init(&s->cancels);
 	list_init(&s->node);

@@ -1,0 +1,46 @@
+/*
+ * A growable FIFO of fixed-size elements in one circular array.  Storage is
+ * allocated on the first push and doubles only when the ring is full; it is
+ * never shrunk, so a ring reused for each batch of work (a server's
+ * outstanding requests, the statement ids that go with them) stops
+ * allocating once it has seen its largest batch.  Elements are copied in and
+ * out by value; ring_at() gives a pointer to one in place.
+ */
+#ifndef SLUICE_RING_H
+#define SLUICE_RING_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct ring {
+	uint8_t *slots; /* cap elements of `size` bytes; NULL until the first push */
+	uint32_t head;  /* slot of the oldest element */
+	uint32_t count; /* elements in use */
+	uint32_t cap;   /* slots: 0, then a power of two; doubles when full, never shrinks */
+	uint32_t size;  /* bytes per element */
+};
+
+/* An empty ring of `size`-byte elements; allocates nothing. */
+void ring_init(struct ring *r, uint32_t size);
+/* Frees the storage; the ring is empty again and may be reused. */
+void ring_fini(struct ring *r);
+
+/* Copies `elem` in as the newest element.  Returns 0, or -1 when out of memory (unchanged). */
+int ring_push(struct ring *r, const void *elem);
+/* Copies the oldest element to `elem` (unless NULL) and removes it; false when empty. */
+bool ring_pop(struct ring *r, void *elem);
+
+/* The i-th oldest element in place (0 is the oldest), or NULL when i >= count. */
+void *ring_at(const struct ring *r, uint32_t i);
+/* The oldest element in place, or NULL when empty. */
+void *ring_peek(const struct ring *r);
+/* The newest element in place, or NULL when empty. */
+void *ring_last(const struct ring *r);
+uint32_t ring_count(const struct ring *r);
+
+/* Keeps the n oldest elements and drops the rest (no change when n >= count). */
+void ring_truncate(struct ring *r, uint32_t n);
+/* Drops every element; the storage is kept for the next use. */
+void ring_clear(struct ring *r);
+
+#endif

@@ -1,0 +1,74 @@
+/*
+ * A server's outstanding requests: what it will answer, in order.  Each
+ * entry is a message type the server was sent (Query, Parse, Bind,
+ * Describe, Execute, Close, Sync, FunctionCall) or a marker for work sluice
+ * adds itself: a request whose reply is swallowed, or a reply sluice emits
+ * when the marker reaches the head, so faked and swallowed replies keep
+ * their order with real ones (prepared.h).  After an ErrorResponse to an
+ * extended message the server skips everything up to the next Sync; the
+ * queue mirrors that (skip_to_sync).  Knows nothing of servers or clients:
+ * the relay, the server and prepared statements act on what it returns.
+ */
+#ifndef SLUICE_REQUESTS_H
+#define SLUICE_REQUESTS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/ring.h"
+
+/* Markers for work sluice adds (the prepared statements of prepared.h). */
+#define REQ_INJECTED_PARSE 'p' /* swallow its ParseComplete */
+#define REQ_INJECTED_CLOSE 'x' /* swallow its CloseComplete */
+#define REQ_FAKE_PARSE     '1' /* emit a ParseComplete when it reaches the head */
+#define REQ_FAKE_CLOSE     '3' /* emit a CloseComplete when it reaches the head */
+#define REQ_FAKE_DEALLOC   'd' /* emit CommandComplete DEALLOCATE + ReadyForQuery */
+#define REQ_TRACKED_BIND   'b' /* Bind of a tracked statement; its id is in stmt_cache.bound */
+#define REQ_STALE_BIND     'r' /* Bind that fails on purpose: its error becomes 0A000 */
+/* The extended-protocol DEALLOCATE of a tracked name, answered locally: */
+#define REQ_FAKE_BIND    '2' /* emit BindComplete */
+#define REQ_FAKE_NODATA  'n' /* emit NoData */
+#define REQ_FAKE_EXECUTE 'e' /* emit CommandComplete DEALLOCATE */
+
+struct requests {
+	struct ring kinds; /* uint8_t per request: message type or REQ_* marker, oldest first */
+	bool skip_to_sync; /* the server errored mid-extended-batch: it ignores all until Sync */
+};
+
+void requests_init(struct requests *q);
+void requests_fini(struct requests *q);
+
+/* Queues a request sluice sends itself (Sync, ROLLBACK, a faked reply), whatever comes before. */
+void requests_push(struct requests *q, uint8_t kind);
+/*
+ * Queues a request the server will process: a Sync always (it ends
+ * skipping), anything else only when the server is not skipping to a Sync.
+ * Returns true when it was queued on an empty queue: a new request began.
+ */
+bool requests_track(struct requests *q, uint8_t kind);
+
+/* The oldest entry, or 0 when none. */
+uint8_t requests_head(const struct requests *q);
+/* The newest entry, or 0 when none. */
+uint8_t requests_last(const struct requests *q);
+uint32_t requests_count(const struct requests *q);
+/* Removes and returns the oldest entry, or 0 when none. */
+uint8_t requests_pop(struct requests *q);
+
+/*
+ * After an ErrorResponse: removes and returns the oldest entry if it is one
+ * the server skips until Sync, or 0.  Popping the last entry means the Sync
+ * is not sent yet: the queue skips what arrives until it is.
+ */
+uint8_t requests_pop_skipped(struct requests *q);
+/* CopyInResponse to the head Execute: Syncs queued behind it are ignored by the server. */
+void requests_drop_syncs_after_head(struct requests *q);
+/* Whether a Sync must be sent for a ReadyForQuery to come (releasing a server mid-batch). */
+bool requests_need_sync(const struct requests *q);
+
+/* Requests the server skips after an error until the next Sync. */
+bool requests_is_extended(uint8_t kind);
+/* A marker for a reply sluice emits itself. */
+bool requests_is_fake(uint8_t kind);
+
+#endif

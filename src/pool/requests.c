@@ -1,0 +1,113 @@
+/*
+ * See requests.h.  One byte per request in a ring that keeps its storage,
+ * so a server's queue stops allocating once it has seen its deepest
+ * pipeline.
+ */
+#include "pool/requests.h"
+
+#include <stdlib.h>
+
+void requests_init(struct requests *q)
+{
+	ring_init(&q->kinds, sizeof(uint8_t));
+	q->skip_to_sync = false;
+}
+
+void requests_fini(struct requests *q)
+{
+	ring_fini(&q->kinds);
+	q->skip_to_sync = false;
+}
+
+void requests_push(struct requests *q, uint8_t kind)
+{
+	/* Out of memory: the pipeline is unbounded by design, so fail loudly. */
+	if (ring_push(&q->kinds, &kind) < 0)
+		abort();
+}
+
+bool requests_track(struct requests *q, uint8_t kind)
+{
+	bool first = ring_count(&q->kinds) == 0;
+
+	if (kind == 'S')
+		q->skip_to_sync = false;
+	else if (q->skip_to_sync)
+		return false;
+	requests_push(q, kind);
+	return first;
+}
+
+uint8_t requests_head(const struct requests *q)
+{
+	const uint8_t *k = ring_peek(&q->kinds);
+
+	return k != NULL ? *k : 0;
+}
+
+uint8_t requests_last(const struct requests *q)
+{
+	const uint8_t *k = ring_last(&q->kinds);
+
+	return k != NULL ? *k : 0;
+}
+
+uint32_t requests_count(const struct requests *q)
+{
+	return ring_count(&q->kinds);
+}
+
+uint8_t requests_pop(struct requests *q)
+{
+	uint8_t kind = 0;
+
+	ring_pop(&q->kinds, &kind);
+	return kind;
+}
+
+uint8_t requests_pop_skipped(struct requests *q)
+{
+	uint8_t kind = requests_head(q);
+
+	if (!requests_is_extended(kind))
+		return 0;
+	requests_pop(q);
+	if (ring_count(&q->kinds) == 0)
+		q->skip_to_sync = true;
+	return kind;
+}
+
+void requests_drop_syncs_after_head(struct requests *q)
+{
+	uint32_t kept = 1, n = ring_count(&q->kinds);
+
+	for (uint32_t i = 1; i < n; i++) {
+		uint8_t kind = *(uint8_t *)ring_at(&q->kinds, i);
+
+		if (kind != 'S')
+			*(uint8_t *)ring_at(&q->kinds, kept++) = kind;
+	}
+	ring_truncate(&q->kinds, kept);
+}
+
+bool requests_need_sync(const struct requests *q)
+{
+	uint8_t last = requests_last(q);
+
+	return last != 'S' && last != 'Q' && last != 'F' &&
+	       (ring_count(&q->kinds) > 0 || q->skip_to_sync);
+}
+
+bool requests_is_fake(uint8_t kind)
+{
+	return kind == REQ_FAKE_PARSE || kind == REQ_FAKE_CLOSE || kind == REQ_FAKE_DEALLOC ||
+	       kind == REQ_FAKE_BIND || kind == REQ_FAKE_NODATA || kind == REQ_FAKE_EXECUTE;
+}
+
+bool requests_is_extended(uint8_t kind)
+{
+	return kind == 'P' || kind == 'B' || kind == 'D' || kind == 'E' || kind == 'C' ||
+	       kind == REQ_INJECTED_PARSE || kind == REQ_INJECTED_CLOSE ||
+	       kind == REQ_TRACKED_BIND || kind == REQ_STALE_BIND ||
+	       (requests_is_fake(kind) && kind != REQ_FAKE_DEALLOC);
+}
