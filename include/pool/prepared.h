@@ -68,7 +68,7 @@ struct stmt_cache {
 	uint32_t size;                /* power of two, 0 until first use */
 	uint32_t count;
 	struct list_node lru; /* eviction order */
-	struct ring pending;  /* uint64_t ids of Parses in flight, in request-queue order */
+	struct ring pending;  /* uint64_t ids of tracked and injected Parses in flight, in order */
 	struct ring bound;    /* uint64_t ids of REQ_TRACKED_BIND Binds in flight, likewise */
 };
 
@@ -90,7 +90,7 @@ enum prep_result {
 /* A client message of type P, B, D, C or Q on a linked, tracking client. */
 enum prep_result prepared_client_message(struct client *c, const struct frame *f);
 
-/* The server answered a Parse ('P' or injected) at the head of its queue. */
+/* The server answered or skipped a REQ_TRACKED_PARSE or REQ_INJECTED_PARSE. */
 void prepared_parse_done(struct server *s, bool failed, bool client_parse);
 /* The server answered (or skipped) a REQ_TRACKED_BIND. */
 void prepared_bind_done(struct server *s);

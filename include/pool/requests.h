@@ -18,7 +18,8 @@
 #include "base/ring.h"
 
 /* Markers for work sluice adds (the prepared statements of prepared.h). */
-#define REQ_INJECTED_PARSE 'p' /* swallow its ParseComplete */
+#define REQ_INJECTED_PARSE 'p' /* swallow its ParseComplete; its id is in stmt_cache.pending */
+#define REQ_TRACKED_PARSE  't' /* client Parse of a tracked statement; id in stmt_cache.pending */
 #define REQ_INJECTED_CLOSE 'x' /* swallow its CloseComplete */
 #define REQ_FAKE_PARSE     '1' /* emit a ParseComplete when it reaches the head */
 #define REQ_FAKE_CLOSE     '3' /* emit a CloseComplete when it reaches the head */

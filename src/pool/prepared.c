@@ -400,8 +400,9 @@ static void evict_if_full(struct server *s)
 
 /*
  * Have `ps` prepared on the server before the message about to be sent.
- * `marker` is 'P' for a client Parse (its reply goes to the client) or
- * REQ_INJECTED_PARSE (reply swallowed).  Returns false if it already was.
+ * `marker` is REQ_TRACKED_PARSE for a client Parse (its reply goes to the
+ * client) or REQ_INJECTED_PARSE (reply swallowed): only those settle the
+ * statement ids in stmt_cache.pending.  Returns false if it already was.
  */
 static bool ensure_prepared(struct server *s, struct pstmt *ps, uint8_t marker)
 {
@@ -603,7 +604,7 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 	}
 	ps->reg = reg;
 	/* Already prepared there: the client still gets its ParseComplete, in order. */
-	if (!ensure_prepared(s, ps, 'P'))
+	if (!ensure_prepared(s, ps, REQ_TRACKED_PARSE))
 		push_fake(s, REQ_FAKE_PARSE);
 	return PREP_DONE;
 }
@@ -780,7 +781,12 @@ enum prep_result prepared_client_message(struct client *c, const struct frame *f
 {
 	struct server *s = c->server;
 
-	/* A server skipping to Sync after an error discards these anyway: forward as is. */
+	/*
+	 * A server skipping to Sync after an error discards these anyway: forward
+	 * as is.  Tracking them would also be wrong: nothing is queued for them,
+	 * so a Parse would leave an id in stmt_cache.pending and a cache entry
+	 * that no reply ever settles.
+	 */
 	if (s->requests.skip_to_sync)
 		return PREP_PASS;
 	switch (f->type) {

@@ -195,11 +195,15 @@ static void relay_client_input(struct client *c)
 	check_server_watermark(c);
 }
 
-/* A request left the queue: a Parse settles the statement cache, a tracked Bind its id. */
+/*
+ * A request left the queue: a Parse of a tracked statement settles the
+ * statement cache, a tracked Bind its id.  A plain 'P' (the unnamed
+ * statement, or a Parse passed through) has no id to settle.
+ */
 static uint8_t retire_request(struct server *s, uint8_t t, bool failed)
 {
-	if (t == 'P' || t == REQ_INJECTED_PARSE)
-		prepared_parse_done(s, failed, t == 'P');
+	if (t == REQ_TRACKED_PARSE || t == REQ_INJECTED_PARSE)
+		prepared_parse_done(s, failed, t == REQ_TRACKED_PARSE);
 	else if (t == REQ_TRACKED_BIND)
 		prepared_bind_done(s);
 	return t;

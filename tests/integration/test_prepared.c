@@ -3,7 +3,8 @@
  * server connection works on another (sluice re-prepares it there), SQL
  * DEALLOCATE is answered for the client (protocol Close is covered by the
  * driver tests: libpq 15 cannot send one), the per-server LRU bounds what
- * Postgres holds, and a stale plan costs the client at most one error.
+ * Postgres holds, a stale plan costs the client at most one error, and a
+ * Parse that failed or was skipped in a pipeline leaves no statement behind.
  */
 #include <string.h>
 
@@ -280,4 +281,96 @@ Test(prepared, pipeline_of_binds_after_moving)
 	PQclear(harness_exec_ok(holder, "commit"));
 	PQfinish(a);
 	PQfinish(holder);
+}
+
+/* The next pipeline result: its status (and SQLSTATE for errors), then the NULL ending it. */
+static void expect_result(PGconn *c, ExecStatusType want, const char *sqlstate, const char *what)
+{
+	PGresult *res = PQgetResult(c);
+
+	cr_assert(res != NULL, "%s: no result", what);
+	cr_assert_eq(PQresultStatus(res), want, "%s: got %s, want %s (%s)", what,
+	             PQresStatus(PQresultStatus(res)), PQresStatus(want),
+	             PQresultErrorMessage(res));
+	if (sqlstate != NULL)
+		cr_assert_str_eq(harness_sqlstate(res), sqlstate, "%s", what);
+	PQclear(res);
+	if (want != PGRES_PIPELINE_SYNC)
+		cr_assert_null(PQgetResult(c), "%s: more than one result", what);
+}
+
+/*
+ * After a Parse of `sql` under `failed` created nothing: a new name for the
+ * same text is really prepared on the server (not answered from a cache entry
+ * the server lacks) and runs, and the failed name gets Postgres' own error.
+ */
+static void expect_prepares_again(PGconn *c, const char *failed, const char *fresh, const char *sql)
+{
+	PGresult *res;
+
+	prepare(c, fresh, sql);
+	res = PQexecPrepared(c, fresh, 0, NULL, NULL, NULL, 0);
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+	cr_assert_eq(PQntuples(res), 1);
+	PQclear(res);
+	res = PQexecPrepared(c, failed, 0, NULL, NULL, NULL, 0);
+	cr_assert_str_eq(harness_sqlstate(res), "26000", "%s", PQresultErrorMessage(res));
+	cr_assert(strstr(PQresultErrorMessage(res), failed) != NULL, "no statement under %s: %s",
+	          failed, PQresultErrorMessage(res));
+	PQclear(res);
+}
+
+/*
+ * An unnamed Parse ahead of a named one in the same pipeline: its
+ * ParseComplete must not settle the named statement, whose Parse then fails.
+ * One server, so the same text later meets the same server's cache.
+ */
+Test(prepared, failed_parse_behind_unnamed_parse_leaves_no_statement)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+
+	PQclear(harness_exec_ok(a, "drop table if exists t_later"));
+	cr_assert(PQenterPipelineMode(a));
+	cr_assert(PQsendQueryParams(a, "select 1", 0, NULL, NULL, NULL, NULL, 0));
+	cr_assert(PQsendPrepare(a, "s1", "select * from t_later", 0, NULL));
+	cr_assert(PQpipelineSync(a));
+	expect_result(a, PGRES_TUPLES_OK, NULL, "the unnamed statement");
+	expect_result(a, PGRES_FATAL_ERROR, "42P01", "the named Parse");
+	expect_result(a, PGRES_PIPELINE_SYNC, NULL, "sync");
+	cr_assert(PQexitPipelineMode(a), "%s", PQerrorMessage(a));
+
+	PQclear(harness_exec_ok(a, "create table t_later(v int); insert into t_later values (1)"));
+	expect_prepares_again(a, "s1", "s2", "select * from t_later");
+	PQclear(harness_exec_ok(a, "drop table t_later"));
+	PQfinish(a);
+}
+
+/*
+ * A named Parse that reaches sluice after the server reported an error and
+ * before the Sync: the server skips it, so it must leave no statement.
+ */
+Test(prepared, parse_skipped_after_error_leaves_no_statement)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+
+	PQclear(harness_exec_ok(a, "drop table if exists t_skipped"));
+	cr_assert(PQenterPipelineMode(a));
+	cr_assert(PQsendQueryParams(a, "select 1/0", 0, NULL, NULL, NULL, NULL, 0));
+	cr_assert(PQsendFlushRequest(a));
+	cr_assert_eq(PQflush(a), 0);
+	/* The error has passed sluice before the Parse below is even sent. */
+	expect_result(a, PGRES_FATAL_ERROR, "22012", "the error");
+	cr_assert(PQsendPrepare(a, "s3", "select * from t_skipped", 0, NULL));
+	cr_assert(PQpipelineSync(a));
+	expect_result(a, PGRES_PIPELINE_ABORTED, NULL, "the skipped Parse");
+	expect_result(a, PGRES_PIPELINE_SYNC, NULL, "sync");
+	cr_assert(PQexitPipelineMode(a), "%s", PQerrorMessage(a));
+
+	PQclear(
+	    harness_exec_ok(a, "create table t_skipped(v int); insert into t_skipped values (1)"));
+	expect_prepares_again(a, "s3", "s4", "select * from t_skipped");
+	PQclear(harness_exec_ok(a, "drop table t_skipped"));
+	PQfinish(a);
 }
