@@ -9,7 +9,6 @@
 #ifndef SLUICE_ADMIN_CONTROL_H
 #define SLUICE_ADMIN_CONTROL_H
 
-
 #include "admin/console.h"
 
 enum console_result control_pause(struct console_conn *conn, struct console_lexer *lx);

@@ -263,4 +263,3 @@ void worker_post_drain(struct worker *w)
 {
 	inbox_post(&w->inbox, drain_fn, NULL);
 }
-
