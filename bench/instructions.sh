@@ -1,0 +1,142 @@
+#!/bin/bash
+# Instructions per transaction, counted by callgrind: the one CPU figure that
+# the load of a shared two-core machine does not move.  bench/run.sh measures
+# CPU time, which other work on the machine shifts by 20 % or more between
+# runs; this counts the user-space instructions each pooler executes per
+# transaction, PgBouncer's and sluice's, in the same run.
+#
+#   bench/instructions.sh [--sluice PATH]...   (default: build/sluice)
+#
+# Each --sluice adds a binary to measure (e.g. two commits side by side).  Run
+# as root: Postgres (tests/harness/pg.sh, instance pg-instructions, stopped at
+# the end) and the poolers run as the harness's unprivileged user.
+#
+# Method: every pooler runs under `valgrind --tool=callgrind` twice, once
+# serving `pgbench -t 100` and once `-t 400` (16 clients, select-only, simple
+# and extended protocol); the difference of the two totals, divided by the
+# 16 x 300 transactions between them, is the cost of a transaction alone:
+# startup, the 16 SCRAM logins and shutdown are the same in both and cancel
+# out.  Kernel time (system calls) is not counted: run.sh covers that.
+set -eu
+
+root=$(cd "$(dirname "$0")/.." && pwd -P)
+cd "$root"
+
+sluices=()
+while [ $# -gt 0 ]; do
+  case $1 in
+  --sluice)
+    sluices+=("$(realpath "$2")")
+    shift 2
+    ;;
+  *)
+    echo "usage: bench/instructions.sh [--sluice PATH]..." >&2
+    exit 2
+    ;;
+  esac
+done
+[ ${#sluices[@]} -gt 0 ] || sluices=("$root/build/sluice")
+for s in "${sluices[@]}"; do
+  [ -x "$s" ] || { echo "instructions.sh: no sluice binary at $s" >&2; exit 1; }
+done
+for tool in valgrind pgbouncer; do
+  command -v "$tool" >/dev/null || { echo "instructions.sh: $tool missing" >&2; exit 1; }
+done
+
+export SLUICE_PG_NAME=pg-instructions
+trap 'tests/harness/pg.sh stop >/dev/null 2>&1 || true' EXIT
+tests/harness/pg.sh start >/dev/null
+# shellcheck source=/dev/null
+. ".run/$SLUICE_PG_NAME.env"
+pgbin=$SLUICE_TEST_PGBIN
+owner=$SLUICE_TEST_PGSUPER
+psql_super() {
+  "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -h "$SLUICE_TEST_PGSOCKET" -p "$SLUICE_TEST_PGPORT" \
+    -U "$owner" "$@"
+}
+psql_super -d postgres <<'EOF'
+SET client_min_messages = warning;
+SET password_encryption = 'scram-sha-256';
+SELECT 'CREATE ROLE bench LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'bench') \gexec
+ALTER ROLE bench PASSWORD 'bench-secret';
+SELECT 'CREATE DATABASE bench OWNER bench'
+  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'bench') \gexec
+EOF
+export PGPASSWORD=bench-secret PGSSLMODE=disable
+"$pgbin/pgbench" -i -q -s 1 -h 127.0.0.1 -p "$SLUICE_TEST_PGPORT" -U bench bench >/dev/null 2>&1
+
+work=$(mktemp -d /tmp/sluice-instructions.XXXXXX)
+chmod 755 "$work"
+port=$((SLUICE_TEST_PGPORT + 1000))
+printf '"bench" "bench-secret"\n' >"$work/userlist.txt"
+cat >"$work/pgbouncer.ini" <<EOF
+[databases]
+bench = host=127.0.0.1 port=$SLUICE_TEST_PGPORT dbname=bench
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $work/userlist.txt
+pool_mode = transaction
+default_pool_size = 20
+log_connections = 0
+log_disconnections = 0
+EOF
+cat >"$work/sluice.ini" <<EOF
+[sluice]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_file = $work/userlist.txt
+auth_type = scram-sha-256
+pool_mode = transaction
+default_pool_size = 20
+log_level = warn
+workers = 1
+[databases]
+bench = host=127.0.0.1 port=$SLUICE_TEST_PGPORT dbname=bench
+EOF
+chown -R "$owner:$owner" "$work"
+
+# Total instructions (Ir) of one pooler run serving `pgbench -t $2 -M $3`.
+measure() {
+  local bin=$1 txns=$2 mode=$3 out=$work/callgrind.out pid i
+  rm -f "$out"
+  if [ "$(basename "$bin")" = pgbouncer ]; then
+    set -- "$bin" "$work/pgbouncer.ini"
+  else
+    cp "$bin" "$work/sluice" && chown "$owner" "$work/sluice"
+    set -- "$work/sluice" "$work/sluice.ini"
+  fi
+  runuser -u "$owner" -- valgrind --tool=callgrind --callgrind-out-file="$out" "$@" \
+    >"$work/pooler.log" 2>&1 &
+  pid=$!
+  # Ready when it listens.  Not a login: a SCRAM login costs millions of
+  # instructions, and a probe that logs in a varying number of times would
+  # differ between the two runs by more than what is measured.
+  for i in $(seq 600); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    kill -0 "$pid" 2>/dev/null || { cat "$work/pooler.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  "$pgbin/pgbench" -n -S -M "$mode" -c 16 -j 2 -t "$txns" -h 127.0.0.1 -p "$port" -U bench \
+    bench >"$work/pgbench.log" 2>&1 || { cat "$work/pgbench.log" >&2; exit 1; }
+  pkill -TERM -P "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  awk '/^summary:/ {print $2}' "$out"
+}
+
+printf '%-10s %-40s %14s %10s\n' mode pooler "instr/txn" "/pgbouncer"
+for mode in simple extended; do
+  pgb=0
+  for target in "$(command -v pgbouncer)" "${sluices[@]}"; do
+    low=$(measure "$target" 100 "$mode")
+    high=$(measure "$target" 400 "$mode")
+    per=$(((high - low) / (16 * 300)))
+    [ "$pgb" -gt 0 ] || pgb=$per
+    printf '%-10s %-40s %14d %9.2fx\n' "$mode" "$target" "$per" \
+      "$(awk -v a="$per" -v b="$pgb" 'BEGIN {print a / b}')"
+  done
+done
+rm -rf "$work"
