@@ -117,6 +117,8 @@ struct client {
 	bool in_request;        /* rate-limited: inside an extended-protocol request (up to Sync) */
 	bool tenant_counted;    /* holds a slot of its tenant's max_client_conn */
 	bool timer_armed;       /* timer pending (saves a locked libevent call per message) */
+	bool awaiting_rest;     /* its server waits for the rest of a message: the timer is
+	                           client_read_timeout */
 };
 
 /* Takes ownership of fd; `login` serves it first (login_client_handler). */

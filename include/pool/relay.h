@@ -23,6 +23,12 @@ void relay_track_request(struct server *s, uint8_t type);
 /* Output buffer sizes that trigger read suspension of the peer. */
 #define RELAY_HIGH_WATERMARK (1024 * 1024)
 #define RELAY_LOW_WATERMARK  (256 * 1024)
+/*
+ * A client with no server gets one only once it has sent a whole message of
+ * up to this size (larger ones stream, watched by client_read_timeout), so a
+ * client that stops halfway holds no server.
+ */
+#define RELAY_WHOLE_MAX (64 * 1024)
 /* Input read ahead per connection before libevent stops reading. */
 #define RELAY_READ_HIGH (512 * 1024)
 

@@ -12,9 +12,11 @@
 
 struct evbuffer;
 
-#define FRAME_HEADER_LEN     5     /* type byte + int32 length */
-#define FRAME_STARTUP_MAX    10000 /* Postgres' limit for startup and control messages */
-#define FRAME_CONTROL_MAX    10000
+#define FRAME_HEADER_LEN  5     /* type byte + int32 length */
+#define FRAME_STARTUP_MAX 10000 /* Postgres' limit for startup and control messages */
+#define FRAME_CONTROL_MAX 10000
+#define FRAME_POSTGRES_MAX                                                                         \
+	0x3ffffffe /* largest length Postgres takes (1 GB - 2): MaxAllocSize - 1 */
 #define FRAME_CODE_CANCEL    80877102
 #define FRAME_CODE_SSL       80877103
 #define FRAME_CODE_GSSENC    80877104

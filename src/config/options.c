@@ -201,6 +201,9 @@ static const struct config_option options[] = {
                  "Close a client idle inside an open transaction this long; 0 = off."),
     OPT_DURATION(client_idle_timeout, "0",
                  "Close a client idle outside a transaction this long; 0 = off."),
+    OPT_DURATION(client_read_timeout, "10s",
+                 "A client that holds a server and stops sending in the middle of a message is "
+                 "closed (08P01) after this much silence, and the server closed; 0 = off."),
     OPT_DURATION(server_connect_timeout, "15s",
                  "Connecting and logging in to the server must finish within this; 0 = off."),
     OPT_DURATION(server_idle_timeout, "600s",

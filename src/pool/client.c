@@ -273,6 +273,22 @@ void client_drain(struct client *c)
 	client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "sluice is shutting down");
 }
 
+/* client_read_timeout: silence in the middle of a message its server waits for. */
+static void read_timeout(struct client *c)
+{
+	int64_t limit = c->w->cfg->client_read_timeout_us;
+
+	/* Not read meanwhile (its server's output was full): the silence was not the client's. */
+	if (c->conn.suspend != 0 && limit > 0) {
+		client_arm_timer(c, limit);
+		return;
+	}
+	c->awaiting_rest = false;
+	record_timeout(c);
+	client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+	            "client_read_timeout expired in the middle of a message: the rest never came");
+}
+
 static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct client *c = arg;
@@ -284,6 +300,10 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (c->conn.suspend & SUSPEND_THROTTLE) {
 		admission_retry(c);
+		return;
+	}
+	if (c->awaiting_rest) {
+		read_timeout(c);
 		return;
 	}
 	record_timeout(c);

@@ -122,12 +122,50 @@ static void check_server_watermark(struct client *c)
 	}
 }
 
+/*
+ * The client stopped in the middle of a message that its server waits for:
+ * it has client_read_timeout to send the rest, so a stalled client cannot
+ * hold a server (docs/timeouts.md).
+ */
+static void watch_partial(struct client *c)
+{
+	int64_t limit = c->w->cfg->client_read_timeout_us;
+
+	if (limit <= 0 || c->server == NULL || c->state != CLIENT_ACTIVE)
+		return;
+	c->awaiting_rest = true;
+	client_arm_timer(c, limit);
+}
+
+/*
+ * A length no server may see: too large for the type (sluice's max_packet_size,
+ * or Postgres' own 1 GB, past which it drops the connection), or below 4.
+ * Refused before any of it moves, so no server is involved.
+ */
+static void reject_length(struct client *c, const struct frame *f, uint32_t limit)
+{
+	char type = f->type >= 0x20 && f->type < 0x7f ? (char)f->type : '?';
+
+	if (f->len < 4)
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+		            "invalid message length %u for message type '%c'", f->len, type);
+	else
+		client_fail(c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
+		            "message too large: %u bytes for message type '%c', the limit is %u",
+		            f->len, type, limit);
+}
+
 static void relay_client_input(struct client *c)
 {
 	struct evbuffer *in = c->conn.in;
 	uint32_t max_packet = (uint32_t)c->w->cfg->max_packet_size;
+	bool partial = false; /* stopped in the middle of a message */
 	struct frame f;
 
+	if (c->awaiting_rest) { /* more came: the silence is over */
+		c->awaiting_rest = false;
+		client_arm_timer(c, 0);
+	}
 	while (c->state == CLIENT_IDLE || c->state == CLIENT_ACTIVE) {
 		enum frame_status st;
 		size_t moved;
@@ -142,19 +180,21 @@ static void relay_client_input(struct client *c)
 			moved = move_bytes(in, conn_out(&c->server->conn), c->fwd_remaining);
 			c->fwd_remaining -= moved;
 			c->pool->stats.bytes_received += moved;
-			if (c->fwd_remaining > 0)
+			if (c->fwd_remaining > 0) {
+				partial = true;
 				break;
+			}
 			/* The server may have finished while this message was still arriving. */
 			relay_try_release(c->server);
 			continue;
 		}
 		st = frame_peek(in, &f, max_packet);
-		if (st == FRAME_INCOMPLETE)
+		if (st == FRAME_INCOMPLETE) {
+			partial = evbuffer_get_length(in) > 0;
 			break;
+		}
 		if (st == FRAME_INVALID || f.len > frame_client_limit(f.type, max_packet)) {
-			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
-			            "invalid message length %u for message type '%c'", f.len,
-			            f.type >= 0x20 && f.type < 0x7f ? f.type : '?');
+			reject_length(c, &f, frame_client_limit(f.type, max_packet));
 			return;
 		}
 		if (f.type == 'X') {
@@ -163,6 +203,9 @@ static void relay_client_input(struct client *c)
 		}
 		if (drop_without_server(c, f.type, frame_total(&f)))
 			continue;
+		if (c->state == CLIENT_IDLE && frame_total(&f) <= RELAY_WHOLE_MAX &&
+		    evbuffer_get_length(in) < frame_total(&f))
+			break; /* no server until the message is whole */
 		if (c->pool->set.rate_limited) {
 			enum admit a = admission_request(c, f.type);
 
@@ -193,6 +236,8 @@ static void relay_client_input(struct client *c)
 		c->pool->stats.bytes_received += moved;
 	}
 	check_server_watermark(c);
+	if (partial)
+		watch_partial(c);
 }
 
 /*

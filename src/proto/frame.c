@@ -27,7 +27,8 @@ uint32_t frame_client_limit(uint8_t type, uint32_t max_packet_size)
 	case 'f': /* CopyFail */
 		return FRAME_CONTROL_MAX;
 	default:
-		return max_packet_size;
+		/* A larger one would be refused by Postgres, which then drops the connection. */
+		return max_packet_size < FRAME_POSTGRES_MAX ? max_packet_size : FRAME_POSTGRES_MAX;
 	}
 }
 
@@ -47,13 +48,17 @@ enum frame_status frame_peek(struct evbuffer *buf, struct frame *f, uint32_t lim
 enum frame_status frame_peek_startup(struct evbuffer *buf, uint32_t *len, uint32_t *code)
 {
 	uint8_t hdr[8];
+	ev_ssize_t have = evbuffer_copyout(buf, hdr, sizeof(hdr));
 
-	if (evbuffer_copyout(buf, hdr, sizeof(hdr)) < (ev_ssize_t)sizeof(hdr))
+	/* The length alone can be wrong: say so at once rather than wait for 8 bytes. */
+	if (have < 4)
 		return FRAME_INCOMPLETE;
 	*len = read_be32(hdr);
-	*code = read_be32(hdr + 4);
 	if (*len < 8 || *len > FRAME_STARTUP_MAX)
 		return FRAME_INVALID;
+	if (have < (ev_ssize_t)sizeof(hdr))
+		return FRAME_INCOMPLETE;
+	*code = read_be32(hdr + 4);
 	return FRAME_READY;
 }
 

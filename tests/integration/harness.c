@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -912,4 +913,75 @@ void harness_raise_nofile(long want)
 		rl.rlim_cur = (rlim_t)want;
 	}
 	setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+/* ---- raw protocol bytes ---- */
+
+#define HARNESS_REPLY_TIMEOUT_S 20.0
+
+void harness_send_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+
+		cr_assert(n > 0, "send: %s", strerror(errno));
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+void harness_put_u32(unsigned char *p, uint32_t v)
+{
+	uint32_t be = htonl(v);
+
+	memcpy(p, &be, 4);
+}
+
+size_t harness_read_to_close(int fd, unsigned char *buf, size_t cap)
+{
+	double deadline = harness_now() + HARNESS_REPLY_TIMEOUT_S;
+	size_t len = 0;
+
+	for (;;) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		int left_ms = (int)((deadline - harness_now()) * 1000);
+		ssize_t n;
+
+		cr_assert(left_ms > 0, "sluice neither answered nor closed the connection");
+		if (poll(&pfd, 1, left_ms) <= 0)
+			continue;
+		n = recv(fd, buf + len, cap - len, 0);
+		if (n == 0 || (n < 0 && errno == ECONNRESET))
+			return len;
+		cr_assert(n > 0, "recv: %s", strerror(errno));
+		len += (size_t)n;
+		cr_assert(len < cap, "endless reply");
+	}
+}
+
+void harness_expect_error_and_close(int fd, char sqlstate[6])
+{
+	unsigned char buf[8192];
+	size_t len = harness_read_to_close(fd, buf, sizeof(buf)), pos = 5;
+	uint32_t msglen;
+
+	close(fd);
+	sqlstate[0] = '\0';
+	cr_assert_geq(len, 5, "connection closed without an ErrorResponse");
+	cr_assert_eq(buf[0], 'E', "first reply byte is '%c', not 'E'", buf[0]);
+	memcpy(&msglen, buf + 1, 4);
+	msglen = ntohl(msglen);
+	cr_assert(msglen >= 4 && 1 + msglen <= len, "truncated ErrorResponse");
+	while (pos < 1 + msglen && buf[pos] != '\0') {
+		unsigned char field = buf[pos++];
+		const char *value = (const char *)buf + pos;
+		size_t vlen = strnlen(value, 1 + msglen - pos);
+
+		if (field == 'C' && vlen == 5)
+			memcpy(sqlstate, value, 6);
+		pos += vlen + 1;
+	}
+	cr_assert_neq(sqlstate[0], '\0', "ErrorResponse without a SQLSTATE");
 }

@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include <libpq-fe.h>
@@ -114,6 +115,18 @@ int harness_run(const char *const argv[], const char *const env[], double timeou
 
 /* Raises RLIMIT_NOFILE to at least `want` (up to the hard limit). */
 void harness_raise_nofile(long want);
+
+/* Raw protocol bytes on a socket (a libpq connection's PQsocket, or a raw connect). */
+void harness_send_all(int fd, const void *buf, size_t len);
+void harness_put_u32(unsigned char *p, uint32_t v); /* big-endian */
+/*
+ * Reads until the peer closes (a reset counts as closed) and returns how many
+ * bytes came; fails the test if the connection is still open after 20 s.
+ */
+size_t harness_read_to_close(int fd, unsigned char *buf, size_t cap);
+/* The reply must be one ErrorResponse, then the close: its SQLSTATE goes to `sqlstate`; closes fd.
+ */
+void harness_expect_error_and_close(int fd, char sqlstate[6]);
 
 double harness_now(void);
 /* The interval between two looks at a polled condition. */

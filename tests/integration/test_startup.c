@@ -38,78 +38,6 @@ static int raw_connect(struct harness_sluice *h)
 	return fd;
 }
 
-static void send_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-
-		cr_assert(n > 0, "send: %s", strerror(errno));
-		p += n;
-		len -= (size_t)n;
-	}
-}
-
-static void put_u32(unsigned char *p, uint32_t v)
-{
-	uint32_t be = htonl(v);
-
-	memcpy(p, &be, 4);
-}
-
-/*
- * Reads until the peer closes (a reset counts as closed) and returns how many
- * bytes came; fails the test if the connection is still open at the deadline.
- */
-static size_t read_to_close(int fd, unsigned char *buf, size_t cap)
-{
-	double deadline = harness_now() + REPLY_TIMEOUT_S;
-	size_t len = 0;
-
-	for (;;) {
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		int left_ms = (int)((deadline - harness_now()) * 1000);
-		ssize_t n;
-
-		cr_assert(left_ms > 0, "sluice neither answered nor closed the connection");
-		if (poll(&pfd, 1, left_ms) <= 0)
-			continue;
-		n = recv(fd, buf + len, cap - len, 0);
-		if (n == 0 || (n < 0 && errno == ECONNRESET))
-			return len;
-		cr_assert(n > 0, "recv: %s", strerror(errno));
-		len += (size_t)n;
-		cr_assert(len < cap, "endless reply");
-	}
-}
-
-/* The reply must be one ErrorResponse, then the close; returns its SQLSTATE. */
-static void expect_error_and_close(int fd, char sqlstate[6])
-{
-	unsigned char buf[8192];
-	size_t len = read_to_close(fd, buf, sizeof(buf)), pos = 5;
-	uint32_t msglen;
-
-	close(fd);
-	sqlstate[0] = '\0';
-	cr_assert_geq(len, 5, "connection closed without an ErrorResponse");
-	cr_assert_eq(buf[0], 'E', "first reply byte is '%c', not 'E'", buf[0]);
-	memcpy(&msglen, buf + 1, 4);
-	msglen = ntohl(msglen);
-	cr_assert(msglen >= 4 && 1 + msglen <= len, "truncated ErrorResponse");
-	while (pos < 1 + msglen && buf[pos] != '\0') {
-		unsigned char field = buf[pos++];
-		const char *value = (const char *)buf + pos;
-		size_t vlen = strnlen(value, 1 + msglen - pos);
-
-		if (field == 'C' && vlen == 5)
-			memcpy(sqlstate, value, 6);
-		pos += vlen + 1;
-	}
-	cr_assert_neq(sqlstate[0], '\0', "ErrorResponse without a SQLSTATE");
-}
-
 static void expect_still_serving(struct harness_sluice *h, PGconn *before)
 {
 	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
@@ -127,8 +55,8 @@ static void expect_rejected(struct harness_sluice *h, const unsigned char *packe
 	int fd = raw_connect(h);
 	char state[6];
 
-	send_all(fd, packet, len);
-	expect_error_and_close(fd, state);
+	harness_send_all(fd, packet, len);
+	harness_expect_error_and_close(fd, state);
 	cr_assert(strcmp(state, "08P01") == 0 || (alt != NULL && strcmp(state, alt) == 0),
 	          "SQLSTATE %s, want 08P01%s%s", state, alt != NULL ? " or " : "",
 	          alt != NULL ? alt : "");
@@ -141,8 +69,8 @@ Test(startup, oversized)
 	unsigned char packet[8];
 
 	/* Only the header: the length alone must be enough to refuse it. */
-	put_u32(packet, 100000);
-	put_u32(packet + 4, PROTOCOL_3_0);
+	harness_put_u32(packet, 100000);
+	harness_put_u32(packet + 4, PROTOCOL_3_0);
 	expect_rejected(h, packet, sizeof(packet), NULL);
 	expect_still_serving(h, before);
 	PQfinish(before);
@@ -153,8 +81,19 @@ Test(startup, length_too_short)
 	struct harness_sluice *h = harness_start_sluice(NULL);
 	unsigned char packet[8];
 
-	put_u32(packet, 3);
-	put_u32(packet + 4, PROTOCOL_3_0);
+	harness_put_u32(packet, 3);
+	harness_put_u32(packet + 4, PROTOCOL_3_0);
+	expect_rejected(h, packet, sizeof(packet), NULL);
+	expect_still_serving(h, NULL);
+}
+
+/* Just a length of 4, nothing more: refused on those 4 bytes, not at client_login_timeout. */
+Test(startup, four_byte_packet_is_refused_at_once)
+{
+	struct harness_sluice *h = harness_start_sluice("client_login_timeout = 300s");
+	unsigned char packet[4];
+
+	harness_put_u32(packet, 4);
 	expect_rejected(h, packet, sizeof(packet), NULL);
 	expect_still_serving(h, NULL);
 }
@@ -169,8 +108,8 @@ Test(startup, unknown_protocol)
 	 * code.  Postgres answers an unsupported major version with 0A000, so
 	 * that is accepted too.
 	 */
-	put_u32(packet, 8);
-	put_u32(packet + 4, 0x12345678u);
+	harness_put_u32(packet, 8);
+	harness_put_u32(packet + 4, 0x12345678u);
 	expect_rejected(h, packet, sizeof(packet), "0A000");
 	expect_still_serving(h, NULL);
 }
@@ -187,10 +126,10 @@ Test(startup, short_cancel_request)
 	 * never answers a cancel request, not even a malformed one: it closes
 	 * the connection.  An 08P01 ErrorResponse first is fine too.
 	 */
-	put_u32(packet, 8);
-	put_u32(packet + 4, CANCEL_REQUEST);
-	send_all(fd, packet, sizeof(packet));
-	len = read_to_close(fd, buf, sizeof(buf));
+	harness_put_u32(packet, 8);
+	harness_put_u32(packet + 4, CANCEL_REQUEST);
+	harness_send_all(fd, packet, sizeof(packet));
+	len = harness_read_to_close(fd, buf, sizeof(buf));
 	close(fd);
 	if (len > 0) {
 		cr_assert_eq(buf[0], 'E', "a malformed cancel request got '%c'", buf[0]);
@@ -219,8 +158,8 @@ Test(startup, missing_terminators)
 		unsigned char packet[64];
 		size_t len = 8 + cases[i].len;
 
-		put_u32(packet, (uint32_t)len);
-		put_u32(packet + 4, PROTOCOL_3_0);
+		harness_put_u32(packet, (uint32_t)len);
+		harness_put_u32(packet + 4, PROTOCOL_3_0);
 		memcpy(packet + 8, cases[i].body, cases[i].len);
 		expect_rejected(h, packet, len, NULL);
 	}
@@ -237,9 +176,9 @@ Test(startup, ssl_and_gssenc_requests_answered_n)
 		struct pollfd pfd;
 		int fd = raw_connect(h);
 
-		put_u32(packet, 8);
-		put_u32(packet + 4, codes[i]);
-		send_all(fd, packet, sizeof(packet));
+		harness_put_u32(packet, 8);
+		harness_put_u32(packet + 4, codes[i]);
+		harness_send_all(fd, packet, sizeof(packet));
 		pfd = (struct pollfd){.fd = fd, .events = POLLIN};
 		cr_assert_eq(poll(&pfd, 1, (int)(REPLY_TIMEOUT_S * 1000)), 1, "no answer");
 		cr_assert_eq(recv(fd, &reply, 1, 0), 1);
@@ -255,8 +194,8 @@ Test(startup, many_bad_clients_then_good_ones)
 	PGconn *before = harness_connect_ok(h, "app", "app-secret", "app");
 	unsigned char packet[8];
 
-	put_u32(packet, 100000);
-	put_u32(packet + 4, PROTOCOL_3_0);
+	harness_put_u32(packet, 100000);
+	harness_put_u32(packet + 4, PROTOCOL_3_0);
 	for (int i = 0; i < 50; i++)
 		expect_rejected(h, packet, sizeof(packet), NULL);
 	expect_still_serving(h, before);

@@ -56,8 +56,15 @@ Test(frame, control_messages_are_small)
 	for (const char *t = control; *t; t++)
 		cr_assert_eq(frame_client_limit((uint8_t)*t, 1u << 30), FRAME_CONTROL_MAX, "%c",
 		             *t);
-	cr_assert_eq(frame_client_limit('Q', 1u << 30), 1u << 30);
+	cr_assert_eq(frame_client_limit('Q', 1u << 29), 1u << 29);
 	cr_assert_eq(frame_client_limit('d', 12345), 12345);
+}
+
+/* Postgres drops the connection past 1 GB - 2: a larger max_packet_size does not apply. */
+Test(frame, no_limit_above_what_postgres_takes)
+{
+	cr_assert_eq(frame_client_limit('Q', 1u << 30), FRAME_POSTGRES_MAX);
+	cr_assert_eq(frame_client_limit('P', UINT32_MAX), 0x3ffffffe);
 }
 
 Test(frame, startup_limits)
@@ -80,6 +87,21 @@ Test(frame, startup_limits)
 	evbuffer_free(b);
 	b = buf_of(ok, 6);
 	cr_assert_eq(frame_peek_startup(b, &len, &code), FRAME_INCOMPLETE);
+	evbuffer_free(b);
+}
+
+/* A startup packet whose length is below the minimum is refused on its 4 length bytes alone. */
+Test(frame, short_startup_length_is_invalid_at_once)
+{
+	const uint8_t four[] = {0, 0, 0, 4};
+	const uint8_t longer[] = {0, 0, 0, 100};
+	struct evbuffer *b = buf_of(four, sizeof(four));
+	uint32_t len, code;
+
+	cr_assert_eq(frame_peek_startup(b, &len, &code), FRAME_INVALID);
+	evbuffer_free(b);
+	b = buf_of(longer, sizeof(longer));
+	cr_assert_eq(frame_peek_startup(b, &len, &code), FRAME_INCOMPLETE, "a valid length waits");
 	evbuffer_free(b);
 }
 

@@ -1,0 +1,120 @@
+/*
+ * What an authenticated but hostile client may not do: hold a server by
+ * sending half a message, or get a message to Postgres that it would drop
+ * the connection for.  The clients log in with libpq and then write raw
+ * bytes on its socket.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "harness.h"
+
+TestSuite(hostile, .fini = harness_teardown, .timeout = 120);
+
+/* A logged-in client that then sends `len` bytes of a 'Q' whose length field says `claimed`. */
+static PGconn *send_partial_query(struct harness_sluice *h, uint32_t claimed, size_t len)
+{
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	unsigned char *msg = calloc(1, len);
+
+	cr_assert(len >= 5 && msg != NULL);
+	msg[0] = 'Q';
+	harness_put_u32(msg + 1, claimed);
+	memset(msg + 5, 'x', len - 5);
+	harness_send_all(PQsocket(c), msg, len);
+	free(msg);
+	return c;
+}
+
+/*
+ * Two clients send 9 bytes of a 100-byte Query and stop.  With a pool of 2,
+ * had they been given servers, a third client would wait and get 53300 after
+ * query_wait_timeout; it is served, because a small message gets a server
+ * only once it is whole.
+ */
+Test(hostile, half_a_small_message_holds_no_server)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 2\n"
+	                                                "query_wait_timeout = 2s\n"
+	                                                "client_read_timeout = 0");
+	PGconn *stalled[2];
+	PGconn *c;
+	PGresult *res;
+
+	for (int i = 0; i < 2; i++)
+		stalled[i] = send_partial_query(h, 100, 5 + 9);
+	for (int i = 0; i < 3; i++) {
+		c = harness_connect_ok(h, "app", "app-secret", "app");
+		res = PQexec(c, "select 1");
+		cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "client %d: %s", i,
+		             PQresultErrorMessage(res));
+		PQclear(res);
+		PQfinish(c);
+	}
+	/* The stalled clients are still there, only without servers. */
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(PQstatus(stalled[i]), CONNECTION_OK);
+		PQfinish(stalled[i]);
+	}
+}
+
+/*
+ * A message too large to wait for whole streams to a server; the client then
+ * goes silent.  client_read_timeout closes it with 08P01, and the pool of one
+ * serves the client queued behind it (query_wait_timeout is far longer).
+ */
+Test(hostile, stalled_large_message_gives_the_server_back)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1\n"
+	                                                "query_wait_timeout = 60s\n"
+	                                                "client_read_timeout = 1s");
+	PGconn *stalled = send_partial_query(h, 200000, 5 + 70000);
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	char state[6];
+
+	cr_assert_eq(harness_query_int(c, "select 7"), 7);
+	harness_expect_error_and_close(dup(PQsocket(stalled)), state);
+	cr_assert_str_eq(state, "08P01");
+	cr_assert(harness_log_contains(h, "client_read_timeout expired"));
+	PQfinish(stalled);
+	PQfinish(c);
+}
+
+/*
+ * A Query header claiming 1 GB, Postgres' own limit passed (it drops the
+ * connection past 1 GB - 2 bytes) though max_packet_size allows it: the
+ * client gets 54000 at once and is closed, and its server stays in the pool.
+ */
+Test(hostile, gigabyte_message_is_refused_and_no_server_is_lost)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1\n"
+	                                                "max_packet_size = 1GB");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	long long pid;
+	PGconn *big;
+	PGresult *res;
+	char state[6];
+
+	/* Inside a transaction, so the client holds the server when the header comes. */
+	big = harness_connect_ok(h, "app", "app-secret", "app");
+	PQclear(harness_exec_ok(big, "begin"));
+	pid = harness_query_int(big, "select pg_backend_pid()");
+	{
+		unsigned char hdr[5] = {'Q'};
+
+		harness_put_u32(hdr + 1, 1u << 30);
+		harness_send_all(PQsocket(big), hdr, sizeof(hdr));
+	}
+	harness_expect_error_and_close(dup(PQsocket(big)), state);
+	cr_assert_str_eq(state, "54000");
+	PQfinish(big);
+	/* The same backend serves the next client: rolled back, not closed. */
+	res = PQexec(c, "select pg_backend_pid()");
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+	cr_assert_eq(atoll(PQgetvalue(res, 0, 0)), pid, "the server was lost");
+	PQclear(res);
+	PQfinish(c);
+}
