@@ -53,4 +53,8 @@ const struct hba_rule *hba_match(const struct hba *h, bool is_unix, bool tls,
 
 const char *hba_method_name(enum hba_method m);
 
+/* Whether the rule's DATABASE field names `db`, its USER field `user` ("all" names any). */
+bool hba_rule_has_database(const struct hba_rule *r, const char *db);
+bool hba_rule_has_user(const struct hba_rule *r, const char *user);
+
 #endif

@@ -103,6 +103,8 @@ struct config {
 	int connect_rate_per_ip;  /* logins per second from one address; 0 = no limit */
 	int connect_burst_per_ip; /* bucket size for it */
 	int64_t client_login_timeout_us;     /* startup + auth must finish within this; 0 = off */
+	int64_t auth_failure_delay_us;       /* first wait of a failed login's answer; 0 = off */
+	int64_t auth_failure_delay_max_us;   /* that wait doubles up to this */
 	int64_t query_wait_timeout_us;       /* longest wait in the queue for a server; 0 = off */
 	int64_t idle_transaction_timeout_us; /* close a client idle inside a transaction; 0 = off */
 	int64_t client_idle_timeout_us;    /* close a client idle outside a transaction; 0 = off */

@@ -39,6 +39,7 @@ enum login_step {
 	LOGIN_WAIT_POOL,    /* authenticated, waiting for the pool's first server login */
 	LOGIN_THROTTLED,    /* authenticated, waiting for a token of the tenant's connect_rate */
 	LOGIN_AUTH_QUERY,   /* waiting for auth_query to find the user's credentials */
+	LOGIN_AUTH_DELAY,   /* failed: the answer waits out auth_failure_delay (login_delay.h) */
 };
 
 /* Read-suspend reasons (conn_suspend): reading resumes only when all are clear. */
@@ -49,6 +50,7 @@ enum login_step {
 #define SUSPEND_THROTTLE    0x10 /* waiting for a tenant rate token (admission.h) */
 #define SUSPEND_PIPELINE    0x20 /* rate-limited: next request waits for the server's answers */
 #define SUSPEND_CLOSING     0x40 /* closed: only the final message is still being sent */
+#define SUSPEND_AUTH_DELAY  0x80 /* failed login: nothing more is read until it is answered */
 
 /*
  * What serves a client: the login (login.c) until it is authenticated, then

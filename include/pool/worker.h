@@ -24,6 +24,7 @@
 #include "base/list.h"
 #include "base/types.h"
 #include "limit/limiter.h"
+#include "limit/login_delay.h"
 #include "limit/quota.h"
 #include "net/loop.h"
 #include "pool/cancel.h"
@@ -54,6 +55,7 @@ struct worker_shared {
 	_Atomic int nclients;          /* for max_client_conn */
 	struct quota_registry quotas;  /* connection caps and tenant state */
 	struct limiter limiter;        /* token buckets behind tenant rate limits */
+	struct login_delay failures;   /* failed logins per address (auth_failure_delay) */
 };
 
 struct worker {

@@ -265,6 +265,16 @@ static bool name_listed(char *const *list, size_t n, const char *name)
 	return false;
 }
 
+bool hba_rule_has_database(const struct hba_rule *r, const char *db)
+{
+	return name_listed(r->databases, r->ndatabases, db);
+}
+
+bool hba_rule_has_user(const struct hba_rule *r, const char *user)
+{
+	return name_listed(r->users, r->nusers, user);
+}
+
 static bool address_matches(const struct hba_rule *r, const struct sockaddr *sa)
 {
 	const uint8_t *bytes;

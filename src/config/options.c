@@ -188,11 +188,16 @@ static const struct config_option options[] = {
             "Server connections per user over all its pools; 0 = no cap."),
     OPT_STRING(server_reset_query, "DISCARD ALL", RELOAD_LIVE,
                "Run on a server connection when a session-mode client leaves; empty = none."),
-    OPT_INT(connect_rate_per_ip, "0", 0, 1000000, RELOAD_LIVE,
+    OPT_INT(connect_rate_per_ip, "50", 0, 1000000, RELOAD_LIVE,
             "Logins per second accepted from one TCP address (token bucket); more are refused "
             "with 53400 before authentication; 0 = no limit."),
-    OPT_INT(connect_burst_per_ip, "20", 1, 1000000, RELOAD_LIVE,
+    OPT_INT(connect_burst_per_ip, "100", 1, 1000000, RELOAD_LIVE,
             "Bucket size for connect_rate_per_ip: logins one address may make at once."),
+    OPT_DURATION(auth_failure_delay, "100ms",
+                 "After a failed login from a TCP address, its next failure is answered this "
+                 "much later, doubling with each failure; a success or a quiet minute forgives "
+                 "it; 0 = off."),
+    OPT_DURATION(auth_failure_delay_max, "5s", "The longest auth_failure_delay grows to."),
     OPT_DURATION(client_login_timeout, "60s",
                  "A client must finish startup and authentication within this; 0 = off."),
     OPT_DURATION(query_wait_timeout, "120s",

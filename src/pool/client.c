@@ -302,6 +302,10 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 		admission_retry(c);
 		return;
 	}
+	if (c->conn.suspend & SUSPEND_AUTH_DELAY) {
+		c->handler->wake(c); /* the login's: the failed login's answer is due */
+		return;
+	}
 	if (c->awaiting_rest) {
 		read_timeout(c);
 		return;

@@ -23,6 +23,7 @@
 #include "pool/cancel.h"
 #include "pool/client.h"
 #include "config/config.h"
+#include "limit/login_delay.h"
 #include "pool/pool.h"
 #include "proto/build.h"
 #include "proto/frame.h"
@@ -187,10 +188,50 @@ static bool startup_input(struct client *c)
 	return c->state == CLIENT_LOGIN;
 }
 
-static void auth_failed(struct client *c)
+static void answer_auth_failed(struct client *c)
 {
 	client_fail(c, SQLSTATE_INVALID_PASSWORD, "password authentication failed for user \"%s\"",
 	            c->user);
+}
+
+/*
+ * Wrong password or unknown user (the same to the client).  After an
+ * address's first failure the answer waits out its growing delay
+ * (login_delay.h) on the client's timer, reading nothing meanwhile, so a
+ * password guesser gets each answer slowly; the client holds no server.
+ */
+static void auth_failed(struct client *c)
+{
+	const struct config *cfg = c->w->cfg;
+	int64_t now = worker_now_us(c->w), delay = 0, login_left;
+	const char *port = strrchr(c->addr, ':');
+
+	if (!c->is_unix)
+		delay = login_delay_failed(&c->w->shared->failures, (struct sockaddr *)c->peer,
+		                           cfg->auth_failure_delay_us,
+		                           cfg->auth_failure_delay_max_us, now);
+	if (delay == 0) {
+		answer_auth_failed(c);
+		return;
+	}
+	/* Never past client_login_timeout: the answer then comes at that deadline. */
+	login_left = c->connect_us + cfg->client_login_timeout_us - now;
+	if (cfg->client_login_timeout_us > 0 && delay > login_left)
+		delay = login_left > 0 ? login_left : 1;
+	clog(c, LOG_INFO, "delaying the answer to a failed login from %.*s by %lld ms",
+	     port != NULL ? (int)(port - c->addr) : (int)strlen(c->addr), c->addr,
+	     (long long)(delay / 1000));
+	c->login = LOGIN_AUTH_DELAY;
+	conn_suspend(&c->conn, SUSPEND_AUTH_DELAY);
+	client_arm_timer(c, delay);
+}
+
+/* Authenticated by a password or SCRAM: the address's failures are forgiven. */
+static void auth_succeeded(struct client *c)
+{
+	if (!c->is_unix)
+		login_delay_succeeded(&c->w->shared->failures, (struct sockaddr *)c->peer,
+		                      worker_now_us(c->w));
 }
 
 static const struct user_secret *client_secret(const struct client *c);
@@ -496,6 +537,7 @@ static void password_message(struct client *c, const uint8_t *body, size_t len)
 		auth_failed(c);
 		return;
 	}
+	auth_succeeded(c);
 	client_login_finish(c);
 }
 
@@ -539,6 +581,7 @@ static void sasl_final(struct client *c, const uint8_t *body, size_t len)
 		auth_failed(c);
 		return;
 	}
+	auth_succeeded(c);
 	memcpy(c->client_key, c->scram->client_key, SCRAM_KEY_LEN);
 	c->has_client_key = true;
 	OPENSSL_cleanse(c->scram, sizeof(*c->scram));
@@ -596,13 +639,14 @@ static void login_input(struct client *c)
 		case LOGIN_WAIT_POOL:
 		case LOGIN_THROTTLED:
 		case LOGIN_AUTH_QUERY:
+		case LOGIN_AUTH_DELAY:
 			more = false;
 			break;
 		}
 	}
 }
 
-/* auth_query answered, or a connect_rate token is ready: the login goes on. */
+/* auth_query answered, a connect_rate token is ready, or a failed login's delay is over. */
 static void login_wake(struct client *c)
 {
 	if (c->state != CLIENT_LOGIN)
@@ -611,6 +655,8 @@ static void login_wake(struct client *c)
 		ask_password(c);
 	else if (c->login == LOGIN_THROTTLED)
 		client_login_finish(c);
+	else if (c->login == LOGIN_AUTH_DELAY)
+		answer_auth_failed(c);
 }
 
 const struct client_handler login_client_handler = {

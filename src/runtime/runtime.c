@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/console_auth.h"
 #include "runtime/listener.h"
 #include "runtime/metrics_http.h"
 #include "observe/statslog.h"
@@ -40,6 +41,24 @@ static void keep_restart_options(struct runtime *rt, const struct config *old, s
 	}
 }
 
+/* Said at every start and reload, so a trust left over from testing is not missed. */
+static void warn_console_trust(struct runtime *rt, const struct config *cfg)
+{
+	int line = console_auth_trust_line(cfg);
+
+	if (line == 0)
+		log_warn(&rt->log,
+		         "auth_type = trust: anyone who can connect logs in without a password, to "
+		         "the admin console (as any of admin_users) and to every database; set "
+		         "auth_type = scram-sha-256 and give the users passwords in auth_file");
+	else if (line > 0)
+		log_warn(&rt->log,
+		         "auth_hba_file %s line %d: trust lets clients into the admin console "
+		         "without a password; use scram-sha-256 (or cert) for the console "
+		         "database there",
+		         cfg->auth_hba_file, line);
+}
+
 int runtime_publish(struct runtime *rt, struct config *cfg)
 {
 	struct snapshot *snap, *old = rt->snap;
@@ -56,6 +75,7 @@ int runtime_publish(struct runtime *rt, struct config *cfg)
 	for (int i = 0; i < rt->shared.nworkers; i++)
 		worker_post_config(rt->shared.workers[i], snap);
 	snapshot_unref(old);
+	warn_console_trust(rt, rt->snap->cfg);
 	return 0;
 }
 
@@ -210,6 +230,8 @@ int runtime_init(struct runtime *rt, const char *config_path, const char *upstre
 	atomic_init(&rt->shared.nclients, 0);
 	quota_registry_init(&rt->shared.quotas);
 	rt->shared.limiter.ops = &limiter_local_ops;
+	if (login_delay_init(&rt->shared.failures) < 0)
+		return -1;
 	rt->base = event_base_new();
 	rt->snap = snapshot_new(cfg, err, sizeof(err));
 	if (rt->snap == NULL) {
@@ -236,6 +258,7 @@ int runtime_init(struct runtime *rt, const char *config_path, const char *upstre
 	rt->sig_int = add_signal(rt, SIGINT);
 	log_info(&rt->log, "sluice started: %d worker%s, config %s", rt->shared.nworkers,
 	         rt->shared.nworkers == 1 ? "" : "s", cfg->source);
+	warn_console_trust(rt, rt->snap->cfg);
 	return 0;
 }
 
@@ -273,6 +296,7 @@ void runtime_fini(struct runtime *rt)
 	free_event(rt->shutdown_timer);
 	free_event(rt->drain_delay_timer);
 	ip_limiter_fini(&rt->ip_logins);
+	login_delay_fini(&rt->shared.failures);
 	quota_registry_fini(&rt->shared.quotas);
 	if (rt->inbox.wake != NULL)
 		inbox_fini(&rt->inbox);

@@ -7,6 +7,9 @@
  * with ssl = on (tests/harness/pg.sh) and lets the role tlsonly in over TLS
  * only; sluice verifies it in verify-full against the cluster's CA, and
  * refuses a server whose certificate another CA signed.
+ * Unsafe defaults: a console reachable without a password is warned at
+ * start and every reload; connect_rate_per_ip is on by default; failed
+ * logins from one address are answered ever later.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -649,4 +652,191 @@ Test(security, connect_rate_per_ip_refuses_a_login_flood_before_authentication)
 	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
 	PQfinish(c);
 	PQfinish(kept);
+}
+
+/* ---- unsafe defaults: trust for the console, login floods, password guessing ---- */
+
+#define TRUST_WARNING "auth_type = trust: anyone who can connect logs in without a password"
+
+/* Sends SIGHUP and waits until the reload is done; returns the log offset before it. */
+static long reload_and_wait(struct harness_sluice *h)
+{
+	long off = harness_log_size(h);
+
+	harness_signal(h, SIGHUP);
+	cr_assert(
+	    harness_wait_for(harness_log_contains_after(h, off, "configuration reloaded"), WAIT_S),
+	    "the reload did not finish");
+	return off;
+}
+
+Test(security, auth_type_trust_is_warned_at_start_and_at_every_reload)
+{
+	struct harness_sluice *h = harness_start_sluice("auth_type = trust\nadmin_users = app\n");
+	long off;
+
+	cr_assert(harness_log_contains(h, TRUST_WARNING));
+	off = reload_and_wait(h);
+	cr_assert(harness_log_contains_after(h, off, TRUST_WARNING), "not warned again on reload");
+	/* Passwords again: the warning stops. */
+	harness_write_ini(h, "admin_users = app\n");
+	off = reload_and_wait(h);
+	cr_assert_not(harness_log_contains_after(h, off, "without a password"));
+}
+
+Test(security, a_trust_hba_rule_for_the_console_is_warned_and_others_are_not)
+{
+	char hba[512], ini[1024], conninfo[256], needle[1024];
+	struct harness_sluice *h;
+	PGconn *console;
+	long off;
+
+	h = harness_start_sluice_users("admin_users = admin\n", "\"admin\" \"admin-secret\"\n");
+	cr_assert_not(harness_log_contains(h, "without a password"), "warned with passwords");
+	/* A trust line for the console's alias and an admin user: reachable without a password. */
+	snprintf(hba, sizeof(hba), "%s/hba.conf", h->dir);
+	harness_write_file(hba, "host app     app   127.0.0.1/32 trust\n"
+	                        "host pgbouncer admin 127.0.0.1/32 trust\n"
+	                        "host all     all   127.0.0.1/32 scram-sha-256\n");
+	snprintf(ini, sizeof(ini), "admin_users = admin\nauth_hba_file = %s\n", hba);
+	harness_write_ini(h, ini);
+	off = reload_and_wait(h);
+	snprintf(needle, sizeof(needle),
+	         "auth_hba_file %s line 2: trust lets clients into the admin console without a "
+	         "password",
+	         hba);
+	cr_assert(harness_log_contains_after(h, off, needle), "no warning for line 2");
+	/* It is true: no password asked; and the console's RELOAD warns again. */
+	snprintf(conninfo, sizeof(conninfo),
+	         "host=127.0.0.1 port=%d dbname=pgbouncer user=admin sslmode=disable", h->port);
+	console = PQconnectdb(conninfo);
+	cr_assert_eq(PQstatus(console), CONNECTION_OK, "%s", PQerrorMessage(console));
+	cr_assert_eq(PQconnectionUsedPassword(console), 0);
+	off = harness_log_size(h);
+	PQclear(harness_exec_ok(console, "RELOAD"));
+	cr_assert(harness_log_contains_after(h, off, needle), "RELOAD did not warn again");
+	PQfinish(console);
+	/* Trust for other databases, or for users the console does not know, is no warning. */
+	harness_write_file(hba, "host app   app   127.0.0.1/32 trust\n"
+	                        "host all   app   127.0.0.1/32 trust\n"
+	                        "host all   all   127.0.0.1/32 scram-sha-256\n");
+	off = reload_and_wait(h);
+	cr_assert_not(harness_log_contains_after(h, off, "without a password"));
+	/* "all" databases for an admin user does reach the console. */
+	harness_write_file(hba, "local all admin trust\nhost all all 127.0.0.1/32 scram-sha-256\n");
+	off = reload_and_wait(h);
+	snprintf(needle, sizeof(needle), "auth_hba_file %s line 1: trust", hba);
+	cr_assert(harness_log_contains_after(h, off, needle));
+}
+
+/*
+ * Opens a connection from `source` (an address of the loopback network)
+ * and sends a startup packet; returns 'R' when sluice asks for a password,
+ * or 'E' with the refusal's SQLSTATE.
+ */
+static char raw_login(struct harness_sluice *h, const char *source, char sqlstate[6])
+{
+	static const char params[] = "user\0app\0database\0app\0";
+	unsigned char packet[8 + sizeof(params)];
+	struct sockaddr_in from = {.sin_family = AF_INET}, to = {.sin_family = AF_INET};
+	struct pollfd pfd;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	char first = 0;
+
+	cr_assert_geq(fd, 0);
+	inet_pton(AF_INET, source, &from.sin_addr);
+	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+	to.sin_port = htons((uint16_t)h->port);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&from, sizeof(from)), 0);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&to, sizeof(to)), 0);
+	harness_put_u32(packet, sizeof(packet));
+	harness_put_u32(packet + 4, 3u << 16);
+	memcpy(packet + 8, params, sizeof(params));
+	harness_send_all(fd, packet, sizeof(packet));
+	pfd = (struct pollfd){.fd = fd, .events = POLLIN};
+	cr_assert_eq(poll(&pfd, 1, 20000), 1, "no answer to a startup packet");
+	cr_assert_eq(recv(fd, &first, 1, MSG_PEEK), 1);
+	if (first == 'E') {
+		harness_expect_error_and_close(fd, sqlstate);
+		return 'E';
+	}
+	close(fd);
+	return first;
+}
+
+Test(security, connect_rate_per_ip_by_default_refuses_a_burst_beyond_100)
+{
+	struct harness_sluice *h = harness_start_sluice(NULL);
+	char sqlstate[6];
+	int admitted = 0, refused = 0;
+	double start = harness_now(), seconds;
+
+	for (int i = 0; i < 300; i++) {
+		char answer = raw_login(h, "127.0.0.1", sqlstate);
+
+		if (answer == 'E') {
+			cr_assert_str_eq(sqlstate, "53400");
+			refused++;
+		} else {
+			cr_assert_eq(answer, 'R');
+			admitted++;
+		}
+	}
+	seconds = harness_now() - start;
+	/* The burst (less the harness's own readiness probes) and 50/s after it. */
+	cr_assert_geq(admitted, 90, "only %d of 300 logins got in", admitted);
+	cr_assert_leq(admitted, 100 + (int)(50 * seconds) + 1, "%d of 300 logins in %.2f s got in",
+	              admitted, seconds);
+	cr_assert_gt(refused, 0);
+	cr_assert(harness_log_contains(h, "connect_rate_per_ip 50/s"));
+	/* Another address is apart. */
+	cr_assert_eq(raw_login(h, "127.0.0.2", sqlstate), 'R');
+}
+
+/* A wrong password (or unknown user) from 127.0.0.1: 28P01; returns the seconds it took. */
+static double fail_login(struct harness_sluice *h, const char *user)
+{
+	char sqlstate[6];
+	double start = harness_now();
+
+	cr_assert(harness_connect_fails(h, user, "wrong-password", "app", sqlstate));
+	cr_assert_str_eq(sqlstate, "28P01");
+	return harness_now() - start;
+}
+
+#define DELAY_LINE "delaying the answer to a failed login from 127.0.0.1 by "
+
+Test(security, failed_logins_from_one_address_are_answered_ever_later)
+{
+	struct harness_sluice *h = harness_start_sluice(NULL);
+	const int delays_ms[] = {100, 200, 400, 800};
+	char needle[128];
+	double took = 0;
+	long off;
+	PGconn *c;
+
+	/* The first failure is answered at once. */
+	off = harness_log_size(h);
+	fail_login(h, "app");
+	cr_assert_not(harness_log_contains_after(h, off, "delaying the answer"));
+	/* Then each waits twice as long as the last; an unknown user counts the same. */
+	for (int i = 0; i < 4; i++) {
+		off = harness_log_size(h);
+		took = fail_login(h, i == 1 ? "nobody_here" : "app");
+		snprintf(needle, sizeof(needle), DELAY_LINE "%d ms", delays_ms[i]);
+		cr_assert(harness_log_contains_after(h, off, needle), "no \"%s\"", needle);
+	}
+	cr_assert_geq(took, 0.75, "the 800 ms answer came after %.3f s", took);
+	/* The delayed clients held no server: only the readiness probe's login ever ran. */
+	cr_assert_eq(harness_count_backends("app", "active"), 0);
+	/* The right password is not delayed, and forgives the address. */
+	c = harness_connect_ok(h, "app", "app-secret", "app");
+	cr_assert_eq(harness_query_int(c, "select 1"), 1);
+	PQfinish(c);
+	off = harness_log_size(h);
+	fail_login(h, "app");
+	cr_assert_not(harness_log_contains_after(h, off, "delaying the answer"));
+	off = harness_log_size(h);
+	fail_login(h, "app");
+	cr_assert(harness_log_contains_after(h, off, DELAY_LINE "100 ms"));
 }

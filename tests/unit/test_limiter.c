@@ -142,3 +142,66 @@ Test(limiter, quiet_addresses_are_swept)
 	cr_assert_lt(ip_limiter_count(&l), 4200, "%zu addresses kept", ip_limiter_count(&l));
 	ip_limiter_fini(&l);
 }
+
+/* ---- auth_failure_delay ---- */
+
+#include "limit/login_delay.h"
+
+#define MS 1000
+
+static int64_t fail(struct login_delay *d, struct sockaddr_in *a, int64_t t)
+{
+	return login_delay_failed(d, (struct sockaddr *)a, 100 * MS, 5 * SEC, t);
+}
+
+Test(limiter, failed_logins_wait_longer_each_time_up_to_the_cap)
+{
+	struct login_delay d;
+	struct sockaddr_in a = addr4("10.0.0.1"), b = addr4("10.0.0.2");
+	const int64_t want[] = {0,         100 * MS,  200 * MS, 400 * MS, 800 * MS,
+	                        1600 * MS, 3200 * MS, 5 * SEC,  5 * SEC};
+	int64_t t = 100 * SEC;
+
+	cr_assert_eq(login_delay_init(&d), 0);
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++, t += SEC)
+		cr_assert_eq(fail(&d, &a, t), want[i], "failure %zu", i + 1);
+	cr_assert_eq(fail(&d, &b, t), 0, "another address is apart");
+	/* A success forgives; so does a quiet minute after the last answer. */
+	login_delay_succeeded(&d, (struct sockaddr *)&a, t);
+	cr_assert_eq(fail(&d, &a, t), 0);
+	cr_assert_eq(fail(&d, &a, t), 100 * MS);
+	cr_assert_eq(fail(&d, &b, t), 100 * MS);
+	cr_assert_eq(fail(&d, &b, t + 100 * MS + 61 * SEC), 0, "forgiven after a quiet minute");
+	/* 0 = off; Unix sockets (no address) are not tracked. */
+	cr_assert_eq(login_delay_failed(&d, (struct sockaddr *)&a, 0, 5 * SEC, t), 0);
+	cr_assert_eq(login_delay_failed(&d, NULL, 100 * MS, 5 * SEC, t), 0);
+	login_delay_fini(&d);
+}
+
+Test(limiter, failed_login_table_stays_bounded)
+{
+	struct login_delay d;
+	struct sockaddr_in6 a = {.sin6_family = AF_INET6}, same64, other64;
+	int64_t t = 100 * SEC;
+
+	cr_assert_eq(login_delay_init(&d), 0);
+	/* A spray from a million addresses keeps at most the table's capacity. */
+	for (uint32_t i = 0; i < 1000000; i++) {
+		struct sockaddr_in s = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(i)};
+
+		login_delay_failed(&d, (struct sockaddr *)&s, 100 * MS, 5 * SEC, t);
+	}
+	cr_assert_leq(login_delay_count(&d, t), LOGIN_DELAY_CAPACITY);
+	cr_assert_gt(login_delay_count(&d, t), LOGIN_DELAY_CAPACITY / 2);
+	cr_assert_eq(login_delay_count(&d, t + 2 * 60 * SEC), 0, "all forgotten when quiet");
+	/* IPv6 counts by /64: another address in the same network shares the delay. */
+	inet_pton(AF_INET6, "2001:db8:1:2::1", &a.sin6_addr);
+	same64 = other64 = a;
+	inet_pton(AF_INET6, "2001:db8:1:2:ffff::9", &same64.sin6_addr);
+	inet_pton(AF_INET6, "2001:db8:1:3::1", &other64.sin6_addr);
+	cr_assert_eq(login_delay_failed(&d, (struct sockaddr *)&a, 100 * MS, 5 * SEC, t), 0);
+	cr_assert_eq(login_delay_failed(&d, (struct sockaddr *)&same64, 100 * MS, 5 * SEC, t),
+	             100 * MS);
+	cr_assert_eq(login_delay_failed(&d, (struct sockaddr *)&other64, 100 * MS, 5 * SEC, t), 0);
+	login_delay_fini(&d);
+}
