@@ -99,6 +99,7 @@ struct config {
 	int max_client_conn;             /* total client connections */
 	int max_db_connections;          /* server connections per db over all pools; 0 = no cap */
 	int max_user_connections; /* server connections per user over all pools; 0 = no cap */
+	int max_auto_databases;   /* database names reached through "*" at once; 0 = no cap */
 	char *server_reset_query; /* run on release in session mode */
 	int connect_rate_per_ip;  /* logins per second from one address; 0 = no limit */
 	int connect_burst_per_ip; /* bucket size for it */
@@ -114,6 +115,7 @@ struct config {
 	int64_t server_lifetime_us;      /* close servers older than this once released; 0 = off */
 	int64_t server_reset_timeout_us; /* reset / rollback must finish within this */
 	int64_t server_login_retry_us;   /* pause before reconnecting after a failed login */
+	int64_t autodb_idle_timeout_us;  /* free a "*" database's pool unused this long */
 	int64_t query_timeout_us;        /* cancel statements running longer; 0 = off */
 	int64_t cancel_grace_us;         /* after that cancel: close the server if no answer */
 	int64_t rate_limit_wait_us;      /* a request over a tenant rate waits this long */

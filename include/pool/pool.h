@@ -91,16 +91,38 @@ struct pool {
 	int shed_owed;                /* another worker starves: close servers as they come free */
 	bool paused;                  /* console PAUSE/KILL/SUSPEND: hand out and open no servers */
 	bool pause_closes;            /* paused by PAUSE/KILL: close servers as they come free */
+	int nclients;                 /* clients whose c->pool this is, until they are freed */
+	bool is_auto;                 /* made for a name the "*" entry serves: freed when unused */
+	bool db_missing;              /* auto: Postgres answered 3D000, free it once unused */
+	bool dying;                   /* on w->dead_pools: the reaper frees it */
+	struct quota *auto_quota;     /* auto: "autodb:NAME", its name under max_auto_databases */
+	struct list_node unused_node; /* auto and unused: w->unused_pools, or w->dead_pools */
+	int64_t unused_since_us;      /* auto: when it last lost its last client or server */
 };
 
 /*
  * The pool for a client `client_user` of database `dbname` logging in to
  * the server as `server_user`: its tenant and statement_timeout come from
- * the client's user, so tenants never share a server connection.
+ * the client's user, so tenants never share a server connection.  NULL when
+ * out of memory, or with *over_cap set when `db` is the "*" entry, the name
+ * is new and max_auto_databases names already have pools (on any worker).
  */
 struct pool *pool_get(struct worker *w, const char *dbname, const char *server_user,
-                      const char *client_user, const struct db_def *db);
+                      const char *client_user, const struct db_def *db, bool *over_cap);
 void pool_free(struct pool *p);
+
+/*
+ * Pools made through "*" live only while used.  A pool counts its clients
+ * from pool_attach (login) to pool_client_gone (client_free); one with no
+ * client and no server waits autodb_idle_timeout on w->unused_pools (at once
+ * after a 3D000), then goes to w->dead_pools, which the reaper empties with
+ * pool_reap after freeing the dead servers and clients that point at it.
+ */
+void pool_attach(struct pool *p, struct client *c);
+void pool_client_gone(struct pool *p);
+/* The unused_timer: pools unused for autodb_idle_timeout die; re-arms for the next one. */
+void pool_expire_unused(struct worker *w);
+void pool_reap(struct worker *w);
 
 /* The pool's tenant name for reports and logs. */
 static inline const char *pool_tenant(const struct pool *p)

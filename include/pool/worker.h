@@ -75,6 +75,9 @@ struct worker {
 	struct list_node closing_clients; /* closed, still flushing a final message */
 	struct list_node dead_clients;    /* closed, freed by the reaper */
 	struct list_node dead_servers;    /* closed, freed by the reaper */
+	struct list_node unused_pools;    /* "*" pools without clients or servers, oldest first */
+	struct list_node dead_pools;      /* unused "*" pools, freed by the reaper (pool_reap) */
+	struct event *unused_timer;       /* autodb_idle_timeout of unused_pools' oldest */
 	struct cancel_map cancels;        /* clients by cancel pid */
 	struct pstmt_registry prepared;   /* distinct prepared statements of all clients */
 	struct pause_state pause;         /* console PAUSE/SUSPEND/DISABLE of this worker */

@@ -128,8 +128,12 @@ static void tenant_row(struct console_conn *conn, struct tenant_state *t,
                        const struct tenant_def *def)
 {
 	const struct tenant_limits *l = def != NULL ? &def->limits : NULL;
-	struct quota *servers = quota_find(&conn->w->shared->quotas, "tenant", t->name);
+	struct quota_registry *reg = &conn->w->shared->quotas;
+	struct quota *servers = quota_find(reg, "tenant", t->name);
+	int nservers = atomic_load(&servers->used);
 	struct cells r = {0};
+
+	quota_put(reg, servers);
 
 	cell(&r, "%s", t->name);
 	cell(&r, "%s", def != NULL && def->tier != NULL ? def->tier : "");
@@ -142,7 +146,7 @@ static void tenant_row(struct console_conn *conn, struct tenant_state *t,
 	}
 	cell(&r, "%d", atomic_load(&t->clients));
 	cell(&r, "%lld", (long long)(l != NULL && l->max_client_conn > 0 ? l->max_client_conn : 0));
-	cell(&r, "%d", atomic_load(&servers->used));
+	cell(&r, "%d", nservers);
 	cell(&r, "%lld", (long long)(l != NULL && l->max_server_conn > 0 ? l->max_server_conn : 0));
 	for (int k = 0; k < LIMIT_KINDS; k++)
 		cell_rate(&r, l, k);

@@ -379,7 +379,14 @@ void config_write_markdown(FILE *out)
 	      "libpq conninfo string. A value with blanks is written in single quotes, and a\n"
 	      "backslash takes the next character literally (`password='it\\'s'`). The entry\n"
 	      "named `*` serves every database name without an entry of its own.\n"
-	      "Overrides left out inherit the [sluice] value.\n\n",
+	      "Overrides left out inherit the [sluice] value.\n\n"
+	      "A name served by `*` gets its pools (and its rows in SHOW DATABASES, SHOW POOLS\n"
+	      "and /metrics) only while they are used: a pool whose server login Postgres\n"
+	      "answers with 3D000 (the database does not exist) is freed as soon as its clients\n"
+	      "are gone, and any other is freed once it has had no clients and no server\n"
+	      "connections for `autodb_idle_timeout`; its counters go with it. At most\n"
+	      "`max_auto_databases` names have pools at once, over all workers: a login to one\n"
+	      "more is refused with 53400 until a name is freed.\n\n",
 	      out);
 	keys = databases_db_keys(&n);
 	md_entry_keys(out, keys, n);

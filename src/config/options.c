@@ -186,6 +186,9 @@ static const struct config_option options[] = {
             "Server connections per database over all its pools; 0 = no cap."),
     OPT_INT(max_user_connections, "0", 0, MAX_CONNS, RELOAD_LIVE,
             "Server connections per user over all its pools; 0 = no cap."),
+    OPT_INT(max_auto_databases, "1000", 0, MAX_CONNS, RELOAD_LIVE,
+            "Database names the * entry serves at once (a name counts while it has a pool); "
+            "a login to one more is refused with 53400; 0 = no cap."),
     OPT_STRING(server_reset_query, "DISCARD ALL", RELOAD_LIVE,
                "Run on a server connection when a session-mode client leaves; empty = none."),
     OPT_INT(connect_rate_per_ip, "50", 0, 1000000, RELOAD_LIVE,
@@ -220,6 +223,10 @@ static const struct config_option options[] = {
                  "server is closed; 0 = close at once."),
     OPT_DURATION(server_login_retry, "15s",
                  "Pause after a failed server login before the pool tries again."),
+    OPT_DURATION(autodb_idle_timeout, "1h",
+                 "A pool of a database reached through * is freed once it has had no clients "
+                 "and no server connections this long (at once after Postgres answered 3D000, "
+                 "the database does not exist); 0 = as soon as it has none."),
     OPT_DURATION(query_timeout, "0",
                  "Cancel a statement (Query or Execute) running longer than this: the client "
                  "gets 57014 naming the limit, the server connection is kept; 0 = off. Also "

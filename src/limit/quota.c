@@ -14,6 +14,7 @@ void quota_registry_init(struct quota_registry *reg)
 	pthread_mutex_init(&reg->lock, NULL);
 	reg->quotas = NULL;
 	reg->tenants = NULL;
+	reg->capped = 0;
 }
 
 void quota_registry_fini(struct quota_registry *reg)
@@ -36,32 +37,90 @@ void quota_registry_fini(struct quota_registry *reg)
 	pthread_mutex_destroy(&reg->lock);
 }
 
-struct quota *quota_find(struct quota_registry *reg, const char *kind, const char *name)
+/* The quota with this key, with one more reference, or NULL; under the lock. */
+static struct quota *find_locked(struct quota_registry *reg, const char *key)
+{
+	for (struct quota *q = reg->quotas; q != NULL; q = q->next) {
+		if (strcmp(q->key, key) == 0) {
+			q->refs++;
+			return q;
+		}
+	}
+	return NULL;
+}
+
+/* A new quota with one reference, on the chain; NULL when out of memory.  Under the lock. */
+static struct quota *make_locked(struct quota_registry *reg, const char *key)
+{
+	struct quota *q = calloc(1, sizeof(*q));
+
+	if (q == NULL || (q->key = strdup(key)) == NULL) {
+		free(q);
+		return NULL;
+	}
+	atomic_init(&q->used, 0);
+	q->refs = 1;
+	q->next = reg->quotas;
+	reg->quotas = q;
+	return q;
+}
+
+static struct quota *find_or_make(struct quota_registry *reg, const char *kind, const char *name,
+                                  bool capped, int max, bool *refused)
 {
 	char key[512];
 	struct quota *q;
 
 	snprintf(key, sizeof(key), "%s:%s", kind, name);
 	pthread_mutex_lock(&reg->lock);
-	for (q = reg->quotas; q != NULL; q = q->next)
-		if (strcmp(q->key, key) == 0)
-			break;
-	if (q == NULL) {
-		q = calloc(1, sizeof(*q));
-		if (q != NULL && (q->key = strdup(key)) != NULL) {
-			atomic_init(&q->used, 0);
-			q->next = reg->quotas;
-			reg->quotas = q;
-		} else if (q != NULL) {
-			free(q);
-			q = NULL;
-		}
+	q = find_locked(reg, key);
+	if (q == NULL && capped && max > 0 && reg->capped >= max) {
+		*refused = true;
+	} else if (q == NULL && (q = make_locked(reg, key)) != NULL && capped) {
+		q->capped = true;
+		reg->capped++;
 	}
 	pthread_mutex_unlock(&reg->lock);
 	/* Out of memory at pool creation: abort rather than run without caps. */
-	if (q == NULL)
+	if (q == NULL && !*refused)
 		abort();
 	return q;
+}
+
+struct quota *quota_find(struct quota_registry *reg, const char *kind, const char *name)
+{
+	bool refused = false;
+
+	return find_or_make(reg, kind, name, false, 0, &refused);
+}
+
+struct quota *quota_find_capped(struct quota_registry *reg, const char *kind, const char *name,
+                                int max)
+{
+	bool refused = false;
+
+	return find_or_make(reg, kind, name, true, max, &refused);
+}
+
+void quota_put(struct quota_registry *reg, struct quota *q)
+{
+	struct quota **link;
+
+	if (q == NULL)
+		return;
+	pthread_mutex_lock(&reg->lock);
+	if (--q->refs > 0) {
+		pthread_mutex_unlock(&reg->lock);
+		return;
+	}
+	for (link = &reg->quotas; *link != q; link = &(*link)->next)
+		;
+	*link = q->next;
+	if (q->capped)
+		reg->capped--;
+	pthread_mutex_unlock(&reg->lock);
+	free(q->key);
+	free(q);
 }
 
 struct tenant_state *quota_tenant(struct quota_registry *reg, const char *name)

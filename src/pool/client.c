@@ -191,6 +191,8 @@ void client_free(struct client *c)
 {
 	if (c->handler->free != NULL)
 		c->handler->free(c);
+	if (c->pool != NULL)
+		pool_client_gone(c->pool);
 	conn_release(&c->conn);
 	if (c->timer != NULL)
 		event_free(c->timer);

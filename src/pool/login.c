@@ -255,6 +255,8 @@ static void client_login_finish(struct client *c)
 	const struct config *cfg = c->w->cfg;
 	const struct db_def *db;
 	const char *server_user;
+	struct pool *pool;
+	bool over_cap;
 
 	if (config_is_console_db(cfg, c->dbname)) {
 		console_login(c);
@@ -274,8 +276,17 @@ static void client_login_finish(struct client *c)
 		return;
 	}
 	server_user = db->user != NULL ? db->user : c->user;
-	c->pool = pool_get(c->w, c->dbname, server_user, c->user, db);
-	if (c->pool == NULL || (!c->cancel_registered && cancel_register(c->w, c) < 0)) {
+	pool = pool_get(c->w, c->dbname, server_user, c->user, db, &over_cap);
+	if (over_cap) {
+		client_fail(c, SQLSTATE_CONFIGURATION_LIMIT,
+		            "database \"%s\" refused: the \"*\" entry already serves "
+		            "max_auto_databases (%d) database names",
+		            c->dbname, cfg->max_auto_databases);
+		return;
+	}
+	if (pool != NULL)
+		pool_attach(pool, c);
+	if (pool == NULL || (!c->cancel_registered && cancel_register(c->w, c) < 0)) {
 		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return;
 	}

@@ -5,10 +5,12 @@
  */
 #include "pool/pool.h"
 
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/log.h"
 #include "pool/client.h"
 #include "config/config.h"
 #include "proto/sqlstate.h"
@@ -147,31 +149,52 @@ static void leave_group(struct pool *p)
 		g->turn = list_entry(g->members.next, struct pool, group_node);
 }
 
+/* Is `db` the "*" entry, whose pools are made per name a client asks for? */
+static bool is_auto_db(const struct db_def *db)
+{
+	return db != NULL && strcmp(db->name, "*") == 0;
+}
+
 struct pool *pool_get(struct worker *w, const char *dbname, const char *server_user,
-                      const char *client_user, const struct db_def *db)
+                      const char *client_user, const struct db_def *db, bool *over_cap)
 {
 	const struct tenant_def *t = config_find_tenant(w->cfg, client_user, dbname);
 	const char *tenant = t != NULL ? t->name : TENANT_DEFAULT;
 	int64_t statement_timeout = statement_timeout_for(w->cfg, client_user, t);
 	struct pool *p = pool_find(w, dbname, server_user, tenant, statement_timeout);
+	struct quota *auto_quota = NULL;
 	char key[512];
 
+	*over_cap = false;
 	if (p != NULL)
 		return p;
-	p = calloc(1, sizeof(*p));
-	if (p == NULL)
+	/* A name reached through "*" counts once, over every worker, while it has a pool. */
+	if (is_auto_db(db) &&
+	    (auto_quota = quota_find_capped(&w->shared->quotas, "autodb", dbname,
+	                                    w->cfg->max_auto_databases)) == NULL) {
+		*over_cap = true;
 		return NULL;
+	}
+	p = calloc(1, sizeof(*p));
+	if (p == NULL) {
+		quota_put(&w->shared->quotas, auto_quota);
+		return NULL;
+	}
 	p->w = w;
 	p->dbname = strdup(dbname);
 	p->user = strdup(server_user);
 	p->tenant = strdup(tenant);
 	if (p->dbname == NULL || p->user == NULL || p->tenant == NULL || join_group(p) < 0) {
+		quota_put(&w->shared->quotas, auto_quota);
 		free(p->dbname);
 		free(p->user);
 		free(p->tenant);
 		free(p);
 		return NULL;
 	}
+	p->is_auto = auto_quota != NULL;
+	p->auto_quota = auto_quota;
+	list_init(&p->unused_node);
 	p->statement_timeout_us = statement_timeout;
 	p->db = db;
 	p->udef = config_find_user(w->cfg, server_user);
@@ -206,17 +229,125 @@ static void close_list(struct list_node *head, const char *reason)
 
 void pool_free(struct pool *p)
 {
+	struct quota_registry *reg = &p->w->shared->quotas;
+
+	/* Closing its servers must not queue it for the reaper again. */
+	p->is_auto = false;
+	if (list_linked(&p->unused_node))
+		list_del(&p->unused_node);
 	close_list(&p->idle, "pool freed");
 	close_list(&p->active, "pool freed");
 	close_list(&p->pending, "pool freed");
 	list_del(&p->node);
 	leave_group(p);
+	quota_put(reg, p->pool_quota);
+	quota_put(reg, p->db_quota);
+	quota_put(reg, p->user_quota);
+	quota_put(reg, p->tenant_quota);
+	quota_put(reg, p->auto_quota);
 	param_list_fini(&p->defaults);
 	record_fini(&p->lat);
 	free(p->dbname);
 	free(p->user);
 	free(p->tenant);
 	free(p);
+}
+
+/*
+ * Pools made through "*".  Every made-up name a client asks for gets one, so
+ * they must not outlive their use: one with neither clients nor servers dies
+ * after autodb_idle_timeout, or at once when Postgres said the database does
+ * not exist.  Dying means joining w->dead_pools, which the reaper empties
+ * after the dead servers and clients that still point at the pool.  Called
+ * whenever nclients or nservers changes.
+ */
+static void track_use(struct pool *p)
+{
+	struct worker *w = p->w;
+	int64_t timeout = w->cfg->autodb_idle_timeout_us;
+
+	if (!p->is_auto)
+		return;
+	if (p->nclients > 0 || p->nservers > 0) {
+		if (list_linked(&p->unused_node))
+			list_del(&p->unused_node);
+		p->dying = false;
+		return;
+	}
+	if (p->dying)
+		return;
+	if (p->db_missing || timeout == 0) {
+		if (list_linked(&p->unused_node))
+			list_del(&p->unused_node);
+		p->dying = true;
+		list_add_tail(&w->dead_pools, &p->unused_node);
+		loop_schedule_reap(&w->loop);
+		return;
+	}
+	if (list_linked(&p->unused_node))
+		return;
+	/* Appended in time order, so the list's head is always the next one due. */
+	p->unused_since_us = worker_now_us(w);
+	list_add_tail(&w->unused_pools, &p->unused_node);
+	if (!evtimer_pending(w->unused_timer, NULL))
+		pool_expire_unused(w);
+}
+
+void pool_attach(struct pool *p, struct client *c)
+{
+	if (c->pool == p)
+		return;
+	if (c->pool != NULL)
+		pool_client_gone(c->pool);
+	c->pool = p;
+	p->nclients++;
+	track_use(p);
+}
+
+void pool_client_gone(struct pool *p)
+{
+	p->nclients--;
+	track_use(p);
+}
+
+void pool_expire_unused(struct worker *w)
+{
+	int64_t timeout = w->cfg->autodb_idle_timeout_us, now = worker_now_us(w);
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &w->unused_pools)
+	{
+		struct pool *p = list_entry(pos, struct pool, unused_node);
+		int64_t left = p->unused_since_us + timeout - now;
+
+		if (timeout > 0 && left > 0) {
+			struct timeval tv = {.tv_sec = left / 1000000, .tv_usec = left % 1000000};
+
+			evtimer_add(w->unused_timer, &tv);
+			return;
+		}
+		list_del(&p->unused_node);
+		p->dying = true;
+		list_add_tail(&w->dead_pools, &p->unused_node);
+		loop_schedule_reap(&w->loop);
+	}
+}
+
+void pool_reap(struct worker *w)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &w->dead_pools)
+	{
+		struct pool *p = list_entry(pos, struct pool, unused_node);
+		struct log_ctx ctx = {.worker = w->id, .db = p->dbname, .user = p->user};
+
+		LOG_AT(w->log, LOG_DEBUG, &ctx, "pool freed: %s",
+		       p->db_missing
+		           ? "the database does not exist"
+		           : "no clients and no server connections for autodb_idle_timeout");
+		pool_free(p);
+	}
 }
 
 int pool_mode(const struct pool *p)
@@ -331,6 +462,8 @@ static void move_server(struct server *s, struct pool *to)
 	from->nservers--;
 	to->nservers++;
 	s->pool = to;
+	track_use(from);
+	track_use(to);
 }
 
 /* May `to` take a server now (its tenant under max_server_conn, or the server already its)? */
@@ -528,6 +661,7 @@ void pool_maintain(struct pool *p)
 			give_quotas(p);
 			return;
 		}
+		track_use(p);
 		/* Failed synchronously (already closed): do not spin on retries. */
 		if (s->state == SERVER_CLOSING)
 			return;
@@ -637,6 +771,7 @@ void pool_server_ready(struct pool *p, struct server *s)
 	struct list_node *pos, *tmp;
 
 	p->retry_after_us = 0;
+	p->db_missing = false;
 	if (!p->have_defaults) {
 		param_list_copy(&p->defaults, &s->params);
 		p->have_defaults = true;
@@ -660,6 +795,11 @@ void pool_connect_failed(struct pool *p, const char *sqlstate, const char *msg)
 	snprintf(p->last_error_state, sizeof(p->last_error_state), "%s", sqlstate);
 	snprintf(p->last_error, sizeof(p->last_error), "%s", msg);
 	p->retry_after_us = worker_now_us(p->w) + p->w->cfg->server_login_retry_us;
+	/* A made-up name: keep nothing for it (no backoff either) once its clients are gone. */
+	if (p->is_auto && strcmp(sqlstate, SQLSTATE_INVALID_CATALOG_NAME) == 0) {
+		p->db_missing = true;
+		track_use(p);
+	}
 	/* Servers still alive will serve the queue; only a pool with none fails its clients. */
 	if (p->nservers > 0)
 		return;
@@ -683,6 +823,7 @@ void pool_server_gone(struct pool *p, struct server *s)
 {
 	p->nservers--;
 	give_quotas(p);
+	track_use(p);
 }
 
 void pool_kick_all(struct worker *w)
@@ -721,11 +862,38 @@ static void mark_retire(struct list_node *head)
 		list_entry(pos, struct server, node)->close_needed = true;
 }
 
+/*
+ * A reload may move a name between its own entry and "*": a pool becomes
+ * auto (counted, without the cap: it already exists) or stops being one.
+ * One whose "*" entry was removed stays auto and goes once its clients do.
+ */
+static void follow_auto(struct pool *p, const struct db_def *def)
+{
+	struct quota_registry *reg = &p->w->shared->quotas;
+
+	if (def == NULL || is_auto_db(def) == p->is_auto)
+		return;
+	if (is_auto_db(def)) {
+		p->auto_quota = quota_find_capped(reg, "autodb", p->dbname, 0);
+		p->is_auto = true;
+		track_use(p);
+		return;
+	}
+	quota_put(reg, p->auto_quota);
+	p->auto_quota = NULL;
+	p->is_auto = false;
+	p->db_missing = false;
+	p->dying = false;
+	if (list_linked(&p->unused_node))
+		list_del(&p->unused_node);
+}
+
 void pool_reconfigure(struct pool *p)
 {
 	const struct db_def *def = config_find_db(p->w->cfg, p->dbname);
 	bool changed = def == NULL || p->db == NULL || connection_changed(p->db, def);
 
+	follow_auto(p, def);
 	p->db = def;
 	p->udef = config_find_user(p->w->cfg, p->user);
 	resolve_settings(p);

@@ -56,6 +56,8 @@ static void reap(void *owner)
 		list_del(&c->node);
 		client_free(c);
 	}
+	/* Last: the servers and clients just freed may have pointed at these pools. */
+	pool_reap(w);
 	/* Every close and every last flush ends here: the moment a drain may be over. */
 	worker_check_drained(w);
 }
@@ -79,6 +81,11 @@ static void stats_tick_cb(evutil_socket_t fd, short what, void *arg)
 		w->shared->hooks->stats_tick(w, (double)(now - w->stats_tick_us) / 1e6);
 	w->stats_tick_us = now;
 	evtimer_add(w->stats_timer, &tv);
+}
+
+static void unused_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	pool_expire_unused(arg);
 }
 
 /* Follow the config's stats_period: (re)arm, or stop, the tick. */
@@ -115,11 +122,15 @@ struct worker *worker_new(struct worker_shared *shared, int id, struct snapshot 
 	list_init(&w->closing_clients);
 	list_init(&w->dead_clients);
 	list_init(&w->dead_servers);
+	list_init(&w->unused_pools);
+	list_init(&w->dead_pools);
 	if (loop_init(&w->loop, reap, w) < 0)
 		goto fail;
 	if (inbox_init(&w->inbox, w->loop.base, w) < 0)
 		goto fail;
 	if ((w->stats_timer = evtimer_new(w->loop.base, stats_tick_cb, w)) == NULL)
+		goto fail;
+	if ((w->unused_timer = evtimer_new(w->loop.base, unused_timer_cb, w)) == NULL)
 		goto fail;
 	w->stats_tick_us = worker_now_us(w);
 	stats_arm(w);
@@ -177,10 +188,6 @@ void worker_free(struct worker *w)
 
 		client_close(c, "shutdown");
 	}
-	list_for_each_safe(pos, tmp, &w->pools)
-	{
-		pool_free(list_entry(pos, struct pool, node));
-	}
 	list_for_each_safe(pos, tmp, &w->closing_clients)
 	{
 		struct client *c = list_entry(pos, struct client, node);
@@ -188,10 +195,18 @@ void worker_free(struct worker *w)
 		list_del(&c->node);
 		list_add_tail(&w->dead_clients, &c->node);
 	}
+	/* Clients first: freeing one tells its pool, so the pools must still be there. */
+	reap(w);
+	list_for_each_safe(pos, tmp, &w->pools)
+	{
+		pool_free(list_entry(pos, struct pool, node));
+	}
 	reap(w);
 	auth_query_fini(w);
 	if (w->stats_timer != NULL)
 		event_free(w->stats_timer);
+	if (w->unused_timer != NULL)
+		event_free(w->unused_timer);
 	if (w->inbox.wake != NULL)
 		inbox_fini(&w->inbox);
 	loop_fini(&w->loop);
@@ -236,6 +251,7 @@ static void config_fn(void *owner, void *arg)
 	{
 		pool_reconfigure(list_entry(pos, struct pool, node));
 	}
+	pool_expire_unused(w); /* autodb_idle_timeout may have changed */
 	stats_arm(w);
 	snapshot_unref(old);
 }
