@@ -187,7 +187,8 @@ static struct latency_report *merge_parts(struct gather_ctx *g)
 		g->parts[i].rows = NULL;
 		g->parts[i].n = 0;
 	}
-	qsort(rep->rows, total, sizeof(*rep->rows), compare_rows);
+	if (total > 1) /* with no pools, rows is NULL: qsort must not see it */
+		qsort(rep->rows, total, sizeof(*rep->rows), compare_rows);
 	out = 0;
 	for (size_t i = 0; i < total; i++) {
 		if (out > 0 && compare_rows(&rep->rows[out - 1], &rep->rows[i]) == 0) {
