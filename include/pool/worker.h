@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 
 #include "auth/auth_file.h"
+#include "auth/secret_cache.h"
 #include "base/inbox.h"
 #include "base/list.h"
 #include "base/types.h"
@@ -71,7 +72,10 @@ struct worker {
 	struct list_node clients;         /* every live client */
 	struct list_node pools;           /* every pool */
 	struct list_node auth_queries;    /* auth_query connections (auth_query.c) */
-	struct list_node auth_cache;      /* auth_query answers, until they expire */
+	struct list_node auth_idle;       /* of those, the ones with nothing to do, oldest first */
+	struct list_node auth_dead;       /* closed auth_query connections, freed by the reaper */
+	int nauth_queries;                /* on auth_queries, at most AUTH_QUERY_MAX_CONNS */
+	struct secret_cache auth_cache;   /* auth_query answers, until they expire */
 	struct list_node closing_clients; /* closed, still flushing a final message */
 	struct list_node dead_clients;    /* closed, freed by the reaper */
 	struct list_node dead_servers;    /* closed, freed by the reaper */

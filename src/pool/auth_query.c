@@ -8,78 +8,41 @@
 #include <event2/event.h>
 #include <event2/util.h>
 #include <libpq-fe.h>
-#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "pool/client.h"
-#include "config/config.h"
 #include "base/list.h"
-#include "proto/sqlstate.h"
+#include "config/config.h"
+#include "net/loop.h"
 #include "net/tls.h"
+#include "pool/client.h"
 #include "pool/worker.h"
+#include "proto/sqlstate.h"
 
-enum aq_state { AQ_RESOLVING, AQ_CONNECTING, AQ_IDLE, AQ_BUSY, AQ_BROKEN };
+/*
+ * Postgres' longest name (NAMEDATALEN - 1): answers for longer database or
+ * user names are not cached, so one cache entry costs at most ~0.3 kB.
+ */
+#define AQ_CACHE_NAME_MAX 63
+
+enum aq_state { AQ_NEW, AQ_RESOLVING, AQ_CONNECTING, AQ_IDLE, AQ_BUSY, AQ_CLOSED };
 
 /* One dedicated connection: a database entry's server, as auth_user. */
 struct aq_conn {
-	struct list_node node; /* w->auth_queries */
+	struct list_node node;      /* w->auth_queries; w->auth_dead once closed */
+	struct list_node idle_node; /* w->auth_idle while AQ_IDLE */
 	struct worker *w;
-	char *dbname;     /* [databases] entry name */
+	char *dbname;     /* the client's database name ("*" serves many) */
 	PGconn *pg;       /* NULL while resolving */
-	struct event *ev; /* readiness of pg's socket */
+	struct event *ev; /* readiness of pg's socket, with the state's timeout */
 	struct evdns_getaddrinfo_request *dns;
 	enum aq_state state;
 	struct list_node waiting; /* clients, by wait_node; the first one's user is asked */
 	char *asking;             /* user name of the lookup in flight */
 };
 
-/* A cached answer. */
-struct aq_answer {
-	struct list_node node; /* w->auth_cache */
-	char *dbname, *user;
-	char *secret; /* as Postgres stored it; NULL = no such user (or no password) */
-	int64_t expires_us;
-};
-
 static void aq_step(struct aq_conn *q);
-
-static void free_text(char *s)
-{
-	if (s != NULL) {
-		OPENSSL_cleanse(s, strlen(s));
-		free(s);
-	}
-}
-
-static void answer_free(struct aq_answer *a)
-{
-	list_del(&a->node);
-	free(a->dbname);
-	free(a->user);
-	free_text(a->secret);
-	free(a);
-}
-
-static struct aq_answer *cached(struct worker *w, const char *dbname, const char *user)
-{
-	struct list_node *pos, *tmp;
-	int64_t now = worker_now_us(w);
-
-	list_for_each_safe(pos, tmp, &w->auth_cache)
-	{
-		struct aq_answer *a = list_entry(pos, struct aq_answer, node);
-
-		if (a->expires_us <= now) {
-			answer_free(a);
-			continue;
-		}
-		if (strcmp(a->dbname, dbname) == 0 && strcmp(a->user, user) == 0)
-			return a;
-	}
-	return NULL;
-}
 
 /* Gives the client its own copy of the answer (the cache entry may expire mid-login). */
 static void hand_answer(struct client *c, const char *secret)
@@ -108,15 +71,21 @@ static void fail_waiters(struct aq_conn *q, const char *why)
 	}
 }
 
-/* The connection is unusable: fail its waiters and let the next lookup start afresh. */
-static void aq_broken(struct aq_conn *q, const char *why)
+/*
+ * Closes the connection and forgets it: the reaper frees it after this loop
+ * turn (callbacks of q may still be on the stack).  A later lookup for the
+ * same name makes a new one.  Its waiters must be gone.
+ */
+static void aq_close(struct aq_conn *q)
 {
-	char msg[256];
+	struct worker *w = q->w;
 
-	snprintf(msg, sizeof(msg), "%s", why);
-	log_warn(q->w->log, "w%d auth_query connection for database %s: %s", q->w->id, q->dbname,
-	         msg);
-	q->state = AQ_BROKEN;
+	if (q->state == AQ_CLOSED)
+		return;
+	if (q->dns != NULL) {
+		evdns_getaddrinfo_cancel(q->dns); /* resolved_cb sees EAI_CANCEL and leaves q */
+		q->dns = NULL;
+	}
 	if (q->ev != NULL) {
 		event_free(q->ev);
 		q->ev = NULL;
@@ -125,23 +94,60 @@ static void aq_broken(struct aq_conn *q, const char *why)
 		PQfinish(q->pg);
 		q->pg = NULL;
 	}
-	free(q->asking);
-	q->asking = NULL;
+	if (list_linked(&q->idle_node))
+		list_del(&q->idle_node);
+	q->state = AQ_CLOSED;
+	list_del(&q->node);
+	w->nauth_queries--;
+	list_add_tail(&w->auth_dead, &q->node);
+	loop_schedule_reap(&w->loop);
+}
+
+/* The connection is unusable: fail its waiters and close it; the next lookup starts afresh. */
+static void aq_broken(struct aq_conn *q, const char *why)
+{
+	char msg[256];
+
+	snprintf(msg, sizeof(msg), "%s", why);
+	log_warn(q->w->log, "w%d auth_query connection for database %s: %s", q->w->id, q->dbname,
+	         msg);
 	fail_waiters(q, msg);
+	aq_close(q);
 }
 
 static void aq_event_cb(evutil_socket_t fd, short what, void *arg)
 {
-	aq_step(arg);
+	struct aq_conn *q = arg;
+
+	if (!(what & EV_TIMEOUT)) {
+		aq_step(q);
+	} else if (q->state == AQ_IDLE) {
+		log_debug(q->w->log, "w%d auth_query connection for database %s: idle, closed",
+		          q->w->id, q->dbname);
+		aq_close(q);
+	} else {
+		aq_broken(q, q->state == AQ_CONNECTING ? "server_connect_timeout: no connection"
+		                                       : "client_login_timeout: no answer");
+	}
 }
 
-/* Wait for the socket (it may change while libpq tries addresses). */
+/*
+ * Wait for the socket (it may change while libpq tries addresses), at most
+ * for the state's time: server_connect_timeout to connect,
+ * client_login_timeout for an answer, server_idle_timeout while idle.
+ */
 static void aq_wait(struct aq_conn *q, short what)
 {
+	const struct config *cfg = q->w->cfg;
+	int64_t us = q->state == AQ_CONNECTING ? cfg->server_connect_timeout_us
+	             : q->state == AQ_IDLE     ? cfg->server_idle_timeout_us
+	                                       : cfg->client_login_timeout_us;
+	struct timeval tv = {.tv_sec = us / 1000000, .tv_usec = us % 1000000};
+
 	if (q->ev != NULL)
 		event_free(q->ev);
 	q->ev = event_new(q->w->loop.base, PQsocket(q->pg), what, aq_event_cb, q);
-	if (q->ev == NULL || event_add(q->ev, NULL) < 0)
+	if (q->ev == NULL || event_add(q->ev, us > 0 ? &tv : NULL) < 0)
 		aq_broken(q, "out of memory");
 }
 
@@ -236,20 +242,16 @@ static void aq_answer(struct aq_conn *q, PGresult *res)
 {
 	struct worker *w = q->w;
 	const char *secret = NULL;
+	int64_t now = worker_now_us(w);
 	struct list_node *pos, *tmp;
-	struct aq_answer *a;
 
 	if (PQntuples(res) > 0 && PQnfields(res) >= 2 && !PQgetisnull(res, 0, 1))
 		secret = PQgetvalue(res, 0, 1);
-	if (w->cfg->auth_query_cache_ttl_us > 0 && (a = calloc(1, sizeof(*a))) != NULL) {
-		a->dbname = strdup(q->dbname);
-		a->user = strdup(q->asking);
-		a->secret = secret != NULL ? strdup(secret) : NULL;
-		a->expires_us = worker_now_us(w) + w->cfg->auth_query_cache_ttl_us;
-		list_add_tail(&w->auth_cache, &a->node);
-		if (a->dbname == NULL || a->user == NULL || (secret != NULL && a->secret == NULL))
-			answer_free(a);
-	}
+	/* Out of memory only means no caching. */
+	if (w->cfg->auth_query_cache_ttl_us > 0 && strlen(q->dbname) <= AQ_CACHE_NAME_MAX &&
+	    strlen(q->asking) <= AQ_CACHE_NAME_MAX)
+		(void)secret_cache_put(&w->auth_cache, q->dbname, q->asking, secret, now,
+		                       now + w->cfg->auth_query_cache_ttl_us);
 	list_for_each_safe(pos, tmp, &q->waiting)
 	{
 		struct client *c = list_entry(pos, struct client, wait_node);
@@ -268,8 +270,13 @@ static void aq_ask_next(struct aq_conn *q)
 	struct client *first;
 
 	if (list_empty(&q->waiting)) {
-		/* Watched while idle, so a connection Postgres closed is noticed and dropped. */
+		/*
+		 * Watched while idle, so a connection Postgres closed is noticed and
+		 * dropped; closed after server_idle_timeout, or sooner for another
+		 * database name once AUTH_QUERY_MAX_CONNS are open.
+		 */
 		q->state = AQ_IDLE;
+		list_add_tail(&q->w->auth_idle, &q->idle_node);
 		aq_wait(q, EV_READ);
 		return;
 	}
@@ -308,11 +315,7 @@ static void aq_step(struct aq_conn *q)
 	}
 	if (q->state == AQ_IDLE) {
 		if (!PQconsumeInput(q->pg) || PQstatus(q->pg) == CONNECTION_BAD) {
-			event_free(q->ev);
-			q->ev = NULL;
-			PQfinish(q->pg);
-			q->pg = NULL;
-			q->state = AQ_BROKEN; /* reconnected at the next lookup */
+			aq_close(q); /* a new one at the next lookup */
 			return;
 		}
 		aq_wait(q, EV_READ);
@@ -351,60 +354,114 @@ static void aq_step(struct aq_conn *q)
 	aq_ask_next(q);
 }
 
-static struct aq_conn *conn_for(struct worker *w, const char *dbname)
+/*
+ * The connection for dbname, or a new one (not connected yet).  Past
+ * AUTH_QUERY_MAX_CONNS the longest idle one is closed to make room; when
+ * none is idle, NULL with *full set.
+ */
+static struct aq_conn *conn_for(struct worker *w, const char *dbname, bool *full)
 {
 	struct list_node *pos;
 	struct aq_conn *q;
 
+	*full = false;
 	for (pos = w->auth_queries.next; pos != &w->auth_queries; pos = pos->next) {
 		q = list_entry(pos, struct aq_conn, node);
 		if (strcmp(q->dbname, dbname) == 0)
 			return q;
+	}
+	if (w->nauth_queries >= AUTH_QUERY_MAX_CONNS) {
+		if (list_empty(&w->auth_idle)) {
+			*full = true;
+			return NULL;
+		}
+		aq_close(list_entry(w->auth_idle.next, struct aq_conn, idle_node));
 	}
 	if ((q = calloc(1, sizeof(*q))) == NULL || (q->dbname = strdup(dbname)) == NULL) {
 		free(q);
 		return NULL;
 	}
 	q->w = w;
-	q->state = AQ_BROKEN; /* not connected yet */
+	q->state = AQ_NEW;
 	list_init(&q->waiting);
+	list_init(&q->idle_node);
 	list_add_tail(&w->auth_queries, &q->node);
+	w->nauth_queries++;
 	return q;
 }
 
 bool auth_query_lookup(struct client *c)
 {
-	const struct db_def *db = config_find_db(c->w->cfg, c->dbname);
-	struct aq_answer *a;
+	struct worker *w = c->w;
+	const struct db_def *db = config_find_db(w->cfg, c->dbname);
+	const char *secret;
 	struct aq_conn *q;
+	bool full;
 
 	if (db == NULL) {
 		c->auth_queried = true; /* unknown database: fails like an unknown user */
 		return true;
 	}
 	/* Keyed by the client's database name: a "*" entry serves many databases. */
-	if ((a = cached(c->w, c->dbname, c->user)) != NULL) {
-		hand_answer(c, a->secret);
+	if (w->cfg->auth_query_cache_ttl_us > 0 &&
+	    secret_cache_get(&w->auth_cache, c->dbname, c->user, worker_now_us(w), &secret)) {
+		hand_answer(c, secret);
 		return true;
 	}
-	if ((q = conn_for(c->w, c->dbname)) == NULL) {
-		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
-		return false;
+	if ((q = conn_for(w, c->dbname, &full)) == NULL) {
+		if (!full) {
+			client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
+			return false;
+		}
+		/* Every connection is busy: fail like an unknown user, never wait unbounded. */
+		log_warn(
+		    w->log,
+		    "w%d auth_query: %d connections busy, database %s answered as unknown user",
+		    w->id, AUTH_QUERY_MAX_CONNS, c->dbname);
+		c->auth_queried = true;
+		return true;
 	}
 	list_add_tail(&q->waiting, &c->wait_node);
-	if (q->state == AQ_BROKEN)
+	if (q->state == AQ_NEW) {
 		aq_start(q);
-	else if (q->state == AQ_IDLE) {
+	} else if (q->state == AQ_IDLE) {
+		list_del(&q->idle_node);
 		event_del(q->ev);
 		aq_ask_next(q);
 	}
 	return false;
 }
 
+int auth_query_init(struct worker *w)
+{
+	list_init(&w->auth_queries);
+	list_init(&w->auth_idle);
+	list_init(&w->auth_dead);
+	w->nauth_queries = 0;
+	return secret_cache_init(&w->auth_cache, AUTH_QUERY_CACHE_MAX);
+}
+
+void auth_query_reap(struct worker *w)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &w->auth_dead)
+	{
+		struct aq_conn *q = list_entry(pos, struct aq_conn, node);
+
+		list_del(&q->node);
+		free(q->asking);
+		free(q->dbname);
+		free(q);
+	}
+}
+
 void auth_query_fini(struct worker *w)
 {
 	struct list_node *pos, *tmp;
 
+	if (w->auth_dead.next == NULL)
+		return; /* auth_query_init never ran */
 	list_for_each_safe(pos, tmp, &w->auth_queries)
 	{
 		struct aq_conn *q = list_entry(pos, struct aq_conn, node);
@@ -416,12 +473,8 @@ void auth_query_fini(struct worker *w)
 		if (q->pg != NULL)
 			PQfinish(q->pg);
 		list_del(&q->node);
-		free(q->asking);
-		free(q->dbname);
-		free(q);
+		list_add_tail(&w->auth_dead, &q->node);
 	}
-	list_for_each_safe(pos, tmp, &w->auth_cache)
-	{
-		answer_free(list_entry(pos, struct aq_answer, node));
-	}
+	auth_query_reap(w);
+	secret_cache_fini(&w->auth_cache);
 }

@@ -58,6 +58,7 @@ static void reap(void *owner)
 	}
 	/* Last: the servers and clients just freed may have pointed at these pools. */
 	pool_reap(w);
+	auth_query_reap(w);
 	/* Every close and every last flush ends here: the moment a drain may be over. */
 	worker_check_drained(w);
 }
@@ -117,13 +118,13 @@ struct worker *worker_new(struct worker_shared *shared, int id, struct snapshot 
 	w->log = shared->log;
 	list_init(&w->clients);
 	list_init(&w->pools);
-	list_init(&w->auth_queries);
-	list_init(&w->auth_cache);
 	list_init(&w->closing_clients);
 	list_init(&w->dead_clients);
 	list_init(&w->dead_servers);
 	list_init(&w->unused_pools);
 	list_init(&w->dead_pools);
+	if (auth_query_init(w) < 0)
+		goto fail;
 	if (loop_init(&w->loop, reap, w) < 0)
 		goto fail;
 	if (inbox_init(&w->inbox, w->loop.base, w) < 0)

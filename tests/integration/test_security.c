@@ -622,6 +622,92 @@ Test(security, auth_query_through_the_fallback_database_entry)
 	PQfinish(c);
 }
 
+/* Postgres backends of sluice's auth_query connections. */
+static long long auth_query_backends(void)
+{
+	PGconn *super = harness_pg_super(NULL);
+	long long n = harness_query_int(super, "select count(*) from pg_stat_activity "
+	                                       "where application_name = 'sluice auth_query'");
+
+	PQfinish(super);
+	return n;
+}
+
+/* Resident size of the sluice process, from /proc. */
+static long sluice_rss_kb(struct harness_sluice *h)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)h->pid);
+	f = fopen(path, "r");
+	cr_assert_not_null(f, "open %s", path);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	cr_assert_gt(kb, 0, "no VmRSS in %s", path);
+	return kb;
+}
+
+/* n logins with made-up database and user names, each refused as today. */
+static void made_up_logins(struct harness_sluice *h, int from, int n)
+{
+	char db[32], user[32], sqlstate[6];
+
+	for (int i = from; i < from + n; i++) {
+		snprintf(db, sizeof(db), "madeup_db_%d", i);
+		snprintf(user, sizeof(user), "madeup_user_%d", i);
+		cr_assert(harness_connect_fails(h, user, "x", db, sqlstate), "%s got in", user);
+		cr_assert(strcmp(sqlstate, "28P01") == 0 || strcmp(sqlstate, "3D000") == 0,
+		          "login %d failed with %s", i, sqlstate);
+	}
+}
+
+/*
+ * Through a "*" entry every database name a client makes up, before any
+ * password is checked, needs its own auth_query connection (this entry maps
+ * them all onto app, so each connects).  They stay bounded: at most
+ * AUTH_QUERY_MAX_CONNS (64) per worker, the longest idle closed for a new
+ * name; RSS stays flat; a real user still logs in afterwards.
+ */
+Test(security, auth_query_made_up_names_keep_connections_and_memory_bounded, .timeout = 240)
+{
+	struct harness_sluice *h;
+	PGconn *c;
+	long before, after;
+
+	prepare_auth_query();
+	h = harness_start_sluice(
+	    "auth_user = app\n"
+	    "auth_query = SELECT usename, passwd FROM public.sluice_lookup($1)\n"
+	    "connect_rate_per_ip = 0\n"
+	    "auth_failure_delay = 0\n"
+	    "[databases]\n* = host=@PGHOST@ port=@PGPORT@ dbname=app\n");
+	/* Warm up to the cap, so what is measured next is growth, not first use. */
+	made_up_logins(h, 0, 100);
+	before = sluice_rss_kb(h);
+	made_up_logins(h, 100, 500);
+	cr_assert(harness_wait_for(auth_query_backends() <= 64, WAIT_S),
+	          "%lld auth_query connections open after 600 made-up database names",
+	          auth_query_backends());
+	after = sluice_rss_kb(h);
+	/*
+	 * 500 more names: at most 64 connections (a few hundred kB) are replaced
+	 * and ~500 "no such user" answers (~0.3 kB each) cached; 2 MB is far below
+	 * what 500 kept libpq connections and records cost.
+	 */
+	cr_assert_leq(after - before, 2048, "RSS grew from %ld kB to %ld kB", before, after);
+
+	c = connect_user_to(h, "app", TRICKY_USER, "q-secret");
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	PQfinish(c);
+	c = connect_user_to(h, "madeup_db_7", TRICKY_USER, "q-secret");
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	PQfinish(c);
+}
+
 Test(security, connect_rate_per_ip_refuses_a_login_flood_before_authentication)
 {
 	struct harness_sluice *h = harness_start_sluice("connect_rate_per_ip = 1\n"
