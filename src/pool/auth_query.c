@@ -22,7 +22,7 @@
 
 /*
  * Postgres' longest name (NAMEDATALEN - 1): answers for longer database or
- * user names are not cached, so one cache entry costs at most ~0.3 kB.
+ * user names are not cached, so one cache entry costs at most ~0.25 kB.
  */
 #define AQ_CACHE_NAME_MAX 63
 
