@@ -23,6 +23,12 @@ struct ip_limiter {
 	size_t inserts_since_sweep;
 };
 
+/*
+ * The key an address counts under, in both per-address limits (this one and
+ * login_delay.h): IPv4 as IPv4-mapped IPv6, IPv6 by its /64, which one site
+ * gets whole.  False for an address that is neither (a Unix socket).
+ */
+bool ip_limit_key(const struct sockaddr *sa, uint8_t key[16]);
 /* Take a login token for the address; false when it has none (per_second > 0). */
 bool ip_limiter_admit(struct ip_limiter *l, const struct sockaddr *addr, int per_second, int burst,
                       int64_t now_us);

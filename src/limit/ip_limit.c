@@ -18,8 +18,10 @@ struct ip_bucket {
 	struct bucket b;
 };
 
-static bool address_key(const struct sockaddr *sa, uint8_t key[16])
+bool ip_limit_key(const struct sockaddr *sa, uint8_t key[16])
 {
+	if (sa == NULL)
+		return false;
 	if (sa->sa_family == AF_INET) {
 		memset(key, 0, 10);
 		key[10] = key[11] = 0xff;
@@ -28,6 +30,9 @@ static bool address_key(const struct sockaddr *sa, uint8_t key[16])
 	}
 	if (sa->sa_family == AF_INET6) {
 		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+		/* One site gets a /64 and picks any address in it; a mapped IPv4 stays whole. */
+		if (!IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)key))
+			memset(key + 8, 0, 8);
 		return true;
 	}
 	return false;
@@ -72,7 +77,7 @@ bool ip_limiter_admit(struct ip_limiter *l, const struct sockaddr *addr, int per
 	struct ip_bucket *e;
 	size_t slot;
 
-	if (per_second <= 0 || !address_key(addr, key))
+	if (per_second <= 0 || !ip_limit_key(addr, key))
 		return true;
 	if (burst < 1)
 		burst = 1;

@@ -10,6 +10,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "limit/ip_limit.h"
+
 #define WAYS          8
 #define SETS          (LOGIN_DELAY_CAPACITY / WAYS)
 #define QUIET_US      60000000LL /* forgiven a minute after the last answer */
@@ -35,26 +37,6 @@ void login_delay_fini(struct login_delay *d)
 	free(d->entries);
 	d->entries = NULL;
 	pthread_mutex_destroy(&d->lock);
-}
-
-static bool address_key(const struct sockaddr *sa, uint8_t key[16])
-{
-	if (sa == NULL)
-		return false;
-	if (sa->sa_family == AF_INET) {
-		memset(key, 0, 10);
-		key[10] = key[11] = 0xff;
-		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-		return true;
-	}
-	if (sa->sa_family == AF_INET6) {
-		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-		/* One site gets a /64 and picks any address in it; a mapped IPv4 stays whole. */
-		if (!IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)key))
-			memset(key + 8, 0, 8);
-		return true;
-	}
-	return false;
 }
 
 static struct login_delay_entry *set_of(const struct login_delay *d, const uint8_t key[16])
@@ -114,7 +96,7 @@ int64_t login_delay_failed(struct login_delay *d, const struct sockaddr *addr, i
 	uint8_t key[16];
 	int64_t delay = 0, quiet = cap_us > QUIET_US ? cap_us : QUIET_US;
 
-	if (base_us <= 0 || !address_key(addr, key))
+	if (base_us <= 0 || !ip_limit_key(addr, key))
 		return 0;
 	if (cap_us < base_us)
 		cap_us = base_us;
@@ -144,7 +126,7 @@ void login_delay_succeeded(struct login_delay *d, const struct sockaddr *addr, i
 	uint8_t key[16];
 
 	/* The common case: no failure remembered anywhere, so no lock on the login path. */
-	if (atomic_load(&d->remembered_until_us) <= now_us || !address_key(addr, key))
+	if (atomic_load(&d->remembered_until_us) <= now_us || !ip_limit_key(addr, key))
 		return;
 	pthread_mutex_lock(&d->lock);
 	if (d->entries != NULL && (e = find_locked(set_of(d, key), key, now_us)) != NULL)
