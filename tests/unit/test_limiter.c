@@ -117,6 +117,25 @@ Test(limiter, logins_are_limited_per_address)
 	ip_limiter_fini(&l);
 }
 
+/* An IPv6 site gets a /64: its addresses share one bucket, the next /64 has its own. */
+Test(limiter, ipv6_logins_count_by_their_64)
+{
+	struct ip_limiter l = {0};
+	struct sockaddr_in6 a = {.sin6_family = AF_INET6}, same64 = a, other64 = a;
+	int64_t t = 100 * SEC;
+
+	inet_pton(AF_INET6, "2001:db8:1:2::1", &a.sin6_addr);
+	inet_pton(AF_INET6, "2001:db8:1:2:ffff::9", &same64.sin6_addr);
+	inet_pton(AF_INET6, "2001:db8:1:3::1", &other64.sin6_addr);
+	cr_assert(ip_limiter_admit(&l, (struct sockaddr *)&a, 1, 2, t));
+	cr_assert(ip_limiter_admit(&l, (struct sockaddr *)&same64, 1, 2, t));
+	cr_assert_not(ip_limiter_admit(&l, (struct sockaddr *)&same64, 1, 2, t),
+	              "a new address in the same /64 got a bucket of its own");
+	cr_assert(ip_limiter_admit(&l, (struct sockaddr *)&other64, 1, 2, t));
+	cr_assert_eq(ip_limiter_count(&l), 2);
+	ip_limiter_fini(&l);
+}
+
 Test(limiter, quiet_addresses_are_swept)
 {
 	struct ip_limiter l = {0};
