@@ -985,3 +985,25 @@ void harness_expect_error_and_close(int fd, char sqlstate[6])
 	}
 	cr_assert_neq(sqlstate[0], '\0', "ErrorResponse without a SQLSTATE");
 }
+
+long harness_rss_kb(struct harness_sluice *h)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)h->pid);
+	f = fopen(path, "r");
+	cr_assert_not_null(f, "open %s", path);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	cr_assert_gt(kb, 0, "no VmRSS in %s", path);
+	return kb;
+}
+
+bool harness_rss_is_meaningful(void)
+{
+	return getenv("ASAN_OPTIONS") == NULL;
+}

@@ -128,6 +128,15 @@ size_t harness_read_to_close(int fd, unsigned char *buf, size_t cap);
  */
 void harness_expect_error_and_close(int fd, char sqlstate[6]);
 
+/* Resident size of the sluice process (VmRSS), in kB. */
+long harness_rss_kb(struct harness_sluice *h);
+/*
+ * False under AddressSanitizer (tests/run.sh's second pass sets ASAN_OPTIONS):
+ * freed memory waits in its quarantine there, so RSS bounds say nothing, and
+ * LeakSanitizer checks at exit that everything was freed instead.
+ */
+bool harness_rss_is_meaningful(void);
+
 double harness_now(void);
 /* The interval between two looks at a polled condition. */
 void harness_pause(void);

@@ -121,24 +121,6 @@ static bool databases_are(PGconn *a, const char *expected)
 	return same;
 }
 
-/* Resident size of the sluice process, from /proc. */
-static long rss_kb(struct harness_sluice *h)
-{
-	char path[64], line[256];
-	long kb = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)h->pid);
-	f = fopen(path, "r");
-	cr_assert_not_null(f, "open %s", path);
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-			break;
-	fclose(f);
-	cr_assert_gt(kb, 0, "no VmRSS in %s", path);
-	return kb;
-}
-
 /* The HTTP endpoint's port, from the line sluice logs once it is bound. */
 static int metrics_port(struct harness_sluice *h)
 {
@@ -227,7 +209,7 @@ Test(autodb, made_up_names_leave_nothing_behind)
 	log_in_to_made_up_names(h, "warmup", 20);
 	cr_assert(harness_wait_for(databases_are(a, dbs) && show_rows(a, "POOLS") == pools, WAIT_S),
 	          "made-up names stayed in SHOW DATABASES or SHOW POOLS after the warm-up");
-	rss_before = rss_kb(h);
+	rss_before = harness_rss_kb(h);
 
 	log_in_to_made_up_names(h, "madeup", MADE_UP);
 	cr_assert(harness_wait_for(databases_are(a, dbs), WAIT_S),
@@ -236,15 +218,10 @@ Test(autodb, made_up_names_leave_nothing_behind)
 	cr_assert(harness_wait_for(show_rows(a, "POOLS") == pools, WAIT_S),
 	          "SHOW POOLS has %d rows, %d before", show_rows(a, "POOLS"), pools);
 	cr_assert_eq(metrics_lines(port), lines, "/metrics grew from %d lines", lines);
-	rss_after = rss_kb(h);
+	rss_after = harness_rss_kb(h);
 	cr_log_info("%d made-up names: RSS %ld kB -> %ld kB, /metrics %d lines", MADE_UP,
 	            rss_before, rss_after, lines);
-	/*
-	 * Under AddressSanitizer (tests/run.sh's second pass sets ASAN_OPTIONS) freed
-	 * memory waits in its quarantine, so RSS says nothing; LeakSanitizer checks
-	 * at exit that everything was freed instead.
-	 */
-	if (getenv("ASAN_OPTIONS") == NULL)
+	if (harness_rss_is_meaningful())
 		cr_assert_leq(rss_after - rss_before, RSS_SLACK_KB,
 		              "RSS grew from %ld kB to %ld kB over %d made-up names", rss_before,
 		              rss_after, MADE_UP);

@@ -633,24 +633,6 @@ static long long auth_query_backends(void)
 	return n;
 }
 
-/* Resident size of the sluice process, from /proc. */
-static long sluice_rss_kb(struct harness_sluice *h)
-{
-	char path[64], line[256];
-	long kb = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)h->pid);
-	f = fopen(path, "r");
-	cr_assert_not_null(f, "open %s", path);
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-			break;
-	fclose(f);
-	cr_assert_gt(kb, 0, "no VmRSS in %s", path);
-	return kb;
-}
-
 /* n logins with made-up database and user names, each refused as today. */
 static void made_up_logins(struct harness_sluice *h, int from, int n)
 {
@@ -692,12 +674,12 @@ Test(security, auth_query_made_up_names_keep_connections_and_memory_bounded, .ti
 	 * flat (20.0 after 2600).
 	 */
 	made_up_logins(h, 0, 600);
-	before = sluice_rss_kb(h);
+	before = harness_rss_kb(h);
 	made_up_logins(h, 600, 500);
 	cr_assert(harness_wait_for(auth_query_backends() <= 64, WAIT_S),
 	          "%lld auth_query connections open after 1100 made-up database names",
 	          auth_query_backends());
-	after = sluice_rss_kb(h);
+	after = harness_rss_kb(h);
 	cr_log_info("RSS %ld kB after 600 made-up names, %ld kB after 1100; %lld auth_query "
 	            "connections",
 	            before, after, auth_query_backends());
@@ -707,7 +689,9 @@ Test(security, auth_query_made_up_names_keep_connections_and_memory_bounded, .ti
 	 * connections cost (and the old code never got that far: Postgres ran out
 	 * of connection slots near name 300).
 	 */
-	cr_assert_leq(after - before, 2048, "RSS grew from %ld kB to %ld kB", before, after);
+	if (harness_rss_is_meaningful())
+		cr_assert_leq(after - before, 2048, "RSS grew from %ld kB to %ld kB", before,
+		              after);
 
 	c = connect_user_to(h, "app", TRICKY_USER, "q-secret");
 	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
