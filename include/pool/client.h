@@ -102,9 +102,10 @@ struct client {
 	enum login_step login;         /* LOGIN sub-state */
 	enum client_refusal refuse;    /* over max_client_conn, or arrived while draining */
 	int auth_method;               /* enum auth_type chosen for this login */
-	uint32_t cancel_pid, cancel_key;   /* synthetic BackendKeyData */
-	uint8_t md5_salt[4];               /* salt of the md5 challenge */
-	char addr[64];                     /* peer address for logs */
+	uint32_t cancel_pid, cancel_key; /* synthetic BackendKeyData */
+	uint32_t rest_mark;  /* awaiting_rest: what was left of the message when last looked */
+	uint8_t md5_salt[4]; /* salt of the md5 challenge */
+	char addr[64];       /* peer address for logs */
 	uint8_t client_key[SCRAM_KEY_LEN]; /* for SCRAM pass-through to the server */
 	bool is_unix;                      /* connected over the Unix socket */
 	bool tls;                          /* the socket speaks TLS (after SSLRequest) */
@@ -119,8 +120,7 @@ struct client {
 	bool in_request;        /* rate-limited: inside an extended-protocol request (up to Sync) */
 	bool tenant_counted;    /* holds a slot of its tenant's max_client_conn */
 	bool timer_armed;       /* timer pending (saves a locked libevent call per message) */
-	bool awaiting_rest;     /* its server waits for the rest of a message: the timer is
-	                           client_read_timeout */
+	bool awaiting_rest;     /* the timer is client_read_timeout (client_watch_rest) */
 };
 
 /* Takes ownership of fd; `login` serves it first (login_client_handler). */
@@ -153,6 +153,16 @@ void client_pool_failed(struct client *c, const char *sqlstate, const char *msg)
 
 /* (Re)arm the client's one timer; its meaning depends on the state. 0 disarms. */
 void client_arm_timer(struct client *c, int64_t us);
+/*
+ * The client stopped in the middle of a message its server waits for: it has
+ * client_read_timeout to send the rest (docs/timeouts.md).  Armed once per
+ * stall, not per read: when the timer fires, progress since it was armed
+ * earns another period, so a client is closed after one to two periods of
+ * silence.  Any other use of the timer ends the watch.
+ */
+void client_watch_rest(struct client *c);
+/* Has the client sent only part of its next message (streamed or buffered)? */
+bool client_mid_message(const struct client *c);
 
 /* Re-run the read handler on buffered input (after resume or release). */
 void client_kick(struct client *c);

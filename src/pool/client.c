@@ -46,6 +46,7 @@ void client_arm_timer(struct client *c, int64_t us)
 {
 	struct timeval tv = {.tv_sec = us / 1000000, .tv_usec = us % 1000000};
 
+	c->awaiting_rest = false; /* the timer gets another meaning */
 	/* Created on first need and freed after login: idle clients mostly have no timeout. */
 	if (us > 0 && c->timer == NULL &&
 	    (c->timer = evtimer_new(c->w->loop.base, client_timer_cb, c)) == NULL) {
@@ -275,17 +276,46 @@ void client_drain(struct client *c)
 	client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "sluice is shutting down");
 }
 
-/* client_read_timeout: silence in the middle of a message its server waits for. */
+/* What is left of the message in progress: changes whenever some of it arrives. */
+static uint32_t rest_mark(const struct client *c)
+{
+	return (uint32_t)(c->fwd_remaining - evbuffer_get_length(c->conn.in));
+}
+
+bool client_mid_message(const struct client *c)
+{
+	size_t have = evbuffer_get_length(c->conn.in);
+	struct frame f;
+
+	if (c->fwd_remaining > 0)
+		return true;
+	return have > 0 &&
+	       (frame_peek(c->conn.in, &f, UINT32_MAX) != FRAME_READY || have < frame_total(&f));
+}
+
+void client_watch_rest(struct client *c)
+{
+	int64_t limit = c->w->cfg->client_read_timeout_us;
+
+	if (limit <= 0 || c->server == NULL || c->state != CLIENT_ACTIVE || c->awaiting_rest)
+		return; /* off, nothing held, or already watched: progress is checked on expiry */
+	client_arm_timer(c, limit);
+	c->awaiting_rest = true;
+	c->rest_mark = rest_mark(c);
+}
+
 static void read_timeout(struct client *c)
 {
 	int64_t limit = c->w->cfg->client_read_timeout_us;
 
-	/* Not read meanwhile (its server's output was full): the silence was not the client's. */
-	if (c->conn.suspend != 0 && limit > 0) {
-		client_arm_timer(c, limit);
+	/* The message came whole meanwhile (and nothing else needed the timer). */
+	if (!client_mid_message(c) || c->server == NULL)
+		return;
+	/* Some of it came, or it was not read (its server's output was full): not silent. */
+	if (limit > 0 && (rest_mark(c) != c->rest_mark || c->conn.suspend != 0)) {
+		client_watch_rest(c);
 		return;
 	}
-	c->awaiting_rest = false;
 	record_timeout(c);
 	client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
 	            "client_read_timeout expired in the middle of a message: the rest never came");
@@ -309,6 +339,7 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (c->awaiting_rest) {
+		c->awaiting_rest = false;
 		read_timeout(c);
 		return;
 	}

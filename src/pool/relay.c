@@ -123,21 +123,6 @@ static void check_server_watermark(struct client *c)
 }
 
 /*
- * The client stopped in the middle of a message that its server waits for:
- * it has client_read_timeout to send the rest, so a stalled client cannot
- * hold a server (docs/timeouts.md).
- */
-static void watch_partial(struct client *c)
-{
-	int64_t limit = c->w->cfg->client_read_timeout_us;
-
-	if (limit <= 0 || c->server == NULL || c->state != CLIENT_ACTIVE)
-		return;
-	c->awaiting_rest = true;
-	client_arm_timer(c, limit);
-}
-
-/*
  * A length no server may see: too large for the type (sluice's max_packet_size,
  * or Postgres' own 1 GB, past which it drops the connection), or below 4.
  * Refused before any of it moves, so no server is involved.
@@ -162,10 +147,6 @@ static void relay_client_input(struct client *c)
 	bool partial = false; /* stopped in the middle of a message */
 	struct frame f;
 
-	if (c->awaiting_rest) { /* more came: the silence is over */
-		c->awaiting_rest = false;
-		client_arm_timer(c, 0);
-	}
 	while (c->state == CLIENT_IDLE || c->state == CLIENT_ACTIVE) {
 		enum frame_status st;
 		size_t moved;
@@ -237,7 +218,7 @@ static void relay_client_input(struct client *c)
 	}
 	check_server_watermark(c);
 	if (partial)
-		watch_partial(c);
+		client_watch_rest(c);
 }
 
 /*
@@ -549,10 +530,13 @@ static void handle_ready(struct server *s, struct evbuffer *in, size_t total, ch
 		return;
 	if (requests_count(&s->requests) == 0 && server_capture_params(s))
 		return;
-	if (requests_count(&s->requests) == 0 && status != 'I')
-		client_arm_timer(c, s->pool->set.idle_transaction_timeout_us);
-	else if (requests_count(&s->requests) == 0 && pool_mode(s->pool) == POOL_SESSION)
-		client_arm_timer(c, s->pool->set.client_idle_timeout_us);
+	/* A client already sending its next message is not idle: its read watch stays. */
+	if (requests_count(&s->requests) == 0 && !client_mid_message(c)) {
+		if (status != 'I')
+			client_arm_timer(c, s->pool->set.idle_transaction_timeout_us);
+		else if (pool_mode(s->pool) == POOL_SESSION)
+			client_arm_timer(c, s->pool->set.client_idle_timeout_us);
+	}
 	relay_try_release(s);
 }
 

@@ -4,6 +4,7 @@
  * the connection for.  The clients log in with libpq and then write raw
  * bytes on its socket.
  */
+#define _GNU_SOURCE /* memmem */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -116,5 +117,42 @@ Test(hostile, gigabyte_message_is_refused_and_no_server_is_lost)
 	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
 	cr_assert_eq(atoll(PQgetvalue(res, 0, 0)), pid, "the server was lost");
 	PQclear(res);
+	PQfinish(c);
+}
+
+/*
+ * Inside a transaction (idle_transaction_timeout off), a client pipelines a
+ * query and then 3 bytes of the next header.  The query's ReadyForQuery
+ * comes while that header is incomplete: the client is not idle, so it must
+ * not trade its read watch for the (switched off) idle timer; silent, it is
+ * closed with 08P01 and the pool of one serves the next client.
+ */
+Test(hostile, stall_after_a_pipelined_query_is_still_watched)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1\n"
+	                                                "query_wait_timeout = 60s\n"
+	                                                "idle_transaction_timeout = 0\n"
+	                                                "client_read_timeout = 1s");
+	PGconn *stalled = harness_connect_ok(h, "app", "app-secret", "app");
+	const char sql[] = "select pg_sleep(0.2)";
+	unsigned char msg[5 + sizeof(sql) + 3] = {'Q'};
+	unsigned char reply[65536];
+	PGconn *c;
+	size_t len;
+	int fd;
+
+	PQclear(harness_exec_ok(stalled, "begin"));
+	harness_put_u32(msg + 1, 4 + sizeof(sql));
+	memcpy(msg + 5, sql, sizeof(sql));
+	msg[5 + sizeof(sql)] = 'Q'; /* then two bytes of the next length */
+	harness_send_all(PQsocket(stalled), msg, sizeof(msg));
+	c = harness_connect_ok(h, "app", "app-secret", "app");
+	cr_assert_eq(harness_query_int(c, "select 9"), 9);
+	fd = dup(PQsocket(stalled));
+	len = harness_read_to_close(fd, reply, sizeof(reply));
+	close(fd);
+	cr_assert(memmem(reply, len, "C08P01", 6) != NULL,
+	          "no 08P01 in the %zu bytes before the close", len);
+	PQfinish(stalled);
 	PQfinish(c);
 }
