@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/hash.h"
+
 #define MIN_BUCKETS 16
 
 struct secret_entry {
@@ -20,50 +22,13 @@ struct secret_entry {
 	char key[];
 };
 
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                                                   \
-	do {                                                                                       \
-		v0 += v1, v1 = ROTL(v1, 13), v1 ^= v0, v0 = ROTL(v0, 32);                          \
-		v2 += v3, v3 = ROTL(v3, 16), v3 ^= v2;                                             \
-		v0 += v3, v3 = ROTL(v3, 21), v3 ^= v0;                                             \
-		v2 += v1, v1 = ROTL(v1, 17), v1 ^= v2, v2 = ROTL(v2, 32);                          \
-	} while (0)
-
-/* SipHash-1-3 of n bytes under (k0, k1). */
-static uint64_t siphash(uint64_t k0, uint64_t k1, const unsigned char *p, size_t n)
-{
-	uint64_t v0 = 0x736f6d6570736575ULL ^ k0, v1 = 0x646f72616e646f6dULL ^ k1;
-	uint64_t v2 = 0x6c7967656e657261ULL ^ k0, v3 = 0x7465646279746573ULL ^ k1;
-	uint64_t b = (uint64_t)n << 56, m;
-	size_t i;
-
-	for (; n >= 8; p += 8, n -= 8) {
-		m = 0;
-		for (i = 0; i < 8; i++)
-			m |= (uint64_t)p[i] << (8 * i);
-		v3 ^= m;
-		SIPROUND;
-		v0 ^= m;
-	}
-	for (i = 0; i < n; i++)
-		b |= (uint64_t)p[i] << (8 * i);
-	v3 ^= b;
-	SIPROUND;
-	v0 ^= b;
-	v2 ^= 0xff;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	return v0 ^ v1 ^ v2 ^ v3;
-}
-
 static uint64_t key_hash(const struct secret_cache *sc, const char *dbname, size_t dlen,
                          const char *user, size_t ulen)
 {
 	/* Two hashes chained, so "ab"+"c" and "a"+"bc" differ without copying the key. */
-	uint64_t h = siphash(sc->k0, sc->k1, (const unsigned char *)dbname, dlen);
+	uint64_t h = hash_sip13(sc->k0, sc->k1, (const unsigned char *)dbname, dlen);
 
-	return siphash(sc->k0 ^ h, sc->k1, (const unsigned char *)user, ulen);
+	return hash_sip13(sc->k0 ^ h, sc->k1, (const unsigned char *)user, ulen);
 }
 
 int secret_cache_init(struct secret_cache *sc, size_t max)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/hash.h"
 #include "limit/limiter.h"
 
 #define SLOTS       1024
@@ -40,11 +41,7 @@ bool ip_limit_key(const struct sockaddr *sa, uint8_t key[16])
 
 static size_t slot_of(const uint8_t key[16])
 {
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-
-	for (int i = 0; i < 16; i++)
-		h = (h ^ key[i]) * 1099511628211ULL;
-	return (size_t)(h % SLOTS);
+	return (size_t)(hash_fnv1a(key, 16, 0) % SLOTS);
 }
 
 /* Drop buckets that are full again: their addresses have been quiet. */

@@ -10,6 +10,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "base/hash.h"
 #include "limit/ip_limit.h"
 
 #define WAYS          8
@@ -41,10 +42,8 @@ void login_delay_fini(struct login_delay *d)
 
 static struct login_delay_entry *set_of(const struct login_delay *d, const uint8_t key[16])
 {
-	uint64_t h = 1469598103934665603ULL ^ d->seed; /* FNV-1a, keyed */
+	uint64_t h = hash_fnv1a(key, 16, d->seed);
 
-	for (int i = 0; i < 16; i++)
-		h = (h ^ key[i]) * 1099511628211ULL;
 	h ^= h >> 29;
 	return &d->entries[(h % SETS) * WAYS];
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/hash.h"
 #include "pool/client.h"
 #include "config/config.h"
 #include "pool/pool.h"
@@ -27,16 +28,6 @@
 #define DEALLOCATE_PEEK 512  /* Query bytes inspected for DEALLOCATE name */
 /* A statement no server has: binding it fails, and that failure is what a stale client sees. */
 #define STALE_NAME "sluice_stale_result_type"
-
-static uint64_t hash_bytes(const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	uint64_t h = 0xcbf29ce484222325ULL;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ b[i]) * 0x100000001b3ULL;
-	return h;
-}
 
 static void server_name(const struct pstmt *ps, uint32_t generation, char out[SERVER_NAME_MAX])
 {
@@ -140,7 +131,7 @@ void prepared_registry_fini(struct pstmt_registry *reg)
 
 static uint32_t name_bucket(const struct stmt_map *map, const char *name)
 {
-	return (uint32_t)hash_bytes(name, strlen(name)) & (map->size - 1);
+	return (uint32_t)hash_fnv1a(name, strlen(name), 0) & (map->size - 1);
 }
 
 static struct client_stmt *map_find(const struct stmt_map *map, const char *name)
@@ -593,10 +584,10 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 		return PREP_CLOSED;
 	}
 	c->pool->stats.bytes_received += frame_total(f);
-	ps = registry_find(reg, hash_bytes(body, body_len), body, body_len);
+	ps = registry_find(reg, hash_fnv1a(body, body_len, 0), body, body_len);
 	if (ps != NULL)
 		free(body);
-	else if ((ps = registry_add(reg, hash_bytes(body, body_len), body, body_len)) == NULL)
+	else if ((ps = registry_add(reg, hash_fnv1a(body, body_len, 0), body, body_len)) == NULL)
 		free(body);
 	if (ps == NULL || map_put(reg, &c->stmts, name, ps) < 0) {
 		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
