@@ -1,7 +1,7 @@
 #!/bin/bash
 # README command 2: installs what is missing, builds, starts a throwaway
-# Postgres 15 cluster, runs every test (unit and integration) and stops the
-# cluster again.  Arguments go to `meson test`, e.g. `tests/run.sh --suite unit`
+# Postgres 15 cluster and a throwaway Redis (for limiter = redis), runs every
+# test (unit and integration) and stops both again.  Arguments go to `meson test`, e.g. `tests/run.sh --suite unit`
 # or `tests/run.sh --suite integration pgbench`.
 #
 # The tests get a cluster of their own (.run/pg-test), so a run neither counts
@@ -18,12 +18,22 @@ fi
 meson compile -C build
 
 export SLUICE_PG_NAME=pg-test
-trap 'tests/harness/pg.sh stop' EXIT
+export SLUICE_REDIS_NAME=redis-test
+trap 'tests/harness/pg.sh stop; tests/harness/redis.sh stop' EXIT
 tests/harness/pg.sh start >/dev/null
 set -a
 # shellcheck source=/dev/null
 . .run/pg-test.env
 set +a
+# Without a Redis the shared-limiter tests skip; everything else still runs.
+if tests/harness/redis.sh start >/dev/null; then
+  set -a
+  # shellcheck source=/dev/null
+  . .run/redis-test.env
+  set +a
+else
+  echo "run.sh: no Redis; the limiter = redis tests will skip" >&2
+fi
 
 status=0
 meson test -C build --print-errorlogs --num-processes 2 "$@" || status=$?

@@ -13,8 +13,11 @@ set -eu
 # packaging (tests/integration/packaging_lint.sh).  prometheus-pgbouncer-exporter
 # is pointed at the admin console (tests/integration/test_console.c).  prometheus
 # provides promtool, which checks /metrics (tests/integration/test_observability.c).
+# libhiredis-dev is the Redis client of limiter = redis; redis-server (with
+# redis-cli) is the real Redis that tests/harness/redis.sh starts for its tests.
 packages="build-essential meson ninja-build pkg-config libevent-dev libpq-dev
-libssl-dev libinih-dev libcriterion-dev postgresql-15 postgresql-client-15
+libssl-dev libinih-dev libcriterion-dev libhiredis-dev redis-server
+postgresql-15 postgresql-client-15
 pgbouncer clang-format clang
 python3-psycopg2 python3-psycopg python3-asyncpg libpostgresql-jdbc-java
 systemd man-db groff-base python3-yaml prometheus-pgbouncer-exporter prometheus"
