@@ -6,6 +6,16 @@
 #   tests/harness/pg.sh status    exit 0 when it is running and accepts connections
 #   tests/harness/pg.sh env       print the env file
 #   tests/harness/pg.sh destroy   stop it and delete its data
+#   tests/harness/pg.sh standby   start (or make, with pg_basebackup -R) NAME-standby,
+#                                 a streaming standby of NAME on a port of its own;
+#                                 starts NAME first if needed; prints the standby's
+#                                 env file (.run/NAME-standby.env)
+#   tests/harness/pg.sh promote   promote NAME-standby (pg_ctl promote) and wait
+#   tests/harness/pg.sh kill      kill -9 NAME's postmaster: a crash, for failover tests
+#
+# NAME-standby is an instance like any other for stop, status, env and destroy
+# (SLUICE_PG_NAME=NAME-standby).  A standby that was promoted, or that streams
+# from an earlier incarnation of NAME, is made again by the next `standby`.
 #
 # SLUICE_PG_NAME picks the instance (default "pg"): data lives at .run/NAME and
 # the connection facts are written to .run/NAME.env, so the test run can own a
@@ -171,6 +181,7 @@ EOF
   as_pg tee "$data/pg_hba.conf" >/dev/null <<EOF
 # Set by tests/harness/pg.sh.
 local     all all                  trust
+local     replication all          trust
 hostssl   all tlsonly 127.0.0.1/32 scram-sha-256
 host      all tlsonly 127.0.0.1/32 reject
 host      all md5user 127.0.0.1/32 md5
@@ -199,6 +210,9 @@ postmaster_pid() {
   fi
   echo "pg.sh: removing stale $pidfile" >&2
   as_pg rm -f "$pidfile"
+  # The socket's lock file names the same dead (or zombie) postmaster, and
+  # Postgres would refuse to start while a zombie answers kill -0.
+  as_pg find "$sock" -maxdepth 1 -name '.s.PGSQL.*.lock' -delete 2>/dev/null || true
   return 1
 }
 
@@ -279,6 +293,9 @@ cmd_start() {
   ensure_user
   place_data
   pg_paths
+  # A standby is started by `standby` on its primary's name: create_roles
+  # below would fail on a read-only server.
+  [ ! -f "$data/standby.signal" ] || die "$name is a standby; start it with: SLUICE_PG_NAME=${name%-standby} $0 standby"
   init_cluster
   setup_tls
   local port
@@ -326,14 +343,99 @@ cmd_destroy() {
   rm -rf "$link"
 }
 
+# The primary as a standby made from it knows it: its system identifier and
+# where it listens.  A standby made from anything else is stale.
+primary_facts() {
+  local id
+  id=$(as_pg "$pgbin/pg_controldata" -D "$data" | sed -n 's/^Database system identifier: *//p')
+  echo "$id $sock $(running_port)"
+}
+
+# Whether the standby in $data still streams from the primary that
+# primary_facts described as $1.
+standby_is_current() {
+  [ -f "$data/PG_VERSION" ] && [ -f "$data/standby.signal" ] &&
+    [ "$(cat "$pgdir/primary" 2>/dev/null)" = "$1" ]
+}
+
+make_standby() {
+  local facts=$1 primary_sock primary_port
+  primary_sock=$(echo "$facts" | cut -d ' ' -f 2)
+  primary_port=$(echo "$facts" | cut -d ' ' -f 3)
+  if postmaster_pid >/dev/null; then
+    as_pg "$pgbin/pg_ctl" stop -D "$data" -m immediate -w -t 60 >/dev/null || true
+  fi
+  as_pg rm -rf "$data" "$sock" "$pgdir/primary"
+  echo "pg.sh: pg_basebackup -R into $data" >&2
+  as_pg mkdir -m 0700 "$sock"
+  as_pg "$pgbin/pg_basebackup" -D "$data" -R -X stream -c fast --no-sync \
+    -h "$primary_sock" -p "$primary_port" -U "$superuser" >"$pgdir/basebackup.log" 2>&1 ||
+    { cat "$pgdir/basebackup.log" >&2; die "pg_basebackup failed"; }
+  # The copied postgresql.conf names the primary's socket directory; the
+  # last setting wins, so an include appended at the end overrides it.
+  local q="'"
+  echo "unix_socket_directories = '${sock//$q/$q$q}'" |
+    as_pg tee "$data/sluice-standby.conf" >/dev/null
+  echo "include_if_exists = 'sluice-standby.conf'" | as_pg tee -a "$data/postgresql.conf" >/dev/null
+  echo "$facts" | as_pg tee "$pgdir/primary" >/dev/null
+}
+
+write_standby_env() {
+  local tmp=$envfile.tmp
+  cat >"$tmp" <<EOF
+SLUICE_TEST_STANDBY_NAME='$name'
+SLUICE_TEST_STANDBY_PORT='$1'
+SLUICE_TEST_STANDBY_SOCKET='$sock'
+EOF
+  mv "$tmp" "$envfile"
+}
+
+cmd_standby() {
+  cmd_start >/dev/null
+  local facts
+  facts=$(primary_facts)
+  name=$name-standby
+  link=$run/$name
+  envfile=$run/$name.env
+  place_data
+  pg_paths
+  standby_is_current "$facts" || make_standby "$facts"
+  if postmaster_pid >/dev/null && ! is_ready "$(running_port)"; then
+    as_pg "$pgbin/pg_ctl" stop -D "$data" -m immediate -w -t 60 >/dev/null || true
+  fi
+  postmaster_pid >/dev/null || start_on_free_port
+  write_standby_env "$(running_port)"
+  cat "$envfile"
+}
+
+cmd_promote() {
+  name=$name-standby
+  link=$run/$name
+  [ -e "$link" ] || die "no standby $name (run: $0 standby)"
+  pg_paths
+  postmaster_pid >/dev/null || die "$name is not running"
+  as_pg "$pgbin/pg_ctl" promote -D "$data" -w -t 120 >/dev/null
+}
+
+cmd_kill() {
+  [ -e "$link" ] || die "no cluster $name"
+  pg_paths
+  local pid
+  pid=$(postmaster_pid) || die "$name is not running"
+  kill -9 "$pid"
+}
+
 case "${1:-}" in
 start) cmd_start ;;
+standby) cmd_standby ;;
+promote) cmd_promote ;;
+kill) cmd_kill ;;
 stop) cmd_stop ;;
 status) cmd_status ;;
 env) cat "$envfile" ;;
 destroy) cmd_destroy ;;
 *)
-  echo "usage: $0 start|stop|status|env|destroy" >&2
+  echo "usage: $0 start|stop|status|env|destroy|standby|promote|kill" >&2
   exit 2
   ;;
 esac
