@@ -3,6 +3,7 @@
  */
 #include <event2/thread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,6 +17,8 @@ extern char **environ;
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: sluice [--upstream postgres://user:pass@host:port/db] [CONFIG.ini]\n"
+	             "       sluice --takeover CONFIG.ini   take the listeners of the sluice "
+	             "running at takeover_socket\n"
 	             "       sluice --describe-config   print docs/config.md\n"
 	             "       sluice --describe-config=man   print the man page, sluice(1)\n"
 	             "       sluice --version\n"
@@ -29,6 +32,7 @@ int main(int argc, char **argv)
 	struct config_error err;
 	struct config *cfg;
 	struct runtime rt;
+	bool takeover = false;
 	int code;
 
 	for (int i = 1; i < argc; i++) {
@@ -36,6 +40,8 @@ int main(int argc, char **argv)
 			upstream = argv[++i];
 		} else if (strncmp(argv[i], "--upstream=", 11) == 0) {
 			upstream = argv[i] + 11;
+		} else if (strcmp(argv[i], "--takeover") == 0) {
+			takeover = true;
 		} else if (strcmp(argv[i], "--describe-config") == 0) {
 			config_write_markdown(stdout);
 			return 0;
@@ -63,7 +69,7 @@ int main(int argc, char **argv)
 	/* Must precede every event_base so cross-thread event_active is safe. */
 	evthread_use_pthreads();
 	signal(SIGPIPE, SIG_IGN);
-	if (runtime_init(&rt, path, upstream, environ, cfg, &admin_console_handler) < 0) {
+	if (runtime_init(&rt, path, upstream, environ, cfg, &admin_console_handler, takeover) < 0) {
 		fprintf(stderr, "sluice: startup failed\n");
 		runtime_fini(&rt);
 		return 1;

@@ -135,6 +135,10 @@ struct config {
 	int slow_query_max_length;       /* query text bytes in the slow-query log */
 	int log_query_literals;          /* bool: keep literals in the slow-query log */
 	int max_prepared_statements;     /* per server in transaction mode; 0 = no tracking */
+	int so_reuseport;                /* bool: SO_REUSEPORT on TCP listeners */
+	int listen_backlog;              /* listen() queue per listener */
+	char *takeover_socket;           /* Unix socket handing listeners to --takeover; "" = off */
+	int metrics_percentiles;         /* bool: export the since-start percentile gauges */
 
 	struct db_def *dbs;         /* [databases] in file order, then URL-defined ones */
 	size_t ndbs;                /* entries in dbs */

@@ -92,6 +92,7 @@ struct worker {
 	int nclients;                     /* live clients on this worker */
 	bool draining;                    /* SIGTERM: close clients at transaction end */
 	bool drain_reported;              /* hooks->drained already called */
+	bool handed_over; /* a takeover: report drained once the clients have left on their own */
 };
 
 struct worker *worker_new(struct worker_shared *shared, int id, struct snapshot *snap);
@@ -118,5 +119,7 @@ struct accepted_socket {
 void worker_post_accept(struct worker *w, struct accepted_socket *sock);
 void worker_post_config(struct worker *w, struct snapshot *snap);
 void worker_post_drain(struct worker *w);
+/* Another process accepts now: serve our clients as usual, report drained when none is left. */
+void worker_post_handover(struct worker *w);
 
 #endif

@@ -23,6 +23,10 @@ struct metrics_http;
  * when the endpoint cannot be opened.
  */
 int metrics_http_start(struct runtime *rt);
+/* The listening socket, for a takeover; -1 when there is none. */
+int metrics_http_fd(const struct metrics_http *m);
+/* Stop accepting (a takeover's new process serves the socket now); requests in flight finish. */
+void metrics_http_release(struct metrics_http *m);
 /* After the workers have stopped: answer what is pending with 503, close. */
 void metrics_http_free(struct metrics_http *m);
 

@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "base/inbox.h"
 #include "base/log.h"
@@ -18,9 +19,11 @@
 #include "limit/ip_limit.h"
 #include "net/snapshot.h"
 #include "pool/worker.h"
+#include "runtime/inherit.h"
 
 struct listener;
 struct metrics_http;
+struct takeover;
 
 struct runtime {
 	struct event_base *base;     /* control loop */
@@ -40,14 +43,22 @@ struct runtime {
 	struct event *drain_delay_timer; /* shutdown_delay: unready but accepting until it fires */
 	struct metrics_http *metrics;    /* HTTP endpoint; NULL when metrics_listen is off */
 	struct ip_limiter ip_logins;     /* connect_rate_per_ip buckets (control loop only) */
+	struct inherited inherited;      /* sockets from systemd or a takeover, until adopted */
+	struct takeover *takeover;       /* takeover_socket; NULL when off or handed over */
+	bool handed_over;                /* a takeover's new process accepts now */
 	bool draining;                   /* SIGTERM received */
 	int workers_drained;             /* workers that reported zero clients */
 	int exit_code;
 };
 
-/* `console` serves clients of the console database (main.c passes the admin console's). */
+/*
+ * `console` serves clients of the console database (main.c passes the admin
+ * console's).  With `takeover`, the listening sockets come from the process
+ * running at takeover_socket, which then lets go of them (takeover.h).
+ */
 int runtime_init(struct runtime *rt, const char *config_path, const char *upstream_url,
-                 char *const *envp, struct config *cfg, const struct client_handler *console);
+                 char *const *envp, struct config *cfg, const struct client_handler *console,
+                 bool takeover);
 /* Runs the control loop until shutdown; returns the process exit code. */
 int runtime_run(struct runtime *rt);
 void runtime_fini(struct runtime *rt);
@@ -61,6 +72,12 @@ struct runtime *runtime_of(const struct worker *w);
  * on SIGINT.
  */
 void runtime_begin_drain(struct runtime *rt);
+/*
+ * A takeover's new process (`pid`) accepts on our sockets now: stop
+ * accepting, keep serving our clients until they leave on their own, then
+ * exit; shutdown_timeout bounds the wait.  SIGTERM still drains as usual.
+ */
+void runtime_hand_over(struct runtime *rt, pid_t pid);
 void runtime_stop_now(struct runtime *rt);
 
 /* Reload the config file now (SIGHUP); returns 0 on success. */

@@ -267,6 +267,25 @@ static const struct config_option options[] = {
     OPT_INT(max_prepared_statements, "200", 0, 100000, RELOAD_LIVE,
             "Named prepared statements kept per server connection in transaction mode (LRU); "
             "0 = no tracking."),
+    /* Listening and restarts (docs/deploy.md). */
+    {.name = "so_reuseport",
+     .type = CONFIG_BOOL,
+     .offset = FIELD(int, so_reuseport),
+     .default_value = "off",
+     .min = 0,
+     .max = 1,
+     .reload = RELOAD_RESTART,
+     .help = "Set SO_REUSEPORT on TCP listeners, so several sluice processes can share a port "
+             "(the kernel spreads connections among them)."},
+    OPT_INT(listen_backlog, "1024", 1, 65535, RELOAD_RESTART,
+            "Queue of connections not yet accepted, per listener (capped by the kernel's "
+            "net.core.somaxconn)."),
+    OPT_STRING(takeover_socket, "", RELOAD_RESTART,
+               "Unix socket path where a new `sluice --takeover` receives this process's "
+               "listening sockets for a restart without refused connections; empty = off."),
+    OPT_BOOL(metrics_percentiles, "off",
+             "Also export sluice_latency_percentile_seconds, percentiles since start per pool "
+             "(the histograms' _bucket series are always exported)."),
 };
 
 const struct config_option *config_options(size_t *count)

@@ -30,8 +30,8 @@
 static void worker_check_drained(struct worker *w)
 {
 	/* Closing clients still flushing a reply (a drained COMMIT's) hold the exit. */
-	if (w->draining && w->nclients == 0 && list_empty(&w->closing_clients) &&
-	    !w->drain_reported) {
+	if ((w->draining || w->handed_over) && w->nclients == 0 &&
+	    list_empty(&w->closing_clients) && !w->drain_reported) {
 		w->drain_reported = true;
 		w->shared->hooks->drained(w);
 	}
@@ -279,4 +279,17 @@ static void drain_fn(void *owner, void *arg)
 void worker_post_drain(struct worker *w)
 {
 	inbox_post(&w->inbox, drain_fn, NULL);
+}
+
+static void handover_fn(void *owner, void *arg)
+{
+	struct worker *w = owner;
+
+	w->handed_over = true;
+	worker_check_drained(w);
+}
+
+void worker_post_handover(struct worker *w)
+{
+	inbox_post(&w->inbox, handover_fn, NULL);
 }

@@ -8,6 +8,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "runtime/inherit.h"
 #include "runtime/runtime.h"
 #include "pool/worker.h"
 
@@ -22,6 +24,9 @@ struct listener {
 	struct runtime *rt;                                     /* owner */
 	struct evconnlistener *lev;                             /* libevent listener */
 	bool is_unix;                                           /* Unix socket (path below) */
+	bool owns_path;                                         /* we created the socket file */
+	dev_t dev;                                              /* the file we created, so a */
+	ino_t ino;                                              /* file put there since stays */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* socket file to unlink */
 };
 
@@ -63,23 +68,23 @@ static void accept_error_cb(struct evconnlistener *lev, void *arg)
 	log_warn(&l->rt->log, "accept failed: %s", strerror(errno));
 }
 
-static int add_listener(struct runtime *rt, const struct sockaddr *sa, int len, bool is_unix,
-                        const char *path)
+/* Serve `fd`, a socket that already listens; it is closed on failure. */
+static int add_listener(struct runtime *rt, int fd, bool is_unix)
 {
 	struct listener *l = calloc(1, sizeof(*l));
 	struct listener **grown;
 
-	if (l == NULL)
+	if (l == NULL) {
+		close(fd);
 		return -1;
+	}
 	l->rt = rt;
 	l->is_unix = is_unix;
-	if (path != NULL)
-		snprintf(l->path, sizeof(l->path), "%s", path);
-	l->lev = evconnlistener_new_bind(rt->base, accept_cb, l,
-	                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
-	                                     (is_unix ? 0 : LEV_OPT_REUSEABLE),
-	                                 1024, sa, len);
+	/* Backlog 0: the socket listens already, with listen_backlog or systemd's Backlog=. */
+	l->lev = evconnlistener_new(rt->base, accept_cb, l,
+	                            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
 	if (l->lev == NULL) {
+		close(fd);
 		free(l);
 		return -1;
 	}
@@ -93,6 +98,33 @@ static int add_listener(struct runtime *rt, const struct sockaddr *sa, int len, 
 	rt->listeners = grown;
 	rt->listeners[rt->nlisteners++] = l;
 	return 0;
+}
+
+/*
+ * A TCP listening socket.  IPV6_V6ONLY on every IPv6 socket, as Postgres
+ * does: otherwise "::" also claims the IPv4 port, and "*" (which resolves to
+ * 0.0.0.0 and ::) or "0.0.0.0,::" fails with EADDRINUSE on the second bind.
+ */
+static int bind_tcp(const struct config *cfg, const struct addrinfo *ai)
+{
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1, saved;
+
+	if (fd < 0)
+		return -1;
+	/* SO_REUSEADDR: a restart must not wait for the old connections' TIME_WAIT. */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    (cfg->so_reuseport &&
+	     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) ||
+	    (ai->ai_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, cfg->listen_backlog) < 0) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
 }
 
 static int open_tcp(struct runtime *rt, const char *host, int port)
@@ -110,11 +142,15 @@ static int open_tcp(struct runtime *rt, const char *host, int port)
 		return -1;
 	}
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		if (add_listener(rt, ai->ai_addr, (int)ai->ai_addrlen, false, NULL) == 0)
+		int fd = inherit_take_addr(&rt->inherited, ai->ai_addr, ai->ai_addrlen);
+
+		if (fd < 0)
+			fd = bind_tcp(rt->snap->cfg, ai);
+		if (fd >= 0 && add_listener(rt, fd, false) == 0)
 			opened++;
 		else
-			log_warn(&rt->log, "cannot listen on %s:%d: %s", host, port,
-			         strerror(errno));
+			log_warn(&rt->log, "cannot listen on %s:%d (%s): %s", host, port,
+			         ai->ai_family == AF_INET6 ? "IPv6" : "IPv4", strerror(errno));
 	}
 	freeaddrinfo(res);
 	if (opened > 0)
@@ -122,23 +158,91 @@ static int open_tcp(struct runtime *rt, const char *host, int port)
 	return opened > 0 ? 0 : -1;
 }
 
-static int open_unix(struct runtime *rt, const char *dir, int port, int mode)
+int listener_bind_unix(const struct sockaddr_un *sun, int backlog)
 {
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int saved;
 
-	if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/.s.PGSQL.%d", dir, port) >=
-	    sizeof(sun.sun_path)) {
-		log_error(&rt->log, "unix_socket_dir %s is too long", dir);
+	if (fd < 0)
+		return -1;
+	/* A socket file left by a crashed instance; a live one would still hold the port. */
+	unlink(sun->sun_path);
+	if (bind(fd, (const struct sockaddr *)sun, sizeof(*sun)) < 0 || listen(fd, backlog) < 0) {
+		saved = errno;
+		close(fd);
+		errno = saved;
 		return -1;
 	}
-	/* A socket file left by a crashed instance; a live one would still hold the port. */
-	unlink(sun.sun_path);
-	if (add_listener(rt, (struct sockaddr *)&sun, sizeof(sun), true, sun.sun_path) < 0) {
+	return fd;
+}
+
+static int open_unix_path(struct runtime *rt, const char *path, int mode)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct listener *l;
+	struct stat st;
+	int fd;
+
+	if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path) >=
+	    sizeof(sun.sun_path)) {
+		log_error(&rt->log, "socket path %s is too long", path);
+		return -1;
+	}
+	/* Taken over: the file is already there, and it is the socket we now share. */
+	fd = inherit_take_addr(&rt->inherited, (struct sockaddr *)&sun, sizeof(sun));
+	if (fd < 0 && (fd = listener_bind_unix(&sun, rt->snap->cfg->listen_backlog)) >= 0)
+		chmod(sun.sun_path, (mode_t)mode);
+	if (fd < 0 || add_listener(rt, fd, true) < 0) {
 		log_error(&rt->log, "cannot listen on %s: %s", sun.sun_path, strerror(errno));
 		return -1;
 	}
-	chmod(sun.sun_path, (mode_t)mode);
-	log_info(&rt->log, "listening on %s", sun.sun_path);
+	l = rt->listeners[rt->nlisteners - 1];
+	snprintf(l->path, sizeof(l->path), "%s", sun.sun_path);
+	if (stat(sun.sun_path, &st) == 0) {
+		l->owns_path = true;
+		l->dev = st.st_dev;
+		l->ino = st.st_ino;
+	}
+	return 0;
+}
+
+static int open_unix(struct runtime *rt, const char *dir, int port, int mode)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/.s.PGSQL.%d", dir, port) >= sizeof(path)) {
+		log_error(&rt->log, "unix_socket_dir %s is too long", dir);
+		return -1;
+	}
+	if (open_unix_path(rt, path, mode) < 0)
+		return -1;
+	log_info(&rt->log, "listening on %s", path);
+	return 0;
+}
+
+/*
+ * Socket activation: the .socket unit decides where to listen, so serve
+ * every socket systemd passed (but the HTTP endpoint's) and bind nothing
+ * from listen_addr or unix_socket_dir.
+ */
+static int open_activated(struct runtime *rt)
+{
+	struct inherited *in = &rt->inherited;
+
+	for (int i = 0; i < in->n; i++) {
+		struct sockaddr_storage ss = {0};
+		socklen_t len = sizeof(ss);
+		int fd = in->socks[i].fd;
+
+		if (fd < 0 || strcmp(in->socks[i].name, "metrics") == 0)
+			continue;
+		in->socks[i].fd = -1;
+		getsockname(fd, (struct sockaddr *)&ss, &len);
+		if (add_listener(rt, fd, ss.ss_family == AF_UNIX) < 0)
+			return -1;
+		log_info(&rt->log, "listening on socket %d (%s) from systemd", fd,
+		         in->socks[i].name);
+	}
 	return 0;
 }
 
@@ -150,6 +254,12 @@ int listener_open_all(struct runtime *rt)
 
 	if (addrs == NULL)
 		return -1;
+	if (rt->inherited.from_systemd) {
+		free(addrs);
+		log_info(&rt->log,
+		         "socket activation: listen_addr and unix_socket_dir are not used");
+		return open_activated(rt) < 0 || rt->nlisteners == 0 ? -1 : 0;
+	}
 	for (char *a = strtok_r(addrs, ", ", &save); a != NULL; a = strtok_r(NULL, ", ", &save))
 		if (open_tcp(rt, a, cfg->listen_port) < 0)
 			failed++;
@@ -164,17 +274,41 @@ int listener_open_all(struct runtime *rt)
 	return 0;
 }
 
-void listener_close_all(struct runtime *rt)
+/* Close every listener; with `unlink_files`, remove the socket files we created. */
+static void close_all(struct runtime *rt, bool unlink_files)
 {
 	for (int i = 0; i < rt->nlisteners; i++) {
 		struct listener *l = rt->listeners[i];
+		struct stat st;
 
 		evconnlistener_free(l->lev);
-		if (l->is_unix)
+		/* A process started since (so_reuseport restarts) may have put its own file there.
+		 */
+		if (unlink_files && l->owns_path && stat(l->path, &st) == 0 &&
+		    st.st_dev == l->dev && st.st_ino == l->ino)
 			unlink(l->path);
 		free(l);
 	}
 	free(rt->listeners);
 	rt->listeners = NULL;
 	rt->nlisteners = 0;
+}
+
+void listener_close_all(struct runtime *rt)
+{
+	close_all(rt, true);
+}
+
+void listener_release_all(struct runtime *rt)
+{
+	close_all(rt, false);
+}
+
+int listener_fds(const struct runtime *rt, int *fds, int max)
+{
+	int n = 0;
+
+	for (int i = 0; i < rt->nlisteners && n < max; i++)
+		fds[n++] = evconnlistener_get_fd(rt->listeners[i]->lev);
+	return n;
 }

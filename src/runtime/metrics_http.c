@@ -25,6 +25,7 @@
 #include "base/list.h"
 #include "base/log.h"
 #include "pool/pool.h"
+#include "runtime/inherit.h"
 #include "runtime/runtime.h"
 #include "pool/server.h"
 #include "observe/gather.h"
@@ -46,6 +47,7 @@ struct metrics_http {
 	struct list_node probes;  /* struct probe in flight */
 	int64_t probe_ok_us;      /* monotonic time of the last successful probe; 0 = none */
 	bool starting_probes;     /* probe_databases is still starting them */
+	struct evhttp_bound_socket *bound; /* the listening socket; NULL once handed over */
 };
 
 /* An HTTP request waiting for the workers or for a probe. */
@@ -677,7 +679,7 @@ int metrics_http_start(struct runtime *rt)
 	struct evhttp_bound_socket *bound;
 	struct metrics_http *m;
 	char host[256];
-	int port;
+	int port, fd;
 
 	rt->metrics = NULL;
 	if (spec == NULL || spec[0] == '\0')
@@ -689,15 +691,33 @@ int metrics_http_start(struct runtime *rt)
 	m = metrics_http_new(rt);
 	if (m == NULL)
 		return -1;
-	bound = evhttp_bind_socket_with_handle(m->http, host, (ev_uint16_t)port);
+	/* Socket activation (FileDescriptorName=metrics) or a takeover passed it to us. */
+	if ((fd = inherit_take_name(&rt->inherited, "metrics")) >= 0)
+		bound = evhttp_accept_socket_with_handle(m->http, fd);
+	else
+		bound = evhttp_bind_socket_with_handle(m->http, host, (ev_uint16_t)port);
 	if (bound == NULL) {
 		log_error(&rt->log, "cannot open the HTTP endpoint on %s", spec);
 		metrics_http_free(m);
 		return -1;
 	}
 	log_bound(rt, bound);
+	m->bound = bound;
 	rt->metrics = m;
 	return 0;
+}
+
+int metrics_http_fd(const struct metrics_http *m)
+{
+	return m != NULL && m->bound != NULL ? evhttp_bound_socket_get_fd(m->bound) : -1;
+}
+
+void metrics_http_release(struct metrics_http *m)
+{
+	if (m == NULL || m->bound == NULL)
+		return;
+	evhttp_del_accept_socket(m->http, m->bound);
+	m->bound = NULL;
 }
 
 void metrics_http_free(struct metrics_http *m)

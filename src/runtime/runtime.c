@@ -11,12 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config/console_auth.h"
 #include "runtime/listener.h"
 #include "runtime/metrics_http.h"
 #include "observe/statslog.h"
 #include "runtime/sdnotify.h"
+#include "runtime/takeover.h"
 #include "pool/worker.h"
 
 /* Keep the old value of every option that needs a restart, and say so. */
@@ -134,7 +136,11 @@ static void drain_now(struct runtime *rt)
 
 	log_info(&rt->log, "draining: no new connections; waiting for transactions to finish");
 	listener_close_all(rt);
-	rt->shutdown_timer = evtimer_new(rt->base, shutdown_timeout_cb, rt);
+	takeover_free(rt->takeover, true);
+	rt->takeover = NULL;
+	/* After a takeover the timer exists already: it is re-armed for this drain. */
+	if (rt->shutdown_timer == NULL)
+		rt->shutdown_timer = evtimer_new(rt->base, shutdown_timeout_cb, rt);
 	if (rt->shutdown_timer != NULL && wait > 0)
 		evtimer_add(rt->shutdown_timer, &tv);
 	for (int i = 0; i < rt->shared.nworkers; i++)
@@ -171,6 +177,28 @@ void runtime_begin_drain(struct runtime *rt)
 		}
 	}
 	drain_now(rt);
+}
+
+void runtime_hand_over(struct runtime *rt, pid_t pid)
+{
+	int64_t wait = rt->snap->cfg->shutdown_timeout_us;
+	struct timeval tv = {.tv_sec = wait / 1000000, .tv_usec = wait % 1000000};
+
+	log_info(&rt->log,
+	         "takeover: pid %d accepts on our sockets now; serving our %d clients until they "
+	         "leave",
+	         (int)pid, (int)atomic_load(&rt->shared.nclients));
+	rt->handed_over = true;
+	sdnotify_send(rt->envp, "STOPPING=1");
+	listener_release_all(rt);
+	metrics_http_release(rt->metrics);
+	takeover_free(rt->takeover, false);
+	rt->takeover = NULL;
+	rt->shutdown_timer = evtimer_new(rt->base, shutdown_timeout_cb, rt);
+	if (rt->shutdown_timer != NULL && wait > 0)
+		evtimer_add(rt->shutdown_timer, &tv);
+	for (int i = 0; i < rt->shared.nworkers; i++)
+		worker_post_handover(rt->shared.workers[i]);
 }
 
 void runtime_stop_now(struct runtime *rt)
@@ -211,10 +239,32 @@ static struct event *add_signal(struct runtime *rt, int sig)
 	return ev;
 }
 
+/* Sockets from systemd, or from the process we take over; `*conn` confirms the latter. */
+static int inherit_sockets(struct runtime *rt, bool takeover, int *conn)
+{
+	char err[256];
+
+	*conn = -1;
+	if (inherit_from_systemd(&rt->inherited, rt->envp, err, sizeof(err)) < 0) {
+		log_error(&rt->log, "%s", err);
+		return -1;
+	}
+	if (!takeover)
+		return 0;
+	if (rt->inherited.from_systemd) {
+		log_error(&rt->log, "--takeover with socket activation: systemd holds the sockets");
+		return -1;
+	}
+	*conn = takeover_fetch(rt);
+	return *conn == -1 ? -1 : 0;
+}
+
 int runtime_init(struct runtime *rt, const char *config_path, const char *upstream_url,
-                 char *const *envp, struct config *cfg, const struct client_handler *console)
+                 char *const *envp, struct config *cfg, const struct client_handler *console,
+                 bool takeover)
 {
 	char err[512];
+	int conn;
 
 	memset(rt, 0, sizeof(*rt));
 	log_init(&rt->log, cfg->log_level, cfg->log_format, 2);
@@ -240,6 +290,8 @@ int runtime_init(struct runtime *rt, const char *config_path, const char *upstre
 	}
 	if (rt->base == NULL || inbox_init(&rt->inbox, rt->base, rt) < 0)
 		return -1;
+	if (inherit_sockets(rt, takeover, &conn) < 0)
+		return -1;
 	rt->shared.nworkers = cfg->workers;
 	rt->shared.workers = calloc((size_t)rt->shared.nworkers, sizeof(*rt->shared.workers));
 	if (rt->shared.workers == NULL)
@@ -251,8 +303,14 @@ int runtime_init(struct runtime *rt, const char *config_path, const char *upstre
 			return -1;
 		}
 	}
-	if (listener_open_all(rt) < 0 || metrics_http_start(rt) < 0)
+	if (listener_open_all(rt) < 0 || metrics_http_start(rt) < 0 || takeover_listen(rt) < 0) {
+		if (conn >= 0)
+			close(conn);
 		return -1;
+	}
+	inherit_close_rest(&rt->inherited, &rt->log);
+	if (conn >= 0)
+		takeover_confirm(rt, conn);
 	rt->sig_hup = add_signal(rt, SIGHUP);
 	rt->sig_term = add_signal(rt, SIGTERM);
 	rt->sig_int = add_signal(rt, SIGINT);
@@ -290,6 +348,9 @@ void runtime_fini(struct runtime *rt)
 	metrics_http_free(rt->metrics);
 	rt->metrics = NULL;
 	listener_close_all(rt);
+	takeover_free(rt->takeover, true);
+	rt->takeover = NULL;
+	inherit_close_rest(&rt->inherited, &rt->log);
 	free_event(rt->sig_hup);
 	free_event(rt->sig_term);
 	free_event(rt->sig_int);

@@ -445,18 +445,27 @@ static char **sluice_environment(void)
 	return envp;
 }
 
-static void spawn(struct harness_sluice *h, const char *bin)
+/*
+ * Starts `bin` on h's ini, with `arg` (NULL = none) before the path.  With
+ * `nfds` sockets, they become descriptors 3... and LISTEN_PID, LISTEN_FDS and
+ * LISTEN_FDNAMES say so, as systemd's socket activation does.
+ */
+static void spawn_with(struct harness_sluice *h, const char *bin, const char *arg, const int *fds,
+                       int nfds, const char *names)
 {
 	char **envp = sluice_environment();
-	char *argv[] = {(char *)bin, h->ini_path, NULL};
+	char *argv[] = {(char *)bin, arg != NULL ? (char *)arg : h->ini_path,
+	                arg != NULL ? h->ini_path : NULL, NULL};
 	int logfd = open(h->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	pid_t parent = getpid(), pid;
+	char listen_pid[32], listen_fds[32], listen_names[256];
 
 	cr_assert(logfd >= 0, "open %s: %s", h->log_path, strerror(errno));
 	pid = fork();
 	cr_assert(pid >= 0, "fork: %s", strerror(errno));
 	if (pid == 0) {
-		int devnull = open("/dev/null", O_RDONLY);
+		int devnull = open("/dev/null", O_RDONLY), high[8];
+		size_t n = 0;
 
 		/* A test killed by criterion's timeout must not leave sluice behind. */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -465,8 +474,26 @@ static void spawn(struct harness_sluice *h, const char *bin)
 		dup2(devnull, 0);
 		dup2(logfd, 1);
 		dup2(logfd, 2);
+		/* Out of the way first, so moving one to 3+i never overwrites another. */
+		for (int i = 0; i < nfds && i < 8; i++)
+			high[i] = fcntl(fds[i], F_DUPFD, 100);
+		for (int i = 0; i < nfds && i < 8; i++)
+			dup2(high[i], 3 + i);
 		/* Our client sockets must close when the test closes them. */
-		close_range(3, ~0U, 0);
+		close_range(3 + (unsigned)nfds, ~0U, 0);
+		if (nfds > 0) {
+			while (envp[n] != NULL)
+				n++;
+			envp = realloc(envp, (n + 4) * sizeof(*envp));
+			snprintf(listen_pid, sizeof(listen_pid), "LISTEN_PID=%d", (int)getpid());
+			snprintf(listen_fds, sizeof(listen_fds), "LISTEN_FDS=%d", nfds);
+			snprintf(listen_names, sizeof(listen_names), "LISTEN_FDNAMES=%s",
+			         names != NULL ? names : "");
+			envp[n++] = listen_pid;
+			envp[n++] = listen_fds;
+			envp[n++] = listen_names;
+			envp[n] = NULL;
+		}
 		execve(bin, argv, envp);
 		dprintf(2, "harness: exec %s: %s\n", bin, strerror(errno));
 		_exit(127);
@@ -474,6 +501,11 @@ static void spawn(struct harness_sluice *h, const char *bin)
 	close(logfd);
 	free(envp);
 	h->pid = pid;
+}
+
+static void spawn(struct harness_sluice *h, const char *bin)
+{
+	spawn_with(h, bin, NULL, NULL, 0, NULL);
 }
 
 bool harness_sluice_alive(struct harness_sluice *h)
@@ -553,6 +585,59 @@ struct harness_sluice *harness_start_sluice_users(const char *extra_ini, const c
 	cr_assert_fail("sluice did not come up (port %d, still running: %s); see %s", h->port,
 	               h->pid != 0 ? "yes" : "no", h->log_path);
 	return NULL; /* not reached: a failed assertion leaves the test */
+}
+
+struct harness_sluice *harness_prepare_sluice(const char *extra_ini)
+{
+	struct harness_sluice *h;
+
+	harness_pg();
+	cr_assert(nstarted < MAX_SLUICES, "too many sluice processes in one test");
+	wait_for_quiet_cluster();
+	h = calloc(1, sizeof(*h));
+	snprintf(h->dir, sizeof(h->dir), "%s/sluice-it.XXXXXX", env_or("TMPDIR", "/tmp"));
+	cr_assert(mkdtemp(h->dir) != NULL, "mkdtemp: %s", strerror(errno));
+	snprintf(h->ini_path, sizeof(h->ini_path), "%s/sluice.ini", h->dir);
+	snprintf(h->userlist_path, sizeof(h->userlist_path), "%s/userlist.txt", h->dir);
+	snprintf(h->log_path, sizeof(h->log_path), "%s/sluice.log", h->dir);
+	started[nstarted++] = h;
+	record_dir(h->dir);
+	write_userlist(h);
+	h->port = free_port();
+	harness_write_ini(h, extra_ini);
+	return h;
+}
+
+static const char *sluice_bin(void)
+{
+	const char *bin = getenv("SLUICE_BIN");
+
+	cr_assert(bin != NULL && access(bin, X_OK) == 0,
+	          "SLUICE_BIN (%s) is not an executable: build sluice first",
+	          bin != NULL ? bin : "unset");
+	return bin;
+}
+
+void harness_spawn_activated(struct harness_sluice *h, const int *fds, int nfds, const char *names)
+{
+	cr_assert(nfds <= 8, "at most 8 sockets");
+	spawn_with(h, sluice_bin(), NULL, fds, nfds, names);
+}
+
+struct harness_sluice *harness_spawn_sibling(struct harness_sluice *like, const char *arg)
+{
+	struct harness_sluice *h;
+
+	cr_assert(nstarted < MAX_SLUICES, "too many sluice processes in one test");
+	h = calloc(1, sizeof(*h));
+	*h = *like;
+	h->pid = 0;
+	h->extra_users = NULL;
+	snprintf(h->log_path, sizeof(h->log_path), "%s/sluice-%zu.log", like->dir, nstarted);
+	/* The directory is the first one's: recorded, and removed, once. */
+	started[nstarted++] = h;
+	spawn_with(h, sluice_bin(), arg, NULL, 0, NULL);
+	return h;
 }
 
 struct harness_sluice *harness_start_sluice(const char *extra_ini)
@@ -893,6 +978,57 @@ int harness_run(const char *const argv[], const char *const env[], double timeou
 	else
 		free(buf);
 	return timed_out ? -1 : decode_status(status);
+}
+
+struct harness_job harness_run_start(const char *const argv[], const char *const env[])
+{
+	char **envp = merged_environment(env);
+	char path[] = "/tmp/sluice-job.XXXXXX";
+	struct harness_job job;
+
+	job.outfd = mkstemp(path);
+	cr_assert(job.outfd >= 0, "mkstemp: %s", strerror(errno));
+	unlink(path);
+	job.pid = fork();
+	cr_assert(job.pid >= 0, "fork: %s", strerror(errno));
+	if (job.pid == 0) {
+		int devnull = open("/dev/null", O_RDONLY);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(devnull, 0);
+		dup2(job.outfd, 1);
+		dup2(job.outfd, 2);
+		close_range(3, ~0U, 0);
+		execvpe(argv[0], (char *const *)argv, envp);
+		dprintf(2, "harness: exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	free(envp);
+	return job;
+}
+
+int harness_run_finish(struct harness_job *job, double timeout_s, char **output)
+{
+	double deadline = harness_now() + timeout_s;
+	int status = 0;
+	bool done;
+	off_t size;
+
+	while (!(done = waitpid(job->pid, &status, WNOHANG) == job->pid) &&
+	       harness_now() < deadline)
+		harness_pause();
+	if (!done) {
+		kill(job->pid, SIGKILL);
+		waitpid(job->pid, &status, 0);
+	}
+	size = lseek(job->outfd, 0, SEEK_END);
+	if (output != NULL) {
+		*output = calloc(1, (size_t)size + 1);
+		if (pread(job->outfd, *output, (size_t)size, 0) < 0)
+			(*output)[0] = '\0';
+	}
+	close(job->outfd);
+	return done ? decode_status(status) : -1;
 }
 
 void harness_raise_nofile(long want)

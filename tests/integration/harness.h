@@ -53,6 +53,21 @@ const struct harness_pg *harness_pg(void);
 struct harness_sluice *harness_start_sluice(const char *extra_ini);
 struct harness_sluice *harness_start_sluice_users(const char *extra_ini, const char *extra_users);
 
+/* A directory, port and ini as for harness_start_sluice, but nothing started. */
+struct harness_sluice *harness_prepare_sluice(const char *extra_ini);
+/*
+ * Starts a prepared sluice with `fds` as systemd's socket activation passes
+ * them: descriptors 3.., LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES (`names`,
+ * colon-separated).  Returns at once; wait for what it should do.
+ */
+void harness_spawn_activated(struct harness_sluice *h, const int *fds, int nfds, const char *names);
+/*
+ * Starts another sluice on the directory, port and ini of `like`, with `arg`
+ * (e.g. "--takeover") before the ini path; it logs to its own file there.
+ * Returns at once.
+ */
+struct harness_sluice *harness_spawn_sibling(struct harness_sluice *like, const char *arg);
+
 /* Rewrites the ini with new extras (same port and directory), as for a reload. */
 void harness_write_ini(struct harness_sluice *h, const char *extra_ini);
 void harness_write_file(const char *path, const char *text);
@@ -112,6 +127,16 @@ const char *harness_pg_tool(const char *name, char *buf, size_t len);
  * (it is then killed).
  */
 int harness_run(const char *const argv[], const char *const env[], double timeout_s, char **output);
+
+/* A program started by harness_run_start, its output going to a file. */
+struct harness_job {
+	pid_t pid; /* the child */
+	int outfd; /* its stdout and stderr (an unlinked temporary file) */
+};
+/* Like harness_run, but returns at once. */
+struct harness_job harness_run_start(const char *const argv[], const char *const env[]);
+/* Waits up to timeout_s (then kills it); returns as harness_run does. */
+int harness_run_finish(struct harness_job *job, double timeout_s, char **output);
 
 /* Raises RLIMIT_NOFILE to at least `want` (up to the hard limit). */
 void harness_raise_nofile(long want);
