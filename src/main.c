@@ -19,6 +19,8 @@ static void usage(FILE *out)
 	fprintf(out, "usage: sluice [--upstream postgres://user:pass@host:port/db] [CONFIG.ini]\n"
 	             "       sluice --takeover CONFIG.ini   take the listeners of the sluice "
 	             "running at takeover_socket\n"
+	             "       sluice --check [CONFIG.ini]   (or -t) check the configuration: "
+	             "print every error, bind nothing; exit 0 if it would start\n"
 	             "       sluice --describe-config   print docs/config.md\n"
 	             "       sluice --describe-config=man   print the man page, sluice(1)\n"
 	             "       sluice --version\n"
@@ -26,9 +28,41 @@ static void usage(FILE *out)
 	             "SLUICE_<OPTION> variables.\n");
 }
 
+static void report_error(void *arg, const char *message)
+{
+	fprintf(stderr, "sluice: error: %s\n", message);
+}
+
+/*
+ * --check: every error and warning on stderr, and a verdict; nothing is
+ * bound, connected or written, so it is safe in CI and as systemd's
+ * ExecStartPre against the running instance's file.
+ */
+static int check_config(const char *path, const char *upstream)
+{
+	int errors = 0;
+	struct config *cfg = config_check(path, upstream, environ, report_error, NULL, &errors);
+
+	if (cfg != NULL) {
+		for (size_t i = 0; i < cfg->nnotes; i++)
+			fprintf(stderr, "sluice: %s: %s\n",
+			        cfg->notes[i].level == LOG_WARN ? "warning" : "note",
+			        cfg->notes[i].text);
+		config_free(cfg);
+	}
+	if (errors > 0) {
+		fprintf(stderr, "sluice: %s: %d error%s\n", path ? path : "configuration", errors,
+		        errors == 1 ? "" : "s");
+		return 1;
+	}
+	fprintf(stderr, "sluice: %s: configuration OK\n", path ? path : "configuration");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *path = NULL, *upstream = NULL;
+	bool check = false;
 	struct config_error err;
 	struct config *cfg;
 	struct runtime rt;
@@ -48,6 +82,8 @@ int main(int argc, char **argv)
 		} else if (strcmp(argv[i], "--describe-config=man") == 0) {
 			manpage_write(stdout);
 			return 0;
+		} else if (strcmp(argv[i], "--check") == 0 || strcmp(argv[i], "-t") == 0) {
+			check = true;
 		} else if (strcmp(argv[i], "--version") == 0) {
 			printf("sluice %s\n", SLUICE_VERSION);
 			return 0;
@@ -61,6 +97,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (check)
+		return check_config(path, upstream);
 	cfg = config_load(path, upstream, environ, &err);
 	if (cfg == NULL) {
 		fprintf(stderr, "sluice: %s\n", err.message);

@@ -20,7 +20,8 @@
 #include "config/tenant.h"
 
 enum pool_mode { POOL_SESSION, POOL_TRANSACTION, POOL_STATEMENT };
-enum auth_type { AUTH_SCRAM, AUTH_MD5, AUTH_PLAIN, AUTH_TRUST, AUTH_CERT };
+/* AUTH_HBA: the method comes from auth_hba_file alone (PgBouncer's auth_type = hba). */
+enum auth_type { AUTH_SCRAM, AUTH_MD5, AUTH_PLAIN, AUTH_TRUST, AUTH_CERT, AUTH_HBA };
 enum sslmode {
 	SSLMODE_DISABLE,
 	SSLMODE_ALLOW,
@@ -53,6 +54,7 @@ struct db_def {
 	int64_t client_idle_timeout;      /* CONFIG_INHERIT or override (microseconds) */
 	int sslmode;                      /* CONFIG_INHERIT or enum sslmode (server_tls_sslmode) */
 	char *sslrootcert;                /* CAs for this server; NULL = server_tls_ca_file */
+	int reserve_pool_size;            /* CONFIG_INHERIT or override of reserve_pool_size */
 };
 
 /* One [users] entry: `name = pool_mode=... pool_size=...`. */
@@ -140,6 +142,24 @@ struct config {
 	char *takeover_socket;           /* Unix socket handing listeners to --takeover; "" = off */
 	int metrics_percentiles;         /* bool: export the since-start percentile gauges */
 
+	/* Options PgBouncer files use (docs/migrating.md) */
+	char *logfile;                   /* log lines also appended here; "" = stderr only */
+	char *pidfile;                   /* process id written here once listening; "" = none */
+	int syslog;                      /* bool: log lines also to syslog */
+	char *syslog_ident;              /* program name in syslog */
+	char *syslog_facility;           /* "daemon", "local0"...: checked by config_validate */
+	char *user;                      /* Unix user to switch to after binding; "" = stay */
+	char *ignore_startup_parameters; /* comma-separated startup parameters dropped */
+	char *track_extra_parameters;    /* accepted; every parameter is tracked anyway */
+	int reserve_pool_size;           /* servers a pool may add past its size for waiters */
+	int64_t reserve_pool_timeout_us; /* a client waits this long before the reserve opens */
+	int log_connections;             /* bool: logins at info instead of debug */
+	int log_disconnections;          /* bool: client closes at info instead of debug */
+	int log_pooler_errors;           /* bool: errors sent to clients at info, not debug */
+	int log_stats;                   /* bool: the stats line every stats_period */
+	char *auth_dbname;               /* [databases] entry auth_query runs on; "" = client's */
+	int64_t transaction_timeout_us;  /* close a client whose transaction is open longer */
+
 	struct db_def *dbs;         /* [databases] in file order, then URL-defined ones */
 	size_t ndbs;                /* entries in dbs */
 	struct user_def *users;     /* [users] in file order */
@@ -150,11 +170,29 @@ struct config {
 	size_t ntiers;
 	struct auth_file auth; /* auth_file contents, read when the snapshot is built */
 	struct hba hba;        /* auth_hba_file rules, read likewise */
+
+	struct config_note *notes; /* warnings found while loading, logged at start and reload */
+	size_t nnotes;
+	char note_where[320]; /* while loading: "FILE:LINE" of the entry being applied */
 };
 
-/* Error from loading: "FILE:LINE: key 'KEY': message" or "SLUICE_X: message". */
+/* A warning about the configuration: a PgBouncer key sluice ignores, a value it clamps. */
+struct config_note {
+	int level;  /* enum log_level: LOG_WARN or LOG_INFO */
+	char *key;  /* what it is about, so each key is noted once */
+	char *text; /* "FILE:LINE: ..." */
+};
+
+/*
+ * Error from loading: "FILE:LINE: key 'KEY': message" or "SLUICE_X: message".
+ * With `report` set (sluice --check), loading goes on after an error and
+ * hands every one to it; `message` keeps the first.
+ */
 struct config_error {
 	char message[512];
+	int count;                                      /* errors found */
+	void (*report)(void *arg, const char *message); /* NULL: stop at the first error */
+	void *report_arg;
 };
 
 /*
@@ -168,6 +206,18 @@ struct config_error {
 struct config *config_load(const char *path, const char *upstream_url, char *const *envp,
                            struct config_error *err);
 void config_free(struct config *cfg);
+/*
+ * sluice --check: loads as config_load does, reading auth_file and
+ * auth_hba_file but binding and connecting nothing, and hands every error to
+ * `report` (not only the first).  Returns the configuration, or NULL when
+ * there was an error; its notes are the warnings.
+ */
+struct config *config_check(const char *path, const char *upstream_url, char *const *envp,
+                            void (*report)(void *arg, const char *message), void *arg,
+                            int *nerrors);
+/* Adds a note; one per `key` (a second with the same key is dropped).  Prefixed by note_where. */
+void config_note(struct config *cfg, int level, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Set one [sluice] option from text, with validation (used by env and SET). */
 int config_set(struct config *cfg, const char *key, const char *value, struct config_error *err);

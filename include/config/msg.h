@@ -15,7 +15,10 @@ struct config_error;
 
 #define MSG_MAX 400 /* room for a message before the "FILE:LINE: " prefix */
 
-/* Writes the message into `err`; nothing when `err` is NULL. */
+/*
+ * Counts an error in `err`, keeps its message if it is the first, and hands
+ * it to err->report when that is set (--check); nothing when `err` is NULL.
+ */
 void msg_set_error(struct config_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Adds text at the end of `msg`, as much as fits. */

@@ -172,16 +172,8 @@ void client_cancel(struct client *c);
 /* SIGTERM drain: close now if idle, else at transaction end. */
 void client_drain(struct client *c);
 
-/* Who a client's log lines are about (inline: slow-log and log macros use it). */
-static inline void client_log_ctx(const struct client *c, struct log_ctx *ctx)
-{
-	ctx->worker = c->w->id;
-	ctx->kind = 'C';
-	ctx->id = c->id;
-	ctx->db = c->dbname;
-	ctx->user = c->user;
-	ctx->addr = c->addr;
-}
+/* Who a client's log lines are about: its worker, id, tenant (once it has a pool), db, user. */
+void client_log_ctx(const struct client *c, struct log_ctx *ctx);
 
 #define clog(c, lvl, ...)                                                                          \
 	do {                                                                                       \

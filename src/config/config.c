@@ -6,9 +6,12 @@
  */
 #include "config/config.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "base/syslogger.h"
 
 #include "config/databases.h"
 #include "config/env.h"
@@ -62,10 +65,45 @@ void config_free(struct config *cfg)
 		free(cfg->users[i].name);
 	free(cfg->users);
 	config_tenants_free(cfg);
+	for (size_t i = 0; i < cfg->nnotes; i++) {
+		free(cfg->notes[i].key);
+		free(cfg->notes[i].text);
+	}
+	free(cfg->notes);
 	auth_file_fini(&cfg->auth);
 	hba_fini(&cfg->hba);
 	free(cfg->source);
 	free(cfg);
+}
+
+void config_note(struct config *cfg, int level, const char *key, const char *fmt, ...)
+{
+	struct config_note *grown;
+	char text[600];
+	int n = 0;
+	va_list ap;
+
+	for (size_t i = 0; i < cfg->nnotes; i++)
+		if (strcmp(cfg->notes[i].key, key) == 0)
+			return;
+	if (cfg->note_where[0] != '\0')
+		n = snprintf(text, sizeof(text), "%s: ", cfg->note_where);
+	va_start(ap, fmt);
+	vsnprintf(text + n, sizeof(text) - (size_t)n, fmt, ap);
+	va_end(ap);
+	grown = realloc(cfg->notes, (cfg->nnotes + 1) * sizeof(*grown));
+	if (grown == NULL)
+		return; /* a warning lost to a full memory is the least of the troubles */
+	cfg->notes = grown;
+	grown[cfg->nnotes].level = level;
+	grown[cfg->nnotes].key = strdup(key);
+	grown[cfg->nnotes].text = strdup(text);
+	if (grown[cfg->nnotes].key == NULL || grown[cfg->nnotes].text == NULL) {
+		free(grown[cfg->nnotes].key);
+		free(grown[cfg->nnotes].text);
+		return;
+	}
+	cfg->nnotes++;
 }
 
 /* A relative path option (auth_file, auth_hba_file) made absolute against the ini's directory. */
@@ -97,85 +135,165 @@ static int resolve_relative(char **option, const char *ini_path, struct config_e
  */
 static int auth_load(struct config *cfg, const char *ini_path, struct config_error *err)
 {
+	char msg[sizeof(err->message)];
+	int rc = 0;
+
 	if (resolve_relative(&cfg->auth_file, ini_path, err) < 0 ||
 	    resolve_relative(&cfg->auth_hba_file, ini_path, err) < 0)
 		return -1;
 	if (cfg->auth_file[0] != '\0' &&
-	    auth_file_load(cfg->auth_file, &cfg->auth, err->message, sizeof(err->message)) < 0)
-		return -1;
+	    auth_file_load(cfg->auth_file, &cfg->auth, msg, sizeof(msg)) < 0) {
+		msg_set_error(err, "%s", msg);
+		rc = -1;
+	}
 	if (cfg->auth_hba_file[0] != '\0' &&
-	    hba_load(cfg->auth_hba_file, &cfg->hba, err->message, sizeof(err->message)) < 0)
-		return -1;
-	return 0;
+	    hba_load(cfg->auth_hba_file, &cfg->hba, msg, sizeof(msg)) < 0) {
+		msg_set_error(err, "%s", msg);
+		rc = -1;
+	}
+	return rc;
 }
 
-int config_validate(const struct config *cfg, struct config_error *err)
+/* Checks of the pools' sizes; each failure is counted in err. */
+static void validate_pools(const struct config *cfg, struct config_error *err)
 {
 	const char *src = cfg->source;
 
-	if (cfg->min_pool_size > cfg->default_pool_size) {
+	if (cfg->min_pool_size > cfg->default_pool_size)
 		msg_set_error(err, "%s: min_pool_size (%d) is larger than default_pool_size (%d)",
 		              src, cfg->min_pool_size, cfg->default_pool_size);
-		return -1;
-	}
 	for (size_t i = 0; i < cfg->ndbs; i++) {
 		const struct db_def *db = &cfg->dbs[i];
 		int min = config_min_pool_size(cfg, db), size = config_pool_size(cfg, db, NULL);
 
-		if (min > size) {
+		if (min > size)
 			msg_set_error(err,
 			              "%s: database '%s': min_pool_size (%d) is larger than its "
 			              "pool size (%d)",
 			              src, db->name, min, size);
-			return -1;
-		}
+		if (db->host == NULL)
+			msg_set_error(
+			    err,
+			    "%s: database '%s' has no host, which means the Unix socket in "
+			    "unix_socket_dir, but unix_socket_dir is empty",
+			    src, db->name);
 	}
-	if (cfg->ndbs == 0) {
+	if (cfg->ndbs == 0)
 		msg_set_error(err,
 		              "%s: no databases: add a [databases] section, --upstream URL or "
 		              "SLUICE_DATABASE_URL",
 		              src);
-		return -1;
-	}
-	if (cfg->listen_addr[0] == '\0' && cfg->unix_socket_dir[0] == '\0') {
+}
+
+/* Checks of the options PgBouncer files bring (docs/migrating.md). */
+static void validate_compat(const struct config *cfg, struct config_error *err)
+{
+	const char *src = cfg->source;
+
+	if (cfg->auth_type == AUTH_HBA && cfg->auth_hba_file[0] == '\0')
+		msg_set_error(err, "%s: auth_type = hba needs auth_hba_file", src);
+	if (syslogger_facility(cfg->syslog_facility) < 0)
+		msg_set_error(err,
+		              "%s: syslog_facility '%.40s' is not one of daemon, user, auth, "
+		              "authpriv, local0 .. local7",
+		              src, cfg->syslog_facility);
+	if (cfg->auth_dbname[0] != '\0' && config_find_db(cfg, cfg->auth_dbname) == NULL)
+		msg_set_error(err, "%s: auth_dbname '%.60s' is not in [databases]", src,
+		              cfg->auth_dbname);
+}
+
+static int validate_all(const struct config *cfg, struct config_error *err)
+{
+	const char *src = cfg->source;
+	int before = err->count;
+
+	validate_pools(cfg, err);
+	validate_compat(cfg, err);
+	if (cfg->listen_addr[0] == '\0' && cfg->unix_socket_dir[0] == '\0')
 		msg_set_error(err,
 		              "%s: nothing to listen on: listen_addr and unix_socket_dir are empty",
 		              src);
-		return -1;
-	}
 	if (cfg->auth_type != AUTH_TRUST && cfg->auth_type != AUTH_CERT &&
-	    cfg->auth_hba_file[0] == '\0' && cfg->auth.count == 0) {
+	    cfg->auth_hba_file[0] == '\0' && cfg->auth.count == 0)
 		msg_set_error(err,
 		              "%s: no users can log in: set auth_file, or give a URL with user "
 		              "and password (or auth_type = trust for tests)",
 		              src);
-		return -1;
+	return err->count > before ? -1 : 0;
+}
+
+int config_validate(const struct config *cfg, struct config_error *err)
+{
+	struct config_error scratch;
+
+	if (err == NULL)
+		err = &scratch;
+	*err = (struct config_error){0};
+	return validate_all(cfg, err);
+}
+
+/*
+ * A database entry without a host reaches Postgres over the Unix socket in
+ * unix_socket_dir, as in PgBouncer; known only once every source is read.
+ */
+static int default_hosts(struct config *cfg, struct config_error *err)
+{
+	for (size_t i = 0; i < cfg->ndbs; i++) {
+		if (cfg->dbs[i].host != NULL || cfg->unix_socket_dir[0] == '\0')
+			continue;
+		if ((cfg->dbs[i].host = strdup(cfg->unix_socket_dir)) == NULL) {
+			msg_set_error(err, "out of memory");
+			return -1;
+		}
 	}
 	return 0;
+}
+
+/* Said once at load: values sluice accepts from PgBouncer files but reads its own way. */
+static void note_values(struct config *cfg)
+{
+	char size[32];
+
+	if (cfg->max_packet_size > INT64_C(1) << 30) {
+		config_format_size(cfg->max_packet_size, size, sizeof(size));
+		config_note(cfg, LOG_INFO, "max_packet_size",
+		            "max_packet_size = %s is above the 1GB Postgres accepts; messages over "
+		            "1GB are refused",
+		            size);
+	}
 }
 
 /* File, then environment, then --upstream: each later source wins. */
 static int config_build(struct config *cfg, const char *path, const char *upstream_url,
                         char *const *envp, struct config_error *err)
 {
+	bool keep_going = err->report != NULL;
 	char msg[MSG_MAX];
 
-	if (path != NULL && file_read(cfg, path, err) < 0)
+	/* --check goes on after an error, to report the others too. */
+	if (path != NULL && file_read(cfg, path, err) < 0 && !keep_going)
 		return -1;
-	if (env_apply_options(cfg, envp, err) < 0 || env_apply_urls(cfg, envp, err) < 0)
+	if (env_apply_options(cfg, envp, err) < 0 && !keep_going)
+		return -1;
+	if (env_apply_urls(cfg, envp, err) < 0 && !keep_going)
 		return -1;
 	if (upstream_url != NULL && url_define_db(cfg, NULL, upstream_url, msg, sizeof(msg)) < 0) {
 		msg_set_error(err, "--upstream: %s", msg);
-		return -1;
+		if (!keep_going)
+			return -1;
 	}
 	if (path == NULL && cfg->ndbs == 0) {
 		msg_set_error(err, "no databases: give a config file, --upstream URL or "
 		                   "SLUICE_DATABASE_URL");
 		return -1;
 	}
-	if (auth_load(cfg, path, err) < 0)
+	if (default_hosts(cfg, err) < 0 || (auth_load(cfg, path, err) < 0 && !keep_going))
 		return -1;
-	return config_validate(cfg, err);
+	note_values(cfg);
+	/* Checks across options after a bad entry would mostly repeat it ("no databases"). */
+	if (err->count > 0)
+		return -1;
+	return validate_all(cfg, err);
 }
 
 struct config *config_load(const char *path, const char *upstream_url, char *const *envp,
@@ -187,6 +305,7 @@ struct config *config_load(const char *path, const char *upstream_url, char *con
 
 	if (err == NULL)
 		err = &scratch;
+	*err = (struct config_error){0};
 	cfg = config_new(source, err);
 
 	if (cfg == NULL)
@@ -195,6 +314,22 @@ struct config *config_load(const char *path, const char *upstream_url, char *con
 		config_free(cfg);
 		return NULL;
 	}
+	return cfg;
+}
+
+struct config *config_check(const char *path, const char *upstream_url, char *const *envp,
+                            void (*report)(void *arg, const char *message), void *arg, int *nerrors)
+{
+	const char *source = path ? path : upstream_url ? "--upstream" : "environment";
+	struct config_error err = {.report = report, .report_arg = arg};
+	struct config *cfg = config_new(source, &err);
+
+	if (cfg != NULL &&
+	    (config_build(cfg, path, upstream_url, envp, &err) < 0 || err.count > 0)) {
+		config_free(cfg);
+		cfg = NULL;
+	}
+	*nerrors = err.count;
 	return cfg;
 }
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/compat.h"
 #include "config/msg.h"
 #include "config/value.h"
 
@@ -27,7 +28,7 @@
 static const struct entry_key db_keys[] = {
     DB_KEY(host, CONFIG_STRING, NULL, 0, 0,
            "Server host name or IP address, or a Unix socket directory (starts with /); "
-           "default 127.0.0.1."),
+           "default: the Unix socket in unix_socket_dir, as in PgBouncer."),
     DB_KEY(port, CONFIG_INT, NULL, 1, 65535, "Server port; default 5432."),
     DB_KEY(dbname, CONFIG_STRING, NULL, 0, 0,
            "Database name on the server; default: the name the client asked for."),
@@ -60,6 +61,14 @@ static const struct entry_key db_keys[] = {
     DB_KEY(sslrootcert, CONFIG_STRING, NULL, 0, 0,
            "CA file for this server's certificate, as libpq's sslrootcert; default "
            "server_tls_ca_file."),
+    DB_KEY(reserve_pool_size, CONFIG_INT, "reserve_pool_size", 0, 0,
+           "Overrides reserve_pool_size for this database's pools."),
+    /* PgBouncer's older name of the same key. */
+    {.name = "reserve_pool",
+     .type = CONFIG_INT,
+     .offset = offsetof(struct db_def, reserve_pool_size),
+     .global = "reserve_pool_size",
+     .help = "Same as reserve_pool_size (PgBouncer's older name)."},
 };
 
 static const struct entry_key user_keys[] = {
@@ -111,6 +120,7 @@ void databases_db_init(struct db_def *db)
 	db->idle_transaction_timeout = CONFIG_INHERIT;
 	db->client_idle_timeout = CONFIG_INHERIT;
 	db->sslmode = CONFIG_INHERIT;
+	db->reserve_pool_size = CONFIG_INHERIT;
 }
 
 void databases_db_fini(struct db_def *db)
@@ -237,9 +247,11 @@ static void entry_key_list(const struct entry_key *keys, size_t n, char *msg, si
  * names the entry in errors: "database 'app'".  The scratch copy is wiped,
  * as it may hold a password.
  */
-static int entry_parse(const struct entry_key *keys, size_t nkeys, void *entry, const char *what,
+static int entry_parse(struct config *cfg, enum compat_section section,
+                       const struct entry_key *keys, size_t nkeys, void *entry, const char *what,
                        const char *text, char *msg, size_t len)
 {
+	const struct compat_key *compat;
 	char *buf = strdup(text), *cursor = buf, *key, *value;
 	const struct entry_key *k;
 	int rc;
@@ -249,7 +261,20 @@ static int entry_parse(const struct entry_key *keys, size_t nkeys, void *entry, 
 		return -1;
 	}
 	while ((rc = kv_next(&cursor, &key, &value, msg, len)) > 0) {
-		if ((k = entry_key_find(keys, nkeys, key)) == NULL) {
+		k = entry_key_find(keys, nkeys, key);
+		if (k == NULL && (compat = compat_find(section, key)) != NULL) {
+			char note_key[96];
+
+			snprintf(note_key, sizeof(note_key), "%s.%s",
+			         section == COMPAT_DATABASE ? "databases" : "users", key);
+			if (!compat_is_harmless(compat, value))
+				config_note(cfg, LOG_WARN, note_key,
+				            "%s: '%s' is a PgBouncer setting that sluice does not "
+				            "support (%s); ignored",
+				            what, key, compat->why);
+			continue;
+		}
+		if (k == NULL) {
 			snprintf(msg, len, "unknown key '%.60s' (expected ", key);
 			entry_key_list(keys, nkeys, msg, len);
 			msg_append(msg, len, ")");
@@ -296,16 +321,13 @@ int databases_define_db(struct config *cfg, const char *name, const char *text, 
 
 	databases_db_init(&db);
 	snprintf(what, sizeof(what), "database '%.100s'", name);
+	/* No host: the Unix socket in unix_socket_dir, filled in once every source is read. */
 	db.name = strdup(name);
-	db.host = strdup("127.0.0.1");
-	if (db.name == NULL || db.host == NULL)
+	if (db.name == NULL)
 		snprintf(msg, len, "out of memory");
 	else
-		rc = entry_parse(db_keys, NKEYS(db_keys), &db, what, text, msg, len);
-	if (rc == 0 && db.host == NULL) {
-		snprintf(msg, len, "%s: host must not be empty", what);
-		rc = -1;
-	}
+		rc = entry_parse(cfg, COMPAT_DATABASE, db_keys, NKEYS(db_keys), &db, what, text,
+		                 msg, len);
 	if (rc == 0 && (rc = databases_db_upsert(cfg, &db)) < 0)
 		snprintf(msg, len, "out of memory");
 	if (rc < 0)
@@ -321,7 +343,8 @@ int databases_define_user(struct config *cfg, const char *name, const char *text
 
 	user_init(&u);
 	snprintf(what, sizeof(what), "user '%.100s'", name);
-	if (entry_parse(user_keys, NKEYS(user_keys), &u, what, text, msg, len) < 0)
+	if (entry_parse(cfg, COMPAT_USER, user_keys, NKEYS(user_keys), &u, what, text, msg, len) <
+	    0)
 		return -1;
 	if ((u.name = strdup(name)) == NULL ||
 	    (grown = realloc(cfg->users, (cfg->nusers + 1) * sizeof(*grown))) == NULL) {

@@ -11,13 +11,18 @@
 
 void msg_set_error(struct config_error *err, const char *fmt, ...)
 {
+	char text[sizeof(err->message)];
 	va_list ap;
 
 	if (err == NULL)
 		return;
 	va_start(ap, fmt);
-	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
+	if (err->count++ == 0)
+		memcpy(err->message, text, sizeof(text));
+	if (err->report != NULL)
+		err->report(err->report_arg, text);
 }
 
 void msg_append(char *msg, size_t len, const char *fmt, ...)

@@ -111,8 +111,8 @@ static const struct unit size_print_units[] = {
 
 /* Index order matches the enums in config.h. */
 static const char *const pool_mode_names[] = {"session", "transaction", "statement", NULL};
-static const char *const auth_type_names[] = {"scram-sha-256", "md5",  "plain",
-                                              "trust",         "cert", NULL};
+static const char *const auth_type_names[] = {"scram-sha-256", "md5", "plain", "trust",
+                                              "cert",          "hba", NULL};
 static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_format_names[] = {"text", "json", NULL};
 static const char *const sslmode_names[] = {"disable",   "allow",       "prefer", "require",
@@ -155,7 +155,7 @@ static const struct config_option options[] = {
                "OpenSSL cipher list for TLS 1.2 to Postgres."),
     OPT_ENUM(auth_type, "scram-sha-256", auth_type_names,
              "How clients prove their password (scram-sha-256, md5, plain, cert); trust skips "
-             "the check and is for tests only."),
+             "the check and is for tests only; hba takes the method from auth_hba_file."),
     OPT_STRING(auth_file, "", RELOAD_LIVE,
                "User list (PgBouncer userlist.txt format); a relative path is relative to "
                "this file's directory."),
@@ -244,8 +244,9 @@ static const struct config_option options[] = {
     OPT_DURATION(shutdown_delay, "0",
                  "On SIGTERM, keep accepting this long after /readyz turns unready, so load "
                  "balancers stop sending first."),
-    OPT_SIZE(max_packet_size, "1GB", KB, GB,
-             "Largest protocol message accepted from a client or server."),
+    OPT_SIZE(max_packet_size, "1GB", KB, INT32_MAX,
+             "Largest protocol message accepted from a client or server; above 1GB (PgBouncer's "
+             "2147483647) is accepted, but Postgres' own limit of 1GB still applies."),
     OPT_ENUM(log_level, "info", log_level_names, "Least severe log level written."),
     OPT_ENUM(log_format, "text", log_format_names,
              "Log line format: text for people, json for log collectors."),
@@ -286,6 +287,45 @@ static const struct config_option options[] = {
     OPT_BOOL(metrics_percentiles, "off",
              "Also export sluice_latency_percentile_seconds, percentiles since start per pool "
              "(the histograms' _bucket series are always exported)."),
+    /* The options of PgBouncer's that sluice honours too (docs/migrating.md). */
+    OPT_STRING(logfile, "", RELOAD_LIVE,
+               "Also append log lines to this file; reopened on RELOAD and SIGHUP (after "
+               "rotation); empty = stderr only."),
+    OPT_STRING(pidfile, "", RELOAD_RESTART,
+               "Write the process id here once listening; a start fails while a live process "
+               "holds the file; removed at exit."),
+    OPT_BOOL(syslog, "off", "Also send log lines to syslog."),
+    OPT_STRING(syslog_ident, "sluice", RELOAD_RESTART, "Program name of the syslog lines."),
+    OPT_STRING(syslog_facility, "daemon", RELOAD_RESTART,
+               "syslog facility: daemon, user, auth, authpriv, local0 .. local7."),
+    OPT_STRING(user, "", RELOAD_RESTART,
+               "Unix user to run as once the listening sockets are open (started as root); "
+               "empty = stay."),
+    OPT_STRING(ignore_startup_parameters, "", RELOAD_LIVE,
+               "Comma-separated startup parameters that are dropped: neither sent to Postgres "
+               "nor kept in sync. Every other parameter is accepted and kept in sync."),
+    OPT_STRING(track_extra_parameters, "IntervalStyle", RELOAD_LIVE,
+               "Read for PgBouncer files: sluice keeps every parameter a client sets in sync, "
+               "listed here or not."),
+    OPT_INT(reserve_pool_size, "0", 0, MAX_POOL, RELOAD_LIVE,
+            "Server connections a pool may open beyond its size once a client has waited "
+            "reserve_pool_timeout; 0 = none. Also per database."),
+    OPT_DURATION(reserve_pool_timeout, "5s",
+                 "How long a client waits for a server before its pool may use the reserve."),
+    OPT_BOOL(log_connections, "off", "Log each successful login at info (else at debug)."),
+    OPT_BOOL(log_disconnections, "off",
+             "Log each client's disconnection and its reason at info (else at debug)."),
+    OPT_BOOL(log_pooler_errors, "on",
+             "Log the errors sluice sends to clients at info (else at debug)."),
+    OPT_BOOL(log_stats, "on",
+             "Write the stats line every stats_period (SHOW STATS and /metrics work either "
+             "way)."),
+    OPT_STRING(auth_dbname, "", RELOAD_LIVE,
+               "[databases] entry whose server auth_query runs on; empty = the database the "
+               "client asked for."),
+    OPT_DURATION(transaction_timeout, "0",
+                 "Close a client whose transaction has been open this long, idle or not "
+                 "(25P03 or 57014, see docs/timeouts.md); 0 = off. Also per user."),
 };
 
 const struct config_option *config_options(size_t *count)

@@ -201,6 +201,8 @@ int config_set(struct config *cfg, const char *key, const char *value, struct co
 	const struct config_option *opt = config_option_find(key);
 	char msg[MSG_MAX];
 
+	if (err != NULL)
+		*err = (struct config_error){0};
 	if (opt == NULL) {
 		msg_set_error(err, "unknown option '%.100s'", key);
 		return -1;

@@ -89,14 +89,7 @@ static void add_kind(struct evbuffer *text, struct evbuffer *json, const char *n
 static void add_json_word(struct evbuffer *b, const char *s)
 {
 	evbuffer_add(b, "\"", 1);
-	for (; *s != '\0'; s++) {
-		if (*s == '"' || *s == '\\')
-			evbuffer_add_printf(b, "\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			evbuffer_add_printf(b, "\\u%04x", (unsigned char)*s);
-		else
-			evbuffer_add(b, s, 1);
-	}
+	log_escape_append(b, s, strlen(s), LOG_ESCAPE_JSON);
 	evbuffer_add(b, "\"", 1);
 }
 
@@ -157,8 +150,9 @@ static void log_pool(struct pool *p, double seconds)
 	for (int k = 0; k < LATENCY_KINDS; k++)
 		histogram_diff(&d->h[k], &p->lat.h[k], &then->h[k]);
 	/* Only pools that saw work: a quiet pool would repeat a line of zeros forever. */
-	if (d->stats.query_count > 0 || d->stats.xact_count > 0 || d->stats.client_logins > 0 ||
-	    d->h[LATENCY_WAIT].count > 0 || d->h[LATENCY_CONNECT].count > 0)
+	if (p->w->cfg->log_stats &&
+	    (d->stats.query_count > 0 || d->stats.xact_count > 0 || d->stats.client_logins > 0 ||
+	     d->h[LATENCY_WAIT].count > 0 || d->h[LATENCY_CONNECT].count > 0))
 		emit(p, d);
 	then->stats = p->stats;
 	memcpy(then->h, p->lat.h, sizeof(then->h));

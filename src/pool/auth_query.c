@@ -393,7 +393,9 @@ static struct aq_conn *conn_for(struct worker *w, const char *dbname, bool *full
 bool auth_query_lookup(struct client *c)
 {
 	struct worker *w = c->w;
-	const struct db_def *db = config_find_db(w->cfg, c->dbname);
+	/* auth_dbname: one database answers for all, so one connection and cache serve them. */
+	const char *dbname = w->cfg->auth_dbname[0] != '\0' ? w->cfg->auth_dbname : c->dbname;
+	const struct db_def *db = config_find_db(w->cfg, dbname);
 	const char *secret;
 	struct aq_conn *q;
 	bool full;
@@ -404,11 +406,11 @@ bool auth_query_lookup(struct client *c)
 	}
 	/* Keyed by the client's database name: a "*" entry serves many databases. */
 	if (w->cfg->auth_query_cache_ttl_us > 0 &&
-	    secret_cache_get(&w->auth_cache, c->dbname, c->user, worker_now_us(w), &secret)) {
+	    secret_cache_get(&w->auth_cache, dbname, c->user, worker_now_us(w), &secret)) {
 		hand_answer(c, secret);
 		return true;
 	}
-	if ((q = conn_for(w, c->dbname, &full)) == NULL) {
+	if ((q = conn_for(w, dbname, &full)) == NULL) {
 		if (!full) {
 			client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
 			return false;
@@ -417,7 +419,7 @@ bool auth_query_lookup(struct client *c)
 		log_warn(
 		    w->log,
 		    "w%d auth_query: %d connections busy, database %s answered as unknown user",
-		    w->id, AUTH_QUERY_MAX_CONNS, c->dbname);
+		    w->id, AUTH_QUERY_MAX_CONNS, dbname);
 		c->auth_queried = true;
 		return true;
 	}

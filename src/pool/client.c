@@ -124,6 +124,17 @@ void client_set_state(struct client *c, enum client_state state)
 	}
 }
 
+void client_log_ctx(const struct client *c, struct log_ctx *ctx)
+{
+	ctx->worker = c->w->id;
+	ctx->kind = 'C';
+	ctx->id = c->id;
+	ctx->tenant = c->pool != NULL ? pool_tenant(c->pool) : NULL;
+	ctx->db = c->dbname;
+	ctx->user = c->user;
+	ctx->addr = c->addr;
+}
+
 void client_kick(struct client *c)
 {
 	if (c->state != CLIENT_CLOSING)
@@ -136,7 +147,7 @@ void client_close(struct client *c, const char *reason)
 
 	if (c->state == CLIENT_CLOSING)
 		return;
-	clog(c, LOG_DEBUG, "closing: %s", reason);
+	clog(c, w->cfg->log_disconnections ? LOG_INFO : LOG_DEBUG, "closing: %s", reason);
 	if (list_linked(&c->wait_node))
 		list_del(&c->wait_node);
 	if (c->server != NULL)
@@ -153,10 +164,11 @@ static void send_error(struct client *c, const char *severity, const char *sqlst
                        const char *fmt, va_list ap)
 {
 	char msg[512];
+	bool quiet =
+	    !c->w->cfg->log_pooler_errors || strcmp(sqlstate, SQLSTATE_ADMIN_SHUTDOWN) == 0;
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	clog(c, strcmp(sqlstate, SQLSTATE_ADMIN_SHUTDOWN) == 0 ? LOG_DEBUG : LOG_INFO, "%s %s: %s",
-	     severity, sqlstate, msg);
+	clog(c, quiet ? LOG_DEBUG : LOG_INFO, "%s %s: %s", severity, sqlstate, msg);
 	build_error(conn_out(&c->conn), severity, sqlstate, msg, NULL);
 }
 
@@ -248,7 +260,7 @@ void client_login_ready(struct client *c)
 		event_free(c->timer);
 		c->timer = NULL;
 	}
-	clog(c, LOG_DEBUG, "logged in");
+	clog(c, c->w->cfg->log_connections ? LOG_INFO : LOG_DEBUG, "logged in");
 	conn_resume(&c->conn, SUSPEND_LOGIN_WAIT);
 }
 

@@ -45,6 +45,7 @@ void server_log_ctx(const struct server *s, struct log_ctx *ctx)
 	ctx->worker = s->w->id;
 	ctx->kind = 'S';
 	ctx->id = s->id;
+	ctx->tenant = pool_tenant(s->pool);
 	ctx->db = s->pool->dbname;
 	ctx->user = s->pool->user;
 	ctx->addr = s->addr_text[0] ? s->addr_text : NULL;

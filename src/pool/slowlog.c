@@ -269,36 +269,14 @@ static void add_text_value(struct evbuffer *b, const char *s, size_t len)
 		return;
 	}
 	evbuffer_add(b, "\"", 1);
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)s[i];
-
-		if (ch == '"' || ch == '\\')
-			evbuffer_add_printf(b, "\\%c", ch);
-		else if (ch == '\n')
-			evbuffer_add(b, "\\n", 2);
-		else if (ch == '\t')
-			evbuffer_add(b, "\\t", 2);
-		else if (ch < 0x20 || ch == 0x7f)
-			evbuffer_add_printf(b, "\\x%02x", ch);
-		else
-			evbuffer_add(b, &s[i], 1);
-	}
+	log_escape_append(b, s, len, LOG_ESCAPE_QUOTED);
 	evbuffer_add(b, "\"", 1);
 }
 
 static void add_json_string(struct evbuffer *b, const char *s, size_t len)
 {
 	evbuffer_add(b, "\"", 1);
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)s[i];
-
-		if (ch == '"' || ch == '\\')
-			evbuffer_add_printf(b, "\\%c", ch);
-		else if (ch < 0x20)
-			evbuffer_add_printf(b, "\\u%04x", ch);
-		else
-			evbuffer_add(b, &s[i], 1);
-	}
+	log_escape_append(b, s, len, LOG_ESCAPE_JSON);
 	evbuffer_add(b, "\"", 1);
 }
 
@@ -356,7 +334,13 @@ void slowlog_check(struct client *c, int64_t duration_us)
 	if (text != NULL && json != NULL) {
 		format_record(text, json, c, duration_us, query != NULL ? query : "", qlen,
 		              qc != NULL && qc->truncated);
-		client_log_ctx(c, &ctx);
+		/* Not client_log_ctx: the record has its own tenant member. */
+		ctx = (struct log_ctx){.worker = c->w->id,
+		                       .kind = 'C',
+		                       .id = c->id,
+		                       .db = c->dbname,
+		                       .user = c->user,
+		                       .addr = c->addr};
 		log_emit_record(c->w->log, LOG_WARN, &ctx, "slow query",
 		                (const char *)evbuffer_pullup(text, -1),
 		                (const char *)evbuffer_pullup(json, -1));

@@ -13,10 +13,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/syslogger.h"
 #include "config/console_auth.h"
 #include "runtime/listener.h"
 #include "runtime/metrics_http.h"
 #include "observe/statslog.h"
+#include "runtime/process.h"
 #include "runtime/sdnotify.h"
 #include "runtime/takeover.h"
 #include "pool/worker.h"
@@ -61,6 +63,40 @@ static void warn_console_trust(struct runtime *rt, const struct config *cfg)
 		         cfg->auth_hba_file, line);
 }
 
+/* logfile and syslog, then the configuration's warnings, so they reach those too. */
+static int apply_log_outputs(struct runtime *rt, const struct config *cfg)
+{
+	char err[512];
+	int rc = log_set_outputs(&rt->log, cfg->logfile, cfg->syslog, cfg->syslog_ident,
+	                         syslogger_facility(cfg->syslog_facility), err, sizeof(err));
+
+	if (rc < 0)
+		log_error(&rt->log, "%s", err);
+	for (size_t i = 0; i < cfg->nnotes; i++)
+		LOG_AT(&rt->log, cfg->notes[i].level, NULL, "%s", cfg->notes[i].text);
+	return rc;
+}
+
+/*
+ * Once listening: the pidfile, then the switch to `user`, which may no
+ * longer open a port below 1024 or write where root can.
+ */
+static int become_daemon(struct runtime *rt, const struct config *cfg, bool takeover)
+{
+	char err[512];
+
+	if (cfg->pidfile[0] != '\0' &&
+	    process_pidfile_write(cfg->pidfile, cfg->user, takeover, err, sizeof(err)) < 0) {
+		log_error(&rt->log, "%s", err);
+		return -1;
+	}
+	if (cfg->user[0] != '\0' && process_drop_privileges(cfg->user, err, sizeof(err)) < 0) {
+		log_error(&rt->log, "%s", err);
+		return -1;
+	}
+	return 0;
+}
+
 int runtime_publish(struct runtime *rt, struct config *cfg)
 {
 	struct snapshot *snap, *old = rt->snap;
@@ -73,6 +109,7 @@ int runtime_publish(struct runtime *rt, struct config *cfg)
 		return -1;
 	}
 	log_configure(&rt->log, cfg->log_level, cfg->log_format);
+	apply_log_outputs(rt, cfg); /* a logfile that cannot be reopened keeps the old one */
 	rt->snap = snap;
 	for (int i = 0; i < rt->shared.nworkers; i++)
 		worker_post_config(rt->shared.workers[i], snap);
@@ -268,6 +305,8 @@ int runtime_init(struct runtime *rt, const char *config_path, const char *upstre
 
 	memset(rt, 0, sizeof(*rt));
 	log_init(&rt->log, cfg->log_level, cfg->log_format, 2);
+	if (apply_log_outputs(rt, cfg) < 0)
+		return -1;
 	rt->config_path = config_path;
 	rt->upstream_url = upstream_url;
 	rt->envp = envp;
@@ -303,7 +342,8 @@ int runtime_init(struct runtime *rt, const char *config_path, const char *upstre
 			return -1;
 		}
 	}
-	if (listener_open_all(rt) < 0 || metrics_http_start(rt) < 0 || takeover_listen(rt) < 0) {
+	if (listener_open_all(rt) < 0 || metrics_http_start(rt) < 0 || takeover_listen(rt) < 0 ||
+	    become_daemon(rt, cfg, conn >= 0) < 0) {
 		if (conn >= 0)
 			close(conn);
 		return -1;
@@ -361,8 +401,11 @@ void runtime_fini(struct runtime *rt)
 	quota_registry_fini(&rt->shared.quotas);
 	if (rt->inbox.wake != NULL)
 		inbox_fini(&rt->inbox);
-	if (rt->snap != NULL)
+	if (rt->snap != NULL) {
+		process_pidfile_remove(rt->snap->cfg->pidfile);
 		snapshot_unref(rt->snap);
+	}
 	if (rt->base != NULL)
 		event_base_free(rt->base);
+	log_fini(&rt->log);
 }
