@@ -150,21 +150,23 @@ static const char *path_keep(struct file_parse *fp, const char *path)
 
 /* A file that cannot be read: the main one names itself, an included one the %include line. */
 static void open_error(struct file_parse *fp, const struct source *from, const char *path,
-                       int error)
+                       const char *name, int error)
 {
 	if (from == NULL) {
 		fp->errors++;
 		msg_set_error(fp->err, "%s: cannot open: %s", path, strerror(error));
 	} else {
-		parse_error(fp, from->path, from->line, "%%include %s: %s", path, strerror(error));
+		parse_error(fp, from->path, from->line, "%%include %s: %s", name, strerror(error));
 	}
 }
 
 /*
  * Opens `path` on top of the stack.  `from` is the including file (NULL for
- * the main one).  A file already on the stack would include itself forever.
+ * the main one), `name` the file as its %include line wrote it.  A file
+ * already on the stack would include itself forever.
  */
-static int source_push(struct file_parse *fp, const char *path, const struct source *from)
+static int source_push(struct file_parse *fp, const char *path, const char *name,
+                       const struct source *from)
 {
 	struct source *s;
 	char *real;
@@ -175,13 +177,13 @@ static int source_push(struct file_parse *fp, const char *path, const struct sou
 		return -1;
 	}
 	if ((real = realpath(path, NULL)) == NULL) {
-		open_error(fp, from, path, errno);
+		open_error(fp, from, path, name, errno);
 		return -1;
 	}
 	for (int i = 0; i < fp->depth; i++) {
 		if (strcmp(fp->stack[i].real, real) == 0) {
 			parse_error(fp, from->path, from->line,
-			            "%%include %s: a loop (%s is already being read)", path,
+			            "%%include %s: a loop (%s is already being read)", name,
 			            fp->stack[i].path);
 			free(real);
 			return -1;
@@ -190,7 +192,7 @@ static int source_push(struct file_parse *fp, const char *path, const struct sou
 	s = &fp->stack[fp->depth];
 	*s = (struct source){.real = real};
 	if ((s->path = path_keep(fp, path)) == NULL || (s->file = fopen(path, "r")) == NULL) {
-		open_error(fp, from, path, s->path == NULL ? ENOMEM : errno);
+		open_error(fp, from, path, name, s->path == NULL ? ENOMEM : errno);
 		free(real);
 		return -1;
 	}
@@ -214,7 +216,7 @@ static void include_file(struct file_parse *fp, const char *arg)
 {
 	const struct source *from = &fp->stack[fp->depth - 1];
 	const char *slash = strrchr(from->path, '/');
-	char path[PATH_MAX];
+	char path[PATH_MAX], name[PATH_MAX];
 	size_t len;
 
 	arg = value_skip_space(arg);
@@ -234,7 +236,8 @@ static void include_file(struct file_parse *fp, const char *arg)
 	else
 		snprintf(path, sizeof(path), "%.*s/%.*s", (int)(slash - from->path), from->path,
 		         (int)len, arg);
-	source_push(fp, path, from);
+	snprintf(name, sizeof(name), "%.*s", (int)len, arg);
+	source_push(fp, path, name, from);
 }
 
 /* ---- lines for inih ---- */
@@ -687,7 +690,7 @@ int file_read(struct config *cfg, const char *path, struct config_error *err)
 	char msg[MSG_MAX];
 	int rc, line;
 
-	if (source_push(&fp, path, NULL) < 0) {
+	if (source_push(&fp, path, path, NULL) < 0) {
 		file_parse_fini(&fp);
 		return -1;
 	}
