@@ -78,6 +78,7 @@ typedef void (*console_done_fn)(struct console_op *op);
 typedef void (*console_control_fn)(struct runtime *rt, struct console_op *op);
 
 struct latency_report;
+struct query_report;
 
 struct console_op {
 	struct console_conn *conn;      /* who asked */
@@ -92,6 +93,7 @@ struct console_op {
 	int nparts;                     /* workers */
 	struct console_part *parts;     /* one per worker, indexed by worker id */
 	struct latency_report *latency; /* SHOW LATENCY's gathered histograms */
+	struct query_report *queries;   /* SHOW QUERIES / QUERY_TYPES: the merged fingerprints */
 	int rc;                         /* control-loop result: 0 or -1 */
 	char error[512];                /* its message when rc is -1 */
 };
@@ -106,6 +108,8 @@ void console_op_free(struct console_op *op);
 enum console_result console_run_gather(struct console_op *op);
 /* Gather every worker's histograms into op->latency, then op->done here; as above. */
 enum console_result console_run_latency(struct console_op *op);
+/* Gather every worker's query insights into op->queries, then op->done here; as above. */
+enum console_result console_run_queries(struct console_op *op);
 /* Run op->control on the control loop, then op->done here; results as above. */
 enum console_result console_run_control(struct console_op *op);
 /* Look again in ADMIN_POLL_US with the same op (op->done decides when to stop). */

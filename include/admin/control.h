@@ -1,6 +1,6 @@
 /*
  * The console's control commands (PAUSE, RESUME, SUSPEND, DISABLE, ENABLE,
- * RECONNECT, KILL, KILL_CLIENT, WAIT_CLOSE, SHUTDOWN, RELOAD, SET) and the
+ * RECONNECT, KILL, KILL_CLIENT, WAIT_CLOSE, SHUTDOWN, RELOAD, SET, RESET QUERIES) and the
  * per-worker console state they change: each worker's copy of which
  * databases are paused or disabled and whether everything is paused or
  * suspended.  The console's command table (console.c) calls them; each
@@ -23,5 +23,7 @@ enum console_result control_wait_close(struct console_conn *conn, struct console
 enum console_result control_shutdown(struct console_conn *conn, struct console_lexer *lx);
 enum console_result control_reload(struct console_conn *conn, struct console_lexer *lx);
 enum console_result control_set(struct console_conn *conn, struct console_lexer *lx);
+/* RESET QUERIES: every worker's query insights start again from nothing. */
+enum console_result control_reset(struct console_conn *conn, struct console_lexer *lx);
 
 #endif

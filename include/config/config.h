@@ -136,6 +136,8 @@ struct config {
 	int64_t slow_query_threshold_us; /* slow-query log threshold; 0 = off */
 	int slow_query_max_length;       /* query text bytes in the slow-query log */
 	int log_query_literals;          /* bool: keep literals in the slow-query log */
+	int query_stats;                 /* bool: per-statement statistics (qstats.h) */
+	int query_stats_max;             /* fingerprints kept per worker */
 	int max_prepared_statements;     /* per server in transaction mode; 0 = no tracking */
 	int so_reuseport;                /* bool: SO_REUSEPORT on TCP listeners */
 	int listen_backlog;              /* listen() queue per listener */

@@ -20,6 +20,7 @@
 #include "base/log.h"
 #include "proto/params.h"
 #include "pool/prepared.h"
+#include "pool/qstats.h"
 #include "base/types.h"
 #include "pool/worker.h"
 
@@ -98,6 +99,8 @@ struct client {
 	int64_t wait_start_us;         /* when queued for a server */
 	int64_t last_wait_us;          /* queue wait before the current server, for the slow log */
 	struct query_capture *capture; /* start of the latest Query/Parse text (slowlog.c) */
+	struct qstats_ref qs_next;     /* query_stats: the statement the next Execute runs */
+	struct qstats_ref qs_unnamed;  /* query_stats: the unnamed statement's */
 	enum client_state state;       /* see above; changed only by client_set_state */
 	enum login_step login;         /* LOGIN sub-state */
 	enum client_refusal refuse;    /* over max_client_conn, or arrived while draining */

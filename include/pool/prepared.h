@@ -27,6 +27,7 @@ struct pstmt {
 	uint64_t id;         /* part of the server-side name */
 	uint32_t generation; /* bumped when a plan went stale; part of the name */
 	uint64_t hash;       /* of body */
+	uint64_t qfp;        /* query_stats fingerprint of its text; 0 = not computed yet */
 	uint8_t *body;       /* Parse body after the name: query, parameter count and types */
 	size_t len;          /* bytes in body */
 	int refs;            /* client names, server entries and queued sends using it */

@@ -58,6 +58,7 @@ struct pool_latency {
 	uint64_t ratelimit_rejections; /* requests refused by a tenant rate limit (53400) */
 	struct latency_period *period; /* stats log baseline (statslog.c); NULL before a tick */
 	size_t gather_slot;            /* scratch for the gather running on this worker */
+	uint32_t qscope; /* the pool's scope in the worker's qstats, + 1; 0 = unknown */
 };
 
 /* Hooks, each called on the pool's worker. */

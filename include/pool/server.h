@@ -21,6 +21,7 @@
 #include "base/log.h"
 #include "proto/params.h"
 #include "pool/prepared.h"
+#include "pool/qstats.h"
 #include "pool/requests.h"
 #include "base/types.h"
 
@@ -61,6 +62,7 @@ struct server {
 	struct param_list params;          /* GUC values as the server has them */
 	struct requests requests;          /* requests forwarded and not yet answered */
 	struct stmt_cache stmts;           /* prepared statements it holds (transaction mode) */
+	struct qstats_server qs;           /* query_stats: statements in flight */
 	char tx_status;                    /* last ReadyForQuery status: I, T or E */
 	bool copy_in;                      /* server is in COPY FROM STDIN */
 	int sync_pending;           /* ReadyForQuery replies to swallow (parameter SET batches) */

@@ -33,6 +33,7 @@
 #include "pool/prepared.h"
 
 struct client_handler;
+struct qstats;
 struct snapshot;
 
 /* What the layers above the pool plug into every worker (set by the runtime). */
@@ -84,6 +85,7 @@ struct worker {
 	struct event *unused_timer;       /* autodb_idle_timeout of unused_pools' oldest */
 	struct cancel_map cancels;        /* clients by cancel pid */
 	struct pstmt_registry prepared;   /* distinct prepared statements of all clients */
+	struct qstats *qstats;            /* query insights (qstats.h); NULL until first used */
 	struct pause_state pause;         /* console PAUSE/SUSPEND/DISABLE of this worker */
 	struct event *stats_timer;        /* stats_period tick; NULL while stats_period is 0 */
 	int64_t stats_period_us;          /* period stats_timer is armed with; 0 = off */

@@ -24,6 +24,7 @@
 #include "config/config.h"
 #include "base/inbox.h"
 #include "observe/latency.h"
+#include "observe/queries.h"
 #include "proto/build.h"
 #include "proto/frame.h"
 #include "proto/sqlstate.h"
@@ -339,6 +340,7 @@ void console_op_free(struct console_op *op)
 	parts_clear(op);
 	free(op->parts);
 	latency_report_free(op->latency);
+	query_report_free(op->queries);
 	free(op->target);
 	free(op->key);
 	free(op->value);
@@ -406,6 +408,30 @@ enum console_result console_run_latency(struct console_op *op)
 	conn->op = op;
 	conn->inflight = true;
 	if (latency_gather(conn->w->shared, &conn->w->inbox, latency_done_cb, op) < 0) {
+		conn->inflight = false;
+		conn->op = NULL;
+		console_op_free(op);
+		console_reply_error(conn, SQLSTATE_INTERNAL_ERROR, "out of memory");
+		return ADMIN_FAILED;
+	}
+	return ADMIN_PENDING;
+}
+
+static void queries_done_cb(struct query_report *rep, void *arg)
+{
+	struct console_op *op = arg;
+
+	op->queries = rep;
+	op_returned(op);
+}
+
+enum console_result console_run_queries(struct console_op *op)
+{
+	struct console_conn *conn = op->conn;
+
+	conn->op = op;
+	conn->inflight = true;
+	if (queries_gather(conn->w->shared, &conn->w->inbox, queries_done_cb, op) < 0) {
 		conn->inflight = false;
 		conn->op = NULL;
 		console_op_free(op);
@@ -577,6 +603,7 @@ static const struct command commands[] = {
     {"WAIT_CLOSE", true, control_wait_close},
     {"SHUTDOWN", true, control_shutdown},
     {"RELOAD", true, control_reload},
+    {"RESET", true, control_reset},
 };
 
 static enum console_result execute(struct console_conn *conn, char *stmt)

@@ -24,6 +24,7 @@
 #include "admin/console.h"
 #include "pool/client.h"
 #include "pool/pause.h"
+#include "pool/qstats.h"
 #include "config/config.h"
 #include "runtime/listener.h"
 #include "pool/pool.h"
@@ -814,4 +815,22 @@ enum console_result control_set(struct console_conn *conn, struct console_lexer 
 	op->control = set_control;
 	op->done = control_done;
 	return console_run_control(op);
+}
+
+/* ---- RESET QUERIES ---- */
+
+static void reset_queries_each(struct worker *w, struct console_op *op, struct console_part *part)
+{
+	qstats_reset(w);
+}
+
+enum console_result control_reset(struct console_conn *conn, struct console_lexer *lx)
+{
+	if (console_lex_next(lx) != TOK_WORD || !console_lex_is(lx, "QUERIES") ||
+	    console_lex_next(lx) != TOK_END) {
+		console_reply_error(conn, SQLSTATE_SYNTAX_ERROR,
+		                    "syntax error: the console's RESET is RESET QUERIES");
+		return ADMIN_FAILED;
+	}
+	return start(conn, "RESET", NULL, reset_queries_each, complete_done);
 }

@@ -29,6 +29,7 @@
 #include "net/conn.h"
 #include "net/tls.h"
 #include "observe/latency.h"
+#include "observe/queries.h"
 #include "pool/client.h"
 #include "pool/pause.h"
 #include "pool/pool.h"
@@ -898,6 +899,8 @@ static const char help_text[] =
     "  SHOW DATABASES|USERS|LISTS|CONFIG|MEM|STATE|VERSION\n"
     "  SHOW LATENCY                percentiles of query, transaction, wait and connect time\n"
     "  SHOW TENANTS|RATELIMITS     tenants: limits, clients, servers; token buckets, rates\n"
+    "  SHOW QUERIES|QUERY_TYPES    statistics per statement fingerprint, per statement type\n"
+    "  RESET QUERIES               start those statistics again from nothing\n"
     "  SHOW PEERS|PEER_POOLS|DNS_HOSTS|DNS_ZONES   (always empty in sluice)\n"
     "  SET name = value            change an option marked changeable in SHOW CONFIG\n"
     "  PAUSE [db]                  close servers as they are released; hold new queries\n"
@@ -1037,6 +1040,94 @@ static enum console_result show_latency(struct console_conn *conn)
 	return console_run_latency(op);
 }
 
+/* ---- SHOW QUERIES, SHOW QUERY_TYPES: query insights (queries.c merges the workers') ---- */
+
+static const struct console_col queries_cols[] = {
+    {"database", T},   {"user", T},       {"tenant", T},    {"fingerprint", T},
+    {"query_type", T}, {"calls", I8},     {"errors", I8},   {"rows", I8},
+    {"total_us", I8},  {"mean_us", I8},   {"p50_us", I8},   {"p95_us", I8},
+    {"p99_us", I8},    {"first_seen", T}, {"last_seen", T}, {"query", T},
+};
+
+/* A fingerprint's row; the "other" row (fp 0) has no fingerprint, type or text. */
+static void query_row(struct console_conn *conn, const struct query_row *q)
+{
+	const struct qstats_figures *f = &q->fig;
+	struct row r = {0};
+
+	put_str(&r, q->database);
+	put_str(&r, q->user);
+	put_str(&r, q->tenant);
+	if (q->fp != 0)
+		put_fmt(&r, "%016" PRIx64, q->fp);
+	else
+		put_str(&r, "other");
+	put_str(&r, q->fp != 0 ? query_type_name(q->type) : NULL);
+	put_u64(&r, f->calls);
+	put_u64(&r, f->errors);
+	put_u64(&r, f->rows);
+	put_u64(&r, f->total_us);
+	put_u64(&r, f->calls ? f->total_us / f->calls : 0);
+	put_u64(&r, qstats_percentile(f->hist, f->calls, 0.50));
+	put_u64(&r, qstats_percentile(f->hist, f->calls, 0.95));
+	put_u64(&r, qstats_percentile(f->hist, f->calls, 0.99));
+	put_time(&r, f->first_us);
+	put_time(&r, f->last_us);
+	put_str(&r, q->fp != 0 ? q->text : NULL);
+	row_send(conn, &r);
+}
+
+static const struct console_col query_types_cols[] = {
+    {"query_type", T}, {"calls", I8},  {"errors", I8}, {"rows", I8},   {"total_us", I8},
+    {"mean_us", I8},   {"p50_us", I8}, {"p95_us", I8}, {"p99_us", I8}, {"max_us", I8},
+};
+
+static void query_type_row(struct console_conn *conn, int t, const struct qstats_type *qt)
+{
+	const struct histogram *h = &qt->h;
+	struct row r = {0};
+
+	put_str(&r, query_type_name(t));
+	put_u64(&r, h->count);
+	put_u64(&r, qt->errors);
+	put_u64(&r, qt->rows);
+	put_u64(&r, h->sum);
+	put_u64(&r, h->count ? h->sum / h->count : 0);
+	put_u64(&r, histogram_percentile(h, 0.50));
+	put_u64(&r, histogram_percentile(h, 0.95));
+	put_u64(&r, histogram_percentile(h, 0.99));
+	put_u64(&r, h->max);
+	row_send(conn, &r);
+}
+
+static void queries_done(struct console_op *op)
+{
+	const struct query_report *rep = op->queries;
+
+	if (op->kind == 0) {
+		console_reply_header(op->conn, queries_cols, NCOLS(queries_cols));
+		for (size_t i = 0; rep != NULL && i < rep->nrows; i++)
+			query_row(op->conn, &rep->rows[i]);
+	} else {
+		console_reply_header(op->conn, query_types_cols, NCOLS(query_types_cols));
+		for (int t = 0; rep != NULL && t < QUERY_TYPES; t++)
+			query_type_row(op->conn, t, &rep->types[t]);
+	}
+	console_reply_complete(op->conn, "SHOW");
+	console_statement_done(op, true);
+}
+
+static enum console_result show_queries(struct console_conn *conn, int kind)
+{
+	struct console_op *op = console_op_new(conn, "SHOW");
+
+	if (op == NULL)
+		return ADMIN_FAILED;
+	op->kind = kind;
+	op->done = queries_done;
+	return console_run_queries(op);
+}
+
 /* ---- SHOW ---- */
 
 static void show_done(struct console_op *op)
@@ -1064,6 +1155,8 @@ enum console_result show_statement(struct console_conn *conn, struct console_lex
 	}
 	if (strcasecmp(name, "LATENCY") == 0)
 		return show_latency(conn);
+	if (strcasecmp(name, "QUERIES") == 0 || strcasecmp(name, "QUERY_TYPES") == 0)
+		return show_queries(conn, strcasecmp(name, "QUERIES") == 0 ? 0 : 1);
 	for (size_t i = 0; i < NCOLS(shows); i++) {
 		if (strcasecmp(shows[i].name, name) != 0)
 			continue;

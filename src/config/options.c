@@ -265,6 +265,11 @@ static const struct config_option options[] = {
             "Longest query text written to the slow-query log, in bytes."),
     OPT_BOOL(log_query_literals, "off",
              "Write query literals to the slow-query log; off redacts them to '?'."),
+    OPT_BOOL(query_stats, "on",
+             "Keep statistics per statement fingerprint (SHOW QUERIES, /metrics, stats log)."),
+    OPT_INT(query_stats_max, "5000", 10, 1000000, RELOAD_RESTART,
+            "Statement fingerprints kept per worker; the least used are folded into an "
+            "\"other\" row."),
     OPT_INT(max_prepared_statements, "200", 0, 100000, RELOAD_LIVE,
             "Named prepared statements kept per server connection in transaction mode (LRU); "
             "0 = no tracking."),

@@ -12,6 +12,7 @@
 
 #include "config/config.h"
 #include "observe/latency.h"
+#include "observe/queries.h"
 #include "base/log.h"
 #include "pool/pool.h"
 #include "pool/worker.h"
@@ -123,6 +124,7 @@ static void emit(struct pool *p, const struct period_delta *d)
 	    (unsigned long long)st->errors, (unsigned long long)st->client_logins);
 	for (int k = 0; k < LATENCY_KINDS; k++)
 		add_kind(text, json, latency_kind_name(k), &d->h[k]);
+	queries_log_top(p->w, p, text, json);
 	evbuffer_add(text, "", 1);
 	evbuffer_add(json, "", 1);
 	log_emit_record(p->w->log, LOG_INFO, &ctx, "stats", (const char *)evbuffer_pullup(text, -1),
@@ -166,4 +168,5 @@ void statslog_tick(struct worker *w, double seconds)
 	/* Baselines move every tick, even when the level hides the lines, so rates stay true. */
 	for (pos = w->pools.next; pos != &w->pools; pos = pos->next)
 		log_pool(list_entry(pos, struct pool, node), seconds);
+	queries_tick_done(w);
 }

@@ -15,6 +15,7 @@
 #include "pool/client.h"
 #include "config/config.h"
 #include "pool/pool.h"
+#include "pool/qstats.h"
 #include "proto/build.h"
 #include "proto/frame.h"
 #include "proto/sqlstate.h"
@@ -633,6 +634,8 @@ static enum prep_result handle_bind(struct client *c, struct server *s, const st
 	if (stmt_len == 0 || (cs = map_find(&c->stmts, (const char *)portal_end + 1)) == NULL)
 		return PREP_PASS;
 	prefix = FRAME_HEADER_LEN + portal_len + 1 + stmt_len + 1;
+	if (c->w->cfg->query_stats)
+		qstats_bind(c, cs->ps);
 	if (cs->generation != cs->ps->generation)
 		return stale_bind(c, s, f, p, portal_len, prefix, cs);
 	ensure_prepared(s, cs->ps, REQ_INJECTED_PARSE);

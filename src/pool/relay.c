@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/ring.h"
 #include "pool/admission.h"
 #include "pool/cancel.h"
 #include "pool/client.h"
@@ -18,6 +19,7 @@
 #include "pool/record.h"
 #include "pool/pool.h"
 #include "pool/prepared.h"
+#include "pool/qstats.h"
 #include "pool/requests.h"
 #include "proto/build.h"
 #include "proto/frame.h"
@@ -84,6 +86,8 @@ static void track_client_message(struct server *s, uint8_t type)
 	default:
 		break;
 	}
+	if ((type == 'Q' || type == 'E') && s->w->cfg->query_stats)
+		qstats_sent(s, s->client, type);
 }
 
 /* Messages a client may send that need no server: returns true if consumed. */
@@ -203,6 +207,8 @@ static void relay_client_input(struct client *c)
 		if (c->timer_armed)
 			client_arm_timer(c, 0); /* no longer idle in a transaction */
 		slowlog_capture(c, in, &f);
+		if (c->w->cfg->query_stats && (f.type == 'Q' || f.type == 'P' || f.type == 'B'))
+			qstats_client_message(c, in, &f);
 		if (is_statement_message(f.type) && prepared_tracking(c)) {
 			enum prep_result r = prepared_client_message(c, &f);
 
@@ -232,6 +238,8 @@ static uint8_t retire_request(struct server *s, uint8_t t, bool failed)
 		prepared_parse_done(s, failed, t == REQ_TRACKED_PARSE);
 	else if (t == REQ_TRACKED_BIND)
 		prepared_bind_done(s);
+	else if ((t == 'Q' || t == 'E') && ring_count(&s->qs.pending) > 0)
+		qstats_done(s, failed);
 	return t;
 }
 
@@ -267,11 +275,12 @@ static bool track_server_reply(struct server *s, uint8_t type)
 	case 'I': /* EmptyQueryResponse */
 	case 's': /* PortalSuspended */
 		if (head == 'E')
-			requests_pop(q);
+			pop_request(s);
 		break;
 	case 'E':
 		s->pool->stats.errors++;
 		s->copy_in = false;
+		qstats_error(s);
 		while ((skipped = requests_pop_skipped(q)) != 0)
 			retire_request(s, skipped, true);
 		if (head == REQ_STALE_BIND) {
@@ -310,7 +319,7 @@ static bool needs_body(const struct server *s, const struct frame *f)
 {
 	if (f->type == 'C') /* DEALLOCATE ALL / DISCARD ALL drop prepared statements */
 		return s->stmts.count > 0 || (s->client != NULL && s->client->stmts.count > 0) ||
-		       is_settings_tag_length(s, f->len);
+		       is_settings_tag_length(s, f->len) || ring_count(&s->qs.pending) > 0;
 	return f->type == 'Z' || f->type == 'S' || f->type == 'E';
 }
 
@@ -616,6 +625,7 @@ void relay_server_input(struct server *s)
 				continue;
 			}
 			if (f.type == 'C') {
+				qstats_tag(s, (const char *)body);
 				check_settings_tag(s, (const char *)body);
 				prepared_server_tag(s, (const char *)body);
 			} else if (f.type == 'E' && s->stmts.count > 0)

@@ -22,6 +22,7 @@
 #include "pool/cancel.h"
 #include "pool/client.h"
 #include "config/config.h"
+#include "pool/qstats.h"
 #include "pool/record.h"
 #include "pool/pool.h"
 #include "proto/build.h"
@@ -172,6 +173,7 @@ void server_free(struct server *s)
 	param_list_fini(&s->captured);
 	prepared_cache_fini(&s->stmts, &s->w->prepared);
 	requests_fini(&s->requests);
+	qstats_server_fini(&s->qs);
 	free(s->scram);
 	free(s);
 }
@@ -840,6 +842,7 @@ struct server *server_new(struct pool *p)
 	param_list_init(&s->params);
 	param_list_init(&s->captured);
 	requests_init(&s->requests);
+	qstats_server_init(&s->qs);
 	prepared_cache_init(&s->stmts);
 	list_init(&s->cancels);
 	list_init(&s->node);

@@ -24,6 +24,7 @@
 #include "pool/client.h"
 #include "pool/login.h"
 #include "pool/pool.h"
+#include "pool/qstats.h"
 #include "pool/server.h"
 
 /* Draining, and nothing left: tell the runtime (once). */
@@ -214,6 +215,7 @@ void worker_free(struct worker *w)
 	cancel_map_fini(&w->cancels);
 	pause_state_fini(&w->pause);
 	prepared_registry_fini(&w->prepared);
+	qstats_free(w->qstats);
 	if (w->snap != NULL)
 		snapshot_unref(w->snap);
 	free(w);

@@ -22,6 +22,7 @@
 
 #include "config/config.h"
 #include "observe/latency.h"
+#include "observe/queries.h"
 #include "base/list.h"
 #include "base/log.h"
 #include "pool/pool.h"
@@ -336,8 +337,110 @@ static void add_errors(struct evbuffer *out, const struct latency_report *rep, c
 	}
 }
 
+/* ---- query insights: histograms per statement type, and the top fingerprints only ---- */
+
+static void add_query_types(struct evbuffer *out, const struct query_report *q)
+{
+	char labels[QUERY_TYPES][64];
+
+	for (int t = 0; t < QUERY_TYPES; t++)
+		snprintf(labels[t], sizeof(labels[t]), "query_type=\"%s\"", query_type_name(t));
+	add_header(out, "sluice_statement_duration_seconds", "histogram",
+	           "Statements by type (query_stats): a Query until its ReadyForQuery, an Execute "
+	           "until it completed.");
+	for (int t = 0; t < QUERY_TYPES; t++)
+		add_histogram(out, "sluice_statement_duration_seconds", labels[t], &q->types[t].h);
+	add_header(out, "sluice_statement_errors_total", "counter",
+	           "Statements answered with an ErrorResponse, by type.");
+	for (int t = 0; t < QUERY_TYPES; t++)
+		evbuffer_add_printf(out, "sluice_statement_errors_total{%s} %llu\n", labels[t],
+		                    (unsigned long long)q->types[t].errors);
+	add_header(out, "sluice_statement_rows_total", "counter",
+	           "Rows reported by CommandComplete tags, by statement type.");
+	for (int t = 0; t < QUERY_TYPES; t++)
+		evbuffer_add_printf(out, "sluice_statement_rows_total{%s} %llu\n", labels[t],
+		                    (unsigned long long)q->types[t].rows);
+}
+
+/* fingerprint, database, user, tenant and query_type of a top row. */
+static void top_labels(const struct query_row *r, char *buf, size_t len)
+{
+	const char *names[] = {"database", "user", "tenant"};
+	const char *values[] = {r->database, r->user, r->tenant};
+	size_t pos =
+	    (size_t)snprintf(buf, len, "fingerprint=\"%016llx\"", (unsigned long long)r->fp);
+
+	for (int i = 0; i < 3 && pos < len; i++) {
+		char clean[256];
+
+		queries_utf8_clean(values[i], clean, sizeof(clean));
+		pos += (size_t)snprintf(buf + pos, len - pos, ",%s=\"", names[i]);
+		if (pos >= len)
+			break;
+		add_label_value(buf, len, &pos, clean);
+		pos += (size_t)snprintf(buf + pos, len - pos, "\"");
+	}
+	if (pos < len)
+		snprintf(buf + pos, len - pos, ",query_type=\"%s\"", query_type_name(r->type));
+}
+
+static void add_top_queries(struct evbuffer *out, const struct query_report *q)
+{
+	const struct query_row *top[QUERIES_METRICS_TOP];
+	char labels[QUERIES_METRICS_TOP][1024];
+	size_t n = 0;
+
+	for (size_t i = 0; i < q->nrows && n < QUERIES_METRICS_TOP; i++)
+		if (q->rows[i].fp != 0)
+			top[n++] = &q->rows[i];
+	for (size_t i = 0; i < n; i++)
+		top_labels(top[i], labels[i], sizeof(labels[i]));
+	add_header(out, "sluice_top_query_info", "gauge",
+	           "Always 1: the normalised text of each of the top statement fingerprints by "
+	           "total time (at most 20 series).");
+	for (size_t i = 0; i < n; i++) {
+		char clean[QSTATS_TEXT_MAX + 1], text[2 * QSTATS_TEXT_MAX + 1];
+		size_t pos = 0;
+
+		queries_utf8_clean(top[i]->text, clean, sizeof(clean));
+		add_label_value(text, sizeof(text), &pos, clean);
+		evbuffer_add_printf(out, "sluice_top_query_info{%s,query=\"%s\"} 1\n", labels[i],
+		                    text);
+	}
+	add_header(out, "sluice_top_query_calls_total", "counter",
+	           "Statements finished, for the top fingerprints by total time.");
+	for (size_t i = 0; i < n; i++)
+		evbuffer_add_printf(out, "sluice_top_query_calls_total{%s} %llu\n", labels[i],
+		                    (unsigned long long)top[i]->fig.calls);
+	add_header(out, "sluice_top_query_errors_total", "counter",
+	           "Statements that failed, for the top fingerprints by total time.");
+	for (size_t i = 0; i < n; i++)
+		evbuffer_add_printf(out, "sluice_top_query_errors_total{%s} %llu\n", labels[i],
+		                    (unsigned long long)top[i]->fig.errors);
+	add_header(out, "sluice_top_query_rows_total", "counter",
+	           "Rows from CommandComplete tags, for the top fingerprints by total time.");
+	for (size_t i = 0; i < n; i++)
+		evbuffer_add_printf(out, "sluice_top_query_rows_total{%s} %llu\n", labels[i],
+		                    (unsigned long long)top[i]->fig.rows);
+	add_header(out, "sluice_top_query_seconds_total", "counter",
+	           "Summed statement time, for the top fingerprints by total time.");
+	for (size_t i = 0; i < n; i++) {
+		evbuffer_add_printf(out, "sluice_top_query_seconds_total{%s} ", labels[i]);
+		add_seconds(out, top[i]->fig.total_us);
+		evbuffer_add(out, "\n", 1);
+	}
+	add_header(out, "sluice_top_query_p99_seconds", "gauge",
+	           "99th percentile of statement time since start or RESET QUERIES (within 12%), "
+	           "for the top fingerprints by total time.");
+	for (size_t i = 0; i < n; i++) {
+		evbuffer_add_printf(out, "sluice_top_query_p99_seconds{%s} ", labels[i]);
+		add_seconds(out, qstats_percentile(top[i]->fig.hist, top[i]->fig.calls, 0.99));
+		evbuffer_add(out, "\n", 1);
+	}
+}
+
 static void render_metrics(struct metrics_http *m, const struct latency_report *rep,
-                           struct evbuffer *out)
+                           const struct query_report *q, struct evbuffer *out)
 {
 	char(*labels)[1024] = calloc(rep->nrows ? rep->nrows : 1, sizeof(*labels));
 
@@ -355,10 +458,14 @@ static void render_metrics(struct metrics_http *m, const struct latency_report *
 	add_percentiles(out, rep, labels);
 	add_row_families(out, rep, labels);
 	add_errors(out, rep, labels);
+	if (q != NULL) {
+		add_query_types(out, q);
+		add_top_queries(out, q);
+	}
 	free(labels);
 }
 
-static void metrics_done(struct latency_report *rep, void *arg)
+static void metrics_done(struct latency_report *rep, struct query_report *q, void *arg)
 {
 	struct waiting *wt = arg;
 	struct evbuffer *out = evbuffer_new();
@@ -367,7 +474,7 @@ static void metrics_done(struct latency_report *rep, void *arg)
 	if (out == NULL || rep == NULL) {
 		reply_text(wt->req, 503, "Service Unavailable", "out of memory");
 	} else {
-		render_metrics(wt->m, rep, out);
+		render_metrics(wt->m, rep, q, out);
 		evhttp_add_header(evhttp_request_get_output_headers(wt->req), "Content-Type",
 		                  PROMETHEUS_TYPE);
 		evhttp_send_reply(wt->req, 200, "OK", out);
@@ -375,6 +482,7 @@ static void metrics_done(struct latency_report *rep, void *arg)
 	if (out != NULL)
 		evbuffer_free(out);
 	latency_report_free(rep);
+	query_report_free(q);
 	free(wt);
 }
 
@@ -386,7 +494,7 @@ static void serve_metrics(struct metrics_http *m, struct evhttp_request *req)
 		reply_text(req, 503, "Service Unavailable", "out of memory");
 		return;
 	}
-	if (latency_gather(&m->rt->shared, &m->rt->inbox, metrics_done, wt) < 0)
+	if (queries_gather_metrics(&m->rt->shared, &m->rt->inbox, metrics_done, wt) < 0)
 		waiting_reply(wt, 503, "Service Unavailable", "out of memory");
 }
 
