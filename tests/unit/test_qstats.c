@@ -71,7 +71,8 @@ Test(qstats, statement_types)
 	expect_type("delete from t", QUERY_DELETE);
 	expect_type("with x as (select 1) select * from x", QUERY_SELECT);
 	expect_type("with x as (select 1), y as (select 2) delete from t using x", QUERY_DELETE);
-	expect_type("WITH RECURSIVE r(n) AS (SELECT 1) INSERT INTO t SELECT n FROM r", QUERY_INSERT);
+	expect_type("WITH RECURSIVE r(n) AS (SELECT 1) INSERT INTO t SELECT n FROM r",
+	            QUERY_INSERT);
 	expect_type("create table t (a int)", QUERY_DDL);
 	expect_type("ALTER TABLE t ADD b int", QUERY_DDL);
 	expect_type("truncate t", QUERY_DDL);
