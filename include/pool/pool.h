@@ -16,6 +16,7 @@
 #include "proto/params.h"
 #include "base/types.h"
 
+struct event;
 struct quota;
 struct tenant_state;
 
@@ -98,6 +99,8 @@ struct pool {
 	struct quota *auto_quota;     /* auto: "autodb:NAME", its name under max_auto_databases */
 	struct list_node unused_node; /* auto and unused: w->unused_pools, or w->dead_pools */
 	int64_t unused_since_us;      /* auto: when it last lost its last client or server */
+	struct event
+	    *reserve_timer; /* reserve_pool_timeout of the first waiter; made when needed */
 };
 
 /*

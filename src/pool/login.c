@@ -12,6 +12,7 @@
 #include <openssl/x509.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "pool/login.h"
 #include "pool/pause.h"
@@ -41,11 +42,32 @@ struct startup_scan {
 	bool bad_options;
 };
 
+/*
+ * Is `name` in ignore_startup_parameters?  Compared without case, as
+ * Postgres compares setting names.
+ */
+static bool param_ignored(const struct config *cfg, const char *name)
+{
+	size_t len = strlen(name);
+
+	for (const char *p = cfg->ignore_startup_parameters; *p != '\0';) {
+		size_t n;
+
+		p += strspn(p, ", \t");
+		n = strcspn(p, ", \t");
+		if (n == len && strncasecmp(p, name, n) == 0)
+			return true;
+		p += n;
+	}
+	return false;
+}
+
 static void add_option_param(void *arg, const char *name, const char *value)
 {
 	struct client *c = arg;
 
-	param_set(&c->params, name, value);
+	if (!param_ignored(c->w->cfg, name))
+		param_set(&c->params, name, value);
 }
 
 static void startup_param(struct startup_scan *scan, const char *key, const char *value)
@@ -59,11 +81,15 @@ static void startup_param(struct startup_scan *scan, const char *key, const char
 		free(c->dbname);
 		c->dbname = strdup(value);
 	} else if (strcmp(key, "options") == 0) {
-		if (param_parse_options(value, add_option_param, c) < 0)
+		/* With "options" itself ignored, what sluice cannot read in it is dropped too. */
+		if (param_parse_options(value, add_option_param, c) < 0 &&
+		    !param_ignored(c->w->cfg, "options"))
 			scan->bad_options = true;
 	} else if (strncmp(key, "_pq_.", 5) == 0) {
 		if (scan->nunrecognized < MAX_UNRECOGNIZED)
 			scan->unrecognized[scan->nunrecognized++] = key;
+	} else if (param_ignored(c->w->cfg, key)) {
+		return; /* dropped, as PgBouncer's ignore_startup_parameters does */
 	} else if (!param_is_startup_only(key)) {
 		/* Unknown parameters are accepted and synced like any other. */
 		param_set(&c->params, key, value);

@@ -245,6 +245,8 @@ void pool_free(struct pool *p)
 	quota_put(reg, p->user_quota);
 	quota_put(reg, p->tenant_quota);
 	quota_put(reg, p->auto_quota);
+	if (p->reserve_timer != NULL)
+		event_free(p->reserve_timer);
 	param_list_fini(&p->defaults);
 	record_fini(&p->lat);
 	free(p->dbname);
@@ -405,8 +407,8 @@ static void give_quotas(struct pool *p)
 	quota_give(p->tenant_quota);
 }
 
-/* Take one unit of every cap, or none. */
-static bool take_quotas(struct pool *p)
+/* Take one unit of every cap, or none; `extra` servers past pool_size are allowed (reserve). */
+static bool take_quotas(struct pool *p, int extra)
 {
 	const struct config *cfg = p->w->cfg;
 	int max_db = cfg->max_db_connections;
@@ -418,8 +420,8 @@ static bool take_quotas(struct pool *p)
 		max_user = p->udef->max_user_connections;
 	if (!quota_take(p->tenant_quota, p->set.max_server_conn))
 		return false;
-	if (!quota_take(p->pool_quota, pool_size(p))) {
-		if (!evict_idle_of_group(p) || !quota_take(p->pool_quota, pool_size(p))) {
+	if (!quota_take(p->pool_quota, pool_size(p) + extra)) {
+		if (!evict_idle_of_group(p) || !quota_take(p->pool_quota, pool_size(p) + extra)) {
 			quota_give(p->tenant_quota);
 			return false;
 		}
@@ -636,6 +638,83 @@ void pool_kick_others(struct worker *w)
 			inbox_post(&w->shared->workers[i]->inbox, kick_fn, NULL);
 }
 
+/*
+ * The reserve (reserve_pool_size, PgBouncer's option): when a client has
+ * waited reserve_pool_timeout for a server of a full pool, the pool may open
+ * up to reserve_pool_size more.  One timer per pool, armed for the first
+ * waiter; a reserve server goes away when it is released with nobody waiting.
+ */
+static int reserve_size(const struct pool *p)
+{
+	if (p->db != NULL && p->db->reserve_pool_size != CONFIG_INHERIT)
+		return p->db->reserve_pool_size;
+	return p->w->cfg->reserve_pool_size;
+}
+
+static void reserve_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Arms the timer for the first waiter that has not waited reserve_pool_timeout yet. */
+static void arm_reserve_from(struct pool *p, struct list_node *from)
+{
+	int64_t timeout = p->w->cfg->reserve_pool_timeout_us, now = worker_now_us(p->w);
+
+	if (reserve_size(p) == 0 || from == &p->waiting)
+		return;
+	if (p->reserve_timer == NULL &&
+	    (p->reserve_timer = evtimer_new(p->w->loop.base, reserve_cb, p)) == NULL)
+		return; /* out of memory: the pool still serves within its size */
+	if (evtimer_pending(p->reserve_timer, NULL))
+		return;
+	for (struct list_node *pos = from; pos != &p->waiting; pos = pos->next) {
+		const struct client *c = list_entry(pos, struct client, wait_node);
+		int64_t left = c->wait_start_us + timeout - now;
+		struct timeval tv = {.tv_sec = left > 0 ? left / 1000000 : 0,
+		                     .tv_usec = left > 0 ? left % 1000000 : 0};
+
+		if (left > 0 || pos == from) {
+			evtimer_add(p->reserve_timer, &tv);
+			return;
+		}
+	}
+}
+
+static void arm_reserve(struct pool *p)
+{
+	arm_reserve_from(p, p->waiting.next);
+}
+
+/* Opens reserve servers for the clients that have waited reserve_pool_timeout. */
+static void reserve_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pool *p = arg;
+	int64_t timeout = p->w->cfg->reserve_pool_timeout_us, now = worker_now_us(p->w);
+	int due = 0, want;
+	struct list_node *pos;
+
+	if (p->db == NULL || p->paused || p->w->draining || now < p->retry_after_us)
+		return;
+	for (pos = p->waiting.next; pos != &p->waiting; pos = pos->next, due++)
+		if (now - list_entry(pos, struct client, wait_node)->wait_start_us < timeout)
+			break;
+	for (want = due - count_connecting(p); want > 0; want--) {
+		struct server *s;
+
+		if (!take_quotas(p, reserve_size(p)))
+			return; /* reserve used up: pool_maintain re-arms when a server goes */
+		if ((s = server_new(p)) == NULL) {
+			give_quotas(p);
+			return;
+		}
+		log_info(p->w->log,
+		         "w%d %s/%s: reserve_pool: a client waited %lld ms, opening a server",
+		         p->w->id, p->dbname, p->user, (long long)(timeout / 1000));
+		track_use(p);
+		if (s->state == SERVER_CLOSING)
+			return;
+	}
+	arm_reserve_from(p, pos);
+}
+
 void pool_maintain(struct pool *p)
 {
 	int want, min_size;
@@ -651,8 +730,9 @@ void pool_maintain(struct pool *p)
 	while (want-- > 0) {
 		if (worker_now_us(p->w) < p->retry_after_us)
 			return;
-		if (!take_quotas(p)) {
+		if (!take_quotas(p, 0)) {
 			ask_others_to_shed(p);
+			arm_reserve(p);
 			return;
 		}
 		struct server *s = server_new(p);
@@ -732,6 +812,10 @@ void pool_release(struct pool *p, struct server *s)
 	if (first == NULL && p->shed_owed > 0) {
 		p->shed_owed--;
 		server_close(s, "another worker's clients need the connection");
+		return;
+	}
+	if (first == NULL && atomic_load(&p->pool_quota->used) > pool_size(p)) {
+		server_close(s, "reserve_pool: no client waits for it");
 		return;
 	}
 	if (first != NULL) {

@@ -99,8 +99,12 @@ check_systemd() {
   prefix=$(sed -n 's/^prefix=\${PREFIX:-\(.*\)}$/\1/p' "$pkg/install.sh")
   grep -qx "ExecStart=$prefix/bin/sluice /etc/sluice/sluice.ini" "$unit" ||
     fail "ExecStart is not $prefix/bin/sluice (install.sh's prefix)"
+  grep -qx "ExecStartPre=$prefix/bin/sluice --check /etc/sluice/sluice.ini" "$unit" ||
+    fail "the unit does not run sluice --check before starting"
   mkdir -p "$tmp/unit" "$tmp/man/man1"
-  sed "s|^ExecStart=$prefix/bin/sluice|ExecStart=$bin|" "$unit" >"$tmp/unit/sluice.service"
+  sed -e "s|^ExecStart=$prefix/bin/sluice|ExecStart=$bin|" \
+    -e "s|^ExecStartPre=$prefix/bin/sluice|ExecStartPre=$bin|" \
+    -e "s|^ExecReload=$prefix/bin/sluice|ExecReload=$bin|" "$unit" >"$tmp/unit/sluice.service"
   cp "$pkg/sluice.1" "$tmp/man/man1/"
   # Documentation=man:sluice(1) is looked up too: MANPATH points at our page.
   MANPATH=$tmp/man: systemd-analyze verify "$tmp/unit/sluice.service" ||
