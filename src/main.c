@@ -104,7 +104,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "sluice: %s\n", err.message);
 		return 1;
 	}
-	/* Must precede every event_base so cross-thread event_active is safe. */
+	/*
+	 * Must precede every event_base: libevent's own globals (the random
+	 * numbers every worker's resolver draws, signal handling) are shared
+	 * by all threads.  Worker loops themselves run without a lock (loop.c).
+	 */
 	evthread_use_pthreads();
 	signal(SIGPIPE, SIG_IGN);
 	if (runtime_init(&rt, path, upstream, environ, cfg, &admin_console_handler, takeover) < 0) {

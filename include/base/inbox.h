@@ -1,12 +1,14 @@
 /*
  * Cross-thread messages: a mutex-protected queue drained by an event in the
- * owning loop.  The only way threads talk to each other; never used on the
+ * owning loop, woken through an eventfd (so the loop's event_base needs no
+ * lock of its own).  The only way threads talk to each other; never used on the
  * per-message hot path.
  */
 #ifndef SLUICE_INBOX_H
 #define SLUICE_INBOX_H
 
 #include <pthread.h>
+#include <stdbool.h>
 
 struct event_base;
 struct event;
@@ -23,7 +25,8 @@ struct inbox {
 	pthread_mutex_t lock;   /* guards head/tail */
 	struct inbox_msg *head; /* oldest */
 	struct inbox_msg *tail; /* newest */
-	struct event *wake;     /* activated by inbox_post */
+	struct event *wake;     /* reads fd, then runs the queue */
+	int fd;                 /* eventfd written by the post that finds the queue empty */
 	void *owner;            /* passed to every fn (struct worker * or struct runtime *) */
 };
 

@@ -70,6 +70,7 @@ struct conn {
 	bool connecting;         /* conn_connect in progress */
 	bool notify_drained;     /* call ops->drained when output reaches drained_at */
 	bool halted;             /* conn_halt: no more I/O, waiting to be freed */
+	bool read_big;           /* the last read got READ_SMALL or more: start the next bigger */
 };
 
 /* Set up on an accepted, non-blocking socket (taken over) and start reading. */

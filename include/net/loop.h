@@ -21,6 +21,17 @@ struct evdns_base;
 
 typedef void (*loop_reap_fn)(void *owner);
 
+/*
+ * What the loop's sockets did, counted where it happens (conn.c): tests
+ * check the batching with them (one send per conn per turn), and benches
+ * read them as per-transaction figures without strace.
+ */
+struct loop_counts {
+	uint64_t recvs;   /* recv() calls on plain conns, EAGAIN included */
+	uint64_t sends;   /* writev() calls on plain conns (evbuffer_write) */
+	uint64_t flushes; /* runs of the flush event: loop turns that sent something */
+};
+
 struct loop {
 	struct event_base *base;         /* the loop itself */
 	struct evdns_base *dns;          /* non-blocking resolver for server host names */
@@ -35,6 +46,7 @@ struct loop {
 	struct evbuffer **spare_buffers; /* empty buffers given back by idle conns, for reuse */
 	int nspare;                      /* entries of spare_buffers in use */
 	struct evbuffer *sink;           /* output of a conn that could not get a buffer: dropped */
+	struct loop_counts counts;       /* only this loop's thread writes them */
 };
 
 /* A new event_base with its resolver, reaper, flush and kick events; -1 on failure. */

@@ -21,8 +21,14 @@ struct param {
 
 struct param_list {
 	struct param *items; /* unordered */
-	size_t count, cap;
+	uint32_t count, cap;
 	uint64_t fingerprint; /* XOR of param_hash(name, value) over items */
+	/*
+	 * The last param_effective_fingerprint over this list, and the key
+	 * (both lists' fingerprints) it was computed for: a client is linked
+	 * to a server on every transaction, and its settings rarely change.
+	 */
+	uint64_t effective_key, effective;
 };
 
 void param_list_init(struct param_list *l);
@@ -49,10 +55,9 @@ int param_parse_options(const char *options,
 
 /*
  * Fingerprint of what the client should see: pool defaults overlaid with
- * the client's own values.
+ * the client's own values.  Remembered in `own` until either list changes.
  */
-uint64_t param_effective_fingerprint(const struct param_list *defaults,
-                                     const struct param_list *own);
+uint64_t param_effective_fingerprint(const struct param_list *defaults, struct param_list *own);
 
 /*
  * Append to `sql` the SET/RESET statements that turn `server` into the

@@ -21,7 +21,15 @@
 
 #include "net/loop.h"
 
-/* First read of a turn; a read that fills it is followed by a bigger one. */
+/*
+ * First read of a turn; a read that fills it is followed by a bigger one.
+ * Most reads are one small message, so a conn whose last read was small
+ * starts with READ_SMALL: with libevent's chain header its buffer is a
+ * 1024-byte allocation, which glibc serves from its per-thread cache
+ * (tcache, up to 1032 bytes) instead of the bins a 4 kB one goes through,
+ * about 500 instructions less for every message relayed.
+ */
+#define READ_SMALL 960
 #define READ_FIRST 4000
 #define READ_MAX   65536
 /* Spare buffers a loop keeps: about the most conns busy in one turn. */
@@ -89,7 +97,8 @@ static void update_read_event(struct conn *c)
 /* Read what the socket has, up to read_high.  Returns 0, or CONN_EOF / CONN_ERROR. */
 static int fill_input(struct conn *c)
 {
-	size_t want = READ_FIRST;
+	size_t want = c->read_big ? READ_FIRST : READ_SMALL;
+	size_t got = 0;
 
 	if (c->in == c->loop->no_data && (c->in = take_buffer(c->loop)) == NULL) {
 		c->in = c->loop->no_data;
@@ -103,10 +112,11 @@ static int fill_input(struct conn *c)
 
 		if (evbuffer_reserve_space(c->in, (ev_ssize_t)want, &v, 1) < 1)
 			return CONN_ERROR;
+		c->loop->counts.recvs++;
 		n = recv(c->fd, v.iov_base, v.iov_len, 0);
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return 0;
+				break;
 			if (errno == EINTR)
 				continue;
 			c->error = errno;
@@ -114,14 +124,18 @@ static int fill_input(struct conn *c)
 		}
 		if (n == 0)
 			return CONN_EOF;
-		v.iov_len = (size_t)n;
-		evbuffer_commit_space(c->in, &v, 1);
+		got += (size_t)n;
 		/* The kernel had less than asked: the socket is empty, no need to hear EAGAIN. */
-		if ((size_t)n < want)
-			return 0;
+		if ((size_t)n < v.iov_len) {
+			v.iov_len = (size_t)n;
+			evbuffer_commit_space(c->in, &v, 1);
+			break;
+		}
+		evbuffer_commit_space(c->in, &v, 1);
 		if (want < READ_MAX)
 			want *= 2;
 	}
+	c->read_big = got >= READ_SMALL;
 	return 0;
 }
 
@@ -176,7 +190,10 @@ static void send_output(struct conn *c)
 	size_t left = evbuffer_get_length(c->out);
 
 	if (left > 0) {
-		int n = evbuffer_write(c->out, c->fd);
+		int n;
+
+		c->loop->counts.sends++;
+		n = evbuffer_write(c->out, c->fd);
 
 		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 			conn_fail(c, CONN_ERROR, errno);
@@ -224,6 +241,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct loop *l = arg;
 
+	l->counts.flushes++;
 	evbuffer_drain(l->sink, evbuffer_get_length(l->sink));
 	/* Sending may queue more (an error closes a peer): take one at a time. */
 	while (!list_empty(&l->flush_list)) {

@@ -42,6 +42,7 @@ void param_list_init(struct param_list *l)
 	l->items = NULL;
 	l->count = l->cap = 0;
 	l->fingerprint = 0;
+	l->effective_key = l->effective = 0;
 }
 
 void param_list_fini(struct param_list *l)
@@ -149,11 +150,23 @@ bool param_remove(struct param_list *l, const char *name)
 	return true;
 }
 
-uint64_t param_effective_fingerprint(const struct param_list *defaults,
-                                     const struct param_list *own)
+/* One key for a pair of fingerprints; mixing the first keeps (a, b) and (b, a) apart. */
+static uint64_t pair_key(uint64_t a, uint64_t b)
 {
+	a ^= a >> 33;
+	a *= 0xff51afd7ed558ccdULL;
+	a ^= a >> 33;
+	return a ^ b;
+}
+
+uint64_t param_effective_fingerprint(const struct param_list *defaults, struct param_list *own)
+{
+	uint64_t key = pair_key(defaults->fingerprint, own->fingerprint);
 	uint64_t fp = defaults->fingerprint;
 
+	/* Both start at 0 (no defaults, no own settings), whose answer is 0 too. */
+	if (key == own->effective_key)
+		return own->effective;
 	for (size_t i = 0; i < own->count; i++) {
 		const struct param *d = param_find(defaults, own->items[i].name);
 
@@ -161,6 +174,8 @@ uint64_t param_effective_fingerprint(const struct param_list *defaults,
 			fp ^= param_hash(d->name, d->value);
 		fp ^= param_hash(own->items[i].name, own->items[i].value);
 	}
+	own->effective_key = key;
+	own->effective = fp;
 	return fp;
 }
 

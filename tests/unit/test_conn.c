@@ -26,6 +26,7 @@ struct seen {
 	size_t last_len; /* input length at the last one */
 	bool consume;    /* drain the input when called */
 	bool pause_once; /* stop reading at the first call, without consuming */
+	bool echo;       /* answer what was read, in three appends (as a relay does) */
 	int drained;     /* ops->drained calls */
 	int events;      /* CONN_* bits seen */
 	size_t taken;    /* bytes drained before an event came */
@@ -40,6 +41,13 @@ static void on_read(void *arg)
 	if (s->pause_once) {
 		s->pause_once = false;
 		conn_suspend(s->conn, PAUSED);
+		return;
+	}
+	if (s->echo) {
+		evbuffer_add(conn_out(s->conn), "<", 1);
+		evbuffer_remove_buffer(s->conn->in, conn_out(s->conn), s->last_len);
+		evbuffer_add(conn_out(s->conn), ">", 1);
+		s->taken += s->last_len;
 		return;
 	}
 	if (s->consume) {
@@ -215,4 +223,64 @@ Test(conn, reading_resumes_only_when_every_reason_is_clear)
 	turn();
 	cr_assert_eq(seen.reads, 1);
 	cr_assert_eq(seen.taken, 3);
+}
+
+/*
+ * The syscall budget of one relayed message: one recv (a short read says the
+ * socket is empty, so no second recv to hear EAGAIN) and one send for all
+ * that the turn appended, counted by the loop, not timed.
+ */
+Test(conn, a_message_answered_in_one_turn_costs_one_recv_and_one_send)
+{
+	char buf[64];
+
+	seen.echo = true;
+	for (int i = 0; i < 3; i++) {
+		struct loop_counts before = l.counts;
+
+		cr_assert_eq(send(peer, "query", 5, 0), 5);
+		turn();
+		cr_assert_eq(l.counts.recvs - before.recvs, 1, "round %d: %llu recvs", i,
+		             (unsigned long long)(l.counts.recvs - before.recvs));
+		cr_assert_eq(l.counts.sends - before.sends, 1, "round %d: %llu sends", i,
+		             (unsigned long long)(l.counts.sends - before.sends));
+		cr_assert_eq(l.counts.flushes - before.flushes, 1);
+		cr_assert_eq(peer_read_all(buf, sizeof(buf)), 7);
+		cr_assert_eq(memcmp(buf, "<query>", 7), 0);
+	}
+}
+
+/*
+ * Reads start small (a buffer glibc keeps in its thread cache) and double
+ * while they come back full; a conn whose last read was big starts big, so
+ * a stream of large messages does not pay the small steps every turn.
+ */
+Test(conn, reads_start_small_and_grow_and_a_big_reader_starts_big)
+{
+	static char data[3500];
+	uint64_t first, second, third;
+
+	memset(data, 'x', sizeof(data));
+	cr_assert_eq(send(peer, data, sizeof(data), 0), (ssize_t)sizeof(data));
+	first = l.counts.recvs;
+	turn();
+	first = l.counts.recvs - first;
+	cr_assert_eq(seen.taken, sizeof(data));
+	cr_assert_geq(first, 2, "3500 bytes in %llu recv from a small start",
+	              (unsigned long long)first);
+	cr_assert_eq(send(peer, data, sizeof(data), 0), (ssize_t)sizeof(data));
+	second = l.counts.recvs;
+	turn();
+	second = l.counts.recvs - second;
+	cr_assert_eq(seen.taken, 2 * sizeof(data));
+	cr_assert_eq(second, 1, "a conn that read big must start big: %llu recvs",
+	             (unsigned long long)second);
+	/* One small message after that, and the next read starts small again. */
+	cr_assert_eq(send(peer, "q", 1, 0), 1);
+	turn();
+	cr_assert_eq(send(peer, data, sizeof(data), 0), (ssize_t)sizeof(data));
+	third = l.counts.recvs;
+	turn();
+	cr_assert_eq(l.counts.recvs - third, first);
+	cr_assert_eq(seen.taken, 3 * sizeof(data) + 1);
 }

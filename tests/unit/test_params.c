@@ -74,6 +74,52 @@ Test(params, fingerprint_order_independent)
 	param_list_fini(&b);
 }
 
+/*
+ * The effective fingerprint is remembered between links; a change to either
+ * list must give the answer a fresh computation gives.
+ */
+static uint64_t effective_fresh(const struct param_list *defaults, const struct param_list *own)
+{
+	struct param_list copy;
+	uint64_t fp;
+
+	param_list_init(&copy);
+	param_list_copy(&copy, own);
+	fp = param_effective_fingerprint(defaults, &copy);
+	param_list_fini(&copy);
+	return fp;
+}
+
+Test(params, effective_fingerprint_follows_changes_to_either_list)
+{
+	struct param_list defaults, own;
+	uint64_t before;
+
+	param_list_init(&defaults);
+	param_list_init(&own);
+	cr_assert_eq(param_effective_fingerprint(&defaults, &own), 0);
+	param_set(&defaults, "DateStyle", "ISO, MDY");
+	param_set(&defaults, "application_name", "");
+	cr_assert_eq(param_effective_fingerprint(&defaults, &own), defaults.fingerprint);
+	param_set(&own, "application_name", "app");
+	before = param_effective_fingerprint(&defaults, &own);
+	cr_assert_eq(before, effective_fresh(&defaults, &own));
+	cr_assert_eq(param_effective_fingerprint(&defaults, &own), before);
+	param_set(&own, "application_name", "other");
+	cr_assert_neq(param_effective_fingerprint(&defaults, &own), before);
+	cr_assert_eq(param_effective_fingerprint(&defaults, &own),
+	             effective_fresh(&defaults, &own));
+	before = param_effective_fingerprint(&defaults, &own);
+	param_set(&defaults, "DateStyle", "German");
+	cr_assert_neq(param_effective_fingerprint(&defaults, &own), before);
+	cr_assert_eq(param_effective_fingerprint(&defaults, &own),
+	             effective_fresh(&defaults, &own));
+	param_remove(&own, "application_name");
+	cr_assert_eq(param_effective_fingerprint(&defaults, &own), defaults.fingerprint);
+	param_list_fini(&defaults);
+	param_list_fini(&own);
+}
+
 Test(params, effective_fingerprint_matches_synced_server)
 {
 	struct param_list defaults, own, server;
