@@ -31,6 +31,9 @@ enum sslmode {
 	SSLMODE_VERIFY_FULL
 };
 
+enum limiter_backend { LIMITER_LOCAL, LIMITER_REDIS };
+enum redis_failure_mode { REDIS_FAIL_LOCAL, REDIS_FAIL_OPEN, REDIS_FAIL_CLOSED };
+
 /* Integer overrides in [databases]/[users] use -1 for "inherit the global". */
 #define CONFIG_INHERIT (-1)
 
@@ -143,6 +146,12 @@ struct config {
 	int listen_backlog;              /* listen() queue per listener */
 	char *takeover_socket;           /* Unix socket handing listeners to --takeover; "" = off */
 	int metrics_percentiles;         /* bool: export the since-start percentile gauges */
+	int limiter;                     /* enum limiter_backend */
+	char *redis_url;                 /* limiter = redis: redis://... (config/redis_url.h) */
+	char *redis_password;            /* overrides the URL's; "" = the URL's */
+	char *redis_key_prefix;          /* in front of every key sluice writes */
+	int64_t redis_timeout_us;        /* longer without an answer = Redis down */
+	int redis_failure_mode;          /* enum redis_failure_mode */
 
 	/* Options PgBouncer files use (docs/migrating.md) */
 	char *logfile;                   /* log lines also appended here; "" = stderr only */

@@ -25,11 +25,32 @@ struct bucket {
 	int64_t burst;
 };
 
+struct redis_fleet;
+struct redis_link;
+
+/*
+ * limiter = redis: this process's share of a fleet bucket (redis_limiter.c).
+ * Tokens are leased from Redis in batches and spent here without asking.
+ */
+struct lease {
+	struct tenant_state *tenant; /* owner, for the refill's answer */
+	struct redis_fleet *fleet;   /* the store it is leased from, likewise */
+	double tokens;               /* leased, not spent; negative = debt of forced takes */
+	int64_t size;                /* tokens the last refill asked for */
+	int64_t expires_us;          /* unspent tokens are dropped then: a lease is short-lived */
+	int64_t refill_us;           /* a refill is in flight since then; 0 = none */
+	int64_t empty_until_us;      /* Redis said the fleet's bucket is empty until then */
+	int64_t failed_until_us;     /* the script failed for this bucket: failure mode until then */
+	double fleet_tokens;         /* tokens left in Redis after the last refill */
+	int64_t fleet_live;          /* live instances the fallback bucket was sized for */
+};
+
 struct tenant_state {
 	char *name;
 	struct tenant_state *next; /* registry chain */
 	pthread_mutex_t lock;      /* guards buckets (in-process limiter) */
-	struct bucket buckets[LIMIT_KINDS];
+	struct bucket buckets[LIMIT_KINDS]; /* in-process limiter; limiter = redis: the fallback */
+	struct lease leases[LIMIT_KINDS];   /* limiter = redis */
 	_Atomic int clients;                    /* logged-in clients */
 	_Atomic uint64_t admitted[LIMIT_KINDS]; /* tokens taken without waiting */
 	_Atomic uint64_t delayed[LIMIT_KINDS];  /* requests that waited, then got a token */
@@ -53,6 +74,18 @@ double tenant_current_rate(struct tenant_state *t, enum limit_kind kind, int64_t
 
 struct limiter;
 
+/* take(): no token and none can be had (limiter = redis, Redis down, failure mode closed). */
+#define LIMITER_UNAVAILABLE INT64_MAX
+
+/* What SHOW RATELIMITS and /metrics say about the limiter behind a bucket. */
+struct limiter_status {
+	const char *backend;  /* "local" or "redis" */
+	const char *state;    /* redis: "up", "down", "partial" (some workers connected); local: "" */
+	int64_t lease;        /* redis: tokens per lease; local: 0 */
+	int live;             /* redis: instances in the fleet; local: 1 */
+	double rtt_ms;        /* redis: the latest round trip */
+};
+
 struct limiter_ops {
 	/*
 	 * Take one token from each bucket in `kinds` (a mask of 1 << enum
@@ -61,16 +94,27 @@ struct limiter_ops {
 	 * `blocking` set to a kind that is short.  With `force` the tokens are
 	 * always taken, at most one burst into debt, for work that must not be
 	 * refused (statements inside a transaction).
+	 *
+	 * A shared limiter may also answer less than 0: not known yet (its
+	 * store has been asked), ask again after -return microseconds; it never
+	 * stays undecided longer than its timeout.  Or LIMITER_UNAVAILABLE:
+	 * refuse.  `link` is the calling worker's connection to the store
+	 * (NULL for the in-process limiter).
 	 */
-	int64_t (*take)(struct limiter *l, struct tenant_state *t, const struct tenant_limits *lim,
-	                unsigned kinds, int64_t now_us, bool force, enum limit_kind *blocking);
+	int64_t (*take)(struct limiter *l, struct redis_link *link, struct tenant_state *t,
+	                const struct tenant_limits *lim, unsigned kinds, int64_t now_us, bool force,
+	                enum limit_kind *blocking);
 	/* Tokens in the bucket now, for SHOW RATELIMITS. */
 	double (*peek)(struct limiter *l, struct tenant_state *t, enum limit_kind kind,
 	               const struct rate *r, int64_t burst, int64_t now_us);
+	/* Backend, lease size and store state of one bucket. */
+	void (*status)(struct limiter *l, struct tenant_state *t, enum limit_kind kind,
+	               const struct rate *r, int64_t burst, struct limiter_status *out);
 };
 
 struct limiter {
 	const struct limiter_ops *ops;
+	struct redis_fleet *fleet; /* limiter = redis: the store and the fleet; NULL = local */
 };
 
 /* The in-process limiter: buckets inside each tenant_state, one mutex per tenant. */

@@ -87,6 +87,7 @@ struct worker {
 	struct pstmt_registry prepared;   /* distinct prepared statements of all clients */
 	struct qstats *qstats;            /* query insights (qstats.h); NULL until first used */
 	struct pause_state pause;         /* console PAUSE/SUSPEND/DISABLE of this worker */
+	struct redis_link *redis;         /* limiter = redis: this worker's connection; else NULL */
 	struct event *stats_timer;        /* stats_period tick; NULL while stats_period is 0 */
 	int64_t stats_period_us;          /* period stats_timer is armed with; 0 = off */
 	int64_t stats_tick_us;            /* time of the last stats tick */

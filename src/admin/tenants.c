@@ -175,6 +175,8 @@ static const struct console_col ratelimits_cols[] = {
     {"tenant", ADMIN_TEXT},   {"limit", ADMIN_TEXT},     {"rate", ADMIN_TEXT},
     {"burst", ADMIN_INT8},    {"tokens", ADMIN_NUMERIC}, {"current_rate", ADMIN_NUMERIC},
     {"admitted", ADMIN_INT8}, {"delayed", ADMIN_INT8},   {"rejected", ADMIN_INT8},
+    {"backend", ADMIN_TEXT},  {"lease", ADMIN_INT8},     {"instances", ADMIN_INT8},
+    {"redis_state", ADMIN_TEXT}, {"redis_rtt_ms", ADMIN_NUMERIC},
 };
 
 static void ratelimit_rows(struct console_conn *conn, struct tenant_state *t,
@@ -188,6 +190,7 @@ static void ratelimit_rows(struct console_conn *conn, struct tenant_state *t,
 	for (int k = 0; k < LIMIT_KINDS; k++) {
 		const struct tenant_limits *l = &def->limits;
 		int64_t burst = tenant_burst(l, k);
+		struct limiter_status st;
 		struct cells r = {0};
 
 		if (l->rate[k].count <= 0)
@@ -201,6 +204,12 @@ static void ratelimit_rows(struct console_conn *conn, struct tenant_state *t,
 		cell(&r, "%" PRIu64, atomic_load(&t->admitted[k]));
 		cell(&r, "%" PRIu64, atomic_load(&t->delayed[k]));
 		cell(&r, "%" PRIu64, atomic_load(&t->rejected[k]));
+		lim->ops->status(lim, t, k, &l->rate[k], burst, &st);
+		cell(&r, "%s", st.backend);
+		cell(&r, "%lld", (long long)st.lease);
+		cell(&r, "%d", st.live);
+		cell(&r, "%s", st.state);
+		cell(&r, "%.3f", st.rtt_ms);
 		console_reply_row(conn, r.n, r.vals);
 	}
 }

@@ -11,12 +11,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "base/syslogger.h"
 
 #include "config/databases.h"
 #include "config/env.h"
 #include "config/file.h"
 #include "config/msg.h"
+#include "config/redis_url.h"
 #include "config/tenant.h"
 #include "config/url.h"
 #include "config/value.h"
@@ -202,6 +205,30 @@ static void validate_compat(const struct config *cfg, struct config_error *err)
 		              cfg->auth_dbname);
 }
 
+/* limiter = redis needs a redis_url that parses; a bad one is refused even when unused. */
+static void validate_redis(const struct config *cfg, struct config_error *err)
+{
+	struct redis_url url;
+	char msg[MSG_MAX];
+
+	if (cfg->limiter == LIMITER_REDIS && cfg->redis_url[0] == '\0')
+		msg_set_error(err, "%s: limiter = redis needs redis_url", cfg->source);
+	if (cfg->redis_url[0] == '\0')
+		return;
+	if (redis_url_parse(cfg->redis_url, &url, msg, sizeof(msg)) < 0) {
+		msg_set_error(err, "%s: redis_url: %s", cfg->source, msg);
+		return;
+	}
+	OPENSSL_cleanse(url.password, sizeof(url.password));
+	/* Debian 12's hiredis is 0.14, without the TLS of hiredis 1.x. */
+	if (url.tls)
+		msg_set_error(err,
+		              "%s: redis_url: rediss:// (TLS) is not available: this sluice is built "
+		              "with hiredis 0.14, which has no TLS; use redis:// over a trusted "
+		              "network or a TLS tunnel",
+		              cfg->source);
+}
+
 static int validate_all(const struct config *cfg, struct config_error *err)
 {
 	const char *src = cfg->source;
@@ -209,6 +236,7 @@ static int validate_all(const struct config *cfg, struct config_error *err)
 
 	validate_pools(cfg, err);
 	validate_compat(cfg, err);
+	validate_redis(cfg, err);
 	if (cfg->listen_addr[0] == '\0' && cfg->unix_socket_dir[0] == '\0')
 		msg_set_error(err,
 		              "%s: nothing to listen on: listen_addr and unix_socket_dir are empty",

@@ -117,6 +117,25 @@ static const char *const log_level_names[] = {"error", "warn", "info", "debug", 
 static const char *const log_format_names[] = {"text", "json", NULL};
 static const char *const sslmode_names[] = {"disable",   "allow",       "prefer", "require",
                                             "verify-ca", "verify-full", NULL};
+static const char *const limiter_names[] = {"local", "redis", NULL};
+static const char *const redis_failure_mode_names[] = {"local", "open", "closed", NULL};
+
+/*
+ * The shared limiter's options need a restart: each worker's Redis
+ * connection, the key layout and the fleet's view of this instance are set
+ * up once, at start.
+ */
+#define OPT_RESTART_ENUM(field, def, names, text)                                                  \
+	{                                                                                          \
+		.name = #field, .type = CONFIG_ENUM, .offset = FIELD(int, field),                  \
+		.default_value = def, .enum_names = names, .reload = RELOAD_RESTART, .help = text  \
+	}
+#define OPT_RESTART_DURATION(key, def, lo, text)                                                   \
+	{                                                                                          \
+		.name = #key, .type = CONFIG_DURATION, .offset = FIELD(int64_t, key##_us),         \
+		.default_value = def, .min = lo, .max = MAX_DURATION, .reload = RELOAD_RESTART,    \
+		.help = text                                                                       \
+	}
 
 static const struct config_option options[] = {
     OPT_STRING(listen_addr, "127.0.0.1", RELOAD_RESTART,
@@ -331,6 +350,25 @@ static const struct config_option options[] = {
     OPT_DURATION(transaction_timeout, "0",
                  "Close a client whose transaction has been open this long, idle or not "
                  "(25P03 or 57014, see docs/timeouts.md); 0 = off. Also per user."),
+    OPT_RESTART_ENUM(limiter, "local", limiter_names,
+                     "Where tenant rate limits are kept: local (each sluice process has its own "
+                     "buckets) or redis (one budget shared by every sluice on redis_url; "
+                     "docs/tenants.md)."),
+    OPT_STRING(redis_url, "", RELOAD_RESTART,
+               "Redis for limiter = redis: redis://[user:password@]host[:port][/db]; "
+               "rediss:// needs a hiredis built with TLS."),
+    OPT_STRING(redis_password, "", RELOAD_RESTART,
+               "Password for redis_url, instead of one in the URL (so it can come from "
+               "SLUICE_REDIS_PASSWORD_FILE); empty = the URL's."),
+    OPT_STRING(redis_key_prefix, "sluice:", RELOAD_RESTART,
+               "Prefix of every Redis key sluice writes; fleets sharing one Redis with "
+               "separate budgets use different prefixes."),
+    OPT_RESTART_DURATION(redis_timeout, "100ms", 1000,
+                         "A Redis answer (or connect) later than this counts as Redis down; no "
+                         "request waits longer than this because of Redis."),
+    OPT_RESTART_ENUM(redis_failure_mode, "local", redis_failure_mode_names,
+                     "While Redis is down: local (each instance enforces rate / instances "
+                     "last seen), open (admit), closed (refuse with 53400)."),
 };
 
 const struct config_option *config_options(size_t *count)

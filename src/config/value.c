@@ -15,6 +15,7 @@
 #include <openssl/crypto.h>
 
 #include "config/msg.h"
+#include "config/redis_url.h"
 
 #define NKEYS(table) (sizeof(table) / sizeof((table)[0]))
 
@@ -187,7 +188,13 @@ void config_format_value(const struct config *cfg, const struct config_option *o
 		value_format_number(opt->type, *(const int64_t *)field, buf, len);
 		return;
 	case CONFIG_STRING:
-		snprintf(buf, len, "%s", *(char *const *)field);
+		/* SHOW CONFIG and reload logs: the Redis password never shows. */
+		if (strcmp(opt->name, "redis_url") == 0)
+			redis_url_mask(*(char *const *)field, buf, len);
+		else if (strcmp(opt->name, "redis_password") == 0 && **(char *const *)field != '\0')
+			snprintf(buf, len, "********");
+		else
+			snprintf(buf, len, "%s", *(char *const *)field);
 		return;
 	case CONFIG_ENUM:
 		snprintf(buf, len, "%s", opt->enum_names[*(const int *)field]);

@@ -41,13 +41,14 @@ int64_t bucket_take(struct bucket *b, const struct rate *r, int64_t burst, int64
 	return (int64_t)(missing * (double)r->period_us / (double)r->count) + 1;
 }
 
-static int64_t local_take(struct limiter *l, struct tenant_state *t,
+static int64_t local_take(struct limiter *l, struct redis_link *link, struct tenant_state *t,
                           const struct tenant_limits *lim, unsigned kinds, int64_t now_us,
                           bool force, enum limit_kind *blocking)
 {
 	int64_t wait = 0, need;
 
 	(void)l;
+	(void)link;
 	pthread_mutex_lock(&t->lock);
 	for (int k = 0; k < LIMIT_KINDS && !force; k++) {
 		if (!(kinds & (1u << k)) || lim->rate[k].count <= 0)
@@ -83,7 +84,19 @@ static double local_peek(struct limiter *l, struct tenant_state *t, enum limit_k
 	return tokens;
 }
 
-const struct limiter_ops limiter_local_ops = {.take = local_take, .peek = local_peek};
+static void local_status(struct limiter *l, struct tenant_state *t, enum limit_kind kind,
+                         const struct rate *r, int64_t burst, struct limiter_status *out)
+{
+	(void)l;
+	(void)t;
+	(void)kind;
+	(void)r;
+	(void)burst;
+	*out = (struct limiter_status){.backend = "local", .state = "", .lease = 0, .live = 1};
+}
+
+const struct limiter_ops limiter_local_ops = {
+    .take = local_take, .peek = local_peek, .status = local_status};
 
 void tenant_note_taken(struct tenant_state *t, unsigned kinds, int64_t now_us)
 {

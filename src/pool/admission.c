@@ -35,9 +35,19 @@ static void send_refusal(struct client *c, const char *severity, enum limit_kind
 	char rate[32], msg[256], hint[96];
 
 	tenant_format_rate(&p->set.limits->rate[kind], rate, sizeof(rate));
-	snprintf(msg, sizeof(msg), "rate limit exceeded for tenant \"%s\": %s %s", p->tenant,
-	         limit_names[kind], rate);
-	snprintf(hint, sizeof(hint), "retry after %lld ms", (long long)((wait_us + 999) / 1000));
+	if (wait_us == LIMITER_UNAVAILABLE) {
+		/* limiter = redis, Redis down, redis_failure_mode = closed. */
+		snprintf(msg, sizeof(msg),
+		         "rate limit for tenant \"%s\" cannot be checked: %s %s is shared through "
+		         "Redis, which is unavailable",
+		         p->tenant, limit_names[kind], rate);
+		snprintf(hint, sizeof(hint), "retry later (redis_failure_mode = closed)");
+	} else {
+		snprintf(msg, sizeof(msg), "rate limit exceeded for tenant \"%s\": %s %s",
+		         p->tenant, limit_names[kind], rate);
+		snprintf(hint, sizeof(hint), "retry after %lld ms",
+		         (long long)((wait_us + 999) / 1000));
+	}
 	/* Debug only: a tenant over its rate would otherwise flood the log; SHOW RATELIMITS counts.
 	 */
 	clog(c, LOG_DEBUG, "%s %s: %s (%s)", severity, SQLSTATE_CONFIGURATION_LIMIT, msg, hint);
@@ -59,8 +69,19 @@ static enum admit take_or_wait(struct client *c, unsigned kinds, enum limit_kind
 	struct pool *p = c->pool;
 	struct limiter *l = &c->w->shared->limiter;
 	int64_t now = worker_now_us(c->w);
-	int64_t wait = l->ops->take(l, p->ts, p->set.limits, kinds, now, false, kind);
+	int64_t wait = l->ops->take(l, c->w->redis, p->ts, p->set.limits, kinds, now, false, kind);
 
+	if (wait < 0) {
+		/* A shared limiter is fetching tokens: look again shortly (bounded by redis_timeout). */
+		conn_suspend(&c->conn, SUSPEND_THROTTLE);
+		client_arm_timer(c, -wait);
+		return ADMIT_WAIT;
+	}
+	if (wait == LIMITER_UNAVAILABLE) {
+		c->throttle_deadline_us = 0;
+		*wait_us = wait;
+		return ADMIT_REFUSED;
+	}
 	if (wait == 0) {
 		tenant_note_taken(p->ts, kinds, now);
 		for (int k = 0; k < LIMIT_KINDS; k++)
@@ -143,7 +164,7 @@ enum admit admission_request(struct client *c, uint8_t type)
 		/* Inside a transaction: counted, never refused. */
 		struct limiter *l = &c->w->shared->limiter;
 
-		l->ops->take(l, c->pool->ts, c->pool->set.limits, 1u << LIMIT_QUERY,
+		l->ops->take(l, c->w->redis, c->pool->ts, c->pool->set.limits, 1u << LIMIT_QUERY,
 		             worker_now_us(c->w), true, &kind);
 		tenant_note_taken(c->pool->ts, 1u << LIMIT_QUERY, worker_now_us(c->w));
 		atomic_fetch_add(&c->pool->ts->admitted[LIMIT_QUERY], 1);

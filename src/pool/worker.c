@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "auth/scram.h"
+#include "limit/redis_link.h"
 #include "net/snapshot.h"
 #include "pool/auth_query.h"
 #include "pool/client.h"
@@ -138,6 +139,10 @@ struct worker *worker_new(struct worker_shared *shared, int id, struct snapshot 
 	stats_arm(w);
 	if (cancel_map_init(&w->cancels) < 0)
 		goto fail;
+	/* limiter = redis: this worker's own connection, on its own loop. */
+	if (shared->limiter.fleet != NULL &&
+	    (w->redis = redis_link_new(shared->limiter.fleet, w->loop.base, w->loop.dns)) == NULL)
+		goto fail;
 	/* Unknown users go through a full SCRAM exchange against this, then fail. */
 	RAND_bytes(salt, sizeof(salt));
 	if (scram_secret_from_password("", salt, sizeof(salt), SCRAM_ITERATIONS, &w->dummy_secret) <
@@ -211,6 +216,8 @@ void worker_free(struct worker *w)
 		event_free(w->unused_timer);
 	if (w->inbox.wake != NULL)
 		inbox_fini(&w->inbox);
+	/* Before the loop: freeing the link fails its pending refills, which touch no client. */
+	redis_link_free(w->redis);
 	loop_fini(&w->loop);
 	cancel_map_fini(&w->cancels);
 	pause_state_fini(&w->pause);

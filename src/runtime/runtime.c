@@ -15,6 +15,8 @@
 
 #include "base/syslogger.h"
 #include "config/console_auth.h"
+#include "limit/redis_limiter.h"
+#include "limit/redis_link.h"
 #include "runtime/listener.h"
 #include "runtime/metrics_http.h"
 #include "observe/statslog.h"
@@ -319,6 +321,17 @@ int runtime_init(struct runtime *rt, const char *config_path, const char *upstre
 	atomic_init(&rt->shared.nclients, 0);
 	quota_registry_init(&rt->shared.quotas);
 	rt->shared.limiter.ops = &limiter_local_ops;
+	if (cfg->limiter == LIMITER_REDIS &&
+	    redis_limiter_init(&rt->shared.limiter, cfg, &rt->log, cfg->workers, err,
+	                       sizeof(err)) < 0) {
+		log_error(&rt->log, "limiter = redis: %s", err);
+		return -1;
+	}
+	if (rt->shared.limiter.fleet != NULL)
+		log_info(&rt->log, "limiter = redis: %s:%d db %d, key prefix \"%s\", instance %s",
+		         rt->shared.limiter.fleet->url.host, rt->shared.limiter.fleet->url.port,
+		         rt->shared.limiter.fleet->url.db, rt->shared.limiter.fleet->prefix,
+		         rt->shared.limiter.fleet->instance);
 	if (login_delay_init(&rt->shared.failures) < 0)
 		return -1;
 	rt->base = event_base_new();
@@ -399,6 +412,7 @@ void runtime_fini(struct runtime *rt)
 	ip_limiter_fini(&rt->ip_logins);
 	login_delay_fini(&rt->shared.failures);
 	quota_registry_fini(&rt->shared.quotas);
+	redis_limiter_fini(&rt->shared.limiter); /* after the workers: their links point at it */
 	if (rt->inbox.wake != NULL)
 		inbox_fini(&rt->inbox);
 	if (rt->snap != NULL) {

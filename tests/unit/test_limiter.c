@@ -75,14 +75,14 @@ Test(limiter, take_is_all_or_none_across_kinds)
 	lim.rate[LIMIT_QUERY] = (struct rate){.count = 10, .period_us = SEC};
 	lim.rate[LIMIT_TRANSACTION] = (struct rate){.count = 1, .period_us = SEC};
 	lim.burst[LIMIT_TRANSACTION] = 1;
-	cr_assert_eq(l.ops->take(&l, t, &lim, both, SEC, false, &blocking), 0);
-	cr_assert_gt(l.ops->take(&l, t, &lim, both, SEC, false, &blocking), 0);
+	cr_assert_eq(l.ops->take(&l, NULL, t, &lim, both, SEC, false, &blocking), 0);
+	cr_assert_gt(l.ops->take(&l, NULL, t, &lim, both, SEC, false, &blocking), 0);
 	cr_assert_eq(blocking, LIMIT_TRANSACTION);
 	/* The refused take left the query bucket alone: 9 of 10 remain. */
 	cr_assert_float_eq(l.ops->peek(&l, t, LIMIT_QUERY, &lim.rate[LIMIT_QUERY], 10, SEC), 9.0,
 	                   1e-9);
 	/* A kind with no rate is never a limit. */
-	cr_assert_eq(l.ops->take(&l, t, &lim, 1u << LIMIT_CONNECT, SEC, false, &blocking), 0);
+	cr_assert_eq(l.ops->take(&l, NULL, t, &lim, 1u << LIMIT_CONNECT, SEC, false, &blocking), 0);
 }
 
 /* ---- connect_rate_per_ip ---- */

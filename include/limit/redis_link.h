@@ -1,0 +1,95 @@
+/*
+ * Redis for the shared limiter (limiter = redis): a `struct redis_fleet`
+ * per process (the URL, the key prefix, this instance's name in the fleet,
+ * how many instances are alive, and the counters /metrics and SHOW
+ * RATELIMITS report), and a `struct redis_link` per worker: one hiredis
+ * connection driven by the worker's own event_base through hiredis'
+ * libevent adapter, so no call ever blocks a loop.  The host name is
+ * resolved with the loop's evdns, the connection made without blocking,
+ * and every answer is awaited at most redis_timeout: later, the link is
+ * closed and made again with a backoff of 100 ms doubling to 1 s.
+ *
+ * Scripts run with EVALSHA; a NOSCRIPT answer (a restarted or flushed
+ * Redis) sends the script itself with EVAL, which also caches it again.
+ * Each link also beats for the instance every second: a sorted set of
+ * instances scored by Redis' time, from which the live count comes.
+ */
+#ifndef SLUICE_REDIS_LINK_H
+#define SLUICE_REDIS_LINK_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/log.h"
+#include "config/redis_url.h"
+
+struct config;
+struct event_base;
+struct evdns_base;
+struct redisReply;
+
+enum redis_state { REDIS_DOWN, REDIS_CONNECTING, REDIS_UP };
+
+/* Round-trip histogram buckets (upper bounds in microseconds), for /metrics. */
+#define REDIS_RTT_BUCKETS 12
+extern const int64_t redis_rtt_le_us[REDIS_RTT_BUCKETS];
+
+struct redis_script {
+	const char *body; /* Lua */
+	char sha[41];     /* its SHA-1 in hex, for EVALSHA */
+};
+
+struct redis_fleet {
+	struct redis_url url;          /* parsed redis_url, password from redis_password if set */
+	char prefix[128];              /* redis_key_prefix */
+	char instance[96];             /* this process in the instance set: host:pid:random */
+	int64_t timeout_us;            /* redis_timeout */
+	int failure_mode;              /* enum redis_failure_mode */
+	const struct logger *log;      /* shared */
+	struct redis_script take;      /* the bucket script (redis_limiter.c) */
+	struct redis_script beat;      /* the heartbeat script */
+	int nlinks;                    /* one per worker */
+	_Atomic int links_up;          /* of those, connected and answering */
+	_Atomic int live;              /* instances that beat within the last 3 s (>= 1) */
+	_Atomic uint64_t errors;       /* failed connects, timeouts, error answers */
+	_Atomic int64_t last_rtt_us;   /* latest round trip */
+	_Atomic uint64_t rtt_count;    /* round trips measured */
+	_Atomic uint64_t rtt_sum_us;   /* their sum */
+	_Atomic uint64_t rtt_buckets[REDIS_RTT_BUCKETS]; /* cumulative counts are made on read */
+	_Atomic int64_t last_log_us;   /* error lines are at most one per second per process */
+};
+
+/* `take_script` is the limiter's Lua; NULL and `msg` on a bad URL or no memory. */
+struct redis_fleet *redis_fleet_new(const struct config *cfg, const struct logger *log,
+                                    const char *take_script, int nlinks, char *msg, size_t len);
+void redis_fleet_free(struct redis_fleet *f);
+/* "up" (every link), "down" (none), "partial" (some), for SHOW RATELIMITS. */
+const char *redis_fleet_state(struct redis_fleet *f);
+/* Logs at warn unless a line was written less than a second ago (then at debug). */
+void redis_fleet_log(struct redis_fleet *f, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+struct redis_link;
+
+/*
+ * The answer to a script, on the link's loop: `reply` is Redis' (an error
+ * answer included), or NULL when the link failed or timed out first.
+ */
+typedef void (*redis_reply_fn)(void *arg, const struct redisReply *reply);
+
+/* A link on `base`; it starts connecting when the loop runs. */
+struct redis_link *redis_link_new(struct redis_fleet *f, struct event_base *base,
+                                  struct evdns_base *dns);
+/* Fails what is pending (their callbacks see NULL) and frees; on the link's thread or after it. */
+void redis_link_free(struct redis_link *l);
+bool redis_link_is_up(const struct redis_link *l);
+/*
+ * EVALSHA `s` with one key and `nargs` arguments.  Returns 0 when sent (fn
+ * will be called exactly once), -1 when the link is not up (fn is not called).
+ */
+int redis_link_eval(struct redis_link *l, const struct redis_script *s, const char *key,
+                    const char *const *args, int nargs, redis_reply_fn fn, void *arg);
+
+#endif

@@ -1,0 +1,361 @@
+/*
+ * The shared limiter; see redis_limiter.h.  The lease state of a bucket is
+ * in the tenant's state (struct lease, limiter.h) under the tenant's mutex;
+ * refills go out on the calling worker's link after the mutex is released
+ * and come back on that worker's loop.
+ */
+#include "limit/redis_limiter.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "config/config.h"
+#include "limit/redis_link.h"
+
+#define UNDECIDED_RETRY_US INT64_C(1000)    /* a request waiting for a refill looks again */
+#define SCRIPT_RETRY_US    INT64_C(1000000) /* after the script failed for a bucket */
+#define KEY_MAX            320
+
+static const char *const kind_keys[LIMIT_KINDS] = {"query", "transaction", "connect"};
+
+/*
+ * KEYS[1]: the bucket.  ARGV: count, period (us), burst, tokens wanted, key
+ * TTL (ms).  Refills by Redis' clock, grants what it has up to the wish
+ * and, when empty, says in how many microseconds one token will be there.
+ * A bucket whose limit changed (a reload) starts full, as the local one
+ * does.  Numbers are stored as text with all their digits (Lua's tostring
+ * would keep 14).  Returns {granted, wait_us, tokens_left * 1000}.
+ */
+static const char take_script[] =
+    "if redis.replicate_commands then redis.replicate_commands() end\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "local count, period = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+    "local burst, want = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "local limit = ARGV[1] .. '/' .. ARGV[2] .. '/' .. ARGV[3]\n"
+    "local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'limit')\n"
+    "local tokens, ts = tonumber(b[1]), tonumber(b[2])\n"
+    "if tokens == nil or ts == nil or b[3] ~= limit then\n"
+    "  tokens = burst\n"
+    "elseif now > ts then\n"
+    "  tokens = math.min(burst, tokens + (now - ts) * count / period)\n"
+    "end\n"
+    "local granted, wait = 0, 0\n"
+    "if tokens >= 1 then\n"
+    "  granted = math.min(want, math.floor(tokens))\n"
+    "  tokens = tokens - granted\n"
+    "else\n"
+    "  wait = math.ceil((1 - tokens) * period / count)\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens),\n"
+    "           'ts', string.format('%.0f', now), 'limit', limit)\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
+    "return {granted, wait, math.floor(tokens * 1000)}\n";
+
+int64_t lease_size(const struct rate *r, int64_t burst, int live)
+{
+	double want;
+	int64_t size, cap;
+
+	if (live < 1)
+		live = 1;
+	want = (double)r->count * (double)LEASE_WINDOW_US / (double)r->period_us / live;
+	size = (int64_t)want;
+	if ((double)size < want)
+		size++; /* rounded up */
+	cap = burst / (2 * (int64_t)live);
+	if (size > cap)
+		size = cap;
+	return size < 1 ? 1 : size;
+}
+
+static int64_t clock_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* The fallback bucket of failure mode local: this instance's share of the rate. */
+static void fallback_limit(const struct rate *r, int64_t burst, int live, struct rate *out,
+                           int64_t *out_burst)
+{
+	if (live < 1)
+		live = 1;
+	out->count = r->count;
+	out->period_us = r->period_us * live;
+	*out_burst = burst / live > 0 ? burst / live : 1;
+}
+
+/* Can the lease be used now, or does redis_failure_mode decide? */
+static bool lease_usable(const struct redis_fleet *f, const struct lease *le, bool up,
+                         int64_t now)
+{
+	if (!up || le->failed_until_us > now)
+		return false;
+	/* A refill past redis_timeout: the link will notice; the request must not wait for it. */
+	return le->refill_us == 0 || now - le->refill_us < f->timeout_us;
+}
+
+/* What one kind needs before the request may go. */
+struct verdict {
+	int64_t wait;      /* > 0: no token until then */
+	int64_t undecided; /* > 0: a refill is out; look again after this */
+	bool refuse;       /* failure mode closed */
+};
+
+static void judge_fallback(struct redis_fleet *f, struct tenant_state *t, int k,
+                           const struct rate *r, int64_t burst, int64_t now, bool force,
+                           struct verdict *v)
+{
+	struct rate fr;
+	int64_t fb;
+
+	if (f->failure_mode == REDIS_FAIL_OPEN || force)
+		return;
+	if (f->failure_mode == REDIS_FAIL_CLOSED) {
+		v->refuse = true;
+		return;
+	}
+	fallback_limit(r, burst, atomic_load(&f->live), &fr, &fb);
+	bucket_refill(&t->buckets[k], &fr, fb, now);
+	if (t->buckets[k].tokens < 1.0)
+		v->wait = bucket_take(&t->buckets[k], &fr, fb, now, false);
+}
+
+static void judge_lease(struct redis_fleet *f, struct lease *le, int64_t now, bool force,
+                        struct verdict *v)
+{
+	if (force || le->tokens >= 1.0)
+		return;
+	if (le->empty_until_us > now) {
+		v->wait = le->empty_until_us - now;
+		return;
+	}
+	/* A refill is out, or is sent below: the answer is due within redis_timeout. */
+	v->undecided = le->refill_us != 0 ? le->refill_us + f->timeout_us - now : f->timeout_us;
+	if (v->undecided > UNDECIDED_RETRY_US)
+		v->undecided = UNDECIDED_RETRY_US;
+	if (v->undecided < 1)
+		v->undecided = 1;
+}
+
+static void spend(struct redis_fleet *f, struct tenant_state *t, int k, const struct rate *r,
+                  int64_t burst, bool usable, int64_t now)
+{
+	struct lease *le = &t->leases[k];
+	struct rate fr;
+	int64_t fb;
+
+	if (usable) {
+		le->tokens -= 1.0;
+		if (le->tokens < -(double)burst)
+			le->tokens = -(double)burst;
+	} else if (f->failure_mode == REDIS_FAIL_LOCAL) {
+		fallback_limit(r, burst, atomic_load(&f->live), &fr, &fb);
+		bucket_take(&t->buckets[k], &fr, fb, now, true);
+	}
+}
+
+/* One refill to send once the mutex is released. */
+struct refill {
+	struct lease *lease;
+	char key[KEY_MAX];
+	char args[5][24];
+};
+
+static void refill_done(void *arg, const struct redisReply *reply);
+
+static void plan_refill(struct redis_fleet *f, struct tenant_state *t, int k,
+                        const struct rate *r, int64_t burst, int64_t now, struct refill *out)
+{
+	struct lease *le = &t->leases[k];
+	int64_t ttl_ms = burst * r->period_us / r->count / 1000 + 1000;
+
+	le->refill_us = now;
+	out->lease = le;
+	snprintf(out->key, sizeof(out->key), "%sbucket:%s:%s", f->prefix, t->name, kind_keys[k]);
+	snprintf(out->args[0], sizeof(out->args[0]), "%lld", (long long)r->count);
+	snprintf(out->args[1], sizeof(out->args[1]), "%lld", (long long)r->period_us);
+	snprintf(out->args[2], sizeof(out->args[2]), "%lld", (long long)burst);
+	snprintf(out->args[3], sizeof(out->args[3]), "%lld", (long long)le->size);
+	snprintf(out->args[4], sizeof(out->args[4]), "%lld", (long long)ttl_ms);
+}
+
+static void send_refills(struct redis_link *link, struct tenant_state *t, struct refill *plan,
+                         int n)
+{
+	for (int i = 0; i < n; i++) {
+		const char *args[5];
+
+		for (int a = 0; a < 5; a++)
+			args[a] = plan[i].args[a];
+		if (redis_link_eval(link, &plan[i].lease->fleet->take, plan[i].key, args, 5,
+		                    refill_done, plan[i].lease) < 0) {
+			pthread_mutex_lock(&t->lock);
+			plan[i].lease->refill_us = 0;
+			pthread_mutex_unlock(&t->lock);
+		}
+	}
+}
+
+static int64_t redis_take(struct limiter *l, struct redis_link *link, struct tenant_state *t,
+                          const struct tenant_limits *lim, unsigned kinds, int64_t now,
+                          bool force, enum limit_kind *blocking)
+{
+	struct redis_fleet *f = l->fleet;
+	bool up = redis_link_is_up(link), usable[LIMIT_KINDS] = {false};
+	int live = atomic_load(&f->live), nplan = 0;
+	struct verdict all = {0};
+	struct refill plan[LIMIT_KINDS];
+
+	pthread_mutex_lock(&t->lock);
+	for (int k = 0; k < LIMIT_KINDS; k++) {
+		struct lease *le = &t->leases[k];
+		int64_t burst = tenant_burst(lim, k);
+		struct verdict v = {0};
+
+		if (!(kinds & (1u << k)) || lim->rate[k].count <= 0)
+			continue;
+		le->tenant = t;
+		le->fleet = f;
+		le->size = lease_size(&lim->rate[k], burst, live);
+		if (le->expires_us != 0 && now >= le->expires_us && le->tokens > 0) {
+			le->tokens = 0;
+			le->expires_us = 0;
+		}
+		usable[k] = lease_usable(f, le, up, now);
+		if (usable[k])
+			judge_lease(f, le, now, force, &v);
+		else
+			judge_fallback(f, t, k, &lim->rate[k], burst, now, force, &v);
+		if (v.refuse && !all.refuse) {
+			all.refuse = true;
+			*blocking = (enum limit_kind)k;
+		}
+		if (v.wait > all.wait) {
+			all.wait = v.wait;
+			if (!all.refuse)
+				*blocking = (enum limit_kind)k;
+		}
+		if (v.undecided > all.undecided)
+			all.undecided = v.undecided;
+	}
+	for (int k = 0; k < LIMIT_KINDS; k++) {
+		struct lease *le = &t->leases[k];
+
+		if (!(kinds & (1u << k)) || lim->rate[k].count <= 0)
+			continue;
+		if (!all.refuse && all.wait == 0 && all.undecided == 0)
+			spend(f, t, k, &lim->rate[k], tenant_burst(lim, k), usable[k], now);
+		/* Half the lease gone (or none held): the next batch is asked for now. */
+		if (usable[k] && le->refill_us == 0 && le->empty_until_us <= now &&
+		    le->tokens <= (double)le->size / 2.0)
+			plan_refill(f, t, k, &lim->rate[k], tenant_burst(lim, k), now, &plan[nplan++]);
+	}
+	pthread_mutex_unlock(&t->lock);
+	send_refills(link, t, plan, nplan);
+	if (all.refuse)
+		return LIMITER_UNAVAILABLE;
+	if (all.wait > 0)
+		return all.wait;
+	return -all.undecided;
+}
+
+static void refill_done(void *arg, const struct redisReply *reply)
+{
+	struct lease *le = arg;
+	struct tenant_state *t = le->tenant;
+	int k = (int)(le - t->leases);
+	int64_t now = clock_us();
+	bool ok = reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3;
+
+	for (size_t i = 0; ok && i < 3; i++)
+		ok = reply->element[i]->type == REDIS_REPLY_INTEGER;
+	pthread_mutex_lock(&t->lock);
+	le->refill_us = 0;
+	if (ok) {
+		long long granted = reply->element[0]->integer, wait = reply->element[1]->integer;
+
+		le->failed_until_us = 0;
+		le->fleet_tokens = (double)reply->element[2]->integer / 1000.0;
+		if (granted > 0) {
+			le->tokens += (double)granted;
+			le->expires_us = now + LEASE_TTL_US;
+			le->empty_until_us = 0;
+		} else {
+			le->empty_until_us = now + (wait > 0 ? wait : 1);
+		}
+	} else if (reply != NULL) {
+		le->failed_until_us = now + SCRIPT_RETRY_US;
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (reply != NULL && !ok)
+		redis_fleet_log(le->fleet,
+		                "bucket script failed for tenant \"%s\" %s_rate (key %sbucket:%s:%s): "
+		                "%.200s; redis_failure_mode applies to it for 1 s",
+		                t->name, kind_keys[k], le->fleet->prefix, t->name, kind_keys[k],
+		                reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer");
+}
+
+static double redis_peek(struct limiter *l, struct tenant_state *t, enum limit_kind kind,
+                         const struct rate *r, int64_t burst, int64_t now_us)
+{
+	struct redis_fleet *f = l->fleet;
+	double tokens;
+
+	pthread_mutex_lock(&t->lock);
+	if (atomic_load(&f->links_up) > 0) {
+		tokens = t->leases[kind].tokens;
+	} else {
+		struct rate fr;
+		int64_t fb;
+
+		fallback_limit(r, burst, atomic_load(&f->live), &fr, &fb);
+		bucket_refill(&t->buckets[kind], &fr, fb, now_us);
+		tokens = t->buckets[kind].tokens;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return tokens;
+}
+
+static void redis_status(struct limiter *l, struct tenant_state *t, enum limit_kind kind,
+                         const struct rate *r, int64_t burst, struct limiter_status *out)
+{
+	struct redis_fleet *f = l->fleet;
+	int live = atomic_load(&f->live);
+
+	(void)t;
+	(void)kind;
+	*out = (struct limiter_status){
+	    .backend = "redis",
+	    .state = redis_fleet_state(f),
+	    .lease = lease_size(r, burst, live),
+	    .live = live,
+	    .rtt_ms = (double)atomic_load(&f->last_rtt_us) / 1000.0,
+	};
+}
+
+const struct limiter_ops limiter_redis_ops = {
+    .take = redis_take, .peek = redis_peek, .status = redis_status};
+
+int redis_limiter_init(struct limiter *l, const struct config *cfg, const struct logger *log,
+                       int nworkers, char *msg, size_t len)
+{
+	l->fleet = redis_fleet_new(cfg, log, take_script, nworkers, msg, len);
+	if (l->fleet == NULL)
+		return -1;
+	l->ops = &limiter_redis_ops;
+	return 0;
+}
+
+void redis_limiter_fini(struct limiter *l)
+{
+	redis_fleet_free(l->fleet);
+	l->fleet = NULL;
+}
