@@ -40,18 +40,18 @@ struct lease {
 	int64_t expires_us;          /* unspent tokens are dropped then: a lease is short-lived */
 	int64_t refill_us;           /* a refill is in flight since then; 0 = none */
 	int64_t empty_until_us;      /* Redis said the fleet's bucket is empty until then */
-	int64_t failed_until_us;     /* the script failed for this bucket: failure mode until then */
-	double fleet_tokens;         /* tokens left in Redis after the last refill */
-	int64_t fleet_live;          /* live instances the fallback bucket was sized for */
+	int64_t failed_until_us; /* the script failed for this bucket: failure mode until then */
+	double fleet_tokens;     /* tokens left in Redis after the last refill */
+	int64_t fleet_live;      /* live instances the fallback bucket was sized for */
 };
 
 struct tenant_state {
 	char *name;
-	struct tenant_state *next; /* registry chain */
-	pthread_mutex_t lock;      /* guards buckets (in-process limiter) */
+	struct tenant_state *next;          /* registry chain */
+	pthread_mutex_t lock;               /* guards buckets (in-process limiter) */
 	struct bucket buckets[LIMIT_KINDS]; /* in-process limiter; limiter = redis: the fallback */
 	struct lease leases[LIMIT_KINDS];   /* limiter = redis */
-	_Atomic int clients;                    /* logged-in clients */
+	_Atomic int clients;                /* logged-in clients */
 	_Atomic uint64_t admitted[LIMIT_KINDS]; /* tokens taken without waiting */
 	_Atomic uint64_t delayed[LIMIT_KINDS];  /* requests that waited, then got a token */
 	_Atomic uint64_t rejected[LIMIT_KINDS]; /* 53400 sent */
@@ -79,11 +79,11 @@ struct limiter;
 
 /* What SHOW RATELIMITS and /metrics say about the limiter behind a bucket. */
 struct limiter_status {
-	const char *backend;  /* "local" or "redis" */
-	const char *state;    /* redis: "up", "down", "partial" (some workers connected); local: "" */
-	int64_t lease;        /* redis: tokens per lease; local: 0 */
-	int live;             /* redis: instances in the fleet; local: 1 */
-	double rtt_ms;        /* redis: the latest round trip */
+	const char *backend; /* "local" or "redis" */
+	const char *state; /* redis: "up", "down", "partial" (some workers connected); local: "" */
+	int64_t lease;     /* redis: tokens per lease; local: 0 */
+	int live;          /* redis: instances in the fleet; local: 1 */
+	double rtt_ms;     /* redis: the latest round trip */
 };
 
 struct limiter_ops {

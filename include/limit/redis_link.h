@@ -42,23 +42,23 @@ struct redis_script {
 };
 
 struct redis_fleet {
-	struct redis_url url;          /* parsed redis_url, password from redis_password if set */
-	char prefix[128];              /* redis_key_prefix */
-	char instance[96];             /* this process in the instance set: host:pid:random */
-	int64_t timeout_us;            /* redis_timeout */
-	int failure_mode;              /* enum redis_failure_mode */
-	const struct logger *log;      /* shared */
-	struct redis_script take;      /* the bucket script (redis_limiter.c) */
-	struct redis_script beat;      /* the heartbeat script */
-	int nlinks;                    /* one per worker */
-	_Atomic int links_up;          /* of those, connected and answering */
-	_Atomic int live;              /* instances that beat within the last 3 s (>= 1) */
-	_Atomic uint64_t errors;       /* failed connects, timeouts, error answers */
-	_Atomic int64_t last_rtt_us;   /* latest round trip */
-	_Atomic uint64_t rtt_count;    /* round trips measured */
-	_Atomic uint64_t rtt_sum_us;   /* their sum */
+	struct redis_url url;        /* parsed redis_url, password from redis_password if set */
+	char prefix[128];            /* redis_key_prefix */
+	char instance[96];           /* this process in the instance set: host:pid:random */
+	int64_t timeout_us;          /* redis_timeout */
+	int failure_mode;            /* enum redis_failure_mode */
+	const struct logger *log;    /* shared */
+	struct redis_script take;    /* the bucket script (redis_limiter.c) */
+	struct redis_script beat;    /* the heartbeat script */
+	int nlinks;                  /* one per worker */
+	_Atomic int links_up;        /* of those, connected and answering */
+	_Atomic int live;            /* instances that beat within the last 3 s (>= 1) */
+	_Atomic uint64_t errors;     /* failed connects, timeouts, error answers */
+	_Atomic int64_t last_rtt_us; /* latest round trip */
+	_Atomic uint64_t rtt_count;  /* round trips measured */
+	_Atomic uint64_t rtt_sum_us; /* their sum */
 	_Atomic uint64_t rtt_buckets[REDIS_RTT_BUCKETS]; /* cumulative counts are made on read */
-	_Atomic int64_t last_log_us;   /* error lines are at most one per second per process */
+	_Atomic int64_t last_log_us; /* error lines are at most one per second per process */
 };
 
 /* `take_script` is the limiter's Lua; NULL and `msg` on a bad URL or no memory. */

@@ -172,10 +172,10 @@ void tenants_render(struct console_conn *conn, struct console_op *op)
 }
 
 static const struct console_col ratelimits_cols[] = {
-    {"tenant", ADMIN_TEXT},   {"limit", ADMIN_TEXT},     {"rate", ADMIN_TEXT},
-    {"burst", ADMIN_INT8},    {"tokens", ADMIN_NUMERIC}, {"current_rate", ADMIN_NUMERIC},
-    {"admitted", ADMIN_INT8}, {"delayed", ADMIN_INT8},   {"rejected", ADMIN_INT8},
-    {"backend", ADMIN_TEXT},  {"lease", ADMIN_INT8},     {"instances", ADMIN_INT8},
+    {"tenant", ADMIN_TEXT},      {"limit", ADMIN_TEXT},           {"rate", ADMIN_TEXT},
+    {"burst", ADMIN_INT8},       {"tokens", ADMIN_NUMERIC},       {"current_rate", ADMIN_NUMERIC},
+    {"admitted", ADMIN_INT8},    {"delayed", ADMIN_INT8},         {"rejected", ADMIN_INT8},
+    {"backend", ADMIN_TEXT},     {"lease", ADMIN_INT8},           {"instances", ADMIN_INT8},
     {"redis_state", ADMIN_TEXT}, {"redis_rtt_ms", ADMIN_NUMERIC},
 };
 

@@ -156,7 +156,8 @@ int redis_url_parse(const char *text, struct redis_url *out, char *msg, size_t l
 	if (parse_hostport(at != NULL ? at + 1 : p, auth_end, out, msg, len) < 0)
 		return -1;
 	if (*auth_end == '/' && auth_end[1] != '\0' &&
-	    parse_number(auth_end + 1, auth_end + strlen(auth_end), 0, REDIS_MAX_DB, &out->db) < 0) {
+	    parse_number(auth_end + 1, auth_end + strlen(auth_end), 0, REDIS_MAX_DB, &out->db) <
+	        0) {
 		snprintf(msg, len, "bad database: /N with N a number from 0 to %d", REDIS_MAX_DB);
 		return -1;
 	}

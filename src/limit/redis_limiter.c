@@ -93,8 +93,7 @@ static void fallback_limit(const struct rate *r, int64_t burst, int live, struct
 }
 
 /* Can the lease be used now, or does redis_failure_mode decide? */
-static bool lease_usable(const struct redis_fleet *f, const struct lease *le, bool up,
-                         int64_t now)
+static bool lease_usable(const struct redis_fleet *f, const struct lease *le, bool up, int64_t now)
 {
 	if (!up || le->failed_until_us > now)
 		return false;
@@ -171,8 +170,8 @@ struct refill {
 
 static void refill_done(void *arg, const struct redisReply *reply);
 
-static void plan_refill(struct redis_fleet *f, struct tenant_state *t, int k,
-                        const struct rate *r, int64_t burst, int64_t now, struct refill *out)
+static void plan_refill(struct redis_fleet *f, struct tenant_state *t, int k, const struct rate *r,
+                        int64_t burst, int64_t now, struct refill *out)
 {
 	struct lease *le = &t->leases[k];
 	int64_t ttl_ms = burst * r->period_us / r->count / 1000 + 1000;
@@ -205,8 +204,8 @@ static void send_refills(struct redis_link *link, struct tenant_state *t, struct
 }
 
 static int64_t redis_take(struct limiter *l, struct redis_link *link, struct tenant_state *t,
-                          const struct tenant_limits *lim, unsigned kinds, int64_t now,
-                          bool force, enum limit_kind *blocking)
+                          const struct tenant_limits *lim, unsigned kinds, int64_t now, bool force,
+                          enum limit_kind *blocking)
 {
 	struct redis_fleet *f = l->fleet;
 	bool up = redis_link_is_up(link), usable[LIMIT_KINDS] = {false};
@@ -256,7 +255,8 @@ static int64_t redis_take(struct limiter *l, struct redis_link *link, struct ten
 		/* Half the lease gone (or none held): the next batch is asked for now. */
 		if (usable[k] && le->refill_us == 0 && le->empty_until_us <= now &&
 		    le->tokens <= (double)le->size / 2.0)
-			plan_refill(f, t, k, &lim->rate[k], tenant_burst(lim, k), now, &plan[nplan++]);
+			plan_refill(f, t, k, &lim->rate[k], tenant_burst(lim, k), now,
+			            &plan[nplan++]);
 	}
 	pthread_mutex_unlock(&t->lock);
 	send_refills(link, t, plan, nplan);
@@ -296,11 +296,12 @@ static void refill_done(void *arg, const struct redisReply *reply)
 	}
 	pthread_mutex_unlock(&t->lock);
 	if (reply != NULL && !ok)
-		redis_fleet_log(le->fleet,
-		                "bucket script failed for tenant \"%s\" %s_rate (key %sbucket:%s:%s): "
-		                "%.200s; redis_failure_mode applies to it for 1 s",
-		                t->name, kind_keys[k], le->fleet->prefix, t->name, kind_keys[k],
-		                reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer");
+		redis_fleet_log(
+		    le->fleet,
+		    "bucket script failed for tenant \"%s\" %s_rate (key %sbucket:%s:%s): "
+		    "%.200s; redis_failure_mode applies to it for 1 s",
+		    t->name, kind_keys[k], le->fleet->prefix, t->name, kind_keys[k],
+		    reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer");
 }
 
 static double redis_peek(struct limiter *l, struct tenant_state *t, enum limit_kind kind,

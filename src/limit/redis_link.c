@@ -32,16 +32,16 @@
 #include "base/list.h"
 #include "config/config.h"
 
-#define BACKOFF_MIN_US    INT64_C(100000)  /* first reconnect after 100 ms... */
-#define BACKOFF_MAX_US    INT64_C(1000000) /* ...doubling to 1 s: back within 2 s of Redis */
-#define BEAT_US           INT64_C(1000000) /* heartbeat period */
-#define BEAT_TTL_MS       "3000"           /* an instance silent this long is not counted */
-#define LOG_GAP_US        INT64_C(1000000) /* error lines: at most one a second */
-#define REDIS_ARGS_MAX    8
-#define REDIS_ARG_LEN     320
+#define BACKOFF_MIN_US INT64_C(100000)  /* first reconnect after 100 ms... */
+#define BACKOFF_MAX_US INT64_C(1000000) /* ...doubling to 1 s: back within 2 s of Redis */
+#define BEAT_US        INT64_C(1000000) /* heartbeat period */
+#define BEAT_TTL_MS    "3000"           /* an instance silent this long is not counted */
+#define LOG_GAP_US     INT64_C(1000000) /* error lines: at most one a second */
+#define REDIS_ARGS_MAX 8
+#define REDIS_ARG_LEN  320
 
-const int64_t redis_rtt_le_us[REDIS_RTT_BUCKETS] = {100,   250,   500,    1000,   2500,   5000,
-                                                     10000, 25000, 50000, 100000, 250000, 1000000};
+const int64_t redis_rtt_le_us[REDIS_RTT_BUCKETS] = {100,   250,   500,   1000,   2500,   5000,
+                                                    10000, 25000, 50000, 100000, 250000, 1000000};
 
 /*
  * Registers the instance and counts the live ones, by Redis' clock so the
@@ -59,15 +59,15 @@ static const char beat_script[] =
     "return redis.call('ZCARD', KEYS[1])\n";
 
 struct redis_req {
-	struct list_node node;     /* on the link's pending list, oldest first */
-	struct redis_link *link;   /* it was sent on */
+	struct list_node node;   /* on the link's pending list, oldest first */
+	struct redis_link *link; /* it was sent on */
 	const struct redis_script *script;
-	int64_t sent_us;           /* for the timeout and the round-trip time */
-	int argc;                  /* key and arguments in argv */
+	int64_t sent_us; /* for the timeout and the round-trip time */
+	int argc;        /* key and arguments in argv */
 	char argv[REDIS_ARGS_MAX][REDIS_ARG_LEN];
-	redis_reply_fn fn;         /* told once: the answer, or NULL */
+	redis_reply_fn fn; /* told once: the answer, or NULL */
 	void *arg;
-	bool resent;               /* NOSCRIPT was answered: sent again with EVAL */
+	bool resent; /* NOSCRIPT was answered: sent again with EVAL */
 };
 
 struct redis_link {
@@ -77,14 +77,14 @@ struct redis_link {
 	struct evdns_getaddrinfo_request *resolving; /* name lookup in flight */
 	redisAsyncContext *ctx;                      /* NULL while down or resolving */
 	enum redis_state state;
-	struct list_node pending;  /* scripts sent, oldest first */
-	struct event *deadline;    /* connect, or the oldest answer, overdue */
-	struct event *retry;       /* reconnect after backoff_us */
-	struct event *beat_timer;  /* heartbeat each second while up */
-	int64_t backoff_us;        /* next reconnect delay */
-	int64_t connect_us;        /* when this connect began */
-	bool beat_pending;         /* a heartbeat is unanswered: don't pile them up */
-	char last_error[200];      /* the last failure logged: a repeat is logged at debug */
+	struct list_node pending; /* scripts sent, oldest first */
+	struct event *deadline;   /* connect, or the oldest answer, overdue */
+	struct event *retry;      /* reconnect after backoff_us */
+	struct event *beat_timer; /* heartbeat each second while up */
+	int64_t backoff_us;       /* next reconnect delay */
+	int64_t connect_us;       /* when this connect began */
+	bool beat_pending;        /* a heartbeat is unanswered: don't pile them up */
+	char last_error[200];     /* the last failure logged: a repeat is logged at debug */
 };
 
 static int64_t now_us(void)
@@ -138,7 +138,8 @@ struct redis_fleet *redis_fleet_new(const struct config *cfg, const struct logge
 		snprintf(f->url.password, sizeof(f->url.password), "%s", cfg->redis_password);
 	if ((size_t)snprintf(f->prefix, sizeof(f->prefix), "%s", cfg->redis_key_prefix) >=
 	    sizeof(f->prefix)) {
-		snprintf(msg, len, "redis_key_prefix is longer than %zu bytes", sizeof(f->prefix) - 1);
+		snprintf(msg, len, "redis_key_prefix is longer than %zu bytes",
+		         sizeof(f->prefix) - 1);
 		goto fail;
 	}
 	gethostname(host, sizeof(host) - 1);
@@ -400,7 +401,8 @@ static void resolved_cb(int result, struct evutil_addrinfo *res, void *arg)
 		return;
 	}
 	if (res->ai_family == AF_INET6)
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)res->ai_addr)->sin6_addr, ip, sizeof(ip));
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)res->ai_addr)->sin6_addr, ip,
+		          sizeof(ip));
 	else
 		inet_ntop(AF_INET, &((struct sockaddr_in *)res->ai_addr)->sin_addr, ip, sizeof(ip));
 	evutil_freeaddrinfo(res);

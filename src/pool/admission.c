@@ -72,7 +72,7 @@ static enum admit take_or_wait(struct client *c, unsigned kinds, enum limit_kind
 	int64_t wait = l->ops->take(l, c->w->redis, p->ts, p->set.limits, kinds, now, false, kind);
 
 	if (wait < 0) {
-		/* A shared limiter is fetching tokens: look again shortly (bounded by redis_timeout). */
+		/* A shared limiter is fetching tokens: look again soon (within redis_timeout). */
 		conn_suspend(&c->conn, SUSPEND_THROTTLE);
 		client_arm_timer(c, -wait);
 		return ADMIT_WAIT;

@@ -322,8 +322,8 @@ int runtime_init(struct runtime *rt, const char *config_path, const char *upstre
 	quota_registry_init(&rt->shared.quotas);
 	rt->shared.limiter.ops = &limiter_local_ops;
 	if (cfg->limiter == LIMITER_REDIS &&
-	    redis_limiter_init(&rt->shared.limiter, cfg, &rt->log, cfg->workers, err,
-	                       sizeof(err)) < 0) {
+	    redis_limiter_init(&rt->shared.limiter, cfg, &rt->log, cfg->workers, err, sizeof(err)) <
+	        0) {
 		log_error(&rt->log, "limiter = redis: %s", err);
 		return -1;
 	}
