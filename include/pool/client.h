@@ -95,6 +95,7 @@ struct client {
 	uint64_t skip_remaining;            /* bytes of a message still to drop (late COPY data) */
 	int64_t throttle_deadline_us;  /* waiting for a rate token until then; 0 = not waiting */
 	struct event *timer;           /* login, wait and idle timeouts (made when armed) */
+	struct event *xact_timer;      /* transaction_timeout (made when first armed) */
 	int64_t connect_us;            /* when accepted */
 	int64_t wait_start_us;         /* when queued for a server */
 	int64_t last_wait_us;          /* queue wait before the current server, for the slow log */
@@ -164,6 +165,13 @@ void client_arm_timer(struct client *c, int64_t us);
  * silence.  Any other use of the timer ends the watch.
  */
 void client_watch_rest(struct client *c);
+/*
+ * transaction_timeout (PgBouncer's): armed when the client's transaction
+ * begins on its server, disarmed (us = 0) when a ReadyForQuery says it ended
+ * or the client lets go of the server.  A transaction open longer closes the
+ * client (25P04); its server is reset or closed as after any client loss.
+ */
+void client_watch_transaction(struct client *c, int64_t us);
 /* Has the client sent only part of its next message (streamed or buffered)? */
 bool client_mid_message(const struct client *c);
 

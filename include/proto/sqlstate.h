@@ -20,6 +20,7 @@
 #define SQLSTATE_FEATURE_NOT_SUPPORTED       "0A000"
 #define SQLSTATE_INVALID_PARAMETER_VALUE     "22023"
 #define SQLSTATE_IDLE_IN_TRANSACTION_TIMEOUT "25P03" /* idle_in_transaction_session_timeout */
+#define SQLSTATE_TRANSACTION_TIMEOUT         "25P04" /* transaction_timeout (Postgres 17) */
 
 /* Class 28, 3D: authorization and database name. */
 #define SQLSTATE_INVALID_AUTHORIZATION "28000" /* invalid_authorization_specification */

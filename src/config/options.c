@@ -348,8 +348,8 @@ static const struct config_option options[] = {
                "[databases] entry whose server auth_query runs on; empty = the database the "
                "client asked for."),
     OPT_DURATION(transaction_timeout, "0",
-                 "Close a client whose transaction has been open this long, idle or not "
-                 "(25P03 or 57014, see docs/timeouts.md); 0 = off. Also per user."),
+                 "Close a client whose transaction has been open this long, running or idle "
+                 "(25P04); 0 = off."),
     OPT_RESTART_ENUM(limiter, "local", limiter_names,
                      "Where tenant rate limits are kept: local (each sluice process has its own "
                      "buckets) or redis (one budget shared by every sluice on redis_url; "

@@ -124,6 +124,39 @@ void client_set_state(struct client *c, enum client_state state)
 	}
 }
 
+static void xact_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	char limit[32];
+
+	if (c->state != CLIENT_ACTIVE || c->server == NULL)
+		return;
+	config_format_duration(c->w->cfg->transaction_timeout_us, limit, sizeof(limit));
+	/* An error in the middle of a message being streamed to it would garble what it reads. */
+	if (c->server->fwd_remaining > 0)
+		client_close(c, "transaction_timeout expired");
+	else
+		client_fail(c, SQLSTATE_TRANSACTION_TIMEOUT,
+		            "closing a connection whose transaction was open longer than "
+		            "transaction_timeout (%s)",
+		            limit);
+}
+
+void client_watch_transaction(struct client *c, int64_t us)
+{
+	struct timeval tv = {.tv_sec = us / 1000000, .tv_usec = us % 1000000};
+
+	if (us <= 0) {
+		if (c->xact_timer != NULL)
+			evtimer_del(c->xact_timer);
+		return;
+	}
+	if (c->xact_timer == NULL &&
+	    (c->xact_timer = evtimer_new(c->w->loop.base, xact_timer_cb, c)) == NULL)
+		return; /* out of memory: the transaction goes unwatched, nothing worse */
+	evtimer_add(c->xact_timer, &tv);
+}
+
 void client_log_ctx(const struct client *c, struct log_ctx *ctx)
 {
 	ctx->worker = c->w->id;
@@ -148,6 +181,7 @@ void client_close(struct client *c, const char *reason)
 	if (c->state == CLIENT_CLOSING)
 		return;
 	clog(c, w->cfg->log_disconnections ? LOG_INFO : LOG_DEBUG, "closing: %s", reason);
+	client_watch_transaction(c, 0);
 	if (list_linked(&c->wait_node))
 		list_del(&c->wait_node);
 	if (c->server != NULL)
@@ -209,6 +243,8 @@ void client_free(struct client *c)
 	conn_release(&c->conn);
 	if (c->timer != NULL)
 		event_free(c->timer);
+	if (c->xact_timer != NULL)
+		event_free(c->xact_timer);
 	param_list_fini(&c->params);
 	prepared_map_fini(&c->stmts, &c->w->prepared);
 	if (c->scram != NULL) {

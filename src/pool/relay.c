@@ -47,8 +47,11 @@ static size_t move_bytes(struct evbuffer *in, struct evbuffer *out, size_t want)
 static void start_request_clock(struct server *s)
 {
 	s->request_start_us = worker_now_us(s->w);
-	if (s->tx_status == 'I')
+	if (s->tx_status == 'I') {
 		s->xact_start_us = s->request_start_us;
+		if (s->client != NULL)
+			client_watch_transaction(s->client, s->w->cfg->transaction_timeout_us);
+	}
 	server_request_started(s);
 }
 
@@ -527,6 +530,8 @@ static void handle_ready(struct server *s, struct evbuffer *in, size_t total, ch
 		server_reset_step(s);
 		return;
 	}
+	if (status == 'I')
+		client_watch_transaction(c, 0);
 	if (status != 'I' && pool_mode(s->pool) == POOL_STATEMENT) {
 		evbuffer_drain(in, total);
 		refuse_transaction(s);

@@ -375,3 +375,28 @@ Test(pgbcompat, forged_user_name_leaves_one_json_object_per_line)
 	cr_assert_eq(harness_run(argv, NULL, 30, &out), 0, "%s", out);
 	free(out);
 }
+
+/* transaction_timeout: a transaction left open is ended by closing its client, not its server. */
+Test(pgbcompat, transaction_timeout_closes_the_client)
+{
+	struct harness_sluice *h = harness_start_sluice("transaction_timeout = 300ms");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	PGresult *res;
+
+	PQclear(harness_exec_ok(c, "begin"));
+	PQclear(harness_exec_ok(c, "select 1"));
+	cr_assert(harness_wait_for(harness_log_contains(h, "longer than transaction_timeout"), 20),
+	          "the open transaction was not ended");
+	res = PQexec(c, "commit");
+	cr_assert(PQresultStatus(res) != PGRES_COMMAND_OK || PQstatus(c) != CONNECTION_OK,
+	          "the commit went through after transaction_timeout");
+	if (harness_sqlstate(res)[0] != '\0')
+		cr_assert_str_eq(harness_sqlstate(res), "25P04");
+	PQclear(res);
+	PQfinish(c);
+	/* The server was rolled back and kept, not left idle in a transaction. */
+	cr_assert(harness_wait_for(harness_count_backends("app", "idle in transaction") == 0, 20));
+	c = harness_connect_ok(h, "app", "app-secret", "app");
+	cr_assert_eq(harness_query_int(c, "select 2"), 2);
+	PQfinish(c);
+}
