@@ -31,6 +31,7 @@ struct pstmt {
 	uint8_t *body;       /* Parse body after the name: query, parameter count and types */
 	size_t len;          /* bytes in body */
 	int refs;            /* client names, server entries and queued sends using it */
+	bool session_state;  /* its text may change session state (server_inspect_sql) */
 	struct pstmt_registry *reg; /* owner, for releasing from a libevent cleanup */
 	struct pstmt *next;         /* registry chain */
 };

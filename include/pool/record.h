@@ -27,6 +27,7 @@ struct pool_stats {
 	uint64_t server_assignments; /* times a server was linked to a client */
 	uint64_t client_logins;      /* successful client logins */
 	uint64_t errors;             /* ErrorResponses relayed from servers */
+	uint64_t pins; /* times a server got pinned to its client (session-state.md) */
 };
 
 enum latency_kind {

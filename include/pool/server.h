@@ -12,6 +12,7 @@
 #define SLUICE_SERVER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -37,6 +38,17 @@ enum server_state {
 	SERVER_CANCELING,
 	SERVER_CLOSING,
 };
+
+/*
+ * Why a server stays with its client between transactions (docs/session-state.md):
+ * session state that lives in the backend and cannot be replayed elsewhere.
+ */
+#define PIN_ADVISORY 0x01 /* a session-level advisory lock is held */
+#define PIN_TEMP     0x02 /* a temporary table exists */
+#define PIN_CURSOR   0x04 /* a cursor WITH HOLD is open */
+#define PIN_PREPARED 0x08 /* an SQL PREPARE sluice did not rename */
+#define PIN_LISTEN   0x10 /* LISTEN on the backend itself */
+#define PIN_LOAD     0x20 /* a library was LOADed: the session is never reused */
 
 /* TLS to the server: asked with an SSLRequest right after connecting. */
 enum server_tls {
@@ -67,11 +79,18 @@ struct server {
 	bool copy_in;                      /* server is in COPY FROM STDIN */
 	int sync_pending;           /* ReadyForQuery replies to swallow (parameter SET batches) */
 	bool sync_failed;           /* the SET batch failed */
-	bool params_dirty;          /* a SET/RESET ran: read the session settings back */
+	bool params_dirty;          /* session state may have changed: read it back (SET, pins) */
 	bool capturing;             /* that read-back is in flight (counted in sync_pending) */
 	bool capture_failed;        /* and it failed: the server is retired after the turn */
 	bool reset_query_sent;      /* session mode: server_reset_query already queued */
 	struct param_list captured; /* its rows so far: settings with source 'session' */
+	uint8_t captured_pin;       /* and the PIN_* bits it found */
+	bool custom_unknown;        /* a custom setting sluice cannot name may have changed */
+	bool names_read;            /* this request's SET names were read (vs. the SET tag) */
+	struct param_list watch;    /* custom settings named since the last read-back */
+	uint8_t pin;                /* PIN_* reasons: the server stays with its client */
+	bool loaded;                /* a LOAD ran on it: PIN_LOAD until it closes */
+	int64_t pinned_since_us;    /* when pin last became non-zero, for pin_timeout */
 	uint64_t fwd_remaining;     /* bytes of a message still to stream to the client */
 	int cancels_inflight;       /* CancelRequests not yet acknowledged */
 	struct list_node cancels;   /* those requests, detached if the server dies */
@@ -114,8 +133,19 @@ void server_sync_params(struct server *s, struct client *c);
  * its next server.  Returns true if the query was sent.
  */
 bool server_capture_params(struct server *s);
+/*
+ * A Query or Parse text (or the statement a Bind runs) that may change session
+ * state: read it back at the end of the transaction, noting the custom
+ * settings it names.  The relay calls it for every Query and Parse.
+ */
+void server_inspect_sql(struct server *s, const char *text, size_t n);
+
 /* Apply the read-back rows to the server's and the linked client's lists. */
 void server_apply_captured(struct server *s);
+/* The PIN_* bits as words ("advisory lock,temporary table"); "" for none. */
+const char *server_pin_reasons(uint8_t pin, char *buf, size_t cap);
+/* A read-back row's pin reasons (the names server_pin_reasons writes) as PIN_* bits. */
+uint8_t server_parse_pins(const char *text, size_t len);
 
 /*
  * A request started on an empty queue: make sure the timer fires by its

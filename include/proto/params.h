@@ -59,6 +59,9 @@ int param_parse_options(const char *options,
  */
 uint64_t param_effective_fingerprint(const struct param_list *defaults, struct param_list *own);
 
+/* Append `value` to `sql` as a string literal ('' doubled). */
+void param_sql_literal(struct evbuffer *sql, const char *value);
+
 /*
  * Append to `sql` the SET/RESET statements that turn `server` into the
  * client's effective set; returns the number of statements (0 = in sync).

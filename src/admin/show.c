@@ -398,7 +398,19 @@ static const struct console_col conn_cols[] = {
     {"id", I8},
     /* sluice */
     {"worker", I4},
+    {"pinned", I4}, /* the server stays with its client (docs/session-state.md) */
+    {"pin_reason", T},
 };
+
+/* The pinned and pin_reason columns of a client's or server's row. */
+static void put_pin(struct row *r, const struct server *s)
+{
+	char reasons[128];
+	uint8_t pin = s != NULL ? s->pin : 0;
+
+	put_i64(r, pin != 0);
+	put_fmt(r, "%s", server_pin_reasons(pin, reasons, sizeof(reasons)));
+}
 
 /* "host:port" (IPv6 hosts contain colons: split at the last one). */
 static void split_addr(const char *text, char *host, size_t len, int *port)
@@ -523,6 +535,7 @@ static void render_client(struct worker *w, const struct client *c, struct evbuf
 	put_u64(&r, c->stmts.count);
 	put_u64(&r, c->id);
 	put_i64(&r, w->id);
+	put_pin(&r, c->server);
 	row_to(out, &r);
 }
 
@@ -595,6 +608,7 @@ static void render_server(struct worker *w, const struct server *s, struct evbuf
 	put_u64(&r, s->stmts.count);
 	put_u64(&r, s->id);
 	put_i64(&r, w->id);
+	put_pin(&r, s);
 	row_to(out, &r);
 }
 

@@ -240,6 +240,10 @@ static const struct config_option options[] = {
     OPT_DURATION(server_reset_timeout, "5s",
                  "Reset or rollback after a client leaves must finish within this, else the "
                  "server is closed; 0 = close at once."),
+    OPT_DURATION(pin_timeout, "0",
+                 "A client pinned to its server (session advisory lock, temporary table, cursor "
+                 "WITH HOLD, LOAD: docs/session-state.md) longer than this is closed (57P05) when "
+                 "it is between transactions; 0 = no limit."),
     OPT_DURATION(server_login_retry, "15s",
                  "Pause after a failed server login before the pool tries again."),
     OPT_DURATION(autodb_idle_timeout, "1h",

@@ -151,6 +151,7 @@ static void merge_row(struct latency_row *dst, struct latency_row *src)
 	dst->stats.server_assignments += src->stats.server_assignments;
 	dst->stats.client_logins += src->stats.client_logins;
 	dst->stats.errors += src->stats.errors;
+	dst->stats.pins += src->stats.pins;
 	add_classes(dst, src->errors, LATENCY_REPORT_CLASSES, src->errors_other);
 	dst->timeouts += src->timeouts;
 	dst->cancels += src->cancels;

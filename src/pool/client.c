@@ -392,6 +392,17 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	record_timeout(c);
+	if (c->state == CLIENT_ACTIVE && c->server != NULL && c->server->pin != 0 &&
+	    c->server->tx_status == 'I' && c->w->cfg->pin_timeout_us > 0 &&
+	    worker_now_us(c->w) - c->server->pinned_since_us >= c->w->cfg->pin_timeout_us) {
+		char reasons[128];
+
+		client_fail(c, SQLSTATE_IDLE_SESSION_TIMEOUT,
+		            "closing a connection pinned to its server connection (%s) longer than "
+		            "pin_timeout",
+		            server_pin_reasons(c->server->pin, reasons, sizeof(reasons)));
+		return;
+	}
 	if (c->state == CLIENT_LOGIN)
 		client_fail(c, SQLSTATE_CONNECTION_FAILURE,
 		            "client_login_timeout expired before the login completed");

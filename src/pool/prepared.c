@@ -18,6 +18,7 @@
 #include "pool/qstats.h"
 #include "proto/build.h"
 #include "proto/frame.h"
+#include "proto/sqlscan.h"
 #include "proto/sqlstate.h"
 #include "pool/relay.h"
 #include "pool/requests.h"
@@ -105,6 +106,8 @@ static struct pstmt *registry_add(struct pstmt_registry *reg, uint64_t hash, uin
 	ps->hash = hash;
 	ps->body = body;
 	ps->len = len;
+	ps->session_state =
+	    sqlscan_may_change_session((const char *)body, strnlen((char *)body, len));
 	ps->next = reg->buckets[hash & (reg->size - 1)];
 	reg->buckets[hash & (reg->size - 1)] = ps;
 	reg->count++;
@@ -639,6 +642,9 @@ static enum prep_result handle_bind(struct client *c, struct server *s, const st
 	if (cs->generation != cs->ps->generation)
 		return stale_bind(c, s, f, p, portal_len, prefix, cs);
 	ensure_prepared(s, cs->ps, REQ_INJECTED_PARSE);
+	if (cs->ps->session_state)
+		server_inspect_sql(s, (const char *)cs->ps->body,
+		                   strnlen((const char *)cs->ps->body, cs->ps->len));
 	server_name(cs->ps, cs->ps->generation, name);
 	write_header(out, 'B', (uint32_t)(f->len - stmt_len + strlen(name)));
 	evbuffer_add(out, p, portal_len + 1);

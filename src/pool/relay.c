@@ -23,6 +23,7 @@
 #include "pool/requests.h"
 #include "proto/build.h"
 #include "proto/frame.h"
+#include "proto/sqlscan.h"
 #include "proto/sqlstate.h"
 #include "pool/server.h"
 #include "pool/slowlog.h"
@@ -59,6 +60,43 @@ void relay_track_request(struct server *s, uint8_t type)
 {
 	if (requests_track(&s->requests, type))
 		start_request_clock(s);
+}
+
+/*
+ * The text of a Query or Parse that may change session state: the server
+ * reads it back at the end of the transaction (server_capture_params), which
+ * also tells whether the server is pinned now.  Only the first keyword and
+ * the underscores are looked at (docs/session-state.md lists what is
+ * noticed).  A text split over buffer chains is made contiguous when whole
+ * and under 64 kB; a longer one still arriving is read as far as it is there.
+ */
+static void inspect_sql(struct client *c, struct evbuffer *in, const struct frame *f)
+{
+	struct server *s = c->server;
+	size_t total = frame_total(f), n = f->len - 4;
+	struct evbuffer_iovec v;
+	const char *text, *nul;
+
+	if (pool_mode(c->pool) == POOL_SESSION || evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+		return;
+	if (v.iov_len < total && total <= RELAY_WHOLE_MAX && evbuffer_get_length(in) >= total) {
+		v.iov_base = evbuffer_pullup(in, (ev_ssize_t)total);
+		v.iov_len = total;
+	} else if (v.iov_len < total) {
+		/* A long text still arriving: its start is read, and the state read back anyway. */
+		s->params_dirty = true;
+		if (v.iov_len <= FRAME_HEADER_LEN)
+			return;
+		n = v.iov_len - FRAME_HEADER_LEN;
+	}
+	text = (const char *)v.iov_base + FRAME_HEADER_LEN;
+	if (f->type == 'P') {
+		if ((nul = memchr(text, '\0', n)) == NULL)
+			return;
+		n -= (size_t)(nul + 1 - text);
+		text = nul + 1;
+	}
+	server_inspect_sql(s, text, n);
 }
 
 /* Record a client message in the server's queue of expected replies. */
@@ -212,6 +250,8 @@ static void relay_client_input(struct client *c)
 		slowlog_capture(c, in, &f);
 		if (c->w->cfg->query_stats && (f.type == 'Q' || f.type == 'P' || f.type == 'B'))
 			qstats_client_message(c, in, &f);
+		if (f.type == 'Q' || f.type == 'P')
+			inspect_sql(c, in, &f);
 		if (is_statement_message(f.type) && prepared_tracking(c)) {
 			enum prep_result r = prepared_client_message(c, &f);
 
@@ -306,15 +346,26 @@ static bool track_server_reply(struct server *s, uint8_t type)
 }
 
 /*
- * CommandComplete lengths of "SET", "RESET" and "DISCARD ALL": only those
- * tags are read, so other commands cost no pull-up.  Session mode keeps the
- * server, and its settings, with the client.
+ * CommandComplete lengths of "SET", "RESET", "DISCARD ALL" and the commands
+ * that may pin ("DECLARE CURSOR", "CREATE TABLE", "PREPARE", "LOAD"): only
+ * tags of those lengths are read, so most commands cost no pull-up.  They
+ * catch what a multi-statement Query does after its first statement.
+ * Session mode keeps the server, and its settings, with the client.
  */
 static bool is_settings_tag_length(const struct server *s, uint32_t len)
 {
-	return (len == 4 + sizeof("SET") || len == 4 + sizeof("RESET") ||
-	        len == 4 + sizeof("DISCARD ALL")) &&
-	       pool_mode(s->pool) != POOL_SESSION;
+	switch (len) {
+	case 4 + sizeof("SET"):
+	case 4 + sizeof("RESET"):
+	case 4 + sizeof("DISCARD ALL"):
+	case 4 + sizeof("DECLARE CURSOR"):
+	case 4 + sizeof("CREATE TABLE"):
+	case 4 + sizeof("PREPARE"):
+	case 4 + sizeof("LOAD"):
+		return pool_mode(s->pool) != POOL_SESSION;
+	default:
+		return false;
+	}
 }
 
 /* Messages whose body the relay reads; they are small and must be whole. */
@@ -326,11 +377,24 @@ static bool needs_body(const struct server *s, const struct frame *f)
 	return f->type == 'Z' || f->type == 'S' || f->type == 'E';
 }
 
-/* A command that changed session settings: they are read back at the transaction's end. */
+/*
+ * A command that changed session settings: they are read back at the
+ * transaction's end.  A SET whose text sluice did not read (a later statement
+ * of a multi-statement Query) may have set a custom setting it cannot name.
+ */
 static void check_settings_tag(struct server *s, const char *tag)
 {
-	if (strcmp(tag, "SET") == 0 || strcmp(tag, "RESET") == 0 || strcmp(tag, "DISCARD ALL") == 0)
+	bool set = strcmp(tag, "SET") == 0 || strcmp(tag, "RESET") == 0;
+
+	if (set || strcmp(tag, "DISCARD ALL") == 0 || strcmp(tag, "DECLARE CURSOR") == 0 ||
+	    strcmp(tag, "CREATE TABLE") == 0 || strcmp(tag, "PREPARE") == 0)
 		s->params_dirty = true;
+	if (strcmp(tag, "LOAD") == 0) {
+		s->loaded = true;
+		s->params_dirty = true;
+	}
+	if (set && !s->names_read)
+		s->custom_unknown = true;
 }
 
 static void handle_parameter_status(struct server *s, const uint8_t *body, size_t len)
@@ -371,12 +435,34 @@ static void capture_row(struct server *s, const uint8_t *body, size_t len)
 	value = msg_read_bytes(&r, value_len);
 	if (r.failed || name == NULL || value == NULL)
 		return;
+	/* A custom setting read by name: empty once RESET, NULL if never set. */
+	if (value_len == 0 && memchr(name, '.', name_len) != NULL)
+		return;
+	if (name_len > 0 && name[0] == ' ') {
+		s->captured_pin = server_parse_pins((const char *)value, value_len);
+		return;
+	}
 	name_z = strndup((const char *)name, name_len);
 	value_z = strndup((const char *)value, value_len);
 	if (name_z != NULL && value_z != NULL)
 		param_set(&s->captured, name_z, value_z);
 	free(name_z);
 	free(value_z);
+}
+
+/* A pinned client between transactions: client_idle_timeout, or what is left of pin_timeout. */
+static int64_t pinned_idle_limit(const struct server *s)
+{
+	int64_t idle = s->pool->set.client_idle_timeout_us, pin = s->w->cfg->pin_timeout_us;
+
+	if (pin > 0) {
+		pin -= worker_now_us(s->w) - s->pinned_since_us;
+		if (pin <= 0)
+			pin = 1;
+		if (idle == 0 || pin < idle)
+			return pin;
+	}
+	return idle;
 }
 
 /* A reply to the parameter SET batch: swallowed, except ParameterStatus and notices. */
@@ -417,6 +503,9 @@ static void handle_sync_reply(struct server *s, uint8_t type, const uint8_t *bod
 			s->capturing = false;
 			s->capture_failed = false;
 			/* The read-back ran after the client's last reply: the turn may be over. */
+			if (c != NULL && s->pin != 0 && requests_count(&s->requests) == 0 &&
+			    !client_mid_message(c))
+				client_arm_timer(c, pinned_idle_limit(s));
 			if (c != NULL)
 				relay_try_release(s);
 			else if (s->state == SERVER_RESETTING)
@@ -436,7 +525,7 @@ static void relay_try_release(struct server *s)
 
 	if (c == NULL || c->fwd_remaining > 0 || !server_is_clean(s))
 		return;
-	if (pool_mode(s->pool) == POOL_SESSION && !c->close_at_idle)
+	if ((pool_mode(s->pool) == POOL_SESSION || s->pin != 0) && !c->close_at_idle)
 		return;
 	client_set_state(c, CLIENT_IDLE);
 	server_unlink(s);
@@ -512,6 +601,7 @@ static void handle_ready(struct server *s, struct evbuffer *in, size_t total, ch
 	pop_request(s);
 	if (requests_count(&s->requests) == 0) {
 		s->timed_out_after_us = 0;
+		s->names_read = false;
 		/* A rate-limited client's next request waited for this answer (admission.h). */
 		if (c != NULL && (c->conn.suspend & SUSPEND_PIPELINE))
 			conn_resume(&c->conn, SUSPEND_PIPELINE);
@@ -550,6 +640,8 @@ static void handle_ready(struct server *s, struct evbuffer *in, size_t total, ch
 			client_arm_timer(c, s->pool->set.idle_transaction_timeout_us);
 		else if (pool_mode(s->pool) == POOL_SESSION)
 			client_arm_timer(c, s->pool->set.client_idle_timeout_us);
+		else if (s->pin != 0)
+			client_arm_timer(c, pinned_idle_limit(s));
 	}
 	relay_try_release(s);
 }

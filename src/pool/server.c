@@ -27,6 +27,7 @@
 #include "pool/pool.h"
 #include "proto/build.h"
 #include "proto/frame.h"
+#include "proto/sqlscan.h"
 #include "proto/sqlstate.h"
 #include "pool/relay.h"
 #include "net/snapshot.h"
@@ -171,6 +172,7 @@ void server_free(struct server *s)
 		event_free(s->timer);
 	param_list_fini(&s->params);
 	param_list_fini(&s->captured);
+	param_list_fini(&s->watch);
 	prepared_cache_fini(&s->stmts, &s->w->prepared);
 	requests_fini(&s->requests);
 	qstats_server_fini(&s->qs);
@@ -231,6 +233,23 @@ void server_reset_step(struct server *s)
 		s->reset_query_sent = true;
 		return;
 	}
+	if (s->loaded) {
+		server_close(s, "a library was LOADed into the session: it is not reused");
+		return;
+	}
+	/*
+	 * What pinned it cannot be moved or replayed: DISCARD ALL drops it all.
+	 * A custom setting sluice could not name is dropped by RESET ALL.
+	 */
+	if ((s->pin != 0 || s->custom_unknown) && !s->reset_query_sent) {
+		build_query(out, s->pin != 0 ? "DISCARD ALL" : "RESET ALL");
+		s->custom_unknown = false;
+		requests_push(&s->requests, 'Q');
+		s->reset_query_sent = true;
+		s->pin = 0;
+		s->params_dirty = true;
+		return;
+	}
 	s->reset_query_sent = false;
 	if (server_capture_params(s))
 		return;
@@ -259,7 +278,8 @@ void server_unlink(struct server *s)
 			return;
 		}
 	}
-	if (server_is_clean(s) && s->cancels_inflight == 0 && pool_mode(s->pool) != POOL_SESSION) {
+	if (server_is_clean(s) && s->cancels_inflight == 0 && pool_mode(s->pool) != POOL_SESSION &&
+	    s->pin == 0 && !s->params_dirty && !s->custom_unknown) {
 		pool_release(s->pool, s);
 		return;
 	}
@@ -841,6 +861,7 @@ struct server *server_new(struct pool *p)
 	s->tx_status = 'I';
 	param_list_init(&s->params);
 	param_list_init(&s->captured);
+	param_list_init(&s->watch);
 	requests_init(&s->requests);
 	qstats_server_init(&s->qs);
 	prepared_cache_init(&s->stmts);
@@ -913,17 +934,163 @@ static bool is_session_setting(const struct pool *p, const char *name)
 	       !param_is_startup_only(name) && strncasecmp(name, "transaction_", 12) != 0;
 }
 
+/*
+ * The read-back: every setting the session changed, and one row named " pin"
+ * (no setting can have a space in its name) listing what ties the backend to
+ * its client.  sluice's own renamed SQL statements (sluice_*) do not pin.
+ */
+static const char capture_sql[] =
+    "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session' "
+    "UNION ALL SELECT ' pin', concat_ws(',', "
+    "CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory' "
+    "AND pid = pg_catalog.pg_backend_pid()) THEN 'advisory lock' END, "
+    "CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_class "
+    "WHERE relnamespace = pg_catalog.pg_my_temp_schema()) THEN 'temporary table' END, "
+    "CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_cursors WHERE is_holdable) "
+    "THEN 'cursor WITH HOLD' END, "
+    "CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE from_sql "
+    "AND name NOT LIKE 'sluice\\_%') THEN 'SQL prepared statement' END, "
+    "CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_listening_channels()) "
+    "THEN 'LISTEN' END)";
+
+static const char *const pin_names[] = {"advisory lock",    "temporary table",
+                                        "cursor WITH HOLD", "SQL prepared statement",
+                                        "LISTEN",           "LOAD"};
+
+const char *server_pin_reasons(uint8_t pin, char *buf, size_t cap)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < sizeof(pin_names) / sizeof(pin_names[0]); i++)
+		if ((pin & (1u << i)) && used < cap)
+			used += (size_t)snprintf(buf + used, cap - used, "%s%s", used ? "," : "",
+			                         pin_names[i]);
+	return buf;
+}
+
+uint8_t server_parse_pins(const char *text, size_t len)
+{
+	uint8_t pin = 0;
+
+	for (size_t i = 0; i < sizeof(pin_names) / sizeof(pin_names[0]); i++) {
+		size_t n = strlen(pin_names[i]);
+
+		for (size_t at = 0; at + n <= len; at++)
+			if (memcmp(text + at, pin_names[i], n) == 0) {
+				pin |= (uint8_t)(1u << i);
+				break;
+			}
+	}
+	return pin;
+}
+
+static bool is_custom(const char *name)
+{
+	return strchr(name, '.') != NULL;
+}
+
+static void add_custom_rows(struct evbuffer *sql, const struct param_list *l,
+                            struct param_list *seen)
+{
+	for (size_t i = 0; i < l->count; i++) {
+		const char *name = l->items[i].name;
+
+		if (!is_custom(name) || !param_set(seen, name, ""))
+			continue;
+		evbuffer_add_printf(sql, " UNION ALL SELECT ");
+		param_sql_literal(sql, name);
+		evbuffer_add_printf(sql, ", pg_catalog.current_setting(");
+		param_sql_literal(sql, name);
+		evbuffer_add_printf(sql, ", true)");
+	}
+}
+
+/*
+ * pg_settings leaves out custom settings (placeholders such as myapp.tenant):
+ * each one the server, its client or this turn's SQL named is read by name.
+ */
+static void send_capture(struct server *s)
+{
+	struct evbuffer *sql = evbuffer_new();
+	struct param_list seen;
+
+	if (sql == NULL) {
+		build_query(conn_out(&s->conn), capture_sql);
+		return;
+	}
+	param_list_init(&seen);
+	evbuffer_add(sql, capture_sql, sizeof(capture_sql) - 1);
+	add_custom_rows(sql, &s->params, &seen);
+	add_custom_rows(sql, &s->watch, &seen);
+	if (s->client != NULL)
+		add_custom_rows(sql, &s->client->params, &seen);
+	param_list_fini(&seen);
+	param_list_fini(&s->watch);
+	evbuffer_add(sql, "", 1);
+	build_query(conn_out(&s->conn), (const char *)evbuffer_pullup(sql, -1));
+	evbuffer_free(sql);
+}
+
+static void watch_name(void *arg, const char *name)
+{
+	struct server *s = arg;
+
+	param_set(&s->watch, name, "");
+}
+
+void server_inspect_sql(struct server *s, const char *text, size_t n)
+{
+	enum sql_verb verb = sqlscan_verb(text, n);
+	unsigned mentions = 0;
+
+	switch (verb) {
+	case SQL_VERB_LOAD:
+		s->loaded = true;
+		break;
+	case SQL_VERB_SET:
+	case SQL_VERB_RESET:
+	case SQL_VERB_DISCARD:
+	case SQL_VERB_CREATE:
+	case SQL_VERB_PREPARE:
+	case SQL_VERB_DEALLOCATE:
+	case SQL_VERB_LISTEN:
+	case SQL_VERB_UNLISTEN:
+		break;
+	case SQL_VERB_DECLARE:
+		if (!sqlscan_contains(text, n, "hold"))
+			return;
+		break;
+	case SQL_VERB_CLOSE:
+	case SQL_VERB_DROP:
+		if (s->pin == 0)
+			return; /* nothing to end */
+		break;
+	default:
+		mentions = sqlscan_mentions(text, n);
+		if (mentions == 0)
+			return;
+		break;
+	}
+	s->params_dirty = true;
+	if (verb == SQL_VERB_SET || verb == SQL_VERB_RESET ||
+	    (mentions & SQL_MENTIONS_SET_CONFIG)) {
+		if (sqlscan_custom_names(text, n, watch_name, s) < 0)
+			s->custom_unknown = true;
+		s->names_read = true;
+	}
+}
+
 bool server_capture_params(struct server *s)
 {
-	static const char sql[] =
-	    "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session'";
 
 	if (!s->params_dirty || s->tx_status != 'I' || pool_mode(s->pool) == POOL_SESSION)
 		return false;
 	s->params_dirty = false;
 	param_list_fini(&s->captured);
 	param_list_init(&s->captured);
-	build_query(conn_out(&s->conn), sql);
+	s->captured_pin = 0;
+	send_capture(s);
 	s->sync_pending++;
 	s->capturing = true;
 	return true;
@@ -945,8 +1112,25 @@ static void apply_to(const struct pool *p, struct param_list *l, const struct pa
 			param_set(l, rows->items[i].name, rows->items[i].value);
 }
 
+/* The read-back said what ties the backend to its session now. */
+static void apply_pins(struct server *s)
+{
+	uint8_t pin = s->captured_pin | (s->loaded ? PIN_LOAD : 0);
+	char reasons[128];
+	if (pin != 0 && s->pin == 0) {
+		s->pinned_since_us = worker_now_us(s->w);
+		s->pool->stats.pins++;
+		slog(s, LOG_DEBUG, "pinned to its client: %s",
+		     server_pin_reasons(pin, reasons, sizeof(reasons)));
+	} else if (pin == 0 && s->pin != 0) {
+		slog(s, LOG_DEBUG, "no longer pinned");
+	}
+	s->pin = pin;
+}
+
 void server_apply_captured(struct server *s)
 {
+	apply_pins(s);
 	apply_to(s->pool, &s->params, &s->captured);
 	if (s->client != NULL)
 		apply_to(s->pool, &s->client->params, &s->captured);

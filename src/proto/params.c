@@ -183,7 +183,7 @@ uint64_t param_effective_fingerprint(const struct param_list *defaults, struct p
  * SQL string literal with doubled quotes.  Backslashes are literal because
  * standard_conforming_strings is on (the only setting Postgres 9.1+ defaults to).
  */
-static void add_literal(struct evbuffer *sql, const char *value)
+void param_sql_literal(struct evbuffer *sql, const char *value)
 {
 	evbuffer_add(sql, "'", 1);
 	for (const char *p = value; *p != '\0'; p++) {
@@ -215,9 +215,9 @@ static void add_set(struct evbuffer *sql, size_t *nsets, const char *name, const
 {
 	evbuffer_add(sql, *nsets == 0 ? "SELECT " : ", ", *nsets == 0 ? 7 : 2);
 	evbuffer_add(sql, "pg_catalog.set_config(", 22);
-	add_literal(sql, name);
+	param_sql_literal(sql, name);
 	evbuffer_add(sql, ", ", 2);
-	add_literal(sql, value);
+	param_sql_literal(sql, value);
 	evbuffer_add(sql, ", false)", 8);
 	(*nsets)++;
 }

@@ -179,6 +179,10 @@ static const struct row_family row_families[] = {
      "Times a server connection was linked to a client.", ROW_UINT64(stats.server_assignments)},
     {"sluice_client_logins_total", "counter", "Successful client logins.",
      ROW_UINT64(stats.client_logins)},
+    {"sluice_pins_total", "counter",
+     "Times a server connection was pinned to its client (advisory lock, temporary table, "
+     "cursor WITH HOLD, LOAD...; docs/session-state.md).",
+     ROW_UINT64(stats.pins)},
     {"sluice_timeouts_total", "counter",
      "Client timeouts (query_wait, idle, idle in transaction) that ended a request or a "
      "connection.",

@@ -1,0 +1,326 @@
+/*
+ * A cheap look at SQL text; see sqlscan.h.  Every Query and Parse passes
+ * through sqlscan_verb and sqlscan_mentions, so both stop early: the verb
+ * reads one word, the mentions one memchr for '_' per underscore.
+ */
+#include "proto/sqlscan.h"
+
+#include <ctype.h>
+#include <string.h>
+#include <strings.h>
+
+struct keyword {
+	const char *word;
+	enum sql_verb verb;
+};
+
+static const struct keyword keywords[] = {
+    {"set", SQL_VERB_SET},
+    {"reset", SQL_VERB_RESET},
+    {"discard", SQL_VERB_DISCARD},
+    {"create", SQL_VERB_CREATE},
+    {"declare", SQL_VERB_DECLARE},
+    {"close", SQL_VERB_CLOSE},
+    {"drop", SQL_VERB_DROP},
+    {"load", SQL_VERB_LOAD},
+    {"prepare", SQL_VERB_PREPARE},
+    {"execute", SQL_VERB_EXECUTE},
+    {"listen", SQL_VERB_LISTEN},
+    {"unlisten", SQL_VERB_UNLISTEN},
+    {"deallocate", SQL_VERB_DEALLOCATE},
+};
+
+static bool is_word_char(char ch)
+{
+	return isalnum((unsigned char)ch) || ch == '_' || ch == '$' || (unsigned char)ch >= 0x80;
+}
+
+size_t sqlscan_skip_space(const char *text, size_t n, size_t i)
+{
+	while (i < n) {
+		if (isspace((unsigned char)text[i])) {
+			i++;
+		} else if (text[i] == '-' && i + 1 < n && text[i + 1] == '-') {
+			while (i < n && text[i] != '\n')
+				i++;
+		} else if (text[i] == '/' && i + 1 < n && text[i + 1] == '*') {
+			/* Postgres nests block comments. */
+			int depth = 0;
+
+			do {
+				if (i + 1 < n && text[i] == '/' && text[i + 1] == '*') {
+					depth++;
+					i += 2;
+				} else if (i + 1 < n && text[i] == '*' && text[i + 1] == '/') {
+					depth--;
+					i += 2;
+				} else {
+					i++;
+				}
+			} while (depth > 0 && i < n);
+		} else {
+			break;
+		}
+	}
+	return i;
+}
+
+enum sql_verb sqlscan_verb(const char *text, size_t n)
+{
+	size_t i = 0, start, len;
+
+	for (;;) {
+		i = sqlscan_skip_space(text, n, i);
+		if (i < n && text[i] == '(')
+			i++;
+		else
+			break;
+	}
+	start = i;
+	while (i < n && isalpha((unsigned char)text[i]))
+		i++;
+	len = i - start;
+	/* A word cut off by the end of the bytes is not known to be that word. */
+	if (len < 3 || len > 10 || i == n || is_word_char(text[i]))
+		return SQL_VERB_OTHER;
+	for (size_t k = 0; k < sizeof(keywords) / sizeof(keywords[0]); k++)
+		if (strlen(keywords[k].word) == len &&
+		    strncasecmp(text + start, keywords[k].word, len) == 0)
+			return keywords[k].verb;
+	return SQL_VERB_OTHER;
+}
+
+/* Does `word` (lower case) end at text[end] and not continue an identifier before it? */
+static bool word_before(const char *text, size_t end, const char *word)
+{
+	size_t len = strlen(word);
+
+	if (end < len || strncasecmp(text + end - len, word, len) != 0)
+		return false;
+	return end == len || !is_word_char(text[end - len - 1]);
+}
+
+unsigned sqlscan_mentions(const char *text, size_t n)
+{
+	const char *p = text, *end = text + n, *u;
+	unsigned found = 0;
+
+	while (p < end && (u = memchr(p, '_', (size_t)(end - p))) != NULL) {
+		size_t at = (size_t)(u - text), left = n - at;
+
+		if (left >= 7 && strncasecmp(u, "_config", 7) == 0 && word_before(text, at, "set"))
+			found |= SQL_MENTIONS_SET_CONFIG;
+		else if (left >= 9 && strncasecmp(u, "_advisory", 9) == 0 &&
+		         (word_before(text, at, "pg") || word_before(text, at, "pg_try")))
+			found |= SQL_MENTIONS_ADVISORY;
+		p = u + 1;
+	}
+	return found;
+}
+
+bool sqlscan_may_change_session(const char *text, size_t n)
+{
+	switch (sqlscan_verb(text, n)) {
+	case SQL_VERB_OTHER:
+	case SQL_VERB_EXECUTE:
+		return sqlscan_mentions(text, n) != 0;
+	default:
+		return true;
+	}
+}
+
+bool sqlscan_contains(const char *text, size_t n, const char *word)
+{
+	size_t len = strlen(word);
+
+	for (size_t i = 0; i + len <= n; i++)
+		if (tolower((unsigned char)text[i]) == word[0] &&
+		    strncasecmp(text + i, word, len) == 0)
+			return true;
+	return false;
+}
+
+/* After the word at text[i..]: its end, or 0 if it is not `word`. */
+static size_t match_word(const char *text, size_t n, size_t i, const char *word)
+{
+	size_t len = strlen(word);
+
+	if (i + len > n || strncasecmp(text + i, word, len) != 0 ||
+	    (i + len < n && is_word_char(text[i + len])))
+		return 0;
+	return i + len;
+}
+
+static size_t quoted_name(const char *text, size_t n, size_t i, char *name, size_t cap)
+{
+	size_t len = 0;
+
+	for (i++; i < n; i++) {
+		if (text[i] == '"') {
+			if (i + 1 < n && text[i + 1] == '"')
+				i++;
+			else
+				break;
+		}
+		if (len + 1 >= cap)
+			return 0;
+		name[len++] = text[i];
+	}
+	if (i >= n || len == 0)
+		return 0;
+	name[len] = '\0';
+	return i + 1;
+}
+
+/* An identifier at text[i]: quoted, or folded to lower case; returns its end or 0. */
+static size_t read_identifier(const char *text, size_t n, size_t i, char *name, size_t cap)
+{
+	size_t len = 0;
+
+	if (i < n && text[i] == '"')
+		return quoted_name(text, n, i, name, cap);
+	if (i >= n ||
+	    !(isalpha((unsigned char)text[i]) || text[i] == '_' || (unsigned char)text[i] >= 0x80))
+		return 0;
+	while (i < n && is_word_char(text[i])) {
+		if (len + 1 >= cap)
+			return 0;
+		name[len++] = (char)tolower((unsigned char)text[i++]);
+	}
+	name[len] = '\0';
+	return i;
+}
+
+size_t sqlscan_name(const char *text, size_t n, const char *skip, char *name, size_t cap)
+{
+	size_t i = sqlscan_skip_space(text, n, 0), after;
+
+	while (i < n && isalpha((unsigned char)text[i]))
+		i++;
+	i = sqlscan_skip_space(text, n, i);
+	if (skip != NULL && (after = match_word(text, n, i, skip)) != 0)
+		i = sqlscan_skip_space(text, n, after);
+	return read_identifier(text, n, i, name, cap);
+}
+
+#define CUSTOM_NAME_MAX 128
+
+/* "SET [SESSION | LOCAL] name" or "RESET name" at text[i..]: report a dotted name. */
+static void statement_name(const char *text, size_t n, size_t i,
+                           void (*fn)(void *arg, const char *name), void *arg)
+{
+	char name[CUSTOM_NAME_MAX];
+	size_t end, at;
+	enum sql_verb verb = sqlscan_verb(text + i, n - i);
+
+	if (verb != SQL_VERB_SET && verb != SQL_VERB_RESET)
+		return;
+	at = sqlscan_skip_space(text, n, i);
+	at += verb == SQL_VERB_SET ? 3 : 5;
+	at = sqlscan_skip_space(text, n, at);
+	if ((end = match_word(text, n, at, "session")) != 0 ||
+	    (end = match_word(text, n, at, "local")) != 0)
+		at = end;
+	/* The name may be written as parts: a."b".c */
+	for (size_t len = 0;;) {
+		char part[CUSTOM_NAME_MAX];
+		size_t next, plen;
+
+		at = sqlscan_skip_space(text, n, at);
+		if ((next = read_identifier(text, n, at, part, sizeof(part))) == 0)
+			return;
+		plen = strlen(part);
+		if (len + plen + 2 > sizeof(name))
+			return;
+		if (len > 0)
+			name[len++] = '.';
+		memcpy(name + len, part, plen + 1);
+		len += plen;
+		at = sqlscan_skip_space(text, n, next);
+		if (at >= n || text[at] != '.') {
+			if (memchr(name, '.', len) != NULL)
+				fn(arg, name);
+			return;
+		}
+		at++;
+	}
+}
+
+/* set_config( at text[i..] (just past the word): its literal name, or -1. */
+static int set_config_name(const char *text, size_t n, size_t i,
+                           void (*fn)(void *arg, const char *name), void *arg)
+{
+	char name[CUSTOM_NAME_MAX];
+	size_t len = 0;
+
+	i = sqlscan_skip_space(text, n, i);
+	if (i >= n || text[i] != '(')
+		return 0; /* not a call: a column or a word in a string */
+	i = sqlscan_skip_space(text, n, i + 1);
+	if (i >= n || text[i] != '\'')
+		return -1;
+	for (i++; i < n; i++) {
+		if (text[i] == '\'') {
+			if (i + 1 < n && text[i + 1] == '\'')
+				i++;
+			else
+				break;
+		}
+		if (len + 1 >= sizeof(name))
+			return -1;
+		name[len++] = (char)tolower((unsigned char)text[i]);
+	}
+	if (i >= n)
+		return -1;
+	name[len] = '\0';
+	if (memchr(name, '.', len) != NULL)
+		fn(arg, name);
+	return 0;
+}
+
+int sqlscan_custom_names(const char *text, size_t n, void (*fn)(void *arg, const char *name),
+                         void *arg)
+{
+	bool statement_start = true;
+	int rc = 0;
+
+	for (size_t i = 0; i < n;) {
+		size_t at = sqlscan_skip_space(text, n, i);
+
+		if (at != i) {
+			i = at;
+			continue;
+		}
+		if (statement_start) {
+			statement_name(text, n, i, fn, arg);
+			statement_start = false;
+		}
+		if (text[i] == ';') {
+			statement_start = true;
+			i++;
+		} else if (text[i] == '\'' || text[i] == '"') {
+			char q = text[i];
+
+			for (i++; i < n && text[i] != q; i++)
+				;
+			i++;
+		} else if (text[i] == '$' && (i == 0 || !is_word_char(text[i - 1])) &&
+		           !(i + 1 < n && isdigit((unsigned char)text[i + 1]))) {
+			return -1; /* dollar quoting: a body sluice does not read */
+		} else if (is_word_char(text[i])) {
+			size_t start = i;
+
+			while (i < n && is_word_char(text[i]))
+				i++;
+			if (i - start == 10 && strncasecmp(text + start, "set_config", 10) == 0 &&
+			    (start < 1 || text[start - 1] != '.' ||
+			     (start >= 11 &&
+			      strncasecmp(text + start - 11, "pg_catalog.", 11) == 0)) &&
+			    set_config_name(text, n, i, fn, arg) < 0)
+				rc = -1;
+		} else {
+			i++;
+		}
+	}
+	return rc;
+}

@@ -1,0 +1,236 @@
+/*
+ * Transaction pooling without exceptions (issue 17, docs/session-state.md):
+ * session settings made with set_config() or SET of custom parameters stay
+ * with their client; SQL PREPARE/EXECUTE/DEALLOCATE names are per client;
+ * LISTEN/NOTIFY through the shared listening connection; what cannot move
+ * (advisory locks, temporary tables, WITH HOLD cursors) pins the server.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "harness.h"
+
+TestSuite(txn_state, .fini = harness_teardown, .timeout = 180);
+
+static PGconn *client(struct harness_sluice *h)
+{
+	return harness_connect_ok(h, "app", "app-secret", "app");
+}
+
+/* current_setting(name, missing_ok): "" for NULL, so it compares as a string. */
+static void expect_setting(PGconn *c, const char *name, const char *want)
+{
+	char sql[256];
+	PGresult *res;
+
+	snprintf(sql, sizeof(sql), "select coalesce(current_setting('%s', true), '')", name);
+	res = harness_exec_ok(c, sql);
+	cr_assert_str_eq(PQgetvalue(res, 0, 0), want, "%s is \"%s\", not \"%s\"", name,
+	                 PQgetvalue(res, 0, 0), want);
+	PQclear(res);
+}
+
+static long long backend(PGconn *c)
+{
+	return harness_query_int(c, "select pg_backend_pid()");
+}
+
+Test(txn_state, set_config_follows_its_client_only)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	PGconn *a = client(h), *b = client(h);
+
+	cr_assert_eq(backend(a), backend(b), "one shared server");
+	PQclear(harness_exec_ok(a, "select set_config('myapp.tenant', 'acme', false)"));
+	PQclear(
+	    harness_exec_ok(a, "SELECT pg_catalog.SET_CONFIG('TimeZone', 'Asia/Tokyo', false)"));
+	expect_setting(b, "myapp.tenant", "");
+	cr_assert_str_neq(PQparameterStatus(b, "TimeZone"), "Asia/Tokyo");
+	expect_setting(a, "myapp.tenant", "acme");
+	expect_setting(a, "TimeZone", "Asia/Tokyo");
+	expect_setting(b, "myapp.tenant", "");
+
+	/* is_local = true, and a rolled-back set_config, leave nothing behind. */
+	PQclear(harness_exec_ok(a, "begin; select set_config('myapp.local', 'x', true); commit"));
+	PQclear(harness_exec_ok(a, "begin; select set_config('myapp.tenant', 'gone', false); "
+	                           "rollback"));
+	expect_setting(a, "myapp.local", "");
+	expect_setting(a, "myapp.tenant", "acme");
+	expect_setting(b, "myapp.tenant", "");
+	PQfinish(a);
+	PQfinish(b);
+}
+
+Test(txn_state, custom_set_and_reset_all)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	PGconn *a = client(h), *b = client(h);
+
+	PQclear(harness_exec_ok(a, "SET SESSION myapp.who = 'alice'"));
+	PQclear(harness_exec_ok(a, "begin; savepoint s; set myapp.who = 'bob'; "
+	                           "rollback to savepoint s; commit"));
+	expect_setting(b, "myapp.who", "");
+	expect_setting(a, "myapp.who", "alice");
+	PQclear(harness_exec_ok(b, "set myapp.who = 'carol'"));
+	expect_setting(a, "myapp.who", "alice");
+	PQclear(harness_exec_ok(a, "reset all"));
+	expect_setting(a, "myapp.who", "");
+	expect_setting(b, "myapp.who", "carol");
+	PQfinish(a);
+	PQfinish(b);
+}
+
+/* A statement prepared with set_config in its text sets the GUC at each execution. */
+Test(txn_state, set_config_in_extended_protocol)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	PGconn *a = client(h), *b = client(h);
+	const char *v[1] = {"one"};
+	PGresult *res;
+
+	res = PQprepare(a, "setter", "select set_config('myapp.ext', $1, false)", 1, NULL);
+	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQerrorMessage(a));
+	PQclear(res);
+	expect_setting(b, "myapp.ext", "");
+	res = PQexecPrepared(a, "setter", 1, v, NULL, NULL, 0);
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(a));
+	PQclear(res);
+	expect_setting(b, "myapp.ext", "");
+	expect_setting(a, "myapp.ext", "one");
+	v[0] = "two";
+	res =
+	    PQexecParams(a, "select set_config('myapp.ext', $1, false)", 1, NULL, v, NULL, NULL, 0);
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(a));
+	PQclear(res);
+	expect_setting(b, "myapp.ext", "");
+	expect_setting(a, "myapp.ext", "two");
+	PQfinish(a);
+	PQfinish(b);
+}
+
+/* ---- pinning ---- */
+
+#define PIN_INI   "default_pool_size = 2\nadmin_users = admin\nworkers = 1\n"
+#define PIN_USERS "\"admin\" \"admin-secret\"\n"
+
+/* SHOW CLIENTS: the pin_reason of the app client whose backend is `pid` ("" if none). */
+static bool pin_reason_is(PGconn *admin, long long link_pid, const char *want)
+{
+	PGresult *res = PQexec(admin, "SHOW CLIENTS");
+	int user = PQfnumber(res, "user"), reason = PQfnumber(res, "pin_reason");
+	int pinned = PQfnumber(res, "pinned");
+	bool found = false;
+
+	(void)link_pid;
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(admin));
+	cr_assert(reason >= 0 && pinned >= 0, "SHOW CLIENTS has pinned and pin_reason");
+	for (int i = 0; i < PQntuples(res); i++)
+		if (strcmp(PQgetvalue(res, i, user), "app") == 0 &&
+		    strcmp(PQgetvalue(res, i, reason), want) == 0 &&
+		    strcmp(PQgetvalue(res, i, pinned), want[0] ? "1" : "0") == 0)
+			found = true;
+	PQclear(res);
+	return found;
+}
+
+Test(txn_state, advisory_lock_pins_until_unlocked)
+{
+	struct harness_sluice *h = harness_start_sluice_users(PIN_INI, PIN_USERS);
+	PGconn *adm = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PGconn *a = client(h), *b = client(h);
+	long long pid;
+
+	PQclear(harness_exec_ok(a, "select pg_advisory_lock(4242)"));
+	pid = backend(a);
+	cr_assert(harness_wait_for(pin_reason_is(adm, pid, "advisory lock"), 10));
+	/* b runs many transactions meanwhile: never on a's backend, never blocked. */
+	for (int i = 0; i < 20; i++) {
+		cr_assert_neq(backend(b), pid);
+		cr_assert_eq(backend(a), pid, "a keeps its server while it holds the lock");
+	}
+	cr_assert_eq(harness_query_int(b, "select pg_try_advisory_lock(4242)::int"), 0);
+	PQclear(harness_exec_ok(a, "select pg_advisory_unlock(4242)"));
+	cr_assert(harness_wait_for(pin_reason_is(adm, pid, ""), 10));
+	cr_assert_eq(harness_query_int(b, "select pg_try_advisory_lock(4242)::int"), 1);
+	PQclear(harness_exec_ok(b, "select pg_advisory_unlock_all()"));
+	PQfinish(a);
+	PQfinish(b);
+	PQfinish(adm);
+}
+
+Test(txn_state, temp_table_and_hold_cursor_pin)
+{
+	struct harness_sluice *h = harness_start_sluice_users(PIN_INI, PIN_USERS);
+	PGconn *adm = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PGconn *a = client(h), *b = client(h);
+	long long pid;
+
+	PQclear(harness_exec_ok(a, "create temp table scratch (x int)"));
+	pid = backend(a);
+	cr_assert(harness_wait_for(pin_reason_is(adm, pid, "temporary table"), 10));
+	for (int i = 0; i < 10; i++) {
+		char sql[64];
+
+		snprintf(sql, sizeof(sql), "insert into scratch values (%d)", i);
+		PQclear(harness_exec_ok(a, sql));
+		cr_assert_eq(harness_query_int(b, "select count(*) from pg_class where relname = "
+		                                  "'scratch' and relpersistence = 't' and "
+		                                  "pg_table_is_visible(oid)"),
+		             0);
+	}
+	cr_assert_eq(harness_query_int(a, "select count(*) from scratch"), 10);
+	PQclear(harness_exec_ok(a, "begin; declare cur cursor with hold for select x from "
+	                           "scratch order by x; commit"));
+	cr_assert(
+	    harness_wait_for(pin_reason_is(adm, pid, "temporary table,cursor WITH HOLD"), 10));
+	PQclear(harness_exec_ok(a, "drop table scratch"));
+	cr_assert(harness_wait_for(pin_reason_is(adm, pid, "cursor WITH HOLD"), 10));
+	cr_assert_eq(harness_query_int(a, "fetch next from cur"), 0);
+	cr_assert_eq(harness_query_int(a, "fetch next from cur"), 1);
+	PQclear(harness_exec_ok(a, "close cur"));
+	cr_assert(harness_wait_for(pin_reason_is(adm, pid, ""), 10));
+	PQfinish(a);
+	PQfinish(b);
+	PQfinish(adm);
+}
+
+/* A pinned client that leaves: its server is cleaned (DISCARD ALL), not leaked or lost. */
+Test(txn_state, pinned_client_leaves_clean_server)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	PGconn *a = client(h), *b;
+	long long pid;
+
+	PQclear(harness_exec_ok(a, "select pg_advisory_lock(77); create temp table t (x int)"));
+	pid = backend(a);
+	PQfinish(a);
+	b = client(h);
+	cr_assert_eq(backend(b), pid, "the only server is reused");
+	cr_assert_eq(harness_query_int(b, "select pg_try_advisory_lock(77)::int"), 1);
+	cr_assert_eq(harness_query_int(b, "select count(*) from pg_class where relnamespace = "
+	                                  "pg_my_temp_schema()"),
+	             0);
+	PQfinish(b);
+}
+
+Test(txn_state, pin_timeout_closes_a_pinned_client)
+{
+	struct harness_sluice *h =
+	    harness_start_sluice("default_pool_size = 1\npin_timeout = 300ms");
+	PGconn *a = client(h), *b;
+	PGresult *res;
+
+	PQclear(harness_exec_ok(a, "select pg_advisory_lock(5)"));
+	/* The pinned client is closed once pin_timeout passes; its lock goes with DISCARD ALL. */
+	cr_assert(harness_wait_for(harness_log_contains(h, "longer than pin_timeout"), 20));
+	res = PQexec(a, "select 1");
+	cr_assert_neq(PQresultStatus(res), PGRES_TUPLES_OK);
+	PQclear(res);
+	b = client(h);
+	cr_assert_eq(harness_query_int(b, "select pg_try_advisory_lock(5)::int"), 1);
+	PQfinish(a);
+	PQfinish(b);
+}

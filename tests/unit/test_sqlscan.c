@@ -1,0 +1,88 @@
+/* The cheap look at SQL text that transaction pooling relies on (proto/sqlscan.h). */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "proto/sqlscan.h"
+
+static enum sql_verb verb(const char *sql)
+{
+	return sqlscan_verb(sql, strlen(sql) + 1); /* a Query's text ends in its NUL */
+}
+
+Test(sqlscan, first_keyword)
+{
+	cr_assert_eq(verb("SET x = 1"), SQL_VERB_SET);
+	cr_assert_eq(verb("  -- comment\n /* a /* nested */ one */ ((reset all))"), SQL_VERB_RESET);
+	cr_assert_eq(verb("Listen chan"), SQL_VERB_LISTEN);
+	cr_assert_eq(verb("deallocate all"), SQL_VERB_DEALLOCATE);
+	cr_assert_eq(verb("settings"), SQL_VERB_OTHER);
+	cr_assert_eq(verb("select 1"), SQL_VERB_OTHER);
+	cr_assert_eq(verb(""), SQL_VERB_OTHER);
+	/* Cut off by the end of the bytes: not known to be SET. */
+	cr_assert_eq(sqlscan_verb("set", 3), SQL_VERB_OTHER);
+	cr_assert_eq(verb("set"), SQL_VERB_SET);
+}
+
+Test(sqlscan, mentions)
+{
+	const char *a = "SELECT pg_catalog.SET_CONFIG('a.b', 'c', false)";
+	const char *b = "select pg_try_advisory_lock(1), pg_advisory_unlock_all()";
+	const char *c = "select reset_config, my_set_config(1), x_pg_advisory_lock()";
+
+	cr_assert_eq(sqlscan_mentions(a, strlen(a)), SQL_MENTIONS_SET_CONFIG);
+	cr_assert_eq(sqlscan_mentions(b, strlen(b)), SQL_MENTIONS_ADVISORY);
+	cr_assert_eq(sqlscan_mentions(c, strlen(c)), 0);
+	cr_assert(sqlscan_may_change_session(a, strlen(a)));
+	cr_assert_not(sqlscan_may_change_session("select 1", 8));
+}
+
+struct names {
+	char text[256];
+};
+
+static void collect(void *arg, const char *name)
+{
+	struct names *n = arg;
+
+	strcat(n->text, name);
+	strcat(n->text, ";");
+}
+
+static int names(const char *sql, struct names *n)
+{
+	n->text[0] = '\0';
+	return sqlscan_custom_names(sql, strlen(sql), collect, n);
+}
+
+Test(sqlscan, custom_names)
+{
+	struct names n;
+
+	cr_assert_eq(names("SET SESSION MyApp.Who = 'x'; set local \"A\".b TO 1; "
+	                   "select 'set x.y = 1'; reset app.z; set search_path = a",
+	                   &n),
+	             0);
+	cr_assert_str_eq(n.text, "myapp.who;A.b;app.z;");
+	cr_assert_eq(names("select set_config('My.Tenant', $1, false), "
+	                   "pg_catalog.set_config ( 'it''s.x', 'v', true)",
+	                   &n),
+	             0);
+	cr_assert_str_eq(n.text, "my.tenant;it's.x;");
+	cr_assert_eq(names("select set_config($1, 'v', false)", &n), -1);
+	cr_assert_eq(names("do $$ begin perform set_config('a.b', 'c', false); end $$", &n), -1);
+	cr_assert_eq(names("select set_config('timezone', 'UTC', false)", &n), 0);
+	cr_assert_str_eq(n.text, "");
+}
+
+Test(sqlscan, statement_name)
+{
+	char name[64];
+	const char *sql = "PREPARE \"Odd \"\"one\"\" \" (int) AS select $1";
+
+	cr_assert_neq(sqlscan_name(sql, strlen(sql), NULL, name, sizeof(name)), 0);
+	cr_assert_str_eq(name, "Odd \"one\" ");
+	sql = "deallocate prepare Foo_1;";
+	cr_assert_eq(sqlscan_name(sql, strlen(sql), "prepare", name, sizeof(name)), 24);
+	cr_assert_str_eq(name, "foo_1");
+	cr_assert_eq(sqlscan_name("execute (", 9, NULL, name, sizeof(name)), 0);
+}
