@@ -33,16 +33,41 @@ enum sslmode {
 
 enum limiter_backend { LIMITER_LOCAL, LIMITER_REDIS };
 enum redis_failure_mode { REDIS_FAIL_LOCAL, REDIS_FAIL_OPEN, REDIS_FAIL_CLOSED };
+/* Which hosts of a [databases] entry a pool may use: libpq's target_session_attrs. */
+enum target_session_attrs {
+	TARGET_ANY,
+	TARGET_READ_WRITE,
+	TARGET_PRIMARY,
+	TARGET_STANDBY,
+	TARGET_PREFER_STANDBY,
+	TARGET_READ_ONLY
+};
+/* The order new connections try a database's hosts in: libpq's load_balance_hosts. */
+enum load_balance { BALANCE_DISABLE, BALANCE_RANDOM, BALANCE_ROUND_ROBIN };
 
 /* Integer overrides in [databases]/[users] use -1 for "inherit the global". */
 #define CONFIG_INHERIT (-1)
 
+/* Hosts in one [databases] entry at most. */
+#define DB_MAX_HOSTS 32
+
+/* One host of a [databases] entry. */
+struct db_host {
+	char *host; /* host name, IP, or Unix socket directory (starts with '/') */
+	int port;   /* its port */
+};
+
 /* One [databases] entry: `name = host=... port=... dbname=...`. */
 struct db_def {
-	char *name;        /* key clients connect to; "*" is the fallback entry */
-	char *host;        /* server host name, IP, or Unix socket directory (starts with '/') */
-	int port;          /* server port */
-	char *dbname;      /* database on the server; NULL = same as client's */
+	char *name;               /* key clients connect to; "*" is the fallback entry */
+	char *host;               /* host key as written: one host or a comma-separated list */
+	char *ports;              /* port key as written: one port or one per host; NULL = 5432 */
+	struct db_host *hosts;    /* the two split (databases_split_hosts): at least one */
+	int nhosts;               /* entries in hosts */
+	int port;                 /* hosts[0].port, for the reports that show one */
+	int target_session_attrs; /* CONFIG_INHERIT or enum target_session_attrs */
+	int load_balance_hosts;   /* CONFIG_INHERIT or enum load_balance */
+	char *dbname;             /* database on the server; NULL = same as client's */
 	char *user;        /* forced server user (all clients share one pool); NULL = client's */
 	char *password;    /* password for the server login; NULL = from auth_file */
 	int pool_size;     /* CONFIG_INHERIT or override of default_pool_size */
@@ -172,6 +197,13 @@ struct config {
 	char *auth_dbname;               /* [databases] entry auth_query runs on; "" = client's */
 	int64_t transaction_timeout_us;  /* close a client whose transaction is open longer */
 
+	/* Upstream topology (docs/topology.md) */
+	int target_session_attrs;              /* enum target_session_attrs, per database too */
+	int load_balance_hosts;                /* enum load_balance, per database too */
+	int server_breaker_failures;           /* consecutive host failures that open its breaker */
+	int64_t server_breaker_backoff_us;     /* first wait of an open breaker */
+	int64_t server_breaker_backoff_max_us; /* the wait doubles per failed probe up to this */
+
 	struct db_def *dbs;         /* [databases] in file order, then URL-defined ones */
 	size_t ndbs;                /* entries in dbs */
 	struct user_def *users;     /* [users] in file order */
@@ -254,6 +286,8 @@ const struct user_def *config_find_user(const struct config *cfg, const char *na
 int config_pool_size(const struct config *cfg, const struct db_def *db, const struct user_def *u);
 int config_pool_mode(const struct config *cfg, const struct db_def *db, const struct user_def *u);
 int config_min_pool_size(const struct config *cfg, const struct db_def *db);
+int config_target_session_attrs(const struct config *cfg, const struct db_def *db);
+int config_load_balance_hosts(const struct config *cfg, const struct db_def *db);
 
 /* Write docs/config.md content (generated from the table) to `out`. */
 void config_write_markdown(FILE *out);

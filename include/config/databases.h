@@ -44,6 +44,12 @@ int databases_entry_set(const struct entry_key *k, void *entry, const char *valu
 void databases_db_init(struct db_def *db);
 /* Frees the strings of `db` (wiping the password) and zeroes it. */
 void databases_db_fini(struct db_def *db);
+/*
+ * Splits the host and port keys as written (libpq's syntax: "a,b,c" with one
+ * port for all or one per host) into db->hosts.  -1 with `msg` (without the
+ * entry's name) when the lists do not match or an item is empty or invalid.
+ */
+int databases_split_hosts(struct db_def *db, char *msg, size_t len);
 /* Adds `db` (taking its strings) or replaces the entry of the same name. */
 int databases_db_upsert(struct config *cfg, struct db_def *db);
 

@@ -49,5 +49,7 @@ void config_format_size(int64_t bytes, char *buf, size_t len);
 const char *pool_mode_name(int mode);
 /* libpq's word for an enum sslmode: "disable" ... "verify-full". */
 const char *sslmode_name(int mode);
+const char *target_session_attrs_name(int target);
+const char *load_balance_name(int mode);
 
 #endif

@@ -29,9 +29,12 @@ void tls_contexts_free(struct tls_contexts *t);
 
 /* The sslmode for a database's servers: its own, else server_tls_sslmode. */
 int tls_server_sslmode(const struct config *cfg, const struct db_def *db);
-/* A new SSL for connecting to `db`'s host, with verification as its sslmode says. */
-SSL *tls_server_ssl(const struct tls_contexts *t, const struct config *cfg,
-                    const struct db_def *db);
+/*
+ * A new SSL for connecting to `host` (one of `db`'s hosts: the name the
+ * certificate must match), with verification as the database's sslmode says.
+ */
+SSL *tls_server_ssl(const struct tls_contexts *t, const struct config *cfg, const struct db_def *db,
+                    const char *host);
 
 /* "TLSv1.3/TLS_AES_256_GCM_SHA384" for SHOW CLIENTS/SERVERS; "" when not TLS. */
 void tls_describe(struct bufferevent *bev, char *buf, size_t len);

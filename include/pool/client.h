@@ -153,7 +153,7 @@ int client_start_tls(struct client *c);
 /* Pool callbacks. */
 void client_link(struct client *c, struct server *s); /* got a server: start relaying */
 void client_login_ready(struct client *c);            /* pool defaults are known */
-void client_pool_failed(struct client *c, const char *sqlstate, const char *msg);
+void client_pool_failed(struct client *c, const char *sqlstate, const char *msg, const char *hint);
 
 /* (Re)arm the client's one timer; its meaning depends on the state. 0 disarms. */
 void client_arm_timer(struct client *c, int64_t us);

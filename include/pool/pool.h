@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "auth/auth_file.h"
+#include "pool/hosts.h"
 #include "pool/record.h"
 #include "base/list.h"
 #include "proto/params.h"
@@ -75,9 +76,10 @@ struct pool {
 	struct quota *pool_quota;       /* pool_size across workers */
 	struct quota *db_quota;         /* max_db_connections */
 	struct quota *user_quota;       /* max_user_connections */
-	int64_t retry_after_us;         /* backoff: no new connect before this time */
+	int64_t retry_after_us;         /* server_login_retry: no new connect before this time */
 	char last_error_state[6];       /* SQLSTATE of the last connect/login failure */
 	char last_error[256];           /* its message, sent to clients during backoff */
+	struct pool_hosts hosts;        /* its database's hosts: breakers, load-balancing turn */
 	bool has_client_key;            /* SCRAM pass-through keys learned from a client */
 	uint8_t client_key[SCRAM_KEY_LEN];
 	uint8_t server_key[SCRAM_KEY_LEN]; /* from that client's verifier (file or auth_query) */
@@ -144,8 +146,20 @@ void pool_release(struct pool *p, struct server *s);
 void pool_maintain(struct pool *p);
 /* A server finished login: fill defaults, serve login waiters. */
 void pool_server_ready(struct pool *p, struct server *s);
-/* A connect or login failed: remember, back off, fail clients that cannot be served. */
-void pool_connect_failed(struct pool *p, const char *sqlstate, const char *msg);
+/*
+ * A connect or login failed: remember, fail clients that cannot be served.
+ * A failure of the host is the breaker's to count (it was told already);
+ * any other (authentication, a missing database) makes the pool wait
+ * server_login_retry before its next login.
+ */
+void pool_connect_failed(struct pool *p, const char *sqlstate, const char *msg, bool host_down);
+/*
+ * Refuses `c` at once (true) when the pool has no server and none can be
+ * opened now: every host's breaker is open or of the wrong role, or the pool
+ * waits server_login_retry.  The error carries a HINT saying when the next
+ * try is.
+ */
+bool pool_refuse_if_down(struct pool *p, struct client *c);
 /* A server is going away: give back its quota units. */
 void pool_server_gone(struct pool *p, struct server *s);
 /* Re-resolve the definition after a reload. */

@@ -20,6 +20,7 @@
 #include "net/conn.h"
 #include "base/list.h"
 #include "base/log.h"
+#include "limit/breaker.h"
 #include "proto/params.h"
 #include "pool/prepared.h"
 #include "pool/qstats.h"
@@ -105,9 +106,18 @@ struct server {
 	bool close_needed;          /* retire at the next release (reload, lifetime) */
 	bool timer_pending;         /* timer armed (saves libevent calls per transaction) */
 	enum server_tls tls;        /* TLS negotiation during login */
+	struct breaker *breaker;    /* its host's breaker (a reference of its own): host, port */
+	bool probe;                 /* it is that breaker's half-open probe, not yet judged */
+	bool any_role;              /* prefer-standby found no standby: a primary will do */
+	bool role_query;            /* login: pg_is_in_recovery() asked (Postgres before 14) */
+	bool read_only;             /* default_transaction_read_only is on */
+	enum host_role role;        /* learnt at login, followed by ParameterStatus */
 };
 
-struct server *server_new(struct pool *p);
+struct host_pick;
+
+/* A new server of `p` to the host `pick` chose (pool/hosts.h). */
+struct server *server_new(struct pool *p, const struct host_pick *pick);
 void server_free(struct server *s);
 void server_set_state(struct server *s, enum server_state state);
 const char *server_state_name(enum server_state state);

@@ -24,6 +24,7 @@
 #include "base/inbox.h"
 #include "base/list.h"
 #include "base/types.h"
+#include "limit/breaker.h"
 #include "limit/limiter.h"
 #include "limit/login_delay.h"
 #include "limit/quota.h"
@@ -52,12 +53,13 @@ struct worker_shared {
 	const struct worker_hooks *hooks; /* see above */
 	struct worker **workers; /* every worker, by id: cancel routing, shedding, gathers */
 	int nworkers;
-	bool workers_stopped;          /* every worker thread joined: post nothing to an inbox */
-	_Atomic uint64_t next_conn_id; /* ids for clients and servers, unique process-wide */
-	_Atomic int nclients;          /* for max_client_conn */
-	struct quota_registry quotas;  /* connection caps and tenant state */
-	struct limiter limiter;        /* token buckets behind tenant rate limits */
-	struct login_delay failures;   /* failed logins per address (auth_failure_delay) */
+	bool workers_stopped;             /* every worker thread joined: post nothing to an inbox */
+	_Atomic uint64_t next_conn_id;    /* ids for clients and servers, unique process-wide */
+	_Atomic int nclients;             /* for max_client_conn */
+	struct quota_registry quotas;     /* connection caps and tenant state */
+	struct limiter limiter;           /* token buckets behind tenant rate limits */
+	struct login_delay failures;      /* failed logins per address (auth_failure_delay) */
+	struct breaker_registry breakers; /* a circuit breaker and role per upstream host */
 };
 
 struct worker {

@@ -171,10 +171,8 @@ static const struct compat_key keys[] = {
     IGNORED(COMPAT_DATABASE, "datestyle", NULL, "use connect_options = '-c datestyle=...'"),
     IGNORED(COMPAT_DATABASE, "timezone", NULL, "use connect_options = '-c timezone=...'"),
     SAME(COMPAT_DATABASE, "query_wait_timeout"),
-    IGNORED(COMPAT_DATABASE, "load_balance_hosts", NULL,
-            "sluice connects to one host per database entry"),
-    IGNORED(COMPAT_DATABASE, "target_session_attrs", "any",
-            "sluice does not check a server's role"),
+    SAME(COMPAT_DATABASE, "load_balance_hosts"),
+    SAME(COMPAT_DATABASE, "target_session_attrs"),
 
     SAME(COMPAT_USER, "pool_size"),
     IGNORED(COMPAT_USER, "reserve_pool_size", NULL,

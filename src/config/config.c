@@ -165,6 +165,11 @@ static void validate_pools(const struct config *cfg, struct config_error *err)
 	if (cfg->min_pool_size > cfg->default_pool_size)
 		msg_set_error(err, "%s: min_pool_size (%d) is larger than default_pool_size (%d)",
 		              src, cfg->min_pool_size, cfg->default_pool_size);
+	if (cfg->server_breaker_backoff_max_us < cfg->server_breaker_backoff_us)
+		msg_set_error(err,
+		              "%s: server_breaker_backoff_max is shorter than "
+		              "server_breaker_backoff",
+		              src);
 	for (size_t i = 0; i < cfg->ndbs; i++) {
 		const struct db_def *db = &cfg->dbs[i];
 		int min = config_min_pool_size(cfg, db), size = config_pool_size(cfg, db, NULL);
@@ -266,11 +271,20 @@ int config_validate(const struct config *cfg, struct config_error *err)
  */
 static int default_hosts(struct config *cfg, struct config_error *err)
 {
+	char msg[MSG_MAX];
+
 	for (size_t i = 0; i < cfg->ndbs; i++) {
-		if (cfg->dbs[i].host != NULL || cfg->unix_socket_dir[0] == '\0')
+		struct db_def *db = &cfg->dbs[i];
+
+		if (db->host != NULL || cfg->unix_socket_dir[0] == '\0')
 			continue;
-		if ((cfg->dbs[i].host = strdup(cfg->unix_socket_dir)) == NULL) {
+		if ((db->host = strdup(cfg->unix_socket_dir)) == NULL) {
 			msg_set_error(err, "out of memory");
+			return -1;
+		}
+		/* Entries with a host had their host list split when they were read. */
+		if (databases_split_hosts(db, msg, sizeof(msg)) < 0) {
+			msg_set_error(err, "%s: database '%s': %s", cfg->source, db->name, msg);
 			return -1;
 		}
 	}

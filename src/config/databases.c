@@ -28,8 +28,14 @@
 static const struct entry_key db_keys[] = {
     DB_KEY(host, CONFIG_STRING, NULL, 0, 0,
            "Server host name or IP address, or a Unix socket directory (starts with /); "
-           "default: the Unix socket in unix_socket_dir, as in PgBouncer."),
-    DB_KEY(port, CONFIG_INT, NULL, 1, 65535, "Server port; default 5432."),
+           "default: the Unix socket in unix_socket_dir, as in PgBouncer. A comma-separated "
+           "list names several hosts, as in libpq: see target_session_attrs and "
+           "load_balance_hosts."),
+    {.name = "port",
+     .type = CONFIG_STRING,
+     .offset = offsetof(struct db_def, ports),
+     .help = "Server port; default 5432. With several hosts: one port for all, or a "
+             "comma-separated list with one per host."},
     DB_KEY(dbname, CONFIG_STRING, NULL, 0, 0,
            "Database name on the server; default: the name the client asked for."),
     DB_KEY(user, CONFIG_STRING, NULL, 0, 0,
@@ -69,6 +75,10 @@ static const struct entry_key db_keys[] = {
      .offset = offsetof(struct db_def, reserve_pool_size),
      .global = "reserve_pool_size",
      .help = "Same as reserve_pool_size (PgBouncer's older name)."},
+    DB_KEY(target_session_attrs, CONFIG_ENUM, "target_session_attrs", 0, 0,
+           "Overrides target_session_attrs for this database: which of its hosts to use."),
+    DB_KEY(load_balance_hosts, CONFIG_ENUM, "load_balance_hosts", 0, 0,
+           "Overrides load_balance_hosts for this database."),
 };
 
 static const struct entry_key user_keys[] = {
@@ -121,12 +131,25 @@ void databases_db_init(struct db_def *db)
 	db->client_idle_timeout = CONFIG_INHERIT;
 	db->sslmode = CONFIG_INHERIT;
 	db->reserve_pool_size = CONFIG_INHERIT;
+	db->target_session_attrs = CONFIG_INHERIT;
+	db->load_balance_hosts = CONFIG_INHERIT;
+}
+
+static void free_hosts(struct db_def *db)
+{
+	for (int i = 0; i < db->nhosts; i++)
+		free(db->hosts[i].host);
+	free(db->hosts);
+	db->hosts = NULL;
+	db->nhosts = 0;
 }
 
 void databases_db_fini(struct db_def *db)
 {
 	free(db->name);
 	free(db->host);
+	free(db->ports);
+	free_hosts(db);
 	free(db->dbname);
 	free(db->user);
 	value_free_secret(db->password);
@@ -292,6 +315,100 @@ static int entry_parse(struct config *cfg, enum compat_section section,
 	return rc;
 }
 
+/* Counts the comma-separated items of `list`; 0 when one is empty and that is not allowed. */
+static int count_items(const char *list, bool allow_empty)
+{
+	int n = 1;
+	bool empty = *list == '\0' || *list == ',';
+
+	for (const char *p = list; *p != '\0'; p++) {
+		if (*p != ',')
+			continue;
+		empty |= p[1] == '\0' || p[1] == ',';
+		n++;
+	}
+	return empty && !allow_empty ? 0 : n;
+}
+
+/* The `i`th port of `ports` (NULL or an empty item = 5432, as in libpq). */
+static int port_at(const char *ports, int i, int *port, char *msg, size_t len)
+{
+	static const struct config_option spec = {
+	    .name = "port", .type = CONFIG_INT, .min = 1, .max = 65535};
+	char item[32];
+	const char *p = ports;
+	size_t n;
+
+	if (ports == NULL) {
+		*port = 5432;
+		return 0;
+	}
+	for (int k = 0; k < i && strchr(p, ',') != NULL; k++)
+		p = strchr(p, ',') + 1;
+	if ((n = strcspn(p, ",")) == 0) {
+		*port = 5432;
+		return 0;
+	}
+	snprintf(item, sizeof(item), "%.*s", (int)(n < sizeof(item) - 1 ? n : sizeof(item) - 1), p);
+	if (value_parse(&spec, item, port, msg, len) < 0) {
+		msg_prefix(msg, len, "port: ");
+		return -1;
+	}
+	return 0;
+}
+
+/* Each port of a list without its hosts yet (they come from unix_socket_dir later). */
+static int check_ports(const char *ports, char *msg, size_t len)
+{
+	int port;
+
+	for (int i = 0, n = count_items(ports, true); i < n; i++)
+		if (port_at(ports, i, &port, msg, len) < 0)
+			return -1;
+	return 0;
+}
+
+int databases_split_hosts(struct db_def *db, char *msg, size_t len)
+{
+	int nhosts = count_items(db->host, false),
+	    nports = db->ports ? count_items(db->ports, true) : 1;
+	const char *h = db->host;
+
+	free_hosts(db);
+	if (nhosts == 0) {
+		snprintf(msg, len, "host: empty item in the list '%.100s'", db->host);
+		return -1;
+	}
+	if (nhosts > DB_MAX_HOSTS) {
+		snprintf(msg, len, "host: %d hosts, at most %d may be listed", nhosts,
+		         DB_MAX_HOSTS);
+		return -1;
+	}
+	if (nports != 1 && nports != nhosts) {
+		snprintf(msg, len,
+		         "%d hosts but %d ports: give one port for all hosts, or one per host",
+		         nhosts, nports);
+		return -1;
+	}
+	if ((db->hosts = calloc((size_t)nhosts, sizeof(*db->hosts))) == NULL) {
+		snprintf(msg, len, "out of memory");
+		return -1;
+	}
+	for (int i = 0; i < nhosts; i++, h += strcspn(h, ",") + 1) {
+		struct db_host *dh = &db->hosts[db->nhosts];
+
+		if (port_at(db->ports, nports == 1 ? 0 : i, &dh->port, msg, len) < 0)
+			return -1;
+		if ((dh->host = strndup(h, strcspn(h, ","))) == NULL) {
+			snprintf(msg, len, "out of memory");
+			return -1;
+		}
+		db->nhosts++;
+	}
+	db->port = db->hosts[0].port;
+	return 0;
+}
+
 /* Adds `db` (taking its strings) or replaces the entry of the same name. */
 int databases_db_upsert(struct config *cfg, struct db_def *db)
 {
@@ -328,6 +445,11 @@ int databases_define_db(struct config *cfg, const char *name, const char *text, 
 	else
 		rc = entry_parse(cfg, COMPAT_DATABASE, db_keys, NKEYS(db_keys), &db, what, text,
 		                 msg, len);
+	/* Without a host, config.c splits the lists once unix_socket_dir is known. */
+	if (rc == 0 && (rc = db.host != NULL    ? databases_split_hosts(&db, msg, len)
+	                     : db.ports != NULL ? check_ports(db.ports, msg, len)
+	                                        : 0) < 0)
+		msg_prefix(msg, len, "%s: ", what);
 	if (rc == 0 && (rc = databases_db_upsert(cfg, &db)) < 0)
 		snprintf(msg, len, "out of memory");
 	if (rc < 0)
@@ -409,12 +531,33 @@ int config_min_pool_size(const struct config *cfg, const struct db_def *db)
 	return cfg->min_pool_size;
 }
 
+int config_target_session_attrs(const struct config *cfg, const struct db_def *db)
+{
+	if (db != NULL && db->target_session_attrs != CONFIG_INHERIT)
+		return db->target_session_attrs;
+	return cfg->target_session_attrs;
+}
+
+int config_load_balance_hosts(const struct config *cfg, const struct db_def *db)
+{
+	if (db != NULL && db->load_balance_hosts != CONFIG_INHERIT)
+		return db->load_balance_hosts;
+	return cfg->load_balance_hosts;
+}
+
 /* The [databases] key a URL parameter maps onto; NULL if none. */
 const struct entry_key *databases_url_key(const char *param)
 {
-	static const char *const same[] = {"host",    "port",       "dbname",
-	                                   "user",    "password",   "application_name",
-	                                   "sslmode", "sslrootcert"};
+	static const char *const same[] = {"host",
+	                                   "port",
+	                                   "dbname",
+	                                   "user",
+	                                   "password",
+	                                   "application_name",
+	                                   "sslmode",
+	                                   "sslrootcert",
+	                                   "target_session_attrs",
+	                                   "load_balance_hosts"};
 
 	if (strcmp(param, "options") == 0)
 		return entry_key_find(db_keys, NKEYS(db_keys), "connect_options");

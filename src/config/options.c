@@ -136,6 +136,9 @@ static const char *const redis_failure_mode_names[] = {"local", "open", "closed"
 		.default_value = def, .min = lo, .max = MAX_DURATION, .reload = RELOAD_RESTART,    \
 		.help = text                                                                       \
 	}
+static const char *const target_names[] = {
+    "any", "read-write", "primary", "standby", "prefer-standby", "read-only", NULL};
+static const char *const balance_names[] = {"disable", "random", "round-robin", NULL};
 
 static const struct config_option options[] = {
     OPT_STRING(listen_addr, "127.0.0.1", RELOAD_RESTART,
@@ -373,6 +376,24 @@ static const struct config_option options[] = {
     OPT_RESTART_ENUM(redis_failure_mode, "local", redis_failure_mode_names,
                      "While Redis is down: local (each instance enforces rate / instances "
                      "last seen), open (admit), closed (refuse with 53400)."),
+    /* Upstream topology (docs/topology.md). */
+    OPT_ENUM(target_session_attrs, "any", target_names,
+             "Which hosts of a database's host list new server connections may use, with "
+             "libpq's meanings: any, read-write, primary, standby, prefer-standby, read-only. "
+             "Also per database."),
+    OPT_ENUM(load_balance_hosts, "disable", balance_names,
+             "Order in which new server connections try a database's hosts: disable (as "
+             "listed), random, or round-robin. Also per database."),
+    OPT_INT(server_breaker_failures, "1", 1, 1000, RELOAD_LIVE,
+            "Consecutive connect or login failures of a host (over every pool and worker) "
+            "that open its circuit breaker: requests that only that host could serve then "
+            "fail at once instead of waiting."),
+    OPT_DURATION(server_breaker_backoff, "1s",
+                 "How long an open breaker waits before one probe connection tests the host; "
+                 "also how often a host of the wrong role is asked again whether it changed."),
+    OPT_DURATION(server_breaker_backoff_max, "30s",
+                 "The breaker's wait doubles after each failed probe (with jitter), up to "
+                 "this."),
 };
 
 const struct config_option *config_options(size_t *count)
@@ -394,6 +415,20 @@ const char *pool_mode_name(int mode)
 	if (mode < POOL_SESSION || mode > POOL_STATEMENT)
 		return "unknown";
 	return pool_mode_names[mode];
+}
+
+const char *target_session_attrs_name(int target)
+{
+	if (target < TARGET_ANY || target > TARGET_READ_ONLY)
+		return "?";
+	return target_names[target];
+}
+
+const char *load_balance_name(int mode)
+{
+	if (mode < BALANCE_DISABLE || mode > BALANCE_ROUND_ROBIN)
+		return "?";
+	return balance_names[mode];
 }
 
 const char *sslmode_name(int mode)

@@ -3,6 +3,7 @@
  */
 #include "config/url.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,11 +49,6 @@ static int url_take(struct db_def *db, const char *key, const char *val, char *m
 	const struct entry_key *k = databases_url_key(key);
 
 	if (k != NULL) {
-		/* libpq allows host lists for failover; sluice has one server per database. */
-		if (k->offset == offsetof(struct db_def, host) && strchr(val, ',') != NULL) {
-			snprintf(msg, len, "several hosts are not supported");
-			return -1;
-		}
 		if (databases_entry_set(k, db, val, msg, len) == 0)
 			return 0;
 		msg_prefix(msg, len, "%s: ", key);
@@ -60,7 +56,8 @@ static int url_take(struct db_def *db, const char *key, const char *val, char *m
 	}
 	snprintf(msg, len,
 	         "parameter '%.60s' is not supported (sluice takes host, port, dbname, user, "
-	         "password, application_name, options, sslmode and sslrootcert)",
+	         "password, application_name, options, sslmode, sslrootcert, "
+	         "target_session_attrs and load_balance_hosts)",
 	         key);
 	return -1;
 }
@@ -107,18 +104,60 @@ static int url_fill(struct db_def *db, const PQconninfoOption *opts, const char 
 		snprintf(msg, len, "out of memory");
 		return -1;
 	}
-	return 0;
+	return databases_split_hosts(db, msg, len);
+}
+
+/*
+ * libpq before 16 does not know load_balance_hosts and refuses the whole
+ * URL, so the parameter is taken out of a URI's query before libpq reads
+ * it.  Returns the URL without it (malloc'd) and its value in *value
+ * (malloc'd, NULL when absent); NULL when out of memory.
+ */
+static char *take_load_balance(const char *url, char **value)
+{
+	static const char key[] = "load_balance_hosts=";
+	const char *query = strchr(url, '?'), *p;
+	char *out = strdup(url), *o;
+	bool first = true;
+
+	*value = NULL;
+	if (out == NULL || query == NULL)
+		return out;
+	o = out + (query - url); /* the '?', rewritten with the parameters kept */
+	for (p = query + 1; *p != '\0'; p += p[strcspn(p, "&")] == '&') {
+		size_t n = strcspn(p, "&");
+
+		if (strncmp(p, key, sizeof(key) - 1) == 0) {
+			free(*value);
+			if ((*value = strndup(p + sizeof(key) - 1, n - (sizeof(key) - 1))) ==
+			    NULL) {
+				free(out);
+				return NULL;
+			}
+		} else {
+			*o++ = first ? '?' : '&';
+			first = false;
+			memcpy(o, p, n);
+			o += n;
+		}
+		p += n;
+	}
+	*o = '\0';
+	return out;
 }
 
 /* Defines (or replaces) a database from a libpq URI or conninfo string. */
 int url_define_db(struct config *cfg, const char *name, const char *url, char *msg, size_t len)
 {
-	char *pqerr = NULL;
-	PQconninfoOption *opts = PQconninfoParse(url, &pqerr);
+	char *pqerr = NULL, *balance = NULL, *rest = take_load_balance(url, &balance);
+	PQconninfoOption *opts = rest != NULL ? PQconninfoParse(rest, &pqerr) : NULL;
 	struct db_def db;
 	int rc = -1;
 
+	if (rest != NULL)
+		value_free_secret(rest);
 	if (opts == NULL) {
+		free(balance);
 		snprintf(msg, len, "%s", pqerr ? pqerr : "out of memory");
 		msg[strcspn(msg, "\n")] = '\0';
 		redact_url_password(url, msg);
@@ -126,13 +165,15 @@ int url_define_db(struct config *cfg, const char *name, const char *url, char *m
 		return -1;
 	}
 	databases_db_init(&db);
-	if (url_fill(&db, opts, name, msg, len) == 0 && url_add_login(cfg, &db, msg, len) == 0) {
+	if ((balance == NULL || url_take(&db, "load_balance_hosts", balance, msg, len) == 0) &&
+	    url_fill(&db, opts, name, msg, len) == 0 && url_add_login(cfg, &db, msg, len) == 0) {
 		rc = databases_db_upsert(cfg, &db);
 		if (rc < 0)
 			snprintf(msg, len, "out of memory");
 	}
 	if (rc < 0)
 		databases_db_fini(&db);
+	free(balance);
 	for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
 		if (o->val != NULL && strcmp(o->keyword, "password") == 0)
 			OPENSSL_cleanse(o->val, strlen(o->val));

@@ -193,14 +193,14 @@ int tls_server_sslmode(const struct config *cfg, const struct db_def *db)
 	return db->sslmode != CONFIG_INHERIT ? db->sslmode : cfg->server_tls_sslmode;
 }
 
-SSL *tls_server_ssl(const struct tls_contexts *t, const struct config *cfg, const struct db_def *db)
+SSL *tls_server_ssl(const struct tls_contexts *t, const struct config *cfg, const struct db_def *db,
+                    const char *host)
 {
 	size_t i = (size_t)(db - cfg->dbs);
 	SSL_CTX *ctx = i < t->ndb && t->db_connect[i] != NULL ? t->db_connect[i] : t->connect;
 	int mode = tls_server_sslmode(cfg, db);
 	unsigned char addr[16];
-	bool is_ip =
-	    inet_pton(AF_INET, db->host, addr) == 1 || inet_pton(AF_INET6, db->host, addr) == 1;
+	bool is_ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
 	SSL *ssl = SSL_new(ctx);
 
 	if (ssl == NULL)
@@ -208,10 +208,10 @@ SSL *tls_server_ssl(const struct tls_contexts *t, const struct config *cfg, cons
 	/* Below verify-ca the certificate is not checked, as libpq does. */
 	SSL_set_verify(ssl, mode >= SSLMODE_VERIFY_CA ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
 	if (!is_ip)
-		SSL_set_tlsext_host_name(ssl, db->host);
+		SSL_set_tlsext_host_name(ssl, host);
 	if (mode == SSLMODE_VERIFY_FULL) {
-		int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), db->host)
-		               : SSL_set1_host(ssl, db->host);
+		int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host)
+		               : SSL_set1_host(ssl, host);
 
 		if (ok != 1) {
 			SSL_free(ssl);

@@ -167,8 +167,8 @@ static void aq_connect(struct aq_conn *q, const char *hostaddr)
 		aq_broken(q, "the database was removed");
 		return;
 	}
-	snprintf(port, sizeof(port), "%d", db->port);
-	keys[n] = "host", values[n++] = db->host;
+	snprintf(port, sizeof(port), "%d", db->hosts[0].port);
+	keys[n] = "host", values[n++] = db->hosts[0].host;
 	if (hostaddr != NULL)
 		keys[n] = "hostaddr", values[n++] = hostaddr;
 	keys[n] = "port", values[n++] = port;
@@ -228,13 +228,13 @@ static void aq_start(struct aq_conn *q)
 		aq_broken(q, "the database was removed");
 		return;
 	}
-	if (db->host[0] == '/' || inet_pton(AF_INET, db->host, buf) == 1 ||
-	    inet_pton(AF_INET6, db->host, buf) == 1) {
+	if (db->hosts[0].host[0] == '/' || inet_pton(AF_INET, db->hosts[0].host, buf) == 1 ||
+	    inet_pton(AF_INET6, db->hosts[0].host, buf) == 1) {
 		aq_connect(q, NULL);
 		return;
 	}
 	q->state = AQ_RESOLVING;
-	q->dns = evdns_getaddrinfo(q->w->loop.dns, db->host, NULL, &hints, resolved_cb, q);
+	q->dns = evdns_getaddrinfo(q->w->loop.dns, db->hosts[0].host, NULL, &hints, resolved_cb, q);
 }
 
 /* The answer to the lookup in flight: cache it and hand it to every waiter with that user. */

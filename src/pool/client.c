@@ -195,7 +195,7 @@ void client_close(struct client *c, const char *reason)
 }
 
 static void send_error(struct client *c, const char *severity, const char *sqlstate,
-                       const char *fmt, va_list ap)
+                       const char *hint, const char *fmt, va_list ap)
 {
 	char msg[512];
 	bool quiet =
@@ -203,7 +203,7 @@ static void send_error(struct client *c, const char *severity, const char *sqlst
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	clog(c, quiet ? LOG_DEBUG : LOG_INFO, "%s %s: %s", severity, sqlstate, msg);
-	build_error(conn_out(&c->conn), severity, sqlstate, msg, NULL);
+	build_error_hint(conn_out(&c->conn), severity, sqlstate, msg, NULL, hint);
 }
 
 void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
@@ -213,9 +213,19 @@ void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
 	if (c->state == CLIENT_CLOSING)
 		return;
 	va_start(ap, fmt);
-	send_error(c, "FATAL", sqlstate, fmt, ap);
+	send_error(c, "FATAL", sqlstate, NULL, fmt, ap);
 	va_end(ap);
 	client_close(c, "error sent");
+}
+
+/* After a request's error: drop its messages up to its Sync/Query, which then gets ReadyForQuery.
+ */
+static void finish_reject(struct client *c)
+{
+	pool_dequeue(c->pool, c);
+	c->discarding = true;
+	client_set_state(c, CLIENT_IDLE);
+	client_kick(c);
 }
 
 void client_reject_request(struct client *c, const char *sqlstate, const char *fmt, ...)
@@ -225,13 +235,9 @@ void client_reject_request(struct client *c, const char *sqlstate, const char *f
 	if (c->state == CLIENT_CLOSING)
 		return;
 	va_start(ap, fmt);
-	send_error(c, "ERROR", sqlstate, fmt, ap);
+	send_error(c, "ERROR", sqlstate, NULL, fmt, ap);
 	va_end(ap);
-	pool_dequeue(c->pool, c);
-	/* Drop the request's messages up to its Sync/Query, which then gets ReadyForQuery. */
-	c->discarding = true;
-	client_set_state(c, CLIENT_IDLE);
-	client_kick(c);
+	finish_reject(c);
 }
 
 void client_free(struct client *c)
@@ -300,12 +306,31 @@ void client_login_ready(struct client *c)
 	conn_resume(&c->conn, SUSPEND_LOGIN_WAIT);
 }
 
-void client_pool_failed(struct client *c, const char *sqlstate, const char *msg)
+static void send_error_hint(struct client *c, const char *severity, const char *sqlstate,
+                            const char *hint, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void send_error_hint(struct client *c, const char *severity, const char *sqlstate,
+                            const char *hint, const char *fmt, ...)
 {
-	if (c->state == CLIENT_LOGIN)
-		client_fail(c, sqlstate, "%s", msg);
-	else
-		client_reject_request(c, sqlstate, "%s", msg);
+	va_list ap;
+
+	va_start(ap, fmt);
+	send_error(c, severity, sqlstate, hint, fmt, ap);
+	va_end(ap);
+}
+
+void client_pool_failed(struct client *c, const char *sqlstate, const char *msg, const char *hint)
+{
+	if (c->state == CLIENT_CLOSING)
+		return;
+	if (c->state == CLIENT_LOGIN) {
+		send_error_hint(c, "FATAL", sqlstate, hint, "%s", msg);
+		client_close(c, "error sent");
+		return;
+	}
+	send_error_hint(c, "ERROR", sqlstate, hint, "%s", msg);
+	finish_reject(c);
 }
 
 void client_cancel(struct client *c)

@@ -336,10 +336,8 @@ static void client_login_finish(struct client *c)
 		client_login_ready(c);
 		return;
 	}
-	if (c->pool->nservers == 0 && worker_now_us(c->w) < c->pool->retry_after_us) {
-		client_fail(c, c->pool->last_error_state, "%s", c->pool->last_error);
+	if (pool_refuse_if_down(c->pool, c))
 		return;
-	}
 	/* The welcome needs the server's parameters: wait for the pool's first login. */
 	c->login = LOGIN_WAIT_POOL;
 	conn_suspend(&c->conn, SUSPEND_LOGIN_WAIT);

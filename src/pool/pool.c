@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "pool/client.h"
 #include "config/config.h"
+#include "pool/hosts.h"
 #include "proto/sqlstate.h"
 #include "pool/server.h"
 #include "pool/worker.h"
@@ -197,6 +198,8 @@ struct pool *pool_get(struct worker *w, const char *dbname, const char *server_u
 	list_init(&p->unused_node);
 	p->statement_timeout_us = statement_timeout;
 	p->db = db;
+	hosts_attach(&p->hosts, &w->shared->breakers, db,
+	             (uint64_t)(uintptr_t)p ^ (uint64_t)worker_now_us(w));
 	p->udef = config_find_user(w->cfg, server_user);
 	resolve_settings(p);
 	list_init(&p->idle);
@@ -247,6 +250,7 @@ void pool_free(struct pool *p)
 	quota_put(reg, p->auto_quota);
 	if (p->reserve_timer != NULL)
 		event_free(p->reserve_timer);
+	hosts_detach(&p->hosts, &p->w->shared->breakers);
 	param_list_fini(&p->defaults);
 	record_fini(&p->lat);
 	free(p->dbname);
@@ -638,6 +642,75 @@ void pool_kick_others(struct worker *w)
 			inbox_post(&w->shared->workers[i]->inbox, kick_fn, NULL);
 }
 
+/* Fails every client waiting in the pool: it has no server and cannot open one. */
+static void fail_waiters(struct pool *p, const char *sqlstate, const char *msg, const char *hint)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &p->login_waiting)
+	{
+		struct client *c = list_entry(pos, struct client, wait_node);
+
+		list_del(&c->wait_node);
+		client_pool_failed(c, sqlstate, msg, hint);
+	}
+	list_for_each_safe(pos, tmp, &p->waiting)
+	{
+		struct client *c = list_entry(pos, struct client, wait_node);
+
+		list_del(&c->wait_node);
+		client_pool_failed(c, sqlstate, msg, hint);
+	}
+}
+
+static void no_host_message(const struct pool *p, const char *why, char *msg, size_t len)
+{
+	snprintf(msg, len, "no usable host for database \"%s\" (target_session_attrs=%s): %s",
+	         p->dbname,
+	         target_session_attrs_name(config_target_session_attrs(p->w->cfg, p->db)), why);
+}
+
+/*
+ * The host for a new server.  With none (every breaker open, or no host of
+ * the role wanted), a pool without servers fails its waiters now, with a
+ * HINT saying when the next try is, rather than let them wait for
+ * query_wait_timeout.
+ */
+static bool pick_host(struct pool *p, struct host_pick *pick)
+{
+	int64_t now = worker_now_us(p->w), retry;
+	char why[256], msg[400], hint[128];
+
+	if (hosts_pick(&p->hosts, p->w->cfg, p->db, now, pick, &retry, why, sizeof(why)))
+		return true;
+	if (p->nservers == 0) {
+		no_host_message(p, why, msg, sizeof(msg));
+		hosts_hint(retry, now, hint, sizeof(hint));
+		fail_waiters(p, SQLSTATE_CONNECTION_FAILURE, msg, hint);
+	}
+	return false;
+}
+
+bool pool_refuse_if_down(struct pool *p, struct client *c)
+{
+	int64_t now = worker_now_us(p->w), retry;
+	char why[256], msg[400], hint[128];
+
+	if (p->nservers > 0 || p->paused)
+		return false;
+	if (now < p->retry_after_us) {
+		hosts_hint(p->retry_after_us, now, hint, sizeof(hint));
+		client_pool_failed(c, p->last_error_state, p->last_error, hint);
+		return true;
+	}
+	if (hosts_usable(&p->hosts, p->w->cfg, p->db, now, &retry, why, sizeof(why)))
+		return false;
+	no_host_message(p, why, msg, sizeof(msg));
+	hosts_hint(retry, now, hint, sizeof(hint));
+	client_pool_failed(c, SQLSTATE_CONNECTION_FAILURE, msg, hint);
+	return true;
+}
+
 /*
  * The reserve (reserve_pool_size, PgBouncer's option): when a client has
  * waited reserve_pool_timeout for a server of a full pool, the pool may open
@@ -688,6 +761,7 @@ static void reserve_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct pool *p = arg;
 	int64_t timeout = p->w->cfg->reserve_pool_timeout_us, now = worker_now_us(p->w);
+	struct host_pick pick;
 	int due = 0, want;
 	struct list_node *pos;
 
@@ -701,8 +775,14 @@ static void reserve_cb(evutil_socket_t fd, short what, void *arg)
 
 		if (!take_quotas(p, reserve_size(p)))
 			return; /* reserve used up: pool_maintain re-arms when a server goes */
-		if ((s = server_new(p)) == NULL) {
+		if (!pick_host(p, &pick)) {
 			give_quotas(p);
+			return;
+		}
+		if ((s = server_new(p, &pick)) == NULL) {
+			give_quotas(p);
+			if (pick.probe)
+				breaker_probe_abandoned(p->hosts.b[pick.idx]);
 			return;
 		}
 		log_info(p->w->log,
@@ -717,6 +797,7 @@ static void reserve_cb(evutil_socket_t fd, short what, void *arg)
 
 void pool_maintain(struct pool *p)
 {
+	struct host_pick pick;
 	int want, min_size;
 
 	if (p->db == NULL || p->paused || p->w->draining || worker_now_us(p->w) < p->retry_after_us)
@@ -735,10 +816,16 @@ void pool_maintain(struct pool *p)
 			arm_reserve(p);
 			return;
 		}
-		struct server *s = server_new(p);
+		if (!pick_host(p, &pick)) {
+			give_quotas(p);
+			return;
+		}
+		struct server *s = server_new(p, &pick);
 
 		if (s == NULL) {
 			give_quotas(p);
+			if (pick.probe)
+				breaker_probe_abandoned(p->hosts.b[pick.idx]);
 			return;
 		}
 		track_use(p);
@@ -762,10 +849,8 @@ void pool_acquire(struct pool *p, struct client *c)
 		return;
 	}
 	/* Postgres is down and nothing could serve the client: say so now, not after a wait. */
-	if (p->nservers == 0 && worker_now_us(p->w) < p->retry_after_us) {
-		client_pool_failed(c, p->last_error_state, p->last_error);
+	if (p->nservers == 0 && pool_refuse_if_down(p, c))
 		return;
-	}
 	client_set_state(c, CLIENT_WAITING);
 	list_add_tail(&p->waiting, &c->wait_node);
 	clog(c, LOG_DEBUG, "queued for a server");
@@ -872,35 +957,30 @@ void pool_server_ready(struct pool *p, struct server *s)
 	pool_release(p, s);
 }
 
-void pool_connect_failed(struct pool *p, const char *sqlstate, const char *msg)
+void pool_connect_failed(struct pool *p, const char *sqlstate, const char *msg, bool host_down)
 {
-	struct list_node *pos, *tmp;
+	int64_t now = worker_now_us(p->w), retry;
+	char why[256], hint[128];
 
 	snprintf(p->last_error_state, sizeof(p->last_error_state), "%s", sqlstate);
 	snprintf(p->last_error, sizeof(p->last_error), "%s", msg);
-	p->retry_after_us = worker_now_us(p->w) + p->w->cfg->server_login_retry_us;
+	if (!host_down)
+		p->retry_after_us = now + p->w->cfg->server_login_retry_us;
 	/* A made-up name: keep nothing for it (no backoff either) once its clients are gone. */
 	if (p->is_auto && strcmp(sqlstate, SQLSTATE_INVALID_CATALOG_NAME) == 0) {
 		p->db_missing = true;
 		track_use(p);
 	}
-	/* Servers still alive will serve the queue; only a pool with none fails its clients. */
+	/* Servers still alive (or just opened on another host) will serve the queue. */
 	if (p->nservers > 0)
 		return;
-	list_for_each_safe(pos, tmp, &p->login_waiting)
-	{
-		struct client *c = list_entry(pos, struct client, wait_node);
-
-		list_del(&c->wait_node);
-		client_pool_failed(c, sqlstate, msg);
-	}
-	list_for_each_safe(pos, tmp, &p->waiting)
-	{
-		struct client *c = list_entry(pos, struct client, wait_node);
-
-		list_del(&c->wait_node);
-		client_pool_failed(c, sqlstate, msg);
-	}
+	if (!host_down)
+		hosts_hint(p->retry_after_us, now, hint, sizeof(hint));
+	else if (!hosts_usable(&p->hosts, p->w->cfg, p->db, now, &retry, why, sizeof(why)))
+		hosts_hint(retry, now, hint, sizeof(hint));
+	else
+		hint[0] = '\0';
+	fail_waiters(p, sqlstate, msg, hint[0] ? hint : NULL);
 }
 
 void pool_server_gone(struct pool *p, struct server *s)
@@ -933,7 +1013,8 @@ static bool str_differs(const char *a, const char *b)
 /* Does a server opened under `old` still match `def`? */
 static bool connection_changed(const struct db_def *old, const struct db_def *def)
 {
-	return str_differs(old->host, def->host) || old->port != def->port ||
+	return str_differs(old->host, def->host) || str_differs(old->ports, def->ports) ||
+	       old->target_session_attrs != def->target_session_attrs ||
 	       str_differs(old->dbname, def->dbname) || str_differs(old->user, def->user) ||
 	       str_differs(old->password, def->password) ||
 	       str_differs(old->connect_options, def->connect_options) ||
@@ -978,6 +1059,10 @@ void pool_reconfigure(struct pool *p)
 	bool changed = def == NULL || p->db == NULL || connection_changed(p->db, def);
 
 	follow_auto(p, def);
+	if (changed) {
+		hosts_detach(&p->hosts, &p->w->shared->breakers);
+		hosts_attach(&p->hosts, &p->w->shared->breakers, def, p->hosts.rng);
+	}
 	p->db = def;
 	p->udef = config_find_user(p->w->cfg, p->user);
 	resolve_settings(p);
@@ -990,7 +1075,7 @@ void pool_reconfigure(struct pool *p)
 	}
 	if (def == NULL) {
 		pool_connect_failed(p, SQLSTATE_INVALID_CATALOG_NAME,
-		                    "database was removed from the configuration");
+		                    "database was removed from the configuration", false);
 		return;
 	}
 	pool_maintain(p);

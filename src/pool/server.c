@@ -23,6 +23,7 @@
 #include "pool/client.h"
 #include "config/config.h"
 #include "pool/qstats.h"
+#include "pool/hosts.h"
 #include "pool/record.h"
 #include "pool/pool.h"
 #include "proto/build.h"
@@ -153,6 +154,10 @@ void server_close(struct server *s, const char *reason)
 	}
 	conn_halt(&s->conn);
 	cancel_detach_server(s);
+	if (s->probe) {
+		breaker_probe_abandoned(s->breaker);
+		s->probe = false;
+	}
 	server_set_state(s, SERVER_CLOSING);
 	pool_server_gone(p, s);
 	loop_schedule_reap(&s->w->loop);
@@ -176,6 +181,10 @@ void server_free(struct server *s)
 	prepared_cache_fini(&s->stmts, &s->w->prepared);
 	requests_fini(&s->requests);
 	qstats_server_fini(&s->qs);
+	if (s->breaker != NULL) {
+		atomic_fetch_sub(&s->breaker->servers, 1);
+		breaker_put(&s->w->shared->breakers, s->breaker);
+	}
 	free(s->scram);
 	free(s);
 }
@@ -303,15 +312,57 @@ static const char *server_password(const struct server *s, const struct user_sec
 	return NULL;
 }
 
-static void login_fail(struct server *s, const char *sqlstate, const char *msg)
+/*
+ * Failures that say the host is unwell (no connection, a timeout, a server
+ * starting up, shutting down or out of connections), which its breaker
+ * counts; any other (a password, a missing database) is this login's.
+ */
+static bool is_host_failure(const char *sqlstate)
+{
+	return strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "57P0", 4) == 0 ||
+	       strncmp(sqlstate, "53", 2) == 0;
+}
+
+static void login_failed(struct server *s, const char *sqlstate, const char *msg, bool host_down)
 {
 	struct pool *p = s->pool;
+	const struct config *cfg = s->w->cfg;
+	int64_t now = worker_now_us(s->w);
 
 	slog(s, LOG_WARN, "server login failed: %s", msg);
-	/* Back off before closing, so the close does not immediately start another attempt. */
-	p->retry_after_us = worker_now_us(s->w) + s->w->cfg->server_login_retry_us;
+	if (host_down) {
+		const struct breaker_policy policy = {
+		    .failures = cfg->server_breaker_failures,
+		    .backoff_us = cfg->server_breaker_backoff_us,
+		    .max_us = cfg->server_breaker_backoff_max_us,
+		};
+
+		breaker_failed(s->breaker, &policy, now, msg);
+	} else {
+		/* The host answered: it is up, the login is what failed. */
+		breaker_succeeded(s->breaker, now, now - s->connect_us);
+		/* Back off before closing, so the close does not immediately start another attempt.
+		 */
+		p->retry_after_us = now + cfg->server_login_retry_us;
+	}
+	s->probe = false;
 	server_close(s, "login failed");
-	pool_connect_failed(p, sqlstate, msg);
+	pool_connect_failed(p, sqlstate, msg, host_down);
+}
+
+static void login_fail(struct server *s, const char *sqlstate, const char *msg)
+{
+	login_failed(s, sqlstate, msg, is_host_failure(sqlstate));
+}
+
+/*
+ * A failure of this database's settings rather than of the host (TLS it
+ * cannot have, a certificate its CA does not sign): other databases on the
+ * same host must not find its breaker open for it.
+ */
+static void login_refused(struct server *s, const char *msg)
+{
+	login_failed(s, SQLSTATE_CONNECTION_FAILURE, msg, false);
 }
 
 static int auth_md5(struct server *s, struct msg_reader *r, struct evbuffer *out)
@@ -421,6 +472,79 @@ static int login_auth(struct server *s, struct msg_reader *r, const char **err)
 	}
 }
 
+/* What the reported parameters say of the server's role (Postgres 14 and later). */
+static void learn_role(struct server *s)
+{
+	const struct param *hs = param_find(&s->params, "in_hot_standby");
+	const struct param *ro = param_find(&s->params, "default_transaction_read_only");
+
+	if (hs != NULL)
+		s->role = strcmp(hs->value, "on") == 0 ? HOST_ROLE_STANDBY : HOST_ROLE_PRIMARY;
+	if (ro != NULL)
+		s->read_only = strcmp(ro->value, "on") == 0;
+}
+
+/* The row of the role query: pg_is_in_recovery(), default_transaction_read_only. */
+static void learn_role_row(struct server *s, struct msg_reader *r)
+{
+	uint16_t ncols = msg_read_u16(r);
+
+	for (uint16_t i = 0; i < ncols && i < 2; i++) {
+		uint32_t n = msg_read_u32(r);
+		const uint8_t *v = n != UINT32_MAX && n > 0 ? msg_read_bytes(r, n) : NULL;
+		bool on = v != NULL && (v[0] == 't' || (n >= 2 && v[0] == 'o' && v[1] == 'n'));
+
+		if (i == 0 && v != NULL)
+			s->role = on ? HOST_ROLE_STANDBY : HOST_ROLE_PRIMARY;
+		else if (i == 1 && v != NULL)
+			s->read_only = on;
+	}
+}
+
+static bool role_fits(const struct server *s)
+{
+	return hosts_role_fits(config_target_session_attrs(s->w->cfg, s->pool->db), s->role,
+	                       s->read_only, s->any_role);
+}
+
+/*
+ * The login's ReadyForQuery: the host answered, so its breaker closes; its
+ * role, now known, goes to the breaker for every pool to see, and a server
+ * of the wrong role (a standby for read-write...) is closed rather than
+ * used.  Returns false when the server was closed.
+ */
+static bool login_done(struct server *s)
+{
+	int64_t now = worker_now_us(s->w);
+
+	if (!s->role_query)
+		learn_role(s);
+	if (s->role == HOST_ROLE_UNKNOWN && !s->role_query &&
+	    config_target_session_attrs(s->w->cfg, s->pool->db) != TARGET_ANY) {
+		/* Postgres before 14 reports neither: ask, as libpq does. */
+		build_query(conn_out(&s->conn),
+		            "SELECT pg_catalog.pg_is_in_recovery(), "
+		            "pg_catalog.current_setting('default_transaction_read_only')");
+		s->role_query = true;
+		return true;
+	}
+	breaker_succeeded(s->breaker, now, now - s->connect_us);
+	s->probe = false;
+	if (s->role != HOST_ROLE_UNKNOWN)
+		breaker_set_role(s->breaker, s->role, s->read_only, now);
+	if (!role_fits(s)) {
+		server_close(s, s->role == HOST_ROLE_STANDBY
+		                    ? "the host is a standby, target_session_attrs wants another"
+		                    : "the host is not of the role target_session_attrs wants");
+		return false;
+	}
+	slog(s, LOG_DEBUG, "logged in, backend pid %u", s->backend_pid);
+	arm_timer(s, 0);
+	record_server_ready(s);
+	pool_server_ready(s->pool, s);
+	return true;
+}
+
 /* One login-phase message; returns false when the server was closed. */
 static bool login_message(struct server *s, uint8_t type, const uint8_t *body, size_t len)
 {
@@ -455,19 +579,48 @@ static bool login_message(struct server *s, uint8_t type, const uint8_t *body, s
 		return true;
 	case 'Z':
 		s->tx_status = (char)msg_read_u8(&r);
-		slog(s, LOG_DEBUG, "logged in, backend pid %u", s->backend_pid);
-		arm_timer(s, 0);
-		record_server_ready(s);
-		pool_server_ready(s->pool, s);
+		return login_done(s);
+	case 'D':
+		if (!s->role_query)
+			break;
+		learn_role_row(s, &r);
+		return true;
+	case 'T':
+	case 'C':
+		if (!s->role_query)
+			break;
 		return true;
 	case 'N': /* notices during login are not for any client */
 	case 'v': /* NegotiateProtocolVersion: we asked for 3.0 only */
 		return true;
 	default:
-		login_fail(s, SQLSTATE_PROTOCOL_VIOLATION,
-		           "unexpected message during server login");
-		return false;
+		break;
 	}
+	login_fail(s, SQLSTATE_PROTOCOL_VIOLATION, "unexpected message during server login");
+	return false;
+}
+
+/*
+ * A ParameterStatus changed the server's role (a standby was promoted, or
+ * default_transaction_read_only changed): every pool learns it through the
+ * breaker, and an idle server that no longer suits its pool goes.  Returns
+ * false when the server was closed.
+ */
+static bool follow_role(struct server *s)
+{
+	enum host_role was = s->role;
+	bool was_ro = s->read_only;
+
+	learn_role(s);
+	if (s->role == was && s->read_only == was_ro)
+		return true;
+	breaker_set_role(s->breaker, s->role, s->read_only, worker_now_us(s->w));
+	slog(s, LOG_INFO, "the host is now a %s%s", host_role_name(s->role),
+	     s->read_only ? " (read-only)" : "");
+	if (role_fits(s))
+		return true;
+	server_close(s, "the host changed role");
+	return false;
 }
 
 static void login_input(struct server *s)
@@ -524,6 +677,13 @@ static void idle_input(struct server *s)
 			value = msg_read_cstr(&r);
 			if (name != NULL && value != NULL)
 				param_set(&s->params, name, value);
+			if (name != NULL && (strcmp(name, "in_hot_standby") == 0 ||
+			                     strcmp(name, "default_transaction_read_only") == 0)) {
+				evbuffer_drain(in, frame_total(&f));
+				if (!follow_role(s))
+					return;
+				continue;
+			}
 		}
 		evbuffer_drain(in, frame_total(&f));
 	}
@@ -550,8 +710,7 @@ static void tls_answer(struct server *s)
 	}
 	if (answer == 'N') {
 		if (mode >= SSLMODE_REQUIRE) {
-			login_fail(s, SQLSTATE_CONNECTION_FAILURE,
-			           "server does not support TLS, but sslmode requires it");
+			login_refused(s, "server does not support TLS, but sslmode requires it");
 			return;
 		}
 		s->tls = SERVER_TLS_NONE;
@@ -562,9 +721,9 @@ static void tls_answer(struct server *s)
 		login_fail(s, SQLSTATE_PROTOCOL_VIOLATION, "invalid answer to the TLS request");
 		return;
 	}
-	ssl = tls_server_ssl(&s->w->snap->tls, cfg, s->pool->db);
+	ssl = tls_server_ssl(&s->w->snap->tls, cfg, s->pool->db, s->breaker->host);
 	if (ssl == NULL || conn_start_tls(&s->conn, ssl, BUFFEREVENT_SSL_CONNECTING) < 0) {
-		login_fail(s, SQLSTATE_CONNECTION_FAILURE, "could not start TLS to the server");
+		login_refused(s, "could not start TLS to the server");
 		return;
 	}
 	s->tls = SERVER_TLS_HANDSHAKE;
@@ -649,18 +808,17 @@ static void remember_peer(struct server *s)
 		                    : (const void *)&((struct sockaddr_in6 *)&s->addr)->sin6_addr;
 
 		inet_ntop(s->addr.ss_family, a, host, sizeof(host));
-		snprintf(s->addr_text, sizeof(s->addr_text), "%s:%d", host, s->pool->db->port);
+		snprintf(s->addr_text, sizeof(s->addr_text), "%s:%d", host, s->breaker->port);
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
 }
 
 static void connect_failed(struct server *s, const char *why)
 {
-	const struct db_def *db = s->pool->db;
 	char msg[256];
 
-	snprintf(msg, sizeof(msg), "could not connect to server %s:%d: %s", db ? db->host : "?",
-	         db ? db->port : 0, why);
+	snprintf(msg, sizeof(msg), "could not connect to server %s:%d: %s", s->breaker->host,
+	         s->breaker->port, why);
 	login_fail(s, SQLSTATE_CONNECTION_FAILURE, msg);
 }
 
@@ -682,7 +840,7 @@ static void server_event_cb(void *arg, int what)
 		remember_peer(s);
 		server_set_state(s, SERVER_LOGIN);
 		/* libpq does not use TLS over a Unix socket either. */
-		if (s->pool->db->host[0] != '/' &&
+		if (s->breaker->host[0] != '/' &&
 		    tls_server_sslmode(s->w->cfg, s->pool->db) != SSLMODE_DISABLE) {
 			s->tls = SERVER_TLS_REQUESTED;
 			build_ssl_request(conn_out(&s->conn));
@@ -695,9 +853,9 @@ static void server_event_cb(void *arg, int what)
 		char reason[200];
 
 		tls_error_text(conn_tls_bev(&s->conn), reason, sizeof(reason));
-		snprintf(msg, sizeof(msg), "TLS to server %s:%d failed: %s", s->pool->db->host,
-		         s->pool->db->port, reason);
-		login_fail(s, SQLSTATE_CONNECTION_FAILURE, msg);
+		snprintf(msg, sizeof(msg), "TLS to server %s:%d failed: %s", s->breaker->host,
+		         s->breaker->port, reason);
+		login_refused(s, msg);
 		return;
 	}
 	if (s->state == SERVER_CONNECTING || s->state == SERVER_LOGIN) {
@@ -817,7 +975,8 @@ static void resolved_cb(int err, struct evutil_addrinfo *ai, void *arg)
 /* Returns -1 if the connection could not even start; failures after that come as events. */
 static int start_connect(struct server *s)
 {
-	const struct db_def *db = s->pool->db;
+	const char *host = s->breaker->host;
+	int port_number = s->breaker->port;
 	struct evutil_addrinfo hints = {
 	    .ai_family = AF_UNSPEC,
 	    .ai_socktype = SOCK_STREAM,
@@ -827,11 +986,11 @@ static int start_connect(struct server *s)
 	struct evdns_getaddrinfo_request *req;
 	char port[16];
 
-	if (db->host[0] == '/') {
+	if (host[0] == '/') {
 		struct sockaddr_un sun = {.sun_family = AF_UNIX};
 
-		if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/.s.PGSQL.%d", db->host,
-		                     db->port) >= sizeof(sun.sun_path))
+		if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/.s.PGSQL.%d", host,
+		                     port_number) >= sizeof(sun.sun_path))
 			return -1;
 		snprintf(s->addr_text, sizeof(s->addr_text), "%s", sun.sun_path);
 		if (conn_connect(&s->conn, (struct sockaddr *)&sun, sizeof(sun)) < 0)
@@ -840,15 +999,15 @@ static int start_connect(struct server *s)
 	}
 	if (s->w->loop.dns == NULL)
 		return -1;
-	snprintf(port, sizeof(port), "%d", db->port);
+	snprintf(port, sizeof(port), "%d", port_number);
 	/* A numeric address is answered at once, through the callback, and NULL comes back. */
-	req = evdns_getaddrinfo(s->w->loop.dns, db->host, port, &hints, resolved_cb, s);
+	req = evdns_getaddrinfo(s->w->loop.dns, host, port, &hints, resolved_cb, s);
 	if (req != NULL && s->state == SERVER_CONNECTING)
 		s->dns = req;
 	return 0;
 }
 
-struct server *server_new(struct pool *p)
+struct server *server_new(struct pool *p, const struct host_pick *pick)
 {
 	struct worker *w = p->w;
 	struct server *s = calloc(1, sizeof(*s));
@@ -859,6 +1018,11 @@ struct server *server_new(struct pool *p)
 	s->w = w;
 	s->pool = p;
 	s->tx_status = 'I';
+	s->breaker = p->hosts.b[pick->idx];
+	breaker_hold(&w->shared->breakers, s->breaker);
+	atomic_fetch_add(&s->breaker->servers, 1);
+	s->probe = pick->probe;
+	s->any_role = pick->any_role;
 	param_list_init(&s->params);
 	param_list_init(&s->captured);
 	param_list_init(&s->watch);
@@ -878,10 +1042,11 @@ struct server *server_new(struct pool *p)
 	s->state = SERVER_CONNECTING;
 	list_add_tail(&p->pending, &s->node);
 	arm_timer(s, w->cfg->server_connect_timeout_us);
-	slog(s, LOG_DEBUG, "connecting to %s:%d", p->db->host, p->db->port);
+	slog(s, LOG_DEBUG, "connecting to %s:%d%s", s->breaker->host, s->breaker->port,
+	     s->probe ? " (the breaker's probe)" : "");
 	/* On failure the server is closed but still returned: its quota is already given back. */
 	if (start_connect(s) < 0)
-		login_fail(s, SQLSTATE_CONNECTION_FAILURE, "could not start a server connection");
+		login_refused(s, "could not start a server connection");
 	return s;
 }
 

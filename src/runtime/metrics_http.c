@@ -560,20 +560,20 @@ static void probe_event_cb(struct bufferevent *bev, short what, void *arg)
 	probe_finish(arg, false);
 }
 
-static int probe_connect(struct probe *p, const struct db_def *db)
+static int probe_connect(struct probe *p, const struct db_host *h)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 
-	if (db->host[0] != '/')
-		return bufferevent_socket_connect_hostname(p->bev, p->m->dns, AF_UNSPEC, db->host,
-		                                           db->port);
-	if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/.s.PGSQL.%d", db->host,
-	                     db->port) >= sizeof(sun.sun_path))
+	if (h->host[0] != '/')
+		return bufferevent_socket_connect_hostname(p->bev, p->m->dns, AF_UNSPEC, h->host,
+		                                           h->port);
+	if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/.s.PGSQL.%d", h->host,
+	                     h->port) >= sizeof(sun.sun_path))
 		return -1;
 	return bufferevent_socket_connect(p->bev, (struct sockaddr *)&sun, sizeof(sun));
 }
 
-static void probe_start(struct metrics_http *m, const struct db_def *db)
+static void probe_start(struct metrics_http *m, const struct db_host *h)
 {
 	struct timeval tv = {.tv_sec = PROBE_TIMEOUT_S};
 	struct probe *p = calloc(1, sizeof(*p));
@@ -592,7 +592,7 @@ static void probe_start(struct metrics_http *m, const struct db_def *db)
 	bufferevent_set_timeouts(p->bev, &tv, &tv);
 	bufferevent_enable(p->bev, EV_READ | EV_WRITE);
 	p->starting = true;
-	rc = probe_connect(p, db);
+	rc = probe_connect(p, h);
 	p->starting = false;
 	if (rc < 0 || p->failed)
 		probe_finish(p, false);
@@ -604,11 +604,12 @@ static void probe_databases(struct metrics_http *m)
 	size_t started = 0;
 
 	m->starting_probes = true;
+	/* Every host of a list: any one that answers can serve some of the database. */
 	for (size_t i = 0; i < cfg->ndbs && started < PROBE_MAX; i++) {
-		if (cfg->dbs[i].host == NULL || cfg->dbs[i].host[0] == '\0')
-			continue;
-		probe_start(m, &cfg->dbs[i]);
-		started++;
+		for (int k = 0; k < cfg->dbs[i].nhosts && started < PROBE_MAX; k++) {
+			probe_start(m, &cfg->dbs[i].hosts[k]);
+			started++;
+		}
 	}
 	m->starting_probes = false;
 	if (list_empty(&m->probes))

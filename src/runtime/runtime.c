@@ -17,6 +17,7 @@
 #include "config/console_auth.h"
 #include "limit/redis_limiter.h"
 #include "limit/redis_link.h"
+#include "limit/breaker.h"
 #include "runtime/listener.h"
 #include "runtime/metrics_http.h"
 #include "observe/statslog.h"
@@ -320,6 +321,7 @@ int runtime_init(struct runtime *rt, const char *config_path, const char *upstre
 	atomic_init(&rt->shared.next_conn_id, 1);
 	atomic_init(&rt->shared.nclients, 0);
 	quota_registry_init(&rt->shared.quotas);
+	breaker_registry_init(&rt->shared.breakers);
 	rt->shared.limiter.ops = &limiter_local_ops;
 	if (cfg->limiter == LIMITER_REDIS &&
 	    redis_limiter_init(&rt->shared.limiter, cfg, &rt->log, cfg->workers, err, sizeof(err)) <
@@ -413,6 +415,7 @@ void runtime_fini(struct runtime *rt)
 	login_delay_fini(&rt->shared.failures);
 	quota_registry_fini(&rt->shared.quotas);
 	redis_limiter_fini(&rt->shared.limiter); /* after the workers: their links point at it */
+	breaker_registry_fini(&rt->shared.breakers);
 	if (rt->inbox.wake != NULL)
 		inbox_fini(&rt->inbox);
 	if (rt->snap != NULL) {

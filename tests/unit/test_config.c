@@ -642,12 +642,13 @@ Test(config, databases_errors_name_the_database)
 	             "password, pool_size, min_pool_size, pool_mode, max_db_connections, "
 	             "connect_options, application_name, query_timeout, query_wait_timeout, "
 	             "idle_transaction_timeout, client_idle_timeout, sslmode, sslrootcert, "
-	             "reserve_pool_size, reserve_pool)");
+	             "reserve_pool_size, reserve_pool, target_session_attrs, load_balance_hosts)");
 	load_ini(&l, MINIMAL "bad = password='open\n", NULL, NULL);
 	expect_error(&l, 5, "database 'bad': key 'password': unterminated quoted value");
 	load_ini(&l, MINIMAL "bad = port=99999\n", NULL, NULL);
 	expect_error(&l, 5,
-	             "database 'bad': invalid value '99999' (expected an integer from 1 to 65535)");
+	             "database 'bad': port: invalid value '99999' (expected an integer from 1 to "
+	             "65535)");
 	load_ini(&l, MINIMAL "bad = pool_size=0\n", NULL, NULL);
 	expect_error(&l, 5,
 	             "database 'bad': invalid value '0' (expected an integer from 1 to 10000)");
@@ -961,8 +962,12 @@ Test(config, url_errors)
 	cr_assert_null(config_load(NULL, "postgres://h/db?connect_timeout=5", NULL, &err));
 	cr_assert(strstr(err.message, "'connect_timeout' is not supported") != NULL, "%s",
 	          err.message);
-	cr_assert_null(config_load(NULL, "postgres://h1,h2/db", NULL, &err));
-	cr_assert_str_eq(err.message, "--upstream: several hosts are not supported");
+	cr_assert_null(config_load(NULL, "postgres://u:p@h1:1,h2:2,h3:3/db?port=1,2", NULL, &err));
+	cr_assert(strstr(err.message, "3 hosts but 2 ports") != NULL, "%s", err.message);
+	cr_assert_null(
+	    config_load(NULL, "postgres://u:p@h/db?load_balance_hosts=sometimes", NULL, &err));
+	cr_assert(strstr(err.message, "load_balance_hosts: invalid value 'sometimes'") != NULL,
+	          "%s", err.message);
 	cr_assert_null(config_load(NULL, "postgres://h:0/db", NULL, &err));
 	cr_assert(strstr(err.message, "port: invalid value '0'") != NULL, "%s", err.message);
 	cr_assert_null(config_load(NULL, "postgres://u:p1@h/a",
@@ -1421,5 +1426,98 @@ Test(config, url_sslmode_and_sslrootcert_reach_the_database)
 	db = config_find_db(cfg, "app");
 	cr_assert_eq(db->sslmode, SSLMODE_VERIFY_FULL);
 	cr_assert_str_eq(db->sslrootcert, "/etc/ca.pem");
+	config_free(cfg);
+}
+
+/* ---- host lists (docs/topology.md) ---- */
+
+Test(config, host_lists_in_databases)
+{
+	struct loaded l;
+	const struct db_def *db;
+
+	load_ini(&l,
+	         MINIMAL "rw = host=a,b,c port=5432,5433,6000 target_session_attrs=read-write\n"
+	                 "ro = host=a,/run/pg port=7000 load_balance_hosts=round-robin "
+	                 "target_session_attrs=prefer-standby\n",
+	         NULL, NULL);
+	cr_assert_not_null(l.cfg, "%s", l.err.message);
+	db = config_find_db(l.cfg, "rw");
+	cr_assert_eq(db->nhosts, 3);
+	cr_assert_str_eq(db->hosts[1].host, "b");
+	cr_assert_eq(db->hosts[1].port, 5433);
+	cr_assert_eq(db->hosts[2].port, 6000);
+	cr_assert_eq(db->port, 5432, "the first host's port for SHOW DATABASES");
+	cr_assert_eq(config_target_session_attrs(l.cfg, db), TARGET_READ_WRITE);
+	cr_assert_eq(config_load_balance_hosts(l.cfg, db), BALANCE_DISABLE, "the global default");
+	db = config_find_db(l.cfg, "ro");
+	cr_assert_eq(db->nhosts, 2);
+	cr_assert_str_eq(db->hosts[1].host, "/run/pg");
+	cr_assert_eq(db->hosts[0].port, 7000, "one port serves every host");
+	cr_assert_eq(db->hosts[1].port, 7000);
+	cr_assert_eq(config_target_session_attrs(l.cfg, db), TARGET_PREFER_STANDBY);
+	cr_assert_eq(config_load_balance_hosts(l.cfg, db), BALANCE_ROUND_ROBIN);
+	db = config_find_db(l.cfg, "app");
+	cr_assert_eq(db->nhosts, 1);
+	cr_assert_eq(db->hosts[0].port, 5432);
+	cr_assert_eq(config_target_session_attrs(l.cfg, db), TARGET_ANY);
+	config_free(l.cfg);
+}
+
+Test(config, host_list_errors_name_the_database)
+{
+	struct loaded l;
+
+	load_ini(&l, MINIMAL "bad = host=a,b,c port=1,2\n", NULL, NULL);
+	expect_error(&l, 5,
+	             "database 'bad': 3 hosts but 2 ports: give one port for all hosts, or one "
+	             "per host");
+	load_ini(&l, MINIMAL "bad = host=a,,b\n", NULL, NULL);
+	expect_error(&l, 5, "database 'bad': host: empty item in the list 'a,,b'");
+	load_ini(&l, MINIMAL "bad = host=a,b port=5432,x\n", NULL, NULL);
+	expect_error(&l, 5,
+	             "database 'bad': port: invalid value 'x' (expected an integer from 1 to "
+	             "65535)");
+	load_ini(&l, MINIMAL "bad = host=a, port=1\n", NULL, NULL);
+	expect_error(&l, 5, "database 'bad': host: empty item in the list 'a,'");
+	load_ini(&l, MINIMAL "bad = target_session_attrs=writable\n", NULL, NULL);
+	expect_error(&l, 5,
+	             "database 'bad': invalid value 'writable' (expected any, read-write, primary, "
+	             "standby, prefer-standby, read-only)");
+	load_ini(&l,
+	         "[sluice]\nauth_file = userlist.txt\nserver_breaker_backoff = 10s\n"
+	         "server_breaker_backoff_max = 1s\n[databases]\napp = dbname=app\n",
+	         NULL, NULL);
+	cr_assert_null(l.cfg);
+	cr_assert(strstr(l.err.message, "server_breaker_backoff_max is shorter") != NULL, "%s",
+	          l.err.message);
+}
+
+Test(config, host_lists_in_urls)
+{
+	struct config_error err;
+	struct config *cfg =
+	    config_load(NULL,
+	                "postgres://u:p@a:5432,b:5433/app?target_session_attrs=standby&"
+	                "load_balance_hosts=round-robin&application_name=x",
+	                NULL, &err);
+	const struct db_def *db;
+
+	cr_assert_not_null(cfg, "%s", err.message);
+	db = config_find_db(cfg, "app");
+	cr_assert_eq(db->nhosts, 2);
+	cr_assert_str_eq(db->hosts[0].host, "a");
+	cr_assert_eq(db->hosts[0].port, 5432);
+	cr_assert_str_eq(db->hosts[1].host, "b");
+	cr_assert_eq(db->hosts[1].port, 5433);
+	cr_assert_eq(db->target_session_attrs, TARGET_STANDBY);
+	cr_assert_eq(db->load_balance_hosts, BALANCE_ROUND_ROBIN);
+	cr_assert_str_eq(db->application_name, "x", "the parameters after it are kept");
+	config_free(cfg);
+	/* An empty port in libpq's list means the default, as libpq reads it. */
+	cfg = config_load(NULL, "postgres://u:p@a,b:6000/app", NULL, &err);
+	cr_assert_not_null(cfg, "%s", err.message);
+	cr_assert_eq(cfg->dbs[0].hosts[0].port, 5432);
+	cr_assert_eq(cfg->dbs[0].hosts[1].port, 6000);
 	config_free(cfg);
 }
