@@ -248,7 +248,9 @@ static const struct config_option options[] = {
                  "WITH HOLD, LOAD: docs/session-state.md) longer than this is closed (57P05) when "
                  "it is between transactions; 0 = no limit."),
     OPT_DURATION(server_login_retry, "15s",
-                 "Pause after a failed server login before the pool tries again."),
+                 "Pause after Postgres refused a server login (a password, a missing "
+                 "database) before the pool tries again; an unreachable host is the circuit "
+                 "breaker's instead (server_breaker_backoff)."),
     OPT_DURATION(autodb_idle_timeout, "1h",
                  "A pool of a database reached through * is freed once it has had no clients "
                  "and no server connections this long (at once after Postgres answered 3D000, "
