@@ -19,7 +19,8 @@ meson compile -C build
 
 export SLUICE_PG_NAME=pg-test
 export SLUICE_REDIS_NAME=redis-test
-trap 'tests/harness/pg.sh stop; tests/harness/redis.sh stop' EXIT
+# test_topology.c makes pg-test's standby (pg-test-standby) and its own pair.
+trap 'tests/harness/pg.sh stop; SLUICE_PG_NAME=pg-test-standby tests/harness/pg.sh stop; tests/harness/redis.sh stop' EXIT
 tests/harness/pg.sh start >/dev/null
 set -a
 # shellcheck source=/dev/null

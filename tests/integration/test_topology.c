@@ -1,0 +1,462 @@
+/*
+ * Upstream topology (docs/topology.md): host lists, target_session_attrs,
+ * load_balance_hosts, the circuit breaker per host, failover.  The standby
+ * is the test cluster's own (tests/harness/pg.sh standby, made once and
+ * reused); the failover test kills a pair of its own.  A host that accepts
+ * TCP and never answers is a socket of the test's, which can later start
+ * relaying to Postgres ("recover") and counts the connections it took.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "harness.h"
+
+TestSuite(topology, .fini = harness_teardown, .timeout = 240);
+
+/* ---- the harness's standby ---- */
+
+/* Runs tests/harness/pg.sh CMD for the cluster `name`; returns its output (malloc'd). */
+static char *pg_sh(const char *name, const char *cmd)
+{
+	char script[512], env_name[128], *out = NULL;
+	const char *root = getenv("SLUICE_SOURCE_ROOT");
+	const char *argv[] = {script, cmd, NULL};
+	const char *env[] = {env_name, NULL};
+	int rc;
+
+	snprintf(script, sizeof(script), "%s/tests/harness/pg.sh", root ? root : ".");
+	snprintf(env_name, sizeof(env_name), "SLUICE_PG_NAME=%s", name);
+	rc = harness_run(argv, env, 180, &out);
+	cr_assert_eq(rc, 0, "pg.sh %s for %s failed: %s", cmd, name, out ? out : "");
+	return out;
+}
+
+/* The value of KEY='...' in pg.sh's env output. */
+static int env_port(const char *out, const char *key)
+{
+	const char *p = strstr(out, key);
+
+	cr_assert_not_null(p, "no %s in: %s", key, out);
+	return atoi(p + strlen(key) + 2);
+}
+
+/* The port of the test cluster's standby, made on first use. */
+static int standby_port(void)
+{
+	const char *name = getenv("SLUICE_PG_NAME");
+	char *out;
+	int port;
+
+	harness_pg();
+	if (name == NULL)
+		cr_skip_test("SLUICE_PG_NAME is not set: cannot make the cluster's standby");
+	out = pg_sh(name, "standby");
+	port = env_port(out, "SLUICE_TEST_STANDBY_PORT");
+	free(out);
+	return port;
+}
+
+static int query_port(PGconn *c)
+{
+	return (int)harness_query_int(c, "SELECT current_setting('port')::int");
+}
+
+Test(topology, standby_never_lands_on_the_primary)
+{
+	int sport = standby_port(), pport = harness_pg()->port;
+	char ini[512];
+	struct harness_sluice *h;
+
+	snprintf(ini, sizeof(ini),
+	         "workers = 2\n[databases]\nro = host=127.0.0.1,127.0.0.1 port=%d,%d dbname=app "
+	         "target_session_attrs=standby load_balance_hosts=round-robin pool_mode=session\n",
+	         pport, sport);
+	h = harness_start_sluice(ini);
+	for (int i = 0; i < 8; i++) {
+		PGconn *c = harness_connect_ok(h, "app", "app-secret", "ro");
+
+		cr_assert_eq(harness_query_int(c, "SELECT pg_is_in_recovery()::int"), 1);
+		cr_assert_eq(query_port(c), sport);
+		PQfinish(c);
+	}
+}
+
+Test(topology, round_robin_spreads_new_connections_over_the_hosts)
+{
+	int sport = standby_port(), pport = harness_pg()->port;
+	char ini[512];
+	struct harness_sluice *h;
+	PGconn *c[4];
+	int seen_primary = 0, seen_standby = 0;
+
+	snprintf(ini, sizeof(ini),
+	         "[databases]\nany = host=127.0.0.1,127.0.0.1 port=%d,%d dbname=app "
+	         "load_balance_hosts=round-robin pool_mode=session\n",
+	         pport, sport);
+	h = harness_start_sluice(ini);
+	/* Held at once, so each has a server of its own, opened in turn. */
+	for (int i = 0; i < 4; i++) {
+		c[i] = harness_connect_ok(h, "app", "app-secret", "any");
+		int port = query_port(c[i]);
+
+		cr_assert(port == pport || port == sport, "port %d", port);
+		seen_primary += port == pport;
+		seen_standby += port == sport;
+	}
+	cr_assert_eq(seen_primary, 2);
+	cr_assert_eq(seen_standby, 2);
+	for (int i = 0; i < 4; i++)
+		PQfinish(c[i]);
+}
+
+Test(topology, standby_only_database_without_a_standby_fails_clearly)
+{
+	char ini[256], state[6];
+	struct harness_sluice *h;
+	PGconn *c;
+
+	snprintf(ini, sizeof(ini),
+	         "[databases]\nnostandby = host=127.0.0.1 port=@PGPORT@ dbname=app "
+	         "target_session_attrs=standby\n");
+	h = harness_start_sluice(ini);
+	c = harness_connect(h, "app", "app-secret", "nostandby");
+	cr_assert_neq(PQstatus(c), CONNECTION_OK);
+	cr_assert(strstr(PQerrorMessage(c), "is a primary") != NULL, "%s", PQerrorMessage(c));
+	cr_assert(strstr(PQerrorMessage(c), "target_session_attrs=standby") != NULL, "%s",
+	          PQerrorMessage(c));
+	PQfinish(c);
+	/* The next one learns it from the breaker's record, without a server login. */
+	cr_assert(harness_connect_fails(h, "app", "app-secret", "nostandby", state));
+	cr_assert_str_eq(state, "08006");
+	cr_assert(harness_sluice_alive(h));
+}
+
+Test(topology, bad_hosts_give_clear_errors)
+{
+	char ini[512], state[6];
+	struct harness_sluice *h;
+
+	snprintf(ini, sizeof(ini),
+	         "[databases]\nnowhere = host=no-such-host.invalid port=5432 dbname=app\n"
+	         "half = host=no-such-host.invalid,127.0.0.1 port=5432,@PGPORT@ dbname=app\n");
+	h = harness_start_sluice(ini);
+	cr_assert(harness_connect_fails(h, "app", "app-secret", "nowhere", state));
+	cr_assert_str_eq(state, "08006");
+	/* One bad host of two: the other serves. */
+	PQfinish(harness_connect_ok(h, "app", "app-secret", "half"));
+	cr_assert(harness_sluice_alive(h));
+}
+
+/* ---- a host that accepts TCP and never answers ---- */
+
+struct fake_host {
+	int listen_fd, port;
+	int target_port;      /* Postgres, once relaying */
+	_Atomic int accepted; /* connections taken */
+	_Atomic bool relay;   /* false: hold connections silently; true: relay to Postgres */
+	_Atomic bool stop;
+	pthread_t thread;
+};
+
+/* Moves bytes both ways between a client and Postgres until either closes. */
+static void *relay_pair(void *arg)
+{
+	int *fds = arg;
+	char buf[16384];
+	struct pollfd p[2] = {{.fd = fds[0], .events = POLLIN}, {.fd = fds[1], .events = POLLIN}};
+
+	while (poll(p, 2, 60000) > 0) {
+		for (int i = 0; i < 2; i++) {
+			ssize_t n;
+
+			if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			n = read(p[i].fd, buf, sizeof(buf));
+			if (n <= 0 || write(p[1 - i].fd, buf, (size_t)n) != n)
+				goto done;
+		}
+	}
+done:
+	close(fds[0]);
+	close(fds[1]);
+	free(fds);
+	return NULL;
+}
+
+static void *fake_main(void *arg)
+{
+	struct fake_host *f = arg;
+	struct pollfd p = {.fd = f->listen_fd, .events = POLLIN};
+
+	while (!atomic_load(&f->stop)) {
+		int fd;
+
+		if (poll(&p, 1, 50) <= 0)
+			continue;
+		if ((fd = accept(f->listen_fd, NULL, NULL)) < 0)
+			continue;
+		atomic_fetch_add(&f->accepted, 1);
+		if (!atomic_load(&f->relay))
+			continue; /* held open and never answered; closed with the process */
+		struct sockaddr_in pg = {.sin_family = AF_INET,
+		                         .sin_port = htons((uint16_t)f->target_port),
+		                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		int *fds = malloc(2 * sizeof(int));
+		pthread_t t;
+
+		fds[0] = fd;
+		fds[1] = socket(AF_INET, SOCK_STREAM, 0);
+		if (connect(fds[1], (struct sockaddr *)&pg, sizeof(pg)) < 0 ||
+		    pthread_create(&t, NULL, relay_pair, fds) != 0) {
+			close(fds[0]);
+			close(fds[1]);
+			free(fds);
+			continue;
+		}
+		pthread_detach(t);
+	}
+	return NULL;
+}
+
+static void fake_start(struct fake_host *f, int target_port)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sin);
+
+	memset(f, 0, sizeof(*f));
+	f->target_port = target_port;
+	f->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert(bind(f->listen_fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	cr_assert(listen(f->listen_fd, 64) == 0);
+	cr_assert(getsockname(f->listen_fd, (struct sockaddr *)&sin, &len) == 0);
+	f->port = ntohs(sin.sin_port);
+	cr_assert_eq(pthread_create(&f->thread, NULL, fake_main, f), 0);
+}
+
+static void fake_stop(struct fake_host *f)
+{
+	atomic_store(&f->stop, true);
+	pthread_join(f->thread, NULL);
+	close(f->listen_fd);
+}
+
+/* Connects to `db` and, when that fails, returns the error text (malloc'd); NULL if it worked. */
+static char *connect_error(struct harness_sluice *h, const char *user, const char *password,
+                           const char *db)
+{
+	PGconn *c = harness_connect(h, user, password, db);
+	char *err = PQstatus(c) == CONNECTION_OK ? NULL : strdup(PQerrorMessage(c));
+
+	PQfinish(c);
+	return err;
+}
+
+static bool connects(struct harness_sluice *h, const char *db)
+{
+	char *err = connect_error(h, "app", "app-secret", db);
+
+	free(err);
+	return err == NULL;
+}
+
+Test(topology, silent_host_costs_one_timeout_then_fails_fast_with_a_hint)
+{
+	struct fake_host f;
+	char ini[512], *err;
+	struct harness_sluice *h;
+
+	fake_start(&f, harness_pg()->port);
+	snprintf(ini, sizeof(ini),
+	         "server_connect_timeout = 1s\nserver_breaker_backoff = 30s\n"
+	         "server_breaker_backoff_max = 60s\n"
+	         "[databases]\nsilent = host=127.0.0.1 port=%d dbname=app\n",
+	         f.port);
+	h = harness_start_sluice(ini);
+	err = connect_error(h, "app", "app-secret", "silent");
+	cr_assert_not_null(err);
+	cr_assert(strstr(err, "08006") != NULL || strstr(err, "server_connect_timeout") != NULL,
+	          "%s", err);
+	free(err);
+	cr_assert_eq(atomic_load(&f.accepted), 1);
+	for (int i = 0; i < 5; i++) {
+		err = connect_error(h, "app", "app-secret", "silent");
+		cr_assert_not_null(err);
+		cr_assert(strstr(err, "HINT:") != NULL && strstr(err, "next try") != NULL, "%s",
+		          err);
+		cr_assert(strstr(err, "no usable host") != NULL, "%s", err);
+		free(err);
+	}
+	cr_assert_eq(atomic_load(&f.accepted), 1, "the open breaker sent no connection");
+	harness_stop_sluice(h, SIGINT, 20);
+	fake_stop(&f);
+}
+
+Test(topology, service_resumes_once_the_silent_host_recovers)
+{
+	struct fake_host f;
+	char ini[512];
+	struct harness_sluice *h;
+
+	fake_start(&f, harness_pg()->port);
+	snprintf(ini, sizeof(ini),
+	         "server_connect_timeout = 1s\nserver_breaker_backoff = 200ms\n"
+	         "server_breaker_backoff_max = 1s\n"
+	         "[databases]\nsilent = host=127.0.0.1 port=%d dbname=app\n",
+	         f.port);
+	h = harness_start_sluice(ini);
+	cr_assert_not(connects(h, "silent"));
+	atomic_store(&f.relay, true);
+	cr_assert(harness_wait_for(connects(h, "silent"), 60),
+	          "the breaker's probe never let service resume");
+	harness_stop_sluice(h, SIGINT, 20);
+	fake_stop(&f);
+}
+
+/*
+ * 4 workers, 3 tenants: 12 pools share the host's breaker.  Clients of every
+ * tenant keep coming until the backoff has passed and a probe went out; the
+ * probe is held for server_connect_timeout, during which all of them fail
+ * fast, so the host sees one probe, not one per pool.
+ */
+struct storm {
+	struct harness_sluice *h;
+	struct fake_host *f;
+	const char *user;
+	int attempts, connected;
+};
+
+static void *storm_client(void *arg)
+{
+	struct storm *s = arg;
+
+	while (atomic_load(&s->f->accepted) < 2 && s->attempts < 2000) {
+		char *err = connect_error(s->h, s->user, "t-secret", "silent");
+
+		s->attempts++;
+		s->connected += err == NULL;
+		free(err);
+	}
+	return NULL;
+}
+
+Test(topology, the_breaker_is_shared_by_workers_and_tenants)
+{
+	struct fake_host f;
+	char ini[1024];
+	struct harness_sluice *h;
+	static const char *const users[] = {"t1", "t2", "t3"};
+	struct storm s[12];
+	pthread_t t[12];
+	char *err;
+
+	fake_start(&f, harness_pg()->port);
+	snprintf(ini, sizeof(ini),
+	         "workers = 4\nserver_connect_timeout = 3s\nserver_breaker_backoff = 300ms\n"
+	         "server_breaker_backoff_max = 300ms\n"
+	         "[databases]\nsilent = host=127.0.0.1 port=%d dbname=app user=app "
+	         "password=app-secret\n"
+	         "[tenant.t1]\nusers = t1\n[tenant.t2]\nusers = t2\n[tenant.t3]\nusers = t3\n",
+	         f.port);
+	h = harness_start_sluice_users(ini, "\"t1\" \"t-secret\"\n\"t2\" \"t-secret\"\n"
+	                                    "\"t3\" \"t-secret\"\n");
+	/* Opens the breaker: one connection, one timeout. */
+	err = connect_error(h, "t1", "t-secret", "silent");
+	cr_assert_not_null(err);
+	free(err);
+	cr_assert_eq(atomic_load(&f.accepted), 1);
+	for (int i = 0; i < 12; i++) {
+		s[i] = (struct storm){.h = h, .f = &f, .user = users[i % 3]};
+		cr_assert_eq(pthread_create(&t[i], NULL, storm_client, &s[i]), 0);
+	}
+	for (int i = 0; i < 12; i++) {
+		pthread_join(t[i], NULL);
+		cr_assert_eq(s[i].connected, 0);
+	}
+	cr_assert_eq(atomic_load(&f.accepted), 2, "%d connections reached the host",
+	             atomic_load(&f.accepted));
+	harness_stop_sluice(h, SIGINT, 20);
+	fake_stop(&f);
+}
+
+/* ---- failover: a pair of its own, killed and promoted ---- */
+
+static bool write_works(struct harness_sluice *h)
+{
+	PGconn *c = harness_connect(h, "app", "app-secret", "rw");
+	PGresult *res;
+	bool ok;
+
+	if (PQstatus(c) != CONNECTION_OK) {
+		PQfinish(c);
+		return false;
+	}
+	res = PQexec(c, "INSERT INTO failover_t VALUES (1)");
+	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	PQclear(res);
+	PQfinish(c);
+	return ok;
+}
+
+Test(topology, writes_reach_the_promoted_standby_without_a_reload)
+{
+	const char *base = getenv("SLUICE_PG_NAME");
+	char name[128], ini[512], *out;
+	int pport, sport;
+	struct harness_sluice *h;
+	PGconn *held;
+	PGresult *res;
+
+	harness_pg();
+	if (base == NULL)
+		cr_skip_test("SLUICE_PG_NAME is not set: cannot make a pair of clusters");
+	snprintf(name, sizeof(name), "%s-fo", base);
+	out = pg_sh(name, "start");
+	pport = env_port(out, "SLUICE_TEST_PGPORT");
+	free(out);
+	out = pg_sh(name, "standby");
+	sport = env_port(out, "SLUICE_TEST_STANDBY_PORT");
+	free(out);
+	snprintf(ini, sizeof(ini),
+	         "server_connect_timeout = 2s\nserver_breaker_backoff = 200ms\n"
+	         "server_breaker_backoff_max = 1s\n"
+	         "[databases]\nrw = host=127.0.0.1,127.0.0.1 port=%d,%d dbname=app "
+	         "target_session_attrs=read-write\n",
+	         pport, sport);
+	h = harness_start_sluice(ini);
+	held = harness_connect_ok(h, "app", "app-secret", "rw");
+	PQclear(harness_exec_ok(held, "CREATE TABLE IF NOT EXISTS failover_t (x int)"));
+	cr_assert_eq(query_port(held), pport);
+	PQclear(harness_exec_ok(held, "BEGIN"));
+	PQclear(harness_exec_ok(held, "INSERT INTO failover_t VALUES (0)"));
+	/* Replicated before the crash, so the promoted standby has the table. */
+	cr_assert(harness_wait_for(write_works(h), 10));
+	free(pg_sh(name, "kill"));
+	/* The client linked to the dead server gets an SQLSTATE, not a hang. */
+	res = PQexec(held, "SELECT 1");
+	cr_assert_neq(PQresultStatus(res), PGRES_TUPLES_OK);
+	cr_assert(PQstatus(held) == CONNECTION_BAD || harness_sqlstate(res)[0] != '\0', "%s",
+	          PQerrorMessage(held));
+	PQclear(res);
+	PQfinish(held);
+	free(pg_sh(name, "promote"));
+	cr_assert(harness_wait_for(write_works(h), 60), "no write reached the promoted standby");
+	held = harness_connect_ok(h, "app", "app-secret", "rw");
+	cr_assert_eq(query_port(held), sport);
+	PQfinish(held);
+	harness_stop_sluice(h, SIGINT, 20);
+	snprintf(ini, sizeof(ini), "%s-standby", name);
+	free(pg_sh(ini, "destroy"));
+	free(pg_sh(name, "destroy"));
+}
