@@ -14,6 +14,7 @@
 #ifndef SLUICE_LATENCY_H
 #define SLUICE_LATENCY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,12 +38,21 @@ struct latency_row {
 	struct error_class errors[LATENCY_REPORT_CLASSES]; /* summed, first seen first */
 	uint64_t errors_other;                             /* beyond any table */
 	uint64_t timeouts, cancels, ratelimit_rejections;  /* summed */
-	int clients_active;  /* logged in and not waiting (linked or between transactions) */
-	int clients_waiting; /* queued for a server, or for the pool's first login */
-	int servers_active;  /* linked to a client */
-	int servers_idle;    /* in the pool, ready */
-	int servers_used;    /* being reset or canceled before they can be reused */
-	int servers_login;   /* connecting or logging in */
+	int clients_active;    /* logged in and not waiting (linked or between transactions) */
+	int clients_waiting;   /* queued for a server, or for the pool's first login */
+	int servers_active;    /* linked to a client */
+	int servers_idle;      /* in the pool, ready */
+	int servers_used;      /* waiting for a check query (SHOW POOLS' sv_used): none in sluice */
+	int servers_tested;    /* being reset after a client (sv_tested) */
+	int servers_canceling; /* a cancel of theirs in flight (sv_being_canceled) */
+	int servers_login;     /* connecting or logging in */
+	int64_t
+	    maxwait_us;    /* how long the oldest waiting client has waited (SHOW POOLS' maxwait) */
+	int pool_size;     /* the pool's cap on server connections */
+	int min_pool_size; /* idle servers kept open */
+	int max_db_connections; /* the database's cap over all its pools; 0 = none */
+	bool paused;            /* PAUSE or SUSPEND holds the pool */
+	bool disabled;          /* DISABLE: its database takes no new logins */
 };
 
 struct latency_report {

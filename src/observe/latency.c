@@ -10,6 +10,7 @@
 
 #include "pool/client.h"
 #include "config/config.h"
+#include "pool/pause.h"
 #include "pool/pool.h"
 #include "proto/frame.h"
 #include "pool/server.h"
@@ -49,6 +50,24 @@ static void add_classes(struct latency_row *row, const struct error_class *error
 	}
 }
 
+/* Caps and console state, for dashboards that show use against the limit. */
+static void copy_limits(struct latency_row *row, struct pool *p)
+{
+	const struct config *cfg = p->w->cfg;
+	struct list_node *first = list_first(&p->waiting);
+
+	if (first != NULL)
+		row->maxwait_us = worker_now_us(p->w) -
+		                  list_entry(first, struct client, wait_node)->wait_start_us;
+	row->pool_size = pool_size(p);
+	row->min_pool_size = config_min_pool_size(cfg, p->db);
+	row->max_db_connections = p->db != NULL && p->db->max_db_connections != CONFIG_INHERIT
+	                              ? p->db->max_db_connections
+	                              : cfg->max_db_connections;
+	row->paused = pause_db_paused(p->w, p->dbname) || p->paused;
+	row->disabled = pause_db_disabled(p->w, p->dbname);
+}
+
 static void copy_pool(struct latency_row *row, struct pool *p)
 {
 	struct list_node *pos;
@@ -64,14 +83,18 @@ static void copy_pool(struct latency_row *row, struct pool *p)
 	row->ratelimit_rejections = p->lat.ratelimit_rejections;
 	row->servers_active = (int)list_count(&p->active);
 	row->servers_idle = (int)list_count(&p->idle);
+	/* The states as SHOW POOLS counts them (admin/census.c), so both tell the same. */
 	for (pos = p->pending.next; pos != &p->pending; pos = pos->next) {
 		const struct server *s = list_entry(pos, struct server, node);
 
 		if (s->state == SERVER_CONNECTING || s->state == SERVER_LOGIN)
 			row->servers_login++;
-		else
-			row->servers_used++;
+		else if (s->state == SERVER_RESETTING)
+			row->servers_tested++;
+		else if (s->state == SERVER_CANCELING)
+			row->servers_canceling++;
 	}
+	copy_limits(row, p);
 }
 
 /* Clients are on the worker's list, not the pool's: count them in one pass. */
@@ -161,7 +184,14 @@ static void merge_row(struct latency_row *dst, struct latency_row *src)
 	dst->servers_active += src->servers_active;
 	dst->servers_idle += src->servers_idle;
 	dst->servers_used += src->servers_used;
+	dst->servers_tested += src->servers_tested;
+	dst->servers_canceling += src->servers_canceling;
 	dst->servers_login += src->servers_login;
+	/* Limits are the same on every worker; the longest wait is the longest of any. */
+	if (src->maxwait_us > dst->maxwait_us)
+		dst->maxwait_us = src->maxwait_us;
+	dst->paused = dst->paused || src->paused;
+	dst->disabled = dst->disabled || src->disabled;
 }
 
 /* All workers' rows in one sorted array, the rows of one (database, user) merged. */

@@ -26,6 +26,7 @@
 #include "base/list.h"
 #include "base/log.h"
 #include "pool/pool.h"
+#include "runtime/procstat.h"
 #include "runtime/inherit.h"
 #include "runtime/runtime.h"
 #include "pool/server.h"
@@ -163,8 +164,15 @@ static const struct row_family row_families[] = {
     {"sluice_pool_servers_idle", "gauge", "Server connections idle in the pool.",
      ROW_INT(servers_idle)},
     {"sluice_pool_servers_used", "gauge",
-     "Server connections being reset or canceled before they can be reused.",
+     "Server connections waiting for a check query before reuse, as SHOW POOLS' sv_used "
+     "(sluice runs no server_check_query, so none).",
      ROW_INT(servers_used)},
+    {"sluice_pool_servers_tested", "gauge",
+     "Server connections being reset after a client left (SHOW POOLS' sv_tested).",
+     ROW_INT(servers_tested)},
+    {"sluice_pool_servers_being_canceled", "gauge",
+     "Server connections with a cancel in flight (SHOW POOLS' sv_being_canceled).",
+     ROW_INT(servers_canceling)},
     {"sluice_pool_servers_login", "gauge", "Server connections connecting or logging in.",
      ROW_INT(servers_login)},
     {"sluice_queries_total", "counter", "Query and Execute messages forwarded to servers.",
@@ -191,6 +199,10 @@ static const struct row_family row_families[] = {
      ROW_UINT64(cancels)},
     {"sluice_ratelimit_rejections_total", "counter",
      "Requests refused by a tenant rate limit (SQLSTATE 53400).", ROW_UINT64(ratelimit_rejections)},
+    {"sluice_pool_size", "gauge", "The pool's cap on server connections (pool_size).",
+     ROW_INT(pool_size)},
+    {"sluice_pool_min_size", "gauge", "Idle server connections kept open (min_pool_size).",
+     ROW_INT(min_pool_size)},
 };
 
 /* Label value escaping of the text format: backslash, quote and newline. */
@@ -341,6 +353,85 @@ static void add_errors(struct evbuffer *out, const struct latency_report *rep, c
 	}
 }
 
+/* SHOW POOLS' maxwait: how long the oldest queued client has waited, now. */
+static void add_maxwait(struct evbuffer *out, const struct latency_report *rep,
+                        char (*labels)[1024])
+{
+	add_header(out, "sluice_pool_maxwait_seconds", "gauge",
+	           "How long the oldest client queued for a server has waited; 0 = none waits.");
+	for (size_t i = 0; i < rep->nrows; i++) {
+		evbuffer_add_printf(out, "sluice_pool_maxwait_seconds{%s} ", labels[i]);
+		add_seconds(out,
+		            (uint64_t)(rep->rows[i].maxwait_us > 0 ? rep->rows[i].maxwait_us : 0));
+		evbuffer_add(out, "\n", 1);
+	}
+}
+
+/* Per database, from its pools (rows are sorted by database): PAUSE, DISABLE, the cap. */
+static void add_databases(struct evbuffer *out, const struct latency_report *rep)
+{
+	static const char *const names[] = {"sluice_database_paused", "sluice_database_disabled",
+	                                    "sluice_database_max_connections"};
+	static const char *const helps[] = {
+	    "1 while PAUSE or SUSPEND holds the database's pools.",
+	    "1 while DISABLE refuses new logins to the database.",
+	    "max_db_connections of the database over all its pools; 0 = no cap."};
+
+	for (int f = 0; f < 3; f++) {
+		add_header(out, names[f], "gauge", helps[f]);
+		for (size_t i = 0; i < rep->nrows; i++) {
+			const struct latency_row *r = &rep->rows[i];
+			char label[512];
+			size_t pos = 0;
+			int v = f == 0 ? r->paused : f == 1 ? r->disabled : r->max_db_connections;
+
+			if (i > 0 &&
+			    strcmp(r->database ? r->database : "",
+			           rep->rows[i - 1].database ? rep->rows[i - 1].database : "") == 0)
+				continue;
+			/* Another pool of the same database may say paused: the rows after this
+			 * one. */
+			for (size_t k = i + 1;
+			     f < 2 && k < rep->nrows &&
+			     strcmp(rep->rows[k].database ? rep->rows[k].database : "",
+			            r->database ? r->database : "") == 0;
+			     k++)
+				v = v || (f == 0 ? rep->rows[k].paused : rep->rows[k].disabled);
+			add_label_value(label, sizeof(label), &pos, r->database ? r->database : "");
+			evbuffer_add_printf(out, "%s{database=\"%s\"} %d\n", names[f], label, v);
+		}
+	}
+}
+
+/* The process_* series of Prometheus' client libraries, so stock panels work. */
+static void add_process(struct metrics_http *m, struct evbuffer *out)
+{
+	struct procstat ps;
+
+	add_header(out, "sluice_max_client_conn", "gauge",
+	           "max_client_conn: client connections this process accepts.");
+	evbuffer_add_printf(out, "sluice_max_client_conn %d\n", m->rt->snap->cfg->max_client_conn);
+	if (procstat_read(&ps) < 0)
+		return;
+	add_header(out, "process_cpu_seconds_total", "counter", "User and system CPU time spent.");
+	evbuffer_add_printf(out, "process_cpu_seconds_total %.2f\n", ps.cpu_seconds);
+	add_header(out, "process_resident_memory_bytes", "gauge", "Resident memory size.");
+	evbuffer_add_printf(out, "process_resident_memory_bytes %lld\n",
+	                    (long long)ps.resident_bytes);
+	add_header(out, "process_virtual_memory_bytes", "gauge", "Virtual memory size.");
+	evbuffer_add_printf(out, "process_virtual_memory_bytes %lld\n",
+	                    (long long)ps.virtual_bytes);
+	add_header(out, "process_open_fds", "gauge", "Open file descriptors.");
+	evbuffer_add_printf(out, "process_open_fds %lld\n", (long long)ps.open_fds);
+	if (ps.max_fds >= 0) {
+		add_header(out, "process_max_fds", "gauge", "Most file descriptors it may open.");
+		evbuffer_add_printf(out, "process_max_fds %lld\n", (long long)ps.max_fds);
+	}
+	add_header(out, "process_start_time_seconds", "gauge",
+	           "Start time of the process since the Unix epoch.");
+	evbuffer_add_printf(out, "process_start_time_seconds %.2f\n", ps.start_time_seconds);
+}
+
 /* ---- query insights: histograms per statement type, and the top fingerprints only ---- */
 
 static void add_query_types(struct evbuffer *out, const struct query_report *q)
@@ -459,9 +550,14 @@ static void render_metrics(struct metrics_http *m, const struct latency_report *
 	add_header(out, "sluice_clients", "gauge", "Client connections to this process.");
 	evbuffer_add_printf(out, "sluice_clients %d\n", atomic_load(&m->rt->shared.nclients));
 	add_histograms(out, rep, labels);
-	add_percentiles(out, rep, labels);
+	/* Opt-in: since start they hide every recent change; the buckets serve windows. */
+	if (m->rt->snap->cfg->metrics_percentiles)
+		add_percentiles(out, rep, labels);
 	add_row_families(out, rep, labels);
+	add_maxwait(out, rep, labels);
+	add_databases(out, rep);
 	add_errors(out, rep, labels);
+	add_process(m, out);
 	if (q != NULL) {
 		add_query_types(out, q);
 		add_top_queries(out, q);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -220,9 +221,9 @@ static void latency_row(PGconn *admin, const char *kind, long long *count, long 
 
 Test(observability, histograms_in_metrics)
 {
-	struct harness_sluice *h =
-	    harness_start_sluice_users(METRICS_INI "slow_query_threshold = 0\nadmin_users = admin",
-	                               "\"admin\" \"admin-secret\"\n");
+	struct harness_sluice *h = harness_start_sluice_users(
+	    METRICS_INI "slow_query_threshold = 0\nadmin_users = admin\nmetrics_percentiles = on",
+	    "\"admin\" \"admin-secret\"\n");
 	int port = metrics_port(h);
 	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
 	struct http_reply r;
@@ -486,4 +487,120 @@ Test(observability, readyz_probes_the_upstream)
 	cr_assert_eq(r.status, 503, "ready with no reachable database:\n%s", r.text);
 	cr_assert_str_eq(r.body, "no database reachable\n");
 	free(r.text);
+}
+
+/* A SHOW POOLS column of the app/app pool, as a number. */
+static double pools_column(PGconn *admin, const char *column)
+{
+	PGresult *res = harness_exec_ok(admin, "SHOW POOLS");
+	int db = PQfnumber(res, "database"), user = PQfnumber(res, "user");
+	int col = PQfnumber(res, column);
+
+	cr_assert_geq(col, 0, "SHOW POOLS has no %s", column);
+	for (int i = 0; i < PQntuples(res); i++) {
+		if (strcmp(PQgetvalue(res, i, db), "app") == 0 &&
+		    strcmp(PQgetvalue(res, i, user), "app") == 0) {
+			double v = strtod(PQgetvalue(res, i, col), NULL);
+
+			PQclear(res);
+			return v;
+		}
+	}
+	cr_assert_fail("SHOW POOLS has no app/app row");
+	return -1;
+}
+
+static double metric(int port, const char *series)
+{
+	struct http_reply r = http_get(port, "/metrics");
+	double v = sample(r.body, series);
+
+	free(r.text);
+	return v;
+}
+
+/*
+ * What pgbouncer_exporter's dashboards read: caps, the longest wait, pause
+ * and disable per database, the process_* series; the server columns agree
+ * with SHOW POOLS (sv_used included); percentiles only when asked for.
+ */
+Test(observability, metrics_for_dashboards)
+{
+	struct harness_sluice *h = harness_start_sluice_users(
+	    METRICS_INI "admin_users = admin\ndefault_pool_size = 1\nmax_client_conn = 77\n"
+	                "max_db_connections = 5\nquery_wait_timeout = 0",
+	    "\"admin\" \"admin-secret\"\n");
+	int port = metrics_port(h);
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *b = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *admin = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	static const char *const pairs[][2] = {
+	    {"sv_active", "sluice_pool_servers_active"},
+	    {"sv_idle", "sluice_pool_servers_idle"},
+	    {"sv_used", "sluice_pool_servers_used"},
+	    {"sv_tested", "sluice_pool_servers_tested"},
+	    {"sv_login", "sluice_pool_servers_login"},
+	    {"cl_waiting", "sluice_pool_clients_waiting"},
+	};
+	struct http_reply r;
+	char series[256];
+	double maxwait, now = (double)time(NULL);
+
+	/* a holds the only server; b queues behind it. */
+	PQclear(harness_exec_ok(a, "begin"));
+	PQclear(harness_exec_ok(a, "select 1"));
+	cr_assert(PQsendQuery(b, "select 2"));
+	cr_assert(harness_wait_for(
+	    metric(port, "sluice_pool_clients_waiting{" POOL_LABELS "}") == 1, 20));
+	cr_assert(
+	    harness_wait_for(metric(port, "sluice_pool_maxwait_seconds{" POOL_LABELS "}") > 0, 20));
+
+	/* Nothing moves while a holds the server and b waits: both views must agree. */
+	r = http_get(port, "/metrics");
+	for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+		snprintf(series, sizeof(series), "%s{%s}", pairs[i][1], POOL_LABELS);
+		cr_assert_eq(sample(r.body, series), pools_column(admin, pairs[i][0]),
+		             "%s and SHOW POOLS' %s differ", pairs[i][1], pairs[i][0]);
+	}
+	cr_assert_eq(sample(r.body, "sluice_pool_servers_active{" POOL_LABELS "}"), 1);
+	/* SHOW POOLS, asked later, sees at least the wait /metrics saw. */
+	maxwait = sample(r.body, "sluice_pool_maxwait_seconds{" POOL_LABELS "}");
+	cr_assert_geq(pools_column(admin, "maxwait") + pools_column(admin, "maxwait_us") / 1e6,
+	              maxwait);
+	cr_assert_eq(sample(r.body, "sluice_pool_size{" POOL_LABELS "}"), 1);
+	cr_assert_eq(sample(r.body, "sluice_pool_min_size{" POOL_LABELS "}"), 0);
+	cr_assert_eq(sample(r.body, "sluice_max_client_conn"), 77);
+	cr_assert_eq(sample(r.body, "sluice_database_max_connections{database=\"app\"}"), 5);
+	cr_assert_eq(sample(r.body, "sluice_database_paused{database=\"app\"}"), 0);
+	cr_assert_eq(sample(r.body, "sluice_database_disabled{database=\"app\"}"), 0);
+	cr_assert_gt(sample(r.body, "process_resident_memory_bytes"), 0);
+	cr_assert_gt(sample(r.body, "process_open_fds"), 0);
+	cr_assert_geq(sample(r.body, "process_max_fds"), sample(r.body, "process_open_fds"));
+	cr_assert_geq(sample(r.body, "process_cpu_seconds_total"), 0);
+	cr_assert_leq(sample(r.body, "process_start_time_seconds"), now + 1);
+	cr_assert_gt(sample(r.body, "process_start_time_seconds"), now - 600);
+	cr_assert_null(strstr(r.body, "sluice_latency_percentile_seconds"),
+	               "percentile gauges without metrics_percentiles");
+	check_promtool(h, r.body);
+	free(r.text);
+
+	PQclear(harness_exec_ok(a, "commit"));
+	PQclear(PQgetResult(b));
+	cr_assert_null(PQgetResult(b));
+	cr_assert(harness_wait_for(
+	    metric(port, "sluice_pool_maxwait_seconds{" POOL_LABELS "}") == 0, 20));
+
+	PQclear(harness_exec_ok(admin, "DISABLE app"));
+	cr_assert(
+	    harness_wait_for(metric(port, "sluice_database_disabled{database=\"app\"}") == 1, 20));
+	PQclear(harness_exec_ok(admin, "ENABLE app"));
+	PQclear(harness_exec_ok(admin, "PAUSE app"));
+	cr_assert(
+	    harness_wait_for(metric(port, "sluice_database_paused{database=\"app\"}") == 1, 20));
+	PQclear(harness_exec_ok(admin, "RESUME app"));
+	cr_assert(
+	    harness_wait_for(metric(port, "sluice_database_paused{database=\"app\"}") == 0, 20));
+	PQfinish(admin);
+	PQfinish(a);
+	PQfinish(b);
 }
