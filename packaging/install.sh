@@ -1,6 +1,7 @@
 #!/bin/sh
-# Builds sluice for release and installs it under $DESTDIR: the binary in
-# $PREFIX/bin and the man page in $PREFIX/share/man/man1.  packaging/Dockerfile
+# Builds sluice for release and installs it under $DESTDIR with meson install:
+# the binary, the man page, the systemd units, the sysusers.d file, the example
+# configuration and the license (docs/deploy.md, Installing).  packaging/Dockerfile
 # runs exactly this in its build stage, and tests/integration/test_packaging.c
 # runs it into a temporary DESTDIR and starts what it installed, so the image
 # recipe is tested on every test run even where no container engine exists.

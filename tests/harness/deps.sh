@@ -12,7 +12,8 @@ set -eu
 # systemd (systemd-analyze), man-db, groff-base and python3-yaml check the
 # packaging (tests/integration/packaging_lint.sh).  prometheus-pgbouncer-exporter
 # is pointed at the admin console (tests/integration/test_console.c).  prometheus
-# provides promtool, which checks /metrics (tests/integration/test_observability.c).
+# provides promtool, which checks /metrics (tests/integration/test_observability.c)
+# and the rules in packaging/prometheus (tests/integration/prometheus_check.py).
 # libhiredis-dev is the Redis client of limiter = redis; redis-server (with
 # redis-cli) is the real Redis that tests/harness/redis.sh starts for its tests.
 packages="build-essential meson ninja-build pkg-config libevent-dev libpq-dev

@@ -4,9 +4,13 @@ For each manifest: the sluice container has readiness (/readyz) and liveness
 (/healthz) probes on the metrics port, resource requests and limits, runs as
 the image's non-root user, takes its secrets from a Secret in the same file,
 and the pod's terminationGracePeriodSeconds covers the preStop hooks plus
-shutdown_delay plus shutdown_timeout.  Then the manifest's own configuration
-(environment, Secret and ConfigMap files) is handed to the real sluice binary,
-which must start with it and drain on SIGTERM with exit code 0.
+shutdown_delay plus shutdown_timeout.  Every container of the pod passes
+Pod Security "restricted" (non-root, seccomp RuntimeDefault, no privilege
+escalation, all capabilities dropped, no host namespaces or host paths).
+Then the manifest's own configuration (environment, Secret and ConfigMap
+files) is handed to the real sluice binary, which must start with it and
+drain on SIGTERM with exit code 0.  A PodMonitor must select the pods of a
+Deployment among the manifests and scrape a port the sluice container names.
 
 usage: k8s_check.py SLUICE_BIN MANIFEST...
 """
@@ -190,6 +194,73 @@ def start_sluice(binary, env, args, name):
     check(code == 0, f"{name}: exit code {code} after SIGTERM:\n{out}")
 
 
+# Volume types Pod Security "restricted" allows.
+RESTRICTED_VOLUMES = {"configMap", "secret", "emptyDir", "projected", "downwardAPI",
+                      "persistentVolumeClaim", "ephemeral", "csi"}
+
+
+def check_restricted(pod, name):
+    """Pod Security Standards, profile "restricted", for every container of the pod."""
+    psc = pod.get("securityContext", {})
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        check(not pod.get(key), f"{name}: {key} is not allowed under restricted")
+    for v in pod.get("volumes", []):
+        kinds = set(v) - {"name"}
+        check(kinds <= RESTRICTED_VOLUMES, f"{name}: volume {v['name']} is {kinds}")
+    for c in pod.get("initContainers", []) + pod["containers"]:
+        csc = c.get("securityContext", {})
+        who = f"{name}: container {c['name']}"
+
+        def effective(key):
+            return csc.get(key, psc.get(key))
+
+        check(effective("runAsNonRoot") is True, f"{who}: runAsNonRoot must be true")
+        check(effective("runAsUser") != 0, f"{who}: runAsUser 0")
+        seccomp = (effective("seccompProfile") or {}).get("type")
+        check(seccomp in ("RuntimeDefault", "Localhost"),
+              f"{who}: seccompProfile must be RuntimeDefault (is {seccomp})")
+        check(csc.get("allowPrivilegeEscalation") is False,
+              f"{who}: allowPrivilegeEscalation must be false")
+        check(not csc.get("privileged"), f"{who}: privileged")
+        caps = csc.get("capabilities", {})
+        check("ALL" in caps.get("drop", []), f"{who}: capabilities must drop ALL")
+        check(set(caps.get("add", [])) <= {"NET_BIND_SERVICE"}, f"{who}: adds {caps.get('add')}")
+
+
+def labels_match(selector, labels):
+    for key, value in selector.get("matchLabels", {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions", []):
+        have = labels.get(expr["key"])
+        op = expr["operator"]
+        if op == "In" and have not in expr["values"]:
+            return False
+        if op == "NotIn" and have in expr["values"]:
+            return False
+        if op == "Exists" and have is None:
+            return False
+        if op == "DoesNotExist" and have is not None:
+            return False
+    return True
+
+
+def check_podmonitor(monitor, deployments, name):
+    check(monitor.get("apiVersion") == "monitoring.coreos.com/v1",
+          f"{name}: PodMonitor apiVersion is not monitoring.coreos.com/v1")
+    selector = monitor["spec"]["selector"]
+    endpoints = monitor["spec"].get("podMetricsEndpoints", [])
+    check(endpoints, f"{name}: the PodMonitor has no podMetricsEndpoints")
+    selected = [d for d in deployments
+                if labels_match(selector, d["spec"]["template"]["metadata"].get("labels", {}))]
+    check(selected, f"{name}: the PodMonitor selects no Deployment of the examples")
+    for dep in selected:
+        sluice, _ = sluice_container(dep["spec"]["template"]["spec"])
+        for ep in endpoints:
+            port_number(sluice, ep["port"])  # a named port of the sluice container
+            check(ep.get("path", "/metrics") == "/metrics", f"{name}: scrapes {ep.get('path')}")
+
+
 def check_deployment(binary, docs, dep, name):
     pod = dep["spec"]["template"]["spec"]
     sluice, native = sluice_container(pod)
@@ -199,6 +270,7 @@ def check_deployment(binary, docs, dep, name):
     for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
         http = sluice.get(probe, {}).get("httpGet")
         check(http and http.get("path") == path, f"{name}: {probe} must GET {path}")
+    check_restricted(pod, name)
     res = sluice.get("resources", {})
     check(res.get("requests") and res.get("limits"), f"{name}: sluice needs requests and limits")
     sec = sluice.get("securityContext", {})
@@ -231,19 +303,27 @@ def check_deployment(binary, docs, dep, name):
 def main():
     binary, manifests = sys.argv[1], sys.argv[2:]
     failed = 0
+    loaded = {}
     for path in manifests:
-        name = os.path.basename(path)
+        with open(path) as f:
+            loaded[os.path.basename(path)] = [d for d in yaml.safe_load_all(f) if d]
+    all_deployments = [d for docs in loaded.values() for d in docs if d["kind"] == "Deployment"]
+    for name, docs in loaded.items():
         try:
-            with open(path) as f:
-                docs = [d for d in yaml.safe_load_all(f) if d]
             deployments = [d for d in docs if d["kind"] == "Deployment"]
-            check(deployments, f"{name}: no Deployment")
+            monitors = [d for d in docs if d["kind"] == "PodMonitor"]
+            check(deployments or monitors, f"{name}: no Deployment and no PodMonitor")
             for dep in deployments:
                 check_deployment(binary, docs, dep, name)
+            for monitor in monitors:
+                check_podmonitor(monitor, all_deployments, name)
             print(f"ok {name}")
         except Fail as e:
             print(f"FAIL {e}")
             failed += 1
+    if not any(d["kind"] == "PodMonitor" for docs in loaded.values() for d in docs):
+        print("FAIL no PodMonitor example among the manifests")
+        failed += 1
     return 1 if failed else 0
 
 

@@ -15,7 +15,10 @@
 # - the Dockerfile has the shape docs/deploy.md promises, its build stage
 #   provides every pkg-config dependency of meson.build, and the image's
 #   HEALTHCHECK script tells a 200 from a 404 and from nothing listening;
-# - the Kubernetes examples (tests/integration/k8s_check.py).
+# - the Kubernetes examples (tests/integration/k8s_check.py);
+# - packaging/prometheus/: promtool check and test rules, the Grafana
+#   dashboard, and that every series they read is exported
+#   (tests/integration/prometheus_check.py).
 #
 # SLUICE_BIN and SLUICE_SOURCE_ROOT come from meson (tests/meson.build).
 set -euo pipefail
@@ -93,22 +96,20 @@ check_man() {
 
 check_systemd() {
   need systemd-analyze
-  local unit=$pkg/systemd/sluice.service prefix stop
-  # The unit runs what packaging/install.sh installs, under its default prefix.
-  # shellcheck disable=SC2016 # the literal text of install.sh
-  prefix=$(sed -n 's/^prefix=\${PREFIX:-\(.*\)}$/\1/p' "$pkg/install.sh")
-  grep -qx "ExecStart=$prefix/bin/sluice /etc/sluice/sluice.ini" "$unit" ||
-    fail "ExecStart is not $prefix/bin/sluice (install.sh's prefix)"
-  grep -qx "ExecStartPre=$prefix/bin/sluice --check /etc/sluice/sluice.ini" "$unit" ||
+  local unit=$pkg/systemd/sluice.service.in stop
+  # meson fills in the installed paths (configure_file); ours point at the build.
+  grep -qx 'ExecStart=@bindir@/sluice @sysconfdir@/sluice/sluice.ini' "$unit" ||
+    fail "ExecStart is not @bindir@/sluice @sysconfdir@/sluice/sluice.ini"
+  grep -qx 'ExecStartPre=@bindir@/sluice --check @sysconfdir@/sluice/sluice.ini' "$unit" ||
     fail "the unit does not run sluice --check before starting"
   mkdir -p "$tmp/unit" "$tmp/man/man1"
-  sed -e "s|^ExecStart=$prefix/bin/sluice|ExecStart=$bin|" \
-    -e "s|^ExecStartPre=$prefix/bin/sluice|ExecStartPre=$bin|" \
-    -e "s|^ExecReload=$prefix/bin/sluice|ExecReload=$bin|" "$unit" >"$tmp/unit/sluice.service"
+  sed -e "s|@bindir@|$(dirname "$bin")|g" -e "s|@sysconfdir@|/etc|g" "$unit" >"$tmp/unit/sluice.service"
+  grep -qE '@[a-z_]+@' "$tmp/unit/sluice.service" && fail "sluice.service.in has a placeholder meson does not fill"
+  cp "$pkg/systemd/sluice.socket" "$tmp/unit/"
   cp "$pkg/sluice.1" "$tmp/man/man1/"
   # Documentation=man:sluice(1) is looked up too: MANPATH points at our page.
-  MANPATH=$tmp/man: systemd-analyze verify "$tmp/unit/sluice.service" ||
-    fail "systemd-analyze verify rejects packaging/systemd/sluice.service"
+  MANPATH=$tmp/man: systemd-analyze verify "$tmp/unit/sluice.service" "$tmp/unit/sluice.socket" ||
+    fail "systemd-analyze verify rejects packaging/systemd/sluice.service.in or sluice.socket"
   systemd-analyze security --offline=yes --threshold=20 "$tmp/unit/sluice.service" >"$tmp/security" 2>&1 ||
     fail "systemd-analyze security rates the unit above 2.0: $(tail -1 "$tmp/security")"
   grep -qx 'Type=notify' "$unit" || fail "the unit is not Type=notify"
@@ -119,6 +120,11 @@ check_systemd() {
   if [ -z "$stop" ] || [ "$stop" -le 30 ]; then
     fail "TimeoutStopSec ($stop) must exceed the default drain (30s)"
   fi
+  # Socket activation: the socket unit starts this service, and its socket file
+  # lives in the directory the service keeps (RuntimeDirectoryPreserve).
+  grep -qx 'Service=sluice.service' "$pkg/systemd/sluice.socket" || fail "sluice.socket does not name sluice.service"
+  grep -qx 'ListenStream=/run/sluice/.s.PGSQL.6432' "$pkg/systemd/sluice.socket" || fail "sluice.socket has no Unix socket in /run/sluice"
+  grep -qx 'RuntimeDirectoryPreserve=yes' "$unit" || fail "a stop would remove sluice.socket's socket file"
 }
 
 check_dockerfile() {
@@ -189,6 +195,14 @@ for path in sys.argv[1:]:
 EOF
 }
 
+check_prometheus() {
+  need promtool
+  local py=python3
+  if ! python3 -c 'import yaml' 2>/dev/null && [ -x /usr/bin/python3 ]; then py=/usr/bin/python3; fi
+  "$py" "$root/tests/integration/prometheus_check.py" "$bin" "$pkg/prometheus" ||
+    fail "packaging/prometheus"
+}
+
 if [ "${1:-}" = image-libs ]; then
   image_libs "$2"
 else
@@ -197,6 +211,7 @@ else
   check_dockerfile
   check_healthcheck
   check_k8s
+  check_prometheus
 fi
 if [ "$failures" -gt 0 ]; then
   echo "packaging_lint: $failures failed" >&2

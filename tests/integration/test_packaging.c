@@ -227,6 +227,34 @@ static void check_installed_tree(const char *destdir, const char *builddir)
 	cr_assert_eq(rc, 0, "the installed man page is not packaging/sluice.1: %s", out);
 	free(out);
 
+	/* The rest of the layout (meson.build): units pointing at what was installed. */
+	{
+		static const char *const files[] = {
+		    "lib/systemd/system/sluice.socket", "lib/sysusers.d/sluice.conf",
+		    "etc/sluice/sluice.ini", "share/doc/sluice/LICENSE"};
+		char unit[512], *text;
+		FILE *f;
+		size_t n;
+
+		for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+			snprintf(path, sizeof(path), "%s/usr/local/%s", destdir, files[i]);
+			cr_assert_eq(access(path, R_OK), 0, "meson install did not install %s",
+			             files[i]);
+		}
+		snprintf(unit, sizeof(unit), "%s/usr/local/lib/systemd/system/sluice.service",
+		         destdir);
+		f = fopen(unit, "r");
+		cr_assert_not_null(f, "meson install did not install sluice.service");
+		text = calloc(1, 65536);
+		n = fread(text, 1, 65535, f);
+		fclose(f);
+		text[n] = '\0';
+		cr_assert(strstr(text, "\nExecStart=/usr/local/bin/sluice "
+		                       "/usr/local/etc/sluice/sluice.ini\n") != NULL,
+		          "the installed unit does not start the installed binary:\n%s", text);
+		free(text);
+	}
+
 	/* Every library the installed binary links is in the image's package list. */
 	snprintf(lint, sizeof(lint), "%s/tests/integration/packaging_lint.sh", root);
 	rc = harness_run(libs, NULL, 60, &out);

@@ -1289,7 +1289,7 @@ Test(config, documented_variables_exist)
 	    "packaging/k8s/deployment.yaml",
 	    "packaging/sluice.1",
 	    "packaging/k8s/deployment-configmap.yaml",
-	    "packaging/systemd/sluice.service",
+	    "packaging/systemd/sluice.service.in",
 	};
 	int seen = 0;
 
