@@ -188,10 +188,16 @@ import re, sys, yaml
 for path in sys.argv[1:]:
     blocks = re.findall(r"```yaml\n(.*?)```", open(path).read(), re.S)
     assert blocks, f"{path}: no yaml snippet"
+    sidecars = 0
     for block in blocks:
+        # Every snippet parses; the sidecar ones (a container named sluice) probe as the examples do.
         text = yaml.dump(yaml.safe_load(block))
+        if not re.search(r"^ *(- )?name: sluice$", text, re.M):
+            continue
+        sidecars += 1
         for want in ("/readyz", "/healthz", "SLUICE_DATABASE_URL", "restartPolicy: Always"):
             assert want in text, f"{path}: the yaml snippet lacks {want}"
+    assert sidecars, f"{path}: no sluice sidecar snippet"
 EOF
 }
 
