@@ -92,7 +92,7 @@ void breaker_hold(struct breaker_registry *reg, struct breaker *b);
 /* Give the reference back; the last one frees the breaker. */
 void breaker_put(struct breaker_registry *reg, struct breaker *b);
 /* The breaker of host:port if someone holds it, for reports; its view filled. */
-bool breaker_peek(struct breaker_registry *reg, const char *host, int port,
+bool breaker_peek(struct breaker_registry *reg, const char *host, int port, int64_t now_us,
                   struct breaker_view *view);
 
 /*
@@ -113,7 +113,8 @@ void breaker_probe_abandoned(struct breaker *b);
 void breaker_set_role(struct breaker *b, enum host_role role, bool read_only, int64_t now_us);
 /* Its role and when that was learnt (0 = never). */
 enum host_role breaker_role(struct breaker *b, bool *read_only, int64_t *checked_us);
-void breaker_view(struct breaker *b, struct breaker_view *view);
+/* A copy for reports; an open breaker whose wait is over shows half-open. */
+void breaker_view(struct breaker *b, int64_t now_us, struct breaker_view *view);
 
 const char *breaker_state_name(enum breaker_state state);
 const char *host_role_name(enum host_role role);

@@ -400,6 +400,7 @@ static const struct console_col conn_cols[] = {
     {"worker", I4},
     {"pinned", I4}, /* the server stays with its client (docs/session-state.md) */
     {"pin_reason", T},
+    {"role", T}, /* servers: the host's role at login or since (docs/topology.md) */
 };
 
 /* The pinned and pin_reason columns of a client's or server's row. */
@@ -536,6 +537,7 @@ static void render_client(struct worker *w, const struct client *c, struct evbuf
 	put_u64(&r, c->id);
 	put_i64(&r, w->id);
 	put_pin(&r, c->server);
+	put_str(&r, NULL);
 	row_to(out, &r);
 }
 
@@ -609,6 +611,7 @@ static void render_server(struct worker *w, const struct server *s, struct evbuf
 	put_u64(&r, s->id);
 	put_i64(&r, w->id);
 	put_pin(&r, s);
+	put_str(&r, host_role_name(s->role));
 	row_to(out, &r);
 }
 
@@ -907,12 +910,74 @@ static void render_version(struct console_conn *conn, struct console_op *op)
 	console_reply_row(conn, 1, v);
 }
 
+/* ---- SHOW HOSTS: each database's hosts and their breakers (docs/topology.md) ---- */
+
+static const struct console_col hosts_cols[] = {
+    {"database", T},
+    {"host", T},
+    {"port", I4},
+    {"role", T},
+    {"read_only", I4},
+    {"target_session_attrs", T},
+    {"breaker", T},
+    {"failures", I4},
+    {"next_probe", T},
+    {"last_check", T},
+    {"last_check_latency_us", I8},
+    {"servers", I4},
+    {"transitions", I8},
+    {"last_error", T},
+};
+
+static void host_row(struct console_conn *conn, const struct db_def *db, const struct db_host *h,
+                     int64_t now)
+{
+	struct breaker_view v = {0};
+	struct row r = {0};
+
+	/* A host no pool has used yet has no breaker: closed, role unknown. */
+	breaker_peek(&conn->w->shared->breakers, h->host, h->port, now, &v);
+	put_str(&r, db->name);
+	put_str(&r, h->host);
+	put_i64(&r, h->port);
+	put_str(&r, host_role_name(v.role));
+	put_i64(&r, v.read_only);
+	put_str(&r, target_session_attrs_name(config_target_session_attrs(conn->w->cfg, db)));
+	put_str(&r, breaker_state_name(v.state));
+	put_i64(&r, v.failures);
+	if (v.next_try_us > 0)
+		put_time(&r, v.next_try_us);
+	else
+		put_str(&r, NULL);
+	if (v.last_check_us > 0)
+		put_time(&r, v.last_check_us);
+	else
+		put_str(&r, NULL);
+	put_i64(&r, v.last_latency_us);
+	put_i64(&r, v.servers);
+	put_u64(&r, v.transitions);
+	put_str(&r, v.last_error);
+	row_send(conn, &r);
+}
+
+static void render_hosts(struct console_conn *conn, struct console_op *op)
+{
+	const struct config *cfg = conn->w->cfg;
+	int64_t now = worker_now_us(conn->w);
+
+	console_reply_header(conn, hosts_cols, NCOLS(hosts_cols));
+	for (size_t i = 0; i < cfg->ndbs; i++)
+		for (int k = 0; k < cfg->dbs[i].nhosts; k++)
+			host_row(conn, &cfg->dbs[i], &cfg->dbs[i].hosts[k], now);
+}
+
 static const char help_text[] =
     "Console commands (simple query protocol; names are case-insensitive):\n"
     "  SHOW HELP|POOLS|STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|CLIENTS|SERVERS\n"
     "  SHOW DATABASES|USERS|LISTS|CONFIG|MEM|STATE|VERSION\n"
     "  SHOW LATENCY                percentiles of query, transaction, wait and connect time\n"
     "  SHOW TENANTS|RATELIMITS     tenants: limits, clients, servers; token buckets, rates\n"
+    "  SHOW HOSTS                  each database's hosts: role, circuit breaker, servers\n"
     "  SHOW QUERIES|QUERY_TYPES    statistics per statement fingerprint, per statement type\n"
     "  RESET QUERIES               start those statistics again from nothing\n"
     "  SHOW PEERS|PEER_POOLS|DNS_HOSTS|DNS_ZONES   (always empty in sluice)\n"
@@ -1001,6 +1066,7 @@ static const struct show shows[] = {
     {"PEERS", NULL, render_peers},
     {"PEER_POOLS", NULL, render_peer_pools},
     {"DNS_HOSTS", NULL, render_dns_hosts},
+    {"HOSTS", NULL, render_hosts},
     {"DNS_ZONES", NULL, render_dns_zones},
 };
 

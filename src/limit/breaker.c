@@ -105,7 +105,7 @@ void breaker_put(struct breaker_registry *reg, struct breaker *b)
 	pthread_mutex_unlock(&reg->lock);
 }
 
-bool breaker_peek(struct breaker_registry *reg, const char *host, int port,
+bool breaker_peek(struct breaker_registry *reg, const char *host, int port, int64_t now_us,
                   struct breaker_view *view)
 {
 	struct breaker *b;
@@ -113,7 +113,7 @@ bool breaker_peek(struct breaker_registry *reg, const char *host, int port,
 	pthread_mutex_lock(&reg->lock);
 	b = find_locked(reg, host, port);
 	if (b != NULL)
-		breaker_view(b, view);
+		breaker_view(b, now_us, view);
 	pthread_mutex_unlock(&reg->lock);
 	return b != NULL;
 }
@@ -259,9 +259,10 @@ enum host_role breaker_role(struct breaker *b, bool *read_only, int64_t *checked
 	return role;
 }
 
-void breaker_view(struct breaker *b, struct breaker_view *view)
+void breaker_view(struct breaker *b, int64_t now_us, struct breaker_view *view)
 {
 	pthread_mutex_lock(&b->lock);
+	expire_locked(b, now_us);
 	view->state = b->state;
 	view->failures = b->failures;
 	view->next_try_us = b->state == BREAKER_OPEN ? b->next_try_us : 0;

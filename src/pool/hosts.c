@@ -118,7 +118,7 @@ static void describe(struct pool_hosts *h, const struct config *cfg, const struc
 		struct breaker_view v;
 		int64_t at;
 
-		breaker_view(h->b[i], &v);
+		breaker_view(h->b[i], now_us, &v);
 		msg_append(why, len, "%s%s:%d", i ? "; " : "", db->hosts[i].host,
 		           db->hosts[i].port);
 		if (!hosts_role_fits(target, v.role, v.read_only,

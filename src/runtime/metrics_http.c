@@ -534,6 +534,68 @@ static void add_top_queries(struct evbuffer *out, const struct query_report *q)
 	}
 }
 
+/* database="..",host="..",port="..",role=".." for a host row. */
+static void host_labels(char *buf, size_t len, const char *db, const struct db_host *h,
+                        enum host_role role)
+{
+	const char *names[] = {"database", "host"};
+	const char *values[] = {db, h->host};
+	size_t pos = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; i < 2; i++) {
+		pos += (size_t)snprintf(buf + pos, len - pos, "%s=\"", names[i]);
+		if (pos >= len)
+			return;
+		add_label_value(buf, len, &pos, values[i]);
+		pos += (size_t)snprintf(buf + pos, len - pos, "\",");
+		if (pos >= len)
+			return;
+	}
+	snprintf(buf + pos, len - pos, "port=\"%d\",role=\"%s\"", h->port, host_role_name(role));
+}
+
+/*
+ * Each database's hosts, from their shared breakers (docs/topology.md):
+ * up, breaker state, transitions, servers.  A host no pool has used yet has
+ * no breaker and shows as closed with no servers.
+ */
+static void add_hosts(struct evbuffer *out, const struct config *cfg, struct breaker_registry *reg)
+{
+	static const char *const families[][3] = {
+	    {"sluice_host_up", "gauge",
+	     "1 while the host's circuit breaker lets connections go (closed), else 0."},
+	    {"sluice_host_breaker_state", "gauge",
+	     "The host's breaker: 0 closed, 1 open, 2 half-open."},
+	    {"sluice_host_breaker_transitions_total", "counter",
+	     "Changes of the host's breaker state (the same breaker under each database)."},
+	    {"sluice_host_servers", "gauge",
+	     "Server connections to the host, every database (the same under each)."},
+	};
+	int64_t now = loop_now_us();
+
+	for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
+		add_header(out, families[f][0], families[f][1], families[f][2]);
+		for (size_t i = 0; i < cfg->ndbs; i++) {
+			for (int k = 0; k < cfg->dbs[i].nhosts; k++) {
+				const struct db_host *h = &cfg->dbs[i].hosts[k];
+				struct breaker_view v = {0};
+				char labels[1024];
+				long long value[] = {0, 0, 0, 0};
+
+				breaker_peek(reg, h->host, h->port, now, &v);
+				value[0] = v.state == BREAKER_CLOSED;
+				value[1] = v.state;
+				value[2] = (long long)v.transitions;
+				value[3] = v.servers;
+				host_labels(labels, sizeof(labels), cfg->dbs[i].name, h, v.role);
+				evbuffer_add_printf(out, "%s{%s} %lld\n", families[f][0], labels,
+				                    value[f]);
+			}
+		}
+	}
+}
+
 static void render_metrics(struct metrics_http *m, const struct latency_report *rep,
                            const struct query_report *q, struct evbuffer *out)
 {
@@ -558,6 +620,7 @@ static void render_metrics(struct metrics_http *m, const struct latency_report *
 	add_databases(out, rep);
 	add_errors(out, rep, labels);
 	add_process(m, out);
+	add_hosts(out, m->rt->snap->cfg, &m->rt->shared.breakers);
 	if (q != NULL) {
 		add_query_types(out, q);
 		add_top_queries(out, q);

@@ -210,12 +210,12 @@ static const struct shape shapes[] = {
      "type,user,database,replication,state,addr,port,local_addr,local_port,connect_time,"
      "request_time,wait,wait_us,close_needed,ptr,link,remote_pid,tls,application_name,"
      "prepared_statements,id",
-     "worker,pinned,pin_reason"},
+     "worker,pinned,pin_reason,role"},
     {"SERVERS",
      "type,user,database,replication,state,addr,port,local_addr,local_port,connect_time,"
      "request_time,wait,wait_us,close_needed,ptr,link,remote_pid,tls,application_name,"
      "prepared_statements,id",
-     "worker,pinned,pin_reason"},
+     "worker,pinned,pin_reason,role"},
     {"DATABASES",
      "name,host,port,database,force_user,pool_size,min_pool_size,reserve_pool_size,"
      "server_lifetime,pool_mode,load_balance_hosts,max_connections,current_connections,"

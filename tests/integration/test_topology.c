@@ -73,6 +73,68 @@ static int query_port(PGconn *c)
 	return (int)harness_query_int(c, "SELECT current_setting('port')::int");
 }
 
+/* Column `col` of SHOW HOSTS' row for database `db`, host port `port` (malloc'd; NULL if none). */
+static char *show_hosts(struct harness_sluice *h, const char *db, int port, const char *col)
+{
+	PGconn *adm = harness_connect_ok(h, "app", "app-secret", "sluice");
+	PGresult *res = harness_exec_ok(adm, "SHOW HOSTS");
+	int c = PQfnumber(res, col);
+	char *value = NULL;
+
+	cr_assert_geq(c, 0, "SHOW HOSTS has no column %s", col);
+	for (int i = 0; i < PQntuples(res); i++)
+		if (strcmp(PQgetvalue(res, i, 0), db) == 0 && atoi(PQgetvalue(res, i, 2)) == port)
+			value = strdup(PQgetvalue(res, i, c));
+	PQclear(res);
+	PQfinish(adm);
+	return value;
+}
+
+static bool show_hosts_is(struct harness_sluice *h, const char *db, int port, const char *col,
+                          const char *want)
+{
+	char *v = show_hosts(h, db, port, col);
+	bool same = v != NULL && strcmp(v, want) == 0;
+
+	free(v);
+	return same;
+}
+
+/* /metrics from the endpoint on `port` (malloc'd). */
+static char *get_metrics(int port)
+{
+	struct sockaddr_in addr = {.sin_family = AF_INET,
+	                           .sin_port = htons((uint16_t)port),
+	                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	static const char request[] = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
+	struct timeval tv = {.tv_sec = 20};
+	size_t cap = 1 << 20, len = 0;
+	char *text = calloc(1, cap);
+	ssize_t n;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	cr_assert(connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
+	cr_assert_eq(write(fd, request, sizeof(request) - 1), (ssize_t)sizeof(request) - 1);
+	while (len + 1 < cap && (n = read(fd, text + len, cap - len - 1)) > 0)
+		len += (size_t)n;
+	close(fd);
+	return text;
+}
+
+/* A TCP port free now, for metrics_listen. */
+static int free_port(void)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	cr_assert(bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	cr_assert(getsockname(fd, (struct sockaddr *)&sin, &len) == 0);
+	close(fd);
+	return ntohs(sin.sin_port);
+}
+
 Test(topology, standby_never_lands_on_the_primary)
 {
 	int sport = standby_port(), pport = harness_pg()->port;
@@ -80,7 +142,8 @@ Test(topology, standby_never_lands_on_the_primary)
 	struct harness_sluice *h;
 
 	snprintf(ini, sizeof(ini),
-	         "workers = 2\n[databases]\nro = host=127.0.0.1,127.0.0.1 port=%d,%d dbname=app "
+	         "workers = 2\nadmin_users = app\n[databases]\n"
+	         "ro = host=127.0.0.1,127.0.0.1 port=%d,%d dbname=app "
 	         "target_session_attrs=standby load_balance_hosts=round-robin pool_mode=session\n",
 	         pport, sport);
 	h = harness_start_sluice(ini);
@@ -91,6 +154,9 @@ Test(topology, standby_never_lands_on_the_primary)
 		cr_assert_eq(query_port(c), sport);
 		PQfinish(c);
 	}
+	cr_assert(show_hosts_is(h, "ro", sport, "role", "standby"));
+	cr_assert(show_hosts_is(h, "ro", pport, "role", "primary"), "learnt by the first try");
+	cr_assert(show_hosts_is(h, "ro", sport, "breaker", "closed"));
 }
 
 Test(topology, round_robin_spreads_new_connections_over_the_hosts)
@@ -278,11 +344,15 @@ Test(topology, silent_host_costs_one_timeout_then_fails_fast_with_a_hint)
 	struct harness_sluice *h;
 
 	fake_start(&f, harness_pg()->port);
+	int mport = free_port();
+	char series[256], *metrics;
+
 	snprintf(ini, sizeof(ini),
 	         "server_connect_timeout = 1s\nserver_breaker_backoff = 30s\n"
-	         "server_breaker_backoff_max = 60s\n"
+	         "server_breaker_backoff_max = 60s\nadmin_users = app\n"
+	         "metrics_listen = 127.0.0.1:%d\n"
 	         "[databases]\nsilent = host=127.0.0.1 port=%d dbname=app\n",
-	         f.port);
+	         mport, f.port);
 	h = harness_start_sluice(ini);
 	err = connect_error(h, "app", "app-secret", "silent");
 	cr_assert_not_null(err);
@@ -299,6 +369,21 @@ Test(topology, silent_host_costs_one_timeout_then_fails_fast_with_a_hint)
 		free(err);
 	}
 	cr_assert_eq(atomic_load(&f.accepted), 1, "the open breaker sent no connection");
+	cr_assert(show_hosts_is(h, "silent", f.port, "breaker", "open"));
+	cr_assert(show_hosts_is(h, "silent", f.port, "failures", "1"));
+	cr_assert(show_hosts_is(h, "silent", f.port, "servers", "0"));
+	metrics = get_metrics(mport);
+	snprintf(series, sizeof(series),
+	         "sluice_host_breaker_state{database=\"silent\",host=\"127.0.0.1\",port=\"%d\","
+	         "role=\"unknown\"} 1\n",
+	         f.port);
+	cr_assert(strstr(metrics, series) != NULL, "%s", metrics);
+	snprintf(series, sizeof(series),
+	         "sluice_host_up{database=\"silent\",host=\"127.0.0.1\",port=\"%d\","
+	         "role=\"unknown\"} 0\n",
+	         f.port);
+	cr_assert(strstr(metrics, series) != NULL, "%s", metrics);
+	free(metrics);
 	harness_stop_sluice(h, SIGINT, 20);
 	fake_stop(&f);
 }
@@ -392,6 +477,36 @@ Test(topology, the_breaker_is_shared_by_workers_and_tenants)
 
 /* ---- failover: a pair of its own, killed and promoted ---- */
 
+/* Whether a statement on `c` still succeeds; the failure is logged. */
+static bool statement_works(PGconn *c)
+{
+	PGresult *res = PQexec(c, "SELECT 1");
+	bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+
+	if (!ok)
+		cr_log_info("linked client: %s %s", harness_sqlstate(res), PQerrorMessage(c));
+	PQclear(res);
+	return ok;
+}
+
+/* Whether the standby on `port` has replayed the test's table yet. */
+static bool standby_has_table(int port)
+{
+	char conninfo[256];
+	PGconn *c;
+	PGresult *res;
+	bool ok;
+
+	snprintf(conninfo, sizeof(conninfo),
+	         "host=127.0.0.1 port=%d dbname=app user=app password=app-secret", port);
+	c = PQconnectdb(conninfo);
+	res = PQexec(c, "SELECT to_regclass('failover_t') IS NOT NULL");
+	ok = PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	PQfinish(c);
+	return ok;
+}
+
 static bool write_works(struct harness_sluice *h)
 {
 	PGconn *c = harness_connect(h, "app", "app-secret", "rw");
@@ -404,6 +519,8 @@ static bool write_works(struct harness_sluice *h)
 	}
 	res = PQexec(c, "INSERT INTO failover_t VALUES (1)");
 	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	if (!ok)
+		cr_log_info("write: %s %s", harness_sqlstate(res), PQerrorMessage(c));
 	PQclear(res);
 	PQfinish(c);
 	return ok;
@@ -440,12 +557,15 @@ Test(topology, writes_reach_the_promoted_standby_without_a_reload)
 	cr_assert_eq(query_port(held), pport);
 	PQclear(harness_exec_ok(held, "BEGIN"));
 	PQclear(harness_exec_ok(held, "INSERT INTO failover_t VALUES (0)"));
-	/* Replicated before the crash, so the promoted standby has the table. */
-	cr_assert(harness_wait_for(write_works(h), 10));
+	/* Replayed on the standby before the crash, so the promoted one has the table. */
+	cr_assert(harness_wait_for(standby_has_table(sport), 30));
 	free(pg_sh(name, "kill"));
-	/* The client linked to the dead server gets an SQLSTATE, not a hang. */
+	/*
+	 * The client linked to the dead server gets an SQLSTATE, not a hang: a
+	 * backend may still answer until it notices its postmaster is gone.
+	 */
+	cr_assert(harness_wait_for(!statement_works(held), 30));
 	res = PQexec(held, "SELECT 1");
-	cr_assert_neq(PQresultStatus(res), PGRES_TUPLES_OK);
 	cr_assert(PQstatus(held) == CONNECTION_BAD || harness_sqlstate(res)[0] != '\0', "%s",
 	          PQerrorMessage(held));
 	PQclear(res);
