@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "base/hash.h"
+
 struct ip_bucket;
 
 struct ip_limiter {
@@ -21,6 +23,7 @@ struct ip_limiter {
 	size_t nslots;
 	size_t count;
 	size_t inserts_since_sweep;
+	struct hash_key key; /* drawn with the slots: chosen addresses cannot share one chain */
 };
 
 /*

@@ -10,7 +10,7 @@
  * table is shared by all workers behind one mutex: a cold path (it is taken
  * on failed logins, and on successful ones only while some failure is still
  * remembered).  The table has a fixed size, set-associative: an address maps
- * by a seeded hash to one set of a few entries, and a new address replaces
+ * by a keyed hash (SipHash) to one set of a few entries, and a new address replaces
  * the set's stalest entry, so memory stays fixed whatever an attacker sends.
  * IPv6 addresses count by their /64 network, the usual size of one site.
  */
@@ -23,12 +23,14 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "base/hash.h"
+
 struct login_delay_entry;
 
 struct login_delay {
 	pthread_mutex_t lock;                /* guards entries */
 	struct login_delay_entry *entries;   /* sets x ways; allocated at the first failure */
-	uint64_t seed;                       /* hash key: addresses cannot be aimed at one set */
+	struct hash_key key;                 /* addresses cannot be aimed at one set */
 	_Atomic int64_t remembered_until_us; /* no failure is remembered after: skip the lock */
 };
 

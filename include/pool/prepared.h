@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/hash.h"
 #include "base/list.h"
 #include "base/ring.h"
 #include "base/types.h"
@@ -41,6 +42,7 @@ struct pstmt_registry {
 	uint32_t size;          /* power of two */
 	uint32_t count;         /* statements */
 	uint64_t next_id;       /* for new statements */
+	struct hash_key key;    /* query texts and client names are chosen by clients */
 };
 
 /* A client's name for a statement. */
@@ -55,6 +57,7 @@ struct stmt_map {
 	struct client_stmt **buckets; /* by name hash */
 	uint32_t size;                /* power of two, 0 until first use */
 	uint32_t count;
+	const struct hash_key *key; /* the worker registry's, set at the first name */
 };
 
 /* A statement prepared on one server. */

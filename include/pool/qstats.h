@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/hash.h"
 #include "base/histogram.h"
 #include "base/ring.h"
 #include "base/types.h"
@@ -113,9 +114,10 @@ struct qstats_type {
 struct qstats {
 	struct qstats_entry *entries; /* count in use, room for cap; at most max */
 	uint32_t count, cap, max;
-	int32_t *buckets;  /* hash of (fingerprint, scope): first slot, -1 = empty */
-	uint32_t nbuckets; /* a power of two, at least max */
-	uint32_t *heap;    /* slots, a min-heap by weight: heap[0] is evicted next */
+	int32_t *buckets;    /* hash of (fingerprint, scope): first slot, -1 = empty */
+	uint32_t nbuckets;   /* a power of two, at least max */
+	struct hash_key key; /* for bucket_of: chosen texts cannot pile into one bucket */
+	uint32_t *heap;      /* slots, a min-heap by weight: heap[0] is evicted next */
 	struct qstats_scope *scopes;
 	uint32_t nscopes, scopes_cap;
 	struct qstats_type types[QUERY_TYPES];

@@ -3,6 +3,10 @@
  */
 #include "base/hash.h"
 
+#include <errno.h>
+#include <sys/random.h>
+#include <time.h>
+
 uint64_t hash_fnv1a(const void *data, size_t n, uint64_t seed)
 {
 	const uint8_t *p = data;
@@ -48,4 +52,29 @@ uint64_t hash_sip13(uint64_t k0, uint64_t k1, const void *data, size_t n)
 	SIPROUND;
 	SIPROUND;
 	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+int hash_key_draw(struct hash_key *k)
+{
+	uint64_t key[2];
+	ssize_t got;
+	struct timespec ts;
+
+	do
+		got = getrandom(key, sizeof(key), 0);
+	while (got < 0 && errno == EINTR);
+	k->drawn = true;
+	if (got == (ssize_t)sizeof(key)) {
+		k->k0 = key[0], k->k1 = key[1];
+		return 0;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	k->k0 = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)k;
+	k->k1 = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)&ts;
+	return -1;
+}
+
+uint64_t hash_keyed(const struct hash_key *k, const void *data, size_t n)
+{
+	return hash_sip13(k->k0, k->k1, data, n);
 }

@@ -39,9 +39,9 @@ bool ip_limit_key(const struct sockaddr *sa, uint8_t key[16])
 	return false;
 }
 
-static size_t slot_of(const uint8_t key[16])
+static size_t slot_of(const struct ip_limiter *l, const uint8_t key[16])
 {
-	return (size_t)(hash_fnv1a(key, 16, 0) % SLOTS);
+	return (size_t)(hash_keyed(&l->key, key, 16) % SLOTS);
 }
 
 /* Drop buckets that are full again: their addresses have been quiet. */
@@ -82,8 +82,9 @@ bool ip_limiter_admit(struct ip_limiter *l, const struct sockaddr *addr, int per
 		if ((l->slots = calloc(SLOTS, sizeof(*l->slots))) == NULL)
 			return true; /* out of memory: do not lock everybody out */
 		l->nslots = SLOTS;
+		hash_key_draw(&l->key);
 	}
-	slot = slot_of(key);
+	slot = slot_of(l, key);
 	for (e = l->slots[slot]; e != NULL; e = e->next)
 		if (memcmp(e->addr, key, 16) == 0)
 			break;

@@ -7,8 +7,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 
 #include "base/hash.h"
 #include "limit/ip_limit.h"
@@ -27,8 +25,7 @@ struct login_delay_entry {
 int login_delay_init(struct login_delay *d)
 {
 	memset(d, 0, sizeof(*d));
-	if (getrandom(&d->seed, sizeof(d->seed), GRND_NONBLOCK) != sizeof(d->seed))
-		d->seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)d;
+	hash_key_draw(&d->key);
 	atomic_init(&d->remembered_until_us, 0);
 	return pthread_mutex_init(&d->lock, NULL) == 0 ? 0 : -1;
 }
@@ -42,9 +39,8 @@ void login_delay_fini(struct login_delay *d)
 
 static struct login_delay_entry *set_of(const struct login_delay *d, const uint8_t key[16])
 {
-	uint64_t h = hash_fnv1a(key, 16, d->seed);
+	uint64_t h = hash_keyed(&d->key, key, 16);
 
-	h ^= h >> 29;
 	return &d->entries[(h % SETS) * WAYS];
 }
 

@@ -135,7 +135,7 @@ void prepared_registry_fini(struct pstmt_registry *reg)
 
 static uint32_t name_bucket(const struct stmt_map *map, const char *name)
 {
-	return (uint32_t)hash_fnv1a(name, strlen(name), 0) & (map->size - 1);
+	return (uint32_t)hash_keyed(map->key, name, strlen(name)) & (map->size - 1);
 }
 
 static struct client_stmt *map_find(const struct stmt_map *map, const char *name)
@@ -151,7 +151,7 @@ static struct client_stmt *map_find(const struct stmt_map *map, const char *name
 
 static int map_grow(struct stmt_map *map)
 {
-	struct stmt_map bigger = {.size = map->size ? map->size * 2 : 16};
+	struct stmt_map bigger = {.size = map->size ? map->size * 2 : 16, .key = map->key};
 
 	bigger.buckets = calloc(bigger.size, sizeof(*bigger.buckets));
 	if (bigger.buckets == NULL)
@@ -188,6 +188,7 @@ static int map_put(struct pstmt_registry *reg, struct stmt_map *map, const char 
 		cs->generation = ps->generation;
 		return 0;
 	}
+	map->key = &reg->key;
 	if (map->count >= map->size && map_grow(map) < 0)
 		return -1;
 	cs = malloc(sizeof(*cs));
@@ -554,6 +555,7 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 	char name[PREP_NAME_MAX + 1];
 	uint8_t *body;
 	uint16_t nparams;
+	uint64_t hash;
 	struct pstmt *ps;
 
 	if (nul == NULL) {
@@ -588,10 +590,14 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 		return PREP_CLOSED;
 	}
 	c->pool->stats.bytes_received += frame_total(f);
-	ps = registry_find(reg, hash_fnv1a(body, body_len, 0), body, body_len);
+	/* Drawn at the first Parse the worker sees: the registry starts zeroed with the worker. */
+	if (!reg->key.drawn)
+		hash_key_draw(&reg->key);
+	hash = hash_keyed(&reg->key, body, body_len);
+	ps = registry_find(reg, hash, body, body_len);
 	if (ps != NULL)
 		free(body);
-	else if ((ps = registry_add(reg, hash_fnv1a(body, body_len, 0), body, body_len)) == NULL)
+	else if ((ps = registry_add(reg, hash, body, body_len)) == NULL)
 		free(body);
 	if (ps == NULL || map_put(reg, &c->stmts, name, ps) < 0) {
 		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");

@@ -240,6 +240,7 @@ static struct qstats *qstats_new(int max)
 	while (nb < qs->max)
 		nb *= 2;
 	qs->nbuckets = nb;
+	hash_key_draw(&qs->key);
 	qs->buckets = malloc(nb * sizeof(*qs->buckets));
 	qs->heap = malloc(qs->max * sizeof(*qs->heap));
 	qs->scratch = malloc(2 * QSTATS_SCAN_MAX);
@@ -336,10 +337,12 @@ static uint16_t scope_of(struct qstats *qs, struct pool *p)
 	return idx;
 }
 
+/* Keyed: fingerprints are unkeyed FNV-1a of client text, whose low bits a client can aim. */
 static uint32_t bucket_of(const struct qstats *qs, uint64_t fp, uint16_t scope)
 {
-	return (uint32_t)((fp ^ ((uint64_t)scope * UINT64_C(0x9e3779b97f4a7c15))) &
-	                  (qs->nbuckets - 1));
+	uint64_t k[2] = {fp, scope};
+
+	return (uint32_t)hash_keyed(&qs->key, k, sizeof(k)) & (qs->nbuckets - 1);
 }
 
 static int32_t find(const struct qstats *qs, uint64_t fp, uint16_t scope)
