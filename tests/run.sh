@@ -53,5 +53,13 @@ if [ "$#" -eq 0 ]; then
   # Then each libFuzzer target for 20 seconds from its seeds (docs/fuzzing.md),
   # enough to catch a parser change that breaks on a known input or nearby.
   tests/fuzz/run.sh 20 || status=$?
+  # Then a 60 s fault and soak run of the binary built above (bench/README.md,
+  # "Soak"): Postgres killed and stopped, clients gone, hostile probes, and at
+  # the end nothing lost, hung or leaked.  It signals Postgres, so root only.
+  if [ "$(id -u)" -eq 0 ]; then
+    bench/soak.sh --duration 60 --sluice build/sluice || status=$?
+  else
+    echo "run.sh: bench/soak.sh skipped (needs root)" >&2
+  fi
 fi
 exit "$status"
