@@ -1,302 +1,265 @@
 /*
- * A client's login as client_login.c reads it, fed from one byte stream:
+ * A client's login as sluice serves it: a real worker (its event loop,
+ * config snapshot, auth_file, failed-login table) and a real client made by
+ * client_new on one end of a socket pair, with the login handler that every
+ * new client gets.  The input is what the client sends on the other end, so
+ * startup_input, handle_startup and the authentication that follows in
+ * pool/login.c run as they do for a network client:
  *
- * 1. untyped startup-phase packets framed by frame_peek_startup: SSLRequest
- *    and GSSENCRequest (answered, then more packets), CancelRequest (pid and
- *    key), and the StartupMessage, whose key/value list is read with
- *    msg_reader, its `options` with param_parse_options and the rest with
- *    param_set; a newer minor version or _pq_ options get a
- *    NegotiateProtocolVersion from build_negotiate_protocol, which is read
- *    back and compared;
- * 2. then typed 'p' messages framed by frame_peek with the login bound: a
- *    SASLInitialResponse whose data goes to scram_server_handle_first (with
- *    the RFC 7677 verifier and server nonce, so the RFC's messages log in), or
- *    a PasswordMessage checked as md5 and cleartext are; then a SASLResponse
- *    for scram_server_handle_final.
+ * - the input is written one message at a time, as its own length fields cut
+ *   it (untyped startup-phase packets until a StartupMessage, typed messages
+ *   after), and the loop runs until it has nothing left to do before the next
+ *   is written, so the client waits for each answer as libpq would (bytes
+ *   sent before the answer to an SSLRequest are refused, as they should be);
+ * - then the client's side is shut and the loop runs until the worker has
+ *   freed the client: a login that never ends after EOF is a finding.
  *
- * handle_startup and its helpers are static in client_login.c, so this walks
- * the same public pieces in the same order instead of calling it.
+ * What sluice wrote back must be well formed: one 'N' per SSLRequest or
+ * GSSENCRequest, then typed messages; an ErrorResponse carries a severity, a
+ * five-character SQLSTATE and a message, and nothing follows it (every error
+ * during login closes the connection).
+ *
+ * The auth_file has the RFC 7677 user ("user", SCRAM verifier) and a plain
+ * one ("app"); auth_failure_delay is 0 so a failed login is answered in the
+ * same turn instead of on a timer.  The server nonce is random, as it is in
+ * sluice, so no input logs in: the pool side is out of reach here, and the
+ * integration tests cover it.
  */
-#include <event2/buffer.h>
+#define _GNU_SOURCE /* mkstemp, SOCK_NONBLOCK */
+#include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
-#include "auth/auth_file.h"
-#include "auth/scram.h"
+#include "base/list.h"
+#include "base/log.h"
+#include "config/config.h"
 #include "fuzz.h"
-#include "proto/params.h"
-#include "proto/build.h"
-#include "proto/frame.h"
+#include "limit/limiter.h"
+#include "limit/login_delay.h"
+#include "limit/quota.h"
+#include "net/snapshot.h"
+#include "pool/client.h"
+#include "pool/login.h"
+#include "pool/worker.h"
 
-#define MAX_UNRECOGNIZED 16 /* as client_login.c lists at most */
+#define SSL_CODE    80877103u
+#define GSSENC_CODE 80877104u
+#define MAX_TURNS   10000 /* loop turns one input may take: far more than any login needs */
+#define OUT_MAX     (1u << 20)
 
-/* RFC 7677 section 3: the verifier for "pencil" and the server's nonce. */
-#define RFC_SERVER_NONCE "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
 #define RFC_VERIFIER                                                                               \
 	"SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"                                             \
 	"WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:"                                            \
 	"wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="
 
-/* What a StartupMessage told us; owns its strings. */
-struct startup {
-	struct param_list params;                   /* settings to sync, options included */
-	char *user;                                 /* "user", NULL until given */
-	char *database;                             /* "database", NULL until given */
-	const char *unrecognized[MAX_UNRECOGNIZED]; /* _pq_.* keys, pointing into the body */
-	size_t nunrecognized;
-	bool bad_options; /* options other than -c/--, or a replication request */
+/* The worker every input's client lives on, made once per process. */
+struct fuzz_env {
+	struct logger log;
+	struct worker_hooks hooks; /* no console: its login answers 3D000 */
+	struct worker_shared shared;
+	struct worker *w;
+	struct worker *workers[1];
 };
 
-static void replace(char **dst, const char *value)
+static struct fuzz_env env;
+
+/* libFuzzer calls it once before the first input. */
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+static char *write_temp(const char *text)
 {
-	free(*dst);
-	*dst = strdup(value);
-	if (*dst == NULL)
+	char *path = strdup("/tmp/sluice-fuzz-startup-XXXXXX");
+	int fd = path != NULL ? mkstemp(path) : -1;
+
+	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
 		abort();
+	close(fd);
+	return path;
 }
 
-static void add_option(void *arg, const char *name, const char *value)
+int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	struct param_list *params = arg;
-	const struct param *p;
+	char ini[1024], err[256];
+	char *users = write_temp("\"user\" \"" RFC_VERIFIER "\"\n\"app\" \"app-secret\"\n"), *path;
+	struct config_error cerr;
+	struct config *cfg;
+	struct snapshot *snap;
 
-	/* param_parse_options promises a non-empty name with '-' already turned into '_'. */
-	FUZZ_CHECK(name[0] != '\0' && strchr(name, '-') == NULL && strchr(name, '=') == NULL);
-	param_set(params, name, value);
-	p = param_find(params, name);
-	FUZZ_CHECK(p != NULL && strcmp(p->value, value) == 0);
-}
-
-static void startup_param(struct startup *st, const char *key, const char *value)
-{
-	if (strcmp(key, "user") == 0) {
-		replace(&st->user, value);
-	} else if (strcmp(key, "database") == 0) {
-		replace(&st->database, value);
-	} else if (strcmp(key, "options") == 0) {
-		if (param_parse_options(value, add_option, &st->params) < 0)
-			st->bad_options = true;
-	} else if (strncmp(key, "_pq_.", 5) == 0) {
-		FUZZ_CHECK(param_is_startup_only(key));
-		if (st->nunrecognized < MAX_UNRECOGNIZED)
-			st->unrecognized[st->nunrecognized++] = key;
-	} else if (!param_is_startup_only(key)) {
-		param_set(&st->params, key, value);
-	} else if (strcmp(key, "replication") == 0 && strcmp(value, "false") != 0 &&
-	           strcmp(value, "0") != 0 && strcmp(value, "off") != 0 &&
-	           strcmp(value, "no") != 0) {
-		st->bad_options = true;
-	}
-}
-
-/* The NegotiateProtocolVersion we would send, parsed back: it must say what we put in. */
-static void check_negotiate(const struct startup *st)
-{
-	struct evbuffer *out = evbuffer_new();
-	struct msg_reader r;
-	struct frame f;
-	uint8_t *body;
-
-	if (out == NULL)
+	(void)argc, (void)argv;
+	snprintf(ini, sizeof(ini),
+	         "[sluice]\nauth_file = %s\nauth_failure_delay = 0\nlog_level = error\n"
+	         "[databases]\napp = host=127.0.0.1 port=1\n",
+	         users);
+	path = write_temp(ini);
+	cfg = config_load(path, NULL, NULL, &cerr);
+	unlink(path);
+	free(path);
+	if (cfg == NULL) {
+		fprintf(stderr, "fuzz_startup: %s\n", cerr.message);
 		abort();
-	if (build_negotiate_protocol(out, 0, st->unrecognized, st->nunrecognized) < 0) {
-		/* Too long for the builder: nothing may have been appended. */
-		FUZZ_CHECK(evbuffer_get_length(out) == 0);
-		evbuffer_free(out);
-		return;
 	}
-	FUZZ_CHECK(frame_peek(out, &f, UINT32_MAX) == FRAME_READY && f.type == 'v');
-	FUZZ_CHECK(frame_total(&f) == evbuffer_get_length(out));
-	body = fuzz_copy(evbuffer_pullup(out, -1) + FRAME_HEADER_LEN, f.len - 4);
-	msg_reader_init(&r, body, f.len - 4);
-	FUZZ_CHECK(msg_read_u32(&r) == 0 && msg_read_u32(&r) == st->nunrecognized);
-	for (size_t i = 0; i < st->nunrecognized; i++) {
-		const char *key = fuzz_read_cstr(&r);
-
-		FUZZ_CHECK(key != NULL && strcmp(key, st->unrecognized[i]) == 0);
-	}
-	FUZZ_CHECK(msg_remaining(&r) == 0);
-	free(body);
-	evbuffer_free(out);
+	/* The auth_file is read at load; it need not outlive it. */
+	unlink(users);
+	free(users);
+	if ((snap = snapshot_new(cfg, err, sizeof(err))) == NULL)
+		abort();
+	log_init(&env.log, LOG_ERROR, LOG_FORMAT_TEXT, STDERR_FILENO);
+	env.shared.log = &env.log;
+	env.shared.hooks = &env.hooks;
+	atomic_init(&env.shared.next_conn_id, 1);
+	atomic_init(&env.shared.nclients, 0);
+	quota_registry_init(&env.shared.quotas);
+	env.shared.limiter.ops = &limiter_local_ops;
+	if (login_delay_init(&env.shared.failures) < 0)
+		abort();
+	if ((env.w = worker_new(&env.shared, 0, snap)) == NULL)
+		abort();
+	snapshot_unref(snap);
+	env.workers[0] = env.w;
+	env.shared.workers = env.workers;
+	env.shared.nworkers = 1;
+	return 0;
 }
 
-/* A StartupMessage body; returns true when the login goes on to authentication. */
-static bool startup_message(struct startup *st, const uint8_t *body, size_t len, uint32_t version)
+static uint32_t be32(const uint8_t *p)
 {
-	struct msg_reader r;
-
-	msg_reader_init(&r, body, len);
-	for (;;) {
-		const char *key = fuzz_read_cstr(&r), *value;
-
-		if (key == NULL)
-			return false; /* no terminator */
-		if (key[0] == '\0')
-			break;
-		if ((value = fuzz_read_cstr(&r)) == NULL)
-			return false;
-		startup_param(st, key, value);
-	}
-	if (st->bad_options || st->user == NULL || st->user[0] == '\0')
-		return false;
-	if (st->database == NULL || st->database[0] == '\0')
-		replace(&st->database, st->user);
-	if (FRAME_PROTO_MINOR(version) > 0 || st->nunrecognized > 0)
-		check_negotiate(st);
-	return true;
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* PasswordMessage: what check_cleartext and the md5 check compute from it. */
-static void password_message(const struct startup *st, struct msg_reader *r)
+/* Bytes of the next message as the input's own length fields cut it (the rest if they do not). */
+static size_t next_message(const uint8_t *p, size_t left, bool *typed,
+                           unsigned *encryption_requests)
 {
-	static const uint8_t salt[4] = {1, 2, 3, 4};
-	const char *password = fuzz_read_cstr(r);
-	char hash[MD5_PASSWD_LEN + 1], response[MD5_PASSWD_LEN + 1];
+	uint32_t len;
 
-	if (password == NULL)
-		return;
-	md5_password_hash(password, st->user, hash);
-	FUZZ_CHECK(hash[0] == '\0' || strlen(hash) == MD5_PASSWD_LEN);
-	/* The client's answer is compared with a stored hash, which may be anything. */
-	md5_salted_response(password, salt, response);
-	FUZZ_CHECK(response[0] == '\0' || strlen(response) == MD5_PASSWD_LEN);
+	if (!*typed) {
+		if (left < 8 || (len = be32(p)) < 8 || len > left)
+			return left;
+		if (be32(p + 4) == SSL_CODE || be32(p + 4) == GSSENC_CODE)
+			(*encryption_requests)++;
+		else if (be32(p + 4) >> 16 == 3)
+			*typed = true;
+		return len;
+	}
+	if (left < 5 || (len = be32(p + 1)) < 4 || len > left - 1)
+		return left;
+	return len + 1;
 }
 
-/* SASLInitialResponse; returns true when the server-first-message went out. */
-static bool sasl_initial(struct scram_server *scram, struct msg_reader *r)
+static bool client_gone(const struct worker *w)
 {
-	const char *mech = fuzz_read_cstr(r), *err = NULL;
-	uint32_t n = msg_read_u32(r);
-	const uint8_t *data = fuzz_read_bytes(r, n);
-	char reply[SCRAM_MSG_MAX + 1];
-	uint8_t *copy;
-	int rc;
-
-	if (mech == NULL || strcmp(mech, SCRAM_MECHANISM) != 0 || data == NULL || n > SCRAM_MSG_MAX)
-		return false;
-	copy = fuzz_copy(data, n);
-	rc = scram_server_handle_first(scram, (const char *)copy, n, reply, sizeof(reply), &err);
-	FUZZ_CHECK(rc == 0 ? strlen(reply) < sizeof(reply) && strncmp(reply, "r=", 2) == 0
-	                   : err != NULL);
-	free(copy);
-	return rc == 0;
+	return list_empty(&w->clients) && list_empty(&w->closing_clients) &&
+	       list_empty(&w->dead_clients);
 }
 
-static void sasl_final(struct scram_server *scram, const uint8_t *body, size_t len)
+/*
+ * Turns of the loop until a few in a row bring nothing to read (flushes and
+ * the reaper run in the turn after the one that queued them); collects what
+ * sluice sent.
+ */
+static void run_loop(int peer, uint8_t *out, size_t *out_len)
 {
-	char reply[SCRAM_MSG_MAX + 1];
-	const char *err = NULL;
+	for (int turn = 0, quiet = 0; turn < MAX_TURNS && quiet < 4; turn++) {
+		ssize_t n;
 
-	if (len > SCRAM_MSG_MAX)
-		return;
-	if (scram_server_handle_final(scram, (const char *)body, len, reply, sizeof(reply), &err) ==
-	    0)
-		FUZZ_CHECK(strncmp(reply, "v=", 2) == 0 && strlen(reply) == 2 + 44);
-	else
-		FUZZ_CHECK(err != NULL);
+		event_base_loop(env.w->loop.base, EVLOOP_NONBLOCK);
+		n = recv(peer, out + *out_len, OUT_MAX - *out_len, MSG_DONTWAIT);
+		if (n > 0) {
+			*out_len += (size_t)n;
+			FUZZ_CHECK(*out_len < OUT_MAX);
+			quiet = 0;
+		} else {
+			quiet++;
+		}
+	}
 }
 
-/* One typed login message; returns false when the login would end here. */
-static bool login_message(const struct startup *st, struct scram_server *scram, int *step,
-                          struct evbuffer *in)
+/* An ErrorResponse body: severity, a five-character SQLSTATE and a message. */
+static void check_error(const uint8_t *body, size_t len)
 {
-	struct frame f;
-	enum frame_status fs = frame_peek(in, &f, FRAME_STARTUP_MAX);
-	struct msg_reader r;
-	uint8_t *body;
-	bool more = true;
+	bool severity = false, message = false, code = false;
+	size_t i = 0;
 
-	if (fs != FRAME_READY || f.type != 'p' || evbuffer_get_length(in) < frame_total(&f))
-		return false;
-	FUZZ_CHECK(f.len >= 4 && f.len <= FRAME_STARTUP_MAX);
-	body = fuzz_copy(evbuffer_pullup(in, (ev_ssize_t)frame_total(&f)) + FRAME_HEADER_LEN,
-	                 f.len - 4);
-	msg_reader_init(&r, body, f.len - 4);
-	if (*step == 0 && sasl_initial(scram, &r)) {
-		*step = 1;
-	} else if (*step == 0) {
-		msg_reader_init(&r, body, f.len - 4);
-		password_message(st, &r);
-		more = false;
-	} else {
-		sasl_final(scram, body, f.len - 4);
-		more = false;
+	FUZZ_CHECK(len > 0 && body[len - 1] == '\0');
+	while (i < len && body[i] != '\0') {
+		const uint8_t *value = body + i + 1;
+		size_t n = strnlen((const char *)value, len - i - 1);
+
+		FUZZ_CHECK(i + 1 + n < len);
+		if (body[i] == 'S')
+			severity = n > 0;
+		else if (body[i] == 'M')
+			message = n > 0;
+		else if (body[i] == 'C')
+			code = n == 5;
+		i += n + 2;
 	}
-	free(body);
-	evbuffer_drain(in, frame_total(&f));
-	return more;
+	FUZZ_CHECK(severity && message && code);
 }
 
-static void authenticate(const struct startup *st, struct evbuffer *in)
+static void check_output(const uint8_t *out, size_t len, unsigned encryption_requests)
 {
-	struct scram_secret secret;
-	struct scram_server scram;
-	int step = 0;
+	size_t i = 0;
 
-	FUZZ_CHECK(scram_secret_parse(RFC_VERIFIER, &secret) == 0);
-	scram_server_init(&scram, &secret, RFC_SERVER_NONCE);
-	while (login_message(st, &scram, &step, in))
-		;
-}
+	while (i < len) {
+		uint32_t n;
 
-/* One untyped packet; returns 1 to read another, 0 when the login goes on, -1 when it ends. */
-static int startup_packet(struct startup *st, struct evbuffer *in)
-{
-	uint32_t len, code;
-	enum frame_status fs = frame_peek_startup(in, &len, &code);
-	struct msg_reader r;
-	uint8_t *packet;
-	bool go_on;
-
-	if (fs == FRAME_INCOMPLETE) {
-		FUZZ_CHECK(evbuffer_get_length(in) < 8);
-		return -1;
+		if (out[i] == 'N' && encryption_requests > 0) {
+			encryption_requests--;
+			i++;
+			continue;
+		}
+		FUZZ_CHECK(len - i >= 5);
+		n = be32(out + i + 1);
+		FUZZ_CHECK(n >= 4 && n <= len - i - 1);
+		if (out[i] == 'E') {
+			check_error(out + i + 5, n - 4);
+			FUZZ_CHECK(i + 1 + n == len); /* the login ends at its error */
+		}
+		i += 1 + (size_t)n;
 	}
-	if (fs == FRAME_INVALID) {
-		FUZZ_CHECK(len < 8 || len > FRAME_STARTUP_MAX);
-		return -1;
-	}
-	FUZZ_CHECK(len >= 8 && len <= FRAME_STARTUP_MAX);
-	if (evbuffer_get_length(in) < len)
-		return -1;
-	if (code == FRAME_CODE_SSL || code == FRAME_CODE_GSSENC) {
-		evbuffer_drain(in, len);
-		return len == 8 ? 1 : -1;
-	}
-	packet = fuzz_copy(evbuffer_pullup(in, len), len);
-	evbuffer_drain(in, len);
-	msg_reader_init(&r, packet + 8, len - 8);
-	if (code == FRAME_CODE_CANCEL) {
-		msg_read_u32(&r);
-		msg_read_u32(&r);
-		/* Only an exact 16-byte request is routed; its pid and key must then be there. */
-		FUZZ_CHECK(len != 16 || (!r.failed && msg_remaining(&r) == 0));
-		go_on = false;
-	} else {
-		go_on =
-		    FRAME_PROTO_MAJOR(code) == 3 && startup_message(st, packet + 8, len - 8, code);
-	}
-	free(packet);
-	return go_on ? 0 : -1;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct evbuffer *in = evbuffer_new();
-	struct startup st = {0};
-	int rc;
+	struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(40000)};
+	static uint8_t out[OUT_MAX];
+	size_t out_len = 0, off = 0;
+	unsigned encryption_requests = 0;
+	bool typed = false;
+	int fds[2];
 
-	if (in == NULL || evbuffer_add(in, data, size) < 0)
+	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) < 0)
 		abort();
-	param_list_init(&st.params);
-	while ((rc = startup_packet(&st, in)) == 1)
-		;
-	if (rc == 0)
-		authenticate(&st, in);
-	param_list_fini(&st.params);
-	free(st.user);
-	free(st.database);
-	evbuffer_free(in);
+	if (client_new(env.w, fds[0], (struct sockaddr *)&addr, sizeof(addr), false,
+	               &login_client_handler) == NULL)
+		abort();
+	while (off < size && !client_gone(env.w)) {
+		size_t n = next_message(data + off, size - off, &typed, &encryption_requests);
+
+		for (size_t sent = 0; sent < n;) {
+			ssize_t k = send(fds[1], data + off + sent, n - sent, MSG_NOSIGNAL);
+
+			if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+				break; /* sluice closed its end */
+			if (k > 0)
+				sent += (size_t)k;
+			run_loop(fds[1], out, &out_len);
+		}
+		off += n;
+	}
+	shutdown(fds[1], SHUT_WR);
+	for (int i = 0; i < 100 && !client_gone(env.w); i++)
+		run_loop(fds[1], out, &out_len);
+	FUZZ_CHECK(client_gone(env.w));
+	close(fds[1]);
+	check_output(out, out_len, encryption_requests);
 	return 0;
 }

@@ -22,7 +22,7 @@ case $seconds in
   ;;
 esac
 shift || true
-targets=${*:-startup frames scram config auth_file}
+targets=${*:-startup frames scram config auth_file hba}
 
 if ! command -v clang >/dev/null 2>&1; then
   echo "fuzz: clang is needed (tests/harness/deps.sh installs it)" >&2

@@ -185,9 +185,26 @@ def auth_file_seeds():
     write("auth_file", "bad_line", b'"ok" "pw"\n"broken "pw"\n')
 
 
+def hba_seeds():
+    rules = (b"# TYPE DATABASE USER ADDRESS METHOD\n"
+             b"local all all trust\n"
+             b"hostssl app,other admin,+ops 10.0.0.0/8 scram-sha-256\n"
+             b"hostnossl \"quoted db\" all 192.168.1.0 255.255.255.0 md5\n"
+             b"host all all ::1/128 password\n"
+             b"host all all 2001:db8::/32 cert\n"
+             b"host sluice all 0.0.0.0/0 reject\n"
+             b"host all all all scram-sha-256\n")
+    write("hba", "rules_lookups", rules + b"\0app\0admin\x0010.1.2.3\0"
+          b"quoted db\0bob\x00192.168.1.77\0sluice\0u\0::1\0app\0u\0local\0")
+    write("hba", "bad_line", b"host all all 10.0.0.0/33 md5\n")
+    write("hba", "crlf_comments", b"  # only a comment\r\nhost all all 127.0.0.1/32 trust # tail\r\n"
+          b"\0db\0user\x00127.0.0.1\0")
+
+
 if __name__ == "__main__":
     startup_seeds()
     frames_seeds()
     scram_seeds()
     config_seeds()
     auth_file_seeds()
+    hba_seeds()
