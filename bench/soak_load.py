@@ -94,10 +94,14 @@ class Soak:
             self.next_id += 1
             return self.args.id_base + self.next_id
 
-    def error(self, role, exc):
+    def error(self, role, exc, conn=None):
         state = getattr(exc, "sqlstate", None)
         text = str(exc).strip()
         msg = text.splitlines()[0] if text else type(exc).__name__
+        if state is None and conn is not None and getattr(conn, "soak_notice_error", None):
+            # libpq hands an ErrorResponse that arrives while no query runs
+            # to the notice processor, and reports only the close after it.
+            state = conn.soak_notice_error
         if state is None and isinstance(exc, psycopg.OperationalError) and sent_by_server(text):
             # libpq keeps no SQLSTATE for an ErrorResponse that comes during
             # login or while no query runs (idle_transaction_timeout, a
@@ -177,7 +181,20 @@ def url(args, db="app", user="app", password="app-secret", **extra):
 
 def connect(soak, role, db="app", **kw):
     with soak.op(role, "login", LOGIN_BOUND):
-        return psycopg.connect(url(soak.args, db), **kw)
+        conn = psycopg.connect(url(soak.args, db), **kw)
+    watch_notices(conn)
+    return conn
+
+
+def watch_notices(conn):
+    """Keeps the SQLSTATE of an ERROR or FATAL that libpq passed on as a notice."""
+    conn.soak_notice_error = None
+
+    def seen(diag):
+        if diag.severity_nonlocalized in ("ERROR", "FATAL", "PANIC") and diag.sqlstate:
+            conn.soak_notice_error = diag.sqlstate
+
+    conn.add_notice_handler(seen)
 
 
 def superuser(args):
@@ -321,7 +338,7 @@ def run_role(soak, role, fn):
             else:
                 fn(soak, conn)
         except psycopg.Error as e:
-            soak.error(role, e)
+            soak.error(role, e, conn)
             try:
                 if conn is not None and not conn.closed and not conn.broken:
                     conn.rollback()
@@ -427,7 +444,7 @@ def idle_in_transaction(soak, conn):
             with soak.lock:
                 soak.wrong.append("a transaction idle past idle_transaction_timeout was not ended")
     except psycopg.Error as e:
-        st = soak.error("idle_tx", e)
+        st = soak.error("idle_tx", e, conn)
         soak.count(f"idle_tx ended ({st})")
         close_quietly(conn)
         return None
@@ -437,7 +454,9 @@ def idle_in_transaction(soak, conn):
 def console_reader(soak, conn):
     if conn is None:
         with soak.op("console", "login", LOGIN_BOUND):
-            return console(soak.args)
+            conn = console(soak.args)
+        watch_notices(conn)
+        return conn
     for what in ("POOLS", "CLIENTS", "SERVERS", "STATS", "LATENCY", "DATABASES", "LISTS"):
         with soak.op("console", f"SHOW {what}", REQUEST_BOUND):
             conn.execute(f"SHOW {what}").fetchall()
@@ -690,13 +709,18 @@ def f_slowloris(soak, n=500):
             s.connect(("127.0.0.1", args.port))
         except BlockingIOError:
             pass
-        socks[s] = [now(), 0, None]  # opened, bytes sent, closed at
-    deadline = now() + LOGIN_BOUND + 5
+        socks[s] = [None, 0, None]  # connected (first byte taken), bytes sent, closed at
+    # 500 connects at once overflow the listen backlog, and the kernel
+    # retries a dropped SYN only after a second or more: the clock of a
+    # socket starts when it is connected, as sluice's does at accept.
+    deadline = now() + LOGIN_BOUND + 10
     while now() < deadline and any(v[2] is None for v in socks.values()):
         for s, v in socks.items():
             if v[2] is None and v[1] < len(packet) - 1:
                 try:
                     v[1] += s.send(packet[v[1]:v[1] + 1])
+                    if v[0] is None:
+                        v[0] = now()
                 except (BlockingIOError, OSError):
                     pass
         r, _, _ = select.select([s for s, v in socks.items() if v[2] is None], [], [], 0.5)
@@ -708,12 +732,12 @@ def f_slowloris(soak, n=500):
             if not data:
                 socks[s][2] = now()
             # An ErrorResponse comes first; the close (EOF) follows.
-    late = sum(1 for v in socks.values() if v[2] is None or v[2] - v[0] > LOGIN_BOUND)
+    late = sum(1 for v in socks.values() if v[2] is None or v[0] is None or v[2] - v[0] > LOGIN_BOUND)
     for s in socks:
         s.close()
     with soak.lock:
         for _ in range(late):
-            soak.hung.append(("slowloris", "login", LOGIN_BOUND + 5, LOGIN_BOUND))
+            soak.hung.append(("slowloris", "login", LOGIN_BOUND + 10, LOGIN_BOUND))
     return f"{n} slow logins, {n - late} closed within client_login_timeout + 1 s"
 
 
