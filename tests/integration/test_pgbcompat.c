@@ -400,3 +400,79 @@ Test(pgbcompat, transaction_timeout_closes_the_client)
 	cr_assert_eq(harness_query_int(c, "select 2"), 2);
 	PQfinish(c);
 }
+
+/* The text format too: every line of the log starts with a timestamp, whatever the user name. */
+Test(pgbcompat, forged_user_name_cannot_start_a_text_line)
+{
+	struct harness_sluice *h = harness_start_sluice("log_connections = on");
+	static const char evil[] = "x\n2026-01-01T00:00:00.000Z error forged\r\xff";
+	char port[16], *log, *save = NULL;
+	const char *keys[] = {"host", "port", "user", "password", "dbname", NULL};
+	const char *values[] = {"127.0.0.1", port, evil, "nope", "app", NULL};
+	PGconn *c;
+	int lines = 0;
+
+	snprintf(port, sizeof(port), "%d", h->port);
+	c = PQconnectdbParams(keys, values, 0);
+	cr_assert_neq(PQstatus(c), CONNECTION_OK);
+	PQfinish(c);
+	cr_assert(harness_wait_for(harness_log_contains(h, "x\\n2026-01-01T00:00:00.000Z error "
+	                                                   "forged\\r\\xff"),
+	                           20),
+	          "the name was not logged escaped");
+	log = slurp(h->log_path);
+	for (char *line = strtok_r(log, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save), lines++) {
+		cr_assert(strncmp(line, "20", 2) == 0 && line[10] == 'T',
+		          "a line without its time: %s", line);
+		cr_assert_null(strstr(line, "\r"), "a raw carriage return: %s", line);
+	}
+	cr_assert_gt(lines, 1);
+	free(log);
+}
+
+/* logrotate's way, as with PgBouncer: move the file, SIGHUP, and sluice writes a new one. */
+Test(pgbcompat, logfile_is_reopened_on_sighup)
+{
+	struct harness_sluice *h = harness_start_sluice("logfile = @DIR@/out.log");
+	char path[400], moved[400];
+
+	snprintf(path, sizeof(path), "%s/out.log", h->dir);
+	snprintf(moved, sizeof(moved), "%s/out.log.1", h->dir);
+	select_one(h);
+	cr_assert_eq(rename(path, moved), 0, "%s", strerror(errno));
+	harness_signal(h, SIGHUP);
+	cr_assert(harness_wait_for(access(path, F_OK) == 0, 20), "no new logfile after SIGHUP");
+	cr_assert(harness_wait_for(({
+		                           char *text_ = slurp(path);
+		                           bool ok_ =
+		                               text_ != NULL &&
+		                               strstr(text_, "configuration reloaded") != NULL;
+		                           free(text_);
+		                           ok_;
+	                           }),
+	                           20),
+	          "the reload was not logged to the new file");
+}
+
+/* user: started as root, sluice serves as the given user once its sockets are open. */
+Test(pgbcompat, user_drops_root_after_binding)
+{
+	struct harness_sluice *h;
+	char path[64], *status, *uid;
+
+	if (geteuid() != 0)
+		cr_skip_test("needs root to switch users");
+	h = harness_start_sluice("user = nobody");
+	select_one(h);
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)h->pid);
+	status = slurp(path);
+	cr_assert_not_null(status);
+	uid = strstr(status, "\nUid:");
+	cr_assert_not_null(uid);
+	uid[strcspn(uid + 1, "\n") + 1] = '\0';
+	/* Real, effective, saved and file-system uids: none is root any more. */
+	cr_assert_null(strstr(uid, "\t0"), "still root: %s", uid + 1);
+	cr_assert(harness_log_contains(h, "sluice started"));
+	free(status);
+}
