@@ -83,6 +83,8 @@ struct db_def {
 	int sslmode;                      /* CONFIG_INHERIT or enum sslmode (server_tls_sslmode) */
 	char *sslrootcert;                /* CAs for this server; NULL = server_tls_ca_file */
 	int reserve_pool_size;            /* CONFIG_INHERIT or override of reserve_pool_size */
+	/* PgBouncer's: asked of the server, merged into connect_options as -c settings */
+	char *client_encoding, *datestyle, *timezone;
 };
 
 /* One [users] entry: `name = pool_mode=... pool_size=...`. */

@@ -69,6 +69,12 @@ static const struct entry_key db_keys[] = {
            "server_tls_ca_file."),
     DB_KEY(reserve_pool_size, CONFIG_INT, "reserve_pool_size", 0, 0,
            "Overrides reserve_pool_size for this database's pools."),
+    DB_KEY(client_encoding, CONFIG_STRING, NULL, 0, 0,
+           "client_encoding asked of the server (added to connect_options as -c)."),
+    DB_KEY(datestyle, CONFIG_STRING, NULL, 0, 0,
+           "DateStyle asked of the server (added to connect_options as -c)."),
+    DB_KEY(timezone, CONFIG_STRING, NULL, 0, 0,
+           "TimeZone asked of the server (added to connect_options as -c)."),
     /* PgBouncer's older name of the same key. */
     {.name = "reserve_pool",
      .type = CONFIG_INT,
@@ -156,6 +162,9 @@ void databases_db_fini(struct db_def *db)
 	free(db->connect_options);
 	free(db->application_name);
 	free(db->sslrootcert);
+	free(db->client_encoding);
+	free(db->datestyle);
+	free(db->timezone);
 	memset(db, 0, sizeof(*db));
 }
 
@@ -429,6 +438,43 @@ int databases_db_upsert(struct config *cfg, struct db_def *db)
 	return 0;
 }
 
+/* Appends " -c NAME=VALUE" to *options, a blank in VALUE escaped as the server reads options. */
+static int add_setting(char **options, const char *name, const char *value)
+{
+	size_t old = *options != NULL ? strlen(*options) : 0, n = old;
+	char *out = malloc(old + strlen(name) + 2 * strlen(value) + 8);
+
+	if (out == NULL)
+		return -1;
+	if (old > 0) {
+		memcpy(out, *options, old);
+		out[n++] = ' ';
+	}
+	n += (size_t)sprintf(out + n, "-c %s=", name);
+	for (const char *v = value; *v != '\0'; v++) {
+		if (isspace((unsigned char)*v) || *v == '\\')
+			out[n++] = '\\';
+		out[n++] = *v;
+	}
+	out[n] = '\0';
+	free(*options);
+	*options = out;
+	return 0;
+}
+
+/* PgBouncer's client_encoding, datestyle and timezone keys become -c settings of the login. */
+static int merge_settings(struct db_def *db)
+{
+	if ((db->client_encoding != NULL &&
+	     add_setting(&db->connect_options, "client_encoding", db->client_encoding) < 0) ||
+	    (db->datestyle != NULL &&
+	     add_setting(&db->connect_options, "datestyle", db->datestyle) < 0) ||
+	    (db->timezone != NULL &&
+	     add_setting(&db->connect_options, "timezone", db->timezone) < 0))
+		return -1;
+	return 0;
+}
+
 int databases_define_db(struct config *cfg, const char *name, const char *text, char *msg,
                         size_t len)
 {
@@ -450,6 +496,8 @@ int databases_define_db(struct config *cfg, const char *name, const char *text, 
 	                     : db.ports != NULL ? check_ports(db.ports, msg, len)
 	                                        : 0) < 0)
 		msg_prefix(msg, len, "%s: ", what);
+	if (rc == 0 && (rc = merge_settings(&db)) < 0)
+		snprintf(msg, len, "out of memory");
 	if (rc == 0 && (rc = databases_db_upsert(cfg, &db)) < 0)
 		snprintf(msg, len, "out of memory");
 	if (rc < 0)

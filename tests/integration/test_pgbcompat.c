@@ -154,7 +154,7 @@ static void write_production_ini(struct harness_sluice *h)
 	snprintf(text, sizeof(text),
 	         "[databases]\n"
 	         "app = host=%s port=%d dbname=app pool_size=1 reserve_pool=1 "
-	         "connect_query='SELECT 1' application_name=%s\n"
+	         "connect_query='SELECT 1' datestyle='SQL, DMY' application_name=%s\n"
 	         "other = host=%s port=%d dbname=other\n",
 	         pg->host, pg->port, pad, pg->host, pg->port);
 	harness_write_file(path, text);
@@ -249,6 +249,8 @@ Test(pgbcompat, production_ini_checks_warns_and_serves)
 	/* extra_float_digits is dropped: the server's default stays. */
 	c = harness_connect_ok(h, "app", "app-secret", "app");
 	cr_assert_eq(harness_query_int(c, "select 1"), 1);
+	/* datestyle in the [databases] entry is asked of the server. */
+	cr_assert_str_eq(PQparameterStatus(c, "DateStyle"), "SQL, DMY");
 	PQfinish(c);
 	setenv("PGOPTIONS", "-c extra_float_digits=2", 1);
 	c = harness_connect_ok(h, "app", "app-secret", "app");

@@ -199,6 +199,25 @@ Test(compat, pgbouncer_keys_are_warned_once_unknown_keys_still_fail)
 	cr_assert_str_eq(err.message, want);
 }
 
+Test(compat, database_settings_become_connect_options)
+{
+	struct config_error err;
+	struct config *cfg;
+
+	put("userlist.txt", USERS);
+	put("set.ini", "[pgbouncer]\nauth_file = userlist.txt\npool_mode = session\n"
+	               "auth_type = md5\n[databases]\n"
+	               "app = host=h client_encoding=UNICODE datestyle='ISO, DMY' "
+	               "connect_options='-c work_mem=1MB' timezone=UTC\n");
+	cfg = load("set.ini", &err);
+	cr_assert_not_null(cfg, "%s", err.message);
+	cr_assert_str_eq(config_find_db(cfg, "app")->connect_options,
+	                 "-c work_mem=1MB -c client_encoding=UNICODE -c datestyle=ISO,\\ DMY "
+	                 "-c timezone=UTC");
+	cr_assert_eq(cfg->nnotes, 0, "%s", cfg->nnotes ? cfg->notes[0].text : "");
+	config_free(cfg);
+}
+
 Test(compat, table_matches_the_options)
 {
 	size_t n, ndb, nuser;

@@ -642,7 +642,8 @@ Test(config, databases_errors_name_the_database)
 	             "password, pool_size, min_pool_size, pool_mode, max_db_connections, "
 	             "connect_options, application_name, query_timeout, query_wait_timeout, "
 	             "idle_transaction_timeout, client_idle_timeout, sslmode, sslrootcert, "
-	             "reserve_pool_size, reserve_pool, target_session_attrs, load_balance_hosts)");
+	             "reserve_pool_size, client_encoding, datestyle, timezone, reserve_pool, "
+	             "target_session_attrs, load_balance_hosts)");
 	load_ini(&l, MINIMAL "bad = password='open\n", NULL, NULL);
 	expect_error(&l, 5, "database 'bad': key 'password': unterminated quoted value");
 	load_ini(&l, MINIMAL "bad = port=99999\n", NULL, NULL);
