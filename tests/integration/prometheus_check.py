@@ -24,10 +24,6 @@ import urllib.request
 
 import yaml
 
-# Series a rule reads that another part of sluice is adding; the test names
-# them so that nothing else slips through.  sluice_host_breaker_state comes
-# with the upstream-host circuit breakers (src/limit/breaker.c).
-PENDING = {"sluice_host_breaker_state"}
 SERIES = re.compile(r"\b((?:sluice|process)_[a-z0-9_]+)")
 
 
@@ -84,9 +80,9 @@ def exported_families(binary):
     return names
 
 
-def known(expr, names, where, pending=frozenset()):
+def known(expr, names, where):
     for series in SERIES.findall(expr):
-        check(series in names or series in pending,
+        check(series in names,
               f"{where}: {series} is not exported by sluice (expr: {expr})")
 
 
@@ -138,7 +134,7 @@ def check_rules(path, names):
             if "record" in rule:
                 check(rule["record"].startswith("pgbouncer_"),
                       f"{name}: recording rules give pgbouncer_exporter's names")
-            known(rule["expr"], names, f"{os.path.basename(path)} {name}", PENDING)
+            known(rule["expr"], names, f"{os.path.basename(path)} {name}")
 
 
 def main():
