@@ -3,6 +3,7 @@
 # and what a noisy tenant does to a quiet one's latency.
 #
 #   bench/tenants.sh [--quick]
+#   bench/tenants.sh fleet [--quick]
 #
 # Starts its own Postgres (tests/harness/pg.sh, instance "pg-tenants") and a
 # sluice from ./build in transaction mode, with one forced server login that
@@ -16,16 +17,39 @@
 #
 # Prints a markdown table and writes bench/out/tenants.json.  About 3 minutes
 # (--quick: 15 s and 5 s runs, for a smoke test).
+#
+# `fleet` measures limiter = redis instead (docs/tenants.md), against a Redis
+# of its own (tests/harness/redis.sh, instance "redis-bench"):
+#
+#   1. accuracy: three sluice processes share tenant "metered" (100/s, burst
+#      10) and tenant "metered_min" (2000/min, burst 200); each tenant runs 2
+#      connections on every instance for 60 s, at the same time; accepted
+#      over the fleet vs burst + rate x elapsed (target: within 5 %);
+#   2. cost: one sluice, a tenant limited to 20000/s (more than the machine
+#      serves, so every transaction is limited and none refused), 4
+#      connections for 20 s, sluice's CPU (user + system, /proc) per
+#      transaction with limiter = local and with limiter = redis, twice each,
+#      alternating (target: redis <= 1.2 x local).  Redis' own CPU is shown
+#      beside it.
+#
+# Writes bench/out/tenants-fleet.json.  About 4 minutes (--quick: 15 s and 5 s).
 set -euo pipefail
 export LC_ALL=C
 root=$(cd "$(dirname "$0")/.." && pwd -P)
 out=$root/bench/out
 mkdir -p "$out"
+mode=single
+if [ "${1:-}" = "fleet" ]; then
+  mode=fleet
+  shift
+fi
 accuracy_s=60
 latency_s=20
+cost_s=20
 if [ "${1:-}" = "--quick" ]; then
   accuracy_s=15
   latency_s=5
+  cost_s=5
 fi
 
 die() {
@@ -43,6 +67,11 @@ SLUICE_PG_NAME=pg-tenants "$root/tests/harness/pg.sh" start >/dev/null
 
 work=$(mktemp -d /tmp/sluice-tenants.XXXXXX)
 port=$((20000 + RANDOM % 20000))
+if [ "$mode" = fleet ]; then
+  # shellcheck source=bench/tenants_fleet.sh
+  . "$root/bench/tenants_fleet.sh"
+  exit 0
+fi
 cat >"$work/userlist.txt" <<'EOF'
 "metered" "m-secret"
 "metered_min" "m-secret"
