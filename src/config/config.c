@@ -227,11 +227,12 @@ static void validate_redis(const struct config *cfg, struct config_error *err)
 	OPENSSL_cleanse(url.password, sizeof(url.password));
 	/* Debian 12's hiredis is 0.14, without the TLS of hiredis 1.x. */
 	if (url.tls)
-		msg_set_error(err,
-		              "%s: redis_url: rediss:// (TLS) is not available: this sluice is built "
-		              "with hiredis 0.14, which has no TLS; use redis:// over a trusted "
-		              "network or a TLS tunnel",
-		              cfg->source);
+		msg_set_error(
+		    err,
+		    "%s: redis_url: rediss:// (TLS) is not available: this sluice is built "
+		    "with hiredis 0.14, which has no TLS; use redis:// over a trusted "
+		    "network or a TLS tunnel",
+		    cfg->source);
 }
 
 static int validate_all(const struct config *cfg, struct config_error *err)
