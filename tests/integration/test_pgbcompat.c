@@ -478,3 +478,43 @@ Test(pgbcompat, user_drops_root_after_binding)
 	cr_assert(harness_log_contains(h, "sluice started"));
 	free(status);
 }
+
+/*
+ * auth_dbname: auth_query runs on that entry's database for every client, so
+ * the lookup function need exist only there (here: in app, not in other).
+ */
+Test(pgbcompat, auth_dbname_runs_auth_query_on_one_database)
+{
+	struct harness_sluice *h;
+	PGconn *super = harness_pg_super("app"), *c;
+	const char *keys[] = {"host", "port", "dbname", "user", "password", NULL};
+	char port[16];
+	const char *values[] = {"127.0.0.1", port, "other", "aqdb_user", "aqdb-secret", NULL};
+
+	PQclear(harness_exec_ok(super, "set password_encryption = 'scram-sha-256'"));
+	PQclear(harness_exec_ok(super, "drop role if exists aqdb_user"));
+	PQclear(harness_exec_ok(super, "create role aqdb_user login password 'aqdb-secret'"));
+	PQclear(harness_exec_ok(
+	    super, "create or replace function public.pgbcompat_lookup(text) "
+	           "returns table (usename name, passwd text) language sql security definer "
+	           "as $$ select usename, passwd from pg_catalog.pg_shadow where usename = $1 $$"));
+	PQclear(harness_exec_ok(super,
+	                        "grant execute on function public.pgbcompat_lookup(text) to app"));
+	PQfinish(super);
+	super = harness_pg_super("other");
+	PQclear(harness_exec_ok(super, "drop function if exists public.pgbcompat_lookup(text)"));
+	PQfinish(super);
+
+	h = harness_start_sluice("auth_user = app\n"
+	                         "auth_query = SELECT usename, passwd FROM "
+	                         "public.pgbcompat_lookup($1)\n"
+	                         "auth_dbname = app\n");
+	snprintf(port, sizeof(port), "%d", h->port);
+	c = PQconnectdbParams(keys, values, 0);
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	cr_assert_eq(harness_query_int(c, "select count(*) from pg_database "
+	                                  "where datname = current_database() and "
+	                                  "datname = 'other'"),
+	             1);
+	PQfinish(c);
+}
