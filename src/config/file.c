@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include <ini.h>
 
@@ -169,6 +170,7 @@ static int source_push(struct file_parse *fp, const char *path, const char *name
                        const struct source *from)
 {
 	struct source *s;
+	struct stat st;
 	char *real;
 
 	if (fp->depth == INCLUDE_DEPTH_MAX) {
@@ -178,6 +180,12 @@ static int source_push(struct file_parse *fp, const char *path, const char *name
 	}
 	if ((real = realpath(path, NULL)) == NULL) {
 		open_error(fp, from, path, name, errno);
+		return -1;
+	}
+	/* A device or pipe (/dev/zero) could be read forever: included files are files. */
+	if (from != NULL && (stat(real, &st) != 0 || !S_ISREG(st.st_mode))) {
+		parse_error(fp, from->path, from->line, "%%include %s: not a regular file", name);
+		free(real);
 		return -1;
 	}
 	for (int i = 0; i < fp->depth; i++) {

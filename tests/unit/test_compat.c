@@ -120,6 +120,11 @@ Test(compat, include_loop_and_missing_file_are_errors)
 	         "%s/b.ini:1: %%include a.ini: a loop (%s/a.ini is already being read)", dir, dir);
 	cr_assert_str_eq(err.message, want);
 
+	put("d.ini", "[sluice]\n%include /dev/zero\n");
+	cr_assert_null(load("d.ini", &err));
+	snprintf(want, sizeof(want), "%s/d.ini:2: %%include /dev/zero: not a regular file", dir);
+	cr_assert_str_eq(err.message, want);
+
 	put("c.ini", "[sluice]\n%include nowhere.ini\n");
 	cr_assert_null(load("c.ini", &err));
 	snprintf(want, sizeof(want), "%s/c.ini:2: %%include nowhere.ini: No such file or directory",
