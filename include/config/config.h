@@ -205,6 +205,13 @@ struct config {
 	int server_breaker_failures;           /* consecutive host failures that open its breaker */
 	int64_t server_breaker_backoff_us;     /* first wait of an open breaker */
 	int64_t server_breaker_backoff_max_us; /* the wait doubles per failed probe up to this */
+	int64_t server_check_delay_us; /* an idle server older than this is checked before use */
+	char *server_check_query;      /* that check; "" = none */
+	int tcp_keepalive;             /* bool: SO_KEEPALIVE on server connections */
+	int tcp_keepidle;              /* seconds idle before the first probe; 0 = the system's */
+	int tcp_keepintvl;             /* seconds between probes; 0 = the system's */
+	int tcp_keepcnt;               /* unanswered probes that end it; 0 = the system's */
+	int tcp_user_timeout;          /* ms unacknowledged data may wait; 0 = the system's */
 
 	struct db_def *dbs;         /* [databases] in file order, then URL-defined ones */
 	size_t ndbs;                /* entries in dbs */

@@ -130,6 +130,15 @@ void server_unlink(struct server *s);
 /* Re-run the read handler on buffered input. */
 void server_kick(struct server *s);
 
+/*
+ * An idle server about to be handed out that has been idle longer than
+ * server_check_delay: send server_check_query and return true.  It is then
+ * RESETTING, like a server cleaned after its client: the answer returns it
+ * to the pool (to the first waiter), a dead or silent one is closed
+ * (server_reset_timeout) and the pool opens another.
+ */
+bool server_check_if_stale(struct server *s);
+
 /* Next step of cleaning an unlinked server (called again after each ReadyForQuery). */
 void server_reset_step(struct server *s);
 

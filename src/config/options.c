@@ -396,6 +396,25 @@ static const struct config_option options[] = {
     OPT_DURATION(server_breaker_backoff_max, "30s",
                  "The breaker's wait doubles after each failed probe (with jitter), up to "
                  "this."),
+    OPT_DURATION(server_check_delay, "30s",
+                 "A server idle longer than this answers server_check_query before a client "
+                 "gets it; one that fails is closed and the client served by another; 0 = "
+                 "check every time."),
+    OPT_STRING(server_check_query, "select 1", RELOAD_LIVE,
+               "The check of server_check_delay; empty = no check."),
+    OPT_BOOL(tcp_keepalive, "on",
+             "TCP keepalive on server connections, so a host that vanished is noticed."),
+    OPT_INT(tcp_keepidle, "0", 0, 86400, RELOAD_LIVE,
+            "Seconds a server connection is idle before the first keepalive probe; 0 = the "
+            "system's default."),
+    OPT_INT(tcp_keepintvl, "0", 0, 86400, RELOAD_LIVE,
+            "Seconds between keepalive probes; 0 = the system's default."),
+    OPT_INT(tcp_keepcnt, "0", 0, 1000, RELOAD_LIVE,
+            "Unanswered keepalive probes that close a server connection; 0 = the system's "
+            "default."),
+    OPT_INT(tcp_user_timeout, "0", 0, 86400000, RELOAD_LIVE,
+            "Milliseconds data sent to a server may stay unacknowledged before the "
+            "connection is closed (TCP_USER_TIMEOUT); 0 = the system's default."),
 };
 
 const struct config_option *config_options(size_t *count)

@@ -843,6 +843,9 @@ void pool_acquire(struct pool *p, struct client *c)
 	/* Another tenant's idle server, rather than a new connection or a wait. */
 	if (s == NULL && !p->paused && p->group->count > 1)
 		s = borrow_idle(p);
+	/* Idle long: it answers server_check_query first, and the client queues for it. */
+	if (s != NULL && server_check_if_stale(s))
+		s = NULL;
 	if (s != NULL) {
 		server_set_state(s, SERVER_ACTIVE);
 		client_link(c, s);
@@ -1109,6 +1112,24 @@ void pool_reconnect(struct pool *p)
 	mark_retire(&p->pending);
 	close_list(&p->idle, "RECONNECT");
 	pool_maintain(p);
+}
+
+void pool_warm(struct worker *w)
+{
+	const struct config *cfg = w->cfg;
+	bool over_cap;
+
+	for (size_t i = 0; i < cfg->ndbs; i++) {
+		const struct db_def *db = &cfg->dbs[i];
+		struct pool *p;
+
+		if (db->user == NULL || strcmp(db->name, "*") == 0 ||
+		    config_min_pool_size(cfg, db) == 0)
+			continue;
+		p = pool_get(w, db->name, db->user, db->user, db, &over_cap);
+		if (p != NULL)
+			pool_maintain(p);
+	}
 }
 
 void pool_stats_tick(struct pool *p, int64_t now_us)

@@ -269,6 +269,22 @@ void server_reset_step(struct server *s)
 	pool_release(s->pool, s);
 }
 
+bool server_check_if_stale(struct server *s)
+{
+	const struct config *cfg = s->w->cfg;
+
+	if (cfg->server_check_query[0] == '\0' ||
+	    worker_now_us(s->w) - s->idle_since_us < cfg->server_check_delay_us)
+		return false;
+	slog(s, LOG_DEBUG, "idle past server_check_delay: running server_check_query");
+	build_query(conn_out(&s->conn), cfg->server_check_query);
+	requests_push(&s->requests, 'Q');
+	/* Clean already: no server_reset_query after the check, in session mode either. */
+	s->reset_query_sent = true;
+	server_set_state(s, SERVER_RESETTING);
+	return true;
+}
+
 void server_unlink(struct server *s)
 {
 	struct client *c = s->client;
@@ -793,6 +809,26 @@ static void send_startup(struct server *s)
 	build_startup(conn_out(&s->conn), keys, values, n);
 }
 
+/*
+ * TCP keepalive and TCP_USER_TIMEOUT: a host that vanished without a reset
+ * (power loss, a partition) closes its idle and busy servers in bounded time
+ * instead of never.  0 leaves the system's default.
+ */
+static void set_keepalive(const struct config *cfg, int fd)
+{
+	int on = cfg->tcp_keepalive;
+
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+	if (on && cfg->tcp_keepidle > 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &cfg->tcp_keepidle, sizeof(int));
+	if (on && cfg->tcp_keepintvl > 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &cfg->tcp_keepintvl, sizeof(int));
+	if (on && cfg->tcp_keepcnt > 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cfg->tcp_keepcnt, sizeof(int));
+	if (cfg->tcp_user_timeout > 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &cfg->tcp_user_timeout, sizeof(int));
+}
+
 static void remember_peer(struct server *s)
 {
 	int fd = s->conn.fd;
@@ -810,6 +846,7 @@ static void remember_peer(struct server *s)
 		inet_ntop(s->addr.ss_family, a, host, sizeof(host));
 		snprintf(s->addr_text, sizeof(s->addr_text), "%s:%d", host, s->breaker->port);
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		set_keepalive(s->w->cfg, fd);
 	}
 }
 

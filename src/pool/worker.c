@@ -158,6 +158,7 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 
+	pool_warm(w);
 	loop_run(&w->loop);
 	return NULL;
 }
@@ -262,6 +263,7 @@ static void config_fn(void *owner, void *arg)
 		pool_reconfigure(list_entry(pos, struct pool, node));
 	}
 	pool_expire_unused(w); /* autodb_idle_timeout may have changed */
+	pool_warm(w);
 	stats_arm(w);
 	snapshot_unref(old);
 }

@@ -580,3 +580,56 @@ Test(topology, writes_reach_the_promoted_standby_without_a_reload)
 	free(pg_sh(ini, "destroy"));
 	free(pg_sh(name, "destroy"));
 }
+
+/* ---- health checks ---- */
+
+static long long super_int(const char *sql)
+{
+	PGconn *super = harness_pg_super("app");
+	long long v = harness_query_int(super, sql);
+
+	PQfinish(super);
+	return v;
+}
+
+Test(topology, idle_servers_answer_server_check_query_before_reuse)
+{
+	PGconn *super = harness_pg_super("app"), *c;
+	struct harness_sluice *h;
+
+	PQclear(harness_exec_ok(super, "DROP SEQUENCE IF EXISTS sluice_check_seq"));
+	PQclear(harness_exec_ok(super, "CREATE SEQUENCE sluice_check_seq"));
+	PQclear(harness_exec_ok(super, "GRANT USAGE ON SEQUENCE sluice_check_seq TO app"));
+	PQfinish(super);
+	h = harness_start_sluice("server_check_delay = 0\n"
+	                         "server_check_query = select nextval('sluice_check_seq')\n");
+	c = harness_connect_ok(h, "app", "app-secret", "app");
+	/* Each statement takes the idle server anew (transaction mode): each is checked first. */
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq(harness_query_int(c, "SELECT 1"), 1);
+	PQfinish(c);
+	cr_assert_geq(super_int("SELECT last_value FROM sluice_check_seq"), 4);
+}
+
+static long long warm_servers(void)
+{
+	return super_int("SELECT count(*) FROM pg_stat_activity "
+	                 "WHERE application_name = 'sluice-warm'");
+}
+
+Test(topology, min_pool_size_is_warmed_without_a_client_and_after_reload)
+{
+	struct harness_sluice *h;
+
+	h = harness_start_sluice("[databases]\nwarm = host=@PGHOST@ port=@PGPORT@ dbname=app "
+	                         "user=app password=app-secret min_pool_size=2 "
+	                         "application_name=sluice-warm\n");
+	cr_assert(harness_wait_for(warm_servers() == 2, 30), "%lld warm servers", warm_servers());
+	harness_write_ini(h, "[databases]\nwarm = host=@PGHOST@ port=@PGPORT@ dbname=app "
+	                     "user=app password=app-secret min_pool_size=3 "
+	                     "application_name=sluice-warm\n");
+	harness_signal(h, SIGHUP);
+	cr_assert(harness_wait_for(warm_servers() == 3, 30), "%lld warm servers", warm_servers());
+	harness_stop_sluice(h, SIGINT, 20);
+	cr_assert(harness_wait_for(warm_servers() == 0, 30));
+}
