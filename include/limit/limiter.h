@@ -42,7 +42,8 @@ struct lease {
 	int64_t empty_until_us;      /* Redis said the fleet's bucket is empty until then */
 	int64_t failed_until_us; /* the script failed for this bucket: failure mode until then */
 	double fleet_tokens;     /* tokens left in Redis after the last refill */
-	int64_t fleet_live;      /* live instances the fallback bucket was sized for */
+	int64_t fleet_at_us;     /* when fleet_tokens was read; 0 = never (fallback starts full) */
+	bool in_fallback;        /* redis_failure_mode local is deciding for this bucket */
 };
 
 struct tenant_state {

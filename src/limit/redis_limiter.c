@@ -112,6 +112,7 @@ static void judge_fallback(struct redis_fleet *f, struct tenant_state *t, int k,
                            const struct rate *r, int64_t burst, int64_t now, bool force,
                            struct verdict *v)
 {
+	struct lease *le = &t->leases[k];
 	struct rate fr;
 	int64_t fb;
 
@@ -123,6 +124,20 @@ static void judge_fallback(struct redis_fleet *f, struct tenant_state *t, int k,
 	}
 	fallback_limit(r, burst, atomic_load(&f->live), &fr, &fb);
 	bucket_refill(&t->buckets[k], &fr, fb, now);
+	if (!le->in_fallback && le->fleet_at_us != 0) {
+		/*
+		 * Redis just became unusable: start from this instance's share of
+		 * what the fleet's bucket holds by now, not from a full burst, so a
+		 * blip of Redis does not give every instance a burst on top of the
+		 * fleet's.  (Never heard from Redis: the bucket starts full.)
+		 */
+		double held = le->fleet_tokens + (double)(now - le->fleet_at_us) *
+		                                     (double)r->count / (double)r->period_us;
+		double share = held / atomic_load(&f->live);
+
+		t->buckets[k].tokens = share < 0 ? 0 : share < (double)fb ? share : (double)fb;
+	}
+	le->in_fallback = true;
 	if (t->buckets[k].tokens < 1.0)
 		v->wait = bucket_take(&t->buckets[k], &fr, fb, now, false);
 }
@@ -229,10 +244,12 @@ static int64_t redis_take(struct limiter *l, struct redis_link *link, struct ten
 			le->expires_us = 0;
 		}
 		usable[k] = lease_usable(f, le, up, now);
-		if (usable[k])
+		if (usable[k]) {
+			le->in_fallback = false;
 			judge_lease(f, le, now, force, &v);
-		else
+		} else {
 			judge_fallback(f, t, k, &lim->rate[k], burst, now, force, &v);
+		}
 		if (v.refuse && !all.refuse) {
 			all.refuse = true;
 			*blocking = (enum limit_kind)k;
@@ -284,6 +301,7 @@ static void refill_done(void *arg, const struct redisReply *reply)
 
 		le->failed_until_us = 0;
 		le->fleet_tokens = (double)reply->element[2]->integer / 1000.0;
+		le->fleet_at_us = now;
 		if (granted > 0) {
 			le->tokens += (double)granted;
 			le->expires_us = now + LEASE_TTL_US;
