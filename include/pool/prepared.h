@@ -33,6 +33,7 @@ struct pstmt {
 	size_t len;          /* bytes in body */
 	int refs;            /* client names, server entries and queued sends using it */
 	bool session_state;  /* its text may change session state (server_inspect_sql) */
+	bool sql;            /* an SQL PREPARE: body is the text after the name, no NUL */
 	struct pstmt_registry *reg; /* owner, for releasing from a libevent cleanup */
 	struct pstmt *next;         /* registry chain */
 };
@@ -75,6 +76,7 @@ struct stmt_cache {
 	struct list_node lru; /* eviction order */
 	struct ring pending;  /* uint64_t ids of tracked and injected Parses in flight, in order */
 	struct ring bound;    /* uint64_t ids of REQ_TRACKED_BIND Binds in flight, likewise */
+	bool sql_failed;      /* the SQL PREPARE at the head of the queue got an error */
 };
 
 void prepared_registry_fini(struct pstmt_registry *reg);
@@ -97,6 +99,8 @@ enum prep_result prepared_client_message(struct client *c, const struct frame *f
 
 /* The server answered or skipped a REQ_TRACKED_PARSE or REQ_INJECTED_PARSE. */
 void prepared_parse_done(struct server *s, bool failed, bool client_parse);
+/* The ReadyForQuery of a REQ_SQL_PREPARE or REQ_INJECTED_SQL. */
+void prepared_sql_done(struct server *s, bool client_prepare);
 /* The server answered (or skipped) a REQ_TRACKED_BIND. */
 void prepared_bind_done(struct server *s);
 /* The REQ_STALE_BIND at the head failed as planned: tell the client its plan went stale. */

@@ -30,6 +30,10 @@
 #define REQ_FAKE_BIND    '2' /* emit BindComplete */
 #define REQ_FAKE_NODATA  'n' /* emit NoData */
 #define REQ_FAKE_EXECUTE 'e' /* emit CommandComplete DEALLOCATE */
+/* SQL PREPARE / EXECUTE (docs/session-state.md), Query-like: answered by ReadyForQuery. */
+#define REQ_SQL_PREPARE  'q' /* client's PREPARE, renamed; id in stmt_cache.pending */
+#define REQ_INJECTED_SQL 'i' /* PREPARE sluice sends before an EXECUTE: replies swallowed */
+#define REQ_FAKE_PREPARE 'k' /* emit CommandComplete PREPARE + ReadyForQuery */
 
 struct requests {
 	struct ring kinds; /* uint8_t per request: message type or REQ_* marker, oldest first */

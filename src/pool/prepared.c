@@ -25,9 +25,11 @@
 #include "pool/server.h"
 #include "pool/worker.h"
 
-#define PREP_NAME_MAX   1024 /* longest client statement name accepted */
-#define SERVER_NAME_MAX 48   /* "sluice_<id>_<generation>" */
-#define DEALLOCATE_PEEK 512  /* Query bytes inspected for DEALLOCATE name */
+#define PREP_NAME_MAX   1024          /* longest client statement name accepted */
+#define SERVER_NAME_MAX 48            /* "sluice_<id>_<generation>" */
+#define DEALLOCATE_PEEK 512           /* Query bytes inspected for DEALLOCATE name */
+#define VERB_PEEK       64            /* Query bytes read for its first keyword */
+#define SQL_TEXT_MAX    (1024 * 1024) /* longest SQL PREPARE / EXECUTE tracked */
 /* A statement no server has: binding it fails, and that failure is what a stale client sees. */
 #define STALE_NAME "sluice_stale_result_type"
 
@@ -57,12 +59,13 @@ static void pstmt_unref(struct pstmt_registry *reg, struct pstmt *ps)
 }
 
 static struct pstmt *registry_find(const struct pstmt_registry *reg, uint64_t hash,
-                                   const uint8_t *body, size_t len)
+                                   const uint8_t *body, size_t len, bool sql)
 {
 	if (reg->size == 0)
 		return NULL;
 	for (struct pstmt *ps = reg->buckets[hash & (reg->size - 1)]; ps != NULL; ps = ps->next)
-		if (ps->hash == hash && ps->len == len && memcmp(ps->body, body, len) == 0)
+		if (ps->hash == hash && ps->len == len && ps->sql == sql &&
+		    memcmp(ps->body, body, len) == 0)
 			return ps;
 	return NULL;
 }
@@ -367,6 +370,31 @@ static void send_parse(struct server *s, struct pstmt *ps, uint8_t marker)
 	ring_push(&s->stmts.pending, &ps->id);
 }
 
+/* An SQL statement is prepared on a server with SQL, under the sluice name. */
+static void send_sql_prepare(struct server *s, struct pstmt *ps, uint8_t marker)
+{
+	struct evbuffer *out = conn_out(&s->conn);
+	char name[SERVER_NAME_MAX];
+	uint8_t hdr[5];
+	uint32_t len;
+
+	server_name(ps, ps->generation, name);
+	len = (uint32_t)(4 + 8 + strlen(name) + 1 + ps->len + 1);
+	hdr[0] = 'Q';
+	hdr[1] = (uint8_t)(len >> 24);
+	hdr[2] = (uint8_t)(len >> 16);
+	hdr[3] = (uint8_t)(len >> 8);
+	hdr[4] = (uint8_t)len;
+	evbuffer_add(out, hdr, sizeof(hdr));
+	evbuffer_add(out, "PREPARE ", 8);
+	evbuffer_add(out, name, strlen(name));
+	evbuffer_add(out, " ", 1);
+	evbuffer_add(out, ps->body, ps->len);
+	evbuffer_add(out, "", 1);
+	relay_track_request(s, marker);
+	ring_push(&s->stmts.pending, &ps->id);
+}
+
 static void send_close(struct server *s, const struct pstmt *ps, uint32_t generation)
 {
 	struct msg_builder m;
@@ -416,7 +444,10 @@ static bool ensure_prepared(struct server *s, struct pstmt *ps, uint8_t marker)
 		cache_remove(&s->w->prepared, cache, e);
 	}
 	evict_if_full(s);
-	send_parse(s, ps, marker);
+	if (ps->sql)
+		send_sql_prepare(s, ps, marker);
+	else
+		send_parse(s, ps, marker);
 	e = calloc(1, sizeof(*e));
 	if (e == NULL || (cache->count >= cache->size && cache_grow(cache) < 0)) {
 		free(e);
@@ -594,7 +625,7 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 	if (!reg->key.drawn)
 		hash_key_draw(&reg->key);
 	hash = hash_keyed(&reg->key, body, body_len);
-	ps = registry_find(reg, hash, body, body_len);
+	ps = registry_find(reg, hash, body, body_len, false);
 	if (ps != NULL)
 		free(body);
 	else if ((ps = registry_add(reg, hash, body, body_len)) == NULL)
@@ -640,7 +671,8 @@ static enum prep_result handle_bind(struct client *c, struct server *s, const st
 		push_fake(s, REQ_FAKE_BIND);
 		return PREP_DONE;
 	}
-	if (stmt_len == 0 || (cs = map_find(&c->stmts, (const char *)portal_end + 1)) == NULL)
+	if (stmt_len == 0 || (cs = map_find(&c->stmts, (const char *)portal_end + 1)) == NULL ||
+	    cs->ps->sql)
 		return PREP_PASS;
 	prefix = FRAME_HEADER_LEN + portal_len + 1 + stmt_len + 1;
 	if (c->w->cfg->query_stats)
@@ -697,6 +729,8 @@ static enum prep_result handle_describe_close(struct client *c, struct server *s
 		return PREP_DONE;
 	}
 	cs = map_find(&c->stmts, (const char *)msg + FRAME_HEADER_LEN + 1);
+	if (cs != NULL && cs->ps->sql)
+		cs = NULL; /* SQL PREPAREd: only EXECUTE reaches it */
 	if (cs != NULL) {
 		/* The client asks for the result type again: it will know the new one. */
 		cs->generation = cs->ps->generation;
@@ -747,13 +781,122 @@ static bool parse_deallocate(const char *sql, char *name, size_t cap)
 	return n > 0 && *p == '\0' && strcasecmp(name, "all") != 0;
 }
 
-static enum prep_result handle_query(struct client *c, struct server *s, const struct frame *f)
+/* The text of a whole Query, contiguous: its NUL-terminated SQL, or NULL. */
+static const char *query_text(struct evbuffer *in, const struct frame *f)
+{
+	const uint8_t *msg = evbuffer_pullup(in, (ev_ssize_t)frame_total(f));
+
+	if (msg == NULL || msg[frame_total(f) - 1] != '\0')
+		return NULL;
+	return (const char *)msg + FRAME_HEADER_LEN;
+}
+
+/* Send the client's Query as `verb` + the sluice name of ps + the text after its name. */
+static void send_renamed(struct client *c, struct server *s, const struct frame *f,
+                         const char *verb, const struct pstmt *ps, size_t after)
+{
+	struct evbuffer *out = conn_out(&s->conn);
+	const char *text = query_text(c->conn.in, f);
+	char name[SERVER_NAME_MAX];
+	size_t rest = f->len - 4 - after;
+
+	server_name(ps, ps->generation, name);
+	write_header(out, 'Q', (uint32_t)(4 + strlen(verb) + strlen(name) + rest));
+	evbuffer_add(out, verb, strlen(verb));
+	evbuffer_add(out, name, strlen(name));
+	evbuffer_add(out, text + after, rest);
+	evbuffer_drain(c->conn.in, frame_total(f));
+	c->pool->stats.bytes_received += frame_total(f);
+	c->pool->stats.query_count++;
+}
+
+/* The statement after PREPARE's name, as its registry body: trailing ';' and spaces cut. */
+static size_t prepare_body(const char *rest)
+{
+	size_t len = strlen(rest);
+
+	while (len > 0 && (isspace((unsigned char)rest[len - 1]) || rest[len - 1] == ';'))
+		len--;
+	/* A second statement would not be the prepared one: pass it through (it pins). */
+	if (len == 0 || memchr(rest, ';', len) != NULL ||
+	    (!isspace((unsigned char)rest[0]) && rest[0] != '('))
+		return 0;
+	return len;
+}
+
+/*
+ * "PREPARE name [(types)] AS statement", one statement: the text after the
+ * name becomes a statement of the registry (shared by every client that
+ * prepares the same text), prepared on servers as "sluice_<id>_<gen>".
+ */
+static enum prep_result handle_sql_prepare(struct client *c, struct server *s,
+                                           const struct frame *f)
+{
+	struct pstmt_registry *reg = &c->w->prepared;
+	const char *text = query_text(c->conn.in, f);
+	char name[PREP_NAME_MAX + 1];
+	size_t after, len;
+	struct pstmt *ps;
+	uint8_t *body;
+	uint64_t hash;
+
+	if (text == NULL ||
+	    (after = sqlscan_name(text, f->len - 4, NULL, name, sizeof(name))) == 0 ||
+	    (len = prepare_body(text + after)) == 0)
+		return PREP_PASS;
+	if (!reg->key.drawn)
+		hash_key_draw(&reg->key);
+	hash = hash_keyed(&reg->key, text + after, len);
+	if ((ps = registry_find(reg, hash, (const uint8_t *)text + after, len, true)) == NULL) {
+		if ((body = malloc(len)) == NULL)
+			return PREP_PASS;
+		memcpy(body, text + after, len);
+		if ((ps = registry_add(reg, hash, body, len)) == NULL) {
+			free(body);
+			return PREP_PASS;
+		}
+		ps->sql = true;
+	}
+	ps->reg = reg;
+	if (map_put(reg, &c->stmts, name, ps) < 0) {
+		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
+		return PREP_CLOSED;
+	}
+	evbuffer_drain(c->conn.in, frame_total(f));
+	c->pool->stats.bytes_received += frame_total(f);
+	c->pool->stats.query_count++;
+	/* Already prepared there: the client still gets its PREPARE, in order. */
+	if (!ensure_prepared(s, ps, REQ_SQL_PREPARE))
+		push_fake(s, REQ_FAKE_PREPARE);
+	return PREP_DONE;
+}
+
+/* "EXECUTE name[(arguments)]" of a name the client PREPAREd: renamed, prepared first if needed. */
+static enum prep_result handle_sql_execute(struct client *c, struct server *s,
+                                           const struct frame *f)
+{
+	const char *text = query_text(c->conn.in, f);
+	char name[PREP_NAME_MAX + 1];
+	struct client_stmt *cs;
+	size_t after;
+
+	if (text == NULL ||
+	    (after = sqlscan_name(text, f->len - 4, NULL, name, sizeof(name))) == 0 ||
+	    (cs = map_find(&c->stmts, name)) == NULL || !cs->ps->sql)
+		return PREP_PASS;
+	ensure_prepared(s, cs->ps, REQ_INJECTED_SQL);
+	send_renamed(c, s, f, "EXECUTE ", cs->ps, after);
+	relay_track_request(s, 'Q');
+	return PREP_DONE;
+}
+
+static enum prep_result handle_deallocate(struct client *c, struct server *s, const struct frame *f)
 {
 	struct evbuffer *in = c->conn.in;
 	char sql[DEALLOCATE_PEEK + 1], name[PREP_NAME_MAX + 1];
 
-	if (frame_total(f) > DEALLOCATE_PEEK || evbuffer_get_length(in) < frame_total(f))
-		return frame_total(f) > DEALLOCATE_PEEK ? PREP_PASS : PREP_WAIT;
+	if (frame_total(f) > DEALLOCATE_PEEK)
+		return PREP_PASS;
 	evbuffer_copyout(in, sql, frame_total(f));
 	sql[frame_total(f)] = '\0';
 	if (!parse_deallocate(sql + FRAME_HEADER_LEN, name, sizeof(name)) ||
@@ -764,6 +907,37 @@ static enum prep_result handle_query(struct client *c, struct server *s, const s
 	c->pool->stats.query_count++;
 	push_fake(s, REQ_FAKE_DEALLOC);
 	return PREP_DONE;
+}
+
+/*
+ * A Query: only its first keyword is read (in place when the buffer has it
+ * contiguous); SQL PREPARE, EXECUTE and DEALLOCATE need the whole text.
+ */
+static enum prep_result handle_query(struct client *c, struct server *s, const struct frame *f)
+{
+	struct evbuffer *in = c->conn.in;
+	char head[FRAME_HEADER_LEN + VERB_PEEK];
+	struct evbuffer_iovec v;
+	const char *text = head + FRAME_HEADER_LEN;
+	size_t n = frame_total(f) < sizeof(head) ? frame_total(f) : sizeof(head);
+	enum sql_verb verb;
+
+	if (evbuffer_peek(in, (ev_ssize_t)n, NULL, &v, 1) >= 1 && v.iov_len >= n)
+		text = (const char *)v.iov_base + FRAME_HEADER_LEN;
+	else if (evbuffer_copyout(in, head, n) < (ev_ssize_t)n)
+		return PREP_PASS;
+	verb = sqlscan_verb(text, n - FRAME_HEADER_LEN);
+	if ((verb != SQL_VERB_PREPARE && verb != SQL_VERB_EXECUTE && verb != SQL_VERB_DEALLOCATE) ||
+	    frame_total(f) > SQL_TEXT_MAX)
+		return PREP_PASS;
+	if (need_whole(c, f) == PREP_WAIT)
+		return PREP_WAIT;
+	conn_set_read_high(&c->conn, RELAY_READ_HIGH);
+	if (verb == SQL_VERB_PREPARE)
+		return handle_sql_prepare(c, s, f);
+	if (verb == SQL_VERB_EXECUTE)
+		return handle_sql_execute(c, s, f);
+	return handle_deallocate(c, s, f);
 }
 
 /* Execute of the unnamed portal bound to a DEALLOCATE sluice answers. */
@@ -846,6 +1020,14 @@ void prepared_parse_done(struct server *s, bool failed, bool client_parse)
 		map_forget_statement(&s->w->prepared, &s->client->stmts, id);
 }
 
+void prepared_sql_done(struct server *s, bool client_prepare)
+{
+	bool failed = s->stmts.sql_failed;
+
+	s->stmts.sql_failed = false;
+	prepared_parse_done(s, failed, client_prepare);
+}
+
 void prepared_server_tag(struct server *s, const char *tag)
 {
 	if (strcmp(tag, "DEALLOCATE ALL") != 0 && strcmp(tag, "DISCARD ALL") != 0)
@@ -922,8 +1104,9 @@ bool prepared_flush_fakes(struct server *s)
 		requests_pop(&s->requests);
 		if (out == NULL)
 			continue;
-		if (head == REQ_FAKE_DEALLOC) {
-			build_command_complete(out, "DEALLOCATE");
+		if (head == REQ_FAKE_DEALLOC || head == REQ_FAKE_PREPARE) {
+			build_command_complete(out,
+			                       head == REQ_FAKE_DEALLOC ? "DEALLOCATE" : "PREPARE");
 			build_ready(out, s->tx_status);
 			ready = true;
 		} else if (head == REQ_FAKE_EXECUTE) {

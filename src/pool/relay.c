@@ -281,6 +281,8 @@ static uint8_t retire_request(struct server *s, uint8_t t, bool failed)
 		prepared_parse_done(s, failed, t == REQ_TRACKED_PARSE);
 	else if (t == REQ_TRACKED_BIND)
 		prepared_bind_done(s);
+	else if (t == REQ_SQL_PREPARE || t == REQ_INJECTED_SQL)
+		prepared_sql_done(s, t == REQ_SQL_PREPARE);
 	else if ((t == 'Q' || t == 'E') && ring_count(&s->qs.pending) > 0)
 		qstats_done(s, failed);
 	return t;
@@ -323,6 +325,8 @@ static bool track_server_reply(struct server *s, uint8_t type)
 	case 'E':
 		s->pool->stats.errors++;
 		s->copy_in = false;
+		if (head == REQ_SQL_PREPARE)
+			s->stmts.sql_failed = true;
 		qstats_error(s);
 		while ((skipped = requests_pop_skipped(q)) != 0)
 			retire_request(s, skipped, true);
@@ -656,6 +660,23 @@ static void check_client_watermark(struct server *s)
 	}
 }
 
+/*
+ * The replies to a PREPARE sluice sent ahead of a client's EXECUTE
+ * (REQ_INJECTED_SQL): swallowed up to its ReadyForQuery.  If it failed, the
+ * EXECUTE that follows fails too, and the client sees that error.
+ */
+static void swallow_injected_sql(struct server *s, struct evbuffer *in, const struct frame *f)
+{
+	if (f->type == 'E')
+		s->stmts.sql_failed = true;
+	if (f->type == 'Z') {
+		s->tx_status =
+		    (char)evbuffer_pullup(in, (ev_ssize_t)frame_total(f))[FRAME_HEADER_LEN];
+		pop_request(s);
+	}
+	evbuffer_drain(in, frame_total(f));
+}
+
 static void server_protocol_error(struct server *s)
 {
 	struct client *c = s->client;
@@ -695,6 +716,13 @@ void relay_server_input(struct server *s)
 		if (st == FRAME_INVALID || (f.type == 'Z' && f.len != 5)) {
 			server_protocol_error(s);
 			return;
+		}
+		if (requests_head(&s->requests) == REQ_INJECTED_SQL && s->sync_pending == 0 &&
+		    f.type != 'N' && f.type != 'S' && f.type != 'A') {
+			if (evbuffer_get_length(in) < frame_total(&f))
+				break;
+			swallow_injected_sql(s, in, &f);
+			continue;
 		}
 		if (needs_body(s, &f) || s->sync_pending > 0) {
 			if (evbuffer_get_length(in) < frame_total(&f))

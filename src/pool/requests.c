@@ -94,14 +94,16 @@ bool requests_need_sync(const struct requests *q)
 {
 	uint8_t last = requests_last(q);
 
-	return last != 'S' && last != 'Q' && last != 'F' &&
+	return last != 'S' && last != 'Q' && last != 'F' && last != REQ_SQL_PREPARE &&
+	       last != REQ_INJECTED_SQL && last != REQ_FAKE_PREPARE &&
 	       (ring_count(&q->kinds) > 0 || q->skip_to_sync);
 }
 
 bool requests_is_fake(uint8_t kind)
 {
 	return kind == REQ_FAKE_PARSE || kind == REQ_FAKE_CLOSE || kind == REQ_FAKE_DEALLOC ||
-	       kind == REQ_FAKE_BIND || kind == REQ_FAKE_NODATA || kind == REQ_FAKE_EXECUTE;
+	       kind == REQ_FAKE_BIND || kind == REQ_FAKE_NODATA || kind == REQ_FAKE_EXECUTE ||
+	       kind == REQ_FAKE_PREPARE;
 }
 
 bool requests_is_extended(uint8_t kind)
@@ -109,5 +111,5 @@ bool requests_is_extended(uint8_t kind)
 	return kind == 'P' || kind == 'B' || kind == 'D' || kind == 'E' || kind == 'C' ||
 	       kind == REQ_TRACKED_PARSE || kind == REQ_INJECTED_PARSE ||
 	       kind == REQ_INJECTED_CLOSE || kind == REQ_TRACKED_BIND || kind == REQ_STALE_BIND ||
-	       (requests_is_fake(kind) && kind != REQ_FAKE_DEALLOC);
+	       (requests_is_fake(kind) && kind != REQ_FAKE_DEALLOC && kind != REQ_FAKE_PREPARE);
 }

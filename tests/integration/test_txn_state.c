@@ -234,3 +234,70 @@ Test(txn_state, pin_timeout_closes_a_pinned_client)
 	PQfinish(a);
 	PQfinish(b);
 }
+
+/* ---- SQL PREPARE / EXECUTE / DEALLOCATE ---- */
+
+/* 8 clients, one statement name, 8 different statements, on 2 servers. */
+Test(txn_state, sql_prepare_same_name_many_clients)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 2");
+	PGconn *c[8];
+	char sql[128];
+
+	for (int i = 0; i < 8; i++) {
+		c[i] = client(h);
+		snprintf(sql, sizeof(sql), "PREPARE q(int) AS SELECT $1 * %d", i + 1);
+		PQclear(harness_exec_ok(c[i], sql));
+	}
+	for (int round = 0; round < 10; round++)
+		for (int i = 0; i < 8; i++) {
+			snprintf(sql, sizeof(sql), "execute q(%d)", round);
+			cr_assert_eq(harness_query_int(c[i], sql), (long long)round * (i + 1));
+		}
+	/* Inside a transaction, and the same text prepared by another name. */
+	PQclear(harness_exec_ok(c[0], "begin"));
+	PQclear(harness_exec_ok(c[0], "prepare \"Other\" as select 41 + 1"));
+	cr_assert_eq(harness_query_int(c[0], "EXECUTE \"Other\""), 42);
+	PQclear(harness_exec_ok(c[0], "commit"));
+	cr_assert_eq(harness_query_int(c[1], "execute q (5)"), 10);
+	cr_assert_eq(harness_query_int(c[0], "EXECUTE \"Other\";"), 42);
+	for (int i = 0; i < 8; i++)
+		PQfinish(c[i]);
+}
+
+Test(txn_state, sql_deallocate_and_errors)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	PGconn *a = client(h), *b = client(h);
+	PGresult *res;
+
+	PQclear(harness_exec_ok(a, "prepare s as select 7"));
+	/* b does not see a's name. */
+	res = PQexec(b, "execute s");
+	cr_assert_str_eq(harness_sqlstate(res), "26000");
+	PQclear(res);
+	cr_assert_eq(harness_query_int(a, "execute s"), 7);
+	PQclear(harness_exec_ok(a, "deallocate s"));
+	res = PQexec(a, "execute s");
+	cr_assert_str_eq(harness_sqlstate(res), "26000");
+	PQclear(res);
+	/* A PREPARE Postgres refuses leaves no name behind. */
+	res = PQexec(a, "prepare bad as select no_such_column");
+	cr_assert_str_eq(harness_sqlstate(res), "42703");
+	PQclear(res);
+	res = PQexec(a, "execute bad");
+	cr_assert_str_eq(harness_sqlstate(res), "26000");
+	PQclear(res);
+	/* DEALLOCATE ALL forgets every name. */
+	PQclear(harness_exec_ok(a, "prepare s2 as select 8"));
+	PQclear(harness_exec_ok(a, "deallocate all"));
+	res = PQexec(a, "execute s2");
+	cr_assert_str_eq(harness_sqlstate(res), "26000");
+	PQclear(res);
+	/* Renamed statements do not pin: b still gets the only server. */
+	PQclear(harness_exec_ok(a, "prepare s3 as select 9"));
+	cr_assert_eq(harness_query_int(b, "select 1"), 1);
+	cr_assert_eq(harness_query_int(a, "execute s3"), 9);
+	PQfinish(a);
+	PQfinish(b);
+}
