@@ -147,8 +147,9 @@ void qstats_free(struct qstats *qs);
 
 /*
  * Normalise `len` bytes of SQL into `out` (room for len bytes): literals to
- * '?' (slowlog_redact), comments out, whitespace runs to one space, no
- * leading or trailing space or ';'.  Returns the length.
+ * '?', comments out, whitespace runs to one space, no leading or trailing
+ * space or ';' (slowlog_normalise: the slow log's redaction, in one pass).
+ * Returns the length.
  */
 size_t qstats_normalise(const char *sql, size_t len, char *out);
 /* The statement type of normalised text. */

@@ -42,5 +42,11 @@ void slowlog_check(struct client *c, int64_t duration_us);
  * needs len bytes (the result is never longer); returns its length.
  */
 size_t slowlog_redact(const char *in, size_t len, char *out);
+/*
+ * The same redaction, and also comments dropped, every run of whitespace and
+ * comments collapsed to one space, none at the start and no trailing space
+ * or ';' (query_stats' fingerprints, in one pass).
+ */
+size_t slowlog_normalise(const char *in, size_t len, char *out);
 
 #endif

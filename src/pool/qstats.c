@@ -33,31 +33,6 @@ const char *query_type_name(enum query_type t)
 
 /* ---- normalising and classifying ---- */
 
-/* End of the comment at i ("--" to the line's end, or a nested slash-star one). */
-static size_t comment_end(const char *s, size_t len, size_t i)
-{
-	int depth = 0;
-
-	if (s[i] == '-') {
-		while (i < len && s[i] != '\n')
-			i++;
-		return i;
-	}
-	while (i < len) {
-		if (i + 1 < len && s[i] == '/' && s[i + 1] == '*') {
-			depth++;
-			i += 2;
-		} else if (i + 1 < len && s[i] == '*' && s[i + 1] == '/') {
-			i += 2;
-			if (--depth == 0)
-				return i;
-		} else {
-			i++;
-		}
-	}
-	return len;
-}
-
 /* End of the "quoted identifier" at i ("" inside stands for a quote). */
 static size_t ident_end(const char *s, size_t len, size_t i)
 {
@@ -72,38 +47,9 @@ static size_t ident_end(const char *s, size_t len, size_t i)
 	return len;
 }
 
-static bool starts_comment(const char *s, size_t len, size_t i)
-{
-	return i + 1 < len &&
-	       ((s[i] == '-' && s[i + 1] == '-') || (s[i] == '/' && s[i + 1] == '*'));
-}
-
 size_t qstats_normalise(const char *sql, size_t len, char *out)
 {
-	size_t n = slowlog_redact(sql, len, out), i = 0, o = 0;
-	bool gap = false;
-
-	/* In place: what is written never gets ahead of what is read. */
-	while (i < n) {
-		unsigned char ch = (unsigned char)out[i];
-		size_t end;
-
-		if (isspace(ch) || starts_comment(out, n, i)) {
-			i = isspace(ch) ? i + 1 : comment_end(out, n, i);
-			gap = true;
-			continue;
-		}
-		if (gap && o > 0)
-			out[o++] = ' ';
-		gap = false;
-		end = ch == '"' ? ident_end(out, n, i) : i + 1;
-		memmove(out + o, out + i, end - i);
-		o += end - i;
-		i = end;
-	}
-	while (o > 0 && (out[o - 1] == ';' || out[o - 1] == ' '))
-		o--;
-	return o;
+	return slowlog_normalise(sql, len, out);
 }
 
 /* The word at *pos (letters and underscores), lower-cased into buf; skips what precedes it. */

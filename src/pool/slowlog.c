@@ -102,9 +102,20 @@ void slowlog_capture(struct client *c, struct evbuffer *in, const struct frame *
 
 /* ---- redaction ---- */
 
+/* ASCII tests without <ctype.h>'s per-call table lookup: this runs for every byte. */
+static bool is_ascii_letter(unsigned char ch)
+{
+	return (unsigned char)((ch | 0x20) - 'a') < 26;
+}
+
+static bool is_ascii_digit(unsigned char ch)
+{
+	return (unsigned char)(ch - '0') < 10;
+}
+
 static bool is_word_byte(unsigned char ch)
 {
-	return isalnum(ch) || ch == '_' || ch == '$' || ch >= 0x80;
+	return is_ascii_letter(ch) || is_ascii_digit(ch) || ch == '_' || ch == '$' || ch >= 0x80;
 }
 
 /*
@@ -221,14 +232,112 @@ static size_t string_literal_end(const char *s, size_t len, size_t i, bool after
 	return 0;
 }
 
-size_t slowlog_redact(const char *s, size_t len, char *out)
+/* Letters that may open a string literal: E'', B'', X'', N'', U&''. */
+static bool is_literal_prefix(unsigned char ch)
 {
-	size_t i = 0, o = 0;
+	switch (ch | 0x20) {
+	case 'e':
+	case 'b':
+	case 'x':
+	case 'n':
+	case 'u':
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Outside a word: a byte at i that starts no literal, comment or quoted identifier. */
+static bool starts_nothing(const char *s, size_t len, size_t i)
+{
+	unsigned char ch = (unsigned char)s[i];
+
+	if (is_ascii_letter(ch))
+		return !is_literal_prefix(ch) ||
+		       (i + 1 < len && s[i + 1] != '\'' && s[i + 1] != '&');
+	if (ch >= 0x80 || ch == '_')
+		return true;
+	return !is_ascii_digit(ch) && ch != '\'' && ch != '"' && ch != '$' && ch != '.' &&
+	       ch != '-' && ch != '/' && ch != '\0';
+}
+
+/* Output of one redaction; `normalise` also drops comments and collapses spaces. */
+struct redaction {
+	char *out;      /* where the text goes */
+	size_t o;       /* bytes written */
+	bool normalise; /* slowlog_normalise rather than slowlog_redact */
+	bool spaced;    /* normalising: the last byte written is a collapsed space */
+};
+
+static bool is_sql_space(unsigned char ch)
+{
+	return ch == ' ' || (ch >= '\t' && ch <= '\r');
+}
+
+static void put_byte(struct redaction *r, char ch)
+{
+	r->out[r->o++] = ch;
+	r->spaced = false;
+}
+
+/* Normalising: a run of spaces and comments becomes one space, none at the start. */
+static void put_space(struct redaction *r)
+{
+	if (!r->spaced && r->o > 0) {
+		r->out[r->o++] = ' ';
+		r->spaced = true;
+	}
+}
+
+/*
+ * Copy the run of bytes from i that redaction leaves alone (words that open
+ * no literal, spaces, most operators) in one tight loop: query_stats redacts
+ * every statement, not only slow ones.  Anything in doubt ends the run and
+ * takes the token-by-token path, which decides exactly.  Returns where the
+ * run ends.
+ */
+static size_t copy_plain_run(const char *s, size_t len, size_t i, struct redaction *r)
+{
+	bool word = i > 0 && is_word_byte((unsigned char)s[i - 1]), spaced = r->spaced;
+	char *out = r->out;
+	size_t o = r->o; /* in locals: stores through `out` may alias anything in *r */
+
+	for (; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		bool in_word = is_word_byte(ch);
+
+		if (!(word && in_word) && !starts_nothing(s, len, i))
+			break;
+		word = in_word;
+		if (r->normalise && is_sql_space(ch)) {
+			if (!spaced && o > 0)
+				out[o++] = ' ';
+			spaced = o > 0;
+			continue;
+		}
+		out[o++] = (char)ch;
+		spaced = false;
+	}
+	r->o = o;
+	r->spaced = spaced;
+	return i;
+}
+
+static size_t redact(const char *s, size_t len, struct redaction *r)
+{
+	size_t i = 0;
 
 	while (i < len) {
-		unsigned char ch = (unsigned char)s[i];
-		bool after_word = i > 0 && is_word_byte((unsigned char)s[i - 1]);
-		size_t end = string_literal_end(s, len, i, after_word), tag;
+		unsigned char ch;
+		bool after_word;
+		size_t end, tag;
+
+		i = copy_plain_run(s, len, i, r);
+		if (i == len)
+			break;
+		ch = (unsigned char)s[i];
+		after_word = i > 0 && is_word_byte((unsigned char)s[i - 1]);
+		end = string_literal_end(s, len, i, after_word);
 
 		if (end == 0 && ch == '$' && !after_word && (tag = dollar_tag(s, len, i)) > 0)
 			end = skip_dollar(s, len, i, tag);
@@ -236,7 +345,7 @@ size_t slowlog_redact(const char *s, size_t len, char *out)
 		    (isdigit(ch) || (ch == '.' && i + 1 < len && isdigit((unsigned char)s[i + 1]))))
 			end = skip_number(s, len, i);
 		if (end > 0) {
-			out[o++] = '?';
+			put_byte(r, '?');
 			i = end;
 			continue;
 		}
@@ -247,12 +356,37 @@ size_t slowlog_redact(const char *s, size_t len, char *out)
 			end = skip_comment(s, len, i);
 		else
 			end = i + 1;
-		/* Identifiers, quoted identifiers, comments and operators stay as they are. */
-		memcpy(out + o, s + i, end - i);
-		o += end - i;
+		if (r->normalise && (ch == '-' || ch == '/') && end > i + 1) {
+			put_space(r); /* a comment */
+		} else if (r->normalise && is_sql_space(ch)) {
+			put_space(r);
+		} else {
+			/* Identifiers, quoted identifiers, comments and operators stay as they are.
+			 */
+			memcpy(r->out + r->o, s + i, end - i);
+			r->o += end - i;
+			r->spaced = false;
+		}
 		i = end;
 	}
-	return o;
+	return r->o;
+}
+
+size_t slowlog_redact(const char *s, size_t len, char *out)
+{
+	struct redaction r = {.out = out};
+
+	return redact(s, len, &r);
+}
+
+size_t slowlog_normalise(const char *s, size_t len, char *out)
+{
+	struct redaction r = {.out = out, .normalise = true};
+	size_t n = redact(s, len, &r);
+
+	while (n > 0 && (out[n - 1] == ';' || out[n - 1] == ' '))
+		n--;
+	return n;
 }
 
 /* ---- the log line ---- */
