@@ -163,6 +163,25 @@ Test(drivers, psycopg3_default_matrix)
 {
 	matrix("psycopg3-default");
 }
+/*
+ * Session state (issue 17, docs/session-state.md): LISTEN/NOTIFY, SET and
+ * set_config of a custom setting and TimeZone over 40 transactions, SQL
+ * PREPARE/EXECUTE of one name in 8 clients, an advisory lock held across
+ * transactions, with 4 more clients churning the pool.
+ */
+static void txnstate(const char *variant)
+{
+	struct driver_run r = {
+	    .variant = variant, .scenario = "txnstate", .pool_size = POOL_SIZE, .timeout_s = 180};
+
+	run_driver(&r);
+}
+
+Test(drivers, psycopg2_txnstate)
+{
+	txnstate("psycopg2");
+}
+
 Test(drivers, psycopg2_matrix)
 {
 	matrix("psycopg2");
