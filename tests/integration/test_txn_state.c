@@ -116,24 +116,30 @@ Test(txn_state, set_config_in_extended_protocol)
 #define PIN_INI   "default_pool_size = 2\nadmin_users = admin\nworkers = 1\n"
 #define PIN_USERS "\"admin\" \"admin-secret\"\n"
 
-/* SHOW CLIENTS: the pin_reason of the app client whose backend is `pid` ("" if none). */
-static bool pin_reason_is(PGconn *admin, long long link_pid, const char *want)
+/*
+ * SHOW CLIENTS: some app client is pinned for exactly `want`; for "" no app
+ * client is pinned at all.
+ */
+static bool pin_reason_is(PGconn *admin, long long unused, const char *want)
 {
 	PGresult *res = PQexec(admin, "SHOW CLIENTS");
 	int user = PQfnumber(res, "user"), reason = PQfnumber(res, "pin_reason");
 	int pinned = PQfnumber(res, "pinned");
-	bool found = false;
+	bool found = false, any_pinned = false;
 
-	(void)link_pid;
+	(void)unused;
 	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(admin));
 	cr_assert(reason >= 0 && pinned >= 0, "SHOW CLIENTS has pinned and pin_reason");
-	for (int i = 0; i < PQntuples(res); i++)
-		if (strcmp(PQgetvalue(res, i, user), "app") == 0 &&
-		    strcmp(PQgetvalue(res, i, reason), want) == 0 &&
-		    strcmp(PQgetvalue(res, i, pinned), want[0] ? "1" : "0") == 0)
-			found = true;
+	for (int i = 0; i < PQntuples(res); i++) {
+		if (strcmp(PQgetvalue(res, i, user), "app") != 0)
+			continue;
+		if (strcmp(PQgetvalue(res, i, pinned), "1") == 0) {
+			any_pinned = true;
+			found = found || strcmp(PQgetvalue(res, i, reason), want) == 0;
+		}
+	}
 	PQclear(res);
-	return found;
+	return want[0] == '\0' ? !any_pinned : found;
 }
 
 Test(txn_state, advisory_lock_pins_until_unlocked)
@@ -300,4 +306,48 @@ Test(txn_state, sql_deallocate_and_errors)
 	cr_assert_eq(harness_query_int(a, "execute s3"), 9);
 	PQfinish(a);
 	PQfinish(b);
+}
+
+/* ---- LISTEN (pins the listener's server until UNLISTEN: docs/session-state.md) ---- */
+
+static int drain_notifies(PGconn *c, int *last)
+{
+	PGnotify *n;
+	int count = 0;
+
+	PQconsumeInput(c);
+	while ((n = PQnotifies(c)) != NULL) {
+		*last = atoi(n->extra);
+		count++;
+		PQfreemem(n);
+	}
+	return count;
+}
+
+Test(txn_state, listen_receives_while_idle_and_unlisten_unpins)
+{
+	struct harness_sluice *h = harness_start_sluice_users(PIN_INI, PIN_USERS);
+	PGconn *adm = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PGconn *l = client(h), *n = client(h), *churn = client(h);
+	int got = 0, last = -1;
+	char sql[64];
+
+	PQclear(harness_exec_ok(l, "LISTEN chan"));
+	cr_assert(harness_wait_for(pin_reason_is(adm, 0, "LISTEN"), 10));
+	for (int i = 0; i < 30; i++) {
+		snprintf(sql, sizeof(sql),
+		         i % 2 ? "NOTIFY chan, '%d'" : "select pg_notify('chan', '%d')", i);
+		PQclear(harness_exec_ok(n, sql));
+		cr_assert_eq(harness_query_int(churn, "select 1"), 1);
+	}
+	/* The listener sent nothing meanwhile: they arrive while it is idle. */
+	cr_assert(harness_wait_for((got += drain_notifies(l, &last)) >= 30, 10), "got %d", got);
+	cr_assert_eq(got, 30);
+	cr_assert_eq(last, 29);
+	PQclear(harness_exec_ok(l, "UNLISTEN *"));
+	cr_assert(harness_wait_for(pin_reason_is(adm, 0, ""), 10));
+	PQfinish(l);
+	PQfinish(n);
+	PQfinish(churn);
+	PQfinish(adm);
 }
