@@ -291,6 +291,7 @@ static void refill_done(void *arg, const struct redisReply *reply)
 	int k = (int)(le - t->leases);
 	int64_t now = clock_us();
 	bool ok = reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3;
+	bool repeat = false;
 
 	for (size_t i = 0; ok && i < 3; i++)
 		ok = reply->element[i]->type == REDIS_REPLY_INTEGER;
@@ -310,13 +311,15 @@ static void refill_done(void *arg, const struct redisReply *reply)
 			le->empty_until_us = now + (wait > 0 ? wait : 1);
 		}
 	} else if (reply != NULL) {
+		/* Said at warn when it starts failing; while it goes on failing, at debug. */
+		repeat = le->failed_until_us != 0;
 		le->failed_until_us = now + SCRIPT_RETRY_US;
 	}
 	pthread_mutex_unlock(&t->lock);
 	if (reply != NULL && !ok)
-		redis_fleet_log(
-		    le->fleet,
-		    "bucket script failed for tenant \"%s\" %s_rate (key %sbucket:%s:%s): "
+		LOG_AT(
+		    le->fleet->log, repeat ? LOG_DEBUG : LOG_WARN, NULL,
+		    "redis: bucket script failed for tenant \"%s\" %s_rate (key %sbucket:%s:%s): "
 		    "%.200s; redis_failure_mode applies to it for 1 s",
 		    t->name, kind_keys[k], le->fleet->prefix, t->name, kind_keys[k],
 		    reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer");
