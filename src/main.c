@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "admin/console.h"
 #include "config/config.h"
@@ -57,6 +58,22 @@ static int check_config(const char *path, const char *upstream)
 	}
 	fprintf(stderr, "sluice: %s: configuration OK\n", path ? path : "configuration");
 	return 0;
+}
+
+/*
+ * Every client and server is a descriptor, and the soft limit a service
+ * starts with is often 1024 (PAM's default) under a far higher hard limit:
+ * take the hard limit, which needs no privilege.  Without it sluice refuses
+ * clients with EMFILE at about a thousand, whatever max_client_conn says.
+ */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 }
 
 int main(int argc, char **argv)
@@ -111,6 +128,7 @@ int main(int argc, char **argv)
 	 */
 	evthread_use_pthreads();
 	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
 	if (runtime_init(&rt, path, upstream, environ, cfg, &admin_console_handler, takeover) < 0) {
 		fprintf(stderr, "sluice: startup failed\n");
 		runtime_fini(&rt);

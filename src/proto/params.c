@@ -116,7 +116,8 @@ bool param_set(struct param_list *l, const char *name, const char *value)
 		return true;
 	}
 	if (l->count == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 16;
+		/* Most clients set a handful (drivers send 2 to 5): start small. */
+		size_t cap = l->cap ? l->cap * 2 : 4;
 		struct param *items = realloc(l->items, cap * sizeof(*items));
 
 		if (items == NULL)
