@@ -249,6 +249,28 @@ def fmt_ratio(v):
     return "—" if v is None else "%.2f×" % v
 
 
+def per_core(rec):
+    """Transactions per second of pooler CPU: TPS divided by the cores the
+    pooler kept busy (its CPU seconds over the window's seconds).  Readable
+    on two cores, where TPS itself is capped by the machine."""
+    cpu = rec.get("pooler_cpu_us_per_txn") if rec else None
+    return round(1e6 / cpu) if cpu else None
+
+
+def cores_used(rec):
+    cpu = rec.get("pooler_cpu_us_per_txn") if rec else None
+    return round(rec["tps"] * cpu / 1e6, 2) if cpu and rec.get("tps") else None
+
+
+def sweep_targets(runs):
+    """sluice (workers = 1) and the sluice_wN targets, by worker count."""
+    out = {1: "sluice"}
+    for _, tgt in runs:
+        if tgt.startswith("sluice_w") and tgt[8:].isdigit():
+            out[int(tgt[8:])] = tgt
+    return [out[w] for w in sorted(out)]
+
+
 def load(out):
     runs, idle = {}, {}
     with open(os.path.join(out, "runs.jsonl"), encoding="utf-8") as f:
@@ -363,14 +385,14 @@ def write_markdown(path, meta, runs, idle, ratios, targets):
              "most backends of database `bench` seen in pg_stat_activity during the window "
              "(the pooler's own, or pgbench's for direct).\n")
     L.append("## Runs\n")
-    L.append("| scenario | target | status | TPS | p50 ms | p99 ms | CPU µs/txn | RSS MB | "
-             "server conns |")
-    L.append("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    L.append("| scenario | target | status | TPS | p50 ms | p99 ms | CPU µs/txn | "
+             "TPS/pooler core | RSS MB | server conns |")
+    L.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for scen, _ in SCENARIOS:
         for tgt in TARGETS:
             r = runs.get((scen, tgt))
             if r is None:
-                L.append("| %s | %s | not run | | | | | | |" % (scen, tgt))
+                L.append("| %s | %s | not run | | | | | | | |" % (scen, tgt))
                 continue
             rss = r.get("pooler_rss_kb")
             # A failed run's figures describe the clients that survived: shown
@@ -380,11 +402,35 @@ def write_markdown(path, meta, runs, idle, ratios, targets):
             else:
                 def f(v, digits=1):
                     return "—" if v is None else "(%s)" % fmt(v, digits)
-            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 scen, tgt, r["status"], f(r["tps"]), f(r["p50_ms"], 3),
-                f(r["p99_ms"], 3), f(r["pooler_cpu_us_per_txn"], 1),
+                f(r["p99_ms"], 3), f(r["pooler_cpu_us_per_txn"], 1), f(per_core(r), 0),
                 f(rss / 1024.0 if rss is not None else None, 1), f(r["server_conns"])))
     L.append("")
+    sweep = sweep_targets(runs)
+    if len(sweep) > 1:
+        L.append("## Workers sweep\n")
+        L.append("TPS per pooler core = transactions per second of pooler CPU (1 / CPU per "
+                 "transaction); cores used = pooler CPU seconds per second of the window. "
+                 "On a machine with fewer cores than clients' and Postgres' demand, TPS stops "
+                 "scaling with workers but TPS per core still shows what each worker costs.\n")
+        L.append("| scenario | workers | status | TPS | TPS s/pgb | CPU µs/txn | "
+                 "TPS/pooler core | cores used | p99 ms |")
+        L.append("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+        for scen, _ in SCENARIOS:
+            for tgt in sweep:
+                r = runs.get((scen, tgt))
+                if r is None:
+                    continue
+                ok = r["status"] == "ok"
+                pgb = runs.get((scen, "pgbouncer"))
+                L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                    scen, 1 if tgt == "sluice" else tgt[8:], r["status"], fmt(r["tps"]),
+                    fmt_ratio(ratio(r["tps"], pgb["tps"]) if ok and pgb and
+                              pgb["status"] == "ok" else None),
+                    fmt(r["pooler_cpu_us_per_txn"], 1), fmt(per_core(r), 0),
+                    fmt(cores_used(r), 2), fmt(r["p99_ms"], 3)))
+        L.append("")
     L.append("Figures in parentheses come from a failed run (the clients that were left) and "
              "are not compared.\n")
     L.append("## Ratios (sluice / PgBouncer, sluice / direct)\n")
@@ -401,6 +447,8 @@ def write_markdown(path, meta, runs, idle, ratios, targets):
             fmt_ratio(row["rss_vs_pgbouncer"])))
     L.append("")
     L.append("## Idle clients (SCRAM login + SELECT 1 each, then held)\n")
+    L.append("RSS before = the pooler freshly restarted, after one login; KB/client = "
+             "(RSS idle - RSS before) / clients.\n")
     L.append("| target | requested | ok | held at end | failed | connect rate /s | "
              "RSS before MB | RSS idle MB | KB/client | pooler CPU µs/login | server conns |")
     L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -430,7 +478,7 @@ def write_markdown(path, meta, runs, idle, ratios, targets):
     L.append("")
     failures = []
     for scen, _ in SCENARIOS:
-        for tgt in TARGETS:
+        for tgt in TARGETS + sweep[1:]:
             r = runs.get((scen, tgt))
             if r and (r["status"] != "ok" or r.get("note")):
                 failures.append("- %s / %s: %s (rc %s)%s%s" % (

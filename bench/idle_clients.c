@@ -4,10 +4,14 @@
  * client costs a pooler (RSS per client) and how many server connections the
  * pooler needs to serve them.
  *
- *   idle_clients [-n COUNT] [-p PARALLEL] [-t TIMEOUT_S] [-S] CONNINFO
+ *   idle_clients [-n COUNT] [-p PARALLEL] [-t TIMEOUT_S] [-S] [-H HOST,...] CONNINFO
  *
  * The password comes from CONNINFO or PGPASSWORD, as for any libpq program,
  * so the login is whatever the target asks for (SCRAM in the benchmark).
+ * With -H, connection i goes to the (i mod N)th of the N hosts listed (a
+ * host= added after CONNINFO, which libpq lets override it): one source and
+ * destination address pair has only about 28,000 ephemeral ports, so
+ * 100,000 clients over loopback need several destination addresses.
  *
  * Connections are opened with PQconnectStart/PQconnectPoll and driven by one
  * poll() loop, at most PARALLEL at a time: an unbounded burst would overflow
@@ -74,6 +78,8 @@ struct idle_run {
 	int failed;                            /* reached IDLE_FAILED */
 	struct error_count errors[MAX_ERRORS]; /* distinct failure texts */
 	int other_errors;                      /* failures beyond MAX_ERRORS distinct texts */
+	char **conninfos;                      /* connection i uses conninfos[i % nconninfo] */
+	int nconninfo;
 };
 
 /*
@@ -102,7 +108,7 @@ static double now_seconds(void)
 static void usage(void)
 {
 	fprintf(stderr, "usage: idle_clients [-n COUNT] [-p PARALLEL] [-t TIMEOUT_S] [-S] "
-	                "CONNINFO\n");
+	                "[-H HOST,...] CONNINFO\n");
 	exit(2);
 }
 
@@ -270,7 +276,7 @@ static bool stop_requested(struct pollfd *pfd, bool watch_stdin)
  * The connect phase.  Returns false when a stop was asked for before all
  * connections finished.
  */
-static bool open_all(struct idle_run *run, const char *conninfo, double deadline, bool watch_stdin)
+static bool open_all(struct idle_run *run, double deadline, bool watch_stdin)
 {
 	struct pollfd *pfd = calloc((size_t)run->parallel + 2, sizeof(*pfd));
 	int *who = calloc((size_t)run->parallel + 2, sizeof(*who));
@@ -283,8 +289,11 @@ static bool open_all(struct idle_run *run, const char *conninfo, double deadline
 	while (run->ok + run->failed < run->count) {
 		int n = 2, i;
 
-		while (run->inflight < run->parallel && run->next < run->count)
+		while (run->inflight < run->parallel && run->next < run->count) {
+			const char *conninfo = run->conninfos[run->next % run->nconninfo];
+
 			conn_start(run, &run->conns[run->next++], conninfo);
+		}
 		pfd[0] = (struct pollfd){.fd = signal_pipe[0], .events = POLLIN};
 		pfd[1] = (struct pollfd){.fd = watch_stdin ? STDIN_FILENO : -1, .events = POLLIN};
 		/*
@@ -397,6 +406,35 @@ static void raise_fd_limit(int count)
 		        (unsigned long long)rl.rlim_cur, count);
 }
 
+/* One conninfo per host of the comma-separated list, or CONNINFO alone without one. */
+static int split_hosts(struct idle_run *run, const char *conninfo, const char *hosts)
+{
+	char *list, *save = NULL;
+
+	run->conninfos = calloc(hosts != NULL ? strlen(hosts) + 1 : 1, sizeof(char *));
+	if (run->conninfos == NULL)
+		return -1;
+	if (hosts == NULL) {
+		run->conninfos[run->nconninfo++] = (char *)conninfo;
+		return 0;
+	}
+	if ((list = strdup(hosts)) == NULL)
+		return -1;
+	for (char *h = strtok_r(list, ",", &save); h != NULL; h = strtok_r(NULL, ",", &save)) {
+		size_t len = strlen(conninfo) + strlen(h) + 8;
+		char *one = malloc(len);
+
+		if (one == NULL)
+			return -1;
+		snprintf(one, len, "%s host=%s", conninfo, h);
+		run->conninfos[run->nconninfo++] = one;
+	}
+	free(list);
+	if (run->nconninfo == 0)
+		run->conninfos[run->nconninfo++] = (char *)conninfo;
+	return 0;
+}
+
 static void print_errors(const struct idle_run *run)
 {
 	for (int i = 0; i < MAX_ERRORS && run->errors[i].text != NULL; i++)
@@ -413,9 +451,13 @@ int main(int argc, char **argv)
 	bool watch_stdin = true;
 	struct sigaction sa = {.sa_handler = stop_signal_cb};
 	int opt, held;
+	const char *hosts = NULL;
 
-	while ((opt = getopt(argc, argv, "n:p:t:S")) != -1) {
+	while ((opt = getopt(argc, argv, "n:p:t:SH:")) != -1) {
 		switch (opt) {
+		case 'H':
+			hosts = optarg;
+			break;
 		case 'n':
 			run.count = atoi(optarg);
 			break;
@@ -435,6 +477,10 @@ int main(int argc, char **argv)
 	if (optind != argc - 1 || run.count < 1 || run.parallel < 1)
 		usage();
 	raise_fd_limit(run.count);
+	if (split_hosts(&run, argv[optind], hosts) < 0) {
+		fprintf(stderr, "idle_clients: out of memory\n");
+		return 2;
+	}
 	if (pipe(signal_pipe) != 0) {
 		perror("idle_clients: pipe");
 		return 2;
@@ -451,7 +497,7 @@ int main(int argc, char **argv)
 	}
 
 	start = now_seconds();
-	if (open_all(&run, argv[optind], start + timeout, watch_stdin)) {
+	if (open_all(&run, start + timeout, watch_stdin)) {
 		double took = now_seconds() - start;
 
 		printf("ready ok=%d failed=%d seconds=%.3f rate=%.1f\n", run.ok, run.failed, took,

@@ -1,7 +1,7 @@
 #!/bin/bash
 # sluice benchmark: direct Postgres, PgBouncer and sluice in one run.
 #
-#   bench/run.sh [--quick] [--keep-logs] [--ref REV | --sluice PATH]
+#   bench/run.sh [--quick] [--keep-logs] [--workers LIST] [--ref REV | --sluice PATH]
 #
 # Starts a throwaway Postgres 15, PgBouncer and sluice with equal settings
 # (transaction pooling, pool size 20, SCRAM clients, TCP on 127.0.0.1), then
@@ -20,6 +20,18 @@
 #              bench/out/src-ref), not the working tree: the figures then
 #              name one commit even while the tree is being edited
 # --sluice P   benchmark the sluice binary P as it is, building nothing
+# --workers L  sluice worker counts to sweep (default "1 2 auto", auto = one
+#              per core; also SLUICE_BENCH_WORKERS): "sluice" is always
+#              workers = 1, every other count is target sluice_wN, run in the
+#              throughput scenarios (select_c64, select_c256, extended_c64)
+#              and reported with its TPS per pooler core
+#
+# SLUICE_BENCH_IDLE_N sets the number of idle clients (default 10,000; 1,000
+# with --quick).  The descriptor limits are raised to fit, as far as the hard
+# limit allows (the script says so and stops when it cannot); past 25,000
+# clients they connect to several loopback addresses (127.0.0.1, .2, ...),
+# because one source and destination address pair has only about 28,000
+# ephemeral ports.
 #
 # Needs: root (Postgres and PgBouncer then run as the user sluicepg) or a
 # user who may run them; postgresql-15, pgbouncer, libpq-dev, pkg-config,
@@ -47,9 +59,14 @@ mode=full
 keep_logs=0
 ref=
 sluice_bin=
+workers_list=${SLUICE_BENCH_WORKERS:-1 2 auto}
 while [ $# -gt 0 ]; do
   case $1 in
   --quick) mode=quick ;;
+  --workers)
+    workers_list=${2:?--workers needs a list such as "1 2 auto"}
+    shift
+    ;;
   --keep-logs) keep_logs=1 ;;
   --ref)
     ref=${2:?--ref needs a revision}
@@ -81,11 +98,29 @@ else
   # clients on a quiet machine and much longer on a loaded one.
   warmup=2 duration=8 tail=1 scale=10 idle_n=10000 idle_timeout=180
 fi
+idle_n=${SLUICE_BENCH_IDLE_N:-$idle_n}
+# SCRAM logins run at a few hundred a second on a loaded machine.
+idle_timeout=$((idle_timeout > idle_n / 50 ? idle_timeout : idle_n / 50))
 # The same in microseconds, for the shell's integer arithmetic.
 read -r warmup_us duration_us tail_us < <(awk -v w="$warmup" -v d="$duration" -v t="$tail" \
   'BEGIN { printf "%d %d %d\n", w * 1e6, d * 1e6, t * 1e6 }')
 pool_size=20
-max_client_conn=20000
+max_client_conn=$((idle_n + 1000 > 20000 ? idle_n + 1000 : 20000))
+# Loopback addresses the poolers listen on and the idle clients spread over.
+nhosts=$(((idle_n + 24999) / 25000))
+listen_hosts=127.0.0.1
+for ((h = 2; h <= nhosts; h++)); do listen_hosts+=",127.0.0.$h"; done
+
+# Worker counts swept besides workers = 1 (the "sluice" target), deduplicated.
+sweep_workers=()
+for w in $workers_list; do
+  [ "$w" = auto ] && w=$(nproc)
+  [[ $w =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: bad worker count $w" >&2; exit 2; }
+  [ "$w" = 1 ] && continue
+  [[ " ${sweep_workers[*]} " == *" $w "* ]] || sweep_workers+=("$w")
+done
+sweep_scenarios=" select_c64 select_c256 extended_c64 "
+declare -A sweep_pid=() sweep_port=()
 
 # name, clients, pgbench options.  Ordered as in analyze.py's report.
 scenarios=(
@@ -261,12 +296,14 @@ cleanup() {
   stop_pid "$job_pid"
   stop_pid "$sluice_pid"
   stop_pid "$pgbouncer_pid"
+  for w in "${sweep_workers[@]}"; do stop_pid "${sweep_pid[$w]:-}"; done
   if [ "$pg_started" = 1 ]; then
     as_pg "$pgbin/pg_ctl" stop -D "$work/data" -m immediate -w -t 30 >/dev/null 2>&1 || true
   fi
   if [ -n "$work" ] && [ -d "$work" ]; then
     mkdir -p "$logs"
-    for f in postgres.log pgbouncer.log sluice.log pgbouncer.ini sluice.ini; do
+    for f in postgres.log pgbouncer.log sluice.log pgbouncer.ini sluice.ini "$work"/sluice_w*; do
+      f=${f##*/}
       if [ -f "$work/$f" ]; then cp "$work/$f" "$logs/" || true; fi
     done
     rm -rf "$work"
@@ -283,11 +320,15 @@ mkdir -p "$out"
 rm -rf "$logs" "$out/runs.jsonl" "$out"/results.* "$out"/tps_p99.*
 mkdir -p "$logs"
 
-# 10,000 idle clients need 10,000 descriptors in the client and in each
-# pooler; the daemons inherit this limit through setpriv.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+# N idle clients need N descriptors in the client and in each pooler; the
+# daemons inherit these limits through setpriv (sluice also raises its soft
+# limit to the hard one itself).  Raising the hard limit needs root with
+# CAP_SYS_RESOURCE; a container may not grant it.
+fd_need=$((idle_n + 1024 > 65536 ? idle_n + 1024 : 65536))
+ulimit -Hn "$fd_need" 2>/dev/null || true
+ulimit -n "$fd_need" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" -ge $((idle_n + 200)) ] ||
-  die "open file limit $(ulimit -n) is too low for $idle_n idle clients"
+  die "open file limit $(ulimit -n) (hard limit $(ulimit -Hn)) is too low for $idle_n idle clients; lower SLUICE_BENCH_IDLE_N or raise the hard limit"
 
 [ -x "$pgbin/postgres" ] || die "no Postgres 15 in $pgbin"
 [ -x "$pgbouncer_bin" ] || die "no pgbouncer at $pgbouncer_bin"
@@ -381,7 +422,7 @@ as_pg tee -a "$work/data/postgresql.conf" >/dev/null <<EOF
 listen_addresses = '127.0.0.1'
 port = $pg_port
 unix_socket_directories = '$sock'
-max_connections = 320
+max_connections = 400
 shared_buffers = 256MB
 fsync = off
 synchronous_commit = off
@@ -421,7 +462,7 @@ as_pg tee "$work/pgbouncer.ini" >/dev/null <<EOF
 bench = host=127.0.0.1 port=$pg_port dbname=bench
 
 [pgbouncer]
-listen_addr = 127.0.0.1
+listen_addr = $listen_hosts
 listen_port = $pgbouncer_port
 unix_socket_dir =
 auth_type = scram-sha-256
@@ -436,7 +477,7 @@ log_disconnections = 0
 EOF
 as_pg tee "$work/sluice.ini" >/dev/null <<EOF
 [sluice]
-listen_addr = 127.0.0.1
+listen_addr = $listen_hosts
 listen_port = $sluice_port
 unix_socket_dir =
 auth_file = $work/userlist.txt
@@ -484,14 +525,31 @@ start_sluice() {
   wait_ready "$sluice_port" "$sluice_pid"
 }
 
+# The sweep's sluices: the same configuration with another port and worker count.
+start_sluice_w() {
+  local w=$1
+  spawn_as_pg "$work/sluice" "$work/sluice_w$w.ini" >>"$work/sluice_w$w.log" 2>&1
+  sweep_pid[$w]=$spawned
+  wait_ready "${sweep_port[$w]}" "$spawned"
+}
+
 start_pgbouncer || say "PgBouncer did not start: $(tail -n 3 "$work/pgbouncer.log")"
 start_sluice || say "sluice did not start: $(tail -n 3 "$work/sluice.log")"
+next_port=$sluice_port
+for w in "${sweep_workers[@]}"; do
+  next_port=$(next_free_port $((next_port + 1)))
+  sweep_port[$w]=$next_port
+  sed -e "s/^listen_port = .*/listen_port = $next_port/" -e "s/^workers = .*/workers = $w/" \
+    "$work/sluice.ini" | as_pg tee "$work/sluice_w$w.ini" >/dev/null
+  start_sluice_w "$w" || say "sluice (workers = $w) did not start: $(tail -n 3 "$work/sluice_w$w.log")"
+done
 
 target_port() {
   case $1 in
   direct) echo "$pg_port" ;;
   pgbouncer) echo "$pgbouncer_port" ;;
   sluice) echo "$sluice_port" ;;
+  sluice_w*) echo "${sweep_port[${1#sluice_w}]}" ;;
   esac
 }
 
@@ -499,7 +557,16 @@ target_pid() {
   case $1 in
   pgbouncer) echo "$pgbouncer_pid" ;;
   sluice) echo "$sluice_pid" ;;
+  sluice_w*) echo "${sweep_pid[${1#sluice_w}]:-}" ;;
   *) echo "" ;;
+  esac
+}
+
+# Starts TARGET (a pooler) by name.
+start_target() {
+  case $1 in
+  sluice_w*) start_sluice_w "${1#sluice_w}" ;;
+  *) "start_$1" ;;
   esac
 }
 
@@ -512,7 +579,7 @@ ensure_pooler() {
   [ "$target" = direct ] && return 0
   is_alive "$(target_pid "$target")" && return 0
   say "$target is not running; restarting it"
-  if "start_$target"; then
+  if start_target "$target"; then
     restart_note="$target was not running before this run and was restarted"
   else
     restart_note="$target was not running and did not restart: $(tail -n 2 "$work/$target.log" | tr '\n' ' ')"
@@ -531,6 +598,7 @@ json.dump({
     "mode": "$mode",
     "warmup_s": $warmup, "duration_s": $duration, "tail_s": $tail, "scale": $scale,
     "idle_clients": $idle_n, "pool_size": $pool_size,
+    "sweep_workers": [${sweep_workers[*]/%/,}],
     "nproc": sh("nproc"),
     "cpu_model": model[0] if model else "unknown",
     "lscpu": lscpu,
@@ -672,9 +740,17 @@ field() {
 
 # Idle clients against one pooler: RSS before, open them all, RSS and server
 # connections while they are held, then let them go.
+#
+# The pooler is restarted first, so "RSS before" is a fresh process that has
+# done one login (wait_ready's).  Measured on the pooler that had served all
+# the pgbench runs, as until December 2026, the growth missed whatever the
+# idle clients took from memory those runs had freed but the heap kept (256
+# clients' logins and buffers): 0.72 KB per sluice client that way, 1.18 KB
+# by the growth of a fresh process (issue 19).
 run_idle() {
   local target=$1 port pid rc=0 rss0 rss1=-1 cpu0 cpu1=-1 conns=-1 deadline ready done_line
   local ok failed seconds held cpu at rss
+  stop_pid "$(target_pid "$target")"
   ensure_pooler "$target"
   port=$(target_port "$target")
   pid=$(target_pid "$target")
@@ -682,11 +758,11 @@ run_idle() {
   read_cpu "$pid"
   rss0=$rss cpu0=$cpu
   timeout -k 5 $((idle_timeout + 120)) "$out/idle_clients" -S -n "$idle_n" -p 64 \
-    -t "$idle_timeout" "host=127.0.0.1 port=$port dbname=bench user=bench" \
+    -t "$idle_timeout" -H "$listen_hosts" "host=127.0.0.1 port=$port dbname=bench user=bench" \
     >"$logs/idle_$target.out" 2>"$logs/idle_$target.err" &
   job_pid=$!
   deadline=$((EPOCHSECONDS + idle_timeout + 30))
-  while is_alive "$job_pid" && ! grep -q '^ready' "$logs/idle_$target.out" &&
+  while is_alive "$job_pid" && ! grep -qs '^ready' "$logs/idle_$target.out" &&
     [ "$EPOCHSECONDS" -lt "$deadline" ]; do
     sleep 0.5
   done
@@ -731,6 +807,12 @@ for spec in "${scenarios[@]}"; do
     # shellcheck disable=SC2086 # the options are several words on purpose
     run_pgbench "$scenario" "$target" "$clients" $options
   done
+  if [[ $sweep_scenarios == *" $scenario "* ]]; then
+    for w in "${sweep_workers[@]}"; do
+      # shellcheck disable=SC2086
+      run_pgbench "$scenario" "sluice_w$w" "$clients" $options
+    done
+  fi
   i=$((i + 1))
 done
 
