@@ -34,6 +34,11 @@ Test(qstats, literals_comments_and_whitespace)
 	expect_normalised("select $1, $tag$body$tag$ from t", "select $1, ? from t");
 	/* A quoted identifier keeps its spaces and what looks like a comment. */
 	expect_normalised("select \"a  -- b\"  from t", "select \"a  -- b\" from t");
+	/* Literal prefixes, at the end of the text too, and words that only look like them. */
+	expect_normalised("select x'1f', U&'d', e from t where n = b",
+	                  "select ?, ?, e from t where n = b");
+	expect_normalised("select e", "select e");
+	expect_normalised("select a.b--c\n, $1", "select a.b , $1");
 	expect_normalised("", "");
 	expect_normalised(" \n ;", "");
 }
