@@ -509,6 +509,45 @@ static enum prep_result need_whole(struct client *c, const struct frame *f)
 static bool parse_deallocate(const char *sql, char *name, size_t cap);
 
 /*
+ * An unnamed Parse of "EXECUTE name(...)" of a name the client PREPAREd in
+ * SQL (psycopg 3 sends EXECUTE with parameters this way): the name is
+ * rewritten.  A server that lacks the statement gets its PREPARE first, as a
+ * Query, but only between requests (nothing outstanding): inside a pipeline
+ * the Parse passes through and fails with 26000.
+ */
+static enum prep_result unnamed_execute(struct client *c, struct server *s, const struct frame *f,
+                                        const char *msg)
+{
+	const char *text = msg + FRAME_HEADER_LEN + 1;
+	size_t text_len = strnlen(text, frame_total(f) - FRAME_HEADER_LEN - 1);
+	size_t tail = frame_total(f) - FRAME_HEADER_LEN - 1 - text_len, after;
+	struct evbuffer *out = conn_out(&s->conn);
+	char name[PREP_NAME_MAX + 1], sname[SERVER_NAME_MAX];
+	struct client_stmt *cs;
+	struct server_stmt *e;
+
+	if (tail == 0 || (after = sqlscan_name(text, text_len, NULL, name, sizeof(name))) == 0 ||
+	    (cs = map_find(&c->stmts, name)) == NULL || !cs->ps->sql)
+		return PREP_PASS;
+	e = cache_find(&s->stmts, cs->ps->id);
+	if ((e == NULL || e->generation != cs->ps->generation) &&
+	    (requests_count(&s->requests) > 0 || s->requests.skip_to_sync))
+		return PREP_PASS;
+	ensure_prepared(s, cs->ps, REQ_INJECTED_SQL);
+	server_name(cs->ps, cs->ps->generation, sname);
+	write_header(out, 'P', (uint32_t)(4 + 1 + 8 + strlen(sname) + text_len - after + tail));
+	evbuffer_add(out, "", 1);
+	evbuffer_add(out, "EXECUTE ", 8);
+	evbuffer_add(out, sname, strlen(sname));
+	evbuffer_add(out, text + after, text_len - after);
+	evbuffer_add(out, text + text_len, tail);
+	evbuffer_drain(c->conn.in, frame_total(f));
+	c->pool->stats.bytes_received += frame_total(f);
+	relay_track_request(s, 'P');
+	return PREP_DONE;
+}
+
+/*
  * The unnamed statement is the client's own business, except `DEALLOCATE
  * name` of a tracked name sent through the extended protocol (psycopg 3,
  * libpq's PQexecParams): the name exists only in sluice, so the Parse, Bind,
@@ -527,6 +566,9 @@ static enum prep_result handle_unnamed_parse(struct client *c, struct server *s,
 		return PREP_WAIT;
 	evbuffer_copyout(in, sql, frame_total(f));
 	sql[frame_total(f)] = '\0';
+	if (sqlscan_verb(sql + FRAME_HEADER_LEN + 1, frame_total(f) - FRAME_HEADER_LEN - 1) ==
+	    SQL_VERB_EXECUTE)
+		return unnamed_execute(c, s, f, sql);
 	if (!parse_deallocate(sql + FRAME_HEADER_LEN + 1, name, sizeof(name)) ||
 	    map_find(&c->stmts, name) == NULL)
 		return PREP_PASS;

@@ -304,6 +304,12 @@ Test(txn_state, sql_deallocate_and_errors)
 	PQclear(harness_exec_ok(a, "prepare s3 as select 9"));
 	cr_assert_eq(harness_query_int(b, "select 1"), 1);
 	cr_assert_eq(harness_query_int(a, "execute s3"), 9);
+	/* EXECUTE through the extended protocol (an unnamed Parse), on a server without it. */
+	PQclear(harness_exec_ok(b, "deallocate all")); /* on the one server: s3 is gone there */
+	res = PQexecParams(a, "EXECUTE s3", 0, NULL, NULL, NULL, NULL, 0);
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(a));
+	cr_assert_str_eq(PQgetvalue(res, 0, 0), "9");
+	PQclear(res);
 	PQfinish(a);
 	PQfinish(b);
 }
