@@ -11,34 +11,62 @@
 
 struct keyword {
 	const char *word;
+	size_t len;
 	enum sql_verb verb;
 };
 
+#define KW(w, v)                                                                                   \
+	{                                                                                          \
+		w, sizeof(w) - 1, v                                                                \
+	}
+
 static const struct keyword keywords[] = {
-    {"set", SQL_VERB_SET},
-    {"reset", SQL_VERB_RESET},
-    {"discard", SQL_VERB_DISCARD},
-    {"create", SQL_VERB_CREATE},
-    {"declare", SQL_VERB_DECLARE},
-    {"close", SQL_VERB_CLOSE},
-    {"drop", SQL_VERB_DROP},
-    {"load", SQL_VERB_LOAD},
-    {"prepare", SQL_VERB_PREPARE},
-    {"execute", SQL_VERB_EXECUTE},
-    {"listen", SQL_VERB_LISTEN},
-    {"unlisten", SQL_VERB_UNLISTEN},
-    {"deallocate", SQL_VERB_DEALLOCATE},
+    KW("set", SQL_VERB_SET),
+    KW("reset", SQL_VERB_RESET),
+    KW("discard", SQL_VERB_DISCARD),
+    KW("create", SQL_VERB_CREATE),
+    KW("declare", SQL_VERB_DECLARE),
+    KW("close", SQL_VERB_CLOSE),
+    KW("drop", SQL_VERB_DROP),
+    KW("load", SQL_VERB_LOAD),
+    KW("prepare", SQL_VERB_PREPARE),
+    KW("execute", SQL_VERB_EXECUTE),
+    KW("listen", SQL_VERB_LISTEN),
+    KW("unlisten", SQL_VERB_UNLISTEN),
+    KW("deallocate", SQL_VERB_DEALLOCATE),
 };
+
+/* ASCII case-insensitive compare with a lower-case word: no locale lookups on the hot path. */
+static bool ieq(const char *text, const char *lower, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char ch = text[i];
+
+		if (ch >= 'A' && ch <= 'Z')
+			ch = (char)(ch | 0x20);
+		if (ch != lower[i])
+			return false;
+	}
+	return true;
+}
+
+static bool is_alpha(char ch)
+{
+	return (ch | 0x20) >= 'a' && (ch | 0x20) <= 'z';
+}
 
 static bool is_word_char(char ch)
 {
-	return isalnum((unsigned char)ch) || ch == '_' || ch == '$' || (unsigned char)ch >= 0x80;
+	return is_alpha(ch) || (ch >= '0' && ch <= '9') || ch == '_' || ch == '$' ||
+	       (unsigned char)ch >= 0x80;
 }
 
 size_t sqlscan_skip_space(const char *text, size_t n, size_t i)
 {
 	while (i < n) {
-		if (isspace((unsigned char)text[i])) {
+		char ch = text[i];
+
+		if (ch == ' ' || (ch >= '\t' && ch <= '\r')) {
 			i++;
 		} else if (text[i] == '-' && i + 1 < n && text[i + 1] == '-') {
 			while (i < n && text[i] != '\n')
@@ -77,15 +105,16 @@ enum sql_verb sqlscan_verb(const char *text, size_t n)
 			break;
 	}
 	start = i;
-	while (i < n && isalpha((unsigned char)text[i]))
+	while (i < n && is_alpha(text[i]))
 		i++;
 	len = i - start;
 	/* A word cut off by the end of the bytes is not known to be that word. */
 	if (len < 3 || len > 10 || i == n || is_word_char(text[i]))
 		return SQL_VERB_OTHER;
+	/* Length and first letter first: most texts start with SELECT, INSERT, BEGIN... */
 	for (size_t k = 0; k < sizeof(keywords) / sizeof(keywords[0]); k++)
-		if (strlen(keywords[k].word) == len &&
-		    strncasecmp(text + start, keywords[k].word, len) == 0)
+		if (keywords[k].len == len && keywords[k].word[0] == (text[start] | 0x20) &&
+		    ieq(text + start, keywords[k].word, len))
 			return keywords[k].verb;
 	return SQL_VERB_OTHER;
 }
@@ -95,7 +124,7 @@ static bool word_before(const char *text, size_t end, const char *word)
 {
 	size_t len = strlen(word);
 
-	if (end < len || strncasecmp(text + end - len, word, len) != 0)
+	if (end < len || !ieq(text + end - len, word, len))
 		return false;
 	return end == len || !is_word_char(text[end - len - 1]);
 }
@@ -107,10 +136,15 @@ unsigned sqlscan_mentions(const char *text, size_t n)
 
 	while (p < end && (u = memchr(p, '_', (size_t)(end - p))) != NULL) {
 		size_t at = (size_t)(u - text), left = n - at;
+		char next = left > 1 ? (char)(u[1] | 0x20) : 0;
 
-		if (left >= 7 && strncasecmp(u, "_config", 7) == 0 && word_before(text, at, "set"))
+		if (next != 'c' && next != 'a') {
+			p = u + 1;
+			continue;
+		}
+		if (left >= 7 && ieq(u, "_config", 7) && word_before(text, at, "set"))
 			found |= SQL_MENTIONS_SET_CONFIG;
-		else if (left >= 9 && strncasecmp(u, "_advisory", 9) == 0 &&
+		else if (left >= 9 && ieq(u, "_advisory", 9) &&
 		         (word_before(text, at, "pg") || word_before(text, at, "pg_try")))
 			found |= SQL_MENTIONS_ADVISORY;
 		p = u + 1;
