@@ -350,7 +350,7 @@ void pool_reap(struct worker *w)
 
 		LOG_AT(w->log, LOG_DEBUG, &ctx, "pool freed: %s",
 		       p->db_missing
-		           ? "the database does not exist"
+		           ? "the database does not exist or could not be reached"
 		           : "no clients and no server connections for autodb_idle_timeout");
 		pool_free(p);
 	}
@@ -969,8 +969,14 @@ void pool_connect_failed(struct pool *p, const char *sqlstate, const char *msg, 
 	snprintf(p->last_error, sizeof(p->last_error), "%s", msg);
 	if (!host_down)
 		p->retry_after_us = now + p->w->cfg->server_login_retry_us;
-	/* A made-up name: keep nothing for it (no backoff either) once its clients are gone. */
-	if (p->is_auto && strcmp(sqlstate, SQLSTATE_INVALID_CATALOG_NAME) == 0) {
+	/*
+	 * A made-up name: keep nothing for it (no backoff either) once its clients
+	 * are gone.  So too for a name no server ever logged in to, whatever the
+	 * error: while Postgres is unreachable or slow, every made-up name would
+	 * otherwise keep its pool (about 60 kB) for autodb_idle_timeout.
+	 */
+	if (p->is_auto &&
+	    (strcmp(sqlstate, SQLSTATE_INVALID_CATALOG_NAME) == 0 || !p->have_defaults)) {
 		p->db_missing = true;
 		track_use(p);
 	}
