@@ -1,10 +1,4 @@
 /*
- * Worker threads.  Each runs its own event_base; other threads reach it only
- * through its inbox.  Closed clients and servers are freed by the reaper, an
- * event at a lower priority than all I/O, so no object is freed while one of
- * its own callbacks is still on the stack.
- */
-/*
  * Worker threads.  Each runs its own loop; other threads reach it only
  * through its inbox.  Closed clients and servers are freed by the loop's
  * reaper, after all I/O callbacks of the turn, so no object is freed while
