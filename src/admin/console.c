@@ -401,13 +401,25 @@ static void latency_done_cb(struct latency_report *rep, void *arg)
 	op_returned(op);
 }
 
-enum console_result console_run_latency(struct console_op *op)
+/*
+ * Marks the console busy with OP, whose answer comes back through
+ * op_returned, before its request is posted.
+ */
+static struct console_conn *op_begin(struct console_op *op)
 {
 	struct console_conn *conn = op->conn;
 
 	conn->op = op;
 	conn->inflight = true;
-	if (latency_gather(conn->w->shared, &conn->w->inbox, latency_done_cb, op) < 0) {
+	return conn;
+}
+
+/* Undoes op_begin and says why when the request could not be posted. */
+static enum console_result op_posted(struct console_op *op, int posted)
+{
+	struct console_conn *conn = op->conn;
+
+	if (posted < 0) {
 		conn->inflight = false;
 		conn->op = NULL;
 		console_op_free(op);
@@ -415,6 +427,13 @@ enum console_result console_run_latency(struct console_op *op)
 		return ADMIN_FAILED;
 	}
 	return ADMIN_PENDING;
+}
+
+enum console_result console_run_latency(struct console_op *op)
+{
+	struct console_conn *conn = op_begin(op);
+
+	return op_posted(op, latency_gather(conn->w->shared, &conn->w->inbox, latency_done_cb, op));
 }
 
 static void queries_done_cb(struct query_report *rep, void *arg)
@@ -427,18 +446,9 @@ static void queries_done_cb(struct query_report *rep, void *arg)
 
 enum console_result console_run_queries(struct console_op *op)
 {
-	struct console_conn *conn = op->conn;
+	struct console_conn *conn = op_begin(op);
 
-	conn->op = op;
-	conn->inflight = true;
-	if (queries_gather(conn->w->shared, &conn->w->inbox, queries_done_cb, op) < 0) {
-		conn->inflight = false;
-		conn->op = NULL;
-		console_op_free(op);
-		console_reply_error(conn, SQLSTATE_INTERNAL_ERROR, "out of memory");
-		return ADMIN_FAILED;
-	}
-	return ADMIN_PENDING;
+	return op_posted(op, queries_gather(conn->w->shared, &conn->w->inbox, queries_done_cb, op));
 }
 
 enum console_result console_run_gather(struct console_op *op)
@@ -468,18 +478,9 @@ static void control_cb(void *owner, void *arg)
 
 enum console_result console_run_control(struct console_op *op)
 {
-	struct console_conn *conn = op->conn;
+	struct console_conn *conn = op_begin(op);
 
-	conn->op = op;
-	conn->inflight = true;
-	if (inbox_post(&runtime_of(conn->w)->inbox, control_cb, op) < 0) {
-		conn->inflight = false;
-		conn->op = NULL;
-		console_reply_error(conn, SQLSTATE_INTERNAL_ERROR, "out of memory");
-		console_op_free(op);
-		return ADMIN_FAILED;
-	}
-	return ADMIN_PENDING;
+	return op_posted(op, inbox_post(&runtime_of(conn->w)->inbox, control_cb, op));
 }
 
 void console_poll_later(struct console_op *op)
