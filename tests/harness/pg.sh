@@ -32,6 +32,7 @@ link=$run/$name
 envfile=$run/$name.env
 pgbin=${SLUICE_PGBIN:-/usr/lib/postgresql/15/bin}
 superuser=sluicepg
+owner=$superuser
 first_port=54320
 last_port=54419
 
@@ -40,35 +41,8 @@ die() {
   exit 1
 }
 
-is_root() {
-  [ "$(id -u)" -eq 0 ]
-}
-
-# Runs a command as the cluster's owner.  The working directory is / because
-# the checkout may be one the owner cannot enter, and some Postgres tools
-# resolve their own path against it.
-as_pg() {
-  if is_root; then
-    (cd / && runuser -u "$superuser" -- "$@")
-  else
-    (cd / && "$@")
-  fi
-}
-
-ensure_user() {
-  if is_root && ! id -u "$superuser" >/dev/null 2>&1; then
-    useradd --system --user-group --home-dir /nonexistent \
-      --shell /usr/sbin/nologin "$superuser"
-  fi
-}
-
-owner_group() {
-  if is_root; then
-    echo "$superuser:$superuser"
-  else
-    echo "$(id -un):$(id -gn)"
-  fi
-}
+# shellcheck source=tests/harness/owner.sh
+. "$root/tests/harness/owner.sh"
 
 # Where the cluster's files go.  Normally .run/NAME itself; but when the
 # cluster's owner cannot reach .run (a checkout under /root, say: opening /root
@@ -90,7 +64,7 @@ place_data() {
     return
   fi
   local probe="$link/socket/.s.PGSQL.65535"
-  if [ "${#probe}" -le 100 ] && as_pg test -x "$run"; then
+  if [ "${#probe}" -le 100 ] && as_owner test -x "$run"; then
     make_private_dir "$link"
   else
     local hash
@@ -98,23 +72,6 @@ place_data() {
     make_private_dir "/tmp/sluice-pg-$hash"
     ln -s "/tmp/sluice-pg-$hash" "$link"
   fi
-}
-
-# Creates DIR for the cluster's owner, refusing one that someone else made
-# first (a planted directory or symlink under /tmp must not be trusted).
-make_private_dir() {
-  local dir=$1
-  if [ -e "$dir" ] || [ -L "$dir" ]; then
-    if [ -L "$dir" ] || [ ! -d "$dir" ]; then
-      die "$dir exists and is not a directory"
-    fi
-    local who
-    who=$(stat -c %U:%G "$dir")
-    [ "$who" = "$(owner_group)" ] || die "$dir belongs to $who, not $(owner_group)"
-    return
-  fi
-  mkdir -m 0755 "$dir"
-  chown "$(owner_group)" "$dir"
 }
 
 pg_paths() {
@@ -129,13 +86,13 @@ init_cluster() {
     return
   fi
   echo "pg.sh: initdb in $data" >&2
-  as_pg mkdir -m 0700 "$sock"
+  as_owner mkdir -m 0700 "$sock"
   # --no-sync: a throwaway cluster has nothing to lose.
-  as_pg "$pgbin/initdb" -D "$data" -U "$superuser" -E UTF8 --locale=C \
+  as_owner "$pgbin/initdb" -D "$data" -U "$superuser" -E UTF8 --locale=C \
     --auth-local=trust --auth-host=scram-sha-256 --no-sync >"$pgdir/initdb.log" 2>&1 ||
     { cat "$pgdir/initdb.log" >&2; die "initdb failed"; }
   local q="'"
-  as_pg tee -a "$data/postgresql.conf" >/dev/null <<EOF
+  as_owner tee -a "$data/postgresql.conf" >/dev/null <<EOF
 
 # Set by tests/harness/pg.sh.
 listen_addresses = '127.0.0.1'
@@ -156,29 +113,29 @@ EOF
 setup_tls() {
   local tls=$pgdir/tls
   if [ ! -f "$tls/server.crt" ]; then
-    as_pg mkdir -p -m 0755 "$tls"
-    as_pg openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    as_owner mkdir -p -m 0755 "$tls"
+    as_owner openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
       -days 3650 -subj "/CN=sluice test CA" -keyout "$tls/ca.key" -out "$tls/ca.crt" \
       >/dev/null 2>&1 || die "openssl: making the test CA failed"
-    as_pg openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    as_owner openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
       -subj "/CN=localhost" -keyout "$tls/server.key" -out "$tls/server.csr" \
       >/dev/null 2>&1 || die "openssl: making the server key failed"
-    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' | as_pg tee "$tls/san.ext" >/dev/null
-    as_pg openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" \
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' | as_owner tee "$tls/san.ext" >/dev/null
+    as_owner openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" \
       -CAcreateserial -days 3650 -extfile "$tls/san.ext" -out "$tls/server.crt" \
       >/dev/null 2>&1 || die "openssl: signing the server certificate failed"
-    as_pg chmod 0600 "$tls/server.key" "$tls/ca.key"
+    as_owner chmod 0600 "$tls/server.key" "$tls/ca.key"
   fi
   if ! grep -q "sluice-tls.conf" "$data/postgresql.conf"; then
-    echo "include_if_exists = 'sluice-tls.conf'" | as_pg tee -a "$data/postgresql.conf" >/dev/null
+    echo "include_if_exists = 'sluice-tls.conf'" | as_owner tee -a "$data/postgresql.conf" >/dev/null
   fi
-  as_pg tee "$data/sluice-tls.conf" >/dev/null <<EOF
+  as_owner tee "$data/sluice-tls.conf" >/dev/null <<EOF
 ssl = on
 ssl_cert_file = '$tls/server.crt'
 ssl_key_file = '$tls/server.key'
 EOF
   # Matched top to bottom: tlsonly and md5user first.
-  as_pg tee "$data/pg_hba.conf" >/dev/null <<EOF
+  as_owner tee "$data/pg_hba.conf" >/dev/null <<EOF
 # Set by tests/harness/pg.sh.
 local     all all                  trust
 local     replication all          trust
@@ -209,10 +166,10 @@ postmaster_pid() {
     fi
   fi
   echo "pg.sh: removing stale $pidfile" >&2
-  as_pg rm -f "$pidfile"
+  as_owner rm -f "$pidfile"
   # The socket's lock file names the same dead (or zombie) postmaster, and
   # Postgres would refuse to start while a zombie answers kill -0.
-  as_pg find "$sock" -maxdepth 1 -name '.s.PGSQL.*.lock' -delete 2>/dev/null || true
+  as_owner find "$sock" -maxdepth 1 -name '.s.PGSQL.*.lock' -delete 2>/dev/null || true
   return 1
 }
 
@@ -241,8 +198,8 @@ start_on_free_port() {
       port=$((port + 1))
       [ "$port" -le "$last_port" ] || port=$first_port
     done
-    echo "port = $port" | as_pg tee "$data/sluice-port.conf" >/dev/null
-    if as_pg "$pgbin/pg_ctl" start -D "$data" -l "$logfile" -w -t 120 >/dev/null; then
+    echo "port = $port" | as_owner tee "$data/sluice-port.conf" >/dev/null
+    if as_owner "$pgbin/pg_ctl" start -D "$data" -l "$logfile" -w -t 120 >/dev/null; then
       return 0
     fi
     # Someone may have taken the port between the probe and the bind.
@@ -303,10 +260,10 @@ cmd_start() {
     port=$(running_port)
     if ! is_ready "$port"; then
       echo "pg.sh: postgres is running but not answering; restarting it" >&2
-      as_pg "$pgbin/pg_ctl" stop -D "$data" -m immediate -w -t 60 >/dev/null || true
+      as_owner "$pgbin/pg_ctl" stop -D "$data" -m immediate -w -t 60 >/dev/null || true
       start_on_free_port
     else
-      as_pg "$pgbin/pg_ctl" reload -D "$data" >/dev/null # TLS and pg_hba.conf
+      as_owner "$pgbin/pg_ctl" reload -D "$data" >/dev/null # TLS and pg_hba.conf
     fi
   else
     start_on_free_port
@@ -324,7 +281,7 @@ cmd_stop() {
   pg_paths
   rm -f "$envfile"
   if [ -f "$data/PG_VERSION" ] && postmaster_pid >/dev/null; then
-    as_pg "$pgbin/pg_ctl" stop -D "$data" -m fast -w -t 120 >/dev/null
+    as_owner "$pgbin/pg_ctl" stop -D "$data" -m fast -w -t 120 >/dev/null
   fi
 }
 
@@ -347,7 +304,7 @@ cmd_destroy() {
 # where it listens.  A standby made from anything else is stale.
 primary_facts() {
   local id
-  id=$(as_pg "$pgbin/pg_controldata" -D "$data" | sed -n 's/^Database system identifier: *//p')
+  id=$(as_owner "$pgbin/pg_controldata" -D "$data" | sed -n 's/^Database system identifier: *//p')
   echo "$id $sock $(running_port)"
 }
 
@@ -363,21 +320,21 @@ make_standby() {
   primary_sock=$(echo "$facts" | cut -d ' ' -f 2)
   primary_port=$(echo "$facts" | cut -d ' ' -f 3)
   if postmaster_pid >/dev/null; then
-    as_pg "$pgbin/pg_ctl" stop -D "$data" -m immediate -w -t 60 >/dev/null || true
+    as_owner "$pgbin/pg_ctl" stop -D "$data" -m immediate -w -t 60 >/dev/null || true
   fi
-  as_pg rm -rf "$data" "$sock" "$pgdir/primary"
+  as_owner rm -rf "$data" "$sock" "$pgdir/primary"
   echo "pg.sh: pg_basebackup -R into $data" >&2
-  as_pg mkdir -m 0700 "$sock"
-  as_pg "$pgbin/pg_basebackup" -D "$data" -R -X stream -c fast --no-sync \
+  as_owner mkdir -m 0700 "$sock"
+  as_owner "$pgbin/pg_basebackup" -D "$data" -R -X stream -c fast --no-sync \
     -h "$primary_sock" -p "$primary_port" -U "$superuser" >"$pgdir/basebackup.log" 2>&1 ||
     { cat "$pgdir/basebackup.log" >&2; die "pg_basebackup failed"; }
   # The copied postgresql.conf names the primary's socket directory; the
   # last setting wins, so an include appended at the end overrides it.
   local q="'"
   echo "unix_socket_directories = '${sock//$q/$q$q}'" |
-    as_pg tee "$data/sluice-standby.conf" >/dev/null
-  echo "include_if_exists = 'sluice-standby.conf'" | as_pg tee -a "$data/postgresql.conf" >/dev/null
-  echo "$facts" | as_pg tee "$pgdir/primary" >/dev/null
+    as_owner tee "$data/sluice-standby.conf" >/dev/null
+  echo "include_if_exists = 'sluice-standby.conf'" | as_owner tee -a "$data/postgresql.conf" >/dev/null
+  echo "$facts" | as_owner tee "$pgdir/primary" >/dev/null
 }
 
 write_standby_env() {
@@ -401,7 +358,7 @@ cmd_standby() {
   pg_paths
   standby_is_current "$facts" || make_standby "$facts"
   if postmaster_pid >/dev/null && ! is_ready "$(running_port)"; then
-    as_pg "$pgbin/pg_ctl" stop -D "$data" -m immediate -w -t 60 >/dev/null || true
+    as_owner "$pgbin/pg_ctl" stop -D "$data" -m immediate -w -t 60 >/dev/null || true
   fi
   postmaster_pid >/dev/null || start_on_free_port
   write_standby_env "$(running_port)"
@@ -414,7 +371,7 @@ cmd_promote() {
   [ -e "$link" ] || die "no standby $name (run: $0 standby)"
   pg_paths
   postmaster_pid >/dev/null || die "$name is not running"
-  as_pg "$pgbin/pg_ctl" promote -D "$data" -w -t 120 >/dev/null
+  as_owner "$pgbin/pg_ctl" promote -D "$data" -w -t 120 >/dev/null
 }
 
 cmd_kill() {
