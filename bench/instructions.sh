@@ -19,54 +19,9 @@
 # out.  Kernel time (system calls) is not counted: run.sh covers that.
 set -eu
 
-root=$(cd "$(dirname "$0")/.." && pwd -P)
-cd "$root"
-
-sluices=()
-while [ $# -gt 0 ]; do
-  case $1 in
-  --sluice)
-    sluices+=("$(realpath "$2")")
-    shift 2
-    ;;
-  *)
-    echo "usage: bench/instructions.sh [--sluice PATH]..." >&2
-    exit 2
-    ;;
-  esac
-done
-[ ${#sluices[@]} -gt 0 ] || sluices=("$root/build/sluice")
-for s in "${sluices[@]}"; do
-  [ -x "$s" ] || { echo "instructions.sh: no sluice binary at $s" >&2; exit 1; }
-done
-for tool in valgrind pgbouncer; do
-  command -v "$tool" >/dev/null || { echo "instructions.sh: $tool missing" >&2; exit 1; }
-done
-
-export SLUICE_PG_NAME=pg-instructions
-trap 'tests/harness/pg.sh stop >/dev/null 2>&1 || true' EXIT
-tests/harness/pg.sh start >/dev/null
-# shellcheck source=/dev/null
-. ".run/$SLUICE_PG_NAME.env"
-pgbin=$SLUICE_TEST_PGBIN
-owner=$SLUICE_TEST_PGSUPER
-psql_super() {
-  "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -h "$SLUICE_TEST_PGSOCKET" -p "$SLUICE_TEST_PGPORT" \
-    -U "$owner" "$@"
-}
-psql_super -d postgres <<'EOF'
-SET client_min_messages = warning;
-SET password_encryption = 'scram-sha-256';
-SELECT 'CREATE ROLE bench LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'bench') \gexec
-ALTER ROLE bench PASSWORD 'bench-secret';
-SELECT 'CREATE DATABASE bench OWNER bench'
-  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'bench') \gexec
-EOF
-export PGPASSWORD=bench-secret PGSSLMODE=disable
-"$pgbin/pgbench" -i -q -s 1 -h 127.0.0.1 -p "$SLUICE_TEST_PGPORT" -U bench bench >/dev/null 2>&1
-
-work=$(mktemp -d /tmp/sluice-instructions.XXXXXX)
-chmod 755 "$work"
+counter=valgrind name=instructions
+# shellcheck source=bench/counts_setup.sh
+. "$(dirname "$0")/counts_setup.sh"
 port=$((SLUICE_TEST_PGPORT + 1000))
 printf '"bench" "bench-secret"\n' >"$work/userlist.txt"
 cat >"$work/pgbouncer.ini" <<EOF
