@@ -3,7 +3,8 @@
 asyncpg always uses the extended protocol with named statements
 (__asyncpg_stmt_N__).  Variants: asyncpg-cache (conn.fetch* with its default
 statement cache of 100) and asyncpg-prepare (explicit conn.prepare(), the
-statement objects reused).  Scenarios: matrix, alter, session, memory; see
+statement objects reused).  Scenarios: matrix, alter, session, memory,
+txnstate; see
 drvcommon.py for the environment.
 """
 
@@ -15,7 +16,7 @@ import asyncpg
 import drvcommon as c
 
 VARIANTS = ["asyncpg-cache", "asyncpg-prepare"]
-SCENARIOS = ["matrix", "alter", "session", "memory"]
+SCENARIOS = ["matrix", "alter", "session", "memory", "txnstate"]
 
 
 async def connect(**kw):
@@ -306,10 +307,152 @@ async def memory(variant, explicit, report):
     report.note("max_server_prepared", worst)
 
 
+TXN_ROUNDS = 40
+NOTIFICATIONS = 50
+ZONES = ["Asia/Tokyo", "Europe/Paris", "America/Lima", "Africa/Cairo",
+         "Australia/Perth", "Asia/Kolkata", "Europe/Oslo", "Pacific/Auckland"]
+
+
+async def txn_settings_client(st_for, i):
+    """SET and set_config of a custom setting and TimeZone stay with their client."""
+    conn = await connect(server_settings={"application_name": f"set-{i}"})
+    try:
+        st = st_for(conn)
+        if i % 2 == 0:
+            await conn.execute(f"SET myapp.who = 'c{i}'")
+            await conn.execute(f"SET TimeZone = '{ZONES[i]}'")
+        else:
+            await st.fetchrow("select set_config('myapp.who', $1, false), "
+                              "set_config('TimeZone', $2, false)", f"c{i}", ZONES[i])
+        for _ in range(TXN_ROUNDS):
+            async with conn.transaction():
+                got = await st.fetchrow("select current_setting('myapp.who', true), "
+                                        "current_setting('TimeZone')")
+                c.expect(tuple(got), (f"c{i}", ZONES[i]), "own settings")
+    finally:
+        await conn.close()
+
+
+async def txn_clean_client(st_for):
+    """A client that sets nothing never sees anyone's custom setting."""
+    conn = await connect(server_settings={"application_name": "clean"})
+    try:
+        st = st_for(conn)
+        zone = await st.fetchval("select current_setting('TimeZone')")
+        for _ in range(TXN_ROUNDS * 2):
+            got = await st.fetchrow("select coalesce(current_setting('myapp.who', true), ''), "
+                                    "current_setting('TimeZone')")
+            c.expect(tuple(got), ("", zone), "no other client's settings")
+    finally:
+        await conn.close()
+
+
+async def txn_prepare_client(i):
+    """SQL PREPARE/EXECUTE, the same name in 8 clients.
+
+    Without a statement cache asyncpg sends EXECUTE as an unnamed Parse, which
+    sluice rewrites; a named one it does not (docs/drivers.md).
+    """
+    conn = await connect(server_settings={"application_name": f"prep-{i}"},
+                         statement_cache_size=0)
+    try:
+        await conn.execute(f"PREPARE q(int) AS SELECT $1 * {i + 1}")
+        for it in range(TXN_ROUNDS):
+            c.expect(await conn.fetchval(f"EXECUTE q({it})"), it * (i + 1), "own statement")
+        await conn.execute("DEALLOCATE q")
+    finally:
+        await conn.close()
+
+
+async def txn_lock_client(st_for):
+    """A session advisory lock held across transactions keeps its backend."""
+    conn = await connect(server_settings={"application_name": "lock"})
+    other = await connect(server_settings={"application_name": "lock-2"})
+    try:
+        st, ost = st_for(conn), st_for(other)
+        await st.fetchval("select pg_advisory_lock(917)")
+        pid = await st.fetchval("select pg_backend_pid()")
+        for _ in range(TXN_ROUNDS):
+            c.expect(await st.fetchval("select pg_backend_pid()"), pid, "pinned backend")
+            c.expect(await ost.fetchval("select pg_try_advisory_lock(917)"), False,
+                     "lock still held")
+        await st.fetchval("select pg_advisory_unlock(917)")
+        c.expect(await ost.fetchval("select pg_try_advisory_lock(917)"), True, "lock released")
+        await ost.fetchval("select pg_advisory_unlock_all()")
+    finally:
+        await conn.close()
+        await other.close()
+
+
+async def txn_listen_notify(st_for):
+    """LISTEN (asyncpg's add_listener) in one connection, NOTIFY from another."""
+    listener = await connect(server_settings={"application_name": "listener"})
+    sender = await connect(server_settings={"application_name": "sender"})
+    try:
+        got = []
+        arrived = asyncio.Event()
+
+        def on_notify(_conn, _pid, _channel, payload):
+            got.append(payload)
+            if len(got) >= NOTIFICATIONS:
+                arrived.set()
+
+        await listener.add_listener("drv_chan", on_notify)
+        st = st_for(sender)
+        for n in range(NOTIFICATIONS):
+            if n % 2 == 0:
+                await sender.execute(f"NOTIFY drv_chan, '{n}'")
+            else:
+                await st.fetchval("select pg_notify('drv_chan', $1)", str(n))
+        try:
+            await asyncio.wait_for(arrived.wait(), 30)
+        except asyncio.TimeoutError:
+            pass
+        c.expect(got, [str(n) for n in range(NOTIFICATIONS)], "notifications in order")
+    finally:
+        await sender.close()
+        await listener.close()
+
+
+async def txnstate(variant, explicit, report):
+    stop = asyncio.Event()
+
+    def st_for(conn):
+        return Statements(conn, explicit)
+
+    async def churn(i):
+        conn = await connect(server_settings={"application_name": f"churn-{i}"})
+        try:
+            while not stop.is_set():
+                await conn.fetchval("select 1")
+        finally:
+            await conn.close()
+
+    churners = [asyncio.create_task(churn(i)) for i in range(4)]
+    jobs = [txn_listen_notify(st_for), txn_clean_client(st_for), txn_lock_client(st_for)]
+    jobs += [txn_settings_client(st_for, i) for i in range(8)]
+    jobs += [txn_prepare_client(i) for i in range(8)]
+
+    async def run(k, job):
+        try:
+            await job
+        except Exception as exc:  # noqa: BLE001
+            report.fail(k, exc)
+
+    await asyncio.gather(*(run(k, job) for k, job in enumerate(jobs)))
+    stop.set()
+    for k, t in enumerate(churners):
+        try:
+            await t
+        except Exception as exc:  # noqa: BLE001
+            report.fail(f"churn-{k}", exc)
+    report.clients = len(jobs) + len(churners)
+
+
 async def amain(variant, scenario, report):
     explicit = variant == "asyncpg-prepare"
     await {"matrix": matrix, "alter": alter, "session": session,
-           "memory": memory}[scenario](variant, explicit, report)
+           "memory": memory, "txnstate": txnstate}[scenario](variant, explicit, report)
 
 
 def main():

@@ -161,6 +161,126 @@ function usage(variants, scenarios) {
 
 const table = (variant, base) => `drv_${base}_${variant.replace(/-/g, '_')}`;
 
+// The txnstate scenario (docs/session-state.md), the same shape as
+// psycopg2_driver.py's, for any driver behind `d`:
+//   d.open(app) -> a client; d.close(client)
+//   d.row(client, sql, params) -> the first row as an array (params: $1...)
+//   d.exec(client, sql) -> runs a statement without parameters
+//   d.execute(client, sql) -> the first row of an SQL EXECUTE, as an array
+//   d.tx(client, fn) -> runs fn(client-in-transaction) in BEGIN/COMMIT
+//   d.listen(client, channel, onPayload) -> subscribes
+const TXN_ROUNDS = 40;
+const NOTIFICATIONS = 50;
+const TXN_ZONES = ['Asia/Tokyo', 'Europe/Paris', 'America/Lima', 'Africa/Cairo',
+                   'Australia/Perth', 'Asia/Kolkata', 'Europe/Oslo', 'Pacific/Auckland'];
+
+async function withClients(d, apps, fn) {
+  const clients = [];
+  try {
+    for (const app of apps) clients.push(await d.open(app));
+    await fn(...clients);
+  } finally {
+    for (const cl of clients) await d.close(cl);
+  }
+}
+
+// SET and set_config of a custom setting and TimeZone stay with their client.
+function txnSettings(d, i) {
+  return withClients(d, [`set-${i}`], async (cl) => {
+    if (i % 2 === 0) {
+      await d.exec(cl, `SET myapp.who = 'c${i}'`);
+      await d.exec(cl, `SET TimeZone = '${TXN_ZONES[i]}'`);
+    } else {
+      await d.row(cl, "select set_config('myapp.who', $1, false), " +
+                      "set_config('TimeZone', $2, false)", [`c${i}`, TXN_ZONES[i]]);
+    }
+    for (let r = 0; r < TXN_ROUNDS; r++) {
+      await d.tx(cl, async (t) => {
+        expect(await d.row(t, "select current_setting('myapp.who', true), " +
+                              "current_setting('TimeZone')", []),
+               [`c${i}`, TXN_ZONES[i]], 'own settings');
+      });
+    }
+  });
+}
+
+// A client that sets nothing never sees anyone's custom setting.
+function txnClean(d) {
+  return withClients(d, ['clean'], async (cl) => {
+    const [zone] = await d.row(cl, "select current_setting('TimeZone')", []);
+    for (let r = 0; r < TXN_ROUNDS * 2; r++) {
+      expect(await d.row(cl, "select coalesce(current_setting('myapp.who', true), ''), " +
+                             "current_setting('TimeZone')", []),
+             ['', zone], "no other client's settings");
+    }
+  });
+}
+
+// SQL PREPARE/EXECUTE, the same name in 8 clients.
+function txnPrepare(d, i) {
+  return withClients(d, [`prep-${i}`], async (cl) => {
+    await d.exec(cl, `PREPARE q(int) AS SELECT $1 * ${i + 1}`);
+    for (let it = 0; it < TXN_ROUNDS; it++) {
+      expect((await d.execute(cl, `EXECUTE q(${it})`))[0], it * (i + 1), 'own statement');
+    }
+    await d.exec(cl, 'DEALLOCATE q');
+  });
+}
+
+// A session advisory lock held across transactions keeps its backend.
+function txnLock(d) {
+  return withClients(d, ['lock', 'lock-2'], async (cl, other) => {
+    await d.row(cl, 'select pg_advisory_lock(917)', []);
+    const [pid] = await d.row(cl, 'select pg_backend_pid()', []);
+    for (let r = 0; r < TXN_ROUNDS; r++) {
+      expect((await d.row(cl, 'select pg_backend_pid()', []))[0], pid, 'pinned backend');
+      expect((await d.row(other, 'select pg_try_advisory_lock(917)', []))[0], false,
+             'lock still held');
+    }
+    await d.row(cl, 'select pg_advisory_unlock(917)', []);
+    expect((await d.row(other, 'select pg_try_advisory_lock(917)', []))[0], true,
+           'lock released');
+    await d.row(other, 'select pg_advisory_unlock_all()', []);
+  });
+}
+
+// LISTEN in one connection, NOTIFY from another: every notification arrives.
+function txnListen(d) {
+  return withClients(d, ['listener', 'sender'], async (listener, sender) => {
+    const got = [];
+    let arrived;
+    const all = new Promise((resolve) => { arrived = resolve; });
+    await d.listen(listener, 'drv_chan', (payload) => {
+      got.push(payload);
+      if (got.length >= NOTIFICATIONS) arrived();
+    });
+    for (let n = 0; n < NOTIFICATIONS; n++) {
+      if (n % 2 === 0) await d.exec(sender, `NOTIFY drv_chan, '${n}'`);
+      else await d.row(sender, "select pg_notify('drv_chan', $1)", [String(n)]);
+    }
+    let timer;
+    await Promise.race([all, new Promise((resolve) => { timer = setTimeout(resolve, 30000); })]);
+    clearTimeout(timer);
+    expect(got, [...Array(NOTIFICATIONS).keys()].map(String), 'notifications in order');
+  });
+}
+
+async function txnstate(report, d) {
+  let stop = false;
+  const churn = async (i) => withClients(d, [`churn-${i}`], async (cl) => {
+    while (!stop) await d.row(cl, 'select 1', []);
+  });
+  const churners = [0, 1, 2, 3].map((i) => churn(i).catch((err) => report.fail(`churn-${i}`, err)));
+  const jobs = [() => txnListen(d), () => txnClean(d), () => txnLock(d)];
+  for (let i = 0; i < 8; i++) jobs.push(() => txnSettings(d, i));
+  for (let i = 0; i < 8; i++) jobs.push(() => txnPrepare(d, i));
+  await Promise.all(jobs.map((job, k) => job().catch((err) => report.fail(k, err))));
+  stop = true;
+  await Promise.all(churners);
+  report.clients = jobs.length + churners.length;
+}
+
 module.exports = {
   CLIENTS, ITERATIONS, STRICT, connParams, Check, expect, Expectations, describe, Report, Barrier, usage, table,
+  txnstate,
 };

@@ -2,7 +2,7 @@
 // Parsed once per client connection under the given name and then only Bound,
 // so a pooler must make the name exist on whichever server runs them.
 //
-//   node tests/drivers/node_pg.js node-pg-named matrix|alter|session
+//   node tests/drivers/node_pg.js node-pg-named matrix|alter|session|txnstate
 //
 // Environment and summary line as in tests/drivers/drvcommon.py.
 'use strict';
@@ -11,7 +11,7 @@ const path = require('path');
 const pg = require(path.join(__dirname, 'node_modules', 'pg'));
 const c = require('./drvcommon');
 
-const [variant, scenario] = c.usage(['node-pg-named'], ['matrix', 'alter', 'session']);
+const [variant, scenario] = c.usage(['node-pg-named'], ['matrix', 'alter', 'session', 'txnstate']);
 const report = new c.Report(variant, scenario);
 report.notes.pg = require(path.join(__dirname, 'node_modules', 'pg', 'package.json')).version;
 
@@ -228,9 +228,49 @@ async function session() {
   await Promise.all([...Array(c.CLIENTS).keys()].map(client));
 }
 
+// Every parameterized statement of txnstate is a named query, one name per
+// text; SQL EXECUTE is the exception.
+const txnNames = new Map();
+
+async function txnstate() {
+  const named = (text) => {
+    if (!txnNames.has(text)) txnNames.set(text, `drv_ts_${txnNames.size}`);
+    return txnNames.get(text);
+  };
+  const row = async (client, text, values) => {
+    const res = await client.query({ name: named(text), text, values, rowMode: 'array' });
+    if (!res.rows.length) throw new c.Check(`no row from ${text}`);
+    return res.rows[0];
+  };
+  await c.txnstate(report, {
+    open: (app) => connect({ application_name: app }),
+    close: (client) => client.end().catch(() => {}),
+    row,
+    exec: (client, text) => client.query(text),
+    // A named Parse of EXECUTE is not rewritten by sluice (docs/drivers.md).
+    execute: async (client, text) => (await client.query({ text, rowMode: 'array' })).rows[0],
+    tx: async (client, fn) => {
+      await client.query('BEGIN');
+      try {
+        await fn(client);
+      } catch (err) {
+        await client.query('ROLLBACK');
+        throw err;
+      }
+      await client.query('COMMIT');
+    },
+    listen: async (client, channel, onPayload) => {
+      client.on('notification', (msg) => {
+        if (msg.channel === channel) onPayload(msg.payload);
+      });
+      await client.query(`LISTEN ${channel}`);
+    },
+  });
+}
+
 (async () => {
   try {
-    await { matrix, alter, session }[scenario]();
+    await { matrix, alter, session, txnstate }[scenario]();
   } catch (err) {
     report.fail('main', err);
   }

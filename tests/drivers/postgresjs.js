@@ -2,7 +2,7 @@
 // a named prepared statement (prepare: true).  Each client is its own
 // postgres() instance with one connection (max: 1).
 //
-//   node tests/drivers/postgresjs.js postgresjs matrix|alter|session
+//   node tests/drivers/postgresjs.js postgresjs matrix|alter|session|txnstate
 //
 // Note: outside a transaction postgres.js retries a prepared query once,
 // with a fresh Parse, after "prepared statement does not exist" or "cached
@@ -15,7 +15,7 @@ const path = require('path');
 const postgres = require(path.join(__dirname, 'node_modules', 'postgres'));
 const c = require('./drvcommon');
 
-const [variant, scenario] = c.usage(['postgresjs'], ['matrix', 'alter', 'session']);
+const [variant, scenario] = c.usage(['postgresjs'], ['matrix', 'alter', 'session', 'txnstate']);
 const report = new c.Report(variant, scenario);
 report.notes.postgres = require(path.join(__dirname, 'node_modules', 'postgres', 'package.json')).version;
 
@@ -244,9 +244,27 @@ async function session() {
   await Promise.all([...Array(c.CLIENTS).keys()].map(client));
 }
 
+// postgres.js's sql.listen() opens its own connection for LISTEN, so the
+// listener is that connection rather than the client's one.
+async function txnstate() {
+  await c.txnstate(report, {
+    open: async (app) => connect({ connection: { application_name: app } }),
+    close: (sql) => sql.end({ timeout: 5 }).catch(() => {}),
+    row: async (sql, text, values) => {
+      const rows = await sql.unsafe(text, values, { prepare: true }).values();
+      if (!rows.length) throw new c.Check(`no row from ${text}`);
+      return rows[0];
+    },
+    exec: (sql, text) => sql.unsafe(text),
+    execute: async (sql, text) => (await sql.unsafe(text, [], { prepare: true }).values())[0],
+    tx: (sql, fn) => sql.begin((tx) => fn(tx)),
+    listen: (sql, channel, onPayload) => sql.listen(channel, onPayload),
+  });
+}
+
 (async () => {
   try {
-    await { matrix, alter, session }[scenario]();
+    await { matrix, alter, session, txnstate }[scenario]();
   } catch (err) {
     report.fail('main', err);
   }

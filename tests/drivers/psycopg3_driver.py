@@ -3,12 +3,13 @@
 Variants: psycopg3-prepare0 (prepare_threshold=0: every statement is a named
 prepared statement from its first execution) and psycopg3-default (the
 default prepare_threshold=5: prepared from the sixth execution on).
-Scenarios: matrix, alter, session, memory, memory-dealloc; see drvcommon.py
+Scenarios: matrix, alter, session, memory, memory-dealloc, txnstate; see drvcommon.py
 for the environment and tests/drivers/README in docs/drivers.md for what each
 checks.
 """
 
 import os
+import select
 import sys
 import threading
 import time
@@ -19,7 +20,7 @@ import psycopg
 import drvcommon as c
 
 VARIANTS = {"psycopg3-prepare0": 0, "psycopg3-default": 5}
-SCENARIOS = ["matrix", "alter", "session", "memory", "memory-dealloc"]
+SCENARIOS = ["matrix", "alter", "session", "memory", "memory-dealloc", "txnstate"]
 
 
 def connect(threshold, **kw):
@@ -291,6 +292,121 @@ def memory(variant, report, client_dealloc):
     report.note("max_server_prepared", worst)
 
 
+TXN_ROUNDS = 40
+NOTIFICATIONS = 50
+ZONES = ["Asia/Tokyo", "Europe/Paris", "America/Lima", "Africa/Cairo",
+         "Australia/Perth", "Asia/Kolkata", "Europe/Oslo", "Pacific/Auckland"]
+
+
+def one(conn, sql, args=None):
+    return conn.execute(sql, args).fetchone()
+
+
+def txn_settings_client(threshold, i):
+    """SET and set_config of a custom setting and TimeZone stay with their client.
+
+    SET takes no bind parameters, so its values are literals (known constants).
+    """
+    with connect(threshold, application_name=f"set-{i}") as conn:
+        if i % 2 == 0:
+            conn.execute(f"SET myapp.who = 'c{i}'")
+            conn.execute(f"SET TimeZone = '{ZONES[i]}'")
+        else:
+            conn.execute("select set_config('myapp.who', %s, false), "
+                         "set_config('TimeZone', %s, false)", (f"c{i}", ZONES[i]))
+        for _ in range(TXN_ROUNDS):
+            with conn.transaction():
+                c.expect(one(conn, "select current_setting('myapp.who', true), "
+                                   "current_setting('TimeZone')"), (f"c{i}", ZONES[i]),
+                         "own settings")
+
+
+def txn_clean_client(threshold):
+    """A client that sets nothing never sees anyone's custom setting."""
+    with connect(threshold, application_name="clean") as conn:
+        zone = one(conn, "select current_setting('TimeZone')")[0]
+        for _ in range(TXN_ROUNDS * 2):
+            got = one(conn, "select coalesce(current_setting('myapp.who', true), ''), "
+                            "current_setting('TimeZone')")
+            c.expect(got, ("", zone), "no other client's settings")
+
+
+def txn_prepare_client(threshold, i):
+    """SQL PREPARE/EXECUTE, the same name in 8 clients."""
+    with connect(threshold, application_name=f"prep-{i}") as conn:
+        conn.execute(f"PREPARE q(int) AS SELECT $1 * {i + 1}")
+        for it in range(TXN_ROUNDS):
+            c.expect(one(conn, f"EXECUTE q({it})")[0], it * (i + 1), "own statement")
+        conn.execute("DEALLOCATE q")
+
+
+def txn_lock_client(threshold):
+    """A session advisory lock held across transactions keeps its backend."""
+    with connect(threshold, application_name="lock") as conn, \
+            connect(threshold, application_name="lock-2") as other:
+        conn.execute("select pg_advisory_lock(917)")
+        pid = one(conn, "select pg_backend_pid()")[0]
+        for _ in range(TXN_ROUNDS):
+            c.expect(one(conn, "select pg_backend_pid()")[0], pid, "pinned backend")
+            c.expect(one(other, "select pg_try_advisory_lock(917)")[0], False,
+                     "lock still held")
+        conn.execute("select pg_advisory_unlock(917)")
+        c.expect(one(other, "select pg_try_advisory_lock(917)")[0], True, "lock released")
+        other.execute("select pg_advisory_unlock_all()")
+
+
+def txn_listen_notify(threshold):
+    """LISTEN in one connection, NOTIFY from another: every notification arrives.
+
+    psycopg 3.1's notifies() generator has no timeout, so the listener waits
+    on its socket and lets a round trip deliver what arrived.
+    """
+    got = []
+    with connect(threshold, application_name="listener") as listener, \
+            connect(threshold, application_name="sender") as sender:
+        listener.add_notify_handler(lambda n: got.append(n.payload))
+        listener.execute("LISTEN drv_chan")
+        for n in range(NOTIFICATIONS):
+            if n % 2 == 0:
+                sender.execute(f"NOTIFY drv_chan, '{n}'")
+            else:
+                sender.execute("select pg_notify('drv_chan', %s)", (str(n),))
+        deadline = time.monotonic() + 30
+        while len(got) < NOTIFICATIONS and time.monotonic() < deadline:
+            select.select([listener.fileno()], [], [], 1)
+            listener.execute("select 1")
+        c.expect(got, [str(n) for n in range(NOTIFICATIONS)], "notifications in order")
+
+
+def txnstate(variant, threshold, report):
+    stop = threading.Event()
+
+    def churn(i):
+        with connect(threshold, application_name=f"churn-{i}") as conn:
+            while not stop.is_set():
+                one(conn, "select 1")
+
+    churners = [threading.Thread(target=churn, args=(i,), daemon=True) for i in range(4)]
+    for t in churners:
+        t.start()
+    jobs = [lambda: txn_listen_notify(threshold), lambda: txn_clean_client(threshold),
+            lambda: txn_lock_client(threshold)]
+    jobs += [lambda i=i: txn_settings_client(threshold, i) for i in range(8)]
+    jobs += [lambda i=i: txn_prepare_client(threshold, i) for i in range(8)]
+
+    def run(k):
+        try:
+            jobs[k]()
+        except Exception as exc:  # noqa: BLE001
+            report.fail(k, exc)
+
+    c.run_threads(len(jobs), run)
+    stop.set()
+    for t in churners:
+        t.join()
+    report.clients = len(jobs) + len(churners)
+
+
 def main():
     variant, scenario = c.usage(sys.argv, VARIANTS, SCENARIOS)
     report = c.Report(variant, scenario)
@@ -307,6 +423,8 @@ def main():
             memory(variant, report, client_dealloc=False)
         elif scenario == "memory-dealloc":
             memory(variant, report, client_dealloc=True)
+        elif scenario == "txnstate":
+            txnstate(variant, threshold, report)
     except Exception as exc:  # noqa: BLE001
         report.fail("main", exc)
     sys.exit(report.finish())
