@@ -181,6 +181,22 @@ Test(drivers, psycopg2_txnstate)
 {
 	txnstate("psycopg2");
 }
+Test(drivers, psycopg3_prepare0_txnstate)
+{
+	txnstate("psycopg3-prepare0");
+}
+Test(drivers, asyncpg_cache_txnstate)
+{
+	txnstate("asyncpg-cache");
+}
+Test(drivers, node_pg_named_txnstate)
+{
+	txnstate("node-pg-named");
+}
+Test(drivers, postgresjs_txnstate)
+{
+	txnstate("postgresjs");
+}
 
 Test(drivers, psycopg2_matrix)
 {
