@@ -6,7 +6,7 @@
  *
  * Variants: jdbc-threshold1 (prepareThreshold=1: server-prepared from the
  * first execution) and jdbc-default (the default prepareThreshold=5).
- * Scenarios: matrix, alter, session.  The environment is the one of
+ * Scenarios: matrix, alter, session, txnstate.  The environment is the one of
  * drvcommon.py (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, DRIVER_*),
  * and so is the summary line: "RESULT <variant> <scenario>: ok (...)".
  *
@@ -36,6 +36,9 @@ import java.util.TreeMap;
 import java.util.concurrent.BrokenBarrierException;
 import java.util.concurrent.CyclicBarrier;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import org.postgresql.PGConnection;
+import org.postgresql.PGNotification;
 
 public class JdbcDriver {
 	static final int CLIENTS = envInt("DRIVER_CLIENTS", 40);
@@ -86,6 +89,7 @@ public class JdbcDriver {
 		final Map<String, String> notes = new TreeMap<>();
 		final Map<String, Integer> patterns = new TreeMap<>();
 		int moved;
+		int clients = CLIENTS;
 
 		synchronized void fail(Object client, Throwable e) {
 			String detail = describe(e);
@@ -131,7 +135,7 @@ public class JdbcDriver {
 			}
 			for (Map.Entry<String, String> e : examples.entrySet())
 				System.err.println("first wrong " + e.getKey() + ": " + e.getValue());
-			StringBuilder facts = new StringBuilder("clients=" + CLIENTS);
+			StringBuilder facts = new StringBuilder("clients=" + clients);
 			if (!backends.isEmpty())
 				facts.append(" backends=").append(backends.size()).append(" moved=").append(moved);
 			for (Map.Entry<String, String> n : notes.entrySet())
@@ -492,12 +496,149 @@ public class JdbcDriver {
 		report.notes.put("startup_zone", startupZone);
 	}
 
+	static final int TXN_ROUNDS = 40;
+	static final int NOTIFICATIONS = 50;
+	static final String[] TXN_ZONES = {"Asia/Tokyo",   "Europe/Paris",    "America/Lima",
+	                                   "Africa/Cairo", "Australia/Perth", "Asia/Kolkata",
+	                                   "Europe/Oslo",  "Pacific/Auckland"};
+
+	/* SET and set_config of a custom setting and TimeZone stay with their client. */
+	static void txnSettings(int i) throws Exception {
+		try (Connection c = connect(props("ApplicationName", "set-" + i))) {
+			if (i % 2 == 0) {
+				simple(c, "SET myapp.who = 'c" + i + "'");
+				simple(c, "SET TimeZone = '" + TXN_ZONES[i] + "'");
+			} else {
+				row(c, "select set_config('myapp.who', ?, false), set_config('TimeZone', ?, false)",
+				    "c" + i, TXN_ZONES[i]);
+			}
+			for (int r = 0; r < TXN_ROUNDS; r++) {
+				c.setAutoCommit(false);
+				Object[] got = row(c, "select current_setting('myapp.who', true), " +
+				                          "current_setting('TimeZone')");
+				expect(got[0] + "|" + got[1], "c" + i + "|" + TXN_ZONES[i], "own settings");
+				c.commit();
+				c.setAutoCommit(true);
+			}
+		}
+	}
+
+	/* A client that sets nothing never sees anyone's custom setting. */
+	static void txnClean() throws Exception {
+		try (Connection c = connect(props("ApplicationName", "clean"))) {
+			Object zone = one(c, "select current_setting('TimeZone')");
+			for (int r = 0; r < TXN_ROUNDS * 2; r++) {
+				Object[] got = row(c, "select coalesce(current_setting('myapp.who', true), ''), " +
+				                          "current_setting('TimeZone')");
+				expect(got[0] + "|" + got[1], "|" + zone, "no other client's settings");
+			}
+		}
+	}
+
+	/* SQL PREPARE/EXECUTE, the same name in 8 clients.  EXECUTE goes through a
+	 * plain Statement (an unnamed Parse): sluice does not rewrite a named Parse
+	 * of EXECUTE (docs/drivers.md). */
+	static void txnPrepare(int i) throws Exception {
+		try (Connection c = connect(props("ApplicationName", "prep-" + i))) {
+			simple(c, "PREPARE q(int) AS SELECT $1 * " + (i + 1));
+			for (int it = 0; it < TXN_ROUNDS; it++) {
+				try (Statement st = c.createStatement();
+				     ResultSet rs = st.executeQuery("EXECUTE q(" + it + ")")) {
+					if (!rs.next())
+						throw new Check("no row from EXECUTE q");
+					expect(rs.getObject(1), it * (i + 1), "own statement");
+				}
+			}
+			simple(c, "DEALLOCATE q");
+		}
+	}
+
+	/* A session advisory lock held across transactions keeps its backend. */
+	static void txnLock() throws Exception {
+		try (Connection c = connect(props("ApplicationName", "lock"));
+		     Connection other = connect(props("ApplicationName", "lock-2"))) {
+			one(c, "select pg_advisory_lock(917)");
+			Object pid = one(c, "select pg_backend_pid()");
+			for (int r = 0; r < TXN_ROUNDS; r++) {
+				expect(one(c, "select pg_backend_pid()"), pid, "pinned backend");
+				expect(one(other, "select pg_try_advisory_lock(917)"), false, "lock still held");
+			}
+			one(c, "select pg_advisory_unlock(917)");
+			expect(one(other, "select pg_try_advisory_lock(917)"), true, "lock released");
+			one(other, "select pg_advisory_unlock_all()");
+		}
+	}
+
+	/* LISTEN in one connection, NOTIFY from another: every notification arrives
+	 * (pgJDBC's getNotifications(timeout) waits on the socket). */
+	static void txnListen() throws Exception {
+		try (Connection listener = connect(props("ApplicationName", "listener"));
+		     Connection sender = connect(props("ApplicationName", "sender"))) {
+			simple(listener, "LISTEN drv_chan");
+			for (int n = 0; n < NOTIFICATIONS; n++) {
+				if (n % 2 == 0)
+					simple(sender, "NOTIFY drv_chan, '" + n + "'");
+				else
+					one(sender, "select pg_notify('drv_chan', ?)", Integer.toString(n));
+			}
+			List<String> got = new ArrayList<>();
+			PGConnection pg = listener.unwrap(PGConnection.class);
+			long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+			while (got.size() < NOTIFICATIONS && System.nanoTime() < deadline) {
+				PGNotification[] ns = pg.getNotifications(1000);
+				if (ns != null)
+					for (PGNotification n : ns)
+						got.add(n.getParameter());
+			}
+			List<String> want = new ArrayList<>();
+			for (int n = 0; n < NOTIFICATIONS; n++)
+				want.add(Integer.toString(n));
+			expect(got, want, "notifications in order");
+		}
+	}
+
+	static void txnstate() throws Exception {
+		AtomicBoolean stop = new AtomicBoolean();
+		List<Thread> churners = new ArrayList<>();
+		for (int i = 0; i < 4; i++) {
+			final int id = i;
+			Thread t = new Thread(() -> {
+				try (Connection c = connect(props("ApplicationName", "churn-" + id))) {
+					while (!stop.get())
+						one(c, "select 1");
+				} catch (Throwable e) {
+					report.fail("churn-" + id, e);
+				}
+			});
+			t.setDaemon(true);
+			churners.add(t);
+			t.start();
+		}
+		runClients(19, k -> {
+			if (k == 0)
+				txnListen();
+			else if (k == 1)
+				txnClean();
+			else if (k == 2)
+				txnLock();
+			else if (k < 11)
+				txnSettings(k - 3);
+			else
+				txnPrepare(k - 11);
+		});
+		stop.set(true);
+		for (Thread t : churners)
+			t.join();
+		report.clients = 23;
+	}
+
 	public static void main(String[] args) throws Exception {
 		if (args.length != 2 ||
 		    !(args[0].equals("jdbc-threshold1") || args[0].equals("jdbc-default")) ||
-		    !(args[1].equals("matrix") || args[1].equals("alter") || args[1].equals("session"))) {
+		    !(args[1].equals("matrix") || args[1].equals("alter") || args[1].equals("session") ||
+		      args[1].equals("txnstate"))) {
 			System.err.println("usage: JdbcDriver jdbc-threshold1|jdbc-default " +
-			                   "matrix|alter|session");
+			                   "matrix|alter|session|txnstate");
 			System.exit(2);
 		}
 		variant = args[0];
@@ -510,6 +651,9 @@ public class JdbcDriver {
 				break;
 			case "alter":
 				alter();
+				break;
+			case "txnstate":
+				txnstate();
 				break;
 			default:
 				session();

@@ -5,8 +5,9 @@
 #
 # VARIANT: psycopg3-prepare0 psycopg3-default psycopg2 asyncpg-cache
 #          asyncpg-prepare jdbc-threshold1 jdbc-default node-pg-named postgresjs
+#          psql (txnstate only)
 #          mixed (psycopg3-prepare0 and jdbc-threshold1 at once; session only)
-# SCENARIO: matrix alter session memory memory-dealloc (not every variant has
+# SCENARIO: matrix alter session memory memory-dealloc txnstate (not every variant has
 #          every scenario; the program says so)
 #
 # Connection facts come from PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE;
@@ -23,7 +24,7 @@ export PYTHONDONTWRITEBYTECODE=1 # no __pycache__ in the checkout
 jar=${DRIVER_JDBC_JAR:-/usr/share/java/postgresql.jar}
 
 if [ "$#" -ne 2 ]; then
-  sed -n '2,17p' "$0" >&2
+  sed -n '2,18p' "$0" >&2
   exit 2
 fi
 variant=$1
@@ -131,6 +132,11 @@ node-pg-named)
 postgresjs)
   need_node_module postgres
   exec node "$here/postgresjs.js" "$variant" "$scenario"
+  ;;
+psql)
+  command -v psql >/dev/null 2>&1 || [ -x "${SLUICE_TEST_PGBIN:-}/psql" ] ||
+    missing "postgresql-client (psql)"
+  exec "$here/psql_driver.sh" "$variant" "$scenario"
   ;;
 mixed)
   run_mixed

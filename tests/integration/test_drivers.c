@@ -189,6 +189,10 @@ Test(drivers, asyncpg_cache_txnstate)
 {
 	txnstate("asyncpg-cache");
 }
+Test(drivers, jdbc_threshold1_txnstate)
+{
+	txnstate("jdbc-threshold1");
+}
 Test(drivers, node_pg_named_txnstate)
 {
 	txnstate("node-pg-named");
@@ -196,6 +200,10 @@ Test(drivers, node_pg_named_txnstate)
 Test(drivers, postgresjs_txnstate)
 {
 	txnstate("postgresjs");
+}
+Test(drivers, psql_txnstate)
+{
+	txnstate("psql");
 }
 
 Test(drivers, psycopg2_matrix)
