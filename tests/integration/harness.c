@@ -22,6 +22,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1142,4 +1143,109 @@ long harness_rss_kb(struct harness_sluice *h)
 bool harness_rss_is_meaningful(void)
 {
 	return getenv("ASAN_OPTIONS") == NULL;
+}
+
+char *harness_read_file(const char *path)
+{
+	char *text = read_file(path, 0, NULL);
+
+	cr_assert_not_null(text, "open %s: %s", path, strerror(errno));
+	return text;
+}
+
+#define LISTEN_PREFIX "HTTP endpoint listening on 127.0.0.1:"
+
+int harness_metrics_port(struct harness_sluice *h)
+{
+	char *log;
+	int port;
+
+	cr_assert(harness_wait_for(harness_log_contains(h, LISTEN_PREFIX), 30),
+	          "sluice never said where the HTTP endpoint listens");
+	log = harness_read_file(h->log_path);
+	port = atoi(strstr(log, LISTEN_PREFIX) + strlen(LISTEN_PREFIX));
+	free(log);
+	cr_assert_gt(port, 0);
+	return port;
+}
+
+struct harness_http_reply harness_http_get(int port, const char *path)
+{
+	struct sockaddr_in addr = {.sin_family = AF_INET,
+	                           .sin_port = htons((uint16_t)port),
+	                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	/* A whole /metrics can take a while on a loaded machine; the bound only ends a hang. */
+	struct timeval tv = {.tv_sec = 30};
+	struct harness_http_reply r = {0};
+	size_t cap = 1 << 20, len = 0;
+	char request[256];
+	ssize_t n;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	cr_assert(fd >= 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	r.text = calloc(1, cap);
+	r.body = r.text;
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		close(fd);
+		return r;
+	}
+	snprintf(request, sizeof(request), "GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n", path);
+	if (send(fd, request, strlen(request), MSG_NOSIGNAL) != (ssize_t)strlen(request)) {
+		close(fd);
+		return r;
+	}
+	while ((n = read(fd, r.text + len, cap - len - 1)) > 0) {
+		len += (size_t)n;
+		if (len + 1 == cap)
+			r.text = realloc(r.text, cap *= 2);
+	}
+	close(fd);
+	r.text[len] = '\0';
+	if (sscanf(r.text, "HTTP/1.%*d %d", &r.status) != 1)
+		r.status = 0;
+	r.body = strstr(r.text, "\r\n\r\n");
+	r.body = r.body != NULL ? r.body + 4 : r.text + len;
+	return r;
+}
+
+char *harness_metrics(int port)
+{
+	struct harness_http_reply r = harness_http_get(port, "/metrics");
+
+	cr_assert_eq(r.status, 200, "/metrics: %.200s", r.text);
+	memmove(r.text, r.body, strlen(r.body) + 1);
+	return r.text;
+}
+
+double harness_metric_sample(const char *body, const char *series)
+{
+	size_t len = strlen(series);
+
+	for (const char *line = body; line != NULL && *line != '\0';) {
+		if (strncmp(line, series, len) == 0 && line[len] == ' ')
+			return strtod(line + len + 1, NULL);
+		line = strchr(line, '\n');
+		if (line != NULL)
+			line++;
+	}
+	return -1;
+}
+
+void harness_promtool_check(struct harness_sluice *h, const char *body)
+{
+	char path[400], cmd[600], *out = NULL;
+	const char *argv[] = {"sh", "-c", cmd, NULL};
+	const char *which[] = {"sh", "-c", "command -v promtool", NULL};
+	int rc;
+
+	cr_assert_eq(harness_run(which, NULL, 20, NULL), 0,
+	             "promtool is not installed (Debian package prometheus; "
+	             "tests/harness/deps.sh installs it)");
+	snprintf(path, sizeof(path), "%s/metrics.txt", h->dir);
+	harness_write_file(path, body);
+	snprintf(cmd, sizeof(cmd), "promtool check metrics < '%s'", path);
+	rc = harness_run(argv, NULL, 60, &out);
+	cr_assert_eq(rc, 0, "promtool check metrics failed (%d):\n%s", rc, out);
+	free(out);
 }

@@ -162,6 +162,30 @@ long harness_rss_kb(struct harness_sluice *h);
  */
 bool harness_rss_is_meaningful(void);
 
+/* The whole file, NUL-terminated (malloc'd); the test fails if it cannot be read. */
+char *harness_read_file(const char *path);
+
+/*
+ * The HTTP endpoint (metrics_listen = 127.0.0.1:0): its port, from the line
+ * sluice logs once it is bound, so no port can be taken between choosing and
+ * binding.  Waits for that line; the test fails without it.
+ */
+int harness_metrics_port(struct harness_sluice *h);
+
+/* A reply over HTTP/1.0 (it ends when the server closes). */
+struct harness_http_reply {
+	int status; /* 0 when nothing answered */
+	char *text; /* whole reply, malloc'd even when nothing answered */
+	char *body; /* inside text ("" without a reply) */
+};
+struct harness_http_reply harness_http_get(int port, const char *path);
+/* GET /metrics: the body (malloc'd); the test fails unless the status is 200. */
+char *harness_metrics(int port);
+/* The value of the sample whose name and labels are exactly `series`; -1 if absent. */
+double harness_metric_sample(const char *body, const char *series);
+/* `promtool check metrics` must accept `body` (kept in h's directory as metrics.txt). */
+void harness_promtool_check(struct harness_sluice *h, const char *body);
+
 double harness_now(void);
 /* The interval between two looks at a polled condition. */
 void harness_pause(void);

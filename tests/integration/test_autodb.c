@@ -33,9 +33,8 @@ TestSuite(autodb, .fini = harness_teardown, .timeout = 280);
 	"admin_users = admin\n"                                                                    \
 	"connect_rate_per_ip = 0\n"                                                                \
 	"auth_type = md5\n"
-#define LISTEN_PREFIX "HTTP endpoint listening on 127.0.0.1:"
-#define MADE_UP       2000
-#define WAIT_S        30.0
+#define MADE_UP 2000
+#define WAIT_S  30.0
 /*
  * Growth allowed while 2,000 made-up names come and go.  Without the fix
  * each name kept a pool of some 30 kB (four latency histograms), its quotas
@@ -121,28 +120,6 @@ static bool databases_are(PGconn *a, const char *expected)
 	return same;
 }
 
-/* The HTTP endpoint's port, from the line sluice logs once it is bound. */
-static int metrics_port(struct harness_sluice *h)
-{
-	char line[512];
-	int port = 0;
-	FILE *f;
-
-	cr_assert(harness_wait_for(harness_log_contains(h, LISTEN_PREFIX), WAIT_S),
-	          "sluice never said where the HTTP endpoint listens");
-	f = fopen(h->log_path, "r");
-	cr_assert_not_null(f);
-	while (port == 0 && fgets(line, sizeof(line), f) != NULL) {
-		char *at = strstr(line, LISTEN_PREFIX);
-
-		if (at != NULL)
-			port = atoi(at + strlen(LISTEN_PREFIX));
-	}
-	fclose(f);
-	cr_assert_gt(port, 0);
-	return port;
-}
-
 /* Lines of a GET /metrics body. */
 static int metrics_lines(int port)
 {
@@ -199,7 +176,7 @@ Test(autodb, made_up_names_leave_nothing_behind)
 	                                 "[databases]\n"
 	                                 "* = host=@PGHOST@ port=@PGPORT@\n");
 	PGconn *a = admin(h);
-	int port = metrics_port(h);
+	int port = harness_metrics_port(h);
 	char *dbs = database_names(a);
 	int rows = show_rows(a, "DATABASES"), pools = show_rows(a, "POOLS");
 	int lines = metrics_lines(port);

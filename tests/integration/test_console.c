@@ -932,66 +932,17 @@ static int free_tcp_port(void)
 	return ntohs(addr.sin_port);
 }
 
-/* GET /metrics over a plain socket; NULL if nothing listens yet. */
-static char *scrape(int port)
-{
-	struct sockaddr_in addr = {.sin_family = AF_INET,
-	                           .sin_port = htons((uint16_t)port),
-	                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	const char req[] = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	size_t len = 0, cap = 65536;
-	char *body = malloc(cap);
-
-	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-	    send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) < 0) {
-		close(fd);
-		free(body);
-		return NULL;
-	}
-	for (;;) {
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		ssize_t n;
-
-		if (poll(&pfd, 1, 10000) <= 0)
-			break;
-		if (len + 4096 > cap)
-			body = realloc(body, cap *= 2);
-		n = recv(fd, body + len, cap - len - 1, 0);
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	body[len] = '\0';
-	return body;
-}
-
 static bool has_metric(const char *text, const char *metric)
 {
 	return text != NULL && strstr(text, metric) != NULL;
-}
-
-/* The whole file, NUL-terminated ("" if unreadable); the caller frees it. */
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *text = calloc(1, 1 << 20);
-
-	if (f != NULL) {
-		size_t n = fread(text, 1, (1 << 20) - 1, f);
-
-		text[n] = '\0';
-		fclose(f);
-	}
-	return text;
 }
 
 Test(console, prometheus_pgbouncer_exporter_reads_sluice)
 {
 	const char *exporter = "/usr/bin/prometheus-pgbouncer-exporter";
 	struct harness_sluice *h;
-	char log_path[512], port[16], listen_port[16], *metrics = NULL, *log;
+	struct harness_http_reply reply = {0};
+	char log_path[512], port[16], listen_port[16], *metrics, *log;
 	int http_port, status;
 	bool scraped;
 	pid_t pid;
@@ -1025,12 +976,14 @@ Test(console, prometheus_pgbouncer_exporter_reads_sluice)
 		      (char *)NULL);
 		_exit(127);
 	}
+	/* Until the exporter listens, nothing answers (status 0) and the poll goes on. */
 	scraped =
-	    harness_wait_for((free(metrics), metrics = scrape(http_port),
-	                      has_metric(metrics, "pgbouncer_requests_total{database=\"app\"}")),
+	    harness_wait_for((free(reply.text), reply = harness_http_get(http_port, "/metrics"),
+	                      has_metric(reply.text, "pgbouncer_requests_total{database=\"app\"}")),
 	                     WAIT_S);
+	metrics = reply.text;
 	if (!scraped) {
-		log = slurp(log_path);
+		log = harness_read_file(log_path);
 		cr_assert_fail("no stats metrics from the exporter; its log:\n%s", log);
 	}
 	cr_assert(has_metric(metrics, "pgbouncer_active_clients{database=\"app\",user=\"app\"}"),
@@ -1046,7 +999,7 @@ Test(console, prometheus_pgbouncer_exporter_reads_sluice)
 	free(metrics);
 	kill(pid, SIGTERM);
 	waitpid(pid, &status, 0);
-	log = slurp(log_path);
+	log = harness_read_file(log_path);
 	cr_assert(strstr(log, "Listing on port") != NULL, "exporter log:\n%s", log);
 	cr_assert(strstr(log, "Traceback") == NULL && strstr(log, "Error") == NULL &&
 	              strstr(log, "ERROR") == NULL && strstr(log, "Exception") == NULL,

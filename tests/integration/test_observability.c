@@ -27,107 +27,16 @@
 
 TestSuite(observability, .fini = harness_teardown, .timeout = 240);
 
-#define METRICS_INI   "metrics_listen = 127.0.0.1:0\n"
-#define POOL_LABELS   "database=\"app\",user=\"app\",tenant=\"default\""
-#define QUERIES       200
-#define LISTEN_PREFIX "HTTP endpoint listening on 127.0.0.1:"
-
-struct http_reply {
-	int status; /* 0 when no reply came */
-	char *text; /* whole reply, malloc'd */
-	char *body; /* inside text */
-};
-
-static char *read_file(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	size_t cap = 65536, len = 0, n;
-	char *buf = malloc(cap);
-
-	cr_assert_not_null(f, "open %s", path);
-	while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-		len += n;
-		if (len + 1 == cap)
-			buf = realloc(buf, cap *= 2);
-	}
-	fclose(f);
-	buf[len] = '\0';
-	return buf;
-}
-
-/* The endpoint's port, from the line sluice logs once it is bound. */
-static int metrics_port(struct harness_sluice *h)
-{
-	char *log, *at;
-	int port = 0;
-
-	cr_assert(harness_wait_for(harness_log_contains(h, LISTEN_PREFIX), 20),
-	          "sluice never said where the HTTP endpoint listens");
-	log = read_file(h->log_path);
-	at = strstr(log, LISTEN_PREFIX);
-	port = atoi(at + strlen(LISTEN_PREFIX));
-	free(log);
-	cr_assert_gt(port, 0);
-	return port;
-}
-
-static struct http_reply http_get(int port, const char *path)
-{
-	struct sockaddr_in addr = {.sin_family = AF_INET,
-	                           .sin_port = htons((uint16_t)port),
-	                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	struct timeval tv = {.tv_sec = 20};
-	struct http_reply r = {0};
-	size_t cap = 65536, len = 0;
-	char request[256];
-	ssize_t n;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	cr_assert(fd >= 0);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	r.text = calloc(1, cap);
-	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		close(fd);
-		return r;
-	}
-	snprintf(request, sizeof(request), "GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n", path);
-	cr_assert_eq(write(fd, request, strlen(request)), (ssize_t)strlen(request));
-	while ((n = read(fd, r.text + len, cap - len - 1)) > 0) {
-		len += (size_t)n;
-		if (len + 1 == cap) {
-			r.text = realloc(r.text, cap *= 2);
-		}
-	}
-	close(fd);
-	r.text[len] = '\0';
-	if (sscanf(r.text, "HTTP/1.%*d %d", &r.status) != 1)
-		r.status = 0;
-	r.body = strstr(r.text, "\r\n\r\n");
-	r.body = r.body != NULL ? r.body + 4 : r.text + len;
-	return r;
-}
+#define METRICS_INI "metrics_listen = 127.0.0.1:0\n"
+#define POOL_LABELS "database=\"app\",user=\"app\",tenant=\"default\""
+#define QUERIES     200
 
 static int http_status(int port, const char *path)
 {
-	struct http_reply r = http_get(port, path);
+	struct harness_http_reply r = harness_http_get(port, path);
 
 	free(r.text);
 	return r.status;
-}
-
-/* The value of the sample whose name and labels are exactly `series`; -1 if absent. */
-static double sample(const char *body, const char *series)
-{
-	size_t len = strlen(series);
-
-	for (const char *line = body; line != NULL && *line != '\0';) {
-		if (strncmp(line, series, len) == 0 && line[len] == ' ')
-			return strtod(line + len + 1, NULL);
-		line = strchr(line, '\n');
-		if (line != NULL)
-			line++;
-	}
-	return -1;
 }
 
 static void run_sleeps(PGconn *c, int n)
@@ -152,7 +61,7 @@ static void check_histogram_consistent(const char *body, const char *name, doubl
 
 		snprintf(series, sizeof(series), "%s_bucket{%s,le=\"%s\"}", name, POOL_LABELS,
 		         les[k]);
-		v = sample(body, series);
+		v = harness_metric_sample(body, series);
 		cr_assert_geq(v, 0, "missing %s", series);
 		cr_assert_geq(v, prev, "%s is below the bucket before it", series);
 		prev = v;
@@ -169,32 +78,13 @@ static void median_bounds(const char *body, double count, double *lo, double *hi
 	for (size_t k = 0; k + 1 < NLES; k++) {
 		snprintf(series, sizeof(series),
 		         "sluice_query_duration_seconds_bucket{%s,le=\"%s\"}", POOL_LABELS, les[k]);
-		if (sample(body, series) >= count / 2) {
+		if (harness_metric_sample(body, series) >= count / 2) {
 			*hi = strtod(les[k], NULL);
 			return;
 		}
 		*lo = strtod(les[k], NULL);
 	}
 	*hi = 1e9;
-}
-
-static void check_promtool(struct harness_sluice *h, const char *body)
-{
-	char path[400], cmd[600], *out = NULL;
-	const char *argv[] = {"sh", "-c", cmd, NULL};
-	const char *which[] = {"sh", "-c", "command -v promtool", NULL};
-	int rc;
-
-	rc = harness_run(which, NULL, 20, NULL);
-	cr_assert_eq(rc, 0,
-	             "promtool is not installed (Debian package prometheus; "
-	             "tests/harness/deps.sh installs it)");
-	snprintf(path, sizeof(path), "%s/metrics.txt", h->dir);
-	harness_write_file(path, body);
-	snprintf(cmd, sizeof(cmd), "promtool check metrics < '%s'", path);
-	rc = harness_run(argv, NULL, 60, &out);
-	cr_assert_eq(rc, 0, "promtool check metrics failed (%d):\n%s", rc, out);
-	free(out);
 }
 
 /* The SHOW LATENCY row of the app pool for `kind`; asserts it exists. */
@@ -224,40 +114,47 @@ Test(observability, histograms_in_metrics)
 	struct harness_sluice *h = harness_start_sluice_users(
 	    METRICS_INI "slow_query_threshold = 0\nadmin_users = admin\nmetrics_percentiles = on",
 	    "\"admin\" \"admin-secret\"\n");
-	int port = metrics_port(h);
+	int port = harness_metrics_port(h);
 	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
-	struct http_reply r;
+	struct harness_http_reply r;
 	double count, p50, lo, hi;
 	char series[512];
 
 	run_sleeps(c, QUERIES);
-	r = http_get(port, "/metrics");
+	r = harness_http_get(port, "/metrics");
 	cr_assert_eq(r.status, 200, "/metrics answered %d:\n%s", r.status, r.text);
 	cr_assert_not_null(strstr(r.text, "text/plain; version=0.0.4"));
 
 	/* Only the test's queries ran through this pool: the count is exact. */
-	count = sample(r.body, "sluice_query_duration_seconds_count{" POOL_LABELS "}");
+	count =
+	    harness_metric_sample(r.body, "sluice_query_duration_seconds_count{" POOL_LABELS "}");
 	cr_assert_eq(count, QUERIES, "query count %.0f, ran %d", count, QUERIES);
-	cr_assert_eq(sample(r.body, "sluice_transaction_duration_seconds_count{" POOL_LABELS "}"),
+	cr_assert_eq(harness_metric_sample(
+	                 r.body, "sluice_transaction_duration_seconds_count{" POOL_LABELS "}"),
 	             QUERIES);
-	cr_assert_eq(sample(r.body, "sluice_transactions_total{" POOL_LABELS "}"), QUERIES);
-	cr_assert_eq(sample(r.body, "sluice_queries_total{" POOL_LABELS "}"), QUERIES);
-	cr_assert_geq(sample(r.body, "sluice_query_duration_seconds_sum{" POOL_LABELS "}"),
-	              QUERIES * 0.05, "the sleeps alone take 10 s");
+	cr_assert_eq(harness_metric_sample(r.body, "sluice_transactions_total{" POOL_LABELS "}"),
+	             QUERIES);
+	cr_assert_eq(harness_metric_sample(r.body, "sluice_queries_total{" POOL_LABELS "}"),
+	             QUERIES);
+	cr_assert_geq(
+	    harness_metric_sample(r.body, "sluice_query_duration_seconds_sum{" POOL_LABELS "}"),
+	    QUERIES * 0.05, "the sleeps alone take 10 s");
 	check_histogram_consistent(r.body, "sluice_query_duration_seconds", count);
 	check_histogram_consistent(r.body, "sluice_transaction_duration_seconds", count);
 	check_histogram_consistent(
 	    r.body, "sluice_wait_duration_seconds",
-	    sample(r.body, "sluice_wait_duration_seconds_count{" POOL_LABELS "}"));
+	    harness_metric_sample(r.body, "sluice_wait_duration_seconds_count{" POOL_LABELS "}"));
 	/* Every sleep lasts at least 50 ms, so no bucket wholly at or below 50 ms holds one. */
-	cr_assert_eq(
-	    sample(r.body, "sluice_query_duration_seconds_bucket{" POOL_LABELS ",le=\"0.05\"}"), 0);
+	cr_assert_eq(harness_metric_sample(r.body,
+	                                   "sluice_query_duration_seconds_bucket{" POOL_LABELS
+	                                   ",le=\"0.05\"}"),
+	             0);
 
 	/* The histogram's own median: at least 50 ms, and where its buckets say it is. */
 	snprintf(series, sizeof(series),
 	         "sluice_latency_percentile_seconds{%s,kind=\"query\",percentile=\"50\"}",
 	         POOL_LABELS);
-	p50 = sample(r.body, series);
+	p50 = harness_metric_sample(r.body, series);
 	cr_assert_geq(p50, 0.050, "p50 %.6f s is below the 50 ms every query slept", p50);
 	median_bounds(r.body, count, &lo, &hi);
 	cr_assert(p50 > lo * (1 - 1.0 / 32) && p50 <= hi,
@@ -275,12 +172,13 @@ Test(observability, histograms_in_metrics)
 		PQfinish(admin);
 	}
 
-	cr_assert_eq(sample(r.body, "sluice_pool_clients_active{" POOL_LABELS "}"), 1);
-	cr_assert_eq(sample(r.body, "sluice_pool_servers_idle{" POOL_LABELS "}"), 1);
-	check_promtool(h, r.body);
+	cr_assert_eq(harness_metric_sample(r.body, "sluice_pool_clients_active{" POOL_LABELS "}"),
+	             1);
+	cr_assert_eq(harness_metric_sample(r.body, "sluice_pool_servers_idle{" POOL_LABELS "}"), 1);
+	harness_promtool_check(h, r.body);
 	free(r.text);
 
-	r = http_get(port, "/healthz");
+	r = harness_http_get(port, "/healthz");
 	cr_assert_eq(r.status, 200);
 	cr_assert_str_eq(r.body, "ok\n");
 	free(r.text);
@@ -292,19 +190,22 @@ Test(observability, histograms_in_metrics)
 Test(observability, errors_by_sqlstate_class)
 {
 	struct harness_sluice *h = harness_start_sluice(METRICS_INI);
-	int port = metrics_port(h);
+	int port = harness_metrics_port(h);
 	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
-	struct http_reply r;
+	struct harness_http_reply r;
 
 	PQclear(PQexec(c, "select 1/0"));            /* 22012 */
 	PQclear(PQexec(c, "selec"));                 /* 42601 */
 	PQclear(PQexec(c, "select * from no_such")); /* 42P01 */
-	r = http_get(port, "/metrics");
+	r = harness_http_get(port, "/metrics");
 	cr_assert_eq(r.status, 200);
-	cr_assert_eq(sample(r.body, "sluice_errors_total{" POOL_LABELS ",class=\"22\"}"), 1);
-	cr_assert_eq(sample(r.body, "sluice_errors_total{" POOL_LABELS ",class=\"42\"}"), 2);
-	cr_assert_eq(sample(r.body, "sluice_ratelimit_rejections_total{" POOL_LABELS "}"), 0);
-	check_promtool(h, r.body);
+	cr_assert_eq(
+	    harness_metric_sample(r.body, "sluice_errors_total{" POOL_LABELS ",class=\"22\"}"), 1);
+	cr_assert_eq(
+	    harness_metric_sample(r.body, "sluice_errors_total{" POOL_LABELS ",class=\"42\"}"), 2);
+	cr_assert_eq(
+	    harness_metric_sample(r.body, "sluice_ratelimit_rejections_total{" POOL_LABELS "}"), 0);
+	harness_promtool_check(h, r.body);
 	free(r.text);
 	PQfinish(c);
 }
@@ -382,7 +283,7 @@ Test(observability, stats_and_slow_log_in_json)
 	    h, offset, "\"query\":\"select pg_sleep(?), ?\",\"truncated\":true"));
 	/* A stats line with the query: its compact buckets add up to its count. */
 	cr_assert(harness_wait_for(harness_log_contains_after(h, offset, QUERY_ONE), 20));
-	log = read_file(h->log_path);
+	log = harness_read_file(h->log_path);
 	line = strstr(log + offset, QUERY_ONE);
 	b = strstr(line, "\"b\":\"");
 	cr_assert(b != NULL && b < strchr(line, '}'), "no buckets in the query object");
@@ -409,7 +310,7 @@ Test(observability, stats_log_text)
 Test(observability, readyz_flips_during_sigterm_drain)
 {
 	struct harness_sluice *h = harness_start_sluice(METRICS_INI "shutdown_timeout = 60s");
-	int port = metrics_port(h);
+	int port = harness_metrics_port(h);
 	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
 	int rc;
 
@@ -441,7 +342,7 @@ static bool connects(struct harness_sluice *h)
 Test(observability, shutdown_delay_keeps_accepting_while_unready)
 {
 	struct harness_sluice *h = harness_start_sluice(METRICS_INI "shutdown_delay = 600s");
-	int port = metrics_port(h);
+	int port = harness_metrics_port(h);
 	PGconn *c;
 
 	cr_assert_eq(http_status(port, "/readyz"), 200);
@@ -458,7 +359,7 @@ Test(observability, shutdown_delay_then_listeners_close)
 {
 	struct harness_sluice *h =
 	    harness_start_sluice(METRICS_INI "shutdown_delay = 1s\nshutdown_timeout = 60s");
-	int port = metrics_port(h);
+	int port = harness_metrics_port(h);
 	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
 
 	PQclear(harness_exec_ok(c, "begin"));
@@ -475,15 +376,15 @@ Test(observability, readyz_probes_the_upstream)
 {
 	/* No server connection yet: readiness asks Postgres directly. */
 	struct harness_sluice *h = harness_start_sluice(METRICS_INI);
-	int port = metrics_port(h);
+	int port = harness_metrics_port(h);
 	struct harness_sluice *dead;
-	struct http_reply r;
+	struct harness_http_reply r;
 
 	cr_assert_eq(http_status(port, "/readyz"), 200, "Postgres is up: ready");
 	dead = harness_start_sluice(METRICS_INI "[databases]\n"
 	                                        "app = host=127.0.0.1 port=1 dbname=app\n"
 	                                        "other = host=127.0.0.1 port=1 dbname=other\n");
-	r = http_get(metrics_port(dead), "/readyz");
+	r = harness_http_get(harness_metrics_port(dead), "/readyz");
 	cr_assert_eq(r.status, 503, "ready with no reachable database:\n%s", r.text);
 	cr_assert_str_eq(r.body, "no database reachable\n");
 	free(r.text);
@@ -512,8 +413,8 @@ static double pools_column(PGconn *admin, const char *column)
 
 static double metric(int port, const char *series)
 {
-	struct http_reply r = http_get(port, "/metrics");
-	double v = sample(r.body, series);
+	struct harness_http_reply r = harness_http_get(port, "/metrics");
+	double v = harness_metric_sample(r.body, series);
 
 	free(r.text);
 	return v;
@@ -530,7 +431,7 @@ Test(observability, metrics_for_dashboards)
 	    METRICS_INI "admin_users = admin\ndefault_pool_size = 1\nmax_client_conn = 77\n"
 	                "max_db_connections = 5\nquery_wait_timeout = 0",
 	    "\"admin\" \"admin-secret\"\n");
-	int port = metrics_port(h);
+	int port = harness_metrics_port(h);
 	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
 	PGconn *b = harness_connect_ok(h, "app", "app-secret", "app");
 	PGconn *admin = harness_connect_ok(h, "admin", "admin-secret", "sluice");
@@ -542,7 +443,7 @@ Test(observability, metrics_for_dashboards)
 	    {"sv_login", "sluice_pool_servers_login"},
 	    {"cl_waiting", "sluice_pool_clients_waiting"},
 	};
-	struct http_reply r;
+	struct harness_http_reply r;
 	char series[256];
 	double maxwait, now = (double)time(NULL);
 
@@ -556,32 +457,37 @@ Test(observability, metrics_for_dashboards)
 	    harness_wait_for(metric(port, "sluice_pool_maxwait_seconds{" POOL_LABELS "}") > 0, 20));
 
 	/* Nothing moves while a holds the server and b waits: both views must agree. */
-	r = http_get(port, "/metrics");
+	r = harness_http_get(port, "/metrics");
 	for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
 		snprintf(series, sizeof(series), "%s{%s}", pairs[i][1], POOL_LABELS);
-		cr_assert_eq(sample(r.body, series), pools_column(admin, pairs[i][0]),
-		             "%s and SHOW POOLS' %s differ", pairs[i][1], pairs[i][0]);
+		cr_assert_eq(harness_metric_sample(r.body, series),
+		             pools_column(admin, pairs[i][0]), "%s and SHOW POOLS' %s differ",
+		             pairs[i][1], pairs[i][0]);
 	}
-	cr_assert_eq(sample(r.body, "sluice_pool_servers_active{" POOL_LABELS "}"), 1);
+	cr_assert_eq(harness_metric_sample(r.body, "sluice_pool_servers_active{" POOL_LABELS "}"),
+	             1);
 	/* SHOW POOLS, asked later, sees at least the wait /metrics saw. */
-	maxwait = sample(r.body, "sluice_pool_maxwait_seconds{" POOL_LABELS "}");
+	maxwait = harness_metric_sample(r.body, "sluice_pool_maxwait_seconds{" POOL_LABELS "}");
 	cr_assert_geq(pools_column(admin, "maxwait") + pools_column(admin, "maxwait_us") / 1e6,
 	              maxwait);
-	cr_assert_eq(sample(r.body, "sluice_pool_size{" POOL_LABELS "}"), 1);
-	cr_assert_eq(sample(r.body, "sluice_pool_min_size{" POOL_LABELS "}"), 0);
-	cr_assert_eq(sample(r.body, "sluice_max_client_conn"), 77);
-	cr_assert_eq(sample(r.body, "sluice_database_max_connections{database=\"app\"}"), 5);
-	cr_assert_eq(sample(r.body, "sluice_database_paused{database=\"app\"}"), 0);
-	cr_assert_eq(sample(r.body, "sluice_database_disabled{database=\"app\"}"), 0);
-	cr_assert_gt(sample(r.body, "process_resident_memory_bytes"), 0);
-	cr_assert_gt(sample(r.body, "process_open_fds"), 0);
-	cr_assert_geq(sample(r.body, "process_max_fds"), sample(r.body, "process_open_fds"));
-	cr_assert_geq(sample(r.body, "process_cpu_seconds_total"), 0);
-	cr_assert_leq(sample(r.body, "process_start_time_seconds"), now + 1);
-	cr_assert_gt(sample(r.body, "process_start_time_seconds"), now - 600);
+	cr_assert_eq(harness_metric_sample(r.body, "sluice_pool_size{" POOL_LABELS "}"), 1);
+	cr_assert_eq(harness_metric_sample(r.body, "sluice_pool_min_size{" POOL_LABELS "}"), 0);
+	cr_assert_eq(harness_metric_sample(r.body, "sluice_max_client_conn"), 77);
+	cr_assert_eq(
+	    harness_metric_sample(r.body, "sluice_database_max_connections{database=\"app\"}"), 5);
+	cr_assert_eq(harness_metric_sample(r.body, "sluice_database_paused{database=\"app\"}"), 0);
+	cr_assert_eq(harness_metric_sample(r.body, "sluice_database_disabled{database=\"app\"}"),
+	             0);
+	cr_assert_gt(harness_metric_sample(r.body, "process_resident_memory_bytes"), 0);
+	cr_assert_gt(harness_metric_sample(r.body, "process_open_fds"), 0);
+	cr_assert_geq(harness_metric_sample(r.body, "process_max_fds"),
+	              harness_metric_sample(r.body, "process_open_fds"));
+	cr_assert_geq(harness_metric_sample(r.body, "process_cpu_seconds_total"), 0);
+	cr_assert_leq(harness_metric_sample(r.body, "process_start_time_seconds"), now + 1);
+	cr_assert_gt(harness_metric_sample(r.body, "process_start_time_seconds"), now - 600);
 	cr_assert_null(strstr(r.body, "sluice_latency_percentile_seconds"),
 	               "percentile gauges without metrics_percentiles");
-	check_promtool(h, r.body);
+	harness_promtool_check(h, r.body);
 	free(r.text);
 
 	PQclear(harness_exec_ok(a, "commit"));

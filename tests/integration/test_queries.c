@@ -22,9 +22,8 @@
 
 TestSuite(queries, .fini = harness_teardown, .timeout = 280);
 
-#define ADMIN_INI     "admin_users = admin\n"
-#define ADMIN_USERS   "\"admin\" \"admin-secret\"\n"
-#define LISTEN_PREFIX "HTTP endpoint listening on 127.0.0.1:"
+#define ADMIN_INI   "admin_users = admin\n"
+#define ADMIN_USERS "\"admin\" \"admin-secret\"\n"
 
 static struct harness_sluice *start(const char *extra)
 {
@@ -297,68 +296,6 @@ Test(queries, stats_log_names_the_top)
 	PQfinish(c);
 }
 
-/* ---- /metrics ---- */
-
-static char *read_file(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	size_t cap = 65536, len = 0, n;
-	char *buf = malloc(cap);
-
-	cr_assert_not_null(f, "open %s", path);
-	while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-		len += n;
-		if (len + 1 == cap)
-			buf = realloc(buf, cap *= 2);
-	}
-	fclose(f);
-	buf[len] = '\0';
-	return buf;
-}
-
-static int metrics_port(struct harness_sluice *h)
-{
-	char *log;
-	int port;
-
-	cr_assert(harness_wait_for(harness_log_contains(h, LISTEN_PREFIX), 20));
-	log = read_file(h->log_path);
-	port = atoi(strstr(log, LISTEN_PREFIX) + strlen(LISTEN_PREFIX));
-	free(log);
-	cr_assert_gt(port, 0);
-	return port;
-}
-
-/* GET /metrics over HTTP/1.0; returns the body (malloc'd, the whole reply behind it). */
-static char *get_metrics(int port)
-{
-	struct sockaddr_in addr = {.sin_family = AF_INET,
-	                           .sin_port = htons((uint16_t)port),
-	                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	struct timeval tv = {.tv_sec = 30};
-	const char *req = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
-	size_t cap = 1 << 20, len = 0;
-	char *text = malloc(cap), *body;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	ssize_t n;
-
-	cr_assert(fd >= 0);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	cr_assert_eq(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
-	cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
-	while ((n = read(fd, text + len, cap - len - 1)) > 0)
-		if ((len += (size_t)n) + 1 == cap)
-			text = realloc(text, cap *= 2);
-	close(fd);
-	text[len] = '\0';
-	cr_assert(strncmp(text, "HTTP/1.1 200", 12) == 0 || strncmp(text, "HTTP/1.0 200", 12) == 0,
-	          "/metrics: %.200s", text);
-	body = strstr(text, "\r\n\r\n");
-	cr_assert_not_null(body);
-	memmove(text, body + 4, strlen(body + 4) + 1);
-	return text;
-}
-
 static int count_lines(const char *body, const char *prefix)
 {
 	int n = 0;
@@ -373,42 +310,10 @@ static int count_lines(const char *body, const char *prefix)
 	return n;
 }
 
-static double sample(const char *body, const char *series)
-{
-	size_t len = strlen(series);
-
-	for (const char *line = body; line != NULL && *line != '\0';) {
-		if (strncmp(line, series, len) == 0 && line[len] == ' ')
-			return strtod(line + len + 1, NULL);
-		line = strchr(line, '\n');
-		if (line != NULL)
-			line++;
-	}
-	return -1;
-}
-
-static void check_promtool(struct harness_sluice *h, const char *body)
-{
-	char path[400], cmd[600], *out = NULL;
-	const char *argv[] = {"sh", "-c", cmd, NULL};
-	const char *which[] = {"sh", "-c", "command -v promtool", NULL};
-	int rc;
-
-	cr_assert_eq(harness_run(which, NULL, 20, NULL), 0,
-	             "promtool is not installed (Debian package prometheus; "
-	             "tests/harness/deps.sh installs it)");
-	snprintf(path, sizeof(path), "%s/metrics.txt", h->dir);
-	harness_write_file(path, body);
-	snprintf(cmd, sizeof(cmd), "promtool check metrics < '%s'", path);
-	rc = harness_run(argv, NULL, 60, &out);
-	cr_assert_eq(rc, 0, "promtool check metrics failed (%d):\n%s", rc, out);
-	free(out);
-}
-
 Test(queries, metrics_stay_bounded_and_clean)
 {
 	struct harness_sluice *h = start("metrics_listen = 127.0.0.1:0\n");
-	int port = metrics_port(h);
+	int port = harness_metrics_port(h);
 	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
 	char sql[96], *body;
 
@@ -422,14 +327,17 @@ Test(queries, metrics_stay_bounded_and_clean)
 		PQclear(harness_exec_ok(c, "select 1 as \"quo\"\"te\\back\""));
 		PQclear(PQexec(c, "select 1 as \"\xff\xfe\""));
 	}
-	body = get_metrics(port);
+	body = harness_metrics(port);
 	cr_assert_eq(count_lines(body, "sluice_top_query_calls_total{"), 20);
 	cr_assert_eq(count_lines(body, "sluice_top_query_info{"), 20);
 	/* A statement is counted when its reply passes through, before the client reads it. */
-	cr_assert_eq(sample(body, "sluice_statement_duration_seconds_count{query_type=\"select\"}"),
+	cr_assert_eq(harness_metric_sample(
+	                 body, "sluice_statement_duration_seconds_count{query_type=\"select\"}"),
 	             10600);
-	cr_assert_eq(sample(body, "sluice_statement_errors_total{query_type=\"select\"}"), 300);
-	check_promtool(h, body);
+	cr_assert_eq(
+	    harness_metric_sample(body, "sluice_statement_errors_total{query_type=\"select\"}"),
+	    300);
+	harness_promtool_check(h, body);
 	free(body);
 	PQfinish(c);
 }

@@ -430,56 +430,23 @@ Test(redis, lua_error_in_the_script_falls_back)
 	free(redis_cli(&e, e.port, "ACL", "DELUSER", user, NULL));
 }
 
-/* GET /metrics through bash's /dev/tcp: the body, or the test fails. */
-static char *get_metrics(struct harness_sluice *h)
-{
-	const char *prefix = "HTTP endpoint listening on 127.0.0.1:";
-	char script[512], *out = NULL;
-	const char *argv[] = {"bash", "-c", script, NULL};
-	const char *at;
-	FILE *f;
-	char line[512];
-	int port = 0;
-
-	cr_assert(harness_wait_for(harness_log_contains(h, prefix), WAIT_S));
-	f = fopen(h->log_path, "r");
-	cr_assert_not_null(f);
-	while (port == 0 && fgets(line, sizeof(line), f) != NULL)
-		if ((at = strstr(line, prefix)) != NULL)
-			port = atoi(at + strlen(prefix));
-	fclose(f);
-	cr_assert_gt(port, 0);
-	snprintf(script, sizeof(script),
-	         "exec 3<>/dev/tcp/127.0.0.1/%d && printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3 "
-	         "&& sed '1,/^\\r$/d' <&3",
-	         port);
-	cr_assert_eq(harness_run(argv, NULL, 30, &out), 0, "GET /metrics: %s", out ? out : "");
-	return out;
-}
-
 Test(redis, metrics_say_whether_redis_is_up)
 {
 	struct redis_env e = redis_env();
 	struct harness_sluice *h;
-	char prefix[64], path[400], cmd[600], *body, *out = NULL;
-	const char *argv[] = {"sh", "-c", cmd, NULL};
+	char prefix[64], *body;
 
 	unique_prefix(prefix, sizeof(prefix), "metrics");
 	h = start_node(e.url, prefix, "metrics_listen = 127.0.0.1:0");
 	cr_assert(harness_wait_for(cell_is(h, "redis_state", "up"), WAIT_S));
 	queries_go_through(h, 3);
-	body = get_metrics(h);
+	body = harness_metrics(harness_metrics_port(h));
 	cr_assert(strstr(body, "\nsluice_redis_up 1\n") != NULL, "%s", body);
 	cr_assert(strstr(body, "\nsluice_redis_errors_total ") != NULL);
 	cr_assert(strstr(body, "\nsluice_redis_roundtrip_seconds_bucket{le=\"0.001000\"} ") != NULL,
 	          "%s", body);
 	cr_assert(strstr(body, "\nsluice_redis_roundtrip_seconds_count 0\n") == NULL,
 	          "no round trip was measured");
-	snprintf(path, sizeof(path), "%s/metrics.txt", h->dir);
-	harness_write_file(path, body);
-	snprintf(cmd, sizeof(cmd),
-	         "! command -v promtool >/dev/null || promtool check metrics < '%s'", path);
-	cr_assert_eq(harness_run(argv, NULL, 60, &out), 0, "promtool: %s", out ? out : "");
-	free(out);
+	harness_promtool_check(h, body);
 	free(body);
 }

@@ -100,28 +100,6 @@ static bool show_hosts_is(struct harness_sluice *h, const char *db, int port, co
 	return same;
 }
 
-/* /metrics from the endpoint on `port` (malloc'd). */
-static char *get_metrics(int port)
-{
-	struct sockaddr_in addr = {.sin_family = AF_INET,
-	                           .sin_port = htons((uint16_t)port),
-	                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	static const char request[] = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
-	struct timeval tv = {.tv_sec = 20};
-	size_t cap = 1 << 20, len = 0;
-	char *text = calloc(1, cap);
-	ssize_t n;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	cr_assert(connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
-	cr_assert_eq(write(fd, request, sizeof(request) - 1), (ssize_t)sizeof(request) - 1);
-	while (len + 1 < cap && (n = read(fd, text + len, cap - len - 1)) > 0)
-		len += (size_t)n;
-	close(fd);
-	return text;
-}
-
 /* A TCP port free now, for metrics_listen. */
 static int free_port(void)
 {
@@ -372,7 +350,7 @@ Test(topology, silent_host_costs_one_timeout_then_fails_fast_with_a_hint)
 	cr_assert(show_hosts_is(h, "silent", f.port, "breaker", "open"));
 	cr_assert(show_hosts_is(h, "silent", f.port, "failures", "1"));
 	cr_assert(show_hosts_is(h, "silent", f.port, "servers", "0"));
-	metrics = get_metrics(mport);
+	metrics = harness_metrics(mport);
 	snprintf(series, sizeof(series),
 	         "sluice_host_breaker_state{database=\"silent\",host=\"127.0.0.1\",port=\"%d\","
 	         "role=\"unknown\"} 1\n",
