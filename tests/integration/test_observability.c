@@ -10,14 +10,10 @@
  * logs, so no port can be taken between choosing and binding.  HTTP is spoken
  * over a plain socket (HTTP/1.0: the reply ends when the server closes).
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 

@@ -7,13 +7,9 @@
  * stats log naming the top fingerprints; and /metrics staying bounded and
  * promtool-clean after 10,000 distinct statements.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
