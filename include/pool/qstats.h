@@ -58,6 +58,7 @@ const char *query_type_name(enum query_type t);
 
 #define QSTATS_TEXT_MAX     200  /* bytes of normalised text kept per entry, for display */
 #define QSTATS_SCAN_MAX     4096 /* bytes of a statement's text that make its fingerprint */
+#define QSTATS_RECENT       64   /* struct qstats.recent; a power of two */
 #define QSTATS_HIST_SHIFT   3    /* entry buckets: 8 of struct histogram's merged into one */
 #define QSTATS_HIST_BUCKETS ((HISTOGRAM_BUCKETS + 7) >> QSTATS_HIST_SHIFT)
 #define QSTATS_SCOPES_MAX   4096 /* (database, user, tenant) triples; then one "*" scope */
@@ -123,6 +124,9 @@ struct qstats {
 	struct qstats_type types[QUERY_TYPES];
 	uint64_t evictions; /* entries evicted since start or reset */
 	char *scratch;      /* 2 x QSTATS_SCAN_MAX: a statement's text, then its normalised form */
+	/* Slots of recently found fingerprints, by their low bits: a repeated statement skips
+	 * the keyed bucket hash.  Only a hint: find checks the slot still holds that entry. */
+	uint32_t recent[QSTATS_RECENT];
 };
 
 /* A statement sent to a server and not finished. */

@@ -11,8 +11,17 @@ uint64_t hash_fnv1a(const void *data, size_t n, uint64_t seed)
 {
 	const uint8_t *p = data;
 	uint64_t h = 0xcbf29ce484222325ULL ^ seed;
+	size_t i = 0;
 
-	for (size_t i = 0; i < n; i++)
+	/* Four bytes a round: the same hash, a quarter of the loop's tests (query_stats
+	 * fingerprints every statement with it). */
+	for (; i + 4 <= n; i += 4) {
+		h = (h ^ p[i]) * 0x100000001b3ULL;
+		h = (h ^ p[i + 1]) * 0x100000001b3ULL;
+		h = (h ^ p[i + 2]) * 0x100000001b3ULL;
+		h = (h ^ p[i + 3]) * 0x100000001b3ULL;
+	}
+	for (; i < n; i++)
 		h = (h ^ p[i]) * 0x100000001b3ULL;
 	return h;
 }

@@ -291,11 +291,22 @@ static uint32_t bucket_of(const struct qstats *qs, uint64_t fp, uint16_t scope)
 	return (uint32_t)hash_keyed(&qs->key, k, sizeof(k)) & (qs->nbuckets - 1);
 }
 
-static int32_t find(const struct qstats *qs, uint64_t fp, uint16_t scope)
+/*
+ * An entry is unique per (fingerprint, scope), so a slot in use that holds this
+ * pair is the answer whatever put it in `recent`.  A text aimed at the low bits
+ * only makes the hint miss: the keyed buckets still decide.
+ */
+static int32_t find(struct qstats *qs, uint64_t fp, uint16_t scope)
 {
+	uint32_t *hint = &qs->recent[fp & (QSTATS_RECENT - 1)];
+
+	if (*hint < qs->count && qs->entries[*hint].fp == fp && qs->entries[*hint].scope == scope)
+		return (int32_t)*hint;
 	for (int32_t i = qs->buckets[bucket_of(qs, fp, scope)]; i >= 0; i = qs->entries[i].next)
-		if (qs->entries[i].fp == fp && qs->entries[i].scope == scope)
+		if (qs->entries[i].fp == fp && qs->entries[i].scope == scope) {
+			*hint = (uint32_t)i;
 			return i;
+		}
 	return -1;
 }
 

@@ -173,15 +173,15 @@ static size_t skip_number(const char *s, size_t len, size_t i)
 			i++;
 		return i;
 	}
-	while (i < len && (isdigit((unsigned char)s[i]) || s[i] == '_' || s[i] == '.'))
+	while (i < len && (is_ascii_digit((unsigned char)s[i]) || s[i] == '_' || s[i] == '.'))
 		i++;
 	if (i < len && (s[i] == 'e' || s[i] == 'E')) {
 		size_t k = i + 1;
 
 		if (k < len && (s[k] == '+' || s[k] == '-'))
 			k++;
-		if (k < len && isdigit((unsigned char)s[k])) {
-			while (k < len && isdigit((unsigned char)s[k]))
+		if (k < len && is_ascii_digit((unsigned char)s[k])) {
+			while (k < len && is_ascii_digit((unsigned char)s[k]))
 				k++;
 			i = k;
 		}
@@ -325,18 +325,32 @@ static size_t copy_plain_run(const char *s, size_t len, size_t i, struct redacti
 	char *out = r->out;
 	size_t o = r->o; /* in locals: stores through `out` may alias anything in *r */
 
-	for (; i < len; i++) {
+	while (i < len) {
 		unsigned char ch = (unsigned char)s[i];
 		uint8_t cls = byte_class[ch];
 
-		if (!(word && (cls & B_WORD))) {
-			if (cls & B_START)
+		if (cls & B_WORD) {
+			char *to = out + o - i; /* to[i] is out[o] for the whole word */
+			size_t from = i;
+
+			if (!word && ((cls & B_START) ||
+			              ((cls & B_PREFIX) &&
+			               (i + 1 >= len || s[i + 1] == '\'' || s[i + 1] == '&'))))
 				break;
-			if ((cls & B_PREFIX) &&
-			    (i + 1 >= len || s[i + 1] == '\'' || s[i + 1] == '&'))
-				break;
+			/* Inside a word nothing opens a literal: the rest of it in the tightest loop. */
+			do {
+				to[i] = s[i];
+				i++;
+			} while (i < len && (byte_class[(unsigned char)s[i]] & B_WORD));
+			o += i - from;
+			word = true;
+			spaced = false;
+			continue;
 		}
-		word = cls & B_WORD;
+		if (cls & B_START)
+			break;
+		word = false;
+		i++;
 		if (normalise && (cls & B_SPACE)) {
 			if (!spaced && o > 0)
 				out[o++] = ' ';
@@ -370,7 +384,8 @@ static size_t redact(const char *s, size_t len, struct redaction *r)
 		if (end == 0 && ch == '$' && !after_word && (tag = dollar_tag(s, len, i)) > 0)
 			end = skip_dollar(s, len, i, tag);
 		if (end == 0 && !after_word &&
-		    (isdigit(ch) || (ch == '.' && i + 1 < len && isdigit((unsigned char)s[i + 1]))))
+		    (is_ascii_digit(ch) ||
+	     (ch == '.' && i + 1 < len && is_ascii_digit((unsigned char)s[i + 1]))))
 			end = skip_number(s, len, i);
 		if (end > 0) {
 			put_byte(r, '?');
