@@ -337,7 +337,7 @@ static size_t copy_plain_run(const char *s, size_t len, size_t i, struct redacti
 			              ((cls & B_PREFIX) &&
 			               (i + 1 >= len || s[i + 1] == '\'' || s[i + 1] == '&'))))
 				break;
-			/* Inside a word nothing opens a literal: the rest of it in the tightest loop. */
+			/* Inside a word nothing opens a literal: the rest in a tight loop. */
 			do {
 				to[i] = s[i];
 				i++;
@@ -385,7 +385,7 @@ static size_t redact(const char *s, size_t len, struct redaction *r)
 			end = skip_dollar(s, len, i, tag);
 		if (end == 0 && !after_word &&
 		    (is_ascii_digit(ch) ||
-	     (ch == '.' && i + 1 < len && is_ascii_digit((unsigned char)s[i + 1]))))
+		     (ch == '.' && i + 1 < len && is_ascii_digit((unsigned char)s[i + 1]))))
 			end = skip_number(s, len, i);
 		if (end > 0) {
 			put_byte(r, '?');
