@@ -192,22 +192,29 @@ start_on_free_port() {
   if [ -f "$data/sluice-port.conf" ]; then
     port=$(sed -n 's/^port = //p' "$data/sluice-port.conf")
   fi
-  local tries=0
-  while [ "$tries" -lt 10 ]; do
+  # Every port of the range may be tried: a port nobody listens on can still
+  # be taken by a client's outgoing connection (the range lies inside Linux's
+  # ephemeral ports), and after a test that opened thousands of connections
+  # many of those linger in TIME_WAIT, where the probe sees a free port but
+  # Postgres cannot bind it.
+  local tries=0 logged
+  while [ "$tries" -le $((last_port - first_port)) ]; do
     while ! port_is_free "$port"; do
       port=$((port + 1))
       [ "$port" -le "$last_port" ] || port=$first_port
     done
     echo "port = $port" | as_owner tee "$data/sluice-port.conf" >/dev/null
+    logged=$(stat -c %s "$logfile" 2>/dev/null || echo 0)
     if as_owner "$pgbin/pg_ctl" start -D "$data" -l "$logfile" -w -t 120 >/dev/null; then
       return 0
     fi
-    # Someone may have taken the port between the probe and the bind.
-    if ! tail -n 20 "$logfile" | grep -q "could not bind"; then
+    # Only this attempt's lines: an earlier attempt's bind error must not hide another failure.
+    if ! tail -c +$((logged + 1)) "$logfile" | grep -q "could not bind"; then
       tail -n 30 "$logfile" >&2
       die "postgres did not start (log: $logfile)"
     fi
     port=$((port + 1))
+    [ "$port" -le "$last_port" ] || port=$first_port
     tries=$((tries + 1))
   done
   die "no free port found for postgres"
