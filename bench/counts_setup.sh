@@ -1,13 +1,14 @@
-# shellcheck shell=bash disable=SC2154 # counter and name are set by the caller
+# shellcheck shell=bash disable=SC2154 # counter, name and port_offset are set by the caller
 # Sourced by bench/instructions.sh and bench/syscalls.sh, which count what
 # PgBouncer and sluice do per transaction under a tool (callgrind, strace).
-# The caller sets counter (the tool's command) and name (its own name, which
-# also names its Postgres instance, pg-NAME, stopped at exit) and passes its
-# arguments.  Afterwards: sluices (the binaries to measure, from --sluice,
+# The caller sets counter (the tool's command), name (its own name, which
+# also names its Postgres instance, pg-NAME, stopped at exit) and port_offset
+# (the poolers listen that far above Postgres), and passes its arguments.  Afterwards: sluices (the binaries to measure, from --sluice,
 # default build/sluice), root (the checkout, also the working directory),
 # pgbin, owner (the harness's unprivileged user), a database bench with
 # pgbench's tables and the password in PGPASSWORD, and work, a fresh
-# directory that owner can read.
+# directory that owner can read, holding pgbouncer.ini and sluice.ini for
+# the same database on port.
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd "$root" || exit 1
@@ -54,3 +55,39 @@ export PGPASSWORD=bench-secret PGSSLMODE=disable
 
 work=$(mktemp -d "/tmp/sluice-$name.XXXXXX")
 chmod 755 "$work"
+port=$((SLUICE_TEST_PGPORT + port_offset))
+printf '"bench" "bench-secret"\n' >"$work/userlist.txt"
+# Both poolers on `port`, one at a time, in transaction mode with a pool of 20.
+# The test cluster offers TLS; PgBouncer does not use it towards servers by
+# default, so sluice is told not to either.
+cat >"$work/pgbouncer.ini" <<CONF
+[databases]
+bench = host=127.0.0.1 port=$SLUICE_TEST_PGPORT dbname=bench
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $work/userlist.txt
+pool_mode = transaction
+default_pool_size = 20
+log_connections = 0
+log_disconnections = 0
+CONF
+cat >"$work/sluice.ini" <<CONF
+[sluice]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_file = $work/userlist.txt
+auth_type = scram-sha-256
+pool_mode = transaction
+default_pool_size = 20
+log_level = warn
+workers = 1
+server_tls_sslmode = disable
+connect_rate_per_ip = 0
+[databases]
+bench = host=127.0.0.1 port=$SLUICE_TEST_PGPORT dbname=bench
+CONF
+chown -R "$owner:$owner" "$work"

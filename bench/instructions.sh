@@ -19,40 +19,9 @@
 # out.  Kernel time (system calls) is not counted: run.sh covers that.
 set -eu
 
-counter=valgrind name=instructions
+counter=valgrind name=instructions port_offset=1000
 # shellcheck source=bench/counts_setup.sh
 . "$(dirname "$0")/counts_setup.sh"
-port=$((SLUICE_TEST_PGPORT + 1000))
-printf '"bench" "bench-secret"\n' >"$work/userlist.txt"
-cat >"$work/pgbouncer.ini" <<EOF
-[databases]
-bench = host=127.0.0.1 port=$SLUICE_TEST_PGPORT dbname=bench
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $port
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = $work/userlist.txt
-pool_mode = transaction
-default_pool_size = 20
-log_connections = 0
-log_disconnections = 0
-EOF
-cat >"$work/sluice.ini" <<EOF
-[sluice]
-listen_addr = 127.0.0.1
-listen_port = $port
-unix_socket_dir =
-auth_file = $work/userlist.txt
-auth_type = scram-sha-256
-pool_mode = transaction
-default_pool_size = 20
-log_level = warn
-workers = 1
-[databases]
-bench = host=127.0.0.1 port=$SLUICE_TEST_PGPORT dbname=bench
-EOF
-chown -R "$owner:$owner" "$work"
 
 # Total instructions (Ir) of one pooler run serving `pgbench -t $2 -M $3`.
 measure() {

@@ -18,44 +18,9 @@
 # machine they are noise, counts are not.
 set -eu
 
-counter=strace name=syscalls
+counter=strace name=syscalls port_offset=2000
 # shellcheck source=bench/counts_setup.sh
 . "$(dirname "$0")/counts_setup.sh"
-port=$((SLUICE_TEST_PGPORT + 2000))
-printf '"bench" "bench-secret"\n' >"$work/userlist.txt"
-# The test cluster offers TLS; PgBouncer does not use it towards servers by
-# default, so sluice is told not to either.
-cat >"$work/pgbouncer.ini" <<CONF
-[databases]
-bench = host=127.0.0.1 port=$SLUICE_TEST_PGPORT dbname=bench
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $port
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = $work/userlist.txt
-pool_mode = transaction
-default_pool_size = 20
-log_connections = 0
-log_disconnections = 0
-CONF
-cat >"$work/sluice.ini" <<CONF
-[sluice]
-listen_addr = 127.0.0.1
-listen_port = $port
-unix_socket_dir =
-auth_file = $work/userlist.txt
-auth_type = scram-sha-256
-pool_mode = transaction
-default_pool_size = 20
-log_level = warn
-workers = 1
-server_tls_sslmode = disable
-connect_rate_per_ip = 0
-[databases]
-bench = host=127.0.0.1 port=$SLUICE_TEST_PGPORT dbname=bench
-CONF
-chown -R "$owner:$owner" "$work"
 
 # strace -c table of one pooler run serving `pgbench -c $2 -t $3 -M $4`:
 # lines "syscall calls".
