@@ -162,6 +162,8 @@ enum query_type qstats_classify(const char *text, size_t len);
 uint64_t qstats_hash(const char *text, size_t len);
 /* The q-quantile (0..1) of an entry histogram with `count` values, in us; 0 when empty. */
 uint64_t qstats_percentile(const uint32_t *hist, uint64_t count, double q);
+/* Adds SRC's figures to DST (sums, the earlier first, the later last). */
+void qstats_figures_add(struct qstats_figures *dst, const struct qstats_figures *src);
 
 /* Hooks, on the client's worker; each is called only while query_stats is on. */
 /* relay.c: a Query, Parse or Bind at the front of `in`, about to be handled. */

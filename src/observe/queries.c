@@ -103,20 +103,6 @@ static int cmp_time(const void *a, const void *b)
 	return cmp_key(a, b);
 }
 
-static void add_figures(struct qstats_figures *dst, const struct qstats_figures *src)
-{
-	dst->calls += src->calls;
-	dst->errors += src->errors;
-	dst->rows += src->rows;
-	dst->total_us += src->total_us;
-	if (dst->first_us == 0 || (src->first_us != 0 && src->first_us < dst->first_us))
-		dst->first_us = src->first_us;
-	if (src->last_us > dst->last_us)
-		dst->last_us = src->last_us;
-	for (unsigned g = 0; g < QSTATS_HIST_BUCKETS; g++)
-		dst->hist[g] += src->hist[g];
-}
-
 /* Same key next to each other: add up, keep rows with calls. */
 static void merge_rows(struct query_report *rep)
 {
@@ -125,7 +111,7 @@ static void merge_rows(struct query_report *rep)
 	qsort(rep->rows, rep->nrows, sizeof(*rep->rows), cmp_key);
 	for (size_t i = 0; i < rep->nrows; i++) {
 		if (out > 0 && cmp_key(&rep->rows[out - 1], &rep->rows[i]) == 0) {
-			add_figures(&rep->rows[out - 1].fig, &rep->rows[i].fig);
+			qstats_figures_add(&rep->rows[out - 1].fig, &rep->rows[i].fig);
 			continue;
 		}
 		if (out != i)

@@ -376,7 +376,7 @@ static int grow(struct qstats *qs)
 	return 0;
 }
 
-static void add_figures(struct qstats_figures *dst, const struct qstats_figures *src)
+void qstats_figures_add(struct qstats_figures *dst, const struct qstats_figures *src)
 {
 	if (src->calls == 0)
 		return;
@@ -412,7 +412,7 @@ static int32_t take_slot(struct qstats *qs)
 	/* Space-saving: the newcomer inherits the weight of the one it replaces. */
 	slot = qs->heap[0];
 	e = &qs->entries[slot];
-	add_figures(&qs->scopes[e->scope].other, &e->fig);
+	qstats_figures_add(&qs->scopes[e->scope].other, &e->fig);
 	unhash(qs, slot);
 	qs->evictions++;
 	return (int32_t)slot;
