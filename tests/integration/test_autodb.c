@@ -238,6 +238,42 @@ Test(autodb, made_up_names_while_postgres_is_unreachable_leave_nothing_behind)
 	PQfinish(a);
 }
 
+/*
+ * The soak's case: once the host's breaker is open, made-up names are refused
+ * before any connect (08006 with the next try in a HINT); their pools must go
+ * with their clients too, not wait for autodb_idle_timeout.
+ */
+Test(autodb, made_up_names_refused_by_an_open_breaker_leave_nothing_behind)
+{
+	struct harness_sluice *h = start("server_breaker_backoff = 60s\n"
+	                                 "server_breaker_backoff_max = 60s\n"
+	                                 "[databases]\n"
+	                                 "real = host=@PGHOST@ port=@PGPORT@ dbname=app\n"
+	                                 "* = host=127.0.0.1 port=1\n");
+	PGconn *a = admin(h), *c;
+	char *dbs = database_names(a);
+	int pools = show_rows(a, "POOLS");
+
+	for (int i = 0; i < 20; i++) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "behind_breaker_%d", i);
+		c = harness_connect(h, "md5user", "md5-secret", name);
+		cr_assert_neq(PQstatus(c), CONNECTION_OK, "login to %s", name);
+		/* The first opens the breaker; the rest are refused by it. */
+		if (i > 0)
+			cr_assert(strstr(PQerrorMessage(c), "next try") != NULL,
+			          "login to %s not refused by the breaker: %s", name,
+			          PQerrorMessage(c));
+		PQfinish(c);
+	}
+	cr_assert(harness_wait_for(databases_are(a, dbs) && show_rows(a, "POOLS") == pools, WAIT_S),
+	          "SHOW DATABASES kept names refused by the breaker: %d rows",
+	          show_rows(a, "DATABASES"));
+	free(dbs);
+	PQfinish(a);
+}
+
 /* A login that must be refused by max_auto_databases. */
 static void refused_over_cap(struct harness_sluice *h, const char *db)
 {
