@@ -57,9 +57,7 @@ if [ "$#" -eq 0 ]; then
   # "Soak"): Postgres killed and stopped, clients gone, hostile probes, and at
   # the end nothing lost, hung or leaked.  It signals Postgres, so root only.
   if [ "$(id -u)" -eq 0 ]; then
-    # Leaks are reported, not fatal, until the clients some runs leave
-    # counted active after quiesce are explained (bench/README.md, "Soak").
-    SLUICE_SOAK_LEAKS_WARN=1 bench/soak.sh --duration 60 --sluice build/sluice || status=$?
+    bench/soak.sh --duration 60 --sluice build/sluice || status=$?
   else
     echo "run.sh: bench/soak.sh skipped (needs root)" >&2
   fi
