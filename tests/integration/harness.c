@@ -1249,3 +1249,18 @@ void harness_promtool_check(struct harness_sluice *h, const char *body)
 	cr_assert_eq(rc, 0, "promtool check metrics failed (%d):\n%s", rc, out);
 	free(out);
 }
+
+void harness_pgbench_init(void)
+{
+	const struct harness_pg *cluster = harness_pg();
+	char pgbench[512], port[16], *out = NULL;
+	const char *argv[] = {pgbench, "-i", "-s1", "-q",  "-h",  cluster->socket_dir,
+	                      "-p",    port, "-U",  "app", "app", NULL};
+	int rc;
+
+	harness_pg_tool("pgbench", pgbench, sizeof(pgbench));
+	snprintf(port, sizeof(port), "%d", cluster->port);
+	rc = harness_run(argv, NULL, 120, &out);
+	cr_assert_eq(rc, 0, "pgbench -i exited with %d:\n%s", rc, out);
+	free(out);
+}

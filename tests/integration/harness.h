@@ -120,6 +120,8 @@ bool harness_log_contains_after(struct harness_sluice *h, long offset, const cha
 
 /* Path of a Postgres client program (psql, pgbench). */
 const char *harness_pg_tool(const char *name, char *buf, size_t len);
+/* pgbench -i -s1 directly against Postgres, as app so that app owns the tables. */
+void harness_pgbench_init(void);
 /*
  * Runs argv[0] with stdout and stderr captured into *output (malloc'd, NUL
  * terminated; may be NULL).  `env` adds "K=V" entries (NULL-terminated list or

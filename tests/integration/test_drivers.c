@@ -309,22 +309,6 @@ Test(drivers, asyncpg_prepare_memory)
 	memory("asyncpg-prepare", "memory");
 }
 
-/* pgbench -i directly against Postgres, as app so that app owns the tables. */
-static void pgbench_init(void)
-{
-	const struct harness_pg *pg = harness_pg();
-	char pgbench[512], port[16], *out = NULL;
-	const char *argv[] = {pgbench, "-i", "-s1", "-q",  "-h",  pg->socket_dir,
-	                      "-p",    port, "-U",  "app", "app", NULL};
-	int rc;
-
-	harness_pg_tool("pgbench", pgbench, sizeof(pgbench));
-	snprintf(port, sizeof(port), "%d", pg->port);
-	rc = harness_run(argv, NULL, 120, &out);
-	cr_assert_eq(rc, 0, "pgbench -i exited with %d:\n%s", rc, out);
-	free(out);
-}
-
 /*
  * pgbench -M prepared, 64 clients on the pool of 4, 50 transactions each, one
  * thread per client: pgbench 15 prepares a client's statements with a
@@ -341,7 +325,7 @@ static void pgbench_prepared(bool select_only)
 	const char *argv[16];
 	int n = 0, rc;
 
-	pgbench_init();
+	harness_pgbench_init();
 	h = harness_start_sluice(BASE_INI);
 	harness_url(h, "app", "app-secret", "app", url, sizeof(url));
 	argv[n++] = harness_pg_tool("pgbench", pgbench, sizeof(pgbench));

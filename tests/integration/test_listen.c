@@ -197,21 +197,6 @@ static void expect_clean_run(struct harness_job *job, const char *what)
 	free(out);
 }
 
-static void init_tables(void)
-{
-	const struct harness_pg *pg = harness_pg();
-	char pgbench[512], port[16], *out = NULL;
-	const char *argv[] = {pgbench, "-i", "-s1", "-q",  "-h",  pg->socket_dir,
-	                      "-p",    port, "-U",  "app", "app", NULL};
-	int rc;
-
-	harness_pg_tool("pgbench", pgbench, sizeof(pgbench));
-	snprintf(port, sizeof(port), "%d", pg->port);
-	rc = harness_run(argv, NULL, 120, &out);
-	cr_assert_eq(rc, 0, "pgbench -i exited with %d:\n%s", rc, out);
-	free(out);
-}
-
 /*
  * The restart of docs/deploy.md: a new process takes the listening sockets
  * while pgbench runs -c 32 -T 20 on long-lived connections and a second
@@ -227,7 +212,7 @@ Test(listen, takeover_under_pgbench)
 	const char *const steady_args[] = {"-c", "32", "-j", "2", "-T", "20", NULL};
 	const char *const churn_args[] = {"-C", "-c", "4", "-T", "20", NULL};
 
-	init_tables();
+	harness_pgbench_init();
 	old = harness_start_sluice(
 	    "takeover_socket = @DIR@/takeover.sock\n"
 	    "default_pool_size = 8\nmax_client_conn = 500\n"

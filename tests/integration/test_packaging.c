@@ -154,22 +154,6 @@ static char *psql(int port, const char *sql)
 	return out;
 }
 
-/* pgbench -i directly against Postgres, as app so that app owns the tables. */
-static void pgbench_init(void)
-{
-	const struct harness_pg *pg = harness_pg();
-	char tool[512], port[16], *out = NULL;
-	const char *argv[] = {tool, "-i", "-s1", "-q",  "-h",  pg->socket_dir,
-	                      "-p", port, "-U",  "app", "app", NULL};
-	int rc;
-
-	harness_pg_tool("pgbench", tool, sizeof(tool));
-	snprintf(port, sizeof(port), "%d", pg->port);
-	rc = harness_run(argv, NULL, 120, &out);
-	cr_assert_eq(rc, 0, "pgbench -i exited with %d:\n%s", rc, out);
-	free(out);
-}
-
 /* pgbench -S -t 50 -c 8 through sluice: every transaction done, none failed. */
 static void pgbench_select_only(int port)
 {
@@ -388,7 +372,7 @@ Test(packaging, install_script_then_container_start_from_the_environment)
 	run_install_script(destdir, builddir);
 	check_installed_tree(destdir, builddir);
 
-	pgbench_init();
+	harness_pgbench_init();
 	snprintf(binary, sizeof(binary), "%s/usr/local/bin/sluice", destdir);
 	run_installed(dir, binary);
 	remove_dir(dir);

@@ -19,22 +19,6 @@
 
 TestSuite(pgbench, .fini = harness_teardown, .timeout = 280);
 
-/* pgbench -i directly against Postgres, as app so that app owns the tables. */
-static void init_tables(void)
-{
-	const struct harness_pg *pg = harness_pg();
-	char pgbench[512], port[16], *out = NULL;
-	const char *argv[] = {pgbench, "-i", "-s1", "-q",  "-h",  pg->socket_dir,
-	                      "-p",    port, "-U",  "app", "app", NULL};
-	int rc;
-
-	harness_pg_tool("pgbench", pgbench, sizeof(pgbench));
-	snprintf(port, sizeof(port), "%d", pg->port);
-	rc = harness_run(argv, NULL, 120, &out);
-	cr_assert_eq(rc, 0, "pgbench -i exited with %d:\n%s", rc, out);
-	free(out);
-}
-
 static void run_pgbench(const char *const mode_args[])
 {
 	struct harness_sluice *h;
@@ -44,7 +28,7 @@ static void run_pgbench(const char *const mode_args[])
 	int n = 0, rc;
 	char want[64];
 
-	init_tables();
+	harness_pgbench_init();
 	h = harness_start_sluice("default_pool_size = 20\nmax_client_conn = 500\n"
 	                         "query_wait_timeout = 120s");
 	harness_url(h, "app", "app-secret", "app", url, sizeof(url));
