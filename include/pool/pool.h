@@ -96,7 +96,7 @@ struct pool {
 	bool pause_closes;            /* paused by PAUSE/KILL: close servers as they come free */
 	int nclients;                 /* clients whose c->pool this is, until they are freed */
 	bool is_auto;                 /* made for a name the "*" entry serves: freed when unused */
-	bool db_missing;              /* auto: 3D000 or no login yet: free it once unused */
+	bool db_missing;              /* auto: Postgres said 3D000: free it once unused */
 	bool dying;                   /* on w->dead_pools: the reaper frees it */
 	struct quota *auto_quota;     /* auto: "autodb:NAME", its name under max_auto_databases */
 	struct list_node unused_node; /* auto and unused: w->unused_pools, or w->dead_pools */

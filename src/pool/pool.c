@@ -263,7 +263,9 @@ void pool_free(struct pool *p)
  * Pools made through "*".  Every made-up name a client asks for gets one, so
  * they must not outlive their use: one with neither clients nor servers dies
  * after autodb_idle_timeout, or at once when Postgres said the database does
- * not exist.  Dying means joining w->dead_pools, which the reaper empties
+ * not exist or no server ever logged in to it, however its clients were
+ * refused (a failed login, an open breaker, no host of the role wanted).
+ * Dying means joining w->dead_pools, which the reaper empties
  * after the dead servers and clients that still point at the pool.  Called
  * whenever nclients or nservers changes.
  */
@@ -282,7 +284,7 @@ static void track_use(struct pool *p)
 	}
 	if (p->dying)
 		return;
-	if (p->db_missing || timeout == 0) {
+	if (p->db_missing || !p->have_defaults || timeout == 0) {
 		if (list_linked(&p->unused_node))
 			list_del(&p->unused_node);
 		p->dying = true;
@@ -348,10 +350,13 @@ void pool_reap(struct worker *w)
 		struct pool *p = list_entry(pos, struct pool, unused_node);
 		struct log_ctx ctx = {.worker = w->id, .db = p->dbname, .user = p->user};
 
-		LOG_AT(w->log, LOG_DEBUG, &ctx, "pool freed: %s",
-		       p->db_missing
-		           ? "the database does not exist or could not be reached"
-		           : "no clients and no server connections for autodb_idle_timeout");
+		const char *why = "no clients and no server connections for autodb_idle_timeout";
+
+		if (p->db_missing)
+			why = "the database does not exist";
+		else if (!p->have_defaults)
+			why = "its clients are gone and no server ever logged in to it";
+		LOG_AT(w->log, LOG_DEBUG, &ctx, "pool freed: %s", why);
 		pool_free(p);
 	}
 }
@@ -970,13 +975,10 @@ void pool_connect_failed(struct pool *p, const char *sqlstate, const char *msg, 
 	if (!host_down)
 		p->retry_after_us = now + p->w->cfg->server_login_retry_us;
 	/*
-	 * A made-up name: keep nothing for it (no backoff either) once its clients
-	 * are gone.  So too for a name no server ever logged in to, whatever the
-	 * error: while Postgres is unreachable or slow, every made-up name would
-	 * otherwise keep its pool (about 60 kB) for autodb_idle_timeout.
+	 * A name Postgres says does not exist: keep nothing for it (no backoff
+	 * either) once its clients are gone, even if it once logged in.
 	 */
-	if (p->is_auto &&
-	    (strcmp(sqlstate, SQLSTATE_INVALID_CATALOG_NAME) == 0 || !p->have_defaults)) {
+	if (p->is_auto && strcmp(sqlstate, SQLSTATE_INVALID_CATALOG_NAME) == 0) {
 		p->db_missing = true;
 		track_use(p);
 	}
