@@ -34,7 +34,7 @@ struct redis_link;
  */
 struct lease {
 	struct tenant_state *tenant; /* owner, for the refill's answer */
-	struct redis_fleet *fleet;   /* the store it is leased from, likewise */
+	uint64_t fleet_id;           /* the store it is leased from (a reload may change it) */
 	double tokens;               /* leased, not spent; negative = debt of forced takes */
 	int64_t size;                /* tokens the last refill asked for */
 	int64_t expires_us;          /* unspent tokens are dropped then: a lease is short-lived */
@@ -113,9 +113,32 @@ struct limiter_ops {
 	               const struct rate *r, int64_t burst, struct limiter_status *out);
 };
 
+/* Round-trip histogram buckets (upper bounds in microseconds), for /metrics. */
+#define REDIS_RTT_BUCKETS 12
+
+/* What /metrics says about Redis; kept across reloads that change the store. */
+struct redis_stats {
+	_Atomic uint64_t errors;     /* failed connects, timeouts, error answers */
+	_Atomic int64_t last_rtt_us; /* latest round trip */
+	_Atomic uint64_t rtt_count;  /* round trips measured */
+	_Atomic uint64_t rtt_sum_us; /* their sum */
+	_Atomic uint64_t rtt_buckets[REDIS_RTT_BUCKETS]; /* cumulative counts are made on read */
+	_Atomic int64_t last_log_us; /* error lines are at most one per second per process */
+};
+
+/*
+ * The process's limiter.  `ops` never changes; with limiter_shared_ops
+ * (redis_limiter.h) each take goes to Redis or to the local buckets by the
+ * calling worker's link, so a reload that switches backends reaches each
+ * worker on its own loop.
+ */
 struct limiter {
 	const struct limiter_ops *ops;
-	struct redis_fleet *fleet; /* limiter = redis: the store and the fleet; NULL = local */
+	pthread_mutex_t lock;      /* guards fleet (redis_limiter.c): a reload replaces it */
+	struct redis_fleet *fleet; /* limiter = redis: the current store and fleet; NULL = local */
+	uint64_t fleets_made;      /* ids of fleets, under lock */
+	struct redis_stats stats;  /* Redis' counters for /metrics, whichever fleet */
+	char instance[96];         /* this process's name in every fleet it joins */
 };
 
 /* The in-process limiter: buckets inside each tenant_state, one mutex per tenant. */

@@ -21,11 +21,19 @@
 #include "limit/limiter.h"
 
 struct config;
+struct event_base;
+struct evdns_base;
+struct redis_link;
 
 #define LEASE_WINDOW_US INT64_C(100000)  /* a lease lasts about this long at the full rate */
 #define LEASE_TTL_US    INT64_C(2000000) /* tokens unspent this long are dropped */
 
-extern const struct limiter_ops limiter_redis_ops;
+/*
+ * The process's limiter ops: a take goes to Redis when the calling worker
+ * has a link, else to the in-process buckets; SHOW RATELIMITS reports the
+ * current backend.
+ */
+extern const struct limiter_ops limiter_shared_ops;
 
 /*
  * Tokens per lease: a LEASE_WINDOW_US share of the rate for one of `live`
@@ -34,9 +42,25 @@ extern const struct limiter_ops limiter_redis_ops;
  */
 int64_t lease_size(const struct rate *r, int64_t burst, int live);
 
-/* Makes `l` the Redis limiter for `nworkers` links; -1 with `msg` on a bad configuration. */
-int redis_limiter_init(struct limiter *l, const struct config *cfg, const struct logger *log,
-                       int nworkers, char *msg, size_t len);
-void redis_limiter_fini(struct limiter *l);
+void limiter_init(struct limiter *l);
+void limiter_fini(struct limiter *l);
+
+/*
+ * Start and reload, on the control thread: make the limiter what `cfg`
+ * says.  Another store (URL, password, key prefix) makes a new fleet; the
+ * same one takes a new redis_timeout and redis_failure_mode in place.
+ * Returns 1 when the store changed (workers must follow), 0 when not, -1
+ * with `msg` when the new one cannot be made (the old one stays).
+ */
+int limiter_configure(struct limiter *l, const struct config *cfg, const struct logger *log,
+                      int nworkers, char *msg, size_t len);
+/* The current fleet, referenced (redis_fleet_unref), or NULL for limiter = local. */
+struct redis_fleet *limiter_fleet(struct limiter *l);
+/*
+ * On a worker's loop, after a reload: make `*link` follow the current fleet
+ * (made, moved, or freed for limiter = local).  -1 when out of memory.
+ */
+int limiter_follow(struct limiter *l, struct redis_link **link, struct event_base *base,
+                   struct evdns_base *dns);
 
 #endif

@@ -229,9 +229,9 @@ static void validate_redis(const struct config *cfg, struct config_error *err)
 	if (url.tls)
 		msg_set_error(
 		    err,
-		    "%s: redis_url: rediss:// (TLS) is not available: this sluice is built "
-		    "with hiredis 0.14, which has no TLS; use redis:// over a trusted "
-		    "network or a TLS tunnel",
+		    "%s: redis_url: rediss:// (TLS) is not supported: sluice is built with "
+		    "Debian 12's hiredis 0.14, which has no TLS; use redis:// over a trusted "
+		    "network or a TLS tunnel (stunnel, spiped)",
 		    cfg->source);
 }
 

@@ -120,20 +120,11 @@ static const char *const sslmode_names[] = {"disable",   "allow",       "prefer"
 static const char *const limiter_names[] = {"local", "redis", NULL};
 static const char *const redis_failure_mode_names[] = {"local", "open", "closed", NULL};
 
-/*
- * The shared limiter's options need a restart: each worker's Redis
- * connection, the key layout and the fleet's view of this instance are set
- * up once, at start.
- */
-#define OPT_RESTART_ENUM(field, def, names, text)                                                  \
-	{                                                                                          \
-		.name = #field, .type = CONFIG_ENUM, .offset = FIELD(int, field),                  \
-		.default_value = def, .enum_names = names, .reload = RELOAD_RESTART, .help = text  \
-	}
-#define OPT_RESTART_DURATION(key, def, lo, text)                                                   \
+/* A duration that must be at least `lo` microseconds. */
+#define OPT_DURATION_MIN(key, def, lo, text)                                                       \
 	{                                                                                          \
 		.name = #key, .type = CONFIG_DURATION, .offset = FIELD(int64_t, key##_us),         \
-		.default_value = def, .min = lo, .max = MAX_DURATION, .reload = RELOAD_RESTART,    \
+		.default_value = def, .min = lo, .max = MAX_DURATION, .reload = RELOAD_LIVE,       \
 		.help = text                                                                       \
 	}
 static const char *const target_names[] = {
@@ -359,25 +350,26 @@ static const struct config_option options[] = {
     OPT_DURATION(transaction_timeout, "0",
                  "Close a client whose transaction has been open this long, running or idle "
                  "(25P04); 0 = off."),
-    OPT_RESTART_ENUM(limiter, "local", limiter_names,
-                     "Where tenant rate limits are kept: local (each sluice process has its own "
-                     "buckets) or redis (one budget shared by every sluice on redis_url; "
-                     "docs/tenants.md)."),
-    OPT_STRING(redis_url, "", RELOAD_RESTART,
-               "Redis for limiter = redis: redis://[user:password@]host[:port][/db]; "
-               "rediss:// needs a hiredis built with TLS."),
-    OPT_STRING(redis_password, "", RELOAD_RESTART,
+    /* The shared limiter: a reload moves each worker's Redis connection on its own loop. */
+    OPT_ENUM(limiter, "local", limiter_names,
+             "Where tenant rate limits are kept: local (each sluice process has its own "
+             "buckets) or redis (one budget shared by every sluice on redis_url; "
+             "docs/tenants.md)."),
+    OPT_STRING(redis_url, "", RELOAD_LIVE,
+               "Redis for limiter = redis: redis://[user:password@]host[:port][/db]. "
+               "rediss:// (TLS) is refused: Debian 12's hiredis 0.14 has no TLS."),
+    OPT_STRING(redis_password, "", RELOAD_LIVE,
                "Password for redis_url, instead of one in the URL (so it can come from "
                "SLUICE_REDIS_PASSWORD_FILE); empty = the URL's."),
-    OPT_STRING(redis_key_prefix, "sluice:", RELOAD_RESTART,
+    OPT_STRING(redis_key_prefix, "sluice:", RELOAD_LIVE,
                "Prefix of every Redis key sluice writes; fleets sharing one Redis with "
                "separate budgets use different prefixes."),
-    OPT_RESTART_DURATION(redis_timeout, "100ms", 1000,
-                         "A Redis answer (or connect) later than this counts as Redis down; no "
-                         "request waits longer than this because of Redis."),
-    OPT_RESTART_ENUM(redis_failure_mode, "local", redis_failure_mode_names,
-                     "While Redis is down: local (each instance enforces rate / instances "
-                     "last seen), open (admit), closed (refuse with 53400)."),
+    OPT_DURATION_MIN(redis_timeout, "100ms", 1000,
+                     "A Redis answer (or connect) later than this counts as Redis down; no "
+                     "request waits longer than this because of Redis."),
+    OPT_ENUM(redis_failure_mode, "local", redis_failure_mode_names,
+             "While Redis is down: local (each instance enforces rate / instances last "
+             "seen), open (admit), closed (refuse with 53400)."),
     /* Upstream topology (docs/topology.md). */
     OPT_ENUM(target_session_attrs, "any", target_names,
              "Which hosts of a database's host list new server connections may use, with "

@@ -3,12 +3,19 @@
  * in the tenant's state (struct lease, limiter.h) under the tenant's mutex;
  * refills go out on the calling worker's link after the mutex is released
  * and come back on that worker's loop.
+ *
+ * A reload may replace the store (limiter_configure): workers move to it
+ * one by one, each on its own loop, so for a moment some use the old fleet
+ * and some the new.  A lease belongs to one fleet (by id) and only ever
+ * moves to a newer one; what the old store leased and nobody spent is
+ * dropped, as at a lease's expiry, and a debt is carried over.
  */
 #include "limit/redis_limiter.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <hiredis/hiredis.h>
@@ -108,6 +115,25 @@ struct verdict {
 	bool refuse;       /* failure mode closed */
 };
 
+/*
+ * The lease follows a newer fleet: unspent tokens of the old store are
+ * dropped (as at expiry: the accuracy bound counts them already), a debt of
+ * forced takes is carried over for the new store's next batch to pay, and
+ * an answer still out from the old store will be ignored (refill_done).
+ */
+static void lease_move(struct lease *le, uint64_t fleet_id)
+{
+	if (le->tokens > 0)
+		le->tokens = 0;
+	le->fleet_id = fleet_id;
+	le->expires_us = 0;
+	le->refill_us = 0;
+	le->empty_until_us = 0;
+	le->failed_until_us = 0;
+	le->fleet_tokens = 0;
+	le->fleet_at_us = 0;
+}
+
 static void judge_fallback(struct redis_fleet *f, struct tenant_state *t, int k,
                            const struct rate *r, int64_t burst, int64_t now, bool force,
                            struct verdict *v)
@@ -183,7 +209,7 @@ struct refill {
 	char args[5][24];
 };
 
-static void refill_done(void *arg, const struct redisReply *reply);
+static void refill_done(void *arg, struct redis_fleet *f, const struct redisReply *reply);
 
 static void plan_refill(struct redis_fleet *f, struct tenant_state *t, int k, const struct rate *r,
                         int64_t burst, int64_t now, struct refill *out)
@@ -201,16 +227,16 @@ static void plan_refill(struct redis_fleet *f, struct tenant_state *t, int k, co
 	snprintf(out->args[4], sizeof(out->args[4]), "%lld", (long long)ttl_ms);
 }
 
-static void send_refills(struct redis_link *link, struct tenant_state *t, struct refill *plan,
-                         int n)
+static void send_refills(struct redis_link *link, struct redis_fleet *f, struct tenant_state *t,
+                         struct refill *plan, int n)
 {
 	for (int i = 0; i < n; i++) {
 		const char *args[5];
 
 		for (int a = 0; a < 5; a++)
 			args[a] = plan[i].args[a];
-		if (redis_link_eval(link, &plan[i].lease->fleet->take, plan[i].key, args, 5,
-		                    refill_done, plan[i].lease) < 0) {
+		if (redis_link_eval(link, &f->take, plan[i].key, args, 5, refill_done,
+		                    plan[i].lease) < 0) {
 			pthread_mutex_lock(&t->lock);
 			plan[i].lease->refill_us = 0;
 			pthread_mutex_unlock(&t->lock);
@@ -222,8 +248,8 @@ static int64_t redis_take(struct limiter *l, struct redis_link *link, struct ten
                           const struct tenant_limits *lim, unsigned kinds, int64_t now, bool force,
                           enum limit_kind *blocking)
 {
-	struct redis_fleet *f = l->fleet;
-	bool up = redis_link_is_up(link), usable[LIMIT_KINDS] = {false};
+	struct redis_fleet *f = redis_link_fleet(link);
+	bool up = redis_link_is_up(link), usable[LIMIT_KINDS] = {false}, behind[LIMIT_KINDS] = {0};
 	int live = atomic_load(&f->live), nplan = 0;
 	struct verdict all = {0};
 	struct refill plan[LIMIT_KINDS];
@@ -237,7 +263,10 @@ static int64_t redis_take(struct limiter *l, struct redis_link *link, struct ten
 		if (!(kinds & (1u << k)) || lim->rate[k].count <= 0)
 			continue;
 		le->tenant = t;
-		le->fleet = f;
+		if (le->fleet_id < f->id)
+			lease_move(le, f->id);
+		/* A reload's new fleet this worker has not reached yet: spend, never refill. */
+		behind[k] = le->fleet_id > f->id;
 		le->size = lease_size(&lim->rate[k], burst, live);
 		if (le->expires_us != 0 && now >= le->expires_us && le->tokens > 0) {
 			le->tokens = 0;
@@ -270,13 +299,13 @@ static int64_t redis_take(struct limiter *l, struct redis_link *link, struct ten
 		if (!all.refuse && all.wait == 0 && all.undecided == 0)
 			spend(f, t, k, &lim->rate[k], tenant_burst(lim, k), usable[k], now);
 		/* Half the lease gone (or none held): the next batch is asked for now. */
-		if (usable[k] && le->refill_us == 0 && le->empty_until_us <= now &&
+		if (usable[k] && !behind[k] && le->refill_us == 0 && le->empty_until_us <= now &&
 		    le->tokens <= (double)le->size / 2.0)
 			plan_refill(f, t, k, &lim->rate[k], tenant_burst(lim, k), now,
 			            &plan[nplan++]);
 	}
 	pthread_mutex_unlock(&t->lock);
-	send_refills(link, t, plan, nplan);
+	send_refills(link, f, t, plan, nplan);
 	if (all.refuse)
 		return LIMITER_UNAVAILABLE;
 	if (all.wait > 0)
@@ -284,7 +313,7 @@ static int64_t redis_take(struct limiter *l, struct redis_link *link, struct ten
 	return -all.undecided;
 }
 
-static void refill_done(void *arg, const struct redisReply *reply)
+static void refill_done(void *arg, struct redis_fleet *f, const struct redisReply *reply)
 {
 	struct lease *le = arg;
 	struct tenant_state *t = le->tenant;
@@ -296,6 +325,11 @@ static void refill_done(void *arg, const struct redisReply *reply)
 	for (size_t i = 0; ok && i < 3; i++)
 		ok = reply->element[i]->type == REDIS_REPLY_INTEGER;
 	pthread_mutex_lock(&t->lock);
+	if (le->fleet_id != f->id) {
+		/* Sent to a store a reload has replaced: its tokens are dropped (lease_move). */
+		pthread_mutex_unlock(&t->lock);
+		return;
+	}
 	le->refill_us = 0;
 	if (ok) {
 		long long granted = reply->element[0]->integer, wait = reply->element[1]->integer;
@@ -318,22 +352,21 @@ static void refill_done(void *arg, const struct redisReply *reply)
 	pthread_mutex_unlock(&t->lock);
 	if (reply != NULL && !ok)
 		LOG_AT(
-		    le->fleet->log, repeat ? LOG_DEBUG : LOG_WARN, NULL,
+		    f->log, repeat ? LOG_DEBUG : LOG_WARN, NULL,
 		    "redis: bucket script failed for tenant \"%s\" %s_rate (key %sbucket:%s:%s): "
 		    "%.200s; redis_failure_mode applies to it for 1 s",
-		    t->name, kind_keys[k], le->fleet->prefix, t->name, kind_keys[k],
+		    t->name, kind_keys[k], f->prefix, t->name, kind_keys[k],
 		    reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer");
 }
 
-static double redis_peek(struct limiter *l, struct tenant_state *t, enum limit_kind kind,
+static double redis_peek(struct redis_fleet *f, struct tenant_state *t, enum limit_kind kind,
                          const struct rate *r, int64_t burst, int64_t now_us)
 {
-	struct redis_fleet *f = l->fleet;
 	double tokens;
 
 	pthread_mutex_lock(&t->lock);
 	if (atomic_load(&f->links_up) > 0) {
-		tokens = t->leases[kind].tokens;
+		tokens = t->leases[kind].fleet_id == f->id ? t->leases[kind].tokens : 0;
 	} else {
 		struct rate fr;
 		int64_t fb;
@@ -346,38 +379,139 @@ static double redis_peek(struct limiter *l, struct tenant_state *t, enum limit_k
 	return tokens;
 }
 
-static void redis_status(struct limiter *l, struct tenant_state *t, enum limit_kind kind,
-                         const struct rate *r, int64_t burst, struct limiter_status *out)
+static void redis_status(struct limiter *l, struct redis_fleet *f, const struct rate *r,
+                         int64_t burst, struct limiter_status *out)
 {
-	struct redis_fleet *f = l->fleet;
 	int live = atomic_load(&f->live);
 
-	(void)t;
-	(void)kind;
 	*out = (struct limiter_status){
 	    .backend = "redis",
 	    .state = redis_fleet_state(f),
 	    .lease = lease_size(r, burst, live),
 	    .live = live,
-	    .rtt_ms = (double)atomic_load(&f->last_rtt_us) / 1000.0,
+	    .rtt_ms = (double)atomic_load(&l->stats.last_rtt_us) / 1000.0,
 	};
 }
 
-const struct limiter_ops limiter_redis_ops = {
-    .take = redis_take, .peek = redis_peek, .status = redis_status};
-
-int redis_limiter_init(struct limiter *l, const struct config *cfg, const struct logger *log,
-                       int nworkers, char *msg, size_t len)
+/*
+ * The worker's link says which backend decides: a reload reaches workers
+ * one by one.  A link still making its first connect leaves it to the
+ * local buckets (redis_link_settled).
+ */
+static int64_t shared_take(struct limiter *l, struct redis_link *link, struct tenant_state *t,
+                           const struct tenant_limits *lim, unsigned kinds, int64_t now, bool force,
+                           enum limit_kind *blocking)
 {
-	l->fleet = redis_fleet_new(cfg, log, take_script, nworkers, msg, len);
-	if (l->fleet == NULL)
-		return -1;
-	l->ops = &limiter_redis_ops;
-	return 0;
+	if (link == NULL || !redis_link_settled(link))
+		return limiter_local_ops.take(l, NULL, t, lim, kinds, now, force, blocking);
+	return redis_take(l, link, t, lim, kinds, now, force, blocking);
 }
 
-void redis_limiter_fini(struct limiter *l)
+static double shared_peek(struct limiter *l, struct tenant_state *t, enum limit_kind kind,
+                          const struct rate *r, int64_t burst, int64_t now_us)
 {
-	redis_fleet_free(l->fleet);
+	struct redis_fleet *f = limiter_fleet(l);
+	double tokens = f == NULL ? limiter_local_ops.peek(l, t, kind, r, burst, now_us)
+	                          : redis_peek(f, t, kind, r, burst, now_us);
+
+	redis_fleet_unref(f);
+	return tokens;
+}
+
+static void shared_status(struct limiter *l, struct tenant_state *t, enum limit_kind kind,
+                          const struct rate *r, int64_t burst, struct limiter_status *out)
+{
+	struct redis_fleet *f = limiter_fleet(l);
+
+	if (f == NULL)
+		limiter_local_ops.status(l, t, kind, r, burst, out);
+	else
+		redis_status(l, f, r, burst, out);
+	redis_fleet_unref(f);
+}
+
+const struct limiter_ops limiter_shared_ops = {
+    .take = shared_take, .peek = shared_peek, .status = shared_status};
+
+void limiter_init(struct limiter *l)
+{
+	memset(l, 0, sizeof(*l));
+	l->ops = &limiter_shared_ops;
+	pthread_mutex_init(&l->lock, NULL);
+}
+
+void limiter_fini(struct limiter *l)
+{
+	redis_fleet_unref(l->fleet);
 	l->fleet = NULL;
+	pthread_mutex_destroy(&l->lock);
+}
+
+struct redis_fleet *limiter_fleet(struct limiter *l)
+{
+	struct redis_fleet *f;
+
+	pthread_mutex_lock(&l->lock);
+	f = redis_fleet_ref(l->fleet);
+	pthread_mutex_unlock(&l->lock);
+	return f;
+}
+
+static void set_fleet(struct limiter *l, struct redis_fleet *f)
+{
+	struct redis_fleet *old;
+
+	pthread_mutex_lock(&l->lock);
+	old = l->fleet;
+	if (f != NULL)
+		f->id = ++l->fleets_made;
+	l->fleet = f;
+	pthread_mutex_unlock(&l->lock);
+	redis_fleet_unref(old); /* links still on it keep it until they move */
+}
+
+int limiter_configure(struct limiter *l, const struct config *cfg, const struct logger *log,
+                      int nworkers, char *msg, size_t len)
+{
+	struct redis_fleet *cur = l->fleet, *f; /* only this thread replaces it */
+
+	if (cfg->limiter != LIMITER_REDIS) {
+		if (cur == NULL)
+			return 0;
+		set_fleet(l, NULL);
+		return 1;
+	}
+	if (cur != NULL && redis_fleet_same_store(cur, cfg)) {
+		/* Same store: the connections and leases stay; these two apply at once. */
+		atomic_store(&cur->timeout_us, cfg->redis_timeout_us);
+		atomic_store(&cur->failure_mode, cfg->redis_failure_mode);
+		return 0;
+	}
+	f = redis_fleet_new(cfg, log, &l->stats, l->instance[0] != '\0' ? l->instance : NULL,
+	                    take_script, nworkers, msg, len);
+	if (f == NULL)
+		return -1;
+	/* One name for this process in every fleet it joins. */
+	snprintf(l->instance, sizeof(l->instance), "%s", f->instance);
+	set_fleet(l, f);
+	return 1;
+}
+
+int limiter_follow(struct limiter *l, struct redis_link **link, struct event_base *base,
+                   struct evdns_base *dns)
+{
+	struct redis_fleet *f = limiter_fleet(l);
+	int rc = 0;
+
+	if (f == NULL) {
+		redis_link_free(*link);
+		*link = NULL;
+	} else if (*link == NULL) {
+		*link = redis_link_new(f, base, dns);
+		rc = *link != NULL ? 0 : -1;
+	} else {
+		rc = redis_link_follow(*link, f);
+	}
+	redis_fleet_unref(f);
+	return rc;
 }

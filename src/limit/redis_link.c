@@ -1,6 +1,7 @@
 /*
  * One worker's connection to Redis, and what the workers of a process share
- * about it; see redis_link.h.
+ * about it; see redis_link.h.  A link is one connection (struct redis_conn),
+ * two while a reload moves it to another fleet.
  *
  * hiredis frees a context itself after telling of a failed connect or a
  * lost connection, and defers a free asked for inside one of its callbacks
@@ -60,7 +61,7 @@ static const char beat_script[] =
 
 struct redis_req {
 	struct list_node node;   /* on the link's pending list, oldest first */
-	struct redis_link *link; /* it was sent on */
+	struct redis_conn *link; /* the connection it was sent on */
 	const struct redis_script *script;
 	int64_t sent_us; /* for the timeout and the round-trip time */
 	int argc;        /* key and arguments in argv */
@@ -70,8 +71,9 @@ struct redis_req {
 	bool resent; /* NOSCRIPT was answered: sent again with EVAL */
 };
 
-struct redis_link {
-	struct redis_fleet *fleet;
+struct redis_conn {
+	struct redis_link *owner;                    /* the worker's link */
+	struct redis_fleet *fleet;                   /* a reference */
 	struct event_base *base;                     /* the worker's loop */
 	struct evdns_base *dns;                      /* and its resolver */
 	struct evdns_getaddrinfo_request *resolving; /* name lookup in flight */
@@ -84,8 +86,33 @@ struct redis_link {
 	int64_t backoff_us;       /* next reconnect delay */
 	int64_t connect_us;       /* when this connect began */
 	bool beat_pending;        /* a heartbeat is unanswered: don't pile them up */
+	bool settled;             /* the first connect is over: it answered, or failed */
 	char last_error[200];     /* the last failure logged: a repeat is logged at debug */
 };
+
+struct redis_link {
+	struct event_base *base;
+	struct evdns_base *dns;
+	struct redis_conn *cur;  /* in use */
+	struct redis_conn *next; /* a reload's new fleet, connecting; replaces cur when settled */
+};
+
+static void conn_free(struct redis_conn *l);
+static int conn_eval(struct redis_conn *l, const struct redis_script *s, const char *key,
+                     const char *const *args, int nargs, redis_reply_fn fn, void *arg);
+
+/* The new fleet's connection answered or failed: it is the link's from now on. */
+static void promote(struct redis_link *link)
+{
+	struct redis_conn *old = link->cur;
+
+	link->cur = link->next;
+	link->next = NULL;
+	LOG_AT(link->cur->fleet->log, LOG_DEBUG, NULL,
+	       "redis: a worker moved to %s:%d, key prefix \"%s\"", link->cur->fleet->url.host,
+	       link->cur->fleet->url.port, link->cur->fleet->prefix);
+	conn_free(old);
+}
 
 static int64_t now_us(void)
 {
@@ -122,6 +149,7 @@ static int script_init(struct redis_script *s, const char *body)
 }
 
 struct redis_fleet *redis_fleet_new(const struct config *cfg, const struct logger *log,
+                                    struct redis_stats *stats, const char *instance,
                                     const char *take_script, int nlinks, char *msg, size_t len)
 {
 	struct redis_fleet *f = calloc(1, sizeof(*f));
@@ -132,6 +160,7 @@ struct redis_fleet *redis_fleet_new(const struct config *cfg, const struct logge
 		snprintf(msg, len, "out of memory");
 		return NULL;
 	}
+	atomic_init(&f->refs, 1);
 	if (redis_url_parse(cfg->redis_url, &f->url, msg, len) < 0)
 		goto fail;
 	if (cfg->redis_password[0] != '\0')
@@ -142,13 +171,18 @@ struct redis_fleet *redis_fleet_new(const struct config *cfg, const struct logge
 		         sizeof(f->prefix) - 1);
 		goto fail;
 	}
-	gethostname(host, sizeof(host) - 1);
-	RAND_bytes(rnd, sizeof(rnd));
-	snprintf(f->instance, sizeof(f->instance), "%s:%d:%02x%02x%02x%02x", host, (int)getpid(),
-	         rnd[0], rnd[1], rnd[2], rnd[3]);
-	f->timeout_us = cfg->redis_timeout_us;
-	f->failure_mode = cfg->redis_failure_mode;
+	if (instance != NULL) {
+		snprintf(f->instance, sizeof(f->instance), "%s", instance);
+	} else {
+		gethostname(host, sizeof(host) - 1);
+		RAND_bytes(rnd, sizeof(rnd));
+		snprintf(f->instance, sizeof(f->instance), "%s:%d:%02x%02x%02x%02x", host,
+		         (int)getpid(), rnd[0], rnd[1], rnd[2], rnd[3]);
+	}
+	atomic_init(&f->timeout_us, cfg->redis_timeout_us);
+	atomic_init(&f->failure_mode, cfg->redis_failure_mode);
 	f->log = log;
+	f->stats = stats;
 	f->nlinks = nlinks;
 	atomic_init(&f->live, 1);
 	if (script_init(&f->take, take_script) < 0 || script_init(&f->beat, beat_script) < 0) {
@@ -157,13 +191,37 @@ struct redis_fleet *redis_fleet_new(const struct config *cfg, const struct logge
 	}
 	return f;
 fail:
-	redis_fleet_free(f);
+	redis_fleet_unref(f);
 	return NULL;
 }
 
-void redis_fleet_free(struct redis_fleet *f)
+bool redis_fleet_same_store(const struct redis_fleet *f, const struct config *cfg)
 {
-	if (f == NULL)
+	struct redis_url u;
+	char msg[160];
+	bool same;
+
+	if (redis_url_parse(cfg->redis_url, &u, msg, sizeof(msg)) < 0)
+		return false;
+	if (cfg->redis_password[0] != '\0')
+		snprintf(u.password, sizeof(u.password), "%s", cfg->redis_password);
+	same = strcmp(u.host, f->url.host) == 0 && u.port == f->url.port && u.db == f->url.db &&
+	       strcmp(u.user, f->url.user) == 0 && strcmp(u.password, f->url.password) == 0 &&
+	       strcmp(cfg->redis_key_prefix, f->prefix) == 0;
+	OPENSSL_cleanse(u.password, sizeof(u.password));
+	return same;
+}
+
+struct redis_fleet *redis_fleet_ref(struct redis_fleet *f)
+{
+	if (f != NULL)
+		atomic_fetch_add(&f->refs, 1);
+	return f;
+}
+
+void redis_fleet_unref(struct redis_fleet *f)
+{
+	if (f == NULL || atomic_fetch_sub(&f->refs, 1) != 1)
 		return;
 	OPENSSL_cleanse(f->url.password, sizeof(f->url.password));
 	free(f);
@@ -178,12 +236,13 @@ const char *redis_fleet_state(struct redis_fleet *f)
 
 void redis_fleet_log(struct redis_fleet *f, const char *fmt, ...)
 {
-	int64_t now = now_us(), last = atomic_load(&f->last_log_us);
+	int64_t now = now_us(), last = atomic_load(&f->stats->last_log_us);
 	int level = LOG_DEBUG;
 	char line[512];
 	va_list ap;
 
-	if (now - last >= LOG_GAP_US && atomic_compare_exchange_strong(&f->last_log_us, &last, now))
+	if (now - last >= LOG_GAP_US &&
+	    atomic_compare_exchange_strong(&f->stats->last_log_us, &last, now))
 		level = LOG_WARN;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
@@ -198,17 +257,17 @@ static void record_rtt(struct redis_fleet *f, int64_t rtt)
 	while (i < REDIS_RTT_BUCKETS && rtt > redis_rtt_le_us[i])
 		i++;
 	if (i < REDIS_RTT_BUCKETS)
-		atomic_fetch_add(&f->rtt_buckets[i], 1);
-	atomic_store(&f->last_rtt_us, rtt);
-	atomic_fetch_add(&f->rtt_count, 1);
-	atomic_fetch_add(&f->rtt_sum_us, (uint64_t)(rtt > 0 ? rtt : 0));
+		atomic_fetch_add(&f->stats->rtt_buckets[i], 1);
+	atomic_store(&f->stats->last_rtt_us, rtt);
+	atomic_fetch_add(&f->stats->rtt_count, 1);
+	atomic_fetch_add(&f->stats->rtt_sum_us, (uint64_t)(rtt > 0 ? rtt : 0));
 }
 
 /* ---------------------------------------------------------------------------
  * Going down and coming back
  */
 
-static void rearm_deadline(struct redis_link *l)
+static void rearm_deadline(struct redis_conn *l)
 {
 	struct redis_req *head;
 
@@ -227,9 +286,9 @@ static void rearm_deadline(struct redis_link *l)
  * to), say why once, and come back after the backoff.  Pending scripts are
  * told NULL by hiredis as it frees the context.
  */
-static void link_down(struct redis_link *l, bool free_ctx, const char *fmt, ...)
+static void link_down(struct redis_conn *l, bool free_ctx, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void link_down(struct redis_link *l, bool free_ctx, const char *fmt, ...)
+static void link_down(struct redis_conn *l, bool free_ctx, const char *fmt, ...)
 {
 	redisAsyncContext *ctx = l->ctx;
 	char why[200];
@@ -240,7 +299,7 @@ static void link_down(struct redis_link *l, bool free_ctx, const char *fmt, ...)
 	va_end(ap);
 	if (l->state == REDIS_UP)
 		atomic_fetch_sub(&l->fleet->links_up, 1);
-	atomic_fetch_add(&l->fleet->errors, 1);
+	atomic_fetch_add(&l->fleet->stats->errors, 1);
 	/* A failure repeated at every reconnect is said once, not every second. */
 	if (strcmp(why, l->last_error) != 0) {
 		redis_fleet_log(l->fleet, "%s:%d: %s; limiter falls back to redis_failure_mode %s",
@@ -251,6 +310,7 @@ static void link_down(struct redis_link *l, bool free_ctx, const char *fmt, ...)
 		snprintf(l->last_error, sizeof(l->last_error), "%s", why);
 	}
 	l->state = REDIS_DOWN;
+	l->settled = true;
 	l->ctx = NULL;
 	l->beat_pending = false;
 	evtimer_del(l->deadline);
@@ -268,11 +328,14 @@ static void link_down(struct redis_link *l, bool free_ctx, const char *fmt, ...)
 	}
 	arm(l->retry, l->backoff_us);
 	l->backoff_us = l->backoff_us * 2 > BACKOFF_MAX_US ? BACKOFF_MAX_US : l->backoff_us * 2;
+	/* A reload's new fleet that cannot be reached is still the configuration now. */
+	if (l->owner != NULL && l->owner->next == l)
+		promote(l->owner);
 }
 
-static void beat_done(void *arg, const struct redisReply *reply)
+static void beat_done(void *arg, struct redis_fleet *f, const struct redisReply *reply)
 {
-	struct redis_link *l = arg;
+	struct redis_conn *l = arg;
 
 	l->beat_pending = false;
 	if (reply != NULL && reply->type == REDIS_REPLY_INTEGER)
@@ -281,14 +344,13 @@ static void beat_done(void *arg, const struct redisReply *reply)
 		redis_fleet_log(l->fleet, "heartbeat script failed: %.200s", reply->str);
 }
 
-static void beat(struct redis_link *l)
+static void beat(struct redis_conn *l)
 {
 	const char *args[] = {l->fleet->instance, BEAT_TTL_MS};
 	char key[REDIS_ARG_LEN];
 
 	snprintf(key, sizeof(key), "%sinstances", l->fleet->prefix);
-	if (!l->beat_pending &&
-	    redis_link_eval(l, &l->fleet->beat, key, args, 2, beat_done, l) == 0)
+	if (!l->beat_pending && conn_eval(l, &l->fleet->beat, key, args, 2, beat_done, l) == 0)
 		l->beat_pending = true;
 	arm(l->beat_timer, BEAT_US);
 }
@@ -301,7 +363,7 @@ static void beat_cb(evutil_socket_t fd, short what, void *arg)
 /* The PING after AUTH and SELECT answered: the link is up. */
 static void ready_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
-	struct redis_link *l = ac->data;
+	struct redis_conn *l = ac->data;
 	redisReply *reply = r;
 
 	if (l == NULL || l->ctx != ac || reply == NULL)
@@ -311,6 +373,7 @@ static void ready_cb(redisAsyncContext *ac, void *r, void *privdata)
 		return;
 	}
 	l->state = REDIS_UP;
+	l->settled = true;
 	l->backoff_us = BACKOFF_MIN_US;
 	atomic_fetch_add(&l->fleet->links_up, 1);
 	record_rtt(l->fleet, now_us() - l->connect_us);
@@ -321,12 +384,14 @@ static void ready_cb(redisAsyncContext *ac, void *r, void *privdata)
 	l->last_error[0] = '\0';
 	rearm_deadline(l);
 	beat(l);
+	if (l->owner != NULL && l->owner->next == l)
+		promote(l->owner);
 }
 
 /* AUTH or SELECT: privdata names the step for the log line. */
 static void step_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
-	struct redis_link *l = ac->data;
+	struct redis_conn *l = ac->data;
 	redisReply *reply = r;
 
 	if (l == NULL || l->ctx != ac || reply == NULL)
@@ -337,7 +402,7 @@ static void step_cb(redisAsyncContext *ac, void *r, void *privdata)
 
 static void connect_cb(const redisAsyncContext *ac, int status)
 {
-	struct redis_link *l = ac->data;
+	struct redis_conn *l = ac->data;
 
 	/* On failure hiredis frees the context after this returns. */
 	if (l != NULL && l->ctx == ac && status != REDIS_OK)
@@ -346,14 +411,14 @@ static void connect_cb(const redisAsyncContext *ac, int status)
 
 static void disconnect_cb(const redisAsyncContext *ac, int status)
 {
-	struct redis_link *l = ac->data;
+	struct redis_conn *l = ac->data;
 
 	if (l != NULL && l->ctx == ac)
 		link_down(l, false, "connection lost: %.150s",
 		          ac->err != 0 ? ac->errstr : "closed by the server");
 }
 
-static void connect_to(struct redis_link *l, const char *ip)
+static void connect_to(struct redis_conn *l, const char *ip)
 {
 	const struct redis_url *u = &l->fleet->url;
 	redisAsyncContext *ac = redisAsyncConnect(ip, u->port);
@@ -390,7 +455,7 @@ static void connect_to(struct redis_link *l, const char *ip)
 
 static void resolved_cb(int result, struct evutil_addrinfo *res, void *arg)
 {
-	struct redis_link *l = arg;
+	struct redis_conn *l = arg;
 	char ip[INET6_ADDRSTRLEN] = "";
 
 	if (result == EVUTIL_EAI_CANCEL)
@@ -412,7 +477,7 @@ static void resolved_cb(int result, struct evutil_addrinfo *res, void *arg)
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct redis_link *l = arg;
+	struct redis_conn *l = arg;
 	struct evutil_addrinfo hints = {
 	    .ai_family = AF_UNSPEC,
 	    .ai_socktype = SOCK_STREAM,
@@ -435,7 +500,7 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct redis_link *l = arg;
+	struct redis_conn *l = arg;
 	struct redis_req *head;
 
 	if (l->state == REDIS_CONNECTING) {
@@ -453,16 +518,17 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 		rearm_deadline(l);
 }
 
-struct redis_link *redis_link_new(struct redis_fleet *f, struct event_base *base,
-                                  struct evdns_base *dns)
+static struct redis_conn *conn_new(struct redis_link *owner, struct redis_fleet *f)
 {
-	struct redis_link *l = calloc(1, sizeof(*l));
+	struct redis_conn *l = calloc(1, sizeof(*l));
+	struct event_base *base = owner->base;
 
 	if (l == NULL)
 		return NULL;
-	l->fleet = f;
+	l->owner = owner;
+	l->fleet = redis_fleet_ref(f);
 	l->base = base;
-	l->dns = dns;
+	l->dns = owner->dns;
 	l->state = REDIS_DOWN;
 	l->backoff_us = BACKOFF_MIN_US;
 	list_init(&l->pending);
@@ -470,19 +536,20 @@ struct redis_link *redis_link_new(struct redis_fleet *f, struct event_base *base
 	l->retry = evtimer_new(base, retry_cb, l);
 	l->beat_timer = evtimer_new(base, beat_cb, l);
 	if (l->deadline == NULL || l->retry == NULL || l->beat_timer == NULL) {
-		redis_link_free(l);
+		conn_free(l);
 		return NULL;
 	}
 	arm(l->retry, 0); /* connect once the worker's loop runs */
 	return l;
 }
 
-void redis_link_free(struct redis_link *l)
+static void conn_free(struct redis_conn *l)
 {
 	redisAsyncContext *ctx;
 
 	if (l == NULL)
 		return;
+	l->owner = NULL; /* the pending scripts failed below start no promotion */
 	ctx = l->ctx;
 	l->ctx = NULL;
 	if (l->resolving != NULL) {
@@ -503,24 +570,78 @@ void redis_link_free(struct redis_link *l)
 		event_free(l->retry);
 	if (l->beat_timer != NULL)
 		event_free(l->beat_timer);
+	redis_fleet_unref(l->fleet);
 	free(l);
 }
 
-bool redis_link_is_up(const struct redis_link *l)
+struct redis_link *redis_link_new(struct redis_fleet *f, struct event_base *base,
+                                  struct evdns_base *dns)
 {
-	return l != NULL && l->state == REDIS_UP;
+	struct redis_link *link = calloc(1, sizeof(*link));
+
+	if (link == NULL)
+		return NULL;
+	link->base = base;
+	link->dns = dns;
+	if ((link->cur = conn_new(link, f)) == NULL) {
+		free(link);
+		return NULL;
+	}
+	return link;
+}
+
+void redis_link_free(struct redis_link *link)
+{
+	if (link == NULL)
+		return;
+	conn_free(link->next);
+	conn_free(link->cur);
+	free(link);
+}
+
+int redis_link_follow(struct redis_link *link, struct redis_fleet *f)
+{
+	if (link->cur->fleet == f) {
+		conn_free(link->next); /* a reload went back before the move was done */
+		link->next = NULL;
+		return 0;
+	}
+	if (link->next != NULL && link->next->fleet == f)
+		return 0;
+	conn_free(link->next);
+	if ((link->next = conn_new(link, f)) == NULL)
+		return -1;
+	/* Nothing to keep serving meanwhile: the old connection is down anyway. */
+	if (link->cur->state != REDIS_UP)
+		promote(link);
+	return 0;
+}
+
+struct redis_fleet *redis_link_fleet(const struct redis_link *link)
+{
+	return link->cur->fleet;
+}
+
+bool redis_link_settled(const struct redis_link *link)
+{
+	return link->cur->settled;
+}
+
+bool redis_link_is_up(const struct redis_link *link)
+{
+	return link != NULL && link->cur->state == REDIS_UP;
 }
 
 /* ---------------------------------------------------------------------------
  * Scripts
  */
 
-static int send_req(struct redis_link *l, struct redis_req *q);
+static int send_req(struct redis_conn *l, struct redis_req *q);
 
 static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
 	struct redis_req *q = privdata;
-	struct redis_link *l = q->link;
+	struct redis_conn *l = q->link;
 	redisReply *reply = r;
 	bool current = l->ctx == ac && ac != NULL;
 
@@ -538,15 +659,15 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 	if (reply != NULL) {
 		record_rtt(l->fleet, now_us() - q->sent_us);
 		if (reply->type == REDIS_REPLY_ERROR)
-			atomic_fetch_add(&l->fleet->errors, 1);
+			atomic_fetch_add(&l->fleet->stats->errors, 1);
 	}
-	q->fn(q->arg, reply);
+	q->fn(q->arg, l->fleet, reply);
 	free(q);
 	if (current)
 		rearm_deadline(l);
 }
 
-static int send_req(struct redis_link *l, struct redis_req *q)
+static int send_req(struct redis_conn *l, struct redis_req *q)
 {
 	const char *argv[REDIS_ARGS_MAX + 3];
 	size_t lens[REDIS_ARGS_MAX + 3];
@@ -568,8 +689,8 @@ static int send_req(struct redis_link *l, struct redis_req *q)
 	return 0;
 }
 
-int redis_link_eval(struct redis_link *l, const struct redis_script *s, const char *key,
-                    const char *const *args, int nargs, redis_reply_fn fn, void *arg)
+static int conn_eval(struct redis_conn *l, const struct redis_script *s, const char *key,
+                     const char *const *args, int nargs, redis_reply_fn fn, void *arg)
 {
 	struct redis_req *q;
 
@@ -592,4 +713,10 @@ int redis_link_eval(struct redis_link *l, const struct redis_script *s, const ch
 fail:
 	free(q);
 	return -1;
+}
+
+int redis_link_eval(struct redis_link *link, const struct redis_script *s, const char *key,
+                    const char *const *args, int nargs, redis_reply_fn fn, void *arg)
+{
+	return link == NULL ? -1 : conn_eval(link->cur, s, key, args, nargs, fn, arg);
 }

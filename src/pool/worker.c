@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "auth/scram.h"
+#include "limit/redis_limiter.h"
 #include "limit/redis_link.h"
 #include "net/snapshot.h"
 #include "pool/auth_query.h"
@@ -134,8 +135,7 @@ struct worker *worker_new(struct worker_shared *shared, int id, struct snapshot 
 	if (cancel_map_init(&w->cancels) < 0)
 		goto fail;
 	/* limiter = redis: this worker's own connection, on its own loop. */
-	if (shared->limiter.fleet != NULL &&
-	    (w->redis = redis_link_new(shared->limiter.fleet, w->loop.base, w->loop.dns)) == NULL)
+	if (limiter_follow(&shared->limiter, &w->redis, w->loop.base, w->loop.dns) < 0)
 		goto fail;
 	/* Unknown users go through a full SCRAM exchange against this, then fail. */
 	RAND_bytes(salt, sizeof(salt));
@@ -259,6 +259,10 @@ static void config_fn(void *owner, void *arg)
 	pool_expire_unused(w); /* autodb_idle_timeout may have changed */
 	pool_warm(w);
 	stats_arm(w);
+	/* limiter or its Redis may have changed: the connection follows, on this loop. */
+	if (limiter_follow(&w->shared->limiter, &w->redis, w->loop.base, w->loop.dns) < 0)
+		log_error(w->log, "worker %d: out of memory for the limiter's Redis connection",
+		          w->id);
 	snapshot_unref(old);
 }
 

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "config/config.h"
+#include "limit/redis_limiter.h"
 #include "limit/redis_link.h"
 #include "observe/latency.h"
 #include "observe/queries.h"
@@ -598,8 +599,10 @@ static void add_hosts(struct evbuffer *out, const struct config *cfg, struct bre
 }
 
 /* limiter = redis: the link to the fleet's Redis (limit/redis_link.h); nothing otherwise. */
-static void add_redis(struct evbuffer *out, struct redis_fleet *f)
+static void add_redis(struct evbuffer *out, struct limiter *l)
 {
+	struct redis_fleet *f = limiter_fleet(l);
+	struct redis_stats *st = &l->stats;
 	uint64_t cumulative = 0, count;
 
 	if (f == NULL)
@@ -614,25 +617,26 @@ static void add_redis(struct evbuffer *out, struct redis_fleet *f)
 	add_header(out, "sluice_redis_errors_total", "counter",
 	           "Failed connects, timeouts, lost connections and error answers from Redis.");
 	evbuffer_add_printf(out, "sluice_redis_errors_total %llu\n",
-	                    (unsigned long long)atomic_load(&f->errors));
+	                    (unsigned long long)atomic_load(&st->errors));
 	add_header(out, "sluice_redis_roundtrip_seconds", "histogram",
 	           "Round trips to Redis: bucket leases, heartbeats, connects.");
 	for (int i = 0; i < REDIS_RTT_BUCKETS; i++) {
-		cumulative += atomic_load(&f->rtt_buckets[i]);
+		cumulative += atomic_load(&st->rtt_buckets[i]);
 		evbuffer_add_printf(out, "sluice_redis_roundtrip_seconds_bucket{le=\"");
 		add_seconds(out, (uint64_t)redis_rtt_le_us[i]);
 		evbuffer_add_printf(out, "\"} %llu\n", (unsigned long long)cumulative);
 	}
 	/* Read after the buckets, which a worker may have moved in between: never below them. */
-	count = atomic_load(&f->rtt_count);
+	count = atomic_load(&st->rtt_count);
 	if (count < cumulative)
 		count = cumulative;
 	evbuffer_add_printf(out, "sluice_redis_roundtrip_seconds_bucket{le=\"+Inf\"} %llu\n",
 	                    (unsigned long long)count);
 	evbuffer_add_printf(out, "sluice_redis_roundtrip_seconds_sum ");
-	add_seconds(out, atomic_load(&f->rtt_sum_us));
+	add_seconds(out, atomic_load(&st->rtt_sum_us));
 	evbuffer_add_printf(out, "\nsluice_redis_roundtrip_seconds_count %llu\n",
 	                    (unsigned long long)count);
+	redis_fleet_unref(f);
 }
 
 static void render_metrics(struct metrics_http *m, const struct latency_report *rep,
@@ -660,7 +664,7 @@ static void render_metrics(struct metrics_http *m, const struct latency_report *
 	add_errors(out, rep, labels);
 	add_process(m, out);
 	add_hosts(out, m->rt->snap->cfg, &m->rt->shared.breakers);
-	add_redis(out, m->rt->shared.limiter.fleet);
+	add_redis(out, &m->rt->shared.limiter);
 	if (q != NULL) {
 		add_query_types(out, q);
 		add_top_queries(out, q);

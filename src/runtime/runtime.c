@@ -15,9 +15,10 @@
 
 #include "base/syslogger.h"
 #include "config/console_auth.h"
+#include "config/redis_url.h"
+#include "limit/breaker.h"
 #include "limit/redis_limiter.h"
 #include "limit/redis_link.h"
-#include "limit/breaker.h"
 #include "runtime/listener.h"
 #include "runtime/metrics_http.h"
 #include "observe/statslog.h"
@@ -100,6 +101,37 @@ static int become_daemon(struct runtime *rt, const struct config *cfg, bool take
 	return 0;
 }
 
+/*
+ * limiter, redis_url and the other Redis options, at start and on reload.
+ * A new store is made here; each worker moves its connection to it on its
+ * own loop when the new snapshot reaches it (worker_post_config).
+ */
+static int apply_limiter(struct runtime *rt, const struct config *cfg, bool start)
+{
+	char err[512], url[512];
+	int rc =
+	    limiter_configure(&rt->shared.limiter, cfg, &rt->log, cfg->workers, err, sizeof(err));
+
+	if (rc < 0) {
+		log_error(&rt->log, "limiter = redis: %s%s", err,
+		          start ? "" : "; the limiter stays as it was");
+		return -1;
+	}
+	if (rc == 0 && !start)
+		return 0;
+	if (cfg->limiter != LIMITER_REDIS) {
+		if (!start)
+			log_info(&rt->log,
+			         "limiter = local: each worker drops its Redis connection");
+		return 0;
+	}
+	redis_url_mask(cfg->redis_url, url, sizeof(url));
+	log_info(&rt->log, "limiter = redis: %s, key prefix \"%s\", instance %s%s", url,
+	         cfg->redis_key_prefix, rt->shared.limiter.instance,
+	         start ? "" : "; workers move to it as it answers");
+	return 0;
+}
+
 int runtime_publish(struct runtime *rt, struct config *cfg)
 {
 	struct snapshot *snap, *old = rt->snap;
@@ -114,6 +146,7 @@ int runtime_publish(struct runtime *rt, struct config *cfg)
 	log_configure(&rt->log, cfg->log_level, cfg->log_format);
 	apply_log_outputs(rt, cfg); /* a logfile that cannot be reopened keeps the old one */
 	rt->snap = snap;
+	apply_limiter(rt, snap->cfg, false); /* before the workers hear of the snapshot */
 	for (int i = 0; i < rt->shared.nworkers; i++)
 		worker_post_config(rt->shared.workers[i], snap);
 	snapshot_unref(old);
@@ -322,18 +355,9 @@ int runtime_init(struct runtime *rt, const char *config_path, const char *upstre
 	atomic_init(&rt->shared.nclients, 0);
 	quota_registry_init(&rt->shared.quotas);
 	breaker_registry_init(&rt->shared.breakers);
-	rt->shared.limiter.ops = &limiter_local_ops;
-	if (cfg->limiter == LIMITER_REDIS &&
-	    redis_limiter_init(&rt->shared.limiter, cfg, &rt->log, cfg->workers, err, sizeof(err)) <
-	        0) {
-		log_error(&rt->log, "limiter = redis: %s", err);
+	limiter_init(&rt->shared.limiter);
+	if (apply_limiter(rt, cfg, true) < 0)
 		return -1;
-	}
-	if (rt->shared.limiter.fleet != NULL)
-		log_info(&rt->log, "limiter = redis: %s:%d db %d, key prefix \"%s\", instance %s",
-		         rt->shared.limiter.fleet->url.host, rt->shared.limiter.fleet->url.port,
-		         rt->shared.limiter.fleet->url.db, rt->shared.limiter.fleet->prefix,
-		         rt->shared.limiter.fleet->instance);
 	if (login_delay_init(&rt->shared.failures) < 0)
 		return -1;
 	rt->base = event_base_new();
@@ -414,7 +438,7 @@ void runtime_fini(struct runtime *rt)
 	ip_limiter_fini(&rt->ip_logins);
 	login_delay_fini(&rt->shared.failures);
 	quota_registry_fini(&rt->shared.quotas);
-	redis_limiter_fini(&rt->shared.limiter); /* after the workers: their links point at it */
+	limiter_fini(&rt->shared.limiter); /* after the workers: their links hold its fleets */
 	breaker_registry_fini(&rt->shared.breakers);
 	if (rt->inbox.wake != NULL)
 		inbox_fini(&rt->inbox);

@@ -69,15 +69,25 @@ static char *redis_cli(const struct redis_env *e, const char *port, const char *
 	return out;
 }
 
+/* A node's ini: limiter = redis on `url` (NULL: limiter = local), tenant a at RATE/s. */
+static void node_ini(char *ini, size_t len, const char *url, const char *prefix, const char *extra)
+{
+	char limiter[512] = "limiter = local\n";
+
+	if (url != NULL)
+		snprintf(limiter, sizeof(limiter),
+		         "limiter = redis\nredis_url = %s\nredis_key_prefix = %s\n", url, prefix);
+	snprintf(ini, len,
+	         "admin_users = admin\nworkers = 2\nrate_limit_wait = 1s\n%s%s\n" DATABASES
+	         "[tenant.a]\nusers = tenant_a\nquery_rate = %d/s\n",
+	         limiter, extra, RATE);
+}
+
 static struct harness_sluice *start_node(const char *url, const char *prefix, const char *extra)
 {
 	char ini[2048];
 
-	snprintf(ini, sizeof(ini),
-	         "admin_users = admin\nworkers = 2\nrate_limit_wait = 1s\nlimiter = redis\n"
-	         "redis_url = %s\nredis_key_prefix = %s\n%s\n" DATABASES
-	         "[tenant.a]\nusers = tenant_a\nquery_rate = %d/s\n",
-	         url, prefix, extra, RATE);
+	node_ini(ini, sizeof(ini), url, prefix, extra);
 	return harness_start_sluice_users(ini, USERS);
 }
 
@@ -449,4 +459,128 @@ Test(redis, metrics_say_whether_redis_is_up)
 	          "no round trip was measured");
 	harness_promtool_check(h, body);
 	free(body);
+}
+
+/* ---- reload ---- */
+
+/* Rewrites the node's ini for `url` and `prefix` (NULL url: limiter = local) and reloads it. */
+static void reload_node(struct harness_sluice *h, const char *url, const char *prefix,
+                        const char *extra)
+{
+	char ini[2048];
+	PGconn *a;
+
+	node_ini(ini, sizeof(ini), url, prefix, extra);
+	harness_write_ini(h, ini);
+	a = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PQclear(harness_exec_ok(a, "RELOAD"));
+	PQfinish(a);
+}
+
+/* Does `key` exist in the Redis on `port`? */
+static bool key_exists(const struct redis_env *e, const char *port, const char *key)
+{
+	char *v = redis_cli(e, port, "EXISTS", key, NULL, NULL);
+	bool found = atoi(v) == 1;
+
+	free(v);
+	return found;
+}
+
+/* One query on `c` answered (waiting for a token is fine; an error is not). */
+static bool query_ok(PGconn *c)
+{
+	PGresult *res = PQexec(c, "select 1");
+	bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+
+	cr_assert(ok, "query failed during the switch: %s", PQresultErrorMessage(res));
+	PQclear(res);
+	return ok;
+}
+
+/* Polls while `c` keeps querying: the switch must not cost the connected client anything. */
+#define wait_querying(c, cond) harness_wait_for((query_ok(c) && (cond)), WAIT_S)
+
+Test(redis, reload_switches_backends_and_urls_with_clients_connected)
+{
+	struct redis_env e = redis_env();
+	struct harness_sluice *h;
+	char name[64], url2[96], port2[16], prefix[64], key[128], *out;
+	PGconn *c;
+
+	/* A second Redis, ours alone, to move to. */
+	snprintf(name, sizeof(name), "redis-it-%d-reload", (int)getpid());
+	out = run_harness(&e, name, "start");
+	env_port(out, port2, sizeof(port2));
+	free(out);
+	snprintf(url2, sizeof(url2), "redis://127.0.0.1:%s/0", port2);
+	unique_prefix(prefix, sizeof(prefix), "reload");
+	snprintf(key, sizeof(key), "%sbucket:a:query", prefix);
+
+	h = start_node(NULL, NULL, "redis_failure_mode = closed");
+	c = harness_connect_ok(h, "tenant_a", "a-secret", "app");
+	query_ok(c);
+	cr_assert(cell_is(h, "backend", "local"));
+
+	/* local -> redis: closed mode, so a request that reached Redis before it was up fails. */
+	reload_node(h, e.url, prefix, "redis_failure_mode = closed");
+	cr_assert(wait_querying(c, cell_is(h, "backend", "redis") &&
+	                               cell_is(h, "redis_state", "up") &&
+	                               key_exists(&e, e.port, key)),
+	          "limiter = redis did not take over on reload");
+
+	/* Another Redis: the bucket appears there, the old one's is left to expire. */
+	reload_node(h, url2, prefix, "redis_failure_mode = closed");
+	cr_assert(wait_querying(c, key_exists(&e, port2, key) && cell_is(h, "redis_state", "up")),
+	          "the reload did not move the limiter to the second Redis");
+	cr_assert(harness_log_contains(h, port2), "the move was not logged");
+
+	/* The old Redis no longer hears from this instance: its bucket is not refilled. */
+	free(redis_cli(&e, e.port, "DEL", key, NULL, NULL));
+	for (int i = 0; i < 3 * RATE; i++)
+		query_ok(c);
+	cr_assert_not(key_exists(&e, e.port, key), "the old Redis is still used");
+
+	/* Back to local: no Redis needed at all, even with the second one gone. */
+	reload_node(h, NULL, NULL, "redis_failure_mode = closed");
+	cr_assert(wait_querying(c, cell_is(h, "backend", "local")),
+	          "limiter = local did not come back on reload");
+	free(run_harness(&e, name, "destroy"));
+	for (int i = 0; i < 3 * RATE; i++)
+		query_ok(c);
+	cr_assert_eq(PQstatus(c), CONNECTION_OK);
+	PQfinish(c);
+	cr_assert(harness_sluice_alive(h));
+}
+
+Test(redis, reload_of_the_key_prefix_uses_new_keys)
+{
+	struct redis_env e = redis_env();
+	struct harness_sluice *h;
+	char p1[64], p2[64], k1[128], k2[128], inst2[128];
+	PGconn *c;
+
+	unique_prefix(p1, sizeof(p1), "prefix1");
+	unique_prefix(p2, sizeof(p2), "prefix2");
+	snprintf(k1, sizeof(k1), "%sbucket:a:query", p1);
+	snprintf(k2, sizeof(k2), "%sbucket:a:query", p2);
+	snprintf(inst2, sizeof(inst2), "%sinstances", p2);
+	h = start_node(e.url, p1, "");
+	cr_assert(harness_wait_for(cell_is(h, "redis_state", "up"), WAIT_S));
+	c = harness_connect_ok(h, "tenant_a", "a-secret", "app");
+	cr_assert(wait_querying(c, key_exists(&e, e.port, k1)), "no bucket under the first prefix");
+	cr_assert_not(key_exists(&e, e.port, k2));
+
+	reload_node(h, e.url, p2, "");
+	cr_assert(wait_querying(c, key_exists(&e, e.port, k2) && key_exists(&e, e.port, inst2)),
+	          "no bucket under the new prefix after the reload");
+	/* A timeout change alone keeps the connections: the state stays up throughout. */
+	reload_node(h, e.url, p2, "redis_timeout = 2s");
+	cr_assert(cell_is(h, "redis_state", "up"));
+	free(redis_cli(&e, e.port, "DEL", k1, NULL, NULL));
+	for (int i = 0; i < 3 * RATE; i++)
+		query_ok(c);
+	cr_assert_not(key_exists(&e, e.port, k1), "the old prefix is still written");
+	PQfinish(c);
+	cr_assert(harness_sluice_alive(h));
 }
