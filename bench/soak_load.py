@@ -18,6 +18,7 @@ Only Debian's python3-psycopg is needed (/usr/bin/python3 sees it).
 import argparse
 import base64
 import collections
+import contextlib
 import hashlib
 import hmac
 import json
@@ -215,6 +216,19 @@ def close_quietly(conn):
             pass
 
 
+@contextlib.contextmanager
+def closed_on_error(conn):
+    """Closes `conn` when the block raises.  A connection the load drops
+    without closing stays open (its notice handler refers back to it, so only
+    the cycle collector would free it) and sluice rightly keeps its client:
+    the quiesce check then counts it as leaked."""
+    try:
+        yield conn
+    except BaseException:
+        close_quietly(conn)
+        raise
+
+
 def reset_socket(conn):
     """Closes the connection's socket with an RST (SO_LINGER 0), as a
     crashed client host or a killed container would, without psycopg knowing;
@@ -252,6 +266,13 @@ class Raw:
 
     def close(self):
         self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
 
     def read_msg(self):
         """(kind, body), or (None, None) at EOF."""
@@ -391,8 +412,9 @@ def listener(soak, conn):
     """LISTEN on a session-mode pool; notifications arrive with each poll."""
     if conn is None:
         conn = connect(soak, "listen", db="app_session", autocommit=True)
-        conn.add_notify_handler(lambda n: soak.count("notifications received"))
-        conn.execute("LISTEN soak")
+        with closed_on_error(conn):
+            conn.add_notify_handler(lambda n: soak.count("notifications received"))
+            conn.execute("LISTEN soak")
         return conn
     with soak.op("listen", "poll", REQUEST_BOUND):
         conn.execute("SELECT 1")
@@ -675,19 +697,20 @@ def f_resets(soak):
     for i in range(6):
         try:
             conn = connect(soak, "reset")
-            if i % 2 == 0:
-                conn.execute("INSERT INTO soak_scratch (v) VALUES ('mid-transaction')")
-                reset_socket(conn)
-            else:
-                with conn.cursor() as cur:
-                    try:
-                        with cur.copy("COPY soak_scratch (v) FROM STDIN") as cp:
-                            for k in range(2000):
-                                cp.write_row((f"copy row {k}",))
-                            cp.write(b"")  # flush what is buffered to the server
-                            reset_socket(conn)
-                    except (psycopg.Error, OSError):
-                        pass
+            with closed_on_error(conn):
+                if i % 2 == 0:
+                    conn.execute("INSERT INTO soak_scratch (v) VALUES ('mid-transaction')")
+                    reset_socket(conn)
+                else:
+                    with conn.cursor() as cur:
+                        try:
+                            with cur.copy("COPY soak_scratch (v) FROM STDIN") as cp:
+                                for k in range(2000):
+                                    cp.write_row((f"copy row {k}",))
+                                cp.write(b"")  # flush what is buffered to the server
+                                reset_socket(conn)
+                        except (psycopg.Error, OSError):
+                            pass
             close_quietly(conn)
             done += 1
         except psycopg.Error as e:
@@ -778,10 +801,9 @@ def p_made_up_databases(soak, n=2000):
         for i in range(k, n, 4):
             try:
                 # 40 names per source address: inside connect_burst_per_ip.
-                r = Raw(args, source=f"127.0.4.{1 + i % 50}", timeout=LOGIN_BOUND + 10)
-                with soak.op("autodb", "login", LOGIN_BOUND + CFG["query_wait_timeout"]):
+                with Raw(args, source=f"127.0.4.{1 + i % 50}", timeout=LOGIN_BOUND + 10) as r, \
+                        soak.op("autodb", "login", LOGIN_BOUND + CFG["query_wait_timeout"]):
                     st = r.login("app", f"soak_nx_{soak.round}_{i}", "app-secret")
-                r.close()
             except OSError as e:
                 st = f"socket: {e}"
             with soak.lock:
@@ -812,22 +834,21 @@ def p_gigabyte(soak):
     """A 1 GB Query inside a transaction: 54000 at once, and the client is closed."""
     try:
         conn = connect(soak, "gigabyte")
-        conn.execute("SELECT 1")  # opens the transaction: the client holds a server
-        fd = conn.fileno()
-        os.write(fd, b"Q" + struct.pack("!I", 1 << 30))
-        s = socket.socket(fileno=os.dup(fd))
-        s.settimeout(REQUEST_BOUND)
-        data = b""
-        with soak.op("gigabyte", "answer", REQUEST_BOUND):
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        s.close()
+        with closed_on_error(conn):
+            conn.execute("SELECT 1")  # opens the transaction: the client holds a server
+            fd = conn.fileno()
+            os.write(fd, b"Q" + struct.pack("!I", 1 << 30))
+            data = b""
+            with socket.socket(fileno=os.dup(fd)) as s, soak.op("gigabyte", "answer", REQUEST_BOUND):
+                s.settimeout(REQUEST_BOUND)
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+        close_quietly(conn)
         st = error_field(data[5:], b"C") if data[:1] == b"E" else None
         soak.probe("1 GB Query", st == "54000", f"answered {st}, then closed")
-        close_quietly(conn)
     except (psycopg.Error, OSError) as e:
         soak.probe("1 GB Query", False, str(e))
 
@@ -835,12 +856,11 @@ def p_gigabyte(soak):
 def p_startup4(soak):
     """A startup packet of length 4 is refused on those 4 bytes."""
     try:
-        r = Raw(soak.args, timeout=LOGIN_BOUND)
-        start = now()
-        r.sock.sendall(struct.pack("!I", 4))
-        st = r.error_state()
-        took = now() - start
-        r.close()
+        with Raw(soak.args, timeout=LOGIN_BOUND) as r:
+            start = now()
+            r.sock.sendall(struct.pack("!I", 4))
+            st = r.error_state()
+            took = now() - start
         soak.probe("startup packet of length 4", st == "08P01" and took < CFG["client_login_timeout"],
                    f"answered {st} after {took:.2f} s")
     except OSError as e:
@@ -857,10 +877,9 @@ def p_wrong_passwords(soak, n=30):
 
     def attempt():
         try:
-            r = Raw(args, source=source, timeout=LOGIN_BOUND + CFG["auth_failure_delay_max"] + 5)
-            with soak.op("wrong_password", "answer", CFG["auth_failure_delay_max"] + LOGIN_BOUND):
+            with Raw(args, source=source, timeout=LOGIN_BOUND + CFG["auth_failure_delay_max"] + 5) as r, \
+                    soak.op("wrong_password", "answer", CFG["auth_failure_delay_max"] + LOGIN_BOUND):
                 st = r.login("app", "app", "nope", wrong=True)
-            r.close()
         except OSError as e:
             st = f"socket: {e}"
         with soak.lock:
@@ -872,9 +891,8 @@ def p_wrong_passwords(soak, n=30):
     for t in threads:
         t.join()
     delayed = log_count(args, f"delaying the answer to a failed login from {source}") - before
-    other = Raw(args, source="127.0.3.250", timeout=LOGIN_BOUND)
-    other_st = other.login("app", "app", "app-secret")
-    other.close()
+    with Raw(args, source="127.0.3.250", timeout=LOGIN_BOUND) as other:
+        other_st = other.login("app", "app", "app-secret")
     soak.probe("wrong-password burst", states.get("28P01", 0) + states.get("53400", 0) == n and delayed > 0
                and other_st == "ok",
                f"answers {dict(states)}; {delayed} delayed; another address: {other_st}")
@@ -930,9 +948,38 @@ def run_faults(soak, until):
 # ---------------------------------------------------------------- checks
 
 
+def own_client_ports(args):
+    """Local ports of this process's own open TCP connections to sluice: after
+    the clients stopped there must be none (the consoles here are closed)."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    with open("/proc/self/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+            # Any state but LISTEN (0A): established, or CLOSE_WAIT when sluice
+            # closed first.  A socket closed here that the kernel still keeps
+            # (FIN_WAIT, TIME_WAIT) has no inode of ours.
+            if int(remote.split(":")[1], 16) == args.port and inode in inodes and state != "0A":
+                ports.add(int(local.split(":")[1], 16))
+    return ports
+
+
 def quiesce(args, timeout=30.0):
-    """Waits until sluice has no linked client and no busy server and Postgres
-    no backend of 'app' outside 'idle'; returns what is still held."""
+    """Waits until sluice has no client (other than consoles) and no busy
+    server and Postgres no backend of 'app' outside 'idle'; returns what is
+    still held.  SHOW POOLS' cl_active counts idle clients too (as in
+    PgBouncer): every client the load opened is closed by now, so any client
+    still there is a leak, in sluice or, when this process still holds its
+    socket, in the load generator ("connections the load left open")."""
     deadline = now() + timeout
     while True:
         with console(args) as c:
@@ -948,9 +995,35 @@ def quiesce(args, timeout=30.0):
                                "WHERE a.usename = 'app'").fetchone()[0]
         held = {"busy servers": busy, "clients": clients, "backends not idle": not_idle, "locks": locks}
         if not any(held.values()) or now() > deadline:
+            held["connections the load left open"] = len(own_client_ports(args))
+            if any(held.values()):
+                dump_held(args)
             held["servers"] = len(servers)
             return held
         time.sleep(0.25)
+
+
+def dump_held(args):
+    """Logs what quiesce found still held: pools, clients (and whether this
+    process still holds their socket), servers that are not idle, and
+    Postgres' backends of 'app'."""
+    with console(args) as c:
+        c.row_factory = dict_row
+        for r in c.execute("SHOW POOLS").fetchall():
+            log("held POOLS: " + ", ".join(f"{k}={v}" for k, v in r.items()))
+        own = own_client_ports(args)
+        for r in c.execute("SHOW CLIENTS").fetchall():
+            if r["database"] != "sluice":
+                log(f"held CLIENTS (the load {'holds' if r['port'] in own else 'does not hold'} its socket): "
+                    + ", ".join(f"{k}={v}" for k, v in r.items()))
+        for r in c.execute("SHOW SERVERS").fetchall():
+            if r["state"] != "idle":
+                log("held SERVERS: " + ", ".join(f"{k}={v}" for k, v in r.items()))
+    with superuser(args) as su:
+        su.row_factory = dict_row
+        for r in su.execute("SELECT pid, state, backend_start, xact_start, client_port, query FROM pg_stat_activity "
+                            "WHERE usename = 'app' AND backend_type = 'client backend'").fetchall():
+            log(f"held backend: {r}")
 
 
 def resources(args):
