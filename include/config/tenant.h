@@ -35,6 +35,7 @@ struct tenant_limits {
 	struct rate rate[LIMIT_KINDS]; /* query_rate, transaction_rate, connect_rate */
 	int64_t burst[LIMIT_KINDS];    /* query_burst...: bucket size; -1 = one second's worth */
 	int64_t max_client_conn;       /* clients logged in at once */
+	int64_t fleet_max_client_conn; /* the same over the fleet (limiter = redis) */
 	int64_t max_server_conn;       /* server connections over all its pools */
 	int64_t statement_timeout_us;  /* sent to Postgres as a startup option */
 	int64_t query_timeout_us;      /* sluice cancels statements running longer */

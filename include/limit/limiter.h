@@ -25,6 +25,7 @@ struct bucket {
 	int64_t burst;
 };
 
+struct quota_registry;
 struct redis_fleet;
 struct redis_link;
 
@@ -57,6 +58,10 @@ struct tenant_state {
 	_Atomic uint64_t delayed[LIMIT_KINDS];  /* requests that waited, then got a token */
 	_Atomic uint64_t rejected[LIMIT_KINDS]; /* 53400 sent */
 	_Atomic uint64_t over_max_clients;      /* logins refused by max_client_conn */
+	/* fleet_max_client_conn (redis_limiter.c): this instance's part of the fleet's count. */
+	_Atomic int fleet_seated;  /* clients holding a seat */
+	_Atomic int fleet_asking;  /* logins whose seat Redis has not answered yet */
+	_Atomic bool fleet_capped; /* ever had a seat: the heartbeat keeps its count in Redis */
 	/*
 	 * Current rate, for SHOW RATELIMITS: tokens taken per completed window.
 	 * Atomics, not the lock: counting must not cost a second lock per request.
@@ -139,6 +144,7 @@ struct limiter {
 	uint64_t fleets_made;      /* ids of fleets, under lock */
 	struct redis_stats stats;  /* Redis' counters for /metrics, whichever fleet */
 	char instance[96];         /* this process's name in every fleet it joins */
+	struct quota_registry *tenants; /* the tenant states, for fleet_max_client_conn's beat */
 };
 
 /* The in-process limiter: buckets inside each tenant_state, one mutex per tenant. */

@@ -21,6 +21,7 @@
 #include "limit/limiter.h"
 
 struct config;
+struct quota_registry;
 struct event_base;
 struct evdns_base;
 struct redis_link;
@@ -42,7 +43,8 @@ extern const struct limiter_ops limiter_shared_ops;
  */
 int64_t lease_size(const struct rate *r, int64_t burst, int live);
 
-void limiter_init(struct limiter *l);
+/* `tenants`: the registry of tenant states, for fleet_max_client_conn's heartbeat. */
+void limiter_init(struct limiter *l, struct quota_registry *tenants);
 void limiter_fini(struct limiter *l);
 
 /*
@@ -62,5 +64,27 @@ struct redis_fleet *limiter_fleet(struct limiter *l);
  */
 int limiter_follow(struct limiter *l, struct redis_link **link, struct event_base *base,
                    struct evdns_base *dns);
+
+/*
+ * fleet_max_client_conn: a login's seat in its tenant's count over the
+ * fleet.  Each instance keeps its count in the tenant's Redis hash with the
+ * time of its last word; the counts of instances silent for 3 s are dropped,
+ * so a dead instance's clients stop counting.  Without a usable Redis (or
+ * with limiter = local) redis_failure_mode decides: local admits up to this
+ * instance's share of the cap (cap / live instances, rounded up), open
+ * admits, closed refuses.
+ */
+struct fleet_seat;
+enum seat_answer {
+	SEAT_TAKEN,       /* counted: limiter_leave gives it back */
+	SEAT_WAIT,        /* Redis was asked: call again after *retry_us with the same *seat */
+	SEAT_FULL,        /* the fleet (or this instance's share) is at the cap */
+	SEAT_UNAVAILABLE, /* Redis cannot be used and redis_failure_mode = closed */
+};
+/* On the worker's loop; `link` is its own (NULL with limiter = local). */
+enum seat_answer limiter_join(struct redis_link *link, struct tenant_state *t, int64_t cap,
+                              struct fleet_seat **seat, int64_t *retry_us);
+/* The client is gone: the seat goes back (a login still asked for is let go). */
+void limiter_leave(struct redis_link *link, struct fleet_seat **seat);
 
 #endif

@@ -47,31 +47,46 @@ struct redis_script {
 	char sha[41];     /* its SHA-1 in hex, for EVALSHA */
 };
 
+struct redis_fleet;
+struct redis_link;
+
+/*
+ * Called about once a second for the whole fleet, on one worker's link (the
+ * first to beat in that second), to refresh what this instance keeps in
+ * Redis besides its heartbeat (fleet_max_client_conn's counts).
+ */
+typedef void (*redis_beat_fn)(void *arg, struct redis_fleet *f, struct redis_link *link);
+
 struct redis_fleet {
-	uint64_t id;                /* made later = larger: a lease follows only newer fleets */
-	_Atomic int refs;           /* the limiter while current, and each connection to it */
-	struct redis_url url;       /* parsed redis_url, password from redis_password if set */
-	char prefix[128];           /* redis_key_prefix */
-	char instance[96];          /* this process in the instance set: host:pid:random */
-	_Atomic int64_t timeout_us; /* redis_timeout: a reload changes it in place */
-	_Atomic int failure_mode;   /* enum redis_failure_mode, likewise */
-	const struct logger *log;   /* shared */
-	struct redis_stats *stats;  /* the limiter's: counters outlive a fleet */
-	struct redis_script take;   /* the bucket script (redis_limiter.c) */
-	struct redis_script beat;   /* the heartbeat script */
-	int nlinks;                 /* one per worker */
-	_Atomic int links_up;       /* of those, connected and answering */
-	_Atomic int live;           /* instances that beat within the last 3 s (>= 1) */
+	uint64_t id;                 /* made later = larger: a lease follows only newer fleets */
+	_Atomic int refs;            /* the limiter while current, and each connection to it */
+	struct redis_url url;        /* parsed redis_url, password from redis_password if set */
+	char prefix[128];            /* redis_key_prefix */
+	char instance[96];           /* this process in the instance set: host:pid:random */
+	_Atomic int64_t timeout_us;  /* redis_timeout: a reload changes it in place */
+	_Atomic int failure_mode;    /* enum redis_failure_mode, likewise */
+	const struct logger *log;    /* shared */
+	struct redis_stats *stats;   /* the limiter's: counters outlive a fleet */
+	struct redis_script take;    /* the bucket script (redis_limiter.c) */
+	struct redis_script beat;    /* the heartbeat script */
+	struct redis_script clients; /* fleet_max_client_conn's script (redis_limiter.c) */
+	redis_beat_fn beat_hook;     /* see above; NULL = none */
+	void *beat_arg;
+	_Atomic int64_t hooked_us; /* when beat_hook last ran */
+	int nlinks;                /* one per worker */
+	_Atomic int links_up;      /* of those, connected and answering */
+	_Atomic int live;          /* instances that beat within the last 3 s (>= 1) */
 };
 
 /*
  * A fleet for `cfg` with one reference; `instance` names this process (NULL:
- * a new name); `take_script` is the limiter's Lua.  NULL and `msg` on a bad
+ * a new name); the scripts are the limiter's Lua.  NULL and `msg` on a bad
  * URL or no memory.
  */
 struct redis_fleet *redis_fleet_new(const struct config *cfg, const struct logger *log,
                                     struct redis_stats *stats, const char *instance,
-                                    const char *take_script, int nlinks, char *msg, size_t len);
+                                    const char *take_script, const char *clients_script, int nlinks,
+                                    char *msg, size_t len);
 /* Does `cfg` name the same store (URL, password, prefix) as `f`? */
 bool redis_fleet_same_store(const struct redis_fleet *f, const struct config *cfg);
 struct redis_fleet *redis_fleet_ref(struct redis_fleet *f);
@@ -82,8 +97,6 @@ const char *redis_fleet_state(struct redis_fleet *f);
 /* Logs at warn unless a line was written less than a second ago (then at debug). */
 void redis_fleet_log(struct redis_fleet *f, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-
-struct redis_link;
 
 /*
  * The answer to a script, on the link's loop: `reply` is Redis' (an error

@@ -25,6 +25,7 @@
 #include "pool/worker.h"
 
 struct event;
+struct fleet_seat;
 struct query_capture;
 
 enum client_state { CLIENT_LOGIN, CLIENT_IDLE, CLIENT_WAITING, CLIENT_ACTIVE, CLIENT_CLOSING };
@@ -91,6 +92,7 @@ struct client {
 	struct scram_server *scram; /* SCRAM exchange state during login only */
 	struct user_secret *queried_secret; /* auth_query's answer, owned */
 	struct client *cancel_next;         /* hash chain in the cancel map */
+	struct fleet_seat *fleet_seat;      /* fleet_max_client_conn's seat (redis_limiter.h) */
 	uint64_t fwd_remaining;             /* bytes of a message still to stream to the server */
 	uint64_t skip_remaining;            /* bytes of a message still to drop (late COPY data) */
 	int64_t throttle_deadline_us;  /* waiting for a rate token until then; 0 = not waiting */

@@ -50,6 +50,9 @@ static const struct tenant_key tenant_keys[] = {
      "Token bucket size for connect_rate."},
     {"max_client_conn", KEY_COUNT, LIM(max_client_conn), false,
      "Clients of this tenant logged in at once; 0 = no cap."},
+    {"fleet_max_client_conn", KEY_COUNT, LIM(fleet_max_client_conn), false,
+     "Clients of this tenant logged in at once over every sluice of the fleet (limiter = "
+     "redis; docs/tenants.md); 0 = no cap."},
     {"max_server_conn", KEY_COUNT, LIM(max_server_conn), false,
      "Server connections this tenant may hold over all its pools; 0 = no cap."},
     {"statement_timeout", KEY_DURATION, LIM(statement_timeout_us), false,
@@ -76,6 +79,7 @@ void tenant_limits_init(struct tenant_limits *l)
 		l->burst[k] = -1;
 	}
 	l->max_client_conn = -1;
+	l->fleet_max_client_conn = -1;
 	l->max_server_conn = -1;
 	l->statement_timeout_us = -1;
 	l->query_timeout_us = -1;
@@ -318,6 +322,7 @@ static void merge_limits(struct tenant_limits *out, const struct tenant_limits *
 	if (own->f < 0)                                                                            \
 	out->f = tier->f
 	INHERIT(max_client_conn);
+	INHERIT(fleet_max_client_conn);
 	INHERIT(max_server_conn);
 	INHERIT(statement_timeout_us);
 	INHERIT(query_timeout_us);

@@ -21,6 +21,7 @@
 #include <hiredis/hiredis.h>
 
 #include "config/config.h"
+#include "limit/quota.h"
 #include "limit/redis_link.h"
 
 #define UNDECIDED_RETRY_US INT64_C(1000)    /* a request waiting for a refill looks again */
@@ -62,6 +63,51 @@ static const char take_script[] =
     "           'ts', string.format('%.0f', now), 'limit', limit)\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
     "return {granted, wait, math.floor(tokens * 1000)}\n";
+
+/*
+ * fleet_max_client_conn.  KEYS[1]: the tenant's hash of instances, fields
+ * n:INSTANCE (its clients) and t:INSTANCE (its last word, ms of Redis'
+ * time).  ARGV: this instance, op, this instance's count as it knows it,
+ * cap, TTL (ms).  An instance silent for the TTL is dropped from the sum,
+ * so a dead one's clients stop counting; the hash itself expires with the
+ * last instance.  op join: one more client if the fleet stays within cap;
+ * leave: one less; beat: refresh; sync: set the count.  A missing count
+ * (Redis restarted) is taken from ARGV.  Returns {admitted, fleet count}.
+ */
+static const char clients_script[] =
+    "if redis.replicate_commands then redis.replicate_commands() end\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local me, op, known = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
+    "local cap, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
+    "local h = redis.call('HGETALL', KEYS[1])\n"
+    "local seen, count = {}, {}\n"
+    "for i = 1, #h, 2 do\n"
+    "  local kind, inst = string.sub(h[i], 1, 1), string.sub(h[i], 3)\n"
+    "  if kind == 't' then seen[inst] = tonumber(h[i + 1]) end\n"
+    "  if kind == 'n' then count[inst] = tonumber(h[i + 1]) end\n"
+    "end\n"
+    "local others = 0\n"
+    "for inst, n in pairs(count) do\n"
+    "  if inst ~= me then\n"
+    "    if seen[inst] == nil or seen[inst] < now - ttl then\n"
+    "      redis.call('HDEL', KEYS[1], 'n:' .. inst, 't:' .. inst)\n"
+    "    else\n"
+    "      others = others + n\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "local mine, admitted = count[me] or known, 1\n"
+    "if op == 'join' then\n"
+    "  if cap > 0 and others + mine + 1 > cap then admitted = 0 else mine = mine + 1 end\n"
+    "elseif op == 'leave' then\n"
+    "  mine = math.max(0, mine - 1)\n"
+    "elseif op == 'sync' then\n"
+    "  mine = known\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'n:' .. me, mine, 't:' .. me, now)\n"
+    "redis.call('PEXPIRE', KEYS[1], ttl)\n"
+    "return {admitted, others + mine}\n";
 
 int64_t lease_size(const struct rate *r, int64_t burst, int live)
 {
@@ -393,6 +439,178 @@ static void redis_status(struct limiter *l, struct redis_fleet *f, const struct 
 	};
 }
 
+/* ---------------------------------------------------------------------------
+ * fleet_max_client_conn
+ */
+
+#define CLIENTS_TTL_MS "3000" /* an instance silent this long: its clients stop counting */
+
+enum seat_state { SEAT_ASKING, SEAT_GOT, SEAT_REFUSED, SEAT_FAILED };
+
+struct fleet_seat {
+	struct tenant_state *t;
+	enum seat_state state;
+	bool abandoned; /* the login went away while Redis was asked: the answer frees it */
+};
+
+/* The tenant's hash of instances: op join, leave, sync (clients_script). */
+static int send_clients(struct redis_link *link, struct redis_fleet *f, struct tenant_state *t,
+                        const char *op, int known, int64_t cap, redis_reply_fn fn, void *arg)
+{
+	char key[KEY_MAX], n[24], c[24];
+	const char *args[5] = {f->instance, op, n, c, CLIENTS_TTL_MS};
+
+	snprintf(key, sizeof(key), "%sclients:%s", f->prefix, t->name);
+	snprintf(n, sizeof(n), "%d", known);
+	snprintf(c, sizeof(c), "%lld", (long long)cap);
+	return redis_link_eval(link, &f->clients, key, args, 5, fn, arg);
+}
+
+static void clients_synced(void *arg, struct redis_fleet *f, const struct redisReply *reply)
+{
+	(void)arg;
+	if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
+		redis_fleet_log(f, "fleet_max_client_conn script failed: %.200s", reply->str);
+}
+
+/*
+ * The heartbeat of the counts: each tenant that ever had a seat here sets
+ * its count again, so an answer lost with a connection, or a Redis that
+ * restarted empty, is mended within a second.  Logins still asked for are
+ * counted as seated: the fleet may refuse one too many for a second, never
+ * admit one too many.
+ */
+static void clients_beat(void *arg, struct redis_fleet *f, struct redis_link *link)
+{
+	struct limiter *l = arg;
+	struct tenant_state *t;
+
+	pthread_mutex_lock(&l->tenants->lock);
+	t = l->tenants->tenants; /* states are only ever prepended, and live until exit */
+	pthread_mutex_unlock(&l->tenants->lock);
+	for (; t != NULL; t = t->next)
+		if (atomic_load(&t->fleet_capped))
+			send_clients(link, f, t, "sync",
+			             atomic_load(&t->fleet_seated) + atomic_load(&t->fleet_asking),
+			             0, clients_synced, NULL);
+}
+
+static void join_done(void *arg, struct redis_fleet *f, const struct redisReply *reply)
+{
+	struct fleet_seat *s = arg;
+	struct tenant_state *t = s->t;
+	bool ok = reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+	          reply->element[0]->type == REDIS_REPLY_INTEGER;
+
+	if (reply != NULL && !ok)
+		redis_fleet_log(
+		    f, "fleet_max_client_conn script failed for tenant \"%s\": %.200s", t->name,
+		    reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer");
+	if (!ok)
+		s->state = SEAT_FAILED;
+	else if (reply->element[0]->integer == 1)
+		s->state = SEAT_GOT;
+	else
+		s->state = SEAT_REFUSED;
+	if (s->state == SEAT_GOT && !s->abandoned)
+		atomic_fetch_add(&t->fleet_seated, 1);
+	atomic_fetch_sub(&t->fleet_asking, 1);
+	/* Abandoned and seated: Redis counts it until the next sync, a second at most. */
+	if (s->abandoned)
+		free(s);
+}
+
+/* Redis cannot decide: redis_failure_mode does, with this instance's share of the cap. */
+static enum seat_answer join_locally(struct redis_fleet *f, struct tenant_state *t, int64_t cap,
+                                     struct fleet_seat *s, struct fleet_seat **seatp)
+{
+	int mode = f != NULL ? atomic_load(&f->failure_mode) : REDIS_FAIL_LOCAL;
+	int live = f != NULL ? atomic_load(&f->live) : 1;
+	int64_t share = (cap + live - 1) / (live > 0 ? live : 1);
+	int seated = atomic_load(&t->fleet_seated);
+
+	*seatp = NULL;
+	if (mode == REDIS_FAIL_CLOSED || (s == NULL && (s = calloc(1, sizeof(*s))) == NULL)) {
+		free(s);
+		return SEAT_UNAVAILABLE;
+	}
+	if (mode == REDIS_FAIL_LOCAL) {
+		do {
+			if (seated >= share) {
+				free(s);
+				return SEAT_FULL;
+			}
+		} while (!atomic_compare_exchange_weak(&t->fleet_seated, &seated, seated + 1));
+	} else {
+		atomic_fetch_add(&t->fleet_seated, 1);
+	}
+	s->t = t;
+	s->state = SEAT_GOT;
+	*seatp = s;
+	return SEAT_TAKEN;
+}
+
+enum seat_answer limiter_join(struct redis_link *link, struct tenant_state *t, int64_t cap,
+                              struct fleet_seat **seatp, int64_t *retry_us)
+{
+	struct fleet_seat *s = *seatp;
+	struct redis_fleet *f = link != NULL ? redis_link_fleet(link) : NULL;
+
+	if (s != NULL) {
+		switch (s->state) {
+		case SEAT_ASKING:
+			*retry_us = UNDECIDED_RETRY_US; /* the link answers within redis_timeout */
+			return SEAT_WAIT;
+		case SEAT_GOT:
+			return SEAT_TAKEN;
+		case SEAT_REFUSED:
+			free(s);
+			*seatp = NULL;
+			return SEAT_FULL;
+		case SEAT_FAILED:
+			break;
+		}
+	} else if (f != NULL && redis_link_settled(link) && redis_link_is_up(link) &&
+	           (s = calloc(1, sizeof(*s))) != NULL) {
+		s->t = t;
+		s->state = SEAT_ASKING;
+		atomic_store(&t->fleet_capped, true);
+		atomic_fetch_add(&t->fleet_asking, 1);
+		if (send_clients(link, f, t, "join", atomic_load(&t->fleet_seated), cap, join_done,
+		                 s) == 0) {
+			*seatp = s;
+			*retry_us = UNDECIDED_RETRY_US;
+			return SEAT_WAIT;
+		}
+		atomic_fetch_sub(&t->fleet_asking, 1);
+	}
+	if (f != NULL)
+		atomic_store(&t->fleet_capped, true); /* Redis hears of it at the next sync */
+	return join_locally(f, t, cap, s, seatp);
+}
+
+void limiter_leave(struct redis_link *link, struct fleet_seat **seatp)
+{
+	struct fleet_seat *s = *seatp;
+	int before;
+
+	if (s == NULL)
+		return;
+	*seatp = NULL;
+	if (s->state == SEAT_ASKING) {
+		s->abandoned = true;
+		return;
+	}
+	if (s->state == SEAT_GOT) {
+		before = atomic_fetch_sub(&s->t->fleet_seated, 1);
+		/* Not sent (Redis down, limiter = local): the next sync says it. */
+		if (redis_link_is_up(link))
+			send_clients(link, redis_link_fleet(link), s->t, "leave", before, 0,
+			             clients_synced, NULL);
+	}
+	free(s);
+}
+
 /*
  * The worker's link says which backend decides: a reload reaches workers
  * one by one.  A link still making its first connect leaves it to the
@@ -433,9 +651,10 @@ static void shared_status(struct limiter *l, struct tenant_state *t, enum limit_
 const struct limiter_ops limiter_shared_ops = {
     .take = shared_take, .peek = shared_peek, .status = shared_status};
 
-void limiter_init(struct limiter *l)
+void limiter_init(struct limiter *l, struct quota_registry *tenants)
 {
 	memset(l, 0, sizeof(*l));
+	l->tenants = tenants;
 	l->ops = &limiter_shared_ops;
 	pthread_mutex_init(&l->lock, NULL);
 }
@@ -488,9 +707,11 @@ int limiter_configure(struct limiter *l, const struct config *cfg, const struct 
 		return 0;
 	}
 	f = redis_fleet_new(cfg, log, &l->stats, l->instance[0] != '\0' ? l->instance : NULL,
-	                    take_script, nworkers, msg, len);
+	                    take_script, clients_script, nworkers, msg, len);
 	if (f == NULL)
 		return -1;
+	f->beat_hook = clients_beat;
+	f->beat_arg = l;
 	/* One name for this process in every fleet it joins. */
 	snprintf(l->instance, sizeof(l->instance), "%s", f->instance);
 	set_fleet(l, f);

@@ -150,7 +150,8 @@ static int script_init(struct redis_script *s, const char *body)
 
 struct redis_fleet *redis_fleet_new(const struct config *cfg, const struct logger *log,
                                     struct redis_stats *stats, const char *instance,
-                                    const char *take_script, int nlinks, char *msg, size_t len)
+                                    const char *take_script, const char *clients_script, int nlinks,
+                                    char *msg, size_t len)
 {
 	struct redis_fleet *f = calloc(1, sizeof(*f));
 	unsigned char rnd[4] = {0};
@@ -185,7 +186,8 @@ struct redis_fleet *redis_fleet_new(const struct config *cfg, const struct logge
 	f->stats = stats;
 	f->nlinks = nlinks;
 	atomic_init(&f->live, 1);
-	if (script_init(&f->take, take_script) < 0 || script_init(&f->beat, beat_script) < 0) {
+	if (script_init(&f->take, take_script) < 0 || script_init(&f->beat, beat_script) < 0 ||
+	    script_init(&f->clients, clients_script) < 0) {
 		snprintf(msg, len, "cannot hash the scripts (SHA-1)");
 		goto fail;
 	}
@@ -344,6 +346,19 @@ static void beat_done(void *arg, struct redis_fleet *f, const struct redisReply 
 		redis_fleet_log(l->fleet, "heartbeat script failed: %.200s", reply->str);
 }
 
+/* The fleet's once-a-second extra, by whichever link in use beats first. */
+static void beat_hook(struct redis_conn *l)
+{
+	struct redis_fleet *f = l->fleet;
+	int64_t now = now_us(), last = atomic_load(&f->hooked_us);
+
+	if (f->beat_hook == NULL || l->owner == NULL || l->owner->cur != l ||
+	    now - last < BEAT_US * 9 / 10 ||
+	    !atomic_compare_exchange_strong(&f->hooked_us, &last, now))
+		return;
+	f->beat_hook(f->beat_arg, f, l->owner);
+}
+
 static void beat(struct redis_conn *l)
 {
 	const char *args[] = {l->fleet->instance, BEAT_TTL_MS};
@@ -353,6 +368,7 @@ static void beat(struct redis_conn *l)
 	if (!l->beat_pending && conn_eval(l, &l->fleet->beat, key, args, 2, beat_done, l) == 0)
 		l->beat_pending = true;
 	arm(l->beat_timer, BEAT_US);
+	beat_hook(l);
 }
 
 static void beat_cb(evutil_socket_t fd, short what, void *arg)

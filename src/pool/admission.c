@@ -10,6 +10,7 @@
 
 #include "pool/client.h"
 #include "limit/limiter.h"
+#include "limit/redis_limiter.h"
 #include "pool/pool.h"
 #include "proto/build.h"
 #include "proto/sqlstate.h"
@@ -104,6 +105,38 @@ static enum admit take_or_wait(struct client *c, unsigned kinds, enum limit_kind
 	return ADMIT_REFUSED;
 }
 
+/* fleet_max_client_conn: a seat in the tenant's count over every sluice of the fleet. */
+static enum admit take_seat(struct client *c)
+{
+	struct pool *p = c->pool;
+	int64_t cap = p->set.limits->fleet_max_client_conn, retry = 0;
+
+	switch (limiter_join(c->w->redis, p->ts, cap, &c->fleet_seat, &retry)) {
+	case SEAT_TAKEN:
+		return ADMIT_GO;
+	case SEAT_WAIT:
+		conn_suspend(&c->conn, SUSPEND_THROTTLE);
+		client_arm_timer(c, retry);
+		c->login = LOGIN_THROTTLED;
+		return ADMIT_WAIT;
+	case SEAT_FULL:
+		atomic_fetch_add(&p->ts->over_max_clients, 1);
+		client_fail(c, SQLSTATE_TOO_MANY_CONNECTIONS,
+		            "too many connections for tenant \"%s\" across the fleet "
+		            "(fleet_max_client_conn %lld)",
+		            p->tenant, (long long)cap);
+		return ADMIT_REFUSED;
+	case SEAT_UNAVAILABLE:
+		break;
+	}
+	atomic_fetch_add(&p->ts->over_max_clients, 1);
+	client_fail(c, SQLSTATE_TOO_MANY_CONNECTIONS,
+	            "fleet_max_client_conn %lld of tenant \"%s\" cannot be checked: Redis is "
+	            "unavailable (redis_failure_mode = closed)",
+	            (long long)cap, p->tenant);
+	return ADMIT_REFUSED;
+}
+
 enum admit admission_login(struct client *c)
 {
 	struct pool *p = c->pool;
@@ -125,6 +158,8 @@ enum admit admission_login(struct client *c)
 		}
 		c->tenant_counted = true;
 	}
+	if (lim != NULL && lim->fleet_max_client_conn > 0 && (a = take_seat(c)) != ADMIT_GO)
+		return a;
 	if (lim == NULL || lim->rate[LIMIT_CONNECT].count <= 0)
 		return ADMIT_GO;
 	a = take_or_wait(c, 1u << LIMIT_CONNECT, &kind, &wait);
@@ -207,4 +242,5 @@ void admission_client_gone(struct client *c)
 		atomic_fetch_sub(&c->pool->ts->clients, 1);
 		c->tenant_counted = false;
 	}
+	limiter_leave(c->w->redis, &c->fleet_seat);
 }

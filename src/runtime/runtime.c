@@ -355,7 +355,7 @@ int runtime_init(struct runtime *rt, const char *config_path, const char *upstre
 	atomic_init(&rt->shared.nclients, 0);
 	quota_registry_init(&rt->shared.quotas);
 	breaker_registry_init(&rt->shared.breakers);
-	limiter_init(&rt->shared.limiter);
+	limiter_init(&rt->shared.limiter, &rt->shared.quotas);
 	if (apply_limiter(rt, cfg, true) < 0)
 		return -1;
 	if (login_delay_init(&rt->shared.failures) < 0)

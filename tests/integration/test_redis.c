@@ -11,6 +11,7 @@
  * within 10 %.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -583,4 +584,120 @@ Test(redis, reload_of_the_key_prefix_uses_new_keys)
 	cr_assert_not(key_exists(&e, e.port, k1), "the old prefix is still written");
 	PQfinish(c);
 	cr_assert(harness_sluice_alive(h));
+}
+
+/* ---- fleet_max_client_conn ---- */
+
+#define CAP_NODES 3
+
+/* A login of tenant_a on `h`: the connection, or NULL with libpq's message. */
+static PGconn *login(struct harness_sluice *h, char *msg, size_t len)
+{
+	PGconn *c = harness_connect(h, "tenant_a", "a-secret", "app");
+
+	if (PQstatus(c) == CONNECTION_OK)
+		return c;
+	snprintf(msg, len, "%s", PQerrorMessage(c));
+	PQfinish(c);
+	return NULL;
+}
+
+/* A login on `h` is refused with 53300, and the message names the cap. */
+static void assert_refused_by_cap(struct harness_sluice *h, int cap)
+{
+	char state[6] = "", msg[512] = "", want[64];
+
+	cr_assert(harness_connect_fails(h, "tenant_a", "a-secret", "app", state),
+	          "a login over the fleet's cap was admitted");
+	cr_assert_str_eq(state, "53300");
+	cr_assert_null(login(h, msg, sizeof(msg)), "a login over the fleet's cap was admitted");
+	snprintf(want, sizeof(want), "fleet_max_client_conn %d", cap);
+	cr_assert(strstr(msg, want) != NULL, "refused, but not by the cap: %s", msg);
+}
+
+/* Waits until every node is on Redis and sees all `n` instances. */
+static void wait_fleet(struct harness_sluice **nodes, int n)
+{
+	char live[8];
+
+	snprintf(live, sizeof(live), "%d", n);
+	for (int i = 0; i < n; i++)
+		cr_assert(harness_wait_for(cell_is(nodes[i], "redis_state", "up") &&
+		                               cell_is(nodes[i], "instances", live),
+		                           WAIT_S),
+		          "node %d did not join the fleet", i);
+}
+
+Test(redis, fleet_max_client_conn_caps_the_fleet)
+{
+	struct redis_env e = redis_env();
+	struct harness_sluice *nodes[CAP_NODES];
+	PGconn *conns[CAP_NODES + 1] = {NULL};
+	char prefix[64], msg[512];
+	const int cap = CAP_NODES + 1;
+	PGconn *c;
+
+	unique_prefix(prefix, sizeof(prefix), "cap");
+	for (int i = 0; i < CAP_NODES; i++)
+		nodes[i] = start_node(e.url, prefix, "[tenant.a]\nfleet_max_client_conn = 4\n");
+	wait_fleet(nodes, CAP_NODES);
+	/* Four clients spread over three instances: each instance alone is under the cap. */
+	for (int i = 0; i < cap; i++) {
+		conns[i] = login(nodes[i % CAP_NODES], msg, sizeof(msg));
+		cr_assert_not_null(conns[i], "client %d refused: %s", i, msg);
+	}
+	/* The fifth is refused on every instance, with 53300 naming the cap. */
+	for (int i = 0; i < CAP_NODES; i++)
+		assert_refused_by_cap(nodes[i], cap);
+	/* One leaves on node 0: a client is admitted again, on another node. */
+	PQfinish(conns[0]);
+	cr_assert(harness_wait_for((c = login(nodes[2], msg, sizeof(msg))) != NULL, WAIT_S),
+	          "no login admitted after a client left: %s", msg);
+	assert_refused_by_cap(nodes[1], cap);
+	PQfinish(c);
+	for (int i = 1; i < cap; i++)
+		PQfinish(conns[i]);
+}
+
+Test(redis, fleet_max_client_conn_forgets_a_dead_instance)
+{
+	struct redis_env e = redis_env();
+	struct harness_sluice *nodes[2];
+	PGconn *held[2], *c = NULL;
+	char prefix[64], msg[512];
+
+	unique_prefix(prefix, sizeof(prefix), "dead");
+	for (int i = 0; i < 2; i++)
+		nodes[i] = start_node(e.url, prefix, "[tenant.a]\nfleet_max_client_conn = 2\n");
+	wait_fleet(nodes, 2);
+	for (int i = 0; i < 2; i++)
+		cr_assert_not_null(held[i] = login(nodes[0], msg, sizeof(msg)), "%s", msg);
+	assert_refused_by_cap(nodes[1], 2);
+	/* Node 0 dies without a word: its count goes once it has been silent for the TTL. */
+	harness_stop_sluice(nodes[0], SIGKILL, 30);
+	cr_assert(harness_wait_for((c = login(nodes[1], msg, sizeof(msg))) != NULL, WAIT_S),
+	          "the dead instance's clients still count: %s", msg);
+	PQfinish(c);
+	for (int i = 0; i < 2; i++)
+		PQfinish(held[i]);
+}
+
+Test(redis, fleet_max_client_conn_without_redis_caps_the_instance)
+{
+	struct harness_sluice *h;
+	PGconn *held[2];
+	char msg[512];
+
+	(void)redis_env();
+	/* limiter = local: a fleet of one, the cap is this instance's. */
+	h = start_node(NULL, NULL, "[tenant.a]\nfleet_max_client_conn = 2\n");
+	for (int i = 0; i < 2; i++)
+		cr_assert_not_null(held[i] = login(h, msg, sizeof(msg)), "%s", msg);
+	assert_refused_by_cap(h, 2);
+	/* The seat goes back once sluice has seen the client leave. */
+	PQfinish(held[0]);
+	cr_assert(harness_wait_for((held[0] = login(h, msg, sizeof(msg))) != NULL, WAIT_S), "%s",
+	          msg);
+	for (int i = 0; i < 2; i++)
+		PQfinish(held[i]);
 }
