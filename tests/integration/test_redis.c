@@ -265,6 +265,17 @@ static void env_port(const char *env, char *port, size_t len)
 	snprintf(port, len, "%.*s", (int)strcspn(p, "'"), p);
 }
 
+/* Starts a Redis of the test's own, SLUICE_REDIS_NAME `name`: its URL and port. */
+static void private_redis(const struct redis_env *e, const char *name, char *url, size_t urllen,
+                          char *port, size_t portlen)
+{
+	char *out = run_harness(e, name, "start");
+
+	env_port(out, port, portlen);
+	free(out);
+	snprintf(url, urllen, "redis://127.0.0.1:%s/0", port);
+}
+
 Test(redis, redis_stopped_and_back_local_mode)
 {
 	struct redis_env e = redis_env();
@@ -274,10 +285,7 @@ Test(redis, redis_stopped_and_back_local_mode)
 	long ok;
 
 	snprintf(name, sizeof(name), "redis-it-%d", (int)getpid());
-	out = run_harness(&e, name, "start");
-	env_port(out, port, sizeof(port));
-	free(out);
-	snprintf(url, sizeof(url), "redis://127.0.0.1:%s/0", port);
+	private_redis(&e, name, url, sizeof(url), port, sizeof(port));
 	unique_prefix(prefix, sizeof(prefix), "down");
 	start_fleet(nodes, url, prefix, "redis_failure_mode = local");
 	load_start(&ld, nodes);
@@ -506,15 +514,12 @@ Test(redis, reload_switches_backends_and_urls_with_clients_connected)
 {
 	struct redis_env e = redis_env();
 	struct harness_sluice *h;
-	char name[64], url2[96], port2[16], prefix[64], key[128], *out;
+	char name[64], url2[96], port2[16], prefix[64], key[128];
 	PGconn *c;
 
 	/* A second Redis, ours alone, to move to. */
 	snprintf(name, sizeof(name), "redis-it-%d-reload", (int)getpid());
-	out = run_harness(&e, name, "start");
-	env_port(out, port2, sizeof(port2));
-	free(out);
-	snprintf(url2, sizeof(url2), "redis://127.0.0.1:%s/0", port2);
+	private_redis(&e, name, url2, sizeof(url2), port2, sizeof(port2));
 	unique_prefix(prefix, sizeof(prefix), "reload");
 	snprintf(key, sizeof(key), "%sbucket:a:query", prefix);
 
