@@ -9,7 +9,9 @@
 
 #include "config/config.h"
 #include "config/redis_url.h"
+#include "config/options.h"
 #include "limit/redis_limiter.h"
+#include "limit/redis_link.h"
 
 #define SEC INT64_C(1000000)
 #define MIN (60 * SEC)
@@ -176,4 +178,49 @@ Test(redis_config, show_config_masks_the_passwords)
 	config_format_value(cfg, config_option_find("redis_password"), buf, sizeof(buf));
 	cr_assert_str_eq(buf, "********");
 	config_free(cfg);
+}
+
+Test(redis_config, a_reload_makes_a_new_store_only_when_it_changes)
+{
+	struct config_error err;
+	struct config *a = load("SLUICE_LIMITER=redis", "SLUICE_REDIS_URL=redis://h:6380/2", &err);
+	struct config *slower =
+	    load("SLUICE_LIMITER=redis", "SLUICE_REDIS_URL=redis://h:6380/2", &err);
+	struct config *other =
+	    load("SLUICE_LIMITER=redis", "SLUICE_REDIS_URL=redis://h:6380/3", &err);
+	struct config *local = load(NULL, NULL, &err);
+	struct logger log;
+	struct limiter l;
+	struct redis_fleet *f;
+	char msg[256] = "", instance[96];
+
+	cr_assert(a != NULL && slower != NULL && other != NULL && local != NULL, "%s", err.message);
+	cr_assert_eq(config_option_find("redis_url")->reload, RELOAD_LIVE);
+	cr_assert_eq(config_option_find("limiter")->reload, RELOAD_LIVE);
+	slower->redis_timeout_us = 2 * SEC;
+	log_init(&log, LOG_ERROR, LOG_FORMAT_TEXT, 2);
+	limiter_init(&l, NULL);
+	cr_assert_eq(limiter_configure(&l, a, &log, 2, msg, sizeof(msg)), 1, "%s", msg);
+	f = limiter_fleet(&l);
+	cr_assert_eq(f->id, 1);
+	snprintf(instance, sizeof(instance), "%s", f->instance);
+	/* The same store: the timeout changes in place, connections and leases stay. */
+	cr_assert_eq(limiter_configure(&l, slower, &log, 2, msg, sizeof(msg)), 0);
+	cr_assert_eq(atomic_load(&f->timeout_us), 2 * SEC);
+	redis_fleet_unref(f);
+	/* Another database is another store, for the same instance. */
+	cr_assert_eq(limiter_configure(&l, other, &log, 2, msg, sizeof(msg)), 1);
+	f = limiter_fleet(&l);
+	cr_assert_eq(f->id, 2);
+	cr_assert_eq(f->url.db, 3);
+	cr_assert_str_eq(f->instance, instance);
+	redis_fleet_unref(f);
+	cr_assert_eq(limiter_configure(&l, local, &log, 2, msg, sizeof(msg)), 1);
+	cr_assert_null(limiter_fleet(&l));
+	limiter_fini(&l);
+	log_fini(&log);
+	config_free(a);
+	config_free(slower);
+	config_free(other);
+	config_free(local);
 }
