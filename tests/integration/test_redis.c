@@ -472,6 +472,13 @@ Test(redis, metrics_say_whether_redis_is_up)
 
 /* ---- reload ---- */
 
+/*
+ * Where a failure mode would change what a test sees (closed refuses, local
+ * splits a cap), Redis is given long to answer: a loaded machine must not
+ * make Redis look down.
+ */
+#define SLOW_REDIS "redis_timeout = 5s\n"
+
 /* Rewrites the node's ini for `url` and `prefix` (NULL url: limiter = local) and reloads it. */
 static void reload_node(struct harness_sluice *h, const char *url, const char *prefix,
                         const char *extra)
@@ -523,20 +530,20 @@ Test(redis, reload_switches_backends_and_urls_with_clients_connected)
 	unique_prefix(prefix, sizeof(prefix), "reload");
 	snprintf(key, sizeof(key), "%sbucket:a:query", prefix);
 
-	h = start_node(NULL, NULL, "redis_failure_mode = closed");
+	h = start_node(NULL, NULL, "redis_failure_mode = closed\n" SLOW_REDIS);
 	c = harness_connect_ok(h, "tenant_a", "a-secret", "app");
 	query_ok(c);
 	cr_assert(cell_is(h, "backend", "local"));
 
 	/* local -> redis: closed mode, so a request that reached Redis before it was up fails. */
-	reload_node(h, e.url, prefix, "redis_failure_mode = closed");
+	reload_node(h, e.url, prefix, "redis_failure_mode = closed\n" SLOW_REDIS);
 	cr_assert(wait_querying(c, cell_is(h, "backend", "redis") &&
 	                               cell_is(h, "redis_state", "up") &&
 	                               key_exists(&e, e.port, key)),
 	          "limiter = redis did not take over on reload");
 
 	/* Another Redis: the bucket appears there, the old one's is left to expire. */
-	reload_node(h, url2, prefix, "redis_failure_mode = closed");
+	reload_node(h, url2, prefix, "redis_failure_mode = closed\n" SLOW_REDIS);
 	cr_assert(wait_querying(c, key_exists(&e, port2, key) && cell_is(h, "redis_state", "up")),
 	          "the reload did not move the limiter to the second Redis");
 	cr_assert(harness_log_contains(h, port2), "the move was not logged");
@@ -548,7 +555,7 @@ Test(redis, reload_switches_backends_and_urls_with_clients_connected)
 	cr_assert_not(key_exists(&e, e.port, key), "the old Redis is still used");
 
 	/* Back to local: no Redis needed at all, even with the second one gone. */
-	reload_node(h, NULL, NULL, "redis_failure_mode = closed");
+	reload_node(h, NULL, NULL, "redis_failure_mode = closed\n" SLOW_REDIS);
 	cr_assert(wait_querying(c, cell_is(h, "backend", "local")),
 	          "limiter = local did not come back on reload");
 	free(run_harness(&e, name, "destroy"));
@@ -644,7 +651,8 @@ Test(redis, fleet_max_client_conn_caps_the_fleet)
 
 	unique_prefix(prefix, sizeof(prefix), "cap");
 	for (int i = 0; i < CAP_NODES; i++)
-		nodes[i] = start_node(e.url, prefix, "[tenant.a]\nfleet_max_client_conn = 4\n");
+		nodes[i] =
+		    start_node(e.url, prefix, SLOW_REDIS "[tenant.a]\nfleet_max_client_conn = 4\n");
 	wait_fleet(nodes, CAP_NODES);
 	/* Four clients spread over three instances: each instance alone is under the cap. */
 	for (int i = 0; i < cap; i++) {
@@ -673,7 +681,8 @@ Test(redis, fleet_max_client_conn_forgets_a_dead_instance)
 
 	unique_prefix(prefix, sizeof(prefix), "dead");
 	for (int i = 0; i < 2; i++)
-		nodes[i] = start_node(e.url, prefix, "[tenant.a]\nfleet_max_client_conn = 2\n");
+		nodes[i] =
+		    start_node(e.url, prefix, SLOW_REDIS "[tenant.a]\nfleet_max_client_conn = 2\n");
 	wait_fleet(nodes, 2);
 	for (int i = 0; i < 2; i++)
 		cr_assert_not_null(held[i] = login(nodes[0], msg, sizeof(msg)), "%s", msg);
