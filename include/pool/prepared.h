@@ -34,6 +34,9 @@ struct pstmt {
 	int refs;            /* client names, server entries and queued sends using it */
 	bool session_state;  /* its text may change session state (server_inspect_sql) */
 	bool sql;            /* an SQL PREPARE: body is the text after the name, no NUL */
+	struct pstmt *dep;   /* the SQL statement its text EXECUTEs (prepared first), or NULL */
+	uint32_t ref_at;     /* where body names what it EXECUTEs (a client name has a `ref`) */
+	uint32_t ref_len;    /* bytes of that name in body */
 	struct pstmt_registry *reg; /* owner, for releasing from a libevent cleanup */
 	struct pstmt *next;         /* registry chain */
 };
@@ -51,6 +54,7 @@ struct client_stmt {
 	char *name;               /* as the client wrote it */
 	struct pstmt *ps;         /* what it means */
 	uint32_t generation;      /* ps->generation when the client last learnt its result type */
+	char *ref;                /* the SQL statement name its text EXECUTEs, or NULL */
 	struct client_stmt *next; /* map chain */
 };
 
@@ -90,6 +94,7 @@ bool prepared_tracking(const struct client *c);
 enum prep_result {
 	PREP_PASS,   /* not ours: forward the message unchanged */
 	PREP_DONE,   /* consumed (rewritten, answered or queued) */
+	PREP_READY,  /* answered with a ReadyForQuery now: the client's turn may be over */
 	PREP_WAIT,   /* the whole message is not buffered yet */
 	PREP_CLOSED, /* the client was failed */
 };

@@ -34,6 +34,12 @@
 #define REQ_SQL_PREPARE  'q' /* client's PREPARE, renamed; id in stmt_cache.pending */
 #define REQ_INJECTED_SQL 'i' /* PREPARE sluice sends before an EXECUTE: replies swallowed */
 #define REQ_FAKE_PREPARE 'k' /* emit CommandComplete PREPARE + ReadyForQuery */
+/*
+ * An SQL PREPARE sent in extended messages (before an extended message that
+ * EXECUTEs it): Parse (REQ_INJECTED_PARSE), Bind, Execute, two Closes.
+ */
+#define REQ_INJECTED_BIND    'j' /* swallow its BindComplete */
+#define REQ_INJECTED_EXECUTE 'g' /* swallow its CommandComplete; id in stmt_cache.pending */
 
 struct requests {
 	struct ring kinds; /* uint8_t per request: message type or REQ_* marker, oldest first */

@@ -27,6 +27,7 @@ enum sql_verb {
 	SQL_VERB_DEALLOCATE,
 	SQL_VERB_LISTEN,
 	SQL_VERB_UNLISTEN,
+	SQL_VERB_EXPLAIN,
 };
 
 /* What a text mentions (sqlscan_mentions). */
@@ -60,6 +61,15 @@ bool sqlscan_contains(const char *text, size_t n, const char *word);
  * when there is none or it does not fit.
  */
 size_t sqlscan_name(const char *text, size_t n, const char *skip, char *name, size_t cap);
+
+/*
+ * The prepared statement an SQL EXECUTE runs, in "EXECUTE name",
+ * "EXPLAIN [options] EXECUTE name", "CREATE ... TABLE ... AS EXECUTE name"
+ * and EXPLAIN of that: written to `name` as sqlscan_name does, `*start` set
+ * to its first byte; returns the offset just past it, or 0 when the text is
+ * none of these (or sluice cannot tell).
+ */
+size_t sqlscan_execute_target(const char *text, size_t n, char *name, size_t cap, size_t *start);
 
 /*
  * Custom settings (names with a dot: "myapp.tenant") a text may set: the name

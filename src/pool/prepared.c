@@ -25,11 +25,14 @@
 #include "pool/server.h"
 #include "pool/worker.h"
 
-#define PREP_NAME_MAX   1024          /* longest client statement name accepted */
-#define SERVER_NAME_MAX 48            /* "sluice_<id>_<generation>" */
-#define DEALLOCATE_PEEK 512           /* Query bytes inspected for DEALLOCATE name */
-#define VERB_PEEK       64            /* Query bytes read for its first keyword */
-#define SQL_TEXT_MAX    (1024 * 1024) /* longest SQL PREPARE / EXECUTE tracked */
+#define PREP_NAME_MAX   1024                    /* longest client statement name accepted */
+#define SERVER_NAME_MAX 48                      /* "sluice_<id>_<generation>" */
+#define DEALLOCATE_PEEK 512                     /* Query bytes inspected for DEALLOCATE name */
+#define VERB_PEEK       64                      /* Query bytes read for its first keyword */
+#define SQL_TEXT_MAX    (1024 * 1024)           /* longest SQL PREPARE / EXECUTE tracked */
+#define QUOTED_NAME_MAX (2 * PREP_NAME_MAX + 3) /* a client name as a quoted identifier */
+/* The statement and portal that carry an SQL PREPARE sent in extended messages. */
+#define SQL_CARRIER "sluice_sql"
 /* A statement no server has: binding it fails, and that failure is what a stale client sees. */
 #define STALE_NAME "sluice_stale_result_type"
 
@@ -54,17 +57,20 @@ static void pstmt_unref(struct pstmt_registry *reg, struct pstmt *ps)
 		}
 	}
 	reg->count--;
+	if (ps->dep != NULL)
+		pstmt_unref(reg, ps->dep);
 	free(ps->body);
 	free(ps);
 }
 
 static struct pstmt *registry_find(const struct pstmt_registry *reg, uint64_t hash,
-                                   const uint8_t *body, size_t len, bool sql)
+                                   const uint8_t *body, size_t len, bool sql,
+                                   const struct pstmt *dep)
 {
 	if (reg->size == 0)
 		return NULL;
 	for (struct pstmt *ps = reg->buckets[hash & (reg->size - 1)]; ps != NULL; ps = ps->next)
-		if (ps->hash == hash && ps->len == len && ps->sql == sql &&
+		if (ps->hash == hash && ps->len == len && ps->sql == sql && ps->dep == dep &&
 		    memcmp(ps->body, body, len) == 0)
 			return ps;
 	return NULL;
@@ -106,6 +112,7 @@ static struct pstmt *registry_add(struct pstmt_registry *reg, uint64_t hash, uin
 	if (ps == NULL)
 		return NULL;
 	ps->id = ++reg->next_id;
+	ps->reg = reg;
 	ps->hash = hash;
 	ps->body = body;
 	ps->len = len;
@@ -114,6 +121,38 @@ static struct pstmt *registry_add(struct pstmt_registry *reg, uint64_t hash, uin
 	ps->next = reg->buckets[hash & (reg->size - 1)];
 	reg->buckets[hash & (reg->size - 1)] = ps;
 	reg->count++;
+	return ps;
+}
+
+/*
+ * The registry's statement for `body` (taken: kept or freed), added if new.
+ * `dep` is the SQL statement the text EXECUTEs, named at body[ref_at, +ref_len).
+ */
+static struct pstmt *registry_intern(struct pstmt_registry *reg, uint8_t *body, size_t len,
+                                     bool sql, struct pstmt *dep, size_t ref_at, size_t ref_len)
+{
+	struct pstmt *ps;
+	uint64_t hash;
+
+	/* Drawn at the first statement the worker sees: the registry starts zeroed with it. */
+	if (!reg->key.drawn)
+		hash_key_draw(&reg->key);
+	hash = hash_keyed(&reg->key, body, len);
+	if ((ps = registry_find(reg, hash, body, len, sql, dep)) != NULL) {
+		free(body);
+		return ps;
+	}
+	if ((ps = registry_add(reg, hash, body, len)) == NULL) {
+		free(body);
+		return NULL;
+	}
+	ps->sql = sql;
+	ps->ref_at = (uint32_t)ref_at;
+	ps->ref_len = (uint32_t)ref_len;
+	if (dep != NULL) {
+		dep->refs++;
+		ps->dep = dep;
+	}
 	return ps;
 }
 
@@ -177,31 +216,42 @@ static int map_grow(struct stmt_map *map)
 	return 0;
 }
 
-/* Point `name` at ps (replacing an older meaning); takes a reference. */
+/*
+ * Point `name` at ps (replacing an older meaning); takes a reference.  `ref`:
+ * the SQL statement name ps's text EXECUTEs, or NULL.
+ */
 static int map_put(struct pstmt_registry *reg, struct stmt_map *map, const char *name,
-                   struct pstmt *ps)
+                   struct pstmt *ps, const char *ref)
 {
 	struct client_stmt *cs = map_find(map, name);
+	char *ref_copy = NULL;
 	uint32_t b;
 
+	if (ref != NULL && (ref_copy = strdup(ref)) == NULL)
+		return -1;
 	if (cs != NULL) {
 		ps->refs++;
 		pstmt_unref(reg, cs->ps);
 		cs->ps = ps;
 		cs->generation = ps->generation;
+		free(cs->ref);
+		cs->ref = ref_copy;
 		return 0;
 	}
 	map->key = &reg->key;
-	if (map->count >= map->size && map_grow(map) < 0)
+	if ((map->count >= map->size && map_grow(map) < 0) || (cs = malloc(sizeof(*cs))) == NULL) {
+		free(ref_copy);
 		return -1;
-	cs = malloc(sizeof(*cs));
-	if (cs == NULL || (cs->name = strdup(name)) == NULL) {
+	}
+	if ((cs->name = strdup(name)) == NULL) {
+		free(ref_copy);
 		free(cs);
 		return -1;
 	}
 	ps->refs++;
 	cs->ps = ps;
 	cs->generation = ps->generation;
+	cs->ref = ref_copy;
 	b = name_bucket(map, name);
 	cs->next = map->buckets[b];
 	map->buckets[b] = cs;
@@ -221,6 +271,7 @@ static void map_remove(struct pstmt_registry *reg, struct stmt_map *map, const c
 		if (strcmp(cs->name, name) == 0) {
 			*slot = cs->next;
 			pstmt_unref(reg, cs->ps);
+			free(cs->ref);
 			free(cs->name);
 			free(cs);
 			map->count--;
@@ -238,6 +289,7 @@ static void map_clear(struct pstmt_registry *reg, struct stmt_map *map)
 			struct client_stmt *next = cs->next;
 
 			pstmt_unref(reg, cs->ps);
+			free(cs->ref);
 			free(cs->name);
 			free(cs);
 			cs = next;
@@ -370,29 +422,89 @@ static void send_parse(struct server *s, struct pstmt *ps, uint8_t marker)
 	ring_push(&s->stmts.pending, &ps->id);
 }
 
-/* An SQL statement is prepared on a server with SQL, under the sluice name. */
-static void send_sql_prepare(struct server *s, struct pstmt *ps, uint8_t marker)
+static void write_header(struct evbuffer *out, uint8_t type, uint32_t len)
 {
-	struct evbuffer *out = conn_out(&s->conn);
+	const uint8_t hdr[5] = {type, (uint8_t)(len >> 24), (uint8_t)(len >> 16),
+	                        (uint8_t)(len >> 8), (uint8_t)len};
+
+	evbuffer_add(out, hdr, sizeof(hdr));
+}
+
+/*
+ * "PREPARE sluice_<id>_<gen> <text after the client's name>" in a Query, or
+ * in a Parse ('P') of the carrier statement, with no parameters.
+ */
+static void write_sql_prepare(struct evbuffer *out, uint8_t type, const struct pstmt *ps)
+{
+	static const uint8_t no_params[2];
+	size_t extra = type == 'P' ? sizeof(SQL_CARRIER) + sizeof(no_params) : 0;
 	char name[SERVER_NAME_MAX];
-	uint8_t hdr[5];
-	uint32_t len;
 
 	server_name(ps, ps->generation, name);
-	len = (uint32_t)(4 + 8 + strlen(name) + 1 + ps->len + 1);
-	hdr[0] = 'Q';
-	hdr[1] = (uint8_t)(len >> 24);
-	hdr[2] = (uint8_t)(len >> 16);
-	hdr[3] = (uint8_t)(len >> 8);
-	hdr[4] = (uint8_t)len;
-	evbuffer_add(out, hdr, sizeof(hdr));
+	write_header(out, type, (uint32_t)(4 + extra + 8 + strlen(name) + 1 + ps->len + 1));
+	if (type == 'P')
+		evbuffer_add(out, SQL_CARRIER, sizeof(SQL_CARRIER));
 	evbuffer_add(out, "PREPARE ", 8);
 	evbuffer_add(out, name, strlen(name));
 	evbuffer_add(out, " ", 1);
 	evbuffer_add(out, ps->body, ps->len);
 	evbuffer_add(out, "", 1);
+	if (type == 'P')
+		evbuffer_add(out, no_params, sizeof(no_params));
+}
+
+/* An SQL statement is prepared on a server with SQL, under the sluice name. */
+static void send_sql_prepare(struct server *s, struct pstmt *ps, uint8_t marker)
+{
+	write_sql_prepare(conn_out(&s->conn), 'Q', ps);
 	relay_track_request(s, marker);
 	ring_push(&s->stmts.pending, &ps->id);
+}
+
+static void send_carrier_close(struct server *s, uint8_t what)
+{
+	struct msg_builder m;
+
+	msg_begin(&m, 'C');
+	msg_add_u8(&m, what);
+	msg_add_cstr(&m, SQL_CARRIER);
+	msg_finish(&m, conn_out(&s->conn));
+	relay_track_request(s, REQ_INJECTED_CLOSE);
+}
+
+/*
+ * The same PREPARE in extended messages, ahead of an extended message that
+ * EXECUTEs the statement: a Query there would end the pipeline's implicit
+ * transaction, and the server skips it after an error until Sync, which
+ * these messages follow like the client's.  It is carried by a statement and
+ * a portal of its own, closed after, so the client's unnamed ones stay.  If
+ * any fails, the client gets that error and its messages up to Sync are
+ * skipped, as they would fail without the statement.
+ */
+static void send_sql_extended(struct server *s, struct pstmt *ps)
+{
+	struct evbuffer *out = conn_out(&s->conn);
+	struct msg_builder m;
+
+	write_sql_prepare(out, 'P', ps);
+	relay_track_request(s, REQ_INJECTED_PARSE);
+	ring_push(&s->stmts.pending, &ps->id);
+	msg_begin(&m, 'B');
+	msg_add_cstr(&m, SQL_CARRIER);
+	msg_add_cstr(&m, SQL_CARRIER);
+	msg_add_u16(&m, 0); /* parameter formats */
+	msg_add_u16(&m, 0); /* parameters */
+	msg_add_u16(&m, 0); /* result formats */
+	msg_finish(&m, out);
+	relay_track_request(s, REQ_INJECTED_BIND);
+	msg_begin(&m, 'E');
+	msg_add_cstr(&m, SQL_CARRIER);
+	msg_add_u32(&m, 0);
+	msg_finish(&m, out);
+	relay_track_request(s, REQ_INJECTED_EXECUTE);
+	ring_push(&s->stmts.pending, &ps->id);
+	send_carrier_close(s, 'P');
+	send_carrier_close(s, 'S');
 }
 
 static void send_close(struct server *s, const struct pstmt *ps, uint32_t generation)
@@ -426,12 +538,20 @@ static void evict_if_full(struct server *s)
  * Have `ps` prepared on the server before the message about to be sent.
  * `marker` is REQ_TRACKED_PARSE for a client Parse (its reply goes to the
  * client) or REQ_INJECTED_PARSE (reply swallowed): only those settle the
- * statement ids in stmt_cache.pending.  Returns false if it already was.
+ * statement ids in stmt_cache.pending.  An SQL statement is prepared with a
+ * Query (REQ_SQL_PREPARE, REQ_INJECTED_SQL) or, before an extended message,
+ * in extended messages (REQ_INJECTED_PARSE).  A statement whose text
+ * EXECUTEs an SQL statement has that one prepared first, each time, so the
+ * LRU keeps it at least as long.  Returns false if `ps` already was.
  */
 static bool ensure_prepared(struct server *s, struct pstmt *ps, uint8_t marker)
 {
 	struct stmt_cache *cache = &s->stmts;
-	struct server_stmt *e = cache_find(cache, ps->id);
+	struct server_stmt *e;
+
+	if (ps->dep != NULL)
+		ensure_prepared(s, ps->dep, REQ_INJECTED_PARSE);
+	e = cache_find(cache, ps->id);
 
 	if (e != NULL && e->generation == ps->generation) {
 		list_del(&e->lru);
@@ -444,7 +564,9 @@ static bool ensure_prepared(struct server *s, struct pstmt *ps, uint8_t marker)
 		cache_remove(&s->w->prepared, cache, e);
 	}
 	evict_if_full(s);
-	if (ps->sql)
+	if (ps->sql && marker == REQ_INJECTED_PARSE)
+		send_sql_extended(s, ps);
+	else if (ps->sql)
 		send_sql_prepare(s, ps, marker);
 	else
 		send_parse(s, ps, marker);
@@ -471,14 +593,6 @@ bool prepared_tracking(const struct client *c)
 	       pool_mode(c->pool) != POOL_SESSION;
 }
 
-static void write_header(struct evbuffer *out, uint8_t type, uint32_t len)
-{
-	const uint8_t hdr[5] = {type, (uint8_t)(len >> 24), (uint8_t)(len >> 16),
-	                        (uint8_t)(len >> 8), (uint8_t)len};
-
-	evbuffer_add(out, hdr, sizeof(hdr));
-}
-
 /* Copy up to cap bytes of the message (header included) without consuming it. */
 static size_t peek(struct evbuffer *in, const struct frame *f, uint8_t *buf, size_t cap)
 {
@@ -488,10 +602,11 @@ static size_t peek(struct evbuffer *in, const struct frame *f, uint8_t *buf, siz
 	return n < 0 ? 0 : (size_t)n;
 }
 
-static void push_fake(struct server *s, uint8_t marker)
+/* Returns whether a ReadyForQuery was emitted now (PREP_READY). */
+static bool push_fake(struct server *s, uint8_t marker)
 {
 	requests_push(&s->requests, marker);
-	prepared_flush_fakes(s);
+	return prepared_flush_fakes(s);
 }
 
 /* Whole message needed: grow the read watermark for messages larger than it. */
@@ -508,39 +623,116 @@ static enum prep_result need_whole(struct client *c, const struct frame *f)
 
 static bool parse_deallocate(const char *sql, char *name, size_t cap);
 
+/* The SQL statement the client's `name` means now, or NULL. */
+static struct pstmt *sql_meaning(const struct client *c, const char *name)
+{
+	const struct client_stmt *cs = map_find(&c->stmts, name);
+
+	return cs != NULL && cs->ps->sql ? cs->ps : NULL;
+}
+
+/* A statement that may change session state, or EXECUTEs one: what it may change is noted. */
+static void inspect_statement(struct server *s, const struct pstmt *ps)
+{
+	for (; ps != NULL; ps = ps->dep)
+		if (ps->session_state)
+			server_inspect_sql(s, (const char *)ps->body,
+			                   strnlen((const char *)ps->body, ps->len));
+}
+
 /*
- * An unnamed Parse of "EXECUTE name(...)" of a name the client PREPAREd in
- * SQL (psycopg 3 sends EXECUTE with parameters this way): the name is
- * rewritten.  A server that lacks the statement gets its PREPARE first, as a
- * Query, but only between requests (nothing outstanding): inside a pipeline
- * the Parse passes through and fails with 26000.
+ * The registry statement for a Parse body that EXECUTEs the client's SQL
+ * statement `ref`, named at body[at, at + len): the copy names it as the
+ * servers do, so two clients' "EXECUTE q(1)" are two statements when their q
+ * differ.  A name that means no SQL statement (never PREPAREd, DEALLOCATEd)
+ * is written as a quoted identifier no server has: executing it fails with
+ * Postgres' own 26000.
+ */
+static struct pstmt *intern_execute(struct client *c, const uint8_t *body, size_t body_len,
+                                    size_t at, size_t len, const char *ref)
+{
+	struct pstmt *dep = sql_meaning(c, ref);
+	char with[QUOTED_NAME_MAX];
+	size_t with_len = 0, copy_len;
+	uint8_t *copy;
+
+	if (dep != NULL) {
+		server_name(dep, dep->generation, with);
+		with_len = strlen(with);
+	} else {
+		with[with_len++] = '"';
+		for (const char *p = ref; *p != '\0'; p++) {
+			if (*p == '"')
+				with[with_len++] = '"';
+			with[with_len++] = *p;
+		}
+		with[with_len++] = '"';
+	}
+	copy_len = body_len - len + with_len;
+	if ((copy = malloc(copy_len)) == NULL)
+		return NULL;
+	memcpy(copy, body, at);
+	memcpy(copy + at, with, with_len);
+	memcpy(copy + at + with_len, body + at + len, body_len - at - len);
+	return registry_intern(&c->w->prepared, copy, copy_len, false, dep, at, with_len);
+}
+
+/*
+ * A protocol statement whose text EXECUTEs an SQL statement runs, as in
+ * Postgres, whatever the client's name means at each execution: after
+ * DEALLOCATE none (26000), after a new PREPARE the new statement.
+ */
+static void resolve_execute(struct client *c, struct client_stmt *cs)
+{
+	struct pstmt *ps = cs->ps;
+
+	if (sql_meaning(c, cs->ref) == ps->dep)
+		return;
+	ps = intern_execute(c, ps->body, ps->len, ps->ref_at, ps->ref_len, cs->ref);
+	if (ps == NULL)
+		return; /* out of memory: the meaning it had */
+	ps->refs++;
+	pstmt_unref(&c->w->prepared, cs->ps);
+	cs->ps = ps;
+	cs->generation = ps->generation;
+}
+
+/* SQL that may EXECUTE a prepared statement: EXECUTE, EXPLAIN, CREATE TABLE AS. */
+static bool may_execute(enum sql_verb verb)
+{
+	return verb == SQL_VERB_EXECUTE || verb == SQL_VERB_EXPLAIN || verb == SQL_VERB_CREATE;
+}
+
+static bool parse_deallocate(const char *sql, char *name, size_t cap);
+
+/*
+ * An unnamed Parse that EXECUTEs a name the client PREPAREd in SQL (psycopg
+ * 3 sends EXECUTE with parameters this way; also EXPLAIN and CREATE TABLE AS
+ * EXECUTE): the name is rewritten, and a server that lacks the statement
+ * gets its PREPARE first, in extended messages.
  */
 static enum prep_result unnamed_execute(struct client *c, struct server *s, const struct frame *f,
                                         const char *msg)
 {
 	const char *text = msg + FRAME_HEADER_LEN + 1;
 	size_t text_len = strnlen(text, frame_total(f) - FRAME_HEADER_LEN - 1);
-	size_t tail = frame_total(f) - FRAME_HEADER_LEN - 1 - text_len, after;
+	size_t tail = frame_total(f) - FRAME_HEADER_LEN - 1 - text_len, start, after;
 	struct evbuffer *out = conn_out(&s->conn);
 	char name[PREP_NAME_MAX + 1], sname[SERVER_NAME_MAX];
-	struct client_stmt *cs;
-	struct server_stmt *e;
+	struct pstmt *ps;
 
-	if (tail == 0 || (after = sqlscan_name(text, text_len, NULL, name, sizeof(name))) == 0 ||
-	    (cs = map_find(&c->stmts, name)) == NULL || !cs->ps->sql)
+	if (tail == 0 ||
+	    (after = sqlscan_execute_target(text, text_len + 1, name, sizeof(name), &start)) == 0 ||
+	    (ps = sql_meaning(c, name)) == NULL)
 		return PREP_PASS;
-	e = cache_find(&s->stmts, cs->ps->id);
-	if ((e == NULL || e->generation != cs->ps->generation) &&
-	    (requests_count(&s->requests) > 0 || s->requests.skip_to_sync))
-		return PREP_PASS;
-	ensure_prepared(s, cs->ps, REQ_INJECTED_SQL);
-	server_name(cs->ps, cs->ps->generation, sname);
-	write_header(out, 'P', (uint32_t)(4 + 1 + 8 + strlen(sname) + text_len - after + tail));
+	ensure_prepared(s, ps, REQ_INJECTED_PARSE);
+	inspect_statement(s, ps);
+	server_name(ps, ps->generation, sname);
+	write_header(out, 'P', (uint32_t)(4 + 1 + start + strlen(sname) + text_len - after + tail));
 	evbuffer_add(out, "", 1);
-	evbuffer_add(out, "EXECUTE ", 8);
+	evbuffer_add(out, text, start);
 	evbuffer_add(out, sname, strlen(sname));
-	evbuffer_add(out, text + after, text_len - after);
-	evbuffer_add(out, text + text_len, tail);
+	evbuffer_add(out, text + after, text_len - after + tail);
 	evbuffer_drain(c->conn.in, frame_total(f));
 	c->pool->stats.bytes_received += frame_total(f);
 	relay_track_request(s, 'P');
@@ -566,8 +758,8 @@ static enum prep_result handle_unnamed_parse(struct client *c, struct server *s,
 		return PREP_WAIT;
 	evbuffer_copyout(in, sql, frame_total(f));
 	sql[frame_total(f)] = '\0';
-	if (sqlscan_verb(sql + FRAME_HEADER_LEN + 1, frame_total(f) - FRAME_HEADER_LEN - 1) ==
-	    SQL_VERB_EXECUTE)
+	if (c->stmts.count > 0 && may_execute(sqlscan_verb(sql + FRAME_HEADER_LEN + 1,
+	                                                   frame_total(f) - FRAME_HEADER_LEN - 1)))
 		return unnamed_execute(c, s, f, sql);
 	if (!parse_deallocate(sql + FRAME_HEADER_LEN + 1, name, sizeof(name)) ||
 	    map_find(&c->stmts, name) == NULL)
@@ -622,13 +814,12 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 	struct evbuffer *in = c->conn.in;
 	struct pstmt_registry *reg = &c->w->prepared;
 	uint8_t head[FRAME_HEADER_LEN + PREP_NAME_MAX + 1];
-	size_t got = peek(in, f, head, sizeof(head)), name_len, body_len;
+	size_t got = peek(in, f, head, sizeof(head)), name_len, body_len, text_len, start, after;
 	const uint8_t *nul = memchr(head + FRAME_HEADER_LEN, 0, got - FRAME_HEADER_LEN);
 	struct msg_reader r;
-	char name[PREP_NAME_MAX + 1];
+	char name[PREP_NAME_MAX + 1], ref[PREP_NAME_MAX + 1];
 	uint8_t *body;
 	uint16_t nparams;
-	uint64_t hash;
 	struct pstmt *ps;
 
 	if (nul == NULL) {
@@ -663,20 +854,20 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 		return PREP_CLOSED;
 	}
 	c->pool->stats.bytes_received += frame_total(f);
-	/* Drawn at the first Parse the worker sees: the registry starts zeroed with the worker. */
-	if (!reg->key.drawn)
-		hash_key_draw(&reg->key);
-	hash = hash_keyed(&reg->key, body, body_len);
-	ps = registry_find(reg, hash, body, body_len, false);
-	if (ps != NULL)
+	text_len = strnlen((const char *)body, body_len);
+	if (may_execute(sqlscan_verb((const char *)body, text_len + 1)) &&
+	    (after = sqlscan_execute_target((const char *)body, text_len + 1, ref, sizeof(ref),
+	                                    &start)) != 0) {
+		ps = intern_execute(c, body, body_len, start, after - start, ref);
 		free(body);
-	else if ((ps = registry_add(reg, hash, body, body_len)) == NULL)
-		free(body);
-	if (ps == NULL || map_put(reg, &c->stmts, name, ps) < 0) {
+	} else {
+		ref[0] = '\0';
+		ps = registry_intern(reg, body, body_len, false, NULL, 0, 0);
+	}
+	if (ps == NULL || map_put(reg, &c->stmts, name, ps, ref[0] != '\0' ? ref : NULL) < 0) {
 		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return PREP_CLOSED;
 	}
-	ps->reg = reg;
 	/* Already prepared there: the client still gets its ParseComplete, in order. */
 	if (!ensure_prepared(s, ps, REQ_TRACKED_PARSE))
 		push_fake(s, REQ_FAKE_PARSE);
@@ -716,15 +907,15 @@ static enum prep_result handle_bind(struct client *c, struct server *s, const st
 	if (stmt_len == 0 || (cs = map_find(&c->stmts, (const char *)portal_end + 1)) == NULL ||
 	    cs->ps->sql)
 		return PREP_PASS;
+	if (cs->ref != NULL)
+		resolve_execute(c, cs);
 	prefix = FRAME_HEADER_LEN + portal_len + 1 + stmt_len + 1;
 	if (c->w->cfg->query_stats)
 		qstats_bind(c, cs->ps);
 	if (cs->generation != cs->ps->generation)
 		return stale_bind(c, s, f, p, portal_len, prefix, cs);
 	ensure_prepared(s, cs->ps, REQ_INJECTED_PARSE);
-	if (cs->ps->session_state)
-		server_inspect_sql(s, (const char *)cs->ps->body,
-		                   strnlen((const char *)cs->ps->body, cs->ps->len));
+	inspect_statement(s, cs->ps);
 	server_name(cs->ps, cs->ps->generation, name);
 	write_header(out, 'B', (uint32_t)(f->len - stmt_len + strlen(name)));
 	evbuffer_add(out, p, portal_len + 1);
@@ -774,6 +965,8 @@ static enum prep_result handle_describe_close(struct client *c, struct server *s
 	if (cs != NULL && cs->ps->sql)
 		cs = NULL; /* SQL PREPAREd: only EXECUTE reaches it */
 	if (cs != NULL) {
+		if (cs->ref != NULL)
+			resolve_execute(c, cs);
 		/* The client asks for the result type again: it will know the new one. */
 		cs->generation = cs->ps->generation;
 		ensure_prepared(s, cs->ps, REQ_INJECTED_PARSE);
@@ -833,18 +1026,17 @@ static const char *query_text(struct evbuffer *in, const struct frame *f)
 	return (const char *)msg + FRAME_HEADER_LEN;
 }
 
-/* Send the client's Query as `verb` + the sluice name of ps + the text after its name. */
+/* Send the client's Query `text` with the name at [start, after) replaced by ps's sluice name. */
 static void send_renamed(struct client *c, struct server *s, const struct frame *f,
-                         const char *verb, const struct pstmt *ps, size_t after)
+                         const char *text, size_t start, const struct pstmt *ps, size_t after)
 {
 	struct evbuffer *out = conn_out(&s->conn);
-	const char *text = query_text(c->conn.in, f);
 	char name[SERVER_NAME_MAX];
 	size_t rest = f->len - 4 - after;
 
 	server_name(ps, ps->generation, name);
-	write_header(out, 'Q', (uint32_t)(4 + strlen(verb) + strlen(name) + rest));
-	evbuffer_add(out, verb, strlen(verb));
+	write_header(out, 'Q', (uint32_t)(4 + start + strlen(name) + rest));
+	evbuffer_add(out, text, start);
 	evbuffer_add(out, name, strlen(name));
 	evbuffer_add(out, text + after, rest);
 	evbuffer_drain(c->conn.in, frame_total(f));
@@ -866,6 +1058,44 @@ static size_t prepare_body(const char *rest)
 	return len;
 }
 
+/* A dollar-quoting tag ("$<letter><k>$") that does not occur in `text`. */
+static void dollar_tag(const char *text, char letter, char tag[16])
+{
+	unsigned k = 0;
+
+	do
+		snprintf(tag, 16, "$%c%u$", letter, k++);
+	while (strstr(text, tag) != NULL);
+}
+
+/*
+ * PREPARE of a name the client has: Postgres refuses it with 42P05, which
+ * aborts a transaction block too, so the server must fail it as well.  It is
+ * sent a DO block that raises that error (inside an aborted transaction
+ * Postgres' own 25P02 comes first, as it would for the PREPARE).
+ */
+static enum prep_result duplicate_prepare(struct client *c, struct server *s, const struct frame *f,
+                                          const char *name)
+{
+	struct evbuffer *out = conn_out(&s->conn);
+	char sql[PREP_NAME_MAX + 256], outer[16], inner[16];
+	int n;
+
+	dollar_tag(name, 'd', outer);
+	dollar_tag(name, 'm', inner);
+	n = snprintf(sql, sizeof(sql),
+	             "DO %sBEGIN RAISE EXCEPTION USING ERRCODE = '42P05', MESSAGE = "
+	             "%sprepared statement \"%s\" already exists%s; END%s",
+	             outer, inner, name, inner, outer);
+	write_header(out, 'Q', (uint32_t)(4 + n + 1));
+	evbuffer_add(out, sql, (size_t)n + 1);
+	evbuffer_drain(c->conn.in, frame_total(f));
+	c->pool->stats.bytes_received += frame_total(f);
+	c->pool->stats.query_count++;
+	relay_track_request(s, 'Q');
+	return PREP_DONE;
+}
+
 /*
  * "PREPARE name [(types)] AS statement", one statement: the text after the
  * name becomes a statement of the registry (shared by every client that
@@ -880,27 +1110,26 @@ static enum prep_result handle_sql_prepare(struct client *c, struct server *s,
 	size_t after, len;
 	struct pstmt *ps;
 	uint8_t *body;
-	uint64_t hash;
 
 	if (text == NULL ||
 	    (after = sqlscan_name(text, f->len - 4, NULL, name, sizeof(name))) == 0 ||
 	    (len = prepare_body(text + after)) == 0)
 		return PREP_PASS;
-	if (!reg->key.drawn)
-		hash_key_draw(&reg->key);
-	hash = hash_keyed(&reg->key, text + after, len);
-	if ((ps = registry_find(reg, hash, (const uint8_t *)text + after, len, true)) == NULL) {
-		if ((body = malloc(len)) == NULL)
-			return PREP_PASS;
-		memcpy(body, text + after, len);
-		if ((ps = registry_add(reg, hash, body, len)) == NULL) {
-			free(body);
-			return PREP_PASS;
-		}
-		ps->sql = true;
-	}
-	ps->reg = reg;
-	if (map_put(reg, &c->stmts, name, ps) < 0) {
+	/*
+	 * In a transaction known to be aborted, Postgres refuses it (25P02) and
+	 * no name is made: the server says so itself.  Sluice could otherwise
+	 * answer it from a server that has the text.
+	 */
+	if (s->tx_status == 'E' && requests_count(&s->requests) == 0)
+		return PREP_PASS;
+	if (map_find(&c->stmts, name) != NULL)
+		return duplicate_prepare(c, s, f, name);
+	if ((body = malloc(len)) == NULL)
+		return PREP_PASS;
+	memcpy(body, text + after, len);
+	if ((ps = registry_intern(reg, body, len, true, NULL, 0, 0)) == NULL)
+		return PREP_PASS;
+	if (map_put(reg, &c->stmts, name, ps, NULL) < 0) {
 		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return PREP_CLOSED;
 	}
@@ -908,26 +1137,30 @@ static enum prep_result handle_sql_prepare(struct client *c, struct server *s,
 	c->pool->stats.bytes_received += frame_total(f);
 	c->pool->stats.query_count++;
 	/* Already prepared there: the client still gets its PREPARE, in order. */
-	if (!ensure_prepared(s, ps, REQ_SQL_PREPARE))
-		push_fake(s, REQ_FAKE_PREPARE);
+	if (!ensure_prepared(s, ps, REQ_SQL_PREPARE) && push_fake(s, REQ_FAKE_PREPARE))
+		return PREP_READY;
 	return PREP_DONE;
 }
 
-/* "EXECUTE name[(arguments)]" of a name the client PREPAREd: renamed, prepared first if needed. */
+/*
+ * "EXECUTE name[(arguments)]" of a name the client PREPAREd, also after
+ * EXPLAIN and in CREATE TABLE AS: renamed, prepared first if needed.
+ */
 static enum prep_result handle_sql_execute(struct client *c, struct server *s,
                                            const struct frame *f)
 {
 	const char *text = query_text(c->conn.in, f);
 	char name[PREP_NAME_MAX + 1];
-	struct client_stmt *cs;
-	size_t after;
+	size_t start, after;
+	struct pstmt *ps;
 
 	if (text == NULL ||
-	    (after = sqlscan_name(text, f->len - 4, NULL, name, sizeof(name))) == 0 ||
-	    (cs = map_find(&c->stmts, name)) == NULL || !cs->ps->sql)
+	    (after = sqlscan_execute_target(text, f->len - 4, name, sizeof(name), &start)) == 0 ||
+	    (ps = sql_meaning(c, name)) == NULL)
 		return PREP_PASS;
-	ensure_prepared(s, cs->ps, REQ_INJECTED_SQL);
-	send_renamed(c, s, f, "EXECUTE ", cs->ps, after);
+	ensure_prepared(s, ps, REQ_INJECTED_SQL);
+	inspect_statement(s, ps);
+	send_renamed(c, s, f, text, start, ps, after);
 	relay_track_request(s, 'Q');
 	return PREP_DONE;
 }
@@ -947,13 +1180,13 @@ static enum prep_result handle_deallocate(struct client *c, struct server *s, co
 	evbuffer_drain(in, frame_total(f));
 	map_remove(&c->w->prepared, &c->stmts, name);
 	c->pool->stats.query_count++;
-	push_fake(s, REQ_FAKE_DEALLOC);
-	return PREP_DONE;
+	return push_fake(s, REQ_FAKE_DEALLOC) ? PREP_READY : PREP_DONE;
 }
 
 /*
  * A Query: only its first keyword is read (in place when the buffer has it
- * contiguous); SQL PREPARE, EXECUTE and DEALLOCATE need the whole text.
+ * contiguous); SQL PREPARE, EXECUTE and DEALLOCATE need the whole text, and
+ * EXPLAIN and CREATE (which may EXECUTE) from a client that has names.
  */
 static enum prep_result handle_query(struct client *c, struct server *s, const struct frame *f)
 {
@@ -969,17 +1202,23 @@ static enum prep_result handle_query(struct client *c, struct server *s, const s
 	else if (evbuffer_copyout(in, head, n) < (ev_ssize_t)n)
 		return PREP_PASS;
 	verb = sqlscan_verb(text, n - FRAME_HEADER_LEN);
-	if ((verb != SQL_VERB_PREPARE && verb != SQL_VERB_EXECUTE && verb != SQL_VERB_DEALLOCATE) ||
-	    frame_total(f) > SQL_TEXT_MAX)
+	if (verb == SQL_VERB_EXPLAIN || verb == SQL_VERB_CREATE) {
+		if (c->stmts.count == 0)
+			return PREP_PASS;
+	} else if (verb != SQL_VERB_PREPARE && verb != SQL_VERB_EXECUTE &&
+	           verb != SQL_VERB_DEALLOCATE) {
+		return PREP_PASS;
+	}
+	if (frame_total(f) > SQL_TEXT_MAX)
 		return PREP_PASS;
 	if (need_whole(c, f) == PREP_WAIT)
 		return PREP_WAIT;
 	conn_set_read_high(&c->conn, RELAY_READ_HIGH);
 	if (verb == SQL_VERB_PREPARE)
 		return handle_sql_prepare(c, s, f);
-	if (verb == SQL_VERB_EXECUTE)
-		return handle_sql_execute(c, s, f);
-	return handle_deallocate(c, s, f);
+	if (verb == SQL_VERB_DEALLOCATE)
+		return handle_deallocate(c, s, f);
+	return handle_sql_execute(c, s, f);
 }
 
 /* Execute of the unnamed portal bound to a DEALLOCATE sluice answers. */

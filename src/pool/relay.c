@@ -257,7 +257,9 @@ static void relay_client_input(struct client *c)
 
 			if (r == PREP_WAIT || r == PREP_CLOSED)
 				return;
-			if (r == PREP_DONE)
+			if (r == PREP_READY)
+				relay_try_release(c->server);
+			if (r != PREP_PASS)
 				continue;
 		}
 		track_client_message(c->server, f.type);
@@ -277,7 +279,7 @@ static void relay_client_input(struct client *c)
  */
 static uint8_t retire_request(struct server *s, uint8_t t, bool failed)
 {
-	if (t == REQ_TRACKED_PARSE || t == REQ_INJECTED_PARSE)
+	if (t == REQ_TRACKED_PARSE || t == REQ_INJECTED_PARSE || t == REQ_INJECTED_EXECUTE)
 		prepared_parse_done(s, failed, t == REQ_TRACKED_PARSE);
 	else if (t == REQ_TRACKED_BIND)
 		prepared_bind_done(s);
@@ -309,6 +311,7 @@ static bool track_server_reply(struct server *s, uint8_t type)
 	case '3': /* CloseComplete */
 		return pop_request(s) != REQ_INJECTED_CLOSE;
 	case '2': /* BindComplete */
+		return pop_request(s) != REQ_INJECTED_BIND;
 	case 'n': /* NoData */
 		pop_request(s);
 		break;
@@ -722,6 +725,14 @@ void relay_server_input(struct server *s)
 			if (evbuffer_get_length(in) < frame_total(&f))
 				break;
 			swallow_injected_sql(s, in, &f);
+			continue;
+		}
+		if (requests_head(&s->requests) == REQ_INJECTED_EXECUTE && s->sync_pending == 0 &&
+		    f.type == 'C') {
+			if (evbuffer_get_length(in) < frame_total(&f))
+				break;
+			evbuffer_drain(in, frame_total(&f));
+			pop_request(s);
 			continue;
 		}
 		if (needs_body(s, &f) || s->sync_pending > 0) {

@@ -111,5 +111,6 @@ bool requests_is_extended(uint8_t kind)
 	return kind == 'P' || kind == 'B' || kind == 'D' || kind == 'E' || kind == 'C' ||
 	       kind == REQ_TRACKED_PARSE || kind == REQ_INJECTED_PARSE ||
 	       kind == REQ_INJECTED_CLOSE || kind == REQ_TRACKED_BIND || kind == REQ_STALE_BIND ||
+	       kind == REQ_INJECTED_BIND || kind == REQ_INJECTED_EXECUTE ||
 	       (requests_is_fake(kind) && kind != REQ_FAKE_DEALLOC && kind != REQ_FAKE_PREPARE);
 }

@@ -34,6 +34,7 @@ static const struct keyword keywords[] = {
     KW("listen", SQL_VERB_LISTEN),
     KW("unlisten", SQL_VERB_UNLISTEN),
     KW("deallocate", SQL_VERB_DEALLOCATE),
+    KW("explain", SQL_VERB_EXPLAIN),
 };
 
 /* ASCII case-insensitive compare with a lower-case word: no locale lookups on the hot path. */
@@ -157,6 +158,7 @@ bool sqlscan_may_change_session(const char *text, size_t n)
 	switch (sqlscan_verb(text, n)) {
 	case SQL_VERB_OTHER:
 	case SQL_VERB_EXECUTE:
+	case SQL_VERB_EXPLAIN:
 		return sqlscan_mentions(text, n) != 0;
 	default:
 		return true;
@@ -235,6 +237,94 @@ size_t sqlscan_name(const char *text, size_t n, const char *skip, char *name, si
 	if (skip != NULL && (after = match_word(text, n, i, skip)) != 0)
 		i = sqlscan_skip_space(text, n, after);
 	return read_identifier(text, n, i, name, cap);
+}
+
+/* The end of the parenthesised group at text[i], strings and quoted names skipped; or 0. */
+static size_t skip_group(const char *text, size_t n, size_t i)
+{
+	int depth = 0;
+
+	for (; i < n; i++) {
+		char ch = text[i];
+
+		if (ch == '\'' || ch == '"') {
+			for (i++; i < n && text[i] != ch; i++)
+				;
+		} else if (ch == '(') {
+			depth++;
+		} else if (ch == ')' && --depth == 0) {
+			return i + 1;
+		} else if (ch == ';' || ch == '$') {
+			return 0;
+		}
+	}
+	return 0;
+}
+
+/*
+ * "CREATE ... AS " at text[i]: the offset after AS, or 0 when the first
+ * top-level AS is not there or something sluice does not read (a string, a
+ * dollar-quoted body, a second statement) comes first.
+ */
+static size_t after_create_as(const char *text, size_t n, size_t i)
+{
+	while ((i = sqlscan_skip_space(text, n, i)) < n) {
+		size_t end;
+
+		if ((end = match_word(text, n, i, "as")) != 0)
+			return end;
+		if (text[i] == '(') {
+			end = skip_group(text, n, i);
+		} else if (text[i] == '"') {
+			for (end = i + 1; end < n && text[end] != '"'; end++)
+				;
+			end = end < n ? end + 1 : 0;
+		} else if (is_word_char(text[i])) {
+			for (end = i; end < n && is_word_char(text[end]); end++)
+				;
+		} else {
+			end = text[i] == '.' || text[i] == ',' || text[i] == '=' ? i + 1 : 0;
+		}
+		if (end == 0)
+			return 0;
+		i = end;
+	}
+	return 0;
+}
+
+/* EXPLAIN's options at text[i]: "(option, ...)" or the old ANALYZE and VERBOSE words. */
+static size_t after_explain_options(const char *text, size_t n, size_t i)
+{
+	size_t end;
+
+	i = sqlscan_skip_space(text, n, i);
+	if (i < n && text[i] == '(')
+		return skip_group(text, n, i);
+	while ((end = match_word(text, n, i, "analyze")) != 0 ||
+	       (end = match_word(text, n, i, "analyse")) != 0 ||
+	       (end = match_word(text, n, i, "verbose")) != 0)
+		i = sqlscan_skip_space(text, n, end);
+	return i;
+}
+
+size_t sqlscan_execute_target(const char *text, size_t n, char *name, size_t cap, size_t *start)
+{
+	size_t i = sqlscan_skip_space(text, n, 0), end;
+
+	if ((end = match_word(text, n, i, "explain")) != 0) {
+		if ((i = after_explain_options(text, n, end)) == 0)
+			return 0;
+		i = sqlscan_skip_space(text, n, i);
+	}
+	if ((end = match_word(text, n, i, "create")) != 0) {
+		if ((i = after_create_as(text, n, end)) == 0)
+			return 0;
+		i = sqlscan_skip_space(text, n, i);
+	}
+	if ((end = match_word(text, n, i, "execute")) == 0)
+		return 0;
+	*start = sqlscan_skip_space(text, n, end);
+	return read_identifier(text, n, *start, name, cap);
 }
 
 #define CUSTOM_NAME_MAX 128

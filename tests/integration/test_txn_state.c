@@ -314,6 +314,222 @@ Test(txn_state, sql_deallocate_and_errors)
 	PQfinish(b);
 }
 
+/*
+ * Another client empties both servers of a pool of 2 (DEALLOCATE ALL drops
+ * every statement there, sluice's too), so the next use must prepare again.
+ */
+static void empty_both_servers(PGconn *w1, PGconn *w2)
+{
+	PQclear(harness_exec_ok(w1, "begin"));
+	PQclear(harness_exec_ok(w2, "deallocate all"));
+	PQclear(harness_exec_ok(w1, "deallocate all"));
+	PQclear(harness_exec_ok(w1, "commit"));
+}
+
+static void prepare_ok(PGconn *c, const char *name, const char *sql)
+{
+	PGresult *res = PQprepare(c, name, sql, 0, NULL);
+
+	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s: %s", sql, PQerrorMessage(c));
+	PQclear(res);
+}
+
+static long long exec_prepared_int(PGconn *c, const char *name)
+{
+	PGresult *res = PQexecPrepared(c, name, 0, NULL, NULL, NULL, 0);
+	long long v;
+
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s: %s", name, PQerrorMessage(c));
+	v = atoll(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return v;
+}
+
+static void expect_prepared_error(PGconn *c, const char *name, const char *sqlstate)
+{
+	PGresult *res = PQexecPrepared(c, name, 0, NULL, NULL, NULL, 0);
+
+	cr_assert_str_eq(harness_sqlstate(res), sqlstate, "%s: %s", name, PQerrorMessage(c));
+	PQclear(res);
+}
+
+/*
+ * EXECUTE in a named Parse (asyncpg's statement cache, node-postgres `name:`,
+ * pgJDBC, psycopg 3 prepare=True): 8 clients, one SQL name q, 4 different
+ * statements (clients i and i + 4 share one text), the same protocol text
+ * "EXECUTE q(3)" in every client, on servers that lack q when it is Parsed
+ * and again when it is executed.
+ */
+Test(txn_state, sql_execute_in_named_parse_many_clients)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 2");
+	PGconn *c[8], *w1 = client(h), *w2 = client(h);
+	PGresult *res;
+	char sql[128];
+
+	for (int i = 0; i < 8; i++) {
+		c[i] = client(h);
+		snprintf(sql, sizeof(sql), "PREPARE q(int) AS SELECT $1 * %d", i % 4 + 1);
+		PQclear(harness_exec_ok(c[i], sql));
+	}
+	empty_both_servers(w1, w2);
+	for (int i = 0; i < 8; i++) {
+		prepare_ok(c[i], "p", "EXECUTE q(3)");
+		/* The result type is known: q was there when the server parsed it. */
+		res = PQdescribePrepared(c[i], "p");
+		cr_assert_eq(PQnfields(res), 1, "%s", PQerrorMessage(c[i]));
+		cr_assert_eq(PQftype(res, 0), 23);
+		PQclear(res);
+	}
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 8; i++)
+			cr_assert_eq(exec_prepared_int(c[i], "p"), 3 * (i % 4 + 1));
+		empty_both_servers(w1, w2);
+	}
+	/* In a transaction, after the statement was prepared again. */
+	for (int i = 0; i < 8; i++) {
+		PQclear(harness_exec_ok(c[i], "begin"));
+		cr_assert_eq(exec_prepared_int(c[i], "p"), 3 * (i % 4 + 1));
+		cr_assert_eq(harness_query_int(c[i], "execute q(2)"), 2 * (i % 4 + 1));
+		PQclear(harness_exec_ok(c[i], "commit"));
+		PQfinish(c[i]);
+	}
+	PQfinish(w1);
+	PQfinish(w2);
+}
+
+/* As in Postgres, "EXECUTE q" runs whatever q is when it is executed. */
+Test(txn_state, sql_execute_in_named_parse_follows_the_name)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	PGconn *a = client(h), *b = client(h);
+
+	PQclear(harness_exec_ok(a, "prepare q as select 1"));
+	PQclear(harness_exec_ok(b, "prepare q as select 10"));
+	prepare_ok(a, "p", "EXECUTE q");
+	prepare_ok(b, "p", "EXECUTE q");
+	cr_assert_eq(exec_prepared_int(a, "p"), 1);
+	cr_assert_eq(exec_prepared_int(b, "p"), 10);
+	PQclear(harness_exec_ok(a, "deallocate q"));
+	expect_prepared_error(a, "p", "26000");
+	cr_assert_eq(exec_prepared_int(b, "p"), 10);
+	PQclear(harness_exec_ok(a, "prepare q as select 2"));
+	cr_assert_eq(exec_prepared_int(a, "p"), 2);
+	/* A name PREPAREd after the Parse. */
+	prepare_ok(a, "later", "EXECUTE r");
+	expect_prepared_error(a, "later", "26000");
+	PQclear(harness_exec_ok(a, "prepare r as select 3"));
+	cr_assert_eq(exec_prepared_int(a, "later"), 3);
+	PQfinish(a);
+	PQfinish(b);
+}
+
+/* EXECUTE in a pipeline, on a server that lacks the statement: it is prepared mid-pipeline. */
+Test(txn_state, sql_execute_prepared_inside_a_pipeline)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	PGconn *a = client(h), *b = client(h);
+	const char *want[] = {"1", "5", "5", "5"};
+	PGresult *res;
+	int got = 0;
+
+	PQclear(harness_exec_ok(a, "prepare q(int) as select $1"));
+	PQclear(harness_exec_ok(b, "deallocate all")); /* the one server: q is gone there */
+	cr_assert_eq(PQenterPipelineMode(a), 1);
+	cr_assert_eq(PQsendQueryParams(a, "select 1", 0, NULL, NULL, NULL, NULL, 0), 1);
+	cr_assert_eq(PQsendPrepare(a, "p", "EXECUTE q(5)", 0, NULL), 1);
+	cr_assert_eq(PQsendQueryPrepared(a, "p", 0, NULL, NULL, NULL, 0), 1);
+	cr_assert_eq(PQsendQueryParams(a, "EXECUTE q(5)", 0, NULL, NULL, NULL, NULL, 0), 1);
+	cr_assert_eq(PQsendQueryPrepared(a, "p", 0, NULL, NULL, NULL, 0), 1);
+	cr_assert_eq(PQpipelineSync(a), 1);
+	for (int i = 0; i < 5; i++) {
+		while ((res = PQgetResult(a)) != NULL) {
+			cr_assert(PQresultStatus(res) == PGRES_TUPLES_OK ||
+			              PQresultStatus(res) == PGRES_COMMAND_OK,
+			          "request %d: %s", i, PQresultErrorMessage(res));
+			if (PQresultStatus(res) == PGRES_TUPLES_OK)
+				cr_assert_str_eq(PQgetvalue(res, 0, 0), want[got++]);
+			PQclear(res);
+		}
+	}
+	res = PQgetResult(a);
+	cr_assert_eq(PQresultStatus(res), PGRES_PIPELINE_SYNC);
+	PQclear(res);
+	cr_assert_eq(got, 4);
+	cr_assert_eq(PQexitPipelineMode(a), 1);
+	PQfinish(a);
+	PQfinish(b);
+}
+
+/* EXPLAIN [ANALYZE] EXECUTE and CREATE TABLE AS EXECUTE, in a Query and an unnamed Parse. */
+Test(txn_state, sql_execute_in_explain_and_create_table_as)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	PGconn *a = client(h), *b = client(h);
+	PGresult *res;
+
+	PQclear(harness_exec_ok(a, "prepare q(int) as select $1 as v"));
+	PQclear(harness_exec_ok(b, "prepare q(int) as select $1 * 10 as v"));
+	PQclear(harness_exec_ok(a, "drop table if exists sqlexec_a, sqlexec_b"));
+	PQclear(harness_exec_ok(a, "explain execute q(1)"));
+	PQclear(harness_exec_ok(b, "EXPLAIN (ANALYZE, COSTS OFF) /* c */ EXECUTE q(1)"));
+	res = PQexecParams(a, "explain analyze verbose execute q(1)", 0, NULL, NULL, NULL, NULL, 0);
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(a));
+	PQclear(res);
+	PQclear(harness_exec_ok(a, "create table sqlexec_a as execute q(7)"));
+	res = PQexecParams(b, "CREATE TABLE sqlexec_b (w) AS EXECUTE q (7) WITH DATA", 0, NULL, NULL,
+	                   NULL, NULL, 0);
+	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQerrorMessage(b));
+	PQclear(res);
+	cr_assert_eq(harness_query_int(a, "select v from sqlexec_a"), 7);
+	cr_assert_eq(harness_query_int(a, "select w from sqlexec_b"), 70);
+	PQclear(harness_exec_ok(a, "drop table sqlexec_a, sqlexec_b"));
+	PQfinish(a);
+	PQfinish(b);
+}
+
+static void expect_error(PGconn *c, const char *sql, const char *sqlstate)
+{
+	PGresult *res = PQexec(c, sql);
+
+	cr_assert_str_eq(harness_sqlstate(res), sqlstate, "%s: %s", sql, PQerrorMessage(c));
+	PQclear(res);
+}
+
+/* A second PREPARE of a name fails (42P05); a PREPARE in an aborted transaction too (25P02). */
+Test(txn_state, sql_prepare_errors_as_postgres)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	PGconn *a = client(h), *b = client(h);
+	PGresult *res;
+
+	PQclear(harness_exec_ok(a, "prepare q as select 1"));
+	res = PQexec(a, "prepare q as select 2");
+	cr_assert_str_eq(harness_sqlstate(res), "42P05");
+	cr_assert_str_eq(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
+	                 "prepared statement \"q\" already exists");
+	PQclear(res);
+	cr_assert_eq(harness_query_int(a, "execute q"), 1);
+	/* One namespace with protocol-level names, and the transaction is aborted on the server. */
+	prepare_ok(a, "Proto", "select 5");
+	PQclear(harness_exec_ok(a, "begin"));
+	expect_error(a, "PREPARE \"Proto\" AS SELECT 3", "42P05");
+	expect_error(a, "select 1", "25P02");
+	PQclear(harness_exec_ok(a, "rollback"));
+	cr_assert_eq(exec_prepared_int(a, "Proto"), 5);
+	/* b has the text on the server; a's PREPARE of it after an error is refused. */
+	PQclear(harness_exec_ok(b, "prepare r as select 1"));
+	PQclear(harness_exec_ok(a, "begin"));
+	expect_error(a, "select 1/0", "22012");
+	expect_error(a, "prepare r as select 1", "25P02");
+	expect_error(a, "prepare q as select 1", "25P02");
+	PQclear(harness_exec_ok(a, "rollback"));
+	expect_error(a, "execute r", "26000");
+	cr_assert_eq(harness_query_int(a, "execute q"), 1);
+	PQfinish(a);
+	PQfinish(b);
+}
+
 /* ---- LISTEN (pins the listener's server until UNLISTEN: docs/session-state.md) ---- */
 
 static int drain_notifies(PGconn *c, int *last)

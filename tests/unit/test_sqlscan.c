@@ -86,3 +86,36 @@ Test(sqlscan, statement_name)
 	cr_assert_str_eq(name, "foo_1");
 	cr_assert_eq(sqlscan_name("execute (", 9, NULL, name, sizeof(name)), 0);
 }
+
+/* The statement an EXECUTE runs: its name, where it starts and ends. */
+static const char *target(const char *sql, size_t *start, size_t *end)
+{
+	static char name[64];
+
+	*end = sqlscan_execute_target(sql, strlen(sql) + 1, name, sizeof(name), start);
+	return *end != 0 ? name : NULL;
+}
+
+Test(sqlscan, execute_target)
+{
+	size_t start, end;
+	const char *sql;
+
+	cr_assert_str_eq(target("EXECUTE Q(1)", &start, &end), "q");
+	cr_assert_eq(start, 8);
+	cr_assert_eq(end, 9);
+	cr_assert_str_eq(target("explain analyze verbose execute \"Q\"(1)", &start, &end), "Q");
+	cr_assert_eq(start, 32);
+	cr_assert_eq(end, 35);
+	cr_assert_str_eq(target("EXPLAIN (ANALYZE, FORMAT 'json') EXECUTE q", &start, &end), "q");
+	sql = "create temp table if not exists s.\"T\" (a, b) with (fillfactor = 70) "
+	      "as /* c */ execute q_1 (2) with no data";
+	cr_assert_str_eq(target(sql, &start, &end), "q_1");
+	cr_assert_eq(strncmp(sql + start, "q_1 (2)", 7), 0);
+	cr_assert_str_eq(target("explain analyze create table t as execute q", &start, &end), "q");
+	cr_assert_null(target("create table t as select 1", &start, &end));
+	cr_assert_null(target("create function f() returns int as $$ execute q $$", &start, &end));
+	cr_assert_null(target("explain select 1", &start, &end));
+	cr_assert_null(target("executes q", &start, &end));
+	cr_assert_null(target("execute (", &start, &end));
+}
