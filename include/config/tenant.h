@@ -37,6 +37,8 @@ struct tenant_limits {
 	int64_t max_client_conn;       /* clients logged in at once */
 	int64_t fleet_max_client_conn; /* the same over the fleet (limiter = redis) */
 	int64_t max_server_conn;       /* server connections over all its pools */
+	int64_t min_server_conn;       /* servers of each pool group guaranteed to it */
+	int64_t weight;                /* its share of a group's servers when tenants wait */
 	int64_t statement_timeout_us;  /* sent to Postgres as a startup option */
 	int64_t query_timeout_us;      /* sluice cancels statements running longer */
 	int64_t rate_limit_wait_us;    /* longest delay before a 53400 */
@@ -88,6 +90,17 @@ void config_tenants_free(struct config *cfg);
 const struct tenant_def *config_find_tenant(const struct config *cfg, const char *user,
                                             const char *dbname);
 const struct tenant_def *config_tenant_named(const struct config *cfg, const char *name);
+
+/* weight when neither the tenant nor its tier sets one. */
+#define TENANT_WEIGHT_DEFAULT 1
+#define TENANT_WEIGHT_MAX     1000
+
+/*
+ * Warns (config_note) about each [databases] entry whose pool size is smaller
+ * than the sum of min_server_conn over the tenants that may use it: those
+ * guarantees cannot all hold at once (docs/tenants.md).
+ */
+void config_tenants_check_guarantees(struct config *cfg);
 
 /* Keys of a tenant/tier section, for docs/config.md. */
 void config_tenant_write_markdown(void *file);

@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+struct share_group;
 struct tenant_state;
 
 struct quota {
@@ -27,9 +28,10 @@ struct quota {
 };
 
 struct quota_registry {
-	pthread_mutex_t lock;         /* guards the two chains and `capped` */
+	pthread_mutex_t lock;         /* guards the chains and `capped` */
 	struct quota *quotas;         /* chain of quotas */
 	struct tenant_state *tenants; /* chain of tenant states */
+	struct share_group *groups;   /* chain of pool groups' fair shares (fairshare.h) */
 	int capped; /* live quotas made by quota_find_capped (the names reached through "*") */
 };
 

@@ -19,6 +19,7 @@
 
 struct event;
 struct quota;
+struct share;
 struct tenant_state;
 
 /*
@@ -34,6 +35,8 @@ struct pool_settings {
 	int64_t rate_limit_wait_us;
 	int max_server_conn;                /* the tenant's cap over all its pools; 0 = none */
 	int max_client_conn;                /* the tenant's logged-in clients; 0 = none */
+	int min_server_conn;                /* the tenant's guaranteed servers in the group */
+	int weight;                         /* the tenant's share when several wait (>= 1) */
 	const struct tenant_limits *limits; /* the tenant's, in w->cfg; NULL = none */
 	bool rate_limited;                  /* a query or transaction rate is set */
 };
@@ -41,12 +44,13 @@ struct pool_settings {
 /*
  * The pools of one worker that log in as the same server user to the same
  * database, one per tenant (and statement_timeout).  They share the
- * pool_size cap, so a released server goes to their waiters round-robin,
- * pool by pool: a noisy tenant cannot starve a quiet one.
+ * pool_size cap, so a released server goes to the waiters of the tenant
+ * whose turn it is by min_server_conn and weight (the tenants' shares,
+ * limit/fairshare.h, which span the workers): a noisy tenant cannot starve
+ * a quiet one.
  */
 struct pool_group {
 	struct list_node members; /* pools, by group_node */
-	struct pool *turn;        /* the member whose waiters are served next */
 	int count;                /* members */
 };
 
@@ -59,6 +63,7 @@ struct pool {
 	int64_t statement_timeout_us;   /* sent at server login; 0 = none.  Part of the key */
 	struct tenant_state *ts;        /* the tenant's shared counters and buckets */
 	struct quota *tenant_quota;     /* the tenant's server connections (max_server_conn) */
+	struct share *share;            /* the tenant's share of the group, over all workers */
 	struct pool_group *group;       /* pools sharing this pool's servers' cap */
 	struct list_node group_node;    /* group->members */
 	struct pool_settings set;       /* effective settings */

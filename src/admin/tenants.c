@@ -113,15 +113,16 @@ static uint64_t sum(_Atomic uint64_t *counts)
 }
 
 static const struct console_col tenants_cols[] = {
-    {"tenant", ADMIN_TEXT},        {"tier", ADMIN_TEXT},
-    {"users", ADMIN_TEXT},         {"databases", ADMIN_TEXT},
-    {"clients", ADMIN_INT4},       {"max_client_conn", ADMIN_INT4},
-    {"servers", ADMIN_INT4},       {"max_server_conn", ADMIN_INT4},
-    {"query_rate", ADMIN_TEXT},    {"transaction_rate", ADMIN_TEXT},
-    {"connect_rate", ADMIN_TEXT},  {"statement_timeout", ADMIN_TEXT},
-    {"query_timeout", ADMIN_TEXT}, {"rate_limit_wait", ADMIN_TEXT},
-    {"admitted", ADMIN_INT8},      {"delayed", ADMIN_INT8},
-    {"rejected", ADMIN_INT8},      {"refused_logins", ADMIN_INT8},
+    {"tenant", ADMIN_TEXT},          {"tier", ADMIN_TEXT},
+    {"users", ADMIN_TEXT},           {"databases", ADMIN_TEXT},
+    {"clients", ADMIN_INT4},         {"max_client_conn", ADMIN_INT4},
+    {"servers", ADMIN_INT4},         {"max_server_conn", ADMIN_INT4},
+    {"min_server_conn", ADMIN_INT4}, {"weight", ADMIN_INT4},
+    {"query_rate", ADMIN_TEXT},      {"transaction_rate", ADMIN_TEXT},
+    {"connect_rate", ADMIN_TEXT},    {"statement_timeout", ADMIN_TEXT},
+    {"query_timeout", ADMIN_TEXT},   {"rate_limit_wait", ADMIN_TEXT},
+    {"admitted", ADMIN_INT8},        {"delayed", ADMIN_INT8},
+    {"rejected", ADMIN_INT8},        {"refused_logins", ADMIN_INT8},
 };
 
 static void tenant_row(struct console_conn *conn, struct tenant_state *t,
@@ -148,6 +149,9 @@ static void tenant_row(struct console_conn *conn, struct tenant_state *t,
 	cell(&r, "%lld", (long long)(l != NULL && l->max_client_conn > 0 ? l->max_client_conn : 0));
 	cell(&r, "%d", nservers);
 	cell(&r, "%lld", (long long)(l != NULL && l->max_server_conn > 0 ? l->max_server_conn : 0));
+	cell(&r, "%lld", (long long)(l != NULL && l->min_server_conn > 0 ? l->min_server_conn : 0));
+	cell(&r, "%lld",
+	     (long long)(l != NULL && l->weight > 0 ? l->weight : TENANT_WEIGHT_DEFAULT));
 	for (int k = 0; k < LIMIT_KINDS; k++)
 		cell_rate(&r, l, k);
 	cell_duration(&r, l != NULL ? l->statement_timeout_us : 0);

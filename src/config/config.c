@@ -304,6 +304,7 @@ static void note_values(struct config *cfg)
 		            "1GB are refused",
 		            size);
 	}
+	config_tenants_check_guarantees(cfg);
 }
 
 /* File, then environment, then --upstream: each later source wins. */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/log.h"
 #include "config/config.h"
 #include "base/strlist.h"
 
@@ -18,7 +19,7 @@
 #define MAX_COUNT    INT64_C(1000000)
 #define MAX_DURATION (30 * 86400 * USEC_PER_SEC)
 
-enum key_kind { KEY_PATTERNS, KEY_TIER, KEY_RATE, KEY_COUNT, KEY_DURATION };
+enum key_kind { KEY_PATTERNS, KEY_TIER, KEY_RATE, KEY_COUNT, KEY_WEIGHT, KEY_DURATION };
 
 struct tenant_key {
 	const char *name;
@@ -55,6 +56,13 @@ static const struct tenant_key tenant_keys[] = {
      "redis; docs/tenants.md); 0 = no cap."},
     {"max_server_conn", KEY_COUNT, LIM(max_server_conn), false,
      "Server connections this tenant may hold over all its pools; 0 = no cap."},
+    {"min_server_conn", KEY_COUNT, LIM(min_server_conn), false,
+     "Server connections of each pool (database and server user) guaranteed to this tenant: "
+     "other tenants never take the last ones it is entitled to, and its waiters are served "
+     "first while it holds fewer; 0 = none."},
+    {"weight", KEY_WEIGHT, LIM(weight), false,
+     "Share of a pool's servers when several tenants wait, against the others' weights "
+     "(1..1000); default 1."},
     {"statement_timeout", KEY_DURATION, LIM(statement_timeout_us), false,
      "Sent to Postgres as a startup option (`-c statement_timeout`); 0 = Postgres' default."},
     {"query_timeout", KEY_DURATION, LIM(query_timeout_us), false,
@@ -81,6 +89,8 @@ void tenant_limits_init(struct tenant_limits *l)
 	l->max_client_conn = -1;
 	l->fleet_max_client_conn = -1;
 	l->max_server_conn = -1;
+	l->min_server_conn = -1;
+	l->weight = -1;
 	l->statement_timeout_us = -1;
 	l->query_timeout_us = -1;
 	l->rate_limit_wait_us = -1;
@@ -232,6 +242,15 @@ static int parse_limit(const struct tenant_key *k, struct tenant_limits *l, cons
 		}
 		*(int64_t *)field = n;
 		return 0;
+	case KEY_WEIGHT:
+		n = strtoll(value, &end, 10);
+		if (end == value || *end != '\0' || n < 1 || n > TENANT_WEIGHT_MAX) {
+			snprintf(msg, len, "key '%s': expected a whole number 1..%d, got '%.60s'",
+			         k->name, TENANT_WEIGHT_MAX, value);
+			return -1;
+		}
+		*(int64_t *)field = n;
+		return 0;
 	case KEY_DURATION:
 		if (config_parse_duration(value, field) < 0 || *(int64_t *)field > MAX_DURATION) {
 			snprintf(msg, len,
@@ -324,6 +343,8 @@ static void merge_limits(struct tenant_limits *out, const struct tenant_limits *
 	INHERIT(max_client_conn);
 	INHERIT(fleet_max_client_conn);
 	INHERIT(max_server_conn);
+	INHERIT(min_server_conn);
+	INHERIT(weight);
 	INHERIT(statement_timeout_us);
 	INHERIT(query_timeout_us);
 	INHERIT(rate_limit_wait_us);
@@ -394,6 +415,37 @@ const struct tenant_def *config_find_tenant(const struct config *cfg, const char
 			return d;
 	}
 	return tenant_find(cfg, TENANT_DEFAULT);
+}
+
+void config_tenants_check_guarantees(struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->ndbs; i++) {
+		const struct db_def *db = &cfg->dbs[i];
+		int64_t sum = 0;
+		char key[300];
+		int size;
+
+		/* "*" stands for names not known until clients ask for them. */
+		if (strcmp(db->name, "*") == 0)
+			continue;
+		for (size_t t = 0; t < cfg->ntenants; t++) {
+			const struct tenant_def *d = &cfg->tenants[t];
+
+			if (d->limits.min_server_conn > 0 &&
+			    (strcmp(d->name, TENANT_DEFAULT) == 0 ||
+			     any_matches(d->databases, d->ndatabases, db->name)))
+				sum += d->limits.min_server_conn;
+		}
+		size = config_pool_size(cfg, db, NULL);
+		snprintf(key, sizeof(key), "min_server_conn:%s", db->name);
+		if (sum > size)
+			config_note(
+			    cfg, LOG_WARN, key,
+			    "database '%s': the tenants that may use it have min_server_conn "
+			    "%lld in all, more than its pool size %d: the guarantees go to "
+			    "the tenants that come first",
+			    db->name, (long long)sum, size);
+	}
 }
 
 const struct tenant_def *config_tenant_named(const struct config *cfg, const char *name)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "limit/fairshare.h"
 #include "limit/limiter.h"
 
 void quota_registry_init(struct quota_registry *reg)
@@ -14,6 +15,7 @@ void quota_registry_init(struct quota_registry *reg)
 	pthread_mutex_init(&reg->lock, NULL);
 	reg->quotas = NULL;
 	reg->tenants = NULL;
+	reg->groups = NULL;
 	reg->capped = 0;
 }
 
@@ -34,6 +36,7 @@ void quota_registry_fini(struct quota_registry *reg)
 		free(reg->tenants);
 		reg->tenants = next;
 	}
+	share_registry_fini(reg);
 	pthread_mutex_destroy(&reg->lock);
 }
 

@@ -14,6 +14,7 @@
 #include "pool/client.h"
 #include "config/config.h"
 #include "pool/hosts.h"
+#include "limit/fairshare.h"
 #include "proto/sqlstate.h"
 #include "pool/server.h"
 #include "pool/worker.h"
@@ -82,6 +83,10 @@ static void resolve_settings(struct pool *p)
 	                                                                  : cfg->rate_limit_wait_us;
 	set->max_server_conn = l != NULL && l->max_server_conn > 0 ? (int)l->max_server_conn : 0;
 	set->max_client_conn = l != NULL && l->max_client_conn > 0 ? (int)l->max_client_conn : 0;
+	set->min_server_conn = l != NULL && l->min_server_conn > 0 ? (int)l->min_server_conn : 0;
+	set->weight = l != NULL && l->weight > 0 ? (int)l->weight : TENANT_WEIGHT_DEFAULT;
+	if (p->share != NULL)
+		share_configure(p->share, set->min_server_conn, set->weight);
 	set->limits = l;
 	set->rate_limited =
 	    l != NULL && (l->rate[LIMIT_QUERY].count > 0 || l->rate[LIMIT_TRANSACTION].count > 0);
@@ -129,7 +134,6 @@ static int join_group(struct pool *p)
 		if ((g = calloc(1, sizeof(*g))) == NULL)
 			return -1;
 		list_init(&g->members);
-		g->turn = p;
 	}
 	list_add_tail(&g->members, &p->group_node);
 	g->count++;
@@ -142,12 +146,8 @@ static void leave_group(struct pool *p)
 	struct pool_group *g = p->group;
 
 	list_del(&p->group_node);
-	if (--g->count == 0) {
+	if (--g->count == 0)
 		free(g);
-		return;
-	}
-	if (g->turn == p)
-		g->turn = list_entry(g->members.next, struct pool, group_node);
 }
 
 /* Is `db` the "*" entry, whose pools are made per name a client asks for? */
@@ -214,6 +214,8 @@ struct pool *pool_get(struct worker *w, const char *dbname, const char *server_u
 	p->db_quota = quota_find(&w->shared->quotas, "db", dbname);
 	p->user_quota = quota_find(&w->shared->quotas, "user", server_user);
 	p->tenant_quota = quota_find(&w->shared->quotas, "tenant", tenant);
+	p->share = share_join(&w->shared->quotas, key, tenant);
+	share_configure(p->share, p->set.min_server_conn, p->set.weight);
 	p->ts = quota_tenant(&w->shared->quotas, tenant);
 	borrow_defaults(p);
 	list_add_tail(&w->pools, &p->node);
@@ -248,6 +250,7 @@ void pool_free(struct pool *p)
 	quota_put(reg, p->user_quota);
 	quota_put(reg, p->tenant_quota);
 	quota_put(reg, p->auto_quota);
+	share_leave(reg, p->share);
 	if (p->reserve_timer != NULL)
 		event_free(p->reserve_timer);
 	hosts_detach(&p->hosts, &p->w->shared->breakers);
@@ -391,7 +394,10 @@ static bool evict_idle_of_db(struct pool *p)
 	return false;
 }
 
-/* Close an idle server of another tenant's pool in the group, so its unit comes free. */
+/*
+ * Close an idle server of another tenant's pool in the group, so its unit
+ * comes free; never one of the servers min_server_conn guarantees it.
+ */
 static bool evict_idle_of_group(struct pool *p)
 {
 	struct list_node *pos;
@@ -399,7 +405,9 @@ static bool evict_idle_of_group(struct pool *p)
 	for (pos = p->group->members.next; pos != &p->group->members; pos = pos->next) {
 		struct pool *other = list_entry(pos, struct pool, group_node);
 
-		if (other != p && !list_empty(&other->idle)) {
+		if (other != p && !list_empty(&other->idle) &&
+		    (other->share == p->share ||
+		     atomic_load(&other->share->used) > atomic_load(&other->share->min))) {
 			server_close(list_entry(other->idle.prev, struct server, node),
 			             "making room for another tenant's clients");
 			return true;
@@ -410,10 +418,36 @@ static bool evict_idle_of_group(struct pool *p)
 
 static void give_quotas(struct pool *p)
 {
+	atomic_fetch_sub(&p->share->used, 1);
 	quota_give(p->pool_quota);
 	quota_give(p->db_quota);
 	quota_give(p->user_quota);
 	quota_give(p->tenant_quota);
+}
+
+/*
+ * Servers the group may hold for `to`, `from` giving one up (NULL: none):
+ * pool_size and `extra` (reserve), less the units other tenants are entitled
+ * to by min_server_conn and do not hold.  A tenant short of its own
+ * guarantee may use all of pool_size: when the guarantees add up to more than
+ * the pool (a configuration warning), those who come first hold theirs.
+ */
+static int group_limit(const struct pool *to, const struct pool *from, int extra)
+{
+	int limit = pool_size(to) + extra;
+
+	if (share_short(to->share) || !share_contended(to->share))
+		return limit;
+	return limit - share_reserved(to->share, from != NULL ? from->share : NULL);
+}
+
+/* One unit of the group's pool_size, unless other tenants' guarantees need it. */
+static bool take_pool_unit(struct pool *p, int extra)
+{
+	int limit = group_limit(p, NULL, extra);
+
+	/* quota_take reads a limit of 0 as none. */
+	return limit > 0 && quota_take(p->pool_quota, limit);
 }
 
 /* Take one unit of every cap, or none; `extra` servers past pool_size are allowed (reserve). */
@@ -429,8 +463,8 @@ static bool take_quotas(struct pool *p, int extra)
 		max_user = p->udef->max_user_connections;
 	if (!quota_take(p->tenant_quota, p->set.max_server_conn))
 		return false;
-	if (!quota_take(p->pool_quota, pool_size(p) + extra)) {
-		if (!evict_idle_of_group(p) || !quota_take(p->pool_quota, pool_size(p) + extra)) {
+	if (!take_pool_unit(p, extra)) {
+		if (!evict_idle_of_group(p) || !take_pool_unit(p, extra)) {
 			quota_give(p->tenant_quota);
 			return false;
 		}
@@ -448,6 +482,7 @@ static bool take_quotas(struct pool *p, int extra)
 		quota_give(p->tenant_quota);
 		return false;
 	}
+	atomic_fetch_add(&p->share->used, 1);
 	return true;
 }
 
@@ -470,6 +505,10 @@ static void move_server(struct server *s, struct pool *to)
 		quota_give(from->tenant_quota);
 		atomic_fetch_add(&to->tenant_quota->used, 1);
 	}
+	if (from->share != to->share) {
+		atomic_fetch_sub(&from->share->used, 1);
+		atomic_fetch_add(&to->share->used, 1);
+	}
 	from->nservers--;
 	to->nservers++;
 	s->pool = to;
@@ -484,24 +523,50 @@ static bool tenant_has_room(const struct pool *from, const struct pool *to)
 	       atomic_load(&to->tenant_quota->used) < to->set.max_server_conn;
 }
 
-/* The next member, from the group's turn on, with a waiter it can serve. */
+static int reserve_size(const struct pool *p);
+
+/*
+ * May a server of `from` go to `to` (`from` itself: stay with its tenant)?
+ * Not when it would hold one of the units other tenants are entitled to by
+ * min_server_conn: the group's servers, all workers, stay within group_limit.
+ */
+static bool fair_may_hold(const struct pool *from, const struct pool *to)
+{
+	/* Reserve servers (reserve_pool_size) were opened past pool_size on purpose. */
+	return atomic_load(&from->pool_quota->used) <= group_limit(to, from, reserve_size(to));
+}
+
+/*
+ * The member whose first waiter gets a server of `from` that came free: a
+ * tenant short of its min_server_conn first, then the one with the least
+ * pass (weights, fairshare.h); NULL when no waiter may have it.  Every
+ * member is looked at, so one tenant's queue never blocks another's.
+ */
 static struct pool *next_turn(struct pool *from)
 {
-	struct pool_group *g = from->group;
-	struct pool *p = g->turn;
+	struct pool *best = NULL;
+	bool best_short = false;
+	int64_t best_pass = 0;
+	struct list_node *pos;
 
-	for (int i = 0; i < g->count; i++) {
-		struct list_node *next =
-		    p->group_node.next == &g->members ? g->members.next : p->group_node.next;
-		struct pool *after = list_entry(next, struct pool, group_node);
+	for (pos = from->group->members.next; pos != &from->group->members; pos = pos->next) {
+		struct pool *p = list_entry(pos, struct pool, group_node);
+		bool is_short;
+		int64_t pass;
 
-		if (!p->paused && !list_empty(&p->waiting) && tenant_has_room(from, p)) {
-			g->turn = after;
-			return p;
+		if (p->paused || list_empty(&p->waiting) || !tenant_has_room(from, p) ||
+		    !fair_may_hold(from, p))
+			continue;
+		is_short = share_short(p->share);
+		pass = atomic_load_explicit(&p->share->pass, memory_order_relaxed);
+		if (best == NULL || (is_short && !best_short) ||
+		    (is_short == best_short && pass < best_pass)) {
+			best = p;
+			best_short = is_short;
+			best_pass = pass;
 		}
-		p = after;
 	}
-	return NULL;
+	return best;
 }
 
 /* Serve the first waiter of `to` with `s`, a server of another member going idle. */
@@ -530,7 +595,7 @@ static struct server *borrow_idle(struct pool *p)
 		struct pool *other = list_entry(pos, struct pool, group_node);
 
 		if (other != p && !other->paused && !list_empty(&other->idle) &&
-		    can_move(other, p) && tenant_has_room(other, p)) {
+		    can_move(other, p) && tenant_has_room(other, p) && fair_may_hold(other, p)) {
 			struct server *s = list_entry(other->idle.next, struct server, node);
 
 			move_server(s, p);
@@ -860,6 +925,8 @@ void pool_acquire(struct pool *p, struct client *c)
 	if (p->nservers == 0 && pool_refuse_if_down(p, c))
 		return;
 	client_set_state(c, CLIENT_WAITING);
+	if (list_empty(&p->waiting))
+		share_wake(p->share);
 	list_add_tail(&p->waiting, &c->wait_node);
 	clog(c, LOG_DEBUG, "queued for a server");
 	pool_maintain(p);
@@ -893,11 +960,19 @@ void pool_release(struct pool *p, struct server *s)
 		pool_maintain(p);
 		return;
 	}
-	if (p->group->count > 1) {
+	if (p->group->count > 1 || share_contended(p->share)) {
 		struct pool *turn = next_turn(p);
 
+		if (turn != NULL)
+			share_charge(turn->share);
 		if (turn != NULL && turn != p) {
 			hand_over(s, turn);
+			return;
+		}
+		/* It holds a unit another tenant is entitled to (a guarantee raised, or joined
+		 * late). */
+		if (turn == NULL && !fair_may_hold(p, p)) {
+			server_close(s, "another tenant's min_server_conn needs the connection");
 			return;
 		}
 	}

@@ -260,37 +260,47 @@ Test(tenants, pipelined_extended_requests_over_the_limit_get_one_error_each)
 
 #define NOISY_CLIENTS 50
 #define QUIET_TXNS    20
+#define CROWD_MAX     64
 
-struct noisy {
+/* Clients of one tenant, each a closed loop of `sql`, all on one thread. */
+struct crowd {
 	struct harness_sluice *h;
+	const char *tenant; /* "a": user tenant_a */
+	const char *sql;
+	int clients;
+	bool warm; /* each client runs `select 1` alone at login, so every worker has a server */
 	atomic_bool stop;
 	atomic_long done;
 	atomic_long errors;
 	atomic_int connected;
 };
 
-/* Tenant a: 50 clients, each a closed loop of 20 ms transactions, all on one thread. */
-static void *noisy_thread(void *arg)
+static void *crowd_thread(void *arg)
 {
-	struct noisy *n = arg;
-	const char *sql = "select nextval('tenants_seq'), pg_sleep(0.02)";
-	PGconn *conns[NOISY_CLIENTS];
-	struct pollfd fds[NOISY_CLIENTS];
+	struct crowd *n = arg;
+	PGconn *conns[CROWD_MAX];
+	struct pollfd fds[CROWD_MAX];
+	char user[32], password[32], url[256];
 
-	for (int i = 0; i < NOISY_CLIENTS; i++) {
-		char url[256];
-
-		harness_url(n->h, "tenant_a", "a-secret", "app", url, sizeof(url));
+	snprintf(user, sizeof(user), "tenant_%s", n->tenant);
+	snprintf(password, sizeof(password), "%s-secret", n->tenant);
+	harness_url(n->h, user, password, "app", url, sizeof(url));
+	for (int i = 0; i < n->clients; i++) {
 		conns[i] = PQconnectdb(url);
-		if (PQstatus(conns[i]) != CONNECTION_OK || !PQsendQuery(conns[i], sql))
+		if (PQstatus(conns[i]) != CONNECTION_OK ||
+		    (n->warm && harness_query_int(conns[i], "select 1") != 1))
+			atomic_fetch_add(&n->errors, 1);
+	}
+	for (int i = 0; i < n->clients; i++) {
+		if (!PQsendQuery(conns[i], n->sql))
 			atomic_fetch_add(&n->errors, 1);
 		atomic_fetch_add(&n->connected, 1);
 		fds[i] = (struct pollfd){.fd = PQsocket(conns[i]), .events = POLLIN};
 	}
 	while (!atomic_load(&n->stop)) {
-		if (poll(fds, NOISY_CLIENTS, 100) <= 0)
+		if (poll(fds, (nfds_t)n->clients, 100) <= 0)
 			continue;
-		for (int i = 0; i < NOISY_CLIENTS; i++) {
+		for (int i = 0; i < n->clients; i++) {
 			PGresult *res;
 
 			if (!(fds[i].revents & POLLIN))
@@ -305,13 +315,30 @@ static void *noisy_thread(void *arg)
 					atomic_fetch_add(&n->errors, 1);
 				PQclear(res);
 			}
-			if (!atomic_load(&n->stop) && !PQsendQuery(conns[i], sql))
+			if (!atomic_load(&n->stop) && !PQsendQuery(conns[i], n->sql))
 				atomic_fetch_add(&n->errors, 1);
 		}
 	}
-	for (int i = 0; i < NOISY_CLIENTS; i++)
+	for (int i = 0; i < n->clients; i++)
 		PQfinish(conns[i]);
 	return NULL;
+}
+
+/* Starts the crowd and waits until every client is in its loop and `warm_done` ran. */
+static void crowd_start(struct crowd *n, pthread_t *tid, long warm_done)
+{
+	cr_assert_eq(pthread_create(tid, NULL, crowd_thread, n), 0);
+	cr_assert(harness_wait_for(atomic_load(&n->connected) == n->clients &&
+	                               atomic_load(&n->done) >= warm_done,
+	                           WAIT_S),
+	          "tenant %s did not get going (%ld done, %ld errors)", n->tenant,
+	          atomic_load(&n->done), atomic_load(&n->errors));
+}
+
+static void crowd_stop(struct crowd *n, pthread_t tid)
+{
+	atomic_store(&n->stop, true);
+	pthread_join(tid, NULL);
 }
 
 static int cmp_long(const void *x, const void *y)
@@ -333,7 +360,10 @@ Test(tenants, a_noisy_tenant_cannot_starve_a_quiet_one)
 	struct harness_sluice *h = start_with("default_pool_size = 4\nquery_wait_timeout = 0\n",
 	                                      TENANT("a", "") TENANT("b", ""));
 	PGconn *super = harness_pg_super("app");
-	struct noisy n = {.h = h};
+	struct crowd n = {.h = h,
+	                  .tenant = "a",
+	                  .sql = "select nextval('tenants_seq'), pg_sleep(0.02)",
+	                  .clients = NOISY_CLIENTS};
 	PGconn *quiet[2];
 	long values[2][QUIET_TXNS], gaps[2 * (QUIET_TXNS - 1)];
 	int count[2] = {0, 0}, ngaps = 0;
@@ -342,11 +372,7 @@ Test(tenants, a_noisy_tenant_cannot_starve_a_quiet_one)
 	PQclear(harness_exec_ok(super, "drop sequence if exists tenants_seq"));
 	PQclear(harness_exec_ok(super, "create sequence tenants_seq"));
 	PQclear(harness_exec_ok(super, "grant usage on sequence tenants_seq to app"));
-	cr_assert_eq(pthread_create(&tid, NULL, noisy_thread, &n), 0);
-	cr_assert(harness_wait_for(atomic_load(&n.connected) == NOISY_CLIENTS &&
-	                               atomic_load(&n.done) >= 2 * NOISY_CLIENTS,
-	                           WAIT_S),
-	          "the noisy tenant did not get going (%ld done)", atomic_load(&n.done));
+	crowd_start(&n, &tid, 2 * NOISY_CLIENTS);
 	for (int q = 0; q < 2; q++) {
 		quiet[q] = tenant(h, "b");
 		cr_assert(PQsendQuery(quiet[q], "select nextval('tenants_seq')"));
@@ -372,8 +398,7 @@ Test(tenants, a_noisy_tenant_cannot_starve_a_quiet_one)
 				cr_assert(PQsendQuery(quiet[q], "select nextval('tenants_seq')"));
 		}
 	}
-	atomic_store(&n.stop, true);
-	pthread_join(tid, NULL);
+	crowd_stop(&n, tid);
 	cr_assert_eq(atomic_load(&n.errors), 0, "the noisy tenant saw errors");
 	for (int q = 0; q < 2; q++)
 		for (int i = 1; i < QUIET_TXNS; i++)
@@ -386,6 +411,108 @@ Test(tenants, a_noisy_tenant_cannot_starve_a_quiet_one)
 	PQfinish(quiet[0]);
 	PQfinish(quiet[1]);
 	PQfinish(super);
+}
+
+/*
+ * min_server_conn: tenant a floods a pool of 4 with 16 clients of 0.5 s
+ * transactions; tenant b, guaranteed one server, runs 30 short ones.  Its
+ * first may wait for a to give a server up; after that it never waits for
+ * one of a's transactions, so a finishes only the few that end meanwhile.
+ * Without the guarantee every one of b's waits for one of a's to end
+ * (round-robin gives b the next server released, never one of its own).
+ */
+#define GUARDED_TXNS 30
+
+static void quiet_tenant_keeps_its_guaranteed_server(const char *sluice_keys)
+{
+	struct harness_sluice *h =
+	    start_with(sluice_keys, TENANT("a", "") TENANT("b", "min_server_conn = 1\n"));
+	struct crowd n = {
+	    .h = h, .tenant = "a", .sql = "select pg_sleep(0.5)", .clients = 16, .warm = true};
+	PGconn *quiet;
+	long before, during;
+	pthread_t tid;
+
+	crowd_start(&n, &tid, 8);
+	quiet = tenant(h, "b");
+	cr_assert_eq(harness_query_int(quiet, "select 1"), 1);
+	before = atomic_load(&n.done);
+	for (int i = 0; i < GUARDED_TXNS; i++)
+		cr_assert_eq(harness_query_int(quiet, "select 1"), 1);
+	during = atomic_load(&n.done) - before;
+	cr_log_info("the noisy tenant finished %ld transactions meanwhile", during);
+	cr_assert_eq(console_value(h, "TENANTS", "b", NULL, "min_server_conn"), 1);
+	cr_assert_eq(console_value(h, "TENANTS", "b", NULL, "servers"), 1);
+	cr_assert_leq(console_value(h, "TENANTS", "a", NULL, "servers"), 3);
+	crowd_stop(&n, tid);
+	cr_assert_lt(during, GUARDED_TXNS / 2,
+	             "the noisy tenant finished %ld transactions while the guaranteed one ran %d: "
+	             "it waited for the noisy tenant's servers",
+	             during, GUARDED_TXNS);
+	PQfinish(quiet);
+}
+
+Test(tenants, min_server_conn_keeps_a_server_for_the_quiet_tenant)
+{
+	quiet_tenant_keeps_its_guaranteed_server("default_pool_size = 4\nquery_wait_timeout = 0\n");
+}
+
+/* The same over 4 workers: the guarantee counts the tenants' servers on every worker. */
+Test(tenants, min_server_conn_holds_over_the_process_with_4_workers)
+{
+	quiet_tenant_keeps_its_guaranteed_server(
+	    "workers = 4\ndefault_pool_size = 4\nquery_wait_timeout = 0\n");
+}
+
+/*
+ * weight: tenants a (weight 3) and b (weight 1) both keep more clients
+ * waiting than the pool has servers; of the transactions served in a window,
+ * a gets about 3 for each of b's.  Round-robin would give 1:1.
+ */
+static void weights_share_a_saturated_pool(const char *sluice_keys, int clients)
+{
+	struct harness_sluice *h =
+	    start_with(sluice_keys, TENANT("a", "weight = 3\n") TENANT("b", "weight = 1\n"));
+	struct crowd a = {.h = h,
+	                  .tenant = "a",
+	                  .sql = "select pg_sleep(0.005)",
+	                  .clients = clients,
+	                  .warm = true};
+	struct crowd b = a;
+	long a0, b0, da, db;
+	pthread_t ta, tb;
+
+	b.tenant = "b";
+	crowd_start(&a, &ta, clients);
+	crowd_start(&b, &tb, clients);
+	a0 = atomic_load(&a.done);
+	b0 = atomic_load(&b.done);
+	cr_assert(
+	    harness_wait_for(atomic_load(&a.done) - a0 + atomic_load(&b.done) - b0 >= 800, 120.0),
+	    "the tenants ran only %ld + %ld transactions", atomic_load(&a.done) - a0,
+	    atomic_load(&b.done) - b0);
+	da = atomic_load(&a.done) - a0;
+	db = atomic_load(&b.done) - b0;
+	cr_log_info("weights 3:1 served %ld : %ld transactions", da, db);
+	cr_assert_eq(console_value(h, "TENANTS", "a", NULL, "weight"), 3);
+	cr_assert_eq(console_value(h, "TENANTS", "b", NULL, "weight"), 1);
+	crowd_stop(&a, ta);
+	crowd_stop(&b, tb);
+	cr_assert_eq(atomic_load(&a.errors) + atomic_load(&b.errors), 0);
+	cr_assert(db > 0 && da >= 2 * db && da <= 9 * db / 2,
+	          "weights 3:1 served %ld : %ld transactions (%.2f)", da, db,
+	          db > 0 ? (double)da / (double)db : 0.0);
+}
+
+Test(tenants, weights_share_a_saturated_pool)
+{
+	weights_share_a_saturated_pool("default_pool_size = 4\nquery_wait_timeout = 0\n", 8);
+}
+
+Test(tenants, weights_hold_over_the_process_with_4_workers)
+{
+	weights_share_a_saturated_pool(
+	    "workers = 4\ndefault_pool_size = 8\nquery_wait_timeout = 0\n", 16);
 }
 
 Test(tenants, idle_in_transaction_client_is_closed_and_its_locks_released)
@@ -511,7 +638,8 @@ Test(tenants, max_client_conn_and_connect_rate_refuse_logins)
 Test(tenants, limits_reload_without_dropping_connections)
 {
 	const char *before = TENANT("a", "tier = free\n") "[tier.free]\nquery_rate = 1/min\n";
-	const char *after = TENANT("a", "tier = free\n") "[tier.free]\nquery_rate = 1000/s\n";
+	const char *after = TENANT("a", "tier = free\n") "[tier.free]\nquery_rate = 1000/s\n"
+	                                                 "min_server_conn = 2\nweight = 5\n";
 	struct harness_sluice *h = start(before);
 	PGconn *c = tenant(h, "a"), *admin;
 	PGresult *res;
@@ -530,6 +658,8 @@ Test(tenants, limits_reload_without_dropping_connections)
 	cr_assert_str_eq(PQgetvalue(res, 0, PQfnumber(res, "tier")), "free");
 	cr_assert_str_eq(PQgetvalue(res, 0, PQfnumber(res, "query_rate")), "1000/s");
 	cr_assert_str_eq(PQgetvalue(res, 0, PQfnumber(res, "clients")), "1");
+	cr_assert_str_eq(PQgetvalue(res, 0, PQfnumber(res, "min_server_conn")), "2");
+	cr_assert_str_eq(PQgetvalue(res, 0, PQfnumber(res, "weight")), "5");
 	PQclear(res);
 	for (int i = 0; i < 20; i++)
 		cr_assert_eq(harness_query_int(c, "select 3"), 3);

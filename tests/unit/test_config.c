@@ -1396,6 +1396,51 @@ Test(config, tenant_errors_name_the_section)
 	expect_error(&l, 7, "'query_rate' is set twice (first on line 6)");
 }
 
+/* The note whose text holds `fragment`, or NULL. */
+static const char *note_with(const struct config *cfg, const char *fragment)
+{
+	for (size_t i = 0; i < cfg->nnotes; i++)
+		if (strstr(cfg->notes[i].text, fragment) != NULL)
+			return cfg->notes[i].text;
+	return NULL;
+}
+
+Test(config, min_server_conn_and_weight_come_from_the_tier_and_are_checked)
+{
+	struct loaded l;
+	const struct tenant_def *a, *b;
+
+	load_ini(&l,
+	         MINIMAL "[tier.gold]\nmin_server_conn = 2\nweight = 4\n"
+	                 "[tenant.a]\nusers = a\ntier = gold\nweight = 7\n[tenant.b]\nusers = b\n",
+	         NULL, NULL);
+	cr_assert_not_null(l.cfg, "%s", l.err.message);
+	a = config_tenant_named(l.cfg, "a");
+	b = config_tenant_named(l.cfg, "b");
+	cr_assert_eq(a->limits.min_server_conn, 2);
+	cr_assert_eq(a->limits.weight, 7, "own value beats the tier's");
+	cr_assert_eq(b->limits.min_server_conn, -1);
+	cr_assert_eq(b->limits.weight, -1, "unset: the pool reads TENANT_WEIGHT_DEFAULT");
+	cr_assert_null(note_with(l.cfg, "min_server_conn"), "2 of a pool of 20 is no warning");
+	config_free(l.cfg);
+	load_ini(&l, MINIMAL "[tenant.a]\nweight = 0\n", NULL, NULL);
+	expect_error(&l, 6, "key 'weight': expected a whole number 1..1000, got '0'");
+	load_ini(&l, MINIMAL "[tenant.a]\nweight = 1001\n", NULL, NULL);
+	expect_error(&l, 6, "key 'weight': expected a whole number 1..1000, got '1001'");
+	/* Guarantees that cannot all hold: a warning, not an error (tenants match by glob). */
+	load_ini(&l,
+	         "[sluice]\nauth_file = userlist.txt\ndefault_pool_size = 4\n[databases]\n"
+	         "app = host=db.internal dbname=app\nother = host=db.internal dbname=other\n"
+	         "[tenant.a]\nusers = a\nmin_server_conn = 3\n"
+	         "[tenant.b]\nusers = b\ndatabases = app\nmin_server_conn = 2\n",
+	         NULL, NULL);
+	cr_assert_not_null(l.cfg, "%s", l.err.message);
+	cr_assert_not_null(note_with(l.cfg, "database 'app': the tenants that may use it have "
+	                                    "min_server_conn 5 in all, more than its pool size 4"));
+	cr_assert_null(note_with(l.cfg, "database 'other'"), "tenant b cannot use 'other'");
+	config_free(l.cfg);
+}
+
 Test(config, rates_parse_and_format)
 {
 	struct rate r;
