@@ -350,15 +350,16 @@ async def txn_clean_client(st_for):
 async def txn_prepare_client(i):
     """SQL PREPARE/EXECUTE, the same name in 8 clients.
 
-    Without a statement cache asyncpg sends EXECUTE as an unnamed Parse, which
-    sluice rewrites; a named one it does not (docs/drivers.md).
+    asyncpg's statement cache makes each EXECUTE text a named statement (a
+    named Parse of "EXECUTE q(n)"), the same texts in every client; EXECUTE
+    q(1) is run again each round, from the cache, on whichever server.
     """
-    conn = await connect(server_settings={"application_name": f"prep-{i}"},
-                         statement_cache_size=0)
+    conn = await connect(server_settings={"application_name": f"prep-{i}"})
     try:
         await conn.execute(f"PREPARE q(int) AS SELECT $1 * {i + 1}")
         for it in range(TXN_ROUNDS):
             c.expect(await conn.fetchval(f"EXECUTE q({it})"), it * (i + 1), "own statement")
+            c.expect(await conn.fetchval("EXECUTE q(1)"), i + 1, "own statement, cached")
         await conn.execute("DEALLOCATE q")
     finally:
         await conn.close()

@@ -222,6 +222,7 @@ function txnPrepare(d, i) {
     await d.exec(cl, `PREPARE q(int) AS SELECT $1 * ${i + 1}`);
     for (let it = 0; it < TXN_ROUNDS; it++) {
       expect((await d.execute(cl, `EXECUTE q(${it})`))[0], it * (i + 1), 'own statement');
+      expect((await d.execute(cl, 'EXECUTE q(1)'))[0], i + 1, 'own statement, again');
     }
     await d.exec(cl, 'DEALLOCATE q');
   });

@@ -228,8 +228,8 @@ async function session() {
   await Promise.all([...Array(c.CLIENTS).keys()].map(client));
 }
 
-// Every parameterized statement of txnstate is a named query, one name per
-// text; SQL EXECUTE is the exception.
+// Every parameterized statement of txnstate, and SQL EXECUTE, is a named
+// query, one name per text.
 const txnNames = new Map();
 
 async function txnstate() {
@@ -247,8 +247,8 @@ async function txnstate() {
     close: (client) => client.end().catch(() => {}),
     row,
     exec: (client, text) => client.query(text),
-    // A named Parse of EXECUTE is not rewritten by sluice (docs/drivers.md).
-    execute: async (client, text) => (await client.query({ text, rowMode: 'array' })).rows[0],
+    // A named query too: a named Parse of "EXECUTE q(n)", the same names in every client.
+    execute: (client, text) => row(client, text, []),
     tx: async (client, fn) => {
       await client.query('BEGIN');
       try {

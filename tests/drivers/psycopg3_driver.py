@@ -332,11 +332,20 @@ def txn_clean_client(threshold):
 
 
 def txn_prepare_client(threshold, i):
-    """SQL PREPARE/EXECUTE, the same name in 8 clients."""
+    """SQL PREPARE/EXECUTE, the same name in 8 clients.
+
+    EXECUTE q(1) with prepare=True is a named Parse of "EXECUTE q(1)", the
+    same text in every client, then executed by name each round.  psycopg 3
+    sends the PREPARE itself through the extended protocol, which sluice does
+    not track: the client is pinned, and its q is Postgres' own
+    (docs/session-state.md).
+    """
     with connect(threshold, application_name=f"prep-{i}") as conn:
         conn.execute(f"PREPARE q(int) AS SELECT $1 * {i + 1}")
         for it in range(TXN_ROUNDS):
             c.expect(one(conn, f"EXECUTE q({it})")[0], it * (i + 1), "own statement")
+            got = conn.execute("EXECUTE q(1)", prepare=True).fetchone()[0]
+            c.expect(got, i + 1, "own statement, prepared")
         conn.execute("DEALLOCATE q")
 
 
