@@ -10,6 +10,7 @@ struct worker;
 struct client;
 struct server;
 struct pool;
+struct listener;
 struct config;
 struct db_def;
 struct user_def;

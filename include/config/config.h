@@ -147,6 +147,7 @@ struct config {
 	int64_t server_lifetime_us;      /* close servers older than this once released; 0 = off */
 	int64_t server_reset_timeout_us; /* reset / rollback must finish within this */
 	int64_t pin_timeout_us;          /* close a client pinned longer, between transactions */
+	int listen_queue_size;           /* notifications held for one listening client */
 	int64_t server_login_retry_us;   /* pause before reconnecting after a failed login */
 	int64_t autodb_idle_timeout_us;  /* free a "*" database's pool unused this long */
 	int64_t query_timeout_us;        /* cancel statements running longer; 0 = off */

@@ -24,6 +24,7 @@
 #include "base/types.h"
 #include "pool/worker.h"
 
+struct client_listen;
 struct event;
 struct fleet_seat;
 struct query_capture;
@@ -45,14 +46,15 @@ enum login_step {
 };
 
 /* Read-suspend reasons (conn_suspend): reading resumes only when all are clear. */
-#define SUSPEND_WAIT_SERVER 0x1  /* queued for a server */
-#define SUSPEND_WATERMARK   0x2  /* peer's output buffer is full */
-#define SUSPEND_LOGIN_WAIT  0x4  /* waiting for pool parameters */
-#define SUSPEND_ADMIN       0x8  /* console SUSPEND (servers use the same bit) */
-#define SUSPEND_THROTTLE    0x10 /* waiting for a tenant rate token (admission.h) */
-#define SUSPEND_PIPELINE    0x20 /* rate-limited: next request waits for the server's answers */
-#define SUSPEND_CLOSING     0x40 /* closed: only the final message is still being sent */
-#define SUSPEND_AUTH_DELAY  0x80 /* failed login: nothing more is read until it is answered */
+#define SUSPEND_WAIT_SERVER 0x1   /* queued for a server */
+#define SUSPEND_WATERMARK   0x2   /* peer's output buffer is full */
+#define SUSPEND_LOGIN_WAIT  0x4   /* waiting for pool parameters */
+#define SUSPEND_ADMIN       0x8   /* console SUSPEND (servers use the same bit) */
+#define SUSPEND_THROTTLE    0x10  /* waiting for a tenant rate token (admission.h) */
+#define SUSPEND_PIPELINE    0x20  /* rate-limited: next request waits for the server's answers */
+#define SUSPEND_CLOSING     0x40  /* closed: only the final message is still being sent */
+#define SUSPEND_AUTH_DELAY  0x80  /* failed login: nothing more is read until it is answered */
+#define SUSPEND_LISTEN      0x100 /* its LISTEN waits for the pool's listening connection */
 
 /*
  * What serves a client: the login (login.c) until it is authenticated, then
@@ -104,6 +106,7 @@ struct client {
 	struct query_capture *capture; /* start of the latest Query/Parse text (slowlog.c) */
 	struct qstats_ref qs_next;     /* query_stats: the statement the next Execute runs */
 	struct qstats_ref qs_unnamed;  /* query_stats: the unnamed statement's */
+	struct client_listen *listen;  /* LISTEN state (listen.h); NULL: it never LISTENed */
 	enum client_state state;       /* see above; changed only by client_set_state */
 	enum login_step login;         /* LOGIN sub-state */
 	enum client_refusal refuse;    /* over max_client_conn, or arrived while draining */

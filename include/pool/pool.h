@@ -107,7 +107,8 @@ struct pool {
 	struct list_node unused_node; /* auto and unused: w->unused_pools, or w->dead_pools */
 	int64_t unused_since_us;      /* auto: when it last lost its last client or server */
 	struct event
-	    *reserve_timer; /* reserve_pool_timeout of the first waiter; made when needed */
+	    *reserve_timer;      /* reserve_pool_timeout of the first waiter; made when needed */
+	struct listener *listen; /* its listening connection and channels (listen.h); or NULL */
 };
 
 /*
@@ -165,6 +166,13 @@ void pool_connect_failed(struct pool *p, const char *sqlstate, const char *msg, 
  * try is.
  */
 bool pool_refuse_if_down(struct pool *p, struct client *c);
+/*
+ * A listener's connection: one more server outside pool_size, within
+ * max_db_connections, max_user_connections and the tenant's max_server_conn.
+ * NULL when none may be opened now; a server closed already when it failed
+ * at once (listen_server_gone was told).
+ */
+struct server *pool_open_listener(struct pool *p, struct listener *l);
 /* A server is going away: give back its quota units. */
 void pool_server_gone(struct pool *p, struct server *s);
 /* Re-resolve the definition after a reload. */

@@ -28,6 +28,10 @@ struct pool_stats {
 	uint64_t client_logins;      /* successful client logins */
 	uint64_t errors;             /* ErrorResponses relayed from servers */
 	uint64_t pins; /* times a server got pinned to its client (session-state.md) */
+	uint64_t listen_notifications; /* NotificationResponses its listening connection got */
+	uint64_t listen_delivered;     /* and copies of them written to subscribers */
+	uint64_t listen_dropped;       /* subscribers closed over listen_queue_size */
+	uint64_t listen_lost;          /* listening connections lost (and opened again) */
 };
 
 enum latency_kind {

@@ -6,6 +6,7 @@
  *   ACTIVE      linked to a client
  *   RESETTING   unlinked but not clean: draining replies, ROLLBACK, reset query
  *   CANCELING   clean but a CancelRequest for it is still in flight
+ *   LISTENING   its pool's listening connection (listen.h), on no pool list
  *   CLOSING     closed, freed by the reaper at the end of the loop turn
  */
 #ifndef SLUICE_SERVER_H
@@ -38,6 +39,7 @@ enum server_state {
 	SERVER_RESETTING,
 	SERVER_CANCELING,
 	SERVER_CLOSING,
+	SERVER_LISTENING,
 };
 
 /*
@@ -68,6 +70,7 @@ struct server {
 	enum server_state state;               /* changed only by server_set_state */
 	struct list_node node;        /* pool list for the state, or worker->dead_servers */
 	struct client *client;        /* linked client while ACTIVE */
+	struct listener *listener;    /* the pool's listener it serves; NULL for a pooled server */
 	struct sockaddr_storage addr; /* resolved peer address, for cancel connections */
 	socklen_t addrlen;
 	char addr_text[128];               /* for logs */
@@ -116,8 +119,8 @@ struct server {
 
 struct host_pick;
 
-/* A new server of `p` to the host `pick` chose (pool/hosts.h). */
-struct server *server_new(struct pool *p, const struct host_pick *pick);
+/* A new server of `p` to the host `pick` chose (pool/hosts.h); `l`: for that listener. */
+struct server *server_new(struct pool *p, const struct host_pick *pick, struct listener *l);
 void server_free(struct server *s);
 void server_set_state(struct server *s, enum server_state state);
 const char *server_state_name(enum server_state state);

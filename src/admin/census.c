@@ -131,6 +131,7 @@ static void count_server(struct census_pool *r, const struct server *s)
 		r->sv_being_canceled++;
 		break;
 	case SERVER_CLOSING:
+	case SERVER_LISTENING: /* not on the pool's lists: SHOW LISTENERS has it */
 		break;
 	}
 }

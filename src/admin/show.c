@@ -568,6 +568,8 @@ static const char *server_state_text(enum server_state state)
 		return "tested";
 	case SERVER_CANCELING:
 		return "being_canceled";
+	case SERVER_LISTENING:
+		return "listening";
 	case SERVER_CLOSING:
 		break;
 	}

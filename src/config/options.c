@@ -238,6 +238,11 @@ static const struct config_option options[] = {
                  "A client pinned to its server (session advisory lock, temporary table, cursor "
                  "WITH HOLD, LOAD: docs/session-state.md) longer than this is closed (57P05) when "
                  "it is between transactions; 0 = no limit."),
+    OPT_INT(listen_queue_size, "1000", 1, 10000000, RELOAD_LIVE,
+            "Notifications sluice holds for one client of the shared listening connection "
+            "(docs/session-state.md) once its socket and 1 MiB output buffer are full, or "
+            "while it is in the middle of a request; a client over it is closed with 54000, "
+            "so memory stays bounded and no notification is dropped silently."),
     OPT_DURATION(server_login_retry, "15s",
                  "Pause after Postgres refused a server login (a password, a missing "
                  "database) before the pool tries again; an unreachable host is the circuit "

@@ -175,6 +175,10 @@ static void merge_row(struct latency_row *dst, struct latency_row *src)
 	dst->stats.client_logins += src->stats.client_logins;
 	dst->stats.errors += src->stats.errors;
 	dst->stats.pins += src->stats.pins;
+	dst->stats.listen_notifications += src->stats.listen_notifications;
+	dst->stats.listen_delivered += src->stats.listen_delivered;
+	dst->stats.listen_dropped += src->stats.listen_dropped;
+	dst->stats.listen_lost += src->stats.listen_lost;
 	add_classes(dst, src->errors, LATENCY_REPORT_CLASSES, src->errors_other);
 	dst->timeouts += src->timeouts;
 	dst->cancels += src->cancels;

@@ -21,6 +21,7 @@
 
 #include "pool/admission.h"
 #include "pool/cancel.h"
+#include "pool/listen.h"
 #include "config/config.h"
 #include "pool/record.h"
 #include "pool/pool.h"
@@ -110,6 +111,9 @@ void client_set_state(struct client *c, enum client_state state)
 	case CLIENT_IDLE:
 		client_arm_timer(c, c->pool != NULL ? c->pool->set.client_idle_timeout_us
 		                                    : c->w->cfg->client_idle_timeout_us);
+		/* Between transactions: notifications held while it had a server go now. */
+		if (c->listen != NULL)
+			listen_flush(c);
 		break;
 	case CLIENT_WAITING:
 		c->wait_start_us = worker_now_us(c->w);
@@ -466,11 +470,15 @@ static void client_drained_cb(void *arg)
 {
 	struct client *c = arg;
 
-	if (c->state == CLIENT_CLOSING)
+	if (c->state == CLIENT_CLOSING) {
 		bury(c); /* the final message is out */
-	else if (c->server != NULL)
+		return;
+	}
+	if (c->server != NULL)
 		conn_resume(&c->server->conn,
 		            SUSPEND_WATERMARK); /* room again: the server may send */
+	if (c->listen != NULL)
+		listen_flush(c); /* and the notifications held meanwhile may go */
 }
 
 static void client_event_cb(void *arg, int what)

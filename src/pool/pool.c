@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "pool/client.h"
 #include "config/config.h"
+#include "pool/listen.h"
 #include "pool/hosts.h"
 #include "limit/fairshare.h"
 #include "proto/sqlstate.h"
@@ -240,6 +241,7 @@ void pool_free(struct pool *p)
 	p->is_auto = false;
 	if (list_linked(&p->unused_node))
 		list_del(&p->unused_node);
+	listen_pool_free(p);
 	close_list(&p->idle, "pool freed");
 	close_list(&p->active, "pool freed");
 	close_list(&p->pending, "pool freed");
@@ -416,10 +418,12 @@ static bool evict_idle_of_group(struct pool *p)
 	return false;
 }
 
-static void give_quotas(struct pool *p)
+static void give_quotas(struct pool *p, bool pool_unit)
 {
-	atomic_fetch_sub(&p->share->used, 1);
-	quota_give(p->pool_quota);
+	if (pool_unit) {
+		atomic_fetch_sub(&p->share->used, 1);
+		quota_give(p->pool_quota);
+	}
 	quota_give(p->db_quota);
 	quota_give(p->user_quota);
 	quota_give(p->tenant_quota);
@@ -450,8 +454,12 @@ static bool take_pool_unit(struct pool *p, int extra)
 	return limit > 0 && quota_take(p->pool_quota, limit);
 }
 
-/* Take one unit of every cap, or none; `extra` servers past pool_size are allowed (reserve). */
-static bool take_quotas(struct pool *p, int extra)
+/*
+ * Take one unit of every cap, or none; `extra` servers past pool_size are
+ * allowed (reserve).  Without `pool_unit`, pool_size and the tenant's share of
+ * it are left out (a listener, listen.h).
+ */
+static bool take_quotas_of(struct pool *p, int extra, bool pool_unit)
 {
 	const struct config *cfg = p->w->cfg;
 	int max_db = cfg->max_db_connections;
@@ -463,7 +471,7 @@ static bool take_quotas(struct pool *p, int extra)
 		max_user = p->udef->max_user_connections;
 	if (!quota_take(p->tenant_quota, p->set.max_server_conn))
 		return false;
-	if (!take_pool_unit(p, extra)) {
+	if (pool_unit && !take_pool_unit(p, extra)) {
 		if (!evict_idle_of_group(p) || !take_pool_unit(p, extra)) {
 			quota_give(p->tenant_quota);
 			return false;
@@ -471,19 +479,27 @@ static bool take_quotas(struct pool *p, int extra)
 	}
 	if (!quota_take(p->db_quota, max_db)) {
 		if (!evict_idle_of_db(p) || !quota_take(p->db_quota, max_db)) {
-			quota_give(p->pool_quota);
+			if (pool_unit)
+				quota_give(p->pool_quota);
 			quota_give(p->tenant_quota);
 			return false;
 		}
 	}
 	if (!quota_take(p->user_quota, max_user)) {
-		quota_give(p->pool_quota);
+		if (pool_unit)
+			quota_give(p->pool_quota);
 		quota_give(p->db_quota);
 		quota_give(p->tenant_quota);
 		return false;
 	}
-	atomic_fetch_add(&p->share->used, 1);
+	if (pool_unit)
+		atomic_fetch_add(&p->share->used, 1);
 	return true;
+}
+
+static bool take_quotas(struct pool *p, int extra)
+{
+	return take_quotas_of(p, extra, true);
 }
 
 /*
@@ -609,8 +625,9 @@ static int count_connecting(const struct pool *p)
 {
 	int n = 0;
 
+	/* A listener's connection logging in serves no waiter. */
 	for (const struct list_node *pos = p->pending.next; pos != &p->pending; pos = pos->next)
-		n++;
+		n += list_entry(pos, struct server, node)->listener == NULL;
 	return n;
 }
 
@@ -846,11 +863,11 @@ static void reserve_cb(evutil_socket_t fd, short what, void *arg)
 		if (!take_quotas(p, reserve_size(p)))
 			return; /* reserve used up: pool_maintain re-arms when a server goes */
 		if (!pick_host(p, &pick)) {
-			give_quotas(p);
+			give_quotas(p, true);
 			return;
 		}
-		if ((s = server_new(p, &pick)) == NULL) {
-			give_quotas(p);
+		if ((s = server_new(p, &pick, NULL)) == NULL) {
+			give_quotas(p, true);
 			if (pick.probe)
 				breaker_probe_abandoned(p->hosts.b[pick.idx]);
 			return;
@@ -887,13 +904,13 @@ void pool_maintain(struct pool *p)
 			return;
 		}
 		if (!pick_host(p, &pick)) {
-			give_quotas(p);
+			give_quotas(p, true);
 			return;
 		}
-		struct server *s = server_new(p, &pick);
+		struct server *s = server_new(p, &pick, NULL);
 
 		if (s == NULL) {
-			give_quotas(p);
+			give_quotas(p, true);
 			if (pick.probe)
 				breaker_probe_abandoned(p->hosts.b[pick.idx]);
 			return;
@@ -1069,10 +1086,31 @@ void pool_connect_failed(struct pool *p, const char *sqlstate, const char *msg, 
 	fail_waiters(p, sqlstate, msg, hint[0] ? hint : NULL);
 }
 
+struct server *pool_open_listener(struct pool *p, struct listener *l)
+{
+	struct host_pick pick;
+	struct server *s;
+
+	if (p->db == NULL || !take_quotas_of(p, 0, false))
+		return NULL;
+	if (!pick_host(p, &pick)) {
+		give_quotas(p, false);
+		return NULL;
+	}
+	if ((s = server_new(p, &pick, l)) == NULL) {
+		give_quotas(p, false);
+		if (pick.probe)
+			breaker_probe_abandoned(p->hosts.b[pick.idx]);
+		return NULL;
+	}
+	track_use(p);
+	return s;
+}
+
 void pool_server_gone(struct pool *p, struct server *s)
 {
 	p->nservers--;
-	give_quotas(p);
+	give_quotas(p, s->listener == NULL);
 	track_use(p);
 }
 

@@ -15,6 +15,7 @@
 #include "pool/admission.h"
 #include "pool/cancel.h"
 #include "pool/client.h"
+#include "pool/listen.h"
 #include "config/config.h"
 #include "pool/record.h"
 #include "pool/pool.h"
@@ -150,6 +151,30 @@ static bool drop_without_server(struct client *c, uint8_t type, size_t total)
 	return true;
 }
 
+/*
+ * A Query between transactions that may be a lone LISTEN / UNLISTEN: sluice
+ * answers it (listen.c) instead of tying a server to the client.  For any
+ * other Query one byte is looked at: a statement that starts with another
+ * letter is not one.  A client holding a server (pinned) is between
+ * transactions only when the server is clean.
+ */
+static enum listen_result listen_query(struct client *c, struct evbuffer *in, const struct frame *f)
+{
+	struct evbuffer_iovec v;
+	char first;
+
+	if (pool_mode(c->pool) == POOL_SESSION || evbuffer_peek(in, -1, NULL, &v, 1) < 1 ||
+	    v.iov_len < frame_total(f) || f->len < 5)
+		return LISTEN_PASS;
+	first = (char)(((const char *)v.iov_base)[FRAME_HEADER_LEN] | 0x20);
+	if (first >= 'a' && first <= 'z' && first != 'l' && first != 'u')
+		return LISTEN_PASS;
+	if (c->server != NULL && !server_is_clean(c->server))
+		return LISTEN_PASS;
+	return listen_client_query(c, (const char *)v.iov_base + FRAME_HEADER_LEN, f->len - 4,
+	                           frame_total(f));
+}
+
 /* Messages that may name a prepared statement (Query: SQL DEALLOCATE; Execute: its portal). */
 static bool is_statement_message(uint8_t type)
 {
@@ -232,6 +257,15 @@ static void relay_client_input(struct client *c)
 		if (c->state == CLIENT_IDLE && frame_total(&f) <= RELAY_WHOLE_MAX &&
 		    evbuffer_get_length(in) < frame_total(&f))
 			break; /* no server until the message is whole */
+		if (f.type == 'Q' &&
+		    (c->state == CLIENT_IDLE || (c->server != NULL && c->server->pin != 0))) {
+			enum listen_result l = listen_query(c, in, &f);
+
+			if (l == LISTEN_WAIT)
+				return;
+			if (l == LISTEN_DONE)
+				continue;
+		}
 		if (c->pool->set.rate_limited) {
 			enum admit a = admission_request(c, f.type);
 
@@ -651,6 +685,9 @@ static void handle_ready(struct server *s, struct evbuffer *in, size_t total, ch
 			client_arm_timer(c, pinned_idle_limit(s));
 	}
 	relay_try_release(s);
+	/* Still holding the server (pinned, in a transaction): between requests all the same. */
+	if (c->listen != NULL && c->server == s)
+		listen_flush(c);
 }
 
 static void check_client_watermark(struct server *s)
@@ -795,7 +832,14 @@ static void relay_client_cancel(struct client *c)
 		cancel_server(c->server);
 }
 
+static void relay_client_free(struct client *c)
+{
+	if (c->listen != NULL)
+		listen_client_gone(c);
+}
+
 const struct client_handler relay_client_handler = {
     .input = relay_client_input,
     .cancel = relay_client_cancel,
+    .free = relay_client_free,
 };

@@ -24,6 +24,7 @@
 #include "config/config.h"
 #include "pool/qstats.h"
 #include "pool/hosts.h"
+#include "pool/listen.h"
 #include "pool/record.h"
 #include "pool/pool.h"
 #include "proto/build.h"
@@ -35,8 +36,8 @@
 #include "net/tls.h"
 #include "pool/worker.h"
 
-static const char *const state_names[] = {"connecting", "login",     "idle",   "active",
-                                          "resetting",  "canceling", "closing"};
+static const char *const state_names[] = {"connecting", "login",     "idle",    "active",
+                                          "resetting",  "canceling", "closing", "listening"};
 
 const char *server_state_name(enum server_state state)
 {
@@ -136,6 +137,9 @@ void server_set_state(struct server *s, enum server_state state)
 		list_add_tail(&s->w->dead_servers, &s->node);
 		arm_timer(s, 0);
 		break;
+	case SERVER_LISTENING:
+		arm_timer(s, 0);
+		break;
 	}
 }
 
@@ -160,6 +164,8 @@ void server_close(struct server *s, const char *reason)
 	}
 	server_set_state(s, SERVER_CLOSING);
 	pool_server_gone(p, s);
+	if (s->listener != NULL)
+		listen_server_gone(s);
 	loop_schedule_reap(&s->w->loop);
 	pool_maintain(p);
 	pool_kick_all(s->w);
@@ -557,7 +563,10 @@ static bool login_done(struct server *s)
 	slog(s, LOG_DEBUG, "logged in, backend pid %u", s->backend_pid);
 	arm_timer(s, 0);
 	record_server_ready(s);
-	pool_server_ready(s->pool, s);
+	if (s->listener != NULL)
+		listen_server_ready(s);
+	else
+		pool_server_ready(s->pool, s);
 	return true;
 }
 
@@ -763,6 +772,9 @@ static void server_read_cb(void *arg)
 	case SERVER_IDLE:
 	case SERVER_CANCELING:
 		idle_input(s);
+		break;
+	case SERVER_LISTENING:
+		listen_server_input(s);
 		break;
 	case SERVER_CONNECTING:
 	case SERVER_CLOSING:
@@ -1044,7 +1056,7 @@ static int start_connect(struct server *s)
 	return 0;
 }
 
-struct server *server_new(struct pool *p, const struct host_pick *pick)
+struct server *server_new(struct pool *p, const struct host_pick *pick, struct listener *l)
 {
 	struct worker *w = p->w;
 	struct server *s = calloc(1, sizeof(*s));
@@ -1054,6 +1066,7 @@ struct server *server_new(struct pool *p, const struct host_pick *pick)
 	s->id = atomic_fetch_add(&w->shared->next_conn_id, 1);
 	s->w = w;
 	s->pool = p;
+	s->listener = l;
 	s->tx_status = 'I';
 	s->breaker = p->hosts.b[pick->idx];
 	breaker_hold(&w->shared->breakers, s->breaker);

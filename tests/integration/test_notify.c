@@ -1,0 +1,349 @@
+/*
+ * LISTEN / NOTIFY in transaction mode (issue 17, docs/session-state.md):
+ * one shared listening connection per pool fans notifications out to its
+ * subscribers, who hold no server; a killed listening connection is opened
+ * again with a notice to subscribers; a subscriber that does not read is
+ * closed at listen_queue_size without slowing the others; UNLISTEN and a
+ * rolled-back LISTEN deliver nothing more.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "harness.h"
+
+TestSuite(notify, .fini = harness_teardown, .timeout = 240);
+
+#define WAIT_S 60.0
+
+#define CONSOLE_USERS "\"admin\" \"admin-secret\"\n"
+#define CONSOLE_INI   "admin_users = admin\nworkers = 1\n"
+
+static struct harness_sluice *start(const char *extra)
+{
+	char ini[1024];
+
+	snprintf(ini, sizeof(ini), "%s%s", CONSOLE_INI, extra != NULL ? extra : "");
+	return harness_start_sluice_users(ini, CONSOLE_USERS);
+}
+
+static PGconn *app(struct harness_sluice *h)
+{
+	return harness_connect_ok(h, "app", "app-secret", "app");
+}
+
+static void exec_ok(PGconn *c, const char *sql)
+{
+	PQclear(harness_exec_ok(c, sql));
+}
+
+/* What one connection has received so far. */
+struct inbox {
+	int notes;         /* NotificationResponses on the channel counted */
+	int other;         /* on any other channel */
+	int missed_notice; /* notices saying notifications may have been missed */
+	char last[64];     /* payload of the last one counted */
+	char notice[256];  /* the last notice (or error libpq got while idle) */
+};
+
+static void notice_cb(void *arg, const PGresult *res)
+{
+	struct inbox *in = arg;
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+	if (msg == NULL)
+		return;
+	if (strstr(msg, "may have been missed") != NULL)
+		in->missed_notice++;
+	snprintf(in->notice, sizeof(in->notice), "%s", msg);
+}
+
+/* Reads what has arrived; notifications on `chan` count in `notes`. */
+static void drain(PGconn *c, struct inbox *in, const char *chan)
+{
+	PGnotify *n;
+
+	cr_assert(PQconsumeInput(c), "connection lost: %s", PQerrorMessage(c));
+	while ((n = PQnotifies(c)) != NULL) {
+		if (strcmp(n->relname, chan) == 0) {
+			in->notes++;
+			snprintf(in->last, sizeof(in->last), "%.63s", n->extra);
+		} else {
+			in->other++;
+		}
+		PQfreemem(n);
+	}
+}
+
+static bool got(PGconn *c, struct inbox *in, const char *chan, int want)
+{
+	drain(c, in, chan);
+	return in->notes >= want;
+}
+
+/* Backends of `user` whose last statement was a LISTEN: the listening connections. */
+static long long listening_backends(void)
+{
+	PGconn *s = harness_pg_super(NULL);
+	long long n = harness_query_int(s, "SELECT count(*) FROM pg_stat_activity "
+	                                   "WHERE usename = 'app' AND query LIKE 'LISTEN %'");
+
+	PQfinish(s);
+	return n;
+}
+
+/* A console SHOW's column `col` in the row where `keycol` is `key` (-1: none). */
+static long long show_value(struct harness_sluice *h, const char *show, const char *keycol,
+                            const char *key, const char *col)
+{
+	PGconn *a = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	char sql[64];
+	PGresult *res;
+	long long v = -1;
+	int kc, vc;
+
+	snprintf(sql, sizeof(sql), "SHOW %s", show);
+	res = PQexec(a, sql);
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(a));
+	kc = PQfnumber(res, keycol);
+	vc = PQfnumber(res, col);
+	cr_assert(kc >= 0 && vc >= 0, "SHOW %s has no column %s or %s", show, keycol, col);
+	for (int i = 0; i < PQntuples(res); i++)
+		if (strcmp(PQgetvalue(res, i, kc), key) == 0)
+			v = atoll(PQgetvalue(res, i, vc));
+	PQclear(res);
+	PQfinish(a);
+	return v;
+}
+
+/* Reads and drops what came; true once the connection is closed. */
+static bool read_until_closed(PGconn *c)
+{
+	PGnotify *n;
+
+	if (!PQconsumeInput(c))
+		return true;
+	while ((n = PQnotifies(c)) != NULL)
+		PQfreemem(n);
+	return false;
+}
+
+/* Clients of user app in SHOW CLIENTS. */
+static int count_clients(struct harness_sluice *h)
+{
+	PGconn *a = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PGresult *res = PQexec(a, "SHOW CLIENTS");
+	int uc = PQfnumber(res, "user"), n = 0;
+
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(a));
+	for (int i = 0; i < PQntuples(res); i++)
+		n += strcmp(PQgetvalue(res, i, uc), "app") == 0;
+	PQclear(res);
+	PQfinish(a);
+	return n;
+}
+
+#define FANOUT 100
+
+/*
+ * A hundred clients LISTEN through a pool of two servers and each gets every
+ * notification; Postgres sees one listening backend, not a hundred, and the
+ * pool never needed more than its two servers plus that one.
+ */
+Test(notify, fan_out_to_100_clients)
+{
+	struct harness_sluice *h;
+	PGconn *subs[FANOUT], *notifier;
+	struct inbox in[FANOUT] = {0};
+
+	harness_raise_nofile(1024);
+	h = start("default_pool_size = 2\nmax_client_conn = 200\n");
+	for (int i = 0; i < FANOUT; i++) {
+		subs[i] = app(h);
+		exec_ok(subs[i], "LISTEN fanout");
+	}
+	notifier = app(h);
+	for (int k = 1; k <= 5; k++) {
+		char sql[64];
+
+		snprintf(sql, sizeof(sql), "NOTIFY fanout, 'n%d'", k);
+		exec_ok(notifier, sql);
+	}
+	for (int i = 0; i < FANOUT; i++) {
+		cr_assert(harness_wait_for(got(subs[i], &in[i], "fanout", 5), WAIT_S),
+		          "client %d got %d of 5 notifications", i, in[i].notes);
+		cr_assert_str_eq(in[i].last, "n5", "client %d: out of order", i);
+	}
+	cr_assert_eq(listening_backends(), 1);
+	cr_assert_leq(harness_count_backends("app", NULL), 3, "more servers than the pool's two");
+	for (int i = 0; i < FANOUT; i++) {
+		drain(subs[i], &in[i], "fanout");
+		cr_assert_eq(in[i].notes, 5, "client %d got a notification twice", i);
+		PQfinish(subs[i]);
+	}
+	/* The last subscriber gone, the listening connection goes too. */
+	cr_assert(harness_wait_for(listening_backends() == 0, WAIT_S));
+	PQfinish(notifier);
+}
+
+/*
+ * pg_terminate_backend on the listening connection: sluice opens another,
+ * LISTENs again, tells each subscriber that notifications may have been
+ * missed, and later notifications arrive as before.
+ */
+Test(notify, listening_connection_killed)
+{
+	struct harness_sluice *h = start(NULL);
+	PGconn *subs[3], *notifier, *super;
+	struct inbox in[3] = {0};
+
+	for (int i = 0; i < 3; i++) {
+		subs[i] = app(h);
+		PQsetNoticeReceiver(subs[i], notice_cb, &in[i]);
+		exec_ok(subs[i], "LISTEN \"Kill Me\"");
+		exec_ok(subs[i], "LISTEN other");
+	}
+	cr_assert_eq(listening_backends(), 1);
+	super = harness_pg_super(NULL);
+	exec_ok(super, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+	               "WHERE usename = 'app' AND query LIKE 'LISTEN %'");
+	PQfinish(super);
+	for (int i = 0; i < 3; i++) {
+		cr_assert(harness_wait_for(
+		              (drain(subs[i], &in[i], "Kill Me"), in[i].missed_notice > 0), WAIT_S),
+		          "client %d was not told", i);
+		cr_assert_eq(in[i].missed_notice, 1, "client %d was told %d times", i,
+		             in[i].missed_notice);
+	}
+	notifier = app(h);
+	exec_ok(notifier, "NOTIFY \"Kill Me\", 'after'");
+	for (int i = 0; i < 3; i++) {
+		cr_assert(harness_wait_for(got(subs[i], &in[i], "Kill Me", 1), WAIT_S),
+		          "client %d got nothing after the reconnect", i);
+		cr_assert_str_eq(in[i].last, "after");
+		/* Its connection works as before. */
+		cr_assert_eq(harness_query_int(subs[i], "SELECT 7"), 7);
+	}
+	cr_assert_eq(listening_backends(), 1);
+	for (int i = 0; i < 3; i++)
+		PQfinish(subs[i]);
+	PQfinish(notifier);
+}
+
+/*
+ * A subscriber that never reads: once its socket, its output buffer and
+ * listen_queue_size notifications are full it is closed with 54000, while
+ * another subscriber on the same channel gets every notification.
+ */
+Test(notify, slow_subscriber_is_dropped)
+{
+	struct harness_sluice *h = start("listen_queue_size = 10\n");
+	PGconn *slow = app(h), *fast = app(h), *notifier = app(h);
+	struct inbox fin = {0}, sin = {0};
+	int bursts = 0, sent = 0;
+	bool dropped = false;
+
+	PQsetNoticeReceiver(slow, notice_cb, &sin);
+	exec_ok(slow, "LISTEN flood");
+	exec_ok(fast, "LISTEN flood");
+	/* 100 notifications of 7 kB a burst; the fast one takes each burst before the next. */
+	while (!dropped && bursts < 100) {
+		exec_ok(notifier, "SELECT pg_notify('flood', repeat('x', 7000) || i) "
+		                  "FROM generate_series(1, 100) i");
+		sent += 100;
+		bursts++;
+		cr_assert(harness_wait_for(got(fast, &fin, "flood", sent), WAIT_S),
+		          "the fast subscriber got %d of %d", fin.notes, sent);
+		dropped = count_clients(h) == 2;
+	}
+	cr_assert(dropped, "the subscriber that does not read was never dropped");
+	cr_assert_gt(bursts, 1, "dropped before its buffers could be full");
+	/* It was told why: the FATAL error is the last thing on its socket. */
+	cr_assert(harness_wait_for(read_until_closed(slow), WAIT_S));
+	cr_assert(strstr(sin.notice, "listen_queue_size") != NULL, "it was told: %s", sin.notice);
+	exec_ok(notifier, "NOTIFY flood, 'still'");
+	cr_assert(harness_wait_for(got(fast, &fin, "flood", sent + 1), WAIT_S));
+	cr_assert_str_eq(fin.last, "still");
+	PQfinish(slow);
+	PQfinish(fast);
+	PQfinish(notifier);
+}
+
+/* UNLISTEN of one channel stops it, UNLISTEN * stops all and frees the listening connection. */
+Test(notify, unlisten_stops_delivery)
+{
+	struct harness_sluice *h = start(NULL);
+	PGconn *c = app(h), *notifier = app(h);
+	struct inbox a = {0}, b = {0};
+
+	exec_ok(c, "LISTEN a");
+	exec_ok(c, "listen B;");
+	exec_ok(notifier, "NOTIFY a, '1'");
+	cr_assert(harness_wait_for(got(c, &a, "a", 1), WAIT_S));
+	exec_ok(c, "UNLISTEN a");
+	exec_ok(notifier, "NOTIFY a, '2'");
+	exec_ok(notifier, "NOTIFY b, 'marker'");
+	/* b's notification was sent after a's: a's would have arrived first. */
+	cr_assert(harness_wait_for((drain(c, &b, "b"), b.notes == 1), WAIT_S));
+	cr_assert_eq(b.other, 0, "a notification on the channel UNLISTENed arrived");
+	exec_ok(c, "UNLISTEN *");
+	cr_assert(harness_wait_for(listening_backends() == 0, WAIT_S),
+	          "the listening connection stayed without channels");
+	exec_ok(c, "LISTEN b");
+	exec_ok(notifier, "NOTIFY b, 'again'");
+	cr_assert(harness_wait_for(got(c, &b, "b", 2), WAIT_S));
+	PQfinish(c);
+	PQfinish(notifier);
+}
+
+/*
+ * LISTEN inside a transaction takes effect at COMMIT and not at all after a
+ * ROLLBACK, as in Postgres.
+ */
+Test(notify, listen_in_rolled_back_transaction)
+{
+	struct harness_sluice *h = start(NULL);
+	PGconn *c = app(h), *notifier = app(h);
+	struct inbox marker = {0}, kept = {0};
+
+	exec_ok(c, "LISTEN marker");
+	exec_ok(c, "BEGIN");
+	exec_ok(c, "LISTEN rolled");
+	exec_ok(c, "ROLLBACK");
+	exec_ok(c, "BEGIN");
+	exec_ok(c, "LISTEN kept");
+	exec_ok(c, "COMMIT");
+	exec_ok(notifier, "NOTIFY kept, 'yes'");
+	cr_assert(harness_wait_for(got(c, &kept, "kept", 1), WAIT_S),
+	          "LISTEN committed in a transaction delivers nothing");
+	exec_ok(notifier, "NOTIFY rolled, 'no'");
+	exec_ok(notifier, "NOTIFY marker, 'end'");
+	/* The marker was sent after the other: had that one come, it would be counted. */
+	cr_assert(harness_wait_for(got(c, &marker, "marker", 1), WAIT_S));
+	cr_assert_eq(marker.other, 0, "a LISTEN rolled back delivered");
+	PQfinish(c);
+	PQfinish(notifier);
+}
+
+/*
+ * A listening client holds no server: with a pool of one, another client
+ * runs queries while it listens, and SHOW POOLS shows the server idle.
+ */
+Test(notify, listener_holds_no_server)
+{
+	struct harness_sluice *h = start("default_pool_size = 1\nquery_wait_timeout = 5s\n");
+	PGconn *listener = app(h), *other = app(h);
+	struct inbox in = {0};
+
+	exec_ok(listener, "LISTEN held");
+	cr_assert_eq(harness_query_int(listener, "SELECT 1"), 1);
+	cr_assert_eq(harness_query_int(other, "SELECT 2"), 2);
+	cr_assert_eq(show_value(h, "POOLS", "database", "app", "sv_active"), 0);
+	cr_assert_eq(show_value(h, "POOLS", "database", "app", "sv_idle"), 1);
+	exec_ok(other, "NOTIFY held, 'x'");
+	cr_assert(harness_wait_for(got(listener, &in, "held", 1), WAIT_S));
+	PQfinish(listener);
+	PQfinish(other);
+}
