@@ -46,6 +46,9 @@ struct latency_row {
 	int servers_tested;    /* being reset after a client (sv_tested) */
 	int servers_canceling; /* a cancel of theirs in flight (sv_being_canceled) */
 	int servers_login;     /* connecting or logging in */
+	int listen_servers;    /* listening connections logged in (listen.h) */
+	int listen_channels;   /* channels they LISTEN on */
+	int listen_subs;       /* client subscriptions to those channels */
 	int64_t
 	    maxwait_us;    /* how long the oldest waiting client has waited (SHOW POOLS' maxwait) */
 	int pool_size;     /* the pool's cap on server connections */

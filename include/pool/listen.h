@@ -95,6 +95,11 @@ void listen_server_ready(struct server *s);
 void listen_server_input(struct server *s);
 /* The listening connection (or an attempt at one) closed. */
 void listen_server_gone(struct server *s);
+/*
+ * PAUSE / KILL closed the pool's servers: the listening connection closes
+ * too; RESUME opens it again, and its subscribers are told what they missed.
+ */
+void listen_pool_paused(struct pool *p);
 /* The pool is being freed: let go of the listener. */
 void listen_pool_free(struct pool *p);
 

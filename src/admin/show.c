@@ -30,6 +30,7 @@
 #include "net/tls.h"
 #include "observe/latency.h"
 #include "observe/queries.h"
+#include "pool/listen.h"
 #include "pool/client.h"
 #include "pool/pause.h"
 #include "pool/pool.h"
@@ -631,15 +632,74 @@ static void servers_each(struct worker *w, struct console_op *op, struct console
 		for (size_t i = 0; i < NCOLS(heads); i++)
 			for (const struct list_node *n = heads[i]->next; n != heads[i]; n = n->next)
 				render_server(w, list_entry(n, struct server, node), part->rows);
+		/* Logging in it is on pending; listening, on no list of the pool. */
+		if (p->listen != NULL && p->listen->listening)
+			render_server(w, p->listen->server, part->rows);
 	}
+}
+
+/* The rows each worker rendered, under one header. */
+static void render_parts(struct console_conn *conn, struct console_op *op,
+                         const struct console_col *cols, size_t ncols)
+{
+	console_reply_header(conn, cols, ncols);
+	for (int i = 0; i < op->nparts; i++)
+		if (op->parts[i].rows != NULL)
+			evbuffer_add_buffer(console_out(conn), op->parts[i].rows);
 }
 
 static void render_rows(struct console_conn *conn, struct console_op *op)
 {
-	console_reply_header(conn, conn_cols, NCOLS(conn_cols));
-	for (int i = 0; i < op->nparts; i++)
-		if (op->parts[i].rows != NULL)
-			evbuffer_add_buffer(console_out(conn), op->parts[i].rows);
+	render_parts(conn, op, conn_cols, NCOLS(conn_cols));
+}
+
+/* ---- SHOW LISTENERS: each pool's shared listening connection (docs/session-state.md) ---- */
+
+static const struct console_col listener_cols[] = {
+    {"database", T}, {"user", T},           {"tenant", T},      {"worker", I4},
+    {"state", T},    {"remote_pid", I4},    {"channels", I4},   {"subscriptions", I4},
+    {"waiting", I4}, {"notifications", I8}, {"deliveries", I8}, {"dropped", I8},
+    {"lost", I8},
+};
+
+static void render_listener(struct worker *w, const struct pool *p, struct evbuffer *out)
+{
+	const struct listener *l = p->listen;
+	struct row r = {0};
+
+	put_str(&r, p->dbname);
+	put_str(&r, p->user);
+	put_str(&r, pool_tenant(p));
+	put_i64(&r, w->id);
+	put_str(&r, l->listening ? "listening" : l->server != NULL ? "connecting" : "none");
+	put_i64(&r, l->listening ? l->server->backend_pid : 0);
+	put_i64(&r, l->nchannels);
+	put_i64(&r, l->nsubs);
+	put_i64(&r, (int64_t)list_count(&l->waiting));
+	put_u64(&r, p->stats.listen_notifications);
+	put_u64(&r, p->stats.listen_delivered);
+	put_u64(&r, p->stats.listen_dropped);
+	put_u64(&r, p->stats.listen_lost);
+	row_to(out, &r);
+}
+
+static void listeners_each(struct worker *w, struct console_op *op, struct console_part *part)
+{
+	struct list_node *pos;
+
+	if ((part->rows = evbuffer_new()) == NULL)
+		return;
+	for (pos = w->pools.next; pos != &w->pools; pos = pos->next) {
+		const struct pool *p = list_entry(pos, struct pool, node);
+
+		if (p->listen != NULL)
+			render_listener(w, p, part->rows);
+	}
+}
+
+static void render_listeners(struct console_conn *conn, struct console_op *op)
+{
+	render_parts(conn, op, listener_cols, NCOLS(listener_cols));
 }
 
 /* ---- SHOW DATABASES, USERS, LISTS, MEM ---- */
@@ -976,7 +1036,7 @@ static void render_hosts(struct console_conn *conn, struct console_op *op)
 static const char help_text[] =
     "Console commands (simple query protocol; names are case-insensitive):\n"
     "  SHOW HELP|POOLS|STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|CLIENTS|SERVERS\n"
-    "  SHOW DATABASES|USERS|LISTS|CONFIG|MEM|STATE|VERSION\n"
+    "  SHOW DATABASES|USERS|LISTS|CONFIG|MEM|STATE|VERSION|LISTENERS\n"
     "  SHOW LATENCY                percentiles of query, transaction, wait and connect time\n"
     "  SHOW TENANTS|RATELIMITS     tenants: limits, clients, servers; token buckets, rates\n"
     "  SHOW HOSTS                  each database's hosts: role, circuit breaker, servers\n"
@@ -1056,6 +1116,7 @@ static const struct show shows[] = {
     {"TOTALS", census_each, render_totals},
     {"CLIENTS", clients_each, render_rows},
     {"SERVERS", servers_each, render_rows},
+    {"LISTENERS", listeners_each, render_listeners},
     {"DATABASES", census_each, render_databases},
     {"USERS", census_each, render_users},
     {"LISTS", census_each, render_lists},

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pool/listen.h"
 #include "pool/client.h"
 #include "config/config.h"
 #include "pool/pause.h"
@@ -93,6 +94,11 @@ static void copy_pool(struct latency_row *row, struct pool *p)
 			row->servers_tested++;
 		else if (s->state == SERVER_CANCELING)
 			row->servers_canceling++;
+	}
+	if (p->listen != NULL) {
+		row->listen_servers = p->listen->listening;
+		row->listen_channels = p->listen->nchannels;
+		row->listen_subs = p->listen->nsubs;
 	}
 	copy_limits(row, p);
 }
@@ -191,6 +197,9 @@ static void merge_row(struct latency_row *dst, struct latency_row *src)
 	dst->servers_tested += src->servers_tested;
 	dst->servers_canceling += src->servers_canceling;
 	dst->servers_login += src->servers_login;
+	dst->listen_servers += src->listen_servers;
+	dst->listen_channels += src->listen_channels;
+	dst->listen_subs += src->listen_subs;
 	/* Limits are the same on every worker; the longest wait is the longest of any. */
 	if (src->maxwait_us > dst->maxwait_us)
 		dst->maxwait_us = src->maxwait_us;

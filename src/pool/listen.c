@@ -420,7 +420,7 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct listener *l = arg;
 
-	if (l->server == NULL && l->nchannels > 0)
+	if (l->server == NULL && l->nchannels > 0 && !l->pool->pause_closes)
 		open_connection(l);
 }
 
@@ -486,6 +486,11 @@ void listen_server_gone(struct server *s)
 	if (was_ready) {
 		l->lost = true;
 		l->pool->stats.listen_lost++;
+	}
+	/* PAUSE: opened again (and subscribers told) at RESUME; LISTENs wait until then. */
+	if (l->pool->pause_closes)
+		return;
+	if (was_ready) {
 		open_connection(l);
 		return;
 	}
@@ -563,7 +568,8 @@ static enum listen_result listen_on(struct client *c, const char *name, size_t t
 	cl->wait_ch = ch;
 	list_add_tail(&l->waiting, &cl->wait_node);
 	conn_suspend(&c->conn, SUSPEND_LISTEN);
-	if (l->server == NULL && (l->retry_timer == NULL || !evtimer_pending(l->retry_timer, NULL)))
+	if (l->server == NULL && !c->pool->pause_closes &&
+	    (l->retry_timer == NULL || !evtimer_pending(l->retry_timer, NULL)))
 		open_connection(l);
 	/* Refused at once when no connection could even be started. */
 	return cl->wait_ch != NULL ? LISTEN_WAIT : LISTEN_DONE;
@@ -598,6 +604,16 @@ void listen_client_gone(struct client *c)
 	evbuffer_free(cl->queue);
 	free(cl);
 	c->listen = NULL;
+}
+
+void listen_pool_paused(struct pool *p)
+{
+	struct listener *l = p->listen;
+
+	if (p->pause_closes && l->server != NULL)
+		server_close(l->server, "pool paused");
+	else if (!p->paused && l->server == NULL && l->nchannels > 0)
+		open_connection(l);
 }
 
 void listen_pool_free(struct pool *p)

@@ -1209,6 +1209,8 @@ void pool_set_paused(struct pool *p, bool paused, bool close_servers)
 {
 	p->paused = paused;
 	p->pause_closes = paused && close_servers;
+	if (p->listen != NULL)
+		listen_pool_paused(p);
 	if (p->pause_closes) {
 		close_list(&p->idle, "pool paused");
 		return;

@@ -178,6 +178,9 @@ Test(notify, fan_out_to_100_clients)
 	}
 	cr_assert_eq(listening_backends(), 1);
 	cr_assert_leq(harness_count_backends("app", NULL), 3, "more servers than the pool's two");
+	cr_assert_eq(show_value(h, "LISTENERS", "database", "app", "subscriptions"), FANOUT);
+	cr_assert_eq(show_value(h, "LISTENERS", "database", "app", "channels"), 1);
+	cr_assert_eq(show_value(h, "LISTENERS", "database", "app", "deliveries"), 5 * FANOUT);
 	for (int i = 0; i < FANOUT; i++) {
 		drain(subs[i], &in[i], "fanout");
 		cr_assert_eq(in[i].notes, 5, "client %d got a notification twice", i);
@@ -227,6 +230,7 @@ Test(notify, listening_connection_killed)
 		cr_assert_eq(harness_query_int(subs[i], "SELECT 7"), 7);
 	}
 	cr_assert_eq(listening_backends(), 1);
+	cr_assert_eq(show_value(h, "LISTENERS", "database", "app", "lost"), 1);
 	for (int i = 0; i < 3; i++)
 		PQfinish(subs[i]);
 	PQfinish(notifier);
@@ -259,6 +263,7 @@ Test(notify, slow_subscriber_is_dropped)
 		dropped = count_clients(h) == 2;
 	}
 	cr_assert(dropped, "the subscriber that does not read was never dropped");
+	cr_assert_eq(show_value(h, "LISTENERS", "database", "app", "dropped"), 1);
 	cr_assert_gt(bursts, 1, "dropped before its buffers could be full");
 	/* It was told why: the FATAL error is the last thing on its socket. */
 	cr_assert(harness_wait_for(read_until_closed(slow), WAIT_S));
