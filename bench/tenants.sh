@@ -2,21 +2,34 @@
 # Tenant limits benchmark (docs/tenants.md): how exact the rate limiter is,
 # and what a noisy tenant does to a quiet one's latency.
 #
-#   bench/tenants.sh [--quick]
+#   bench/tenants.sh [--quick]            accuracy, then isolation
+#   bench/tenants.sh isolation [--quick]  isolation only
 #   bench/tenants.sh fleet [--quick]
 #
 # Starts its own Postgres (tests/harness/pg.sh, instance "pg-tenants") and a
 # sluice from ./build in transaction mode, with one forced server login that
-# two tenants share (pool_size 4), then runs bench/tenant_load:
+# the tenants share (pool_size 4), then runs bench/tenant_load:
 #
 #   1. accuracy: tenant "metered" (query_rate 100/s, burst 10) in a closed
 #      loop on 4 connections for 60 s; accepted vs 10 + 100 x elapsed, and a
 #      second bucket at 2000/min (burst 200) on 4 connections for 60 s;
-#   2. the quiet tenant (2 connections, SELECT 1) alone for 20 s, then again
-#      while the noisy tenant runs 50 connections of SELECT 1 flat out.
+#   2. isolation: the quiet tenant (2 connections, SELECT 1) alone, then next
+#      to the noisy tenant at 10x its limit: 40 connections, ten times the 4
+#      servers the pool has, in closed loops of either SELECT 1 (flat out: it
+#      loads the CPUs as well as the pool) or pg_sleep(0.005) (it holds
+#      servers, and little CPU).  With sluice three ways: plain round-robin
+#      between the tenants (no keys), the quiet tenant at weight = 10, and
+#      the quiet tenant at min_server_conn = 2; the same two users through
+#      PgBouncer with the same forced login and pool of 4 (PgBouncer has no
+#      tenants: one pool, FIFO); and the quiet client straight to Postgres
+#      while the noisy tenant goes through sluice (min_server_conn = 2): what
+#      the machine's own contention costs a query no pooler touches.  Each
+#      case runs ISOLATION_REPEATS times (default 3), the cases interleaved
+#      round by round; the table gives the medians, the spread (min..max) of
+#      p99, and p99 over the quiet tenant alone on the same path.
 #
-# Prints a markdown table and writes bench/out/tenants.json.  About 3 minutes
-# (--quick: 15 s and 5 s runs, for a smoke test).
+# Prints markdown tables and writes bench/out/tenants.json.  About 14 minutes
+# (isolation alone about 10; --quick: 5 s runs and one round, a smoke test).
 #
 # `fleet` measures limiter = redis instead (docs/tenants.md), against a Redis
 # of its own (tests/harness/redis.sh, instance "redis-bench"):
@@ -39,18 +52,22 @@ root=$(cd "$(dirname "$0")/.." && pwd -P)
 out=$root/bench/out
 mkdir -p "$out"
 mode=single
-if [ "${1:-}" = "fleet" ]; then
-  mode=fleet
+if [ "${1:-}" = "fleet" ] || [ "${1:-}" = "isolation" ]; then
+  mode=$1
   shift
 fi
 accuracy_s=60
-latency_s=20
+latency_s=10
 cost_s=20
+repeats=${ISOLATION_REPEATS:-3}
 if [ "${1:-}" = "--quick" ]; then
   accuracy_s=15
   latency_s=5
   cost_s=5
+  repeats=1
 fi
+noisy_clients=40
+pgbouncer_bin=${SLUICE_BENCH_PGBOUNCER:-/usr/sbin/pgbouncer}
 
 die() {
   echo "tenants.sh: $*" >&2
@@ -78,7 +95,42 @@ cat >"$work/userlist.txt" <<'EOF'
 "quiet" "q-secret"
 "noisy" "n-secret"
 EOF
-cat >"$work/sluice.ini" <<EOF
+# PgBouncer will not run as root: it switches to postgres (-u), who must read these.
+chmod 755 "$work"
+chmod 644 "$work/userlist.txt"
+
+sluice_pid=
+pgbouncer_pid=
+stop_pid() {
+  [ -n "$1" ] || return 0
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+stop_all() {
+  stop_pid "$sluice_pid"
+  stop_pid "$pgbouncer_pid"
+  SLUICE_PG_NAME=pg-tenants "$root/tests/harness/pg.sh" stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap stop_all EXIT
+url() { # url PORT USER PASSWORD
+  echo "host=127.0.0.1 port=$1 dbname=app user=$2 password=$3"
+}
+wait_ready() { # wait_ready PORT
+  for _ in $(seq 100); do
+    if psql "$(url "$1" quiet q-secret)" -Atc 'select 1' >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  die "no answer on port $1"
+}
+
+# start_sluice QUIET_KEYS: a fresh sluice whose quiet tenant has QUIET_KEYS.
+start_sluice() {
+  stop_pid "$sluice_pid"
+  port=$((20000 + RANDOM % 20000))
+  cat >"$work/sluice.ini" <<EOF
 [sluice]
 listen_addr = 127.0.0.1
 listen_port = $port
@@ -89,6 +141,8 @@ default_pool_size = 4
 query_wait_timeout = 0
 slow_query_threshold = 0
 log_level = warn
+; PgBouncer does not use the test cluster's TLS towards it, nor does the direct client.
+server_tls_sslmode = disable
 
 [databases]
 app = host=$SLUICE_TEST_PGHOST port=$SLUICE_TEST_PGPORT dbname=app user=app password=app-secret
@@ -105,54 +159,62 @@ query_burst = 200
 
 [tenant.quiet]
 users = quiet
+$1
 
 [tenant.noisy]
 users = noisy
 EOF
-"$root/build/sluice" "$work/sluice.ini" 2>"$work/sluice.log" &
-sluice_pid=$!
-stop_all() {
-  kill $sluice_pid 2>/dev/null || true
-  wait $sluice_pid 2>/dev/null || true
-  SLUICE_PG_NAME=pg-tenants "$root/tests/harness/pg.sh" stop >/dev/null 2>&1 || true
-  rm -rf "$work"
+  "$root/build/sluice" "$work/sluice.ini" 2>>"$work/sluice.log" &
+  sluice_pid=$!
+  wait_ready "$port"
 }
-trap stop_all EXIT
-url() {
-  echo "host=127.0.0.1 port=$port dbname=app user=$1 password=$2"
-}
-for _ in $(seq 100); do
-  if psql "$(url quiet q-secret)" -Atc 'select 1' >/dev/null 2>&1; then
-    break
+
+start_pgbouncer() {
+  pgb_port=$((20000 + RANDOM % 20000))
+  cat >"$work/pgbouncer.ini" <<EOF
+[databases]
+app = host=$SLUICE_TEST_PGHOST port=$SLUICE_TEST_PGPORT dbname=app user=app password=app-secret
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $pgb_port
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $work/userlist.txt
+pool_mode = transaction
+default_pool_size = 4
+max_client_conn = 200
+query_wait_timeout = 0
+log_connections = 0
+log_disconnections = 0
+server_tls_sslmode = disable
+EOF
+  chmod 644 "$work/pgbouncer.ini"
+  if [ "$(id -u)" = 0 ]; then
+    "$pgbouncer_bin" -u postgres "$work/pgbouncer.ini" >>"$work/pgbouncer.log" 2>&1 &
+  else
+    "$pgbouncer_bin" "$work/pgbouncer.ini" >>"$work/pgbouncer.log" 2>&1 &
   fi
-  sleep 0.1
-done
+  pgbouncer_pid=$!
+  wait_ready "$pgb_port"
+}
 
 field() { # field NAME LINE
   echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"
 }
 
-echo "tenant limiter accuracy: ${accuracy_s} s closed loops" >&2
-acc_s=$("$out/tenant_load" -c 4 -T "$accuracy_s" "$(url metered m-secret)")
-acc_m=$("$out/tenant_load" -c 4 -T "$accuracy_s" "$(url metered_min m-secret)")
-echo "quiet tenant alone: ${latency_s} s" >&2
-alone=$("$out/tenant_load" -c 2 -T "$latency_s" "$(url quiet q-secret)")
-echo "quiet tenant next to 50 noisy clients: ${latency_s} s" >&2
-"$out/tenant_load" -c 50 -T $((latency_s + 4)) "$(url noisy n-secret)" >"$work/noisy.out" &
-noisy_pid=$!
-sleep 2 # let the noisy clients log in and saturate the pool before measuring
-shared=$("$out/tenant_load" -c 2 -T "$latency_s" "$(url quiet q-secret)")
-wait $noisy_pid
-noisy=$(cat "$work/noisy.out")
-
-accuracy() { # accuracy LINE RATE_PER_S BURST
-  awk -v ok="$(field ok "$1")" -v s="$(field seconds "$1")" -v r="$2" -v b="$3" \
-    'BEGIN { e = b + r * s; printf "%d %.1f %+.2f", ok, e, (ok - e) / e * 100 }'
-}
-read -r ok_s exp_s err_s <<<"$(accuracy "$acc_s" 100 10)"
-read -r ok_m exp_m err_m <<<"$(accuracy "$acc_m" 33.3333333 200)"
-
-cat <<EOF
+if [ "$mode" = single ]; then
+  start_sluice ""
+  echo "tenant limiter accuracy: ${accuracy_s} s closed loops" >&2
+  acc_s=$("$out/tenant_load" -c 4 -T "$accuracy_s" "$(url "$port" metered m-secret)")
+  acc_m=$("$out/tenant_load" -c 4 -T "$accuracy_s" "$(url "$port" metered_min m-secret)")
+  accuracy() { # accuracy LINE RATE_PER_S BURST
+    awk -v ok="$(field ok "$1")" -v s="$(field seconds "$1")" -v r="$2" -v b="$3" \
+      'BEGIN { e = b + r * s; printf "%d %.1f %+.2f", ok, e, (ok - e) / e * 100 }'
+  }
+  read -r ok_s exp_s err_s <<<"$(accuracy "$acc_s" 100 10)"
+  read -r ok_m exp_m err_m <<<"$(accuracy "$acc_m" 33.3333333 200)"
+  cat <<EOF
 ## Tenant limits ($(date -u +%Y-%m-%d\ %H:%M) UTC, $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1))
 
 | limiter run | seconds | accepted | expected (burst + rate x seconds) | error | refused |
@@ -160,14 +222,121 @@ cat <<EOF
 | query_rate 100/s, burst 10, 4 clients | $(field seconds "$acc_s") | $ok_s | $exp_s | ${err_s}% | $(field refused "$acc_s") |
 | query_rate 2000/min, burst 200, 4 clients | $(field seconds "$acc_m") | $ok_m | $exp_m | ${err_m}% | $(field refused "$acc_m") |
 
-| quiet tenant (2 clients, SELECT 1) | TPS | p50 ms | p99 ms |
-|---|---|---|---|
-| alone | $(awk -v n="$(field ok "$alone")" -v s="$(field seconds "$alone")" 'BEGIN{printf "%.0f", n/s}') | $(field p50_ms "$alone") | $(field p99_ms "$alone") |
-| next to 50 noisy clients (pool of 4) | $(awk -v n="$(field ok "$shared")" -v s="$(field seconds "$shared")" 'BEGIN{printf "%.0f", n/s}') | $(field p50_ms "$shared") | $(field p99_ms "$shared") |
-| (the noisy tenant meanwhile) | $(awk -v n="$(field ok "$noisy")" -v s="$(field seconds "$noisy")" 'BEGIN{printf "%.0f", n/s}') | $(field p50_ms "$noisy") | $(field p99_ms "$noisy") |
+EOF
+fi
+
+direct="host=$SLUICE_TEST_PGHOST port=$SLUICE_TEST_PGPORT dbname=app user=app password=app-secret sslmode=disable"
+declare -A noisy_sql=([cpu]="select 1" [sleep]="select pg_sleep(0.005)")
+
+# quiet CONNINFO: the quiet tenant's 2 clients.
+quiet() {
+  "$out/tenant_load" -c 2 -T "$latency_s" "$1"
+}
+# with_noisy PORT KIND [CONNINFO]: the quiet tenant (through PORT, or at
+# CONNINFO) while the noisy one runs KIND through PORT.
+with_noisy() {
+  local line noisy_pid
+  "$out/tenant_load" -c "$noisy_clients" -T $((latency_s + 4)) -s "${noisy_sql[$2]}" \
+    "$(url "$1" noisy n-secret)" >"$work/noisy.out" &
+  noisy_pid=$!
+  sleep 2 # let the noisy clients log in and saturate the pool before measuring
+  line=$(quiet "${3:-$(url "$1" quiet q-secret)}")
+  wait $noisy_pid
+  echo "$line noisy_ok=$(field ok "$(cat "$work/noisy.out")")" \
+    "noisy_seconds=$(field seconds "$(cat "$work/noisy.out")")"
+}
+
+# Each run appends "CASE LINE" to $work/runs; the cases interleave, round by round.
+have_pgbouncer=0
+[ -x "$pgbouncer_bin" ] && have_pgbouncer=1
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+: >"$work/runs"
+for r in $(seq "$repeats"); do
+  echo "isolation, round $r of $repeats: ${latency_s} s runs" >&2
+  echo "direct_alone $(quiet "$direct")" >>"$work/runs"
+  start_sluice ""
+  echo "sluice_alone $(quiet "$(url "$port" quiet q-secret)")" >>"$work/runs"
+  for kind in cpu sleep; do
+    echo "sluice_rr_$kind $(with_noisy "$port" $kind)" >>"$work/runs"
+  done
+  start_sluice "weight = 10"
+  for kind in cpu sleep; do
+    echo "sluice_weight_$kind $(with_noisy "$port" $kind)" >>"$work/runs"
+  done
+  start_sluice "min_server_conn = 2"
+  for kind in cpu sleep; do
+    echo "sluice_min_$kind $(with_noisy "$port" $kind)" >>"$work/runs"
+    echo "direct_$kind $(with_noisy "$port" $kind "$direct")" >>"$work/runs"
+  done
+  stop_pid "$sluice_pid"
+  sluice_pid=
+  if [ "$have_pgbouncer" = 1 ]; then
+    start_pgbouncer
+    echo "pgbouncer_alone $(quiet "$(url "$pgb_port" quiet q-secret)")" >>"$work/runs"
+    for kind in cpu sleep; do
+      echo "pgbouncer_$kind $(with_noisy "$pgb_port" $kind)" >>"$work/runs"
+    done
+    stop_pid "$pgbouncer_pid"
+    pgbouncer_pid=
+  fi
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# summary CASE: medians of p50, p99, TPS and the noisy TPS, and min and max of p99.
+summary() {
+  awk -v c="$1" '
+    function median(a, n,   i, j, t) {
+      for (i = 2; i <= n; i++)
+        for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    $1 == c {
+      n++
+      delete v
+      for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+      p50[n] = v["p50_ms"] + 0; p99[n] = v["p99_ms"] + 0; t[n] = v["ok"] / v["seconds"]
+      nt[n] = ("noisy_ok" in v) ? v["noisy_ok"] / v["noisy_seconds"] : 0
+      if (n == 1 || p99[n] < lo) lo = p99[n]
+      if (n == 1 || p99[n] > hi) hi = p99[n]
+    }
+    END {
+      if (n) printf "%.3f %.3f %.3f %.3f %.0f %.0f\n", median(p50, n), median(p99, n), lo, hi, median(t, n), median(nt, n)
+    }
+  ' "$work/runs"
+}
+row() { # row LABEL CASE ALONE_CASE
+  local s a p50 p99 lo hi t nt a99
+  s=$(summary "$2")
+  a=$(summary "$3")
+  [ -n "$s" ] || return 0
+  read -r p50 p99 lo hi t nt <<<"$s"
+  read -r _ a99 _ _ _ _ <<<"$a"
+  printf '| %s | %s | %s | %s | %s..%s | %s | %s |\n' "$1" "$t" "$p50" "$p99" "$lo" "$hi" \
+    "$(awk -v x="$p99" -v y="$a99" 'BEGIN { printf "%.2fx", x / y }')" \
+    "$([ "$nt" = 0 ] && echo - || echo "$nt")"
+}
+cat <<EOF
+## Tenant isolation ($(date -u +%Y-%m-%d\ %H:%M) UTC, $(nproc) cores, load average $load_before before and $load_after after; $repeats rounds of ${latency_s} s)
+
+Quiet tenant: 2 clients of SELECT 1.  Noisy tenant: $noisy_clients clients (10x the pool of 4), each a
+closed loop of SELECT 1 ("cpu") or of pg_sleep(0.005) ("sleep").
+
+| quiet tenant | TPS | p50 ms | p99 ms (median) | p99 min..max | p99 / alone | noisy TPS |
+|---|---|---|---|---|---|---|
+$(row "sluice, alone" sluice_alone sluice_alone)
+$(row "PgBouncer, alone" pgbouncer_alone pgbouncer_alone)
+$(row "direct Postgres, alone" direct_alone direct_alone)
+$(for kind in cpu sleep; do
+    row "sluice, noisy $kind, round-robin (no keys)" sluice_rr_$kind sluice_alone
+    row "sluice, noisy $kind, quiet weight = 10" sluice_weight_$kind sluice_alone
+    row "sluice, noisy $kind, quiet min_server_conn = 2" sluice_min_$kind sluice_alone
+    row "PgBouncer, noisy $kind (one pool, FIFO)" pgbouncer_$kind pgbouncer_alone
+    row "direct Postgres, noisy $kind through sluice (min_server_conn = 2)" direct_$kind direct_alone
+  done)
 EOF
 
-cat >"$out/tenants.json" <<EOF
-{"accuracy_per_second": "$acc_s", "accuracy_per_minute": "$acc_m",
- "quiet_alone": "$alone", "quiet_with_noisy": "$shared", "noisy": "$noisy"}
-EOF
+{
+  echo '{"runs": ['
+  sed 's/.*/"&"/' "$work/runs" | paste -sd, -
+  echo ']}'
+} >"$out/tenants.json"
