@@ -423,19 +423,34 @@ Test(tenants, a_noisy_tenant_cannot_starve_a_quiet_one)
  */
 #define GUARDED_TXNS 30
 
-static void quiet_tenant_keeps_its_guaranteed_server(const char *sluice_keys)
+#define GUARANTEED TENANT("a", "") TENANT("b", "min_server_conn = 1\n")
+
+/* With `by_reload`, b's guarantee comes by RELOAD once a holds every server. */
+static void quiet_tenant_keeps_its_guaranteed_server(const char *sluice_keys, bool by_reload)
 {
 	struct harness_sluice *h =
-	    start_with(sluice_keys, TENANT("a", "") TENANT("b", "min_server_conn = 1\n"));
+	    start_with(sluice_keys, by_reload ? TENANT("a", "") TENANT("b", "") : GUARANTEED);
 	struct crowd n = {
 	    .h = h, .tenant = "a", .sql = "select pg_sleep(0.5)", .clients = 16, .warm = true};
 	PGconn *quiet;
 	long before, during;
 	pthread_t tid;
+	char ini[1024];
 
 	crowd_start(&n, &tid, 8);
 	quiet = tenant(h, "b");
 	cr_assert_eq(harness_query_int(quiet, "select 1"), 1);
+	if (by_reload) {
+		PGconn *admin = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+
+		snprintf(ini, sizeof(ini), "admin_users = admin\n%s" FORCED_USER GUARANTEED,
+		         sluice_keys);
+		harness_write_ini(h, ini);
+		PQclear(harness_exec_ok(admin, "RELOAD"));
+		PQfinish(admin);
+		/* Its first request may wait for a to give a server up, as at login. */
+		cr_assert_eq(harness_query_int(quiet, "select 1"), 1);
+	}
 	before = atomic_load(&n.done);
 	for (int i = 0; i < GUARDED_TXNS; i++)
 		cr_assert_eq(harness_query_int(quiet, "select 1"), 1);
@@ -454,14 +469,22 @@ static void quiet_tenant_keeps_its_guaranteed_server(const char *sluice_keys)
 
 Test(tenants, min_server_conn_keeps_a_server_for_the_quiet_tenant)
 {
-	quiet_tenant_keeps_its_guaranteed_server("default_pool_size = 4\nquery_wait_timeout = 0\n");
+	quiet_tenant_keeps_its_guaranteed_server("default_pool_size = 4\nquery_wait_timeout = 0\n",
+	                                         false);
+}
+
+/* A guarantee raised by RELOAD: the noisy tenant gives up the unit as its servers come free. */
+Test(tenants, min_server_conn_reloads_while_the_noisy_tenant_holds_every_server)
+{
+	quiet_tenant_keeps_its_guaranteed_server("default_pool_size = 4\nquery_wait_timeout = 0\n",
+	                                         true);
 }
 
 /* The same over 4 workers: the guarantee counts the tenants' servers on every worker. */
 Test(tenants, min_server_conn_holds_over_the_process_with_4_workers)
 {
 	quiet_tenant_keeps_its_guaranteed_server(
-	    "workers = 4\ndefault_pool_size = 4\nquery_wait_timeout = 0\n");
+	    "workers = 4\ndefault_pool_size = 4\nquery_wait_timeout = 0\n", false);
 }
 
 /*
