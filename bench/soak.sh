@@ -1,7 +1,7 @@
 #!/bin/bash
 # Fault and soak run: sluice under a mixed load while Postgres is killed,
-# stopped and terminated under it, clients vanish and hostile clients probe
-# it; at the end, nothing acknowledged may be lost, no client hung, nothing
+# stopped, terminated and failed over under it, Redis restarts, clients
+# vanish and hostile clients probe it; at the end, nothing acknowledged may be lost, no client hung, nothing
 # leaked and every error a client got must carry an SQLSTATE.
 #
 #   bench/soak.sh [--duration SECONDS] [--asan] [--sluice PATH]
@@ -13,8 +13,9 @@
 # --sluice P    run the binary P, building nothing (tests/run.sh passes the
 #               one it just built)
 #
-# Starts its own Postgres (tests/harness/pg.sh, instance "pg-soak") and
-# sluice, then bench/soak_load.py runs the clients, the fault schedule and
+# Starts its own Postgres (tests/harness/pg.sh, instance "pg-soak") with a
+# streaming standby ("pg-soak-standby"), a Redis (tests/harness/redis.sh,
+# "redis-soak") and sluice, then bench/soak_load.py runs the clients, the fault schedule and
 # the checks (bench/README.md, "Soak").  Prints a markdown table and
 #
 #   soak: N committed, L lost, H hung, K leaked, E errors without SQLSTATE
@@ -24,8 +25,8 @@
 # bench/out/soak.md, soak.json and soak-logs/.
 #
 # Needs: root (Postgres and sluice then run as the user sluicepg; the
-# faults signal them), postgresql-15 (pgbench), python3-psycopg for
-# /usr/bin/python3, meson and ninja.
+# faults signal them), postgresql-15 (pgbench), redis-server,
+# python3-psycopg for /usr/bin/python3, meson and ninja.
 set -euo pipefail
 export LC_ALL=C
 root=$(cd "$(dirname "$0")/.." && pwd -P)
@@ -33,6 +34,7 @@ out=$root/bench/out
 logs=$out/soak-logs
 pguser=sluicepg
 pg_name=pg-soak
+redis_name=redis-soak
 
 duration=600
 asan=0
@@ -73,6 +75,7 @@ die() {
 [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import psycopg' 2>/dev/null ||
   die "needs Debian's python3-psycopg for /usr/bin/python3"
 command -v pgbench >/dev/null || die "needs pgbench (postgresql-15)"
+[ -x /usr/bin/redis-server ] || die "needs redis-server (limiter = redis)"
 
 mkdir -p "$out"
 rm -rf "$logs"
@@ -107,6 +110,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 work=
 sluice_pid=
 pg_data=
+standby_data=
 is_alive() {
   local line
   [ -n "$1" ] || return 1
@@ -121,12 +125,18 @@ cleanup() {
     kill -KILL "$sluice_pid" 2>/dev/null || true
   fi
   # SIGCONT first: a run interrupted during the SIGSTOP fault leaves Postgres stopped.
-  local pm
-  pm=$(head -n 1 "$pg_data/postmaster.pid" 2>/dev/null || true)
-  if [ -n "$pm" ]; then
-    kill -CONT "$pm" $(ps --ppid "$pm" -o pid= 2>/dev/null) 2>/dev/null || true
-  fi
+  local pm d
+  for d in "$pg_data" "$standby_data"; do
+    pm=$(head -n 1 "$d/postmaster.pid" 2>/dev/null || true)
+    if [ -n "$pm" ]; then
+      kill -CONT "$pm" $(ps --ppid "$pm" -o pid= 2>/dev/null) 2>/dev/null || true
+    fi
+  done
+  SLUICE_PG_NAME=$pg_name-standby "$root/tests/harness/pg.sh" stop >/dev/null 2>&1 || true
   SLUICE_PG_NAME=$pg_name "$root/tests/harness/pg.sh" stop >/dev/null 2>&1 || true
+  SLUICE_REDIS_NAME=$redis_name "$root/tests/harness/redis.sh" stop >/dev/null 2>&1 || true
+  [ -z "$pg_data" ] || cp "$(dirname "$pg_data")/postgres.log" "$logs/postgres.log" 2>/dev/null || true
+  [ -z "$standby_data" ] || cp "$(dirname "$standby_data")/postgres.log" "$logs/postgres-standby.log" 2>/dev/null || true
   if [ -n "$work" ] && [ -d "$work" ]; then
     cp "$work"/sluice.log "$work"/sluice.ini "$logs/" 2>/dev/null || true
     rm -rf "$work"
@@ -136,14 +146,33 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-say "starting Postgres ($pg_name)"
+say "starting Postgres ($pg_name and $pg_name-standby) and Redis ($redis_name)"
+# A run interrupted inside the failover fault may leave the primary's data a
+# standby's: that cluster is made again, and the standby always is.
+if [ -f "$root/.run/$pg_name/data/standby.signal" ]; then
+  SLUICE_PG_NAME=$pg_name "$root/tests/harness/pg.sh" destroy >/dev/null 2>&1
+fi
+SLUICE_PG_NAME=$pg_name-standby "$root/tests/harness/pg.sh" destroy >/dev/null 2>&1 || true
 SLUICE_PG_NAME=$pg_name "$root/tests/harness/pg.sh" start >/dev/null
 # shellcheck disable=SC1090
 . "$root/.run/$pg_name.env"
 pg_data=$(cd "$root/.run/$pg_name" && pwd -P)/data
 cp "$(dirname "$pg_data")/postgres.log" "$logs/postgres-before.log" 2>/dev/null || true
+# The standby copies these: it asks for lost WAL again every 500 ms (not 5 s,
+# while the ledger's commits wait for it), and the primary waits for no
+# synchronous standby until soak_load.py has seen this one streaming.
+"$SLUICE_TEST_PGBIN/psql" -X -q -h "$SLUICE_TEST_PGSOCKET" -p "$SLUICE_TEST_PGPORT" -U "$SLUICE_TEST_PGSUPER" -d postgres \
+  -c "ALTER SYSTEM SET wal_retrieve_retry_interval = '500ms'" -c "ALTER SYSTEM RESET synchronous_standby_names" \
+  -c "SELECT pg_reload_conf()" >/dev/null
 PGPASSWORD=app-secret pgbench -i -q -s 1 -h 127.0.0.1 -p "$SLUICE_TEST_PGPORT" -U app app \
   >"$logs/pgbench-init.log" 2>&1 || { cat "$logs/pgbench-init.log" >&2; die "pgbench -i failed"; }
+SLUICE_PG_NAME=$pg_name "$root/tests/harness/pg.sh" standby >/dev/null
+# shellcheck disable=SC1090
+. "$root/.run/$pg_name-standby.env"
+standby_data=$(cd "$root/.run/$pg_name-standby" && pwd -P)/data
+SLUICE_REDIS_NAME=$redis_name "$root/tests/harness/redis.sh" start >/dev/null
+# shellcheck disable=SC1090
+. "$root/.run/$redis_name.env"
 
 # Runtime files under /tmp: the unprivileged user may not enter the checkout.
 work=$(mktemp -d /tmp/sluice-soak.XXXXXX)
@@ -180,16 +209,34 @@ client_read_timeout = 2s
 server_connect_timeout = 3s
 server_login_retry = 1s
 server_reset_timeout = 3s
+server_breaker_backoff_max = 2s
 auth_failure_delay_max = 5s
 stats_period = 10s
 slow_query_threshold = 0
 log_level = info
+limiter = redis
+redis_url = $SLUICE_TEST_REDIS_URL
+redis_key_prefix = soak-$port-$$:
 
 [databases]
 app = $pg
 app_session = $pg pool_mode=session pool_size=4
 app_slow = $pg query_timeout=2s pool_size=4
+app_rw = host=127.0.0.1,127.0.0.1 port=$SLUICE_TEST_PGPORT,$SLUICE_TEST_STANDBY_PORT dbname=app target_session_attrs=read-write
+app_rated = $pg pool_size=2
 * = host=127.0.0.1 port=$SLUICE_TEST_PGPORT
+
+# Both tenants take their tokens from Redis: the ledger's rate is never
+# reached, the rated client runs into its own all the time.
+[tenant.ledger]
+databases = app_rw
+query_rate = 100000/s
+
+[tenant.rated]
+databases = app_rated
+query_rate = 20/s
+query_burst = 20
+rate_limit_wait = 1s
 EOF
 chown "$pguser:$pguser" "$work"/*
 
@@ -208,11 +255,14 @@ for _ in $(seq 100); do
   sleep 0.2
 done
 
-say "sluice $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?') on port $port, Postgres on $SLUICE_TEST_PGPORT; ${duration} s"
+say "sluice $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?') on port $port, Postgres on $SLUICE_TEST_PGPORT (standby $SLUICE_TEST_STANDBY_PORT), Redis on $SLUICE_TEST_REDIS_PORT; ${duration} s"
 args=(--duration "$duration" --port "$port" --config "$work/sluice.ini"
   --sluice-pid "$sluice_pid" --sluice-log "$work/sluice.log"
   --pg-name "$pg_name" --pg-sh "$root/tests/harness/pg.sh" --pg-data "$pg_data"
   --pg-port "$SLUICE_TEST_PGPORT" --pg-socket "$SLUICE_TEST_PGSOCKET" --pg-super "$SLUICE_TEST_PGSUPER"
+  --pg-bin "$SLUICE_TEST_PGBIN" --standby-data "$standby_data" --standby-port "$SLUICE_TEST_STANDBY_PORT"
+  --standby-socket "$SLUICE_TEST_STANDBY_SOCKET" --redis-name "$redis_name" --redis-sh "$root/tests/harness/redis.sh"
+  --redis-port "$SLUICE_TEST_REDIS_PORT"
   --json "$out/soak.json")
 [ "$asan" = 1 ] && args+=(--asan)
 rc=0

@@ -26,6 +26,7 @@ import os
 import random
 import re
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -48,13 +49,18 @@ CFG = {
     "idle_transaction_timeout": 3.0,
     "client_login_timeout": 10.0,
     "auth_failure_delay_max": 5.0,
+    "rate_limit_wait": 1.0,  # [tenant.rated]
 }
+# [tenant.rated]: 20 requests a second, burst 20, its tokens kept in Redis.
+RATED = {"rate": 20.0, "burst": 20}
+PG_OWNER = "sluicepg"  # soak.sh runs Postgres as this user
 # Longest a request may take before its client counts as hung: a wait in
 # the queue, then a statement cancelled at query_timeout whose cancel
 # Postgres may not answer (stopped) for cancel_grace, plus the 1 s slack
 # of the definition.
 REQUEST_BOUND = CFG["query_wait_timeout"] + CFG["query_timeout"] + CFG["cancel_grace"] + 1
 SLOW_BOUND = CFG["query_wait_timeout"] + CFG["slow_query_timeout"] + CFG["cancel_grace"] + 1
+RATED_BOUND = REQUEST_BOUND + CFG["rate_limit_wait"]
 LOGIN_BOUND = CFG["client_login_timeout"] + 1
 POOL_SIZES = (10, 6)  # default_pool_size alternates between these at each reload
 
@@ -85,6 +91,7 @@ class Soak:
         self.next_id = 0
         self.pool_size = POOL_SIZES[0]
         self.round = 0
+        self.redis_restarts = 0
 
     def count(self, key, n=1):
         with self.lock:
@@ -371,9 +378,11 @@ def run_role(soak, role, fn):
 
 
 def ledger(soak, conn):
-    """Inserts unique ids; an id counts only once its COMMIT returned OK."""
+    """Inserts unique ids; an id counts only once its COMMIT returned OK.
+    app_rw is the primary,standby host list (target_session_attrs=read-write):
+    the ledger follows the failover fault to the promoted standby."""
     if conn is None:
-        return connect(soak, "ledger")
+        return connect(soak, "ledger", db="app_rw")
     i = soak.new_id()
     with soak.op("ledger", "insert", REQUEST_BOUND):
         # pg.sh's cluster runs with synchronous_commit off, which loses the
@@ -473,6 +482,21 @@ def idle_in_transaction(soak, conn):
     return conn
 
 
+def rated(soak, conn):
+    """As many requests as it can on a tenant limited to 20/s through Redis:
+    each one is admitted or refused 53400, and over a run no more are
+    admitted than the bucket gave (checked at the end)."""
+    if conn is None:
+        return connect(soak, "rated", db="app_rated", autocommit=True)
+    try:
+        with soak.op("rated", "select", RATED_BOUND):
+            conn.execute("SELECT 1")
+        soak.count("rated admitted")
+    except psycopg.errors.ConfigurationLimitExceeded:
+        soak.count("rated refused (53400)")
+    return conn
+
+
 def console_reader(soak, conn):
     if conn is None:
         with soak.op("console", "login", LOGIN_BOUND):
@@ -523,6 +547,7 @@ ROLES = [  # role, function, threads
     ("slow", slow, 2),
     ("idle_tx", idle_in_transaction, 2),
     ("console", console_reader, 1),
+    ("rated", rated, 1),
 ]
 
 
@@ -580,14 +605,69 @@ def alive(pid):
         return False
 
 
-def pg_start(args):
-    env = dict(os.environ, SLUICE_PG_NAME=args.pg_name)
-    p = subprocess.run([args.pg_sh, "start"], env=env, capture_output=True, text=True, timeout=180)
+def harness(script, env, cmd):
+    """tests/harness/pg.sh or redis.sh; its output (the env file) or an exception."""
+    p = subprocess.run([script, cmd], env=dict(os.environ, **env), capture_output=True, text=True, timeout=300)
     if p.returncode != 0:
-        raise RuntimeError(f"pg.sh start failed: {p.stderr.strip()[-300:]}")
-    port = int(re.search(r"SLUICE_TEST_PGPORT='(\d+)'", p.stdout).group(1))
+        raise RuntimeError(f"{os.path.basename(script)} {cmd} failed: {p.stderr.strip()[-300:]}")
+    return p.stdout
+
+
+def env_port(out, key):
+    return int(re.search(rf"{key}='(\d+)'", out).group(1))
+
+
+def pg_start(args):
+    port = env_port(harness(args.pg_sh, {"SLUICE_PG_NAME": args.pg_name}, "start"), "SLUICE_TEST_PGPORT")
     if port != args.pg_port:
         raise RuntimeError(f"Postgres came back on port {port}, not {args.pg_port}")
+
+
+def as_owner(cmd):
+    """A Postgres tool as the user the clusters belong to."""
+    p = subprocess.run(["setpriv", f"--reuid={PG_OWNER}", f"--regid={PG_OWNER}", "--init-groups", "--"] + cmd,
+                       cwd="/", capture_output=True, text=True, timeout=300)
+    if p.returncode != 0:
+        raise RuntimeError(f"{os.path.basename(cmd[0])} failed: {(p.stderr or p.stdout).strip()[-300:]}")
+
+
+def standby_superuser(args):
+    return psycopg.connect(f"host={args.standby_socket} port={args.standby_port} user={args.pg_super} "
+                           "dbname=app", autocommit=True)
+
+
+def synchronous(conn, on):
+    """With the standby synchronous, a COMMIT that asked for durability (the
+    ledger's) returns once the standby has it too: a failover loses none."""
+    if on:
+        conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+    else:
+        conn.execute("ALTER SYSTEM RESET synchronous_standby_names")
+    conn.execute("SELECT pg_reload_conf()")
+
+
+def wait_synced(su, what, timeout=60.0):
+    """Until a standby streams from `su`'s server synchronously and has
+    flushed everything written there so far."""
+    lsn = su.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+    deadline = now() + timeout
+    while True:
+        row = su.execute("SELECT sync_state, flush_lsn >= %s::pg_lsn FROM pg_stat_replication "
+                         "WHERE state = 'streaming'", (lsn,)).fetchone()
+        if row is not None and row[0] == "sync" and row[1]:
+            return
+        if now() > deadline:
+            raise RuntimeError(f"{what}: no synchronous standby caught up within {timeout:.0f} s ({row})")
+        time.sleep(0.1)
+
+
+def wait_streaming(su, what, timeout=60.0):
+    """Until a standby streams from `su`'s server."""
+    deadline = now() + timeout
+    while su.execute("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'").fetchone()[0] == 0:
+        if now() > deadline:
+            raise RuntimeError(f"{what}: no standby streaming within {timeout:.0f} s")
+        time.sleep(0.1)
 
 
 def sluice_rss_kb(args):
@@ -602,9 +682,31 @@ def sluice_fds(args):
 def write_config(args, pool_size):
     with open(args.config) as f:
         text = f.read()
-    text = re.sub(r"(?m)^default_pool_size = \d+$", f"default_pool_size = {pool_size}", text)
+    write_config_text(args, re.sub(r"(?m)^default_pool_size = \d+$", f"default_pool_size = {pool_size}", text))
+
+
+def write_config_text(args, text):
     with open(args.config, "w") as f:
         f.write(text)
+
+
+def reload_sluice(args):
+    """SIGHUP, and wait (10 s at most) for sluice to log the reload."""
+    before = log_count(args, "reload")
+    os.kill(args.sluice_pid, signal.SIGHUP)
+    deadline = now() + 10
+    while log_count(args, "reload") == before and now() < deadline:
+        time.sleep(0.1)
+
+
+def redis_state(args):
+    """The limiter's redis_state for the rated tenant (SHOW RATELIMITS)."""
+    with console(args) as c:
+        c.row_factory = dict_row
+        for r in c.execute("SHOW RATELIMITS").fetchall():
+            if r["tenant"] == "rated":
+                return r["redis_state"]
+    return None
 
 
 def log_count(args, needle):
@@ -615,8 +717,8 @@ def log_count(args, needle):
 # ---------------------------------------------------------------- faults
 
 
-def f_kill9(soak):
-    args = soak.args
+def kill_postgres(args):
+    """kill -9 of the primary's postmaster and all its processes; returns how many."""
     pids = pg_pids(args)
     for pid in pids:
         try:
@@ -633,9 +735,92 @@ def f_kill9(soak):
         os.unlink(os.path.join(args.pg_socket, f".s.PGSQL.{args.pg_port}.lock"))
     except FileNotFoundError:
         pass
+    return len(pids)
+
+
+def f_kill9(soak):
+    n = kill_postgres(soak.args)
     start = now()
-    pg_start(args)
-    return f"{len(pids)} processes killed, Postgres back after {now() - start:.1f} s"
+    pg_start(soak.args)
+    return f"{n} processes killed, Postgres back after {now() - start:.1f} s"
+
+
+def f_failover(soak):
+    """kill -9 of the primary and promotion of the standby: the ledger must
+    go on writing there (app_rw).  Then the roles go back as they were, so
+    that the other faults find them: the old primary is made a standby of
+    the promoted one (pg_basebackup), takes over in a clean switchover (the
+    promoted one stops, which waits until its standby has all its WAL) and
+    pg.sh makes the standby again."""
+    args = soak.args
+    start = now()
+    with superuser(args) as su:
+        wait_synced(su, "before the failover")
+    kill_postgres(args)
+    harness(args.pg_sh, {"SLUICE_PG_NAME": args.pg_name}, "promote")
+    with standby_superuser(args) as sb:
+        synchronous(sb, False)  # no standby of its own yet
+    promoted = now()
+    before = soak.counts["ledger commits"]
+    deadline = now() + 30
+    while soak.counts["ledger commits"] < before + 20 and now() < deadline:
+        time.sleep(0.1)
+    on_standby = soak.counts["ledger commits"] - before
+    soak.probe("ledger writes on the promoted standby", on_standby >= 20,
+               f"{on_standby} commits within {now() - promoted:.1f} s of the promotion")
+
+    pgdir = os.path.dirname(args.pg_data)
+    pgbin = args.pg_bin
+    shutil.rmtree(args.pg_data)
+    as_owner([f"{pgbin}/pg_basebackup", "-D", args.pg_data, "-R", "-X", "stream", "-c", "fast", "--no-sync",
+              "-h", args.standby_socket, "-p", str(args.standby_port), "-U", args.pg_super])
+    # The copy has the standby's port and socket directory: the primary's again.
+    with open(os.path.join(args.pg_data, "sluice-port.conf"), "w") as f:
+        f.write(f"port = {args.pg_port}\n")
+    os.unlink(os.path.join(args.pg_data, "sluice-standby.conf"))
+    as_owner([f"{pgbin}/pg_ctl", "start", "-D", args.pg_data, "-l", os.path.join(pgdir, "postgres.log"),
+              "-w", "-t", "120"])
+    with standby_superuser(args) as sb:
+        wait_streaming(sb, "switching back")
+    harness(args.pg_sh, {"SLUICE_PG_NAME": args.pg_name + "-standby"}, "stop")
+    as_owner([f"{pgbin}/pg_ctl", "promote", "-D", args.pg_data, "-w", "-t", "120"])
+    port = env_port(harness(args.pg_sh, {"SLUICE_PG_NAME": args.pg_name}, "standby"), "SLUICE_TEST_STANDBY_PORT")
+    if port != args.standby_port:
+        # Another cluster took its port meanwhile: the host list follows.
+        with open(args.config) as f:
+            text = f.read()
+        text = text.replace(f",{args.standby_port} dbname=app", f",{port} dbname=app")
+        args.standby_port = port
+        write_config_text(args, text)
+        reload_sluice(args)
+    with superuser(args) as su:
+        synchronous(su, True)
+        wait_synced(su, "after the failover")
+    return (f"promoted in {promoted - start:.1f} s, {on_standby} ledger commits there, "
+            f"roles back in {now() - promoted:.1f} s")
+
+
+def f_redis_restart(soak):
+    """Redis stopped for 2 s (its buckets are lost: it keeps nothing) and
+    started again: the limiter falls back to local buckets meanwhile and
+    must be back on Redis soon after."""
+    args = soak.args
+    env = {"SLUICE_REDIS_NAME": args.redis_name}
+    harness(args.redis_sh, env, "stop")
+    soak.stop.wait(2)
+    down = redis_state(args)
+    port = env_port(harness(args.redis_sh, env, "start"), "SLUICE_TEST_REDIS_PORT")
+    soak.redis_restarts += 1
+    if port != args.redis_port:
+        raise RuntimeError(f"Redis came back on port {port}, not {args.redis_port}")
+    start = now()
+    state = redis_state(args)
+    while state != "up" and now() < start + 30:
+        time.sleep(0.2)
+        state = redis_state(args)
+    soak.probe("limiter back on Redis after its restart", state == "up",
+               f"redis_state {down} while stopped, {state} {now() - start:.1f} s after the restart")
+    return f"stopped 2 s ({down}), {state} {now() - start:.1f} s after the restart"
 
 
 def f_sigstop(soak):
@@ -663,12 +848,8 @@ def f_terminate(soak):
 
 def f_reload(soak):
     soak.pool_size = POOL_SIZES[1] if soak.pool_size == POOL_SIZES[0] else POOL_SIZES[0]
-    before = log_count(soak.args, "reload")
     write_config(soak.args, soak.pool_size)
-    os.kill(soak.args.sluice_pid, signal.SIGHUP)
-    deadline = now() + 10
-    while log_count(soak.args, "reload") == before and now() < deadline:
-        time.sleep(0.1)
+    reload_sluice(soak.args)
     return f"default_pool_size -> {soak.pool_size}"
 
 
@@ -905,18 +1086,17 @@ FAULTS = [
     ("client RST mid-transaction and mid-COPY", f_resets),
     ("probe: partial messages", p_partial),
     ("kill -9 Postgres, restart", f_kill9),
+    ("Redis restart", f_redis_restart),
     ("probe: startup packet of length 4", p_startup4),
     ("500 slowloris sockets", f_slowloris),
     ("probe: 1 GB Query", p_gigabyte),
     ("SIGSTOP Postgres 10 s", f_sigstop),
     ("probe: 2,000 made-up databases", p_made_up_databases),
     ("probe: wrong-password burst", p_wrong_passwords),
+    ("primary failover and switch back", f_failover),
     ("pg_terminate_backend x3", f_terminate),
     ("SIGHUP reload, pool size changed", f_reload),
 ]
-# Not in this list yet: a primary failover (pg.sh standby/promote and a
-# host list with target_session_attrs) and Redis restarts (limiter = redis).
-# Both exist now; branch soak-topology-wip has them wired, unverified.
 
 
 def run_faults(soak, until):
@@ -1055,6 +1235,13 @@ def main():
     ap.add_argument("--pg-port", type=int, required=True)
     ap.add_argument("--pg-socket", required=True)
     ap.add_argument("--pg-super", required=True)
+    ap.add_argument("--pg-bin", required=True)
+    ap.add_argument("--standby-data", required=True)
+    ap.add_argument("--standby-port", type=int, required=True)
+    ap.add_argument("--standby-socket", required=True)
+    ap.add_argument("--redis-name", required=True)
+    ap.add_argument("--redis-sh", required=True)
+    ap.add_argument("--redis-port", type=int, required=True)
     ap.add_argument("--asan", action="store_true")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
@@ -1064,6 +1251,8 @@ def main():
         su.execute("CREATE TABLE IF NOT EXISTS soak_ledger (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
         su.execute("CREATE TABLE IF NOT EXISTS soak_scratch (v text)")
         su.execute("GRANT ALL ON soak_ledger, soak_scratch TO app")
+        synchronous(su, True)
+        wait_synced(su, "at the start")
 
     soak = Soak(args)
     # Warm-up: every kind of client for a while, no faults, then quiet: the
@@ -1083,11 +1272,22 @@ def main():
 
     soak.stop.clear()
     start = now()
+    rated0 = soak.counts["rated admitted"]
     log(f"soak {args.duration:.0f} s with faults")
     threads = start_load(soak)
     done, outcomes = run_faults(soak, start + args.duration)
     ran = now() - start
     stop_load(soak, threads)
+    # The bucket held at most a burst when the clients started, and one
+    # more after each Redis restart (Redis keeps nothing: the bucket starts
+    # full again); it refilled at the rate since (docs/tenants.md, lease math).
+    loaded = now() - start
+    admitted = soak.counts["rated admitted"] - rated0
+    budget = RATED["burst"] * (1 + soak.redis_restarts) + RATED["rate"] * loaded
+    soak.probe("rate limit held through Redis restarts", admitted <= budget,
+               f"{admitted} admitted in {loaded:.0f} s, at most {budget:.0f} (burst {RATED['burst']} x "
+               f"(1 + {soak.redis_restarts} restarts) + {RATED['rate']:.0f}/s); "
+               f"{soak.counts['rated refused (53400)']} refused in the whole run")
     end = resources(args)
 
     with superuser(args) as su:
