@@ -51,6 +51,8 @@ struct quota *quota_find(struct quota_registry *reg, const char *kind, const cha
  */
 struct quota *quota_find_capped(struct quota_registry *reg, const char *kind, const char *name,
                                 int max);
+/* One more reference on a quota already held (a server on its way to another worker). */
+void quota_hold(struct quota_registry *reg, struct quota *q);
 /* Give back a reference from quota_find; the last one frees the quota (its `used` is 0). */
 void quota_put(struct quota_registry *reg, struct quota *q);
 /* Find or make a tenant's shared state; aborts when out of memory, as quotas do. */

@@ -85,6 +85,20 @@ int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len);
  * before the handshake.  Takes ownership of ssl, also on failure.
  */
 int conn_start_tls(struct conn *c, SSL *ssl, int state);
+/*
+ * Moving a conn to another thread's loop (an idle server handed between
+ * workers).  Only a plain conn with nothing buffered either way can move:
+ * conn_detach, on the owning loop's thread, frees its events and gives its
+ * buffers back to that loop; the socket and its kernel buffers stay as they
+ * are.  conn_attach, on the new loop's thread, makes the read event there.
+ * TLS conns never move: their bufferevent_openssl belongs to one base and
+ * frees its SSL from that base's loop.
+ */
+bool conn_can_move(const struct conn *c);
+void conn_detach(struct conn *c);
+int conn_attach(struct conn *c, struct loop *l);
+/* Close a detached conn's socket on any thread; conn_release has nothing left to do. */
+void conn_close_detached(struct conn *c);
 /* Close the socket and free everything (the struct itself is the owner's). */
 void conn_release(struct conn *c);
 

@@ -14,6 +14,7 @@
 #include "pool/hosts.h"
 #include "pool/record.h"
 #include "base/list.h"
+#include "base/ring.h"
 #include "proto/params.h"
 #include "base/types.h"
 
@@ -95,8 +96,9 @@ struct pool {
 	struct pool_stats stats_last; /* counters at the last stats_period tick */
 	int64_t stats_prev_us;        /* when stats_prev was taken; 0 = not yet */
 	int64_t stats_last_us;        /* when stats_last was taken (pool creation at first) */
-	bool shed_asked;              /* asked the other workers to free a server for our waiters */
-	int shed_owed;                /* another worker starves: close servers as they come free */
+	bool shed_asked;              /* asked the other workers for a server for our waiters */
+	struct ring owed;             /* int ids of starving workers: the next servers released
+	                                 here go to them (pool.c, "Balance across workers") */
 	bool paused;                  /* console PAUSE/KILL/SUSPEND: hand out and open no servers */
 	bool pause_closes;            /* paused by PAUSE/KILL: close servers as they come free */
 	int nclients;                 /* clients whose c->pool this is, until they are freed */
@@ -179,6 +181,12 @@ void pool_server_gone(struct pool *p, struct server *s);
 void pool_reconfigure(struct pool *p);
 /* Remove a queued client (cancel, timeout, disconnect). */
 void pool_dequeue(struct pool *p, struct client *c);
+/*
+ * Hand the servers released this turn to the workers they are owed to.  The
+ * reaper calls it, after the turn's callbacks: a server is never moved from
+ * under its own read callback.
+ */
+void pool_lend_deferred(struct worker *w);
 /* Kick every pool on the worker that has waiters (a quota unit came free). */
 void pool_kick_all(struct worker *w);
 /* The same on every other worker: their waiters may take the unit. */

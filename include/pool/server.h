@@ -107,6 +107,10 @@ struct server {
 	int64_t timer_deadline_us;  /* when the armed timer fires */
 	int64_t timed_out_after_us; /* query_timeout that cancelled the running request; 0 = none */
 	bool close_needed;          /* retire at the next release (reload, lifetime) */
+	int lend_to;                /* a worker owed it: handed there after this loop turn (pool.c,
+	                               pool_lend_deferred); -1 = none */
+	bool stmts_foreign;         /* came from another worker with statements of its registry
+	                               prepared: DEALLOCATE ALL before its first client here */
 	bool timer_pending;         /* timer armed (saves libevent calls per transaction) */
 	enum server_tls tls;        /* TLS negotiation during login */
 	struct breaker *breaker;    /* its host's breaker (a reference of its own): host, port */
@@ -126,6 +130,28 @@ void server_set_state(struct server *s, enum server_state state);
 const char *server_state_name(enum server_state state);
 /* Log, close the socket, tell the pool; freed later by the reaper. */
 void server_close(struct server *s, const char *reason);
+
+/*
+ * Handing an idle server to another worker (pool.c decides when and to
+ * whom): the same Postgres backend, no new login.  server_can_move says
+ * whether it may go: idle and clean, over a plain socket (TLS ones are
+ * closed instead, conn.h says why), nothing buffered, nothing pinned, no
+ * cancel in flight.  server_detach, on the owner's thread, takes it off its
+ * pool's list, frees its timer and events, and forgets its prepared
+ * statements: their names come from the owner's registry (prepared.h), which
+ * the next worker does not share, so that worker sends DEALLOCATE ALL in
+ * front of the first client's bytes (stmts_foreign) and prepares afresh.
+ * The server keeps its parameters, BackendKeyData, breaker reference and its
+ * quota units (the pool code moves those).  server_attach, on the new
+ * worker's thread, makes the timer and read event on its loop; the caller
+ * then releases it into pool `p` (its nservers counted already).  -1: out of
+ * memory, and the server is on no list yet.
+ */
+bool server_can_move(const struct server *s);
+void server_detach(struct server *s);
+int server_attach(struct server *s, struct pool *p);
+/* A detached server no pool of `w` can take: close its socket and free it (units aside). */
+void server_discard(struct server *s, struct worker *w);
 
 /* The client let go of the server: release it if clean, else reset it first. */
 void server_unlink(struct server *s);

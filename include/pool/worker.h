@@ -56,6 +56,8 @@ struct worker_shared {
 	bool workers_stopped;             /* every worker thread joined: post nothing to an inbox */
 	_Atomic uint64_t next_conn_id;    /* ids for clients and servers, unique process-wide */
 	_Atomic int nclients;             /* for max_client_conn */
+	_Atomic int servers_in_transit;   /* idle servers handed between workers, not arrived */
+	_Atomic uint64_t lends;           /* servers ever handed between workers */
 	struct quota_registry quotas;     /* connection caps and tenant state */
 	struct limiter limiter;           /* token buckets behind tenant rate limits */
 	struct login_delay failures;      /* failed logins per address (auth_failure_delay) */
@@ -87,6 +89,8 @@ struct worker {
 	struct event *unused_timer;       /* autodb_idle_timeout of unused_pools' oldest */
 	struct cancel_map cancels;        /* clients by cancel pid */
 	struct pstmt_registry prepared;   /* distinct prepared statements of all clients */
+	struct ring lends;                /* struct server *: owed to other workers, handed over
+	                                     by the reaper (pool_lend_deferred) */
 	struct qstats *qstats;            /* query insights (qstats.h); NULL until first used */
 	struct pause_state pause;         /* console PAUSE/SUSPEND/DISABLE of this worker */
 	struct redis_link *redis;         /* limiter = redis: this worker's connection; else NULL */

@@ -105,6 +105,13 @@ struct quota *quota_find_capped(struct quota_registry *reg, const char *kind, co
 	return find_or_make(reg, kind, name, true, max, &refused);
 }
 
+void quota_hold(struct quota_registry *reg, struct quota *q)
+{
+	pthread_mutex_lock(&reg->lock);
+	q->refs++;
+	pthread_mutex_unlock(&reg->lock);
+}
+
 void quota_put(struct quota_registry *reg, struct quota *q)
 {
 	struct quota **link;

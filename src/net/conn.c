@@ -356,6 +356,46 @@ int conn_init_fd(struct conn *c, struct loop *l, int fd, const struct conn_ops *
 	return 0;
 }
 
+bool conn_can_move(const struct conn *c)
+{
+	return c->tls == NULL && c->fd >= 0 && c->rev != NULL && !c->halted && !c->connecting &&
+	       evbuffer_get_length(c->in) == 0 && evbuffer_get_length(c->out) == 0 &&
+	       !c->notify_drained;
+}
+
+void conn_detach(struct conn *c)
+{
+	if (list_linked(&c->flush))
+		list_del(&c->flush);
+	if (list_linked(&c->kick))
+		list_del(&c->kick);
+	event_free(c->rev);
+	if (c->wev != NULL)
+		event_free(c->wev);
+	c->rev = c->wev = NULL;
+	park_buffer(c->loop, &c->in);
+	park_buffer(c->loop, &c->out);
+	c->in = c->out = NULL;
+	c->read_full = false;
+	c->loop = NULL;
+}
+
+void conn_close_detached(struct conn *c)
+{
+	close(c->fd);
+	c->fd = -1;
+}
+
+int conn_attach(struct conn *c, struct loop *l)
+{
+	c->loop = l;
+	c->in = c->out = l->no_data;
+	if (attach_fd(c, c->fd) < 0)
+		return -1;
+	update_read_event(c);
+	return 0;
+}
+
 int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len)
 {
 	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

@@ -208,6 +208,7 @@ struct pool *pool_get(struct worker *w, const char *dbname, const char *server_u
 	list_init(&p->pending);
 	list_init(&p->waiting);
 	list_init(&p->login_waiting);
+	ring_init(&p->owed, sizeof(int));
 	param_list_init(&p->defaults);
 	p->stats_last_us = worker_now_us(w); /* counters start at zero now */
 	snprintf(key, sizeof(key), "%s/%s", dbname, server_user);
@@ -257,6 +258,7 @@ void pool_free(struct pool *p)
 		event_free(p->reserve_timer);
 	hosts_detach(&p->hosts, &p->w->shared->breakers);
 	param_list_fini(&p->defaults);
+	ring_fini(&p->owed);
 	record_fini(&p->lat);
 	free(p->dbname);
 	free(p->user);
@@ -633,80 +635,396 @@ static int count_connecting(const struct pool *p)
 
 /*
  * Balance across workers.  The caps are shared, the servers are not: with
- * every unit held by servers of another worker, a pool with no server of its
- * own would wait for query_wait_timeout.  So such a pool asks the others to shed:
- * each closes an idle server of the same pool now, or the next one released
- * while nobody waits there, and a closed server kicks the other workers, whose
- * pools then connect with the unit that came free.
+ * every unit held by servers of other workers, a pool with no server of its
+ * own would wait for query_wait_timeout.  So such a pool asks the others,
+ * one worker after the next, for a server of the same (database, server
+ * user).  In the first round, the first worker with an idle one that can
+ * move (server_can_move) hands it over: its socket moves to the asking
+ * worker's loop, the same Postgres backend serves there without a new login,
+ * and its quota units stay counted once.  In the second round, the first
+ * worker with an idle server that cannot move (TLS) closes it, so the unit
+ * comes free and the asker connects; failing that, the first worker holding
+ * servers of the group owes one: the next it releases goes to the asker,
+ * before its own waiters, which still have servers while the asker has none.
+ * A server that arrives where nobody waits any more stays there idle.
  */
-struct shed_request {
+struct lend_request {
 	char *dbname, *user;
+	int64_t statement_timeout_us; /* the asking pool's: a server logged in with it */
+	int from;                     /* the asking worker */
+	bool second_round;            /* no worker had an idle server that can move */
+	bool moving;    /* at the second round's start, a server was between workers */
+	uint64_t lends; /* shared->lends then: none moved since, if still equal */
 };
 
-static bool group_has_waiters(const struct pool_group *g)
+/* A server on its way to another worker, and what it holds. */
+struct handoff {
+	struct server *s;
+	char *dbname, *user, *tenant;
+	int64_t statement_timeout_us;
+	struct quota *quotas[4];    /* pool, db, user, tenant: a reference each and a unit */
+	struct share *share;        /* its tenant's share of the group: a reference and a unit */
+	struct param_list defaults; /* the giving pool's, for a pool that has none yet */
+	bool have_defaults;
+};
+
+static void lend_request_free(struct lend_request *req)
 {
-	for (const struct list_node *pos = g->members.next; pos != &g->members; pos = pos->next) {
-		const struct pool *p = list_entry(pos, struct pool, group_node);
-
-		if (!list_empty(&p->waiting) || !list_empty(&p->login_waiting))
-			return true;
-	}
-	return false;
-}
-
-static void shed_fn(void *owner, void *arg)
-{
-	struct worker *w = owner;
-	struct shed_request *req = arg;
-	struct pool_group *g = group_find(w, req->dbname, req->user);
-	struct list_node *pos;
-
-	if (g != NULL && !group_has_waiters(g)) {
-		struct pool *owes = list_entry(g->members.next, struct pool, group_node);
-
-		for (pos = g->members.next; pos != &g->members; pos = pos->next) {
-			struct pool *p = list_entry(pos, struct pool, group_node);
-
-			if (!list_empty(&p->idle)) {
-				server_close(list_entry(p->idle.next, struct server, node),
-				             "another worker's clients need the connection");
-				owes = NULL;
-				break;
-			}
-		}
-		if (owes != NULL && owes->shed_owed < pool_size(owes))
-			owes->shed_owed++;
-	}
+	if (req == NULL)
+		return;
 	free(req->dbname);
 	free(req->user);
 	free(req);
 }
 
+static void handoff_free(struct worker_shared *sh, struct handoff *h)
+{
+	for (int i = 0; i < 4; i++)
+		quota_put(&sh->quotas, h->quotas[i]);
+	if (h->share != NULL)
+		share_leave(&sh->quotas, h->share);
+	param_list_fini(&h->defaults);
+	free(h->dbname);
+	free(h->user);
+	free(h->tenant);
+	free(h);
+}
+
+/* A server in transit closed: the units it held come free. */
+static void give_units(struct handoff *h)
+{
+	for (int i = 0; i < 4; i++)
+		quota_give(h->quotas[i]);
+	atomic_fetch_sub(&h->share->used, 1);
+}
+
+static void pool_quotas(const struct pool *p, struct quota *q[4])
+{
+	q[0] = p->pool_quota;
+	q[1] = p->db_quota;
+	q[2] = p->user_quota;
+	q[3] = p->tenant_quota;
+}
+
+/* A member of the group on `w` that may take a server logged in like h's; NULL if none. */
+static struct pool *adopter(struct worker *w, const struct handoff *h)
+{
+	struct pool_group *g = group_find(w, h->dbname, h->user);
+	struct pool *room = NULL;
+
+	if (g == NULL)
+		return NULL;
+	for (struct list_node *pos = g->members.next; pos != &g->members; pos = pos->next) {
+		struct pool *p = list_entry(pos, struct pool, group_node);
+
+		if (p->statement_timeout_us != h->statement_timeout_us || p->db == NULL ||
+		    (p->set.max_server_conn > 0 && p->tenant_quota != h->quotas[3] &&
+		     atomic_load(&p->tenant_quota->used) >= p->set.max_server_conn))
+			continue;
+		if (!list_empty(&p->waiting) || !list_empty(&p->login_waiting))
+			return p;
+		if (room == NULL || strcmp(p->tenant, h->tenant) == 0)
+			room = p;
+	}
+	return room;
+}
+
+static void learn_defaults(struct pool *p, const struct param_list *params);
+
+/* On the asking worker: the server joins a pool here, or is closed when none can take it. */
+static void take_over_fn(void *owner, void *arg)
+{
+	struct worker *w = owner;
+	struct handoff *h = arg;
+	struct server *s = h->s;
+	struct pool *p = adopter(w, h);
+	struct quota *mine[4];
+
+	atomic_fetch_sub(&w->shared->servers_in_transit, 1);
+	if (p == NULL) {
+		/* Its asker is gone (an unused "*" pool freed): nobody here logs in like it. */
+		log_debug(w->log,
+		          "w%d %s/%s: a server handed over found no pool to take it: closed", w->id,
+		          h->dbname, h->user);
+		server_discard(s, w);
+		give_units(h);
+		handoff_free(w->shared, h);
+		pool_kick_all(w);
+		pool_kick_others(w);
+		return;
+	}
+	/* The units move to this pool's quotas where they differ (another tenant). */
+	pool_quotas(p, mine);
+	for (int i = 0; i < 4; i++)
+		if (mine[i] != h->quotas[i]) {
+			quota_give(h->quotas[i]);
+			atomic_fetch_add(&mine[i]->used, 1);
+		}
+	if (p->share != h->share) {
+		atomic_fetch_sub(&h->share->used, 1);
+		atomic_fetch_add(&p->share->used, 1);
+	}
+	p->nservers++;
+	p->shed_asked = false;
+	track_use(p);
+	if (!p->have_defaults && h->have_defaults)
+		learn_defaults(p, &h->defaults);
+	if (server_attach(s, p) < 0)
+		server_close(s, "out of memory taking over a server from another worker");
+	else
+		pool_release(p, s);
+	handoff_free(w->shared, h);
+}
+
+static void ask_next(struct worker *w, struct lend_request *req);
+
+/*
+ * The pool lost its last server with debts unpaid: the workers it owed ask
+ * again from here, or they would wait for a server that never comes.
+ */
+static void pass_debts(struct pool *p)
+{
+	int to;
+
+	while (ring_pop(&p->owed, &to)) {
+		struct lend_request *req = calloc(1, sizeof(*req));
+
+		if (req == NULL || (req->dbname = strdup(p->dbname)) == NULL ||
+		    (req->user = strdup(p->user)) == NULL) {
+			lend_request_free(req);
+			continue;
+		}
+		req->statement_timeout_us = p->statement_timeout_us;
+		req->from = to;
+		ask_next(p->w, req);
+	}
+}
+
+/*
+ * Hands the idle server `s` to worker `to`.  False when it cannot move or
+ * out of memory: the caller closes it instead.
+ */
+static bool lend(struct server *s, int to)
+{
+	struct pool *p = s->pool;
+	struct worker_shared *sh = p->w->shared;
+	struct handoff *h;
+
+	if (sh->workers_stopped || !server_can_move(s) || (h = calloc(1, sizeof(*h))) == NULL)
+		return false;
+	param_list_init(&h->defaults);
+	h->dbname = strdup(p->dbname);
+	h->user = strdup(p->user);
+	h->tenant = strdup(p->tenant);
+	if (h->dbname == NULL || h->user == NULL || h->tenant == NULL) {
+		handoff_free(sh, h);
+		return false;
+	}
+	h->s = s;
+	h->statement_timeout_us = p->statement_timeout_us;
+	pool_quotas(p, h->quotas);
+	for (int i = 0; i < 4; i++)
+		quota_hold(&sh->quotas, h->quotas[i]);
+	/* A pool's reference on the share, as pool_get takes: the transit is one more holder. */
+	h->share = share_join(&sh->quotas, p->share->group->key, p->tenant);
+	if (p->have_defaults) {
+		param_list_copy(&h->defaults, &p->defaults);
+		h->have_defaults = true;
+	}
+	server_detach(s);
+	p->nservers--;
+	track_use(p);
+	atomic_fetch_add(&sh->servers_in_transit, 1);
+	atomic_fetch_add(&sh->lends, 1);
+	if (inbox_post(&sh->workers[to]->inbox, take_over_fn, h) < 0) {
+		atomic_fetch_sub(&sh->servers_in_transit, 1);
+		server_discard(s, p->w);
+		give_units(h);
+		handoff_free(sh, h);
+		pool_kick_all(p->w);
+		pool_kick_others(p->w);
+	}
+	if (p->nservers == 0)
+		pass_debts(p);
+	return true;
+}
+
+/* Hands `s` to worker `to`, or closes it so the unit comes free there. */
+static void lend_or_close(struct server *s, int to)
+{
+	if (!lend(s, to))
+		server_close(s, "another worker's clients need the connection");
+}
+
+/*
+ * An idle server of the group, not paused: with `movable`, one that can go to
+ * the asker now; without, one that never can (TLS, or logged in with another
+ * statement_timeout), to close.
+ */
+static struct server *idle_of_group(struct pool_group *g, const struct lend_request *req,
+                                    bool movable)
+{
+	for (struct list_node *pos = g->members.next; pos != &g->members; pos = pos->next) {
+		struct pool *p = list_entry(pos, struct pool, group_node);
+		bool same = p->statement_timeout_us == req->statement_timeout_us;
+
+		if (p->paused)
+			continue;
+		/* The least recently used: the asker's waiters take it at once, the hot ones stay.
+		 */
+		for (struct list_node *spos = p->idle.prev; spos != &p->idle; spos = spos->prev) {
+			struct server *s = list_entry(spos, struct server, node);
+
+			if (movable ? same && server_can_move(s) : !same || s->tls == SERVER_TLS_ON)
+				return s;
+		}
+	}
+	return NULL;
+}
+
+/* The member holding servers, which owes one to `from`; NULL if the group has none. */
+static struct pool *holder_of_group(struct pool_group *g)
+{
+	for (struct list_node *pos = g->members.next; pos != &g->members; pos = pos->next) {
+		struct pool *p = list_entry(pos, struct pool, group_node);
+
+		if (p->nservers > 0)
+			return p;
+	}
+	return NULL;
+}
+
+static void owe(struct pool *p, int to)
+{
+	for (uint32_t i = 0; i < ring_count(&p->owed); i++)
+		if (*(int *)ring_at(&p->owed, i) == to)
+			return;
+	ring_push(&p->owed, &to);
+}
+
+/*
+ * Pays the oldest debt with `s`, just released: false when it must stay for
+ * now (something arrived on its socket meanwhile).  A TLS server never moves:
+ * it is closed, and its unit comes free for the starving worker.
+ */
+static bool repay(struct pool *p, struct server *s)
+{
+	struct worker *w = p->w;
+	int to;
+
+	if (s->tls == SERVER_TLS_ON) {
+		ring_pop(&p->owed, &to);
+		server_close(s, "another worker's clients need the connection");
+		return true;
+	}
+	if (s->lend_to >= 0 || ring_push(&w->lends, &s) < 0)
+		return false;
+	ring_pop(&p->owed, &s->lend_to);
+	server_set_state(s, SERVER_IDLE);
+	loop_schedule_reap(&w->loop);
+	return true;
+}
+
+void pool_lend_deferred(struct worker *w)
+{
+	struct server *s;
+
+	while (ring_pop(&w->lends, &s)) {
+		struct pool *p = s->pool;
+		int to = s->lend_to;
+
+		s->lend_to = -1;
+		if (s->state == SERVER_CLOSING)
+			continue; /* its unit came free: the owed worker is kicked */
+		/* A client here took it meanwhile, or something arrived on it: next time. */
+		if (!server_can_move(s)) {
+			owe(p, to);
+			continue;
+		}
+		lend_or_close(s, to);
+		/* That may have been its last server: its own waiters ask in turn. */
+		pool_maintain(p);
+	}
+}
+
+static void ask_fn(void *owner, void *arg);
+
+/* Passes the request on to the next worker; after the second round it is dropped. */
+static void ask_next(struct worker *w, struct lend_request *req)
+{
+	struct worker_shared *sh = w->shared;
+	int next = (w->id + 1) % sh->nworkers;
+
+	if (next == req->from) {
+		/*
+		 * A second round that met no holder, with no server between workers
+		 * then or since: every unit is elsewhere (another group, a connect),
+		 * and a close will kick the asker.  Had one moved, the round may have
+		 * missed it where it landed: go round again.
+		 */
+		if (req->second_round && !req->moving && atomic_load(&sh->lends) == req->lends) {
+			log_debug(w->log, "w%d %s/%s: no worker has a server for worker %d", w->id,
+			          req->dbname, req->user, req->from);
+			lend_request_free(req);
+			return;
+		}
+		req->second_round = !req->second_round;
+		if (req->second_round) {
+			/* In this order: a lend bumps the count in transit first. */
+			req->lends = atomic_load(&sh->lends);
+			req->moving = atomic_load(&sh->servers_in_transit) > 0;
+		}
+		next = (next + 1) % sh->nworkers;
+	}
+	if (sh->workers_stopped || inbox_post(&sh->workers[next]->inbox, ask_fn, req) < 0)
+		lend_request_free(req);
+}
+
+static void ask_fn(void *owner, void *arg)
+{
+	struct worker *w = owner;
+	struct lend_request *req = arg;
+	struct pool_group *g = group_find(w, req->dbname, req->user);
+	struct server *s = g != NULL ? idle_of_group(g, req, true) : NULL;
+	struct pool *holder;
+
+	if (s != NULL)
+		lend_or_close(s, req->from);
+	else if (req->second_round && g != NULL && (s = idle_of_group(g, req, false)) != NULL)
+		server_close(s, "another worker's clients need the connection");
+	if (s != NULL) {
+		lend_request_free(req);
+		return;
+	}
+	if (req->second_round && g != NULL && (holder = holder_of_group(g)) != NULL) {
+		log_debug(w->log, "w%d %s/%s: owes worker %d a server", w->id, req->dbname,
+		          req->user, req->from);
+		owe(holder, req->from);
+		lend_request_free(req);
+		return;
+	}
+	ask_next(w, req);
+}
+
 static void ask_others_to_shed(struct pool *p)
 {
 	struct worker_shared *sh = p->w->shared;
+	struct lend_request *req;
 
 	/* With a server of its own, the pool's queue moves; only one with none starves. */
 	if (sh->nworkers < 2 || sh->workers_stopped || p->shed_asked || p->nservers > 0 ||
 	    (list_empty(&p->waiting) && list_empty(&p->login_waiting)))
 		return;
-	p->shed_asked = true;
-	for (int i = 0; i < sh->nworkers; i++) {
-		struct shed_request *req;
-
-		if (i == p->w->id)
-			continue;
-		req = calloc(1, sizeof(*req));
-		if (req == NULL || (req->dbname = strdup(p->dbname)) == NULL ||
-		    (req->user = strdup(p->user)) == NULL ||
-		    inbox_post(&sh->workers[i]->inbox, shed_fn, req) < 0) {
-			if (req != NULL) {
-				free(req->dbname);
-				free(req->user);
-			}
-			free(req);
-		}
+	req = calloc(1, sizeof(*req));
+	if (req == NULL || (req->dbname = strdup(p->dbname)) == NULL ||
+	    (req->user = strdup(p->user)) == NULL) {
+		lend_request_free(req);
+		return;
 	}
+	p->shed_asked = true;
+	req->statement_timeout_us = p->statement_timeout_us;
+	req->from = p->w->id;
+	ask_next(p->w, req);
 }
 
 static void kick_fn(void *owner, void *arg)
@@ -977,6 +1295,9 @@ void pool_release(struct pool *p, struct server *s)
 		pool_maintain(p);
 		return;
 	}
+	/* A worker with no server at all comes before this one's waiters, which have servers. */
+	if (ring_count(&p->owed) > 0 && repay(p, s))
+		return;
 	if (p->group->count > 1 || share_contended(p->share)) {
 		struct pool *turn = next_turn(p);
 
@@ -994,11 +1315,6 @@ void pool_release(struct pool *p, struct server *s)
 		}
 	}
 	first = p->paused ? NULL : list_first(&p->waiting);
-	if (first == NULL && p->shed_owed > 0) {
-		p->shed_owed--;
-		server_close(s, "another worker's clients need the connection");
-		return;
-	}
 	if (first == NULL && atomic_load(&p->pool_quota->used) > pool_size(p)) {
 		server_close(s, "reserve_pool: no client waits for it");
 		return;
@@ -1035,14 +1351,13 @@ static void share_defaults(struct pool *p)
 	}
 }
 
-void pool_server_ready(struct pool *p, struct server *s)
+/* A server's parameters, at its login or from its last worker: welcome the login waiters. */
+static void learn_defaults(struct pool *p, const struct param_list *params)
 {
 	struct list_node *pos, *tmp;
 
-	p->retry_after_us = 0;
-	p->db_missing = false;
 	if (!p->have_defaults) {
-		param_list_copy(&p->defaults, &s->params);
+		param_list_copy(&p->defaults, params);
 		p->have_defaults = true;
 		p->defaults_generation++;
 		share_defaults(p);
@@ -1054,6 +1369,14 @@ void pool_server_ready(struct pool *p, struct server *s)
 		list_del(&c->wait_node);
 		client_login_ready(c);
 	}
+}
+
+void pool_server_ready(struct pool *p, struct server *s)
+{
+
+	p->retry_after_us = 0;
+	p->db_missing = false;
+	learn_defaults(p, &s->params);
 	pool_release(p, s);
 }
 
@@ -1112,6 +1435,9 @@ void pool_server_gone(struct pool *p, struct server *s)
 	p->nservers--;
 	give_quotas(p, s->listener == NULL);
 	track_use(p);
+	/* The unit came free: the workers owed one are kicked, and connect with it. */
+	if (p->nservers == 0)
+		ring_clear(&p->owed);
 }
 
 void pool_kick_all(struct worker *w)

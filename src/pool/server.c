@@ -195,6 +195,50 @@ void server_free(struct server *s)
 	free(s);
 }
 
+static void server_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+bool server_can_move(const struct server *s)
+{
+	return s->state == SERVER_IDLE && server_is_clean(s) && conn_can_move(&s->conn) &&
+	       s->client == NULL && s->cancels_inflight == 0 && list_empty(&s->cancels) &&
+	       s->pin == 0 && !s->loaded && !s->close_needed && !s->params_dirty && !s->capturing &&
+	       !s->custom_unknown && s->dns == NULL && s->lend_to < 0 && s->listener == NULL;
+}
+
+void server_detach(struct server *s)
+{
+	slog(s, LOG_DEBUG, "handed to another worker");
+	list_del(&s->node);
+	if (s->timer != NULL)
+		event_free(s->timer);
+	s->timer = NULL;
+	s->timer_pending = false;
+	if (s->stmts.count > 0)
+		s->stmts_foreign = true;
+	prepared_cache_fini(&s->stmts, &s->w->prepared);
+	conn_detach(&s->conn);
+	s->pool = NULL;
+	s->w = NULL;
+}
+
+void server_discard(struct server *s, struct worker *w)
+{
+	conn_close_detached(&s->conn);
+	s->w = w;
+	server_free(s);
+}
+
+int server_attach(struct server *s, struct pool *p)
+{
+	s->w = p->w;
+	s->pool = p;
+	s->timer = evtimer_new(p->w->loop.base, server_timer_cb, s);
+	if (conn_attach(&s->conn, &p->w->loop) < 0 || s->timer == NULL)
+		return -1;
+	slog(s, LOG_DEBUG, "taken over from another worker: no new login");
+	return 0;
+}
+
 void server_kick(struct server *s)
 {
 	conn_kick(&s->conn);
@@ -1068,6 +1112,7 @@ struct server *server_new(struct pool *p, const struct host_pick *pick, struct l
 	s->pool = p;
 	s->listener = l;
 	s->tx_status = 'I';
+	s->lend_to = -1;
 	s->breaker = p->hosts.b[pick->idx];
 	breaker_hold(&w->shared->breakers, s->breaker);
 	atomic_fetch_add(&s->breaker->servers, 1);
@@ -1105,13 +1150,19 @@ void server_sync_params(struct server *s, struct client *c)
 	struct pool *p = s->pool;
 	struct evbuffer *sql;
 	uint64_t want = param_effective_fingerprint(&p->defaults, &c->params);
+	bool differ = s->params.fingerprint != want;
 
-	if (s->params.fingerprint == want)
+	if (!differ && !s->stmts_foreign)
 		return;
 	sql = evbuffer_new();
 	if (sql == NULL)
 		return;
-	if (param_sync_sql(sql, &p->defaults, &c->params, &s->params) > 0) {
+	/* Its statements were named by another worker's registry: drop them, in the same trip. */
+	if (s->stmts_foreign)
+		evbuffer_add(sql, "DEALLOCATE ALL;", 15);
+	if ((differ && param_sync_sql(sql, &p->defaults, &c->params, &s->params) > 0) ||
+	    s->stmts_foreign) {
+		s->stmts_foreign = false;
 		evbuffer_add(sql, "", 1);
 		build_query(conn_out(&s->conn), (const char *)evbuffer_pullup(sql, -1));
 		s->sync_pending++;

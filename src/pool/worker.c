@@ -39,6 +39,8 @@ static void reap(void *owner)
 	struct worker *w = owner;
 	struct list_node *pos, *tmp;
 
+	/* First: a server owed to another worker may have been closed this turn. */
+	pool_lend_deferred(w);
 	list_for_each_safe(pos, tmp, &w->dead_servers)
 	{
 		struct server *s = list_entry(pos, struct server, node);
@@ -120,6 +122,7 @@ struct worker *worker_new(struct worker_shared *shared, int id, struct snapshot 
 	list_init(&w->dead_servers);
 	list_init(&w->unused_pools);
 	list_init(&w->dead_pools);
+	ring_init(&w->lends, sizeof(struct server *));
 	if (auth_query_init(w) < 0)
 		goto fail;
 	if (loop_init(&w->loop, reap, w) < 0)
@@ -217,6 +220,7 @@ void worker_free(struct worker *w)
 	cancel_map_fini(&w->cancels);
 	pause_state_fini(&w->pause);
 	prepared_registry_fini(&w->prepared);
+	ring_fini(&w->lends);
 	qstats_free(w->qstats);
 	if (w->snap != NULL)
 		snapshot_unref(w->snap);

@@ -1,0 +1,161 @@
+/*
+ * Idle servers move between workers (docs/architecture.md, "Balance across
+ * workers"): a worker whose pool has no server while the shared pool_size is
+ * held by servers of other workers gets one of theirs, the same Postgres
+ * backend, with no new login.  Clients are spread over the workers round-robin
+ * in the order they are accepted, so consecutive connections land on
+ * different workers.  Server connections are plain here: TLS ones do not move
+ * (they are closed and reopened instead).
+ */
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "harness.h"
+
+TestSuite(workers, .fini = harness_teardown, .timeout = 240);
+
+#define CLIENTS 8
+#define ROUNDS  200
+#define WAIT_S  60.0
+
+#define MOVE_INI                                                                                   \
+	"workers = 4\n"                                                                            \
+	"default_pool_size = 2\n"                                                                  \
+	"server_tls_sslmode = disable\n"                                                           \
+	"query_wait_timeout = 120s\n"
+
+/* Backend pids seen, as a small set. */
+struct pids {
+	long long seen[64];
+	int n;
+};
+
+static void pids_add(struct pids *set, long long pid)
+{
+	for (int i = 0; i < set->n; i++)
+		if (set->seen[i] == pid)
+			return;
+	cr_assert_lt(set->n, 64, "more than 64 backend pids");
+	set->seen[set->n++] = pid;
+}
+
+/* Waits for the one result of `conn` (non-blocking mode) and checks it: pid, echoed value. */
+static void collect(PGconn *conn, struct pids *set, int want, int client, int round)
+{
+	PGresult *res, *last = NULL;
+
+	while ((res = PQgetResult(conn)) != NULL) {
+		if (last != NULL)
+			PQclear(last);
+		last = res;
+	}
+	cr_assert(last != NULL, "client %d round %d: no result", client, round);
+	cr_assert_eq(PQresultStatus(last), PGRES_TUPLES_OK, "client %d round %d: %s", client, round,
+	             PQresultErrorMessage(last));
+	pids_add(set, atoll(PQgetvalue(last, 0, 0)));
+	cr_assert_eq(atoi(PQgetvalue(last, 0, 1)), want, "client %d round %d: wrong answer", client,
+	             round);
+	PQclear(last);
+}
+
+/*
+ * 8 clients on 4 workers, a pool of 2: every round all 8 send at once, so the
+ * workers without a server keep asking for one.  Each client runs its own
+ * prepared statement (another text per client, so the statement ids of the
+ * four workers' registries name different statements): a server that comes
+ * from another worker must not carry that worker's statements into this one.
+ */
+Test(workers, idle_servers_move_between_workers_with_no_new_backend)
+{
+	struct harness_sluice *h = harness_start_sluice(MOVE_INI);
+	PGconn *c[CLIENTS];
+	struct pids set = {.n = 0};
+	char sql[128], param[16];
+	const char *params[] = {param};
+
+	for (int i = 0; i < CLIENTS; i++) {
+		PGresult *res;
+
+		c[i] = harness_connect_ok(h, "app", "app-secret", "app");
+		snprintf(sql, sizeof(sql), "select pg_backend_pid(), $1::int + %d", i);
+		res = PQprepare(c[i], "s", sql, 1, NULL);
+		cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "prepare %d: %s", i,
+		             PQresultErrorMessage(res));
+		PQclear(res);
+	}
+	for (int round = 0; round < ROUNDS; round++) {
+		snprintf(param, sizeof(param), "%d", round);
+		for (int i = 0; i < CLIENTS; i++)
+			cr_assert(PQsendQueryPrepared(c[i], "s", 1, params, NULL, NULL, 0),
+			          "send %d: %s", i, PQerrorMessage(c[i]));
+		for (int i = 0; i < CLIENTS; i++)
+			collect(c[i], &set, round + i, i, round);
+	}
+	cr_assert_eq(set.n, 2, "Postgres served the 8 clients with %d backends, pool size is 2",
+	             set.n);
+	cr_assert_leq(harness_count_backends("app", NULL), 2);
+	for (int i = 0; i < CLIENTS; i++)
+		PQfinish(c[i]);
+}
+
+/* Clients queued for a server, over every pool (SHOW POOLS adds up the workers). */
+static long long waiting_clients(PGconn *admin)
+{
+	PGresult *res = PQexec(admin, "SHOW POOLS");
+	int col = PQfnumber(res, "cl_waiting");
+	long long waiting = 0;
+
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+	cr_assert_geq(col, 0, "SHOW POOLS has no cl_waiting");
+	for (int i = 0; i < PQntuples(res); i++)
+		waiting += atoll(PQgetvalue(res, i, col));
+	PQclear(res);
+	return waiting;
+}
+
+/*
+ * One pool unit, two workers.  The server a holds in a transaction never
+ * moves: b, on the other worker, waits (SHOW POOLS counts it) while a's
+ * transaction goes on undisturbed on the same backend; once a commits, b is
+ * served by that same backend, handed over, not reconnected.
+ */
+Test(workers, a_server_in_a_transaction_never_moves)
+{
+	struct harness_sluice *h =
+	    harness_start_sluice_users("workers = 2\ndefault_pool_size = 1\n"
+	                               "server_tls_sslmode = disable\nadmin_users = admin\n"
+	                               "query_wait_timeout = 120s\n",
+	                               "\"admin\" \"admin-secret\"\n");
+	PGconn *admin = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *b = harness_connect_ok(h, "app", "app-secret", "app");
+	long long pid, xid;
+	PGresult *res;
+
+	PQclear(harness_exec_ok(a, "begin"));
+	pid = harness_query_int(a, "select pg_backend_pid()");
+	xid = harness_query_int(a, "select txid_current()");
+	cr_assert(PQsendQuery(b, "select pg_backend_pid()"), "%s", PQerrorMessage(b));
+	cr_assert(harness_wait_for(waiting_clients(admin) == 1, WAIT_S),
+	          "b never queued for a server");
+	/* Still a's: the same backend, the same transaction. */
+	cr_assert_eq(harness_query_int(a, "select pg_backend_pid()"), pid);
+	cr_assert_eq(harness_query_int(a, "select txid_current()"), xid);
+	cr_assert(PQconsumeInput(b), "%s", PQerrorMessage(b));
+	cr_assert_eq(PQisBusy(b), 1, "b was answered while a's transaction was open");
+	PQclear(harness_exec_ok(a, "commit"));
+	res = PQgetResult(b);
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+	cr_assert_eq(atoll(PQgetvalue(res, 0, 0)), pid, "b got another backend than a's");
+	PQclear(res);
+	while ((res = PQgetResult(b)) != NULL)
+		PQclear(res);
+	cr_assert_eq(harness_count_backends("app", NULL), 1);
+	PQfinish(a);
+	PQfinish(b);
+	PQfinish(admin);
+}
