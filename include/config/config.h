@@ -108,7 +108,7 @@ struct config {
 	int listen_port;            /* TCP port (also names the Unix socket .s.PGSQL.<port>) */
 	char *unix_socket_dir;      /* directory for the Unix socket; "" = none */
 	int unix_socket_mode;       /* permissions of the socket file */
-	int workers;                /* worker threads, each with its own event loop */
+	int workers;                /* worker threads, each with its own event loop; 0 = auto */
 	int client_tls_sslmode;     /* enum sslmode */
 	char *client_tls_cert_file; /* PEM chain shown to clients */
 	char *client_tls_key_file;
@@ -296,6 +296,12 @@ const struct user_def *config_find_user(const struct config *cfg, const char *na
 int config_pool_size(const struct config *cfg, const struct db_def *db, const struct user_def *u);
 int config_pool_mode(const struct config *cfg, const struct db_def *db, const struct user_def *u);
 int config_min_pool_size(const struct config *cfg, const struct db_def *db);
+/*
+ * Worker threads to start: `workers`, or for auto (0) one per core online,
+ * or fewer when the process may run on fewer (taskset, a container's
+ * cpuset): a worker per core past that would only take turns on the same ones.
+ */
+int config_workers(const struct config *cfg);
 int config_target_session_attrs(const struct config *cfg, const struct db_def *db);
 int config_load_balance_hosts(const struct config *cfg, const struct db_def *db);
 

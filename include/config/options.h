@@ -8,6 +8,7 @@
 #define SLUICE_CONFIG_OPTIONS_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 enum config_type {
@@ -34,6 +35,7 @@ struct config_option {
 	const char *const *enum_names; /* NULL-terminated, for CONFIG_ENUM */
 	enum config_reload reload;
 	const char *help; /* one line, used by docs/config.md and SHOW CONFIG */
+	bool takes_auto;  /* CONFIG_INT that also takes "auto", stored as 0 (config_workers) */
 };
 
 const struct config_option *config_options(size_t *count);

@@ -4,6 +4,7 @@
  * (url.c), then the auth_file and the checks that span options.  Also the
  * snapshot's release and the generated docs/config.md.
  */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "config/config.h"
 
 #include <stdarg.h>
@@ -12,6 +13,8 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <sched.h>
+#include <unistd.h>
 
 #include "base/syslogger.h"
 
@@ -585,4 +588,17 @@ void config_write_markdown(FILE *out)
 	      "| key | description |\n|---|---|\n",
 	      out);
 	config_tenant_write_markdown(out);
+}
+
+int config_workers(const struct config *cfg)
+{
+	long online = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t set;
+	int n = online > 0 ? (int)online : 1;
+
+	if (cfg->workers > 0)
+		return cfg->workers;
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) < n)
+		n = CPU_COUNT(&set);
+	return n < 1 ? 1 : n > 256 ? 256 : n;
 }

@@ -33,6 +33,12 @@
 		.name = #field, .type = CONFIG_INT, .offset = FIELD(int, field),                   \
 		.default_value = def, .min = lo, .max = hi, .reload = class, .help = text          \
 	}
+#define OPT_INT_AUTO(field, def, lo, hi, class, text)                                              \
+	{                                                                                          \
+		.name = #field, .type = CONFIG_INT, .offset = FIELD(int, field),                   \
+		.default_value = def, .min = lo, .max = hi, .reload = class, .help = text,         \
+		.takes_auto = true                                                                 \
+	}
 #define OPT_OCTAL(field, def, hi, class, text)                                                     \
 	{                                                                                          \
 		.name = #field, .type = CONFIG_OCTAL, .offset = FIELD(int, field),                 \
@@ -140,8 +146,9 @@ static const struct config_option options[] = {
                "Directory for the Unix socket; empty = no Unix socket."),
     OPT_OCTAL(unix_socket_mode, "0777", 0777, RELOAD_RESTART,
               "Permissions of the Unix socket file, in octal."),
-    OPT_INT(workers, "1", 1, 256, RELOAD_RESTART,
-            "Worker threads, each with its own event loop, clients and server connections."),
+    OPT_INT_AUTO(workers, "1", 1, 256, RELOAD_RESTART,
+                 "Worker threads, each with its own event loop, clients and server "
+                 "connections; auto = one per core the process may run on."),
     OPT_ENUM(client_tls_sslmode, "disable", sslmode_names,
              "TLS for clients: disable (refuse SSLRequest), allow/prefer (TLS when asked), "
              "require (TCP clients must use TLS), verify-ca/verify-full (and present a "

@@ -96,6 +96,8 @@ static void describe_expected(const struct config_option *spec, char *msg, size_
 		value_format_number(spec->type, spec->min, lo, sizeof(lo));
 		value_format_number(spec->type, spec->max, hi, sizeof(hi));
 		msg_append(msg, len, "%s from %s to %s%s", noun, lo, hi, units);
+		if (spec->takes_auto)
+			msg_append(msg, len, ", or auto");
 	}
 }
 
@@ -161,6 +163,9 @@ int value_parse(const struct config_option *spec, const char *text, void *field,
 				return 0;
 			}
 		}
+	} else if (spec->takes_auto && strcasecmp(text, "auto") == 0) {
+		*(int *)field = 0;
+		return 0;
 	} else if (parse_number(spec, text, field) == 0) {
 		return 0;
 	}
@@ -181,6 +186,10 @@ void config_format_value(const struct config *cfg, const struct config_option *o
 		return;
 	case CONFIG_INT:
 	case CONFIG_OCTAL:
+		if (opt->takes_auto && *(const int *)field == 0) {
+			snprintf(buf, len, "auto");
+			return;
+		}
 		value_format_number(opt->type, *(const int *)field, buf, len);
 		return;
 	case CONFIG_DURATION:

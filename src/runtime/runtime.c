@@ -109,8 +109,8 @@ static int become_daemon(struct runtime *rt, const struct config *cfg, bool take
 static int apply_limiter(struct runtime *rt, const struct config *cfg, bool start)
 {
 	char err[512], url[512];
-	int rc =
-	    limiter_configure(&rt->shared.limiter, cfg, &rt->log, cfg->workers, err, sizeof(err));
+	int rc = limiter_configure(&rt->shared.limiter, cfg, &rt->log, config_workers(cfg), err,
+	                           sizeof(err));
 
 	if (rc < 0) {
 		log_error(&rt->log, "limiter = redis: %s%s", err,
@@ -370,7 +370,7 @@ int runtime_init(struct runtime *rt, const char *config_path, const char *upstre
 		return -1;
 	if (inherit_sockets(rt, takeover, &conn) < 0)
 		return -1;
-	rt->shared.nworkers = cfg->workers;
+	rt->shared.nworkers = config_workers(cfg);
 	rt->shared.workers = calloc((size_t)rt->shared.nworkers, sizeof(*rt->shared.workers));
 	if (rt->shared.workers == NULL)
 		return -1;

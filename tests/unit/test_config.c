@@ -216,7 +216,8 @@ Test(config, every_default_parses_within_bounds_and_prints_back)
 		cr_assert_eq(config_option_find(o->name), o, "%s is not found by name", o->name);
 		cr_assert_eq(config_set(cfg, o->name, o->default_value, &err), 0, "%s: %s", o->name,
 		             err.message);
-		if (o->type != CONFIG_STRING && o->type != CONFIG_ENUM && o->type != CONFIG_BOOL) {
+		if (o->type != CONFIG_STRING && o->type != CONFIG_ENUM && o->type != CONFIG_BOOL &&
+		    !(o->takes_auto && field_value(cfg, o) == 0)) {
 			cr_assert_geq(field_value(cfg, o), o->min, "%s below min", o->name);
 			cr_assert_leq(field_value(cfg, o), o->max, "%s above max", o->name);
 		}
@@ -316,9 +317,17 @@ Test(config, config_set_validates)
 	cr_assert_eq(cfg->workers, 4);
 	cr_assert_eq(config_set(cfg, "workers", "0", &err), -1);
 	cr_assert_str_eq(err.message,
-	                 "key 'workers': invalid value '0' (expected an integer from 1 to 256)");
+	                 "key 'workers': invalid value '0' (expected an integer from 1 to 256, "
+	                 "or auto)");
 	cr_assert_eq(cfg->workers, 4, "a rejected value must not be stored");
 	cr_assert_eq(config_set(cfg, "workers", "2x", &err), -1);
+	/* auto: one per core this process may run on (sched_getaffinity), at least one. */
+	cr_assert_eq(config_set(cfg, "workers", "auto", &err), 0);
+	cr_assert_eq(cfg->workers, 0);
+	cr_assert_geq(config_workers(cfg), 1);
+	cr_assert_leq(config_workers(cfg), sysconf(_SC_NPROCESSORS_ONLN));
+	cr_assert_eq(config_set(cfg, "workers", "3", &err), 0);
+	cr_assert_eq(config_workers(cfg), 3);
 	cr_assert_eq(config_set(cfg, "idle_transaction_timeout", "31d", &err), -1);
 	cr_assert_str_eq(err.message,
 	                 "key 'idle_transaction_timeout': invalid value '31d' (expected a "
