@@ -59,6 +59,19 @@ static void drop_buffer(struct loop *l, struct evbuffer **slot)
 	*slot = NULL;
 }
 
+/* A plain conn's events go, and its places on the loop's lists: TLS takes over, or it moves. */
+static void drop_plain_events(struct conn *c)
+{
+	event_free(c->rev);
+	if (c->wev != NULL)
+		event_free(c->wev);
+	c->rev = c->wev = NULL;
+	if (list_linked(&c->flush))
+		list_del(&c->flush);
+	if (list_linked(&c->kick))
+		list_del(&c->kick);
+}
+
 static void conn_fail(struct conn *c, int what, int err)
 {
 	c->error = err;
@@ -365,14 +378,7 @@ bool conn_can_move(const struct conn *c)
 
 void conn_detach(struct conn *c)
 {
-	if (list_linked(&c->flush))
-		list_del(&c->flush);
-	if (list_linked(&c->kick))
-		list_del(&c->kick);
-	event_free(c->rev);
-	if (c->wev != NULL)
-		event_free(c->wev);
-	c->rev = c->wev = NULL;
+	drop_plain_events(c);
 	park_buffer(c->loop, &c->in);
 	park_buffer(c->loop, &c->out);
 	c->in = c->out = NULL;
@@ -453,16 +459,9 @@ int conn_start_tls(struct conn *c, SSL *ssl, int state)
 		return -1;
 	}
 	/* The socket is the bufferevent's now; the plain events and buffers go. */
-	event_free(c->rev);
-	if (c->wev != NULL)
-		event_free(c->wev);
-	c->rev = c->wev = NULL;
+	drop_plain_events(c);
 	drop_buffer(c->loop, &c->in);
 	drop_buffer(c->loop, &c->out);
-	if (list_linked(&c->flush))
-		list_del(&c->flush);
-	if (list_linked(&c->kick))
-		list_del(&c->kick);
 	c->tls = bev;
 	c->in = bufferevent_get_input(bev);
 	c->out = bufferevent_get_output(bev);

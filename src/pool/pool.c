@@ -1373,7 +1373,6 @@ static void learn_defaults(struct pool *p, const struct param_list *params)
 
 void pool_server_ready(struct pool *p, struct server *s)
 {
-
 	p->retry_after_us = 0;
 	p->db_missing = false;
 	learn_defaults(p, &s->params);
