@@ -123,8 +123,6 @@ struct client {
 	bool has_client_key;    /* SCRAM succeeded: client_key is valid */
 	bool cancel_registered; /* in the worker's cancel map */
 	bool discarding;        /* after a local error: drop messages up to Sync/Query */
-	bool fake_unnamed;      /* the unnamed statement is a DEALLOCATE sluice answers */
-	bool fake_portal;       /* and the unnamed portal is bound to it */
 	bool close_at_idle;     /* draining: close once the transaction ends */
 	bool in_request;        /* rate-limited: inside an extended-protocol request (up to Sync) */
 	bool tenant_counted;    /* holds a slot of its tenant's max_client_conn */

@@ -49,13 +49,26 @@ struct pstmt_registry {
 	struct hash_key key;    /* query texts and client names are chosen by clients */
 };
 
+/*
+ * An SQL PREPARE or DEALLOCATE sent in a Parse (drivers' extended protocol):
+ * sluice answers the Parse, Bind and Describe itself and carries the
+ * statement out on the client's own names at each Execute of a portal bound
+ * to it (docs/session-state.md).
+ */
+struct sql_action {
+	int refs;         /* the statement that is it, the portal bound to it */
+	struct pstmt *ps; /* PREPARE: the statement it prepares (ps->sql); DEALLOCATE: NULL */
+	char name[];      /* the SQL statement name it prepares or deallocates */
+};
+
 /* A client's name for a statement. */
 struct client_stmt {
-	char *name;               /* as the client wrote it */
-	struct pstmt *ps;         /* what it means */
-	uint32_t generation;      /* ps->generation when the client last learnt its result type */
-	char *ref;                /* the SQL statement name its text EXECUTEs, or NULL */
-	struct client_stmt *next; /* map chain */
+	char *name;                /* as the client wrote it */
+	struct pstmt *ps;          /* what it means */
+	uint32_t generation;       /* ps->generation when the client last learnt its result type */
+	char *ref;                 /* the SQL statement name its text EXECUTEs, or NULL */
+	struct sql_action *action; /* its text is an SQL PREPARE/DEALLOCATE sluice runs, or NULL */
+	struct client_stmt *next;  /* map chain */
 };
 
 struct stmt_map {
@@ -63,6 +76,20 @@ struct stmt_map {
 	uint32_t size;                /* power of two, 0 until first use */
 	uint32_t count;
 	const struct hash_key *key; /* the worker registry's, set at the first name */
+	struct sql_action *unnamed; /* the unnamed statement, when it is an sql_action */
+	struct sql_action *portal;  /* the portal bound to an sql_action, or NULL */
+	char *portal_name;          /* its name ("" for the unnamed portal) */
+};
+
+/*
+ * A client name an Execute of an sql_action changed, in flight: undone if
+ * the server skips or refuses that Execute, as Postgres would not have
+ * changed it.
+ */
+struct name_change {
+	struct client_stmt *removed; /* DEALLOCATE: the name as it was (out of the map) */
+	struct pstmt *added;         /* PREPARE: what the name means now */
+	char name[];
 };
 
 /* A statement prepared on one server. */
@@ -80,7 +107,8 @@ struct stmt_cache {
 	struct list_node lru; /* eviction order */
 	struct ring pending;  /* uint64_t ids of tracked and injected Parses in flight, in order */
 	struct ring bound;    /* uint64_t ids of REQ_TRACKED_BIND Binds in flight, likewise */
-	bool sql_failed;      /* the SQL PREPARE at the head of the queue got an error */
+	struct ring changes; /* struct name_change *: the names those markers change (requests.h) */
+	bool sql_failed;     /* the SQL PREPARE at the head of the queue got an error */
 };
 
 void prepared_registry_fini(struct pstmt_registry *reg);
@@ -106,6 +134,8 @@ enum prep_result prepared_client_message(struct client *c, const struct frame *f
 void prepared_parse_done(struct server *s, bool failed, bool client_parse);
 /* The ReadyForQuery of a REQ_SQL_PREPARE or REQ_INJECTED_SQL. */
 void prepared_sql_done(struct server *s, bool client_prepare);
+/* A REQ_SQL_EXECUTE, REQ_FAKE_SQL_PREPARE or REQ_FAKE_EXECUTE left the queue. */
+void prepared_change_done(struct server *s, bool failed);
 /* The server answered (or skipped) a REQ_TRACKED_BIND. */
 void prepared_bind_done(struct server *s);
 /* The REQ_STALE_BIND at the head failed as planned: tell the client its plan went stale. */

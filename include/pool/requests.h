@@ -29,7 +29,7 @@
 /* The extended-protocol DEALLOCATE of a tracked name, answered locally: */
 #define REQ_FAKE_BIND    '2' /* emit BindComplete */
 #define REQ_FAKE_NODATA  'n' /* emit NoData */
-#define REQ_FAKE_EXECUTE 'e' /* emit CommandComplete DEALLOCATE */
+#define REQ_FAKE_EXECUTE 'e' /* emit CommandComplete DEALLOCATE; a name change (below) */
 /* SQL PREPARE / EXECUTE (docs/session-state.md), Query-like: answered by ReadyForQuery. */
 #define REQ_SQL_PREPARE  'q' /* client's PREPARE, renamed; id in stmt_cache.pending */
 #define REQ_INJECTED_SQL 'i' /* PREPARE sluice sends before an EXECUTE: replies swallowed */
@@ -40,6 +40,16 @@
  */
 #define REQ_INJECTED_BIND    'j' /* swallow its BindComplete */
 #define REQ_INJECTED_EXECUTE 'g' /* swallow its CommandComplete; id in stmt_cache.pending */
+/*
+ * An SQL PREPARE / DEALLOCATE in a Parse (struct sql_action), carried out at
+ * its Execute.  A name it changes is in stmt_cache.changes for each of
+ * REQ_SQL_EXECUTE, REQ_FAKE_SQL_PREPARE and REQ_FAKE_EXECUTE.
+ */
+#define REQ_SQL_EXECUTE      'h' /* Execute of a PREPARE: reply to the client; id in pending */
+#define REQ_CARRIER_PARSE    'w' /* swallow its ParseComplete (no statement id) */
+#define REQ_CARRIER_EXECUTE  'y' /* Execute whose reply (an error) goes to the client */
+#define REQ_FAKE_SQL_PREPARE 'K' /* emit CommandComplete PREPARE */
+#define REQ_FAKE_PARAMS      'a' /* emit a ParameterDescription of no parameters */
 
 struct requests {
 	struct ring kinds; /* uint8_t per request: message type or REQ_* marker, oldest first */

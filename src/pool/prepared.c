@@ -25,13 +25,14 @@
 #include "pool/server.h"
 #include "pool/worker.h"
 
-#define PREP_NAME_MAX   1024                    /* longest client statement name accepted */
-#define SERVER_NAME_MAX 48                      /* "sluice_<id>_<generation>" */
-#define DEALLOCATE_PEEK 512                     /* Query bytes inspected for DEALLOCATE name */
-#define VERB_PEEK       64                      /* Query bytes read for its first keyword */
-#define SQL_TEXT_MAX    (1024 * 1024)           /* longest SQL PREPARE / EXECUTE tracked */
-#define QUOTED_NAME_MAX (2 * PREP_NAME_MAX + 3) /* a client name as a quoted identifier */
-/* The statement and portal that carry an SQL PREPARE sent in extended messages. */
+#define PREP_NAME_MAX     1024                    /* longest client statement name accepted */
+#define SERVER_NAME_MAX   48                      /* "sluice_<id>_<generation>" */
+#define DEALLOCATE_PEEK   512                     /* Query bytes inspected for DEALLOCATE name */
+#define VERB_PEEK         64                      /* Query bytes read for its first keyword */
+#define SQL_TEXT_MAX      (1024 * 1024)           /* longest SQL PREPARE / EXECUTE tracked */
+#define QUOTED_NAME_MAX   (2 * PREP_NAME_MAX + 3) /* a client name quoted, with its NUL */
+#define DUPLICATE_SQL_MAX (PREP_NAME_MAX + 256)   /* the DO block that raises 42P05 */
+/* The statement and portal that carry the SQL sluice sends in extended messages. */
 #define SQL_CARRIER "sluice_sql"
 /* A statement no server has: binding it fails, and that failure is what a stale client sees. */
 #define STALE_NAME "sluice_stale_result_type"
@@ -216,19 +217,48 @@ static int map_grow(struct stmt_map *map)
 	return 0;
 }
 
+static void action_unref(struct pstmt_registry *reg, struct sql_action *a)
+{
+	if (a == NULL || --a->refs > 0)
+		return;
+	if (a->ps != NULL)
+		pstmt_unref(reg, a->ps);
+	free(a);
+}
+
+static void client_stmt_free(struct pstmt_registry *reg, struct client_stmt *cs)
+{
+	pstmt_unref(reg, cs->ps);
+	action_unref(reg, cs->action);
+	free(cs->ref);
+	free(cs->name);
+	free(cs);
+}
+
+static void map_link(struct stmt_map *map, struct client_stmt *cs)
+{
+	uint32_t b = name_bucket(map, cs->name);
+
+	cs->next = map->buckets[b];
+	map->buckets[b] = cs;
+	map->count++;
+}
+
 /*
  * Point `name` at ps (replacing an older meaning); takes a reference.  `ref`:
- * the SQL statement name ps's text EXECUTEs, or NULL.
+ * the SQL statement name ps's text EXECUTEs, or NULL; `action`: what its text
+ * does when sluice carries it out, or NULL (the reference is taken too).
  */
 static int map_put(struct pstmt_registry *reg, struct stmt_map *map, const char *name,
-                   struct pstmt *ps, const char *ref)
+                   struct pstmt *ps, const char *ref, struct sql_action *action)
 {
 	struct client_stmt *cs = map_find(map, name);
 	char *ref_copy = NULL;
-	uint32_t b;
 
 	if (ref != NULL && (ref_copy = strdup(ref)) == NULL)
 		return -1;
+	if (action != NULL)
+		action->refs++;
 	if (cs != NULL) {
 		ps->refs++;
 		pstmt_unref(reg, cs->ps);
@@ -236,48 +266,52 @@ static int map_put(struct pstmt_registry *reg, struct stmt_map *map, const char 
 		cs->generation = ps->generation;
 		free(cs->ref);
 		cs->ref = ref_copy;
+		action_unref(reg, cs->action);
+		cs->action = action;
 		return 0;
 	}
 	map->key = &reg->key;
-	if ((map->count >= map->size && map_grow(map) < 0) || (cs = malloc(sizeof(*cs))) == NULL) {
-		free(ref_copy);
-		return -1;
-	}
-	if ((cs->name = strdup(name)) == NULL) {
-		free(ref_copy);
+	if ((map->count >= map->size && map_grow(map) < 0) || (cs = malloc(sizeof(*cs))) == NULL ||
+	    (cs->name = strdup(name)) == NULL) {
 		free(cs);
+		free(ref_copy);
+		action_unref(reg, action);
 		return -1;
 	}
 	ps->refs++;
 	cs->ps = ps;
 	cs->generation = ps->generation;
 	cs->ref = ref_copy;
-	b = name_bucket(map, name);
-	cs->next = map->buckets[b];
-	map->buckets[b] = cs;
-	map->count++;
+	cs->action = action;
+	map_link(map, cs);
 	return 0;
 }
 
-static void map_remove(struct pstmt_registry *reg, struct stmt_map *map, const char *name)
+/* Takes `name` out of the map; the caller owns what it returns. */
+static struct client_stmt *map_unlink(struct stmt_map *map, const char *name)
 {
 	struct client_stmt **slot;
 
 	if (map->size == 0)
-		return;
+		return NULL;
 	for (slot = &map->buckets[name_bucket(map, name)]; *slot != NULL; slot = &(*slot)->next) {
 		struct client_stmt *cs = *slot;
 
 		if (strcmp(cs->name, name) == 0) {
 			*slot = cs->next;
-			pstmt_unref(reg, cs->ps);
-			free(cs->ref);
-			free(cs->name);
-			free(cs);
 			map->count--;
-			return;
+			return cs;
 		}
 	}
+	return NULL;
+}
+
+static void map_remove(struct pstmt_registry *reg, struct stmt_map *map, const char *name)
+{
+	struct client_stmt *cs = map_unlink(map, name);
+
+	if (cs != NULL)
+		client_stmt_free(reg, cs);
 }
 
 static void map_clear(struct pstmt_registry *reg, struct stmt_map *map)
@@ -288,10 +322,7 @@ static void map_clear(struct pstmt_registry *reg, struct stmt_map *map)
 		while (cs != NULL) {
 			struct client_stmt *next = cs->next;
 
-			pstmt_unref(reg, cs->ps);
-			free(cs->ref);
-			free(cs->name);
-			free(cs);
+			client_stmt_free(reg, cs);
 			cs = next;
 		}
 		map->buckets[i] = NULL;
@@ -302,6 +333,9 @@ static void map_clear(struct pstmt_registry *reg, struct stmt_map *map)
 void prepared_map_fini(struct stmt_map *map, struct pstmt_registry *reg)
 {
 	map_clear(reg, map);
+	action_unref(reg, map->unnamed);
+	action_unref(reg, map->portal);
+	free(map->portal_name);
 	free(map->buckets);
 	memset(map, 0, sizeof(*map));
 }
@@ -314,6 +348,7 @@ void prepared_cache_init(struct stmt_cache *cache)
 	list_init(&cache->lru);
 	ring_init(&cache->pending, sizeof(uint64_t));
 	ring_init(&cache->bound, sizeof(uint64_t));
+	ring_init(&cache->changes, sizeof(struct name_change *));
 }
 
 static struct server_stmt *cache_find(const struct stmt_cache *cache, uint64_t id)
@@ -378,9 +413,23 @@ static void cache_clear(struct pstmt_registry *reg, struct stmt_cache *cache)
 	}
 }
 
+static void change_free(struct pstmt_registry *reg, struct name_change *ch)
+{
+	if (ch->removed != NULL)
+		client_stmt_free(reg, ch->removed);
+	if (ch->added != NULL)
+		pstmt_unref(reg, ch->added);
+	free(ch);
+}
+
 void prepared_cache_fini(struct stmt_cache *cache, struct pstmt_registry *reg)
 {
+	struct name_change *ch;
+
 	cache_clear(reg, cache);
+	while (ring_pop(&cache->changes, &ch))
+		change_free(reg, ch);
+	ring_fini(&cache->changes);
 	free(cache->buckets);
 	ring_fini(&cache->pending);
 	ring_fini(&cache->bound);
@@ -473,22 +522,35 @@ static void send_carrier_close(struct server *s, uint8_t what)
 }
 
 /*
- * The same PREPARE in extended messages, ahead of an extended message that
- * EXECUTEs the statement: a Query there would end the pipeline's implicit
- * transaction, and the server skips it after an error until Sync, which
- * these messages follow like the client's.  It is carried by a statement and
- * a portal of its own, closed after, so the client's unnamed ones stay.  If
- * any fails, the client gets that error and its messages up to Sync are
- * skipped, as they would fail without the statement.
+ * SQL in extended messages: the same PREPARE ahead of an extended message
+ * that EXECUTEs the statement (`ps`, with `exec_marker` REQ_INJECTED_EXECUTE,
+ * or REQ_SQL_EXECUTE when it is the client's own PREPARE), or `text` whose
+ * reply goes to the client (REQ_CARRIER_EXECUTE).  A Query there would end
+ * the pipeline's implicit transaction, and the server skips it after an
+ * error until Sync, which these messages follow like the client's.  It is
+ * carried by a statement and a portal of its own, closed after (and the
+ * statement before, in case a failed Execute left it), so the client's
+ * unnamed ones stay.  If any fails, the client gets that error and its
+ * messages up to Sync are skipped, as they would fail without the statement.
  */
-static void send_sql_extended(struct server *s, struct pstmt *ps)
+static void send_carrier(struct server *s, struct pstmt *ps, const char *text, uint8_t exec_marker)
 {
 	struct evbuffer *out = conn_out(&s->conn);
 	struct msg_builder m;
 
-	write_sql_prepare(out, 'P', ps);
-	relay_track_request(s, REQ_INJECTED_PARSE);
-	ring_push(&s->stmts.pending, &ps->id);
+	send_carrier_close(s, 'S');
+	if (ps != NULL) {
+		write_sql_prepare(out, 'P', ps);
+		relay_track_request(s, REQ_INJECTED_PARSE);
+		ring_push(&s->stmts.pending, &ps->id);
+	} else {
+		msg_begin(&m, 'P');
+		msg_add_cstr(&m, SQL_CARRIER);
+		msg_add_cstr(&m, text);
+		msg_add_u16(&m, 0); /* parameter types */
+		msg_finish(&m, out);
+		relay_track_request(s, REQ_CARRIER_PARSE);
+	}
 	msg_begin(&m, 'B');
 	msg_add_cstr(&m, SQL_CARRIER);
 	msg_add_cstr(&m, SQL_CARRIER);
@@ -501,8 +563,9 @@ static void send_sql_extended(struct server *s, struct pstmt *ps)
 	msg_add_cstr(&m, SQL_CARRIER);
 	msg_add_u32(&m, 0);
 	msg_finish(&m, out);
-	relay_track_request(s, REQ_INJECTED_EXECUTE);
-	ring_push(&s->stmts.pending, &ps->id);
+	relay_track_request(s, exec_marker);
+	if (ps != NULL)
+		ring_push(&s->stmts.pending, &ps->id);
 	send_carrier_close(s, 'P');
 	send_carrier_close(s, 'S');
 }
@@ -540,7 +603,8 @@ static void evict_if_full(struct server *s)
  * client) or REQ_INJECTED_PARSE (reply swallowed): only those settle the
  * statement ids in stmt_cache.pending.  An SQL statement is prepared with a
  * Query (REQ_SQL_PREPARE, REQ_INJECTED_SQL) or, before an extended message,
- * in extended messages (REQ_INJECTED_PARSE).  A statement whose text
+ * in extended messages (REQ_INJECTED_PARSE; REQ_SQL_EXECUTE for the client's
+ * own PREPARE in a Parse).  A statement whose text
  * EXECUTEs an SQL statement has that one prepared first, each time, so the
  * LRU keeps it at least as long.  Returns false if `ps` already was.
  */
@@ -565,7 +629,9 @@ static bool ensure_prepared(struct server *s, struct pstmt *ps, uint8_t marker)
 	}
 	evict_if_full(s);
 	if (ps->sql && marker == REQ_INJECTED_PARSE)
-		send_sql_extended(s, ps);
+		send_carrier(s, ps, NULL, REQ_INJECTED_EXECUTE);
+	else if (ps->sql && marker == REQ_SQL_EXECUTE)
+		send_carrier(s, ps, NULL, REQ_SQL_EXECUTE);
 	else if (ps->sql)
 		send_sql_prepare(s, ps, marker);
 	else
@@ -622,6 +688,31 @@ static enum prep_result need_whole(struct client *c, const struct frame *f)
 }
 
 static bool parse_deallocate(const char *sql, char *name, size_t cap);
+static enum prep_result unnamed_action(struct client *c, struct server *s, const struct frame *f);
+static enum prep_result bind_action(struct client *c, struct server *s, const struct frame *f,
+                                    const uint8_t *portal, struct sql_action *a);
+static struct sql_action *parse_action(struct client *c, struct server *s, const char *text,
+                                       size_t len, uint16_t nparams);
+static void unbind_portal(struct client *c);
+static void describe_no_rows(struct server *s);
+static bool describe_close_action(struct client *c, struct server *s, const struct frame *f,
+                                  const uint8_t *msg);
+
+/* `name` as a quoted identifier, NUL-terminated; returns its length. */
+static size_t quote_ident(const char *name, char out[QUOTED_NAME_MAX])
+{
+	size_t n = 0;
+
+	out[n++] = '"';
+	for (const char *p = name; *p != '\0'; p++) {
+		if (*p == '"')
+			out[n++] = '"';
+		out[n++] = *p;
+	}
+	out[n++] = '"';
+	out[n] = '\0';
+	return n;
+}
 
 /* The SQL statement the client's `name` means now, or NULL. */
 static struct pstmt *sql_meaning(const struct client *c, const char *name)
@@ -653,20 +744,14 @@ static struct pstmt *intern_execute(struct client *c, const uint8_t *body, size_
 {
 	struct pstmt *dep = sql_meaning(c, ref);
 	char with[QUOTED_NAME_MAX];
-	size_t with_len = 0, copy_len;
+	size_t with_len, copy_len;
 	uint8_t *copy;
 
 	if (dep != NULL) {
 		server_name(dep, dep->generation, with);
 		with_len = strlen(with);
 	} else {
-		with[with_len++] = '"';
-		for (const char *p = ref; *p != '\0'; p++) {
-			if (*p == '"')
-				with[with_len++] = '"';
-			with[with_len++] = *p;
-		}
-		with[with_len++] = '"';
+		with_len = quote_ident(ref, with);
 	}
 	copy_len = body_len - len + with_len;
 	if ((copy = malloc(copy_len)) == NULL)
@@ -703,8 +788,6 @@ static bool may_execute(enum sql_verb verb)
 	return verb == SQL_VERB_EXECUTE || verb == SQL_VERB_EXPLAIN || verb == SQL_VERB_CREATE;
 }
 
-static bool parse_deallocate(const char *sql, char *name, size_t cap);
-
 /*
  * An unnamed Parse that EXECUTEs a name the client PREPAREd in SQL (psycopg
  * 3 sends EXECUTE with parameters this way; also EXPLAIN and CREATE TABLE AS
@@ -740,36 +823,56 @@ static enum prep_result unnamed_execute(struct client *c, struct server *s, cons
 }
 
 /*
- * The unnamed statement is the client's own business, except `DEALLOCATE
- * name` of a tracked name sent through the extended protocol (psycopg 3,
- * libpq's PQexecParams): the name exists only in sluice, so the Parse, Bind,
- * Describe and Execute are answered here and only the Sync reaches Postgres.
+ * The first keyword of the text at byte `at` of a message, read in place when
+ * the buffer has it contiguous.  -1: those bytes have not all arrived.
+ */
+static int peek_verb(struct evbuffer *in, const struct frame *f, size_t at)
+{
+	char head[FRAME_HEADER_LEN + 1 + VERB_PEEK];
+	size_t n = frame_total(f) < at + VERB_PEEK ? frame_total(f) : at + VERB_PEEK;
+	struct evbuffer_iovec v;
+	const char *msg = head;
+
+	if (n <= at)
+		return SQL_VERB_OTHER;
+	if (evbuffer_peek(in, (ev_ssize_t)n, NULL, &v, 1) >= 1 && v.iov_len >= n)
+		msg = v.iov_base;
+	else if (evbuffer_copyout(in, head, n) < (ev_ssize_t)n)
+		return -1;
+	return (int)sqlscan_verb(msg + at, n - at);
+}
+
+/*
+ * The unnamed statement is the client's own business, except SQL that acts
+ * on the client's names, sent through the extended protocol (psycopg 3,
+ * pgJDBC, node-postgres with parameters, libpq's PQexecParams): EXECUTE of
+ * a name is rewritten; PREPARE and DEALLOCATE become an sql_action, whose
+ * Parse, Bind and Describe are answered here.
  */
 static enum prep_result handle_unnamed_parse(struct client *c, struct server *s,
                                              const struct frame *f)
 {
 	struct evbuffer *in = c->conn.in;
-	char sql[DEALLOCATE_PEEK + 1], name[PREP_NAME_MAX + 1];
+	char sql[DEALLOCATE_PEEK + 1];
+	int verb;
 
-	c->fake_unnamed = false;
-	if (frame_total(f) > DEALLOCATE_PEEK)
+	/* Every Parse of the unnamed statement replaces it, even one that fails. */
+	if (c->stmts.unnamed != NULL) {
+		action_unref(&c->w->prepared, c->stmts.unnamed);
+		c->stmts.unnamed = NULL;
+	}
+	if ((verb = peek_verb(in, f, FRAME_HEADER_LEN + 1)) < 0)
+		return PREP_WAIT;
+	if (verb == SQL_VERB_PREPARE || verb == SQL_VERB_DEALLOCATE)
+		return unnamed_action(c, s, f);
+	if (c->stmts.count == 0 || !may_execute((enum sql_verb)verb) ||
+	    frame_total(f) > DEALLOCATE_PEEK)
 		return PREP_PASS;
 	if (evbuffer_get_length(in) < frame_total(f))
 		return PREP_WAIT;
 	evbuffer_copyout(in, sql, frame_total(f));
 	sql[frame_total(f)] = '\0';
-	if (c->stmts.count > 0 && may_execute(sqlscan_verb(sql + FRAME_HEADER_LEN + 1,
-	                                                   frame_total(f) - FRAME_HEADER_LEN - 1)))
-		return unnamed_execute(c, s, f, sql);
-	if (!parse_deallocate(sql + FRAME_HEADER_LEN + 1, name, sizeof(name)) ||
-	    map_find(&c->stmts, name) == NULL)
-		return PREP_PASS;
-	evbuffer_drain(in, frame_total(f));
-	c->pool->stats.bytes_received += frame_total(f);
-	map_remove(&c->w->prepared, &c->stmts, name);
-	c->fake_unnamed = true;
-	push_fake(s, REQ_FAKE_PARSE);
-	return PREP_DONE;
+	return unnamed_execute(c, s, f, sql);
 }
 
 /* Drop the rest of a client message whose first `done` bytes were handled. */
@@ -821,6 +924,7 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 	uint8_t *body;
 	uint16_t nparams;
 	struct pstmt *ps;
+	struct sql_action *a;
 
 	if (nul == NULL) {
 		if (got == sizeof(head)) {
@@ -855,6 +959,18 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 	}
 	c->pool->stats.bytes_received += frame_total(f);
 	text_len = strnlen((const char *)body, body_len);
+	if ((a = parse_action(c, s, (const char *)body, text_len, nparams)) != NULL) {
+		/* Answered here; each Execute of it acts on the client's names. */
+		ps = registry_intern(reg, body, body_len, false, NULL, 0, 0);
+		if (ps == NULL || map_put(reg, &c->stmts, name, ps, NULL, a) < 0) {
+			action_unref(reg, a);
+			client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
+			return PREP_CLOSED;
+		}
+		action_unref(reg, a);
+		push_fake(s, REQ_FAKE_PARSE);
+		return PREP_DONE;
+	}
 	if (may_execute(sqlscan_verb((const char *)body, text_len + 1)) &&
 	    (after = sqlscan_execute_target((const char *)body, text_len + 1, ref, sizeof(ref),
 	                                    &start)) != 0) {
@@ -864,7 +980,8 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 		ref[0] = '\0';
 		ps = registry_intern(reg, body, body_len, false, NULL, 0, 0);
 	}
-	if (ps == NULL || map_put(reg, &c->stmts, name, ps, ref[0] != '\0' ? ref : NULL) < 0) {
+	if (ps == NULL ||
+	    map_put(reg, &c->stmts, name, ps, ref[0] != '\0' ? ref : NULL, NULL) < 0) {
 		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return PREP_CLOSED;
 	}
@@ -896,17 +1013,15 @@ static enum prep_result handle_bind(struct client *c, struct server *s, const st
 	}
 	portal_len = (size_t)(portal_end - p);
 	stmt_len = (size_t)(stmt_end - portal_end - 1);
-	if (portal_len == 0)
-		c->fake_portal = false;
-	if (stmt_len == 0 && c->fake_unnamed && portal_len == 0) {
-		drop_message(c, f, 0);
-		c->fake_portal = true;
-		push_fake(s, REQ_FAKE_BIND);
-		return PREP_DONE;
-	}
+	if (c->stmts.portal != NULL && strcmp(c->stmts.portal_name, (const char *)p) == 0)
+		unbind_portal(c); /* replaced by this Bind */
+	if (stmt_len == 0 && c->stmts.unnamed != NULL)
+		return bind_action(c, s, f, p, c->stmts.unnamed);
 	if (stmt_len == 0 || (cs = map_find(&c->stmts, (const char *)portal_end + 1)) == NULL ||
 	    cs->ps->sql)
 		return PREP_PASS;
+	if (cs->action != NULL)
+		return bind_action(c, s, f, p, cs->action);
 	if (cs->ref != NULL)
 		resolve_execute(c, cs);
 	prefix = FRAME_HEADER_LEN + portal_len + 1 + stmt_len + 1;
@@ -943,12 +1058,8 @@ static enum prep_result handle_describe_close(struct client *c, struct server *s
 		return PREP_WAIT;
 	evbuffer_copyout(in, msg, frame_total(f));
 	msg[frame_total(f)] = 0;
-	if (f->type == 'D' && c->fake_portal && f->len == 6 && msg[FRAME_HEADER_LEN] == 'P' &&
-	    msg[FRAME_HEADER_LEN + 1] == 0) {
-		drop_message(c, f, 0);
-		push_fake(s, REQ_FAKE_NODATA);
+	if (describe_close_action(c, s, f, msg))
 		return PREP_DONE;
-	}
 	if (f->len < 6 || msg[FRAME_HEADER_LEN] != 'S' || msg[FRAME_HEADER_LEN + 1] == 0 ||
 	    msg[frame_total(f) - 1] != 0)
 		return PREP_PASS; /* portals, the unnamed statement, or malformed: Postgres judges
@@ -962,6 +1073,10 @@ static enum prep_result handle_describe_close(struct client *c, struct server *s
 		return PREP_DONE;
 	}
 	cs = map_find(&c->stmts, (const char *)msg + FRAME_HEADER_LEN + 1);
+	if (cs != NULL && cs->action != NULL) {
+		describe_no_rows(s);
+		return PREP_DONE;
+	}
 	if (cs != NULL && cs->ps->sql)
 		cs = NULL; /* SQL PREPAREd: only EXECUTE reaches it */
 	if (cs != NULL) {
@@ -1074,19 +1189,25 @@ static void dollar_tag(const char *text, char letter, char tag[16])
  * sent a DO block that raises that error (inside an aborted transaction
  * Postgres' own 25P02 comes first, as it would for the PREPARE).
  */
+static int duplicate_sql(const char *name, char sql[DUPLICATE_SQL_MAX])
+{
+	char outer[16], inner[16];
+
+	dollar_tag(name, 'd', outer);
+	dollar_tag(name, 'm', inner);
+	return snprintf(sql, DUPLICATE_SQL_MAX,
+	                "DO %sBEGIN RAISE EXCEPTION USING ERRCODE = '42P05', MESSAGE = "
+	                "%sprepared statement \"%s\" already exists%s; END%s",
+	                outer, inner, name, inner, outer);
+}
+
 static enum prep_result duplicate_prepare(struct client *c, struct server *s, const struct frame *f,
                                           const char *name)
 {
 	struct evbuffer *out = conn_out(&s->conn);
-	char sql[PREP_NAME_MAX + 256], outer[16], inner[16];
-	int n;
+	char sql[DUPLICATE_SQL_MAX];
+	int n = duplicate_sql(name, sql);
 
-	dollar_tag(name, 'd', outer);
-	dollar_tag(name, 'm', inner);
-	n = snprintf(sql, sizeof(sql),
-	             "DO %sBEGIN RAISE EXCEPTION USING ERRCODE = '42P05', MESSAGE = "
-	             "%sprepared statement \"%s\" already exists%s; END%s",
-	             outer, inner, name, inner, outer);
 	write_header(out, 'Q', (uint32_t)(4 + n + 1));
 	evbuffer_add(out, sql, (size_t)n + 1);
 	evbuffer_drain(c->conn.in, frame_total(f));
@@ -1129,7 +1250,7 @@ static enum prep_result handle_sql_prepare(struct client *c, struct server *s,
 	memcpy(body, text + after, len);
 	if ((ps = registry_intern(reg, body, len, true, NULL, 0, 0)) == NULL)
 		return PREP_PASS;
-	if (map_put(reg, &c->stmts, name, ps, NULL) < 0) {
+	if (map_put(reg, &c->stmts, name, ps, NULL, NULL) < 0) {
 		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return PREP_CLOSED;
 	}
@@ -1221,21 +1342,285 @@ static enum prep_result handle_query(struct client *c, struct server *s, const s
 	return handle_sql_execute(c, s, f);
 }
 
-/* Execute of the unnamed portal bound to a DEALLOCATE sluice answers. */
+/* SQL PREPARE / DEALLOCATE in a Parse ---------------------------------- */
+
+/* The server's transaction is known to be aborted: Postgres refuses statements (25P02). */
+static bool known_aborted(const struct server *s)
+{
+	return s->tx_status == 'E' && requests_count(&s->requests) == 0;
+}
+
+/*
+ * Where Postgres refuses a Bind or Execute with 25P02 (an aborted
+ * transaction), the server is sent a Parse it refuses the same way, so the
+ * client gets Postgres' own error and the rest up to Sync is skipped.
+ */
+static void fail_aborted(struct server *s)
+{
+	struct msg_builder m;
+
+	msg_begin(&m, 'P');
+	msg_add_cstr(&m, SQL_CARRIER);
+	msg_add_cstr(&m, "SELECT");
+	msg_add_u16(&m, 0);
+	msg_finish(&m, conn_out(&s->conn));
+	relay_track_request(s, REQ_CARRIER_PARSE);
+}
+
+/*
+ * The text of a Parse (NUL-terminated) that is an SQL PREPARE of one
+ * statement, or a DEALLOCATE of one name, with no parameters: the action it
+ * stands for, with one reference for the caller.  NULL when it is neither,
+ * or inside an aborted transaction, where the server refuses it itself.
+ */
+static struct sql_action *parse_action(struct client *c, struct server *s, const char *text,
+                                       size_t len, uint16_t nparams)
+{
+	enum sql_verb verb = sqlscan_verb(text, len);
+	char name[PREP_NAME_MAX + 1];
+	struct sql_action *a;
+	struct pstmt *ps = NULL;
+	size_t after, body_len;
+	uint8_t *body;
+
+	if ((verb != SQL_VERB_PREPARE && verb != SQL_VERB_DEALLOCATE) || nparams != 0 ||
+	    known_aborted(s))
+		return NULL;
+	if (verb == SQL_VERB_DEALLOCATE && !parse_deallocate(text, name, sizeof(name)))
+		return NULL;
+	if (verb == SQL_VERB_PREPARE) {
+		if ((after = sqlscan_name(text, len, NULL, name, sizeof(name))) == 0 ||
+		    (body_len = prepare_body(text + after)) == 0 ||
+		    (body = malloc(body_len)) == NULL)
+			return NULL;
+		memcpy(body, text + after, body_len);
+		ps = registry_intern(&c->w->prepared, body, body_len, true, NULL, 0, 0);
+		if (ps == NULL)
+			return NULL;
+	}
+	if ((a = malloc(sizeof(*a) + strlen(name) + 1)) == NULL)
+		return NULL; /* the statement, unreferenced, goes with the next DEALLOCATE ALL */
+	a->refs = 1;
+	a->ps = ps;
+	if (ps != NULL)
+		ps->refs++;
+	strcpy(a->name, name);
+	return a;
+}
+
+/* An unnamed Parse of PREPARE or DEALLOCATE: answered here if it is an sql_action. */
+static enum prep_result unnamed_action(struct client *c, struct server *s, const struct frame *f)
+{
+	struct evbuffer *in = c->conn.in;
+	const char *text, *nul;
+	size_t len;
+
+	if (frame_total(f) > SQL_TEXT_MAX)
+		return PREP_PASS;
+	if (need_whole(c, f) == PREP_WAIT)
+		return PREP_WAIT;
+	conn_set_read_high(&c->conn, RELAY_READ_HIGH);
+	text = (const char *)evbuffer_pullup(in, (ev_ssize_t)frame_total(f)) + FRAME_HEADER_LEN + 1;
+	len = frame_total(f) - FRAME_HEADER_LEN - 1;
+	/* Malformed (no NUL, no parameter count): Postgres judges it. */
+	if ((nul = memchr(text, '\0', len)) == NULL || (size_t)(nul - text) + 3 > len)
+		return PREP_PASS;
+	c->stmts.unnamed = parse_action(c, s, text, (size_t)(nul - text),
+	                                (uint16_t)((uint8_t)nul[1] << 8 | (uint8_t)nul[2]));
+	if (c->stmts.unnamed == NULL)
+		return PREP_PASS;
+	evbuffer_drain(in, frame_total(f));
+	c->pool->stats.bytes_received += frame_total(f);
+	push_fake(s, REQ_FAKE_PARSE);
+	return PREP_DONE;
+}
+
+static void unbind_portal(struct client *c)
+{
+	action_unref(&c->w->prepared, c->stmts.portal);
+	c->stmts.portal = NULL;
+	free(c->stmts.portal_name);
+	c->stmts.portal_name = NULL;
+}
+
+/* A Bind of an sql_action: answered here, the portal remembered. */
+static enum prep_result bind_action(struct client *c, struct server *s, const struct frame *f,
+                                    const uint8_t *portal, struct sql_action *a)
+{
+	char *name;
+
+	drop_message(c, f, 0);
+	if (known_aborted(s)) {
+		fail_aborted(s);
+		return PREP_DONE;
+	}
+	if ((name = strdup((const char *)portal)) == NULL) {
+		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
+		return PREP_CLOSED;
+	}
+	a->refs++;
+	unbind_portal(c);
+	c->stmts.portal = a;
+	c->stmts.portal_name = name;
+	push_fake(s, REQ_FAKE_BIND);
+	return PREP_DONE;
+}
+
+/* What Postgres answers to a Describe of a PREPARE or DEALLOCATE statement. */
+static void describe_no_rows(struct server *s)
+{
+	push_fake(s, REQ_FAKE_PARAMS);
+	push_fake(s, REQ_FAKE_NODATA);
+}
+
+/*
+ * Describe or Close (the whole message in `msg`, NUL-terminated) of the
+ * portal bound to an sql_action or of an unnamed one: answered here.
+ */
+static bool describe_close_action(struct client *c, struct server *s, const struct frame *f,
+                                  const uint8_t *msg)
+{
+	const char *name = (const char *)msg + FRAME_HEADER_LEN + 1;
+	bool portal;
+
+	if (f->len < 6 || msg[frame_total(f) - 1] != 0)
+		return false;
+	portal = msg[FRAME_HEADER_LEN] == 'P' && c->stmts.portal != NULL &&
+	         strcmp(name, c->stmts.portal_name) == 0;
+	if (!portal &&
+	    !(msg[FRAME_HEADER_LEN] == 'S' && name[0] == '\0' && c->stmts.unnamed != NULL))
+		return false;
+	drop_message(c, f, 0);
+	if (f->type == 'D' && portal) {
+		push_fake(s, REQ_FAKE_NODATA);
+	} else if (f->type == 'D') {
+		describe_no_rows(s);
+	} else if (portal) {
+		unbind_portal(c);
+		push_fake(s, REQ_FAKE_CLOSE);
+	} else {
+		action_unref(&c->w->prepared, c->stmts.unnamed);
+		c->stmts.unnamed = NULL;
+		push_fake(s, REQ_FAKE_CLOSE);
+	}
+	return true;
+}
+
+/* A name change in flight, in step with its marker; takes `removed`. */
+static int change_push(struct server *s, const char *name, struct client_stmt *removed,
+                       struct pstmt *added)
+{
+	struct name_change *ch = malloc(sizeof(*ch) + strlen(name) + 1);
+
+	if (ch == NULL) {
+		if (removed != NULL)
+			client_stmt_free(&s->w->prepared, removed);
+		return -1;
+	}
+	ch->removed = removed;
+	ch->added = added;
+	if (added != NULL)
+		added->refs++;
+	strcpy(ch->name, name);
+	if (ring_push(&s->stmts.changes, &ch) < 0) {
+		change_free(&s->w->prepared, ch);
+		return -1;
+	}
+	return 0;
+}
+
+void prepared_change_done(struct server *s, bool failed)
+{
+	struct pstmt_registry *reg = &s->w->prepared;
+	struct client *c = s->client;
+	struct client_stmt *cs;
+	struct name_change *ch;
+
+	if (!ring_pop(&s->stmts.changes, &ch))
+		return;
+	/* Skipped or refused: Postgres made no such change, so the name is as it was. */
+	if (failed && c != NULL && ch->added != NULL &&
+	    (cs = map_find(&c->stmts, ch->name)) != NULL && cs->ps == ch->added)
+		map_remove(reg, &c->stmts, ch->name);
+	if (failed && c != NULL && ch->removed != NULL && map_find(&c->stmts, ch->name) == NULL) {
+		map_link(&c->stmts, ch->removed);
+		ch->removed = NULL;
+	}
+	change_free(reg, ch);
+}
+
+/*
+ * Execute of a PREPARE: the name is the client's from now on (undone if
+ * the server skips or refuses it).  A server that has the statement already
+ * is sent nothing; the client still gets its PREPARE, in order.  A name the
+ * client has is refused with 42P05 by the server, which aborts a
+ * transaction block there too.
+ */
+static enum prep_result run_prepare(struct client *c, struct server *s, struct sql_action *a)
+{
+	char sql[DUPLICATE_SQL_MAX];
+
+	if (map_find(&c->stmts, a->name) != NULL) {
+		duplicate_sql(a->name, sql);
+		send_carrier(s, NULL, sql, REQ_CARRIER_EXECUTE);
+		return PREP_DONE;
+	}
+	if (map_put(&c->w->prepared, &c->stmts, a->name, a->ps, NULL, NULL) < 0 ||
+	    change_push(s, a->name, NULL, a->ps) < 0) {
+		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
+		return PREP_CLOSED;
+	}
+	if (!ensure_prepared(s, a->ps, REQ_SQL_EXECUTE))
+		push_fake(s, REQ_FAKE_SQL_PREPARE);
+	return PREP_DONE;
+}
+
+/*
+ * Execute of a DEALLOCATE: a name of the client's is answered here.  Any
+ * other goes to the server as written, which refuses it with Postgres' own
+ * 26000 (or drops a statement the client made there itself, which pinned it).
+ */
+static enum prep_result run_deallocate(struct client *c, struct server *s, struct sql_action *a)
+{
+	struct client_stmt *cs = map_unlink(&c->stmts, a->name);
+	char sql[QUOTED_NAME_MAX + 16];
+
+	if (cs == NULL) {
+		memcpy(sql, "DEALLOCATE ", 11);
+		quote_ident(a->name, sql + 11);
+		send_carrier(s, NULL, sql, REQ_CARRIER_EXECUTE);
+		return PREP_DONE;
+	}
+	if (change_push(s, a->name, cs, NULL) < 0) {
+		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
+		return PREP_CLOSED;
+	}
+	push_fake(s, REQ_FAKE_EXECUTE);
+	return PREP_DONE;
+}
+
+/* Execute of the portal bound to an sql_action: it is carried out now. */
 static enum prep_result handle_execute(struct client *c, struct server *s, const struct frame *f)
 {
 	struct evbuffer *in = c->conn.in;
-	uint8_t head[FRAME_HEADER_LEN + 1];
+	uint8_t msg[FRAME_HEADER_LEN + 2 * (PREP_NAME_MAX + 1) + 4];
+	struct sql_action *a = c->stmts.portal;
 
-	if (!c->fake_portal || f->len != 9)
-		return PREP_PASS; /* a named portal: "" + max rows is 4 + 1 + 4 bytes */
-	if (evbuffer_copyout(in, head, sizeof(head)) < (ev_ssize_t)sizeof(head) ||
-	    head[FRAME_HEADER_LEN] != 0)
+	if (a == NULL || frame_total(f) > sizeof(msg) || f->len < 9)
+		return PREP_PASS;
+	if (evbuffer_get_length(in) < frame_total(f))
+		return PREP_WAIT;
+	evbuffer_copyout(in, msg, frame_total(f));
+	if (msg[frame_total(f) - 5] != 0 ||
+	    strcmp((const char *)msg + FRAME_HEADER_LEN, c->stmts.portal_name) != 0)
 		return PREP_PASS;
 	drop_message(c, f, 0);
 	c->pool->stats.query_count++;
-	push_fake(s, REQ_FAKE_EXECUTE);
-	return PREP_DONE;
+	if (known_aborted(s)) {
+		fail_aborted(s);
+		return PREP_DONE;
+	}
+	return a->ps != NULL ? run_prepare(c, s, a) : run_deallocate(c, s, a);
 }
 
 enum prep_result prepared_client_message(struct client *c, const struct frame *f)
@@ -1383,6 +1768,8 @@ bool prepared_flush_fakes(struct server *s)
 		if (!requests_is_fake(head))
 			return ready;
 		requests_pop(&s->requests);
+		if (head == REQ_FAKE_EXECUTE || head == REQ_FAKE_SQL_PREPARE)
+			prepared_change_done(s, false);
 		if (out == NULL)
 			continue;
 		if (head == REQ_FAKE_DEALLOC || head == REQ_FAKE_PREPARE) {
@@ -1390,8 +1777,13 @@ bool prepared_flush_fakes(struct server *s)
 			                       head == REQ_FAKE_DEALLOC ? "DEALLOCATE" : "PREPARE");
 			build_ready(out, s->tx_status);
 			ready = true;
-		} else if (head == REQ_FAKE_EXECUTE) {
-			build_command_complete(out, "DEALLOCATE");
+		} else if (head == REQ_FAKE_EXECUTE || head == REQ_FAKE_SQL_PREPARE) {
+			build_command_complete(out,
+			                       head == REQ_FAKE_EXECUTE ? "DEALLOCATE" : "PREPARE");
+		} else if (head == REQ_FAKE_PARAMS) {
+			const uint8_t msg[7] = {'t', 0, 0, 0, 6, 0, 0}; /* no parameters */
+
+			evbuffer_add(out, msg, sizeof(msg));
 		} else {
 			const uint8_t msg[5] = {head, 0, 0, 0, 4};
 

@@ -313,7 +313,10 @@ static void relay_client_input(struct client *c)
  */
 static uint8_t retire_request(struct server *s, uint8_t t, bool failed)
 {
-	if (t == REQ_TRACKED_PARSE || t == REQ_INJECTED_PARSE || t == REQ_INJECTED_EXECUTE)
+	if (t == REQ_SQL_EXECUTE || t == REQ_FAKE_SQL_PREPARE || t == REQ_FAKE_EXECUTE)
+		prepared_change_done(s, failed);
+	if (t == REQ_TRACKED_PARSE || t == REQ_INJECTED_PARSE || t == REQ_INJECTED_EXECUTE ||
+	    t == REQ_SQL_EXECUTE)
 		prepared_parse_done(s, failed, t == REQ_TRACKED_PARSE);
 	else if (t == REQ_TRACKED_BIND)
 		prepared_bind_done(s);
@@ -341,7 +344,8 @@ static bool track_server_reply(struct server *s, uint8_t type)
 
 	switch (type) {
 	case '1': /* ParseComplete */
-		return pop_request(s) != REQ_INJECTED_PARSE;
+		head = pop_request(s);
+		return head != REQ_INJECTED_PARSE && head != REQ_CARRIER_PARSE;
 	case '3': /* CloseComplete */
 		return pop_request(s) != REQ_INJECTED_CLOSE;
 	case '2': /* BindComplete */
@@ -356,7 +360,7 @@ static bool track_server_reply(struct server *s, uint8_t type)
 	case 'C': /* CommandComplete */
 	case 'I': /* EmptyQueryResponse */
 	case 's': /* PortalSuspended */
-		if (head == 'E')
+		if (head == 'E' || head == REQ_SQL_EXECUTE || head == REQ_CARRIER_EXECUTE)
 			pop_request(s);
 		break;
 	case 'E':

@@ -103,7 +103,7 @@ bool requests_is_fake(uint8_t kind)
 {
 	return kind == REQ_FAKE_PARSE || kind == REQ_FAKE_CLOSE || kind == REQ_FAKE_DEALLOC ||
 	       kind == REQ_FAKE_BIND || kind == REQ_FAKE_NODATA || kind == REQ_FAKE_EXECUTE ||
-	       kind == REQ_FAKE_PREPARE;
+	       kind == REQ_FAKE_PREPARE || kind == REQ_FAKE_SQL_PREPARE || kind == REQ_FAKE_PARAMS;
 }
 
 bool requests_is_extended(uint8_t kind)
@@ -112,5 +112,7 @@ bool requests_is_extended(uint8_t kind)
 	       kind == REQ_TRACKED_PARSE || kind == REQ_INJECTED_PARSE ||
 	       kind == REQ_INJECTED_CLOSE || kind == REQ_TRACKED_BIND || kind == REQ_STALE_BIND ||
 	       kind == REQ_INJECTED_BIND || kind == REQ_INJECTED_EXECUTE ||
+	       kind == REQ_SQL_EXECUTE || kind == REQ_CARRIER_PARSE ||
+	       kind == REQ_CARRIER_EXECUTE ||
 	       (requests_is_fake(kind) && kind != REQ_FAKE_DEALLOC && kind != REQ_FAKE_PREPARE);
 }

@@ -374,3 +374,268 @@ Test(prepared, parse_skipped_after_error_leaves_no_statement)
 	PQclear(harness_exec_ok(a, "drop table t_skipped"));
 	PQfinish(a);
 }
+
+/* ---- SQL PREPARE / EXECUTE / DEALLOCATE through the extended protocol ---- */
+
+/*
+ * A pinned client keeps a server: with a pool of 2 the others would queue and
+ * fail fast instead of hanging.
+ */
+#define SQL_EXT_INI                                                                                \
+	"default_pool_size = 2\nadmin_users = admin\nworkers = 1\nquery_wait_timeout = 20\n"
+#define SQL_EXT_USERS "\"admin\" \"admin-secret\"\n"
+
+/* App clients SHOW CLIENTS says are pinned, with `reason` (NULL: any reason). */
+static int pinned_clients(PGconn *admin, const char *reason)
+{
+	PGresult *res = PQexec(admin, "SHOW CLIENTS");
+	int user = PQfnumber(res, "user"), pinned = PQfnumber(res, "pinned");
+	int why = PQfnumber(res, "pin_reason"), n = 0;
+
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(admin));
+	for (int i = 0; i < PQntuples(res); i++)
+		if (strcmp(PQgetvalue(res, i, user), "app") == 0 &&
+		    strcmp(PQgetvalue(res, i, pinned), "1") == 0 &&
+		    (reason == NULL || strcmp(PQgetvalue(res, i, why), reason) == 0))
+			n++;
+	PQclear(res);
+	return n;
+}
+
+/* SQL sent as PQexecParams does (unnamed Parse, Bind, Describe, Execute, Sync). */
+static void ext_ok(PGconn *c, const char *sql, const char *tag)
+{
+	PGresult *res = PQexecParams(c, sql, 0, NULL, NULL, NULL, NULL, 0);
+
+	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s: %s", sql,
+	             PQresultErrorMessage(res));
+	cr_assert_str_eq(PQcmdStatus(res), tag, "%s", sql);
+	PQclear(res);
+}
+
+static long long ext_int(PGconn *c, const char *sql)
+{
+	PGresult *res = PQexecParams(c, sql, 0, NULL, NULL, NULL, NULL, 0);
+	long long v;
+
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s: %s", sql,
+	             PQresultErrorMessage(res));
+	v = atoll(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return v;
+}
+
+static void ext_error(PGconn *c, const char *sql, const char *sqlstate)
+{
+	PGresult *res = PQexecParams(c, sql, 0, NULL, NULL, NULL, NULL, 0);
+
+	cr_assert_str_eq(harness_sqlstate(res), sqlstate, "%s: %s", sql, PQresultErrorMessage(res));
+	PQclear(res);
+}
+
+/*
+ * 8 clients PREPARE the same name for 8 different statements through the
+ * extended protocol (unnamed and named Parse), then EXECUTE it concurrently
+ * over 2 servers: every client gets its own statement, none is pinned, and no
+ * server holds a statement under the client's name.
+ */
+Test(prepared, sql_prepare_extended_same_name_many_clients)
+{
+	struct harness_sluice *h = harness_start_sluice_users(SQL_EXT_INI, SQL_EXT_USERS);
+	PGconn *adm = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PGconn *c[8];
+	char sql[128];
+	PGresult *res;
+
+	for (int i = 0; i < 8; i++) {
+		c[i] = harness_connect_ok(h, "app", "app-secret", "app");
+		snprintf(sql, sizeof(sql), "PREPARE q(int) AS SELECT $1 * %d", i + 1);
+		ext_ok(c[i], sql, "PREPARE");
+		/* A named Parse of PREPARE (pgJDBC past prepareThreshold, psycopg prepare=True). */
+		snprintf(sql, sizeof(sql), "PREPARE r AS SELECT %d", 100 + i);
+		prepare(c[i], "make_r", sql);
+		res = PQexecPrepared(c[i], "make_r", 0, NULL, NULL, NULL, 0);
+		cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s",
+		             PQresultErrorMessage(res));
+		cr_assert_str_eq(PQcmdStatus(res), "PREPARE");
+		PQclear(res);
+	}
+	for (int round = 0; round < 10; round++) {
+		for (int i = 0; i < 8; i++) {
+			snprintf(sql, sizeof(sql), "EXECUTE q(%d)", round);
+			cr_assert(PQsendQueryParams(c[i], sql, 0, NULL, NULL, NULL, NULL, 0));
+		}
+		for (int i = 0; i < 8; i++) {
+			res = PQgetResult(c[i]);
+			cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s",
+			             PQresultErrorMessage(res));
+			cr_assert_eq(atoll(PQgetvalue(res, 0, 0)), (long long)round * (i + 1));
+			PQclear(res);
+			cr_assert_null(PQgetResult(c[i]));
+		}
+	}
+	for (int i = 0; i < 8; i++) {
+		cr_assert_eq(ext_int(c[i], "EXECUTE r"), 100 + i);
+		cr_assert_eq(harness_query_int(c[i], "select count(*) from pg_prepared_statements "
+		                                     "where name in ('q', 'r', 'make_r')"),
+		             0, "the server has sluice's names only");
+	}
+	cr_assert_eq(pinned_clients(adm, NULL), 0, "no client is pinned");
+	for (int i = 0; i < 8; i++) {
+		ext_ok(c[i], "DEALLOCATE q", "DEALLOCATE");
+		ext_error(c[i], "EXECUTE q(1)", "26000");
+		cr_assert_eq(ext_int(c[i], "EXECUTE r"), 100 + i);
+		PQfinish(c[i]);
+	}
+	PQfinish(adm);
+}
+
+/* The errors and replies Postgres gives, named and unnamed Parse. */
+Test(prepared, sql_prepare_extended_errors_as_postgres)
+{
+	struct harness_sluice *h = harness_start_sluice_users(SQL_EXT_INI, SQL_EXT_USERS);
+	PGconn *adm = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *b = harness_connect_ok(h, "app", "app-secret", "app");
+	PGresult *res;
+
+	ext_ok(a, "prepare q as select 1", "PREPARE");
+	res = PQexecParams(a, "PREPARE q AS SELECT 2", 0, NULL, NULL, NULL, NULL, 0);
+	cr_assert_str_eq(harness_sqlstate(res), "42P05");
+	cr_assert_str_eq(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
+	                 "prepared statement \"q\" already exists");
+	PQclear(res);
+	cr_assert_eq(ext_int(a, "execute q"), 1, "q keeps its meaning");
+	ext_error(b, "execute q", "26000");
+	ext_error(a, "DEALLOCATE nosuch", "26000");
+	/* 42P05 aborts a transaction block; a PREPARE in an aborted one gets 25P02. */
+	PQclear(harness_exec_ok(a, "begin"));
+	ext_error(a, "PREPARE q AS SELECT 3", "42P05");
+	ext_error(a, "select 1", "25P02");
+	ext_error(a, "PREPARE z AS SELECT 3", "25P02");
+	PQclear(harness_exec_ok(a, "rollback"));
+	ext_error(a, "EXECUTE z", "26000");
+	/* A syntax error in the statement: no name is made. */
+	res = PQexecParams(a, "PREPARE bad AS SELEC 1", 0, NULL, NULL, NULL, NULL, 0);
+	cr_assert_str_eq(harness_sqlstate(res), "42601", "%s", PQresultErrorMessage(res));
+	PQclear(res);
+	ext_error(a, "EXECUTE bad", "26000");
+
+	/* Named Parses: each Execute acts again, as in Postgres. */
+	prepare(a, "mk", "PREPARE r AS SELECT 5");
+	prepare(a, "dr", "DEALLOCATE r");
+	res = PQdescribePrepared(a, "mk");
+	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
+	cr_assert_eq(PQnparams(res), 0);
+	cr_assert_eq(PQnfields(res), 0);
+	PQclear(res);
+	for (int i = 0; i < 2; i++) {
+		res = PQexecPrepared(a, "mk", 0, NULL, NULL, NULL, 0);
+		cr_assert_str_eq(PQcmdStatus(res), "PREPARE", "%s", PQresultErrorMessage(res));
+		PQclear(res);
+		cr_assert_eq(harness_query_int(a, "execute r"), 5);
+		res = PQexecPrepared(a, "mk", 0, NULL, NULL, NULL, 0);
+		cr_assert_str_eq(harness_sqlstate(res), "42P05");
+		PQclear(res);
+		res = PQexecPrepared(a, "dr", 0, NULL, NULL, NULL, 0);
+		cr_assert_str_eq(PQcmdStatus(res), "DEALLOCATE", "%s", PQresultErrorMessage(res));
+		PQclear(res);
+		res = PQexecPrepared(a, "dr", 0, NULL, NULL, NULL, 0);
+		cr_assert_str_eq(harness_sqlstate(res), "26000");
+		PQclear(res);
+	}
+	/* DEALLOCATE in a Parse forgets a protocol-level name too (one namespace). */
+	prepare(a, "proto", "select 7");
+	ext_ok(a, "DEALLOCATE proto", "DEALLOCATE");
+	res = PQexecPrepared(a, "proto", 0, NULL, NULL, NULL, 0);
+	cr_assert_str_eq(harness_sqlstate(res), "26000");
+	PQclear(res);
+	cr_assert_eq(pinned_clients(adm, NULL), 0, "no client is pinned");
+	PQfinish(a);
+	PQfinish(b);
+	PQfinish(adm);
+}
+
+/*
+ * Several PREPARE / EXECUTE / DEALLOCATE before one Sync; and what an error
+ * earlier in a pipeline makes Postgres skip changes no name.
+ */
+Test(prepared, sql_prepare_extended_in_pipelines)
+{
+	struct harness_sluice *h = harness_start_sluice_users(SQL_EXT_INI, SQL_EXT_USERS);
+	PGconn *adm = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGresult *res;
+
+	cr_assert(PQenterPipelineMode(a));
+	cr_assert(PQsendQueryParams(a, "PREPARE p AS SELECT 7", 0, NULL, NULL, NULL, NULL, 0));
+	cr_assert(PQsendQueryParams(a, "EXECUTE p", 0, NULL, NULL, NULL, NULL, 0));
+	cr_assert(PQsendQueryParams(a, "DEALLOCATE p", 0, NULL, NULL, NULL, NULL, 0));
+	cr_assert(PQsendQueryParams(a, "PREPARE p AS SELECT 8", 0, NULL, NULL, NULL, NULL, 0));
+	cr_assert(PQsendQueryParams(a, "EXECUTE p", 0, NULL, NULL, NULL, NULL, 0));
+	cr_assert(PQsendQueryParams(a, "PREPARE p AS SELECT 9", 0, NULL, NULL, NULL, NULL, 0));
+	cr_assert(PQsendQueryParams(a, "EXECUTE p", 0, NULL, NULL, NULL, NULL, 0));
+	cr_assert(PQpipelineSync(a));
+	res = PQgetResult(a);
+	cr_assert_str_eq(PQcmdStatus(res), "PREPARE", "%s", PQresultErrorMessage(res));
+	PQclear(res);
+	cr_assert_null(PQgetResult(a));
+	res = PQgetResult(a);
+	cr_assert_str_eq(PQgetvalue(res, 0, 0), "7", "%s", PQresultErrorMessage(res));
+	PQclear(res);
+	cr_assert_null(PQgetResult(a));
+	res = PQgetResult(a);
+	cr_assert_str_eq(PQcmdStatus(res), "DEALLOCATE", "%s", PQresultErrorMessage(res));
+	PQclear(res);
+	cr_assert_null(PQgetResult(a));
+	expect_result(a, PGRES_COMMAND_OK, NULL, "PREPARE p again");
+	res = PQgetResult(a);
+	cr_assert_str_eq(PQgetvalue(res, 0, 0), "8", "%s", PQresultErrorMessage(res));
+	PQclear(res);
+	cr_assert_null(PQgetResult(a));
+	expect_result(a, PGRES_FATAL_ERROR, "42P05", "PREPARE of an existing name");
+	expect_result(a, PGRES_PIPELINE_ABORTED, NULL, "skipped EXECUTE");
+	expect_result(a, PGRES_PIPELINE_SYNC, NULL, "sync");
+
+	/* Skipped after an error: no PREPARE, no DEALLOCATE took place. */
+	cr_assert(PQsendQueryParams(a, "select 1/0", 0, NULL, NULL, NULL, NULL, 0));
+	cr_assert(PQsendQueryParams(a, "PREPARE s AS SELECT 1", 0, NULL, NULL, NULL, NULL, 0));
+	cr_assert(PQsendQueryParams(a, "DEALLOCATE p", 0, NULL, NULL, NULL, NULL, 0));
+	cr_assert(PQpipelineSync(a));
+	expect_result(a, PGRES_FATAL_ERROR, "22012", "the error");
+	expect_result(a, PGRES_PIPELINE_ABORTED, NULL, "skipped PREPARE");
+	expect_result(a, PGRES_PIPELINE_ABORTED, NULL, "skipped DEALLOCATE");
+	expect_result(a, PGRES_PIPELINE_SYNC, NULL, "sync");
+	cr_assert(PQexitPipelineMode(a), "%s", PQerrorMessage(a));
+	ext_error(a, "EXECUTE s", "26000");
+	cr_assert_eq(ext_int(a, "EXECUTE p"), 8, "p was not deallocated");
+	ext_ok(a, "PREPARE s AS SELECT 1", "PREPARE");
+	cr_assert_eq(pinned_clients(adm, NULL), 0, "no client is pinned");
+	PQfinish(a);
+	PQfinish(adm);
+}
+
+/*
+ * A PREPARE sluice cannot track (in a multi-statement Query) is Postgres'
+ * own: the client is pinned to that server until it DEALLOCATEs it.
+ */
+Test(prepared, sql_prepare_in_multi_statement_query_pins)
+{
+	struct harness_sluice *h = harness_start_sluice_users(SQL_EXT_INI, SQL_EXT_USERS);
+	PGconn *adm = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *b = harness_connect_ok(h, "app", "app-secret", "app");
+
+	PQclear(harness_exec_ok(a, "PREPARE m AS SELECT 11; SELECT 1"));
+	cr_assert(harness_wait_for(pinned_clients(adm, "SQL prepared statement") == 1, 10));
+	for (int i = 0; i < 5; i++) {
+		cr_assert_eq(harness_query_int(b, "select 1"), 1);
+		cr_assert_eq(harness_query_int(a, "execute m"), 11);
+		cr_assert_eq(ext_int(a, "execute m"), 11);
+	}
+	PQclear(harness_exec_ok(a, "DEALLOCATE m"));
+	cr_assert(harness_wait_for(pinned_clients(adm, NULL) == 0, 10));
+	PQfinish(a);
+	PQfinish(b);
+	PQfinish(adm);
+}
