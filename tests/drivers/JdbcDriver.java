@@ -538,12 +538,16 @@ public class JdbcDriver {
 	/* SQL PREPARE/EXECUTE, the same name in 8 clients.  EXECUTE goes through a
 	 * plain Statement (an unnamed Parse) and through one PreparedStatement kept
 	 * open, server-prepared past prepareThreshold (a named Parse of "EXECUTE
-	 * q(1)", the same text in every client).  The PREPARE itself goes through
-	 * the extended protocol too, which sluice does not track: the client is
-	 * pinned, and its q is Postgres' own (docs/session-state.md). */
+	 * q(1)", the same text in every client).  PREPARE and DEALLOCATE go
+	 * through the extended protocol too (an unnamed Parse), which sluice
+	 * tracks: through it (DRIVER_STRICT) no server has a statement named q,
+	 * as a pinned client's server would (docs/session-state.md). */
 	static void txnPrepare(int i) throws Exception {
 		try (Connection c = connect(props("ApplicationName", "prep-" + i))) {
 			simple(c, "PREPARE q(int) AS SELECT $1 * " + (i + 1));
+			if (STRICT)
+				expect(one(c, "select count(*)::int from pg_prepared_statements where name = 'q'"), 0,
+				       "q is sluice's, not pinned");
 			try (PreparedStatement again = c.prepareStatement("EXECUTE q(1)")) {
 				for (int it = 0; it < TXN_ROUNDS; it++) {
 					try (Statement st = c.createStatement();

@@ -336,12 +336,16 @@ def txn_prepare_client(threshold, i):
 
     EXECUTE q(1) with prepare=True is a named Parse of "EXECUTE q(1)", the
     same text in every client, then executed by name each round.  psycopg 3
-    sends the PREPARE itself through the extended protocol, which sluice does
-    not track: the client is pinned, and its q is Postgres' own
-    (docs/session-state.md).
+    sends PREPARE and DEALLOCATE through the extended protocol too (a named
+    Parse with prepare_threshold=0, else an unnamed one), which sluice
+    tracks: through it (DRIVER_STRICT) no server has a statement named q,
+    as a pinned client's server would (docs/session-state.md).
     """
     with connect(threshold, application_name=f"prep-{i}") as conn:
         conn.execute(f"PREPARE q(int) AS SELECT $1 * {i + 1}")
+        if c.STRICT:
+            c.expect(one(conn, "select count(*) from pg_prepared_statements where name = 'q'")[0],
+                     0, "q is sluice's, not pinned")
         for it in range(TXN_ROUNDS):
             c.expect(one(conn, f"EXECUTE q({it})")[0], it * (i + 1), "own statement")
             got = conn.execute("EXECUTE q(1)", prepare=True).fetchone()[0]
