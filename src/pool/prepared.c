@@ -687,6 +687,17 @@ static enum prep_result need_whole(struct client *c, const struct frame *f)
 	return PREP_WAIT;
 }
 
+/* SQL read whole (up to SQL_TEXT_MAX, else PREP_PASS): PREP_DONE once it is all buffered. */
+static enum prep_result need_text(struct client *c, const struct frame *f)
+{
+	if (frame_total(f) > SQL_TEXT_MAX)
+		return PREP_PASS;
+	if (need_whole(c, f) == PREP_WAIT)
+		return PREP_WAIT;
+	conn_set_read_high(&c->conn, RELAY_READ_HIGH);
+	return PREP_DONE;
+}
+
 static bool parse_deallocate(const char *sql, char *name, size_t cap);
 static enum prep_result unnamed_action(struct client *c, struct server *s, const struct frame *f);
 static enum prep_result bind_action(struct client *c, struct server *s, const struct frame *f,
@@ -1316,6 +1327,7 @@ static enum prep_result handle_query(struct client *c, struct server *s, const s
 	struct evbuffer_iovec v;
 	const char *text = head + FRAME_HEADER_LEN;
 	size_t n = frame_total(f) < sizeof(head) ? frame_total(f) : sizeof(head);
+	enum prep_result r;
 	enum sql_verb verb;
 
 	if (evbuffer_peek(in, (ev_ssize_t)n, NULL, &v, 1) >= 1 && v.iov_len >= n)
@@ -1330,11 +1342,8 @@ static enum prep_result handle_query(struct client *c, struct server *s, const s
 	           verb != SQL_VERB_DEALLOCATE) {
 		return PREP_PASS;
 	}
-	if (frame_total(f) > SQL_TEXT_MAX)
-		return PREP_PASS;
-	if (need_whole(c, f) == PREP_WAIT)
-		return PREP_WAIT;
-	conn_set_read_high(&c->conn, RELAY_READ_HIGH);
+	if ((r = need_text(c, f)) != PREP_DONE)
+		return r;
 	if (verb == SQL_VERB_PREPARE)
 		return handle_sql_prepare(c, s, f);
 	if (verb == SQL_VERB_DEALLOCATE)
@@ -1412,14 +1421,12 @@ static struct sql_action *parse_action(struct client *c, struct server *s, const
 static enum prep_result unnamed_action(struct client *c, struct server *s, const struct frame *f)
 {
 	struct evbuffer *in = c->conn.in;
+	enum prep_result r = need_text(c, f);
 	const char *text, *nul;
 	size_t len;
 
-	if (frame_total(f) > SQL_TEXT_MAX)
-		return PREP_PASS;
-	if (need_whole(c, f) == PREP_WAIT)
-		return PREP_WAIT;
-	conn_set_read_high(&c->conn, RELAY_READ_HIGH);
+	if (r != PREP_DONE)
+		return r;
 	text = (const char *)evbuffer_pullup(in, (ev_ssize_t)frame_total(f)) + FRAME_HEADER_LEN + 1;
 	len = frame_total(f) - FRAME_HEADER_LEN - 1;
 	/* Malformed (no NUL, no parameter count): Postgres judges it. */

@@ -14,17 +14,23 @@
 
 TestSuite(prepared, .fini = harness_teardown, .timeout = 120);
 
-static long long exec_int(PGconn *c, const char *stmt, const char *arg)
+/* The integer a one-row result holds; the result is freed. */
+static long long int_of(PGresult *res, const char *what)
 {
-	const char *params[1] = {arg};
-	PGresult *res = PQexecPrepared(c, stmt, 1, params, NULL, NULL, 0);
 	long long v;
 
-	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s: %s", stmt,
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s: %s", what,
 	             PQresultErrorMessage(res));
 	v = atoll(PQgetvalue(res, 0, 0));
 	PQclear(res);
 	return v;
+}
+
+static long long exec_int(PGconn *c, const char *stmt, const char *arg)
+{
+	const char *params[1] = {arg};
+
+	return int_of(PQexecPrepared(c, stmt, 1, params, NULL, NULL, 0), stmt);
 }
 
 static void prepare(PGconn *c, const char *name, const char *sql)
@@ -402,6 +408,24 @@ static int pinned_clients(PGconn *admin, const char *reason)
 	return n;
 }
 
+/* A sluice of SQL_EXT_INI, and its console in *adm. */
+static struct harness_sluice *start_ext(PGconn **adm)
+{
+	struct harness_sluice *h = harness_start_sluice_users(SQL_EXT_INI, SQL_EXT_USERS);
+
+	*adm = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	return h;
+}
+
+/* No client is pinned at the end; then the connections (b may be NULL) are closed. */
+static void finish_unpinned(PGconn *adm, PGconn *a, PGconn *b)
+{
+	cr_assert_eq(pinned_clients(adm, NULL), 0, "no client is pinned");
+	PQfinish(a);
+	PQfinish(b);
+	PQfinish(adm);
+}
+
 /* SQL sent as PQexecParams does (unnamed Parse, Bind, Describe, Execute, Sync). */
 static void ext_ok(PGconn *c, const char *sql, const char *tag)
 {
@@ -415,14 +439,7 @@ static void ext_ok(PGconn *c, const char *sql, const char *tag)
 
 static long long ext_int(PGconn *c, const char *sql)
 {
-	PGresult *res = PQexecParams(c, sql, 0, NULL, NULL, NULL, NULL, 0);
-	long long v;
-
-	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s: %s", sql,
-	             PQresultErrorMessage(res));
-	v = atoll(PQgetvalue(res, 0, 0));
-	PQclear(res);
-	return v;
+	return int_of(PQexecParams(c, sql, 0, NULL, NULL, NULL, NULL, 0), sql);
 }
 
 static void ext_error(PGconn *c, const char *sql, const char *sqlstate)
@@ -441,9 +458,8 @@ static void ext_error(PGconn *c, const char *sql, const char *sqlstate)
  */
 Test(prepared, sql_prepare_extended_same_name_many_clients)
 {
-	struct harness_sluice *h = harness_start_sluice_users(SQL_EXT_INI, SQL_EXT_USERS);
-	PGconn *adm = harness_connect_ok(h, "admin", "admin-secret", "sluice");
-	PGconn *c[8];
+	PGconn *adm, *c[8];
+	struct harness_sluice *h = start_ext(&adm);
 	char sql[128];
 	PGresult *res;
 
@@ -481,20 +497,20 @@ Test(prepared, sql_prepare_extended_same_name_many_clients)
 		             0, "the server has sluice's names only");
 	}
 	cr_assert_eq(pinned_clients(adm, NULL), 0, "no client is pinned");
-	for (int i = 0; i < 8; i++) {
+	for (int i = 1; i < 8; i++) {
 		ext_ok(c[i], "DEALLOCATE q", "DEALLOCATE");
 		ext_error(c[i], "EXECUTE q(1)", "26000");
 		cr_assert_eq(ext_int(c[i], "EXECUTE r"), 100 + i);
 		PQfinish(c[i]);
 	}
-	PQfinish(adm);
+	finish_unpinned(adm, c[0], NULL);
 }
 
 /* The errors and replies Postgres gives, named and unnamed Parse. */
 Test(prepared, sql_prepare_extended_errors_as_postgres)
 {
-	struct harness_sluice *h = harness_start_sluice_users(SQL_EXT_INI, SQL_EXT_USERS);
-	PGconn *adm = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PGconn *adm;
+	struct harness_sluice *h = start_ext(&adm);
 	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
 	PGconn *b = harness_connect_ok(h, "app", "app-secret", "app");
 	PGresult *res;
@@ -550,10 +566,7 @@ Test(prepared, sql_prepare_extended_errors_as_postgres)
 	res = PQexecPrepared(a, "proto", 0, NULL, NULL, NULL, 0);
 	cr_assert_str_eq(harness_sqlstate(res), "26000");
 	PQclear(res);
-	cr_assert_eq(pinned_clients(adm, NULL), 0, "no client is pinned");
-	PQfinish(a);
-	PQfinish(b);
-	PQfinish(adm);
+	finish_unpinned(adm, a, b);
 }
 
 /*
@@ -562,8 +575,8 @@ Test(prepared, sql_prepare_extended_errors_as_postgres)
  */
 Test(prepared, sql_prepare_extended_in_pipelines)
 {
-	struct harness_sluice *h = harness_start_sluice_users(SQL_EXT_INI, SQL_EXT_USERS);
-	PGconn *adm = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PGconn *adm;
+	struct harness_sluice *h = start_ext(&adm);
 	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
 	PGresult *res;
 
@@ -610,9 +623,7 @@ Test(prepared, sql_prepare_extended_in_pipelines)
 	ext_error(a, "EXECUTE s", "26000");
 	cr_assert_eq(ext_int(a, "EXECUTE p"), 8, "p was not deallocated");
 	ext_ok(a, "PREPARE s AS SELECT 1", "PREPARE");
-	cr_assert_eq(pinned_clients(adm, NULL), 0, "no client is pinned");
-	PQfinish(a);
-	PQfinish(adm);
+	finish_unpinned(adm, a, NULL);
 }
 
 /*
@@ -621,8 +632,8 @@ Test(prepared, sql_prepare_extended_in_pipelines)
  */
 Test(prepared, sql_prepare_in_multi_statement_query_pins)
 {
-	struct harness_sluice *h = harness_start_sluice_users(SQL_EXT_INI, SQL_EXT_USERS);
-	PGconn *adm = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PGconn *adm;
+	struct harness_sluice *h = start_ext(&adm);
 	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
 	PGconn *b = harness_connect_ok(h, "app", "app-secret", "app");
 
@@ -635,7 +646,5 @@ Test(prepared, sql_prepare_in_multi_statement_query_pins)
 	}
 	PQclear(harness_exec_ok(a, "DEALLOCATE m"));
 	cr_assert(harness_wait_for(pinned_clients(adm, NULL) == 0, 10));
-	PQfinish(a);
-	PQfinish(b);
-	PQfinish(adm);
+	finish_unpinned(adm, a, b);
 }
