@@ -47,6 +47,9 @@ uint32_t frame_client_limit(uint8_t type, uint32_t max_packet_size);
 /* Peek at the next typed message header; `limit` bounds the length field. */
 enum frame_status frame_peek(struct evbuffer *buf, struct frame *f, uint32_t limit);
 
+/* The same, from FRAME_HEADER_LEN bytes already in memory. */
+enum frame_status frame_parse(const uint8_t *hdr, struct frame *f, uint32_t limit);
+
 /* Peek at an untyped startup-phase packet: int32 length, int32 code. */
 enum frame_status frame_peek_startup(struct evbuffer *buf, uint32_t *len, uint32_t *code);
 

@@ -635,8 +635,62 @@ static bool query_timeout_error(struct server *s, struct evbuffer *out, const ui
 	return true;
 }
 
+/*
+ * Replies forwarded unread and not moved yet: whole messages at the head of
+ * the server's input, moved to the client in one evbuffer_remove_buffer when
+ * something else is about to touch either buffer, or at the end of the input.
+ * One call instead of one per message, and when the run is all the input (the
+ * usual reply to a request) libevent hands its chains over instead of copying.
+ * Headers are read straight from the input's first chain (`view`).
+ */
+struct run {
+	struct server *s;
+	struct client *c;    /* where the bytes go; NULL: dropped */
+	struct evbuffer *in; /* the server's input */
+	size_t len;          /* bytes at the head of in that belong to the run */
+	const uint8_t *view; /* in's first chain; valid while only the run grows */
+	size_t view_len;     /* 0: look again */
+};
+
+static void run_flush(struct run *r)
+{
+	r->view_len = 0;
+	if (r->len == 0)
+		return;
+	if (r->c != NULL)
+		evbuffer_remove_buffer(r->in, conn_out(&r->c->conn), r->len);
+	else
+		evbuffer_drain(r->in, r->len);
+	r->s->pool->stats.bytes_sent += r->len;
+	r->len = 0;
+}
+
+/* The header of the message after the run. */
+static enum frame_status run_peek(struct run *r, struct frame *f, uint32_t limit)
+{
+	if (r->len + FRAME_HEADER_LEN > r->view_len) {
+		struct evbuffer_iovec v;
+
+		run_flush(r);
+		if (evbuffer_peek(r->in, -1, NULL, &v, 1) < 1 || v.iov_len < FRAME_HEADER_LEN)
+			return frame_peek(r->in, f, limit);
+		r->view = v.iov_base;
+		r->view_len = v.iov_len;
+	}
+	return frame_parse(r->view + r->len, f, limit);
+}
+
+/* The body of the (whole) message after the run: the run stays unless the message spans chains. */
+static const uint8_t *run_body(struct run *r, const struct frame *f)
+{
+	if (r->len + frame_total(f) <= r->view_len)
+		return r->view + r->len + FRAME_HEADER_LEN;
+	run_flush(r);
+	return evbuffer_pullup(r->in, (ev_ssize_t)frame_total(f)) + FRAME_HEADER_LEN;
+}
+
 /* ReadyForQuery: the end of a request; maybe the end of the server's turn. */
-static void handle_ready(struct server *s, struct evbuffer *in, size_t total, char status)
+static void handle_ready(struct server *s, struct run *r, size_t total, char status)
 {
 	struct client *c = s->client;
 	struct pool_stats *st = &s->pool->stats;
@@ -660,7 +714,8 @@ static void handle_ready(struct server *s, struct evbuffer *in, size_t total, ch
 		}
 	}
 	if (c == NULL) {
-		evbuffer_drain(in, total);
+		run_flush(r);
+		evbuffer_drain(r->in, total);
 		flush_fakes(s);
 		server_reset_step(s);
 		return;
@@ -668,12 +723,13 @@ static void handle_ready(struct server *s, struct evbuffer *in, size_t total, ch
 	if (status == 'I')
 		client_watch_transaction(c, 0);
 	if (status != 'I' && pool_mode(s->pool) == POOL_STATEMENT) {
-		evbuffer_drain(in, total);
+		run_flush(r);
+		evbuffer_drain(r->in, total);
 		refuse_transaction(s);
 		return;
 	}
-	evbuffer_remove_buffer(in, conn_out(&c->conn), total);
-	st->bytes_sent += total;
+	r->len += total;
+	run_flush(r);
 	flush_fakes(s);
 	if (s->client != c)
 		return;
@@ -735,10 +791,10 @@ void relay_server_input(struct server *s)
 	struct evbuffer *in = s->conn.in;
 	uint32_t max_packet = (uint32_t)s->w->cfg->max_packet_size;
 	struct client *c = s->client;
+	struct run r = {.s = s, .c = c, .in = in};
 	struct frame f;
 
 	while (s->state == SERVER_ACTIVE || s->state == SERVER_RESETTING) {
-		struct evbuffer *out = c != NULL ? conn_out(&c->conn) : NULL;
 		const uint8_t *body;
 		enum frame_status st;
 		size_t moved;
@@ -746,7 +802,8 @@ void relay_server_input(struct server *s)
 		if (s->client != c)
 			break; /* released or relinked by the previous message */
 		if (s->fwd_remaining > 0) {
-			moved = move_bytes(in, out, s->fwd_remaining);
+			run_flush(&r);
+			moved = move_bytes(in, c != NULL ? conn_out(&c->conn) : NULL, s->fwd_remaining);
 			s->fwd_remaining -= moved;
 			s->pool->stats.bytes_sent += moved;
 			if (s->fwd_remaining > 0)
@@ -754,15 +811,17 @@ void relay_server_input(struct server *s)
 			flush_fakes(s);
 			continue;
 		}
-		st = frame_peek(in, &f, max_packet);
+		st = run_peek(&r, &f, max_packet);
 		if (st == FRAME_INCOMPLETE)
 			break;
 		if (st == FRAME_INVALID || (f.type == 'Z' && f.len != 5)) {
+			run_flush(&r);
 			server_protocol_error(s);
 			return;
 		}
 		if (requests_head(&s->requests) == REQ_INJECTED_SQL && s->sync_pending == 0 &&
 		    f.type != 'N' && f.type != 'S' && f.type != 'A') {
+			run_flush(&r);
 			if (evbuffer_get_length(in) < frame_total(&f))
 				break;
 			swallow_injected_sql(s, in, &f);
@@ -770,6 +829,7 @@ void relay_server_input(struct server *s)
 		}
 		if (requests_head(&s->requests) == REQ_INJECTED_EXECUTE && s->sync_pending == 0 &&
 		    f.type == 'C') {
+			run_flush(&r);
 			if (evbuffer_get_length(in) < frame_total(&f))
 				break;
 			evbuffer_drain(in, frame_total(&f));
@@ -777,26 +837,29 @@ void relay_server_input(struct server *s)
 			continue;
 		}
 		if (needs_body(s, &f) || s->sync_pending > 0) {
-			if (evbuffer_get_length(in) < frame_total(&f))
+			if (evbuffer_get_length(in) < r.len + frame_total(&f))
 				break;
-			body = evbuffer_pullup(in, (ev_ssize_t)frame_total(&f)) + FRAME_HEADER_LEN;
+			/* Only CommandComplete and ReadyForQuery are read behind the run. */
+			if ((f.type != 'C' && f.type != 'Z') || s->sync_pending > 0)
+				run_flush(&r);
+			body = run_body(&r, &f);
 			if (f.type == 'S')
 				handle_parameter_status(s, body, f.len - 4);
 			if (s->sync_pending > 0) {
 				handle_sync_reply(s, f.type, body, f.len - 4);
-				if (f.type == 'S' && out != NULL)
-					evbuffer_remove_buffer(in, out, frame_total(&f));
+				if (f.type == 'S' && c != NULL)
+					evbuffer_remove_buffer(in, conn_out(&c->conn), frame_total(&f));
 				else
 					evbuffer_drain(in, frame_total(&f));
 				continue;
 			}
 			if (f.type == 'Z') {
-				handle_ready(s, in, frame_total(&f), (char)body[0]);
+				handle_ready(s, &r, frame_total(&f), (char)body[0]);
 				continue;
 			}
 			record_server_reply(s->pool, f.type, body, f.len - 4);
-			if (f.type == 'E' && s->timed_out_after_us > 0 && out != NULL &&
-			    query_timeout_error(s, out, body, f.len - 4)) {
+			if (f.type == 'E' && s->timed_out_after_us > 0 && c != NULL &&
+			    query_timeout_error(s, conn_out(&c->conn), body, f.len - 4)) {
 				track_server_reply(s, 'E');
 				evbuffer_drain(in, frame_total(&f));
 				continue;
@@ -811,15 +874,27 @@ void relay_server_input(struct server *s)
 				                      msg_error_field(body, f.len - 4, 'M'));
 		}
 		if (!track_server_reply(s, f.type)) {
+			run_flush(&r);
 			evbuffer_drain(in, frame_total(&f));
 			flush_fakes(s);
 			continue;
 		}
-		moved = move_bytes(in, out, frame_total(&f));
-		s->fwd_remaining = frame_total(&f) - moved;
-		s->pool->stats.bytes_sent += moved;
-		flush_fakes(s);
+		if (evbuffer_get_length(in) >= r.len + frame_total(&f)) {
+			r.len += frame_total(&f);
+		} else {
+			/* Not all here yet: what is moves now, the rest as it comes. */
+			run_flush(&r);
+			moved = move_bytes(in, c != NULL ? conn_out(&c->conn) : NULL, frame_total(&f));
+			s->fwd_remaining = frame_total(&f) - moved;
+			s->pool->stats.bytes_sent += moved;
+		}
+		/* Replies sluice owes the client go after what the server sent before them. */
+		if (requests_is_fake(requests_head(&s->requests))) {
+			run_flush(&r);
+			flush_fakes(s);
+		}
 	}
+	run_flush(&r);
 	if (s->state == SERVER_ACTIVE && s->client == c)
 		check_client_watermark(s);
 	else if (evbuffer_get_length(in) > 0 && s->state != SERVER_CLOSING)

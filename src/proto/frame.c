@@ -38,6 +38,11 @@ enum frame_status frame_peek(struct evbuffer *buf, struct frame *f, uint32_t lim
 
 	if (evbuffer_copyout(buf, hdr, sizeof(hdr)) < (ev_ssize_t)sizeof(hdr))
 		return FRAME_INCOMPLETE;
+	return frame_parse(hdr, f, limit);
+}
+
+enum frame_status frame_parse(const uint8_t *hdr, struct frame *f, uint32_t limit)
+{
 	f->type = hdr[0];
 	f->len = read_be32(hdr + 1);
 	if (f->len < 4 || f->len > limit)
