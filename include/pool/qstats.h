@@ -37,6 +37,7 @@
 #include "base/histogram.h"
 #include "base/ring.h"
 #include "base/types.h"
+#include "pool/slowlog.h"
 
 struct evbuffer;
 struct frame;
@@ -62,6 +63,8 @@ const char *query_type_name(enum query_type t);
 #define QSTATS_HIST_SHIFT   3    /* entry buckets: 8 of struct histogram's merged into one */
 #define QSTATS_HIST_BUCKETS ((HISTOGRAM_BUCKETS + 7) >> QSTATS_HIST_SHIFT)
 #define QSTATS_SCOPES_MAX   4096 /* (database, user, tenant) triples; then one "*" scope */
+#define QSTATS_SHAPE_BITS   4    /* struct qstats.shapes: 16 */
+#define QSTATS_SHAPE_TEXT   512  /* longest text whose shape is kept */
 
 /* A client's handle on an entry: valid while entries[slot].gen == gen. */
 struct qstats_ref {
@@ -111,6 +114,19 @@ struct qstats_type {
 	struct histogram h; /* durations; h.count is the calls */
 };
 
+/*
+ * A text recently fingerprinted, with where its literals were: a text of the
+ * same shape (slowlog_same_shape: the literals differ, nothing else) has the
+ * same fingerprint and needs no normalising.  pgbench and most applications
+ * send a few statements again and again with other values.
+ */
+struct qstats_shape {
+	uint64_t fp; /* its fingerprint; 0 = none */
+	uint32_t len;
+	struct literal_spans sp;
+	char text[QSTATS_SHAPE_TEXT];
+};
+
 /* One worker's tables; allocated on first use. */
 struct qstats {
 	struct qstats_entry *entries; /* count in use, room for cap; at most max */
@@ -127,6 +143,7 @@ struct qstats {
 	/* Slots of recently found fingerprints, by their low bits: a repeated statement skips
 	 * the keyed bucket hash.  Only a hint: find checks the slot still holds that entry. */
 	uint32_t recent[QSTATS_RECENT];
+	struct qstats_shape *shapes; /* 1 << QSTATS_SHAPE_BITS, by the text's first bytes */
 };
 
 /* A statement sent to a server and not finished. */

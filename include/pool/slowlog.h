@@ -49,4 +49,32 @@ size_t slowlog_redact(const char *in, size_t len, char *out);
  */
 size_t slowlog_normalise(const char *in, size_t len, char *out);
 
+/*
+ * Where a normalisation replaced literals, so that a later text of the same
+ * shape can be recognised without normalising it again (slowlog_same_shape).
+ * Only numbers and plain '' strings may differ between texts of one shape; a
+ * text with any other literal, or with more than SLOWLOG_SPANS_MAX, has none.
+ */
+#define SLOWLOG_SPANS_MAX 16
+struct literal_spans {
+	bool usable;                       /* false: the text has no shape to reuse */
+	uint8_t n;                         /* literals */
+	uint32_t start[SLOWLOG_SPANS_MAX]; /* first byte of each, in the text */
+	uint32_t end[SLOWLOG_SPANS_MAX];   /* one past its last byte */
+};
+
+/* slowlog_normalise, also noting the literals' spans. */
+size_t slowlog_normalise_spans(const char *in, size_t len, char *out, struct literal_spans *sp);
+
+/*
+ * Does `t` normalise to what `p` did, `sp` being p's spans?  True when the
+ * bytes outside the literals are the same and each literal is one of the
+ * same kind in t (any number, any '' string) whose last byte is a word byte
+ * exactly when p's was.  The normaliser reads a byte past a token only to
+ * tell what starts there, and a number or a quote starts both literals, so
+ * it takes the same steps over both texts.
+ */
+bool slowlog_same_shape(const char *p, size_t plen, const struct literal_spans *sp, const char *t,
+                        size_t tlen);
+
 #endif

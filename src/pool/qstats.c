@@ -192,7 +192,9 @@ static struct qstats *qstats_new(int max)
 	qs->scratch = malloc(2 * QSTATS_SCAN_MAX);
 	qs->scopes = calloc(16, sizeof(*qs->scopes));
 	qs->scopes_cap = 16;
-	if (qs->buckets == NULL || qs->heap == NULL || qs->scratch == NULL || qs->scopes == NULL) {
+	qs->shapes = calloc(1u << QSTATS_SHAPE_BITS, sizeof(*qs->shapes));
+	if (qs->buckets == NULL || qs->heap == NULL || qs->scratch == NULL || qs->scopes == NULL ||
+	    qs->shapes == NULL) {
 		qstats_free(qs);
 		return NULL;
 	}
@@ -224,6 +226,7 @@ void qstats_free(struct qstats *qs)
 	free(qs->buckets);
 	free(qs->heap);
 	free(qs->scratch);
+	free(qs->shapes);
 	free(qs);
 }
 
@@ -464,14 +467,47 @@ static struct qstats_ref ref_of(const struct qstats *qs, int32_t slot, uint64_t 
 	return r;
 }
 
-/* Normalised text (in the second half of scratch) to an entry, made if new. */
+/*
+ * The shape slot for a text, by its first 16 bytes (the end often holds a
+ * literal); NULL for a text too long to keep.  A text aimed at one slot only
+ * makes its shape miss.
+ */
+static struct qstats_shape *shape_slot(struct qstats *qs, const char *sql, size_t len)
+{
+	const uint64_t mix = 0x9e3779b97f4a7c15ull;
+	uint64_t a = 0, b = 0;
+
+	if (len > QSTATS_SHAPE_TEXT)
+		return NULL;
+	memcpy(&a, sql, len < 8 ? len : 8);
+	if (len > 8)
+		memcpy(&b, sql + 8, len < 16 ? len - 8 : 8);
+	return &qs->shapes[((a ^ (b * mix)) * mix) >> (64 - QSTATS_SHAPE_BITS)];
+}
+
+/* Text to an entry, made if new; a text of a known shape is not normalised again. */
 static struct qstats_ref lookup(struct qstats *qs, uint16_t scope, const char *sql, size_t len)
 {
 	char *norm = qs->scratch + QSTATS_SCAN_MAX;
-	size_t n = qstats_normalise(sql, len < QSTATS_SCAN_MAX ? len : QSTATS_SCAN_MAX, norm);
-	uint64_t fp = qstats_hash(norm, n);
-	int32_t slot = find(qs, fp, scope);
+	struct qstats_shape *sh;
+	uint64_t fp;
+	int32_t slot;
+	size_t n;
 
+	if (len > QSTATS_SCAN_MAX)
+		len = QSTATS_SCAN_MAX;
+	sh = shape_slot(qs, sql, len);
+	if (sh != NULL && sh->fp != 0 && slowlog_same_shape(sh->text, sh->len, &sh->sp, sql, len) &&
+	    (slot = find(qs, sh->fp, scope)) >= 0)
+		return ref_of(qs, slot, sh->fp);
+	n = slowlog_normalise_spans(sql, len, norm, sh != NULL ? &sh->sp : NULL);
+	fp = qstats_hash(norm, n);
+	if (sh != NULL) {
+		sh->fp = sh->sp.usable ? fp : 0;
+		sh->len = (uint32_t)len;
+		memcpy(sh->text, sql, len);
+	}
+	slot = find(qs, fp, scope);
 	if (slot < 0)
 		slot = insert(qs, fp, scope, norm, n);
 	return ref_of(qs, slot, fp);

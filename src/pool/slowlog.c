@@ -285,10 +285,11 @@ static const uint8_t byte_class[256] = {
 
 /* Output of one redaction; `normalise` also drops comments and collapses spaces. */
 struct redaction {
-	char *out;      /* where the text goes */
-	size_t o;       /* bytes written */
-	bool normalise; /* slowlog_normalise rather than slowlog_redact */
-	bool spaced;    /* normalising: the last byte written is a collapsed space */
+	char *out;                /* where the text goes */
+	size_t o;                 /* bytes written */
+	bool normalise;           /* slowlog_normalise rather than slowlog_redact */
+	bool spaced;              /* normalising: the last byte written is a collapsed space */
+	struct literal_spans *sp; /* NULL, or where the literals go */
 };
 
 static bool is_sql_space(unsigned char ch)
@@ -309,6 +310,19 @@ static void put_space(struct redaction *r)
 		r->out[r->o++] = ' ';
 		r->spaced = true;
 	}
+}
+
+/* A literal [i, end) became '?': note it, or that the text has no reusable shape. */
+static void note_literal(struct literal_spans *sp, const char *s, size_t i, size_t end)
+{
+	if (sp == NULL || !sp->usable)
+		return;
+	if (sp->n == SLOWLOG_SPANS_MAX || !(is_ascii_digit((unsigned char)s[i]) || s[i] == '\'')) {
+		sp->usable = false;
+		return;
+	}
+	sp->start[sp->n] = (uint32_t)i;
+	sp->end[sp->n++] = (uint32_t)end;
 }
 
 /*
@@ -388,6 +402,7 @@ static size_t redact(const char *s, size_t len, struct redaction *r)
 		     (ch == '.' && i + 1 < len && is_ascii_digit((unsigned char)s[i + 1]))))
 			end = skip_number(s, len, i);
 		if (end > 0) {
+			note_literal(r->sp, s, i, end);
 			put_byte(r, '?');
 			i = end;
 			continue;
@@ -422,14 +437,48 @@ size_t slowlog_redact(const char *s, size_t len, char *out)
 	return redact(s, len, &r);
 }
 
-size_t slowlog_normalise(const char *s, size_t len, char *out)
+size_t slowlog_normalise_spans(const char *s, size_t len, char *out, struct literal_spans *sp)
 {
-	struct redaction r = {.out = out, .normalise = true};
-	size_t n = redact(s, len, &r);
+	struct redaction r = {.out = out, .normalise = true, .sp = sp};
+	size_t n;
 
+	if (sp != NULL)
+		*sp = (struct literal_spans){.usable = len <= UINT32_MAX};
+	n = redact(s, len, &r);
 	while (n > 0 && (out[n - 1] == ';' || out[n - 1] == ' '))
 		n--;
 	return n;
+}
+
+size_t slowlog_normalise(const char *s, size_t len, char *out)
+{
+	return slowlog_normalise_spans(s, len, out, NULL);
+}
+
+bool slowlog_same_shape(const char *p, size_t plen, const struct literal_spans *sp, const char *t,
+                        size_t tlen)
+{
+	size_t pi = 0, ti = 0;
+
+	if (!sp->usable)
+		return false;
+	for (unsigned k = 0; k < sp->n; k++) {
+		size_t gap = sp->start[k] - pi, te;
+		bool number = is_ascii_digit((unsigned char)p[sp->start[k]]);
+
+		if (ti + gap >= tlen || memcmp(p + pi, t + ti, gap) != 0)
+			return false;
+		ti += gap;
+		if (number ? !is_ascii_digit((unsigned char)t[ti]) : t[ti] != '\'')
+			return false;
+		te = number ? skip_number(t, tlen, ti) : skip_quoted(t, tlen, ti, false);
+		if (is_word_byte((unsigned char)t[te - 1]) !=
+		    is_word_byte((unsigned char)p[sp->end[k] - 1]))
+			return false;
+		pi = sp->end[k];
+		ti = te;
+	}
+	return plen - pi == tlen - ti && memcmp(p + pi, t + ti, plen - pi) == 0;
 }
 
 /* ---- the log line ---- */

@@ -70,3 +70,95 @@ Test(slowlog, empty)
 {
 	expect_redacted("", "");
 }
+
+static bool same_shape(const char *p, const char *t)
+{
+	char out[256];
+	struct literal_spans sp;
+
+	slowlog_normalise_spans(p, strlen(p), out, &sp);
+	return slowlog_same_shape(p, strlen(p), &sp, t, strlen(t));
+}
+
+Test(slowlog, texts_of_one_shape_differ_only_in_numbers_and_strings)
+{
+	cr_assert(same_shape("SELECT abalance FROM pgbench_accounts WHERE aid = 12345;",
+	                     "SELECT abalance FROM pgbench_accounts WHERE aid = 7;"));
+	cr_assert(same_shape("select * from t where name = 'bob' and n < 1.5e3",
+	                     "select * from t where name = 'it''s' and n < 20"));
+	cr_assert(same_shape("select $1", "select $1"));
+	cr_assert_not(same_shape("select 1", "select 'x'"), "another kind of literal");
+	cr_assert_not(same_shape("select a from t where x = 1", "select b from t where x = 1"));
+	cr_assert_not(same_shape("select 1", "select 1, 2"));
+	cr_assert_not(same_shape("select 1.", "select 1x"), "1. ends outside a word, 1 in one");
+	cr_assert_not(same_shape("select E'a'", "select E'a'"), "E'' strings have no shape");
+	cr_assert_not(same_shape("select $$a$$", "select $$a$$"), "nor dollar quotes");
+}
+
+/* A byte from the characters that steer the normaliser. */
+static char tricky(unsigned *seed)
+{
+	static const char set[] = "aeExbuU_$0159.'\"-/* \n;(),&=+";
+
+	return set[rand_r(seed) % (sizeof(set) - 1)];
+}
+
+/* A literal of the kind that opens with `first`: digits and what a number may hold, or a string. */
+static size_t random_literal(char first, unsigned *seed, char *out)
+{
+	size_t n = 0, len = 1 + rand_r(seed) % 6;
+
+	if (first == '\'') {
+		out[n++] = '\'';
+		for (size_t i = 0; i < len; i++)
+			out[n++] = "ab' 1"[rand_r(seed) % 5];
+		out[n++] = '\'';
+		return n;
+	}
+	out[n++] = (char)('0' + rand_r(seed) % 10);
+	for (size_t i = 0; i < len; i++)
+		out[n++] = "0123456789._exX"[rand_r(seed) % 15];
+	return n;
+}
+
+/*
+ * Whenever a text is said to have another's shape, both normalise to the same
+ * text.  The candidates are the text with its literals replaced by random ones
+ * of the same kind (mostly the same shape) and random texts.
+ */
+Test(slowlog, a_text_of_the_same_shape_normalises_the_same)
+{
+	unsigned seed = 19;
+	int same = 0;
+
+	for (int round = 0; round < 200000; round++) {
+		char p[64], t[256], np[256], nt[256];
+		size_t plen = 1 + (size_t)(rand_r(&seed) % 40), tlen = 0, pi = 0, a, b;
+		struct literal_spans sp;
+
+		for (size_t i = 0; i < plen; i++)
+			p[i] = tricky(&seed);
+		a = slowlog_normalise_spans(p, plen, np, &sp);
+		if (round % 2 == 0) {
+			for (unsigned k = 0; k < sp.n; k++) {
+				memcpy(t + tlen, p + pi, sp.start[k] - pi);
+				tlen += sp.start[k] - pi;
+				tlen += random_literal(p[sp.start[k]], &seed, t + tlen);
+				pi = sp.end[k];
+			}
+			memcpy(t + tlen, p + pi, plen - pi);
+			tlen += plen - pi;
+		} else {
+			tlen = 1 + (size_t)(rand_r(&seed) % 40);
+			for (size_t i = 0; i < tlen; i++)
+				t[i] = tricky(&seed);
+		}
+		if (!slowlog_same_shape(p, plen, &sp, t, tlen))
+			continue;
+		same++;
+		b = slowlog_normalise(t, tlen, nt);
+		cr_assert(a == b && memcmp(np, nt, a) == 0, "[%.*s] and [%.*s] differ", (int)plen,
+		          p, (int)tlen, t);
+	}
+	cr_assert_gt(same, 20000, "only %d texts of the same shape", same);
+}
