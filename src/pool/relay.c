@@ -392,13 +392,13 @@ static bool track_server_reply(struct server *s, uint8_t type)
 
 /*
  * CommandComplete lengths of "SET", "RESET", "DISCARD ALL" and the commands
- * that may pin ("DECLARE CURSOR", "CREATE TABLE", "PREPARE", "LOAD"): only
- * tags of those lengths are read, so most commands cost no pull-up.  They
- * catch what a multi-statement Query does after its first statement.
- * Session mode keeps the server, and its settings, with the client.
+ * that may pin ("DECLARE CURSOR", "CREATE TABLE", "PREPARE", "LOAD"); "DEALLOCATE
+ * ALL", which drops prepared statements, has DECLARE CURSOR's.  A tag of
+ * another length is none of them, and costs no compare.
  */
-static bool is_settings_tag_length(const struct server *s, uint32_t len)
+static bool is_watched_tag_length(uint32_t len)
 {
+	_Static_assert(sizeof("DEALLOCATE ALL") == sizeof("DECLARE CURSOR"), "one length");
 	switch (len) {
 	case 4 + sizeof("SET"):
 	case 4 + sizeof("RESET"):
@@ -407,10 +407,21 @@ static bool is_settings_tag_length(const struct server *s, uint32_t len)
 	case 4 + sizeof("CREATE TABLE"):
 	case 4 + sizeof("PREPARE"):
 	case 4 + sizeof("LOAD"):
-		return pool_mode(s->pool) != POOL_SESSION;
+		return true;
 	default:
 		return false;
 	}
+}
+
+/*
+ * Tags that change settings are read even when nothing else needs the body,
+ * so most commands cost no pull-up.  They catch what a multi-statement Query
+ * does after its first statement.  Session mode keeps the server, and its
+ * settings, with the client.
+ */
+static bool is_settings_tag_length(const struct server *s, uint32_t len)
+{
+	return is_watched_tag_length(len) && pool_mode(s->pool) != POOL_SESSION;
 }
 
 /* Messages whose body the relay reads; they are small and must be whole. */
@@ -803,7 +814,8 @@ void relay_server_input(struct server *s)
 			break; /* released or relinked by the previous message */
 		if (s->fwd_remaining > 0) {
 			run_flush(&r);
-			moved = move_bytes(in, c != NULL ? conn_out(&c->conn) : NULL, s->fwd_remaining);
+			moved =
+			    move_bytes(in, c != NULL ? conn_out(&c->conn) : NULL, s->fwd_remaining);
 			s->fwd_remaining -= moved;
 			s->pool->stats.bytes_sent += moved;
 			if (s->fwd_remaining > 0)
@@ -848,7 +860,8 @@ void relay_server_input(struct server *s)
 			if (s->sync_pending > 0) {
 				handle_sync_reply(s, f.type, body, f.len - 4);
 				if (f.type == 'S' && c != NULL)
-					evbuffer_remove_buffer(in, conn_out(&c->conn), frame_total(&f));
+					evbuffer_remove_buffer(in, conn_out(&c->conn),
+					                       frame_total(&f));
 				else
 					evbuffer_drain(in, frame_total(&f));
 				continue;
@@ -866,12 +879,15 @@ void relay_server_input(struct server *s)
 			}
 			if (f.type == 'C') {
 				qstats_tag(s, (const char *)body);
-				check_settings_tag(s, (const char *)body);
-				prepared_server_tag(s, (const char *)body);
-			} else if (f.type == 'E' && s->stmts.count > 0)
+				if (is_watched_tag_length(f.len)) {
+					check_settings_tag(s, (const char *)body);
+					prepared_server_tag(s, (const char *)body);
+				}
+			} else if (f.type == 'E' && s->stmts.count > 0) {
 				prepared_server_error(s,
 				                      msg_error_field(body, f.len - 4, 'C') ?: "",
 				                      msg_error_field(body, f.len - 4, 'M'));
+			}
 		}
 		if (!track_server_reply(s, f.type)) {
 			run_flush(&r);
@@ -884,7 +900,8 @@ void relay_server_input(struct server *s)
 		} else {
 			/* Not all here yet: what is moves now, the rest as it comes. */
 			run_flush(&r);
-			moved = move_bytes(in, c != NULL ? conn_out(&c->conn) : NULL, frame_total(&f));
+			moved =
+			    move_bytes(in, c != NULL ? conn_out(&c->conn) : NULL, frame_total(&f));
 			s->fwd_remaining = frame_total(&f) - moved;
 			s->pool->stats.bytes_sent += moved;
 		}
