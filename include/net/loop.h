@@ -10,6 +10,7 @@
 #ifndef SLUICE_NET_LOOP_H
 #define SLUICE_NET_LOOP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "base/list.h"
@@ -40,6 +41,7 @@ struct loop {
 	void *owner;                     /* argument of reap */
 	struct list_node flush_list;     /* conns with output to send this turn (conn.c) */
 	struct event *flusher;           /* sends it, after this turn's callbacks */
+	bool reading;                    /* in a read callback, which flushes at its end */
 	struct list_node kick_list;      /* conns whose buffered input is to be read again */
 	struct event *kicker;            /* does that, after this turn's callbacks */
 	struct evbuffer *no_data;        /* what idle conns point at instead of a buffer */

@@ -1,10 +1,11 @@
 /*
  * Connections; see conn.h.  A plain conn has a persistent read event and a
- * one-shot write event.  conn_out() puts the conn on its loop's flush list
- * and activates the loop's flush event, which libevent runs after the
- * callbacks already active in this turn: the replies to every client served
- * in one turn go out with one writev each, and the write event is armed only
- * when a writev comes up short.
+ * one-shot write event.  conn_out() puts the conn on its loop's flush list,
+ * which is sent after the callbacks already active in this turn: the replies
+ * to every client served in one turn go out with one writev each, and the
+ * write event is armed only when a writev comes up short.  A read callback
+ * that is the turn's last sends the list itself; anything else activates the
+ * loop's flush event, which libevent runs after the turn's callbacks.
  */
 #include "net/conn.h"
 
@@ -161,15 +162,19 @@ static void check_read_full(struct conn *c)
 	}
 }
 
+static void end_read(struct loop *l);
+
 static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
+	struct loop *l = c->loop;
 	int end;
 
 	if (!wants_input(c)) {
 		event_del(c->rev); /* the lazy stop (update_read_event) */
 		return;
 	}
+	l->reading = true;
 	end = fill_input(c);
 	if (evbuffer_get_length(c->in) >= c->read_high)
 		c->read_full = true;
@@ -184,6 +189,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		check_read_full(c);
 	if (c->tls == NULL) /* the owner may have switched to TLS (SSLRequest) */
 		park_buffer(c->loop, &c->in);
+	end_read(l);
 }
 
 static void write_cb(evutil_socket_t fd, short what, void *arg);
@@ -250,10 +256,8 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
 		send_output(c);
 }
 
-static void flush_cb(evutil_socket_t fd, short what, void *arg)
+static void send_flush_list(struct loop *l)
 {
-	struct loop *l = arg;
-
 	l->counts.flushes++;
 	evbuffer_drain(l->sink, evbuffer_get_length(l->sink));
 	/* Sending may queue more (an error closes a peer): take one at a time. */
@@ -264,6 +268,26 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 		if (!c->halted && !c->connecting)
 			send_output(c);
 	}
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	send_flush_list(arg);
+}
+
+/*
+ * The end of a read callback: with no other callback left in this turn, send
+ * now what it queued, sparing the flush event's activation and its run.
+ */
+static void end_read(struct loop *l)
+{
+	l->reading = false;
+	if (list_empty(&l->flush_list))
+		return;
+	if (event_base_get_num_events(l->base, EVENT_BASE_COUNT_ACTIVE) == 0)
+		send_flush_list(l);
+	else
+		event_active(l->flusher, EV_WRITE, 0);
 }
 
 static void kick_cb(evutil_socket_t fd, short what, void *arg)
@@ -331,7 +355,7 @@ struct evbuffer *conn_out(struct conn *c)
 		c->out = b;
 	}
 	if (c->tls == NULL && !list_linked(&c->flush)) {
-		if (list_empty(&c->loop->flush_list))
+		if (list_empty(&c->loop->flush_list) && !c->loop->reading)
 			event_active(c->loop->flusher, EV_WRITE, 0);
 		list_add_tail(&c->loop->flush_list, &c->flush);
 	}
