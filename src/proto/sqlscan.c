@@ -37,6 +37,34 @@ static const struct keyword keywords[] = {
     KW("explain", SQL_VERB_EXPLAIN),
 };
 
+/*
+ * Lengths of the keywords that start with `letter`, one bit each: a text that
+ * starts with none of them (SELECT, INSERT, BEGIN...) is not compared with
+ * the table at all.
+ */
+static unsigned keyword_lengths(char letter)
+{
+	switch (letter) {
+	case 's':
+		return 1u << 3; /* set */
+	case 'r':
+		return 1u << 5; /* reset */
+	case 'd':
+		return 1u << 7 | 1u << 4 | 1u << 10; /* discard, declare, drop, deallocate */
+	case 'c':
+		return 1u << 6 | 1u << 5; /* create, close */
+	case 'l':
+		return 1u << 4 | 1u << 6; /* load, listen */
+	case 'p':
+	case 'e':
+		return 1u << 7; /* prepare; execute, explain */
+	case 'u':
+		return 1u << 8; /* unlisten */
+	default:
+		return 0;
+	}
+}
+
 /* ASCII case-insensitive compare with a lower-case word: no locale lookups on the hot path. */
 static bool ieq(const char *text, const char *lower, size_t n)
 {
@@ -110,9 +138,9 @@ enum sql_verb sqlscan_verb(const char *text, size_t n)
 		i++;
 	len = i - start;
 	/* A word cut off by the end of the bytes is not known to be that word. */
-	if (len < 3 || len > 10 || i == n || is_word_char(text[i]))
+	if (len < 3 || len > 10 || i == n || is_word_char(text[i]) ||
+	    (keyword_lengths((char)(text[start] | 0x20)) & (1u << len)) == 0)
 		return SQL_VERB_OTHER;
-	/* Length and first letter first: most texts start with SELECT, INSERT, BEGIN... */
 	for (size_t k = 0; k < sizeof(keywords) / sizeof(keywords[0]); k++)
 		if (keywords[k].len == len && keywords[k].word[0] == (text[start] | 0x20) &&
 		    ieq(text + start, keywords[k].word, len))

@@ -23,6 +23,36 @@ Test(sqlscan, first_keyword)
 	cr_assert_eq(verb("set"), SQL_VERB_SET);
 }
 
+Test(sqlscan, every_keyword)
+{
+	static const struct {
+		const char *sql;
+		enum sql_verb verb;
+	} cases[] = {
+	    {"SET a = 1", SQL_VERB_SET},
+	    {"RESET a", SQL_VERB_RESET},
+	    {"DISCARD ALL", SQL_VERB_DISCARD},
+	    {"CREATE TABLE t ()", SQL_VERB_CREATE},
+	    {"DECLARE c CURSOR", SQL_VERB_DECLARE},
+	    {"CLOSE c", SQL_VERB_CLOSE},
+	    {"DROP TABLE t", SQL_VERB_DROP},
+	    {"LOAD 'x'", SQL_VERB_LOAD},
+	    {"PREPARE p AS", SQL_VERB_PREPARE},
+	    {"EXECUTE p", SQL_VERB_EXECUTE},
+	    {"LISTEN c", SQL_VERB_LISTEN},
+	    {"UNLISTEN *", SQL_VERB_UNLISTEN},
+	    {"DEALLOCATE p", SQL_VERB_DEALLOCATE},
+	    {"EXPLAIN SELECT 1", SQL_VERB_EXPLAIN},
+	    {"SELECT 1", SQL_VERB_OTHER},
+	    {"DELETE FROM t", SQL_VERB_OTHER},
+	    {"COMMIT", SQL_VERB_OTHER},
+	    {"LOADS", SQL_VERB_OTHER},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		cr_assert_eq(verb(cases[i].sql), cases[i].verb, "%s", cases[i].sql);
+}
+
 Test(sqlscan, mentions)
 {
 	const char *a = "SELECT pg_catalog.SET_CONFIG('a.b', 'c', false)";
