@@ -110,11 +110,10 @@ int worker_start(struct worker *w);
 void worker_stop(struct worker *w);
 void worker_free(struct worker *w);
 
-/* Wall-clock microseconds (loop_now_us), for timeouts and stats. */
-static inline int64_t worker_now_us(const struct worker *w)
+/* Wall-clock microseconds (loop_read_now_us), for timeouts and stats. */
+static inline int64_t worker_now_us(struct worker *w)
 {
-	(void)w;
-	return loop_now_us();
+	return loop_read_now_us(&w->loop);
 }
 
 /* Called from other threads through the inbox. */

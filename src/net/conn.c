@@ -175,6 +175,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	l->reading = true;
+	l->read_now_us = 0;
 	end = fill_input(c);
 	if (evbuffer_get_length(c->in) >= c->read_high)
 		c->read_full = true;
