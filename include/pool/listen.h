@@ -22,6 +22,7 @@
 
 struct event;
 struct evbuffer;
+struct frame;
 
 #define LISTEN_NAME_MAX 64 /* NAMEDATALEN: a channel name is at most 63 bytes */
 
@@ -42,6 +43,32 @@ struct listen_sub {
 	struct client *c;             /* the subscriber */
 };
 
+/*
+ * A LISTEN or UNLISTEN the client runs on its server: what it will do at
+ * COMMIT.  verb: LISTEN_OP_LISTEN (sent as UNLISTEN), LISTEN_OP_UNLISTEN,
+ * LISTEN_OP_OTHER (one sluice does not follow: the server runs it as sent),
+ * LISTEN_OP_END (closes the ops of one request in client_listen.ops).
+ */
+enum {
+	LISTEN_OP_LISTEN = 'L',
+	LISTEN_OP_UNLISTEN = 'U',
+	LISTEN_OP_OTHER = 'R',
+	LISTEN_OP_END = 'Z'
+};
+
+struct listen_op {
+	char verb;                  /* LISTEN_OP_* */
+	bool all;                   /* UNLISTEN * */
+	char name[LISTEN_NAME_MAX]; /* the channel */
+};
+
+/* A statement or portal of the client whose text is a LISTEN or UNLISTEN. */
+struct listen_stmt {
+	struct list_node node;      /* client_listen->stmts or ->portals */
+	struct listen_op op;        /* what executing it does */
+	char name[LISTEN_NAME_MAX]; /* its name ("" unnamed) */
+};
+
 /* What a client that ever LISTENed keeps (client->listen; NULL for the others). */
 struct client_listen {
 	struct client *c;               /* owner */
@@ -50,6 +77,17 @@ struct client_listen {
 	size_t queued;                  /* messages in the queue */
 	struct listen_channel *wait_ch; /* its LISTEN waits for this channel to be active */
 	struct list_node wait_node;     /* listener->waiting while it waits */
+	bool wait_tag;                  /* then gets CommandComplete LISTEN (a lone LISTEN) */
+	char wait_status;               /* and ReadyForQuery with this status */
+	/* LISTEN / UNLISTEN run on its server (extended protocol, transaction blocks): */
+	struct list_node stmts;     /* struct listen_stmt: its LISTEN / UNLISTEN statements */
+	struct list_node portals;   /* struct listen_stmt: portals bound to them */
+	int nstmts;                 /* statements and portals in those lists */
+	struct evbuffer *ops;       /* struct listen_op of requests sent, not answered yet */
+	struct evbuffer *pending;   /* struct listen_op run in the open transaction */
+	bool failed;                /* an error since: the implicit transaction rolls back */
+	bool rolled_back;           /* a ROLLBACK tag since */
+	char hold[LISTEN_NAME_MAX]; /* a committed LISTEN's channel, not active yet */
 };
 
 /* A pool's listening connection and its channels (pool->listen). */
@@ -84,6 +122,37 @@ enum listen_result {
  * from the client's input (`total` bytes) and answered; anything else passes.
  */
 enum listen_result listen_client_query(struct client *c, const char *text, size_t n, size_t total);
+/*
+ * LISTEN / UNLISTEN that reach the client's server (a Parse, or a Query that
+ * is not a lone LISTEN between transactions; docs/session-state.md).  A
+ * message of the client (whole when it is at most LISTEN_WHOLE_MAX bytes),
+ * which goes to its server next: a LISTEN in it is rewritten to UNLISTEN,
+ * which costs the server nothing and keeps Postgres' own checks and replies,
+ * and the subscription is made on the listening connection at COMMIT.
+ * Returns the kind of request to track it as (requests.h).
+ */
+#define LISTEN_WHOLE_MAX 4096
+uint8_t listen_client_message(struct client *c, struct frame *f);
+/* Whether a client with c->listen must see the CommandComplete tags of its server. */
+bool listen_wants_tags(const struct client *c);
+/*
+ * A CommandComplete for the client; `head`: the request it answers.  Returns
+ * true when the client must get the tag LISTEN instead (a LISTEN sent as
+ * UNLISTEN).
+ */
+bool listen_server_tag(struct client *c, uint8_t head, const char *tag);
+/* An ErrorResponse for the client. */
+void listen_server_error(struct client *c);
+/* A REQ_LISTEN_* request was answered or skipped. */
+void listen_request_done(struct client *c);
+/*
+ * The client's server said ReadyForQuery `status`; `last`: nothing else is
+ * outstanding.  A transaction ended: its LISTENs and UNLISTENs take effect
+ * or are dropped.  Returns true when the ReadyForQuery is held (and sent by
+ * listen.c) until the listening connection LISTENs on a new channel.
+ */
+bool listen_ready(struct client *c, char status, bool last);
+
 /* Write what is queued for the client if it is between requests now. */
 void listen_flush(struct client *c);
 /* The client is being freed: its subscriptions end. */

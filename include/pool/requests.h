@@ -50,6 +50,13 @@
 #define REQ_CARRIER_EXECUTE  'y' /* Execute whose reply (an error) goes to the client */
 #define REQ_FAKE_SQL_PREPARE 'K' /* emit CommandComplete PREPARE */
 #define REQ_FAKE_PARAMS      'a' /* emit a ParameterDescription of no parameters */
+/*
+ * LISTEN / UNLISTEN the client runs on its server (listen.h): an Execute of
+ * such a statement, and a Query with such statements.  Their LISTENs were
+ * sent as UNLISTEN, whose CommandComplete the client gets back as LISTEN.
+ */
+#define REQ_LISTEN_EXECUTE 'l'
+#define REQ_LISTEN_QUERY   'u'
 
 struct requests {
 	struct ring kinds; /* uint8_t per request: message type or REQ_* marker, oldest first */

@@ -81,6 +81,17 @@ size_t sqlscan_execute_target(const char *text, size_t n, char *name, size_t cap
 int sqlscan_custom_names(const char *text, size_t n, void (*fn)(void *arg, const char *name),
                          void *arg);
 
+/*
+ * Splits `text` into its statements at the semicolons outside strings,
+ * quoted identifiers, dollar quotes and comments, and calls fn(arg, stmt,
+ * len) for each (without its semicolon; an empty tail is skipped).  Returns
+ * -1, having called fn for none or some, when sluice cannot tell where a
+ * string ends (a backslash outside an E'' string may be an escape or not,
+ * depending on standard_conforming_strings), else 0.
+ */
+int sqlscan_statements(const char *text, size_t n,
+                       void (*fn)(void *arg, const char *stmt, size_t len), void *arg);
+
 /* Offset of the first byte after whitespace and comments from `from`. */
 size_t sqlscan_skip_space(const char *text, size_t n, size_t from);
 

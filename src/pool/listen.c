@@ -51,12 +51,19 @@ static struct client_listen *client_listen_get(struct client *c)
 		return cl;
 	if ((cl = calloc(1, sizeof(*cl))) == NULL)
 		return NULL;
-	if ((cl->queue = evbuffer_new()) == NULL) {
+	if ((cl->queue = evbuffer_new()) == NULL || (cl->ops = evbuffer_new()) == NULL ||
+	    (cl->pending = evbuffer_new()) == NULL) {
+		if (cl->ops != NULL)
+			evbuffer_free(cl->ops);
+		if (cl->queue != NULL)
+			evbuffer_free(cl->queue);
 		free(cl);
 		return NULL;
 	}
 	list_init(&cl->subs);
 	list_init(&cl->wait_node);
+	list_init(&cl->stmts);
+	list_init(&cl->portals);
 	cl->c = c;
 	c->listen = cl;
 	return cl;
@@ -249,6 +256,16 @@ static void answer(struct client *c, const char *tag)
 	build_ready(out, 'I');
 }
 
+/* What a waiting client gets once its channel is active. */
+static void answer_waiter(struct client *c)
+{
+	struct evbuffer *out = conn_out(&c->conn);
+
+	if (c->listen->wait_tag)
+		build_command_complete(out, "LISTEN");
+	build_ready(out, c->listen->wait_status);
+}
+
 static void stop_waiting(struct client *c)
 {
 	struct client_listen *cl = c->listen;
@@ -267,7 +284,7 @@ static void refuse_waiter(struct listener *l, struct client *c, const char *sqls
 	struct evbuffer *out = conn_out(&c->conn);
 
 	build_error(out, "ERROR", sqlstate, msg, NULL);
-	build_ready(out, 'I');
+	build_ready(out, c->listen->wait_status);
 	stop_waiting(c);
 	if (sub != NULL)
 		unsubscribe(l, sub);
@@ -282,7 +299,7 @@ static void confirm_waiters(struct listener *l)
 		struct client_listen *cl = list_entry(pos, struct client_listen, wait_node);
 
 		if (cl->wait_ch->active) {
-			answer(cl->c, "LISTEN");
+			answer_waiter(cl->c);
 			stop_waiting(cl->c);
 		}
 	}
@@ -500,21 +517,40 @@ void listen_server_gone(struct server *s)
 	               l->pool->last_error[0] ? l->pool->last_error : "the login failed");
 }
 
-/* A lone "LISTEN name", "UNLISTEN name" or "UNLISTEN *" (a trailing ';' allowed). */
-static bool parse_lone(const char *text, size_t n, enum sql_verb verb, char *name, bool *all)
+/*
+ * "LISTEN name", "UNLISTEN name" or "UNLISTEN *" at the start of `text` (n
+ * bytes): fills `op` and `*kw` (the keyword's offset) and returns the offset
+ * past it and the spaces after it, or 0 when sluice cannot follow it (a name
+ * longer than 63 bytes is left to the server, which truncates it).
+ */
+static size_t parse_op(const char *text, size_t n, enum sql_verb verb, struct listen_op *op,
+                       size_t *kw)
 {
-	size_t kw = verb == SQL_VERB_LISTEN ? 6 : 8;
+	size_t len = verb == SQL_VERB_LISTEN ? 6 : 8;
 	size_t i = sqlscan_skip_space(text, n, 0), end;
 
-	if (i + kw > n || !((text[i] | 0x20) == 'l' || (text[i] | 0x20) == 'u'))
-		return false;
-	i = sqlscan_skip_space(text, n, i + kw);
-	*all = verb == SQL_VERB_UNLISTEN && i < n && text[i] == '*';
-	if (*all)
+	if (i + len > n || !((text[i] | 0x20) == 'l' || (text[i] | 0x20) == 'u'))
+		return 0;
+	*kw = i;
+	i = sqlscan_skip_space(text, n, i + len);
+	op->verb = verb == SQL_VERB_LISTEN ? LISTEN_OP_LISTEN : LISTEN_OP_UNLISTEN;
+	op->all = verb == SQL_VERB_UNLISTEN && i < n && text[i] == '*';
+	op->name[0] = '\0';
+	if (op->all)
 		end = i + 1;
-	else if ((end = sqlscan_name(text, n, NULL, name, LISTEN_NAME_MAX)) == 0)
+	else if ((end = sqlscan_name(text, n, NULL, op->name, LISTEN_NAME_MAX)) == 0)
+		return 0;
+	return sqlscan_skip_space(text, n, end);
+}
+
+/* One statement alone: a trailing ';' and the Query's NUL allowed. */
+static bool parse_lone(const char *text, size_t n, enum sql_verb verb, struct listen_op *op,
+                       size_t *kw)
+{
+	size_t end = parse_op(text, n, verb, op, kw);
+
+	if (end == 0)
 		return false;
-	end = sqlscan_skip_space(text, n, end);
 	if (end < n && text[end] == ';')
 		end = sqlscan_skip_space(text, n, end + 1);
 	return end == n || (end + 1 == n && text[end] == '\0');
@@ -536,62 +572,520 @@ static void unlisten(struct client *c, const char *name)
 	}
 }
 
-static enum listen_result listen_on(struct client *c, const char *name, size_t total)
+/* Subscribes the client to channel `name`: the channel, or NULL when out of memory. */
+static struct listen_channel *subscribe(struct client *c, const char *name)
 {
 	struct listener *l = listener_get(c->pool);
 	struct client_listen *cl = l != NULL ? client_listen_get(c) : NULL;
 	struct listen_channel *ch;
 	struct listen_sub *sub;
 
-	if (cl == NULL || (sub = calloc(1, sizeof(*sub))) == NULL)
+	if (cl == NULL)
+		return NULL;
+	if ((ch = channel_find(l, name)) != NULL && find_sub(cl, ch) != NULL)
+		return ch;
+	if ((sub = calloc(1, sizeof(*sub))) == NULL)
+		return NULL;
+	if (ch == NULL && (ch = channel_new(l, name)) == NULL) {
+		free(sub);
+		return NULL;
+	}
+	sub->ch = ch;
+	sub->c = c;
+	list_add_tail(&ch->subs, &sub->chan_node);
+	list_add_tail(&cl->subs, &sub->client_node);
+	l->nsubs++;
+	return ch;
+}
+
+/* A channel needs the listening connection: open it unless that is under way or paused. */
+static void ensure_open(struct listener *l)
+{
+	if (l->server == NULL && !l->pool->pause_closes &&
+	    (l->retry_timer == NULL || !evtimer_pending(l->retry_timer, NULL)))
+		open_connection(l);
+}
+
+/*
+ * The client's answer (`tag`: CommandComplete LISTEN first; ReadyForQuery
+ * `status`) waits until `ch` is active.  Returns false when it was refused
+ * at once, no connection being possible: the error is written.
+ */
+static bool wait_for(struct client *c, struct listen_channel *ch, bool tag, char status)
+{
+	struct client_listen *cl = c->listen;
+
+	cl->wait_ch = ch;
+	cl->wait_tag = tag;
+	cl->wait_status = status;
+	list_add_tail(&c->pool->listen->waiting, &cl->wait_node);
+	conn_suspend(&c->conn, SUSPEND_LISTEN);
+	ensure_open(c->pool->listen);
+	return cl->wait_ch != NULL;
+}
+
+static enum listen_result listen_on(struct client *c, const char *name, size_t total)
+{
+	struct listen_channel *ch;
+
+	if (listener_get(c->pool) == NULL || client_listen_get(c) == NULL)
 		return LISTEN_PASS; /* out of memory: the server LISTENs, and pins */
 	evbuffer_drain(c->conn.in, total);
-	if ((ch = channel_find(l, name)) != NULL && find_sub(cl, ch) != NULL) {
-		free(sub);
-	} else if (ch == NULL && (ch = channel_new(l, name)) == NULL) {
-		free(sub);
+	if ((ch = subscribe(c, name)) == NULL) {
 		build_error(conn_out(&c->conn), "ERROR", SQLSTATE_INTERNAL_ERROR, "out of memory",
 		            NULL);
 		build_ready(conn_out(&c->conn), 'I');
 		return LISTEN_DONE;
-	} else {
-		sub->ch = ch;
-		sub->c = c;
-		list_add_tail(&ch->subs, &sub->chan_node);
-		list_add_tail(&cl->subs, &sub->client_node);
-		l->nsubs++;
 	}
 	if (ch->active) {
 		answer(c, "LISTEN");
 		return LISTEN_DONE;
 	}
-	cl->wait_ch = ch;
-	list_add_tail(&l->waiting, &cl->wait_node);
-	conn_suspend(&c->conn, SUSPEND_LISTEN);
-	if (l->server == NULL && !c->pool->pause_closes &&
-	    (l->retry_timer == NULL || !evtimer_pending(l->retry_timer, NULL)))
-		open_connection(l);
-	/* Refused at once when no connection could even be started. */
-	return cl->wait_ch != NULL ? LISTEN_WAIT : LISTEN_DONE;
+	return wait_for(c, ch, true, 'I') ? LISTEN_WAIT : LISTEN_DONE;
 }
 
 enum listen_result listen_client_query(struct client *c, const char *text, size_t n, size_t total)
 {
 	enum sql_verb verb = sqlscan_verb(text, n);
-	char name[LISTEN_NAME_MAX];
-	bool all;
+	struct listen_op op;
+	size_t kw;
 
 	if ((verb != SQL_VERB_LISTEN && verb != SQL_VERB_UNLISTEN) ||
-	    !parse_lone(text, n, verb, name, &all))
+	    !parse_lone(text, n, verb, &op, &kw))
 		return LISTEN_PASS;
 	if (verb == SQL_VERB_LISTEN)
-		return listen_on(c, name, total);
+		return listen_on(c, op.name, total);
 	evbuffer_drain(c->conn.in, total);
-	unlisten(c, all ? NULL : name);
+	unlisten(c, op.all ? NULL : op.name);
 	answer(c, "UNLISTEN");
 	return LISTEN_DONE;
 }
 
+/* LISTEN / UNLISTEN on the client's server --------------------------------- */
+
+/* Statements and portals a client may have sluice follow: past this, LISTEN pins. */
+#define LISTEN_STMTS_MAX 64
+/* LISTEN / UNLISTEN statements in one Query sluice follows: past this, they pin. */
+#define LISTEN_QUERY_OPS_MAX 16
+
+bool listen_wants_tags(const struct client *c)
+{
+	const struct client_listen *cl = c->listen;
+
+	return evbuffer_get_length(cl->ops) > 0 || evbuffer_get_length(cl->pending) > 0;
+}
+
+static struct listen_stmt *stmt_find(struct list_node *list, const char *name)
+{
+	for (struct list_node *pos = list->next; pos != list; pos = pos->next) {
+		struct listen_stmt *st = list_entry(pos, struct listen_stmt, node);
+
+		if (strcmp(st->name, name) == 0)
+			return st;
+	}
+	return NULL;
+}
+
+static void stmt_free(struct client_listen *cl, struct listen_stmt *st)
+{
+	list_del(&st->node);
+	free(st);
+	cl->nstmts--;
+}
+
+static void stmt_forget(struct client_listen *cl, struct list_node *list, const char *name)
+{
+	struct listen_stmt *st = stmt_find(list, name);
+
+	if (st != NULL)
+		stmt_free(cl, st);
+}
+
+/* Names longer than 63 bytes are cut there, as Postgres keys its statements and portals. */
+static void short_name(char out[LISTEN_NAME_MAX], const char *name)
+{
+	snprintf(out, LISTEN_NAME_MAX, "%s", name);
+}
+
+/* Returns false when there is no room: the statement is not followed. */
+static bool stmt_set(struct client_listen *cl, struct list_node *list, const char *name,
+                     const struct listen_op *op)
+{
+	char key[LISTEN_NAME_MAX];
+	struct listen_stmt *st;
+
+	short_name(key, name);
+	if ((st = stmt_find(list, key)) == NULL) {
+		/* Portals end with their transaction: the oldest makes room. */
+		if (cl->nstmts >= LISTEN_STMTS_MAX && list == &cl->portals && !list_empty(list))
+			stmt_free(cl, list_entry(list->next, struct listen_stmt, node));
+		if (cl->nstmts >= LISTEN_STMTS_MAX || (st = calloc(1, sizeof(*st))) == NULL)
+			return false;
+		memcpy(st->name, key, sizeof(key));
+		list_add_tail(list, &st->node);
+		cl->nstmts++;
+	}
+	st->op = *op;
+	return true;
+}
+
+static void stmts_clear(struct list_node *list, struct client_listen *cl)
+{
+	while (!list_empty(list))
+		stmt_free(cl, list_entry(list->next, struct listen_stmt, node));
+}
+
+/* The whole message, contiguous, or NULL when it is longer than LISTEN_WHOLE_MAX. */
+static const char *whole_message(struct evbuffer *in, const struct frame *f)
+{
+	size_t total = frame_total(f);
+	struct evbuffer_iovec v;
+
+	if (total > LISTEN_WHOLE_MAX || evbuffer_get_length(in) < total)
+		return NULL;
+	if (evbuffer_peek(in, (ev_ssize_t)total, NULL, &v, 1) >= 1 && v.iov_len >= total)
+		return v.iov_base;
+	return (const char *)evbuffer_pullup(in, (ev_ssize_t)total);
+}
+
+/*
+ * Rewrites the message at the head of the client's input: "UN" goes in
+ * front of each LISTEN keyword (at[i], offsets in the message), so the
+ * server runs UNLISTEN, a no-op on a backend that never LISTENed.
+ */
+static bool insert_un(struct client *c, struct frame *f, const size_t *at, int n)
+{
+	struct evbuffer *in = c->conn.in, *b = evbuffer_new();
+	const char *msg = (const char *)evbuffer_pullup(in, (ev_ssize_t)frame_total(f));
+	uint32_t len = f->len + 2 * (uint32_t)n;
+	uint8_t head[FRAME_HEADER_LEN] = {f->type, (uint8_t)(len >> 24), (uint8_t)(len >> 16),
+	                                  (uint8_t)(len >> 8), (uint8_t)len};
+	size_t from = FRAME_HEADER_LEN;
+
+	if (b == NULL)
+		return false;
+	evbuffer_add(b, head, sizeof(head));
+	for (int i = 0; i < n; i++) {
+		evbuffer_add(b, msg + from, at[i] - from);
+		evbuffer_add(b, "UN", 2);
+		from = at[i];
+	}
+	evbuffer_add(b, msg + from, frame_total(f) - from);
+	evbuffer_drain(in, frame_total(f));
+	evbuffer_prepend_buffer(in, b);
+	evbuffer_free(b);
+	f->len = len;
+	return true;
+}
+
+/* Queues the ops of one request, closed by an END. */
+static void push_ops(struct client_listen *cl, const struct listen_op *ops, int n)
+{
+	struct listen_op end = {.verb = LISTEN_OP_END};
+
+	evbuffer_add(cl->ops, ops, (size_t)n * sizeof(*ops));
+	evbuffer_add(cl->ops, &end, sizeof(end));
+}
+
+static bool may_follow(const struct client *c)
+{
+	return !c->server->requests.skip_to_sync && client_listen_get((struct client *)c) != NULL;
+}
+
+/* A Parse: remember what its statement is; a LISTEN is sent as UNLISTEN. */
+static uint8_t parse_message(struct client *c, struct frame *f)
+{
+	const char *msg = whole_message(c->conn.in, f), *name, *text;
+	size_t name_len, text_len, kw, at;
+	struct client_listen *cl = c->listen;
+	struct listen_op op;
+	enum sql_verb verb;
+
+	if (msg == NULL) {
+		char head[FRAME_HEADER_LEN + LISTEN_NAME_MAX];
+		size_t got;
+
+		/* A long text is no LISTEN sluice follows, but it may replace one. */
+		if (cl == NULL || cl->nstmts == 0)
+			return 'P';
+		got = (size_t)evbuffer_copyout(c->conn.in, head, sizeof(head));
+		if (got > FRAME_HEADER_LEN &&
+		    memchr(head + FRAME_HEADER_LEN, '\0', got - FRAME_HEADER_LEN) != NULL)
+			stmt_forget(cl, &cl->stmts, head + FRAME_HEADER_LEN);
+		return 'P';
+	}
+	name = msg + FRAME_HEADER_LEN;
+	name_len = strnlen(name, f->len - 4);
+	if (name_len + 1 >= f->len - 4)
+		return 'P'; /* malformed: the server says so */
+	text = name + name_len + 1;
+	text_len = strnlen(text, f->len - 4 - name_len - 1);
+	verb = sqlscan_verb(text, text_len);
+	if (verb != SQL_VERB_LISTEN && verb != SQL_VERB_UNLISTEN) {
+		if (cl != NULL && cl->nstmts > 0) {
+			char key[LISTEN_NAME_MAX];
+
+			short_name(key, name);
+			stmt_forget(cl, &cl->stmts, key);
+		}
+		return 'P';
+	}
+	if (!may_follow(c))
+		return 'P';
+	cl = c->listen;
+	if (!parse_lone(text, text_len, verb, &op, &kw))
+		op.verb = LISTEN_OP_OTHER; /* the server runs it as sent */
+	if (!stmt_set(cl, &cl->stmts, name, &op))
+		return 'P'; /* no room to follow it: it runs as sent, and pins */
+	at = FRAME_HEADER_LEN + name_len + 1 + kw;
+	if (op.verb == LISTEN_OP_LISTEN && !insert_un(c, f, &at, 1))
+		stmt_set(cl, &cl->stmts, name, &(struct listen_op){.verb = LISTEN_OP_OTHER});
+	return 'P';
+}
+
+struct query_ops {
+	const char *text;                           /* the Query's text */
+	struct listen_op ops[LISTEN_QUERY_OPS_MAX]; /* its LISTEN / UNLISTEN statements */
+	size_t at[LISTEN_QUERY_OPS_MAX];            /* where each LISTEN keyword is */
+	int n, nlisten;                             /* ops, and LISTENs among them */
+	bool over;                                  /* more than LISTEN_QUERY_OPS_MAX */
+};
+
+static void query_statement(void *arg, const char *stmt, size_t len)
+{
+	struct query_ops *q = arg;
+	enum sql_verb verb = sqlscan_verb(stmt, len);
+	struct listen_op *op = &q->ops[q->n];
+	size_t kw;
+
+	if (verb != SQL_VERB_LISTEN && verb != SQL_VERB_UNLISTEN)
+		return;
+	if (q->n == LISTEN_QUERY_OPS_MAX) {
+		q->over = true;
+		return;
+	}
+	if (parse_op(stmt, len, verb, op, &kw) != len)
+		op->verb = LISTEN_OP_OTHER;
+	if (op->verb == LISTEN_OP_LISTEN)
+		q->at[q->nlisten++] = (size_t)(stmt - q->text) + kw;
+	q->n++;
+}
+
+/*
+ * A Query: only one whose first statement is a LISTEN / UNLISTEN, or that
+ * has a ';' before its end and the word "listen", is read further.  One
+ * that prepared.c rewrites (SQL PREPARE, EXECUTE, ...) is left as it is.
+ */
+static uint8_t query_message(struct client *c, struct frame *f)
+{
+	const char *msg = whole_message(c->conn.in, f), *text, *semi;
+	struct server *s = c->server;
+	struct query_ops q;
+	enum sql_verb verb;
+	size_t n;
+
+	if (msg == NULL)
+		return 'Q';
+	text = msg + FRAME_HEADER_LEN;
+	n = strnlen(text, f->len - 4);
+	verb = sqlscan_verb(text, n);
+	if (verb != SQL_VERB_LISTEN && verb != SQL_VERB_UNLISTEN &&
+	    ((semi = memchr(text, ';', n)) == NULL ||
+	     sqlscan_skip_space(text, n, (size_t)(semi + 1 - text)) >= n ||
+	     !sqlscan_contains(text, n, "listen")))
+		return 'Q';
+	q.text = text;
+	q.n = q.nlisten = 0;
+	q.over = false;
+	/* A LISTEN left as it is makes the server LISTEN: the read-back pins it. */
+	if (verb == SQL_VERB_PREPARE || verb == SQL_VERB_EXECUTE || verb == SQL_VERB_DEALLOCATE ||
+	    verb == SQL_VERB_EXPLAIN || verb == SQL_VERB_CREATE ||
+	    sqlscan_statements(text, n, query_statement, &q) < 0 || q.over || !may_follow(c)) {
+		s->params_dirty = true;
+		return 'Q';
+	}
+	if (q.n == 0)
+		return 'Q';
+	for (int i = 0; i < q.nlisten; i++)
+		q.at[i] += FRAME_HEADER_LEN;
+	if (q.nlisten > 0 && !insert_un(c, f, q.at, q.nlisten)) {
+		s->params_dirty = true;
+		return 'Q';
+	}
+	for (int i = 0; i < q.n; i++)
+		if (q.ops[i].verb == LISTEN_OP_OTHER)
+			s->params_dirty = true;
+	push_ops(c->listen, q.ops, q.n);
+	return REQ_LISTEN_QUERY;
+}
+
+/*
+ * The two names at the start of a Bind (portal, statement) or the one of an
+ * Execute, or after the first byte (`skip`) of a Close.
+ */
+static bool read_names(struct client *c, const struct frame *f, size_t skip, char *a, char *b)
+{
+	char buf[FRAME_HEADER_LEN + 1 + 2 * 1024];
+	size_t got = (size_t)evbuffer_copyout(c->conn.in, buf, sizeof(buf) - 1), len;
+	const char *p = buf + FRAME_HEADER_LEN + skip;
+
+	if (got > frame_total(f))
+		got = frame_total(f);
+	buf[got] = '\0';
+	if ((len = strnlen(p, (size_t)(buf + got - p))) == (size_t)(buf + got - p))
+		return false;
+	short_name(a, p);
+	if (b == NULL)
+		return true;
+	p += len + 1;
+	if (p >= buf + got || strnlen(p, (size_t)(buf + got - p)) == (size_t)(buf + got - p))
+		return false;
+	short_name(b, p);
+	return true;
+}
+
+uint8_t listen_client_message(struct client *c, struct frame *f)
+{
+	struct client_listen *cl = c->listen;
+	char a[LISTEN_NAME_MAX], b[LISTEN_NAME_MAX];
+	struct listen_stmt *st;
+
+	switch (f->type) {
+	case 'P':
+		return parse_message(c, f);
+	case 'Q':
+		return query_message(c, f);
+	case 'B':
+		if (cl == NULL || cl->nstmts == 0 || !read_names(c, f, 0, a, b))
+			return 'B';
+		if ((st = stmt_find(&cl->stmts, b)) == NULL)
+			stmt_forget(cl, &cl->portals, a);
+		else if (!c->server->requests.skip_to_sync)
+			stmt_set(cl, &cl->portals, a, &st->op);
+		return 'B';
+	case 'C':
+		if (cl != NULL && cl->nstmts > 0 && read_names(c, f, 1, a, NULL)) {
+			char what[FRAME_HEADER_LEN + 1];
+
+			evbuffer_copyout(c->conn.in, what, sizeof(what));
+			stmt_forget(cl, what[FRAME_HEADER_LEN] == 'S' ? &cl->stmts : &cl->portals,
+			            a);
+		}
+		return 'C';
+	case 'E':
+		if (cl == NULL || cl->nstmts == 0 || c->server->requests.skip_to_sync ||
+		    !read_names(c, f, 0, a, NULL) || (st = stmt_find(&cl->portals, a)) == NULL)
+			return 'E';
+		push_ops(cl, &st->op, 1);
+		return REQ_LISTEN_EXECUTE;
+	default:
+		return f->type;
+	}
+}
+
+/* The transaction committed: its LISTENs and UNLISTENs take effect, in order. */
+static void commit(struct client *c)
+{
+	struct client_listen *cl = c->listen;
+	struct listen_op op;
+
+	while (evbuffer_remove(cl->pending, &op, sizeof(op)) == (int)sizeof(op)) {
+		struct listen_channel *ch;
+
+		if (op.verb == LISTEN_OP_UNLISTEN) {
+			unlisten(c, op.all ? NULL : op.name);
+			continue;
+		}
+		if ((ch = subscribe(c, op.name)) == NULL) {
+			char msg[128];
+
+			snprintf(msg, sizeof(msg),
+			         "sluice could not LISTEN on channel \"%s\": out of memory",
+			         op.name);
+			tell(c, msg);
+			continue;
+		}
+		if (!ch->active) {
+			memcpy(cl->hold, ch->name, sizeof(cl->hold));
+			ensure_open(c->pool->listen);
+		}
+	}
+}
+
+bool listen_server_tag(struct client *c, uint8_t head, const char *tag)
+{
+	struct client_listen *cl = c->listen;
+	struct listen_op op;
+
+	if ((head == REQ_LISTEN_EXECUTE || head == REQ_LISTEN_QUERY) &&
+	    (strcmp(tag, "UNLISTEN") == 0 || strcmp(tag, "LISTEN") == 0) &&
+	    evbuffer_copyout(cl->ops, &op, sizeof(op)) == (ev_ssize_t)sizeof(op) &&
+	    op.verb != LISTEN_OP_END) {
+		evbuffer_drain(cl->ops, sizeof(op));
+		if (op.verb == LISTEN_OP_OTHER)
+			return false;
+		evbuffer_add(cl->pending, &op, sizeof(op));
+		return op.verb == LISTEN_OP_LISTEN;
+	}
+	if (evbuffer_get_length(cl->pending) == 0)
+		return false;
+	if (strcmp(tag, "COMMIT") == 0) {
+		commit(c);
+		cl->failed = cl->rolled_back = false;
+	} else if (strcmp(tag, "ROLLBACK") == 0) {
+		cl->rolled_back = true; /* or ROLLBACK TO SAVEPOINT: the ReadyForQuery tells */
+	} else if (strcmp(tag, "PREPARE TRANSACTION") == 0) {
+		evbuffer_drain(cl->pending, evbuffer_get_length(cl->pending));
+	}
+	return false;
+}
+
+void listen_server_error(struct client *c)
+{
+	struct client_listen *cl = c->listen;
+
+	if (evbuffer_get_length(cl->pending) > 0)
+		cl->failed = true;
+}
+
+void listen_request_done(struct client *c)
+{
+	struct client_listen *cl = c->listen;
+	struct listen_op op;
+
+	while (evbuffer_remove(cl->ops, &op, sizeof(op)) == (int)sizeof(op) &&
+	       op.verb != LISTEN_OP_END)
+		;
+}
+
+bool listen_ready(struct client *c, char status, bool last)
+{
+	struct client_listen *cl = c->listen;
+	struct listener *l = c->pool->listen;
+	struct listen_channel *ch;
+	bool refused = status != 'I' && pool_mode(c->pool) == POOL_STATEMENT;
+
+	if (status == 'I') {
+		stmts_clear(&cl->portals, cl);
+		if (!cl->failed && !cl->rolled_back)
+			commit(c);
+	}
+	/* 'T' after an error: ROLLBACK TO SAVEPOINT undid it. */
+	if (status != 'E')
+		cl->failed = cl->rolled_back = false;
+	if (status == 'I' || refused)
+		evbuffer_drain(cl->pending, evbuffer_get_length(cl->pending));
+	if (cl->hold[0] == '\0')
+		return false;
+	ch = l != NULL ? channel_find(l, cl->hold) : NULL;
+	cl->hold[0] = '\0';
+	/* Pipelined requests answered after this one would overtake a held ReadyForQuery. */
+	if (ch == NULL || ch->active || !last || refused || cl->wait_ch != NULL ||
+	    find_sub(cl, ch) == NULL)
+		return false;
+	wait_for(c, ch, false, status);
+	return true;
+}
 void listen_client_gone(struct client *c)
 {
 	struct client_listen *cl = c->listen;
@@ -601,6 +1095,10 @@ void listen_client_gone(struct client *c)
 	cl->wait_ch = NULL;
 	if (!list_empty(&cl->subs))
 		unlisten(c, NULL);
+	stmts_clear(&cl->stmts, cl);
+	stmts_clear(&cl->portals, cl);
+	evbuffer_free(cl->ops);
+	evbuffer_free(cl->pending);
 	evbuffer_free(cl->queue);
 	free(cl);
 	c->listen = NULL;

@@ -100,8 +100,11 @@ static void inspect_sql(struct client *c, struct evbuffer *in, const struct fram
 	server_inspect_sql(s, text, n);
 }
 
-/* Record a client message in the server's queue of expected replies. */
-static void track_client_message(struct server *s, uint8_t type)
+/*
+ * Record a client message in the server's queue of expected replies; `kind`:
+ * what to queue for a Query or Execute (a REQ_LISTEN_* marker, listen.h).
+ */
+static void track_client_message(struct server *s, uint8_t type, uint8_t kind)
 {
 	if (type == 'Q' || type == 'E')
 		s->pool->stats.query_count++;
@@ -119,7 +122,7 @@ static void track_client_message(struct server *s, uint8_t type)
 	case 'C':
 	case 'F':
 		/* After an extended-protocol error the server ignores everything until Sync. */
-		relay_track_request(s, type);
+		relay_track_request(s, kind);
 		break;
 	case 'c':
 	case 'f':
@@ -219,7 +222,12 @@ static void relay_client_input(struct client *c)
 
 	while (c->state == CLIENT_IDLE || c->state == CLIENT_ACTIVE) {
 		enum frame_status st;
+		uint8_t kind;
 		size_t moved;
+
+		/* Its ReadyForQuery waits for the listening connection: nothing may overtake it. */
+		if (c->conn.suspend & SUSPEND_LISTEN)
+			return;
 
 		if (c->skip_remaining > 0) {
 			c->skip_remaining -= move_bytes(in, NULL, c->skip_remaining);
@@ -254,9 +262,11 @@ static void relay_client_input(struct client *c)
 		}
 		if (drop_without_server(c, f.type, frame_total(&f)))
 			continue;
-		if (c->state == CLIENT_IDLE && frame_total(&f) <= RELAY_WHOLE_MAX &&
-		    evbuffer_get_length(in) < frame_total(&f))
-			break; /* no server until the message is whole */
+		/* No server until the message is whole; listen.c reads small ones whole. */
+		if ((c->state == CLIENT_IDLE ||
+		     (frame_total(&f) <= LISTEN_WHOLE_MAX && is_statement_message(f.type))) &&
+		    frame_total(&f) <= RELAY_WHOLE_MAX && evbuffer_get_length(in) < frame_total(&f))
+			break;
 		if (f.type == 'Q' &&
 		    (c->state == CLIENT_IDLE || (c->server != NULL && c->server->pin != 0))) {
 			enum listen_result l = listen_query(c, in, &f);
@@ -284,6 +294,10 @@ static void relay_client_input(struct client *c)
 		slowlog_capture(c, in, &f);
 		if (c->w->cfg->query_stats && (f.type == 'Q' || f.type == 'P' || f.type == 'B'))
 			qstats_client_message(c, in, &f);
+		kind = f.type;
+		if (pool_mode(c->pool) != POOL_SESSION &&
+		    (f.type == 'Q' || f.type == 'P' || c->listen != NULL))
+			kind = listen_client_message(c, &f);
 		if (f.type == 'Q' || f.type == 'P')
 			inspect_sql(c, in, &f);
 		if (is_statement_message(f.type) && prepared_tracking(c)) {
@@ -296,7 +310,7 @@ static void relay_client_input(struct client *c)
 			if (r != PREP_PASS)
 				continue;
 		}
-		track_client_message(c->server, f.type);
+		track_client_message(c->server, f.type, kind);
 		moved = move_bytes(in, conn_out(&c->server->conn), frame_total(&f));
 		c->fwd_remaining = frame_total(&f) - moved;
 		c->pool->stats.bytes_received += moved;
@@ -322,8 +336,12 @@ static uint8_t retire_request(struct server *s, uint8_t t, bool failed)
 		prepared_bind_done(s);
 	else if (t == REQ_SQL_PREPARE || t == REQ_INJECTED_SQL)
 		prepared_sql_done(s, t == REQ_SQL_PREPARE);
-	else if ((t == 'Q' || t == 'E') && ring_count(&s->qs.pending) > 0)
+	else if ((t == 'Q' || t == 'E' || t == REQ_LISTEN_QUERY || t == REQ_LISTEN_EXECUTE) &&
+	         ring_count(&s->qs.pending) > 0)
 		qstats_done(s, failed);
+	if ((t == REQ_LISTEN_QUERY || t == REQ_LISTEN_EXECUTE) && s->client != NULL &&
+	    s->client->listen != NULL)
+		listen_request_done(s->client);
 	return t;
 }
 
@@ -360,7 +378,8 @@ static bool track_server_reply(struct server *s, uint8_t type)
 	case 'C': /* CommandComplete */
 	case 'I': /* EmptyQueryResponse */
 	case 's': /* PortalSuspended */
-		if (head == 'E' || head == REQ_SQL_EXECUTE || head == REQ_CARRIER_EXECUTE)
+		if (head == 'E' || head == REQ_SQL_EXECUTE || head == REQ_CARRIER_EXECUTE ||
+		    head == REQ_LISTEN_EXECUTE)
 			pop_request(s);
 		break;
 	case 'E':
@@ -429,7 +448,9 @@ static bool needs_body(const struct server *s, const struct frame *f)
 {
 	if (f->type == 'C') /* DEALLOCATE ALL / DISCARD ALL drop prepared statements */
 		return s->stmts.count > 0 || (s->client != NULL && s->client->stmts.count > 0) ||
-		       is_settings_tag_length(s, f->len) || ring_count(&s->qs.pending) > 0;
+		       is_settings_tag_length(s, f->len) || ring_count(&s->qs.pending) > 0 ||
+		       (s->client != NULL && s->client->listen != NULL &&
+		        listen_wants_tags(s->client));
 	return f->type == 'Z' || f->type == 'S' || f->type == 'E';
 }
 
@@ -706,6 +727,7 @@ static void handle_ready(struct server *s, struct run *r, size_t total, char sta
 	struct client *c = s->client;
 	struct pool_stats *st = &s->pool->stats;
 	int64_t now = worker_now_us(s->w);
+	bool held;
 
 	s->tx_status = status;
 	pop_request(s);
@@ -733,14 +755,20 @@ static void handle_ready(struct server *s, struct run *r, size_t total, char sta
 	}
 	if (status == 'I')
 		client_watch_transaction(c, 0);
+	held = c->listen != NULL && listen_ready(c, status, requests_count(&s->requests) == 0);
 	if (status != 'I' && pool_mode(s->pool) == POOL_STATEMENT) {
 		run_flush(r);
 		evbuffer_drain(r->in, total);
 		refuse_transaction(s);
 		return;
 	}
-	r->len += total;
-	run_flush(r);
+	if (held) {
+		run_flush(r);
+		evbuffer_drain(r->in, total); /* listen.c sends it once its channel is active */
+	} else {
+		r->len += total;
+		run_flush(r);
+	}
 	flush_fakes(s);
 	if (s->client != c)
 		return;
@@ -877,6 +905,20 @@ void relay_server_input(struct server *s)
 				evbuffer_drain(in, frame_total(&f));
 				continue;
 			}
+			if (f.type == 'C' && c != NULL && c->listen != NULL &&
+			    listen_server_tag(c, requests_head(&s->requests), (const char *)body)) {
+				/* A LISTEN sent as UNLISTEN: the client gets its own tag. */
+				qstats_tag(s, (const char *)body);
+				track_server_reply(s, 'C');
+				run_flush(&r);
+				evbuffer_drain(in, frame_total(&f));
+				build_command_complete(conn_out(&c->conn), "LISTEN");
+				s->pool->stats.bytes_sent += frame_total(&f);
+				flush_fakes(s);
+				continue;
+			}
+			if (f.type == 'E' && c != NULL && c->listen != NULL)
+				listen_server_error(c);
 			if (f.type == 'C') {
 				qstats_tag(s, (const char *)body);
 				if (is_watched_tag_length(f.len)) {

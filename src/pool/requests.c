@@ -95,7 +95,7 @@ bool requests_need_sync(const struct requests *q)
 	uint8_t last = requests_last(q);
 
 	return last != 'S' && last != 'Q' && last != 'F' && last != REQ_SQL_PREPARE &&
-	       last != REQ_INJECTED_SQL && last != REQ_FAKE_PREPARE &&
+	       last != REQ_INJECTED_SQL && last != REQ_FAKE_PREPARE && last != REQ_LISTEN_QUERY &&
 	       (ring_count(&q->kinds) > 0 || q->skip_to_sync);
 }
 
@@ -114,5 +114,6 @@ bool requests_is_extended(uint8_t kind)
 	       kind == REQ_INJECTED_BIND || kind == REQ_INJECTED_EXECUTE ||
 	       kind == REQ_SQL_EXECUTE || kind == REQ_CARRIER_PARSE ||
 	       kind == REQ_CARRIER_EXECUTE ||
-	       (requests_is_fake(kind) && kind != REQ_FAKE_DEALLOC && kind != REQ_FAKE_PREPARE);
+	       (requests_is_fake(kind) && kind != REQ_FAKE_DEALLOC && kind != REQ_FAKE_PREPARE) ||
+	       kind == REQ_LISTEN_EXECUTE;
 }

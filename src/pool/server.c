@@ -1321,7 +1321,6 @@ void server_inspect_sql(struct server *s, const char *text, size_t n)
 	case SQL_VERB_PREPARE:
 	case SQL_VERB_DEALLOCATE:
 	case SQL_VERB_LISTEN:
-	case SQL_VERB_UNLISTEN:
 		break;
 	case SQL_VERB_DECLARE:
 		if (!sqlscan_contains(text, n, "hold"))
@@ -1329,6 +1328,7 @@ void server_inspect_sql(struct server *s, const char *text, size_t n)
 		break;
 	case SQL_VERB_CLOSE:
 	case SQL_VERB_DROP:
+	case SQL_VERB_UNLISTEN: /* a LISTEN sluice sent as UNLISTEN (listen.h) ends nothing */
 		if (s->pin == 0)
 			return; /* nothing to end */
 		break;

@@ -476,3 +476,73 @@ int sqlscan_custom_names(const char *text, size_t n, void (*fn)(void *arg, const
 	}
 	return rc;
 }
+
+/* A dollar-quoted string opening at text[i] ("$$" or "$tag$"): the offset past its end, or 0. */
+static size_t dollar_string(const char *text, size_t n, size_t i)
+{
+	size_t j = i + 1, tag_len;
+
+	while (j < n && text[j] != '$' && is_word_char(text[j]))
+		j++;
+	if (j >= n || text[j] != '$')
+		return 0;
+	tag_len = j + 1 - i;
+	for (j++; j + tag_len <= n; j++)
+		if (text[j] == '$' && memcmp(text + j, text + i, tag_len) == 0)
+			return j + tag_len;
+	return 0;
+}
+
+/* A quoted string or identifier opening at text[i]: the offset past it, or 0 when unsure. */
+static size_t quoted_end(const char *text, size_t n, size_t i)
+{
+	char q = text[i];
+	/* E'...' takes backslash escapes; elsewhere a backslash may mean either. */
+	bool escapes = q == '\'' && i > 0 && (text[i - 1] | 0x20) == 'e' &&
+	               (i == 1 || !is_word_char(text[i - 2]));
+
+	for (i++; i < n; i++) {
+		if (text[i] == '\\' && q == '\'') {
+			if (!escapes)
+				return 0;
+			i++;
+		} else if (text[i] == q) {
+			return i +
+			       1; /* a doubled quote reads as two strings: the same for splitting */
+		}
+	}
+	return 0;
+}
+
+int sqlscan_statements(const char *text, size_t n,
+                       void (*fn)(void *arg, const char *stmt, size_t len), void *arg)
+{
+	size_t start = 0, i = 0;
+
+	while (i < n) {
+		size_t at = sqlscan_skip_space(text, n, i);
+		char ch;
+
+		if (at != i) {
+			i = at;
+			continue;
+		}
+		ch = text[i];
+		if (ch == ';') {
+			fn(arg, text + start, i - start);
+			start = ++i;
+		} else if (ch == '\'' || ch == '"') {
+			if ((i = quoted_end(text, n, i)) == 0)
+				return -1;
+		} else if (ch == '$' && (i == 0 || !is_word_char(text[i - 1])) &&
+		           !(i + 1 < n && isdigit((unsigned char)text[i + 1]))) {
+			if ((i = dollar_string(text, n, i)) == 0)
+				return -1;
+		} else {
+			i++;
+		}
+	}
+	if (sqlscan_skip_space(text, n, start) < n)
+		fn(arg, text + start, n - start);
+	return 0;
+}

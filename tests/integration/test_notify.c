@@ -208,7 +208,8 @@ Test(notify, listening_connection_killed)
 		exec_ok(subs[i], "LISTEN \"Kill Me\"");
 		exec_ok(subs[i], "LISTEN other");
 	}
-	cr_assert_eq(listening_backends(), 1);
+	/* Backends of earlier tests may still be going away. */
+	cr_assert(harness_wait_for(listening_backends() == 1, WAIT_S));
 	super = harness_pg_super(NULL);
 	exec_ok(super, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
 	               "WHERE usename = 'app' AND query LIKE 'LISTEN %'");
@@ -350,5 +351,215 @@ Test(notify, listener_holds_no_server)
 	exec_ok(other, "NOTIFY held, 'x'");
 	cr_assert(harness_wait_for(got(listener, &in, "held", 1), WAIT_S));
 	PQfinish(listener);
+	PQfinish(other);
+}
+
+/* SHOW CLIENTS: the number of app clients pinned to a server. */
+static int pinned_clients(struct harness_sluice *h)
+{
+	PGconn *a = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PGresult *res = PQexec(a, "SHOW CLIENTS");
+	int uc = PQfnumber(res, "user"), pc = PQfnumber(res, "pinned"), n = 0;
+
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(a));
+	cr_assert(pc >= 0, "SHOW CLIENTS has a pinned column");
+	for (int i = 0; i < PQntuples(res); i++)
+		n += strcmp(PQgetvalue(res, i, uc), "app") == 0 &&
+		     strcmp(PQgetvalue(res, i, pc), "1") == 0;
+	PQclear(res);
+	PQfinish(a);
+	return n;
+}
+
+/* The listener holds no server: the pool's one server is idle and serves another client. */
+static void assert_not_pinned(struct harness_sluice *h, PGconn *other)
+{
+	cr_assert_eq(pinned_clients(h), 0, "a client is pinned");
+	cr_assert_eq(harness_query_int(other, "SELECT 7"), 7);
+	cr_assert_eq(show_value(h, "POOLS", "database", "app", "sv_active"), 0);
+	cr_assert_eq(show_value(h, "POOLS", "database", "app", "sv_idle"), 1);
+}
+
+/* A command that must succeed with CommandComplete `tag`. */
+static void expect_tag(PGresult *res, const char *tag)
+{
+	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
+	cr_assert_str_eq(PQcmdStatus(res), tag);
+	PQclear(res);
+}
+
+#define ONE_SERVER "default_pool_size = 1\nquery_wait_timeout = 5s\n"
+
+/*
+ * LISTEN through the extended protocol (Parse/Bind/Execute, as pgJDBC,
+ * psycopg 3 with parameters and postgres.js send it), unnamed and named,
+ * Described too: Postgres' replies, notifications arrive, and the client is
+ * not pinned.
+ */
+Test(notify, extended_protocol_listen_does_not_pin)
+{
+	struct harness_sluice *h = start(ONE_SERVER);
+	PGconn *c = app(h), *other = app(h);
+	struct inbox unnamed = {0}, named = {0};
+	PGresult *res;
+
+	expect_tag(PQexecParams(c, "LISTEN ext_unnamed", 0, NULL, NULL, NULL, NULL, 0), "LISTEN");
+	cr_assert_eq(PQtransactionStatus(c), PQTRANS_IDLE);
+	expect_tag(PQprepare(c, "lst", "listen \"Ext_Named\"", 0, NULL), "");
+	res = PQdescribePrepared(c, "lst");
+	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQerrorMessage(c));
+	cr_assert_eq(PQnparams(res), 0);
+	cr_assert_eq(PQnfields(res), 0);
+	PQclear(res);
+	expect_tag(PQexecPrepared(c, "lst", 0, NULL, NULL, NULL, 0), "LISTEN");
+	expect_tag(PQexecPrepared(c, "lst", 0, NULL, NULL, NULL, 0), "LISTEN");
+	assert_not_pinned(h, other);
+	exec_ok(other, "NOTIFY ext_unnamed, 'u'");
+	cr_assert(harness_wait_for(got(c, &unnamed, "ext_unnamed", 1), WAIT_S));
+	exec_ok(other, "NOTIFY \"Ext_Named\", 'n'");
+	cr_assert(harness_wait_for(got(c, &named, "Ext_Named", 1), WAIT_S));
+	/* Backends of earlier tests may still be going away. */
+	cr_assert(harness_wait_for(listening_backends() == 1, WAIT_S),
+	          "Postgres sees more than the listening connection LISTEN");
+	/* UNLISTEN through the extended protocol ends it, as in Postgres. */
+	expect_tag(PQexecParams(c, "UNLISTEN ext_unnamed", 0, NULL, NULL, NULL, NULL, 0),
+	           "UNLISTEN");
+	exec_ok(other, "NOTIFY ext_unnamed, 'gone'");
+	exec_ok(other, "NOTIFY \"Ext_Named\", 'marker'");
+	cr_assert(harness_wait_for(got(c, &named, "Ext_Named", 2), WAIT_S));
+	cr_assert_eq(named.other, 0, "a notification after UNLISTEN arrived");
+	assert_not_pinned(h, other);
+	PQfinish(c);
+	PQfinish(other);
+}
+
+/*
+ * LISTEN in a transaction block (simple and extended protocol) takes effect
+ * at COMMIT: a notification committed before it is not delivered, one after
+ * is; after ROLLBACK nothing is.  The client is never pinned.
+ */
+Test(notify, listen_in_transaction_takes_effect_at_commit)
+{
+	struct harness_sluice *h = start("default_pool_size = 2\nquery_wait_timeout = 5s\n");
+	PGconn *c = app(h), *other = app(h);
+	struct inbox simple = {0}, ext = {0}, marker = {0};
+	PGresult *res;
+
+	exec_ok(c, "LISTEN marker");
+	exec_ok(c, "BEGIN");
+	res = PQexec(c, "LISTEN in_tx");
+	expect_tag(res, "LISTEN");
+	expect_tag(PQexecParams(c, "LISTEN in_tx_ext", 0, NULL, NULL, NULL, NULL, 0), "LISTEN");
+	cr_assert_eq(PQtransactionStatus(c), PQTRANS_INTRANS);
+	exec_ok(other, "NOTIFY in_tx, 'before commit'");
+	exec_ok(other, "NOTIFY in_tx_ext, 'before commit'");
+	exec_ok(c, "COMMIT");
+	exec_ok(other, "NOTIFY in_tx_ext, 'after'");
+	cr_assert(harness_wait_for(got(c, &ext, "in_tx_ext", 1), WAIT_S));
+	cr_assert_str_eq(ext.last, "after");
+	cr_assert_eq(ext.other, 0, "a notification sent before COMMIT arrived");
+	exec_ok(other, "NOTIFY in_tx, 'after'");
+	cr_assert(harness_wait_for(got(c, &simple, "in_tx", 1), WAIT_S));
+	cr_assert_str_eq(simple.last, "after");
+	cr_assert_eq(simple.notes, 1);
+	cr_assert_eq(pinned_clients(h), 0);
+
+	exec_ok(c, "BEGIN");
+	expect_tag(PQexecParams(c, "LISTEN rolled_ext", 0, NULL, NULL, NULL, NULL, 0), "LISTEN");
+	exec_ok(c, "LISTEN rolled_simple");
+	exec_ok(c, "ROLLBACK");
+	exec_ok(other, "NOTIFY rolled_ext, 'no'");
+	exec_ok(other, "NOTIFY rolled_simple, 'no'");
+	exec_ok(other, "NOTIFY marker, 'end'");
+	cr_assert(harness_wait_for(got(c, &marker, "marker", 1), WAIT_S));
+	cr_assert_eq(marker.other, 0, "a LISTEN rolled back delivered");
+	cr_assert_eq(pinned_clients(h), 0);
+	cr_assert_eq(show_value(h, "POOLS", "database", "app", "sv_active"), 0);
+	PQfinish(c);
+	PQfinish(other);
+}
+
+/*
+ * Postgres' errors: LISTEN in an aborted transaction fails with 25P02 (and
+ * is not made); an error after a LISTEN in the same implicit transaction
+ * (a multi-statement Query, or Executes before one Sync) undoes it.
+ */
+Test(notify, listen_errors_as_postgres)
+{
+	struct harness_sluice *h = start(ONE_SERVER);
+	PGconn *c = app(h), *other = app(h);
+	struct inbox marker = {0};
+	PGresult *res;
+
+	exec_ok(c, "LISTEN marker");
+	exec_ok(c, "BEGIN");
+	PQclear(PQexec(c, "SELECT 1/0"));
+	res = PQexec(c, "LISTEN aborted");
+	cr_assert_eq(PQresultStatus(res), PGRES_FATAL_ERROR);
+	cr_assert_str_eq(harness_sqlstate(res), "25P02");
+	PQclear(res);
+	res = PQexecParams(c, "LISTEN aborted_ext", 0, NULL, NULL, NULL, NULL, 0);
+	cr_assert_str_eq(harness_sqlstate(res), "25P02");
+	PQclear(res);
+	exec_ok(c, "ROLLBACK");
+	res = PQexec(c, "LISTEN undone; SELECT 1/0");
+	cr_assert_str_eq(harness_sqlstate(res), "22012");
+	PQclear(res);
+	cr_assert_eq(PQtransactionStatus(c), PQTRANS_IDLE);
+	exec_ok(other, "NOTIFY aborted, 'no'");
+	exec_ok(other, "NOTIFY aborted_ext, 'no'");
+	exec_ok(other, "NOTIFY undone, 'no'");
+	exec_ok(other, "NOTIFY marker, 'end'");
+	cr_assert(harness_wait_for(got(c, &marker, "marker", 1), WAIT_S));
+	cr_assert_eq(marker.other, 0, "a LISTEN that failed or was undone delivered");
+	assert_not_pinned(h, other);
+	PQfinish(c);
+	PQfinish(other);
+}
+
+/*
+ * LISTEN and UNLISTEN among other statements of one Query: each gets its
+ * CommandComplete, they take effect when the Query's transaction commits,
+ * and a semicolon in a string is no statement end.
+ */
+Test(notify, listen_in_multi_statement_query)
+{
+	struct harness_sluice *h = start(ONE_SERVER);
+	PGconn *c = app(h), *other = app(h);
+	struct inbox m1 = {0}, m2 = {0}, m3 = {0};
+	const char *want[] = {"SELECT 1", "LISTEN", "LISTEN", "UNLISTEN", "LISTEN"};
+	PGresult *res;
+	int i = 0;
+
+	cr_assert(PQsendQuery(c, "SELECT ';listen x'; LISTEN m1; listen \"M2\"; UNLISTEN m1; "
+	                         "LISTEN m1; LISTEN m3 /* ; */"));
+	while ((res = PQgetResult(c)) != NULL) {
+		cr_assert_eq(PQresultStatus(res), i == 0 ? PGRES_TUPLES_OK : PGRES_COMMAND_OK, "%s",
+		             PQresultErrorMessage(res));
+		cr_assert(i < 6);
+		if (i < 5)
+			cr_assert_str_eq(PQcmdStatus(res), want[i]);
+		PQclear(res);
+		i++;
+	}
+	cr_assert_eq(i, 6);
+	assert_not_pinned(h, other);
+	exec_ok(other, "NOTIFY x, 'never'");
+	exec_ok(other, "NOTIFY m1, '1'");
+	cr_assert(harness_wait_for(got(c, &m1, "m1", 1), WAIT_S));
+	cr_assert_eq(m1.other, 0, "the string's LISTEN x ran");
+	exec_ok(other, "NOTIFY \"M2\", '2'");
+	cr_assert(harness_wait_for(got(c, &m2, "M2", 1), WAIT_S));
+	exec_ok(other, "NOTIFY m3, '3'");
+	cr_assert(harness_wait_for(got(c, &m3, "m3", 1), WAIT_S));
+	m1.other = 0;
+	exec_ok(c, "BEGIN; UNLISTEN *; COMMIT");
+	exec_ok(other, "NOTIFY m1, 'gone'");
+	exec_ok(c, "LISTEN marker");
+	exec_ok(other, "NOTIFY marker, 'end'");
+	cr_assert(harness_wait_for(got(c, &m1, "marker", 1), WAIT_S));
+	cr_assert_eq(m1.other, 0, "a notification after UNLISTEN * arrived");
+	assert_not_pinned(h, other);
+	PQfinish(c);
 	PQfinish(other);
 }

@@ -1,5 +1,6 @@
 /* The cheap look at SQL text that transaction pooling relies on (proto/sqlscan.h). */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "proto/sqlscan.h"
@@ -148,4 +149,45 @@ Test(sqlscan, execute_target)
 	cr_assert_null(target("explain select 1", &start, &end));
 	cr_assert_null(target("executes q", &start, &end));
 	cr_assert_null(target("execute (", &start, &end));
+}
+
+struct split {
+	char out[256]; /* the statements, each followed by '|' */
+};
+
+static void add_statement(void *arg, const char *stmt, size_t len)
+{
+	struct split *sp = arg;
+	size_t at = strlen(sp->out);
+
+	snprintf(sp->out + at, sizeof(sp->out) - at, "%.*s|", (int)len, stmt);
+}
+
+static const char *split(const char *sql, int *rc)
+{
+	static struct split sp;
+
+	sp.out[0] = '\0';
+	*rc = sqlscan_statements(sql, strlen(sql), add_statement, &sp);
+	return sp.out;
+}
+
+Test(sqlscan, statements)
+{
+	int rc;
+
+	cr_assert_str_eq(split("select 1; listen a;", &rc), "select 1| listen a|");
+	cr_assert_eq(rc, 0);
+	cr_assert_str_eq(split("select ';' , \"a;b\", E'\\';'; listen x -- ;\n", &rc),
+	                 "select ';' , \"a;b\", E'\\';'| listen x -- ;\n|");
+	cr_assert_str_eq(split("do $f$ begin; end $f$; /* ; /* ; */ */ unlisten *", &rc),
+	                 "do $f$ begin; end $f$| /* ; /* ; */ */ unlisten *|");
+	cr_assert_str_eq(split("select $1; select a$b; listen c", &rc),
+	                 "select $1| select a$b| listen c|");
+	cr_assert_eq(rc, 0);
+	/* Whether a backslash escapes depends on standard_conforming_strings: unsure. */
+	split("select 'a\\'; listen x; '", &rc);
+	cr_assert_eq(rc, -1);
+	split("select $$ unterminated; listen x", &rc);
+	cr_assert_eq(rc, -1);
 }
