@@ -1061,7 +1061,6 @@ void listen_request_done(struct client *c)
 bool listen_ready(struct client *c, char status, bool last)
 {
 	struct client_listen *cl = c->listen;
-	struct listener *l = c->pool->listen;
 	struct listen_channel *ch;
 	bool refused = status != 'I' && pool_mode(c->pool) == POOL_STATEMENT;
 
@@ -1077,7 +1076,8 @@ bool listen_ready(struct client *c, char status, bool last)
 		evbuffer_drain(cl->pending, evbuffer_get_length(cl->pending));
 	if (cl->hold[0] == '\0')
 		return false;
-	ch = l != NULL ? channel_find(l, cl->hold) : NULL;
+	/* The commit may have made the pool's listener. */
+	ch = c->pool->listen != NULL ? channel_find(c->pool->listen, cl->hold) : NULL;
 	cl->hold[0] = '\0';
 	/* Pipelined requests answered after this one would overtake a held ReadyForQuery. */
 	if (ch == NULL || ch->active || !last || refused || cl->wait_ch != NULL ||
