@@ -107,8 +107,8 @@ struct stmt_cache {
 	struct list_node lru; /* eviction order */
 	struct ring pending;  /* uint64_t ids of tracked and injected Parses in flight, in order */
 	struct ring bound;    /* uint64_t ids of REQ_TRACKED_BIND Binds in flight, likewise */
-	struct ring changes; /* struct name_change *: the names those markers change (requests.h) */
-	bool sql_failed;     /* the SQL PREPARE at the head of the queue got an error */
+	struct ring changes;  /* struct name_change * in flight (requests.h), in order */
+	bool sql_failed;      /* the SQL PREPARE at the head of the queue got an error */
 };
 
 void prepared_registry_fini(struct pstmt_registry *reg);

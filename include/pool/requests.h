@@ -26,10 +26,10 @@
 #define REQ_FAKE_DEALLOC   'd' /* emit CommandComplete DEALLOCATE + ReadyForQuery */
 #define REQ_TRACKED_BIND   'b' /* Bind of a tracked statement; its id is in stmt_cache.bound */
 #define REQ_STALE_BIND     'r' /* Bind that fails on purpose: its error becomes 0A000 */
-/* The extended-protocol DEALLOCATE of a tracked name, answered locally: */
+/* Replies sluice gives for an SQL PREPARE / DEALLOCATE in a Parse (below): */
 #define REQ_FAKE_BIND    '2' /* emit BindComplete */
 #define REQ_FAKE_NODATA  'n' /* emit NoData */
-#define REQ_FAKE_EXECUTE 'e' /* emit CommandComplete DEALLOCATE; a name change (below) */
+#define REQ_FAKE_EXECUTE 'e' /* emit CommandComplete DEALLOCATE; changes a name (below) */
 /* SQL PREPARE / EXECUTE (docs/session-state.md), Query-like: answered by ReadyForQuery. */
 #define REQ_SQL_PREPARE  'q' /* client's PREPARE, renamed; id in stmt_cache.pending */
 #define REQ_INJECTED_SQL 'i' /* PREPARE sluice sends before an EXECUTE: replies swallowed */
@@ -47,7 +47,7 @@
  */
 #define REQ_SQL_EXECUTE      'h' /* Execute of a PREPARE: reply to the client; id in pending */
 #define REQ_CARRIER_PARSE    'w' /* swallow its ParseComplete (no statement id) */
-#define REQ_CARRIER_EXECUTE  'y' /* Execute whose reply (an error) goes to the client */
+#define REQ_CARRIER_EXECUTE  'y' /* Execute whose reply goes to the client: 42P05, 26000... */
 #define REQ_FAKE_SQL_PREPARE 'K' /* emit CommandComplete PREPARE */
 #define REQ_FAKE_PARAMS      'a' /* emit a ParameterDescription of no parameters */
 /*

@@ -5,6 +5,9 @@
  * driver tests: libpq 15 cannot send one), the per-server LRU bounds what
  * Postgres holds, a stale plan costs the client at most one error, and a
  * Parse that failed or was skipped in a pipeline leaves no statement behind.
+ * SQL PREPARE / EXECUTE / DEALLOCATE sent through the extended protocol
+ * (unnamed and named Parse, pipelines) are the client's own without pinning
+ * it, with Postgres' replies and errors; one in a multi-statement Query pins.
  */
 #include <string.h>
 
