@@ -1661,7 +1661,11 @@ enum prep_result prepared_client_message(struct client *c, const struct frame *f
 
 /* Server replies ------------------------------------------------------------ */
 
-/* Forget the client's names for a statement its own Parse failed to create. */
+/*
+ * Forget the client's names for a statement its own Parse failed to create.
+ * A name sluice answers itself (an sql_action of the same text) was never
+ * the server's to create, and stays.
+ */
 static void map_forget_statement(struct pstmt_registry *reg, struct stmt_map *map, uint64_t id)
 {
 	for (uint32_t i = 0; i < map->size; i++) {
@@ -1670,7 +1674,7 @@ static void map_forget_statement(struct pstmt_registry *reg, struct stmt_map *ma
 		while (cs != NULL) {
 			struct client_stmt *next = cs->next;
 
-			if (cs->ps->id == id)
+			if (cs->ps->id == id && cs->action == NULL)
 				map_remove(reg, map, cs->name);
 			cs = next;
 		}
