@@ -108,7 +108,8 @@ struct stmt_cache {
 	struct ring pending;  /* uint64_t ids of tracked and injected Parses in flight, in order */
 	struct ring bound;    /* uint64_t ids of REQ_TRACKED_BIND Binds in flight, likewise */
 	struct ring changes;  /* struct name_change * in flight (requests.h), in order */
-	bool sql_failed;      /* the SQL PREPARE at the head of the queue got an error */
+	uint32_t failed_changes; /* the oldest of them whose Execute failed, to undo */
+	bool sql_failed;         /* the SQL PREPARE at the head of the queue got an error */
 };
 
 void prepared_registry_fini(struct pstmt_registry *reg);
@@ -136,6 +137,8 @@ void prepared_parse_done(struct server *s, bool failed, bool client_parse);
 void prepared_sql_done(struct server *s, bool client_prepare);
 /* A REQ_SQL_EXECUTE, REQ_FAKE_SQL_PREPARE or REQ_FAKE_EXECUTE left the queue. */
 void prepared_change_done(struct server *s, bool failed);
+/* After an error: undo the changes of the Executes it failed or made the server skip. */
+void prepared_undo_changes(struct server *s);
 /* The server answered (or skipped) a REQ_TRACKED_BIND. */
 void prepared_bind_done(struct server *s);
 /* The REQ_STALE_BIND at the head failed as planned: tell the client its plan went stale. */

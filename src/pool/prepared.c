@@ -1538,22 +1538,45 @@ static int change_push(struct server *s, const char *name, struct client_stmt *r
 
 void prepared_change_done(struct server *s, bool failed)
 {
-	struct pstmt_registry *reg = &s->w->prepared;
-	struct client *c = s->client;
-	struct client_stmt *cs;
 	struct name_change *ch;
 
-	if (!ring_pop(&s->stmts.changes, &ch))
+	if (failed) {
+		s->stmts.failed_changes++; /* undone with the others this error failed */
 		return;
-	/* Skipped or refused: Postgres made no such change, so the name is as it was. */
-	if (failed && c != NULL && ch->added != NULL &&
-	    (cs = map_find(&c->stmts, ch->name)) != NULL && cs->ps == ch->added)
-		map_remove(reg, &c->stmts, ch->name);
-	if (failed && c != NULL && ch->removed != NULL && map_find(&c->stmts, ch->name) == NULL) {
+	}
+	if (ring_pop(&s->stmts.changes, &ch))
+		change_free(&s->w->prepared, ch);
+}
+
+/* Skipped or refused: Postgres made no such change, so the name is as it was. */
+static void undo_change(struct client *c, struct name_change *ch)
+{
+	struct client_stmt *cs;
+
+	if (ch->added != NULL && (cs = map_find(&c->stmts, ch->name)) != NULL &&
+	    cs->ps == ch->added)
+		map_remove(&c->w->prepared, &c->stmts, ch->name);
+	if (ch->removed != NULL && map_find(&c->stmts, ch->name) == NULL) {
 		map_link(&c->stmts, ch->removed);
 		ch->removed = NULL;
 	}
-	change_free(reg, ch);
+}
+
+/*
+ * Newest first, so that a name DEALLOCATEd and PREPAREd again in the failed
+ * part of a pipeline is back as it was.
+ */
+void prepared_undo_changes(struct server *s)
+{
+	struct stmt_cache *cache = &s->stmts;
+	struct name_change *ch;
+
+	if (s->client != NULL)
+		for (uint32_t i = cache->failed_changes; i-- > 0;)
+			undo_change(s->client, *(struct name_change **)ring_at(&cache->changes, i));
+	for (; cache->failed_changes > 0; cache->failed_changes--)
+		if (ring_pop(&cache->changes, &ch))
+			change_free(&s->w->prepared, ch);
 }
 
 /*

@@ -390,6 +390,7 @@ static bool track_server_reply(struct server *s, uint8_t type)
 		qstats_error(s);
 		while ((skipped = requests_pop_skipped(q)) != 0)
 			retire_request(s, skipped, true);
+		prepared_undo_changes(s);
 		if (head == REQ_STALE_BIND) {
 			prepared_stale_error(s);
 			return false;

@@ -617,10 +617,12 @@ Test(prepared, sql_prepare_extended_in_pipelines)
 	cr_assert(PQsendQueryParams(a, "select 1/0", 0, NULL, NULL, NULL, NULL, 0));
 	cr_assert(PQsendQueryParams(a, "PREPARE s AS SELECT 1", 0, NULL, NULL, NULL, NULL, 0));
 	cr_assert(PQsendQueryParams(a, "DEALLOCATE p", 0, NULL, NULL, NULL, NULL, 0));
+	cr_assert(PQsendQueryParams(a, "PREPARE p AS SELECT 99", 0, NULL, NULL, NULL, NULL, 0));
 	cr_assert(PQpipelineSync(a));
 	expect_result(a, PGRES_FATAL_ERROR, "22012", "the error");
 	expect_result(a, PGRES_PIPELINE_ABORTED, NULL, "skipped PREPARE");
 	expect_result(a, PGRES_PIPELINE_ABORTED, NULL, "skipped DEALLOCATE");
+	expect_result(a, PGRES_PIPELINE_ABORTED, NULL, "skipped PREPARE again");
 	expect_result(a, PGRES_PIPELINE_SYNC, NULL, "sync");
 	cr_assert(PQexitPipelineMode(a), "%s", PQerrorMessage(a));
 	ext_error(a, "EXECUTE s", "26000");
