@@ -589,6 +589,10 @@ public class JdbcDriver {
 		try (Connection listener = connect(props("ApplicationName", "listener"));
 		     Connection sender = connect(props("ApplicationName", "sender"))) {
 			simple(listener, "LISTEN drv_chan");
+			/* Through sluice the listener's backend LISTENs on nothing: not pinned. */
+			if (STRICT)
+				expect(one(listener, "select count(*) from pg_listening_channels()"), 0L,
+				       "channels the listener's backend LISTENs on (pinned?)");
 			for (int n = 0; n < NOTIFICATIONS; n++) {
 				if (n % 2 == 0)
 					simple(sender, "NOTIFY drv_chan, '" + n + "'");

@@ -399,6 +399,9 @@ async def txn_listen_notify(st_for):
                 arrived.set()
 
         await listener.add_listener("drv_chan", on_notify)
+        if c.STRICT:
+            c.expect(await listener.fetchval("select count(*) from pg_listening_channels()"), 0,
+                     "channels the listener's backend LISTENs on (pinned?)")
         st = st_for(sender)
         for n in range(NOTIFICATIONS):
             if n % 2 == 0:

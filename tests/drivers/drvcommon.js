@@ -255,6 +255,11 @@ function txnListen(d) {
       got.push(payload);
       if (got.length >= NOTIFICATIONS) arrived();
     });
+    // Through sluice the listener's backend LISTENs on nothing: it is not pinned.
+    if (STRICT) {
+      expect(Number((await d.row(listener, 'select count(*) from pg_listening_channels()', []))[0]),
+             0, "channels the listener's backend LISTENs on (pinned?)");
+    }
     for (let n = 0; n < NOTIFICATIONS; n++) {
       if (n % 2 === 0) await d.exec(sender, `NOTIFY drv_chan, '${n}'`);
       else await d.row(sender, "select pg_notify('drv_chan', $1)", [String(n)]);

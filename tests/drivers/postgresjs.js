@@ -244,11 +244,20 @@ async function session() {
   await Promise.all([...Array(c.CLIENTS).keys()].map(client));
 }
 
-// postgres.js's sql.listen() opens its own connection for LISTEN, so the
-// listener is that connection rather than the client's one.
+// The listener LISTENs on its own connection (max: 1) with the query
+// sql.listen() sends, a named Parse (prepare: true), and hears notifications
+// through onnotify: sql.listen() would use a hidden connection of its own,
+// and the check that the client's backend LISTENs on nothing could not see it.
 async function txnstate() {
+  const onNotify = new Map(); // client -> its (channel, payload) handler
   await c.txnstate(report, {
-    open: async (app) => connect({ connection: { application_name: app } }),
+    open: async (app) => {
+      const sql = connect({
+        connection: { application_name: app },
+        onnotify: (channel, payload) => (onNotify.get(sql) || (() => {}))(channel, payload),
+      });
+      return sql;
+    },
     close: (sql) => sql.end({ timeout: 5 }).catch(() => {}),
     row: async (sql, text, values) => {
       const rows = await sql.unsafe(text, values, { prepare: true }).values();
@@ -258,7 +267,10 @@ async function txnstate() {
     exec: (sql, text) => sql.unsafe(text),
     execute: async (sql, text) => (await sql.unsafe(text, [], { prepare: true }).values())[0],
     tx: (sql, fn) => sql.begin((tx) => fn(tx)),
-    listen: (sql, channel, onPayload) => sql.listen(channel, onPayload),
+    listen: async (sql, channel, onPayload) => {
+      onNotify.set(sql, (ch, payload) => { if (ch === channel) onPayload(payload); });
+      await sql.unsafe(`listen "${channel}"`, [], { prepare: true });
+    },
   });
 }
 

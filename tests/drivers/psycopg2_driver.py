@@ -137,6 +137,10 @@ def listen_notify(report, ready):
     """LISTEN in one connection, NOTIFY from another: every notification arrives."""
     listener = connect(application_name="listener")
     listener.cursor().execute("LISTEN drv_chan")
+    if c.STRICT:
+        cur = listener.cursor()
+        cur.execute("select count(*) from pg_listening_channels()")
+        c.expect(cur.fetchone()[0], 0, "channels the listener's backend LISTENs on (pinned?)")
     ready.set()
     sender = connect(application_name="sender")
     scur = sender.cursor()

@@ -371,14 +371,21 @@ def txn_lock_client(threshold):
 def txn_listen_notify(threshold):
     """LISTEN in one connection, NOTIFY from another: every notification arrives.
 
-    psycopg 3.1's notifies() generator has no timeout, so the listener waits
-    on its socket and lets a round trip deliver what arrived.
+    The LISTEN is in a transaction block (prepare0: a named Parse, the extended
+    protocol).  Through sluice (DRIVER_STRICT) the listener's backend LISTENs on
+    nothing: sluice's shared listening connection does, and the client is not
+    pinned.  psycopg 3.1's notifies() generator has no timeout, so the listener
+    waits on its socket and lets a round trip deliver what arrived.
     """
     got = []
     with connect(threshold, application_name="listener") as listener, \
             connect(threshold, application_name="sender") as sender:
         listener.add_notify_handler(lambda n: got.append(n.payload))
-        listener.execute("LISTEN drv_chan")
+        with listener.transaction():
+            listener.execute("LISTEN drv_chan")
+        if c.STRICT:
+            c.expect(one(listener, "select count(*) from pg_listening_channels()")[0], 0,
+                     "channels the listener's backend LISTENs on (pinned?)")
         for n in range(NOTIFICATIONS):
             if n % 2 == 0:
                 sender.execute(f"NOTIFY drv_chan, '{n}'")
