@@ -73,6 +73,12 @@ struct conn {
 	bool read_big;           /* the last read got READ_SMALL or more: start the next bigger */
 };
 
+/*
+ * The host part of an IPv4 or IPv6 socket address as text, and its port;
+ * any other family is "unix", port 0.
+ */
+int sockaddr_host(const struct sockaddr *sa, char *host, size_t len);
+
 /* Set up on an accepted, non-blocking socket (taken over) and start reading. */
 int conn_init_fd(struct conn *c, struct loop *l, int fd, const struct conn_ops *ops, void *arg);
 /* Set up with no socket yet, for conn_connect. */

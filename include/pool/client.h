@@ -11,6 +11,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "auth/auth_file.h"
@@ -76,22 +78,21 @@ struct client_handler {
 
 struct client {
 	/* Pointers and 8-byte fields first, then smaller ones: no padding in 10,000 copies. */
-	uint64_t id;                   /* process-wide connection id */
-	struct worker *w;              /* owner */
-	struct conn conn;              /* the socket and its buffers */
-	struct list_node node;         /* worker->clients, or worker->dead_clients */
-	struct list_node wait_node;    /* pool->waiting or pool->login_waiting */
-	struct sockaddr_storage *peer; /* TCP peer for auth_hba_file; freed once logged in */
-	char *user;                    /* from the startup packet */
-	char *dbname;                  /* from the startup packet (defaults to user) */
-	struct param_list params;      /* the client's own GUC values */
-	struct stmt_map stmts;         /* its named prepared statements (transaction mode) */
-	struct pool *pool;             /* assigned after authentication */
-	struct server *server;         /* linked server while ACTIVE */
+	uint64_t id;                /* process-wide connection id */
+	struct worker *w;           /* owner */
+	struct conn conn;           /* the socket and its buffers */
+	struct list_node node;      /* worker->clients, or worker->dead_clients */
+	struct list_node wait_node; /* pool->waiting or pool->login_waiting */
+	char *user;                 /* from the startup packet */
+	char *dbname; /* from the startup packet (defaults to user); in user's allocation */
+	struct param_list params; /* the client's own GUC values */
+	struct stmt_map stmts;    /* its named prepared statements (transaction mode) */
+	struct pool *pool;        /* assigned after authentication */
+	struct server *server;    /* linked server while ACTIVE */
 	const struct client_handler
 	    *handler;               /* serves it once logged in: the relay or the console */
 	void *session;              /* the console's state of this client; NULL when pooled */
-	struct scram_server *scram; /* SCRAM exchange state during login only */
+	struct scram_server *scram; /* SCRAM exchange state, freed when the login ends */
 	struct user_secret *queried_secret; /* auth_query's answer, owned */
 	struct client *cancel_next;         /* hash chain in the cancel map */
 	struct fleet_seat *fleet_seat;      /* fleet_max_client_conn's seat (redis_limiter.h) */
@@ -114,20 +115,23 @@ struct client {
 	uint32_t cancel_pid, cancel_key; /* synthetic BackendKeyData */
 	uint32_t rest_mark;  /* awaiting_rest: what was left of the message when last looked */
 	uint8_t md5_salt[4]; /* salt of the md5 challenge */
-	char addr[64];       /* peer address for logs */
-	uint8_t client_key[SCRAM_KEY_LEN]; /* for SCRAM pass-through to the server */
-	bool is_unix;                      /* connected over the Unix socket */
-	bool tls;                          /* the socket speaks TLS (after SSLRequest) */
-	bool password_md5;      /* LOGIN_PASSWORD expects an md5 response, not cleartext */
-	bool auth_queried;      /* auth_query answered (queried_secret NULL = no such user) */
-	bool has_client_key;    /* SCRAM succeeded: client_key is valid */
-	bool cancel_registered; /* in the worker's cancel map */
-	bool discarding;        /* after a local error: drop messages up to Sync/Query */
-	bool close_at_idle;     /* draining: close once the transaction ends */
-	bool in_request;        /* rate-limited: inside an extended-protocol request (up to Sync) */
-	bool tenant_counted;    /* holds a slot of its tenant's max_client_conn */
-	bool timer_armed;       /* timer pending (saves a locked libevent call per message) */
-	bool awaiting_rest;     /* the timer is client_read_timeout (client_watch_rest) */
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} peer;                  /* TCP peer (HBA, login delays, logs); formatted only when shown */
+	bool is_unix : 1;        /* connected over the Unix socket */
+	bool tls : 1;            /* the socket speaks TLS (after SSLRequest) */
+	bool password_md5 : 1;   /* LOGIN_PASSWORD expects an md5 response, not cleartext */
+	bool auth_queried : 1;   /* auth_query answered (queried_secret NULL = no such user) */
+	bool has_client_key : 1; /* SCRAM succeeded: scram->client_key is valid */
+	bool cancel_registered : 1; /* in the worker's cancel map */
+	bool discarding : 1;        /* after a local error: drop messages up to Sync/Query */
+	bool close_at_idle : 1;     /* draining: close once the transaction ends */
+	bool in_request : 1; /* rate-limited: inside an extended-protocol request (up to Sync) */
+	bool tenant_counted : 1; /* holds a slot of its tenant's max_client_conn */
+	bool timer_armed : 1;    /* timer pending (saves a locked libevent call per message) */
+	bool awaiting_rest : 1;  /* the timer is client_read_timeout (client_watch_rest) */
 };
 
 /* Takes ownership of fd; `login` serves it first (login_client_handler). */
@@ -186,14 +190,38 @@ void client_cancel(struct client *c);
 /* SIGTERM drain: close now if idle, else at transaction end. */
 void client_drain(struct client *c);
 
-/* Who a client's log lines are about: its worker, id, tenant (once it has a pool), db, user. */
-void client_log_ctx(const struct client *c, struct log_ctx *ctx);
+/*
+ * The peer as "host:port" ("unix" over the Unix socket), written into buf.
+ * Inline: the slow log calls it, and a call into client.c from there would
+ * join slowlog.c to pool/'s circle of calls.
+ */
+#define CLIENT_PEER_TEXT_LEN 64
+static inline const char *client_peer_text(const struct client *c, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port;
+
+	if (c->is_unix) {
+		snprintf(buf, len, "unix");
+		return buf;
+	}
+	port = sockaddr_host(&c->peer.sa, host, sizeof(host));
+	snprintf(buf, len, "%s:%d", host, port);
+	return buf;
+}
+
+/*
+ * Who a client's log lines are about: its worker, id, tenant (once it has a
+ * pool), db, user, and its address, written into addr (CLIENT_PEER_TEXT_LEN).
+ */
+void client_log_ctx(const struct client *c, struct log_ctx *ctx, char *addr);
 
 #define clog(c, lvl, ...)                                                                          \
 	do {                                                                                       \
 		if (log_enabled((c)->w->log, (lvl))) {                                             \
 			struct log_ctx ctx_;                                                       \
-			client_log_ctx((c), &ctx_);                                                \
+			char addr_[CLIENT_PEER_TEXT_LEN];                                          \
+			client_log_ctx((c), &ctx_, addr_);                                         \
 			log_emit((c)->w->log, (lvl), &ctx_, __VA_ARGS__);                          \
 		}                                                                                  \
 	} while (0)

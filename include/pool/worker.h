@@ -35,6 +35,7 @@
 
 struct client_handler;
 struct qstats;
+struct query_capture;
 struct snapshot;
 
 /* What the layers above the pool plug into every worker (set by the runtime). */
@@ -92,7 +93,8 @@ struct worker {
 	struct ring lends;                /* struct server *: owed to other workers, handed over
 	                                     by the reaper (pool_lend_deferred) */
 	struct qstats *qstats;            /* query insights (qstats.h); NULL until first used */
-	struct pause_state pause;         /* console PAUSE/SUSPEND/DISABLE of this worker */
+	struct query_capture *spare_captures; /* slow log buffers of clients between requests */
+	struct pause_state pause;             /* console PAUSE/SUSPEND/DISABLE of this worker */
 	struct redis_link *redis;         /* limiter = redis: this worker's connection; else NULL */
 	struct event *stats_timer;        /* stats_period tick; NULL while stats_period is 0 */
 	int64_t stats_period_us;          /* period stats_timer is armed with; 0 = off */

@@ -415,37 +415,6 @@ static void put_pin(struct row *r, const struct server *s)
 }
 
 /* "host:port" (IPv6 hosts contain colons: split at the last one). */
-static void split_addr(const char *text, char *host, size_t len, int *port)
-{
-	const char *colon = strrchr(text, ':');
-
-	*port = 0;
-	if (colon == NULL) {
-		snprintf(host, len, "%s", text);
-		return;
-	}
-	snprintf(host, len, "%.*s", (int)(colon - text), text);
-	*port = atoi(colon + 1);
-}
-
-static void sockaddr_text(const struct sockaddr_storage *ss, char *host, size_t len, int *port)
-{
-	*port = 0;
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
-
-		inet_ntop(AF_INET, &in->sin_addr, host, (socklen_t)len);
-		*port = ntohs(in->sin_port);
-	} else if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
-
-		inet_ntop(AF_INET6, &in6->sin6_addr, host, (socklen_t)len);
-		*port = ntohs(in6->sin6_port);
-	} else {
-		snprintf(host, len, "unix");
-	}
-}
-
 static void local_addr(int fd, char *host, size_t len, int *port)
 {
 	struct sockaddr_storage ss = {0};
@@ -457,7 +426,7 @@ static void local_addr(int fd, char *host, size_t len, int *port)
 		*port = 0;
 		return;
 	}
-	sockaddr_text(&ss, host, len, port);
+	*port = sockaddr_host((const struct sockaddr *)&ss, host, len);
 }
 
 static int peer_pid(int fd)
@@ -503,7 +472,7 @@ static void render_client(struct worker *w, const struct client *c, struct evbuf
 		snprintf(lhost, sizeof(lhost), "unix");
 		port = lport = w->cfg->listen_port;
 	} else {
-		split_addr(c->addr, host, sizeof(host), &port);
+		port = sockaddr_host(&c->peer.sa, host, sizeof(host));
 		local_addr(c->conn.fd, lhost, sizeof(lhost), &lport);
 	}
 	if (c->state == CLIENT_WAITING) {
@@ -584,7 +553,7 @@ static void render_server(struct worker *w, const struct server *s, struct evbuf
 	int port, lport;
 	struct row r = {0};
 
-	sockaddr_text(&s->addr, host, sizeof(host), &port);
+	port = sockaddr_host((const struct sockaddr *)&s->addr, host, sizeof(host));
 	if (port == 0 && s->pool->db != NULL)
 		port = s->pool->db->port; /* Unix socket, or not connected yet */
 	local_addr(s->conn.fd, lhost, sizeof(lhost), &lport);

@@ -16,6 +16,9 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <openssl/ssl.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -601,4 +604,22 @@ void conn_release(struct conn *c)
 	drop_buffer(c->loop, &c->out);
 	if (c->fd >= 0)
 		close(c->fd);
+}
+
+int sockaddr_host(const struct sockaddr *sa, char *host, size_t len)
+{
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+		inet_ntop(AF_INET, &in->sin_addr, host, (socklen_t)len);
+		return ntohs(in->sin_port);
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, (socklen_t)len);
+		return ntohs(in6->sin6_port);
+	}
+	snprintf(host, len, "unix");
+	return 0;
 }

@@ -92,16 +92,25 @@ static void client_bury_after_flush(struct client *c)
 	client_arm_timer(c, 5000000);
 }
 
+/* The SCRAM exchange (and the ClientKey it learned) outlives the login by nothing. */
+static void forget_scram(struct client *c)
+{
+	if (c->scram == NULL)
+		return;
+	OPENSSL_cleanse(c->scram, sizeof(*c->scram));
+	free(c->scram);
+	c->scram = NULL;
+	c->has_client_key = false;
+}
+
 void client_set_state(struct client *c, enum client_state state)
 {
 	if (c->state == CLIENT_CLOSING)
 		return;
 	if (c->state == CLIENT_WAITING && state != CLIENT_WAITING)
 		conn_resume(&c->conn, SUSPEND_WAIT_SERVER);
-	if (c->state == CLIENT_LOGIN && state != CLIENT_LOGIN) {
-		free(c->peer); /* the address checks are done; logs use c->addr */
-		c->peer = NULL;
-	}
+	if (c->state == CLIENT_LOGIN && state != CLIENT_LOGIN)
+		forget_scram(c);
 	if (c->timer_armed) {
 		evtimer_del(c->timer);
 		c->timer_armed = false;
@@ -161,7 +170,7 @@ void client_watch_transaction(struct client *c, int64_t us)
 	evtimer_add(c->xact_timer, &tv);
 }
 
-void client_log_ctx(const struct client *c, struct log_ctx *ctx)
+void client_log_ctx(const struct client *c, struct log_ctx *ctx, char *addr)
 {
 	ctx->worker = c->w->id;
 	ctx->kind = 'C';
@@ -169,7 +178,7 @@ void client_log_ctx(const struct client *c, struct log_ctx *ctx)
 	ctx->tenant = c->pool != NULL ? pool_tenant(c->pool) : NULL;
 	ctx->db = c->dbname;
 	ctx->user = c->user;
-	ctx->addr = c->addr;
+	ctx->addr = client_peer_text(c, addr, CLIENT_PEER_TEXT_LEN);
 }
 
 void client_kick(struct client *c)
@@ -257,18 +266,13 @@ void client_free(struct client *c)
 		event_free(c->xact_timer);
 	param_list_fini(&c->params);
 	prepared_map_fini(&c->stmts, &c->w->prepared);
-	if (c->scram != NULL) {
-		OPENSSL_cleanse(c->scram, sizeof(*c->scram));
-		free(c->scram);
-	}
+	forget_scram(c);
 	if (c->queried_secret != NULL) {
 		user_secret_free(c->queried_secret);
 		free(c->queried_secret);
 	}
 	free(c->capture);
-	free(c->peer);
-	free(c->user);
-	free(c->dbname);
+	free(c->user); /* and dbname, in the same allocation */
 	free(c);
 }
 
@@ -525,29 +529,6 @@ int client_start_tls(struct client *c)
 	return 0;
 }
 
-static void format_addr(struct client *c, const struct sockaddr *addr)
-{
-	char host[INET6_ADDRSTRLEN] = "?";
-	int port = 0;
-
-	if (c->is_unix) {
-		snprintf(c->addr, sizeof(c->addr), "unix");
-		return;
-	}
-	if (addr->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
-
-		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-		port = ntohs(in->sin_port);
-	} else if (addr->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
-
-		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-		port = ntohs(in6->sin6_port);
-	}
-	snprintf(c->addr, sizeof(c->addr), "%s:%d", host, port);
-}
-
 struct client *client_new(struct worker *w, int fd, const struct sockaddr *addr, int addrlen,
                           bool is_unix, const struct client_handler *login)
 {
@@ -566,17 +547,9 @@ struct client *client_new(struct worker *w, int fd, const struct sockaddr *addr,
 	c->connect_us = worker_now_us(w);
 	list_init(&c->wait_node);
 	param_list_init(&c->params);
-	if (!is_unix) {
-		c->peer = calloc(1, sizeof(*c->peer));
-		if (c->peer == NULL) {
-			close(fd);
-			client_free(c);
-			return NULL;
-		}
-		if (addrlen > 0 && (size_t)addrlen <= sizeof(*c->peer))
-			memcpy(c->peer, addr, (size_t)addrlen);
-	}
-	format_addr(c, addr);
+	if (!is_unix && addrlen > 0)
+		memcpy(&c->peer, addr,
+		       (size_t)addrlen < sizeof(c->peer) ? (size_t)addrlen : sizeof(c->peer));
 	if (!is_unix)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (conn_init_fd(&c->conn, &w->loop, fd, &client_conn_ops, c) < 0) {

@@ -37,6 +37,7 @@
 
 struct startup_scan {
 	struct client *c;
+	const char *user, *dbname;                  /* in the packet; the last of each wins */
 	const char *unrecognized[MAX_UNRECOGNIZED]; /* _pq_.* options we do not know */
 	size_t nunrecognized;
 	bool bad_options;
@@ -75,11 +76,9 @@ static void startup_param(struct startup_scan *scan, const char *key, const char
 	struct client *c = scan->c;
 
 	if (strcmp(key, "user") == 0) {
-		free(c->user);
-		c->user = strdup(value);
+		scan->user = value;
 	} else if (strcmp(key, "database") == 0) {
-		free(c->dbname);
-		c->dbname = strdup(value);
+		scan->dbname = value;
 	} else if (strcmp(key, "options") == 0) {
 		/* With "options" itself ignored, what sluice cannot read in it is dropped too. */
 		if (param_parse_options(value, add_option_param, c) < 0 &&
@@ -101,6 +100,20 @@ static void startup_param(struct startup_scan *scan, const char *key, const char
 }
 
 static void begin_auth(struct client *c);
+
+/* Both names in one allocation: an idle client's memory is mostly fixed costs like these. */
+static bool keep_names(struct client *c, const char *user, const char *dbname)
+{
+	size_t ulen = strlen(user) + 1, dlen = strlen(dbname) + 1;
+
+	c->user = malloc(ulen + dlen);
+	if (c->user == NULL)
+		return false;
+	memcpy(c->user, user, ulen);
+	c->dbname = c->user + ulen;
+	memcpy(c->dbname, dbname, dlen);
+	return true;
+}
 
 static void handle_startup(struct client *c, const uint8_t *body, size_t len, uint32_t version)
 {
@@ -133,16 +146,13 @@ static void handle_startup(struct client *c, const uint8_t *body, size_t len, ui
 		            "accepted, and no replication connections");
 		return;
 	}
-	if (c->user == NULL || c->user[0] == '\0') {
+	if (scan.user == NULL || scan.user[0] == '\0') {
 		client_fail(c, SQLSTATE_INVALID_AUTHORIZATION,
 		            "no PostgreSQL user name specified in startup packet");
 		return;
 	}
-	if (c->dbname == NULL || c->dbname[0] == '\0') {
-		free(c->dbname);
-		c->dbname = strdup(c->user);
-	}
-	if (c->dbname == NULL) {
+	if (!keep_names(c, scan.user,
+	                scan.dbname != NULL && scan.dbname[0] != '\0' ? scan.dbname : scan.user)) {
 		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return;
 	}
@@ -230,10 +240,10 @@ static void auth_failed(struct client *c)
 {
 	const struct config *cfg = c->w->cfg;
 	int64_t now = worker_now_us(c->w), delay = 0, login_left;
-	const char *port = strrchr(c->addr, ':');
+	char host[INET6_ADDRSTRLEN];
 
 	if (!c->is_unix)
-		delay = login_delay_failed(&c->w->shared->failures, (struct sockaddr *)c->peer,
+		delay = login_delay_failed(&c->w->shared->failures, &c->peer.sa,
 		                           cfg->auth_failure_delay_us,
 		                           cfg->auth_failure_delay_max_us, now);
 	if (delay == 0) {
@@ -244,8 +254,8 @@ static void auth_failed(struct client *c)
 	login_left = c->connect_us + cfg->client_login_timeout_us - now;
 	if (cfg->client_login_timeout_us > 0 && delay > login_left)
 		delay = login_left > 0 ? login_left : 1;
-	clog(c, LOG_INFO, "delaying the answer to a failed login from %.*s by %lld ms",
-	     port != NULL ? (int)(port - c->addr) : (int)strlen(c->addr), c->addr,
+	sockaddr_host(&c->peer.sa, host, sizeof(host));
+	clog(c, LOG_INFO, "delaying the answer to a failed login from %s by %lld ms", host,
 	     (long long)(delay / 1000));
 	c->login = LOGIN_AUTH_DELAY;
 	conn_suspend(&c->conn, SUSPEND_AUTH_DELAY);
@@ -256,8 +266,7 @@ static void auth_failed(struct client *c)
 static void auth_succeeded(struct client *c)
 {
 	if (!c->is_unix)
-		login_delay_succeeded(&c->w->shared->failures, (struct sockaddr *)c->peer,
-		                      worker_now_us(c->w));
+		login_delay_succeeded(&c->w->shared->failures, &c->peer.sa, worker_now_us(c->w));
 }
 
 static const struct user_secret *client_secret(const struct client *c);
@@ -324,7 +333,7 @@ static void client_login_finish(struct client *c)
 	if (c->has_client_key && strcmp(server_user, c->user) == 0) {
 		const struct user_secret *secret = client_secret(c);
 
-		memcpy(c->pool->client_key, c->client_key, SCRAM_KEY_LEN);
+		memcpy(c->pool->client_key, c->scram->client_key, SCRAM_KEY_LEN);
 		/* And the ServerKey that checks Postgres' answer, wherever the verifier came from.
 		 */
 		if (secret != NULL && secret->kind == SECRET_SCRAM)
@@ -356,16 +365,16 @@ static const struct scram_secret *scram_secret_for(const struct client *c,
 /* "host \"1.2.3.4\", user \"u\", database \"d\", TLS on": names a connection in refusals. */
 static void describe_connection(const struct client *c, char *buf, size_t len)
 {
-	/* c->addr is "host:port"; an IPv6 host has colons of its own. */
-	const char *port = strrchr(c->addr, ':');
-	int host_len = port != NULL ? (int)(port - c->addr) : (int)strlen(c->addr);
+	char host[INET6_ADDRSTRLEN];
 
-	if (c->is_unix)
+	if (c->is_unix) {
 		snprintf(buf, len, "local connection, user \"%s\", database \"%s\"", c->user,
 		         c->dbname);
-	else
-		snprintf(buf, len, "host \"%.*s\", user \"%s\", database \"%s\", %s", host_len,
-		         c->addr, c->user, c->dbname, c->tls ? "TLS on" : "TLS off");
+		return;
+	}
+	sockaddr_host(&c->peer.sa, host, sizeof(host));
+	snprintf(buf, len, "host \"%s\", user \"%s\", database \"%s\", %s", host, c->user,
+	         c->dbname, c->tls ? "TLS on" : "TLS off");
 }
 
 /*
@@ -381,8 +390,8 @@ static int auth_method(struct client *c)
 
 	if (cfg->auth_hba_file[0] == '\0')
 		return cfg->auth_type;
-	rule = hba_match(&cfg->hba, c->is_unix, c->tls,
-	                 c->is_unix ? NULL : (struct sockaddr *)c->peer, c->dbname, c->user);
+	rule = hba_match(&cfg->hba, c->is_unix, c->tls, c->is_unix ? NULL : &c->peer.sa, c->dbname,
+	                 c->user);
 	if (rule == NULL || rule->method == HBA_REJECT) {
 		describe_connection(c, who, sizeof(who));
 		if (rule == NULL)
@@ -617,11 +626,8 @@ static void sasl_final(struct client *c, const uint8_t *body, size_t len)
 		return;
 	}
 	auth_succeeded(c);
-	memcpy(c->client_key, c->scram->client_key, SCRAM_KEY_LEN);
+	/* The exchange keeps its ClientKey until the login ends (client_set_state frees it). */
 	c->has_client_key = true;
-	OPENSSL_cleanse(c->scram, sizeof(*c->scram));
-	free(c->scram);
-	c->scram = NULL;
 	build_auth(conn_out(&c->conn), 12, reply, strlen(reply));
 	client_login_finish(c);
 }

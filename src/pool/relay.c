@@ -606,6 +606,7 @@ static void relay_try_release(struct server *s)
 	if ((pool_mode(s->pool) == POOL_SESSION || s->pin != 0) && !c->close_at_idle)
 		return;
 	client_set_state(c, CLIENT_IDLE);
+	slowlog_release(c);
 	server_unlink(s);
 	if (c->close_at_idle)
 		client_drain(c);

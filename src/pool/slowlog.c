@@ -33,6 +33,11 @@ static struct query_capture *capture_buffer(struct client *c, size_t want, size_
 	size_t most = FRAME_HEADER_LEN + NAME_ROOM + want + 1, cap = 32;
 	struct query_capture *qc = c->capture;
 
+	if (qc == NULL && c->w->spare_captures != NULL) {
+		qc = c->w->spare_captures;
+		c->w->spare_captures = qc->next_spare;
+		c->capture = qc;
+	}
 	while (cap < msg_len && cap < most)
 		cap *= 2;
 	if (cap > most)
@@ -46,6 +51,17 @@ static struct query_capture *capture_buffer(struct client *c, size_t want, size_
 	qc->len = 0;
 	c->capture = qc;
 	return qc;
+}
+
+void slowlog_release(struct client *c)
+{
+	struct query_capture *qc = c->capture;
+
+	if (qc == NULL)
+		return;
+	c->capture = NULL;
+	qc->next_spare = c->w->spare_captures;
+	c->w->spare_captures = qc;
 }
 
 /* Cut an incomplete UTF-8 sequence off the end of a truncated text. */
@@ -544,6 +560,7 @@ void slowlog_check(struct client *c, int64_t duration_us)
 	char *query = NULL;
 	size_t qlen = 0;
 	struct log_ctx ctx;
+	char addr[CLIENT_PEER_TEXT_LEN];
 
 	if (c->pool == NULL || !log_enabled(c->w->log, LOG_WARN))
 		return;
@@ -566,7 +583,7 @@ void slowlog_check(struct client *c, int64_t duration_us)
 		                       .id = c->id,
 		                       .db = c->dbname,
 		                       .user = c->user,
-		                       .addr = c->addr};
+		                       .addr = client_peer_text(c, addr, sizeof(addr))};
 		log_emit_record(c->w->log, LOG_WARN, &ctx, "slow query",
 		                (const char *)evbuffer_pullup(text, -1),
 		                (const char *)evbuffer_pullup(json, -1));

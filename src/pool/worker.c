@@ -22,6 +22,7 @@
 #include "pool/pool.h"
 #include "pool/qstats.h"
 #include "pool/server.h"
+#include "pool/slowlog.h"
 
 /* Draining, and nothing left: tell the runtime (once). */
 static void worker_check_drained(struct worker *w)
@@ -222,6 +223,12 @@ void worker_free(struct worker *w)
 	prepared_registry_fini(&w->prepared);
 	ring_fini(&w->lends);
 	qstats_free(w->qstats);
+	while (w->spare_captures != NULL) {
+		struct query_capture *qc = w->spare_captures;
+
+		w->spare_captures = qc->next_spare;
+		free(qc);
+	}
 	if (w->snap != NULL)
 		snapshot_unref(w->snap);
 	free(w);
