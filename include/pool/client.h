@@ -83,8 +83,8 @@ struct client {
 	struct conn conn;           /* the socket and its buffers */
 	struct list_node node;      /* worker->clients, or worker->dead_clients */
 	struct list_node wait_node; /* pool->waiting or pool->login_waiting */
-	char *user;                 /* from the startup packet */
-	char *dbname; /* from the startup packet (defaults to user); in user's allocation */
+	char *user;   /* from the startup packet; the pool's copy once logged in (names_shared) */
+	char *dbname; /* from it too (defaults to user), in user's allocation or the pool's */
 	struct param_list params; /* the client's own GUC values */
 	struct stmt_map stmts;    /* its named prepared statements (transaction mode) */
 	struct pool *pool;        /* assigned after authentication */
@@ -131,6 +131,7 @@ struct client {
 	bool in_request : 1; /* rate-limited: inside an extended-protocol request (up to Sync) */
 	bool tenant_counted : 1; /* holds a slot of its tenant's max_client_conn */
 	bool timer_armed : 1;    /* timer pending (saves a locked libevent call per message) */
+	bool names_shared : 1;   /* user and dbname are the pool's strings */
 	bool awaiting_rest : 1;  /* the timer is client_read_timeout (client_watch_rest) */
 };
 

@@ -272,7 +272,8 @@ void client_free(struct client *c)
 		free(c->queried_secret);
 	}
 	free(c->capture);
-	free(c->user); /* and dbname, in the same allocation */
+	if (!c->names_shared)
+		free(c->user); /* and dbname, in the same allocation */
 	free(c);
 }
 
@@ -290,6 +291,22 @@ void client_link(struct client *c, struct server *s)
 	server_sync_params(s, c);
 }
 
+/*
+ * Logged in for good: when its pool has the same names (no forced server
+ * user), the client points at the pool's copies, which outlive it, and
+ * gives back its own.
+ */
+static void share_names(struct client *c)
+{
+	if (c->names_shared || strcmp(c->user, c->pool->user) != 0 ||
+	    strcmp(c->dbname, c->pool->dbname) != 0)
+		return;
+	free(c->user);
+	c->user = c->pool->user;
+	c->dbname = c->pool->dbname;
+	c->names_shared = true;
+}
+
 void client_login_ready(struct client *c)
 {
 	struct evbuffer *out = conn_out(&c->conn);
@@ -305,6 +322,7 @@ void client_login_ready(struct client *c)
 	c->pool->stats.client_logins++;
 	build_ready(out, 'I');
 	client_set_state(c, CLIENT_IDLE);
+	share_names(c);
 	/* The login timer is done with; a client given an idle timeout later makes a new one. */
 	if (c->timer != NULL && !c->timer_armed) {
 		event_free(c->timer);
