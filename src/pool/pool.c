@@ -858,8 +858,10 @@ static void lend_or_close(struct server *s, int to)
 
 /*
  * An idle server of the group, not paused: with `movable`, one that can go to
- * the asker now; without, one that never can (TLS, or logged in with another
- * statement_timeout), to close.
+ * the asker now; without, any other not already promised to a worker (TLS,
+ * logged in with another statement_timeout, or kept for now by something
+ * buffered), to close: left idle, it would never be released again to pay
+ * a debt, and the asker would wait for query_wait_timeout.
  */
 static struct server *idle_of_group(struct pool_group *g, const struct lend_request *req,
                                     bool movable)
@@ -875,7 +877,8 @@ static struct server *idle_of_group(struct pool_group *g, const struct lend_requ
 		for (struct list_node *spos = p->idle.prev; spos != &p->idle; spos = spos->prev) {
 			struct server *s = list_entry(spos, struct server, node);
 
-			if (movable ? same && server_can_move(s) : !same || s->tls == SERVER_TLS_ON)
+			if (movable ? same && server_can_move(s)
+			            : s->lend_to < 0 && s->listener == NULL)
 				return s;
 		}
 	}

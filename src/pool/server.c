@@ -197,12 +197,20 @@ void server_free(struct server *s)
 
 static void server_timer_cb(evutil_socket_t fd, short what, void *arg);
 
+/*
+ * params_dirty and custom_unknown do not keep a server here: they are the
+ * server's own, travel with it, and its next release acts on them there as
+ * it would here.  In transaction mode an idle server has neither (the reset
+ * read the settings back first); in session mode nothing reads them back
+ * (server_reset_query cleans the session), so they stay set for good, and
+ * a session-mode server that ever ran a SET could never have moved.
+ */
 bool server_can_move(const struct server *s)
 {
 	return s->state == SERVER_IDLE && server_is_clean(s) && conn_can_move(&s->conn) &&
 	       s->client == NULL && s->cancels_inflight == 0 && list_empty(&s->cancels) &&
-	       s->pin == 0 && !s->loaded && !s->close_needed && !s->params_dirty && !s->capturing &&
-	       !s->custom_unknown && s->dns == NULL && s->lend_to < 0 && s->listener == NULL;
+	       s->pin == 0 && !s->loaded && !s->close_needed && !s->capturing && s->dns == NULL &&
+	       s->lend_to < 0 && s->listener == NULL;
 }
 
 void server_detach(struct server *s)

@@ -159,3 +159,42 @@ Test(workers, a_server_in_a_transaction_never_moves)
 	PQfinish(b);
 	PQfinish(admin);
 }
+
+/*
+ * Session mode, one pool unit, two workers.  a's session SETs a parameter and
+ * prepares a statement, then leaves: server_reset_query cleans its server,
+ * which stays idle on a's worker.  b, on the other worker, gets that same
+ * backend handed over, clean.  A SET in session mode marks the server's
+ * settings as changed for good (nothing reads them back there); that mark
+ * kept it from moving, and b waited for a server that never came.
+ */
+Test(workers, a_reset_session_server_moves_to_the_next_client)
+{
+	struct harness_sluice *h = harness_start_sluice("workers = 2\npool_mode = session\n"
+	                                                "default_pool_size = 1\n"
+	                                                "server_tls_sslmode = disable\n"
+	                                                "query_wait_timeout = 120s\n");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *b;
+	long long pid = harness_query_int(a, "select pg_backend_pid()");
+	PGresult *res;
+
+	PQclear(harness_exec_ok(a, "set work_mem = '7MB'"));
+	res = PQprepare(a, "plus_one", "select $1::int + 1", 1, NULL);
+	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
+	PQclear(res);
+	PQfinish(a);
+
+	b = harness_connect_ok(h, "app", "app-secret", "app");
+	cr_assert_eq(harness_query_int(b, "select pg_backend_pid()"), pid,
+	             "b got another backend than a's");
+	cr_assert(harness_log_contains(h, "taken over from another worker"),
+	          "a and b shared a worker: nothing moved");
+	res = harness_exec_ok(b, "show work_mem");
+	cr_assert_str_neq(PQgetvalue(res, 0, 0), "7MB", "a's SET reached b");
+	PQclear(res);
+	res = PQdescribePrepared(b, "plus_one");
+	cr_assert_str_eq(harness_sqlstate(res), "26000", "a's prepared statement reached b");
+	PQclear(res);
+	PQfinish(b);
+}
