@@ -29,7 +29,14 @@ static char *show(PGconn *c, const char *setting)
 
 Test(modes, session_keeps_server_and_resets_it)
 {
-	struct harness_sluice *h = harness_start_sluice("pool_mode = session\n"
+	/*
+	 * One worker: the next client must reuse this backend.  With several, it
+	 * may land on another worker, and the test cluster's server connections
+	 * are TLS, which never move between workers (closed and reopened instead);
+	 * test_workers.c covers handing plain ones over.
+	 */
+	struct harness_sluice *h = harness_start_sluice("workers = 1\n"
+	                                                "pool_mode = session\n"
 	                                                "default_pool_size = 1");
 	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
 	long long pid = harness_query_int(c, "select pg_backend_pid()");
@@ -75,7 +82,13 @@ Test(modes, session_keeps_server_and_resets_it)
 
 Test(modes, transaction_shares_server)
 {
-	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	/*
+	 * One worker: both clients must share one backend.  With several, it
+	 * may land on another worker, and the test cluster's server connections
+	 * are TLS, which never move between workers (closed and reopened instead);
+	 * test_workers.c covers handing plain ones over.
+	 */
+	struct harness_sluice *h = harness_start_sluice("workers = 1\ndefault_pool_size = 1");
 	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
 	PGconn *b = harness_connect_ok(h, "app", "app-secret", "app");
 	long long pid = harness_query_int(a, "select pg_backend_pid()");
