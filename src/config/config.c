@@ -481,7 +481,7 @@ static void md_cell(FILE *out, const char *s)
 	}
 }
 
-/* Accepted values: "1 .. 256", "0 .. 30d", or the enum names. */
+/* Accepted values: "1 .. 256", "1 .. 256, `auto`", "0 .. 30d", or the enum names. */
 static void md_range(FILE *out, const struct config_option *spec)
 {
 	char lo[32], hi[32];
@@ -493,7 +493,7 @@ static void md_range(FILE *out, const struct config_option *spec)
 	case CONFIG_SIZE:
 		value_format_number(spec->type, spec->min, lo, sizeof(lo));
 		value_format_number(spec->type, spec->max, hi, sizeof(hi));
-		fprintf(out, "%s .. %s", lo, hi);
+		fprintf(out, "%s .. %s%s", lo, hi, spec->takes_auto ? ", `auto`" : "");
 		return;
 	case CONFIG_ENUM:
 		for (const char *const *n = spec->enum_names; *n != NULL; n++)

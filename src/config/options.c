@@ -146,7 +146,7 @@ static const struct config_option options[] = {
                "Directory for the Unix socket; empty = no Unix socket."),
     OPT_OCTAL(unix_socket_mode, "0777", 0777, RELOAD_RESTART,
               "Permissions of the Unix socket file, in octal."),
-    OPT_INT_AUTO(workers, "1", 1, 256, RELOAD_RESTART,
+    OPT_INT_AUTO(workers, "auto", 1, 256, RELOAD_RESTART,
                  "Worker threads, each with its own event loop, clients and server "
                  "connections; auto = one per core the process may run on."),
     OPT_ENUM(client_tls_sslmode, "disable", sslmode_names,

@@ -3,9 +3,11 @@
  * and [users], environment overrides, database URLs, validation, and that
  * docs/config.md and etc/sluice.ini cover every option.
  */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "config/config.h"
 
 #include <criterion/criterion.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,6 +307,30 @@ Test(config, format_value_round_trips_through_set)
 				cr_assert_eq(field_value(cfg, o), before, "%s=%s", o->name, first);
 		}
 	}
+	config_free(cfg);
+}
+
+/* workers defaults to auto: one worker per core the process may run on, one on one core. */
+Test(config, workers_default_to_one_per_allowed_core)
+{
+	struct loaded l;
+	struct config *cfg;
+	cpu_set_t set;
+	int cpu;
+
+	load_ini(&l, MINIMAL, NULL, NULL);
+	cfg = l.cfg;
+	cr_assert_not_null(cfg, "%s", l.err.message);
+	cr_assert_eq(cfg->workers, 0, "the default is not auto");
+	cr_assert_eq(sched_getaffinity(0, sizeof(set), &set), 0);
+	cr_assert_eq(config_workers(cfg), CPU_COUNT(&set) < 256 ? CPU_COUNT(&set) : 256);
+	/* As under taskset -c N: this test's process alone, on the first core it may use. */
+	for (cpu = 0; !CPU_ISSET(cpu, &set); cpu++)
+		;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	cr_assert_eq(sched_setaffinity(0, sizeof(set), &set), 0);
+	cr_assert_eq(config_workers(cfg), 1);
 	config_free(cfg);
 }
 
