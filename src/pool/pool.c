@@ -505,6 +505,28 @@ static bool take_quotas(struct pool *p, int extra)
 }
 
 /*
+ * A unit for min_pool_size: the group's pool_size unit taken only while its
+ * servers on every worker (connecting, in transit and in use too) number
+ * fewer than min_size, so all workers keep min_pool_size together, not
+ * each of them, even when they warm at the same time.
+ */
+static bool take_min_unit(struct pool *p, int min_size)
+{
+	int limit = group_limit(p, NULL, 0);
+
+	if (min_size < limit)
+		limit = min_size;
+	if (limit <= 0 || !quota_take(p->pool_quota, limit))
+		return false;
+	if (!take_quotas_of(p, 0, false)) {
+		quota_give(p->pool_quota);
+		return false;
+	}
+	atomic_fetch_add(&p->share->used, 1);
+	return true;
+}
+
+/*
  * Fairness between the tenants of a group.  A server may move to another
  * member when that member logs in the same way (same statement_timeout) and
  * its tenant has room under max_server_conn; otherwise it is closed, which
@@ -1203,9 +1225,30 @@ static void reserve_cb(evutil_socket_t fd, short what, void *arg)
 	arm_reserve_from(p, pos);
 }
 
-void pool_maintain(struct pool *p)
+/* Opens a server with the units just taken: false when no more should be tried now. */
+static bool open_server(struct pool *p)
 {
 	struct host_pick pick;
+	struct server *s;
+
+	if (!pick_host(p, &pick)) {
+		give_quotas(p, true);
+		return false;
+	}
+	s = server_new(p, &pick, NULL);
+	if (s == NULL) {
+		give_quotas(p, true);
+		if (pick.probe)
+			breaker_probe_abandoned(p->hosts.b[pick.idx]);
+		return false;
+	}
+	track_use(p);
+	/* Failed synchronously (already closed): do not spin on retries. */
+	return s->state != SERVER_CLOSING;
+}
+
+void pool_maintain(struct pool *p)
+{
 	int want, min_size;
 
 	if (p->db == NULL || p->paused || p->w->draining || worker_now_us(p->w) < p->retry_after_us)
@@ -1213,9 +1256,6 @@ void pool_maintain(struct pool *p)
 	/* Servers still logging in or resetting will serve waiters soon. */
 	want =
 	    (int)list_count(&p->waiting) + (int)list_count(&p->login_waiting) - count_connecting(p);
-	min_size = config_min_pool_size(p->w->cfg, p->db);
-	if (p->nservers + (want > 0 ? want : 0) < min_size)
-		want = min_size - p->nservers;
 	while (want-- > 0) {
 		if (worker_now_us(p->w) < p->retry_after_us)
 			return;
@@ -1224,23 +1264,14 @@ void pool_maintain(struct pool *p)
 			arm_reserve(p);
 			return;
 		}
-		if (!pick_host(p, &pick)) {
-			give_quotas(p, true);
-			return;
-		}
-		struct server *s = server_new(p, &pick, NULL);
-
-		if (s == NULL) {
-			give_quotas(p, true);
-			if (pick.probe)
-				breaker_probe_abandoned(p->hosts.b[pick.idx]);
-			return;
-		}
-		track_use(p);
-		/* Failed synchronously (already closed): do not spin on retries. */
-		if (s->state == SERVER_CLOSING)
+		if (!open_server(p))
 			return;
 	}
+	min_size = config_min_pool_size(p->w->cfg, p->db);
+	while (min_size > 0 && worker_now_us(p->w) >= p->retry_after_us &&
+	       take_min_unit(p, min_size))
+		if (!open_server(p))
+			return;
 }
 
 void pool_acquire(struct pool *p, struct client *c)

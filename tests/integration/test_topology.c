@@ -595,15 +595,21 @@ static long long warm_servers(void)
 	                 "WHERE application_name = 'sluice-warm'");
 }
 
+/*
+ * Four workers warm the pool together: min_pool_size counts the servers of
+ * every worker, so the process keeps 2, then 3, not that many per worker.
+ */
 Test(topology, min_pool_size_is_warmed_without_a_client_and_after_reload)
 {
 	struct harness_sluice *h;
 
-	h = harness_start_sluice("[databases]\nwarm = host=@PGHOST@ port=@PGPORT@ dbname=app "
+	h = harness_start_sluice("workers = 4\n"
+	                         "[databases]\nwarm = host=@PGHOST@ port=@PGPORT@ dbname=app "
 	                         "user=app password=app-secret min_pool_size=2 "
 	                         "application_name=sluice-warm\n");
 	cr_assert(harness_wait_for(warm_servers() == 2, 30), "%lld warm servers", warm_servers());
-	harness_write_ini(h, "[databases]\nwarm = host=@PGHOST@ port=@PGPORT@ dbname=app "
+	harness_write_ini(h, "workers = 4\n"
+	                     "[databases]\nwarm = host=@PGHOST@ port=@PGPORT@ dbname=app "
 	                     "user=app password=app-secret min_pool_size=3 "
 	                     "application_name=sluice-warm\n");
 	harness_signal(h, SIGHUP);
