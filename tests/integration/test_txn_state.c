@@ -40,7 +40,12 @@ static long long backend(PGconn *c)
 
 Test(txn_state, set_config_follows_its_client_only)
 {
-	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	/*
+	 * One worker: a and b must take turns on one backend.  With several, b
+	 * may land on another worker, and the test cluster's server connections
+	 * are TLS, which never move between workers (closed and reopened instead).
+	 */
+	struct harness_sluice *h = harness_start_sluice("workers = 1\ndefault_pool_size = 1");
 	PGconn *a = client(h), *b = client(h);
 
 	cr_assert_eq(backend(a), backend(b), "one shared server");
@@ -206,7 +211,9 @@ Test(txn_state, temp_table_and_hold_cursor_pin)
 /* A pinned client that leaves: its server is cleaned (DISCARD ALL), not leaked or lost. */
 Test(txn_state, pinned_client_leaves_clean_server)
 {
-	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	/* One worker: b must get a's backend back, which a TLS server on another worker never is.
+	 */
+	struct harness_sluice *h = harness_start_sluice("workers = 1\ndefault_pool_size = 1");
 	PGconn *a = client(h), *b;
 	long long pid;
 
