@@ -24,7 +24,7 @@
 struct client;
 struct worker;
 
-#define AUTH_QUERY_MAX_CONNS 64    /* auth_query connections per worker */
+#define AUTH_QUERY_MAX_CONNS 64    /* auth_query connections of all workers: each has its share */
 #define AUTH_QUERY_CACHE_MAX 10000 /* cached answers per worker */
 
 /*

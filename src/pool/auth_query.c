@@ -273,7 +273,8 @@ static void aq_ask_next(struct aq_conn *q)
 		/*
 		 * Watched while idle, so a connection Postgres closed is noticed and
 		 * dropped; closed after server_idle_timeout, or sooner for another
-		 * database name once AUTH_QUERY_MAX_CONNS are open.
+		 * database name once this worker's share of AUTH_QUERY_MAX_CONNS
+		 * is open.
 		 */
 		q->state = AQ_IDLE;
 		list_add_tail(&q->w->auth_idle, &q->idle_node);
@@ -355,9 +356,21 @@ static void aq_step(struct aq_conn *q)
 }
 
 /*
- * The connection for dbname, or a new one (not connected yet).  Past
- * AUTH_QUERY_MAX_CONNS the longest idle one is closed to make room; when
- * none is idle, NULL with *full set.
+ * This worker's share of AUTH_QUERY_MAX_CONNS: made-up database names on
+ * every worker must not take more of Postgres' connection slots than one
+ * worker would, however many cores workers = auto finds.
+ */
+static int aq_cap(const struct worker *w)
+{
+	int cap = AUTH_QUERY_MAX_CONNS / w->shared->nworkers;
+
+	return cap > 0 ? cap : 1;
+}
+
+/*
+ * The connection for dbname, or a new one (not connected yet).  Past this
+ * worker's share of AUTH_QUERY_MAX_CONNS the longest idle one is closed to
+ * make room; when none is idle, NULL with *full set.
  */
 static struct aq_conn *conn_for(struct worker *w, const char *dbname, bool *full)
 {
@@ -370,7 +383,7 @@ static struct aq_conn *conn_for(struct worker *w, const char *dbname, bool *full
 		if (strcmp(q->dbname, dbname) == 0)
 			return q;
 	}
-	if (w->nauth_queries >= AUTH_QUERY_MAX_CONNS) {
+	if (w->nauth_queries >= aq_cap(w)) {
 		if (list_empty(&w->auth_idle)) {
 			*full = true;
 			return NULL;
@@ -419,7 +432,7 @@ bool auth_query_lookup(struct client *c)
 		log_warn(
 		    w->log,
 		    "w%d auth_query: %d connections busy, database %s answered as unknown user",
-		    w->id, AUTH_QUERY_MAX_CONNS, dbname);
+		    w->id, aq_cap(w), dbname);
 		c->auth_queried = true;
 		return true;
 	}
