@@ -819,8 +819,8 @@ static uint8_t parse_message(struct client *c, struct frame *f)
 	if (name_len + 1 >= f->len - 4)
 		return 'P'; /* malformed: the server says so */
 	text = name + name_len + 1;
-	text_len = strnlen(text, f->len - 4 - name_len - 1);
-	verb = sqlscan_verb(text, text_len);
+	/* The first word is read before the text's length: most Parses go no further. */
+	verb = sqlscan_verb(text, f->len - 4 - name_len - 1);
 	if (verb != SQL_VERB_LISTEN && verb != SQL_VERB_UNLISTEN) {
 		if (cl != NULL && cl->nstmts > 0) {
 			char key[LISTEN_NAME_MAX];
@@ -833,6 +833,7 @@ static uint8_t parse_message(struct client *c, struct frame *f)
 	if (!may_follow(c))
 		return 'P';
 	cl = c->listen;
+	text_len = strnlen(text, f->len - 4 - name_len - 1);
 	if (!parse_lone(text, text_len, verb, &op, &kw))
 		op.verb = LISTEN_OP_OTHER; /* the server runs it as sent */
 	if (!stmt_set(cl, &cl->stmts, name, &op))
@@ -887,7 +888,8 @@ static uint8_t query_message(struct client *c, struct frame *f)
 	if (msg == NULL)
 		return 'Q';
 	text = msg + FRAME_HEADER_LEN;
-	n = strnlen(text, f->len - 4);
+	/* Its NUL ends it; without one Postgres refuses the message anyway. */
+	n = f->len - 4 - (f->len > 4 && text[f->len - 5] == '\0');
 	verb = sqlscan_verb(text, n);
 	if (verb != SQL_VERB_LISTEN && verb != SQL_VERB_UNLISTEN &&
 	    ((semi = memchr(text, ';', n)) == NULL ||
