@@ -1029,6 +1029,9 @@ bool listen_server_tag(struct client *c, uint8_t head, const char *tag)
 		evbuffer_add(cl->pending, &op, sizeof(op));
 		return op.verb == LISTEN_OP_LISTEN;
 	}
+	/* DISCARD ALL does UNLISTEN *; it cannot run in a transaction block. */
+	if (strcmp(tag, "DISCARD ALL") == 0)
+		unlisten(c, NULL);
 	if (evbuffer_get_length(cl->pending) == 0)
 		return false;
 	if (strcmp(tag, "COMMIT") == 0) {

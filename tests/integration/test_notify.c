@@ -568,6 +568,12 @@ Test(notify, listen_in_multi_statement_query)
 	exec_ok(c, "LISTEN marker");
 	assert_not_delivered(c, other, (const char *const[]){"m1", "\"M2\"", "m3", NULL},
 	                     "a notification after UNLISTEN * arrived");
+	/* DISCARD ALL does UNLISTEN * too. */
+	exec_ok(c, "LISTEN m1");
+	exec_ok(c, "DISCARD ALL");
+	exec_ok(c, "LISTEN marker");
+	assert_not_delivered(c, other, (const char *const[]){"m1", NULL},
+	                     "a notification after DISCARD ALL arrived");
 	assert_not_pinned(h, other);
 	PQfinish(c);
 	PQfinish(other);
