@@ -835,7 +835,9 @@ static enum prep_result unnamed_execute(struct client *c, struct server *s, cons
 
 /*
  * The first keyword of the text at byte `at` of a message, read in place when
- * the buffer has it contiguous.  -1: those bytes have not all arrived.
+ * the buffer has it contiguous, as far as SQL that acts on prepared statements
+ * goes (PREPARE, DEALLOCATE, EXECUTE, EXPLAIN, CREATE; any other may come back
+ * SQL_VERB_OTHER).  -1: those bytes have not all arrived.
  */
 static int peek_verb(struct evbuffer *in, const struct frame *f, size_t at)
 {
@@ -844,12 +846,20 @@ static int peek_verb(struct evbuffer *in, const struct frame *f, size_t at)
 	struct evbuffer_iovec v;
 	const char *msg = head;
 
+	char first;
+
 	if (n <= at)
 		return SQL_VERB_OTHER;
 	if (evbuffer_peek(in, (ev_ssize_t)n, NULL, &v, 1) >= 1 && v.iov_len >= n)
 		msg = v.iov_base;
 	else if (evbuffer_copyout(in, head, n) < (ev_ssize_t)n)
 		return -1;
+	/* One byte settles most texts: a keyword that starts with another letter is none of ours.
+	 */
+	first = (char)(msg[at] | 0x20);
+	if (first >= 'a' && first <= 'z' && first != 'p' && first != 'd' && first != 'e' &&
+	    first != 'c')
+		return SQL_VERB_OTHER;
 	return (int)sqlscan_verb(msg + at, n - at);
 }
 
