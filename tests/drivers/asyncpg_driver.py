@@ -353,10 +353,15 @@ async def txn_prepare_client(i):
     asyncpg's statement cache makes each EXECUTE text a named statement (a
     named Parse of "EXECUTE q(n)"), the same texts in every client; EXECUTE
     q(1) is run again each round, from the cache, on whichever server.
+    Through sluice (DRIVER_STRICT) no server has a statement named q: it is
+    sluice's, and the client is not pinned.
     """
     conn = await connect(server_settings={"application_name": f"prep-{i}"})
     try:
         await conn.execute(f"PREPARE q(int) AS SELECT $1 * {i + 1}")
+        if c.STRICT:
+            c.expect(await conn.fetchval("select count(*) from pg_prepared_statements "
+                                         "where name = 'q'"), 0, "q is sluice's, not pinned")
         for it in range(TXN_ROUNDS):
             c.expect(await conn.fetchval(f"EXECUTE q({it})"), it * (i + 1), "own statement")
             c.expect(await conn.fetchval("EXECUTE q(1)"), i + 1, "own statement, cached")

@@ -216,10 +216,16 @@ function txnClean(d) {
   });
 }
 
-// SQL PREPARE/EXECUTE, the same name in 8 clients.
+// SQL PREPARE/EXECUTE, the same name in 8 clients.  Through sluice (STRICT) no
+// server has a statement named q: it is sluice's, and the client is not pinned.
 function txnPrepare(d, i) {
   return withClients(d, [`prep-${i}`], async (cl) => {
     await d.exec(cl, `PREPARE q(int) AS SELECT $1 * ${i + 1}`);
+    if (STRICT) {
+      const [n] = await d.row(cl, "select count(*)::int from pg_prepared_statements " +
+                                  "where name = 'q'", []);
+      expect(Number(n), 0, "q is sluice's, not pinned");
+    }
     for (let it = 0; it < TXN_ROUNDS; it++) {
       expect((await d.execute(cl, `EXECUTE q(${it})`))[0], it * (i + 1), 'own statement');
       expect((await d.execute(cl, 'EXECUTE q(1)'))[0], i + 1, 'own statement, again');

@@ -107,10 +107,17 @@ def clean_client(report):
 
 
 def prepare_client(i, report):
-    """SQL PREPARE/EXECUTE, the same name in 8 clients."""
+    """SQL PREPARE/EXECUTE, the same name in 8 clients.
+
+    Through sluice (DRIVER_STRICT) no server has a statement named q: it is
+    sluice's, and the client is not pinned.
+    """
     conn = connect(application_name=f"prep-{i}")
     cur = conn.cursor()
     cur.execute(f"PREPARE q(int) AS SELECT $1 * {i + 1}")
+    if c.STRICT:
+        c.expect(one(cur, "select count(*) from pg_prepared_statements where name = 'q'")[0],
+                 0, "q is sluice's, not pinned")
     for it in range(TXN_ROUNDS):
         c.expect(one(cur, "EXECUTE q(%s)", (it,))[0], it * (i + 1), "own statement")
     cur.execute("DEALLOCATE q")
