@@ -1,6 +1,7 @@
 /*
  * Faults and limits: Postgres unreachable, slow or silent clients, too many
- * clients, idle timeouts, a queued client cancelled, protocol negotiation.
+ * clients, idle timeouts, a server lost inside a transaction, a queued client
+ * cancelled, protocol negotiation.
  * Every wait is on an observable condition (an error, a closed socket).
  */
 #define _GNU_SOURCE
@@ -142,6 +143,63 @@ Test(failures, idle_transaction_timeout_rolls_back)
 	cr_assert_eq(harness_query_int(b, "select pg_try_advisory_xact_lock(4242)::int"), 1);
 	PQfinish(a);
 	PQfinish(b);
+}
+
+/* The SQLSTATE of each FATAL that libpq passed on as a notice, in order. */
+struct fatal_notices {
+	char states[4][6];
+	int n;
+};
+
+static void keep_fatal_state(void *arg, const PGresult *res)
+{
+	struct fatal_notices *seen = arg;
+	const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	if (severity != NULL && strcmp(severity, "FATAL") == 0 && seen->n < 4)
+		snprintf(seen->states[seen->n++], sizeof(seen->states[0]), "%s",
+		         state != NULL ? state : "");
+}
+
+/*
+ * The server of a client inside a transaction is terminated while the client
+ * sends nothing (between two statements): before the close the client must
+ * be told why, with an SQLSTATE, Postgres' own 57P01 (forwarded) and sluice's
+ * 08006.  No query runs, so libpq hands both to the notice receiver and fails
+ * the next query on the close alone: the "perhaps the backend died while
+ * processing" pgbench printed at the soak's kill -9 and failover
+ * (bench/RESULTS.md, soak).
+ */
+Test(failures, server_lost_between_statements_is_announced_with_sqlstate)
+{
+	struct harness_sluice *h = harness_start_sluice(NULL);
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app"), *super;
+	struct fatal_notices seen = {0};
+	long long pid;
+	char sql[80];
+	PGresult *res;
+
+	PQsetNoticeReceiver(a, keep_fatal_state, &seen);
+	PQclear(harness_exec_ok(a, "begin"));
+	pid = harness_query_int(a, "select pg_backend_pid()");
+	super = harness_pg_super(NULL);
+	snprintf(sql, sizeof(sql), "select pg_terminate_backend(%lld)::int", pid);
+	cr_assert_eq(harness_query_int(super, sql), 1);
+	PQfinish(super);
+	/* Reads, and parses what came (PQisBusy), until the close. */
+	cr_assert(
+	    harness_wait_for((PQconsumeInput(a), PQisBusy(a), PQstatus(a) == CONNECTION_BAD), 30),
+	    "client was not closed");
+	PQisBusy(a);
+	cr_assert_eq(seen.n, 2, "%d FATAL notices", seen.n);
+	cr_assert_str_eq(seen.states[0], "57P01");
+	cr_assert_str_eq(seen.states[1], "08006");
+	res = PQexec(a, "select 1");
+	cr_assert_eq(PQresultStatus(res), PGRES_FATAL_ERROR);
+	PQclear(res);
+	cr_assert(harness_log_contains(h, "FATAL 08006"));
+	PQfinish(a);
 }
 
 Test(failures, client_idle_timeout)
