@@ -35,6 +35,10 @@ logs=$out/soak-logs
 pguser=sluicepg
 pg_name=pg-soak
 redis_name=redis-soak
+# Ports of their own, outside the tests' ranges: a test cluster or Redis that
+# other work starts meanwhile must not take the port of the primary while the
+# failover has it down, or Redis's while it restarts (they come back on it).
+export SLUICE_PG_PORTS=54520-54619 SLUICE_REDIS_PORTS=56520-56619
 
 duration=600
 asan=0

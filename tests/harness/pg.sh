@@ -20,6 +20,10 @@
 # SLUICE_PG_NAME picks the instance (default "pg"): data lives at .run/NAME and
 # the connection facts are written to .run/NAME.env, so the test run can own a
 # cluster of its own without stopping the one the quickstart left running.
+# SLUICE_PG_PORTS=FIRST-LAST picks the ports tried (default 54320-54419):
+# bench/soak.sh keeps its clusters apart from the tests' clusters, whose start
+# could otherwise take a port while the soak's primary is down and must come
+# back on it.
 #
 # Postgres refuses to run as root, so as root the cluster runs as the system
 # user sluicepg (created here); as any other user it runs as that user.
@@ -33,8 +37,9 @@ envfile=$run/$name.env
 pgbin=${SLUICE_PGBIN:-/usr/lib/postgresql/15/bin}
 superuser=sluicepg
 owner=$superuser
-first_port=54320
-last_port=54419
+ports=${SLUICE_PG_PORTS:-54320-54419}
+first_port=${ports%-*}
+last_port=${ports#*-}
 
 die() {
   echo "pg.sh: $*" >&2
@@ -191,6 +196,7 @@ start_on_free_port() {
   # Prefer the port of the previous run, so URLs printed before stay valid.
   if [ -f "$data/sluice-port.conf" ]; then
     port=$(sed -n 's/^port = //p' "$data/sluice-port.conf")
+    [ "$port" -ge "$first_port" ] && [ "$port" -le "$last_port" ] || port=$first_port
   fi
   # Every port of the range may be tried: a port nobody listens on can still
   # be taken by a client's outgoing connection (the range lies inside Linux's

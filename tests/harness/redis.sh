@@ -13,7 +13,9 @@
 # that kills and restarts its Redis can own one without disturbing the others.
 #
 # Debian's redis-server is started by hand (not its systemd unit), listening
-# on 127.0.0.1 only, on a free port in 56380-56479.  As root it runs as the
+# on 127.0.0.1 only, on a free port in 56380-56479 (SLUICE_REDIS_PORTS=FIRST-LAST
+# picks another range: bench/soak.sh's, so that a test's Redis cannot take the
+# soak's port while the soak restarts its own).  As root it runs as the
 # system user pg.sh uses (sluicepg, created here if missing), so a test
 # cluster never runs a server as root; as any other user it runs as that user.
 set -eu
@@ -26,8 +28,9 @@ envfile=$run/$name.env
 server=${SLUICE_REDIS_SERVER:-/usr/bin/redis-server}
 cli=${SLUICE_REDIS_CLI:-/usr/bin/redis-cli}
 owner=sluicepg
-first_port=56380
-last_port=56479
+ports=${SLUICE_REDIS_PORTS:-56380-56479}
+first_port=${ports%-*}
+last_port=${ports#*-}
 
 die() {
   echo "redis.sh: $*" >&2
@@ -124,6 +127,7 @@ start_on_free_port() {
   local port=$first_port tries=0
   if [ -f "$conf" ]; then
     port=$(running_port)
+    [ "$port" -ge "$first_port" ] && [ "$port" -le "$last_port" ] || port=$first_port
   fi
   while [ "$tries" -lt 10 ]; do
     while ! port_is_free "$port"; do
