@@ -35,10 +35,11 @@ logs=$out/soak-logs
 pguser=sluicepg
 pg_name=pg-soak
 redis_name=redis-soak
-# Ports of their own, outside the tests' ranges: a test cluster or Redis that
-# other work starts meanwhile must not take the port of the primary while the
+# Ports of their own, outside the tests' ranges and below Linux's ephemeral
+# ports (32768-60999): neither a test cluster or Redis that other work starts
+# meanwhile nor an outgoing connection may take the primary's port while the
 # failover has it down, or Redis's while it restarts (they come back on it).
-export SLUICE_PG_PORTS=54520-54619 SLUICE_REDIS_PORTS=56520-56619
+export SLUICE_PG_PORTS=31520-31619 SLUICE_REDIS_PORTS=31720-31819
 
 duration=600
 asan=0
@@ -183,7 +184,7 @@ work=$(mktemp -d /tmp/sluice-soak.XXXXXX)
 chmod 755 "$work"
 chown "$pguser:$pguser" "$work"
 cp "$sluice_bin" "$work/sluice"
-port=$((20000 + RANDOM % 20000))
+port=$((20000 + RANDOM % 11000)) # below the ranges above
 while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
   port=$((port + 1))
 done

@@ -21,9 +21,9 @@
 # the connection facts are written to .run/NAME.env, so the test run can own a
 # cluster of its own without stopping the one the quickstart left running.
 # SLUICE_PG_PORTS=FIRST-LAST picks the ports tried (default 54320-54419):
-# bench/soak.sh keeps its clusters apart from the tests' clusters, whose start
-# could otherwise take a port while the soak's primary is down and must come
-# back on it.
+# bench/soak.sh keeps its clusters apart from the tests' clusters and from
+# the ephemeral ports, either of which could take a port while the soak's
+# primary is down and must come back on it.
 #
 # Postgres refuses to run as root, so as root the cluster runs as the system
 # user sluicepg (created here); as any other user it runs as that user.
