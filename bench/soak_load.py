@@ -521,6 +521,23 @@ PGBENCH_NOTICE = re.compile(r"^FATAL:  ")
 PGBENCH_ERROR = re.compile(r"\b(ERROR|FATAL):  ")
 
 
+def pgbench_aborts(stderr):
+    """Each client abort in a one-client pgbench's stderr, with "error" when
+    its line quotes the ErrorResponse, "async" when a FATAL notice came before
+    it (a whole ErrorResponse: sluice's builder and Postgres always set its
+    code), or None: an abort without SQLSTATE."""
+    notice = False
+    for line in stderr.splitlines():
+        if PGBENCH_NOTICE.match(line):
+            notice = True
+        if not re.search(r"client \d+ .*aborted", line):
+            continue
+        if PGBENCH_ERROR.search(line):
+            yield line, "error"
+        else:
+            yield line, "async" if notice else None
+
+
 def pgbench(soak):
     """TPC-B through sluice in segments, one client per pgbench (four run at
     once): pgbench ends a client at its first error, and its notices name no
@@ -541,22 +558,12 @@ def pgbench(soak):
             continue
         m = re.search(r"number of transactions actually processed: (\d+)", p.stdout)
         soak.count("pgbench transactions", int(m.group(1)) if m else 0)
-        notice = False
-        for line in p.stderr.splitlines():
-            if PGBENCH_NOTICE.match(line):
-                notice = True
-            if not re.search(r"client \d+ .*aborted", line):
-                continue
+        for line, state in pgbench_aborts(p.stderr):
             soak.count("pgbench client errors")
-            if PGBENCH_ERROR.search(line):
-                continue
-            if notice:
-                # The FATAL came (a whole ErrorResponse: sluice's builder
-                # and Postgres always set its code) before the close.
-                with soak.lock:
-                    soak.states[("pgbench", "async")] += 1
-                continue
             with soak.lock:
+                if state:
+                    soak.states[("pgbench", state)] += 1
+                    continue
                 soak.nostate[("pgbench", re.sub(r"\d+", "N", line)[:120])] += 1
             log(f"pgbench segment ending {time.strftime('%H:%M:%S')}, an abort without SQLSTATE; "
                 f"its stderr: {p.stderr.strip()[-3000:]}")
@@ -1125,22 +1132,10 @@ FAULTS = [
 ]
 
 
-# Runs shorter than this (CI's 60 s) leave the failover out: 2 of 7 such
-# runs with it ended with one pgbench client aborted without an SQLSTATE
-# ("perhaps the backend died while processing") at the failover, cause not
-# found yet (bench/README.md, "Soak"); the longer runs keep meeting it.
-FAILOVER_MIN_DURATION = 120
-
-
-def schedule(args):
-    return [(name, fn) for name, fn in FAULTS
-            if fn is not f_failover or args.duration >= FAILOVER_MIN_DURATION]
-
-
 def run_faults(soak, until):
     """Goes through the schedule in order, spread over the run, again and
     again until `until`; always at least once through the whole list."""
-    faults = schedule(soak.args)
+    faults = FAULTS
     done = collections.Counter()
     outcomes = collections.defaultdict(list)
     gap = max(1.0, (until - now()) / len(faults))
@@ -1380,8 +1375,6 @@ def main():
     out.append("|---|---|---|")
     for name in dict.fromkeys(n for n, _ in FAULTS):
         last = outcomes[name][-1] if outcomes[name] else ""
-        if (name, f_failover) in FAULTS and (name, f_failover) not in schedule(args):
-            last = f"not run: --duration under {FAILOVER_MIN_DURATION} s"
         out.append(f"| {name} | {done[name]} | {last} |")
     for name, ok, detail in soak.probes:
         out.append(f"| {name} | {'ok' if ok else 'FAILED'} | {detail} |")
