@@ -15,9 +15,10 @@
 # Debian's redis-server is started by hand (not its systemd unit), listening
 # on 127.0.0.1 only, on a free port in 56380-56479 (SLUICE_REDIS_PORTS=FIRST-LAST
 # picks another range: bench/soak.sh's, so that neither a test's Redis nor an
-# outgoing connection can take the soak's port while the soak restarts its own).  As root it runs as the
-# system user pg.sh uses (sluicepg, created here if missing), so a test
-# cluster never runs a server as root; as any other user it runs as that user.
+# outgoing connection can take the soak's port while the soak restarts its
+# own).  As root it runs as the system user pg.sh uses (sluicepg, created here
+# if missing), so a test cluster never runs a server as root; as any other
+# user it runs as that user.
 set -eu
 
 root=$(cd "$(dirname "$0")/../.." && pwd -P)
