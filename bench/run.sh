@@ -199,19 +199,24 @@ read_cpu() {
   cpu=$(((f[11] + f[12]) * 1000000 / hz))
 }
 
-# Sets $rss to VmRSS of process $1 in kB, or -1.  Tried three times: one
-# reading in a full run once came back empty from a live process.
+# Sets $rss to VmRSS of process $1 in kB and $rss_anon to its RssAnon (the
+# heap and stacks, without the pages of code and libraries it has touched),
+# or -1.  Tried three times: one reading in a full run once came back empty
+# from a live process.
 read_rss() {
   local key value rest
-  rss=-1
+  rss=-1 rss_anon=-1
   for _ in 1 2 3; do
     is_alive "$1" || return 0
     {
       while read -r key value rest; do
-        if [ "$key" = VmRSS: ]; then
-          rss=$value
+        case $key in
+        VmRSS:) rss=$value ;;
+        RssAnon:)
+          rss_anon=$value
           return 0
-        fi
+          ;;
+        esac
       done <"/proc/$1/status"
     } 2>/dev/null || true
   done
@@ -748,15 +753,15 @@ field() {
 # clients' logins and buffers): 0.72 KB per sluice client that way, 1.18 KB
 # by the growth of a fresh process (issue 19).
 run_idle() {
-  local target=$1 port pid rc=0 rss0 rss1=-1 cpu0 cpu1=-1 conns=-1 deadline ready done_line
-  local ok failed seconds held cpu at rss
+  local target=$1 port pid rc=0 rss0 rss1=-1 anon0 anon1=-1 cpu0 cpu1=-1 conns=-1 deadline
+  local ready done_line ok failed seconds held cpu at rss rss_anon
   stop_pid "$(target_pid "$target")"
   ensure_pooler "$target"
   port=$(target_port "$target")
   pid=$(target_pid "$target")
   read_rss "$pid"
   read_cpu "$pid"
-  rss0=$rss cpu0=$cpu
+  rss0=$rss anon0=$rss_anon cpu0=$cpu
   timeout -k 5 $((idle_timeout + 120)) "$out/idle_clients" -S -n "$idle_n" -p 64 \
     -t "$idle_timeout" -H "$listen_hosts" "host=127.0.0.1 port=$port dbname=bench user=bench" \
     >"$logs/idle_$target.out" 2>"$logs/idle_$target.err" &
@@ -771,7 +776,7 @@ run_idle() {
     sleep 1
     read_rss "$pid"
     read_cpu "$pid"
-    rss1=$rss cpu1=$cpu
+    rss1=$rss anon1=$rss_anon cpu1=$cpu
     conns=$(server_conns "$pid") || conns=-1
   fi
   stop_pid "$job_pid"
@@ -785,7 +790,7 @@ run_idle() {
   held=$(field held "$done_line")
   python3 "$bench/analyze.py" idle --jsonl "$out/runs.jsonl" --target "$target" \
     --requested "$idle_n" --ok "$ok" --held "$held" --failed "$failed" --seconds "$seconds" \
-    --rss0 "$rss0" --rss1 "$rss1" --cpu0 "$cpu0" --cpu1 "$cpu1" --server-conns "$conns" \
+    --rss0 "$rss0" --rss1 "$rss1" --anon0 "$anon0" --anon1 "$anon1" --cpu0 "$cpu0" --cpu1 "$cpu1" --server-conns "$conns" \
     --rc "$rc" --err-file "$logs/idle_$target.err" || say "analyze.py failed for idle_$target"
 }
 

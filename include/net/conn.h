@@ -66,11 +66,11 @@ struct conn {
 	int fd;                  /* -1 before conn_connect */
 	int error;               /* errno of the failure reported as CONN_ERROR */
 	uint32_t suspend;        /* the owner's reasons not to read (bits it defines); 0 = read */
-	bool read_full;          /* reading paused: input reached read_high */
-	bool connecting;         /* conn_connect in progress */
-	bool notify_drained;     /* call ops->drained when output reaches drained_at */
-	bool halted;             /* conn_halt: no more I/O, waiting to be freed */
-	bool read_big;           /* the last read got READ_SMALL or more: start the next bigger */
+	bool read_full : 1;      /* reading paused: input reached read_high */
+	bool connecting : 1;     /* conn_connect in progress */
+	bool notify_drained : 1; /* call ops->drained when output reaches drained_at */
+	bool halted : 1;         /* conn_halt: no more I/O, waiting to be freed */
+	bool read_big : 1;       /* the last read got READ_SMALL or more: start the next bigger */
 };
 
 /*

@@ -110,8 +110,6 @@ struct client {
 	struct client_listen *listen;  /* LISTEN state (listen.h); NULL: it never LISTENed */
 	enum client_state state;       /* see above; changed only by client_set_state */
 	enum login_step login;         /* LOGIN sub-state */
-	enum client_refusal refuse;    /* over max_client_conn, or arrived while draining */
-	int auth_method;               /* enum auth_type chosen for this login */
 	uint32_t cancel_pid, cancel_key; /* synthetic BackendKeyData */
 	uint32_t rest_mark;  /* awaiting_rest: what was left of the message when last looked */
 	uint8_t md5_salt[4]; /* salt of the md5 challenge */
@@ -120,6 +118,8 @@ struct client {
 		struct sockaddr_in in;
 		struct sockaddr_in6 in6;
 	} peer;                  /* TCP peer (HBA, login delays, logs); formatted only when shown */
+	uint8_t refuse;          /* enum client_refusal: over max_client_conn, or while draining */
+	uint8_t auth_method;     /* enum auth_type chosen for this login */
 	bool is_unix : 1;        /* connected over the Unix socket */
 	bool tls : 1;            /* the socket speaks TLS (after SSLRequest) */
 	bool password_md5 : 1;   /* LOGIN_PASSWORD expects an md5 response, not cleartext */
