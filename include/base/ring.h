@@ -10,6 +10,7 @@
 #define SLUICE_RING_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct ring {
@@ -30,13 +31,29 @@ int ring_push(struct ring *r, const void *elem);
 /* Copies the oldest element to `elem` (unless NULL) and removes it; false when empty. */
 bool ring_pop(struct ring *r, void *elem);
 
-/* The i-th oldest element in place (0 is the oldest), or NULL when i >= count. */
-void *ring_at(const struct ring *r, uint32_t i);
+/*
+ * The i-th oldest element in place (0 is the oldest), or NULL when i >= count.
+ * Inline, with ring_peek and ring_count: the relay looks at the head of a
+ * server's queue several times per message.
+ */
+static inline void *ring_at(const struct ring *r, uint32_t i)
+{
+	return i < r->count ? r->slots + (size_t)((r->head + i) & (r->cap - 1)) * r->size : NULL;
+}
+
 /* The oldest element in place, or NULL when empty. */
-void *ring_peek(const struct ring *r);
+static inline void *ring_peek(const struct ring *r)
+{
+	return ring_at(r, 0);
+}
+
 /* The newest element in place, or NULL when empty. */
 void *ring_last(const struct ring *r);
-uint32_t ring_count(const struct ring *r);
+
+static inline uint32_t ring_count(const struct ring *r)
+{
+	return r->count;
+}
 
 /* Keeps the n oldest elements and drops the rest (no change when n >= count). */
 void ring_truncate(struct ring *r, uint32_t n);

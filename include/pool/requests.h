@@ -75,11 +75,21 @@ void requests_push(struct requests *q, uint8_t kind);
  */
 bool requests_track(struct requests *q, uint8_t kind);
 
-/* The oldest entry, or 0 when none. */
-uint8_t requests_head(const struct requests *q);
+/* The oldest entry, or 0 when none (inline: the relay asks several times per message). */
+static inline uint8_t requests_head(const struct requests *q)
+{
+	const uint8_t *k = ring_peek(&q->kinds);
+
+	return k != NULL ? *k : 0;
+}
+
 /* The newest entry, or 0 when none. */
 uint8_t requests_last(const struct requests *q);
-uint32_t requests_count(const struct requests *q);
+
+static inline uint32_t requests_count(const struct requests *q)
+{
+	return ring_count(&q->kinds);
+}
 /* Removes and returns the oldest entry, or 0 when none. */
 uint8_t requests_pop(struct requests *q);
 

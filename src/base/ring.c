@@ -71,24 +71,9 @@ bool ring_pop(struct ring *r, void *elem)
 	return true;
 }
 
-void *ring_at(const struct ring *r, uint32_t i)
-{
-	return i < r->count ? slot(r, i) : NULL;
-}
-
-void *ring_peek(const struct ring *r)
-{
-	return ring_at(r, 0);
-}
-
 void *ring_last(const struct ring *r)
 {
 	return r->count > 0 ? slot(r, r->count - 1) : NULL;
-}
-
-uint32_t ring_count(const struct ring *r)
-{
-	return r->count;
 }
 
 void ring_truncate(struct ring *r, uint32_t n)

@@ -38,23 +38,11 @@ bool requests_track(struct requests *q, uint8_t kind)
 	return first;
 }
 
-uint8_t requests_head(const struct requests *q)
-{
-	const uint8_t *k = ring_peek(&q->kinds);
-
-	return k != NULL ? *k : 0;
-}
-
 uint8_t requests_last(const struct requests *q)
 {
 	const uint8_t *k = ring_last(&q->kinds);
 
 	return k != NULL ? *k : 0;
-}
-
-uint32_t requests_count(const struct requests *q)
-{
-	return ring_count(&q->kinds);
 }
 
 uint8_t requests_pop(struct requests *q)
