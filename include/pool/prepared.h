@@ -130,6 +130,8 @@ enum prep_result {
 
 /* A client message of type P, B, D, C or Q on a linked, tracking client. */
 enum prep_result prepared_client_message(struct client *c, const struct frame *f);
+/* Whether prepared_client_message reads an Execute now (a portal of an SQL PREPARE is bound). */
+bool prepared_reads_execute(const struct client *c);
 
 /* The server answered or skipped a REQ_TRACKED_PARSE or REQ_INJECTED_PARSE. */
 void prepared_parse_done(struct server *s, bool failed, bool client_parse);

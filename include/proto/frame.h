@@ -48,7 +48,14 @@ uint32_t frame_client_limit(uint8_t type, uint32_t max_packet_size);
 enum frame_status frame_peek(struct evbuffer *buf, struct frame *f, uint32_t limit);
 
 /* The same, from FRAME_HEADER_LEN bytes already in memory. */
-enum frame_status frame_parse(const uint8_t *hdr, struct frame *f, uint32_t limit);
+static inline enum frame_status frame_parse(const uint8_t *hdr, struct frame *f, uint32_t limit)
+{
+	f->type = hdr[0];
+	f->len = (uint32_t)hdr[1] << 24 | (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 8 | hdr[4];
+	if (f->len < 4 || f->len > limit)
+		return FRAME_INVALID;
+	return FRAME_READY;
+}
 
 /* Peek at an untyped startup-phase packet: int32 length, int32 code. */
 enum frame_status frame_peek_startup(struct evbuffer *buf, uint32_t *len, uint32_t *code);

@@ -1663,6 +1663,11 @@ static enum prep_result handle_execute(struct client *c, struct server *s, const
 	return a->ps != NULL ? run_prepare(c, s, a) : run_deallocate(c, s, a);
 }
 
+bool prepared_reads_execute(const struct client *c)
+{
+	return c->stmts.portal != NULL;
+}
+
 enum prep_result prepared_client_message(struct client *c, const struct frame *f)
 {
 	struct server *s = c->server;

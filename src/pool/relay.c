@@ -213,11 +213,110 @@ static void reject_length(struct client *c, const struct frame *f, uint32_t limi
 		            f->len, type, limit);
 }
 
+/*
+ * Messages forwarded unread and not moved yet: whole messages at the head of
+ * an input, moved to the peer in one evbuffer_remove_buffer when something
+ * else is about to touch either buffer, or at the end of the input.  One call
+ * instead of one per message, and when the run is all the input (the usual
+ * reply to a request) libevent hands its chains over instead of copying.
+ * Headers are read straight from the input's first chain (`view`).
+ */
+struct run {
+	struct evbuffer *in; /* the input */
+	struct conn *to;     /* where the bytes go; NULL: dropped */
+	uint64_t *bytes;     /* the pool's counter of bytes moved this way */
+	size_t len;          /* bytes at the head of in that belong to the run */
+	const uint8_t *view; /* in's first chain; valid while only the run grows */
+	size_t view_len;     /* 0: look again */
+	size_t buffered;     /* in's length, while view_len > 0 */
+};
+
+static void run_flush(struct run *r)
+{
+	r->view_len = 0;
+	if (r->len == 0)
+		return;
+	if (r->to != NULL)
+		evbuffer_remove_buffer(r->in, conn_out(r->to), r->len);
+	else
+		evbuffer_drain(r->in, r->len);
+	*r->bytes += r->len;
+	r->len = 0;
+}
+
+/* Whether the message after the run has its n bytes buffered. */
+static inline bool run_has(const struct run *r, size_t n)
+{
+	size_t buffered = r->view_len > 0 ? r->buffered : evbuffer_get_length(r->in);
+
+	return buffered >= r->len + n;
+}
+
+/* The header of the message after the run (inline: it runs for every message). */
+static inline enum frame_status run_peek(struct run *r, struct frame *f, uint32_t limit)
+{
+	if (r->len + FRAME_HEADER_LEN > r->view_len) {
+		struct evbuffer_iovec v;
+
+		if (r->view_len > 0 && r->len == r->buffered)
+			return FRAME_INCOMPLETE; /* the run is all the input */
+		run_flush(r);
+		r->buffered = evbuffer_get_length(r->in);
+		if (r->buffered < FRAME_HEADER_LEN)
+			return FRAME_INCOMPLETE;
+		if (evbuffer_peek(r->in, -1, NULL, &v, 1) < 1 || v.iov_len < FRAME_HEADER_LEN)
+			return frame_peek(r->in, f, limit);
+		r->view = v.iov_base;
+		r->view_len = v.iov_len;
+	}
+	return frame_parse(r->view + r->len, f, limit);
+}
+
+/* The body of the (whole) message after the run: the run stays unless the message spans chains. */
+static const uint8_t *run_body(struct run *r, const struct frame *f)
+{
+	if (r->len + frame_total(f) <= r->view_len)
+		return r->view + r->len + FRAME_HEADER_LEN;
+	run_flush(r);
+	return evbuffer_pullup(r->in, (ev_ssize_t)frame_total(f)) + FRAME_HEADER_LEN;
+}
+
+/*
+ * A message that joins the run of client messages: forwarded with no look at
+ * its bytes and nothing else said to the server first (Sync, Flush, a plain
+ * Execute, COPY data), on an active client that is not listening (listen.c
+ * reads the names of its Executes).  Any other message flushes the
+ * run first, so what reads or drains the input finds the message at its head.
+ */
+static bool joins_run(const struct client *c, uint8_t type, bool tracking)
+{
+	const struct server *s = c->server;
+
+	if (c->state != CLIENT_ACTIVE || c->discarding || c->pool->set.rate_limited ||
+	    c->listen != NULL)
+		return false;
+	switch (type) {
+	case 'S':
+	case 'H':
+		return true;
+	case 'E':
+		return !tracking || !prepared_reads_execute(c);
+	case 'd':
+	case 'c':
+	case 'f':
+		return s->copy_in;
+	default:
+		return false;
+	}
+}
+
 static void relay_client_input(struct client *c)
 {
 	struct evbuffer *in = c->conn.in;
 	uint32_t max_packet = (uint32_t)c->w->cfg->max_packet_size;
 	bool partial = false; /* stopped in the middle of a message */
+	bool tracking = prepared_tracking(c);
+	struct run r = {.in = in, .bytes = &c->pool->stats.bytes_received};
 	struct frame f;
 
 	while (c->state == CLIENT_IDLE || c->state == CLIENT_ACTIVE) {
@@ -230,12 +329,14 @@ static void relay_client_input(struct client *c)
 			return;
 
 		if (c->skip_remaining > 0) {
+			run_flush(&r);
 			c->skip_remaining -= move_bytes(in, NULL, c->skip_remaining);
 			if (c->skip_remaining > 0)
 				break;
 			continue;
 		}
 		if (c->fwd_remaining > 0) {
+			run_flush(&r);
 			moved = move_bytes(in, conn_out(&c->server->conn), c->fwd_remaining);
 			c->fwd_remaining -= moved;
 			c->pool->stats.bytes_received += moved;
@@ -247,12 +348,15 @@ static void relay_client_input(struct client *c)
 			relay_try_release(c->server);
 			continue;
 		}
-		st = frame_peek(in, &f, max_packet);
+		st = run_peek(&r, &f, max_packet);
 		if (st == FRAME_INCOMPLETE) {
-			partial = evbuffer_get_length(in) > 0;
+			partial = evbuffer_get_length(in) > r.len;
 			break;
 		}
+		if (!joins_run(c, f.type, tracking))
+			run_flush(&r);
 		if (st == FRAME_INVALID || f.len > frame_client_limit(f.type, max_packet)) {
+			run_flush(&r);
 			reject_length(c, &f, frame_client_limit(f.type, max_packet));
 			return;
 		}
@@ -300,21 +404,31 @@ static void relay_client_input(struct client *c)
 			kind = listen_client_message(c, &f);
 		if (f.type == 'Q' || f.type == 'P')
 			inspect_sql(c, in, &f);
-		if (is_statement_message(f.type) && prepared_tracking(c)) {
-			enum prep_result r = prepared_client_message(c, &f);
+		if (is_statement_message(f.type) && tracking) {
+			enum prep_result pr = prepared_client_message(c, &f);
 
-			if (r == PREP_WAIT || r == PREP_CLOSED)
+			if (pr == PREP_WAIT || pr == PREP_CLOSED)
 				return;
-			if (r == PREP_READY)
+			if (pr == PREP_READY)
 				relay_try_release(c->server);
-			if (r != PREP_PASS)
+			if (pr != PREP_PASS)
 				continue;
 		}
 		track_client_message(c->server, f.type, kind);
+		if (r.len > 0 && r.to != &c->server->conn)
+			run_flush(&r);
+		r.to = &c->server->conn;
+		if (run_has(&r, frame_total(&f))) {
+			r.len += frame_total(&f);
+			continue;
+		}
+		/* Not all here yet: what is moves now, the rest as it comes. */
+		run_flush(&r);
 		moved = move_bytes(in, conn_out(&c->server->conn), frame_total(&f));
 		c->fwd_remaining = frame_total(&f) - moved;
 		c->pool->stats.bytes_received += moved;
 	}
+	run_flush(&r);
 	check_server_watermark(c);
 	if (partial)
 		client_watch_rest(c);
@@ -669,60 +783,6 @@ static bool query_timeout_error(struct server *s, struct evbuffer *out, const ui
 	return true;
 }
 
-/*
- * Replies forwarded unread and not moved yet: whole messages at the head of
- * the server's input, moved to the client in one evbuffer_remove_buffer when
- * something else is about to touch either buffer, or at the end of the input.
- * One call instead of one per message, and when the run is all the input (the
- * usual reply to a request) libevent hands its chains over instead of copying.
- * Headers are read straight from the input's first chain (`view`).
- */
-struct run {
-	struct server *s;
-	struct client *c;    /* where the bytes go; NULL: dropped */
-	struct evbuffer *in; /* the server's input */
-	size_t len;          /* bytes at the head of in that belong to the run */
-	const uint8_t *view; /* in's first chain; valid while only the run grows */
-	size_t view_len;     /* 0: look again */
-};
-
-static void run_flush(struct run *r)
-{
-	r->view_len = 0;
-	if (r->len == 0)
-		return;
-	if (r->c != NULL)
-		evbuffer_remove_buffer(r->in, conn_out(&r->c->conn), r->len);
-	else
-		evbuffer_drain(r->in, r->len);
-	r->s->pool->stats.bytes_sent += r->len;
-	r->len = 0;
-}
-
-/* The header of the message after the run. */
-static enum frame_status run_peek(struct run *r, struct frame *f, uint32_t limit)
-{
-	if (r->len + FRAME_HEADER_LEN > r->view_len) {
-		struct evbuffer_iovec v;
-
-		run_flush(r);
-		if (evbuffer_peek(r->in, -1, NULL, &v, 1) < 1 || v.iov_len < FRAME_HEADER_LEN)
-			return frame_peek(r->in, f, limit);
-		r->view = v.iov_base;
-		r->view_len = v.iov_len;
-	}
-	return frame_parse(r->view + r->len, f, limit);
-}
-
-/* The body of the (whole) message after the run: the run stays unless the message spans chains. */
-static const uint8_t *run_body(struct run *r, const struct frame *f)
-{
-	if (r->len + frame_total(f) <= r->view_len)
-		return r->view + r->len + FRAME_HEADER_LEN;
-	run_flush(r);
-	return evbuffer_pullup(r->in, (ev_ssize_t)frame_total(f)) + FRAME_HEADER_LEN;
-}
-
 /* ReadyForQuery: the end of a request; maybe the end of the server's turn. */
 static void handle_ready(struct server *s, struct run *r, size_t total, char status)
 {
@@ -832,7 +892,8 @@ void relay_server_input(struct server *s)
 	struct evbuffer *in = s->conn.in;
 	uint32_t max_packet = (uint32_t)s->w->cfg->max_packet_size;
 	struct client *c = s->client;
-	struct run r = {.s = s, .c = c, .in = in};
+	struct run r = {
+	    .in = in, .to = c != NULL ? &c->conn : NULL, .bytes = &s->pool->stats.bytes_sent};
 	struct frame f;
 
 	while (s->state == SERVER_ACTIVE || s->state == SERVER_RESETTING) {
@@ -879,7 +940,7 @@ void relay_server_input(struct server *s)
 			continue;
 		}
 		if (needs_body(s, &f) || s->sync_pending > 0) {
-			if (evbuffer_get_length(in) < r.len + frame_total(&f))
+			if (!run_has(&r, frame_total(&f)))
 				break;
 			/* Only CommandComplete and ReadyForQuery are read behind the run. */
 			if ((f.type != 'C' && f.type != 'Z') || s->sync_pending > 0)
@@ -939,7 +1000,7 @@ void relay_server_input(struct server *s)
 			flush_fakes(s);
 			continue;
 		}
-		if (evbuffer_get_length(in) >= r.len + frame_total(&f)) {
+		if (run_has(&r, frame_total(&f))) {
 			r.len += frame_total(&f);
 		} else {
 			/* Not all here yet: what is moves now, the rest as it comes. */

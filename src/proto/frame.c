@@ -41,15 +41,6 @@ enum frame_status frame_peek(struct evbuffer *buf, struct frame *f, uint32_t lim
 	return frame_parse(hdr, f, limit);
 }
 
-enum frame_status frame_parse(const uint8_t *hdr, struct frame *f, uint32_t limit)
-{
-	f->type = hdr[0];
-	f->len = read_be32(hdr + 1);
-	if (f->len < 4 || f->len > limit)
-		return FRAME_INVALID;
-	return FRAME_READY;
-}
-
 enum frame_status frame_peek_startup(struct evbuffer *buf, uint32_t *len, uint32_t *code)
 {
 	uint8_t hdr[8];
