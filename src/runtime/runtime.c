@@ -374,13 +374,23 @@ int runtime_init(struct runtime *rt, const char *config_path, const char *upstre
 	rt->shared.workers = calloc((size_t)rt->shared.nworkers, sizeof(*rt->shared.workers));
 	if (rt->shared.workers == NULL)
 		return -1;
+	/*
+	 * Every worker exists before any runs: a running worker posts to the
+	 * others' inboxes (a pool warming min_pool_size kicks them at its first
+	 * failed login), and thread creation publishes the whole array to it.
+	 */
 	for (int i = 0; i < rt->shared.nworkers; i++) {
 		rt->shared.workers[i] = worker_new(&rt->shared, i, rt->snap);
-		if (rt->shared.workers[i] == NULL || worker_start(rt->shared.workers[i]) < 0) {
-			log_error(&rt->log, "cannot start worker %d", i);
+		if (rt->shared.workers[i] == NULL) {
+			log_error(&rt->log, "cannot create worker %d", i);
 			return -1;
 		}
 	}
+	for (int i = 0; i < rt->shared.nworkers; i++)
+		if (worker_start(rt->shared.workers[i]) < 0) {
+			log_error(&rt->log, "cannot start worker %d", i);
+			return -1;
+		}
 	if (listener_open_all(rt) < 0 || metrics_http_start(rt) < 0 || takeover_listen(rt) < 0 ||
 	    become_daemon(rt, cfg, conn >= 0) < 0) {
 		if (conn >= 0)
