@@ -672,6 +672,7 @@ static int count_connecting(const struct pool *p)
  */
 struct lend_request {
 	char *dbname, *user;
+	char *tenant;                 /* the asking pool's; NULL when passed on for a debt */
 	int64_t statement_timeout_us; /* the asking pool's: a server logged in with it */
 	int from;                     /* the asking worker */
 	bool second_round;            /* no worker had an idle server that can move */
@@ -696,7 +697,24 @@ static void lend_request_free(struct lend_request *req)
 		return;
 	free(req->dbname);
 	free(req->user);
+	free(req->tenant);
 	free(req);
+}
+
+/* A request for a server of `p`'s group, for worker `from`; with `tenant`, the asker's. */
+static struct lend_request *lend_request_new(const struct pool *p, int from, bool tenant)
+{
+	struct lend_request *req = calloc(1, sizeof(*req));
+
+	if (req == NULL || (req->dbname = strdup(p->dbname)) == NULL ||
+	    (req->user = strdup(p->user)) == NULL ||
+	    (tenant && (req->tenant = strdup(p->tenant)) == NULL)) {
+		lend_request_free(req);
+		return NULL;
+	}
+	req->statement_timeout_us = p->statement_timeout_us;
+	req->from = from;
+	return req;
 }
 
 static void handoff_free(struct worker_shared *sh, struct handoff *h)
@@ -809,16 +827,10 @@ static void pass_debts(struct pool *p)
 	int to;
 
 	while (ring_pop(&p->owed, &to)) {
-		struct lend_request *req = calloc(1, sizeof(*req));
+		struct lend_request *req = lend_request_new(p, to, false);
 
-		if (req == NULL || (req->dbname = strdup(p->dbname)) == NULL ||
-		    (req->user = strdup(p->user)) == NULL) {
-			lend_request_free(req);
-			continue;
-		}
-		req->statement_timeout_us = p->statement_timeout_us;
-		req->from = to;
-		ask_next(p->w, req);
+		if (req != NULL)
+			ask_next(p->w, req);
 	}
 }
 
@@ -879,6 +891,17 @@ static void lend_or_close(struct server *s, int to)
 }
 
 /*
+ * Another tenant's server goes only if that tenant keeps its min_server_conn:
+ * its guaranteed server, idle between its transactions, is not the asker's to
+ * take (and the asker's own cap, net of that guarantee, could not use it).
+ */
+static bool may_give_up_a_server(const struct pool *p, const struct lend_request *req)
+{
+	return (req->tenant != NULL && strcmp(p->tenant, req->tenant) == 0) ||
+	       atomic_load(&p->share->used) > atomic_load(&p->share->min);
+}
+
+/*
  * An idle server of the group, not paused: with `movable`, one that can go to
  * the asker now; without, any other not already promised to a worker (TLS,
  * logged in with another statement_timeout, or kept for now by something
@@ -892,7 +915,7 @@ static struct server *idle_of_group(struct pool_group *g, const struct lend_requ
 		struct pool *p = list_entry(pos, struct pool, group_node);
 		bool same = p->statement_timeout_us == req->statement_timeout_us;
 
-		if (p->paused)
+		if (p->paused || !may_give_up_a_server(p, req))
 			continue;
 		/* The least recently used: the asker's waiters take it at once, the hot ones stay.
 		 */
@@ -1040,15 +1063,10 @@ static void ask_others_to_shed(struct pool *p)
 	if (sh->nworkers < 2 || sh->workers_stopped || p->shed_asked || p->nservers > 0 ||
 	    (list_empty(&p->waiting) && list_empty(&p->login_waiting)))
 		return;
-	req = calloc(1, sizeof(*req));
-	if (req == NULL || (req->dbname = strdup(p->dbname)) == NULL ||
-	    (req->user = strdup(p->user)) == NULL) {
-		lend_request_free(req);
+	req = lend_request_new(p, p->w->id, true);
+	if (req == NULL)
 		return;
-	}
 	p->shed_asked = true;
-	req->statement_timeout_us = p->statement_timeout_us;
-	req->from = p->w->id;
 	ask_next(p->w, req);
 }
 
