@@ -1054,13 +1054,27 @@ static void ask_fn(void *owner, void *arg)
 	ask_next(w, req);
 }
 
+/*
+ * A server of its own that will come free: the pool's queue moves.  One pinned
+ * to its client (advisory lock, temporary table...) may never do so.
+ */
+static bool queue_moves(const struct pool *p)
+{
+	if (!list_empty(&p->idle) || !list_empty(&p->pending))
+		return true;
+	for (const struct list_node *pos = p->active.next; pos != &p->active; pos = pos->next)
+		if (list_entry(pos, struct server, node)->pin == 0)
+			return true;
+	return false;
+}
+
 static void ask_others_to_shed(struct pool *p)
 {
 	struct worker_shared *sh = p->w->shared;
 	struct lend_request *req;
 
-	/* With a server of its own, the pool's queue moves; only one with none starves. */
-	if (sh->nworkers < 2 || sh->workers_stopped || p->shed_asked || p->nservers > 0 ||
+	/* Only a pool whose queue cannot move starves. */
+	if (sh->nworkers < 2 || sh->workers_stopped || p->shed_asked || queue_moves(p) ||
 	    (list_empty(&p->waiting) && list_empty(&p->login_waiting)))
 		return;
 	req = lend_request_new(p, p->w->id, true);
