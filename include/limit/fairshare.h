@@ -60,6 +60,12 @@ void share_registry_fini(struct quota_registry *reg);
 /* min_server_conn and weight from a pool's settings (creation, reload). */
 void share_configure(struct share *s, int min, int weight);
 
+/* The tenant holds more servers than min_server_conn guarantees it: one may go to another. */
+static inline bool share_above_min(const struct share *s)
+{
+	return atomic_load(&s->used) > atomic_load(&s->min);
+}
+
 /* More than one tenant has pools in the group: fairness has work to do. */
 static inline bool share_contended(const struct share *s)
 {

@@ -410,8 +410,7 @@ static bool evict_idle_of_group(struct pool *p)
 		struct pool *other = list_entry(pos, struct pool, group_node);
 
 		if (other != p && !list_empty(&other->idle) &&
-		    (other->share == p->share ||
-		     atomic_load(&other->share->used) > atomic_load(&other->share->min))) {
+		    (other->share == p->share || share_above_min(other->share))) {
 			server_close(list_entry(other->idle.prev, struct server, node),
 			             "making room for another tenant's clients");
 			return true;
@@ -898,7 +897,7 @@ static void lend_or_close(struct server *s, int to)
 static bool may_give_up_a_server(const struct pool *p, const struct lend_request *req)
 {
 	return (req->tenant != NULL && strcmp(p->tenant, req->tenant) == 0) ||
-	       atomic_load(&p->share->used) > atomic_load(&p->share->min);
+	       share_above_min(p->share);
 }
 
 /*
