@@ -1,7 +1,9 @@
 /*
  * Named prepared statements in transaction mode.  A client's statement name
  * maps to a worker-wide statement (deduplicated by query text and parameter
- * types) that has a sluice-owned name on the servers, "sluice_<id>_<gen>".
+ * types) that has a sluice-owned name on the servers, "sluice_<id>_<gen>",
+ * whose id is unique in the process: a server handed to another worker keeps
+ * its statements, which that worker takes over under the same names.
  * Each server keeps an LRU of the statements it has prepared, bounded by
  * max_prepared_statements.  When a client binds or describes a statement the
  * linked server lacks, a Parse is injected first and its ParseComplete is
@@ -12,6 +14,7 @@
 #ifndef SLUICE_PREPARED_H
 #define SLUICE_PREPARED_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,14 +23,15 @@
 #include "base/list.h"
 #include "base/ring.h"
 #include "base/types.h"
+#include "pool/stale_plans.h"
 
 struct frame;
 
 /* One distinct statement on a worker. */
 struct pstmt {
-	uint64_t id;         /* part of the server-side name */
-	uint32_t generation; /* bumped when a plan went stale; part of the name */
-	uint64_t hash;       /* of body */
+	uint64_t id;         /* part of the server-side name; unique in the process */
+	uint32_t generation; /* newer when a plan went stale (stale_plans.h); part of the name */
+	uint64_t hash;       /* of body, the same on every worker */
 	uint64_t qfp;        /* query_stats fingerprint of its text; 0 = not computed yet */
 	uint8_t *body;       /* Parse body after the name: query, parameter count and types */
 	size_t len;          /* bytes in body */
@@ -41,12 +45,25 @@ struct pstmt {
 	struct pstmt *next;         /* registry chain */
 };
 
+/* What the registries of all workers share (in struct worker_shared). */
+struct pstmt_shared {
+	struct hash_key key;      /* of bodies and client names, chosen by clients; one for all
+	                             workers, so a body hashes alike on each (stale, moved) */
+	struct stale_plans stale; /* statements whose plans went stale, by body hash */
+	/*
+	 * Statement ids, so no two workers' names clash on a server.  A cache line
+	 * of its own: written at each new statement, while every worker reads
+	 * stale.epoch at each message.
+	 */
+	_Alignas(64) _Atomic uint64_t next_id;
+};
+
 struct pstmt_registry {
-	struct pstmt **buckets; /* by hash */
-	uint32_t size;          /* power of two */
-	uint32_t count;         /* statements */
-	uint64_t next_id;       /* for new statements */
-	struct hash_key key;    /* query texts and client names are chosen by clients */
+	struct pstmt **buckets;      /* by hash */
+	uint32_t size;               /* power of two */
+	uint32_t count;              /* statements */
+	struct pstmt_shared *shared; /* ids, hash key and stale plans of every worker */
+	uint32_t stale_seen;         /* the stale plans' epoch this registry caught up with */
 };
 
 /*
@@ -75,7 +92,7 @@ struct stmt_map {
 	struct client_stmt **buckets; /* by name hash */
 	uint32_t size;                /* power of two, 0 until first use */
 	uint32_t count;
-	const struct hash_key *key; /* the worker registry's, set at the first name */
+	const struct hash_key *key; /* the registries' (pstmt_shared), set at the first name */
 	struct sql_action *unnamed; /* the unnamed statement, when it is an sql_action */
 	struct sql_action *portal;  /* the portal bound to an sql_action, or NULL */
 	char *portal_name;          /* its name ("" for the unnamed portal) */
@@ -95,9 +112,22 @@ struct name_change {
 /* A statement prepared on one server. */
 struct server_stmt {
 	struct pstmt *ps;         /* the statement */
-	uint32_t generation;      /* the name it has on this server */
+	uint64_t name_id;         /* the id in its name there: ps->id, or another worker's
+	                             statement's when the server came from there */
+	uint32_t generation;      /* the generation in that name */
 	struct list_node lru;     /* most recently used first */
 	struct server_stmt *next; /* cache chain */
+};
+
+/*
+ * A statement on a server that is between workers: its body (a copy: the
+ * giving worker's registry is not the receiver's to read) and its name.
+ */
+struct carried_stmt {
+	uint8_t *body;       /* Parse body, as pstmt.body */
+	size_t len;          /* bytes in body */
+	uint64_t name_id;    /* the id in its name on the server */
+	uint32_t generation; /* the generation in that name */
 };
 
 struct stmt_cache {
@@ -108,14 +138,35 @@ struct stmt_cache {
 	struct ring pending;  /* uint64_t ids of tracked and injected Parses in flight, in order */
 	struct ring bound;    /* uint64_t ids of REQ_TRACKED_BIND Binds in flight, likewise */
 	struct ring changes;  /* struct name_change * in flight (requests.h), in order */
-	uint32_t failed_changes; /* the oldest of them whose Execute failed, to undo */
-	bool sql_failed;         /* the SQL PREPARE at the head of the queue got an error */
+	uint32_t failed_changes;      /* the oldest of them whose Execute failed, to undo */
+	bool sql_failed;              /* the SQL PREPARE at the head of the queue got an error */
+	struct carried_stmt *carried; /* between workers: what the server holds, in LRU order */
+	uint32_t ncarried;            /* entries in carried */
 };
 
+int prepared_shared_init(struct pstmt_shared *shared);
+void prepared_shared_fini(struct pstmt_shared *shared);
+void prepared_registry_init(struct pstmt_registry *reg, struct pstmt_shared *shared);
 void prepared_registry_fini(struct pstmt_registry *reg);
 void prepared_map_fini(struct stmt_map *map, struct pstmt_registry *reg);
 void prepared_cache_init(struct stmt_cache *cache);
 void prepared_cache_fini(struct stmt_cache *cache, struct pstmt_registry *reg);
+/*
+ * A server leaves its worker (on that worker's thread): its statements are
+ * packed for the next one.  False when they cannot all be (memory ran out,
+ * or some came from SQL PREPARE or EXECUTE one: this worker writes their
+ * server-side names into SQL text); the next worker then drops them all with
+ * DEALLOCATE ALL before its first client.
+ */
+bool prepared_cache_detach(struct stmt_cache *cache, struct pstmt_registry *reg);
+/*
+ * The server joins the worker that owns `reg` (on its thread): it takes the
+ * packed statements over under the names the server knows them by, so a
+ * plan there stays as it was, old result type included, and can still
+ * report that the type changed (docs/prepared.md).  False: out of memory,
+ * and the caller has them all dropped with DEALLOCATE ALL.
+ */
+bool prepared_cache_attach(struct stmt_cache *cache, struct pstmt_registry *reg);
 
 /* Tracking applies in transaction and statement mode when max_prepared_statements > 0. */
 bool prepared_tracking(const struct client *c);

@@ -109,8 +109,8 @@ struct server {
 	bool close_needed;          /* retire at the next release (reload, lifetime) */
 	int lend_to;                /* a worker owed it: handed there after this loop turn (pool.c,
 	                               pool_lend_deferred); -1 = none */
-	bool stmts_foreign;         /* came from another worker with statements of its registry
-	                               prepared: DEALLOCATE ALL before its first client here */
+	bool stmts_foreign;         /* came from another worker with statements this one could
+	                               not take over: DEALLOCATE ALL before its first client */
 	bool timer_pending;         /* timer armed (saves libevent calls per transaction) */
 	enum server_tls tls;        /* TLS negotiation during login */
 	struct breaker *breaker;    /* its host's breaker (a reference of its own): host, port */
@@ -137,10 +137,11 @@ void server_close(struct server *s, const char *reason);
  * whether it may go: idle and clean, over a plain socket (TLS ones are
  * closed instead, conn.h says why), nothing buffered, nothing pinned, no
  * cancel in flight.  server_detach, on the owner's thread, takes it off its
- * pool's list, frees its timer and events, and forgets its prepared
- * statements: their names come from the owner's registry (prepared.h), which
- * the next worker does not share, so that worker sends DEALLOCATE ALL in
- * front of the first client's bytes (stmts_foreign) and prepares afresh.
+ * pool's list, frees its timer and events, and packs its prepared
+ * statements for the next worker, which takes them over under the same
+ * names (statement ids are unique in the process, prepared.h); when it
+ * cannot (SQL PREPAREd ones) it drops them all with DEALLOCATE ALL in front
+ * of the first client's bytes (stmts_foreign) and prepares afresh.
  * The server keeps its parameters, BackendKeyData, breaker reference and its
  * quota units (the pool code moves those).  server_attach, on the new
  * worker's thread, makes the timer and read event on its loop; the caller

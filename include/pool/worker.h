@@ -6,7 +6,8 @@
  *
  * What workers share is a `struct worker_shared`, owned by the runtime:
  * the worker list (for cross-worker posts), process-wide counters, the quota
- * and tenant registry and the limiter.  The runtime and the console reach
+ * and tenant registry, the limiter and what prepared statements need to be
+ * the same on every worker (ids, stale plans).  The runtime and the console reach
  * the worker through hooks set there, so nothing in pool/ names a layer
  * above it.
  */
@@ -63,6 +64,7 @@ struct worker_shared {
 	struct limiter limiter;           /* token buckets behind tenant rate limits */
 	struct login_delay failures;      /* failed logins per address (auth_failure_delay) */
 	struct breaker_registry breakers; /* a circuit breaker and role per upstream host */
+	struct pstmt_shared prepared;     /* statement ids and stale plans of every registry */
 };
 
 struct worker {

@@ -36,10 +36,28 @@
 #define SQL_CARRIER "sluice_sql"
 /* A statement no server has: binding it fails, and that failure is what a stale client sees. */
 #define STALE_NAME "sluice_stale_result_type"
+/* Statements whose stale plans every worker remembers; the oldest is forgotten past it. */
+#define STALE_PLANS_MAX 1024
 
 static void server_name(const struct pstmt *ps, uint32_t generation, char out[SERVER_NAME_MAX])
 {
 	snprintf(out, SERVER_NAME_MAX, "sluice_%llu_%u", (unsigned long long)ps->id, generation);
+}
+
+/* What the statement `e` is called on its server. */
+static void entry_name(const struct server_stmt *e, char out[SERVER_NAME_MAX])
+{
+	snprintf(out, SERVER_NAME_MAX, "sluice_%llu_%u", (unsigned long long)e->name_id,
+	         e->generation);
+}
+
+/*
+ * Whether other workers can know the statement by its body: SQL PREPAREd
+ * statements, and texts that EXECUTE one, name statements of this worker.
+ */
+static bool is_shared(const struct pstmt *ps)
+{
+	return !ps->sql && ps->dep == NULL;
 }
 
 /* Registry --------------------------------------------------------------- */
@@ -112,7 +130,7 @@ static struct pstmt *registry_add(struct pstmt_registry *reg, uint64_t hash, uin
 	ps = calloc(1, sizeof(*ps));
 	if (ps == NULL)
 		return NULL;
-	ps->id = ++reg->next_id;
+	ps->id = atomic_fetch_add_explicit(&reg->shared->next_id, 1, memory_order_relaxed);
 	ps->reg = reg;
 	ps->hash = hash;
 	ps->body = body;
@@ -135,10 +153,7 @@ static struct pstmt *registry_intern(struct pstmt_registry *reg, uint8_t *body, 
 	struct pstmt *ps;
 	uint64_t hash;
 
-	/* Drawn at the first statement the worker sees: the registry starts zeroed with it. */
-	if (!reg->key.drawn)
-		hash_key_draw(&reg->key);
-	hash = hash_keyed(&reg->key, body, len);
+	hash = hash_keyed(&reg->shared->key, body, len);
 	if ((ps = registry_find(reg, hash, body, len, sql, dep)) != NULL) {
 		free(body);
 		return ps;
@@ -154,7 +169,28 @@ static struct pstmt *registry_intern(struct pstmt_registry *reg, uint8_t *body, 
 		dep->refs++;
 		ps->dep = dep;
 	}
+	/* New here, but its plan may have gone stale on another worker: its clients start after. */
+	if (is_shared(ps) && stale_plans_epoch(&reg->shared->stale) != 0)
+		ps->generation = stale_plans_generation(&reg->shared->stale, hash);
 	return ps;
+}
+
+int prepared_shared_init(struct pstmt_shared *shared)
+{
+	hash_key_draw(&shared->key);
+	atomic_init(&shared->next_id, 1);
+	return stale_plans_init(&shared->stale, STALE_PLANS_MAX);
+}
+
+void prepared_shared_fini(struct pstmt_shared *shared)
+{
+	stale_plans_fini(&shared->stale);
+}
+
+void prepared_registry_init(struct pstmt_registry *reg, struct pstmt_shared *shared)
+{
+	memset(reg, 0, sizeof(*reg));
+	reg->shared = shared;
 }
 
 void prepared_registry_fini(struct pstmt_registry *reg)
@@ -171,7 +207,7 @@ void prepared_registry_fini(struct pstmt_registry *reg)
 		}
 	}
 	free(reg->buckets);
-	memset(reg, 0, sizeof(*reg));
+	prepared_registry_init(reg, reg->shared);
 }
 
 /* Client names ------------------------------------------------------------ */
@@ -270,7 +306,7 @@ static int map_put(struct pstmt_registry *reg, struct stmt_map *map, const char 
 		cs->action = action;
 		return 0;
 	}
-	map->key = &reg->key;
+	map->key = &reg->shared->key;
 	if ((map->count >= map->size && map_grow(map) < 0) || (cs = malloc(sizeof(*cs))) == NULL ||
 	    (cs->name = strdup(name)) == NULL) {
 		free(cs);
@@ -361,6 +397,22 @@ static struct server_stmt *cache_find(const struct stmt_cache *cache, uint64_t i
 	return NULL;
 }
 
+/*
+ * Adds `e` for `ps`, called sluice_<name_id>_<generation> on the server; the
+ * caller puts it in the LRU.  The cache has room (cache_grow).
+ */
+static void cache_insert(struct stmt_cache *cache, struct server_stmt *e, struct pstmt *ps,
+                         uint64_t name_id, uint32_t generation)
+{
+	ps->refs++;
+	e->ps = ps;
+	e->name_id = name_id;
+	e->generation = generation;
+	e->next = cache->buckets[ps->id & (cache->size - 1)];
+	cache->buckets[ps->id & (cache->size - 1)] = e;
+	cache->count++;
+}
+
 static void cache_remove(struct pstmt_registry *reg, struct stmt_cache *cache,
                          struct server_stmt *e)
 {
@@ -422,6 +474,13 @@ static void change_free(struct pstmt_registry *reg, struct name_change *ch)
 	free(ch);
 }
 
+static void carried_free(struct carried_stmt *carried, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		free(carried[i].body);
+	free(carried);
+}
+
 void prepared_cache_fini(struct stmt_cache *cache, struct pstmt_registry *reg)
 {
 	struct name_change *ch;
@@ -433,7 +492,76 @@ void prepared_cache_fini(struct stmt_cache *cache, struct pstmt_registry *reg)
 	free(cache->buckets);
 	ring_fini(&cache->pending);
 	ring_fini(&cache->bound);
+	carried_free(cache->carried, cache->ncarried);
 	prepared_cache_init(cache);
+}
+
+/* Copies what the entry at `pos` is into `out`; false if it cannot travel. */
+static bool carry(const struct list_node *pos, struct carried_stmt *out)
+{
+	const struct server_stmt *e = list_entry(pos, struct server_stmt, lru);
+
+	if (!is_shared(e->ps) || (out->body = malloc(e->ps->len ? e->ps->len : 1)) == NULL)
+		return false;
+	memcpy(out->body, e->ps->body, e->ps->len);
+	out->len = e->ps->len;
+	out->name_id = e->name_id;
+	out->generation = e->generation;
+	return true;
+}
+
+bool prepared_cache_detach(struct stmt_cache *cache, struct pstmt_registry *reg)
+{
+	struct carried_stmt *carried = NULL;
+	uint32_t n = 0;
+	bool whole =
+	    cache->count == 0 || (carried = calloc(cache->count, sizeof(*carried))) != NULL;
+
+	/* Most recently used first: the receiver keeps the order. */
+	for (struct list_node *pos = cache->lru.next; whole && pos != &cache->lru; pos = pos->next)
+		if ((whole = carry(pos, &carried[n])))
+			n++;
+	prepared_cache_fini(cache, reg);
+	if (!whole) {
+		carried_free(carried, n);
+		return false;
+	}
+	cache->carried = carried;
+	cache->ncarried = n;
+	return true;
+}
+
+bool prepared_cache_attach(struct stmt_cache *cache, struct pstmt_registry *reg)
+{
+	struct carried_stmt *carried = cache->carried;
+	uint32_t n = cache->ncarried;
+	bool whole = true;
+
+	cache->carried = NULL;
+	cache->ncarried = 0;
+	/* Least recently used first, each to the head of the LRU. */
+	for (uint32_t i = n; i-- > 0;) {
+		struct server_stmt *e = calloc(1, sizeof(*e));
+		struct pstmt *ps = NULL;
+
+		if (e != NULL && (cache->count < cache->size || cache_grow(cache) == 0))
+			ps = registry_intern(reg, carried[i].body, carried[i].len, false, NULL, 0,
+			                     0);
+		else
+			free(carried[i].body);
+		carried[i].body = NULL; /* taken by registry_intern, or freed */
+		if (!(whole = ps != NULL)) {
+			free(e);
+			break;
+		}
+		cache_insert(cache, e, ps, carried[i].name_id, carried[i].generation);
+		list_add_head(&cache->lru, &e->lru);
+	}
+	carried_free(carried, n);
+	/* Statements the cache would not know of: the caller has them all dropped instead. */
+	if (!whole)
+		cache_clear(reg, cache);
+	return whole;
 }
 
 /* Output to the server ----------------------------------------------------- */
@@ -570,12 +698,12 @@ static void send_carrier(struct server *s, struct pstmt *ps, const char *text, u
 	send_carrier_close(s, 'S');
 }
 
-static void send_close(struct server *s, const struct pstmt *ps, uint32_t generation)
+static void send_close(struct server *s, const struct server_stmt *e)
 {
 	struct msg_builder m;
 	char name[SERVER_NAME_MAX];
 
-	server_name(ps, generation, name);
+	entry_name(e, name);
 	msg_begin(&m, 'C');
 	msg_add_u8(&m, 'S');
 	msg_add_cstr(&m, name);
@@ -592,7 +720,7 @@ static void evict_if_full(struct server *s)
 	while (cache->count > 0 && cache->count >= (uint32_t)max) {
 		struct server_stmt *old = list_entry(cache->lru.prev, struct server_stmt, lru);
 
-		send_close(s, old->ps, old->generation);
+		send_close(s, old);
 		cache_remove(&s->w->prepared, cache, old);
 	}
 }
@@ -607,26 +735,33 @@ static void evict_if_full(struct server *s)
  * own PREPARE in a Parse).  A statement whose text
  * EXECUTEs an SQL statement has that one prepared first, each time, so the
  * LRU keeps it at least as long.  Returns false if `ps` already was.
+ * `name` (unless NULL) gets what it is called on the server: a statement
+ * that came with the server from another worker keeps that worker's name.
  */
-static bool ensure_prepared(struct server *s, struct pstmt *ps, uint8_t marker)
+static bool ensure_prepared(struct server *s, struct pstmt *ps, uint8_t marker,
+                            char name[SERVER_NAME_MAX])
 {
 	struct stmt_cache *cache = &s->stmts;
 	struct server_stmt *e;
 
 	if (ps->dep != NULL)
-		ensure_prepared(s, ps->dep, REQ_INJECTED_PARSE);
+		ensure_prepared(s, ps->dep, REQ_INJECTED_PARSE, NULL);
 	e = cache_find(cache, ps->id);
 
 	if (e != NULL && e->generation == ps->generation) {
 		list_del(&e->lru);
 		list_add_head(&cache->lru, &e->lru);
+		if (name != NULL)
+			entry_name(e, name);
 		return false;
 	}
 	if (e != NULL) {
 		/* A stale plan under the old name: drop it, prepare under the new one. */
-		send_close(s, ps, e->generation);
+		send_close(s, e);
 		cache_remove(&s->w->prepared, cache, e);
 	}
+	if (name != NULL)
+		server_name(ps, ps->generation, name);
 	evict_if_full(s);
 	if (ps->sql && marker == REQ_INJECTED_PARSE)
 		send_carrier(s, ps, NULL, REQ_INJECTED_EXECUTE);
@@ -641,13 +776,8 @@ static bool ensure_prepared(struct server *s, struct pstmt *ps, uint8_t marker)
 		free(e);
 		return true;
 	}
-	ps->refs++;
-	e->ps = ps;
-	e->generation = ps->generation;
-	e->next = cache->buckets[ps->id & (cache->size - 1)];
-	cache->buckets[ps->id & (cache->size - 1)] = e;
+	cache_insert(cache, e, ps, ps->id, ps->generation);
 	list_add_head(&cache->lru, &e->lru);
-	cache->count++;
 	return true;
 }
 
@@ -819,9 +949,8 @@ static enum prep_result unnamed_execute(struct client *c, struct server *s, cons
 	    (after = sqlscan_execute_target(text, text_len + 1, name, sizeof(name), &start)) == 0 ||
 	    (ps = sql_meaning(c, name)) == NULL)
 		return PREP_PASS;
-	ensure_prepared(s, ps, REQ_INJECTED_PARSE);
+	ensure_prepared(s, ps, REQ_INJECTED_PARSE, sname);
 	inspect_statement(s, ps);
-	server_name(ps, ps->generation, sname);
 	write_header(out, 'P', (uint32_t)(4 + 1 + start + strlen(sname) + text_len - after + tail));
 	evbuffer_add(out, "", 1);
 	evbuffer_add(out, text, start);
@@ -1007,7 +1136,7 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 		return PREP_CLOSED;
 	}
 	/* Already prepared there: the client still gets its ParseComplete, in order. */
-	if (!ensure_prepared(s, ps, REQ_TRACKED_PARSE))
+	if (!ensure_prepared(s, ps, REQ_TRACKED_PARSE, NULL))
 		push_fake(s, REQ_FAKE_PARSE);
 	return PREP_DONE;
 }
@@ -1050,9 +1179,8 @@ static enum prep_result handle_bind(struct client *c, struct server *s, const st
 		qstats_bind(c, cs->ps);
 	if (cs->generation != cs->ps->generation)
 		return stale_bind(c, s, f, p, portal_len, prefix, cs);
-	ensure_prepared(s, cs->ps, REQ_INJECTED_PARSE);
+	ensure_prepared(s, cs->ps, REQ_INJECTED_PARSE, name);
 	inspect_statement(s, cs->ps);
-	server_name(cs->ps, cs->ps->generation, name);
 	write_header(out, 'B', (uint32_t)(f->len - stmt_len + strlen(name)));
 	evbuffer_add(out, p, portal_len + 1);
 	evbuffer_add(out, name, strlen(name) + 1);
@@ -1105,8 +1233,7 @@ static enum prep_result handle_describe_close(struct client *c, struct server *s
 			resolve_execute(c, cs);
 		/* The client asks for the result type again: it will know the new one. */
 		cs->generation = cs->ps->generation;
-		ensure_prepared(s, cs->ps, REQ_INJECTED_PARSE);
-		server_name(cs->ps, cs->ps->generation, name);
+		ensure_prepared(s, cs->ps, REQ_INJECTED_PARSE, name);
 	}
 	msg_begin(&m, 'D');
 	msg_add_u8(&m, 'S');
@@ -1279,7 +1406,7 @@ static enum prep_result handle_sql_prepare(struct client *c, struct server *s,
 	c->pool->stats.bytes_received += frame_total(f);
 	c->pool->stats.query_count++;
 	/* Already prepared there: the client still gets its PREPARE, in order. */
-	if (!ensure_prepared(s, ps, REQ_SQL_PREPARE) && push_fake(s, REQ_FAKE_PREPARE))
+	if (!ensure_prepared(s, ps, REQ_SQL_PREPARE, NULL) && push_fake(s, REQ_FAKE_PREPARE))
 		return PREP_READY;
 	return PREP_DONE;
 }
@@ -1300,7 +1427,7 @@ static enum prep_result handle_sql_execute(struct client *c, struct server *s,
 	    (after = sqlscan_execute_target(text, f->len - 4, name, sizeof(name), &start)) == 0 ||
 	    (ps = sql_meaning(c, name)) == NULL)
 		return PREP_PASS;
-	ensure_prepared(s, ps, REQ_INJECTED_SQL);
+	ensure_prepared(s, ps, REQ_INJECTED_SQL, NULL);
 	inspect_statement(s, ps);
 	send_renamed(c, s, f, text, start, ps, after);
 	relay_track_request(s, 'Q');
@@ -1610,7 +1737,7 @@ static enum prep_result run_prepare(struct client *c, struct server *s, struct s
 		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return PREP_CLOSED;
 	}
-	if (!ensure_prepared(s, a->ps, REQ_SQL_EXECUTE))
+	if (!ensure_prepared(s, a->ps, REQ_SQL_EXECUTE, NULL))
 		push_fake(s, REQ_FAKE_SQL_PREPARE);
 	return PREP_DONE;
 }
@@ -1668,10 +1795,53 @@ bool prepared_reads_execute(const struct client *c)
 	return c->stmts.portal != NULL;
 }
 
+/* Another worker's server found the plan of statement `hash` stale: so do ours. */
+static void learn_stale(void *arg, uint64_t hash, uint32_t generation)
+{
+	struct pstmt_registry *reg = arg;
+
+	if (reg->size == 0)
+		return;
+	for (struct pstmt *ps = reg->buckets[hash & (reg->size - 1)]; ps != NULL; ps = ps->next)
+		if (ps->hash == hash && is_shared(ps) && ps->generation < generation)
+			ps->generation = generation;
+}
+
+/*
+ * Plans were forgotten before this worker heard of them (more than
+ * STALE_PLANS_MAX went stale meanwhile): any of its statements may be one,
+ * and a client told once too often beats one decoding rows with a stale type.
+ */
+static void assume_all_stale(struct pstmt_registry *reg, uint32_t generation)
+{
+	for (uint32_t i = 0; i < reg->size; i++)
+		for (struct pstmt *ps = reg->buckets[i]; ps != NULL; ps = ps->next)
+			if (is_shared(ps) && ps->generation < generation)
+				ps->generation = generation;
+}
+
+/*
+ * Before a statement's generation decides anything here (a stale Bind, a
+ * client learning the type, a plan to replace): take in what other workers'
+ * servers reported.  One atomic load unless some plan went stale since.
+ */
+static void catch_up(struct pstmt_registry *reg)
+{
+	struct stale_plans *t = &reg->shared->stale;
+	bool missed = false;
+
+	if (stale_plans_epoch(t) == reg->stale_seen)
+		return;
+	reg->stale_seen = stale_plans_since(t, reg->stale_seen, learn_stale, reg, &missed);
+	if (missed)
+		assume_all_stale(reg, reg->stale_seen);
+}
+
 enum prep_result prepared_client_message(struct client *c, const struct frame *f)
 {
 	struct server *s = c->server;
 
+	catch_up(&c->w->prepared);
 	/*
 	 * A server skipping to Sync after an error discards these anyway: forward
 	 * as is.  Tracking them would also be wrong: nothing is queued for them,
@@ -1782,11 +1952,16 @@ void prepared_server_error(struct server *s, const char *sqlstate, const char *m
 	/*
 	 * The statement's result type changed: a new name, so each server
 	 * prepares it again on next use (closing the old), and every other client
-	 * that knew the old type gets this error once, as it would from Postgres.
-	 * Not again when another server already reported it under this name.
+	 * that knew the old type gets this error once, as it would from Postgres,
+	 * on whichever worker it is.  Not again when another server already
+	 * reported it under this name.
 	 */
 	if (e->generation == e->ps->generation) {
-		e->ps->generation++;
+		if (is_shared(e->ps))
+			e->ps->generation = stale_plans_report(&s->w->prepared.shared->stale,
+			                                       e->ps->hash, e->generation);
+		else
+			e->ps->generation++;
 		slog(s, LOG_INFO,
 		     "result type of a prepared statement changed: it will be prepared again");
 	}

@@ -221,9 +221,8 @@ void server_detach(struct server *s)
 		event_free(s->timer);
 	s->timer = NULL;
 	s->timer_pending = false;
-	if (s->stmts.count > 0)
+	if (!prepared_cache_detach(&s->stmts, &s->w->prepared))
 		s->stmts_foreign = true;
-	prepared_cache_fini(&s->stmts, &s->w->prepared);
 	conn_detach(&s->conn);
 	s->pool = NULL;
 	s->w = NULL;
@@ -240,6 +239,8 @@ int server_attach(struct server *s, struct pool *p)
 {
 	s->w = p->w;
 	s->pool = p;
+	if (!prepared_cache_attach(&s->stmts, &p->w->prepared))
+		s->stmts_foreign = true;
 	s->timer = evtimer_new(p->w->loop.base, server_timer_cb, s);
 	if (conn_attach(&s->conn, &p->w->loop) < 0 || s->timer == NULL)
 		return -1;
@@ -1165,7 +1166,7 @@ void server_sync_params(struct server *s, struct client *c)
 	sql = evbuffer_new();
 	if (sql == NULL)
 		return;
-	/* Its statements were named by another worker's registry: drop them, in the same trip. */
+	/* Another worker's statements, not taken over here: dropped, in the same trip. */
 	if (s->stmts_foreign)
 		evbuffer_add(sql, "DEALLOCATE ALL;", 15);
 	if ((differ && param_sync_sql(sql, &p->defaults, &c->params, &s->params) > 0) ||

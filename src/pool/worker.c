@@ -124,6 +124,7 @@ struct worker *worker_new(struct worker_shared *shared, int id, struct snapshot 
 	list_init(&w->unused_pools);
 	list_init(&w->dead_pools);
 	ring_init(&w->lends, sizeof(struct server *));
+	prepared_registry_init(&w->prepared, &shared->prepared);
 	if (auth_query_init(w) < 0)
 		goto fail;
 	if (loop_init(&w->loop, reap, w) < 0)

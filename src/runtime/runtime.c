@@ -25,6 +25,7 @@
 #include "runtime/process.h"
 #include "runtime/sdnotify.h"
 #include "runtime/takeover.h"
+#include "pool/prepared.h"
 #include "pool/worker.h"
 
 /* Keep the old value of every option that needs a restart, and say so. */
@@ -355,6 +356,8 @@ int runtime_init(struct runtime *rt, const char *config_path, const char *upstre
 	atomic_init(&rt->shared.nclients, 0);
 	quota_registry_init(&rt->shared.quotas);
 	breaker_registry_init(&rt->shared.breakers);
+	if (prepared_shared_init(&rt->shared.prepared) < 0)
+		return -1;
 	limiter_init(&rt->shared.limiter, &rt->shared.quotas);
 	if (apply_limiter(rt, cfg, true) < 0)
 		return -1;
@@ -450,6 +453,7 @@ void runtime_fini(struct runtime *rt)
 	quota_registry_fini(&rt->shared.quotas);
 	limiter_fini(&rt->shared.limiter); /* after the workers: their links hold its fleets */
 	breaker_registry_fini(&rt->shared.breakers);
+	prepared_shared_fini(&rt->shared.prepared); /* after the workers: their registries use it */
 	if (rt->inbox.wake != NULL)
 		inbox_fini(&rt->inbox);
 	if (rt->snap != NULL) {

@@ -46,6 +46,7 @@
 #include "net/snapshot.h"
 #include "pool/client.h"
 #include "pool/login.h"
+#include "pool/prepared.h"
 #include "pool/worker.h"
 
 #define SSL_CODE    80877103u
@@ -115,6 +116,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	atomic_init(&env.shared.next_conn_id, 1);
 	atomic_init(&env.shared.nclients, 0);
 	quota_registry_init(&env.shared.quotas);
+	if (prepared_shared_init(&env.shared.prepared) < 0)
+		abort();
 	env.shared.limiter.ops = &limiter_local_ops;
 	if (login_delay_init(&env.shared.failures) < 0)
 		abort();

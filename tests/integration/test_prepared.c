@@ -9,6 +9,8 @@
  * (unnamed and named Parse, pipelines) are the client's own without pinning
  * it, with Postgres' replies and errors; one in a multi-statement Query pins.
  */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
@@ -217,25 +219,25 @@ Test(prepared, stale_plan_costs_at_most_one_error)
  * postgres.js) must hear about a changed result type even when sluice
  * re-prepares the statement for them: every client that knew the old type
  * gets Postgres' 0A000 once, with the routine drivers look for, and a
- * transaction it was in is aborted as Postgres would abort it.
+ * transaction it was in is aborted as Postgres would abort it.  One server
+ * (a pool of 1): with `workers` > 1, a and b land on different workers and
+ * the server moves between them, taking its statements along (their old
+ * plans are what reports the change).
  */
-Test(prepared, changed_result_type_reaches_every_client_once)
+static void changed_type_reaches_every_client_once(const char *workers)
 {
-	/*
-	 * One worker: b's statement must still be prepared with the old type on
-	 * the server b meets.  With several, the one server moves between a's and
-	 * b's workers, leaves its statements behind (their names come from the
-	 * giver's registry) and b's is prepared afresh, already with the new type:
-	 * no server reports the change for b (docs/prepared.md, "Changed result
-	 * types", says when that happens).
-	 */
-	struct harness_sluice *h = harness_start_sluice("workers = 1\ndefault_pool_size = 1");
-	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
-	PGconn *b = harness_connect_ok(h, "app", "app-secret", "app");
-	PGconn *ddl = harness_connect_ok(h, "app", "app-secret", "app");
+	char ini[128];
+	struct harness_sluice *h;
+	PGconn *a, *b, *ddl;
 	const char *params[1] = {"1"};
 	PGresult *res;
 
+	snprintf(ini, sizeof(ini), "workers = %s\ndefault_pool_size = 1\n%s", workers,
+	         "server_tls_sslmode = disable\n");
+	h = harness_start_sluice(ini);
+	a = harness_connect_ok(h, "app", "app-secret", "app");
+	b = harness_connect_ok(h, "app", "app-secret", "app");
+	ddl = harness_connect_ok(h, "app", "app-secret", "app");
 	PQclear(harness_exec_ok(ddl, "drop table if exists type_t; create table type_t(v int)"));
 	PQclear(harness_exec_ok(ddl, "insert into type_t values (1)"));
 	prepare(a, "get", "select v from type_t where v::text = $1");
@@ -268,6 +270,96 @@ Test(prepared, changed_result_type_reaches_every_client_once)
 	PQfinish(a);
 	PQfinish(b);
 	PQfinish(ddl);
+}
+
+Test(prepared, changed_result_type_reaches_every_client_once)
+{
+	changed_type_reaches_every_client_once("1");
+}
+
+Test(prepared, changed_result_type_reaches_every_client_once_on_two_workers)
+{
+	changed_type_reaches_every_client_once("2");
+}
+
+/* The worker SHOW CLIENTS gives for the client whose application_name is `app`. */
+static int worker_of(struct harness_sluice *h, const char *app)
+{
+	PGconn *admin = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PGresult *res = PQexec(admin, "SHOW CLIENTS");
+	int ac = PQfnumber(res, "application_name"), wc = PQfnumber(res, "worker"), w = -1;
+
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(admin));
+	cr_assert(ac >= 0 && wc >= 0, "SHOW CLIENTS has no application_name or worker");
+	for (int i = 0; i < PQntuples(res); i++)
+		if (strcmp(PQgetvalue(res, i, ac), app) == 0)
+			w = atoi(PQgetvalue(res, i, wc));
+	PQclear(res);
+	PQfinish(admin);
+	cr_assert_geq(w, 0, "no client %s in SHOW CLIENTS", app);
+	return w;
+}
+
+#define STALE_CLIENTS 4
+#define SPREAD_INI                                                                                 \
+	"workers = 2\n"                                                                            \
+	"default_pool_size = 2\n"                                                                  \
+	"max_prepared_statements = 1\n"                                                            \
+	"admin_users = admin\n"
+
+/*
+ * Four clients on two workers (0 and 2 on one, 1 and 3 on the other), each
+ * worker with a server of its own.  All prepare the same statement; then
+ * client 1 prepares another, which pushes the first out of its worker's
+ * server (max_prepared_statements = 1), so after the ALTER only the other
+ * worker's server still holds the old plan.  Client 0 meets the real error
+ * there; the other three, 1 and 3 included (whose statement is prepared
+ * afresh for them, already with the new type), are each told once.
+ */
+Test(prepared, changed_result_type_reaches_clients_of_every_worker)
+{
+	struct harness_sluice *h =
+	    harness_start_sluice_users(SPREAD_INI, "\"admin\" \"admin-secret\"\n");
+	PGconn *c[STALE_CLIENTS], *super = harness_pg_super("app");
+	const char *params[1] = {"1"};
+	char sql[64];
+	PGresult *res;
+
+	for (int i = 0; i < STALE_CLIENTS; i++) {
+		c[i] = harness_connect_ok(h, "app", "app-secret", "app");
+		snprintf(sql, sizeof(sql), "set application_name = 'stale%d'", i);
+		PQclear(harness_exec_ok(c[i], sql));
+	}
+	cr_assert_eq(worker_of(h, "stale0"), worker_of(h, "stale2"));
+	cr_assert_eq(worker_of(h, "stale1"), worker_of(h, "stale3"));
+	cr_assert_neq(worker_of(h, "stale0"), worker_of(h, "stale1"), "one worker for all");
+	PQclear(harness_exec_ok(c[0], "drop table if exists spread_t"));
+	PQclear(harness_exec_ok(c[0], "create table spread_t(v int)"));
+	PQclear(harness_exec_ok(c[0], "insert into spread_t values (1)"));
+	for (int i = 0; i < STALE_CLIENTS; i++) {
+		prepare(c[i], "get", "select v from spread_t where v::text = $1");
+		cr_assert_eq(exec_int(c[i], "get", "1"), 1);
+	}
+	prepare(c[1], "other", "select 2");
+	cr_assert_eq(int_of(PQexecPrepared(c[1], "other", 0, NULL, NULL, NULL, 0), "other"), 2);
+	PQclear(harness_exec_ok(super, "alter table spread_t alter column v type text"));
+
+	for (int i = 0; i < STALE_CLIENTS; i++) {
+		res = PQexecPrepared(c[i], "get", 1, params, NULL, NULL, 0);
+		cr_assert_str_eq(harness_sqlstate(res), "0A000", "client %d: %s", i,
+		                 PQresultErrorMessage(res));
+		PQclear(res);
+	}
+	for (int i = 0; i < STALE_CLIENTS; i++) {
+		res = PQexecPrepared(c[i], "get", 1, params, NULL, NULL, 0);
+		cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "client %d: %s", i,
+		             PQresultErrorMessage(res));
+		cr_assert_eq(PQftype(res, 0), 25, "client %d: text now", i);
+		PQclear(res);
+	}
+	for (int i = 0; i < STALE_CLIENTS; i++)
+		PQfinish(c[i]);
+	PQfinish(super);
 }
 
 Test(prepared, pipeline_of_binds_after_moving)

@@ -65,9 +65,9 @@ static void collect(PGconn *conn, struct pids *set, int want, int client, int ro
 /*
  * 8 clients on 4 workers, a pool of 2: every round all 8 send at once, so the
  * workers without a server keep asking for one.  Each client runs its own
- * prepared statement (another text per client, so the statement ids of the
- * four workers' registries name different statements): a server that comes
- * from another worker must not carry that worker's statements into this one.
+ * prepared statement (another text per client): a server that comes from
+ * another worker brings that worker's statements under their names, and each
+ * client must still run its own, never one prepared for another.
  */
 Test(workers, idle_servers_move_between_workers_with_no_new_backend)
 {
