@@ -5,11 +5,14 @@
 # runs; this counts the user-space instructions each pooler executes per
 # transaction, PgBouncer's and sluice's, in the same run.
 #
-#   bench/instructions.sh [--sluice PATH]...   (default: build/sluice)
+#   bench/instructions.sh [--clients 1] [--keep DIR] [--sluice PATH]...
 #
-# Each --sluice adds a binary to measure (e.g. two commits side by side).  Run
-# as root: Postgres (tests/harness/pg.sh, instance pg-instructions, stopped at
-# the end) and the poolers run as the harness's unprivileged user.
+# Each --sluice adds a binary to measure (default build/sluice; several: e.g.
+# two commits side by side).  --clients 1 measures one client (issue 19's
+# figure: `-c 1 -j 1`, `-t 500` and `-t 2500`) instead of 16.  --keep DIR
+# keeps each run's callgrind.out there, for callgrind_annotate.  Run as root:
+# Postgres (tests/harness/pg.sh, instance pg-instructions, stopped at the end)
+# and the poolers run as the harness's unprivileged user.
 #
 # Method: every pooler runs under `valgrind --tool=callgrind` twice, once
 # serving `pgbench -t 100` and once `-t 400` (16 clients, select-only, simple
@@ -18,6 +21,35 @@
 # startup, the 16 SCRAM logins and shutdown are the same in both and cancel
 # out.  Kernel time (system calls) is not counted: run.sh covers that.
 set -eu
+
+clients=16 low=100 high=400 keep=
+args=()
+while [ $# -gt 0 ]; do
+  case $1 in
+  --clients)
+    clients=$2
+    shift 2
+    ;;
+  --keep)
+    keep=$(realpath "$2")
+    shift 2
+    ;;
+  *)
+    args+=("$1")
+    shift
+    ;;
+  esac
+done
+case $clients in
+16) ;;
+# More transactions at one client, so the difference still spans 2,000.
+1) low=500 high=2500 ;;
+*)
+  echo "instructions.sh: --clients is 1 or 16" >&2
+  exit 2
+  ;;
+esac
+set -- "${args[@]+"${args[@]}"}"
 
 counter=valgrind name=instructions port_offset=1000
 # shellcheck source=bench/counts_setup.sh
@@ -44,10 +76,12 @@ measure() {
     kill -0 "$pid" 2>/dev/null || { cat "$work/pooler.log" >&2; exit 1; }
     sleep 0.1
   done
-  "$pgbin/pgbench" -n -S -M "$mode" -c 16 -j 2 -t "$txns" -h 127.0.0.1 -p "$port" -U bench \
-    bench >"$work/pgbench.log" 2>&1 || { cat "$work/pgbench.log" >&2; exit 1; }
+  "$pgbin/pgbench" -n -S -M "$mode" -c "$clients" -j "$((clients < 2 ? 1 : 2))" -t "$txns" \
+    -h 127.0.0.1 -p "$port" -U bench bench >"$work/pgbench.log" 2>&1 ||
+    { cat "$work/pgbench.log" >&2; exit 1; }
   pkill -TERM -P "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+  [ -z "$keep" ] || cp "$out" "$keep/$(basename "$bin")-$mode-$txns.out"
   awk '/^summary:/ {print $2}' "$out"
 }
 
@@ -55,9 +89,9 @@ printf '%-10s %-40s %14s %10s\n' mode pooler "instr/txn" "/pgbouncer"
 for mode in simple extended; do
   pgb=0
   for target in "$(command -v pgbouncer)" "${sluices[@]}"; do
-    low=$(measure "$target" 100 "$mode")
-    high=$(measure "$target" 400 "$mode")
-    per=$(((high - low) / (16 * 300)))
+    lo=$(measure "$target" "$low" "$mode")
+    hi=$(measure "$target" "$high" "$mode")
+    per=$(((hi - lo) / (clients * (high - low))))
     [ "$pgb" -gt 0 ] || pgb=$per
     printf '%-10s %-40s %14d %9.2fx\n' "$mode" "$target" "$per" \
       "$(awk -v a="$per" -v b="$pgb" 'BEGIN {print a / b}')"
