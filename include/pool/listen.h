@@ -19,10 +19,12 @@
 
 #include "base/list.h"
 #include "base/types.h"
+#include "proto/sqlscan.h"
 
 struct event;
 struct evbuffer;
 struct frame;
+struct msgview;
 
 #define LISTEN_NAME_MAX 64 /* NAMEDATALEN: a channel name is at most 63 bytes */
 
@@ -117,11 +119,13 @@ enum listen_result {
 };
 
 /*
- * A simple Query `text` (n bytes with its NUL) of a client between
- * transactions.  A lone LISTEN name, UNLISTEN name or UNLISTEN * is consumed
- * from the client's input (`total` bytes) and answered; anything else passes.
+ * A simple Query `text` (n bytes with its NUL; `verb` its first keyword) of a
+ * client between transactions.  A lone LISTEN name, UNLISTEN name or
+ * UNLISTEN * is consumed from the client's input (`total` bytes) and
+ * answered; anything else passes.
  */
-enum listen_result listen_client_query(struct client *c, const char *text, size_t n, size_t total);
+enum listen_result listen_client_query(struct client *c, const char *text, size_t n,
+                                       enum sql_verb verb, size_t total);
 /*
  * LISTEN / UNLISTEN that reach the client's server (a Parse, or a Query that
  * is not a lone LISTEN between transactions; docs/session-state.md).  A
@@ -129,10 +133,11 @@ enum listen_result listen_client_query(struct client *c, const char *text, size_
  * which goes to its server next: a LISTEN in it is rewritten to UNLISTEN,
  * which costs the server nothing and keeps Postgres' own checks and replies,
  * and the subscription is made on the listening connection at COMMIT.
+ * `v`: the relay's view of a Query or Parse, read again after a rewrite.
  * Returns the kind of request to track it as (requests.h).
  */
 #define LISTEN_WHOLE_MAX 4096
-uint8_t listen_client_message(struct client *c, struct frame *f);
+uint8_t listen_client_message(struct client *c, struct frame *f, struct msgview *v);
 /* Whether a client with c->listen must see the CommandComplete tags of its server. */
 bool listen_wants_tags(const struct client *c);
 /*

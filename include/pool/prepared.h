@@ -26,6 +26,7 @@
 #include "pool/stale_plans.h"
 
 struct frame;
+struct msgview;
 
 /* One distinct statement on a worker. */
 struct pstmt {
@@ -179,8 +180,12 @@ enum prep_result {
 	PREP_CLOSED, /* the client was failed */
 };
 
-/* A client message of type P, B, D, C or Q on a linked, tracking client. */
-enum prep_result prepared_client_message(struct client *c, const struct frame *f);
+/*
+ * A client message of type P, B, D, C or Q on a linked, tracking client; `v`:
+ * the relay's view of a Query or Parse (nothing for the others).
+ */
+enum prep_result prepared_client_message(struct client *c, const struct frame *f,
+                                         const struct msgview *v);
 /* Whether prepared_client_message reads an Execute now (a portal of an SQL PREPARE is bound). */
 bool prepared_reads_execute(const struct client *c);
 

@@ -41,6 +41,7 @@
 
 struct evbuffer;
 struct frame;
+struct msgview;
 struct pstmt;
 
 enum query_type {
@@ -183,8 +184,12 @@ uint64_t qstats_percentile(const uint32_t *hist, uint64_t count, double q);
 void qstats_figures_add(struct qstats_figures *dst, const struct qstats_figures *src);
 
 /* Hooks, on the client's worker; each is called only while query_stats is on. */
-/* relay.c: a Query, Parse or Bind at the front of `in`, about to be handled. */
-void qstats_client_message(struct client *c, struct evbuffer *in, const struct frame *f);
+/*
+ * relay.c: a Query, Parse or Bind at the front of `in`, about to be handled;
+ * `v`: the relay's view of a Query or Parse (nothing for a Bind).
+ */
+void qstats_client_message(struct client *c, struct evbuffer *in, const struct frame *f,
+                           const struct msgview *v);
 /* prepared.c: a Bind of a tracked statement (its fingerprint is kept in ps). */
 void qstats_bind(struct client *c, struct pstmt *ps);
 /* relay.c: a Query or Execute was queued to the server. */

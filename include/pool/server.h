@@ -23,6 +23,7 @@
 #include "base/log.h"
 #include "limit/breaker.h"
 #include "proto/params.h"
+#include "proto/sqlscan.h"
 #include "pool/prepared.h"
 #include "pool/qstats.h"
 #include "pool/requests.h"
@@ -185,9 +186,10 @@ bool server_capture_params(struct server *s);
 /*
  * A Query or Parse text (or the statement a Bind runs) that may change session
  * state: read it back at the end of the transaction, noting the custom
- * settings it names.  The relay calls it for every Query and Parse.
+ * settings it names.  `verb`: sqlscan_verb(text, n), which the caller has
+ * already read.  The relay calls it for every Query and Parse.
  */
-void server_inspect_sql(struct server *s, const char *text, size_t n);
+void server_inspect_sql(struct server *s, enum sql_verb verb, const char *text, size_t n);
 
 /* Apply the read-back rows to the server's and the linked client's lists. */
 void server_apply_captured(struct server *s);

@@ -20,6 +20,7 @@
 
 struct evbuffer;
 struct frame;
+struct msgview;
 
 /*
  * A client's captured text; allocated on first use, grown for longer
@@ -36,8 +37,12 @@ struct query_capture {
 	char text[];    /* not NUL-terminated */
 };
 
-/* relay.c: `f` is at the front of `in`, about to be forwarded; keeps Query/Parse text. */
-void slowlog_capture(struct client *c, struct evbuffer *in, const struct frame *f);
+/*
+ * relay.c: `f` is at the front of `in`, about to be forwarded; keeps Query/Parse
+ * text, from the relay's view `v` of it when that holds it whole.
+ */
+void slowlog_capture(struct client *c, struct evbuffer *in, const struct frame *f,
+                     const struct msgview *v);
 /* relay.c: c has nothing outstanding; its text buffer goes to the worker's spares. */
 void slowlog_release(struct client *c);
 /* latency.c: a request of c's took duration_us; logs it when over the threshold. */

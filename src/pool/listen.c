@@ -23,6 +23,7 @@
 #include "pool/worker.h"
 #include "proto/build.h"
 #include "proto/frame.h"
+#include "proto/msgview.h"
 #include "proto/sqlscan.h"
 #include "proto/sqlstate.h"
 
@@ -644,9 +645,9 @@ static enum listen_result listen_on(struct client *c, const char *name, size_t t
 	return wait_for(c, ch, true, 'I') ? LISTEN_WAIT : LISTEN_DONE;
 }
 
-enum listen_result listen_client_query(struct client *c, const char *text, size_t n, size_t total)
+enum listen_result listen_client_query(struct client *c, const char *text, size_t n,
+                                       enum sql_verb verb, size_t total)
 {
-	enum sql_verb verb = sqlscan_verb(text, n);
 	struct listen_op op;
 	size_t kw;
 
@@ -735,25 +736,22 @@ static void stmts_clear(struct list_node *list, struct client_listen *cl)
 		stmt_free(cl, list_entry(list->next, struct listen_stmt, node));
 }
 
-/* The whole message, contiguous, or NULL when it is longer than LISTEN_WHOLE_MAX. */
-static const char *whole_message(struct evbuffer *in, const struct frame *f)
+/*
+ * The whole message, contiguous, or NULL when it is longer than
+ * LISTEN_WHOLE_MAX: the relay's view made it contiguous when it was all here.
+ */
+static const char *whole_message(const struct msgview *v, const struct frame *f)
 {
-	size_t total = frame_total(f);
-	struct evbuffer_iovec v;
-
-	if (total > LISTEN_WHOLE_MAX || evbuffer_get_length(in) < total)
-		return NULL;
-	if (evbuffer_peek(in, (ev_ssize_t)total, NULL, &v, 1) >= 1 && v.iov_len >= total)
-		return v.iov_base;
-	return (const char *)evbuffer_pullup(in, (ev_ssize_t)total);
+	return v->whole && frame_total(f) <= LISTEN_WHOLE_MAX ? v->msg : NULL;
 }
 
 /*
  * Rewrites the message at the head of the client's input: "UN" goes in
  * front of each LISTEN keyword (at[i], offsets in the message), so the
- * server runs UNLISTEN, a no-op on a backend that never LISTENed.
+ * server runs UNLISTEN, a no-op on a backend that never LISTENed.  The
+ * relay's view of it points into the old bytes: it is read again.
  */
-static bool insert_un(struct client *c, struct frame *f, const size_t *at, int n)
+static bool insert_un(struct client *c, struct frame *f, struct msgview *v, const size_t *at, int n)
 {
 	struct evbuffer *in = c->conn.in, *b = evbuffer_new();
 	const char *msg = (const char *)evbuffer_pullup(in, (ev_ssize_t)frame_total(f));
@@ -775,6 +773,7 @@ static bool insert_un(struct client *c, struct frame *f, const size_t *at, int n
 	evbuffer_prepend_buffer(in, b);
 	evbuffer_free(b);
 	f->len = len;
+	msgview_read(v, in, f, RELAY_WHOLE_MAX);
 	return true;
 }
 
@@ -793,9 +792,9 @@ static bool may_follow(const struct client *c)
 }
 
 /* A Parse: remember what its statement is; a LISTEN is sent as UNLISTEN. */
-static uint8_t parse_message(struct client *c, struct frame *f)
+static uint8_t parse_message(struct client *c, struct frame *f, struct msgview *v)
 {
-	const char *msg = whole_message(c->conn.in, f), *name, *text;
+	const char *msg = whole_message(v, f), *name, *text;
 	size_t name_len, text_len, kw, at;
 	struct client_listen *cl = c->listen;
 	struct listen_op op;
@@ -819,8 +818,8 @@ static uint8_t parse_message(struct client *c, struct frame *f)
 	if (name_len + 1 >= f->len - 4)
 		return 'P'; /* malformed: the server says so */
 	text = name + name_len + 1;
-	/* The first word is read before the text's length: most Parses go no further. */
-	verb = sqlscan_verb(text, f->len - 4 - name_len - 1);
+	/* The first word (the view's) before the text's length: most Parses go no further. */
+	verb = v->verb;
 	if (verb != SQL_VERB_LISTEN && verb != SQL_VERB_UNLISTEN) {
 		if (cl != NULL && cl->nstmts > 0) {
 			char key[LISTEN_NAME_MAX];
@@ -839,7 +838,7 @@ static uint8_t parse_message(struct client *c, struct frame *f)
 	if (!stmt_set(cl, &cl->stmts, name, &op))
 		return 'P'; /* no room to follow it: it runs as sent, and pins */
 	at = FRAME_HEADER_LEN + name_len + 1 + kw;
-	if (op.verb == LISTEN_OP_LISTEN && !insert_un(c, f, &at, 1))
+	if (op.verb == LISTEN_OP_LISTEN && !insert_un(c, f, v, &at, 1))
 		stmt_set(cl, &cl->stmts, name, &(struct listen_op){.verb = LISTEN_OP_OTHER});
 	return 'P';
 }
@@ -877,9 +876,9 @@ static void query_statement(void *arg, const char *stmt, size_t len)
  * has a ';' before its end and the word "listen", is read further.  One
  * that prepared.c rewrites (SQL PREPARE, EXECUTE, ...) is left as it is.
  */
-static uint8_t query_message(struct client *c, struct frame *f)
+static uint8_t query_message(struct client *c, struct frame *f, struct msgview *v)
 {
-	const char *msg = whole_message(c->conn.in, f), *text, *semi;
+	const char *msg = whole_message(v, f), *text, *semi;
 	struct server *s = c->server;
 	struct query_ops q;
 	enum sql_verb verb;
@@ -890,7 +889,13 @@ static uint8_t query_message(struct client *c, struct frame *f)
 	text = msg + FRAME_HEADER_LEN;
 	/* Its NUL ends it; without one Postgres refuses the message anyway. */
 	n = f->len - 4 - (f->len > 4 && text[f->len - 5] == '\0');
-	verb = sqlscan_verb(text, n);
+	/*
+	 * The view read the keyword up to the NUL: a text that is the keyword
+	 * alone ("LISTEN") is one there and not here, where the NUL is left out.
+	 */
+	verb = v->verb;
+	if ((verb == SQL_VERB_LISTEN || verb == SQL_VERB_UNLISTEN) && n < v->n)
+		verb = sqlscan_verb(text, n);
 	if (verb != SQL_VERB_LISTEN && verb != SQL_VERB_UNLISTEN &&
 	    ((semi = memchr(text, ';', n)) == NULL ||
 	     sqlscan_skip_space(text, n, (size_t)(semi + 1 - text)) >= n ||
@@ -910,7 +915,7 @@ static uint8_t query_message(struct client *c, struct frame *f)
 		return 'Q';
 	for (int i = 0; i < q.nlisten; i++)
 		q.at[i] += FRAME_HEADER_LEN;
-	if (q.nlisten > 0 && !insert_un(c, f, q.at, q.nlisten)) {
+	if (q.nlisten > 0 && !insert_un(c, f, v, q.at, q.nlisten)) {
 		s->params_dirty = true;
 		return 'Q';
 	}
@@ -946,7 +951,7 @@ static bool read_names(struct client *c, const struct frame *f, size_t skip, cha
 	return true;
 }
 
-uint8_t listen_client_message(struct client *c, struct frame *f)
+uint8_t listen_client_message(struct client *c, struct frame *f, struct msgview *v)
 {
 	struct client_listen *cl = c->listen;
 	char a[LISTEN_NAME_MAX], b[LISTEN_NAME_MAX];
@@ -954,9 +959,9 @@ uint8_t listen_client_message(struct client *c, struct frame *f)
 
 	switch (f->type) {
 	case 'P':
-		return parse_message(c, f);
+		return parse_message(c, f, v);
 	case 'Q':
-		return query_message(c, f);
+		return query_message(c, f, v);
 	case 'B':
 		if (cl == NULL || cl->nstmts == 0 || !read_names(c, f, 0, a, b))
 			return 'B';

@@ -18,6 +18,7 @@
 #include "pool/qstats.h"
 #include "proto/build.h"
 #include "proto/frame.h"
+#include "proto/msgview.h"
 #include "proto/sqlscan.h"
 #include "proto/sqlstate.h"
 #include "pool/relay.h"
@@ -867,9 +868,12 @@ static struct pstmt *sql_meaning(const struct client *c, const char *name)
 static void inspect_statement(struct server *s, const struct pstmt *ps)
 {
 	for (; ps != NULL; ps = ps->dep)
-		if (ps->session_state)
-			server_inspect_sql(s, (const char *)ps->body,
-			                   strnlen((const char *)ps->body, ps->len));
+		if (ps->session_state) {
+			const char *text = (const char *)ps->body;
+			size_t n = strnlen(text, ps->len);
+
+			server_inspect_sql(s, sqlscan_verb(text, n), text, n);
+		}
 }
 
 /*
@@ -962,6 +966,25 @@ static enum prep_result unnamed_execute(struct client *c, struct server *s, cons
 	return PREP_DONE;
 }
 
+/* SQL that acts on prepared statements, or may (EXPLAIN EXECUTE, CREATE TABLE AS EXECUTE). */
+static bool acts_on_statements(enum sql_verb verb)
+{
+	return verb == SQL_VERB_PREPARE || verb == SQL_VERB_DEALLOCATE || may_execute(verb);
+}
+
+/*
+ * The first keyword of a Query's or Parse's text from the relay's view of
+ * the whole message, as far as SQL that acts on prepared statements goes: a
+ * keyword is looked for in the first VERB_PEEK bytes only, as peek_verb does
+ * for a message the view does not hold whole.
+ */
+static enum sql_verb view_verb(const struct msgview *v)
+{
+	if (v->n > VERB_PEEK && acts_on_statements(v->verb))
+		return sqlscan_verb(v->text, VERB_PEEK);
+	return v->verb;
+}
+
 /*
  * The first keyword of the text at byte `at` of a message, read in place when
  * the buffer has it contiguous, as far as SQL that acts on prepared statements
@@ -1000,7 +1023,7 @@ static int peek_verb(struct evbuffer *in, const struct frame *f, size_t at)
  * Parse, Bind and Describe are answered here.
  */
 static enum prep_result handle_unnamed_parse(struct client *c, struct server *s,
-                                             const struct frame *f)
+                                             const struct frame *f, const struct msgview *v)
 {
 	struct evbuffer *in = c->conn.in;
 	char sql[DEALLOCATE_PEEK + 1];
@@ -1011,7 +1034,9 @@ static enum prep_result handle_unnamed_parse(struct client *c, struct server *s,
 		action_unref(&c->w->prepared, c->stmts.unnamed);
 		c->stmts.unnamed = NULL;
 	}
-	if ((verb = peek_verb(in, f, FRAME_HEADER_LEN + 1)) < 0)
+	if (v->whole)
+		verb = (int)view_verb(v);
+	else if ((verb = peek_verb(in, f, FRAME_HEADER_LEN + 1)) < 0)
 		return PREP_WAIT;
 	if (verb == SQL_VERB_PREPARE || verb == SQL_VERB_DEALLOCATE)
 		return unnamed_action(c, s, f);
@@ -1062,13 +1087,14 @@ static enum prep_result stale_bind(struct client *c, struct server *s, const str
 	return PREP_DONE;
 }
 
-static enum prep_result handle_parse(struct client *c, struct server *s, const struct frame *f)
+static enum prep_result handle_parse(struct client *c, struct server *s, const struct frame *f,
+                                     const struct msgview *v)
 {
 	struct evbuffer *in = c->conn.in;
 	struct pstmt_registry *reg = &c->w->prepared;
 	uint8_t head[FRAME_HEADER_LEN + PREP_NAME_MAX + 1];
-	size_t got = peek(in, f, head, sizeof(head)), name_len, body_len, text_len, start, after;
-	const uint8_t *nul = memchr(head + FRAME_HEADER_LEN, 0, got - FRAME_HEADER_LEN);
+	size_t got, name_len, body_len, text_len, start, after;
+	const uint8_t *nul;
 	struct msg_reader r;
 	char name[PREP_NAME_MAX + 1], ref[PREP_NAME_MAX + 1];
 	uint8_t *body;
@@ -1076,6 +1102,11 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 	struct pstmt *ps;
 	struct sql_action *a;
 
+	/* The unnamed statement, which drivers parse for every query: the view shows it. */
+	if (v->text != NULL && v->text - v->msg == FRAME_HEADER_LEN + 1)
+		return handle_unnamed_parse(c, s, f, v);
+	got = peek(in, f, head, sizeof(head));
+	nul = memchr(head + FRAME_HEADER_LEN, 0, got - FRAME_HEADER_LEN);
 	if (nul == NULL) {
 		if (got == sizeof(head)) {
 			client_fail(c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED, "statement name too long");
@@ -1085,7 +1116,7 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 	}
 	name_len = (size_t)(nul - head) - FRAME_HEADER_LEN;
 	if (name_len == 0)
-		return handle_unnamed_parse(c, s, f);
+		return handle_unnamed_parse(c, s, f, v);
 	if (need_whole(c, f) == PREP_WAIT)
 		return PREP_WAIT;
 	conn_set_read_high(&c->conn, RELAY_READ_HIGH);
@@ -1453,25 +1484,31 @@ static enum prep_result handle_deallocate(struct client *c, struct server *s, co
 }
 
 /*
- * A Query: only its first keyword is read (in place when the buffer has it
- * contiguous); SQL PREPARE, EXECUTE and DEALLOCATE need the whole text, and
- * EXPLAIN and CREATE (which may EXECUTE) from a client that has names.
+ * A Query: only its first keyword is read (the relay's, or in place when the
+ * buffer has it contiguous); SQL PREPARE, EXECUTE and DEALLOCATE need the
+ * whole text, and EXPLAIN and CREATE (which may EXECUTE) from a client that
+ * has names.
  */
-static enum prep_result handle_query(struct client *c, struct server *s, const struct frame *f)
+static enum prep_result handle_query(struct client *c, struct server *s, const struct frame *f,
+                                     const struct msgview *v)
 {
 	struct evbuffer *in = c->conn.in;
 	char head[FRAME_HEADER_LEN + VERB_PEEK];
-	struct evbuffer_iovec v;
+	struct evbuffer_iovec chain;
 	const char *text = head + FRAME_HEADER_LEN;
 	size_t n = frame_total(f) < sizeof(head) ? frame_total(f) : sizeof(head);
 	enum prep_result r;
 	enum sql_verb verb;
 
-	if (evbuffer_peek(in, (ev_ssize_t)n, NULL, &v, 1) >= 1 && v.iov_len >= n)
-		text = (const char *)v.iov_base + FRAME_HEADER_LEN;
-	else if (evbuffer_copyout(in, head, n) < (ev_ssize_t)n)
-		return PREP_PASS;
-	verb = sqlscan_verb(text, n - FRAME_HEADER_LEN);
+	if (v->whole) {
+		verb = view_verb(v);
+	} else {
+		if (evbuffer_peek(in, (ev_ssize_t)n, NULL, &chain, 1) >= 1 && chain.iov_len >= n)
+			text = (const char *)chain.iov_base + FRAME_HEADER_LEN;
+		else if (evbuffer_copyout(in, head, n) < (ev_ssize_t)n)
+			return PREP_PASS;
+		verb = sqlscan_verb(text, n - FRAME_HEADER_LEN);
+	}
 	if (verb == SQL_VERB_EXPLAIN || verb == SQL_VERB_CREATE) {
 		if (c->stmts.count == 0)
 			return PREP_PASS;
@@ -1837,7 +1874,8 @@ static void catch_up(struct pstmt_registry *reg)
 		assume_all_stale(reg, reg->stale_seen);
 }
 
-enum prep_result prepared_client_message(struct client *c, const struct frame *f)
+enum prep_result prepared_client_message(struct client *c, const struct frame *f,
+                                         const struct msgview *v)
 {
 	struct server *s = c->server;
 
@@ -1852,14 +1890,14 @@ enum prep_result prepared_client_message(struct client *c, const struct frame *f
 		return PREP_PASS;
 	switch (f->type) {
 	case 'P':
-		return handle_parse(c, s, f);
+		return handle_parse(c, s, f, v);
 	case 'B':
 		return handle_bind(c, s, f);
 	case 'D':
 	case 'C':
 		return handle_describe_close(c, s, f);
 	case 'Q':
-		return handle_query(c, s, f);
+		return handle_query(c, s, f, v);
 	case 'E':
 		return handle_execute(c, s, f);
 	default:

@@ -22,6 +22,7 @@
 #include "pool/slowlog.h"
 #include "pool/worker.h"
 #include "proto/frame.h"
+#include "proto/msgview.h"
 
 static const char *const type_names[QUERY_TYPES] = {"select", "insert",  "update", "delete",
                                                     "ddl",    "utility", "other"};
@@ -522,10 +523,12 @@ static bool ref_valid(const struct qstats *qs, struct qstats_ref r)
 
 /*
  * The text of a Query or Parse: the slow log's copy when it made one of the
- * whole text, else the worker's scratch.  Sets *named for a named Parse.
+ * whole text, else the relay's view of the message when that holds it whole,
+ * else a copy in the worker's scratch.
  */
 static bool statement_text(struct client *c, struct qstats *qs, struct evbuffer *in,
-                           const struct frame *f, const char **text, size_t *len)
+                           const struct frame *f, const struct msgview *v, const char **text,
+                           size_t *len)
 {
 	const struct query_capture *qc = c->capture;
 	size_t n, skip = FRAME_HEADER_LEN;
@@ -537,6 +540,16 @@ static bool statement_text(struct client *c, struct qstats *qs, struct evbuffer 
 		return true;
 	}
 	n = frame_total(f) < QSTATS_SCAN_MAX ? frame_total(f) : QSTATS_SCAN_MAX;
+	if (v->whole && v->text != NULL) {
+		/* As far as the scratch copy of the first QSTATS_SCAN_MAX bytes would reach. */
+		skip = (size_t)(v->text - v->msg);
+		if (n < skip)
+			return false;
+		nul = memchr(v->text, '\0', n - skip);
+		*text = v->text;
+		*len = nul != NULL ? (size_t)(nul - v->text) : n - skip;
+		return true;
+	}
 	n = (size_t)evbuffer_copyout(in, qs->scratch, n);
 	if (n <= FRAME_HEADER_LEN)
 		return false;
@@ -571,7 +584,8 @@ static void bind_message(struct client *c, struct evbuffer *in, const struct fra
 		c->qs_next = c->qs_unnamed;
 }
 
-void qstats_client_message(struct client *c, struct evbuffer *in, const struct frame *f)
+void qstats_client_message(struct client *c, struct evbuffer *in, const struct frame *f,
+                           const struct msgview *v)
 {
 	struct qstats *qs;
 	const char *text;
@@ -587,11 +601,16 @@ void qstats_client_message(struct client *c, struct evbuffer *in, const struct f
 	    (qs = qstats_get(c->w)) == NULL)
 		return;
 	c->qs_next = (struct qstats_ref){0};
-	if (!statement_text(c, qs, in, f, &text, &len))
+	if (!statement_text(c, qs, in, f, v, &text, &len))
 		return;
 	c->qs_next = lookup(qs, scope_of(qs, c->pool), text, len);
-	unnamed = f->type == 'P' && evbuffer_copyout(in, head, sizeof(head)) == sizeof(head) &&
-	          head[FRAME_HEADER_LEN] == '\0';
+	if (f->type != 'P')
+		unnamed = false;
+	else if (v->have > FRAME_HEADER_LEN)
+		unnamed = v->msg[FRAME_HEADER_LEN] == '\0';
+	else
+		unnamed = evbuffer_copyout(in, head, sizeof(head)) == sizeof(head) &&
+		          head[FRAME_HEADER_LEN] == '\0';
 	if (unnamed)
 		c->qs_unnamed = c->qs_next;
 }

@@ -24,6 +24,7 @@
 #include "pool/requests.h"
 #include "proto/build.h"
 #include "proto/frame.h"
+#include "proto/msgview.h"
 #include "proto/sqlscan.h"
 #include "proto/sqlstate.h"
 #include "pool/server.h"
@@ -68,36 +69,21 @@ void relay_track_request(struct server *s, uint8_t type)
  * reads it back at the end of the transaction (server_capture_params), which
  * also tells whether the server is pinned now.  Only the first keyword and
  * the underscores are looked at (docs/session-state.md lists what is
- * noticed).  A text split over buffer chains is made contiguous when whole
- * and under 64 kB; a longer one still arriving is read as far as it is there.
+ * noticed).  The view made a text split over buffer chains contiguous when
+ * whole and under RELAY_WHOLE_MAX; a longer one still arriving is read as far
+ * as it is there.
  */
-static void inspect_sql(struct client *c, struct evbuffer *in, const struct frame *f)
+static void inspect_sql(struct client *c, const struct msgview *v)
 {
 	struct server *s = c->server;
-	size_t total = frame_total(f), n = f->len - 4;
-	struct evbuffer_iovec v;
-	const char *text, *nul;
 
-	if (pool_mode(c->pool) == POOL_SESSION || evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+	if (pool_mode(c->pool) == POOL_SESSION || v->msg == NULL)
 		return;
-	if (v.iov_len < total && total <= RELAY_WHOLE_MAX && evbuffer_get_length(in) >= total) {
-		v.iov_base = evbuffer_pullup(in, (ev_ssize_t)total);
-		v.iov_len = total;
-	} else if (v.iov_len < total) {
-		/* A long text still arriving: its start is read, and the state read back anyway. */
+	/* A long text still arriving: its start is read, and the state read back anyway. */
+	if (!v->whole)
 		s->params_dirty = true;
-		if (v.iov_len <= FRAME_HEADER_LEN)
-			return;
-		n = v.iov_len - FRAME_HEADER_LEN;
-	}
-	text = (const char *)v.iov_base + FRAME_HEADER_LEN;
-	if (f->type == 'P') {
-		if ((nul = memchr(text, '\0', n)) == NULL)
-			return;
-		n -= (size_t)(nul + 1 - text);
-		text = nul + 1;
-	}
-	server_inspect_sql(s, text, n);
+	if (v->text != NULL)
+		server_inspect_sql(s, v->verb, v->text, v->n);
 }
 
 /*
@@ -161,21 +147,19 @@ static bool drop_without_server(struct client *c, uint8_t type, size_t total)
  * letter is not one.  A client holding a server (pinned) is between
  * transactions only when the server is clean.
  */
-static enum listen_result listen_query(struct client *c, struct evbuffer *in, const struct frame *f)
+static enum listen_result listen_query(struct client *c, const struct msgview *v,
+                                       const struct frame *f)
 {
-	struct evbuffer_iovec v;
 	char first;
 
-	if (pool_mode(c->pool) == POOL_SESSION || evbuffer_peek(in, -1, NULL, &v, 1) < 1 ||
-	    v.iov_len < frame_total(f) || f->len < 5)
+	if (pool_mode(c->pool) == POOL_SESSION || !v->whole || f->len < 5)
 		return LISTEN_PASS;
-	first = (char)(((const char *)v.iov_base)[FRAME_HEADER_LEN] | 0x20);
+	first = (char)(v->text[0] | 0x20);
 	if (first >= 'a' && first <= 'z' && first != 'l' && first != 'u')
 		return LISTEN_PASS;
 	if (c->server != NULL && !server_is_clean(c->server))
 		return LISTEN_PASS;
-	return listen_client_query(c, (const char *)v.iov_base + FRAME_HEADER_LEN, f->len - 4,
-	                           frame_total(f));
+	return listen_client_query(c, v->text, v->n, v->verb, frame_total(f));
 }
 
 /* Messages that may name a prepared statement (Query: SQL DEALLOCATE; Execute: its portal). */
@@ -320,6 +304,7 @@ static void relay_client_input(struct client *c)
 	struct frame f;
 
 	while (c->state == CLIENT_IDLE || c->state == CLIENT_ACTIVE) {
+		struct msgview mv = {.msg = NULL};
 		enum frame_status st;
 		uint8_t kind;
 		size_t moved;
@@ -371,9 +356,18 @@ static void relay_client_input(struct client *c)
 		     (frame_total(&f) <= LISTEN_WHOLE_MAX && is_statement_message(f.type))) &&
 		    frame_total(&f) <= RELAY_WHOLE_MAX && evbuffer_get_length(in) < frame_total(&f))
 			break;
+		/*
+		 * A Query's or Parse's text is looked at once, here, for every reader
+		 * below: one peek and one keyword scan, not one per reader.  Nothing
+		 * until listen.c touches the input; it reads the view again if it
+		 * rewrites the message.
+		 */
+		if (f.type == 'Q' || f.type == 'P')
+			msgview_read(&mv, in, &f,
+			             pool_mode(c->pool) == POOL_SESSION ? 0 : RELAY_WHOLE_MAX);
 		if (f.type == 'Q' &&
 		    (c->state == CLIENT_IDLE || (c->server != NULL && c->server->pin != 0))) {
-			enum listen_result l = listen_query(c, in, &f);
+			enum listen_result l = listen_query(c, &mv, &f);
 
 			if (l == LISTEN_WAIT)
 				return;
@@ -395,17 +389,17 @@ static void relay_client_input(struct client *c)
 		}
 		if (c->timer_armed)
 			client_arm_timer(c, 0); /* no longer idle in a transaction */
-		slowlog_capture(c, in, &f);
+		slowlog_capture(c, in, &f, &mv);
 		if (c->w->cfg->query_stats && (f.type == 'Q' || f.type == 'P' || f.type == 'B'))
-			qstats_client_message(c, in, &f);
+			qstats_client_message(c, in, &f, &mv);
 		kind = f.type;
 		if (pool_mode(c->pool) != POOL_SESSION &&
 		    (f.type == 'Q' || f.type == 'P' || c->listen != NULL))
-			kind = listen_client_message(c, &f);
+			kind = listen_client_message(c, &f, &mv);
 		if (f.type == 'Q' || f.type == 'P')
-			inspect_sql(c, in, &f);
+			inspect_sql(c, &mv);
 		if (is_statement_message(f.type) && tracking) {
-			enum prep_result pr = prepared_client_message(c, &f);
+			enum prep_result pr = prepared_client_message(c, &f, &mv);
 
 			if (pr == PREP_WAIT || pr == PREP_CLOSED)
 				return;

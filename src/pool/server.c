@@ -1314,9 +1314,8 @@ static void watch_name(void *arg, const char *name)
 	param_set(&s->watch, name, "");
 }
 
-void server_inspect_sql(struct server *s, const char *text, size_t n)
+void server_inspect_sql(struct server *s, enum sql_verb verb, const char *text, size_t n)
 {
-	enum sql_verb verb = sqlscan_verb(text, n);
 	unsigned mentions = 0;
 
 	switch (verb) {

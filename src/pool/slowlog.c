@@ -17,6 +17,7 @@
 #include "proto/params.h"
 #include "pool/pool.h"
 #include "proto/frame.h"
+#include "proto/msgview.h"
 #include "pool/worker.h"
 
 /* Room before the text: the header, and a Parse's statement name up to this long. */
@@ -81,7 +82,29 @@ static size_t trim_utf8(const char *s, size_t len)
 	return len - (i - 1) < need ? i - 1 : len;
 }
 
-void slowlog_capture(struct client *c, struct evbuffer *in, const struct frame *f)
+/*
+ * The text of a message the relay viewed whole: copied straight from the
+ * view, as far as the copy of the message's first qc->cap bytes would reach.
+ */
+static void capture_view(struct query_capture *qc, const struct msgview *v, size_t want)
+{
+	size_t skip = (size_t)(v->text - v->msg), n = v->have < qc->cap ? v->have : qc->cap, len;
+	const char *nul;
+
+	if (n < skip)
+		return; /* a statement name longer than NAME_ROOM: no text */
+	nul = memchr(v->text, '\0', n - skip);
+	len = nul != NULL ? (size_t)(nul - v->text) : n - skip;
+	if (nul == NULL || len > want) {
+		len = trim_utf8(v->text, len < want ? len : want);
+		qc->truncated = true;
+	}
+	memcpy(qc->text, v->text, len);
+	qc->len = (uint32_t)len;
+}
+
+void slowlog_capture(struct client *c, struct evbuffer *in, const struct frame *f,
+                     const struct msgview *v)
 {
 	const struct config *cfg = c->w->cfg;
 	size_t want = (size_t)cfg->slow_query_max_length, n, skip = FRAME_HEADER_LEN, len;
@@ -93,11 +116,15 @@ void slowlog_capture(struct client *c, struct evbuffer *in, const struct frame *
 	qc = capture_buffer(c, want, frame_total(f));
 	if (qc == NULL)
 		return;
+	qc->len = 0;
+	qc->truncated = false;
+	if (v->whole && v->text != NULL) {
+		capture_view(qc, v, want);
+		return;
+	}
 	n = frame_total(f) < qc->cap ? frame_total(f) : qc->cap;
 	/* A large message may not be all here yet: take what is. */
 	n = (size_t)evbuffer_copyout(in, qc->text, n);
-	qc->len = 0;
-	qc->truncated = false;
 	if (n <= FRAME_HEADER_LEN)
 		return;
 	if (f->type == 'P') {
