@@ -109,7 +109,8 @@ struct server {
 	int64_t timed_out_after_us; /* query_timeout that cancelled the running request; 0 = none */
 	bool close_needed;          /* retire at the next release (reload, lifetime) */
 	int lend_to;                /* a worker owed it: handed there after this loop turn (pool.c,
-	                               pool_lend_deferred); -1 = none */
+	                               pool_lend_deferred), or, closed, its units go there
+	                               (pool_server_gone); -1 = none */
 	bool stmts_foreign;         /* came from another worker with statements this one could
 	                               not take over: DEALLOCATE ALL before its first client */
 	bool timer_pending;         /* timer armed (saves libevent calls per transaction) */

@@ -770,7 +770,20 @@ static struct pool *adopter(struct worker *w, const struct handoff *h)
 
 static void learn_defaults(struct pool *p, const struct param_list *params);
 
-/* On the asking worker: the server joins a pool here, or is closed when none can take it. */
+static bool open_server(struct pool *p);
+static void release(struct pool *p, struct server *s, bool arrived);
+
+/* Units with no server: only a pool that waits and may connect now uses them. */
+static bool connects_now(const struct pool *p)
+{
+	return !p->paused && !p->w->draining && worker_now_us(p->w) >= p->retry_after_us &&
+	       (!list_empty(&p->waiting) || !list_empty(&p->login_waiting));
+}
+
+/*
+ * On the asking worker: the server, or the units of one closed for this
+ * worker, join a pool here; the units come free when no pool can use them.
+ */
 static void take_over_fn(void *owner, void *arg)
 {
 	struct worker *w = owner;
@@ -780,12 +793,13 @@ static void take_over_fn(void *owner, void *arg)
 	struct quota *mine[4];
 
 	atomic_fetch_sub(&w->shared->servers_in_transit, 1);
-	if (p == NULL) {
-		/* Its asker is gone (an unused "*" pool freed): nobody here logs in like it. */
-		log_debug(w->log,
-		          "w%d %s/%s: a server handed over found no pool to take it: closed", w->id,
-		          h->dbname, h->user);
-		server_discard(s, w);
+	if (p == NULL || (s == NULL && !connects_now(p))) {
+		/* Its asker is gone (an unused "*" pool freed), or served meanwhile. */
+		log_debug(w->log, "w%d %s/%s: a %s handed over found no pool to take it: %s", w->id,
+		          h->dbname, h->user, s != NULL ? "server" : "unit",
+		          s != NULL ? "closed" : "freed");
+		if (s != NULL)
+			server_discard(s, w);
 		give_units(h);
 		handoff_free(w->shared, h);
 		pool_kick_all(w);
@@ -803,16 +817,20 @@ static void take_over_fn(void *owner, void *arg)
 		atomic_fetch_sub(&h->share->used, 1);
 		atomic_fetch_add(&p->share->used, 1);
 	}
-	p->nservers++;
 	p->shed_asked = false;
-	track_use(p);
+	if (s != NULL) {
+		p->nservers++;
+		track_use(p);
+	}
 	if (!p->have_defaults && h->have_defaults)
 		learn_defaults(p, &h->defaults);
-	if (server_attach(s, p) < 0)
+	handoff_free(w->shared, h);
+	if (s == NULL)
+		open_server(p); /* as pool_maintain after take_quotas: a failed start frees them */
+	else if (server_attach(s, p) < 0)
 		server_close(s, "out of memory taking over a server from another worker");
 	else
-		pool_release(p, s);
-	handoff_free(w->shared, h);
+		release(p, s, true);
 }
 
 static void ask_next(struct worker *w, struct lend_request *req);
@@ -834,26 +852,24 @@ static void pass_debts(struct pool *p)
 }
 
 /*
- * Hands the idle server `s` to worker `to`.  False when it cannot move or
- * out of memory: the caller closes it instead.
+ * A handoff of `p`'s units (a reference on each quota and on the share) for
+ * another worker, with no server yet; NULL when workers stop or out of memory.
  */
-static bool lend(struct server *s, int to)
+static struct handoff *handoff_new(struct pool *p)
 {
-	struct pool *p = s->pool;
 	struct worker_shared *sh = p->w->shared;
 	struct handoff *h;
 
-	if (sh->workers_stopped || !server_can_move(s) || (h = calloc(1, sizeof(*h))) == NULL)
-		return false;
+	if (sh->workers_stopped || (h = calloc(1, sizeof(*h))) == NULL)
+		return NULL;
 	param_list_init(&h->defaults);
 	h->dbname = strdup(p->dbname);
 	h->user = strdup(p->user);
 	h->tenant = strdup(p->tenant);
 	if (h->dbname == NULL || h->user == NULL || h->tenant == NULL) {
 		handoff_free(sh, h);
-		return false;
+		return NULL;
 	}
-	h->s = s;
 	h->statement_timeout_us = p->statement_timeout_us;
 	pool_quotas(p, h->quotas);
 	for (int i = 0; i < 4; i++)
@@ -864,29 +880,75 @@ static bool lend(struct server *s, int to)
 		param_list_copy(&h->defaults, &p->defaults);
 		h->have_defaults = true;
 	}
+	return h;
+}
+
+/* Posts `h` to worker `to`; false (h freed, its units not) when its inbox refuses. */
+static bool post_handoff(struct worker_shared *sh, struct handoff *h, int to)
+{
+	atomic_fetch_add(&sh->servers_in_transit, 1);
+	atomic_fetch_add(&sh->lends, 1);
+	if (inbox_post(&sh->workers[to]->inbox, take_over_fn, h) == 0)
+		return true;
+	atomic_fetch_sub(&sh->servers_in_transit, 1);
+	handoff_free(sh, h);
+	return false;
+}
+
+/*
+ * Hands the idle server `s` to worker `to`.  False when it cannot move or
+ * out of memory: the caller closes it instead.
+ */
+static bool lend(struct server *s, int to)
+{
+	struct pool *p = s->pool;
+	struct worker *w = p->w;
+	struct handoff *h;
+
+	if (!server_can_move(s) || (h = handoff_new(p)) == NULL)
+		return false;
+	h->s = s;
 	server_detach(s);
 	p->nservers--;
 	track_use(p);
-	atomic_fetch_add(&sh->servers_in_transit, 1);
-	atomic_fetch_add(&sh->lends, 1);
-	if (inbox_post(&sh->workers[to]->inbox, take_over_fn, h) < 0) {
-		atomic_fetch_sub(&sh->servers_in_transit, 1);
-		server_discard(s, p->w);
-		give_units(h);
-		handoff_free(sh, h);
-		pool_kick_all(p->w);
-		pool_kick_others(p->w);
+	if (!post_handoff(w->shared, h, to)) {
+		server_discard(s, w);
+		give_quotas(p, true);
+		pool_kick_all(w);
+		pool_kick_others(w);
 	}
 	if (p->nservers == 0)
 		pass_debts(p);
 	return true;
 }
 
-/* Hands `s` to worker `to`, or closes it so the unit comes free there. */
+/*
+ * `s`, closing, held its units for worker `to`: they go there, and that
+ * worker connects with them.  Freed here, they would be taken again at once
+ * by this worker's own waiters (server_close runs pool_maintain before the
+ * asker even reads its inbox): with TLS servers, which never move, two busy
+ * workers could close and reopen servers for one another while the asker
+ * starved.  False when they could not be sent: the caller frees them.
+ */
+static bool pass_units(struct pool *p, int to)
+{
+	struct handoff *h = handoff_new(p);
+
+	return h != NULL && post_handoff(p->w->shared, h, to);
+}
+
+/* Closes `s` for worker `to`: its units go there (pool_server_gone, pass_units). */
+static void close_for(struct server *s, int to)
+{
+	s->lend_to = to;
+	server_close(s, "another worker's clients need the connection");
+}
+
+/* Hands `s` to worker `to`, or closes it so that worker connects with its units. */
 static void lend_or_close(struct server *s, int to)
 {
 	if (!lend(s, to))
-		server_close(s, "another worker's clients need the connection");
+		close_for(s, to);
 }
 
 /*
@@ -961,7 +1023,7 @@ static bool repay(struct pool *p, struct server *s)
 
 	if (s->tls == SERVER_TLS_ON) {
 		ring_pop(&p->owed, &to);
-		server_close(s, "another worker's clients need the connection");
+		close_for(s, to);
 		return true;
 	}
 	if (s->lend_to >= 0 || ring_push(&w->lends, &s) < 0)
@@ -982,7 +1044,7 @@ void pool_lend_deferred(struct worker *w)
 
 		s->lend_to = -1;
 		if (s->state == SERVER_CLOSING)
-			continue; /* its unit came free: the owed worker is kicked */
+			continue; /* its units went to the owed worker (pool_server_gone) */
 		/* A client here took it meanwhile, or something arrived on it: next time. */
 		if (!server_can_move(s)) {
 			owe(p, to);
@@ -1038,7 +1100,7 @@ static void ask_fn(void *owner, void *arg)
 	if (s != NULL)
 		lend_or_close(s, req->from);
 	else if (req->second_round && g != NULL && (s = idle_of_group(g, req, false)) != NULL)
-		server_close(s, "another worker's clients need the connection");
+		close_for(s, req->from);
 	if (s != NULL) {
 		lend_request_free(req);
 		return;
@@ -1347,9 +1409,17 @@ static bool server_must_retire(const struct pool *p, const struct server *s)
 	return lifetime > 0 && worker_now_us(p->w) - s->connect_us > lifetime;
 }
 
-void pool_release(struct pool *p, struct server *s)
+/*
+ * `arrived`: `s` just logged in or was handed over from another worker.  It
+ * serves this worker's first waiter before any debt is repaid: repaid at once
+ * it would leave unused, and two workers owing each other a server would pass
+ * one back and forth (for TLS, closing and reconnecting it) while both their
+ * queues waited.  Every arrival serves a transaction: the queues move.
+ */
+static void release(struct pool *p, struct server *s, bool arrived)
 {
 	struct list_node *first;
+	bool serve_here_first = arrived && !p->paused && !list_empty(&p->waiting);
 
 	if (p->pause_closes || server_must_retire(p, s)) {
 		const char *why = p->pause_closes   ? "pool paused"
@@ -1361,7 +1431,7 @@ void pool_release(struct pool *p, struct server *s)
 		return;
 	}
 	/* A worker with no server at all comes before this one's waiters, which have servers. */
-	if (ring_count(&p->owed) > 0 && repay(p, s))
+	if (ring_count(&p->owed) > 0 && !serve_here_first && repay(p, s))
 		return;
 	if (p->group->count > 1 || share_contended(p->share)) {
 		struct pool *turn = next_turn(p);
@@ -1393,6 +1463,11 @@ void pool_release(struct pool *p, struct server *s)
 		return;
 	}
 	server_set_state(s, SERVER_IDLE);
+}
+
+void pool_release(struct pool *p, struct server *s)
+{
+	release(p, s, false);
 }
 
 /* The first login of a group: welcome the members' clients waiting for it. */
@@ -1441,7 +1516,7 @@ void pool_server_ready(struct pool *p, struct server *s)
 	p->retry_after_us = 0;
 	p->db_missing = false;
 	learn_defaults(p, &s->params);
-	pool_release(p, s);
+	release(p, s, true);
 }
 
 void pool_connect_failed(struct pool *p, const char *sqlstate, const char *msg, bool host_down)
@@ -1497,7 +1572,9 @@ struct server *pool_open_listener(struct pool *p, struct listener *l)
 void pool_server_gone(struct pool *p, struct server *s)
 {
 	p->nservers--;
-	give_quotas(p, s->listener == NULL);
+	/* Closed for a worker owed a server: its units go there, not back to the shared caps. */
+	if (s->listener != NULL || s->lend_to < 0 || !pass_units(p, s->lend_to))
+		give_quotas(p, s->listener == NULL);
 	track_use(p);
 	/* The unit came free: the workers owed one are kicked, and connect with it. */
 	if (p->nservers == 0)

@@ -200,3 +200,66 @@ Test(workers, a_reset_session_server_moves_to_the_next_client)
 	PQclear(res);
 	PQfinish(b);
 }
+
+/* The one-value result of a query sent with PQsendQuery. */
+static long long result_int(PGconn *conn, const char *who)
+{
+	PGresult *res = PQgetResult(conn);
+	long long v;
+
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s: %s", who,
+	             PQresultErrorMessage(res));
+	v = atoll(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	while ((res = PQgetResult(conn)) != NULL)
+		PQclear(res);
+	return v;
+}
+
+/*
+ * TLS servers never move: a worker owed a server closes one for the asker
+ * and its units go there.  Two workers, one pool unit; a and c share a worker
+ * (clients go round-robin), b is on the other.  a holds the server in a
+ * transaction, b asks for it (a's worker owes b's one) and c queues behind a.
+ * When a commits, the debt comes first: the closed server's unit went back
+ * to the shared caps, and a's worker reopened it at once for c, so b waited
+ * while the two workers traded the unit (under load, past query_wait_timeout).
+ * Now b's worker connects with that unit: b is served before c.
+ */
+Test(workers, a_tls_server_closed_for_another_worker_serves_that_worker_first)
+{
+	struct harness_sluice *h = harness_start_sluice_users("workers = 2\ndefault_pool_size = 1\n"
+	                                                      "server_tls_sslmode = require\n"
+	                                                      "admin_users = admin\n"
+	                                                      "query_wait_timeout = 120s\n",
+	                                                      "\"admin\" \"admin-secret\"\n");
+	PGconn *admin = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *b = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	long long b_turn, c_turn;
+
+	PQclear(harness_exec_ok(a, "drop sequence if exists workers_turns"));
+	PQclear(harness_exec_ok(a, "create sequence workers_turns"));
+	cr_assert_eq(harness_query_int(a, "select ssl::int from pg_stat_ssl "
+	                                  "where pid = pg_backend_pid()"),
+	             1, "the server connection is not TLS");
+	PQclear(harness_exec_ok(a, "begin"));
+	cr_assert(PQsendQuery(b, "select nextval('workers_turns')"), "%s", PQerrorMessage(b));
+	cr_assert(harness_wait_for(harness_log_contains(h, "owes worker"), WAIT_S),
+	          "a's worker never owed b's a server");
+	cr_assert(PQsendQuery(c, "select nextval('workers_turns')"), "%s", PQerrorMessage(c));
+	cr_assert(harness_wait_for(waiting_clients(admin) == 2, WAIT_S),
+	          "b and c never both queued");
+	PQclear(harness_exec_ok(a, "commit"));
+	b_turn = result_int(b, "b");
+	c_turn = result_int(c, "c");
+	cr_assert_lt(b_turn, c_turn, "c (a's worker) was served before b, owed the server");
+	cr_assert(harness_log_contains(h, "another worker's clients need the connection"),
+	          "the TLS server was not closed for b's worker");
+	PQclear(harness_exec_ok(a, "drop sequence workers_turns"));
+	PQfinish(a);
+	PQfinish(b);
+	PQfinish(c);
+	PQfinish(admin);
+}
