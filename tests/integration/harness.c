@@ -30,7 +30,7 @@
 #include <criterion/criterion.h>
 #include <criterion/hooks.h>
 
-#define MAX_SLUICES      8
+#define MAX_SLUICES 8
 /*
  * Start and connect bounds only stop a hung test: a passing one never waits them out; a
  * loaded two-core machine has taken 9 s for one Postgres login through sluice.

@@ -238,7 +238,8 @@ Test(pgbcompat, production_ini_checks_warns_and_serves)
 	write_production_ini(h);
 	cr_assert_eq(check(h->ini_path, &out), 0, "--check failed:\n%s", out);
 	cr_assert_not_null(strstr(out, "warning: "), "%s", out);
-	cr_assert_null(strstr(out, "'tcp_keepalive'"), "tcp_keepalive is honoured, no warning:\n%s", out);
+	cr_assert_null(strstr(out, "'tcp_keepalive'"), "tcp_keepalive is honoured, no warning:\n%s",
+	               out);
 	cr_assert_not_null(strstr(out, "'connect_query' is a PgBouncer setting"), "%s", out);
 	cr_assert_not_null(strstr(out, "[peers]"), "%s", out);
 	cr_assert_null(strstr(out, "server_round_robin"), "0 needs no warning:\n%s", out);
