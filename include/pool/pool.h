@@ -40,6 +40,7 @@ struct pool_settings {
 	int weight;                         /* the tenant's share when several wait (>= 1) */
 	const struct tenant_limits *limits; /* the tenant's, in w->cfg; NULL = none */
 	bool rate_limited;                  /* a query or transaction rate is set */
+	int pool_mode;                      /* POOL_*: resolved here, the relay asks per message */
 };
 
 /*
@@ -143,7 +144,11 @@ static inline const char *pool_tenant(const struct pool *p)
 	return p->tenant;
 }
 
-int pool_mode(const struct pool *p);
+/* POOL_SESSION, POOL_TRANSACTION or POOL_STATEMENT (resolved with the other settings). */
+static inline int pool_mode(const struct pool *p)
+{
+	return p->set.pool_mode;
+}
 int pool_size(const struct pool *p);
 
 /* Link an idle server to the client, or queue the client (and maybe connect). */

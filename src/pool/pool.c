@@ -89,6 +89,7 @@ static void resolve_settings(struct pool *p)
 	if (p->share != NULL)
 		share_configure(p->share, set->min_server_conn, set->weight);
 	set->limits = l;
+	set->pool_mode = config_pool_mode(cfg, db, u);
 	set->rate_limited =
 	    l != NULL && (l->rate[LIMIT_QUERY].count > 0 || l->rate[LIMIT_TRANSACTION].count > 0);
 }
@@ -366,11 +367,6 @@ void pool_reap(struct worker *w)
 		LOG_AT(w->log, LOG_DEBUG, &ctx, "pool freed: %s", why);
 		pool_free(p);
 	}
-}
-
-int pool_mode(const struct pool *p)
-{
-	return config_pool_mode(p->w->cfg, p->db, p->udef);
 }
 
 int pool_size(const struct pool *p)
