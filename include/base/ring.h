@@ -31,6 +31,29 @@ int ring_push(struct ring *r, const void *elem);
 /* Copies the oldest element to `elem` (unless NULL) and removes it; false when empty. */
 bool ring_pop(struct ring *r, void *elem);
 
+/* Doubles the storage of a full ring.  Returns 0, or -1 when out of memory (unchanged). */
+int ring_grow(struct ring *r);
+
+/*
+ * Room for a new newest element, counted in: the caller writes the element
+ * there.  NULL when out of memory (unchanged).  Inline, with ring_drop_head,
+ * for the rings of one element per request on the relay's path, where
+ * ring_push's memcpy of r->size bytes cost more than the element.
+ */
+static inline void *ring_push_slot(struct ring *r)
+{
+	if (r->count == r->cap && ring_grow(r) < 0)
+		return NULL;
+	return r->slots + (size_t)((r->head + r->count++) & (r->cap - 1)) * r->size;
+}
+
+/* Removes the oldest element; the ring must not be empty. */
+static inline void ring_drop_head(struct ring *r)
+{
+	r->head = (r->head + 1) & (r->cap - 1);
+	r->count--;
+}
+
 /*
  * The i-th oldest element in place (0 is the oldest), or NULL when i >= count.
  * Inline, with ring_peek and ring_count: the relay looks at the head of a

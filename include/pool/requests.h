@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "base/ring.h"
 
@@ -66,14 +67,37 @@ struct requests {
 void requests_init(struct requests *q);
 void requests_fini(struct requests *q);
 
-/* Queues a request sluice sends itself (Sync, ROLLBACK, a faked reply), whatever comes before. */
-void requests_push(struct requests *q, uint8_t kind);
+/*
+ * Queues a request sluice sends itself (Sync, ROLLBACK, a faked reply),
+ * whatever comes before.  Inline, as requests_track and requests_pop: the
+ * relay queues and retires every request the client sends.
+ */
+static inline void requests_push(struct requests *q, uint8_t kind)
+{
+	uint8_t *k = ring_push_slot(&q->kinds);
+
+	/* Out of memory: the pipeline is unbounded by design, so fail loudly. */
+	if (k == NULL)
+		abort();
+	*k = kind;
+}
+
 /*
  * Queues a request the server will process: a Sync always (it ends
  * skipping), anything else only when the server is not skipping to a Sync.
  * Returns true when it was queued on an empty queue: a new request began.
  */
-bool requests_track(struct requests *q, uint8_t kind);
+static inline bool requests_track(struct requests *q, uint8_t kind)
+{
+	bool first = ring_count(&q->kinds) == 0;
+
+	if (kind == 'S')
+		q->skip_to_sync = false;
+	else if (q->skip_to_sync)
+		return false;
+	requests_push(q, kind);
+	return first;
+}
 
 /* The oldest entry, or 0 when none (inline: the relay asks several times per message). */
 static inline uint8_t requests_head(const struct requests *q)
@@ -91,7 +115,17 @@ static inline uint32_t requests_count(const struct requests *q)
 	return ring_count(&q->kinds);
 }
 /* Removes and returns the oldest entry, or 0 when none. */
-uint8_t requests_pop(struct requests *q);
+static inline uint8_t requests_pop(struct requests *q)
+{
+	const uint8_t *k = ring_peek(&q->kinds);
+	uint8_t kind;
+
+	if (k == NULL)
+		return 0;
+	kind = *k;
+	ring_drop_head(&q->kinds);
+	return kind;
+}
 
 /*
  * After an ErrorResponse: removes and returns the oldest entry if it is one

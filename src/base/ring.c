@@ -27,7 +27,7 @@ static uint8_t *slot(const struct ring *r, uint32_t i)
 }
 
 /* Doubles the storage, moving the elements oldest first to slot 0. */
-static int grow(struct ring *r)
+int ring_grow(struct ring *r)
 {
 	uint32_t cap = r->cap ? r->cap * 2 : RING_FIRST_CAP;
 	uint32_t first = r->cap - r->head; /* elements from head to the end of the array */
@@ -53,7 +53,7 @@ static int grow(struct ring *r)
 
 int ring_push(struct ring *r, const void *elem)
 {
-	if (r->count == r->cap && grow(r) < 0)
+	if (r->count == r->cap && ring_grow(r) < 0)
 		return -1;
 	memcpy(slot(r, r->count), elem, r->size);
 	r->count++;

@@ -638,6 +638,7 @@ void qstats_sent(struct server *s, struct client *c, uint8_t type)
 {
 	struct qstats *qs = c->w->qstats;
 	struct qstats_pending p = {.ref = c->qs_next, .start_us = worker_now_us(s->w)};
+	struct qstats_pending *slot;
 
 	/* A server skipping to Sync after an error never runs it (requests_track). */
 	if (qs == NULL || s->requests.skip_to_sync)
@@ -654,7 +655,9 @@ void qstats_sent(struct server *s, struct client *c, uint8_t type)
 		p.scope = scope_of(qs, s->pool);
 		p.type = QUERY_OTHER;
 	}
-	ring_push(&s->qs.pending, &p);
+	slot = ring_push_slot(&s->qs.pending);
+	if (slot != NULL) /* out of memory: this statement goes uncounted */
+		*slot = p;
 }
 
 void qstats_error(struct server *s)
@@ -697,12 +700,15 @@ static void add_call(struct qstats_figures *fig, const struct qstats_pending *p,
 void qstats_done(struct server *s, bool failed)
 {
 	struct qstats *qs = s->w->qstats;
+	const struct qstats_pending *head = ring_peek(&s->qs.pending);
 	struct qstats_pending p;
 	struct qstats_type *t;
 	int64_t now, from, took;
 
-	if (!ring_pop(&s->qs.pending, &p))
+	if (head == NULL)
 		return;
+	p = *head;
+	ring_drop_head(&s->qs.pending);
 	/* Skipped after an earlier statement's error: it never ran. */
 	if (failed && !p.failed)
 		return;

@@ -5,7 +5,6 @@
  */
 #include "pool/requests.h"
 
-#include <stdlib.h>
 
 void requests_init(struct requests *q)
 {
@@ -19,38 +18,11 @@ void requests_fini(struct requests *q)
 	q->skip_to_sync = false;
 }
 
-void requests_push(struct requests *q, uint8_t kind)
-{
-	/* Out of memory: the pipeline is unbounded by design, so fail loudly. */
-	if (ring_push(&q->kinds, &kind) < 0)
-		abort();
-}
-
-bool requests_track(struct requests *q, uint8_t kind)
-{
-	bool first = ring_count(&q->kinds) == 0;
-
-	if (kind == 'S')
-		q->skip_to_sync = false;
-	else if (q->skip_to_sync)
-		return false;
-	requests_push(q, kind);
-	return first;
-}
-
 uint8_t requests_last(const struct requests *q)
 {
 	const uint8_t *k = ring_last(&q->kinds);
 
 	return k != NULL ? *k : 0;
-}
-
-uint8_t requests_pop(struct requests *q)
-{
-	uint8_t kind = 0;
-
-	ring_pop(&q->kinds, &kind);
-	return kind;
 }
 
 uint8_t requests_pop_skipped(struct requests *q)
