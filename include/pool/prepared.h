@@ -186,6 +186,13 @@ enum prep_result {
  */
 enum prep_result prepared_client_message(struct client *c, const struct frame *f,
                                          const struct msgview *v);
+/*
+ * Whether prepared_client_message would pass `f` (a P, B, D, C or Q whose
+ * whole view `v` the relay has) as it is, having looked at nothing but the
+ * view and changed nothing: the relay may then leave the message in place
+ * behind messages not moved yet.  Conservative: false when unsure.
+ */
+bool prepared_passes(const struct client *c, const struct frame *f, const struct msgview *v);
 /* Whether prepared_client_message reads an Execute now (a portal of an SQL PREPARE is bound). */
 bool prepared_reads_execute(const struct client *c);
 

@@ -185,8 +185,8 @@ void qstats_figures_add(struct qstats_figures *dst, const struct qstats_figures 
 
 /* Hooks, on the client's worker; each is called only while query_stats is on. */
 /*
- * relay.c: a Query, Parse or Bind at the front of `in`, about to be handled;
- * `v`: the relay's view of a Query or Parse (nothing for a Bind).
+ * relay.c: a Query, Parse or Bind about to be handled, at the front of `in`
+ * unless `v`, the relay's view of it, holds it whole.
  */
 void qstats_client_message(struct client *c, struct evbuffer *in, const struct frame *f,
                            const struct msgview *v);

@@ -34,5 +34,7 @@ struct msgview {
  * first chain.  The text and keyword are read for a Query or Parse only.
  */
 void msgview_read(struct msgview *v, struct evbuffer *in, const struct frame *f, size_t pull_max);
+/* The same, for a message the caller knows lies whole and contiguous at `msg`. */
+void msgview_at(struct msgview *v, const struct frame *f, const void *msg);
 
 #endif

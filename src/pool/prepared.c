@@ -33,6 +33,8 @@
 #define SQL_TEXT_MAX      (1024 * 1024)           /* longest SQL PREPARE / EXECUTE tracked */
 #define QUOTED_NAME_MAX   (2 * PREP_NAME_MAX + 3) /* a client name quoted, with its NUL */
 #define DUPLICATE_SQL_MAX (PREP_NAME_MAX + 256)   /* the DO block that raises 42P05 */
+/* A Bind's bytes read for its portal and statement names. */
+#define BIND_PEEK (FRAME_HEADER_LEN + 2 * (PREP_NAME_MAX + 1))
 /* The statement and portal that carry the SQL sluice sends in extended messages. */
 #define SQL_CARRIER "sluice_sql"
 /* A statement no server has: binding it fails, and that failure is what a stale client sees. */
@@ -1177,7 +1179,7 @@ static enum prep_result handle_bind(struct client *c, struct server *s, const st
 {
 	struct evbuffer *in = c->conn.in;
 	struct evbuffer *out = conn_out(&s->conn);
-	uint8_t head[FRAME_HEADER_LEN + 2 * (PREP_NAME_MAX + 1)];
+	uint8_t head[BIND_PEEK];
 	size_t got = peek(in, f, head, sizeof(head)), portal_len, stmt_len, prefix, rest, moved;
 	const uint8_t *p = head + FRAME_HEADER_LEN, *end = head + got;
 	const uint8_t *portal_end = memchr(p, 0, (size_t)(end - p)), *stmt_end;
@@ -1874,6 +1876,49 @@ static void catch_up(struct pstmt_registry *reg)
 		assume_all_stale(reg, reg->stale_seen);
 }
 
+/*
+ * What the handlers below do for a client with no statement names and
+ * nothing sluice answers for it (no SQL PREPARE or DEALLOCATE of a Parse, no
+ * portal bound to one), told from the message alone: an unnamed Parse is
+ * read further only for PREPARE and DEALLOCATE (handle_unnamed_parse), a
+ * Bind's statement name finds nothing (handle_bind), a Describe or Close
+ * only of a named statement is answered (handle_describe_close), a Query
+ * only of SQL PREPARE, EXECUTE and DEALLOCATE (handle_query).
+ */
+bool prepared_passes(const struct client *c, const struct frame *f, const struct msgview *v)
+{
+	const struct stmt_map *m = &c->stmts;
+	const char *msg = v->msg, *portal_end;
+	size_t total = frame_total(f), got = total < BIND_PEEK ? total : BIND_PEEK;
+	enum sql_verb verb;
+
+	if (c->server->requests.skip_to_sync)
+		return true;
+	if (!v->whole || m->count > 0 || m->unnamed != NULL || m->portal != NULL)
+		return false;
+	switch (f->type) {
+	case 'P':
+		verb = view_verb(v);
+		return v->text != NULL && v->text - msg == FRAME_HEADER_LEN + 1 &&
+		       verb != SQL_VERB_PREPARE && verb != SQL_VERB_DEALLOCATE;
+	case 'B':
+		/* Both names within what handle_bind reads, or it refuses the Bind. */
+		portal_end = memchr(msg + FRAME_HEADER_LEN, '\0', got - FRAME_HEADER_LEN);
+		return portal_end != NULL &&
+		       memchr(portal_end + 1, '\0', (size_t)(msg + got - portal_end - 1)) != NULL;
+	case 'D':
+	case 'C':
+		return f->len < 6 || msg[FRAME_HEADER_LEN] != 'S' ||
+		       msg[FRAME_HEADER_LEN + 1] == '\0' || msg[total - 1] != '\0';
+	case 'Q':
+		verb = view_verb(v);
+		return verb != SQL_VERB_PREPARE && verb != SQL_VERB_EXECUTE &&
+		       verb != SQL_VERB_DEALLOCATE;
+	default:
+		return false;
+	}
+}
+
 enum prep_result prepared_client_message(struct client *c, const struct frame *f,
                                          const struct msgview *v)
 {
@@ -1886,7 +1931,7 @@ enum prep_result prepared_client_message(struct client *c, const struct frame *f
 	 * so a Parse would leave an id in stmt_cache.pending and a cache entry
 	 * that no reply ever settles.
 	 */
-	if (s->requests.skip_to_sync)
+	if (s->requests.skip_to_sync || prepared_passes(c, f, v))
 		return PREP_PASS;
 	switch (f->type) {
 	case 'P':

@@ -565,18 +565,25 @@ static bool statement_text(struct client *c, struct qstats *qs, struct evbuffer 
 	return true;
 }
 
-/* A Bind of the unnamed statement runs what the last unnamed Parse prepared. */
-static void bind_message(struct client *c, struct evbuffer *in, const struct frame *f)
+/*
+ * A Bind of the unnamed statement runs what the last unnamed Parse prepared.
+ * Read from the relay's view when it has the Bind whole: the Bind may not be
+ * at the head of `in` then.
+ */
+static void bind_message(struct client *c, struct evbuffer *in, const struct frame *f,
+                         const struct msgview *v)
 {
-	uint8_t head[FRAME_HEADER_LEN + 64];
-	size_t n;
-	const uint8_t *portal_end;
+	uint8_t copy[FRAME_HEADER_LEN + 64];
+	const uint8_t *head = copy, *portal_end;
+	size_t n = frame_total(f) < sizeof(copy) ? frame_total(f) : sizeof(copy);
 
 	/* Only a Bind after a named Parse needs a look at which statement it binds. */
 	if (c->qs_next.slot == c->qs_unnamed.slot && c->qs_next.gen == c->qs_unnamed.gen)
 		return;
-	n = (size_t)evbuffer_copyout(in, head,
-	                             frame_total(f) < sizeof(head) ? frame_total(f) : sizeof(head));
+	if (v->whole)
+		head = (const uint8_t *)v->msg;
+	else
+		n = (size_t)evbuffer_copyout(in, copy, n);
 	if (n <= FRAME_HEADER_LEN)
 		return;
 	portal_end = memchr(head + FRAME_HEADER_LEN, 0, n - FRAME_HEADER_LEN);
@@ -594,7 +601,7 @@ void qstats_client_message(struct client *c, struct evbuffer *in, const struct f
 	bool unnamed;
 
 	if (f->type == 'B') {
-		bind_message(c, in, f);
+		bind_message(c, in, f, v);
 		return;
 	}
 	if ((f->type != 'Q' && f->type != 'P') || c->pool == NULL ||

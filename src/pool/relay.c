@@ -228,12 +228,22 @@ static void run_flush(struct run *r)
 	r->len = 0;
 }
 
+/* The input's length, known while the view is. */
+static inline size_t run_buffered(const struct run *r)
+{
+	return r->view_len > 0 ? r->buffered : evbuffer_get_length(r->in);
+}
+
 /* Whether the message after the run has its n bytes buffered. */
 static inline bool run_has(const struct run *r, size_t n)
 {
-	size_t buffered = r->view_len > 0 ? r->buffered : evbuffer_get_length(r->in);
+	return run_buffered(r) >= r->len + n;
+}
 
-	return buffered >= r->len + n;
+/* Something other than the run drained, rewrote or pulled up the input: look again. */
+static inline void run_forget(struct run *r)
+{
+	r->view_len = 0;
 }
 
 /* The header of the message after the run (inline: it runs for every message). */
@@ -269,8 +279,9 @@ static const uint8_t *run_body(struct run *r, const struct frame *f)
  * A message that joins the run of client messages: forwarded with no look at
  * its bytes and nothing else said to the server first (Sync, Flush, a plain
  * Execute, COPY data), on an active client that is not listening (listen.c
- * reads the names of its Executes).  Any other message flushes the
- * run first, so what reads or drains the input finds the message at its head.
+ * reads the names of its Executes).  Any other message flushes the run
+ * first, so what reads or drains the input finds the message at its head,
+ * unless it is read in place (below).
  */
 static bool joins_run(const struct client *c, uint8_t type, bool tracking)
 {
@@ -294,6 +305,37 @@ static bool joins_run(const struct client *c, uint8_t type, bool tracking)
 	}
 }
 
+/*
+ * A message read where it is, behind the run, which then does not move
+ * first: an extended-protocol message the run's view holds whole, that every
+ * reader reads from the view `v` and passes as it is.  That rules out what
+ * reads or drains the input at its head: a listening client (listen.c reads
+ * names), a LISTEN in a Parse (rewritten), admission (rate limits) and
+ * anything prepared.c acts on (prepared_passes).  A driver's Parse, Bind,
+ * Describe, Execute and Sync then move in one evbuffer_remove_buffer that
+ * hands the chains over, instead of a copy per message.
+ */
+static bool reads_in_place(const struct client *c, const struct frame *f, const struct msgview *v,
+                           bool tracking)
+{
+	if (c->state != CLIENT_ACTIVE || c->discarding || c->pool->set.rate_limited ||
+	    c->listen != NULL || !v->whole)
+		return false;
+	switch (f->type) {
+	case 'P':
+		if (v->text == NULL || v->verb == SQL_VERB_LISTEN || v->verb == SQL_VERB_UNLISTEN)
+			return false;
+		break;
+	case 'B':
+	case 'D':
+	case 'C':
+		break;
+	default:
+		return false;
+	}
+	return !tracking || prepared_passes(c, f, v);
+}
+
 static void relay_client_input(struct client *c)
 {
 	struct evbuffer *in = c->conn.in;
@@ -305,6 +347,7 @@ static void relay_client_input(struct client *c)
 
 	while (c->state == CLIENT_IDLE || c->state == CLIENT_ACTIVE) {
 		struct msgview mv = {.msg = NULL};
+		bool in_place; /* read behind the run: every reader passes it (reads_in_place) */
 		enum frame_status st;
 		uint8_t kind;
 		size_t moved;
@@ -335,11 +378,19 @@ static void relay_client_input(struct client *c)
 		}
 		st = run_peek(&r, &f, max_packet);
 		if (st == FRAME_INCOMPLETE) {
-			partial = evbuffer_get_length(in) > r.len;
+			partial = run_buffered(&r) > r.len;
 			break;
 		}
-		if (!joins_run(c, f.type, tracking))
-			run_flush(&r);
+		in_place = false;
+		if (!joins_run(c, f.type, tracking)) {
+			/* The whole message in the run's view: its view costs no peek. */
+			if (st == FRAME_READY && r.len + frame_total(&f) <= r.view_len)
+				msgview_at(&mv, &f, r.view + r.len);
+			if (r.len > 0 && !(in_place = reads_in_place(c, &f, &mv, tracking))) {
+				run_flush(&r);
+				mv = (struct msgview){.msg = NULL}; /* it pointed behind the run */
+			}
+		}
 		if (st == FRAME_INVALID || f.len > frame_client_limit(f.type, max_packet)) {
 			run_flush(&r);
 			reject_length(c, &f, frame_client_limit(f.type, max_packet));
@@ -349,38 +400,46 @@ static void relay_client_input(struct client *c)
 			client_close(c, "client sent Terminate");
 			return;
 		}
-		if (drop_without_server(c, f.type, frame_total(&f)))
+		if (drop_without_server(c, f.type, frame_total(&f))) {
+			run_forget(&r);
 			continue;
+		}
 		/* No server until the message is whole; listen.c reads small ones whole. */
 		if ((c->state == CLIENT_IDLE ||
 		     (frame_total(&f) <= LISTEN_WHOLE_MAX && is_statement_message(f.type))) &&
-		    frame_total(&f) <= RELAY_WHOLE_MAX && evbuffer_get_length(in) < frame_total(&f))
+		    frame_total(&f) <= RELAY_WHOLE_MAX && run_buffered(&r) < frame_total(&f))
 			break;
 		/*
-		 * A Query's or Parse's text is looked at once, here, for every reader
-		 * below: one peek and one keyword scan, not one per reader.  Nothing
-		 * until listen.c touches the input; it reads the view again if it
-		 * rewrites the message.
+		 * A Query's or Parse's text is looked at once, for every reader below:
+		 * one peek (none when the run's view holds it) and one keyword scan,
+		 * not one of each per reader.  Until listen.c nothing touches the
+		 * input; it reads the view again if it rewrites the message.
 		 */
-		if (f.type == 'Q' || f.type == 'P')
+		if ((f.type == 'Q' || f.type == 'P') && mv.msg == NULL) {
 			msgview_read(&mv, in, &f,
 			             pool_mode(c->pool) == POOL_SESSION ? 0 : RELAY_WHOLE_MAX);
+			run_forget(&r); /* it may have pulled the message up */
+		}
 		if (f.type == 'Q' &&
 		    (c->state == CLIENT_IDLE || (c->server != NULL && c->server->pin != 0))) {
 			enum listen_result l = listen_query(c, &mv, &f);
 
 			if (l == LISTEN_WAIT)
 				return;
-			if (l == LISTEN_DONE)
+			if (l == LISTEN_DONE) {
+				run_forget(&r);
 				continue;
+			}
 		}
 		if (c->pool->set.rate_limited) {
 			enum admit a = admission_request(c, f.type);
 
 			if (a == ADMIT_WAIT)
 				return;
-			if (a == ADMIT_REFUSED)
+			if (a == ADMIT_REFUSED) {
+				run_forget(&r);
 				continue; /* discarding now: the loop drops the request */
+			}
 		}
 		if (c->state == CLIENT_IDLE) {
 			pool_acquire(c->pool, c);
@@ -394,19 +453,27 @@ static void relay_client_input(struct client *c)
 			qstats_client_message(c, in, &f, &mv);
 		kind = f.type;
 		if (pool_mode(c->pool) != POOL_SESSION &&
-		    (f.type == 'Q' || f.type == 'P' || c->listen != NULL))
+		    (f.type == 'Q' || f.type == 'P' || c->listen != NULL)) {
+			uint32_t len = f.len;
+
 			kind = listen_client_message(c, &f, &mv);
+			if (f.len != len)
+				run_forget(&r); /* a LISTEN rewritten to UNLISTEN */
+		}
 		if (f.type == 'Q' || f.type == 'P')
 			inspect_sql(c, &mv);
-		if (is_statement_message(f.type) && tracking) {
+		/* In place, prepared.c was asked already: it passes the message. */
+		if (is_statement_message(f.type) && tracking && !in_place) {
 			enum prep_result pr = prepared_client_message(c, &f, &mv);
 
 			if (pr == PREP_WAIT || pr == PREP_CLOSED)
 				return;
 			if (pr == PREP_READY)
 				relay_try_release(c->server);
-			if (pr != PREP_PASS)
+			if (pr != PREP_PASS) {
+				run_forget(&r);
 				continue;
+			}
 		}
 		track_client_message(c->server, f.type, kind);
 		if (r.len > 0 && r.to != &c->server->conn)

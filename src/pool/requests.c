@@ -5,7 +5,6 @@
  */
 #include "pool/requests.h"
 
-
 void requests_init(struct requests *q)
 {
 	ring_init(&q->kinds, sizeof(uint8_t));

@@ -460,6 +460,58 @@ Test(notify, extended_protocol_listen_does_not_pin)
 	PQfinish(other);
 }
 
+/* The next result of a pipeline: `status`, and `want` as its first value or its tag. */
+static void expect_piped(PGconn *c, ExecStatusType status, const char *want)
+{
+	PGresult *res = PQgetResult(c);
+
+	cr_assert_not_null(res, "no result for %s", want);
+	cr_assert_eq(PQresultStatus(res), status, "%s: %s", want, PQresultErrorMessage(res));
+	if (status == PGRES_TUPLES_OK)
+		cr_assert_str_eq(PQgetvalue(res, 0, 0), want);
+	else if (status == PGRES_COMMAND_OK)
+		cr_assert_str_eq(PQcmdStatus(res), want);
+	PQclear(res);
+	if (status != PGRES_PIPELINE_SYNC)
+		cr_assert_null(PQgetResult(c), "more than one result for %s", want);
+}
+
+/*
+ * One write of pipelined extended-protocol queries, as drivers send them:
+ * sluice reads each Bind and Describe where it lies, behind the messages it
+ * has not moved yet, but the LISTEN's Parse (rewritten) and the named
+ * statement's (tracked) each need the message at the head of the input.
+ * Every reply comes in order, the LISTEN takes effect, nobody is pinned.
+ */
+Test(notify, extended_listen_in_a_pipeline)
+{
+	struct harness_sluice *h = start(ONE_SERVER);
+	PGconn *c = app(h), *other = app(h);
+	struct inbox in = {0};
+
+	cr_assert(PQenterPipelineMode(c));
+	cr_assert(PQsendQueryParams(c, "select 'before'", 0, NULL, NULL, NULL, NULL, 0));
+	cr_assert(PQsendQueryParams(c, "LISTEN piped", 0, NULL, NULL, NULL, NULL, 0));
+	cr_assert(PQsendPrepare(c, "named", "select 'named'", 0, NULL));
+	cr_assert(PQsendQueryPrepared(c, "named", 0, NULL, NULL, NULL, 0));
+	cr_assert(PQsendQueryParams(c, "select 'after'", 0, NULL, NULL, NULL, NULL, 0));
+	cr_assert(PQpipelineSync(c));
+	expect_piped(c, PGRES_TUPLES_OK, "before");
+	expect_piped(c, PGRES_COMMAND_OK, "LISTEN");
+	expect_piped(c, PGRES_COMMAND_OK, "");
+	expect_piped(c, PGRES_TUPLES_OK, "named");
+	expect_piped(c, PGRES_TUPLES_OK, "after");
+	expect_piped(c, PGRES_PIPELINE_SYNC, "sync");
+	cr_assert(PQexitPipelineMode(c));
+	cr_assert_eq(PQtransactionStatus(c), PQTRANS_IDLE);
+	assert_not_pinned(h, other);
+	exec_ok(other, "NOTIFY piped, 'p'");
+	cr_assert(harness_wait_for(got(c, &in, "piped", 1), WAIT_S));
+	cr_assert_str_eq(in.last, "p");
+	PQfinish(c);
+	PQfinish(other);
+}
+
 /*
  * LISTEN in a transaction block (simple and extended protocol) takes effect
  * at COMMIT: a notification committed before it is not delivered, one after

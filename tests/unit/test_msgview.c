@@ -88,8 +88,8 @@ Test(msgview, parse_text_follows_the_statement_name)
 	static const char named[] = "s1\0LISTEN x\0\0\0";
 	char bytes[64];
 	struct frame f;
-	struct evbuffer *b = split_message('P', named, sizeof(named) - 1, 5 + sizeof(named) - 1, &f,
-	                                   bytes);
+	struct evbuffer *b =
+	    split_message('P', named, sizeof(named) - 1, 5 + sizeof(named) - 1, &f, bytes);
 	struct msgview v;
 
 	msgview_read(&v, b, &f, 0);
@@ -121,8 +121,8 @@ Test(msgview, other_messages_have_no_text)
 	static const char bind[] = "\0\0\0\0\0\0\0";
 	char bytes[64];
 	struct frame f;
-	struct evbuffer *b = split_message('B', bind, sizeof(bind) - 1, 5 + sizeof(bind) - 1, &f,
-	                                   bytes);
+	struct evbuffer *b =
+	    split_message('B', bind, sizeof(bind) - 1, 5 + sizeof(bind) - 1, &f, bytes);
 	struct msgview v;
 
 	msgview_read(&v, b, &f, 0);
@@ -142,5 +142,22 @@ Test(msgview, empty_buffer_has_no_view)
 	cr_assert_null(v.msg);
 	cr_assert_not(v.whole);
 	cr_assert_null(v.text);
+	evbuffer_free(b);
+}
+
+Test(msgview, at_a_known_place_needs_no_buffer)
+{
+	static const char unnamed[] = "\0DISCARD ALL\0\0\0";
+	char bytes[64];
+	struct frame f;
+	struct evbuffer *b =
+	    split_message('P', unnamed, sizeof(unnamed) - 1, 5 + sizeof(unnamed) - 1, &f, bytes);
+	struct msgview v;
+
+	msgview_at(&v, &f, bytes);
+	cr_assert(v.whole);
+	cr_assert_eq(v.have, frame_total(&f));
+	cr_assert_eq(v.text, bytes + 6, "after the empty name");
+	cr_assert_eq(v.verb, SQL_VERB_DISCARD);
 	evbuffer_free(b);
 }
