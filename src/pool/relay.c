@@ -348,6 +348,7 @@ static void relay_client_input(struct client *c)
 	while (c->state == CLIENT_IDLE || c->state == CLIENT_ACTIVE) {
 		struct msgview mv = {.msg = NULL};
 		bool in_place; /* read behind the run: every reader passes it (reads_in_place) */
+		bool joins;    /* joins the run unread (joins_run) */
 		enum frame_status st;
 		uint8_t kind;
 		size_t moved;
@@ -382,7 +383,8 @@ static void relay_client_input(struct client *c)
 			break;
 		}
 		in_place = false;
-		if (!joins_run(c, f.type, tracking)) {
+		joins = joins_run(c, f.type, tracking);
+		if (!joins) {
 			/* The whole message in the run's view: its view costs no peek. */
 			if (st == FRAME_READY && r.len + frame_total(&f) <= r.view_len)
 				msgview_at(&mv, &f, r.view + r.len);
@@ -462,8 +464,12 @@ static void relay_client_input(struct client *c)
 		}
 		if (f.type == 'Q' || f.type == 'P')
 			inspect_sql(c, &mv);
-		/* In place, prepared.c was asked already: it passes the message. */
-		if (is_statement_message(f.type) && tracking && !in_place) {
+		/*
+		 * prepared.c passes these unasked: in place it was asked already, and
+		 * an Execute joins the run only when no portal of an sql_action is
+		 * bound, the one Execute it reads (prepared_reads_execute).
+		 */
+		if (is_statement_message(f.type) && tracking && !in_place && !joins) {
 			enum prep_result pr = prepared_client_message(c, &f, &mv);
 
 			if (pr == PREP_WAIT || pr == PREP_CLOSED)
