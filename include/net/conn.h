@@ -17,7 +17,8 @@
  * the pointer is set to the loop's shared empty buffer, which nobody
  * writes (input is filled only by conn.c, output only through conn_out).
  * Ten thousand idle clients so keep 290 bytes each less, and a busy loop
- * reuses the same few buffers without allocating.
+ * reuses the same few buffers without allocating.  The read event lives in
+ * the owner's own allocation (conn_event_size), not in one of libevent's.
  *
  * TLS connections go through a bufferevent_openssl instead; the interface is
  * the same, so the relay does not know which it has.
@@ -29,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include "base/list.h"
 
@@ -49,13 +51,34 @@ struct conn_ops {
 	void (*event)(void *arg, int what); /* CONN_* */
 };
 
+/*
+ * Room for a conn's read event at the end of its owner's allocation: the
+ * owner ends its struct with `union conn_event_space rev_space[]`, allocates
+ * conn_event_size() bytes more and hands rev_space to conn_init or
+ * conn_init_fd, which event_assign() there.  With event_new() each conn had
+ * a separate allocation for it (128 bytes in a 144-byte malloc chunk).  The
+ * size is libevent's at run time (event_get_struct_event_size), so it is
+ * right for the library the process runs with, whatever headers it was
+ * built with; the union aligns the space for what a struct event holds
+ * (pointers, integers, a struct timeval).
+ */
+union conn_event_space {
+	void *ptr;
+	long l;
+	int64_t i64;
+	struct timeval tv;
+};
+
+/* Bytes of a read event: what an owner allocates after its rev_space. */
+size_t conn_event_size(void);
+
 struct conn {
 	struct loop *loop; /* the loop it runs on: flush and kick lists, spare buffers */
 	const struct conn_ops *ops;
 	void *arg;
 	struct evbuffer *in;  /* read it freely (never write); write output only through conn_out */
 	struct evbuffer *out; /* (both are the bufferevent's own with TLS) */
-	struct event *rev;    /* plain: persistent read event */
+	struct event *rev;    /* plain: persistent read event, in the owner's rev_space */
 	struct event *wev;    /* plain: one-shot write event, after a short send or to connect
 	                         (created then: most connections never need it) */
 	struct bufferevent *tls; /* TLS: the bufferevent_openssl doing all I/O */
@@ -71,6 +94,7 @@ struct conn {
 	bool notify_drained : 1; /* call ops->drained when output reaches drained_at */
 	bool halted : 1;         /* conn_halt: no more I/O, waiting to be freed */
 	bool read_big : 1;       /* the last read got READ_SMALL or more: start the next bigger */
+	bool rev_set : 1;        /* rev is assigned to fd on loop (a plain, attached socket) */
 };
 
 /*
@@ -79,10 +103,16 @@ struct conn {
  */
 int sockaddr_host(const struct sockaddr *sa, char *host, size_t len);
 
-/* Set up on an accepted, non-blocking socket (taken over) and start reading. */
-int conn_init_fd(struct conn *c, struct loop *l, int fd, const struct conn_ops *ops, void *arg);
+/*
+ * Set up on an accepted, non-blocking socket (taken over) and start reading.
+ * rev_space: conn_event_size() bytes in the owner's allocation, for as long
+ * as the conn lives (union conn_event_space).
+ */
+int conn_init_fd(struct conn *c, struct loop *l, int fd, const struct conn_ops *ops, void *arg,
+                 union conn_event_space *rev_space);
 /* Set up with no socket yet, for conn_connect. */
-int conn_init(struct conn *c, struct loop *l, const struct conn_ops *ops, void *arg);
+int conn_init(struct conn *c, struct loop *l, const struct conn_ops *ops, void *arg,
+              union conn_event_space *rev_space);
 /* Start a non-blocking connect; CONN_CONNECTED or CONN_ERROR follows. */
 int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len);
 /*
@@ -94,9 +124,10 @@ int conn_start_tls(struct conn *c, SSL *ssl, int state);
 /*
  * Moving a conn to another thread's loop (an idle server handed between
  * workers).  Only a plain conn with nothing buffered either way can move:
- * conn_detach, on the owning loop's thread, frees its events and gives its
- * buffers back to that loop; the socket and its kernel buffers stay as they
- * are.  conn_attach, on the new loop's thread, makes the read event there.
+ * conn_detach, on the owning loop's thread, removes its read event, frees
+ * its write event and gives its buffers back to that loop; the socket and
+ * its kernel buffers stay as they are.  conn_attach, on the new loop's
+ * thread, assigns the read event there.
  * TLS conns never move: their bufferevent_openssl belongs to one base and
  * frees its SSL from that base's loop.
  */

@@ -133,7 +133,11 @@ struct client {
 	bool timer_armed : 1;    /* timer pending (saves a locked libevent call per message) */
 	bool names_shared : 1;   /* user and dbname are the pool's strings */
 	bool awaiting_rest : 1;  /* the timer is client_read_timeout (client_watch_rest) */
+	union conn_event_space rev_space[]; /* conn's read event, in the client's allocation */
 };
+
+/* Bytes of one client's allocation: the struct and its read event (conn_event_size). */
+size_t client_size(void);
 
 /* Takes ownership of fd; `login` serves it first (login_client_handler). */
 struct client *client_new(struct worker *w, int fd, const struct sockaddr *addr, int addrlen,

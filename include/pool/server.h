@@ -121,7 +121,11 @@ struct server {
 	bool role_query;            /* login: pg_is_in_recovery() asked (Postgres before 14) */
 	bool read_only;             /* default_transaction_read_only is on */
 	enum host_role role;        /* learnt at login, followed by ParameterStatus */
+	union conn_event_space rev_space[]; /* conn's read event, in the server's allocation */
 };
+
+/* Bytes of one server's allocation: the struct and its read event (conn_event_size). */
+size_t server_size(void);
 
 struct host_pick;
 

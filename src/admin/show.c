@@ -871,8 +871,8 @@ static void render_mem(struct console_conn *conn, struct console_op *op)
 		const char *name;
 		int64_t size, used;
 	} rows[] = {
-	    {"client", sizeof(struct client), clients},
-	    {"server", sizeof(struct server), servers},
+	    {"client", (int64_t)client_size(), clients},
+	    {"server", (int64_t)server_size(), servers},
 	    {"pool", sizeof(struct pool), pools},
 	    {"io_buffers", 1, io},
 	};

@@ -63,13 +63,31 @@ static void drop_buffer(struct loop *l, struct evbuffer **slot)
 	*slot = NULL;
 }
 
+size_t conn_event_size(void)
+{
+	return event_get_struct_event_size();
+}
+
+/*
+ * The read event's space is the owner's: removed and forgotten by libevent
+ * (event debug mode tracks assigned events), never freed here.
+ */
+static void unset_read_event(struct conn *c)
+{
+	if (!c->rev_set)
+		return;
+	event_del(c->rev);
+	event_debug_unassign(c->rev);
+	c->rev_set = false;
+}
+
 /* A plain conn's events go, and its places on the loop's lists: TLS takes over, or it moves. */
 static void drop_plain_events(struct conn *c)
 {
-	event_free(c->rev);
+	unset_read_event(c);
 	if (c->wev != NULL)
 		event_free(c->wev);
-	c->rev = c->wev = NULL;
+	c->wev = NULL;
 	if (list_linked(&c->flush))
 		list_del(&c->flush);
 	if (list_linked(&c->kick))
@@ -105,7 +123,7 @@ static void update_read_event(struct conn *c)
 			bufferevent_disable(c->tls, EV_READ);
 		return;
 	}
-	if (c->rev == NULL)
+	if (!c->rev_set)
 		return;
 	if (want && !event_pending(c->rev, EV_READ, NULL))
 		event_add(c->rev, NULL);
@@ -366,9 +384,11 @@ struct evbuffer *conn_out(struct conn *c)
 	return c->out;
 }
 
-int conn_init(struct conn *c, struct loop *l, const struct conn_ops *ops, void *arg)
+int conn_init(struct conn *c, struct loop *l, const struct conn_ops *ops, void *arg,
+              union conn_event_space *rev_space)
 {
 	c->loop = l;
+	c->rev = (struct event *)rev_space;
 	c->ops = ops;
 	c->arg = arg;
 	c->fd = -1;
@@ -379,16 +399,20 @@ int conn_init(struct conn *c, struct loop *l, const struct conn_ops *ops, void *
 	return 0;
 }
 
+/* The read event is neither pending nor active here: a new conn, or one just detached. */
 static int attach_fd(struct conn *c, int fd)
 {
 	c->fd = fd;
-	c->rev = event_new(c->loop->base, fd, EV_READ | EV_PERSIST, read_cb, c);
-	return c->rev != NULL ? 0 : -1;
+	if (event_assign(c->rev, c->loop->base, fd, EV_READ | EV_PERSIST, read_cb, c) < 0)
+		return -1;
+	c->rev_set = true;
+	return 0;
 }
 
-int conn_init_fd(struct conn *c, struct loop *l, int fd, const struct conn_ops *ops, void *arg)
+int conn_init_fd(struct conn *c, struct loop *l, int fd, const struct conn_ops *ops, void *arg,
+                 union conn_event_space *rev_space)
 {
-	if (conn_init(c, l, ops, arg) < 0 || attach_fd(c, fd) < 0) {
+	if (conn_init(c, l, ops, arg, rev_space) < 0 || attach_fd(c, fd) < 0) {
 		if (c->fd < 0)
 			close(fd);
 		return -1;
@@ -399,7 +423,7 @@ int conn_init_fd(struct conn *c, struct loop *l, int fd, const struct conn_ops *
 
 bool conn_can_move(const struct conn *c)
 {
-	return c->tls == NULL && c->fd >= 0 && c->rev != NULL && !c->halted && !c->connecting &&
+	return c->tls == NULL && c->fd >= 0 && c->rev_set && !c->halted && !c->connecting &&
 	       evbuffer_get_length(c->in) == 0 && evbuffer_get_length(c->out) == 0 &&
 	       !c->notify_drained;
 }
@@ -578,7 +602,7 @@ void conn_halt(struct conn *c)
 		bufferevent_disable(c->tls, EV_READ | EV_WRITE);
 		return;
 	}
-	if (c->rev != NULL)
+	if (c->rev_set)
 		event_del(c->rev);
 	if (c->wev != NULL)
 		event_del(c->wev);
@@ -596,8 +620,7 @@ void conn_release(struct conn *c)
 		bufferevent_free(c->tls);
 		return;
 	}
-	if (c->rev != NULL)
-		event_free(c->rev);
+	unset_read_event(c);
 	if (c->wev != NULL)
 		event_free(c->wev);
 	drop_buffer(c->loop, &c->in);

@@ -547,10 +547,15 @@ int client_start_tls(struct client *c)
 	return 0;
 }
 
+size_t client_size(void)
+{
+	return sizeof(struct client) + conn_event_size();
+}
+
 struct client *client_new(struct worker *w, int fd, const struct sockaddr *addr, int addrlen,
                           bool is_unix, const struct client_handler *login)
 {
-	struct client *c = calloc(1, sizeof(*c));
+	struct client *c = calloc(1, client_size());
 	int one = 1;
 
 	if (c == NULL) {
@@ -570,7 +575,7 @@ struct client *client_new(struct worker *w, int fd, const struct sockaddr *addr,
 		       (size_t)addrlen < sizeof(c->peer) ? (size_t)addrlen : sizeof(c->peer));
 	if (!is_unix)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (conn_init_fd(&c->conn, &w->loop, fd, &client_conn_ops, c) < 0) {
+	if (conn_init_fd(&c->conn, &w->loop, fd, &client_conn_ops, c, c->rev_space) < 0) {
 		client_free(c);
 		return NULL;
 	}

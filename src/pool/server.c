@@ -1109,10 +1109,15 @@ static int start_connect(struct server *s)
 	return 0;
 }
 
+size_t server_size(void)
+{
+	return sizeof(struct server) + conn_event_size();
+}
+
 struct server *server_new(struct pool *p, const struct host_pick *pick, struct listener *l)
 {
 	struct worker *w = p->w;
-	struct server *s = calloc(1, sizeof(*s));
+	struct server *s = calloc(1, server_size());
 
 	if (s == NULL)
 		return NULL;
@@ -1137,7 +1142,8 @@ struct server *server_new(struct pool *p, const struct host_pick *pick, struct l
 	list_init(&s->node);
 	s->connect_us = worker_now_us(w);
 	s->timer = evtimer_new(w->loop.base, server_timer_cb, s);
-	if (conn_init(&s->conn, &w->loop, &server_conn_ops, s) < 0 || s->timer == NULL) {
+	if (conn_init(&s->conn, &w->loop, &server_conn_ops, s, s->rev_space) < 0 ||
+	    s->timer == NULL) {
 		server_free(s);
 		return NULL;
 	}

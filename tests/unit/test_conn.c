@@ -74,6 +74,7 @@ static void reap_nothing(void *owner)
 {
 }
 static struct conn c;
+static union conn_event_space *rev_space; /* c's read event, as an owner would hold it */
 static struct seen seen;
 static int peer;
 
@@ -87,13 +88,15 @@ static void setup(void)
 	memset(&seen, 0, sizeof(seen));
 	seen.conn = &c;
 	seen.consume = true;
-	cr_assert_eq(conn_init_fd(&c, &l, fds[0], &ops, &seen), 0);
+	cr_assert_not_null(rev_space = malloc(conn_event_size()));
+	cr_assert_eq(conn_init_fd(&c, &l, fds[0], &ops, &seen, rev_space), 0);
 	peer = fds[1];
 }
 
 static void teardown(void)
 {
 	conn_release(&c);
+	free(rev_space);
 	loop_fini(&l);
 	close(peer);
 }
