@@ -35,6 +35,7 @@
 #include "base/list.h"
 
 struct bufferevent;
+struct conn;
 struct event;
 struct evbuffer;
 struct loop;
@@ -45,11 +46,18 @@ typedef struct ssl_st SSL;
 #define CONN_EOF       0x2 /* the peer closed its side */
 #define CONN_ERROR     0x4 /* socket or TLS error (conn.error has errno, if any) */
 
+/*
+ * The owner's callbacks.  They get the conn, which the owner embeds: it
+ * finds itself with conn_owner (no pointer back in every conn).
+ */
 struct conn_ops {
-	void (*read)(void *arg);            /* new input, or a conn_kick */
-	void (*drained)(void *arg);         /* output fell to the level conn_notify_drained set */
-	void (*event)(void *arg, int what); /* CONN_* */
+	void (*read)(struct conn *c);            /* new input, or a conn_kick */
+	void (*drained)(struct conn *c);         /* output fell to conn_notify_drained's level */
+	void (*event)(struct conn *c, int what); /* CONN_* */
 };
+
+/* The struct of `type` that embeds conn `c` as its `member`. */
+#define conn_owner(c, type, member) ((type *)((char *)(c)-offsetof(type, member)))
 
 /*
  * Room for a conn's read event at the end of its owner's allocation: the
@@ -75,7 +83,6 @@ size_t conn_event_size(void);
 struct conn {
 	struct loop *loop; /* the loop it runs on: flush and kick lists, spare buffers */
 	const struct conn_ops *ops;
-	void *arg;
 	struct evbuffer *in;  /* read it freely (never write); write output only through conn_out */
 	struct evbuffer *out; /* (both are the bufferevent's own with TLS) */
 	struct event *rev;    /* plain: persistent read event, in the owner's rev_space */
@@ -108,10 +115,10 @@ int sockaddr_host(const struct sockaddr *sa, char *host, size_t len);
  * rev_space: conn_event_size() bytes in the owner's allocation, for as long
  * as the conn lives (union conn_event_space).
  */
-int conn_init_fd(struct conn *c, struct loop *l, int fd, const struct conn_ops *ops, void *arg,
+int conn_init_fd(struct conn *c, struct loop *l, int fd, const struct conn_ops *ops,
                  union conn_event_space *rev_space);
 /* Set up with no socket yet, for conn_connect. */
-int conn_init(struct conn *c, struct loop *l, const struct conn_ops *ops, void *arg,
+int conn_init(struct conn *c, struct loop *l, const struct conn_ops *ops,
               union conn_event_space *rev_space);
 /* Start a non-blocking connect; CONN_CONNECTED or CONN_ERROR follows. */
 int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len);

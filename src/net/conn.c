@@ -98,7 +98,7 @@ static void conn_fail(struct conn *c, int what, int err)
 {
 	c->error = err;
 	conn_halt(c);
-	c->ops->event(c->arg, what);
+	c->ops->event(c, what);
 }
 
 static bool wants_input(const struct conn *c)
@@ -203,7 +203,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 	if (list_linked(&c->kick))
 		list_del(&c->kick); /* this hand-over does it */
 	if (evbuffer_get_length(c->in) > 0)
-		c->ops->read(c->arg);
+		c->ops->read(c);
 	/* An end behind data is reported once the owner has taken the data, if it still reads. */
 	if (end != 0 && !c->halted && c->suspend == 0)
 		conn_fail(c, end, c->error);
@@ -248,7 +248,7 @@ static void send_output(struct conn *c)
 	}
 	if (c->notify_drained && left <= c->drained_at) {
 		c->notify_drained = false;
-		c->ops->drained(c->arg);
+		c->ops->drained(c);
 	}
 	park_buffer(c->loop, &c->out);
 }
@@ -273,7 +273,7 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	update_read_event(c);
-	c->ops->event(c->arg, CONN_CONNECTED);
+	c->ops->event(c, CONN_CONNECTED);
 	if (!c->halted && c->tls == NULL)
 		send_output(c);
 }
@@ -322,7 +322,7 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 		list_del(&c->kick);
 		if (c->halted || evbuffer_get_length(c->in) == 0)
 			continue;
-		c->ops->read(c->arg);
+		c->ops->read(c);
 		if (!c->halted)
 			check_read_full(c);
 		if (c->tls == NULL)
@@ -384,13 +384,12 @@ struct evbuffer *conn_out(struct conn *c)
 	return c->out;
 }
 
-int conn_init(struct conn *c, struct loop *l, const struct conn_ops *ops, void *arg,
+int conn_init(struct conn *c, struct loop *l, const struct conn_ops *ops,
               union conn_event_space *rev_space)
 {
 	c->loop = l;
 	c->rev = (struct event *)rev_space;
 	c->ops = ops;
-	c->arg = arg;
 	c->fd = -1;
 	c->read_high = UINT32_MAX;
 	list_init(&c->flush);
@@ -409,10 +408,10 @@ static int attach_fd(struct conn *c, int fd)
 	return 0;
 }
 
-int conn_init_fd(struct conn *c, struct loop *l, int fd, const struct conn_ops *ops, void *arg,
+int conn_init_fd(struct conn *c, struct loop *l, int fd, const struct conn_ops *ops,
                  union conn_event_space *rev_space)
 {
-	if (conn_init(c, l, ops, arg, rev_space) < 0 || attach_fd(c, fd) < 0) {
+	if (conn_init(c, l, ops, rev_space) < 0 || attach_fd(c, fd) < 0) {
 		if (c->fd < 0)
 			close(fd);
 		return -1;
@@ -477,7 +476,7 @@ static void tls_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
-	c->ops->read(c->arg);
+	c->ops->read(c);
 }
 
 static void tls_write_cb(struct bufferevent *bev, void *arg)
@@ -486,7 +485,7 @@ static void tls_write_cb(struct bufferevent *bev, void *arg)
 
 	if (c->notify_drained && evbuffer_get_length(c->out) <= c->drained_at) {
 		c->notify_drained = false;
-		c->ops->drained(c->arg);
+		c->ops->drained(c);
 	}
 }
 
@@ -495,7 +494,7 @@ static void tls_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct conn *c = arg;
 
 	if (what & BEV_EVENT_CONNECTED) {
-		c->ops->event(c->arg, CONN_CONNECTED);
+		c->ops->event(c, CONN_CONNECTED);
 		return;
 	}
 	conn_fail(c, (what & BEV_EVENT_EOF) ? CONN_EOF : CONN_ERROR, errno);

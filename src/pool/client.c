@@ -472,9 +472,9 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 		                      c->pool->dbname, c->pool->user);
 }
 
-static void client_read_cb(void *arg)
+static void client_read_cb(struct conn *conn)
 {
-	struct client *c = arg;
+	struct client *c = conn_owner(conn, struct client, conn);
 
 	switch (c->state) {
 	case CLIENT_LOGIN:
@@ -488,9 +488,9 @@ static void client_read_cb(void *arg)
 	}
 }
 
-static void client_drained_cb(void *arg)
+static void client_drained_cb(struct conn *conn)
 {
-	struct client *c = arg;
+	struct client *c = conn_owner(conn, struct client, conn);
 
 	if (c->state == CLIENT_CLOSING) {
 		bury(c); /* the final message is out */
@@ -503,9 +503,9 @@ static void client_drained_cb(void *arg)
 		listen_flush(c); /* and the notifications held meanwhile may go */
 }
 
-static void client_event_cb(void *arg, int what)
+static void client_event_cb(struct conn *conn, int what)
 {
-	struct client *c = arg;
+	struct client *c = conn_owner(conn, struct client, conn);
 	char reason[256];
 
 	if (what & CONN_CONNECTED)
@@ -575,7 +575,7 @@ struct client *client_new(struct worker *w, int fd, const struct sockaddr *addr,
 		       (size_t)addrlen < sizeof(c->peer) ? (size_t)addrlen : sizeof(c->peer));
 	if (!is_unix)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (conn_init_fd(&c->conn, &w->loop, fd, &client_conn_ops, c, c->rev_space) < 0) {
+	if (conn_init_fd(&c->conn, &w->loop, fd, &client_conn_ops, c->rev_space) < 0) {
 		client_free(c);
 		return NULL;
 	}

@@ -807,9 +807,9 @@ static void tls_answer(struct server *s)
 	s->tls = SERVER_TLS_HANDSHAKE;
 }
 
-static void server_read_cb(void *arg)
+static void server_read_cb(struct conn *conn)
 {
-	struct server *s = arg;
+	struct server *s = conn_owner(conn, struct server, conn);
 
 	switch (s->state) {
 	case SERVER_LOGIN:
@@ -835,9 +835,9 @@ static void server_read_cb(void *arg)
 	}
 }
 
-static void server_drained_cb(void *arg)
+static void server_drained_cb(struct conn *conn)
 {
-	struct server *s = arg;
+	struct server *s = conn_owner(conn, struct server, conn);
 
 	/* Output drained below the low watermark: let the client send more. */
 	if (s->client != NULL)
@@ -924,9 +924,9 @@ static void connect_failed(struct server *s, const char *why)
 	login_fail(s, SQLSTATE_CONNECTION_FAILURE, msg);
 }
 
-static void server_event_cb(void *arg, int what)
+static void server_event_cb(struct conn *conn, int what)
 {
-	struct server *s = arg;
+	struct server *s = conn_owner(conn, struct server, conn);
 	char msg[256];
 
 	if (what & CONN_CONNECTED) {
@@ -1142,8 +1142,7 @@ struct server *server_new(struct pool *p, const struct host_pick *pick, struct l
 	list_init(&s->node);
 	s->connect_us = worker_now_us(w);
 	s->timer = evtimer_new(w->loop.base, server_timer_cb, s);
-	if (conn_init(&s->conn, &w->loop, &server_conn_ops, s, s->rev_space) < 0 ||
-	    s->timer == NULL) {
+	if (conn_init(&s->conn, &w->loop, &server_conn_ops, s->rev_space) < 0 || s->timer == NULL) {
 		server_free(s);
 		return NULL;
 	}

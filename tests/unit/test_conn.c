@@ -32,10 +32,13 @@ struct seen {
 	size_t taken;    /* bytes drained before an event came */
 };
 
-static void on_read(void *arg)
-{
-	struct seen *s = arg;
+static struct seen seen;
 
+static void on_read(struct conn *conn)
+{
+	struct seen *s = &seen;
+
+	cr_assert_eq(conn, s->conn, "a callback gets its own conn");
 	s->reads++;
 	s->last_len = evbuffer_get_length(s->conn->in);
 	if (s->pause_once) {
@@ -56,14 +59,14 @@ static void on_read(void *arg)
 	}
 }
 
-static void on_drained(void *arg)
+static void on_drained(struct conn *conn)
 {
-	((struct seen *)arg)->drained++;
+	seen.drained++;
 }
 
-static void on_event(void *arg, int what)
+static void on_event(struct conn *conn, int what)
 {
-	((struct seen *)arg)->events |= what;
+	seen.events |= what;
 }
 
 static const struct conn_ops ops = {.read = on_read, .drained = on_drained, .event = on_event};
@@ -75,7 +78,6 @@ static void reap_nothing(void *owner)
 }
 static struct conn c;
 static union conn_event_space *rev_space; /* c's read event, as an owner would hold it */
-static struct seen seen;
 static int peer;
 
 static void setup(void)
@@ -89,7 +91,7 @@ static void setup(void)
 	seen.conn = &c;
 	seen.consume = true;
 	cr_assert_not_null(rev_space = malloc(conn_event_size()));
-	cr_assert_eq(conn_init_fd(&c, &l, fds[0], &ops, &seen, rev_space), 0);
+	cr_assert_eq(conn_init_fd(&c, &l, fds[0], &ops, rev_space), 0);
 	peer = fds[1];
 }
 
