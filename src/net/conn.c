@@ -116,7 +116,7 @@ static void update_read_event(struct conn *c)
 {
 	bool want = wants_input(c);
 
-	if (c->tls != NULL) {
+	if (c->is_tls) {
 		if (want)
 			bufferevent_enable(c->tls, EV_READ);
 		else
@@ -209,7 +209,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		conn_fail(c, end, c->error);
 	else if (!c->halted)
 		check_read_full(c);
-	if (c->tls == NULL) /* the owner may have switched to TLS (SSLRequest) */
+	if (!c->is_tls) /* the owner may have switched to TLS (SSLRequest) */
 		park_buffer(c->loop, &c->in);
 	end_read(l);
 }
@@ -274,7 +274,7 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	update_read_event(c);
 	c->ops->event(c, CONN_CONNECTED);
-	if (!c->halted && c->tls == NULL)
+	if (!c->halted && !c->is_tls)
 		send_output(c);
 }
 
@@ -325,7 +325,7 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 		c->ops->read(c);
 		if (!c->halted)
 			check_read_full(c);
-		if (c->tls == NULL)
+		if (!c->is_tls)
 			park_buffer(l, &c->in);
 	}
 }
@@ -376,7 +376,7 @@ struct evbuffer *conn_out(struct conn *c)
 		}
 		c->out = b;
 	}
-	if (c->tls == NULL && !list_linked(&c->flush)) {
+	if (!c->is_tls && !list_linked(&c->flush)) {
 		if (list_empty(&c->loop->flush_list) && !c->loop->reading)
 			event_active(c->loop->flusher, EV_WRITE, 0);
 		list_add_tail(&c->loop->flush_list, &c->flush);
@@ -422,7 +422,7 @@ int conn_init_fd(struct conn *c, struct loop *l, int fd, const struct conn_ops *
 
 bool conn_can_move(const struct conn *c)
 {
-	return c->tls == NULL && c->fd >= 0 && c->rev_set && !c->halted && !c->connecting &&
+	return !c->is_tls && c->fd >= 0 && c->rev_set && !c->halted && !c->connecting &&
 	       evbuffer_get_length(c->in) == 0 && evbuffer_get_length(c->out) == 0 &&
 	       !c->notify_drained;
 }
@@ -514,6 +514,7 @@ int conn_start_tls(struct conn *c, SSL *ssl, int state)
 	drop_buffer(c->loop, &c->in);
 	drop_buffer(c->loop, &c->out);
 	c->tls = bev;
+	c->is_tls = true;
 	c->in = bufferevent_get_input(bev);
 	c->out = bufferevent_get_output(bev);
 	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
@@ -547,7 +548,7 @@ void conn_resume(struct conn *c, uint32_t reason)
 void conn_set_read_high(struct conn *c, size_t high)
 {
 	c->read_high = high < UINT32_MAX ? (uint32_t)high : UINT32_MAX;
-	if (c->tls != NULL) {
+	if (c->is_tls) {
 		bufferevent_setwatermark(c->tls, EV_READ, 0,
 		                         c->read_high == UINT32_MAX ? 0 : c->read_high);
 		return;
@@ -564,7 +565,7 @@ void conn_kick(struct conn *c)
 {
 	if (c->halted || evbuffer_get_length(c->in) == 0)
 		return;
-	if (c->tls != NULL) {
+	if (c->is_tls) {
 		bufferevent_trigger(c->tls, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
 		return;
 	}
@@ -583,7 +584,7 @@ void conn_notify_drained(struct conn *c, size_t level)
 {
 	c->notify_drained = true;
 	c->drained_at = level < UINT32_MAX ? (uint32_t)level : UINT32_MAX;
-	if (c->tls != NULL)
+	if (c->is_tls)
 		bufferevent_setwatermark(c->tls, EV_WRITE, level, 0);
 }
 
@@ -597,7 +598,7 @@ void conn_halt(struct conn *c)
 		list_del(&c->flush);
 	if (list_linked(&c->kick))
 		list_del(&c->kick);
-	if (c->tls != NULL) {
+	if (c->is_tls) {
 		bufferevent_disable(c->tls, EV_READ | EV_WRITE);
 		return;
 	}
@@ -615,7 +616,7 @@ void conn_release(struct conn *c)
 		list_del(&c->flush);
 	if (list_linked(&c->kick))
 		list_del(&c->kick);
-	if (c->tls != NULL) {
+	if (c->is_tls) {
 		bufferevent_free(c->tls);
 		return;
 	}
