@@ -86,7 +86,7 @@ struct client {
 	char *user;   /* from the startup packet; the pool's copy once logged in (names_shared) */
 	char *dbname; /* from it too (defaults to user), in user's allocation or the pool's */
 	struct param_list params; /* the client's own GUC values */
-	struct stmt_map stmts;    /* its named prepared statements (transaction mode) */
+	struct stmt_map *stmts;   /* its statement names (transaction mode); NULL: none yet */
 	struct pool *pool;        /* assigned after authentication */
 	struct server *server;    /* linked server while ACTIVE */
 	const struct client_handler

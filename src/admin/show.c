@@ -33,6 +33,7 @@
 #include "pool/listen.h"
 #include "pool/client.h"
 #include "pool/pause.h"
+#include "pool/prepared.h"
 #include "pool/pool.h"
 #include "pool/server.h"
 #include "pool/worker.h"
@@ -503,7 +504,7 @@ static void render_client(struct worker *w, const struct client *c, struct evbuf
 	put_i64(&r, c->is_unix ? peer_pid(c->conn.fd) : 0);
 	put_tls(&r, c->tls ? conn_tls_bev(&c->conn) : NULL);
 	put_str(&r, app != NULL ? app->value : "");
-	put_u64(&r, c->stmts.count);
+	put_u64(&r, prepared_map_count(c->stmts));
 	put_u64(&r, c->id);
 	put_i64(&r, w->id);
 	put_pin(&r, c->server);

@@ -265,7 +265,7 @@ void client_free(struct client *c)
 	if (c->xact_timer != NULL)
 		event_free(c->xact_timer);
 	param_list_fini(&c->params);
-	prepared_map_fini(&c->stmts, &c->w->prepared);
+	prepared_map_free(c->stmts, &c->w->prepared);
 	forget_scram(c);
 	if (c->queried_secret != NULL) {
 		user_secret_free(c->queried_secret);

@@ -222,7 +222,7 @@ static uint32_t name_bucket(const struct stmt_map *map, const char *name)
 
 static struct client_stmt *map_find(const struct stmt_map *map, const char *name)
 {
-	if (map->size == 0)
+	if (map == NULL || map->size == 0)
 		return NULL;
 	for (struct client_stmt *cs = map->buckets[name_bucket(map, name)]; cs != NULL;
 	     cs = cs->next)
@@ -283,14 +283,25 @@ static void map_link(struct stmt_map *map, struct client_stmt *cs)
 	map->count++;
 }
 
-/*
- * Point `name` at ps (replacing an older meaning); takes a reference.  `ref`:
- * the SQL statement name ps's text EXECUTEs, or NULL; `action`: what its text
- * does when sluice carries it out, or NULL (the reference is taken too).
- */
-static int map_put(struct pstmt_registry *reg, struct stmt_map *map, const char *name,
-                   struct pstmt *ps, const char *ref, struct sql_action *action)
+/* The client's map, made at its first name (NULL: out of memory). */
+static struct stmt_map *own_map(struct client *c)
 {
+	if (c->stmts == NULL && (c->stmts = calloc(1, sizeof(*c->stmts))) != NULL)
+		c->stmts->key = &c->w->prepared.shared->key;
+	return c->stmts;
+}
+
+/*
+ * Point the client's `name` at ps (replacing an older meaning); takes a
+ * reference.  `ref`: the SQL statement name ps's text EXECUTEs, or NULL;
+ * `action`: what its text does when sluice carries it out, or NULL (the
+ * reference is taken too).
+ */
+static int map_put(struct client *c, const char *name, struct pstmt *ps, const char *ref,
+                   struct sql_action *action)
+{
+	struct pstmt_registry *reg = &c->w->prepared;
+	struct stmt_map *map = own_map(c);
 	struct client_stmt *cs = map_find(map, name);
 	char *ref_copy = NULL;
 
@@ -309,9 +320,8 @@ static int map_put(struct pstmt_registry *reg, struct stmt_map *map, const char 
 		cs->action = action;
 		return 0;
 	}
-	map->key = &reg->shared->key;
-	if ((map->count >= map->size && map_grow(map) < 0) || (cs = malloc(sizeof(*cs))) == NULL ||
-	    (cs->name = strdup(name)) == NULL) {
+	if (map == NULL || (map->count >= map->size && map_grow(map) < 0) ||
+	    (cs = malloc(sizeof(*cs))) == NULL || (cs->name = strdup(name)) == NULL) {
 		free(cs);
 		free(ref_copy);
 		action_unref(reg, action);
@@ -331,7 +341,7 @@ static struct client_stmt *map_unlink(struct stmt_map *map, const char *name)
 {
 	struct client_stmt **slot;
 
-	if (map->size == 0)
+	if (map == NULL || map->size == 0)
 		return NULL;
 	for (slot = &map->buckets[name_bucket(map, name)]; *slot != NULL; slot = &(*slot)->next) {
 		struct client_stmt *cs = *slot;
@@ -355,6 +365,8 @@ static void map_remove(struct pstmt_registry *reg, struct stmt_map *map, const c
 
 static void map_clear(struct pstmt_registry *reg, struct stmt_map *map)
 {
+	if (map == NULL)
+		return;
 	for (uint32_t i = 0; i < map->size; i++) {
 		struct client_stmt *cs = map->buckets[i];
 
@@ -369,14 +381,16 @@ static void map_clear(struct pstmt_registry *reg, struct stmt_map *map)
 	map->count = 0;
 }
 
-void prepared_map_fini(struct stmt_map *map, struct pstmt_registry *reg)
+void prepared_map_free(struct stmt_map *map, struct pstmt_registry *reg)
 {
+	if (map == NULL)
+		return;
 	map_clear(reg, map);
 	action_unref(reg, map->unnamed);
 	action_unref(reg, map->portal);
 	free(map->portal_name);
 	free(map->buckets);
-	memset(map, 0, sizeof(*map));
+	free(map);
 }
 
 /* Server caches -------------------------------------------------------------- */
@@ -861,7 +875,7 @@ static size_t quote_ident(const char *name, char out[QUOTED_NAME_MAX])
 /* The SQL statement the client's `name` means now, or NULL. */
 static struct pstmt *sql_meaning(const struct client *c, const char *name)
 {
-	const struct client_stmt *cs = map_find(&c->stmts, name);
+	const struct client_stmt *cs = map_find(c->stmts, name);
 
 	return cs != NULL && cs->ps->sql ? cs->ps : NULL;
 }
@@ -1032,9 +1046,9 @@ static enum prep_result handle_unnamed_parse(struct client *c, struct server *s,
 	int verb;
 
 	/* Every Parse of the unnamed statement replaces it, even one that fails. */
-	if (c->stmts.unnamed != NULL) {
-		action_unref(&c->w->prepared, c->stmts.unnamed);
-		c->stmts.unnamed = NULL;
+	if (c->stmts != NULL && c->stmts->unnamed != NULL) {
+		action_unref(&c->w->prepared, c->stmts->unnamed);
+		c->stmts->unnamed = NULL;
 	}
 	if (v->whole)
 		verb = (int)view_verb(v);
@@ -1042,7 +1056,7 @@ static enum prep_result handle_unnamed_parse(struct client *c, struct server *s,
 		return PREP_WAIT;
 	if (verb == SQL_VERB_PREPARE || verb == SQL_VERB_DEALLOCATE)
 		return unnamed_action(c, s, f);
-	if (c->stmts.count == 0 || !may_execute((enum sql_verb)verb) ||
+	if (prepared_map_count(c->stmts) == 0 || !may_execute((enum sql_verb)verb) ||
 	    frame_total(f) > DEALLOCATE_PEEK)
 		return PREP_PASS;
 	if (evbuffer_get_length(in) < frame_total(f))
@@ -1145,7 +1159,7 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 	if ((a = parse_action(c, s, (const char *)body, text_len, nparams)) != NULL) {
 		/* Answered here; each Execute of it acts on the client's names. */
 		ps = registry_intern(reg, body, body_len, false, NULL, 0, 0);
-		if (ps == NULL || map_put(reg, &c->stmts, name, ps, NULL, a) < 0) {
+		if (ps == NULL || map_put(c, name, ps, NULL, a) < 0) {
 			action_unref(reg, a);
 			client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
 			return PREP_CLOSED;
@@ -1163,8 +1177,7 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 		ref[0] = '\0';
 		ps = registry_intern(reg, body, body_len, false, NULL, 0, 0);
 	}
-	if (ps == NULL ||
-	    map_put(reg, &c->stmts, name, ps, ref[0] != '\0' ? ref : NULL, NULL) < 0) {
+	if (ps == NULL || map_put(c, name, ps, ref[0] != '\0' ? ref : NULL, NULL) < 0) {
 		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return PREP_CLOSED;
 	}
@@ -1196,11 +1209,13 @@ static enum prep_result handle_bind(struct client *c, struct server *s, const st
 	}
 	portal_len = (size_t)(portal_end - p);
 	stmt_len = (size_t)(stmt_end - portal_end - 1);
-	if (c->stmts.portal != NULL && strcmp(c->stmts.portal_name, (const char *)p) == 0)
+	if (c->stmts == NULL) /* no names, no portal or unnamed statement of its own */
+		return PREP_PASS;
+	if (c->stmts->portal != NULL && strcmp(c->stmts->portal_name, (const char *)p) == 0)
 		unbind_portal(c); /* replaced by this Bind */
-	if (stmt_len == 0 && c->stmts.unnamed != NULL)
-		return bind_action(c, s, f, p, c->stmts.unnamed);
-	if (stmt_len == 0 || (cs = map_find(&c->stmts, (const char *)portal_end + 1)) == NULL ||
+	if (stmt_len == 0 && c->stmts->unnamed != NULL)
+		return bind_action(c, s, f, p, c->stmts->unnamed);
+	if (stmt_len == 0 || (cs = map_find(c->stmts, (const char *)portal_end + 1)) == NULL ||
 	    cs->ps->sql)
 		return PREP_PASS;
 	if (cs->action != NULL)
@@ -1250,11 +1265,11 @@ static enum prep_result handle_describe_close(struct client *c, struct server *s
 	c->pool->stats.bytes_received += frame_total(f);
 	if (f->type == 'C') {
 		/* Closing a name that does not exist is not an error in Postgres either. */
-		map_remove(&c->w->prepared, &c->stmts, (const char *)msg + FRAME_HEADER_LEN + 1);
+		map_remove(&c->w->prepared, c->stmts, (const char *)msg + FRAME_HEADER_LEN + 1);
 		push_fake(s, REQ_FAKE_CLOSE);
 		return PREP_DONE;
 	}
-	cs = map_find(&c->stmts, (const char *)msg + FRAME_HEADER_LEN + 1);
+	cs = map_find(c->stmts, (const char *)msg + FRAME_HEADER_LEN + 1);
 	if (cs != NULL && cs->action != NULL) {
 		describe_no_rows(s);
 		return PREP_DONE;
@@ -1424,14 +1439,14 @@ static enum prep_result handle_sql_prepare(struct client *c, struct server *s,
 	 */
 	if (s->tx_status == 'E' && requests_count(&s->requests) == 0)
 		return PREP_PASS;
-	if (map_find(&c->stmts, name) != NULL)
+	if (map_find(c->stmts, name) != NULL)
 		return duplicate_prepare(c, s, f, name);
 	if ((body = malloc(len)) == NULL)
 		return PREP_PASS;
 	memcpy(body, text + after, len);
 	if ((ps = registry_intern(reg, body, len, true, NULL, 0, 0)) == NULL)
 		return PREP_PASS;
-	if (map_put(reg, &c->stmts, name, ps, NULL, NULL) < 0) {
+	if (map_put(c, name, ps, NULL, NULL) < 0) {
 		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return PREP_CLOSED;
 	}
@@ -1477,10 +1492,10 @@ static enum prep_result handle_deallocate(struct client *c, struct server *s, co
 	evbuffer_copyout(in, sql, frame_total(f));
 	sql[frame_total(f)] = '\0';
 	if (!parse_deallocate(sql + FRAME_HEADER_LEN, name, sizeof(name)) ||
-	    map_find(&c->stmts, name) == NULL)
+	    map_find(c->stmts, name) == NULL)
 		return PREP_PASS;
 	evbuffer_drain(in, frame_total(f));
-	map_remove(&c->w->prepared, &c->stmts, name);
+	map_remove(&c->w->prepared, c->stmts, name);
 	c->pool->stats.query_count++;
 	return push_fake(s, REQ_FAKE_DEALLOC) ? PREP_READY : PREP_DONE;
 }
@@ -1512,7 +1527,7 @@ static enum prep_result handle_query(struct client *c, struct server *s, const s
 		verb = sqlscan_verb(text, n - FRAME_HEADER_LEN);
 	}
 	if (verb == SQL_VERB_EXPLAIN || verb == SQL_VERB_CREATE) {
-		if (c->stmts.count == 0)
+		if (prepared_map_count(c->stmts) == 0)
 			return PREP_PASS;
 	} else if (verb != SQL_VERB_PREPARE && verb != SQL_VERB_EXECUTE &&
 	           verb != SQL_VERB_DEALLOCATE) {
@@ -1599,6 +1614,7 @@ static enum prep_result unnamed_action(struct client *c, struct server *s, const
 	struct evbuffer *in = c->conn.in;
 	enum prep_result r = need_text(c, f);
 	const char *text, *nul;
+	struct sql_action *a;
 	size_t len;
 
 	if (r != PREP_DONE)
@@ -1608,22 +1624,29 @@ static enum prep_result unnamed_action(struct client *c, struct server *s, const
 	/* Malformed (no NUL, no parameter count): Postgres judges it. */
 	if ((nul = memchr(text, '\0', len)) == NULL || (size_t)(nul - text) + 3 > len)
 		return PREP_PASS;
-	c->stmts.unnamed = parse_action(c, s, text, (size_t)(nul - text),
-	                                (uint16_t)((uint8_t)nul[1] << 8 | (uint8_t)nul[2]));
-	if (c->stmts.unnamed == NULL)
+	a = parse_action(c, s, text, (size_t)(nul - text),
+	                 (uint16_t)((uint8_t)nul[1] << 8 | (uint8_t)nul[2]));
+	if (a == NULL)
 		return PREP_PASS;
+	if (own_map(c) == NULL) {
+		action_unref(&c->w->prepared, a);
+		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
+		return PREP_CLOSED;
+	}
+	c->stmts->unnamed = a;
 	evbuffer_drain(in, frame_total(f));
 	c->pool->stats.bytes_received += frame_total(f);
 	push_fake(s, REQ_FAKE_PARSE);
 	return PREP_DONE;
 }
 
+/* The client has a map: the portal and the actions bound to it live there. */
 static void unbind_portal(struct client *c)
 {
-	action_unref(&c->w->prepared, c->stmts.portal);
-	c->stmts.portal = NULL;
-	free(c->stmts.portal_name);
-	c->stmts.portal_name = NULL;
+	action_unref(&c->w->prepared, c->stmts->portal);
+	c->stmts->portal = NULL;
+	free(c->stmts->portal_name);
+	c->stmts->portal_name = NULL;
 }
 
 /* A Bind of an sql_action: answered here, the portal remembered. */
@@ -1643,8 +1666,8 @@ static enum prep_result bind_action(struct client *c, struct server *s, const st
 	}
 	a->refs++;
 	unbind_portal(c);
-	c->stmts.portal = a;
-	c->stmts.portal_name = name;
+	c->stmts->portal = a;
+	c->stmts->portal_name = name;
 	push_fake(s, REQ_FAKE_BIND);
 	return PREP_DONE;
 }
@@ -1666,12 +1689,12 @@ static bool describe_close_action(struct client *c, struct server *s, const stru
 	const char *name = (const char *)msg + FRAME_HEADER_LEN + 1;
 	bool portal;
 
-	if (f->len < 6 || msg[frame_total(f) - 1] != 0)
+	if (c->stmts == NULL || f->len < 6 || msg[frame_total(f) - 1] != 0)
 		return false;
-	portal = msg[FRAME_HEADER_LEN] == 'P' && c->stmts.portal != NULL &&
-	         strcmp(name, c->stmts.portal_name) == 0;
+	portal = msg[FRAME_HEADER_LEN] == 'P' && c->stmts->portal != NULL &&
+	         strcmp(name, c->stmts->portal_name) == 0;
 	if (!portal &&
-	    !(msg[FRAME_HEADER_LEN] == 'S' && name[0] == '\0' && c->stmts.unnamed != NULL))
+	    !(msg[FRAME_HEADER_LEN] == 'S' && name[0] == '\0' && c->stmts->unnamed != NULL))
 		return false;
 	drop_message(c, f, 0);
 	if (f->type == 'D' && portal) {
@@ -1682,8 +1705,8 @@ static bool describe_close_action(struct client *c, struct server *s, const stru
 		unbind_portal(c);
 		push_fake(s, REQ_FAKE_CLOSE);
 	} else {
-		action_unref(&c->w->prepared, c->stmts.unnamed);
-		c->stmts.unnamed = NULL;
+		action_unref(&c->w->prepared, c->stmts->unnamed);
+		c->stmts->unnamed = NULL;
 		push_fake(s, REQ_FAKE_CLOSE);
 	}
 	return true;
@@ -1729,11 +1752,10 @@ static void undo_change(struct client *c, struct name_change *ch)
 {
 	struct client_stmt *cs;
 
-	if (ch->added != NULL && (cs = map_find(&c->stmts, ch->name)) != NULL &&
-	    cs->ps == ch->added)
-		map_remove(&c->w->prepared, &c->stmts, ch->name);
-	if (ch->removed != NULL && map_find(&c->stmts, ch->name) == NULL) {
-		map_link(&c->stmts, ch->removed);
+	if (ch->added != NULL && (cs = map_find(c->stmts, ch->name)) != NULL && cs->ps == ch->added)
+		map_remove(&c->w->prepared, c->stmts, ch->name);
+	if (ch->removed != NULL && map_find(c->stmts, ch->name) == NULL) {
+		map_link(c->stmts, ch->removed); /* it came from there */
 		ch->removed = NULL;
 	}
 }
@@ -1766,12 +1788,12 @@ static enum prep_result run_prepare(struct client *c, struct server *s, struct s
 {
 	char sql[DUPLICATE_SQL_MAX];
 
-	if (map_find(&c->stmts, a->name) != NULL) {
+	if (map_find(c->stmts, a->name) != NULL) {
 		duplicate_sql(a->name, sql);
 		send_carrier(s, NULL, sql, REQ_CARRIER_EXECUTE);
 		return PREP_DONE;
 	}
-	if (map_put(&c->w->prepared, &c->stmts, a->name, a->ps, NULL, NULL) < 0 ||
+	if (map_put(c, a->name, a->ps, NULL, NULL) < 0 ||
 	    change_push(s, a->name, NULL, a->ps) < 0) {
 		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return PREP_CLOSED;
@@ -1788,7 +1810,7 @@ static enum prep_result run_prepare(struct client *c, struct server *s, struct s
  */
 static enum prep_result run_deallocate(struct client *c, struct server *s, struct sql_action *a)
 {
-	struct client_stmt *cs = map_unlink(&c->stmts, a->name);
+	struct client_stmt *cs = map_unlink(c->stmts, a->name);
 	char sql[QUOTED_NAME_MAX + 16];
 
 	if (cs == NULL) {
@@ -1810,7 +1832,7 @@ static enum prep_result handle_execute(struct client *c, struct server *s, const
 {
 	struct evbuffer *in = c->conn.in;
 	uint8_t msg[FRAME_HEADER_LEN + 2 * (PREP_NAME_MAX + 1) + 4];
-	struct sql_action *a = c->stmts.portal;
+	struct sql_action *a = c->stmts != NULL ? c->stmts->portal : NULL;
 
 	if (a == NULL || frame_total(f) > sizeof(msg) || f->len < 9)
 		return PREP_PASS;
@@ -1818,7 +1840,7 @@ static enum prep_result handle_execute(struct client *c, struct server *s, const
 		return PREP_WAIT;
 	evbuffer_copyout(in, msg, frame_total(f));
 	if (msg[frame_total(f) - 5] != 0 ||
-	    strcmp((const char *)msg + FRAME_HEADER_LEN, c->stmts.portal_name) != 0)
+	    strcmp((const char *)msg + FRAME_HEADER_LEN, c->stmts->portal_name) != 0)
 		return PREP_PASS;
 	drop_message(c, f, 0);
 	c->pool->stats.query_count++;
@@ -1831,7 +1853,7 @@ static enum prep_result handle_execute(struct client *c, struct server *s, const
 
 bool prepared_reads_execute(const struct client *c)
 {
-	return c->stmts.portal != NULL;
+	return c->stmts != NULL && c->stmts->portal != NULL;
 }
 
 /* Another worker's server found the plan of statement `hash` stale: so do ours. */
@@ -1887,14 +1909,14 @@ static void catch_up(struct pstmt_registry *reg)
  */
 bool prepared_passes(const struct client *c, const struct frame *f, const struct msgview *v)
 {
-	const struct stmt_map *m = &c->stmts;
+	const struct stmt_map *m = c->stmts; /* NULL: it never named a statement */
 	const char *msg = v->msg, *portal_end;
 	size_t total = frame_total(f), got = total < BIND_PEEK ? total : BIND_PEEK;
 	enum sql_verb verb;
 
 	if (c->server->requests.skip_to_sync)
 		return true;
-	if (!v->whole || m->count > 0 || m->unnamed != NULL || m->portal != NULL)
+	if (!v->whole || (m != NULL && (m->count > 0 || m->unnamed != NULL || m->portal != NULL)))
 		return false;
 	switch (f->type) {
 	case 'P':
@@ -1959,6 +1981,8 @@ enum prep_result prepared_client_message(struct client *c, const struct frame *f
  */
 static void map_forget_statement(struct pstmt_registry *reg, struct stmt_map *map, uint64_t id)
 {
+	if (map == NULL)
+		return;
 	for (uint32_t i = 0; i < map->size; i++) {
 		struct client_stmt *cs = map->buckets[i];
 
@@ -1985,7 +2009,7 @@ void prepared_parse_done(struct server *s, bool failed, bool client_parse)
 		cache_remove(&s->w->prepared, cache, e);
 	/* As in Postgres, a Parse that failed leaves no statement under the client's name. */
 	if (failed && client_parse && s->client != NULL)
-		map_forget_statement(&s->w->prepared, &s->client->stmts, id);
+		map_forget_statement(&s->w->prepared, s->client->stmts, id);
 }
 
 void prepared_sql_done(struct server *s, bool client_prepare)
@@ -2003,7 +2027,7 @@ void prepared_server_tag(struct server *s, const char *tag)
 	/* The server dropped every statement, ours included; a client asked to drop its own. */
 	cache_clear(&s->w->prepared, &s->stmts);
 	if (s->client != NULL)
-		map_clear(&s->w->prepared, &s->client->stmts);
+		map_clear(&s->w->prepared, s->client->stmts);
 }
 
 void prepared_bind_done(struct server *s)
@@ -2014,8 +2038,10 @@ void prepared_bind_done(struct server *s)
 /* Every name the linked client has for `ps` now knows its new result type. */
 static void client_saw_new_type(struct client *c, const struct pstmt *ps)
 {
-	for (uint32_t i = 0; i < c->stmts.size; i++)
-		for (struct client_stmt *cs = c->stmts.buckets[i]; cs != NULL; cs = cs->next)
+	if (c->stmts == NULL)
+		return;
+	for (uint32_t i = 0; i < c->stmts->size; i++)
+		for (struct client_stmt *cs = c->stmts->buckets[i]; cs != NULL; cs = cs->next)
 			if (cs->ps == ps)
 				cs->generation = ps->generation;
 }

@@ -629,7 +629,8 @@ static bool is_settings_tag_length(const struct server *s, uint32_t len)
 static bool needs_body(const struct server *s, const struct frame *f)
 {
 	if (f->type == 'C') /* DEALLOCATE ALL / DISCARD ALL drop prepared statements */
-		return s->stmts.count > 0 || (s->client != NULL && s->client->stmts.count > 0) ||
+		return s->stmts.count > 0 ||
+		       (s->client != NULL && prepared_map_count(s->client->stmts) > 0) ||
 		       is_settings_tag_length(s, f->len) || ring_count(&s->qs.pending) > 0 ||
 		       (s->client != NULL && s->client->listen != NULL &&
 		        listen_wants_tags(s->client));
