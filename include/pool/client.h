@@ -96,38 +96,40 @@ struct client {
 	struct user_secret *queried_secret; /* auth_query's answer, owned */
 	struct client *cancel_next;         /* hash chain in the cancel map */
 	struct fleet_seat *fleet_seat;      /* fleet_max_client_conn's seat (redis_limiter.h) */
-	uint64_t fwd_remaining;             /* bytes of a message still to stream to the server */
-	uint64_t skip_remaining;            /* bytes of a message still to drop (late COPY data) */
-	int64_t throttle_deadline_us;  /* waiting for a rate token until then; 0 = not waiting */
-	struct event *timer;           /* login, wait and idle timeouts (made when armed) */
-	struct event *xact_timer;      /* transaction_timeout (made when first armed) */
-	int64_t connect_us;            /* when accepted */
-	int64_t wait_start_us;         /* when queued for a server */
-	int64_t last_wait_us;          /* queue wait before the current server, for the slow log */
-	struct query_capture *capture; /* start of the latest Query/Parse text (slowlog.c) */
-	struct qstats_ref qs_next;     /* query_stats: the statement the next Execute runs */
-	struct qstats_ref qs_unnamed;  /* query_stats: the unnamed statement's */
-	struct client_listen *listen;  /* LISTEN state (listen.h); NULL: it never LISTENed */
-	enum client_state state;       /* see above; changed only by client_set_state */
-	enum login_step login;         /* LOGIN sub-state */
+	int64_t throttle_deadline_us;    /* waiting for a rate token until then; 0 = not waiting */
+	struct event *timer;             /* login, wait and idle timeouts (made when armed) */
+	struct event *xact_timer;        /* transaction_timeout (made when first armed) */
+	int64_t connect_us;              /* when accepted */
+	int64_t wait_start_us;           /* when queued for a server */
+	struct query_capture *capture;   /* start of the latest Query/Parse text (slowlog.c) */
+	struct qstats_ref qs_next;       /* query_stats: the statement the next Execute runs */
+	struct qstats_ref qs_unnamed;    /* query_stats: the unnamed statement's */
+	struct client_listen *listen;    /* LISTEN state (listen.h); NULL: it never LISTENed */
 	uint32_t cancel_pid, cancel_key; /* synthetic BackendKeyData */
-	uint32_t rest_mark;  /* awaiting_rest: what was left of the message when last looked */
-	uint8_t md5_salt[4]; /* salt of the md5 challenge */
+	/* Parts of one message, whose length frame_client_limit keeps within 32 bits: */
+	uint32_t fwd_remaining;  /* bytes of a message still to stream to the server */
+	uint32_t skip_remaining; /* bytes of a message still to drop (late COPY data) */
+	union {                  /* one is used while logging in, the other only once logged in */
+		uint8_t md5_salt[4]; /* LOGIN: salt of the md5 challenge */
+		uint32_t rest_mark;  /* awaiting_rest: what was left of the message last time */
+	};
 	union {
 		struct sockaddr sa;
 		struct sockaddr_in in;
 		struct sockaddr_in6 in6;
-	} peer;                  /* TCP peer (HBA, login delays, logs); formatted only when shown */
-	uint8_t refuse;          /* enum client_refusal: over max_client_conn, or while draining */
-	uint8_t auth_method;     /* enum auth_type chosen for this login */
-	bool is_unix : 1;        /* connected over the Unix socket */
-	bool tls : 1;            /* the socket speaks TLS (after SSLRequest) */
-	bool password_md5 : 1;   /* LOGIN_PASSWORD expects an md5 response, not cleartext */
-	bool auth_queried : 1;   /* auth_query answered (queried_secret NULL = no such user) */
-	bool has_client_key : 1; /* SCRAM succeeded: scram->client_key is valid */
-	bool cancel_registered : 1; /* in the worker's cancel map */
-	bool discarding : 1;        /* after a local error: drop messages up to Sync/Query */
-	bool close_at_idle : 1;     /* draining: close once the transaction ends */
+	} peer;                      /* TCP peer (HBA, login delays, logs); formatted when shown */
+	enum client_state state : 8; /* see above; changed only by client_set_state */
+	enum login_step login : 8;   /* LOGIN sub-state */
+	uint8_t refuse;              /* enum client_refusal: over max_client_conn, or draining */
+	uint8_t auth_method;         /* enum auth_type chosen for this login */
+	bool is_unix : 1;            /* connected over the Unix socket */
+	bool tls : 1;                /* the socket speaks TLS (after SSLRequest) */
+	bool password_md5 : 1;       /* LOGIN_PASSWORD expects an md5 response, not cleartext */
+	bool auth_queried : 1;       /* auth_query answered (queried_secret NULL = no such user) */
+	bool has_client_key : 1;     /* SCRAM succeeded: scram->client_key is valid */
+	bool cancel_registered : 1;  /* in the worker's cancel map */
+	bool discarding : 1;         /* after a local error: drop messages up to Sync/Query */
+	bool close_at_idle : 1;      /* draining: close once the transaction ends */
 	bool in_request : 1; /* rate-limited: inside an extended-protocol request (up to Sync) */
 	bool tenant_counted : 1; /* holds a slot of its tenant's max_client_conn */
 	bool timer_armed : 1;    /* timer pending (saves a locked libevent call per message) */

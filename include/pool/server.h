@@ -105,6 +105,8 @@ struct server {
 	int64_t idle_since_us;      /* when it became idle */
 	int64_t request_start_us;   /* first request forwarded into an empty queue */
 	int64_t xact_start_us;      /* first request after ReadyForQuery 'I' */
+	int64_t client_wait_us;     /* how long its client queued for it (the slow log's wait_ms):
+	                               here, not in each of thousands of clients */
 	int64_t timer_deadline_us;  /* when the armed timer fires */
 	int64_t timed_out_after_us; /* query_timeout that cancelled the running request; 0 = none */
 	bool close_needed;          /* retire at the next release (reload, lifetime) */

@@ -45,8 +45,11 @@ void slowlog_capture(struct client *c, struct evbuffer *in, const struct frame *
                      const struct msgview *v);
 /* relay.c: c has nothing outstanding; its text buffer goes to the worker's spares. */
 void slowlog_release(struct client *c);
-/* latency.c: a request of c's took duration_us; logs it when over the threshold. */
-void slowlog_check(struct client *c, int64_t duration_us);
+/*
+ * record.c: a request of c's took duration_us, after c had queued wait_us
+ * for its server; logs it when over the threshold.
+ */
+void slowlog_check(struct client *c, int64_t duration_us, int64_t wait_us);
 
 /*
  * Copies SQL with every literal replaced by '?': '...' strings (also E'',

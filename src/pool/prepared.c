@@ -1074,7 +1074,7 @@ static void drop_message(struct client *c, const struct frame *f, size_t done)
 	size_t now = rest < avail ? rest : avail;
 
 	evbuffer_drain(in, now);
-	c->skip_remaining = rest - now;
+	c->skip_remaining = (uint32_t)(rest - now);
 	c->pool->stats.bytes_received += frame_total(f);
 }
 
@@ -1237,7 +1237,7 @@ static enum prep_result handle_bind(struct client *c, struct server *s, const st
 	ring_push(&s->stmts.bound, &cs->ps->id);
 	rest = frame_total(f) - prefix;
 	moved = rest ? (size_t)evbuffer_remove_buffer(in, out, rest) : 0;
-	c->fwd_remaining = rest - moved;
+	c->fwd_remaining = (uint32_t)(rest - moved);
 	c->pool->stats.bytes_received += prefix + moved;
 	return PREP_DONE;
 }

@@ -31,7 +31,7 @@ void record_request_done(struct server *s, int64_t now_us, char status)
 	if (status == 'I')
 		histogram_record_us(&lat->h[LATENCY_XACT], now_us - s->xact_start_us);
 	if (slow > 0 && took > slow && s->client != NULL)
-		slowlog_check(s->client, took);
+		slowlog_check(s->client, took, s->client_wait_us);
 }
 
 void record_link(struct client *c, struct server *s)
@@ -40,7 +40,7 @@ void record_link(struct client *c, struct server *s)
 
 	if (c->state == CLIENT_WAITING)
 		waited = worker_now_us(c->w) - c->wait_start_us;
-	c->last_wait_us = waited;
+	s->client_wait_us = waited;
 	histogram_record_us(&s->pool->lat.h[LATENCY_WAIT], waited);
 }
 

@@ -131,7 +131,7 @@ static bool drop_without_server(struct client *c, uint8_t type, size_t total)
 
 	if (!late_copy && !idle_flush && !c->discarding)
 		return false;
-	c->skip_remaining = total - move_bytes(in, NULL, total);
+	c->skip_remaining = (uint32_t)(total - move_bytes(in, NULL, total));
 	/* A local error answered this request; its end is where ReadyForQuery belongs. */
 	if (c->discarding && (type == 'S' || type == 'Q')) {
 		c->discarding = false;
@@ -359,7 +359,7 @@ static void relay_client_input(struct client *c)
 
 		if (c->skip_remaining > 0) {
 			run_flush(&r);
-			c->skip_remaining -= move_bytes(in, NULL, c->skip_remaining);
+			c->skip_remaining -= (uint32_t)move_bytes(in, NULL, c->skip_remaining);
 			if (c->skip_remaining > 0)
 				break;
 			continue;
@@ -367,7 +367,7 @@ static void relay_client_input(struct client *c)
 		if (c->fwd_remaining > 0) {
 			run_flush(&r);
 			moved = move_bytes(in, conn_out(&c->server->conn), c->fwd_remaining);
-			c->fwd_remaining -= moved;
+			c->fwd_remaining -= (uint32_t)moved;
 			c->pool->stats.bytes_received += moved;
 			if (c->fwd_remaining > 0) {
 				partial = true;
@@ -492,7 +492,7 @@ static void relay_client_input(struct client *c)
 		/* Not all here yet: what is moves now, the rest as it comes. */
 		run_flush(&r);
 		moved = move_bytes(in, conn_out(&c->server->conn), frame_total(&f));
-		c->fwd_remaining = frame_total(&f) - moved;
+		c->fwd_remaining = (uint32_t)(frame_total(&f) - moved);
 		c->pool->stats.bytes_received += moved;
 	}
 	run_flush(&r);

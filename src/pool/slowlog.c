@@ -551,12 +551,13 @@ static void add_json_string(struct evbuffer *b, const char *s, size_t len)
 
 /* Both forms of one slow-query record. */
 static void format_record(struct evbuffer *text, struct evbuffer *json, const struct client *c,
-                          int64_t duration_us, const char *query, size_t qlen, bool truncated)
+                          int64_t duration_us, int64_t wait_us, const char *query, size_t qlen,
+                          bool truncated)
 {
 	const struct param *app = param_find(&c->params, "application_name");
 	const char *app_name = app != NULL ? app->value : "";
 	const char *tenant = pool_tenant(c->pool);
-	double ms = (double)duration_us / 1000.0, wait_ms = (double)c->last_wait_us / 1000.0;
+	double ms = (double)duration_us / 1000.0, wait_ms = (double)wait_us / 1000.0;
 
 	evbuffer_add_printf(text, "duration_ms=%.3f wait_ms=%.3f tenant=", ms, wait_ms);
 	add_text_value(text, tenant, strlen(tenant));
@@ -580,7 +581,7 @@ static void format_record(struct evbuffer *text, struct evbuffer *json, const st
 	evbuffer_add(json, "", 1);
 }
 
-void slowlog_check(struct client *c, int64_t duration_us)
+void slowlog_check(struct client *c, int64_t duration_us, int64_t wait_us)
 {
 	const struct query_capture *qc = c->capture;
 	struct evbuffer *text, *json;
@@ -602,7 +603,7 @@ void slowlog_check(struct client *c, int64_t duration_us)
 		}
 	}
 	if (text != NULL && json != NULL) {
-		format_record(text, json, c, duration_us, query != NULL ? query : "", qlen,
+		format_record(text, json, c, duration_us, wait_us, query != NULL ? query : "", qlen,
 		              qc != NULL && qc->truncated);
 		/* Not client_log_ctx: the record has its own tenant member. */
 		ctx = (struct log_ctx){.worker = c->w->id,
