@@ -133,19 +133,22 @@ int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len);
 int conn_start_tls(struct conn *c, SSL *ssl, int state);
 /*
  * Moving a conn to another thread's loop (an idle server handed between
- * workers).  Only a plain conn with nothing buffered either way can move:
- * conn_detach, on the owning loop's thread, removes its read event, frees
- * its write event and gives its buffers back to that loop; the socket and
- * its kernel buffers stay as they are.  conn_attach, on the new loop's
- * thread, assigns the read event there.
- * TLS conns never move: their bufferevent_openssl belongs to one base and
- * frees its SSL from that base's loop.
+ * workers).  Only a conn with nothing buffered either way can move (for TLS,
+ * nothing read and not yet decrypted either): conn_detach, on the owning
+ * loop's thread, frees its events, or its bufferevent_openssl, and gives its
+ * buffers back to that loop; the socket, its kernel buffers and the TLS
+ * session (returned, to travel with the conn) stay as they are.  conn_attach,
+ * on the new loop's thread, makes the read event there, or a new
+ * bufferevent_openssl on the same SSL, already open.  The bufferevent is made
+ * without BEV_OPT_CLOSE_ON_FREE so that freeing it, whose last steps libevent
+ * defers to the old loop, never touches the SSL or the socket afterwards.
  */
 bool conn_can_move(const struct conn *c);
-void conn_detach(struct conn *c);
-int conn_attach(struct conn *c, struct loop *l);
-/* Close a detached conn's socket on any thread; conn_release has nothing left to do. */
-void conn_close_detached(struct conn *c);
+SSL *conn_detach(struct conn *c);
+/* On failure with `ssl`, the SSL is freed; the socket is still the conn's to release. */
+int conn_attach(struct conn *c, struct loop *l, SSL *ssl);
+/* Close a detached conn's socket (and free `ssl`) on any thread; conn_release has nothing left. */
+void conn_close_detached(struct conn *c, SSL *ssl);
 /* Close the socket and free everything (the struct itself is the owner's). */
 void conn_release(struct conn *c);
 

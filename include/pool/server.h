@@ -117,6 +117,7 @@ struct server {
 	                               not take over: DEALLOCATE ALL before its first client */
 	bool timer_pending;         /* timer armed (saves libevent calls per transaction) */
 	enum server_tls tls;        /* TLS negotiation during login */
+	SSL *ssl_in_transit;        /* TLS, between workers: the session conn_detach kept */
 	struct breaker *breaker;    /* its host's breaker (a reference of its own): host, port */
 	bool probe;                 /* it is that breaker's half-open probe, not yet judged */
 	bool any_role;              /* prefer-standby found no standby: a primary will do */
@@ -142,8 +143,8 @@ void server_close(struct server *s, const char *reason);
 /*
  * Handing an idle server to another worker (pool.c decides when and to
  * whom): the same Postgres backend, no new login.  server_can_move says
- * whether it may go: idle and clean, over a plain socket (TLS ones are
- * closed instead, conn.h says why), nothing buffered, nothing pinned, no
+ * whether it may go: idle and clean, nothing buffered (for TLS, nothing
+ * undecrypted either: its session moves with it, conn.h), nothing pinned, no
  * cancel in flight.  server_detach, on the owner's thread, takes it off its
  * pool's list, frees its timer and events, and packs its prepared
  * statements for the next worker, which takes them over under the same

@@ -422,31 +422,56 @@ int conn_init_fd(struct conn *c, struct loop *l, int fd, const struct conn_ops *
 
 bool conn_can_move(const struct conn *c)
 {
-	return !c->is_tls && c->fd >= 0 && c->rev_set && !c->halted && !c->connecting &&
-	       evbuffer_get_length(c->in) == 0 && evbuffer_get_length(c->out) == 0 &&
-	       !c->notify_drained;
+	if (c->fd < 0 || c->halted || c->connecting || evbuffer_get_length(c->in) > 0 ||
+	    evbuffer_get_length(c->out) > 0 || c->notify_drained)
+		return false;
+	/* Nothing read from the socket and not yet decrypted, a partial record included. */
+	if (c->is_tls)
+		return SSL_has_pending(bufferevent_openssl_get_ssl(c->tls)) == 0;
+	return c->rev_set;
 }
 
-void conn_detach(struct conn *c)
+SSL *conn_detach(struct conn *c)
 {
-	drop_plain_events(c);
-	park_buffer(c->loop, &c->in);
-	park_buffer(c->loop, &c->out);
+	SSL *ssl = NULL;
+
+	if (c->is_tls) {
+		/*
+		 * Not BEV_OPT_CLOSE_ON_FREE (conn_start_tls): freeing the
+		 * bufferevent leaves the socket and the SSL alone, so its
+		 * deferred finalisation on this loop never touches them again
+		 * while another loop uses them.
+		 */
+		ssl = bufferevent_openssl_get_ssl(c->tls);
+		bufferevent_free(c->tls);
+		c->tls = NULL;
+		c->is_tls = false;
+		if (list_linked(&c->kick))
+			list_del(&c->kick);
+	} else {
+		drop_plain_events(c);
+		park_buffer(c->loop, &c->in);
+		park_buffer(c->loop, &c->out);
+	}
 	c->in = c->out = NULL;
 	c->read_full = false;
 	c->loop = NULL;
+	return ssl;
 }
 
-void conn_close_detached(struct conn *c)
+void conn_close_detached(struct conn *c, SSL *ssl)
 {
+	SSL_free(ssl);
 	close(c->fd);
 	c->fd = -1;
 }
 
-int conn_attach(struct conn *c, struct loop *l)
+int conn_attach(struct conn *c, struct loop *l, SSL *ssl)
 {
 	c->loop = l;
 	c->in = c->out = l->no_data;
+	if (ssl != NULL)
+		return conn_start_tls(c, ssl, BUFFEREVENT_SSL_OPEN);
 	if (attach_fd(c, c->fd) < 0)
 		return -1;
 	update_read_event(c);
@@ -502,8 +527,9 @@ static void tls_event_cb(struct bufferevent *bev, short what, void *arg)
 
 int conn_start_tls(struct conn *c, SSL *ssl, int state)
 {
+	/* Without BEV_OPT_CLOSE_ON_FREE: conn_release frees the SSL and closes the socket. */
 	struct bufferevent *bev = bufferevent_openssl_socket_new(
-	    c->loop->base, c->fd, ssl, (enum bufferevent_ssl_state)state, BEV_OPT_CLOSE_ON_FREE);
+	    c->loop->base, c->fd, ssl, (enum bufferevent_ssl_state)state, 0);
 
 	if (bev == NULL) {
 		SSL_free(ssl);
@@ -617,7 +643,12 @@ void conn_release(struct conn *c)
 	if (list_linked(&c->kick))
 		list_del(&c->kick);
 	if (c->is_tls) {
+		SSL *ssl = bufferevent_openssl_get_ssl(c->tls);
+
 		bufferevent_free(c->tls);
+		SSL_free(ssl);
+		if (c->fd >= 0)
+			close(c->fd);
 		return;
 	}
 	unset_read_event(c);

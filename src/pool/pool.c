@@ -1009,19 +1009,12 @@ static void owe(struct pool *p, int to)
 
 /*
  * Pays the oldest debt with `s`, just released: false when it must stay for
- * now (something arrived on its socket meanwhile).  A TLS server never moves:
- * it is closed, and its unit comes free for the starving worker.
+ * now (something arrived on its socket meanwhile).
  */
 static bool repay(struct pool *p, struct server *s)
 {
 	struct worker *w = p->w;
-	int to;
 
-	if (s->tls == SERVER_TLS_ON) {
-		ring_pop(&p->owed, &to);
-		close_for(s, to);
-		return true;
-	}
 	if (s->lend_to >= 0 || ring_push(&w->lends, &s) < 0)
 		return false;
 	ring_pop(&p->owed, &s->lend_to);

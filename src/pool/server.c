@@ -223,26 +223,31 @@ void server_detach(struct server *s)
 	s->timer_pending = false;
 	if (!prepared_cache_detach(&s->stmts, &s->w->prepared))
 		s->stmts_foreign = true;
-	conn_detach(&s->conn);
+	s->ssl_in_transit = conn_detach(&s->conn);
 	s->pool = NULL;
 	s->w = NULL;
 }
 
 void server_discard(struct server *s, struct worker *w)
 {
-	conn_close_detached(&s->conn);
+	conn_close_detached(&s->conn, s->ssl_in_transit);
+	s->ssl_in_transit = NULL;
 	s->w = w;
 	server_free(s);
 }
 
 int server_attach(struct server *s, struct pool *p)
 {
+	SSL *ssl;
+
 	s->w = p->w;
 	s->pool = p;
 	if (!prepared_cache_attach(&s->stmts, &p->w->prepared))
 		s->stmts_foreign = true;
 	s->timer = evtimer_new(p->w->loop.base, server_timer_cb, s);
-	if (conn_attach(&s->conn, &p->w->loop) < 0 || s->timer == NULL)
+	ssl = s->ssl_in_transit;
+	s->ssl_in_transit = NULL;
+	if (conn_attach(&s->conn, &p->w->loop, ssl) < 0 || s->timer == NULL)
 		return -1;
 	slog(s, LOG_DEBUG, "taken over from another worker: no new login");
 	return 0;

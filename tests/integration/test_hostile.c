@@ -92,10 +92,9 @@ Test(hostile, stalled_large_message_gives_the_server_back)
 Test(hostile, gigabyte_message_is_refused_and_no_server_is_lost)
 {
 	/*
-	 * One worker: the next client must get this backend back.  With several,
-	 * c and big live on different workers, and the test cluster's server
-	 * connections are TLS, which never move between workers: c's worker would
-	 * have the server closed and open its own, lost or not.
+	 * One worker: the next client must get this backend back, and with one
+	 * worker nothing but the pool decides which (test_workers.c covers servers
+	 * handed between workers).
 	 */
 	struct harness_sluice *h = harness_start_sluice("workers = 1\n"
 	                                                "default_pool_size = 1\n"

@@ -30,10 +30,8 @@ static char *show(PGconn *c, const char *setting)
 Test(modes, session_keeps_server_and_resets_it)
 {
 	/*
-	 * One worker: the next client must reuse this backend.  With several, it
-	 * may land on another worker, and the test cluster's server connections
-	 * are TLS, which never move between workers (closed and reopened instead);
-	 * test_workers.c covers handing plain ones over.
+	 * One worker: the next client must reuse this backend; test_workers.c
+	 * covers servers handed between workers.
 	 */
 	struct harness_sluice *h = harness_start_sluice("workers = 1\n"
 	                                                "pool_mode = session\n"
@@ -83,10 +81,8 @@ Test(modes, session_keeps_server_and_resets_it)
 Test(modes, transaction_shares_server)
 {
 	/*
-	 * One worker: both clients must share one backend.  With several, it
-	 * may land on another worker, and the test cluster's server connections
-	 * are TLS, which never move between workers (closed and reopened instead);
-	 * test_workers.c covers handing plain ones over.
+	 * One worker: both clients must share one backend; test_workers.c covers
+	 * servers handed between workers.
 	 */
 	struct harness_sluice *h = harness_start_sluice("workers = 1\ndefault_pool_size = 1");
 	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");

@@ -38,10 +38,8 @@ static void expect_setting(PGconn *c, const char *name, const char *want)
 Test(session_state, startup_parameters_follow_the_client)
 {
 	/*
-	 * One server: both clients must take turns on it.  One worker too: with
-	 * several, b may land on another worker, and the test cluster's server
-	 * connections are TLS, which never move between workers (closed and
-	 * reopened instead).
+	 * One server: both clients must take turns on it.  One worker too, so that
+	 * the test reads this alone (test_workers.c hands servers between workers).
 	 */
 	struct harness_sluice *h = harness_start_sluice("workers = 1\ndefault_pool_size = 1");
 	PGconn *a = connect_with(h, "options=-c%20search_path%3Dfoo,public%20-c%20work_mem%3D7MB"

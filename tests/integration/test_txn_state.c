@@ -41,9 +41,8 @@ static long long backend(PGconn *c)
 Test(txn_state, set_config_follows_its_client_only)
 {
 	/*
-	 * One worker: a and b must take turns on one backend.  With several, b
-	 * may land on another worker, and the test cluster's server connections
-	 * are TLS, which never move between workers (closed and reopened instead).
+	 * One worker: a and b must take turns on one backend, with no handing
+	 * between workers in the way (test_workers.c covers that).
 	 */
 	struct harness_sluice *h = harness_start_sluice("workers = 1\ndefault_pool_size = 1");
 	PGconn *a = client(h), *b = client(h);

@@ -4,8 +4,8 @@
  * held by servers of other workers gets one of theirs, the same Postgres
  * backend, with no new login.  Clients are spread over the workers round-robin
  * in the order they are accepted, so consecutive connections land on
- * different workers.  Server connections are plain here: TLS ones do not move
- * (they are closed and reopened instead).
+ * different workers.  Server connections are plain here unless a test says
+ * otherwise; test_concurrency.c moves a TLS one.
  */
 #include <poll.h>
 #include <stdio.h>
@@ -25,7 +25,6 @@ TestSuite(workers, .fini = harness_teardown, .timeout = 240);
 #define MOVE_INI                                                                                   \
 	"workers = 4\n"                                                                            \
 	"default_pool_size = 2\n"                                                                  \
-	"server_tls_sslmode = disable\n"                                                           \
 	"query_wait_timeout = 120s\n"
 
 /* Backend pids seen, as a small set. */
@@ -69,14 +68,17 @@ static void collect(PGconn *conn, struct pids *set, int want, int client, int ro
  * another worker brings that worker's statements under their names, and each
  * client must still run its own, never one prepared for another.
  */
-Test(workers, idle_servers_move_between_workers_with_no_new_backend)
+static void servers_move(const char *sslmode)
 {
-	struct harness_sluice *h = harness_start_sluice(MOVE_INI);
+	char ini[256];
+	struct harness_sluice *h;
 	PGconn *c[CLIENTS];
 	struct pids set = {.n = 0};
 	char sql[128], param[16];
 	const char *params[] = {param};
 
+	snprintf(ini, sizeof(ini), "%sserver_tls_sslmode = %s\n", MOVE_INI, sslmode);
+	h = harness_start_sluice(ini);
 	for (int i = 0; i < CLIENTS; i++) {
 		PGresult *res;
 
@@ -100,6 +102,17 @@ Test(workers, idle_servers_move_between_workers_with_no_new_backend)
 	cr_assert_leq(harness_count_backends("app", NULL), 2);
 	for (int i = 0; i < CLIENTS; i++)
 		PQfinish(c[i]);
+}
+
+Test(workers, idle_servers_move_between_workers_with_no_new_backend)
+{
+	servers_move("disable");
+}
+
+/* The same with TLS servers: each one's session moves with its socket. */
+Test(workers, idle_tls_servers_move_between_workers_with_no_new_backend)
+{
+	servers_move("require");
 }
 
 /* Clients queued for a server, over every pool (SHOW POOLS adds up the workers). */
@@ -217,16 +230,17 @@ static long long result_int(PGconn *conn, const char *who)
 }
 
 /*
- * TLS servers never move: a worker owed a server closes one for the asker
- * and its units go there.  Two workers, one pool unit; a and c share a worker
- * (clients go round-robin), b is on the other.  a holds the server in a
- * transaction, b asks for it (a's worker owes b's one) and c queues behind a.
- * When a commits, the debt comes first: the closed server's unit went back
- * to the shared caps, and a's worker reopened it at once for c, so b waited
- * while the two workers traded the unit (under load, past query_wait_timeout).
- * Now b's worker connects with that unit: b is served before c.
+ * A debt comes before the owing worker's own queue, and a server that arrives
+ * serves its new worker before going back.  Two workers, one pool unit, TLS
+ * servers (their sessions move with them); a and c share a worker (clients go
+ * round-robin), b is on the other.  a holds the server in a transaction, b
+ * asks for it (a's worker owes b's one) and c queues behind a.  When a
+ * commits, the server goes to b first, then comes back for c.  Before, a TLS
+ * server was closed for b's worker and a's worker took the freed unit back at
+ * once for c; with debts both ways each fresh server was closed again for the
+ * other side, and neither queue moved (query_wait_timeout).
  */
-Test(workers, a_tls_server_closed_for_another_worker_serves_that_worker_first)
+Test(workers, a_server_owed_to_another_worker_serves_it_before_the_owers_queue)
 {
 	struct harness_sluice *h = harness_start_sluice_users("workers = 2\ndefault_pool_size = 1\n"
 	                                                      "server_tls_sslmode = require\n"
@@ -255,8 +269,8 @@ Test(workers, a_tls_server_closed_for_another_worker_serves_that_worker_first)
 	b_turn = result_int(b, "b");
 	c_turn = result_int(c, "c");
 	cr_assert_lt(b_turn, c_turn, "c (a's worker) was served before b, owed the server");
-	cr_assert(harness_log_contains(h, "another worker's clients need the connection"),
-	          "the TLS server was not closed for b's worker");
+	cr_assert(harness_log_contains(h, "taken over from another worker"),
+	          "the TLS server did not move to b's worker");
 	PQclear(harness_exec_ok(a, "drop sequence workers_turns"));
 	PQfinish(a);
 	PQfinish(b);
