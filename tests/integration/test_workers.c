@@ -277,3 +277,49 @@ Test(workers, a_server_owed_to_another_worker_serves_it_before_the_owers_queue)
 	PQfinish(c);
 	PQfinish(admin);
 }
+
+/* pg_backend_pid() of `conn`'s server, which must run under `timeout` (statement_timeout). */
+static long long backend_with_timeout(PGconn *conn, const char *timeout, const char *who, int round)
+{
+	PGresult *res =
+	    harness_exec_ok(conn, "select pg_backend_pid(), current_setting('statement_timeout')");
+	long long pid = atoll(PQgetvalue(res, 0, 0));
+
+	cr_assert_str_eq(PQgetvalue(res, 0, 1), timeout, "%s round %d: another tenant's server",
+	                 who, round);
+	PQclear(res);
+	return pid;
+}
+
+/*
+ * A server that cannot move is closed for the worker that needs it, and its
+ * pool unit goes to that worker, which connects with it.  Two tenants of one
+ * pool, on two workers (consecutive clients), with different statement_timeouts
+ * never share a server: the pool's one server is closed and reopened, on the
+ * other worker, at each turn.  Before, the closing worker freed the unit and
+ * could take it back for its own queue while the asker waited for it.
+ */
+Test(workers, a_server_that_cannot_move_is_reopened_on_the_worker_that_needs_it)
+{
+	struct harness_sluice *h = harness_start_sluice_users(
+	    "workers = 2\ndefault_pool_size = 1\nserver_tls_sslmode = disable\n"
+	    "query_wait_timeout = 120s\n"
+	    "[databases]\n"
+	    "app = host=@PGHOST@ port=@PGPORT@ dbname=app user=app password=app-secret\n"
+	    "[tenant.a]\nusers = tenant_a\n"
+	    "[tenant.c]\nusers = tenant_c\nstatement_timeout = 300ms\n",
+	    "\"tenant_a\" \"a-secret\"\n\"tenant_c\" \"c-secret\"\n");
+	PGconn *a = harness_connect_ok(h, "tenant_a", "a-secret", "app");
+	PGconn *c = harness_connect_ok(h, "tenant_c", "c-secret", "app");
+
+	for (int round = 0; round < 10; round++) {
+		long long pid_a = backend_with_timeout(a, "0", "tenant a", round);
+		long long pid_c = backend_with_timeout(c, "300ms", "tenant c", round);
+
+		cr_assert_neq(pid_a, pid_c, "round %d: the tenants shared a backend", round);
+	}
+	cr_assert(harness_log_contains(h, "closing: another worker's clients need the connection"),
+	          "the tenants shared a worker: no server was closed for another one");
+	PQfinish(a);
+	PQfinish(c);
+}
