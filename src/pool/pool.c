@@ -741,27 +741,59 @@ static void pool_quotas(const struct pool *p, struct quota *q[4])
 	q[3] = p->tenant_quota;
 }
 
-/* A member of the group on `w` that may take a server logged in like h's; NULL if none. */
+/*
+ * A member of the group on `w` that may take a server logged in like h's; NULL
+ * if none.  A waiting pool of h's own tenant first: a server kept for its
+ * tenant's min_server_conn stays that tenant's, rather than being closed for
+ * it again after one transaction of another.
+ */
 static struct pool *adopter(struct worker *w, const struct handoff *h)
 {
 	struct pool_group *g = group_find(w, h->dbname, h->user);
-	struct pool *room = NULL;
+	struct pool *waiter = NULL, *room = NULL;
 
 	if (g == NULL)
 		return NULL;
 	for (struct list_node *pos = g->members.next; pos != &g->members; pos = pos->next) {
 		struct pool *p = list_entry(pos, struct pool, group_node);
+		bool own = strcmp(p->tenant, h->tenant) == 0;
 
 		if (p->statement_timeout_us != h->statement_timeout_us || p->db == NULL ||
 		    (p->set.max_server_conn > 0 && p->tenant_quota != h->quotas[3] &&
 		     atomic_load(&p->tenant_quota->used) >= p->set.max_server_conn))
 			continue;
-		if (!list_empty(&p->waiting) || !list_empty(&p->login_waiting))
-			return p;
-		if (room == NULL || strcmp(p->tenant, h->tenant) == 0)
+		if (!list_empty(&p->waiting) || !list_empty(&p->login_waiting)) {
+			if (own)
+				return p;
+			if (waiter == NULL)
+				waiter = p;
+		}
+		if (room == NULL || own)
 			room = p;
 	}
-	return room;
+	return waiter != NULL ? waiter : room;
+}
+
+/*
+ * A server or units arrived for `g` on this worker and went to one member:
+ * any other member may have been the one that asked, and its request is
+ * answered now.  Each still starving asks again, or it would wait with its
+ * shed_asked set for a server nobody sends (query_wait_timeout, or for ever).
+ */
+static void reask_group(struct pool_group *g, const struct pool *served)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &g->members)
+	{
+		struct pool *p = list_entry(pos, struct pool, group_node);
+
+		if (p == served)
+			continue;
+		p->shed_asked = false;
+		if (!list_empty(&p->waiting) || !list_empty(&p->login_waiting))
+			pool_maintain(p);
+	}
 }
 
 static void learn_defaults(struct pool *p, const struct param_list *params);
@@ -827,6 +859,7 @@ static void take_over_fn(void *owner, void *arg)
 		server_close(s, "out of memory taking over a server from another worker");
 	else
 		release(p, s, true);
+	reask_group(p->group, p);
 }
 
 static void ask_next(struct worker *w, struct lend_request *req);
@@ -987,13 +1020,17 @@ static struct server *idle_of_group(struct pool_group *g, const struct lend_requ
 	return NULL;
 }
 
-/* The member holding servers, which owes one to `from`; NULL if the group has none. */
-static struct pool *holder_of_group(struct pool_group *g)
+/*
+ * The member holding servers, which owes one to `from`; NULL if the group has
+ * none it may give up.  A tenant at its min_server_conn owes nothing: paid,
+ * its server would go to the asker and be closed there for that tenant again.
+ */
+static struct pool *holder_of_group(struct pool_group *g, const struct lend_request *req)
 {
 	for (struct list_node *pos = g->members.next; pos != &g->members; pos = pos->next) {
 		struct pool *p = list_entry(pos, struct pool, group_node);
 
-		if (p->nservers > 0)
+		if (p->nservers > 0 && may_give_up_a_server(p, req))
 			return p;
 	}
 	return NULL;
@@ -1094,7 +1131,7 @@ static void ask_fn(void *owner, void *arg)
 		lend_request_free(req);
 		return;
 	}
-	if (req->second_round && g != NULL && (holder = holder_of_group(g)) != NULL) {
+	if (req->second_round && g != NULL && (holder = holder_of_group(g, req)) != NULL) {
 		log_debug(w->log, "w%d %s/%s: owes worker %d a server", w->id, req->dbname,
 		          req->user, req->from);
 		owe(holder, req->from);
@@ -1429,6 +1466,9 @@ static void release(struct pool *p, struct server *s, bool arrived)
 			share_charge(turn->share);
 		if (turn != NULL && turn != p) {
 			hand_over(s, turn);
+			/* That may have been its last server: its own waiters ask other workers. */
+			if (!list_empty(&p->waiting))
+				pool_maintain(p);
 			return;
 		}
 		/* It holds a unit another tenant is entitled to (a guarantee raised, or joined

@@ -323,3 +323,85 @@ Test(workers, a_server_that_cannot_move_is_reopened_on_the_worker_that_needs_it)
 	PQfinish(a);
 	PQfinish(c);
 }
+
+#define STARVE_NOISY  16
+#define STARVE_QUIET  2
+#define STARVE_ROUNDS 400
+
+/*
+ * Closed loops of SELECT 1 on every connection until each has run `rounds`;
+ * every answer must be a row (a stalled queue ends in query_wait_timeout).
+ */
+static void closed_loops(PGconn **conns, int n, int rounds)
+{
+	struct pollfd fds[STARVE_NOISY + STARVE_QUIET];
+	int done[STARVE_NOISY + STARVE_QUIET] = {0};
+	int live = n;
+
+	for (int i = 0; i < n; i++) {
+		cr_assert(PQsendQuery(conns[i], "select 1"), "send %d: %s", i,
+		          PQerrorMessage(conns[i]));
+		fds[i] = (struct pollfd){.fd = PQsocket(conns[i]), .events = POLLIN};
+	}
+	while (live > 0) {
+		cr_assert_geq(poll(fds, (nfds_t)n, -1), 0, "poll failed");
+		for (int i = 0; i < n; i++) {
+			PGresult *res;
+
+			if (fds[i].fd < 0 || !(fds[i].revents & POLLIN))
+				continue;
+			cr_assert(PQconsumeInput(conns[i]), "client %d: %s", i,
+			          PQerrorMessage(conns[i]));
+			if (PQisBusy(conns[i]))
+				continue;
+			while ((res = PQgetResult(conns[i])) != NULL) {
+				cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK,
+				             "client %d, transaction %d: %s", i, done[i],
+				             PQresultErrorMessage(res));
+				PQclear(res);
+			}
+			if (++done[i] == rounds) {
+				fds[i].fd = -1;
+				live--;
+				continue;
+			}
+			cr_assert(PQsendQuery(conns[i], "select 1"), "send %d: %s", i,
+			          PQerrorMessage(conns[i]));
+		}
+	}
+}
+
+/*
+ * A tenant's queue never waits on one worker while its servers sit idle on
+ * another.  Two workers share a pool of 4; the quiet tenant keeps 2 of them
+ * (min_server_conn), the noisy one's 16 clients compete for the other 2, and
+ * servers move and change tenants between the workers all the time.  Before,
+ * a server handed to a worker went to one tenant's queue while another
+ * tenant's pool there had asked for it, and that pool never asked again; and
+ * a pool that gave its last server to another tenant on the same worker did
+ * not ask the other workers for one: its clients waited for ever (the tenant
+ * benchmark hung 2 runs in 3), here query_wait_timeout.
+ */
+Test(workers, a_tenant_starved_on_one_worker_gets_the_servers_of_another)
+{
+	struct harness_sluice *h = harness_start_sluice_users(
+	    "workers = 2\ndefault_pool_size = 4\nserver_tls_sslmode = disable\n"
+	    "query_wait_timeout = 30s\n"
+	    "[databases]\n"
+	    "app = host=@PGHOST@ port=@PGPORT@ dbname=app user=app password=app-secret\n"
+	    "[tenant.quiet]\nusers = quiet\nmin_server_conn = 2\n"
+	    "[tenant.noisy]\nusers = noisy\n",
+	    "\"quiet\" \"q-secret\"\n\"noisy\" \"n-secret\"\n");
+	PGconn *conns[STARVE_NOISY + STARVE_QUIET];
+	int n = 0;
+
+	for (int i = 0; i < STARVE_QUIET; i++)
+		conns[n++] = harness_connect_ok(h, "quiet", "q-secret", "app");
+	for (int i = 0; i < STARVE_NOISY; i++)
+		conns[n++] = harness_connect_ok(h, "noisy", "n-secret", "app");
+	for (int turn = 0; turn < 3; turn++)
+		closed_loops(conns, n, STARVE_ROUNDS);
+	cr_assert_leq(harness_count_backends("app", NULL), 4);
+	for (int i = 0; i < n; i++)
+		PQfinish(conns[i]);
+}
