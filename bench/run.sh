@@ -642,6 +642,42 @@ wait_logins() {
   return 2
 }
 
+# The storm's clients, in PROCS pgbench processes of one thread each (the
+# log files, PREFIX.PID, do not collide), all at once; returns the last
+# non-zero status.  In one process of two threads, pgbench spends more time
+# in its own SCRAM proofs than the poolers in theirs: libpq computes each
+# PBKDF2 through OpenSSL 3, whose lookups take a process-wide lock, and perf
+# showed 57 % of pgbench's time in pthread_rwlock_(rd)lock/unlock.  The
+# faster a pooler answers, the more often the two threads compute at once,
+# so the storm measured pgbench's lock (sluice and PgBouncer both ~215
+# connections/s, with pgbench at 1.8 cores against sluice and 0.75 against
+# PgBouncer).  Separate processes share no lock.
+storm_pgbench() {
+  local port=$1 clients=$2 procs=$3 total=$4 prefix=$5 k rc=0
+  local pids=()
+  shift 5
+  for k in $(seq "$procs"); do
+    timeout -k 5 $((total + 30)) "$pgbin/pgbench" -n -h 127.0.0.1 -p "$port" -U bench \
+      -c $((clients / procs)) -j 1 -T "$total" -l --log-prefix="$prefix" "$@" bench \
+      >>"$prefix.out" 2>>"$prefix.err" &
+    pids+=($!)
+  done
+  for k in "${pids[@]}"; do
+    wait "$k" || rc=$?
+  done
+  return "$rc"
+}
+
+# Connections to Postgres of every pgbench writing PREFIX's logs (the direct storm's).
+storm_server_conns() {
+  local prefix=$1 pid c n=0
+  for pid in $(pgrep -f -- "^$pgbin/pgbench .*--log-prefix=$prefix "); do
+    c=$(server_conns "$pid")
+    [ "$c" -ge 0 ] && n=$((n + c))
+  done
+  echo "$n"
+}
+
 # One pgbench run against one target.  The pooler's CPU and the clock are
 # read at the start and end of the measured window, and the report counts
 # only transactions that completed inside it, so logins and disconnects stay
@@ -674,9 +710,15 @@ run_pgbench() {
 
   t0=$EPOCHREALTIME
   # timeout: a hang in a target costs this run, not the whole benchmark.
-  timeout -k 5 $((total + 30)) "$pgbin/pgbench" -n -h 127.0.0.1 -p "$port" -U bench \
-    -c "$clients" -j "$jobs" -T "$total" -l --log-prefix="$prefix" "$@" bench \
-    >"$prefix.out" 2>"$prefix.err" &
+  if [ "$storm" = 1 ]; then
+    : >"$prefix.out"
+    : >"$prefix.err"
+    storm_pgbench "$port" "$clients" "$jobs" "$total" "$prefix" "$@" &
+  else
+    timeout -k 5 $((total + 30)) "$pgbin/pgbench" -n -h 127.0.0.1 -p "$port" -U bench \
+      -c "$clients" -j "$jobs" -T "$total" -l --log-prefix="$prefix" "$@" bench \
+      >"$prefix.out" 2>"$prefix.err" &
+  fi
   job_pid=$!
   if [ "$storm" = 0 ]; then
     wait_logins "$port" "$clients" "$prefix.err" || login_rc=$?
@@ -693,7 +735,9 @@ run_pgbench() {
   # window.  For the direct target they are pgbench's own connections.
   for k in 1 2; do
     sleep_until_us $((t1_us + duration_us * k / 3))
-    if [ -z "$pid" ]; then
+    if [ -z "$pid" ] && [ "$storm" = 1 ]; then
+      c=$(storm_server_conns "$prefix") || c=-1
+    elif [ -z "$pid" ]; then
       c=$(server_conns "${pgbench_pid:-$(pgrep -P "$job_pid" pgbench | head -n 1)}") || c=-1
     else
       c=$(server_conns "$pid") || c=-1
