@@ -138,7 +138,9 @@ unix_socket_dir = ""
 auth_file = $work/userlist.txt
 pool_mode = transaction
 default_pool_size = 4
-query_wait_timeout = 0
+; Far above any wait here: a queue that stalls fails its clients (tenant_load
+; prints the first error) instead of hanging the run for ever.
+query_wait_timeout = 60s
 slow_query_threshold = 0
 log_level = warn
 ; PgBouncer does not use the test cluster's TLS towards it, nor does the direct client.
@@ -184,7 +186,9 @@ auth_file = $work/userlist.txt
 pool_mode = transaction
 default_pool_size = 4
 max_client_conn = 200
-query_wait_timeout = 0
+; Far above any wait here: a queue that stalls fails its clients (tenant_load
+; prints the first error) instead of hanging the run for ever.
+query_wait_timeout = 60s
 log_connections = 0
 log_disconnections = 0
 server_tls_sslmode = disable
