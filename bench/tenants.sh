@@ -82,8 +82,17 @@ SLUICE_PG_NAME=pg-tenants "$root/tests/harness/pg.sh" start >/dev/null
 # shellcheck disable=SC1091
 . "$root/.run/pg-tenants.env"
 
+# A random port nothing listens on (a taken one made a run die with "no answer").
+free_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 12000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || break
+  done
+  echo "$p"
+}
 work=$(mktemp -d /tmp/sluice-tenants.XXXXXX)
-port=$((20000 + RANDOM % 20000))
+port=$(free_port)
 if [ "$mode" = fleet ]; then
   # shellcheck source=bench/tenants_fleet.sh
   . "$root/bench/tenants_fleet.sh"
@@ -116,8 +125,9 @@ trap stop_all EXIT
 url() { # url PORT USER PASSWORD
   echo "host=127.0.0.1 port=$1 dbname=app user=$2 password=$3"
 }
-wait_ready() { # wait_ready PORT
+wait_ready() { # wait_ready PORT PID LOG
   for _ in $(seq 100); do
+    kill -0 "$2" 2>/dev/null || die "exited before answering on port $1: $(tail -n 3 "$3")"
     if psql "$(url "$1" quiet q-secret)" -Atc 'select 1' >/dev/null 2>&1; then
       return 0
     fi
@@ -129,7 +139,7 @@ wait_ready() { # wait_ready PORT
 # start_sluice QUIET_KEYS: a fresh sluice whose quiet tenant has QUIET_KEYS.
 start_sluice() {
   stop_pid "$sluice_pid"
-  port=$((20000 + RANDOM % 20000))
+  port=$(free_port)
   cat >"$work/sluice.ini" <<EOF
 [sluice]
 listen_addr = 127.0.0.1
@@ -168,11 +178,11 @@ users = noisy
 EOF
   "$root/build/sluice" "$work/sluice.ini" 2>>"$work/sluice.log" &
   sluice_pid=$!
-  wait_ready "$port"
+  wait_ready "$port" "$sluice_pid" "$work/sluice.log"
 }
 
 start_pgbouncer() {
-  pgb_port=$((20000 + RANDOM % 20000))
+  pgb_port=$(free_port)
   cat >"$work/pgbouncer.ini" <<EOF
 [databases]
 app = host=$SLUICE_TEST_PGHOST port=$SLUICE_TEST_PGPORT dbname=app user=app password=app-secret
@@ -186,9 +196,8 @@ auth_file = $work/userlist.txt
 pool_mode = transaction
 default_pool_size = 4
 max_client_conn = 200
-; Far above any wait here: a queue that stalls fails its clients (tenant_load
-; prints the first error) instead of hanging the run for ever.
-query_wait_timeout = 60s
+; As for sluice; PgBouncer 1.18 takes whole seconds, no unit.
+query_wait_timeout = 60
 log_connections = 0
 log_disconnections = 0
 server_tls_sslmode = disable
@@ -200,7 +209,7 @@ EOF
     "$pgbouncer_bin" "$work/pgbouncer.ini" >>"$work/pgbouncer.log" 2>&1 &
   fi
   pgbouncer_pid=$!
-  wait_ready "$pgb_port"
+  wait_ready "$pgb_port" "$pgbouncer_pid" "$work/pgbouncer.log"
 }
 
 field() { # field NAME LINE
