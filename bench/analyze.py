@@ -29,6 +29,7 @@ SCENARIOS = [
     ("select_c64", "select-only, simple, 64 clients"),
     ("select_c256", "select-only, simple, 256 clients"),
     ("extended_c64", "select-only, -M extended, 64 clients"),
+    ("extended_c256", "select-only, -M extended, 256 clients"),
     ("prepared_c64", "select-only, -M prepared, 64 clients"),
     ("tpcb_c16", "TPC-B-like, simple, 16 clients"),
     ("storm_c16", "connection storm (-C), select-only, 16 clients"),
@@ -325,16 +326,19 @@ def build_targets(runs, idle):
     def get(scen, tgt, key):
         return ok_value(runs.get((scen, tgt)), key)
 
-    r = ratio(get("select_c64", "sluice", "pooler_cpu_us_per_txn"),
-              get("select_c64", "pgbouncer", "pooler_cpu_us_per_txn"))
-    out.append(target("CPU/txn at 64 clients, sluice/PgBouncer", r, "<= 0.6",
-                      None if r is None else r <= 0.6,
-                      "sluice %s us, PgBouncer %s us" % (
-                          get("select_c64", "sluice", "pooler_cpu_us_per_txn"),
-                          get("select_c64", "pgbouncer", "pooler_cpu_us_per_txn"))))
-    for scen, c in (("select_c64", 64), ("select_c256", 256)):
+    for scen, proto in (("select_c64", ""), ("extended_c64", ", extended")):
+        r = ratio(get(scen, "sluice", "pooler_cpu_us_per_txn"),
+                  get(scen, "pgbouncer", "pooler_cpu_us_per_txn"))
+        out.append(target("CPU/txn at 64 clients%s, sluice/PgBouncer" % proto, r, "<= 0.6",
+                          None if r is None else r <= 0.6,
+                          "sluice %s us, PgBouncer %s us" % (
+                              get(scen, "sluice", "pooler_cpu_us_per_txn"),
+                              get(scen, "pgbouncer", "pooler_cpu_us_per_txn"))))
+    for scen, c, proto in (("select_c64", 64, ""), ("select_c256", 256, ""),
+                           ("extended_c64", 64, ", extended"),
+                           ("extended_c256", 256, ", extended")):
         r = ratio(get(scen, "sluice", "tps"), get(scen, "pgbouncer", "tps"))
-        out.append(target("TPS at %d clients, sluice/PgBouncer" % c, r, ">= 1.1",
+        out.append(target("TPS at %d clients%s, sluice/PgBouncer" % (c, proto), r, ">= 1.1",
                           None if r is None else r >= 1.1, ""))
     r = ratio(get("prepared_c64", "sluice", "tps"), get("extended_c64", "pgbouncer", "tps"))
     out.append(target("sluice -M prepared / PgBouncer -M extended TPS at 64", r, ">= 1.3",

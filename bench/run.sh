@@ -129,6 +129,7 @@ scenarios=(
   "select_c64 64 -S -M simple"
   "select_c256 256 -S -M simple"
   "extended_c64 64 -S -M extended"
+  "extended_c256 256 -S -M extended"
   "prepared_c64 64 -S -M prepared"
   "tpcb_c16 16 -M simple"
   "storm_c16 16 -S -M simple -C"
