@@ -67,6 +67,20 @@ struct worker_shared {
 	struct pstmt_shared prepared;     /* statement ids and stale plans of every registry */
 };
 
+/*
+ * Servers moving between workers, counted on this worker's thread (SHOW
+ * WORKERS): how often a pool's queue could not move on its own servers, and
+ * what that cost.
+ */
+struct worker_moves {
+	uint64_t asks;           /* a starving pool asked the other workers for a server */
+	uint64_t debts;          /* a busy pool promised another worker its next free server */
+	uint64_t sent;           /* idle servers handed to another worker (no reconnect) */
+	uint64_t received;       /* servers handed here by another worker */
+	uint64_t closed_for;     /* servers closed so that another worker could connect */
+	uint64_t units_received; /* such a closed server's units, arrived here to connect */
+};
+
 struct worker {
 	int id;                           /* index, also the top byte of cancel keys */
 	struct worker_shared *shared;     /* what all workers share */
@@ -102,6 +116,7 @@ struct worker {
 	int64_t stats_period_us;          /* period stats_timer is armed with; 0 = off */
 	int64_t stats_tick_us;            /* time of the last stats tick */
 	struct scram_secret dummy_secret; /* for unknown users, so failure looks like success */
+	struct worker_moves moves;        /* servers handed between workers */
 	int nclients;                     /* live clients on this worker */
 	bool draining;                    /* SIGTERM: close clients at transaction end */
 	bool drain_reported;              /* hooks->drained already called */

@@ -672,6 +672,54 @@ static void render_listeners(struct console_conn *conn, struct console_op *op)
 	render_parts(conn, op, listener_cols, NCOLS(listener_cols));
 }
 
+/* ---- SHOW WORKERS: each worker's load and the servers moving between workers ---- */
+
+static const struct console_col worker_cols[] = {
+    {"worker", I4},
+    {"clients", I4},
+    {"servers", I4},
+    {"asks", I8},
+    {"debts", I8},
+    {"servers_sent", I8},
+    {"servers_received", I8},
+    {"closed_for_others", I8},
+    {"units_received", I8},
+    {"recvs", I8},
+    {"sends", I8},
+    {"flushes", I8},
+};
+
+static void workers_each(struct worker *w, struct console_op *op, struct console_part *part)
+{
+	const struct worker_moves *m = &w->moves;
+	const struct loop_counts *io = &w->loop.counts;
+	struct row r = {0};
+	int64_t servers = 0;
+
+	if ((part->rows = evbuffer_new()) == NULL)
+		return;
+	for (const struct list_node *pos = w->pools.next; pos != &w->pools; pos = pos->next)
+		servers += list_entry(pos, struct pool, node)->nservers;
+	put_i64(&r, w->id);
+	put_i64(&r, w->nclients);
+	put_i64(&r, servers);
+	put_u64(&r, m->asks);
+	put_u64(&r, m->debts);
+	put_u64(&r, m->sent);
+	put_u64(&r, m->received);
+	put_u64(&r, m->closed_for);
+	put_u64(&r, m->units_received);
+	put_u64(&r, io->recvs);
+	put_u64(&r, io->sends);
+	put_u64(&r, io->flushes);
+	row_to(part->rows, &r);
+}
+
+static void render_workers(struct console_conn *conn, struct console_op *op)
+{
+	render_parts(conn, op, worker_cols, NCOLS(worker_cols));
+}
+
 /* ---- SHOW DATABASES, USERS, LISTS, MEM ---- */
 
 static const struct console_col databases_cols[] = {
@@ -1010,6 +1058,7 @@ static const char help_text[] =
     "  SHOW LATENCY                percentiles of query, transaction, wait and connect time\n"
     "  SHOW TENANTS|RATELIMITS     tenants: limits, clients, servers; token buckets, rates\n"
     "  SHOW HOSTS                  each database's hosts: role, circuit breaker, servers\n"
+    "  SHOW WORKERS                each worker thread: clients, servers, servers moved, I/O\n"
     "  SHOW QUERIES|QUERY_TYPES    statistics per statement fingerprint, per statement type\n"
     "  RESET QUERIES               start those statistics again from nothing\n"
     "  SHOW PEERS|PEER_POOLS|DNS_HOSTS|DNS_ZONES   (always empty in sluice)\n"
@@ -1087,6 +1136,7 @@ static const struct show shows[] = {
     {"CLIENTS", clients_each, render_rows},
     {"SERVERS", servers_each, render_rows},
     {"LISTENERS", listeners_each, render_listeners},
+    {"WORKERS", workers_each, render_workers},
     {"DATABASES", census_each, render_databases},
     {"USERS", census_each, render_users},
     {"LISTS", census_each, render_lists},

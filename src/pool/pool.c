@@ -821,6 +821,10 @@ static void take_over_fn(void *owner, void *arg)
 	struct quota *mine[4];
 
 	atomic_fetch_sub(&w->shared->servers_in_transit, 1);
+	if (s != NULL)
+		w->moves.received++;
+	else
+		w->moves.units_received++;
 	if (p == NULL || (s == NULL && !connects_now(p))) {
 		/* Its asker is gone (an unused "*" pool freed), or served meanwhile. */
 		log_debug(w->log, "w%d %s/%s: a %s handed over found no pool to take it: %s", w->id,
@@ -940,7 +944,9 @@ static bool lend(struct server *s, int to)
 	server_detach(s);
 	p->nservers--;
 	track_use(p);
-	if (!post_handoff(w->shared, h, to)) {
+	if (post_handoff(w->shared, h, to)) {
+		w->moves.sent++;
+	} else {
 		server_discard(s, w);
 		give_quotas(p, true);
 		pool_kick_all(w);
@@ -970,6 +976,7 @@ static bool pass_units(struct pool *p, int to)
 static void close_for(struct server *s, int to)
 {
 	s->lend_to = to;
+	s->pool->w->moves.closed_for++;
 	server_close(s, "another worker's clients need the connection");
 }
 
@@ -1041,7 +1048,8 @@ static void owe(struct pool *p, int to)
 	for (uint32_t i = 0; i < ring_count(&p->owed); i++)
 		if (*(int *)ring_at(&p->owed, i) == to)
 			return;
-	ring_push(&p->owed, &to);
+	if (ring_push(&p->owed, &to) == 0)
+		p->w->moves.debts++;
 }
 
 /*
@@ -1168,6 +1176,7 @@ static void ask_others_to_shed(struct pool *p)
 	if (req == NULL)
 		return;
 	p->shed_asked = true;
+	p->w->moves.asks++;
 	ask_next(p->w, req);
 }
 

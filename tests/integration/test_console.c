@@ -234,6 +234,9 @@ static const struct shape shapes[] = {
      ""},
     {"DNS_HOSTS", "hostname,ttl,addrs", ""},
     {"DNS_ZONES", "zonename,serial,count", ""},
+    {"WORKERS", "",
+     "worker,clients,servers,asks,debts,servers_sent,servers_received,closed_for_others,"
+     "units_received,recvs,sends,flushes"},
 };
 
 static void expect_columns(PGconn *c, const struct shape *s)
@@ -242,7 +245,8 @@ static void expect_columns(PGconn *c, const struct shape *s)
 	PGresult *res;
 
 	snprintf(sql, sizeof(sql), "SHOW %s", s->show);
-	snprintf(want, sizeof(want), "%s%s%s", s->pgbouncer, s->sluice[0] ? "," : "", s->sluice);
+	snprintf(want, sizeof(want), "%s%s%s", s->pgbouncer,
+	         s->pgbouncer[0] && s->sluice[0] ? "," : "", s->sluice);
 	res = run_ok(c, sql);
 	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "SHOW %s returned no rows shape",
 	             s->show);
@@ -335,6 +339,19 @@ Test(console, every_show_has_the_documented_columns_and_real_values)
 	cr_assert(strstr(PQgetvalue(res, 0, 0), "sluice") != NULL);
 	PQclear(res);
 	cr_assert_eq(show_value(a, "MEM", "name", "client", "used"), 4);
+	/* One row per worker; each has an app client and a console, and has relayed queries. */
+	for (int w = 0; w < 2; w++) {
+		char id[2] = {(char)('0' + w), '\0'};
+
+		cr_assert_eq(show_value(a, "WORKERS", "worker", id, "clients"), 2, "worker %d", w);
+		cr_assert_gt(show_value(a, "WORKERS", "worker", id, "recvs"), 0, "worker %d", w);
+		cr_assert_gt(show_value(a, "WORKERS", "worker", id, "sends"), 0, "worker %d", w);
+		cr_assert_gt(show_value(a, "WORKERS", "worker", id, "flushes"), 0, "worker %d", w);
+	}
+	cr_assert_eq(show_value(a, "WORKERS", "worker", "2", "clients"), -1, "a third worker row");
+	cr_assert_eq(show_value(a, "WORKERS", "worker", "0", "servers") +
+	                 show_value(a, "WORKERS", "worker", "1", "servers"),
+	             harness_count_backends("app", NULL));
 	PQclear(harness_exec_ok(c2, "commit"));
 	PQfinish(alias);
 	PQfinish(c1);

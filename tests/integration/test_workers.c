@@ -61,24 +61,47 @@ static void collect(PGconn *conn, struct pids *set, int want, int client, int ro
 	PQclear(last);
 }
 
+/* Column `name` of a console SHOW, summed over its rows; `nrows` gets their number. */
+static long long show_sum(PGconn *admin, const char *show, const char *name, int *nrows)
+{
+	PGresult *res = PQexec(admin, show);
+	int col = PQfnumber(res, name);
+	long long sum = 0;
+
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s: %s", show,
+	             PQresultErrorMessage(res));
+	cr_assert_geq(col, 0, "%s has no %s", show, name);
+	for (int i = 0; i < PQntuples(res); i++)
+		sum += atoll(PQgetvalue(res, i, col));
+	if (nrows != NULL)
+		*nrows = PQntuples(res);
+	PQclear(res);
+	return sum;
+}
+
 /*
  * 8 clients on 4 workers, a pool of 2: every round all 8 send at once, so the
  * workers without a server keep asking for one.  Each client runs its own
  * prepared statement (another text per client): a server that comes from
  * another worker brings that worker's statements under their names, and each
- * client must still run its own, never one prepared for another.
+ * client must still run its own, never one prepared for another.  SHOW
+ * WORKERS has a row per worker and counts the servers handed over; none was
+ * closed for another worker.
  */
 static void servers_move(const char *sslmode)
 {
 	char ini[256];
 	struct harness_sluice *h;
-	PGconn *c[CLIENTS];
+	PGconn *c[CLIENTS], *admin;
 	struct pids set = {.n = 0};
+	long long received;
+	int nworkers;
 	char sql[128], param[16];
 	const char *params[] = {param};
 
-	snprintf(ini, sizeof(ini), "%sserver_tls_sslmode = %s\n", MOVE_INI, sslmode);
-	h = harness_start_sluice(ini);
+	snprintf(ini, sizeof(ini), "%sserver_tls_sslmode = %s\nadmin_users = admin\n", MOVE_INI,
+	         sslmode);
+	h = harness_start_sluice_users(ini, "\"admin\" \"admin-secret\"\n");
 	for (int i = 0; i < CLIENTS; i++) {
 		PGresult *res;
 
@@ -100,8 +123,16 @@ static void servers_move(const char *sslmode)
 	cr_assert_eq(set.n, 2, "Postgres served the 8 clients with %d backends, pool size is 2",
 	             set.n);
 	cr_assert_leq(harness_count_backends("app", NULL), 2);
+	admin = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	received = show_sum(admin, "SHOW WORKERS", "servers_received", &nworkers);
+	cr_assert_eq(nworkers, 4, "SHOW WORKERS has %d rows for 4 workers", nworkers);
+	cr_assert_gt(received, 0, "no worker received a server");
+	cr_assert_leq(received, show_sum(admin, "SHOW WORKERS", "servers_sent", NULL));
+	cr_assert_eq(show_sum(admin, "SHOW WORKERS", "closed_for_others", NULL), 0);
+	cr_assert_gt(show_sum(admin, "SHOW WORKERS", "asks", NULL), 0);
 	for (int i = 0; i < CLIENTS; i++)
 		PQfinish(c[i]);
+	PQfinish(admin);
 }
 
 Test(workers, idle_servers_move_between_workers_with_no_new_backend)
@@ -118,16 +149,7 @@ Test(workers, idle_tls_servers_move_between_workers_with_no_new_backend)
 /* Clients queued for a server, over every pool (SHOW POOLS adds up the workers). */
 static long long waiting_clients(PGconn *admin)
 {
-	PGresult *res = PQexec(admin, "SHOW POOLS");
-	int col = PQfnumber(res, "cl_waiting");
-	long long waiting = 0;
-
-	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
-	cr_assert_geq(col, 0, "SHOW POOLS has no cl_waiting");
-	for (int i = 0; i < PQntuples(res); i++)
-		waiting += atoll(PQgetvalue(res, i, col));
-	PQclear(res);
-	return waiting;
+	return show_sum(admin, "SHOW POOLS", "cl_waiting", NULL);
 }
 
 /*
@@ -260,7 +282,7 @@ Test(workers, a_server_owed_to_another_worker_serves_it_before_the_owers_queue)
 	             1, "the server connection is not TLS");
 	PQclear(harness_exec_ok(a, "begin"));
 	cr_assert(PQsendQuery(b, "select nextval('workers_turns')"), "%s", PQerrorMessage(b));
-	cr_assert(harness_wait_for(harness_log_contains(h, "owes worker"), WAIT_S),
+	cr_assert(harness_wait_for(show_sum(admin, "SHOW WORKERS", "debts", NULL) >= 1, WAIT_S),
 	          "a's worker never owed b's a server");
 	cr_assert(PQsendQuery(c, "select nextval('workers_turns')"), "%s", PQerrorMessage(c));
 	cr_assert(harness_wait_for(waiting_clients(admin) == 2, WAIT_S),
@@ -271,6 +293,7 @@ Test(workers, a_server_owed_to_another_worker_serves_it_before_the_owers_queue)
 	cr_assert_lt(b_turn, c_turn, "c (a's worker) was served before b, owed the server");
 	cr_assert(harness_log_contains(h, "taken over from another worker"),
 	          "the TLS server did not move to b's worker");
+	cr_assert_geq(show_sum(admin, "SHOW WORKERS", "servers_received", NULL), 1);
 	PQclear(harness_exec_ok(a, "drop sequence workers_turns"));
 	PQfinish(a);
 	PQfinish(b);
@@ -303,14 +326,15 @@ Test(workers, a_server_that_cannot_move_is_reopened_on_the_worker_that_needs_it)
 {
 	struct harness_sluice *h = harness_start_sluice_users(
 	    "workers = 2\ndefault_pool_size = 1\nserver_tls_sslmode = disable\n"
-	    "query_wait_timeout = 120s\n"
+	    "query_wait_timeout = 120s\nadmin_users = admin\n"
 	    "[databases]\n"
 	    "app = host=@PGHOST@ port=@PGPORT@ dbname=app user=app password=app-secret\n"
 	    "[tenant.a]\nusers = tenant_a\n"
 	    "[tenant.c]\nusers = tenant_c\nstatement_timeout = 300ms\n",
-	    "\"tenant_a\" \"a-secret\"\n\"tenant_c\" \"c-secret\"\n");
+	    "\"tenant_a\" \"a-secret\"\n\"tenant_c\" \"c-secret\"\n\"admin\" \"admin-secret\"\n");
 	PGconn *a = harness_connect_ok(h, "tenant_a", "a-secret", "app");
 	PGconn *c = harness_connect_ok(h, "tenant_c", "c-secret", "app");
+	PGconn *admin;
 
 	for (int round = 0; round < 10; round++) {
 		long long pid_a = backend_with_timeout(a, "0", "tenant a", round);
@@ -320,6 +344,11 @@ Test(workers, a_server_that_cannot_move_is_reopened_on_the_worker_that_needs_it)
 	}
 	cr_assert(harness_log_contains(h, "closing: another worker's clients need the connection"),
 	          "the tenants shared a worker: no server was closed for another one");
+	/* Each close sent its unit to the asker, which connected with it. */
+	admin = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	cr_assert_geq(show_sum(admin, "SHOW WORKERS", "closed_for_others", NULL), 1);
+	cr_assert_geq(show_sum(admin, "SHOW WORKERS", "units_received", NULL), 1);
+	PQfinish(admin);
 	PQfinish(a);
 	PQfinish(c);
 }
