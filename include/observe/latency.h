@@ -58,9 +58,13 @@ struct latency_row {
 	bool disabled;          /* DISABLE: its database takes no new logins */
 };
 
+struct worker_moves;
+
 struct latency_report {
 	struct latency_row *rows; /* sorted by database, then user */
 	size_t nrows;
+	struct worker_moves *moves; /* each worker's server moves, by worker id; NULL if none */
+	int nworkers;               /* entries of moves */
 };
 
 /* Called on the loop that owns reply_to; owns rep (latency_report_free). */

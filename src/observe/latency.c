@@ -19,10 +19,11 @@
 
 /* ---- gathering ---- */
 
-/* What one worker copied: its pools, one row each. */
+/* What one worker copied: its pools, one row each, and its server moves. */
 struct worker_part {
 	struct latency_row *rows;
 	size_t n;
+	struct worker_moves moves;
 };
 
 struct gather_ctx {
@@ -130,6 +131,7 @@ static void gather_each(struct worker *w, void *arg)
 	size_t n = list_count(&w->pools), i = 0;
 	struct list_node *pos;
 
+	part->moves = w->moves;
 	if (n == 0)
 		return;
 	part->rows = calloc(n, sizeof(*part->rows));
@@ -215,10 +217,17 @@ static struct latency_report *merge_parts(struct gather_ctx *g)
 
 	if (rep == NULL)
 		return NULL;
+	rep->moves = calloc((size_t)g->nparts, sizeof(*rep->moves));
+	if (rep->moves != NULL) {
+		rep->nworkers = g->nparts;
+		for (int i = 0; i < g->nparts; i++)
+			rep->moves[i] = g->parts[i].moves;
+	}
 	for (int i = 0; i < g->nparts; i++)
 		total += g->parts[i].n;
 	rep->rows = total ? calloc(total, sizeof(*rep->rows)) : NULL;
 	if (total > 0 && rep->rows == NULL) {
+		free(rep->moves);
 		free(rep);
 		return NULL;
 	}
@@ -291,6 +300,7 @@ void latency_report_free(struct latency_report *rep)
 	for (size_t i = 0; i < rep->nrows; i++)
 		free_row_strings(&rep->rows[i]);
 	free(rep->rows);
+	free(rep->moves);
 	free(rep);
 }
 

@@ -423,6 +423,49 @@ static void add_databases(struct evbuffer *out, const struct latency_report *rep
 	}
 }
 
+/* Servers moving between workers, per worker (SHOW WORKERS, docs/architecture.md). */
+static void add_worker_moves(struct evbuffer *out, const struct latency_report *rep)
+{
+	static const struct {
+		const char *name, *help;
+		size_t offset;
+	} families[] = {
+	    {"sluice_worker_server_asks_total",
+	     "Times a pool of the worker, with clients waiting and no server to wait for, asked "
+	     "the "
+	     "other workers for one.",
+	     offsetof(struct worker_moves, asks)},
+	    {"sluice_worker_server_debts_total",
+	     "Times a pool of the worker promised its next free server to another worker.",
+	     offsetof(struct worker_moves, debts)},
+	    {"sluice_worker_servers_sent_total",
+	     "Idle servers the worker handed to another worker (no new login).",
+	     offsetof(struct worker_moves, sent)},
+	    {"sluice_worker_servers_received_total",
+	     "Servers handed to the worker by another worker.",
+	     offsetof(struct worker_moves, received)},
+	    {"sluice_worker_servers_closed_for_others_total",
+	     "Servers the worker closed because one that could not move was wanted elsewhere.",
+	     offsetof(struct worker_moves, closed_for)},
+	    {"sluice_worker_units_received_total",
+	     "Pool units of servers closed for the worker, received to connect with.",
+	     offsetof(struct worker_moves, units_received)},
+	};
+
+	if (rep->moves == NULL)
+		return;
+	for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
+		add_header(out, families[f].name, "counter", families[f].help);
+		for (int w = 0; w < rep->nworkers; w++) {
+			const uint64_t *v =
+			    (const uint64_t *)((const char *)&rep->moves[w] + families[f].offset);
+
+			evbuffer_add_printf(out, "%s{worker=\"%d\"} %llu\n", families[f].name, w,
+			                    (unsigned long long)*v);
+		}
+	}
+}
+
 /* The process_* series of Prometheus' client libraries, so stock panels work. */
 static void add_process(struct metrics_http *m, struct evbuffer *out)
 {
@@ -679,6 +722,7 @@ static void render_metrics(struct metrics_http *m, const struct latency_report *
 	add_row_families(out, rep, labels);
 	add_maxwait(out, rep, labels);
 	add_databases(out, rep);
+	add_worker_moves(out, rep);
 	add_errors(out, rep, labels);
 	add_process(m, out);
 	add_hosts(out, m->rt->snap->cfg, &m->rt->shared.breakers);

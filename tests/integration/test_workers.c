@@ -94,13 +94,15 @@ static void servers_move(const char *sslmode)
 	struct harness_sluice *h;
 	PGconn *c[CLIENTS], *admin;
 	struct pids set = {.n = 0};
-	long long received;
+	long long received, in_metrics = 0;
+	struct harness_http_reply metrics;
 	int nworkers;
 	char sql[128], param[16];
 	const char *params[] = {param};
 
-	snprintf(ini, sizeof(ini), "%sserver_tls_sslmode = %s\nadmin_users = admin\n", MOVE_INI,
-	         sslmode);
+	snprintf(ini, sizeof(ini),
+	         "%sserver_tls_sslmode = %s\nadmin_users = admin\nmetrics_listen = 127.0.0.1:0\n",
+	         MOVE_INI, sslmode);
 	h = harness_start_sluice_users(ini, "\"admin\" \"admin-secret\"\n");
 	for (int i = 0; i < CLIENTS; i++) {
 		PGresult *res;
@@ -130,6 +132,21 @@ static void servers_move(const char *sslmode)
 	cr_assert_leq(received, show_sum(admin, "SHOW WORKERS", "servers_sent", NULL));
 	cr_assert_eq(show_sum(admin, "SHOW WORKERS", "closed_for_others", NULL), 0);
 	cr_assert_gt(show_sum(admin, "SHOW WORKERS", "asks", NULL), 0);
+	/* /metrics has the same counters per worker (a server may still be in transit). */
+	metrics = harness_http_get(harness_metrics_port(h), "/metrics");
+	cr_assert_eq(metrics.status, 200);
+	for (int w = 0; w < 4; w++) {
+		char series[64];
+
+		snprintf(series, sizeof(series),
+		         "sluice_worker_servers_received_total{worker=\"%d\"}", w);
+		in_metrics += (long long)harness_metric_sample(metrics.body, series);
+	}
+	harness_promtool_check(h, metrics.body);
+	free(metrics.text);
+	cr_assert(received <= in_metrics &&
+	              in_metrics <= show_sum(admin, "SHOW WORKERS", "servers_received", NULL),
+	          "/metrics counts %lld servers received, SHOW WORKERS %lld", in_metrics, received);
 	for (int i = 0; i < CLIENTS; i++)
 		PQfinish(c[i]);
 	PQfinish(admin);
