@@ -432,8 +432,7 @@ static void add_worker_moves(struct evbuffer *out, const struct latency_report *
 	} families[] = {
 	    {"sluice_worker_server_asks_total",
 	     "Times a pool of the worker, with clients waiting and no server to wait for, asked "
-	     "the "
-	     "other workers for one.",
+	     "the other workers for one.",
 	     offsetof(struct worker_moves, asks)},
 	    {"sluice_worker_server_debts_total",
 	     "Times a pool of the worker promised its next free server to another worker.",
