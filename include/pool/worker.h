@@ -116,11 +116,11 @@ struct worker {
 	int64_t stats_period_us;          /* period stats_timer is armed with; 0 = off */
 	int64_t stats_tick_us;            /* time of the last stats tick */
 	struct scram_secret dummy_secret; /* for unknown users, so failure looks like success */
-	struct worker_moves moves;        /* servers handed between workers */
 	int nclients;                     /* live clients on this worker */
 	bool draining;                    /* SIGTERM: close clients at transaction end */
 	bool drain_reported;              /* hooks->drained already called */
 	bool handed_over; /* a takeover: report drained once the clients have left on their own */
+	struct worker_moves moves; /* servers handed between workers (SHOW WORKERS) */
 };
 
 struct worker *worker_new(struct worker_shared *shared, int id, struct snapshot *snap);
