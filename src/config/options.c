@@ -148,7 +148,8 @@ static const struct config_option options[] = {
               "Permissions of the Unix socket file, in octal."),
     OPT_INT_AUTO(workers, "auto", 1, 256, RELOAD_RESTART,
                  "Worker threads, each with its own event loop, clients and server "
-                 "connections; auto = one per core the process may run on."),
+                 "connections; auto = one per core the process may run on. Idle servers "
+                 "move between them to where clients wait (SHOW WORKERS counts the moves)."),
     OPT_ENUM(client_tls_sslmode, "disable", sslmode_names,
              "TLS for clients: disable (refuse SSLRequest), allow/prefer (TLS when asked), "
              "require (TCP clients must use TLS), verify-ca/verify-full (and present a "
