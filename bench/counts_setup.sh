@@ -71,6 +71,7 @@ auth_type = scram-sha-256
 auth_file = $work/userlist.txt
 pool_mode = transaction
 default_pool_size = 20
+max_client_conn = 300
 log_connections = 0
 log_disconnections = 0
 CONF
@@ -83,6 +84,7 @@ auth_file = $work/userlist.txt
 auth_type = scram-sha-256
 pool_mode = transaction
 default_pool_size = 20
+max_client_conn = 300
 log_level = warn
 workers = 1
 server_tls_sslmode = disable

@@ -5,11 +5,13 @@
 # runs; this counts the user-space instructions each pooler executes per
 # transaction, PgBouncer's and sluice's, in the same run.
 #
-#   bench/instructions.sh [--clients 1] [--keep DIR] [--sluice PATH]...
+#   bench/instructions.sh [--clients 1|256] [--keep DIR] [--sluice PATH]...
 #
 # Each --sluice adds a binary to measure (default build/sluice; several: e.g.
 # two commits side by side).  --clients 1 measures one client (issue 19's
-# figure: `-c 1 -j 1`, `-t 500` and `-t 2500`) instead of 16.  --keep DIR
+# figure: `-c 1 -j 1`, `-t 500` and `-t 2500`) instead of 16; --clients 256
+# (`-t 20` and `-t 60`) a queue of ~236 clients waiting for the pool's 20
+# servers, where whatever walks the queue shows.  --keep DIR
 # keeps each run's callgrind.out there, for callgrind_annotate.  Run as root:
 # Postgres (tests/harness/pg.sh, instance pg-instructions, stopped at the end)
 # and the poolers run as the harness's unprivileged user.
@@ -44,8 +46,10 @@ case $clients in
 16) ;;
 # More transactions at one client, so the difference still spans 2,000.
 1) low=500 high=2500 ;;
+# Fewer at 256: 10,240 transactions between the two runs, under callgrind.
+256) low=20 high=60 ;;
 *)
-  echo "instructions.sh: --clients is 1 or 16" >&2
+  echo "instructions.sh: --clients is 1, 16 or 256" >&2
   exit 2
   ;;
 esac

@@ -651,6 +651,23 @@ static int count_connecting(const struct pool *p)
 }
 
 /*
+ * Whether more than `n` clients wait, for a server or for the pool's first
+ * login.  It looks at n + 1 of them at most: pool_maintain runs each time a
+ * client queues, and counting a queue of hundreds there (a walk over as many
+ * clients' memory) made each transaction dearer the more clients waited.
+ */
+static bool waiters_exceed(const struct pool *p, int n)
+{
+	const struct list_node *heads[] = {&p->waiting, &p->login_waiting};
+
+	for (size_t i = 0; i < 2; i++)
+		for (const struct list_node *pos = heads[i]->next; pos != heads[i]; pos = pos->next)
+			if (n-- <= 0)
+				return true;
+	return false;
+}
+
+/*
  * Balance across workers.  The caps are shared, the servers are not: with
  * every unit held by servers of other workers, a pool with no server of its
  * own would wait for query_wait_timeout.  So such a pool asks the others,
@@ -1377,14 +1394,12 @@ static bool open_server(struct pool *p)
 
 void pool_maintain(struct pool *p)
 {
-	int want, min_size;
+	int min_size;
 
 	if (p->db == NULL || p->paused || p->w->draining || worker_now_us(p->w) < p->retry_after_us)
 		return;
-	/* Servers still logging in or resetting will serve waiters soon. */
-	want =
-	    (int)list_count(&p->waiting) + (int)list_count(&p->login_waiting) - count_connecting(p);
-	while (want-- > 0) {
+	/* Servers logging in or resetting, and each one opened here, will serve a waiter soon. */
+	for (int serving = count_connecting(p); waiters_exceed(p, serving); serving++) {
 		if (worker_now_us(p->w) < p->retry_after_us)
 			return;
 		if (!take_quotas(p, 0)) {
