@@ -82,7 +82,13 @@ measure() {
   done
   "$pgbin/pgbench" -n -S -M "$mode" -c "$clients" -j "$((clients < 2 ? 1 : 2))" -t "$txns" \
     -h 127.0.0.1 -p "$port" -U bench bench >"$work/pgbench.log" 2>&1 ||
-    { cat "$work/pgbench.log" >&2; exit 1; }
+    {
+      # The port is in the kernel's ephemeral range: something else on the
+      # machine may hold it, answer the probe, and keep the pooler from listening.
+      cat "$work/pgbench.log" >&2
+      grep -v '^==' "$work/pooler.log" | tail -n 3 >&2
+      exit 1
+    }
   pkill -TERM -P "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   [ -z "$keep" ] || cp "$out" "$keep/$(basename "$bin")-$mode-$txns.out"
