@@ -23,7 +23,9 @@
 #      PgBouncer with the same forced login and pool of 4 (PgBouncer has no
 #      tenants: one pool, FIFO); and the quiet client straight to Postgres
 #      while the noisy tenant goes through sluice (min_server_conn = 2): what
-#      the machine's own contention costs a query no pooler touches.  Each
+#      the machine's own contention costs a query no pooler touches (and,
+#      from SHOW WORKERS, how many servers moved between sluice's workers
+#      meanwhile).  Each
 #      case runs ISOLATION_REPEATS times (default 3), the cases interleaved
 #      round by round; the table gives the medians, the spread (min..max) of
 #      p99, and p99 over the quiet tenant alone on the same path.
@@ -103,6 +105,7 @@ cat >"$work/userlist.txt" <<'EOF'
 "metered_min" "m-secret"
 "quiet" "q-secret"
 "noisy" "n-secret"
+"admin" "admin-secret"
 EOF
 # PgBouncer will not run as root: it switches to postgres (-u), who must read these.
 chmod 755 "$work"
@@ -153,6 +156,7 @@ default_pool_size = 4
 query_wait_timeout = 60s
 slow_query_threshold = 0
 log_level = warn
+admin_users = admin
 ; PgBouncer does not use the test cluster's TLS towards it, nor does the direct client.
 server_tls_sslmode = disable
 
@@ -259,11 +263,24 @@ with_noisy() {
     "noisy_seconds=$(field seconds "$(cat "$work/noisy.out")")"
 }
 
+# console SHOW_NAME: the console's answer through $port, fields separated by spaces.
+console() {
+  psql "host=127.0.0.1 port=$port dbname=sluice user=admin password=admin-secret" -AtF' ' \
+    -c "SHOW $1"
+}
+# moves: "SENT CLOSED XACTS" of the sluice on $port: servers handed between its
+# workers, servers closed for another worker (SHOW WORKERS), transactions (SHOW TOTALS).
+moves() {
+  console WORKERS | awk '{sent += $6; closed += $8} END {printf "%d %d ", sent, closed}'
+  console TOTALS | awk '$1 == "total_xact_count" {print $2}'
+}
+
 # Each run appends "CASE LINE" to $work/runs; the cases interleave, round by round.
 have_pgbouncer=0
 [ -x "$pgbouncer_bin" ] && have_pgbouncer=1
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 : >"$work/runs"
+: >"$work/moves"
 for r in $(seq "$repeats"); do
   echo "isolation, round $r of $repeats: ${latency_s} s runs" >&2
   echo "direct_alone $(quiet "$direct")" >>"$work/runs"
@@ -281,6 +298,7 @@ for r in $(seq "$repeats"); do
     echo "sluice_min_$kind $(with_noisy "$port" $kind)" >>"$work/runs"
     echo "direct_$kind $(with_noisy "$port" $kind "$direct")" >>"$work/runs"
   done
+  moves >>"$work/moves"
   stop_pid "$sluice_pid"
   sluice_pid=
   if [ "$have_pgbouncer" = 1 ]; then
@@ -346,6 +364,9 @@ $(for kind in cpu sleep; do
     row "PgBouncer, noisy $kind (one pool, FIFO)" pgbouncer_$kind pgbouncer_alone
     row "direct Postgres, noisy $kind through sluice (min_server_conn = 2)" direct_$kind direct_alone
   done)
+
+Servers moved between sluice's workers with min_server_conn = 2 (SHOW WORKERS, every round):
+$(awk '{s += $1; c += $2; x += $3} END {printf "%d handed over, %d closed for another worker, in %d transactions.", s, c, x}' "$work/moves")
 EOF
 
 {
