@@ -22,8 +22,16 @@ enum admit {
 
 /* After authentication, once c->pool is known. */
 enum admit admission_login(struct client *c);
-/* A client of a rate-limited pool sends a message of `type`. */
+/*
+ * A client of a rate-limited pool sends a message of `type`.  A request is
+ * charged once: from its admission to its end (its Sync; for a Query or
+ * FunctionCall admission_request_sent) the client is in_request, so the same
+ * message read again after waiting for a server is not charged (or throttled,
+ * holding that server) a second time.
+ */
 enum admit admission_request(struct client *c, uint8_t type);
+/* A message of `type` of an admitted request went to the server (or was answered locally). */
+void admission_request_sent(struct client *c, uint8_t type);
 /* The client's throttle timer fired: try again. */
 void admission_retry(struct client *c);
 /* The client is going away: give back its tenant client slot. */

@@ -130,11 +130,11 @@ struct client {
 	bool cancel_registered : 1;  /* in the worker's cancel map */
 	bool discarding : 1;         /* after a local error: drop messages up to Sync/Query */
 	bool close_at_idle : 1;      /* draining: close once the transaction ends */
-	bool in_request : 1; /* rate-limited: inside an extended-protocol request (up to Sync) */
-	bool tenant_counted : 1; /* holds a slot of its tenant's max_client_conn */
-	bool timer_armed : 1;    /* timer pending (saves a locked libevent call per message) */
-	bool names_shared : 1;   /* user and dbname are the pool's strings */
-	bool awaiting_rest : 1;  /* the timer is client_read_timeout (client_watch_rest) */
+	bool in_request : 1;         /* rate-limited: inside an admitted request (admission.h) */
+	bool tenant_counted : 1;     /* holds a slot of its tenant's max_client_conn */
+	bool timer_armed : 1;        /* timer pending (saves a locked libevent call per message) */
+	bool names_shared : 1;       /* user and dbname are the pool's strings */
+	bool awaiting_rest : 1;      /* the timer is client_read_timeout (client_watch_rest) */
 	union conn_event_space rev_space[]; /* conn's read event, in the client's allocation */
 };
 

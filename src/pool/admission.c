@@ -208,7 +208,7 @@ enum admit admission_request(struct client *c, uint8_t type)
 		kinds = (1u << LIMIT_QUERY) | (1u << LIMIT_TRANSACTION);
 		a = take_or_wait(c, kinds, &kind, &wait);
 	}
-	if (a == ADMIT_GO && type != 'Q' && type != 'F')
+	if (a == ADMIT_GO)
 		c->in_request = true;
 	if (a == ADMIT_REFUSED) {
 		send_refusal(c, "ERROR", kind, wait);
@@ -218,6 +218,13 @@ enum admit admission_request(struct client *c, uint8_t type)
 		client_arm_timer(c, c->pool->set.client_idle_timeout_us);
 	}
 	return a;
+}
+
+void admission_request_sent(struct client *c, uint8_t type)
+{
+	/* A Query or FunctionCall is a whole request; an extended one ends at its Sync. */
+	if (type == 'Q' || type == 'F')
+		c->in_request = false;
 }
 
 void admission_retry(struct client *c)

@@ -135,6 +135,7 @@ static bool drop_without_server(struct client *c, uint8_t type, size_t total)
 	/* A local error answered this request; its end is where ReadyForQuery belongs. */
 	if (c->discarding && (type == 'S' || type == 'Q')) {
 		c->discarding = false;
+		c->in_request = false; /* the next request is charged afresh */
 		build_ready(conn_out(&c->conn), 'I');
 	}
 	return true;
@@ -477,11 +478,15 @@ static void relay_client_input(struct client *c)
 			if (pr == PREP_READY)
 				relay_try_release(c->server);
 			if (pr != PREP_PASS) {
+				if (c->in_request)
+					admission_request_sent(c, f.type);
 				run_forget(&r);
 				continue;
 			}
 		}
 		track_client_message(c->server, f.type, kind);
+		if (c->in_request)
+			admission_request_sent(c, f.type);
 		if (r.len > 0 && r.to != &c->server->conn)
 			run_flush(&r);
 		r.to = &c->server->conn;

@@ -53,11 +53,11 @@ static PGconn *tenant(struct harness_sluice *h, const char *name)
 	return harness_connect_ok(h, user, password, "app");
 }
 
-/* A column of the console row whose first columns match; -1 if there is none. */
-static long long console_value(struct harness_sluice *h, const char *show, const char *tenant_name,
-                               const char *limit, const char *column)
+/* A column of the console row whose first columns match, asked on console connection `a`; -1 if
+ * there is none. */
+static long long console_value_on(PGconn *a, const char *show, const char *tenant_name,
+                                  const char *limit, const char *column)
 {
-	PGconn *a = harness_connect_ok(h, "admin", "admin-secret", "sluice");
 	char sql[64];
 	PGresult *res;
 	long long v = -1;
@@ -74,6 +74,16 @@ static long long console_value(struct harness_sluice *h, const char *show, const
 		v = atoll(PQgetvalue(res, i, col));
 	}
 	PQclear(res);
+	return v;
+}
+
+/* The same on a console connection of its own. */
+static long long console_value(struct harness_sluice *h, const char *show, const char *tenant_name,
+                               const char *limit, const char *column)
+{
+	PGconn *a = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	long long v = console_value_on(a, show, tenant_name, limit, column);
+
 	PQfinish(a);
 	return v;
 }
@@ -211,6 +221,65 @@ Test(tenants, statements_inside_a_transaction_are_never_refused)
 	expect_rate_refusal(res, "a", "query_rate 2/min");
 	PQclear(res);
 	PQfinish(c);
+}
+
+/*
+ * A request admitted and then queued for a server is charged once: when the
+ * server comes it runs, instead of being charged again (at a saturated pool
+ * a tenant got half its rate) or refused while holding that server.  Simple
+ * Query and the extended protocol alike.
+ */
+static void queued_request_is_charged_once(bool extended)
+{
+	struct harness_sluice *h =
+	    start_with("default_pool_size = 1\n",
+	               TENANT("a", "query_rate = 1/min\nquery_burst = 2\nrate_limit_wait = 0\n"));
+	PGconn *holder = tenant(h, "a"), *queued = tenant(h, "a");
+	PGconn *admin = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	const char *params[1] = {"7"};
+	PGresult *res;
+	int sent;
+
+	/* The one server is held: BEGIN takes the first token. */
+	PQclear(harness_exec_ok(holder, "begin"));
+	/* The second token, then a wait for the server. */
+	sent = extended
+	           ? PQsendQueryParams(queued, "select $1::int", 1, NULL, params, NULL, NULL, 0)
+	           : PQsendQuery(queued, "select 7");
+	cr_assert_eq(sent, 1);
+	cr_assert(harness_wait_for(console_value_on(admin, "POOLS", "app", NULL, "cl_waiting") == 1,
+	                           WAIT_S),
+	          "the request never queued for the server");
+	/* Inside the transaction: counted, never refused; the bucket is now in debt. */
+	PQclear(harness_exec_ok(holder, "commit"));
+	res = PQgetResult(queued);
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "the queued request: %s",
+	             PQresultErrorMessage(res));
+	cr_assert_str_eq(PQgetvalue(res, 0, 0), "7");
+	PQclear(res);
+	cr_assert_null(PQgetResult(queued));
+	/* BEGIN, the queued request and COMMIT: three tokens, none refused. */
+	cr_assert_eq(console_value(h, "RATELIMITS", "a", "query_rate", "admitted") +
+	                 console_value(h, "RATELIMITS", "a", "query_rate", "delayed"),
+	             3);
+	cr_assert_eq(console_value(h, "RATELIMITS", "a", "query_rate", "rejected"), 0);
+	/* The next request is charged afresh: the bucket is empty, so it is refused. */
+	res = PQexec(queued, "select 1");
+	expect_rate_refusal(res, "a", "query_rate 1/min");
+	PQclear(res);
+	PQfinish(holder);
+	PQfinish(queued);
+	PQfinish(admin);
+}
+
+Test(tenants, a_query_queued_for_a_server_is_charged_once)
+{
+	queued_request_is_charged_once(false);
+}
+
+Test(tenants, an_extended_request_queued_for_a_server_is_charged_once)
+{
+	queued_request_is_charged_once(true);
 }
 
 /* Four pipelined Parse/Bind/Execute/Sync requests: the first runs, three get one error each. */
