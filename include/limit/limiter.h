@@ -19,7 +19,7 @@
 
 /* One token bucket (in-process limiter). */
 struct bucket {
-	double tokens;    /* may be negative: debt from statements inside transactions */
+	double tokens;    /* negative: debt of statements inside transactions, reserved tokens */
 	int64_t last_us;  /* last refill; 0 = never used (starts full) */
 	struct rate rate; /* the limit it was filled for: a reload that changes it starts afresh */
 	int64_t burst;
@@ -101,6 +101,14 @@ struct limiter_ops {
 	 * always taken, at most one burst into debt, for work that must not be
 	 * refused (statements inside a transaction).
 	 *
+	 * With `reserve_us` > 0 a limiter may reserve tokens that are due within
+	 * that time: it takes them now, into debt, sets *reserved and returns
+	 * the wait; the caller then waits that long and proceeds without taking
+	 * again (or gives them back with limiter_refund if it goes away first).
+	 * Waiters so queue in the order they came, each woken once, when its
+	 * token is due.  The in-process limiter reserves; the shared one does
+	 * not (its waiters ask again when told).
+	 *
 	 * A shared limiter may also answer less than 0: not known yet (its
 	 * store has been asked), ask again after -return microseconds; it never
 	 * stays undecided longer than its timeout.  Or LIMITER_UNAVAILABLE:
@@ -109,7 +117,7 @@ struct limiter_ops {
 	 */
 	int64_t (*take)(struct limiter *l, struct redis_link *link, struct tenant_state *t,
 	                const struct tenant_limits *lim, unsigned kinds, int64_t now_us, bool force,
-	                enum limit_kind *blocking);
+	                int64_t reserve_us, bool *reserved, enum limit_kind *blocking);
 	/* Tokens in the bucket now, for SHOW RATELIMITS. */
 	double (*peek)(struct limiter *l, struct tenant_state *t, enum limit_kind kind,
 	               const struct rate *r, int64_t burst, int64_t now_us);
@@ -149,6 +157,9 @@ struct limiter {
 
 /* The in-process limiter: buckets inside each tenant_state, one mutex per tenant. */
 extern const struct limiter_ops limiter_local_ops;
+
+/* Give back tokens of `kinds` reserved by a take that will not be used. */
+void limiter_refund(struct tenant_state *t, const struct tenant_limits *lim, unsigned kinds);
 
 /* Pure bucket arithmetic (unit-tested): refill to now, then try to take. */
 void bucket_refill(struct bucket *b, const struct rate *r, int64_t burst, int64_t now_us);

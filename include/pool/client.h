@@ -122,6 +122,7 @@ struct client {
 	enum login_step login : 8;   /* LOGIN sub-state */
 	uint8_t refuse;              /* enum client_refusal: over max_client_conn, or draining */
 	uint8_t auth_method;         /* enum auth_type chosen for this login */
+	uint8_t reserved_kinds;      /* rate tokens reserved for the request it waits to send */
 	bool is_unix : 1;            /* connected over the Unix socket */
 	bool tls : 1;                /* the socket speaks TLS (after SSLRequest) */
 	bool password_md5 : 1;       /* LOGIN_PASSWORD expects an md5 response, not cleartext */

@@ -1,7 +1,13 @@
 /*
  * The in-process limiter: a token bucket per tenant and kind.  Refill is
  * computed from the elapsed time at each take, so an idle tenant costs
- * nothing and no timer runs.  Buckets start full.
+ * nothing and no timer runs.  Buckets start full.  A request that must wait
+ * reserves its token (the bucket goes below zero by the tokens reserved), so
+ * the next waiter's token is due one interval later: waiters are served in
+ * the order they came, each woken once.  Polling instead (every waiter
+ * retrying when the next token is due) served whichever timer fired first,
+ * so with many waiters some were served at once and others ran out of
+ * rate_limit_wait.
  */
 #include "limit/limiter.h"
 
@@ -32,9 +38,12 @@ int64_t bucket_take(struct bucket *b, const struct rate *r, int64_t burst, int64
 
 	bucket_refill(b, r, burst, now_us);
 	if (b->tokens >= 1.0 || force) {
+		/* Forced: at most one burst into debt, but reservations below that stay. */
+		double floor = b->tokens < -(double)burst ? b->tokens : -(double)burst;
+
 		b->tokens -= 1.0;
-		if (b->tokens < -(double)burst)
-			b->tokens = -(double)burst;
+		if (b->tokens < floor)
+			b->tokens = floor;
 		return 0;
 	}
 	missing = 1.0 - b->tokens;
@@ -43,12 +52,13 @@ int64_t bucket_take(struct bucket *b, const struct rate *r, int64_t burst, int64
 
 static int64_t local_take(struct limiter *l, struct redis_link *link, struct tenant_state *t,
                           const struct tenant_limits *lim, unsigned kinds, int64_t now_us,
-                          bool force, enum limit_kind *blocking)
+                          bool force, int64_t reserve_us, bool *reserved, enum limit_kind *blocking)
 {
 	int64_t wait = 0, need;
 
 	(void)l;
 	(void)link;
+	*reserved = false;
 	pthread_mutex_lock(&t->lock);
 	for (int k = 0; k < LIMIT_KINDS && !force; k++) {
 		if (!(kinds & (1u << k)) || lim->rate[k].count <= 0)
@@ -63,12 +73,36 @@ static int64_t local_take(struct limiter *l, struct redis_link *link, struct ten
 			}
 		}
 	}
-	for (int k = 0; k < LIMIT_KINDS && wait == 0; k++)
-		if ((kinds & (1u << k)) && lim->rate[k].count > 0)
-			bucket_take(&t->buckets[k], &lim->rate[k], tenant_burst(lim, k), now_us,
-			            true);
+	if (wait == 0) {
+		for (int k = 0; k < LIMIT_KINDS; k++)
+			if ((kinds & (1u << k)) && lim->rate[k].count > 0)
+				bucket_take(&t->buckets[k], &lim->rate[k], tenant_burst(lim, k),
+				            now_us, true);
+	} else if (wait <= reserve_us) {
+		/* Into debt without the forced take's floor: the wait pays for them. */
+		for (int k = 0; k < LIMIT_KINDS; k++)
+			if ((kinds & (1u << k)) && lim->rate[k].count > 0)
+				t->buckets[k].tokens -= 1.0;
+		*reserved = true;
+	}
 	pthread_mutex_unlock(&t->lock);
 	return wait;
+}
+
+void limiter_refund(struct tenant_state *t, const struct tenant_limits *lim, unsigned kinds)
+{
+	pthread_mutex_lock(&t->lock);
+	for (int k = 0; k < LIMIT_KINDS; k++) {
+		struct bucket *b = &t->buckets[k];
+
+		if (!(kinds & (1u << k)) || lim->rate[k].count <= 0)
+			continue;
+		b->tokens += 1.0;
+		/* A reload may have refilled the bucket meanwhile. */
+		if (b->tokens > (double)b->burst)
+			b->tokens = (double)b->burst;
+	}
+	pthread_mutex_unlock(&t->lock);
 }
 
 static double local_peek(struct limiter *l, struct tenant_state *t, enum limit_kind kind,

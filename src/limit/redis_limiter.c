@@ -618,10 +618,13 @@ void limiter_leave(struct redis_link *link, struct fleet_seat **seatp)
  */
 static int64_t shared_take(struct limiter *l, struct redis_link *link, struct tenant_state *t,
                            const struct tenant_limits *lim, unsigned kinds, int64_t now, bool force,
-                           enum limit_kind *blocking)
+                           int64_t reserve_us, bool *reserved, enum limit_kind *blocking)
 {
 	if (link == NULL || !redis_link_settled(link))
-		return limiter_local_ops.take(l, NULL, t, lim, kinds, now, force, blocking);
+		return limiter_local_ops.take(l, NULL, t, lim, kinds, now, force, reserve_us,
+		                              reserved, blocking);
+	/* Leases are spent as they come: the fleet's waiters ask again when told. */
+	*reserved = false;
 	return redis_take(l, link, t, lim, kinds, now, force, blocking);
 }
 

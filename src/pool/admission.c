@@ -58,19 +58,44 @@ static void send_refusal(struct client *c, const char *severity, enum limit_kind
 	c->pool->lat.ratelimit_rejections++;
 }
 
+/* The tokens in `kinds` were taken: count them, the client waits no more. */
+static enum admit taken(struct client *c, unsigned kinds, int64_t now)
+{
+	struct pool *p = c->pool;
+
+	tenant_note_taken(p->ts, kinds, now);
+	for (int k = 0; k < LIMIT_KINDS; k++)
+		if (kinds & (1u << k))
+			atomic_fetch_add(c->throttle_deadline_us != 0 ? &p->ts->delayed[k]
+			                                              : &p->ts->admitted[k],
+			                 1);
+	c->throttle_deadline_us = 0;
+	return ADMIT_GO;
+}
+
 /*
  * Take the tokens in `kinds`.  GO when taken; WAIT with the client
  * suspended and its timer armed when they are due within rate_limit_wait
- * (counted from the first try); REFUSED otherwise, with *kind and *wait_us
- * saying which limit and when it would have been due.
+ * (counted from the first try), reserved where the limiter reserves, so
+ * the client goes when the timer fires; REFUSED otherwise, with *kind and
+ * *wait_us saying which limit and when it would have been due.
  */
 static enum admit take_or_wait(struct client *c, unsigned kinds, enum limit_kind *kind,
                                int64_t *wait_us)
 {
 	struct pool *p = c->pool;
 	struct limiter *l = &c->w->shared->limiter;
-	int64_t now = worker_now_us(c->w);
-	int64_t wait = l->ops->take(l, c->w->redis, p->ts, p->set.limits, kinds, now, false, kind);
+	int64_t now = worker_now_us(c->w), wait, deadline;
+	bool reserved;
+
+	if (c->reserved_kinds != 0) {
+		c->reserved_kinds = 0;
+		return taken(c, kinds, now);
+	}
+	deadline = c->throttle_deadline_us != 0 ? c->throttle_deadline_us
+	                                        : now + p->set.rate_limit_wait_us;
+	wait = l->ops->take(l, c->w->redis, p->ts, p->set.limits, kinds, now, false, deadline - now,
+	                    &reserved, kind);
 
 	if (wait < 0) {
 		/* A shared limiter is fetching tokens: look again soon (within redis_timeout). */
@@ -83,19 +108,12 @@ static enum admit take_or_wait(struct client *c, unsigned kinds, enum limit_kind
 		*wait_us = wait;
 		return ADMIT_REFUSED;
 	}
-	if (wait == 0) {
-		tenant_note_taken(p->ts, kinds, now);
-		for (int k = 0; k < LIMIT_KINDS; k++)
-			if (kinds & (1u << k))
-				atomic_fetch_add(c->throttle_deadline_us != 0 ? &p->ts->delayed[k]
-				                                              : &p->ts->admitted[k],
-				                 1);
-		c->throttle_deadline_us = 0;
-		return ADMIT_GO;
-	}
-	if (c->throttle_deadline_us == 0)
-		c->throttle_deadline_us = now + p->set.rate_limit_wait_us;
-	if (now + wait <= c->throttle_deadline_us) {
+	if (wait == 0)
+		return taken(c, kinds, now);
+	if (now + wait <= deadline) {
+		c->throttle_deadline_us = deadline;
+		if (reserved)
+			c->reserved_kinds = (uint8_t)kinds;
 		conn_suspend(&c->conn, SUSPEND_THROTTLE);
 		client_arm_timer(c, wait);
 		return ADMIT_WAIT;
@@ -198,9 +216,10 @@ enum admit admission_request(struct client *c, uint8_t type)
 	if (s != NULL && s->tx_status != 'I') {
 		/* Inside a transaction: counted, never refused. */
 		struct limiter *l = &c->w->shared->limiter;
+		bool reserved;
 
 		l->ops->take(l, c->w->redis, c->pool->ts, c->pool->set.limits, 1u << LIMIT_QUERY,
-		             worker_now_us(c->w), true, &kind);
+		             worker_now_us(c->w), true, 0, &reserved, &kind);
 		tenant_note_taken(c->pool->ts, 1u << LIMIT_QUERY, worker_now_us(c->w));
 		atomic_fetch_add(&c->pool->ts->admitted[LIMIT_QUERY], 1);
 		a = ADMIT_GO;
@@ -245,6 +264,11 @@ void admission_retry(struct client *c)
 
 void admission_client_gone(struct client *c)
 {
+	/* It waited for tokens it will not use: the next waiter's are due sooner. */
+	if (c->reserved_kinds != 0) {
+		limiter_refund(c->pool->ts, c->pool->set.limits, c->reserved_kinds);
+		c->reserved_kinds = 0;
+	}
 	if (c->tenant_counted) {
 		atomic_fetch_sub(&c->pool->ts->clients, 1);
 		c->tenant_counted = false;

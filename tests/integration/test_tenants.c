@@ -7,6 +7,8 @@
  * log in to sluice with their own passwords and share the server user app
  * through a forced user, as a multi-tenant application would.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -204,6 +206,84 @@ Test(tenants, a_wait_longer_than_rate_limit_wait_is_refused_at_once_and_the_clie
 	cr_assert_eq(PQstatus(c), CONNECTION_OK);
 	cr_assert_eq(PQtransactionStatus(c), PQTRANS_IDLE);
 	PQfinish(c);
+}
+
+/* SHOW RATELIMITS' tokens of a tenant's query_rate, asked on console connection `a`. */
+static double query_tokens(PGconn *a, const char *tenant_name)
+{
+	PGresult *res = harness_exec_ok(a, "SHOW RATELIMITS");
+	int col = PQfnumber(res, "tokens");
+	double v = 1e9;
+
+	for (int i = 0; i < PQntuples(res); i++)
+		if (strcmp(PQgetvalue(res, i, 0), tenant_name) == 0 &&
+		    strcmp(PQgetvalue(res, i, 1), "query_rate") == 0)
+			v = atof(PQgetvalue(res, i, col));
+	PQclear(res);
+	return v;
+}
+
+/* The local port of a client's socket: its `port` in SHOW CLIENTS. */
+static int local_port(PGconn *c)
+{
+	struct sockaddr_in a;
+	socklen_t len = sizeof(a);
+
+	cr_assert_eq(getsockname(PQsocket(c), (struct sockaddr *)&a, &len), 0);
+	return ntohs(a.sin_port);
+}
+
+/* KILL_CLIENT the client whose peer port is `port`. */
+static void kill_client_at_port(PGconn *admin, int port)
+{
+	PGresult *res = harness_exec_ok(admin, "SHOW CLIENTS");
+	int port_col = PQfnumber(res, "port"), id_col = PQfnumber(res, "id");
+	char sql[64] = "";
+
+	for (int i = 0; i < PQntuples(res); i++)
+		if (atoi(PQgetvalue(res, i, port_col)) == port)
+			snprintf(sql, sizeof(sql), "KILL_CLIENT %s", PQgetvalue(res, i, id_col));
+	PQclear(res);
+	cr_assert_neq(sql[0], '\0', "no client at port %d", port);
+	PQclear(harness_exec_ok(admin, sql));
+}
+
+/*
+ * A waiting request reserves its token, so the next one queues behind it:
+ * at 1/min with the bucket empty, the first waiter's token is due in a
+ * minute and the second's in two, beyond its rate_limit_wait of 90 s, so
+ * the second is refused at once instead of racing the first for the next
+ * token.  A waiter closed meanwhile gives its token back.
+ */
+Test(tenants, waiting_requests_queue_for_tokens_in_order)
+{
+	struct harness_sluice *h =
+	    start(TENANT("a", "query_rate = 1/min\nquery_burst = 1\nrate_limit_wait = 90s\n"));
+	PGconn *first = tenant(h, "a"), *second = tenant(h, "a");
+	PGconn *admin = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	const char *hint;
+	PGresult *res;
+
+	cr_assert_eq(harness_query_int(first, "select 1"), 1); /* the burst */
+	cr_assert_eq(PQsendQuery(first, "select 2"), 1);
+	cr_assert(harness_wait_for(query_tokens(admin, "a") < -0.5, WAIT_S),
+	          "the waiting request reserved no token: %.2f", query_tokens(admin, "a"));
+	res = PQexec(second, "select 3");
+	expect_rate_refusal(res, "a", "query_rate 1/min");
+	hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
+	cr_assert_gt(atoll(hint + strlen("retry after ")), 60000,
+	             "the second waiter's token is due after the first's: %s", hint);
+	PQclear(res);
+	cr_assert_eq(PQstatus(second), CONNECTION_OK);
+	/* The first is closed before its token is due: the bucket gets it back. */
+	kill_client_at_port(admin, local_port(first));
+	PQfinish(first);
+	cr_assert(harness_wait_for(query_tokens(admin, "a") > -0.5, WAIT_S),
+	          "the token of the waiter that left was not given back: %.2f",
+	          query_tokens(admin, "a"));
+	cr_assert_eq(console_value_on(admin, "RATELIMITS", "a", "query_rate", "rejected"), 1);
+	PQfinish(second);
+	PQfinish(admin);
 }
 
 Test(tenants, statements_inside_a_transaction_are_never_refused)

@@ -70,19 +70,69 @@ Test(limiter, take_is_all_or_none_across_kinds)
 	struct limiter l = {.ops = &limiter_local_ops};
 	enum limit_kind blocking = LIMIT_CONNECT;
 	unsigned both = (1u << LIMIT_QUERY) | (1u << LIMIT_TRANSACTION);
+	bool reserved;
 
 	tenant_limits_init(&lim);
 	lim.rate[LIMIT_QUERY] = (struct rate){.count = 10, .period_us = SEC};
 	lim.rate[LIMIT_TRANSACTION] = (struct rate){.count = 1, .period_us = SEC};
 	lim.burst[LIMIT_TRANSACTION] = 1;
-	cr_assert_eq(l.ops->take(&l, NULL, t, &lim, both, SEC, false, &blocking), 0);
-	cr_assert_gt(l.ops->take(&l, NULL, t, &lim, both, SEC, false, &blocking), 0);
+	cr_assert_eq(l.ops->take(&l, NULL, t, &lim, both, SEC, false, 0, &reserved, &blocking), 0);
+	cr_assert_gt(l.ops->take(&l, NULL, t, &lim, both, SEC, false, 0, &reserved, &blocking), 0);
 	cr_assert_eq(blocking, LIMIT_TRANSACTION);
 	/* The refused take left the query bucket alone: 9 of 10 remain. */
 	cr_assert_float_eq(l.ops->peek(&l, t, LIMIT_QUERY, &lim.rate[LIMIT_QUERY], 10, SEC), 9.0,
 	                   1e-9);
 	/* A kind with no rate is never a limit. */
-	cr_assert_eq(l.ops->take(&l, NULL, t, &lim, 1u << LIMIT_CONNECT, SEC, false, &blocking), 0);
+	cr_assert_eq(l.ops->take(&l, NULL, t, &lim, 1u << LIMIT_CONNECT, SEC, false, 0, &reserved,
+	                         &blocking),
+	             0);
+}
+
+/*
+ * Waiters reserve their tokens: each is due one interval after the one
+ * before, a wait beyond the allowed one reserves nothing, a waiter that
+ * leaves gives its token back, and a forced take never cancels reservations.
+ */
+Test(limiter, waiters_reserve_their_tokens_in_the_order_they_came)
+{
+	struct tenant_state *t = new_state();
+	struct tenant_limits lim;
+	struct limiter l = {.ops = &limiter_local_ops};
+	enum limit_kind blocking = LIMIT_CONNECT;
+	unsigned query = 1u << LIMIT_QUERY;
+	const struct rate *r = &lim.rate[LIMIT_QUERY];
+	bool reserved = true;
+
+	tenant_limits_init(&lim);
+	lim.rate[LIMIT_QUERY] = (struct rate){.count = 10, .period_us = SEC};
+	lim.burst[LIMIT_QUERY] = 1;
+	cr_assert_eq(l.ops->take(&l, NULL, t, &lim, query, SEC, false, SEC, &reserved, &blocking),
+	             0);
+	cr_assert_not(reserved);
+	for (int i = 1; i <= 3; i++) {
+		cr_assert_eq(
+		    l.ops->take(&l, NULL, t, &lim, query, SEC, false, SEC, &reserved, &blocking),
+		    i * SEC / 10 + 1, "waiter %d", i);
+		cr_assert(reserved, "waiter %d", i);
+	}
+	cr_assert_float_eq(l.ops->peek(&l, t, LIMIT_QUERY, r, 1, SEC), -3.0, 1e-9);
+	/* The fourth's token is due in 0.4 s: more than it may wait, so nothing is reserved. */
+	cr_assert_eq(
+	    l.ops->take(&l, NULL, t, &lim, query, SEC, false, SEC / 4, &reserved, &blocking),
+	    4 * SEC / 10 + 1);
+	cr_assert_not(reserved);
+	cr_assert_float_eq(l.ops->peek(&l, t, LIMIT_QUERY, r, 1, SEC), -3.0, 1e-9);
+	/* A statement inside a transaction is counted, but not by cancelling reservations. */
+	cr_assert_eq(l.ops->take(&l, NULL, t, &lim, query, SEC, true, 0, &reserved, &blocking), 0);
+	cr_assert_float_eq(l.ops->peek(&l, t, LIMIT_QUERY, r, 1, SEC), -3.0, 1e-9);
+	/* A waiter that leaves: the next one's token is due sooner. */
+	limiter_refund(t, &lim, query);
+	cr_assert_eq(l.ops->take(&l, NULL, t, &lim, query, SEC, false, 0, &reserved, &blocking),
+	             3 * SEC / 10 + 1);
+	/* Time pays the reservations back; then tokens are taken at once again. */
+	cr_assert_eq(l.ops->take(&l, NULL, t, &lim, query, 2 * SEC, false, 0, &reserved, &blocking),
+	             0);
+	cr_assert_not(reserved);
 }
 
 /* ---- connect_rate_per_ip ---- */
