@@ -11,8 +11,10 @@
 # the tenants share (pool_size 4), then runs bench/tenant_load:
 #
 #   1. accuracy: tenant "metered" (query_rate 100/s, burst 10) in a closed
-#      loop on 4 connections for 60 s; accepted vs 10 + 100 x elapsed, and a
-#      second bucket at 2000/min (burst 200) on 4 connections for 60 s;
+#      loop on 4 connections for 60 s; accepted vs 10 + 100 x elapsed, a
+#      second bucket at 2000/min (burst 200) on 4 connections for 60 s, and
+#      many waiters: 100/s on 40 connections for 15 s with rate_limit_wait
+#      500ms (their fair share, 0.4 s each, is within it: none refused);
 #   2. isolation: the quiet tenant (2 connections, SELECT 1) alone, then next
 #      to the noisy tenant at 10x its limit: 40 connections, ten times the 4
 #      servers the pool has, in closed loops of either SELECT 1 (flat out: it
@@ -25,7 +27,9 @@
 #      while the noisy tenant goes through sluice (min_server_conn = 2): what
 #      the machine's own contention costs a query no pooler touches (and,
 #      from SHOW WORKERS, how many servers moved between sluice's workers
-#      meanwhile).  Each
+#      meanwhile); and once more at min_server_conn = 2 with the noisy tenant
+#      at ten times a query_rate: a tenth of the throughput it had unlimited
+#      in the same round, its requests over the rate waiting for tokens.  Each
 #      case runs ISOLATION_REPEATS times (default 3), the cases interleaved
 #      round by round; the table gives the medians, the spread (min..max) of
 #      p99, and p99 over the quiet tenant alone on the same path.
@@ -103,6 +107,7 @@ fi
 cat >"$work/userlist.txt" <<'EOF'
 "metered" "m-secret"
 "metered_min" "m-secret"
+"metered_many" "m-secret"
 "quiet" "q-secret"
 "noisy" "n-secret"
 "admin" "admin-secret"
@@ -139,7 +144,8 @@ wait_ready() { # wait_ready PORT PID LOG
   die "no answer on port $1"
 }
 
-# start_sluice QUIET_KEYS: a fresh sluice whose quiet tenant has QUIET_KEYS.
+# start_sluice QUIET_KEYS [NOISY_KEYS]: a fresh sluice whose quiet tenant has
+# QUIET_KEYS and noisy tenant NOISY_KEYS.
 start_sluice() {
   stop_pid "$sluice_pid"
   port=$(free_port)
@@ -173,12 +179,19 @@ users = metered_min
 query_rate = 2000/min
 query_burst = 200
 
+[tenant.metered_many]
+users = metered_many
+query_rate = 100/s
+query_burst = 10
+rate_limit_wait = 500ms
+
 [tenant.quiet]
 users = quiet
 $1
 
 [tenant.noisy]
 users = noisy
+${2:-}
 EOF
   "$root/build/sluice" "$work/sluice.ini" 2>>"$work/sluice.log" &
   sluice_pid=$!
@@ -225,19 +238,25 @@ if [ "$mode" = single ]; then
   echo "tenant limiter accuracy: ${accuracy_s} s closed loops" >&2
   acc_s=$("$out/tenant_load" -c 4 -T "$accuracy_s" "$(url "$port" metered m-secret)")
   acc_m=$("$out/tenant_load" -c 4 -T "$accuracy_s" "$(url "$port" metered_min m-secret)")
+  acc_many=$("$out/tenant_load" -c 40 -T "$((accuracy_s / 4))" "$(url "$port" metered_many m-secret)")
   accuracy() { # accuracy LINE RATE_PER_S BURST
     awk -v ok="$(field ok "$1")" -v s="$(field seconds "$1")" -v r="$2" -v b="$3" \
       'BEGIN { e = b + r * s; printf "%d %.1f %+.2f", ok, e, (ok - e) / e * 100 }'
   }
   read -r ok_s exp_s err_s <<<"$(accuracy "$acc_s" 100 10)"
   read -r ok_m exp_m err_m <<<"$(accuracy "$acc_m" 33.3333333 200)"
+  read -r ok_many exp_many err_many <<<"$(accuracy "$acc_many" 100 10)"
   cat <<EOF
 ## Tenant limits ($(date -u +%Y-%m-%d\ %H:%M) UTC, $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1))
 
-| limiter run | seconds | accepted | expected (burst + rate x seconds) | error | refused |
-|---|---|---|---|---|---|
-| query_rate 100/s, burst 10, 4 clients | $(field seconds "$acc_s") | $ok_s | $exp_s | ${err_s}% | $(field refused "$acc_s") |
-| query_rate 2000/min, burst 200, 4 clients | $(field seconds "$acc_m") | $ok_m | $exp_m | ${err_m}% | $(field refused "$acc_m") |
+| limiter run | seconds | accepted | expected (burst + rate x seconds) | error | refused | p50 / p99 ms |
+|---|---|---|---|---|---|---|
+| query_rate 100/s, burst 10, 4 clients | $(field seconds "$acc_s") | $ok_s | $exp_s | ${err_s}% | $(field refused "$acc_s") | $(field p50_ms "$acc_s") / $(field p99_ms "$acc_s") |
+| query_rate 2000/min, burst 200, 4 clients | $(field seconds "$acc_m") | $ok_m | $exp_m | ${err_m}% | $(field refused "$acc_m") | $(field p50_ms "$acc_m") / $(field p99_ms "$acc_m") |
+| query_rate 100/s, burst 10, rate_limit_wait 500ms, 40 clients | $(field seconds "$acc_many") | $ok_many | $exp_many | ${err_many}% | $(field refused "$acc_many") | $(field p50_ms "$acc_many") / $(field p99_ms "$acc_many") |
+
+40 clients at 100/s: a fair share is one request per client every 0.4 s, within the 0.5 s
+wait, so a limiter that serves waiters in order refuses none.
 
 EOF
 fi
@@ -299,6 +318,18 @@ for r in $(seq "$repeats"); do
     echo "direct_$kind $(with_noisy "$port" $kind "$direct")" >>"$work/runs"
   done
   moves >>"$work/moves"
+  # The same, with the noisy tenant held to a tenth of what it just did
+  # unlimited: a query_rate it exceeds tenfold, its requests waiting for tokens
+  # (rate_limit_wait long enough that none is refused).
+  for kind in cpu sleep; do
+    rate=$(awk -v c="sluice_min_$kind" '$1 == c { line = $0 } END {
+      n = split(line, f, " ")
+      for (i = 2; i <= n; i++) { split(f[i], kv, "="); v[kv[1]] = kv[2] }
+      r = int(v["noisy_ok"] / v["noisy_seconds"] / 10); print (r < 1 ? 1 : r) }' "$work/runs")
+    start_sluice "min_server_conn = 2" "query_rate = $rate/s
+rate_limit_wait = 60s"
+    echo "sluice_rate_$kind $(with_noisy "$port" $kind) noisy_rate=$rate" >>"$work/runs"
+  done
   stop_pid "$sluice_pid"
   sluice_pid=
   if [ "$have_pgbouncer" = 1 ]; then
@@ -346,11 +377,17 @@ row() { # row LABEL CASE ALONE_CASE
     "$(awk -v x="$p99" -v y="$a99" 'BEGIN { printf "%.2fx", x / y }')" \
     "$([ "$nt" = 0 ] && echo - || echo "$nt")"
 }
+rate_of() { # rate_of KIND: the median query_rate the noisy tenant was held to
+  sed -n "s/^sluice_rate_$1 .*noisy_rate=//p" "$work/runs" | sort -n |
+    awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : "-" }'
+}
 cat <<EOF
 ## Tenant isolation ($(date -u +%Y-%m-%d\ %H:%M) UTC, $(nproc) cores, load average $load_before before and $load_after after; $repeats rounds of ${latency_s} s)
 
 Quiet tenant: 2 clients of SELECT 1.  Noisy tenant: $noisy_clients clients (10x the pool of 4), each a
-closed loop of SELECT 1 ("cpu") or of pg_sleep(0.005) ("sleep").
+closed loop of SELECT 1 ("cpu") or of pg_sleep(0.005) ("sleep").  "At 10x its query_rate": the
+noisy tenant limited to a tenth of its unlimited TPS in the same round (median limit:
+cpu $(rate_of cpu)/s, sleep $(rate_of sleep)/s), its requests waiting for tokens.
 
 | quiet tenant | TPS | p50 ms | p99 ms (median) | p99 min..max | p99 / alone | noisy TPS |
 |---|---|---|---|---|---|---|
@@ -361,6 +398,7 @@ $(for kind in cpu sleep; do
     row "sluice, noisy $kind, round-robin (no keys)" sluice_rr_$kind sluice_alone
     row "sluice, noisy $kind, quiet weight = 10" sluice_weight_$kind sluice_alone
     row "sluice, noisy $kind, quiet min_server_conn = 2" sluice_min_$kind sluice_alone
+    row "sluice, noisy $kind at 10x its query_rate, quiet min_server_conn = 2" sluice_rate_$kind sluice_alone
     row "PgBouncer, noisy $kind (one pool, FIFO)" pgbouncer_$kind pgbouncer_alone
     row "direct Postgres, noisy $kind through sluice (min_server_conn = 2)" direct_$kind direct_alone
   done)
