@@ -82,12 +82,13 @@ class Soak:
         self.states = collections.Counter()  # (role, sqlstate) -> n
         self.nostate = collections.Counter()  # (role, message) -> n
         self.nostate_at = []  # (time, role, full text), to match with sluice's log
-        self.hung = []  # (role, what, seconds, bound)
+        self.hung = []  # (role, what, seconds, bound, client port or None)
+        self.held = []  # what quiesce found held, as logged (dump_held)
         self.wrong = []  # wrong answers
         self.acked = []  # ledger ids whose COMMIT returned OK
         self.probes = []  # (probe, ok, detail)
         self.stop = threading.Event()
-        self.inflight = {}  # thread ident -> (role, what, start, bound)
+        self.inflight = {}  # thread ident -> (role, what, start, bound, client port or None)
         self.next_id = 0
         self.pool_size = POOL_SIZES[0]
         self.round = 0
@@ -130,13 +131,14 @@ class Soak:
         log(f"probe {name}: {'ok' if ok else 'FAILED'} ({detail})")
 
     class _Op:
-        def __init__(self, soak, role, what, bound):
-            self.soak, self.role, self.what, self.bound = soak, role, what, bound
+        def __init__(self, soak, role, what, bound, port):
+            self.soak, self.role, self.what, self.bound, self.port = soak, role, what, bound, port
 
         def __enter__(self):
             self.start = now()
             with self.soak.lock:
-                self.soak.inflight[threading.get_ident()] = (self.role, self.what, self.start, self.bound)
+                self.soak.inflight[threading.get_ident()] = (self.role, self.what, self.start, self.bound,
+                                                             self.port)
             return self
 
         def __exit__(self, *exc):
@@ -144,12 +146,14 @@ class Soak:
             with self.soak.lock:
                 self.soak.inflight.pop(threading.get_ident(), None)
                 if took > self.bound:
-                    self.soak.hung.append((self.role, self.what, round(took, 2), self.bound))
+                    self.soak.hung.append((self.role, self.what, round(took, 2), self.bound, self.port))
             return False
 
-    def op(self, role, what, bound):
-        """Times one client wait; longer than `bound` counts as hung."""
-        return Soak._Op(self, role, what, bound)
+    def op(self, role, what, bound, conn=None):
+        """Times one client wait; longer than `bound` counts as hung.  With
+        the connection, a hung wait names its local port, which finds the
+        client in sluice's log (hung_client_log)."""
+        return Soak._Op(self, role, what, bound, local_port(conn))
 
 
 # What libpq says on its own when a connection ends without an
@@ -234,6 +238,25 @@ def closed_on_error(conn):
     except BaseException:
         close_quietly(conn)
         raise
+
+
+def local_port(conn):
+    """The local port of a psycopg connection's socket, or None."""
+    try:
+        with socket.socket(fileno=os.dup(conn.fileno())) as s:
+            return s.getsockname()[1]
+    except (AttributeError, OSError, psycopg.Error):
+        return None
+
+
+def hung_client_log(args, port, limit=40):
+    """sluice's log lines of the client that logged in from `port`: its
+    login line gives its id, and the last `limit` lines with that id follow."""
+    with open(args.sluice_log, errors="replace") as f:
+        text = f.read().splitlines()
+    ids = {m.group(1) for line in text if f"(127.0.0.1:{port})" in line
+           for m in [re.search(r" (w\d+ C-\d+) ", line)] if m}
+    return [line[:400] for line in text if any(f" {i} " in line for i in ids)][-limit:]
 
 
 def reset_socket(conn):
@@ -384,14 +407,14 @@ def ledger(soak, conn):
     if conn is None:
         return connect(soak, "ledger", db="app_rw")
     i = soak.new_id()
-    with soak.op("ledger", "insert", REQUEST_BOUND):
+    with soak.op("ledger", "insert", REQUEST_BOUND, conn):
         # pg.sh's cluster runs with synchronous_commit off, which loses the
         # last commits on kill -9 by design: the ledger asks for durability.
         conn.execute("SET LOCAL synchronous_commit = on")
         conn.execute("INSERT INTO soak_ledger (id) VALUES (%s)", (i,))
-    with soak.op("ledger", "select", REQUEST_BOUND):
+    with soak.op("ledger", "select", REQUEST_BOUND, conn):
         conn.execute("SELECT count(*) FROM pgbench_branches")
-    with soak.op("ledger", "commit", REQUEST_BOUND):
+    with soak.op("ledger", "commit", REQUEST_BOUND, conn):
         conn.commit()
     with soak.lock:
         soak.acked.append(i)
@@ -408,7 +431,7 @@ def prepared(soak, conn):
         return connect(soak, "prepared", autocommit=True, prepare_threshold=0)
     sql, k = random.choice(PREPARED)
     n, s = random.randint(0, 10**6), "x" * random.randint(0, 20)
-    with soak.op("prepared", "execute", REQUEST_BOUND):
+    with soak.op("prepared", "execute", REQUEST_BOUND, conn):
         got = conn.execute(sql, (n, s), prepare=True).fetchone()[0]
     if got != n * k + len(s):
         with soak.lock:
@@ -425,7 +448,7 @@ def listener(soak, conn):
             conn.add_notify_handler(lambda n: soak.count("notifications received"))
             conn.execute("LISTEN soak")
         return conn
-    with soak.op("listen", "poll", REQUEST_BOUND):
+    with soak.op("listen", "poll", REQUEST_BOUND, conn):
         conn.execute("SELECT 1")
     soak.stop.wait(0.3)
     return conn
@@ -434,7 +457,7 @@ def listener(soak, conn):
 def notifier(soak, conn):
     if conn is None:
         return connect(soak, "notify", autocommit=True)
-    with soak.op("notify", "notify", REQUEST_BOUND):
+    with soak.op("notify", "notify", REQUEST_BOUND, conn):
         conn.execute("NOTIFY soak, 'tick'")
     soak.count("notifications sent")
     soak.stop.wait(0.2)
@@ -447,7 +470,7 @@ def slow(soak, conn):
         return connect(soak, "slow", db="app_slow", autocommit=True)
     long = random.random() < 0.7
     try:
-        with soak.op("slow", "pg_sleep", SLOW_BOUND):
+        with soak.op("slow", "pg_sleep", SLOW_BOUND, conn):
             conn.execute("SELECT pg_sleep(%s)", (6 if long else 0.2,))
         soak.count("slow completed")
         if long:
@@ -463,11 +486,11 @@ def idle_in_transaction(soak, conn):
     if conn is None:
         return connect(soak, "idle_tx")
     past = random.random() < 0.5
-    with soak.op("idle_tx", "begin", REQUEST_BOUND):
+    with soak.op("idle_tx", "begin", REQUEST_BOUND, conn):
         conn.execute("SELECT 1")
     soak.stop.wait(CFG["idle_transaction_timeout"] + 1 if past else 0.5)
     try:
-        with soak.op("idle_tx", "commit", REQUEST_BOUND):
+        with soak.op("idle_tx", "commit", REQUEST_BOUND, conn):
             conn.execute("SELECT 2")
             conn.commit()
         soak.count("idle_tx committed")
@@ -489,7 +512,7 @@ def rated(soak, conn):
     if conn is None:
         return connect(soak, "rated", db="app_rated", autocommit=True)
     try:
-        with soak.op("rated", "select", RATED_BOUND):
+        with soak.op("rated", "select", RATED_BOUND, conn):
             conn.execute("SELECT 1")
         soak.count("rated admitted")
     except psycopg.errors.ConfigurationLimitExceeded:
@@ -606,7 +629,7 @@ def stop_load(soak, threads):
             if t.is_alive():
                 info = soak.inflight.get(t.ident)
                 soak.hung.append((t.name, info[1] if info else "?", round(now() - info[2], 1) if info else -1,
-                                  info[3] if info else 0))
+                                  info[3] if info else 0, info[4] if info else None))
 
 
 # ---------------------------------------------------------------- Postgres and sluice
@@ -1187,7 +1210,7 @@ def own_client_ports(args):
     return ports
 
 
-def quiesce(args, timeout=30.0):
+def quiesce(args, timeout=30.0, held_log=None):
     """Waits until sluice has no client (other than consoles) and no busy
     server and Postgres no backend of 'app' outside 'idle'; returns what is
     still held.  SHOW POOLS' cl_active counts idle clients too (as in
@@ -1211,37 +1234,47 @@ def quiesce(args, timeout=30.0):
         if not any(held.values()) or now() > deadline:
             held["connections the load left open"] = len(own_client_ports(args))
             if any(held.values()):
-                dump_held(args)
+                lines = dump_held(args)
+                if held_log is not None:
+                    held_log.extend(lines)
             held["servers"] = len(servers)
             return held
         time.sleep(0.25)
 
 
 def dump_held(args):
-    """Logs what quiesce found still held: pools, clients (and whether this
-    process still holds their socket), servers that are not idle, and
-    Postgres' backends of 'app'."""
+    """Logs, and returns, what quiesce found still held: pools, clients (and
+    whether this process still holds their socket, with sluice's log of the
+    held ones), servers that are not idle, and Postgres' backends of 'app'."""
+    lines = []
     with console(args) as c:
         c.row_factory = dict_row
         for r in c.execute("SHOW POOLS").fetchall():
-            log("held POOLS: " + ", ".join(f"{k}={v}" for k, v in r.items()))
+            lines.append("held POOLS: " + ", ".join(f"{k}={v}" for k, v in r.items()))
         own = own_client_ports(args)
+        held_ports = []
         for r in c.execute("SHOW CLIENTS").fetchall():
             if r["database"] != "sluice":
-                log(f"held CLIENTS (the load {'holds' if r['port'] in own else 'does not hold'} its socket): "
-                    + ", ".join(f"{k}={v}" for k, v in r.items()))
+                held_ports.append(r["port"])
+                lines.append(f"held CLIENTS (the load {'holds' if r['port'] in own else 'does not hold'} "
+                             "its socket): " + ", ".join(f"{k}={v}" for k, v in r.items()))
         for r in c.execute("SHOW SERVERS").fetchall():
             if r["state"] != "idle":
-                log("held SERVERS: " + ", ".join(f"{k}={v}" for k, v in r.items()))
+                lines.append("held SERVERS: " + ", ".join(f"{k}={v}" for k, v in r.items()))
     with superuser(args) as su:
         su.row_factory = dict_row
         for r in su.execute("SELECT pid, state, backend_start, xact_start, client_port, query FROM pg_stat_activity "
                             "WHERE usename = 'app' AND backend_type = 'client backend'").fetchall():
-            log(f"held backend: {r}")
+            lines.append(f"held backend: {r}")
+    for port in held_ports[:5]:
+        lines += [f"held client {port} in sluice's log: {line}" for line in hung_client_log(args, port)]
+    for line in lines:
+        log(line)
+    return lines
 
 
-def resources(args):
-    held = quiesce(args)
+def resources(args, held_log=None):
+    held = quiesce(args, held_log=held_log)
     fds = sluice_fds(args)
     with console(args) as c:
         clients = len(c.execute("SHOW CLIENTS").fetchall())
@@ -1322,7 +1355,7 @@ def main():
                f"{admitted} admitted in {loaded:.0f} s, at most {budget:.0f} (burst {RATED['burst']} x "
                f"(1 + {soak.redis_restarts} restarts) + {RATED['rate']:.0f}/s); "
                f"{soak.counts['rated refused (53400)']} refused in the whole run")
-    end = resources(args)
+    end = resources(args, soak.held)
 
     with superuser(args) as su:
         stored = {r[0] for r in su.execute("SELECT id FROM soak_ledger WHERE id > %s", (args.id_base,))}
@@ -1388,7 +1421,8 @@ def main():
     for at, role, text in soak.nostate_at[:20]:
         out.append(f"| {at} {role} NO SQLSTATE: {text} | |")
     for h in soak.hung[:20]:
-        out.append(f"| hung: {h[0]} {h[1]} {h[2]} s (bound {h[3]} s) | |")
+        out.append(f"| hung: {h[0]} {h[1]} {h[2]} s (bound {h[3]} s)"
+                   f"{f', client port {h[4]}' if h[4] else ''} | |")
     for w in soak.wrong[:20]:
         out.append(f"| wrong: {w} | |")
     for i in lost[:20]:
@@ -1396,6 +1430,15 @@ def main():
     out.append("")
     summary = (f"soak: {committed} committed, {len(lost)} lost, {len(soak.hung)} hung, "
                f"{len(leaks)} leaked, {nostate} errors without SQLSTATE")
+    # What a failure in CI needs, where only this output comes back.
+    if soak.hung or soak.held:
+        out.append("")
+        out.append("What quiesce found held, and sluice's log of the hung clients:")
+        out += soak.held[:200]
+        for h in soak.hung[:5]:
+            if h[4]:
+                out += [f"hung client {h[4]}: {line}" for line in hung_client_log(args, h[4])]
+        out.append("")
     out.append(summary)
     print("\n".join(out), flush=True)
     with open(args.json, "w") as f:
