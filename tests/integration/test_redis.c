@@ -6,9 +6,10 @@
  * so it never sees another's buckets.  The test that stops Redis runs a
  * private one (SLUICE_REDIS_NAME), never the shared one.
  *
- * Counts, not times, are asserted: the number of requests admitted over a
- * run must be the fleet's burst plus its rate times the run's length,
- * within 10 %.
+ * Counts, not times, are asserted: a run lasts until the fleet admitted
+ * its burst plus RUN_S seconds of its rate, however long that takes on a
+ * slow machine, and must not have admitted more than the burst plus the
+ * rate times the run's length (docs/tenants.md, lease math).
  */
 #include <pthread.h>
 #include <signal.h>
@@ -205,13 +206,14 @@ static void start_fleet(struct harness_sluice **nodes, const char *url, const ch
 	          "the fleet did not come up on Redis with %d instances", FLEET);
 }
 
-/* Runs the clients until `seconds` have passed, checking the clock only (no sleep syncs). */
-static void run_for(double seconds)
+/* Requests the fleet admitted so far (the loops count as they go). */
+static long load_admitted(struct load *ld)
 {
-	double end = harness_now() + seconds;
+	long ok = 0;
 
-	while (harness_now() < end)
-		harness_pause();
+	for (int i = 0; i < FLEET * PER_NODE; i++)
+		ok += ld->loops[i].ok;
+	return ok;
 }
 
 Test(redis, three_instances_share_one_budget)
@@ -226,15 +228,21 @@ Test(redis, three_instances_share_one_budget)
 	unique_prefix(prefix, sizeof(prefix), "share");
 	start_fleet(nodes, e.url, prefix, "");
 	load_start(&ld, nodes);
-	run_for(RUN_S);
+	/* The bucket starts full: one burst (one second's worth), then the rate. */
+	cr_assert(harness_wait_for(load_admitted(&ld) >= RATE + RATE * (long)RUN_S, RUN_S * 4),
+	          "the fleet admitted only %ld (burst %d + %d/s for %.0f s expected)",
+	          load_admitted(&ld), RATE, RATE, RUN_S);
 	ok = load_stop(&ld);
 	elapsed = ld.stopped - ld.started;
-	/* The bucket starts full: one burst (one second's worth), then the rate. */
 	want = RATE + RATE * elapsed;
 	cr_log_info("admitted %ld over %.2f s; burst + rate x time = %.0f", ok, elapsed, want);
-	cr_assert(ok >= want * 0.9 && ok <= want * 1.1,
-	          "admitted %ld over %.1f s, want %.0f +-10%% (burst %d + %d/s)", ok, elapsed, want,
-	          RATE, RATE);
+	/*
+	 * At most b + r t; 10 % over is what a refill slower than redis_timeout
+	 * on a loaded machine may add (each instance then spends its share of
+	 * the rate locally while Redis' bucket refills too).
+	 */
+	cr_assert_leq(ok, want * 1.1, "admitted %ld over %.1f s, more than burst %d + %d/s x time",
+	              ok, elapsed, RATE, RATE);
 	for (int i = 0; i < FLEET * PER_NODE; i++)
 		per_node[i / PER_NODE] += ld.loops[i].ok;
 	/* Shared, not split by a fixed quota: every node got some, none got all. */
