@@ -165,7 +165,7 @@ void conn_suspend(struct conn *c, uint32_t reason);
 void conn_resume(struct conn *c, uint32_t reason);
 /* Input level at which reading pauses until the owner consumes some. */
 void conn_set_read_high(struct conn *c, size_t high);
-/* Run ops->read soon for input that is already buffered. */
+/* Run ops->read soon for input that is already buffered, unless suspended by then. */
 void conn_kick(struct conn *c);
 /* Call ops->drained once, when the output has been sent down to `level` bytes. */
 void conn_notify_drained(struct conn *c, size_t level);

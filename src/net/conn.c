@@ -320,7 +320,8 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 		struct conn *c = list_entry(list_first(&l->kick_list), struct conn, kick);
 
 		list_del(&c->kick);
-		if (c->halted || evbuffer_get_length(c->in) == 0)
+		/* Suspended again since the kick: its resume kicks it anew. */
+		if (c->halted || c->suspend != 0 || evbuffer_get_length(c->in) == 0)
 			continue;
 		c->ops->read(c);
 		if (!c->halted)
@@ -501,7 +502,9 @@ static void tls_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
-	c->ops->read(c);
+	/* A kick (bufferevent_trigger) comes whether reading is enabled or not. */
+	if (c->suspend == 0)
+		c->ops->read(c);
 }
 
 static void tls_write_cb(struct bufferevent *bev, void *arg)

@@ -207,9 +207,12 @@ enum admit admission_request(struct client *c, uint8_t type)
 	/*
 	 * Requests pipelined behind unanswered ones: whether they open a
 	 * transaction is known only once the server has answered, so they
-	 * wait for that (the queue drains, then reading resumes).
+	 * wait for that (the queue drains, then reading resumes).  So do
+	 * requests that come while sluice reads back the settings the last
+	 * transaction changed: the client holds the server only until that
+	 * ends, and its request is then charged as one between transactions.
 	 */
-	if (s != NULL && requests_count(&s->requests) > 0) {
+	if (s != NULL && (requests_count(&s->requests) > 0 || s->sync_pending > 0)) {
 		conn_suspend(&c->conn, SUSPEND_PIPELINE);
 		return ADMIT_WAIT;
 	}

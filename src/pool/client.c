@@ -105,21 +105,29 @@ static void forget_scram(struct client *c)
 
 void client_set_state(struct client *c, enum client_state state)
 {
+	/*
+	 * A request waiting for its tokens keeps its timer (admission_retry):
+	 * its server may be released meanwhile (the settings read-back after a
+	 * transaction), and without the timer nothing would read it again.
+	 */
+	bool throttled = (c->conn.suspend & SUSPEND_THROTTLE) && state != CLIENT_CLOSING;
+
 	if (c->state == CLIENT_CLOSING)
 		return;
 	if (c->state == CLIENT_WAITING && state != CLIENT_WAITING)
 		conn_resume(&c->conn, SUSPEND_WAIT_SERVER);
 	if (c->state == CLIENT_LOGIN && state != CLIENT_LOGIN)
 		forget_scram(c);
-	if (c->timer_armed) {
+	if (c->timer_armed && !throttled) {
 		evtimer_del(c->timer);
 		c->timer_armed = false;
 	}
 	c->state = state;
 	switch (state) {
 	case CLIENT_IDLE:
-		client_arm_timer(c, c->pool != NULL ? c->pool->set.client_idle_timeout_us
-		                                    : c->w->cfg->client_idle_timeout_us);
+		if (!throttled)
+			client_arm_timer(c, c->pool != NULL ? c->pool->set.client_idle_timeout_us
+			                                    : c->w->cfg->client_idle_timeout_us);
 		/* Between transactions: notifications held while it had a server go now. */
 		if (c->listen != NULL)
 			listen_flush(c);

@@ -762,6 +762,10 @@ static void handle_sync_reply(struct server *s, uint8_t type, const uint8_t *bod
 	} else if (type == 'Z') {
 		s->sync_pending--;
 		s->tx_status = (char)body[0];
+		/* A rate-limited client's next request waited for this too (admission.h). */
+		if (c != NULL && s->sync_pending == 0 && requests_count(&s->requests) == 0 &&
+		    (c->conn.suspend & SUSPEND_PIPELINE))
+			conn_resume(&c->conn, SUSPEND_PIPELINE);
 		if (s->capturing) {
 			if (!s->capture_failed)
 				server_apply_captured(s);

@@ -379,6 +379,78 @@ Test(tenants, an_extended_request_queued_for_a_server_is_charged_once)
 	queued_request_is_charged_once(true);
 }
 
+/* The next result of `c`, read without blocking: the test fails if none comes within WAIT_S. */
+static PGresult *result_within(PGconn *c, const char *what)
+{
+	cr_assert(harness_wait_for(PQconsumeInput(c) && !PQisBusy(c), WAIT_S),
+	          "%s: no answer within %.0f s", what, WAIT_S);
+	return PQgetResult(c);
+}
+
+/*
+ * A transaction that ran SET LOCAL ends; sluice reads the settings back
+ * while the client still holds the server, and the client's next request,
+ * pipelined behind COMMIT, is over the rate.  It waits for the read-back,
+ * then for its token, then for the server another client got meanwhile;
+ * it used to be throttled during the read-back, lose its timer when the
+ * server was released, and stay unread for good (a hung soak ledger).
+ */
+Test(tenants, a_request_over_the_rate_during_the_settings_read_back_is_answered)
+{
+	struct harness_sluice *h =
+	    start_with("default_pool_size = 1\n",
+	               TENANT("a", "query_rate = 2/s\nquery_burst = 3\nrate_limit_wait = 20s\n"));
+	PGconn *holder = tenant(h, "a"), *other = tenant(h, "a");
+	PGconn *admin = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PGresult *res;
+
+	PQclear(harness_exec_ok(holder, "begin"));
+	PQclear(harness_exec_ok(holder, "set local synchronous_commit = on"));
+	cr_assert_eq(PQsendQuery(other, "select pg_sleep(0.5)"), 1);
+	cr_assert(harness_wait_for(console_value_on(admin, "POOLS", "app", NULL, "cl_waiting") == 1,
+	                           WAIT_S),
+	          "the other client never queued for the server");
+	/* COMMIT is inside the transaction (forced: the bucket goes into debt); the SELECT is not.
+	 */
+	cr_assert_eq(PQenterPipelineMode(holder), 1);
+	cr_assert_eq(PQsendQueryParams(holder, "commit", 0, NULL, NULL, NULL, NULL, 0), 1);
+	cr_assert_eq(PQpipelineSync(holder), 1);
+	cr_assert_eq(PQsendQueryParams(holder, "select 41 + 1", 0, NULL, NULL, NULL, NULL, 0), 1);
+	cr_assert_eq(PQpipelineSync(holder), 1);
+	cr_assert_eq(PQflush(holder), 0);
+	res = result_within(holder, "COMMIT");
+	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
+	PQclear(res);
+	cr_assert_null(result_within(holder, "COMMIT's end"));
+	res = result_within(holder, "COMMIT's Sync");
+	cr_assert_eq(PQresultStatus(res), PGRES_PIPELINE_SYNC);
+	PQclear(res);
+	res = result_within(holder, "the SELECT behind COMMIT");
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+	cr_assert_str_eq(PQgetvalue(res, 0, 0), "42");
+	PQclear(res);
+	cr_assert_null(result_within(holder, "the SELECT's end"));
+	res = result_within(holder, "the SELECT's Sync");
+	cr_assert_eq(PQresultStatus(res), PGRES_PIPELINE_SYNC);
+	PQclear(res);
+	cr_assert_eq(PQexitPipelineMode(holder), 1);
+	res = result_within(other, "the other client's request");
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+	PQclear(res);
+	cr_assert_null(result_within(other, "the other client's end"));
+	/* It waited for its token, and the client is read again afterwards. */
+	cr_assert_geq(console_value_on(admin, "RATELIMITS", "a", "query_rate", "delayed"), 1);
+	cr_assert_eq(PQsendQuery(holder, "select 7"), 1);
+	res = result_within(holder, "the next request");
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+	PQclear(res);
+	cr_assert_null(result_within(holder, "the next request's end"));
+	cr_assert_eq(console_value_on(admin, "RATELIMITS", "a", "query_rate", "rejected"), 0);
+	PQfinish(holder);
+	PQfinish(other);
+	PQfinish(admin);
+}
+
 /* Four pipelined Parse/Bind/Execute/Sync requests: the first runs, three get one error each. */
 Test(tenants, pipelined_extended_requests_over_the_limit_get_one_error_each)
 {
