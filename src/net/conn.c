@@ -297,6 +297,11 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 	send_flush_list(arg);
 }
 
+void conn_flush_now(struct loop *l)
+{
+	send_flush_list(l);
+}
+
 /*
  * The end of a read callback: with no other callback left in this turn, send
  * now what it queued, sparing the flush event's activation and its run.

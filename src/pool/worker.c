@@ -23,6 +23,7 @@
 #include "pool/qstats.h"
 #include "pool/server.h"
 #include "pool/slowlog.h"
+#include "proto/sqlstate.h"
 
 /* Draining, and nothing left: tell the runtime (once). */
 static void worker_check_drained(struct worker *w)
@@ -170,10 +171,28 @@ int worker_start(struct worker *w)
 	return 0;
 }
 
+/*
+ * The process exits (SIGINT, or shutdown_timeout with clients left): each
+ * client is told why before its socket closes, unless a server's message
+ * is half relayed to it (an error in the middle would garble it).  Over
+ * TLS the error may not get out: the loop stops before its bufferevent
+ * writes.
+ */
 static void stop_fn(void *owner, void *arg)
 {
 	struct worker *w = owner;
+	struct list_node *pos, *tmp;
 
+	list_for_each_safe(pos, tmp, &w->clients)
+	{
+		struct client *c = list_entry(pos, struct client, node);
+
+		if (c->server != NULL && c->server->fwd_remaining > 0)
+			client_close(c, "shutdown");
+		else
+			client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "sluice is shutting down");
+	}
+	conn_flush_now(&w->loop);
 	loop_break(&w->loop);
 }
 

@@ -131,17 +131,39 @@ Test(signals, sigterm_drains)
 	cr_assert_eq(rc, 0, "sluice exit status %d after draining", rc);
 }
 
+/* The SQLSTATE of the last FATAL libpq passed on as a notice (it came while no query ran). */
+static void keep_fatal_state(void *arg, const PGresult *res)
+{
+	const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	if (severity != NULL && strcmp(severity, "FATAL") == 0)
+		snprintf(arg, 6, "%s", state != NULL ? state : "");
+}
+
+/* A client still there when sluice exits is told why before the close: 57P01. */
+static void expect_told_of_shutdown(PGconn *c, const char *fatal_state)
+{
+	cr_assert(
+	    harness_wait_for((PQconsumeInput(c), PQisBusy(c), PQstatus(c) == CONNECTION_BAD), 20),
+	    "the client outlived sluice");
+	cr_assert_str_eq(fatal_state, "57P01", "the client was closed without an error");
+}
+
 Test(signals, sigterm_gives_up_after_shutdown_timeout)
 {
 	struct harness_sluice *h = harness_start_sluice("shutdown_timeout = 1s");
 	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	char fatal_state[6] = "";
 	PGresult *res;
 	int rc;
 
+	PQsetNoticeReceiver(c, keep_fatal_state, fatal_state);
 	PQclear(harness_exec_ok(c, "begin"));
 	cr_assert_eq(harness_query_int(c, "select 1"), 1);
 	rc = harness_stop_sluice(h, SIGTERM, 30);
 	cr_assert_eq(rc, 0, "sluice exit status %d after shutdown_timeout", rc);
+	expect_told_of_shutdown(c, fatal_state);
 	res = PQexec(c, "select 2");
 	cr_assert_neq(PQresultStatus(res), PGRES_TUPLES_OK, "the client outlived sluice");
 	PQclear(res);
@@ -154,14 +176,17 @@ Test(signals, sigint_exits_at_once)
 {
 	struct harness_sluice *h = harness_start_sluice("shutdown_timeout = 600s");
 	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	char fatal_state[6] = "";
 	int rc;
 
+	PQsetNoticeReceiver(c, keep_fatal_state, fatal_state);
 	/* An open transaction would hold up a drain; SIGINT must not wait for it. */
 	PQclear(harness_exec_ok(c, "begin"));
 	cr_assert_eq(harness_query_int(c, "select 1"), 1);
 	rc = harness_stop_sluice(h, SIGINT, 20);
 	cr_assert_neq(rc, -1, "sluice did not exit on SIGINT");
 	cr_log_info("sluice exit status after SIGINT: %d", rc);
+	expect_told_of_shutdown(c, fatal_state);
 	cr_assert(harness_wait_for(harness_count_backends("app", NULL) == 0, 20),
 	          "sluice's server connections outlived it");
 	PQfinish(c);
