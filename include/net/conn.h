@@ -181,7 +181,7 @@ static inline struct bufferevent *conn_tls_bev(const struct conn *c)
 /* A loop's flush and kick events and spare buffers (loop_init, loop_fini). */
 int conn_flusher_init(struct loop *l);
 void conn_flusher_fini(struct loop *l);
-/* Send what the loop's connections queued now, not at the end of the turn (a loop about to stop). */
+/* Send what the loop's connections queued now, not at the turn's end (a loop about to stop). */
 void conn_flush_now(struct loop *l);
 
 #endif
