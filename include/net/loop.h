@@ -34,18 +34,19 @@ struct loop_counts {
 };
 
 struct loop {
-	struct event_base *base;         /* the loop itself */
-	struct evdns_base *dns;          /* non-blocking resolver for server host names */
-	struct event *reaper;            /* low-priority: runs reap after the turn's I/O */
-	loop_reap_fn reap;               /* frees the owner's closed objects */
-	void *owner;                     /* argument of reap */
-	struct list_node flush_list;     /* conns with output to send this turn (conn.c) */
-	struct event *flusher;           /* sends it, after this turn's callbacks */
-	bool reading;                    /* in a read callback, which flushes at its end */
-	int64_t read_now_us;             /* the clock in this read callback; 0 = not read yet */
-	struct list_node kick_list;      /* conns whose buffered input is to be read again */
-	struct event *kicker;            /* does that, after this turn's callbacks */
-	struct evbuffer *no_data;        /* what idle conns point at instead of a buffer */
+	struct event_base *base;     /* the loop itself */
+	struct evdns_base *dns;      /* non-blocking resolver for server host names */
+	struct event *reaper;        /* low-priority: runs reap after the turn's I/O */
+	loop_reap_fn reap;           /* frees the owner's closed objects */
+	void *owner;                 /* argument of reap */
+	struct list_node flush_list; /* conns with output to send this turn (conn.c) */
+	struct event *flusher;       /* sends it, after this turn's callbacks */
+	bool reading;                /* in a read callback, which flushes at its end */
+	short read_flags;            /* of plain read events: EV_CLOSED where the backend has it */
+	int64_t read_now_us;         /* the clock in this read callback; 0 = not read yet */
+	struct list_node kick_list;  /* conns whose buffered input is to be read again */
+	struct event *kicker;        /* does that, after this turn's callbacks */
+	struct evbuffer *no_data;    /* what idle conns point at instead of a buffer */
 	struct evbuffer **spare_buffers; /* empty buffers given back by idle conns, for reuse */
 	int nspare;                      /* entries of spare_buffers in use */
 	struct evbuffer *sink;           /* output of a conn that could not get a buffer: dropped */

@@ -112,6 +112,18 @@ static bool wants_input(const struct conn *c)
  * for a server, or paused for a moment, usually sends nothing meanwhile, so
  * a pause and its resume cost no epoll_ctl at all.
  */
+static void read_cb(evutil_socket_t fd, short what, void *arg);
+
+/* The read event again, for `flags`: a full read, or only the peer's close (EV_CLOSED). */
+static void watch_read(struct conn *c, short flags)
+{
+	event_del(c->rev);
+	event_debug_unassign(c->rev);
+	c->close_only = !(flags & EV_READ);
+	if (event_assign(c->rev, c->loop->base, c->fd, flags, read_cb, c) == 0)
+		event_add(c->rev, NULL);
+}
+
 static void update_read_event(struct conn *c)
 {
 	bool want = wants_input(c);
@@ -125,7 +137,9 @@ static void update_read_event(struct conn *c)
 	}
 	if (!c->rev_set)
 		return;
-	if (want && !event_pending(c->rev, EV_READ, NULL))
+	if (want && c->close_only)
+		watch_read(c, c->loop->read_flags);
+	else if (want && !event_pending(c->rev, EV_READ, NULL))
 		event_add(c->rev, NULL);
 }
 
@@ -185,6 +199,24 @@ static void check_read_full(struct conn *c)
 
 static void end_read(struct loop *l);
 
+/*
+ * CONN_EOF when the peer hung up (its FIN came: EV_CLOSED, even behind bytes
+ * not read yet, a Terminate usually), CONN_ERROR when the socket failed; else 0.
+ */
+static int peer_gone(struct conn *c, short what)
+{
+	char byte;
+	ssize_t n = recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	if (n == 0 || (n > 0 && (what & EV_CLOSED)))
+		return CONN_EOF;
+	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+		c->error = errno;
+		return CONN_ERROR;
+	}
+	return 0;
+}
+
 static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
@@ -192,6 +224,26 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 	int end;
 
 	if (!wants_input(c)) {
+		/*
+		 * Not read now; but a peer that hung up while it waits (queued,
+		 * throttled) is gone for good, and its owner is told now rather
+		 * than when it would be read again, with what it held meanwhile.
+		 * One held back by its own peer's full output (not in watch_close)
+		 * is left to the resume: what it sent is still relayed first.
+		 */
+		if (!c->halted && !c->read_full && c->suspend != 0 &&
+		    (c->suspend & ~c->watch_close) == 0) {
+			if ((end = peer_gone(c, what)) != 0) {
+				conn_fail(c, end, c->error);
+				return;
+			}
+			/* Bytes came first (a Terminate, its FIN still on the way): watch for the
+			 * FIN. */
+			if ((l->read_flags & EV_CLOSED) && !c->close_only) {
+				watch_read(c, EV_CLOSED | EV_PERSIST);
+				return;
+			}
+		}
 		event_del(c->rev); /* the lazy stop (update_read_event) */
 		return;
 	}
@@ -408,7 +460,9 @@ int conn_init(struct conn *c, struct loop *l, const struct conn_ops *ops,
 static int attach_fd(struct conn *c, int fd)
 {
 	c->fd = fd;
-	if (event_assign(c->rev, c->loop->base, fd, EV_READ | EV_PERSIST, read_cb, c) < 0)
+	c->close_only = false;
+	/* With EV_CLOSED (epoll's RDHUP), a FIN behind unread bytes is seen (watch_close). */
+	if (event_assign(c->rev, c->loop->base, fd, c->loop->read_flags, read_cb, c) < 0)
 		return -1;
 	c->rev_set = true;
 	return 0;

@@ -49,6 +49,9 @@ int loop_init(struct loop *l, loop_reap_fn reap, void *owner)
 	l->base = new_base();
 	if (l->base == NULL || event_base_priority_init(l->base, 2) < 0)
 		return -1;
+	l->read_flags = EV_READ | EV_PERSIST;
+	if (event_base_get_features(l->base) & EV_FEATURE_EARLY_CLOSE)
+		l->read_flags |= EV_CLOSED;
 	l->dns = evdns_base_new(l->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
 	                                     EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 	if (l->dns == NULL)

@@ -588,6 +588,14 @@ struct client *client_new(struct worker *w, int fd, const struct sockaddr *addr,
 		return NULL;
 	}
 	conn_set_read_high(&c->conn, RELAY_READ_HIGH);
+	/*
+	 * A client that hangs up while it waits (for a server, its tokens, the
+	 * answers ahead of its next request, a LISTEN, its login's parameters or
+	 * delay) is let go at once: its place in the queue, its reserved tokens
+	 * and its tenant slot, and its unsent request is dropped, not run.
+	 */
+	c->conn.watch_close = SUSPEND_WAIT_SERVER | SUSPEND_THROTTLE | SUSPEND_PIPELINE |
+	                      SUSPEND_LISTEN | SUSPEND_LOGIN_WAIT | SUSPEND_AUTH_DELAY;
 	list_add_tail(&w->clients, &c->node);
 	w->nclients++;
 	/* Refused after the startup packet, as Postgres does, so libpq reads the error. */

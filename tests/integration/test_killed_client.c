@@ -6,7 +6,9 @@
  */
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -140,4 +142,69 @@ Test(killed_client, running_query)
 	cr_assert(harness_wait_for(holder_gone(), 20),
 	          "the killed client's query or transaction is still running");
 	expect_full_pool(h);
+}
+
+/* cl_waiting of pool app/app in SHOW POOLS, asked on console connection `admin`. */
+static long long clients_waiting(PGconn *admin)
+{
+	PGresult *res = harness_exec_ok(admin, "SHOW POOLS");
+	int col = PQfnumber(res, "cl_waiting");
+	long long n = -1;
+
+	for (int i = 0; i < PQntuples(res); i++)
+		if (strcmp(PQgetvalue(res, i, 0), "app") == 0)
+			n = atoll(PQgetvalue(res, i, col));
+	PQclear(res);
+	return n;
+}
+
+/*
+ * A client queued for a server that hangs up (an application's own timeout,
+ * a killed process) is let go at once, not when a server comes: its place in
+ * the queue goes, and the request it left behind is never run, so a retry
+ * elsewhere cannot run it twice.  Both the orderly close (Terminate, then
+ * FIN) and a kill (FIN alone) are seen while it is not being read.
+ */
+static void queued_client_that_hangs_up(bool terminate)
+{
+	struct harness_sluice *h = harness_start_sluice_users("default_pool_size = 2\n"
+	                                                      "query_wait_timeout = 60s\n"
+	                                                      "admin_users = admin\n",
+	                                                      "\"admin\" \"admin-secret\"\n");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *b = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *queued = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *admin = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+
+	PQclear(harness_exec_ok(a, "drop table if exists killed_t; create table killed_t (x int)"));
+	PQclear(harness_exec_ok(a, "begin"));
+	PQclear(harness_exec_ok(b, "begin"));
+	cr_assert_eq(PQsendQuery(queued, "insert into killed_t values (1)"), 1);
+	cr_assert(harness_wait_for(clients_waiting(admin) == 1, 20), "the insert never queued");
+	if (terminate)
+		PQfinish(queued);
+	else
+		shutdown(PQsocket(queued), SHUT_RDWR);
+	cr_assert(harness_wait_for(clients_waiting(admin) == 0, 20),
+	          "the client that hung up is still queued");
+	/* The server a's COMMIT frees has no one waiting: a's next statement gets it. */
+	PQclear(harness_exec_ok(a, "commit"));
+	cr_assert_eq(harness_query_int(a, "select count(*) from killed_t"), 0,
+	             "the request of the client that hung up was run");
+	PQclear(harness_exec_ok(b, "commit"));
+	if (!terminate)
+		PQfinish(queued);
+	PQfinish(a);
+	PQfinish(b);
+	PQfinish(admin);
+}
+
+Test(killed_client, queued_client_that_terminates_is_let_go_unrun)
+{
+	queued_client_that_hangs_up(true);
+}
+
+Test(killed_client, queued_client_that_is_killed_is_let_go_unrun)
+{
+	queued_client_that_hangs_up(false);
 }
