@@ -98,7 +98,7 @@ struct conn {
 	int fd;                  /* -1 before conn_connect */
 	int error;               /* errno of the failure reported as CONN_ERROR */
 	uint32_t suspend;        /* the owner's reasons not to read (bits it defines); 0 = read */
-	uint32_t watch_close;    /* suspend reasons during which a peer's close is still noticed */
+	uint16_t watch_close;    /* suspend reasons that still see a peer's close */
 	bool read_full : 1;      /* reading paused: input reached read_high */
 	bool connecting : 1;     /* conn_connect in progress */
 	bool notify_drained : 1; /* call ops->drained when output reaches drained_at */
@@ -106,7 +106,7 @@ struct conn {
 	bool read_big : 1;       /* the last read got READ_SMALL or more: start the next bigger */
 	bool rev_set : 1;        /* rev is assigned to fd on loop (a plain, attached socket) */
 	bool is_tls : 1;         /* tls, not wev, is set: conn_start_tls succeeded */
-	bool close_only : 1; /* rev waits for the peer's close alone (watch_close, unread bytes) */
+	bool close_only : 1;     /* rev waits only for the peer's close (watch_close) */
 };
 
 /*
