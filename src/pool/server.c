@@ -357,9 +357,12 @@ void server_unlink(struct server *s)
 	if (c != NULL) {
 		c->server = NULL;
 		s->client = NULL;
-		/* A side paused because the other's output was full must not wait for a peer it
-		 * lost. */
-		conn_resume(&c->conn, SUSPEND_WATERMARK);
+		/*
+		 * A side paused for its peer (the other's output was full, or the
+		 * client's next request waits for this server's answers) must not
+		 * wait for a peer it lost.
+		 */
+		conn_resume(&c->conn, SUSPEND_WATERMARK | SUSPEND_PIPELINE);
 		conn_resume(&s->conn, SUSPEND_WATERMARK);
 		/* Half a message went to the server: there is no way to finish it cleanly. */
 		if (c->fwd_remaining > 0) {
