@@ -237,8 +237,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 				conn_fail(c, end, c->error);
 				return;
 			}
-			/* Bytes came first (a Terminate, its FIN still on the way): watch for the
-			 * FIN. */
+			/* Bytes first (a Terminate, its FIN on the way): wait for the FIN alone. */
 			if ((l->read_flags & EV_CLOSED) && !c->close_only) {
 				watch_read(c, EV_CLOSED | EV_PERSIST);
 				return;
