@@ -70,7 +70,7 @@ place_dir() {
 server_pid() {
   local pid comm state
   [ -f "$pidfile" ] || return 1
-  pid=$(cat "$pidfile")
+  pid=$(cat "$pidfile" 2>/dev/null) # Redis removes it as it exits
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
     state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d ' ' -f 1 || true)
