@@ -241,12 +241,19 @@ def closed_on_error(conn):
 
 
 def local_port(conn):
-    """The local port of a psycopg connection's socket, or None."""
-    try:
-        with socket.socket(fileno=os.dup(conn.fileno())) as s:
-            return s.getsockname()[1]
-    except (AttributeError, OSError, psycopg.Error):
+    """The local port of a psycopg connection's socket, or None; looked up
+    once per connection (kept on it, as soak_notice_error is)."""
+    if conn is None:
         return None
+    port = getattr(conn, "soak_port", None)
+    if port is None:
+        try:
+            with socket.socket(fileno=os.dup(conn.fileno())) as s:
+                port = s.getsockname()[1]
+        except (OSError, psycopg.Error):
+            return None
+        conn.soak_port = port
+    return port
 
 
 def hung_client_log(args, port, limit=40):

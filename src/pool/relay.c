@@ -731,6 +731,19 @@ static int64_t pinned_idle_limit(const struct server *s)
 }
 
 /* A reply to the parameter SET batch: swallowed, except ParameterStatus and notices. */
+/*
+ * A rate-limited client's next request waited until the server owed it
+ * nothing, its answers or a settings read-back (admission.h): it may go.
+ */
+static void resume_pipelined(struct server *s)
+{
+	struct client *c = s->client;
+
+	if (c != NULL && (c->conn.suspend & SUSPEND_PIPELINE) &&
+	    requests_count(&s->requests) == 0 && s->sync_pending == 0)
+		conn_resume(&c->conn, SUSPEND_PIPELINE);
+}
+
 static void handle_sync_reply(struct server *s, uint8_t type, const uint8_t *body, size_t len)
 {
 	struct client *c = s->client;
@@ -762,10 +775,7 @@ static void handle_sync_reply(struct server *s, uint8_t type, const uint8_t *bod
 	} else if (type == 'Z') {
 		s->sync_pending--;
 		s->tx_status = (char)body[0];
-		/* A rate-limited client's next request waited for this too (admission.h). */
-		if (c != NULL && s->sync_pending == 0 && requests_count(&s->requests) == 0 &&
-		    (c->conn.suspend & SUSPEND_PIPELINE))
-			conn_resume(&c->conn, SUSPEND_PIPELINE);
+		resume_pipelined(s);
 		if (s->capturing) {
 			if (!s->capture_failed)
 				server_apply_captured(s);
@@ -873,9 +883,7 @@ static void handle_ready(struct server *s, struct run *r, size_t total, char sta
 	if (requests_count(&s->requests) == 0) {
 		s->timed_out_after_us = 0;
 		s->names_read = false;
-		/* A rate-limited client's next request waited for this answer (admission.h). */
-		if (c != NULL && (c->conn.suspend & SUSPEND_PIPELINE))
-			conn_resume(&c->conn, SUSPEND_PIPELINE);
+		resume_pipelined(s);
 	}
 	if (c != NULL && requests_count(&s->requests) == 0) {
 		record_request_done(s, now, status);
