@@ -61,6 +61,8 @@ void loop_fini(struct loop *l);
 void loop_run(struct loop *l);
 /* Make loop_run return after the current callbacks (from the loop's own thread). */
 void loop_break(struct loop *l);
+/* Ends loop_run after `us` microseconds, unless something ends it sooner. */
+void loop_exit_after(struct loop *l, int64_t us);
 /* Have the reaper run after the current callbacks. */
 void loop_schedule_reap(struct loop *l);
 /* Wall-clock microseconds, precise (latency samples are stamped with it). */

@@ -106,6 +106,13 @@ static bool wants_input(const struct conn *c)
 	return c->suspend == 0 && !c->read_full && !c->halted && !c->connecting;
 }
 
+/* Not read now, but a hang-up is still to be seen: held only for watch_close reasons. */
+static bool watches_close(const struct conn *c)
+{
+	return c->suspend != 0 && (c->suspend & ~c->watch_close) == 0 && !c->read_full &&
+	       !c->halted && !c->connecting;
+}
+
 /*
  * Stopping is lazy for plain sockets: the read event stays registered, and
  * is removed only if it fires while input is not wanted.  A client queued
@@ -129,7 +136,13 @@ static void update_read_event(struct conn *c)
 	bool want = wants_input(c);
 
 	if (c->is_tls) {
-		if (want)
+		/*
+		 * A TLS peer's close is only seen by reading through the record
+		 * layer: one that waits keeps reading, its bytes held in c->in
+		 * (up to read_high, the bufferevent's watermark) and not handed
+		 * over until it resumes, so its hang-up reaches tls_event_cb.
+		 */
+		if (want || watches_close(c))
 			bufferevent_enable(c->tls, EV_READ);
 		else
 			bufferevent_disable(c->tls, EV_READ);
@@ -231,8 +244,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		 * One held back by its own peer's full output (not in watch_close)
 		 * is left to the resume: what it sent is still relayed first.
 		 */
-		if (!c->halted && !c->read_full && c->suspend != 0 &&
-		    (c->suspend & ~c->watch_close) == 0) {
+		if (watches_close(c)) {
 			if ((end = peer_gone(c, what)) != 0) {
 				conn_fail(c, end, c->error);
 				return;
@@ -617,7 +629,8 @@ void conn_suspend(struct conn *c, uint32_t reason)
 	uint32_t before = c->suspend;
 
 	c->suspend |= reason;
-	if (before == 0)
+	/* Plain sockets stop lazily (read_cb); TLS ones may go from watching a close to not. */
+	if (before == 0 || (c->is_tls && c->suspend != before))
 		update_read_event(c);
 }
 
@@ -626,8 +639,11 @@ void conn_resume(struct conn *c, uint32_t reason)
 	if ((c->suspend & reason) == 0)
 		return;
 	c->suspend &= ~reason;
-	if (c->suspend != 0)
+	if (c->suspend != 0) {
+		if (c->is_tls)
+			update_read_event(c);
 		return;
+	}
 	update_read_event(c);
 	conn_kick(c);
 }

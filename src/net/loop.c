@@ -98,6 +98,14 @@ void loop_break(struct loop *l)
 	event_base_loopbreak(l->base);
 }
 
+void loop_exit_after(struct loop *l, int64_t us)
+{
+	struct timeval tv = {.tv_sec = (time_t)(us / 1000000),
+	                     .tv_usec = (suseconds_t)(us % 1000000)};
+
+	event_base_loopexit(l->base, &tv);
+}
+
 void loop_schedule_reap(struct loop *l)
 {
 	event_active(l->reaper, 0, 0);

@@ -62,6 +62,8 @@ static void reap(void *owner)
 	auth_query_reap(w);
 	/* Every close and every last flush ends here: the moment a drain may be over. */
 	worker_check_drained(w);
+	if (w->stopping && list_empty(&w->closing_clients))
+		loop_break(&w->loop);
 }
 
 /*
@@ -171,12 +173,17 @@ int worker_start(struct worker *w)
 	return 0;
 }
 
+/* How long a stopping worker's loop runs on to let its clients' last messages out. */
+#define STOP_FLUSH_US 200000
+
 /*
  * The process exits (SIGINT, or shutdown_timeout with clients left): each
  * client is told why before its socket closes, unless a server's message
- * is half relayed to it (an error in the middle would garble it).  Over
- * TLS the error may not get out: the loop stops before its bufferevent
- * writes.
+ * is half relayed to it (an error in the middle would garble it).  What a
+ * plain socket takes goes out here; a TLS client's error is written by its
+ * bufferevent in a later turn of the loop, so the loop runs on until the
+ * closing clients are gone (reap), for STOP_FLUSH_US at most: a client that
+ * reads nothing does not hold up the exit.
  */
 static void stop_fn(void *owner, void *arg)
 {
@@ -193,7 +200,11 @@ static void stop_fn(void *owner, void *arg)
 			client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "sluice is shutting down");
 	}
 	conn_flush_now(&w->loop);
-	loop_break(&w->loop);
+	w->stopping = true;
+	if (list_empty(&w->closing_clients))
+		loop_break(&w->loop);
+	else
+		loop_exit_after(&w->loop, STOP_FLUSH_US);
 }
 
 void worker_stop(struct worker *w)

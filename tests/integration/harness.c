@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1267,4 +1268,43 @@ void harness_pgbench_init(void)
 	rc = harness_run(argv, NULL, 120, &out);
 	cr_assert_eq(rc, 0, "pgbench -i exited with %d:\n%s", rc, out);
 	free(out);
+}
+
+/* Runs a shell command; the test fails unless it exits 0. */
+static void run_shell(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void run_shell(const char *fmt, ...)
+{
+	char cmd[4096], *output = NULL;
+	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	rc = harness_run(argv, NULL, 60, &output);
+	cr_assert_eq(rc, 0, "%s failed (%d): %s", cmd, rc, output ? output : "");
+	free(output);
+}
+
+void harness_make_certs(char *dir, size_t len)
+{
+	snprintf(dir, len, "/tmp/sluice-tls-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+	run_shell(
+	    "cd %s && "
+	    "for ca in ca other-ca; do openssl req -x509 -newkey ec -pkeyopt "
+	    "ec_paramgen_curve:prime256v1 -nodes -days 30 -subj \"/CN=$ca\" -keyout $ca.key "
+	    "-out $ca.crt; done && "
+	    "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "
+	    "/CN=localhost -keyout server.key -out server.csr && "
+	    "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext && "
+	    "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 "
+	    "-extfile san.ext -out server.crt && "
+	    "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=app "
+	    "-keyout client.key -out client.csr && "
+	    "openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 "
+	    "-out client.crt && chmod 0600 client.key",
+	    dir);
 }

@@ -140,6 +140,13 @@ struct harness_job harness_run_start(const char *const argv[], const char *const
 /* Waits up to timeout_s (then kills it); returns as harness_run does. */
 int harness_run_finish(struct harness_job *job, double timeout_s, char **output);
 
+/*
+ * In a fresh directory (its path into dir): ca.crt signing server.crt
+ * (localhost, 127.0.0.1) and client.crt (CN app), and other-ca.crt, which
+ * signed nothing of these.
+ */
+void harness_make_certs(char *dir, size_t len);
+
 /* Raises RLIMIT_NOFILE to at least `want` (up to the hard limit). */
 void harness_raise_nofile(long want);
 

@@ -17,7 +17,6 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,48 +28,6 @@
 TestSuite(security, .fini = harness_teardown, .timeout = 120);
 
 #define WAIT_S 20.0
-
-/* Runs a shell command; the test fails unless it exits 0. */
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void sh(const char *fmt, ...)
-{
-	char cmd[4096], *output = NULL;
-	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	rc = harness_run(argv, NULL, 60, &output);
-	cr_assert_eq(rc, 0, "%s failed (%d): %s", cmd, rc, output ? output : "");
-	free(output);
-}
-
-/*
- * In a fresh directory: ca.crt signing server.crt (localhost, 127.0.0.1)
- * and client.crt (CN app), and other-ca.crt, which signed nothing of these.
- */
-static void make_certs(char *dir, size_t len)
-{
-	snprintf(dir, len, "/tmp/sluice-tls-XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
-	sh("cd %s && "
-	   "for ca in ca other-ca; do openssl req -x509 -newkey ec -pkeyopt "
-	   "ec_paramgen_curve:prime256v1 -nodes -days 30 -subj \"/CN=$ca\" -keyout $ca.key "
-	   "-out $ca.crt; done && "
-	   "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "
-	   "/CN=localhost -keyout server.key -out server.csr && "
-	   "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext && "
-	   "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 "
-	   "-extfile san.ext -out server.crt && "
-	   "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=app "
-	   "-keyout client.key -out client.csr && "
-	   "openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 "
-	   "-out client.crt && chmod 0600 client.key",
-	   dir);
-}
 
 static struct harness_sluice *start_tls(const char *dir, const char *mode, const char *extra)
 {
@@ -100,7 +57,7 @@ Test(security, libpq_and_psql_verify_full_against_sluices_certificate)
 	struct harness_sluice *h;
 	PGconn *c;
 
-	make_certs(dir, sizeof(dir));
+	harness_make_certs(dir, sizeof(dir));
 	h = start_tls(dir, "require", "");
 	snprintf(extra, sizeof(extra), "sslmode=verify-full sslrootcert=%s/ca.crt", dir);
 	c = connect_with(h, extra);
@@ -135,7 +92,7 @@ Test(security, a_certificate_from_another_ca_is_refused_clearly)
 	struct harness_sluice *h;
 	PGconn *c;
 
-	make_certs(dir, sizeof(dir));
+	harness_make_certs(dir, sizeof(dir));
 	h = start_tls(dir, "require", "");
 	snprintf(extra, sizeof(extra), "sslmode=verify-full sslrootcert=%s/other-ca.crt", dir);
 	c = connect_with(h, extra);
@@ -156,7 +113,7 @@ Test(security, require_refuses_plain_clients_and_disable_refuses_tls)
 	struct harness_sluice *h;
 	PGconn *c;
 
-	make_certs(dir, sizeof(dir));
+	harness_make_certs(dir, sizeof(dir));
 	h = start_tls(dir, "require", "");
 	c = connect_with(h, "sslmode=disable");
 	cr_assert_eq(PQstatus(c), CONNECTION_BAD);
@@ -182,7 +139,7 @@ Test(security, verify_ca_wants_a_client_certificate_from_the_ca)
 	struct harness_sluice *h;
 	PGconn *c;
 
-	make_certs(dir, sizeof(dir));
+	harness_make_certs(dir, sizeof(dir));
 	h = start_tls(dir, "verify-ca", "");
 	c = connect_with(h, "sslmode=require");
 	cr_assert_eq(PQstatus(c), CONNECTION_BAD, "a client without a certificate got in");
@@ -202,8 +159,8 @@ Test(security, reload_picks_up_new_certificates_without_dropping_connections)
 	struct harness_sluice *h;
 	PGconn *before, *after;
 
-	make_certs(dir, sizeof(dir));
-	make_certs(dir2, sizeof(dir2));
+	harness_make_certs(dir, sizeof(dir));
+	harness_make_certs(dir2, sizeof(dir2));
 	h = start_tls(dir, "require", "");
 	snprintf(extra, sizeof(extra), "sslmode=verify-full sslrootcert=%s/ca.crt", dir);
 	before = connect_with(h, extra);
@@ -274,7 +231,7 @@ Test(security, server_side_wrong_ca_and_disabled_tls_fail_with_clear_errors)
 
 	harness_pg();
 	pg_ca();
-	make_certs(dir, sizeof(dir));
+	harness_make_certs(dir, sizeof(dir));
 	snprintf(ini, sizeof(ini),
 	         "[databases]\napp = host=localhost port=@PGPORT@ dbname=app user=tlsonly "
 	         "password=tls-secret sslmode=verify-full sslrootcert=%s/other-ca.crt\n"
@@ -405,7 +362,7 @@ Test(security, hba_rules_allow_refuse_and_guard_the_console)
 	PGconn *c;
 	char sqlstate[6];
 
-	make_certs(dir, sizeof(dir));
+	harness_make_certs(dir, sizeof(dir));
 	write_text(dir, "hba.conf",
 	           "local   all    all                  trust\n"
 	           "hostssl sluice admin   127.0.0.1/32 scram-sha-256\n"
@@ -461,7 +418,7 @@ Test(security, cert_authentication_maps_the_common_name_to_the_user)
 	struct harness_sluice *h;
 	PGconn *c;
 
-	make_certs(dir, sizeof(dir));
+	harness_make_certs(dir, sizeof(dir));
 	write_text(dir, "hba.conf", "hostssl app app,md5user 127.0.0.1/32 cert\n");
 	snprintf(ini, sizeof(ini), "auth_hba_file = %s/hba.conf\n", dir);
 	h = start_tls(dir, "require", ini);

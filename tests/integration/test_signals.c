@@ -191,3 +191,26 @@ Test(signals, sigint_exits_at_once)
 	          "sluice's server connections outlived it");
 	PQfinish(c);
 }
+
+/* Over TLS the error is written by a later turn of the loop, which must still run. */
+Test(signals, sigint_tells_a_tls_client_too)
+{
+	char dir[64], ini[512];
+	struct harness_sluice *h;
+	PGconn *c;
+	char fatal_state[6] = "";
+
+	harness_make_certs(dir, sizeof(dir));
+	snprintf(ini, sizeof(ini),
+	         "client_tls_sslmode = require\nclient_tls_cert_file = %s/server.crt\n"
+	         "client_tls_key_file = %s/server.key\n",
+	         dir, dir);
+	h = harness_start_sluice(ini);
+	c = harness_connect_ok(h, "app", "app-secret", "app");
+	cr_assert(PQsslInUse(c));
+	PQsetNoticeReceiver(c, keep_fatal_state, fatal_state);
+	PQclear(harness_exec_ok(c, "begin"));
+	cr_assert_neq(harness_stop_sluice(h, SIGINT, 20), -1, "sluice did not exit on SIGINT");
+	expect_told_of_shutdown(c, fatal_state);
+	PQfinish(c);
+}
