@@ -1338,7 +1338,9 @@ def main():
     # The probes once too, so that what they make sluice allocate (and the
     # allocator keeps) is in the baseline; a leak shows as growth beyond it.
     for probe in (f_slowloris, p_made_up_databases, p_wrong_passwords, p_partial, p_gigabyte):
+        t0 = now()
         probe(soak)
+        log(f"warm-up probe {probe.__name__}: {now() - t0:.1f} s")
     time.sleep(max(0.0, warm_end - now()))
     stop_load(soak, threads)
     base = resources(args)
