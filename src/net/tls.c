@@ -43,6 +43,14 @@ static SSL_CTX *new_ctx(const SSL_METHOD *method, const char *ciphers, const cha
 	/* No renegotiation, no compression, no session tickets: nothing to gain here. */
 	SSL_CTX_set_options(ctx,
 	                    SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET);
+	/*
+	 * Nor resumption at all: libpq never resumes, and under TLS 1.3
+	 * SSL_OP_NO_TICKET alone makes tickets stateful, so every handshake
+	 * left its session in the context's cache (about 1 KB each, up to
+	 * 20,480 of them, behind a lock all workers share).
+	 */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_num_tickets(ctx, 0);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	return ctx;
 }

@@ -152,6 +152,59 @@ Test(security, verify_ca_wants_a_client_certificate_from_the_ca)
 	PQfinish(c);
 }
 
+/*
+ * A TLS handshake leaves nothing behind once its connection is gone.  Under
+ * TLS 1.3, SSL_OP_NO_TICKET alone made sessions stateful: each one stayed in
+ * OpenSSL's server cache, about 1 KB a connection, never resumed (libpq
+ * does not).  Logins refused at once (max_client_conn) keep the handshakes
+ * quick; the session was cached all the same.
+ */
+#define TLS_HANDSHAKES   3000
+#define TLS_RSS_SLACK_KB 1024
+
+static void refused_tls_logins(struct harness_sluice *h, int n)
+{
+	for (int i = 0; i < n; i++) {
+		PGconn *c = connect_with(h, "sslmode=require");
+
+		cr_assert_eq(PQstatus(c), CONNECTION_BAD, "login %d got in past max_client_conn",
+		             i);
+		cr_assert(strstr(PQerrorMessage(c), "max_client_conn") != NULL, "login %d: %s", i,
+		          PQerrorMessage(c));
+		PQfinish(c);
+	}
+}
+
+Test(security, tls_handshakes_leave_nothing_behind)
+{
+	char dir[64], ini[512];
+	struct harness_sluice *h;
+	PGconn *holder;
+	long rss_before, rss_after;
+
+	harness_make_certs(dir, sizeof(dir));
+	/* No client_tls_ca_file: with client certificates asked for, OpenSSL cached nothing. */
+	snprintf(ini, sizeof(ini),
+	         "client_tls_sslmode = require\nclient_tls_cert_file = %s/server.crt\n"
+	         "client_tls_key_file = %s/server.key\nmax_client_conn = 1\n"
+	         "connect_rate_per_ip = 0\n",
+	         dir, dir);
+	h = harness_start_sluice(ini);
+	holder = connect_with(h, "sslmode=require");
+	cr_assert_eq(PQstatus(holder), CONNECTION_OK, "%s", PQerrorMessage(holder));
+	refused_tls_logins(h, 50); /* one-time allocations into the baseline */
+	rss_before = harness_rss_kb(h);
+	refused_tls_logins(h, TLS_HANDSHAKES);
+	rss_after = harness_rss_kb(h);
+	cr_log_info("%d TLS handshakes: RSS %ld kB -> %ld kB", TLS_HANDSHAKES, rss_before,
+	            rss_after);
+	if (harness_rss_is_meaningful())
+		cr_assert_leq(rss_after - rss_before, TLS_RSS_SLACK_KB,
+		              "RSS grew from %ld kB to %ld kB over %d TLS handshakes", rss_before,
+		              rss_after, TLS_HANDSHAKES);
+	PQfinish(holder);
+}
+
 /* RELOAD: new logins get the new certificate; a connection made before keeps working. */
 Test(security, reload_picks_up_new_certificates_without_dropping_connections)
 {
