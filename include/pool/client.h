@@ -96,11 +96,14 @@ struct client {
 	struct user_secret *queried_secret; /* auth_query's answer, owned */
 	struct client *cancel_next;         /* hash chain in the cancel map */
 	struct fleet_seat *fleet_seat;      /* fleet_max_client_conn's seat (redis_limiter.h) */
-	int64_t throttle_deadline_us;    /* waiting for a rate token until then; 0 = not waiting */
-	struct event *timer;             /* login, wait and idle timeouts (made when armed) */
-	struct event *xact_timer;        /* transaction_timeout (made when first armed) */
-	int64_t connect_us;              /* when accepted */
-	int64_t wait_start_us;           /* when queued for a server */
+	int64_t throttle_deadline_us;  /* waiting for a rate token until then; 0 = not waiting */
+	struct event *timer;           /* login, wait and idle timeouts (made when armed) */
+	struct event *xact_timer;      /* transaction_timeout (made when first armed) */
+	int64_t connect_us;            /* when accepted */
+	union {                        /* WAITING, and ACTIVE with awaiting_rest: never both */
+		int64_t wait_start_us; /* when queued for a server */
+		int64_t rest_moved_us; /* awaiting_rest: when the message last progressed */
+	};
 	struct query_capture *capture;   /* start of the latest Query/Parse text (slowlog.c) */
 	struct qstats_ref qs_next;       /* query_stats: the statement the next Execute runs */
 	struct qstats_ref qs_unnamed;    /* query_stats: the unnamed statement's */

@@ -400,27 +400,46 @@ bool client_mid_message(const struct client *c)
 	       (frame_peek(c->conn.in, &f, UINT32_MAX) != FRAME_READY || have < frame_total(&f));
 }
 
-void client_watch_rest(struct client *c)
+/* The read timeout, `us` from now: the silence it ends began at rest_moved_us. */
+static void arm_read_timeout(struct client *c, int64_t us)
 {
-	int64_t limit = c->w->cfg->client_read_timeout_us;
-
-	if (limit <= 0 || c->server == NULL || c->state != CLIENT_ACTIVE || c->awaiting_rest)
-		return; /* off, nothing held, or already watched: progress is checked on expiry */
-	client_arm_timer(c, limit);
+	client_arm_timer(c, us);
 	c->awaiting_rest = true;
 	c->rest_mark = rest_mark(c);
 }
 
-static void read_timeout(struct client *c)
+/*
+ * After a read that left a message unfinished.  The timer is armed once;
+ * later pieces only move rest_moved_us (a message over TLS comes a record
+ * at a time), and the expiry waits out what is left of the silence since.
+ */
+void client_watch_rest(struct client *c)
 {
 	int64_t limit = c->w->cfg->client_read_timeout_us;
 
+	if (limit <= 0 || c->server == NULL || c->state != CLIENT_ACTIVE)
+		return; /* off, or nothing held */
+	if (!c->awaiting_rest) {
+		c->rest_moved_us = worker_now_us(c->w);
+		arm_read_timeout(c, limit);
+	} else if (rest_mark(c) != c->rest_mark) {
+		c->rest_moved_us = worker_now_us(c->w);
+		c->rest_mark = rest_mark(c);
+	}
+}
+
+static void read_timeout(struct client *c)
+{
+	int64_t limit = c->w->cfg->client_read_timeout_us, now = worker_now_us(c->w);
+
 	/* The message came whole meanwhile (and nothing else needed the timer). */
-	if (!client_mid_message(c) || c->server == NULL)
+	if (!client_mid_message(c) || c->server == NULL || limit <= 0)
 		return;
-	/* Some of it came, or it was not read (its server's output was full): not silent. */
-	if (limit > 0 && (rest_mark(c) != c->rest_mark || c->conn.suspend != 0)) {
-		client_watch_rest(c);
+	/* Some came unseen, or it was not read (its server's output was full): silent from now. */
+	if (rest_mark(c) != c->rest_mark || c->conn.suspend != 0)
+		c->rest_moved_us = now;
+	if (c->rest_moved_us + limit > now) {
+		arm_read_timeout(c, c->rest_moved_us + limit - now);
 		return;
 	}
 	record_timeout(c);
