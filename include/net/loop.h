@@ -1,7 +1,7 @@
 /*
  * One thread's event loop and what every connection on it shares: the
- * event_base, the DNS resolver, the reaper (frees closed objects after the
- * turn's I/O callbacks), the flush and kick lists that net/conn.c drives,
+ * event_base, the DNS resolver, the reaper (frees closed objects once the
+ * callbacks active when they closed have run), the flush and kick lists that net/conn.c drives,
  * the spare evbuffers idle conns give back, and the clock.
  *
  * A loop knows nothing of clients or servers: its owner (a worker) passes
@@ -36,7 +36,7 @@ struct loop_counts {
 struct loop {
 	struct event_base *base;     /* the loop itself */
 	struct evdns_base *dns;      /* non-blocking resolver for server host names */
-	struct event *reaper;        /* low-priority: runs reap after the turn's I/O */
+	struct event *reaper;        /* runs reap after the callbacks already active */
 	loop_reap_fn reap;           /* frees the owner's closed objects */
 	void *owner;                 /* argument of reap */
 	struct list_node flush_list; /* conns with output to send this turn (conn.c) */

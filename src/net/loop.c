@@ -1,7 +1,9 @@
 /*
- * A thread's event loop; see loop.h.  The reaper runs at a lower priority
- * than all I/O, so no object is freed while one of its own callbacks is
- * still on the stack.
+ * A thread's event loop; see loop.h.  The reaper is an event like any other:
+ * activated, it runs after the callbacks already active in this turn.  No
+ * callback runs inside another, and an object going to a dead list has its
+ * events deleted first (conn_halt), which takes them off the active queue
+ * too: nothing is freed while a callback of its own is running or due.
  */
 #include "net/loop.h"
 
@@ -11,9 +13,6 @@
 #include <time.h>
 
 #include "net/conn.h"
-
-#define PRIORITY_IO   0
-#define PRIORITY_REAP 1
 
 static void reaper_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -47,7 +46,7 @@ int loop_init(struct loop *l, loop_reap_fn reap, void *owner)
 	l->reap = reap;
 	l->owner = owner;
 	l->base = new_base();
-	if (l->base == NULL || event_base_priority_init(l->base, 2) < 0)
+	if (l->base == NULL)
 		return -1;
 	l->read_flags = EV_READ | EV_PERSIST;
 	if (event_base_get_features(l->base) & EV_FEATURE_EARLY_CLOSE)
@@ -59,7 +58,7 @@ int loop_init(struct loop *l, loop_reap_fn reap, void *owner)
 	if (l->dns != NULL)
 		evdns_base_load_hosts(l->dns, NULL);
 	l->reaper = event_new(l->base, -1, 0, reaper_cb, l);
-	if (l->reaper == NULL || event_priority_set(l->reaper, PRIORITY_REAP) < 0)
+	if (l->reaper == NULL)
 		return -1;
 	return conn_flusher_init(l);
 }
