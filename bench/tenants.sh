@@ -29,13 +29,14 @@
 #      from SHOW WORKERS, how many servers moved between sluice's workers
 #      meanwhile); and once more at min_server_conn = 2 with the noisy tenant
 #      at ten times a query_rate: a tenth of the throughput it had unlimited
-#      in the same round, its requests over the rate waiting for tokens.  Each
+#      in the same round, its requests over the rate waiting for tokens, and
+#      the quiet client straight to Postgres next to that held neighbour.  Each
 #      case runs ISOLATION_REPEATS times (default 3), the cases interleaved
 #      round by round; the table gives the medians, the spread (min..max) of
 #      p99, and p99 over the quiet tenant alone on the same path.
 #
 # Prints markdown tables and writes bench/out/tenants.json.  About 14 minutes
-# (isolation alone about 10; --quick: 5 s runs and one round, a smoke test).
+# (isolation alone about 12; --quick: 5 s runs and one round, a smoke test).
 #
 # `fleet` measures limiter = redis instead (docs/tenants.md), against a Redis
 # of its own (tests/harness/redis.sh, instance "redis-bench"):
@@ -329,6 +330,8 @@ for r in $(seq "$repeats"); do
     start_sluice "min_server_conn = 2" "query_rate = $rate/s
 rate_limit_wait = 60s"
     echo "sluice_rate_$kind $(with_noisy "$port" $kind) noisy_rate=$rate" >>"$work/runs"
+    # The floor for that row: a client that skips the pooler, next to the same held neighbour.
+    echo "direct_rate_$kind $(with_noisy "$port" $kind "$direct")" >>"$work/runs"
   done
   stop_pid "$sluice_pid"
   sluice_pid=
@@ -401,6 +404,7 @@ $(for kind in cpu sleep; do
     row "sluice, noisy $kind at 10x its query_rate, quiet min_server_conn = 2" sluice_rate_$kind sluice_alone
     row "PgBouncer, noisy $kind (one pool, FIFO)" pgbouncer_$kind pgbouncer_alone
     row "direct Postgres, noisy $kind through sluice (min_server_conn = 2)" direct_$kind direct_alone
+    row "direct Postgres, noisy $kind at 10x its query_rate through sluice" direct_rate_$kind direct_alone
   done)
 
 Servers moved between sluice's workers with min_server_conn = 2 (SHOW WORKERS, every round):
