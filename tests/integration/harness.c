@@ -295,6 +295,25 @@ void harness_write_ini(struct harness_sluice *h, const char *extra_ini)
 	ini_set(ini, "databases", "app", buf);
 	snprintf(buf, sizeof(buf), "host=%s port=%d dbname=other", p->host, p->port);
 	ini_set(ini, "databases", "other", buf);
+	/*
+	 * SLUICE_TEST_CLIENT_TLS=1 runs the suites over client TLS: every sluice
+	 * whose test does not set client_tls_sslmode itself takes TLS, and
+	 * harness_connect asks for it (sslmode=require: with prefer, libpq
+	 * retries a refused login in the clear, and tests count refusals).
+	 */
+	h->client_tls = strcmp(env_or("SLUICE_TEST_CLIENT_TLS", "0"), "1") == 0 &&
+	                (extra_ini == NULL || strstr(extra_ini, "client_tls_sslmode") == NULL);
+	if (h->client_tls) {
+		static char certs[64];
+
+		if (certs[0] == '\0')
+			harness_make_certs(certs, sizeof(certs));
+		ini_set(ini, "sluice", "client_tls_sslmode", "prefer");
+		snprintf(buf, sizeof(buf), "%s/server.crt", certs);
+		ini_set(ini, "sluice", "client_tls_cert_file", buf);
+		snprintf(buf, sizeof(buf), "%s/server.key", certs);
+		ini_set(ini, "sluice", "client_tls_key_file", buf);
+	}
 	if (extra_ini != NULL) {
 		char *text = substitute(h, extra_ini);
 
@@ -703,10 +722,14 @@ PGconn *harness_connect(struct harness_sluice *h, const char *user, const char *
                         const char *db)
 {
 	char port[16];
-	const char *keys[] = {"host", "port", "user", "password", "dbname", "connect_timeout",
-	                      NULL};
-	const char *values[] = {"127.0.0.1", port, user, password, db, CONNECT_TIMEOUT, NULL};
+	/* The last pair, sslmode=require, only where SLUICE_TEST_CLIENT_TLS gave it TLS. */
+	const char *keys[] = {"host",    "port", "user", "password", "dbname", "connect_timeout",
+	                      "sslmode", NULL};
+	const char *values[] = {"127.0.0.1",     port,      user, password, db,
+	                        CONNECT_TIMEOUT, "require", NULL};
 
+	if (!h->client_tls)
+		keys[6] = NULL;
 	snprintf(port, sizeof(port), "%d", h->port);
 	return PQconnectdbParams(keys, values, 0);
 }
@@ -744,9 +767,16 @@ bool harness_connect_fails(struct harness_sluice *h, const char *user, const cha
                            const char *db, char sqlstate[6])
 {
 	char port[16];
-	const char *keys[] = {"host", "port", "user", "password", "dbname", "connect_timeout",
+	const char *keys[] = {"host",
+	                      "port",
+	                      "user",
+	                      "password",
+	                      "dbname",
+	                      "connect_timeout",
+	                      h->client_tls ? "sslmode" : NULL,
 	                      NULL};
-	const char *values[] = {"127.0.0.1", port, user, password, db, CONNECT_TIMEOUT, NULL};
+	const char *values[] = {"127.0.0.1",     port,      user, password, db,
+	                        CONNECT_TIMEOUT, "require", NULL};
 	PostgresPollingStatusType state = PGRES_POLLING_WRITING;
 	double deadline = harness_now() + 30;
 	PGconn *conn;

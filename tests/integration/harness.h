@@ -37,6 +37,7 @@ struct harness_sluice {
 	char userlist_path[300]; /* userlist.txt in dir */
 	char log_path[300];      /* stdout and stderr of sluice */
 	char *extra_users;       /* userlist lines added to the default users */
+	bool client_tls;         /* SLUICE_TEST_CLIENT_TLS gave it TLS: harness_connect uses it */
 };
 
 /* Skips the current test when no cluster was started for it. */

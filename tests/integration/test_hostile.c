@@ -15,6 +15,9 @@
 
 TestSuite(hostile, .fini = harness_teardown, .timeout = 120);
 
+/* Raw bytes on libpq's socket: plain even when SLUICE_TEST_CLIENT_TLS runs the suite over TLS. */
+#define PLAIN "client_tls_sslmode = disable\n"
+
 /* A logged-in client that then sends `len` bytes of a 'Q' whose length field says `claimed`. */
 static PGconn *send_partial_query(struct harness_sluice *h, uint32_t claimed, size_t len)
 {
@@ -69,9 +72,9 @@ Test(hostile, half_a_small_message_holds_no_server)
  */
 Test(hostile, stalled_large_message_gives_the_server_back)
 {
-	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1\n"
-	                                                "query_wait_timeout = 60s\n"
-	                                                "client_read_timeout = 1s");
+	struct harness_sluice *h = harness_start_sluice(PLAIN "default_pool_size = 1\n"
+	                                                      "query_wait_timeout = 60s\n"
+	                                                      "client_read_timeout = 1s");
 	PGconn *stalled = send_partial_query(h, 200000, 5 + 70000);
 	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
 	char state[6];
@@ -96,9 +99,9 @@ Test(hostile, gigabyte_message_is_refused_and_no_server_is_lost)
 	 * worker nothing but the pool decides which (test_workers.c covers servers
 	 * handed between workers).
 	 */
-	struct harness_sluice *h = harness_start_sluice("workers = 1\n"
-	                                                "default_pool_size = 1\n"
-	                                                "max_packet_size = 1GB");
+	struct harness_sluice *h = harness_start_sluice(PLAIN "workers = 1\n"
+	                                                      "default_pool_size = 1\n"
+	                                                      "max_packet_size = 1GB");
 	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
 	long long pid;
 	PGconn *big;
@@ -135,10 +138,10 @@ Test(hostile, gigabyte_message_is_refused_and_no_server_is_lost)
  */
 Test(hostile, stall_after_a_pipelined_query_is_still_watched)
 {
-	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1\n"
-	                                                "query_wait_timeout = 60s\n"
-	                                                "idle_transaction_timeout = 0\n"
-	                                                "client_read_timeout = 1s");
+	struct harness_sluice *h = harness_start_sluice(PLAIN "default_pool_size = 1\n"
+	                                                      "query_wait_timeout = 60s\n"
+	                                                      "idle_transaction_timeout = 0\n"
+	                                                      "client_read_timeout = 1s");
 	PGconn *stalled = harness_connect_ok(h, "app", "app-secret", "app");
 	const char sql[] = "select pg_sleep(0.2)";
 	unsigned char msg[5 + sizeof(sql) + 3] = {'Q'};

@@ -176,8 +176,10 @@ static void queued_client_that_hangs_up(bool terminate, bool tls)
 		harness_make_certs(dir, sizeof(dir));
 	snprintf(ini, sizeof(ini),
 	         "default_pool_size = 2\nquery_wait_timeout = 60s\nadmin_users = admin\n%s%s%s%s%s",
-	         tls ? "client_tls_sslmode = require\nclient_tls_cert_file = " : "", dir,
-	         tls ? "/server.crt\nclient_tls_key_file = " : "", dir, tls ? "/server.key\n" : "");
+	         tls ? "client_tls_sslmode = require\nclient_tls_cert_file = "
+	             : "client_tls_sslmode = disable\n",
+	         dir, tls ? "/server.crt\nclient_tls_key_file = " : "", dir,
+	         tls ? "/server.key\n" : "");
 	h = harness_start_sluice_users(ini, "\"admin\" \"admin-secret\"\n");
 	a = harness_connect_ok(h, "app", "app-secret", "app");
 	b = harness_connect_ok(h, "app", "app-secret", "app");

@@ -83,6 +83,7 @@ static void write_stock_ini(struct harness_sluice *h, const char *stock)
 	FILE *out = fopen(h->ini_path, "w");
 	char *copy = strdup(stock), *save = NULL;
 
+	h->client_tls = false; /* a file of its own, without SLUICE_TEST_CLIENT_TLS's TLS */
 	cr_assert_not_null(out);
 	for (char *line = strtok_r(copy, "\n", &save); line != NULL;
 	     line = strtok_r(NULL, "\n", &save)) {
@@ -144,6 +145,7 @@ static void write_production_ini(struct harness_sluice *h)
 	const struct harness_pg *pg = harness_pg();
 	char path[400], text[4096], pad[600];
 
+	h->client_tls = false; /* as in write_stock_ini */
 	memset(pad, 'x', sizeof(pad) - 1);
 	pad[sizeof(pad) - 1] = '\0';
 	snprintf(path, sizeof(path), "%s/hba.conf", h->dir);

@@ -168,7 +168,8 @@ Test(startup, missing_terminators)
 
 Test(startup, ssl_and_gssenc_requests_answered_n)
 {
-	struct harness_sluice *h = harness_start_sluice(NULL);
+	/* Explicit: SLUICE_TEST_CLIENT_TLS would otherwise turn TLS on. */
+	struct harness_sluice *h = harness_start_sluice("client_tls_sslmode = disable\n");
 	const uint32_t codes[] = {SSL_REQUEST, GSSENC_REQUEST};
 
 	for (size_t i = 0; i < 2; i++) {
