@@ -1322,6 +1322,7 @@ void harness_make_certs(char *dir, size_t len)
 {
 	snprintf(dir, len, "/tmp/sluice-tls-XXXXXX");
 	cr_assert_not_null(mkdtemp(dir));
+	record_dir(dir); /* removed with the test's other directories when it passes */
 	run_shell(
 	    "cd %s && "
 	    "for ca in ca other-ca; do openssl req -x509 -newkey ec -pkeyopt "
