@@ -119,7 +119,7 @@ struct worker {
 	int nclients;                     /* live clients on this worker */
 	bool draining;                    /* SIGTERM: close clients at transaction end */
 	bool drain_reported;              /* hooks->drained already called */
-	bool stopping;                    /* exiting: the loop ends once closing_clients is empty */
+	bool stopping; /* exiting: no server opens; the loop ends once closing_clients is empty */
 	bool handed_over; /* a takeover: report drained once the clients have left on their own */
 	struct worker_moves moves; /* servers handed between workers (SHOW WORKERS) */
 };

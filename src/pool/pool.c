@@ -818,10 +818,20 @@ static void learn_defaults(struct pool *p, const struct param_list *params);
 static bool open_server(struct pool *p);
 static void release(struct pool *p, struct server *s, bool arrived);
 
+/*
+ * Paused, draining (SIGTERM) or exiting: no server is opened.  At exit this
+ * matters most: closing a warm pool's servers gives their units back, and
+ * without it each close opened a new server onto the list being closed.
+ */
+static bool opens_no_servers(const struct pool *p)
+{
+	return p->paused || p->w->draining || p->w->stopping;
+}
+
 /* Units with no server: only a pool that waits and may connect now uses them. */
 static bool connects_now(const struct pool *p)
 {
-	return !p->paused && !p->w->draining && worker_now_us(p->w) >= p->retry_after_us &&
+	return !opens_no_servers(p) && worker_now_us(p->w) >= p->retry_after_us &&
 	       (!list_empty(&p->waiting) || !list_empty(&p->login_waiting));
 }
 
@@ -1340,7 +1350,7 @@ static void reserve_cb(evutil_socket_t fd, short what, void *arg)
 	int due = 0, want;
 	struct list_node *pos;
 
-	if (p->db == NULL || p->paused || p->w->draining || now < p->retry_after_us)
+	if (p->db == NULL || opens_no_servers(p) || now < p->retry_after_us)
 		return;
 	for (pos = p->waiting.next; pos != &p->waiting; pos = pos->next, due++)
 		if (now - list_entry(pos, struct client, wait_node)->wait_start_us < timeout)
@@ -1396,7 +1406,7 @@ void pool_maintain(struct pool *p)
 {
 	int min_size;
 
-	if (p->db == NULL || p->paused || p->w->draining || worker_now_us(p->w) < p->retry_after_us)
+	if (p->db == NULL || opens_no_servers(p) || worker_now_us(p->w) < p->retry_after_us)
 		return;
 	/* Servers logging in or resetting, and each one opened here, will serve a waiter soon. */
 	for (int serving = count_connecting(p); waiters_exceed(p, serving); serving++) {

@@ -190,6 +190,7 @@ static void stop_fn(void *owner, void *arg)
 	struct worker *w = owner;
 	struct list_node *pos, *tmp;
 
+	w->stopping = true; /* first: the servers the clients leave are not replaced */
 	list_for_each_safe(pos, tmp, &w->clients)
 	{
 		struct client *c = list_entry(pos, struct client, node);
@@ -200,7 +201,6 @@ static void stop_fn(void *owner, void *arg)
 			client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "sluice is shutting down");
 	}
 	conn_flush_now(&w->loop);
-	w->stopping = true;
 	if (list_empty(&w->closing_clients))
 		loop_break(&w->loop);
 	else
@@ -219,6 +219,7 @@ void worker_free(struct worker *w)
 
 	if (w == NULL)
 		return;
+	w->stopping = true; /* also for a worker never started: closing opens nothing */
 	list_for_each_safe(pos, tmp, &w->clients)
 	{
 		struct client *c = list_entry(pos, struct client, node);

@@ -145,8 +145,9 @@ Test(topology, round_robin_spreads_new_connections_over_the_hosts)
 	PGconn *c[4];
 	int seen_primary = 0, seen_standby = 0;
 
+	/* One worker: each worker's pool keeps its own turn (docs/topology.md). */
 	snprintf(ini, sizeof(ini),
-	         "[databases]\nany = host=127.0.0.1,127.0.0.1 port=%d,%d dbname=app "
+	         "workers = 1\n[databases]\nany = host=127.0.0.1,127.0.0.1 port=%d,%d dbname=app "
 	         "load_balance_hosts=round-robin pool_mode=session\n",
 	         pport, sport);
 	h = harness_start_sluice(ini);
@@ -614,6 +615,31 @@ Test(topology, min_pool_size_is_warmed_without_a_client_and_after_reload)
 	                     "application_name=sluice-warm\n");
 	harness_signal(h, SIGHUP);
 	cr_assert(harness_wait_for(warm_servers() == 3, 30), "%lld warm servers", warm_servers());
-	harness_stop_sluice(h, SIGINT, 20);
+	cr_assert_neq(harness_stop_sluice(h, SIGINT, 20), -1, "sluice did not exit on SIGINT");
+	cr_assert(harness_wait_for(warm_servers() == 0, 30));
+}
+
+/*
+ * At exit a warm pool is closed, not refilled.  Closing a server gave its
+ * unit back and the pool opened another to stay at min_pool_size, which
+ * joined the list being closed: one worker opened and closed thousands of
+ * servers after SIGINT and never exited (and one left over was freed with
+ * its connect pending: a use after free).
+ */
+Test(topology, sigint_with_a_warm_pool_exits_without_refilling_it)
+{
+	struct harness_sluice *h;
+	long at_exit;
+
+	h = harness_start_sluice("workers = 1\n"
+	                         "[databases]\nwarm = host=@PGHOST@ port=@PGPORT@ dbname=app "
+	                         "user=app password=app-secret min_pool_size=2 "
+	                         "application_name=sluice-warm\n");
+	cr_assert(harness_wait_for(warm_servers() == 2, 30), "%lld warm servers", warm_servers());
+	at_exit = harness_log_size(h);
+	cr_assert_eq(harness_stop_sluice(h, SIGINT, 20), 0,
+	             "sluice did not exit cleanly on SIGINT");
+	cr_assert(!harness_log_contains_after(h, at_exit, "connecting to"),
+	          "a server was opened after SIGINT");
 	cr_assert(harness_wait_for(warm_servers() == 0, 30));
 }
