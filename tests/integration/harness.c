@@ -314,6 +314,14 @@ void harness_write_ini(struct harness_sluice *h, const char *extra_ini)
 		snprintf(buf, sizeof(buf), "%s/server.key", certs);
 		ini_set(ini, "sluice", "client_tls_key_file", buf);
 	}
+	/*
+	 * SLUICE_TEST_WORKERS=N runs every sluice whose test does not set
+	 * workers itself with N workers (the default, auto, is the machine's
+	 * cores): multi-worker paths on a machine with few cores.
+	 */
+	if (env_or("SLUICE_TEST_WORKERS", "")[0] != '\0' &&
+	    (extra_ini == NULL || strstr(extra_ini, "workers") == NULL))
+		ini_set(ini, "sluice", "workers", env_or("SLUICE_TEST_WORKERS", ""));
 	if (extra_ini != NULL) {
 		char *text = substitute(h, extra_ini);
 

@@ -17,8 +17,12 @@
 
 #include "harness.h"
 
-#define POOL_SIZE      4
-#define BASE_INI       "default_pool_size = 4\nmax_client_conn = 1000\n"
+#define POOL_SIZE 4
+/*
+ * Two workers whatever the machine: with as many workers as servers each
+ * has one of its own and statements never move between backends.
+ */
+#define BASE_INI       "workers = 2\ndefault_pool_size = 4\nmax_client_conn = 1000\n"
 #define OUTPUT_TAIL    12000
 #define EXIT_NO_DRIVER 3
 

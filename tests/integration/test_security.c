@@ -551,7 +551,9 @@ Test(security, auth_query_finds_users_by_bound_parameter_and_caches_answers)
 	PGresult *res;
 
 	prepare_auth_query();
+	/* One worker: answers are cached per worker, and logins go to the workers in turn. */
 	h = harness_start_sluice(
+	    "workers = 1\n"
 	    "auth_user = app\n"
 	    "auth_query = SELECT usename, passwd FROM public.sluice_lookup($1)\n"
 	    "auth_query_cache_ttl = 1h\n");
