@@ -1,8 +1,9 @@
 /*
  * One thread's event loop and what every connection on it shares: the
  * event_base, the DNS resolver, the reaper (frees closed objects once the
- * callbacks active when they closed have run), the flush and kick lists that net/conn.c drives,
- * the spare evbuffers idle conns give back, and the clock.
+ * callbacks active when they closed have run), the flush and kick lists
+ * that net/conn.c drives, the spare evbuffers idle conns give back, and the
+ * clock.
  *
  * A loop knows nothing of clients or servers: its owner (a worker) passes
  * the function the reaper runs.

@@ -419,13 +419,13 @@ void client_watch_rest(struct client *c)
 
 	if (limit <= 0 || c->server == NULL || c->state != CLIENT_ACTIVE)
 		return; /* off, or nothing held */
-	if (!c->awaiting_rest) {
-		c->rest_moved_us = worker_now_us(c->w);
-		arm_read_timeout(c, limit);
-	} else if (rest_mark(c) != c->rest_mark) {
-		c->rest_moved_us = worker_now_us(c->w);
+	if (c->awaiting_rest && rest_mark(c) == c->rest_mark)
+		return; /* no progress since the last look */
+	c->rest_moved_us = worker_now_us(c->w);
+	if (c->awaiting_rest)
 		c->rest_mark = rest_mark(c);
-	}
+	else
+		arm_read_timeout(c, limit);
 }
 
 static void read_timeout(struct client *c)

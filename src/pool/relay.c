@@ -730,7 +730,6 @@ static int64_t pinned_idle_limit(const struct server *s)
 	return idle;
 }
 
-/* A reply to the parameter SET batch: swallowed, except ParameterStatus and notices. */
 /*
  * A rate-limited client's next request waited until the server owed it
  * nothing, its answers or a settings read-back (admission.h): it may go.
@@ -744,6 +743,7 @@ static void resume_pipelined(struct server *s)
 		conn_resume(&c->conn, SUSPEND_PIPELINE);
 }
 
+/* A reply to the parameter SET batch: swallowed, except ParameterStatus and notices. */
 static void handle_sync_reply(struct server *s, uint8_t type, const uint8_t *body, size_t len)
 {
 	struct client *c = s->client;

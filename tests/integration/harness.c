@@ -726,20 +726,35 @@ void harness_teardown(void)
 
 /* ---- connections ---- */
 
+/* A login to h: sslmode=require only where SLUICE_TEST_CLIENT_TLS gave it TLS. */
+struct login_params {
+	char port[16];
+	const char *keys[8];
+	const char *values[8];
+};
+
+static void login_params(struct login_params *lp, struct harness_sluice *h, const char *user,
+                         const char *password, const char *db)
+{
+	const char *keys[] = {"host",    "port", "user", "password", "dbname", "connect_timeout",
+	                      "sslmode", NULL};
+	const char *values[] = {"127.0.0.1", lp->port,        user,      password,
+	                        db,          CONNECT_TIMEOUT, "require", NULL};
+
+	snprintf(lp->port, sizeof(lp->port), "%d", h->port);
+	memcpy(lp->keys, keys, sizeof(keys));
+	memcpy(lp->values, values, sizeof(values));
+	if (!h->client_tls)
+		lp->keys[6] = NULL;
+}
+
 PGconn *harness_connect(struct harness_sluice *h, const char *user, const char *password,
                         const char *db)
 {
-	char port[16];
-	/* The last pair, sslmode=require, only where SLUICE_TEST_CLIENT_TLS gave it TLS. */
-	const char *keys[] = {"host",    "port", "user", "password", "dbname", "connect_timeout",
-	                      "sslmode", NULL};
-	const char *values[] = {"127.0.0.1",     port,      user, password, db,
-	                        CONNECT_TIMEOUT, "require", NULL};
+	struct login_params lp;
 
-	if (!h->client_tls)
-		keys[6] = NULL;
-	snprintf(port, sizeof(port), "%d", h->port);
-	return PQconnectdbParams(keys, values, 0);
+	login_params(&lp, h, user, password, db);
+	return PQconnectdbParams(lp.keys, lp.values, 0);
 }
 
 PGconn *harness_connect_ok(struct harness_sluice *h, const char *user, const char *password,
@@ -774,24 +789,14 @@ static void sqlstate_from_message(const char *msg, char sqlstate[6])
 bool harness_connect_fails(struct harness_sluice *h, const char *user, const char *password,
                            const char *db, char sqlstate[6])
 {
-	char port[16];
-	const char *keys[] = {"host",
-	                      "port",
-	                      "user",
-	                      "password",
-	                      "dbname",
-	                      "connect_timeout",
-	                      h->client_tls ? "sslmode" : NULL,
-	                      NULL};
-	const char *values[] = {"127.0.0.1",     port,      user, password, db,
-	                        CONNECT_TIMEOUT, "require", NULL};
+	struct login_params lp;
 	PostgresPollingStatusType state = PGRES_POLLING_WRITING;
 	double deadline = harness_now() + 30;
 	PGconn *conn;
 	bool failed;
 
-	snprintf(port, sizeof(port), "%d", h->port);
-	conn = PQconnectStartParams(keys, values, 0);
+	login_params(&lp, h, user, password, db);
+	conn = PQconnectStartParams(lp.keys, lp.values, 0);
 	cr_assert(conn != NULL, "out of memory");
 	/*
 	 * libpq formats connection errors with the connection's verbosity, and
@@ -1346,4 +1351,13 @@ void harness_make_certs(char *dir, size_t len)
 	    "openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 "
 	    "-out client.crt && chmod 0600 client.key",
 	    dir);
+}
+
+const char *harness_client_tls_ini(char *buf, size_t len, const char *mode, const char *certs)
+{
+	snprintf(buf, len,
+	         "client_tls_sslmode = %s\nclient_tls_cert_file = %s/server.crt\n"
+	         "client_tls_key_file = %s/server.key\n",
+	         mode, certs, certs);
+	return buf;
 }

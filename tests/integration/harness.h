@@ -147,6 +147,9 @@ int harness_run_finish(struct harness_job *job, double timeout_s, char **output)
  * signed nothing of these.
  */
 void harness_make_certs(char *dir, size_t len);
+/* Into buf, ini lines serving clients TLS in `mode` with the server pair harness_make_certs made.
+ */
+const char *harness_client_tls_ini(char *buf, size_t len, const char *mode, const char *certs);
 
 /* Raises RLIMIT_NOFILE to at least `want` (up to the hard limit). */
 void harness_raise_nofile(long want);

@@ -167,19 +167,18 @@ static long long clients_waiting(PGconn *admin)
  */
 static void queued_client_that_hangs_up(bool terminate, bool tls)
 {
-	char ini[1024], dir[64] = "";
+	char ini[1024], tls_ini[512] = "client_tls_sslmode = disable\n", dir[64];
 	struct harness_sluice *h;
 	PGconn *a, *b, *queued, *admin;
 
 	/* Over TLS the close is only seen through the record layer (docs/architecture.md). */
-	if (tls)
+	if (tls) {
 		harness_make_certs(dir, sizeof(dir));
+		harness_client_tls_ini(tls_ini, sizeof(tls_ini), "require", dir);
+	}
 	snprintf(ini, sizeof(ini),
-	         "default_pool_size = 2\nquery_wait_timeout = 60s\nadmin_users = admin\n%s%s%s%s%s",
-	         tls ? "client_tls_sslmode = require\nclient_tls_cert_file = "
-	             : "client_tls_sslmode = disable\n",
-	         dir, tls ? "/server.crt\nclient_tls_key_file = " : "", dir,
-	         tls ? "/server.key\n" : "");
+	         "default_pool_size = 2\nquery_wait_timeout = 60s\nadmin_users = admin\n%s",
+	         tls_ini);
 	h = harness_start_sluice_users(ini, "\"admin\" \"admin-secret\"\n");
 	a = harness_connect_ok(h, "app", "app-secret", "app");
 	b = harness_connect_ok(h, "app", "app-secret", "app");

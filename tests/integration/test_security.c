@@ -177,18 +177,15 @@ static void refused_tls_logins(struct harness_sluice *h, int n)
 
 Test(security, tls_handshakes_leave_nothing_behind)
 {
-	char dir[64], ini[512];
+	char dir[64], tls_ini[512], ini[640];
 	struct harness_sluice *h;
 	PGconn *holder;
 	long rss_before, rss_after;
 
 	harness_make_certs(dir, sizeof(dir));
 	/* No client_tls_ca_file: with client certificates asked for, OpenSSL cached nothing. */
-	snprintf(ini, sizeof(ini),
-	         "client_tls_sslmode = require\nclient_tls_cert_file = %s/server.crt\n"
-	         "client_tls_key_file = %s/server.key\nmax_client_conn = 1\n"
-	         "connect_rate_per_ip = 0\n",
-	         dir, dir);
+	harness_client_tls_ini(tls_ini, sizeof(tls_ini), "require", dir);
+	snprintf(ini, sizeof(ini), "%smax_client_conn = 1\nconnect_rate_per_ip = 0\n", tls_ini);
 	h = harness_start_sluice(ini);
 	holder = connect_with(h, "sslmode=require");
 	cr_assert_eq(PQstatus(holder), CONNECTION_OK, "%s", PQerrorMessage(holder));

@@ -201,11 +201,7 @@ Test(signals, sigint_tells_a_tls_client_too)
 	char fatal_state[6] = "";
 
 	harness_make_certs(dir, sizeof(dir));
-	snprintf(ini, sizeof(ini),
-	         "client_tls_sslmode = require\nclient_tls_cert_file = %s/server.crt\n"
-	         "client_tls_key_file = %s/server.key\n",
-	         dir, dir);
-	h = harness_start_sluice(ini);
+	h = harness_start_sluice(harness_client_tls_ini(ini, sizeof(ini), "require", dir));
 	c = harness_connect_ok(h, "app", "app-secret", "app");
 	cr_assert(PQsslInUse(c));
 	PQsetNoticeReceiver(c, keep_fatal_state, fatal_state);
