@@ -36,8 +36,10 @@
  * Start and connect bounds only stop a hung test: a passing one never waits them out; a
  * loaded two-core machine has taken 9 s for one Postgres login through sluice.
  */
-#define START_TIMEOUT_S  60.0
-#define QUIET_TIMEOUT_S  10.0
+#define START_TIMEOUT_S 60.0
+#define QUIET_TIMEOUT_S 10.0
+/* SIGINT exits within about 200 ms; the rest is for a loaded machine under ASan. */
+#define TEARDOWN_EXIT_S  30.0
 #define CONNECT_TIMEOUT  "60"
 #define LOG_TAIL_LINES   200
 #define LOG_TAIL_BYTES   (256 * 1024)
@@ -343,17 +345,29 @@ static void write_userlist(const struct harness_sluice *h)
 
 /* ---- run records, read by the report hooks ---- */
 
+/* Tests that passed but whose teardown failed; counted in the runner process. */
+static size_t teardown_failed_tests;
+
+/* This test's record file, with `suffix`; false outside a run or a test. */
+static bool record_path(char *path, size_t len, const struct criterion_test *test,
+                        const char *suffix)
+{
+	const char *rundir = getenv("SLUICE_IT_RUNDIR");
+
+	if (rundir == NULL || test == NULL)
+		return false;
+	snprintf(path, len, "%s/%s.%s%s", rundir, test->category, test->name, suffix);
+	return true;
+}
+
 /* Appends a started sluice's directory to this test's record file. */
 static void record_dir(const char *dir)
 {
-	const char *rundir = getenv("SLUICE_IT_RUNDIR");
 	char path[512];
 	FILE *f;
 
-	if (rundir == NULL || criterion_current_test == NULL)
+	if (!record_path(path, sizeof(path), criterion_current_test, ""))
 		return;
-	snprintf(path, sizeof(path), "%s/%s.%s", rundir, criterion_current_test->category,
-	         criterion_current_test->name);
 	f = fopen(path, "a");
 	if (f != NULL) {
 		fprintf(f, "%s\n", dir);
@@ -391,13 +405,11 @@ static void print_log_tail(const char *dir)
 
 static void report_dirs(const struct criterion_test_stats *stats, bool failed)
 {
-	const char *rundir = getenv("SLUICE_IT_RUNDIR");
 	char path[512], line[512];
 	FILE *f;
 
-	if (rundir == NULL)
+	if (!record_path(path, sizeof(path), stats->test, ""))
 		return;
-	snprintf(path, sizeof(path), "%s/%s.%s", rundir, stats->test->category, stats->test->name);
 	f = fopen(path, "r");
 	if (f == NULL)
 		return;
@@ -422,22 +434,54 @@ ReportHook(PRE_ALL)(struct criterion_test_set *set)
 		setenv("SLUICE_IT_RUNDIR", dir, 1);
 }
 
+/*
+ * Whether harness_teardown failed in this test's process (it left a note):
+ * Criterion ignores assertions in a .fini, so the note is how a sluice that
+ * crashed or hung on its way out fails the test.
+ */
+static bool teardown_failed(const struct criterion_test_stats *stats)
+{
+	char path[512];
+	char *note;
+
+	if (!record_path(path, sizeof(path), stats->test, ".teardown"))
+		return false;
+	note = read_file(path, 0, NULL);
+	if (note == NULL)
+		return false;
+	fprintf(stderr, "[FAIL] %s::%s: teardown: %s\n", stats->test->category, stats->test->name,
+	        note);
+	free(note);
+	unlink(path);
+	return true;
+}
+
 /* After fini: a failing test's sluice logs are printed here, once it has stopped. */
 ReportHook(POST_FINI)(struct criterion_test_stats *stats)
 {
-	report_dirs(stats, stats->test_status == CR_STATUS_FAILED);
+	bool failed = stats->test_status == CR_STATUS_FAILED;
+
+	if (teardown_failed(stats) && !failed) {
+		teardown_failed_tests++;
+		failed = true;
+	}
+	report_dirs(stats, failed);
 }
 
 /* A crashed test gets no POST_FINI. */
 ReportHook(TEST_CRASH)(struct criterion_test_stats *stats)
 {
+	teardown_failed(stats);
 	report_dirs(stats, true);
 }
 
+/* Criterion's summary and exit status come from these counts, read after this hook. */
 ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 {
 	const char *rundir = getenv("SLUICE_IT_RUNDIR");
 
+	stats->tests_failed += teardown_failed_tests;
+	stats->tests_passed -= teardown_failed_tests;
 	if (rundir != NULL)
 		rmdir(rundir);
 }
@@ -706,14 +750,50 @@ int harness_stop_sluice(struct harness_sluice *h, int sig, double timeout_s)
 	return decode_status(h->wait_status);
 }
 
+/* snprintf that returns what it wrote, so that a full buffer stays full. */
+static size_t append(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (len == 0)
+		return 0;
+	va_start(ap, fmt);
+	n = vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+	return n < 0 ? 0 : (size_t)n < len ? (size_t)n : len - 1;
+}
+
+/*
+ * Every sluice a test left running gets SIGINT, the fast exit, and must exit 0
+ * within TEARDOWN_EXIT_S: a crash, a hang or (under ASan and UBSan, which
+ * abort on a report) a leak or undefined behaviour on the way out fails the
+ * test that left it there.
+ */
 void harness_teardown(void)
 {
+	char failures[1024] = "";
+	size_t used = 0;
+
+	for (size_t i = 0; i < nstarted; i++)
+		if (harness_sluice_alive(started[i]))
+			kill(started[i]->pid, SIGINT);
 	for (size_t i = 0; i < nstarted; i++) {
 		struct harness_sluice *h = started[i];
 
-		if (harness_sluice_alive(h)) {
-			kill(h->pid, SIGKILL);
-			waitpid(h->pid, NULL, 0);
+		if (h->pid != 0) {
+			int status = harness_stop_sluice(h, 0, TEARDOWN_EXIT_S);
+
+			if (status < 0)
+				used +=
+				    append(failures + used, sizeof(failures) - used,
+				           "sluice on port %d (%s) still ran %.0f s after SIGINT; ",
+				           h->port, h->dir, TEARDOWN_EXIT_S);
+			else if (status != 0)
+				used += append(
+				    failures + used, sizeof(failures) - used,
+				    "sluice on port %d (%s) exited with status %d after SIGINT; ",
+				    h->port, h->dir, status);
 		}
 		free(h->extra_users);
 		free(h);
@@ -722,6 +802,14 @@ void harness_teardown(void)
 	if (cached_super != NULL)
 		PQfinish(cached_super);
 	cached_super = NULL;
+	if (failures[0] != '\0') {
+		char path[512];
+
+		if (record_path(path, sizeof(path), criterion_current_test, ".teardown"))
+			harness_write_file(path, failures);
+		else
+			fprintf(stderr, "teardown: %s\n", failures);
+	}
 }
 
 /* ---- connections ---- */

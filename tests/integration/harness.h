@@ -79,8 +79,9 @@ int harness_stop_sluice(struct harness_sluice *h, int sig, double timeout_s);
 bool harness_sluice_alive(struct harness_sluice *h);
 void harness_signal(struct harness_sluice *h, int sig);
 
-/* Kills whatever sluice processes the test left running and closes the cached
- * superuser connection; use as the suite's .fini. */
+/* Stops whatever sluice processes the test left running (SIGINT; the test fails
+ * unless each exits 0) and closes the cached superuser connection; use as the
+ * suite's .fini. */
 void harness_teardown(void);
 
 /* libpq connection through sluice; check PQstatus yourself. */
