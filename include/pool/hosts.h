@@ -35,9 +35,14 @@ struct host_pick {
 	bool any_role; /* prefer-standby found no standby: a primary will do */
 };
 
-/* Take (and give back) a reference on the breaker of each of `db`'s hosts. */
+/*
+ * Take (and give back) a reference on the breaker of each of `db`'s hosts.
+ * `turn` is where round-robin starts: a pool passes its worker's id, so that
+ * the workers' first connections go to different hosts rather than all to
+ * the first.
+ */
 void hosts_attach(struct pool_hosts *h, struct breaker_registry *reg, const struct db_def *db,
-                  uint64_t seed);
+                  uint64_t seed, unsigned turn);
 void hosts_detach(struct pool_hosts *h, struct breaker_registry *reg);
 
 /*

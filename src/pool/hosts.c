@@ -11,10 +11,11 @@
 #include "config/msg.h"
 
 void hosts_attach(struct pool_hosts *h, struct breaker_registry *reg, const struct db_def *db,
-                  uint64_t seed)
+                  uint64_t seed, unsigned turn)
 {
 	memset(h, 0, sizeof(*h));
 	h->rng = seed != 0 ? seed : 1;
+	h->turn = turn;
 	if (db == NULL || db->nhosts == 0)
 		return;
 	h->b = calloc((size_t)db->nhosts, sizeof(*h->b));

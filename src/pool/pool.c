@@ -201,7 +201,7 @@ struct pool *pool_get(struct worker *w, const char *dbname, const char *server_u
 	p->statement_timeout_us = statement_timeout;
 	p->db = db;
 	hosts_attach(&p->hosts, &w->shared->breakers, db,
-	             (uint64_t)(uintptr_t)p ^ (uint64_t)worker_now_us(w));
+	             (uint64_t)(uintptr_t)p ^ (uint64_t)worker_now_us(w), (unsigned)w->id);
 	p->udef = config_find_user(w->cfg, server_user);
 	resolve_settings(p);
 	list_init(&p->idle);
@@ -1715,7 +1715,7 @@ void pool_reconfigure(struct pool *p)
 	follow_auto(p, def);
 	if (changed) {
 		hosts_detach(&p->hosts, &p->w->shared->breakers);
-		hosts_attach(&p->hosts, &p->w->shared->breakers, def, p->hosts.rng);
+		hosts_attach(&p->hosts, &p->w->shared->breakers, def, p->hosts.rng, p->hosts.turn);
 	}
 	p->db = def;
 	p->udef = config_find_user(p->w->cfg, p->user);

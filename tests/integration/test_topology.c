@@ -166,6 +166,35 @@ Test(topology, round_robin_spreads_new_connections_over_the_hosts)
 		PQfinish(c[i]);
 }
 
+/*
+ * Each worker's turn starts at its own host: with two workers, two clients
+ * accepted one after the other (the listener deals them out in turn) get one
+ * server on each host, not both on the first.
+ */
+Test(topology, round_robin_turns_of_two_workers_start_at_different_hosts)
+{
+	int sport = standby_port(), pport = harness_pg()->port;
+	char ini[512];
+	struct harness_sluice *h;
+	PGconn *a, *b;
+	int port_a, port_b;
+
+	snprintf(ini, sizeof(ini),
+	         "workers = 2\n[databases]\nany = host=127.0.0.1,127.0.0.1 port=%d,%d dbname=app "
+	         "load_balance_hosts=round-robin pool_mode=session\n",
+	         pport, sport);
+	h = harness_start_sluice(ini);
+	a = harness_connect_ok(h, "app", "app-secret", "any");
+	b = harness_connect_ok(h, "app", "app-secret", "any");
+	port_a = query_port(a);
+	port_b = query_port(b);
+	cr_assert(port_a == pport || port_a == sport, "port %d", port_a);
+	cr_assert(port_b == pport || port_b == sport, "port %d", port_b);
+	cr_assert_neq(port_a, port_b, "both clients' servers are on port %d", port_a);
+	PQfinish(a);
+	PQfinish(b);
+}
+
 Test(topology, standby_only_database_without_a_standby_fails_clearly)
 {
 	char ini[256], state[6];
