@@ -12,15 +12,18 @@
 
 #include <stdint.h>
 
+#include "base/list.h"
 #include "base/types.h"
 
 struct cancel_map {
-	struct client **buckets; /* chained through client->cancel_next */
-	uint32_t size;           /* buckets, a power of two */
-	uint32_t seq;            /* next candidate cancel pid (low 24 bits) */
+	struct client **buckets;  /* chained through client->cancel_next */
+	uint32_t size;            /* buckets, a power of two */
+	uint32_t seq;             /* next candidate cancel pid (low 24 bits) */
+	struct list_node orphans; /* forwarded cancels whose server is gone, still in flight */
 };
 
 int cancel_map_init(struct cancel_map *map);
+/* Also frees the orphaned cancels: call it before the worker's loop is freed. */
 void cancel_map_fini(struct cancel_map *map);
 /* Give c a fresh cancel pid (top byte: the worker id) and key, and map it. */
 int cancel_register(struct worker *w, struct client *c);

@@ -21,7 +21,7 @@
 #include "pool/worker.h"
 
 struct cancel_req {
-	struct list_node node;   /* server->cancels */
+	struct list_node node;   /* server->cancels, or the worker's orphans once it is gone */
 	struct server *server;   /* NULL once the server is gone */
 	struct bufferevent *bev; /* connection to the postmaster */
 };
@@ -34,6 +34,7 @@ struct routed_cancel {
 
 int cancel_map_init(struct cancel_map *map)
 {
+	list_init(&map->orphans);
 	map->size = 1024;
 	map->buckets = calloc(map->size, sizeof(*map->buckets));
 	if (map->buckets == NULL)
@@ -44,6 +45,16 @@ int cancel_map_init(struct cancel_map *map)
 
 void cancel_map_fini(struct cancel_map *map)
 {
+	struct list_node *pos, *tmp;
+
+	if (map->orphans.next != NULL) /* NULL: cancel_map_init never ran */
+		list_for_each_safe(pos, tmp, &map->orphans)
+		{
+			struct cancel_req *req = list_entry(pos, struct cancel_req, node);
+
+			bufferevent_free(req->bev);
+			free(req);
+		}
 	free(map->buckets);
 	map->buckets = NULL;
 }
@@ -170,8 +181,8 @@ static void cancel_done(struct cancel_req *req)
 	struct server *s = req->server;
 
 	bufferevent_free(req->bev);
+	list_del(&req->node);
 	if (s != NULL) {
-		list_del(&req->node);
 		s->cancels_inflight--;
 		/* The server finished its work while the cancel was in flight: now it may go back.
 		 */
@@ -234,7 +245,9 @@ void cancel_detach_server(struct server *s)
 	{
 		struct cancel_req *req = list_entry(pos, struct cancel_req, node);
 
+		/* It completes on its own; the worker frees it if the loop stops first. */
 		list_del(&req->node);
+		list_add_tail(&s->w->cancels.orphans, &req->node);
 		req->server = NULL;
 	}
 	s->cancels_inflight = 0;

@@ -249,8 +249,8 @@ void worker_free(struct worker *w)
 		inbox_fini(&w->inbox);
 	/* Before the loop: freeing the link fails its pending refills, which touch no client. */
 	redis_link_free(w->redis);
+	cancel_map_fini(&w->cancels); /* its orphaned cancels' bufferevents need the loop */
 	loop_fini(&w->loop);
-	cancel_map_fini(&w->cancels);
 	pause_state_fini(&w->pause);
 	prepared_registry_fini(&w->prepared);
 	ring_fini(&w->lends);
