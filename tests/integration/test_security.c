@@ -119,7 +119,7 @@ Test(security, require_refuses_plain_clients_and_disable_refuses_tls)
 	cr_assert_eq(PQstatus(c), CONNECTION_BAD);
 	cr_assert(strstr(PQerrorMessage(c), "TLS is required") != NULL, "%s", PQerrorMessage(c));
 	PQfinish(c);
-	harness_stop_sluice(h, SIGTERM, 30);
+	cr_assert_eq(harness_stop_sluice(h, SIGTERM, 30), 0);
 
 	h = harness_start_sluice("client_tls_sslmode = disable\n");
 	c = connect_with(h, "sslmode=require");

@@ -392,7 +392,7 @@ Test(topology, silent_host_costs_one_timeout_then_fails_fast_with_a_hint)
 	         f.port);
 	cr_assert(strstr(metrics, series) != NULL, "%s", metrics);
 	free(metrics);
-	harness_stop_sluice(h, SIGINT, 20);
+	cr_assert_eq(harness_stop_sluice(h, SIGINT, 20), 0);
 	fake_stop(&f);
 }
 
@@ -413,7 +413,7 @@ Test(topology, service_resumes_once_the_silent_host_recovers)
 	atomic_store(&f.relay, true);
 	cr_assert(harness_wait_for(connects(h, "silent"), 60),
 	          "the breaker's probe never let service resume");
-	harness_stop_sluice(h, SIGINT, 20);
+	cr_assert_eq(harness_stop_sluice(h, SIGINT, 20), 0);
 	fake_stop(&f);
 }
 
@@ -479,7 +479,7 @@ Test(topology, the_breaker_is_shared_by_workers_and_tenants)
 	}
 	cr_assert_eq(atomic_load(&f.accepted), 2, "%d connections reached the host",
 	             atomic_load(&f.accepted));
-	harness_stop_sluice(h, SIGINT, 20);
+	cr_assert_eq(harness_stop_sluice(h, SIGINT, 20), 0);
 	fake_stop(&f);
 }
 
@@ -583,7 +583,7 @@ Test(topology, writes_reach_the_promoted_standby_without_a_reload)
 	held = harness_connect_ok(h, "app", "app-secret", "rw");
 	cr_assert_eq(query_port(held), sport);
 	PQfinish(held);
-	harness_stop_sluice(h, SIGINT, 20);
+	cr_assert_eq(harness_stop_sluice(h, SIGINT, 20), 0);
 	snprintf(ini, sizeof(ini), "%s-standby", name);
 	free(pg_sh(ini, "destroy"));
 	free(pg_sh(name, "destroy"));
@@ -644,7 +644,7 @@ Test(topology, min_pool_size_is_warmed_without_a_client_and_after_reload)
 	                     "application_name=sluice-warm\n");
 	harness_signal(h, SIGHUP);
 	cr_assert(harness_wait_for(warm_servers() == 3, 30), "%lld warm servers", warm_servers());
-	cr_assert_neq(harness_stop_sluice(h, SIGINT, 20), -1, "sluice did not exit on SIGINT");
+	cr_assert_eq(harness_stop_sluice(h, SIGINT, 20), 0, "sluice did not exit 0 on SIGINT");
 	cr_assert(harness_wait_for(warm_servers() == 0, 30));
 }
 
