@@ -12,15 +12,19 @@
  *          2 writev per transaction, and a fraction of an epoll_wait), or
  *   uring: multishot receives into a ring of provided buffers, the sends of
  *          one loop turn queued and submitted by the same io_uring_enter that
- *          waits for the next completions (SINGLE_ISSUER, DEFER_TASKRUN).
+ *          waits for the next completions (SINGLE_ISSUER, DEFER_TASKRUN);
+ *   batch: (with -b N) the same, but each enter waits for N completions or
+ *          -w microseconds, whichever comes first, so that one enter carries
+ *          many round trips' sends and collects many receives.  That wait is
+ *          latency a lone client would pay: it bounds what batching buys.
  *
- * The two alternate, `-r` times each, with the same count of round trips, and
- * the relay's own CPU (getrusage) per round trip is printed for each run with
- * the uring/epoll ratio of the medians.  Only the I/O model differs: no
+ * The modes alternate, `-r` times each, with the same count of round trips,
+ * and the relay's own CPU (getrusage) per round trip is printed for each run
+ * with each mode's median against epoll's.  Only the I/O model differs: no
  * parsing, no pooling, so the ratio bounds what io_uring could save sluice.
  *
  *   cc -O2 -o uring_relay bench/uring_relay.c -luring
- *   ./uring_relay [-n pairs] [-t round_trips] [-r repeats]
+ *   ./uring_relay [-n pairs] [-t round_trips] [-r repeats] [-b batch -w wait_us]
  */
 #include <errno.h>
 #include <liburing.h>
@@ -46,6 +50,9 @@
 #define EV_BATCH  512
 
 enum { OP_RECV = 1, OP_SEND = 2 };
+enum mode { MODE_EPOLL, MODE_URING, MODE_BATCH, MODES };
+
+static const char *const mode_names[MODES] = {"epoll", "uring", "batch"};
 
 struct run {
 	double cpu_us_per_rt;
@@ -194,8 +201,10 @@ static void arm_recv(struct io_uring *ring, int fd)
  * never overlap here (one message in flight per direction), so their order
  * holds without linking them.
  */
-static long relay_uring(const int *peer, const int *fds, int nfds)
+static long relay_uring(const int *peer, const int *fds, int nfds, unsigned batch, long wait_us)
 {
+	struct __kernel_timespec wait = {.tv_sec = wait_us / 1000000,
+	                                 .tv_nsec = wait_us % 1000000 * 1000};
 	struct io_uring_params params = {.flags = IORING_SETUP_SINGLE_ISSUER |
 	                                          IORING_SETUP_DEFER_TASKRUN,
 	                                 .cq_entries = 4 * MAX_FDS};
@@ -226,8 +235,17 @@ static long relay_uring(const int *peer, const int *fds, int nfds)
 		struct io_uring_cqe *cqe;
 		unsigned head, seen = 0;
 
-		if (io_uring_submit_and_wait(&ring, 1) < 0)
-			die("io_uring_submit_and_wait");
+		if (batch <= 1) {
+			if (io_uring_submit_and_wait(&ring, 1) < 0)
+				die("io_uring_submit_and_wait");
+		} else {
+			struct io_uring_cqe *first;
+			int rc =
+			    io_uring_submit_and_wait_timeout(&ring, &first, batch, &wait, NULL);
+
+			if (rc < 0 && rc != -ETIME)
+				die("io_uring_submit_and_wait_timeout");
+		}
 		enters++;
 		io_uring_for_each_cqe(&ring, head, cqe)
 		{
@@ -287,7 +305,7 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static struct run run_once(bool uring, int pairs, long total)
+static struct run run_once(enum mode mode, int pairs, long total, unsigned batch, long wait_us)
 {
 	int listener = socket(AF_INET, SOCK_STREAM, 0);
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -327,7 +345,9 @@ static struct run run_once(bool uring, int pairs, long total)
 	}
 	cpu0 = cpu_us();
 	wall0 = now_s();
-	enters = uring ? relay_uring(peer, fds, 2 * pairs) : relay_epoll(peer, fds, 2 * pairs);
+	enters = mode == MODE_EPOLL   ? relay_epoll(peer, fds, 2 * pairs)
+	         : mode == MODE_URING ? relay_uring(peer, fds, 2 * pairs, 1, 0)
+	                              : relay_uring(peer, fds, 2 * pairs, batch, wait_us);
 	r.cpu_us_per_rt = (cpu_us() - cpu0) / (double)total;
 	r.wall_s = now_s() - wall0;
 	r.enters_per_rt = (double)enters / (double)total;
@@ -353,49 +373,64 @@ static double median(double *v, int n)
 
 int main(int argc, char **argv)
 {
-	int pairs = 64, repeats = 5, opt;
-	long total = 400000;
-	double cpu[2][64];
+	int pairs = 64, repeats = 5, opt, modes;
+	long total = 400000, wait_us = 50;
+	unsigned batch = 0;
+	double cpu[MODES][64];
 
-	while ((opt = getopt(argc, argv, "n:t:r:")) != -1) {
+	while ((opt = getopt(argc, argv, "n:t:r:b:w:")) != -1) {
 		if (opt == 'n')
 			pairs = atoi(optarg);
 		else if (opt == 't')
 			total = atol(optarg);
 		else if (opt == 'r')
 			repeats = atoi(optarg);
+		else if (opt == 'b')
+			batch = (unsigned)atoi(optarg);
+		else if (opt == 'w')
+			wait_us = atol(optarg);
 		else
 			return fprintf(stderr,
-			               "usage: %s [-n pairs] [-t round_trips] [-r repeats]\n",
+			               "usage: %s [-n pairs] [-t round_trips] [-r repeats] "
+			               "[-b batch -w wait_us]\n",
 			               argv[0]),
 			       2;
 	}
-	if (pairs < 1 || pairs > MAX_FDS / 4 || total < pairs || repeats < 1 || repeats > 64)
-		return fprintf(stderr, "pairs 1..%d, round trips >= pairs, repeats 1..64\n",
+	if (pairs < 1 || pairs > MAX_FDS / 4 || total < pairs || repeats < 1 || repeats > 64 ||
+	    wait_us < 1)
+		return fprintf(stderr,
+		               "pairs 1..%d, round trips >= pairs, repeats 1..64, wait_us >= 1\n",
 		               MAX_FDS / 4),
 		       2;
-	printf("%d pairs, %ld round trips per run, %d runs of each, alternating\n", pairs, total,
+	modes = batch > 1 ? MODES : MODE_BATCH;
+	printf("%d pairs, %ld round trips per run, %d runs of each, alternating", pairs, total,
 	       repeats);
-	printf("| run | mode | relay CPU us/round trip | round trips/s | waits/round trip |\n");
+	if (batch > 1)
+		printf("; batch: %u completions or %ld us per enter", batch, wait_us);
+	printf("\n| run | mode | relay CPU us/round trip | round trips/s | waits/round trip |\n");
 	printf("|---:|---|---:|---:|---:|\n");
 	for (int i = 0; i < repeats; i++) {
-		for (int m = 0; m < 2; m++) {
-			bool uring = (i + m) % 2 == 1; /* the first mode alternates too */
-			struct run r = run_once(uring, pairs, total);
+		for (int m = 0; m < modes; m++) {
+			enum mode mode =
+			    (enum mode)((i + m) % modes); /* the first mode rotates too */
+			struct run r = run_once(mode, pairs, total, batch, wait_us);
 
-			cpu[uring][i] = r.cpu_us_per_rt;
-			printf("| %d | %s | %.2f | %.0f | %.3f |\n", i + 1,
-			       uring ? "uring" : "epoll", r.cpu_us_per_rt, (double)total / r.wall_s,
-			       r.enters_per_rt);
+			cpu[mode][i] = r.cpu_us_per_rt;
+			printf("| %d | %s | %.2f | %.0f | %.3f |\n", i + 1, mode_names[mode],
+			       r.cpu_us_per_rt, (double)total / r.wall_s, r.enters_per_rt);
 			fflush(stdout);
 		}
 	}
 	{
-		double e = median(cpu[0], repeats), u = median(cpu[1], repeats);
+		double e = median(cpu[MODE_EPOLL], repeats);
 
-		printf("median relay CPU per round trip: epoll %.2f us, uring %.2f us, uring/epoll "
-		       "%.2fx\n",
-		       e, u, u / e);
+		printf("median relay CPU per round trip: epoll %.2f us", e);
+		for (int m = MODE_URING; m < modes; m++) {
+			double u = median(cpu[m], repeats);
+
+			printf(", %s %.2f us (%.2fx epoll)", mode_names[m], u, u / e);
+		}
+		printf("\n");
 	}
 	return 0;
 }
