@@ -182,6 +182,8 @@ struct config {
 	int64_t redis_timeout_us;        /* longer without an answer = Redis down */
 	int redis_failure_mode;          /* enum redis_failure_mode */
 
+	int64_t max_client_prepared_size; /* bytes one client's statement names may hold */
+
 	/* Options PgBouncer files use (docs/migrating.md) */
 	char *logfile;                   /* log lines also appended here; "" = stderr only */
 	char *pidfile;                   /* process id written here once listening; "" = none */

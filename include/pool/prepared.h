@@ -84,6 +84,7 @@ struct client_stmt {
 	char *name;                /* as the client wrote it */
 	struct pstmt *ps;          /* what it means */
 	uint32_t generation;       /* ps->generation when the client last learnt its result type */
+	uint32_t cost;             /* bytes it holds: counted in stmt_map.bytes */
 	char *ref;                 /* the SQL statement name its text EXECUTEs, or NULL */
 	struct sql_action *action; /* its text is an SQL PREPARE/DEALLOCATE sluice runs, or NULL */
 	struct client_stmt *next;  /* map chain */
@@ -98,6 +99,7 @@ struct stmt_map {
 	struct client_stmt **buckets; /* by name hash */
 	uint32_t size;                /* power of two, 0 until the first name */
 	uint32_t count;
+	size_t bytes;               /* what its names hold: at most max_client_prepared_size */
 	const struct hash_key *key; /* the registries' (pstmt_shared) */
 	struct sql_action *unnamed; /* the unnamed statement, when it is an sql_action */
 	struct sql_action *portal;  /* the portal bound to an sql_action, or NULL */

@@ -281,6 +281,61 @@ static void map_link(struct stmt_map *map, struct client_stmt *cs)
 	cs->next = map->buckets[b];
 	map->buckets[b] = cs;
 	map->count++;
+	map->bytes += cs->cost;
+}
+
+/* What naming `name` for ps (and action) holds, bodies counted whole even when shared. */
+static size_t stmt_cost(const char *name, const struct pstmt *ps, const char *ref,
+                        const struct sql_action *action)
+{
+	size_t cost = sizeof(struct client_stmt) + strlen(name) + 1 + ps->len;
+
+	if (ref != NULL)
+		cost += strlen(ref) + 1;
+	if (action != NULL)
+		cost +=
+		    sizeof(*action) + strlen(action->name) + 1 + (action->ps ? action->ps->len : 0);
+	return cost;
+}
+
+/*
+ * Whether the client's names would hold more than max_client_prepared_size
+ * with `name` holding `cost` bytes: each named statement keeps its text in
+ * the registry for as long as the name lasts.
+ */
+static bool over_budget(const struct client *c, const char *name, size_t cost)
+{
+	const struct stmt_map *map = c->stmts;
+	const struct client_stmt *cs = map_find(map, name);
+	size_t held = map != NULL ? map->bytes - (cs != NULL ? cs->cost : 0) : 0;
+
+	return held + cost > (size_t)c->w->cfg->max_client_prepared_size;
+}
+
+/* map_put's failures: out of memory, or over max_client_prepared_size. */
+#define MAP_NO_MEMORY (-1)
+#define MAP_OVER      (-2)
+
+static enum prep_result fail_over_budget(struct client *c)
+{
+	client_fail(c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
+	            "this client's prepared statements would hold more than "
+	            "max_client_prepared_size (%lld bytes) in sluice",
+	            (long long)c->w->cfg->max_client_prepared_size);
+	return PREP_CLOSED;
+}
+
+/* A failed map_put: the client is told why and closed; `ps`, if nothing holds it, is freed. */
+static enum prep_result fail_put(struct client *c, struct pstmt *ps, int rc)
+{
+	if (ps != NULL && ps->refs == 0) {
+		ps->refs = 1;
+		pstmt_unref(&c->w->prepared, ps);
+	}
+	if (rc == MAP_OVER)
+		return fail_over_budget(c);
+	client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
+	return PREP_CLOSED;
 }
 
 /* The client's map, made at its first name (NULL: out of memory). */
@@ -303,10 +358,13 @@ static int map_put(struct client *c, const char *name, struct pstmt *ps, const c
 	struct pstmt_registry *reg = &c->w->prepared;
 	struct stmt_map *map = own_map(c);
 	struct client_stmt *cs = map_find(map, name);
+	size_t cost = stmt_cost(name, ps, ref, action);
 	char *ref_copy = NULL;
 
+	if (over_budget(c, name, cost))
+		return MAP_OVER;
 	if (ref != NULL && (ref_copy = strdup(ref)) == NULL)
-		return -1;
+		return MAP_NO_MEMORY;
 	if (action != NULL)
 		action->refs++;
 	if (cs != NULL) {
@@ -318,6 +376,8 @@ static int map_put(struct client *c, const char *name, struct pstmt *ps, const c
 		cs->ref = ref_copy;
 		action_unref(reg, cs->action);
 		cs->action = action;
+		map->bytes += cost - cs->cost;
+		cs->cost = (uint32_t)cost;
 		return 0;
 	}
 	if (map == NULL || (map->count >= map->size && map_grow(map) < 0) ||
@@ -325,11 +385,12 @@ static int map_put(struct client *c, const char *name, struct pstmt *ps, const c
 		free(cs);
 		free(ref_copy);
 		action_unref(reg, action);
-		return -1;
+		return MAP_NO_MEMORY;
 	}
 	ps->refs++;
 	cs->ps = ps;
 	cs->generation = ps->generation;
+	cs->cost = (uint32_t)cost;
 	cs->ref = ref_copy;
 	cs->action = action;
 	map_link(map, cs);
@@ -349,6 +410,7 @@ static struct client_stmt *map_unlink(struct stmt_map *map, const char *name)
 		if (strcmp(cs->name, name) == 0) {
 			*slot = cs->next;
 			map->count--;
+			map->bytes -= cs->cost;
 			return cs;
 		}
 	}
@@ -379,6 +441,7 @@ static void map_clear(struct pstmt_registry *reg, struct stmt_map *map)
 		map->buckets[i] = NULL;
 	}
 	map->count = 0;
+	map->bytes = 0;
 }
 
 void prepared_map_free(struct stmt_map *map, struct pstmt_registry *reg)
@@ -941,6 +1004,10 @@ static void resolve_execute(struct client *c, struct client_stmt *cs)
 	pstmt_unref(&c->w->prepared, cs->ps);
 	cs->ps = ps;
 	cs->generation = ps->generation;
+	/* The same text but for the name it EXECUTEs: a few bytes either way, not checked. */
+	c->stmts->bytes -= cs->cost;
+	cs->cost = (uint32_t)stmt_cost(cs->name, ps, cs->ref, cs->action);
+	c->stmts->bytes += cs->cost;
 }
 
 /* SQL that may EXECUTE a prepared statement: EXECUTE, EXPLAIN, CREATE TABLE AS. */
@@ -1117,6 +1184,7 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 	uint16_t nparams;
 	struct pstmt *ps;
 	struct sql_action *a;
+	int rc;
 
 	/* The unnamed statement, which drivers parse for every query: the view shows it. */
 	if (v->text != NULL && v->text - v->msg == FRAME_HEADER_LEN + 1)
@@ -1133,6 +1201,10 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 	name_len = (size_t)(nul - head) - FRAME_HEADER_LEN;
 	if (name_len == 0)
 		return handle_unnamed_parse(c, s, f, v);
+	/* Refused before it is buffered whole: the text would be kept as long as the name. */
+	if (over_budget(c, (const char *)head + FRAME_HEADER_LEN,
+	                sizeof(struct client_stmt) + frame_total(f)))
+		return fail_over_budget(c);
 	if (need_whole(c, f) == PREP_WAIT)
 		return PREP_WAIT;
 	conn_set_read_high(&c->conn, RELAY_READ_HIGH);
@@ -1159,12 +1231,10 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 	if ((a = parse_action(c, s, (const char *)body, text_len, nparams)) != NULL) {
 		/* Answered here; each Execute of it acts on the client's names. */
 		ps = registry_intern(reg, body, body_len, false, NULL, 0, 0);
-		if (ps == NULL || map_put(c, name, ps, NULL, a) < 0) {
-			action_unref(reg, a);
-			client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
-			return PREP_CLOSED;
-		}
+		rc = ps == NULL ? MAP_NO_MEMORY : map_put(c, name, ps, NULL, a);
 		action_unref(reg, a);
+		if (rc < 0)
+			return fail_put(c, ps, rc);
 		push_fake(s, REQ_FAKE_PARSE);
 		return PREP_DONE;
 	}
@@ -1177,10 +1247,9 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 		ref[0] = '\0';
 		ps = registry_intern(reg, body, body_len, false, NULL, 0, 0);
 	}
-	if (ps == NULL || map_put(c, name, ps, ref[0] != '\0' ? ref : NULL, NULL) < 0) {
-		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
-		return PREP_CLOSED;
-	}
+	rc = ps == NULL ? MAP_NO_MEMORY : map_put(c, name, ps, ref[0] != '\0' ? ref : NULL, NULL);
+	if (rc < 0)
+		return fail_put(c, ps, rc);
 	/* Already prepared there: the client still gets its ParseComplete, in order. */
 	if (!ensure_prepared(s, ps, REQ_TRACKED_PARSE, NULL))
 		push_fake(s, REQ_FAKE_PARSE);
@@ -1427,6 +1496,7 @@ static enum prep_result handle_sql_prepare(struct client *c, struct server *s,
 	size_t after, len;
 	struct pstmt *ps;
 	uint8_t *body;
+	int rc;
 
 	if (text == NULL ||
 	    (after = sqlscan_name(text, f->len - 4, NULL, name, sizeof(name))) == 0 ||
@@ -1446,10 +1516,8 @@ static enum prep_result handle_sql_prepare(struct client *c, struct server *s,
 	memcpy(body, text + after, len);
 	if ((ps = registry_intern(reg, body, len, true, NULL, 0, 0)) == NULL)
 		return PREP_PASS;
-	if (map_put(c, name, ps, NULL, NULL) < 0) {
-		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
-		return PREP_CLOSED;
-	}
+	if ((rc = map_put(c, name, ps, NULL, NULL)) < 0)
+		return fail_put(c, ps, rc);
 	evbuffer_drain(c->conn.in, frame_total(f));
 	c->pool->stats.bytes_received += frame_total(f);
 	c->pool->stats.query_count++;
@@ -1787,14 +1855,16 @@ void prepared_undo_changes(struct server *s)
 static enum prep_result run_prepare(struct client *c, struct server *s, struct sql_action *a)
 {
 	char sql[DUPLICATE_SQL_MAX];
+	int rc;
 
 	if (map_find(c->stmts, a->name) != NULL) {
 		duplicate_sql(a->name, sql);
 		send_carrier(s, NULL, sql, REQ_CARRIER_EXECUTE);
 		return PREP_DONE;
 	}
-	if (map_put(c, a->name, a->ps, NULL, NULL) < 0 ||
-	    change_push(s, a->name, NULL, a->ps) < 0) {
+	if ((rc = map_put(c, a->name, a->ps, NULL, NULL)) < 0)
+		return fail_put(c, NULL, rc); /* the action holds its statement */
+	if (change_push(s, a->name, NULL, a->ps) < 0) {
 		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return PREP_CLOSED;
 	}

@@ -757,3 +757,63 @@ Test(prepared, sql_prepare_in_multi_statement_query_pins)
 	cr_assert(harness_wait_for(pinned_clients(adm, NULL) == 0, 10));
 	finish_unpinned(adm, a, b);
 }
+
+/*
+ * A client that keeps naming new statements made sluice keep every one:
+ * the registry holds each body for as long as a client's name refers to it,
+ * and nothing bounded a client's names, so one client with a password grew
+ * sluice's memory as far as it liked (1 MB of Parse text per name; 48 names
+ * here, 48 MB of RSS).  max_client_prepared_size bounds what one client's
+ * names may hold: the Parse past it gets 54000 and the client is closed; its
+ * server goes back to the pool and serves the next client.
+ */
+Test(prepared, names_one_client_keeps_are_bounded)
+{
+	struct harness_sluice *h = harness_start_sluice("workers = 1\n"
+	                                                "default_pool_size = 1\n"
+	                                                "max_client_prepared_size = 8MB");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	size_t text_len = 1024 * 1024;
+	char *sql = malloc(text_len + 1), name[32];
+	long rss_before, rss_after;
+	char *failed = NULL;
+	int made = 0;
+	PGresult *res;
+
+	cr_assert_not_null(sql);
+	PQsetErrorVerbosity(a, PQERRORS_VERBOSE); /* the SQLSTATE in the message */
+	prepare(a, "warm", "select 1");
+	rss_before = harness_rss_kb(h);
+	memset(sql, ' ', text_len);
+	sql[text_len] = '\0';
+	for (int i = 0; i < 48 && failed == NULL; i++) {
+		snprintf(name, sizeof(name), "big%d", i);
+		memcpy(sql, "select 1 --", 11);
+		snprintf(sql + 11, 16, "%8d", i); /* a distinct text each time */
+		sql[11 + 8] = ' ';
+		res = PQprepare(a, name, sql, 0, NULL);
+		if (PQresultStatus(res) == PGRES_COMMAND_OK)
+			made++;
+		else
+			failed = strdup(PQerrorMessage(a));
+		PQclear(res);
+	}
+	rss_after = harness_rss_kb(h);
+	cr_log_info("%d statements of 1 MB named: RSS %ld kB -> %ld kB", made, rss_before,
+	            rss_after);
+	cr_assert_not_null(failed, "48 MB of statements were kept for one client");
+	cr_assert(strstr(failed, "FATAL:  54000") != NULL &&
+	              strstr(failed, "max_client_prepared_size"),
+	          "%s", failed);
+	cr_assert_leq(made, 8);
+	if (harness_rss_is_meaningful())
+		cr_assert_leq(rss_after - rss_before, 16 * 1024, "RSS grew from %ld kB to %ld kB",
+		              rss_before, rss_after);
+	PQfinish(a);
+	free(failed);
+	free(sql);
+	/* The server went back to the pool: the next client is served. */
+	a = harness_connect_ok(h, "app", "app-secret", "app");
+	cr_assert_eq(harness_query_int(a, "select 5"), 5);
+	PQfinish(a);
+}
