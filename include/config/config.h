@@ -171,6 +171,7 @@ struct config {
 	int query_stats;                 /* bool: per-statement statistics (qstats.h) */
 	int query_stats_max;             /* fingerprints kept per worker */
 	int max_prepared_statements;     /* per server in transaction mode; 0 = no tracking */
+	int64_t max_prepared_size;       /* text kept per client's names and per server's cache */
 	int so_reuseport;                /* bool: SO_REUSEPORT on TCP listeners */
 	int listen_backlog;              /* listen() queue per listener */
 	char *takeover_socket;           /* Unix socket handing listeners to --takeover; "" = off */
@@ -181,8 +182,6 @@ struct config {
 	char *redis_key_prefix;          /* in front of every key sluice writes */
 	int64_t redis_timeout_us;        /* longer without an answer = Redis down */
 	int redis_failure_mode;          /* enum redis_failure_mode */
-
-	int64_t max_client_prepared_size; /* bytes one client's statement names may hold */
 
 	/* Options PgBouncer files use (docs/migrating.md) */
 	char *logfile;                   /* log lines also appended here; "" = stderr only */

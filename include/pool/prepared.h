@@ -99,7 +99,7 @@ struct stmt_map {
 	struct client_stmt **buckets; /* by name hash */
 	uint32_t size;                /* power of two, 0 until the first name */
 	uint32_t count;
-	size_t bytes;               /* what its names hold: at most max_client_prepared_size */
+	size_t bytes;               /* what its names hold: at most max_prepared_size */
 	const struct hash_key *key; /* the registries' (pstmt_shared) */
 	struct sql_action *unnamed; /* the unnamed statement, when it is an sql_action */
 	struct sql_action *portal;  /* the portal bound to an sql_action, or NULL */
@@ -142,6 +142,7 @@ struct stmt_cache {
 	struct server_stmt **buckets; /* by statement id */
 	uint32_t size;                /* power of two, 0 until first use */
 	uint32_t count;
+	size_t bytes;         /* the texts of its statements: at most max_prepared_size */
 	struct list_node lru; /* eviction order */
 	struct ring pending;  /* uint64_t ids of tracked and injected Parses in flight, in order */
 	struct ring bound;    /* uint64_t ids of REQ_TRACKED_BIND Binds in flight, likewise */

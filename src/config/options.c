@@ -305,10 +305,11 @@ static const struct config_option options[] = {
     OPT_INT(max_prepared_statements, "200", 0, 100000, RELOAD_LIVE,
             "Named prepared statements kept per server connection in transaction mode (LRU); "
             "0 = no tracking."),
-    OPT_SIZE(max_client_prepared_size, "16MB", 64 * KB, INT32_MAX,
-             "Bytes of statement text (and names) one client's named prepared statements may "
-             "hold in sluice in transaction mode; a Parse or PREPARE past it is refused with "
-             "54000 and the client closed, so memory stays bounded."),
+    OPT_SIZE(max_prepared_size, "16MB", 64 * KB, INT32_MAX,
+             "Bytes of statement text sluice keeps in transaction mode for one client's named "
+             "prepared statements (a Parse or PREPARE past it is refused with 54000 and the "
+             "client closed) and for one server connection's (the least recently used are "
+             "closed past it), so memory stays bounded."),
     /* Listening and restarts (docs/deploy.md). */
     {.name = "so_reuseport",
      .type = CONFIG_BOOL,

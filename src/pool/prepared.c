@@ -299,7 +299,7 @@ static size_t stmt_cost(const char *name, const struct pstmt *ps, const char *re
 }
 
 /*
- * Whether the client's names would hold more than max_client_prepared_size
+ * Whether the client's names would hold more than max_prepared_size
  * with `name` holding `cost` bytes: each named statement keeps its text in
  * the registry for as long as the name lasts.
  */
@@ -309,10 +309,10 @@ static bool over_budget(const struct client *c, const char *name, size_t cost)
 	const struct client_stmt *cs = map_find(map, name);
 	size_t held = map != NULL ? map->bytes - (cs != NULL ? cs->cost : 0) : 0;
 
-	return held + cost > (size_t)c->w->cfg->max_client_prepared_size;
+	return held + cost > (size_t)c->w->cfg->max_prepared_size;
 }
 
-/* map_put's failures: out of memory, or over max_client_prepared_size. */
+/* map_put's failures: out of memory, or over max_prepared_size. */
 #define MAP_NO_MEMORY (-1)
 #define MAP_OVER      (-2)
 
@@ -320,8 +320,8 @@ static enum prep_result fail_over_budget(struct client *c)
 {
 	client_fail(c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
 	            "this client's prepared statements would hold more than "
-	            "max_client_prepared_size (%lld bytes) in sluice",
-	            (long long)c->w->cfg->max_client_prepared_size);
+	            "max_prepared_size (%lld bytes) in sluice",
+	            (long long)c->w->cfg->max_prepared_size);
 	return PREP_CLOSED;
 }
 
@@ -491,6 +491,7 @@ static void cache_insert(struct stmt_cache *cache, struct server_stmt *e, struct
 	e->next = cache->buckets[ps->id & (cache->size - 1)];
 	cache->buckets[ps->id & (cache->size - 1)] = e;
 	cache->count++;
+	cache->bytes += ps->len;
 }
 
 static void cache_remove(struct pstmt_registry *reg, struct stmt_cache *cache,
@@ -507,6 +508,7 @@ static void cache_remove(struct pstmt_registry *reg, struct stmt_cache *cache,
 	}
 	list_del(&e->lru);
 	cache->count--;
+	cache->bytes -= e->ps->len;
 	pstmt_unref(reg, e->ps);
 	free(e);
 }
@@ -791,13 +793,20 @@ static void send_close(struct server *s, const struct server_stmt *e)
 	relay_track_request(s, REQ_INJECTED_CLOSE);
 }
 
-/* Make room under max_prepared_statements by closing the least recently used. */
-static void evict_if_full(struct server *s)
+/*
+ * Make room for `len` more bytes of text under max_prepared_statements and
+ * max_prepared_size by closing the least recently used: a statement no
+ * client names any more is kept for the cache alone, in sluice as on the
+ * server.
+ */
+static void evict_if_full(struct server *s, size_t len)
 {
 	struct stmt_cache *cache = &s->stmts;
 	int max = s->w->cfg->max_prepared_statements;
+	size_t max_bytes = (size_t)s->w->cfg->max_prepared_size;
 
-	while (cache->count > 0 && cache->count >= (uint32_t)max) {
+	while (cache->count > 0 &&
+	       (cache->count >= (uint32_t)max || cache->bytes + len > max_bytes)) {
 		struct server_stmt *old = list_entry(cache->lru.prev, struct server_stmt, lru);
 
 		send_close(s, old);
@@ -842,7 +851,7 @@ static bool ensure_prepared(struct server *s, struct pstmt *ps, uint8_t marker,
 	}
 	if (name != NULL)
 		server_name(ps, ps->generation, name);
-	evict_if_full(s);
+	evict_if_full(s, ps->len);
 	if (ps->sql && marker == REQ_INJECTED_PARSE)
 		send_carrier(s, ps, NULL, REQ_INJECTED_EXECUTE);
 	else if (ps->sql && marker == REQ_SQL_EXECUTE)

@@ -763,7 +763,7 @@ Test(prepared, sql_prepare_in_multi_statement_query_pins)
  * the registry holds each body for as long as a client's name refers to it,
  * and nothing bounded a client's names, so one client with a password grew
  * sluice's memory as far as it liked (1 MB of Parse text per name; 48 names
- * here, 48 MB of RSS).  max_client_prepared_size bounds what one client's
+ * here, 48 MB of RSS).  max_prepared_size bounds what one client's
  * names may hold: the Parse past it gets 54000 and the client is closed; its
  * server goes back to the pool and serves the next client.
  */
@@ -771,7 +771,7 @@ Test(prepared, names_one_client_keeps_are_bounded)
 {
 	struct harness_sluice *h = harness_start_sluice("workers = 1\n"
 	                                                "default_pool_size = 1\n"
-	                                                "max_client_prepared_size = 8MB");
+	                                                "max_prepared_size = 8MB");
 	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
 	size_t text_len = 1024 * 1024;
 	char *sql = malloc(text_len + 1), name[32];
@@ -802,8 +802,7 @@ Test(prepared, names_one_client_keeps_are_bounded)
 	cr_log_info("%d statements of 1 MB named: RSS %ld kB -> %ld kB", made, rss_before,
 	            rss_after);
 	cr_assert_not_null(failed, "48 MB of statements were kept for one client");
-	cr_assert(strstr(failed, "FATAL:  54000") != NULL &&
-	              strstr(failed, "max_client_prepared_size"),
+	cr_assert(strstr(failed, "FATAL:  54000") != NULL && strstr(failed, "max_prepared_size"),
 	          "%s", failed);
 	cr_assert_leq(made, 8);
 	if (harness_rss_is_meaningful())
@@ -816,4 +815,53 @@ Test(prepared, names_one_client_keeps_are_bounded)
 	a = harness_connect_ok(h, "app", "app-secret", "app");
 	cr_assert_eq(harness_query_int(a, "select 5"), 5);
 	PQfinish(a);
+}
+
+/*
+ * What a server's cache holds counts too.  A name the client drops
+ * (DEALLOCATE, Close) leaves its statement prepared on the server for other
+ * clients, and the cache keeps its text in the registry until the LRU closes
+ * it: one client that prepares and drops 1 MB statements in turn, within
+ * max_prepared_size at every step, had sluice keep up to
+ * max_prepared_statements of them per server (40 here: +40 MB of RSS).
+ * max_prepared_size bounds each server's cache as well: past it the
+ * least recently used are closed, as past max_prepared_statements.
+ */
+Test(prepared, texts_a_server_keeps_are_bounded)
+{
+	struct harness_sluice *h = harness_start_sluice("workers = 1\n"
+	                                                "default_pool_size = 1\n"
+	                                                "max_prepared_size = 8MB");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	size_t text_len = 1024 * 1024;
+	char *sql = malloc(text_len + 1);
+	long rss_before, rss_after, on_server;
+
+	cr_assert_not_null(sql);
+	prepare(a, "warm", "select 1");
+	PQclear(harness_exec_ok(a, "deallocate warm"));
+	rss_before = harness_rss_kb(h);
+	memset(sql, ' ', text_len);
+	sql[text_len] = '\0';
+	for (int i = 0; i < 40; i++) {
+		memcpy(sql, "select 1 --", 11);
+		snprintf(sql + 11, 16, "%8d", i); /* a distinct text each time */
+		sql[11 + 8] = ' ';
+		prepare(a, "big", sql);
+		PQclear(harness_exec_ok(a, "deallocate big"));
+	}
+	rss_after = harness_rss_kb(h);
+	on_server = harness_query_int(a, "select count(*) from pg_prepared_statements");
+	cr_log_info("40 statements of 1 MB prepared and dropped: RSS %ld kB -> %ld kB, %ld kept "
+	            "on the server",
+	            rss_before, rss_after, on_server);
+	cr_assert_leq(on_server, 8, "the server's cache kept %ld statements of 1 MB", on_server);
+	if (harness_rss_is_meaningful())
+		cr_assert_leq(rss_after - rss_before, 24 * 1024, "RSS grew from %ld kB to %ld kB",
+		              rss_before, rss_after);
+	/* Still served: each is prepared again when it is used again. */
+	prepare(a, "small", "select $1::int + 1");
+	cr_assert_eq(exec_int(a, "small", "1"), 2);
+	PQfinish(a);
+	free(sql);
 }
