@@ -75,6 +75,7 @@ struct listen_stmt {
 struct client_listen {
 	struct client *c;               /* owner */
 	struct list_node subs;          /* its subscriptions, by client_node */
+	int nsubs;                      /* in subs: at most LISTEN_CHANNELS_MAX, then it pins */
 	struct evbuffer *queue;         /* notifications and notices not yet written to it */
 	size_t queued;                  /* messages in the queue */
 	struct listen_channel *wait_ch; /* its LISTEN waits for this channel to be active */

@@ -29,6 +29,14 @@
 
 static void open_connection(struct listener *l);
 
+/*
+ * Channels one client may have sluice LISTEN on for it (its subscriptions
+ * and the LISTENs of its open transaction together): each costs sluice
+ * memory and a turn in the pool's channel lookups.  Past it a LISTEN goes
+ * to the client's server as written and pins it, as Postgres' own.
+ */
+#define LISTEN_CHANNELS_MAX 1024
+
 static struct listener *listener_get(struct pool *p)
 {
 	struct listener *l = p->listen;
@@ -141,6 +149,7 @@ static void unsubscribe(struct listener *l, struct listen_sub *sub)
 
 	list_del(&sub->chan_node);
 	list_del(&sub->client_node);
+	sub->c->listen->nsubs--;
 	free(sub);
 	l->nsubs--;
 	if (list_empty(&ch->subs))
@@ -595,6 +604,7 @@ static struct listen_channel *subscribe(struct client *c, const char *name)
 	sub->c = c;
 	list_add_tail(&ch->subs, &sub->chan_node);
 	list_add_tail(&cl->subs, &sub->client_node);
+	cl->nsubs++;
 	l->nsubs++;
 	return ch;
 }
@@ -625,12 +635,24 @@ static bool wait_for(struct client *c, struct listen_channel *ch, bool tag, char
 	return cl->wait_ch != NULL;
 }
 
+/* Whether `more` LISTENs would take the client past LISTEN_CHANNELS_MAX. */
+static bool channels_full(const struct client_listen *cl, int more)
+{
+	size_t ops = (evbuffer_get_length(cl->ops) + evbuffer_get_length(cl->pending)) /
+	             sizeof(struct listen_op);
+
+	return (size_t)cl->nsubs + ops + (size_t)more > LISTEN_CHANNELS_MAX;
+}
+
 static enum listen_result listen_on(struct client *c, const char *name, size_t total)
 {
 	struct listen_channel *ch;
 
 	if (listener_get(c->pool) == NULL || client_listen_get(c) == NULL)
 		return LISTEN_PASS; /* out of memory: the server LISTENs, and pins */
+	if (channels_full(c->listen, 1) &&
+	    ((ch = channel_find(c->pool->listen, name)) == NULL || find_sub(c->listen, ch) == NULL))
+		return LISTEN_PASS; /* and query_message leaves it as it is */
 	evbuffer_drain(c->conn.in, total);
 	if ((ch = subscribe(c, name)) == NULL) {
 		build_error(conn_out(&c->conn), "ERROR", SQLSTATE_INTERNAL_ERROR, "out of memory",
@@ -832,6 +854,13 @@ static uint8_t parse_message(struct client *c, struct frame *f, struct msgview *
 	if (!may_follow(c))
 		return 'P';
 	cl = c->listen;
+	if (verb == SQL_VERB_LISTEN && channels_full(cl, 1)) {
+		char key[LISTEN_NAME_MAX];
+
+		short_name(key, name);
+		stmt_forget(cl, &cl->stmts, key);
+		return 'P'; /* run as sent: the server LISTENs, and pins */
+	}
 	text_len = strnlen(text, f->len - 4 - name_len - 1);
 	if (!parse_lone(text, text_len, verb, &op, &kw))
 		op.verb = LISTEN_OP_OTHER; /* the server runs it as sent */
@@ -907,7 +936,8 @@ static uint8_t query_message(struct client *c, struct frame *f, struct msgview *
 	/* A LISTEN left as it is makes the server LISTEN: the read-back pins it. */
 	if (verb == SQL_VERB_PREPARE || verb == SQL_VERB_EXECUTE || verb == SQL_VERB_DEALLOCATE ||
 	    verb == SQL_VERB_EXPLAIN || verb == SQL_VERB_CREATE ||
-	    sqlscan_statements(text, n, query_statement, &q) < 0 || q.over || !may_follow(c)) {
+	    sqlscan_statements(text, n, query_statement, &q) < 0 || q.over || !may_follow(c) ||
+	    channels_full(c->listen, q.nlisten)) {
 		s->params_dirty = true;
 		return 'Q';
 	}

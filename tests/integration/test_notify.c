@@ -638,3 +638,34 @@ Test(notify, listen_in_multi_statement_query)
 	PQfinish(c);
 	PQfinish(other);
 }
+
+/*
+ * Channels one client has sluice LISTEN on for it are bounded: each cost
+ * sluice a channel and a subscription, and a turn in every lookup of the
+ * pool's channels (a list), so one client LISTENing on channel after channel
+ * grew both without end.  Past LISTEN_CHANNELS_MAX (1024) its LISTEN goes to
+ * its server as written and pins it, as Postgres' own LISTEN: notifications
+ * on the channels of both kinds still arrive.
+ */
+Test(notify, channels_of_one_client_are_bounded)
+{
+	struct harness_sluice *h = start("default_pool_size = 2\nquery_wait_timeout = 5s\n");
+	PGconn *many = app(h), *notifier = app(h);
+	struct inbox in = {0};
+	char sql[64];
+
+	for (int i = 0; i < 1100; i++) {
+		snprintf(sql, sizeof(sql), "LISTEN c%d", i);
+		exec_ok(many, sql);
+	}
+	cr_assert_eq(show_value(h, "LISTENERS", "database", "app", "channels"), 1024,
+	             "sluice LISTENs on %lld channels for one client",
+	             show_value(h, "LISTENERS", "database", "app", "channels"));
+	cr_assert_eq(pinned_clients(h), 1, "the LISTENs past the bound did not pin");
+	exec_ok(notifier, "NOTIFY c0, 'shared'");
+	exec_ok(notifier, "NOTIFY c1099, 'own'");
+	cr_assert(harness_wait_for(got(many, &in, "c0", 1) && in.other >= 1, WAIT_S),
+	          "got %d on c0 and %d on c1099", in.notes, in.other);
+	PQfinish(many);
+	PQfinish(notifier);
+}
