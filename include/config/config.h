@@ -142,6 +142,7 @@ struct config {
 	int64_t idle_transaction_timeout_us; /* close a client idle inside a transaction; 0 = off */
 	int64_t client_idle_timeout_us;    /* close a client idle outside a transaction; 0 = off */
 	int64_t client_read_timeout_us;    /* silence allowed mid-message while a server waits */
+	int64_t client_write_timeout_us;   /* results left unread while a server waits */
 	int64_t server_connect_timeout_us; /* connect + login to the server; 0 = off */
 	int64_t server_idle_timeout_us;    /* close servers idle in the pool longer; 0 = off */
 	int64_t server_lifetime_us;      /* close servers older than this once released; 0 = off */

@@ -99,6 +99,7 @@ struct client {
 	int64_t throttle_deadline_us;  /* waiting for a rate token until then; 0 = not waiting */
 	struct event *timer;           /* login, wait and idle timeouts (made when armed) */
 	struct event *xact_timer;      /* transaction_timeout (made when first armed) */
+	struct event *stall_timer;     /* client_write_timeout (made when first armed) */
 	int64_t connect_us;            /* when accepted */
 	union {                        /* WAITING, and ACTIVE with awaiting_rest: never both */
 		int64_t wait_start_us; /* when queued for a server */
@@ -112,6 +113,7 @@ struct client {
 	/* Parts of one message, whose length frame_client_limit keeps within 32 bits: */
 	uint32_t fwd_remaining;  /* bytes of a message still to stream to the server */
 	uint32_t skip_remaining; /* bytes of a message still to drop (late COPY data) */
+	uint32_t stall_mark;     /* client_write_timeout: its unsent output when last looked */
 	union {                  /* one is used while logging in, the other only once logged in */
 		uint8_t md5_salt[4]; /* LOGIN: salt of the md5 challenge */
 		uint32_t rest_mark;  /* awaiting_rest: what was left of the message last time */
@@ -190,6 +192,13 @@ void client_watch_rest(struct client *c);
  * client (25P04); its server is reset or closed as after any client loss.
  */
 void client_watch_transaction(struct client *c, int64_t us);
+/*
+ * client_write_timeout: its server was paused because the client's output
+ * is full (relay.c).  A client that reads none of it for the timeout is
+ * closed, and its server cancelled and reset for others; the watch ends
+ * when the output drains.
+ */
+void client_watch_stall(struct client *c);
 /* Has the client sent only part of its next message (streamed or buffered)? */
 bool client_mid_message(const struct client *c);
 

@@ -178,6 +178,58 @@ void client_watch_transaction(struct client *c, int64_t us)
 	evtimer_add(c->xact_timer, &tv);
 }
 
+static void arm_stall_timer(struct client *c, int64_t us)
+{
+	struct timeval tv = {.tv_sec = us / 1000000, .tv_usec = us % 1000000};
+	size_t left = evbuffer_get_length(c->conn.out);
+
+	c->stall_mark = left < UINT32_MAX ? (uint32_t)left : UINT32_MAX;
+	evtimer_add(c->stall_timer, &tv);
+}
+
+/*
+ * client_write_timeout: a period after its server was paused for its full
+ * output.  Any of it read meanwhile earns another period, so a slow reader
+ * is never cut off, only one that reads nothing; the drained callback
+ * disarms it once the output is down to the low watermark.
+ */
+static void stall_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	int64_t limit = c->w->cfg->client_write_timeout_us;
+	char text[32];
+
+	if (c->state == CLIENT_CLOSING || c->server == NULL || limit <= 0 ||
+	    !(c->server->conn.suspend & SUSPEND_WATERMARK))
+		return;
+	if (evbuffer_get_length(c->conn.out) < c->stall_mark) {
+		arm_stall_timer(c, limit);
+		return;
+	}
+	record_timeout(c);
+	config_format_duration(limit, text, sizeof(text));
+	/* No error can reach it: its output is what it does not read. */
+	clog(c, LOG_WARN,
+	     "client_write_timeout (%s): read none of its results meanwhile; closing it and "
+	     "giving its server back",
+	     text);
+	client_close(c, "client_write_timeout expired");
+}
+
+void client_watch_stall(struct client *c)
+{
+	int64_t limit = c->w->cfg->client_write_timeout_us;
+
+	/* In session mode the server is the client's own: nobody else waits for it. */
+	if (limit <= 0 || c->pool == NULL || pool_mode(c->pool) == POOL_SESSION)
+		return;
+	if (c->stall_timer == NULL &&
+	    (c->stall_timer = evtimer_new(c->w->loop.base, stall_timer_cb, c)) == NULL)
+		return; /* out of memory: the stall goes unwatched, as with the timeout off */
+	if (!evtimer_pending(c->stall_timer, NULL))
+		arm_stall_timer(c, limit);
+}
+
 void client_log_ctx(const struct client *c, struct log_ctx *ctx, char *addr)
 {
 	ctx->worker = c->w->id;
@@ -272,6 +324,8 @@ void client_free(struct client *c)
 		event_free(c->timer);
 	if (c->xact_timer != NULL)
 		event_free(c->xact_timer);
+	if (c->stall_timer != NULL)
+		event_free(c->stall_timer);
 	param_list_fini(&c->params);
 	prepared_map_free(c->stmts, &c->w->prepared);
 	forget_scram(c);
@@ -523,6 +577,8 @@ static void client_drained_cb(struct conn *conn)
 		bury(c); /* the final message is out */
 		return;
 	}
+	if (c->stall_timer != NULL)
+		evtimer_del(c->stall_timer);
 	if (c->server != NULL)
 		conn_resume(&c->server->conn,
 		            SUSPEND_WATERMARK); /* room again: the server may send */

@@ -943,6 +943,7 @@ static void check_client_watermark(struct server *s)
 	if (c != NULL && evbuffer_get_length(c->conn.out) > RELAY_HIGH_WATERMARK) {
 		conn_notify_drained(&c->conn, RELAY_LOW_WATERMARK);
 		conn_suspend(&s->conn, SUSPEND_WATERMARK);
+		client_watch_stall(c);
 	}
 }
 

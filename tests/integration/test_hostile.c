@@ -88,6 +88,47 @@ Test(hostile, stalled_large_message_gives_the_server_back)
 }
 
 /*
+ * The other direction: a client that asks for 64 MB of results and reads
+ * none of them.  Sluice stops reading the server once the client's output is
+ * full; client_write_timeout then closes the client and gives the server
+ * back, so the client queued behind it on a pool of one is served by the
+ * same backend (the statement cancelled or drained, the server reset, not
+ * closed).
+ */
+Test(hostile, client_that_reads_no_results_gives_the_server_back)
+{
+	struct harness_sluice *h = harness_start_sluice(PLAIN "workers = 1\n"
+	                                                      "default_pool_size = 1\n"
+	                                                      "query_wait_timeout = 60s\n"
+	                                                      "client_write_timeout = 1s");
+	PGconn *stalled = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	long long pid = harness_query_int(stalled, "select pg_backend_pid()");
+	PGresult *res, *last = NULL;
+
+	cr_assert(PQsendQuery(stalled, "select repeat('x', 1000) as unread_rows "
+	                               "from generate_series(1, 65536)"),
+	          "%s", PQerrorMessage(stalled));
+	/* It holds the server (active until all is sent) before the other one asks. */
+	cr_assert(harness_wait_for(harness_count_active_queries("app", "unread_rows") == 1, 30));
+	cr_assert_eq(harness_query_int(c, "select pg_backend_pid()"), pid,
+	             "the server was closed, not given back");
+	cr_assert(harness_log_contains(h, "client_write_timeout (1s): read none of its results"));
+	/* What it had been sent, then the end of the connection. */
+	while ((res = PQgetResult(stalled)) != NULL) {
+		PQclear(last);
+		last = res;
+	}
+	cr_assert(last != NULL && PQresultStatus(last) == PGRES_FATAL_ERROR,
+	          "the unread results ended with %s",
+	          last != NULL ? PQresStatus(PQresultStatus(last)) : "nothing");
+	cr_assert_eq(PQstatus(stalled), CONNECTION_BAD);
+	PQclear(last);
+	PQfinish(stalled);
+	PQfinish(c);
+}
+
+/*
  * A Query header claiming 1 GB, Postgres' own limit passed (it drops the
  * connection past 1 GB - 2 bytes) though max_packet_size allows it: the
  * client gets 54000 at once and is closed, and its server stays in the pool.
