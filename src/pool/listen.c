@@ -1049,6 +1049,33 @@ static void commit(struct client *c)
 	}
 }
 
+/*
+ * Queue a LISTEN or UNLISTEN of the open transaction for its commit.  Only
+ * the last op on a channel decides what the commit does to it, and UNLISTEN *
+ * undoes everything before it, so those earlier ops go: a transaction that
+ * runs the same LISTEN statement again and again holds one op, and the queue
+ * stays within the channels channels_full let through.
+ */
+static void pend(struct client_listen *cl, const struct listen_op *op)
+{
+	size_t len = evbuffer_get_length(cl->pending), n = len / sizeof(*op), kept = 0;
+	struct listen_op *ops;
+
+	if (op->all || len == 0) {
+		if (op->all)
+			evbuffer_drain(cl->pending, len);
+		evbuffer_add(cl->pending, op, sizeof(*op));
+		return;
+	}
+	/* Packed toward the end, in order, so that what goes is at the front. */
+	ops = (struct listen_op *)evbuffer_pullup(cl->pending, -1);
+	for (size_t i = n; i-- > 0;)
+		if (ops[i].all || strcmp(ops[i].name, op->name) != 0)
+			ops[n - 1 - kept++] = ops[i];
+	evbuffer_drain(cl->pending, (n - kept) * sizeof(*op));
+	evbuffer_add(cl->pending, op, sizeof(*op));
+}
+
 bool listen_server_tag(struct client *c, uint8_t head, const char *tag)
 {
 	struct client_listen *cl = c->listen;
@@ -1061,7 +1088,7 @@ bool listen_server_tag(struct client *c, uint8_t head, const char *tag)
 		evbuffer_drain(cl->ops, sizeof(op));
 		if (op.verb == LISTEN_OP_OTHER)
 			return false;
-		evbuffer_add(cl->pending, &op, sizeof(op));
+		pend(cl, &op);
 		return op.verb == LISTEN_OP_LISTEN;
 	}
 	/* DISCARD ALL does UNLISTEN *; it cannot run in a transaction block. */

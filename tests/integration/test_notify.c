@@ -669,3 +669,38 @@ Test(notify, channels_of_one_client_are_bounded)
 	PQfinish(many);
 	PQfinish(notifier);
 }
+
+/*
+ * A LISTEN statement executed again and again inside one transaction is one
+ * channel when the transaction commits, not one queued LISTEN per execution:
+ * those would grow sluice's memory with every Execute, and count against the
+ * client's channels, so that a LISTEN on a second channel in the same
+ * transaction pinned.
+ */
+Test(notify, a_listen_repeated_in_a_transaction_is_one_channel)
+{
+	struct harness_sluice *h = start("default_pool_size = 2\n");
+	PGconn *c = app(h), *notifier = app(h);
+	struct inbox in = {0};
+	PGresult *res;
+
+	exec_ok(c, "BEGIN");
+	res = PQprepare(c, "again", "LISTEN again", 0, NULL);
+	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQerrorMessage(c));
+	PQclear(res);
+	for (int i = 0; i < 1100; i++) {
+		res = PQexecPrepared(c, "again", 0, NULL, NULL, NULL, 0);
+		cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQerrorMessage(c));
+		PQclear(res);
+	}
+	exec_ok(c, "LISTEN second");
+	exec_ok(c, "COMMIT");
+	cr_assert_eq(pinned_clients(h), 0, "the LISTEN on a second channel pinned");
+	cr_assert_eq(show_value(h, "LISTENERS", "database", "app", "channels"), 2);
+	exec_ok(notifier, "NOTIFY again, 'a'");
+	exec_ok(notifier, "NOTIFY second, 'b'");
+	cr_assert(harness_wait_for(got(c, &in, "again", 1) && in.other >= 1, WAIT_S),
+	          "got %d on again and %d on second", in.notes, in.other);
+	PQfinish(c);
+	PQfinish(notifier);
+}
