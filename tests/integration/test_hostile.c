@@ -97,10 +97,11 @@ Test(hostile, stalled_large_message_gives_the_server_back)
  */
 Test(hostile, client_that_reads_no_results_gives_the_server_back)
 {
-	struct harness_sluice *h = harness_start_sluice(PLAIN "workers = 1\n"
-	                                                      "default_pool_size = 1\n"
-	                                                      "query_wait_timeout = 60s\n"
-	                                                      "client_write_timeout = 1s");
+	/* libpq alone: over TLS too where SLUICE_TEST_CLIENT_TLS asks for it. */
+	struct harness_sluice *h = harness_start_sluice("workers = 1\n"
+	                                                "default_pool_size = 1\n"
+	                                                "query_wait_timeout = 60s\n"
+	                                                "client_write_timeout = 1s");
 	PGconn *stalled = harness_connect_ok(h, "app", "app-secret", "app");
 	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
 	long long pid = harness_query_int(stalled, "select pg_backend_pid()");
