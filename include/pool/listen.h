@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/hash.h"
 #include "base/list.h"
 #include "base/types.h"
 #include "proto/sqlscan.h"
@@ -30,8 +31,9 @@ struct msgview;
 
 /* One channel the listening connection LISTENs on, with its subscribers. */
 struct listen_channel {
-	struct list_node node;      /* listener->channels */
-	struct list_node subs;      /* struct listen_sub, by chan_node */
+	struct list_node node;            /* listener->channels */
+	struct listen_channel *hash_next; /* listener->buckets chain */
+	struct list_node subs;            /* struct listen_sub, by chan_node */
 	uint64_t listen_seq;        /* the Query that LISTENs it on this connection; 0 = not sent */
 	bool active;                /* that LISTEN was answered without error */
 	char name[LISTEN_NAME_MAX]; /* as Postgres names it (case folded, unquoted) */
@@ -98,6 +100,11 @@ struct listener {
 	struct pool *pool;         /* owner */
 	struct server *server;     /* the listening connection; NULL while there is none */
 	struct list_node channels; /* struct listen_channel, by node */
+	/* The channels by name, so that a notification finds its channel at once however many
+	 * there are (up to LISTEN_CHANNELS_MAX per client): chained, nbuckets a power of two. */
+	struct listen_channel **buckets;
+	uint32_t nbuckets;
+	struct hash_key key;       /* keyed: clients choose the names */
 	struct list_node waiting;  /* clients whose LISTEN waits for its answer */
 	struct event *retry_timer; /* opens the connection again after a failure */
 	uint64_t sent_seq;         /* Queries sent on this connection */

@@ -78,15 +78,60 @@ static struct client_listen *client_listen_get(struct client *c)
 	return cl;
 }
 
+static uint32_t channel_bucket(const struct listener *l, const char *name)
+{
+	return (uint32_t)hash_keyed(&l->key, name, strlen(name)) & (l->nbuckets - 1);
+}
+
 static struct listen_channel *channel_find(const struct listener *l, const char *name)
 {
-	for (struct list_node *pos = l->channels.next; pos != &l->channels; pos = pos->next) {
-		struct listen_channel *ch = list_entry(pos, struct listen_channel, node);
-
+	if (l->nbuckets == 0)
+		return NULL;
+	for (struct listen_channel *ch = l->buckets[channel_bucket(l, name)]; ch != NULL;
+	     ch = ch->hash_next)
 		if (strcmp(ch->name, name) == 0)
 			return ch;
-	}
 	return NULL;
+}
+
+/* Room for one more channel: the table doubles past one channel per bucket. */
+static int channels_reserve(struct listener *l)
+{
+	uint32_t size = l->nbuckets == 0 ? 16 : l->nbuckets * 2;
+	struct listen_channel **old = l->buckets;
+	uint32_t old_size = l->nbuckets;
+
+	if ((uint32_t)l->nchannels < l->nbuckets)
+		return 0;
+	if (!l->key.drawn)
+		hash_key_draw(&l->key);
+	if ((l->buckets = calloc(size, sizeof(*l->buckets))) == NULL) {
+		l->buckets = old;
+		return -1;
+	}
+	l->nbuckets = size;
+	for (uint32_t i = 0; i < old_size; i++) {
+		struct listen_channel *ch = old[i], *next;
+
+		for (; ch != NULL; ch = next) {
+			uint32_t b = channel_bucket(l, ch->name);
+
+			next = ch->hash_next;
+			ch->hash_next = l->buckets[b];
+			l->buckets[b] = ch;
+		}
+	}
+	free(old);
+	return 0;
+}
+
+static void channel_unhash(struct listener *l, struct listen_channel *ch)
+{
+	struct listen_channel **slot = &l->buckets[channel_bucket(l, ch->name)];
+
+	while (*slot != ch)
+		slot = &(*slot)->hash_next;
+	*slot = ch->hash_next;
 }
 
 static bool ready(const struct listener *l)
@@ -113,13 +158,17 @@ static uint64_t send_op(struct listener *l, const char *verb, const char *name)
 
 static struct listen_channel *channel_new(struct listener *l, const char *name)
 {
-	struct listen_channel *ch = calloc(1, sizeof(*ch));
+	struct listen_channel *ch;
+	uint32_t b;
 
-	if (ch == NULL)
+	if (channels_reserve(l) < 0 || (ch = calloc(1, sizeof(*ch))) == NULL)
 		return NULL;
 	snprintf(ch->name, sizeof(ch->name), "%s", name);
 	list_init(&ch->subs);
 	list_add_tail(&l->channels, &ch->node);
+	b = channel_bucket(l, ch->name);
+	ch->hash_next = l->buckets[b];
+	l->buckets[b] = ch;
 	l->nchannels++;
 	if (ready(l))
 		ch->listen_seq = send_op(l, "LISTEN", name);
@@ -130,6 +179,7 @@ static struct listen_channel *channel_new(struct listener *l, const char *name)
 static void channel_drop(struct listener *l, struct listen_channel *ch)
 {
 	list_del(&ch->node);
+	channel_unhash(l, ch);
 	l->nchannels--;
 	if (l->nchannels > 0 && ready(l) && ch->listen_seq != 0)
 		send_op(l, "UNLISTEN", ch->name);
@@ -1204,6 +1254,7 @@ void listen_pool_free(struct pool *p)
 	}
 	list_init(&l->channels);
 	l->nchannels = 0;
+	free(l->buckets);
 	if (l->server != NULL) {
 		struct server *s = l->server;
 
