@@ -32,8 +32,8 @@ static void open_connection(struct listener *l);
 /*
  * Channels one client may have sluice LISTEN on for it (its subscriptions
  * and the LISTENs of its open transaction together): each costs sluice
- * memory and a turn in the pool's channel lookups.  Past it a LISTEN goes
- * to the client's server as written and pins it, as Postgres' own.
+ * memory.  Past it a LISTEN goes to the client's server as written and
+ * pins it, as Postgres' own.
  */
 #define LISTEN_CHANNELS_MAX 1024
 

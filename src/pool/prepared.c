@@ -65,12 +65,13 @@ static bool is_shared(const struct pstmt *ps)
 
 /* Registry --------------------------------------------------------------- */
 
-static void pstmt_unref(struct pstmt_registry *reg, struct pstmt *ps)
+static void pstmt_unref(struct pstmt_registry *reg, struct pstmt *ps);
+
+/* Unlink and free an entry nothing refers to any more. */
+static void pstmt_forget(struct pstmt_registry *reg, struct pstmt *ps)
 {
 	struct pstmt **slot;
 
-	if (--ps->refs > 0)
-		return;
 	for (slot = &reg->buckets[ps->hash & (reg->size - 1)]; *slot != NULL;
 	     slot = &(*slot)->next) {
 		if (*slot == ps) {
@@ -83,6 +84,12 @@ static void pstmt_unref(struct pstmt_registry *reg, struct pstmt *ps)
 		pstmt_unref(reg, ps->dep);
 	free(ps->body);
 	free(ps);
+}
+
+static void pstmt_unref(struct pstmt_registry *reg, struct pstmt *ps)
+{
+	if (--ps->refs <= 0)
+		pstmt_forget(reg, ps);
 }
 
 static struct pstmt *registry_find(const struct pstmt_registry *reg, uint64_t hash,
@@ -299,14 +306,14 @@ static size_t stmt_cost(const char *name, const struct pstmt *ps, const char *re
 }
 
 /*
- * Whether the client's names would hold more than max_prepared_size
- * with `name` holding `cost` bytes: each named statement keeps its text in
- * the registry for as long as the name lasts.
+ * Whether the client's names would hold more than max_prepared_size with
+ * the name whose entry is `cs` (NULL: a new name) holding `cost` bytes:
+ * each named statement keeps its text in the registry for as long as the
+ * name lasts.
  */
-static bool over_budget(const struct client *c, const char *name, size_t cost)
+static bool over_budget(const struct client *c, const struct client_stmt *cs, size_t cost)
 {
 	const struct stmt_map *map = c->stmts;
-	const struct client_stmt *cs = map_find(map, name);
 	size_t held = map != NULL ? map->bytes - (cs != NULL ? cs->cost : 0) : 0;
 
 	return held + cost > (size_t)c->w->cfg->max_prepared_size;
@@ -325,13 +332,14 @@ static enum prep_result fail_over_budget(struct client *c)
 	return PREP_CLOSED;
 }
 
-/* A failed map_put: the client is told why and closed; `ps`, if nothing holds it, is freed. */
+/*
+ * A failed map_put: the client is told why and closed; `ps`, if the failed
+ * name was to be its first reference (registry_intern just made it), is freed.
+ */
 static enum prep_result fail_put(struct client *c, struct pstmt *ps, int rc)
 {
-	if (ps != NULL && ps->refs == 0) {
-		ps->refs = 1;
-		pstmt_unref(&c->w->prepared, ps);
-	}
+	if (ps != NULL && ps->refs == 0)
+		pstmt_forget(&c->w->prepared, ps);
 	if (rc == MAP_OVER)
 		return fail_over_budget(c);
 	client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
@@ -361,7 +369,7 @@ static int map_put(struct client *c, const char *name, struct pstmt *ps, const c
 	size_t cost = stmt_cost(name, ps, ref, action);
 	char *ref_copy = NULL;
 
-	if (over_budget(c, name, cost))
+	if (over_budget(c, cs, cost))
 		return MAP_OVER;
 	if (ref != NULL && (ref_copy = strdup(ref)) == NULL)
 		return MAP_NO_MEMORY;
@@ -1211,7 +1219,7 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 	if (name_len == 0)
 		return handle_unnamed_parse(c, s, f, v);
 	/* Refused before it is buffered whole: the text would be kept as long as the name. */
-	if (over_budget(c, (const char *)head + FRAME_HEADER_LEN,
+	if (over_budget(c, map_find(c->stmts, (const char *)head + FRAME_HEADER_LEN),
 	                sizeof(struct client_stmt) + frame_total(f)))
 		return fail_over_budget(c);
 	if (need_whole(c, f) == PREP_WAIT)

@@ -15,7 +15,6 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -750,18 +749,15 @@ int harness_stop_sluice(struct harness_sluice *h, int sig, double timeout_s)
 	return decode_status(h->wait_status);
 }
 
-/* snprintf that returns what it wrote, so that a full buffer stays full. */
-static size_t append(char *buf, size_t len, const char *fmt, ...)
+/* Where a failed teardown says why: this test's note, read by POST_FINI, or stderr. */
+static FILE *teardown_note(void)
 {
-	va_list ap;
-	int n;
+	char path[512];
+	FILE *f = NULL;
 
-	if (len == 0)
-		return 0;
-	va_start(ap, fmt);
-	n = vsnprintf(buf, len, fmt, ap);
-	va_end(ap);
-	return n < 0 ? 0 : (size_t)n < len ? (size_t)n : len - 1;
+	if (record_path(path, sizeof(path), criterion_current_test, ".teardown"))
+		f = fopen(path, "w");
+	return f != NULL ? f : stderr;
 }
 
 /*
@@ -772,29 +768,23 @@ static size_t append(char *buf, size_t len, const char *fmt, ...)
  */
 void harness_teardown(void)
 {
-	char failures[1024] = "";
-	size_t used = 0;
+	FILE *note = NULL;
 
 	for (size_t i = 0; i < nstarted; i++)
 		if (harness_sluice_alive(started[i]))
 			kill(started[i]->pid, SIGINT);
 	for (size_t i = 0; i < nstarted; i++) {
 		struct harness_sluice *h = started[i];
+		int status = h->pid != 0 ? harness_stop_sluice(h, 0, TEARDOWN_EXIT_S) : 0;
 
-		if (h->pid != 0) {
-			int status = harness_stop_sluice(h, 0, TEARDOWN_EXIT_S);
-
-			if (status < 0)
-				used +=
-				    append(failures + used, sizeof(failures) - used,
-				           "sluice on port %d (%s) still ran %.0f s after SIGINT; ",
-				           h->port, h->dir, TEARDOWN_EXIT_S);
-			else if (status != 0)
-				used += append(
-				    failures + used, sizeof(failures) - used,
-				    "sluice on port %d (%s) exited with status %d after SIGINT; ",
-				    h->port, h->dir, status);
-		}
+		if (status != 0 && note == NULL)
+			note = teardown_note();
+		if (status < 0)
+			fprintf(note, "sluice on port %d (%s) still ran %.0f s after SIGINT; ",
+			        h->port, h->dir, TEARDOWN_EXIT_S);
+		else if (status != 0)
+			fprintf(note, "sluice on port %d (%s) exited with status %d after SIGINT; ",
+			        h->port, h->dir, status);
 		free(h->extra_users);
 		free(h);
 	}
@@ -802,14 +792,8 @@ void harness_teardown(void)
 	if (cached_super != NULL)
 		PQfinish(cached_super);
 	cached_super = NULL;
-	if (failures[0] != '\0') {
-		char path[512];
-
-		if (record_path(path, sizeof(path), criterion_current_test, ".teardown"))
-			harness_write_file(path, failures);
-		else
-			fprintf(stderr, "teardown: %s\n", failures);
-	}
+	if (note != NULL && note != stderr)
+		fclose(note);
 }
 
 /* ---- connections ---- */

@@ -758,6 +758,16 @@ Test(prepared, sql_prepare_in_multi_statement_query_pins)
 	finish_unpinned(adm, a, b);
 }
 
+/* Fills sql (len + 1 bytes) with a statement text of len bytes, distinct for each i. */
+static void big_statement(char *sql, size_t len, int i)
+{
+	memset(sql, ' ', len);
+	sql[len] = '\0';
+	memcpy(sql, "select 1 --", 11);
+	snprintf(sql + 11, 16, "%8d", i);
+	sql[11 + 8] = ' ';
+}
+
 /*
  * A client that keeps naming new statements made sluice keep every one:
  * the registry holds each body for as long as a client's name refers to it,
@@ -784,13 +794,9 @@ Test(prepared, names_one_client_keeps_are_bounded)
 	PQsetErrorVerbosity(a, PQERRORS_VERBOSE); /* the SQLSTATE in the message */
 	prepare(a, "warm", "select 1");
 	rss_before = harness_rss_kb(h);
-	memset(sql, ' ', text_len);
-	sql[text_len] = '\0';
 	for (int i = 0; i < 48 && failed == NULL; i++) {
 		snprintf(name, sizeof(name), "big%d", i);
-		memcpy(sql, "select 1 --", 11);
-		snprintf(sql + 11, 16, "%8d", i); /* a distinct text each time */
-		sql[11 + 8] = ' ';
+		big_statement(sql, text_len, i);
 		res = PQprepare(a, name, sql, 0, NULL);
 		if (PQresultStatus(res) == PGRES_COMMAND_OK)
 			made++;
@@ -841,12 +847,8 @@ Test(prepared, texts_a_server_keeps_are_bounded)
 	prepare(a, "warm", "select 1");
 	PQclear(harness_exec_ok(a, "deallocate warm"));
 	rss_before = harness_rss_kb(h);
-	memset(sql, ' ', text_len);
-	sql[text_len] = '\0';
 	for (int i = 0; i < 40; i++) {
-		memcpy(sql, "select 1 --", 11);
-		snprintf(sql + 11, 16, "%8d", i); /* a distinct text each time */
-		sql[11 + 8] = ' ';
+		big_statement(sql, text_len, i);
 		prepare(a, "big", sql);
 		PQclear(harness_exec_ok(a, "deallocate big"));
 	}
