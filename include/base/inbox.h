@@ -16,9 +16,10 @@ struct event;
 typedef void (*inbox_fn)(void *owner, void *arg);
 
 struct inbox_msg {
-	inbox_fn fn;            /* runs on the owner's loop */
-	void *arg;              /* owned by fn */
-	struct inbox_msg *next; /* queue link */
+	inbox_fn fn;             /* runs on the owner's loop */
+	void (*drop)(void *arg); /* frees arg when fn never runs (inbox_fini); NULL: none */
+	void *arg;               /* owned by fn */
+	struct inbox_msg *next;  /* queue link */
 };
 
 struct inbox {
@@ -34,5 +35,11 @@ int inbox_init(struct inbox *ib, struct event_base *base, void *owner);
 void inbox_fini(struct inbox *ib);
 /* Thread-safe; returns -1 only on allocation failure. */
 int inbox_post(struct inbox *ib, inbox_fn fn, void *arg);
+/*
+ * The same for an arg that fn frees: `drop` frees it instead should the
+ * owner stop with the message unread (a worker exiting while another still
+ * posts to it), so that nothing leaks at exit.
+ */
+int inbox_post_owned(struct inbox *ib, inbox_fn fn, void (*drop)(void *arg), void *arg);
 
 #endif

@@ -65,6 +65,8 @@ void inbox_fini(struct inbox *ib)
 	while (msg != NULL) {
 		struct inbox_msg *next = msg->next;
 
+		if (msg->drop != NULL)
+			msg->drop(msg->arg);
 		free(msg);
 		msg = next;
 	}
@@ -79,6 +81,11 @@ void inbox_fini(struct inbox *ib)
 
 int inbox_post(struct inbox *ib, inbox_fn fn, void *arg)
 {
+	return inbox_post_owned(ib, fn, NULL, arg);
+}
+
+int inbox_post_owned(struct inbox *ib, inbox_fn fn, void (*drop)(void *arg), void *arg)
+{
 	struct inbox_msg *msg = malloc(sizeof(*msg));
 	const uint64_t one = 1;
 	bool was_empty;
@@ -86,6 +93,7 @@ int inbox_post(struct inbox *ib, inbox_fn fn, void *arg)
 	if (msg == NULL)
 		return -1;
 	msg->fn = fn;
+	msg->drop = drop;
 	msg->arg = arg;
 	msg->next = NULL;
 	pthread_mutex_lock(&ib->lock);

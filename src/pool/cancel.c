@@ -172,7 +172,7 @@ void cancel_route(struct worker *w, uint32_t pid, uint32_t key)
 		return;
 	rc->pid = pid;
 	rc->key = key;
-	if (inbox_post(&w->shared->workers[owner]->inbox, routed_fn, rc) < 0)
+	if (inbox_post_owned(&w->shared->workers[owner]->inbox, routed_fn, free, rc) < 0)
 		free(rc);
 }
 

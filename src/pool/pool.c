@@ -1119,6 +1119,12 @@ void pool_lend_deferred(struct worker *w)
 
 static void ask_fn(void *owner, void *arg);
 
+/* A request still in the inbox of a worker that stopped. */
+static void drop_lend_request(void *arg)
+{
+	lend_request_free(arg);
+}
+
 /* Passes the request on to the next worker; after the second round it is dropped. */
 static void ask_next(struct worker *w, struct lend_request *req)
 {
@@ -1146,7 +1152,8 @@ static void ask_next(struct worker *w, struct lend_request *req)
 		}
 		next = (next + 1) % sh->nworkers;
 	}
-	if (sh->workers_stopped || inbox_post(&sh->workers[next]->inbox, ask_fn, req) < 0)
+	if (sh->workers_stopped ||
+	    inbox_post_owned(&sh->workers[next]->inbox, ask_fn, drop_lend_request, req) < 0)
 		lend_request_free(req);
 }
 
