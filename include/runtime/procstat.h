@@ -2,7 +2,8 @@
  * The process's own figures for /metrics, the process_* series every
  * Prometheus client library exports: CPU time, resident memory, open and
  * allowed descriptors, start time.  Read from /proc/self on the control loop
- * when a scrape asks, never on a worker's loop.
+ * when a scrape asks, never on a worker's loop.  And malloc's live bytes, for
+ * SHOW MEM.
  */
 #ifndef SLUICE_PROCSTAT_H
 #define SLUICE_PROCSTAT_H
@@ -20,5 +21,13 @@ struct procstat {
 
 /* Fill `ps`; returns -1 when /proc cannot be read (not Linux, or hidden). */
 int procstat_read(struct procstat *ps);
+
+/*
+ * The allocator's own count, every arena: bytes malloc has handed out and
+ * not had back (`used`) and bytes it holds freed (`retained`).  A leak grows
+ * `used`; RSS also keeps what the allocator holds after a peak.  Cheap
+ * enough for a console SHOW (it takes each arena's lock once).
+ */
+void procstat_heap(int64_t *used, int64_t *retained);
 
 #endif

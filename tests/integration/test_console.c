@@ -415,6 +415,8 @@ Test(console, pools_add_up_with_thirty_clients_on_five_servers)
 	PGconn *a = admin(h), *super = harness_pg_super("app"), *clients[30];
 	const int n = 30;
 
+	long long heap_before = show_value(a, "MEM", "name", "heap", "used");
+
 	harness_raise_nofile(256);
 	/* Each client's transaction blocks on a lock the test holds. */
 	PQclear(harness_exec_ok(super, "select pg_advisory_lock(4242)"));
@@ -447,8 +449,17 @@ Test(console, pools_add_up_with_thirty_clients_on_five_servers)
 	cr_assert_eq(pools(a, "cl_idle"), n);
 	cr_assert_eq(show_value(a, "STATS", "database", "app", "total_xact_count"), n);
 	cr_assert(show_value(a, "STATS", "database", "app", "total_wait_time") > 0);
+
+	/* SHOW MEM's heap row is malloc's live count: up by at least the
+	 * clients' own structs while they are here, down when they leave. */
+	long long heap_with = show_value(a, "MEM", "name", "heap", "used");
+
+	cr_assert_geq(heap_with - heap_before, n * show_value(a, "MEM", "name", "client", "size"),
+	              "heap in use %lld -> %lld bytes", heap_before, heap_with);
 	for (int i = 0; i < n; i++)
 		PQfinish(clients[i]);
+	cr_assert(harness_wait_for(clients_of(a, "app") == 0, WAIT_S));
+	cr_assert_lt(show_value(a, "MEM", "name", "heap", "used"), heap_with);
 	PQfinish(super);
 	PQfinish(a);
 }
