@@ -18,8 +18,11 @@ struct snapshot {
 	_Atomic int refs;        /* one per holder (runtime, each worker) */
 };
 
-/* Takes cfg (freed on failure too); NULL with `err` when the TLS files do not load. */
-struct snapshot *snapshot_new(struct config *cfg, char *err, size_t len);
+/*
+ * Takes cfg (freed on failure too); NULL with `err` when the TLS files do not
+ * load.  `cas` keeps the CA stores of the last build (tls_contexts_build).
+ */
+struct snapshot *snapshot_new(struct config *cfg, struct tls_ca_cache *cas, char *err, size_t len);
 struct snapshot *snapshot_ref(struct snapshot *snap);
 void snapshot_unref(struct snapshot *snap);
 

@@ -16,6 +16,22 @@
 struct config;
 struct db_def;
 
+/*
+ * CA stores kept from one build to the next while their file is unchanged
+ * (its inode, size and times): parsed, the system's CAs take about 1 MB,
+ * and a server's SSL keeps the context it was made with, so a store built
+ * anew on every reload stayed once per reload that left a server behind.
+ * A changed file is read again, so a rotated CA takes effect on reload.
+ * Used on the control loop only; the stores themselves are shared with
+ * the workers' SSLs (OpenSSL counts references and locks them).
+ */
+struct tls_ca_store;
+struct tls_ca_cache {
+	struct tls_ca_store *stores;
+	size_t n;
+};
+void tls_ca_cache_fini(struct tls_ca_cache *cas);
+
 struct tls_contexts {
 	SSL_CTX *accept;      /* for clients; NULL when client_tls_sslmode = disable */
 	SSL_CTX *connect;     /* for servers, with server_tls_ca_file (or the system's CAs) */
@@ -23,8 +39,13 @@ struct tls_contexts {
 	size_t ndb;
 };
 
-/* Returns 0, or -1 with a message naming the option and OpenSSL's reason. */
-int tls_contexts_build(const struct config *cfg, struct tls_contexts *t, char *err, size_t len);
+/*
+ * Returns 0, or -1 with a message naming the option and OpenSSL's reason.
+ * CA stores come from `cas` (read when new or changed); the ones this build
+ * did not use are dropped from it.
+ */
+int tls_contexts_build(const struct config *cfg, struct tls_ca_cache *cas, struct tls_contexts *t,
+                       char *err, size_t len);
 void tls_contexts_free(struct tls_contexts *t);
 
 /* The sslmode for a database's servers: its own, else server_tls_sslmode. */

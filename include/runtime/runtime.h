@@ -32,6 +32,7 @@ struct runtime {
 	const char *upstream_url;    /* from --upstream, or NULL */
 	char *const *envp;           /* environment for SLUICE_* overrides */
 	struct snapshot *snap;       /* current config; swapped on reload */
+	struct tls_ca_cache tls_cas; /* CA stores the snapshots share (tls.h) */
 	struct worker_shared shared; /* workers, counters, quotas, limiter: what workers see */
 	struct worker_hooks hooks;   /* shared.hooks: drain report, stats log, console */
 	int next_worker;             /* round-robin target for accepted sockets */

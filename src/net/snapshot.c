@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-struct snapshot *snapshot_new(struct config *cfg, char *err, size_t len)
+struct snapshot *snapshot_new(struct config *cfg, struct tls_ca_cache *cas, char *err, size_t len)
 {
 	struct snapshot *snap = malloc(sizeof(*snap));
 
@@ -15,7 +15,7 @@ struct snapshot *snapshot_new(struct config *cfg, char *err, size_t len)
 		config_free(cfg);
 		return NULL;
 	}
-	if (tls_contexts_build(cfg, &snap->tls, err, len) < 0) {
+	if (tls_contexts_build(cfg, cas, &snap->tls, err, len) < 0) {
 		config_free(cfg);
 		free(snap);
 		return NULL;

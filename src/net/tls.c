@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config/config.h"
@@ -80,19 +81,133 @@ static int load_pair(SSL_CTX *ctx, const char *what, const char *cert, const cha
 	return 0;
 }
 
-static int load_ca(SSL_CTX *ctx, const char *what, const char *file, char *err, size_t len)
+/* ---- CA stores kept across builds ---- */
+
+struct tls_ca_store {
+	char *path;        /* NULL: the system's default locations */
+	struct stat st;    /* of the file when it was read (zeroes: it was missing) */
+	X509_STORE *store; /* the cache's reference */
+	bool used;         /* by the build in progress */
+};
+
+/* The file OpenSSL's default locations read up front (the directory is read lazily). */
+static const char *default_ca_file(void)
 {
+	const char *env = getenv(X509_get_default_cert_file_env());
+
+	return env != NULL ? env : X509_get_default_cert_file();
+}
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+static X509_STORE *read_store(const char *path, const char *what, char *err, size_t len)
+{
+	X509_STORE *store = X509_STORE_new();
 	char reason[256];
 
-	if (SSL_CTX_load_verify_locations(ctx, file, NULL) != 1) {
-		openssl_reason(reason, sizeof(reason));
-		snprintf(err, len, "%s %s: %s", what, file, reason);
-		return -1;
+	if (store == NULL) {
+		snprintf(err, len, "out of memory");
+		return NULL;
 	}
+	if (path == NULL) {
+		/* As SSL_CTX_set_default_verify_paths: missing defaults are no error. */
+		X509_STORE_set_default_paths(store);
+		ERR_clear_error();
+	} else if (X509_STORE_load_file(store, path) != 1) {
+		openssl_reason(reason, sizeof(reason));
+		snprintf(err, len, "%s %s: %s", what, path, reason);
+		X509_STORE_free(store);
+		return NULL;
+	}
+	return store;
+}
+
+/* The store for `path` (NULL: the defaults), read unless the cache has it unchanged. */
+static X509_STORE *ca_store(struct tls_ca_cache *cas, const char *path, const char *what, char *err,
+                            size_t len)
+{
+	struct tls_ca_store *s, *grown;
+	struct stat st;
+
+	if (stat(path != NULL ? path : default_ca_file(), &st) < 0)
+		memset(&st, 0, sizeof(st));
+	for (size_t i = 0; i < cas->n; i++) {
+		s = &cas->stores[i];
+		if ((s->path == NULL ? path == NULL : path != NULL && strcmp(s->path, path) == 0) &&
+		    same_file(&s->st, &st)) {
+			s->used = true;
+			return s->store;
+		}
+	}
+	grown = realloc(cas->stores, (cas->n + 1) * sizeof(*cas->stores));
+	if (grown == NULL) {
+		snprintf(err, len, "out of memory");
+		return NULL;
+	}
+	cas->stores = grown;
+	s = &cas->stores[cas->n];
+	*s = (struct tls_ca_store){.st = st, .used = true};
+	if (path != NULL && (s->path = strdup(path)) == NULL) {
+		snprintf(err, len, "out of memory");
+		return NULL;
+	}
+	if ((s->store = read_store(path, what, err, len)) == NULL) {
+		free(s->path);
+		return NULL;
+	}
+	cas->n++;
+	return s->store;
+}
+
+/*
+ * Drop the stores a successful build did not use (their contexts hold their
+ * own references).  After a failed one all are kept: the snapshot still in
+ * use may need them at the next.
+ */
+static void ca_cache_prune(struct tls_ca_cache *cas, bool keep_unused)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < cas->n; i++) {
+		struct tls_ca_store *s = &cas->stores[i];
+
+		if (s->used || keep_unused) {
+			s->used = false;
+			cas->stores[kept++] = *s;
+		} else {
+			X509_STORE_free(s->store);
+			free(s->path);
+		}
+	}
+	cas->n = kept;
+}
+
+void tls_ca_cache_fini(struct tls_ca_cache *cas)
+{
+	ca_cache_prune(cas, false); /* none is marked used between builds */
+	free(cas->stores);
+	memset(cas, 0, sizeof(*cas));
+}
+
+/* Verify peers against `path`'s CAs (NULL: the system's). */
+static int use_ca(SSL_CTX *ctx, struct tls_ca_cache *cas, const char *what, const char *path,
+                  char *err, size_t len)
+{
+	X509_STORE *store = ca_store(cas, path, what, err, len);
+
+	if (store == NULL)
+		return -1;
+	SSL_CTX_set1_cert_store(ctx, store);
 	return 0;
 }
 
-static SSL_CTX *build_accept(const struct config *cfg, char *err, size_t len)
+static SSL_CTX *build_accept(const struct config *cfg, struct tls_ca_cache *cas, char *err,
+                             size_t len)
 {
 	SSL_CTX *ctx;
 
@@ -121,7 +236,7 @@ static SSL_CTX *build_accept(const struct config *cfg, char *err, size_t len)
 	if (cfg->client_tls_ca_file[0] != '\0') {
 		STACK_OF(X509_NAME) * names;
 
-		if (load_ca(ctx, "client_tls_ca_file", cfg->client_tls_ca_file, err, len) < 0)
+		if (use_ca(ctx, cas, "client_tls_ca_file", cfg->client_tls_ca_file, err, len) < 0)
 			goto fail;
 		names = SSL_load_client_CA_file(cfg->client_tls_ca_file);
 		if (names != NULL)
@@ -138,7 +253,8 @@ fail:
 	return NULL;
 }
 
-static SSL_CTX *build_connect(const struct config *cfg, const char *ca_file, char *err, size_t len)
+static SSL_CTX *build_connect(const struct config *cfg, struct tls_ca_cache *cas,
+                              const char *ca_file, char *err, size_t len)
 {
 	SSL_CTX *ctx =
 	    new_ctx(TLS_client_method(), cfg->server_tls_ciphers, "server_tls", err, len);
@@ -146,28 +262,24 @@ static SSL_CTX *build_connect(const struct config *cfg, const char *ca_file, cha
 	if (ctx == NULL || load_pair(ctx, "server_tls", cfg->server_tls_cert_file,
 	                             cfg->server_tls_key_file, err, len) < 0)
 		goto fail;
-	if (ca_file[0] != '\0') {
-		if (load_ca(ctx,
-		            ca_file == cfg->server_tls_ca_file ? "server_tls_ca_file"
-		                                               : "sslrootcert",
-		            ca_file, err, len) < 0)
-			goto fail;
-	} else {
-		SSL_CTX_set_default_verify_paths(ctx);
-	}
+	if (use_ca(ctx, cas,
+	           ca_file == cfg->server_tls_ca_file ? "server_tls_ca_file" : "sslrootcert",
+	           ca_file[0] != '\0' ? ca_file : NULL, err, len) < 0)
+		goto fail;
 	return ctx;
 fail:
 	SSL_CTX_free(ctx);
 	return NULL;
 }
 
-int tls_contexts_build(const struct config *cfg, struct tls_contexts *t, char *err, size_t len)
+int tls_contexts_build(const struct config *cfg, struct tls_ca_cache *cas, struct tls_contexts *t,
+                       char *err, size_t len)
 {
 	memset(t, 0, sizeof(*t));
 	if (cfg->client_tls_sslmode != SSLMODE_DISABLE &&
-	    (t->accept = build_accept(cfg, err, len)) == NULL)
+	    (t->accept = build_accept(cfg, cas, err, len)) == NULL)
 		goto fail;
-	if ((t->connect = build_connect(cfg, cfg->server_tls_ca_file, err, len)) == NULL)
+	if ((t->connect = build_connect(cfg, cas, cfg->server_tls_ca_file, err, len)) == NULL)
 		goto fail;
 	t->ndb = cfg->ndbs;
 	if (cfg->ndbs > 0 && (t->db_connect = calloc(cfg->ndbs, sizeof(*t->db_connect))) == NULL) {
@@ -177,12 +289,15 @@ int tls_contexts_build(const struct config *cfg, struct tls_contexts *t, char *e
 	for (size_t i = 0; i < cfg->ndbs; i++) {
 		const char *root = cfg->dbs[i].sslrootcert;
 
-		if (root != NULL && (t->db_connect[i] = build_connect(cfg, root, err, len)) == NULL)
+		if (root != NULL &&
+		    (t->db_connect[i] = build_connect(cfg, cas, root, err, len)) == NULL)
 			goto fail;
 	}
+	ca_cache_prune(cas, false);
 	return 0;
 fail:
 	tls_contexts_free(t);
+	ca_cache_prune(cas, true);
 	return -1;
 }
 

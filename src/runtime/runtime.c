@@ -139,7 +139,7 @@ int runtime_publish(struct runtime *rt, struct config *cfg)
 	char err[512];
 
 	keep_restart_options(rt, old->cfg, cfg);
-	snap = snapshot_new(cfg, err, sizeof(err));
+	snap = snapshot_new(cfg, &rt->tls_cas, err, sizeof(err));
 	if (snap == NULL) {
 		log_error(&rt->log, "keeping the old configuration: %s", err);
 		return -1;
@@ -364,7 +364,7 @@ int runtime_init(struct runtime *rt, const char *config_path, const char *upstre
 	if (login_delay_init(&rt->shared.failures) < 0)
 		return -1;
 	rt->base = event_base_new();
-	rt->snap = snapshot_new(cfg, err, sizeof(err));
+	rt->snap = snapshot_new(cfg, &rt->tls_cas, err, sizeof(err));
 	if (rt->snap == NULL) {
 		log_error(&rt->log, "%s", err);
 		return -1;
@@ -460,6 +460,7 @@ void runtime_fini(struct runtime *rt)
 		process_pidfile_remove(rt->snap->cfg->pidfile);
 		snapshot_unref(rt->snap);
 	}
+	tls_ca_cache_fini(&rt->tls_cas);
 	if (rt->base != NULL)
 		event_base_free(rt->base);
 	log_fini(&rt->log);

@@ -91,6 +91,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	struct config_error cerr;
 	struct config *cfg;
 	struct snapshot *snap;
+	struct tls_ca_cache cas = {0};
 
 	(void)argc, (void)argv;
 	snprintf(ini, sizeof(ini),
@@ -108,8 +109,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	/* The auth_file is read at load; it need not outlive it. */
 	unlink(users);
 	free(users);
-	if ((snap = snapshot_new(cfg, err, sizeof(err))) == NULL)
+	if ((snap = snapshot_new(cfg, &cas, err, sizeof(err))) == NULL)
 		abort();
+	tls_ca_cache_fini(&cas); /* the snapshot's contexts hold their stores */
 	log_init(&env.log, LOG_ERROR, LOG_FORMAT_TEXT, STDERR_FILENO);
 	env.shared.log = &env.log;
 	env.shared.hooks = &env.hooks;

@@ -21,7 +21,7 @@ libssl-dev libinih-dev libcriterion-dev libhiredis-dev redis-server
 postgresql-15 postgresql-client-15
 pgbouncer clang-format clang
 python3-psycopg2 python3-psycopg python3-asyncpg libpostgresql-jdbc-java
-systemd man-db groff-base python3-yaml prometheus-pgbouncer-exporter prometheus"
+ca-certificates systemd man-db groff-base python3-yaml prometheus-pgbouncer-exporter prometheus"
 
 missing=""
 for pkg in $packages; do

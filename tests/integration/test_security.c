@@ -240,6 +240,18 @@ Test(security, reload_picks_up_new_certificates_without_dropping_connections)
 
 /* ---- sluice to Postgres ---- */
 
+/* Sends SIGHUP and waits until the reload is done; returns the log offset before it. */
+static long reload_and_wait(struct harness_sluice *h)
+{
+	long off = harness_log_size(h);
+
+	harness_signal(h, SIGHUP);
+	cr_assert(
+	    harness_wait_for(harness_log_contains_after(h, off, "configuration reloaded"), WAIT_S),
+	    "the reload did not finish");
+	return off;
+}
+
 static const char *pg_ca(void)
 {
 	const char *ca = getenv("SLUICE_TEST_PGCA");
@@ -301,6 +313,130 @@ Test(security, server_side_wrong_ca_and_disabled_tls_fail_with_clear_errors)
 	c = harness_connect(h, "app", "app-secret", "other");
 	cr_assert(strstr(PQerrorMessage(c), "no encryption") != NULL, "%s", PQerrorMessage(c));
 	PQfinish(c);
+}
+
+/* Copies `from` over `to` in place (same inode: only its size and times tell the change). */
+static void copy_over(const char *from, const char *to)
+{
+	char *text = harness_read_file(from);
+
+	cr_assert(text != NULL, "cannot read %s", from);
+	harness_write_file(to, text);
+	free(text);
+}
+
+/*
+ * A CA file replaced under the same name is read again at RELOAD (the CA
+ * stores outlive reloads only while their file is unchanged): servers
+ * opened after it are verified against the new CA.
+ */
+Test(security, server_side_ca_file_rewritten_is_read_again_at_reload)
+{
+	char dir[64], other[128], ca[128], ini[1024];
+	struct harness_sluice *h;
+	PGconn *c;
+
+	harness_pg();
+	harness_make_certs(dir, sizeof(dir));
+	snprintf(other, sizeof(other), "%s/other-ca.crt", dir);
+	snprintf(ca, sizeof(ca), "%s/rotated-ca.crt", dir);
+	copy_over(other, ca);
+	snprintf(ini, sizeof(ini),
+	         "server_tls_ca_file = %s\n[databases]\napp = host=localhost port=@PGPORT@ "
+	         "dbname=app user=tlsonly password=tls-secret sslmode=verify-ca\n",
+	         ca);
+	h = harness_start_sluice(ini);
+	c = harness_connect(h, "app", "app-secret", "app");
+	if (PQstatus(c) == CONNECTION_OK)
+		PQclear(PQexec(c, "select 1"));
+	cr_assert(strstr(PQerrorMessage(c), "certificate verify failed") != NULL, "%s",
+	          PQerrorMessage(c));
+	PQfinish(c);
+
+	copy_over(pg_ca(), ca);
+	reload_and_wait(h);
+	/* Until the host's breaker lets a connection through again after the failure. */
+	c = NULL;
+	cr_assert(harness_wait_for(
+	              (PQfinish(c), c = harness_connect(h, "app", "app-secret", "app"),
+	               PQstatus(c) == CONNECTION_OK && harness_query_int(c, "select 1") == 1),
+	              WAIT_S),
+	          "%s", PQerrorMessage(c));
+	PQfinish(c);
+}
+
+static long long heap_in_use(PGconn *console)
+{
+	PGresult *res = harness_exec_ok(console, "SHOW MEM");
+	long long used = -1;
+
+	for (int i = 0; i < PQntuples(res); i++)
+		if (strcmp(PQgetvalue(res, i, 0), "heap") == 0)
+			used = atoll(PQgetvalue(res, i, 2));
+	PQclear(res);
+	cr_assert(used > 0, "SHOW MEM has no heap row");
+	return used;
+}
+
+#define SYSTEM_CAS  "/etc/ssl/certs/ca-certificates.crt" /* Debian's ca-certificates */
+#define GENERATIONS 5
+
+/*
+ * A server keeps the TLS context it was made with, and so its CA store
+ * (~1 MB parsed for the system's CAs), until it closes.  Reloads that
+ * change no CA file share one store: servers from several reloads cost
+ * their connections, not one store each.  A store's cost is measured here
+ * by a reload that adds a database with a copy of the file.
+ */
+Test(security, servers_of_several_reloads_share_one_ca_store)
+{
+	char dir[64], big[128], big2[128], ini[1024];
+	struct harness_sluice *h;
+	PGconn *a, *held[GENERATIONS];
+	long long first, last, store;
+
+	harness_pg();
+	pg_ca();
+	harness_make_certs(dir, sizeof(dir));
+	snprintf(big, sizeof(big), "%s/big-ca.crt", dir);
+	snprintf(big2, sizeof(big2), "%s/big-ca-2.crt", dir);
+	copy_over(SYSTEM_CAS, big);
+	copy_over(SYSTEM_CAS, big2);
+	snprintf(ini, sizeof(ini),
+	         "admin_users = app\ndefault_pool_size = %d\n[databases]\napp = host=localhost "
+	         "port=@PGPORT@ dbname=app sslmode=require sslrootcert=%s\n",
+	         GENERATIONS + 1, big);
+	h = harness_start_sluice(ini);
+	a = harness_connect_ok(h, "app", "app-secret", "sluice");
+	/* Each client holds a server made after one more reload. */
+	for (int i = 0; i < GENERATIONS; i++) {
+		held[i] = harness_connect_ok(h, "app", "app-secret", "app");
+		PQclear(harness_exec_ok(held[i], "begin"));
+		cr_assert_eq(harness_query_int(held[i], "select count(*) from pg_stat_ssl "
+		                                        "where pid = pg_backend_pid() and ssl"),
+		             1);
+		if (i == 0)
+			first = heap_in_use(a);
+		reload_and_wait(h);
+	}
+	last = heap_in_use(a);
+
+	snprintf(ini + strlen(ini), sizeof(ini) - strlen(ini),
+	         "other = host=localhost port=@PGPORT@ dbname=app sslmode=require "
+	         "sslrootcert=%s\n",
+	         big2);
+	harness_write_ini(h, ini);
+	reload_and_wait(h);
+	store = heap_in_use(a) - last;
+	cr_assert_gt(store, 0);
+	/* A store per reload grew it by 5.5 stores (5.0 MB), one shared by 0.5. */
+	cr_assert_lt(last - first, GENERATIONS * store / 2,
+	             "%d servers of different reloads grew the heap by %lld bytes; one CA store "
+	             "takes %lld",
+	             GENERATIONS, last - first, store);
+	for (int i = 0; i < GENERATIONS; i++)
+		PQfinish(held[i]);
+	PQfinish(a);
 }
 
 /* ---- SCRAM pass-through ---- */
@@ -779,18 +915,6 @@ Test(security, connect_rate_per_ip_refuses_a_login_flood_before_authentication)
 /* ---- unsafe defaults: trust for the console, login floods, password guessing ---- */
 
 #define TRUST_WARNING "auth_type = trust: anyone who can connect logs in without a password"
-
-/* Sends SIGHUP and waits until the reload is done; returns the log offset before it. */
-static long reload_and_wait(struct harness_sluice *h)
-{
-	long off = harness_log_size(h);
-
-	harness_signal(h, SIGHUP);
-	cr_assert(
-	    harness_wait_for(harness_log_contains_after(h, off, "configuration reloaded"), WAIT_S),
-	    "the reload did not finish");
-	return off;
-}
 
 Test(security, auth_type_trust_is_warned_at_start_and_at_every_reload)
 {
