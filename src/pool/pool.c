@@ -695,6 +695,7 @@ struct lend_request {
 /* A server on its way to another worker, and what it holds. */
 struct handoff {
 	struct server *s;
+	struct worker *to; /* the worker whose inbox has it */
 	char *dbname, *user, *tenant;
 	int64_t statement_timeout_us;
 	struct quota *quotas[4];    /* pool, db, user, tenant: a reference each and a unit */
@@ -943,12 +944,27 @@ static struct handoff *handoff_new(struct pool *p)
 	return h;
 }
 
+/*
+ * A handoff still in the inbox of a worker that stopped before reading it
+ * (another was still running and lent it a server): at exit the server is
+ * closed and the references freed, as take_over_fn would with no pool.
+ */
+static void drop_handoff(void *arg)
+{
+	struct handoff *h = arg;
+
+	if (h->s != NULL)
+		server_discard(h->s, h->to);
+	handoff_free(h->to->shared, h);
+}
+
 /* Posts `h` to worker `to`; false (h freed, its units not) when its inbox refuses. */
 static bool post_handoff(struct worker_shared *sh, struct handoff *h, int to)
 {
 	atomic_fetch_add(&sh->servers_in_transit, 1);
 	atomic_fetch_add(&sh->lends, 1);
-	if (inbox_post(&sh->workers[to]->inbox, take_over_fn, h) == 0)
+	h->to = sh->workers[to];
+	if (inbox_post_owned(&h->to->inbox, take_over_fn, drop_handoff, h) == 0)
 		return true;
 	atomic_fetch_sub(&sh->servers_in_transit, 1);
 	handoff_free(sh, h);
