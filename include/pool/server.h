@@ -97,7 +97,8 @@ struct server {
 	bool loaded;                /* a LOAD ran on it: PIN_LOAD until it closes */
 	int64_t pinned_since_us;    /* when pin last became non-zero, for pin_timeout */
 	uint64_t fwd_remaining;     /* bytes of a message still to stream to the client */
-	int cancels_inflight;       /* CancelRequests not yet acknowledged */
+	int cancels_inflight;       /* CancelRequests not yet acknowledged: 0 or 1 (cancel.c) */
+	bool cancel_again;          /* one more was asked for meanwhile */
 	struct list_node cancels;   /* those requests, detached if the server dies */
 	struct scram_client *scram; /* SCRAM state during login only */
 	struct event *timer;        /* connect, idle, lifetime, reset timeouts */

@@ -182,14 +182,23 @@ static void cancel_done(struct cancel_req *req)
 
 	bufferevent_free(req->bev);
 	list_del(&req->node);
-	if (s != NULL) {
-		s->cancels_inflight--;
-		/* The server finished its work while the cancel was in flight: now it may go back.
-		 */
-		if (s->cancels_inflight == 0 && s->state == SERVER_CANCELING)
-			pool_release(s->pool, s);
-	}
 	free(req);
+	if (s == NULL)
+		return;
+	s->cancels_inflight--;
+	/*
+	 * Asked for again while this one was on its way: the backend may have
+	 * taken the signal before the statement that request meant began, so
+	 * if the server still runs something, that gets a cancel of its own.
+	 */
+	if (s->cancel_again) {
+		s->cancel_again = false;
+		if (requests_count(&s->requests) > 0)
+			cancel_server(s);
+	}
+	/* The server finished its work while the cancel was in flight: now it may go back. */
+	if (s->cancels_inflight == 0 && s->state == SERVER_CANCELING)
+		pool_release(s->pool, s);
 }
 
 static void cancel_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -216,6 +225,15 @@ void cancel_server(struct server *s)
 
 	if (s->addrlen == 0 || s->backend_pid == 0)
 		return;
+	/*
+	 * One at a time per server: each is a connection to the postmaster (a
+	 * process forked there), and a client that sends CancelRequest after
+	 * CancelRequest must not make sluice open them without bound.
+	 */
+	if (s->cancels_inflight > 0) {
+		s->cancel_again = true;
+		return;
+	}
 	req = calloc(1, sizeof(*req));
 	if (req == NULL)
 		return;
@@ -251,4 +269,5 @@ void cancel_detach_server(struct server *s)
 		req->server = NULL;
 	}
 	s->cancels_inflight = 0;
+	s->cancel_again = false;
 }

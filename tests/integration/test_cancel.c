@@ -3,8 +3,12 @@
  * it to the server running the client's query, and that server must serve
  * again afterwards rather than being thrown away.
  */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include <criterion/criterion.h>
 
@@ -101,4 +105,74 @@ Test(cancel, idle_client_is_harmless)
 	cr_assert_eq(harness_query_int(c, "select 2"), 2);
 	PQfinish(c);
 	PQfinish(other);
+}
+
+/* The postmaster's pid: the parent of a backend (field 4 of /proc/PID/stat). */
+static pid_t postmaster_of(long long backend)
+{
+	char path[64], text[1024], *end;
+	FILE *f;
+	size_t n;
+	int ppid = 0;
+
+	snprintf(path, sizeof(path), "/proc/%lld/stat", backend);
+	f = fopen(path, "r");
+	cr_assert(f != NULL, "cannot read %s: %s", path, strerror(errno));
+	n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	end = strrchr(text, ')'); /* the command name may hold blanks */
+	cr_assert(end != NULL && sscanf(end + 1, " %*c %d", &ppid) == 1, "%s", text);
+	return (pid_t)ppid;
+}
+
+/* Column `col` of SHOW POOLS for the pool of database app. */
+static long long pools_value(PGconn *console, const char *col)
+{
+	PGresult *res = harness_exec_ok(console, "SHOW POOLS");
+	int db = PQfnumber(res, "database"), vc = PQfnumber(res, col);
+	long long v = -1;
+
+	cr_assert(db >= 0 && vc >= 0, "SHOW POOLS has no column %s", col);
+	for (int i = 0; i < PQntuples(res); i++)
+		if (strcmp(PQgetvalue(res, i, db), "app") == 0)
+			v = atoll(PQgetvalue(res, i, vc));
+	PQclear(res);
+	return v;
+}
+
+/*
+ * Each forwarded cancel is a connection to the postmaster and a process it
+ * forks, so a client that sends CancelRequest after CancelRequest gets one
+ * in flight per server at a time (a further one follows it only if the
+ * server still runs something then).  The postmaster is stopped, so the
+ * first stays in flight while the other 19 arrive.
+ */
+Test(cancel, a_flood_of_cancels_is_one_connection_to_postgres_at_a_time)
+{
+	struct harness_sluice *h =
+	    harness_start_sluice_users("default_pool_size = 1\nworkers = 1\nadmin_users = admin\n",
+	                               "\"admin\" \"admin-secret\"");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	long long backend = harness_query_int(c, "select pg_backend_pid()");
+	pid_t postmaster = postmaster_of(backend);
+	PGconn *console = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	cr_assert(PQsendQuery(c, "select pg_sleep(60)"), "%s", PQerrorMessage(c));
+	cr_assert(harness_wait_for(harness_count_active_queries("app", "pg_sleep(60)") == 1, 20),
+	          "the query never started running on the server");
+	if (kill(postmaster, SIGSTOP) != 0)
+		cr_skip_test("cannot stop the postmaster %d: %s", (int)postmaster, strerror(errno));
+	/* With one worker each CancelRequest is handled before sluice closes its connection. */
+	for (int i = 0; i < 20; i++)
+		cancel(c);
+	long long in_flight = pools_value(console, "sv_active_cancel");
+
+	kill(postmaster, SIGCONT);
+	cr_assert_eq(in_flight, 1, "%lld cancels in flight to Postgres", in_flight);
+	expect_cancelled(c);
+	cr_assert_eq(harness_query_int(c, "select pg_backend_pid()"), backend,
+	             "a new server was used after the cancels");
+	cr_assert(harness_wait_for(pools_value(console, "sv_active_cancel") == 0, 20));
+	PQfinish(console);
+	PQfinish(c);
 }
