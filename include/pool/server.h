@@ -98,13 +98,15 @@ struct server {
 	int64_t pinned_since_us;    /* when pin last became non-zero, for pin_timeout */
 	uint64_t fwd_remaining;     /* bytes of a message still to stream to the client */
 	int cancels_inflight;       /* CancelRequests not yet acknowledged: 0 or 1 (cancel.c) */
-	bool cancel_again;          /* one more was asked for meanwhile */
+	uint64_t cancel_again_for;  /* id of the client that asked again meanwhile; 0: none */
+	uint32_t cancel_again_at;   /* its request then (requests_started) */
 	struct list_node cancels;   /* those requests, detached if the server dies */
 	struct scram_client *scram; /* SCRAM state during login only */
 	struct event *timer;        /* connect, idle, lifetime, reset timeouts */
 	int64_t connect_us;         /* when the connection was started */
 	int64_t idle_since_us;      /* when it became idle */
 	int64_t request_start_us;   /* first request forwarded into an empty queue */
+	uint32_t requests_started;  /* such starts so far: which request is running */
 	int64_t xact_start_us;      /* first request after ReadyForQuery 'I' */
 	int64_t client_wait_us;     /* how long its client queued for it (the slow log's wait_ms):
 	                               here, not in each of thousands of clients */

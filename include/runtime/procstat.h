@@ -25,8 +25,9 @@ int procstat_read(struct procstat *ps);
 /*
  * The allocator's own count, every arena: bytes malloc has handed out and
  * not had back (`used`) and bytes it holds freed (`retained`).  A leak grows
- * `used`; RSS also keeps what the allocator holds after a peak.  Cheap
- * enough for a console SHOW (it takes each arena's lock once).
+ * `used`; RSS also keeps what the allocator holds after a peak.  For a
+ * console SHOW, not a hot path: it locks each arena while walking its free
+ * lists.
  */
 void procstat_heap(int64_t *used, int64_t *retained);
 

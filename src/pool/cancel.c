@@ -188,12 +188,17 @@ static void cancel_done(struct cancel_req *req)
 	s->cancels_inflight--;
 	/*
 	 * Asked for again while this one was on its way: the backend may have
-	 * taken the signal before the statement that request meant began, so
-	 * if the server still runs something, that gets a cancel of its own.
+	 * taken the signal before the request that asked again began, so if
+	 * that request still runs, it gets a cancel of its own.  Not another:
+	 * the client's next statement, or sluice's reset after it left.
 	 */
-	if (s->cancel_again) {
-		s->cancel_again = false;
-		if (requests_count(&s->requests) > 0)
+	if (s->cancel_again_for != 0) {
+		bool same = s->client != NULL && s->client->id == s->cancel_again_for &&
+		            s->requests_started == s->cancel_again_at &&
+		            requests_count(&s->requests) > 0;
+
+		s->cancel_again_for = 0;
+		if (same)
 			cancel_server(s);
 	}
 	/* The server finished its work while the cancel was in flight: now it may go back. */
@@ -231,7 +236,8 @@ void cancel_server(struct server *s)
 	 * CancelRequest must not make sluice open them without bound.
 	 */
 	if (s->cancels_inflight > 0) {
-		s->cancel_again = true;
+		s->cancel_again_for = s->client != NULL ? s->client->id : 0;
+		s->cancel_again_at = s->requests_started;
 		return;
 	}
 	req = calloc(1, sizeof(*req));
@@ -269,5 +275,5 @@ void cancel_detach_server(struct server *s)
 		req->server = NULL;
 	}
 	s->cancels_inflight = 0;
-	s->cancel_again = false;
+	s->cancel_again_for = 0;
 }

@@ -953,8 +953,10 @@ static void drop_handoff(void *arg)
 {
 	struct handoff *h = arg;
 
+	atomic_fetch_sub(&h->to->shared->servers_in_transit, 1);
 	if (h->s != NULL)
 		server_discard(h->s, h->to);
+	give_units(h);
 	handoff_free(h->to->shared, h);
 }
 

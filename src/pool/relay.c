@@ -50,6 +50,7 @@ static size_t move_bytes(struct evbuffer *in, struct evbuffer *out, size_t want)
 static void start_request_clock(struct server *s)
 {
 	s->request_start_us = worker_now_us(s->w);
+	s->requests_started++;
 	if (s->tx_status == 'I') {
 		s->xact_start_us = s->request_start_us;
 		if (s->client != NULL)
