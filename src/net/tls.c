@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config/config.h"
@@ -83,26 +84,72 @@ static int load_pair(SSL_CTX *ctx, const char *what, const char *cert, const cha
 
 /* ---- CA stores kept across builds ---- */
 
+/*
+ * What a store was read from, as stat saw it (zeroes: missing).  The
+ * defaults are a file read up front and a hashed directory OpenSSL reads
+ * lazily into the store, so the directory's entries count too.
+ */
+struct ca_source {
+	struct stat file, dir;
+	bool racy; /* changed within RACY_S of being read: a change in the same tick may hide */
+};
+
 struct tls_ca_store {
-	char *path;        /* NULL: the system's default locations */
-	struct stat st;    /* of the file when it was read (zeroes: it was missing) */
+	char *path; /* NULL: the system's default locations */
+	struct ca_source src;
 	X509_STORE *store; /* the cache's reference */
 	bool used;         /* by the build in progress */
 };
 
-/* The file OpenSSL's default locations read up front (the directory is read lazily). */
-static const char *default_ca_file(void)
-{
-	const char *env = getenv(X509_get_default_cert_file_env());
+/*
+ * File times tick coarsely: a file rewritten at the same size within the
+ * tick it was read in looks unchanged, so one changed that recently is read
+ * again at the next build (as git treats "racily clean" files).
+ */
+#define RACY_S 2
 
-	return env != NULL ? env : X509_get_default_cert_file();
+static void stat_or_zero(const char *path, struct stat *st)
+{
+	if (path == NULL || stat(path, st) < 0)
+		memset(st, 0, sizeof(*st));
 }
 
-static bool same_file(const struct stat *a, const struct stat *b)
+static const char *env_or(const char *name, const char *fallback)
+{
+	const char *env = getenv(name);
+
+	return env != NULL ? env : fallback;
+}
+
+static void ca_source_read(const char *path, struct ca_source *src)
+{
+	time_t now = time(NULL);
+
+	if (path != NULL) {
+		stat_or_zero(path, &src->file);
+		memset(&src->dir, 0, sizeof(src->dir));
+	} else {
+		stat_or_zero(env_or(X509_get_default_cert_file_env(), X509_get_default_cert_file()),
+		             &src->file);
+		stat_or_zero(env_or(X509_get_default_cert_dir_env(), X509_get_default_cert_dir()),
+		             &src->dir);
+	}
+	src->racy =
+	    now - src->file.st_mtim.tv_sec < RACY_S || now - src->file.st_ctim.tv_sec < RACY_S ||
+	    now - src->dir.st_mtim.tv_sec < RACY_S || now - src->dir.st_ctim.tv_sec < RACY_S;
+}
+
+static bool same_stat(const struct stat *a, const struct stat *b)
 {
 	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
 	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
 	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* Whether a store read from `was` may serve for `now`. */
+static bool same_source(const struct ca_source *was, const struct ca_source *now)
+{
+	return !was->racy && same_stat(&was->file, &now->file) && same_stat(&was->dir, &now->dir);
 }
 
 static X509_STORE *read_store(const char *path, const char *what, char *err, size_t len)
@@ -132,14 +179,13 @@ static X509_STORE *ca_store(struct tls_ca_cache *cas, const char *path, const ch
                             size_t len)
 {
 	struct tls_ca_store *s, *grown;
-	struct stat st;
+	struct ca_source src;
 
-	if (stat(path != NULL ? path : default_ca_file(), &st) < 0)
-		memset(&st, 0, sizeof(st));
+	ca_source_read(path, &src);
 	for (size_t i = 0; i < cas->n; i++) {
 		s = &cas->stores[i];
 		if ((s->path == NULL ? path == NULL : path != NULL && strcmp(s->path, path) == 0) &&
-		    same_file(&s->st, &st)) {
+		    same_source(&s->src, &src)) {
 			s->used = true;
 			return s->store;
 		}
@@ -151,7 +197,7 @@ static X509_STORE *ca_store(struct tls_ca_cache *cas, const char *path, const ch
 	}
 	cas->stores = grown;
 	s = &cas->stores[cas->n];
-	*s = (struct tls_ca_store){.st = st, .used = true};
+	*s = (struct tls_ca_store){.src = src, .used = true};
 	if (path != NULL && (s->path = strdup(path)) == NULL) {
 		snprintf(err, len, "out of memory");
 		return NULL;
