@@ -113,7 +113,10 @@ static void track_client_message(struct server *s, uint8_t type, uint8_t kind)
 		break;
 	case 'c':
 	case 'f':
-		s->copy_in = false;
+		if (s->copy_in)
+			s->copy_in = false;
+		else
+			requests_track_copy_end(&s->requests); /* ahead of its CopyInResponse */
 		break;
 	default:
 		break;
@@ -122,12 +125,18 @@ static void track_client_message(struct server *s, uint8_t type, uint8_t kind)
 		qstats_sent(s, s->client, type);
 }
 
-/* Messages a client may send that need no server: returns true if consumed. */
+/*
+ * Messages a client may send that need no server: returns true if consumed.
+ * COPY messages with no server are late data after a failed COPY, never sent
+ * to a server that may be someone else's.  A linked server gets them even
+ * before its CopyInResponse: a client may pipeline the data behind the COPY,
+ * and Postgres ignores COPY messages that arrive outside a COPY.
+ */
 static bool drop_without_server(struct client *c, uint8_t type, size_t total)
 {
 	struct evbuffer *in = c->conn.in;
 	struct server *s = c->server;
-	bool late_copy = (type == 'd' || type == 'c' || type == 'f') && (s == NULL || !s->copy_in);
+	bool late_copy = (type == 'd' || type == 'c' || type == 'f') && s == NULL;
 	bool idle_flush = type == 'H' && s == NULL;
 
 	if (!late_copy && !idle_flush && !c->discarding)
@@ -563,6 +572,9 @@ static bool track_server_reply(struct server *s, uint8_t type)
 			requests_pop(q);
 		break;
 	case 'C': /* CommandComplete */
+		/* A COPY's end, whose CopyDone may have gone ahead of the CopyInResponse. */
+		s->copy_in = false;
+		/* fall through */
 	case 'I': /* EmptyQueryResponse */
 	case 's': /* PortalSuspended */
 		if (head == 'E' || head == REQ_SQL_EXECUTE || head == REQ_CARRIER_EXECUTE ||
@@ -585,8 +597,7 @@ static bool track_server_reply(struct server *s, uint8_t type)
 		break;
 	case 'G': /* CopyInResponse */
 		s->copy_in = true;
-		if (head == 'E')
-			requests_drop_syncs_after_head(q);
+		requests_copy_started(q);
 		break;
 	case 'W': /* CopyBothResponse */
 		s->copy_in = true;
