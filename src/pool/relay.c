@@ -598,6 +598,13 @@ static bool track_server_reply(struct server *s, uint8_t type)
 	case 'G': /* CopyInResponse */
 		s->copy_in = true;
 		requests_copy_started(q);
+		/*
+		 * Its client left before the COPY began: the reset must end it with
+		 * a CopyFail (a cancel does not end a COPY waiting for data), or the
+		 * server waits for data until server_reset_timeout closes it.
+		 */
+		if (s->client == NULL && s->state == SERVER_RESETTING)
+			server_reset_step(s);
 		break;
 	case 'W': /* CopyBothResponse */
 		s->copy_in = true;

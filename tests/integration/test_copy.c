@@ -253,3 +253,37 @@ Test(copy, data_pipelined_behind_the_copy)
 	PQfinish(other);
 	PQfinish(c);
 }
+
+/*
+ * A client sends COPY FROM STDIN and leaves before the CopyInResponse comes
+ * back.  The reset began before the server was known to be in COPY mode, so
+ * it sent no CopyFail; the server then waited for COPY data that never came
+ * and the reset ran into server_reset_timeout, which closed it (a cancel
+ * does not end a COPY that waits for data).  Found by protofuzz.  One
+ * server: the next client must get the same backend, reset, not a new one.
+ */
+Test(copy, client_leaves_before_the_copy_starts)
+{
+	struct harness_sluice *h = harness_start_sluice("client_tls_sslmode = disable\n"
+	                                                "workers = 1\n"
+	                                                "default_pool_size = 1\n"
+	                                                "server_reset_timeout = 2s");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	long long pid = harness_query_int(c, "select pg_backend_pid()");
+
+	PQclear(
+	    harness_exec_ok(c, "drop table if exists copy_left; create table copy_left (a int)"));
+	for (int i = 0; i < 3; i++) {
+		PGconn *leaving = harness_connect_ok(h, "app", "app-secret", "app");
+		unsigned char buf[64];
+		size_t n = 0;
+
+		harness_put_query(buf, &n, "copy copy_left from stdin");
+		harness_send_all(PQsocket(leaving), buf, n);
+		PQfinish(leaving);
+		cr_assert_eq(harness_query_int(c, "select pg_backend_pid()"), pid,
+		             "round %d: the server was closed, not reset", i);
+	}
+	PQclear(harness_exec_ok(c, "drop table copy_left"));
+	PQfinish(c);
+}
