@@ -150,9 +150,12 @@ static inline void requests_track_copy_end(struct requests *q)
 }
 
 /*
- * After an ErrorResponse: removes and returns the oldest entry if it is one
- * the server skips until Sync, or 0.  Popping the last entry means the Sync
- * is not sent yet: the queue skips what arrives until it is.
+ * After an ErrorResponse to an extended message (requests_is_extended of the
+ * head): removes and returns the oldest entry, the erring one and then each
+ * one the server skips until the next Sync, or 0 at that Sync.  Postgres
+ * skips every message there, Query and FunctionCall included, and answers
+ * none of them.  Popping the last entry means the Sync is not sent yet: the
+ * queue skips what arrives until it is.
  */
 uint8_t requests_pop_skipped(struct requests *q);
 /*

@@ -2099,9 +2099,9 @@ void prepared_parse_done(struct server *s, bool failed, bool client_parse)
 		map_forget_statement(&s->w->prepared, s->client->stmts, id);
 }
 
-void prepared_sql_done(struct server *s, bool client_prepare)
+void prepared_sql_done(struct server *s, bool client_prepare, bool skipped)
 {
-	bool failed = s->stmts.sql_failed;
+	bool failed = s->stmts.sql_failed || skipped;
 
 	s->stmts.sql_failed = false;
 	prepared_parse_done(s, failed, client_prepare);

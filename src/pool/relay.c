@@ -531,7 +531,7 @@ static uint8_t retire_request(struct server *s, uint8_t t, bool failed)
 	else if (t == REQ_TRACKED_BIND)
 		prepared_bind_done(s);
 	else if (t == REQ_SQL_PREPARE || t == REQ_INJECTED_SQL)
-		prepared_sql_done(s, t == REQ_SQL_PREPARE);
+		prepared_sql_done(s, t == REQ_SQL_PREPARE, failed);
 	else if ((t == 'Q' || t == 'E' || t == REQ_LISTEN_QUERY || t == REQ_LISTEN_EXECUTE) &&
 	         ring_count(&s->qs.pending) > 0)
 		qstats_done(s, failed);
@@ -587,8 +587,10 @@ static bool track_server_reply(struct server *s, uint8_t type)
 		if (head == REQ_SQL_PREPARE)
 			s->stmts.sql_failed = true;
 		qstats_error(s);
-		while ((skipped = requests_pop_skipped(q)) != 0)
-			retire_request(s, skipped, true);
+		/* An error in an extended message: the server skips to the next Sync. */
+		if (requests_is_extended(head))
+			while ((skipped = requests_pop_skipped(q)) != 0)
+				retire_request(s, skipped, true);
 		prepared_undo_changes(s);
 		if (head == REQ_STALE_BIND) {
 			prepared_stale_error(s);

@@ -28,7 +28,7 @@ uint8_t requests_pop_skipped(struct requests *q)
 {
 	uint8_t kind = requests_head(q);
 
-	if (!requests_is_extended(kind))
+	if (kind == 0 || kind == 'S')
 		return 0;
 	requests_pop(q);
 	if (ring_count(&q->kinds) == 0)
