@@ -317,6 +317,12 @@ void server_reset_step(struct server *s)
 	if ((s->pin != 0 || s->custom_unknown) && !s->reset_query_sent) {
 		build_query(out, s->pin != 0 ? "DISCARD ALL" : "RESET ALL");
 		s->custom_unknown = false;
+		/*
+		 * Its RESET tag names nothing unknown: read as an unread SET
+		 * (check_settings_tag), it would mark the server again, and the
+		 * reset would run RESET ALL until server_reset_timeout.
+		 */
+		s->names_read = true;
 		requests_push(&s->requests, 'Q');
 		s->reset_query_sent = true;
 		s->pin = 0;

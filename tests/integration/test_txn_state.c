@@ -588,3 +588,28 @@ Test(txn_state, listen_receives_while_idle_and_unlisten_unpins)
 	PQfinish(churn);
 	PQfinish(adm);
 }
+
+/*
+ * A custom setting sluice cannot name (set_config in a DO block) marks the
+ * server: its reset runs RESET ALL and reads the settings back.  The RESET
+ * tag of that RESET ALL, a statement sluice had not read, marked it again, so
+ * the reset ran RESET ALL and the read-back over and over until
+ * server_reset_timeout closed the server.  Found by protofuzz (through a
+ * FunctionCall, which marks the server the same way).  One server: the next
+ * client must get the same backend, without the setting.
+ */
+Test(txn_state, setting_sluice_cannot_name_is_reset_once)
+{
+	struct harness_sluice *h = harness_start_sluice("workers = 1\n"
+	                                                "default_pool_size = 1\n"
+	                                                "server_reset_timeout = 2s");
+	PGconn *a = client(h), *b = client(h);
+	long long pid = backend(a);
+
+	PQclear(harness_exec_ok(a, "do $$ begin perform set_config('myapp.hidden', 'a', false); "
+	                           "end $$"));
+	expect_setting(b, "myapp.hidden", "");
+	cr_assert_eq(backend(b), pid, "the server was closed, not reset");
+	PQfinish(a);
+	PQfinish(b);
+}
