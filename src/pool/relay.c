@@ -475,6 +475,8 @@ static void relay_client_input(struct client *c)
 		}
 		if (f.type == 'Q' || f.type == 'P')
 			inspect_sql(c, &mv);
+		else if (f.type == 'F' && pool_mode(c->pool) != POOL_SESSION)
+			server_inspect_function_call(c->server);
 		/*
 		 * prepared.c passes these unasked: in place it was asked already, and
 		 * an Execute joins the run only when no portal of an sql_action is

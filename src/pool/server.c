@@ -1374,6 +1374,13 @@ void server_inspect_sql(struct server *s, enum sql_verb verb, const char *text, 
 	}
 }
 
+void server_inspect_function_call(struct server *s)
+{
+	/* Read back (settings, pins) and, for a custom setting it cannot name, RESET ALL. */
+	s->params_dirty = true;
+	s->custom_unknown = true;
+}
+
 bool server_capture_params(struct server *s)
 {
 
