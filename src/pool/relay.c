@@ -593,6 +593,13 @@ static bool track_server_reply(struct server *s, uint8_t type)
 		if (requests_is_extended(head))
 			while ((skipped = requests_pop_skipped(q)) != 0)
 				retire_request(s, skipped, true);
+		/*
+		 * Its client left before this error came back, and the reset saw no
+		 * need for a Sync (a Query last, which the server now skips too):
+		 * without one the server waits until server_reset_timeout.
+		 */
+		if (q->skip_to_sync && s->client == NULL && s->state == SERVER_RESETTING)
+			server_reset_step(s);
 		prepared_undo_changes(s);
 		if (head == REQ_STALE_BIND) {
 			prepared_stale_error(s);

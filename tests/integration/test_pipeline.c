@@ -242,3 +242,36 @@ Test(pipeline, a_query_behind_a_failed_extended_message_is_skipped)
 	PQfinish(other);
 	PQfinish(c);
 }
+
+/*
+ * A client sends a Parse that fails and a Query behind it, then leaves
+ * before the error comes back.  The reset saw a Query last, which ends in a
+ * ReadyForQuery of its own, so it sent no Sync; the server, skipping to a
+ * Sync after the error, then skipped the Query as well and waited, until
+ * server_reset_timeout closed it.  Found by protofuzz.  One server: the next
+ * client must get the same backend.
+ */
+Test(pipeline, client_leaves_before_an_extended_error_comes_back)
+{
+	struct harness_sluice *h = harness_start_sluice("client_tls_sslmode = disable\n"
+	                                                "workers = 1\n"
+	                                                "default_pool_size = 1\n"
+	                                                "server_reset_timeout = 2s");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	static const char parse_bad[] = "\0selec 1\0\0"; /* a syntax error */
+	long long pid = harness_query_int(c, "select pg_backend_pid()");
+
+	for (int i = 0; i < 3; i++) {
+		PGconn *leaving = harness_connect_ok(h, "app", "app-secret", "app");
+		unsigned char buf[128];
+		size_t n = 0;
+
+		harness_put_msg(buf, &n, 'P', parse_bad, sizeof(parse_bad));
+		harness_put_query(buf, &n, "select 1");
+		harness_send_all(PQsocket(leaving), buf, n);
+		PQfinish(leaving);
+		cr_assert_eq(harness_query_int(c, "select pg_backend_pid()"), pid,
+		             "round %d: the server was closed, not reset", i);
+	}
+	PQfinish(c);
+}
