@@ -413,6 +413,17 @@ static void relay_client_input(struct client *c)
 			client_close(c, "client sent Terminate");
 			return;
 		}
+		/*
+		 * Postgres answers a Flush with a body with an ERROR and skips to the
+		 * next Sync; a Flush has no reply, so nothing is queued for that
+		 * error and every reply after it would be counted one off.
+		 */
+		if (f.type == 'H' && f.len != 4) {
+			run_flush(&r);
+			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+			            "invalid Flush message: %u bytes of body", f.len - 4);
+			return;
+		}
 		if (drop_without_server(c, f.type, frame_total(&f))) {
 			run_forget(&r);
 			continue;
