@@ -1515,8 +1515,10 @@ static enum prep_result handle_sql_prepare(struct client *c, struct server *s,
 	uint8_t *body;
 	int rc;
 
+	/* Not PREPARE TRANSACTION 'id' (two-phase commit), which the server runs as it is. */
 	if (text == NULL ||
 	    (after = sqlscan_name(text, f->len - 4, NULL, name, sizeof(name))) == 0 ||
+	    !sqlscan_prepare_has_as(text, f->len - 4, after) ||
 	    (len = prepare_body(text + after)) == 0)
 		return PREP_PASS;
 	/*
@@ -1675,6 +1677,7 @@ static struct sql_action *parse_action(struct client *c, struct server *s, const
 		return NULL;
 	if (verb == SQL_VERB_PREPARE) {
 		if ((after = sqlscan_name(text, len, NULL, name, sizeof(name))) == 0 ||
+		    !sqlscan_prepare_has_as(text, len, after) ||
 		    (body_len = prepare_body(text + after)) == 0 ||
 		    (body = malloc(body_len)) == NULL)
 			return NULL;

@@ -671,3 +671,35 @@ Test(txn_state, setting_sluice_cannot_name_is_reset_once)
 	PQfinish(a);
 	PQfinish(b);
 }
+
+/*
+ * PREPARE TRANSACTION 'id' is two-phase commit, not a PREPARE of a statement
+ * named "transaction": sluice sent it to the server as PREPARE
+ * sluice_<id>_<gen> 'id', a syntax error (42601) in place of Postgres' own
+ * answer, and gave the client a statement name it never made.  Found by
+ * protofuzz.  (The test cluster runs with max_prepared_transactions = 0,
+ * where Postgres refuses it with 55000; with it on, it must succeed.)
+ */
+Test(txn_state, prepare_transaction_is_two_phase_commit)
+{
+	struct harness_sluice *h = harness_start_sluice(NULL);
+	PGconn *c = client(h);
+	bool enabled = harness_query_int(c, "select current_setting('max_prepared_transactions')"
+	                                    "::int") > 0;
+	PGresult *res;
+
+	PQclear(harness_exec_ok(c, "begin"));
+	res = PQexec(c, "prepare transaction 'sluice_txn_state'");
+	if (enabled) {
+		cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s",
+		             PQresultErrorMessage(res));
+		PQclear(harness_exec_ok(c, "rollback prepared 'sluice_txn_state'"));
+	} else {
+		cr_assert_str_eq(harness_sqlstate(res), "55000", "%s", PQresultErrorMessage(res));
+	}
+	PQclear(res);
+	/* A statement that is named "transaction" still is one. */
+	PQclear(harness_exec_ok(c, "prepare transaction as select 7"));
+	cr_assert_eq(harness_query_int(c, "execute transaction"), 7);
+	PQfinish(c);
+}
