@@ -1213,7 +1213,15 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 			client_fail(c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED, "statement name too long");
 			return PREP_CLOSED;
 		}
-		return need_whole(c, f);
+		if (need_whole(c, f) == PREP_WAIT)
+			return PREP_WAIT;
+		/*
+		 * All of it is here and its name does not end in it.  (PREP_DONE
+		 * would tell the relay the message was consumed: it was not, and
+		 * the relay read it again, forever, with the worker's loop stuck.)
+		 */
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "malformed Parse message");
+		return PREP_CLOSED;
 	}
 	name_len = (size_t)(nul - head) - FRAME_HEADER_LEN;
 	if (name_len == 0)

@@ -242,3 +242,31 @@ Test(hostile, flush_with_a_body_is_refused)
 	             "the server was closed, not reset");
 	PQfinish(c);
 }
+
+/*
+ * A Parse whose statement name does not end within the message.  prepared.c
+ * reported it handled without consuming it, so the relay read it again and
+ * again: the worker's loop spun at 100 % CPU, every client on that worker
+ * hung and sluice no longer exited on SIGINT.  Found by protofuzz (random
+ * bytes in a Parse).  Refused now as another malformed Parse is: 08P01, and
+ * the worker serves the next client.
+ */
+Test(hostile, parse_with_an_unterminated_name_is_refused)
+{
+	struct harness_sluice *h = harness_start_sluice(PLAIN "workers = 1");
+	PGconn *bad = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *c;
+	unsigned char buf[128];
+	size_t n = 0;
+	char state[6];
+
+	harness_put_msg(buf, &n, 'P', "s1_without_its_nul", 18);
+	harness_put_msg(buf, &n, 'S', "", 0);
+	harness_send_all(PQsocket(bad), buf, n);
+	harness_expect_error_and_close(dup(PQsocket(bad)), state);
+	cr_assert_str_eq(state, "08P01");
+	PQfinish(bad);
+	c = harness_connect_ok(h, "app", "app-secret", "app");
+	cr_assert_eq(harness_query_int(c, "select 5"), 5);
+	PQfinish(c);
+}
