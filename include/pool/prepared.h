@@ -212,8 +212,11 @@ bool prepared_reads_execute(const struct client *c);
 
 /* The server answered or skipped a REQ_TRACKED_PARSE or REQ_INJECTED_PARSE. */
 void prepared_parse_done(struct server *s, bool failed, bool client_parse);
-/* The ReadyForQuery of a REQ_SQL_PREPARE or REQ_INJECTED_SQL. */
-void prepared_sql_done(struct server *s, bool client_prepare);
+/*
+ * The ReadyForQuery of a REQ_SQL_PREPARE or REQ_INJECTED_SQL, or `skipped`:
+ * the server ignored it, behind an extended message that failed.
+ */
+void prepared_sql_done(struct server *s, bool client_prepare, bool skipped);
 /* A REQ_SQL_EXECUTE, REQ_FAKE_SQL_PREPARE or REQ_FAKE_EXECUTE left the queue. */
 void prepared_change_done(struct server *s, bool failed);
 /* After an error: undo the changes of the Executes it failed or made the server skip. */

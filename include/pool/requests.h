@@ -58,6 +58,14 @@
  */
 #define REQ_LISTEN_EXECUTE 'l'
 #define REQ_LISTEN_QUERY   'u'
+/*
+ * A CopyDone or CopyFail the client sent behind requests not answered yet,
+ * before a CopyInResponse said the server is in COPY mode: COPY data may be
+ * pipelined behind the COPY.  If a COPY starts before it, it ends that COPY
+ * (requests_copy_started); otherwise the server ignores it, and so does the
+ * queue: it is dropped when it reaches the head (requests_pop).  No reply.
+ */
+#define REQ_COPY_END '$'
 
 struct requests {
 	struct ring kinds; /* uint8_t per request: message type or REQ_* marker, oldest first */
@@ -124,17 +132,38 @@ static inline uint8_t requests_pop(struct requests *q)
 		return 0;
 	kind = *k;
 	ring_drop_head(&q->kinds);
+	/* A copy end that no COPY took (none started before it): the server ignored it. */
+	while ((k = ring_peek(&q->kinds)) != NULL && *k == REQ_COPY_END)
+		ring_drop_head(&q->kinds);
 	return kind;
 }
 
 /*
- * After an ErrorResponse: removes and returns the oldest entry if it is one
- * the server skips until Sync, or 0.  Popping the last entry means the Sync
- * is not sent yet: the queue skips what arrives until it is.
+ * A CopyDone or CopyFail sent while the server is not known to be in COPY
+ * mode: queued as REQ_COPY_END behind requests that may start a COPY; with
+ * none (or while the server skips to a Sync) the server ignores it.
+ */
+static inline void requests_track_copy_end(struct requests *q)
+{
+	if (ring_count(&q->kinds) > 0 && !q->skip_to_sync)
+		requests_push(q, REQ_COPY_END);
+}
+
+/*
+ * After an ErrorResponse to an extended message (requests_is_extended of the
+ * head): removes and returns the oldest entry, the erring one and then each
+ * one the server skips until the next Sync, or 0 at that Sync.  Postgres
+ * skips every message there, Query and FunctionCall included, and answers
+ * none of them.  Popping the last entry means the Sync is not sent yet: the
+ * queue skips what arrives until it is.
  */
 uint8_t requests_pop_skipped(struct requests *q);
-/* CopyInResponse to the head Execute: Syncs queued behind it are ignored by the server. */
-void requests_drop_syncs_after_head(struct requests *q);
+/*
+ * CopyInResponse to the head request: the Syncs queued behind it, up to the
+ * first copy end sent ahead of the CopyInResponse, reached the server in COPY
+ * mode, which ignores them; that copy end is the COPY's and goes too.
+ */
+void requests_copy_started(struct requests *q);
 /* Whether a Sync must be sent for a ReadyForQuery to come (releasing a server mid-batch). */
 bool requests_need_sync(const struct requests *q);
 

@@ -201,6 +201,11 @@ bool server_capture_params(struct server *s);
  * already read.  The relay calls it for every Query and Parse.
  */
 void server_inspect_sql(struct server *s, enum sql_verb verb, const char *text, size_t n);
+/*
+ * A FunctionCall: a function sluice cannot see (libpq's PQfn, the large-object
+ * functions) may take an advisory lock or set any setting, a custom one too.
+ */
+void server_inspect_function_call(struct server *s);
 
 /* Apply the read-back rows to the server's and the linked client's lists. */
 void server_apply_captured(struct server *s);

@@ -63,6 +63,13 @@ bool sqlscan_contains(const char *text, size_t n, const char *word);
 size_t sqlscan_name(const char *text, size_t n, const char *skip, char *name, size_t cap);
 
 /*
+ * In "PREPARE name [(types)] AS statement", with `from` just past the name
+ * (sqlscan_name): whether the type list, if any, and AS come next.  Not so in
+ * "PREPARE TRANSACTION 'id'", two-phase commit, which prepares no statement.
+ */
+bool sqlscan_prepare_has_as(const char *text, size_t n, size_t from);
+
+/*
  * The prepared statement an SQL EXECUTE runs, in "EXECUTE name",
  * "EXPLAIN [options] EXECUTE name", "CREATE ... TABLE ... AS EXECUTE name"
  * and EXPLAIN of that: written to `name` as sqlscan_name does, `*start` set

@@ -1130,7 +1130,12 @@ void pool_lend_deferred(struct worker *w)
 			continue;
 		}
 		lend_or_close(s, to);
-		/* That may have been its last server: its own waiters ask in turn. */
+		/*
+		 * That may have been its last server: its own waiters ask in turn.
+		 * An ask of theirs that ended before ("no worker has a server":
+		 * this one was pinned then) must not keep them from asking now.
+		 */
+		p->shed_asked = false;
 		pool_maintain(p);
 	}
 }

@@ -1213,7 +1213,15 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 			client_fail(c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED, "statement name too long");
 			return PREP_CLOSED;
 		}
-		return need_whole(c, f);
+		if (need_whole(c, f) == PREP_WAIT)
+			return PREP_WAIT;
+		/*
+		 * All of it is here and its name does not end in it.  (PREP_DONE
+		 * would tell the relay the message was consumed: it was not, and
+		 * the relay read it again, forever, with the worker's loop stuck.)
+		 */
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "malformed Parse message");
+		return PREP_CLOSED;
 	}
 	name_len = (size_t)(nul - head) - FRAME_HEADER_LEN;
 	if (name_len == 0)
@@ -1515,8 +1523,10 @@ static enum prep_result handle_sql_prepare(struct client *c, struct server *s,
 	uint8_t *body;
 	int rc;
 
+	/* Not PREPARE TRANSACTION 'id' (two-phase commit), which the server runs as it is. */
 	if (text == NULL ||
 	    (after = sqlscan_name(text, f->len - 4, NULL, name, sizeof(name))) == 0 ||
+	    !sqlscan_prepare_has_as(text, f->len - 4, after) ||
 	    (len = prepare_body(text + after)) == 0)
 		return PREP_PASS;
 	/*
@@ -1675,6 +1685,7 @@ static struct sql_action *parse_action(struct client *c, struct server *s, const
 		return NULL;
 	if (verb == SQL_VERB_PREPARE) {
 		if ((after = sqlscan_name(text, len, NULL, name, sizeof(name))) == 0 ||
+		    !sqlscan_prepare_has_as(text, len, after) ||
 		    (body_len = prepare_body(text + after)) == 0 ||
 		    (body = malloc(body_len)) == NULL)
 			return NULL;
@@ -2099,9 +2110,9 @@ void prepared_parse_done(struct server *s, bool failed, bool client_parse)
 		map_forget_statement(&s->w->prepared, s->client->stmts, id);
 }
 
-void prepared_sql_done(struct server *s, bool client_prepare)
+void prepared_sql_done(struct server *s, bool client_prepare, bool skipped)
 {
-	bool failed = s->stmts.sql_failed;
+	bool failed = s->stmts.sql_failed || skipped;
 
 	s->stmts.sql_failed = false;
 	prepared_parse_done(s, failed, client_prepare);

@@ -113,7 +113,10 @@ static void track_client_message(struct server *s, uint8_t type, uint8_t kind)
 		break;
 	case 'c':
 	case 'f':
-		s->copy_in = false;
+		if (s->copy_in)
+			s->copy_in = false;
+		else
+			requests_track_copy_end(&s->requests); /* ahead of its CopyInResponse */
 		break;
 	default:
 		break;
@@ -122,12 +125,18 @@ static void track_client_message(struct server *s, uint8_t type, uint8_t kind)
 		qstats_sent(s, s->client, type);
 }
 
-/* Messages a client may send that need no server: returns true if consumed. */
+/*
+ * Messages a client may send that need no server: returns true if consumed.
+ * COPY messages with no server are late data after a failed COPY, never sent
+ * to a server that may be someone else's.  A linked server gets them even
+ * before its CopyInResponse: a client may pipeline the data behind the COPY,
+ * and Postgres ignores COPY messages that arrive outside a COPY.
+ */
 static bool drop_without_server(struct client *c, uint8_t type, size_t total)
 {
 	struct evbuffer *in = c->conn.in;
 	struct server *s = c->server;
-	bool late_copy = (type == 'd' || type == 'c' || type == 'f') && (s == NULL || !s->copy_in);
+	bool late_copy = (type == 'd' || type == 'c' || type == 'f') && s == NULL;
 	bool idle_flush = type == 'H' && s == NULL;
 
 	if (!late_copy && !idle_flush && !c->discarding)
@@ -404,6 +413,17 @@ static void relay_client_input(struct client *c)
 			client_close(c, "client sent Terminate");
 			return;
 		}
+		/*
+		 * Postgres answers a Flush with a body with an ERROR and skips to the
+		 * next Sync; a Flush has no reply, so nothing is queued for that
+		 * error and every reply after it would be counted one off.
+		 */
+		if (f.type == 'H' && f.len != 4) {
+			run_flush(&r);
+			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+			            "invalid Flush message: %u bytes of body", f.len - 4);
+			return;
+		}
 		if (drop_without_server(c, f.type, frame_total(&f))) {
 			run_forget(&r);
 			continue;
@@ -466,6 +486,8 @@ static void relay_client_input(struct client *c)
 		}
 		if (f.type == 'Q' || f.type == 'P')
 			inspect_sql(c, &mv);
+		else if (f.type == 'F' && pool_mode(c->pool) != POOL_SESSION)
+			server_inspect_function_call(c->server);
 		/*
 		 * prepared.c passes these unasked: in place it was asked already, and
 		 * an Execute joins the run only when no portal of an sql_action is
@@ -522,7 +544,7 @@ static uint8_t retire_request(struct server *s, uint8_t t, bool failed)
 	else if (t == REQ_TRACKED_BIND)
 		prepared_bind_done(s);
 	else if (t == REQ_SQL_PREPARE || t == REQ_INJECTED_SQL)
-		prepared_sql_done(s, t == REQ_SQL_PREPARE);
+		prepared_sql_done(s, t == REQ_SQL_PREPARE, failed);
 	else if ((t == 'Q' || t == 'E' || t == REQ_LISTEN_QUERY || t == REQ_LISTEN_EXECUTE) &&
 	         ring_count(&s->qs.pending) > 0)
 		qstats_done(s, failed);
@@ -563,6 +585,9 @@ static bool track_server_reply(struct server *s, uint8_t type)
 			requests_pop(q);
 		break;
 	case 'C': /* CommandComplete */
+		/* A COPY's end, whose CopyDone may have gone ahead of the CopyInResponse. */
+		s->copy_in = false;
+		/* fall through */
 	case 'I': /* EmptyQueryResponse */
 	case 's': /* PortalSuspended */
 		if (head == 'E' || head == REQ_SQL_EXECUTE || head == REQ_CARRIER_EXECUTE ||
@@ -575,8 +600,17 @@ static bool track_server_reply(struct server *s, uint8_t type)
 		if (head == REQ_SQL_PREPARE)
 			s->stmts.sql_failed = true;
 		qstats_error(s);
-		while ((skipped = requests_pop_skipped(q)) != 0)
-			retire_request(s, skipped, true);
+		/* An error in an extended message: the server skips to the next Sync. */
+		if (requests_is_extended(head))
+			while ((skipped = requests_pop_skipped(q)) != 0)
+				retire_request(s, skipped, true);
+		/*
+		 * Its client left before this error came back, and the reset saw no
+		 * need for a Sync (a Query last, which the server now skips too):
+		 * without one the server waits until server_reset_timeout.
+		 */
+		if (q->skip_to_sync && s->client == NULL && s->state == SERVER_RESETTING)
+			server_reset_step(s);
 		prepared_undo_changes(s);
 		if (head == REQ_STALE_BIND) {
 			prepared_stale_error(s);
@@ -585,8 +619,14 @@ static bool track_server_reply(struct server *s, uint8_t type)
 		break;
 	case 'G': /* CopyInResponse */
 		s->copy_in = true;
-		if (head == 'E')
-			requests_drop_syncs_after_head(q);
+		requests_copy_started(q);
+		/*
+		 * Its client left before the COPY began: the reset must end it with
+		 * a CopyFail (a cancel does not end a COPY waiting for data), or the
+		 * server waits for data until server_reset_timeout closes it.
+		 */
+		if (s->client == NULL && s->state == SERVER_RESETTING)
+			server_reset_step(s);
 		break;
 	case 'W': /* CopyBothResponse */
 		s->copy_in = true;

@@ -28,7 +28,7 @@ uint8_t requests_pop_skipped(struct requests *q)
 {
 	uint8_t kind = requests_head(q);
 
-	if (!requests_is_extended(kind))
+	if (kind == 0 || kind == 'S')
 		return 0;
 	requests_pop(q);
 	if (ring_count(&q->kinds) == 0)
@@ -36,15 +36,19 @@ uint8_t requests_pop_skipped(struct requests *q)
 	return kind;
 }
 
-void requests_drop_syncs_after_head(struct requests *q)
+void requests_copy_started(struct requests *q)
 {
 	uint32_t kept = 1, n = ring_count(&q->kinds);
+	bool in_copy = true;
 
 	for (uint32_t i = 1; i < n; i++) {
 		uint8_t kind = *(uint8_t *)ring_at(&q->kinds, i);
 
-		if (kind != 'S')
-			*(uint8_t *)ring_at(&q->kinds, kept++) = kind;
+		if (in_copy && (kind == 'S' || kind == REQ_COPY_END)) {
+			in_copy = kind == 'S';
+			continue;
+		}
+		*(uint8_t *)ring_at(&q->kinds, kept++) = kind;
 	}
 	ring_truncate(&q->kinds, kept);
 }

@@ -317,6 +317,12 @@ void server_reset_step(struct server *s)
 	if ((s->pin != 0 || s->custom_unknown) && !s->reset_query_sent) {
 		build_query(out, s->pin != 0 ? "DISCARD ALL" : "RESET ALL");
 		s->custom_unknown = false;
+		/*
+		 * Its RESET tag names nothing unknown: read as an unread SET
+		 * (check_settings_tag), it would mark the server again, and the
+		 * reset would run RESET ALL until server_reset_timeout.
+		 */
+		s->names_read = true;
 		requests_push(&s->requests, 'Q');
 		s->reset_query_sent = true;
 		s->pin = 0;
@@ -1366,6 +1372,13 @@ void server_inspect_sql(struct server *s, enum sql_verb verb, const char *text, 
 			s->custom_unknown = true;
 		s->names_read = true;
 	}
+}
+
+void server_inspect_function_call(struct server *s)
+{
+	/* Read back (settings, pins) and, for a custom setting it cannot name, RESET ALL. */
+	s->params_dirty = true;
+	s->custom_unknown = true;
 }
 
 bool server_capture_params(struct server *s)

@@ -289,6 +289,16 @@ static size_t skip_group(const char *text, size_t n, size_t i)
 	return 0;
 }
 
+bool sqlscan_prepare_has_as(const char *text, size_t n, size_t from)
+{
+	size_t i = sqlscan_skip_space(text, n, from);
+
+	if (i < n && text[i] == '(' && (i = skip_group(text, n, i)) == 0)
+		return false;
+	i = sqlscan_skip_space(text, n, i);
+	return match_word(text, n, i, "as") != 0;
+}
+
 /*
  * "CREATE ... AS " at text[i]: the offset after AS, or 0 when the first
  * top-level AS is not there or something sluice does not read (a string, a

@@ -1243,6 +1243,91 @@ void harness_expect_error_and_close(int fd, char sqlstate[6])
 	cr_assert_neq(sqlstate[0], '\0', "ErrorResponse without a SQLSTATE");
 }
 
+void harness_put_msg(unsigned char *buf, size_t *len, char type, const void *body, size_t n)
+{
+	buf[*len] = (unsigned char)type;
+	harness_put_u32(buf + *len + 1, (uint32_t)(4 + n));
+	memcpy(buf + *len + 5, body, n);
+	*len += 5 + n;
+}
+
+void harness_put_query(unsigned char *buf, size_t *len, const char *sql)
+{
+	harness_put_msg(buf, len, 'Q', sql, strlen(sql) + 1);
+}
+
+/* One reply as harness_transcript writes it. */
+static void transcript_item(const unsigned char *msg, char *item, size_t cap)
+{
+	const unsigned char *body = msg + 5;
+	uint32_t vlen;
+
+	switch (msg[0]) {
+	case 'C':
+		snprintf(item, cap, "C(%s) ", (const char *)body);
+		break;
+	case 'Z':
+		snprintf(item, cap, "Z(%c) ", body[0]);
+		break;
+	case 'E': {
+		const char *code = "";
+
+		for (const char *f = (const char *)body; *f != '\0'; f += strlen(f) + 1)
+			if (*f == 'C')
+				code = f + 1;
+		snprintf(item, cap, "E(%s) ", code);
+		break;
+	}
+	case 'D':
+		memcpy(&vlen, body + 2, 4);
+		snprintf(item, cap, "D(%.*s) ", (int)ntohl(vlen), body + 6);
+		break;
+	default:
+		snprintf(item, cap, "%c ", msg[0]);
+		break;
+	}
+}
+
+void harness_transcript(int fd, int ready, char *out, size_t cap)
+{
+	static unsigned char in[65536];
+	size_t got = 0, pos = 0;
+	double deadline = harness_now() + HARNESS_REPLY_TIMEOUT_S;
+
+	out[0] = '\0';
+	while (ready > 0) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		ssize_t n;
+
+		if (poll(&pfd, 1, 100) == 0) {
+			if (harness_now() < deadline)
+				continue;
+			strncat(out, "TIMEOUT", cap - strlen(out) - 1);
+			return;
+		}
+		n = recv(fd, in + got, sizeof(in) - got, 0);
+		if (n <= 0) {
+			strncat(out, "CLOSED", cap - strlen(out) - 1);
+			return;
+		}
+		got += (size_t)n;
+		while (ready > 0 && got - pos >= 5) {
+			uint32_t len;
+			char item[128];
+
+			memcpy(&len, in + pos + 1, 4);
+			len = ntohl(len);
+			if (got - pos < 1 + (size_t)len)
+				break;
+			transcript_item(in + pos, item, sizeof(item));
+			strncat(out, item, cap - strlen(out) - 1);
+			ready -= in[pos] == 'Z';
+			pos += 1 + len;
+		}
+		cr_assert(got < sizeof(in), "endless reply");
+	}
+}
+
 long harness_rss_kb(struct harness_sluice *h)
 {
 	char path[64], line[256];

@@ -167,6 +167,20 @@ size_t harness_read_to_close(int fd, unsigned char *buf, size_t cap);
  */
 void harness_expect_error_and_close(int fd, char sqlstate[6]);
 
+/* Appends one message of `type` with body `body` (n bytes) at buf + *len; *len grows. */
+void harness_put_msg(unsigned char *buf, size_t *len, char type, const void *body, size_t n);
+/* Appends a Query of `sql`. */
+void harness_put_query(unsigned char *buf, size_t *len, const char *sql);
+/*
+ * Reads replies up to the `ready`th ReadyForQuery and writes them down as
+ * text: each type letter and a space, with the tag of a CommandComplete, the
+ * SQLSTATE of an ErrorResponse, the first value of a DataRow and the status
+ * of a ReadyForQuery in parentheses, e.g. "G C(COPY 2) Z(I) ".  CLOSED or
+ * TIMEOUT (after 20 s) ends it early.  What follows the last ReadyForQuery in
+ * the same read is not looked at.
+ */
+void harness_transcript(int fd, int ready, char *out, size_t cap);
+
 /* Resident size of the sluice process (VmRSS), in kB. */
 long harness_rss_kb(struct harness_sluice *h);
 /*

@@ -158,3 +158,132 @@ Test(copy, failure_while_client_still_sends)
 	PQfinish(c);
 	PQfinish(other);
 }
+
+/* ---- COPY data pipelined behind the COPY, as the protocol allows ---- */
+
+/* Sends what `buf` holds on c's socket and checks the transcript of `ready` replies. */
+static void expect_transcript(PGconn *c, const unsigned char *buf, size_t len, int ready,
+                              const char *want, const char *what)
+{
+	char got[1024];
+
+	harness_send_all(PQsocket(c), buf, len);
+	harness_transcript(PQsocket(c), ready, got, sizeof(got));
+	cr_assert(strcmp(got, want) == 0, "%s: got \"%s\", want \"%s\"", what, got, want);
+}
+
+/*
+ * A client may send its COPY data right behind the COPY, without waiting
+ * for CopyInResponse: Postgres reads it in order, and ignores COPY messages
+ * that arrive outside a COPY (a COPY that failed).  Every transcript here is
+ * what Postgres itself answers.  Sluice dropped the data that arrived before
+ * the server's CopyInResponse, as if it were late data after a failed COPY,
+ * so Postgres waited in COPY mode and took the next Query as a protocol
+ * violation: FATAL, and the connection gone.  Found by protofuzz.  One
+ * server, so a server left waiting in COPY mode would show in the next
+ * client's query.
+ */
+Test(copy, data_pipelined_behind_the_copy)
+{
+	struct harness_sluice *h = harness_start_sluice("client_tls_sslmode = disable\n"
+	                                                "workers = 1\n"
+	                                                "default_pool_size = 1");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *other;
+	unsigned char buf[1024];
+	size_t n;
+
+	PQclear(harness_exec_ok(c, "drop table if exists copy_pipe; "
+	                           "create table copy_pipe (a int)"));
+	n = 0;
+	harness_put_query(buf, &n, "copy copy_pipe from stdin");
+	harness_put_msg(buf, &n, 'd', "1\n", 2);
+	harness_put_msg(buf, &n, 'd', "2\n", 2);
+	harness_put_msg(buf, &n, 'c', "", 0);
+	harness_put_query(buf, &n, "select count(*) from copy_pipe");
+	expect_transcript(c, buf, n, 2, "G C(COPY 2) Z(I) T D(2) C(SELECT 1) Z(I) ", "Query");
+
+	/* The same in extended messages: the Sync after CopyDone counts. */
+	n = 0;
+	harness_put_msg(buf, &n, 'P', "\0copy copy_pipe from stdin\0\0", 29);
+	harness_put_msg(buf, &n, 'B', "\0\0\0\0\0\0\0", 8);
+	harness_put_msg(buf, &n, 'E', "\0\0\0\0", 5);
+	harness_put_msg(buf, &n, 'd', "3\n", 2);
+	harness_put_msg(buf, &n, 'c', "", 0);
+	harness_put_msg(buf, &n, 'S', "", 0);
+	harness_put_query(buf, &n, "select count(*) from copy_pipe");
+	expect_transcript(c, buf, n, 2, "1 2 G C(COPY 1) Z(I) T D(3) C(SELECT 1) Z(I) ",
+	                  "Parse, Bind, Execute");
+
+	/* A Sync in the middle of a COPY is ignored; the one after it is not. */
+	n = 0;
+	harness_put_query(buf, &n, "copy copy_pipe from stdin");
+	harness_put_msg(buf, &n, 'd', "4\n", 2);
+	harness_put_msg(buf, &n, 'S', "", 0);
+	harness_put_msg(buf, &n, 'c', "", 0);
+	harness_put_msg(buf, &n, 'S', "", 0);
+	harness_put_query(buf, &n, "select count(*) from copy_pipe");
+	expect_transcript(c, buf, n, 3, "G C(COPY 1) Z(I) Z(I) T D(4) C(SELECT 1) Z(I) ",
+	                  "a Sync inside the COPY");
+
+	/* A COPY that fails: Postgres ignores the data behind it. */
+	n = 0;
+	harness_put_query(buf, &n, "copy no_such_table from stdin");
+	harness_put_msg(buf, &n, 'd', "5\n", 2);
+	harness_put_msg(buf, &n, 'c', "", 0);
+	harness_put_query(buf, &n, "select 5");
+	expect_transcript(c, buf, n, 2, "E(42P01) Z(I) T D(5) C(SELECT 1) Z(I) ", "a failed COPY");
+
+	/* Inside a transaction. */
+	n = 0;
+	harness_put_query(buf, &n, "begin");
+	harness_put_query(buf, &n, "copy copy_pipe from stdin");
+	harness_put_msg(buf, &n, 'd', "6\n", 2);
+	harness_put_msg(buf, &n, 'c', "", 0);
+	harness_put_query(buf, &n, "commit");
+	expect_transcript(c, buf, n, 3, "C(BEGIN) Z(T) G C(COPY 1) Z(T) C(COMMIT) Z(I) ",
+	                  "in a transaction");
+
+	/* The one server is free and clean for the next client. */
+	other = harness_connect_ok(h, "app", "app-secret", "app");
+	cr_assert_eq(harness_query_int(other, "select count(*) from copy_pipe"), 5);
+	cr_assert_eq(harness_query_int(other, "select (now() = statement_timestamp())::int"), 1,
+	             "the server was left in a transaction");
+	PQclear(harness_exec_ok(other, "drop table copy_pipe"));
+	PQfinish(other);
+	PQfinish(c);
+}
+
+/*
+ * A client sends COPY FROM STDIN and leaves before the CopyInResponse comes
+ * back.  The reset began before the server was known to be in COPY mode, so
+ * it sent no CopyFail; the server then waited for COPY data that never came
+ * and the reset ran into server_reset_timeout, which closed it (a cancel
+ * does not end a COPY that waits for data).  Found by protofuzz.  One
+ * server: the next client must get the same backend, reset, not a new one.
+ */
+Test(copy, client_leaves_before_the_copy_starts)
+{
+	struct harness_sluice *h = harness_start_sluice("client_tls_sslmode = disable\n"
+	                                                "workers = 1\n"
+	                                                "default_pool_size = 1\n"
+	                                                "server_reset_timeout = 2s");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	long long pid = harness_query_int(c, "select pg_backend_pid()");
+
+	PQclear(
+	    harness_exec_ok(c, "drop table if exists copy_left; create table copy_left (a int)"));
+	for (int i = 0; i < 3; i++) {
+		PGconn *leaving = harness_connect_ok(h, "app", "app-secret", "app");
+		unsigned char buf[64];
+		size_t n = 0;
+
+		harness_put_query(buf, &n, "copy copy_left from stdin");
+		harness_send_all(PQsocket(leaving), buf, n);
+		PQfinish(leaving);
+		cr_assert_eq(harness_query_int(c, "select pg_backend_pid()"), pid,
+		             "round %d: the server was closed, not reset", i);
+	}
+	PQclear(harness_exec_ok(c, "drop table copy_left"));
+	PQfinish(c);
+}

@@ -207,3 +207,66 @@ Test(hostile, stall_after_a_pipelined_query_is_still_watched)
 	PQfinish(stalled);
 	PQfinish(c);
 }
+
+/*
+ * A Flush with a body.  Postgres answers it with an ERROR and then skips to
+ * the next Sync, but a Flush has no reply and nothing is queued for it, so
+ * sluice took the error for the next request's and counted every reply after
+ * it one off: the server never looked done, its client kept it, and when the
+ * client left its reset waited for a reply that never came, until
+ * server_reset_timeout closed it.  Found by protofuzz.  Refused now like a
+ * malformed Bind: 08P01, and the one server serves the next client.
+ */
+Test(hostile, flush_with_a_body_is_refused)
+{
+	struct harness_sluice *h = harness_start_sluice(PLAIN "workers = 1\n"
+	                                                      "default_pool_size = 1\n"
+	                                                      "server_reset_timeout = 2s");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *bad = harness_connect_ok(h, "app", "app-secret", "app");
+	long long pid = harness_query_int(c, "select pg_backend_pid()");
+	unsigned char buf[128];
+	size_t n = 0;
+	char state[6];
+
+	/* In a transaction, so that bad holds the server when the Flush comes. */
+	PQclear(harness_exec_ok(bad, "begin"));
+	harness_put_msg(buf, &n, 'H', "abc", 3);
+	harness_put_query(buf, &n, "select 1");
+	harness_put_msg(buf, &n, 'S', "", 0);
+	harness_send_all(PQsocket(bad), buf, n);
+	harness_expect_error_and_close(dup(PQsocket(bad)), state);
+	cr_assert_str_eq(state, "08P01");
+	PQfinish(bad);
+	cr_assert_eq(harness_query_int(c, "select pg_backend_pid()"), pid,
+	             "the server was closed, not reset");
+	PQfinish(c);
+}
+
+/*
+ * A Parse whose statement name does not end within the message.  prepared.c
+ * reported it handled without consuming it, so the relay read it again and
+ * again: the worker's loop spun at 100 % CPU, every client on that worker
+ * hung and sluice no longer exited on SIGINT.  Found by protofuzz (random
+ * bytes in a Parse).  Refused now as another malformed Parse is: 08P01, and
+ * the worker serves the next client.
+ */
+Test(hostile, parse_with_an_unterminated_name_is_refused)
+{
+	struct harness_sluice *h = harness_start_sluice(PLAIN "workers = 1");
+	PGconn *bad = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *c;
+	unsigned char buf[128];
+	size_t n = 0;
+	char state[6];
+
+	harness_put_msg(buf, &n, 'P', "s1_without_its_nul", 18);
+	harness_put_msg(buf, &n, 'S', "", 0);
+	harness_send_all(PQsocket(bad), buf, n);
+	harness_expect_error_and_close(dup(PQsocket(bad)), state);
+	cr_assert_str_eq(state, "08P01");
+	PQfinish(bad);
+	c = harness_connect_ok(h, "app", "app-secret", "app");
+	cr_assert_eq(harness_query_int(c, "select 5"), 5);
+	PQfinish(c);
+}

@@ -178,3 +178,100 @@ Test(pipeline, other_clients_share_the_server)
 	PQfinish(a);
 	PQfinish(b);
 }
+
+/* Sends what `buf` holds on c's socket and checks the transcript of `ready` replies. */
+static void expect_transcript(PGconn *c, const unsigned char *buf, size_t len, int ready,
+                              const char *want, const char *what)
+{
+	char got[1024];
+
+	harness_send_all(PQsocket(c), buf, len);
+	harness_transcript(PQsocket(c), ready, got, sizeof(got));
+	cr_assert(strcmp(got, want) == 0, "%s: got \"%s\", want \"%s\"", what, got, want);
+}
+
+/*
+ * After an error in an extended-protocol message, Postgres ignores every
+ * message up to the next Sync: a Query or FunctionCall there too, which then
+ * gets no reply at all.  Sluice expected a ReadyForQuery for such a Query, so
+ * the server never looked done: the client kept it for good (no other
+ * client got it), and when the client left, its reset waited for that reply
+ * until server_reset_timeout closed the server.  A PREPARE skipped that way
+ * was taken as prepared: the client's name stayed (a new PREPARE of it got
+ * 42P05) and EXECUTE named sluice's statement in its error.  Found by
+ * protofuzz.  Every transcript is what Postgres itself answers.
+ */
+Test(pipeline, a_query_behind_a_failed_extended_message_is_skipped)
+{
+	struct harness_sluice *h = harness_start_sluice("client_tls_sslmode = disable\n"
+	                                                "workers = 1\n"
+	                                                "default_pool_size = 1\n"
+	                                                "query_wait_timeout = 5s");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	/* A Bind of a statement that does not exist: 26000, then skip to the Sync. */
+	static const char bind_nope[] = "\0nope\0\0\0\0\0\0";
+	static const char call[] = "\0\0\0\x01\0\0\0\0\0\0"; /* FunctionCall of oid 1 */
+	long long pid = harness_query_int(c, "select pg_backend_pid()");
+	unsigned char buf[512];
+	PGconn *other;
+	size_t n;
+
+	n = 0;
+	harness_put_msg(buf, &n, 'B', bind_nope, sizeof(bind_nope));
+	harness_put_query(buf, &n, "select 1");
+	harness_put_msg(buf, &n, 'F', call, sizeof(call));
+	harness_put_msg(buf, &n, 'S', "", 0);
+	harness_put_query(buf, &n, "select 2");
+	expect_transcript(c, buf, n, 2, "E(26000) Z(I) T D(2) C(SELECT 1) Z(I) ", "Query skipped");
+
+	n = 0;
+	harness_put_msg(buf, &n, 'B', bind_nope, sizeof(bind_nope));
+	harness_put_query(buf, &n, "prepare skipped as select 3");
+	harness_put_msg(buf, &n, 'S', "", 0);
+	expect_transcript(c, buf, n, 1, "E(26000) Z(I) ", "PREPARE skipped");
+	/* Once that is known: the name was not made. */
+	n = 0;
+	harness_put_query(buf, &n, "prepare skipped as select 4");
+	harness_put_query(buf, &n, "execute skipped");
+	expect_transcript(c, buf, n, 2, "C(PREPARE) Z(I) T D(4) C(SELECT 1) Z(I) ",
+	                  "PREPARE after the skipped one");
+
+	/* The one server is done with c's requests: another client gets it. */
+	other = harness_connect_ok(h, "app", "app-secret", "app");
+	cr_assert_eq(harness_query_int(other, "select pg_backend_pid()"), pid);
+	PQfinish(other);
+	PQfinish(c);
+}
+
+/*
+ * A client sends a Parse that fails and a Query behind it, then leaves
+ * before the error comes back.  The reset saw a Query last, which ends in a
+ * ReadyForQuery of its own, so it sent no Sync; the server, skipping to a
+ * Sync after the error, then skipped the Query as well and waited, until
+ * server_reset_timeout closed it.  Found by protofuzz.  One server: the next
+ * client must get the same backend.
+ */
+Test(pipeline, client_leaves_before_an_extended_error_comes_back)
+{
+	struct harness_sluice *h = harness_start_sluice("client_tls_sslmode = disable\n"
+	                                                "workers = 1\n"
+	                                                "default_pool_size = 1\n"
+	                                                "server_reset_timeout = 2s");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	static const char parse_bad[] = "\0selec 1\0\0"; /* a syntax error */
+	long long pid = harness_query_int(c, "select pg_backend_pid()");
+
+	for (int i = 0; i < 3; i++) {
+		PGconn *leaving = harness_connect_ok(h, "app", "app-secret", "app");
+		unsigned char buf[128];
+		size_t n = 0;
+
+		harness_put_msg(buf, &n, 'P', parse_bad, sizeof(parse_bad));
+		harness_put_query(buf, &n, "select 1");
+		harness_send_all(PQsocket(leaving), buf, n);
+		PQfinish(leaving);
+		cr_assert_eq(harness_query_int(c, "select pg_backend_pid()"), pid,
+		             "round %d: the server was closed, not reset", i);
+	}
+	PQfinish(c);
+}

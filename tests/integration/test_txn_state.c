@@ -588,3 +588,118 @@ Test(txn_state, listen_receives_while_idle_and_unlisten_unpins)
 	PQfinish(churn);
 	PQfinish(adm);
 }
+
+/* Calls function `oid` with text (or binary) arguments through a FunctionCall (PQfn). */
+static void call_function(PGconn *c, long long oid, const char *const *args, const int *lens,
+                          int nargs)
+{
+	PQArgBlock blocks[4];
+	char result[256];
+	int result_len = 0;
+	PGresult *res;
+
+	for (int i = 0; i < nargs; i++)
+		blocks[i] = (PQArgBlock){.len = lens[i], .isint = 0, .u.ptr = (int *)args[i]};
+	res = PQfn(c, (int)oid, (int *)result, &result_len, 0, blocks, nargs);
+	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "FunctionCall of %lld: %s", oid,
+	             PQerrorMessage(c));
+	PQclear(res);
+}
+
+/*
+ * A FunctionCall (libpq's PQfn, the large-object functions) runs a function
+ * sluice cannot name from any SQL text: set_config of a custom setting, a
+ * session advisory lock.  Neither was noticed, so the server went back to
+ * the pool with them, and the next client on it saw the setting, its backend
+ * holding the lock.  Found by protofuzz.  Now a FunctionCall marks the server
+ * as a statement that may change anything does: read back (pins) and its
+ * custom settings reset.
+ */
+Test(txn_state, function_call_state_stays_with_its_client)
+{
+	struct harness_sluice *h = harness_start_sluice_users(PIN_INI, PIN_USERS);
+	PGconn *adm = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PGconn *a = client(h), *b = client(h);
+	long long set_config =
+	    harness_query_int(a, "select 'set_config(text, text, boolean)'::regprocedure::oid");
+	long long lock =
+	    harness_query_int(a, "select 'pg_advisory_lock(bigint)'::regprocedure::oid");
+	const char *const set_args[] = {"myapp.fn", "from_a", "\0"}; /* is_local false */
+	const int set_lens[] = {8, 6, 1};
+	const char key[8] = {0, 0, 0, 0, 0, 0, 0x10, 0x93}; /* 4243, binary int8 */
+	const char *const lock_args[] = {key};
+	const int lock_lens[] = {8};
+	long long pid;
+
+	call_function(a, set_config, set_args, set_lens, 3);
+	expect_setting(b, "myapp.fn", "");
+	call_function(a, lock, lock_args, lock_lens, 1);
+	pid = backend(a);
+	cr_assert(harness_wait_for(pin_reason_is(adm, pid, "advisory lock"), 10));
+	cr_assert_neq(backend(b), pid, "b runs on the backend that holds a's lock");
+	cr_assert_eq(harness_query_int(b, "select count(*) from pg_locks where locktype = "
+	                                  "'advisory' and pid = pg_backend_pid()"),
+	             0);
+	PQclear(harness_exec_ok(a, "select pg_advisory_unlock(4243)"));
+	cr_assert(harness_wait_for(pin_reason_is(adm, pid, ""), 10));
+	PQfinish(a);
+	PQfinish(b);
+	PQfinish(adm);
+}
+
+/*
+ * A custom setting sluice cannot name (set_config in a DO block) marks the
+ * server: its reset runs RESET ALL and reads the settings back.  The RESET
+ * tag of that RESET ALL, a statement sluice had not read, marked it again, so
+ * the reset ran RESET ALL and the read-back over and over until
+ * server_reset_timeout closed the server.  Found by protofuzz (through a
+ * FunctionCall, which marks the server the same way).  One server: the next
+ * client must get the same backend, without the setting.
+ */
+Test(txn_state, setting_sluice_cannot_name_is_reset_once)
+{
+	struct harness_sluice *h = harness_start_sluice("workers = 1\n"
+	                                                "default_pool_size = 1\n"
+	                                                "server_reset_timeout = 2s");
+	PGconn *a = client(h), *b = client(h);
+	long long pid = backend(a);
+
+	PQclear(harness_exec_ok(a, "do $$ begin perform set_config('myapp.hidden', 'a', false); "
+	                           "end $$"));
+	expect_setting(b, "myapp.hidden", "");
+	cr_assert_eq(backend(b), pid, "the server was closed, not reset");
+	PQfinish(a);
+	PQfinish(b);
+}
+
+/*
+ * PREPARE TRANSACTION 'id' is two-phase commit, not a PREPARE of a statement
+ * named "transaction": sluice sent it to the server as PREPARE
+ * sluice_<id>_<gen> 'id', a syntax error (42601) in place of Postgres' own
+ * answer, and gave the client a statement name it never made.  Found by
+ * protofuzz.  (The test cluster runs with max_prepared_transactions = 0,
+ * where Postgres refuses it with 55000; with it on, it must succeed.)
+ */
+Test(txn_state, prepare_transaction_is_two_phase_commit)
+{
+	struct harness_sluice *h = harness_start_sluice(NULL);
+	PGconn *c = client(h);
+	bool enabled = harness_query_int(c, "select current_setting('max_prepared_transactions')"
+	                                    "::int") > 0;
+	PGresult *res;
+
+	PQclear(harness_exec_ok(c, "begin"));
+	res = PQexec(c, "prepare transaction 'sluice_txn_state'");
+	if (enabled) {
+		cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s",
+		             PQresultErrorMessage(res));
+		PQclear(harness_exec_ok(c, "rollback prepared 'sluice_txn_state'"));
+	} else {
+		cr_assert_str_eq(harness_sqlstate(res), "55000", "%s", PQresultErrorMessage(res));
+	}
+	PQclear(res);
+	/* A statement that is named "transaction" still is one. */
+	PQclear(harness_exec_ok(c, "prepare transaction as select 7"));
+	cr_assert_eq(harness_query_int(c, "execute transaction"), 7);
+	PQfinish(c);
+}

@@ -451,3 +451,44 @@ Test(workers, a_tenant_starved_on_one_worker_gets_the_servers_of_another)
 	for (int i = 0; i < n; i++)
 		PQfinish(conns[i]);
 }
+
+/*
+ * As above, but a's server is pinned (a session advisory lock), so c's queue
+ * cannot move and c's worker asks the other for a server: it has none, and
+ * the request ends there ("no worker has a server").  When a unlocks, the
+ * server pays the debt to b's worker; c's worker, now without a server, must
+ * ask again.  Before, the pool still had shed_asked set from the request
+ * that ended, so it never asked: the server stayed idle on b's worker and c
+ * waited until query_wait_timeout.  Found by protofuzz (statement mode, one
+ * server, two workers).
+ */
+Test(workers, a_pool_that_lent_its_last_server_asks_again)
+{
+	struct harness_sluice *h = harness_start_sluice_users("workers = 2\ndefault_pool_size = 1\n"
+	                                                      "admin_users = admin\n"
+	                                                      "query_wait_timeout = 20s\n",
+	                                                      "\"admin\" \"admin-secret\"\n");
+	PGconn *admin = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *b = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+
+	PQclear(harness_exec_ok(a, "select pg_advisory_lock(4244)"));
+	/* Pinned once the settings are read back, after a has its reply. */
+	cr_assert(harness_wait_for(show_sum(admin, "SHOW SERVERS", "pinned", NULL) == 1, WAIT_S),
+	          "a's server never pinned");
+	cr_assert(PQsendQuery(b, "select 2"), "%s", PQerrorMessage(b));
+	cr_assert(harness_wait_for(show_sum(admin, "SHOW WORKERS", "debts", NULL) >= 1, WAIT_S),
+	          "a's worker never owed b's a server");
+	cr_assert(PQsendQuery(c, "select 3"), "%s", PQerrorMessage(c));
+	cr_assert(
+	    harness_wait_for(harness_log_contains(h, "no worker has a server for worker"), WAIT_S),
+	    "c's worker never asked for a server");
+	PQclear(harness_exec_ok(a, "select pg_advisory_unlock(4244)"));
+	cr_assert_eq(result_int(b, "b"), 2);
+	cr_assert_eq(result_int(c, "c"), 3);
+	PQfinish(a);
+	PQfinish(b);
+	PQfinish(c);
+	PQfinish(admin);
+}

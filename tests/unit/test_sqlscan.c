@@ -118,6 +118,28 @@ Test(sqlscan, statement_name)
 	cr_assert_eq(sqlscan_name("execute (", 9, NULL, name, sizeof(name)), 0);
 }
 
+/* Whether "PREPARE name ..." prepares a statement: not PREPARE TRANSACTION 'id'. */
+static bool prepares(const char *sql)
+{
+	char name[64];
+	size_t after = sqlscan_name(sql, strlen(sql), NULL, name, sizeof(name));
+
+	return after != 0 && sqlscan_prepare_has_as(sql, strlen(sql), after);
+}
+
+Test(sqlscan, prepare_of_a_statement)
+{
+	cr_assert(prepares("prepare q as select 1"));
+	cr_assert(prepares("PREPARE q (int, numeric(10, 2)) AS select $1"));
+	cr_assert(prepares("prepare q/* c */(text)\n--x\n as select 1"));
+	cr_assert(prepares("prepare transaction as select 1"));
+	cr_assert(!prepares("prepare transaction 'gid'"));
+	cr_assert(!prepares("PREPARE TRANSACTION 'gid';"));
+	cr_assert(!prepares("prepare q select 1"));
+	cr_assert(!prepares("prepare q (int"));
+	cr_assert(!prepares("prepare q asx"));
+}
+
 /* The statement an EXECUTE runs: its name, where it starts and ends. */
 static const char *target(const char *sql, size_t *start, size_t *end)
 {
