@@ -409,6 +409,18 @@ static void relay_client_input(struct client *c)
 			reject_length(c, &f, frame_client_limit(f.type, max_packet));
 			return;
 		}
+		/*
+		 * A type no frontend sends: Postgres would close the connection, but
+		 * a message with no reply is queued for nothing, so the server could
+		 * be handed to the next client before Postgres reads it, and that
+		 * client would lose its connection instead.
+		 */
+		if (!frame_is_frontend_type(f.type)) {
+			run_flush(&r);
+			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+			            "invalid frontend message type %u", f.type);
+			return;
+		}
 		if (f.type == 'X') {
 			client_close(c, "client sent Terminate");
 			return;
