@@ -842,6 +842,9 @@ static void handle_sync_reply(struct server *s, uint8_t type, const uint8_t *bod
 				relay_try_release(s);
 			else if (s->state == SERVER_RESETTING)
 				server_reset_step(s);
+		} else if (c == NULL && s->state == SERVER_RESETTING) {
+			/* The SET batch of a client that left before it was answered. */
+			server_reset_step(s);
 		}
 	}
 }
