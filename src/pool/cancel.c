@@ -204,6 +204,9 @@ static void cancel_done(struct cancel_req *req)
 	/* The server finished its work while the cancel was in flight: now it may go back. */
 	if (s->cancels_inflight == 0 && s->state == SERVER_CANCELING)
 		pool_release(s->pool, s);
+	/* Its reset waited for this cancel to land (server_reset_step). */
+	else if (s->cancels_inflight == 0 && s->state == SERVER_RESETTING && s->client == NULL)
+		server_reset_step(s);
 }
 
 static void cancel_event_cb(struct bufferevent *bev, short what, void *arg)

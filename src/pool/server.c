@@ -294,6 +294,17 @@ void server_reset_step(struct server *s)
 		ensure_sync(s);
 		return;
 	}
+	/*
+	 * A cancel on its way lands on whatever the backend runs when it comes:
+	 * if the client's request ended first, that would be the ROLLBACK,
+	 * DISCARD ALL, RESET ALL, reset query or read-back sent below, which
+	 * would fail and leave the session as it was for the next client.  So
+	 * nothing is sent before the cancel has landed (its connection closes
+	 * once the postmaster has signalled the backend, which ignores a cancel
+	 * while it waits for a command); cancel_done takes the reset on.
+	 */
+	if (s->cancels_inflight > 0)
+		return;
 	if (s->tx_status != 'I') {
 		build_query(out, "ROLLBACK");
 		requests_push(&s->requests, 'Q');
