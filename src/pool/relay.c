@@ -829,6 +829,13 @@ static void handle_sync_reply(struct server *s, uint8_t type, const uint8_t *bod
 		s->sync_pending--;
 		s->tx_status = (char)body[0];
 		resume_pipelined(s);
+		/* Sluice's own queries are answered: the request of the client that left runs now.
+		 */
+		if (c == NULL && s->sync_pending == 0 && s->cancel_deferred) {
+			s->cancel_deferred = false;
+			if (requests_count(&s->requests) > 0 && requests_head(&s->requests) != 'S')
+				cancel_server(s);
+		}
 		if (s->capturing) {
 			if (!s->capture_failed)
 				server_apply_captured(s);

@@ -394,7 +394,13 @@ void server_unlink(struct server *s)
 	}
 	running = requests_count(&s->requests) > 0 && requests_head(&s->requests) != 'S';
 	server_set_state(s, SERVER_RESETTING);
-	if (running)
+	/*
+	 * Behind sluice's own SET batch or settings read-back, the client's
+	 * request has not begun: a cancel now would land on those instead (a
+	 * failed read-back retires the server).  It goes when they are answered.
+	 */
+	s->cancel_deferred = running && s->sync_pending > 0;
+	if (running && !s->cancel_deferred)
 		cancel_server(s);
 	server_reset_step(s);
 }
