@@ -400,6 +400,7 @@ void server_unlink(struct server *s)
 	 * failed read-back retires the server).  It goes when they are answered.
 	 */
 	s->cancel_deferred = running && s->sync_pending > 0;
+	s->reset_cancels = 0;
 	if (running && !s->cancel_deferred)
 		cancel_server(s);
 	server_reset_step(s);
