@@ -1208,11 +1208,12 @@ static void ask_fn(void *owner, void *arg)
 
 /*
  * A server of its own that will come free: the pool's queue moves.  One pinned
- * to its client (advisory lock, temporary table...) may never do so.
+ * to its client (advisory lock, temporary table...) may never do so, nor the
+ * pool's listening connection logging in (count_connecting).
  */
 static bool queue_moves(const struct pool *p)
 {
-	if (!list_empty(&p->idle) || !list_empty(&p->pending))
+	if (!list_empty(&p->idle) || count_connecting(p) > 0)
 		return true;
 	for (const struct list_node *pos = p->active.next; pos != &p->active; pos = pos->next)
 		if (list_entry(pos, struct server, node)->pin == 0)
