@@ -289,6 +289,13 @@ void server_reset_step(struct server *s)
 	struct evbuffer *out = conn_out(&s->conn);
 	const char *reset = s->w->cfg->server_reset_query;
 
+	/*
+	 * Replies sluice owed the client that left, first in the queue: no reply
+	 * of the server's retires them, so the next one would retire them in
+	 * place of its own request, and every reply after it be counted one off.
+	 */
+	if (requests_is_fake(requests_head(&s->requests)))
+		prepared_flush_fakes(s);
 	if (requests_count(&s->requests) > 0 || s->copy_in || s->requests.skip_to_sync ||
 	    s->sync_pending > 0) {
 		ensure_sync(s);
