@@ -1673,6 +1673,12 @@ void pool_server_gone(struct pool *p, struct server *s)
 	/* The unit came free: the workers owed one are kicked, and connect with it. */
 	if (p->nservers == 0)
 		ring_clear(&p->owed);
+	/*
+	 * Its waiters may ask the others again: an ask of theirs that ended
+	 * ("no worker has a server") counted on this server, and the unit it
+	 * freed may be taken by another worker before one of them queues.
+	 */
+	p->shed_asked = false;
 }
 
 void pool_kick_all(struct worker *w)
