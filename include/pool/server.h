@@ -98,6 +98,9 @@ struct server {
 	int64_t pinned_since_us;    /* when pin last became non-zero, for pin_timeout */
 	uint64_t fwd_remaining;     /* bytes of a message still to stream to the client */
 	int cancels_inflight;       /* CancelRequests not yet acknowledged: 0 or 1 (cancel.c) */
+	bool cancel_deferred;       /* its client left with a request behind sluice's own SET
+	                               batch or read-back: cancelled once those are answered */
+	uint8_t reset_cancels;      /* cancels sent again for the request of a client that left */
 	uint64_t cancel_again_for;  /* id of the client that asked again meanwhile; 0: none */
 	uint32_t cancel_again_at;   /* its request then (requests_started) */
 	struct list_node cancels;   /* those requests, detached if the server dies */

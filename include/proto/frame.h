@@ -43,6 +43,11 @@ static inline size_t frame_total(const struct frame *f)
 
 /* Largest length a client may send for `type`: control messages are small. */
 uint32_t frame_client_limit(uint8_t type, uint32_t max_packet_size);
+/*
+ * A type a frontend may send once logged in (Postgres answers any other with
+ * FATAL "invalid frontend message type").
+ */
+bool frame_is_frontend_type(uint8_t type);
 
 /* Peek at the next typed message header; `limit` bounds the length field. */
 enum frame_status frame_peek(struct evbuffer *buf, struct frame *f, uint32_t limit);

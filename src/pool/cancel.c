@@ -20,6 +20,9 @@
 #include "pool/server.h"
 #include "pool/worker.h"
 
+/* Cancels sent again for a request still running when the last one landed (reset_cancel_done). */
+#define RESET_CANCELS_MAX 5
+
 struct cancel_req {
 	struct list_node node;   /* server->cancels, or the worker's orphans once it is gone */
 	struct server *server;   /* NULL once the server is gone */
@@ -176,6 +179,24 @@ void cancel_route(struct worker *w, uint32_t pid, uint32_t key)
 		free(rc);
 }
 
+/*
+ * A cancel for the request of a client that left has landed.  If that
+ * request still runs, the cancel may have come before the backend had read
+ * it (a backend waiting for a command ignores a cancel): another goes, a few
+ * at most.  Safe, since the reset sends nothing while one is in flight.  Else
+ * the reset, which waited for the cancel (server_reset_step), goes on.
+ */
+static void reset_cancel_done(struct server *s)
+{
+	if (requests_count(&s->requests) > 0 && requests_head(&s->requests) != 'S' &&
+	    !s->cancel_deferred && s->reset_cancels < RESET_CANCELS_MAX) {
+		s->reset_cancels++;
+		cancel_server(s);
+		return;
+	}
+	server_reset_step(s);
+}
+
 static void cancel_done(struct cancel_req *req)
 {
 	struct server *s = req->server;
@@ -204,6 +225,8 @@ static void cancel_done(struct cancel_req *req)
 	/* The server finished its work while the cancel was in flight: now it may go back. */
 	if (s->cancels_inflight == 0 && s->state == SERVER_CANCELING)
 		pool_release(s->pool, s);
+	else if (s->cancels_inflight == 0 && s->state == SERVER_RESETTING && s->client == NULL)
+		reset_cancel_done(s);
 }
 
 static void cancel_event_cb(struct bufferevent *bev, short what, void *arg)

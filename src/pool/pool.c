@@ -1208,11 +1208,12 @@ static void ask_fn(void *owner, void *arg)
 
 /*
  * A server of its own that will come free: the pool's queue moves.  One pinned
- * to its client (advisory lock, temporary table...) may never do so.
+ * to its client (advisory lock, temporary table...) may never do so, nor the
+ * pool's listening connection logging in (count_connecting).
  */
 static bool queue_moves(const struct pool *p)
 {
-	if (!list_empty(&p->idle) || !list_empty(&p->pending))
+	if (!list_empty(&p->idle) || count_connecting(p) > 0)
 		return true;
 	for (const struct list_node *pos = p->active.next; pos != &p->active; pos = pos->next)
 		if (list_entry(pos, struct server, node)->pin == 0)
@@ -1672,6 +1673,12 @@ void pool_server_gone(struct pool *p, struct server *s)
 	/* The unit came free: the workers owed one are kicked, and connect with it. */
 	if (p->nservers == 0)
 		ring_clear(&p->owed);
+	/*
+	 * Its waiters may ask the others again: an ask of theirs that ended
+	 * ("no worker has a server") counted on this server, and the unit it
+	 * freed may be taken by another worker before one of them queues.
+	 */
+	p->shed_asked = false;
 }
 
 void pool_kick_all(struct worker *w)

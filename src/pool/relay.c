@@ -409,6 +409,18 @@ static void relay_client_input(struct client *c)
 			reject_length(c, &f, frame_client_limit(f.type, max_packet));
 			return;
 		}
+		/*
+		 * A type no frontend sends: Postgres would close the connection, but
+		 * a message with no reply is queued for nothing, so the server could
+		 * be handed to the next client before Postgres reads it, and that
+		 * client would lose its connection instead.
+		 */
+		if (!frame_is_frontend_type(f.type)) {
+			run_flush(&r);
+			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+			            "invalid frontend message type %u", f.type);
+			return;
+		}
 		if (f.type == 'X') {
 			client_close(c, "client sent Terminate");
 			return;
@@ -817,6 +829,13 @@ static void handle_sync_reply(struct server *s, uint8_t type, const uint8_t *bod
 		s->sync_pending--;
 		s->tx_status = (char)body[0];
 		resume_pipelined(s);
+		/* Sluice's own queries are answered: the request of the client that left runs now.
+		 */
+		if (c == NULL && s->sync_pending == 0 && s->cancel_deferred) {
+			s->cancel_deferred = false;
+			if (requests_count(&s->requests) > 0 && requests_head(&s->requests) != 'S')
+				cancel_server(s);
+		}
 		if (s->capturing) {
 			if (!s->capture_failed)
 				server_apply_captured(s);
@@ -830,6 +849,9 @@ static void handle_sync_reply(struct server *s, uint8_t type, const uint8_t *bod
 				relay_try_release(s);
 			else if (s->state == SERVER_RESETTING)
 				server_reset_step(s);
+		} else if (c == NULL && s->state == SERVER_RESETTING) {
+			/* The SET batch of a client that left before it was answered. */
+			server_reset_step(s);
 		}
 	}
 }

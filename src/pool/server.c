@@ -289,11 +289,29 @@ void server_reset_step(struct server *s)
 	struct evbuffer *out = conn_out(&s->conn);
 	const char *reset = s->w->cfg->server_reset_query;
 
+	/*
+	 * Replies sluice owed the client that left, first in the queue: no reply
+	 * of the server's retires them, so the next one would retire them in
+	 * place of its own request, and every reply after it be counted one off.
+	 */
+	if (requests_is_fake(requests_head(&s->requests)))
+		prepared_flush_fakes(s);
 	if (requests_count(&s->requests) > 0 || s->copy_in || s->requests.skip_to_sync ||
 	    s->sync_pending > 0) {
 		ensure_sync(s);
 		return;
 	}
+	/*
+	 * A cancel on its way lands on whatever the backend runs when it comes:
+	 * if the client's request ended first, that would be the ROLLBACK,
+	 * DISCARD ALL, RESET ALL, reset query or read-back sent below, which
+	 * would fail and leave the session as it was for the next client.  So
+	 * nothing is sent before the cancel has landed (its connection closes
+	 * once the postmaster has signalled the backend, which ignores a cancel
+	 * while it waits for a command); cancel_done takes the reset on.
+	 */
+	if (s->cancels_inflight > 0)
+		return;
 	if (s->tx_status != 'I') {
 		build_query(out, "ROLLBACK");
 		requests_push(&s->requests, 'Q');
@@ -383,7 +401,14 @@ void server_unlink(struct server *s)
 	}
 	running = requests_count(&s->requests) > 0 && requests_head(&s->requests) != 'S';
 	server_set_state(s, SERVER_RESETTING);
-	if (running)
+	/*
+	 * Behind sluice's own SET batch or settings read-back, the client's
+	 * request has not begun: a cancel now would land on those instead (a
+	 * failed read-back retires the server).  It goes when they are answered.
+	 */
+	s->cancel_deferred = running && s->sync_pending > 0;
+	s->reset_cancels = 0;
+	if (running && !s->cancel_deferred)
 		cancel_server(s);
 	server_reset_step(s);
 }

@@ -32,6 +32,28 @@ uint32_t frame_client_limit(uint8_t type, uint32_t max_packet_size)
 	}
 }
 
+bool frame_is_frontend_type(uint8_t type)
+{
+	switch (type) {
+	case 'Q': /* Query */
+	case 'P': /* Parse */
+	case 'B': /* Bind */
+	case 'D': /* Describe */
+	case 'E': /* Execute */
+	case 'C': /* Close */
+	case 'S': /* Sync */
+	case 'H': /* Flush */
+	case 'F': /* FunctionCall */
+	case 'd': /* CopyData */
+	case 'c': /* CopyDone */
+	case 'f': /* CopyFail */
+	case 'X': /* Terminate */
+		return true;
+	default:
+		return false;
+	}
+}
+
 enum frame_status frame_peek(struct evbuffer *buf, struct frame *f, uint32_t limit)
 {
 	uint8_t hdr[FRAME_HEADER_LEN];

@@ -270,3 +270,45 @@ Test(hostile, parse_with_an_unterminated_name_is_refused)
 	cr_assert_eq(harness_query_int(c, "select 5"), 5);
 	PQfinish(c);
 }
+
+/*
+ * A message of a type no frontend sends (here 'A') then Terminate.  Sluice
+ * passed the message on and queued nothing for it (it has no reply), so when
+ * the client left at once the server looked clean and went straight to the
+ * next client in the queue; Postgres then read the message, answered FATAL
+ * ("invalid frontend message type 65") and closed, and that other client
+ * got the error and lost its connection.  Found by protofuzz.  Refused now
+ * by sluice, as Postgres refuses it: 08P01, with no server involved.  One
+ * server, held in a transaction while the other two queue for it.
+ */
+Test(hostile, unknown_message_type_is_refused_before_any_server)
+{
+	struct harness_sluice *h = harness_start_sluice(PLAIN "workers = 1\n"
+	                                                      "default_pool_size = 1");
+	PGconn *holder = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *bad = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *victim = harness_connect_ok(h, "app", "app-secret", "app");
+	unsigned char buf[64];
+	size_t n = 0;
+	PGresult *res;
+	char state[6];
+
+	PQclear(harness_exec_ok(holder, "begin"));
+	harness_put_msg(buf, &n, 'A', "\0\0\0\1", 4);
+	harness_put_msg(buf, &n, 'X', "", 0);
+	harness_send_all(PQsocket(bad), buf, n);
+	cr_assert(PQsendQuery(victim, "select 11"), "%s", PQerrorMessage(victim));
+	PQclear(harness_exec_ok(holder, "commit"));
+	res = PQgetResult(victim);
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "the victim got: %s",
+	             PQresultErrorMessage(res));
+	cr_assert_str_eq(PQgetvalue(res, 0, 0), "11");
+	PQclear(res);
+	while ((res = PQgetResult(victim)) != NULL)
+		PQclear(res);
+	harness_expect_error_and_close(dup(PQsocket(bad)), state);
+	cr_assert_str_eq(state, "08P01");
+	PQfinish(bad);
+	PQfinish(victim);
+	PQfinish(holder);
+}

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 
@@ -134,6 +135,45 @@ Test(modes, statement_refuses_transactions)
 	cr_assert_str_eq(PQgetvalue(res, 0, 0), "3");
 	PQclear(res);
 	expect_begin_refused(c);
+	PQfinish(c);
+}
+
+/*
+ * Statement mode closes a client that opened a transaction block with more
+ * requests pipelined behind it (FATAL 0A000), and resets its server.  When
+ * the first of those was a reply sluice owed the client itself (here the
+ * ParseComplete of an unnamed Parse of DEALLOCATE, which sluice answers), it
+ * stayed at the head of the server's queue: the server's next ReadyForQuery
+ * retired it in place of the Sync it answered, the replies after it were
+ * counted one off, and the reset waited for one more until
+ * server_reset_timeout closed the server.  Found by protofuzz.  One server:
+ * the next client must get the same backend.
+ */
+Test(modes, statement_mode_resets_a_server_with_replies_owed)
+{
+	struct harness_sluice *h = harness_start_sluice("client_tls_sslmode = disable\n"
+	                                                "pool_mode = statement\n"
+	                                                "workers = 1\n"
+	                                                "default_pool_size = 1\n"
+	                                                "server_reset_timeout = 2s");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *bad = harness_connect_ok(h, "app", "app-secret", "app");
+	long long pid = harness_query_int(c, "select pg_backend_pid()");
+	static const char parse[] = "\0deallocate nope\0\0"; /* unnamed, no parameter types */
+	unsigned char buf[128];
+	size_t n = 0;
+	char got[256];
+
+	harness_put_query(buf, &n, "begin");
+	harness_put_msg(buf, &n, 'P', parse, sizeof(parse));
+	harness_put_msg(buf, &n, 'S', "", 0);
+	harness_put_query(buf, &n, "select 1");
+	harness_send_all(PQsocket(bad), buf, n);
+	harness_transcript(PQsocket(bad), 1, got, sizeof(got));
+	cr_assert_str_eq(got, "C(BEGIN) E(0A000) CLOSED");
+	PQfinish(bad);
+	cr_assert_eq(harness_query_int(c, "select pg_backend_pid()"), pid,
+	             "the server was closed, not reset");
 	PQfinish(c);
 }
 

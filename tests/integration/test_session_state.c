@@ -5,6 +5,7 @@
  * client sharing that server.
  */
 #include <string.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 
@@ -138,5 +139,40 @@ Test(session_state, invalid_parameter_is_reported_not_fatal)
 	/* The query still runs, on the database defaults. */
 	cr_assert_eq(harness_query_int(a, "select 41 + 1"), 42);
 	cr_assert(harness_log_contains(h, "applying client parameters failed"));
+	PQfinish(a);
+}
+
+/*
+ * A client whose parameters differ from its server's is linked, sluice sends
+ * the SET batch ahead of its message, and that message gets the client closed
+ * (here a malformed Parse, refused by sluice) before the batch is answered.
+ * The reset then waited for the batch's ReadyForQuery, but that reply only
+ * ever moved on a read-back, so the reset stood still until
+ * server_reset_timeout closed the server.  Found by protofuzz.  One server:
+ * the next query must run on the same backend.
+ */
+Test(session_state, client_closed_before_its_parameters_are_applied)
+{
+	struct harness_sluice *h = harness_start_sluice("client_tls_sslmode = disable\n"
+	                                                "workers = 1\n"
+	                                                "default_pool_size = 1\n"
+	                                                "server_reset_timeout = 2s");
+	PGconn *a = connect_with(h, "application_name=a");
+	PGconn *b = connect_with(h, "application_name=b");
+	long long pid = harness_query_int(a, "select pg_backend_pid()");
+	/* Named "s1", "select 1", 5 parameter types announced and none there. */
+	static const char parse[] = "s1\0select 1\0\0\5";
+	unsigned char buf[64];
+	size_t n = 0;
+	char state[6];
+
+	harness_put_msg(buf, &n, 'P', parse, sizeof(parse) - 1);
+	harness_put_msg(buf, &n, 'S', "", 0);
+	harness_send_all(PQsocket(b), buf, n);
+	harness_expect_error_and_close(dup(PQsocket(b)), state);
+	cr_assert_str_eq(state, "08P01");
+	PQfinish(b);
+	cr_assert_eq(harness_query_int(a, "select pg_backend_pid()"), pid,
+	             "the server was closed, not reset");
 	PQfinish(a);
 }

@@ -492,3 +492,95 @@ Test(workers, a_pool_that_lent_its_last_server_asks_again)
 	PQfinish(c);
 	PQfinish(admin);
 }
+
+/*
+ * A pool whose clients wait, with no server of its own, asks the other
+ * workers for one unless its queue moves by itself: a server of its own idle,
+ * connecting, or busy but not pinned.  The pool's listening connection
+ * (LISTEN) counted as one connecting, though it serves no waiter, so a
+ * client that queued while it logged in never asked: the one server stayed
+ * idle on the other worker once its client committed, and the client waited
+ * until query_wait_timeout.  Found by protofuzz (statement mode).  Consecutive
+ * connections go to alternate workers: a (and spare) on one, the listener and
+ * b on the other.
+ */
+Test(workers, a_listening_connection_is_no_server_to_wait_for)
+{
+	struct harness_sluice *h = harness_start_sluice_users("workers = 2\ndefault_pool_size = 1\n"
+	                                                      "admin_users = admin\n"
+	                                                      "query_wait_timeout = 20s\n",
+	                                                      "\"admin\" \"admin-secret\"\n");
+	PGconn *admin = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *listener = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *spare = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *b = harness_connect_ok(h, "app", "app-secret", "app");
+	PGresult *res;
+
+	/* a's worker holds the pool's one unit. */
+	PQclear(harness_exec_ok(a, "begin"));
+	/* On the other worker, b queues while the listening connection logs in. */
+	cr_assert(PQsendQuery(listener, "listen workers_channel"), "%s", PQerrorMessage(listener));
+	cr_assert(PQsendQuery(b, "select 4"), "%s", PQerrorMessage(b));
+	while ((res = PQgetResult(listener)) != NULL) {
+		cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s",
+		             PQresultErrorMessage(res));
+		PQclear(res);
+	}
+	PQclear(harness_exec_ok(a, "commit"));
+	cr_assert_eq(result_int(b, "b"), 4);
+	PQfinish(a);
+	PQfinish(listener);
+	PQfinish(spare);
+	PQfinish(b);
+	PQfinish(admin);
+}
+
+/*
+ * A pool's request for a server that ended with "no worker has a server"
+ * leaves shed_asked set until a unit comes free elsewhere.  When the pool's
+ * own server closed and another worker connected with the unit, the flag was
+ * still set: a client that queued afterwards never made its pool ask, and the
+ * server went idle on the other worker while it waited until
+ * query_wait_timeout.  Found by protofuzz (statement mode).  Consecutive
+ * connections go to alternate workers: a, b and d on one, c on the other.
+ */
+Test(workers, a_pool_whose_server_closed_asks_again)
+{
+	struct harness_sluice *h = harness_start_sluice_users("workers = 2\ndefault_pool_size = 1\n"
+	                                                      "admin_users = admin\n"
+	                                                      "query_wait_timeout = 20s\n",
+	                                                      "\"admin\" \"admin-secret\"\n");
+	PGconn *admin = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *b = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *spare = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *d = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *super = harness_pg_super("app");
+	long long pid = harness_query_int(a, "select pg_backend_pid()");
+	char sql[64];
+
+	/* a pins the pool's one server; b's worker asks for another, finds none, and b leaves. */
+	PQclear(harness_exec_ok(a, "select pg_advisory_lock(4246)"));
+	cr_assert(harness_wait_for(show_sum(admin, "SHOW SERVERS", "pinned", NULL) == 1, WAIT_S),
+	          "a's server never pinned");
+	cr_assert(PQsendQuery(b, "select 2"), "%s", PQerrorMessage(b));
+	cr_assert(
+	    harness_wait_for(harness_log_contains(h, "no worker has a server for worker"), WAIT_S));
+	PQfinish(b);
+	/* c's worker asks too: a's owes it one.  Then a's server goes. */
+	cr_assert(PQsendQuery(c, "select 3"), "%s", PQerrorMessage(c));
+	cr_assert(harness_wait_for(harness_log_contains(h, "owes worker"), WAIT_S));
+	snprintf(sql, sizeof(sql), "select pg_terminate_backend(%lld)", pid);
+	PQclear(harness_exec_ok(super, sql));
+	cr_assert_eq(result_int(c, "c"), 3);
+	/* The unit is on c's worker now; d, on a's, must get it. */
+	cr_assert_eq(harness_query_int(d, "select 4"), 4);
+	PQfinish(a);
+	PQfinish(c);
+	PQfinish(spare);
+	PQfinish(d);
+	PQfinish(super);
+	PQfinish(admin);
+}

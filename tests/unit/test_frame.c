@@ -61,6 +61,16 @@ Test(frame, control_messages_are_small)
 }
 
 /* Postgres drops the connection past 1 GB - 2: a larger max_packet_size does not apply. */
+Test(frame, frontend_types)
+{
+	for (const char *t = "QPBDECSHFdcfX"; *t != '\0'; t++)
+		cr_assert(frame_is_frontend_type((uint8_t)*t), "%c", *t);
+	for (const char *t = "ApKVzRZTN1"; *t != '\0'; t++)
+		cr_assert(!frame_is_frontend_type((uint8_t)*t), "%c", *t);
+	cr_assert(!frame_is_frontend_type(0));
+	cr_assert(!frame_is_frontend_type(0xff));
+}
+
 Test(frame, no_limit_above_what_postgres_takes)
 {
 	cr_assert_eq(frame_client_limit('Q', 1u << 30), FRAME_POSTGRES_MAX);
