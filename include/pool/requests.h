@@ -162,8 +162,10 @@ uint8_t requests_pop_skipped(struct requests *q);
  * CopyInResponse to the head request: the Syncs queued behind it, up to the
  * first copy end sent ahead of the CopyInResponse, reached the server in COPY
  * mode, which ignores them; that copy end is the COPY's and goes too.
+ * Returns whether there was one: then what the client sends next comes after
+ * the COPY's end.
  */
-void requests_copy_started(struct requests *q);
+bool requests_copy_started(struct requests *q);
 /* Whether a Sync must be sent for a ReadyForQuery to come (releasing a server mid-batch). */
 bool requests_need_sync(const struct requests *q);
 

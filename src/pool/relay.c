@@ -630,8 +630,11 @@ static bool track_server_reply(struct server *s, uint8_t type)
 		}
 		break;
 	case 'G': /* CopyInResponse */
-		s->copy_in = true;
-		requests_copy_started(q);
+		/*
+		 * In COPY mode, unless its CopyDone or CopyFail went ahead: then a
+		 * Sync the client sends now comes after the COPY and is answered.
+		 */
+		s->copy_in = !requests_copy_started(q);
 		/*
 		 * Its client left before the COPY began: the reset must end it with
 		 * a CopyFail (a cancel does not end a COPY waiting for data), or the

@@ -36,7 +36,7 @@ uint8_t requests_pop_skipped(struct requests *q)
 	return kind;
 }
 
-void requests_copy_started(struct requests *q)
+bool requests_copy_started(struct requests *q)
 {
 	uint32_t kept = 1, n = ring_count(&q->kinds);
 	bool in_copy = true;
@@ -51,6 +51,7 @@ void requests_copy_started(struct requests *q)
 		*(uint8_t *)ring_at(&q->kinds, kept++) = kind;
 	}
 	ring_truncate(&q->kinds, kept);
+	return !in_copy;
 }
 
 bool requests_need_sync(const struct requests *q)

@@ -4,10 +4,13 @@
  * COPY that fails while the client is still sending (the late CopyData must
  * not confuse the pool).
  */
+#include <arpa/inet.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <criterion/criterion.h>
 
@@ -285,5 +288,58 @@ Test(copy, client_leaves_before_the_copy_starts)
 		             "round %d: the server was closed, not reset", i);
 	}
 	PQclear(harness_exec_ok(c, "drop table copy_left"));
+	PQfinish(c);
+}
+
+/*
+ * The client's CopyDone went ahead of the CopyInResponse, and the client
+ * sends a Sync once it sees the CopyInResponse, while the COPY still runs
+ * (a trigger makes its row take 0.3 s).  The Sync comes after the COPY's end,
+ * so Postgres answers it; sluice took it for a Sync inside the COPY, which
+ * Postgres ignores, and queued nothing for it, so the replies after it were
+ * counted one off and the Query behind it lost its answer.  Now a COPY whose
+ * end went ahead is not taken for one still open.  One server, one worker.
+ */
+Test(copy, a_sync_after_a_copy_end_sent_ahead_is_answered)
+{
+	struct harness_sluice *h = harness_start_sluice("client_tls_sslmode = disable\n"
+	                                                "workers = 1\n"
+	                                                "default_pool_size = 1");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	unsigned char buf[256], in[64];
+	size_t n = 0, got = 0;
+	char replies[256];
+
+	PQclear(harness_exec_ok(c, "drop table if exists copy_slow; "
+	                           "create table copy_slow (a int); "
+	                           "create or replace function copy_slow_row() returns trigger "
+	                           "language plpgsql as $$ begin perform pg_sleep(0.3); "
+	                           "return new; end $$; "
+	                           "create trigger copy_slow before insert on copy_slow "
+	                           "for each row execute function copy_slow_row()"));
+	harness_put_query(buf, &n, "copy copy_slow from stdin");
+	harness_put_msg(buf, &n, 'd', "1\n", 2);
+	harness_put_msg(buf, &n, 'c', "", 0);
+	harness_send_all(PQsocket(c), buf, n);
+	/* The CopyInResponse, alone: the row's trigger holds the rest back. */
+	while (got < 5) {
+		struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+		ssize_t k;
+
+		cr_assert(poll(&pfd, 1, 20000) == 1, "no CopyInResponse");
+		k = recv(PQsocket(c), in + got, 5 - got, 0);
+		cr_assert(k > 0, "closed");
+		got += (size_t)k;
+	}
+	cr_assert_eq(in[0], 'G');
+	got = ntohl(*(uint32_t *)(in + 1)) - 4;
+	cr_assert(got < sizeof(in) && recv(PQsocket(c), in, got, MSG_WAITALL) == (ssize_t)got);
+	n = 0;
+	harness_put_msg(buf, &n, 'S', "", 0);
+	harness_put_query(buf, &n, "select count(*) from copy_slow");
+	harness_send_all(PQsocket(c), buf, n);
+	harness_transcript(PQsocket(c), 3, replies, sizeof(replies));
+	cr_assert_str_eq(replies, "C(COPY 1) Z(I) Z(I) T D(1) C(SELECT 1) Z(I) ");
+	PQclear(harness_exec_ok(c, "drop table copy_slow; drop function copy_slow_row()"));
 	PQfinish(c);
 }
