@@ -308,6 +308,7 @@ Test(copy, a_sync_after_a_copy_end_sent_ahead_is_answered)
 	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
 	unsigned char buf[256], in[64];
 	size_t n = 0, got = 0;
+	uint32_t len;
 	char replies[256];
 
 	PQclear(harness_exec_ok(c, "drop table if exists copy_slow; "
@@ -332,7 +333,8 @@ Test(copy, a_sync_after_a_copy_end_sent_ahead_is_answered)
 		got += (size_t)k;
 	}
 	cr_assert_eq(in[0], 'G');
-	got = ntohl(*(uint32_t *)(in + 1)) - 4;
+	memcpy(&len, in + 1, sizeof(len)); /* in + 1 is not aligned for a uint32_t */
+	got = ntohl(len) - 4;
 	cr_assert(got < sizeof(in) && recv(PQsocket(c), in, got, MSG_WAITALL) == (ssize_t)got);
 	n = 0;
 	harness_put_msg(buf, &n, 'S', "", 0);
