@@ -1328,6 +1328,16 @@ void harness_transcript(int fd, int ready, char *out, size_t cap)
 	}
 }
 
+void harness_expect_transcript(PGconn *c, const unsigned char *buf, size_t len, int ready,
+                               const char *want, const char *what)
+{
+	char got[1024];
+
+	harness_send_all(PQsocket(c), buf, len);
+	harness_transcript(PQsocket(c), ready, got, sizeof(got));
+	cr_assert(strcmp(got, want) == 0, "%s: got \"%s\", want \"%s\"", what, got, want);
+}
+
 long harness_rss_kb(struct harness_sluice *h)
 {
 	char path[64], line[256];

@@ -180,6 +180,9 @@ void harness_put_query(unsigned char *buf, size_t *len, const char *sql);
  * the same read is not looked at.
  */
 void harness_transcript(int fd, int ready, char *out, size_t cap);
+/* Sends `len` bytes of `buf` on c's socket; the transcript of `ready` replies must be `want`. */
+void harness_expect_transcript(PGconn *c, const unsigned char *buf, size_t len, int ready,
+                               const char *want, const char *what);
 
 /* Resident size of the sluice process (VmRSS), in kB. */
 long harness_rss_kb(struct harness_sluice *h);

@@ -164,17 +164,6 @@ Test(copy, failure_while_client_still_sends)
 
 /* ---- COPY data pipelined behind the COPY, as the protocol allows ---- */
 
-/* Sends what `buf` holds on c's socket and checks the transcript of `ready` replies. */
-static void expect_transcript(PGconn *c, const unsigned char *buf, size_t len, int ready,
-                              const char *want, const char *what)
-{
-	char got[1024];
-
-	harness_send_all(PQsocket(c), buf, len);
-	harness_transcript(PQsocket(c), ready, got, sizeof(got));
-	cr_assert(strcmp(got, want) == 0, "%s: got \"%s\", want \"%s\"", what, got, want);
-}
-
 /*
  * A client may send its COPY data right behind the COPY, without waiting
  * for CopyInResponse: Postgres reads it in order, and ignores COPY messages
@@ -204,7 +193,8 @@ Test(copy, data_pipelined_behind_the_copy)
 	harness_put_msg(buf, &n, 'd', "2\n", 2);
 	harness_put_msg(buf, &n, 'c', "", 0);
 	harness_put_query(buf, &n, "select count(*) from copy_pipe");
-	expect_transcript(c, buf, n, 2, "G C(COPY 2) Z(I) T D(2) C(SELECT 1) Z(I) ", "Query");
+	harness_expect_transcript(c, buf, n, 2, "G C(COPY 2) Z(I) T D(2) C(SELECT 1) Z(I) ",
+	                          "Query");
 
 	/* The same in extended messages: the Sync after CopyDone counts. */
 	n = 0;
@@ -215,8 +205,8 @@ Test(copy, data_pipelined_behind_the_copy)
 	harness_put_msg(buf, &n, 'c', "", 0);
 	harness_put_msg(buf, &n, 'S', "", 0);
 	harness_put_query(buf, &n, "select count(*) from copy_pipe");
-	expect_transcript(c, buf, n, 2, "1 2 G C(COPY 1) Z(I) T D(3) C(SELECT 1) Z(I) ",
-	                  "Parse, Bind, Execute");
+	harness_expect_transcript(c, buf, n, 2, "1 2 G C(COPY 1) Z(I) T D(3) C(SELECT 1) Z(I) ",
+	                          "Parse, Bind, Execute");
 
 	/* A Sync in the middle of a COPY is ignored; the one after it is not. */
 	n = 0;
@@ -226,8 +216,8 @@ Test(copy, data_pipelined_behind_the_copy)
 	harness_put_msg(buf, &n, 'c', "", 0);
 	harness_put_msg(buf, &n, 'S', "", 0);
 	harness_put_query(buf, &n, "select count(*) from copy_pipe");
-	expect_transcript(c, buf, n, 3, "G C(COPY 1) Z(I) Z(I) T D(4) C(SELECT 1) Z(I) ",
-	                  "a Sync inside the COPY");
+	harness_expect_transcript(c, buf, n, 3, "G C(COPY 1) Z(I) Z(I) T D(4) C(SELECT 1) Z(I) ",
+	                          "a Sync inside the COPY");
 
 	/* A COPY that fails: Postgres ignores the data behind it. */
 	n = 0;
@@ -235,7 +225,8 @@ Test(copy, data_pipelined_behind_the_copy)
 	harness_put_msg(buf, &n, 'd', "5\n", 2);
 	harness_put_msg(buf, &n, 'c', "", 0);
 	harness_put_query(buf, &n, "select 5");
-	expect_transcript(c, buf, n, 2, "E(42P01) Z(I) T D(5) C(SELECT 1) Z(I) ", "a failed COPY");
+	harness_expect_transcript(c, buf, n, 2, "E(42P01) Z(I) T D(5) C(SELECT 1) Z(I) ",
+	                          "a failed COPY");
 
 	/* Inside a transaction. */
 	n = 0;
@@ -244,8 +235,8 @@ Test(copy, data_pipelined_behind_the_copy)
 	harness_put_msg(buf, &n, 'd', "6\n", 2);
 	harness_put_msg(buf, &n, 'c', "", 0);
 	harness_put_query(buf, &n, "commit");
-	expect_transcript(c, buf, n, 3, "C(BEGIN) Z(T) G C(COPY 1) Z(T) C(COMMIT) Z(I) ",
-	                  "in a transaction");
+	harness_expect_transcript(c, buf, n, 3, "C(BEGIN) Z(T) G C(COPY 1) Z(T) C(COMMIT) Z(I) ",
+	                          "in a transaction");
 
 	/* The one server is free and clean for the next client. */
 	other = harness_connect_ok(h, "app", "app-secret", "app");

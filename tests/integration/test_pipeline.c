@@ -179,17 +179,6 @@ Test(pipeline, other_clients_share_the_server)
 	PQfinish(b);
 }
 
-/* Sends what `buf` holds on c's socket and checks the transcript of `ready` replies. */
-static void expect_transcript(PGconn *c, const unsigned char *buf, size_t len, int ready,
-                              const char *want, const char *what)
-{
-	char got[1024];
-
-	harness_send_all(PQsocket(c), buf, len);
-	harness_transcript(PQsocket(c), ready, got, sizeof(got));
-	cr_assert(strcmp(got, want) == 0, "%s: got \"%s\", want \"%s\"", what, got, want);
-}
-
 /*
  * After an error in an extended-protocol message, Postgres ignores every
  * message up to the next Sync: a Query or FunctionCall there too, which then
@@ -222,19 +211,20 @@ Test(pipeline, a_query_behind_a_failed_extended_message_is_skipped)
 	harness_put_msg(buf, &n, 'F', call, sizeof(call));
 	harness_put_msg(buf, &n, 'S', "", 0);
 	harness_put_query(buf, &n, "select 2");
-	expect_transcript(c, buf, n, 2, "E(26000) Z(I) T D(2) C(SELECT 1) Z(I) ", "Query skipped");
+	harness_expect_transcript(c, buf, n, 2, "E(26000) Z(I) T D(2) C(SELECT 1) Z(I) ",
+	                          "Query skipped");
 
 	n = 0;
 	harness_put_msg(buf, &n, 'B', bind_nope, sizeof(bind_nope));
 	harness_put_query(buf, &n, "prepare skipped as select 3");
 	harness_put_msg(buf, &n, 'S', "", 0);
-	expect_transcript(c, buf, n, 1, "E(26000) Z(I) ", "PREPARE skipped");
+	harness_expect_transcript(c, buf, n, 1, "E(26000) Z(I) ", "PREPARE skipped");
 	/* Once that is known: the name was not made. */
 	n = 0;
 	harness_put_query(buf, &n, "prepare skipped as select 4");
 	harness_put_query(buf, &n, "execute skipped");
-	expect_transcript(c, buf, n, 2, "C(PREPARE) Z(I) T D(4) C(SELECT 1) Z(I) ",
-	                  "PREPARE after the skipped one");
+	harness_expect_transcript(c, buf, n, 2, "C(PREPARE) Z(I) T D(4) C(SELECT 1) Z(I) ",
+	                          "PREPARE after the skipped one");
 
 	/* The one server is done with c's requests: another client gets it. */
 	other = harness_connect_ok(h, "app", "app-secret", "app");
