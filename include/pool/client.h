@@ -141,6 +141,7 @@ struct client {
 	bool timer_armed : 1;        /* timer pending (saves a locked libevent call per message) */
 	bool names_shared : 1;       /* user and dbname are the pool's strings */
 	bool awaiting_rest : 1;      /* the timer is client_read_timeout (client_watch_rest) */
+	bool portal_bound : 1;       /* a Bind of the unnamed portal since the last Sync or Query */
 	union conn_event_space rev_space[]; /* conn's read event, in the client's allocation */
 };
 

@@ -286,6 +286,79 @@ static const uint8_t *run_body(struct run *r, const struct frame *f)
 	return evbuffer_pullup(r->in, (ev_ssize_t)frame_total(f)) + FRAME_HEADER_LEN;
 }
 
+/* The first byte of the body of the message after the run, which is buffered. */
+static uint8_t run_body_byte(struct run *r)
+{
+	size_t at = r->len + FRAME_HEADER_LEN;
+	struct evbuffer_ptr p;
+	uint8_t b = 0;
+
+	if (at < r->view_len)
+		return r->view[at];
+	evbuffer_ptr_set(r->in, &p, at, EVBUFFER_PTR_SET);
+	evbuffer_copyout_from(r->in, &p, &b, 1);
+	return b;
+}
+
+/* What an Execute of the unnamed portal with no Bind of it before is sent as. */
+#define UNBOUND_PORTAL "sluice: no Bind of the unnamed portal since the last Sync"
+
+enum portal_guard { GUARD_PASS, GUARD_WAIT, GUARD_RENAMED };
+
+/*
+ * Postgres 15 crashes, and with it every connection of the cluster, when an
+ * Execute of the unnamed portal finds the one a failed simple Query left in an
+ * aborted transaction block: that portal's query text was freed with the
+ * Query's message.  Any authenticated client could do that to every tenant.
+ * A Bind of the unnamed portal earlier in the same batch (since the last Sync
+ * or Query) replaces that portal, or fails and makes the server skip to the
+ * Sync, Execute included; so an Execute of the unnamed portal with no such
+ * Bind before it is renamed to UNBOUND_PORTAL, which no portal has, and
+ * Postgres answers it with 34000 in its place in the replies, skipping to the
+ * Sync as for any error.  The one use this refuses, going on with a suspended
+ * unnamed portal after a Sync, drivers do with named portals.  Costs a byte
+ * read per batch's first Bind; the usual Execute then joins the run unread.
+ */
+static enum portal_guard guard_unnamed_portal(struct client *c, struct run *r,
+                                              const struct frame *f)
+{
+	uint8_t old[FRAME_HEADER_LEN + 5];
+	uint8_t msg[FRAME_HEADER_LEN + sizeof(UNBOUND_PORTAL) + 4];
+	uint32_t len = (uint32_t)(sizeof(msg) - 1);
+
+	if (f->type == 'S' || f->type == 'Q') {
+		c->portal_bound = false;
+		return GUARD_PASS;
+	}
+	if (c->portal_bound || (f->type != 'B' && f->type != 'E') || f->len == 4)
+		return GUARD_PASS;
+	/* A malformed Execute fails before Postgres looks its portal up. */
+	if (f->type == 'E' && f->len != sizeof(old) - 1)
+		return GUARD_PASS;
+	if (!run_has(r, f->type == 'B' ? FRAME_HEADER_LEN + 1 : sizeof(old)))
+		return GUARD_WAIT;
+	if (run_body_byte(r) != 0)
+		return GUARD_PASS;
+	if (f->type == 'B') {
+		c->portal_bound = true;
+		return GUARD_PASS;
+	}
+	run_flush(r);
+	evbuffer_remove(r->in, old, sizeof(old));
+	msg[0] = 'E';
+	msg[1] = (uint8_t)(len >> 24);
+	msg[2] = (uint8_t)(len >> 16);
+	msg[3] = (uint8_t)(len >> 8);
+	msg[4] = (uint8_t)len;
+	memcpy(msg + FRAME_HEADER_LEN, UNBOUND_PORTAL, sizeof(UNBOUND_PORTAL));
+	memcpy(msg + FRAME_HEADER_LEN + sizeof(UNBOUND_PORTAL), old + FRAME_HEADER_LEN + 1, 4);
+	evbuffer_prepend(r->in, msg, sizeof(msg));
+	clog(c, LOG_INFO,
+	     "Execute of the unnamed portal with no Bind of it since the last Sync "
+	     "or Query: sent as portal \"" UNBOUND_PORTAL "\"");
+	return GUARD_RENAMED;
+}
+
 /*
  * A message that joins the run of client messages: forwarded with no look at
  * its bytes and nothing else said to the server first (Sync, Flush, a plain
@@ -361,6 +434,7 @@ static void relay_client_input(struct client *c)
 		bool in_place; /* read behind the run: every reader passes it (reads_in_place) */
 		bool joins;    /* joins the run unread (joins_run) */
 		enum frame_status st;
+		enum portal_guard guard;
 		uint8_t kind;
 		size_t moved;
 
@@ -440,6 +514,13 @@ static void relay_client_input(struct client *c)
 			run_forget(&r);
 			continue;
 		}
+		guard = guard_unnamed_portal(c, &r, &f);
+		if (guard == GUARD_WAIT) {
+			partial = true;
+			break;
+		}
+		if (guard == GUARD_RENAMED)
+			continue;
 		/* No server until the message is whole; listen.c reads small ones whole. */
 		if ((c->state == CLIENT_IDLE ||
 		     (frame_total(&f) <= LISTEN_WHOLE_MAX && is_statement_message(f.type))) &&

@@ -312,3 +312,101 @@ Test(hostile, unknown_message_type_is_refused_before_any_server)
 	PQfinish(victim);
 	PQfinish(holder);
 }
+
+/* An Execute of the unnamed portal, max_rows 0. */
+static void put_execute_unnamed(unsigned char *buf, size_t *n, uint32_t max_rows)
+{
+	unsigned char body[5] = {0};
+
+	harness_put_u32(body + 1, max_rows);
+	harness_put_msg(buf, n, 'E', body, sizeof(body));
+}
+
+/* A Bind of the unnamed statement to the unnamed portal, no parameters, text results. */
+static void put_bind_unnamed(unsigned char *buf, size_t *n)
+{
+	harness_put_msg(buf, n, 'B', "\0\0\0\0\0\0\0\0", 8);
+}
+
+/*
+ * A simple Query that fails in a transaction block leaves its portal behind
+ * (the unnamed one) with its query text freed, and Postgres 15.18 crashes on
+ * an Execute of it: the whole cluster restarts, every tenant's connections
+ * with it.  Found by protofuzz.  Sluice sends an Execute of the unnamed
+ * portal with no Bind of it since the last Sync or Query under a portal name
+ * that does not exist, so Postgres answers 34000 (without the guard it says
+ * 25P02, or crashes), and the same backend goes on serving.  A Bind that
+ * fails in the aborted block leaves the portal too; the Sync after it ends
+ * what that Bind covers.
+ */
+Test(hostile, execute_of_the_portal_a_failed_query_left_is_refused)
+{
+	struct harness_sluice *h = harness_start_sluice(PLAIN "workers = 1\n"
+	                                                      "default_pool_size = 1");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	long long pid = harness_query_int(c, "select pg_backend_pid()");
+	unsigned char buf[256];
+	size_t n = 0;
+
+	harness_put_query(buf, &n, "begin");
+	harness_put_query(buf, &n, "execute sluice_no_such_statement");
+	harness_put_query(buf, &n, "select pg_notify('sluice_guard', 'x')");
+	put_execute_unnamed(buf, &n, 0);
+	harness_put_msg(buf, &n, 'S', "", 0);
+	harness_expect_transcript(c, buf, n, 4,
+	                          "C(BEGIN) Z(T) E(26000) Z(E) E(25P02) Z(E) E(34000) Z(E) ",
+	                          "an Execute behind the failed Queries");
+	n = 0;
+	harness_put_msg(buf, &n, 'P', "\0select 1\0\0\0", 12);
+	put_bind_unnamed(buf, &n);
+	harness_put_msg(buf, &n, 'S', "", 0);
+	put_execute_unnamed(buf, &n, 0);
+	harness_put_msg(buf, &n, 'S', "", 0);
+	harness_expect_transcript(c, buf, n, 2, "E(25P02) Z(E) E(34000) Z(E) ",
+	                          "an Execute after a Bind that failed and its Sync");
+	n = 0;
+	harness_put_query(buf, &n, "rollback");
+	harness_expect_transcript(c, buf, n, 1, "C(ROLLBACK) Z(I) ", "the rollback");
+	cr_assert_eq(harness_query_int(c, "select pg_backend_pid()"), pid,
+	             "the server connection was lost");
+	PQfinish(c);
+}
+
+/*
+ * What the guard above lets through: an unnamed portal bound earlier in the
+ * batch, run in parts (max_rows) with a Flush between, as the protocol
+ * allows.  What it refuses, pinned here: going on with that portal after the
+ * Sync, in the same transaction block; drivers use named portals for that.
+ */
+Test(hostile, an_unnamed_portal_runs_in_parts_within_its_batch)
+{
+	struct harness_sluice *h = harness_start_sluice(PLAIN "workers = 1");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	static const char parse[] = "\0select generate_series(1, 3)\0\0";
+	unsigned char buf[256];
+	size_t n = 0;
+
+	harness_put_query(buf, &n, "begin");
+	harness_put_msg(buf, &n, 'P', parse, sizeof(parse));
+	put_bind_unnamed(buf, &n);
+	put_execute_unnamed(buf, &n, 2);
+	harness_put_msg(buf, &n, 'H', "", 0);
+	put_execute_unnamed(buf, &n, 0);
+	harness_put_msg(buf, &n, 'S', "", 0);
+	harness_expect_transcript(c, buf, n, 2,
+	                          "C(BEGIN) Z(T) 1 2 D(1) D(2) s D(3) C(SELECT 1) Z(T) ",
+	                          "a portal run in two parts");
+	n = 0;
+	harness_put_msg(buf, &n, 'P', parse, sizeof(parse));
+	put_bind_unnamed(buf, &n);
+	put_execute_unnamed(buf, &n, 1);
+	harness_put_msg(buf, &n, 'S', "", 0);
+	put_execute_unnamed(buf, &n, 0);
+	harness_put_msg(buf, &n, 'S', "", 0);
+	harness_expect_transcript(c, buf, n, 2, "1 2 D(1) s Z(T) E(34000) Z(E) ",
+	                          "the same portal after its Sync");
+	n = 0;
+	harness_put_query(buf, &n, "rollback");
+	harness_expect_transcript(c, buf, n, 1, "C(ROLLBACK) Z(I) ", "the rollback");
+	PQfinish(c);
+}
