@@ -247,15 +247,16 @@ size_t param_sync_sql(struct evbuffer *sql, const struct param_list *defaults,
 		if (param_find(own, have->name) != NULL || param_is_read_only(have->name))
 			continue;
 		def = param_find(defaults, have->name);
-		if (def == NULL) {
-			/* Set for an earlier client and never reported: back to the server default.
-			 */
+		/*
+		 * Set for an earlier client: back to the server's default by RESET,
+		 * which is the value its login reported (defaults) and its source
+		 * too, so the session looks new (a SET of that value looks set).
+		 */
+		if (def == NULL || strcmp(def->value, have->value) != 0) {
 			evbuffer_add(resets, "RESET ", 6);
 			add_identifier(resets, have->name);
 			evbuffer_add(resets, ";", 1);
 			nresets++;
-		} else if (strcmp(def->value, have->value) != 0) {
-			add_set(sql, &nsets, have->name, def->value);
 		}
 	}
 	if (nsets > 0)

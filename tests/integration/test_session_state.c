@@ -4,6 +4,7 @@
  * follows it to whichever server it lands on, and never leaks to another
  * client sharing that server.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -77,6 +78,45 @@ Test(session_state, set_of_reported_parameter_follows_the_client)
 	snprintf(zone, sizeof(zone), "%s", PQparameterStatus(b, "TimeZone"));
 	expect_setting(b, "TimeZone", zone);
 	cr_assert_str_eq(PQparameterStatus(a, "DateStyle"), "German, DMY");
+	PQfinish(a);
+	PQfinish(b);
+}
+
+/* "setting source" of a setting, as pg_settings says (malloc'd). */
+static char *setting_and_source(PGconn *c, const char *name)
+{
+	char sql[256];
+	PGresult *res;
+	char *out;
+
+	snprintf(sql, sizeof(sql),
+	         "select setting || ' ' || source from pg_settings where name = '%s'", name);
+	res = harness_exec_ok(c, sql);
+	out = strdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return out;
+}
+
+/*
+ * A reported setting an earlier client changed goes back with RESET, not
+ * with a SET of the default's value: the next client's session then looks
+ * new in pg_settings too, its source included ("session" after a SET).
+ * Found by protofuzz (its check that every pooled server looks new).
+ */
+Test(session_state, an_earlier_clients_setting_is_reset_not_set)
+{
+	struct harness_sluice *h = harness_start_sluice("workers = 1\ndefault_pool_size = 1");
+	PGconn *a = connect_with(h, "application_name=a");
+	PGconn *b = connect_with(h, "application_name=b");
+	char *before = setting_and_source(b, "DateStyle");
+	char *after;
+
+	PQclear(harness_exec_ok(a, "set DateStyle = 'German'"));
+	expect_setting(a, "DateStyle", "German, DMY");
+	after = setting_and_source(b, "DateStyle");
+	cr_assert_str_eq(after, before, "b's DateStyle");
+	free(before);
+	free(after);
 	PQfinish(a);
 	PQfinish(b);
 }

@@ -133,19 +133,22 @@ Test(params, effective_fingerprint_matches_synced_server)
 	param_set(&defaults, "server_version", "15.0");
 	param_list_copy(&server, &defaults);
 	param_set(&server, "search_path", "old");
+	param_set(&server, "DateStyle", "German");
 	param_set(&own, "application_name", "app");
 	param_set(&own, "extra_float_digits", "3");
 
 	cr_assert_neq(param_effective_fingerprint(&defaults, &own), server.fingerprint);
-	cr_assert_eq(param_sync_sql(sql, &defaults, &own, &server), 3);
+	cr_assert_eq(param_sync_sql(sql, &defaults, &own, &server), 4);
 	evbuffer_add(sql, "", 1);
+	/* An earlier client's DateStyle: RESET, so its source is the default's again. */
 	cr_assert_str_eq((char *)evbuffer_pullup(sql, -1),
 	                 "SELECT pg_catalog.set_config('application_name', 'app', false), "
 	                 "pg_catalog.set_config('extra_float_digits', '3', false);"
-	                 "RESET \"search_path\";");
+	                 "RESET \"DateStyle\";RESET \"search_path\";");
 	/* What the server looks like after that batch: */
 	param_set(&server, "application_name", "app");
 	param_set(&server, "extra_float_digits", "3");
+	param_set(&server, "DateStyle", "ISO, MDY");
 	param_remove(&server, "search_path");
 	cr_assert_eq(param_effective_fingerprint(&defaults, &own), server.fingerprint);
 	evbuffer_free(sql);
