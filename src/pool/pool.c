@@ -1113,6 +1113,18 @@ static bool repay(struct pool *p, struct server *s)
 	return true;
 }
 
+/*
+ * `p` gave a server to another worker: that may have been its last, so its
+ * own waiters ask in turn.  An ask of theirs that ended before ("no worker
+ * has a server": this one was busy or pinned then) must not keep them, or
+ * those that queue later, from asking now.
+ */
+static void lent_away(struct pool *p)
+{
+	p->shed_asked = false;
+	pool_maintain(p);
+}
+
 void pool_lend_deferred(struct worker *w)
 {
 	struct server *s;
@@ -1130,13 +1142,7 @@ void pool_lend_deferred(struct worker *w)
 			continue;
 		}
 		lend_or_close(s, to);
-		/*
-		 * That may have been its last server: its own waiters ask in turn.
-		 * An ask of theirs that ended before ("no worker has a server":
-		 * this one was pinned then) must not keep them from asking now.
-		 */
-		p->shed_asked = false;
-		pool_maintain(p);
+		lent_away(p);
 	}
 }
 
@@ -1188,9 +1194,12 @@ static void ask_fn(void *owner, void *arg)
 	struct server *s = g != NULL ? idle_of_group(g, req, true) : NULL;
 	struct pool *holder;
 
-	if (s != NULL)
+	if (s != NULL) {
+		struct pool *lender = s->pool;
+
 		lend_or_close(s, req->from);
-	else if (req->second_round && g != NULL && (s = idle_of_group(g, req, false)) != NULL)
+		lent_away(lender);
+	} else if (req->second_round && g != NULL && (s = idle_of_group(g, req, false)) != NULL)
 		close_for(s, req->from);
 	if (s != NULL) {
 		lend_request_free(req);

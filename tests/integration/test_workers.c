@@ -584,3 +584,46 @@ Test(workers, a_pool_whose_server_closed_asks_again)
 	PQfinish(super);
 	PQfinish(admin);
 }
+
+/*
+ * The same flag, a third way: b's worker asked while a pinned the server, and
+ * its request ended ("no worker has a server").  Then c's worker asked and
+ * took that server, idle once a unlocked, straight from the ask: the lending
+ * pool's flag stayed set, so when d queued there its pool never asked, the
+ * server stayed idle on c's worker and d waited until query_wait_timeout.
+ * Found by protofuzz (statement mode).  Consecutive connections go to
+ * alternate workers: a, b and d on one, c on the other.
+ */
+Test(workers, a_pool_whose_idle_server_was_taken_asks_again)
+{
+	struct harness_sluice *h = harness_start_sluice_users("workers = 2\ndefault_pool_size = 1\n"
+	                                                      "admin_users = admin\n"
+	                                                      "query_wait_timeout = 20s\n",
+	                                                      "\"admin\" \"admin-secret\"\n");
+	PGconn *admin = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *b = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *spare = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *d = harness_connect_ok(h, "app", "app-secret", "app");
+	long long pid = harness_query_int(a, "select pg_backend_pid()");
+
+	PQclear(harness_exec_ok(a, "select pg_advisory_lock(4247)"));
+	cr_assert(harness_wait_for(show_sum(admin, "SHOW SERVERS", "pinned", NULL) == 1, WAIT_S),
+	          "a's server never pinned");
+	cr_assert(PQsendQuery(b, "select 2"), "%s", PQerrorMessage(b));
+	cr_assert(
+	    harness_wait_for(harness_log_contains(h, "no worker has a server for worker"), WAIT_S));
+	PQfinish(b);
+	PQclear(harness_exec_ok(a, "select pg_advisory_unlock(4247)"));
+	cr_assert(harness_wait_for(show_sum(admin, "SHOW SERVERS", "pinned", NULL) == 0, WAIT_S),
+	          "a's server stayed pinned");
+	/* c's worker takes the server, idle on a's now: the same backend, moved. */
+	cr_assert_eq(harness_query_int(c, "select pg_backend_pid()"), pid);
+	cr_assert_eq(harness_query_int(d, "select 4"), 4);
+	PQfinish(a);
+	PQfinish(c);
+	PQfinish(spare);
+	PQfinish(d);
+	PQfinish(admin);
+}
