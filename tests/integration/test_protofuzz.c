@@ -43,8 +43,9 @@
  *   that only catches a hang: a passing run never waits for it);
  * - a connection sluice closes got an ErrorResponse first, FATAL only where
  *   the client sent something malformed, a COPY FROM STDIN with other
- *   messages behind it, or (statement mode) a transaction block with more
- *   requests behind it;
+ *   messages behind it (Postgres closes on it with input unread, and the
+ *   reset may cut a reply sluice was passing on: let pass), or (statement
+ *   mode) a transaction block with more requests behind it;
  * - no crosstalk: a client only ever sees its own probes' errors, its own
  *   values (`select 'fzv:<client>'`) and its own named statements', in order;
  * - sluice stays alive and Postgres stays up; after the fuzz no server is
@@ -1176,6 +1177,18 @@ static void closed_by_sluice(struct fz_client *c)
 	 * a hang-up), even in the middle of a message.
 	 */
 	if (c->end == END_TERMINATE || c->end == END_HALFCLOSE) {
+		end_session(c);
+		return;
+	}
+	/*
+	 * Postgres closing with input unread (the COPY above) resets the
+	 * connection, and the reset discards what sluice's kernel had not handed
+	 * it yet: a reply sluice was passing on is then cut, as it would be for a
+	 * client of Postgres itself, and whatever sluice says after is part of
+	 * the cut message.  Only the close is checked then.
+	 */
+	if (c->in.len > 0 && c->copy_raw) {
+		c->t->fatals++;
 		end_session(c);
 		return;
 	}
