@@ -66,10 +66,26 @@
  * queue: it is dropped when it reaches the head (requests_pop).  No reply.
  */
 #define REQ_COPY_END '$'
+/*
+ * CopyData sent the same way, one marker for consecutive ones: no reply,
+ * but where it lies says whether a Sync came after COPY data
+ * (requests_copy_started).  Dropped at the head like REQ_COPY_END.
+ */
+#define REQ_COPY_DATA '%'
 
 struct requests {
 	struct ring kinds; /* uint8_t per request: message type or REQ_* marker, oldest first */
 	bool skip_to_sync; /* the server errored mid-extended-batch: it ignores all until Sync */
+	/*
+	 * Postgres ignores a Sync in COPY mode, so a Sync the client sends inside
+	 * a COPY is not queued.  A COPY that fails on its data leaves COPY mode
+	 * there, though, and answers a Sync behind that data: which of those
+	 * Syncs the server answers is then not known.  copy_data: COPY data went
+	 * to the server in this COPY; syncs_unsure: a Sync not queued came after
+	 * it (set until the COPY ends; the relay acts if it ends in an error).
+	 */
+	bool copy_data;
+	bool syncs_unsure;
 };
 
 void requests_init(struct requests *q);
@@ -132,8 +148,8 @@ static inline uint8_t requests_pop(struct requests *q)
 		return 0;
 	kind = *k;
 	ring_drop_head(&q->kinds);
-	/* A copy end that no COPY took (none started before it): the server ignored it. */
-	while ((k = ring_peek(&q->kinds)) != NULL && *k == REQ_COPY_END)
+	/* COPY messages that no COPY took (none started before them): the server ignored them. */
+	while ((k = ring_peek(&q->kinds)) != NULL && (*k == REQ_COPY_END || *k == REQ_COPY_DATA))
 		ring_drop_head(&q->kinds);
 	return kind;
 }
@@ -149,6 +165,31 @@ static inline void requests_track_copy_end(struct requests *q)
 		requests_push(q, REQ_COPY_END);
 }
 
+/* CopyData: in COPY mode it is noted, otherwise queued as REQ_COPY_END is (one per run). */
+static inline void requests_track_copy_data(struct requests *q, bool copy_in)
+{
+	if (copy_in)
+		q->copy_data = true;
+	else if (ring_count(&q->kinds) > 0 && !q->skip_to_sync && requests_last(q) != REQ_COPY_DATA)
+		requests_push(q, REQ_COPY_DATA);
+}
+
+/* A Sync in COPY mode, not queued: unsure after COPY data. */
+static inline void requests_sync_in_copy(struct requests *q)
+{
+	q->syncs_unsure |= q->copy_data;
+}
+
+/* The COPY ended (CommandComplete or ErrorResponse): whether its Syncs were unsure. */
+static inline bool requests_copy_ended(struct requests *q)
+{
+	bool unsure = q->syncs_unsure;
+
+	q->copy_data = false;
+	q->syncs_unsure = false;
+	return unsure;
+}
+
 /*
  * After an ErrorResponse to an extended message (requests_is_extended of the
  * head): removes and returns the oldest entry, the erring one and then each
@@ -161,9 +202,10 @@ uint8_t requests_pop_skipped(struct requests *q);
 /*
  * CopyInResponse to the head request: the Syncs queued behind it, up to the
  * first copy end sent ahead of the CopyInResponse, reached the server in COPY
- * mode, which ignores them; that copy end is the COPY's and goes too.
- * Returns whether there was one: then what the client sends next comes after
- * the COPY's end.
+ * mode, which ignores them; that copy end is the COPY's and goes too, and so
+ * do the REQ_COPY_DATA markers (ignored outside a COPY).  A Sync behind one
+ * inside the COPY is unsure (struct requests).  Returns whether there was a
+ * copy end: then what the client sends next comes after the COPY's end.
  */
 bool requests_copy_started(struct requests *q);
 /* Whether a Sync must be sent for a ReadyForQuery to come (releasing a server mid-batch). */

@@ -100,6 +100,8 @@ static void track_client_message(struct server *s, uint8_t type, uint8_t kind)
 		/* A Sync during COPY FROM STDIN is ignored by the server. */
 		if (!s->copy_in)
 			relay_track_request(s, 'S');
+		else
+			requests_sync_in_copy(&s->requests);
 		break;
 	case 'Q':
 	case 'P':
@@ -110,6 +112,9 @@ static void track_client_message(struct server *s, uint8_t type, uint8_t kind)
 	case 'F':
 		/* After an extended-protocol error the server ignores everything until Sync. */
 		relay_track_request(s, kind);
+		break;
+	case 'd':
+		requests_track_copy_data(&s->requests, s->copy_in);
 		break;
 	case 'c':
 	case 'f':
@@ -680,6 +685,7 @@ static bool track_server_reply(struct server *s, uint8_t type)
 	case 'C': /* CommandComplete */
 		/* A COPY's end, whose CopyDone may have gone ahead of the CopyInResponse. */
 		s->copy_in = false;
+		requests_copy_ended(q);
 		/* fall through */
 	case 'I': /* EmptyQueryResponse */
 	case 's': /* PortalSuspended */
@@ -690,6 +696,7 @@ static bool track_server_reply(struct server *s, uint8_t type)
 	case 'E':
 		s->pool->stats.errors++;
 		s->copy_in = false;
+		requests_copy_ended(q);
 		if (head == REQ_SQL_PREPARE)
 			s->stmts.sql_failed = true;
 		qstats_error(s);
@@ -1111,6 +1118,24 @@ static void swallow_injected_sql(struct server *s, struct evbuffer *in, const st
 	evbuffer_drain(in, frame_total(f));
 }
 
+/*
+ * A COPY failed while a Sync the client sent inside its data was taken as
+ * ignored (struct requests, syncs_unsure): Postgres answers that Sync if the
+ * failure came before it, so the replies still to come can no longer be
+ * matched to requests, and one counted wrong would reach this server's next
+ * client.  The client has the COPY's error; then both connections go.
+ */
+static void copy_failed_out_of_step(struct server *s)
+{
+	struct client *c = s->client;
+
+	server_close(s, "COPY failed with a Sync sent inside its data: replies out of step");
+	if (c != NULL)
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+		            "a Sync sent inside COPY data whose COPY failed: sluice cannot tell "
+		            "which replies the server still owes");
+}
+
 static void server_protocol_error(struct server *s)
 {
 	struct client *c = s->client;
@@ -1132,6 +1157,7 @@ void relay_server_input(struct server *s)
 	while (s->state == SERVER_ACTIVE || s->state == SERVER_RESETTING) {
 		const uint8_t *body;
 		enum frame_status st;
+		bool out_of_step;
 		size_t moved;
 
 		if (s->client != c)
@@ -1155,6 +1181,7 @@ void relay_server_input(struct server *s)
 			server_protocol_error(s);
 			return;
 		}
+		out_of_step = f.type == 'E' && s->requests.syncs_unsure;
 		if (requests_head(&s->requests) == REQ_INJECTED_SQL && s->sync_pending == 0 &&
 		    f.type != 'N' && f.type != 'S' && f.type != 'A') {
 			run_flush(&r);
@@ -1199,6 +1226,10 @@ void relay_server_input(struct server *s)
 			    query_timeout_error(s, conn_out(&c->conn), body, f.len - 4)) {
 				track_server_reply(s, 'E');
 				evbuffer_drain(in, frame_total(&f));
+				if (out_of_step) {
+					copy_failed_out_of_step(s);
+					return;
+				}
 				continue;
 			}
 			if (f.type == 'C' && c != NULL && c->listen != NULL &&
@@ -1242,6 +1273,11 @@ void relay_server_input(struct server *s)
 			    move_bytes(in, c != NULL ? conn_out(&c->conn) : NULL, frame_total(&f));
 			s->fwd_remaining = frame_total(&f) - moved;
 			s->pool->stats.bytes_sent += moved;
+		}
+		if (out_of_step) {
+			run_flush(&r);
+			copy_failed_out_of_step(s);
+			return;
 		}
 		/* Replies sluice owes the client go after what the server sent before them. */
 		if (requests_is_fake(requests_head(&s->requests))) {

@@ -9,6 +9,8 @@ void requests_init(struct requests *q)
 {
 	ring_init(&q->kinds, sizeof(uint8_t));
 	q->skip_to_sync = false;
+	q->copy_data = false;
+	q->syncs_unsure = false;
 }
 
 void requests_fini(struct requests *q)
@@ -41,11 +43,21 @@ bool requests_copy_started(struct requests *q)
 	uint32_t kept = 1, n = ring_count(&q->kinds);
 	bool in_copy = true;
 
+	q->copy_data = false;
+	q->syncs_unsure = false;
 	for (uint32_t i = 1; i < n; i++) {
 		uint8_t kind = *(uint8_t *)ring_at(&q->kinds, i);
 
-		if (in_copy && (kind == 'S' || kind == REQ_COPY_END)) {
-			in_copy = kind == 'S';
+		if (kind == REQ_COPY_DATA) {
+			q->copy_data |= in_copy;
+			continue;
+		}
+		if (in_copy && kind == 'S') {
+			requests_sync_in_copy(q);
+			continue;
+		}
+		if (in_copy && kind == REQ_COPY_END) {
+			in_copy = false;
 			continue;
 		}
 		*(uint8_t *)ring_at(&q->kinds, kept++) = kind;

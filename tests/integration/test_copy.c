@@ -248,6 +248,28 @@ Test(copy, data_pipelined_behind_the_copy)
 	PQfinish(c);
 }
 
+/* Reads one message, which must be a CopyInResponse, and nothing after it. */
+static void read_copy_in_response(int fd)
+{
+	unsigned char in[64];
+	size_t got = 0;
+	uint32_t len;
+
+	while (got < 5) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		ssize_t k;
+
+		cr_assert(poll(&pfd, 1, 20000) == 1, "no CopyInResponse");
+		k = recv(fd, in + got, 5 - got, 0);
+		cr_assert(k > 0, "closed");
+		got += (size_t)k;
+	}
+	cr_assert_eq(in[0], 'G');
+	memcpy(&len, in + 1, sizeof(len)); /* in + 1 is not aligned for a uint32_t */
+	got = ntohl(len) - 4;
+	cr_assert(got < sizeof(in) && recv(fd, in, got, MSG_WAITALL) == (ssize_t)got);
+}
+
 /*
  * A client sends COPY FROM STDIN and leaves before the CopyInResponse comes
  * back.  The reset began before the server was known to be in COPY mode, so
@@ -297,9 +319,8 @@ Test(copy, a_sync_after_a_copy_end_sent_ahead_is_answered)
 	                                                "workers = 1\n"
 	                                                "default_pool_size = 1");
 	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
-	unsigned char buf[256], in[64];
-	size_t n = 0, got = 0;
-	uint32_t len;
+	unsigned char buf[256];
+	size_t n = 0;
 	char replies[256];
 
 	PQclear(harness_exec_ok(c, "drop table if exists copy_slow; "
@@ -314,19 +335,7 @@ Test(copy, a_sync_after_a_copy_end_sent_ahead_is_answered)
 	harness_put_msg(buf, &n, 'c', "", 0);
 	harness_send_all(PQsocket(c), buf, n);
 	/* The CopyInResponse, alone: the row's trigger holds the rest back. */
-	while (got < 5) {
-		struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
-		ssize_t k;
-
-		cr_assert(poll(&pfd, 1, 20000) == 1, "no CopyInResponse");
-		k = recv(PQsocket(c), in + got, 5 - got, 0);
-		cr_assert(k > 0, "closed");
-		got += (size_t)k;
-	}
-	cr_assert_eq(in[0], 'G');
-	memcpy(&len, in + 1, sizeof(len)); /* in + 1 is not aligned for a uint32_t */
-	got = ntohl(len) - 4;
-	cr_assert(got < sizeof(in) && recv(PQsocket(c), in, got, MSG_WAITALL) == (ssize_t)got);
+	read_copy_in_response(PQsocket(c));
 	n = 0;
 	harness_put_msg(buf, &n, 'S', "", 0);
 	harness_put_query(buf, &n, "select count(*) from copy_slow");
@@ -335,4 +344,78 @@ Test(copy, a_sync_after_a_copy_end_sent_ahead_is_answered)
 	cr_assert_str_eq(replies, "C(COPY 1) Z(I) Z(I) T D(1) C(SELECT 1) Z(I) ");
 	PQclear(harness_exec_ok(c, "drop table copy_slow; drop function copy_slow_row()"));
 	PQfinish(c);
+}
+
+/*
+ * A Sync inside COPY data, and the COPY fails on that data.  Postgres
+ * ignores a Sync in COPY mode, but leaves COPY mode at the failing row and
+ * answers a Sync behind it; sluice took the Sync as ignored, counted one
+ * reply too few, and gave the server up while replies were still coming:
+ * the next client of the server got them.  Here the victim, queued behind,
+ * got the attacker's row as the result of its own query.  Found by
+ * protofuzz (statement mode: sluice's own read-back of the settings got the
+ * client's last reply).  Which Syncs the server answers cannot be known, so
+ * sluice passes the COPY's error and closes both connections (08P01); a Sync
+ * inside data whose COPY succeeds is still ignored
+ * (copy::data_pipelined_behind_the_copy).  Sent in one burst, ahead of the
+ * CopyInResponse, and again after it.
+ */
+Test(copy, a_sync_inside_copy_data_that_fails_closes_the_connection)
+{
+	struct harness_sluice *h = harness_start_sluice("client_tls_sslmode = disable\n"
+	                                                "workers = 1\n"
+	                                                "default_pool_size = 1");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *holder = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *victim = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *next;
+	PGresult *res;
+	unsigned char buf[256];
+	size_t n = 0;
+	char replies[256];
+
+	PQclear(harness_exec_ok(c, "drop table if exists copy_sync; "
+	                           "create table copy_sync (a int)"));
+	/* The holder keeps the one server while c's burst and then the victim queue. */
+	PQclear(harness_exec_ok(holder, "begin"));
+	harness_put_query(buf, &n, "copy copy_sync from stdin");
+	harness_put_msg(buf, &n, 'd', "x\n", 2);
+	harness_put_msg(buf, &n, 'S', "", 0);
+	harness_put_msg(buf, &n, 'c', "", 0);
+	harness_put_query(buf, &n, "select pg_sleep(0.2)::text || 'not yours'");
+	harness_send_all(PQsocket(c), buf, n);
+	cr_assert(PQsendQuery(victim, "select 'mine'"), "%s", PQerrorMessage(victim));
+	PQclear(harness_exec_ok(holder, "commit"));
+	harness_transcript(PQsocket(c), 1, replies, sizeof(replies));
+	cr_assert_str_eq(replies, "G E(22P02) E(08P01) CLOSED", "ahead of the CopyInResponse");
+	res = PQgetResult(victim);
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+	cr_assert_str_eq(PQgetvalue(res, 0, 0), "mine", "the victim got another client's row");
+	PQclear(res);
+	cr_assert_null(PQgetResult(victim));
+	PQfinish(c);
+
+	c = harness_connect_ok(h, "app", "app-secret", "app");
+	next = harness_connect_ok(h, "app", "app-secret", "app");
+	n = 0;
+	harness_put_query(buf, &n, "copy copy_sync from stdin");
+	harness_send_all(PQsocket(c), buf, n);
+	/* Sluice knows the server is in COPY mode once it has passed this on. */
+	read_copy_in_response(PQsocket(c));
+	n = 0;
+	harness_put_msg(buf, &n, 'd', "1\n", 2);
+	harness_put_msg(buf, &n, 'S', "", 0);
+	harness_put_msg(buf, &n, 'd', "y\n", 2);
+	harness_put_msg(buf, &n, 'S', "", 0);
+	harness_put_msg(buf, &n, 'c', "", 0);
+	harness_put_query(buf, &n, "select 'not yours'");
+	harness_send_all(PQsocket(c), buf, n);
+	harness_transcript(PQsocket(c), 1, replies, sizeof(replies));
+	cr_assert_str_eq(replies, "E(22P02) E(08P01) CLOSED", "after the CopyInResponse");
+	cr_assert_eq(harness_query_int(next, "select 42"), 42);
+	PQclear(harness_exec_ok(next, "drop table copy_sync"));
+	PQfinish(c);
+	PQfinish(next);
+	PQfinish(holder);
+	PQfinish(victim);
 }
