@@ -1113,6 +1113,21 @@ static bool repay(struct pool *p, struct server *s)
 	return true;
 }
 
+/* Gives `s` to the first client waiting in `p`; false when none waits or `p` is paused. */
+static bool serve_first_waiter(struct pool *p, struct server *s)
+{
+	struct list_node *first = p->paused ? NULL : list_first(&p->waiting);
+	struct client *c;
+
+	if (first == NULL)
+		return false;
+	c = list_entry(first, struct client, wait_node);
+	list_del(&c->wait_node);
+	server_set_state(s, SERVER_ACTIVE);
+	client_link(c, s);
+	return true;
+}
+
 /*
  * `p` gave a server to another worker: that may have been its last, so its
  * own waiters ask in turn.  An ask of theirs that ended before ("no worker
@@ -1136,9 +1151,27 @@ void pool_lend_deferred(struct worker *w)
 		s->lend_to = -1;
 		if (s->state == SERVER_CLOSING)
 			continue; /* its units went to the owed worker (pool_server_gone) */
-		/* A client here took it meanwhile, or something arrived on it: next time. */
-		if (!server_can_move(s)) {
+		/* A client here took it meanwhile: its release pays. */
+		if (s->state != SERVER_IDLE) {
 			owe(p, to);
+			continue;
+		}
+		/*
+		 * Idle, but it cannot move now (bytes still on their way to or from
+		 * it): nothing would release it again, so it serves a waiter here and
+		 * that release pays, or it is closed for the asker, which connects
+		 * with its units.  Left idle, it stranded this worker's waiters and
+		 * the asker's alike until query_wait_timeout.
+		 */
+		if (!server_can_move(s)) {
+			log_debug(w->log, "w%d: a server owed to worker %d cannot move now: %s",
+			          w->id, to,
+			          !list_empty(&p->waiting) ? "it serves a waiter here"
+			                                   : "closed for it");
+			if (serve_first_waiter(p, s))
+				owe(p, to);
+			else
+				close_for(s, to);
 			continue;
 		}
 		lend_or_close(s, to);
@@ -1518,7 +1551,6 @@ static bool server_must_retire(const struct pool *p, const struct server *s)
  */
 static void release(struct pool *p, struct server *s, bool arrived)
 {
-	struct list_node *first;
 	bool serve_here_first = arrived && !p->paused && !list_empty(&p->waiting);
 
 	if (p->pause_closes || server_must_retire(p, s)) {
@@ -1552,20 +1584,13 @@ static void release(struct pool *p, struct server *s, bool arrived)
 			return;
 		}
 	}
-	first = p->paused ? NULL : list_first(&p->waiting);
-	if (first == NULL && atomic_load(&p->pool_quota->used) > pool_size(p)) {
+	if ((p->paused || list_empty(&p->waiting)) &&
+	    atomic_load(&p->pool_quota->used) > pool_size(p)) {
 		server_close(s, "reserve_pool: no client waits for it");
 		return;
 	}
-	if (first != NULL) {
-		struct client *c = list_entry(first, struct client, wait_node);
-
-		list_del(&c->wait_node);
-		server_set_state(s, SERVER_ACTIVE);
-		client_link(c, s);
-		return;
-	}
-	server_set_state(s, SERVER_IDLE);
+	if (!serve_first_waiter(p, s))
+		server_set_state(s, SERVER_IDLE);
 }
 
 void pool_release(struct pool *p, struct server *s)
