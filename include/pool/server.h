@@ -92,6 +92,7 @@ struct server {
 	uint8_t captured_pin;       /* and the PIN_* bits it found */
 	bool custom_unknown;        /* a custom setting sluice cannot name may have changed */
 	bool names_read;            /* this request's SET names were read (vs. the SET tag) */
+	bool named_stmt_stateful;   /* untracked: a named statement here may change state */
 	struct param_list watch;    /* custom settings named since the last read-back */
 	uint8_t pin;                /* PIN_* reasons: the server stays with its client */
 	bool loaded;                /* a LOAD ran on it: PIN_LOAD until it closes */
@@ -201,9 +202,18 @@ bool server_capture_params(struct server *s);
  * A Query or Parse text (or the statement a Bind runs) that may change session
  * state: read it back at the end of the transaction, noting the custom
  * settings it names.  `verb`: sqlscan_verb(text, n), which the caller has
- * already read.  The relay calls it for every Query and Parse.
+ * already read.  The relay calls it for every Query and Parse.  Returns
+ * whether the text may change session state.
  */
-void server_inspect_sql(struct server *s, enum sql_verb verb, const char *text, size_t n);
+bool server_inspect_sql(struct server *s, enum sql_verb verb, const char *text, size_t n);
+/*
+ * A Bind without prepared statement tracking: it may run a named statement
+ * parsed in an earlier request, even by another client (they share the
+ * server's), whose text sluice does not keep.  If one that may change
+ * session state was parsed on this server (named_stmt_stateful), the state
+ * is read back and reset as for a custom setting sluice cannot name.
+ */
+void server_inspect_bind(struct server *s);
 /*
  * A FunctionCall: a function sluice cannot see (libpq's PQfn, the large-object
  * functions) may take an advisory lock or set any setting, a custom one too.

@@ -74,17 +74,27 @@ void relay_track_request(struct server *s, uint8_t type)
  * whole and under RELAY_WHOLE_MAX; a longer one still arriving is read as far
  * as it is there.
  */
-static void inspect_sql(struct client *c, const struct msgview *v)
+static void inspect_sql(struct client *c, const struct msgview *v, bool tracking)
 {
 	struct server *s = c->server;
+	bool stateful = false;
 
 	if (pool_mode(c->pool) == POOL_SESSION || v->msg == NULL)
 		return;
 	/* A long text still arriving: its start is read, and the state read back anyway. */
 	if (!v->whole)
-		s->params_dirty = true;
+		s->params_dirty = stateful = true;
 	if (v->text != NULL)
-		server_inspect_sql(s, v->verb, v->text, v->n);
+		stateful |= server_inspect_sql(s, v->verb, v->text, v->n);
+	/*
+	 * Untracked, a named statement is the server's: it may run in a later
+	 * request, another client's too, with no text to look at
+	 * (server_inspect_bind).  The unnamed one cannot: sluice's read-back, a
+	 * Query, drops it before the server serves another request.
+	 */
+	if (stateful && !tracking && v->msg[0] == 'P' && v->have > FRAME_HEADER_LEN &&
+	    v->msg[FRAME_HEADER_LEN] != '\0')
+		s->named_stmt_stateful = true;
 }
 
 /*
@@ -583,7 +593,9 @@ static void relay_client_input(struct client *c)
 				run_forget(&r); /* a LISTEN rewritten to UNLISTEN */
 		}
 		if (f.type == 'Q' || f.type == 'P')
-			inspect_sql(c, &mv);
+			inspect_sql(c, &mv, tracking);
+		else if (f.type == 'B' && !tracking)
+			server_inspect_bind(c->server);
 		else if (f.type == 'F' && pool_mode(c->pool) != POOL_SESSION)
 			server_inspect_function_call(c->server);
 		/*

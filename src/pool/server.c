@@ -334,6 +334,8 @@ void server_reset_step(struct server *s)
 	 */
 	if ((s->pin != 0 || s->custom_unknown) && !s->reset_query_sent) {
 		build_query(out, s->pin != 0 ? "DISCARD ALL" : "RESET ALL");
+		if (s->pin != 0)
+			s->named_stmt_stateful = false; /* DISCARD ALL drops every statement */
 		s->custom_unknown = false;
 		/*
 		 * Its RESET tag names nothing unknown: read as an unread SET
@@ -1358,7 +1360,7 @@ static void watch_name(void *arg, const char *name)
 	param_set(&s->watch, name, "");
 }
 
-void server_inspect_sql(struct server *s, enum sql_verb verb, const char *text, size_t n)
+bool server_inspect_sql(struct server *s, enum sql_verb verb, const char *text, size_t n)
 {
 	unsigned mentions = 0;
 
@@ -1376,18 +1378,18 @@ void server_inspect_sql(struct server *s, enum sql_verb verb, const char *text, 
 		break;
 	case SQL_VERB_DECLARE:
 		if (!sqlscan_contains(text, n, "hold"))
-			return;
+			return false;
 		break;
 	case SQL_VERB_CLOSE:
 	case SQL_VERB_DROP:
 	case SQL_VERB_UNLISTEN: /* a LISTEN sluice sent as UNLISTEN (listen.h) ends nothing */
 		if (s->pin == 0)
-			return; /* nothing to end */
+			return false; /* nothing to end */
 		break;
 	default:
 		mentions = sqlscan_mentions(text, n);
 		if (mentions == 0)
-			return;
+			return false;
 		break;
 	}
 	s->params_dirty = true;
@@ -1396,6 +1398,15 @@ void server_inspect_sql(struct server *s, enum sql_verb verb, const char *text, 
 		if (sqlscan_custom_names(text, n, watch_name, s) < 0)
 			s->custom_unknown = true;
 		s->names_read = true;
+	}
+	return true;
+}
+
+void server_inspect_bind(struct server *s)
+{
+	if (s->named_stmt_stateful) {
+		s->params_dirty = true;
+		s->custom_unknown = true;
 	}
 }
 

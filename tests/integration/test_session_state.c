@@ -216,3 +216,77 @@ Test(session_state, client_closed_before_its_parameters_are_applied)
 	             "the server was closed, not reset");
 	PQfinish(a);
 }
+
+/* A Bind of `stmt` to the unnamed portal with one text parameter `value` (one byte). */
+static void put_bind_one(unsigned char *buf, size_t *n, const char *stmt, char value)
+{
+	unsigned char body[128];
+	size_t len = 0;
+
+	body[len++] = '\0'; /* portal */
+	memcpy(body + len, stmt, strlen(stmt) + 1);
+	len += strlen(stmt) + 1;
+	memcpy(body + len, "\0\0\0\1\0\0\0\1", 8); /* no formats, one parameter of 1 byte */
+	len += 8;
+	body[len++] = (unsigned char)value;
+	body[len++] = '\0'; /* no result formats */
+	body[len++] = '\0';
+	harness_put_msg(buf, n, 'B', body, len);
+}
+
+/* Parse of `stmt` with `sql`, no parameter types. */
+static void put_parse(unsigned char *buf, size_t *n, const char *stmt, const char *sql)
+{
+	unsigned char body[256];
+	size_t len = 0;
+
+	memcpy(body, stmt, strlen(stmt) + 1);
+	len += strlen(stmt) + 1;
+	memcpy(body + len, sql, strlen(sql) + 1);
+	len += strlen(sql) + 1;
+	body[len++] = '\0';
+	body[len++] = '\0';
+	harness_put_msg(buf, n, 'P', body, len);
+}
+
+/* The setting as a client sees it: '' when unset. */
+static void expect_custom(PGconn *c, const char *want, const char *what)
+{
+	PGresult *res = harness_exec_ok(c, "select coalesce(current_setting('app.u', true), '')");
+
+	cr_assert_str_eq(PQgetvalue(res, 0, 0), want, "%s", what);
+	PQclear(res);
+}
+
+/*
+ * Without prepared statement tracking, named statements are the server's:
+ * one that sets a custom setting, parsed by a in one request, was run by b's
+ * Bind in another.  Sluice saw no text when it ran, so it read nothing back
+ * and the setting stayed on the server for its next client.  Found by
+ * protofuzz.  Now a Bind on a server where such a statement was parsed makes
+ * the state read back and reset (RESET ALL, as for a custom setting sluice
+ * cannot name).  One server, one worker.
+ */
+Test(session_state, a_setting_made_by_an_untracked_named_statement_does_not_leak)
+{
+	struct harness_sluice *h = harness_start_sluice("client_tls_sslmode = disable\n"
+	                                                "workers = 1\ndefault_pool_size = 1\n"
+	                                                "max_prepared_statements = 0");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *b = harness_connect_ok(h, "app", "app-secret", "app");
+	unsigned char buf[512];
+	size_t n = 0;
+
+	put_parse(buf, &n, "set_u", "select set_config('app.u', $1, false)");
+	harness_put_msg(buf, &n, 'S', "", 0);
+	harness_expect_transcript(a, buf, n, 1, "1 Z(I) ", "the Parse");
+	/* b runs a's statement: untracked, it is the server's. */
+	n = 0;
+	put_bind_one(buf, &n, "set_u", 'y');
+	harness_put_msg(buf, &n, 'E', "\0\0\0\0", 5);
+	harness_put_msg(buf, &n, 'S', "", 0);
+	harness_expect_transcript(b, buf, n, 1, "2 D(y) C(SELECT 1) Z(I) ", "b's Bind");
+	expect_custom(a, "", "a, after b ran the named statement");
+	PQfinish(a);
+	PQfinish(b);
+}
