@@ -368,7 +368,8 @@ static enum portal_guard guard_unnamed_portal(struct client *c, struct run *r,
 	memcpy(msg + FRAME_HEADER_LEN, UNBOUND_PORTAL, sizeof(UNBOUND_PORTAL));
 	memcpy(msg + FRAME_HEADER_LEN + sizeof(UNBOUND_PORTAL), old + FRAME_HEADER_LEN + 1, 4);
 	evbuffer_prepend(r->in, msg, sizeof(msg));
-	clog(c, LOG_INFO,
+	/* Debug: a client may send it in a loop; Postgres logs each 34000 with the name. */
+	clog(c, LOG_DEBUG,
 	     "Execute of the unnamed portal with no Bind of it since the last Sync "
 	     "or Query: sent as portal \"" UNBOUND_PORTAL "\"");
 	return GUARD_RENAMED;
