@@ -20,8 +20,10 @@
  * SLUICE_PROTOFUZZ_ROUNDS=<k> gives each client k times as many sessions.
  * For a closer look: SLUICE_PROTOFUZZ_VERBOSE=1 prints every message sent
  * and sluice's log, SLUICE_PROTOFUZZ_DUMP=<dir> writes each session's bytes
- * to <dir>/c<client>s<session>.bin, and SLUICE_PROTOFUZZ_DIRECT=1 sends the
- * same sessions to Postgres itself, to tell sluice's doing from Postgres'.
+ * to <dir>/c<client>s<session>.bin, SLUICE_PROTOFUZZ_DIRECT=1 sends the
+ * same sessions to Postgres itself, to tell sluice's doing from Postgres',
+ * and SLUICE_PROTOFUZZ_INI adds lines to sluice's configuration (keys the
+ * mode does not set, such as "workers = 4").
  * A failure prints the client's last messages and its port in sluice's log.
  *
  * A client's messages go in bursts.  Each burst ends with a probe that
@@ -1505,8 +1507,9 @@ static struct fz_test *fz_start(const struct fz_mode *m)
 	         "default_pool_size = %d\n"
 	         "max_packet_size = %d\n"
 	         "connect_rate_per_ip = 0\n" /* every client logs in from 127.0.0.1 */
-	         "%s",
-	         m->mode, m->pool_size, FZ_MAX_PACKET, m->extra);
+	         "%s%s",
+	         m->mode, m->pool_size, FZ_MAX_PACKET, m->extra,
+	         getenv("SLUICE_PROTOFUZZ_INI") != NULL ? getenv("SLUICE_PROTOFUZZ_INI") : "");
 	t->m = m;
 	t->seed = env_u64("SLUICE_PROTOFUZZ_SEED", m->seed);
 	t->only = (int)env_u64("SLUICE_PROTOFUZZ_CLIENT", (uint64_t)-1);
