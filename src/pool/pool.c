@@ -977,6 +977,15 @@ static bool post_handoff(struct worker_shared *sh, struct handoff *h, int to)
  * Hands the idle server `s` to worker `to`.  False when it cannot move or
  * out of memory: the caller closes it instead.
  */
+/*
+ * Servers that hold a unit of pool_size: all but the listening connection,
+ * which is never released, so it can neither pay a debt nor serve a waiter.
+ */
+static int pooled_servers(const struct pool *p)
+{
+	return p->nservers - (p->listen != NULL && p->listen->server != NULL);
+}
+
 static bool lend(struct server *s, int to)
 {
 	struct pool *p = s->pool;
@@ -997,7 +1006,7 @@ static bool lend(struct server *s, int to)
 		pool_kick_all(w);
 		pool_kick_others(w);
 	}
-	if (p->nservers == 0)
+	if (pooled_servers(p) == 0)
 		pass_debts(p);
 	return true;
 }
@@ -1082,7 +1091,7 @@ static struct pool *holder_of_group(struct pool_group *g, const struct lend_requ
 	for (struct list_node *pos = g->members.next; pos != &g->members; pos = pos->next) {
 		struct pool *p = list_entry(pos, struct pool, group_node);
 
-		if (p->nservers > 0 && may_give_up_a_server(p, req))
+		if (pooled_servers(p) > 0 && may_give_up_a_server(p, req))
 			return p;
 	}
 	return NULL;
@@ -1705,7 +1714,7 @@ void pool_server_gone(struct pool *p, struct server *s)
 		give_quotas(p, s->listener == NULL);
 	track_use(p);
 	/* The unit came free: the workers owed one are kicked, and connect with it. */
-	if (p->nservers == 0)
+	if (s->listener == NULL && pooled_servers(p) <= 0)
 		ring_clear(&p->owed);
 	/*
 	 * Its waiters may ask the others again: an ask of theirs that ended

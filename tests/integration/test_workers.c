@@ -627,3 +627,37 @@ Test(workers, a_pool_whose_idle_server_was_taken_asks_again)
 	PQfinish(d);
 	PQfinish(admin);
 }
+
+/*
+ * A worker whose only server is its pool's listening connection (LISTEN)
+ * was taken for one holding servers: asked for one, it owed it, and the
+ * request ended there, though that connection is never released.  The
+ * asker's client waited until query_wait_timeout while the pool's one server
+ * went idle on a third worker.  Found by protofuzz (statement mode, four
+ * workers).  Three workers, connections spread in turn (the admin's on w1):
+ * the listener on w2, a (holding the one server in a transaction) on w0, c
+ * on w1, whose request meets the listener's worker first in each round.
+ */
+Test(workers, a_listening_connection_owes_no_server)
+{
+	struct harness_sluice *h = harness_start_sluice_users("workers = 3\ndefault_pool_size = 1\n"
+	                                                      "admin_users = admin\n"
+	                                                      "query_wait_timeout = 20s\n",
+	                                                      "\"admin\" \"admin-secret\"\n");
+	PGconn *admin = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PGconn *listener = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+
+	PQclear(harness_exec_ok(a, "begin"));
+	PQclear(harness_exec_ok(listener, "listen workers_owes"));
+	cr_assert(PQsendQuery(c, "select 5"), "%s", PQerrorMessage(c));
+	cr_assert(harness_wait_for(harness_log_contains(h, "owes worker 1 a server"), WAIT_S),
+	          "c's worker never asked for a server");
+	PQclear(harness_exec_ok(a, "commit"));
+	cr_assert_eq(result_int(c, "c"), 5);
+	PQfinish(a);
+	PQfinish(c);
+	PQfinish(listener);
+	PQfinish(admin);
+}
