@@ -1223,7 +1223,12 @@ void relay_server_input(struct server *s)
 				handle_parameter_status(s, body, f.len - 4);
 			if (s->sync_pending > 0) {
 				handle_sync_reply(s, f.type, body, f.len - 4);
-				if (f.type == 'S' && c != NULL)
+				/*
+				 * A notification is the client's even in the middle of
+				 * sluice's own query: Postgres delivers one that came
+				 * while that query ran just before its ReadyForQuery.
+				 */
+				if ((f.type == 'S' || f.type == 'A') && c != NULL)
 					evbuffer_remove_buffer(in, conn_out(&c->conn),
 					                       frame_total(&f));
 				else
