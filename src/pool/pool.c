@@ -974,10 +974,6 @@ static bool post_handoff(struct worker_shared *sh, struct handoff *h, int to)
 }
 
 /*
- * Hands the idle server `s` to worker `to`.  False when it cannot move or
- * out of memory: the caller closes it instead.
- */
-/*
  * Servers that hold a unit of pool_size: all but the listening connection,
  * which is never released, so it can neither pay a debt nor serve a waiter.
  */
@@ -986,6 +982,10 @@ static int pooled_servers(const struct pool *p)
 	return p->nservers - (p->listen != NULL && p->listen->server != NULL);
 }
 
+/*
+ * Hands the idle server `s` to worker `to`.  False when it cannot move or
+ * out of memory: the caller closes it instead.
+ */
 static bool lend(struct server *s, int to)
 {
 	struct pool *p = s->pool;
@@ -1122,21 +1122,6 @@ static bool repay(struct pool *p, struct server *s)
 	return true;
 }
 
-/* Gives `s` to the first client waiting in `p`; false when none waits or `p` is paused. */
-static bool serve_first_waiter(struct pool *p, struct server *s)
-{
-	struct list_node *first = p->paused ? NULL : list_first(&p->waiting);
-	struct client *c;
-
-	if (first == NULL)
-		return false;
-	c = list_entry(first, struct client, wait_node);
-	list_del(&c->wait_node);
-	server_set_state(s, SERVER_ACTIVE);
-	client_link(c, s);
-	return true;
-}
-
 /*
  * `p` gave a server to another worker: that may have been its last, so its
  * own waiters ask in turn.  An ask of theirs that ended before ("no worker
@@ -1166,23 +1151,12 @@ void pool_lend_deferred(struct worker *w)
 			continue;
 		}
 		/*
-		 * Idle, but it cannot move now (bytes still on their way to or from
-		 * it): nothing would release it again, so it serves a waiter here and
-		 * that release pays, or it is closed for the asker, which connects
-		 * with its units.  Left idle, it stranded this worker's waiters and
-		 * the asker's alike until query_wait_timeout.
+		 * Idle: lent, or closed for the asker, which connects with its
+		 * units, if it cannot move now (bytes still on their way to or from
+		 * it).  Owed again instead, it was left idle with nothing to
+		 * release it, and this worker's waiters and the asker's waited
+		 * until query_wait_timeout.
 		 */
-		if (!server_can_move(s)) {
-			log_debug(w->log, "w%d: a server owed to worker %d cannot move now: %s",
-			          w->id, to,
-			          !list_empty(&p->waiting) ? "it serves a waiter here"
-			                                   : "closed for it");
-			if (serve_first_waiter(p, s))
-				owe(p, to);
-			else
-				close_for(s, to);
-			continue;
-		}
 		lend_or_close(s, to);
 		lent_away(p);
 	}
@@ -1560,6 +1534,7 @@ static bool server_must_retire(const struct pool *p, const struct server *s)
  */
 static void release(struct pool *p, struct server *s, bool arrived)
 {
+	struct list_node *first;
 	bool serve_here_first = arrived && !p->paused && !list_empty(&p->waiting);
 
 	if (p->pause_closes || server_must_retire(p, s)) {
@@ -1593,13 +1568,20 @@ static void release(struct pool *p, struct server *s, bool arrived)
 			return;
 		}
 	}
-	if ((p->paused || list_empty(&p->waiting)) &&
-	    atomic_load(&p->pool_quota->used) > pool_size(p)) {
+	first = p->paused ? NULL : list_first(&p->waiting);
+	if (first == NULL && atomic_load(&p->pool_quota->used) > pool_size(p)) {
 		server_close(s, "reserve_pool: no client waits for it");
 		return;
 	}
-	if (!serve_first_waiter(p, s))
-		server_set_state(s, SERVER_IDLE);
+	if (first != NULL) {
+		struct client *c = list_entry(first, struct client, wait_node);
+
+		list_del(&c->wait_node);
+		server_set_state(s, SERVER_ACTIVE);
+		client_link(c, s);
+		return;
+	}
+	server_set_state(s, SERVER_IDLE);
 }
 
 void pool_release(struct pool *p, struct server *s)
@@ -1714,7 +1696,7 @@ void pool_server_gone(struct pool *p, struct server *s)
 		give_quotas(p, s->listener == NULL);
 	track_use(p);
 	/* The unit came free: the workers owed one are kicked, and connect with it. */
-	if (s->listener == NULL && pooled_servers(p) <= 0)
+	if (s->listener == NULL && pooled_servers(p) == 0)
 		ring_clear(&p->owed);
 	/*
 	 * Its waiters may ask the others again: an ask of theirs that ended
