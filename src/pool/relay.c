@@ -953,6 +953,9 @@ static void handle_sync_reply(struct server *s, uint8_t type, const uint8_t *bod
 				relay_try_release(s);
 			else if (s->state == SERVER_RESETTING)
 				server_reset_step(s);
+			/* Kept (pinned): the turn's end, where notifications held meanwhile go. */
+			if (c != NULL && c->listen != NULL && c->server == s)
+				listen_flush(c);
 		} else if (c == NULL && s->state == SERVER_RESETTING) {
 			/* The SET batch of a client that left before it was answered. */
 			server_reset_step(s);

@@ -670,6 +670,62 @@ Test(notify, channels_of_one_client_are_bounded)
 	PQfinish(notifier);
 }
 
+/* Backends of `user` waiting for a lock. */
+static long long lock_waiters(void)
+{
+	PGconn *s = harness_pg_super(NULL);
+	long long n = harness_query_int(s, "SELECT count(*) FROM pg_stat_activity "
+	                                   "WHERE usename = 'app' AND wait_event_type = 'Lock'");
+
+	PQfinish(s);
+	return n;
+}
+
+/*
+ * A notification held for a pinned client while its request ran is written
+ * when the request ends, also when a SET in that request made sluice read
+ * the session's settings back before calling the turn over: the client keeps
+ * its server, so no release writes what was held.  The request is made to
+ * wait on a lock so that the notification surely comes in the middle of it.
+ */
+Test(notify, a_notification_held_during_a_request_reaches_a_pinned_client)
+{
+	struct harness_sluice *h = start("default_pool_size = 5\n");
+	PGconn *pinned = app(h), *locker = app(h), *notifier = app(h);
+	struct inbox in = {0};
+	PGresult *res;
+
+	exec_ok(locker, "CREATE TABLE IF NOT EXISTS held_notes (a int)");
+	exec_ok(pinned, "CREATE TEMP TABLE pin_me (a int)");
+	exec_ok(pinned, "LISTEN held");
+	cr_assert_eq(pinned_clients(h), 1, "the temporary table did not pin");
+	exec_ok(locker, "BEGIN");
+	exec_ok(locker, "LOCK TABLE held_notes IN ACCESS EXCLUSIVE MODE");
+	cr_assert(
+	    PQsendQuery(pinned, "SET application_name = 'held'; SELECT count(*) FROM held_notes"),
+	    "%s", PQerrorMessage(pinned));
+	cr_assert(harness_wait_for(lock_waiters() == 1, WAIT_S), "the request never waited");
+	exec_ok(notifier, "NOTIFY held, 'in the middle'");
+	cr_assert(harness_wait_for(
+	    show_value(h, "LISTENERS", "database", "app", "notifications") == 1, WAIT_S));
+	cr_assert_eq(show_value(h, "LISTENERS", "database", "app", "deliveries"), 0,
+	             "written in the middle of a request");
+	exec_ok(locker, "COMMIT");
+	while ((res = PQgetResult(pinned)) != NULL) {
+		cr_assert(PQresultStatus(res) == PGRES_COMMAND_OK ||
+		              PQresultStatus(res) == PGRES_TUPLES_OK,
+		          "%s", PQresultErrorMessage(res));
+		PQclear(res);
+	}
+	cr_assert(harness_wait_for(got(pinned, &in, "held", 1), WAIT_S),
+	          "the notification held during the request never came");
+	cr_assert_str_eq(in.last, "in the middle");
+	exec_ok(locker, "DROP TABLE held_notes");
+	PQfinish(pinned);
+	PQfinish(locker);
+	PQfinish(notifier);
+}
+
 /*
  * A LISTEN statement executed again and again inside one transaction is one
  * channel when the transaction commits, not one queued LISTEN per execution:
