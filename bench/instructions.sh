@@ -5,13 +5,17 @@
 # runs; this counts the user-space instructions each pooler executes per
 # transaction, PgBouncer's and sluice's, in the same run.
 #
-#   bench/instructions.sh [--clients 1|256] [--keep DIR] [--sluice PATH]...
+#   bench/instructions.sh [--clients 1|256] [--builtin tpcb-like] [--keep DIR]
+#                         [--sluice PATH]...
 #
 # Each --sluice adds a binary to measure (default build/sluice; several: e.g.
 # two commits side by side).  --clients 1 measures one client (issue 19's
 # figure: `-c 1 -j 1`, `-t 500` and `-t 2500`) instead of 16; --clients 256
 # (`-t 20` and `-t 60`) a queue of ~236 clients waiting for the pool's 20
-# servers, where whatever walks the queue shows.  --keep DIR
+# servers, where whatever walks the queue shows.  --builtin tpcb-like runs
+# pgbench's default transaction (BEGIN, three UPDATEs, a SELECT, an INSERT,
+# END: seven statements on one held server) instead of select-only, where
+# what sluice does per statement inside a transaction shows.  --keep DIR
 # keeps each run's callgrind.out there, for callgrind_annotate.  Run as root:
 # Postgres (tests/harness/pg.sh, instance pg-instructions, stopped at the end)
 # and the poolers run as the harness's unprivileged user.
@@ -24,12 +28,16 @@
 # out.  Kernel time (system calls) is not counted: run.sh covers that.
 set -eu
 
-clients=16 low=100 high=400 keep=
+clients=16 low=100 high=400 keep= builtin=select-only
 args=()
 while [ $# -gt 0 ]; do
   case $1 in
   --clients)
     clients=$2
+    shift 2
+    ;;
+  --builtin)
+    builtin=$2
     shift 2
     ;;
   --keep)
@@ -80,7 +88,7 @@ measure() {
     kill -0 "$pid" 2>/dev/null || { cat "$work/pooler.log" >&2; exit 1; }
     sleep 0.1
   done
-  "$pgbin/pgbench" -n -S -M "$mode" -c "$clients" -j "$((clients < 2 ? 1 : 2))" -t "$txns" \
+  "$pgbin/pgbench" -n -b "$builtin" -M "$mode" -c "$clients" -j "$((clients < 2 ? 1 : 2))" -t "$txns" \
     -h 127.0.0.1 -p "$port" -U bench bench >"$work/pgbench.log" 2>&1 ||
     {
       # The port is in the kernel's ephemeral range: something else on the
@@ -91,7 +99,7 @@ measure() {
     }
   pkill -TERM -P "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
-  [ -z "$keep" ] || cp "$out" "$keep/$(basename "$bin")-$mode-$txns.out"
+  [ -z "$keep" ] || cp "$out" "$keep/$(basename "$bin")-$builtin-$mode-$txns.out"
   awk '/^summary:/ {print $2}' "$out"
 }
 

@@ -64,7 +64,7 @@ const char *query_type_name(enum query_type t);
 #define QSTATS_HIST_SHIFT   3    /* entry buckets: 8 of struct histogram's merged into one */
 #define QSTATS_HIST_BUCKETS ((HISTOGRAM_BUCKETS + 7) >> QSTATS_HIST_SHIFT)
 #define QSTATS_SCOPES_MAX   4096 /* (database, user, tenant) triples; then one "*" scope */
-#define QSTATS_SHAPE_BITS   4    /* struct qstats.shapes: 16 */
+#define QSTATS_SHAPE_BITS   5    /* struct qstats.shapes: 32 sets of 2 */
 #define QSTATS_SHAPE_TEXT   512  /* longest text whose shape is kept */
 
 /* A client's handle on an entry: valid while entries[slot].gen == gen. */
@@ -144,7 +144,10 @@ struct qstats {
 	/* Slots of recently found fingerprints, by their low bits: a repeated statement skips
 	 * the keyed bucket hash.  Only a hint: find checks the slot still holds that entry. */
 	uint32_t recent[QSTATS_RECENT];
-	struct qstats_shape *shapes; /* 1 << QSTATS_SHAPE_BITS, by the text's first bytes */
+	/* 1 << QSTATS_SHAPE_BITS sets of two, chosen by the text's first bytes; shape_mru
+	 * says which of a set's two was used last, the other is replaced on a miss. */
+	struct qstats_shape (*shapes)[2];
+	uint8_t shape_mru[1u << QSTATS_SHAPE_BITS];
 };
 
 /* A statement sent to a server and not finished. */

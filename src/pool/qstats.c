@@ -469,38 +469,63 @@ static struct qstats_ref ref_of(const struct qstats *qs, int32_t slot, uint64_t 
 }
 
 /*
- * The shape slot for a text, by its first 16 bytes (the end often holds a
- * literal); NULL for a text too long to keep.  A text aimed at one slot only
- * makes its shape miss.
+ * The set of shapes for a text, by its first 16 bytes (the end often holds a
+ * literal); -1 for a text too long to keep.  Two ways per set, so that two
+ * statements that alternate do not evict each other when their first bytes
+ * pick the same set (pgbench's three UPDATEs differ only in the 16th byte).
+ * Texts aimed at one set only make their shapes miss.
  */
-static struct qstats_shape *shape_slot(struct qstats *qs, const char *sql, size_t len)
+static int shape_set(const char *sql, size_t len)
 {
 	const uint64_t mix = 0x9e3779b97f4a7c15ull;
 	uint64_t a = 0, b = 0;
 
 	if (len > QSTATS_SHAPE_TEXT)
-		return NULL;
+		return -1;
 	memcpy(&a, sql, len < 8 ? len : 8);
 	if (len > 8)
 		memcpy(&b, sql + 8, len < 16 ? len - 8 : 8);
-	return &qs->shapes[((a ^ (b * mix)) * mix) >> (64 - QSTATS_SHAPE_BITS)];
+	return (int)(((a ^ (b * mix)) * mix) >> (64 - QSTATS_SHAPE_BITS));
+}
+
+/*
+ * The way of `set` that holds the shape of a text, or else the one used less
+ * recently, emptied for the text's shape.
+ */
+static struct qstats_shape *shape_way(struct qstats *qs, int set, const char *sql, size_t len)
+{
+	struct qstats_shape *ways = qs->shapes[set];
+
+	for (uint8_t way = 0; way < 2; way++)
+		if (ways[way].fp != 0 &&
+		    slowlog_same_shape(ways[way].text, ways[way].len, &ways[way].sp, sql, len)) {
+			qs->shape_mru[set] = way;
+			return &ways[way];
+		}
+	qs->shape_mru[set] ^= 1;
+	ways[qs->shape_mru[set]].fp = 0;
+	return &ways[qs->shape_mru[set]];
 }
 
 /* Text to an entry, made if new; a text of a known shape is not normalised again. */
 static struct qstats_ref lookup(struct qstats *qs, uint16_t scope, const char *sql, size_t len)
 {
 	char *norm = qs->scratch + QSTATS_SCAN_MAX;
-	struct qstats_shape *sh;
+	struct qstats_shape *sh = NULL;
 	uint64_t fp;
 	int32_t slot;
 	size_t n;
+	int set;
 
 	if (len > QSTATS_SCAN_MAX)
 		len = QSTATS_SCAN_MAX;
-	sh = shape_slot(qs, sql, len);
-	if (sh != NULL && sh->fp != 0 && slowlog_same_shape(sh->text, sh->len, &sh->sp, sql, len) &&
-	    (slot = find(qs, sh->fp, scope)) >= 0)
-		return ref_of(qs, slot, sh->fp);
+	set = shape_set(sql, len);
+	if (set >= 0) {
+		sh = shape_way(qs, set, sql, len);
+		/* Not found: evicted since, or another scope's; the way is made again. */
+		if (sh->fp != 0 && (slot = find(qs, sh->fp, scope)) >= 0)
+			return ref_of(qs, slot, sh->fp);
+	}
 	n = slowlog_normalise_spans(sql, len, norm, sh != NULL ? &sh->sp : NULL);
 	fp = qstats_hash(norm, n);
 	if (sh != NULL) {

@@ -232,6 +232,13 @@ static size_t skip_number(const char *s, size_t len, size_t i)
 	return i;
 }
 
+/* Does a number start at i: a digit, or '.' and a digit? */
+static bool starts_number(const char *s, size_t len, size_t i)
+{
+	return is_ascii_digit((unsigned char)s[i]) ||
+	       (s[i] == '.' && i + 1 < len && is_ascii_digit((unsigned char)s[i + 1]));
+}
+
 /* End of a comment at i (-- to the end of the line, or nested slash-star). */
 static size_t skip_comment(const char *s, size_t len, size_t i)
 {
@@ -355,12 +362,53 @@ static void put_space(struct redaction *r)
 	}
 }
 
+/* The characters Postgres builds operators from. */
+static bool is_operator_byte(char ch)
+{
+	return ch != '\0' && strchr("+-*/<>=~!@#%^&|`?", ch) != NULL;
+}
+
+/*
+ * Would a '-' at i, before a number, be a sign that Postgres folds into the
+ * constant?  Its grammar does so for a unary minus (the constant's location
+ * is the sign's; pg_stat_statements shows `x + -5` as `x + $1`), so the sign
+ * goes with the literal and `x + -5` and `x + 5` share a fingerprint.
+ * Decided from the bytes before i alone: after an opening '(' or '[', a ','
+ * or an operator the minus is unary.  Adjacent to an operator it is one only
+ * where Postgres' lexer splits it off: a run of operator characters ending in
+ * '-' keeps it unless the run holds none of ~!@#%^&|`?.  After a word or a
+ * ')' it is binary; after a keyword (`select -1`) it is left as an operator,
+ * telling keywords from names being beyond this scanner.  A '-' right after
+ * another opens a comment, never a sign.
+ */
+static bool minus_is_sign(const char *s, size_t i)
+{
+	size_t k = i;
+
+	if (i > 0 && s[i - 1] == '-')
+		return false;
+	while (k > 0 && is_operator_byte(s[k - 1]))
+		k--;
+	if (k < i) {
+		for (size_t j = k; j < i; j++)
+			if (strchr("~!@#%^&|`?", s[j]) != NULL)
+				return false;
+		return true;
+	}
+	while (k > 0 && is_sql_space((unsigned char)s[k - 1]))
+		k--;
+	return k > 0 && (s[k - 1] == '(' || s[k - 1] == '[' || s[k - 1] == ',' ||
+	                 is_operator_byte(s[k - 1]));
+}
+
 /* A literal [i, end) became '?': note it, or that the text has no reusable shape. */
 static void note_literal(struct literal_spans *sp, const char *s, size_t i, size_t end)
 {
 	if (sp == NULL || !sp->usable)
 		return;
-	if (sp->n == SLOWLOG_SPANS_MAX || !(is_ascii_digit((unsigned char)s[i]) || s[i] == '\'')) {
+	if (sp->n == SLOWLOG_SPANS_MAX ||
+	    !(is_ascii_digit((unsigned char)s[i]) || s[i] == '\'' ||
+	      (s[i] == '-' && is_ascii_digit((unsigned char)s[i + 1])))) {
 		sp->usable = false;
 		return;
 	}
@@ -440,10 +488,11 @@ static size_t redact(const char *s, size_t len, struct redaction *r)
 
 		if (end == 0 && ch == '$' && !after_word && (tag = dollar_tag(s, len, i)) > 0)
 			end = skip_dollar(s, len, i, tag);
-		if (end == 0 && !after_word &&
-		    (is_ascii_digit(ch) ||
-		     (ch == '.' && i + 1 < len && is_ascii_digit((unsigned char)s[i + 1]))))
+		if (end == 0 && !after_word && starts_number(s, len, i))
 			end = skip_number(s, len, i);
+		if (end == 0 && ch == '-' && i + 1 < len && starts_number(s, len, i + 1) &&
+		    minus_is_sign(s, i))
+			end = skip_number(s, len, i + 1);
 		if (end > 0) {
 			note_literal(r->sp, s, i, end);
 			put_byte(r, '?');
@@ -506,15 +555,21 @@ bool slowlog_same_shape(const char *p, size_t plen, const struct literal_spans *
 	if (!sp->usable)
 		return false;
 	for (unsigned k = 0; k < sp->n; k++) {
-		size_t gap = sp->start[k] - pi, te;
-		bool number = is_ascii_digit((unsigned char)p[sp->start[k]]);
+		size_t gap = sp->start[k] - pi, te, digits;
+		bool number = p[sp->start[k]] != '\'';
 
 		if (ti + gap >= tlen || memcmp(p + pi, t + ti, gap) != 0)
 			return false;
 		ti += gap;
-		if (number ? !is_ascii_digit((unsigned char)t[ti]) : t[ti] != '\'')
+		/* A sign goes with a number where minus_is_sign says so, which the
+		 * bytes before it decide: the gap, the same in both texts, and before
+		 * that a literal of the same kind, in which it never finds a sign. */
+		digits = ti;
+		if (number && t[ti] == '-' && ti + 1 < tlen && minus_is_sign(p, sp->start[k]))
+			digits = ti + 1;
+		if (number ? !is_ascii_digit((unsigned char)t[digits]) : t[ti] != '\'')
 			return false;
-		te = number ? skip_number(t, tlen, ti) : skip_quoted(t, tlen, ti, false);
+		te = number ? skip_number(t, tlen, digits) : skip_quoted(t, tlen, ti, false);
 		if (is_word_byte((unsigned char)t[te - 1]) !=
 		    is_word_byte((unsigned char)p[sp->end[k] - 1]))
 			return false;

@@ -152,6 +152,36 @@ Test(queries, literals_share_one_row)
 	PQfinish(c);
 }
 
+/*
+ * A negative number is one literal where Postgres folds the sign into the
+ * constant (pg_stat_statements shows `x + -5` as `x + $1`): pgbench's
+ * `abalance + :delta`, with deltas of both signs, is one statement, not two.
+ * Two statements that differ only in their 16th byte alternate, as
+ * pgbench's UPDATEs do.
+ */
+Test(queries, a_negative_number_is_one_literal)
+{
+	struct harness_sluice *h = start("");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app"), *a = admin(h);
+	char sql[128];
+
+	for (int i = 0; i < 40; i++) {
+		snprintf(sql, sizeof(sql), "select 1000 + %d as delta_%c where %d > -5",
+		         i % 3 == 0 ? -i : i, i % 2 == 0 ? 'a' : 'b', i);
+		PQclear(harness_exec_ok(c, sql));
+	}
+	cr_assert(harness_wait_for(calls_of(a, "select ? + ? as delta_a where ? > ?") == 20 &&
+	                               calls_of(a, "select ? + ? as delta_b where ? > ?") == 20,
+	                           20),
+	          "20 calls each, got %lld and %lld",
+	          calls_of(a, "select ? + ? as delta_a where ? > ?"),
+	          calls_of(a, "select ? + ? as delta_b where ? > ?"));
+	cr_assert_eq(calls_of(a, "select ? + -? as delta_a where ? > ?"), 0);
+	cr_assert_eq(calls_of(a, "select ? + ? as delta_a where ? > -?"), 0);
+	PQfinish(a);
+	PQfinish(c);
+}
+
 Test(queries, prepared_and_simple_forms_share_a_fingerprint)
 {
 	struct harness_sluice *h = start("");

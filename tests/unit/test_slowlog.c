@@ -28,10 +28,25 @@ Test(slowlog, strings)
 
 Test(slowlog, numbers)
 {
-	expect_redacted("select 1, -2, 3.5, .5, 6., 1e10, 2.5E-3", "select ?, -?, ?, ?, ?, ?, ?");
+	expect_redacted("select 1, -2, 3.5, .5, 6., 1e10, 2.5E-3", "select ?, ?, ?, ?, ?, ?, ?");
 	expect_redacted("select 0x1F, 0o17, 0b101, 1_000_000", "select ?, ?, ?, ?");
 	expect_redacted("select pg_sleep(0.05)", "select pg_sleep(?)");
 	expect_redacted("select a+1 from t1 where x>=10", "select a+? from t1 where x>=?");
+}
+
+/* Where Postgres folds a minus into the constant, the sign is part of the literal. */
+Test(slowlog, a_unary_minus_goes_with_its_number)
+{
+	expect_redacted("update t set b = b + -4077 where a = -5",
+	                "update t set b = b + ? where a = ?");
+	expect_redacted("select f(-1, -.5), a[-2], x=-3, x<>-4, x*-5",
+	                "select f(?, ?), a[?], x=?, x<>?, x*?");
+	expect_redacted("select a -1, a-2, (b)-3, 'x'-4, $1-5, 6-7",
+	                "select a -?, a-?, (b)-?, ?-?, $1-?, ?-?");
+	/* Operators holding one of ~!@#%^&|`? keep a trailing '-' (Postgres' lexer). */
+	expect_redacted("select a @-1, a @ -1, a ||-2, a %-3",
+	                "select a @-?, a @ ?, a ||-?, a %-?");
+	expect_redacted("select a - -1, a --1\n", "select a - ?, a --1\n");
 }
 
 Test(slowlog, identifiers_and_parameters_stay)
@@ -87,6 +102,12 @@ Test(slowlog, texts_of_one_shape_differ_only_in_numbers_and_strings)
 	cr_assert(same_shape("select * from t where name = 'bob' and n < 1.5e3",
 	                     "select * from t where name = 'it''s' and n < 20"));
 	cr_assert(same_shape("select $1", "select $1"));
+	cr_assert(same_shape("update t set b = b + 12 where a = -3",
+	                     "update t set b = b + -7 where a = 9"));
+	cr_assert_not(same_shape("select a -1", "select a --1"), "-- opens a comment");
+	cr_assert_not(same_shape("select a @ 1", "select a @ -1x"), "1x ends in a word");
+	cr_assert_not(same_shape("select a 1", "select a -1"),
+	              "after a word a minus is an operator");
 	cr_assert_not(same_shape("select 1", "select 'x'"), "another kind of literal");
 	cr_assert_not(same_shape("select a from t where x = 1", "select b from t where x = 1"));
 	cr_assert_not(same_shape("select 1", "select 1, 2"));
@@ -115,6 +136,8 @@ static size_t random_literal(char first, unsigned *seed, char *out)
 		out[n++] = '\'';
 		return n;
 	}
+	if (rand_r(seed) % 2 == 0)
+		out[n++] = '-';
 	out[n++] = (char)('0' + rand_r(seed) % 10);
 	for (size_t i = 0; i < len; i++)
 		out[n++] = "0123456789._exX"[rand_r(seed) % 15];
