@@ -1,8 +1,11 @@
 #!/bin/bash
 # System calls per transaction, counted by strace: PgBouncer and sluice in one
-# run, 1 client and 16, simple and extended protocol, select-only.
+# run, 1 client and 16, simple and extended protocol, select-only (or tpcb-like).
 #
-#   bench/syscalls.sh [--sluice PATH]...   (default: build/sluice)
+#   bench/syscalls.sh [--builtin tpcb-like] [--sluice PATH]...   (default: build/sluice)
+#
+# --builtin tpcb-like counts pgbench's default transaction (seven statements
+# on one held server) instead of select-only.
 #
 # Run as root: Postgres (tests/harness/pg.sh, instance pg-syscalls, stopped at
 # the end) and the poolers run as the harness's unprivileged user.
@@ -17,6 +20,22 @@
 # pooler are its epoll_wait calls.  Times are not reported: on a shared
 # machine they are noise, counts are not.
 set -eu
+
+builtin=select-only
+args=()
+while [ $# -gt 0 ]; do
+  case $1 in
+  --builtin)
+    builtin=$2
+    shift 2
+    ;;
+  *)
+    args+=("$1")
+    shift
+    ;;
+  esac
+done
+set -- "${args[@]+"${args[@]}"}"
 
 counter=strace name=syscalls port_offset=2000
 # shellcheck source=bench/counts_setup.sh
@@ -42,7 +61,7 @@ measure() {
     kill -0 "$pid" 2>/dev/null || { cat "$work/pooler.log" >&2; exit 1; }
     sleep 0.1
   done
-  "$pgbin/pgbench" -n -S -M "$mode" -c "$clients" -j "$((clients < 2 ? 1 : 2))" -t "$txns" \
+  "$pgbin/pgbench" -n -b "$builtin" -M "$mode" -c "$clients" -j "$((clients < 2 ? 1 : 2))" -t "$txns" \
     -h 127.0.0.1 -p "$port" -U bench bench >"$work/pgbench.log" 2>&1 ||
     { cat "$work/pgbench.log" >&2; exit 1; }
   # SIGTERM to the pooler, not to strace: strace then writes its table.
