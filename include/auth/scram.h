@@ -54,6 +54,34 @@ int scram_server_handle_first(struct scram_server *s, const char *msg, size_t le
 int scram_server_handle_final(struct scram_server *s, const char *msg, size_t len, char *out,
                               size_t outcap, const char **errmsg);
 
+/*
+ * ClientKey and ServerKey derived from a password, by what they were derived
+ * from: the salt, the iteration count and the password's SHA-256.  A role's
+ * salt is fixed in pg_authid, so every server login of a user after the first
+ * finds its keys here and skips PBKDF2 (4096 HMAC rounds, some 2 ms of CPU
+ * on a loaded core), which a connection storm, a failover's reconnections or
+ * logins to many databases would otherwise pay per connection.  Holding the
+ * keys is no more than holding the password, which sluice has anyway; both
+ * are wiped with the cache.  One per worker, not locked.
+ */
+#define SCRAM_KEY_CACHE_SIZE 16
+
+struct scram_key_cache {
+	struct scram_cached_keys {
+		bool used;
+		uint8_t salt_len;
+		int iterations;
+		uint8_t salt[SCRAM_MAX_SALT_LEN];
+		uint8_t password_hash[SCRAM_KEY_LEN]; /* SHA-256 of the password */
+		uint8_t client_key[SCRAM_KEY_LEN];
+		uint8_t server_key[SCRAM_KEY_LEN];
+	} keys[SCRAM_KEY_CACHE_SIZE];
+	unsigned next; /* the entry a new derivation takes (round robin) */
+};
+
+/* Wipes every entry; the cache may be used again afterwards. */
+void scram_key_cache_wipe(struct scram_key_cache *kc);
+
 enum scram_client_state { SCRAM_CLIENT_INIT, SCRAM_CLIENT_SENT_FIRST, SCRAM_CLIENT_SENT_FINAL };
 
 struct scram_client {
@@ -65,11 +93,17 @@ struct scram_client {
 	char client_nonce[SCRAM_NONCE_MAX + 1]; /* empty if init failed: first refuses */
 	char client_first_bare[SCRAM_MSG_MAX + 1];        /* first part of the AuthMessage */
 	uint8_t expected_server_signature[SCRAM_KEY_LEN]; /* what server-final's v= must hold */
+	struct scram_key_cache
+	    *key_cache; /* password mode: where derived keys are kept; NULL = none */
 };
 
-/* client_nonce NULL = random (tests pass RFC 7677's). */
+/*
+ * client_nonce NULL = random (tests pass RFC 7677's).  key_cache: keys derived
+ * before for the server's salt are taken from it, new ones kept there; NULL =
+ * derive every time.
+ */
 int scram_client_init_password(struct scram_client *c, const char *password,
-                               const char *client_nonce);
+                               const char *client_nonce, struct scram_key_cache *key_cache);
 /* Pass-through login with the ClientKey recovered from a client and the ServerKey. */
 void scram_client_init_keys(struct scram_client *c, const uint8_t client_key[SCRAM_KEY_LEN],
                             const uint8_t server_key[SCRAM_KEY_LEN], const char *client_nonce);

@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 
 #include "auth/auth_file.h"
+#include "auth/scram.h"
 #include "auth/secret_cache.h"
 #include "base/inbox.h"
 #include "base/list.h"
@@ -116,9 +117,10 @@ struct worker {
 	int64_t stats_period_us;          /* period stats_timer is armed with; 0 = off */
 	int64_t stats_tick_us;            /* time of the last stats tick */
 	struct scram_secret dummy_secret; /* for unknown users, so failure looks like success */
-	int nclients;                     /* live clients on this worker */
-	bool draining;                    /* SIGTERM: close clients at transaction end */
-	bool drain_reported;              /* hooks->drained already called */
+	struct scram_key_cache scram_keys; /* server logins' keys derived from passwords */
+	int nclients;                      /* live clients on this worker */
+	bool draining;                     /* SIGTERM: close clients at transaction end */
+	bool drain_reported;               /* hooks->drained already called */
 	bool stopping; /* exiting: no server opens; the loop ends once closing_clients is empty */
 	bool handed_over; /* a takeover: report drained once the clients have left on their own */
 	struct worker_moves moves; /* servers handed between workers (SHOW WORKERS) */

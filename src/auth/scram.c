@@ -652,8 +652,13 @@ out:
 
 /* ---- client role ---- */
 
+void scram_key_cache_wipe(struct scram_key_cache *kc)
+{
+	OPENSSL_cleanse(kc, sizeof(*kc));
+}
+
 int scram_client_init_password(struct scram_client *c, const char *password,
-                               const char *client_nonce)
+                               const char *client_nonce, struct scram_key_cache *key_cache)
 {
 	size_t len;
 
@@ -666,6 +671,7 @@ int scram_client_init_password(struct scram_client *c, const char *password,
 		return -1;
 	memcpy(c->password, password, len + 1);
 	c->have_password = true;
+	c->key_cache = key_cache;
 	if (nonce_setup(c->client_nonce, client_nonce) < 0) {
 		OPENSSL_cleanse(c->password, sizeof(c->password));
 		return -1;
@@ -760,11 +766,53 @@ struct scram_keys {
 	uint8_t server[SCRAM_KEY_LEN]; /* ServerKey: predicts the server's signature */
 };
 
+/* The keys for a password and server-first's salt and iterations: cached, or derived and kept. */
+static int cached_keys(struct scram_key_cache *kc, const char *password,
+                       const struct server_first_fields *f, uint8_t client_key[SCRAM_KEY_LEN],
+                       uint8_t server_key[SCRAM_KEY_LEN])
+{
+	uint8_t hash[SCRAM_KEY_LEN];
+	struct scram_cached_keys *e;
+	int rc = -1;
+
+	if (sha256(password, strlen(password), hash) < 0)
+		return -1;
+	for (size_t i = 0; i < SCRAM_KEY_CACHE_SIZE; i++) {
+		e = &kc->keys[i];
+		if (e->used && e->iterations == f->iterations && e->salt_len == f->salt_len &&
+		    memcmp(e->salt, f->salt, f->salt_len) == 0 &&
+		    CRYPTO_memcmp(e->password_hash, hash, SCRAM_KEY_LEN) == 0) {
+			memcpy(client_key, e->client_key, SCRAM_KEY_LEN);
+			memcpy(server_key, e->server_key, SCRAM_KEY_LEN);
+			rc = 0;
+			goto out;
+		}
+	}
+	if (keys_from_password(password, f->salt, f->salt_len, f->iterations, client_key,
+	                       server_key) < 0)
+		goto out;
+	e = &kc->keys[kc->next++ % SCRAM_KEY_CACHE_SIZE];
+	e->used = true;
+	e->iterations = f->iterations;
+	e->salt_len = (uint8_t)f->salt_len;
+	memcpy(e->salt, f->salt, f->salt_len);
+	memcpy(e->password_hash, hash, SCRAM_KEY_LEN);
+	memcpy(e->client_key, client_key, SCRAM_KEY_LEN);
+	memcpy(e->server_key, server_key, SCRAM_KEY_LEN);
+	rc = 0;
+out:
+	OPENSSL_cleanse(hash, sizeof(hash));
+	return rc;
+}
+
 /* ClientKey, StoredKey and ServerKey from the password or the pass-through keys. */
 static int client_keys(struct scram_client *c, const struct server_first_fields *f,
                        struct scram_keys *k)
 {
-	if (c->have_password) {
+	if (c->have_password && c->key_cache != NULL) {
+		if (cached_keys(c->key_cache, c->password, f, k->client, k->server) < 0)
+			return -1;
+	} else if (c->have_password) {
 		if (keys_from_password(c->password, f->salt, f->salt_len, f->iterations, k->client,
 		                       k->server) < 0)
 			return -1;

@@ -518,7 +518,7 @@ static int auth_sasl_start(struct server *s, struct msg_reader *r, struct evbuff
 	if (s->scram == NULL)
 		return -1;
 	if (password != NULL) {
-		if (scram_client_init_password(s->scram, password, NULL) < 0)
+		if (scram_client_init_password(s->scram, password, NULL, &s->w->scram_keys) < 0)
 			return -1;
 	} else if (s->pool->has_client_key) {
 		/* Pass-through: the key a client proved it has, no plaintext stored anywhere. */

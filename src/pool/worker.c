@@ -255,6 +255,7 @@ void worker_free(struct worker *w)
 	prepared_registry_fini(&w->prepared);
 	ring_fini(&w->lends);
 	qstats_free(w->qstats);
+	scram_key_cache_wipe(&w->scram_keys);
 	while (w->spare_captures != NULL) {
 		struct query_capture *qc = w->spare_captures;
 

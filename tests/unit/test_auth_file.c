@@ -86,7 +86,7 @@ static bool scram_accepts(const struct scram_secret *sec, const char *password)
 	int n;
 
 	scram_server_init(&s, sec, NULL);
-	cr_assert_eq(scram_client_init_password(&c, password, NULL), 0);
+	cr_assert_eq(scram_client_init_password(&c, password, NULL, NULL), 0);
 	n = scram_client_first(&c, c1, sizeof(c1));
 	cr_assert_gt(n, 0);
 	cr_assert_eq(scram_server_handle_first(&s, c1, (size_t)n, s1, sizeof(s1), &err), 0);

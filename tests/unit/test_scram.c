@@ -160,7 +160,7 @@ static int client_final_raw(const char *msg, size_t len, const char **err)
 	char *copy;
 	int rc;
 
-	cr_assert_eq(scram_client_init_password(&c, "pencil", RFC_CLIENT_NONCE), 0);
+	cr_assert_eq(scram_client_init_password(&c, "pencil", RFC_CLIENT_NONCE, NULL), 0);
 	cr_assert_gt(scram_client_first(&c, out, sizeof(out)), 0);
 	copy = dup_exact(msg, len);
 	rc = scram_client_final(&c, copy, len, out, sizeof(out), err);
@@ -174,7 +174,7 @@ static void client_after_rfc_final(struct scram_client *c)
 	const char *err = NULL;
 	char out[BUF];
 
-	cr_assert_eq(scram_client_init_password(c, "pencil", RFC_CLIENT_NONCE), 0);
+	cr_assert_eq(scram_client_init_password(c, "pencil", RFC_CLIENT_NONCE, NULL), 0);
 	cr_assert_gt(scram_client_first(c, out, sizeof(out)), 0);
 	/* RFC 7677's client sends n=user; ours sends n=, so sign what the RFC signed. */
 	strcpy(c->client_first_bare, RFC_CLIENT_BARE);
@@ -228,7 +228,7 @@ Test(scram_rfc7677, client_role_password)
 	const char *err = NULL;
 	char out[BUF];
 
-	cr_assert_eq(scram_client_init_password(&c, "pencil", RFC_CLIENT_NONCE), 0);
+	cr_assert_eq(scram_client_init_password(&c, "pencil", RFC_CLIENT_NONCE, NULL), 0);
 	cr_assert_eq(scram_client_first(&c, out, sizeof(out)), 28);
 	cr_assert_str_eq(out, "n,,n=,r=" RFC_CLIENT_NONCE);
 	strcpy(c.client_first_bare, RFC_CLIENT_BARE);
@@ -240,6 +240,77 @@ Test(scram_rfc7677, client_role_password)
 	cr_assert_eq(
 	    scram_client_verify_server(&c, RFC_SERVER_FINAL, strlen(RFC_SERVER_FINAL), &err), 0,
 	    "%s", err);
+}
+
+/* The RFC exchange's client-final for `password`, through `kc` (may be NULL). */
+static void rfc_client_final(const char *password, struct scram_key_cache *kc, char *out,
+                             size_t outcap)
+{
+	struct scram_client c;
+	const char *err = NULL;
+
+	cr_assert_eq(scram_client_init_password(&c, password, RFC_CLIENT_NONCE, kc), 0);
+	cr_assert_gt(scram_client_first(&c, out, outcap), 0);
+	strcpy(c.client_first_bare, RFC_CLIENT_BARE);
+	cr_assert_gt(
+	    scram_client_final(&c, RFC_SERVER_FIRST, strlen(RFC_SERVER_FIRST), out, outcap, &err),
+	    0, "%s", err);
+}
+
+/*
+ * Keys derived once for a password, salt and iteration count serve the next
+ * login with the same three; another password, salt or count is derived anew.
+ */
+Test(scram_rfc7677, derived_keys_are_cached_by_password_salt_and_iterations)
+{
+	static struct scram_key_cache kc;
+	char out[BUF], plain[BUF];
+
+	rfc_client_final("pencil", &kc, out, sizeof(out));
+	cr_assert_str_eq(out, RFC_CLIENT_FINAL, "the first login derives the keys");
+	cr_assert(kc.keys[0].used && kc.keys[0].iterations == 4096 && kc.keys[0].salt_len == 16);
+	cr_assert(!kc.keys[1].used);
+	/* Spoil the kept ClientKey: a login that takes it from the cache proves it wrong. */
+	kc.keys[0].client_key[0] ^= 1;
+	rfc_client_final("pencil", &kc, out, sizeof(out));
+	cr_assert_str_neq(out, RFC_CLIENT_FINAL, "the second login did not use the kept keys");
+	cr_assert(!kc.keys[1].used, "the second login derived again");
+	/* Another password with the same salt is not answered from the cache. */
+	rfc_client_final("pencil2", NULL, plain, sizeof(plain));
+	rfc_client_final("pencil2", &kc, out, sizeof(out));
+	cr_assert_str_eq(out, plain);
+	cr_assert(kc.keys[1].used);
+	scram_key_cache_wipe(&kc);
+	cr_assert(!kc.keys[0].used && !kc.keys[1].used);
+	rfc_client_final("pencil", &kc, out, sizeof(out));
+	cr_assert_str_eq(out, RFC_CLIENT_FINAL, "the wiped cache derives again");
+}
+
+/* Past SCRAM_KEY_CACHE_SIZE salts the oldest entry is replaced: the cache stays bounded. */
+Test(scram_client, the_key_cache_is_bounded)
+{
+	static struct scram_key_cache kc;
+	char out[BUF];
+
+	for (int i = 0; i < SCRAM_KEY_CACHE_SIZE + 1; i++) {
+		struct scram_client c;
+		const char *err = NULL;
+		char server_first[BUF], raw[7], b64[16];
+
+		/* Salt "saltNN" (base64 of six bytes), two iterations to keep it quick. */
+		snprintf(raw, sizeof(raw), "salt%02d", i);
+		EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)raw, 6);
+		snprintf(server_first, sizeof(server_first), "r=%s,s=%s,i=2", RFC_NONCE, b64);
+		cr_assert_eq(scram_client_init_password(&c, "pw", RFC_CLIENT_NONCE, &kc), 0);
+		cr_assert_gt(scram_client_first(&c, out, sizeof(out)), 0);
+		cr_assert_gt(scram_client_final(&c, server_first, strlen(server_first), out,
+		                                sizeof(out), &err),
+		             0, "%s", err);
+	}
+	cr_assert_eq(memcmp(kc.keys[0].salt, "salt16", 6), 0, "the oldest was replaced");
+	for (int i = 1; i < SCRAM_KEY_CACHE_SIZE; i++)
+		cr_assert(kc.keys[i].used);
+	scram_key_cache_wipe(&kc);
 }
 
 Test(scram_rfc7677, client_role_pass_through_keys)
@@ -302,7 +373,7 @@ Test(scram_loop, random_salt_and_nonces)
 
 	cr_assert_eq(scram_secret_from_password("hunter2", NULL, 0, SCRAM_ITERATIONS, &sec), 0);
 	cr_assert_eq(sec.salt_len, 16);
-	cr_assert_eq(scram_client_init_password(&c, "hunter2", NULL), 0);
+	cr_assert_eq(scram_client_init_password(&c, "hunter2", NULL, NULL), 0);
 	cr_assert_eq(strlen(c.client_nonce), 24);
 	cr_assert_eq(exchange(&c, &s, &sec), 0);
 
@@ -318,10 +389,10 @@ Test(scram_loop, wrong_password_rejected)
 	struct scram_client c;
 	struct scram_server s;
 
-	cr_assert_eq(scram_client_init_password(&c, "pencil!", NULL), 0);
+	cr_assert_eq(scram_client_init_password(&c, "pencil!", NULL, NULL), 0);
 	cr_assert_eq(exchange(&c, &s, &sec), -1);
 	cr_assert_eq(s.state, SCRAM_SERVER_DONE);
-	cr_assert_eq(scram_client_init_password(&c, "", NULL), 0);
+	cr_assert_eq(scram_client_init_password(&c, "", NULL, NULL), 0);
 	cr_assert_eq(exchange(&c, &s, &sec), -1);
 }
 
@@ -338,7 +409,7 @@ Test(scram_loop, wrong_server_key_rejected_by_client)
 	fake = sec;
 	memset(fake.server_key, 0x5a, sizeof(fake.server_key));
 	scram_server_init(&s, &fake, NULL);
-	cr_assert_eq(scram_client_init_password(&c, "pencil", NULL), 0);
+	cr_assert_eq(scram_client_init_password(&c, "pencil", NULL, NULL), 0);
 	n = scram_client_first(&c, c1, sizeof(c1));
 	cr_assert_eq(scram_server_handle_first(&s, c1, (size_t)n, s1, sizeof(s1), &err), 0);
 	n = scram_client_final(&c, s1, strlen(s1), c2, sizeof(c2), &err);
@@ -420,11 +491,11 @@ Test(scram_secret, postgres15_verifiers_authenticate)
 
 	cr_assert_eq(pencil.iterations, 4096);
 	cr_assert_eq(pencil.salt_len, 16);
-	cr_assert_eq(scram_client_init_password(&c, "pencil", NULL), 0);
+	cr_assert_eq(scram_client_init_password(&c, "pencil", NULL, NULL), 0);
 	cr_assert_eq(exchange(&c, &s, &pencil), 0);
-	cr_assert_eq(scram_client_init_password(&c, PG15_QUOTED_PASSWORD, NULL), 0);
+	cr_assert_eq(scram_client_init_password(&c, PG15_QUOTED_PASSWORD, NULL, NULL), 0);
 	cr_assert_eq(exchange(&c, &s, &quoted), 0);
-	cr_assert_eq(scram_client_init_password(&c, "pencil", NULL), 0);
+	cr_assert_eq(scram_client_init_password(&c, "pencil", NULL, NULL), 0);
 	cr_assert_eq(exchange(&c, &s, &quoted), -1);
 }
 
@@ -869,13 +940,13 @@ Test(scram_malformed, client_state_and_init)
 
 	memset(big, 'x', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
-	cr_assert_eq(scram_client_init_password(&c, big, NULL), -1);
-	cr_assert_eq(scram_client_init_password(&c, "pw", "bad nonce"), -1);
-	cr_assert_eq(scram_client_init_password(&c, "pw", ""), -1);
+	cr_assert_eq(scram_client_init_password(&c, big, NULL, NULL), -1);
+	cr_assert_eq(scram_client_init_password(&c, "pw", "bad nonce", NULL), -1);
+	cr_assert_eq(scram_client_init_password(&c, "pw", "", NULL), -1);
 	scram_client_init_keys(&c, key, key, "bad,nonce");
 	cr_assert_eq(scram_client_first(&c, out, sizeof(out)), -1);
 
-	cr_assert_eq(scram_client_init_password(&c, "pw", "abc"), 0);
+	cr_assert_eq(scram_client_init_password(&c, "pw", "abc", NULL), 0);
 	cr_assert_eq(scram_client_final(&c, RFC_SERVER_FIRST, strlen(RFC_SERVER_FIRST), out,
 	                                sizeof(out), &err),
 	             -1);
