@@ -257,8 +257,9 @@ static const struct config_option options[] = {
             "so memory stays bounded and no notification is dropped silently."),
     OPT_DURATION(server_login_retry, "15s",
                  "Pause after Postgres refused a server login (a password, a missing "
-                 "database) before the pool tries again; an unreachable host is the circuit "
-                 "breaker's instead (server_breaker_backoff)."),
+                 "database) before the pool tries again (a reload ends the pause: it is how "
+                 "a password gets fixed); an unreachable host is the circuit breaker's "
+                 "instead (server_breaker_backoff)."),
     OPT_DURATION(autodb_idle_timeout, "1h",
                  "A pool of a database reached through * is freed once it has had no clients "
                  "and no server connections this long (at once after Postgres answered 3D000, "

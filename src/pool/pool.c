@@ -1787,8 +1787,13 @@ void pool_reconfigure(struct pool *p)
 		mark_retire(&p->active);
 		mark_retire(&p->pending);
 		close_list(&p->idle, "configuration changed");
-		p->retry_after_us = 0;
 	}
+	/*
+	 * A reload is how a refused server login gets fixed (a password in
+	 * auth_file, [databases] or [users]; a rotated role): the next client
+	 * tries at once instead of waiting out server_login_retry.
+	 */
+	p->retry_after_us = 0;
 	if (def == NULL) {
 		pool_connect_failed(p, SQLSTATE_INVALID_CATALOG_NAME,
 		                    "database was removed from the configuration", false);

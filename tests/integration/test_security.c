@@ -678,6 +678,71 @@ static PGconn *connect_user(struct harness_sluice *h, const char *user, const ch
 	return connect_user_to(h, "app", user, password);
 }
 
+/* Backends of `user` on the cluster. */
+static long long backends_of(PGconn *super, const char *user)
+{
+	char sql[160];
+
+	snprintf(sql, sizeof(sql), "select count(*) from pg_stat_activity where usename = '%s'",
+	         user);
+	return harness_query_int(super, sql);
+}
+
+/* Ends the server connections of `user`: the next client needs a new server login. */
+static void end_backends_of(PGconn *super, const char *user)
+{
+	char sql[160];
+
+	snprintf(sql, sizeof(sql),
+	         "select pg_terminate_backend(pid) from pg_stat_activity where usename = '%s'",
+	         user);
+	PQclear(harness_exec_ok(super, sql));
+	cr_assert(harness_wait_for(backends_of(super, user) == 0, WAIT_S), "%s still connected",
+	          user);
+}
+
+/*
+ * Server logins take the SCRAM keys sluice derived before for the same
+ * password and salt (struct scram_key_cache).  A password rotated in Postgres
+ * has a new salt: the old password no longer logs in, and once the auth_file
+ * has the new one and sluice reloads, it logs in again.
+ */
+Test(security, a_server_password_rotated_on_both_sides_logs_in)
+{
+	struct harness_sluice *h;
+	PGconn *super = harness_pg_super("app"), *c;
+	PGresult *res;
+
+	PQclear(harness_exec_ok(super, "set client_min_messages = warning"));
+	PQclear(harness_exec_ok(super, "drop role if exists key_rot"));
+	PQclear(harness_exec_ok(super, "create role key_rot login password 'rot-1'"));
+	h = harness_start_sluice_users("workers = 1\n", "\"key_rot\" \"rot-1\"\n");
+	c = connect_user(h, "key_rot", "rot-1");
+	cr_assert_eq(harness_query_int(c, "select 1"), 1);
+	PQfinish(c);
+	end_backends_of(super, "key_rot");
+	c = connect_user(h, "key_rot", "rot-1");
+	cr_assert_eq(harness_query_int(c, "select 2"), 2, "a second server login failed");
+	PQfinish(c);
+
+	PQclear(harness_exec_ok(super, "alter role key_rot password 'rot-2'"));
+	end_backends_of(super, "key_rot");
+	c = connect_user(h, "key_rot", "rot-1");
+	res = PQstatus(c) == CONNECTION_OK ? PQexec(c, "select 1") : NULL;
+	cr_assert(res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK,
+	          "the server took the old password");
+	PQclear(res);
+	PQfinish(c);
+
+	harness_write_file(h->userlist_path, "\"app\" \"app-secret\"\n\"key_rot\" \"rot-2\"\n");
+	reload_and_wait(h);
+	c = connect_user(h, "key_rot", "rot-2");
+	cr_assert_eq(harness_query_int(c, "select 3"), 3, "the rotated password did not log in");
+	PQfinish(c);
+	end_backends_of(super, "key_rot");
+	PQfinish(super);
+}
+
 Test(security, auth_query_finds_users_by_bound_parameter_and_caches_answers)
 {
 	struct harness_sluice *h;
