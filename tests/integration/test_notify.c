@@ -83,15 +83,24 @@ static bool got(PGconn *c, struct inbox *in, const char *chan, int want)
 	return in->notes >= want;
 }
 
-/* Backends of `user` whose last statement was a LISTEN: the listening connections. */
-static long long listening_backends(void)
+/* Backends of user app that match `condition` (SQL on pg_stat_activity). */
+static long long app_backends(const char *condition)
 {
 	PGconn *s = harness_pg_super(NULL);
-	long long n = harness_query_int(s, "SELECT count(*) FROM pg_stat_activity "
-	                                   "WHERE usename = 'app' AND query LIKE 'LISTEN %'");
+	char sql[256];
+	long long n;
 
+	snprintf(sql, sizeof(sql),
+	         "SELECT count(*) FROM pg_stat_activity WHERE usename = 'app' AND %s", condition);
+	n = harness_query_int(s, sql);
 	PQfinish(s);
 	return n;
+}
+
+/* Backends whose last statement was a LISTEN: the listening connections. */
+static long long listening_backends(void)
+{
+	return app_backends("query LIKE 'LISTEN %'");
 }
 
 /*
@@ -670,15 +679,10 @@ Test(notify, channels_of_one_client_are_bounded)
 	PQfinish(notifier);
 }
 
-/* Backends of `user` waiting for a lock. */
+/* Backends waiting for a lock. */
 static long long lock_waiters(void)
 {
-	PGconn *s = harness_pg_super(NULL);
-	long long n = harness_query_int(s, "SELECT count(*) FROM pg_stat_activity "
-	                                   "WHERE usename = 'app' AND wait_event_type = 'Lock'");
-
-	PQfinish(s);
-	return n;
+	return app_backends("wait_event_type = 'Lock'");
 }
 
 /*
