@@ -189,7 +189,8 @@ void cancel_route(struct worker *w, uint32_t pid, uint32_t key)
 static void reset_cancel_done(struct server *s)
 {
 	if (requests_count(&s->requests) > 0 && requests_head(&s->requests) != 'S' &&
-	    !s->cancel_deferred && s->reset_cancels < RESET_CANCELS_MAX) {
+	    requests_head(&s->requests) != REQ_INJECTED_SYNC && !s->cancel_deferred &&
+	    s->reset_cancels < RESET_CANCELS_MAX) {
 		s->reset_cancels++;
 		cancel_server(s);
 		return;

@@ -1135,6 +1135,21 @@ static void swallow_injected_sql(struct server *s, struct evbuffer *in, const st
 }
 
 /*
+ * The ReadyForQuery of a Sync sluice sent in place of a Query it answers
+ * itself (REQ_INJECTED_SYNC): swallowed; the replies sluice owes the client
+ * behind it go now.  A server whose client left goes on with its reset.
+ */
+static void swallow_injected_sync(struct server *s, struct evbuffer *in, const struct frame *f)
+{
+	s->tx_status = (char)evbuffer_pullup(in, (ev_ssize_t)frame_total(f))[FRAME_HEADER_LEN];
+	requests_pop(&s->requests);
+	evbuffer_drain(in, frame_total(f));
+	flush_fakes(s);
+	if (s->client == NULL && s->state == SERVER_RESETTING)
+		server_reset_step(s);
+}
+
+/*
  * A COPY failed while a Sync the client sent inside its data was taken as
  * ignored (struct requests, syncs_unsure): Postgres answers that Sync if the
  * failure came before it, so the replies still to come can no longer be
@@ -1198,6 +1213,12 @@ void relay_server_input(struct server *s)
 			return;
 		}
 		out_of_step = f.type == 'E' && s->requests.syncs_unsure;
+		if (requests_head(&s->requests) == REQ_INJECTED_SYNC && s->sync_pending == 0 &&
+		    f.type == 'Z') {
+			run_flush(&r);
+			swallow_injected_sync(s, in, &f);
+			continue;
+		}
 		if (requests_head(&s->requests) == REQ_INJECTED_SQL && s->sync_pending == 0 &&
 		    f.type != 'N' && f.type != 'S' && f.type != 'A') {
 			run_flush(&r);

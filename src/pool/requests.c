@@ -30,7 +30,7 @@ uint8_t requests_pop_skipped(struct requests *q)
 {
 	uint8_t kind = requests_head(q);
 
-	if (kind == 0 || kind == 'S')
+	if (kind == 0 || kind == 'S' || kind == REQ_INJECTED_SYNC)
 		return 0;
 	requests_pop(q);
 	if (ring_count(&q->kinds) == 0)
@@ -70,9 +70,9 @@ bool requests_need_sync(const struct requests *q)
 {
 	uint8_t last = requests_last(q);
 
-	return last != 'S' && last != 'Q' && last != 'F' && last != REQ_SQL_PREPARE &&
-	       last != REQ_INJECTED_SQL && last != REQ_FAKE_PREPARE && last != REQ_LISTEN_QUERY &&
-	       (ring_count(&q->kinds) > 0 || q->skip_to_sync);
+	return last != 'S' && last != REQ_INJECTED_SYNC && last != 'Q' && last != 'F' &&
+	       last != REQ_SQL_PREPARE && last != REQ_INJECTED_SQL && last != REQ_FAKE_PREPARE &&
+	       last != REQ_LISTEN_QUERY && (ring_count(&q->kinds) > 0 || q->skip_to_sync);
 }
 
 bool requests_is_fake(uint8_t kind)

@@ -401,7 +401,8 @@ void server_unlink(struct server *s)
 		pool_release(s->pool, s);
 		return;
 	}
-	running = requests_count(&s->requests) > 0 && requests_head(&s->requests) != 'S';
+	running = requests_count(&s->requests) > 0 && requests_head(&s->requests) != 'S' &&
+	          requests_head(&s->requests) != REQ_INJECTED_SYNC;
 	server_set_state(s, SERVER_RESETTING);
 	/*
 	 * Behind sluice's own SET batch or settings read-back, the client's

@@ -265,3 +265,39 @@ Test(pipeline, client_leaves_before_an_extended_error_comes_back)
 	}
 	PQfinish(c);
 }
+
+/*
+ * A Parse without a Sync, then a Query PREPARE of a text the server already
+ * has, or a DEALLOCATE, which sluice answers itself: Postgres would run that
+ * Query, which sends the Parse's reply and ends the batch.  Sluice sent the
+ * server nothing, so the ParseComplete stayed in the backend and the client
+ * waited for good; when it left, the reset ran into server_reset_timeout.
+ * Found by protofuzz (seed 8000, workers = 1).
+ */
+Test(pipeline, a_prepare_sluice_answers_behind_an_unsynced_parse)
+{
+	struct harness_sluice *h = harness_start_sluice("client_tls_sslmode = disable\n"
+	                                                "workers = 1\n"
+	                                                "default_pool_size = 1\n"
+	                                                "server_reset_timeout = 2s");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	static const char parse_s1[] = "s1\0select 5\0\0", parse_s2[] = "s2\0select 6\0\0";
+	unsigned char buf[256];
+	size_t n = 0;
+
+	PQclear(harness_exec_ok(c, "prepare p1 as select 1"));
+	harness_put_msg(buf, &n, 'P', parse_s1, sizeof(parse_s1));
+	harness_put_query(buf, &n, "prepare p2 as select 1");
+	harness_expect_transcript(c, buf, n, 1, "1 C(PREPARE) Z(I) ", "PREPARE behind a Parse");
+	n = 0;
+	harness_put_msg(buf, &n, 'P', parse_s2, sizeof(parse_s2));
+	harness_put_query(buf, &n, "deallocate p2");
+	harness_expect_transcript(c, buf, n, 1, "1 C(DEALLOCATE) Z(I) ",
+	                          "DEALLOCATE behind a Parse");
+	/* Both names work, and the one server is free for another client. */
+	cr_assert_eq(harness_query_int(c, "execute p1"), 1);
+	PQfinish(c);
+	c = harness_connect_ok(h, "app", "app-secret", "app");
+	cr_assert_eq(harness_query_int(c, "select 7"), 7);
+	PQfinish(c);
+}
