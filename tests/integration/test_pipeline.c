@@ -281,7 +281,8 @@ Test(pipeline, a_prepare_sluice_answers_behind_an_unsynced_parse)
 	                                                "default_pool_size = 1\n"
 	                                                "server_reset_timeout = 2s");
 	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
-	static const char parse_s1[] = "s1\0select 5\0\0", parse_s2[] = "s2\0select 6\0\0";
+	static const char parse_s1[] = "s1\0select 5\0\0", parse_s2[] = "s2\0select 6\0\0",
+	                  parse_bad[] = "s3\0selec 7\0\0";
 	unsigned char buf[256];
 	size_t n = 0;
 
@@ -294,8 +295,15 @@ Test(pipeline, a_prepare_sluice_answers_behind_an_unsynced_parse)
 	harness_put_query(buf, &n, "deallocate p2");
 	harness_expect_transcript(c, buf, n, 1, "1 C(DEALLOCATE) Z(I) ",
 	                          "DEALLOCATE behind a Parse");
-	/* Both names work, and the one server is free for another client. */
+	/* A Parse that fails: Postgres would skip the Query; the client gets the error first. */
+	n = 0;
+	harness_put_msg(buf, &n, 'P', parse_bad, sizeof(parse_bad));
+	harness_put_query(buf, &n, "prepare p3 as select 1");
+	harness_expect_transcript(c, buf, n, 1, "E(42601) C(PREPARE) Z(I) ",
+	                          "PREPARE behind a failed Parse");
+	/* The names work, and the one server is free for another client. */
 	cr_assert_eq(harness_query_int(c, "execute p1"), 1);
+	cr_assert_eq(harness_query_int(c, "execute p3"), 1);
 	PQfinish(c);
 	c = harness_connect_ok(h, "app", "app-secret", "app");
 	cr_assert_eq(harness_query_int(c, "select 7"), 7);
