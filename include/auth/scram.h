@@ -93,8 +93,7 @@ struct scram_client {
 	char client_nonce[SCRAM_NONCE_MAX + 1]; /* empty if init failed: first refuses */
 	char client_first_bare[SCRAM_MSG_MAX + 1];        /* first part of the AuthMessage */
 	uint8_t expected_server_signature[SCRAM_KEY_LEN]; /* what server-final's v= must hold */
-	struct scram_key_cache
-	    *key_cache; /* password mode: where derived keys are kept; NULL = none */
+	struct scram_key_cache *key_cache; /* password mode: derived keys kept; NULL = none */
 };
 
 /*

@@ -22,18 +22,11 @@
 #define REQ_INJECTED_PARSE 'p' /* swallow its ParseComplete; its id is in stmt_cache.pending */
 #define REQ_TRACKED_PARSE  't' /* client Parse of a tracked statement; id in stmt_cache.pending */
 #define REQ_INJECTED_CLOSE 'x' /* swallow its CloseComplete */
-/*
- * A Sync sluice sends ahead of a reply it makes itself for a Query (an SQL
- * PREPARE or DEALLOCATE it answers) behind extended messages not yet
- * Synced: Postgres would run that Query, which sends their replies and ends
- * their batch.  Its ReadyForQuery is swallowed; like a Sync, it ends skipping.
- */
-#define REQ_INJECTED_SYNC 'z'
-#define REQ_FAKE_PARSE    '1' /* emit a ParseComplete when it reaches the head */
-#define REQ_FAKE_CLOSE    '3' /* emit a CloseComplete when it reaches the head */
-#define REQ_FAKE_DEALLOC  'd' /* emit CommandComplete DEALLOCATE + ReadyForQuery */
-#define REQ_TRACKED_BIND  'b' /* Bind of a tracked statement; its id is in stmt_cache.bound */
-#define REQ_STALE_BIND    'r' /* Bind that fails on purpose: its error becomes 0A000 */
+#define REQ_FAKE_PARSE     '1' /* emit a ParseComplete when it reaches the head */
+#define REQ_FAKE_CLOSE     '3' /* emit a CloseComplete when it reaches the head */
+#define REQ_FAKE_DEALLOC   'd' /* emit CommandComplete DEALLOCATE + ReadyForQuery */
+#define REQ_TRACKED_BIND   'b' /* Bind of a tracked statement; its id is in stmt_cache.bound */
+#define REQ_STALE_BIND     'r' /* Bind that fails on purpose: its error becomes 0A000 */
 /* Replies sluice gives for an SQL PREPARE / DEALLOCATE in a Parse (below): */
 #define REQ_FAKE_BIND    '2' /* emit BindComplete */
 #define REQ_FAKE_NODATA  'n' /* emit NoData */
@@ -42,6 +35,13 @@
 #define REQ_SQL_PREPARE  'q' /* client's PREPARE, renamed; id in stmt_cache.pending */
 #define REQ_INJECTED_SQL 'i' /* PREPARE sluice sends before an EXECUTE: replies swallowed */
 #define REQ_FAKE_PREPARE 'k' /* emit CommandComplete PREPARE + ReadyForQuery */
+/*
+ * A Sync sluice sends ahead of a reply it makes itself for a Query (an SQL
+ * PREPARE or DEALLOCATE it answers) behind extended messages not yet
+ * Synced: Postgres would run that Query, which sends their replies and ends
+ * their batch.  Its ReadyForQuery is swallowed; like a Sync, it ends skipping.
+ */
+#define REQ_INJECTED_SYNC 'z'
 /*
  * An SQL PREPARE sent in extended messages (before an extended message that
  * EXECUTEs it): Parse (REQ_INJECTED_PARSE), Bind, Execute, two Closes.

@@ -896,25 +896,23 @@ static size_t peek(struct evbuffer *in, const struct frame *f, uint8_t *buf, siz
 }
 
 /* Returns whether a ReadyForQuery was emitted now (PREP_READY). */
+/*
+ * Queues a reply sluice makes itself, sent now if nothing is ahead of it.
+ * One that answers a Query (REQ_FAKE_PREPARE, REQ_FAKE_DEALLOC) behind
+ * extended messages with no Sync yet gets a Sync sent in its place
+ * (REQ_INJECTED_SYNC): Postgres would run the Query, which sends their
+ * replies and ends their batch; without it the fake waits behind replies the
+ * server holds until a Sync, and the client waits for the fake.
+ */
 static bool push_fake(struct server *s, uint8_t marker)
 {
+	if ((marker == REQ_FAKE_PREPARE || marker == REQ_FAKE_DEALLOC) && !s->copy_in &&
+	    requests_count(&s->requests) > 0 && requests_need_sync(&s->requests)) {
+		build_sync(conn_out(&s->conn));
+		requests_push(&s->requests, REQ_INJECTED_SYNC);
+	}
 	requests_push(&s->requests, marker);
 	return prepared_flush_fakes(s);
-}
-
-/*
- * A Query sluice answers itself (REQ_FAKE_PREPARE, REQ_FAKE_DEALLOC) behind
- * extended messages with no Sync yet: Postgres would run it, which sends
- * their replies and ends their batch, so the server gets a Sync in its place
- * (REQ_INJECTED_SYNC).  Without it the fake waits behind replies the server
- * holds until a Sync, and the client waits for the fake.
- */
-static void sync_before_fake(struct server *s)
-{
-	if (s->copy_in || requests_count(&s->requests) == 0 || !requests_need_sync(&s->requests))
-		return;
-	build_sync(conn_out(&s->conn));
-	requests_push(&s->requests, REQ_INJECTED_SYNC);
 }
 
 /* Whole message needed: grow the read watermark for messages larger than it. */
@@ -1564,11 +1562,8 @@ static enum prep_result handle_sql_prepare(struct client *c, struct server *s,
 	c->pool->stats.bytes_received += frame_total(f);
 	c->pool->stats.query_count++;
 	/* Already prepared there: the client still gets its PREPARE, in order. */
-	if (!ensure_prepared(s, ps, REQ_SQL_PREPARE, NULL)) {
-		sync_before_fake(s);
-		if (push_fake(s, REQ_FAKE_PREPARE))
-			return PREP_READY;
-	}
+	if (!ensure_prepared(s, ps, REQ_SQL_PREPARE, NULL) && push_fake(s, REQ_FAKE_PREPARE))
+		return PREP_READY;
 	return PREP_DONE;
 }
 
@@ -1610,7 +1605,6 @@ static enum prep_result handle_deallocate(struct client *c, struct server *s, co
 	evbuffer_drain(in, frame_total(f));
 	map_remove(&c->w->prepared, c->stmts, name);
 	c->pool->stats.query_count++;
-	sync_before_fake(s);
 	return push_fake(s, REQ_FAKE_DEALLOC) ? PREP_READY : PREP_DONE;
 }
 

@@ -1082,10 +1082,9 @@ static void server_timer_cb(evutil_socket_t fd, short what, void *arg)
 	case SERVER_RESETTING:
 		/* Never expected (nothing in a reset takes long): say what it waited for. */
 		slog(s, LOG_WARN,
-		     "server_reset_timeout expired waiting for %zu replies (first 0x%02x, last "
-		     "0x%02x), "
-		     "transaction status %c, copy_in %d, skip_to_sync %d, own batches %d, "
-		     "cancels in flight %d",
+		     "server_reset_timeout expired waiting for %zu replies (first 0x%02x, "
+		     "last 0x%02x), transaction status %c, copy_in %d, skip_to_sync %d, "
+		     "own batches %d, cancels in flight %d",
 		     (size_t)requests_count(&s->requests), (unsigned)requests_head(&s->requests),
 		     (unsigned)requests_last(&s->requests), s->tx_status, s->copy_in,
 		     s->requests.skip_to_sync, s->sync_pending, s->cancels_inflight);
