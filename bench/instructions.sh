@@ -41,6 +41,7 @@ while [ $# -gt 0 ]; do
     shift 2
     ;;
   --keep)
+    mkdir -p "$2"
     keep=$(realpath "$2")
     shift 2
     ;;

@@ -38,7 +38,8 @@ int inbox_post(struct inbox *ib, inbox_fn fn, void *arg);
 /*
  * The same for an arg that fn frees: `drop` frees it instead should the
  * owner stop with the message unread (a worker exiting while another still
- * posts to it), so that nothing leaks at exit.
+ * posts to it), so that nothing leaks at exit.  A drop may post again, to
+ * this inbox too: inbox_fini drops that as well.
  */
 int inbox_post_owned(struct inbox *ib, inbox_fn fn, void (*drop)(void *arg), void *arg);
 

@@ -22,7 +22,14 @@ struct worker_shared;
  */
 typedef void (*gather_each_fn)(struct worker *w, void *ctx);
 typedef void (*gather_done_fn)(void *ctx);
+/*
+ * Frees ctx in done's place when done can never run: sluice stopped with a
+ * part of the gather unread in an inbox (inbox_fini), e.g. a console SHOW
+ * or a /metrics scrape in flight at shutdown.  It runs on the thread that
+ * frees that inbox, once every worker has stopped; NULL: nothing to free.
+ */
+typedef void (*gather_drop_fn)(void *ctx);
 int gather_start(struct worker_shared *shared, struct inbox *reply_to, gather_each_fn each,
-                 gather_done_fn done, void *ctx);
+                 gather_done_fn done, gather_drop_fn drop, void *ctx);
 
 #endif

@@ -73,10 +73,11 @@ typedef void (*latency_report_fn)(struct latency_report *rep, void *arg);
 /*
  * Copy every worker's pools and deliver the merged report to `done` on
  * reply_to's loop (the control loop's inbox, or a worker's: &w->inbox).
- * Returns -1 (done never runs) when the fan-out cannot start.
+ * Returns -1 (done never runs) when the fan-out cannot start.  `drop` (may
+ * be NULL) frees arg in done's place if sluice stops first (gather.h).
  */
 int latency_gather(struct worker_shared *shared, struct inbox *reply_to, latency_report_fn done,
-                   void *arg);
+                   void (*drop)(void *arg), void *arg);
 void latency_report_free(struct latency_report *rep);
 
 /*

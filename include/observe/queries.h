@@ -44,15 +44,18 @@ struct query_report {
 
 typedef void (*query_report_fn)(struct query_report *rep, void *arg);
 
-/* Deliver the merged report to `done` on reply_to's loop; -1 when it cannot start. */
+/*
+ * Deliver the merged report to `done` on reply_to's loop; -1 when it cannot
+ * start.  `drop` (may be NULL) frees arg in done's place if sluice stops first.
+ */
 int queries_gather(struct worker_shared *shared, struct inbox *reply_to, query_report_fn done,
-                   void *arg);
+                   void (*drop)(void *arg), void *arg);
 void query_report_free(struct query_report *rep);
 
 /* /metrics needs both reports: the latency one, then this one. */
 typedef void (*metrics_report_fn)(struct latency_report *lat, struct query_report *q, void *arg);
 int queries_gather_metrics(struct worker_shared *shared, struct inbox *reply_to,
-                           metrics_report_fn done, void *arg);
+                           metrics_report_fn done, void (*drop)(void *arg), void *arg);
 
 /*
  * Copies s into out (cap bytes, NUL included) with every byte that is not

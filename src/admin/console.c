@@ -363,6 +363,22 @@ static void op_returned(struct console_op *op)
 	op->done(op);
 }
 
+/*
+ * Sluice stopped with the op's answer undelivered: its worker closed the
+ * client already (console_free left conn to the op), so both go now.
+ */
+static void op_dropped(void *arg)
+{
+	struct console_op *op = arg;
+	struct console_conn *conn = op->conn;
+
+	conn->inflight = false;
+	conn->op = NULL;
+	console_op_free(op);
+	if (conn->c == NULL)
+		conn_free(conn);
+}
+
 static void gather_each_cb(struct worker *w, void *ctx)
 {
 	struct console_op *op = ctx;
@@ -384,8 +400,8 @@ static int start_gather(struct console_op *op)
 	parts_clear(op);
 	conn->op = op;
 	conn->inflight = true;
-	if (gather_start(conn->w->shared, &conn->w->inbox, gather_each_cb, gather_done_cb, op) <
-	    0) {
+	if (gather_start(conn->w->shared, &conn->w->inbox, gather_each_cb, gather_done_cb,
+	                 op_dropped, op) < 0) {
 		conn->inflight = false;
 		console_reply_error(conn, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return -1;
@@ -433,7 +449,8 @@ enum console_result console_run_latency(struct console_op *op)
 {
 	struct console_conn *conn = op_begin(op);
 
-	return op_posted(op, latency_gather(conn->w->shared, &conn->w->inbox, latency_done_cb, op));
+	return op_posted(
+	    op, latency_gather(conn->w->shared, &conn->w->inbox, latency_done_cb, op_dropped, op));
 }
 
 static void queries_done_cb(struct query_report *rep, void *arg)
@@ -448,7 +465,8 @@ enum console_result console_run_queries(struct console_op *op)
 {
 	struct console_conn *conn = op_begin(op);
 
-	return op_posted(op, queries_gather(conn->w->shared, &conn->w->inbox, queries_done_cb, op));
+	return op_posted(
+	    op, queries_gather(conn->w->shared, &conn->w->inbox, queries_done_cb, op_dropped, op));
 }
 
 enum console_result console_run_gather(struct console_op *op)

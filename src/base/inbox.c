@@ -60,15 +60,19 @@ int inbox_init(struct inbox *ib, struct event_base *base, void *owner)
 
 void inbox_fini(struct inbox *ib)
 {
-	struct inbox_msg *msg = ib->head;
+	struct inbox_msg *msg;
 
-	while (msg != NULL) {
-		struct inbox_msg *next = msg->next;
+	/* A drop may post to this inbox again (a gather's last part): until none is left. */
+	while ((msg = ib->head) != NULL) {
+		ib->head = ib->tail = NULL;
+		while (msg != NULL) {
+			struct inbox_msg *next = msg->next;
 
-		if (msg->drop != NULL)
-			msg->drop(msg->arg);
-		free(msg);
-		msg = next;
+			if (msg->drop != NULL)
+				msg->drop(msg->arg);
+			free(msg);
+			msg = next;
+		}
 	}
 	if (ib->wake != NULL)
 		event_free(ib->wake);

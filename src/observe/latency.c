@@ -28,6 +28,7 @@ struct worker_part {
 
 struct gather_ctx {
 	latency_report_fn done;     /* the caller's */
+	void (*drop)(void *arg);    /* the caller's, when done cannot run; may be NULL */
 	void *arg;                  /* its argument */
 	int nparts;                 /* workers */
 	struct worker_part parts[]; /* indexed by worker id; each written by its worker only */
@@ -257,6 +258,15 @@ static struct latency_report *merge_parts(struct gather_ctx *g)
 	return rep;
 }
 
+static void free_parts(struct gather_ctx *g)
+{
+	for (int i = 0; i < g->nparts; i++) {
+		for (size_t k = 0; k < g->parts[i].n; k++)
+			free_row_strings(&g->parts[i].rows[k]);
+		free(g->parts[i].rows);
+	}
+}
+
 static void gather_done(void *arg)
 {
 	struct gather_ctx *g = arg;
@@ -264,19 +274,25 @@ static void gather_done(void *arg)
 
 	if (rep == NULL) {
 		/* Out of memory: an empty report still answers the caller. */
-		for (int i = 0; i < g->nparts; i++) {
-			for (size_t k = 0; k < g->parts[i].n; k++)
-				free_row_strings(&g->parts[i].rows[k]);
-			free(g->parts[i].rows);
-		}
+		free_parts(g);
 		rep = calloc(1, sizeof(*rep));
 	}
 	g->done(rep, g->arg);
 	free(g);
 }
 
+static void gather_dropped(void *arg)
+{
+	struct gather_ctx *g = arg;
+
+	free_parts(g);
+	if (g->drop != NULL)
+		g->drop(g->arg);
+	free(g);
+}
+
 int latency_gather(struct worker_shared *shared, struct inbox *reply_to, latency_report_fn done,
-                   void *arg)
+                   void (*drop)(void *arg), void *arg)
 {
 	struct gather_ctx *g =
 	    calloc(1, sizeof(*g) + (size_t)shared->nworkers * sizeof(struct worker_part));
@@ -284,9 +300,10 @@ int latency_gather(struct worker_shared *shared, struct inbox *reply_to, latency
 	if (g == NULL)
 		return -1;
 	g->done = done;
+	g->drop = drop;
 	g->arg = arg;
 	g->nparts = shared->nworkers;
-	if (gather_start(shared, reply_to, gather_each, gather_done, g) < 0) {
+	if (gather_start(shared, reply_to, gather_each, gather_done, gather_dropped, g) < 0) {
 		free(g);
 		return -1;
 	}

@@ -27,6 +27,7 @@ struct worker_copy {
 
 struct query_copies {
 	query_report_fn done;       /* the caller's */
+	void (*drop)(void *arg);    /* the caller's, when done cannot run; may be NULL */
 	void *arg;                  /* its argument */
 	int nparts;                 /* workers */
 	struct worker_copy parts[]; /* indexed by worker id; each written by its worker only */
@@ -193,6 +194,15 @@ static void gathered(void *arg)
 	g->done(rep, g->arg);
 }
 
+static void gather_dropped(void *arg)
+{
+	struct query_copies *g = arg;
+
+	if (g->drop != NULL)
+		g->drop(g->arg);
+	free_source(g);
+}
+
 void query_report_free(struct query_report *rep)
 {
 	if (rep == NULL)
@@ -203,7 +213,7 @@ void query_report_free(struct query_report *rep)
 }
 
 int queries_gather(struct worker_shared *shared, struct inbox *reply_to, query_report_fn done,
-                   void *arg)
+                   void (*drop)(void *arg), void *arg)
 {
 	struct query_copies *g =
 	    calloc(1, sizeof(*g) + (size_t)shared->nworkers * sizeof(struct worker_copy));
@@ -211,9 +221,10 @@ int queries_gather(struct worker_shared *shared, struct inbox *reply_to, query_r
 	if (g == NULL)
 		return -1;
 	g->done = done;
+	g->drop = drop;
 	g->arg = arg;
 	g->nparts = shared->nworkers;
-	if (gather_start(shared, reply_to, copy_worker, gathered, g) < 0) {
+	if (gather_start(shared, reply_to, copy_worker, gathered, gather_dropped, g) < 0) {
 		free(g);
 		return -1;
 	}
@@ -224,6 +235,7 @@ int queries_gather(struct worker_shared *shared, struct inbox *reply_to, query_r
 
 struct metrics_ctx {
 	metrics_report_fn done;         /* the caller's */
+	void (*drop)(void *arg);        /* the caller's, when done cannot run; may be NULL */
 	void *arg;                      /* its argument */
 	struct worker_shared *shared;   /* for the second gather */
 	struct inbox *reply_to;         /* where both report */
@@ -238,29 +250,40 @@ static void metrics_queries_done(struct query_report *rep, void *arg)
 	free(m);
 }
 
+static void metrics_dropped(void *arg)
+{
+	struct metrics_ctx *m = arg;
+
+	latency_report_free(m->latency);
+	if (m->drop != NULL)
+		m->drop(m->arg);
+	free(m);
+}
+
 static void metrics_latency_done(struct latency_report *rep, void *arg)
 {
 	struct metrics_ctx *m = arg;
 
 	m->latency = rep;
-	if (queries_gather(m->shared, m->reply_to, metrics_queries_done, m) < 0) {
+	if (queries_gather(m->shared, m->reply_to, metrics_queries_done, metrics_dropped, m) < 0) {
 		m->done(rep, NULL, m->arg);
 		free(m);
 	}
 }
 
 int queries_gather_metrics(struct worker_shared *shared, struct inbox *reply_to,
-                           metrics_report_fn done, void *arg)
+                           metrics_report_fn done, void (*drop)(void *arg), void *arg)
 {
 	struct metrics_ctx *m = calloc(1, sizeof(*m));
 
 	if (m == NULL)
 		return -1;
 	m->done = done;
+	m->drop = drop;
 	m->arg = arg;
 	m->shared = shared;
 	m->reply_to = reply_to;
-	if (latency_gather(shared, reply_to, metrics_latency_done, m) < 0) {
+	if (latency_gather(shared, reply_to, metrics_latency_done, metrics_dropped, m) < 0) {
 		free(m);
 		return -1;
 	}

@@ -762,7 +762,8 @@ static void serve_metrics(struct metrics_http *m, struct evhttp_request *req)
 		reply_text(req, 503, "Service Unavailable", "out of memory");
 		return;
 	}
-	if (queries_gather_metrics(&m->rt->shared, &m->rt->inbox, metrics_done, wt) < 0)
+	/* No drop: metrics_http_free answers and frees every request still waiting. */
+	if (queries_gather_metrics(&m->rt->shared, &m->rt->inbox, metrics_done, NULL, wt) < 0)
 		waiting_reply(wt, 503, "Service Unavailable", "out of memory");
 }
 
@@ -940,7 +941,7 @@ static void serve_ready(struct metrics_http *m, struct evhttp_request *req)
 		reply_text(req, 503, "Service Unavailable", "out of memory");
 		return;
 	}
-	if (gather_start(&m->rt->shared, &m->rt->inbox, count_live, ready_done, wt) < 0)
+	if (gather_start(&m->rt->shared, &m->rt->inbox, count_live, ready_done, NULL, wt) < 0)
 		waiting_reply(wt, 503, "Service Unavailable", "out of memory");
 }
 
