@@ -72,7 +72,8 @@ bool requests_need_sync(const struct requests *q)
 
 	return last != 'S' && last != REQ_INJECTED_SYNC && last != 'Q' && last != 'F' &&
 	       last != REQ_SQL_PREPARE && last != REQ_INJECTED_SQL && last != REQ_FAKE_PREPARE &&
-	       last != REQ_LISTEN_QUERY && (ring_count(&q->kinds) > 0 || q->skip_to_sync);
+	       last != REQ_FAKE_DEALLOC && last != REQ_LISTEN_QUERY &&
+	       (ring_count(&q->kinds) > 0 || q->skip_to_sync);
 }
 
 bool requests_is_fake(uint8_t kind)
