@@ -182,8 +182,8 @@ bool pool_refuse_if_down(struct pool *p, struct client *c);
 struct server *pool_open_listener(struct pool *p, struct listener *l);
 /* A server is going away: give back its quota units. */
 void pool_server_gone(struct pool *p, struct server *s);
-/* Re-resolve the definition after a reload. */
-void pool_reconfigure(struct pool *p);
+/* Re-resolve the definition after a reload; old_cfg: the configuration it replaced. */
+void pool_reconfigure(struct pool *p, const struct config *old_cfg);
 /* Remove a queued client (cancel, timeout, disconnect). */
 void pool_dequeue(struct pool *p, struct client *c);
 /*

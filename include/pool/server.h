@@ -131,6 +131,7 @@ struct server {
 	bool role_query;            /* login: pg_is_in_recovery() asked (Postgres before 14) */
 	bool read_only;             /* default_transaction_read_only is on */
 	enum host_role role;        /* learnt at login, followed by ParameterStatus */
+	bool role_reported;         /* in_hot_standby came in a reply: followed at release */
 	union conn_event_space rev_space[]; /* conn's read event, in the server's allocation */
 };
 
@@ -165,6 +166,13 @@ void server_close(struct server *s, const char *reason);
  * memory, and the server is on no list yet.
  */
 bool server_can_move(const struct server *s);
+/*
+ * At release, after an in_hot_standby came in a reply (a promotion is
+ * reported just before a ReadyForQuery, so mostly inside a request): its
+ * host's role goes to the breaker, and a server that no longer suits its
+ * pool is closed.  Returns false when it was closed.
+ */
+bool server_follow_reported_role(struct server *s);
 void server_detach(struct server *s);
 int server_attach(struct server *s, struct pool *p);
 /* A detached server no pool of `w` can take: close its socket and free it (units aside). */

@@ -1537,6 +1537,10 @@ static void release(struct pool *p, struct server *s, bool arrived)
 	struct list_node *first;
 	bool serve_here_first = arrived && !p->paused && !list_empty(&p->waiting);
 
+	if (s->role_reported && !server_follow_reported_role(s)) {
+		pool_maintain(p);
+		return;
+	}
 	if (p->pause_closes || server_must_retire(p, s)) {
 		const char *why = p->pause_closes   ? "pool paused"
 		                  : s->close_needed ? "configuration changed or RECONNECT"
@@ -1726,11 +1730,15 @@ static bool str_differs(const char *a, const char *b)
 	return strcmp(a, b) != 0;
 }
 
-/* Does a server opened under `old` still match `def`? */
-static bool connection_changed(const struct db_def *old, const struct db_def *def)
+/*
+ * Does a server opened under `old` still match `def`?  The role asked is the
+ * one in effect: a database without its own follows [sluice]'s.
+ */
+static bool connection_changed(const struct config *old_cfg, const struct db_def *old,
+                               const struct config *cfg, const struct db_def *def)
 {
 	return str_differs(old->host, def->host) || str_differs(old->ports, def->ports) ||
-	       old->target_session_attrs != def->target_session_attrs ||
+	       config_target_session_attrs(old_cfg, old) != config_target_session_attrs(cfg, def) ||
 	       str_differs(old->dbname, def->dbname) || str_differs(old->user, def->user) ||
 	       str_differs(old->password, def->password) ||
 	       str_differs(old->connect_options, def->connect_options) ||
@@ -1769,10 +1777,11 @@ static void follow_auto(struct pool *p, const struct db_def *def)
 		list_del(&p->unused_node);
 }
 
-void pool_reconfigure(struct pool *p)
+void pool_reconfigure(struct pool *p, const struct config *old_cfg)
 {
 	const struct db_def *def = config_find_db(p->w->cfg, p->dbname);
-	bool changed = def == NULL || p->db == NULL || connection_changed(p->db, def);
+	bool changed =
+	    def == NULL || p->db == NULL || connection_changed(old_cfg, p->db, p->w->cfg, def);
 
 	follow_auto(p, def);
 	if (changed) {

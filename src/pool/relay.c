@@ -830,6 +830,8 @@ static void handle_parameter_status(struct server *s, const uint8_t *body, size_
 	if (name == NULL || value == NULL)
 		return;
 	param_set(&s->params, name, value);
+	if (strcmp(name, "in_hot_standby") == 0)
+		s->role_reported = true;
 	/* The client changed it (SET) or the server canonicalised it: the client follows. */
 	if (s->client != NULL && !param_is_read_only(name)) {
 		struct param *d = param_find(&s->pool->defaults, name);

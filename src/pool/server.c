@@ -723,15 +723,11 @@ static bool login_message(struct server *s, uint8_t type, const uint8_t *body, s
 /*
  * A ParameterStatus changed the server's role (a standby was promoted, or
  * default_transaction_read_only changed): every pool learns it through the
- * breaker, and an idle server that no longer suits its pool goes.  Returns
- * false when the server was closed.
+ * breaker, and a server that no longer suits its pool goes.  Returns false
+ * when the server was closed.
  */
-static bool follow_role(struct server *s)
+static bool role_changed(struct server *s, enum host_role was, bool was_ro)
 {
-	enum host_role was = s->role;
-	bool was_ro = s->read_only;
-
-	learn_role(s);
 	if (s->role == was && s->read_only == was_ro)
 		return true;
 	breaker_set_role(s->breaker, s->role, s->read_only, worker_now_us(s->w));
@@ -741,6 +737,32 @@ static bool follow_role(struct server *s)
 		return true;
 	server_close(s, "the host changed role");
 	return false;
+}
+
+/* The ParameterStatus of an idle server (idle_input). */
+static bool follow_role(struct server *s)
+{
+	enum host_role was = s->role;
+	bool was_ro = s->read_only;
+
+	learn_role(s);
+	return role_changed(s, was, was_ro);
+}
+
+/*
+ * Only in_hot_standby: a default_transaction_read_only in a reply may be the
+ * client's own SET, which says nothing of the host.
+ */
+bool server_follow_reported_role(struct server *s)
+{
+	const struct param *hs = param_find(&s->params, "in_hot_standby");
+	enum host_role was = s->role;
+
+	s->role_reported = false;
+	if (hs == NULL)
+		return true;
+	s->role = strcmp(hs->value, "on") == 0 ? HOST_ROLE_STANDBY : HOST_ROLE_PRIMARY;
+	return role_changed(s, was, s->read_only);
 }
 
 static void login_input(struct server *s)

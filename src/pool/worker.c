@@ -298,7 +298,7 @@ static void config_fn(void *owner, void *arg)
 	w->cfg = w->snap->cfg;
 	list_for_each_safe(pos, tmp, &w->pools)
 	{
-		pool_reconfigure(list_entry(pos, struct pool, node));
+		pool_reconfigure(list_entry(pos, struct pool, node), old->cfg);
 	}
 	pool_expire_unused(w); /* autodb_idle_timeout may have changed */
 	pool_warm(w);

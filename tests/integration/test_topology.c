@@ -137,6 +137,43 @@ Test(topology, standby_never_lands_on_the_primary)
 	cr_assert(show_hosts_is(h, "ro", sport, "breaker", "closed"));
 }
 
+/* A statement on a new connection to `db` is refused with 08006 (no host of the role asked). */
+static bool refused_for_its_role(struct harness_sluice *h, const char *db)
+{
+	PGconn *c = harness_connect(h, "app", "app-secret", db);
+	PGresult *res = PQexec(c, "SELECT 1");
+	bool refused = strcmp(harness_sqlstate(res), "08006") == 0;
+
+	PQclear(res);
+	PQfinish(c);
+	return refused;
+}
+
+/*
+ * A reload that changes [sluice]'s target_session_attrs retires the servers
+ * of the databases that follow it: a server on a standby must not go on
+ * serving a database that now asks for read-write.
+ */
+Test(topology, a_reloaded_global_target_retires_servers_of_the_wrong_role)
+{
+	int sport = standby_port();
+	char dbs[256], ini[320];
+	struct harness_sluice *h;
+	PGconn *c;
+
+	snprintf(dbs, sizeof(dbs), "[databases]\nsb = host=127.0.0.1 port=%d dbname=app\n", sport);
+	h = harness_start_sluice(dbs);
+	c = harness_connect_ok(h, "app", "app-secret", "sb");
+	cr_assert_eq(harness_query_int(c, "SELECT pg_is_in_recovery()::int"), 1);
+	PQfinish(c); /* its server stays idle in the pool */
+	snprintf(ini, sizeof(ini), "target_session_attrs = read-write\n%s", dbs);
+	harness_write_ini(h, ini);
+	harness_signal(h, SIGHUP);
+	cr_assert(harness_wait_for(refused_for_its_role(h, "sb"), 30),
+	          "the standby's server still serves a read-write database");
+	cr_assert_eq(harness_stop_sluice(h, SIGINT, 20), 0);
+}
+
 Test(topology, round_robin_spreads_new_connections_over_the_hosts)
 {
 	int sport = standby_port(), pport = harness_pg()->port;
@@ -534,13 +571,19 @@ static bool write_works(struct harness_sluice *h)
 	return ok;
 }
 
-Test(topology, writes_reach_the_promoted_standby_without_a_reload)
+/*
+ * Also: a server of a standby pool whose host is promoted learns it from
+ * the in_hot_standby that Postgres reports just before the ReadyForQuery of
+ * the next request there, and leaves the pool when that request ends, so a
+ * standby pool is not served by a primary until server_lifetime.
+ */
+Test(topology, writes_reach_the_promoted_standby_and_its_standby_pool_leaves_it)
 {
 	const char *base = getenv("SLUICE_PG_NAME");
-	char name[128], ini[512], *out;
+	char name[128], ini[640], *out;
 	int pport, sport;
 	struct harness_sluice *h;
-	PGconn *held;
+	PGconn *held, *reader;
 	PGresult *res;
 
 	harness_pg();
@@ -557,9 +600,12 @@ Test(topology, writes_reach_the_promoted_standby_without_a_reload)
 	         "server_connect_timeout = 2s\nserver_breaker_backoff = 200ms\n"
 	         "server_breaker_backoff_max = 1s\n"
 	         "[databases]\nrw = host=127.0.0.1,127.0.0.1 port=%d,%d dbname=app "
-	         "target_session_attrs=read-write\n",
-	         pport, sport);
+	         "target_session_attrs=read-write\n"
+	         "ro = host=127.0.0.1 port=%d dbname=app target_session_attrs=standby\n",
+	         pport, sport, sport);
 	h = harness_start_sluice(ini);
+	reader = harness_connect_ok(h, "app", "app-secret", "ro");
+	cr_assert_eq(query_port(reader), sport, "its idle server is on the standby");
 	held = harness_connect_ok(h, "app", "app-secret", "rw");
 	PQclear(harness_exec_ok(held, "CREATE TABLE IF NOT EXISTS failover_t (x int)"));
 	cr_assert_eq(query_port(held), pport);
@@ -583,6 +629,16 @@ Test(topology, writes_reach_the_promoted_standby_without_a_reload)
 	held = harness_connect_ok(h, "app", "app-secret", "rw");
 	cr_assert_eq(query_port(held), sport);
 	PQfinish(held);
+	/* The standby pool's idle server runs one more request, which reports the promotion. */
+	res = harness_exec_ok(reader, "SELECT pg_is_in_recovery()");
+	cr_assert_str_eq(PQgetvalue(res, 0, 0), "f");
+	PQclear(res);
+	res = PQexec(reader, "SELECT 1");
+	cr_assert_str_eq(harness_sqlstate(res), "08006",
+	                 "a standby pool is served by the promoted host: %s",
+	                 PQerrorMessage(reader));
+	PQclear(res);
+	PQfinish(reader);
 	cr_assert_eq(harness_stop_sluice(h, SIGINT, 20), 0);
 	snprintf(ini, sizeof(ini), "%s-standby", name);
 	free(pg_sh(ini, "destroy"));
