@@ -976,10 +976,13 @@ static bool post_handoff(struct worker_shared *sh, struct handoff *h, int to)
 /*
  * Servers that hold a unit of pool_size: all but the listening connection,
  * which is never released, so it can neither pay a debt nor serve a waiter.
+ * A closing one is no longer counted in nservers (server_close).
  */
 static int pooled_servers(const struct pool *p)
 {
-	return p->nservers - (p->listen != NULL && p->listen->server != NULL);
+	const struct server *l = p->listen != NULL ? p->listen->server : NULL;
+
+	return p->nservers - (l != NULL && l->state != SERVER_CLOSING);
 }
 
 /*
@@ -1324,7 +1327,7 @@ static bool pick_host(struct pool *p, struct host_pick *pick)
 
 	if (hosts_pick(&p->hosts, p->w->cfg, p->db, now, pick, &retry, why, sizeof(why)))
 		return true;
-	if (p->nservers == 0) {
+	if (pooled_servers(p) == 0) {
 		no_host_message(p, why, msg, sizeof(msg));
 		hosts_hint(retry, now, hint, sizeof(hint));
 		fail_waiters(p, SQLSTATE_CONNECTION_FAILURE, msg, hint);
@@ -1337,7 +1340,7 @@ bool pool_refuse_if_down(struct pool *p, struct client *c)
 	int64_t now = worker_now_us(p->w), retry;
 	char why[256], msg[400], hint[128];
 
-	if (p->nservers > 0 || p->paused)
+	if (pooled_servers(p) > 0 || p->paused)
 		return false;
 	if (now < p->retry_after_us) {
 		hosts_hint(p->retry_after_us, now, hint, sizeof(hint));
@@ -1500,7 +1503,7 @@ void pool_acquire(struct pool *p, struct client *c)
 		return;
 	}
 	/* Postgres is down and nothing could serve the client: say so now, not after a wait. */
-	if (p->nservers == 0 && pool_refuse_if_down(p, c))
+	if (pooled_servers(p) == 0 && pool_refuse_if_down(p, c))
 		return;
 	client_set_state(c, CLIENT_WAITING);
 	if (list_empty(&p->waiting))
@@ -1660,7 +1663,7 @@ void pool_connect_failed(struct pool *p, const char *sqlstate, const char *msg, 
 		track_use(p);
 	}
 	/* Servers still alive (or just opened on another host) will serve the queue. */
-	if (p->nservers > 0)
+	if (pooled_servers(p) > 0)
 		return;
 	if (!host_down)
 		hosts_hint(p->retry_after_us, now, hint, sizeof(hint));

@@ -743,6 +743,42 @@ Test(security, a_server_password_rotated_on_both_sides_logs_in)
 	PQfinish(super);
 }
 
+/*
+ * The connection a pool keeps for its clients' LISTENs serves no query:
+ * with only that one open, a server login refused (a rotated password)
+ * fails the waiting client at once, as in a pool without servers, instead
+ * of queueing it for query_wait_timeout behind a retry that waits
+ * server_login_retry.
+ */
+Test(security, a_pool_holding_only_its_listening_connection_fails_refused_logins_at_once)
+{
+	struct harness_sluice *h;
+	PGconn *super = harness_pg_super("app"), *listener, *c;
+	PGresult *res;
+
+	PQclear(harness_exec_ok(super, "set client_min_messages = warning"));
+	PQclear(harness_exec_ok(super, "drop role if exists key_lis"));
+	PQclear(harness_exec_ok(super, "create role key_lis login password 'lis-1'"));
+	h = harness_start_sluice_users("workers = 1\npool_mode = transaction\n"
+	                               "server_idle_timeout = 1s\nquery_wait_timeout = 30s\n",
+	                               "\"key_lis\" \"lis-1\"\n");
+	listener = connect_user(h, "key_lis", "lis-1");
+	PQclear(harness_exec_ok(listener, "listen rotation"));
+	/* Left: the listening connection (a pooled server goes after server_idle_timeout). */
+	cr_assert(harness_wait_for(backends_of(super, "key_lis") == 1, WAIT_S),
+	          "%lld backends of key_lis", backends_of(super, "key_lis"));
+	PQclear(harness_exec_ok(super, "alter role key_lis password 'lis-2'"));
+	c = connect_user(h, "key_lis", "lis-1");
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	res = PQexec(c, "select 1");
+	cr_assert_str_eq(harness_sqlstate(res), "28P01", "%s", PQerrorMessage(c));
+	PQclear(res);
+	PQfinish(c);
+	PQfinish(listener);
+	end_backends_of(super, "key_lis");
+	PQfinish(super);
+}
+
 Test(security, auth_query_finds_users_by_bound_parameter_and_caches_answers)
 {
 	struct harness_sluice *h;
