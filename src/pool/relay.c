@@ -1266,6 +1266,9 @@ void relay_server_input(struct server *s)
 				continue;
 			}
 			record_server_reply(s->pool, f.type, body, f.len - 4);
+			/* Even one sluice rewords (query_timeout): its LISTENs pending fail with it. */
+			if (f.type == 'E' && c != NULL && c->listen != NULL)
+				listen_server_error(c);
 			if (f.type == 'E' && s->timed_out_after_us > 0 && c != NULL &&
 			    query_timeout_error(s, conn_out(&c->conn), body, f.len - 4)) {
 				track_server_reply(s, 'E');
@@ -1288,8 +1291,6 @@ void relay_server_input(struct server *s)
 				flush_fakes(s);
 				continue;
 			}
-			if (f.type == 'E' && c != NULL && c->listen != NULL)
-				listen_server_error(c);
 			if (f.type == 'C') {
 				qstats_tag(s, (const char *)body);
 				if (is_watched_tag_length(f.len)) {

@@ -371,6 +371,29 @@ Test(notify, listen_in_rolled_back_transaction)
 }
 
 /*
+ * A LISTEN in a multi-statement Query whose later statement sluice cancels
+ * for query_timeout: Postgres rolls the implicit transaction back, LISTEN
+ * included, so the channel delivers nothing (the error the client sees is
+ * sluice's own wording of the cancel, not Postgres').
+ */
+Test(notify, listen_rolled_back_by_query_timeout)
+{
+	struct harness_sluice *h = start("query_timeout = 1s\n");
+	PGconn *c = app(h), *notifier = app(h);
+	const char *const rolled[] = {"timed", NULL};
+	PGresult *res;
+
+	exec_ok(c, "LISTEN marker");
+	res = PQexec(c, "LISTEN timed; SELECT pg_sleep(60)");
+	cr_assert_str_eq(harness_sqlstate(res), "57014", "%s", PQerrorMessage(c));
+	cr_assert(strstr(PQerrorMessage(c), "query_timeout") != NULL, "%s", PQerrorMessage(c));
+	PQclear(res);
+	assert_not_delivered(c, notifier, rolled, "a LISTEN rolled back by the timeout delivered");
+	PQfinish(c);
+	PQfinish(notifier);
+}
+
+/*
  * A listening client holds no server: with a pool of one, another client
  * runs queries while it listens, and SHOW POOLS shows the server idle.
  */
