@@ -185,6 +185,9 @@ static enum listen_result listen_query(struct client *c, const struct msgview *v
 		return LISTEN_PASS;
 	if (c->server != NULL && !server_is_clean(c->server))
 		return LISTEN_PASS;
+	/* Its backend LISTENs itself (a LISTEN sluice left to it): an UNLISTEN goes there too. */
+	if (v->verb == SQL_VERB_UNLISTEN && c->server != NULL && (c->server->pin & PIN_LISTEN))
+		return LISTEN_PASS;
 	return listen_client_query(c, v->text, v->n, v->verb, frame_total(f));
 }
 

@@ -441,6 +441,34 @@ static void assert_not_pinned(struct harness_sluice *h, PGconn *other)
 }
 
 /* A command that must succeed with CommandComplete `tag`. */
+/*
+ * A LISTEN that sluice leaves to the server (a name past 63 bytes, which
+ * Postgres truncates) pins the client to its server.  A lone UNLISTEN *
+ * must reach that backend too (and end sluice's channels of the client):
+ * answered by sluice alone, the backend went on listening and the client
+ * stayed pinned for good.
+ */
+Test(notify, unlisten_reaches_a_backend_that_listens_itself)
+{
+	struct harness_sluice *h = start(NULL);
+	PGconn *c = app(h), *notifier = app(h);
+	const char *const gone[] = {
+	    "a_channel_name_of_more_than_sixty_three_bytes_that_postgres_cuts_x", "early", NULL};
+	char sql[128];
+
+	exec_ok(c, "SET client_min_messages = warning"); /* the truncation NOTICE */
+	exec_ok(c, "LISTEN early");                      /* sluice's */
+	snprintf(sql, sizeof(sql), "LISTEN %s", gone[0]);
+	exec_ok(c, sql);
+	cr_assert_eq(pinned_clients(h), 1, "a LISTEN run by the server did not pin");
+	exec_ok(c, "UNLISTEN *");
+	cr_assert_eq(pinned_clients(h), 0, "still pinned after UNLISTEN *");
+	exec_ok(c, "LISTEN marker");
+	assert_not_delivered(c, notifier, gone, "a channel still delivers after UNLISTEN *");
+	PQfinish(c);
+	PQfinish(notifier);
+}
+
 static void expect_tag(PGresult *res, const char *tag)
 {
 	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
