@@ -54,6 +54,7 @@ struct pool_settings {
 struct pool_group {
 	struct list_node members; /* pools, by group_node */
 	int count;                /* members */
+	struct pool *unit_for;    /* a server closed for this member's turn: none other opens */
 };
 
 struct pool {

@@ -610,7 +610,14 @@ static void hand_over(struct server *s, struct pool *to)
 	struct client *c;
 
 	if (!can_move(s->pool, to)) {
+		/*
+		 * The unit the close frees is `to`'s: server_close maintains the
+		 * releasing pool, whose own waiters would take it back at once,
+		 * every turn of `to`'s, and `to` would never get a server.
+		 */
+		to->group->unit_for = to;
 		server_close(s, "handing the connection to another tenant");
+		to->group->unit_for = NULL;
 		pool_maintain(to);
 		return;
 	}
@@ -1465,7 +1472,8 @@ void pool_maintain(struct pool *p)
 {
 	int min_size;
 
-	if (p->db == NULL || opens_no_servers(p) || worker_now_us(p->w) < p->retry_after_us)
+	if (p->db == NULL || opens_no_servers(p) || worker_now_us(p->w) < p->retry_after_us ||
+	    (p->group->unit_for != NULL && p->group->unit_for != p))
 		return;
 	/* Servers logging in or resetting, and each one opened here, will serve a waiter soon. */
 	for (int serving = count_connecting(p); waiters_exceed(p, serving); serving++) {

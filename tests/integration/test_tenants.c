@@ -627,6 +627,38 @@ Test(tenants, a_noisy_tenant_cannot_starve_a_quiet_one)
 }
 
 /*
+ * Tenants whose servers cannot pass from one to the other (here another
+ * statement_timeout, a startup option): a server released for the quiet
+ * tenant's turn is closed so that the quiet one opens its own, and the
+ * noisy tenant, whose clients wait too, must not take that unit back first.
+ * It always did: the quiet tenant waited for query_wait_timeout while the
+ * noisy one reconnected again and again.
+ */
+Test(tenants, a_quiet_tenant_that_cannot_share_servers_is_served_next_to_a_noisy_one)
+{
+	struct harness_sluice *h = start_with("default_pool_size = 2\nquery_wait_timeout = 20s\n",
+	                                      TENANT("a", "statement_timeout = 5s\n")
+	                                          TENANT("b", "statement_timeout = 30s\n"));
+	struct crowd n = {.h = h, .tenant = "a", .sql = "select pg_sleep(0.01)", .clients = 8};
+	PGconn *quiet;
+	pthread_t tid;
+
+	crowd_start(&n, &tid, 2 * 8);
+	quiet = tenant(h, "b");
+	for (int i = 0; i < 5; i++) {
+		PGresult *res = PQexec(quiet, "select 1");
+
+		cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK,
+		             "transaction %d of the quiet tenant: %s", i,
+		             PQresultErrorMessage(res));
+		PQclear(res);
+	}
+	crowd_stop(&n, tid);
+	cr_assert_eq(atomic_load(&n.errors), 0, "the noisy tenant saw errors");
+	PQfinish(quiet);
+}
+
+/*
  * min_server_conn: tenant a floods a pool of 4 with 16 clients of 0.5 s
  * transactions; tenant b, guaranteed one server, runs 30 short ones.  Its
  * first may wait for a to give a server up; after that it never waits for
