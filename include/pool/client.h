@@ -133,6 +133,7 @@ struct client {
 	bool password_md5 : 1;       /* LOGIN_PASSWORD expects an md5 response, not cleartext */
 	bool auth_queried : 1;       /* auth_query answered (queried_secret NULL = no such user) */
 	bool has_client_key : 1;     /* SCRAM succeeded: scram->client_key is valid */
+	bool scram_dummy : 1;        /* SCRAM runs against the dummy verifier: it cannot succeed */
 	bool cancel_registered : 1;  /* in the worker's cancel map */
 	bool discarding : 1;         /* after a local error: drop messages up to Sync/Query */
 	bool close_at_idle : 1;      /* draining: close once the transaction ends */

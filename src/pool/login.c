@@ -474,6 +474,11 @@ static void ask_password(struct client *c)
 			client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
 			return;
 		}
+		/*
+		 * Remembered, not looked up again at the end: a reload may add the
+		 * user meanwhile, and the dummy's empty password must not pass then.
+		 */
+		c->scram_dummy = scram_secret_for(c, secret) == &c->w->dummy_secret;
 		scram_server_init(c->scram, scram_secret_for(c, secret), NULL);
 		c->login = LOGIN_SASL_INITIAL;
 		build_auth_sasl(out, SCRAM_MECHANISM);
@@ -621,7 +626,8 @@ static void sasl_final(struct client *c, const uint8_t *body, size_t len)
 	if (len > SCRAM_MSG_MAX ||
 	    scram_server_handle_final(c->scram, (const char *)body, len, reply, sizeof(reply),
 	                              &err) < 0 ||
-	    secret == NULL || scram_secret_for(c, secret) == &c->w->dummy_secret) {
+	    c->scram_dummy || secret == NULL ||
+	    scram_secret_for(c, secret) == &c->w->dummy_secret) {
 		auth_failed(c);
 		return;
 	}

@@ -24,6 +24,7 @@
 
 #include <criterion/criterion.h>
 
+#include "auth/scram.h" /* a client's side of SCRAM, for exchanges libpq cannot pause */
 #include "harness.h"
 
 TestSuite(security, .fini = harness_teardown, .timeout = 120);
@@ -1075,6 +1076,113 @@ Test(security, a_trust_hba_rule_for_the_console_is_warned_and_others_are_not)
 	off = reload_and_wait(h);
 	snprintf(needle, sizeof(needle), "auth_hba_file %s line 1: trust", hba);
 	cr_assert(harness_log_contains_after(h, off, needle));
+}
+
+/* Reads one backend message: its type, its body into `body` (NUL added); returns the body's length.
+ */
+static size_t read_msg(int fd, char *type, char *body, size_t cap)
+{
+	unsigned char head[5];
+	size_t got = 0, len;
+
+	while (got < sizeof(head)) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		ssize_t n;
+
+		cr_assert_eq(poll(&pfd, 1, 20000), 1, "no message from sluice");
+		n = recv(fd, head + got, sizeof(head) - got, 0);
+		cr_assert_gt(n, 0, "sluice closed the connection");
+		got += (size_t)n;
+	}
+	*type = (char)head[0];
+	len = ((size_t)head[1] << 24 | (size_t)head[2] << 16 | (size_t)head[3] << 8 | head[4]) - 4;
+	cr_assert_lt(len, cap, "a message of %zu bytes", len);
+	for (got = 0; got < len;) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		ssize_t n;
+
+		cr_assert_eq(poll(&pfd, 1, 20000), 1, "a message cut short");
+		n = recv(fd, body + got, len - got, 0);
+		cr_assert_gt(n, 0, "sluice closed the connection in a message");
+		got += (size_t)n;
+	}
+	body[len] = '\0';
+	return len;
+}
+
+/* The SQLSTATE of an ErrorResponse's body (the C field). */
+static const char *error_code(const char *body, size_t len)
+{
+	for (size_t i = 0; i < len && body[i] != '\0'; i += strlen(body + i) + 1)
+		if (body[i] == 'C')
+			return body + i + 1;
+	return "";
+}
+
+/*
+ * A SCRAM login for a user sluice does not know runs against a dummy
+ * verifier (so the answer does not tell which users exist), made from the
+ * empty password.  A reload that adds the user while such an exchange is
+ * open must not let its final message in: it proves only the dummy.
+ */
+Test(security, a_user_added_during_a_scram_exchange_is_not_logged_in_by_the_dummy)
+{
+	static const char params[] = "user\0late_user\0database\0app\0";
+	unsigned char out[1024], packet[8 + sizeof(params)];
+	struct sockaddr_in to = {.sin_family = AF_INET};
+	struct scram_client sc;
+	char type, body[1024], first[SCRAM_MSG_MAX + 1], final[SCRAM_MSG_MAX + 1];
+	const char *err = "";
+	struct harness_sluice *h;
+	size_t n, len = 0;
+	int fd, flen;
+	PGconn *super = harness_pg_super("app"), *c;
+
+	PQclear(harness_exec_ok(super, "set client_min_messages = warning"));
+	PQclear(harness_exec_ok(super, "drop role if exists late_user"));
+	PQclear(harness_exec_ok(super, "create role late_user login password 'late-secret'"));
+	h = harness_start_sluice_users("workers = 1\n", "");
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+	to.sin_port = htons((uint16_t)h->port);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&to, sizeof(to)), 0);
+	harness_put_u32(packet, sizeof(packet));
+	harness_put_u32(packet + 4, 3u << 16);
+	memcpy(packet + 8, params, sizeof(params));
+	harness_send_all(fd, packet, sizeof(packet));
+	n = read_msg(fd, &type, body, sizeof(body));
+	cr_assert(type == 'R' && n >= 4 && body[3] == 10, "no SASL offered (%c)", type);
+
+	cr_assert_eq(scram_client_init_password(&sc, "", NULL, NULL), 0);
+	flen = scram_client_first(&sc, first, sizeof(first));
+	cr_assert_gt(flen, 0);
+	memcpy(body, "SCRAM-SHA-256", 14);
+	harness_put_u32((unsigned char *)body + 14, (uint32_t)flen);
+	memcpy(body + 18, first, (size_t)flen);
+	harness_put_msg(out, &len, 'p', body, 18 + (size_t)flen);
+	harness_send_all(fd, out, len);
+	n = read_msg(fd, &type, body, sizeof(body));
+	cr_assert(type == 'R' && n > 4 && body[3] == 11, "no server-first (%c)", type);
+
+	/* The user comes by reload; a login of it proves the worker has it. */
+	harness_write_file(h->userlist_path, "\"app\" \"app-secret\"\n"
+	                                     "\"late_user\" \"late-secret\"\n");
+	reload_and_wait(h);
+	c = connect_user(h, "late_user", "late-secret");
+	cr_assert_neq(PQstatus(c), CONNECTION_BAD, "%s", PQerrorMessage(c));
+	PQfinish(c);
+
+	flen = scram_client_final(&sc, body + 4, n - 4, final, sizeof(final), &err);
+	cr_assert_gt(flen, 0, "%s", err);
+	len = 0;
+	harness_put_msg(out, &len, 'p', final, (size_t)flen);
+	harness_send_all(fd, out, len);
+	n = read_msg(fd, &type, body, sizeof(body));
+	cr_assert_eq(type, 'E', "the empty password of the dummy logged in as late_user");
+	cr_assert_str_eq(error_code(body, n), "28P01");
+	close(fd);
+	end_backends_of(super, "late_user");
+	PQfinish(super);
 }
 
 /*
