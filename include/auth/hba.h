@@ -47,9 +47,14 @@ int hba_load(const char *path, struct hba *out, char *err, size_t len);
 int hba_parse(const char *text, const char *path, struct hba *out, char *err, size_t len);
 void hba_fini(struct hba *h);
 
-/* The first rule matching; NULL = no rule (refuse).  addr is NULL for Unix sockets. */
+/*
+ * The first rule matching; NULL = no rule (refuse).  addr is NULL for Unix
+ * sockets.  db_alias, when not NULL, is another name of the same database
+ * (the console's two): a rule naming either matches.
+ */
 const struct hba_rule *hba_match(const struct hba *h, bool is_unix, bool tls,
-                                 const struct sockaddr *addr, const char *db, const char *user);
+                                 const struct sockaddr *addr, const char *db, const char *db_alias,
+                                 const char *user);
 
 const char *hba_method_name(enum hba_method m);
 

@@ -307,7 +307,8 @@ static bool address_matches(const struct hba_rule *r, const struct sockaddr *sa)
 }
 
 const struct hba_rule *hba_match(const struct hba *h, bool is_unix, bool tls,
-                                 const struct sockaddr *addr, const char *db, const char *user)
+                                 const struct sockaddr *addr, const char *db, const char *db_alias,
+                                 const char *user)
 {
 	for (size_t i = 0; i < h->count; i++) {
 		const struct hba_rule *r = &h->rules[i];
@@ -316,7 +317,8 @@ const struct hba_rule *hba_match(const struct hba *h, bool is_unix, bool tls,
 			continue;
 		if ((r->type == HBA_HOSTSSL && !tls) || (r->type == HBA_HOSTNOSSL && tls))
 			continue;
-		if (!name_listed(r->databases, r->ndatabases, db) ||
+		if ((!name_listed(r->databases, r->ndatabases, db) &&
+		     (db_alias == NULL || !name_listed(r->databases, r->ndatabases, db_alias))) ||
 		    !name_listed(r->users, r->nusers, user))
 			continue;
 		if (!is_unix && (addr == NULL || !address_matches(r, addr)))

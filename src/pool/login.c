@@ -382,6 +382,19 @@ static void describe_connection(const struct client *c, char *buf, size_t len)
  * or a reject rule refuses the client, as Postgres does), else auth_type.
  * Returns an enum auth_type, or -1 when the client was refused.
  */
+/*
+ * The console's other name (admin_db and "pgbouncer" are one database): the
+ * rules written for either apply to both.  NULL for any other database.
+ */
+static const char *console_alias(const struct config *cfg, const char *dbname)
+{
+	if (!config_is_console_db(cfg, dbname))
+		return NULL;
+	if (strcmp(dbname, "pgbouncer") != 0)
+		return "pgbouncer";
+	return cfg->admin_db[0] != '\0' ? cfg->admin_db : NULL;
+}
+
 static int auth_method(struct client *c)
 {
 	const struct config *cfg = c->w->cfg;
@@ -391,7 +404,7 @@ static int auth_method(struct client *c)
 	if (cfg->auth_hba_file[0] == '\0')
 		return cfg->auth_type;
 	rule = hba_match(&cfg->hba, c->is_unix, c->tls, c->is_unix ? NULL : &c->peer.sa, c->dbname,
-	                 c->user);
+	                 console_alias(cfg, c->dbname), c->user);
 	if (rule == NULL || rule->method == HBA_REJECT) {
 		describe_connection(c, who, sizeof(who));
 		if (rule == NULL)

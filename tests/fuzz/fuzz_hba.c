@@ -63,7 +63,7 @@ static void lookup(const struct hba *h, const char *db, const char *user, const 
 		sa = (const struct sockaddr *)&v6;
 	else
 		is_unix = true, tls = false;
-	m = hba_match(h, is_unix, tls, sa, db, user);
+	m = hba_match(h, is_unix, tls, sa, db, NULL, user);
 	if (m == NULL)
 		return;
 	FUZZ_CHECK(m >= h->rules && m < h->rules + h->count);

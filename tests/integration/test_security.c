@@ -1033,6 +1033,40 @@ Test(security, auth_type_trust_is_warned_at_start_and_at_every_reload)
 	cr_assert_not(harness_log_contains_after(h, off, "without a password"));
 }
 
+/*
+ * The console answers to admin_db and to "pgbouncer": an auth_hba_file
+ * rule written for one name holds for the other, so a reject for the
+ * console is not passed by connecting with its alias.
+ */
+Test(security, an_hba_rule_for_the_console_holds_for_its_alias)
+{
+	struct harness_sluice *h;
+	char hba[512], ini[640], conninfo[256];
+	PGconn *c;
+
+	h = harness_start_sluice_users("admin_users = admin\n", "\"admin\" \"admin-secret\"\n");
+	snprintf(hba, sizeof(hba), "%s/hba.conf", h->dir);
+	harness_write_file(hba, "host sluice all 127.0.0.1/32 reject\n"
+	                        "host all    all 127.0.0.1/32 scram-sha-256\n");
+	snprintf(ini, sizeof(ini), "admin_users = admin\nauth_hba_file = %s\n", hba);
+	harness_write_ini(h, ini);
+	reload_and_wait(h);
+	for (int i = 0; i < 2; i++) {
+		snprintf(conninfo, sizeof(conninfo),
+		         "host=127.0.0.1 port=%d dbname=%s user=admin password=admin-secret "
+		         "sslmode=disable",
+		         h->port, i == 0 ? "sluice" : "pgbouncer");
+		c = PQconnectdb(conninfo);
+		cr_assert_eq(PQstatus(c), CONNECTION_BAD, "the console let %s in",
+		             i == 0 ? "sluice" : "pgbouncer");
+		cr_assert(strstr(PQerrorMessage(c), "rejects") != NULL, "%s", PQerrorMessage(c));
+		PQfinish(c);
+	}
+	/* The rule is for the console only. */
+	c = harness_connect_ok(h, "app", "app-secret", "app");
+	PQfinish(c);
+}
+
 Test(security, a_trust_hba_rule_for_the_console_is_warned_and_others_are_not)
 {
 	char hba[512], ini[1024], conninfo[256], needle[1024];

@@ -41,7 +41,8 @@ static const char rules[] = "# comment line\n"
 static int method_for(const struct hba *h, bool is_unix, bool tls, struct sockaddr_storage *ss,
                       const char *db, const char *user)
 {
-	const struct hba_rule *r = hba_match(h, is_unix, tls, (struct sockaddr *)ss, db, user);
+	const struct hba_rule *r =
+	    hba_match(h, is_unix, tls, (struct sockaddr *)ss, db, NULL, user);
 
 	return r == NULL ? -1 : (int)r->method;
 }
@@ -94,4 +95,25 @@ Test(hba, errors_name_the_file_and_line)
 	cr_assert(strstr(err, "unknown connection type 'hostgssenc'") != NULL, "%s", err);
 	cr_assert_eq(hba_parse("host all\n", "f", &h, err, sizeof(err)), -1);
 	cr_assert_str_eq(err, "f:1: expected TYPE DATABASE USER [ADDRESS] METHOD");
+}
+
+/* A database of two names (the console's): a rule naming either matches both. */
+Test(hba, a_rule_for_one_name_of_a_database_matches_its_alias)
+{
+	struct hba h;
+	char err[256];
+	struct sockaddr_storage lo = v4("127.0.0.1");
+	const struct hba_rule *r;
+
+	cr_assert_eq(hba_parse("host sluice all 127.0.0.1/32 reject\n"
+	                       "host all    all 127.0.0.1/32 scram-sha-256\n",
+	                       "hba.conf", &h, err, sizeof(err)),
+	             0, "%s", err);
+	r = hba_match(&h, false, false, (struct sockaddr *)&lo, "pgbouncer", "sluice", "admin");
+	cr_assert(r != NULL && r->method == HBA_REJECT, "the alias escaped the console's rule");
+	r = hba_match(&h, false, false, (struct sockaddr *)&lo, "sluice", "pgbouncer", "admin");
+	cr_assert(r != NULL && r->method == HBA_REJECT);
+	r = hba_match(&h, false, false, (struct sockaddr *)&lo, "pgbouncer", NULL, "admin");
+	cr_assert(r != NULL && r->method == HBA_SCRAM, "without an alias the name alone counts");
+	hba_fini(&h);
 }
