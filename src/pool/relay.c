@@ -1269,7 +1269,7 @@ void relay_server_input(struct server *s)
 				continue;
 			}
 			record_server_reply(s->pool, f.type, body, f.len - 4);
-			/* Even one sluice rewords (query_timeout): its LISTENs pending fail with it. */
+			/* Even one sluice rewords (query_timeout): pending LISTENs fail. */
 			if (f.type == 'E' && c != NULL && c->listen != NULL)
 				listen_server_error(c);
 			if (f.type == 'E' && s->timed_out_after_us > 0 && c != NULL &&
