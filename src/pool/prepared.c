@@ -895,9 +895,9 @@ static size_t peek(struct evbuffer *in, const struct frame *f, uint8_t *buf, siz
 	return n < 0 ? 0 : (size_t)n;
 }
 
-/* Returns whether a ReadyForQuery was emitted now (PREP_READY). */
 /*
- * Queues a reply sluice makes itself, sent now if nothing is ahead of it.
+ * Queues a reply sluice makes itself, sent now if nothing is ahead of it;
+ * returns whether a ReadyForQuery was emitted now (PREP_READY).
  * One that answers a Query (REQ_FAKE_PREPARE, REQ_FAKE_DEALLOC) behind
  * extended messages with no Sync yet gets a Sync sent in its place
  * (REQ_INJECTED_SYNC): Postgres would run the Query, which sends their
@@ -912,6 +912,9 @@ static bool push_fake(struct server *s, uint8_t marker)
 		requests_push(&s->requests, REQ_INJECTED_SYNC);
 	}
 	requests_push(&s->requests, marker);
+	/* Never inside a message still streaming to the client: the relay sends it after. */
+	if (s->fwd_remaining > 0)
+		return false;
 	return prepared_flush_fakes(s);
 }
 
