@@ -267,10 +267,14 @@ static void deliver(struct client *c, const void *msg, size_t len)
 	}
 	if (cl->queued >= (size_t)cap) {
 		c->pool->stats.listen_dropped++;
-		client_fail(c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
-		            "too many notifications waiting for this client: it did not read "
-		            "them, and sluice holds at most listen_queue_size (%d)",
-		            cap);
+		/* An error in the middle of a row being streamed to it would be read as the row. */
+		if (c->server != NULL && c->server->fwd_remaining > 0)
+			client_close(c, "too many notifications waiting (listen_queue_size)");
+		else
+			client_fail(c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
+			            "too many notifications waiting for this client: it did not read "
+			            "them, and sluice holds at most listen_queue_size (%d)",
+			            cap);
 		return;
 	}
 	evbuffer_add(cl->queue, msg, len);

@@ -314,6 +314,46 @@ Test(notify, slow_subscriber_is_dropped)
 	PQfinish(notifier);
 }
 
+#define BIG_ROW_BYTES 16000000
+
+/*
+ * A subscriber dropped for listen_queue_size while it is in the middle of a
+ * large row (sluice stopped reading the server at the output watermark):
+ * the FATAL cannot go inside the row, so the connection is closed without
+ * it.  Every byte of the row it got is the row's: nothing else was written
+ * into it.
+ */
+Test(notify, a_subscriber_dropped_in_the_middle_of_a_row_gets_no_bytes_inside_it)
+{
+	struct harness_sluice *h = start("listen_queue_size = 4\n");
+	PGconn *c = app(h), *notifier = app(h);
+	static unsigned char got[BIG_ROW_BYTES + 1024 * 1024];
+	size_t n, at = 0, stray = 0;
+	char sql[96];
+
+	exec_ok(c, "LISTEN piled");
+	snprintf(sql, sizeof(sql), "SELECT repeat('x', %d)", BIG_ROW_BYTES);
+	cr_assert(PQsendQuery(c, sql));
+	/* Its backend waits for sluice to take the row: sluice holds it at the watermark. */
+	cr_assert(harness_wait_for(app_backends("wait_event = 'ClientWrite'") == 1, WAIT_S),
+	          "the row never stalled");
+	for (int i = 0; i < 5; i++)
+		exec_ok(notifier, "NOTIFY piled, 'x'");
+	cr_assert(harness_wait_for(count_clients(h) == 1, WAIT_S), "the subscriber stayed");
+	/* Read by hand what it was sent: RowDescription, then a DataRow cut short. */
+	n = harness_read_to_close(PQsocket(c), got, sizeof(got));
+	cr_assert_gt(n, 0);
+	cr_assert_eq(got[0], 'T', "the reply starts with %c", got[0]);
+	at = 1 + ((size_t)got[1] << 24 | (size_t)got[2] << 16 | (size_t)got[3] << 8 | got[4]);
+	cr_assert_lt(at + 11, n, "no DataRow begun");
+	cr_assert_eq(got[at], 'D');
+	for (size_t i = at + 11; i < n; i++)
+		stray += got[i] != 'x';
+	cr_assert_eq(stray, 0, "%zu bytes inside the row are not the row's", stray);
+	PQfinish(c);
+	PQfinish(notifier);
+}
+
 /* UNLISTEN of one channel stops it, UNLISTEN * stops all and frees the listening connection. */
 Test(notify, unlisten_stops_delivery)
 {
