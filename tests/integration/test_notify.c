@@ -500,9 +500,12 @@ Test(notify, unlisten_reaches_a_backend_that_listens_itself)
 	exec_ok(c, "LISTEN early");                      /* sluice's */
 	snprintf(sql, sizeof(sql), "LISTEN %s", gone[0]);
 	exec_ok(c, sql);
-	cr_assert_eq(pinned_clients(h), 1, "a LISTEN run by the server did not pin");
+	/* The pin is read back after the ReadyForQuery has gone to the client: wait for it. */
+	cr_assert(harness_wait_for(pinned_clients(h) == 1, WAIT_S),
+	          "a LISTEN run by the server did not pin");
 	exec_ok(c, "UNLISTEN *");
-	cr_assert_eq(pinned_clients(h), 0, "still pinned after UNLISTEN *");
+	cr_assert(harness_wait_for(pinned_clients(h) == 0, WAIT_S),
+	          "still pinned after UNLISTEN *");
 	exec_ok(c, "LISTEN marker");
 	assert_not_delivered(c, notifier, gone, "a channel still delivers after UNLISTEN *");
 	PQfinish(c);
@@ -761,7 +764,8 @@ Test(notify, channels_of_one_client_are_bounded)
 	cr_assert_eq(show_value(h, "LISTENERS", "database", "app", "channels"), 1024,
 	             "sluice LISTENs on %lld channels for one client",
 	             show_value(h, "LISTENERS", "database", "app", "channels"));
-	cr_assert_eq(pinned_clients(h), 1, "the LISTENs past the bound did not pin");
+	cr_assert(harness_wait_for(pinned_clients(h) == 1, WAIT_S),
+	          "the LISTENs past the bound did not pin");
 	exec_ok(notifier, "NOTIFY c0, 'shared'");
 	exec_ok(notifier, "NOTIFY c1099, 'own'");
 	cr_assert(harness_wait_for(got(many, &in, "c0", 1) && in.other >= 1, WAIT_S),
@@ -793,7 +797,8 @@ Test(notify, a_notification_held_during_a_request_reaches_a_pinned_client)
 	exec_ok(locker, "CREATE TABLE IF NOT EXISTS held_notes (a int)");
 	exec_ok(pinned, "CREATE TEMP TABLE pin_me (a int)");
 	exec_ok(pinned, "LISTEN held");
-	cr_assert_eq(pinned_clients(h), 1, "the temporary table did not pin");
+	cr_assert(harness_wait_for(pinned_clients(h) == 1, WAIT_S),
+	          "the temporary table did not pin");
 	exec_ok(locker, "BEGIN");
 	exec_ok(locker, "LOCK TABLE held_notes IN ACCESS EXCLUSIVE MODE");
 	cr_assert(
