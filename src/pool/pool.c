@@ -1553,9 +1553,10 @@ static void release(struct pool *p, struct server *s, bool arrived)
 		return;
 	}
 	if (p->pause_closes || server_must_retire(p, s)) {
-		const char *why = p->pause_closes   ? "pool paused"
-		                  : s->close_needed ? "configuration changed or RECONNECT"
-		                                    : "server_lifetime";
+		const char *why = p->pause_closes ? "pool paused"
+		                  : s->close_needed
+		                      ? "configuration changed, RECONNECT or state unknown"
+		                      : "server_lifetime";
 
 		server_close(s, why);
 		pool_maintain(p);

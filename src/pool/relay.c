@@ -659,8 +659,16 @@ static uint8_t retire_request(struct server *s, uint8_t t, bool failed)
 		prepared_bind_done(s);
 	else if (t == REQ_SQL_PREPARE || t == REQ_INJECTED_SQL)
 		prepared_sql_done(s, t == REQ_SQL_PREPARE, failed);
-	else if ((t == 'Q' || t == 'E' || t == REQ_LISTEN_QUERY || t == REQ_LISTEN_EXECUTE) &&
-	         ring_count(&s->qs.pending) > 0)
+	else if (t == REQ_INJECTED_CLOSE && failed && !s->close_needed) {
+		/*
+		 * Skipped after an error: the server keeps a statement its cache
+		 * let go, and preparing it there again would fail (42P05).
+		 */
+		slog(s, LOG_INFO,
+		     "a statement's Close was skipped after an error: retired at release");
+		s->close_needed = true;
+	} else if ((t == 'Q' || t == 'E' || t == REQ_LISTEN_QUERY || t == REQ_LISTEN_EXECUTE) &&
+	           ring_count(&s->qs.pending) > 0)
 		qstats_done(s, failed);
 	if ((t == REQ_LISTEN_QUERY || t == REQ_LISTEN_EXECUTE) && s->client != NULL &&
 	    s->client->listen != NULL)

@@ -488,6 +488,35 @@ Test(prepared, parse_skipped_after_error_leaves_no_statement)
 	PQfinish(a);
 }
 
+/*
+ * A statement evicted from a full server cache (max_prepared_statements)
+ * while the server skips to a Sync after an error: the Close sluice sends
+ * for it is skipped too, so the server keeps it.  Sluice must not go on as
+ * if it were gone: preparing it there again failed with 42P05 on every use.
+ */
+Test(prepared, an_eviction_skipped_after_an_error_does_not_break_the_statement)
+{
+	struct harness_sluice *h =
+	    harness_start_sluice("default_pool_size = 1\nmax_prepared_statements = 1");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	const char *zero[1] = {"0"};
+
+	prepare(a, "s0", "select 1/$1::int");
+	cr_assert_eq(exec_int(a, "s0", "1"), 1);
+	cr_assert(PQenterPipelineMode(a));
+	/* One write: sluice evicts s0 for s1 before the server has answered the Execute. */
+	cr_assert(PQsendQueryPrepared(a, "s0", 1, zero, NULL, NULL, 0));
+	cr_assert(PQsendPrepare(a, "s1", "select 2", 0, NULL));
+	cr_assert(PQpipelineSync(a));
+	expect_result(a, PGRES_FATAL_ERROR, "22012", "the error");
+	expect_result(a, PGRES_PIPELINE_ABORTED, NULL, "the skipped Parse");
+	expect_result(a, PGRES_PIPELINE_SYNC, NULL, "sync");
+	cr_assert(PQexitPipelineMode(a), "%s", PQerrorMessage(a));
+	cr_assert_eq(exec_int(a, "s0", "1"), 1);
+	cr_assert_eq(exec_int(a, "s0", "1"), 1, "the second use after the skipped eviction");
+	PQfinish(a);
+}
+
 /* ---- SQL PREPARE / EXECUTE / DEALLOCATE through the extended protocol ---- */
 
 /*
