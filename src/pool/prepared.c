@@ -2136,6 +2136,20 @@ void prepared_sql_done(struct server *s, bool client_prepare, bool skipped)
 
 void prepared_server_tag(struct server *s, const char *tag)
 {
+	uint8_t head = requests_head(&s->requests);
+
+	/*
+	 * A PREPARE or DEALLOCATE sluice did not follow (a statement after the
+	 * first of a Query) may have named one of the sluice_* statements that
+	 * other clients' Binds rely on: the server's statements are no longer
+	 * what its cache says, so it goes when its client is through with it.
+	 */
+	if ((head == 'Q' || head == REQ_LISTEN_QUERY) && !s->close_needed &&
+	    pool_mode(s->pool) != POOL_SESSION && s->w->cfg->max_prepared_statements > 0 &&
+	    (strcmp(tag, "PREPARE") == 0 || strcmp(tag, "DEALLOCATE") == 0)) {
+		slog(s, LOG_INFO, "a %s sluice did not follow: retired at release", tag);
+		s->close_needed = true;
+	}
 	if (strcmp(tag, "DEALLOCATE ALL") != 0 && strcmp(tag, "DISCARD ALL") != 0)
 		return;
 	/* The server dropped every statement, ours included; a client asked to drop its own. */

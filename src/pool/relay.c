@@ -767,8 +767,9 @@ static bool track_server_reply(struct server *s, uint8_t type)
 /*
  * CommandComplete lengths of "SET", "RESET", "DISCARD ALL" and the commands
  * that may pin ("DECLARE CURSOR", "CREATE TABLE", "PREPARE", "LOAD"); "DEALLOCATE
- * ALL", which drops prepared statements, has DECLARE CURSOR's.  A tag of
- * another length is none of them, and costs no compare.
+ * ALL", which drops prepared statements, has DECLARE CURSOR's, and "DEALLOCATE"
+ * (prepared_server_tag) that of "INSERT 0 1".  A tag of another length is none
+ * of them, and costs no compare.
  */
 static bool is_watched_tag_length(uint32_t len)
 {
@@ -780,6 +781,7 @@ static bool is_watched_tag_length(uint32_t len)
 	case 4 + sizeof("DECLARE CURSOR"):
 	case 4 + sizeof("CREATE TABLE"):
 	case 4 + sizeof("PREPARE"):
+	case 4 + sizeof("DEALLOCATE"):
 	case 4 + sizeof("LOAD"):
 		return true;
 	default:

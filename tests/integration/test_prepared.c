@@ -517,6 +517,38 @@ Test(prepared, an_eviction_skipped_after_an_error_does_not_break_the_statement)
 	PQfinish(a);
 }
 
+/*
+ * The statements sluice prepares on a server for its clients are named
+ * sluice_*; SQL that sluice does not follow (a statement after the first of
+ * a Query) can still DEALLOCATE or PREPARE such a name.  Another client of
+ * the pool then ran what the first one prepared under it, with its own
+ * parameters.  A server where that happened is closed when the Query ends.
+ */
+Test(prepared, a_client_cannot_replace_the_statement_sluice_prepared_for_another)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	PGconn *victim = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *other = harness_connect_ok(h, "app", "app-secret", "app");
+	char name[64], sql[256];
+	PGresult *res;
+
+	prepare(victim, "s0", "select $1::int + 1");
+	cr_assert_eq(exec_int(victim, "s0", "1"), 2);
+	/* One server: the other client sees the statement's name there. */
+	res = harness_exec_ok(other, "select name from pg_prepared_statements "
+	                             "where name like 'sluice%' limit 1");
+	cr_assert_eq(PQntuples(res), 1, "no statement of sluice's on the server");
+	snprintf(name, sizeof(name), "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	snprintf(sql, sizeof(sql), "select 1; deallocate %s", name);
+	PQclear(harness_exec_ok(other, sql));
+	snprintf(sql, sizeof(sql), "select 1; prepare %s(int) as select $1 * 1000", name);
+	PQclear(harness_exec_ok(other, sql));
+	cr_assert_eq(exec_int(victim, "s0", "1"), 2, "the victim ran the other client's statement");
+	PQfinish(victim);
+	PQfinish(other);
+}
+
 /* ---- SQL PREPARE / EXECUTE / DEALLOCATE through the extended protocol ---- */
 
 /*
