@@ -2140,12 +2140,16 @@ void prepared_server_tag(struct server *s, const char *tag)
 
 	/*
 	 * A PREPARE or DEALLOCATE sluice did not follow (a statement after the
-	 * first of a Query) may have named one of the sluice_* statements that
-	 * other clients' Binds rely on: the server's statements are no longer
-	 * what its cache says, so it goes when its client is through with it.
+	 * first of a Query, one in a Parse it did not read as such, a DEALLOCATE
+	 * of a name not the client's, sent as written for Postgres' 26000) may
+	 * have named one of the sluice_* statements that other clients' Binds
+	 * rely on: the server's statements are no longer what its cache says,
+	 * so it goes when its client is through with it.
 	 */
-	if ((head == 'Q' || head == REQ_LISTEN_QUERY) && !s->close_needed &&
-	    pool_mode(s->pool) != POOL_SESSION && s->w->cfg->max_prepared_statements > 0 &&
+	if ((head == 'Q' || head == REQ_LISTEN_QUERY || head == 'E' || head == REQ_LISTEN_EXECUTE ||
+	     head == REQ_CARRIER_EXECUTE) &&
+	    !s->close_needed && pool_mode(s->pool) != POOL_SESSION &&
+	    s->w->cfg->max_prepared_statements > 0 &&
 	    (strcmp(tag, "PREPARE") == 0 || strcmp(tag, "DEALLOCATE") == 0)) {
 		slog(s, LOG_INFO, "a %s sluice did not follow: retired at release", tag);
 		s->close_needed = true;

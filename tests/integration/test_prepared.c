@@ -545,6 +545,14 @@ Test(prepared, a_client_cannot_replace_the_statement_sluice_prepared_for_another
 	snprintf(sql, sizeof(sql), "select 1; prepare %s(int) as select $1 * 1000", name);
 	PQclear(harness_exec_ok(other, sql));
 	cr_assert_eq(exec_int(victim, "s0", "1"), 2, "the victim ran the other client's statement");
+	/* The same through the extended protocol (an SQL DEALLOCATE in a Parse). */
+	res = harness_exec_ok(other, "select name from pg_prepared_statements "
+	                             "where name like 'sluice%' limit 1");
+	cr_assert_eq(PQntuples(res), 1, "no statement of sluice's on the server");
+	snprintf(sql, sizeof(sql), "deallocate %s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	PQclear(PQexecParams(other, sql, 0, NULL, NULL, NULL, NULL, 0));
+	cr_assert_eq(exec_int(victim, "s0", "1"), 2, "the victim's statement was dropped");
 	PQfinish(victim);
 	PQfinish(other);
 }
