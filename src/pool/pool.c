@@ -567,8 +567,16 @@ static int reserve_size(const struct pool *p);
  */
 static bool fair_may_hold(const struct pool *from, const struct pool *to)
 {
-	/* Reserve servers (reserve_pool_size) were opened past pool_size on purpose. */
-	return atomic_load(&from->pool_quota->used) <= group_limit(to, from, reserve_size(to));
+	int used = atomic_load(&from->pool_quota->used);
+	/*
+	 * Reserve servers (reserve_pool_size) were opened past pool_size on
+	 * purpose; a reserve that is not open makes no room for anyone.
+	 */
+	int reserve_open = used > pool_size(to) ? used - pool_size(to) : 0;
+
+	if (reserve_open > reserve_size(to))
+		reserve_open = reserve_size(to);
+	return used <= group_limit(to, from, reserve_open);
 }
 
 /*

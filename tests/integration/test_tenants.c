@@ -725,6 +725,19 @@ Test(tenants, min_server_conn_reloads_while_the_noisy_tenant_holds_every_server)
 	                                         true);
 }
 
+/*
+ * A reserve pool (none of it open: the noisy tenant's waits never reach
+ * reserve_pool_timeout) does not make room past pool_size for a server of
+ * the guaranteed tenant to go to the noisy one.
+ */
+Test(tenants, min_server_conn_holds_with_a_reserve_pool)
+{
+	quiet_tenant_keeps_its_guaranteed_server(
+	    "default_pool_size = 4\nreserve_pool_size = 2\n"
+	    "reserve_pool_timeout = 1h\nquery_wait_timeout = 0\n",
+	    false);
+}
+
 /* The same over 4 workers: the guarantee counts the tenants' servers on every worker. */
 Test(tenants, min_server_conn_holds_over_the_process_with_4_workers)
 {
