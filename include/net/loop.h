@@ -66,8 +66,14 @@ void loop_break(struct loop *l);
 void loop_exit_after(struct loop *l, int64_t us);
 /* Have the reaper run after the current callbacks. */
 void loop_schedule_reap(struct loop *l);
-/* Wall-clock microseconds, precise (latency samples are stamped with it). */
+/*
+ * Monotonic microseconds, precise (latency samples are stamped with it):
+ * every duration and deadline sluice keeps is on this clock, which a step
+ * of the wall clock (NTP, an admin's date) does not move.
+ */
 int64_t loop_now_us(void);
+/* A time of loop_now_us's as wall-clock microseconds, to show; 0 stays 0 (none). */
+int64_t loop_wall_us(int64_t now_us);
 
 /*
  * The same, read once per read callback: what one callback does happens at

@@ -88,10 +88,10 @@ static void put_i64(struct row *r, int64_t v)
 	put_fmt(r, "%" PRId64, v);
 }
 
-/* Wall-clock microseconds as PgBouncer prints timestamps. */
+/* A time of the workers' clock (loop_now_us) as PgBouncer prints timestamps. */
 static void put_time(struct row *r, int64_t us)
 {
-	time_t t = (time_t)(us / 1000000);
+	time_t t = (time_t)(loop_wall_us(us) / 1000000);
 	struct tm tm;
 
 	if (r->n >= ROW_MAX)

@@ -110,17 +110,29 @@ void loop_schedule_reap(struct loop *l)
 	event_active(l->reaper, 0, 0);
 }
 
-/*
- * Every latency sample is stamped with this, so it must be precise, and it is
- * shown as wall time.  libevent's cached loop time is either coarse (often
- * 4 ms steps) or, with EVENT_BASE_FLAG_PRECISE_TIMER, costs a timerfd_settime
- * system call before every epoll_wait, two per transaction at one client.  A
- * vDSO clock_gettime per call is cheaper than both (no syscall, no lock).
- */
-int64_t loop_now_us(void)
+static int64_t clock_us(clockid_t id)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
+	clock_gettime(id, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * Every latency sample is stamped with this, so it must be precise.
+ * libevent's cached loop time is either coarse (often 4 ms steps) or, with
+ * EVENT_BASE_FLAG_PRECISE_TIMER, costs a timerfd_settime system call before
+ * every epoll_wait, two per transaction at one client.  A vDSO clock_gettime
+ * per call is cheaper than both (no syscall, no lock).  Monotonic: on the
+ * wall clock a step back (NTP, a VM restored) stopped token buckets from
+ * refilling, and kept deadlines from passing, for as long as the step.
+ */
+int64_t loop_now_us(void)
+{
+	return clock_us(CLOCK_MONOTONIC);
+}
+
+int64_t loop_wall_us(int64_t now_us)
+{
+	return now_us == 0 ? 0 : now_us + (clock_us(CLOCK_REALTIME) - clock_us(CLOCK_MONOTONIC));
 }

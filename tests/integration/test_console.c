@@ -18,6 +18,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -356,6 +357,45 @@ Test(console, every_show_has_the_documented_columns_and_real_values)
 	PQfinish(alias);
 	PQfinish(c1);
 	PQfinish(c2);
+	PQfinish(a);
+}
+
+/* "YYYY-MM-DD HH:MM:SS UTC" as seconds since the epoch; -1 if it is not that. */
+static time_t utc_seconds(const char *text)
+{
+	struct tm tm = {0};
+	const char *end = strptime(text, "%Y-%m-%d %H:%M:%S UTC", &tm);
+
+	return end != NULL && *end == '\0' ? timegm(&tm) : (time_t)-1;
+}
+
+/*
+ * Times in SHOW are wall-clock times although sluice keeps them on the
+ * monotonic clock (a step of the wall clock must not stall rate limits or
+ * deadlines): a client's and its server's connect_time are when they
+ * connected, within the seconds the test took around that.
+ */
+Test(console, show_times_are_wall_clock_times)
+{
+	struct harness_sluice *h = start(NULL);
+	time_t before = time(NULL), after;
+	PGconn *a, *c;
+	time_t client_at, server_at;
+
+	c = app(h);
+	PQclear(harness_exec_ok(c, "begin"));
+	PQclear(harness_exec_ok(c, "select 1"));
+	after = time(NULL);
+	a = admin(h);
+	client_at = utc_seconds(show_text(a, "CLIENTS", "user", "app", "connect_time"));
+	server_at = utc_seconds(show_text(a, "SERVERS", "user", "app", "connect_time"));
+	cr_assert(client_at >= before - 1 && client_at <= after + 1,
+	          "the client connected at %lld, between %lld and %lld", (long long)client_at,
+	          (long long)before, (long long)after);
+	cr_assert(server_at >= before - 1 && server_at <= after + 1,
+	          "its server connected at %lld, between %lld and %lld", (long long)server_at,
+	          (long long)before, (long long)after);
+	PQfinish(c);
 	PQfinish(a);
 }
 
