@@ -271,10 +271,11 @@ static void deliver(struct client *c, const void *msg, size_t len)
 		if (c->server != NULL && c->server->fwd_remaining > 0)
 			client_close(c, "too many notifications waiting (listen_queue_size)");
 		else
-			client_fail(c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
-			            "too many notifications waiting for this client: it did not read "
-			            "them, and sluice holds at most listen_queue_size (%d)",
-			            cap);
+			client_fail(
+			    c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
+			    "too many notifications waiting for this client: it did not read "
+			    "them, and sluice holds at most listen_queue_size (%d)",
+			    cap);
 		return;
 	}
 	evbuffer_add(cl->queue, msg, len);
