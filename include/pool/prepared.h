@@ -145,6 +145,8 @@ struct stmt_cache {
 	size_t bytes;         /* the texts of its statements: at most max_prepared_size */
 	struct list_node lru; /* eviction order */
 	struct ring pending;  /* uint64_t ids of tracked and injected Parses in flight, in order */
+	struct ring names;    /* uint64_t keyed hashes of the client names those of the client
+	                         (REQ_TRACKED_PARSE, REQ_SQL_PREPARE) create, in order */
 	struct ring bound;    /* uint64_t ids of REQ_TRACKED_BIND Binds in flight, likewise */
 	struct ring changes;  /* struct name_change * in flight (requests.h), in order */
 	uint32_t failed_changes;      /* the oldest of them whose Execute failed, to undo */

@@ -222,9 +222,26 @@ void prepared_registry_fini(struct pstmt_registry *reg)
 
 /* Client names ------------------------------------------------------------ */
 
+static uint64_t name_hash(const struct stmt_map *map, const char *name)
+{
+	return hash_keyed(map->key, name, strlen(name));
+}
+
 static uint32_t name_bucket(const struct stmt_map *map, const char *name)
 {
-	return (uint32_t)hash_keyed(map->key, name, strlen(name)) & (map->size - 1);
+	return (uint32_t)name_hash(map, name) & (map->size - 1);
+}
+
+/*
+ * The client's Parse or PREPARE of `name` went to the server: its name is
+ * remembered (as a hash) until the reply, which forgets that name alone if
+ * the statement was not made.
+ */
+static void pending_name(struct server *s, const struct client *c, const char *name)
+{
+	uint64_t h = name_hash(c->stmts, name);
+
+	ring_push(&s->stmts.names, &h);
 }
 
 static struct client_stmt *map_find(const struct stmt_map *map, const char *name)
@@ -471,6 +488,7 @@ void prepared_cache_init(struct stmt_cache *cache)
 	memset(cache, 0, sizeof(*cache));
 	list_init(&cache->lru);
 	ring_init(&cache->pending, sizeof(uint64_t));
+	ring_init(&cache->names, sizeof(uint64_t));
 	ring_init(&cache->bound, sizeof(uint64_t));
 	ring_init(&cache->changes, sizeof(struct name_change *));
 }
@@ -581,6 +599,7 @@ void prepared_cache_fini(struct stmt_cache *cache, struct pstmt_registry *reg)
 	ring_fini(&cache->changes);
 	free(cache->buckets);
 	ring_fini(&cache->pending);
+	ring_fini(&cache->names);
 	ring_fini(&cache->bound);
 	carried_free(cache->carried, cache->ncarried);
 	prepared_cache_init(cache);
@@ -1294,6 +1313,8 @@ static enum prep_result handle_parse(struct client *c, struct server *s, const s
 	/* Already prepared there: the client still gets its ParseComplete, in order. */
 	if (!ensure_prepared(s, ps, REQ_TRACKED_PARSE, NULL))
 		push_fake(s, REQ_FAKE_PARSE);
+	else
+		pending_name(s, c, name);
 	return PREP_DONE;
 }
 
@@ -1565,8 +1586,9 @@ static enum prep_result handle_sql_prepare(struct client *c, struct server *s,
 	c->pool->stats.bytes_received += frame_total(f);
 	c->pool->stats.query_count++;
 	/* Already prepared there: the client still gets its PREPARE, in order. */
-	if (!ensure_prepared(s, ps, REQ_SQL_PREPARE, NULL) && push_fake(s, REQ_FAKE_PREPARE))
-		return PREP_READY;
+	if (!ensure_prepared(s, ps, REQ_SQL_PREPARE, NULL))
+		return push_fake(s, REQ_FAKE_PREPARE) ? PREP_READY : PREP_DONE;
+	pending_name(s, c, name);
 	return PREP_DONE;
 }
 
@@ -2089,11 +2111,12 @@ enum prep_result prepared_client_message(struct client *c, const struct frame *f
 /* Server replies ------------------------------------------------------------ */
 
 /*
- * Forget the client's names for a statement its own Parse failed to create.
- * A name sluice answers itself (an sql_action of the same text) was never
- * the server's to create, and stays.
+ * Forget the client's name (by its hash) for a statement its own Parse
+ * failed to create; its other names for the same text stay.  A name sluice
+ * answers itself (an sql_action) was never the server's to create.
  */
-static void map_forget_statement(struct pstmt_registry *reg, struct stmt_map *map, uint64_t id)
+static void map_forget_statement(struct pstmt_registry *reg, struct stmt_map *map, uint64_t id,
+                                 uint64_t name)
 {
 	if (map == NULL)
 		return;
@@ -2103,7 +2126,8 @@ static void map_forget_statement(struct pstmt_registry *reg, struct stmt_map *ma
 		while (cs != NULL) {
 			struct client_stmt *next = cs->next;
 
-			if (cs->ps->id == id && cs->action == NULL)
+			if (cs->ps->id == id && cs->action == NULL &&
+			    name_hash(map, cs->name) == name)
 				map_remove(reg, map, cs->name);
 			cs = next;
 		}
@@ -2113,17 +2137,19 @@ static void map_forget_statement(struct pstmt_registry *reg, struct stmt_map *ma
 void prepared_parse_done(struct server *s, bool failed, bool client_parse)
 {
 	struct stmt_cache *cache = &s->stmts;
-	uint64_t id;
+	uint64_t id, name = 0;
 	struct server_stmt *e;
 
 	if (!ring_pop(&cache->pending, &id))
 		return;
+	if (client_parse && !ring_pop(&cache->names, &name))
+		client_parse = false;
 	/* A Parse the server skipped or refused did not create the statement. */
 	if (failed && (e = cache_find(cache, id)) != NULL)
 		cache_remove(&s->w->prepared, cache, e);
 	/* As in Postgres, a Parse that failed leaves no statement under the client's name. */
 	if (failed && client_parse && s->client != NULL)
-		map_forget_statement(&s->w->prepared, s->client->stmts, id);
+		map_forget_statement(&s->w->prepared, s->client->stmts, id, name);
 }
 
 void prepared_sql_done(struct server *s, bool client_prepare, bool skipped)

@@ -89,6 +89,39 @@ Test(prepared, statement_moves_between_servers)
 	PQfinish(holder);
 }
 
+/*
+ * A client's Parse that fails leaves no statement under its name, as in
+ * Postgres, and only under that name: another name the client has for the
+ * same text still works.  (The Parse runs on a server that lacks the text,
+ * in a transaction already aborted, so Postgres refuses it with 25P02.)
+ */
+Test(prepared, a_failed_parse_leaves_the_other_names_of_its_text)
+{
+	struct harness_sluice *h = harness_start_sluice("workers = 1\ndefault_pool_size = 2");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *holder = harness_connect_ok(h, "app", "app-secret", "app");
+	PGresult *res;
+	char state[6];
+
+	prepare(a, "first_name", "select $1::int * 3");
+	cr_assert_eq(exec_int(a, "first_name", "2"), 6);
+	/* The holder takes the server a used, which has the text: a gets the other one. */
+	PQclear(harness_exec_ok(holder, "begin"));
+	PQclear(harness_exec_ok(a, "begin"));
+	res = PQexec(a, "select 1/0");
+	cr_assert_str_eq(harness_sqlstate(res), "22012");
+	PQclear(res);
+	res = PQprepare(a, "second_name", "select $1::int * 3", 0, NULL);
+	cr_assert_str_eq(harness_sqlstate(res), "25P02", "%s", PQresultErrorMessage(res));
+	PQclear(res);
+	PQclear(harness_exec_ok(a, "rollback"));
+	PQclear(harness_exec_ok(holder, "commit"));
+	cr_assert_str_eq(exec_error(a, "second_name", "2", state), "26000");
+	cr_assert_eq(exec_int(a, "first_name", "2"), 6, "the failed Parse took the other name too");
+	PQfinish(a);
+	PQfinish(holder);
+}
+
 Test(prepared, same_name_in_two_clients_means_their_own_statement)
 {
 	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
