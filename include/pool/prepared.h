@@ -219,7 +219,7 @@ void prepared_parse_done(struct server *s, bool failed, bool client_parse);
  * the server ignored it, behind an extended message that failed.
  */
 void prepared_sql_done(struct server *s, bool client_prepare, bool skipped);
-/* A REQ_SQL_EXECUTE, REQ_FAKE_SQL_PREPARE or REQ_FAKE_EXECUTE left the queue. */
+/* A REQ_SQL_EXECUTE, REQ_FAKE_SQL_PREPARE, REQ_FAKE_EXECUTE or REQ_FAKE_UNNAME left the queue. */
 void prepared_change_done(struct server *s, bool failed);
 /* After an error: undo the changes of the Executes it failed or made the server skip. */
 void prepared_undo_changes(struct server *s);

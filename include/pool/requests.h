@@ -31,6 +31,7 @@
 #define REQ_FAKE_BIND    '2' /* emit BindComplete */
 #define REQ_FAKE_NODATA  'n' /* emit NoData */
 #define REQ_FAKE_EXECUTE 'e' /* emit CommandComplete DEALLOCATE; changes a name (below) */
+#define REQ_FAKE_UNNAME  '4' /* emit a CloseComplete for a Close of a name; changes it */
 /* SQL PREPARE / EXECUTE (docs/session-state.md), Query-like: answered by ReadyForQuery. */
 #define REQ_SQL_PREPARE  'q' /* client's PREPARE, renamed; id in stmt_cache.pending */
 #define REQ_INJECTED_SQL 'i' /* PREPARE sluice sends before an EXECUTE: replies swallowed */
@@ -51,7 +52,7 @@
 /*
  * An SQL PREPARE / DEALLOCATE in a Parse (struct sql_action), carried out at
  * its Execute.  A name it changes is in stmt_cache.changes for each of
- * REQ_SQL_EXECUTE, REQ_FAKE_SQL_PREPARE and REQ_FAKE_EXECUTE.
+ * REQ_SQL_EXECUTE, REQ_FAKE_SQL_PREPARE, REQ_FAKE_EXECUTE and REQ_FAKE_UNNAME.
  */
 #define REQ_SQL_EXECUTE      'h' /* Execute of a PREPARE: reply to the client; id in pending */
 #define REQ_CARRIER_PARSE    'w' /* swallow its ParseComplete (no statement id) */

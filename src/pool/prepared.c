@@ -970,6 +970,8 @@ static void unbind_portal(struct client *c);
 static void describe_no_rows(struct server *s);
 static bool describe_close_action(struct client *c, struct server *s, const struct frame *f,
                                   const uint8_t *msg);
+static int change_push(struct server *s, const char *name, struct client_stmt *removed,
+                       struct pstmt *added);
 
 /* `name` as a quoted identifier, NUL-terminated; returns its length. */
 static size_t quote_ident(const char *name, char out[QUOTED_NAME_MAX])
@@ -1395,9 +1397,20 @@ static enum prep_result handle_describe_close(struct client *c, struct server *s
 	evbuffer_drain(in, frame_total(f));
 	c->pool->stats.bytes_received += frame_total(f);
 	if (f->type == 'C') {
+		const char *name_closed = (const char *)msg + FRAME_HEADER_LEN + 1;
+		struct client_stmt *gone = map_unlink(c->stmts, name_closed);
+
 		/* Closing a name that does not exist is not an error in Postgres either. */
-		map_remove(&c->w->prepared, c->stmts, (const char *)msg + FRAME_HEADER_LEN + 1);
-		push_fake(s, REQ_FAKE_CLOSE);
+		if (gone == NULL) {
+			push_fake(s, REQ_FAKE_CLOSE);
+			return PREP_DONE;
+		}
+		/* Behind an error of the same batch Postgres skips it: the name comes back. */
+		if (change_push(s, name_closed, gone, NULL) < 0) {
+			client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
+			return PREP_CLOSED;
+		}
+		push_fake(s, REQ_FAKE_UNNAME);
 		return PREP_DONE;
 	}
 	cs = map_find(c->stmts, (const char *)msg + FRAME_HEADER_LEN + 1);
@@ -2259,7 +2272,8 @@ bool prepared_flush_fakes(struct server *s)
 		if (!requests_is_fake(head))
 			return ready;
 		requests_pop(&s->requests);
-		if (head == REQ_FAKE_EXECUTE || head == REQ_FAKE_SQL_PREPARE)
+		if (head == REQ_FAKE_EXECUTE || head == REQ_FAKE_SQL_PREPARE ||
+		    head == REQ_FAKE_UNNAME)
 			prepared_change_done(s, false);
 		if (out == NULL)
 			continue;
@@ -2276,7 +2290,8 @@ bool prepared_flush_fakes(struct server *s)
 
 			evbuffer_add(out, msg, sizeof(msg));
 		} else {
-			const uint8_t msg[5] = {head, 0, 0, 0, 4};
+			/* The marker is the message's type, but for a Close that ends a name. */
+			const uint8_t msg[5] = {head == REQ_FAKE_UNNAME ? '3' : head, 0, 0, 0, 4};
 
 			evbuffer_add(out, msg, sizeof(msg));
 		}

@@ -650,7 +650,8 @@ static void relay_client_input(struct client *c)
  */
 static uint8_t retire_request(struct server *s, uint8_t t, bool failed)
 {
-	if (t == REQ_SQL_EXECUTE || t == REQ_FAKE_SQL_PREPARE || t == REQ_FAKE_EXECUTE)
+	if (t == REQ_SQL_EXECUTE || t == REQ_FAKE_SQL_PREPARE || t == REQ_FAKE_EXECUTE ||
+	    t == REQ_FAKE_UNNAME)
 		prepared_change_done(s, failed);
 	if (t == REQ_TRACKED_PARSE || t == REQ_INJECTED_PARSE || t == REQ_INJECTED_EXECUTE ||
 	    t == REQ_SQL_EXECUTE)

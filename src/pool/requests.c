@@ -78,9 +78,10 @@ bool requests_need_sync(const struct requests *q)
 
 bool requests_is_fake(uint8_t kind)
 {
-	return kind == REQ_FAKE_PARSE || kind == REQ_FAKE_CLOSE || kind == REQ_FAKE_DEALLOC ||
-	       kind == REQ_FAKE_BIND || kind == REQ_FAKE_NODATA || kind == REQ_FAKE_EXECUTE ||
-	       kind == REQ_FAKE_PREPARE || kind == REQ_FAKE_SQL_PREPARE || kind == REQ_FAKE_PARAMS;
+	return kind == REQ_FAKE_PARSE || kind == REQ_FAKE_CLOSE || kind == REQ_FAKE_UNNAME ||
+	       kind == REQ_FAKE_DEALLOC || kind == REQ_FAKE_BIND || kind == REQ_FAKE_NODATA ||
+	       kind == REQ_FAKE_EXECUTE || kind == REQ_FAKE_PREPARE ||
+	       kind == REQ_FAKE_SQL_PREPARE || kind == REQ_FAKE_PARAMS;
 }
 
 bool requests_is_extended(uint8_t kind)

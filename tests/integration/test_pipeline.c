@@ -309,3 +309,40 @@ Test(pipeline, a_prepare_sluice_answers_behind_an_unsynced_parse)
 	cr_assert_eq(harness_query_int(c, "select 7"), 7);
 	PQfinish(c);
 }
+
+/*
+ * A Close of a prepared statement behind a failed message of the same batch
+ * is skipped by Postgres: the statement is still there after the Sync.
+ * Sluice answers a Close of a tracked statement itself; it must not forget
+ * the name either, or the client's next Bind of it got 26000.
+ */
+Test(pipeline, a_close_skipped_after_an_error_keeps_the_statement)
+{
+	struct harness_sluice *h = harness_start_sluice("client_tls_sslmode = disable\n"
+	                                                "workers = 1\n"
+	                                                "default_pool_size = 1");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	/* Each body as sent: sizeof counts the literal's own NUL as the last byte. */
+	static const char parse_bad[] = "\0select 1/0\0\0", bind_unnamed[] = "\0\0\0\0\0\0\0",
+	                  execute[] = "\0\0\0\0", close_s1[] = "Ss1",
+	                  bind_s1[] = "\0s1\0\0\0\0\0\0";
+	unsigned char buf[256];
+	size_t n = 0;
+	PGresult *res = PQprepare(c, "s1", "select 41 + 1", 0, NULL);
+
+	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
+	PQclear(res);
+	harness_put_msg(buf, &n, 'P', parse_bad, sizeof(parse_bad));
+	harness_put_msg(buf, &n, 'B', bind_unnamed, sizeof(bind_unnamed));
+	harness_put_msg(buf, &n, 'E', execute, sizeof(execute));
+	harness_put_msg(buf, &n, 'C', close_s1, sizeof(close_s1));
+	harness_put_msg(buf, &n, 'S', NULL, 0);
+	harness_expect_transcript(c, buf, n, 1, "1 E(22012) Z(I) ", "a Close behind an error");
+	n = 0;
+	harness_put_msg(buf, &n, 'B', bind_s1, sizeof(bind_s1));
+	harness_put_msg(buf, &n, 'E', execute, sizeof(execute));
+	harness_put_msg(buf, &n, 'S', NULL, 0);
+	harness_expect_transcript(c, buf, n, 1, "2 D(42) C(SELECT 1) Z(I) ",
+	                          "the statement the skipped Close left");
+	PQfinish(c);
+}
