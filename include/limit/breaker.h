@@ -55,6 +55,7 @@ struct breaker {
 	enum host_role role;      /* learnt at the last login or ParameterStatus */
 	bool read_only;           /* default_transaction_read_only was on */
 	int64_t role_checked_us;  /* when role was learnt; 0 = never */
+	bool recheck_out;         /* a connection asking a role that did not fit again is out */
 	int64_t last_latency_us;  /* connect + login time of the last successful connection */
 	int64_t last_check_us;    /* when the last connection attempt ended */
 	char last_error[200];     /* why the last attempt failed ("" after a success) */
@@ -111,6 +112,13 @@ void breaker_failed(struct breaker *b, const struct breaker_policy *policy, int6
 void breaker_probe_abandoned(struct breaker *b);
 /* The host said what it is now. */
 void breaker_set_role(struct breaker *b, enum host_role role, bool read_only, int64_t now_us);
+/*
+ * Claims the one connection that asks a host whose role did not fit again:
+ * false while another is out.  breaker_recheck_done gives the claim back
+ * when that connection ends, its role learnt or not.
+ */
+bool breaker_claim_recheck(struct breaker *b);
+void breaker_recheck_done(struct breaker *b);
 /* Its role and when that was learnt (0 = never). */
 enum host_role breaker_role(struct breaker *b, bool *read_only, int64_t *checked_us);
 /* A copy for reports; an open breaker whose wait is over shows half-open. */

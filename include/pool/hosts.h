@@ -33,6 +33,7 @@ struct host_pick {
 	int idx;       /* into db->hosts and the pool's breakers */
 	bool probe;    /* it is the breaker's half-open probe */
 	bool any_role; /* prefer-standby found no standby: a primary will do */
+	bool recheck;  /* it asks the host's role again (breaker_claim_recheck) */
 };
 
 /*

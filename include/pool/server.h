@@ -128,6 +128,7 @@ struct server {
 	struct breaker *breaker;    /* its host's breaker (a reference of its own): host, port */
 	bool probe;                 /* it is that breaker's half-open probe, not yet judged */
 	bool any_role;              /* prefer-standby found no standby: a primary will do */
+	bool recheck;               /* it asks its host's role again: the claim ends with it */
 	bool role_query;            /* login: pg_is_in_recovery() asked (Postgres before 14) */
 	bool read_only;             /* default_transaction_read_only is on */
 	enum host_role role;        /* learnt at login, followed by ParameterStatus */

@@ -247,6 +247,24 @@ void breaker_set_role(struct breaker *b, enum host_role role, bool read_only, in
 	pthread_mutex_unlock(&b->lock);
 }
 
+bool breaker_claim_recheck(struct breaker *b)
+{
+	bool claimed;
+
+	pthread_mutex_lock(&b->lock);
+	claimed = !b->recheck_out;
+	b->recheck_out = true;
+	pthread_mutex_unlock(&b->lock);
+	return claimed;
+}
+
+void breaker_recheck_done(struct breaker *b)
+{
+	pthread_mutex_lock(&b->lock);
+	b->recheck_out = false;
+	pthread_mutex_unlock(&b->lock);
+}
+
 enum host_role breaker_role(struct breaker *b, bool *read_only, int64_t *checked_us)
 {
 	enum host_role role;

@@ -164,8 +164,13 @@ static bool pick(struct pool_hosts *h, const struct config *cfg, const struct db
 					return true;
 				continue;
 			}
+			/* One connection asks again; the clients wait for its answer. */
+			if (pass == 2 && !breaker_claim_recheck(b))
+				continue;
 			switch (breaker_ask(b, now_us, NULL)) {
 			case BREAKER_WAIT:
+				if (pass == 2)
+					breaker_recheck_done(b);
 				continue;
 			case BREAKER_PROBE:
 				out->probe = true;
@@ -176,6 +181,7 @@ static bool pick(struct pool_hosts *h, const struct config *cfg, const struct db
 			}
 			out->idx = order[k];
 			out->any_role = pass == 1;
+			out->recheck = pass == 2;
 			return true;
 		}
 	}

@@ -1350,6 +1350,15 @@ static bool pick_host(struct pool *p, struct host_pick *pick)
 	return false;
 }
 
+/* A host picked for a server that could not be made: what the pick claimed goes back. */
+static void pick_abandoned(struct pool *p, const struct host_pick *pick)
+{
+	if (pick->probe)
+		breaker_probe_abandoned(p->hosts.b[pick->idx]);
+	if (pick->recheck)
+		breaker_recheck_done(p->hosts.b[pick->idx]);
+}
+
 bool pool_refuse_if_down(struct pool *p, struct client *c)
 {
 	int64_t now = worker_now_us(p->w), retry;
@@ -1440,8 +1449,7 @@ static void reserve_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		if ((s = server_new(p, &pick, NULL)) == NULL) {
 			give_quotas(p, true);
-			if (pick.probe)
-				breaker_probe_abandoned(p->hosts.b[pick.idx]);
+			pick_abandoned(p, &pick);
 			return;
 		}
 		log_info(p->w->log,
@@ -1467,8 +1475,7 @@ static bool open_server(struct pool *p)
 	s = server_new(p, &pick, NULL);
 	if (s == NULL) {
 		give_quotas(p, true);
-		if (pick.probe)
-			breaker_probe_abandoned(p->hosts.b[pick.idx]);
+		pick_abandoned(p, &pick);
 		return false;
 	}
 	track_use(p);
@@ -1704,8 +1711,7 @@ struct server *pool_open_listener(struct pool *p, struct listener *l)
 	}
 	if ((s = server_new(p, &pick, l)) == NULL) {
 		give_quotas(p, false);
-		if (pick.probe)
-			breaker_probe_abandoned(p->hosts.b[pick.idx]);
+		pick_abandoned(p, &pick);
 		return NULL;
 	}
 	track_use(p);

@@ -162,6 +162,10 @@ void server_close(struct server *s, const char *reason)
 		breaker_probe_abandoned(s->breaker);
 		s->probe = false;
 	}
+	if (s->recheck) {
+		breaker_recheck_done(s->breaker);
+		s->recheck = false;
+	}
 	server_set_state(s, SERVER_CLOSING);
 	pool_server_gone(p, s);
 	if (s->listener != NULL)
@@ -649,6 +653,10 @@ static bool login_done(struct server *s)
 	s->probe = false;
 	if (s->role != HOST_ROLE_UNKNOWN)
 		breaker_set_role(s->breaker, s->role, s->read_only, now);
+	if (s->recheck) {
+		breaker_recheck_done(s->breaker); /* the role it asked is known now */
+		s->recheck = false;
+	}
 	if (!role_fits(s)) {
 		server_close(s, s->role == HOST_ROLE_STANDBY
 		                    ? "the host is a standby, target_session_attrs wants another"
@@ -1204,6 +1212,7 @@ struct server *server_new(struct pool *p, const struct host_pick *pick, struct l
 	atomic_fetch_add(&s->breaker->servers, 1);
 	s->probe = pick->probe;
 	s->any_role = pick->any_role;
+	s->recheck = pick->recheck;
 	param_list_init(&s->params);
 	param_list_init(&s->captured);
 	param_list_init(&s->watch);

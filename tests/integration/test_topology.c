@@ -382,6 +382,75 @@ static bool connects(struct harness_sluice *h, const char *db)
 	return err == NULL;
 }
 
+#define RECHECK_CLIENTS 4
+
+static void *connect_rw(void *arg)
+{
+	free(connect_error(arg, "app", "app-secret", "rw"));
+	return NULL;
+}
+
+/* Clients of "rw" one after the other until `stop`: one of them sets the recheck off. */
+struct prober {
+	struct harness_sluice *h;
+	_Atomic bool stop;
+};
+
+static void *probe_rw(void *arg)
+{
+	struct prober *p = arg;
+
+	while (!atomic_load(&p->stop))
+		connect_rw(p->h);
+	return NULL;
+}
+
+/*
+ * A host of the wrong role is asked again (once server_breaker_backoff has
+ * passed) by one connection at a time: clients that come while that one is
+ * out wait for its answer, rather than each opening a connection of its
+ * own to the host (during a failover, a login on the standby per client).
+ */
+Test(topology, a_role_is_asked_again_by_one_connection_at_a_time)
+{
+	int sport = standby_port(), before;
+	struct fake_host f;
+	struct harness_sluice *h;
+	struct prober p;
+	pthread_t t[RECHECK_CLIENTS], prober;
+	char ini[512], *err;
+
+	fake_start(&f, sport);
+	atomic_store(&f.relay, true);
+	snprintf(ini, sizeof(ini),
+	         "workers = 1\nserver_connect_timeout = 5s\nserver_breaker_backoff = 100ms\n"
+	         "[databases]\nrw = host=127.0.0.1 port=%d dbname=app "
+	         "target_session_attrs=read-write\n",
+	         f.port);
+	h = harness_start_sluice(ini);
+	err = connect_error(h, "app", "app-secret", "rw");
+	cr_assert(err != NULL && strstr(err, "is a standby") != NULL, "%s",
+	          err ? err : "connected");
+	free(err);
+	/* From now on the host takes connections and never answers: a recheck stays out. */
+	atomic_store(&f.relay, false);
+	before = atomic_load(&f.accepted);
+	p = (struct prober){.h = h};
+	cr_assert_eq(pthread_create(&prober, NULL, probe_rw, &p), 0);
+	cr_assert(harness_wait_for(atomic_load(&f.accepted) > before, 30), "no recheck came");
+	atomic_store(&p.stop, true);
+	/* These come while it is out (server_connect_timeout ends it). */
+	for (int i = 0; i < RECHECK_CLIENTS; i++)
+		cr_assert_eq(pthread_create(&t[i], NULL, connect_rw, h), 0);
+	for (int i = 0; i < RECHECK_CLIENTS; i++)
+		pthread_join(t[i], NULL);
+	pthread_join(prober, NULL);
+	cr_assert_eq(atomic_load(&f.accepted) - before, 1,
+	             "%d connections asked the host its role again for %d clients",
+	             atomic_load(&f.accepted) - before, RECHECK_CLIENTS + 1);
+	fake_stop(&f);
+}
+
 Test(topology, silent_host_costs_one_timeout_then_fails_fast_with_a_hint)
 {
 	struct fake_host f;
