@@ -336,12 +336,12 @@ Test(pipeline, a_close_skipped_after_an_error_keeps_the_statement)
 	harness_put_msg(buf, &n, 'B', bind_unnamed, sizeof(bind_unnamed));
 	harness_put_msg(buf, &n, 'E', execute, sizeof(execute));
 	harness_put_msg(buf, &n, 'C', close_s1, sizeof(close_s1));
-	harness_put_msg(buf, &n, 'S', NULL, 0);
+	harness_put_msg(buf, &n, 'S', "", 0);
 	harness_expect_transcript(c, buf, n, 1, "1 E(22012) Z(I) ", "a Close behind an error");
 	n = 0;
 	harness_put_msg(buf, &n, 'B', bind_s1, sizeof(bind_s1));
 	harness_put_msg(buf, &n, 'E', execute, sizeof(execute));
-	harness_put_msg(buf, &n, 'S', NULL, 0);
+	harness_put_msg(buf, &n, 'S', "", 0);
 	harness_expect_transcript(c, buf, n, 1, "2 D(42) C(SELECT 1) Z(I) ",
 	                          "the statement the skipped Close left");
 	PQfinish(c);
