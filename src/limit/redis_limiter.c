@@ -16,10 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <hiredis/hiredis.h>
 
+#include "base/clock.h"
 #include "config/config.h"
 #include "limit/quota.h"
 #include "limit/redis_link.h"
@@ -124,14 +124,6 @@ int64_t lease_size(const struct rate *r, int64_t burst, int live)
 	if (size > cap)
 		size = cap;
 	return size < 1 ? 1 : size;
-}
-
-static int64_t clock_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts); /* the workers' clock (loop_now_us) */
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* The fallback bucket of failure mode local: this instance's share of the rate. */
@@ -364,7 +356,7 @@ static void refill_done(void *arg, struct redis_fleet *f, const struct redisRepl
 	struct lease *le = arg;
 	struct tenant_state *t = le->tenant;
 	int k = (int)(le - t->leases);
-	int64_t now = clock_us();
+	int64_t now = clock_monotonic_us(); /* the workers' clock (loop_now_us) */
 	bool ok = reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3;
 	bool repeat = false;
 

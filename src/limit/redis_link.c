@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <event2/dns.h>
@@ -30,6 +29,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "base/clock.h"
 #include "base/list.h"
 #include "config/config.h"
 
@@ -112,14 +112,6 @@ static void promote(struct redis_link *link)
 	       "redis: a worker moved to %s:%d, key prefix \"%s\"", link->cur->fleet->url.host,
 	       link->cur->fleet->url.port, link->cur->fleet->prefix);
 	conn_free(old);
-}
-
-static int64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void arm(struct event *ev, int64_t us)
@@ -238,7 +230,7 @@ const char *redis_fleet_state(struct redis_fleet *f)
 
 void redis_fleet_log(struct redis_fleet *f, const char *fmt, ...)
 {
-	int64_t now = now_us(), last = atomic_load(&f->stats->last_log_us);
+	int64_t now = clock_monotonic_us(), last = atomic_load(&f->stats->last_log_us);
 	int level = LOG_DEBUG;
 	char line[512];
 	va_list ap;
@@ -280,7 +272,7 @@ static void rearm_deadline(struct redis_conn *l)
 		return;
 	}
 	head = list_entry(l->pending.next, struct redis_req, node);
-	arm(l->deadline, head->sent_us + l->fleet->timeout_us - now_us());
+	arm(l->deadline, head->sent_us + l->fleet->timeout_us - clock_monotonic_us());
 }
 
 /*
@@ -350,7 +342,7 @@ static void beat_done(void *arg, struct redis_fleet *f, const struct redisReply 
 static void beat_hook(struct redis_conn *l)
 {
 	struct redis_fleet *f = l->fleet;
-	int64_t now = now_us(), last = atomic_load(&f->hooked_us);
+	int64_t now = clock_monotonic_us(), last = atomic_load(&f->hooked_us);
 
 	if (f->beat_hook == NULL || l->owner == NULL || l->owner->cur != l ||
 	    now - last < BEAT_US * 9 / 10 ||
@@ -392,7 +384,7 @@ static void ready_cb(redisAsyncContext *ac, void *r, void *privdata)
 	l->settled = true;
 	l->backoff_us = BACKOFF_MIN_US;
 	atomic_fetch_add(&l->fleet->links_up, 1);
-	record_rtt(l->fleet, now_us() - l->connect_us);
+	record_rtt(l->fleet, clock_monotonic_us() - l->connect_us);
 	/* After a failure this is news (the limits are shared again); a first connect is not. */
 	LOG_AT(l->fleet->log, l->last_error[0] != '\0' ? LOG_INFO : LOG_DEBUG, NULL,
 	       "redis: connected to %s:%d: limits are shared again", l->fleet->url.host,
@@ -502,7 +494,7 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 	struct evdns_getaddrinfo_request *req;
 
 	l->state = REDIS_CONNECTING;
-	l->connect_us = now_us();
+	l->connect_us = clock_monotonic_us();
 	arm(l->deadline, l->fleet->timeout_us);
 	if (l->dns == NULL) {
 		link_down(l, false, "no resolver");
@@ -527,7 +519,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	if (list_empty(&l->pending))
 		return;
 	head = list_entry(l->pending.next, struct redis_req, node);
-	if (now_us() - head->sent_us >= l->fleet->timeout_us)
+	if (clock_monotonic_us() - head->sent_us >= l->fleet->timeout_us)
 		link_down(l, true, "no answer within redis_timeout (%lld ms)",
 		          (long long)(l->fleet->timeout_us / 1000));
 	else
@@ -673,7 +665,7 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 		list_del(&q->node);
 	}
 	if (reply != NULL) {
-		record_rtt(l->fleet, now_us() - q->sent_us);
+		record_rtt(l->fleet, clock_monotonic_us() - q->sent_us);
 		if (reply->type == REDIS_REPLY_ERROR)
 			atomic_fetch_add(&l->fleet->stats->errors, 1);
 	}
@@ -698,7 +690,7 @@ static int send_req(struct redis_conn *l, struct redis_req *q)
 		lens[i] = strlen(argv[i]);
 	if (redisAsyncCommandArgv(l->ctx, reply_cb, q, n, argv, lens) != REDIS_OK)
 		return -1;
-	q->sent_us = now_us();
+	q->sent_us = clock_monotonic_us();
 	list_add_tail(&l->pending, &q->node);
 	if (!evtimer_pending(l->deadline, NULL))
 		rearm_deadline(l);

@@ -10,8 +10,8 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <string.h>
-#include <time.h>
 
+#include "base/clock.h"
 #include "net/conn.h"
 
 static void reaper_cb(evutil_socket_t fd, short what, void *arg)
@@ -110,14 +110,6 @@ void loop_schedule_reap(struct loop *l)
 	event_active(l->reaper, 0, 0);
 }
 
-static int64_t clock_us(clockid_t id)
-{
-	struct timespec ts;
-
-	clock_gettime(id, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /*
  * Every latency sample is stamped with this, so it must be precise.
  * libevent's cached loop time is either coarse (often 4 ms steps) or, with
@@ -129,10 +121,10 @@ static int64_t clock_us(clockid_t id)
  */
 int64_t loop_now_us(void)
 {
-	return clock_us(CLOCK_MONOTONIC);
+	return clock_monotonic_us();
 }
 
 int64_t loop_wall_us(int64_t now_us)
 {
-	return now_us == 0 ? 0 : now_us + (clock_us(CLOCK_REALTIME) - clock_us(CLOCK_MONOTONIC));
+	return now_us == 0 ? 0 : now_us + (clock_wall_us() - clock_monotonic_us());
 }

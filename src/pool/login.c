@@ -378,11 +378,6 @@ static void describe_connection(const struct client *c, char *buf, size_t len)
 }
 
 /*
- * The authentication method: the first matching auth_hba_file rule (no rule
- * or a reject rule refuses the client, as Postgres does), else auth_type.
- * Returns an enum auth_type, or -1 when the client was refused.
- */
-/*
  * The console's other name (admin_db and "pgbouncer" are one database): the
  * rules written for either apply to both.  NULL for any other database.
  */
@@ -395,6 +390,11 @@ static const char *console_alias(const struct config *cfg, const char *dbname)
 	return cfg->admin_db[0] != '\0' ? cfg->admin_db : NULL;
 }
 
+/*
+ * The authentication method: the first matching auth_hba_file rule (no rule
+ * or a reject rule refuses the client, as Postgres does), else auth_type.
+ * Returns an enum auth_type, or -1 when the client was refused.
+ */
 static int auth_method(struct client *c)
 {
 	const struct config *cfg = c->w->cfg;

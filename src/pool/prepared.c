@@ -2131,20 +2131,16 @@ enum prep_result prepared_client_message(struct client *c, const struct frame *f
 static void map_forget_statement(struct pstmt_registry *reg, struct stmt_map *map, uint64_t id,
                                  uint64_t name)
 {
-	if (map == NULL)
+	struct client_stmt *cs;
+
+	if (map == NULL || map->size == 0)
 		return;
-	for (uint32_t i = 0; i < map->size; i++) {
-		struct client_stmt *cs = map->buckets[i];
-
-		while (cs != NULL) {
-			struct client_stmt *next = cs->next;
-
-			if (cs->ps->id == id && cs->action == NULL &&
-			    name_hash(map, cs->name) == name)
-				map_remove(reg, map, cs->name);
-			cs = next;
+	/* The name's own chain (name_bucket): only it can hold the name. */
+	for (cs = map->buckets[(uint32_t)name & (map->size - 1)]; cs != NULL; cs = cs->next)
+		if (cs->ps->id == id && cs->action == NULL && name_hash(map, cs->name) == name) {
+			map_remove(reg, map, cs->name);
+			return;
 		}
-	}
 }
 
 void prepared_parse_done(struct server *s, bool failed, bool client_parse)

@@ -143,6 +143,15 @@ void server_set_state(struct server *s, enum server_state state)
 	}
 }
 
+/* Its host's role recheck (breaker_claim_recheck), if it is one, is over. */
+static void end_recheck(struct server *s)
+{
+	if (s->recheck) {
+		breaker_recheck_done(s->breaker);
+		s->recheck = false;
+	}
+}
+
 void server_close(struct server *s, const char *reason)
 {
 	struct pool *p = s->pool;
@@ -162,10 +171,7 @@ void server_close(struct server *s, const char *reason)
 		breaker_probe_abandoned(s->breaker);
 		s->probe = false;
 	}
-	if (s->recheck) {
-		breaker_recheck_done(s->breaker);
-		s->recheck = false;
-	}
+	end_recheck(s);
 	server_set_state(s, SERVER_CLOSING);
 	pool_server_gone(p, s);
 	if (s->listener != NULL)
@@ -653,10 +659,7 @@ static bool login_done(struct server *s)
 	s->probe = false;
 	if (s->role != HOST_ROLE_UNKNOWN)
 		breaker_set_role(s->breaker, s->role, s->read_only, now);
-	if (s->recheck) {
-		breaker_recheck_done(s->breaker); /* the role it asked is known now */
-		s->recheck = false;
-	}
+	end_recheck(s); /* the role it asked is known now */
 	if (!role_fits(s)) {
 		server_close(s, s->role == HOST_ROLE_STANDBY
 		                    ? "the host is a standby, target_session_attrs wants another"

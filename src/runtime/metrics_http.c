@@ -18,8 +18,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 
+#include "base/clock.h"
 #include "config/config.h"
 #include "limit/redis_limiter.h"
 #include "limit/redis_link.h"
@@ -49,7 +49,7 @@ struct metrics_http {
 	struct list_node pending; /* struct waiting: requests waiting for a gather */
 	struct list_node waiters; /* struct waiting: /readyz requests waiting for a probe */
 	struct list_node probes;  /* struct probe in flight */
-	int64_t probe_ok_us;      /* monotonic time of the last successful probe; 0 = none */
+	int64_t probe_ok_us;      /* clock_monotonic_us of the last successful probe; 0 = none */
 	bool starting_probes;     /* probe_databases is still starting them */
 	struct evhttp_bound_socket *bound; /* the listening socket; NULL once handed over */
 };
@@ -71,14 +71,6 @@ struct probe {
 	bool starting;           /* inside probe_start: a failure is only noted */
 	bool failed;             /* failed while starting */
 };
-
-static int64_t monotonic_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static void reply_text(struct evhttp_request *req, int code, const char *reason, const char *body)
 {
@@ -798,7 +790,7 @@ static void probe_finish(struct probe *p, bool ok)
 	bufferevent_free(p->bev);
 	free(p);
 	if (ok) {
-		m->probe_ok_us = monotonic_us();
+		m->probe_ok_us = clock_monotonic_us();
 		answer_waiters(m, true);
 	} else if (list_empty(&m->probes) && !m->starting_probes) {
 		answer_waiters(m, false);
@@ -912,7 +904,8 @@ static void ready_done(void *arg)
 		waiting_reply(wt, 503, "Service Unavailable", "draining");
 		return;
 	}
-	if (live > 0 || (m->probe_ok_us != 0 && monotonic_us() - m->probe_ok_us < PROBE_FRESH_US)) {
+	if (live > 0 ||
+	    (m->probe_ok_us != 0 && clock_monotonic_us() - m->probe_ok_us < PROBE_FRESH_US)) {
 		waiting_reply(wt, 200, "OK", "ready");
 		return;
 	}
