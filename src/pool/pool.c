@@ -374,6 +374,17 @@ int pool_size(const struct pool *p)
 	return config_pool_size(p->w->cfg, p->db, p->udef);
 }
 
+/*
+ * May an idle server of `other` be closed or borrowed for `p`?  Not one of
+ * the servers min_server_conn guarantees another tenant: they stay idle for
+ * it rather than serve others, even when the pool has room, or the
+ * guaranteed tenant's next request waits for a login (docs/tenants.md).
+ */
+static bool may_lose_an_idle_server(const struct pool *other, const struct pool *p)
+{
+	return other->share == p->share || share_above_min(other->share);
+}
+
 /* An idle server of another pool on the same database, to make room under max_db_connections. */
 static bool evict_idle_of_db(struct pool *p)
 {
@@ -384,7 +395,7 @@ static bool evict_idle_of_db(struct pool *p)
 		struct pool *other = list_entry(pos, struct pool, node);
 
 		if (other != p && strcmp(other->dbname, p->dbname) == 0 &&
-		    !list_empty(&other->idle)) {
+		    !list_empty(&other->idle) && may_lose_an_idle_server(other, p)) {
 			struct server *s = list_entry(other->idle.prev, struct server, node);
 
 			server_close(s, "making room under max_db_connections");
@@ -405,8 +416,7 @@ static bool evict_idle_of_group(struct pool *p)
 	for (pos = p->group->members.next; pos != &p->group->members; pos = pos->next) {
 		struct pool *other = list_entry(pos, struct pool, group_node);
 
-		if (other != p && !list_empty(&other->idle) &&
-		    (other->share == p->share || share_above_min(other->share))) {
+		if (other != p && !list_empty(&other->idle) && may_lose_an_idle_server(other, p)) {
 			server_close(list_entry(other->idle.prev, struct server, node),
 			             "making room for another tenant's clients");
 			return true;
@@ -645,7 +655,8 @@ static struct server *borrow_idle(struct pool *p)
 		struct pool *other = list_entry(pos, struct pool, group_node);
 
 		if (other != p && !other->paused && !list_empty(&other->idle) &&
-		    can_move(other, p) && tenant_has_room(other, p) && fair_may_hold(other, p)) {
+		    may_lose_an_idle_server(other, p) && can_move(other, p) &&
+		    tenant_has_room(other, p) && fair_may_hold(other, p)) {
 			struct server *s = list_entry(other->idle.next, struct server, node);
 
 			move_server(s, p);

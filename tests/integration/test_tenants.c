@@ -746,6 +746,59 @@ Test(tenants, min_server_conn_holds_over_the_process_with_4_workers)
 }
 
 /*
+ * The guaranteed server is the tenant's even when the pool has room: a
+ * neighbour with no idle server of its own opens one rather than borrow the
+ * guaranteed tenant's idle one.  It used to borrow it (SHOW TENANTS showed
+ * the guaranteed tenant with no server), so the guaranteed tenant's next
+ * request waited for a login of its own, or, under max_db_connections, for
+ * the neighbour's transaction: the latency the guarantee is there to keep.
+ * One worker, so that both tenants' pools are on it.
+ */
+Test(tenants, min_server_conn_keeps_its_idle_server_from_an_uncontended_neighbour)
+{
+	struct harness_sluice *h = start_with(
+	    "workers = 1\ndefault_pool_size = 4\nquery_wait_timeout = 20s\n", GUARANTEED);
+	PGconn *quiet = tenant(h, "b"), *neighbour = tenant(h, "a");
+	int quiet_pid = harness_query_int(quiet, "select pg_backend_pid()");
+
+	PQclear(harness_exec_ok(neighbour, "begin"));
+	cr_assert_neq(harness_query_int(neighbour, "select pg_backend_pid()"), quiet_pid,
+	              "the neighbour borrowed the guaranteed tenant's idle server");
+	cr_assert_eq(console_value(h, "TENANTS", "b", NULL, "servers"), 1);
+	cr_assert_eq(harness_query_int(quiet, "select pg_backend_pid()"), quiet_pid);
+	PQclear(harness_exec_ok(neighbour, "commit"));
+	PQfinish(neighbour);
+	PQfinish(quiet);
+}
+
+/*
+ * Nor is the room a neighbour needs under max_db_connections made by closing
+ * the guaranteed tenant's idle server: the neighbour waits (here until
+ * query_wait_timeout) and the guaranteed tenant keeps its backend.  Both on
+ * one worker, where borrowing and closing idle servers of the group happen.
+ */
+Test(tenants, max_db_connections_does_not_close_a_guaranteed_idle_server)
+{
+	struct harness_sluice *h =
+	    start_with("workers = 1\ndefault_pool_size = 4\nmax_db_connections = 1\n"
+	               "query_wait_timeout = 1s\n",
+	               GUARANTEED);
+	/* The neighbour first: its pool's login takes the one server max_db_connections allows. */
+	PGconn *neighbour = tenant(h, "a"), *quiet = tenant(h, "b");
+	int quiet_pid = harness_query_int(quiet, "select pg_backend_pid()");
+	PGresult *res = PQexec(neighbour, "select pg_backend_pid()");
+
+	cr_assert_eq(PQresultStatus(res), PGRES_FATAL_ERROR,
+	             "the neighbour was served: the guaranteed server was closed for it");
+	cr_assert_str_eq(PQresultErrorField(res, PG_DIAG_SQLSTATE), "53300");
+	PQclear(res);
+	cr_assert_eq(harness_query_int(quiet, "select pg_backend_pid()"), quiet_pid);
+	cr_assert_eq(console_value(h, "TENANTS", "b", NULL, "servers"), 1);
+	PQfinish(neighbour);
+	PQfinish(quiet);
+}
+
+/*
  * weight: tenants a (weight 3) and b (weight 1) both keep more clients
  * waiting than the pool has servers; of the transactions served in a window,
  * a gets about 3 for each of b's.  Round-robin would give 1:1.
