@@ -143,6 +143,10 @@ struct client {
 	bool names_shared : 1;       /* user and dbname are the pool's strings */
 	bool awaiting_rest : 1;      /* the timer is client_read_timeout (client_watch_rest) */
 	bool portal_bound : 1;       /* a Bind of the unnamed portal since the last Sync or Query */
+	/* DEALLOCATE ALL / DISCARD ALL in the extended protocol (relay.c, hold_behind_drop_all): */
+	bool unnamed_drops_all : 1;  /* the unnamed statement is one */
+	bool portal_drops_all : 1;   /* the unnamed portal runs it */
+	bool hold_after_message : 1; /* the input waits once the message streaming now is sent */
 	union conn_event_space rev_space[]; /* conn's read event, in the client's allocation */
 };
 

@@ -2169,6 +2169,14 @@ void prepared_sql_done(struct server *s, bool client_prepare, bool skipped)
 	prepared_parse_done(s, failed, client_prepare);
 }
 
+/* Requests queued behind the one at the head, other than the Sync that ends its batch. */
+static bool pipelined_behind(const struct requests *q)
+{
+	uint32_t n = requests_count(q);
+
+	return n > 2 || (n == 2 && *(const uint8_t *)ring_at(&q->kinds, 1) != 'S');
+}
+
 void prepared_server_tag(struct server *s, const char *tag)
 {
 	uint8_t head = requests_head(&s->requests);
@@ -2191,6 +2199,15 @@ void prepared_server_tag(struct server *s, const char *tag)
 	}
 	if (strcmp(tag, "DEALLOCATE ALL") != 0 && strcmp(tag, "DISCARD ALL") != 0)
 		return;
+	/*
+	 * Requests pipelined behind it (the relay holds the input behind the
+	 * forms it recognises, relay.c) were sent against the cache cleared
+	 * below: the server may hold statements it no longer lists.
+	 */
+	if (pipelined_behind(&s->requests) && !s->close_needed) {
+		slog(s, LOG_INFO, "requests pipelined behind a %s: retired at release", tag);
+		s->close_needed = true;
+	}
 	/* The server dropped every statement, ours included; a client asked to drop its own. */
 	cache_clear(&s->w->prepared, &s->stmts);
 	if (s->client != NULL)

@@ -379,6 +379,92 @@ static enum portal_guard guard_unnamed_portal(struct client *c, struct run *r,
 }
 
 /*
+ * DEALLOCATE ALL and DISCARD ALL drop every prepared statement of the server
+ * and every name of the client; sluice forgets both when the CommandComplete
+ * comes back (prepared_server_tag).  What the client pipelined behind one
+ * was read against what was there before: a Parse answered from the
+ * server's cache then met a Bind of a statement the server had just dropped
+ * (26000 with sluice's name), and a name it registered was cleared.  So a
+ * Query that begins with one, or an Execute of the unnamed portal bound to
+ * an unnamed statement that is one (how drivers send SQL with parameters or
+ * in pipelines), is a barrier: the client's input waits until the server
+ * has answered it.  A named statement that is one, or one after the first
+ * statement of a Query, is not caught here: prepared_server_tag retires such
+ * a server if anything was pipelined behind it.
+ */
+static bool drops_all_statements(const struct msgview *v)
+{
+	char word[4];
+
+	if (v->text == NULL || (v->verb != SQL_VERB_DEALLOCATE && v->verb != SQL_VERB_DISCARD))
+		return false;
+	return sqlscan_name(v->text, v->n, v->verb == SQL_VERB_DEALLOCATE ? "prepare" : NULL, word,
+	                    sizeof(word)) > 0 &&
+	       strcmp(word, "all") == 0;
+}
+
+/*
+ * Follows the unnamed statement and portal of a tracking client through
+ * message `f` (read from `v`, or at the head of the input when `v` has no
+ * view of it); true when the input must wait behind it.
+ */
+static bool is_drop_all_barrier(struct client *c, const struct frame *f, const struct msgview *v)
+{
+	uint8_t names[FRAME_HEADER_LEN + 2];
+
+	switch (f->type) {
+	case 'Q':
+		c->portal_drops_all = false;
+		return drops_all_statements(v);
+	case 'P':
+		if (v->msg != NULL && v->have > FRAME_HEADER_LEN &&
+		    v->msg[FRAME_HEADER_LEN] == '\0')
+			c->unnamed_drops_all = drops_all_statements(v);
+		return false;
+	case 'B':
+		if (!c->unnamed_drops_all && !c->portal_drops_all)
+			return false;
+		if (v->msg != NULL && v->have >= sizeof(names))
+			memcpy(names, v->msg, sizeof(names));
+		else if (evbuffer_copyout(c->conn.in, names, sizeof(names)) <
+		         (ev_ssize_t)sizeof(names))
+			names[FRAME_HEADER_LEN] = names[FRAME_HEADER_LEN + 1] =
+			    '\0'; /* assume it */
+		if (names[FRAME_HEADER_LEN] == '\0')
+			c->portal_drops_all =
+			    c->unnamed_drops_all && names[FRAME_HEADER_LEN + 1] == '\0';
+		return false;
+	case 'E':
+		/* Whole: an Execute of the unnamed portal is 10 bytes, and statement messages wait.
+		 */
+		return c->portal_drops_all && f->len == 9 &&
+		       evbuffer_copyout(c->conn.in, names, FRAME_HEADER_LEN + 1) ==
+		           FRAME_HEADER_LEN + 1 &&
+		       names[FRAME_HEADER_LEN] == '\0';
+	case 'S':
+		c->portal_drops_all = false;
+		return false;
+	default:
+		return false;
+	}
+}
+
+/*
+ * The barrier's message has gone to the server: input waits for its answer
+ * (resume_pipelined).  A Flush after an Execute makes Postgres send that
+ * answer before the Sync, which is still in the client's input.
+ */
+static void hold_behind_drop_all(struct client *c, struct run *r, uint8_t type)
+{
+	static const uint8_t flush[FRAME_HEADER_LEN] = {'H', 0, 0, 0, 4};
+
+	run_flush(r);
+	if (type == 'E')
+		evbuffer_add(conn_out(&c->server->conn), flush, sizeof(flush));
+	conn_suspend(&c->conn, SUSPEND_PIPELINE);
+}
+
+/*
  * A message that joins the run of client messages: forwarded with no look at
  * its bytes and nothing else said to the server first (Sync, Flush, a plain
  * Execute, COPY data), on an active client that is not listening (listen.c
@@ -398,7 +484,7 @@ static bool joins_run(const struct client *c, uint8_t type, bool tracking)
 	case 'H':
 		return true;
 	case 'E':
-		return !tracking || !prepared_reads_execute(c);
+		return !tracking || (!prepared_reads_execute(c) && !c->portal_drops_all);
 	case 'd':
 	case 'c':
 	case 'f':
@@ -456,6 +542,7 @@ static void relay_client_input(struct client *c)
 		enum portal_guard guard;
 		uint8_t kind;
 		size_t moved;
+		bool barrier;
 
 		/* Its ReadyForQuery waits for the listening connection: nothing may overtake it. */
 		if (c->conn.suspend & SUSPEND_LISTEN)
@@ -475,6 +562,11 @@ static void relay_client_input(struct client *c)
 			c->pool->stats.bytes_received += moved;
 			if (c->fwd_remaining > 0) {
 				partial = true;
+				break;
+			}
+			if (c->hold_after_message) {
+				c->hold_after_message = false;
+				hold_behind_drop_all(c, &r, 'Q');
 				break;
 			}
 			/* The server may have finished while this message was still arriving. */
@@ -602,6 +694,7 @@ static void relay_client_input(struct client *c)
 			server_inspect_bind(c->server);
 		else if (f.type == 'F' && pool_mode(c->pool) != POOL_SESSION)
 			server_inspect_function_call(c->server);
+		barrier = tracking && is_drop_all_barrier(c, &f, &mv);
 		/*
 		 * prepared.c passes these unasked: in place it was asked already, and
 		 * an Execute joins the run only when no portal of an sql_action is
@@ -629,6 +722,10 @@ static void relay_client_input(struct client *c)
 		r.to = &c->server->conn;
 		if (run_has(&r, frame_total(&f))) {
 			r.len += frame_total(&f);
+			if (barrier) {
+				hold_behind_drop_all(c, &r, f.type);
+				break;
+			}
 			continue;
 		}
 		/* Not all here yet: what is moves now, the rest as it comes. */
@@ -636,6 +733,7 @@ static void relay_client_input(struct client *c)
 		moved = move_bytes(in, conn_out(&c->server->conn), frame_total(&f));
 		c->fwd_remaining = (uint32_t)(frame_total(&f) - moved);
 		c->pool->stats.bytes_received += moved;
+		c->hold_after_message = barrier;
 	}
 	run_flush(&r);
 	check_server_watermark(c);
@@ -1345,9 +1443,11 @@ void relay_server_input(struct server *s)
 		}
 	}
 	run_flush(&r);
-	if (s->state == SERVER_ACTIVE && s->client == c)
+	if (s->state == SERVER_ACTIVE && s->client == c) {
+		/* Answered without a ReadyForQuery (a barrier's Flush, hold_behind_drop_all). */
+		resume_pipelined(s);
 		check_client_watermark(s);
-	else if (evbuffer_get_length(in) > 0 && s->state != SERVER_CLOSING)
+	} else if (evbuffer_get_length(in) > 0 && s->state != SERVER_CLOSING)
 		server_kick(s);
 }
 

@@ -551,6 +551,126 @@ Test(prepared, an_eviction_skipped_after_an_error_does_not_break_the_statement)
 }
 
 /*
+ * DEALLOCATE ALL drops what was prepared before it, not what the same
+ * pipeline prepares after it.  Sluice cleared the client's names, and the
+ * server's, when its reply came back, after it had already passed the Parse
+ * behind it: the Parse, answered from the server's cache, left a Bind of a
+ * statement the DEALLOCATE ALL had just dropped (26000), and the name was
+ * gone for every later use.  With `discard`, the same for DISCARD ALL.
+ */
+static void drop_all_then_prepare_in_one_pipeline(const char *drop)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	const char *one[1] = {"1"};
+
+	prepare(a, "before", "select 40 + $1::int");
+	cr_assert_eq(exec_int(a, "before", "1"), 41);
+	cr_assert(PQenterPipelineMode(a));
+	cr_assert(PQsendQueryParams(a, drop, 0, NULL, NULL, NULL, NULL, 0));
+	/* The same text: the server's cache has it, until the DEALLOCATE ALL runs. */
+	cr_assert(PQsendPrepare(a, "after", "select 40 + $1::int", 0, NULL));
+	cr_assert(PQsendQueryPrepared(a, "after", 1, one, NULL, NULL, 0));
+	cr_assert(PQpipelineSync(a));
+	expect_result(a, PGRES_COMMAND_OK, NULL, drop);
+	expect_result(a, PGRES_COMMAND_OK, NULL, "the Parse after it");
+	int_of(PQgetResult(a), "the Execute after it");
+	cr_assert_null(PQgetResult(a));
+	expect_result(a, PGRES_PIPELINE_SYNC, NULL, "sync");
+	cr_assert(PQexitPipelineMode(a), "%s", PQerrorMessage(a));
+	cr_assert_eq(exec_int(a, "after", "2"), 42, "the name prepared after the %s", drop);
+	PQfinish(a);
+}
+
+Test(prepared, deallocate_all_spares_what_the_same_pipeline_prepares_after_it)
+{
+	drop_all_then_prepare_in_one_pipeline("DEALLOCATE ALL");
+}
+
+Test(prepared, discard_all_spares_what_the_same_pipeline_prepares_after_it)
+{
+	drop_all_then_prepare_in_one_pipeline("DISCARD ALL");
+}
+
+/* A Parse of `name` as `sql` (no parameters), a Bind of it to the unnamed portal and an Execute. */
+static void put_parse_bind_execute(unsigned char *buf, size_t *n, const char *name, const char *sql)
+{
+	unsigned char body[256];
+	size_t len = 0;
+
+	memcpy(body, name, strlen(name) + 1);
+	len = strlen(name) + 1;
+	memcpy(body + len, sql, strlen(sql) + 1);
+	len += strlen(sql) + 1;
+	body[len++] = 0; /* no parameter types */
+	body[len++] = 0;
+	harness_put_msg(buf, n, 'P', body, len);
+	len = 0;
+	body[len++] = 0; /* the unnamed portal */
+	memcpy(body + len, name, strlen(name) + 1);
+	len += strlen(name) + 1;
+	memset(body + len, 0, 6); /* no formats, no parameters, no result formats */
+	len += 6;
+	harness_put_msg(buf, n, 'B', body, len);
+	harness_put_msg(buf, n, 'E', "\0\0\0\0", 5);
+}
+
+/* The same with a simple Query: the Parse behind it in the same write waits for its answer. */
+Test(prepared, a_deallocate_all_query_spares_what_is_pipelined_after_it)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	unsigned char buf[512];
+	size_t n = 0;
+	char state[6];
+
+	prepare(a, "before", "select 42");
+	cr_assert_eq(int_of(PQexecPrepared(a, "before", 0, NULL, NULL, NULL, 0), "before"), 42);
+	harness_put_query(buf, &n, "DEALLOCATE ALL");
+	put_parse_bind_execute(buf, &n, "after", "select 42");
+	harness_put_msg(buf, &n, 'S', "", 0);
+	harness_expect_transcript(a, buf, n, 2,
+	                          "C(DEALLOCATE ALL) Z(I) 1 2 D(42) C(SELECT 1) Z(I) ",
+	                          "DEALLOCATE ALL, then a Parse, Bind and Execute");
+	cr_assert_eq(int_of(PQexecPrepared(a, "after", 0, NULL, NULL, NULL, 0), "after"), 42);
+	cr_assert_str_eq(exec_error(a, "before", "1", state), "26000");
+	PQfinish(a);
+}
+
+/*
+ * A DEALLOCATE ALL sluice does not hold the input behind (here after the
+ * first statement of a Query): the statement a pipelined Parse prepared on
+ * the server after it is not in the cache the tag cleared, so the server is
+ * retired once the client is through.  Kept, it answered the next Parse
+ * sluice sent for that text (b, on the same worker, still names it, so its
+ * sluice name is the same) with 42P05, for every client of the pool.
+ */
+Test(prepared, a_server_whose_statements_are_unknown_after_a_deallocate_all_is_retired)
+{
+	struct harness_sluice *h = harness_start_sluice("workers = 1\ndefault_pool_size = 1\n"
+	                                                "max_prepared_statements = 1");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *b = harness_connect_ok(h, "app", "app-secret", "app");
+	unsigned char buf[512];
+	size_t n = 0;
+
+	prepare(b, "other", "select 43");
+	cr_assert_eq(int_of(PQexecPrepared(b, "other", 0, NULL, NULL, NULL, 0), "other"), 43);
+	/* Evicts it from the server, which b's name keeps in the registry. */
+	prepare(b, "evicting", "select 44");
+	harness_put_query(buf, &n, "select 1; deallocate all");
+	put_parse_bind_execute(buf, &n, "fresh", "select 43");
+	harness_put_msg(buf, &n, 'S', "", 0);
+	harness_expect_transcript(a, buf, n, 2,
+	                          "T D(1) C(SELECT 1) C(DEALLOCATE ALL) Z(I) 1 2 D(43) C(SELECT 1) "
+	                          "Z(I) ",
+	                          "a Query ending in DEALLOCATE ALL, then a Parse of b's text");
+	cr_assert_eq(int_of(PQexecPrepared(b, "other", 0, NULL, NULL, NULL, 0), "other"), 43);
+	PQfinish(b);
+	PQfinish(a);
+}
+
+/*
  * The statements sluice prepares on a server for its clients are named
  * sluice_*; SQL that sluice does not follow (a statement after the first of
  * a Query) can still DEALLOCATE or PREPARE such a name.  Another client of
