@@ -319,6 +319,15 @@ static void client_login_finish(struct client *c)
 		            c->dbname, cfg->max_auto_databases);
 		return;
 	}
+	/*
+	 * Again after a throttle, across a reload that moved the user to another
+	 * tenant: what it holds in the old tenant (its count under
+	 * max_client_conn, a fleet seat, a reserved token) goes back there, and
+	 * admission_login takes them anew in the new one.  Kept, the old tenant
+	 * counted one client too many for good, the new one one too few.
+	 */
+	if (pool != NULL && c->pool != NULL && pool != c->pool)
+		admission_client_gone(c);
 	if (pool != NULL)
 		pool_attach(pool, c);
 	if (pool == NULL || (!c->cancel_registered && cancel_register(c->w, c) < 0)) {

@@ -969,6 +969,59 @@ Test(tenants, max_client_conn_and_connect_rate_refuse_logins)
 	PQfinish(b2);
 }
 
+static void *connect_tenant_c(void *h)
+{
+	return harness_connect_ok(h, "tenant_c", "c-secret", "app");
+}
+
+/*
+ * A login waiting for a connect_rate token while a RELOAD moves its user to
+ * another tenant is admitted to the new tenant and counted there, not in the
+ * old one.  It stayed counted in the old tenant (for good: max_client_conn
+ * then refused a client too early there) and was taken off the new one's
+ * count when it left.  The token comes 10 s after the first login; the
+ * RELOAD is sent as soon as the second waits (were it later, the login
+ * would simply finish in the old tenant, which this test also accepts).
+ */
+Test(tenants, a_login_throttled_across_a_reload_is_counted_in_its_new_tenant)
+{
+	const char *before = "[tenant.a]\nusers = tenant_a, tenant_c\nconnect_rate = 6/min\n"
+	                     "rate_limit_wait = 1min\n" TENANT("b", "");
+	const char *after = "[tenant.a]\nusers = tenant_a\nconnect_rate = 6/min\n"
+	                    "rate_limit_wait = 1min\n[tenant.b]\nusers = tenant_b, tenant_c\n";
+	struct harness_sluice *h = start(before);
+	PGconn *first = tenant(h, "a"),
+	       *admin = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PGconn *moved;
+	pthread_t tid;
+	char ini[1024];
+	void *ret;
+
+	cr_assert_eq(pthread_create(&tid, NULL, connect_tenant_c, h), 0);
+	cr_assert(
+	    harness_wait_for(console_value_on(admin, "TENANTS", "a", NULL, "clients") == 2, WAIT_S),
+	    "the second login of tenant a never waited for its token");
+	snprintf(ini, sizeof(ini), "admin_users = admin\n" FORCED_USER "%s", after);
+	harness_write_ini(h, ini);
+	PQclear(harness_exec_ok(admin, "RELOAD"));
+	cr_assert_eq(pthread_join(tid, &ret), 0);
+	moved = ret;
+	cr_assert_eq(harness_query_int(moved, "select 1"), 1);
+	cr_assert_eq(console_value_on(admin, "TENANTS", "a", NULL, "clients") +
+	                 console_value_on(admin, "TENANTS", "b", NULL, "clients"),
+	             2);
+	PQfinish(moved);
+	PQfinish(first);
+	cr_assert(
+	    harness_wait_for(console_value_on(admin, "TENANTS", "a", NULL, "clients") == 0 &&
+	                         console_value_on(admin, "TENANTS", "b", NULL, "clients") == 0,
+	                     WAIT_S),
+	    "counts after both left: tenant a %lld, tenant b %lld",
+	    console_value_on(admin, "TENANTS", "a", NULL, "clients"),
+	    console_value_on(admin, "TENANTS", "b", NULL, "clients"));
+	PQfinish(admin);
+}
+
 Test(tenants, limits_reload_without_dropping_connections)
 {
 	const char *before = TENANT("a", "tier = free\n") "[tier.free]\nquery_rate = 1/min\n";
