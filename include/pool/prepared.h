@@ -223,8 +223,14 @@ void prepared_sql_done(struct server *s, bool client_prepare, bool skipped);
 void prepared_change_done(struct server *s, bool failed);
 /* After an error: undo the changes of the Executes it failed or made the server skip. */
 void prepared_undo_changes(struct server *s);
-/* The server answered (or skipped) a REQ_TRACKED_BIND. */
+/* The server answered (or skipped) a REQ_TRACKED_BIND or REQ_STALE_BIND. */
 void prepared_bind_done(struct server *s);
+/*
+ * The REQ_STALE_BIND about to leave the queue was skipped after an earlier
+ * error, so the client was not told its plan went stale: its names for the
+ * statement stay stale, and its next Bind of one is refused instead.
+ */
+void prepared_stale_skipped(struct server *s);
 /* The REQ_STALE_BIND at the head failed as planned: tell the client its plan went stale. */
 void prepared_stale_error(struct server *s);
 /* CommandComplete tag or ErrorResponse from a server with tracking on. */

@@ -1220,6 +1220,7 @@ static enum prep_result stale_bind(struct client *c, struct server *s, const str
 	evbuffer_drain(c->conn.in, prefix);
 	drop_message(c, f, prefix);
 	relay_track_request(s, REQ_STALE_BIND);
+	ring_push(&s->stmts.bound, &cs->ps->id);
 	cs->generation = cs->ps->generation;
 	return PREP_DONE;
 }
@@ -2217,6 +2218,19 @@ void prepared_server_tag(struct server *s, const char *tag)
 void prepared_bind_done(struct server *s)
 {
 	ring_pop(&s->stmts.bound, NULL);
+}
+
+void prepared_stale_skipped(struct server *s)
+{
+	const uint64_t *id = ring_peek(&s->stmts.bound);
+	struct stmt_map *m = s->client != NULL ? s->client->stmts : NULL;
+
+	if (id == NULL || m == NULL)
+		return;
+	for (uint32_t i = 0; i < m->size; i++)
+		for (struct client_stmt *cs = m->buckets[i]; cs != NULL; cs = cs->next)
+			if (cs->ps->id == *id && cs->generation == cs->ps->generation)
+				cs->generation = cs->ps->generation - 1;
 }
 
 /* Every name the linked client has for `ps` now knows its new result type. */

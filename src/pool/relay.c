@@ -754,7 +754,7 @@ static uint8_t retire_request(struct server *s, uint8_t t, bool failed)
 	if (t == REQ_TRACKED_PARSE || t == REQ_INJECTED_PARSE || t == REQ_INJECTED_EXECUTE ||
 	    t == REQ_SQL_EXECUTE)
 		prepared_parse_done(s, failed, t == REQ_TRACKED_PARSE);
-	else if (t == REQ_TRACKED_BIND)
+	else if (t == REQ_TRACKED_BIND || t == REQ_STALE_BIND)
 		prepared_bind_done(s);
 	else if (t == REQ_SQL_PREPARE || t == REQ_INJECTED_SQL)
 		prepared_sql_done(s, t == REQ_SQL_PREPARE, failed);
@@ -823,10 +823,18 @@ static bool track_server_reply(struct server *s, uint8_t type)
 		if (head == REQ_SQL_PREPARE)
 			s->stmts.sql_failed = true;
 		qstats_error(s);
-		/* An error in an extended message: the server skips to the next Sync. */
+		/*
+		 * An error in an extended message: the server skips to the next
+		 * Sync.  The head is the message that failed; a stale Bind among
+		 * the others was skipped, not refused (prepared_stale_skipped).
+		 */
 		if (requests_is_extended(head))
-			while ((skipped = requests_pop_skipped(q)) != 0)
+			for (bool failed_itself = true; (skipped = requests_pop_skipped(q)) != 0;
+			     failed_itself = false) {
+				if (skipped == REQ_STALE_BIND && !failed_itself)
+					prepared_stale_skipped(s);
 				retire_request(s, skipped, true);
+			}
 		/*
 		 * Its client left before this error came back, and the reset saw no
 		 * need for a Sync (a Query last, which the server now skips too):

@@ -446,6 +446,56 @@ static void expect_result(PGconn *c, ExecStatusType want, const char *sqlstate, 
 }
 
 /*
+ * The Bind sluice sends to tell a client its plan went stale (it fails on
+ * purpose, and its error becomes the 0A000) can be skipped by the server
+ * after an earlier error in the same batch.  The client was then never told:
+ * its next execution ran with the new result type as if nothing changed.
+ * It is told at that next execution instead.
+ */
+Test(prepared, a_stale_plan_notice_skipped_after_an_error_comes_at_the_next_bind)
+{
+	struct harness_sluice *h = harness_start_sluice("workers = 1\ndefault_pool_size = 1");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *b = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *ddl = harness_connect_ok(h, "app", "app-secret", "app");
+	const char *params[1] = {"1"};
+	PGresult *res;
+
+	PQclear(harness_exec_ok(ddl, "drop table if exists skip_t; create table skip_t(v int)"));
+	PQclear(harness_exec_ok(ddl, "insert into skip_t values (1)"));
+	prepare(a, "get", "select v from skip_t where v::text = $1");
+	prepare(b, "get_b", "select v from skip_t where v::text = $1");
+	cr_assert_eq(exec_int(a, "get", "1"), 1);
+	cr_assert_eq(exec_int(b, "get_b", "1"), 1);
+	PQclear(harness_exec_ok(ddl, "alter table skip_t alter column v type text"));
+	res = PQexecPrepared(a, "get", 1, params, NULL, NULL, 0);
+	cr_assert_str_eq(harness_sqlstate(res), "0A000", "%s", PQresultErrorMessage(res));
+	PQclear(res);
+
+	cr_assert(PQenterPipelineMode(b));
+	cr_assert(PQsendQueryParams(b, "select 1/0", 0, NULL, NULL, NULL, NULL, 0));
+	cr_assert(PQsendQueryPrepared(b, "get_b", 1, params, NULL, NULL, 0));
+	cr_assert(PQpipelineSync(b));
+	expect_result(b, PGRES_FATAL_ERROR, "22012", "the error");
+	expect_result(b, PGRES_PIPELINE_ABORTED, NULL, "the skipped Bind");
+	expect_result(b, PGRES_PIPELINE_SYNC, NULL, "sync");
+	cr_assert(PQexitPipelineMode(b), "%s", PQerrorMessage(b));
+
+	res = PQexecPrepared(b, "get_b", 1, params, NULL, NULL, 0);
+	cr_assert_eq(PQresultStatus(res), PGRES_FATAL_ERROR,
+	             "b ran the statement with its new result type without being told");
+	cr_assert_str_eq(harness_sqlstate(res), "0A000", "%s", PQresultErrorMessage(res));
+	PQclear(res);
+	res = PQexecPrepared(b, "get_b", 1, params, NULL, NULL, 0);
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+	cr_assert_eq(PQftype(res, 0), 25, "text now");
+	PQclear(res);
+	PQfinish(a);
+	PQfinish(b);
+	PQfinish(ddl);
+}
+
+/*
  * After a Parse of `sql` under `failed` created nothing: a new name for the
  * same text is really prepared on the server (not answered from a cache entry
  * the server lacks) and runs, and the failed name gets Postgres' own error.
