@@ -1302,9 +1302,13 @@ static bool is_session_setting(const struct pool *p, const char *name)
  * The read-back: every setting the session changed, and one row named " pin"
  * (no setting can have a space in its name) listing what ties the backend to
  * its client.  sluice's own renamed SQL statements (sluice_*) do not pin.
+ * `role` (SET ROLE) is not in pg_settings (Postgres hides it from SHOW ALL):
+ * asked for by name, or a role one client set went to the next with the server.
  */
 static const char capture_sql[] =
     "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session' "
+    "UNION ALL SELECT 'role', pg_catalog.current_setting('role') "
+    "WHERE pg_catalog.current_setting('role') <> 'none' "
     "UNION ALL SELECT ' pin', concat_ws(',', "
     "CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory' "
     "AND pid = pg_catalog.pg_backend_pid()) THEN 'advisory lock' END, "

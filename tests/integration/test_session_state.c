@@ -121,6 +121,43 @@ Test(session_state, an_earlier_clients_setting_is_reset_not_set)
 	PQfinish(b);
 }
 
+static void expect_current_user(PGconn *c, const char *want, const char *what)
+{
+	PGresult *res = harness_exec_ok(c, "select current_user");
+
+	cr_assert_str_eq(PQgetvalue(res, 0, 0), want, "%s", what);
+	PQclear(res);
+}
+
+/*
+ * SET ROLE (how row-level security is often switched per tenant) follows
+ * its client and never reaches another one.  Postgres leaves `role` out of
+ * pg_settings, so the read-back missed it: the server went back to the pool
+ * with the role set, and the next client ran as that role.
+ */
+Test(session_state, set_role_follows_its_client_and_reaches_no_other)
+{
+	struct harness_sluice *h = harness_start_sluice("workers = 1\ndefault_pool_size = 1");
+	PGconn *super = harness_pg_super("app");
+	PGconn *a, *b;
+
+	PQclear(harness_exec_ok(super, "do $$ begin if not exists (select 1 from pg_roles where "
+	                               "rolname = 'sluice_tenant_role') then create role "
+	                               "sluice_tenant_role nologin; end if; end $$"));
+	PQclear(harness_exec_ok(super, "grant sluice_tenant_role to app"));
+	a = connect_with(h, "application_name=a");
+	b = connect_with(h, "application_name=b");
+	PQclear(harness_exec_ok(a, "set role sluice_tenant_role"));
+	expect_current_user(a, "sluice_tenant_role", "a after its SET ROLE");
+	expect_current_user(b, "app", "b, on the server a used");
+	expect_current_user(a, "sluice_tenant_role", "a again, after b");
+	PQclear(harness_exec_ok(a, "reset role"));
+	expect_current_user(a, "app", "a after RESET ROLE");
+	PQfinish(a);
+	PQfinish(b);
+	PQfinish(super);
+}
+
 Test(session_state, set_of_unreported_parameter_follows_the_client)
 {
 	/* search_path and extra_float_digits are not reported by Postgres 15. */
