@@ -63,7 +63,12 @@ int build_auth_sasl(struct evbuffer *out, const char *mechanism);
 int build_parameter_status(struct evbuffer *out, const char *name, const char *value);
 int build_backend_key(struct evbuffer *out, uint32_t pid, uint32_t key);
 int build_ready(struct evbuffer *out, char status);
-int build_negotiate_protocol(struct evbuffer *out, uint32_t newest_minor,
+/*
+ * NegotiateProtocolVersion: `version` is the whole protocol version the
+ * server speaks (major << 16 | minor), which is what Postgres sends and
+ * libpq 18 checks, whatever the message's documentation calls the field.
+ */
+int build_negotiate_protocol(struct evbuffer *out, uint32_t version,
                              const char *const *unrecognized, size_t n);
 int build_command_complete(struct evbuffer *out, const char *tag);
 int build_empty_query(struct evbuffer *out);

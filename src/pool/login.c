@@ -164,7 +164,7 @@ static void handle_startup(struct client *c, const uint8_t *body, size_t len, ui
 	}
 	/* We speak 3.0: tell newer clients, and list the protocol options we ignore. */
 	if (FRAME_PROTO_MINOR(version) > 0 || scan.nunrecognized > 0)
-		build_negotiate_protocol(conn_out(&c->conn), 0, scan.unrecognized,
+		build_negotiate_protocol(conn_out(&c->conn), FRAME_PROTO_3_0, scan.unrecognized,
 		                         scan.nunrecognized);
 	begin_auth(c);
 }

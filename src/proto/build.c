@@ -185,13 +185,13 @@ int build_ready(struct evbuffer *out, char status)
 	return evbuffer_add(out, msg, sizeof(msg));
 }
 
-int build_negotiate_protocol(struct evbuffer *out, uint32_t newest_minor,
+int build_negotiate_protocol(struct evbuffer *out, uint32_t version,
                              const char *const *unrecognized, size_t n)
 {
 	struct msg_builder m;
 
 	msg_begin(&m, 'v');
-	msg_add_u32(&m, newest_minor);
+	msg_add_u32(&m, version);
 	msg_add_u32(&m, (uint32_t)n);
 	for (size_t i = 0; i < n; i++)
 		msg_add_cstr(&m, unrecognized[i]);

@@ -242,7 +242,12 @@ Test(failures, cancel_of_queued_client)
 	PQfinish(queued);
 }
 
-/* StartupMessage 3.1 with an unknown _pq_ option: NegotiateProtocolVersion, then auth. */
+/*
+ * StartupMessage 3.1 with an unknown _pq_ option: NegotiateProtocolVersion,
+ * then auth.  Its version field is the whole version sluice speaks, 3.0
+ * (0x00030000), as Postgres sends it: libpq 18 refuses anything below 3.0 as
+ * a downgrade to the old protocol, and sluice sent 0.
+ */
 Test(failures, negotiate_protocol_version)
 {
 	struct harness_sluice *h = harness_start_sluice(NULL);
@@ -270,6 +275,8 @@ Test(failures, negotiate_protocol_version)
 		got += (size_t)n;
 	}
 	cr_assert_eq(buf[0], 'v');
+	memcpy(&v, buf + 5, 4);
+	cr_assert_eq(ntohl(v), 3u << 16, "NegotiateProtocolVersion offers %#x", ntohl(v));
 	cr_assert(contains(buf, got, "_pq_.future"));
 	close(fd);
 }

@@ -159,8 +159,8 @@ Test(build, negotiate_protocol)
 {
 	const char *opts[] = {"_pq_.x"};
 
-	build_negotiate_protocol(out, 0, opts, 1);
-	expect("v\0\0\0\23\0\0\0\0\0\0\0\1_pq_.x\0", 20);
+	build_negotiate_protocol(out, 3u << 16, opts, 1);
+	expect("v\0\0\0\23\0\3\0\0\0\0\0\1_pq_.x\0", 20);
 }
 
 Test(build, command_complete)
