@@ -391,7 +391,16 @@ void client_login_ready(struct client *c)
 		c->timer = NULL;
 	}
 	clog(c, c->w->cfg->log_connections ? LOG_INFO : LOG_DEBUG, "logged in");
-	conn_resume(&c->conn, SUSPEND_LOGIN_WAIT);
+	/*
+	 * What the client sent behind its login is the relay's now.  A login
+	 * that waited for the pool resumes reading; one answered inside its own
+	 * read (the pool knew its defaults) must be kicked, or a Query pipelined
+	 * behind it would wait for the client's next bytes.
+	 */
+	if (c->conn.suspend & SUSPEND_LOGIN_WAIT)
+		conn_resume(&c->conn, SUSPEND_LOGIN_WAIT);
+	else
+		conn_kick(&c->conn);
 }
 
 static void send_error_hint(struct client *c, const char *severity, const char *sqlstate,

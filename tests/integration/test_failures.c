@@ -281,6 +281,40 @@ Test(failures, negotiate_protocol_version)
 	close(fd);
 }
 
+/*
+ * A Query sent in the same write as the StartupMessage (trust: nothing to
+ * wait for between them) is answered after the login, as Postgres answers
+ * it.  The pool knew its defaults, so the client became idle inside the
+ * login's own read, and nothing read the Query that was already buffered:
+ * it waited for the client's next bytes or client_idle_timeout.
+ */
+Test(failures, a_query_pipelined_behind_the_login_is_answered)
+{
+	struct harness_sluice *h = harness_start_sluice("auth_type = trust");
+	static const char params[] = "user\0app\0database\0app\0";
+	unsigned char packet[128];
+	uint32_t len = 8 + sizeof(params), v;
+	size_t n;
+	char transcript[512];
+	int fd;
+
+	/* The pool learns its defaults first: the login below is answered at once. */
+	PQfinish(harness_connect_ok(h, "app", NULL, "app"));
+	v = htonl(len);
+	memcpy(packet, &v, 4);
+	v = htonl(3u << 16);
+	memcpy(packet + 4, &v, 4);
+	memcpy(packet + 8, params, sizeof(params));
+	n = len;
+	harness_put_query(packet, &n, "select 1");
+	fd = raw_connect(h);
+	harness_send_all(fd, packet, n);
+	harness_transcript(fd, 2, transcript, sizeof(transcript));
+	cr_assert(strstr(transcript, "Z(I) T D(1) C(SELECT 1) Z(I) ") != NULL, "replies: %s",
+	          transcript);
+	close(fd);
+}
+
 /* ---- a hostile server ---- */
 
 /* Answers one connection: 'N' to an SSLRequest, then a header claiming a 2 GB message. */
