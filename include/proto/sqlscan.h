@@ -33,6 +33,7 @@ enum sql_verb {
 /* What a text mentions (sqlscan_mentions). */
 #define SQL_MENTIONS_SET_CONFIG 0x1 /* set_config( ... ): may change a setting */
 #define SQL_MENTIONS_ADVISORY   0x2 /* pg_advisory_* / pg_try_advisory_*: may lock or unlock */
+#define SQL_MENTIONS_TEMP       0x4 /* the word TEMP or TEMPORARY: may create a temporary table */
 
 /*
  * The first keyword of `text` (n bytes, no NUL needed), after whitespace,

@@ -158,6 +158,34 @@ static bool word_before(const char *text, size_t end, const char *word)
 	return end == len || !is_word_char(text[end - len - 1]);
 }
 
+/*
+ * The word TEMP or TEMPORARY anywhere: SELECT ... INTO TEMP, or CREATE TEMP
+ * after the first statement of a Query, make a temporary table under a verb
+ * and a CommandComplete tag that say nothing of it.  Found from its 'p' (a
+ * memchr per case), then checked as a whole word, so "temperature" and
+ * "template" are not it.
+ */
+static bool mentions_temp(const char *text, size_t n)
+{
+	static const char p_cases[] = {'p', 'P'};
+
+	for (size_t i = 0; i < sizeof(p_cases); i++) {
+		const char *p = text, *end = text + n, *u;
+
+		while (p < end && (u = memchr(p, p_cases[i], (size_t)(end - p))) != NULL) {
+			size_t after = (size_t)(u - text) + 1;
+
+			if (word_before(text, after, "temp") &&
+			    (after == n || !is_word_char(text[after]) ||
+			     (n - after >= 5 && ieq(text + after, "orary", 5) &&
+			      (after + 5 == n || !is_word_char(text[after + 5])))))
+				return true;
+			p = u + 1;
+		}
+	}
+	return false;
+}
+
 unsigned sqlscan_mentions(const char *text, size_t n)
 {
 	const char *p = text, *end = text + n, *u;
@@ -178,6 +206,8 @@ unsigned sqlscan_mentions(const char *text, size_t n)
 			found |= SQL_MENTIONS_ADVISORY;
 		p = u + 1;
 	}
+	if (mentions_temp(text, n))
+		found |= SQL_MENTIONS_TEMP;
 	return found;
 }
 

@@ -158,6 +158,32 @@ Test(session_state, set_role_follows_its_client_and_reaches_no_other)
 	PQfinish(super);
 }
 
+/*
+ * SELECT ... INTO TEMP makes a temporary table under the verb SELECT and the
+ * tag "SELECT 1": nothing marked the server, so it went back to the pool
+ * with the table, and the next client read it.  The word TEMP now has the
+ * session read back, which pins the server to its client; the next client
+ * waits for a server of its own (here until query_wait_timeout).
+ */
+Test(session_state, a_temporary_table_made_by_select_into_reaches_no_other_client)
+{
+	struct harness_sluice *h =
+	    harness_start_sluice("workers = 1\ndefault_pool_size = 1\nquery_wait_timeout = 1s");
+	PGconn *a = connect_with(h, "application_name=a");
+	PGconn *b = connect_with(h, "application_name=b");
+	PGresult *res;
+
+	PQclear(harness_exec_ok(a, "select 42 as v into temp sluice_into_t"));
+	res = PQexec(b, "select v from sluice_into_t");
+	cr_assert_eq(PQresultStatus(res), PGRES_FATAL_ERROR, "b read a's temporary table: %s",
+	             PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "");
+	cr_assert_str_eq(harness_sqlstate(res), "53300", "%s", PQresultErrorMessage(res));
+	PQclear(res);
+	cr_assert_eq(harness_query_int(a, "select v from sluice_into_t"), 42);
+	PQfinish(a);
+	PQfinish(b);
+}
+
 Test(session_state, set_of_unreported_parameter_follows_the_client)
 {
 	/* search_path and extra_float_digits are not reported by Postgres 15. */

@@ -63,6 +63,12 @@ Test(sqlscan, mentions)
 	cr_assert_eq(sqlscan_mentions(a, strlen(a)), SQL_MENTIONS_SET_CONFIG);
 	cr_assert_eq(sqlscan_mentions(b, strlen(b)), SQL_MENTIONS_ADVISORY);
 	cr_assert_eq(sqlscan_mentions(c, strlen(c)), 0);
+	cr_assert_eq(sqlscan_mentions("select 1 into temp t", 20), SQL_MENTIONS_TEMP);
+	cr_assert_eq(sqlscan_mentions("SELECT 1 INTO TEMPORARY t", 25), SQL_MENTIONS_TEMP);
+	cr_assert_eq(sqlscan_mentions("select 1; create temp view v as select 1", 40),
+	             SQL_MENTIONS_TEMP);
+	cr_assert_eq(sqlscan_mentions("select temperature, template, temp_x, ntemp from t", 50), 0);
+	cr_assert_eq(sqlscan_mentions("select 1 into TEMP", 18), SQL_MENTIONS_TEMP);
 	cr_assert(sqlscan_may_change_session(a, strlen(a)));
 	cr_assert_not(sqlscan_may_change_session("select 1", 8));
 }
