@@ -271,7 +271,8 @@ void server_kick(struct server *s)
 bool server_is_clean(const struct server *s)
 {
 	return s->tx_status == 'I' && requests_count(&s->requests) == 0 && !s->copy_in &&
-	       !s->requests.skip_to_sync && s->sync_pending == 0 && s->fwd_remaining == 0;
+	       !s->batch_open && !s->requests.skip_to_sync && s->sync_pending == 0 &&
+	       s->fwd_remaining == 0;
 }
 
 /* Make sure a ReadyForQuery will come: the last request must be one that ends in one. */
@@ -287,6 +288,7 @@ static void ensure_sync(struct server *s)
 	if (need_sync) {
 		build_sync(out);
 		requests_track(&s->requests, 'S'); /* and the server stops skipping at it */
+		s->batch_open = false;
 	}
 }
 
@@ -403,6 +405,15 @@ void server_unlink(struct server *s)
 		/* Half a message went to the server: there is no way to finish it cleanly. */
 		if (c->fwd_remaining > 0) {
 			server_close(s, "client left in the middle of a message");
+			return;
+		}
+		/*
+		 * Its batch was never synced: a Sync now would commit what it did,
+		 * where Postgres rolls back a client that leaves.  Closing does that
+		 * (unless an error already aborted it: the reset's Sync rolls back).
+		 */
+		if (s->batch_open && !s->requests.skip_to_sync) {
+			server_close(s, "client left inside an extended batch it never synced");
 			return;
 		}
 	}

@@ -247,6 +247,67 @@ Test(txn_state, pin_timeout_closes_a_pinned_client)
 	PQfinish(b);
 }
 
+/*
+ * An INSERT in an extended batch the client flushed but never synced, and
+ * the client's row count read back through a pipeline.  Postgres keeps the
+ * batch's implicit transaction open until the Sync, whatever the last
+ * ReadyForQuery said.
+ */
+static PGconn *insert_without_sync(struct harness_sluice *h, const char *table)
+{
+	PGconn *a = client(h);
+	char sql[128];
+	PGresult *res;
+
+	snprintf(sql, sizeof(sql), "insert into %s values (1)", table);
+	cr_assert(PQenterPipelineMode(a));
+	cr_assert(PQsendQueryParams(a, sql, 0, NULL, NULL, NULL, NULL, 0));
+	cr_assert(PQsendFlushRequest(a));
+	cr_assert_eq(PQflush(a), 0);
+	res = PQgetResult(a);
+	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
+	PQclear(res);
+	cr_assert_null(PQgetResult(a));
+	return a;
+}
+
+/*
+ * A client that leaves inside such a batch: its INSERT is rolled back, as
+ * Postgres rolls back a client that disconnects.  Sluice counted the server
+ * clean (tx_status 'I', nothing outstanding) and gave it to the next client,
+ * whose transaction then committed the INSERT.
+ */
+Test(txn_state, an_unsynced_batch_of_a_client_that_leaves_is_rolled_back)
+{
+	struct harness_sluice *h = harness_start_sluice("workers = 1\ndefault_pool_size = 1");
+	PGconn *b = client(h), *a;
+
+	PQclear(
+	    harness_exec_ok(b, "drop table if exists unsynced_t; create table unsynced_t(v int)"));
+	a = insert_without_sync(h, "unsynced_t");
+	PQfinish(a);
+	cr_assert_eq(harness_query_int(b, "select count(*) from unsynced_t"), 0,
+	             "the INSERT of a client that left before its Sync was committed");
+	PQfinish(b);
+}
+
+/* One that stays idle inside it is idle in a transaction: idle_transaction_timeout. */
+Test(txn_state, an_unsynced_batch_is_idle_in_a_transaction)
+{
+	struct harness_sluice *h = harness_start_sluice(
+	    "workers = 1\ndefault_pool_size = 1\nidle_transaction_timeout = 1s");
+	PGconn *b = client(h), *a;
+
+	PQclear(
+	    harness_exec_ok(b, "drop table if exists unsynced_t; create table unsynced_t(v int)"));
+	a = insert_without_sync(h, "unsynced_t");
+	cr_assert(harness_wait_for(harness_log_contains(h, "idle_transaction_timeout expired"), 30),
+	          "the client idle inside its batch was never closed");
+	cr_assert_eq(harness_query_int(b, "select count(*) from unsynced_t"), 0);
+	PQfinish(a);
+	PQfinish(b);
+}
+
 /* ---- SQL PREPARE / EXECUTE / DEALLOCATE ---- */
 
 /* 8 clients, one statement name, 8 different statements, on 2 servers. */
