@@ -211,7 +211,7 @@ uint8_t requests_pop_skipped(struct requests *q);
  * CopyInResponse to the head request: the Syncs queued behind it, up to the
  * first copy end sent ahead of the CopyInResponse, reached the server in COPY
  * mode, which ignores them; that copy end is the COPY's and goes too, and so
- * do the REQ_COPY_DATA markers (ignored outside a COPY).  A Sync behind one
+ * do the REQ_COPY_DATA markers up to it (those behind it are a later COPY's).  A Sync behind one
  * inside the COPY is unsure (struct requests).  Returns whether there was a
  * copy end: then what the client sends next comes after the COPY's end.
  */

@@ -48,8 +48,13 @@ bool requests_copy_started(struct requests *q)
 	for (uint32_t i = 1; i < n; i++) {
 		uint8_t kind = *(uint8_t *)ring_at(&q->kinds, i);
 
-		if (kind == REQ_COPY_DATA) {
-			q->copy_data |= in_copy;
+		/*
+		 * Data behind this COPY's end is a later COPY's (or ignored): its
+		 * marker stays, or a Sync inside that COPY's data would not be
+		 * known to be unsure when it starts.
+		 */
+		if (kind == REQ_COPY_DATA && in_copy) {
+			q->copy_data = true;
 			continue;
 		}
 		if (in_copy && kind == 'S') {

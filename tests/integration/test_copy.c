@@ -419,3 +419,51 @@ Test(copy, a_sync_inside_copy_data_that_fails_closes_the_connection)
 	PQfinish(holder);
 	PQfinish(victim);
 }
+
+/*
+ * The same with a first COPY in the same burst ahead of the failing one:
+ * the first COPY's CopyInResponse dropped the markers of COPY data queued
+ * behind its own end, the second COPY's included, so the Sync inside the
+ * second COPY's data was not known to be unsure, and the victim got the
+ * attacker's row again.
+ */
+Test(copy, a_sync_inside_the_data_of_a_second_copy_that_fails_closes_the_connection)
+{
+	struct harness_sluice *h = harness_start_sluice("client_tls_sslmode = disable\n"
+	                                                "workers = 1\n"
+	                                                "default_pool_size = 1");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *holder = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *victim = harness_connect_ok(h, "app", "app-secret", "app");
+	PGresult *res;
+	unsigned char buf[256];
+	size_t n = 0;
+	char replies[256];
+
+	PQclear(harness_exec_ok(c, "drop table if exists copy_sync2; "
+	                           "create table copy_sync2 (a int)"));
+	PQclear(harness_exec_ok(holder, "begin"));
+	harness_put_query(buf, &n, "copy copy_sync2 from stdin");
+	harness_put_msg(buf, &n, 'c', "", 0);
+	harness_put_query(buf, &n, "copy copy_sync2 from stdin");
+	harness_put_msg(buf, &n, 'd', "x\n", 2);
+	harness_put_msg(buf, &n, 'S', "", 0);
+	harness_put_msg(buf, &n, 'c', "", 0);
+	harness_put_query(buf, &n, "select pg_sleep(0.2)::text || 'not yours'");
+	harness_send_all(PQsocket(c), buf, n);
+	cr_assert(PQsendQuery(victim, "select 'mine'"), "%s", PQerrorMessage(victim));
+	PQclear(harness_exec_ok(holder, "commit"));
+	harness_transcript(PQsocket(c), 2, replies, sizeof(replies));
+	cr_assert_str_eq(replies, "G C(COPY 0) Z(I) G E(22P02) E(08P01) CLOSED");
+	res = PQgetResult(victim);
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+	cr_assert_str_eq(PQgetvalue(res, 0, 0), "mine", "the victim got another client's row");
+	PQclear(res);
+	cr_assert_null(PQgetResult(victim));
+	PQfinish(c);
+	c = harness_connect_ok(h, "app", "app-secret", "app");
+	PQclear(harness_exec_ok(c, "drop table copy_sync2"));
+	PQfinish(c);
+	PQfinish(holder);
+	PQfinish(victim);
+}

@@ -71,3 +71,29 @@ Test(requests, skipping_to_a_sync_needs_one)
 	cr_assert_not(requests_need_sync(&q));
 	requests_fini(&q);
 }
+
+/*
+ * Two COPYs pipelined: at the first one's CopyInResponse, the data marker
+ * queued behind its end belongs to the second and stays, so a Sync inside
+ * the second COPY's data is known to be unsure when that COPY starts.
+ */
+Test(requests, a_later_copys_data_outlives_the_first_copys_start)
+{
+	struct requests q;
+
+	requests_init(&q);
+	requests_push(&q, 'Q');
+	requests_track_copy_end(&q);
+	requests_push(&q, 'Q');
+	requests_track_copy_data(&q, false);
+	requests_track(&q, 'S');
+	requests_track_copy_end(&q);
+	requests_push(&q, 'Q');
+	cr_assert(requests_copy_started(&q), "the first COPY's end was sent ahead");
+	cr_assert_not(requests_copy_ended(&q), "no data inside the first COPY");
+	requests_pop(&q);
+	cr_assert(requests_copy_started(&q), "the second COPY's end was sent ahead");
+	cr_assert(q.syncs_unsure, "its Sync came after its data");
+	cr_assert_eq(requests_count(&q), 2, "the second COPY and the Query behind it");
+	requests_fini(&q);
+}
