@@ -90,7 +90,6 @@ struct server {
 	 */
 	bool batch_open;
 	int sync_pending;           /* ReadyForQuery replies to swallow (parameter SET batches) */
-	bool sync_failed;           /* the SET batch failed */
 	bool params_dirty;          /* session state may have changed: read it back (SET, pins) */
 	bool capturing;             /* that read-back is in flight (counted in sync_pending) */
 	bool capture_failed;        /* and it failed: the server is retired after the turn */

@@ -63,10 +63,17 @@ uint64_t param_effective_fingerprint(const struct param_list *defaults, struct p
 void param_sql_literal(struct evbuffer *sql, const char *value);
 
 /*
- * Append to `sql` the SET/RESET statements that turn `server` into the
- * client's effective set; returns the number of statements (0 = in sync).
+ * The statements that turn `server` into the client's effective set, in two
+ * parts sent as two Queries: `resets` RESETs every setting the server has
+ * away from its default that the client does not want as it is (those it
+ * will set too), and cannot fail; `sets` is one SELECT of set_config() for
+ * the client's values, which fails as a whole on one bad value.  Sent apart,
+ * a failed `sets` leaves the server at its defaults, not with an earlier
+ * client's settings (one Query is one transaction: its RESETs went too).
+ * Returns the number of statements (0 = in sync).
  */
-size_t param_sync_sql(struct evbuffer *sql, const struct param_list *defaults,
-                      const struct param_list *own, const struct param_list *server);
+size_t param_sync_sql(struct evbuffer *resets, struct evbuffer *sets,
+                      const struct param_list *defaults, const struct param_list *own,
+                      const struct param_list *server);
 
 #endif

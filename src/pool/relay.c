@@ -1056,7 +1056,11 @@ static void handle_sync_reply(struct server *s, uint8_t type, const uint8_t *bod
 	} else if (type == 'E') {
 		const char *msg = msg_error_field(body, len, 'M');
 
-		s->sync_failed = true;
+		/*
+		 * What the server has is not what server_sync_params recorded (the
+		 * failed SELECT set nothing): read it back at the turn's end.
+		 */
+		s->params_dirty = true;
 		slog(s, LOG_WARN, "applying client parameters failed: %s", msg ? msg : "?");
 		if (c != NULL) {
 			char text[512];

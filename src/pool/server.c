@@ -1254,28 +1254,43 @@ struct server *server_new(struct pool *p, const struct host_pick *pick, struct l
 	return s;
 }
 
+/* One Query of sluice's own whose replies are swallowed, if `sql` has any statement. */
+static void send_sync_query(struct server *s, struct evbuffer *sql)
+{
+	if (evbuffer_get_length(sql) == 0)
+		return;
+	evbuffer_add(sql, "", 1);
+	build_query(conn_out(&s->conn), (const char *)evbuffer_pullup(sql, -1));
+	s->sync_pending++;
+}
+
 void server_sync_params(struct server *s, struct client *c)
 {
 	struct pool *p = s->pool;
-	struct evbuffer *sql;
+	struct evbuffer *resets, *sets;
 	uint64_t want = param_effective_fingerprint(&p->defaults, &c->params);
 	bool differ = s->params.fingerprint != want;
 
 	if (!differ && !s->stmts_foreign)
 		return;
-	sql = evbuffer_new();
-	if (sql == NULL)
+	resets = evbuffer_new();
+	sets = evbuffer_new();
+	if (resets == NULL || sets == NULL) {
+		if (resets != NULL)
+			evbuffer_free(resets);
+		if (sets != NULL)
+			evbuffer_free(sets);
 		return;
+	}
 	/* Another worker's statements, not taken over here: dropped, in the same trip. */
 	if (s->stmts_foreign)
-		evbuffer_add(sql, "DEALLOCATE ALL;", 15);
-	if ((differ && param_sync_sql(sql, &p->defaults, &c->params, &s->params) > 0) ||
+		evbuffer_add(resets, "DEALLOCATE ALL;", 15);
+	if ((differ && param_sync_sql(resets, sets, &p->defaults, &c->params, &s->params) > 0) ||
 	    s->stmts_foreign) {
 		s->stmts_foreign = false;
-		evbuffer_add(sql, "", 1);
-		build_query(conn_out(&s->conn), (const char *)evbuffer_pullup(sql, -1));
-		s->sync_pending++;
-		s->sync_failed = false;
+		/* The RESETs alone first: they cannot fail (param_sync_sql). */
+		send_sync_query(s, resets);
+		send_sync_query(s, sets);
 		/* Mirror what the SETs do; ParameterStatus replies fix the spelling later. */
 		for (size_t i = 0; i < c->params.count; i++)
 			if (!param_is_read_only(c->params.items[i].name))
@@ -1296,7 +1311,8 @@ void server_sync_params(struct server *s, struct client *c)
 			}
 		}
 	}
-	evbuffer_free(sql);
+	evbuffer_free(resets);
+	evbuffer_free(sets);
 }
 
 /*

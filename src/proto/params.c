@@ -223,46 +223,55 @@ static void add_set(struct evbuffer *sql, size_t *nsets, const char *name, const
 	(*nsets)++;
 }
 
-size_t param_sync_sql(struct evbuffer *sql, const struct param_list *defaults,
-                      const struct param_list *own, const struct param_list *server)
+/* RESET name; */
+static void add_reset(struct evbuffer *sql, size_t *n, const char *name)
 {
-	struct evbuffer *resets = evbuffer_new();
+	evbuffer_add(sql, "RESET ", 6);
+	add_identifier(sql, name);
+	evbuffer_add(sql, ";", 1);
+	(*n)++;
+}
+
+/* The server's value is not its default: an earlier client set it. */
+static bool set_away_from_default(const struct param_list *defaults, const struct param *have)
+{
+	const struct param *def = param_find(defaults, have->name);
+
+	return def == NULL || strcmp(def->value, have->value) != 0;
+}
+
+size_t param_sync_sql(struct evbuffer *resets, struct evbuffer *sets,
+                      const struct param_list *defaults, const struct param_list *own,
+                      const struct param_list *server)
+{
 	size_t nsets = 0, nresets = 0;
 
-	if (resets == NULL)
-		return 0;
 	for (size_t i = 0; i < own->count; i++) {
 		const struct param *want = &own->items[i];
 		const struct param *have = param_find(server, want->name);
 
-		if (param_is_read_only(want->name))
+		if (param_is_read_only(want->name) ||
+		    (have != NULL && strcmp(have->value, want->value) == 0))
 			continue;
-		if (have == NULL || strcmp(have->value, want->value) != 0)
-			add_set(sql, &nsets, want->name, want->value);
+		if (have != NULL && set_away_from_default(defaults, have))
+			add_reset(resets, &nresets, want->name);
+		add_set(sets, &nsets, want->name, want->value);
 	}
 	for (size_t i = 0; i < server->count; i++) {
 		const struct param *have = &server->items[i];
-		const struct param *def;
 
 		if (param_find(own, have->name) != NULL || param_is_read_only(have->name))
 			continue;
-		def = param_find(defaults, have->name);
 		/*
 		 * Set for an earlier client: back to the server's default by RESET,
 		 * which is the value its login reported (defaults) and its source
 		 * too, so the session looks new (a SET of that value looks set).
 		 */
-		if (def == NULL || strcmp(def->value, have->value) != 0) {
-			evbuffer_add(resets, "RESET ", 6);
-			add_identifier(resets, have->name);
-			evbuffer_add(resets, ";", 1);
-			nresets++;
-		}
+		if (set_away_from_default(defaults, have))
+			add_reset(resets, &nresets, have->name);
 	}
 	if (nsets > 0)
-		evbuffer_add(sql, ";", 1);
-	evbuffer_add_buffer(sql, resets);
-	evbuffer_free(resets);
+		evbuffer_add(sets, ";", 1);
 	return nsets + nresets;
 }
 

@@ -246,6 +246,34 @@ Test(session_state, invalid_parameter_is_reported_not_fatal)
 }
 
 /*
+ * The batch that gives a server its next client's settings fails on a bad
+ * value (here work_mem=bogus in b's options): the RESETs of what the previous
+ * client set were in the same Query and were rolled back with it, so b ran
+ * with a's search_path, and sluice's record of the server said the RESET had
+ * happened, so the next client with no settings got a's search_path too.
+ * The RESETs now go ahead in a Query of their own, and a failed batch has
+ * the session read back.
+ */
+Test(session_state, a_failed_settings_batch_leaves_no_earlier_clients_setting)
+{
+	struct harness_sluice *h = harness_start_sluice("workers = 1\ndefault_pool_size = 1");
+	PGconn *a = connect_with(h, "application_name=a");
+	PGconn *b, *c;
+
+	PQclear(harness_exec_ok(a, "set search_path = sluice_a_schema"));
+	expect_setting(a, "search_path", "sluice_a_schema");
+	b = connect_with(h, "options=-c%20work_mem%3Dbogus");
+	cr_assert_eq(harness_query_int(b, "select 41 + 1"), 42);
+	expect_setting(b, "search_path", "\"$user\", public");
+	c = connect_with(h, "application_name=c");
+	expect_setting(c, "search_path", "\"$user\", public");
+	expect_setting(a, "search_path", "sluice_a_schema");
+	PQfinish(a);
+	PQfinish(b);
+	PQfinish(c);
+}
+
+/*
  * A client whose parameters differ from its server's is linked, sluice sends
  * the SET batch ahead of its message, and that message gets the client closed
  * (here a malformed Parse, refused by sluice) before the batch is answered.

@@ -123,7 +123,7 @@ Test(params, effective_fingerprint_follows_changes_to_either_list)
 Test(params, effective_fingerprint_matches_synced_server)
 {
 	struct param_list defaults, own, server;
-	struct evbuffer *sql = evbuffer_new();
+	struct evbuffer *sql = evbuffer_new(), *resets = evbuffer_new();
 
 	param_list_init(&defaults);
 	param_list_init(&own);
@@ -138,12 +138,14 @@ Test(params, effective_fingerprint_matches_synced_server)
 	param_set(&own, "extra_float_digits", "3");
 
 	cr_assert_neq(param_effective_fingerprint(&defaults, &own), server.fingerprint);
-	cr_assert_eq(param_sync_sql(sql, &defaults, &own, &server), 4);
+	cr_assert_eq(param_sync_sql(resets, sql, &defaults, &own, &server), 4);
 	evbuffer_add(sql, "", 1);
-	/* An earlier client's DateStyle: RESET, so its source is the default's again. */
+	evbuffer_add(resets, "", 1);
 	cr_assert_str_eq((char *)evbuffer_pullup(sql, -1),
 	                 "SELECT pg_catalog.set_config('application_name', 'app', false), "
-	                 "pg_catalog.set_config('extra_float_digits', '3', false);"
+	                 "pg_catalog.set_config('extra_float_digits', '3', false);");
+	/* An earlier client's DateStyle: RESET, so its source is the default's again. */
+	cr_assert_str_eq((char *)evbuffer_pullup(resets, -1),
 	                 "RESET \"DateStyle\";RESET \"search_path\";");
 	/* What the server looks like after that batch: */
 	param_set(&server, "application_name", "app");
@@ -152,6 +154,7 @@ Test(params, effective_fingerprint_matches_synced_server)
 	param_remove(&server, "search_path");
 	cr_assert_eq(param_effective_fingerprint(&defaults, &own), server.fingerprint);
 	evbuffer_free(sql);
+	evbuffer_free(resets);
 	param_list_fini(&defaults);
 	param_list_fini(&own);
 	param_list_fini(&server);
@@ -160,7 +163,7 @@ Test(params, effective_fingerprint_matches_synced_server)
 Test(params, sync_quotes_values_and_skips_read_only)
 {
 	struct param_list defaults, own, server;
-	struct evbuffer *sql = evbuffer_new();
+	struct evbuffer *sql = evbuffer_new(), *resets = evbuffer_new();
 
 	param_list_init(&defaults);
 	param_list_init(&own);
@@ -168,12 +171,14 @@ Test(params, sync_quotes_values_and_skips_read_only)
 	param_set(&own, "application_name", "it's");
 	param_set(&own, "server_version", "99");
 	param_set(&own, "we\"ird", "x");
-	cr_assert_eq(param_sync_sql(sql, &defaults, &own, &server), 2);
+	cr_assert_eq(param_sync_sql(resets, sql, &defaults, &own, &server), 2);
 	evbuffer_add(sql, "", 1);
 	cr_assert_str_eq((char *)evbuffer_pullup(sql, -1),
 	                 "SELECT pg_catalog.set_config('application_name', 'it''s', false), "
 	                 "pg_catalog.set_config('we\"ird', 'x', false);");
+	cr_assert_eq(evbuffer_get_length(resets), 0, "nothing to reset on a new server");
 	evbuffer_free(sql);
+	evbuffer_free(resets);
 	param_list_fini(&defaults);
 	param_list_fini(&own);
 	param_list_fini(&server);
@@ -187,4 +192,34 @@ Test(params, classification)
 	cr_assert(param_is_read_only("server_version"));
 	cr_assert(param_is_read_only("IS_SUPERUSER"));
 	cr_assert_not(param_is_read_only("TimeZone"));
+}
+
+/*
+ * A setting the client wants another value of than the one an earlier
+ * client left: RESET in the first Query, then set in the second, so a
+ * failure of the second leaves the default, not the earlier client's value.
+ */
+Test(params, a_value_an_earlier_client_set_is_reset_before_it_is_set)
+{
+	struct param_list defaults, own, server;
+	struct evbuffer *sets = evbuffer_new(), *resets = evbuffer_new();
+
+	param_list_init(&defaults);
+	param_list_init(&own);
+	param_list_init(&server);
+	param_set(&defaults, "application_name", "");
+	param_list_copy(&server, &defaults);
+	param_set(&server, "application_name", "a");
+	param_set(&server, "search_path", "a_schema");
+	param_set(&own, "application_name", "b");
+	param_set(&own, "work_mem", "bogus");
+	cr_assert_eq(param_sync_sql(resets, sets, &defaults, &own, &server), 4);
+	evbuffer_add(resets, "", 1);
+	cr_assert_str_eq((char *)evbuffer_pullup(resets, -1),
+	                 "RESET \"application_name\";RESET \"search_path\";");
+	evbuffer_free(sets);
+	evbuffer_free(resets);
+	param_list_fini(&defaults);
+	param_list_fini(&own);
+	param_list_fini(&server);
 }
