@@ -422,6 +422,11 @@ void server_unlink(struct server *s)
 		pool_release(s->pool, s);
 		return;
 	}
+	/* server_reset_timeout = 0: no time for a reset at all (docs/config.md). */
+	if (s->w->cfg->server_reset_timeout_us == 0) {
+		server_close(s, "left unclean, and server_reset_timeout is 0");
+		return;
+	}
 	running = requests_count(&s->requests) > 0 && requests_head(&s->requests) != 'S' &&
 	          requests_head(&s->requests) != REQ_INJECTED_SYNC;
 	server_set_state(s, SERVER_RESETTING);

@@ -142,3 +142,26 @@ Test(timeouts, unanswered_cancel_closes_the_server_after_cancel_grace)
 	cr_assert_neq(harness_query_int(c, "select pg_backend_pid()"), pid);
 	PQfinish(c);
 }
+
+/*
+ * server_reset_timeout = 0 means no time for a reset: a server whose client
+ * left inside a transaction is closed, not rolled back and reused.  It was
+ * armed as "no timer", so the reset ran with no limit at all (a backend that
+ * never answered held its pool slot for good).
+ */
+Test(timeouts, server_reset_timeout_zero_closes_a_server_left_unclean)
+{
+	struct harness_sluice *h =
+	    harness_start_sluice("workers = 1\ndefault_pool_size = 1\nserver_reset_timeout = 0");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app"), *b;
+	int pid;
+
+	PQclear(harness_exec_ok(a, "begin"));
+	pid = harness_query_int(a, "select pg_backend_pid()");
+	PQfinish(a);
+	b = harness_connect_ok(h, "app", "app-secret", "app");
+	cr_assert_neq(harness_query_int(b, "select pg_backend_pid()"), pid,
+	              "the server its client left in a transaction was reset and reused");
+	cr_assert(harness_log_contains(h, "server_reset_timeout is 0"));
+	PQfinish(b);
+}
