@@ -46,7 +46,10 @@ static size_t move_bytes(struct evbuffer *in, struct evbuffer *out, size_t want)
 	return n;
 }
 
-/* Start the clocks for query and transaction time: work began on an empty queue. */
+/*
+ * Start the clocks for query and transaction time: work began on an empty
+ * queue, or the request queued behind a ReadyForQuery began (handle_ready).
+ */
 static void start_request_clock(struct server *s)
 {
 	s->request_start_us = worker_now_us(s->w);
@@ -1217,6 +1220,15 @@ static void handle_ready(struct server *s, struct run *r, size_t total, char sta
 	}
 	if (status == 'I')
 		client_watch_transaction(c, 0);
+	/*
+	 * A request queued behind this one starts now (Postgres runs them in
+	 * turn): it gets its own query_timeout, the cancel of the last one is
+	 * over, and a transaction it opens is timed from here.
+	 */
+	if (requests_count(&s->requests) > 0) {
+		s->timed_out_after_us = 0;
+		start_request_clock(s);
+	}
 	held = c->listen != NULL && listen_ready(c, status, requests_count(&s->requests) == 0);
 	if (status != 'I' && pool_mode(s->pool) == POOL_STATEMENT) {
 		run_flush(r);

@@ -165,3 +165,61 @@ Test(timeouts, server_reset_timeout_zero_closes_a_server_left_unclean)
 	cr_assert(harness_log_contains(h, "server_reset_timeout is 0"));
 	PQfinish(b);
 }
+
+/*
+ * query_timeout is each statement's: eight Queries of 0.3 s sent in one
+ * write are not cancelled for the 2.4 s they take together (each stays 1.7 s
+ * under the limit).  The clock started once for the whole burst, so the one
+ * running at 2 s was cancelled, and, still marked as timed out, the server
+ * was closed with 08006 when cancel_grace passed.
+ */
+Test(timeouts, pipelined_queries_each_get_the_whole_query_timeout)
+{
+	struct harness_sluice *h =
+	    harness_start_sluice("default_pool_size = 1\nquery_timeout = 2s\ncancel_grace = 1s");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	unsigned char buf[1024];
+	char want[512] = "";
+	size_t n = 0;
+
+	for (int i = 0; i < 8; i++) {
+		char sql[64];
+
+		snprintf(sql, sizeof(sql), "select pg_sleep(0.3)::text || '%d'", i);
+		harness_put_query(buf, &n, sql);
+		snprintf(want + strlen(want), sizeof(want) - strlen(want),
+		         "T D(%d) C(SELECT 1) Z(I) ", i);
+	}
+	harness_expect_transcript(c, buf, n, 8, want, "eight Queries in one write");
+	cr_assert_eq(harness_query_int(c, "select 7"), 7, "the server was kept");
+	PQfinish(c);
+}
+
+/*
+ * transaction_timeout times a transaction that a request queued behind
+ * another opens: SELECT 1 and BEGIN in one write, then a statement longer
+ * than the limit.  The timer was armed only for work begun on an empty queue
+ * and disarmed by SELECT 1's ReadyForQuery, so the transaction was never
+ * timed.
+ */
+Test(timeouts, a_transaction_opened_by_a_pipelined_begin_is_timed)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1\n"
+	                                                "transaction_timeout = 1s\n"
+	                                                "idle_transaction_timeout = 0");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	unsigned char buf[256];
+	size_t n = 0;
+	PGresult *res;
+
+	harness_put_query(buf, &n, "select 1");
+	harness_put_query(buf, &n, "begin");
+	harness_expect_transcript(c, buf, n, 2, "T D(1) C(SELECT 1) Z(I) C(BEGIN) Z(T) ",
+	                          "SELECT 1 and BEGIN in one write");
+	res = PQexec(c, "select pg_sleep(3)");
+	cr_assert_neq(PQresultStatus(res), PGRES_TUPLES_OK,
+	              "a 3 s statement in a transaction under transaction_timeout = 1s ran");
+	PQclear(res);
+	cr_assert(harness_log_contains(h, "transaction_timeout"));
+	PQfinish(c);
+}
