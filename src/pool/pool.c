@@ -15,6 +15,7 @@
 #include "config/config.h"
 #include "pool/listen.h"
 #include "pool/hosts.h"
+#include "pool/pause.h"
 #include "limit/fairshare.h"
 #include "proto/sqlstate.h"
 #include "pool/server.h"
@@ -222,6 +223,8 @@ struct pool *pool_get(struct worker *w, const char *dbname, const char *server_u
 	p->ts = quota_tenant(&w->shared->quotas, tenant);
 	borrow_defaults(p);
 	list_add_tail(&w->pools, &p->node);
+	/* A pool made while PAUSE, SUSPEND or KILL holds its database is held too. */
+	pause_apply(p);
 	return p;
 }
 

@@ -770,6 +770,37 @@ Test(console, disable_enable_reconnect_wait_close)
 	PQfinish(a);
 }
 
+/*
+ * A pool that a RELOAD warms (min_pool_size) while PAUSE holds is paused
+ * too: PAUSE promises that sluice opens no server until RESUME.  The warmed
+ * pool was created unpaused and connected at once; only a client's login
+ * applied the pause to a new pool.
+ */
+Test(console, a_pool_warmed_by_a_reload_during_pause_stays_paused)
+{
+	struct harness_sluice *h = start(ONE_WORKER);
+	PGconn *a = admin(h), *c;
+
+	PQclear(run_ok(a, "PAUSE"));
+	harness_write_ini(h, CONSOLE_INI ONE_WORKER
+	                  "[databases]\nwarm = host=@PGHOST@ port=@PGPORT@ dbname=app user=app "
+	                  "min_pool_size=2\n");
+	PQclear(run_ok(a, "RELOAD"));
+	cr_assert(
+	    harness_wait_for(show_value(a, "POOLS", "database", "warm", "paused") != -1, WAIT_S),
+	    "RELOAD made no pool for min_pool_size");
+	cr_assert_eq(show_value(a, "POOLS", "database", "warm", "paused"), 1,
+	             "the pool min_pool_size warmed during PAUSE is not paused");
+	cr_assert_eq(show_value(a, "POOLS", "database", "warm", "sv_idle") +
+	                 show_value(a, "POOLS", "database", "warm", "sv_login"),
+	             0, "servers opened during PAUSE");
+	PQclear(run_ok(a, "RESUME"));
+	c = harness_connect_ok(h, "app", "app-secret", "warm");
+	cr_assert_eq(harness_query_int(c, "select 1"), 1);
+	PQfinish(c);
+	PQfinish(a);
+}
+
 Test(console, suspend_and_resume)
 {
 	struct harness_sluice *h = start(ONE_WORKER);
