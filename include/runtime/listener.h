@@ -15,6 +15,12 @@
 int listener_open_all(struct runtime *rt);
 /* Stop accepting and remove the Unix socket file (if it is still the one we made). */
 void listener_close_all(struct runtime *rt);
+/*
+ * The takeover is confirmed: the socket files it handed over are this
+ * process's now, removed when it closes them.  Until then they are the old
+ * process's, which goes on serving if this one fails to start.
+ */
+void listener_adopt_paths(struct runtime *rt);
 /* Stop accepting but leave the socket files: a takeover's new process serves them now. */
 void listener_release_all(struct runtime *rt);
 /* The listening descriptors, up to `max`; returns how many. */

@@ -21,12 +21,14 @@
 #include "pool/worker.h"
 
 struct listener {
-	struct runtime *rt;                                     /* owner */
-	struct evconnlistener *lev;                             /* libevent listener */
-	bool is_unix;                                           /* Unix socket (path below) */
-	bool owns_path;                                         /* we created the socket file */
-	dev_t dev;                                              /* the file we created, so a */
-	ino_t ino;                                              /* file put there since stays */
+	struct runtime *rt;         /* owner */
+	struct evconnlistener *lev; /* libevent listener */
+	bool is_unix;               /* Unix socket (path below) */
+	bool owns_path;             /* we created the socket file */
+	bool inherited; /* or a takeover handed it over: ours once confirmed (listener_adopt_paths)
+	                 */
+	dev_t dev;      /* the file we created, so a */
+	ino_t ino;      /* file put there since stays */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* socket file to unlink */
 };
 
@@ -181,6 +183,7 @@ static int open_unix_path(struct runtime *rt, const char *path, int mode)
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	struct listener *l;
 	struct stat st;
+	bool inherited;
 	int fd;
 
 	if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path) >=
@@ -190,6 +193,7 @@ static int open_unix_path(struct runtime *rt, const char *path, int mode)
 	}
 	/* Taken over: the file is already there, and it is the socket we now share. */
 	fd = inherit_take_addr(&rt->inherited, (struct sockaddr *)&sun, sizeof(sun));
+	inherited = fd >= 0;
 	if (fd < 0 && (fd = listener_bind_unix(&sun, rt->snap->cfg->listen_backlog)) >= 0)
 		chmod(sun.sun_path, (mode_t)mode);
 	if (fd < 0 || add_listener(rt, fd, true) < 0) {
@@ -197,6 +201,7 @@ static int open_unix_path(struct runtime *rt, const char *path, int mode)
 		return -1;
 	}
 	l = rt->listeners[rt->nlisteners - 1];
+	l->inherited = inherited;
 	snprintf(l->path, sizeof(l->path), "%s", sun.sun_path);
 	if (stat(sun.sun_path, &st) == 0) {
 		l->owns_path = true;
@@ -284,7 +289,7 @@ static void close_all(struct runtime *rt, bool unlink_files)
 		evconnlistener_free(l->lev);
 		/* A process started since (so_reuseport restarts) may have put its own file there.
 		 */
-		if (unlink_files && l->owns_path && stat(l->path, &st) == 0 &&
+		if (unlink_files && l->owns_path && !l->inherited && stat(l->path, &st) == 0 &&
 		    st.st_dev == l->dev && st.st_ino == l->ino)
 			unlink(l->path);
 		free(l);
@@ -297,6 +302,12 @@ static void close_all(struct runtime *rt, bool unlink_files)
 void listener_close_all(struct runtime *rt)
 {
 	close_all(rt, true);
+}
+
+void listener_adopt_paths(struct runtime *rt)
+{
+	for (int i = 0; i < rt->nlisteners; i++)
+		rt->listeners[i]->inherited = false;
 }
 
 void listener_release_all(struct runtime *rt)

@@ -40,7 +40,8 @@ struct takeover {
 	struct runtime *rt;         /* owner */
 	struct evconnlistener *lev; /* the takeover socket */
 	struct takeover_peer *peer; /* at most one exchange at a time */
-	bool owns_path;             /* we made the file (not inherited)... */
+	bool owns_path;             /* the file is there and ours... */
+	bool inherited;             /* (not until the takeover that handed it over is confirmed) */
 	dev_t dev;                  /* ...and it is this one, so a later one stays */
 	ino_t ino;
 	struct sockaddr_un sun; /* its path */
@@ -197,6 +198,7 @@ int takeover_listen(struct runtime *rt)
 		return -1;
 	}
 	fd = inherit_take_addr(&rt->inherited, (struct sockaddr *)&t->sun, sizeof(t->sun));
+	t->inherited = fd >= 0;
 	/* Owner only: a takeover hands out every client connection. */
 	if (fd < 0 && (fd = listener_bind_unix(&t->sun, 4)) >= 0)
 		chmod(path, 0600);
@@ -228,8 +230,8 @@ void takeover_free(struct takeover *t, bool unlink_file)
 	if (t->peer != NULL)
 		peer_free(t->peer);
 	evconnlistener_free(t->lev);
-	if (unlink_file && t->owns_path && stat(t->sun.sun_path, &st) == 0 && st.st_dev == t->dev &&
-	    st.st_ino == t->ino)
+	if (unlink_file && t->owns_path && !t->inherited && stat(t->sun.sun_path, &st) == 0 &&
+	    st.st_dev == t->dev && st.st_ino == t->ino)
 		unlink(t->sun.sun_path);
 	free(t);
 }
@@ -309,4 +311,8 @@ void takeover_confirm(struct runtime *rt, int conn)
 	if (send(conn, "OK\n", 3, MSG_NOSIGNAL) != 3)
 		log_warn(&rt->log, "takeover: could not confirm: %s", strerror(errno));
 	close(conn);
+	/* The socket files are this process's now (before: the old one's, if this one failed). */
+	listener_adopt_paths(rt);
+	if (rt->takeover != NULL)
+		rt->takeover->inherited = false;
 }

@@ -241,6 +241,32 @@ Test(listen, takeover_under_pgbench)
 	cr_assert_eq(harness_stop_sluice(new, SIGTERM, 30), 0);
 }
 
+/*
+ * A takeover whose new process fails to start (here one of its listen_addr
+ * cannot be bound) leaves the old process serving, its socket files
+ * included.  The new process removed the Unix socket file it had been
+ * handed, as if it had made it, and local clients of the old process got
+ * "No such file or directory".
+ */
+Test(listen, a_failed_takeover_leaves_the_old_process_its_socket_files)
+{
+	struct harness_sluice *old =
+	    harness_start_sluice("takeover_socket = @DIR@/takeover.sock\nlog_level = info");
+	struct harness_sluice *failed;
+
+	cr_assert(query_at(old->dir, old->port), "the old process does not serve the Unix socket");
+	/* 192.0.2.1 (TEST-NET-1) is no address of this machine: binding it fails. */
+	harness_write_ini(old, "takeover_socket = @DIR@/takeover.sock\nlog_level = info\n"
+	                       "listen_addr = 127.0.0.1, 192.0.2.1");
+	failed = harness_spawn_sibling(old, "--takeover");
+	cr_assert_neq(harness_stop_sluice(failed, 0, 60), 0, "the new process started");
+	cr_assert(harness_log_contains(failed, "could not open all listeners"));
+	cr_assert(query_at("127.0.0.1", old->port), "the old process does not serve TCP");
+	cr_assert(query_at(old->dir, old->port),
+	          "the old process's Unix socket file went with the failed takeover");
+	cr_assert_eq(harness_stop_sluice(old, SIGTERM, 30), 0);
+}
+
 /* Without a process at takeover_socket, --takeover starts as usual. */
 Test(listen, takeover_with_nobody_there_starts_afresh)
 {
