@@ -34,6 +34,14 @@
 #include "pool/worker.h"
 
 #define MAX_UNRECOGNIZED 16
+/*
+ * Settings one startup packet may carry, its own and those of `options`
+ * together.  Each is looked up among the others (a list, param_set): a
+ * 10,000-byte packet of thousands of two-byte names made millions of
+ * compares, before any password, on a worker every client shares.  Drivers
+ * send about ten.
+ */
+#define STARTUP_SETTINGS_MAX 100
 
 struct startup_scan {
 	struct client *c;
@@ -41,6 +49,7 @@ struct startup_scan {
 	const char *unrecognized[MAX_UNRECOGNIZED]; /* _pq_.* options we do not know */
 	size_t nunrecognized;
 	bool bad_options;
+	bool too_many; /* more than STARTUP_SETTINGS_MAX settings */
 };
 
 /*
@@ -63,12 +72,23 @@ static bool param_ignored(const struct config *cfg, const char *name)
 	return false;
 }
 
+/* One setting from the packet or its options, unless over STARTUP_SETTINGS_MAX. */
+static void add_setting(struct startup_scan *scan, const char *name, const char *value)
+{
+	struct client *c = scan->c;
+
+	if (c->params.count >= STARTUP_SETTINGS_MAX)
+		scan->too_many = true;
+	else
+		param_set(&c->params, name, value);
+}
+
 static void add_option_param(void *arg, const char *name, const char *value)
 {
-	struct client *c = arg;
+	struct startup_scan *scan = arg;
 
-	if (!param_ignored(c->w->cfg, name))
-		param_set(&c->params, name, value);
+	if (!param_ignored(scan->c->w->cfg, name))
+		add_setting(scan, name, value);
 }
 
 static void startup_param(struct startup_scan *scan, const char *key, const char *value)
@@ -81,7 +101,7 @@ static void startup_param(struct startup_scan *scan, const char *key, const char
 		scan->dbname = value;
 	} else if (strcmp(key, "options") == 0) {
 		/* With "options" itself ignored, what sluice cannot read in it is dropped too. */
-		if (param_parse_options(value, add_option_param, c) < 0 &&
+		if (param_parse_options(value, add_option_param, scan) < 0 &&
 		    !param_ignored(c->w->cfg, "options"))
 			scan->bad_options = true;
 	} else if (strncmp(key, "_pq_.", 5) == 0) {
@@ -91,7 +111,7 @@ static void startup_param(struct startup_scan *scan, const char *key, const char
 		return; /* dropped, as PgBouncer's ignore_startup_parameters does */
 	} else if (!param_is_startup_only(key)) {
 		/* Unknown parameters are accepted and synced like any other. */
-		param_set(&c->params, key, value);
+		add_setting(scan, key, value);
 	} else if (strcmp(key, "replication") == 0 && strcmp(value, "false") != 0 &&
 	           strcmp(value, "0") != 0 && strcmp(value, "off") != 0 &&
 	           strcmp(value, "no") != 0) {
@@ -139,6 +159,12 @@ static void handle_startup(struct client *c, const uint8_t *body, size_t len, ui
 			return;
 		}
 		startup_param(&scan, key, value);
+	}
+	if (scan.too_many) {
+		client_fail(c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
+		            "too many settings in the startup packet (more than %d)",
+		            STARTUP_SETTINGS_MAX);
+		return;
 	}
 	if (scan.bad_options) {
 		client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED,

@@ -202,3 +202,50 @@ Test(startup, many_bad_clients_then_good_ones)
 	expect_still_serving(h, before);
 	PQfinish(before);
 }
+
+/*
+ * A startup packet of thousands of settings (two-byte names, empty values)
+ * cost the worker millions of name compares before any password; more than
+ * 100 settings, in the packet and its options together, are refused with
+ * 54000.  A packet at the limit goes on to authentication.
+ */
+Test(startup, too_many_settings_are_refused)
+{
+	struct harness_sluice *h = harness_start_sluice(NULL);
+	unsigned char packet[10000];
+
+	for (int count = 100; count <= 101; count++) {
+		size_t len = 8;
+		int fd;
+
+		len += (size_t)snprintf((char *)packet + len, sizeof(packet) - len, "user") + 1;
+		len += (size_t)snprintf((char *)packet + len, sizeof(packet) - len, "app") + 1;
+		for (int i = 0; i < count; i++) {
+			len +=
+			    (size_t)snprintf((char *)packet + len, sizeof(packet) - len, "s%d", i) +
+			    1;
+			packet[len++] = '\0';
+		}
+		packet[len++] = '\0';
+		harness_put_u32(packet, (uint32_t)len);
+		harness_put_u32(packet + 4, PROTOCOL_3_0);
+		fd = raw_connect(h);
+		harness_send_all(fd, packet, len);
+		if (count == 101) {
+			char state[6];
+
+			harness_expect_error_and_close(fd, state);
+			cr_assert_str_eq(state, "54000");
+		} else {
+			struct pollfd pfd = {.fd = fd, .events = POLLIN};
+			unsigned char reply[64];
+
+			cr_assert_eq(poll(&pfd, 1, (int)(REPLY_TIMEOUT_S * 1000)), 1);
+			cr_assert_gt(recv(fd, reply, sizeof(reply), 0), 0);
+			cr_assert_eq(reply[0], 'R',
+			             "100 settings: '%c', not an authentication request", reply[0]);
+			close(fd);
+		}
+	}
+	expect_still_serving(h, NULL);
+}
