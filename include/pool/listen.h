@@ -182,6 +182,14 @@ void listen_server_gone(struct server *s);
  * too; RESUME opens it again, and its subscribers are told what they missed.
  */
 void listen_pool_paused(struct pool *p);
+/*
+ * RECONNECT, or a reload that changed where the pool connects: the listening
+ * connection closes like the pool's other servers, and, with channels, a new
+ * one LISTENs to them again on the current target (listen_server_gone).
+ * Left open, it kept listening on the old target, and NOTIFYs sent on the
+ * new one never reached the subscribers.
+ */
+void listen_pool_retire(struct pool *p);
 /* The pool is being freed: let go of the listener. */
 void listen_pool_free(struct pool *p);
 

@@ -1236,6 +1236,15 @@ void listen_pool_paused(struct pool *p)
 		open_connection(l);
 }
 
+void listen_pool_retire(struct pool *p)
+{
+	struct listener *l = p->listen;
+
+	if (l != NULL && l->server != NULL)
+		server_close(l->server, "RECONNECT or a new target: listening again on a new "
+		                        "connection");
+}
+
 void listen_pool_free(struct pool *p)
 {
 	struct listener *l = p->listen;

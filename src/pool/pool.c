@@ -1836,6 +1836,7 @@ void pool_reconfigure(struct pool *p, const struct config *old_cfg)
 		mark_retire(&p->active);
 		mark_retire(&p->pending);
 		close_list(&p->idle, "configuration changed");
+		listen_pool_retire(p);
 	}
 	/*
 	 * A reload is how a refused server login gets fixed (a password in
@@ -1880,6 +1881,7 @@ void pool_reconnect(struct pool *p)
 	mark_retire(&p->active);
 	mark_retire(&p->pending);
 	close_list(&p->idle, "RECONNECT");
+	listen_pool_retire(p);
 	pool_maintain(p);
 }
 

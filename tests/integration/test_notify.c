@@ -275,6 +275,51 @@ Test(notify, listening_connection_killed)
 }
 
 /*
+ * RECONNECT closes the listening connection with the pool's other servers:
+ * a new one LISTENs again (after a switchover, on the new primary), and the
+ * subscriber still gets what is sent.  The listening connection was in none
+ * of the pool's lists, so RECONNECT (and a reload that moved the database)
+ * left it on the old backend for good.
+ */
+/* The listening connection's backend in SHOW LISTENERS, asked on console connection `a`. */
+static long long listener_pid(PGconn *a)
+{
+	PGresult *res = harness_exec_ok(a, "SHOW LISTENERS");
+	int dc = PQfnumber(res, "database"), pc = PQfnumber(res, "remote_pid");
+	long long pid = 0;
+
+	for (int i = 0; i < PQntuples(res); i++)
+		if (strcmp(PQgetvalue(res, i, dc), "app") == 0)
+			pid = atoll(PQgetvalue(res, i, pc));
+	PQclear(res);
+	return pid;
+}
+
+Test(notify, reconnect_moves_the_listening_connection)
+{
+	struct harness_sluice *h = start(NULL);
+	PGconn *sub = app(h), *notifier = app(h);
+	PGconn *a = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	struct inbox in = {0};
+	long long before;
+
+	PQsetNoticeReceiver(sub, notice_cb, &in);
+	exec_ok(sub, "LISTEN moved");
+	cr_assert(harness_wait_for(listener_pid(a) > 0, WAIT_S));
+	before = listener_pid(a);
+	PQclear(harness_exec_ok(a, "RECONNECT app"));
+	cr_assert(harness_wait_for(listener_pid(a) != before && listener_pid(a) > 0, WAIT_S),
+	          "the listening connection stayed on backend %lld", before);
+	exec_ok(notifier, "NOTIFY moved, 'after'");
+	cr_assert(harness_wait_for(got(sub, &in, "moved", 1), WAIT_S),
+	          "nothing reached the subscriber after RECONNECT");
+	cr_assert_str_eq(in.last, "after");
+	PQfinish(a);
+	PQfinish(sub);
+	PQfinish(notifier);
+}
+
+/*
  * A subscriber that never reads: once its socket, its output buffer and
  * listen_queue_size notifications are full it is closed with 54000, while
  * another subscriber on the same channel gets every notification.
