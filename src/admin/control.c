@@ -678,9 +678,18 @@ static struct config *config_with(struct runtime *rt, const char *key, const cha
 	auth_path = strdup(cfg->auth_file);
 	for (size_t i = 0; i < n && auth_path != NULL; i++) {
 		char text[4096];
+		const char *running = text;
 
-		config_format_value(cur, &opts[i], text, sizeof(text));
-		if (config_set(cfg, opts[i].name, text, err) < 0)
+		/*
+		 * A string as it is: SHOW CONFIG's text of redis_password and
+		 * redis_url masks the password (a SET of any option put
+		 * "********" in its place), and would cut a long one.
+		 */
+		if (opts[i].type == CONFIG_STRING)
+			running = *(char *const *)((const char *)cur + opts[i].offset);
+		else
+			config_format_value(cur, &opts[i], text, sizeof(text));
+		if (config_set(cfg, opts[i].name, running, err) < 0)
 			goto fail;
 	}
 	if (auth_path == NULL || config_set(cfg, key, value, err) < 0)

@@ -723,3 +723,42 @@ Test(redis, fleet_max_client_conn_without_redis_caps_the_instance)
 	for (int i = 0; i < 2; i++)
 		PQfinish(held[i]);
 }
+
+/*
+ * A console SET of any option keeps the Redis password.  The running
+ * configuration was rebuilt from SHOW CONFIG's text of each option, where
+ * the password is masked: after `SET default_pool_size = 30` sluice logged
+ * in to Redis with "********" and the fleet's limits fell back.  A private
+ * Redis with an ACL user (the default user stays open for redis-cli).
+ */
+Test(redis, a_console_set_keeps_the_redis_password)
+{
+	struct redis_env e = redis_env();
+	struct harness_sluice *h;
+	char name[64], plain[96], port[16], url[160], prefix[64], key[128], *out = NULL;
+	const char *acl[] = {e.cli,   "-h", "127.0.0.1", "-p", port,    "ACL", "SETUSER",
+	                     "fleet", "on", ">s3cret",   "~*", "+@all", NULL};
+	PGconn *c, *a;
+
+	snprintf(name, sizeof(name), "redis-it-%d-acl", (int)getpid());
+	private_redis(&e, name, plain, sizeof(plain), port, sizeof(port));
+	cr_assert_eq(harness_run(acl, NULL, 20, &out), 0, "ACL SETUSER: %s", out ? out : "");
+	free(out);
+	snprintf(url, sizeof(url), "redis://fleet:s3cret@127.0.0.1:%s/0", port);
+	unique_prefix(prefix, sizeof(prefix), "acl");
+	snprintf(key, sizeof(key), "%sbucket:a:query", prefix);
+	h = start_node(url, prefix, SLOW_REDIS);
+	c = harness_connect_ok(h, "tenant_a", "a-secret", "app");
+	cr_assert(wait_querying(c, cell_is(h, "redis_state", "up") && key_exists(&e, port, key)),
+	          "the fleet never used its Redis");
+
+	a = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	PQclear(harness_exec_ok(a, "SET default_pool_size = 30"));
+	PQfinish(a);
+	free(redis_cli(&e, port, "DEL", key, NULL, NULL));
+	cr_assert(wait_querying(c, key_exists(&e, port, key) && cell_is(h, "redis_state", "up")),
+	          "after a console SET the limits no longer reached Redis");
+	cr_assert_not(harness_log_contains(h, "AUTH refused"), "a SET changed the Redis password");
+	PQfinish(c);
+	free(run_harness(&e, name, "destroy"));
+}
