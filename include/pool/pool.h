@@ -207,12 +207,6 @@ void pool_kick_others(struct worker *w);
  * that SHOW STATS averages are computed from.
  */
 void pool_set_paused(struct pool *p, bool paused, bool close_servers);
-/*
- * min_pool_size before any client: a [databases] entry with a forced user
- * knows its server login, so its pool is made and filled at the worker's
- * start and after each reload, not only after a first client.
- */
-void pool_warm(struct worker *w);
 void pool_reconnect(struct pool *p);
 void pool_stats_tick(struct pool *p, int64_t now_us);
 

@@ -15,7 +15,6 @@
 #include "config/config.h"
 #include "pool/listen.h"
 #include "pool/hosts.h"
-#include "pool/pause.h"
 #include "limit/fairshare.h"
 #include "proto/sqlstate.h"
 #include "pool/server.h"
@@ -223,8 +222,6 @@ struct pool *pool_get(struct worker *w, const char *dbname, const char *server_u
 	p->ts = quota_tenant(&w->shared->quotas, tenant);
 	borrow_defaults(p);
 	list_add_tail(&w->pools, &p->node);
-	/* A pool made while PAUSE, SUSPEND or KILL holds its database is held too. */
-	pause_apply(p);
 	return p;
 }
 
@@ -1885,23 +1882,6 @@ void pool_reconnect(struct pool *p)
 	pool_maintain(p);
 }
 
-void pool_warm(struct worker *w)
-{
-	const struct config *cfg = w->cfg;
-	bool over_cap;
-
-	for (size_t i = 0; i < cfg->ndbs; i++) {
-		const struct db_def *db = &cfg->dbs[i];
-		struct pool *p;
-
-		if (db->user == NULL || strcmp(db->name, "*") == 0 ||
-		    config_min_pool_size(cfg, db) == 0)
-			continue;
-		p = pool_get(w, db->name, db->user, db->user, db, &over_cap);
-		if (p != NULL)
-			pool_maintain(p);
-	}
-}
 
 void pool_stats_tick(struct pool *p, int64_t now_us)
 {

@@ -19,6 +19,7 @@
 #include "pool/auth_query.h"
 #include "pool/client.h"
 #include "pool/login.h"
+#include "pool/pause.h"
 #include "pool/pool.h"
 #include "pool/qstats.h"
 #include "pool/server.h"
@@ -156,11 +157,39 @@ fail:
 	return NULL;
 }
 
+/*
+ * min_pool_size before any client: a [databases] entry with a forced user
+ * knows its server login, so its pool is made and filled at the worker's
+ * start and after each reload, not only after a first client.  A pool made
+ * while PAUSE, SUSPEND or KILL holds its database is held too, as a
+ * client's login holds the pool it makes (login.c): PAUSE promises that no
+ * server is opened until RESUME.
+ */
+static void warm_pools(struct worker *w)
+{
+	const struct config *cfg = w->cfg;
+	bool over_cap;
+
+	for (size_t i = 0; i < cfg->ndbs; i++) {
+		const struct db_def *db = &cfg->dbs[i];
+		struct pool *p;
+
+		if (db->user == NULL || strcmp(db->name, "*") == 0 ||
+		    config_min_pool_size(cfg, db) == 0)
+			continue;
+		p = pool_get(w, db->name, db->user, db->user, db, &over_cap);
+		if (p == NULL)
+			continue;
+		pause_apply(p);
+		pool_maintain(p);
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 
-	pool_warm(w);
+	warm_pools(w);
 	loop_run(&w->loop);
 	return NULL;
 }
@@ -301,7 +330,7 @@ static void config_fn(void *owner, void *arg)
 		pool_reconfigure(list_entry(pos, struct pool, node), old->cfg);
 	}
 	pool_expire_unused(w); /* autodb_idle_timeout may have changed */
-	pool_warm(w);
+	warm_pools(w);
 	stats_arm(w);
 	/* limiter or its Redis may have changed: the connection follows, on this loop. */
 	if (limiter_follow(&w->shared->limiter, &w->redis, w->loop.base, w->loop.dns) < 0)
