@@ -57,6 +57,7 @@ struct console_conn {
 	bool inflight;            /* a gather or control-loop message is outstanding */
 	bool skip_to_sync;        /* an extended-protocol message was refused: drop up to Sync */
 	bool cancel_requested;    /* CancelRequest while a look was in flight */
+	bool held_for_output;     /* the client has not read its replies: nothing runs meanwhile */
 	uint64_t drop_remaining;  /* bytes of an over-long message still to discard */
 	struct console_op *op;    /* command in progress (in flight or polling), or NULL */
 	struct event *poll_timer; /* next look for PAUSE, WAIT_CLOSE, SUSPEND */

@@ -21,6 +21,7 @@
 #include "admin/control.h"
 #include "admin/show.h"
 #include "pool/client.h"
+#include "pool/relay.h"
 #include "config/config.h"
 #include "base/inbox.h"
 #include "observe/latency.h"
@@ -674,11 +675,37 @@ static void finish_query(struct console_conn *conn)
 	client_arm_timer(conn->c, conn->w->cfg->client_idle_timeout_us);
 }
 
+/*
+ * Replies the client has not read hold what comes next, as the relay holds
+ * a server for a client that does not read: past RELAY_HIGH_WATERMARK,
+ * neither its input nor the rest of its Query runs until the output drains
+ * to RELAY_LOW_WATERMARK (console_wake), and client_write_timeout closes a
+ * client that reads none of it.  Without this, a console user that never
+ * read made sluice's memory grow without bound (a 64 kB Query of SHOW
+ * CONFIG repeated queues about 40 MB), a stats user included.
+ */
+static bool hold_for_output(struct console_conn *conn)
+{
+	struct client *c = conn->c;
+
+	if (evbuffer_get_length(c->conn.out) <= RELAY_HIGH_WATERMARK)
+		return false;
+	conn->held_for_output = true;
+	conn_notify_drained(&c->conn, RELAY_LOW_WATERMARK);
+	conn_suspend(&c->conn, SUSPEND_WATERMARK);
+	client_watch_stall(c);
+	return true;
+}
+
 static void run_statements(struct console_conn *conn)
 {
 	while (conn->sql != NULL) {
-		char *stmt = next_statement(conn);
+		char *stmt;
 		enum console_result r;
+
+		if (hold_for_output(conn))
+			return;
+		stmt = next_statement(conn);
 
 		if (stmt == NULL) {
 			finish_query(conn);
@@ -798,6 +825,22 @@ static bool console_message(struct console_conn *conn, struct evbuffer *in, cons
 	return true;
 }
 
+static void console_input(struct client *c);
+
+/* The client read its replies down to the low watermark: what was held goes on. */
+static void console_wake(struct client *c)
+{
+	struct console_conn *conn = c->session;
+
+	if (conn == NULL || !conn->held_for_output)
+		return;
+	conn->held_for_output = false;
+	if (conn->sql != NULL)
+		run_statements(conn);
+	if (conn->c != NULL && !conn->held_for_output)
+		conn_resume(&c->conn, SUSPEND_WATERMARK);
+}
+
 static void console_input(struct client *c)
 {
 	struct console_conn *conn = c->session;
@@ -807,6 +850,9 @@ static void console_input(struct client *c)
 	while (c->state == CLIENT_IDLE && c->session == conn && conn->sql == NULL) {
 		struct frame f;
 		enum frame_status st;
+
+		if (hold_for_output(conn))
+			return;
 
 		if (conn->drop_remaining > 0) {
 			size_t n = evbuffer_get_length(in);
@@ -949,6 +995,7 @@ int console_parse_optional_db(struct console_conn *conn, struct console_lexer *l
 const struct client_handler admin_console_handler = {
     .login = console_login,
     .input = console_input,
+    .wake = console_wake,
     .cancel = console_cancel,
     .free = console_free,
 };

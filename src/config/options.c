@@ -236,7 +236,8 @@ static const struct config_option options[] = {
     OPT_DURATION(client_write_timeout, "60s",
                  "A client that holds a pooled server and reads none of the results sluice "
                  "holds for it (its server paused meanwhile) this long is closed, and the "
-                 "server cancelled and reset for others; not in session mode; 0 = off."),
+                 "server cancelled and reset for others; not in session mode; a console "
+                 "client whose unread replies hold its next commands likewise; 0 = off."),
     OPT_DURATION(server_connect_timeout, "15s",
                  "Connecting and logging in to the server must finish within this; 0 = off."),
     OPT_DURATION(server_idle_timeout, "600s",

@@ -199,8 +199,10 @@ static void stall_timer_cb(evutil_socket_t fd, short what, void *arg)
 	int64_t limit = c->w->cfg->client_write_timeout_us;
 	char text[32];
 
-	if (c->state == CLIENT_CLOSING || c->server == NULL || limit <= 0 ||
-	    !(c->server->conn.suspend & SUSPEND_WATERMARK))
+	/* Something waits for this output to drain: its server, or the console's next reply. */
+	if (c->state == CLIENT_CLOSING || limit <= 0 ||
+	    (c->server != NULL ? !(c->server->conn.suspend & SUSPEND_WATERMARK)
+	                       : c->session == NULL))
 		return;
 	if (evbuffer_get_length(c->conn.out) < c->stall_mark) {
 		arm_stall_timer(c, limit);
@@ -220,8 +222,11 @@ void client_watch_stall(struct client *c)
 {
 	int64_t limit = c->w->cfg->client_write_timeout_us;
 
-	/* In session mode the server is the client's own: nobody else waits for it. */
-	if (limit <= 0 || c->pool == NULL || pool_mode(c->pool) == POOL_SESSION)
+	/*
+	 * In session mode the server is the client's own: nobody else waits for
+	 * it.  A console client (no pool) holds sluice's memory instead.
+	 */
+	if (limit <= 0 || (c->pool != NULL && pool_mode(c->pool) == POOL_SESSION))
 		return;
 	if (c->stall_timer == NULL &&
 	    (c->stall_timer = evtimer_new(c->w->loop.base, stall_timer_cb, c)) == NULL)
@@ -588,6 +593,9 @@ static void client_drained_cb(struct conn *conn)
 	}
 	if (c->stall_timer != NULL)
 		evtimer_del(c->stall_timer);
+	/* The console held its next replies for this (admin/console.c). */
+	if (c->session != NULL && c->handler->wake != NULL)
+		c->handler->wake(c);
 	if (c->server != NULL)
 		conn_resume(&c->server->conn,
 		            SUSPEND_WATERMARK); /* room again: the server may send */

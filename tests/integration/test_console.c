@@ -801,6 +801,35 @@ Test(console, a_pool_warmed_by_a_reload_during_pause_stays_paused)
 	PQfinish(a);
 }
 
+/*
+ * A console client that reads none of its replies: past a megabyte of
+ * output its Query stops running and its input stops being read, and
+ * client_write_timeout closes it.  Sluice queued every reply instead (one
+ * 48 kB Query of SHOW CONFIG repeated is some 28 MB), so any stats user
+ * could grow its memory without bound and keep the worker busy rendering.
+ */
+Test(console, a_console_client_that_reads_nothing_is_held_then_closed)
+{
+	struct harness_sluice *h = start(ONE_WORKER "client_write_timeout = 1s\n");
+	PGconn *stats = harness_connect_ok(h, "stats", "stats-secret", "sluice");
+	static char sql[4000 * 12 + 1];
+	unsigned char *msg;
+	size_t n = 0;
+
+	for (int i = 0; i < 4000; i++)
+		memcpy(sql + 12 * i, "SHOW CONFIG;", 12);
+	msg = malloc(sizeof(sql) + 16);
+	cr_assert(msg != NULL);
+	harness_put_query(msg, &n, sql);
+	harness_send_all(PQsocket(stats), msg, n);
+	free(msg);
+	cr_assert(harness_wait_for(harness_log_contains(h, "client_write_timeout"), WAIT_S),
+	          "a console client that read nothing was never closed");
+	cr_assert(harness_sluice_alive(h));
+	PQfinish(stats);
+	PQfinish(harness_connect_ok(h, "stats", "stats-secret", "sluice"));
+}
+
 Test(console, suspend_and_resume)
 {
 	struct harness_sluice *h = start(ONE_WORKER);
