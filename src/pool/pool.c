@@ -1882,7 +1882,6 @@ void pool_reconnect(struct pool *p)
 	pool_maintain(p);
 }
 
-
 void pool_stats_tick(struct pool *p, int64_t now_us)
 {
 	p->stats_prev = p->stats_last;
