@@ -737,6 +737,8 @@ static void relay_client_input(struct client *c)
 			}
 		}
 		track_client_message(c->server, f.type, kind);
+		/* Skipped by a server skipping to Sync after an error: nothing will answer it. */
+		barrier = barrier && !c->server->requests.skip_to_sync;
 		if (c->in_request)
 			admission_request_sent(c, f.type);
 		if (r.len > 0 && r.to != &c->server->conn)

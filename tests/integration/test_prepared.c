@@ -637,6 +637,31 @@ Test(prepared, deallocate_all_spares_what_the_same_pipeline_prepares_after_it)
 	drop_all_then_prepare_in_one_pipeline("DEALLOCATE ALL");
 }
 
+/*
+ * The same statement skipped by a server skipping to a Sync after an error
+ * is no barrier: no answer will come for it.  Sluice held the client's input
+ * behind it all the same, Sync included, and the client waited for good.
+ */
+Test(prepared, a_skipped_discard_all_does_not_hold_the_pipeline)
+{
+	struct harness_sluice *h = harness_start_sluice("default_pool_size = 1");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+
+	cr_assert(PQenterPipelineMode(a));
+	cr_assert(PQsendQueryParams(a, "select 1/0", 0, NULL, NULL, NULL, NULL, 0));
+	cr_assert(PQsendFlushRequest(a));
+	cr_assert_eq(PQflush(a), 0);
+	/* The error has passed sluice: the server skips to the Sync from here. */
+	expect_result(a, PGRES_FATAL_ERROR, "22012", "the error");
+	cr_assert(PQsendQueryParams(a, "DISCARD ALL", 0, NULL, NULL, NULL, NULL, 0));
+	cr_assert(PQpipelineSync(a));
+	expect_result(a, PGRES_PIPELINE_ABORTED, NULL, "the skipped DISCARD ALL");
+	expect_result(a, PGRES_PIPELINE_SYNC, NULL, "sync");
+	cr_assert(PQexitPipelineMode(a), "%s", PQerrorMessage(a));
+	cr_assert_eq(harness_query_int(a, "select 5"), 5);
+	PQfinish(a);
+}
+
 Test(prepared, discard_all_spares_what_the_same_pipeline_prepares_after_it)
 {
 	drop_all_then_prepare_in_one_pipeline("DISCARD ALL");
