@@ -9,9 +9,11 @@
  * (unnamed and named Parse, pipelines) are the client's own without pinning
  * it, with Postgres' replies and errors; one in a multi-statement Query pins.
  */
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <criterion/criterion.h>
 
@@ -710,6 +712,46 @@ Test(prepared, a_deallocate_all_query_spares_what_is_pipelined_after_it)
 	cr_assert_eq(int_of(PQexecPrepared(a, "after", 0, NULL, NULL, NULL, 0), "after"), 42);
 	cr_assert_str_eq(exec_error(a, "before", "1", state), "26000");
 	PQfinish(a);
+}
+
+/*
+ * A DEALLOCATE of a name, which sluice answers itself, ends an extended
+ * batch sent before it without a Sync, as the Query would in Postgres: the
+ * batch's INSERT is committed.  Sluice sent nothing to the server, so the
+ * batch stayed open, and when the client then left its INSERT was rolled
+ * back (or its server was kept busy as idle in a transaction).
+ */
+Test(prepared, a_deallocate_answered_by_sluice_ends_an_unsynced_batch)
+{
+	struct harness_sluice *h = harness_start_sluice("workers = 1\ndefault_pool_size = 1");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *b = harness_connect_ok(h, "app", "app-secret", "app");
+	unsigned char buf[512];
+	size_t n = 0;
+
+	PQclear(
+	    harness_exec_ok(b, "drop table if exists dealloc_t; create table dealloc_t(v int)"));
+	prepare(a, "named", "select 1");
+	put_parse_bind_execute(buf, &n, "", "insert into dealloc_t values (1)");
+	harness_put_msg(buf, &n, 'H', "", 0);
+	harness_send_all(PQsocket(a), buf, n);
+	/* ParseComplete, BindComplete, CommandComplete "INSERT 0 1": 5 + 5 + 16 bytes. */
+	for (size_t got = 0; got < 26;) {
+		struct pollfd pfd = {.fd = PQsocket(a), .events = POLLIN};
+		ssize_t r;
+
+		cr_assert_eq(poll(&pfd, 1, 20000), 1, "the flushed INSERT was not answered");
+		r = recv(PQsocket(a), buf, sizeof(buf), 0);
+		cr_assert_gt(r, 0);
+		got += (size_t)r;
+	}
+	n = 0;
+	harness_put_query(buf, &n, "DEALLOCATE named");
+	harness_expect_transcript(a, buf, n, 1, "C(DEALLOCATE) Z(I) ", "DEALLOCATE of a name");
+	PQfinish(a);
+	cr_assert_eq(harness_query_int(b, "select count(*) from dealloc_t"), 1,
+	             "the INSERT before the DEALLOCATE was not committed");
+	PQfinish(b);
 }
 
 /*
