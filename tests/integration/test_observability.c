@@ -183,6 +183,37 @@ Test(observability, histograms_in_metrics)
 	PQfinish(c);
 }
 
+/*
+ * Queries pipelined in one write are each a request and a transaction in
+ * SHOW LATENCY: three, not one.  Since each queued request has its own clock
+ * (query_timeout), the figures were kept only for the last of the burst.
+ */
+Test(observability, pipelined_queries_are_counted_one_by_one)
+{
+	struct harness_sluice *h =
+	    harness_start_sluice_users("admin_users = admin", "\"admin\" \"admin-secret\"\n");
+	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
+	PGconn *admin = harness_connect_ok(h, "admin", "admin-secret", "sluice");
+	unsigned char buf[256];
+	size_t n = 0;
+	long long queries, xacts, p50;
+
+	harness_put_query(buf, &n, "select 1");
+	harness_put_query(buf, &n, "select 2");
+	harness_put_query(buf, &n, "select 3");
+	harness_expect_transcript(
+	    c, buf, n, 3,
+	    "T D(1) C(SELECT 1) Z(I) T D(2) C(SELECT 1) Z(I) T D(3) C(SELECT 1) "
+	    "Z(I) ",
+	    "three Queries in one write");
+	latency_row(admin, "query", &queries, &p50);
+	latency_row(admin, "transaction", &xacts, &p50);
+	cr_assert_eq(queries, 3, "%lld requests recorded for three", queries);
+	cr_assert_eq(xacts, 3, "%lld transactions recorded for three", xacts);
+	PQfinish(admin);
+	PQfinish(c);
+}
+
 Test(observability, errors_by_sqlstate_class)
 {
 	struct harness_sluice *h = harness_start_sluice(METRICS_INI);
