@@ -293,8 +293,11 @@ cmd_stop() {
   fi
   pg_paths
   rm -f "$envfile"
+  # A postmaster killed a moment ago (cmd_kill) may still look alive here and
+  # be gone when pg_ctl signals it ("No such process"): gone is stopped.
   if [ -f "$data/PG_VERSION" ] && postmaster_pid >/dev/null; then
-    as_owner "$pgbin/pg_ctl" stop -D "$data" -m fast -w -t 120 >/dev/null
+    as_owner "$pgbin/pg_ctl" stop -D "$data" -m fast -w -t 120 >/dev/null ||
+      ! postmaster_pid >/dev/null
   fi
 }
 
