@@ -223,12 +223,19 @@ static void add_set(struct evbuffer *sql, size_t *nsets, const char *name, const
 	(*nsets)++;
 }
 
-/* RESET name; */
+/*
+ * RESET name; -- role's first: RESET of a superuser-only setting fails for
+ * a role without the right, and would take the RESET of that role with it.
+ */
 static void add_reset(struct evbuffer *sql, size_t *n, const char *name)
 {
-	evbuffer_add(sql, "RESET ", 6);
-	add_identifier(sql, name);
-	evbuffer_add(sql, ";", 1);
+	if (strcasecmp(name, "role") == 0) {
+		evbuffer_prepend(sql, "RESET \"role\";", 13);
+	} else {
+		evbuffer_add(sql, "RESET ", 6);
+		add_identifier(sql, name);
+		evbuffer_add(sql, ";", 1);
+	}
 	(*n)++;
 }
 

@@ -223,3 +223,29 @@ Test(params, a_value_an_earlier_client_set_is_reset_before_it_is_set)
 	param_list_fini(&own);
 	param_list_fini(&server);
 }
+
+/*
+ * An earlier client's SET ROLE is reset first: a RESET of a superuser-only
+ * setting the role may not change would fail, and take the RESET of the
+ * role with it (one Query is one transaction).
+ */
+Test(params, the_role_is_reset_first)
+{
+	struct param_list defaults, own, server;
+	struct evbuffer *sets = evbuffer_new(), *resets = evbuffer_new();
+
+	param_list_init(&defaults);
+	param_list_init(&own);
+	param_list_init(&server);
+	param_set(&server, "log_statement", "all");
+	param_set(&server, "role", "tenant_role");
+	cr_assert_eq(param_sync_sql(resets, sets, &defaults, &own, &server), 2);
+	evbuffer_add(resets, "", 1);
+	cr_assert_str_eq((char *)evbuffer_pullup(resets, -1),
+	                 "RESET \"role\";RESET \"log_statement\";");
+	evbuffer_free(sets);
+	evbuffer_free(resets);
+	param_list_fini(&defaults);
+	param_list_fini(&own);
+	param_list_fini(&server);
+}
