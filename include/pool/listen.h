@@ -113,6 +113,7 @@ struct listener {
 	bool listening;            /* the server logged in and got its LISTENs */
 	bool failed;               /* the Query being answered got an ErrorResponse */
 	bool lost;                 /* a connection with channels was lost: notice after relisten */
+	bool retiring;             /* closed by listen_pool_retire: open again at once */
 	char error[256];           /* that error's message */
 	char error_state[6];       /* and SQLSTATE */
 	int nchannels;             /* channels */

@@ -550,11 +550,13 @@ void listen_server_gone(struct server *s)
 {
 	struct listener *l = s->listener;
 	bool was_ready = l->server == s && l->listening;
+	bool retired = l->server == s && l->retiring;
 	struct list_node *pos;
 
 	if (l->server == s) {
 		l->server = NULL;
 		l->listening = false;
+		l->retiring = false;
 	}
 	for (pos = l->channels.next; pos != &l->channels; pos = pos->next) {
 		struct listen_channel *ch = list_entry(pos, struct listen_channel, node);
@@ -572,7 +574,8 @@ void listen_server_gone(struct server *s)
 	/* PAUSE: opened again (and subscribers told) at RESUME; LISTENs wait until then. */
 	if (l->pool->pause_closes)
 		return;
-	if (was_ready) {
+	/* Retired while still logging in: not a failed login, its waiters wait on. */
+	if (was_ready || retired) {
 		open_connection(l);
 		return;
 	}
@@ -1240,9 +1243,11 @@ void listen_pool_retire(struct pool *p)
 {
 	struct listener *l = p->listen;
 
-	if (l != NULL && l->server != NULL)
+	if (l != NULL && l->server != NULL) {
+		l->retiring = true;
 		server_close(l->server, "RECONNECT or a new target: listening again on a new "
 		                        "connection");
+	}
 }
 
 void listen_pool_free(struct pool *p)
