@@ -246,7 +246,8 @@ static const struct config_option options[] = {
                  "Close server connections older than this when released; 0 = off."),
     OPT_DURATION(server_reset_timeout, "5s",
                  "Reset or rollback after a client leaves must finish within this, else the "
-                 "server is closed; 0 = close at once."),
+                 "server is closed; 0 = a server left in a transaction or a request is closed "
+                 "at once, and a clean one's reset (session mode) has no limit."),
     OPT_DURATION(pin_timeout, "0",
                  "A client pinned to its server (session advisory lock, temporary table, cursor "
                  "WITH HOLD, LOAD: docs/session-state.md) longer than this is closed (57P05) when "

@@ -422,8 +422,12 @@ void server_unlink(struct server *s)
 		pool_release(s->pool, s);
 		return;
 	}
-	/* server_reset_timeout = 0: no time for a reset at all (docs/config.md). */
-	if (s->w->cfg->server_reset_timeout_us == 0) {
+	/*
+	 * server_reset_timeout = 0: no time for a rollback (docs/config.md).  A
+	 * clean server's reset (session mode's server_reset_query) still runs:
+	 * closed too, session pooling would pool nothing.
+	 */
+	if (s->w->cfg->server_reset_timeout_us == 0 && !server_is_clean(s)) {
 		server_close(s, "left unclean, and server_reset_timeout is 0");
 		return;
 	}

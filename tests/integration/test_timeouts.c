@@ -223,3 +223,18 @@ Test(timeouts, a_transaction_opened_by_a_pipelined_begin_is_timed)
 	cr_assert(harness_log_contains(h, "transaction_timeout"));
 	PQfinish(c);
 }
+
+/* ... but a clean server's reset still runs: session mode with 0 still pools. */
+Test(timeouts, server_reset_timeout_zero_still_resets_a_clean_session_server)
+{
+	struct harness_sluice *h = harness_start_sluice(
+	    "workers = 1\ndefault_pool_size = 1\npool_mode = session\nserver_reset_timeout = 0");
+	PGconn *a = harness_connect_ok(h, "app", "app-secret", "app"), *b;
+	int pid = harness_query_int(a, "select pg_backend_pid()");
+
+	PQfinish(a);
+	b = harness_connect_ok(h, "app", "app-secret", "app");
+	cr_assert_eq(harness_query_int(b, "select pg_backend_pid()"), pid,
+	             "a clean session-mode server was closed, not reset and reused");
+	PQfinish(b);
+}
