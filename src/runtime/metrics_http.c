@@ -234,23 +234,42 @@ static void add_label_value(char *buf, size_t len, size_t *pos, const char *v)
 	buf[*pos] = '\0';
 }
 
+/*
+ * Bytes of a database, user or tenant name in a label.  A client picks its
+ * database and user names (through "*"), and one label that is not valid
+ * UTF-8, or cut in the middle, fails the whole scrape: names are made valid
+ * UTF-8 and cut by characters to this (Postgres' own are at most 63 bytes),
+ * so three of them, escaped (at most twice as long), fit a 1 kB label set.
+ */
+#define LABEL_NAME_MAX 128
+
+/* Appends `,name="value"` (no comma at the start of buf), cleaned as above. */
+static void add_name_label(char *buf, size_t len, size_t *pos, const char *name, const char *value)
+{
+	char clean[LABEL_NAME_MAX + 1];
+	int n;
+
+	queries_utf8_clean(value != NULL ? value : "", clean, sizeof(clean));
+	n = snprintf(buf + *pos, len - *pos, "%s%s=\"", *pos > 0 ? "," : "", name);
+	if (n < 0 || (size_t)n >= len - *pos)
+		return;
+	*pos += (size_t)n;
+	add_label_value(buf, len, pos, clean);
+	if (*pos + 2 <= len) {
+		buf[(*pos)++] = '"';
+		buf[*pos] = '\0';
+	}
+}
+
 /* database="..",user="..",tenant=".." for a row. */
 static void pool_labels(const struct latency_row *r, char *buf, size_t len)
 {
-	const char *names[] = {"database", "user", "tenant"};
-	const char *values[] = {r->database, r->user, r->tenant};
 	size_t pos = 0;
 
 	buf[0] = '\0';
-	for (int i = 0; i < 3; i++) {
-		pos += (size_t)snprintf(buf + pos, len - pos, "%s%s=\"", i ? "," : "", names[i]);
-		if (pos >= len)
-			break;
-		add_label_value(buf, len, &pos, values[i] != NULL ? values[i] : "");
-		pos += (size_t)snprintf(buf + pos, len - pos, "\"");
-		if (pos >= len)
-			break;
-	}
+	add_name_label(buf, len, &pos, "database", r->database);
+	add_name_label(buf, len, &pos, "user", r->user);
+	add_name_label(buf, len, &pos, "tenant", r->tenant);
 }
 
 /* Microseconds as exact decimal seconds. */
@@ -409,8 +428,8 @@ static void add_databases(struct evbuffer *out, const struct latency_report *rep
 			            r->database ? r->database : "") == 0;
 			     k++)
 				v = v || (f == 0 ? rep->rows[k].paused : rep->rows[k].disabled);
-			add_label_value(label, sizeof(label), &pos, r->database ? r->database : "");
-			evbuffer_add_printf(out, "%s{database=\"%s\"} %d\n", names[f], label, v);
+			add_name_label(label, sizeof(label), &pos, "database", r->database);
+			evbuffer_add_printf(out, "%s{%s} %d\n", names[f], label, v);
 		}
 	}
 }
@@ -514,21 +533,12 @@ static void add_query_types(struct evbuffer *out, const struct query_report *q)
 /* fingerprint, database, user, tenant and query_type of a top row. */
 static void top_labels(const struct query_row *r, char *buf, size_t len)
 {
-	const char *names[] = {"database", "user", "tenant"};
-	const char *values[] = {r->database, r->user, r->tenant};
 	size_t pos =
 	    (size_t)snprintf(buf, len, "fingerprint=\"%016llx\"", (unsigned long long)r->fp);
 
-	for (int i = 0; i < 3 && pos < len; i++) {
-		char clean[256];
-
-		queries_utf8_clean(values[i], clean, sizeof(clean));
-		pos += (size_t)snprintf(buf + pos, len - pos, ",%s=\"", names[i]);
-		if (pos >= len)
-			break;
-		add_label_value(buf, len, &pos, clean);
-		pos += (size_t)snprintf(buf + pos, len - pos, "\"");
-	}
+	add_name_label(buf, len, &pos, "database", r->database);
+	add_name_label(buf, len, &pos, "user", r->user);
+	add_name_label(buf, len, &pos, "tenant", r->tenant);
 	if (pos < len)
 		snprintf(buf + pos, len - pos, ",query_type=\"%s\"", query_type_name(r->type));
 }

@@ -214,6 +214,58 @@ Test(observability, pipelined_queries_are_counted_one_by_one)
 	PQfinish(c);
 }
 
+/* Whether `s` is valid UTF-8 (the text format's labels must be). */
+static bool valid_utf8(const unsigned char *s)
+{
+	while (*s != '\0') {
+		size_t need = *s < 0x80             ? 0
+		              : (*s & 0xe0) == 0xc0 ? 1
+		              : (*s & 0xf0) == 0xe0 ? 2
+		              : (*s & 0xf8) == 0xf0 ? 3
+		                                    : 9;
+
+		if (need == 9)
+			return false;
+		for (s++; need > 0; need--, s++)
+			if ((*s & 0xc0) != 0x80)
+				return false;
+	}
+	return true;
+}
+
+/*
+ * A client picks its database name through "*": one that is not UTF-8, or
+ * long enough to fill the label buffer, broke the whole scrape (a raw 0xe9
+ * byte; a label set cut after its comma, `database="...",,le=`).  Names are
+ * made valid UTF-8 and cut by characters.
+ */
+Test(observability, a_clients_database_name_cannot_break_the_scrape)
+{
+	struct harness_sluice *h = harness_start_sluice(
+	    METRICS_INI "[databases]\n* = host=@PGHOST@ port=@PGPORT@ dbname=app\n");
+	int port = harness_metrics_port(h);
+	char dbname[1200], portstr[16];
+	const char *keys[] = {"host", "port", "user", "password", "dbname", NULL};
+	const char *values[] = {"127.0.0.1", portstr, "app", "app-secret", dbname, NULL};
+	struct harness_http_reply r;
+	PGconn *c;
+
+	snprintf(portstr, sizeof(portstr), "%d", h->port);
+	memcpy(dbname, "caf\xe9", 4);
+	memset(dbname + 4, 'x', sizeof(dbname) - 5);
+	dbname[sizeof(dbname) - 1] = '\0';
+	c = PQconnectdbParams(keys, values, 0);
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	cr_assert_eq(harness_query_int(c, "select 1"), 1);
+	r = harness_http_get(port, "/metrics");
+	cr_assert_eq(r.status, 200);
+	cr_assert(strstr(r.body, "database=\"caf?xxx") != NULL, "the name was not cleaned");
+	cr_assert_null(strstr(r.body, ",,"), "a label set cut after its comma");
+	cr_assert(valid_utf8((const unsigned char *)r.body), "/metrics is not UTF-8");
+	free(r.text);
+	PQfinish(c);
+}
+
 Test(observability, errors_by_sqlstate_class)
 {
 	struct harness_sluice *h = harness_start_sluice(METRICS_INI);
