@@ -347,6 +347,31 @@ Test(copy, a_sync_after_a_copy_end_sent_ahead_is_answered)
 }
 
 /*
+ * c sends `buf` (a COPY burst, to which a query of its own is added) while
+ * the holder keeps the pool's one server in a transaction, so the burst and
+ * then the victim's query queue; the holder commits.  c's replies up to its
+ * `ready`th ReadyForQuery must be `want`, and the victim gets its own row.
+ */
+static void burst_beside_a_victim(PGconn *c, PGconn *holder, PGconn *victim, unsigned char *buf,
+                                  size_t n, int ready, const char *want)
+{
+	char replies[256];
+	PGresult *res;
+
+	harness_put_query(buf, &n, "select pg_sleep(0.2)::text || 'not yours'");
+	harness_send_all(PQsocket(c), buf, n);
+	cr_assert(PQsendQuery(victim, "select 'mine'"), "%s", PQerrorMessage(victim));
+	PQclear(harness_exec_ok(holder, "commit"));
+	harness_transcript(PQsocket(c), ready, replies, sizeof(replies));
+	cr_assert_str_eq(replies, want);
+	res = PQgetResult(victim);
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+	cr_assert_str_eq(PQgetvalue(res, 0, 0), "mine", "the victim got another client's row");
+	PQclear(res);
+	cr_assert_null(PQgetResult(victim));
+}
+
+/*
  * A Sync inside COPY data, and the COPY fails on that data.  Postgres
  * ignores a Sync in COPY mode, but leaves COPY mode at the failing row and
  * answers a Sync behind it; sluice took the Sync as ignored, counted one
@@ -369,7 +394,6 @@ Test(copy, a_sync_inside_copy_data_that_fails_closes_the_connection)
 	PGconn *holder = harness_connect_ok(h, "app", "app-secret", "app");
 	PGconn *victim = harness_connect_ok(h, "app", "app-secret", "app");
 	PGconn *next;
-	PGresult *res;
 	unsigned char buf[256];
 	size_t n = 0;
 	char replies[256];
@@ -382,17 +406,7 @@ Test(copy, a_sync_inside_copy_data_that_fails_closes_the_connection)
 	harness_put_msg(buf, &n, 'd', "x\n", 2);
 	harness_put_msg(buf, &n, 'S', "", 0);
 	harness_put_msg(buf, &n, 'c', "", 0);
-	harness_put_query(buf, &n, "select pg_sleep(0.2)::text || 'not yours'");
-	harness_send_all(PQsocket(c), buf, n);
-	cr_assert(PQsendQuery(victim, "select 'mine'"), "%s", PQerrorMessage(victim));
-	PQclear(harness_exec_ok(holder, "commit"));
-	harness_transcript(PQsocket(c), 1, replies, sizeof(replies));
-	cr_assert_str_eq(replies, "G E(22P02) E(08P01) CLOSED", "ahead of the CopyInResponse");
-	res = PQgetResult(victim);
-	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
-	cr_assert_str_eq(PQgetvalue(res, 0, 0), "mine", "the victim got another client's row");
-	PQclear(res);
-	cr_assert_null(PQgetResult(victim));
+	burst_beside_a_victim(c, holder, victim, buf, n, 1, "G E(22P02) E(08P01) CLOSED");
 	PQfinish(c);
 
 	c = harness_connect_ok(h, "app", "app-secret", "app");
@@ -435,10 +449,8 @@ Test(copy, a_sync_inside_the_data_of_a_second_copy_that_fails_closes_the_connect
 	PGconn *c = harness_connect_ok(h, "app", "app-secret", "app");
 	PGconn *holder = harness_connect_ok(h, "app", "app-secret", "app");
 	PGconn *victim = harness_connect_ok(h, "app", "app-secret", "app");
-	PGresult *res;
 	unsigned char buf[256];
 	size_t n = 0;
-	char replies[256];
 
 	PQclear(harness_exec_ok(c, "drop table if exists copy_sync2; "
 	                           "create table copy_sync2 (a int)"));
@@ -449,17 +461,8 @@ Test(copy, a_sync_inside_the_data_of_a_second_copy_that_fails_closes_the_connect
 	harness_put_msg(buf, &n, 'd', "x\n", 2);
 	harness_put_msg(buf, &n, 'S', "", 0);
 	harness_put_msg(buf, &n, 'c', "", 0);
-	harness_put_query(buf, &n, "select pg_sleep(0.2)::text || 'not yours'");
-	harness_send_all(PQsocket(c), buf, n);
-	cr_assert(PQsendQuery(victim, "select 'mine'"), "%s", PQerrorMessage(victim));
-	PQclear(harness_exec_ok(holder, "commit"));
-	harness_transcript(PQsocket(c), 2, replies, sizeof(replies));
-	cr_assert_str_eq(replies, "G C(COPY 0) Z(I) G E(22P02) E(08P01) CLOSED");
-	res = PQgetResult(victim);
-	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
-	cr_assert_str_eq(PQgetvalue(res, 0, 0), "mine", "the victim got another client's row");
-	PQclear(res);
-	cr_assert_null(PQgetResult(victim));
+	burst_beside_a_victim(c, holder, victim, buf, n, 2,
+	                      "G C(COPY 0) Z(I) G E(22P02) E(08P01) CLOSED");
 	PQfinish(c);
 	c = harness_connect_ok(h, "app", "app-secret", "app");
 	PQclear(harness_exec_ok(c, "drop table copy_sync2"));
