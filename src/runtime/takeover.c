@@ -308,10 +308,17 @@ int takeover_fetch(struct runtime *rt)
 
 void takeover_confirm(struct runtime *rt, int conn)
 {
-	if (send(conn, "OK\n", 3, MSG_NOSIGNAL) != 3)
+	bool confirmed = send(conn, "OK\n", 3, MSG_NOSIGNAL) == 3;
+
+	if (!confirmed)
 		log_warn(&rt->log, "takeover: could not confirm: %s", strerror(errno));
 	close(conn);
-	/* The socket files are this process's now (before: the old one's, if this one failed). */
+	/*
+	 * The socket files are this process's now (before: the old one's, if
+	 * this one failed).  Unconfirmed, the old process may still serve them.
+	 */
+	if (!confirmed)
+		return;
 	listener_adopt_paths(rt);
 	if (rt->takeover != NULL)
 		rt->takeover->inherited = false;
