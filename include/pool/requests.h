@@ -94,10 +94,50 @@ struct requests {
 	 */
 	bool copy_data;
 	bool syncs_unsure;
+	/*
+	 * The last request sent was an extended message (Parse, Bind, Describe,
+	 * Execute, Close, or one sluice injects) with no Sync or Query after it:
+	 * Postgres keeps the batch's implicit transaction open until the Sync,
+	 * whatever the last ReadyForQuery said, answered or not.
+	 */
+	bool batch_open;
 };
 
 void requests_init(struct requests *q);
 void requests_fini(struct requests *q);
+
+/* Requests the server skips after an error until the next Sync. */
+bool requests_is_extended(uint8_t kind);
+/* A marker for a reply sluice emits itself. */
+bool requests_is_fake(uint8_t kind);
+
+/*
+ * Request `kind` was queued (requests_push): batch_open follows it.  One the
+ * server skips after an error changes nothing: that batch is aborted, and
+ * its Sync ends it.
+ */
+static inline void requests_sent(struct requests *q, uint8_t kind)
+{
+	switch (kind) {
+	case 'P':
+	case 'B':
+	case 'D':
+	case 'E':
+	case 'C':
+		q->batch_open = true;
+		break;
+	case 'S':
+	case 'Q':
+	case 'F':
+		q->batch_open = false;
+		break;
+	default:
+		/* A faked reply sends nothing; COPY markers are not requests. */
+		if (!requests_is_fake(kind) && kind != REQ_COPY_END && kind != REQ_COPY_DATA)
+			q->batch_open = requests_is_extended(kind);
+		break;
+	}
+}
 
 /*
  * Queues a request sluice sends itself (Sync, ROLLBACK, a faked reply),
@@ -112,6 +152,7 @@ static inline void requests_push(struct requests *q, uint8_t kind)
 	if (k == NULL)
 		abort();
 	*k = kind;
+	requests_sent(q, kind);
 }
 
 /*
@@ -218,10 +259,5 @@ uint8_t requests_pop_skipped(struct requests *q);
 bool requests_copy_started(struct requests *q);
 /* Whether a Sync must be sent for a ReadyForQuery to come (releasing a server mid-batch). */
 bool requests_need_sync(const struct requests *q);
-
-/* Requests the server skips after an error until the next Sync. */
-bool requests_is_extended(uint8_t kind);
-/* A marker for a reply sluice emits itself. */
-bool requests_is_fake(uint8_t kind);
 
 #endif

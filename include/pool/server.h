@@ -82,13 +82,6 @@ struct server {
 	struct qstats_server qs;           /* query_stats: statements in flight */
 	char tx_status;                    /* last ReadyForQuery status: I, T or E */
 	bool copy_in;                      /* server is in COPY FROM STDIN */
-	/*
-	 * The last request sent was an extended message (Parse, Bind, Describe,
-	 * Execute, Close) with no Sync or Query after it: Postgres keeps the
-	 * batch's implicit transaction open until the Sync, whatever tx_status
-	 * said last, so the server is not clean (server_is_clean).
-	 */
-	bool batch_open;
 	int sync_pending;           /* ReadyForQuery replies to swallow (parameter SET batches) */
 	bool params_dirty;          /* session state may have changed: read it back (SET, pins) */
 	bool capturing;             /* that read-back is in flight (counted in sync_pending) */

@@ -66,7 +66,10 @@ void param_sql_literal(struct evbuffer *sql, const char *value);
  * The statements that turn `server` into the client's effective set, in two
  * parts sent as two Queries: `resets` RESETs every setting the server has
  * away from its default that the client does not want as it is (those it
- * will set too), and cannot fail; `sets` is one SELECT of set_config() for
+ * will set too), `role` first (a RESET of a superuser-only setting fails
+ * for a role without the right, and would take the role's RESET with it);
+ * the values an earlier client set it could set itself, so these do not
+ * fail on a bad value; `sets` is one SELECT of set_config() for
  * the client's values, which fails as a whole on one bad value.  Sent apart,
  * a failed `sets` leaves the server at its defaults, not with an earlier
  * client's settings (one Query is one transaction: its RESETs went too).

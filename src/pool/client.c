@@ -552,8 +552,9 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (c->state == CLIENT_LOGIN)
 		client_fail(c, SQLSTATE_CONNECTION_FAILURE,
 		            "client_login_timeout expired before the login completed");
-	else if (c->state == CLIENT_IDLE || (c->state == CLIENT_ACTIVE && c->server != NULL &&
-	                                     c->server->tx_status == 'I' && !c->server->batch_open))
+	else if (c->state == CLIENT_IDLE ||
+	         (c->state == CLIENT_ACTIVE && c->server != NULL && c->server->tx_status == 'I' &&
+	          !c->server->requests.batch_open))
 		client_fail(c, SQLSTATE_IDLE_SESSION_TIMEOUT,
 		            "closing an idle connection: client_idle_timeout expired");
 	else if (c->state == CLIENT_ACTIVE)

@@ -927,14 +927,13 @@ static bool push_fake(struct server *s, uint8_t marker)
 {
 	/*
 	 * Postgres would run that Query, which ends the extended batch before
-	 * it, answered or not: its implicit transaction commits (batch_open).
+	 * it, answered or not: its implicit transaction commits (requests.batch_open).
 	 */
 	if ((marker == REQ_FAKE_PREPARE || marker == REQ_FAKE_DEALLOC) && !s->copy_in &&
 	    ((requests_count(&s->requests) > 0 && requests_need_sync(&s->requests)) ||
-	     s->batch_open)) {
+	     s->requests.batch_open)) {
 		build_sync(conn_out(&s->conn));
 		requests_push(&s->requests, REQ_INJECTED_SYNC);
-		s->batch_open = false;
 	}
 	requests_push(&s->requests, marker);
 	/* Never inside a message still streaming to the client: the relay sends it after. */

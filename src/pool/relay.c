@@ -64,25 +64,6 @@ static void start_request_clock(struct server *s)
 
 void relay_track_request(struct server *s, uint8_t type)
 {
-	switch (type) {
-	case 'P':
-	case 'B':
-	case 'D':
-	case 'E':
-	case 'C':
-		s->batch_open = true;
-		break;
-	case 'S':
-	case 'Q':
-	case 'F':
-		s->batch_open = false;
-		break;
-	default:
-		/* A reply sluice makes itself sends nothing to the server. */
-		if (!requests_is_fake(type))
-			s->batch_open = requests_is_extended(type);
-		break;
-	}
 	if (requests_track(&s->requests, type))
 		start_request_clock(s);
 }
@@ -1496,7 +1477,7 @@ void relay_server_input(struct server *s)
 		 * Answered up to a client's Flush inside a batch it has not synced:
 		 * idle in the batch's implicit transaction, holding the server.
 		 */
-		if (c != NULL && s->batch_open && requests_count(&s->requests) == 0 &&
+		if (c != NULL && s->requests.batch_open && requests_count(&s->requests) == 0 &&
 		    !client_mid_message(c))
 			client_arm_timer(c, s->pool->set.idle_transaction_timeout_us);
 		check_client_watermark(s);

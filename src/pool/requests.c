@@ -11,6 +11,7 @@ void requests_init(struct requests *q)
 	q->skip_to_sync = false;
 	q->copy_data = false;
 	q->syncs_unsure = false;
+	q->batch_open = false;
 }
 
 void requests_fini(struct requests *q)

@@ -271,7 +271,7 @@ void server_kick(struct server *s)
 bool server_is_clean(const struct server *s)
 {
 	return s->tx_status == 'I' && requests_count(&s->requests) == 0 && !s->copy_in &&
-	       !s->batch_open && !s->requests.skip_to_sync && s->sync_pending == 0 &&
+	       !s->requests.batch_open && !s->requests.skip_to_sync && s->sync_pending == 0 &&
 	       s->fwd_remaining == 0;
 }
 
@@ -288,7 +288,6 @@ static void ensure_sync(struct server *s)
 	if (need_sync) {
 		build_sync(out);
 		requests_track(&s->requests, 'S'); /* and the server stops skipping at it */
-		s->batch_open = false;
 	}
 }
 
@@ -412,7 +411,7 @@ void server_unlink(struct server *s)
 		 * where Postgres rolls back a client that leaves.  Closing does that
 		 * (unless an error already aborted it: the reset's Sync rolls back).
 		 */
-		if (s->batch_open && !s->requests.skip_to_sync) {
+		if (s->requests.batch_open && !s->requests.skip_to_sync) {
 			server_close(s, "client left inside an extended batch it never synced");
 			return;
 		}
@@ -1297,7 +1296,7 @@ void server_sync_params(struct server *s, struct client *c)
 	if ((differ && param_sync_sql(resets, sets, &p->defaults, &c->params, &s->params) > 0) ||
 	    s->stmts_foreign) {
 		s->stmts_foreign = false;
-		/* The RESETs alone first: they cannot fail (param_sync_sql). */
+		/* The RESETs alone first: a bad value of this client's fails `sets` only. */
 		send_sync_query(s, resets);
 		send_sync_query(s, sets);
 		/* Mirror what the SETs do; ParameterStatus replies fix the spelling later. */

@@ -97,3 +97,33 @@ Test(requests, a_later_copys_data_outlives_the_first_copys_start)
 	cr_assert_eq(requests_count(&q), 2, "the second COPY and the Query behind it");
 	requests_fini(&q);
 }
+
+/*
+ * batch_open follows what was sent: an extended message opens the batch
+ * (its implicit transaction), a Sync or a Query ends it, and a reply
+ * sluice fakes or a message the server skips after an error changes nothing.
+ */
+Test(requests, an_extended_message_opens_the_batch_and_a_sync_or_query_ends_it)
+{
+	struct requests q;
+
+	requests_init(&q);
+	cr_assert_not(q.batch_open);
+	requests_track(&q, 'P');
+	requests_track(&q, 'E');
+	cr_assert(q.batch_open);
+	requests_pop(&q);
+	requests_pop(&q);
+	cr_assert(q.batch_open, "answered up to a Flush, the batch is still open");
+	requests_push(&q, REQ_FAKE_DEALLOC);
+	cr_assert(q.batch_open, "a faked reply sends nothing");
+	requests_push(&q, REQ_INJECTED_SYNC);
+	cr_assert_not(q.batch_open);
+	requests_track(&q, 'B');
+	q.skip_to_sync = true;
+	requests_track(&q, 'Q');
+	cr_assert(q.batch_open, "a Query the server skips ends nothing");
+	requests_track(&q, 'S');
+	cr_assert_not(q.batch_open);
+	requests_fini(&q);
+}
